@@ -1,0 +1,43 @@
+//! Configuration for fernando-cache: environment profiles, the cache-type TTL table and every tunable of the
+//! store, validated once at load time.
+//!
+//! This crate owns *what* the cache is configured to do, never how it does it: it reads configuration files and
+//! environment variables and nothing else. It must not depend on any other fernando-cache crate, nor on Redis,
+//! Tokio or a database.
+//!
+//! Settings are layered, each layer overriding the one before:
+//!
+//! 1. `default.toml`, then `{environment}.toml` — the files of the repository's `config/` folder, embedded in this
+//!    crate so that a program runs with sane settings even without a config folder;
+//! 2. the same two files and an optional untracked `local.toml` from a config folder on disk
+//!    ([`LoadOptions::config_dir`], default `./config` when it exists, or `FERNANDO_CACHE_CONFIG_DIR`);
+//! 3. environment variables `FERNANDO_CACHE__SECTION__KEY` (for example `FERNANDO_CACHE__REDIS__URL`);
+//! 4. explicit overrides from code or the command line ([`LoadOptions::set`]).
+//!
+//! The profile is chosen by [`LoadOptions::environment`], else `FERNANDO_CACHE_ENV`, else `development`.
+//!
+//! ```
+//! use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+//!
+//! let settings = Settings::load(LoadOptions::new().environment(Environment::Production)).unwrap();
+//! assert_eq!(settings.ttl.get(&CacheType::OCR_RESULT).unwrap().as_secs(), 7 * 24 * 3600);
+//! ```
+
+mod cache_type;
+mod duration;
+mod environment;
+mod error;
+mod load;
+mod settings;
+mod ttl;
+
+pub use cache_type::CacheType;
+pub use environment::Environment;
+pub use error::ConfigError;
+pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
+pub use secrecy::{ExposeSecret, SecretString};
+pub use settings::{
+    BackendKind, CompressionSettings, DegradationSettings, InvalidationSettings, MemorySettings,
+    MetricsSettings, RedisSettings, RedisUrl, Settings, TenancySettings,
+};
+pub use ttl::TtlTable;

@@ -1,0 +1,278 @@
+//! Loading settings from embedded profiles, a config folder, the environment and explicit overrides.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment as EnvSource, File, FileFormat};
+
+use crate::{ConfigError, Environment, Settings};
+
+const EMBEDDED_DEFAULT: &str = include_str!("../../../config/default.toml");
+
+fn embedded_profile(env: Environment) -> &'static str {
+    match env {
+        Environment::Development => include_str!("../../../config/development.toml"),
+        Environment::Test => include_str!("../../../config/test.toml"),
+        Environment::Staging => include_str!("../../../config/staging.toml"),
+        Environment::Production => include_str!("../../../config/production.toml"),
+    }
+}
+
+/// Environment variable that selects the profile.
+pub const ENV_PROFILE_VAR: &str = "FERNANDO_CACHE_ENV";
+/// Environment variable that names the config folder.
+pub const ENV_CONFIG_DIR_VAR: &str = "FERNANDO_CACHE_CONFIG_DIR";
+
+/// How to load [`Settings`]: which profile, which folder, which overrides.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// The profile; `None` reads `FERNANDO_CACHE_ENV`, else `development`.
+    pub environment: Option<Environment>,
+    /// The config folder; `None` reads `FERNANDO_CACHE_CONFIG_DIR`, else `./config` if it exists.
+    pub config_dir: Option<PathBuf>,
+    /// Ignore `FERNANDO_CACHE__…` environment variables (default false: they are read).
+    pub skip_environment_variables: bool,
+    /// Explicit `key = value` overrides applied last, e.g. `("redis.url", "redis://…")`.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl LoadOptions {
+    /// Options that read the environment and `./config`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chooses the profile.
+    #[must_use]
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.environment = Some(env);
+        self
+    }
+
+    /// Chooses the config folder.
+    #[must_use]
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Ignores `FERNANDO_CACHE__…` environment variables (for tests and embedding).
+    #[must_use]
+    pub fn without_environment_variables(mut self) -> Self {
+        self.skip_environment_variables = true;
+        self
+    }
+
+    /// Overrides one dotted key, e.g. `set("compression.level", "1")`.
+    #[must_use]
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.overrides.push((key.into(), value.into()));
+        self
+    }
+}
+
+impl Settings {
+    /// Loads and validates settings.
+    ///
+    /// # Errors
+    /// [`ConfigError::Source`] when a file cannot be read or a value has the wrong type, and
+    /// [`ConfigError::Invalid`] when a value is out of range; both name the key.
+    pub fn load(options: LoadOptions) -> Result<Settings, ConfigError> {
+        let env = match options.environment {
+            Some(env) => env,
+            None => match std::env::var(ENV_PROFILE_VAR) {
+                Ok(name) if !name.trim().is_empty() => name.parse()?,
+                _ => Environment::Development,
+            },
+        };
+        let dir = options
+            .config_dir
+            .clone()
+            .or_else(|| std::env::var_os(ENV_CONFIG_DIR_VAR).map(PathBuf::from))
+            .or_else(|| {
+                let local = PathBuf::from("config");
+                local.join("default.toml").is_file().then_some(local)
+            });
+        if let Some(dir) = &dir {
+            if !dir.is_dir() {
+                return Err(ConfigError::invalid(
+                    "config_dir",
+                    format!("{} is not a folder", dir.display()),
+                ));
+            }
+        }
+
+        let mut builder = Config::builder()
+            .add_source(File::from_str(EMBEDDED_DEFAULT, FileFormat::Toml))
+            .add_source(File::from_str(embedded_profile(env), FileFormat::Toml));
+        if let Some(dir) = &dir {
+            for name in ["default", env.as_str(), "local"] {
+                builder = builder.add_source(file_in(dir, name));
+            }
+        }
+        if !options.skip_environment_variables {
+            builder = builder.add_source(
+                EnvSource::with_prefix("FERNANDO_CACHE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        for (key, value) in &options.overrides {
+            builder = builder
+                .set_override(key.as_str(), value.as_str())
+                .map_err(|e| ConfigError::Source(e.to_string()))?;
+        }
+        let raw = builder.build().map_err(|e| ConfigError::Source(e.to_string()))?;
+        let mut settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        settings.environment = env;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The settings of a profile from the embedded files alone (no folder, no environment variables).
+    ///
+    /// # Errors
+    /// Only if the embedded files are broken, which the crate's tests rule out.
+    pub fn embedded(env: Environment) -> Result<Settings, ConfigError> {
+        Settings::load(LoadOptions {
+            environment: Some(env),
+            config_dir: None,
+            skip_environment_variables: true,
+            overrides: Vec::new(),
+        })
+    }
+}
+
+fn file_in(dir: &Path, name: &str) -> File<config::FileSourceFile, FileFormat> {
+    File::from(dir.join(format!("{name}.toml"))).required(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::{BackendKind, CacheType};
+
+    fn opts(env: Environment) -> LoadOptions {
+        LoadOptions::new()
+            .environment(env)
+            .without_environment_variables()
+            .config_dir(tempfile::tempdir().unwrap().keep())
+    }
+
+    #[test]
+    fn every_profile_loads_and_validates() {
+        for env in Environment::ALL {
+            let s = Settings::embedded(env).unwrap();
+            assert_eq!(s.environment, env);
+            for t in CacheType::BUILT_IN {
+                assert!(s.ttl.get(&t).is_some(), "{env}: {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn production_has_the_seed_ttls_and_development_shorter_ones() {
+        let prod = Settings::embedded(Environment::Production).unwrap();
+        let dev = Settings::embedded(Environment::Development).unwrap();
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let expected = [
+            (CacheType::DOC_HASH, h(24)),
+            (CacheType::OCR_RESULT, h(7 * 24)),
+            (CacheType::LLM_EXTRACTION, h(30 * 24)),
+            (CacheType::SESSION, h(24)),
+            (CacheType::API_RESPONSE, Duration::from_secs(300)),
+            (CacheType::DASHBOARD, Duration::from_secs(600)),
+            (CacheType::BILLING, h(1)),
+            (CacheType::REFERENCE_DATA, h(24)),
+        ];
+        for (t, ttl) in expected {
+            assert_eq!(prod.ttl.get(&t), Some(ttl), "{t}");
+            assert!(dev.ttl.get(&t).unwrap() < ttl, "development {t} should be shorter");
+        }
+        assert_eq!(prod.backend, BackendKind::Redis);
+        assert_eq!(dev.backend, BackendKind::Memory);
+        assert_eq!(Settings::embedded(Environment::Staging).unwrap().backend, BackendKind::Redis);
+    }
+
+    #[test]
+    fn folder_files_and_overrides_layer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.toml"), "[ttl]\ninvoice = \"2h\"\n").unwrap();
+        std::fs::write(dir.path().join("staging.toml"), "[ttl]\ninvoice = \"3h\"\n").unwrap();
+        std::fs::write(dir.path().join("local.toml"), "[compression]\nlevel = 7\n").unwrap();
+        let s = Settings::load(
+            LoadOptions::new()
+                .environment(Environment::Staging)
+                .without_environment_variables()
+                .config_dir(dir.path())
+                .set("redis.pool_size", "3"),
+        )
+        .unwrap();
+        assert_eq!(s.ttl.get(&CacheType::new("invoice").unwrap()), Some(Duration::from_secs(3 * 3600)));
+        assert_eq!(s.compression.level, 7);
+        assert_eq!(s.redis.pool_size, 3);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            ("compression.level", "42", "compression.level"),
+            ("redis.pool_size", "0", "redis.pool_size"),
+            ("redis.url", "http://example.com", "redis.url"),
+            ("redis.command_timeout", "soon", "soon"),
+            ("ttl.session", "0s", "ttl.session"),
+            ("ttl.Bad-Name", "1h", "Bad-Name"),
+            ("degradation.breaker_failure_threshold", "0", "breaker_failure_threshold"),
+            ("namespace", "a:b", "namespace"),
+            ("backend", "memcached", "memcached"),
+            ("redis.nonsense", "1", "nonsense"),
+        ];
+        for (key, value, needle) in cases {
+            let err = Settings::load(opts(Environment::Production).set(key, value))
+                .expect_err(key)
+                .to_string();
+            assert!(err.contains(needle), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let s = Settings::load(
+            opts(Environment::Production)
+                .set("redis.url", "redis://user:hunter2@cache.internal:6379/0")
+                .set("redis.password", "s3cret-pw"),
+        )
+        .unwrap();
+        let shown = format!("{s:?} {}", s.redis.url);
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret-pw"), "{shown}");
+        assert_eq!(s.redis.password.as_ref().unwrap().expose_secret(), "s3cret-pw");
+        assert!(s.redis.connection_url().contains("s3cret-pw"));
+        let err = crate::RedisUrl::parse("ftp://user:hunter2@x").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_profile_is_an_error() {
+        let err = "qa".parse::<Environment>().unwrap_err().to_string();
+        assert!(err.contains("unknown profile"), "{err}");
+    }
+
+    #[test]
+    fn missing_config_dir_is_an_error() {
+        let err = Settings::load(
+            LoadOptions::new()
+                .without_environment_variables()
+                .config_dir("/definitely/not/here"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("config_dir"), "{err}");
+    }
+}

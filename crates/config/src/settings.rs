@@ -1,0 +1,301 @@
+//! The settings tree and its validation.
+
+use std::{fmt, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use crate::{ConfigError, Environment, TtlTable, duration};
+
+/// Where cache entries live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// In-process, bounded by bytes; needs no server (the development and test default).
+    Memory,
+    /// Redis (the staging and production default).
+    Redis,
+}
+
+/// Every setting of the cache, validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The profile these settings were loaded for (set by the loader, not by files).
+    #[serde(skip, default = "default_env")]
+    pub environment: Environment,
+    /// First segment of every key, e.g. `fernando`.
+    pub namespace: String,
+    /// Which backend the store uses.
+    pub backend: BackendKind,
+    /// Redis connection settings.
+    pub redis: RedisSettings,
+    /// In-process backend settings.
+    pub memory: MemorySettings,
+    /// Value compression settings.
+    pub compression: CompressionSettings,
+    /// Multi-tenant settings.
+    pub tenancy: TenancySettings,
+    /// Timeouts and circuit breaker.
+    pub degradation: DegradationSettings,
+    /// Invalidation strategy tuning.
+    pub invalidation: InvalidationSettings,
+    /// In-process metrics.
+    pub metrics: MetricsSettings,
+    /// Time to live per cache type.
+    pub ttl: TtlTable,
+}
+
+fn default_env() -> Environment {
+    Environment::Development
+}
+
+/// A Redis URL whose password is never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(url::Url);
+
+impl RedisUrl {
+    /// Parses and checks a `redis://`, `rediss://` or `redis+unix://` URL.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for an unparsable URL or another scheme; the message never repeats a password.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let url = url::Url::parse(text).map_err(|e| {
+            ConfigError::invalid("redis.url", format!("not a URL ({e})"))
+        })?;
+        match url.scheme() {
+            "redis" | "rediss" | "redis+unix" | "unix" => Ok(RedisUrl(url)),
+            other => Err(ConfigError::invalid(
+                "redis.url",
+                format!("scheme {other:?} is not redis://, rediss:// or redis+unix://"),
+            )),
+        }
+    }
+
+    /// The full URL, password included: hand it to the client, never to a log.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.0.scheme() == "rediss"
+    }
+
+    /// The URL with any password replaced by `***`, safe for logs and errors.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            // Setting a password only fails for URLs that cannot have one, which were rejected above.
+            let _ = shown.set_password(Some("***"));
+        }
+        shown.to_string()
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        RedisUrl::parse(&text).map_err(D::Error::custom)
+    }
+}
+
+/// Redis connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisSettings {
+    /// Server URL (`redis://host:port/db`, `rediss://` for TLS).
+    pub url: RedisUrl,
+    /// Password, from `FERNANDO_CACHE__REDIS__PASSWORD`; overrides one in the URL. Redacted in `Debug`.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Require TLS even if the URL says `redis://`.
+    pub tls: bool,
+    /// Size of the pool of exclusive connections (SCAN sweeps, INFO).
+    pub pool_size: usize,
+    /// Multiplexed connections shared by the hot GET/SET path, used in rotation.
+    pub multiplexed_connections: usize,
+    /// Longest wait for a new connection.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Longest wait for any one command; past it the call degrades (a miss, a dropped write).
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    /// `COUNT` hint of each SCAN step and size of each UNLINK batch.
+    pub scan_batch: usize,
+}
+
+impl RedisSettings {
+    /// The URL to connect to: the configured one, with the configured password (if any) put in.
+    pub fn connection_url(&self) -> String {
+        let mut url = self.url.0.clone();
+        if let Some(pw) = &self.password {
+            let _ = url.set_password(Some(pw.expose_secret()));
+        }
+        if self.tls && url.scheme() == "redis" {
+            let _ = url.set_scheme("rediss");
+        }
+        url.to_string()
+    }
+}
+
+/// In-process backend settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemorySettings {
+    /// Upper bound on the bytes of stored entries (keys plus encoded values).
+    pub max_bytes: u64,
+}
+
+/// Value compression settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CompressionSettings {
+    /// Compress at all.
+    pub enabled: bool,
+    /// Encoded values larger than this are zstd-compressed; smaller ones are stored as they are.
+    pub threshold_bytes: usize,
+    /// zstd level, 1 (fastest) to 19.
+    pub level: i32,
+    /// Largest decoded value accepted; bigger claims are treated as corrupt entries.
+    pub max_decoded_bytes: usize,
+}
+
+/// Multi-tenant settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TenancySettings {
+    /// Longest tenant id accepted, in bytes.
+    pub max_tenant_id_len: usize,
+}
+
+/// Circuit-breaker settings (timeouts are in [`RedisSettings`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DegradationSettings {
+    /// Consecutive failed calls that open the breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long the breaker stays open before it lets one probe call through.
+    #[serde(with = "duration")]
+    pub breaker_open_for: Duration,
+}
+
+/// Invalidation tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct InvalidationSettings {
+    /// Delay before the background sweep of the hybrid strategy.
+    #[serde(with = "duration")]
+    pub hybrid_sweep_delay: Duration,
+    /// How long a writer trusts the invalidation generations it last read.
+    #[serde(with = "duration")]
+    pub generation_refresh: Duration,
+}
+
+/// In-process metrics settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsSettings {
+    /// Distinct (tenant, cache type) series kept before new tenants fold into `_other`.
+    pub max_series: usize,
+}
+
+impl Settings {
+    /// Checks every value; the first problem found is returned, naming its key.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key and the reason.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ns = &self.namespace;
+        if ns.is_empty() || ns.len() > 64 {
+            return Err(ConfigError::invalid("namespace", "must be 1 to 64 characters"));
+        }
+        if !ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            return Err(ConfigError::invalid(
+                "namespace",
+                format!("{ns:?} may contain only ASCII letters, digits, '_', '-' and '.'"),
+            ));
+        }
+        let r = &self.redis;
+        check_range("redis.pool_size", r.pool_size, 1, 1024)?;
+        check_range("redis.multiplexed_connections", r.multiplexed_connections, 1, 64)?;
+        check_range("redis.scan_batch", r.scan_batch, 1, 100_000)?;
+        check_duration("redis.connect_timeout", r.connect_timeout)?;
+        check_duration("redis.command_timeout", r.command_timeout)?;
+        if self.memory.max_bytes < 1024 {
+            return Err(ConfigError::invalid("memory.max_bytes", "must be at least 1024"));
+        }
+        let c = &self.compression;
+        if !(1..=19).contains(&c.level) {
+            return Err(ConfigError::invalid(
+                "compression.level",
+                format!("{} is outside 1..=19", c.level),
+            ));
+        }
+        check_range("compression.max_decoded_bytes", c.max_decoded_bytes, 1024, 1 << 30)?;
+        if c.threshold_bytes > c.max_decoded_bytes {
+            return Err(ConfigError::invalid(
+                "compression.threshold_bytes",
+                "is larger than compression.max_decoded_bytes",
+            ));
+        }
+        check_range("tenancy.max_tenant_id_len", self.tenancy.max_tenant_id_len, 1, 1024)?;
+        let d = &self.degradation;
+        if d.breaker_failure_threshold == 0 {
+            return Err(ConfigError::invalid(
+                "degradation.breaker_failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        check_duration("degradation.breaker_open_for", d.breaker_open_for)?;
+        check_duration(
+            "invalidation.generation_refresh",
+            self.invalidation.generation_refresh,
+        )?;
+        check_range("metrics.max_series", self.metrics.max_series, 1, 10_000_000)?;
+        self.ttl.validate()
+    }
+}
+
+fn check_range(key: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value} is outside {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_duration(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::invalid(key, "must be longer than zero"));
+    }
+    if value > Duration::from_secs(3600) {
+        return Err(ConfigError::invalid(key, "must be at most 1h"));
+    }
+    Ok(())
+}

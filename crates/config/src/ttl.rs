@@ -1,0 +1,89 @@
+//! The table of time-to-live per cache type.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::SerializeMap};
+
+use crate::{CacheType, ConfigError, duration};
+
+/// Time to live per cache type. Every key the library writes has a TTL, so every type used must be listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlTable(BTreeMap<CacheType, Duration>);
+
+impl TtlTable {
+    /// The longest TTL a table may hold (Redis accepts more, but a year is already a bug).
+    pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+    /// The TTL of `cache_type`, if configured.
+    pub fn get(&self, cache_type: &CacheType) -> Option<Duration> {
+        self.0.get(cache_type).copied()
+    }
+
+    /// The longest TTL in the table (zero for an empty table).
+    pub fn max(&self) -> Duration {
+        self.0.values().copied().max().unwrap_or_default()
+    }
+
+    /// Adds or replaces the TTL of a type.
+    pub fn insert(&mut self, cache_type: CacheType, ttl: Duration) {
+        self.0.insert(cache_type, ttl);
+    }
+
+    /// Iterates over `(type, ttl)` in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&CacheType, Duration)> {
+        self.0.iter().map(|(k, v)| (k, *v))
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for builtin in CacheType::BUILT_IN {
+            if !self.0.contains_key(&builtin) {
+                return Err(ConfigError::invalid(
+                    format!("ttl.{builtin}"),
+                    "missing: every built-in cache type needs a TTL",
+                ));
+            }
+        }
+        for (t, ttl) in &self.0 {
+            if ttl.is_zero() {
+                return Err(ConfigError::invalid(
+                    format!("ttl.{t}"),
+                    "must be longer than zero (the cache never stores immortal keys)",
+                ));
+            }
+            if *ttl < Duration::from_millis(1) {
+                return Err(ConfigError::invalid(format!("ttl.{t}"), "must be at least 1ms"));
+            }
+            if *ttl > Self::MAX_TTL {
+                return Err(ConfigError::invalid(
+                    format!("ttl.{t}"),
+                    format!("{} is longer than the 366 days allowed", duration::format(*ttl)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for TtlTable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k.as_str(), &duration::format(*v))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TtlTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        let mut out = BTreeMap::new();
+        for (name, text) in raw {
+            let t = CacheType::new(name.clone())
+                .map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
+            let ttl = duration::parse(&text).map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
+            out.insert(t, ttl);
+        }
+        Ok(TtlTable(out))
+    }
+}

@@ -1,0 +1,335 @@
+//! The key builder: entry keys, invalidation-generation keys and SCAN patterns from one place.
+
+use std::fmt;
+
+use fernando_cache_config::{CacheType, Environment};
+
+use crate::{KeyError, TenantId, escape::escape_glob, escape::escape_segment};
+
+/// Whose namespace a key lives in: one tenant's, or the explicitly global one for shared reference data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A tenant's own namespace (`tenant_{id}`).
+    Tenant(TenantId),
+    /// Data shared by every tenant, such as reference tables (`global`). Use it only on purpose.
+    Global,
+}
+
+impl Scope {
+    /// The tenant, if any.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Scope::Tenant(t) => Some(t),
+            Scope::Global => None,
+        }
+    }
+
+    /// A short label for metrics and logs: the tenant id, or `_global`.
+    pub fn label(&self) -> &str {
+        match self {
+            Scope::Tenant(t) => t.as_str(),
+            Scope::Global => "_global",
+        }
+    }
+}
+
+impl From<TenantId> for Scope {
+    fn from(t: TenantId) -> Self {
+        Scope::Tenant(t)
+    }
+}
+
+impl From<&TenantId> for Scope {
+    fn from(t: &TenantId) -> Self {
+        Scope::Tenant(t.clone())
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Tenant(t) => write!(f, "tenant {t:?}"),
+            Scope::Global => f.write_str("global scope"),
+        }
+    }
+}
+
+/// A complete Redis key for one cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The two keys holding the invalidation generations that an entry of one (scope, type) depends on.
+///
+/// They live under `{namespace}:{environment}:_gen:…`, outside every tenant's data pattern, so clearing a
+/// tenant's data never touches them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationKeys {
+    /// Bumped when the whole scope is invalidated.
+    pub scope: String,
+    /// Bumped when one cache type of the scope is invalidated.
+    pub cache_type: String,
+}
+
+/// Builds every key and pattern of one namespace and environment.
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    /// `{namespace}:{environment}:`
+    prefix: String,
+    max_tenant_len: usize,
+}
+
+impl KeyBuilder {
+    /// The longest specific key accepted, in bytes; hash longer inputs (see [`crate::Fingerprinter`]).
+    pub const MAX_SPECIFIC_KEY_LEN: usize = 4096;
+
+    /// A builder for `namespace` (validated by the config crate) in `environment`, enforcing `max_tenant_len`.
+    pub fn new(namespace: &str, environment: Environment, max_tenant_len: usize) -> Self {
+        KeyBuilder {
+            prefix: format!("{}:{}:", escape_segment(namespace), environment.as_str()),
+            max_tenant_len: max_tenant_len.min(TenantId::MAX_LEN),
+        }
+    }
+
+    /// `{namespace}:{environment}:`, the part shared by every key this builder makes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn push_scope(&self, out: &mut String, scope: &Scope) -> Result<(), KeyError> {
+        match scope {
+            Scope::Tenant(t) => {
+                TenantId::check(t.as_str(), self.max_tenant_len)?;
+                out.push_str("tenant_");
+                out.push_str(&escape_segment(t.as_str()));
+            }
+            Scope::Global => out.push_str("global"),
+        }
+        Ok(())
+    }
+
+    /// The key of one entry.
+    ///
+    /// # Errors
+    /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit, [`KeyError::KeyTooLong`] when
+    /// `specific` exceeds [`Self::MAX_SPECIFIC_KEY_LEN`].
+    pub fn key(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        specific: &str,
+    ) -> Result<CacheKey, KeyError> {
+        if specific.len() > Self::MAX_SPECIFIC_KEY_LEN {
+            return Err(KeyError::KeyTooLong {
+                len: specific.len(),
+                max: Self::MAX_SPECIFIC_KEY_LEN,
+            });
+        }
+        let mut out = String::with_capacity(
+            self.prefix.len() + 8 + scope.label().len() + cache_type.as_str().len() + specific.len() + 2,
+        );
+        out.push_str(&self.prefix);
+        self.push_scope(&mut out, scope)?;
+        out.push(':');
+        out.push_str(cache_type.as_str());
+        out.push(':');
+        out.push_str(&escape_segment(specific));
+        Ok(CacheKey(out))
+    }
+
+    /// The generation keys an entry of `(scope, cache_type)` is checked against.
+    ///
+    /// # Errors
+    /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
+    pub fn generation_keys(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+    ) -> Result<GenerationKeys, KeyError> {
+        let mut scope_key = String::with_capacity(self.prefix.len() + 16 + scope.label().len());
+        scope_key.push_str(&self.prefix);
+        scope_key.push_str("_gen:");
+        self.push_scope(&mut scope_key, scope)?;
+        let type_key = format!("{scope_key}:{cache_type}");
+        Ok(GenerationKeys {
+            scope: scope_key,
+            cache_type: type_key,
+        })
+    }
+
+    /// A SCAN MATCH pattern for every entry of a scope, or of one type in it.
+    ///
+    /// The scope's own text is glob-escaped, so the pattern matches that scope's keys and no others. An
+    /// over-long tenant yields a pattern that matches nothing it does not own (such a tenant cannot have keys).
+    pub fn scan_pattern(&self, scope: &Scope, cache_type: Option<&CacheType>) -> String {
+        self.pattern(scope, cache_type, None)
+    }
+
+    /// A SCAN MATCH pattern for entries of a scope (and optionally a type) whose *specific key* matches
+    /// `key_glob`, a Redis glob written against unescaped keys (`*`, `?`, `[…]`).
+    ///
+    /// The glob can only ever match inside the given scope: the scope prefix is literal. Characters `%` and `:`
+    /// inside the glob are escaped the way keys are, so `inv:*` matches keys that start with `inv:`.
+    pub fn key_pattern(&self, scope: &Scope, cache_type: Option<&CacheType>, key_glob: &str) -> String {
+        self.pattern(scope, cache_type, Some(key_glob))
+    }
+
+    fn pattern(&self, scope: &Scope, cache_type: Option<&CacheType>, key_glob: Option<&str>) -> String {
+        let mut literal = String::with_capacity(self.prefix.len() + 32);
+        literal.push_str(&self.prefix);
+        match scope {
+            Scope::Tenant(t) => {
+                literal.push_str("tenant_");
+                literal.push_str(&escape_segment(t.as_str()));
+            }
+            Scope::Global => literal.push_str("global"),
+        }
+        literal.push(':');
+        if let Some(t) = cache_type {
+            literal.push_str(t.as_str());
+            literal.push(':');
+        }
+        let mut out = escape_glob(&literal).into_owned();
+        match (cache_type, key_glob) {
+            (_, None) => out.push('*'),
+            (Some(_), Some(glob)) => out.push_str(&escape_segment(glob)),
+            (None, Some(glob)) => {
+                // Any type (a type name never contains ':' or a glob character), then the key glob.
+                out.push_str("*:");
+                out.push_str(&escape_segment(glob));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn builder() -> KeyBuilder {
+        KeyBuilder::new("fernando", Environment::Production, 128)
+    }
+
+    fn tenant(s: &str) -> Scope {
+        TenantId::new(s).unwrap().into()
+    }
+
+    #[test]
+    fn layout_matches_the_seed() {
+        let k = builder().key(&tenant("user123"), &CacheType::DOC_HASH, "a1b2c3d4e5f6").unwrap();
+        assert_eq!(k.as_str(), "fernando:production:tenant_user123:doc_hash:a1b2c3d4e5f6");
+        let g = builder().key(&Scope::Global, &CacheType::REFERENCE_DATA, "countries").unwrap();
+        assert_eq!(g.as_str(), "fernando:production:global:reference_data:countries");
+        let gens = builder().generation_keys(&tenant("a:b"), &CacheType::SESSION).unwrap();
+        assert_eq!(gens.scope, "fernando:production:_gen:tenant_a%3Ab");
+        assert_eq!(gens.cache_type, "fernando:production:_gen:tenant_a%3Ab:session");
+    }
+
+    #[test]
+    fn hostile_tenants_get_distinct_keys_and_literal_patterns() {
+        let b = builder();
+        let tenants = ["a", "a:b", "*", "a%3Ab", "a\\", "[a]", "a?"];
+        let keys: Vec<_> = tenants
+            .iter()
+            .map(|t| b.key(&tenant(t), &CacheType::SESSION, "k").unwrap())
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            for (j, other) in keys.iter().enumerate() {
+                if i != j {
+                    assert_ne!(k, other);
+                }
+            }
+        }
+        assert_eq!(b.scan_pattern(&tenant("*"), None), "fernando:production:tenant_\\*:*");
+        assert_eq!(
+            b.scan_pattern(&tenant("a:b"), Some(&CacheType::SESSION)),
+            "fernando:production:tenant_a%3Ab:session:*"
+        );
+        assert_eq!(
+            b.key_pattern(&tenant("a"), Some(&CacheType::SESSION), "user:*"),
+            "fernando:production:tenant_a:session:user%3A*"
+        );
+        assert_eq!(
+            b.key_pattern(&tenant("a"), None, "x*"),
+            "fernando:production:tenant_a:*:x*"
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let b = KeyBuilder::new("fernando", Environment::Test, 4);
+        assert!(matches!(
+            b.key(&tenant("abcde"), &CacheType::SESSION, "k"),
+            Err(KeyError::TenantTooLong { len: 5, max: 4 })
+        ));
+        assert!(matches!(
+            b.key(&tenant("abc"), &CacheType::SESSION, &"k".repeat(5000)),
+            Err(KeyError::KeyTooLong { .. })
+        ));
+    }
+
+    /// A tiny model of Redis glob matching, enough to check our patterns: `*`, `?` and backslash escapes.
+    fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.first() {
+            None => text.is_empty(),
+            Some(b'*') => (0..=text.len()).any(|i| glob_match(&pattern[1..], &text[i..])),
+            Some(b'?') => !text.is_empty() && glob_match(&pattern[1..], &text[1..]),
+            Some(b'\\') if pattern.len() > 1 => {
+                text.first() == Some(&pattern[1]) && glob_match(&pattern[2..], &text[1..])
+            }
+            Some(c) => text.first() == Some(c) && glob_match(&pattern[1..], &text[1..]),
+        }
+    }
+
+    fn tenant_strategy() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[a-c:%*?\\\\\\[\\]]{1,6}").unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn keys_are_one_to_one(
+            t1 in tenant_strategy(), t2 in tenant_strategy(),
+            k1 in any::<String>(), k2 in any::<String>(),
+            ty1 in 0usize..8, ty2 in 0usize..8,
+        ) {
+            let b = builder();
+            let a = b.key(&tenant(&t1), &CacheType::BUILT_IN[ty1], &k1).unwrap();
+            let c = b.key(&tenant(&t2), &CacheType::BUILT_IN[ty2], &k2).unwrap();
+            prop_assert_eq!(a == c, (t1, ty1, k1) == (t2, ty2, k2));
+        }
+
+        #[test]
+        fn tenant_patterns_match_only_their_tenant(
+            t1 in tenant_strategy(), t2 in tenant_strategy(), k in "[a-z:*]{0,6}",
+        ) {
+            let b = builder();
+            let key = b.key(&tenant(&t2), &CacheType::SESSION, &k).unwrap();
+            let pattern = b.scan_pattern(&tenant(&t1), None);
+            prop_assert_eq!(glob_match(pattern.as_bytes(), key.as_str().as_bytes()), t1 == t2);
+            let typed = b.scan_pattern(&tenant(&t1), Some(&CacheType::SESSION));
+            prop_assert_eq!(glob_match(typed.as_bytes(), key.as_str().as_bytes()), t1 == t2);
+            let gens = b.generation_keys(&tenant(&t2), &CacheType::SESSION).unwrap();
+            prop_assert!(!glob_match(pattern.as_bytes(), gens.scope.as_bytes()));
+        }
+    }
+}

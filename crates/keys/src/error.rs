@@ -1,0 +1,35 @@
+//! The key error type.
+
+/// Why a tenant id, key or fingerprint was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The tenant id is empty.
+    #[error("tenant id is empty")]
+    EmptyTenant,
+    /// The tenant id is longer than allowed.
+    #[error("tenant id is {len} bytes long; at most {max} are allowed")]
+    TenantTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The tenant id contains a control character.
+    #[error("tenant id contains the control character {0:?}")]
+    TenantControlChar(char),
+    /// A specific key is longer than allowed.
+    #[error("cache key is {len} bytes long; at most {max} are allowed")]
+    KeyTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A fingerprint is not 64 hexadecimal digits.
+    #[error("{0:?} is not a SHA-256 fingerprint (64 hexadecimal digits)")]
+    BadFingerprint(String),
+    /// A percent-escape is malformed.
+    #[error("malformed escape in key segment {0:?}")]
+    BadEscape(String),
+}

@@ -1,0 +1,38 @@
+//! The key namespace of fernando-cache: tenant ids, escaped key segments, tenant-scoped SCAN patterns, the keys
+//! of invalidation generations, and SHA-256 document fingerprints.
+//!
+//! Every key has the layout `{namespace}:{environment}:tenant_{tenant_id}:{cache_type}:{specific_key}` (or
+//! `…:global:{cache_type}:…` for explicitly global reference data). Segments that come from users are
+//! percent-escaped (`%` and `:`), so two different (tenant, type, key) triples never produce the same key, and
+//! SCAN patterns are built by the same code with glob characters escaped, so a tenant called `*` matches only
+//! itself.
+//!
+//! This crate is pure computation: it must not touch Redis, the network, a runtime or the file system (a
+//! fingerprint reads from a reader its caller opened). It depends only on `fernando-cache-config`.
+//!
+//! ```
+//! use fernando_cache_config::{CacheType, Environment};
+//! use fernando_cache_keys::{KeyBuilder, TenantId};
+//!
+//! let keys = KeyBuilder::new("fernando", Environment::Production, 128);
+//! let tenant = TenantId::new("user123").unwrap();
+//! let key = keys.key(&tenant.clone().into(), &CacheType::DOC_HASH, "a1b2c3").unwrap();
+//! assert_eq!(key.as_str(), "fernando:production:tenant_user123:doc_hash:a1b2c3");
+//! assert_eq!(
+//!     keys.scan_pattern(&tenant.into(), None),
+//!     "fernando:production:tenant_user123:*"
+//! );
+//! ```
+
+mod builder;
+mod error;
+mod escape;
+mod fingerprint;
+mod tenant;
+
+pub use builder::{CacheKey, GenerationKeys, KeyBuilder, Scope};
+pub use error::KeyError;
+pub use escape::{escape_glob, escape_segment, unescape_segment};
+pub use fernando_cache_config::CacheType;
+pub use fingerprint::{DocumentFingerprint, Fingerprinter};
+pub use tenant::TenantId;
