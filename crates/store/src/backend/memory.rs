@@ -1,0 +1,172 @@
+//! The in-process backend: a moka cache bounded by bytes, with a TTL per entry.
+//!
+//! It gives the development profile a cache with no server at all, and the same semantics as Redis for
+//! everything the store uses (TTLs, generations, glob deletion).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fernando_cache_keys::GenerationKeys;
+use moka::{Expiry, future::Cache};
+
+use super::{
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, glob_match, new_generation, parse_generation,
+};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    bytes: Bytes,
+    ttl: Duration,
+    expires_at: Instant,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _created_at: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// An in-process cache bounded by the bytes of its keys and values.
+#[derive(Clone)]
+pub struct MemoryBackend {
+    cache: Cache<String, Entry>,
+    max_bytes: u64,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("max_bytes", &self.max_bytes)
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    /// A cache holding at most `max_bytes` of keys and values (least recently used entries go first).
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &String, v: &Entry| {
+                u32::try_from(k.len() + v.bytes.len() + 64).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        MemoryBackend { cache, max_bytes }
+    }
+
+    async fn live(&self, key: &str) -> Option<Entry> {
+        self.cache.get(key).await.filter(|e| e.expires_at > Instant::now())
+    }
+}
+
+#[async_trait]
+impl CacheBackend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError> {
+        let value = self.live(key).await.map(|e| e.bytes);
+        Ok(Fetched {
+            value,
+            generations: self.generations(generations).await?,
+        })
+    }
+
+    async fn generations(&self, generations: &GenerationKeys) -> Result<[u64; 2], BackendError> {
+        let scope = self.live(&generations.scope).await;
+        let typed = self.live(&generations.cache_type).await;
+        Ok([
+            parse_generation(scope.as_ref().map(|e| e.bytes.as_ref())),
+            parse_generation(typed.as_ref().map(|e| e.bytes.as_ref())),
+        ])
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
+        let entry = Entry {
+            bytes: value,
+            ttl,
+            expires_at: Instant::now() + ttl,
+        };
+        self.cache.insert(key.to_owned(), entry).await;
+        Ok(())
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        let mut n = 0;
+        for key in keys {
+            if self.cache.remove(*key).await.is_some_and(|e| e.expires_at > Instant::now()) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BackendError> {
+        Ok(self.live(key).await.is_some())
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        Ok(match self.live(key).await {
+            None => KeyTtl::Missing,
+            Some(e) => KeyTtl::Expires(e.expires_at.saturating_duration_since(Instant::now())),
+        })
+    }
+
+    async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        let generation = new_generation();
+        self.set(key, Bytes::from(generation.to_string()), ttl).await?;
+        Ok(generation)
+    }
+
+    async fn delete_matching(
+        &self,
+        pattern: &str,
+        _batch: usize,
+        _step_timeout: Duration,
+    ) -> Result<u64, BackendError> {
+        let now = Instant::now();
+        let doomed: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(k, e)| e.expires_at > now && glob_match(pattern.as_bytes(), k.as_bytes()))
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        let mut n = 0;
+        for key in doomed {
+            if self.cache.remove(&key).await.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn info(&self) -> Result<BackendInfo, BackendError> {
+        self.cache.run_pending_tasks().await;
+        Ok(BackendInfo {
+            used_memory: Some(self.cache.weighted_size()),
+            max_memory: Some(self.max_bytes),
+            eviction_policy: Some("lru (moka, bounded by bytes)".to_owned()),
+            keys: Some(self.cache.entry_count()),
+            ..BackendInfo::default()
+        })
+    }
+}

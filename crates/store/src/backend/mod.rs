@@ -1,0 +1,160 @@
+//! The backend seam: the few raw operations the store needs, implemented by Redis and by an in-process cache.
+//!
+//! A backend moves bytes; it knows nothing of types, envelopes, tenants or metrics. Timeouts and the circuit
+//! breaker are applied by the store around every call, so a backend may simply wait.
+
+mod glob;
+mod memory;
+mod redis;
+
+use std::{fmt, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fernando_cache_keys::GenerationKeys;
+
+pub use self::memory::MemoryBackend;
+pub use self::redis::RedisBackend;
+pub(crate) use glob::glob_match;
+
+/// What [`CacheBackend::fetch`] read: the entry (if any) and the two invalidation generations it depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The stored envelope, if the key exists.
+    pub value: Option<Bytes>,
+    /// Current `[scope, cache type]` generations (0 where never bumped).
+    pub generations: [u64; 2],
+}
+
+/// The remaining life of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// No such key.
+    Missing,
+    /// The key exists without an expiry (never written by this library).
+    Persistent,
+    /// The key expires after this long.
+    Expires(Duration),
+}
+
+/// Facts about the server, for `cache stats` and health checks. Fields a backend cannot tell are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendInfo {
+    /// Bytes in use.
+    pub used_memory: Option<u64>,
+    /// Memory limit (0 = none).
+    pub max_memory: Option<u64>,
+    /// Eviction policy, e.g. `allkeys-lru` or `noeviction`.
+    pub eviction_policy: Option<String>,
+    /// Keys evicted since start.
+    pub evicted_keys: Option<u64>,
+    /// Keys stored.
+    pub keys: Option<u64>,
+    /// Connected clients.
+    pub connected_clients: Option<u64>,
+    /// Server-side hits since start.
+    pub keyspace_hits: Option<u64>,
+    /// Server-side misses since start.
+    pub keyspace_misses: Option<u64>,
+}
+
+/// Why a backend call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The call took longer than the configured command timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The circuit breaker is open: the backend failed repeatedly and is not being called.
+    #[error("circuit breaker open after repeated failures")]
+    CircuitOpen,
+    /// The server could not be reached or the connection broke.
+    #[error("connection failed: {0}")]
+    Connection(String),
+    /// The key holds a value of another Redis type (a hash, a list…).
+    #[error("WRONGTYPE: the key holds a non-string value")]
+    WrongType,
+    /// Any other server or client error.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BackendError {
+    /// Whether the failure says the backend is unhealthy (and so counts towards opening the breaker).
+    pub fn is_unavailability(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Timeout(_) | BackendError::Connection(_) | BackendError::CircuitOpen
+        )
+    }
+}
+
+/// The raw operations the store is built on. Implement it to put the store on another key-value server.
+///
+/// Every key passed in was built by [`fernando_cache_keys::KeyBuilder`]; every write carries a TTL.
+#[async_trait]
+pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and metrics (`redis`, `memory`).
+    fn kind(&self) -> &'static str;
+
+    /// Reads an entry and the current values of its two generation keys, in one round trip.
+    ///
+    /// A key holding a non-string value is [`BackendError::WrongType`].
+    async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError>;
+
+    /// Reads the current `[scope, cache type]` generations.
+    async fn generations(&self, generations: &GenerationKeys) -> Result<[u64; 2], BackendError>;
+
+    /// Stores `value` under `key` for `ttl` (replacing whatever is there, of any type).
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError>;
+
+    /// Removes keys; returns how many existed.
+    async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError>;
+
+    /// Whether a key exists.
+    async fn exists(&self, key: &str) -> Result<bool, BackendError>;
+
+    /// The remaining life of a key.
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError>;
+
+    /// Sets a generation key to a fresh random value (O(1)); returns it. `ttl` outlives every entry it guards.
+    async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
+
+    /// Deletes every key matching a Redis glob `pattern`, in batches of `batch`, each step bounded by
+    /// `step_timeout`; returns how many were deleted.
+    async fn delete_matching(
+        &self,
+        pattern: &str,
+        batch: usize,
+        step_timeout: Duration,
+    ) -> Result<u64, BackendError>;
+
+    /// A cheap liveness check.
+    async fn ping(&self) -> Result<(), BackendError>;
+
+    /// Server facts for operators.
+    async fn info(&self) -> Result<BackendInfo, BackendError>;
+}
+
+/// Decodes a stored generation: a decimal number, or (for anything else) a hash of the bytes, so a garbled
+/// generation key still yields one consistent value.
+pub(crate) fn parse_generation(bytes: Option<&[u8]>) -> u64 {
+    match bytes {
+        None => 0,
+        Some(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| crate::codec::fnv1a(b)),
+    }
+}
+
+/// A fresh non-zero generation.
+pub(crate) fn new_generation() -> u64 {
+    loop {
+        let g: u64 = rand::random();
+        if g != 0 {
+            return g;
+        }
+    }
+}

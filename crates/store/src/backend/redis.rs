@@ -1,0 +1,263 @@
+//! The Redis backend.
+//!
+//! The hot path (GET, SET, the generation reads) goes over a few long-lived multiplexed connections used in
+//! rotation; each is a [`redis::aio::ConnectionManager`], which reconnects by itself after the server restarts.
+//! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool. A pool
+//! checkout costs an `UNWATCH` + `PING` round trip, which is why it stays off the hot path (see
+//! `docs/benchmarks.md`).
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use fernando_cache_config::RedisSettings;
+use fernando_cache_keys::GenerationKeys;
+use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
+
+use super::{BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation, parse_generation};
+
+/// A Redis (or Valkey) server.
+pub struct RedisBackend {
+    conns: Vec<ConnectionManager>,
+    next: AtomicUsize,
+    pool: Pool,
+    shown_url: String,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.shown_url)
+            .field("multiplexed_connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn conn_err(e: redis::RedisError) -> BackendError {
+    if e.code() == Some("WRONGTYPE") {
+        return BackendError::WrongType;
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        BackendError::Connection(e.to_string())
+    } else {
+        BackendError::Other(e.to_string())
+    }
+}
+
+fn pool_err(e: deadpool_redis::PoolError) -> BackendError {
+    match e {
+        deadpool_redis::PoolError::Backend(e) => conn_err(e),
+        other => BackendError::Connection(other.to_string()),
+    }
+}
+
+impl RedisBackend {
+    /// Prepares connections without contacting the server, so a program starts (degraded) while Redis is down
+    /// and recovers when it comes up.
+    ///
+    /// # Errors
+    /// [`BackendError::Other`] when the URL cannot be used (for example `rediss://` in a build without TLS).
+    pub fn connect(settings: &RedisSettings) -> Result<Self, BackendError> {
+        let url = settings.connection_url();
+        let shown_url = settings.url.redacted();
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(200));
+        let conns = (0..settings.multiplexed_connections)
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BackendError::Other(format!("redis at {shown_url}: {e}")))?;
+        let mut pool_config = deadpool_redis::Config::from_url(url);
+        pool_config.pool = Some(PoolConfig {
+            max_size: settings.pool_size,
+            timeouts: Timeouts {
+                wait: Some(settings.connect_timeout),
+                create: Some(settings.connect_timeout),
+                recycle: Some(settings.command_timeout),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = pool_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
+        Ok(RedisBackend {
+            conns,
+            next: AtomicUsize::new(0),
+            pool,
+            shown_url,
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
+}
+
+#[async_trait]
+impl CacheBackend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError> {
+        // One round trip: the entry, then both generations. A key of another type fails the GET with WRONGTYPE.
+        let (value, (g_scope, g_type)): (Option<Vec<u8>>, (Option<Vec<u8>>, Option<Vec<u8>>)) = redis::pipe()
+            .cmd("GET")
+            .arg(key)
+            .cmd("MGET")
+            .arg(&generations.scope)
+            .arg(&generations.cache_type)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(conn_err)?;
+        Ok(Fetched {
+            value: value.map(Bytes::from),
+            generations: [
+                parse_generation(g_scope.as_deref()),
+                parse_generation(g_type.as_deref()),
+            ],
+        })
+    }
+
+    async fn generations(&self, generations: &GenerationKeys) -> Result<[u64; 2], BackendError> {
+        let (a, b): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("MGET")
+            .arg(&generations.scope)
+            .arg(&generations.cache_type)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(conn_err)?;
+        Ok([parse_generation(a.as_deref()), parse_generation(b.as_deref())])
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
+        let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value.as_ref())
+            .arg("PX")
+            .arg(ms)
+            .exec_async(&mut self.conn())
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.conn().unlink(keys).await.map_err(conn_err)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BackendError> {
+        self.conn().exists(key).await.map_err(conn_err)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        let ms: i64 = self.conn().pttl(key).await.map_err(conn_err)?;
+        Ok(match ms {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::Expires(Duration::from_millis(ms.max(0) as u64)),
+        })
+    }
+
+    async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        let generation = new_generation();
+        let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(generation.to_string())
+            .arg("PX")
+            .arg(ms)
+            .exec_async(&mut self.conn())
+            .await
+            .map_err(conn_err)?;
+        Ok(generation)
+    }
+
+    async fn delete_matching(
+        &self,
+        pattern: &str,
+        batch: usize,
+        step_timeout: Duration,
+    ) -> Result<u64, BackendError> {
+        let step = |d| BackendError::Timeout(d);
+        let mut conn = tokio::time::timeout(step_timeout, self.pool.get())
+            .await
+            .map_err(|_| step(step_timeout))?
+            .map_err(pool_err)?;
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
+                step_timeout,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(batch)
+                    .query_async(&mut *conn),
+            )
+            .await
+            .map_err(|_| step(step_timeout))?
+            .map_err(conn_err)?;
+            for chunk in keys.chunks(batch.max(1)) {
+                let n: u64 = tokio::time::timeout(step_timeout, conn.unlink(chunk))
+                    .await
+                    .map_err(|_| step(step_timeout))?
+                    .map_err(conn_err)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        redis::cmd("PING")
+            .exec_async(&mut self.conn())
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn info(&self) -> Result<BackendInfo, BackendError> {
+        let mut conn = self.pool.get().await.map_err(pool_err)?;
+        let text: String = redis::cmd("INFO")
+            .arg("memory")
+            .arg("stats")
+            .arg("clients")
+            .query_async(&mut *conn)
+            .await
+            .map_err(conn_err)?;
+        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut *conn).await.map_err(conn_err)?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        };
+        let num = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
+        Ok(BackendInfo {
+            used_memory: num("used_memory"),
+            max_memory: num("maxmemory"),
+            eviction_policy: field("maxmemory_policy"),
+            evicted_keys: num("evicted_keys"),
+            keys: Some(keys),
+            connected_clients: num("connected_clients"),
+            keyspace_hits: num("keyspace_hits"),
+            keyspace_misses: num("keyspace_misses"),
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! The cache store of fernando-cache: typed, tenant-scoped get / set / delete on Redis or in process, with
+//! compression, bounded decoding, single-flight computation, three invalidation strategies, graceful
+//! degradation and metrics.
+//!
+//! This crate owns everything between a typed value and the bytes in a backend. It depends on
+//! `fernando-cache-config` and `fernando-cache-keys` only; it must not depend on the decorators, processor, HTTP,
+//! models or binary crates (they build on it), nor on a database.
+//!
+//! ```
+//! use fernando_cache_config::{CacheType, Environment, Settings};
+//! use fernando_cache_keys::TenantId;
+//! use fernando_cache_store::Store;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The development profile runs on the in-process backend: no server needed.
+//! let store = Store::from_settings(&Settings::embedded(Environment::Development)?)?;
+//! let tenant = TenantId::new("user123")?;
+//!
+//! store.set(&tenant, &CacheType::SESSION, "user:123", &vec!["admin".to_owned()]).await?;
+//! let roles: Option<Vec<String>> = store.get(&tenant, &CacheType::SESSION, "user:123").await?;
+//! assert_eq!(roles.unwrap(), ["admin"]);
+//!
+//! // Concurrent misses on one key compute once; errors are shared and never cached.
+//! let total = store
+//!     .get_or_compute(&tenant, &CacheType::BILLING, "total", || async { Ok::<_, std::io::Error>(42u64) })
+//!     .await?;
+//! assert_eq!(total, 42);
+//! # Ok(()) }
+//! ```
+
+mod backend;
+mod breaker;
+mod codec;
+mod error;
+mod flight;
+mod metrics;
+mod store;
+
+pub use backend::{
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, MemoryBackend, RedisBackend,
+};
+pub use breaker::BreakerState;
+pub use error::{ComputeError, StoreError};
+pub use metrics::{Counters, LatencyHistogram, MetricsSnapshot, OVERFLOW_TENANT, SeriesSnapshot};
+pub use store::{Invalidation, InvalidationStrategy, Store, WriteOutcome};
+
+pub use fernando_cache_config as config;
+pub use fernando_cache_keys as keys;

@@ -1,0 +1,327 @@
+//! In-process metrics per (tenant, cache type): counters and latency histograms, readable as a snapshot.
+//!
+//! Recording is lock-free (atomics); finding a series takes a read lock and no allocation once the series
+//! exists. The number of series is bounded: past `metrics.max_series`, new tenants are counted under `_other`.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use crate::BreakerState;
+
+/// Tenant label of series folded together once `metrics.max_series` is reached.
+pub const OVERFLOW_TENANT: &str = "_other";
+
+const BUCKETS: usize = 128;
+
+/// A log-linear histogram of microseconds: four buckets per power of two, so a percentile read from it is
+/// within 25 % of the true value. Lock-free.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+fn bucket_of(micros: u64) -> usize {
+    if micros < 4 {
+        return micros as usize;
+    }
+    let exp = 63 - micros.leading_zeros() as usize; // >= 2
+    let sub = ((micros >> (exp - 2)) & 3) as usize;
+    ((exp - 1) * 4 + sub).min(BUCKETS - 1)
+}
+
+/// The largest value that lands in `bucket` (its upper bound, in microseconds).
+fn bucket_upper(bucket: usize) -> u64 {
+    if bucket < 4 {
+        return bucket as u64;
+    }
+    let exp = bucket / 4 + 1;
+    let sub = (bucket % 4) as u64;
+    ((4 + sub + 1) << (exp - 2)) - 1
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LatencyHistogram {
+        LatencyHistogram {
+            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+        }
+    }
+}
+
+/// A copy of a latency histogram; subtract two to get the latencies of the interval between them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LatencyHistogram {
+    buckets: Vec<u64>,
+}
+
+impl LatencyHistogram {
+    /// Number of recorded operations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The latency at quantile `q` (0.0 to 1.0), within 25 %; zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let total = self.count();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Duration::from_micros(bucket_upper(i));
+            }
+        }
+        Duration::from_micros(bucket_upper(self.buckets.len().saturating_sub(1)))
+    }
+
+    /// The highest non-empty bucket's upper bound.
+    pub fn max(&self) -> Duration {
+        self.buckets
+            .iter()
+            .rposition(|n| *n > 0)
+            .map_or(Duration::ZERO, |i| Duration::from_micros(bucket_upper(i)))
+    }
+
+    /// The operations recorded since `earlier` was taken.
+    pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
+        LatencyHistogram {
+            buckets: self
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
+                .collect(),
+        }
+    }
+}
+
+macro_rules! counters {
+    ($($name:ident: $doc:literal),* $(,)?) => {
+        #[derive(Debug, Default)]
+        pub(crate) struct AtomicCounters { $(pub(crate) $name: AtomicU64,)* }
+
+        /// Cumulative counters of one (tenant, cache type).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Counters { $(#[doc = $doc] pub $name: u64,)* }
+
+        impl AtomicCounters {
+            fn snapshot(&self) -> Counters {
+                Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl Counters {
+            /// The counts accumulated since `earlier`.
+            pub fn since(&self, earlier: &Counters) -> Counters {
+                Counters { $($name: self.$name.saturating_sub(earlier.$name),)* }
+            }
+
+            /// Adds another set of counts.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$name += other.$name;)*
+            }
+        }
+    };
+}
+
+counters! {
+    hits: "Reads that returned a value.",
+    misses: "Reads that returned nothing (absent, stale, corrupt, or degraded).",
+    sets: "Writes stored.",
+    dropped_sets: "Writes dropped because the backend was unavailable.",
+    deletes: "Keys deleted (single deletes and invalidation sweeps).",
+    errors: "Backend calls that failed (timeouts, refused connections, server errors).",
+    degraded: "Operations completed without the backend (a miss, a dropped write, a computation uncached).",
+    corrupt: "Stored values that could not be decoded (or held another type) and were removed.",
+    stale: "Stored values hidden by a lazy invalidation.",
+    raw_bytes: "Bytes of values written, before compression.",
+    stored_bytes: "Bytes of envelopes written, after compression.",
+}
+
+impl Counters {
+    /// Hits over reads, or `None` before the first read.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Series {
+    pub(crate) counters: AtomicCounters,
+    pub(crate) get_latency: Histogram,
+    pub(crate) set_latency: Histogram,
+}
+
+impl Series {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The metrics of one (tenant, cache type).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SeriesSnapshot {
+    /// The tenant id, `_global` for global data, or `_other` for tenants past the series limit.
+    pub tenant: String,
+    /// The cache type, or `_all` for whole-tenant invalidations.
+    pub cache_type: String,
+    /// Cumulative counts.
+    pub counters: Counters,
+    /// Latency of reads.
+    pub get_latency: LatencyHistogram,
+    /// Latency of writes.
+    pub set_latency: LatencyHistogram,
+}
+
+/// Everything the store has counted since it started.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// When the snapshot was taken.
+    pub taken_at: SystemTime,
+    /// The backend's kind (`redis`, `memory`).
+    pub backend: &'static str,
+    /// The circuit breaker's state.
+    pub breaker: BreakerState,
+    /// How many times the breaker has opened.
+    pub breaker_opened: u64,
+    /// One entry per (tenant, cache type), sorted.
+    pub series: Vec<SeriesSnapshot>,
+}
+
+impl MetricsSnapshot {
+    /// The sum of every series' counters.
+    pub fn totals(&self) -> Counters {
+        let mut total = Counters::default();
+        for s in &self.series {
+            total.add(&s.counters);
+        }
+        total
+    }
+
+    /// The series of one tenant and type, if it exists.
+    pub fn series(&self, tenant: &str, cache_type: &str) -> Option<&SeriesSnapshot> {
+        self.series
+            .iter()
+            .find(|s| s.tenant == tenant && s.cache_type == cache_type)
+    }
+}
+
+type ByTenant = HashMap<Arc<str>, Arc<Series>>;
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    max_series: usize,
+    by_type: RwLock<HashMap<Arc<str>, ByTenant>>,
+}
+
+impl Metrics {
+    pub(crate) fn new(max_series: usize) -> Self {
+        Metrics {
+            max_series: max_series.max(1),
+            by_type: RwLock::default(),
+        }
+    }
+
+    pub(crate) fn series(&self, tenant: &str, cache_type: &str) -> Arc<Series> {
+        {
+            let map = self.by_type.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = map.get(cache_type).and_then(|m| m.get(tenant)) {
+                return s.clone();
+            }
+        }
+        let mut map = self.by_type.write().unwrap_or_else(|p| p.into_inner());
+        let total: usize = map.values().map(HashMap::len).sum();
+        let tenant = if total >= self.max_series { OVERFLOW_TENANT } else { tenant };
+        map.entry(Arc::from(cache_type))
+            .or_default()
+            .entry(Arc::from(tenant))
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<SeriesSnapshot> {
+        let map = self.by_type.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SeriesSnapshot> = map
+            .iter()
+            .flat_map(|(ty, tenants)| {
+                tenants.iter().map(move |(tenant, s)| SeriesSnapshot {
+                    tenant: tenant.to_string(),
+                    cache_type: ty.to_string(),
+                    counters: s.counters.snapshot(),
+                    get_latency: s.get_latency.snapshot(),
+                    set_latency: s.set_latency.snapshot(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.tenant, &a.cache_type).cmp(&(&b.tenant, &b.cache_type)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_bound_their_values() {
+        let mut last = 0;
+        for v in [0u64, 1, 3, 4, 5, 7, 8, 100, 1_000, 65_535, 1 << 30] {
+            let b = bucket_of(v);
+            assert!(b >= last);
+            assert!(bucket_upper(b) >= v, "{v} in bucket {b} bounded by {}", bucket_upper(b));
+            assert!(bucket_upper(b) as f64 <= (v as f64 * 1.25).max(3.0), "{v}: {}", bucket_upper(b));
+            last = b;
+        }
+    }
+
+    #[test]
+    fn quantiles_within_a_quarter() {
+        let h = Histogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count(), 1000);
+        for (q, want) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
+            let got = s.quantile(q).as_micros() as f64;
+            assert!(got >= want && got <= want * 1.25, "q{q}: {got}");
+        }
+        assert_eq!(s.since(&s).count(), 0);
+    }
+
+    #[test]
+    fn series_are_bounded() {
+        let m = Metrics::new(2);
+        m.series("a", "session");
+        m.series("b", "session");
+        m.series("c", "session");
+        m.series("d", "billing");
+        let tenants: Vec<_> = m.snapshot().into_iter().map(|s| s.tenant).collect();
+        assert_eq!(tenants, vec!["_other", "_other", "a", "b"]);
+    }
+}

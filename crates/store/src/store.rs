@@ -1,0 +1,946 @@
+//! [`Store`]: the typed, tenant-scoped cache API over a [`CacheBackend`].
+
+use std::{
+    any::Any,
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
+use fernando_cache_keys::{CacheKey, DocumentFingerprint, GenerationKeys, KeyBuilder, Scope, TenantId};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug_span};
+
+use crate::{
+    BackendError, BackendInfo, CacheBackend, ComputeError, KeyTtl, MemoryBackend, MetricsSnapshot,
+    RedisBackend, StoreError,
+    breaker::Breaker,
+    codec::{self, CompressionPolicy, DecodeError, Encoded, Header},
+    flight::{Flights, Role, follow},
+    metrics::{Metrics, Series},
+};
+
+/// Pseudo cache type under which whole-scope invalidations are counted.
+const ALL_TYPES: &str = "_all";
+
+/// What happened to a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a write may be dropped while the backend is unavailable"]
+pub enum WriteOutcome {
+    /// The value is stored.
+    Stored,
+    /// The backend was unavailable; the write was dropped and counted (the cache is an optimisation).
+    Dropped,
+}
+
+/// How an invalidation takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationStrategy {
+    /// Every matching key is deleted (SCAN + UNLINK) before the call returns.
+    Eager,
+    /// One O(1) write bumps a generation; readers stop seeing the old entries at once, and their storage is
+    /// reclaimed by TTL.
+    Lazy,
+    /// Lazy now, then an eager sweep in the background to reclaim storage early.
+    Hybrid,
+}
+
+impl InvalidationStrategy {
+    /// `eager`, `lazy` or `hybrid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidationStrategy::Eager => "eager",
+            InvalidationStrategy::Lazy => "lazy",
+            InvalidationStrategy::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::str::FromStr for InvalidationStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "eager" => Ok(Self::Eager),
+            "lazy" => Ok(Self::Lazy),
+            "hybrid" => Ok(Self::Hybrid),
+            other => Err(format!("unknown invalidation strategy {other:?}; expected eager, lazy or hybrid")),
+        }
+    }
+}
+
+/// The result of an invalidation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Invalidation {
+    /// The strategy applied.
+    pub strategy: InvalidationStrategy,
+    /// Keys deleted before the call returned (eager only).
+    pub deleted: u64,
+    /// The background sweep of the hybrid strategy; it yields the number of keys it deleted.
+    pub sweep: Option<JoinHandle<Result<u64, StoreError>>>,
+}
+
+/// A cache store. Cheap to clone; all clones share connections, metrics and in-flight computations.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn CacheBackend>,
+    keys: KeyBuilder,
+    ttl: TtlTable,
+    policy: CompressionPolicy,
+    timeout: Duration,
+    scan_batch: usize,
+    generation_ttl: Duration,
+    hybrid_delay: Duration,
+    breaker: Breaker,
+    metrics: Metrics,
+    flights: Flights,
+    /// Generations last read per (scope, type) key, trusted by writers for `invalidation.generation_refresh`.
+    generations: moka::sync::Cache<String, [u64; 2]>,
+}
+
+/// A read's result, with the generations seen (when the backend answered) so a following write can use them.
+struct Lookup<T> {
+    value: Option<T>,
+    generations: Option<[u64; 2]>,
+}
+
+impl Store {
+    /// Builds the store the settings ask for: the in-process backend, or Redis (connecting lazily, so the store
+    /// works — degraded — while Redis is down, and recovers by itself). Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Setup`] when the Redis URL cannot be used.
+    pub fn from_settings(settings: &Settings) -> Result<Store, StoreError> {
+        let backend: Arc<dyn CacheBackend> = match settings.backend {
+            BackendKind::Memory => Arc::new(MemoryBackend::new(settings.memory.max_bytes)),
+            BackendKind::Redis => Arc::new(
+                RedisBackend::connect(&settings.redis).map_err(|e| StoreError::Setup(e.to_string()))?,
+            ),
+        };
+        Ok(Store::with_backend(settings, backend))
+    }
+
+    /// Builds a store over any backend.
+    pub fn with_backend(settings: &Settings, backend: Arc<dyn CacheBackend>) -> Store {
+        let c = &settings.compression;
+        Store {
+            inner: Arc::new(Inner {
+                backend,
+                keys: KeyBuilder::new(
+                    &settings.namespace,
+                    settings.environment,
+                    settings.tenancy.max_tenant_id_len,
+                ),
+                ttl: settings.ttl.clone(),
+                policy: CompressionPolicy {
+                    enabled: c.enabled,
+                    threshold: c.threshold_bytes,
+                    level: c.level,
+                    max_decoded: c.max_decoded_bytes,
+                },
+                timeout: settings.redis.command_timeout,
+                scan_batch: settings.redis.scan_batch,
+                // A generation must outlive every entry written under the one before it.
+                generation_ttl: (settings.ttl.max() * 2).min(TtlTable::MAX_TTL),
+                hybrid_delay: settings.invalidation.hybrid_sweep_delay,
+                breaker: Breaker::new(
+                    settings.degradation.breaker_failure_threshold,
+                    settings.degradation.breaker_open_for,
+                ),
+                metrics: Metrics::new(settings.metrics.max_series),
+                flights: Flights::default(),
+                generations: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(settings.invalidation.generation_refresh)
+                    .build(),
+            }),
+        }
+    }
+
+    /// The key builder, for callers that need the exact keys (operators, tests).
+    pub fn keys(&self) -> &KeyBuilder {
+        &self.inner.keys
+    }
+
+    /// The backend's kind (`redis`, `memory`).
+    pub fn backend_kind(&self) -> &'static str {
+        self.inner.backend.kind()
+    }
+
+    /// The configured TTL of a cache type.
+    pub fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
+        self.inner.ttl.get(cache_type)
+    }
+
+    // ---- reads -------------------------------------------------------------------------------------------
+
+    /// Reads a value. Absent, expired, invalidated, undecodable or foreign-typed entries, and an unavailable
+    /// backend, are all a miss (`Ok(None)`), counted in the metrics; undecodable entries are removed.
+    ///
+    /// # Errors
+    /// Only for an invalid tenant or key.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let scope = scope.into();
+        let span = debug_span!("cache.get", tenant = scope.label(), cache_type = cache_type.as_str());
+        async {
+            let (k, g) = self.key_pair(&scope, cache_type, key)?;
+            let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+            Ok(self.lookup(&k, &g, &series, codec::decode_typed::<T>).await.value)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Reads bytes written with [`Store::set_bytes`].
+    ///
+    /// # Errors
+    /// Only for an invalid tenant or key.
+    pub async fn get_bytes(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let scope = scope.into();
+        let span = debug_span!("cache.get_bytes", tenant = scope.label(), cache_type = cache_type.as_str());
+        async {
+            let (k, g) = self.key_pair(&scope, cache_type, key)?;
+            let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+            Ok(self.lookup(&k, &g, &series, codec::decode_raw).await.value)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Whether a live entry exists (it may still be hidden by a lazy invalidation).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
+    pub async fn exists(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let k = self.inner.keys.key(&scope.into(), cache_type, key)?;
+        self.call(self.inner.backend.exists(k.as_str()))
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "exists", source })
+    }
+
+    /// The remaining life of an entry.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
+    pub async fn ttl(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<KeyTtl, StoreError> {
+        let k = self.inner.keys.key(&scope.into(), cache_type, key)?;
+        self.call(self.inner.backend.ttl(k.as_str()))
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "ttl", source })
+    }
+
+    // ---- writes ------------------------------------------------------------------------------------------
+
+    /// Stores a value for its cache type's configured TTL.
+    ///
+    /// # Errors
+    /// Invalid tenant or key, a cache type without a TTL, or a value that cannot be encoded. An unavailable
+    /// backend is not an error: the write is dropped and counted ([`WriteOutcome::Dropped`]).
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+        value: &T,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.set_with_ttl(scope, cache_type, key, value, None).await
+    }
+
+    /// Stores a value for `ttl`, or the cache type's TTL when `None`.
+    ///
+    /// # Errors
+    /// As [`Store::set`], plus [`StoreError::InvalidTtl`].
+    pub async fn set_with_ttl<T: Serialize + ?Sized>(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let scope = scope.into();
+        let span = debug_span!("cache.set", tenant = scope.label(), cache_type = cache_type.as_str());
+        async {
+            let encoded =
+                codec::encode_typed(value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
+            self.write(&scope, cache_type, key, encoded, ttl, None).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Stores bytes as they are (compressed above the threshold like any value).
+    ///
+    /// # Errors
+    /// As [`Store::set_with_ttl`].
+    pub async fn set_bytes(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let scope = scope.into();
+        let span = debug_span!("cache.set_bytes", tenant = scope.label(), cache_type = cache_type.as_str());
+        async {
+            let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
+            self.write(&scope, cache_type, key, encoded, ttl, None).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Deletes one entry; returns whether it existed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot delete (a silent failure would leave stale data);
+    /// invalid tenant or key.
+    pub async fn delete(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let scope = scope.into();
+        let span = debug_span!("cache.delete", tenant = scope.label(), cache_type = cache_type.as_str());
+        async {
+            let k = self.inner.keys.key(&scope, cache_type, key)?;
+            let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+            match self.call(self.inner.backend.delete(&[k.as_str()])).await {
+                Ok(n) => {
+                    Series::add(&series.counters.deletes, n);
+                    Ok(n > 0)
+                }
+                Err(source) => {
+                    Series::add(&series.counters.errors, 1);
+                    Err(StoreError::Unavailable { op: "delete", source })
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    // ---- compute -----------------------------------------------------------------------------------------
+
+    /// Returns the cached value, or computes, stores and returns it.
+    ///
+    /// Concurrent misses on one key in this process run `compute` once; the others wait for its outcome. An
+    /// `Err` is handed to every waiter and not cached. With the backend unavailable, `compute` simply runs.
+    ///
+    /// # Errors
+    /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::Store`] for an invalid tenant,
+    /// key or cache type, or an unencodable value.
+    pub async fn get_or_compute<T, E, F, Fut>(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) -> Result<T, ComputeError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let scope = scope.into();
+        let span = debug_span!("cache.get_or_compute", tenant = scope.label(), cache_type = cache_type.as_str());
+        self.get_or_compute_inner(scope, cache_type, key, compute)
+            .instrument(span)
+            .await
+    }
+
+    async fn get_or_compute_inner<T, E, F, Fut>(
+        &self,
+        scope: Scope,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) -> Result<T, ComputeError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if self.inner.ttl.get(cache_type).is_none() {
+            return Err(StoreError::UnknownCacheType(cache_type.clone()).into());
+        }
+        let (k, g) = self.key_pair(&scope, cache_type, key)?;
+        let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+        let first = self.lookup(&k, &g, &series, codec::decode_typed::<T>).await;
+        if let Some(v) = first.value {
+            return Ok(v);
+        }
+        let mut compute = Some(compute);
+        loop {
+            match self.inner.flights.join(k.as_str()) {
+                Role::Follower(rx) => {
+                    if let Some(outcome) = follow(rx).await {
+                        match outcome {
+                            Ok(v) => {
+                                if let Some(v) = v.downcast_ref::<T>() {
+                                    return Ok(v.clone());
+                                }
+                            }
+                            Err(e) => {
+                                if let Ok(e) = e.downcast::<E>() {
+                                    return Err(ComputeError::Compute(e));
+                                }
+                            }
+                        }
+                        // Same key, another type: compute for ourselves, outside the flight.
+                        let f = compute.take().expect("compute is only taken once");
+                        return self.compute_and_store(&scope, cache_type, &k, first.generations, f, None).await;
+                    }
+                    // The leader vanished: go round and maybe lead.
+                }
+                Role::Leader(guard) => {
+                    // A flight that finished between our read and now may have filled the cache.
+                    let again = self.lookup(&k, &g, &series, codec::decode_typed::<T>).await;
+                    if let Some(v) = again.value {
+                        guard.publish(Ok(Arc::new(v.clone())));
+                        return Ok(v);
+                    }
+                    let f = compute.take().expect("compute is only taken once");
+                    let generations = again.generations.or(first.generations);
+                    return self
+                        .compute_and_store(&scope, cache_type, &k, generations, f, Some(&guard))
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn compute_and_store<T, E, F, Fut>(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        generations: Option<[u64; 2]>,
+        compute: F,
+        guard: Option<&crate::flight::LeaderGuard<'_>>,
+    ) -> Result<T, ComputeError<E>>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+        match compute().await {
+            Ok(value) => {
+                if let Some(g) = guard {
+                    g.publish(Ok(Arc::new(value.clone()) as Arc<dyn Any + Send + Sync>));
+                }
+                let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
+                // A dropped write is already counted as degraded; the caller gets its value either way.
+                let _ = self
+                    .write_key(scope, cache_type, key, encoded, None, generations, &series)
+                    .await?;
+                Ok(value)
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                if let Some(g) = guard {
+                    g.publish(Err(e.clone() as Arc<dyn Any + Send + Sync>));
+                }
+                Err(ComputeError::Compute(e))
+            }
+        }
+    }
+
+    // ---- invalidation ------------------------------------------------------------------------------------
+
+    /// Invalidates a scope's entries, or one cache type's, with the given strategy.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot take the invalidation — never silently skipped.
+    pub async fn invalidate(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: Option<&CacheType>,
+        strategy: InvalidationStrategy,
+    ) -> Result<Invalidation, StoreError> {
+        let scope = scope.into();
+        let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
+        let span = debug_span!(
+            "cache.invalidate",
+            tenant = scope.label(),
+            cache_type = type_label,
+            strategy = strategy.as_str()
+        );
+        async {
+            let pattern = self.inner.keys.scan_pattern(&scope, cache_type);
+            let mut result = Invalidation {
+                strategy,
+                deleted: 0,
+                sweep: None,
+            };
+            if strategy == InvalidationStrategy::Eager {
+                result.deleted = self.delete_matching(&scope, type_label, &pattern).await?;
+            } else {
+                // Any cache type works for the scope-level key.
+                let g = self
+                    .inner
+                    .keys
+                    .generation_keys(&scope, cache_type.unwrap_or(&CacheType::SESSION))?;
+                let gen_key = if cache_type.is_some() { g.cache_type } else { g.scope };
+                self.call(self.inner.backend.bump_generation(&gen_key, self.inner.generation_ttl))
+                    .await
+                    .map_err(|source| StoreError::Unavailable { op: "invalidate", source })?;
+                // Writers in this process must not keep writing under the old generation.
+                self.inner.generations.invalidate_all();
+                if strategy == InvalidationStrategy::Hybrid {
+                    let store = self.clone();
+                    let type_label = type_label.to_owned();
+                    let delay = self.inner.hybrid_delay;
+                    result.sweep = Some(tokio::spawn(
+                        async move {
+                            tokio::time::sleep(delay).await;
+                            store.delete_matching(&scope, &type_label, &pattern).await
+                        }
+                        .instrument(debug_span!("cache.hybrid_sweep")),
+                    ));
+                }
+            }
+            tracing::info!(deleted = result.deleted, "cache invalidated");
+            Ok(result)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Deletes the entries of a scope (and optionally one type) whose specific key matches `key_glob`
+    /// (`*`, `?`, `[…]`), with SCAN + UNLINK in batches — never `KEYS`. The glob cannot reach outside the scope.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
+    pub async fn delete_pattern(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: Option<&CacheType>,
+        key_glob: &str,
+    ) -> Result<u64, StoreError> {
+        let scope = scope.into();
+        let pattern = self.inner.keys.key_pattern(&scope, cache_type, key_glob);
+        let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
+        self.delete_matching(&scope, type_label, &pattern)
+            .instrument(debug_span!("cache.delete_pattern", tenant = scope.label(), cache_type = type_label))
+            .await
+    }
+
+    /// Deletes every entry of a scope, or of one type in it (eager invalidation).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
+    pub async fn clear_cache(
+        &self,
+        scope: impl Into<Scope>,
+        cache_type: Option<&CacheType>,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .invalidate(scope, cache_type, InvalidationStrategy::Eager)
+            .await?
+            .deleted)
+    }
+
+    async fn delete_matching(&self, scope: &Scope, type_label: &str, pattern: &str) -> Result<u64, StoreError> {
+        let series = self.inner.metrics.series(scope.label(), type_label);
+        let Some(permit) = self.inner.breaker.acquire() else {
+            return Err(StoreError::Unavailable {
+                op: "invalidate",
+                source: BackendError::CircuitOpen,
+            });
+        };
+        let r = self
+            .inner
+            .backend
+            .delete_matching(pattern, self.inner.scan_batch, self.inner.timeout)
+            .await;
+        match r {
+            Ok(n) => {
+                permit.success();
+                Series::add(&series.counters.deletes, n);
+                Ok(n)
+            }
+            Err(source) => {
+                if source.is_unavailability() {
+                    permit.failure();
+                } else {
+                    permit.success();
+                }
+                Series::add(&series.counters.errors, 1);
+                Err(StoreError::Unavailable { op: "invalidate", source })
+            }
+        }
+    }
+
+    // ---- seed helpers ------------------------------------------------------------------------------------
+
+    /// Caches a processed document's result under its fingerprint (`doc_hash`).
+    ///
+    /// # Errors
+    /// As [`Store::set`].
+    pub async fn cache_document_hash<T: Serialize + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &DocumentFingerprint,
+        value: &T,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.set(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex(), value).await
+    }
+
+    /// Reads a processed document's result by fingerprint (`doc_hash`).
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub async fn get_document_hash<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &DocumentFingerprint,
+    ) -> Result<Option<T>, StoreError> {
+        self.get(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex()).await
+    }
+
+    /// Caches a document's OCR result (`ocr_result`); `engine` (name and version) is part of the key, so a new
+    /// engine never reads an old engine's output.
+    ///
+    /// # Errors
+    /// As [`Store::set`].
+    pub async fn cache_ocr_result<T: Serialize + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &DocumentFingerprint,
+        engine: &str,
+        value: &T,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.set(tenant, &CacheType::OCR_RESULT, &stage_key(fingerprint, engine), value)
+            .await
+    }
+
+    /// Reads a document's OCR result for one engine (`ocr_result`).
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub async fn get_ocr_result<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &DocumentFingerprint,
+        engine: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get(tenant, &CacheType::OCR_RESULT, &stage_key(fingerprint, engine))
+            .await
+    }
+
+    /// Caches a document's field extraction (`llm_extraction`) for one extractor (name and version).
+    ///
+    /// # Errors
+    /// As [`Store::set`].
+    pub async fn cache_llm_extraction<T: Serialize + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &DocumentFingerprint,
+        extractor: &str,
+        value: &T,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.set(tenant, &CacheType::LLM_EXTRACTION, &stage_key(fingerprint, extractor), value)
+            .await
+    }
+
+    /// Reads a document's field extraction for one extractor (`llm_extraction`).
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub async fn get_llm_extraction<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &DocumentFingerprint,
+        extractor: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get(tenant, &CacheType::LLM_EXTRACTION, &stage_key(fingerprint, extractor))
+            .await
+    }
+
+    /// Caches a user's session data (`session`) under the session id.
+    ///
+    /// # Errors
+    /// As [`Store::set`].
+    pub async fn cache_user_session<T: Serialize + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        session_id: &str,
+        value: &T,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.set(tenant, &CacheType::SESSION, session_id, value).await
+    }
+
+    /// Reads a user's session data (`session`).
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub async fn get_user_session<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        session_id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get(tenant, &CacheType::SESSION, session_id).await
+    }
+
+    // ---- operations --------------------------------------------------------------------------------------
+
+    /// Everything counted since the store started.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            taken_at: SystemTime::now(),
+            backend: self.inner.backend.kind(),
+            breaker: self.inner.breaker.state(),
+            breaker_opened: self.inner.breaker.opened_total(),
+            series: self.inner.metrics.snapshot(),
+        }
+    }
+
+    /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it does not answer in time.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let start = Instant::now();
+        self.call(self.inner.backend.ping())
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "ping", source })?;
+        Ok(start.elapsed())
+    }
+
+    /// Server facts (memory, eviction policy, key count) for operators and health checks.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend does not answer in time.
+    pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
+        self.call(self.inner.backend.info())
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "info", source })
+    }
+
+    // ---- internals ---------------------------------------------------------------------------------------
+
+    fn key_pair(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<(CacheKey, GenerationKeys), StoreError> {
+        Ok((
+            self.inner.keys.key(scope, cache_type, key)?,
+            self.inner.keys.generation_keys(scope, cache_type)?,
+        ))
+    }
+
+    /// One backend call through the breaker and the command timeout.
+    async fn call<T>(&self, fut: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+        let Some(permit) = self.inner.breaker.acquire() else {
+            return Err(BackendError::CircuitOpen);
+        };
+        let result = match tokio::time::timeout(self.inner.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(self.inner.timeout)),
+        };
+        match &result {
+            Err(e) if e.is_unavailability() => permit.failure(),
+            _ => permit.success(),
+        }
+        result
+    }
+
+    async fn lookup<T>(
+        &self,
+        key: &CacheKey,
+        generations: &GenerationKeys,
+        series: &Series,
+        decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+    ) -> Lookup<T> {
+        let start = Instant::now();
+        let fetched = self.call(self.inner.backend.fetch(key.as_str(), generations)).await;
+        let c = &series.counters;
+        let result = match fetched {
+            Ok(f) => {
+                let value = match f.value {
+                    None => None,
+                    Some(bytes) => match codec::read_header(&bytes) {
+                        Ok(h) if h.generations != f.generations => {
+                            Series::add(&c.stale, 1);
+                            None
+                        }
+                        Ok(h) => match decode(&bytes, &h, self.inner.policy.max_decoded) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                self.discard_corrupt(key, series, &e.to_string()).await;
+                                None
+                            }
+                        },
+                        Err(e) => {
+                            self.discard_corrupt(key, series, &e.to_string()).await;
+                            None
+                        }
+                    },
+                };
+                Lookup {
+                    value,
+                    generations: Some(f.generations),
+                }
+            }
+            Err(BackendError::WrongType) => {
+                self.discard_corrupt(key, series, "the key holds a non-string Redis value").await;
+                Lookup {
+                    value: None,
+                    generations: None,
+                }
+            }
+            Err(e) => {
+                if !matches!(e, BackendError::CircuitOpen) {
+                    Series::add(&c.errors, 1);
+                    tracing::debug!(error = %e, "cache read failed; treating as a miss");
+                }
+                Series::add(&c.degraded, 1);
+                Lookup {
+                    value: None,
+                    generations: None,
+                }
+            }
+        };
+        Series::add(if result.value.is_some() { &c.hits } else { &c.misses }, 1);
+        series.get_latency.record(start.elapsed());
+        result
+    }
+
+    async fn discard_corrupt(&self, key: &CacheKey, series: &Series, why: &str) {
+        Series::add(&series.counters.corrupt, 1);
+        tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
+        if let Err(e) = self.call(self.inner.backend.delete(&[key.as_str()])).await {
+            tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
+        }
+    }
+
+    async fn write(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &str,
+        encoded: Encoded,
+        ttl: Option<Duration>,
+        generations: Option<[u64; 2]>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let k = self.inner.keys.key(scope, cache_type, key)?;
+        let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+        self.write_key(scope, cache_type, &k, encoded, ttl, generations, &series)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_key(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        mut encoded: Encoded,
+        ttl: Option<Duration>,
+        generations: Option<[u64; 2]>,
+        series: &Series,
+    ) -> Result<WriteOutcome, StoreError> {
+        let ttl = match ttl {
+            Some(t) if t < Duration::from_millis(1) || t > TtlTable::MAX_TTL => {
+                return Err(StoreError::InvalidTtl(t));
+            }
+            Some(t) => t,
+            None => self
+                .inner
+                .ttl
+                .get(cache_type)
+                .ok_or_else(|| StoreError::UnknownCacheType(cache_type.clone()))?,
+        };
+        let start = Instant::now();
+        let c = &series.counters;
+        let generations = match generations {
+            Some(g) => Ok(g),
+            None => self.current_generations(scope, cache_type).await,
+        };
+        let stored = match generations {
+            Ok(g) => {
+                codec::set_generations(&mut encoded.bytes, g);
+                let len = encoded.bytes.len() as u64;
+                self.call(self.inner.backend.set(key.as_str(), Bytes::from(encoded.bytes), ttl))
+                    .await
+                    .map(|()| len)
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = match stored {
+            Ok(len) => {
+                Series::add(&c.sets, 1);
+                Series::add(&c.raw_bytes, encoded.raw_len as u64);
+                Series::add(&c.stored_bytes, len);
+                WriteOutcome::Stored
+            }
+            Err(e) => {
+                if !matches!(e, BackendError::CircuitOpen) {
+                    Series::add(&c.errors, 1);
+                }
+                Series::add(&c.dropped_sets, 1);
+                Series::add(&c.degraded, 1);
+                tracing::debug!(error = %e, "cache write dropped");
+                WriteOutcome::Dropped
+            }
+        };
+        series.set_latency.record(start.elapsed());
+        Ok(outcome)
+    }
+
+    /// The generations a writer should stamp: recently read ones, or a fresh read.
+    async fn current_generations(&self, scope: &Scope, cache_type: &CacheType) -> Result<[u64; 2], BackendError> {
+        let g = self
+            .inner
+            .keys
+            .generation_keys(scope, cache_type)
+            .map_err(|e| BackendError::Other(e.to_string()))?;
+        if let Some(known) = self.inner.generations.get(&g.cache_type) {
+            return Ok(known);
+        }
+        let fresh = self.call(self.inner.backend.generations(&g)).await?;
+        self.inner.generations.insert(g.cache_type, fresh);
+        Ok(fresh)
+    }
+}
+
+fn stage_key(fingerprint: &DocumentFingerprint, engine: &str) -> String {
+    format!("{fingerprint}:{engine}")
+}

@@ -1,0 +1,253 @@
+//! Test support for fernando-cache: real `redis-server` processes on free ports, with the faults tests need
+//! (SIGKILL, SIGSTOP / SIGCONT, restart on the same port).
+//!
+//! Each server runs in its own temporary folder with persistence off, is waited for until it answers `PING`, and
+//! is killed when dropped; if the test is failing, its log is printed. A missing `redis-server` is a loud failure
+//! that says how to install it — never a silent skip. This crate is for tests only (`publish = false`) and must
+//! not be a dependency of any library crate.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal, unistd::Pid};
+
+/// How long a server may take to answer its first `PING`.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A `redis-server` process owned by a test.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisServer").field("port", &self.port).finish()
+    }
+}
+
+fn redis_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("REDIS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    for dir in std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+    {
+        let candidate = dir.join("redis-server");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "redis-server was not found on PATH; these tests need a real Redis. Install the Debian/Ubuntu package \
+         `redis-server` (`cargo xtask test` does that when run as root), or set REDIS_SERVER_BIN."
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+    listener.local_addr().expect("local address").port()
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing or does not come up (its log is printed).
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `--name value` arguments, e.g. `["--maxmemory", "1mb"]`.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub fn start_with(extra_args: &[&str]) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("fernando-redis-")
+            .tempdir()
+            .expect("create a temporary folder for redis-server");
+        let mut server = RedisServer {
+            port: 0,
+            dir,
+            child: None,
+            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("redis-server did not start after 5 attempts: {last_error}");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("could not run redis-server: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("redis-server exited with {status}; log:\n{}", self.log()));
+                }
+            }
+            if self.ping() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        Err(format!("redis-server did not answer PING within {READY_TIMEOUT:?}; log:\n{}", self.log()))
+    }
+
+    fn ping(&self) -> bool {
+        self.command(&["PING"]).is_ok_and(|r| r.starts_with("+PONG"))
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:{port}/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    fn pid(&self) -> Pid {
+        let child = self.child.as_ref().expect("the server is not running");
+        Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
+    }
+
+    /// Kills the server with SIGKILL and reaps it. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server with SIGSTOP: connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        signal::kill(self.pid(), signal::Signal::SIGSTOP).expect("SIGSTOP redis-server");
+    }
+
+    /// Thaws a paused server with SIGCONT.
+    pub fn resume(&self) {
+        signal::kill(self.pid(), signal::Signal::SIGCONT).expect("SIGCONT redis-server");
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::kill`]); its data is gone.
+    ///
+    /// # Panics
+    /// When it does not come back.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => panic!("redis-server did not restart: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Sends one command in RESP and returns the raw reply text (enough for tests and setup).
+    ///
+    /// # Errors
+    /// When the server cannot be reached or does not answer within two seconds.
+    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a.as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&req)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut buf)?;
+        let _ = stream.shutdown(Shutdown::Both);
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- redis-server on port {} log ---\n{}", self.port, self.log());
+        }
+        if let Some(child) = &self.child {
+            // A paused server must be thawed to die promptly and let its port go.
+            let _ = signal::kill(
+                Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)),
+                signal::Signal::SIGCONT,
+            );
+        }
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_and_restarts_on_the_same_port() {
+        let mut server = RedisServer::start();
+        assert!(server.command(&["SET", "k", "v"]).unwrap().starts_with("+OK"));
+        let port = server.port();
+        server.kill();
+        assert!(server.command(&["PING"]).is_err());
+        server.restart();
+        assert_eq!(server.port(), port);
+        assert!(server.command(&["GET", "k"]).unwrap().starts_with("$-1"), "data is gone after a restart");
+    }
+
+    #[test]
+    fn pause_freezes_and_resume_thaws() {
+        let server = RedisServer::start();
+        server.pause();
+        assert!(server.command(&["PING"]).is_err(), "a paused server does not answer");
+        server.resume();
+        assert!(server.command(&["PING"]).unwrap().starts_with("+PONG"));
+    }
+}
