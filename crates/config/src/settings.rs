@@ -206,9 +206,6 @@ pub struct InvalidationSettings {
     /// Delay before the background sweep of the hybrid strategy.
     #[serde(with = "duration")]
     pub hybrid_sweep_delay: Duration,
-    /// How long a writer trusts the invalidation generations it last read.
-    #[serde(with = "duration")]
-    pub generation_refresh: Duration,
 }
 
 /// In-process metrics settings.
@@ -271,10 +268,6 @@ impl Settings {
             ));
         }
         check_duration("degradation.breaker_open_for", d.breaker_open_for)?;
-        check_duration(
-            "invalidation.generation_refresh",
-            self.invalidation.generation_refresh,
-        )?;
         check_range("metrics.max_series", self.metrics.max_series, 1, 10_000_000)?;
         self.ttl.validate()
     }

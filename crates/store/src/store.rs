@@ -102,7 +102,7 @@ struct Inner {
     breaker: Breaker,
     metrics: Metrics,
     flights: Flights,
-    /// Generations last read per (scope, type) key, trusted by writers for `invalidation.generation_refresh`.
+    /// Generations last seen per (scope, type): a writer's first guess, checked by every write.
     generations: moka::sync::Cache<String, [u64; 2]>,
 }
 
@@ -157,10 +157,7 @@ impl Store {
                 ),
                 metrics: Metrics::new(settings.metrics.max_series),
                 flights: Flights::default(),
-                generations: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(settings.invalidation.generation_refresh)
-                    .build(),
+                generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
             }),
         }
     }
@@ -519,8 +516,6 @@ impl Store {
                 self.call(self.inner.backend.bump_generation(&gen_key, self.inner.generation_ttl))
                     .await
                     .map_err(|source| StoreError::Unavailable { op: "invalidate", source })?;
-                // Writers in this process must not keep writing under the old generation.
-                self.inner.generations.invalidate_all();
                 if strategy == InvalidationStrategy::Hybrid {
                     let store = self.clone();
                     let type_label = type_label.to_owned();
@@ -872,7 +867,7 @@ impl Store {
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
-        mut encoded: Encoded,
+        encoded: Encoded,
         ttl: Option<Duration>,
         generations: Option<[u64; 2]>,
         series: &Series,
@@ -890,20 +885,7 @@ impl Store {
         };
         let start = Instant::now();
         let c = &series.counters;
-        let generations = match generations {
-            Some(g) => Ok(g),
-            None => self.current_generations(scope, cache_type).await,
-        };
-        let stored = match generations {
-            Ok(g) => {
-                codec::set_generations(&mut encoded.bytes, g);
-                let len = encoded.bytes.len() as u64;
-                self.call(self.inner.backend.set(key.as_str(), Bytes::from(encoded.bytes), ttl))
-                    .await
-                    .map(|()| len)
-            }
-            Err(e) => Err(e),
-        };
+        let stored = self.stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, generations).await;
         let outcome = match stored {
             Ok(len) => {
                 Series::add(&c.sets, 1);
@@ -925,19 +907,42 @@ impl Store {
         Ok(outcome)
     }
 
-    /// The generations a writer should stamp: recently read ones, or a fresh read.
-    async fn current_generations(&self, scope: &Scope, cache_type: &CacheType) -> Result<[u64; 2], BackendError> {
+    /// Writes an envelope stamped with the current generations: a guess first (the caller's, or the last seen),
+    /// corrected from what the write's own round trip read if an invalidation changed them.
+    async fn stamp_and_set(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        mut bytes: Vec<u8>,
+        ttl: Duration,
+        guess: Option<[u64; 2]>,
+    ) -> Result<u64, BackendError> {
         let g = self
             .inner
             .keys
             .generation_keys(scope, cache_type)
             .map_err(|e| BackendError::Other(e.to_string()))?;
-        if let Some(known) = self.inner.generations.get(&g.cache_type) {
-            return Ok(known);
+        let mut stamp = guess
+            .or_else(|| self.inner.generations.get(&g.cache_type))
+            .unwrap_or([0, 0]);
+        let len = bytes.len() as u64;
+        // Each retry means an invalidation landed between two of our writes; after three in a row the last
+        // write simply stays invisible (a miss, never stale data).
+        for _ in 0..3 {
+            codec::set_generations(&mut bytes, stamp);
+            let value = Bytes::from(bytes);
+            let current = self
+                .call(self.inner.backend.set(key.as_str(), value.clone(), ttl, &g))
+                .await?;
+            if current == stamp {
+                return Ok(len);
+            }
+            self.inner.generations.insert(g.cache_type.clone(), current);
+            stamp = current;
+            bytes = value.to_vec();
         }
-        let fresh = self.call(self.inner.backend.generations(&g)).await?;
-        self.inner.generations.insert(g.cache_type, fresh);
-        Ok(fresh)
+        Ok(len)
     }
 }
 

@@ -192,14 +192,15 @@ impl RedisServer {
     ///
     /// # Errors
     /// When the server cannot be reached or does not answer within two seconds.
-    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+    pub fn command<A: AsRef<[u8]>>(&self, args: &[A]) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.set_write_timeout(Some(Duration::from_secs(2)))?;
         let mut req = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
+            let a = a.as_ref();
             req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a.as_bytes());
+            req.extend_from_slice(a);
             req.extend_from_slice(b"\r\n");
         }
         stream.write_all(&req)?;

@@ -68,6 +68,24 @@ impl MemoryBackend {
         MemoryBackend { cache, max_bytes }
     }
 
+    async fn generations(&self, generations: &GenerationKeys) -> [u64; 2] {
+        let scope = self.live(&generations.scope).await;
+        let typed = self.live(&generations.cache_type).await;
+        [
+            parse_generation(scope.as_ref().map(|e| e.bytes.as_ref())),
+            parse_generation(typed.as_ref().map(|e| e.bytes.as_ref())),
+        ]
+    }
+
+    async fn insert(&self, key: &str, bytes: Bytes, ttl: Duration) {
+        let entry = Entry {
+            bytes,
+            ttl,
+            expires_at: Instant::now() + ttl,
+        };
+        self.cache.insert(key.to_owned(), entry).await;
+    }
+
     async fn live(&self, key: &str) -> Option<Entry> {
         self.cache.get(key).await.filter(|e| e.expires_at > Instant::now())
     }
@@ -83,27 +101,20 @@ impl CacheBackend for MemoryBackend {
         let value = self.live(key).await.map(|e| e.bytes);
         Ok(Fetched {
             value,
-            generations: self.generations(generations).await?,
+            generations: self.generations(generations).await,
         })
     }
 
-    async fn generations(&self, generations: &GenerationKeys) -> Result<[u64; 2], BackendError> {
-        let scope = self.live(&generations.scope).await;
-        let typed = self.live(&generations.cache_type).await;
-        Ok([
-            parse_generation(scope.as_ref().map(|e| e.bytes.as_ref())),
-            parse_generation(typed.as_ref().map(|e| e.bytes.as_ref())),
-        ])
-    }
-
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
-        let entry = Entry {
-            bytes: value,
-            ttl,
-            expires_at: Instant::now() + ttl,
-        };
-        self.cache.insert(key.to_owned(), entry).await;
-        Ok(())
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Result<[u64; 2], BackendError> {
+        let current = self.generations(generations).await;
+        self.insert(key, value, ttl).await;
+        Ok(current)
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
@@ -129,7 +140,7 @@ impl CacheBackend for MemoryBackend {
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
-        self.set(key, Bytes::from(generation.to_string()), ttl).await?;
+        self.insert(key, Bytes::from(generation.to_string()), ttl).await;
         Ok(generation)
     }
 

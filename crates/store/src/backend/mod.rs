@@ -103,11 +103,18 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     /// A key holding a non-string value is [`BackendError::WrongType`].
     async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError>;
 
-    /// Reads the current `[scope, cache type]` generations.
-    async fn generations(&self, generations: &GenerationKeys) -> Result<[u64; 2], BackendError>;
-
-    /// Stores `value` under `key` for `ttl` (replacing whatever is there, of any type).
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError>;
+    /// Stores `value` under `key` for `ttl` (replacing whatever is there, of any type), and returns the
+    /// `[scope, cache type]` generations as they were just before the write, read in the same round trip.
+    ///
+    /// The store stamps a guess of the generations into `value`; if the returned ones differ, it writes again
+    /// with them, so an entry is never stored under generations that were already stale when it was written.
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Result<[u64; 2], BackendError>;
 
     /// Removes keys; returns how many existed.
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError>;

@@ -110,8 +110,10 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError> {
-        // One round trip: the entry, then both generations. A key of another type fails the GET with WRONGTYPE.
-        let (value, (g_scope, g_type)): (Option<Vec<u8>>, (Option<Vec<u8>>, Option<Vec<u8>>)) = redis::pipe()
+        // One round trip: the entry, then both generations. Replies are taken as raw values so that a WRONGTYPE
+        // reply to the GET is recognised as such rather than as a conversion failure.
+        let replies: Vec<redis::Value> = redis::pipe()
+            .ignore_errors()
             .cmd("GET")
             .arg(key)
             .cmd("MGET")
@@ -120,8 +122,19 @@ impl CacheBackend for RedisBackend {
             .query_async(&mut self.conn())
             .await
             .map_err(conn_err)?;
+        let [value, gens]: [redis::Value; 2] = replies
+            .try_into()
+            .map_err(|r: Vec<_>| BackendError::Other(format!("pipeline answered {} replies, not 2", r.len())))?;
+        let value = match value {
+            redis::Value::Nil => None,
+            redis::Value::BulkString(bytes) => Some(Bytes::from(bytes)),
+            redis::Value::ServerError(e) if e.code() == "WRONGTYPE" => return Err(BackendError::WrongType),
+            other => return Err(BackendError::Other(format!("unexpected reply to GET: {other:?}"))),
+        };
+        let (g_scope, g_type): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            redis::FromRedisValue::from_redis_value(gens).map_err(|e| BackendError::Other(e.to_string()))?;
         Ok(Fetched {
-            value: value.map(Bytes::from),
+            value,
             generations: [
                 parse_generation(g_scope.as_deref()),
                 parse_generation(g_type.as_deref()),
@@ -129,26 +142,28 @@ impl CacheBackend for RedisBackend {
         })
     }
 
-    async fn generations(&self, generations: &GenerationKeys) -> Result<[u64; 2], BackendError> {
-        let (a, b): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("MGET")
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Result<[u64; 2], BackendError> {
+        let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let ((g_scope, g_type),): ((Option<Vec<u8>>, Option<Vec<u8>>),) = redis::pipe()
+            .cmd("MGET")
             .arg(&generations.scope)
             .arg(&generations.cache_type)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(conn_err)?;
-        Ok([parse_generation(a.as_deref()), parse_generation(b.as_deref())])
-    }
-
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
-        let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        redis::cmd("SET")
+            .cmd("SET")
             .arg(key)
             .arg(value.as_ref())
             .arg("PX")
             .arg(ms)
-            .exec_async(&mut self.conn())
+            .ignore()
+            .query_async(&mut self.conn())
             .await
-            .map_err(conn_err)
+            .map_err(conn_err)?;
+        Ok([parse_generation(g_scope.as_deref()), parse_generation(g_type.as_deref())])
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {

@@ -1,0 +1,96 @@
+//! Tenants `a`, `a:b`, `*` and `a%3Ab` never see or delete each other's keys, through every API.
+
+use fernando_cache_config::CacheType;
+use fernando_cache_store::{InvalidationStrategy, Store};
+
+use crate::support::{memory_store, redis_store, tenant};
+
+const TENANTS: [&str; 4] = ["a", "a:b", "*", "a%3Ab"];
+
+async fn fill(store: &Store) {
+    for t in TENANTS {
+        for ty in [CacheType::SESSION, CacheType::BILLING] {
+            for key in ["k", "k:1", "*"] {
+                let _ = store.set(&tenant(t), &ty, key, &format!("{t}/{ty}/{key}")).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn visible(store: &Store, t: &str) -> usize {
+    let mut n = 0;
+    for ty in [CacheType::SESSION, CacheType::BILLING] {
+        for key in ["k", "k:1", "*"] {
+            if let Some(v) = store.get::<String>(&tenant(t), &ty, key).await.unwrap() {
+                assert_eq!(v, format!("{t}/{ty}/{key}"), "tenant {t} read another tenant's value");
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+async fn isolation(store: &Store) {
+    fill(store).await;
+    for t in TENANTS {
+        assert_eq!(visible(store, t).await, 6, "{t}");
+    }
+    // Each destructive API, aimed at one tenant, leaves every other tenant whole.
+    for (i, victim) in TENANTS.iter().enumerate() {
+        let v = tenant(victim);
+        match i {
+            0 => {
+                assert!(store.delete(&v, &CacheType::SESSION, "k").await.unwrap());
+                assert_eq!(store.delete_pattern(&v, None, "*").await.unwrap(), 5);
+            }
+            1 => assert_eq!(store.clear_cache(&v, None).await.unwrap(), 6),
+            2 => {
+                let _ = store.invalidate(&v, None, InvalidationStrategy::Lazy).await.unwrap();
+            }
+            _ => {
+                let r = store.invalidate(&v, None, InvalidationStrategy::Hybrid).await.unwrap();
+                assert_eq!(r.sweep.unwrap().await.unwrap().unwrap(), 6);
+            }
+        }
+        assert_eq!(visible(store, victim).await, 0, "{victim} was not cleared");
+        for other in &TENANTS[i + 1..] {
+            assert_eq!(visible(store, other).await, 6, "clearing {victim} touched {other}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tenant_names_are_isolated_on_redis() {
+    let (_server, store) = redis_store();
+    isolation(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tenant_names_are_isolated_in_memory() {
+    isolation(&memory_store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_glob_cannot_escape_its_scope_or_type() {
+    let (_server, store) = redis_store();
+    fill(&store).await;
+    // `k*` within tenant `a`, type session: matches "k" and "k:1" only.
+    assert_eq!(store.delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k*").await.unwrap(), 2);
+    assert_eq!(visible(&store, "a").await, 4);
+    for other in &TENANTS[1..] {
+        assert_eq!(visible(&store, other).await, 6);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_tenants_are_clear_errors() {
+    let err = fernando_cache_keys::TenantId::new("").unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
+    let err = fernando_cache_keys::TenantId::new("a\u{7}").unwrap_err().to_string();
+    assert!(err.contains("control"), "{err}");
+    // Longer than the configured tenancy.max_tenant_id_len (128).
+    let store = memory_store();
+    let long = tenant(&"x".repeat(200));
+    let err = store.get::<u8>(&long, &CacheType::SESSION, "k").await.unwrap_err().to_string();
+    assert!(err.contains("at most 128"), "{err}");
+}

@@ -1,0 +1,128 @@
+//! Concurrent misses on one key compute once; errors are shared and not cached.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use fernando_cache_config::CacheType;
+use fernando_cache_store::{ComputeError, Store};
+
+use crate::support::{memory_store, redis_store, tenant};
+
+async fn five_hundred_callers_compute_once(store: &Store) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..500 {
+        let store = store.clone();
+        let runs = runs.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "cold", || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<_, std::io::Error>("expensive OCR text".to_owned())
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "expensive OCR text");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the computation ran more than once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_callers_on_redis() {
+    let (_server, store) = redis_store();
+    five_hundred_callers_compute_once(&store).await;
+    let c = store.metrics().totals();
+    assert_eq!(c.sets, 1, "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_callers_in_memory() {
+    five_hundred_callers_compute_once(&memory_store()).await;
+}
+
+#[derive(Debug, PartialEq)]
+struct OcrFailed(&'static str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_reaches_every_waiter_and_is_not_cached() {
+    let (_server, store) = redis_store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let store = store.clone();
+        let runs = runs.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "bad", || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err::<String, _>(OcrFailed("engine crashed"))
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        match task.await.unwrap() {
+            Err(ComputeError::Compute(e)) => assert_eq!(*e, OcrFailed("engine crashed")),
+            other => panic!("expected the shared error, got {other:?}"),
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let v = store
+        .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "bad", || async {
+            Ok::<_, OcrFailed>("recovered".to_owned())
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, "recovered", "the error was not cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_hands_over_to_a_waiter() {
+    let store = memory_store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let leader = {
+        let store = store.clone();
+        let runs = runs.clone();
+        tokio::spawn(async move {
+            store
+                .get_or_compute(&tenant("acme"), &CacheType::SESSION, "k", || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok::<_, std::io::Error>(1u32)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let follower = {
+        let store = store.clone();
+        let runs = runs.clone();
+        tokio::spawn(async move {
+            store
+                .get_or_compute(&tenant("acme"), &CacheType::SESSION, "k", || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::io::Error>(2u32)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    leader.abort();
+    let v = tokio::time::timeout(Duration::from_secs(5), follower)
+        .await
+        .expect("the follower is not stranded")
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
