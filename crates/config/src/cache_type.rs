@@ -62,13 +62,10 @@ impl CacheType {
             Some(format!("is longer than {} characters", Self::MAX_LEN))
         } else if !name.as_bytes()[0].is_ascii_lowercase() {
             Some("must start with a lowercase letter".to_owned())
-        } else if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-        {
-            Some(format!("contains {c:?}; only a-z, 0-9 and '_' are allowed"))
         } else {
-            None
+            name.chars()
+                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+                .map(|c| format!("contains {c:?}; only a-z, 0-9 and '_' are allowed"))
         };
         match reason {
             Some(reason) => Err(ConfigError::invalid(

@@ -6,8 +6,9 @@ use serde::{Deserialize, Deserializer, de::Error as _};
 
 /// Parses a duration written like `250ms`, `10m`, `24h` or `7d`.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration such as \"250ms\", \"10m\" or \"7d\" ({e})"))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{text:?} is not a duration such as \"250ms\", \"10m\" or \"7d\" ({e})")
+    })
 }
 
 /// Formats a duration the way [`parse`] reads it.

@@ -93,13 +93,11 @@ impl Settings {
                 let local = PathBuf::from("config");
                 local.join("default.toml").is_file().then_some(local)
             });
-        if let Some(dir) = &dir {
-            if !dir.is_dir() {
-                return Err(ConfigError::invalid(
-                    "config_dir",
-                    format!("{} is not a folder", dir.display()),
-                ));
-            }
+        if let Some(dir) = dir.as_ref().filter(|d| !d.is_dir()) {
+            return Err(ConfigError::invalid(
+                "config_dir",
+                format!("{} is not a folder", dir.display()),
+            ));
         }
 
         let mut builder = Config::builder()
@@ -123,7 +121,9 @@ impl Settings {
                 .set_override(key.as_str(), value.as_str())
                 .map_err(|e| ConfigError::Source(e.to_string()))?;
         }
-        let raw = builder.build().map_err(|e| ConfigError::Source(e.to_string()))?;
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
         let mut settings: Settings = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
@@ -194,11 +194,17 @@ mod tests {
         ];
         for (t, ttl) in expected {
             assert_eq!(prod.ttl.get(&t), Some(ttl), "{t}");
-            assert!(dev.ttl.get(&t).unwrap() < ttl, "development {t} should be shorter");
+            assert!(
+                dev.ttl.get(&t).unwrap() < ttl,
+                "development {t} should be shorter"
+            );
         }
         assert_eq!(prod.backend, BackendKind::Redis);
         assert_eq!(dev.backend, BackendKind::Memory);
-        assert_eq!(Settings::embedded(Environment::Staging).unwrap().backend, BackendKind::Redis);
+        assert_eq!(
+            Settings::embedded(Environment::Staging).unwrap().backend,
+            BackendKind::Redis
+        );
     }
 
     #[test]
@@ -215,7 +221,10 @@ mod tests {
                 .set("redis.pool_size", "3"),
         )
         .unwrap();
-        assert_eq!(s.ttl.get(&CacheType::new("invoice").unwrap()), Some(Duration::from_secs(3 * 3600)));
+        assert_eq!(
+            s.ttl.get(&CacheType::new("invoice").unwrap()),
+            Some(Duration::from_secs(3 * 3600))
+        );
         assert_eq!(s.compression.level, 7);
         assert_eq!(s.redis.pool_size, 3);
     }
@@ -229,7 +238,11 @@ mod tests {
             ("redis.command_timeout", "soon", "soon"),
             ("ttl.session", "0s", "ttl.session"),
             ("ttl.Bad-Name", "1h", "Bad-Name"),
-            ("degradation.breaker_failure_threshold", "0", "breaker_failure_threshold"),
+            (
+                "degradation.breaker_failure_threshold",
+                "0",
+                "breaker_failure_threshold",
+            ),
             ("namespace", "a:b", "namespace"),
             ("backend", "memcached", "memcached"),
             ("redis.nonsense", "1", "nonsense"),
@@ -251,10 +264,18 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{s:?} {}", s.redis.url);
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret-pw"), "{shown}");
-        assert_eq!(s.redis.password.as_ref().unwrap().expose_secret(), "s3cret-pw");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret-pw"),
+            "{shown}"
+        );
+        assert_eq!(
+            s.redis.password.as_ref().unwrap().expose_secret(),
+            "s3cret-pw"
+        );
         assert!(s.redis.connection_url().contains("s3cret-pw"));
-        let err = crate::RedisUrl::parse("ftp://user:hunter2@x").unwrap_err().to_string();
+        let err = crate::RedisUrl::parse("ftp://user:hunter2@x")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 

@@ -61,9 +61,8 @@ impl RedisUrl {
     /// # Errors
     /// [`ConfigError::Invalid`] for an unparsable URL or another scheme; the message never repeats a password.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let url = url::Url::parse(text).map_err(|e| {
-            ConfigError::invalid("redis.url", format!("not a URL ({e})"))
-        })?;
+        let url = url::Url::parse(text)
+            .map_err(|e| ConfigError::invalid("redis.url", format!("not a URL ({e})")))?;
         match url.scheme() {
             "redis" | "rediss" | "redis+unix" | "unix" => Ok(RedisUrl(url)),
             other => Err(ConfigError::invalid(
@@ -225,7 +224,10 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ns = &self.namespace;
         if ns.is_empty() || ns.len() > 64 {
-            return Err(ConfigError::invalid("namespace", "must be 1 to 64 characters"));
+            return Err(ConfigError::invalid(
+                "namespace",
+                "must be 1 to 64 characters",
+            ));
         }
         if !ns
             .chars()
@@ -238,12 +240,20 @@ impl Settings {
         }
         let r = &self.redis;
         check_range("redis.pool_size", r.pool_size, 1, 1024)?;
-        check_range("redis.multiplexed_connections", r.multiplexed_connections, 1, 64)?;
+        check_range(
+            "redis.multiplexed_connections",
+            r.multiplexed_connections,
+            1,
+            64,
+        )?;
         check_range("redis.scan_batch", r.scan_batch, 1, 100_000)?;
         check_duration("redis.connect_timeout", r.connect_timeout)?;
         check_duration("redis.command_timeout", r.command_timeout)?;
         if self.memory.max_bytes < 1024 {
-            return Err(ConfigError::invalid("memory.max_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "memory.max_bytes",
+                "must be at least 1024",
+            ));
         }
         let c = &self.compression;
         if !(1..=19).contains(&c.level) {
@@ -252,14 +262,24 @@ impl Settings {
                 format!("{} is outside 1..=19", c.level),
             ));
         }
-        check_range("compression.max_decoded_bytes", c.max_decoded_bytes, 1024, 1 << 30)?;
+        check_range(
+            "compression.max_decoded_bytes",
+            c.max_decoded_bytes,
+            1024,
+            1 << 30,
+        )?;
         if c.threshold_bytes > c.max_decoded_bytes {
             return Err(ConfigError::invalid(
                 "compression.threshold_bytes",
                 "is larger than compression.max_decoded_bytes",
             ));
         }
-        check_range("tenancy.max_tenant_id_len", self.tenancy.max_tenant_id_len, 1, 1024)?;
+        check_range(
+            "tenancy.max_tenant_id_len",
+            self.tenancy.max_tenant_id_len,
+            1,
+            1024,
+        )?;
         let d = &self.degradation;
         if d.breaker_failure_threshold == 0 {
             return Err(ConfigError::invalid(

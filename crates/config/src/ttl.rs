@@ -51,12 +51,18 @@ impl TtlTable {
                 ));
             }
             if *ttl < Duration::from_millis(1) {
-                return Err(ConfigError::invalid(format!("ttl.{t}"), "must be at least 1ms"));
+                return Err(ConfigError::invalid(
+                    format!("ttl.{t}"),
+                    "must be at least 1ms",
+                ));
             }
             if *ttl > Self::MAX_TTL {
                 return Err(ConfigError::invalid(
                     format!("ttl.{t}"),
-                    format!("{} is longer than the 366 days allowed", duration::format(*ttl)),
+                    format!(
+                        "{} is longer than the 366 days allowed",
+                        duration::format(*ttl)
+                    ),
                 ));
             }
         }
@@ -81,7 +87,8 @@ impl<'de> Deserialize<'de> for TtlTable {
         for (name, text) in raw {
             let t = CacheType::new(name.clone())
                 .map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
-            let ttl = duration::parse(&text).map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
+            let ttl =
+                duration::parse(&text).map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
             out.insert(t, ttl);
         }
         Ok(TtlTable(out))

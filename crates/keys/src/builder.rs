@@ -143,7 +143,12 @@ impl KeyBuilder {
             });
         }
         let mut out = String::with_capacity(
-            self.prefix.len() + 8 + scope.label().len() + cache_type.as_str().len() + specific.len() + 2,
+            self.prefix.len()
+                + 8
+                + scope.label().len()
+                + cache_type.as_str().len()
+                + specific.len()
+                + 2,
         );
         out.push_str(&self.prefix);
         self.push_scope(&mut out, scope)?;
@@ -187,11 +192,21 @@ impl KeyBuilder {
     ///
     /// The glob can only ever match inside the given scope: the scope prefix is literal. Characters `%` and `:`
     /// inside the glob are escaped the way keys are, so `inv:*` matches keys that start with `inv:`.
-    pub fn key_pattern(&self, scope: &Scope, cache_type: Option<&CacheType>, key_glob: &str) -> String {
+    pub fn key_pattern(
+        &self,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+        key_glob: &str,
+    ) -> String {
         self.pattern(scope, cache_type, Some(key_glob))
     }
 
-    fn pattern(&self, scope: &Scope, cache_type: Option<&CacheType>, key_glob: Option<&str>) -> String {
+    fn pattern(
+        &self,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+        key_glob: Option<&str>,
+    ) -> String {
         let mut literal = String::with_capacity(self.prefix.len() + 32);
         literal.push_str(&self.prefix);
         match scope {
@@ -236,13 +251,28 @@ mod tests {
 
     #[test]
     fn layout_matches_the_seed() {
-        let k = builder().key(&tenant("user123"), &CacheType::DOC_HASH, "a1b2c3d4e5f6").unwrap();
-        assert_eq!(k.as_str(), "fernando:production:tenant_user123:doc_hash:a1b2c3d4e5f6");
-        let g = builder().key(&Scope::Global, &CacheType::REFERENCE_DATA, "countries").unwrap();
-        assert_eq!(g.as_str(), "fernando:production:global:reference_data:countries");
-        let gens = builder().generation_keys(&tenant("a:b"), &CacheType::SESSION).unwrap();
+        let k = builder()
+            .key(&tenant("user123"), &CacheType::DOC_HASH, "a1b2c3d4e5f6")
+            .unwrap();
+        assert_eq!(
+            k.as_str(),
+            "fernando:production:tenant_user123:doc_hash:a1b2c3d4e5f6"
+        );
+        let g = builder()
+            .key(&Scope::Global, &CacheType::REFERENCE_DATA, "countries")
+            .unwrap();
+        assert_eq!(
+            g.as_str(),
+            "fernando:production:global:reference_data:countries"
+        );
+        let gens = builder()
+            .generation_keys(&tenant("a:b"), &CacheType::SESSION)
+            .unwrap();
         assert_eq!(gens.scope, "fernando:production:_gen:tenant_a%3Ab");
-        assert_eq!(gens.cache_type, "fernando:production:_gen:tenant_a%3Ab:session");
+        assert_eq!(
+            gens.cache_type,
+            "fernando:production:_gen:tenant_a%3Ab:session"
+        );
     }
 
     #[test]
@@ -260,7 +290,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(b.scan_pattern(&tenant("*"), None), "fernando:production:tenant_\\*:*");
+        assert_eq!(
+            b.scan_pattern(&tenant("*"), None),
+            "fernando:production:tenant_\\*:*"
+        );
         assert_eq!(
             b.scan_pattern(&tenant("a:b"), Some(&CacheType::SESSION)),
             "fernando:production:tenant_a%3Ab:session:*"

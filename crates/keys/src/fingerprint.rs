@@ -139,7 +139,10 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
         let streamed = DocumentFingerprint::of_reader(&data[..]).unwrap();
         assert_eq!(streamed, DocumentFingerprint::of_bytes(&data));
-        assert_eq!(streamed.to_hex().parse::<DocumentFingerprint>().unwrap(), streamed);
+        assert_eq!(
+            streamed.to_hex().parse::<DocumentFingerprint>().unwrap(),
+            streamed
+        );
         assert!("xyz".parse::<DocumentFingerprint>().is_err());
         assert!("g".repeat(64).parse::<DocumentFingerprint>().is_err());
     }
@@ -149,9 +152,18 @@ mod tests {
         // 1 GiB is generated on the fly; only the 64 KiB buffer is ever held. Feeding the same bytes in
         // other chunk sizes gives the same fingerprint.
         const GIB: u64 = 1 << 30;
-        let streamed = DocumentFingerprint::of_reader(Synthetic { left: GIB, chunk: 64 * 1024, counter: 0 }).unwrap();
+        let streamed = DocumentFingerprint::of_reader(Synthetic {
+            left: GIB,
+            chunk: 64 * 1024,
+            counter: 0,
+        })
+        .unwrap();
         let mut by_hand = Fingerprinter::new();
-        let mut source = Synthetic { left: GIB, chunk: 64 * 1024, counter: 0 };
+        let mut source = Synthetic {
+            left: GIB,
+            chunk: 64 * 1024,
+            counter: 0,
+        };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = source.read(&mut buf).unwrap();

@@ -70,10 +70,16 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(TenantId::new("").unwrap_err(), KeyError::EmptyTenant);
-        assert!(matches!(TenantId::new("a\nb"), Err(KeyError::TenantControlChar('\n'))));
+        assert!(matches!(
+            TenantId::new("a\nb"),
+            Err(KeyError::TenantControlChar('\n'))
+        ));
         assert!(matches!(
             TenantId::new("x".repeat(1025)),
-            Err(KeyError::TenantTooLong { len: 1025, max: 1024 })
+            Err(KeyError::TenantTooLong {
+                len: 1025,
+                max: 1024
+            })
         ));
         for ok in ["a", "a:b", "*", "a%3Ab", "ünïcode"] {
             assert_eq!(TenantId::new(ok).unwrap().as_str(), ok);

@@ -91,7 +91,9 @@ impl Breaker {
                 settled: false,
             }),
             OPEN => {
-                let since = self.now_ms().saturating_sub(self.opened_at_ms.load(Ordering::Acquire));
+                let since = self
+                    .now_ms()
+                    .saturating_sub(self.opened_at_ms.load(Ordering::Acquire));
                 if since >= self.open_for.as_millis() as u64
                     && self
                         .state
@@ -140,8 +142,7 @@ impl Permit<'_> {
         }
         let failures = b.failures.fetch_add(1, Ordering::AcqRel) + 1;
         if failures >= b.threshold
-            && b
-                .state
+            && b.state
                 .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {

@@ -124,7 +124,13 @@ pub(crate) fn encode_typed<T: Serialize + ?Sized>(
 ) -> Result<Encoded, String> {
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| format!("bincode could not encode the value: {e}"))?;
-    seal(CodecId::Bincode2, type_tag_of::<T>(), generations, payload, policy)
+    seal(
+        CodecId::Bincode2,
+        type_tag_of::<T>(),
+        generations,
+        payload,
+        policy,
+    )
 }
 
 /// Wraps caller bytes into an envelope.
@@ -133,7 +139,13 @@ pub(crate) fn encode_raw(
     generations: [u64; 2],
     policy: &CompressionPolicy,
 ) -> Result<Encoded, String> {
-    seal(CodecId::Raw, RAW_TYPE_TAG, generations, bytes.to_vec(), policy)
+    seal(
+        CodecId::Raw,
+        RAW_TYPE_TAG,
+        generations,
+        bytes.to_vec(),
+        policy,
+    )
 }
 
 /// An encoded envelope and the size of the value before compression.
@@ -165,7 +177,10 @@ fn seal(
         let compressed = COMPRESSOR
             .with(|cell| {
                 let mut slot = cell.borrow_mut();
-                if slot.as_ref().is_none_or(|(level, _)| *level != policy.level) {
+                if slot
+                    .as_ref()
+                    .is_none_or(|(level, _)| *level != policy.level)
+                {
                     *slot = Some((policy.level, zstd::bulk::Compressor::new(policy.level)?));
                 }
                 let (_, c) = slot.as_mut().expect("compressor was just created");
@@ -177,13 +192,19 @@ fn seal(
             out = Vec::with_capacity(HEADER_LEN + compressed.len());
             push_header(&mut out, codec, flags, type_tag, generations, raw_len);
             out.extend_from_slice(&compressed);
-            return Ok(Encoded { bytes: out, raw_len });
+            return Ok(Encoded {
+                bytes: out,
+                raw_len,
+            });
         }
     }
     out = Vec::with_capacity(HEADER_LEN + payload.len());
     push_header(&mut out, codec, flags, type_tag, generations, raw_len);
     out.extend_from_slice(&payload);
-    Ok(Encoded { bytes: out, raw_len })
+    Ok(Encoded {
+        bytes: out,
+        raw_len,
+    })
 }
 
 fn push_header(
@@ -269,11 +290,14 @@ fn payload<'a>(
     let out = DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Zstd(e.to_string()))?);
+            *slot = Some(
+                zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Zstd(e.to_string()))?,
+            );
         }
         let d = slot.as_mut().expect("decompressor was just created");
         // The output buffer is exactly the announced size: a frame that expands further fails here.
-        d.decompress(body, claimed).map_err(|e| DecodeError::Zstd(e.to_string()))
+        d.decompress(body, claimed)
+            .map_err(|e| DecodeError::Zstd(e.to_string()))
     })?;
     if out.len() != claimed {
         return Err(DecodeError::LengthMismatch {
@@ -297,11 +321,13 @@ pub(crate) fn decode_typed<T: DeserializeOwned>(
     bincode_bounded(&payload)
 }
 
-/// Decodes raw bytes, checking codec and tag.
-pub(crate) fn decode_raw(bytes: &[u8], header: &Header, max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
-    if header.codec != CodecId::Raw || header.type_tag != RAW_TYPE_TAG {
-        return Err(DecodeError::ForeignType);
-    }
+/// The decoded payload of any envelope: the caller's bytes for raw entries, the bincode encoding for typed ones.
+/// Operators read entries this way, so it never treats a typed entry as foreign.
+pub(crate) fn decode_raw(
+    bytes: &[u8],
+    header: &Header,
+    max_decoded: usize,
+) -> Result<Vec<u8>, DecodeError> {
     Ok(payload(bytes, header, max_decoded)?.into_owned())
 }
 
@@ -313,8 +339,9 @@ pub(crate) fn decode_raw(bytes: &[u8], header: &Header, max_decoded: usize) -> R
 fn bincode_bounded<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     use bincode::config::standard;
     fn run<T: DeserializeOwned, const N: usize>(payload: &[u8]) -> Result<T, DecodeError> {
-        let (value, used) = bincode::serde::decode_from_slice(payload, standard().with_limit::<N>())
-            .map_err(|e| DecodeError::Bincode(e.to_string()))?;
+        let (value, used) =
+            bincode::serde::decode_from_slice(payload, standard().with_limit::<N>())
+                .map_err(|e| DecodeError::Bincode(e.to_string()))?;
         if used != payload.len() {
             return Err(DecodeError::Bincode(format!(
                 "{} trailing bytes after the value",
@@ -386,7 +413,10 @@ mod tests {
         assert!(read_header(&enc_big.bytes).unwrap().compressed);
         assert!(enc_big.bytes.len() < big.len() / 3);
         let h = read_header(&enc_big.bytes).unwrap();
-        assert_eq!(decode_raw(&enc_big.bytes, &h, POLICY.max_decoded).unwrap(), big.as_bytes());
+        assert_eq!(
+            decode_raw(&enc_big.bytes, &h, POLICY.max_decoded).unwrap(),
+            big.as_bytes()
+        );
         // Incompressible data above the threshold is stored as it is.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let noise: Vec<u8> = (0..4096)
@@ -406,15 +436,26 @@ mod tests {
     fn foreign_types_and_codecs_are_refused() {
         let enc = encode_typed(&42u64, [0, 0], &POLICY).unwrap();
         let h = read_header(&enc.bytes).unwrap();
-        assert_eq!(decode_typed::<i64>(&enc.bytes, &h, 1 << 20), Err(DecodeError::ForeignType));
-        assert_eq!(decode_raw(&enc.bytes, &h, 1 << 20), Err(DecodeError::ForeignType));
+        assert_eq!(
+            decode_typed::<i64>(&enc.bytes, &h, 1 << 20),
+            Err(DecodeError::ForeignType)
+        );
+        let raw = encode_raw(b"abc", [0, 0], &POLICY).unwrap();
+        let h = read_header(&raw.bytes).unwrap();
+        assert_eq!(
+            decode_typed::<Vec<u8>>(&raw.bytes, &h, 1 << 20),
+            Err(DecodeError::ForeignType)
+        );
+        assert_eq!(decode_raw(&raw.bytes, &h, 1 << 20).unwrap(), b"abc");
     }
 
     #[test]
     fn hostile_inputs_are_errors_not_panics_or_huge_allocations() {
         assert_eq!(read_header(b"FC\x01"), Err(DecodeError::Truncated(3)));
         assert_eq!(read_header(&[0u8; 40]), Err(DecodeError::BadMagic));
-        let good = encode_typed(&"hello".to_owned(), [0, 0], &POLICY).unwrap().bytes;
+        let good = encode_typed(&"hello".to_owned(), [0, 0], &POLICY)
+            .unwrap()
+            .bytes;
         let mut v = good.clone();
         v[2] = 9;
         assert_eq!(read_header(&v), Err(DecodeError::Version(9)));
@@ -432,18 +473,27 @@ mod tests {
         v[29..33].copy_from_slice(&(claim.len() as u32).to_le_bytes());
         v.extend_from_slice(&claim);
         let h = read_header(&v).unwrap();
-        assert!(matches!(decode_typed::<String>(&v, &h, 1 << 20), Err(DecodeError::Bincode(_))));
+        assert!(matches!(
+            decode_typed::<String>(&v, &h, 1 << 20),
+            Err(DecodeError::Bincode(_))
+        ));
 
         // A header announcing more than the limit is refused before any allocation.
         let mut v = good.clone();
         v[29..33].copy_from_slice(&u32::MAX.to_le_bytes());
         let h = read_header(&v).unwrap();
-        assert!(matches!(decode_typed::<String>(&v, &h, 1 << 20), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode_typed::<String>(&v, &h, 1 << 20),
+            Err(DecodeError::TooLarge { .. })
+        ));
 
         // Truncated payload.
         let v = &good[..good.len() - 1];
         let h = read_header(v).unwrap();
-        assert!(matches!(decode_typed::<String>(v, &h, 1 << 20), Err(DecodeError::LengthMismatch { .. })));
+        assert!(matches!(
+            decode_typed::<String>(v, &h, 1 << 20),
+            Err(DecodeError::LengthMismatch { .. })
+        ));
     }
 
     #[test]
@@ -463,7 +513,10 @@ mod tests {
             v.extend_from_slice(&bomb);
             let h = read_header(&v).unwrap();
             let err = decode_raw(&v, &h, 64 << 20).unwrap_err();
-            assert!(matches!(err, DecodeError::Zstd(_) | DecodeError::TooLarge { .. }), "{err}");
+            assert!(
+                matches!(err, DecodeError::Zstd(_) | DecodeError::TooLarge { .. }),
+                "{err}"
+            );
         }
     }
 

@@ -36,10 +36,10 @@ pub(crate) struct LeaderGuard<'a> {
 impl Flights {
     pub(crate) fn join(&self, key: &str) -> Role<'_> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = map.get(key) {
-            if rx.has_changed().is_ok() {
-                return Role::Follower(rx.clone());
-            }
+        if let Some(rx) = map.get(key)
+            && rx.has_changed().is_ok()
+        {
+            return Role::Follower(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
         map.insert(key.to_owned(), rx);
@@ -66,7 +66,10 @@ impl LeaderGuard<'_> {
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
         let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.tx.subscribe())) {
+        if map
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+        {
             map.remove(&self.key);
         }
     }
@@ -87,8 +90,12 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_outcome_and_the_flight_is_removed() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
-        let Role::Follower(rx) = flights.join("k") else { panic!("second caller follows") };
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Role::Follower(rx) = flights.join("k") else {
+            panic!("second caller follows")
+        };
         leader.publish(Ok(Arc::new(5u32)));
         let got = follow(rx).await.unwrap().unwrap();
         assert_eq!(*got.downcast::<u32>().unwrap(), 5);
@@ -101,7 +108,9 @@ mod tests {
     async fn a_vanished_leader_releases_its_followers() {
         let flights = Flights::default();
         let leader = flights.join("k");
-        let Role::Follower(rx) = flights.join("k") else { panic!("follows") };
+        let Role::Follower(rx) = flights.join("k") else {
+            panic!("follows")
+        };
         drop(leader);
         assert!(follow(rx).await.is_none());
     }

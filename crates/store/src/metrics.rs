@@ -61,7 +61,11 @@ impl Histogram {
 
     fn snapshot(&self) -> LatencyHistogram {
         LatencyHistogram {
-            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }
@@ -256,7 +260,11 @@ impl Metrics {
         }
         let mut map = self.by_type.write().unwrap_or_else(|p| p.into_inner());
         let total: usize = map.values().map(HashMap::len).sum();
-        let tenant = if total >= self.max_series { OVERFLOW_TENANT } else { tenant };
+        let tenant = if total >= self.max_series {
+            OVERFLOW_TENANT
+        } else {
+            tenant
+        };
         map.entry(Arc::from(cache_type))
             .or_default()
             .entry(Arc::from(tenant))
@@ -293,8 +301,16 @@ mod tests {
         for v in [0u64, 1, 3, 4, 5, 7, 8, 100, 1_000, 65_535, 1 << 30] {
             let b = bucket_of(v);
             assert!(b >= last);
-            assert!(bucket_upper(b) >= v, "{v} in bucket {b} bounded by {}", bucket_upper(b));
-            assert!(bucket_upper(b) as f64 <= (v as f64 * 1.25).max(3.0), "{v}: {}", bucket_upper(b));
+            assert!(
+                bucket_upper(b) >= v,
+                "{v} in bucket {b} bounded by {}",
+                bucket_upper(b)
+            );
+            assert!(
+                bucket_upper(b) as f64 <= (v as f64 * 1.25).max(3.0),
+                "{v}: {}",
+                bucket_upper(b)
+            );
             last = b;
         }
     }

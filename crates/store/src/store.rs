@@ -9,7 +9,9 @@ use std::{
 
 use bytes::Bytes;
 use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
-use fernando_cache_keys::{CacheKey, DocumentFingerprint, GenerationKeys, KeyBuilder, Scope, TenantId};
+use fernando_cache_keys::{
+    CacheKey, DocumentFingerprint, GenerationKeys, KeyBuilder, Scope, TenantId,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug_span};
@@ -66,7 +68,9 @@ impl std::str::FromStr for InvalidationStrategy {
             "eager" => Ok(Self::Eager),
             "lazy" => Ok(Self::Lazy),
             "hybrid" => Ok(Self::Hybrid),
-            other => Err(format!("unknown invalidation strategy {other:?}; expected eager, lazy or hybrid")),
+            other => Err(format!(
+                "unknown invalidation strategy {other:?}; expected eager, lazy or hybrid"
+            )),
         }
     }
 }
@@ -122,7 +126,8 @@ impl Store {
         let backend: Arc<dyn CacheBackend> = match settings.backend {
             BackendKind::Memory => Arc::new(MemoryBackend::new(settings.memory.max_bytes)),
             BackendKind::Redis => Arc::new(
-                RedisBackend::connect(&settings.redis).map_err(|e| StoreError::Setup(e.to_string()))?,
+                RedisBackend::connect(&settings.redis)
+                    .map_err(|e| StoreError::Setup(e.to_string()))?,
             ),
         };
         Ok(Store::with_backend(settings, backend))
@@ -191,17 +196,28 @@ impl Store {
         key: &str,
     ) -> Result<Option<T>, StoreError> {
         let scope = scope.into();
-        let span = debug_span!("cache.get", tenant = scope.label(), cache_type = cache_type.as_str());
+        let span = debug_span!(
+            "cache.get",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
         async {
             let (k, g) = self.key_pair(&scope, cache_type, key)?;
-            let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
-            Ok(self.lookup(&k, &g, &series, codec::decode_typed::<T>).await.value)
+            let series = self
+                .inner
+                .metrics
+                .series(scope.label(), cache_type.as_str());
+            Ok(self
+                .lookup(&k, &g, &series, codec::decode_typed::<T>)
+                .await
+                .value)
         }
         .instrument(span)
         .await
     }
 
-    /// Reads bytes written with [`Store::set_bytes`].
+    /// Reads bytes written with [`Store::set_bytes`]. For an entry written by the typed API it returns that
+    /// value's bincode encoding (it never treats a typed entry as foreign), which is what operators inspect.
     ///
     /// # Errors
     /// Only for an invalid tenant or key.
@@ -212,10 +228,17 @@ impl Store {
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let scope = scope.into();
-        let span = debug_span!("cache.get_bytes", tenant = scope.label(), cache_type = cache_type.as_str());
+        let span = debug_span!(
+            "cache.get_bytes",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
         async {
             let (k, g) = self.key_pair(&scope, cache_type, key)?;
-            let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+            let series = self
+                .inner
+                .metrics
+                .series(scope.label(), cache_type.as_str());
             Ok(self.lookup(&k, &g, &series, codec::decode_raw).await.value)
         }
         .instrument(span)
@@ -235,7 +258,10 @@ impl Store {
         let k = self.inner.keys.key(&scope.into(), cache_type, key)?;
         self.call(self.inner.backend.exists(k.as_str()))
             .await
-            .map_err(|source| StoreError::Unavailable { op: "exists", source })
+            .map_err(|source| StoreError::Unavailable {
+                op: "exists",
+                source,
+            })
     }
 
     /// The remaining life of an entry.
@@ -284,11 +310,16 @@ impl Store {
         ttl: Option<Duration>,
     ) -> Result<WriteOutcome, StoreError> {
         let scope = scope.into();
-        let span = debug_span!("cache.set", tenant = scope.label(), cache_type = cache_type.as_str());
+        let span = debug_span!(
+            "cache.set",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
         async {
-            let encoded =
-                codec::encode_typed(value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
-            self.write(&scope, cache_type, key, encoded, ttl, None).await
+            let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy)
+                .map_err(StoreError::Encode)?;
+            self.write(&scope, cache_type, key, encoded, ttl, None)
+                .await
         }
         .instrument(span)
         .await
@@ -307,10 +338,16 @@ impl Store {
         ttl: Option<Duration>,
     ) -> Result<WriteOutcome, StoreError> {
         let scope = scope.into();
-        let span = debug_span!("cache.set_bytes", tenant = scope.label(), cache_type = cache_type.as_str());
+        let span = debug_span!(
+            "cache.set_bytes",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
         async {
-            let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
-            self.write(&scope, cache_type, key, encoded, ttl, None).await
+            let encoded =
+                codec::encode_raw(value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
+            self.write(&scope, cache_type, key, encoded, ttl, None)
+                .await
         }
         .instrument(span)
         .await
@@ -328,10 +365,17 @@ impl Store {
         key: &str,
     ) -> Result<bool, StoreError> {
         let scope = scope.into();
-        let span = debug_span!("cache.delete", tenant = scope.label(), cache_type = cache_type.as_str());
+        let span = debug_span!(
+            "cache.delete",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
         async {
             let k = self.inner.keys.key(&scope, cache_type, key)?;
-            let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+            let series = self
+                .inner
+                .metrics
+                .series(scope.label(), cache_type.as_str());
             match self.call(self.inner.backend.delete(&[k.as_str()])).await {
                 Ok(n) => {
                     Series::add(&series.counters.deletes, n);
@@ -339,7 +383,10 @@ impl Store {
                 }
                 Err(source) => {
                     Series::add(&series.counters.errors, 1);
-                    Err(StoreError::Unavailable { op: "delete", source })
+                    Err(StoreError::Unavailable {
+                        op: "delete",
+                        source,
+                    })
                 }
             }
         }
@@ -371,7 +418,11 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let scope = scope.into();
-        let span = debug_span!("cache.get_or_compute", tenant = scope.label(), cache_type = cache_type.as_str());
+        let span = debug_span!(
+            "cache.get_or_compute",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
         self.get_or_compute_inner(scope, cache_type, key, compute)
             .instrument(span)
             .await
@@ -394,7 +445,10 @@ impl Store {
             return Err(StoreError::UnknownCacheType(cache_type.clone()).into());
         }
         let (k, g) = self.key_pair(&scope, cache_type, key)?;
-        let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
         let first = self.lookup(&k, &g, &series, codec::decode_typed::<T>).await;
         if let Some(v) = first.value {
             return Ok(v);
@@ -418,7 +472,9 @@ impl Store {
                         }
                         // Same key, another type: compute for ourselves, outside the flight.
                         let f = compute.take().expect("compute is only taken once");
-                        return self.compute_and_store(&scope, cache_type, &k, first.generations, f, None).await;
+                        return self
+                            .compute_and_store(&scope, cache_type, &k, first.generations, f, None)
+                            .await;
                     }
                     // The leader vanished: go round and maybe lead.
                 }
@@ -454,13 +510,17 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
         match compute().await {
             Ok(value) => {
                 if let Some(g) = guard {
                     g.publish(Ok(Arc::new(value.clone()) as Arc<dyn Any + Send + Sync>));
                 }
-                let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
+                let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy)
+                    .map_err(StoreError::Encode)?;
                 // A dropped write is already counted as degraded; the caller gets its value either way.
                 let _ = self
                     .write_key(scope, cache_type, key, encoded, None, generations, &series)
@@ -512,10 +572,21 @@ impl Store {
                     .inner
                     .keys
                     .generation_keys(&scope, cache_type.unwrap_or(&CacheType::SESSION))?;
-                let gen_key = if cache_type.is_some() { g.cache_type } else { g.scope };
-                self.call(self.inner.backend.bump_generation(&gen_key, self.inner.generation_ttl))
-                    .await
-                    .map_err(|source| StoreError::Unavailable { op: "invalidate", source })?;
+                let gen_key = if cache_type.is_some() {
+                    g.cache_type
+                } else {
+                    g.scope
+                };
+                self.call(
+                    self.inner
+                        .backend
+                        .bump_generation(&gen_key, self.inner.generation_ttl),
+                )
+                .await
+                .map_err(|source| StoreError::Unavailable {
+                    op: "invalidate",
+                    source,
+                })?;
                 if strategy == InvalidationStrategy::Hybrid {
                     let store = self.clone();
                     let type_label = type_label.to_owned();
@@ -551,7 +622,11 @@ impl Store {
         let pattern = self.inner.keys.key_pattern(&scope, cache_type, key_glob);
         let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
         self.delete_matching(&scope, type_label, &pattern)
-            .instrument(debug_span!("cache.delete_pattern", tenant = scope.label(), cache_type = type_label))
+            .instrument(debug_span!(
+                "cache.delete_pattern",
+                tenant = scope.label(),
+                cache_type = type_label
+            ))
             .await
     }
 
@@ -570,7 +645,12 @@ impl Store {
             .deleted)
     }
 
-    async fn delete_matching(&self, scope: &Scope, type_label: &str, pattern: &str) -> Result<u64, StoreError> {
+    async fn delete_matching(
+        &self,
+        scope: &Scope,
+        type_label: &str,
+        pattern: &str,
+    ) -> Result<u64, StoreError> {
         let series = self.inner.metrics.series(scope.label(), type_label);
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(StoreError::Unavailable {
@@ -596,7 +676,10 @@ impl Store {
                     permit.success();
                 }
                 Series::add(&series.counters.errors, 1);
-                Err(StoreError::Unavailable { op: "invalidate", source })
+                Err(StoreError::Unavailable {
+                    op: "invalidate",
+                    source,
+                })
             }
         }
     }
@@ -613,7 +696,8 @@ impl Store {
         fingerprint: &DocumentFingerprint,
         value: &T,
     ) -> Result<WriteOutcome, StoreError> {
-        self.set(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex(), value).await
+        self.set(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex(), value)
+            .await
     }
 
     /// Reads a processed document's result by fingerprint (`doc_hash`).
@@ -625,7 +709,8 @@ impl Store {
         tenant: &TenantId,
         fingerprint: &DocumentFingerprint,
     ) -> Result<Option<T>, StoreError> {
-        self.get(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex()).await
+        self.get(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex())
+            .await
     }
 
     /// Caches a document's OCR result (`ocr_result`); `engine` (name and version) is part of the key, so a new
@@ -640,8 +725,13 @@ impl Store {
         engine: &str,
         value: &T,
     ) -> Result<WriteOutcome, StoreError> {
-        self.set(tenant, &CacheType::OCR_RESULT, &stage_key(fingerprint, engine), value)
-            .await
+        self.set(
+            tenant,
+            &CacheType::OCR_RESULT,
+            &stage_key(fingerprint, engine),
+            value,
+        )
+        .await
     }
 
     /// Reads a document's OCR result for one engine (`ocr_result`).
@@ -654,8 +744,12 @@ impl Store {
         fingerprint: &DocumentFingerprint,
         engine: &str,
     ) -> Result<Option<T>, StoreError> {
-        self.get(tenant, &CacheType::OCR_RESULT, &stage_key(fingerprint, engine))
-            .await
+        self.get(
+            tenant,
+            &CacheType::OCR_RESULT,
+            &stage_key(fingerprint, engine),
+        )
+        .await
     }
 
     /// Caches a document's field extraction (`llm_extraction`) for one extractor (name and version).
@@ -669,8 +763,13 @@ impl Store {
         extractor: &str,
         value: &T,
     ) -> Result<WriteOutcome, StoreError> {
-        self.set(tenant, &CacheType::LLM_EXTRACTION, &stage_key(fingerprint, extractor), value)
-            .await
+        self.set(
+            tenant,
+            &CacheType::LLM_EXTRACTION,
+            &stage_key(fingerprint, extractor),
+            value,
+        )
+        .await
     }
 
     /// Reads a document's field extraction for one extractor (`llm_extraction`).
@@ -683,8 +782,12 @@ impl Store {
         fingerprint: &DocumentFingerprint,
         extractor: &str,
     ) -> Result<Option<T>, StoreError> {
-        self.get(tenant, &CacheType::LLM_EXTRACTION, &stage_key(fingerprint, extractor))
-            .await
+        self.get(
+            tenant,
+            &CacheType::LLM_EXTRACTION,
+            &stage_key(fingerprint, extractor),
+        )
+        .await
     }
 
     /// Caches a user's session data (`session`) under the session id.
@@ -697,7 +800,8 @@ impl Store {
         session_id: &str,
         value: &T,
     ) -> Result<WriteOutcome, StoreError> {
-        self.set(tenant, &CacheType::SESSION, session_id, value).await
+        self.set(tenant, &CacheType::SESSION, session_id, value)
+            .await
     }
 
     /// Reads a user's session data (`session`).
@@ -762,7 +866,10 @@ impl Store {
     }
 
     /// One backend call through the breaker and the command timeout.
-    async fn call<T>(&self, fut: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(BackendError::CircuitOpen);
         };
@@ -785,7 +892,9 @@ impl Store {
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
     ) -> Lookup<T> {
         let start = Instant::now();
-        let fetched = self.call(self.inner.backend.fetch(key.as_str(), generations)).await;
+        let fetched = self
+            .call(self.inner.backend.fetch(key.as_str(), generations))
+            .await;
         let c = &series.counters;
         let result = match fetched {
             Ok(f) => {
@@ -815,7 +924,8 @@ impl Store {
                 }
             }
             Err(BackendError::WrongType) => {
-                self.discard_corrupt(key, series, "the key holds a non-string Redis value").await;
+                self.discard_corrupt(key, series, "the key holds a non-string Redis value")
+                    .await;
                 Lookup {
                     value: None,
                     generations: None,
@@ -833,7 +943,14 @@ impl Store {
                 }
             }
         };
-        Series::add(if result.value.is_some() { &c.hits } else { &c.misses }, 1);
+        Series::add(
+            if result.value.is_some() {
+                &c.hits
+            } else {
+                &c.misses
+            },
+            1,
+        );
         series.get_latency.record(start.elapsed());
         result
     }
@@ -856,7 +973,10 @@ impl Store {
         generations: Option<[u64; 2]>,
     ) -> Result<WriteOutcome, StoreError> {
         let k = self.inner.keys.key(scope, cache_type, key)?;
-        let series = self.inner.metrics.series(scope.label(), cache_type.as_str());
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
         self.write_key(scope, cache_type, &k, encoded, ttl, generations, &series)
             .await
     }
@@ -885,7 +1005,9 @@ impl Store {
         };
         let start = Instant::now();
         let c = &series.counters;
-        let stored = self.stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, generations).await;
+        let stored = self
+            .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, generations)
+            .await;
         let outcome = match stored {
             Ok(len) => {
                 Series::add(&c.sets, 1);

@@ -3,8 +3,10 @@
 //!
 //! Each server runs in its own temporary folder with persistence off, is waited for until it answers `PING`, and
 //! is killed when dropped; if the test is failing, its log is printed. A missing `redis-server` is a loud failure
-//! that says how to install it — never a silent skip. This crate is for tests only (`publish = false`) and must
-//! not be a dependency of any library crate.
+//! that says how to install it — never a silent skip.
+//!
+//! This crate is for tests only (`publish = false`): it must not depend on any fernando-cache crate, and no
+//! library crate may depend on it outside `[dev-dependencies]`.
 
 use std::{
     io::{Read, Write},
@@ -29,7 +31,9 @@ pub struct RedisServer {
 
 impl std::fmt::Debug for RedisServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisServer").field("port", &self.port).finish()
+        f.debug_struct("RedisServer")
+            .field("port", &self.port)
+            .finish()
     }
 }
 
@@ -102,7 +106,16 @@ impl RedisServer {
         let mut cmd = Command::new(redis_server_binary());
         cmd.arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -111,15 +124,20 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| format!("could not run redis-server: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("could not run redis-server: {e}"))?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!("redis-server exited with {status}; log:\n{}", self.log()));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "redis-server exited with {status}; log:\n{}",
+                    self.log()
+                ));
             }
             if self.ping() {
                 return Ok(());
@@ -127,11 +145,15 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
-        Err(format!("redis-server did not answer PING within {READY_TIMEOUT:?}; log:\n{}", self.log()))
+        Err(format!(
+            "redis-server did not answer PING within {READY_TIMEOUT:?}; log:\n{}",
+            self.log()
+        ))
     }
 
     fn ping(&self) -> bool {
-        self.command(&["PING"]).is_ok_and(|r| r.starts_with("+PONG"))
+        self.command(&["PING"])
+            .is_ok_and(|r| r.starts_with("+PONG"))
     }
 
     /// The port it listens on (127.0.0.1).
@@ -214,7 +236,11 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- redis-server on port {} log ---\n{}", self.port, self.log());
+            eprintln!(
+                "--- redis-server on port {} log ---\n{}",
+                self.port,
+                self.log()
+            );
         }
         if let Some(child) = &self.child {
             // A paused server must be thawed to die promptly and let its port go.
@@ -234,20 +260,31 @@ mod tests {
     #[test]
     fn starts_answers_and_restarts_on_the_same_port() {
         let mut server = RedisServer::start();
-        assert!(server.command(&["SET", "k", "v"]).unwrap().starts_with("+OK"));
+        assert!(
+            server
+                .command(&["SET", "k", "v"])
+                .unwrap()
+                .starts_with("+OK")
+        );
         let port = server.port();
         server.kill();
         assert!(server.command(&["PING"]).is_err());
         server.restart();
         assert_eq!(server.port(), port);
-        assert!(server.command(&["GET", "k"]).unwrap().starts_with("$-1"), "data is gone after a restart");
+        assert!(
+            server.command(&["GET", "k"]).unwrap().starts_with("$-1"),
+            "data is gone after a restart"
+        );
     }
 
     #[test]
     fn pause_freezes_and_resume_thaws() {
         let server = RedisServer::start();
         server.pause();
-        assert!(server.command(&["PING"]).is_err(), "a paused server does not answer");
+        assert!(
+            server.command(&["PING"]).is_err(),
+            "a paused server does not answer"
+        );
         server.resume();
         assert!(server.command(&["PING"]).unwrap().starts_with("+PONG"));
     }

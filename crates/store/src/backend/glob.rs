@@ -82,7 +82,9 @@ fn class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
                 matched |= lit == c;
                 i += 2;
             }
-            _ if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') => {
+            _ if pattern.get(i + 1) == Some(&b'-')
+                && pattern.get(i + 2).is_some_and(|&e| e != b']') =>
+            {
                 let (mut lo, mut hi) = (b, pattern[i + 2]);
                 if lo > hi {
                     std::mem::swap(&mut lo, &mut hi);
@@ -127,7 +129,11 @@ mod tests {
             ("p:*:k*", "p:session:k1", true),
         ];
         for (pattern, text, want) in cases {
-            assert_eq!(glob_match(pattern.as_bytes(), text.as_bytes()), *want, "{pattern} ~ {text}");
+            assert_eq!(
+                glob_match(pattern.as_bytes(), text.as_bytes()),
+                *want,
+                "{pattern} ~ {text}"
+            );
         }
     }
 }

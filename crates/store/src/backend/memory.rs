@@ -11,7 +11,8 @@ use fernando_cache_keys::GenerationKeys;
 use moka::{Expiry, future::Cache};
 
 use super::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, glob_match, new_generation, parse_generation,
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, glob_match, new_generation,
+    parse_generation,
 };
 
 #[derive(Debug, Clone)]
@@ -24,7 +25,12 @@ struct Entry {
 struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &String, value: &Entry, _created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _created_at: Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 
@@ -87,7 +93,10 @@ impl MemoryBackend {
     }
 
     async fn live(&self, key: &str) -> Option<Entry> {
-        self.cache.get(key).await.filter(|e| e.expires_at > Instant::now())
+        self.cache
+            .get(key)
+            .await
+            .filter(|e| e.expires_at > Instant::now())
     }
 }
 
@@ -97,7 +106,11 @@ impl CacheBackend for MemoryBackend {
         "memory"
     }
 
-    async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError> {
+    async fn fetch(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
         let value = self.live(key).await.map(|e| e.bytes);
         Ok(Fetched {
             value,
@@ -120,7 +133,12 @@ impl CacheBackend for MemoryBackend {
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
         let mut n = 0;
         for key in keys {
-            if self.cache.remove(*key).await.is_some_and(|e| e.expires_at > Instant::now()) {
+            if self
+                .cache
+                .remove(*key)
+                .await
+                .is_some_and(|e| e.expires_at > Instant::now())
+            {
                 n += 1;
             }
         }
@@ -140,7 +158,8 @@ impl CacheBackend for MemoryBackend {
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
-        self.insert(key, Bytes::from(generation.to_string()), ttl).await;
+        self.insert(key, Bytes::from(generation.to_string()), ttl)
+            .await;
         Ok(generation)
     }
 

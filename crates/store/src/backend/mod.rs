@@ -101,7 +101,8 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     /// Reads an entry and the current values of its two generation keys, in one round trip.
     ///
     /// A key holding a non-string value is [`BackendError::WrongType`].
-    async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError>;
+    async fn fetch(&self, key: &str, generations: &GenerationKeys)
+    -> Result<Fetched, BackendError>;
 
     /// Stores `value` under `key` for `ttl` (replacing whatever is there, of any type), and returns the
     /// `[scope, cache type]` generations as they were just before the write, read in the same round trip.

@@ -18,7 +18,9 @@ use fernando_cache_config::RedisSettings;
 use fernando_cache_keys::GenerationKeys;
 use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
 
-use super::{BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation, parse_generation};
+use super::{
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation, parse_generation,
+};
 
 /// A Redis (or Valkey) server.
 pub struct RedisBackend {
@@ -73,7 +75,9 @@ impl RedisBackend {
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(200));
         let conns = (0..settings.multiplexed_connections)
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()))
+            .map(|_| {
+                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| BackendError::Other(format!("redis at {shown_url}: {e}")))?;
         let mut pool_config = deadpool_redis::Config::from_url(url);
@@ -109,7 +113,11 @@ impl CacheBackend for RedisBackend {
         "redis"
     }
 
-    async fn fetch(&self, key: &str, generations: &GenerationKeys) -> Result<Fetched, BackendError> {
+    async fn fetch(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
         // One round trip: the entry, then both generations. Replies are taken as raw values so that a WRONGTYPE
         // reply to the GET is recognised as such rather than as a conversion failure.
         let replies: Vec<redis::Value> = redis::pipe()
@@ -122,17 +130,24 @@ impl CacheBackend for RedisBackend {
             .query_async(&mut self.conn())
             .await
             .map_err(conn_err)?;
-        let [value, gens]: [redis::Value; 2] = replies
-            .try_into()
-            .map_err(|r: Vec<_>| BackendError::Other(format!("pipeline answered {} replies, not 2", r.len())))?;
+        let [value, gens]: [redis::Value; 2] = replies.try_into().map_err(|r: Vec<_>| {
+            BackendError::Other(format!("pipeline answered {} replies, not 2", r.len()))
+        })?;
         let value = match value {
             redis::Value::Nil => None,
             redis::Value::BulkString(bytes) => Some(Bytes::from(bytes)),
-            redis::Value::ServerError(e) if e.code() == "WRONGTYPE" => return Err(BackendError::WrongType),
-            other => return Err(BackendError::Other(format!("unexpected reply to GET: {other:?}"))),
+            redis::Value::ServerError(e) if e.code() == "WRONGTYPE" => {
+                return Err(BackendError::WrongType);
+            }
+            other => {
+                return Err(BackendError::Other(format!(
+                    "unexpected reply to GET: {other:?}"
+                )));
+            }
         };
         let (g_scope, g_type): (Option<Vec<u8>>, Option<Vec<u8>>) =
-            redis::FromRedisValue::from_redis_value(gens).map_err(|e| BackendError::Other(e.to_string()))?;
+            redis::FromRedisValue::from_redis_value(gens)
+                .map_err(|e| BackendError::Other(e.to_string()))?;
         Ok(Fetched {
             value,
             generations: [
@@ -163,7 +178,10 @@ impl CacheBackend for RedisBackend {
             .query_async(&mut self.conn())
             .await
             .map_err(conn_err)?;
-        Ok([parse_generation(g_scope.as_deref()), parse_generation(g_type.as_deref())])
+        Ok([
+            parse_generation(g_scope.as_deref()),
+            parse_generation(g_type.as_deref()),
+        ])
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
@@ -257,7 +275,10 @@ impl CacheBackend for RedisBackend {
             .query_async(&mut *conn)
             .await
             .map_err(conn_err)?;
-        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut *conn).await.map_err(conn_err)?;
+        let keys: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut *conn)
+            .await
+            .map_err(conn_err)?;
         let field = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

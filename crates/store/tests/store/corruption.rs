@@ -32,7 +32,12 @@ fn header(codec: u8, flags: u8, tag: u64, decoded_len: u32) -> Vec<u8> {
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 fn exists(server: &RedisServer, key: &str) -> bool {
@@ -47,11 +52,21 @@ async fn broken_entries_are_misses_are_counted_and_removed() {
 
     // A genuine entry to cut and to re-type.
     let _ = store
-        .set(&t, &ty, "good", &Doc { title: "t".into(), body: "b".repeat(5000) })
+        .set(
+            &t,
+            &ty,
+            "good",
+            &Doc {
+                title: "t".into(),
+                body: "b".repeat(5000),
+            },
+        )
         .await
         .unwrap();
     let good = {
-        let reply = server.command(&["GETRANGE", &full_key(&store, "good"), "0", "28"]).unwrap();
+        let reply = server
+            .command(&["GETRANGE", &full_key(&store, "good"), "0", "28"])
+            .unwrap();
         reply.len()
     };
     assert!(good > 0);
@@ -98,26 +113,40 @@ async fn broken_entries_are_misses_are_counted_and_removed() {
     let rss_before = peak_rss_bytes();
     for (name, bytes) in &cases {
         let key = full_key(&store, name);
-        server.command(&[b"SET".as_slice(), key.as_bytes(), bytes]).unwrap();
+        server
+            .command(&[b"SET".as_slice(), key.as_bytes(), bytes])
+            .unwrap();
     }
     // A truncated copy of the genuine compressed envelope.
     let good_key = full_key(&store, "good");
     server.command(&["SETRANGE", &good_key, "0", "FC"]).unwrap();
     server.command(&["EVAL", "local v = redis.call('GET', KEYS[1]); redis.call('SET', KEYS[2], string.sub(v, 1, #v - 10)); return 1", "2", &good_key, &full_key(&store, "cut")]).unwrap();
     // A hash where a string should be.
-    server.command(&["HSET", &full_key(&store, "wrongtype"), "f", "v"]).unwrap();
+    server
+        .command(&["HSET", &full_key(&store, "wrongtype"), "f", "v"])
+        .unwrap();
 
     let mut names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
     names.extend(["foreign", "cut", "wrongtype"]);
     for name in &names {
         let got = store.get::<Doc>(&t, &ty, name).await.unwrap();
         assert_eq!(got, None, "{name} must be a miss");
-        assert!(!exists(&server, &full_key(&store, name)), "{name} must be removed");
+        assert!(
+            !exists(&server, &full_key(&store, name)),
+            "{name} must be removed"
+        );
     }
     let grown = peak_rss_bytes().saturating_sub(rss_before);
-    assert!(grown < 256 << 20, "decoding hostile values grew peak memory by {grown} bytes");
+    assert!(
+        grown < 256 << 20,
+        "decoding hostile values grew peak memory by {grown} bytes"
+    );
 
-    let c = store.metrics().series("acme", "ocr_result").unwrap().counters;
+    let c = store
+        .metrics()
+        .series("acme", "ocr_result")
+        .unwrap()
+        .counters;
     assert_eq!(c.corrupt, names.len() as u64, "{c:?}");
     assert_eq!(c.misses, names.len() as u64);
     assert_eq!(c.hits, 0);

@@ -22,12 +22,24 @@ async fn wait_for_hits(store: &Store) {
     let t = tenant("acme");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if store.set(&t, &CacheType::SESSION, "probe", &1u8).await.unwrap() == WriteOutcome::Stored
-            && store.get::<u8>(&t, &CacheType::SESSION, "probe").await.unwrap() == Some(1)
+        if store
+            .set(&t, &CacheType::SESSION, "probe", &1u8)
+            .await
+            .unwrap()
+            == WriteOutcome::Stored
+            && store
+                .get::<u8>(&t, &CacheType::SESSION, "probe")
+                .await
+                .unwrap()
+                == Some(1)
         {
             return;
         }
-        assert!(Instant::now() < deadline, "the store did not recover: {:?}", store.metrics().breaker);
+        assert!(
+            Instant::now() < deadline,
+            "the store did not recover: {:?}",
+            store.metrics().breaker
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -44,11 +56,16 @@ async fn sigkill_during_64_concurrent_computations_then_recovery_without_a_new_s
         tasks.push(tokio::spawn(async move {
             let start = Instant::now();
             let v = store
-                .get_or_compute(&tenant("acme"), &CacheType::LLM_EXTRACTION, &format!("doc{i}"), || async {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    computed.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, std::io::Error>(i * 10)
-                })
+                .get_or_compute(
+                    &tenant("acme"),
+                    &CacheType::LLM_EXTRACTION,
+                    &format!("doc{i}"),
+                    || async {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(i * 10)
+                    },
+                )
                 .await
                 .expect("computation succeeds even with Redis gone");
             (i, v, start.elapsed())
@@ -59,7 +76,10 @@ async fn sigkill_during_64_concurrent_computations_then_recovery_without_a_new_s
     for task in tasks {
         let (i, v, took) = task.await.unwrap();
         assert_eq!(v, i * 10);
-        assert!(took < Duration::from_millis(300) + CALL_BOUND * 2, "call {i} took {took:?}");
+        assert!(
+            took < Duration::from_millis(300) + CALL_BOUND * 2,
+            "call {i} took {took:?}"
+        );
     }
     assert_eq!(computed.load(Ordering::SeqCst), 64);
     let m = store.metrics().totals();
@@ -69,13 +89,19 @@ async fn sigkill_during_64_concurrent_computations_then_recovery_without_a_new_s
     server.restart();
     wait_for_hits(&store).await;
     let v = store
-        .get_or_compute(&tenant("acme"), &CacheType::LLM_EXTRACTION, "after", || async {
-            Ok::<_, std::io::Error>(7u64)
-        })
+        .get_or_compute(
+            &tenant("acme"),
+            &CacheType::LLM_EXTRACTION,
+            "after",
+            || async { Ok::<_, std::io::Error>(7u64) },
+        )
         .await
         .unwrap();
     assert_eq!(v, 7);
-    let again: Option<u64> = store.get(&tenant("acme"), &CacheType::LLM_EXTRACTION, "after").await.unwrap();
+    let again: Option<u64> = store
+        .get(&tenant("acme"), &CacheType::LLM_EXTRACTION, "after")
+        .await
+        .unwrap();
     assert_eq!(again, Some(7));
 }
 
@@ -88,14 +114,26 @@ async fn sigstop_never_blocks_past_the_timeout_and_the_breaker_opens_then_closes
     let mut slowest = Duration::ZERO;
     for i in 0..20 {
         let start = Instant::now();
-        assert_eq!(store.get::<u8>(&t, &CacheType::SESSION, "probe").await.unwrap(), None);
         assert_eq!(
-            store.set(&t, &CacheType::SESSION, &format!("k{i}"), &1u8).await.unwrap(),
+            store
+                .get::<u8>(&t, &CacheType::SESSION, "probe")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .set(&t, &CacheType::SESSION, &format!("k{i}"), &1u8)
+                .await
+                .unwrap(),
             WriteOutcome::Dropped
         );
         slowest = slowest.max(start.elapsed());
     }
-    assert!(slowest < COMMAND_TIMEOUT * 2 + CALL_BOUND, "a call blocked for {slowest:?}");
+    assert!(
+        slowest < COMMAND_TIMEOUT * 2 + CALL_BOUND,
+        "a call blocked for {slowest:?}"
+    );
     let m = store.metrics();
     assert_eq!(m.breaker, BreakerState::Open);
     assert!(m.breaker_opened >= 1);
@@ -103,8 +141,15 @@ async fn sigstop_never_blocks_past_the_timeout_and_the_breaker_opens_then_closes
     assert!(c.degraded >= 40 && c.dropped_sets >= 20, "{c:?}");
     // While open, calls do not even wait for the timeout.
     let start = Instant::now();
-    let _ = store.get::<u8>(&t, &CacheType::SESSION, "probe").await.unwrap();
-    assert!(start.elapsed() < COMMAND_TIMEOUT, "an open breaker answered in {:?}", start.elapsed());
+    let _ = store
+        .get::<u8>(&t, &CacheType::SESSION, "probe")
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() < COMMAND_TIMEOUT,
+        "an open breaker answered in {:?}",
+        start.elapsed()
+    );
 
     server.resume();
     wait_for_hits(&store).await;
@@ -118,15 +163,27 @@ async fn a_store_started_while_redis_is_down_works_degraded_and_recovers() {
     server.kill();
     let store = Store::from_settings(&settings).expect("creating the store does not need Redis");
     let t = tenant("acme");
-    assert_eq!(store.get::<u8>(&t, &CacheType::SESSION, "k").await.unwrap(), None);
-    assert_eq!(store.set(&t, &CacheType::SESSION, "k", &1u8).await.unwrap(), WriteOutcome::Dropped);
+    assert_eq!(
+        store.get::<u8>(&t, &CacheType::SESSION, "k").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.set(&t, &CacheType::SESSION, "k", &1u8).await.unwrap(),
+        WriteOutcome::Dropped
+    );
     let v = store
-        .get_or_compute(&t, &CacheType::SESSION, "c", || async { Ok::<_, std::io::Error>(5u8) })
+        .get_or_compute(&t, &CacheType::SESSION, "c", || async {
+            Ok::<_, std::io::Error>(5u8)
+        })
         .await
         .unwrap();
     assert_eq!(v, 5);
     assert!(store.ping().await.is_err());
-    let err = store.delete(&t, &CacheType::SESSION, "k").await.unwrap_err().to_string();
+    let err = store
+        .delete(&t, &CacheType::SESSION, "k")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unavailable during delete"), "{err}");
     server.restart();
     wait_for_hits(&store).await;

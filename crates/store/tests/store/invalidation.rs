@@ -9,7 +9,10 @@ use crate::support::{redis_settings, redis_store, tenant};
 async fn fill(store: &Store, n: usize) {
     for ty in [CacheType::SESSION, CacheType::BILLING] {
         for i in 0..n {
-            let _ = store.set(&tenant("acme"), &ty, &format!("k{i}"), &i).await.unwrap();
+            let _ = store
+                .set(&tenant("acme"), &ty, &format!("k{i}"), &i)
+                .await
+                .unwrap();
         }
     }
 }
@@ -17,7 +20,12 @@ async fn fill(store: &Store, n: usize) {
 async fn visible(store: &Store, ty: &CacheType, n: usize) -> usize {
     let mut hits = 0;
     for i in 0..n {
-        if store.get::<usize>(&tenant("acme"), ty, &format!("k{i}")).await.unwrap().is_some() {
+        if store
+            .get::<usize>(&tenant("acme"), ty, &format!("k{i}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
             hits += 1;
         }
     }
@@ -26,7 +34,9 @@ async fn visible(store: &Store, ty: &CacheType, n: usize) -> usize {
 
 fn stored_keys(server: &RedisServer, store: &Store, ty: &CacheType) -> usize {
     let pattern = store.keys().scan_pattern(&tenant("acme").into(), Some(ty));
-    let reply = server.command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", &pattern]).unwrap();
+    let reply = server
+        .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", &pattern])
+        .unwrap();
     reply.trim().trim_start_matches(':').parse().unwrap()
 }
 
@@ -35,12 +45,20 @@ async fn eager_deletes_before_returning() {
     let (server, store) = redis_store();
     fill(&store, 25).await;
     let r = store
-        .invalidate(&tenant("acme"), Some(&CacheType::SESSION), InvalidationStrategy::Eager)
+        .invalidate(
+            &tenant("acme"),
+            Some(&CacheType::SESSION),
+            InvalidationStrategy::Eager,
+        )
         .await
         .unwrap();
     assert_eq!(r.deleted, 25);
     assert_eq!(stored_keys(&server, &store, &CacheType::SESSION), 0);
-    assert_eq!(stored_keys(&server, &store, &CacheType::BILLING), 25, "other types untouched");
+    assert_eq!(
+        stored_keys(&server, &store, &CacheType::BILLING),
+        25,
+        "other types untouched"
+    );
     assert_eq!(visible(&store, &CacheType::BILLING, 25).await, 25);
 }
 
@@ -53,25 +71,65 @@ async fn lazy_hides_at_once_keeps_storage_and_accepts_new_writes() {
     assert_eq!(visible(&other, &CacheType::SESSION, 10).await, 10);
 
     let r = other
-        .invalidate(&tenant("acme"), Some(&CacheType::SESSION), InvalidationStrategy::Lazy)
+        .invalidate(
+            &tenant("acme"),
+            Some(&CacheType::SESSION),
+            InvalidationStrategy::Lazy,
+        )
         .await
         .unwrap();
     assert_eq!(r.deleted, 0, "lazy deletes nothing on the write side");
     assert!(r.sweep.is_none());
-    assert_eq!(visible(&store, &CacheType::SESSION, 10).await, 0, "hidden from every process at once");
-    assert_eq!(stored_keys(&server, &store, &CacheType::SESSION), 10, "storage reclaimed later, by TTL");
-    assert_eq!(visible(&store, &CacheType::BILLING, 10).await, 10, "other types untouched");
+    assert_eq!(
+        visible(&store, &CacheType::SESSION, 10).await,
+        0,
+        "hidden from every process at once"
+    );
+    assert_eq!(
+        stored_keys(&server, &store, &CacheType::SESSION),
+        10,
+        "storage reclaimed later, by TTL"
+    );
+    assert_eq!(
+        visible(&store, &CacheType::BILLING, 10).await,
+        10,
+        "other types untouched"
+    );
     assert!(store.metrics().totals().stale >= 10);
 
     // The first store still guesses the old generation; its write corrects itself in the same call.
-    let _ = store.set(&tenant("acme"), &CacheType::SESSION, "k0", &100usize).await.unwrap();
-    assert_eq!(store.get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0").await.unwrap(), Some(100));
-    assert_eq!(other.get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0").await.unwrap(), Some(100));
+    let _ = store
+        .set(&tenant("acme"), &CacheType::SESSION, "k0", &100usize)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+            .await
+            .unwrap(),
+        Some(100)
+    );
+    assert_eq!(
+        other
+            .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+            .await
+            .unwrap(),
+        Some(100)
+    );
 
     // Scope-wide lazy invalidation hides every type.
-    let _ = store.invalidate(&tenant("acme"), None, InvalidationStrategy::Lazy).await.unwrap();
+    let _ = store
+        .invalidate(&tenant("acme"), None, InvalidationStrategy::Lazy)
+        .await
+        .unwrap();
     assert_eq!(visible(&other, &CacheType::BILLING, 10).await, 0);
-    assert_eq!(other.get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0").await.unwrap(), None);
+    assert_eq!(
+        other
+            .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,8 +152,16 @@ async fn hybrid_hides_at_once_then_sweeps_in_the_background() {
 async fn invalidation_fails_loudly_when_redis_is_down() {
     let (mut server, store) = redis_store();
     server.kill();
-    for strategy in [InvalidationStrategy::Eager, InvalidationStrategy::Lazy, InvalidationStrategy::Hybrid] {
-        let err = store.invalidate(&tenant("acme"), None, strategy).await.unwrap_err().to_string();
+    for strategy in [
+        InvalidationStrategy::Eager,
+        InvalidationStrategy::Lazy,
+        InvalidationStrategy::Hybrid,
+    ] {
+        let err = store
+            .invalidate(&tenant("acme"), None, strategy)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unavailable"), "{strategy:?}: {err}");
     }
 }

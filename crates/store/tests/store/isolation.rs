@@ -11,7 +11,10 @@ async fn fill(store: &Store) {
     for t in TENANTS {
         for ty in [CacheType::SESSION, CacheType::BILLING] {
             for key in ["k", "k:1", "*"] {
-                let _ = store.set(&tenant(t), &ty, key, &format!("{t}/{ty}/{key}")).await.unwrap();
+                let _ = store
+                    .set(&tenant(t), &ty, key, &format!("{t}/{ty}/{key}"))
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -22,7 +25,11 @@ async fn visible(store: &Store, t: &str) -> usize {
     for ty in [CacheType::SESSION, CacheType::BILLING] {
         for key in ["k", "k:1", "*"] {
             if let Some(v) = store.get::<String>(&tenant(t), &ty, key).await.unwrap() {
-                assert_eq!(v, format!("{t}/{ty}/{key}"), "tenant {t} read another tenant's value");
+                assert_eq!(
+                    v,
+                    format!("{t}/{ty}/{key}"),
+                    "tenant {t} read another tenant's value"
+                );
                 n += 1;
             }
         }
@@ -45,16 +52,26 @@ async fn isolation(store: &Store) {
             }
             1 => assert_eq!(store.clear_cache(&v, None).await.unwrap(), 6),
             2 => {
-                let _ = store.invalidate(&v, None, InvalidationStrategy::Lazy).await.unwrap();
+                let _ = store
+                    .invalidate(&v, None, InvalidationStrategy::Lazy)
+                    .await
+                    .unwrap();
             }
             _ => {
-                let r = store.invalidate(&v, None, InvalidationStrategy::Hybrid).await.unwrap();
+                let r = store
+                    .invalidate(&v, None, InvalidationStrategy::Hybrid)
+                    .await
+                    .unwrap();
                 assert_eq!(r.sweep.unwrap().await.unwrap().unwrap(), 6);
             }
         }
         assert_eq!(visible(store, victim).await, 0, "{victim} was not cleared");
         for other in &TENANTS[i + 1..] {
-            assert_eq!(visible(store, other).await, 6, "clearing {victim} touched {other}");
+            assert_eq!(
+                visible(store, other).await,
+                6,
+                "clearing {victim} touched {other}"
+            );
         }
     }
 }
@@ -75,7 +92,13 @@ async fn a_key_glob_cannot_escape_its_scope_or_type() {
     let (_server, store) = redis_store();
     fill(&store).await;
     // `k*` within tenant `a`, type session: matches "k" and "k:1" only.
-    assert_eq!(store.delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k*").await.unwrap(), 2);
+    assert_eq!(
+        store
+            .delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k*")
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(visible(&store, "a").await, 4);
     for other in &TENANTS[1..] {
         assert_eq!(visible(&store, other).await, 6);
@@ -84,13 +107,21 @@ async fn a_key_glob_cannot_escape_its_scope_or_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_tenants_are_clear_errors() {
-    let err = fernando_cache_keys::TenantId::new("").unwrap_err().to_string();
+    let err = fernando_cache_keys::TenantId::new("")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty"), "{err}");
-    let err = fernando_cache_keys::TenantId::new("a\u{7}").unwrap_err().to_string();
+    let err = fernando_cache_keys::TenantId::new("a\u{7}")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("control"), "{err}");
     // Longer than the configured tenancy.max_tenant_id_len (128).
     let store = memory_store();
     let long = tenant(&"x".repeat(200));
-    let err = store.get::<u8>(&long, &CacheType::SESSION, "k").await.unwrap_err().to_string();
+    let err = store
+        .get::<u8>(&long, &CacheType::SESSION, "k")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("at most 128"), "{err}");
 }

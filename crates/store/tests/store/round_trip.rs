@@ -20,7 +20,9 @@ fn sample(n: usize) -> Extraction {
     Extraction {
         invoice_number: format!("INV-{n}"),
         total_cents: 1999 * n as i64,
-        lines: (0..n).map(|i| format!("line {i}: widget x{i} @ 19.99 EUR")).collect(),
+        lines: (0..n)
+            .map(|i| format!("line {i}: widget x{i} @ 19.99 EUR"))
+            .collect(),
     }
 }
 
@@ -35,7 +37,10 @@ async fn all_types_round_trip(store: &Store) {
         let configured = store.ttl_of(ty).unwrap();
         match store.ttl(&t, ty, "k").await.unwrap() {
             KeyTtl::Expires(left) => {
-                assert!(left <= configured && left + Duration::from_secs(5) >= configured, "{ty}: {left:?}")
+                assert!(
+                    left <= configured && left + Duration::from_secs(5) >= configured,
+                    "{ty}: {left:?}"
+                )
             }
             other => panic!("{ty}: expected a TTL, got {other:?}"),
         }
@@ -45,7 +50,10 @@ async fn all_types_round_trip(store: &Store) {
         assert_eq!(store.get::<Extraction>(&t, ty, "k").await.unwrap(), None);
     }
     let totals = store.metrics().totals();
-    assert_eq!((totals.hits, totals.misses, totals.sets, totals.deletes), (8, 8, 8, 8));
+    assert_eq!(
+        (totals.hits, totals.misses, totals.sets, totals.deletes),
+        (8, 8, 8, 8)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,16 +82,35 @@ async fn compression_starts_just_above_the_threshold() {
                 .unwrap(),
             WriteOutcome::Stored
         );
-        let back = store.get_bytes(&t, &CacheType::OCR_RESULT, key).await.unwrap().unwrap();
+        let back = store
+            .get_bytes(&t, &CacheType::OCR_RESULT, key)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back, value.as_bytes());
     }
     let strlen = |key: &str| {
-        let full = store.keys().key(&t.clone().into(), &CacheType::OCR_RESULT, key).unwrap();
+        let full = store
+            .keys()
+            .key(&t.clone().into(), &CacheType::OCR_RESULT, key)
+            .unwrap();
         let reply = server.command(&["STRLEN", full.as_str()]).unwrap();
-        reply.trim().trim_start_matches(':').parse::<usize>().unwrap()
+        reply
+            .trim()
+            .trim_start_matches(':')
+            .parse::<usize>()
+            .unwrap()
     };
-    assert_eq!(strlen("below"), 33 + 1024, "at the threshold: stored as it is");
-    assert!(strlen("above") < 100, "above the threshold: compressed, got {}", strlen("above"));
+    assert_eq!(
+        strlen("below"),
+        33 + 1024,
+        "at the threshold: stored as it is"
+    );
+    assert!(
+        strlen("above") < 100,
+        "above the threshold: compressed, got {}",
+        strlen("above")
+    );
     let m = store.metrics().totals();
     assert_eq!(m.raw_bytes, 2049);
     assert!(m.stored_bytes < m.raw_bytes);
@@ -94,21 +121,66 @@ async fn seed_helpers_use_their_cache_types_and_engine_versions() {
     let (_server, store) = redis_store();
     let t = tenant("acme");
     let fp = DocumentFingerprint::of_bytes(b"%PDF-1.7 invoice");
-    let _ = store.cache_document_hash(&t, &fp, &sample(1)).await.unwrap();
-    let _ = store.cache_ocr_result(&t, &fp, "tesseract-5.3", &"text".to_owned()).await.unwrap();
-    let _ = store.cache_llm_extraction(&t, &fp, "rules-1", &sample(2)).await.unwrap();
-    let _ = store.cache_user_session(&t, "sess-1", &"alice".to_owned()).await.unwrap();
-    assert_eq!(store.get_document_hash::<Extraction>(&t, &fp).await.unwrap(), Some(sample(1)));
+    let _ = store
+        .cache_document_hash(&t, &fp, &sample(1))
+        .await
+        .unwrap();
+    let _ = store
+        .cache_ocr_result(&t, &fp, "tesseract-5.3", &"text".to_owned())
+        .await
+        .unwrap();
+    let _ = store
+        .cache_llm_extraction(&t, &fp, "rules-1", &sample(2))
+        .await
+        .unwrap();
+    let _ = store
+        .cache_user_session(&t, "sess-1", &"alice".to_owned())
+        .await
+        .unwrap();
     assert_eq!(
-        store.get_ocr_result::<String>(&t, &fp, "tesseract-5.3").await.unwrap().as_deref(),
+        store
+            .get_document_hash::<Extraction>(&t, &fp)
+            .await
+            .unwrap(),
+        Some(sample(1))
+    );
+    assert_eq!(
+        store
+            .get_ocr_result::<String>(&t, &fp, "tesseract-5.3")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("text")
     );
-    assert_eq!(store.get_ocr_result::<String>(&t, &fp, "tesseract-5.4").await.unwrap(), None);
-    assert_eq!(store.get_llm_extraction::<Extraction>(&t, &fp, "rules-1").await.unwrap(), Some(sample(2)));
-    assert_eq!(store.get_user_session::<String>(&t, "sess-1").await.unwrap().as_deref(), Some("alice"));
+    assert_eq!(
+        store
+            .get_ocr_result::<String>(&t, &fp, "tesseract-5.4")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_llm_extraction::<Extraction>(&t, &fp, "rules-1")
+            .await
+            .unwrap(),
+        Some(sample(2))
+    );
+    assert_eq!(
+        store
+            .get_user_session::<String>(&t, "sess-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
     let snapshot = store.metrics();
     for ty in ["doc_hash", "ocr_result", "llm_extraction", "session"] {
-        assert_eq!(snapshot.series("acme", ty).unwrap().counters.sets, 1, "{ty}");
+        assert_eq!(
+            snapshot.series("acme", ty).unwrap().counters.sets,
+            1,
+            "{ty}"
+        );
     }
 }
 
@@ -117,15 +189,38 @@ async fn explicit_ttls_and_unknown_types() {
     let (_server, store) = redis_store();
     let t = tenant("acme");
     let _ = store
-        .set_with_ttl(&t, &CacheType::SESSION, "short", &1u8, Some(Duration::from_millis(150)))
+        .set_with_ttl(
+            &t,
+            &CacheType::SESSION,
+            "short",
+            &1u8,
+            Some(Duration::from_millis(150)),
+        )
         .await
         .unwrap();
-    assert_eq!(store.get::<u8>(&t, &CacheType::SESSION, "short").await.unwrap(), Some(1));
+    assert_eq!(
+        store
+            .get::<u8>(&t, &CacheType::SESSION, "short")
+            .await
+            .unwrap(),
+        Some(1)
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(store.get::<u8>(&t, &CacheType::SESSION, "short").await.unwrap(), None, "expired");
+    assert_eq!(
+        store
+            .get::<u8>(&t, &CacheType::SESSION, "short")
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
 
     let custom = CacheType::new("invoice_preview").unwrap();
-    let err = store.set(&t, &custom, "k", &1u8).await.unwrap_err().to_string();
+    let err = store
+        .set(&t, &custom, "k", &1u8)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ttl.invoice_preview"), "{err}");
     let err = store
         .set_with_ttl(&t, &CacheType::SESSION, "k", &1u8, Some(Duration::ZERO))

@@ -21,11 +21,16 @@ async fn five_hundred_callers_compute_once(store: &Store) {
         let runs = runs.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "cold", || async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Ok::<_, std::io::Error>("expensive OCR text".to_owned())
-                })
+                .get_or_compute(
+                    &tenant("acme"),
+                    &CacheType::OCR_RESULT,
+                    "cold",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, std::io::Error>("expensive OCR text".to_owned())
+                    },
+                )
                 .await
                 .unwrap()
         }));
@@ -33,7 +38,11 @@ async fn five_hundred_callers_compute_once(store: &Store) {
     for task in tasks {
         assert_eq!(task.await.unwrap(), "expensive OCR text");
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the computation ran more than once");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the computation ran more than once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,11 +71,16 @@ async fn an_error_reaches_every_waiter_and_is_not_cached() {
         let runs = runs.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "bad", || async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Err::<String, _>(OcrFailed("engine crashed"))
-                })
+                .get_or_compute(
+                    &tenant("acme"),
+                    &CacheType::OCR_RESULT,
+                    "bad",
+                    || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Err::<String, _>(OcrFailed("engine crashed"))
+                    },
+                )
                 .await
         }));
     }

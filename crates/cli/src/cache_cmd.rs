@@ -1,0 +1,241 @@
+//! `fernando-cache cache …`: get, set, delete, TTL, invalidation and statistics of cache entries.
+
+use std::{
+    io::{Read, Write},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use fernando_cache_config::{CacheType, Settings};
+use fernando_cache_keys::TenantId;
+use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, WriteOutcome};
+
+/// Largest value `cache set` accepts on stdin.
+const MAX_STDIN_VALUE: u64 = 512 << 20;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Store the bytes read from stdin.
+    Set {
+        #[command(flatten)]
+        entry: Entry,
+        /// Time to live, e.g. 30s, 10m, 24h (default: the cache type's TTL).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Write an entry's bytes to stdout (exit 1 on a miss).
+    Get {
+        #[command(flatten)]
+        entry: Entry,
+    },
+    /// Delete an entry (exit 1 if it did not exist).
+    Del {
+        #[command(flatten)]
+        entry: Entry,
+    },
+    /// Print an entry's remaining time to live (exit 1 if it does not exist).
+    Ttl {
+        #[command(flatten)]
+        entry: Entry,
+    },
+    /// Invalidate a tenant's entries, or one cache type's.
+    Invalidate {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Only this cache type.
+        #[arg(long = "type", value_name = "CACHE_TYPE")]
+        cache_type: Option<String>,
+        /// eager (delete now), lazy (hide now, reclaim by TTL) or hybrid (hide now, delete in the background).
+        #[arg(long, default_value = "eager")]
+        strategy: String,
+    },
+    /// Print the backend's state: kind, keys, memory, eviction policy, server hit ratio.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Entry {
+    /// The tenant that owns the entry.
+    #[arg(long)]
+    tenant: String,
+    /// The cache type, e.g. ocr_result.
+    #[arg(long = "type", value_name = "CACHE_TYPE")]
+    cache_type: String,
+    /// The entry's key within the tenant and type.
+    #[arg(long)]
+    key: String,
+}
+
+impl Entry {
+    fn parts(&self) -> anyhow::Result<(TenantId, CacheType)> {
+        let tenant = TenantId::new(&self.tenant).context("--tenant")?;
+        let cache_type = CacheType::new(self.cache_type.as_str()).context("--type")?;
+        Ok((tenant, cache_type))
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 30s, 10m or 24h ({e})"))
+}
+
+pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::from_settings(settings)?;
+    if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
+        eprintln!(
+            "fernando-cache: note: the {} profile uses the in-process memory backend, so entries live only for \
+             this command; pass --redis-url or FERNANDO_CACHE__BACKEND=redis to reach a shared cache",
+            settings.environment
+        );
+    }
+    match command {
+        CacheCommand::Set { entry, ttl } => {
+            let (tenant, ty) = entry.parts()?;
+            let mut value = Vec::new();
+            std::io::stdin()
+                .take(MAX_STDIN_VALUE + 1)
+                .read_to_end(&mut value)
+                .context("reading the value from stdin")?;
+            if value.len() as u64 > MAX_STDIN_VALUE {
+                bail!("the value on stdin is larger than {MAX_STDIN_VALUE} bytes");
+            }
+            match store
+                .set_bytes(&tenant, &ty, &entry.key, &value, ttl)
+                .await?
+            {
+                WriteOutcome::Stored => Ok(ExitCode::SUCCESS),
+                WriteOutcome::Dropped => {
+                    bail!("the cache backend is unavailable; the value was not stored")
+                }
+            }
+        }
+        CacheCommand::Get { entry } => {
+            let (tenant, ty) = entry.parts()?;
+            // A miss and an unavailable backend look alike to `get`; tell them apart for the operator.
+            let value = store.get_bytes(&tenant, &ty, &entry.key).await?;
+            match value {
+                Some(bytes) => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&bytes).context("writing to stdout")?;
+                    out.flush().context("writing to stdout")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None if store.metrics().totals().degraded > 0 => {
+                    bail!("the cache backend is unavailable")
+                }
+                None => Ok(ExitCode::from(1)),
+            }
+        }
+        CacheCommand::Del { entry } => {
+            let (tenant, ty) = entry.parts()?;
+            let existed = store.delete(&tenant, &ty, &entry.key).await?;
+            Ok(if existed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        CacheCommand::Ttl { entry } => {
+            let (tenant, ty) = entry.parts()?;
+            match store.ttl(&tenant, &ty, &entry.key).await? {
+                KeyTtl::Expires(left) => {
+                    let rounded = Duration::from_secs(left.as_secs());
+                    println!("{}", humantime::format_duration(rounded));
+                    Ok(ExitCode::SUCCESS)
+                }
+                KeyTtl::Persistent => {
+                    println!("no expiry");
+                    Ok(ExitCode::SUCCESS)
+                }
+                KeyTtl::Missing => Ok(ExitCode::from(1)),
+            }
+        }
+        CacheCommand::Invalidate {
+            tenant,
+            cache_type,
+            strategy,
+        } => {
+            let tenant = TenantId::new(&tenant).context("--tenant")?;
+            let ty = cache_type
+                .map(|t| CacheType::new(t).context("--type"))
+                .transpose()?;
+            let strategy: InvalidationStrategy = strategy
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--strategy: {e}"))?;
+            let result = store.invalidate(&tenant, ty.as_ref(), strategy).await?;
+            let swept = match result.sweep {
+                Some(sweep) => sweep.await.context("the background sweep")??,
+                None => 0,
+            };
+            println!(
+                "invalidated tenant {tenant:?}{} ({}): {} keys deleted",
+                ty.map(|t| format!(" type {t}")).unwrap_or_default(),
+                strategy.as_str(),
+                result.deleted + swept
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCommand::Stats { json } => stats(&store, json).await,
+    }
+}
+
+async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
+    let info = store.backend_info().await?;
+    let ratio = match (info.keyspace_hits, info.keyspace_misses) {
+        (Some(h), Some(m)) if h + m > 0 => Some(h as f64 / (h + m) as f64),
+        _ => None,
+    };
+    if json {
+        let value = serde_json::json!({
+            "backend": store.backend_kind(),
+            "breaker": store.metrics().breaker.as_str(),
+            "keys": info.keys,
+            "used_memory": info.used_memory,
+            "max_memory": info.max_memory,
+            "eviction_policy": info.eviction_policy,
+            "evicted_keys": info.evicted_keys,
+            "connected_clients": info.connected_clients,
+            "keyspace_hits": info.keyspace_hits,
+            "keyspace_misses": info.keyspace_misses,
+            "hit_ratio": ratio,
+        });
+        println!("{value:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let rows = [
+        ("backend", store.backend_kind().to_owned()),
+        ("keys", show(info.keys)),
+        ("used memory (bytes)", show(info.used_memory)),
+        ("max memory (bytes)", show(info.max_memory)),
+        (
+            "eviction policy",
+            info.eviction_policy.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("evicted keys", show(info.evicted_keys)),
+        ("connected clients", show(info.connected_clients)),
+        ("server hits", show(info.keyspace_hits)),
+        ("server misses", show(info.keyspace_misses)),
+        (
+            "server hit ratio",
+            ratio.map_or_else(|| "-".into(), |r| format!("{:.1} %", r * 100.0)),
+        ),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v}");
+    }
+    if info.eviction_policy.as_deref() == Some("noeviction") {
+        eprintln!(
+            "fernando-cache: warning: Redis eviction policy is noeviction; writes fail when memory is full"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,55 @@
+//! The `fernando-cache` program: operator commands over the same store API a user's code gets.
+//!
+//! This crate is the top of the workspace: it wires configuration to the store and prints results. It holds no
+//! caching logic of its own; everything it does goes through the public APIs of the crates below it.
+//!
+//! Exit codes: 0 success (for `get`, a hit), 1 a miss or an absent key, 2 an error — always one clear line on
+//! stderr, never a backtrace.
+
+mod cache_cmd;
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Errors are reported as one line; a panic (a bug) is too, rather than a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("fernando-cache: internal error: {info}");
+    }));
+    let args = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERNANDO_CACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fernando-cache: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fernando-cache: {}", one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The error and its causes, on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}

@@ -1,0 +1,221 @@
+//! The `fernando-cache` binary against a real redis-server: exit codes, stdin/stdout, one-line errors.
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use fernando_cache_testkit::RedisServer;
+
+fn run(server_url: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "test", "--redis-url", server_url])
+        .args(args)
+        .env_remove("FERNANDO_CACHE_ENV")
+        .env("FERNANDO_CACHE__REDIS__COMMAND_TIMEOUT", "200ms")
+        .env("FERNANDO_CACHE__REDIS__CONNECT_TIMEOUT", "200ms")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fernando-cache");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn entry(key: &str) -> Vec<&str> {
+    vec!["--tenant", "acme:eu", "--type", "ocr_result", "--key", key]
+}
+
+fn args<'a>(cmd: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["cache", cmd];
+    v.extend_from_slice(rest);
+    v
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = err.lines().filter(|l| !l.contains("note:")).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].contains(needle), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn set_get_ttl_del_round_trip_with_exit_codes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let value = b"OCR text \x00 with binary \xff bytes".repeat(100);
+    let out = run(
+        &url,
+        &args("set", &[entry("doc1"), vec!["--ttl", "10m"]].concat()),
+        &value,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(&url, &args("get", &entry("doc1")), b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, value);
+
+    let out = run(&url, &args("ttl", &entry("doc1")), b"");
+    assert_eq!(out.status.code(), Some(0));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.starts_with("9m") || shown.starts_with("10m"),
+        "{shown}"
+    );
+
+    let out = run(&url, &args("del", &entry("doc1")), b"");
+    assert_eq!(out.status.code(), Some(0));
+    for cmd in ["get", "del", "ttl"] {
+        let out = run(&url, &args(cmd, &entry("doc1")), b"");
+        assert_eq!(out.status.code(), Some(1), "{cmd} of a missing key");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn invalidate_strategies_and_stats() {
+    let server = RedisServer::start();
+    let url = server.url();
+    for key in ["a", "b", "c"] {
+        assert!(run(&url, &args("set", &entry(key)), b"v").status.success());
+    }
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme:eu",
+            "--strategy",
+            "lazy",
+        ],
+        b"",
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        run(&url, &args("get", &entry("a")), b"").status.code(),
+        Some(1),
+        "hidden at once"
+    );
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme:eu",
+            "--type",
+            "ocr_result",
+        ],
+        b"",
+    );
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 keys deleted"),
+        "{:?}",
+        out
+    );
+
+    let out = run(&url, &["cache", "stats"], b"");
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("backend") && table.contains("redis") && table.contains("eviction policy"),
+        "{table}"
+    );
+    let out = run(&url, &["cache", "stats", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["backend"], "redis");
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_2() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "get",
+            "--tenant",
+            "",
+            "--type",
+            "ocr_result",
+            "--key",
+            "k",
+        ],
+        b"",
+    );
+    assert_one_line_error(&out, "tenant id is empty");
+    let out = run(
+        &url,
+        &[
+            "cache", "get", "--tenant", "t", "--type", "Bad:Type", "--key", "k",
+        ],
+        b"",
+    );
+    assert_one_line_error(&out, "cache type name");
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "set",
+            "--tenant",
+            "t",
+            "--type",
+            "unknown_type",
+            "--key",
+            "k",
+        ],
+        b"v",
+    );
+    assert_one_line_error(&out, "ttl.unknown_type");
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "t",
+            "--strategy",
+            "sometimes",
+        ],
+        b"",
+    );
+    assert_one_line_error(&out, "unknown invalidation strategy");
+    let out = run("http://not-redis", &args("get", &entry("k")), b"");
+    assert_one_line_error(&out, "redis.url");
+    let out = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "qa", "cache", "stats"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "unknown profile");
+}
+
+#[test]
+fn redis_down_is_an_error_for_get_and_set_not_a_miss() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let out = run(&url, &args("get", &entry("k")), b"");
+    assert_one_line_error(&out, "unavailable");
+    let out = run(&url, &args("set", &entry("k")), b"v");
+    assert_one_line_error(&out, "unavailable");
+    let out = run(&url, &args("del", &entry("k")), b"");
+    assert_one_line_error(&out, "unavailable");
+}

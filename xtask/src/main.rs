@@ -1,0 +1,119 @@
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server` from the
+//!   distribution's packages when run as root), then runs the whole workspace's tests;
+//! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
+//! - `bench store` — the store benchmark against a private redis-server (see `docs/benchmarks.md`).
+//!
+//! xtask only orchestrates commands; it must not be a dependency of any library crate.
+
+mod prerequisites;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let (cmd, rest) = args
+        .split_first()
+        .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
+    match cmd {
+        "test" => test(rest),
+        "ci" => ci(),
+        "bench" => bench(rest),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask test [cargo test args…] | ci | bench store");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}; try `cargo xtask help`"),
+    }
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn status(mut c: Command, what: &str) -> anyhow::Result<()> {
+    eprintln!("xtask: {what}");
+    let s = c
+        .status()
+        .with_context(|| format!("could not run {what}"))?;
+    if !s.success() {
+        bail!("{what} failed ({s})");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    prerequisites::ensure_redis_server()?;
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--all-targets"]).args(extra);
+    status(c, "cargo test --workspace --all-targets")?;
+    // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--doc"]);
+    status(c, "cargo test --workspace --doc")
+}
+
+fn ci() -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    status(c, "cargo fmt --check")?;
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    status(c, "cargo clippy -D warnings")?;
+    let mut c = cargo();
+    c.args(["doc", "--workspace", "--no-deps"]).env(
+        "RUSTDOCFLAGS",
+        "-D warnings -D rustdoc::broken_intra_doc_links",
+    );
+    status(c, "cargo doc -D warnings")?;
+    test(&[])
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("store") | None => {
+            prerequisites::ensure_redis_server()?;
+            let mut c = cargo();
+            c.args([
+                "bench",
+                "-p",
+                "fernando-cache-store",
+                "--bench",
+                "store",
+                "--",
+            ])
+            .args(&args[args.len().min(1)..]);
+            status(c, "store benchmark")
+        }
+        Some(other) => bail!("unknown benchmark {other:?}; available: store"),
+    }
+}
