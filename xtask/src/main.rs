@@ -66,13 +66,65 @@ fn status(mut c: Command, what: &str) -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prerequisites::ensure_redis_server()?;
-    let mut c = cargo();
-    c.args(["test", "--workspace", "--all-targets"]).args(extra);
-    status(c, "cargo test --workspace --all-targets")?;
     // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
+    let mut tally = Tally::default();
     let mut c = cargo();
     c.args(["test", "--workspace", "--doc"]);
-    status(c, "cargo test --workspace --doc")
+    tally.run(c, "cargo test --workspace --doc")?;
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--all-targets"]).args(extra);
+    tally.run(c, "cargo test --workspace --all-targets")?;
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+    if tally.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+/// Adds up the `test result:` lines of cargo test runs, echoing their output as it comes.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn run(&mut self, mut c: Command, what: &str) -> anyhow::Result<()> {
+        use std::io::BufRead;
+        eprintln!("xtask: {what}");
+        let mut child = c
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not run {what}"))?;
+        let stdout = child.stdout.take().context("capturing cargo test output")?;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                self.passed += count_before(rest, " passed");
+                self.failed += count_before(rest, " failed");
+            }
+        }
+        let s = child
+            .wait()
+            .with_context(|| format!("waiting for {what}"))?;
+        if !s.success() {
+            println!(
+                "tests: {} passed, {} failed",
+                self.passed,
+                self.failed.max(1)
+            );
+            bail!("{what} failed ({s})");
+        }
+        Ok(())
+    }
+}
+
+/// The number just before `label` in `ok. 12 passed; 0 failed; …`.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.find(label)
+        .and_then(|end| text[..end].rsplit([' ', '.']).next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn ci() -> anyhow::Result<()> {
