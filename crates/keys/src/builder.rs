@@ -79,13 +79,24 @@ impl fmt::Display for CacheKey {
 /// The two keys holding the invalidation generations that an entry of one (scope, type) depends on.
 ///
 /// They live under `{namespace}:{environment}:_gen:…`, outside every tenant's data pattern, so clearing a
-/// tenant's data never touches them.
+/// tenant's data never touches them. The type's key is the scope's key plus `:{type}`, so both are held in one
+/// string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerationKeys {
+    type_key: String,
+    scope_len: usize,
+}
+
+impl GenerationKeys {
     /// Bumped when the whole scope is invalidated.
-    pub scope: String,
+    pub fn scope(&self) -> &str {
+        &self.type_key[..self.scope_len]
+    }
+
     /// Bumped when one cache type of the scope is invalidated.
-    pub cache_type: String,
+    pub fn cache_type(&self) -> &str {
+        &self.type_key
+    }
 }
 
 /// Builds every key and pattern of one namespace and environment.
@@ -168,14 +179,18 @@ impl KeyBuilder {
         scope: &Scope,
         cache_type: &CacheType,
     ) -> Result<GenerationKeys, KeyError> {
-        let mut scope_key = String::with_capacity(self.prefix.len() + 16 + scope.label().len());
-        scope_key.push_str(&self.prefix);
-        scope_key.push_str("_gen:");
-        self.push_scope(&mut scope_key, scope)?;
-        let type_key = format!("{scope_key}:{cache_type}");
+        let mut type_key = String::with_capacity(
+            self.prefix.len() + 16 + scope.label().len() + cache_type.as_str().len(),
+        );
+        type_key.push_str(&self.prefix);
+        type_key.push_str("_gen:");
+        self.push_scope(&mut type_key, scope)?;
+        let scope_len = type_key.len();
+        type_key.push(':');
+        type_key.push_str(cache_type.as_str());
         Ok(GenerationKeys {
-            scope: scope_key,
-            cache_type: type_key,
+            type_key,
+            scope_len,
         })
     }
 
@@ -268,9 +283,9 @@ mod tests {
         let gens = builder()
             .generation_keys(&tenant("a:b"), &CacheType::SESSION)
             .unwrap();
-        assert_eq!(gens.scope, "fernando:production:_gen:tenant_a%3Ab");
+        assert_eq!(gens.scope(), "fernando:production:_gen:tenant_a%3Ab");
         assert_eq!(
-            gens.cache_type,
+            gens.cache_type(),
             "fernando:production:_gen:tenant_a%3Ab:session"
         );
     }
@@ -362,7 +377,7 @@ mod tests {
             let typed = b.scan_pattern(&tenant(&t1), Some(&CacheType::SESSION));
             prop_assert_eq!(glob_match(typed.as_bytes(), key.as_str().as_bytes()), t1 == t2);
             let gens = b.generation_keys(&tenant(&t2), &CacheType::SESSION).unwrap();
-            prop_assert!(!glob_match(pattern.as_bytes(), gens.scope.as_bytes()));
+            prop_assert!(!glob_match(pattern.as_bytes(), gens.scope().as_bytes()));
         }
     }
 }

@@ -1,16 +1,19 @@
 //! In-process metrics per (tenant, cache type): counters and latency histograms, readable as a snapshot.
 //!
-//! Recording is lock-free (atomics); finding a series takes a read lock and no allocation once the series
-//! exists. The number of series is bounded: past `metrics.max_series`, new tenants are counted under `_other`.
+//! Recording is lock-free: finding a series reads an `arc-swap` snapshot (no shared write, no allocation once
+//! the series exists) and counting is a relaxed atomic add. The number of series is bounded: past
+//! `metrics.max_series`, new tenants are counted under `_other`.
 
 use std::{
     collections::HashMap,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
+
+use arc_swap::ArcSwap;
 
 use crate::BreakerState;
 
@@ -179,12 +182,6 @@ pub(crate) struct Series {
     pub(crate) set_latency: Histogram,
 }
 
-impl Series {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
 /// The metrics of one (tenant, cache type).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -236,44 +233,88 @@ impl MetricsSnapshot {
 }
 
 type ByTenant = HashMap<Arc<str>, Arc<Series>>;
+type ByType = HashMap<Arc<str>, ByTenant>;
 
+/// All series. Reads take a snapshot of the map through `arc-swap`, which writes nothing shared, so the hot
+/// path has no lock and no reference count to bounce between cores; a new series copies the map (rare).
 #[derive(Debug)]
 pub(crate) struct Metrics {
     max_series: usize,
-    by_type: RwLock<HashMap<Arc<str>, ByTenant>>,
+    by_type: ArcSwap<ByType>,
+    insert: Mutex<()>,
+}
+
+/// A (tenant, cache type) to record into; resolving it to its counters happens when something is recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeriesRef<'a> {
+    metrics: &'a Metrics,
+    tenant: &'a str,
+    cache_type: &'a str,
+}
+
+impl SeriesRef<'_> {
+    /// Applies `f` to the series' counters and histograms (creating the series if needed).
+    pub(crate) fn apply(&self, f: impl FnOnce(&Series)) {
+        {
+            let map = self.metrics.by_type.load();
+            if let Some(s) = map.get(self.cache_type).and_then(|m| m.get(self.tenant)) {
+                f(s);
+                return;
+            }
+        }
+        f(&self.metrics.insert(self.tenant, self.cache_type));
+    }
+
+    /// Adds `n` to one counter.
+    pub(crate) fn add(&self, pick: impl FnOnce(&AtomicCounters) -> &AtomicU64, n: u64) {
+        self.apply(|s| {
+            pick(&s.counters).fetch_add(n, Ordering::Relaxed);
+        });
+    }
 }
 
 impl Metrics {
     pub(crate) fn new(max_series: usize) -> Self {
         Metrics {
             max_series: max_series.max(1),
-            by_type: RwLock::default(),
+            by_type: ArcSwap::from_pointee(HashMap::new()),
+            insert: Mutex::new(()),
         }
     }
 
-    pub(crate) fn series(&self, tenant: &str, cache_type: &str) -> Arc<Series> {
-        {
-            let map = self.by_type.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(s) = map.get(cache_type).and_then(|m| m.get(tenant)) {
-                return s.clone();
-            }
+    pub(crate) fn series<'a>(&'a self, tenant: &'a str, cache_type: &'a str) -> SeriesRef<'a> {
+        SeriesRef {
+            metrics: self,
+            tenant,
+            cache_type,
         }
-        let mut map = self.by_type.write().unwrap_or_else(|p| p.into_inner());
-        let total: usize = map.values().map(HashMap::len).sum();
+    }
+
+    fn insert(&self, tenant: &str, cache_type: &str) -> Arc<Series> {
+        let _guard = self.insert.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.by_type.load_full();
+        if let Some(s) = current.get(cache_type).and_then(|m| m.get(tenant)) {
+            return s.clone();
+        }
+        let total: usize = current.values().map(HashMap::len).sum();
         let tenant = if total >= self.max_series {
             OVERFLOW_TENANT
         } else {
             tenant
         };
-        map.entry(Arc::from(cache_type))
+        let mut next = (*current).clone();
+        let series = next
+            .entry(Arc::from(cache_type))
             .or_default()
             .entry(Arc::from(tenant))
             .or_default()
-            .clone()
+            .clone();
+        self.by_type.store(Arc::new(next));
+        series
     }
 
     pub(crate) fn snapshot(&self) -> Vec<SeriesSnapshot> {
-        let map = self.by_type.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.by_type.load();
         let mut out: Vec<SeriesSnapshot> = map
             .iter()
             .flat_map(|(ty, tenants)| {
@@ -333,10 +374,14 @@ mod tests {
     #[test]
     fn series_are_bounded() {
         let m = Metrics::new(2);
-        m.series("a", "session");
-        m.series("b", "session");
-        m.series("c", "session");
-        m.series("d", "billing");
+        for (tenant, ty) in [
+            ("a", "session"),
+            ("b", "session"),
+            ("c", "session"),
+            ("d", "billing"),
+        ] {
+            m.series(tenant, ty).add(|c| &c.hits, 1);
+        }
         let tenants: Vec<_> = m.snapshot().into_iter().map(|s| s.tenant).collect();
         assert_eq!(tenants, vec!["_other", "_other", "a", "b"]);
     }

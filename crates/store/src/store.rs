@@ -3,7 +3,10 @@
 use std::{
     any::Any,
     future::Future,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -22,7 +25,7 @@ use crate::{
     breaker::Breaker,
     codec::{self, CompressionPolicy, DecodeError, Encoded, Header},
     flight::{Flights, Role, follow},
-    metrics::{Metrics, Series},
+    metrics::{Metrics, SeriesRef},
 };
 
 /// Pseudo cache type under which whole-scope invalidations are counted.
@@ -96,6 +99,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn CacheBackend>,
+    /// The backend is in process: no timeout or breaker around its calls.
+    local: bool,
     keys: KeyBuilder,
     ttl: TtlTable,
     policy: CompressionPolicy,
@@ -138,6 +143,7 @@ impl Store {
         let c = &settings.compression;
         Store {
             inner: Arc::new(Inner {
+                local: backend.is_local(),
                 backend,
                 keys: KeyBuilder::new(
                     &settings.namespace,
@@ -208,7 +214,7 @@ impl Store {
                 .metrics
                 .series(scope.label(), cache_type.as_str());
             Ok(self
-                .lookup(&k, &g, &series, codec::decode_typed::<T>)
+                .lookup(&k, &g, &series, codec::decode_typed::<T>, false)
                 .await
                 .value)
         }
@@ -239,7 +245,10 @@ impl Store {
                 .inner
                 .metrics
                 .series(scope.label(), cache_type.as_str());
-            Ok(self.lookup(&k, &g, &series, codec::decode_raw).await.value)
+            Ok(self
+                .lookup(&k, &g, &series, codec::decode_raw, false)
+                .await
+                .value)
         }
         .instrument(span)
         .await
@@ -378,11 +387,11 @@ impl Store {
                 .series(scope.label(), cache_type.as_str());
             match self.call(self.inner.backend.delete(&[k.as_str()])).await {
                 Ok(n) => {
-                    Series::add(&series.counters.deletes, n);
+                    series.add(|c| &c.deletes, n);
                     Ok(n > 0)
                 }
                 Err(source) => {
-                    Series::add(&series.counters.errors, 1);
+                    series.add(|c| &c.errors, 1);
                     Err(StoreError::Unavailable {
                         op: "delete",
                         source,
@@ -449,7 +458,9 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        let first = self.lookup(&k, &g, &series, codec::decode_typed::<T>).await;
+        let first = self
+            .lookup(&k, &g, &series, codec::decode_typed::<T>, false)
+            .await;
         if let Some(v) = first.value {
             return Ok(v);
         }
@@ -480,7 +491,11 @@ impl Store {
                 }
                 Role::Leader(guard) => {
                     // A flight that finished between our read and now may have filled the cache.
-                    let again = self.lookup(&k, &g, &series, codec::decode_typed::<T>).await;
+                    // This read also tells a key of another Redis type from an absent one, so such an entry
+                    // is counted and removed before the computed value replaces it.
+                    let again = self
+                        .lookup(&k, &g, &series, codec::decode_typed::<T>, true)
+                        .await;
                     if let Some(v) = again.value {
                         guard.publish(Ok(Arc::new(v.clone())));
                         return Ok(v);
@@ -573,9 +588,9 @@ impl Store {
                     .keys
                     .generation_keys(&scope, cache_type.unwrap_or(&CacheType::SESSION))?;
                 let gen_key = if cache_type.is_some() {
-                    g.cache_type
+                    g.cache_type()
                 } else {
-                    g.scope
+                    g.scope()
                 };
                 self.call(
                     self.inner
@@ -666,7 +681,7 @@ impl Store {
         match r {
             Ok(n) => {
                 permit.success();
-                Series::add(&series.counters.deletes, n);
+                series.add(|c| &c.deletes, n);
                 Ok(n)
             }
             Err(source) => {
@@ -675,7 +690,7 @@ impl Store {
                 } else {
                     permit.success();
                 }
-                Series::add(&series.counters.errors, 1);
+                series.add(|c| &c.errors, 1);
                 Err(StoreError::Unavailable {
                     op: "invalidate",
                     source,
@@ -870,6 +885,9 @@ impl Store {
         &self,
         fut: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
+        if self.inner.local {
+            return fut.await;
+        }
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(BackendError::CircuitOpen);
         };
@@ -888,75 +906,107 @@ impl Store {
         &self,
         key: &CacheKey,
         generations: &GenerationKeys,
-        series: &Series,
+        series: &SeriesRef<'_>,
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+        checked: bool,
     ) -> Lookup<T> {
+        /// What a read found, counted once at the end.
+        enum Found {
+            Value,
+            Absent,
+            Stale,
+            Corrupt,
+            Unavailable { refused: bool },
+        }
         let start = Instant::now();
-        let fetched = self
-            .call(self.inner.backend.fetch(key.as_str(), generations))
-            .await;
-        let c = &series.counters;
-        let result = match fetched {
+        let backend = &self.inner.backend;
+        let fetched = if checked {
+            self.call(backend.fetch_checked(key.as_str(), generations))
+                .await
+        } else {
+            self.call(backend.fetch(key.as_str(), generations)).await
+        };
+        let (result, found) = match fetched {
             Ok(f) => {
-                let value = match f.value {
-                    None => None,
+                let (value, found) = match f.value {
+                    None => (None, Found::Absent),
                     Some(bytes) => match codec::read_header(&bytes) {
-                        Ok(h) if h.generations != f.generations => {
-                            Series::add(&c.stale, 1);
-                            None
-                        }
+                        Ok(h) if h.generations != f.generations => (None, Found::Stale),
                         Ok(h) => match decode(&bytes, &h, self.inner.policy.max_decoded) {
-                            Ok(v) => Some(v),
+                            Ok(v) => (Some(v), Found::Value),
                             Err(e) => {
-                                self.discard_corrupt(key, series, &e.to_string()).await;
-                                None
+                                self.discard_corrupt(key, &e.to_string()).await;
+                                (None, Found::Corrupt)
                             }
                         },
                         Err(e) => {
-                            self.discard_corrupt(key, series, &e.to_string()).await;
-                            None
+                            self.discard_corrupt(key, &e.to_string()).await;
+                            (None, Found::Corrupt)
                         }
                     },
                 };
-                Lookup {
+                let lookup = Lookup {
                     value,
                     generations: Some(f.generations),
-                }
+                };
+                (lookup, found)
             }
             Err(BackendError::WrongType) => {
-                self.discard_corrupt(key, series, "the key holds a non-string Redis value")
+                self.discard_corrupt(key, "the key holds a non-string Redis value")
                     .await;
-                Lookup {
-                    value: None,
-                    generations: None,
-                }
+                (
+                    Lookup {
+                        value: None,
+                        generations: None,
+                    },
+                    Found::Corrupt,
+                )
             }
             Err(e) => {
-                if !matches!(e, BackendError::CircuitOpen) {
-                    Series::add(&c.errors, 1);
+                let refused = matches!(e, BackendError::CircuitOpen);
+                if !refused {
                     tracing::debug!(error = %e, "cache read failed; treating as a miss");
                 }
-                Series::add(&c.degraded, 1);
-                Lookup {
-                    value: None,
-                    generations: None,
-                }
+                (
+                    Lookup {
+                        value: None,
+                        generations: None,
+                    },
+                    Found::Unavailable { refused },
+                )
             }
         };
-        Series::add(
-            if result.value.is_some() {
-                &c.hits
-            } else {
-                &c.misses
-            },
-            1,
-        );
-        series.get_latency.record(start.elapsed());
+        let elapsed = start.elapsed();
+        series.apply(|s| {
+            let c = &s.counters;
+            let one = |counter: &AtomicU64| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            };
+            match found {
+                Found::Value => one(&c.hits),
+                Found::Absent => one(&c.misses),
+                Found::Stale => {
+                    one(&c.misses);
+                    one(&c.stale);
+                }
+                Found::Corrupt => {
+                    one(&c.misses);
+                    one(&c.corrupt);
+                }
+                Found::Unavailable { refused } => {
+                    one(&c.misses);
+                    one(&c.degraded);
+                    if !refused {
+                        one(&c.errors);
+                    }
+                }
+            }
+            s.get_latency.record(elapsed);
+        });
         result
     }
 
-    async fn discard_corrupt(&self, key: &CacheKey, series: &Series, why: &str) {
-        Series::add(&series.counters.corrupt, 1);
+    async fn discard_corrupt(&self, key: &CacheKey, why: &str) {
         tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
         if let Err(e) = self.call(self.inner.backend.delete(&[key.as_str()])).await {
             tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
@@ -990,7 +1040,7 @@ impl Store {
         encoded: Encoded,
         ttl: Option<Duration>,
         generations: Option<[u64; 2]>,
-        series: &Series,
+        series: &SeriesRef<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let ttl = match ttl {
             Some(t) if t < Duration::from_millis(1) || t > TtlTable::MAX_TTL => {
@@ -1004,28 +1054,37 @@ impl Store {
                 .ok_or_else(|| StoreError::UnknownCacheType(cache_type.clone()))?,
         };
         let start = Instant::now();
-        let c = &series.counters;
+        let raw_len = encoded.raw_len as u64;
         let stored = self
             .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, generations)
             .await;
-        let outcome = match stored {
-            Ok(len) => {
-                Series::add(&c.sets, 1);
-                Series::add(&c.raw_bytes, encoded.raw_len as u64);
-                Series::add(&c.stored_bytes, len);
-                WriteOutcome::Stored
-            }
-            Err(e) => {
-                if !matches!(e, BackendError::CircuitOpen) {
-                    Series::add(&c.errors, 1);
-                }
-                Series::add(&c.dropped_sets, 1);
-                Series::add(&c.degraded, 1);
-                tracing::debug!(error = %e, "cache write dropped");
-                WriteOutcome::Dropped
-            }
+        let elapsed = start.elapsed();
+        let outcome = if stored.is_ok() {
+            WriteOutcome::Stored
+        } else {
+            WriteOutcome::Dropped
         };
-        series.set_latency.record(start.elapsed());
+        series.apply(|s| {
+            let c = &s.counters;
+            match &stored {
+                Ok(len) => {
+                    c.sets.fetch_add(1, Ordering::Relaxed);
+                    c.raw_bytes.fetch_add(raw_len, Ordering::Relaxed);
+                    c.stored_bytes.fetch_add(*len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if !matches!(e, BackendError::CircuitOpen) {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    c.dropped_sets.fetch_add(1, Ordering::Relaxed);
+                    c.degraded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            s.set_latency.record(elapsed);
+        });
+        if let Err(e) = &stored {
+            tracing::debug!(error = %e, "cache write dropped");
+        }
         Ok(outcome)
     }
 
@@ -1046,7 +1105,7 @@ impl Store {
             .generation_keys(scope, cache_type)
             .map_err(|e| BackendError::Other(e.to_string()))?;
         let mut stamp = guess
-            .or_else(|| self.inner.generations.get(&g.cache_type))
+            .or_else(|| self.inner.generations.get(g.cache_type()))
             .unwrap_or([0, 0]);
         let len = bytes.len() as u64;
         // Each retry means an invalidation landed between two of our writes; after three in a row the last
@@ -1060,7 +1119,9 @@ impl Store {
             if current == stamp {
                 return Ok(len);
             }
-            self.inner.generations.insert(g.cache_type.clone(), current);
+            self.inner
+                .generations
+                .insert(g.cache_type().to_owned(), current);
             stamp = current;
             bytes = value.to_vec();
         }

@@ -3,7 +3,13 @@
 //! It gives the development profile a cache with no server at all, and the same semantics as Redis for
 //! everything the store uses (TTLs, generations, glob deletion).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,6 +56,8 @@ impl Expiry<String, Entry> for PerEntryTtl {
 pub struct MemoryBackend {
     cache: Cache<String, Entry>,
     max_bytes: u64,
+    /// Until the first lazy invalidation every generation is 0, and reads need not look any up.
+    any_generation: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -71,12 +79,19 @@ impl MemoryBackend {
             })
             .expire_after(PerEntryTtl)
             .build();
-        MemoryBackend { cache, max_bytes }
+        MemoryBackend {
+            cache,
+            max_bytes,
+            any_generation: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     async fn generations(&self, generations: &GenerationKeys) -> [u64; 2] {
-        let scope = self.live(&generations.scope).await;
-        let typed = self.live(&generations.cache_type).await;
+        if !self.any_generation.load(Ordering::Acquire) {
+            return [0, 0];
+        }
+        let scope = self.live(generations.scope()).await;
+        let typed = self.live(generations.cache_type()).await;
         [
             parse_generation(scope.as_ref().map(|e| e.bytes.as_ref())),
             parse_generation(typed.as_ref().map(|e| e.bytes.as_ref())),
@@ -104,6 +119,10 @@ impl MemoryBackend {
 impl CacheBackend for MemoryBackend {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn is_local(&self) -> bool {
+        true
     }
 
     async fn fetch(
@@ -160,6 +179,7 @@ impl CacheBackend for MemoryBackend {
         let generation = new_generation();
         self.insert(key, Bytes::from(generation.to_string()), ttl)
             .await;
+        self.any_generation.store(true, Ordering::Release);
         Ok(generation)
     }
 

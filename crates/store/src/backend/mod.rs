@@ -98,11 +98,26 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     /// A short name for logs and metrics (`redis`, `memory`).
     fn kind(&self) -> &'static str;
 
-    /// Reads an entry and the current values of its two generation keys, in one round trip.
-    ///
-    /// A key holding a non-string value is [`BackendError::WrongType`].
+    /// Whether the backend lives in this process and cannot hang (the store then skips the timeout and the
+    /// circuit breaker for it).
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    /// Reads an entry and the current values of its two generation keys, in one round trip. This is the hot
+    /// path: it may report a key holding a non-string value as absent.
     async fn fetch(&self, key: &str, generations: &GenerationKeys)
     -> Result<Fetched, BackendError>;
+
+    /// Like [`CacheBackend::fetch`], but a key holding a non-string value is [`BackendError::WrongType`]. The
+    /// store uses it on the miss path of `get_or_compute`, where a round trip is being spent anyway.
+    async fn fetch_checked(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        self.fetch(key, generations).await
+    }
 
     /// Stores `value` under `key` for `ttl` (replacing whatever is there, of any type), and returns the
     /// `[scope, cache type]` generations as they were just before the write, read in the same round trip.

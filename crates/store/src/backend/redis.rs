@@ -6,10 +6,7 @@
 //! checkout costs an `UNWATCH` + `PING` round trip, which is why it stays off the hot path (see
 //! `docs/benchmarks.md`).
 
-use std::{
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,7 +22,6 @@ use super::{
 /// A Redis (or Valkey) server.
 pub struct RedisBackend {
     conns: Vec<ConnectionManager>,
-    next: AtomicUsize,
     pool: Pool,
     shown_url: String,
 }
@@ -70,7 +66,8 @@ impl RedisBackend {
             .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(Some(settings.command_timeout))
+            // The store bounds every call with its own timeout; a second timer per request only costs.
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(200));
@@ -95,14 +92,21 @@ impl RedisBackend {
             .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
         Ok(RedisBackend {
             conns,
-            next: AtomicUsize::new(0),
             pool,
             shown_url,
         })
     }
 
     fn conn(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        // A per-thread rotation: no shared counter for the worker threads to contend on.
+        thread_local! {
+            static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        }
+        let i = NEXT.with(|n| {
+            let i = n.get();
+            n.set(i.wrapping_add(1));
+            i
+        }) % self.conns.len();
         self.conns[i].clone()
     }
 }
@@ -118,15 +122,45 @@ impl CacheBackend for RedisBackend {
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        // One round trip: the entry, then both generations. Replies are taken as raw values so that a WRONGTYPE
-        // reply to the GET is recognised as such rather than as a conversion failure.
+        // One command: the entry and both generations (MGET answers nil for a key of another type).
+        let mut replies: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(key)
+            .arg(generations.scope())
+            .arg(generations.cache_type())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(conn_err)?;
+        if replies.len() != 3 {
+            return Err(BackendError::Other(format!(
+                "MGET answered {} values, not 3",
+                replies.len()
+            )));
+        }
+        let g_type = replies.pop().flatten();
+        let g_scope = replies.pop().flatten();
+        Ok(Fetched {
+            value: replies.pop().flatten().map(Bytes::from),
+            generations: [
+                parse_generation(g_scope.as_deref()),
+                parse_generation(g_type.as_deref()),
+            ],
+        })
+    }
+
+    async fn fetch_checked(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        // GET answers WRONGTYPE for a key of another type; the pipeline's per-command replies keep that
+        // visible instead of failing the whole pipeline.
         let replies: Vec<redis::Value> = redis::pipe()
             .ignore_errors()
             .cmd("GET")
             .arg(key)
             .cmd("MGET")
-            .arg(&generations.scope)
-            .arg(&generations.cache_type)
+            .arg(generations.scope())
+            .arg(generations.cache_type())
             .query_async(&mut self.conn())
             .await
             .map_err(conn_err)?;
@@ -167,8 +201,8 @@ impl CacheBackend for RedisBackend {
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         let ((g_scope, g_type),): ((Option<Vec<u8>>, Option<Vec<u8>>),) = redis::pipe()
             .cmd("MGET")
-            .arg(&generations.scope)
-            .arg(&generations.cache_type)
+            .arg(generations.scope())
+            .arg(generations.cache_type())
             .cmd("SET")
             .arg(key)
             .arg(value.as_ref())

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::support::{redis_store, tenant};
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Doc {
     title: String,
     body: String,
@@ -127,7 +127,7 @@ async fn broken_entries_are_misses_are_counted_and_removed() {
         .unwrap();
 
     let mut names: Vec<&str> = cases.iter().map(|(n, _)| *n).collect();
-    names.extend(["foreign", "cut", "wrongtype"]);
+    names.extend(["foreign", "cut"]);
     for name in &names {
         let got = store.get::<Doc>(&t, &ty, name).await.unwrap();
         assert_eq!(got, None, "{name} must be a miss");
@@ -150,6 +150,35 @@ async fn broken_entries_are_misses_are_counted_and_removed() {
     assert_eq!(c.corrupt, names.len() as u64, "{c:?}");
     assert_eq!(c.misses, names.len() as u64);
     assert_eq!(c.hits, 0);
+
+    // A hash under the key: the hot read (one MGET) sees it as absent, a miss; get_or_compute's miss path
+    // recognises the WRONGTYPE, counts it, removes it, and stores the computed value in its place.
+    let wrong = full_key(&store, "wrongtype");
+    assert_eq!(store.get::<Doc>(&t, &ty, "wrongtype").await.unwrap(), None);
+    let computed = store
+        .get_or_compute(&t, &ty, "wrongtype", || async {
+            Ok::<_, std::io::Error>(Doc {
+                title: "fresh".into(),
+                body: String::new(),
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(computed.title, "fresh");
+    assert!(
+        server
+            .command(&["TYPE", &wrong])
+            .unwrap()
+            .starts_with("+string")
+    );
+    let c = store
+        .metrics()
+        .series("acme", "ocr_result")
+        .unwrap()
+        .counters;
+    assert_eq!(c.corrupt, names.len() as u64 + 1, "{c:?}");
+    let again = store.get::<Doc>(&t, &ty, "wrongtype").await.unwrap();
+    assert_eq!(again.unwrap().title, "fresh");
     // The genuine entry still decodes.
     assert!(store.get::<Doc>(&t, &ty, "good").await.unwrap().is_some());
 }

@@ -1,0 +1,519 @@
+//! `cargo xtask bench store`: the store's overhead against the work it cannot avoid, in one run, against a
+//! private redis-server.
+//!
+//! Every pair is measured in many short alternating windows (AB, BA, AB, …); the ratio reported is the median
+//! of the per-window ratios, because on a 2-core machine shared by client and server the absolute figures drift
+//! by 10–30 % within a run. Pairs:
+//!
+//! - store `get` hit vs a raw redis-rs multiplexed `GET` of the same value uncompressed (100 B, 4 KB, 64 KB);
+//! - for compressed values, store `get` hit vs a raw `GET` of the very bytes the store wrote plus a bare zstd
+//!   decompress with a reused context — the work the layer cannot avoid;
+//! - store `set` vs a raw `SET … PX`;
+//! - the peer: the `cached` crate's `AsyncRedisCache` get and set on the same values;
+//! - the memory backend's hit vs a bare moka `get`.
+//!
+//! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
+//! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists).
+
+use std::{
+    cell::RefCell,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use cached::ConcurrentCachedAsync;
+use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_keys::TenantId;
+use fernando_cache_store::Store;
+use fernando_cache_testkit::RedisServer;
+use redis::aio::MultiplexedConnection;
+
+const SIZES: [(usize, &str); 3] = [(100, "100 B"), (4096, "4 KB"), (65536, "64 KB")];
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+fn secs() -> Duration {
+    Duration::from_secs_f64(
+        std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1.0),
+    )
+}
+
+fn repeats() -> usize {
+    std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// OCR-like text: invoice lines with varying numbers, compressing about 3× with zstd level 3.
+fn ocr_text(len: usize) -> String {
+    let mut s = String::with_capacity(len + 64);
+    let mut i = 0u64;
+    while s.len() < len {
+        i += 1;
+        let n = i.wrapping_mul(2_654_435_761) % 10_000;
+        s.push_str(&format!(
+            "Pos {i:>3}  Artikel {n:04}  Menge {}  Einzelpreis {}.{:02} EUR  Summe {}.{:02} EUR\n",
+            n % 7 + 1,
+            n % 500,
+            n % 100,
+            (n % 500) * (n % 7 + 1),
+            (n * 3) % 100
+        ));
+    }
+    s.truncate(len);
+    s
+}
+
+/// Operations per second of `op` run by `concurrency` tasks for `dur`.
+async fn throughput<F, Fut>(concurrency: usize, dur: Duration, op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + dur;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                loop {
+                    op(i).await;
+                    n += 1;
+                    // In-process operations may complete without ever yielding; check the clock and let the
+                    // scheduler run every few operations (the same for both sides of a pair).
+                    if n % 16 == 0 {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+                done.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn enabled(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
+fn list_filter<T: Copy + ToString>(var: &str, all: &[T], name: impl Fn(T) -> String) -> Vec<T> {
+    match std::env::var(var) {
+        Ok(only) => all
+            .iter()
+            .copied()
+            .filter(|x| only.split(',').any(|s| s.trim() == name(*x)))
+            .collect(),
+        Err(_) => all.to_vec(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs baseline and subject in many short alternating windows (AB, BA, AB, …) and returns the medians of each
+/// side and the median of the per-window ratios, which cancels slow drift of the shared machine.
+async fn pair<B, BF, S, SF>(concurrency: usize, baseline: B, subject: S) -> (f64, f64, f64)
+where
+    B: Fn(usize) -> BF + Send + Sync + Clone + 'static,
+    BF: Future<Output = ()> + Send,
+    S: Fn(usize) -> SF + Send + Sync + Clone + 'static,
+    SF: Future<Output = ()> + Send,
+{
+    // Warm both paths (connections, contexts, allocator).
+    throughput(concurrency, Duration::from_millis(200), baseline.clone()).await;
+    throughput(concurrency, Duration::from_millis(200), subject.clone()).await;
+    let (mut b, mut s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..repeats() {
+        let (x, y) = if i % 2 == 0 {
+            let x = throughput(concurrency, secs(), baseline.clone()).await;
+            (x, throughput(concurrency, secs(), subject.clone()).await)
+        } else {
+            let y = throughput(concurrency, secs(), subject.clone()).await;
+            (throughput(concurrency, secs(), baseline.clone()).await, y)
+        };
+        b.push(x);
+        s.push(y);
+        ratios.push(y / x);
+    }
+    (median(b), median(s), median(ratios))
+}
+
+struct Row {
+    what: String,
+    size: &'static str,
+    concurrency: usize,
+    baseline: f64,
+    subject: f64,
+    ratio: f64,
+}
+
+fn print_rows(title: &str, baseline: &str, subject: &str, rows: &[Row]) {
+    println!("\n### {title}\n");
+    println!(
+        "| case | size | tasks | {baseline} ops/s | {subject} ops/s | ratio (median of windows) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.2}× |",
+            r.what, r.size, r.concurrency, r.baseline, r.subject, r.ratio
+        );
+    }
+}
+
+thread_local! {
+    static DCTX: RefCell<zstd::bulk::Decompressor<'static>> =
+        RefCell::new(zstd::bulk::Decompressor::new().expect("zstd context"));
+}
+
+#[derive(Clone)]
+struct Raw {
+    conns: Arc<Vec<MultiplexedConnection>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Raw {
+    async fn connect(url: &str, n: usize) -> Raw {
+        let client = redis::Client::open(url).unwrap();
+        let mut conns = Vec::new();
+        for _ in 0..n {
+            conns.push(client.get_multiplexed_async_connection().await.unwrap());
+        }
+        Raw {
+            conns: Arc::new(conns),
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn conn(&self) -> MultiplexedConnection {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.conns.len();
+        self.conns[i].clone()
+    }
+
+    async fn get(&self, key: &str) -> Vec<u8> {
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .unwrap()
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(600_000)
+            .exec_async(&mut self.conn())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = RedisServer::start();
+    let settings = Settings::load(
+        LoadOptions::new()
+            .environment(Environment::Production)
+            .without_environment_variables()
+            .set("redis.url", server.url())
+            .set("redis.multiplexed_connections", "2"),
+    )
+    .unwrap();
+    let connections = settings.redis.multiplexed_connections;
+    let store = Store::from_settings(&settings).unwrap();
+    let raw = Raw::connect(&server.url(), connections).await;
+    let tenant = TenantId::new("bench").unwrap();
+    let ty = CacheType::OCR_RESULT;
+    println!(
+        "fernando-cache store benchmark — redis-server on 127.0.0.1:{}, {} multiplexed connections on both sides, \
+         {}s × {} interleaved repeats, medians",
+        server.port(),
+        connections,
+        secs().as_secs_f64(),
+        repeats()
+    );
+
+    let mut get_rows = Vec::new();
+    let mut compressed_rows = Vec::new();
+    let mut set_rows = Vec::new();
+    let mut peer_rows = Vec::new();
+    let peer: cached::AsyncRedisCache<String, String> = cached::AsyncRedisCache::builder("peer")
+        .ttl(Duration::from_secs(600))
+        .connection_string(&server.url())
+        .build()
+        .await
+        .unwrap();
+
+    let sizes = list_filter("BENCH_SIZES", &SIZES.map(|(n, _)| n), |n| n.to_string());
+    let tasks = list_filter("BENCH_TASKS", &CONCURRENCY, |n| n.to_string());
+    for (size, label) in SIZES.into_iter().filter(|(n, _)| sizes.contains(n)) {
+        let text = ocr_text(size);
+        let key = format!("v{size}");
+        let _ = store.set(&tenant, &ty, &key, &text).await.unwrap();
+        let raw_key = format!("raw:{size}");
+        raw.set(&raw_key, text.as_bytes()).await;
+        let stored_key = store
+            .keys()
+            .key(&tenant.clone().into(), &ty, &key)
+            .unwrap()
+            .into_string();
+        let stored = raw.get(&stored_key).await;
+        let compressed = stored[4] & 1 == 1;
+        peer.async_cache_set(key.clone(), text.clone())
+            .await
+            .unwrap();
+        println!(
+            "- {label}: stored envelope {} bytes ({}compressed)",
+            stored.len(),
+            if compressed { "" } else { "not " }
+        );
+
+        for c in tasks.iter().copied() {
+            if enabled("get") {
+                let (r, k) = (raw.clone(), raw_key.clone());
+                let (s, t, key2) = (store.clone(), tenant.clone(), key.clone());
+                let ty2 = ty.clone();
+                let (b, x, ratio) = pair(
+                    c,
+                    move |_| {
+                        let (r, k) = (r.clone(), k.clone());
+                        async move {
+                            std::hint::black_box(r.get(&k).await);
+                        }
+                    },
+                    move |_| {
+                        let (s, t, key, ty) = (s.clone(), t.clone(), key2.clone(), ty2.clone());
+                        async move {
+                            let v: Option<String> = s.get(&t, &ty, &key).await.unwrap();
+                            assert!(v.is_some(), "benchmark value expired");
+                        }
+                    },
+                )
+                .await;
+                get_rows.push(Row {
+                    what: "get hit vs raw GET (uncompressed value)".into(),
+                    size: label,
+                    concurrency: c,
+                    baseline: b,
+                    subject: x,
+                    ratio,
+                });
+            }
+
+            if compressed && enabled("compressed") {
+                let (r, k) = (raw.clone(), stored_key.clone());
+                let (s, t, key2, ty2) = (store.clone(), tenant.clone(), key.clone(), ty.clone());
+                let (b, x, ratio) = pair(
+                    c,
+                    move |_| {
+                        let (r, k) = (r.clone(), k.clone());
+                        async move {
+                            let bytes = r.get(&k).await;
+                            let len =
+                                u32::from_le_bytes(bytes[29..33].try_into().unwrap()) as usize;
+                            let out = DCTX
+                                .with(|d| d.borrow_mut().decompress(&bytes[33..], len).unwrap());
+                            std::hint::black_box(out);
+                        }
+                    },
+                    move |_| {
+                        let (s, t, key, ty) = (s.clone(), t.clone(), key2.clone(), ty2.clone());
+                        async move {
+                            let v: Option<String> = s.get(&t, &ty, &key).await.unwrap();
+                            assert!(v.is_some());
+                        }
+                    },
+                )
+                .await;
+                compressed_rows.push(Row {
+                    what: "get hit vs raw GET of stored bytes + zstd decompress".into(),
+                    size: label,
+                    concurrency: c,
+                    baseline: b,
+                    subject: x,
+                    ratio,
+                });
+            }
+
+            if enabled("set") {
+                let (r, v) = (raw.clone(), Arc::new(text.clone()));
+                let (s, t, v2, ty2) = (
+                    store.clone(),
+                    tenant.clone(),
+                    Arc::new(text.clone()),
+                    ty.clone(),
+                );
+                let (b, x, ratio) = pair(
+                    c,
+                    move |i| {
+                        let (r, v) = (r.clone(), v.clone());
+                        async move { r.set(&format!("rawset:{i}"), v.as_bytes()).await }
+                    },
+                    move |i| {
+                        let (s, t, v, ty) = (s.clone(), t.clone(), v2.clone(), ty2.clone());
+                        async move {
+                            let _ = s.set(&t, &ty, &format!("set:{i}"), &*v).await.unwrap();
+                        }
+                    },
+                )
+                .await;
+                set_rows.push(Row {
+                    what: "set vs raw SET PX".into(),
+                    size: label,
+                    concurrency: c,
+                    baseline: b,
+                    subject: x,
+                    ratio,
+                });
+            }
+
+            if c == 64 && enabled("peer") {
+                let (p, k) = (peer.clone(), key.clone());
+                let (s, t, key2, ty2) = (store.clone(), tenant.clone(), key.clone(), ty.clone());
+                let (b, x, ratio) = pair(
+                    c,
+                    move |_| {
+                        let (p, k) = (p.clone(), k.clone());
+                        async move {
+                            assert!(p.async_cache_get(&k).await.unwrap().is_some());
+                        }
+                    },
+                    move |_| {
+                        let (s, t, key, ty) = (s.clone(), t.clone(), key2.clone(), ty2.clone());
+                        async move {
+                            assert!(s.get::<String>(&t, &ty, &key).await.unwrap().is_some());
+                        }
+                    },
+                )
+                .await;
+                peer_rows.push(Row {
+                    what: "get hit: cached::AsyncRedisCache vs store".into(),
+                    size: label,
+                    concurrency: c,
+                    baseline: b,
+                    subject: x,
+                    ratio,
+                });
+                let (p, v) = (peer.clone(), text.clone());
+                let (s, t, v2, ty2) = (
+                    store.clone(),
+                    tenant.clone(),
+                    Arc::new(text.clone()),
+                    ty.clone(),
+                );
+                let (b, x, ratio) = pair(
+                    c,
+                    move |i| {
+                        let (p, v) = (p.clone(), v.clone());
+                        async move {
+                            p.async_cache_set(format!("pset:{i}"), v).await.unwrap();
+                        }
+                    },
+                    move |i| {
+                        let (s, t, v, ty) = (s.clone(), t.clone(), v2.clone(), ty2.clone());
+                        async move {
+                            let _ = s.set(&t, &ty, &format!("set:{i}"), &*v).await.unwrap();
+                        }
+                    },
+                )
+                .await;
+                peer_rows.push(Row {
+                    what: "set: cached::AsyncRedisCache vs store".into(),
+                    size: label,
+                    concurrency: c,
+                    baseline: b,
+                    subject: x,
+                    ratio,
+                });
+            }
+        }
+    }
+
+    // In-process: the memory backend vs a bare moka cache holding the same strings.
+    let mem_settings = Settings::embedded(Environment::Development).unwrap();
+    let mem = Store::from_settings(&mem_settings).unwrap();
+    let moka: moka::future::Cache<String, Arc<String>> = moka::future::Cache::new(10_000);
+    let mut mem_rows = Vec::new();
+    let text = ocr_text(100);
+    let _ = mem.set(&tenant, &ty, "m", &text).await.unwrap();
+    moka.insert("m".to_owned(), Arc::new(text.clone())).await;
+    for c in tasks.iter().copied().filter(|_| enabled("memory")) {
+        let m = moka.clone();
+        let (s, t, ty2) = (mem.clone(), tenant.clone(), ty.clone());
+        let (b, x, ratio) = pair(
+            c,
+            move |_| {
+                let m = m.clone();
+                async move {
+                    std::hint::black_box(m.get("m").await.unwrap());
+                }
+            },
+            move |_| {
+                let (s, t, ty) = (s.clone(), t.clone(), ty2.clone());
+                async move {
+                    std::hint::black_box(s.get::<String>(&t, &ty, "m").await.unwrap().unwrap());
+                }
+            },
+        )
+        .await;
+        mem_rows.push(Row {
+            what: "memory backend hit vs bare moka get".into(),
+            size: "100 B",
+            concurrency: c,
+            baseline: b,
+            subject: x,
+            ratio,
+        });
+    }
+
+    print_rows(
+        "Reads: store get (hit) vs raw redis-rs GET of the uncompressed value",
+        "raw GET",
+        "store get",
+        &get_rows,
+    );
+    print_rows(
+        "Reads of compressed values: store get vs raw GET of the stored bytes + bare zstd decompress",
+        "GET+zstd",
+        "store get",
+        &compressed_rows,
+    );
+    print_rows(
+        "Writes: store set vs raw SET PX",
+        "raw SET",
+        "store set",
+        &set_rows,
+    );
+    print_rows(
+        "Peer: the cached crate's AsyncRedisCache (4.1) vs store, 64 tasks",
+        "cached",
+        "store",
+        &peer_rows,
+    );
+    print_rows(
+        "In process: memory backend vs bare moka",
+        "moka get",
+        "store get",
+        &mem_rows,
+    );
+}
