@@ -40,7 +40,7 @@ fn secs() -> Duration {
         std::env::var("BENCH_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(1.0),
+            .unwrap_or(0.3),
     )
 }
 
@@ -48,7 +48,7 @@ fn repeats() -> usize {
     std::env::var("BENCH_REPEATS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(10)
 }
 
 /// OCR-like text: invoice lines with varying numbers, compressing about 3× with zstd level 3.
@@ -246,7 +246,7 @@ async fn main() {
     let ty = CacheType::OCR_RESULT;
     println!(
         "fernando-cache store benchmark — redis-server on 127.0.0.1:{}, {} multiplexed connections on both sides, \
-         {}s × {} interleaved repeats, medians",
+         {}s windows × {} alternating pairs, median ratios",
         server.port(),
         connections,
         secs().as_secs_f64(),
