@@ -3,7 +3,8 @@
 //! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
-//! - `bench store` — the store benchmark against a private redis-server (see `docs/benchmarks.md`).
+//! - `bench store` — the store benchmark against a private redis-server (see `docs/benchmarks.md`);
+//! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
 //!
 //! xtask only orchestrates commands; it must not be a dependency of any library crate.
 
@@ -32,8 +33,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "test" => test(rest),
         "ci" => ci(),
         "bench" => bench(rest),
+        "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask test [cargo test args…] | ci | bench store");
+            println!(
+                "usage: cargo xtask test [cargo test args…] | ci | bench store | \
+                 migrate [run|status|revert] [--database-url URL]"
+            );
             Ok(())
         }
         other => bail!("unknown command {other:?}; try `cargo xtask help`"),
@@ -66,6 +71,7 @@ fn status(mut c: Command, what: &str) -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prerequisites::ensure_redis_server()?;
+    prerequisites::ensure_postgres()?;
     // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
     let mut tally = Tally::default();
     let mut c = cargo();
@@ -168,4 +174,53 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         }
         Some(other) => bail!("unknown benchmark {other:?}; available: store"),
     }
+}
+
+/// `cargo xtask migrate [run|status|revert] [--database-url URL]`.
+///
+/// The URL comes from `--database-url`, else `DATABASE_URL`, else `FERNANDO_CACHE__STATISTICS__DATABASE_URL`,
+/// else the development default `sqlite://var/fernando-cache.sqlite3`.
+fn migrate(args: &[String]) -> anyhow::Result<()> {
+    use fernando_cache_models::{Db, revert_last, run_pending, status};
+    let mut action = "run";
+    let mut url = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "run" | "status" | "revert" => action = a.as_str(),
+            "--database-url" => {
+                url = Some(it.next().context("--database-url needs a URL")?.clone())
+            }
+            other => bail!(
+                "unknown migrate argument {other:?}; usage: migrate [run|status|revert] [--database-url URL]"
+            ),
+        }
+    }
+    let url = url
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .or_else(|| std::env::var("FERNANDO_CACHE__STATISTICS__DATABASE_URL").ok())
+        .unwrap_or_else(|| "sqlite://var/fernando-cache.sqlite3".to_owned());
+    let mut db = Db::open(&url)?;
+    match action {
+        "run" => {
+            let applied = run_pending(&mut db)?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            }
+            for v in applied {
+                println!("applied {v}");
+            }
+        }
+        "status" => {
+            let st = status(&mut db)?;
+            for v in &st.applied {
+                println!("applied  {v}");
+            }
+            for v in &st.pending {
+                println!("pending  {v}");
+            }
+        }
+        _ => println!("reverted {}", revert_last(&mut db)?),
+    }
+    Ok(())
 }

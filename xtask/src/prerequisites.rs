@@ -58,3 +58,67 @@ pub(crate) fn ensure_redis_server() -> anyhow::Result<()> {
          `redis-server` (sudo apt-get install redis-server), or put redis-server on PATH"
     )
 }
+
+/// The tests need PostgreSQL at `FERNANDO_TEST_POSTGRES_URL` (default 127.0.0.1:5432, user `postgres`, trust
+/// authentication). Start it if it is installed but stopped; install it as root if it is missing.
+pub(crate) fn ensure_postgres() -> anyhow::Result<()> {
+    let addr = "127.0.0.1:5432";
+    let reachable = || {
+        std::net::TcpStream::connect_timeout(
+            &addr.parse().expect("address"),
+            std::time::Duration::from_secs(1),
+        )
+        .is_ok()
+    };
+    if std::env::var_os("FERNANDO_TEST_POSTGRES_URL").is_some() || reachable() {
+        return Ok(());
+    }
+    let installed = || std::path::Path::new("/usr/lib/postgresql").is_dir();
+    if !installed() {
+        if !(is_root() && found("apt-get")) {
+            bail!(
+                "PostgreSQL is not running at {addr} and this user cannot install it: install the Debian/Ubuntu \
+                 package `postgresql`, or set FERNANDO_TEST_POSTGRES_URL to a server the tests may create \
+                 databases on"
+            );
+        }
+        apt_install(&["postgresql"])?;
+        trust_local_tcp()?;
+    }
+    start_clusters()?;
+    for _ in 0..100 {
+        if reachable() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("PostgreSQL did not come up at {addr}")
+}
+
+fn start_clusters() -> anyhow::Result<()> {
+    for entry in std::fs::read_dir("/etc/postgresql").context("reading /etc/postgresql")? {
+        let version = entry?.file_name().to_string_lossy().into_owned();
+        eprintln!("xtask: starting PostgreSQL {version}");
+        let s = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "start"])
+            .status()
+            .context("running pg_ctlcluster")?;
+        if !s.success() {
+            eprintln!("xtask: pg_ctlcluster {version} main start exited with {s}");
+        }
+    }
+    Ok(())
+}
+
+/// A fresh Debian install asks for passwords over TCP; the tests connect as `postgres` without one.
+fn trust_local_tcp() -> anyhow::Result<()> {
+    for entry in std::fs::read_dir("/etc/postgresql").context("reading /etc/postgresql")? {
+        let hba = entry?.path().join("main/pg_hba.conf");
+        let text =
+            std::fs::read_to_string(&hba).with_context(|| format!("reading {}", hba.display()))?;
+        let trusted =
+            format!("host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n{text}");
+        std::fs::write(&hba, trusted).with_context(|| format!("writing {}", hba.display()))?;
+    }
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! Test support for fernando-cache: real `redis-server` processes on free ports, with the faults tests need
-//! (SIGKILL, SIGSTOP / SIGCONT, restart on the same port).
+//! (SIGKILL, SIGSTOP / SIGCONT, restart on the same port); throwaway PostgreSQL databases; and a TCP proxy that
+//! can refuse connections, to make a real server unreachable for a while.
 //!
 //! Each server runs in its own temporary folder with persistence off, is waited for until it answers `PING`, and
 //! is killed when dropped; if the test is failing, its log is printed. A missing `redis-server` is a loud failure
@@ -17,6 +18,12 @@ use std::{
 };
 
 use nix::{sys::signal, unistd::Pid};
+
+mod postgres;
+mod proxy;
+
+pub use postgres::{PostgresDb, admin_url};
+pub use proxy::TcpProxy;
 
 /// How long a server may take to answer its first `PING`.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,0 +1,139 @@
+//! Connecting to PostgreSQL or SQLite, chosen from the URL's scheme.
+
+use diesel::{Connection, PgConnection, SqliteConnection, connection::SimpleConnection};
+
+use crate::{ModelError, error::redact};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite://path`, `sqlite:path` or a plain path ending in `.db`, `.sqlite` or `.sqlite3`.
+    Sqlite,
+}
+
+impl DbKind {
+    /// Classifies a URL and returns what to hand to the driver.
+    ///
+    /// # Errors
+    /// [`ModelError::UnsupportedUrl`] for any other scheme: an unknown URL never becomes a new SQLite file.
+    pub fn parse(url: &str) -> Result<(DbKind, String), ModelError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok((DbKind::Postgres, url.to_owned()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(ModelError::UnsupportedUrl(url.to_owned()));
+            }
+            return Ok((DbKind::Sqlite, path.to_owned()));
+        }
+        let plain_path = !url.contains("://")
+            && [".db", ".sqlite", ".sqlite3"]
+                .iter()
+                .any(|ext| url.ends_with(ext));
+        if plain_path {
+            return Ok((DbKind::Sqlite, url.to_owned()));
+        }
+        Err(ModelError::UnsupportedUrl(redact(url)))
+    }
+}
+
+/// A connection to either database. Diesel's `MultiConnection` lets one query serve both.
+#[derive(diesel::MultiConnection)]
+pub enum Db {
+    /// PostgreSQL.
+    Postgresql(PgConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Db::Postgresql(_) => "Db::Postgresql",
+            Db::Sqlite(_) => "Db::Sqlite",
+        })
+    }
+}
+
+impl Db {
+    /// Opens a connection to the database `url` names. SQLite files get WAL mode and a busy timeout, and their
+    /// parent folder is created.
+    ///
+    /// # Errors
+    /// [`ModelError::UnsupportedUrl`] or [`ModelError::Connect`].
+    pub fn open(url: &str) -> Result<Db, ModelError> {
+        let shown = redact(url);
+        let fail = |message: String| ModelError::Connect {
+            url: shown.clone(),
+            message,
+        };
+        match DbKind::parse(url)? {
+            (DbKind::Postgres, url) => PgConnection::establish(&url)
+                .map(Db::Postgresql)
+                .map_err(|e| fail(e.to_string())),
+            (DbKind::Sqlite, path) => {
+                if let Some(parent) = std::path::Path::new(&path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+                    }
+                }
+                let mut conn =
+                    SqliteConnection::establish(&path).map_err(|e| fail(e.to_string()))?;
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 2000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                Ok(Db::Sqlite(conn))
+            }
+        }
+    }
+
+    /// Which database this is.
+    pub fn kind(&self) -> DbKind {
+        match self {
+            Db::Postgresql(_) => DbKind::Postgres,
+            Db::Sqlite(_) => DbKind::Sqlite,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_choose_the_backend_and_unknown_ones_are_errors() {
+        assert_eq!(
+            DbKind::parse("postgres://u@h/db").unwrap().0,
+            DbKind::Postgres
+        );
+        assert_eq!(
+            DbKind::parse("postgresql://h/db").unwrap().0,
+            DbKind::Postgres
+        );
+        assert_eq!(
+            DbKind::parse("sqlite://var/x.sqlite3").unwrap(),
+            (DbKind::Sqlite, "var/x.sqlite3".into())
+        );
+        assert_eq!(DbKind::parse("var/stats.db").unwrap().0, DbKind::Sqlite);
+        for bad in [
+            "mysql://h/db",
+            "stats",
+            "http://x",
+            "sqlite://",
+            "redis://h",
+        ] {
+            let err = DbKind::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("postgres://"), "{bad}: {err}");
+        }
+        let err = DbKind::parse("mysql://app:pw@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw@"), "{err}");
+    }
+}

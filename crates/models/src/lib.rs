@@ -1,0 +1,26 @@
+//! Persistent statistics of fernando-cache: the Diesel schema and models of the six tables (statistics,
+//! invalidation rules, performance metrics, health status, warmup jobs, event log), their migrations for
+//! PostgreSQL and SQLite, and the repository functions the recorder and the `stats` command use.
+//!
+//! One code base serves both databases through [`Db`], chosen from the URL's scheme (`postgres://…`,
+//! `sqlite://path` or a plain path); an unknown scheme is an error, never a silently created file. Calls are
+//! blocking (Diesel): async callers run them behind one `spawn_blocking` boundary.
+//!
+//! This crate must not depend on any fernando-cache crate other than configuration (it currently needs none),
+//! and in particular not on the store: the binary wires store metrics into these tables.
+
+mod db;
+mod error;
+mod migrate;
+pub mod models;
+mod repo;
+pub mod schema;
+
+pub use db::{Db, DbKind};
+pub use error::ModelError;
+pub use migrate::{MigrationStatus, revert_last, run_pending, status};
+pub use repo::{
+    EventRecord, Severity, StatisticsDelta, StatisticsSummary, health_rows, insert_event,
+    insert_health, invalidation_rules, list_events, statistics_since, upsert_statistics,
+    warmup_jobs,
+};

@@ -1,0 +1,353 @@
+//! Repository functions over [`Db`]: what the recorder writes and what the `stats` command reads.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use diesel::{prelude::*, upsert::excluded};
+
+use crate::{
+    Db, ModelError,
+    models::{HealthRow, InvalidationRule, WarmupJob},
+    schema::{
+        cache_event_log, cache_health_status, cache_invalidation_rules, cache_statistics,
+        cache_warmup_jobs,
+    },
+};
+
+/// Counts of one (tenant, cache type, window) to add to `cache_statistics`.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = cache_statistics)]
+pub struct StatisticsDelta {
+    /// Tenant label (`_global`, `_other` included).
+    pub tenant_id: String,
+    /// Cache type.
+    pub cache_type: String,
+    /// Start of the window (UTC).
+    pub window_start: NaiveDateTime,
+    /// Window length.
+    pub window_seconds: i32,
+    /// Reads that hit.
+    pub hits: i64,
+    /// Reads that missed.
+    pub misses: i64,
+    /// Writes stored.
+    pub sets: i64,
+    /// Keys deleted.
+    pub deletes: i64,
+    /// Backend errors.
+    pub errors: i64,
+    /// Operations completed without the backend.
+    pub degraded: i64,
+    /// Bytes before compression.
+    pub raw_bytes: i64,
+    /// Bytes stored.
+    pub stored_bytes: i64,
+    /// Read latency p50 in this delta, microseconds.
+    pub latency_p50_us: i64,
+    /// Read latency p95.
+    pub latency_p95_us: i64,
+    /// Read latency p99.
+    pub latency_p99_us: i64,
+    /// When it was written (UTC).
+    pub updated_at: NaiveDateTime,
+}
+
+macro_rules! per_backend {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            Db::Postgresql($conn) => $body,
+            Db::Sqlite($conn) => $body,
+        }
+    };
+}
+
+/// Adds deltas to their windows' rows (creating them), in one transaction. Counts add up; latency percentiles
+/// keep the larger of the stored and the new value (percentiles cannot be added).
+///
+/// # Errors
+/// [`ModelError::Query`]; nothing is written when any row fails.
+pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), ModelError> {
+    use cache_statistics::dsl as s;
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    per_backend!(db, |conn| conn.transaction::<_, ModelError, _>(|conn| {
+        for d in deltas {
+            diesel::insert_into(s::cache_statistics)
+                .values(d)
+                .on_conflict((s::tenant_id, s::cache_type, s::window_start))
+                .do_update()
+                .set((
+                    s::hits.eq(s::hits + excluded(s::hits)),
+                    s::misses.eq(s::misses + excluded(s::misses)),
+                    s::sets.eq(s::sets + excluded(s::sets)),
+                    s::deletes.eq(s::deletes + excluded(s::deletes)),
+                    s::errors.eq(s::errors + excluded(s::errors)),
+                    s::degraded.eq(s::degraded + excluded(s::degraded)),
+                    s::raw_bytes.eq(s::raw_bytes + excluded(s::raw_bytes)),
+                    s::stored_bytes.eq(s::stored_bytes + excluded(s::stored_bytes)),
+                    s::latency_p50_us.eq(diesel::dsl::case_when(
+                        excluded(s::latency_p50_us).gt(s::latency_p50_us),
+                        excluded(s::latency_p50_us),
+                    )
+                    .otherwise(s::latency_p50_us)),
+                    s::latency_p95_us.eq(diesel::dsl::case_when(
+                        excluded(s::latency_p95_us).gt(s::latency_p95_us),
+                        excluded(s::latency_p95_us),
+                    )
+                    .otherwise(s::latency_p95_us)),
+                    s::latency_p99_us.eq(diesel::dsl::case_when(
+                        excluded(s::latency_p99_us).gt(s::latency_p99_us),
+                        excluded(s::latency_p99_us),
+                    )
+                    .otherwise(s::latency_p99_us)),
+                    s::updated_at.eq(excluded(s::updated_at)),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    }))
+}
+
+/// Totals of one (tenant, cache type) over a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatisticsSummary {
+    /// Tenant label.
+    pub tenant_id: String,
+    /// Cache type.
+    pub cache_type: String,
+    /// Summed counters.
+    pub hits: i64,
+    /// Summed misses.
+    pub misses: i64,
+    /// Summed sets.
+    pub sets: i64,
+    /// Summed deletes.
+    pub deletes: i64,
+    /// Summed errors.
+    pub errors: i64,
+    /// Summed degraded operations.
+    pub degraded: i64,
+    /// Summed raw bytes.
+    pub raw_bytes: i64,
+    /// Summed stored bytes.
+    pub stored_bytes: i64,
+    /// Largest window p95 read latency, microseconds.
+    pub max_p95_us: i64,
+    /// Largest window p99 read latency, microseconds.
+    pub max_p99_us: i64,
+}
+
+impl StatisticsSummary {
+    /// Hits over reads, if any read happened.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+}
+
+type StatRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+/// Sums per (tenant, cache type) of every window starting at or after `since`, sorted by tenant and type.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn statistics_since(
+    db: &mut Db,
+    since: NaiveDateTime,
+) -> Result<Vec<StatisticsSummary>, ModelError> {
+    use cache_statistics::dsl as s;
+    let rows: Vec<StatRow> = s::cache_statistics
+        .filter(s::window_start.ge(since))
+        .select((
+            s::tenant_id,
+            s::cache_type,
+            s::hits,
+            s::misses,
+            s::sets,
+            s::deletes,
+            s::errors,
+            s::degraded,
+            s::raw_bytes,
+            s::stored_bytes,
+            s::latency_p95_us,
+            s::latency_p99_us,
+        ))
+        .load(db)?;
+    let mut by_key: BTreeMap<(String, String), StatisticsSummary> = BTreeMap::new();
+    for (tenant, ty, hits, misses, sets, deletes, errors, degraded, raw, stored, p95, p99) in rows {
+        let e = by_key
+            .entry((tenant.clone(), ty.clone()))
+            .or_insert_with(|| StatisticsSummary {
+                tenant_id: tenant,
+                cache_type: ty,
+                ..StatisticsSummary::default()
+            });
+        e.hits += hits;
+        e.misses += misses;
+        e.sets += sets;
+        e.deletes += deletes;
+        e.errors += errors;
+        e.degraded += degraded;
+        e.raw_bytes += raw;
+        e.stored_bytes += stored;
+        e.max_p95_us = e.max_p95_us.max(p95);
+        e.max_p99_us = e.max_p99_us.max(p99);
+    }
+    Ok(by_key.into_values().collect())
+}
+
+/// How serious an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Routine.
+    Info,
+    /// Worth a look (degradation, a noeviction policy, a low hit ratio).
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+impl Severity {
+    /// `info`, `warning` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// A row of `cache_event_log`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = cache_event_log)]
+pub struct EventRecord {
+    /// When (UTC).
+    pub occurred_at: NaiveDateTime,
+    /// e.g. `invalidation`, `degradation.on`, `alert.hit_ratio`.
+    pub event_type: String,
+    /// `info`, `warning` or `error`.
+    pub severity: String,
+    /// Tenant, if the event concerns one.
+    pub tenant_id: Option<String>,
+    /// Cache type, if the event concerns one.
+    pub cache_type: Option<String>,
+    /// Free text.
+    pub details: String,
+}
+
+/// Appends events.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn insert_event(db: &mut Db, events: &[EventRecord]) -> Result<(), ModelError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    per_backend!(db, |conn| {
+        diesel::insert_into(cache_event_log::table)
+            .values(events)
+            .execute(conn)?;
+    });
+    Ok(())
+}
+
+/// Events at or after `since`, optionally of one type, oldest first.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn list_events(
+    db: &mut Db,
+    since: NaiveDateTime,
+    event_type: Option<&str>,
+) -> Result<Vec<EventRecord>, ModelError> {
+    use cache_event_log::dsl as e;
+    let mut q = e::cache_event_log
+        .filter(e::occurred_at.ge(since))
+        .select((
+            e::occurred_at,
+            e::event_type,
+            e::severity,
+            e::tenant_id,
+            e::cache_type,
+            e::details,
+        ))
+        .order(e::id.asc())
+        .into_boxed();
+    if let Some(t) = event_type {
+        q = q.filter(e::event_type.eq(t.to_owned()));
+    }
+    Ok(q.load(db)?)
+}
+
+/// Records a health check.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn insert_health(db: &mut Db, row: &HealthRow) -> Result<(), ModelError> {
+    per_backend!(db, |conn| {
+        diesel::insert_into(cache_health_status::table)
+            .values(row)
+            .execute(conn)?;
+    });
+    Ok(())
+}
+
+/// Health rows of a component, newest first.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn health_rows(db: &mut Db, component: &str, limit: i64) -> Result<Vec<HealthRow>, ModelError> {
+    use cache_health_status::dsl as h;
+    Ok(h::cache_health_status
+        .filter(h::component.eq(component))
+        .order(h::id.desc())
+        .limit(limit)
+        .select(HealthRow::as_select())
+        .load(db)?)
+}
+
+/// Enabled rules for an event type that apply to `tenant` (rules for every tenant included).
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn invalidation_rules(
+    db: &mut Db,
+    event_type: &str,
+    tenant: &str,
+) -> Result<Vec<InvalidationRule>, ModelError> {
+    use cache_invalidation_rules::dsl as r;
+    Ok(r::cache_invalidation_rules
+        .filter(r::event_type.eq(event_type))
+        .filter(r::enabled.eq(true))
+        .filter(r::tenant_id.is_null().or(r::tenant_id.eq(tenant)))
+        .order(r::id.asc())
+        .select(InvalidationRule::as_select())
+        .load(db)?)
+}
+
+/// Every warmup job, highest priority first.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn warmup_jobs(db: &mut Db) -> Result<Vec<WarmupJob>, ModelError> {
+    use cache_warmup_jobs::dsl as w;
+    Ok(w::cache_warmup_jobs
+        .order((w::priority.desc(), w::id.asc()))
+        .select(WarmupJob::as_select())
+        .load(db)?)
+}

@@ -1,0 +1,109 @@
+//! The Diesel schema of the six statistics tables (identical on PostgreSQL and SQLite).
+
+#![allow(missing_docs)]
+
+diesel::table! {
+    cache_statistics (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        cache_type -> Text,
+        window_start -> Timestamp,
+        window_seconds -> Integer,
+        hits -> BigInt,
+        misses -> BigInt,
+        sets -> BigInt,
+        deletes -> BigInt,
+        errors -> BigInt,
+        degraded -> BigInt,
+        raw_bytes -> BigInt,
+        stored_bytes -> BigInt,
+        latency_p50_us -> BigInt,
+        latency_p95_us -> BigInt,
+        latency_p99_us -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cache_invalidation_rules (id) {
+        id -> BigInt,
+        name -> Text,
+        event_type -> Text,
+        tenant_id -> Nullable<Text>,
+        cache_types -> Text,
+        strategy -> Text,
+        delay_seconds -> Integer,
+        enabled -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cache_performance_metrics (id) {
+        id -> BigInt,
+        window_start -> Timestamp,
+        operation -> Text,
+        cache_type -> Text,
+        count -> BigInt,
+        errors -> BigInt,
+        p50_us -> BigInt,
+        p95_us -> BigInt,
+        p99_us -> BigInt,
+        max_us -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cache_health_status (id) {
+        id -> BigInt,
+        checked_at -> Timestamp,
+        component -> Text,
+        status -> Text,
+        latency_us -> Nullable<BigInt>,
+        used_memory -> Nullable<BigInt>,
+        max_memory -> Nullable<BigInt>,
+        eviction_policy -> Nullable<Text>,
+        evicted_keys -> Nullable<BigInt>,
+        connected_clients -> Nullable<BigInt>,
+        message -> Text,
+    }
+}
+
+diesel::table! {
+    cache_warmup_jobs (id) {
+        id -> BigInt,
+        name -> Text,
+        tenant_id -> Nullable<Text>,
+        cache_type -> Text,
+        strategy -> Text,
+        interval_seconds -> Integer,
+        priority -> Integer,
+        enabled -> Bool,
+        last_run_at -> Nullable<Timestamp>,
+        next_run_at -> Nullable<Timestamp>,
+        last_status -> Nullable<Text>,
+        keys_warmed -> BigInt,
+    }
+}
+
+diesel::table! {
+    cache_event_log (id) {
+        id -> BigInt,
+        occurred_at -> Timestamp,
+        event_type -> Text,
+        severity -> Text,
+        tenant_id -> Nullable<Text>,
+        cache_type -> Nullable<Text>,
+        details -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    cache_statistics,
+    cache_invalidation_rules,
+    cache_performance_metrics,
+    cache_health_status,
+    cache_warmup_jobs,
+    cache_event_log,
+);

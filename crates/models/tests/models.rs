@@ -1,0 +1,180 @@
+//! Migrations and repository functions on real PostgreSQL and real SQLite.
+
+use chrono::{NaiveDateTime, Utc};
+use fernando_cache_models::{
+    Db, DbKind, EventRecord, StatisticsDelta, insert_event, invalidation_rules, list_events,
+    revert_last, run_pending, statistics_since, status, upsert_statistics, warmup_jobs,
+};
+use fernando_cache_testkit::PostgresDb;
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("stats.sqlite3").display())
+}
+
+fn each_backend(test: impl Fn(&str)) {
+    let pg = PostgresDb::create();
+    test(pg.url());
+    let dir = tempfile::tempdir().unwrap();
+    test(&sqlite_url(&dir));
+}
+
+fn epoch() -> NaiveDateTime {
+    chrono::DateTime::UNIX_EPOCH.naive_utc()
+}
+
+fn delta(tenant: &str, window: NaiveDateTime, hits: i64, p99: i64) -> StatisticsDelta {
+    StatisticsDelta {
+        tenant_id: tenant.to_owned(),
+        cache_type: "ocr_result".to_owned(),
+        window_start: window,
+        window_seconds: 60,
+        hits,
+        misses: 1,
+        sets: 2,
+        deletes: 3,
+        errors: 0,
+        degraded: 0,
+        raw_bytes: 1000,
+        stored_bytes: 300,
+        latency_p50_us: p99 / 2,
+        latency_p95_us: p99 - 1,
+        latency_p99_us: p99,
+        updated_at: Utc::now().naive_utc(),
+    }
+}
+
+#[test]
+fn migrations_run_rerun_and_revert_on_both_backends() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        let applied = run_pending(&mut db).unwrap();
+        assert_eq!(applied.len(), 1, "{url}: {applied:?}");
+        assert!(
+            run_pending(&mut db).unwrap().is_empty(),
+            "{url}: a second run applies nothing"
+        );
+        let st = status(&mut db).unwrap();
+        assert_eq!((st.applied.len(), st.pending.len()), (1, 0));
+
+        let rules = invalidation_rules(&mut db, "document.updated", "any-tenant").unwrap();
+        assert_eq!(rules.len(), 1);
+        let types: Vec<_> = rules[0].cache_type_list().collect();
+        assert_eq!(types, ["ocr_result", "llm_extraction", "doc_hash"]);
+        assert_eq!(
+            invalidation_rules(&mut db, "user.logout", "t").unwrap()[0].cache_types,
+            "session"
+        );
+        assert_eq!(
+            invalidation_rules(&mut db, "billing.changed", "t").unwrap()[0].cache_types,
+            "billing,dashboard"
+        );
+        let jobs = warmup_jobs(&mut db).unwrap();
+        assert_eq!(jobs[0].name, "reference-data-at-start");
+        assert!(
+            jobs.iter()
+                .any(|j| j.strategy == "frequency" && j.cache_type == "doc_hash")
+        );
+
+        let reverted = revert_last(&mut db).unwrap();
+        assert_eq!(reverted, applied[0]);
+        let st = status(&mut db).unwrap();
+        assert_eq!((st.applied.len(), st.pending.len()), (0, 1));
+        assert!(
+            invalidation_rules(&mut db, "user.logout", "t").is_err(),
+            "tables are gone"
+        );
+        assert_eq!(
+            run_pending(&mut db).unwrap().len(),
+            1,
+            "and can be applied again"
+        );
+    });
+}
+
+#[test]
+fn upserts_add_counts_and_keep_the_larger_percentiles() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let w1 = NaiveDateTime::parse_from_str("2026-11-25 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let w2 = NaiveDateTime::parse_from_str("2026-11-25 10:01:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        upsert_statistics(&mut db, &[delta("a", w1, 5, 900), delta("b", w1, 1, 10)]).unwrap();
+        upsert_statistics(&mut db, &[delta("a", w1, 7, 400), delta("a", w2, 1, 2000)]).unwrap();
+        let sums = statistics_since(&mut db, epoch()).unwrap();
+        let a = sums.iter().find(|s| s.tenant_id == "a").unwrap();
+        assert_eq!(
+            (a.hits, a.misses, a.sets, a.deletes),
+            (13, 3, 6, 9),
+            "{url}"
+        );
+        assert_eq!((a.raw_bytes, a.stored_bytes), (3000, 900));
+        assert_eq!(a.max_p99_us, 2000);
+        let b = sums.iter().find(|s| s.tenant_id == "b").unwrap();
+        assert_eq!(b.hits, 1);
+        assert!((a.hit_ratio().unwrap() - 13.0 / 16.0).abs() < 1e-9);
+        let later = statistics_since(&mut db, w2).unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].hits, 1);
+    });
+}
+
+#[test]
+fn events_round_trip() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let now = Utc::now().naive_utc();
+        let ev = |t: &str| EventRecord {
+            occurred_at: now,
+            event_type: t.to_owned(),
+            severity: "info".to_owned(),
+            tenant_id: Some("acme".to_owned()),
+            cache_type: None,
+            details: "x".to_owned(),
+        };
+        insert_event(&mut db, &[ev("invalidation"), ev("degradation.on")]).unwrap();
+        assert_eq!(list_events(&mut db, epoch(), None).unwrap().len(), 2);
+        assert_eq!(
+            list_events(&mut db, epoch(), Some("invalidation"))
+                .unwrap()
+                .len(),
+            1
+        );
+    });
+}
+
+#[test]
+fn two_writers_on_one_postgres_database_add_up_exactly() {
+    let pg = PostgresDb::create();
+    run_pending(&mut Db::open(pg.url()).unwrap()).unwrap();
+    let window = NaiveDateTime::parse_from_str("2026-11-25 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let url = pg.url().to_owned();
+            std::thread::spawn(move || {
+                let mut db = Db::open(&url).unwrap();
+                for _ in 0..200 {
+                    upsert_statistics(&mut db, &[delta("shared", window, 3, 1)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let sums = statistics_since(&mut Db::open(pg.url()).unwrap(), epoch()).unwrap();
+    assert_eq!(sums[0].hits, 2 * 200 * 3);
+    assert_eq!(sums[0].sets, 2 * 200 * 2);
+}
+
+#[test]
+fn unknown_schemes_never_create_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oops");
+    let err = Db::open(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("postgres://"), "{err}");
+    assert!(!path.exists());
+    assert!(DbKind::parse("mysql://x/y").is_err());
+    let err = Db::open("postgres://nobody@127.0.0.1:1/none").unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+}
