@@ -595,7 +595,7 @@ impl Store {
                 self.call(
                     self.inner
                         .backend
-                        .bump_generation(&gen_key, self.inner.generation_ttl),
+                        .bump_generation(gen_key, self.inner.generation_ttl),
                 )
                 .await
                 .map_err(|source| StoreError::Unavailable {
