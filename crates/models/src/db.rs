@@ -77,10 +77,10 @@ impl Db {
                 .map(Db::Postgresql)
                 .map_err(|e| fail(e.to_string())),
             (DbKind::Sqlite, path) => {
-                if let Some(parent) = std::path::Path::new(&path).parent() {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
-                    }
+                if let Some(parent) = std::path::Path::new(&path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
                 }
                 let mut conn =
                     SqliteConnection::establish(&path).map_err(|e| fail(e.to_string()))?;
