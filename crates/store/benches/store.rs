@@ -91,7 +91,7 @@ where
                     n += 1;
                     // In-process operations may complete without ever yielding; check the clock and let the
                     // scheduler run every few operations (the same for both sides of a pair).
-                    if n % 16 == 0 {
+                    if n.is_multiple_of(16) {
                         if Instant::now() >= deadline {
                             break;
                         }
@@ -142,7 +142,7 @@ where
     throughput(concurrency, Duration::from_millis(200), subject.clone()).await;
     let (mut b, mut s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..repeats() {
-        let (x, y) = if i % 2 == 0 {
+        let (x, y) = if i.is_multiple_of(2) {
             let x = throughput(concurrency, secs(), baseline.clone()).await;
             (x, throughput(concurrency, secs(), subject.clone()).await)
         } else {
