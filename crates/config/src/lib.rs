@@ -38,6 +38,6 @@ pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
     BackendKind, CompressionSettings, DegradationSettings, InvalidationSettings, MemorySettings,
-    MetricsSettings, RedisSettings, RedisUrl, Settings, TenancySettings,
+    MetricsSettings, RedisSettings, RedisUrl, Settings, StatisticsSettings, TenancySettings,
 };
 pub use ttl::TtlTable;

@@ -246,6 +246,12 @@ mod tests {
             ("namespace", "a:b", "namespace"),
             ("backend", "memcached", "memcached"),
             ("redis.nonsense", "1", "nonsense"),
+            (
+                "statistics.hit_ratio_alert",
+                "1.5",
+                "statistics.hit_ratio_alert",
+            ),
+            ("statistics.window", "100ms", "statistics.window"),
         ];
         for (key, value, needle) in cases {
             let err = Settings::load(opts(Environment::Production).set(key, value))

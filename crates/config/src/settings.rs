@@ -43,6 +43,8 @@ pub struct Settings {
     pub invalidation: InvalidationSettings,
     /// In-process metrics.
     pub metrics: MetricsSettings,
+    /// Persistent statistics.
+    pub statistics: StatisticsSettings,
     /// Time to live per cache type.
     pub ttl: TtlTable,
 }
@@ -216,6 +218,34 @@ pub struct MetricsSettings {
     pub max_series: usize,
 }
 
+/// Persistent statistics settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StatisticsSettings {
+    /// Record statistics at all.
+    pub enabled: bool,
+    /// `postgres://…` or `sqlite://path`; may contain a password, so it is a secret.
+    pub database_url: SecretString,
+    /// Apply pending migrations when the program starts.
+    pub run_migrations_at_start: bool,
+    /// How often metrics are written.
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
+    /// The length of a statistics row's window.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Rows buffered while the database is unreachable.
+    pub buffer_max_rows: usize,
+    /// How often Redis and the database are checked.
+    #[serde(with = "duration")]
+    pub health_interval: Duration,
+    /// Alert when a window's hit ratio falls below this (0.0–1.0).
+    pub hit_ratio_alert: f64,
+    /// Alert when Redis uses more than this share of its `maxmemory` (0.0–1.0).
+    pub memory_alert_ratio: f64,
+}
+
 impl Settings {
     /// Checks every value; the first problem found is returned, naming its key.
     ///
@@ -289,6 +319,38 @@ impl Settings {
         }
         check_duration("degradation.breaker_open_for", d.breaker_open_for)?;
         check_range("metrics.max_series", self.metrics.max_series, 1, 10_000_000)?;
+        let st = &self.statistics;
+        if st.enabled && st.database_url.expose_secret().trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "statistics.database_url",
+                "is empty while statistics.enabled is true",
+            ));
+        }
+        check_duration("statistics.flush_interval", st.flush_interval)?;
+        if st.window < Duration::from_secs(1) || st.window > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::invalid(
+                "statistics.window",
+                "must be between 1s and 24h",
+            ));
+        }
+        check_duration("statistics.health_interval", st.health_interval)?;
+        check_range(
+            "statistics.buffer_max_rows",
+            st.buffer_max_rows,
+            1,
+            10_000_000,
+        )?;
+        for (key, v) in [
+            ("statistics.hit_ratio_alert", st.hit_ratio_alert),
+            ("statistics.memory_alert_ratio", st.memory_alert_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{v} is outside 0.0..=1.0"),
+                ));
+            }
+        }
         self.ttl.validate()
     }
 }

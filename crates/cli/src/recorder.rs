@@ -1,0 +1,425 @@
+//! The recorder: a background task that turns the store's metrics snapshots into `cache_statistics` rows (and
+//! queued events into `cache_event_log`), off the async runtime's threads.
+//!
+//! Every flush interval it takes a snapshot, subtracts the previous one per (tenant, cache type), and merges the
+//! difference into a buffer keyed by (window, tenant, type). The buffer is written in one transaction behind one
+//! `spawn_blocking` boundary, with upserts that add counts, and is cleared only when the write succeeded. While
+//! the database is unreachable the buffer keeps growing up to `buffer_max_rows`; past that the oldest rows are
+//! dropped and counted. [`Recorder::shutdown`] takes a last snapshot and flushes everything, retrying until its
+//! deadline, so the totals in the database equal the store's counters.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use fernando_cache_models::{
+    Db, EventRecord, ModelError, Severity, StatisticsDelta, insert_event, upsert_statistics,
+};
+use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
+use tokio::{sync::watch, task::JoinHandle};
+
+/// How the recorder runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecorderOptions {
+    /// `postgres://…` or `sqlite://path`.
+    pub database_url: String,
+    /// How often to write.
+    pub flush_interval: Duration,
+    /// Length of a statistics window.
+    pub window: Duration,
+    /// Rows kept while the database is unreachable.
+    pub buffer_max_rows: usize,
+}
+
+impl RecorderOptions {
+    /// Options with the given URL and the defaults of `config/default.toml`.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        RecorderOptions {
+            database_url: database_url.into(),
+            flush_interval: Duration::from_secs(10),
+            window: Duration::from_secs(60),
+            buffer_max_rows: 100_000,
+        }
+    }
+
+    /// Sets the flush interval.
+    #[must_use]
+    pub fn flush_interval(mut self, d: Duration) -> Self {
+        self.flush_interval = d;
+        self
+    }
+
+    /// Sets the buffer bound.
+    #[must_use]
+    pub fn buffer_max_rows(mut self, n: usize) -> Self {
+        self.buffer_max_rows = n.max(1);
+        self
+    }
+
+    /// Sets the window length.
+    #[must_use]
+    pub fn window(mut self, d: Duration) -> Self {
+        self.window = d.max(Duration::from_secs(1));
+        self
+    }
+}
+
+/// What the recorder has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecorderReport {
+    /// Successful flushes.
+    pub flushes: u64,
+    /// Flushes that failed (the rows stayed buffered).
+    pub failed_flushes: u64,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Rows dropped because the buffer was full.
+    pub rows_dropped: u64,
+    /// Rows still buffered.
+    pub rows_buffered: u64,
+    /// Events written.
+    pub events_written: u64,
+    /// Events dropped because their queue was full.
+    pub events_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    events: Mutex<VecDeque<EventRecord>>,
+    flushes: AtomicU64,
+    failed_flushes: AtomicU64,
+    rows_written: AtomicU64,
+    rows_dropped: AtomicU64,
+    rows_buffered: AtomicU64,
+    events_written: AtomicU64,
+    events_dropped: AtomicU64,
+}
+
+impl Shared {
+    fn report(&self) -> RecorderReport {
+        RecorderReport {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            failed_flushes: self.failed_flushes.load(Ordering::Relaxed),
+            rows_written: self.rows_written.load(Ordering::Relaxed),
+            rows_dropped: self.rows_dropped.load(Ordering::Relaxed),
+            rows_buffered: self.rows_buffered.load(Ordering::Relaxed),
+            events_written: self.events_written.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Events kept while the database is unreachable.
+const MAX_QUEUED_EVENTS: usize = 10_000;
+
+/// A running recorder. Drop it only after [`Recorder::shutdown`], or the last interval is lost.
+#[derive(Debug)]
+pub struct Recorder {
+    stop: watch::Sender<Option<Duration>>,
+    task: JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl Recorder {
+    /// Starts recording `store`'s metrics. Must be called within a Tokio runtime.
+    pub fn spawn(store: Store, options: RecorderOptions) -> Recorder {
+        let shared = Arc::new(Shared::default());
+        let (stop, stop_rx) = watch::channel(None);
+        let task = tokio::spawn(run(store, options, shared.clone(), stop_rx));
+        Recorder { stop, task, shared }
+    }
+
+    /// Queues an event for `cache_event_log` (written with the next flush).
+    pub fn event(
+        &self,
+        event_type: &str,
+        severity: Severity,
+        tenant: Option<&str>,
+        cache_type: Option<&str>,
+        details: impl Into<String>,
+    ) {
+        queue_event(
+            &self.shared,
+            EventRecord {
+                occurred_at: Utc::now().naive_utc(),
+                event_type: event_type.to_owned(),
+                severity: severity.as_str().to_owned(),
+                tenant_id: tenant.map(str::to_owned),
+                cache_type: cache_type.map(str::to_owned),
+                details: details.into(),
+            },
+        );
+    }
+
+    /// What the recorder has done so far.
+    pub fn report(&self) -> RecorderReport {
+        self.shared.report()
+    }
+
+    /// Takes a last snapshot and flushes everything, retrying until `deadline` has passed.
+    pub async fn shutdown(self, deadline: Duration) -> RecorderReport {
+        let _ = self.stop.send(Some(deadline));
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the statistics recorder task failed");
+        }
+        self.shared.report()
+    }
+}
+
+fn queue_event(shared: &Shared, event: EventRecord) {
+    let mut q = shared.events.lock().unwrap_or_else(|p| p.into_inner());
+    if q.len() >= MAX_QUEUED_EVENTS {
+        q.pop_front();
+        shared.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    q.push_back(event);
+}
+
+type BufferKey = (NaiveDateTime, String, String);
+
+struct State {
+    store: Store,
+    options: RecorderOptions,
+    shared: Arc<Shared>,
+    previous: HashMap<(String, String), (Counters, LatencyHistogram)>,
+    breaker: BreakerState,
+    buffer: BTreeMap<BufferKey, StatisticsDelta>,
+    db: Arc<Mutex<Option<Db>>>,
+}
+
+async fn run(
+    store: Store,
+    options: RecorderOptions,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut interval = tokio::time::interval(options.flush_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = State {
+        store,
+        options,
+        shared,
+        previous: HashMap::new(),
+        breaker: BreakerState::Closed,
+        buffer: BTreeMap::new(),
+        db: Arc::new(Mutex::new(None)),
+    };
+    let deadline = loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                state.collect();
+                let _ = state.flush().await;
+            }
+            changed = stop.changed() => {
+                break match changed {
+                    Ok(()) => stop.borrow().unwrap_or(Duration::from_secs(10)),
+                    Err(_) => Duration::from_secs(10),
+                };
+            }
+        }
+    };
+    state.collect();
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        match state.flush().await {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() >= until => {
+                tracing::error!(
+                    error = %e,
+                    rows = state.buffer.len(),
+                    "statistics could not be written before shutdown; these rows are lost"
+                );
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn window_start(now: DateTime<Utc>, window: Duration) -> NaiveDateTime {
+    let w = window.as_secs().max(1) as i64;
+    let ts = now.timestamp();
+    DateTime::from_timestamp(ts - ts.rem_euclid(w), 0)
+        .unwrap_or(now)
+        .naive_utc()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl State {
+    /// Adds the metrics accumulated since the previous snapshot to the buffer.
+    fn collect(&mut self) {
+        let snapshot: MetricsSnapshot = self.store.metrics();
+        let now = Utc::now();
+        let window = window_start(now, self.options.window);
+        if snapshot.breaker != self.breaker {
+            let (event, severity) = match snapshot.breaker {
+                BreakerState::Open => ("degradation.on", Severity::Warning),
+                BreakerState::Closed => ("degradation.off", Severity::Info),
+                BreakerState::HalfOpen => ("degradation.probe", Severity::Info),
+            };
+            queue_event(
+                &self.shared,
+                EventRecord {
+                    occurred_at: now.naive_utc(),
+                    event_type: event.to_owned(),
+                    severity: severity.as_str().to_owned(),
+                    tenant_id: None,
+                    cache_type: None,
+                    details: format!("circuit breaker {}", snapshot.breaker.as_str()),
+                },
+            );
+            self.breaker = snapshot.breaker;
+        }
+        for series in snapshot.series {
+            let key = (series.tenant.clone(), series.cache_type.clone());
+            let (prev_c, prev_h) = self.previous.get(&key).cloned().unwrap_or_default();
+            let c = series.counters.since(&prev_c);
+            let h = series.get_latency.since(&prev_h);
+            self.previous
+                .insert(key, (series.counters, series.get_latency));
+            if c == Counters::default() {
+                continue;
+            }
+            let delta = StatisticsDelta {
+                tenant_id: series.tenant.clone(),
+                cache_type: series.cache_type.clone(),
+                window_start: window,
+                window_seconds: i32::try_from(self.options.window.as_secs()).unwrap_or(i32::MAX),
+                hits: to_i64(c.hits),
+                misses: to_i64(c.misses),
+                sets: to_i64(c.sets),
+                deletes: to_i64(c.deletes),
+                errors: to_i64(c.errors),
+                degraded: to_i64(c.degraded),
+                raw_bytes: to_i64(c.raw_bytes),
+                stored_bytes: to_i64(c.stored_bytes),
+                latency_p50_us: micros(h.quantile(0.50)),
+                latency_p95_us: micros(h.quantile(0.95)),
+                latency_p99_us: micros(h.quantile(0.99)),
+                updated_at: now.naive_utc(),
+            };
+            self.buffer
+                .entry((window, series.tenant, series.cache_type))
+                .and_modify(|row| merge(row, &delta))
+                .or_insert(delta);
+        }
+        while self.buffer.len() > self.options.buffer_max_rows {
+            self.buffer.pop_first();
+            self.shared.rows_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared
+            .rows_buffered
+            .store(self.buffer.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the buffer and queued events; on failure both stay for the next attempt.
+    async fn flush(&mut self) -> Result<(), ModelError> {
+        let events: Vec<EventRecord> = {
+            let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+            q.drain(..).collect()
+        };
+        if self.buffer.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<StatisticsDelta> = self.buffer.values().cloned().collect();
+        let db = self.db.clone();
+        let url = self.options.database_url.clone();
+        let attempt = tokio::task::spawn_blocking(move || {
+            let mut slot = db.lock().unwrap_or_else(|p| p.into_inner());
+            let written = (|| {
+                if slot.is_none() {
+                    *slot = Some(Db::open(&url)?);
+                }
+                let conn = slot.as_mut().expect("connection was just opened");
+                upsert_statistics(conn, &rows)?;
+                insert_event(conn, &events)?;
+                Ok(rows.len())
+            })();
+            if written.is_err() {
+                // Reconnect next time: the connection may be the broken part.
+                *slot = None;
+            }
+            // The events come back either way, so a failed flush can queue them again.
+            (written, events)
+        })
+        .await;
+        let (written, events) = match attempt {
+            Ok(done) => done,
+            Err(e) => (
+                Err(ModelError::Migration(format!("recorder task failed: {e}"))),
+                Vec::new(),
+            ),
+        };
+        match written {
+            Ok(n) => {
+                self.buffer.clear();
+                let s = &self.shared;
+                s.flushes.fetch_add(1, Ordering::Relaxed);
+                s.rows_written.fetch_add(n as u64, Ordering::Relaxed);
+                s.events_written
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                s.rows_buffered.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                {
+                    let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+                    for ev in events.into_iter().rev() {
+                        q.push_front(ev);
+                    }
+                    while q.len() > MAX_QUEUED_EVENTS {
+                        q.pop_front();
+                        self.shared.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.shared.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, rows = self.buffer.len(), "statistics flush failed; kept for retry");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Adds a later delta of the same (window, tenant, type) into a buffered row.
+fn merge(row: &mut StatisticsDelta, more: &StatisticsDelta) {
+    row.hits += more.hits;
+    row.misses += more.misses;
+    row.sets += more.sets;
+    row.deletes += more.deletes;
+    row.errors += more.errors;
+    row.degraded += more.degraded;
+    row.raw_bytes += more.raw_bytes;
+    row.stored_bytes += more.stored_bytes;
+    row.latency_p50_us = row.latency_p50_us.max(more.latency_p50_us);
+    row.latency_p95_us = row.latency_p95_us.max(more.latency_p95_us);
+    row.latency_p99_us = row.latency_p99_us.max(more.latency_p99_us);
+    row.updated_at = more.updated_at;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned() {
+        let t = DateTime::from_timestamp(1_764_072_345, 0).unwrap();
+        let w = window_start(t, Duration::from_secs(60));
+        assert_eq!(w.and_utc().timestamp() % 60, 0);
+        assert!(w.and_utc().timestamp() <= t.timestamp());
+    }
+}
