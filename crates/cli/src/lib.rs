@@ -1,7 +1,9 @@
 //! The wiring layer of the `fernando-cache` program: it connects the store's in-process metrics to the
 //! statistics database (the [`recorder`]), and holds what the binary's commands share.
 //!
-//! This is the top of the workspace: it may depend on every fernando-cache library crate, and none of them may
-//! depend on it. It holds no caching logic of its own.
+//! This is the top of the workspace: it may depend on every fernando-cache library crate, and the library
+//! crates must not depend on it. It holds no caching logic of its own.
 
+pub mod events;
+pub mod health;
 pub mod recorder;

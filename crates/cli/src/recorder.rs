@@ -19,10 +19,13 @@ use std::{
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, EventRecord, ModelError, Severity, StatisticsDelta, insert_event, upsert_statistics,
+    Db, EventRecord, ModelError, Severity, StatisticsDelta, insert_event, insert_health,
+    models::HealthRow, upsert_statistics,
 };
 use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
 use tokio::{sync::watch, task::JoinHandle};
+
+use crate::health::{self, AlertThresholds};
 
 /// How the recorder runs.
 #[derive(Debug, Clone)]
@@ -36,6 +39,10 @@ pub struct RecorderOptions {
     pub window: Duration,
     /// Rows kept while the database is unreachable.
     pub buffer_max_rows: usize,
+    /// How often to check the backend and the database into `cache_health_status` (`None`: never).
+    pub health_interval: Option<Duration>,
+    /// Alert thresholds (`None`: no alerts).
+    pub alerts: Option<AlertThresholds>,
 }
 
 impl RecorderOptions {
@@ -46,7 +53,23 @@ impl RecorderOptions {
             flush_interval: Duration::from_secs(10),
             window: Duration::from_secs(60),
             buffer_max_rows: 100_000,
+            health_interval: None,
+            alerts: None,
         }
+    }
+
+    /// Checks health every `every`.
+    #[must_use]
+    pub fn health_interval(mut self, every: Duration) -> Self {
+        self.health_interval = Some(every);
+        self
+    }
+
+    /// Raises alert events past these thresholds.
+    #[must_use]
+    pub fn alerts(mut self, thresholds: AlertThresholds) -> Self {
+        self.alerts = Some(thresholds);
+        self
     }
 
     /// Sets the flush interval.
@@ -192,8 +215,12 @@ struct State {
     previous: HashMap<(String, String), (Counters, LatencyHistogram)>,
     breaker: BreakerState,
     buffer: BTreeMap<BufferKey, StatisticsDelta>,
+    health: Vec<HealthRow>,
     db: Arc<Mutex<Option<Db>>>,
 }
+
+/// Health rows kept while the database is unreachable.
+const MAX_HEALTH_ROWS: usize = 1_000;
 
 async fn run(
     store: Store,
@@ -210,13 +237,24 @@ async fn run(
         previous: HashMap::new(),
         breaker: BreakerState::Closed,
         buffer: BTreeMap::new(),
+        health: Vec::new(),
         db: Arc::new(Mutex::new(None)),
     };
+    let mut health_tick = tokio::time::interval(
+        state
+            .options
+            .health_interval
+            .unwrap_or(Duration::from_secs(3600)),
+    );
+    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = loop {
         tokio::select! {
             _ = interval.tick() => {
                 state.collect();
                 let _ = state.flush().await;
+            }
+            _ = health_tick.tick(), if state.options.health_interval.is_some() => {
+                state.check_health().await;
             }
             changed = stop.changed() => {
                 break match changed {
@@ -295,6 +333,17 @@ impl State {
             if c == Counters::default() {
                 continue;
             }
+            if let Some(thresholds) = &self.options.alerts
+                && let Some(alert) = health::hit_ratio_alert(
+                    &series.tenant,
+                    &series.cache_type,
+                    c.hits,
+                    c.misses,
+                    thresholds,
+                )
+            {
+                queue_event(&self.shared, alert);
+            }
             let delta = StatisticsDelta {
                 tenant_id: series.tenant.clone(),
                 cache_type: series.cache_type.clone(),
@@ -327,16 +376,43 @@ impl State {
             .store(self.buffer.len() as u64, Ordering::Relaxed);
     }
 
-    /// Writes the buffer and queued events; on failure both stay for the next attempt.
+    /// Checks the backend and the database; the rows are written with the next flush.
+    async fn check_health(&mut self) {
+        let thresholds = self
+            .options
+            .alerts
+            .unwrap_or_else(|| AlertThresholds::new(0.0, 1.0));
+        let (row, events) = health::check_backend(&self.store, &thresholds).await;
+        for e in events {
+            queue_event(&self.shared, e);
+        }
+        self.health.push(row);
+        let url = self.options.database_url.clone();
+        let db_row = tokio::task::spawn_blocking(move || match Db::open(&url) {
+            Ok(mut db) => health::check_database(&mut db),
+            Err(e) => health::database_down(&e.to_string()),
+        })
+        .await;
+        if let Ok(row) = db_row {
+            self.health.push(row);
+        }
+        if self.health.len() > MAX_HEALTH_ROWS {
+            let excess = self.health.len() - MAX_HEALTH_ROWS;
+            self.health.drain(..excess);
+        }
+    }
+
+    /// Writes the buffer, health rows and queued events; on failure all stay for the next attempt.
     async fn flush(&mut self) -> Result<(), ModelError> {
         let events: Vec<EventRecord> = {
             let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
             q.drain(..).collect()
         };
-        if self.buffer.is_empty() && events.is_empty() {
+        if self.buffer.is_empty() && events.is_empty() && self.health.is_empty() {
             return Ok(());
         }
         let rows: Vec<StatisticsDelta> = self.buffer.values().cloned().collect();
+        let health_rows = self.health.clone();
         let db = self.db.clone();
         let url = self.options.database_url.clone();
         let attempt = tokio::task::spawn_blocking(move || {
@@ -348,6 +424,9 @@ impl State {
                 let conn = slot.as_mut().expect("connection was just opened");
                 upsert_statistics(conn, &rows)?;
                 insert_event(conn, &events)?;
+                for row in &health_rows {
+                    insert_health(conn, row)?;
+                }
                 Ok(rows.len())
             })();
             if written.is_err() {
@@ -368,6 +447,7 @@ impl State {
         match written {
             Ok(n) => {
                 self.buffer.clear();
+                self.health.clear();
                 let s = &self.shared;
                 s.flushes.fetch_add(1, Ordering::Relaxed);
                 s.rows_written.fetch_add(n as u64, Ordering::Relaxed);

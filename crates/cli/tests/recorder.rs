@@ -190,7 +190,7 @@ async fn a_locked_sqlite_file_under_load_loses_nothing() {
     let holder = std::thread::spawn(move || {
         use diesel::{Connection, connection::SimpleConnection};
         let mut conn = diesel::SqliteConnection::establish(lock_path.to_str().unwrap()).unwrap();
-        conn.batch_execute("BEGIN EXCLUSIVE; INSERT INTO cache_event_log (occurred_at, event_type, severity, details) VALUES ('2026-01-01 00:00:00', 'lock', 'info', '');").unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 10000; BEGIN EXCLUSIVE; INSERT INTO cache_event_log (occurred_at, event_type, severity, details) VALUES ('2026-01-01 00:00:00', 'lock', 'info', '');").unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
         conn.batch_execute("ROLLBACK;").unwrap();

@@ -92,9 +92,30 @@ pub(crate) struct CompressionPolicy {
     pub(crate) max_decoded: usize,
 }
 
-/// FNV-1a 64 of a type name: stable across processes and builds of the same code.
+/// FNV-1a 64 of a type's name, normalised so that borrowed and owned forms that serialize identically share a
+/// tag (`&T` and `T`, `str` and `String`, `[T]` and `Vec<T>`): a value written as `&str` reads back as `String`.
 pub(crate) fn type_tag_of<T: ?Sized>() -> u64 {
-    fnv1a(std::any::type_name::<T>().as_bytes())
+    fnv1a(normalized_type_name(std::any::type_name::<T>()).as_bytes())
+}
+
+fn normalized_type_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let mut n = name.trim();
+    while let Some(rest) = n.strip_prefix('&') {
+        n = rest
+            .trim_start()
+            .strip_prefix("mut ")
+            .unwrap_or(rest)
+            .trim_start();
+    }
+    if n == "str" {
+        return std::borrow::Cow::Borrowed("alloc::string::String");
+    }
+    if let Some(inner) = n.strip_prefix('[').and_then(|r| r.strip_suffix(']'))
+        && !inner.contains(';')
+    {
+        return std::borrow::Cow::Owned(format!("alloc::vec::Vec<{inner}>"));
+    }
+    std::borrow::Cow::Borrowed(n)
 }
 
 /// The tag of values written with [`CodecId::Raw`].
@@ -430,6 +451,22 @@ mod tests {
             .collect();
         let enc_noise = encode_raw(&noise, [0, 0], &POLICY).unwrap();
         assert!(!read_header(&enc_noise.bytes).unwrap().compressed);
+    }
+
+    #[test]
+    fn borrowed_and_owned_forms_share_a_tag() {
+        assert_eq!(type_tag_of::<&str>(), type_tag_of::<String>());
+        assert_eq!(type_tag_of::<str>(), type_tag_of::<String>());
+        assert_eq!(type_tag_of::<&[u32]>(), type_tag_of::<Vec<u32>>());
+        assert_eq!(type_tag_of::<&&u8>(), type_tag_of::<u8>());
+        assert_ne!(type_tag_of::<[u8; 4]>(), type_tag_of::<Vec<u8>>());
+        assert_ne!(type_tag_of::<u64>(), type_tag_of::<i64>());
+        let enc = encode_typed("text", [0, 0], &POLICY).unwrap();
+        let h = read_header(&enc.bytes).unwrap();
+        assert_eq!(
+            decode_typed::<String>(&enc.bytes, &h, 1 << 20).unwrap(),
+            "text"
+        );
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Event-driven invalidation: an event such as `document.updated` for a tenant (and optionally a subject)
+//! applies every enabled rule of `cache_invalidation_rules` that matches it, with the rule's strategy and delay,
+//! and logs each application to `cache_event_log`.
+//!
+//! With a subject (a document fingerprint, a session id…) only that subject's entries are deleted — keys equal
+//! to the subject or starting with it, so `{fingerprint}` and `{fingerprint}:{engine}` — eagerly, because lazy
+//! generations exist per cache type, not per key. Without a subject the rule's strategy applies to the whole type.
+
+use std::time::Duration;
+
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{TenantId, escape_glob};
+use fernando_cache_models::{
+    Db, EventRecord, ModelError, Severity, insert_event, invalidation_rules,
+};
+use fernando_cache_store::{InvalidationStrategy, Store, StoreError};
+
+use crate::health::event;
+
+/// Something that happened to a tenant's data.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheEvent {
+    /// e.g. `document.updated`, `user.logout`, `billing.changed`.
+    pub event_type: String,
+    /// Whose data changed.
+    pub tenant: TenantId,
+    /// What changed (a document fingerprint, a session id), if the event is about one thing.
+    pub subject: Option<String>,
+}
+
+impl CacheEvent {
+    /// An event about a tenant's data in general.
+    pub fn new(event_type: impl Into<String>, tenant: TenantId) -> Self {
+        CacheEvent {
+            event_type: event_type.into(),
+            tenant,
+            subject: None,
+        }
+    }
+
+    /// Narrows the event to one subject.
+    #[must_use]
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+}
+
+/// One rule applied to one cache type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Applied {
+    /// The rule's name.
+    pub rule: String,
+    /// The cache type invalidated.
+    pub cache_type: String,
+    /// The strategy used (eager when narrowed to a subject).
+    pub strategy: InvalidationStrategy,
+    /// Keys deleted before returning (0 for lazy, and for delayed applications).
+    pub deleted: u64,
+    /// Applied later, after the rule's delay.
+    pub delayed: bool,
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The rules could not be read or the log written.
+    #[error(transparent)]
+    Database(#[from] ModelError),
+    /// The cache refused an invalidation (for example, Redis is down).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A blocking database task failed.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+async fn blocking<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(&mut Db) -> Result<T, ModelError> + Send + 'static,
+) -> Result<T, EventError> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut db = Db::open(&url)?;
+        f(&mut db)
+    })
+    .await
+    .map_err(|e| EventError::Task(e.to_string()))?
+    .map_err(EventError::from)
+}
+
+/// Applies every enabled rule matching `event`, logging each application.
+///
+/// # Errors
+/// [`EventError`] when the rules cannot be read or an immediate invalidation fails (it is logged as an error
+/// event first, so a failed invalidation is never silent).
+pub async fn apply(
+    store: &Store,
+    database_url: &str,
+    ev: &CacheEvent,
+) -> Result<Vec<Applied>, EventError> {
+    let event_type = ev.event_type.clone();
+    let tenant = ev.tenant.as_str().to_owned();
+    let rules = blocking(database_url, move |db| {
+        invalidation_rules(db, &event_type, &tenant)
+    })
+    .await?;
+    let mut applied = Vec::new();
+    let mut log: Vec<EventRecord> = Vec::new();
+    let mut failure = None;
+    for rule in rules {
+        let strategy: InvalidationStrategy =
+            rule.strategy.parse().unwrap_or(InvalidationStrategy::Eager);
+        let delay = Duration::from_secs(u64::try_from(rule.delay_seconds).unwrap_or(0));
+        for name in rule.cache_type_list() {
+            let Ok(ty) = CacheType::new(name) else {
+                log.push(event(
+                    "invalidation.rule_error",
+                    Severity::Error,
+                    Some(ev.tenant.as_str()),
+                    None,
+                    &format!("rule {} names an invalid cache type {name:?}", rule.name),
+                ));
+                continue;
+            };
+            let strategy = if ev.subject.is_some() {
+                InvalidationStrategy::Eager
+            } else {
+                strategy
+            };
+            if !delay.is_zero() {
+                let (later_store, later_ev, later_ty, url, rule_name) = (
+                    store.clone(),
+                    ev.clone(),
+                    ty.clone(),
+                    database_url.to_owned(),
+                    rule.name.clone(),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let outcome = invalidate(&later_store, &later_ev, &later_ty, strategy).await;
+                    let record = describe(&rule_name, &later_ev, &later_ty, strategy, &outcome);
+                    let _ = blocking(&url, move |db| insert_event(db, &[record])).await;
+                });
+                applied.push(Applied {
+                    rule: rule.name.clone(),
+                    cache_type: ty.to_string(),
+                    strategy,
+                    deleted: 0,
+                    delayed: true,
+                });
+                continue;
+            }
+            let outcome = invalidate(store, ev, &ty, strategy).await;
+            log.push(describe(&rule.name, ev, &ty, strategy, &outcome));
+            match outcome {
+                Ok(deleted) => applied.push(Applied {
+                    rule: rule.name.clone(),
+                    cache_type: ty.to_string(),
+                    strategy,
+                    deleted,
+                    delayed: false,
+                }),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    blocking(database_url, move |db| insert_event(db, &log)).await?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(applied),
+    }
+}
+
+async fn invalidate(
+    store: &Store,
+    ev: &CacheEvent,
+    ty: &CacheType,
+    strategy: InvalidationStrategy,
+) -> Result<u64, StoreError> {
+    match &ev.subject {
+        Some(subject) => {
+            store
+                .delete_pattern(&ev.tenant, Some(ty), &format!("{}*", escape_glob(subject)))
+                .await
+        }
+        // A hybrid sweep reclaims storage in the background; the entries are already hidden.
+        None => Ok(store
+            .invalidate(&ev.tenant, Some(ty), strategy)
+            .await?
+            .deleted),
+    }
+}
+
+fn describe(
+    rule: &str,
+    ev: &CacheEvent,
+    ty: &CacheType,
+    strategy: InvalidationStrategy,
+    outcome: &Result<u64, StoreError>,
+) -> EventRecord {
+    let subject = ev
+        .subject
+        .as_deref()
+        .map(|s| format!(" subject {s}"))
+        .unwrap_or_default();
+    match outcome {
+        Ok(n) => event(
+            "invalidation",
+            Severity::Info,
+            Some(ev.tenant.as_str()),
+            Some(ty.as_str()),
+            &format!(
+                "{} via rule {rule}{subject}: {} ({n} keys deleted)",
+                ev.event_type,
+                strategy.as_str()
+            ),
+        ),
+        Err(e) => event(
+            "invalidation.failed",
+            Severity::Error,
+            Some(ev.tenant.as_str()),
+            Some(ty.as_str()),
+            &format!("{} via rule {rule}{subject}: {e}", ev.event_type),
+        ),
+    }
+}

@@ -1,0 +1,327 @@
+//! Event-driven invalidation with the seeded rules, and health rows, against real Redis and a real database.
+
+use std::time::Duration;
+
+use fernando_cache::{
+    events::{CacheEvent, apply},
+    health::AlertThresholds,
+    recorder::{Recorder, RecorderOptions},
+};
+use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_keys::{DocumentFingerprint, TenantId};
+use fernando_cache_models::{Db, health_rows, list_events, run_pending};
+use fernando_cache_store::Store;
+use fernando_cache_testkit::{PostgresDb, RedisServer};
+
+fn store_on(server: &RedisServer) -> Store {
+    let settings = Settings::load(
+        LoadOptions::new()
+            .environment(Environment::Test)
+            .without_environment_variables()
+            .set("backend", "redis")
+            .set("redis.url", server.url())
+            .set("redis.command_timeout", "200ms")
+            .set("degradation.breaker_failure_threshold", "100"),
+    )
+    .unwrap();
+    Store::from_settings(&settings).unwrap()
+}
+
+fn tenant(t: &str) -> TenantId {
+    TenantId::new(t).unwrap()
+}
+
+fn epoch() -> chrono::NaiveDateTime {
+    chrono::DateTime::UNIX_EPOCH.naive_utc()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_updated_invalidates_that_documents_stages_only() {
+    let pg = PostgresDb::create();
+    run_pending(&mut Db::open(pg.url()).unwrap()).unwrap();
+    let server = RedisServer::start();
+    let store = store_on(&server);
+    let (fp, other) = (
+        DocumentFingerprint::of_bytes(b"invoice v1"),
+        DocumentFingerprint::of_bytes(b"letter"),
+    );
+    for t in ["acme", "globex"] {
+        for doc in [&fp, &other] {
+            let _ = store
+                .cache_document_hash(&tenant(t), doc, &"result")
+                .await
+                .unwrap();
+            let _ = store
+                .cache_ocr_result(&tenant(t), doc, "tesseract-5", &"text")
+                .await
+                .unwrap();
+            let _ = store
+                .cache_llm_extraction(&tenant(t), doc, "rules-1", &"fields")
+                .await
+                .unwrap();
+        }
+    }
+    let applied = apply(
+        &store,
+        pg.url(),
+        &CacheEvent::new("document.updated", tenant("acme")).subject(fp.to_hex()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.len(), 3, "{applied:?}");
+    assert_eq!(applied.iter().map(|a| a.deleted).sum::<u64>(), 3);
+    let acme = tenant("acme");
+    assert!(
+        store
+            .get_document_hash::<String>(&acme, &fp)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_ocr_result::<String>(&acme, &fp, "tesseract-5")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_llm_extraction::<String>(&acme, &fp, "rules-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_ocr_result::<String>(&acme, &other, "tesseract-5")
+            .await
+            .unwrap()
+            .is_some(),
+        "other document kept"
+    );
+    let globex = tenant("globex");
+    assert!(
+        store
+            .get_ocr_result::<String>(&globex, &fp, "tesseract-5")
+            .await
+            .unwrap()
+            .is_some(),
+        "other tenant kept"
+    );
+    let log = list_events(
+        &mut Db::open(pg.url()).unwrap(),
+        epoch(),
+        Some("invalidation"),
+    )
+    .unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|e| e.tenant_id.as_deref() == Some("acme")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    run_pending(&mut Db::open(&url).unwrap()).unwrap();
+    let server = RedisServer::start();
+    let store = store_on(&server);
+    let acme = tenant("acme");
+    for ty in [CacheType::BILLING, CacheType::DASHBOARD, CacheType::SESSION] {
+        let _ = store.set(&acme, &ty, "k", &1u8).await.unwrap();
+        let _ = store.set(&tenant("globex"), &ty, "k", &1u8).await.unwrap();
+    }
+    let _ = store
+        .set(&acme, &CacheType::SESSION, "sess-2", &1u8)
+        .await
+        .unwrap();
+
+    let applied = apply(
+        &store,
+        &url,
+        &CacheEvent::new("billing.changed", acme.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.len(), 2);
+    assert!(applied.iter().all(|a| a.strategy.as_str() == "lazy"));
+    assert!(
+        store
+            .get::<u8>(&acme, &CacheType::BILLING, "k")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get::<u8>(&acme, &CacheType::DASHBOARD, "k")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get::<u8>(&acme, &CacheType::SESSION, "k")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get::<u8>(&tenant("globex"), &CacheType::BILLING, "k")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let applied = apply(
+        &store,
+        &url,
+        &CacheEvent::new("user.logout", acme.clone()).subject("k"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied[0].deleted, 1);
+    assert!(
+        store
+            .get::<u8>(&acme, &CacheType::SESSION, "k")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get::<u8>(&acme, &CacheType::SESSION, "sess-2")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    assert!(
+        apply(&store, &url, &CacheEvent::new("nothing.matches", acme))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_that_cannot_run_is_an_error_and_is_logged() {
+    let pg = PostgresDb::create();
+    run_pending(&mut Db::open(pg.url()).unwrap()).unwrap();
+    let mut server = RedisServer::start();
+    let store = store_on(&server);
+    server.kill();
+    let err = apply(
+        &store,
+        pg.url(),
+        &CacheEvent::new("billing.changed", tenant("acme")),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unavailable"), "{err}");
+    let log = list_events(
+        &mut Db::open(pg.url()).unwrap(),
+        epoch(),
+        Some("invalidation.failed"),
+    )
+    .unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].severity, "error");
+}
+
+async fn health_of(
+    server: &RedisServer,
+    url: &str,
+) -> Vec<fernando_cache_models::models::HealthRow> {
+    let store = store_on(server);
+    let recorder = Recorder::spawn(
+        store.clone(),
+        RecorderOptions::new(url)
+            .flush_interval(Duration::from_millis(20))
+            .health_interval(Duration::from_millis(50))
+            .alerts(AlertThresholds::new(0.8, 0.9)),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    recorder.shutdown(Duration::from_secs(5)).await;
+    let mut db = Db::open(url).unwrap();
+    let mut rows = health_rows(&mut db, "redis", 100).unwrap();
+    rows.extend(health_rows(&mut db, "database", 100).unwrap());
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_rows_reflect_a_real_redis_server() {
+    let pg = PostgresDb::create();
+    run_pending(&mut Db::open(pg.url()).unwrap()).unwrap();
+
+    let lru =
+        RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
+    let rows = health_of(&lru, pg.url()).await;
+    let redis = rows
+        .iter()
+        .find(|r| r.component == "redis")
+        .expect("a redis row");
+    assert_eq!(redis.status, "healthy", "{redis:?}");
+    assert_eq!(redis.eviction_policy.as_deref(), Some("allkeys-lru"));
+    assert_eq!(redis.max_memory, Some(64 * 1024 * 1024));
+    assert!(
+        redis.used_memory.unwrap() > 0
+            && redis.latency_us.is_some()
+            && redis.connected_clients.unwrap() >= 1
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.component == "database" && r.status == "healthy")
+    );
+
+    let pg2 = PostgresDb::create();
+    run_pending(&mut Db::open(pg2.url()).unwrap()).unwrap();
+    let noeviction = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    let rows = health_of(&noeviction, pg2.url()).await;
+    let redis = rows.iter().find(|r| r.component == "redis").unwrap();
+    assert_eq!(redis.status, "degraded");
+    assert!(redis.message.contains("noeviction"), "{}", redis.message);
+
+    let pg3 = PostgresDb::create();
+    run_pending(&mut Db::open(pg3.url()).unwrap()).unwrap();
+    let mut gone = RedisServer::start();
+    gone.kill();
+    let rows = health_of(&gone, pg3.url()).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.component == "redis" && r.status == "down")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_hit_ratio_raises_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    run_pending(&mut Db::open(&url).unwrap()).unwrap();
+    let server = RedisServer::start();
+    let store = store_on(&server);
+    let recorder = Recorder::spawn(
+        store.clone(),
+        RecorderOptions::new(&url)
+            .flush_interval(Duration::from_millis(20))
+            .alerts(AlertThresholds::new(0.8, 0.9)),
+    );
+    for i in 0..50 {
+        let _ = store
+            .get::<u8>(&tenant("acme"), &CacheType::SESSION, &format!("cold{i}"))
+            .await
+            .unwrap();
+    }
+    recorder.shutdown(Duration::from_secs(5)).await;
+    let alerts = list_events(
+        &mut Db::open(&url).unwrap(),
+        epoch(),
+        Some("alert.hit_ratio"),
+    )
+    .unwrap();
+    assert!(!alerts.is_empty());
+    assert_eq!(alerts[0].tenant_id.as_deref(), Some("acme"));
+    assert_eq!(alerts[0].cache_type.as_deref(), Some("session"));
+}
