@@ -88,6 +88,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::Result<ExitCode> {
     let store = Store::from_settings(settings)?;
+    // Operator traffic is cache traffic too: record it when statistics are on.
+    let recorder = crate::stats_cmd::start_recorder(settings, &store).await;
+    let result = execute(settings, &store, command).await;
+    if let Some(recorder) = recorder {
+        recorder.shutdown(Duration::from_secs(2)).await;
+    }
+    result
+}
+
+async fn execute(
+    settings: &Settings,
+    store: &Store,
+    command: CacheCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = store.clone();
     if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
         eprintln!(
             "fernando-cache: note: the {} profile uses the in-process memory backend, so entries live only for \

@@ -6,7 +6,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fernando_cache_config::{Environment, LoadOptions, Settings};
 
-use crate::cache_cmd::{self, CacheCommand};
+use crate::{
+    cache_cmd::{self, CacheCommand},
+    stats_cmd,
+};
 
 /// A Redis caching layer for document-processing platforms.
 #[derive(Debug, Parser)]
@@ -36,6 +39,26 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Hit ratio, traffic and latency per tenant and cache type, from the statistics database.
+    Stats {
+        /// How far back to look, e.g. 15m, 24h, 7d.
+        #[arg(long, default_value = "1h", value_parser = stats_cmd::parse_duration)]
+        since: std::time::Duration,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Emit an event (e.g. document.updated) for a tenant; the matching invalidation rules are applied.
+    Event {
+        /// The event type, e.g. document.updated, user.logout, billing.changed.
+        event_type: String,
+        /// The tenant whose data changed.
+        #[arg(long)]
+        tenant: String,
+        /// What changed (a document fingerprint, a session id); narrows the invalidation to it.
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 impl Cli {
@@ -60,5 +83,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings()?;
     match cli.command {
         Command::Cache { command } => cache_cmd::run(&settings, command).await,
+        Command::Stats { since, json } => stats_cmd::stats(&settings, since, json).await,
+        Command::Event {
+            event_type,
+            tenant,
+            subject,
+        } => stats_cmd::event(&settings, &event_type, &tenant, subject).await,
     }
 }

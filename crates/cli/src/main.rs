@@ -8,6 +8,7 @@
 
 mod cache_cmd;
 mod cli;
+mod stats_cmd;
 
 use std::process::ExitCode;
 

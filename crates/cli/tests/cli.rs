@@ -219,3 +219,104 @@ fn redis_down_is_an_error_for_get_and_set_not_a_miss() {
     let out = run(&url, &args("del", &entry("k")), b"");
     assert_one_line_error(&out, "unavailable");
 }
+
+fn run_with_stats(server_url: &str, db_url: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "test", "--redis-url", server_url])
+        .args(args)
+        .env_remove("FERNANDO_CACHE_ENV")
+        .env("FERNANDO_CACHE__STATISTICS__ENABLED", "true")
+        .env("FERNANDO_CACHE__STATISTICS__DATABASE_URL", db_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fernando-cache");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn operator_traffic_is_recorded_and_stats_and_events_read_the_database() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("stats.sqlite3").display());
+    // Migrations run at start (statistics.run_migrations_at_start); each command flushes on exit.
+    assert!(
+        run_with_stats(&url, &db, &args("set", &entry("a")), b"v")
+            .status
+            .success()
+    );
+    assert_eq!(
+        run_with_stats(&url, &db, &args("get", &entry("a")), b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        run_with_stats(&url, &db, &args("get", &entry("zz")), b"")
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let out = run_with_stats(&url, &db, &["stats", "--json"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["tenant"], "acme:eu");
+    assert_eq!(row["cache_type"], "ocr_result");
+    assert_eq!(
+        (
+            row["hits"].as_i64(),
+            row["misses"].as_i64(),
+            row["sets"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let out = run_with_stats(&url, &db, &["stats"], b"");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().next().unwrap().starts_with("tenant"),
+        "{table}"
+    );
+    assert!(table.contains("50.0 %"), "{table}");
+
+    let out = run_with_stats(
+        &url,
+        &db,
+        &[
+            "event",
+            "document.updated",
+            "--tenant",
+            "acme:eu",
+            "--subject",
+            "a",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("document-updated: ocr_result eager, 1 keys deleted"),
+        "{text}"
+    );
+    assert_eq!(
+        run_with_stats(&url, &db, &args("get", &entry("a")), b"")
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let out = run(&url, &["stats"], b"");
+    assert_one_line_error(&out, "statistics are disabled");
+}
