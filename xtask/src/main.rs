@@ -36,7 +36,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask test [cargo test args…] | ci | bench store | \
+                "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder | \
                  migrate [run|status|revert] [--database-url URL]"
             );
             Ok(())
@@ -172,7 +172,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             .args(&args[args.len().min(1)..]);
             status(c, "store benchmark")
         }
-        Some(other) => bail!("unknown benchmark {other:?}; available: store"),
+        Some("recorder") => {
+            prerequisites::ensure_redis_server()?;
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache", "--bench", "recorder"]);
+            status(c, "recorder benchmark")
+        }
+        Some(other) => bail!("unknown benchmark {other:?}; available: store, recorder"),
     }
 }
 

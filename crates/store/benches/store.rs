@@ -17,39 +17,25 @@
 
 use std::{
     cell::RefCell,
-    future::Future,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use cached::ConcurrentCachedAsync;
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{
+    RedisServer,
+    bench::{pair, repeats, secs},
+};
 use redis::aio::MultiplexedConnection;
 
 const SIZES: [(usize, &str); 3] = [(100, "100 B"), (4096, "4 KB"), (65536, "64 KB")];
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
-
-fn secs() -> Duration {
-    Duration::from_secs_f64(
-        std::env::var("BENCH_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.3),
-    )
-}
-
-fn repeats() -> usize {
-    std::env::var("BENCH_REPEATS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
-}
 
 /// OCR-like text: invoice lines with varying numbers, compressing about 3× with zstd level 3.
 fn ocr_text(len: usize) -> String {
@@ -71,43 +57,6 @@ fn ocr_text(len: usize) -> String {
     s
 }
 
-/// Operations per second of `op` run by `concurrency` tasks for `dur`.
-async fn throughput<F, Fut>(concurrency: usize, dur: Duration, op: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + dur;
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|i| {
-            let (op, done) = (op.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                loop {
-                    op(i).await;
-                    n += 1;
-                    // In-process operations may complete without ever yielding; check the clock and let the
-                    // scheduler run every few operations (the same for both sides of a pair).
-                    if n.is_multiple_of(16) {
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                }
-                done.fetch_add(n, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
 fn enabled(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -121,39 +70,6 @@ fn list_filter<T: Copy + ToString>(var: &str, all: &[T], name: impl Fn(T) -> Str
             .collect(),
         Err(_) => all.to_vec(),
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Runs baseline and subject in many short alternating windows (AB, BA, AB, …) and returns the medians of each
-/// side and the median of the per-window ratios, which cancels slow drift of the shared machine.
-async fn pair<B, BF, S, SF>(concurrency: usize, baseline: B, subject: S) -> (f64, f64, f64)
-where
-    B: Fn(usize) -> BF + Send + Sync + Clone + 'static,
-    BF: Future<Output = ()> + Send,
-    S: Fn(usize) -> SF + Send + Sync + Clone + 'static,
-    SF: Future<Output = ()> + Send,
-{
-    // Warm both paths (connections, contexts, allocator).
-    throughput(concurrency, Duration::from_millis(200), baseline.clone()).await;
-    throughput(concurrency, Duration::from_millis(200), subject.clone()).await;
-    let (mut b, mut s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..repeats() {
-        let (x, y) = if i.is_multiple_of(2) {
-            let x = throughput(concurrency, secs(), baseline.clone()).await;
-            (x, throughput(concurrency, secs(), subject.clone()).await)
-        } else {
-            let y = throughput(concurrency, secs(), subject.clone()).await;
-            (throughput(concurrency, secs(), baseline.clone()).await, y)
-        };
-        b.push(x);
-        s.push(y);
-        ratios.push(y / x);
-    }
-    (median(b), median(s), median(ratios))
 }
 
 struct Row {

@@ -19,6 +19,7 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 
+pub mod bench;
 mod postgres;
 mod proxy;
 

@@ -1,0 +1,104 @@
+//! A small benchmark harness shared by the workspace's bench binaries: throughput of an async operation run by
+//! many tasks, and baseline/subject pairs measured in short alternating windows.
+//!
+//! On this 2-core machine shared by client and server, absolute figures drift by 10–30 % within a run, so a pair
+//! is judged by the median of per-window ratios. Environment: `BENCH_SECS` (window, default 0.3 s) and
+//! `BENCH_REPEATS` (window pairs, default 10).
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// The window length: `BENCH_SECS`, default 0.3 s.
+pub fn secs() -> Duration {
+    Duration::from_secs_f64(
+        std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.3),
+    )
+}
+
+/// Window pairs: `BENCH_REPEATS`, default 10.
+pub fn repeats() -> usize {
+    std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Operations per second of `op` run by `concurrency` tasks for `dur`.
+pub async fn throughput<F, Fut>(concurrency: usize, dur: Duration, op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + dur;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let (op, done) = (op.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                loop {
+                    op(i).await;
+                    n += 1;
+                    // In-process operations may complete without ever yielding; check the clock and let the
+                    // scheduler run every few operations (the same for both sides of a pair).
+                    if n.is_multiple_of(16) {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+                done.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The median (upper median for even lengths).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs baseline and subject in many short alternating windows (AB, BA, AB, …) and returns the medians of each
+/// side and the median of the per-window ratios, which cancels slow drift of the shared machine.
+pub async fn pair<B, BF, S, SF>(concurrency: usize, baseline: B, subject: S) -> (f64, f64, f64)
+where
+    B: Fn(usize) -> BF + Send + Sync + Clone + 'static,
+    BF: Future<Output = ()> + Send,
+    S: Fn(usize) -> SF + Send + Sync + Clone + 'static,
+    SF: Future<Output = ()> + Send,
+{
+    // Warm both paths (connections, contexts, allocator).
+    throughput(concurrency, Duration::from_millis(200), baseline.clone()).await;
+    throughput(concurrency, Duration::from_millis(200), subject.clone()).await;
+    let (mut b, mut s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..repeats() {
+        let (x, y) = if i.is_multiple_of(2) {
+            let x = throughput(concurrency, secs(), baseline.clone()).await;
+            (x, throughput(concurrency, secs(), subject.clone()).await)
+        } else {
+            let y = throughput(concurrency, secs(), subject.clone()).await;
+            (throughput(concurrency, secs(), baseline.clone()).await, y)
+        };
+        b.push(x);
+        s.push(y);
+        ratios.push(y / x);
+    }
+    (median(b), median(s), median(ratios))
+}
