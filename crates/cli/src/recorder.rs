@@ -19,8 +19,8 @@ use std::{
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, EventRecord, ModelError, Severity, StatisticsDelta, insert_event, insert_health,
-    models::HealthRow, upsert_statistics,
+    Db, EventRecord, ModelError, PerformanceDelta, Severity, StatisticsDelta, insert_event,
+    insert_health, models::HealthRow, upsert_performance, upsert_statistics,
 };
 use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
 use tokio::{sync::watch, task::JoinHandle};
@@ -212,9 +212,10 @@ struct State {
     store: Store,
     options: RecorderOptions,
     shared: Arc<Shared>,
-    previous: HashMap<(String, String), (Counters, LatencyHistogram)>,
+    previous: HashMap<(String, String), (Counters, LatencyHistogram, LatencyHistogram)>,
     breaker: BreakerState,
     buffer: BTreeMap<BufferKey, StatisticsDelta>,
+    performance: BTreeMap<BufferKey, PerformanceDelta>,
     health: Vec<HealthRow>,
     db: Arc<Mutex<Option<Db>>>,
 }
@@ -237,6 +238,7 @@ async fn run(
         previous: HashMap::new(),
         breaker: BreakerState::Closed,
         buffer: BTreeMap::new(),
+        performance: BTreeMap::new(),
         health: Vec::new(),
         db: Arc::new(Mutex::new(None)),
     };
@@ -323,15 +325,27 @@ impl State {
             );
             self.breaker = snapshot.breaker;
         }
+        // Per (operation, cache type), over all tenants: merged latency and errors.
+        let mut per_op: BTreeMap<(&'static str, String), (LatencyHistogram, u64)> = BTreeMap::new();
         for series in snapshot.series {
             let key = (series.tenant.clone(), series.cache_type.clone());
-            let (prev_c, prev_h) = self.previous.get(&key).cloned().unwrap_or_default();
+            let (prev_c, prev_h, prev_s) = self.previous.get(&key).cloned().unwrap_or_default();
             let c = series.counters.since(&prev_c);
             let h = series.get_latency.since(&prev_h);
-            self.previous
-                .insert(key, (series.counters, series.get_latency));
+            let hs = series.set_latency.since(&prev_s);
+            self.previous.insert(
+                key,
+                (series.counters, series.get_latency, series.set_latency),
+            );
             if c == Counters::default() {
                 continue;
+            }
+            for (op, hist, errors) in [("get", &h, c.read_errors), ("set", &hs, c.write_errors)] {
+                if hist.count() > 0 {
+                    let slot = per_op.entry((op, series.cache_type.clone())).or_default();
+                    slot.0.add(hist);
+                    slot.1 += errors;
+                }
             }
             if let Some(thresholds) = &self.options.alerts
                 && let Some(alert) = health::hit_ratio_alert(
@@ -366,6 +380,36 @@ impl State {
                 .entry((window, series.tenant, series.cache_type))
                 .and_modify(|row| merge(row, &delta))
                 .or_insert(delta);
+        }
+        for ((op, cache_type), (hist, errors)) in per_op {
+            let row = PerformanceDelta {
+                window_start: window,
+                operation: op.to_owned(),
+                cache_type: cache_type.clone(),
+                count: to_i64(hist.count()),
+                errors: to_i64(errors),
+                p50_us: micros(hist.quantile(0.50)),
+                p95_us: micros(hist.quantile(0.95)),
+                p99_us: micros(hist.quantile(0.99)),
+                max_us: micros(hist.max()),
+                updated_at: now.naive_utc(),
+            };
+            self.performance
+                .entry((window, op.to_owned(), cache_type))
+                .and_modify(|r| {
+                    r.count += row.count;
+                    r.errors += row.errors;
+                    r.p50_us = r.p50_us.max(row.p50_us);
+                    r.p95_us = r.p95_us.max(row.p95_us);
+                    r.p99_us = r.p99_us.max(row.p99_us);
+                    r.max_us = r.max_us.max(row.max_us);
+                    r.updated_at = row.updated_at;
+                })
+                .or_insert(row);
+        }
+        while self.performance.len() > self.options.buffer_max_rows {
+            self.performance.pop_first();
+            self.shared.rows_dropped.fetch_add(1, Ordering::Relaxed);
         }
         while self.buffer.len() > self.options.buffer_max_rows {
             self.buffer.pop_first();
@@ -408,10 +452,15 @@ impl State {
             let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
             q.drain(..).collect()
         };
-        if self.buffer.is_empty() && events.is_empty() && self.health.is_empty() {
+        if self.buffer.is_empty()
+            && self.performance.is_empty()
+            && events.is_empty()
+            && self.health.is_empty()
+        {
             return Ok(());
         }
         let rows: Vec<StatisticsDelta> = self.buffer.values().cloned().collect();
+        let performance: Vec<PerformanceDelta> = self.performance.values().cloned().collect();
         let health_rows = self.health.clone();
         let db = self.db.clone();
         let url = self.options.database_url.clone();
@@ -423,6 +472,7 @@ impl State {
                 }
                 let conn = slot.as_mut().expect("connection was just opened");
                 upsert_statistics(conn, &rows)?;
+                upsert_performance(conn, &performance)?;
                 insert_event(conn, &events)?;
                 for row in &health_rows {
                     insert_health(conn, row)?;
@@ -447,6 +497,7 @@ impl State {
         match written {
             Ok(n) => {
                 self.buffer.clear();
+                self.performance.clear();
                 self.health.clear();
                 let s = &self.shared;
                 s.flushes.fetch_add(1, Ordering::Relaxed);

@@ -124,6 +124,25 @@ async fn exactness(url: &str) {
     );
     assert_eq!(comparable(db_totals(url)), comparable(memory), "{report:?}");
     assert!(report.flushes > 1, "{report:?}");
+    // Per-operation rows count every read and every write attempt, over all tenants.
+    let perf = fernando_cache_models::performance_since(
+        &mut Db::open(url).unwrap(),
+        chrono::DateTime::UNIX_EPOCH.naive_utc(),
+    )
+    .unwrap();
+    let count = |op: &str| {
+        perf.iter()
+            .filter(|r| r.operation == op)
+            .map(|r| r.count as u64)
+            .sum::<u64>()
+    };
+    assert_eq!(count("get"), memory.hits + memory.misses);
+    assert_eq!(count("set"), memory.sets + memory.dropped_sets);
+    assert!(
+        perf.iter()
+            .all(|r| r.p50_us <= r.p99_us && r.p99_us <= r.max_us),
+        "{perf:?}"
+    );
     assert_eq!(report.rows_dropped, 0);
 }
 

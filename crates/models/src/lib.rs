@@ -20,7 +20,7 @@ pub use db::{Db, DbKind};
 pub use error::ModelError;
 pub use migrate::{MigrationStatus, revert_last, run_pending, status};
 pub use repo::{
-    EventRecord, Severity, StatisticsDelta, StatisticsSummary, health_rows, insert_event,
-    insert_health, invalidation_rules, list_events, statistics_since, upsert_statistics,
-    warmup_jobs,
+    EventRecord, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary, health_rows,
+    insert_event, insert_health, invalidation_rules, list_events, performance_since,
+    statistics_since, upsert_performance, upsert_statistics, warmup_jobs,
 };

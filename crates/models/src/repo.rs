@@ -9,8 +9,8 @@ use crate::{
     Db, ModelError,
     models::{HealthRow, InvalidationRule, WarmupJob},
     schema::{
-        cache_event_log, cache_health_status, cache_invalidation_rules, cache_statistics,
-        cache_warmup_jobs,
+        cache_event_log, cache_health_status, cache_invalidation_rules, cache_performance_metrics,
+        cache_statistics, cache_warmup_jobs,
     },
 };
 
@@ -107,6 +107,98 @@ pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), 
         }
         Ok(())
     }))
+}
+
+/// Latency of one operation (`get`, `set`) on one cache type in one window, over all tenants.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable)]
+#[diesel(table_name = cache_performance_metrics)]
+pub struct PerformanceDelta {
+    /// Start of the window (UTC).
+    pub window_start: NaiveDateTime,
+    /// `get` or `set`.
+    pub operation: String,
+    /// Cache type.
+    pub cache_type: String,
+    /// Operations.
+    pub count: i64,
+    /// Operations whose backend call failed.
+    pub errors: i64,
+    /// p50, microseconds.
+    pub p50_us: i64,
+    /// p95, microseconds.
+    pub p95_us: i64,
+    /// p99, microseconds.
+    pub p99_us: i64,
+    /// Slowest, microseconds (bucket bound).
+    pub max_us: i64,
+    /// When it was written (UTC).
+    pub updated_at: NaiveDateTime,
+}
+
+/// Adds per-operation latency rows, in one transaction: counts add up, percentiles keep the larger value.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn upsert_performance(db: &mut Db, deltas: &[PerformanceDelta]) -> Result<(), ModelError> {
+    use cache_performance_metrics::dsl as m;
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    macro_rules! keep_larger {
+        ($col:expr) => {
+            diesel::dsl::case_when(excluded($col).gt($col), excluded($col)).otherwise($col)
+        };
+    }
+    per_backend!(db, |conn| conn.transaction::<_, ModelError, _>(|conn| {
+        for d in deltas {
+            diesel::insert_into(m::cache_performance_metrics)
+                .values(d)
+                .on_conflict((m::operation, m::cache_type, m::window_start))
+                .do_update()
+                .set((
+                    m::count.eq(m::count + excluded(m::count)),
+                    m::errors.eq(m::errors + excluded(m::errors)),
+                    m::p50_us.eq(keep_larger!(m::p50_us)),
+                    m::p95_us.eq(keep_larger!(m::p95_us)),
+                    m::p99_us.eq(keep_larger!(m::p99_us)),
+                    m::max_us.eq(keep_larger!(m::max_us)),
+                    m::updated_at.eq(excluded(m::updated_at)),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    }))
+}
+
+/// Per-operation rows of every window starting at or after `since`.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn performance_since(
+    db: &mut Db,
+    since: NaiveDateTime,
+) -> Result<Vec<PerformanceDelta>, ModelError> {
+    use cache_performance_metrics::dsl as m;
+    Ok(m::cache_performance_metrics
+        .filter(m::window_start.ge(since))
+        .order((
+            m::window_start.asc(),
+            m::operation.asc(),
+            m::cache_type.asc(),
+        ))
+        .select((
+            m::window_start,
+            m::operation,
+            m::cache_type,
+            m::count,
+            m::errors,
+            m::p50_us,
+            m::p95_us,
+            m::p99_us,
+            m::max_us,
+            m::updated_at,
+        ))
+        .load(db)?)
 }
 
 /// Totals of one (tenant, cache type) over a period.

@@ -110,6 +110,16 @@ impl LatencyHistogram {
             .map_or(Duration::ZERO, |i| Duration::from_micros(bucket_upper(i)))
     }
 
+    /// Adds another histogram's counts (to combine series).
+    pub fn add(&mut self, other: &LatencyHistogram) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+    }
+
     /// The operations recorded since `earlier` was taken.
     pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
         LatencyHistogram {
@@ -160,6 +170,8 @@ counters! {
     dropped_sets: "Writes dropped because the backend was unavailable.",
     deletes: "Keys deleted (single deletes and invalidation sweeps).",
     errors: "Backend calls that failed (timeouts, refused connections, server errors).",
+    read_errors: "Reads whose backend call failed (part of `errors`).",
+    write_errors: "Writes whose backend call failed (part of `errors`).",
     degraded: "Operations completed without the backend (a miss, a dropped write, a computation uncached).",
     corrupt: "Stored values that could not be decoded (or held another type) and were removed.",
     stale: "Stored values hidden by a lazy invalidation.",

@@ -998,6 +998,7 @@ impl Store {
                     one(&c.degraded);
                     if !refused {
                         one(&c.errors);
+                        one(&c.read_errors);
                     }
                 }
             }
@@ -1075,6 +1076,7 @@ impl Store {
                 Err(e) => {
                     if !matches!(e, BackendError::CircuitOpen) {
                         c.errors.fetch_add(1, Ordering::Relaxed);
+                        c.write_errors.fetch_add(1, Ordering::Relaxed);
                     }
                     c.dropped_sets.fetch_add(1, Ordering::Relaxed);
                     c.degraded.fetch_add(1, Ordering::Relaxed);
