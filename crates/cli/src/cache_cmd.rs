@@ -90,7 +90,7 @@ pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::R
     let store = Store::from_settings(settings)?;
     // Operator traffic is cache traffic too: record it when statistics are on.
     let recorder = crate::stats_cmd::start_recorder(settings, &store).await;
-    let result = execute(settings, &store, command).await;
+    let result = execute(settings, &store, command, recorder.as_ref()).await;
     if let Some(recorder) = recorder {
         recorder.shutdown(Duration::from_secs(2)).await;
     }
@@ -101,6 +101,7 @@ async fn execute(
     settings: &Settings,
     store: &Store,
     command: CacheCommand,
+    recorder: Option<&fernando_cache::recorder::Recorder>,
 ) -> anyhow::Result<ExitCode> {
     let store = store.clone();
     if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
@@ -184,11 +185,38 @@ async fn execute(
             let strategy: InvalidationStrategy = strategy
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--strategy: {e}"))?;
-            let result = store.invalidate(&tenant, ty.as_ref(), strategy).await?;
+            let result = match store.invalidate(&tenant, ty.as_ref(), strategy).await {
+                Ok(result) => result,
+                Err(e) => {
+                    if let Some(r) = recorder {
+                        r.event(
+                            "invalidation.failed",
+                            fernando_cache_models::Severity::Error,
+                            Some(tenant.as_str()),
+                            ty.as_ref().map(CacheType::as_str),
+                            format!("operator invalidation ({}): {e}", strategy.as_str()),
+                        );
+                    }
+                    return Err(e.into());
+                }
+            };
             let swept = match result.sweep {
                 Some(sweep) => sweep.await.context("the background sweep")??,
                 None => 0,
             };
+            if let Some(r) = recorder {
+                r.event(
+                    "invalidation",
+                    fernando_cache_models::Severity::Info,
+                    Some(tenant.as_str()),
+                    ty.as_ref().map(CacheType::as_str),
+                    format!(
+                        "operator invalidation ({}): {} keys deleted",
+                        strategy.as_str(),
+                        result.deleted + swept
+                    ),
+                );
+            }
             println!(
                 "invalidated tenant {tenant:?}{} ({}): {} keys deleted",
                 ty.map(|t| format!(" type {t}")).unwrap_or_default(),

@@ -317,6 +317,34 @@ fn operator_traffic_is_recorded_and_stats_and_events_read_the_database() {
         Some(1)
     );
 
+    let out = run_with_stats(
+        &url,
+        &db,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme:eu",
+            "--strategy",
+            "lazy",
+        ],
+        b"",
+    );
+    assert!(out.status.success());
+    let mut conn = fernando_cache_models::Db::open(&db).unwrap();
+    let events = fernando_cache_models::list_events(
+        &mut conn,
+        chrono::DateTime::UNIX_EPOCH.naive_utc(),
+        Some("invalidation"),
+    )
+    .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.details.starts_with("operator invalidation (lazy)")),
+        "{events:?}"
+    );
+
     let out = run(&url, &["stats"], b"");
     assert_one_line_error(&out, "statistics are disabled");
 }
