@@ -173,7 +173,8 @@ pub fn hit_ratio_alert(
     })
 }
 
-pub(crate) fn event(
+/// An event record stamped now.
+pub fn event(
     event_type: &str,
     severity: Severity,
     tenant: Option<&str>,

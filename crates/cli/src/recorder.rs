@@ -171,14 +171,7 @@ impl Recorder {
     ) {
         queue_event(
             &self.shared,
-            EventRecord {
-                occurred_at: Utc::now().naive_utc(),
-                event_type: event_type.to_owned(),
-                severity: severity.as_str().to_owned(),
-                tenant_id: tenant.map(str::to_owned),
-                cache_type: cache_type.map(str::to_owned),
-                details: details.into(),
-            },
+            health::event(event_type, severity, tenant, cache_type, &details.into()),
         );
     }
 
@@ -314,14 +307,13 @@ impl State {
             };
             queue_event(
                 &self.shared,
-                EventRecord {
-                    occurred_at: now.naive_utc(),
-                    event_type: event.to_owned(),
-                    severity: severity.as_str().to_owned(),
-                    tenant_id: None,
-                    cache_type: None,
-                    details: format!("circuit breaker {}", snapshot.breaker.as_str()),
-                },
+                health::event(
+                    event,
+                    severity,
+                    None,
+                    None,
+                    &format!("circuit breaker {}", snapshot.breaker.as_str()),
+                ),
             );
             self.breaker = snapshot.breaker;
         }
