@@ -126,6 +126,9 @@ pub struct RedisSettings {
     pub password: Option<SecretString>,
     /// Require TLS even if the URL says `redis://`.
     pub tls: bool,
+    /// A PEM file of the CA that signed the server's certificate, for private CAs (default: the system's roots).
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
     /// Size of the pool of exclusive connections (SCAN sweeps, INFO).
     pub pool_size: usize,
     /// Multiplexed connections shared by the hot GET/SET path, used in rotation.
@@ -141,6 +144,11 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
+    /// Whether connections use TLS (`rediss://` or `redis.tls`).
+    pub fn uses_tls(&self) -> bool {
+        self.tls || self.url.is_tls()
+    }
+
     /// The URL to connect to: the configured one, with the configured password (if any) put in.
     pub fn connection_url(&self) -> String {
         let mut url = self.url.0.clone();

@@ -35,6 +35,9 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra_args: Vec<String>,
+    tls_port: Option<u16>,
+    /// Certificate and key of a TLS server; kept for restarts.
+    certs: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for RedisServer {
@@ -94,6 +97,8 @@ impl RedisServer {
             dir,
             child: None,
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            tls_port: None,
+            certs: None,
         };
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -104,6 +109,71 @@ impl RedisServer {
             }
         }
         panic!("redis-server did not start after 5 attempts: {last_error}");
+    }
+
+    /// Starts a server that also accepts TLS on a second port, with a fresh self-signed certificate for
+    /// `localhost` and `127.0.0.1` (see [`RedisServer::tls_url`] and [`RedisServer::ca_file`]).
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`], or when the certificate cannot be generated.
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("fernando-redis-tls-")
+            .tempdir()
+            .expect("create a temporary folder for certificates");
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("generate a self-signed certificate");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert.pem");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key.pem");
+        let tls_port = free_port();
+        let (cert, key, port) = (
+            cert.display().to_string(),
+            key.display().to_string(),
+            tls_port.to_string(),
+        );
+        let mut server = Self::start_with(&[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &cert,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        server.tls_port = Some(tls_port);
+        server.certs = Some(dir);
+        server
+    }
+
+    /// `rediss://localhost:{tls port}/0`, for a server from [`RedisServer::start_tls`].
+    ///
+    /// # Panics
+    /// When the server was not started with TLS.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://localhost:{}/0",
+            self.tls_port.expect("a TLS server")
+        )
+    }
+
+    /// The PEM file of the certificate authority clients should trust (the self-signed certificate).
+    ///
+    /// # Panics
+    /// When the server was not started with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.certs
+            .as_ref()
+            .expect("a TLS server")
+            .path()
+            .join("cert.pem")
     }
 
     fn log_path(&self) -> PathBuf {

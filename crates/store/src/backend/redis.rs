@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{Pool, Runtime};
 use fernando_cache_config::RedisSettings;
 use fernando_cache_keys::GenerationKeys;
 use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
@@ -62,8 +62,27 @@ impl RedisBackend {
     pub fn connect(settings: &RedisSettings) -> Result<Self, BackendError> {
         let url = settings.connection_url();
         let shown_url = settings.url.redacted();
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
+        let client = if settings.uses_tls() {
+            // rustls needs a process-wide crypto provider; installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let root_cert =
+                match &settings.tls_ca_file {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        BackendError::Other(format!("redis.tls_ca_file {path}: {e}"))
+                    })?),
+                    None => None,
+                };
+            redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )
+        } else {
+            redis::Client::open(url.as_str())
+        }
+        .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             // The store bounds every call with its own timeout; a second timer per request only costs.
@@ -77,18 +96,17 @@ impl RedisBackend {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| BackendError::Other(format!("redis at {shown_url}: {e}")))?;
-        let mut pool_config = deadpool_redis::Config::from_url(url);
-        pool_config.pool = Some(PoolConfig {
-            max_size: settings.pool_size,
-            timeouts: Timeouts {
-                wait: Some(settings.connect_timeout),
-                create: Some(settings.connect_timeout),
-                recycle: Some(settings.command_timeout),
-            },
-            ..PoolConfig::default()
-        });
-        let pool = pool_config
-            .create_pool(Some(Runtime::Tokio1))
+        // The pool connects with redis's own connection info, which keeps the TLS parameters (deadpool-redis's
+        // serialisable `Config` would drop a private CA).
+        let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+            .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.command_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
             .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
         Ok(RedisBackend {
             conns,

@@ -229,3 +229,55 @@ async fn explicit_ttls_and_unknown_types() {
         .to_string();
     assert!(err.contains("TTL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused() {
+    use fernando_cache_config::{Environment, LoadOptions, Settings};
+    let server = fernando_cache_testkit::RedisServer::start_tls();
+    let load = |ca: Option<String>| {
+        let mut options = LoadOptions::new()
+            .environment(Environment::Test)
+            .without_environment_variables()
+            .set("backend", "redis")
+            .set("redis.url", server.tls_url())
+            .set("redis.command_timeout", "500ms")
+            .set("redis.connect_timeout", "500ms");
+        if let Some(ca) = ca {
+            options = options.set("redis.tls_ca_file", ca);
+        }
+        Store::from_settings(&Settings::load(options).unwrap()).unwrap()
+    };
+    let trusted = load(Some(server.ca_file().display().to_string()));
+    let t = tenant("acme");
+    let value = sample(3);
+    assert_eq!(
+        trusted
+            .set(&t, &CacheType::SESSION, "k", &value)
+            .await
+            .unwrap(),
+        WriteOutcome::Stored
+    );
+    assert_eq!(
+        trusted
+            .get::<Extraction>(&t, &CacheType::SESSION, "k")
+            .await
+            .unwrap(),
+        Some(value)
+    );
+    assert_eq!(
+        trusted.delete_pattern(&t, None, "*").await.unwrap(),
+        1,
+        "the SCAN pool speaks TLS too"
+    );
+
+    // Without the private CA the certificate is not trusted: the store degrades instead of talking in clear.
+    let untrusted = load(None);
+    assert_eq!(
+        untrusted
+            .set(&t, &CacheType::SESSION, "k", &1u8)
+            .await
+            .unwrap(),
+        WriteOutcome::Dropped
+    );
+    assert!(untrusted.ping().await.is_err());
+}
