@@ -8,12 +8,18 @@ use std::{
 use fernando_cache_testkit::RedisServer;
 
 fn run(server_url: &str, args: &[&str], stdin: &[u8]) -> Output {
+    run_env(server_url, &[], args, stdin)
+}
+
+/// Runs the binary in the test profile against `server_url`, with extra environment variables.
+fn run_env(server_url: &str, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
         .args(["--env", "test", "--redis-url", server_url])
         .args(args)
         .env_remove("FERNANDO_CACHE_ENV")
         .env("FERNANDO_CACHE__REDIS__COMMAND_TIMEOUT", "200ms")
         .env("FERNANDO_CACHE__REDIS__CONNECT_TIMEOUT", "200ms")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -221,19 +227,11 @@ fn redis_down_is_an_error_for_get_and_set_not_a_miss() {
 }
 
 fn run_with_stats(server_url: &str, db_url: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
-        .args(["--env", "test", "--redis-url", server_url])
-        .args(args)
-        .env_remove("FERNANDO_CACHE_ENV")
-        .env("FERNANDO_CACHE__STATISTICS__ENABLED", "true")
-        .env("FERNANDO_CACHE__STATISTICS__DATABASE_URL", db_url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run fernando-cache");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let env = [
+        ("FERNANDO_CACHE__STATISTICS__ENABLED", "true"),
+        ("FERNANDO_CACHE__STATISTICS__DATABASE_URL", db_url),
+    ];
+    run_env(server_url, &env, args, stdin)
 }
 
 #[test]
