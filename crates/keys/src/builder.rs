@@ -88,6 +88,15 @@ pub struct GenerationKeys {
 }
 
 impl GenerationKeys {
+    /// Placeholder keys for a backend that has no generations to look up (see
+    /// `CacheBackend::generations_in_use` in the store); building them allocates nothing.
+    pub fn unused() -> Self {
+        GenerationKeys {
+            type_key: String::new(),
+            scope_len: 0,
+        }
+    }
+
     /// Bumped when the whole scope is invalidated.
     pub fn scope(&self) -> &str {
         &self.type_key[..self.scope_len]

@@ -868,16 +868,21 @@ impl Store {
 
     // ---- internals ---------------------------------------------------------------------------------------
 
+    /// The entry key and, when the backend needs them, the generation keys of a read.
     fn key_pair(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &str,
     ) -> Result<(CacheKey, GenerationKeys), StoreError> {
-        Ok((
-            self.inner.keys.key(scope, cache_type, key)?,
-            self.inner.keys.generation_keys(scope, cache_type)?,
-        ))
+        let entry = self.inner.keys.key(scope, cache_type, key)?;
+        let generations = if self.inner.backend.generations_in_use() {
+            self.inner.keys.generation_keys(scope, cache_type)?
+        } else {
+            // A generation bumped right after this check only makes this one read miss (never stale).
+            GenerationKeys::unused()
+        };
+        Ok((entry, generations))
     }
 
     /// One backend call through the breaker and the command timeout.

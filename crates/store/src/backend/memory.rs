@@ -125,6 +125,10 @@ impl CacheBackend for MemoryBackend {
         true
     }
 
+    fn generations_in_use(&self) -> bool {
+        self.any_generation.load(Ordering::Acquire)
+    }
+
     async fn fetch(
         &self,
         key: &str,

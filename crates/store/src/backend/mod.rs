@@ -104,6 +104,12 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Whether reads must pass real generation keys. A backend that knows no generation was ever bumped may
+    /// answer `false`; the store then passes [`GenerationKeys::unused`] and saves building them.
+    fn generations_in_use(&self) -> bool {
+        true
+    }
+
     /// Reads an entry and the current values of its two generation keys, in one round trip. This is the hot
     /// path: it may report a key holding a non-string value as absent.
     async fn fetch(&self, key: &str, generations: &GenerationKeys)
