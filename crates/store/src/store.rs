@@ -264,8 +264,15 @@ impl Store {
         cache_type: &CacheType,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let k = self.inner.keys.key(&scope.into(), cache_type, key)?;
+        let scope = scope.into();
+        let span = debug_span!(
+            "cache.exists",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        let k = self.inner.keys.key(&scope, cache_type, key)?;
         self.call(self.inner.backend.exists(k.as_str()))
+            .instrument(span)
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "exists",
@@ -283,8 +290,15 @@ impl Store {
         cache_type: &CacheType,
         key: &str,
     ) -> Result<KeyTtl, StoreError> {
-        let k = self.inner.keys.key(&scope.into(), cache_type, key)?;
+        let scope = scope.into();
+        let span = debug_span!(
+            "cache.ttl",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        let k = self.inner.keys.key(&scope, cache_type, key)?;
         self.call(self.inner.backend.ttl(k.as_str()))
+            .instrument(span)
             .await
             .map_err(|source| StoreError::Unavailable { op: "ttl", source })
     }
@@ -851,6 +865,7 @@ impl Store {
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
         self.call(self.inner.backend.ping())
+            .instrument(debug_span!("cache.ping"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "ping", source })?;
         Ok(start.elapsed())
@@ -862,6 +877,7 @@ impl Store {
     /// [`StoreError::Unavailable`] when the backend does not answer in time.
     pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
         self.call(self.inner.backend.info())
+            .instrument(debug_span!("cache.backend_info"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "info", source })
     }
