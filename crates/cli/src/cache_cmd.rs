@@ -103,7 +103,6 @@ async fn execute(
     command: CacheCommand,
     recorder: Option<&fernando_cache::recorder::Recorder>,
 ) -> anyhow::Result<ExitCode> {
-    let store = store.clone();
     if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
         eprintln!(
             "fernando-cache: note: the {} profile uses the in-process memory backend, so entries live only for \
@@ -225,7 +224,7 @@ async fn execute(
             );
             Ok(ExitCode::SUCCESS)
         }
-        CacheCommand::Stats { json } => stats(&store, json).await,
+        CacheCommand::Stats { json } => stats(store, json).await,
     }
 }
 

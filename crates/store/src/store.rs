@@ -207,19 +207,9 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        async {
-            let (k, g) = self.key_pair(&scope, cache_type, key)?;
-            let series = self
-                .inner
-                .metrics
-                .series(scope.label(), cache_type.as_str());
-            Ok(self
-                .lookup(&k, &g, &series, codec::decode_typed::<T>, false)
-                .await
-                .value)
-        }
-        .instrument(span)
-        .await
+        self.read(&scope, cache_type, key, codec::decode_typed::<T>)
+            .instrument(span)
+            .await
     }
 
     /// Reads bytes written with [`Store::set_bytes`]. For an entry written by the typed API it returns that
@@ -239,19 +229,9 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        async {
-            let (k, g) = self.key_pair(&scope, cache_type, key)?;
-            let series = self
-                .inner
-                .metrics
-                .series(scope.label(), cache_type.as_str());
-            Ok(self
-                .lookup(&k, &g, &series, codec::decode_raw, false)
-                .await
-                .value)
-        }
-        .instrument(span)
-        .await
+        self.read(&scope, cache_type, key, codec::decode_raw)
+            .instrument(span)
+            .await
     }
 
     /// Whether a live entry exists (it may still be hidden by a lazy invalidation).
@@ -338,14 +318,10 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        async {
-            let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy)
-                .map_err(StoreError::Encode)?;
-            self.write(&scope, cache_type, key, encoded, ttl, None)
-                .await
-        }
-        .instrument(span)
-        .await
+        let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy);
+        self.write(&scope, cache_type, key, encoded, ttl)
+            .instrument(span)
+            .await
     }
 
     /// Stores bytes as they are (compressed above the threshold like any value).
@@ -366,14 +342,10 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        async {
-            let encoded =
-                codec::encode_raw(value, [0, 0], &self.inner.policy).map_err(StoreError::Encode)?;
-            self.write(&scope, cache_type, key, encoded, ttl, None)
-                .await
-        }
-        .instrument(span)
-        .await
+        let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy);
+        self.write(&scope, cache_type, key, encoded, ttl)
+            .instrument(span)
+            .await
     }
 
     /// Deletes one entry; returns whether it existed.
@@ -1035,21 +1007,38 @@ impl Store {
         }
     }
 
+    /// The read path shared by the typed and the raw API: keys, one lookup, the value.
+    async fn read<T>(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &str,
+        decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, StoreError> {
+        let (k, g) = self.key_pair(scope, cache_type, key)?;
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        Ok(self.lookup(&k, &g, &series, decode, false).await.value)
+    }
+
+    /// The write path shared by the typed and the raw API: an encoding failure is the caller's error.
     async fn write(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &str,
-        encoded: Encoded,
+        encoded: Result<Encoded, String>,
         ttl: Option<Duration>,
-        generations: Option<[u64; 2]>,
     ) -> Result<WriteOutcome, StoreError> {
+        let encoded = encoded.map_err(StoreError::Encode)?;
         let k = self.inner.keys.key(scope, cache_type, key)?;
         let series = self
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        self.write_key(scope, cache_type, &k, encoded, ttl, generations, &series)
+        self.write_key(scope, cache_type, &k, encoded, ttl, None, &series)
             .await
     }
 
