@@ -1,5 +1,5 @@
 //! The key namespace of fernando-cache: tenant ids, escaped key segments, tenant-scoped SCAN patterns, the keys
-//! of invalidation generations, and SHA-256 document fingerprints.
+//! of invalidation generations, stable argument digests for derived keys, and SHA-256 document fingerprints.
 //!
 //! Every key has the layout `{namespace}:{environment}:tenant_{tenant_id}:{cache_type}:{specific_key}` (or
 //! `…:global:{cache_type}:…` for explicitly global reference data). Segments that come from users are
@@ -24,12 +24,14 @@
 //! );
 //! ```
 
+mod args;
 mod builder;
 mod error;
 mod escape;
 mod fingerprint;
 mod tenant;
 
+pub use args::{ArgsError, ArgsHasher, generate_cache_key_from_params};
 pub use builder::{CacheKey, GenerationKeys, KeyBuilder, Scope};
 pub use error::KeyError;
 pub use escape::{escape_glob, escape_segment, unescape_segment};
