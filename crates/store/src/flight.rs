@@ -12,9 +12,11 @@ use std::{
 
 use tokio::sync::watch;
 
-/// A finished computation: the value or the error, shared by every waiter.
+/// A value or error shared by every waiter.
 pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
-pub(crate) type Outcome = Result<Shared, Shared>;
+/// A finished computation: the value, or the error — `None` when the error type cannot be shared, in which
+/// case each waiter computes for itself.
+pub(crate) type Outcome = Result<Shared, Option<Shared>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Flights {

@@ -37,6 +37,10 @@ mod flight;
 mod metrics;
 mod store;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use backend::{
     BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, MemoryBackend, RedisBackend,
 };

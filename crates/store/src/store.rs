@@ -1,7 +1,6 @@
 //! [`Store`]: the typed, tenant-scoped cache API over a [`CacheBackend`].
 
 use std::{
-    any::Any,
     future::Future,
     sync::{
         Arc,
@@ -24,9 +23,12 @@ use crate::{
     RedisBackend, StoreError,
     breaker::Breaker,
     codec::{self, CompressionPolicy, DecodeError, Encoded, Header},
-    flight::{Flights, Role, follow},
+    flight::{Flights, Role, Shared, follow},
     metrics::{Metrics, SeriesRef},
 };
+
+/// The store `#[cached]` functions use when they name none.
+static INSTALLED: arc_swap::ArcSwapOption<Store> = arc_swap::ArcSwapOption::const_empty();
 
 /// Pseudo cache type under which whole-scope invalidations are counted.
 const ALL_TYPES: &str = "_all";
@@ -115,6 +117,34 @@ struct Inner {
     generations: moka::sync::Cache<String, [u64; 2]>,
 }
 
+/// How [`Store::compute_with`] treats computed values and errors.
+pub(crate) struct ComputePolicy<T, E> {
+    /// The entry's TTL; `None` uses the cache type's.
+    pub(crate) ttl: Option<Duration>,
+    /// Whether a computed value is written (it is shared with concurrent waiters either way).
+    pub(crate) should_cache: fn(&T) -> bool,
+    /// A copy of an error for concurrent waiters, when the error type allows one.
+    pub(crate) share_error: fn(&E) -> Option<Shared>,
+    /// A waiter's own error back from the shared copy.
+    pub(crate) unshare_error: fn(&Shared) -> Option<E>,
+}
+
+/// Why [`Store::compute_with`] returned no value.
+pub(crate) enum Failure<E> {
+    /// The computation's own error (the leader's, or a shared copy).
+    Compute(E),
+    /// The call was refused before anything was computed.
+    Store(StoreError),
+}
+
+/// Where a computed value goes.
+struct StoreCtx<'a> {
+    scope: &'a Scope,
+    cache_type: &'a CacheType,
+    key: &'a CacheKey,
+    generations: Option<[u64; 2]>,
+}
+
 /// A read's result, with the generations seen (when the backend answered) so a following write can use them.
 struct Lookup<T> {
     value: Option<T>,
@@ -171,6 +201,37 @@ impl Store {
                 generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
             }),
         }
+    }
+
+    /// Installs this store as the process-wide default of `#[cached]` and `#[invalidates]` functions that
+    /// name no store, replacing (and returning) the one installed before.
+    pub fn install(&self) -> Option<Store> {
+        INSTALLED
+            .swap(Some(Arc::new(self.clone())))
+            .map(|s| Store::clone(&s))
+    }
+
+    /// Removes the installed store: annotated functions then simply run. Returns the store that was installed.
+    pub fn uninstall() -> Option<Store> {
+        INSTALLED.swap(None).map(|s| Store::clone(&s))
+    }
+
+    /// The installed store, if any.
+    pub fn installed() -> Option<Store> {
+        INSTALLED.load().as_deref().cloned()
+    }
+
+    /// The seed's `invalidate_user_cache`: every entry of one tenant (user) becomes invisible now and is swept
+    /// in the background (hybrid strategy).
+    ///
+    /// # Errors
+    /// As [`Store::invalidate`].
+    pub async fn invalidate_user_cache(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Invalidation, StoreError> {
+        self.invalidate(tenant, None, InvalidationStrategy::Hybrid)
+            .await
     }
 
     /// The key builder, for callers that need the exact keys (operators, tests).
@@ -394,11 +455,13 @@ impl Store {
     /// Returns the cached value, or computes, stores and returns it.
     ///
     /// Concurrent misses on one key in this process run `compute` once; the others wait for its outcome. An
-    /// `Err` is handed to every waiter and not cached. With the backend unavailable, `compute` simply runs.
+    /// `Err` is handed to every waiter and not cached. With the backend unavailable, `compute` simply runs. A
+    /// computed value that cannot be encoded is still returned (the failed write is logged and counted as an
+    /// error).
     ///
     /// # Errors
     /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::Store`] for an invalid tenant,
-    /// key or cache type, or an unencodable value.
+    /// key or cache type — always before `compute` runs.
     pub async fn get_or_compute<T, E, F, Fut>(
         &self,
         scope: impl Into<Scope>,
@@ -412,34 +475,79 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let scope = scope.into();
+        let policy = ComputePolicy {
+            ttl: None,
+            should_cache: |_: &T| true,
+            share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
+            unshare_error: |s: &Shared| s.downcast_ref::<Arc<E>>().cloned(),
+        };
+        let compute = || async { compute().await.map_err(Arc::new) };
+        match self
+            .compute_with(scope.into(), cache_type, key, &policy, compute)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(Failure::Compute(e)) => Err(ComputeError::Compute(e)),
+            Err(Failure::Store(e)) => Err(ComputeError::Store(e)),
+        }
+    }
+
+    /// The engine of [`Store::get_or_compute`] and of the `#[cached]` runtime: read, else single-flight
+    /// compute, store when `policy.should_cache` says so, and share the outcome with the waiters.
+    ///
+    /// A [`Failure::Store`] is only ever returned before `compute` is called, so a caller can still run its
+    /// computation itself.
+    pub(crate) async fn compute_with<T, E, F, Fut>(
+        &self,
+        scope: Scope,
+        cache_type: &CacheType,
+        key: &str,
+        policy: &ComputePolicy<T, E>,
+        compute: F,
+    ) -> Result<T, Failure<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let span = debug_span!(
             "cache.get_or_compute",
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        self.get_or_compute_inner(scope, cache_type, key, compute)
+        self.compute_inner(scope, cache_type, key, policy, compute)
             .instrument(span)
             .await
     }
 
-    async fn get_or_compute_inner<T, E, F, Fut>(
+    async fn compute_inner<T, E, F, Fut>(
         &self,
         scope: Scope,
         cache_type: &CacheType,
         key: &str,
+        policy: &ComputePolicy<T, E>,
         compute: F,
-    ) -> Result<T, ComputeError<E>>
+    ) -> Result<T, Failure<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if self.inner.ttl.get(cache_type).is_none() {
-            return Err(StoreError::UnknownCacheType(cache_type.clone()).into());
+        match policy.ttl {
+            Some(t) if t < Duration::from_millis(1) || t > TtlTable::MAX_TTL => {
+                return Err(Failure::Store(StoreError::InvalidTtl(t)));
+            }
+            Some(_) => {}
+            None if self.inner.ttl.get(cache_type).is_none() => {
+                return Err(Failure::Store(StoreError::UnknownCacheType(
+                    cache_type.clone(),
+                )));
+            }
+            None => {}
         }
-        let (k, g) = self.key_pair(&scope, cache_type, key)?;
+        let (k, g) = self
+            .key_pair(&scope, cache_type, key)
+            .map_err(Failure::Store)?;
         let series = self
             .inner
             .metrics
@@ -461,17 +569,24 @@ impl Store {
                                     return Ok(v.clone());
                                 }
                             }
-                            Err(e) => {
-                                if let Ok(e) = e.downcast::<E>() {
-                                    return Err(ComputeError::Compute(e));
+                            Err(Some(e)) => {
+                                if let Some(e) = (policy.unshare_error)(&e) {
+                                    return Err(Failure::Compute(e));
                                 }
                             }
+                            // The leader's error cannot be shared: each waiter computes for itself.
+                            Err(None) => {}
                         }
-                        // Same key, another type: compute for ourselves, outside the flight.
+                        // Same key, another type, or an unshared error: compute for ourselves, outside the
+                        // flight.
                         let f = compute.take().expect("compute is only taken once");
-                        return self
-                            .compute_and_store(&scope, cache_type, &k, first.generations, f, None)
-                            .await;
+                        let ctx = StoreCtx {
+                            scope: &scope,
+                            cache_type,
+                            key: &k,
+                            generations: first.generations,
+                        };
+                        return self.compute_and_store(ctx, policy, f, None).await;
                     }
                     // The leader vanished: go round and maybe lead.
                 }
@@ -487,10 +602,13 @@ impl Store {
                         return Ok(v);
                     }
                     let f = compute.take().expect("compute is only taken once");
-                    let generations = again.generations.or(first.generations);
-                    return self
-                        .compute_and_store(&scope, cache_type, &k, generations, f, Some(&guard))
-                        .await;
+                    let ctx = StoreCtx {
+                        scope: &scope,
+                        cache_type,
+                        key: &k,
+                        generations: again.generations.or(first.generations),
+                    };
+                    return self.compute_and_store(ctx, policy, f, Some(&guard)).await;
                 }
             }
         }
@@ -498,42 +616,57 @@ impl Store {
 
     async fn compute_and_store<T, E, F, Fut>(
         &self,
-        scope: &Scope,
-        cache_type: &CacheType,
-        key: &CacheKey,
-        generations: Option<[u64; 2]>,
+        ctx: StoreCtx<'_>,
+        policy: &ComputePolicy<T, E>,
         compute: F,
         guard: Option<&crate::flight::LeaderGuard<'_>>,
-    ) -> Result<T, ComputeError<E>>
+    ) -> Result<T, Failure<E>>
     where
         T: Serialize + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let series = self
             .inner
             .metrics
-            .series(scope.label(), cache_type.as_str());
+            .series(ctx.scope.label(), ctx.cache_type.as_str());
         match compute().await {
             Ok(value) => {
                 if let Some(g) = guard {
-                    g.publish(Ok(Arc::new(value.clone()) as Arc<dyn Any + Send + Sync>));
+                    g.publish(Ok(Arc::new(value.clone()) as Shared));
                 }
-                let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy)
-                    .map_err(StoreError::Encode)?;
-                // A dropped write is already counted as degraded; the caller gets its value either way.
-                let _ = self
-                    .write_key(scope, cache_type, key, encoded, None, generations, &series)
-                    .await?;
+                if (policy.should_cache)(&value) {
+                    match codec::encode_typed(&value, [0, 0], &self.inner.policy) {
+                        Ok(encoded) => {
+                            // A dropped write is already counted as degraded; the caller gets its value.
+                            let written = self
+                                .write_key(
+                                    ctx.scope,
+                                    ctx.cache_type,
+                                    ctx.key,
+                                    encoded,
+                                    policy.ttl,
+                                    ctx.generations,
+                                    &series,
+                                )
+                                .await;
+                            if let Err(e) = written {
+                                tracing::warn!(error = %e, "computed value not cached");
+                            }
+                        }
+                        Err(e) => {
+                            series.add(|c| &c.errors, 1);
+                            tracing::warn!(error = %e, "computed value cannot be encoded; not cached");
+                        }
+                    }
+                }
                 Ok(value)
             }
             Err(e) => {
-                let e = Arc::new(e);
                 if let Some(g) = guard {
-                    g.publish(Err(e.clone() as Arc<dyn Any + Send + Sync>));
+                    g.publish(Err((policy.share_error)(&e)));
                 }
-                Err(ComputeError::Compute(e))
+                Err(Failure::Compute(e))
             }
         }
     }

@@ -1,0 +1,61 @@
+//! Shared helpers: a store on a private redis-server, call counters, and the keys a server holds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fernando_cache_store::{
+    Store,
+    config::{Environment, LoadOptions, Settings},
+};
+use fernando_cache_testkit::RedisServer;
+
+/// Test-profile settings on the Redis backend at `url`, with short timeouts so fault tests stay fast.
+pub(crate) fn redis_settings(url: &str) -> Settings {
+    Settings::load(
+        LoadOptions::new()
+            .environment(Environment::Test)
+            .without_environment_variables()
+            .set("backend", "redis")
+            .set("redis.url", url)
+            .set("redis.command_timeout", "200ms")
+            .set("redis.connect_timeout", "200ms"),
+    )
+    .expect("test settings load")
+}
+
+/// A store on a fresh private redis-server.
+pub(crate) fn redis_store() -> (RedisServer, Store) {
+    let server = RedisServer::start();
+    let store = Store::from_settings(&redis_settings(&server.url())).expect("store");
+    (server, store)
+}
+
+/// The entry keys a server holds (generation keys left out), sorted.
+pub(crate) fn entry_keys(server: &RedisServer) -> Vec<String> {
+    let out = server.command(&["KEYS", "*"]).expect("KEYS");
+    let mut keys: Vec<String> = out
+        .lines()
+        .filter(|l| !(l.is_empty() || l.starts_with('*') || l.starts_with('$')))
+        .filter(|l| !l.contains(":_gen:"))
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Counts how often a function body ran.
+#[derive(Debug, Default)]
+pub(crate) struct Calls(AtomicUsize);
+
+impl Calls {
+    pub(crate) const fn new() -> Self {
+        Calls(AtomicUsize::new(0))
+    }
+
+    pub(crate) fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
