@@ -1,0 +1,100 @@
+//! The response body the layer returns: bytes from the cache (or buffered from the service), the service's
+//! own body streamed through, or the error that interrupted buffering.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+pin_project_lite::pin_project! {
+    /// The body of a response that went through [`crate::HttpCache`].
+    pub struct CacheBody<B: Body> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<B: Body> {
+        // A complete body held in memory.
+        Full { data: Option<Bytes> },
+        // The service's body, untouched.
+        Inner { #[pin] inner: B },
+        // Reading the service's body failed while buffering it; the error reaches the client's stream.
+        Failed { error: Option<B::Error> },
+    }
+}
+
+impl<B: Body> CacheBody<B> {
+    pub(crate) fn full(data: Bytes) -> Self {
+        CacheBody {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    pub(crate) fn inner(inner: B) -> Self {
+        CacheBody {
+            kind: Kind::Inner { inner },
+        }
+    }
+
+    pub(crate) fn failed(error: B::Error) -> Self {
+        CacheBody {
+            kind: Kind::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<B> Body for CacheBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Inner { inner } => inner.poll_frame(cx),
+            KindProj::Failed { error } => Poll::Ready(error.take().map(Err)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Inner { inner } => inner.is_end_stream(),
+            Kind::Failed { error } => error.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Inner { inner } => inner.size_hint(),
+            Kind::Failed { .. } => SizeHint::default(),
+        }
+    }
+}
+
+impl<B: Body> std::fmt::Debug for CacheBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Full { .. } => "full",
+            Kind::Inner { .. } => "streamed",
+            Kind::Failed { .. } => "failed",
+        };
+        f.debug_struct("CacheBody").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,191 @@
+//! Route patterns, query normalisation and the cache keys of responses.
+
+use fernando_cache_keys::ArgsHasher;
+use http::HeaderMap;
+
+/// A path pattern: `/v1/reports/*` (`*` is exactly one segment), `/v1/reports/**` (`**`, last only, is any
+/// number of segments, including none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathPattern {
+    segments: Vec<String>,
+    rest: bool,
+}
+
+impl PathPattern {
+    pub(crate) fn parse(pattern: &str) -> Result<PathPattern, String> {
+        if !pattern.starts_with('/') {
+            return Err(format!("route pattern {pattern:?} must start with '/'"));
+        }
+        let mut segments: Vec<String> = pattern[1..].split('/').map(str::to_owned).collect();
+        let rest = segments.last().is_some_and(|s| s == "**");
+        if rest {
+            segments.pop();
+        }
+        if let Some(bad) = segments.iter().find(|s| *s == "**") {
+            return Err(format!(
+                "route pattern {pattern:?}: `{bad}` may only be the last segment"
+            ));
+        }
+        Ok(PathPattern { segments, rest })
+    }
+
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        let Some(path) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut parts = path.split('/');
+        for seg in &self.segments {
+            match parts.next() {
+                Some(p) if seg == "*" || seg == p => {}
+                _ => return false,
+            }
+        }
+        self.rest || parts.next().is_none()
+    }
+}
+
+/// The query string in one canonical form: pairs decoded, ignored names dropped, sorted, re-encoded. So
+/// `?b=2&a=1`, `?a=1&b=2` and `?a=%31&b=2` are one entry.
+pub(crate) fn normalise_query(query: Option<&str>, ignored: &[String]) -> String {
+    let Some(q) = query else {
+        return String::new();
+    };
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| !ignored.iter().any(|i| i == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.sort();
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+fn digest(parts: &[(&str, &[u8])]) -> String {
+    let mut h = ArgsHasher::new("fernando-cache-http/v1");
+    for (name, value) in parts {
+        // Byte slices always serialize; an error here is impossible, and would only merge nothing.
+        let _ = h.arg(name, &serde_bytes::Bytes::new(value));
+    }
+    h.finish_hex()
+}
+
+/// The key of the entry that holds a path's current epoch (changed by every invalidation of the path).
+pub(crate) fn epoch_key(path: &str) -> String {
+    format!("http-epoch/{}", digest(&[("path", path.as_bytes())]))
+}
+
+/// The primary key of a request: path, canonical query, the path's epoch, and the headers the operator
+/// configured as keyed.
+pub(crate) fn primary_key(
+    path: &str,
+    query: &str,
+    epoch: u64,
+    keyed: &[(String, Option<Vec<u8>>)],
+) -> String {
+    let mut parts: Vec<(&str, &[u8])> =
+        vec![("path", path.as_bytes()), ("query", query.as_bytes())];
+    let epoch = epoch.to_le_bytes();
+    parts.push(("epoch", &epoch));
+    let mut header_parts = Vec::new();
+    for (name, value) in keyed {
+        header_parts.push((name.as_str(), header_part(value.as_deref())));
+    }
+    for (name, value) in &header_parts {
+        parts.push((name, value));
+    }
+    format!("http/{}", digest(&parts))
+}
+
+/// A header value as key material: an absent header differs from an empty one.
+fn header_part(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        None => vec![0],
+        Some(v) => {
+            let mut out = Vec::with_capacity(v.len() + 1);
+            out.push(1);
+            out.extend_from_slice(v);
+            out
+        }
+    }
+}
+
+/// The request's values of some headers (all values of a repeated header, joined), by lowercase name.
+pub(crate) fn header_values(
+    headers: &HeaderMap,
+    names: &[String],
+) -> Vec<(String, Option<Vec<u8>>)> {
+    names
+        .iter()
+        .map(|n| {
+            let mut all = headers.get_all(n.as_str()).iter().peekable();
+            let value = all.peek().is_some().then(|| {
+                let mut joined = Vec::new();
+                for (i, v) in all.enumerate() {
+                    if i > 0 {
+                        joined.extend_from_slice(b", ");
+                    }
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                joined
+            });
+            (n.clone(), value)
+        })
+        .collect()
+}
+
+/// The key of one variant under a primary key that varies by `vary` headers.
+pub(crate) fn variant_key(primary: &str, values: &[(String, Option<Vec<u8>>)]) -> String {
+    let parts: Vec<(String, Vec<u8>)> = values
+        .iter()
+        .map(|(n, v)| (n.clone(), header_part(v.as_deref())))
+        .collect();
+    let mut refs: Vec<(&str, &[u8])> = vec![("primary", primary.as_bytes())];
+    refs.extend(parts.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+    format!("{primary}/{}", digest(&refs))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn patterns_match_segments() {
+        let one = PathPattern::parse("/v1/reports/*").unwrap();
+        assert!(one.matches("/v1/reports/42"));
+        assert!(!one.matches("/v1/reports/42/pdf"));
+        assert!(!one.matches("/v1/reports"));
+        let rest = PathPattern::parse("/v1/**").unwrap();
+        assert!(rest.matches("/v1") && rest.matches("/v1/a/b/c"));
+        assert!(!rest.matches("/v2/a"));
+        assert!(PathPattern::parse("/a/**/b").is_err());
+        assert!(PathPattern::parse("v1").is_err());
+    }
+
+    #[test]
+    fn queries_normalise_to_one_form() {
+        let n = |q| normalise_query(Some(q), &["utm_source".to_owned()]);
+        assert_eq!(n("b=2&a=1"), n("a=1&b=2"));
+        assert_eq!(n("a=%31&b=2"), n("a=1&b=2"));
+        assert_eq!(n("a=1&b=2&utm_source=x"), n("a=1&b=2"));
+        assert_ne!(n("a=1"), n("a=2"));
+        assert_eq!(normalise_query(None, &[]), "");
+    }
+
+    #[test]
+    fn absent_and_empty_headers_are_different_variants() {
+        let mut h = HeaderMap::new();
+        let names = ["accept-language".to_owned()];
+        let absent = variant_key("p", &header_values(&h, &names));
+        h.insert("accept-language", HeaderValue::from_static(""));
+        let empty = variant_key("p", &header_values(&h, &names));
+        h.insert("accept-language", HeaderValue::from_static("de"));
+        let de = variant_key("p", &header_values(&h, &names));
+        assert_ne!(absent, empty);
+        assert_ne!(empty, de);
+        assert_ne!(primary_key("/a", "", 1, &[]), primary_key("/a", "", 2, &[]));
+    }
+}

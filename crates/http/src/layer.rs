@@ -1,0 +1,312 @@
+//! [`HttpCacheLayer`] and its builder: which routes are cached, for how long, under which tenant, and the limits.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use fernando_cache_keys::{CacheType, Scope, TenantId};
+use fernando_cache_store::Store;
+use http::{HeaderName, request::Parts};
+use tower_layer::Layer;
+
+use crate::{ConfigError, HttpCache, key::PathPattern};
+
+/// A cached route: a path pattern, its cache type and TTL.
+///
+/// Patterns are `/`-separated; `*` is exactly one segment and a final `**` any number of them
+/// (`/v1/reports/**`).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pattern: String,
+    cache_type: CacheType,
+    ttl: Option<Duration>,
+}
+
+impl Route {
+    /// A route cached under `api_response` with that type's TTL.
+    pub fn new(pattern: impl Into<String>) -> Route {
+        Route {
+            pattern: pattern.into(),
+            cache_type: CacheType::API_RESPONSE,
+            ttl: None,
+        }
+    }
+
+    /// The cache type its entries live under.
+    #[must_use]
+    pub fn cache_type(mut self, cache_type: CacheType) -> Route {
+        self.cache_type = cache_type;
+        self
+    }
+
+    /// The longest time a response is kept (a response's `s-maxage` / `max-age` can only shorten it).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Route {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Finds the tenant of a request; `None` means the request is not cached (nor does it invalidate).
+pub trait TenantExtractor: Send + Sync + 'static {
+    /// The scope the request's entries live in.
+    fn scope(&self, parts: &Parts) -> Option<Scope>;
+}
+
+impl<F> TenantExtractor for F
+where
+    F: Fn(&Parts) -> Option<Scope> + Send + Sync + 'static,
+{
+    fn scope(&self, parts: &Parts) -> Option<Scope> {
+        self(parts)
+    }
+}
+
+/// The tenant is the value of a request header (for example one set by an authenticating proxy or an
+/// earlier middleware). Missing or invalid values mean "not cached".
+pub fn tenant_from_header(name: HeaderName) -> impl TenantExtractor {
+    move |parts: &Parts| -> Option<Scope> {
+        let value = parts.headers.get(&name)?.to_str().ok()?;
+        TenantId::new(value).ok().map(Scope::Tenant)
+    }
+}
+
+/// The tenant is a [`TenantId`] (or [`Scope`]) an earlier middleware put into the request extensions.
+pub fn tenant_from_extension() -> impl TenantExtractor {
+    |parts: &Parts| -> Option<Scope> {
+        parts.extensions.get::<Scope>().cloned().or_else(|| {
+            parts
+                .extensions
+                .get::<TenantId>()
+                .cloned()
+                .map(Scope::Tenant)
+        })
+    }
+}
+
+/// Request headers that commonly change a response without being part of the URL. On cached routes they
+/// are removed before the request reaches the service, unless configured as keyed, so they can never poison
+/// a shared entry.
+pub const UNKEYED_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+pub(crate) struct CompiledRoute {
+    pub(crate) pattern: PathPattern,
+    pub(crate) cache_type: CacheType,
+    pub(crate) ttl: Duration,
+    pub(crate) index: usize,
+}
+
+pub(crate) struct Config {
+    pub(crate) store: Store,
+    pub(crate) routes: Vec<CompiledRoute>,
+    pub(crate) excluded: Vec<PathPattern>,
+    pub(crate) tenant: Box<dyn TenantExtractor>,
+    pub(crate) keyed_headers: Vec<String>,
+    pub(crate) stripped_headers: Vec<HeaderName>,
+    pub(crate) ignored_query: Vec<String>,
+    pub(crate) max_variants: usize,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) epoch_ttl: Duration,
+    pub(crate) variants: moka::sync::Cache<(String, usize), Arc<std::sync::Mutex<VariantSet>>>,
+}
+
+/// The variants one (tenant, route) stored in this process, with when each was last stored.
+#[derive(Default)]
+pub(crate) struct VariantSet {
+    pub(crate) keys: std::collections::HashMap<String, std::time::Instant>,
+}
+
+impl Config {
+    pub(crate) fn route(&self, path: &str) -> Option<&CompiledRoute> {
+        if self.excluded.iter().any(|p| p.matches(path)) {
+            return None;
+        }
+        self.routes.iter().find(|r| r.pattern.matches(path))
+    }
+}
+
+/// A tower [`Layer`] that caches responses of selected routes in a [`Store`], per tenant, following the
+/// shared-cache rules of RFC 9111. Build it with [`HttpCacheLayer::builder`].
+#[derive(Clone)]
+pub struct HttpCacheLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for HttpCacheLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpCacheLayer")
+            .field("routes", &self.config.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpCacheLayer {
+    /// Starts a layer over `store`; the tenant comes from `tenant`.
+    pub fn builder(store: Store, tenant: impl TenantExtractor) -> HttpCacheLayerBuilder {
+        HttpCacheLayerBuilder {
+            store,
+            tenant: Box::new(tenant),
+            routes: Vec::new(),
+            excluded: Vec::new(),
+            keyed_headers: Vec::new(),
+            ignored_query: Vec::new(),
+            max_variants: 256,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl<S> Layer<S> for HttpCacheLayer {
+    type Service = HttpCache<S>;
+
+    fn layer(&self, inner: S) -> HttpCache<S> {
+        HttpCache::new(inner, self.config.clone())
+    }
+}
+
+/// Configures an [`HttpCacheLayer`].
+pub struct HttpCacheLayerBuilder {
+    store: Store,
+    tenant: Box<dyn TenantExtractor>,
+    routes: Vec<Route>,
+    excluded: Vec<String>,
+    keyed_headers: Vec<String>,
+    ignored_query: Vec<String>,
+    max_variants: usize,
+    max_body_bytes: u64,
+}
+
+impl fmt::Debug for HttpCacheLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpCacheLayerBuilder")
+            .field("routes", &self.routes)
+            .field("excluded", &self.excluded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpCacheLayerBuilder {
+    /// Caches a route. The first matching route applies.
+    #[must_use]
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Never caches paths matching this pattern, even when a route includes them.
+    #[must_use]
+    pub fn exclude(mut self, pattern: impl Into<String>) -> Self {
+        self.excluded.push(pattern.into());
+        self
+    }
+
+    /// Makes a request header part of every key (for example `accept-language` when responses depend on it
+    /// without saying so in `Vary`). A keyed header from [`UNKEYED_HEADERS`] then reaches the service.
+    #[must_use]
+    pub fn key_header(mut self, name: impl Into<String>) -> Self {
+        self.keyed_headers.push(name.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Leaves a query parameter out of keys (tracking parameters such as `utm_source`).
+    #[must_use]
+    pub fn ignore_query_param(mut self, name: impl Into<String>) -> Self {
+        self.ignored_query.push(name.into());
+        self
+    }
+
+    /// The most variants (distinct query strings and `Vary` values) one tenant may hold per route in this
+    /// process; further variants are served by the service and not stored. Default 256.
+    #[must_use]
+    pub fn max_variants(mut self, n: usize) -> Self {
+        self.max_variants = n;
+        self
+    }
+
+    /// The largest body stored; larger (or unsized, streamed) responses pass through. Default 1 MiB.
+    #[must_use]
+    pub fn max_body_bytes(mut self, n: u64) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// A malformed pattern or header name, a cache type without a TTL, or a zero limit.
+    pub fn build(self) -> Result<HttpCacheLayer, ConfigError> {
+        if self.max_variants == 0 {
+            return Err(ConfigError::Zero("max_variants"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Zero("max_body_bytes"));
+        }
+        let mut routes = Vec::new();
+        let mut longest = Duration::ZERO;
+        for (index, r) in self.routes.into_iter().enumerate() {
+            let pattern = PathPattern::parse(&r.pattern).map_err(ConfigError::Pattern)?;
+            let ttl = match r.ttl {
+                Some(t) => t,
+                None => self.store.ttl_of(&r.cache_type).ok_or_else(|| {
+                    ConfigError::UnknownCacheType {
+                        route: r.pattern.clone(),
+                        cache_type: r.cache_type.to_string(),
+                    }
+                })?,
+            };
+            longest = longest.max(ttl);
+            routes.push(CompiledRoute {
+                pattern,
+                cache_type: r.cache_type,
+                ttl,
+                index,
+            });
+        }
+        let excluded = self
+            .excluded
+            .iter()
+            .map(|p| PathPattern::parse(p).map_err(ConfigError::Pattern))
+            .collect::<Result<Vec<_>, _>>()?;
+        for h in &self.keyed_headers {
+            HeaderName::from_bytes(h.as_bytes()).map_err(|_| ConfigError::HeaderName(h.clone()))?;
+        }
+        let stripped_headers = UNKEYED_HEADERS
+            .iter()
+            .filter(|h| !self.keyed_headers.iter().any(|k| k == *h))
+            .map(|h| HeaderName::from_static(h))
+            .collect();
+        let longest = longest.max(Duration::from_secs(1));
+        Ok(HttpCacheLayer {
+            config: Arc::new(Config {
+                store: self.store,
+                routes,
+                excluded,
+                tenant: self.tenant,
+                keyed_headers: self.keyed_headers,
+                stripped_headers,
+                ignored_query: self.ignored_query,
+                max_variants: self.max_variants,
+                max_body_bytes: self.max_body_bytes,
+                // An epoch must outlive every entry written under it.
+                epoch_ttl: (longest * 2).min(Duration::from_secs(366 * 24 * 3600)),
+                variants: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_idle(longest)
+                    .build(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! A tower [`Layer`](tower_layer::Layer) that caches HTTP responses in a fernando-cache
+//! [`Store`](fernando_cache_store::Store), per tenant, with the shared-cache rules of RFC 9111.
+//!
+//! This crate owns the HTTP side only: which requests may be answered from the cache, which responses may be
+//! stored, their keys, and invalidation after unsafe requests. It depends on the store and keys crates and on
+//! the `http`/`tower` traits; it must not depend on a web framework (axum is only a test dependency), on the
+//! decorators, the processor, the models or the binary.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use fernando_cache_http::{HttpCacheLayer, Route, tenant_from_header};
+//! use fernando_cache_store::{Store, config::{CacheType, Environment, Settings}};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::from_settings(&Settings::embedded(Environment::Development)?)?;
+//! let cache = HttpCacheLayer::builder(store, tenant_from_header("x-tenant-id".parse()?))
+//!     .route(Route::new("/v1/reports/**").cache_type(CacheType::DASHBOARD).ttl(Duration::from_secs(600)))
+//!     .exclude("/v1/reports/live")
+//!     .ignore_query_param("utm_source")
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/v1/reports/{id}", get(|| async { "report" }))
+//!     .layer(cache);
+//! # drop(app);
+//! # Ok(()) }
+//! ```
+//!
+//! # Rules
+//! - Only `GET` requests on included (and not excluded) routes with a tenant are answered from the cache;
+//!   every response on such a route carries `X-Cache: HIT` or `MISS`, and hits carry `Age`.
+//! - Never stored: `no-store` or `private` responses, `no-cache` responses (this cache does not revalidate),
+//!   `max-age=0`/`s-maxage=0`, `Vary: *`, statuses other than the heuristically cacheable ones (so no partial
+//!   content and no 5xx), responses to requests with `Authorization` unless explicitly public (`public`,
+//!   `s-maxage`, `must-revalidate`), `Set-Cookie` responses unless `public` (and then without the cookie).
+//!   Bodies without a known size under the limit pass through unstored.
+//! - Requests: `no-store` bypasses the cache; `no-cache` or `max-age=0` skips the lookup but may store; a
+//!   `Range` request bypasses. A cached response answers an `Authorization` request only if it was explicitly
+//!   public.
+//! - Keys: tenant, path, the query string normalised (decoded, sorted, re-encoded, ignored parameters
+//!   dropped), configured keyed headers, and the values of the response's `Vary` headers (an absent header
+//!   differs from an empty one).
+//! - Unkeyed headers ([`UNKEYED_HEADERS`], such as `X-Forwarded-Host`) are removed before a cacheable
+//!   request reaches the service, so they can never poison a shared entry.
+//! - A successful (2xx/3xx) unsafe request invalidates its path (and a same-site `Location` /
+//!   `Content-Location`) for its tenant: the path's epoch changes, so every variant is unreachable at once.
+//! - Each tenant holds at most `max_variants` variants per route in each process; further variants are not
+//!   stored, so query-string flooding cannot fill Redis.
+//! - The cache never fails a request: with Redis down every request is a miss served by the service.
+
+mod body;
+mod error;
+mod key;
+mod layer;
+mod policy;
+mod service;
+
+pub use body::CacheBody;
+pub use error::ConfigError;
+pub use layer::{
+    HttpCacheLayer, HttpCacheLayerBuilder, Route, TenantExtractor, UNKEYED_HEADERS,
+    tenant_from_extension, tenant_from_header,
+};
+pub use service::{HttpCache, ResponseFuture, X_CACHE};
