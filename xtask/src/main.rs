@@ -3,7 +3,8 @@
 //! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
-//! - `bench store` — the store benchmark against a private redis-server (see `docs/benchmarks.md`);
+//! - `bench store|recorder|cached|http` — benchmarks against a private redis-server, each reporting ratios
+//!   against a baseline measured in the same run (see `docs/benchmarks.md`);
 //! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
 //!
 //! xtask only orchestrates commands; it must not be a dependency of any library crate.
@@ -36,7 +37,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder | \
+                "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder|cached|http | \
                  migrate [run|status|revert] [--database-url URL]"
             );
             Ok(())
@@ -181,7 +182,27 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             c.args(["bench", "-p", "fernando-cache", "--bench", "recorder"]);
             status(c, "recorder benchmark")
         }
-        Some(other) => bail!("unknown benchmark {other:?}; available: store, recorder"),
+        Some("cached") => {
+            prerequisites::ensure_redis_server()?;
+            let mut c = cargo();
+            c.args([
+                "bench",
+                "-p",
+                "fernando-cache-decorators",
+                "--bench",
+                "cached",
+            ]);
+            status(c, "#[cached] benchmark")
+        }
+        Some("http") => {
+            prerequisites::ensure_redis_server()?;
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache-http", "--bench", "http"]);
+            status(c, "HTTP layer benchmark")
+        }
+        Some(other) => {
+            bail!("unknown benchmark {other:?}; available: store, recorder, cached, http")
+        }
     }
 }
 

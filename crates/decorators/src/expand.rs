@@ -404,7 +404,8 @@ pub(crate) fn cached(
                 ),
                 #rt::Option::None => #rt::Option::None,
             };
-            let __fc_body = #body;
+            // Built only when the body must run, so a hit never moves it.
+            let __fc_body = move || #body;
             #check
             #call
         }

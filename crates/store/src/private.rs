@@ -31,6 +31,8 @@ pub struct Site {
     ttl_ms: u64,
     version: u32,
     resolved: OnceLock<Result<CacheType, String>>,
+    /// `{path with '.'}/v{version}/` and the hasher seeded with path and version, built once.
+    prepared: OnceLock<(String, ArgsHasher)>,
 }
 
 impl Site {
@@ -47,6 +49,7 @@ impl Site {
             ttl_ms,
             version,
             resolved: OnceLock::new(),
+            prepared: OnceLock::new(),
         }
     }
 
@@ -61,19 +64,25 @@ impl Site {
         (self.ttl_ms > 0).then(|| Duration::from_millis(self.ttl_ms))
     }
 
+    fn prepared(&self) -> &(String, ArgsHasher) {
+        self.prepared.get_or_init(|| {
+            let mut h = ArgsHasher::new(self.path);
+            h.domain(&self.version.to_string());
+            let prefix = format!("{}/v{}/", self.path.replace("::", "."), self.version);
+            (prefix, h)
+        })
+    }
+
     /// A hasher for a derived key, seeded with the function's path and version.
     pub fn hasher(&self) -> ArgsHasher {
-        let mut h = ArgsHasher::new(self.path);
-        h.domain(&self.version.to_string());
-        h
+        self.prepared().1.clone()
     }
 
     /// The derived key: `{path with '.' for '::'}/v{version}/{digest}`.
     pub fn derived_key(&self, hasher: ArgsHasher) -> String {
-        let mut key = self.path.replace("::", ".");
-        key.push_str("/v");
-        key.push_str(&self.version.to_string());
-        key.push('/');
+        let prefix = &self.prepared().0;
+        let mut key = String::with_capacity(prefix.len() + 64);
+        key.push_str(prefix);
         key.push_str(&hasher.finish_hex());
         key
     }
@@ -348,31 +357,32 @@ pub fn always<T>(_: &T) -> bool {
 }
 
 /// Runs a function whose result is a `Result`: `Ok` is cached, `Err` is not.
-pub async fn run<T, E, Fut>(
+pub async fn run<T, E, B, Fut>(
     store: Option<Store>,
     call: Option<Result<(Scope, String), CallError>>,
     site: &'static Site,
     sharing: Sharing<E>,
     should_cache: fn(&T) -> bool,
-    body: Fut,
+    body: B,
 ) -> Result<T, E>
 where
     T: CacheValue,
+    B: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let (store, scope, key) = match (store, call) {
         (Some(store), Some(Ok((scope, key)))) => (store, scope, key),
         (Some(_), Some(Err(e))) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
-            return body.await;
+            return body().await;
         }
-        _ => return body.await,
+        _ => return body().await,
     };
     let cache_type = match site.cache_type() {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
-            return body.await;
+            return body().await;
         }
     };
     let policy = ComputePolicy {
@@ -384,7 +394,7 @@ where
     let mut slot = Some(body);
     let outcome = store
         .compute_with(scope, cache_type, &key, &policy, || {
-            slot.take().expect("the body is taken once")
+            (slot.take().expect("the body is taken once"))()
         })
         .await;
     match outcome {
@@ -393,7 +403,7 @@ where
         Err(Failure::Store(e)) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
             match slot.take() {
-                Some(body) => body.await,
+                Some(body) => body().await,
                 // Unreachable by the contract of `compute_with` (store failures come before the
                 // computation); report instead of guessing a value.
                 None => unreachable!("the store refused a call after running its body"),
@@ -403,22 +413,23 @@ where
 }
 
 /// Runs a function whose result is not a `Result`.
-pub async fn run_infallible<T, Fut>(
+pub async fn run_infallible<T, B, Fut>(
     store: Option<Store>,
     call: Option<Result<(Scope, String), CallError>>,
     site: &'static Site,
     should_cache: fn(&T) -> bool,
-    body: Fut,
+    body: B,
 ) -> T
 where
     T: CacheValue,
+    B: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
     let sharing = Sharing::<Infallible> {
         share: |_| None,
         unshare: |_| None,
     };
-    let body = async move { Ok::<T, Infallible>(body.await) };
+    let body = move || async move { Ok::<T, Infallible>(body().await) };
     match run(store, call, site, sharing, should_cache, body).await {
         Ok(v) => v,
         Err(never) => match never {},

@@ -558,6 +558,37 @@ impl Store {
         if let Some(v) = first.value {
             return Ok(v);
         }
+        // The miss path is boxed so a hit's future stays small: hits are the hot path.
+        let miss = self.after_miss(
+            &scope,
+            cache_type,
+            (&k, &g),
+            first.generations,
+            policy,
+            compute,
+        );
+        Box::pin(miss).await
+    }
+
+    /// Single-flight computation after a first read missed.
+    async fn after_miss<T, E, F, Fut>(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        (k, g): (&CacheKey, &GenerationKeys),
+        first_generations: Option<[u64; 2]>,
+        policy: &ComputePolicy<T, E>,
+        compute: F,
+    ) -> Result<T, Failure<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
         let mut compute = Some(compute);
         loop {
             match self.inner.flights.join(k.as_str()) {
@@ -581,10 +612,10 @@ impl Store {
                         // flight.
                         let f = compute.take().expect("compute is only taken once");
                         let ctx = StoreCtx {
-                            scope: &scope,
+                            scope,
                             cache_type,
-                            key: &k,
-                            generations: first.generations,
+                            key: k,
+                            generations: first_generations,
                         };
                         return self.compute_and_store(ctx, policy, f, None).await;
                     }
@@ -595,7 +626,7 @@ impl Store {
                     // This read also tells a key of another Redis type from an absent one, so such an entry
                     // is counted and removed before the computed value replaces it.
                     let again = self
-                        .lookup(&k, &g, &series, codec::decode_typed::<T>, true)
+                        .lookup(k, g, &series, codec::decode_typed::<T>, true)
                         .await;
                     if let Some(v) = again.value {
                         guard.publish(Ok(Arc::new(v.clone())));
@@ -603,10 +634,10 @@ impl Store {
                     }
                     let f = compute.take().expect("compute is only taken once");
                     let ctx = StoreCtx {
-                        scope: &scope,
+                        scope,
                         cache_type,
-                        key: &k,
-                        generations: again.generations.or(first.generations),
+                        key: k,
+                        generations: again.generations.or(first_generations),
                     };
                     return self.compute_and_store(ctx, policy, f, Some(&guard)).await;
                 }
