@@ -7,3 +7,9 @@
 pub mod events;
 pub mod health;
 pub mod recorder;
+
+/// The README's examples, compiled and run as doctests so they stay true (this crate sits above every
+/// library the README shows).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -49,10 +49,5 @@ pub use error::{ComputeError, StoreError};
 pub use metrics::{Counters, LatencyHistogram, MetricsSnapshot, OVERFLOW_TENANT, SeriesSnapshot};
 pub use store::{Invalidation, InvalidationStrategy, Store, WriteOutcome};
 
-/// The README's examples, compiled and run as doctests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
-
 pub use fernando_cache_config as config;
 pub use fernando_cache_keys as keys;
