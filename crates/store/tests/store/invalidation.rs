@@ -165,3 +165,30 @@ async fn invalidation_fails_loudly_when_redis_is_down() {
         assert!(err.contains("unavailable"), "{strategy:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn invalidate_user_cache_hides_every_type_of_one_tenant_now_and_sweeps_later() {
+    let (server, store) = redis_store();
+    fill(&store, 5).await;
+    let other = tenant("globex");
+    let _ = store
+        .set(&other, &CacheType::SESSION, "k0", &1usize)
+        .await
+        .unwrap();
+
+    let inv = store.invalidate_user_cache(&tenant("acme")).await.unwrap();
+    assert_eq!(inv.strategy, InvalidationStrategy::Hybrid);
+    assert_eq!(visible(&store, &CacheType::SESSION, 5).await, 0);
+    assert_eq!(visible(&store, &CacheType::BILLING, 5).await, 0);
+    assert_eq!(
+        store
+            .get::<usize>(&other, &CacheType::SESSION, "k0")
+            .await
+            .unwrap(),
+        Some(1),
+        "another tenant keeps its entries"
+    );
+    let swept = inv.sweep.expect("hybrid sweeps").await.unwrap().unwrap();
+    assert_eq!(swept, 10);
+    assert_eq!(stored_keys(&server, &store, &CacheType::SESSION), 0);
+}
