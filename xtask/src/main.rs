@@ -1,15 +1,18 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server` from the
+//! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server`, PostgreSQL
+//!   and `tesseract-ocr` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
 //! - `bench store|recorder|cached|http` — benchmarks against a private redis-server, each reporting ratios
 //!   against a baseline measured in the same run (see `docs/benchmarks.md`);
+//! - `samples` — regenerates the sample documents in `samples/`;
 //! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
 //!
 //! xtask only orchestrates commands; it must not be a dependency of any library crate.
 
 mod prerequisites;
+mod samples;
 
 use std::process::{Command, ExitCode};
 
@@ -34,11 +37,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "test" => test(rest),
         "ci" => ci(),
         "bench" => bench(rest),
+        "samples" => samples::write(std::path::Path::new("samples")),
         "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
             println!(
                 "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder|cached|http | \
-                 migrate [run|status|revert] [--database-url URL]"
+                 samples | migrate [run|status|revert] [--database-url URL]"
             );
             Ok(())
         }
@@ -73,6 +77,7 @@ fn status(mut c: Command, what: &str) -> anyhow::Result<()> {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     prerequisites::ensure_redis_server()?;
     prerequisites::ensure_postgres()?;
+    prerequisites::ensure_tesseract()?;
     // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
     let mut tally = Tally::default();
     let mut c = cargo();

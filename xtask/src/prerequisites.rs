@@ -59,6 +59,24 @@ pub(crate) fn ensure_redis_server() -> anyhow::Result<()> {
     )
 }
 
+/// The OCR tests run the `tesseract` program with its English data (Debian package `tesseract-ocr`).
+pub(crate) fn ensure_tesseract() -> anyhow::Result<()> {
+    if found("tesseract") {
+        return Ok(());
+    }
+    if is_root() && found("apt-get") {
+        apt_install(&["tesseract-ocr", "tesseract-ocr-eng"])?;
+        if found("tesseract") {
+            return Ok(());
+        }
+        bail!("tesseract is still missing after installing the tesseract-ocr package");
+    }
+    bail!(
+        "tesseract is not installed and this user cannot install it: install the Debian/Ubuntu package \
+         `tesseract-ocr` (sudo apt-get install tesseract-ocr), or put tesseract on PATH"
+    )
+}
+
 /// The tests need PostgreSQL at `FERNANDO_TEST_POSTGRES_URL` (default 127.0.0.1:5432, user `postgres`, trust
 /// authentication). Start it if it is installed but stopped; install it as root if it is missing.
 pub(crate) fn ensure_postgres() -> anyhow::Result<()> {

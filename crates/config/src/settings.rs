@@ -45,6 +45,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Persistent statistics.
     pub statistics: StatisticsSettings,
+    /// The document pipeline.
+    pub processor: ProcessorSettings,
     /// Time to live per cache type.
     pub ttl: TtlTable,
 }
@@ -254,6 +256,58 @@ pub struct StatisticsSettings {
     pub memory_alert_ratio: f64,
 }
 
+/// Which field extractor the document pipeline uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ExtractorKind {
+    /// The built-in rule-based extractor (no network).
+    Rules,
+    /// Any OpenAI-compatible chat completions endpoint.
+    Openai,
+}
+
+/// Document pipeline settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ProcessorSettings {
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: u64,
+    /// The `tesseract` program (a name on `PATH` or a path).
+    pub tesseract: String,
+    /// Tesseract languages, e.g. `eng` or `eng+deu`.
+    pub ocr_languages: String,
+    /// Longest an OCR run may take.
+    #[serde(with = "duration")]
+    pub ocr_timeout: Duration,
+    /// The field extractor.
+    pub extractor: ExtractorKind,
+    /// The OpenAI-compatible extractor.
+    pub openai: OpenAiSettings,
+    /// Warming: entries read at least this often (per warming interval) are refreshed before they expire.
+    pub warm_min_hits: u32,
+    /// How often the warmer looks at hot documents and due warmup jobs.
+    #[serde(with = "duration")]
+    pub warm_interval: Duration,
+}
+
+/// An OpenAI-compatible chat completions endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OpenAiSettings {
+    /// Base URL, e.g. `https://api.openai.com/v1` (`/chat/completions` is appended).
+    pub url: String,
+    /// Model name.
+    pub model: String,
+    /// API key; set `FERNANDO_CACHE__PROCESSOR__OPENAI__API_KEY`, never in a file.
+    pub api_key: Option<SecretString>,
+    /// Longest a request may take.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
 impl Settings {
     /// Checks every value; the first problem found is returned, naming its key.
     ///
@@ -357,6 +411,41 @@ impl Settings {
                     key,
                     format!("{v} is outside 0.0..=1.0"),
                 ));
+            }
+        }
+        let p = &self.processor;
+        if p.max_document_bytes < 1024 || p.max_document_bytes > 1 << 32 {
+            return Err(ConfigError::invalid(
+                "processor.max_document_bytes",
+                "must be between 1 KiB and 4 GiB",
+            ));
+        }
+        if p.tesseract.trim().is_empty() {
+            return Err(ConfigError::invalid("processor.tesseract", "is empty"));
+        }
+        if p.ocr_languages.is_empty()
+            || !p
+                .ocr_languages
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                "processor.ocr_languages",
+                "must be tesseract language codes joined by '+', like eng+deu",
+            ));
+        }
+        check_duration("processor.ocr_timeout", p.ocr_timeout)?;
+        check_duration("processor.openai.timeout", p.openai.timeout)?;
+        check_duration("processor.warm_interval", p.warm_interval)?;
+        if p.extractor == ExtractorKind::Openai {
+            if url::Url::parse(&p.openai.url).is_err() {
+                return Err(ConfigError::invalid(
+                    "processor.openai.url",
+                    format!("{:?} is not a URL", p.openai.url),
+                ));
+            }
+            if p.openai.model.trim().is_empty() {
+                return Err(ConfigError::invalid("processor.openai.model", "is empty"));
             }
         }
         self.ttl.validate()

@@ -1,0 +1,11 @@
+//! The engines that ship with the pipeline.
+
+mod openai;
+mod rules;
+mod tesseract;
+mod text_layer;
+
+pub use openai::OpenAiExtractor;
+pub use rules::RuleExtractor;
+pub use tesseract::Tesseract;
+pub use text_layer::TextLayer;

@@ -1,0 +1,45 @@
+//! The document pipeline of fernando-cache: a [`DocumentProcessor`] with a tenant context computes a
+//! document's SHA-256 once, then runs each stage cache-first with fallback to real work — the whole result
+//! (`doc_hash`), the text (`ocr_result`: a PDF's text layer or `tesseract` OCR), and the extracted fields
+//! (`llm_extraction`: built-in rules or an OpenAI-compatible endpoint). Stage keys carry the engine's identity
+//! and version, so an upgraded engine never serves an old engine's output; concurrent uploads of one document
+//! process once; with Redis down documents still process. Also: telemetry and cache warming.
+//!
+//! This crate depends on config, keys and store; it must not depend on the models, HTTP, decorators or binary
+//! crates (the binary wires statistics and the HTTP API around it).
+//!
+//! ```
+//! use fernando_cache_processor::{DocumentProcessor, StageOutcome};
+//! use fernando_cache_store::{Store, config::{Environment, Settings}, keys::TenantId};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = Settings::embedded(Environment::Development)?;
+//! let store = Store::from_settings(&settings)?;
+//! let mut processor = DocumentProcessor::from_settings(&settings, store).await;
+//! processor.set_tenant_context(TenantId::new("user123")?);
+//!
+//! let invoice = b"Invoice number: INV-7781\nTotal: 1,234.50 EUR\n";
+//! let first = processor.process(invoice, Some("text/plain")).await?;   // processes the document
+//! let second = processor.process(invoice, Some("text/plain")).await?;  // served from the cache
+//! assert_eq!(first.stages.document, StageOutcome::Miss);
+//! assert_eq!(second.stages.document, StageOutcome::Hit);
+//! assert_eq!(second.result.fields.total.as_deref(), Some("1234.50 EUR"));
+//! # Ok(()) }
+//! ```
+
+mod document;
+mod engine;
+mod engines;
+mod processor;
+mod telemetry;
+mod warm;
+
+pub use document::DocumentKind;
+pub use engine::{EngineError, EngineId, ExtractedFields, FieldExtractor, TextEngine};
+pub use engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer};
+pub use processor::{
+    DocumentProcessor, DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages,
+};
+pub use telemetry::{KindFigures, Stage, StageFigures, TelemetrySnapshot};
+pub use warm::{ReferenceSource, WarmReport, Warmer};

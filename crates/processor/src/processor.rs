@@ -1,0 +1,533 @@
+//! [`DocumentProcessor`]: fingerprint once, then each stage cache-first with fallback to real work.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use fernando_cache_config::{CacheType, ExtractorKind, Settings};
+use fernando_cache_keys::{DocumentFingerprint, TenantId};
+use fernando_cache_store::{ComputeError, Store};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::{
+    DocumentKind, EngineError, ExtractedFields, FieldExtractor, TextEngine,
+    engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
+    telemetry::{Stage, Telemetry, TelemetrySnapshot},
+    warm::HotSet,
+};
+
+/// Why a document was not processed. Per document: a batch goes on with the next one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// No tenant context was set.
+    #[error("no tenant context: call set_tenant_context first")]
+    NoTenant,
+    /// The document is larger than `processor.max_document_bytes`.
+    #[error("document is {size} bytes; the limit is {limit} (processor.max_document_bytes)")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Neither the declared type nor the bytes tell a supported kind.
+    #[error("unsupported document type{0}; supported: text, PDF, PNG, JPEG, TIFF")]
+    UnknownKind(String),
+    /// No configured engine reads this kind.
+    #[error("no text engine reads {0} documents")]
+    NoEngine(DocumentKind),
+    /// An engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The document could not be read from disk.
+    #[error("{0}")]
+    Io(String),
+    /// The cache refused the call (an invalid tenant, for example).
+    #[error("cache: {0}")]
+    Store(String),
+}
+
+/// Whether a stage was answered from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageOutcome {
+    /// From the cache (or from a concurrent caller's computation).
+    Hit,
+    /// Computed.
+    Miss,
+}
+
+/// Per-stage outcomes of one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stages {
+    /// The whole result.
+    pub document: StageOutcome,
+    /// Text (PDF text layer or OCR).
+    pub ocr: StageOutcome,
+    /// Field extraction.
+    pub extraction: StageOutcome,
+}
+
+/// What the pipeline stores for a document (`doc_hash`) and answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentResult {
+    /// SHA-256 of the document, hex.
+    pub fingerprint: String,
+    /// Its kind.
+    pub kind: DocumentKind,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its text.
+    pub text: String,
+    /// Extracted fields.
+    pub fields: ExtractedFields,
+    /// The engine that produced the text.
+    pub text_engine: String,
+    /// The extractor that produced the fields.
+    pub extractor: String,
+    /// How long the text took to compute, when it was computed.
+    pub text_ms: u64,
+    /// How long extraction took, when it was computed.
+    pub extract_ms: u64,
+}
+
+/// One processed document: the result, where each stage came from, and the time the cache saved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessedDocument {
+    /// The result.
+    #[serde(flatten)]
+    pub result: DocumentResult,
+    /// Per-stage outcomes.
+    pub stages: Stages,
+    /// Engine time not spent thanks to the cache.
+    #[serde(serialize_with = "millis")]
+    pub time_saved: Duration,
+    /// Wall time of this call.
+    #[serde(serialize_with = "millis")]
+    pub elapsed: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TextResult {
+    text: String,
+    ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FieldsResult {
+    fields: ExtractedFields,
+    ms: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    text_engines: Vec<Arc<dyn TextEngine>>,
+    extractor: Arc<dyn FieldExtractor>,
+    max_bytes: u64,
+    telemetry: Telemetry,
+    pub(crate) hot: HotSet,
+}
+
+/// The document pipeline with a tenant context. Cheap to clone; clones share engines, cache and telemetry.
+#[derive(Clone)]
+pub struct DocumentProcessor {
+    pub(crate) shared: Arc<Shared>,
+    tenant: Option<TenantId>,
+}
+
+impl std::fmt::Debug for DocumentProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentProcessor")
+            .field("tenant", &self.tenant)
+            .field(
+                "text_engines",
+                &self
+                    .shared
+                    .text_engines
+                    .iter()
+                    .map(|e| e.id().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .field("extractor", &self.shared.extractor.id().to_string())
+            .finish()
+    }
+}
+
+fn stage_key(fp: &DocumentFingerprint, engine: &str) -> String {
+    format!("{fp}:{engine}")
+}
+
+impl DocumentProcessor {
+    /// A pipeline over `store` with these engines; the first engine accepting a kind reads it.
+    pub fn new(
+        store: Store,
+        text_engines: Vec<Arc<dyn TextEngine>>,
+        extractor: Arc<dyn FieldExtractor>,
+        max_document_bytes: u64,
+    ) -> Self {
+        DocumentProcessor {
+            shared: Arc::new(Shared {
+                store,
+                text_engines,
+                extractor,
+                max_bytes: max_document_bytes,
+                telemetry: Telemetry::default(),
+                hot: HotSet::new(),
+            }),
+            tenant: None,
+        }
+    }
+
+    /// The configured pipeline: the text layer for text and PDF, `tesseract` for images, and the configured
+    /// extractor.
+    pub async fn from_settings(settings: &Settings, store: Store) -> Self {
+        let p = &settings.processor;
+        let tesseract = Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout).await;
+        let extractor: Arc<dyn FieldExtractor> = match p.extractor {
+            ExtractorKind::Openai => Arc::new(OpenAiExtractor::new(&p.openai)),
+            _ => Arc::new(RuleExtractor),
+        };
+        DocumentProcessor::new(
+            store,
+            vec![Arc::new(TextLayer::default()), Arc::new(tesseract)],
+            extractor,
+            p.max_document_bytes,
+        )
+    }
+
+    /// Sets the tenant whose namespace every following call uses (the seed's `set_tenant_context`).
+    pub fn set_tenant_context(&mut self, tenant: TenantId) {
+        self.tenant = Some(tenant);
+    }
+
+    /// A clone working for `tenant`.
+    #[must_use]
+    pub fn for_tenant(&self, tenant: TenantId) -> Self {
+        DocumentProcessor {
+            shared: self.shared.clone(),
+            tenant: Some(tenant),
+        }
+    }
+
+    /// The tenant context, if set.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The pipeline's figures so far.
+    pub fn telemetry(&self) -> TelemetrySnapshot {
+        self.shared.telemetry.snapshot()
+    }
+
+    fn engine_for(&self, kind: DocumentKind) -> Result<&Arc<dyn TextEngine>, ProcessError> {
+        self.shared
+            .text_engines
+            .iter()
+            .find(|e| e.accepts(kind))
+            .ok_or(ProcessError::NoEngine(kind))
+    }
+
+    fn document_key(&self, fp: &DocumentFingerprint, engine: &dyn TextEngine) -> String {
+        stage_key(
+            fp,
+            &format!("{}+{}", engine.id(), self.shared.extractor.id()),
+        )
+    }
+
+    /// Processes a document held in memory. `content_type` (a MIME type) wins over sniffing the bytes.
+    ///
+    /// # Errors
+    /// [`ProcessError`] for this document; the cache being down is not an error.
+    pub async fn process(
+        &self,
+        bytes: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<ProcessedDocument, ProcessError> {
+        let size = bytes.len() as u64;
+        self.check_size(size)?;
+        let kind = kind_of(content_type, bytes)?;
+        let fp = DocumentFingerprint::of_bytes(bytes);
+        let owned = bytes.to_vec();
+        self.run(fp, kind, size, || async move { Ok(owned) }).await
+    }
+
+    /// Processes a file: its fingerprint is computed by streaming it, and the file is only read whole when a
+    /// stage must run.
+    ///
+    /// # Errors
+    /// [`ProcessError`] for this document.
+    pub async fn process_file(&self, path: &Path) -> Result<ProcessedDocument, ProcessError> {
+        let io = |e: std::io::Error| ProcessError::Io(format!("{}: {e}", path.display()));
+        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+        self.check_size(size)?;
+        let p = path.to_owned();
+        let (fp, head) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            use std::io::Read;
+            let mut head = vec![0u8; 8192];
+            let mut f = std::fs::File::open(&p)?;
+            let n = f.read(&mut head)?;
+            head.truncate(n);
+            let fp = DocumentFingerprint::of_reader(std::fs::File::open(&p)?)?;
+            Ok((fp, head))
+        })
+        .await
+        .map_err(|e| ProcessError::Io(e.to_string()))?
+        .map_err(io)?;
+        let by_extension = path.extension().and_then(|e| e.to_str()).and_then(|e| {
+            match e.to_ascii_lowercase().as_str() {
+                "txt" | "text" | "md" | "csv" => Some(DocumentKind::Text),
+                "pdf" => Some(DocumentKind::Pdf),
+                "png" => Some(DocumentKind::Png),
+                "jpg" | "jpeg" => Some(DocumentKind::Jpeg),
+                "tif" | "tiff" => Some(DocumentKind::Tiff),
+                _ => None,
+            }
+        });
+        let kind = sniff_head(&head)
+            .or(by_extension)
+            .ok_or_else(|| ProcessError::UnknownKind(format!(" of {}", path.display())))?;
+        let path = path.to_owned();
+        self.run(fp, kind, size, || async move {
+            tokio::fs::read(&path)
+                .await
+                .map_err(|e| ProcessError::Io(format!("{}: {e}", path.display())))
+        })
+        .await
+    }
+
+    /// The stored result of a document of this tenant, by fingerprint, if any.
+    ///
+    /// # Errors
+    /// [`ProcessError::NoTenant`] without a tenant context.
+    pub async fn cached(
+        &self,
+        fp: &DocumentFingerprint,
+    ) -> Result<Option<DocumentResult>, ProcessError> {
+        let tenant = self.tenant.as_ref().ok_or(ProcessError::NoTenant)?;
+        for engine in &self.shared.text_engines {
+            let key = self.document_key(fp, engine.as_ref());
+            if let Ok(Some(r)) = self
+                .shared
+                .store
+                .get::<DocumentResult>(tenant, &CacheType::DOC_HASH, &key)
+                .await
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), ProcessError> {
+        if size > self.shared.max_bytes {
+            return Err(ProcessError::TooLarge {
+                size,
+                limit: self.shared.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    async fn run<L, LF>(
+        &self,
+        fp: DocumentFingerprint,
+        kind: DocumentKind,
+        size: u64,
+        load: L,
+    ) -> Result<ProcessedDocument, ProcessError>
+    where
+        L: FnOnce() -> LF,
+        LF: Future<Output = Result<Vec<u8>, ProcessError>>,
+    {
+        let tenant = self.tenant.clone().ok_or(ProcessError::NoTenant)?;
+        let span = tracing::info_span!(
+            "document",
+            tenant = tenant.as_str(),
+            fingerprint = %fp,
+            kind = kind.as_str()
+        );
+        let result = self
+            .run_inner(&tenant, fp, kind, size, load)
+            .instrument(span)
+            .await;
+        if result.is_err() {
+            self.shared.telemetry.error();
+        }
+        result
+    }
+
+    async fn run_inner<L, LF>(
+        &self,
+        tenant: &TenantId,
+        fp: DocumentFingerprint,
+        kind: DocumentKind,
+        size: u64,
+        load: L,
+    ) -> Result<ProcessedDocument, ProcessError>
+    where
+        L: FnOnce() -> LF,
+        LF: Future<Output = Result<Vec<u8>, ProcessError>>,
+    {
+        let start = Instant::now();
+        let engine = self.engine_for(kind)?.clone();
+        let doc_key = self.document_key(&fp, engine.as_ref());
+        let computed = AtomicBool::new(false);
+        let ocr_computed = AtomicBool::new(false);
+        let extraction_computed = AtomicBool::new(false);
+        let shared = &self.shared;
+        let outcome = shared
+            .store
+            .get_or_compute(tenant, &CacheType::DOC_HASH, &doc_key, || async {
+                computed.store(true, Ordering::Relaxed);
+                let bytes = load().await?;
+                let text_id = engine.id().to_string();
+                let text = shared
+                    .store
+                    .get_or_compute(
+                        tenant,
+                        &CacheType::OCR_RESULT,
+                        &stage_key(&fp, &text_id),
+                        || async {
+                            ocr_computed.store(true, Ordering::Relaxed);
+                            let t = Instant::now();
+                            let text = engine.text(kind, &bytes).await?;
+                            Ok::<_, ProcessError>(TextResult {
+                                text,
+                                ms: t.elapsed().as_millis() as u64,
+                            })
+                        },
+                    )
+                    .await
+                    .map_err(flatten)?;
+                let extractor_id = shared.extractor.id().to_string();
+                let text_fp = DocumentFingerprint::of_bytes(text.text.as_bytes());
+                let fields = shared
+                    .store
+                    .get_or_compute(
+                        tenant,
+                        &CacheType::LLM_EXTRACTION,
+                        &stage_key(&text_fp, &extractor_id),
+                        || async {
+                            extraction_computed.store(true, Ordering::Relaxed);
+                            let t = Instant::now();
+                            let fields = shared.extractor.extract(&text.text).await?;
+                            Ok::<_, ProcessError>(FieldsResult {
+                                fields,
+                                ms: t.elapsed().as_millis() as u64,
+                            })
+                        },
+                    )
+                    .await
+                    .map_err(flatten)?;
+                Ok::<_, ProcessError>(DocumentResult {
+                    fingerprint: fp.to_hex(),
+                    kind,
+                    size,
+                    text: text.text,
+                    fields: fields.fields,
+                    text_engine: text_id,
+                    extractor: extractor_id,
+                    text_ms: text.ms,
+                    extract_ms: fields.ms,
+                })
+            })
+            .await;
+        let result = outcome.map_err(flatten)?;
+        let outcome_of = |ran: &AtomicBool| {
+            if ran.load(Ordering::Relaxed) {
+                StageOutcome::Miss
+            } else {
+                StageOutcome::Hit
+            }
+        };
+        let stages = if computed.load(Ordering::Relaxed) {
+            Stages {
+                document: StageOutcome::Miss,
+                ocr: outcome_of(&ocr_computed),
+                extraction: outcome_of(&extraction_computed),
+            }
+        } else {
+            Stages {
+                document: StageOutcome::Hit,
+                ocr: StageOutcome::Hit,
+                extraction: StageOutcome::Hit,
+            }
+        };
+        let t = &shared.telemetry;
+        let text_ms = Duration::from_millis(result.text_ms);
+        let extract_ms = Duration::from_millis(result.extract_ms);
+        let mut saved = Duration::ZERO;
+        for (stage, outcome, cost) in [
+            (Stage::Document, stages.document, Duration::ZERO),
+            (Stage::Ocr, stages.ocr, text_ms),
+            (Stage::Extraction, stages.extraction, extract_ms),
+        ] {
+            let hit = outcome == StageOutcome::Hit;
+            t.stage(stage, hit, cost);
+            if hit {
+                saved += cost;
+            } else if stage != Stage::Document {
+                t.spent(cost);
+            }
+            tracing::info!(
+                stage = stage.as_str(),
+                outcome = if hit { "hit" } else { "miss" },
+                saved_ms = if hit { cost.as_millis() as u64 } else { 0 },
+                "document stage"
+            );
+        }
+        t.document(kind, size, stages.document == StageOutcome::Hit);
+        shared.hot.touch(tenant, &doc_key);
+        Ok(ProcessedDocument {
+            result,
+            stages,
+            time_saved: saved,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+/// An inner stage's error, shared by concurrent callers, back to an owned error.
+fn flatten(e: ComputeError<ProcessError>) -> ProcessError {
+    match e {
+        ComputeError::Compute(e) => (*e).clone(),
+        ComputeError::Store(e) => ProcessError::Store(e.to_string()),
+    }
+}
+
+fn kind_of(content_type: Option<&str>, bytes: &[u8]) -> Result<DocumentKind, ProcessError> {
+    match content_type {
+        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" => {
+            DocumentKind::from_content_type(ct)
+                .ok_or_else(|| ProcessError::UnknownKind(format!(" {ct:?}")))
+        }
+        _ => DocumentKind::sniff(bytes).ok_or_else(|| ProcessError::UnknownKind(String::new())),
+    }
+}
+
+/// Sniffs the first bytes of a file; a UTF-8 sequence cut at the end of the head still counts as text.
+fn sniff_head(head: &[u8]) -> Option<DocumentKind> {
+    if let Some(k) = DocumentKind::sniff(head) {
+        return Some(k);
+    }
+    match std::str::from_utf8(head) {
+        Err(e) if e.error_len().is_none() && !head.contains(&0) => Some(DocumentKind::Text),
+        _ => None,
+    }
+}

@@ -1,0 +1,8 @@
+//! The pipeline against real `redis-server` processes, real `tesseract`, the sample corpus, and a local HTTP
+//! server speaking the OpenAI chat completions API.
+
+mod support;
+
+mod engines;
+mod openai;
+mod stages;
