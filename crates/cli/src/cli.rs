@@ -8,7 +8,7 @@ use fernando_cache_config::{Environment, LoadOptions, Settings};
 
 use crate::{
     cache_cmd::{self, CacheCommand},
-    stats_cmd,
+    process_cmd, stats_cmd,
 };
 
 /// A Redis caching layer for document-processing platforms.
@@ -34,6 +34,18 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Process documents (files and folders) through the cached pipeline and print what the cache saved.
+    Process {
+        /// Files or folders (walked recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The tenant the documents belong to.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read, write and invalidate cache entries.
     Cache {
         #[command(subcommand)]
@@ -82,6 +94,11 @@ impl Cli {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings()?;
     match cli.command {
+        Command::Process {
+            paths,
+            tenant,
+            json,
+        } => process_cmd::run(&settings, paths, &tenant, json).await,
         Command::Cache { command } => cache_cmd::run(&settings, command).await,
         Command::Stats { since, json } => stats_cmd::stats(&settings, since, json).await,
         Command::Event {

@@ -8,6 +8,7 @@
 
 mod cache_cmd;
 mod cli;
+mod process_cmd;
 mod stats_cmd;
 
 use std::process::ExitCode;

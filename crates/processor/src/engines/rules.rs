@@ -35,7 +35,7 @@ static NAMED_DATE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static TOTAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?im)\b(?:grand\s+total|total\s+amount|amount\s+due|total|gesamtbetrag|gesamtsumme|rechnungsbetrag|montant\s+total|total\s+ttc)\b[^\n\d€$£]{0,20}(EUR|USD|GBP|CHF|€|\$|£)?\s*(\d{1,3}(?:[.,' ]\d{3})*(?:[.,]\d{2})|\d+(?:[.,]\d{2})?)\s*(EUR|USD|GBP|CHF|€|\$|£)?",
+        r"(?im)\b(?:grand\s+total|total\s+amount|amount\s+due|total|gesamtbetrag|gesamtsumme|rechnungsbetrag|montant\s+total|total\s+ttc)\b[^\n\d€$£]{0,20}?(EUR|USD|GBP|CHF|€|\$|£)?\s*(\d{1,3}(?:[.,' ]\d{3})*(?:[.,]\d{2})|\d+(?:[.,]\d{2})?)\s*(EUR|USD|GBP|CHF|€|\$|£)?",
     )
     .expect("total rule")
 });
@@ -177,7 +177,11 @@ fn iban_valid(iban: &str) -> bool {
 /// The extraction itself, shared with tests and other extractors' fallbacks.
 pub(crate) fn extract(text: &str) -> ExtractedFields {
     ExtractedFields {
-        invoice_number: INVOICE.captures(text).map(|c| c[1].to_owned()),
+        // A number has digits: "invoice sent" is not one.
+        invoice_number: INVOICE
+            .captures_iter(text)
+            .map(|c| c[1].to_owned())
+            .find(|n| n.chars().any(|c| c.is_ascii_digit())),
         dates: dates(text),
         total: total(text),
         vat_ids: VAT
@@ -251,5 +255,10 @@ mod tests {
         assert_eq!(amount("1'234.56").as_deref(), Some("1234.56"));
         assert_eq!(amount("1234").as_deref(), Some("1234.00"));
         assert_eq!(extract("Dear Ms Smith, thank you.").invoice_number, None);
+        assert_eq!(extract("the same invoice sent again").invoice_number, None);
+        assert_eq!(
+            extract("Total EUR 13.50").total.as_deref(),
+            Some("13.50 EUR")
+        );
     }
 }

@@ -1,0 +1,271 @@
+//! `fernando-cache process <paths…>`: runs the document pipeline over files and folders, with a progress bar,
+//! and prints a summary of what the cache saved.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use fernando_cache_config::Settings;
+use fernando_cache_keys::TenantId;
+use fernando_cache_processor::{DocumentProcessor, ProcessedDocument, StageOutcome};
+use fernando_cache_store::Store;
+use serde_json::json;
+use tokio::{sync::Semaphore, task::JoinSet};
+
+/// Documents processed at once.
+const PARALLEL: usize = 4;
+
+/// Every regular file under `paths` (folders walked recursively, hidden entries skipped), in a stable order.
+fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        if meta.is_file() {
+            out.push(path.to_owned());
+        } else if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("{}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect();
+            entries.sort();
+            for e in entries {
+                walk(&e, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn outcome(o: StageOutcome) -> &'static str {
+    match o {
+        StageOutcome::Hit => "hit",
+        StageOutcome::Miss => "miss",
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+pub(crate) async fn run(
+    settings: &Settings,
+    paths: Vec<PathBuf>,
+    tenant: &str,
+    json_output: bool,
+) -> anyhow::Result<ExitCode> {
+    let tenant = TenantId::new(tenant).context("--tenant")?;
+    let files = collect(&paths)?;
+    if files.is_empty() {
+        bail!(
+            "no files found under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let store = Store::from_settings(settings)?;
+    let recorder = crate::stats_cmd::start_recorder(settings, &store).await;
+    let processor = DocumentProcessor::from_settings(settings, store.clone())
+        .await
+        .for_tenant(tenant.clone());
+    let before = store.metrics().totals();
+    let started = Instant::now();
+
+    let bar = if json_output {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(files.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        )
+    };
+    let limit = Arc::new(Semaphore::new(PARALLEL));
+    let mut set = JoinSet::new();
+    for (i, path) in files.iter().cloned().enumerate() {
+        let (processor, limit, bar) = (processor.clone(), limit.clone(), bar.clone());
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            bar.set_message(path.display().to_string());
+            let r = processor.process_file(&path).await;
+            bar.inc(1);
+            (i, path, r)
+        });
+    }
+    let mut results = Vec::with_capacity(files.len());
+    while let Some(joined) = set.join_next().await {
+        results.push(joined.context("a document task failed")?);
+    }
+    bar.finish_and_clear();
+    results.sort_by_key(|(i, _, _)| *i);
+    let elapsed = started.elapsed();
+    let t = processor.telemetry();
+    let cache = store.metrics().totals().since(&before);
+    let failed = results.iter().filter(|(_, _, r)| r.is_err()).count();
+
+    if json_output {
+        let documents: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(_, path, r)| match r {
+                Ok(doc) => {
+                    let mut v = serde_json::to_value(doc).unwrap_or_default();
+                    v["path"] = json!(path.display().to_string());
+                    v
+                }
+                Err(e) => json!({"path": path.display().to_string(), "error": e.to_string()}),
+            })
+            .collect();
+        let summary = json!({
+            "tenant": tenant.as_str(),
+            "documents": results.len(),
+            "from_cache": t.documents_cached(),
+            "processed": t.documents_processed(),
+            "failed": failed,
+            "stages": {"document": t.document, "ocr": t.ocr, "extraction": t.extraction},
+            "time_saved_ms": t.time_saved.as_millis() as u64,
+            "engine_time_ms": t.time_spent.as_millis() as u64,
+            "bytes_raw": cache.raw_bytes,
+            "bytes_stored": cache.stored_bytes,
+            "elapsed_ms": elapsed.as_millis() as u64,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"documents": documents, "summary": summary}))?
+        );
+    } else {
+        print_table(&results, &t, &cache, elapsed, &tenant);
+    }
+    if let Some(recorder) = recorder {
+        recorder.shutdown(Duration::from_secs(5)).await;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+type Row = (
+    usize,
+    PathBuf,
+    Result<ProcessedDocument, fernando_cache_processor::ProcessError>,
+);
+
+fn print_table(
+    results: &[Row],
+    t: &fernando_cache_processor::TelemetrySnapshot,
+    cache: &fernando_cache_store::Counters,
+    elapsed: Duration,
+    tenant: &TenantId,
+) {
+    println!(
+        "{:<48} {:<5} {:<9} {:<5} {:<10}  fields",
+        "document", "kind", "document", "text", "extraction"
+    );
+    for (_, path, r) in results {
+        let name = path.display().to_string();
+        let name = if name.chars().count() > 48 {
+            format!(
+                "…{}",
+                name.chars()
+                    .rev()
+                    .take(47)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            )
+        } else {
+            name
+        };
+        match r {
+            Ok(doc) => {
+                let f = &doc.result.fields;
+                let mut fields = Vec::new();
+                if let Some(n) = &f.invoice_number {
+                    fields.push(format!("invoice {n}"));
+                }
+                if let Some(total) = &f.total {
+                    fields.push(format!("total {total}"));
+                }
+                if let Some(d) = f.dates.first() {
+                    fields.push(format!("date {d}"));
+                }
+                if !f.ibans.is_empty() {
+                    fields.push(format!("{} IBAN", f.ibans.len()));
+                }
+                println!(
+                    "{:<48} {:<5} {:<9} {:<5} {:<10}  {}",
+                    name,
+                    doc.result.kind.as_str(),
+                    outcome(doc.stages.document),
+                    outcome(doc.stages.ocr),
+                    outcome(doc.stages.extraction),
+                    fields.join(", ")
+                );
+            }
+            Err(e) => println!("{name:<48} error: {e}"),
+        }
+    }
+    let stage = |s: &fernando_cache_processor::StageFigures| {
+        let total = s.hits + s.misses;
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            s.hits as f64 * 100.0 / total as f64
+        };
+        format!("{} hits / {} misses ({ratio:.0} %)", s.hits, s.misses)
+    };
+    println!();
+    println!("tenant            {}", tenant.as_str());
+    println!(
+        "documents         {} ({} from cache, {} processed, {} failed)",
+        results.len(),
+        t.documents_cached(),
+        t.documents_processed(),
+        t.errors
+    );
+    println!("document stage    {}", stage(&t.document));
+    println!("text stage        {}", stage(&t.ocr));
+    println!("extraction stage  {}", stage(&t.extraction));
+    println!(
+        "time saved        {} of engine time (spent {})",
+        humantime::format_duration(Duration::from_millis(t.time_saved.as_millis() as u64)),
+        humantime::format_duration(Duration::from_millis(t.time_spent.as_millis() as u64)),
+    );
+    println!(
+        "bytes             {} not reprocessed; cache stored {} for {} raw",
+        human_bytes(t.bytes_not_reprocessed),
+        human_bytes(cache.stored_bytes),
+        human_bytes(cache.raw_bytes)
+    );
+    for (kind, k) in &t.by_kind {
+        println!(
+            "  {:<6}          {} documents, {} from cache ({:.0} %)",
+            kind.as_str(),
+            k.documents,
+            k.cached,
+            k.efficiency().unwrap_or(0.0) * 100.0
+        );
+    }
+    println!("elapsed           {:.2?}", elapsed);
+}
