@@ -46,6 +46,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the document API over HTTP until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (default: server.bind).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+    },
     /// Read, write and invalidate cache entries.
     Cache {
         #[command(subcommand)]
@@ -99,6 +105,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             json,
         } => process_cmd::run(&settings, paths, &tenant, json).await,
+        Command::Serve { bind } => crate::server::run(&settings, bind).await,
         Command::Cache { command } => cache_cmd::run(&settings, command).await,
         Command::Stats { since, json } => stats_cmd::stats(&settings, since, json).await,
         Command::Event {

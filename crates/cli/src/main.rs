@@ -9,6 +9,7 @@
 mod cache_cmd;
 mod cli;
 mod process_cmd;
+mod server;
 mod stats_cmd;
 
 use std::process::ExitCode;

@@ -18,7 +18,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like 15m, 24h or 7d ({e})"))
 }
 
-fn database_url(settings: &Settings) -> anyhow::Result<String> {
+pub(crate) fn database_url(settings: &Settings) -> anyhow::Result<String> {
     if !settings.statistics.enabled {
         anyhow::bail!(
             "statistics are disabled in the {} profile (statistics.enabled = false)",

@@ -37,8 +37,8 @@ pub use error::ConfigError;
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
-    BackendKind, CompressionSettings, DegradationSettings, ExtractorKind, InvalidationSettings,
-    MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings, RedisSettings, RedisUrl,
-    Settings, StatisticsSettings, TenancySettings,
+    ApiKey, BackendKind, CompressionSettings, DegradationSettings, ExtractorKind,
+    InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
+    RedisSettings, RedisUrl, ServerSettings, Settings, StatisticsSettings, TenancySettings,
 };
 pub use ttl::TtlTable;

@@ -47,6 +47,8 @@ pub struct Settings {
     pub statistics: StatisticsSettings,
     /// The document pipeline.
     pub processor: ProcessorSettings,
+    /// The HTTP API (`fernando-cache serve`).
+    pub server: ServerSettings,
     /// Time to live per cache type.
     pub ttl: TtlTable,
 }
@@ -292,6 +294,33 @@ pub struct ProcessorSettings {
     pub warm_interval: Duration,
 }
 
+/// The HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// SHA-256 (hex) of the admin token; empty disables the admin routes.
+    pub admin_token_sha256: String,
+    /// Tenants' API keys, stored as SHA-256 hashes.
+    pub api_keys: Vec<ApiKey>,
+    /// How long `GET /v1/documents/{sha256}` answers are cached by the HTTP layer.
+    #[serde(with = "duration")]
+    pub response_ttl: Duration,
+}
+
+/// One tenant API key, by hash: the key itself is never stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ApiKey {
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// SHA-256 of the key, 64 hexadecimal digits.
+    pub key_sha256: String,
+}
+
 /// An OpenAI-compatible chat completions endpoint.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -413,6 +442,35 @@ impl Settings {
                 ));
             }
         }
+        let sv = &self.server;
+        if sv.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "server.bind",
+                format!("{:?} is not an address like 127.0.0.1:8080", sv.bind),
+            ));
+        }
+        let is_sha256 = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        if !sv.admin_token_sha256.is_empty() && !is_sha256(&sv.admin_token_sha256) {
+            return Err(ConfigError::invalid(
+                "server.admin_token_sha256",
+                "must be the SHA-256 of the token: 64 hexadecimal digits",
+            ));
+        }
+        for (i, k) in sv.api_keys.iter().enumerate() {
+            if !is_sha256(&k.key_sha256) {
+                return Err(ConfigError::invalid(
+                    format!("server.api_keys[{i}].key_sha256"),
+                    "must be the SHA-256 of the key: 64 hexadecimal digits",
+                ));
+            }
+            if k.tenant.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("server.api_keys[{i}].tenant"),
+                    "is empty",
+                ));
+            }
+        }
+        check_duration("server.response_ttl", sv.response_ttl)?;
         let p = &self.processor;
         if p.max_document_bytes < 1024 || p.max_document_bytes > 1 << 32 {
             return Err(ConfigError::invalid(

@@ -22,5 +22,5 @@ pub use migrate::{MigrationStatus, revert_last, run_pending, status};
 pub use repo::{
     EventRecord, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary, health_rows,
     insert_event, insert_health, invalidation_rules, list_events, performance_since,
-    statistics_since, upsert_performance, upsert_statistics, warmup_jobs,
+    record_warmup_run, statistics_since, upsert_performance, upsert_statistics, warmup_jobs,
 };

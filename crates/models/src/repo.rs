@@ -443,3 +443,28 @@ pub fn warmup_jobs(db: &mut Db) -> Result<Vec<WarmupJob>, ModelError> {
         .select(WarmupJob::as_select())
         .load(db)?)
 }
+
+/// Records a warmup job's run: when, the outcome, the keys it warmed (added to the total) and when it is due
+/// next.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn record_warmup_run(
+    db: &mut Db,
+    job_id: i64,
+    ran_at: NaiveDateTime,
+    status: &str,
+    keys_warmed: i64,
+    next_run_at: NaiveDateTime,
+) -> Result<(), ModelError> {
+    use cache_warmup_jobs::dsl as w;
+    diesel::update(w::cache_warmup_jobs.filter(w::id.eq(job_id)))
+        .set((
+            w::last_run_at.eq(Some(ran_at)),
+            w::last_status.eq(Some(status)),
+            w::keys_warmed.eq(w::keys_warmed + keys_warmed),
+            w::next_run_at.eq(Some(next_run_at)),
+        ))
+        .execute(db)?;
+    Ok(())
+}

@@ -1139,19 +1139,26 @@ impl Store {
             let one = |counter: &AtomicU64| {
                 counter.fetch_add(1, Ordering::Relaxed);
             };
+            // A leader's re-check belongs to a call whose first read was already counted as a miss: it
+            // counts what it finds, but not a second hit or miss.
+            let count = |counter: &AtomicU64| {
+                if !checked {
+                    one(counter);
+                }
+            };
             match found {
-                Found::Value => one(&c.hits),
-                Found::Absent => one(&c.misses),
+                Found::Value => count(&c.hits),
+                Found::Absent => count(&c.misses),
                 Found::Stale => {
-                    one(&c.misses);
+                    count(&c.misses);
                     one(&c.stale);
                 }
                 Found::Corrupt => {
-                    one(&c.misses);
+                    count(&c.misses);
                     one(&c.corrupt);
                 }
                 Found::Unavailable { refused } => {
-                    one(&c.misses);
+                    count(&c.misses);
                     one(&c.degraded);
                     if !refused {
                         one(&c.errors);

@@ -1,0 +1,109 @@
+//! Bearer authentication: tenant API keys and the admin token, configured as SHA-256 hashes.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use fernando_cache_config::ServerSettings;
+use fernando_cache_keys::TenantId;
+use sha2::{Digest, Sha256};
+
+use super::{AppState, error};
+
+/// Who a request is, once authenticated.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    Tenant(TenantId),
+    Admin,
+}
+
+/// Keys by hash; the keys themselves are never held.
+#[derive(Debug, Default)]
+pub(crate) struct Keys {
+    tenants: HashMap<[u8; 32], TenantId>,
+    admin: Option<[u8; 32]>,
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Keys {
+    /// The configured keys; invalid tenant ids are a configuration error.
+    pub(crate) fn from_settings(s: &ServerSettings) -> anyhow::Result<Keys> {
+        let mut keys = Keys::default();
+        for k in &s.api_keys {
+            let tenant = TenantId::new(&k.tenant)
+                .map_err(|e| anyhow::anyhow!("server.api_keys: tenant {:?}: {e}", k.tenant))?;
+            let hash = parse_hash(&k.key_sha256)
+                .ok_or_else(|| anyhow::anyhow!("server.api_keys: bad key_sha256"))?;
+            keys.tenants.insert(hash, tenant);
+        }
+        keys.admin = parse_hash(&s.admin_token_sha256);
+        Ok(keys)
+    }
+
+    fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?
+            .trim();
+        if token.is_empty() {
+            return None;
+        }
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if self.admin == Some(hash) {
+            return Some(Caller::Admin);
+        }
+        self.tenants.get(&hash).cloned().map(Caller::Tenant)
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// Tenant routes: a tenant key is required. The tenant goes into the request extensions and the
+/// `Authorization` header is removed, so the HTTP cache layer keys by tenant and never sees the credential.
+pub(crate) async fn tenant(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match state.keys.caller(req.headers()) {
+        Some(Caller::Tenant(t)) => {
+            req.headers_mut().remove(header::AUTHORIZATION);
+            req.extensions_mut().insert(t);
+            next.run(req).await
+        }
+        Some(Caller::Admin) => error(
+            StatusCode::FORBIDDEN,
+            "the admin token cannot act as a tenant; use a tenant API key",
+        ),
+        None => unauthorized("a valid tenant API key is required: Authorization: Bearer <key>"),
+    }
+}
+
+/// Admin routes: the admin token is required.
+pub(crate) async fn admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match state.keys.caller(req.headers()) {
+        Some(Caller::Admin) => next.run(req).await,
+        Some(Caller::Tenant(_)) => error(StatusCode::FORBIDDEN, "this route needs the admin token"),
+        None => unauthorized("the admin token is required: Authorization: Bearer <token>")
+            .into_response(),
+    }
+}

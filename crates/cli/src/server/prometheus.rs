@@ -1,0 +1,180 @@
+//! `GET /metrics`: the store's and the pipeline's figures in the Prometheus text exposition format (0.0.4).
+
+use std::fmt::Write;
+
+use axum::{
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+
+use super::AppState;
+
+/// A label value with `\`, `"` and newlines escaped, as the format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A counter family: name, help, and how to read it from a series.
+type Family = (
+    &'static str,
+    &'static str,
+    fn(&fernando_cache_store::Counters) -> u64,
+);
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state.store.metrics();
+    let mut out = String::new();
+    let counters: [Family; 9] = [
+        (
+            "fernando_cache_hits_total",
+            "Reads that returned a value.",
+            |c| c.hits,
+        ),
+        (
+            "fernando_cache_misses_total",
+            "Reads that returned nothing.",
+            |c| c.misses,
+        ),
+        ("fernando_cache_sets_total", "Writes stored.", |c| c.sets),
+        (
+            "fernando_cache_dropped_sets_total",
+            "Writes dropped while the backend was unavailable.",
+            |c| c.dropped_sets,
+        ),
+        ("fernando_cache_deletes_total", "Keys deleted.", |c| {
+            c.deletes
+        }),
+        (
+            "fernando_cache_errors_total",
+            "Backend calls that failed.",
+            |c| c.errors,
+        ),
+        (
+            "fernando_cache_degraded_total",
+            "Operations completed without the backend.",
+            |c| c.degraded,
+        ),
+        (
+            "fernando_cache_raw_bytes_total",
+            "Bytes of values written, before compression.",
+            |c| c.raw_bytes,
+        ),
+        (
+            "fernando_cache_stored_bytes_total",
+            "Bytes written after compression.",
+            |c| c.stored_bytes,
+        ),
+    ];
+    for (name, help, get) in counters {
+        family(&mut out, name, "counter", help);
+        for s in &snapshot.series {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",cache_type=\"{}\"}} {}",
+                label(&s.tenant),
+                label(&s.cache_type),
+                get(&s.counters)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "fernando_cache_get_latency_seconds",
+        "summary",
+        "Latency of cache reads.",
+    );
+    for s in &snapshot.series {
+        let (t, c) = (label(&s.tenant), label(&s.cache_type));
+        for q in [0.5, 0.95, 0.99] {
+            let _ = writeln!(
+                out,
+                "fernando_cache_get_latency_seconds{{tenant=\"{t}\",cache_type=\"{c}\",quantile=\"{q}\"}} {}",
+                s.get_latency.quantile(q).as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "fernando_cache_get_latency_seconds_count{{tenant=\"{t}\",cache_type=\"{c}\"}} {}",
+            s.get_latency.count()
+        );
+    }
+    family(
+        &mut out,
+        "fernando_cache_breaker_open",
+        "gauge",
+        "1 while the circuit breaker keeps calls away from the backend.",
+    );
+    let _ = writeln!(
+        out,
+        "fernando_cache_breaker_open {}",
+        u8::from(snapshot.breaker.as_str() != "closed")
+    );
+    let t = state.processor.telemetry();
+    family(
+        &mut out,
+        "fernando_cache_stage_total",
+        "counter",
+        "Document pipeline stages by outcome.",
+    );
+    for (stage, f) in [
+        ("document", t.document),
+        ("ocr", t.ocr),
+        ("extraction", t.extraction),
+    ] {
+        let _ = writeln!(
+            out,
+            "fernando_cache_stage_total{{stage=\"{stage}\",outcome=\"hit\"}} {}",
+            f.hits
+        );
+        let _ = writeln!(
+            out,
+            "fernando_cache_stage_total{{stage=\"{stage}\",outcome=\"miss\"}} {}",
+            f.misses
+        );
+    }
+    family(
+        &mut out,
+        "fernando_cache_time_saved_seconds_total",
+        "counter",
+        "Engine time the cache saved.",
+    );
+    let _ = writeln!(
+        out,
+        "fernando_cache_time_saved_seconds_total {}",
+        t.time_saved.as_secs_f64()
+    );
+    family(
+        &mut out,
+        "fernando_cache_documents_total",
+        "counter",
+        "Documents by kind and whether they came entirely from the cache.",
+    );
+    for (kind, k) in &t.by_kind {
+        let _ = writeln!(
+            out,
+            "fernando_cache_documents_total{{kind=\"{}\",cached=\"true\"}} {}",
+            kind.as_str(),
+            k.cached
+        );
+        let _ = writeln!(
+            out,
+            "fernando_cache_documents_total{{kind=\"{}\",cached=\"false\"}} {}",
+            kind.as_str(),
+            k.documents - k.cached
+        );
+    }
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

@@ -1,0 +1,242 @@
+//! The API's handlers.
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use fernando_cache::{
+    events::{self, CacheEvent},
+    health,
+};
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{DocumentFingerprint, TenantId};
+use fernando_cache_processor::{EngineError, ProcessError};
+use fernando_cache_store::InvalidationStrategy;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, error};
+
+fn process_error(e: &ProcessError) -> Response {
+    let status = match e {
+        ProcessError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ProcessError::UnknownKind(_) | ProcessError::NoEngine(_) => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        ProcessError::Engine(EngineError::Missing { .. } | EngineError::Timeout { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ProcessError::Engine(EngineError::Upstream { .. }) => StatusCode::BAD_GATEWAY,
+        ProcessError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, &e.to_string())
+}
+
+/// `POST /v1/documents`: the raw document as the body; `Content-Type` tells its kind.
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match state
+        .processor
+        .for_tenant(tenant)
+        .process(&body, content_type)
+        .await
+    {
+        Ok(doc) => Json(doc).into_response(),
+        Err(e) => process_error(&e),
+    }
+}
+
+/// `GET /v1/documents/{sha256}`: the tenant's stored result for a fingerprint.
+pub(crate) async fn document(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(sha256): Path<String>,
+) -> Response {
+    let Ok(fp) = sha256.parse::<DocumentFingerprint>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not a SHA-256 fingerprint (64 hexadecimal digits)",
+        );
+    };
+    match state.processor.for_tenant(tenant).cached(&fp).await {
+        Ok(Some(doc)) => Json(doc).into_response(),
+        Ok(None) => {
+            // A 404 must not be kept by the response cache: the document may be uploaded a moment later.
+            let mut r = error(StatusCode::NOT_FOUND, "no such document for this tenant");
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => process_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EventBody {
+    event_type: String,
+    subject: Option<String>,
+}
+
+/// `POST /v1/events`: an event for the caller's tenant, applied by the invalidation rules.
+pub(crate) async fn event(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Json(body): Json<EventBody>,
+) -> Response {
+    let Some(url) = &state.database_url else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "events need the statistics database (statistics.enabled), which holds the invalidation rules",
+        );
+    };
+    let mut ev = CacheEvent::new(body.event_type, tenant);
+    if let Some(s) = body.subject {
+        ev = ev.subject(s);
+    }
+    match events::apply(&state.store, url, &ev).await {
+        Ok(applied) => Json(json!({
+            "applied": applied.iter().map(|a| json!({
+                "rule": a.rule,
+                "cache_type": a.cache_type,
+                "strategy": a.strategy.as_str(),
+            })).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// `GET /v1/cache/stats`: the caller's own cache figures, per cache type.
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+) -> Response {
+    let snapshot = state.store.metrics();
+    let types: Vec<_> = snapshot
+        .series
+        .iter()
+        .filter(|s| s.tenant == tenant.as_str())
+        .map(|s| {
+            let c = &s.counters;
+            json!({
+                "cache_type": s.cache_type,
+                "hits": c.hits,
+                "misses": c.misses,
+                "hit_ratio": c.hit_ratio(),
+                "sets": c.sets,
+                "errors": c.errors,
+                "degraded": c.degraded,
+                "raw_bytes": c.raw_bytes,
+                "stored_bytes": c.stored_bytes,
+                "p50_ms": s.get_latency.quantile(0.5).as_secs_f64() * 1e3,
+                "p99_ms": s.get_latency.quantile(0.99).as_secs_f64() * 1e3,
+            })
+        })
+        .collect();
+    // Live figures: never answered from the response cache.
+    let mut r = Json(json!({"tenant": tenant.as_str(), "cache_types": types})).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InvalidateBody {
+    tenant: String,
+    cache_type: Option<String>,
+    strategy: Option<String>,
+}
+
+/// `POST /v1/cache/invalidate` (admin): a tenant's entries, or one cache type's.
+pub(crate) async fn invalidate(
+    State(state): State<AppState>,
+    Json(body): Json<InvalidateBody>,
+) -> Response {
+    let tenant = match TenantId::new(&body.tenant) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("tenant: {e}")),
+    };
+    let cache_type = match body.cache_type.as_deref().map(CacheType::new).transpose() {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let strategy: InvalidationStrategy = match body.strategy.as_deref().unwrap_or("hybrid").parse()
+    {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    match state
+        .store
+        .invalidate(&tenant, cache_type.as_ref(), strategy)
+        .await
+    {
+        Ok(inv) => Json(json!({
+            "tenant": tenant.as_str(),
+            "strategy": inv.strategy.as_str(),
+            "deleted": inv.deleted,
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// `GET /health`: the cache backend, the statistics database and the breaker. `healthy` when all are well,
+/// `degraded` (still 200: documents process without the cache or without statistics) when one is down,
+/// `down` (503) when both are.
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let (cache, _) =
+        health::check_backend(&state.store, &health::AlertThresholds::new(0.0, 1.0)).await;
+    let database = match &state.database_url {
+        None => json!({"status": "disabled"}),
+        Some(url) => {
+            let url = url.clone();
+            let row =
+                tokio::task::spawn_blocking(move || match fernando_cache_models::Db::open(&url) {
+                    Ok(mut db) => health::check_database(&mut db),
+                    Err(e) => health::database_down(&e.to_string()),
+                })
+                .await
+                .unwrap_or_else(|e| health::database_down(&e.to_string()));
+            json!({"status": row.status, "message": row.message})
+        }
+    };
+    let cache_down = cache.status == "down";
+    let db_down = database["status"] == "down";
+    let breaker = state.store.metrics().breaker;
+    let overall = if cache_down && db_down {
+        "down"
+    } else if cache.status != "healthy" || db_down || breaker.as_str() != "closed" {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let status = if overall == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut r = (
+        status,
+        Json(json!({
+            "status": overall,
+            "cache": {"backend": cache.component, "status": cache.status, "latency_us": cache.latency_us, "message": cache.message},
+            "database": database,
+            "breaker": breaker.as_str(),
+        })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

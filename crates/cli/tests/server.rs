@@ -1,0 +1,399 @@
+//! `fernando-cache serve` as a real process over TCP, with a private redis-server and a throwaway PostgreSQL
+//! database: uploads, authentication, tenant isolation, health through a Redis outage, Prometheus metrics,
+//! and statistics flushed on SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fernando_cache_models::{Db, statistics_since};
+use fernando_cache_testkit::{PostgresDb, RedisServer};
+use serde_json::Value;
+
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    fn start(redis_url: &str, database_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+            .args([
+                "--env",
+                "test",
+                "--redis-url",
+                redis_url,
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+            ])
+            .env_remove("FERNANDO_CACHE_ENV")
+            .env("FERNANDO_CACHE__REDIS__COMMAND_TIMEOUT", "200ms")
+            .env("FERNANDO_CACHE__REDIS__CONNECT_TIMEOUT", "200ms")
+            .env("FERNANDO_CACHE__DEGRADATION__BREAKER_OPEN_FOR", "300ms")
+            .env("FERNANDO_CACHE__STATISTICS__ENABLED", "true")
+            .env("FERNANDO_CACHE__STATISTICS__DATABASE_URL", database_url)
+            // Only the shutdown flush writes statistics, so the SIGTERM test sees that flush.
+            .env("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "1h")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fernando-cache serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .expect("the server printed nothing")
+            .expect("stdout");
+        let base = line
+            .strip_prefix("fernando-cache listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn upload(&self, key: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/documents", self.base))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.unwrap()
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sample(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../samples")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+const ACME: &str = "dev-acme-key";
+const GLOBEX: &str = "dev-globex-key";
+const ADMIN: &str = "dev-admin-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_auth_isolation_and_invalidation() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+
+    let first: Value = server
+        .upload(
+            ACME,
+            "application/pdf",
+            sample("acme/invoices/INV-7781.pdf"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["stages"]["document"], "miss");
+    assert_eq!(first["fields"]["invoice_number"], "INV-7781");
+    let second: Value = server
+        .upload(
+            ACME,
+            "application/pdf",
+            sample("acme/invoices/INV-7781.pdf"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    for stage in ["document", "ocr", "extraction"] {
+        assert_eq!(second["stages"][stage], "hit", "{second}");
+    }
+    let fp = first["fingerprint"].as_str().unwrap().to_owned();
+
+    // Missing or wrong keys.
+    let r = server.get(&format!("/v1/documents/{fp}"), None).await;
+    assert_eq!(r.status(), 401);
+    let r = server
+        .get(&format!("/v1/documents/{fp}"), Some("not-a-key"))
+        .await;
+    assert_eq!(r.status(), 401);
+    let r = server.upload("", "text/plain", b"x".to_vec()).await;
+    assert_eq!(r.status(), 401);
+
+    // The owner reads it (the second read comes from the response cache); another tenant cannot.
+    let r = server.get(&format!("/v1/documents/{fp}"), Some(ACME)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    let r = server.get(&format!("/v1/documents/{fp}"), Some(ACME)).await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"]["total"], "1482.00 GBP");
+    let r = server
+        .get(&format!("/v1/documents/{fp}"), Some(GLOBEX))
+        .await;
+    assert_eq!(
+        r.status(),
+        404,
+        "tenant globex must not see acme's document"
+    );
+    let r = server.get("/v1/documents/not-a-sha", Some(ACME)).await;
+    assert_eq!(r.status(), 400);
+
+    // Unsupported input is a clear error.
+    let r = server
+        .upload(ACME, "application/zip", b"PK..".to_vec())
+        .await;
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("application/zip"));
+
+    // Admin routes need the admin token, and invalidation makes the next upload compute again.
+    let invalidate = |key: &'static str| {
+        server
+            .client
+            .post(format!("{}/v1/cache/invalidate", server.base))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"tenant": "acme", "strategy": "lazy"}))
+            .send()
+    };
+    assert_eq!(invalidate(ACME).await.unwrap().status(), 403);
+    assert_eq!(invalidate(ADMIN).await.unwrap().status(), 200);
+    let third: Value = server
+        .upload(
+            ACME,
+            "application/pdf",
+            sample("acme/invoices/INV-7781.pdf"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(third["stages"]["document"], "miss");
+
+    // Events go through the invalidation rules of the database.
+    let r = server
+        .client
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(ACME)
+        .json(&serde_json::json!({"event_type": "document.updated", "subject": fp}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_redis_and_metrics_parse_as_prometheus_text() {
+    // A cache should evict rather than refuse writes; the health check says so otherwise.
+    let mut redis = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    server
+        .upload(
+            ACME,
+            "text/plain",
+            sample("acme/letters/payment-reminder.txt"),
+        )
+        .await;
+
+    let health = |s: &Server| {
+        let url = format!("{}/health", s.base);
+        let client = s.client.clone();
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (
+                status,
+                body["status"].as_str().unwrap_or("?").to_owned(),
+                body,
+            )
+        }
+    };
+    let (code, status, body) = health(&server).await;
+    assert_eq!((code, status.as_str()), (200, "healthy"), "{body}");
+
+    redis.kill();
+    let (code, status, body) = health(&server).await;
+    assert_eq!((code, status.as_str()), (200, "degraded"), "{body}");
+    assert_eq!(body["cache"]["status"], "down");
+    // Documents still process without the cache.
+    let r = server
+        .upload(ACME, "text/plain", sample("acme/invoices/RE-2026-0042.txt"))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, status, body) = health(&server).await;
+        if status == "healthy" {
+            assert_eq!(code, 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy again: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let text = server.get("/metrics", None).await.text().await.unwrap();
+    let samples = parse_prometheus(&text);
+    assert!(
+        samples
+            .iter()
+            .any(|(name, labels, v)| name == "fernando_cache_stage_total"
+                && labels.contains(&("stage".into(), "document".into()))
+                && *v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, _, _)| n == "fernando_cache_get_latency_seconds")
+    );
+}
+
+/// One parsed sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// A strict reader of the text exposition format: every sample belongs to a family declared by `# TYPE`,
+/// label values are quoted and escaped, values are floats.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut types = std::collections::HashMap::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = parts.next().expect("metric name");
+            assert!(matches!(kind, "HELP" | "TYPE"), "bad comment: {line}");
+            if kind == "TYPE" {
+                let t = parts.next().expect("type");
+                assert!(
+                    matches!(t, "counter" | "gauge" | "summary" | "histogram" | "untyped"),
+                    "{line}"
+                );
+                types.insert(name.to_owned(), t.to_owned());
+            }
+            continue;
+        }
+        let (head, value) = line.rsplit_once(' ').expect("sample without value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match head.split_once('{') {
+            None => (head.to_owned(), Vec::new()),
+            Some((name, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let mut labels = Vec::new();
+                let mut chars = body.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    assert_eq!(chars.next(), Some('"'), "unquoted label value: {line}");
+                    let mut val = String::new();
+                    loop {
+                        match chars
+                            .next()
+                            .unwrap_or_else(|| panic!("unterminated label: {line}"))
+                        {
+                            '\\' => val.push(chars.next().unwrap()),
+                            '"' => break,
+                            c => val.push(c),
+                        }
+                    }
+                    labels.push((key, val));
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                }
+                (name.to_owned(), labels)
+            }
+        };
+        let family = name
+            .strip_suffix("_count")
+            .filter(|f| types.contains_key(*f))
+            .unwrap_or(&name);
+        assert!(
+            types.contains_key(family),
+            "sample of an undeclared family: {line}"
+        );
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        samples.push((name, labels, value));
+    }
+    assert!(!samples.is_empty());
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_statistics() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    for _ in 0..3 {
+        server
+            .upload(ACME, "text/plain", sample("acme/invoices/RE-2026-0042.txt"))
+            .await;
+    }
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let rows = statistics_since(
+        &mut Db::open(pg.url()).unwrap(),
+        chrono::DateTime::UNIX_EPOCH.naive_utc(),
+    )
+    .unwrap();
+    let doc = rows
+        .iter()
+        .find(|r| r.tenant_id == "acme" && r.cache_type == "doc_hash")
+        .expect("doc_hash statistics of acme were flushed");
+    // One miss (then computed), two hits — and nothing lost at shutdown.
+    assert_eq!((doc.hits, doc.misses), (2, 1), "{doc:?}");
+}
