@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fernando_cache_models::{Db, statistics_since};
+use fernando_cache_models::{Db, statistics_since, warmup_jobs};
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::Value;
 
@@ -222,6 +222,20 @@ async fn uploads_auth_isolation_and_invalidation() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // The scheduled warmup job loaded reference data at start and its run is on record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs = warmup_jobs(&mut Db::open(pg.url()).unwrap()).unwrap();
+        let job = jobs.iter().find(|j| j.name == "reference-data-at-start").unwrap();
+        if let Some(status) = &job.last_status {
+            assert!(status.starts_with("ok"), "{status}");
+            assert!(job.keys_warmed > 0 && job.next_run_at.is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the warmup job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,3 +6,4 @@ mod support;
 mod engines;
 mod openai;
 mod stages;
+mod warming;
