@@ -4,7 +4,7 @@
 //!   and `tesseract-ocr` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
-//! - `bench store|recorder|cached|http` — benchmarks against a private redis-server, each reporting ratios
+//! - `bench store|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
 //!   against a baseline measured in the same run (see `docs/benchmarks.md`);
 //! - `samples` — regenerates the sample documents in `samples/`;
 //! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
@@ -41,7 +41,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder|cached|http | \
+                "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder|cached|http|pipeline | \
                  samples | migrate [run|status|revert] [--database-url URL]"
             );
             Ok(())
@@ -187,6 +187,12 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             c.args(["bench", "-p", "fernando-cache", "--bench", "recorder"]);
             status(c, "recorder benchmark")
         }
+        Some("pipeline") => {
+            prerequisites::ensure_redis_server()?;
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache", "--bench", "pipeline"]);
+            status(c, "pipeline benchmark")
+        }
         Some("cached") => {
             prerequisites::ensure_redis_server()?;
             let mut c = cargo();
@@ -206,7 +212,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             status(c, "HTTP layer benchmark")
         }
         Some(other) => {
-            bail!("unknown benchmark {other:?}; available: store, recorder, cached, http")
+            bail!("unknown benchmark {other:?}; available: store, recorder, cached, http, pipeline")
         }
     }
 }

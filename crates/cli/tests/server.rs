@@ -227,7 +227,10 @@ async fn uploads_auth_isolation_and_invalidation() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let jobs = warmup_jobs(&mut Db::open(pg.url()).unwrap()).unwrap();
-        let job = jobs.iter().find(|j| j.name == "reference-data-at-start").unwrap();
+        let job = jobs
+            .iter()
+            .find(|j| j.name == "reference-data-at-start")
+            .unwrap();
         if let Some(status) = &job.last_status {
             assert!(status.starts_with("ok"), "{status}");
             assert!(job.keys_warmed > 0 && job.next_run_at.is_some());

@@ -55,13 +55,21 @@ async fn hot_documents_outlive_their_ttl_and_cold_ones_expire() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let again = p.process_file(&hot).await.unwrap();
-    assert_eq!(again.stages.document, StageOutcome::Hit, "the hot document never expired");
+    assert_eq!(
+        again.stages.document,
+        StageOutcome::Hit,
+        "the hot document never expired"
+    );
     let key_prefix = again.result.fingerprint.clone();
     let tenant: TenantId = "acme".parse().unwrap();
     let doc_key = format!("{key_prefix}:{}+rules@1", again.result.text_engine);
     assert!(ttl_left(&store, &tenant, &doc_key).await.is_some());
     let cold_again = p.process_file(&cold).await.unwrap();
-    assert_eq!(cold_again.stages.document, StageOutcome::Miss, "the cold document expired");
+    assert_eq!(
+        cold_again.stages.document,
+        StageOutcome::Miss,
+        "the cold document expired"
+    );
     // The hot document was computed once; the cold one twice.
     assert_eq!(engine.calls(), 1 + 2);
 }
@@ -93,7 +101,10 @@ async fn reference_data_is_loaded_globally_and_a_failing_source_says_why() {
     let store = short_ttl_store(&server);
     let p = processor(store.clone(), CountingText::new("1"), "acme");
     let warmer = Warmer::new(p, 1);
-    let report = warmer.warm_reference(Scope::Global, &Currencies).await.unwrap();
+    let report = warmer
+        .warm_reference(Scope::Global, &Currencies)
+        .await
+        .unwrap();
     assert_eq!((report.checked, report.refreshed), (2, 2));
     let jpy: Option<String> = store
         .get(Scope::Global, &CacheType::REFERENCE_DATA, "currency:JPY")
@@ -101,7 +112,10 @@ async fn reference_data_is_loaded_globally_and_a_failing_source_says_why() {
         .unwrap();
     assert_eq!(jpy.as_deref(), Some(r#"{"minor_units":0}"#));
     assert_eq!(
-        warmer.warm_reference(Scope::Global, &Broken).await.unwrap_err(),
+        warmer
+            .warm_reference(Scope::Global, &Broken)
+            .await
+            .unwrap_err(),
         "source offline"
     );
 }

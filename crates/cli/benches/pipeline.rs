@@ -1,0 +1,350 @@
+//! `cargo xtask bench pipeline`: the document pipeline in one run against a private redis-server.
+//!
+//! 1. Full-document hit latency through `DocumentProcessor` (one caller, sequential): p50 / p99 (goal p99 < 2 ms).
+//! 2. `POST /v1/documents` on the real `fernando-cache serve` binary over TCP, 64 concurrent clients, rule-based
+//!    extractor: repeated documents (hits) vs first-time documents (misses), in alternating windows.
+//! 3. Warming: a Zipf-distributed workload over 300 documents whose entries live 2 s, for 12 s, with the
+//!    frequency-based warmer (every 500 ms) vs without, run side by side under two tenants.
+//!
+//! Environment: `BENCH_SECS` (HTTP window, default 2), `BENCH_REPEATS` (window pairs, default 3).
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use fernando_cache_config::{Environment, LoadOptions, Settings};
+use fernando_cache_processor::{DocumentProcessor, RuleExtractor, StageOutcome, TextLayer, Warmer};
+use fernando_cache_store::Store;
+use fernando_cache_testkit::RedisServer;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+fn settings(url: &str, ttl: Option<&str>) -> Settings {
+    let mut o = LoadOptions::new()
+        .environment(Environment::Production)
+        .without_environment_variables()
+        .set("redis.url", url)
+        .set("statistics.enabled", "false");
+    if let Some(t) = ttl {
+        o = o
+            .set("ttl.doc_hash", t)
+            .set("ttl.ocr_result", t)
+            .set("ttl.llm_extraction", t);
+    }
+    Settings::load(o).unwrap()
+}
+
+fn processor(store: Store, tenant: &str) -> DocumentProcessor {
+    let mut p = DocumentProcessor::new(
+        store,
+        vec![Arc::new(TextLayer::default())],
+        Arc::new(RuleExtractor),
+        50 << 20,
+    );
+    p.set_tenant_context(tenant.parse().unwrap());
+    p
+}
+
+fn invoice(n: u64) -> Vec<u8> {
+    format!(
+        "ACME Office Supplies GmbH\nUSt-IdNr. DE123456789\nRechnung Nr. RE-2026-{n:06}\n\
+         Rechnungsdatum: 25.11.2026\nPos 1 Druckerpapier A4 10 x 4,99 EUR 49,90 EUR\n\
+         Gesamtbetrag: {}.{:02} EUR\nIBAN DE89 3704 0044 0532 0130 00\nrechnungen@acme-office.example\n",
+        100 + n % 900,
+        n % 100
+    )
+    .into_bytes()
+}
+
+fn pct(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn hit_latency(url: &str) {
+    let store = Store::from_settings(&settings(url, None)).unwrap();
+    let p = processor(store, "bench");
+    let doc = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../samples/acme/invoices/INV-7781.pdf"),
+    )
+    .unwrap();
+    p.process(&doc, Some("application/pdf")).await.unwrap();
+    for _ in 0..500 {
+        p.process(&doc, Some("application/pdf")).await.unwrap();
+    }
+    let mut lat = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        let t = Instant::now();
+        let d = p.process(&doc, Some("application/pdf")).await.unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(d.stages.document, StageOutcome::Hit);
+    }
+    lat.sort();
+    println!(
+        "### Full-document hit through DocumentProcessor (PDF invoice, 20 000 sequential calls)\n"
+    );
+    println!("| p50 | p99 | max |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {:.3} ms | {:.3} ms | {:.3} ms |\n",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0)
+    );
+}
+
+struct Window {
+    requests: u64,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+async fn http_window(
+    base: &str,
+    clients: usize,
+    dur: Duration,
+    fresh: Option<Arc<AtomicU64>>,
+) -> Window {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, base, latencies, fresh) = (
+            client.clone(),
+            base.to_owned(),
+            latencies.clone(),
+            fresh.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while Instant::now() < deadline {
+                let n = fresh
+                    .as_ref()
+                    .map_or(0, |c| 1_000_000 + c.fetch_add(1, Ordering::Relaxed));
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{base}/v1/documents"))
+                    .bearer_auth("dev-acme-key")
+                    .header("content-type", "text/plain")
+                    .body(invoice(n))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let body: serde_json::Value = r.json().await.unwrap();
+                let expected = if fresh.is_some() { "miss" } else { "hit" };
+                assert_eq!(body["stages"]["document"], expected);
+                mine.push(t.elapsed());
+            }
+            latencies.lock().unwrap().extend(mine);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let latencies = Arc::try_unwrap(latencies).unwrap().into_inner().unwrap();
+    Window {
+        requests: latencies.len() as u64,
+        latencies,
+        elapsed: start.elapsed(),
+    }
+}
+
+async fn http_throughput(url: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args([
+            "--env",
+            "test",
+            "--redis-url",
+            url,
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .env_remove("FERNANDO_CACHE_ENV")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start fernando-cache serve (build it with cargo build --release)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .strip_prefix("fernando-cache listening on ")
+        .unwrap()
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    let clients = 64;
+    let secs = Duration::from_secs_f64(env_or("BENCH_SECS", 2.0));
+    let repeats = env_or("BENCH_REPEATS", 3usize);
+    let counter = Arc::new(AtomicU64::new(0));
+    // Store the repeated document and warm connections.
+    http_window(
+        &base,
+        1,
+        Duration::from_millis(50),
+        Some(Arc::new(AtomicU64::new(u64::MAX / 2))),
+    )
+    .await;
+    let warm = reqwest::Client::new();
+    warm.post(format!("{base}/v1/documents"))
+        .bearer_auth("dev-acme-key")
+        .header("content-type", "text/plain")
+        .body(invoice(0))
+        .send()
+        .await
+        .unwrap();
+    let (mut hits, mut misses) = (Vec::new(), Vec::new());
+    let (mut hit_t, mut miss_t, mut hit_n, mut miss_n) = (Duration::ZERO, Duration::ZERO, 0, 0);
+    for i in 0..repeats {
+        for fresh in if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            let w = http_window(&base, clients, secs, fresh.then(|| counter.clone())).await;
+            if fresh {
+                miss_t += w.elapsed;
+                miss_n += w.requests;
+                misses.extend(w.latencies);
+            } else {
+                hit_t += w.elapsed;
+                hit_n += w.requests;
+                hits.extend(w.latencies);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    hits.sort();
+    misses.sort();
+    println!(
+        "### POST /v1/documents, {clients} concurrent clients, rule-based extractor ({repeats} × {:.1}s windows per side)\n",
+        secs.as_secs_f64()
+    );
+    println!("| documents | requests | req/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|---:|");
+    let hit_rate = hit_n as f64 / hit_t.as_secs_f64();
+    let miss_rate = miss_n as f64 / miss_t.as_secs_f64();
+    println!(
+        "| first-time (every stage computed) | {miss_n} | {miss_rate:.0} | {:.2} ms | {:.2} ms |",
+        pct(&misses, 0.5),
+        pct(&misses, 0.99)
+    );
+    println!(
+        "| repeated (every stage a hit) | {hit_n} | {hit_rate:.0} | {:.2} ms | {:.2} ms |",
+        pct(&hits, 0.5),
+        pct(&hits, 0.99)
+    );
+    println!(
+        "\nrepeated / first-time throughput: {:.2}×\n",
+        hit_rate / miss_rate
+    );
+}
+
+/// Index sampler for a Zipf(s) distribution over `n` items.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let mut acc = 0.0;
+        let mut cdf = Vec::with_capacity(n);
+        for k in 1..=n {
+            acc += 1.0 / (k as f64).powf(s);
+            cdf.push(acc);
+        }
+        for c in &mut cdf {
+            *c /= acc;
+        }
+        Zipf { cdf }
+    }
+
+    fn sample(&self, rng: &mut StdRng) -> usize {
+        let u: f64 = rng.random();
+        self.cdf.partition_point(|c| *c < u)
+    }
+}
+
+async fn zipf_run(
+    p: DocumentProcessor,
+    docs: Arc<Vec<Vec<u8>>>,
+    run: Duration,
+    seed: u64,
+) -> (u64, u64) {
+    let zipf = Zipf::new(docs.len(), 1.1);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut hits, mut total) = (0, 0);
+    let end = Instant::now() + run;
+    while Instant::now() < end {
+        let d = &docs[zipf.sample(&mut rng)];
+        let r = p.process(d, Some("text/plain")).await.unwrap();
+        total += 1;
+        if r.stages.document == StageOutcome::Hit {
+            hits += 1;
+        }
+        // About 400 documents a second per side.
+        tokio::time::sleep(Duration::from_micros(2_500)).await;
+    }
+    (hits, total)
+}
+
+async fn warming_effect(url: &str) {
+    let store = Store::from_settings(&settings(url, Some("2s"))).unwrap();
+    let docs: Arc<Vec<Vec<u8>>> = Arc::new((0..300).map(|n| invoice(50_000 + n)).collect());
+    let warmed = processor(store.clone(), "with-warming");
+    let plain = processor(store, "without-warming");
+    let warmer = Warmer::new(warmed.clone(), 2);
+    let warming = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            warmer.warm_hot().await;
+        }
+    });
+    let run = Duration::from_secs(12);
+    let (with, without) = tokio::join!(
+        zipf_run(warmed, docs.clone(), run, 7),
+        zipf_run(plain, docs, run, 7)
+    );
+    warming.abort();
+    println!(
+        "### Warming: Zipf(1.1) over 300 documents, entries live 2 s, 12 s run, same request sequence\n"
+    );
+    println!("| | documents | full hits | hit ratio |");
+    println!("|---|---:|---:|---:|");
+    for (name, (h, t)) in [
+        ("without warming", without),
+        ("with warming (every 500 ms, ≥ 2 reads)", with),
+    ] {
+        println!(
+            "| {name} | {t} | {h} | {:.1} % |",
+            h as f64 * 100.0 / t as f64
+        );
+    }
+    println!();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let redis = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    hit_latency(&redis.url()).await;
+    http_throughput(&redis.url()).await;
+    warming_effect(&redis.url()).await;
+}
