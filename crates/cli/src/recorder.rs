@@ -2,8 +2,10 @@
 //! queued events into `cache_event_log`), off the async runtime's threads.
 //!
 //! Every flush interval it takes a snapshot, subtracts the previous one per (tenant, cache type), and merges the
-//! difference into a buffer keyed by (window, tenant, type). The buffer is written in one transaction behind one
-//! `spawn_blocking` boundary, with upserts that add counts, and is cleared only when the write succeeded. While
+//! difference into a buffer keyed by (window, tenant, type). The buffer is written as one batch — one transaction
+//! behind one `spawn_blocking` boundary, with upserts that add counts — under a batch id recorded in the same
+//! transaction, so a retry of a batch whose commit succeeded but whose reply was lost is not applied twice. A
+//! failed batch is retried as it is before anything newer. While
 //! the database is unreachable the buffer keeps growing up to `buffer_max_rows`; past that the oldest rows are
 //! dropped and counted. [`Recorder::shutdown`] takes a last snapshot and flushes everything, retrying until its
 //! deadline, so the totals in the database equal the store's counters.
@@ -19,8 +21,8 @@ use std::{
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, EventRecord, ModelError, PerformanceDelta, Severity, StatisticsDelta, insert_event,
-    insert_health, models::HealthRow, upsert_performance, upsert_statistics,
+    Db, EventRecord, FlushBatch, ModelError, PerformanceDelta, Severity, StatisticsDelta,
+    apply_flush, models::HealthRow,
 };
 use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
 use tokio::{sync::watch, task::JoinHandle};
@@ -210,6 +212,8 @@ struct State {
     buffer: BTreeMap<BufferKey, StatisticsDelta>,
     performance: BTreeMap<BufferKey, PerformanceDelta>,
     health: Vec<HealthRow>,
+    /// A batch that failed to write, retried as it is (same id) before anything newer.
+    pending: Option<FlushBatch>,
     db: Arc<Mutex<Option<Db>>>,
 }
 
@@ -233,6 +237,7 @@ async fn run(
         buffer: BTreeMap::new(),
         performance: BTreeMap::new(),
         health: Vec::new(),
+        pending: None,
         db: Arc::new(Mutex::new(None)),
     };
     let mut health_tick = tokio::time::interval(
@@ -407,9 +412,10 @@ impl State {
             self.buffer.pop_first();
             self.shared.rows_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.shared
-            .rows_buffered
-            .store(self.buffer.len() as u64, Ordering::Relaxed);
+        self.shared.rows_buffered.store(
+            (self.buffer.len() + self.pending.as_ref().map_or(0, |p| p.statistics.len())) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Checks the backend and the database; the rows are written with the next flush.
@@ -438,81 +444,73 @@ impl State {
         }
     }
 
-    /// Writes the buffer, health rows and queued events; on failure all stay for the next attempt.
+    /// Writes the buffer, health rows and queued events as one batch with an id. A failed batch is kept as it
+    /// is and retried with the same id, so a batch whose commit succeeded but whose reply was lost is not
+    /// counted twice; what arrives meanwhile waits for the next batch.
     async fn flush(&mut self) -> Result<(), ModelError> {
-        let events: Vec<EventRecord> = {
-            let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
-            q.drain(..).collect()
-        };
-        if self.buffer.is_empty()
-            && self.performance.is_empty()
-            && events.is_empty()
-            && self.health.is_empty()
-        {
-            return Ok(());
-        }
-        let rows: Vec<StatisticsDelta> = self.buffer.values().cloned().collect();
-        let performance: Vec<PerformanceDelta> = self.performance.values().cloned().collect();
-        let health_rows = self.health.clone();
-        let db = self.db.clone();
-        let url = self.options.database_url.clone();
-        let attempt = tokio::task::spawn_blocking(move || {
-            let mut slot = db.lock().unwrap_or_else(|p| p.into_inner());
-            let written = (|| {
-                if slot.is_none() {
-                    *slot = Some(Db::open(&url)?);
-                }
-                let conn = slot.as_mut().expect("connection was just opened");
-                upsert_statistics(conn, &rows)?;
-                upsert_performance(conn, &performance)?;
-                insert_event(conn, &events)?;
-                for row in &health_rows {
-                    insert_health(conn, row)?;
-                }
-                Ok(rows.len())
-            })();
-            if written.is_err() {
-                // Reconnect next time: the connection may be the broken part.
-                *slot = None;
-            }
-            // The events come back either way, so a failed flush can queue them again.
-            (written, events)
-        })
-        .await;
-        let (written, events) = match attempt {
-            Ok(done) => done,
-            Err(e) => (
-                Err(ModelError::Migration(format!("recorder task failed: {e}"))),
-                Vec::new(),
-            ),
-        };
-        match written {
-            Ok(n) => {
-                self.buffer.clear();
-                self.performance.clear();
-                self.health.clear();
-                let s = &self.shared;
-                s.flushes.fetch_add(1, Ordering::Relaxed);
-                s.rows_written.fetch_add(n as u64, Ordering::Relaxed);
-                s.events_written
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                s.rows_buffered.store(0, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                {
+        loop {
+            if self.pending.is_none() {
+                let events: Vec<EventRecord> = {
                     let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
-                    for ev in events.into_iter().rev() {
-                        q.push_front(ev);
-                    }
-                    while q.len() > MAX_QUEUED_EVENTS {
-                        q.pop_front();
-                        self.shared.events_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    q.drain(..).collect()
+                };
+                if self.buffer.is_empty()
+                    && self.performance.is_empty()
+                    && events.is_empty()
+                    && self.health.is_empty()
+                {
+                    return Ok(());
                 }
-                self.shared.failed_flushes.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, rows = self.buffer.len(), "statistics flush failed; kept for retry");
-                Err(e)
+                self.pending = Some(FlushBatch {
+                    flush_id: format!("{:032x}", rand::random::<u128>()),
+                    statistics: std::mem::take(&mut self.buffer).into_values().collect(),
+                    performance: std::mem::take(&mut self.performance)
+                        .into_values()
+                        .collect(),
+                    events,
+                    health: std::mem::take(&mut self.health),
+                });
+            }
+            let batch = self.pending.clone().expect("a batch was just prepared");
+            let db = self.db.clone();
+            let url = self.options.database_url.clone();
+            let attempt = tokio::task::spawn_blocking(move || {
+                let mut slot = db.lock().unwrap_or_else(|p| p.into_inner());
+                let written = (|| {
+                    if slot.is_none() {
+                        *slot = Some(Db::open(&url)?);
+                    }
+                    let conn = slot.as_mut().expect("connection was just opened");
+                    apply_flush(conn, &batch)
+                })();
+                if written.is_err() {
+                    // Reconnect next time: the connection may be the broken part.
+                    *slot = None;
+                }
+                written
+            })
+            .await
+            .unwrap_or_else(|e| Err(ModelError::Migration(format!("recorder task failed: {e}"))));
+            match attempt {
+                Ok(_) => {
+                    let batch = self.pending.take().expect("the batch just written");
+                    let s = &self.shared;
+                    s.flushes.fetch_add(1, Ordering::Relaxed);
+                    s.rows_written
+                        .fetch_add(batch.statistics.len() as u64, Ordering::Relaxed);
+                    s.events_written
+                        .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                    // Anything that arrived meanwhile goes out as the next batch.
+                }
+                Err(e) => {
+                    self.shared.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        error = %e,
+                        rows = self.pending.as_ref().map_or(0, |p| p.statistics.len()) + self.buffer.len(),
+                        "statistics flush failed; kept for retry"
+                    );
+                    return Err(e);
+                }
             }
         }
     }

@@ -20,7 +20,8 @@ pub use db::{Db, DbKind};
 pub use error::ModelError;
 pub use migrate::{MigrationStatus, revert_last, run_pending, status};
 pub use repo::{
-    EventRecord, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary, health_rows,
-    insert_event, insert_health, invalidation_rules, list_events, performance_since,
-    record_warmup_run, statistics_since, upsert_performance, upsert_statistics, warmup_jobs,
+    EventRecord, FlushBatch, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary,
+    apply_flush, health_rows, insert_event, insert_health, invalidation_rules, list_events,
+    performance_since, record_warmup_run, statistics_since, upsert_performance, upsert_statistics,
+    warmup_jobs,
 };

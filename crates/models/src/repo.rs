@@ -10,7 +10,7 @@ use crate::{
     models::{HealthRow, InvalidationRule, WarmupJob},
     schema::{
         cache_event_log, cache_health_status, cache_invalidation_rules, cache_performance_metrics,
-        cache_statistics, cache_warmup_jobs,
+        cache_recorder_flushes, cache_statistics, cache_warmup_jobs,
     },
 };
 
@@ -467,4 +467,53 @@ pub fn record_warmup_run(
         ))
         .execute(db)?;
     Ok(())
+}
+
+/// One statistics flush: everything the recorder writes at once.
+#[derive(Debug, Clone, Default)]
+pub struct FlushBatch {
+    /// Unique per batch, and the same on every retry of it.
+    pub flush_id: String,
+    /// Statistics deltas.
+    pub statistics: Vec<StatisticsDelta>,
+    /// Per-operation deltas.
+    pub performance: Vec<PerformanceDelta>,
+    /// Events.
+    pub events: Vec<EventRecord>,
+    /// Health rows.
+    pub health: Vec<HealthRow>,
+}
+
+/// Applies a flush exactly once: in one transaction, the batch is written and its id recorded; a batch whose
+/// id is already recorded (an earlier attempt committed, but its reply was lost) is not written again. Ids
+/// older than a week are pruned. Returns whether this call wrote the batch.
+///
+/// # Errors
+/// [`ModelError::Query`]; nothing is written when any part fails.
+pub fn apply_flush(db: &mut Db, batch: &FlushBatch) -> Result<bool, ModelError> {
+    use cache_recorder_flushes::dsl as f;
+    db.transaction::<_, ModelError, _>(|db| {
+        let seen: i64 = f::cache_recorder_flushes
+            .filter(f::flush_id.eq(&batch.flush_id))
+            .count()
+            .get_result(db)?;
+        if seen > 0 {
+            return Ok(false);
+        }
+        upsert_statistics(db, &batch.statistics)?;
+        upsert_performance(db, &batch.performance)?;
+        insert_event(db, &batch.events)?;
+        for row in &batch.health {
+            insert_health(db, row)?;
+        }
+        let now = chrono::Utc::now().naive_utc();
+        diesel::insert_into(f::cache_recorder_flushes)
+            .values((f::flush_id.eq(&batch.flush_id), f::applied_at.eq(now)))
+            .execute(db)?;
+        diesel::delete(
+            f::cache_recorder_flushes.filter(f::applied_at.lt(now - chrono::Duration::days(7))),
+        )
+        .execute(db)?;
+        Ok(true)
+    })
 }

@@ -99,6 +99,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    cache_recorder_flushes (flush_id) {
+        flush_id -> Text,
+        applied_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     cache_statistics,
     cache_invalidation_rules,
@@ -106,4 +113,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     cache_health_status,
     cache_warmup_jobs,
     cache_event_log,
+    cache_recorder_flushes,
 );

@@ -2,8 +2,9 @@
 
 use chrono::{NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, DbKind, EventRecord, StatisticsDelta, insert_event, invalidation_rules, list_events,
-    revert_last, run_pending, statistics_since, status, upsert_statistics, warmup_jobs,
+    Db, DbKind, EventRecord, FlushBatch, StatisticsDelta, apply_flush, insert_event,
+    invalidation_rules, list_events, revert_last, run_pending, statistics_since, status,
+    upsert_statistics, warmup_jobs,
 };
 use fernando_cache_testkit::PostgresDb;
 
@@ -48,13 +49,13 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
     each_backend(|url| {
         let mut db = Db::open(url).unwrap();
         let applied = run_pending(&mut db).unwrap();
-        assert_eq!(applied.len(), 1, "{url}: {applied:?}");
+        assert_eq!(applied.len(), 2, "{url}: {applied:?}");
         assert!(
             run_pending(&mut db).unwrap().is_empty(),
             "{url}: a second run applies nothing"
         );
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (1, 0));
+        assert_eq!((st.applied.len(), st.pending.len()), (2, 0));
 
         let rules = invalidation_rules(&mut db, "document.updated", "any-tenant").unwrap();
         assert_eq!(rules.len(), 1);
@@ -75,17 +76,18 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
                 .any(|j| j.strategy == "frequency" && j.cache_type == "doc_hash")
         );
 
-        let reverted = revert_last(&mut db).unwrap();
-        assert_eq!(reverted, applied[0]);
+        // Newest first.
+        assert_eq!(revert_last(&mut db).unwrap(), applied[1]);
+        assert_eq!(revert_last(&mut db).unwrap(), applied[0]);
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (0, 1));
+        assert_eq!((st.applied.len(), st.pending.len()), (0, 2));
         assert!(
             invalidation_rules(&mut db, "user.logout", "t").is_err(),
             "tables are gone"
         );
         assert_eq!(
             run_pending(&mut db).unwrap().len(),
-            1,
+            2,
             "and can be applied again"
         );
     });
@@ -177,4 +179,35 @@ fn unknown_schemes_never_create_files() {
     assert!(DbKind::parse("mysql://x/y").is_err());
     let err = Db::open("postgres://nobody@127.0.0.1:1/none").unwrap_err();
     assert!(err.is_unavailable(), "{err}");
+}
+
+#[test]
+fn a_flush_batch_is_applied_once_whatever_the_retries() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let w = NaiveDateTime::parse_from_str("2026-11-25 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let batch = FlushBatch {
+            flush_id: "batch-1".into(),
+            statistics: vec![delta("acme", w, 5, 900)],
+            ..FlushBatch::default()
+        };
+        assert!(
+            apply_flush(&mut db, &batch).unwrap(),
+            "{url}: first attempt writes"
+        );
+        assert!(
+            !apply_flush(&mut db, &batch).unwrap(),
+            "{url}: a retry writes nothing"
+        );
+        let rows = statistics_since(&mut db, w).unwrap();
+        assert_eq!(rows.iter().map(|r| r.hits).sum::<i64>(), 5, "{url}");
+        let next = FlushBatch {
+            flush_id: "batch-2".into(),
+            ..batch
+        };
+        assert!(apply_flush(&mut db, &next).unwrap());
+        let rows = statistics_since(&mut db, w).unwrap();
+        assert_eq!(rows.iter().map(|r| r.hits).sum::<i64>(), 10, "{url}");
+    });
 }
