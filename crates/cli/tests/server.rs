@@ -72,6 +72,15 @@ impl Server {
             .unwrap()
     }
 
+    /// Uploads a sample as acme and returns the JSON answer.
+    async fn upload_sample(&self, rel: &str, content_type: &str) -> Value {
+        self.upload(ACME, content_type, sample(rel))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
         let mut req = self.client.get(format!("{}{path}", self.base));
         if let Some(k) = key {
@@ -127,27 +136,13 @@ async fn uploads_auth_isolation_and_invalidation() {
     let server = Server::start(&redis.url(), pg.url());
 
     let first: Value = server
-        .upload(
-            ACME,
-            "application/pdf",
-            sample("acme/invoices/INV-7781.pdf"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
     assert_eq!(first["stages"]["document"], "miss");
     assert_eq!(first["fields"]["invoice_number"], "INV-7781");
     let second: Value = server
-        .upload(
-            ACME,
-            "application/pdf",
-            sample("acme/invoices/INV-7781.pdf"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
     for stage in ["document", "ocr", "extraction"] {
         assert_eq!(second["stages"][stage], "hit", "{second}");
     }
@@ -201,15 +196,8 @@ async fn uploads_auth_isolation_and_invalidation() {
     assert_eq!(invalidate(ACME).await.unwrap().status(), 403);
     assert_eq!(invalidate(ADMIN).await.unwrap().status(), 200);
     let third: Value = server
-        .upload(
-            ACME,
-            "application/pdf",
-            sample("acme/invoices/INV-7781.pdf"),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
     assert_eq!(third["stages"]["document"], "miss");
 
     // Events go through the invalidation rules of the database.

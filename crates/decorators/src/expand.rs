@@ -218,6 +218,14 @@ fn scope_expr(
     }
 }
 
+/// The store a call uses: `store = <expr>`, else the installed one.
+fn store_expr(rt: &TokenStream, store: Option<&syn::Expr>) -> TokenStream {
+    match store {
+        Some(e) => quote_spanned!(e.span()=> #rt::store_of(&(#e))),
+        None => quote!(#rt::installed()),
+    }
+}
+
 /// The block that fixes an `async` block's output type to the function's, so `?` and `return` in the body
 /// keep their meaning.
 fn body_block(func: &ItemFn, ret: &Type) -> TokenStream {
@@ -339,10 +347,7 @@ pub(crate) fn cached(
         .map_or_else(|| preset.cache_type.to_owned(), LitStr::value);
     let ttl_ms = opts.ttl_ms.unwrap_or(0);
     let version = opts.version.unwrap_or(0);
-    let store = match &opts.store {
-        Some(e) => quote_spanned!(e.span()=> #rt::store_of(&(#e))),
-        None => quote!(#rt::installed()),
-    };
+    let store = store_expr(&rt, opts.store.as_ref());
 
     let ret = &a.ret;
     let body = body_block(&func, ret);
@@ -429,10 +434,7 @@ pub(crate) fn invalidates(opts: InvalidatesOptions, func: ItemFn) -> syn::Result
         .strategy
         .as_ref()
         .map_or_else(|| "lazy".to_owned(), LitStr::value);
-    let store = match &opts.store {
-        Some(e) => quote_spanned!(e.span()=> #rt::store_of(&(#e))),
-        None => quote!(#rt::installed()),
-    };
+    let store = store_expr(&rt, opts.store.as_ref());
     let f = func.sig.ident.to_string();
     let ret = &a.ret;
     let body = body_block(&func, ret);

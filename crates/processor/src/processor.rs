@@ -118,16 +118,41 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1e3)
 }
 
+/// A stage's output and how long it took to compute (what a later hit saves).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TextResult {
-    text: String,
+struct Timed<T> {
+    value: T,
     ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FieldsResult {
-    fields: ExtractedFields,
-    ms: u64,
+/// One cached stage: read, else compute (once across concurrent callers), timing the work and noting that it
+/// ran.
+async fn timed_stage<T, F, Fut>(
+    shared: &Shared,
+    tenant: &TenantId,
+    cache_type: &CacheType,
+    key: &str,
+    ran: &AtomicBool,
+    work: F,
+) -> Result<Timed<T>, ProcessError>
+where
+    T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, EngineError>>,
+{
+    shared
+        .store
+        .get_or_compute(tenant, cache_type, key, || async {
+            ran.store(true, Ordering::Relaxed);
+            let t = Instant::now();
+            let value = work().await?;
+            Ok::<_, ProcessError>(Timed {
+                value,
+                ms: t.elapsed().as_millis() as u64,
+            })
+        })
+        .await
+        .map_err(flatten)
 }
 
 pub(crate) struct Shared {
@@ -397,50 +422,32 @@ impl DocumentProcessor {
                 computed.store(true, Ordering::Relaxed);
                 let bytes = load().await?;
                 let text_id = engine.id().to_string();
-                let text = shared
-                    .store
-                    .get_or_compute(
-                        tenant,
-                        &CacheType::OCR_RESULT,
-                        &stage_key(&fp, &text_id),
-                        || async {
-                            ocr_computed.store(true, Ordering::Relaxed);
-                            let t = Instant::now();
-                            let text = engine.text(kind, &bytes).await?;
-                            Ok::<_, ProcessError>(TextResult {
-                                text,
-                                ms: t.elapsed().as_millis() as u64,
-                            })
-                        },
-                    )
-                    .await
-                    .map_err(flatten)?;
+                let text = timed_stage(
+                    shared,
+                    tenant,
+                    &CacheType::OCR_RESULT,
+                    &stage_key(&fp, &text_id),
+                    &ocr_computed,
+                    || engine.text(kind, &bytes),
+                )
+                .await?;
                 let extractor_id = shared.extractor.id().to_string();
-                let text_fp = DocumentFingerprint::of_bytes(text.text.as_bytes());
-                let fields = shared
-                    .store
-                    .get_or_compute(
-                        tenant,
-                        &CacheType::LLM_EXTRACTION,
-                        &stage_key(&text_fp, &extractor_id),
-                        || async {
-                            extraction_computed.store(true, Ordering::Relaxed);
-                            let t = Instant::now();
-                            let fields = shared.extractor.extract(&text.text).await?;
-                            Ok::<_, ProcessError>(FieldsResult {
-                                fields,
-                                ms: t.elapsed().as_millis() as u64,
-                            })
-                        },
-                    )
-                    .await
-                    .map_err(flatten)?;
+                let text_fp = DocumentFingerprint::of_bytes(text.value.as_bytes());
+                let fields = timed_stage(
+                    shared,
+                    tenant,
+                    &CacheType::LLM_EXTRACTION,
+                    &stage_key(&text_fp, &extractor_id),
+                    &extraction_computed,
+                    || shared.extractor.extract(&text.value),
+                )
+                .await?;
                 Ok::<_, ProcessError>(DocumentResult {
                     fingerprint: fp.to_hex(),
                     kind,
                     size,
-                    text: text.text,
-                    fields: fields.fields,
+                    text: text.value,
+                    fields: fields.value,
                     text_engine: text_id,
                     extractor: extractor_id,
                     text_ms: text.ms,
