@@ -153,6 +153,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     );
     family(
         &mut out,
+        "fernando_cache_bytes_not_reprocessed_total",
+        "counter",
+        "Bytes of documents answered entirely from the cache.",
+    );
+    let _ = writeln!(
+        out,
+        "fernando_cache_bytes_not_reprocessed_total {}",
+        t.bytes_not_reprocessed
+    );
+    family(
+        &mut out,
         "fernando_cache_documents_total",
         "counter",
         "Documents by kind and whether they came entirely from the cache.",
