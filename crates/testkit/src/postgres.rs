@@ -29,9 +29,13 @@ impl PostgresDb {
                  starts or installs one, or set FERNANDO_TEST_POSTGRES_URL."
             )
         });
+        // Process id, a per-process sequence and the clock: tests of one process running at the same instant
+        // (the clock's resolution can be coarse) still get different names.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let name = format!(
-            "fc_test_{}_{}",
+            "fc_test_{}_{}_{}",
             std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
