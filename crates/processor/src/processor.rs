@@ -288,8 +288,9 @@ impl DocumentProcessor {
         self.check_size(size)?;
         let kind = kind_of(content_type, bytes)?;
         let fp = DocumentFingerprint::of_bytes(bytes);
-        let owned = bytes.to_vec();
-        self.run(fp, kind, size, || async move { Ok(owned) }).await
+        // The bytes are copied only when a stage must run; a hit never copies the document.
+        self.run(fp, kind, size, || async move { Ok(bytes.to_vec()) })
+            .await
     }
 
     /// Processes a file: its fingerprint is computed by streaming it, and the file is only read whole when a
