@@ -16,6 +16,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// mimalloc rather than glibc malloc: the hot paths allocate on one thread and free on another (a reply buffer
+// read by the connection task, dropped by the caller), which glibc's arenas handle poorly — the store's hit
+// path measured 0.51× of a raw GET under glibc and 0.81× under mimalloc (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Errors are reported as one line; a panic (a bug) is too, rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {

@@ -145,6 +145,15 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// `COUNT` hint of each SCAN step and size of each UNLINK batch.
     pub scan_batch: usize,
+    /// Keep the invalidation generations in process, kept current by Redis's server-assisted client-side
+    /// caching (RESP3 `CLIENT TRACKING … BCAST`), so a hit costs one `GET` instead of an `MGET` of three keys.
+    /// Needs Redis ≥ 6 (or Valkey); set `false` for older servers or proxies that do not forward push messages.
+    #[serde(default = "default_true")]
+    pub track_generations: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl RedisSettings {

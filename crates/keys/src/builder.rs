@@ -133,10 +133,24 @@ impl KeyBuilder {
         &self.prefix
     }
 
+    /// `{namespace}:{environment}:_gen:`, the prefix of every generation key (see [`Self::generation_keys`])
+    /// and of no entry key, for server-side tracking of generation changes.
+    pub fn generation_prefix(&self) -> String {
+        format!("{}_gen:", self.prefix)
+    }
+
     fn push_scope(&self, out: &mut String, scope: &Scope) -> Result<(), KeyError> {
         match scope {
             Scope::Tenant(t) => {
-                TenantId::check(t.as_str(), self.max_tenant_len)?;
+                // A `TenantId` is valid by construction; only this builder's (configurable) length limit is
+                // left to enforce.
+                let len = t.as_str().len();
+                if len > self.max_tenant_len {
+                    return Err(KeyError::TenantTooLong {
+                        len,
+                        max: self.max_tenant_len,
+                    });
+                }
                 out.push_str("tenant_");
                 out.push_str(&escape_segment(t.as_str()));
             }

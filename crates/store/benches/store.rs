@@ -15,6 +15,11 @@
 //! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
 //! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists).
 
+// The allocator the `fernando-cache` binary ships with, under both sides of every pair (see
+// docs/benchmarks.md for the same table under glibc malloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     cell::RefCell,
     sync::{

@@ -62,6 +62,7 @@ impl Histogram {
         self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
     fn snapshot(&self) -> LatencyHistogram {
         LatencyHistogram {
             buckets: self
@@ -187,11 +188,78 @@ impl Counters {
     }
 }
 
+/// One thread group's share of a series. Aligned to its own cache lines so threads counting into different
+/// stripes never write a line another stripe lives on.
 #[derive(Debug, Default)]
-pub(crate) struct Series {
+#[repr(align(128))]
+pub(crate) struct Stripe {
     pub(crate) counters: AtomicCounters,
     pub(crate) get_latency: Histogram,
     pub(crate) set_latency: Histogram,
+}
+
+/// The counters of one (tenant, cache type), striped by thread: on a hot key every operation counts a hit and
+/// a latency bucket, and one shared counter would bounce between cores on each of them. A stripe (~2 KiB of
+/// histograms) is allocated the first time a thread of its group counts into the series, so a series few
+/// threads touch stays small.
+#[derive(Debug)]
+pub(crate) struct Series {
+    stripes: Box<[std::sync::OnceLock<Box<Stripe>>]>,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            stripes: (0..stripe_count())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+}
+
+/// Stripes per series: one per core, at most 8.
+fn stripe_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 8)
+    })
+}
+
+impl Series {
+    /// This thread's stripe.
+    fn stripe(&self) -> &Stripe {
+        thread_local! {
+            static INDEX: usize = {
+                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            };
+        }
+        self.stripes[INDEX.with(|i| *i) % self.stripes.len()].get_or_init(Box::default)
+    }
+
+    fn stripes(&self) -> impl Iterator<Item = &Stripe> {
+        self.stripes.iter().filter_map(|s| s.get().map(|s| &**s))
+    }
+
+    fn counters(&self) -> Counters {
+        let mut total = Counters::default();
+        for s in self.stripes() {
+            total.add(&s.counters.snapshot());
+        }
+        total
+    }
+
+    fn latency(&self, pick: impl Fn(&Stripe) -> &Histogram) -> LatencyHistogram {
+        let mut buckets = vec![0; BUCKETS];
+        for s in self.stripes() {
+            for (sum, b) in buckets.iter_mut().zip(pick(s).buckets.iter()) {
+                *sum += b.load(Ordering::Relaxed);
+            }
+        }
+        LatencyHistogram { buckets }
+    }
 }
 
 /// The metrics of one (tenant, cache type).
@@ -244,8 +312,10 @@ impl MetricsSnapshot {
     }
 }
 
-type ByTenant = HashMap<Arc<str>, Arc<Series>>;
-type ByType = HashMap<Arc<str>, ByTenant>;
+// foldhash: a few times faster than SipHash on these short keys, and seeded per process; the maps are
+// bounded by `metrics.max_series`, so even colliding names cannot make a lookup expensive.
+type ByTenant = HashMap<Arc<str>, Arc<Series>, foldhash::fast::RandomState>;
+type ByType = HashMap<Arc<str>, ByTenant, foldhash::fast::RandomState>;
 
 /// All series. Reads take a snapshot of the map through `arc-swap`, which writes nothing shared, so the hot
 /// path has no lock and no reference count to bounce between cores; a new series copies the map (rare).
@@ -265,16 +335,17 @@ pub(crate) struct SeriesRef<'a> {
 }
 
 impl SeriesRef<'_> {
-    /// Applies `f` to the series' counters and histograms (creating the series if needed).
-    pub(crate) fn apply(&self, f: impl FnOnce(&Series)) {
+    /// Applies `f` to this thread's stripe of the series' counters and histograms (creating the series if
+    /// needed).
+    pub(crate) fn apply(&self, f: impl FnOnce(&Stripe)) {
         {
             let map = self.metrics.by_type.load();
             if let Some(s) = map.get(self.cache_type).and_then(|m| m.get(self.tenant)) {
-                f(s);
+                f(s.stripe());
                 return;
             }
         }
-        f(&self.metrics.insert(self.tenant, self.cache_type));
+        f(self.metrics.insert(self.tenant, self.cache_type).stripe());
     }
 
     /// Adds `n` to one counter.
@@ -289,7 +360,7 @@ impl Metrics {
     pub(crate) fn new(max_series: usize) -> Self {
         Metrics {
             max_series: max_series.max(1),
-            by_type: ArcSwap::from_pointee(HashMap::new()),
+            by_type: ArcSwap::from_pointee(ByType::default()),
             insert: Mutex::new(()),
         }
     }
@@ -333,9 +404,9 @@ impl Metrics {
                 tenants.iter().map(move |(tenant, s)| SeriesSnapshot {
                     tenant: tenant.to_string(),
                     cache_type: ty.to_string(),
-                    counters: s.counters.snapshot(),
-                    get_latency: s.get_latency.snapshot(),
-                    set_latency: s.set_latency.snapshot(),
+                    counters: s.counters(),
+                    get_latency: s.latency(|s| &s.get_latency),
+                    set_latency: s.latency(|s| &s.set_latency),
                 })
             })
             .collect();

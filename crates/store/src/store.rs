@@ -101,6 +101,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn CacheBackend>,
+    /// The same backend when it is the built-in Redis one, so the hot read calls it without boxing a future.
+    redis: Option<Arc<RedisBackend>>,
     /// The backend is in process: no timeout or breaker around its calls.
     local: bool,
     keys: KeyBuilder,
@@ -145,6 +147,31 @@ struct StoreCtx<'a> {
     generations: Option<[u64; 2]>,
 }
 
+/// The generation keys of one read, built up front or only when a backend call needs them.
+enum Gens<'a> {
+    Built(GenerationKeys),
+    Lazy {
+        scope: &'a Scope,
+        cache_type: &'a CacheType,
+    },
+}
+
+impl Gens<'_> {
+    fn build(
+        &self,
+        keys: &KeyBuilder,
+    ) -> Result<std::borrow::Cow<'_, GenerationKeys>, BackendError> {
+        match self {
+            Gens::Built(g) => Ok(std::borrow::Cow::Borrowed(g)),
+            // The entry key of the same scope was just built, so this cannot fail; if it did, the read degrades.
+            Gens::Lazy { scope, cache_type } => keys
+                .generation_keys(scope, cache_type)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| BackendError::Other(e.to_string())),
+        }
+    }
+}
+
 /// A read's result, with the generations seen (when the backend answered) so a following write can use them.
 struct Lookup<T> {
     value: Option<T>,
@@ -158,23 +185,45 @@ impl Store {
     /// # Errors
     /// [`StoreError::Setup`] when the Redis URL cannot be used.
     pub fn from_settings(settings: &Settings) -> Result<Store, StoreError> {
-        let backend: Arc<dyn CacheBackend> = match settings.backend {
-            BackendKind::Memory => Arc::new(MemoryBackend::new(settings.memory.max_bytes)),
-            BackendKind::Redis => Arc::new(
-                RedisBackend::connect(&settings.redis)
+        match settings.backend {
+            BackendKind::Memory => Ok(Store::with_backend(
+                settings,
+                Arc::new(MemoryBackend::new(settings.memory.max_bytes)),
+            )),
+            BackendKind::Redis => {
+                let redis = Arc::new(
+                    RedisBackend::connect(
+                        &settings.redis,
+                        &KeyBuilder::new(
+                            &settings.namespace,
+                            settings.environment,
+                            settings.tenancy.max_tenant_id_len,
+                        )
+                        .generation_prefix(),
+                    )
                     .map_err(|e| StoreError::Setup(e.to_string()))?,
-            ),
-        };
-        Ok(Store::with_backend(settings, backend))
+                );
+                Ok(Store::build(settings, redis.clone(), Some(redis)))
+            }
+        }
     }
 
     /// Builds a store over any backend.
     pub fn with_backend(settings: &Settings, backend: Arc<dyn CacheBackend>) -> Store {
+        Store::build(settings, backend, None)
+    }
+
+    fn build(
+        settings: &Settings,
+        backend: Arc<dyn CacheBackend>,
+        redis: Option<Arc<RedisBackend>>,
+    ) -> Store {
         let c = &settings.compression;
         Store {
             inner: Arc::new(Inner {
                 local: backend.is_local(),
                 backend,
+                redis,
                 keys: KeyBuilder::new(
                     &settings.namespace,
                     settings.environment,
@@ -268,9 +317,15 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        self.read(&scope, cache_type, key, codec::decode_typed::<T>)
-            .instrument(span)
-            .await
+        // The hottest call: without a subscriber for the span, skip the `Instrumented` wrapper entirely.
+        if span.is_disabled() {
+            self.read(&scope, cache_type, key, codec::decode_typed::<T>)
+                .await
+        } else {
+            self.read(&scope, cache_type, key, codec::decode_typed::<T>)
+                .instrument(span)
+                .await
+        }
     }
 
     /// Reads bytes written with [`Store::set_bytes`]. For an entry written by the typed API it returns that
@@ -575,7 +630,7 @@ impl Store {
         &self,
         scope: &Scope,
         cache_type: &CacheType,
-        (k, g): (&CacheKey, &GenerationKeys),
+        (k, g): (&CacheKey, &Gens<'_>),
         first_generations: Option<[u64; 2]>,
         policy: &ComputePolicy<T, E>,
         compute: F,
@@ -1020,19 +1075,22 @@ impl Store {
 
     // ---- internals ---------------------------------------------------------------------------------------
 
-    /// The entry key and, when the backend needs them, the generation keys of a read.
-    fn key_pair(
+    /// The entry key and the generation keys of a read: built now, or left for the Redis backend to build
+    /// when it must read them (its tracked hits do not).
+    fn key_pair<'a>(
         &self,
-        scope: &Scope,
-        cache_type: &CacheType,
+        scope: &'a Scope,
+        cache_type: &'a CacheType,
         key: &str,
-    ) -> Result<(CacheKey, GenerationKeys), StoreError> {
+    ) -> Result<(CacheKey, Gens<'a>), StoreError> {
         let entry = self.inner.keys.key(scope, cache_type, key)?;
-        let generations = if self.inner.backend.generations_in_use() {
-            self.inner.keys.generation_keys(scope, cache_type)?
+        let generations = if self.inner.redis.is_some() {
+            Gens::Lazy { scope, cache_type }
+        } else if self.inner.backend.generations_in_use() {
+            Gens::Built(self.inner.keys.generation_keys(scope, cache_type)?)
         } else {
             // A generation bumped right after this check only makes this one read miss (never stale).
-            GenerationKeys::unused()
+            Gens::Built(GenerationKeys::unused())
         };
         Ok((entry, generations))
     }
@@ -1042,13 +1100,23 @@ impl Store {
         &self,
         fut: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
+        self.call_from(Instant::now(), fut).await
+    }
+
+    /// [`Store::call`] for a call that started at `start` (a clock read the caller already made).
+    async fn call_from<T>(
+        &self,
+        start: Instant,
+        fut: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         if self.inner.local {
             return fut.await;
         }
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(BackendError::CircuitOpen);
         };
-        let result = match tokio::time::timeout(self.inner.timeout, fut).await {
+        let deadline = tokio::time::Instant::from_std(start) + self.inner.timeout;
+        let result = match tokio::time::timeout_at(deadline, fut).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout(self.inner.timeout)),
         };
@@ -1062,7 +1130,7 @@ impl Store {
     async fn lookup<T>(
         &self,
         key: &CacheKey,
-        generations: &GenerationKeys,
+        generations: &Gens<'_>,
         series: &SeriesRef<'_>,
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
         checked: bool,
@@ -1077,11 +1145,22 @@ impl Store {
         }
         let start = Instant::now();
         let backend = &self.inner.backend;
-        let fetched = if checked {
-            self.call(backend.fetch_checked(key.as_str(), generations))
-                .await
+        let keys = &self.inner.keys;
+        let fetched = if let (false, Some(redis)) = (checked, &self.inner.redis) {
+            self.call_from(
+                start,
+                redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
+            )
+            .await
         } else {
-            self.call(backend.fetch(key.as_str(), generations)).await
+            match generations.build(keys) {
+                Ok(g) if checked => {
+                    self.call_from(start, backend.fetch_checked(key.as_str(), &g))
+                        .await
+                }
+                Ok(g) => self.call_from(start, backend.fetch(key.as_str(), &g)).await,
+                Err(e) => Err(e),
+            }
         };
         let (result, found) = match fetched {
             Ok(f) => {

@@ -6,6 +6,7 @@
 mod glob;
 mod memory;
 mod redis;
+mod tracking;
 
 use std::{fmt, time::Duration};
 

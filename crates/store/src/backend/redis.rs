@@ -2,26 +2,33 @@
 //!
 //! The hot path (GET, SET, the generation reads) goes over a few long-lived multiplexed connections used in
 //! rotation; each is a [`redis::aio::ConnectionManager`], which reconnects by itself after the server restarts.
+//! With `redis.track_generations` they speak RESP3 and track the generation keys (see [`super::tracking`]), so
+//! a hit is one `GET`.
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool. A pool
 //! checkout costs an `UNWATCH` + `PING` round trip, which is why it stays off the hot path (see
 //! `docs/benchmarks.md`).
 
-use std::time::Duration;
+use std::{borrow::Borrow, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_redis::{Pool, Runtime};
 use fernando_cache_config::RedisSettings;
 use fernando_cache_keys::GenerationKeys;
-use redis::{AsyncCommands, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use redis::{
+    AsyncCommands, IntoConnectionInfo, ProtocolVersion, aio::ConnectionManager,
+    aio::ConnectionManagerConfig,
+};
 
 use super::{
     BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation, parse_generation,
+    tracking::Tracker,
 };
 
 /// A Redis (or Valkey) server.
 pub struct RedisBackend {
     conns: Vec<ConnectionManager>,
+    tracker: Option<Arc<Tracker>>,
     pool: Pool,
     shown_url: String,
 }
@@ -31,6 +38,7 @@ impl std::fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("url", &self.shown_url)
             .field("multiplexed_connections", &self.conns.len())
+            .field("tracks_generations", &self.tracker.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -55,13 +63,21 @@ fn pool_err(e: deadpool_redis::PoolError) -> BackendError {
 
 impl RedisBackend {
     /// Prepares connections without contacting the server, so a program starts (degraded) while Redis is down
-    /// and recovers when it comes up.
+    /// and recovers when it comes up. `generation_prefix` is
+    /// [`KeyBuilder::generation_prefix`](fernando_cache_keys::KeyBuilder::generation_prefix), tracked on the
+    /// hot connections when `settings.track_generations` is on.
     ///
     /// # Errors
     /// [`BackendError::Other`] when the URL cannot be used (for example `rediss://` in a build without TLS).
-    pub fn connect(settings: &RedisSettings) -> Result<Self, BackendError> {
-        let url = settings.connection_url();
+    pub fn connect(
+        settings: &RedisSettings,
+        generation_prefix: &str,
+    ) -> Result<Self, BackendError> {
         let shown_url = settings.url.redacted();
+        let url = settings
+            .connection_url()
+            .into_connection_info()
+            .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
         let client = if settings.uses_tls() {
             // rustls needs a process-wide crypto provider; installing it twice is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -73,14 +89,14 @@ impl RedisBackend {
                     None => None,
                 };
             redis::Client::build_with_tls(
-                url.as_str(),
+                url.clone(),
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert,
                 },
             )
         } else {
-            redis::Client::open(url.as_str())
+            redis::Client::open(url.clone())
         }
         .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
         let manager_config = ConnectionManagerConfig::new()
@@ -90,9 +106,30 @@ impl RedisBackend {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(200));
-        let conns = (0..settings.multiplexed_connections)
-            .map(|_| {
-                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+        let n = settings.multiplexed_connections;
+        let tracker = settings
+            .track_generations
+            .then(|| Tracker::new(n, generation_prefix.to_owned(), settings.command_timeout));
+        // Push messages need RESP3; the pool's connections stay on RESP2.
+        let hot_client = match &tracker {
+            Some(_) => {
+                let info = client.get_connection_info().clone();
+                let redis = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                redis::Client::open(info.set_redis_settings(redis))
+                    .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?
+            }
+            None => client.clone(),
+        };
+        let conns = (0..n)
+            .map(|i| {
+                let config = match &tracker {
+                    Some(t) => manager_config.clone().set_push_sender(t.handler(i)),
+                    None => manager_config.clone(),
+                };
+                ConnectionManager::new_lazy_with_config(hot_client.clone(), config)
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| BackendError::Other(format!("redis at {shown_url}: {e}")))?;
@@ -110,12 +147,18 @@ impl RedisBackend {
             .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
         Ok(RedisBackend {
             conns,
+            tracker,
             pool,
             shown_url,
         })
     }
 
     fn conn(&self) -> ConnectionManager {
+        self.pick().1
+    }
+
+    /// The next hot connection and its index.
+    fn pick(&self) -> (usize, ConnectionManager) {
         // A per-thread rotation: no shared counter for the worker threads to contend on.
         thread_local! {
             static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -125,27 +168,20 @@ impl RedisBackend {
             n.set(i.wrapping_add(1));
             i
         }) % self.conns.len();
-        self.conns[i].clone()
-    }
-}
-
-#[async_trait]
-impl CacheBackend for RedisBackend {
-    fn kind(&self) -> &'static str {
-        "redis"
+        (i, self.conns[i].clone())
     }
 
-    async fn fetch(
-        &self,
+    /// The entry and both generations in one `MGET` (which answers nil for a key of another type).
+    async fn fetch_all(
+        conn: &mut ConnectionManager,
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        // One command: the entry and both generations (MGET answers nil for a key of another type).
         let mut replies: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(key)
             .arg(generations.scope())
             .arg(generations.cache_type())
-            .query_async(&mut self.conn())
+            .query_async(conn)
             .await
             .map_err(conn_err)?;
         if replies.len() != 3 {
@@ -163,6 +199,61 @@ impl CacheBackend for RedisBackend {
                 parse_generation(g_type.as_deref()),
             ],
         })
+    }
+
+    /// [`CacheBackend::fetch`] without the boxed future of the trait object; the store calls it directly on
+    /// its hot path.
+    /// The generation keys are built by `generations` only when they must be read from Redis.
+    pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(
+        &self,
+        key: &str,
+        generations: impl FnOnce() -> Result<G, BackendError>,
+    ) -> Result<Fetched, BackendError> {
+        let (i, mut conn) = self.pick();
+        let Some(tracker) = &self.tracker else {
+            return Self::fetch_all(&mut conn, key, generations()?.borrow()).await;
+        };
+        // `{prefix}{scope}:{type}`: the specific key is escaped, so its last `:` ends the (scope, type) part,
+        // which stands one-to-one for the generation keys.
+        let scope_and_type = key.rfind(':').map_or(key, |i| &key[..i]);
+        let epoch = tracker.epoch();
+        if !tracker.is_tracking(i) {
+            tracker.start_tracking(i, conn.clone());
+        } else if let Some(remembered) = tracker.lookup(scope_and_type, epoch) {
+            // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
+            let value: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + key.len())
+                .arg("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(conn_err)?;
+            if tracker.epoch() == epoch {
+                return Ok(Fetched {
+                    value: value.map(Bytes::from),
+                    generations: remembered,
+                });
+            }
+            // A generation changed (or a connection came or went) while the GET was out: read them again.
+        }
+        let fetched = Self::fetch_all(&mut conn, key, generations()?.borrow()).await?;
+        tracker.remember(scope_and_type, epoch, fetched.generations);
+        Ok(fetched)
+    }
+}
+
+#[async_trait]
+impl CacheBackend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn fetch(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        self.fetch_unboxed(key, || Ok::<_, BackendError>(generations))
+            .await
     }
 
     async fn fetch_checked(

@@ -151,8 +151,9 @@ async fn broken_entries_are_misses_are_counted_and_removed() {
     assert_eq!(c.misses, names.len() as u64);
     assert_eq!(c.hits, 0);
 
-    // A hash under the key: the hot read (one MGET) sees it as absent, a miss; get_or_compute's miss path
-    // recognises the WRONGTYPE, counts it, removes it, and stores the computed value in its place.
+    // A hash under the key is a miss either way: a tracked hit's GET answers WRONGTYPE (counted and removed at
+    // once); an MGET (tracking not yet on) sees it as absent, and get_or_compute's miss path then recognises the
+    // WRONGTYPE, counts it and removes it. Either way it is counted once and the computed value replaces it.
     let wrong = full_key(&store, "wrongtype");
     assert_eq!(store.get::<Doc>(&t, &ty, "wrongtype").await.unwrap(), None);
     let computed = store

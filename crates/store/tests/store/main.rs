@@ -8,3 +8,4 @@ mod invalidation;
 mod isolation;
 mod round_trip;
 mod single_flight;
+mod tracking;
