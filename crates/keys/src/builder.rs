@@ -45,6 +45,79 @@ impl From<&TenantId> for Scope {
     }
 }
 
+/// A borrowed [`Scope`]: keys are built from it without cloning the tenant id (whose reference count every
+/// request on a hot tenant would otherwise bounce between cores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeRef<'a> {
+    /// A tenant's own namespace.
+    Tenant(&'a TenantId),
+    /// The global namespace.
+    Global,
+}
+
+impl<'a> ScopeRef<'a> {
+    /// A short label for metrics and logs: the tenant id, or `_global` (see [`Scope::label`]).
+    pub fn label(self) -> &'a str {
+        match self {
+            ScopeRef::Tenant(t) => t.as_str(),
+            ScopeRef::Global => "_global",
+        }
+    }
+
+    /// The owned scope.
+    pub fn to_scope(self) -> Scope {
+        match self {
+            ScopeRef::Tenant(t) => Scope::Tenant(t.clone()),
+            ScopeRef::Global => Scope::Global,
+        }
+    }
+}
+
+impl<'a> From<&'a Scope> for ScopeRef<'a> {
+    fn from(s: &'a Scope) -> Self {
+        match s {
+            Scope::Tenant(t) => ScopeRef::Tenant(t),
+            Scope::Global => ScopeRef::Global,
+        }
+    }
+}
+
+impl<'a> From<&'a TenantId> for ScopeRef<'a> {
+    fn from(t: &'a TenantId) -> Self {
+        ScopeRef::Tenant(t)
+    }
+}
+
+/// Anything that names a scope — a [`TenantId`] or a [`Scope`], owned or borrowed — as a [`ScopeRef`].
+pub trait AsScope {
+    /// The scope, borrowed.
+    fn as_scope(&self) -> ScopeRef<'_>;
+}
+
+impl AsScope for Scope {
+    fn as_scope(&self) -> ScopeRef<'_> {
+        self.into()
+    }
+}
+
+impl AsScope for TenantId {
+    fn as_scope(&self) -> ScopeRef<'_> {
+        ScopeRef::Tenant(self)
+    }
+}
+
+impl AsScope for ScopeRef<'_> {
+    fn as_scope(&self) -> ScopeRef<'_> {
+        *self
+    }
+}
+
+impl<T: AsScope + ?Sized> AsScope for &T {
+    fn as_scope(&self) -> ScopeRef<'_> {
+        (**self).as_scope()
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -139,9 +212,9 @@ impl KeyBuilder {
         format!("{}_gen:", self.prefix)
     }
 
-    fn push_scope(&self, out: &mut String, scope: &Scope) -> Result<(), KeyError> {
+    fn push_scope(&self, out: &mut String, scope: ScopeRef<'_>) -> Result<(), KeyError> {
         match scope {
-            Scope::Tenant(t) => {
+            ScopeRef::Tenant(t) => {
                 // A `TenantId` is valid by construction; only this builder's (configurable) length limit is
                 // left to enforce.
                 let len = t.as_str().len();
@@ -154,7 +227,7 @@ impl KeyBuilder {
                 out.push_str("tenant_");
                 out.push_str(&escape_segment(t.as_str()));
             }
-            Scope::Global => out.push_str("global"),
+            ScopeRef::Global => out.push_str("global"),
         }
         Ok(())
     }
@@ -164,12 +237,13 @@ impl KeyBuilder {
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit, [`KeyError::KeyTooLong`] when
     /// `specific` exceeds [`Self::MAX_SPECIFIC_KEY_LEN`].
-    pub fn key(
+    pub fn key<'s>(
         &self,
-        scope: &Scope,
+        scope: impl Into<ScopeRef<'s>>,
         cache_type: &CacheType,
         specific: &str,
     ) -> Result<CacheKey, KeyError> {
+        let scope = scope.into();
         if specific.len() > Self::MAX_SPECIFIC_KEY_LEN {
             return Err(KeyError::KeyTooLong {
                 len: specific.len(),
@@ -197,11 +271,12 @@ impl KeyBuilder {
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
-    pub fn generation_keys(
+    pub fn generation_keys<'s>(
         &self,
-        scope: &Scope,
+        scope: impl Into<ScopeRef<'s>>,
         cache_type: &CacheType,
     ) -> Result<GenerationKeys, KeyError> {
+        let scope = scope.into();
         let mut type_key = String::with_capacity(
             self.prefix.len() + 16 + scope.label().len() + cache_type.as_str().len(),
         );

@@ -16,7 +16,7 @@
 //!
 //! let keys = KeyBuilder::new("fernando", Environment::Production, 128);
 //! let tenant = TenantId::new("user123").unwrap();
-//! let key = keys.key(&tenant.clone().into(), &CacheType::DOC_HASH, "a1b2c3").unwrap();
+//! let key = keys.key(&tenant, &CacheType::DOC_HASH, "a1b2c3").unwrap();
 //! assert_eq!(key.as_str(), "fernando:production:tenant_user123:doc_hash:a1b2c3");
 //! assert_eq!(
 //!     keys.scan_pattern(&tenant.into(), None),
@@ -32,7 +32,7 @@ mod fingerprint;
 mod tenant;
 
 pub use args::{ArgsError, ArgsHasher, generate_cache_key_from_params};
-pub use builder::{CacheKey, GenerationKeys, KeyBuilder, Scope};
+pub use builder::{AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, ScopeRef};
 pub use error::KeyError;
 pub use escape::{escape_glob, escape_segment, unescape_segment};
 pub use fernando_cache_config::CacheType;

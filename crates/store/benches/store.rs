@@ -193,11 +193,7 @@ async fn main() {
         let _ = store.set(&tenant, &ty, &key, &text).await.unwrap();
         let raw_key = format!("raw:{size}");
         raw.set(&raw_key, text.as_bytes()).await;
-        let stored_key = store
-            .keys()
-            .key(&tenant.clone().into(), &ty, &key)
-            .unwrap()
-            .into_string();
+        let stored_key = store.keys().key(&tenant, &ty, &key).unwrap().into_string();
         let stored = raw.get(&stored_key).await;
         let compressed = stored[4] & 1 == 1;
         peer.async_cache_set(key.clone(), text.clone())

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
 use fernando_cache_keys::{
-    CacheKey, DocumentFingerprint, GenerationKeys, KeyBuilder, Scope, TenantId,
+    AsScope, CacheKey, DocumentFingerprint, GenerationKeys, KeyBuilder, Scope, ScopeRef, TenantId,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::task::JoinHandle;
@@ -151,7 +151,7 @@ struct StoreCtx<'a> {
 enum Gens<'a> {
     Built(GenerationKeys),
     Lazy {
-        scope: &'a Scope,
+        scope: ScopeRef<'a>,
         cache_type: &'a CacheType,
     },
 }
@@ -165,7 +165,7 @@ impl Gens<'_> {
             Gens::Built(g) => Ok(std::borrow::Cow::Borrowed(g)),
             // The entry key of the same scope was just built, so this cannot fail; if it did, the read degrades.
             Gens::Lazy { scope, cache_type } => keys
-                .generation_keys(scope, cache_type)
+                .generation_keys(*scope, cache_type)
                 .map(std::borrow::Cow::Owned)
                 .map_err(|e| BackendError::Other(e.to_string())),
         }
@@ -307,11 +307,12 @@ impl Store {
     /// Only for an invalid tenant or key.
     pub async fn get<T: DeserializeOwned>(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let scope = scope.into();
+        // Borrowed: a hot tenant's id is not cloned (and its reference count not bounced) per read.
+        let scope = scope.as_scope();
         let span = debug_span!(
             "cache.get",
             tenant = scope.label(),
@@ -319,10 +320,10 @@ impl Store {
         );
         // The hottest call: without a subscriber for the span, skip the `Instrumented` wrapper entirely.
         if span.is_disabled() {
-            self.read(&scope, cache_type, key, codec::decode_typed::<T>)
+            self.read(scope, cache_type, key, codec::decode_typed::<T>)
                 .await
         } else {
-            self.read(&scope, cache_type, key, codec::decode_typed::<T>)
+            self.read(scope, cache_type, key, codec::decode_typed::<T>)
                 .instrument(span)
                 .await
         }
@@ -335,17 +336,17 @@ impl Store {
     /// Only for an invalid tenant or key.
     pub async fn get_bytes(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope();
         let span = debug_span!(
             "cache.get_bytes",
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        self.read(&scope, cache_type, key, codec::decode_raw)
+        self.read(scope, cache_type, key, codec::decode_raw)
             .instrument(span)
             .await
     }
@@ -356,11 +357,11 @@ impl Store {
     /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
     pub async fn exists(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let span = debug_span!(
             "cache.exists",
             tenant = scope.label(),
@@ -382,11 +383,11 @@ impl Store {
     /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
     pub async fn ttl(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
     ) -> Result<KeyTtl, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let span = debug_span!(
             "cache.ttl",
             tenant = scope.label(),
@@ -408,7 +409,7 @@ impl Store {
     /// backend is not an error: the write is dropped and counted ([`WriteOutcome::Dropped`]).
     pub async fn set<T: Serialize + ?Sized>(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
         value: &T,
@@ -422,13 +423,13 @@ impl Store {
     /// As [`Store::set`], plus [`StoreError::InvalidTtl`].
     pub async fn set_with_ttl<T: Serialize + ?Sized>(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<WriteOutcome, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let span = debug_span!(
             "cache.set",
             tenant = scope.label(),
@@ -446,13 +447,13 @@ impl Store {
     /// As [`Store::set_with_ttl`].
     pub async fn set_bytes(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<WriteOutcome, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let span = debug_span!(
             "cache.set_bytes",
             tenant = scope.label(),
@@ -471,11 +472,11 @@ impl Store {
     /// invalid tenant or key.
     pub async fn delete(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let span = debug_span!(
             "cache.delete",
             tenant = scope.label(),
@@ -519,7 +520,7 @@ impl Store {
     /// key or cache type — always before `compute` runs.
     pub async fn get_or_compute<T, E, F, Fut>(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
         compute: F,
@@ -538,7 +539,13 @@ impl Store {
         };
         let compute = || async { compute().await.map_err(Arc::new) };
         match self
-            .compute_with(scope.into(), cache_type, key, &policy, compute)
+            .compute_with(
+                scope.as_scope().to_scope(),
+                cache_type,
+                key,
+                &policy,
+                compute,
+            )
             .await
         {
             Ok(v) => Ok(v),
@@ -601,7 +608,7 @@ impl Store {
             None => {}
         }
         let (k, g) = self
-            .key_pair(&scope, cache_type, key)
+            .key_pair((&scope).into(), cache_type, key)
             .map_err(Failure::Store)?;
         let series = self
             .inner
@@ -765,11 +772,11 @@ impl Store {
     /// [`StoreError::Unavailable`] when the backend cannot take the invalidation — never silently skipped.
     pub async fn invalidate(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: Option<&CacheType>,
         strategy: InvalidationStrategy,
     ) -> Result<Invalidation, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
         let span = debug_span!(
             "cache.invalidate",
@@ -834,11 +841,11 @@ impl Store {
     /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
     pub async fn delete_pattern(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: Option<&CacheType>,
         key_glob: &str,
     ) -> Result<u64, StoreError> {
-        let scope = scope.into();
+        let scope = scope.as_scope().to_scope();
         let pattern = self.inner.keys.key_pattern(&scope, cache_type, key_glob);
         let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
         self.delete_matching(&scope, type_label, &pattern)
@@ -856,7 +863,7 @@ impl Store {
     /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
     pub async fn clear_cache(
         &self,
-        scope: impl Into<Scope>,
+        scope: impl AsScope,
         cache_type: Option<&CacheType>,
     ) -> Result<u64, StoreError> {
         Ok(self
@@ -1079,7 +1086,7 @@ impl Store {
     /// when it must read them (its tracked hits do not).
     fn key_pair<'a>(
         &self,
-        scope: &'a Scope,
+        scope: ScopeRef<'a>,
         cache_type: &'a CacheType,
         key: &str,
     ) -> Result<(CacheKey, Gens<'a>), StoreError> {
@@ -1171,12 +1178,12 @@ impl Store {
                         Ok(h) => match decode(&bytes, &h, self.inner.policy.max_decoded) {
                             Ok(v) => (Some(v), Found::Value),
                             Err(e) => {
-                                self.discard_corrupt(key, &e.to_string()).await;
+                                Box::pin(self.discard_corrupt(key, &e.to_string())).await;
                                 (None, Found::Corrupt)
                             }
                         },
                         Err(e) => {
-                            self.discard_corrupt(key, &e.to_string()).await;
+                            Box::pin(self.discard_corrupt(key, &e.to_string())).await;
                             (None, Found::Corrupt)
                         }
                     },
@@ -1188,8 +1195,7 @@ impl Store {
                 (lookup, found)
             }
             Err(BackendError::WrongType) => {
-                self.discard_corrupt(key, "the key holds a non-string Redis value")
-                    .await;
+                Box::pin(self.discard_corrupt(key, "the key holds a non-string Redis value")).await;
                 (
                     Lookup {
                         value: None,
@@ -1263,7 +1269,7 @@ impl Store {
     /// The read path shared by the typed and the raw API: keys, one lookup, the value.
     async fn read<T>(
         &self,
-        scope: &Scope,
+        scope: ScopeRef<'_>,
         cache_type: &CacheType,
         key: &str,
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,

@@ -4,6 +4,7 @@
 //! breaker are applied by the store around every call, so a backend may simply wait.
 
 mod glob;
+mod hot;
 mod memory;
 mod redis;
 mod tracking;

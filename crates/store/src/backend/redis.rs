@@ -1,7 +1,7 @@
 //! The Redis backend.
 //!
 //! The hot path (GET, SET, the generation reads) goes over a few long-lived multiplexed connections used in
-//! rotation; each is a [`redis::aio::ConnectionManager`], which reconnects by itself after the server restarts.
+//! rotation; each slot reconnects by itself after the server restarts (see [`super::hot`]).
 //! With `redis.track_generations` they speak RESP3 and track the generation keys (see [`super::tracking`]), so
 //! a hit is one `GET`.
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool. A pool
@@ -15,19 +15,18 @@ use bytes::Bytes;
 use deadpool_redis::{Pool, Runtime};
 use fernando_cache_config::RedisSettings;
 use fernando_cache_keys::GenerationKeys;
-use redis::{
-    AsyncCommands, IntoConnectionInfo, ProtocolVersion, aio::ConnectionManager,
-    aio::ConnectionManagerConfig,
-};
+use redis::{AsyncCommands, AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
 
 use super::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation, parse_generation,
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl,
+    hot::{HotConn, Lease},
+    new_generation, parse_generation,
     tracking::Tracker,
 };
 
 /// A Redis (or Valkey) server.
 pub struct RedisBackend {
-    conns: Vec<ConnectionManager>,
+    conns: Arc<[HotConn]>,
     tracker: Option<Arc<Tracker>>,
     pool: Pool,
     shown_url: String,
@@ -99,13 +98,10 @@ impl RedisBackend {
             redis::Client::open(url.clone())
         }
         .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
+        let hot_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             // The store bounds every call with its own timeout; a second timer per request only costs.
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(200));
+            .set_response_timeout(None);
         let n = settings.multiplexed_connections;
         let tracker = settings
             .track_generations
@@ -124,15 +120,18 @@ impl RedisBackend {
             None => client.clone(),
         };
         let conns = (0..n)
-            .map(|i| {
-                let config = match &tracker {
-                    Some(t) => manager_config.clone().set_push_sender(t.handler(i)),
-                    None => manager_config.clone(),
-                };
-                ConnectionManager::new_lazy_with_config(hot_client.clone(), config)
+            .map(|i| match &tracker {
+                Some(t) => {
+                    let t2 = t.clone();
+                    HotConn::new(
+                        hot_client.clone(),
+                        hot_config.clone().set_push_sender(t.handler(i)),
+                        Some(Box::new(move || t2.installed(i))),
+                    )
+                }
+                None => HotConn::new(hot_client.clone(), hot_config.clone(), None),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BackendError::Other(format!("redis at {shown_url}: {e}")))?;
+            .collect();
         // The pool connects with redis's own connection info, which keeps the TLS parameters (deadpool-redis's
         // serialisable `Config` would drop a private CA).
         let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
@@ -153,37 +152,37 @@ impl RedisBackend {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.pick().1
+    /// A connection of the next hot slot (connecting it if needed).
+    async fn conn(&self) -> Result<Lease<'_>, BackendError> {
+        self.conns[self.pick()].lease().await.map_err(conn_err)
     }
 
-    /// The next hot connection and its index.
-    fn pick(&self) -> (usize, ConnectionManager) {
+    /// The next hot slot.
+    fn pick(&self) -> usize {
         // A per-thread rotation: no shared counter for the worker threads to contend on.
         thread_local! {
             static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         }
-        let i = NEXT.with(|n| {
+        NEXT.with(|n| {
             let i = n.get();
             n.set(i.wrapping_add(1));
             i
-        }) % self.conns.len();
-        (i, self.conns[i].clone())
+        }) % self.conns.len()
     }
 
     /// The entry and both generations in one `MGET` (which answers nil for a key of another type).
     async fn fetch_all(
-        conn: &mut ConnectionManager,
+        lease: &mut Lease<'_>,
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        let mut replies: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+        let reply = redis::cmd("MGET")
             .arg(key)
             .arg(generations.scope())
             .arg(generations.cache_type())
-            .query_async(conn)
-            .await
-            .map_err(conn_err)?;
+            .query_async(&mut lease.conn)
+            .await;
+        let mut replies: Vec<Option<Vec<u8>>> = lease.check(reply).map_err(conn_err)?;
         if replies.len() != 3 {
             return Err(BackendError::Other(format!(
                 "MGET answered {} values, not 3",
@@ -202,43 +201,96 @@ impl RedisBackend {
     }
 
     /// [`CacheBackend::fetch`] without the boxed future of the trait object; the store calls it directly on
-    /// its hot path.
-    /// The generation keys are built by `generations` only when they must be read from Redis.
+    /// its hot path. The generation keys are built by `generations` only when they must be read from Redis.
     pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(
         &self,
         key: &str,
         generations: impl FnOnce() -> Result<G, BackendError>,
     ) -> Result<Fetched, BackendError> {
-        let (i, mut conn) = self.pick();
-        let Some(tracker) = &self.tracker else {
-            return Self::fetch_all(&mut conn, key, generations()?.borrow()).await;
-        };
-        // `{prefix}{scope}:{type}`: the specific key is escaped, so its last `:` ends the (scope, type) part,
-        // which stands one-to-one for the generation keys.
-        let scope_and_type = key.rfind(':').map_or(key, |i| &key[..i]);
-        let epoch = tracker.epoch();
-        if !tracker.is_tracking(i) {
-            tracker.start_tracking(i, conn.clone());
-        } else if let Some(remembered) = tracker.lookup(scope_and_type, epoch) {
-            // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
-            let value: Option<Vec<u8>> = redis::Cmd::with_capacity(2, 3 + key.len())
-                .arg("GET")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .map_err(conn_err)?;
-            if tracker.epoch() == epoch {
-                return Ok(Fetched {
-                    value: value.map(Bytes::from),
-                    generations: remembered,
-                });
+        let i = self.pick();
+        if let Some(tracker) = &self.tracker {
+            let epoch = tracker.epoch();
+            if !tracker.is_tracking(i) {
+                tracker.start_tracking(i, self.conns.clone());
+            } else if let (Some(remembered), Some(mut lease)) = (
+                tracker.lookup(scope_and_type(key), epoch),
+                self.conns[i].current(),
+            ) {
+                // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
+                let get = GetCommand::new(key);
+                let reply = get.0.query_async(&mut lease.conn).await;
+                drop(get);
+                let value: Option<Vec<u8>> = lease.check(reply).map_err(conn_err)?;
+                lease.release();
+                if tracker.epoch() == epoch {
+                    return Ok(Fetched {
+                        value: value.map(Bytes::from),
+                        generations: remembered,
+                    });
+                }
+                // A generation changed (or a connection came or went) while the GET was out: read them
+                // again.
             }
-            // A generation changed (or a connection came or went) while the GET was out: read them again.
         }
-        let fetched = Self::fetch_all(&mut conn, key, generations()?.borrow()).await?;
-        tracker.remember(scope_and_type, epoch, fetched.generations);
+        // Boxed so that the hit's future stays small (it is moved a few times per call).
+        Box::pin(self.fetch_with_generations(i, key, generations)).await
+    }
+
+    /// The entry and its generations from Redis (remembered when tracking).
+    async fn fetch_with_generations<G: Borrow<GenerationKeys>>(
+        &self,
+        i: usize,
+        key: &str,
+        generations: impl FnOnce() -> Result<G, BackendError>,
+    ) -> Result<Fetched, BackendError> {
+        let epoch = self.tracker.as_ref().map(|t| t.epoch());
+        let mut lease = self.conns[i].lease().await.map_err(conn_err)?;
+        let fetched = Self::fetch_all(&mut lease, key, generations()?.borrow()).await?;
+        if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
+            tracker.remember(scope_and_type(key), epoch, fetched.generations);
+        }
         Ok(fetched)
     }
+}
+
+/// A `GET key` command whose buffers come from a per-thread stack and go back to it: building a `Cmd` costs two
+/// allocations and two frees, a measurable share of a 100-byte hit.
+struct GetCommand(redis::Cmd);
+
+thread_local! {
+    static GET_COMMANDS: std::cell::RefCell<Vec<redis::Cmd>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Commands kept per thread: about the number of hits a thread has in flight at once.
+const KEPT_COMMANDS: usize = 64;
+
+impl GetCommand {
+    fn new(key: &str) -> Self {
+        let mut cmd = GET_COMMANDS
+            .with(|c| c.borrow_mut().pop())
+            .unwrap_or_else(|| redis::Cmd::with_capacity(2, 3 + key.len()));
+        cmd.arg("GET").arg(key);
+        GetCommand(cmd)
+    }
+}
+
+impl Drop for GetCommand {
+    fn drop(&mut self) {
+        let mut cmd = std::mem::take(&mut self.0);
+        cmd.clear();
+        GET_COMMANDS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() < KEPT_COMMANDS {
+                c.push(cmd);
+            }
+        });
+    }
+}
+
+/// `{prefix}{scope}:{type}` of an entry key: the specific key is escaped, so its last `:` ends the (scope, type)
+/// part, which stands one-to-one for the generation keys.
+fn scope_and_type(key: &str) -> &str {
+    key.rfind(':').map_or(key, |i| &key[..i])
 }
 
 #[async_trait]
@@ -263,16 +315,17 @@ impl CacheBackend for RedisBackend {
     ) -> Result<Fetched, BackendError> {
         // GET answers WRONGTYPE for a key of another type; the pipeline's per-command replies keep that
         // visible instead of failing the whole pipeline.
-        let replies: Vec<redis::Value> = redis::pipe()
+        let mut lease = self.conn().await?;
+        let reply = redis::pipe()
             .ignore_errors()
             .cmd("GET")
             .arg(key)
             .cmd("MGET")
             .arg(generations.scope())
             .arg(generations.cache_type())
-            .query_async(&mut self.conn())
-            .await
-            .map_err(conn_err)?;
+            .query_async(&mut lease.conn)
+            .await;
+        let replies: Vec<redis::Value> = lease.check(reply).map_err(conn_err)?;
         let [value, gens]: [redis::Value; 2] = replies.try_into().map_err(|r: Vec<_>| {
             BackendError::Other(format!("pipeline answered {} replies, not 2", r.len()))
         })?;
@@ -308,7 +361,8 @@ impl CacheBackend for RedisBackend {
         generations: &GenerationKeys,
     ) -> Result<[u64; 2], BackendError> {
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        let ((g_scope, g_type),): ((Option<Vec<u8>>, Option<Vec<u8>>),) = redis::pipe()
+        let mut lease = self.conn().await?;
+        let reply = redis::pipe()
             .cmd("MGET")
             .arg(generations.scope())
             .arg(generations.cache_type())
@@ -318,9 +372,10 @@ impl CacheBackend for RedisBackend {
             .arg("PX")
             .arg(ms)
             .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(conn_err)?;
+            .query_async(&mut lease.conn)
+            .await;
+        let ((g_scope, g_type),): ((Option<Vec<u8>>, Option<Vec<u8>>),) =
+            lease.check(reply).map_err(conn_err)?;
         Ok([
             parse_generation(g_scope.as_deref()),
             parse_generation(g_type.as_deref()),
@@ -331,15 +386,21 @@ impl CacheBackend for RedisBackend {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.conn().unlink(keys).await.map_err(conn_err)
+        let mut lease = self.conn().await?;
+        let reply = lease.conn.unlink(keys).await;
+        lease.check(reply).map_err(conn_err)
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
-        self.conn().exists(key).await.map_err(conn_err)
+        let mut lease = self.conn().await?;
+        let reply = lease.conn.exists(key).await;
+        lease.check(reply).map_err(conn_err)
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        let ms: i64 = self.conn().pttl(key).await.map_err(conn_err)?;
+        let mut lease = self.conn().await?;
+        let reply = lease.conn.pttl(key).await;
+        let ms: i64 = lease.check(reply).map_err(conn_err)?;
         Ok(match ms {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::Persistent,
@@ -350,14 +411,15 @@ impl CacheBackend for RedisBackend {
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        redis::cmd("SET")
+        let mut lease = self.conn().await?;
+        let reply = redis::cmd("SET")
             .arg(key)
             .arg(generation.to_string())
             .arg("PX")
             .arg(ms)
-            .exec_async(&mut self.conn())
-            .await
-            .map_err(conn_err)?;
+            .exec_async(&mut lease.conn)
+            .await;
+        lease.check(reply).map_err(conn_err)?;
         Ok(generation)
     }
 
@@ -403,10 +465,9 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        redis::cmd("PING")
-            .exec_async(&mut self.conn())
-            .await
-            .map_err(conn_err)
+        let mut lease = self.conn().await?;
+        let reply = redis::cmd("PING").exec_async(&mut lease.conn).await;
+        lease.check(reply).map_err(conn_err)
     }
 
     async fn info(&self) -> Result<BackendInfo, BackendError> {

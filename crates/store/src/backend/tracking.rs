@@ -30,8 +30,10 @@ use std::{
 
 use redis::{
     PushInfo, PushKind,
-    aio::{AsyncPushSender, ConnectionManager, SendError},
+    aio::{AsyncPushSender, SendError},
 };
+
+use super::hot::HotConn;
 
 /// Remembered generation pairs per thread and backend; past this the thread's map is emptied.
 const MAX_REMEMBERED: usize = 4096;
@@ -54,7 +56,8 @@ pub(crate) struct Tracker {
 
 #[derive(Debug)]
 struct ConnState {
-    /// Moved each time the connection is lost (redis-rs reports it as a `Disconnection` push).
+    /// Moved each time the slot's connection is lost (redis-rs reports it as a `Disconnection` push) or
+    /// replaced.
     incarnation: AtomicU64,
     /// The incarnation whose `CLIENT TRACKING` succeeded, or [`NEVER`].
     confirmed: AtomicU64,
@@ -102,8 +105,15 @@ impl Tracker {
         c.confirmed.load(Ordering::Acquire) == c.incarnation.load(Ordering::Acquire)
     }
 
-    /// Starts tracking on connection `index` in the background, at most once per [`RETRY_AFTER`].
-    pub(crate) fn start_tracking(self: &Arc<Self>, index: usize, mut conn: ConnectionManager) {
+    /// A new connection was installed in slot `index`: it does not track until told to.
+    pub(crate) fn installed(&self, index: usize) {
+        self.conns[index].incarnation.fetch_add(1, Ordering::AcqRel);
+        self.bump();
+    }
+
+    /// Starts tracking on the connection of slot `index` in the background, at most once per
+    /// [`RETRY_AFTER`].
+    pub(crate) fn start_tracking(self: &Arc<Self>, index: usize, slots: Arc<[HotConn]>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -122,6 +132,8 @@ impl Tracker {
         let tracker = self.clone();
         runtime.spawn(async move {
             let c = &tracker.conns[index];
+            // Taken before the lease: a connection installed after it moves the incarnation, and then this
+            // attempt confirms nothing.
             let incarnation = c.incarnation.load(Ordering::Acquire);
             // OFF first: turning BCAST on twice with one prefix is refused as an overlapping prefix.
             let mut pipe = redis::pipe();
@@ -136,10 +148,13 @@ impl Tracker {
                 .arg("PREFIX")
                 .arg(&tracker.prefix)
                 .ignore();
-            let command = pipe.exec_async(&mut conn);
-            match tokio::time::timeout(tracker.command_timeout, command).await {
+            let attempt = async {
+                let mut lease = slots[index].lease().await?;
+                let reply = pipe.exec_async(&mut lease.conn).await;
+                lease.check(reply)
+            };
+            match tokio::time::timeout(tracker.command_timeout, attempt).await {
                 Ok(Ok(())) => {
-                    // Only if the connection that answered is still the one we asked about.
                     if c.incarnation.load(Ordering::Acquire) == incarnation {
                         c.confirmed.store(incarnation, Ordering::Release);
                         tracker.bump();

@@ -16,7 +16,7 @@ struct Doc {
 fn full_key(store: &Store, key: &str) -> String {
     store
         .keys()
-        .key(&tenant("acme").into(), &CacheType::OCR_RESULT, key)
+        .key(&tenant("acme"), &CacheType::OCR_RESULT, key)
         .unwrap()
         .into_string()
 }

@@ -90,10 +90,7 @@ async fn compression_starts_just_above_the_threshold() {
         assert_eq!(back, value.as_bytes());
     }
     let strlen = |key: &str| {
-        let full = store
-            .keys()
-            .key(&t.clone().into(), &CacheType::OCR_RESULT, key)
-            .unwrap();
+        let full = store.keys().key(&t, &CacheType::OCR_RESULT, key).unwrap();
         let reply = server.command(&["STRLEN", full.as_str()]).unwrap();
         reply
             .trim()

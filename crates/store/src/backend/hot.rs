@@ -1,0 +1,166 @@
+//! The hot path's connections: one multiplexed connection per slot, replaced when it breaks.
+//!
+//! redis-rs's `ConnectionManager` does the same, but every request through it clones a shared connect future
+//! and the connection inside it (four reference counts that the worker threads bounce between cores) — on a
+//! 100-byte hit that was ~15 % of the store's client time (docs/benchmarks.md). Here a request costs one
+//! `arc-swap` load, and the connection handle comes from a per-thread stack of clones and goes back to it, so
+//! in the steady state no reference count is touched at all.
+
+use std::{
+    cell::RefCell,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use arc_swap::ArcSwapOption;
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, aio::MultiplexedConnection};
+
+/// One slot of the hot path.
+pub(crate) struct HotConn {
+    client: Client,
+    config: AsyncConnectionConfig,
+    current: ArcSwapOption<Installed>,
+    /// One connect at a time per slot; later callers wait for it (within their own timeout).
+    connecting: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    /// Called each time a new connection is installed (generation tracking must start over on it).
+    on_install: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Clones of the current connection handed back by finished requests, per thread.
+    spare: thread_local::ThreadLocal<RefCell<Vec<(u64, MultiplexedConnection)>>>,
+}
+
+/// Spare clones kept per thread: about the number of requests a thread has in flight on one slot.
+const SPARE_PER_THREAD: usize = 64;
+
+struct Installed {
+    id: u64,
+    conn: MultiplexedConnection,
+}
+
+/// A connection taken for one request; report how the request went with [`Lease::check`], and hand the
+/// connection back to this thread's spares with [`Lease::release`] (dropping it instead is fine, only slower).
+pub(crate) struct Lease<'a> {
+    hot: &'a HotConn,
+    id: u64,
+    /// The connection to send on.
+    pub(crate) conn: MultiplexedConnection,
+}
+
+impl HotConn {
+    /// A slot that connects on first use with `config` (whose timeouts bound the connect).
+    pub(crate) fn new(
+        client: Client,
+        config: AsyncConnectionConfig,
+        on_install: Option<Box<dyn Fn() + Send + Sync>>,
+    ) -> Self {
+        HotConn {
+            client,
+            config,
+            current: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            on_install,
+            spare: thread_local::ThreadLocal::new(),
+        }
+    }
+
+    /// The current connection, if there is one.
+    pub(crate) fn current(&self) -> Option<Lease<'_>> {
+        let installed = self.current.load();
+        let i = installed.as_ref()?;
+        let spare = self.spare.get_or_default();
+        let conn = loop {
+            match spare.borrow_mut().pop() {
+                Some((id, conn)) if id == i.id => break conn,
+                // A clone of a replaced connection: drop it.
+                Some(_) => continue,
+                None => break i.conn.clone(),
+            }
+        };
+        Some(Lease {
+            hot: self,
+            id: i.id,
+            conn,
+        })
+    }
+
+    /// The current connection, connecting first if there is none.
+    pub(crate) async fn lease(&self) -> RedisResult<Lease<'_>> {
+        match self.current() {
+            Some(lease) => Ok(lease),
+            // Boxed: the connect's state machine is large and rarely needed; it must not weigh on every call.
+            None => Box::pin(self.connect()).await,
+        }
+    }
+
+    async fn connect(&self) -> RedisResult<Lease<'_>> {
+        let _one = self.connecting.lock().await;
+        if let Some(i) = &*self.current.load() {
+            return Ok(Lease {
+                hot: self,
+                id: i.id,
+                conn: i.conn.clone(),
+            });
+        }
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = &self.on_install {
+            f();
+        }
+        self.current.store(Some(Arc::new(Installed {
+            id,
+            conn: conn.clone(),
+        })));
+        Ok(Lease {
+            hot: self,
+            id,
+            conn,
+        })
+    }
+
+    /// Forgets connection `id` if it is still the current one, so the next request connects afresh.
+    fn forget(&self, id: u64) {
+        let current = self.current.load();
+        if current.as_ref().is_some_and(|i| i.id == id) {
+            // Only swap out the very connection that failed, never one a concurrent request just installed.
+            let _ = self.current.compare_and_swap(&current, None);
+        }
+    }
+}
+
+impl Lease<'_> {
+    /// Keeps the connection handle for this thread's next request, if it is still the current connection.
+    pub(crate) fn release(self) {
+        if self
+            .hot
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|i| i.id == self.id)
+        {
+            let mut spare = self.hot.spare.get_or_default().borrow_mut();
+            if spare.len() < SPARE_PER_THREAD {
+                spare.push((self.id, self.conn));
+            }
+        }
+    }
+
+    /// Passes a reply through, forgetting the connection when the error says it is broken.
+    pub(crate) fn check<T>(&self, reply: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &reply
+            && broken(e)
+        {
+            self.hot.forget(self.id);
+        }
+        reply
+    }
+}
+
+fn broken(e: &RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
+}
