@@ -231,12 +231,17 @@ impl Series {
     /// This thread's stripe.
     fn stripe(&self) -> &Stripe {
         thread_local! {
-            static INDEX: usize = {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            };
+            // `const`-initialised: reading it is a plain thread-local load, with no lazy-init check.
+            static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
         }
-        self.stripes[INDEX.with(|i| *i) % self.stripes.len()].get_or_init(Box::default)
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let index = INDEX.with(|i| {
+            if i.get() == usize::MAX {
+                i.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            i.get()
+        });
+        self.stripes[index % self.stripes.len()].get_or_init(Box::default)
     }
 
     fn stripes(&self) -> impl Iterator<Item = &Stripe> {

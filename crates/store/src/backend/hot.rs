@@ -134,15 +134,18 @@ impl HotConn {
 }
 
 impl Lease<'_> {
-    /// Keeps the connection handle for this thread's next request, if it is still the current connection.
-    pub(crate) fn release(self) {
-        if self
-            .hot
+    /// Whether this lease's connection is still the slot's current one.
+    pub(crate) fn is_current(&self) -> bool {
+        self.hot
             .current
             .load()
             .as_ref()
             .is_some_and(|i| i.id == self.id)
-        {
+    }
+
+    /// Keeps the connection handle for this thread's next request, if it is still the current connection.
+    pub(crate) fn release(self) {
+        if self.is_current() {
             let mut spare = self.hot.spare.get_or_default().borrow_mut();
             if spare.len() < SPARE_PER_THREAD {
                 spare.push((self.id, self.conn));

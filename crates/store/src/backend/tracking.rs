@@ -132,9 +132,6 @@ impl Tracker {
         let tracker = self.clone();
         runtime.spawn(async move {
             let c = &tracker.conns[index];
-            // Taken before the lease: a connection installed after it moves the incarnation, and then this
-            // attempt confirms nothing.
-            let incarnation = c.incarnation.load(Ordering::Acquire);
             // OFF first: turning BCAST on twice with one prefix is refused as an overlapping prefix.
             let mut pipe = redis::pipe();
             pipe.cmd("CLIENT")
@@ -149,18 +146,27 @@ impl Tracker {
                 .arg(&tracker.prefix)
                 .ignore();
             let attempt = async {
+                // The connection first (connecting moves the incarnation), then the incarnation, then a check
+                // that the connection is still the slot's: a confirmation then always names the connection
+                // the command went to.
                 let mut lease = slots[index].lease().await?;
+                let incarnation = c.incarnation.load(Ordering::Acquire);
+                if !lease.is_current() {
+                    return Ok(None);
+                }
                 let reply = pipe.exec_async(&mut lease.conn).await;
-                lease.check(reply)
+                lease.check(reply).map(|()| Some(incarnation))
             };
             match tokio::time::timeout(tracker.command_timeout, attempt).await {
-                Ok(Ok(())) => {
-                    if c.incarnation.load(Ordering::Acquire) == incarnation {
-                        c.confirmed.store(incarnation, Ordering::Release);
-                        tracker.bump();
-                        tracing::debug!(connection = index, "generation tracking on");
-                    }
+                Ok(Ok(Some(incarnation)))
+                    if c.incarnation.load(Ordering::Acquire) == incarnation =>
+                {
+                    c.confirmed.store(incarnation, Ordering::Release);
+                    tracker.bump();
+                    tracing::debug!(connection = index, "generation tracking on");
                 }
+                // The connection changed meanwhile: try again on the next read.
+                Ok(Ok(_)) => c.last_attempt.store(0, Ordering::Release),
                 Ok(Err(e)) => tracing::debug!(
                     connection = index,
                     error = %e,
