@@ -32,6 +32,7 @@
 mod backend;
 mod breaker;
 mod codec;
+mod deadline;
 mod error;
 mod flight;
 mod metrics;

@@ -23,6 +23,7 @@ use crate::{
     RedisBackend, StoreError,
     breaker::Breaker,
     codec::{self, CompressionPolicy, DecodeError, Encoded, Header},
+    deadline::Deadlines,
     flight::{Flights, Role, Shared, follow},
     metrics::{Metrics, SeriesRef},
 };
@@ -105,6 +106,8 @@ struct Inner {
     redis: Option<Arc<RedisBackend>>,
     /// The backend is in process: no timeout or breaker around its calls.
     local: bool,
+    /// Bounds every backend call by `timeout` (for a backend that is not in process).
+    deadlines: Option<Arc<Deadlines>>,
     keys: KeyBuilder,
     ttl: TtlTable,
     policy: CompressionPolicy,
@@ -222,6 +225,8 @@ impl Store {
         Store {
             inner: Arc::new(Inner {
                 local: backend.is_local(),
+                deadlines: (!backend.is_local())
+                    .then(|| Deadlines::start(settings.redis.command_timeout)),
                 backend,
                 redis,
                 keys: KeyBuilder::new(
@@ -1122,11 +1127,12 @@ impl Store {
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(BackendError::CircuitOpen);
         };
-        let deadline = tokio::time::Instant::from_std(start) + self.inner.timeout;
-        let result = match tokio::time::timeout_at(deadline, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(BackendError::Timeout(self.inner.timeout)),
+        let deadline = start + self.inner.timeout;
+        let bounded = match &self.inner.deadlines {
+            Some(d) => d.run(deadline, fut).await,
+            None => tokio::time::timeout_at(deadline.into(), fut).await.ok(),
         };
+        let result = bounded.unwrap_or(Err(BackendError::Timeout(self.inner.timeout)));
         match &result {
             Err(e) if e.is_unavailability() => permit.failure(),
             _ => permit.success(),
