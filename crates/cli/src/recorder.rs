@@ -5,9 +5,9 @@
 //! difference into a buffer keyed by (window, tenant, type). The buffer is written as one batch — one transaction
 //! behind one `spawn_blocking` boundary, with upserts that add counts — under a batch id recorded in the same
 //! transaction, so a retry of a batch whose commit succeeded but whose reply was lost is not applied twice. A
-//! failed batch is retried as it is before anything newer. While
-//! the database is unreachable the buffer keeps growing up to `buffer_max_rows`; past that the oldest rows are
-//! dropped and counted. [`Recorder::shutdown`] takes a last snapshot and flushes everything, retrying until its
+//! failed batch is retried as it is before anything newer (so it is never trimmed: it may already be committed).
+//! While the database is unreachable the buffer keeps growing up to `buffer_max_rows`; past that the oldest rows
+//! are dropped and counted. At most `2 × buffer_max_rows` rows are held: the buffer and one failed batch. [`Recorder::shutdown`] takes a last snapshot and flushes everything, retrying until its
 //! deadline, so the totals in the database equal the store's counters.
 
 use std::{
@@ -108,7 +108,8 @@ pub struct RecorderReport {
     pub rows_written: u64,
     /// Rows dropped because the buffer was full.
     pub rows_dropped: u64,
-    /// Rows still buffered.
+    /// Rows still buffered, including a failed batch waiting to be retried as it is (so at most
+    /// `2 × buffer_max_rows`).
     pub rows_buffered: u64,
     /// Events written.
     pub events_written: u64,

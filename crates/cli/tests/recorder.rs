@@ -272,8 +272,9 @@ async fn a_full_buffer_drops_and_counts_and_events_survive_an_outage() {
     workload(&store, 800, "x").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let during = recorder.report();
+    // The buffer holds at most 2 rows, plus at most one failed batch (taken from it) kept for an exact retry.
     assert!(
-        during.rows_dropped > 0 && during.rows_buffered <= 2,
+        during.rows_dropped > 0 && during.rows_buffered <= 2 * 2,
         "{during:?}"
     );
     proxy.unblock();
