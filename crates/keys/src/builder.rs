@@ -243,6 +243,21 @@ impl KeyBuilder {
         cache_type: &CacheType,
         specific: &str,
     ) -> Result<CacheKey, KeyError> {
+        self.key_in(String::new(), scope, cache_type, specific)
+    }
+
+    /// [`Self::key`] written into `buffer` (cleared first), so a caller can reuse one allocation for many keys
+    /// (get it back with [`CacheKey::into_string`]).
+    ///
+    /// # Errors
+    /// As [`Self::key`].
+    pub fn key_in<'s>(
+        &self,
+        mut buffer: String,
+        scope: impl Into<ScopeRef<'s>>,
+        cache_type: &CacheType,
+        specific: &str,
+    ) -> Result<CacheKey, KeyError> {
         let scope = scope.into();
         if specific.len() > Self::MAX_SPECIFIC_KEY_LEN {
             return Err(KeyError::KeyTooLong {
@@ -250,7 +265,8 @@ impl KeyBuilder {
                 max: Self::MAX_SPECIFIC_KEY_LEN,
             });
         }
-        let mut out = String::with_capacity(
+        buffer.clear();
+        buffer.reserve(
             self.prefix.len()
                 + 8
                 + scope.label().len()
@@ -258,6 +274,7 @@ impl KeyBuilder {
                 + specific.len()
                 + 2,
         );
+        let mut out = buffer;
         out.push_str(&self.prefix);
         self.push_scope(&mut out, scope)?;
         out.push(':');

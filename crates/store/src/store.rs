@@ -1095,7 +1095,10 @@ impl Store {
         cache_type: &'a CacheType,
         key: &str,
     ) -> Result<(CacheKey, Gens<'a>), StoreError> {
-        let entry = self.inner.keys.key(scope, cache_type, key)?;
+        let entry = self
+            .inner
+            .keys
+            .key_in(key_buffer::take(), scope, cache_type, key)?;
         let generations = if self.inner.redis.is_some() {
             Gens::Lazy { scope, cache_type }
         } else if self.inner.backend.generations_in_use() {
@@ -1285,7 +1288,9 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        Ok(self.lookup(&k, &g, &series, decode, false).await.value)
+        let value = self.lookup(&k, &g, &series, decode, false).await.value;
+        key_buffer::give_back(k);
+        Ok(value)
     }
 
     /// The write path shared by the typed and the raw API: an encoding failure is the caller's error.
@@ -1408,4 +1413,37 @@ impl Store {
 
 fn stage_key(fingerprint: &DocumentFingerprint, engine: &str) -> String {
     format!("{fingerprint}:{engine}")
+}
+
+/// Per-thread buffers for entry keys: a read builds its key into one and hands it back, saving an allocation
+/// and a free per hit.
+mod key_buffer {
+    use std::cell::RefCell;
+
+    use fernando_cache_keys::CacheKey;
+
+    /// Buffers kept per thread: about the number of reads a thread has in flight at once.
+    const KEPT: usize = 64;
+
+    thread_local! {
+        static BUFFERS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn take() -> String {
+        BUFFERS.with(|b| b.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    pub(super) fn give_back(key: CacheKey) {
+        let buffer = key.into_string();
+        // A buffer grown by an unusually long key is not worth keeping.
+        if buffer.capacity() > 1024 {
+            return;
+        }
+        BUFFERS.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < KEPT {
+                b.push(buffer);
+            }
+        });
+    }
 }
