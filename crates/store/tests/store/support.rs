@@ -12,18 +12,24 @@ pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Test-profile settings on the Redis backend at `server`.
 pub(crate) fn redis_settings(server: &RedisServer) -> Settings {
-    Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", server.url())
-            .set("redis.command_timeout", "200ms")
-            .set("redis.connect_timeout", "200ms")
-            .set("degradation.breaker_failure_threshold", "3")
-            .set("degradation.breaker_open_for", "300ms"),
-    )
-    .expect("test settings load")
+    redis_settings_with(server, &[])
+}
+
+/// [`redis_settings`] with `overrides` (`(key, value)` pairs) applied last.
+pub(crate) fn redis_settings_with(server: &RedisServer, overrides: &[(&str, &str)]) -> Settings {
+    let mut options = LoadOptions::new()
+        .environment(Environment::Test)
+        .without_environment_variables()
+        .set("backend", "redis")
+        .set("redis.url", server.url())
+        .set("redis.command_timeout", "200ms")
+        .set("redis.connect_timeout", "200ms")
+        .set("degradation.breaker_failure_threshold", "3")
+        .set("degradation.breaker_open_for", "300ms");
+    for (key, value) in overrides {
+        options = options.set(*key, *value);
+    }
+    Settings::load(options).expect("test settings load")
 }
 
 /// A store on a fresh private redis-server.

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_config::CacheType;
 use fernando_cache_store::{InvalidationStrategy, Store};
 use fernando_cache_testkit::RedisServer;
 
-use crate::support::{redis_settings, tenant};
+use crate::support::{redis_settings, redis_settings_with, tenant};
 
 /// How many times the server has run `command` (from `INFO commandstats`).
 fn calls(server: &RedisServer, command: &str) -> u64 {
@@ -127,15 +127,7 @@ async fn a_lost_connection_forgets_what_it_remembered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tracking_every_hit_reads_the_generations() {
     let server = RedisServer::start();
-    let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", server.url())
-            .set("redis.track_generations", "false"),
-    )
-    .unwrap();
+    let settings = redis_settings_with(&server, &[("redis.track_generations", "false")]);
     let store = Store::from_settings(&settings).unwrap();
     let (acme, ty) = (tenant("acme"), CacheType::SESSION);
     let _ = store.set(&acme, &ty, "k", &7u64).await.unwrap();
