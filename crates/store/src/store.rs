@@ -104,9 +104,8 @@ struct Inner {
     backend: Arc<dyn CacheBackend>,
     /// The same backend when it is the built-in Redis one, so the hot read calls it without boxing a future.
     redis: Option<Arc<RedisBackend>>,
-    /// The backend is in process: no timeout or breaker around its calls.
-    local: bool,
-    /// Bounds every backend call by `timeout` (for a backend that is not in process).
+    /// Bounds every backend call by `timeout`; `None` for a backend in process, whose calls go through neither
+    /// a timeout nor the breaker.
     deadlines: Option<Arc<Deadlines>>,
     keys: KeyBuilder,
     ttl: TtlTable,
@@ -224,7 +223,6 @@ impl Store {
         let c = &settings.compression;
         Store {
             inner: Arc::new(Inner {
-                local: backend.is_local(),
                 deadlines: (!backend.is_local())
                     .then(|| Deadlines::start(settings.redis.command_timeout)),
                 backend,
@@ -1124,18 +1122,16 @@ impl Store {
         start: Instant,
         fut: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        if self.inner.local {
+        let Some(deadlines) = &self.inner.deadlines else {
             return fut.await;
-        }
+        };
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(BackendError::CircuitOpen);
         };
-        let deadline = start + self.inner.timeout;
-        let bounded = match &self.inner.deadlines {
-            Some(d) => d.run(deadline, fut).await,
-            None => tokio::time::timeout_at(deadline.into(), fut).await.ok(),
-        };
-        let result = bounded.unwrap_or(Err(BackendError::Timeout(self.inner.timeout)));
+        let result = deadlines
+            .run(start + self.inner.timeout, fut)
+            .await
+            .unwrap_or(Err(BackendError::Timeout(self.inner.timeout)));
         match &result {
             Err(e) if e.is_unavailability() => permit.failure(),
             _ => permit.success(),
