@@ -13,7 +13,8 @@
 //! - the memory backend's hit vs a bare moka `get`.
 //!
 //! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
-//! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists).
+//! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
+//! `BENCH_CONNECTIONS` (multiplexed connections, the same on both sides; default 2).
 
 // The allocator the `fernando-cache` binary ships with, under both sides of every pair (see
 // docs/benchmarks.md for the same table under glibc malloc).
@@ -157,7 +158,10 @@ async fn main() {
             .environment(Environment::Production)
             .without_environment_variables()
             .set("redis.url", server.url())
-            .set("redis.multiplexed_connections", "2"),
+            .set(
+                "redis.multiplexed_connections",
+                std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "2".into()),
+            ),
     )
     .unwrap();
     let connections = settings.redis.multiplexed_connections;
