@@ -7,41 +7,7 @@ use fernando_cache_config::CacheType;
 use fernando_cache_store::{InvalidationStrategy, Store};
 use fernando_cache_testkit::RedisServer;
 
-use crate::support::{redis_settings, redis_settings_with, tenant};
-
-/// How many times the server has run `command` (from `INFO commandstats`).
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let info = server
-        .command(&["INFO", "commandstats"])
-        .expect("INFO commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a call count"))
-}
-
-/// Reads until the store reads without fetching the generations (tracking starts in the background).
-async fn until_tracked(server: &RedisServer, store: &Store) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let before = calls(server, "mget");
-        for _ in 0..20 {
-            let _ = store
-                .get::<u64>(&tenant("acme"), &CacheType::SESSION, "k")
-                .await
-                .unwrap();
-        }
-        if calls(server, "mget") == before {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hits still read the generations with MGET after 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::support::{calls, redis_settings, redis_settings_with, tenant, until_tracked};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracked_hits_are_one_get_and_see_every_invalidation_at_once() {
@@ -51,7 +17,7 @@ async fn tracked_hits_are_one_get_and_see_every_invalidation_at_once() {
     let writer = Store::from_settings(&redis_settings(&server)).unwrap();
     let (acme, ty) = (tenant("acme"), CacheType::SESSION);
     let _ = writer.set(&acme, &ty, "k", &0u64).await.unwrap();
-    until_tracked(&server, &reader).await;
+    until_tracked(&server, &reader, &tenant("acme"), &CacheType::SESSION, "k").await;
 
     let (gets, mgets) = (calls(&server, "get"), calls(&server, "mget"));
     for _ in 0..100 {
@@ -93,7 +59,7 @@ async fn a_lost_connection_forgets_what_it_remembered() {
     let writer = Store::from_settings(&redis_settings(&server)).unwrap();
     let (acme, ty) = (tenant("acme"), CacheType::SESSION);
     let _ = writer.set(&acme, &ty, "k", &1u64).await.unwrap();
-    until_tracked(&server, &reader).await;
+    until_tracked(&server, &reader, &tenant("acme"), &CacheType::SESSION, "k").await;
 
     // Every client's connection is cut; the invalidation happens while the reader is not tracking.
     let killed = server
@@ -116,7 +82,7 @@ async fn a_lost_connection_forgets_what_it_remembered() {
     );
     // And tracking resumes on the new connections.
     let _ = writer.set(&acme, &ty, "k", &2u64).await.unwrap();
-    until_tracked(&server, &reader).await;
+    until_tracked(&server, &reader, &tenant("acme"), &CacheType::SESSION, "k").await;
     let _ = writer
         .invalidate(&acme, None, InvalidationStrategy::Lazy)
         .await
