@@ -150,6 +150,10 @@ pub struct RedisSettings {
     /// Needs Redis ≥ 6 (or Valkey); set `false` for older servers or proxies that do not forward push messages.
     #[serde(default = "default_true")]
     pub track_generations: bool,
+    /// Send the hits that are ready at the same moment as one pipeline per connection (auto-pipelining): far
+    /// fewer system calls per hit under load, one extra task hop (a few µs) for a lone request.
+    #[serde(default = "default_true")]
+    pub auto_pipeline: bool,
 }
 
 fn default_true() -> bool {

@@ -27,6 +27,8 @@ pub(crate) struct HotConn {
     next_id: AtomicU64,
     /// Called each time a new connection is installed (generation tracking must start over on it).
     on_install: Option<Box<dyn Fn() + Send + Sync>>,
+    /// `GET`s waiting to be sent together (auto-pipelining, see [`super::batch`]).
+    pub(crate) gets: super::batch::Queue,
     /// Clones of the current connection handed back by finished requests, per thread.
     spare: thread_local::ThreadLocal<RefCell<Vec<(u64, MultiplexedConnection)>>>,
 }
@@ -62,6 +64,7 @@ impl HotConn {
             connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             on_install,
+            gets: super::batch::Queue::default(),
             spare: thread_local::ThreadLocal::new(),
         }
     }
@@ -84,6 +87,11 @@ impl HotConn {
             id: i.id,
             conn,
         })
+    }
+
+    /// Whether a connection is installed (the next request will not have to connect).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.current.load().is_some()
     }
 
     /// The current connection, connecting first if there is none.

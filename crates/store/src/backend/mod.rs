@@ -3,6 +3,7 @@
 //! A backend moves bytes; it knows nothing of types, envelopes, tenants or metrics. Timeouts and the circuit
 //! breaker are applied by the store around every call, so a backend may simply wait.
 
+mod batch;
 mod glob;
 mod hot;
 mod memory;

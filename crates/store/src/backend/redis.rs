@@ -18,7 +18,7 @@ use fernando_cache_keys::GenerationKeys;
 use redis::{AsyncCommands, AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
 
 use super::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl,
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, batch,
     hot::{HotConn, Lease},
     new_generation, parse_generation,
     tracking::Tracker,
@@ -28,6 +28,9 @@ use super::{
 pub struct RedisBackend {
     conns: Arc<[HotConn]>,
     tracker: Option<Arc<Tracker>>,
+    /// `redis.auto_pipeline`: hits go out through [`super::batch`].
+    auto_pipeline: bool,
+    command_timeout: std::time::Duration,
     pool: Pool,
     shown_url: String,
 }
@@ -38,11 +41,12 @@ impl std::fmt::Debug for RedisBackend {
             .field("url", &self.shown_url)
             .field("multiplexed_connections", &self.conns.len())
             .field("tracks_generations", &self.tracker.is_some())
+            .field("auto_pipeline", &self.auto_pipeline)
             .finish_non_exhaustive()
     }
 }
 
-fn conn_err(e: redis::RedisError) -> BackendError {
+pub(super) fn conn_err(e: redis::RedisError) -> BackendError {
     if e.code() == Some("WRONGTYPE") {
         return BackendError::WrongType;
     }
@@ -147,6 +151,8 @@ impl RedisBackend {
         Ok(RedisBackend {
             conns,
             tracker,
+            auto_pipeline: settings.auto_pipeline,
+            command_timeout: settings.command_timeout,
             pool,
             shown_url,
         })
@@ -212,16 +218,11 @@ impl RedisBackend {
             let epoch = tracker.epoch();
             if !tracker.is_tracking(i) {
                 tracker.start_tracking(i, self.conns.clone());
-            } else if let (Some(remembered), Some(mut lease)) = (
-                tracker.lookup(scope_and_type(key), epoch),
-                self.conns[i].current(),
-            ) {
+            } else if let Some(remembered) = tracker.lookup(scope_and_type(key), epoch)
+                && let Some(value) = self.get(i, key).await
+            {
                 // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
-                let get = GetCommand::new(key);
-                let reply = get.0.query_async(&mut lease.conn).await;
-                drop(get);
-                let value: Option<Vec<u8>> = lease.check(reply).map_err(conn_err)?;
-                lease.release();
+                let value = value?;
                 if tracker.epoch() == epoch {
                     return Ok(Fetched {
                         value: value.map(Bytes::from),
@@ -234,6 +235,34 @@ impl RedisBackend {
         }
         // Boxed so that the hit's future stays small (it is moved a few times per call).
         Box::pin(self.fetch_with_generations(i, key, generations)).await
+    }
+
+    /// `GET key` on slot `i`, auto-pipelined when configured; `None` when the slot has no connection yet (the
+    /// caller then connects through the slow path).
+    async fn get(&self, i: usize, key: &str) -> Option<Result<Option<Vec<u8>>, BackendError>> {
+        let slot = &self.conns[i];
+        if self.auto_pipeline
+            && slot.gets.busy()
+            && slot.is_connected()
+            && let Some(reply) = batch::get(&self.conns, i, key, self.command_timeout)
+        {
+            return Some(reply.await.unwrap_or_else(|_| {
+                Err(BackendError::Other(
+                    "the pipelined GET was dropped unanswered".into(),
+                ))
+            }));
+        }
+        // Nothing else on the wire: sent at once (a lone request would only wait for the batch's task hop).
+        let _in_flight = self.auto_pipeline.then(|| slot.gets.sending());
+        let mut lease = slot.current()?;
+        let get = GetCommand::new(key);
+        let reply = get.0.query_async(&mut lease.conn).await;
+        drop(get);
+        let value = lease.check(reply).map_err(conn_err);
+        if value.is_ok() {
+            lease.release();
+        }
+        Some(value)
     }
 
     /// The entry and its generations from Redis (remembered when tracking).

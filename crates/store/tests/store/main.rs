@@ -6,6 +6,7 @@ mod corruption;
 mod degradation;
 mod invalidation;
 mod isolation;
+mod pipelining;
 mod round_trip;
 mod single_flight;
 mod tracking;
