@@ -5,7 +5,7 @@
 //! wheel under a lock; on a 100-byte hit that measured ~0.6 µs of the ~4 µs a call costs the client
 //! (docs/benchmarks.md). Here a pending call puts its deadline and waker in its thread's shard (an uncontended
 //! lock) and one watchdog thread per store wakes calls whose deadline has passed, checking every
-//! [`Deadlines::tick`]. A call therefore returns at most one tick after its deadline; the tick is a sixteenth of
+//! tick ([`tick_for`]). A call therefore returns at most one tick after its deadline; the tick is a sixteenth of
 //! the timeout, between 1 and 10 ms.
 
 use std::{

@@ -3,7 +3,8 @@
 //! The hot path (GET, SET, the generation reads) goes over a few long-lived multiplexed connections used in
 //! rotation; each slot reconnects by itself after the server restarts (see [`super::hot`]).
 //! With `redis.track_generations` they speak RESP3 and track the generation keys (see [`super::tracking`]), so
-//! a hit is one `GET`.
+//! a hit is one `GET`; with `redis.auto_pipeline`, `GET`s that find their slot busy share one pipeline (see
+//! [`super::batch`]).
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool. A pool
 //! checkout costs an `UNWATCH` + `PING` round trip, which is why it stays off the hot path (see
 //! `docs/benchmarks.md`).
@@ -30,7 +31,7 @@ pub struct RedisBackend {
     tracker: Option<Arc<Tracker>>,
     /// `redis.auto_pipeline`: hits go out through [`super::batch`].
     auto_pipeline: bool,
-    command_timeout: std::time::Duration,
+    command_timeout: Duration,
     pool: Pool,
     shown_url: String,
 }
@@ -219,7 +220,7 @@ impl RedisBackend {
             if !tracker.is_tracking(i) {
                 tracker.start_tracking(i, self.conns.clone());
             } else if let Some(remembered) = tracker.lookup(scope_and_type(key), epoch)
-                && let Some(value) = self.get(i, key).await
+                && let Some(value) = self.send_get(i, key).await
             {
                 // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
                 let value = value?;
@@ -239,7 +240,7 @@ impl RedisBackend {
 
     /// `GET key` on slot `i`, auto-pipelined when configured; `None` when the slot has no connection yet (the
     /// caller then connects through the slow path).
-    async fn get(&self, i: usize, key: &str) -> Option<Result<Option<Vec<u8>>, BackendError>> {
+    async fn send_get(&self, i: usize, key: &str) -> Option<Result<Option<Vec<u8>>, BackendError>> {
         let slot = &self.conns[i];
         if self.auto_pipeline
             && slot.gets.busy()
