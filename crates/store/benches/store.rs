@@ -14,7 +14,8 @@
 //!
 //! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
 //! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
-//! `BENCH_CONNECTIONS` (multiplexed connections, the same on both sides; default 2).
+//! `BENCH_CONNECTIONS` (multiplexed connections, the same on both sides; default 2), `BENCH_AUTO_PIPELINE`
+//! (the store's `redis.auto_pipeline`; default true).
 
 // The allocator the `fernando-cache` binary ships with, under both sides of every pair (see
 // docs/benchmarks.md for the same table under glibc malloc).
@@ -161,6 +162,10 @@ async fn main() {
             .set(
                 "redis.multiplexed_connections",
                 std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "2".into()),
+            )
+            .set(
+                "redis.auto_pipeline",
+                std::env::var("BENCH_AUTO_PIPELINE").unwrap_or_else(|_| "true".into()),
             ),
     )
     .unwrap();
