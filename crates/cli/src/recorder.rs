@@ -7,8 +7,9 @@
 //! transaction, so a retry of a batch whose commit succeeded but whose reply was lost is not applied twice. A
 //! failed batch is retried as it is before anything newer (so it is never trimmed: it may already be committed).
 //! While the database is unreachable the buffer keeps growing up to `buffer_max_rows`; past that the oldest rows
-//! are dropped and counted. At most `2 × buffer_max_rows` rows are held: the buffer and one failed batch. [`Recorder::shutdown`] takes a last snapshot and flushes everything, retrying until its
-//! deadline, so the totals in the database equal the store's counters.
+//! are dropped and counted. At most `2 × buffer_max_rows` rows are held: the buffer and one failed batch.
+//! [`Recorder::shutdown`] takes a last snapshot and flushes everything, retrying until its deadline, so the
+//! totals in the database equal the store's counters.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

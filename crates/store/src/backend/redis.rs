@@ -131,7 +131,7 @@ impl RedisBackend {
                     HotConn::new(
                         hot_client.clone(),
                         hot_config.clone().set_push_sender(t.handler(i)),
-                        Some(Box::new(move || t2.installed(i))),
+                        Some(Box::new(move || t2.connection_changed(i))),
                     )
                 }
                 None => HotConn::new(hot_client.clone(), hot_config.clone(), None),

@@ -22,7 +22,7 @@ use std::{
     cell::RefCell,
     collections::HashMap,
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -52,7 +52,12 @@ pub(crate) struct Tracker {
     prefix: String,
     command_timeout: Duration,
     started: Instant,
+    /// Generation pairs remembered per thread, keyed by the `{prefix}{scope}:{type}` part of entry keys, each
+    /// with the epoch it was read in.
+    remembered: thread_local::ThreadLocal<RefCell<Remembered>>,
 }
+
+type Remembered = HashMap<Box<str>, (u64, [u64; 2]), foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct ConnState {
@@ -79,6 +84,7 @@ impl Tracker {
             prefix,
             command_timeout,
             started: Instant::now(),
+            remembered: thread_local::ThreadLocal::new(),
         })
     }
 
@@ -105,8 +111,8 @@ impl Tracker {
         c.confirmed.load(Ordering::Acquire) == c.incarnation.load(Ordering::Acquire)
     }
 
-    /// A new connection was installed in slot `index`: it does not track until told to.
-    pub(crate) fn installed(&self, index: usize) {
+    /// Slot `index` lost its connection or got a new one: it does not track until told to again.
+    pub(crate) fn connection_changed(&self, index: usize) {
         self.conns[index].incarnation.fetch_add(1, Ordering::AcqRel);
         self.bump();
     }
@@ -179,67 +185,33 @@ impl Tracker {
 
     /// The generations remembered on this thread for the `{prefix}{scope}:{type}` part of entry keys, if they
     /// are from epoch `epoch`.
-    pub(crate) fn lookup(self: &Arc<Self>, scope_and_type: &str, epoch: u64) -> Option<[u64; 2]> {
-        REMEMBERED.with(|r| {
-            let r = r.borrow();
-            let (_, map) = r
-                .iter()
-                .find(|(w, _)| Weak::as_ptr(w) == Arc::as_ptr(self))?;
-            match map.get(scope_and_type) {
-                Some(&(stamp, generations)) if stamp == epoch => Some(generations),
-                _ => None,
-            }
-        })
+    pub(crate) fn lookup(&self, scope_and_type: &str, epoch: u64) -> Option<[u64; 2]> {
+        let map = self.remembered.get()?.borrow();
+        match map.get(scope_and_type) {
+            Some(&(stamp, generations)) if stamp == epoch => Some(generations),
+            _ => None,
+        }
     }
 
     /// Remembers `generations` of `scope_and_type`, read by a command sent when the epoch was `epoch`.
-    pub(crate) fn remember(
-        self: &Arc<Self>,
-        scope_and_type: &str,
-        epoch: u64,
-        generations: [u64; 2],
-    ) {
+    pub(crate) fn remember(&self, scope_and_type: &str, epoch: u64, generations: [u64; 2]) {
         if self.epoch() != epoch {
             return;
         }
-        REMEMBERED.with(|r| {
-            let mut r = r.borrow_mut();
-            let i = match r
-                .iter()
-                .position(|(w, _)| Weak::as_ptr(w) == Arc::as_ptr(self))
-            {
-                Some(i) => i,
-                None => {
-                    // Forget the maps of backends that no longer exist.
-                    r.retain(|(w, _)| w.strong_count() > 0);
-                    r.push((Arc::downgrade(self), HashMap::default()));
-                    r.len() - 1
-                }
-            };
-            let map = &mut r[i].1;
+        let mut map = self.remembered.get_or_default().borrow_mut();
+        if map.len() >= MAX_REMEMBERED {
+            map.retain(|_, (stamp, _)| *stamp == epoch);
             if map.len() >= MAX_REMEMBERED {
-                map.retain(|_, (stamp, _)| *stamp == epoch);
-                if map.len() >= MAX_REMEMBERED {
-                    map.clear();
-                }
+                map.clear();
             }
-            match map.get_mut(scope_and_type) {
-                Some(slot) => *slot = (epoch, generations),
-                None => {
-                    map.insert(scope_and_type.into(), (epoch, generations));
-                }
+        }
+        match map.get_mut(scope_and_type) {
+            Some(slot) => *slot = (epoch, generations),
+            None => {
+                map.insert(scope_and_type.into(), (epoch, generations));
             }
-        });
+        }
     }
-}
-
-type Remembered = Vec<(
-    Weak<Tracker>,
-    HashMap<Box<str>, (u64, [u64; 2]), foldhash::fast::RandomState>,
-)>;
-
-thread_local! {
-    static REMEMBERED: RefCell<Remembered> = const { RefCell::new(Vec::new()) };
 }
 
 /// Receives one connection's push messages, in stream order, before the replies that follow them.
@@ -252,12 +224,7 @@ impl AsyncPushSender for PushHandler {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
         match info.kind {
             PushKind::Invalidate => self.tracker.bump(),
-            PushKind::Disconnection => {
-                self.tracker.conns[self.index]
-                    .incarnation
-                    .fetch_add(1, Ordering::AcqRel);
-                self.tracker.bump();
-            }
+            PushKind::Disconnection => self.tracker.connection_changed(self.index),
             _ => {}
         }
         Ok(())

@@ -17,7 +17,7 @@ async fn tracked_hits_are_one_get_and_see_every_invalidation_at_once() {
     let writer = Store::from_settings(&redis_settings(&server)).unwrap();
     let (acme, ty) = (tenant("acme"), CacheType::SESSION);
     let _ = writer.set(&acme, &ty, "k", &0u64).await.unwrap();
-    until_tracked(&server, &reader, &tenant("acme"), &CacheType::SESSION, "k").await;
+    until_tracked(&server, &reader, &acme, &ty, "k").await;
 
     let (gets, mgets) = (calls(&server, "get"), calls(&server, "mget"));
     for _ in 0..100 {
@@ -59,7 +59,7 @@ async fn a_lost_connection_forgets_what_it_remembered() {
     let writer = Store::from_settings(&redis_settings(&server)).unwrap();
     let (acme, ty) = (tenant("acme"), CacheType::SESSION);
     let _ = writer.set(&acme, &ty, "k", &1u64).await.unwrap();
-    until_tracked(&server, &reader, &tenant("acme"), &CacheType::SESSION, "k").await;
+    until_tracked(&server, &reader, &acme, &ty, "k").await;
 
     // Every client's connection is cut; the invalidation happens while the reader is not tracking.
     let killed = server
@@ -82,7 +82,7 @@ async fn a_lost_connection_forgets_what_it_remembered() {
     );
     // And tracking resumes on the new connections.
     let _ = writer.set(&acme, &ty, "k", &2u64).await.unwrap();
-    until_tracked(&server, &reader, &tenant("acme"), &CacheType::SESSION, "k").await;
+    until_tracked(&server, &reader, &acme, &ty, "k").await;
     let _ = writer
         .invalidate(&acme, None, InvalidationStrategy::Lazy)
         .await
