@@ -157,7 +157,7 @@ impl Drop for Flush {
 
 /// Sends the batch as one pipeline and splits the replies, one per `GET`, in order.
 async fn send(slot: &HotConn, batch: &[Waiting]) -> Result<Vec<Reply>, BackendError> {
-    let mut lease = slot.lease().await.map_err(super::redis::conn_err)?;
+    let mut lease = slot.lease().await?;
     let mut pipe = redis::pipe();
     // Each command answers for itself: a WRONGTYPE key fails its own GET, not its neighbours'.
     pipe.ignore_errors();
@@ -165,7 +165,7 @@ async fn send(slot: &HotConn, batch: &[Waiting]) -> Result<Vec<Reply>, BackendEr
         pipe.cmd("GET").arg(&waiting.key);
     }
     let reply: redis::RedisResult<Vec<Value>> = pipe.query_async(&mut lease.conn).await;
-    let values = lease.check(reply).map_err(super::redis::conn_err)?;
+    let values = lease.check(reply)?;
     lease.release();
     if values.len() != batch.len() {
         return Err(BackendError::Other(format!(

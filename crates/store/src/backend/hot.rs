@@ -17,6 +17,8 @@ use std::{
 use arc_swap::ArcSwapOption;
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, aio::MultiplexedConnection};
 
+use super::{BackendError, redis::conn_err};
+
 /// One slot of the hot path.
 pub(crate) struct HotConn {
     client: Client,
@@ -95,11 +97,11 @@ impl HotConn {
     }
 
     /// The current connection, connecting first if there is none.
-    pub(crate) async fn lease(&self) -> RedisResult<Lease<'_>> {
+    pub(crate) async fn lease(&self) -> Result<Lease<'_>, BackendError> {
         match self.current() {
             Some(lease) => Ok(lease),
             // Boxed: the connect's state machine is large and rarely needed; it must not weigh on every call.
-            None => Box::pin(self.connect()).await,
+            None => Box::pin(self.connect()).await.map_err(conn_err),
         }
     }
 
@@ -161,14 +163,15 @@ impl Lease<'_> {
         }
     }
 
-    /// Passes a reply through, forgetting the connection when the error says it is broken.
-    pub(crate) fn check<T>(&self, reply: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &reply
-            && broken(e)
-        {
-            self.hot.forget(self.id);
-        }
-        reply
+    /// Passes a reply through as the backend's result, forgetting the connection when the error says it is
+    /// broken.
+    pub(crate) fn check<T>(&self, reply: RedisResult<T>) -> Result<T, BackendError> {
+        reply.map_err(|e| {
+            if broken(&e) {
+                self.hot.forget(self.id);
+            }
+            conn_err(e)
+        })
     }
 }
 

@@ -161,7 +161,7 @@ impl RedisBackend {
 
     /// A connection of the next hot slot (connecting it if needed).
     async fn conn(&self) -> Result<Lease<'_>, BackendError> {
-        self.conns[self.pick()].lease().await.map_err(conn_err)
+        self.conns[self.pick()].lease().await
     }
 
     /// The next hot slot.
@@ -189,7 +189,7 @@ impl RedisBackend {
             .arg(generations.cache_type())
             .query_async(&mut lease.conn)
             .await;
-        let mut replies: Vec<Option<Vec<u8>>> = lease.check(reply).map_err(conn_err)?;
+        let mut replies: Vec<Option<Vec<u8>>> = lease.check(reply)?;
         if replies.len() != 3 {
             return Err(BackendError::Other(format!(
                 "MGET answered {} values, not 3",
@@ -259,7 +259,7 @@ impl RedisBackend {
         let get = GetCommand::new(key);
         let reply = get.0.query_async(&mut lease.conn).await;
         drop(get);
-        let value = lease.check(reply).map_err(conn_err);
+        let value = lease.check(reply);
         if value.is_ok() {
             lease.release();
         }
@@ -274,7 +274,7 @@ impl RedisBackend {
         generations: impl FnOnce() -> Result<G, BackendError>,
     ) -> Result<Fetched, BackendError> {
         let epoch = self.tracker.as_ref().map(|t| t.epoch());
-        let mut lease = self.conns[i].lease().await.map_err(conn_err)?;
+        let mut lease = self.conns[i].lease().await?;
         let fetched = Self::fetch_all(&mut lease, key, generations()?.borrow()).await?;
         if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
             tracker.remember(scope_and_type(key), epoch, fetched.generations);
@@ -355,7 +355,7 @@ impl CacheBackend for RedisBackend {
             .arg(generations.cache_type())
             .query_async(&mut lease.conn)
             .await;
-        let replies: Vec<redis::Value> = lease.check(reply).map_err(conn_err)?;
+        let replies: Vec<redis::Value> = lease.check(reply)?;
         let [value, gens]: [redis::Value; 2] = replies.try_into().map_err(|r: Vec<_>| {
             BackendError::Other(format!("pipeline answered {} replies, not 2", r.len()))
         })?;
@@ -404,8 +404,7 @@ impl CacheBackend for RedisBackend {
             .ignore()
             .query_async(&mut lease.conn)
             .await;
-        let ((g_scope, g_type),): ((Option<Vec<u8>>, Option<Vec<u8>>),) =
-            lease.check(reply).map_err(conn_err)?;
+        let ((g_scope, g_type),): ((Option<Vec<u8>>, Option<Vec<u8>>),) = lease.check(reply)?;
         Ok([
             parse_generation(g_scope.as_deref()),
             parse_generation(g_type.as_deref()),
@@ -418,19 +417,19 @@ impl CacheBackend for RedisBackend {
         }
         let mut lease = self.conn().await?;
         let reply = lease.conn.unlink(keys).await;
-        lease.check(reply).map_err(conn_err)
+        lease.check(reply)
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
         let mut lease = self.conn().await?;
         let reply = lease.conn.exists(key).await;
-        lease.check(reply).map_err(conn_err)
+        lease.check(reply)
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
         let mut lease = self.conn().await?;
         let reply = lease.conn.pttl(key).await;
-        let ms: i64 = lease.check(reply).map_err(conn_err)?;
+        let ms: i64 = lease.check(reply)?;
         Ok(match ms {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::Persistent,
@@ -449,7 +448,7 @@ impl CacheBackend for RedisBackend {
             .arg(ms)
             .exec_async(&mut lease.conn)
             .await;
-        lease.check(reply).map_err(conn_err)?;
+        lease.check(reply)?;
         Ok(generation)
     }
 
@@ -497,7 +496,7 @@ impl CacheBackend for RedisBackend {
     async fn ping(&self) -> Result<(), BackendError> {
         let mut lease = self.conn().await?;
         let reply = redis::cmd("PING").exec_async(&mut lease.conn).await;
-        lease.check(reply).map_err(conn_err)
+        lease.check(reply)
     }
 
     async fn info(&self) -> Result<BackendInfo, BackendError> {
