@@ -66,13 +66,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Emit an event (e.g. document.updated) for a tenant; the matching invalidation rules are applied.
+    /// Emit an event (e.g. document.updated) for a tenant, or for the global reference data; the matching
+    /// invalidation rules are applied.
     Event {
-        /// The event type, e.g. document.updated, user.logout, billing.changed.
+        /// The event type, e.g. document.updated, user.logout, billing.changed, reference_data.changed.
         event_type: String,
         /// The tenant whose data changed.
+        #[arg(long, required_unless_present = "global", conflicts_with = "global")]
+        tenant: Option<String>,
+        /// The global scope's data (shared reference data) changed; only rules for every tenant apply.
         #[arg(long)]
-        tenant: String,
+        global: bool,
         /// What changed (a document fingerprint, a session id); narrows the invalidation to it.
         #[arg(long)]
         subject: Option<String>,
@@ -111,7 +115,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Event {
             event_type,
             tenant,
+            global: _,
             subject,
-        } => stats_cmd::event(&settings, &event_type, &tenant, subject).await,
+        } => stats_cmd::event(&settings, &event_type, tenant.as_deref(), subject).await,
     }
 }

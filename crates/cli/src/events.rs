@@ -2,14 +2,18 @@
 //! applies every enabled rule of `cache_invalidation_rules` that matches it, with the rule's strategy and delay,
 //! and logs each application to `cache_event_log`.
 //!
-//! With a subject (a document fingerprint, a session id…) only that subject's entries are deleted — keys equal
-//! to the subject or starting with it, so `{fingerprint}` and `{fingerprint}:{engine}` — eagerly, because lazy
-//! generations exist per cache type, not per key. Without a subject the rule's strategy applies to the whole type.
+//! With a subject (a document fingerprint, a session id…) only that subject's entries are deleted — the key
+//! equal to the subject and every key under `{subject}/` (every stage of a document for every engine, and the
+//! HTTP copies of routes that name it; [`Store::invalidate_subject`]) — eagerly, because lazy generations exist
+//! per cache type, not per key. Without a subject the rule's strategy applies to the whole type.
+//!
+//! An event is about a tenant's data, or about the global scope's (shared reference data): a global event
+//! applies only the rules that name no tenant.
 
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{TenantId, escape_glob};
+use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_models::{
     Db, EventRecord, ModelError, Severity, insert_event, invalidation_rules,
 };
@@ -17,14 +21,14 @@ use fernando_cache_store::{InvalidationStrategy, Store, StoreError};
 
 use crate::health::event;
 
-/// Something that happened to a tenant's data.
+/// Something that happened to a tenant's data, or to the global scope's.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CacheEvent {
     /// e.g. `document.updated`, `user.logout`, `billing.changed`.
     pub event_type: String,
-    /// Whose data changed.
-    pub tenant: TenantId,
+    /// Whose data changed: a tenant's, or the global reference data.
+    pub scope: Scope,
     /// What changed (a document fingerprint, a session id), if the event is about one thing.
     pub subject: Option<String>,
 }
@@ -34,9 +38,23 @@ impl CacheEvent {
     pub fn new(event_type: impl Into<String>, tenant: TenantId) -> Self {
         CacheEvent {
             event_type: event_type.into(),
-            tenant,
+            scope: Scope::Tenant(tenant),
             subject: None,
         }
+    }
+
+    /// An event about the global scope's data (shared reference data); only rules without a tenant apply.
+    pub fn global(event_type: impl Into<String>) -> Self {
+        CacheEvent {
+            event_type: event_type.into(),
+            scope: Scope::Global,
+            subject: None,
+        }
+    }
+
+    /// The tenant, for the rules and the event log; `None` for a global event.
+    fn tenant(&self) -> Option<&str> {
+        self.scope.tenant().map(TenantId::as_str)
     }
 
     /// Narrows the event to one subject.
@@ -103,9 +121,9 @@ pub async fn apply(
     ev: &CacheEvent,
 ) -> Result<Vec<Applied>, EventError> {
     let event_type = ev.event_type.clone();
-    let tenant = ev.tenant.as_str().to_owned();
+    let tenant = ev.tenant().map(str::to_owned);
     let rules = blocking(database_url, move |db| {
-        invalidation_rules(db, &event_type, &tenant)
+        invalidation_rules(db, &event_type, tenant.as_deref())
     })
     .await?;
     let mut applied = Vec::new();
@@ -120,7 +138,7 @@ pub async fn apply(
                 log.push(event(
                     "invalidation.rule_error",
                     Severity::Error,
-                    Some(ev.tenant.as_str()),
+                    ev.tenant(),
                     None,
                     &format!("rule {} names an invalid cache type {name:?}", rule.name),
                 ));
@@ -184,14 +202,10 @@ async fn invalidate(
     strategy: InvalidationStrategy,
 ) -> Result<u64, StoreError> {
     match &ev.subject {
-        Some(subject) => {
-            store
-                .delete_pattern(&ev.tenant, Some(ty), &format!("{}*", escape_glob(subject)))
-                .await
-        }
+        Some(subject) => store.invalidate_subject(&ev.scope, Some(ty), subject).await,
         // A hybrid sweep reclaims storage in the background; the entries are already hidden.
         None => Ok(store
-            .invalidate(&ev.tenant, Some(ty), strategy)
+            .invalidate(&ev.scope, Some(ty), strategy)
             .await?
             .deleted),
     }
@@ -213,7 +227,7 @@ fn describe(
         Ok(n) => event(
             "invalidation",
             Severity::Info,
-            Some(ev.tenant.as_str()),
+            ev.tenant(),
             Some(ty.as_str()),
             &format!(
                 "{} via rule {rule}{subject}: {} ({n} keys deleted)",
@@ -224,7 +238,7 @@ fn describe(
         Err(e) => event(
             "invalidation.failed",
             Severity::Error,
-            Some(ev.tenant.as_str()),
+            ev.tenant(),
             Some(ty.as_str()),
             &format!("{} via rule {rule}{subject}: {e}", ev.event_type),
         ),

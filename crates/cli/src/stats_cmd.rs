@@ -172,18 +172,22 @@ pub(crate) async fn stats(
 pub(crate) async fn event(
     settings: &Settings,
     event_type: &str,
-    tenant: &str,
+    tenant: Option<&str>,
     subject: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let url = open(settings).await?;
     let store = Store::from_settings(settings)?;
-    let mut ev = CacheEvent::new(event_type, TenantId::new(tenant).context("--tenant")?);
+    // clap requires --tenant unless --global is given.
+    let mut ev = match tenant {
+        Some(t) => CacheEvent::new(event_type, TenantId::new(t).context("--tenant")?),
+        None => CacheEvent::global(event_type),
+    };
     if let Some(s) = subject {
         ev = ev.subject(s);
     }
     let applied = apply(&store, &url, &ev).await?;
     if applied.is_empty() {
-        println!("no enabled rule matches {event_type} for tenant {tenant:?}");
+        println!("no enabled rule matches {event_type} for {}", ev.scope);
     }
     for a in applied {
         println!(

@@ -8,7 +8,7 @@ use fernando_cache::{
     recorder::{Recorder, RecorderOptions},
 };
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_keys::{DocumentFingerprint, TenantId};
+use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
 use fernando_cache_models::{Db, health_rows, list_events, run_pending};
 use fernando_cache_store::Store;
 use fernando_cache_testkit::{PostgresDb, RedisServer};
@@ -45,18 +45,22 @@ async fn document_updated_invalidates_that_documents_stages_only() {
         DocumentFingerprint::of_bytes(b"invoice v1"),
         DocumentFingerprint::of_bytes(b"letter"),
     );
+    let text = DocumentFingerprint::of_bytes(b"text");
     for t in ["acme", "globex"] {
         for doc in [&fp, &other] {
             let _ = store
                 .cache_document_hash(&tenant(t), doc, &"result")
                 .await
                 .unwrap();
+            // Two engine versions: the event reaches both.
+            for engine in ["tesseract-5", "tesseract-6"] {
+                let _ = store
+                    .cache_ocr_result(&tenant(t), doc, engine, &"text")
+                    .await
+                    .unwrap();
+            }
             let _ = store
-                .cache_ocr_result(&tenant(t), doc, "tesseract-5", &"text")
-                .await
-                .unwrap();
-            let _ = store
-                .cache_llm_extraction(&tenant(t), doc, "rules-1", &"fields")
+                .cache_llm_extraction(&tenant(t), doc, "rules-1", &text, &"fields")
                 .await
                 .unwrap();
         }
@@ -68,8 +72,9 @@ async fn document_updated_invalidates_that_documents_stages_only() {
     )
     .await
     .unwrap();
-    assert_eq!(applied.len(), 3, "{applied:?}");
-    assert_eq!(applied.iter().map(|a| a.deleted).sum::<u64>(), 3);
+    // doc_hash, ocr_result, llm_extraction and api_response (the HTTP copies; none here).
+    assert_eq!(applied.len(), 4, "{applied:?}");
+    assert_eq!(applied.iter().map(|a| a.deleted).sum::<u64>(), 4);
     let acme = tenant("acme");
     assert!(
         store
@@ -87,7 +92,7 @@ async fn document_updated_invalidates_that_documents_stages_only() {
     );
     assert!(
         store
-            .get_llm_extraction::<String>(&acme, &fp, "rules-1")
+            .get_llm_extraction::<String>(&acme, &fp, "rules-1", &text)
             .await
             .unwrap()
             .is_none()
@@ -115,7 +120,7 @@ async fn document_updated_invalidates_that_documents_stages_only() {
         Some("invalidation"),
     )
     .unwrap();
-    assert_eq!(log.len(), 3);
+    assert_eq!(log.len(), 4);
     assert!(log.iter().all(|e| e.tenant_id.as_deref() == Some("acme")));
 }
 
@@ -131,10 +136,13 @@ async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
         let _ = store.set(&acme, &ty, "k", &1u8).await.unwrap();
         let _ = store.set(&tenant("globex"), &ty, "k", &1u8).await.unwrap();
     }
-    let _ = store
-        .set(&acme, &CacheType::SESSION, "sess-2", &1u8)
-        .await
-        .unwrap();
+    // A session whose id starts with another's survives that other's logout.
+    for id in ["sess-2", "k2"] {
+        let _ = store
+            .set(&acme, &CacheType::SESSION, id, &1u8)
+            .await
+            .unwrap();
+    }
 
     let applied = apply(
         &store,
@@ -189,13 +197,16 @@ async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
             .unwrap()
             .is_none()
     );
-    assert!(
-        store
-            .get::<u8>(&acme, &CacheType::SESSION, "sess-2")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    for id in ["sess-2", "k2"] {
+        assert!(
+            store
+                .get::<u8>(&acme, &CacheType::SESSION, id)
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} kept"
+        );
+    }
 
     assert!(
         apply(&store, &url, &CacheEvent::new("nothing.matches", acme))
@@ -203,6 +214,48 @@ async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_event_invalidates_the_global_reference_data_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    run_pending(&mut Db::open(&url).unwrap()).unwrap();
+    let server = RedisServer::start();
+    let store = store_on(&server);
+    let ty = CacheType::REFERENCE_DATA;
+    let _ = store
+        .set(Scope::Global, &ty, "currency:EUR", &1u8)
+        .await
+        .unwrap();
+    let _ = store
+        .set(&tenant("acme"), &ty, "currency:EUR", &1u8)
+        .await
+        .unwrap();
+
+    let applied = apply(&store, &url, &CacheEvent::global("reference_data.changed"))
+        .await
+        .unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied[0].deleted, 1);
+    assert!(
+        store
+            .get::<u8>(Scope::Global, &ty, "currency:EUR")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get::<u8>(&tenant("acme"), &ty, "currency:EUR")
+            .await
+            .unwrap()
+            .is_some(),
+        "a tenant's own reference data is not the global scope's"
+    );
+    let log = list_events(&mut Db::open(&url).unwrap(), epoch(), Some("invalidation")).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].tenant_id, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

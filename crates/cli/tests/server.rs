@@ -402,3 +402,97 @@ async fn sigterm_flushes_the_statistics() {
     // One miss (then computed), two hits — and nothing lost at shutdown.
     assert_eq!((doc.hits, doc.misses), (2, 1), "{doc:?}");
 }
+
+/// Issue 11's defect: an event about a document — and the admin route naming it — reaches every entry derived
+/// from it (each stage, whatever the engine, and the HTTP copy), and global reference data can be invalidated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_event_reaches_every_entry_derived_from_it() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    let text = b"Invoice INV-4242\nTotal: 99.00 EUR\nDue: 2026-12-31\n".to_vec();
+    let other = b"Invoice INV-5151\nTotal: 10.00 EUR\n".to_vec();
+    let stages = |v: &Value| {
+        ["document", "ocr", "extraction"].map(|s| v["stages"][s].as_str().unwrap_or("?").to_owned())
+    };
+    let upload = |body: &Vec<u8>| {
+        let body = body.clone();
+        let server = &server;
+        async move {
+            let r = server.upload(ACME, "text/plain", body).await;
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let first = upload(&text).await;
+    upload(&other).await;
+    assert_eq!(stages(&upload(&text).await), ["hit", "hit", "hit"]);
+    let fp = first["fingerprint"].as_str().unwrap().to_owned();
+    let path = format!("/v1/documents/{fp}");
+    let x_cache = |r: &reqwest::Response| r.headers()["x-cache"].to_str().unwrap().to_owned();
+    assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "MISS");
+    assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "HIT");
+
+    // The event, through the API: every stage of that document and its HTTP copy are gone …
+    let r = server
+        .client
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(ACME)
+        .json(&serde_json::json!({"event_type": "document.updated", "subject": fp}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "MISS");
+    assert_eq!(stages(&upload(&text).await), ["miss", "miss", "miss"]);
+    // … and nothing of another document.
+    assert_eq!(stages(&upload(&other).await), ["hit", "hit", "hit"]);
+
+    // The admin route, naming the document: the same reach.
+    assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "MISS");
+    assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "HIT");
+    let admin = |body: Value| {
+        server
+            .client
+            .post(format!("{}/v1/cache/invalidate", server.base))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let r = admin(serde_json::json!({"tenant": "acme", "subject": fp}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    // doc_hash, ocr_result, llm_extraction, and the HTTP copy with its path epoch.
+    assert!(body["deleted"].as_u64().unwrap() >= 4, "{body}");
+    assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "MISS");
+    assert_eq!(stages(&upload(&text).await), ["miss", "miss", "miss"]);
+    assert_eq!(stages(&upload(&other).await), ["hit", "hit", "hit"]);
+
+    // Global reference data (warmed at start) through the admin route: every entry removed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs = warmup_jobs(&mut Db::open(pg.url()).unwrap()).unwrap();
+        if jobs
+            .iter()
+            .any(|j| j.name == "reference-data-at-start" && j.last_status.is_some())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the warmup job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = admin(
+        serde_json::json!({"global": true, "cache_type": "reference_data", "strategy": "eager"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["deleted"].as_u64().unwrap() > 0, "{body}");
+    let r = admin(serde_json::json!({"global": true, "tenant": "acme"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a tenant and global at once is ambiguous");
+}

@@ -1,15 +1,21 @@
 //! Route patterns, query normalisation and the cache keys of responses.
 
-use fernando_cache_keys::ArgsHasher;
+use fernando_cache_keys::{ArgsHasher, layout};
 use http::HeaderMap;
 
 /// A path pattern: `/v1/reports/*` (`*` is exactly one segment), `/v1/reports/**` (`**`, last only, is any
-/// number of segments, including none).
+/// number of segments, including none), `/v1/documents/{subject}` (one segment that names the subject the
+/// entries belong to, so invalidating that subject removes them; see [`layout`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PathPattern {
     segments: Vec<String>,
     rest: bool,
+    /// The index of the `{subject}` segment, if any.
+    subject: Option<usize>,
 }
+
+/// The segment that names a route's subject.
+const SUBJECT_SEGMENT: &str = "{subject}";
 
 impl PathPattern {
     pub(crate) fn parse(pattern: &str) -> Result<PathPattern, String> {
@@ -26,7 +32,27 @@ impl PathPattern {
                 "route pattern {pattern:?}: `{bad}` may only be the last segment"
             ));
         }
-        Ok(PathPattern { segments, rest })
+        let mut subjects = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| *s == SUBJECT_SEGMENT);
+        let subject = subjects.next().map(|(i, _)| i);
+        if subjects.next().is_some() {
+            return Err(format!(
+                "route pattern {pattern:?}: `{SUBJECT_SEGMENT}` may appear once"
+            ));
+        }
+        Ok(PathPattern {
+            segments,
+            rest,
+            subject,
+        })
+    }
+
+    /// The subject a matching `path` names (its `{subject}` segment), if the pattern has one.
+    pub(crate) fn subject_of<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let i = self.subject?;
+        path.strip_prefix('/')?.split('/').nth(i)
     }
 
     pub(crate) fn matches(&self, path: &str) -> bool {
@@ -37,6 +63,7 @@ impl PathPattern {
         for seg in &self.segments {
             match parts.next() {
                 Some(p) if seg == "*" || seg == p => {}
+                Some(p) if seg == SUBJECT_SEGMENT && !p.is_empty() => {}
                 _ => return false,
             }
         }
@@ -72,13 +99,14 @@ fn digest(parts: &[(&str, &[u8])]) -> String {
 }
 
 /// The key of the entry that holds a path's current epoch (changed by every invalidation of the path).
-pub(crate) fn epoch_key(path: &str) -> String {
-    format!("http-epoch/{}", digest(&[("path", path.as_bytes())]))
+pub(crate) fn epoch_key(subject: Option<&str>, path: &str) -> String {
+    layout::http_epoch(subject, &digest(&[("path", path.as_bytes())]))
 }
 
 /// The primary key of a request: path, canonical query, the path's epoch, and the headers the operator
 /// configured as keyed.
 pub(crate) fn primary_key(
+    subject: Option<&str>,
     path: &str,
     query: &str,
     epoch: u64,
@@ -95,7 +123,7 @@ pub(crate) fn primary_key(
     for (name, value) in &header_parts {
         parts.push((name, value));
     }
-    format!("http/{}", digest(&parts))
+    layout::http_entry(subject, &digest(&parts))
 }
 
 /// A header value as key material: an absent header differs from an empty one.
@@ -143,7 +171,7 @@ pub(crate) fn variant_key(primary: &str, values: &[(String, Option<Vec<u8>>)]) -
         .collect();
     let mut refs: Vec<(&str, &[u8])> = vec![("primary", primary.as_bytes())];
     refs.extend(parts.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    format!("{primary}/{}", digest(&refs))
+    layout::http_variant(primary, &digest(&refs))
 }
 
 #[cfg(test)]
@@ -163,6 +191,26 @@ mod tests {
         assert!(!rest.matches("/v2/a"));
         assert!(PathPattern::parse("/a/**/b").is_err());
         assert!(PathPattern::parse("v1").is_err());
+    }
+
+    #[test]
+    fn a_subject_segment_matches_one_segment_and_names_the_subject() {
+        let p = PathPattern::parse("/v1/documents/{subject}").unwrap();
+        assert!(p.matches("/v1/documents/ab12"));
+        assert!(
+            !p.matches("/v1/documents/"),
+            "an empty subject names nothing"
+        );
+        assert!(!p.matches("/v1/documents/ab/c"));
+        assert_eq!(p.subject_of("/v1/documents/ab12"), Some("ab12"));
+        assert_eq!(
+            PathPattern::parse("/v1/*").unwrap().subject_of("/v1/x"),
+            None
+        );
+        assert!(PathPattern::parse("/{subject}/{subject}").is_err());
+        // Entries and epochs of a subject's route live under the subject.
+        assert!(epoch_key(Some("ab12"), "/v1/documents/ab12").starts_with("ab12/"));
+        assert!(primary_key(Some("ab12"), "/x", "", 1, &[]).starts_with("ab12/"));
     }
 
     #[test]
@@ -186,6 +234,9 @@ mod tests {
         let de = variant_key("p", &header_values(&h, &names));
         assert_ne!(absent, empty);
         assert_ne!(empty, de);
-        assert_ne!(primary_key("/a", "", 1, &[]), primary_key("/a", "", 2, &[]));
+        assert_ne!(
+            primary_key(None, "/a", "", 1, &[]),
+            primary_key(None, "/a", "", 2, &[])
+        );
     }
 }

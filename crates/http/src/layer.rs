@@ -12,7 +12,9 @@ use crate::{ConfigError, HttpCache, key::PathPattern};
 /// A cached route: a path pattern, its cache type and TTL.
 ///
 /// Patterns are `/`-separated; `*` is exactly one segment and a final `**` any number of them
-/// (`/v1/reports/**`).
+/// (`/v1/reports/**`). One segment may be `{subject}` (`/v1/documents/{subject}`): it matches like `*` and
+/// files the route's entries under that subject, so [`fernando_cache_store::Store::invalidate_subject`] (an
+/// event about the document, say) removes them too.
 #[derive(Debug, Clone)]
 pub struct Route {
     pattern: String,

@@ -156,7 +156,13 @@ where
     let query = normalise_query(parts.uri.query(), &config.ignored_query);
     let epoch = current_epoch(&config, &scope, route, &path).await;
     let keyed = header_values(&parts.headers, &config.keyed_headers);
-    let primary = primary_key(&path, &query, epoch, &keyed);
+    let primary = primary_key(
+        route.pattern.subject_of(&path),
+        &path,
+        &query,
+        epoch,
+        &keyed,
+    );
 
     if usage == RequestUse::LookupAndStore
         && let Some(hit) = lookup(&config, &scope, route, &primary, &parts.headers).await
@@ -226,7 +232,7 @@ fn now_secs() -> u64 {
 /// The path's epoch: read, or created when absent (or unreadable), so entries are only ever written under an
 /// epoch that an invalidation replaces.
 async fn current_epoch(config: &Config, scope: &Scope, route: &CompiledRoute, path: &str) -> u64 {
-    let key = epoch_key(path);
+    let key = epoch_key(route.pattern.subject_of(path), path);
     match config
         .store
         .get::<u64>(scope.clone(), &route.cache_type, &key)
@@ -253,7 +259,8 @@ async fn new_epoch(config: &Config, scope: &Scope, route: &CompiledRoute, key: &
 }
 
 async fn invalidate_path(config: &Config, scope: &Scope, route: &CompiledRoute, path: &str) {
-    new_epoch(config, scope, route, &epoch_key(path)).await;
+    let key = epoch_key(route.pattern.subject_of(path), path);
+    new_epoch(config, scope, route, &key).await;
     tracing::debug!(path, "cached responses of the path invalidated");
 }
 

@@ -1,5 +1,6 @@
 //! The key namespace of fernando-cache: tenant ids, escaped key segments, tenant-scoped SCAN patterns, the keys
-//! of invalidation generations, stable argument digests for derived keys, and SHA-256 document fingerprints.
+//! of invalidation generations, stable argument digests for derived keys, SHA-256 document fingerprints, and
+//! ([`layout`]) every specific-key layout the library writes: document stages, derived keys, HTTP entries.
 //!
 //! Every key has the layout `{namespace}:{environment}:tenant_{tenant_id}:{cache_type}:{specific_key}` (or
 //! `…:global:{cache_type}:…` for explicitly global reference data). Segments that come from users are
@@ -29,6 +30,7 @@ mod builder;
 mod error;
 mod escape;
 mod fingerprint;
+pub mod layout;
 mod tenant;
 
 pub use args::{ArgsError, ArgsHasher, generate_cache_key_from_params};

@@ -413,23 +413,28 @@ pub fn health_rows(db: &mut Db, component: &str, limit: i64) -> Result<Vec<Healt
         .load(db)?)
 }
 
-/// Enabled rules for an event type that apply to `tenant` (rules for every tenant included).
+/// Enabled rules for an event type that apply to `tenant` (rules for every tenant included); with no tenant (a
+/// global event), only the rules for every tenant.
 ///
 /// # Errors
 /// [`ModelError::Query`].
 pub fn invalidation_rules(
     db: &mut Db,
     event_type: &str,
-    tenant: &str,
+    tenant: Option<&str>,
 ) -> Result<Vec<InvalidationRule>, ModelError> {
     use cache_invalidation_rules::dsl as r;
-    Ok(r::cache_invalidation_rules
+    let query = r::cache_invalidation_rules
         .filter(r::event_type.eq(event_type))
         .filter(r::enabled.eq(true))
-        .filter(r::tenant_id.is_null().or(r::tenant_id.eq(tenant)))
         .order(r::id.asc())
-        .select(InvalidationRule::as_select())
-        .load(db)?)
+        .select(InvalidationRule::as_select());
+    Ok(match tenant {
+        Some(t) => query
+            .filter(r::tenant_id.is_null().or(r::tenant_id.eq(t)))
+            .load(db)?,
+        None => query.filter(r::tenant_id.is_null()).load(db)?,
+    })
 }
 
 /// Every warmup job, highest priority first.

@@ -49,24 +49,34 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
     each_backend(|url| {
         let mut db = Db::open(url).unwrap();
         let applied = run_pending(&mut db).unwrap();
-        assert_eq!(applied.len(), 2, "{url}: {applied:?}");
+        assert_eq!(applied.len(), 3, "{url}: {applied:?}");
         assert!(
             run_pending(&mut db).unwrap().is_empty(),
             "{url}: a second run applies nothing"
         );
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (2, 0));
+        assert_eq!((st.applied.len(), st.pending.len()), (3, 0));
 
-        let rules = invalidation_rules(&mut db, "document.updated", "any-tenant").unwrap();
+        let rules = invalidation_rules(&mut db, "document.updated", Some("any-tenant")).unwrap();
         assert_eq!(rules.len(), 1);
         let types: Vec<_> = rules[0].cache_type_list().collect();
-        assert_eq!(types, ["ocr_result", "llm_extraction", "doc_hash"]);
         assert_eq!(
-            invalidation_rules(&mut db, "user.logout", "t").unwrap()[0].cache_types,
+            types,
+            ["ocr_result", "llm_extraction", "doc_hash", "api_response"]
+        );
+        assert!(
+            invalidation_rules(&mut db, "document.updated", None)
+                .unwrap()
+                .iter()
+                .all(|r| r.tenant_id.is_none()),
+            "a global event applies only the rules for every tenant"
+        );
+        assert_eq!(
+            invalidation_rules(&mut db, "user.logout", Some("t")).unwrap()[0].cache_types,
             "session"
         );
         assert_eq!(
-            invalidation_rules(&mut db, "billing.changed", "t").unwrap()[0].cache_types,
+            invalidation_rules(&mut db, "billing.changed", Some("t")).unwrap()[0].cache_types,
             "billing,dashboard"
         );
         let jobs = warmup_jobs(&mut db).unwrap();
@@ -77,17 +87,18 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
         );
 
         // Newest first.
+        assert_eq!(revert_last(&mut db).unwrap(), applied[2]);
         assert_eq!(revert_last(&mut db).unwrap(), applied[1]);
         assert_eq!(revert_last(&mut db).unwrap(), applied[0]);
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (0, 2));
+        assert_eq!((st.applied.len(), st.pending.len()), (0, 3));
         assert!(
-            invalidation_rules(&mut db, "user.logout", "t").is_err(),
+            invalidation_rules(&mut db, "user.logout", Some("t")).is_err(),
             "tables are gone"
         );
         assert_eq!(
             run_pending(&mut db).unwrap().len(),
-            2,
+            3,
             "and can be applied again"
         );
     });

@@ -10,7 +10,7 @@ use std::{
 };
 
 use fernando_cache_config::{CacheType, ExtractorKind, Settings};
-use fernando_cache_keys::{DocumentFingerprint, TenantId};
+use fernando_cache_keys::{DocumentFingerprint, TenantId, layout::DocumentKeys};
 use fernando_cache_store::{ComputeError, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -189,10 +189,6 @@ impl std::fmt::Debug for DocumentProcessor {
     }
 }
 
-fn stage_key(fp: &DocumentFingerprint, engine: &str) -> String {
-    format!("{fp}:{engine}")
-}
-
 impl DocumentProcessor {
     /// A pipeline over `store` with these engines; the first engine accepting a kind reads it.
     pub fn new(
@@ -269,9 +265,9 @@ impl DocumentProcessor {
     }
 
     fn document_key(&self, fp: &DocumentFingerprint, engine: &dyn TextEngine) -> String {
-        stage_key(
-            fp,
-            &format!("{}+{}", engine.id(), self.shared.extractor.id()),
+        DocumentKeys::new(fp).result(
+            &engine.id().to_string(),
+            &self.shared.extractor.id().to_string(),
         )
     }
 
@@ -413,6 +409,7 @@ impl DocumentProcessor {
         let start = Instant::now();
         let engine = self.engine_for(kind)?.clone();
         let doc_key = self.document_key(&fp, engine.as_ref());
+        let keys = DocumentKeys::new(&fp);
         let computed = AtomicBool::new(false);
         let ocr_computed = AtomicBool::new(false);
         let extraction_computed = AtomicBool::new(false);
@@ -427,7 +424,7 @@ impl DocumentProcessor {
                     shared,
                     tenant,
                     &CacheType::OCR_RESULT,
-                    &stage_key(&fp, &text_id),
+                    &keys.text(&text_id),
                     &ocr_computed,
                     || engine.text(kind, &bytes),
                 )
@@ -438,7 +435,7 @@ impl DocumentProcessor {
                     shared,
                     tenant,
                     &CacheType::LLM_EXTRACTION,
-                    &stage_key(&text_fp, &extractor_id),
+                    &keys.fields(&extractor_id, &text_fp),
                     &extraction_computed,
                     || shared.extractor.extract(&text.value),
                 )

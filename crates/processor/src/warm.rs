@@ -11,7 +11,7 @@ use std::{
 
 use async_trait::async_trait;
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{Scope, TenantId};
+use fernando_cache_keys::{Scope, TenantId, layout::DocumentKeys};
 use serde::Serialize;
 
 use crate::{DocumentProcessor, DocumentResult};
@@ -115,12 +115,13 @@ impl Warmer {
                 .fingerprint
                 .parse::<fernando_cache_keys::DocumentFingerprint>()
             {
-                let text_key = format!("{fp}:{}", doc.text_engine);
+                let keys = DocumentKeys::new(&fp);
+                let text_key = keys.text(&doc.text_engine);
                 self.refresh_raw(&tenant, &CacheType::OCR_RESULT, &text_key, &mut report)
                     .await;
                 let text_fp =
                     fernando_cache_keys::DocumentFingerprint::of_bytes(doc.text.as_bytes());
-                let fields_key = format!("{text_fp}:{}", doc.extractor);
+                let fields_key = keys.fields(&doc.extractor, &text_fp);
                 self.refresh_raw(
                     &tenant,
                     &CacheType::LLM_EXTRACTION,

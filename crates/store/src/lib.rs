@@ -36,6 +36,7 @@ mod deadline;
 mod error;
 mod flight;
 mod metrics;
+mod seed;
 mod store;
 
 #[doc(hidden)]

@@ -12,7 +12,7 @@ use std::{
 };
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{ArgsError, ArgsHasher, KeyError, Scope, TenantId};
+use fernando_cache_keys::{ArgsError, ArgsHasher, KeyError, Scope, TenantId, layout};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -68,7 +68,7 @@ impl Site {
         self.prepared.get_or_init(|| {
             let mut h = ArgsHasher::new(self.path);
             h.domain(&self.version.to_string());
-            let prefix = format!("{}/v{}/", self.path.replace("::", "."), self.version);
+            let prefix = layout::derived_prefix(self.path, self.version);
             (prefix, h)
         })
     }
@@ -89,11 +89,7 @@ impl Site {
 
     /// A key from the function's template: `v{version}/{rendered}` when a version is set.
     pub fn templated_key(&self, rendered: String) -> String {
-        if self.version == 0 {
-            rendered
-        } else {
-            format!("v{}/{rendered}", self.version)
-        }
+        layout::templated_key(self.version, rendered)
     }
 }
 

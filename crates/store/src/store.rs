@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
 use fernando_cache_keys::{
-    AsScope, CacheKey, DocumentFingerprint, GenerationKeys, KeyBuilder, Scope, ScopeRef, TenantId,
+    AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, ScopeRef, TenantId, layout,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::task::JoinHandle;
@@ -860,6 +860,28 @@ impl Store {
             .await
     }
 
+    /// Deletes every entry about `subject` — a document fingerprint, a session id — in a scope, in one cache
+    /// type or in all of them: the entry keyed by the subject itself and every key under `{subject}/` (the
+    /// document pipeline's stages for every engine, the HTTP copies of routes that name the subject; see
+    /// [`fernando_cache_keys::layout`]). Eager, because generations exist per type, not per key. Returns how
+    /// many keys were deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
+    pub async fn invalidate_subject(
+        &self,
+        scope: impl AsScope,
+        cache_type: Option<&CacheType>,
+        subject: &str,
+    ) -> Result<u64, StoreError> {
+        let scope = scope.as_scope();
+        let mut deleted = 0;
+        for glob in layout::subject_globs(subject) {
+            deleted += self.delete_pattern(scope, cache_type, &glob).await?;
+        }
+        Ok(deleted)
+    }
+
     /// Deletes every entry of a scope, or of one type in it (eager invalidation).
     ///
     /// # Errors
@@ -912,138 +934,6 @@ impl Store {
                 })
             }
         }
-    }
-
-    // ---- seed helpers ------------------------------------------------------------------------------------
-
-    /// Caches a processed document's result under its fingerprint (`doc_hash`).
-    ///
-    /// # Errors
-    /// As [`Store::set`].
-    pub async fn cache_document_hash<T: Serialize + ?Sized>(
-        &self,
-        tenant: &TenantId,
-        fingerprint: &DocumentFingerprint,
-        value: &T,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.set(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex(), value)
-            .await
-    }
-
-    /// Reads a processed document's result by fingerprint (`doc_hash`).
-    ///
-    /// # Errors
-    /// As [`Store::get`].
-    pub async fn get_document_hash<T: DeserializeOwned>(
-        &self,
-        tenant: &TenantId,
-        fingerprint: &DocumentFingerprint,
-    ) -> Result<Option<T>, StoreError> {
-        self.get(tenant, &CacheType::DOC_HASH, &fingerprint.to_hex())
-            .await
-    }
-
-    /// Caches a document's OCR result (`ocr_result`); `engine` (name and version) is part of the key, so a new
-    /// engine never reads an old engine's output.
-    ///
-    /// # Errors
-    /// As [`Store::set`].
-    pub async fn cache_ocr_result<T: Serialize + ?Sized>(
-        &self,
-        tenant: &TenantId,
-        fingerprint: &DocumentFingerprint,
-        engine: &str,
-        value: &T,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.set(
-            tenant,
-            &CacheType::OCR_RESULT,
-            &stage_key(fingerprint, engine),
-            value,
-        )
-        .await
-    }
-
-    /// Reads a document's OCR result for one engine (`ocr_result`).
-    ///
-    /// # Errors
-    /// As [`Store::get`].
-    pub async fn get_ocr_result<T: DeserializeOwned>(
-        &self,
-        tenant: &TenantId,
-        fingerprint: &DocumentFingerprint,
-        engine: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.get(
-            tenant,
-            &CacheType::OCR_RESULT,
-            &stage_key(fingerprint, engine),
-        )
-        .await
-    }
-
-    /// Caches a document's field extraction (`llm_extraction`) for one extractor (name and version).
-    ///
-    /// # Errors
-    /// As [`Store::set`].
-    pub async fn cache_llm_extraction<T: Serialize + ?Sized>(
-        &self,
-        tenant: &TenantId,
-        fingerprint: &DocumentFingerprint,
-        extractor: &str,
-        value: &T,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.set(
-            tenant,
-            &CacheType::LLM_EXTRACTION,
-            &stage_key(fingerprint, extractor),
-            value,
-        )
-        .await
-    }
-
-    /// Reads a document's field extraction for one extractor (`llm_extraction`).
-    ///
-    /// # Errors
-    /// As [`Store::get`].
-    pub async fn get_llm_extraction<T: DeserializeOwned>(
-        &self,
-        tenant: &TenantId,
-        fingerprint: &DocumentFingerprint,
-        extractor: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.get(
-            tenant,
-            &CacheType::LLM_EXTRACTION,
-            &stage_key(fingerprint, extractor),
-        )
-        .await
-    }
-
-    /// Caches a user's session data (`session`) under the session id.
-    ///
-    /// # Errors
-    /// As [`Store::set`].
-    pub async fn cache_user_session<T: Serialize + ?Sized>(
-        &self,
-        tenant: &TenantId,
-        session_id: &str,
-        value: &T,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.set(tenant, &CacheType::SESSION, session_id, value)
-            .await
-    }
-
-    /// Reads a user's session data (`session`).
-    ///
-    /// # Errors
-    /// As [`Store::get`].
-    pub async fn get_user_session<T: DeserializeOwned>(
-        &self,
-        tenant: &TenantId,
-        session_id: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.get(tenant, &CacheType::SESSION, session_id).await
     }
 
     // ---- operations --------------------------------------------------------------------------------------
@@ -1405,10 +1295,6 @@ impl Store {
         }
         Ok(len)
     }
-}
-
-fn stage_key(fingerprint: &DocumentFingerprint, engine: &str) -> String {
-    format!("{fingerprint}:{engine}")
 }
 
 /// Per-thread buffers for entry keys: a read builds its key into one and hands it back, saving an allocation

@@ -42,7 +42,8 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router> {
     let cache = HttpCacheLayer::builder(state.store.clone(), tenant_from_extension())
         .route(
-            Route::new("/v1/documents/*")
+            // The segment is the document's fingerprint: an event about the document reaches this copy too.
+            Route::new("/v1/documents/{subject}")
                 .cache_type(CacheType::API_RESPONSE)
                 .ttl(settings.server.response_ttl),
         )

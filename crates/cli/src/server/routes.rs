@@ -12,7 +12,7 @@ use fernando_cache::{
     health,
 };
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{DocumentFingerprint, TenantId};
+use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
 use fernando_cache_processor::{EngineError, ProcessError};
 use fernando_cache_store::InvalidationStrategy;
 use serde::Deserialize;
@@ -152,20 +152,35 @@ pub(crate) async fn stats(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct InvalidateBody {
-    tenant: String,
+    tenant: Option<String>,
+    #[serde(default)]
+    global: bool,
     cache_type: Option<String>,
     strategy: Option<String>,
+    subject: Option<String>,
 }
 
-/// `POST /v1/cache/invalidate` (admin): a tenant's entries, or one cache type's.
+/// `POST /v1/cache/invalidate` (admin): a tenant's entries (`tenant`) or the global reference data
+/// (`"global": true`); all cache types or one (`cache_type`); everything, or only what is about one `subject`
+/// (a document fingerprint: every stage for every engine, and its HTTP copies — always eager).
 pub(crate) async fn invalidate(
     State(state): State<AppState>,
     Json(body): Json<InvalidateBody>,
 ) -> Response {
-    let tenant = match TenantId::new(&body.tenant) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("tenant: {e}")),
+    let scope = match (body.tenant.as_deref(), body.global) {
+        (Some(t), false) => match TenantId::new(t) {
+            Ok(t) => Scope::Tenant(t),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("tenant: {e}")),
+        },
+        (None, true) => Scope::Global,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "name exactly one of \"tenant\" and \"global\": true",
+            );
+        }
     };
     let cache_type = match body.cache_type.as_deref().map(CacheType::new).transpose() {
         Ok(t) => t,
@@ -176,15 +191,23 @@ pub(crate) async fn invalidate(
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    match state
-        .store
-        .invalidate(&tenant, cache_type.as_ref(), strategy)
-        .await
-    {
-        Ok(inv) => Json(json!({
-            "tenant": tenant.as_str(),
-            "strategy": inv.strategy.as_str(),
-            "deleted": inv.deleted,
+    let outcome = match &body.subject {
+        Some(subject) => state
+            .store
+            .invalidate_subject(&scope, cache_type.as_ref(), subject)
+            .await
+            .map(|deleted| (InvalidationStrategy::Eager, deleted)),
+        None => state
+            .store
+            .invalidate(&scope, cache_type.as_ref(), strategy)
+            .await
+            .map(|inv| (inv.strategy, inv.deleted)),
+    };
+    match outcome {
+        Ok((strategy, deleted)) => Json(json!({
+            "scope": scope.label(),
+            "strategy": strategy.as_str(),
+            "deleted": deleted,
         }))
         .into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

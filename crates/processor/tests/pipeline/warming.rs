@@ -8,7 +8,7 @@ use fernando_cache_processor::{ReferenceSource, StageOutcome, Warmer};
 use fernando_cache_store::{
     KeyTtl, Store,
     config::{CacheType, Environment, LoadOptions, Settings},
-    keys::{Scope, TenantId},
+    keys::{DocumentFingerprint, Scope, TenantId, layout::DocumentKeys},
 };
 use fernando_cache_testkit::RedisServer;
 
@@ -60,9 +60,9 @@ async fn hot_documents_outlive_their_ttl_and_cold_ones_expire() {
         StageOutcome::Hit,
         "the hot document never expired"
     );
-    let key_prefix = again.result.fingerprint.clone();
+    let fp: DocumentFingerprint = again.result.fingerprint.parse().unwrap();
     let tenant: TenantId = "acme".parse().unwrap();
-    let doc_key = format!("{key_prefix}:{}+rules@1", again.result.text_engine);
+    let doc_key = DocumentKeys::new(&fp).result(&again.result.text_engine, "rules@1");
     assert!(ttl_left(&store, &tenant, &doc_key).await.is_some());
     let cold_again = p.process_file(&cold).await.unwrap();
     assert_eq!(

@@ -127,7 +127,7 @@ async fn seed_helpers_use_their_cache_types_and_engine_versions() {
         .await
         .unwrap();
     let _ = store
-        .cache_llm_extraction(&t, &fp, "rules-1", &sample(2))
+        .cache_llm_extraction(&t, &fp, "rules-1", &fp, &sample(2))
         .await
         .unwrap();
     let _ = store
@@ -158,7 +158,7 @@ async fn seed_helpers_use_their_cache_types_and_engine_versions() {
     );
     assert_eq!(
         store
-            .get_llm_extraction::<Extraction>(&t, &fp, "rules-1")
+            .get_llm_extraction::<Extraction>(&t, &fp, "rules-1", &fp)
             .await
             .unwrap(),
         Some(sample(2))
