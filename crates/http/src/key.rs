@@ -90,7 +90,8 @@ pub(crate) fn normalise_query(query: Option<&str>, ignored: &[String]) -> String
 }
 
 fn digest(parts: &[(&str, &[u8])]) -> String {
-    let mut h = ArgsHasher::new("fernando-cache-http/v1");
+    // v2: entries carry their freshness judgement (issue 15); v1 entries are never read again.
+    let mut h = ArgsHasher::new("fernando-cache-http/v2");
     for (name, value) in parts {
         // Byte slices always serialize; an error here is impossible, and would only merge nothing.
         let _ = h.arg(name, &serde_bytes::Bytes::new(value));

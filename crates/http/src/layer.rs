@@ -9,7 +9,8 @@ use tower_layer::Layer;
 
 use crate::{ConfigError, HttpCache, key::PathPattern};
 
-/// A cached route: a path pattern, its cache type and TTL.
+/// A cached route: a path pattern, its cache type, the longest time a response is kept, and the freshness
+/// given to responses that state none.
 ///
 /// Patterns are `/`-separated; `*` is exactly one segment and a final `**` any number of them
 /// (`/v1/reports/**`). One segment may be `{subject}` (`/v1/documents/{subject}`): it matches like `*` and
@@ -20,6 +21,7 @@ pub struct Route {
     pattern: String,
     cache_type: CacheType,
     ttl: Option<Duration>,
+    heuristic: Option<Duration>,
 }
 
 impl Route {
@@ -29,6 +31,7 @@ impl Route {
             pattern: pattern.into(),
             cache_type: CacheType::API_RESPONSE,
             ttl: None,
+            heuristic: None,
         }
     }
 
@@ -39,10 +42,20 @@ impl Route {
         self
     }
 
-    /// The longest time a response is kept (a response's `s-maxage` / `max-age` can only shorten it).
+    /// The longest time a response is kept: a cap on the freshness an origin states (`s-maxage`, `max-age`,
+    /// `Expires`, less its `Age`), which can only shorten it.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Route {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// How long a response that states no freshness at all stays fresh (RFC 9111 §4.2.2's heuristic
+    /// freshness; the route's TTL by default, and never more). Such a response is stored only if its status
+    /// is heuristically cacheable.
+    #[must_use]
+    pub fn heuristic(mut self, lifetime: Duration) -> Route {
+        self.heuristic = Some(lifetime);
         self
     }
 }
@@ -107,7 +120,10 @@ pub const UNKEYED_HEADERS: &[&str] = &[
 pub(crate) struct CompiledRoute {
     pub(crate) pattern: PathPattern,
     pub(crate) cache_type: CacheType,
+    /// The cap on how long a response is kept.
     pub(crate) ttl: Duration,
+    /// The freshness of a response that states none.
+    pub(crate) heuristic: Duration,
     pub(crate) index: usize,
 }
 
@@ -274,6 +290,7 @@ impl HttpCacheLayerBuilder {
                 pattern,
                 cache_type: r.cache_type,
                 ttl,
+                heuristic: r.heuristic.map_or(ttl, |h| h.min(ttl)),
                 index,
             });
         }

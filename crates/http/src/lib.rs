@@ -29,15 +29,22 @@
 //!
 //! # Rules
 //! - Only `GET` requests on included (and not excluded) routes with a tenant are answered from the cache;
-//!   every response on such a route carries `X-Cache: HIT` or `MISS`, and hits carry `Age`.
-//! - Never stored: `no-store` or `private` responses, `no-cache` responses (this cache does not revalidate),
-//!   `max-age=0`/`s-maxage=0`, `Vary: *`, statuses other than the heuristically cacheable ones (so no partial
-//!   content and no 5xx), responses to requests with `Authorization` unless explicitly public (`public`,
-//!   `s-maxage`, `must-revalidate`), `Set-Cookie` responses unless `public` (and then without the cookie).
-//!   Bodies without a known size under the limit pass through unstored.
-//! - Requests: `no-store` bypasses the cache; `no-cache` or `max-age=0` skips the lookup but may store; a
-//!   `Range` request bypasses. A cached response answers an `Authorization` request only if it was explicitly
-//!   public.
+//!   every response on such a route carries `X-Cache: HIT` or `MISS`, and hits carry the `Age` accumulated
+//!   upstream and here.
+//! - Freshness is RFC 9111's, judged by the `http-cache-semantics` crate at store time and again at every
+//!   lookup: `s-maxage`, then `max-age`, then `Expires` against `Date` (past or invalid means stale); the
+//!   origin's `Age` and the time since its `Date` count against it; RFC 9213's `CDN-Cache-Control` takes the
+//!   place of `Cache-Control` when present. The route's TTL caps how long anything is kept, and is the
+//!   heuristic freshness of a response that states none ([`Route::heuristic`]).
+//! - Never stored: `no-store` or `private` responses, `no-cache` responses (this cache does not revalidate
+//!   yet), responses stale on arrival, `Vary: *`, statuses other than the heuristically cacheable ones (so no
+//!   partial content and no 5xx), responses to requests with `Authorization` unless explicitly public
+//!   (`public`, `s-maxage`, `must-revalidate`), `Set-Cookie` responses unless `public` (and then without the
+//!   cookie). Bodies without a known size under the limit pass through unstored.
+//! - Requests: `no-store` bypasses the cache; `no-cache` or `max-age=0` skips the lookup but may store;
+//!   `max-age`, `min-fresh` and `max-stale` are honoured; `only-if-cached` is answered from the cache or with
+//!   504, never by the service; a `Range` request bypasses. A cached response answers an `Authorization`
+//!   request only if it was explicitly public.
 //! - Keys: tenant, path, the query string normalised (decoded, sorted, re-encoded, ignored parameters
 //!   dropped), configured keyed headers, and the values of the response's `Vary` headers (an absent header
 //!   differs from an empty one).
@@ -51,6 +58,7 @@
 
 mod body;
 mod error;
+mod freshness;
 mod key;
 mod layer;
 mod policy;

@@ -1,7 +1,6 @@
-//! RFC 9111 shared-cache rules: `Cache-Control` parsing, whether a request may be answered from the cache,
-//! and whether a response may be stored (and for how long).
-
-use std::time::Duration;
+//! RFC 9111 shared-cache rules around freshness (which [`crate::freshness`] judges): `Cache-Control`
+//! parsing, whether a request may use the cache at all, which statuses are ever stored, which unsafe responses
+//! invalidate, and which headers are never stored.
 
 use http::{HeaderMap, Method, StatusCode, header};
 
@@ -15,6 +14,8 @@ pub(crate) struct CacheControl {
     pub(crate) must_revalidate: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
+    /// A request's `only-if-cached`: answer from the cache or with 504, never from the origin.
+    pub(crate) only_if_cached: bool,
 }
 
 impl CacheControl {
@@ -39,6 +40,7 @@ impl CacheControl {
                     "private" => cc.private = true,
                     "public" => cc.public = true,
                     "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
+                    "only-if-cached" => cc.only_if_cached = true,
                     // An unparsable age is treated as zero (RFC 9111 §1.2.2): stale, never fresher.
                     "max-age" => cc.max_age = Some(seconds().unwrap_or(0)),
                     "s-maxage" => cc.s_maxage = Some(seconds().unwrap_or(0)),
@@ -85,6 +87,8 @@ pub(crate) enum RequestUse {
     StoreOnly,
     /// Neither (`no-store`).
     Bypass,
+    /// Only from the cache (`only-if-cached`): a miss is a 504, the origin is never asked.
+    CacheOnly,
 }
 
 pub(crate) fn request_use(method: &Method, headers: &HeaderMap) -> RequestUse {
@@ -96,7 +100,9 @@ pub(crate) fn request_use(method: &Method, headers: &HeaderMap) -> RequestUse {
         return RequestUse::Bypass;
     }
     let cc = CacheControl::parse(headers);
-    if cc.no_store {
+    if cc.only_if_cached {
+        RequestUse::CacheOnly
+    } else if cc.no_store {
         RequestUse::Bypass
     } else if cc.no_cache || cc.max_age == Some(0) {
         RequestUse::StoreOnly
@@ -112,62 +118,6 @@ pub(crate) fn storable_status(status: StatusCode) -> bool {
         status.as_u16(),
         200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414
     )
-}
-
-/// Why a response was not stored (for logs and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NotStored {
-    Status,
-    NoStore,
-    Private,
-    NoCache,
-    ZeroAge,
-    VaryStar,
-    Authorization,
-    SetCookie,
-}
-
-/// Whether a response may be stored by a shared cache, and its TTL: the route's, shortened by `s-maxage`
-/// (or `max-age`).
-pub(crate) fn storable(
-    status: StatusCode,
-    headers: &HeaderMap,
-    request_had_authorization: bool,
-    route_ttl: Duration,
-) -> Result<Duration, NotStored> {
-    if !storable_status(status) {
-        return Err(NotStored::Status);
-    }
-    let cc = CacheControl::parse(headers);
-    if cc.no_store {
-        return Err(NotStored::NoStore);
-    }
-    if cc.private {
-        return Err(NotStored::Private);
-    }
-    // This cache does not revalidate, so a response that must be revalidated before each use is not kept.
-    if cc.no_cache {
-        return Err(NotStored::NoCache);
-    }
-    if headers.get_all(header::VARY).iter().any(|v| {
-        v.to_str()
-            .map_or(true, |t| t.split(',').any(|f| f.trim() == "*"))
-    }) {
-        return Err(NotStored::VaryStar);
-    }
-    // RFC 9111 §3.5: a response to an authorized request is stored only when it says so explicitly.
-    if request_had_authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
-        return Err(NotStored::Authorization);
-    }
-    if headers.contains_key(header::SET_COOKIE) && !cc.public {
-        return Err(NotStored::SetCookie);
-    }
-    let ttl = match cc.s_maxage.or(cc.max_age) {
-        Some(0) => return Err(NotStored::ZeroAge),
-        Some(s) => route_ttl.min(Duration::from_secs(s)),
-        None => route_ttl,
-    };
-    Ok(ttl)
 }
 
 /// Whether an unsafe request's response means the resource changed (RFC 9111 §4.4: a 2xx or 3xx).
@@ -226,85 +176,6 @@ mod tests {
     }
 
     #[test]
-    fn storability_follows_rfc_9111() {
-        let ttl = Duration::from_secs(300);
-        let ok = StatusCode::OK;
-        assert_eq!(storable(ok, &headers(&[]), false, ttl), Ok(ttl));
-        assert_eq!(
-            storable(ok, &headers(&[("cache-control", "max-age=10")]), false, ttl),
-            Ok(Duration::from_secs(10))
-        );
-        assert_eq!(
-            storable(
-                ok,
-                &headers(&[("cache-control", "max-age=10, s-maxage=20")]),
-                false,
-                ttl
-            ),
-            Ok(Duration::from_secs(20))
-        );
-        let refused = [
-            (
-                StatusCode::PARTIAL_CONTENT,
-                &[][..],
-                false,
-                NotStored::Status,
-            ),
-            (StatusCode::BAD_GATEWAY, &[][..], false, NotStored::Status),
-            (
-                ok,
-                &[("cache-control", "no-store")][..],
-                false,
-                NotStored::NoStore,
-            ),
-            (
-                ok,
-                &[("cache-control", "private")][..],
-                false,
-                NotStored::Private,
-            ),
-            (
-                ok,
-                &[("cache-control", "no-cache")][..],
-                false,
-                NotStored::NoCache,
-            ),
-            (
-                ok,
-                &[("cache-control", "s-maxage=0")][..],
-                false,
-                NotStored::ZeroAge,
-            ),
-            (ok, &[("vary", "accept, *")][..], false, NotStored::VaryStar),
-            (ok, &[][..], true, NotStored::Authorization),
-            (
-                ok,
-                &[("set-cookie", "sid=1")][..],
-                false,
-                NotStored::SetCookie,
-            ),
-        ];
-        for (status, h, auth, why) in refused {
-            assert_eq!(
-                storable(status, &headers(h), auth, ttl),
-                Err(why),
-                "{status} {h:?}"
-            );
-        }
-        assert!(storable(ok, &headers(&[("cache-control", "public")]), true, ttl).is_ok());
-        assert!(storable(ok, &headers(&[("cache-control", "s-maxage=5")]), true, ttl).is_ok());
-        assert!(
-            storable(
-                ok,
-                &headers(&[("set-cookie", "a=b"), ("cache-control", "public")]),
-                false,
-                ttl
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
     fn requests_choose_lookup_store_or_bypass() {
         let get = Method::GET;
         assert_eq!(request_use(&get, &headers(&[])), RequestUse::LookupAndStore);
@@ -327,6 +198,10 @@ mod tests {
         assert_eq!(
             request_use(&Method::POST, &headers(&[])),
             RequestUse::Bypass
+        );
+        assert_eq!(
+            request_use(&get, &headers(&[("cache-control", "only-if-cached")])),
+            RequestUse::CacheOnly
         );
         assert!(invalidates(&Method::DELETE, StatusCode::NO_CONTENT));
         assert!(!invalidates(&Method::POST, StatusCode::BAD_REQUEST));

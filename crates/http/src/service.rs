@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use crate::{
     CacheBody,
+    freshness::{self, Judgement},
     key::{epoch_key, header_values, normalise_query, primary_key, variant_key},
     layer::{CompiledRoute, Config},
     policy::{self, RequestUse},
@@ -77,7 +78,27 @@ struct CachedResponse {
     body: serde_bytes::ByteBuf,
     /// Explicitly public (`public`, `s-maxage`, `must-revalidate`): may answer requests with `Authorization`.
     for_authorized: bool,
-    stored_at: u64,
+    /// What judging its freshness again at each lookup needs.
+    judgement: Judgement,
+}
+
+impl CachedResponse {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK)
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        headers
+    }
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpCache<S>
@@ -164,17 +185,45 @@ where
         &keyed,
     );
 
-    if usage == RequestUse::LookupAndStore
+    if matches!(usage, RequestUse::LookupAndStore | RequestUse::CacheOnly)
         && let Some(hit) = lookup(&config, &scope, route, &primary, &parts.headers).await
         && (hit.for_authorized || !had_authorization)
     {
-        return Ok(respond_from_cache(hit));
+        let headers = hit.header_map();
+        let now = SystemTime::now();
+        if let Some(age) =
+            freshness::fresh_age(hit.status(), &headers, &hit.judgement, &parts.headers, now)
+        {
+            return Ok(respond_from_cache(hit.status(), headers, hit.body, age));
+        }
+    }
+    if usage == RequestUse::CacheOnly {
+        // RFC 9111 §5.2.1.7: nothing suitable stored, and the origin must not be asked.
+        let mut resp = Response::new(CacheBody::full(Bytes::new()));
+        *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        resp.headers_mut()
+            .insert(X_CACHE, HeaderValue::from_static("MISS"));
+        return Ok(resp);
     }
 
-    let request_headers = parts.headers.clone();
+    // What the freshness rules judge the response against: the request as it reaches the service.
+    let request = {
+        let mut r = Request::new(());
+        *r.method_mut() = parts.method.clone();
+        *r.uri_mut() = parts.uri.clone();
+        *r.headers_mut() = parts.headers.clone();
+        r.into_parts().0
+    };
     let resp = inner.call(Request::from_parts(parts, body)).await?;
-    let ttl = match policy::storable(resp.status(), resp.headers(), had_authorization, route.ttl) {
-        Ok(ttl) => ttl,
+    let storable = match freshness::storable(
+        &request,
+        resp.status(),
+        resp.headers(),
+        route.ttl,
+        route.heuristic,
+        SystemTime::now(),
+    ) {
+        Ok(s) => s,
         Err(why) => {
             tracing::debug!(path, reason = ?why, "response not stored");
             return miss(resp);
@@ -204,10 +253,10 @@ where
         &scope,
         route,
         &primary,
-        &request_headers,
+        &request.headers,
         &resp_parts,
         &bytes,
-        ttl,
+        storable,
     )
     .await;
     let mut resp = Response::from_parts(resp_parts, CacheBody::full(bytes));
@@ -221,12 +270,6 @@ fn miss<B: Body, E>(resp: Response<B>) -> Result<Response<CacheBody<B>>, E> {
     resp.headers_mut()
         .insert(X_CACHE, HeaderValue::from_static("MISS"));
     Ok(resp)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The path's epoch: read, or created when absent (or unreadable), so entries are only ever written under an
@@ -289,19 +332,17 @@ async fn lookup(
     }
 }
 
-fn respond_from_cache<B: Body>(hit: CachedResponse) -> Response<CacheBody<B>> {
-    let mut resp = Response::new(CacheBody::full(Bytes::from(hit.body.into_vec())));
-    *resp.status_mut() = StatusCode::from_u16(hit.status).unwrap_or(StatusCode::OK);
+/// A hit: the stored response with its accumulated `Age` (upstream and here, RFC 9111 §4.2.3).
+fn respond_from_cache<B: Body>(
+    status: StatusCode,
+    headers: HeaderMap,
+    body: serde_bytes::ByteBuf,
+    age: u64,
+) -> Response<CacheBody<B>> {
+    let mut resp = Response::new(CacheBody::full(Bytes::from(body.into_vec())));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
     let headers = resp.headers_mut();
-    for (name, value) in hit.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(&value),
-        ) {
-            headers.append(n, v);
-        }
-    }
-    let age = now_secs().saturating_sub(hit.stored_at);
     headers.insert(header::AGE, HeaderValue::from(age));
     headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
     resp
@@ -351,8 +392,9 @@ async fn store_response(
     request_headers: &HeaderMap,
     resp: &http::response::Parts,
     body: &Bytes,
-    ttl: Duration,
+    storable: freshness::Storable,
 ) {
+    let ttl = storable.ttl;
     let names = vary_names(&resp.headers);
     let entry_key = if names.is_empty() {
         primary.to_owned()
@@ -366,7 +408,6 @@ async fn store_response(
         );
         return;
     }
-    let cc = policy::CacheControl::parse(&resp.headers);
     let cached = CachedResponse {
         status: resp.status.as_u16(),
         headers: resp
@@ -381,8 +422,8 @@ async fn store_response(
             })
             .collect(),
         body: serde_bytes::ByteBuf::from(body.to_vec()),
-        for_authorized: cc.public || cc.s_maxage.is_some() || cc.must_revalidate,
-        stored_at: now_secs(),
+        for_authorized: storable.for_authorized,
+        judgement: storable.judgement,
     };
     let store = &config.store;
     let t = &route.cache_type;

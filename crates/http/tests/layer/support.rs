@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use axum::{
@@ -100,6 +100,38 @@ async fn scenario(
         "error" => *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE,
         "not-found" => *r.status_mut() = StatusCode::NOT_FOUND,
         "short" => set(h, header::CACHE_CONTROL, "max-age=1"),
+        // RFC 9111 freshness as an arbitrary origin sets it (issue 15's defect).
+        "long" => set(h, header::CACHE_CONTROL, "max-age=3600"),
+        "expires-past" => set(h, header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        "expires-invalid" => set(h, header::EXPIRES, "0"),
+        "expires-future" => {
+            let at = SystemTime::now() + Duration::from_secs(600);
+            h.insert(header::EXPIRES, http_date(at));
+            h.insert(header::DATE, http_date(SystemTime::now()));
+        }
+        "dated-old" => {
+            // Fresh for a minute from its Date, which was an hour ago: stale on arrival.
+            let date = SystemTime::now() - Duration::from_secs(3600);
+            h.insert(header::DATE, http_date(date));
+            h.insert(header::EXPIRES, http_date(date + Duration::from_secs(60)));
+        }
+        "aged-stale" => {
+            set(h, header::CACHE_CONTROL, "max-age=3600");
+            set(h, header::AGE, "7200");
+        }
+        "aged-fresh" => {
+            set(h, header::CACHE_CONTROL, "max-age=3600");
+            set(h, header::AGE, "100");
+        }
+        "s-maxage-zero" => set(h, header::CACHE_CONTROL, "max-age=600, s-maxage=0"),
+        "cdn-no-store" => {
+            set(h, header::CACHE_CONTROL, "max-age=600");
+            h.insert("cdn-cache-control", HeaderValue::from_static("no-store"));
+        }
+        "cdn-max-age" => {
+            set(h, header::CACHE_CONTROL, "no-store");
+            h.insert("cdn-cache-control", HeaderValue::from_static("max-age=600"));
+        }
         "zero" => set(h, header::CACHE_CONTROL, "max-age=0"),
         "echo-host" => {
             let host = headers
@@ -111,6 +143,11 @@ async fn scenario(
         other => panic!("unknown scenario {other}"),
     }
     r
+}
+
+/// An HTTP date (IMF-fixdate).
+fn http_date(at: SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).unwrap()
 }
 
 /// A body that does not announce its size, like a stream.

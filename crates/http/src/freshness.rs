@@ -1,0 +1,326 @@
+//! Whether a response may be stored and whether a stored one may answer a request, judged by RFC 9111 through
+//! the `http-cache-semantics` crate (freshness from `s-maxage`, `max-age` or `Expires` against `Date`, the
+//! origin's `Age`, the request's `max-age`, `min-fresh` and `max-stale`), with RFC 9213's `CDN-Cache-Control`
+//! taking the place of `Cache-Control` when an origin sends it.
+//!
+//! The route's TTL caps how long anything is kept; its heuristic lifetime (RFC 9111 §4.2.2) applies only to a
+//! response that states no freshness at all. A stored response keeps what the judgement needs — when it
+//! arrived, the age it arrived with, the heuristic it was given — never the request's headers (they may hold
+//! credentials), and is judged again at every lookup.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{CacheControl, storable_status};
+
+/// RFC 9213's field for caches of a CDN — which a shared cache in front of an origin is.
+pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// What a stored response carries for judging its freshness again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Judgement {
+    /// When the response arrived, in milliseconds since the Unix epoch.
+    received_ms: u64,
+    /// Its age on arrival: the larger of the origin's `Age` and the time since its `Date` (RFC 9111 §4.2.3).
+    initial_age: u64,
+    /// The heuristic lifetime it was given because it stated none, in seconds.
+    heuristic: Option<u64>,
+}
+
+/// Why a response was not stored (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotStored {
+    /// Partial content, a 5xx, or a status a shared cache does not store.
+    Status,
+    /// RFC 9111 forbids storing it (`no-store`, `private`, an authorized request without `public`, …).
+    Forbidden,
+    /// Stale on arrival, or fresh for no time at all (`no-cache`, `max-age=0`, a cookie, `Vary: *`).
+    Stale,
+}
+
+/// A response that may be stored: how long to keep it and how to judge it later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Storable {
+    /// How long the entry is kept: its remaining freshness, capped by the route.
+    pub(crate) ttl: Duration,
+    pub(crate) judgement: Judgement,
+    /// Explicitly shareable (`public`, `s-maxage`, `must-revalidate`): may answer authorized requests.
+    pub(crate) for_authorized: bool,
+}
+
+fn options() -> CacheOptions {
+    CacheOptions {
+        shared: true,
+        // The route's heuristic is applied instead (`heuristic`), so the crate's own stays out of the way.
+        cache_heuristic: 0.0,
+        ..CacheOptions::default()
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The response as this cache judges it: `CDN-Cache-Control` in place of `Cache-Control`, `Expires` and
+/// `Pragma` when present; `Age` set to the age on arrival; the heuristic lifetime as a `max-age` when given.
+fn judged_headers(headers: &HeaderMap, initial_age: u64, heuristic: Option<u64>) -> HeaderMap {
+    let mut view = headers.clone();
+    let targeted: Vec<HeaderValue> = headers.get_all(CDN_CACHE_CONTROL).iter().cloned().collect();
+    // A targeted field that is not visible ASCII is invalid and ignored (RFC 9213 §2.1).
+    if !targeted.is_empty() && targeted.iter().all(|v| v.to_str().is_ok()) {
+        view.remove(header::CACHE_CONTROL);
+        view.remove(header::EXPIRES);
+        view.remove(header::PRAGMA);
+        for v in targeted {
+            view.append(header::CACHE_CONTROL, v);
+        }
+    }
+    view.insert(header::AGE, HeaderValue::from(initial_age));
+    if let Some(secs) = heuristic {
+        view.append(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("max-age={secs}"))
+                .unwrap_or(HeaderValue::from_static("max-age=0")),
+        );
+    }
+    view
+}
+
+/// The age a response arrives with (RFC 9111 §4.2.3): the larger of its `Age` and the time since its `Date`.
+fn initial_age(headers: &HeaderMap, now: SystemTime) -> u64 {
+    let age = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let apparent = headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|date| now.duration_since(date).ok())
+        .map_or(0, |d| d.as_secs());
+    age.max(apparent)
+}
+
+fn policy<B>(
+    request: &Request<B>,
+    status: StatusCode,
+    view: HeaderMap,
+    received: SystemTime,
+) -> CachePolicy {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = view;
+    CachePolicy::new_options(request, &response, received, options())
+}
+
+/// Whether a response to `request` may be stored, and for how long: its freshness lifetime less its age,
+/// capped by `cap`; `heuristic` is the lifetime of a response that states none.
+pub(crate) fn storable(
+    request: &http::request::Parts,
+    status: StatusCode,
+    headers: &HeaderMap,
+    cap: Duration,
+    heuristic: Duration,
+    now: SystemTime,
+) -> Result<Storable, NotStored> {
+    if !storable_status(status) {
+        return Err(NotStored::Status);
+    }
+    let age = initial_age(headers, now);
+    let view = judged_headers(headers, age, None);
+    let cc = CacheControl::parse(&view);
+    let explicit =
+        cc.max_age.is_some() || cc.s_maxage.is_some() || view.contains_key(header::EXPIRES);
+    let heuristic = (!explicit).then_some(heuristic.as_secs());
+    let view = judged_headers(headers, age, heuristic);
+    let mut req = Request::new(());
+    *req.method_mut() = request.method.clone();
+    *req.uri_mut() = request.uri.clone();
+    *req.headers_mut() = request.headers.clone();
+    let policy = policy(&req, status, view, now);
+    if !policy.is_storable() {
+        return Err(NotStored::Forbidden);
+    }
+    let ttl = policy.time_to_live(now).min(cap);
+    if ttl.is_zero() {
+        return Err(NotStored::Stale);
+    }
+    Ok(Storable {
+        ttl,
+        judgement: Judgement {
+            received_ms: millis(now),
+            initial_age: age,
+            heuristic,
+        },
+        for_authorized: cc.public || cc.s_maxage.is_some() || cc.must_revalidate,
+    })
+}
+
+/// The `Age` of a stored response if it may answer a request with these headers now (fresh, or stale within
+/// what the request's `max-stale` accepts); `None` when the origin must be asked.
+pub(crate) fn fresh_age(
+    stored_status: StatusCode,
+    stored_headers: &HeaderMap,
+    judgement: &Judgement,
+    request_headers: &HeaderMap,
+    now: SystemTime,
+) -> Option<u64> {
+    let view = judged_headers(stored_headers, judgement.initial_age, judgement.heuristic);
+    let received = UNIX_EPOCH + Duration::from_millis(judgement.received_ms);
+    // The key already chose the entry (path, query, tenant, variant): the policy only judges time and the
+    // request's directives, so both requests are the same bare GET apart from those.
+    let stored_request = Request::new(());
+    let mut request = Request::new(());
+    *request.method_mut() = Method::GET;
+    for name in [header::CACHE_CONTROL, header::PRAGMA] {
+        for v in request_headers.get_all(&name) {
+            request.headers_mut().append(name.clone(), v.clone());
+        }
+    }
+    match policy(&stored_request, stored_status, view, received).before_request(&request, now) {
+        BeforeRequest::Fresh(parts) => Some(
+            parts
+                .headers
+                .get(header::AGE)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0),
+        ),
+        BeforeRequest::Stale { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn get() -> http::request::Parts {
+        Request::new(()).into_parts().0
+    }
+
+    const CAP: Duration = Duration::from_secs(300);
+
+    fn ttl(h: &[(&'static str, &str)]) -> Result<u64, NotStored> {
+        storable(
+            &get(),
+            StatusCode::OK,
+            &headers(h),
+            CAP,
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
+        .map(|s| s.ttl.as_secs())
+    }
+
+    #[test]
+    fn the_route_caps_explicit_freshness_and_fills_in_a_heuristic() {
+        assert_eq!(ttl(&[]), Ok(60), "no freshness information: the heuristic");
+        assert_eq!(ttl(&[("cache-control", "max-age=10")]), Ok(10));
+        assert_eq!(ttl(&[("cache-control", "max-age=3600")]), Ok(300), "capped");
+        assert_eq!(ttl(&[("cache-control", "max-age=10, s-maxage=20")]), Ok(20));
+        assert_eq!(
+            ttl(&[("cache-control", "max-age=100"), ("age", "40")]),
+            Ok(60)
+        );
+        let date = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
+        assert!(matches!(
+            ttl(&[("cache-control", "max-age=100"), ("date", &date)]),
+            Ok(69..=70)
+        ));
+    }
+
+    #[test]
+    fn what_rfc_9111_forbids_is_refused() {
+        let refused = [
+            (&[("cache-control", "no-store")][..], NotStored::Forbidden),
+            (&[("cache-control", "private")][..], NotStored::Forbidden),
+            (&[("cache-control", "no-cache")][..], NotStored::Stale),
+            (
+                &[("cache-control", "s-maxage=0, max-age=60")][..],
+                NotStored::Stale,
+            ),
+            (&[("vary", "*")][..], NotStored::Stale),
+            (&[("set-cookie", "sid=1")][..], NotStored::Stale),
+            (&[("expires", "0")][..], NotStored::Stale),
+            (
+                &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")][..],
+                NotStored::Stale,
+            ),
+            (
+                &[("cache-control", "max-age=60"), ("age", "61")][..],
+                NotStored::Stale,
+            ),
+            (
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("cdn-cache-control", "no-store"),
+                ][..],
+                NotStored::Forbidden,
+            ),
+        ];
+        for (h, why) in refused {
+            assert_eq!(ttl(h), Err(why), "{h:?}");
+        }
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=30")
+            ]),
+            Ok(30)
+        );
+        assert_eq!(
+            ttl(&[("set-cookie", "a=b"), ("cache-control", "public")]),
+            Ok(60)
+        );
+        for status in [StatusCode::PARTIAL_CONTENT, StatusCode::BAD_GATEWAY] {
+            let r = storable(&get(), status, &headers(&[]), CAP, CAP, SystemTime::now());
+            assert_eq!(r, Err(NotStored::Status));
+        }
+        let mut authorized = get();
+        authorized
+            .headers
+            .insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        let h = headers(&[]);
+        let r = storable(&authorized, StatusCode::OK, &h, CAP, CAP, SystemTime::now());
+        assert_eq!(r, Err(NotStored::Forbidden));
+        let h = headers(&[("cache-control", "s-maxage=5")]);
+        let r = storable(&authorized, StatusCode::OK, &h, CAP, CAP, SystemTime::now()).unwrap();
+        assert!(r.for_authorized);
+    }
+
+    #[test]
+    fn a_stored_response_is_judged_again_with_the_requests_directives() {
+        let now = SystemTime::now();
+        let h = headers(&[("cache-control", "max-age=100"), ("age", "10")]);
+        let s = storable(&get(), StatusCode::OK, &h, CAP, CAP, now).unwrap();
+        let later = now + Duration::from_secs(20);
+        let age = |req: &[(&'static str, &str)], at| {
+            fresh_age(StatusCode::OK, &h, &s.judgement, &headers(req), at)
+        };
+        assert_eq!(age(&[], later), Some(30));
+        assert_eq!(age(&[("cache-control", "max-age=20")], later), None);
+        assert_eq!(age(&[("cache-control", "min-fresh=80")], later), None);
+        assert_eq!(age(&[("cache-control", "no-cache")], later), None);
+        assert_eq!(age(&[], now + Duration::from_secs(95)), None, "stale");
+        assert_eq!(
+            age(
+                &[("cache-control", "max-stale=10")],
+                now + Duration::from_secs(95)
+            ),
+            Some(105),
+            "stale within what the request accepts"
+        );
+    }
+}
