@@ -1,0 +1,207 @@
+//! [`Store`]: the typed, tenant-scoped cache API over a [`CacheBackend`] — its construction, the process-wide
+//! installed store, and the operator calls. The rest is here by concern: reads (`read.rs`), writes
+//! (`write.rs`), the single-flight compute engine (`compute.rs`), invalidation (`invalidate.rs`), and every
+//! backend call's breaker and deadline (`call.rs`).
+
+mod call;
+mod compute;
+mod invalidate;
+mod read;
+mod write;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
+use fernando_cache_keys::KeyBuilder;
+use tracing::{Instrument, debug_span};
+
+use crate::{
+    BackendInfo, CacheBackend, MemoryBackend, MetricsSnapshot, RedisBackend, StoreError,
+    breaker::Breaker, codec::CompressionPolicy, deadline::Deadlines, flight::Flights,
+    metrics::Metrics,
+};
+
+pub(crate) use compute::{ComputePolicy, Failure};
+pub use invalidate::{Invalidation, InvalidationStrategy};
+pub use write::WriteOutcome;
+
+/// The store `#[cached]` functions use when they name none.
+static INSTALLED: arc_swap::ArcSwapOption<Store> = arc_swap::ArcSwapOption::const_empty();
+
+/// Pseudo cache type under which whole-scope invalidations are counted.
+const ALL_TYPES: &str = "_all";
+
+/// A cache store. Cheap to clone; all clones share connections, metrics and in-flight computations.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn CacheBackend>,
+    /// The same backend when it is the built-in Redis one, so the hot read calls it without boxing a future.
+    redis: Option<Arc<RedisBackend>>,
+    /// Bounds every backend call by `timeout`; `None` for a backend in process, whose calls go through neither
+    /// a timeout nor the breaker.
+    deadlines: Option<Arc<Deadlines>>,
+    keys: KeyBuilder,
+    ttl: TtlTable,
+    policy: CompressionPolicy,
+    timeout: Duration,
+    scan_batch: usize,
+    generation_ttl: Duration,
+    hybrid_delay: Duration,
+    breaker: Breaker,
+    metrics: Metrics,
+    flights: Flights,
+    /// Generations last seen per (scope, type): a writer's first guess, checked by every write.
+    generations: moka::sync::Cache<String, [u64; 2]>,
+}
+
+impl Store {
+    /// Builds the store the settings ask for: the in-process backend, or Redis (connecting lazily, so the store
+    /// works — degraded — while Redis is down, and recovers by itself). Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Setup`] when the Redis URL cannot be used.
+    pub fn from_settings(settings: &Settings) -> Result<Store, StoreError> {
+        match settings.backend {
+            BackendKind::Memory => Ok(Store::with_backend(
+                settings,
+                Arc::new(MemoryBackend::new(settings.memory.max_bytes)),
+            )),
+            BackendKind::Redis => {
+                let redis = Arc::new(
+                    RedisBackend::connect(
+                        &settings.redis,
+                        &KeyBuilder::new(
+                            &settings.namespace,
+                            settings.environment,
+                            settings.tenancy.max_tenant_id_len,
+                        )
+                        .generation_prefix(),
+                    )
+                    .map_err(|e| StoreError::Setup(e.to_string()))?,
+                );
+                Ok(Store::build(settings, redis.clone(), Some(redis)))
+            }
+        }
+    }
+
+    /// Builds a store over any backend.
+    pub fn with_backend(settings: &Settings, backend: Arc<dyn CacheBackend>) -> Store {
+        Store::build(settings, backend, None)
+    }
+
+    fn build(
+        settings: &Settings,
+        backend: Arc<dyn CacheBackend>,
+        redis: Option<Arc<RedisBackend>>,
+    ) -> Store {
+        let c = &settings.compression;
+        Store {
+            inner: Arc::new(Inner {
+                deadlines: (!backend.is_local())
+                    .then(|| Deadlines::start(settings.redis.command_timeout)),
+                backend,
+                redis,
+                keys: KeyBuilder::new(
+                    &settings.namespace,
+                    settings.environment,
+                    settings.tenancy.max_tenant_id_len,
+                ),
+                ttl: settings.ttl.clone(),
+                policy: CompressionPolicy {
+                    enabled: c.enabled,
+                    threshold: c.threshold_bytes,
+                    level: c.level,
+                    max_decoded: c.max_decoded_bytes,
+                },
+                timeout: settings.redis.command_timeout,
+                scan_batch: settings.redis.scan_batch,
+                // A generation must outlive every entry written under the one before it.
+                generation_ttl: (settings.ttl.max() * 2).min(TtlTable::MAX_TTL),
+                hybrid_delay: settings.invalidation.hybrid_sweep_delay,
+                breaker: Breaker::new(
+                    settings.degradation.breaker_failure_threshold,
+                    settings.degradation.breaker_open_for,
+                ),
+                metrics: Metrics::new(settings.metrics.max_series),
+                flights: Flights::default(),
+                generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            }),
+        }
+    }
+
+    /// Installs this store as the process-wide default of `#[cached]` and `#[invalidates]` functions that
+    /// name no store, replacing (and returning) the one installed before.
+    pub fn install(&self) -> Option<Store> {
+        INSTALLED
+            .swap(Some(Arc::new(self.clone())))
+            .map(|s| Store::clone(&s))
+    }
+
+    /// Removes the installed store: annotated functions then simply run. Returns the store that was installed.
+    pub fn uninstall() -> Option<Store> {
+        INSTALLED.swap(None).map(|s| Store::clone(&s))
+    }
+
+    /// The installed store, if any.
+    pub fn installed() -> Option<Store> {
+        INSTALLED.load().as_deref().cloned()
+    }
+
+    /// The key builder, for callers that need the exact keys (operators, tests).
+    pub fn keys(&self) -> &KeyBuilder {
+        &self.inner.keys
+    }
+
+    /// The backend's kind (`redis`, `memory`).
+    pub fn backend_kind(&self) -> &'static str {
+        self.inner.backend.kind()
+    }
+
+    /// The configured TTL of a cache type.
+    pub fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
+        self.inner.ttl.get(cache_type)
+    }
+
+    /// Everything counted since the store started.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            taken_at: SystemTime::now(),
+            backend: self.inner.backend.kind(),
+            breaker: self.inner.breaker.state(),
+            breaker_opened: self.inner.breaker.opened_total(),
+            series: self.inner.metrics.snapshot(),
+        }
+    }
+
+    /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it does not answer in time.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let start = Instant::now();
+        self.call(self.inner.backend.ping())
+            .instrument(debug_span!("cache.ping"))
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "ping", source })?;
+        Ok(start.elapsed())
+    }
+
+    /// Server facts (memory, eviction policy, key count) for operators and health checks.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend does not answer in time.
+    pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
+        self.call(self.inner.backend.info())
+            .instrument(debug_span!("cache.backend_info"))
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "info", source })
+    }
+}

@@ -1,0 +1,358 @@
+//! Reads: `get`, `get_bytes`, `exists`, `ttl`, and the lookup every read and `get_or_compute` share — one
+//! backend fetch, the envelope's generations checked, the payload decoded (bounded), the outcome counted once.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, ScopeRef};
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, debug_span};
+
+use super::Store;
+use crate::{
+    BackendError, KeyTtl, StoreError,
+    codec::{self, DecodeError, Header},
+    metrics::SeriesRef,
+};
+
+/// The generation keys of one read, built up front or only when a backend call needs them.
+pub(super) enum Gens<'a> {
+    Built(GenerationKeys),
+    Lazy {
+        scope: ScopeRef<'a>,
+        cache_type: &'a CacheType,
+    },
+}
+
+impl Gens<'_> {
+    fn build(
+        &self,
+        keys: &KeyBuilder,
+    ) -> Result<std::borrow::Cow<'_, GenerationKeys>, BackendError> {
+        match self {
+            Gens::Built(g) => Ok(std::borrow::Cow::Borrowed(g)),
+            // The entry key of the same scope was just built, so this cannot fail; if it did, the read degrades.
+            Gens::Lazy { scope, cache_type } => keys
+                .generation_keys(*scope, cache_type)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| BackendError::Other(e.to_string())),
+        }
+    }
+}
+
+/// A read's result, with the generations seen (when the backend answered) so a following write can use them.
+pub(super) struct Lookup<T> {
+    pub(super) value: Option<T>,
+    pub(super) generations: Option<[u64; 2]>,
+}
+
+impl Store {
+    /// Reads a value. Absent, expired, invalidated, undecodable or foreign-typed entries, and an unavailable
+    /// backend, are all a miss (`Ok(None)`), counted in the metrics; undecodable entries are removed.
+    ///
+    /// # Errors
+    /// Only for an invalid tenant or key.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        // Borrowed: a hot tenant's id is not cloned (and its reference count not bounced) per read.
+        let scope = scope.as_scope();
+        let span = debug_span!(
+            "cache.get",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        // The hottest call: without a subscriber for the span, skip the `Instrumented` wrapper entirely.
+        if span.is_disabled() {
+            self.read(scope, cache_type, key, codec::decode_typed::<T>)
+                .await
+        } else {
+            self.read(scope, cache_type, key, codec::decode_typed::<T>)
+                .instrument(span)
+                .await
+        }
+    }
+
+    /// Reads bytes written with [`Store::set_bytes`]. For an entry written by the typed API it returns that
+    /// value's bincode encoding (it never treats a typed entry as foreign), which is what operators inspect.
+    ///
+    /// # Errors
+    /// Only for an invalid tenant or key.
+    pub async fn get_bytes(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let scope = scope.as_scope();
+        let span = debug_span!(
+            "cache.get_bytes",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        self.read(scope, cache_type, key, codec::decode_raw)
+            .instrument(span)
+            .await
+    }
+
+    /// Whether a live entry exists (it may still be hidden by a lazy invalidation).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
+    pub async fn exists(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let span = debug_span!(
+            "cache.exists",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        let k = self.inner.keys.key(&scope, cache_type, key)?;
+        self.call(self.inner.backend.exists(k.as_str()))
+            .instrument(span)
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "exists",
+                source,
+            })
+    }
+
+    /// The remaining life of an entry.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
+    pub async fn ttl(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<KeyTtl, StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let span = debug_span!(
+            "cache.ttl",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        let k = self.inner.keys.key(&scope, cache_type, key)?;
+        self.call(self.inner.backend.ttl(k.as_str()))
+            .instrument(span)
+            .await
+            .map_err(|source| StoreError::Unavailable { op: "ttl", source })
+    }
+
+    /// The entry key and the generation keys of a read: built now, or left for the Redis backend to build
+    /// when it must read them (its tracked hits do not).
+    pub(super) fn key_pair<'a>(
+        &self,
+        scope: ScopeRef<'a>,
+        cache_type: &'a CacheType,
+        key: &str,
+    ) -> Result<(CacheKey, Gens<'a>), StoreError> {
+        let entry = self
+            .inner
+            .keys
+            .key_in(key_buffer::take(), scope, cache_type, key)?;
+        let generations = if self.inner.redis.is_some() {
+            Gens::Lazy { scope, cache_type }
+        } else if self.inner.backend.generations_in_use() {
+            Gens::Built(self.inner.keys.generation_keys(scope, cache_type)?)
+        } else {
+            // A generation bumped right after this check only makes this one read miss (never stale).
+            Gens::Built(GenerationKeys::unused())
+        };
+        Ok((entry, generations))
+    }
+
+    pub(super) async fn lookup<T>(
+        &self,
+        key: &CacheKey,
+        generations: &Gens<'_>,
+        series: &SeriesRef<'_>,
+        decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+        checked: bool,
+    ) -> Lookup<T> {
+        /// What a read found, counted once at the end.
+        enum Found {
+            Value,
+            Absent,
+            Stale,
+            Corrupt,
+            Unavailable { refused: bool },
+        }
+        let start = Instant::now();
+        let backend = &self.inner.backend;
+        let keys = &self.inner.keys;
+        let fetched = if let (false, Some(redis)) = (checked, &self.inner.redis) {
+            self.call_from(
+                start,
+                redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
+            )
+            .await
+        } else {
+            match generations.build(keys) {
+                Ok(g) if checked => {
+                    self.call_from(start, backend.fetch_checked(key.as_str(), &g))
+                        .await
+                }
+                Ok(g) => self.call_from(start, backend.fetch(key.as_str(), &g)).await,
+                Err(e) => Err(e),
+            }
+        };
+        let (result, found) = match fetched {
+            Ok(f) => {
+                let (value, found) = match f.value {
+                    None => (None, Found::Absent),
+                    Some(bytes) => match codec::read_header(&bytes) {
+                        Ok(h) if h.generations != f.generations => (None, Found::Stale),
+                        Ok(h) => match decode(&bytes, &h, self.inner.policy.max_decoded) {
+                            Ok(v) => (Some(v), Found::Value),
+                            Err(e) => {
+                                Box::pin(self.discard_corrupt(key, &e.to_string())).await;
+                                (None, Found::Corrupt)
+                            }
+                        },
+                        Err(e) => {
+                            Box::pin(self.discard_corrupt(key, &e.to_string())).await;
+                            (None, Found::Corrupt)
+                        }
+                    },
+                };
+                let lookup = Lookup {
+                    value,
+                    generations: Some(f.generations),
+                };
+                (lookup, found)
+            }
+            Err(BackendError::WrongType) => {
+                Box::pin(self.discard_corrupt(key, "the key holds a non-string Redis value")).await;
+                (
+                    Lookup {
+                        value: None,
+                        generations: None,
+                    },
+                    Found::Corrupt,
+                )
+            }
+            Err(e) => {
+                let refused = matches!(e, BackendError::CircuitOpen);
+                if !refused {
+                    tracing::debug!(error = %e, "cache read failed; treating as a miss");
+                }
+                (
+                    Lookup {
+                        value: None,
+                        generations: None,
+                    },
+                    Found::Unavailable { refused },
+                )
+            }
+        };
+        let elapsed = start.elapsed();
+        series.apply(|s| {
+            let c = &s.counters;
+            let one = |counter: &AtomicU64| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            };
+            // A leader's re-check belongs to a call whose first read was already counted as a miss: it
+            // counts what it finds, but not a second hit or miss.
+            let count = |counter: &AtomicU64| {
+                if !checked {
+                    one(counter);
+                }
+            };
+            match found {
+                Found::Value => count(&c.hits),
+                Found::Absent => count(&c.misses),
+                Found::Stale => {
+                    count(&c.misses);
+                    one(&c.stale);
+                }
+                Found::Corrupt => {
+                    count(&c.misses);
+                    one(&c.corrupt);
+                }
+                Found::Unavailable { refused } => {
+                    count(&c.misses);
+                    one(&c.degraded);
+                    if !refused {
+                        one(&c.errors);
+                        one(&c.read_errors);
+                    }
+                }
+            }
+            // One logical read, one latency sample: the re-check is part of its call's read.
+            if !checked {
+                s.get_latency.record(elapsed);
+            }
+        });
+        result
+    }
+
+    pub(super) async fn discard_corrupt(&self, key: &CacheKey, why: &str) {
+        tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
+        if let Err(e) = self.call(self.inner.backend.delete(&[key.as_str()])).await {
+            tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
+        }
+    }
+
+    /// The read path shared by the typed and the raw API: keys, one lookup, the value.
+    async fn read<T>(
+        &self,
+        scope: ScopeRef<'_>,
+        cache_type: &CacheType,
+        key: &str,
+        decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, StoreError> {
+        let (k, g) = self.key_pair(scope, cache_type, key)?;
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        let value = self.lookup(&k, &g, &series, decode, false).await.value;
+        key_buffer::give_back(k);
+        Ok(value)
+    }
+}
+
+/// Per-thread buffers for entry keys: a read builds its key into one and hands it back, saving an allocation
+/// and a free per hit.
+pub(super) mod key_buffer {
+    use std::cell::RefCell;
+
+    use fernando_cache_keys::CacheKey;
+
+    /// Buffers kept per thread: about the number of reads a thread has in flight at once.
+    const KEPT: usize = 64;
+
+    thread_local! {
+        static BUFFERS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn take() -> String {
+        BUFFERS.with(|b| b.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    pub(super) fn give_back(key: CacheKey) {
+        let buffer = key.into_string();
+        // A buffer grown by an unusually long key is not worth keeping.
+        if buffer.capacity() > 1024 {
+            return;
+        }
+        BUFFERS.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < KEPT {
+                b.push(buffer);
+            }
+        });
+    }
+}

@@ -1,0 +1,254 @@
+//! Writes: `set`, `set_with_ttl`, `set_bytes`, `delete`, and the write path they and `get_or_compute` share —
+//! the TTL checked, the envelope stamped with the current generations (re-stamped if an invalidation raced
+//! it), the outcome counted.
+
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use fernando_cache_config::{CacheType, TtlTable};
+use fernando_cache_keys::{AsScope, CacheKey, Scope};
+use serde::Serialize;
+use tracing::{Instrument, debug_span};
+
+use super::Store;
+use crate::{
+    BackendError, StoreError,
+    codec::{self, Encoded},
+    metrics::SeriesRef,
+};
+
+/// What happened to a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a write may be dropped while the backend is unavailable"]
+pub enum WriteOutcome {
+    /// The value is stored.
+    Stored,
+    /// The backend was unavailable; the write was dropped and counted (the cache is an optimisation).
+    Dropped,
+}
+
+impl Store {
+    /// Stores a value for its cache type's configured TTL.
+    ///
+    /// # Errors
+    /// Invalid tenant or key, a cache type without a TTL, or a value that cannot be encoded. An unavailable
+    /// backend is not an error: the write is dropped and counted ([`WriteOutcome::Dropped`]).
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        value: &T,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.set_with_ttl(scope, cache_type, key, value, None).await
+    }
+
+    /// Stores a value for `ttl`, or the cache type's TTL when `None`.
+    ///
+    /// # Errors
+    /// As [`Store::set`], plus [`StoreError::InvalidTtl`].
+    pub async fn set_with_ttl<T: Serialize + ?Sized>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let span = debug_span!(
+            "cache.set",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy);
+        self.write(&scope, cache_type, key, encoded, ttl)
+            .instrument(span)
+            .await
+    }
+
+    /// Stores bytes as they are (compressed above the threshold like any value).
+    ///
+    /// # Errors
+    /// As [`Store::set_with_ttl`].
+    pub async fn set_bytes(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let span = debug_span!(
+            "cache.set_bytes",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy);
+        self.write(&scope, cache_type, key, encoded, ttl)
+            .instrument(span)
+            .await
+    }
+
+    /// Deletes one entry; returns whether it existed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot delete (a silent failure would leave stale data);
+    /// invalid tenant or key.
+    pub async fn delete(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let span = debug_span!(
+            "cache.delete",
+            tenant = scope.label(),
+            cache_type = cache_type.as_str()
+        );
+        async {
+            let k = self.inner.keys.key(&scope, cache_type, key)?;
+            let series = self
+                .inner
+                .metrics
+                .series(scope.label(), cache_type.as_str());
+            match self.call(self.inner.backend.delete(&[k.as_str()])).await {
+                Ok(n) => {
+                    series.add(|c| &c.deletes, n);
+                    Ok(n > 0)
+                }
+                Err(source) => {
+                    series.add(|c| &c.errors, 1);
+                    Err(StoreError::Unavailable {
+                        op: "delete",
+                        source,
+                    })
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The write path shared by the typed and the raw API: an encoding failure is the caller's error.
+    pub(super) async fn write(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &str,
+        encoded: Result<Encoded, String>,
+        ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let encoded = encoded.map_err(StoreError::Encode)?;
+        let k = self.inner.keys.key(scope, cache_type, key)?;
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        self.write_key(scope, cache_type, &k, encoded, ttl, None, &series)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write_key(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        encoded: Encoded,
+        ttl: Option<Duration>,
+        generations: Option<[u64; 2]>,
+        series: &SeriesRef<'_>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let ttl = match ttl {
+            Some(t) if t < Duration::from_millis(1) || t > TtlTable::MAX_TTL => {
+                return Err(StoreError::InvalidTtl(t));
+            }
+            Some(t) => t,
+            None => self
+                .inner
+                .ttl
+                .get(cache_type)
+                .ok_or_else(|| StoreError::UnknownCacheType(cache_type.clone()))?,
+        };
+        let start = Instant::now();
+        let raw_len = encoded.raw_len as u64;
+        let stored = self
+            .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, generations)
+            .await;
+        let elapsed = start.elapsed();
+        let outcome = if stored.is_ok() {
+            WriteOutcome::Stored
+        } else {
+            WriteOutcome::Dropped
+        };
+        series.apply(|s| {
+            let c = &s.counters;
+            match &stored {
+                Ok(len) => {
+                    c.sets.fetch_add(1, Ordering::Relaxed);
+                    c.raw_bytes.fetch_add(raw_len, Ordering::Relaxed);
+                    c.stored_bytes.fetch_add(*len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if !matches!(e, BackendError::CircuitOpen) {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        c.write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    c.dropped_sets.fetch_add(1, Ordering::Relaxed);
+                    c.degraded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            s.set_latency.record(elapsed);
+        });
+        if let Err(e) = &stored {
+            tracing::debug!(error = %e, "cache write dropped");
+        }
+        Ok(outcome)
+    }
+
+    /// Writes an envelope stamped with the current generations: a guess first (the caller's, or the last seen),
+    /// corrected from what the write's own round trip read if an invalidation changed them.
+    pub(super) async fn stamp_and_set(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        mut bytes: Vec<u8>,
+        ttl: Duration,
+        guess: Option<[u64; 2]>,
+    ) -> Result<u64, BackendError> {
+        let g = self
+            .inner
+            .keys
+            .generation_keys(scope, cache_type)
+            .map_err(|e| BackendError::Other(e.to_string()))?;
+        let mut stamp = guess
+            .or_else(|| self.inner.generations.get(g.cache_type()))
+            .unwrap_or([0, 0]);
+        let len = bytes.len() as u64;
+        // Each retry means an invalidation landed between two of our writes; after three in a row the last
+        // write simply stays invisible (a miss, never stale data).
+        for _ in 0..3 {
+            codec::set_generations(&mut bytes, stamp);
+            let value = Bytes::from(bytes);
+            let current = self
+                .call(self.inner.backend.set(key.as_str(), value.clone(), ttl, &g))
+                .await?;
+            if current == stamp {
+                return Ok(len);
+            }
+            self.inner
+                .generations
+                .insert(g.cache_type().to_owned(), current);
+            stamp = current;
+            bytes = value.to_vec();
+        }
+        Ok(len)
+    }
+}
