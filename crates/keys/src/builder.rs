@@ -284,6 +284,13 @@ impl KeyBuilder {
         Ok(CacheKey(out))
     }
 
+    /// The `{prefix}{scope}:{type}` part of an entry key this builder made: one-to-one with the entry's generation
+    /// keys, so a backend can remember generations per entry group without knowing the layout. The specific key
+    /// is escaped (it holds no `:`), so the last `:` ends the group.
+    pub fn group_of(entry_key: &str) -> &str {
+        entry_key.rfind(':').map_or(entry_key, |i| &entry_key[..i])
+    }
+
     /// The generation keys an entry of `(scope, cache_type)` is checked against.
     ///
     /// # Errors
@@ -367,6 +374,22 @@ impl KeyBuilder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_entry_keys_group_is_its_scope_and_type() {
+        let keys = KeyBuilder::new("fernando", Environment::Production, 128);
+        let t = TenantId::new("a:b").unwrap();
+        let k = keys.key(&t, &CacheType::DOC_HASH, "x:y/z").unwrap();
+        assert_eq!(
+            KeyBuilder::group_of(k.as_str()),
+            "fernando:production:tenant_a%3Ab:doc_hash"
+        );
+        let other = keys.key(&t, &CacheType::OCR_RESULT, "x").unwrap();
+        assert_ne!(
+            KeyBuilder::group_of(k.as_str()),
+            KeyBuilder::group_of(other.as_str())
+        );
+    }
+
     use proptest::prelude::*;
 
     use super::*;

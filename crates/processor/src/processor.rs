@@ -11,7 +11,7 @@ use std::{
 
 use fernando_cache_config::{CacheType, ExtractorKind, Settings};
 use fernando_cache_keys::{DocumentFingerprint, TenantId, layout::DocumentKeys};
-use fernando_cache_store::{ComputeError, Store};
+use fernando_cache_store::{Cause, ComputeError, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -49,9 +49,9 @@ pub enum ProcessError {
     /// The document could not be read from disk.
     #[error("{0}")]
     Io(String),
-    /// The cache refused the call (an invalid tenant, for example).
+    /// The cache refused the call (an invalid tenant, for example); the store's error is the source.
     #[error("cache: {0}")]
-    Store(String),
+    Store(#[source] Cause),
 }
 
 /// Whether a stage was answered from the cache.
@@ -512,7 +512,7 @@ impl DocumentProcessor {
 fn flatten(e: ComputeError<ProcessError>) -> ProcessError {
     match e {
         ComputeError::Compute(e) => (*e).clone(),
-        ComputeError::Store(e) => ProcessError::Store(e.to_string()),
+        ComputeError::Store(e) => ProcessError::Store(Cause::new(e)),
     }
 }
 

@@ -36,8 +36,12 @@ pub enum StoreError {
         source: BackendError,
     },
     /// The store could not be built from its settings.
-    #[error("cache store could not be created: {0}")]
-    Setup(String),
+    #[error("cache store could not be created: {source}")]
+    Setup {
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
 }
 
 /// Why [`crate::Store::get_or_compute`] returned no value.

@@ -35,6 +35,7 @@ mod codec;
 mod deadline;
 mod error;
 mod flight;
+mod hash;
 mod metrics;
 mod seed;
 mod store;
@@ -44,7 +45,8 @@ mod store;
 pub mod __private;
 
 pub use backend::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, MemoryBackend, RedisBackend,
+    Backend, BackendError, BackendInfo, CacheBackend, Cause, Fetched, KeyTtl, MemoryBackend,
+    RedisBackend,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};

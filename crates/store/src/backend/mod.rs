@@ -3,14 +3,11 @@
 //! A backend moves bytes; it knows nothing of types, envelopes, tenants or metrics. Timeouts and the circuit
 //! breaker are applied by the store around every call, so a backend may simply wait.
 
-mod batch;
 mod glob;
-mod hot;
 mod memory;
 mod redis;
-mod tracking;
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -72,9 +69,9 @@ pub enum BackendError {
     /// The circuit breaker is open: the backend failed repeatedly and is not being called.
     #[error("circuit breaker open after repeated failures")]
     CircuitOpen,
-    /// The server could not be reached or the connection broke.
+    /// The server could not be reached or the connection broke; the client's error is the source.
     #[error("connection failed: {0}")]
-    Connection(String),
+    Connection(#[source] Cause),
     /// The key holds a value of another Redis type (a hash, a list…).
     #[error("WRONGTYPE: the key holds a non-string value")]
     WrongType,
@@ -82,6 +79,45 @@ pub enum BackendError {
     #[error("{0}")]
     Other(String),
 }
+
+/// An error kept whole as another error's `source` — the Redis client's behind a [`BackendError`], the store's
+/// behind a pipeline error — shared, so the error holding it stays `Clone`, and compared by message, so it
+/// stays `Eq`.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Wraps the client's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(error))
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 impl BackendError {
     /// Whether the failure says the backend is unhealthy (and so counts towards opening the breaker).
@@ -169,6 +205,48 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     async fn info(&self) -> Result<BackendInfo, BackendError>;
 }
 
+/// The backend a store runs on: the built-in ones by name — so the hot read reaches Redis's own unboxed fetch —
+/// or a user's own behind [`CacheBackend`]. Every other call goes through the trait.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Redis or Valkey.
+    Redis(Arc<RedisBackend>),
+    /// The in-process cache.
+    Memory(Arc<MemoryBackend>),
+    /// A user's own backend.
+    Custom(Arc<dyn CacheBackend>),
+}
+
+impl Backend {
+    /// The backend as the trait, for every call but the hot fetch.
+    pub(crate) fn ops(&self) -> &dyn CacheBackend {
+        match self {
+            Backend::Redis(b) => b.as_ref(),
+            Backend::Memory(b) => b.as_ref(),
+            Backend::Custom(b) => b.as_ref(),
+        }
+    }
+}
+
+impl From<RedisBackend> for Backend {
+    fn from(b: RedisBackend) -> Self {
+        Backend::Redis(Arc::new(b))
+    }
+}
+
+impl From<MemoryBackend> for Backend {
+    fn from(b: MemoryBackend) -> Self {
+        Backend::Memory(Arc::new(b))
+    }
+}
+
+impl From<Arc<dyn CacheBackend>> for Backend {
+    fn from(b: Arc<dyn CacheBackend>) -> Self {
+        Backend::Custom(b)
+    }
+}
+
 /// Decodes a stored generation: a decimal number, or (for anything else) a hash of the bytes, so a garbled
 /// generation key still yields one consistent value.
 pub(crate) fn parse_generation(bytes: Option<&[u8]>) -> u64 {
@@ -177,7 +255,7 @@ pub(crate) fn parse_generation(bytes: Option<&[u8]>) -> u64 {
         Some(b) => std::str::from_utf8(b)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| crate::codec::fnv1a(b)),
+            .unwrap_or_else(|| crate::hash::fnv1a(b)),
     }
 }
 

@@ -100,6 +100,7 @@ impl Store {
                 self.call(
                     self.inner
                         .backend
+                        .ops()
                         .bump_generation(gen_key, self.inner.generation_ttl),
                 )
                 .await
@@ -203,6 +204,7 @@ impl Store {
         let r = self
             .inner
             .backend
+            .ops()
             .delete_matching(pattern, self.inner.scan_batch, self.inner.timeout)
             .await;
         match r {

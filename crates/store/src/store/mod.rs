@@ -1,4 +1,4 @@
-//! [`Store`]: the typed, tenant-scoped cache API over a [`CacheBackend`] — its construction, the process-wide
+//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, the process-wide
 //! installed store, and the operator calls. The rest is here by concern: reads (`read.rs`), writes
 //! (`write.rs`), the single-flight compute engine (`compute.rs`), invalidation (`invalidate.rs`), and every
 //! backend call's breaker and deadline (`call.rs`).
@@ -19,7 +19,7 @@ use fernando_cache_keys::KeyBuilder;
 use tracing::{Instrument, debug_span};
 
 use crate::{
-    BackendInfo, CacheBackend, MemoryBackend, MetricsSnapshot, RedisBackend, StoreError,
+    Backend, BackendInfo, MemoryBackend, MetricsSnapshot, RedisBackend, StoreError,
     breaker::Breaker, codec::CompressionPolicy, deadline::Deadlines, flight::Flights,
     metrics::Metrics,
 };
@@ -42,9 +42,7 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    backend: Arc<dyn CacheBackend>,
-    /// The same backend when it is the built-in Redis one, so the hot read calls it without boxing a future.
-    redis: Option<Arc<RedisBackend>>,
+    backend: Backend,
     /// Bounds every backend call by `timeout`; `None` for a backend in process, whose calls go through neither
     /// a timeout nor the breaker.
     deadlines: Option<Arc<Deadlines>>,
@@ -72,43 +70,31 @@ impl Store {
         match settings.backend {
             BackendKind::Memory => Ok(Store::with_backend(
                 settings,
-                Arc::new(MemoryBackend::new(settings.memory.max_bytes)),
+                MemoryBackend::new(settings.memory.max_bytes),
             )),
             BackendKind::Redis => {
-                let redis = Arc::new(
-                    RedisBackend::connect(
-                        &settings.redis,
-                        &KeyBuilder::new(
-                            &settings.namespace,
-                            settings.environment,
-                            settings.tenancy.max_tenant_id_len,
-                        )
-                        .generation_prefix(),
-                    )
-                    .map_err(|e| StoreError::Setup(e.to_string()))?,
-                );
-                Ok(Store::build(settings, redis.clone(), Some(redis)))
+                let generation_prefix = KeyBuilder::new(
+                    &settings.namespace,
+                    settings.environment,
+                    settings.tenancy.max_tenant_id_len,
+                )
+                .generation_prefix();
+                let redis = RedisBackend::connect(&settings.redis, &generation_prefix)
+                    .map_err(|source| StoreError::Setup { source })?;
+                Ok(Store::with_backend(settings, redis))
             }
         }
     }
 
-    /// Builds a store over any backend.
-    pub fn with_backend(settings: &Settings, backend: Arc<dyn CacheBackend>) -> Store {
-        Store::build(settings, backend, None)
-    }
-
-    fn build(
-        settings: &Settings,
-        backend: Arc<dyn CacheBackend>,
-        redis: Option<Arc<RedisBackend>>,
-    ) -> Store {
+    /// Builds a store over any backend: a built-in one, or `Arc<dyn CacheBackend>` for your own.
+    pub fn with_backend(settings: &Settings, backend: impl Into<Backend>) -> Store {
+        let backend = backend.into();
         let c = &settings.compression;
         Store {
             inner: Arc::new(Inner {
-                deadlines: (!backend.is_local())
+                deadlines: (!backend.ops().is_local())
                     .then(|| Deadlines::start(settings.redis.command_timeout)),
                 backend,
-                redis,
                 keys: KeyBuilder::new(
                     &settings.namespace,
                     settings.environment,
@@ -162,7 +148,7 @@ impl Store {
 
     /// The backend's kind (`redis`, `memory`).
     pub fn backend_kind(&self) -> &'static str {
-        self.inner.backend.kind()
+        self.inner.backend.ops().kind()
     }
 
     /// The configured TTL of a cache type.
@@ -174,7 +160,7 @@ impl Store {
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             taken_at: SystemTime::now(),
-            backend: self.inner.backend.kind(),
+            backend: self.inner.backend.ops().kind(),
             breaker: self.inner.breaker.state(),
             breaker_opened: self.inner.breaker.opened_total(),
             series: self.inner.metrics.snapshot(),
@@ -187,7 +173,7 @@ impl Store {
     /// [`StoreError::Unavailable`] when it does not answer in time.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
-        self.call(self.inner.backend.ping())
+        self.call(self.inner.backend.ops().ping())
             .instrument(debug_span!("cache.ping"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "ping", source })?;
@@ -199,7 +185,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] when the backend does not answer in time.
     pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
-        self.call(self.inner.backend.info())
+        self.call(self.inner.backend.ops().info())
             .instrument(debug_span!("cache.backend_info"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "info", source })

@@ -13,7 +13,7 @@ use tracing::{Instrument, debug_span};
 
 use super::Store;
 use crate::{
-    BackendError, KeyTtl, StoreError,
+    Backend, BackendError, KeyTtl, StoreError,
     codec::{self, DecodeError, Header},
     metrics::SeriesRef,
 };
@@ -118,7 +118,7 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
-        self.call(self.inner.backend.exists(k.as_str()))
+        self.call(self.inner.backend.ops().exists(k.as_str()))
             .instrument(span)
             .await
             .map_err(|source| StoreError::Unavailable {
@@ -144,7 +144,7 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
-        self.call(self.inner.backend.ttl(k.as_str()))
+        self.call(self.inner.backend.ops().ttl(k.as_str()))
             .instrument(span)
             .await
             .map_err(|source| StoreError::Unavailable { op: "ttl", source })
@@ -162,9 +162,9 @@ impl Store {
             .inner
             .keys
             .key_in(key_buffer::take(), scope, cache_type, key)?;
-        let generations = if self.inner.redis.is_some() {
+        let generations = if matches!(self.inner.backend, Backend::Redis(_)) {
             Gens::Lazy { scope, cache_type }
-        } else if self.inner.backend.generations_in_use() {
+        } else if self.inner.backend.ops().generations_in_use() {
             Gens::Built(self.inner.keys.generation_keys(scope, cache_type)?)
         } else {
             // A generation bumped right after this check only makes this one read miss (never stale).
@@ -190,9 +190,9 @@ impl Store {
             Unavailable { refused: bool },
         }
         let start = Instant::now();
-        let backend = &self.inner.backend;
+        let backend = self.inner.backend.ops();
         let keys = &self.inner.keys;
-        let fetched = if let (false, Some(redis)) = (checked, &self.inner.redis) {
+        let fetched = if let (false, Backend::Redis(redis)) = (checked, &self.inner.backend) {
             self.call_from(
                 start,
                 redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
@@ -300,7 +300,10 @@ impl Store {
 
     pub(super) async fn discard_corrupt(&self, key: &CacheKey, why: &str) {
         tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
-        if let Err(e) = self.call(self.inner.backend.delete(&[key.as_str()])).await {
+        if let Err(e) = self
+            .call(self.inner.backend.ops().delete(&[key.as_str()]))
+            .await
+        {
             tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
         }
     }

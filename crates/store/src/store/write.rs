@@ -117,7 +117,10 @@ impl Store {
                 .inner
                 .metrics
                 .series(scope.label(), cache_type.as_str());
-            match self.call(self.inner.backend.delete(&[k.as_str()])).await {
+            match self
+                .call(self.inner.backend.ops().delete(&[k.as_str()]))
+                .await
+            {
                 Ok(n) => {
                     series.add(|c| &c.deletes, n);
                     Ok(n > 0)
@@ -238,7 +241,12 @@ impl Store {
             codec::set_generations(&mut bytes, stamp);
             let value = Bytes::from(bytes);
             let current = self
-                .call(self.inner.backend.set(key.as_str(), value.clone(), ttl, &g))
+                .call(
+                    self.inner
+                        .backend
+                        .ops()
+                        .set(key.as_str(), value.clone(), ttl, &g),
+                )
                 .await?;
             if current == stamp {
                 return Ok(len);

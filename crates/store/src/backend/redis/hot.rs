@@ -17,7 +17,8 @@ use std::{
 use arc_swap::ArcSwapOption;
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, aio::MultiplexedConnection};
 
-use super::{BackendError, redis::conn_err};
+use super::{error::conn_err, queue::Queue};
+use crate::BackendError;
 
 /// One slot of the hot path.
 pub(crate) struct HotConn {
@@ -29,8 +30,8 @@ pub(crate) struct HotConn {
     next_id: AtomicU64,
     /// Called each time a new connection is installed (generation tracking must start over on it).
     on_install: Option<Box<dyn Fn() + Send + Sync>>,
-    /// `GET`s waiting to be sent together (auto-pipelining, see [`super::batch`]).
-    pub(crate) gets: super::batch::Queue,
+    /// `GET`s waiting to be sent together (auto-pipelining, see `batch.rs`).
+    pub(crate) gets: Queue,
     /// Clones of the current connection handed back by finished requests, per thread.
     spare: thread_local::ThreadLocal<RefCell<Vec<(u64, MultiplexedConnection)>>>,
 }
@@ -66,7 +67,7 @@ impl HotConn {
             connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             on_install,
-            gets: super::batch::Queue::default(),
+            gets: Queue::default(),
             spare: thread_local::ThreadLocal::new(),
         }
     }

@@ -16,17 +16,21 @@
 //! Decoding is bounded: a decoded length above `max_decoded_bytes` is refused before anything is allocated,
 //! zstd may not produce more than the header announced, and bincode runs with a byte limit. The codec is behind
 //! [`CodecId`], so bincode can be replaced by adding an id and keeping the old reader.
+//!
+//! By concern: `header.rs` (the fixed header and type tags), `compression.rs` (zstd, bounded), `payload.rs`
+//! (bincode, bounded); an encryption step would sit between compression and the header.
 
-use std::cell::RefCell;
+mod compression;
+mod header;
+mod payload;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// Bytes before the payload.
-pub(crate) const HEADER_LEN: usize = 33;
-const MAGIC: [u8; 2] = *b"FC";
-const VERSION: u8 = 1;
-const FLAG_ZSTD: u8 = 0b0000_0001;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD;
+pub(crate) use self::{
+    compression::CompressionPolicy,
+    header::{HEADER_LEN, Header, RAW_TYPE_TAG, read_header, set_generations, type_tag_of},
+};
+use self::{compression::payload, payload::bincode_bounded};
 
 /// How a payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,70 +75,6 @@ pub(crate) enum DecodeError {
     Zstd(String),
     #[error("bincode: {0}")]
     Bincode(String),
-}
-
-/// What the header says, and where the payload is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub(crate) codec: CodecId,
-    pub(crate) compressed: bool,
-    pub(crate) type_tag: u64,
-    pub(crate) generations: [u64; 2],
-    pub(crate) decoded_len: u32,
-}
-
-/// Compression settings the encoder needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CompressionPolicy {
-    pub(crate) enabled: bool,
-    pub(crate) threshold: usize,
-    pub(crate) level: i32,
-    pub(crate) max_decoded: usize,
-}
-
-/// FNV-1a 64 of a type's name, normalised so that borrowed and owned forms that serialize identically share a
-/// tag (`&T` and `T`, `str` and `String`, `[T]` and `Vec<T>`): a value written as `&str` reads back as `String`.
-pub(crate) fn type_tag_of<T: ?Sized>() -> u64 {
-    fnv1a(normalized_type_name(std::any::type_name::<T>()).as_bytes())
-}
-
-fn normalized_type_name(name: &str) -> std::borrow::Cow<'_, str> {
-    let mut n = name.trim();
-    while let Some(rest) = n.strip_prefix('&') {
-        n = rest
-            .trim_start()
-            .strip_prefix("mut ")
-            .unwrap_or(rest)
-            .trim_start();
-    }
-    if n == "str" {
-        return std::borrow::Cow::Borrowed("alloc::string::String");
-    }
-    if let Some(inner) = n.strip_prefix('[').and_then(|r| r.strip_suffix(']'))
-        && !inner.contains(';')
-    {
-        return std::borrow::Cow::Owned(format!("alloc::vec::Vec<{inner}>"));
-    }
-    std::borrow::Cow::Borrowed(n)
-}
-
-/// The tag of values written with [`CodecId::Raw`].
-pub(crate) const RAW_TYPE_TAG: u64 = fnv1a(b"fernando-cache:raw-bytes");
-
-pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    hash
-}
-
-thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// Encodes a typed value with bincode into an envelope.
@@ -191,142 +131,17 @@ fn seal(
         ));
     }
     let raw_len = payload.len();
-    let compress = policy.enabled && raw_len > policy.threshold;
-    let mut out;
-    let mut flags = 0;
-    if compress {
-        let compressed = COMPRESSOR
-            .with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot
-                    .as_ref()
-                    .is_none_or(|(level, _)| *level != policy.level)
-                {
-                    *slot = Some((policy.level, zstd::bulk::Compressor::new(policy.level)?));
-                }
-                let (_, c) = slot.as_mut().expect("compressor was just created");
-                c.compress(&payload)
-            })
-            .map_err(|e| format!("zstd could not compress the value: {e}"))?;
-        if compressed.len() < raw_len {
-            flags |= FLAG_ZSTD;
-            out = Vec::with_capacity(HEADER_LEN + compressed.len());
-            push_header(&mut out, codec, flags, type_tag, generations, raw_len);
-            out.extend_from_slice(&compressed);
-            return Ok(Encoded {
-                bytes: out,
-                raw_len,
-            });
-        }
-    }
-    out = Vec::with_capacity(HEADER_LEN + payload.len());
-    push_header(&mut out, codec, flags, type_tag, generations, raw_len);
-    out.extend_from_slice(&payload);
+    let (flags, body) = match compression::compress(&payload, policy)? {
+        Some(compressed) => (header::FLAG_ZSTD, compressed),
+        None => (0, payload),
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    header::push_header(&mut out, codec, flags, type_tag, generations, raw_len);
+    out.extend_from_slice(&body);
     Ok(Encoded {
         bytes: out,
         raw_len,
     })
-}
-
-fn push_header(
-    out: &mut Vec<u8>,
-    codec: CodecId,
-    flags: u8,
-    type_tag: u64,
-    generations: [u64; 2],
-    raw_len: usize,
-) {
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(codec as u8);
-    out.push(flags);
-    out.extend_from_slice(&type_tag.to_le_bytes());
-    out.extend_from_slice(&generations[0].to_le_bytes());
-    out.extend_from_slice(&generations[1].to_le_bytes());
-    // `seal` refused payloads above max_decoded (at most 1 GiB by config validation), so this fits.
-    out.extend_from_slice(&(raw_len as u32).to_le_bytes());
-}
-
-/// Stamps the `[scope, cache type]` generations into an encoded envelope.
-pub(crate) fn set_generations(bytes: &mut [u8], generations: [u64; 2]) {
-    bytes[13..21].copy_from_slice(&generations[0].to_le_bytes());
-    bytes[21..29].copy_from_slice(&generations[1].to_le_bytes());
-}
-
-/// Reads and checks the header.
-pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
-    if bytes.len() < HEADER_LEN {
-        return Err(DecodeError::Truncated(bytes.len()));
-    }
-    if bytes[0..2] != MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    if bytes[2] != VERSION {
-        return Err(DecodeError::Version(bytes[2]));
-    }
-    let codec = CodecId::from_byte(bytes[3]).ok_or(DecodeError::Codec(bytes[3]))?;
-    let flags = bytes[4];
-    if flags & !KNOWN_FLAGS != 0 {
-        return Err(DecodeError::Flags(flags & !KNOWN_FLAGS));
-    }
-    let u64_at = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&bytes[29..33]);
-    Ok(Header {
-        codec,
-        compressed: flags & FLAG_ZSTD != 0,
-        type_tag: u64_at(5),
-        generations: [u64_at(13), u64_at(21)],
-        decoded_len: u32::from_le_bytes(len),
-    })
-}
-
-/// The payload after undoing compression, bounded by the header's length and `max_decoded`.
-fn payload<'a>(
-    bytes: &'a [u8],
-    header: &Header,
-    max_decoded: usize,
-) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
-    let claimed = header.decoded_len as usize;
-    if claimed > max_decoded {
-        return Err(DecodeError::TooLarge {
-            claimed: claimed as u64,
-            limit: max_decoded,
-        });
-    }
-    let body = &bytes[HEADER_LEN..];
-    if !header.compressed {
-        if body.len() != claimed {
-            return Err(DecodeError::LengthMismatch {
-                claimed: claimed as u64,
-                actual: body.len(),
-            });
-        }
-        return Ok(std::borrow::Cow::Borrowed(body));
-    }
-    let out = DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(
-                zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Zstd(e.to_string()))?,
-            );
-        }
-        let d = slot.as_mut().expect("decompressor was just created");
-        // The output buffer is exactly the announced size: a frame that expands further fails here.
-        d.decompress(body, claimed)
-            .map_err(|e| DecodeError::Zstd(e.to_string()))
-    })?;
-    if out.len() != claimed {
-        return Err(DecodeError::LengthMismatch {
-            claimed: claimed as u64,
-            actual: out.len(),
-        });
-    }
-    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// Decodes a typed value, checking codec and type tag.
@@ -350,34 +165,6 @@ pub(crate) fn decode_raw(
     max_decoded: usize,
 ) -> Result<Vec<u8>, DecodeError> {
     Ok(payload(bytes, header, max_decoded)?.into_owned())
-}
-
-/// bincode with a byte limit chosen from the payload size.
-///
-/// A valid payload never claims more than 16 bytes per input byte (the widest varint expansion), so the limit is
-/// the smallest tier at least 16 times the payload: a hostile length prefix can make the decoder allocate at most
-/// that much, never 2^40 bytes.
-fn bincode_bounded<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
-    use bincode::config::standard;
-    fn run<T: DeserializeOwned, const N: usize>(payload: &[u8]) -> Result<T, DecodeError> {
-        let (value, used) =
-            bincode::serde::decode_from_slice(payload, standard().with_limit::<N>())
-                .map_err(|e| DecodeError::Bincode(e.to_string()))?;
-        if used != payload.len() {
-            return Err(DecodeError::Bincode(format!(
-                "{} trailing bytes after the value",
-                payload.len() - used
-            )));
-        }
-        Ok(value)
-    }
-    match payload.len() {
-        0..=4096 => run::<T, { 64 << 10 }>(payload),
-        4097..=65_536 => run::<T, { 1 << 20 }>(payload),
-        65_537..=1_048_576 => run::<T, { 16 << 20 }>(payload),
-        1_048_577..=16_777_216 => run::<T, { 256 << 20 }>(payload),
-        _ => run::<T, { 1 << 30 }>(payload),
-    }
 }
 
 #[cfg(test)]
@@ -421,7 +208,7 @@ mod tests {
         expected.extend_from_slice(&[1, 2, b'h', b'i']);
         assert_eq!(enc.bytes, expected);
         assert_eq!(RAW_TYPE_TAG, 0x5054_51d8_1923_8fd3);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(crate::hash::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

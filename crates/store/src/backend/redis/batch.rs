@@ -11,59 +11,16 @@
 //! Invariant: a flush is scheduled exactly when the queue is non-empty, so no queued `GET` is ever stranded; a
 //! flush task dropped before it ran (its runtime shutting down) answers its queue with an error on the way out.
 
-use std::sync::{
-    Arc, Mutex, MutexGuard,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use redis::Value;
 use tokio::sync::oneshot;
 
-use super::{BackendError, hot::HotConn};
-
-/// The `GET`s waiting for the next flush of one connection slot.
-#[derive(Default)]
-pub(crate) struct Queue {
-    waiting: Mutex<Vec<Waiting>>,
-    /// `GET`s sent directly plus flushes scheduled, not yet answered: whether a new `GET` has company to wait
-    /// for. A hint only (a caller that gives up may leave it briefly high or low), never a correctness input.
-    in_flight: AtomicUsize,
-}
-
-/// Counts one directly sent `GET` as in flight until dropped.
-pub(crate) struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-struct Waiting {
-    key: String,
-    reply: oneshot::Sender<Reply>,
-}
-
-/// A `GET`'s answer: the value if any, or why there is none.
-pub(crate) type Reply = Result<Option<Vec<u8>>, BackendError>;
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Vec<Waiting>> {
-        // Every update is a push or a take: a panic elsewhere cannot leave the queue half-changed.
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether other `GET`s of this slot are on the wire or queued: a new one should join the next batch.
-    pub(crate) fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
-    }
-
-    /// Marks a `GET` sent directly as in flight until the returned guard is dropped.
-    pub(crate) fn sending(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight)
-    }
-}
+use super::{
+    hot::HotConn,
+    queue::{Reply, Waiting},
+};
+use crate::BackendError;
 
 /// `GET key` on slot `i`, sent with whatever other `GET`s are queued on that slot when the flush runs. `None`
 /// when there is no tokio runtime to flush on (the caller sends the `GET` itself).

@@ -1,10 +1,10 @@
 //! The Redis backend.
 //!
 //! The hot path (GET, SET, the generation reads) goes over a few long-lived multiplexed connections used in
-//! rotation; each slot reconnects by itself after the server restarts (see [`super::hot`]).
-//! With `redis.track_generations` they speak RESP3 and track the generation keys (see [`super::tracking`]), so
-//! a hit is one `GET`; with `redis.auto_pipeline`, `GET`s that find their slot busy share one pipeline (see
-//! [`super::batch`]).
+//! rotation; each slot reconnects by itself after the server restarts (`hot.rs`).
+//! With `redis.track_generations` they speak RESP3 and track the generation keys (`tracking.rs`), so
+//! a hit is one `GET`; with `redis.auto_pipeline`, `GET`s that find their slot busy share one pipeline
+//! (`batch.rs`, over each slot's `queue.rs`). Client errors become backend errors in `error.rs`.
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool. A pool
 //! checkout costs an `UNWATCH` + `PING` round trip, which is why it stays off the hot path (see
 //! `docs/benchmarks.md`).
@@ -15,21 +15,29 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_redis::{Pool, Runtime};
 use fernando_cache_config::RedisSettings;
-use fernando_cache_keys::GenerationKeys;
+use fernando_cache_keys::{GenerationKeys, KeyBuilder};
 use redis::{AsyncCommands, AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
 
-use super::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, batch,
+mod batch;
+mod error;
+mod hot;
+mod queue;
+mod tracking;
+
+use self::{
+    error::{conn_err, pool_err},
     hot::{HotConn, Lease},
-    new_generation, parse_generation,
     tracking::Tracker,
+};
+use super::{
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation, parse_generation,
 };
 
 /// A Redis (or Valkey) server.
 pub struct RedisBackend {
     conns: Arc<[HotConn]>,
     tracker: Option<Arc<Tracker>>,
-    /// `redis.auto_pipeline`: hits go out through [`super::batch`].
+    /// `redis.auto_pipeline`: hits go out through `batch.rs`.
     auto_pipeline: bool,
     command_timeout: Duration,
     pool: Pool,
@@ -44,24 +52,6 @@ impl std::fmt::Debug for RedisBackend {
             .field("tracks_generations", &self.tracker.is_some())
             .field("auto_pipeline", &self.auto_pipeline)
             .finish_non_exhaustive()
-    }
-}
-
-pub(super) fn conn_err(e: redis::RedisError) -> BackendError {
-    if e.code() == Some("WRONGTYPE") {
-        return BackendError::WrongType;
-    }
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
-        BackendError::Connection(e.to_string())
-    } else {
-        BackendError::Other(e.to_string())
-    }
-}
-
-fn pool_err(e: deadpool_redis::PoolError) -> BackendError {
-    match e {
-        deadpool_redis::PoolError::Backend(e) => conn_err(e),
-        other => BackendError::Connection(other.to_string()),
     }
 }
 
@@ -219,7 +209,7 @@ impl RedisBackend {
             let epoch = tracker.epoch();
             if !tracker.is_tracking(i) {
                 tracker.start_tracking(i, self.conns.clone());
-            } else if let Some(remembered) = tracker.lookup(scope_and_type(key), epoch)
+            } else if let Some(remembered) = tracker.lookup(KeyBuilder::group_of(key), epoch)
                 && let Some(value) = self.send_get(i, key).await
             {
                 // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
@@ -277,7 +267,7 @@ impl RedisBackend {
         let mut lease = self.conns[i].lease().await?;
         let fetched = Self::fetch_all(&mut lease, key, generations()?.borrow()).await?;
         if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
-            tracker.remember(scope_and_type(key), epoch, fetched.generations);
+            tracker.remember(KeyBuilder::group_of(key), epoch, fetched.generations);
         }
         Ok(fetched)
     }
@@ -315,12 +305,6 @@ impl Drop for GetCommand {
             }
         });
     }
-}
-
-/// `{prefix}{scope}:{type}` of an entry key: the specific key is escaped, so its last `:` ends the (scope, type)
-/// part, which stands one-to-one for the generation keys.
-fn scope_and_type(key: &str) -> &str {
-    key.rfind(':').map_or(key, |i| &key[..i])
 }
 
 #[async_trait]
