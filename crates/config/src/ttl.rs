@@ -11,8 +11,18 @@ use crate::{CacheType, ConfigError, duration};
 pub struct TtlTable(BTreeMap<CacheType, Duration>);
 
 impl TtlTable {
-    /// The longest TTL a table may hold (Redis accepts more, but a year is already a bug).
+    /// The shortest TTL anything may have (Redis's resolution).
+    pub const MIN_TTL: Duration = Duration::from_millis(1);
+
+    /// The longest TTL anything may have (Redis accepts more, but a year is already a bug).
     pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+    /// Whether `ttl` is within [`Self::MIN_TTL`]..=[`Self::MAX_TTL`]: the one check every TTL passes — the
+    /// table's, an explicit one given to the store, and a `#[cached]` function's (at compile time; hence
+    /// `const`).
+    pub const fn in_bounds(ttl: Duration) -> bool {
+        ttl.as_nanos() >= Self::MIN_TTL.as_nanos() && ttl.as_nanos() <= Self::MAX_TTL.as_nanos()
+    }
 
     /// The TTL of `cache_type`, if configured.
     pub fn get(&self, cache_type: &CacheType) -> Option<Duration> {
@@ -50,18 +60,14 @@ impl TtlTable {
                     "must be longer than zero (the cache never stores immortal keys)",
                 ));
             }
-            if *ttl < Duration::from_millis(1) {
-                return Err(ConfigError::invalid(
-                    format!("ttl.{t}"),
-                    "must be at least 1ms",
-                ));
-            }
-            if *ttl > Self::MAX_TTL {
+            if !Self::in_bounds(*ttl) {
                 return Err(ConfigError::invalid(
                     format!("ttl.{t}"),
                     format!(
-                        "{} is longer than the 366 days allowed",
-                        duration::format(*ttl)
+                        "{} is not between {} and {}",
+                        duration::format(*ttl),
+                        duration::format(Self::MIN_TTL),
+                        duration::format(Self::MAX_TTL)
                     ),
                 ));
             }

@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use fernando_cache_keys::{CacheType, Scope, TenantId};
-use fernando_cache_store::Store;
+use fernando_cache_store::{Store, config::TtlTable};
 use http::{HeaderName, request::Parts};
 use tower_layer::Layer;
 
@@ -320,7 +320,7 @@ impl HttpCacheLayerBuilder {
                 max_variants: self.max_variants,
                 max_body_bytes: self.max_body_bytes,
                 // An epoch must outlive every entry written under it.
-                epoch_ttl: (longest * 2).min(Duration::from_secs(366 * 24 * 3600)),
+                epoch_ttl: (longest * 2).min(TtlTable::MAX_TTL),
                 variants: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_idle(longest)

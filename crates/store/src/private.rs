@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use fernando_cache_config::CacheType;
+use fernando_cache_config::{CacheType, TtlTable};
 use fernando_cache_keys::{ArgsError, ArgsHasher, KeyError, Scope, TenantId, layout};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -36,13 +36,18 @@ pub struct Site {
 }
 
 impl Site {
-    /// `ttl_ms == 0` means the cache type's TTL.
+    /// `ttl_ms == 0` means the cache type's TTL. Evaluated in the `static` the macro generates, so a TTL out
+    /// of bounds fails the build.
     pub const fn new(
         path: &'static str,
         cache_type: &'static str,
         ttl_ms: u64,
         version: u32,
     ) -> Site {
+        assert!(
+            ttl_ms == 0 || TtlTable::in_bounds(Duration::from_millis(ttl_ms)),
+            "#[cached]: a TTL must be between 1ms and 366 days (TtlTable::MIN_TTL..=MAX_TTL)"
+        );
         Site {
             path,
             cache_type,

@@ -132,7 +132,7 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         match policy.ttl {
-            Some(t) if t < Duration::from_millis(1) || t > TtlTable::MAX_TTL => {
+            Some(t) if !TtlTable::in_bounds(t) => {
                 return Err(Failure::Store(StoreError::InvalidTtl(t)));
             }
             Some(_) => {}

@@ -169,7 +169,7 @@ impl Store {
         series: &SeriesRef<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let ttl = match ttl {
-            Some(t) if t < Duration::from_millis(1) || t > TtlTable::MAX_TTL => {
+            Some(t) if !TtlTable::in_bounds(t) => {
                 return Err(StoreError::InvalidTtl(t));
             }
             Some(t) => t,
