@@ -184,7 +184,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         Some("recorder") => {
             prerequisites::ensure_redis_server()?;
             let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache", "--bench", "recorder"]);
+            c.args(["bench", "-p", "fernando-cache-ops", "--bench", "recorder"]);
             status(c, "recorder benchmark")
         }
         Some("pipeline") => {

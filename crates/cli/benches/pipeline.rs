@@ -25,9 +25,7 @@ use fernando_cache_testkit::RedisServer;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn settings(url: &str, ttl: Option<&str>) -> Settings {
-    let mut o = LoadOptions::new()
-        .environment(Environment::Production)
-        .without_environment_variables()
+    let mut o = LoadOptions::isolated(Environment::Production)
         .set("redis.url", url)
         .set("statistics.enabled", "false");
     if let Some(t) = ttl {

@@ -1,15 +1,12 @@
 //! Command-line arguments and dispatch.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fernando_cache_config::{Environment, LoadOptions, Settings};
 
-use crate::{
-    cache_cmd::{self, CacheCommand},
-    process_cmd, stats_cmd,
-};
+use crate::commands::{self, cache::CacheCommand};
 
 /// A Redis caching layer for document-processing platforms.
 #[derive(Debug, Parser)]
@@ -60,8 +57,8 @@ enum Command {
     /// Hit ratio, traffic and latency per tenant and cache type, from the statistics database.
     Stats {
         /// How far back to look, e.g. 15m, 24h, 7d.
-        #[arg(long, default_value = "1h", value_parser = stats_cmd::parse_duration)]
-        since: std::time::Duration,
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        since: Duration,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -108,15 +105,20 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
             tenant,
             json,
-        } => process_cmd::run(&settings, paths, &tenant, json).await,
-        Command::Serve { bind } => crate::server::run(&settings, bind).await,
-        Command::Cache { command } => cache_cmd::run(&settings, command).await,
-        Command::Stats { since, json } => stats_cmd::stats(&settings, since, json).await,
+        } => commands::process::run(&settings, paths, &tenant, json).await,
+        Command::Serve { bind } => commands::serve::run(&settings, bind).await,
+        Command::Cache { command } => commands::cache::run(&settings, command).await,
+        Command::Stats { since, json } => commands::stats::run(&settings, since, json).await,
         Command::Event {
             event_type,
             tenant,
             global: _,
             subject,
-        } => stats_cmd::event(&settings, &event_type, tenant.as_deref(), subject).await,
+        } => commands::event::run(&settings, &event_type, tenant.as_deref(), subject).await,
     }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 15m, 24h or 7d ({e})"))
 }

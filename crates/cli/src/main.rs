@@ -6,20 +6,18 @@
 //! Exit codes: 0 success (for `get`, a hit), 1 a miss or an absent key, 2 an error — always one clear line on
 //! stderr, never a backtrace.
 
-mod cache_cmd;
 mod cli;
-mod process_cmd;
-mod server;
-mod stats_cmd;
+mod commands;
+mod wiring;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 // mimalloc rather than glibc malloc: the hot paths allocate on one thread and free on another (a reply buffer
-// read by the connection task, dropped by the caller), which glibc's arenas handle poorly. Before the hit path
-// pooled its buffers, a 100-byte hit measured 0.45–0.51× of a raw GET under glibc and 0.74× under mimalloc;
-// now 0.87× and 0.90–0.97× (docs/benchmarks.md).
+// read by the connection task, dropped by the caller), which glibc's arenas handle poorly. Measured with the
+// same code in one run (docs/benchmarks.md, session 3): a 100-byte hit under glibc ran at 0.87× of its rate
+// under mimalloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -69,6 +69,24 @@ impl LoadOptions {
         self.overrides.push((key.into(), value.into()));
         self
     }
+
+    /// Overrides several dotted keys, in order — for example what a test server hands out
+    /// (`fernando_cache_testkit::RedisServer::overrides`).
+    #[must_use]
+    pub fn set_all<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.overrides
+            .extend(pairs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// A profile's embedded settings and `./config` only, ignoring `FERNANDO_CACHE__…` variables: what tests,
+    /// benchmarks and embedders start from.
+    pub fn isolated(env: Environment) -> Self {
+        Self::new().environment(env).without_environment_variables()
+    }
 }
 
 impl Settings {

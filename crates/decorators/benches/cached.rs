@@ -56,10 +56,8 @@ async fn by_hand(store: &Store, tenant_id: &str, month: u8) -> Result<Dashboard,
 async fn main() {
     let server = RedisServer::start();
     let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Production)
-            .without_environment_variables()
-            .set("redis.url", server.url())
+        LoadOptions::isolated(Environment::Production)
+            .set_all(server.overrides())
             .set("redis.multiplexed_connections", "2"),
     )
     .unwrap();

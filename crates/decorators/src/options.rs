@@ -1,6 +1,5 @@
 //! The attribute options: parsing and validation, with errors spanned at the offending token.
 
-
 use proc_macro2::Span;
 use syn::{Expr, Ident, LitInt, LitStr, Path, meta::ParseNestedMeta, spanned::Spanned};
 
@@ -154,7 +153,10 @@ fn ttl(meta: &ParseNestedMeta<'_>) -> syn::Result<u64> {
     // Its bounds are the store's (`TtlTable::in_bounds`), checked where the generated `static` is evaluated:
     // this crate depends on no fernando-cache crate.
     if d.is_zero() {
-        return Err(syn::Error::new(lit.span(), "a TTL must be longer than zero"));
+        return Err(syn::Error::new(
+            lit.span(),
+            "a TTL must be longer than zero",
+        ));
     }
     u64::try_from(d.as_millis()).map_err(|_| syn::Error::new(lit.span(), "TTL too long"))
 }

@@ -155,10 +155,8 @@ impl Raw {
 async fn main() {
     let server = RedisServer::start();
     let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Production)
-            .without_environment_variables()
-            .set("redis.url", server.url())
+        LoadOptions::isolated(Environment::Production)
+            .set_all(server.overrides())
             .set(
                 "redis.multiplexed_connections",
                 std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "2".into()),

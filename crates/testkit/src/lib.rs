@@ -74,6 +74,15 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// Settings overrides for tests that kill, pause or cut off servers: short command and connect timeouts, and a
+/// breaker that opens after three failures for 300 ms, so a fault shows within a test's patience.
+pub const FAST_FAILURE: &[(&str, &str)] = &[
+    ("redis.command_timeout", "200ms"),
+    ("redis.connect_timeout", "200ms"),
+    ("degradation.breaker_failure_threshold", "3"),
+    ("degradation.breaker_open_for", "300ms"),
+];
+
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     ///
@@ -242,6 +251,12 @@ impl RedisServer {
     /// `redis://127.0.0.1:{port}/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The settings overrides that put a store on this server (`backend`, `redis.url`), as plain pairs so the
+    /// testkit depends on no crate of ours: `LoadOptions::isolated(env).set_all(server.overrides())`.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        vec![("backend", "redis".to_owned()), ("redis.url", self.url())]
     }
 
     /// The server's log so far.

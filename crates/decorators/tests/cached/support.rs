@@ -6,18 +6,16 @@ use fernando_cache_store::{
     Store,
     config::{Environment, LoadOptions, Settings},
 };
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
 
-/// Test-profile settings on the Redis backend at `url`, with short timeouts so fault tests stay fast.
+/// Test-profile settings on the Redis backend at `url` (a child process knows only the url; in process, a
+/// server's own `overrides()` say the same), with short timeouts so fault tests stay fast.
 pub(crate) fn redis_settings(url: &str) -> Settings {
+    let server = [("backend", "redis"), ("redis.url", url)];
     Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", url)
-            .set("redis.command_timeout", "200ms")
-            .set("redis.connect_timeout", "200ms"),
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server)
+            .set_all(FAST_FAILURE.iter().copied()),
     )
     .expect("test settings load")
 }

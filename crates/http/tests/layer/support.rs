@@ -19,7 +19,7 @@ use fernando_cache_store::{
     Store,
     config::{CacheType, Environment, LoadOptions, Settings},
 };
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
 
 /// Handler calls per request path.
 #[derive(Clone, Default)]
@@ -173,15 +173,11 @@ pub(crate) struct App {
     pub(crate) client: reqwest::Client,
 }
 
-fn settings(url: &str) -> Settings {
+fn settings(server: &RedisServer) -> Settings {
     Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", url)
-            .set("redis.command_timeout", "200ms")
-            .set("redis.connect_timeout", "200ms"),
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
+            .set_all(FAST_FAILURE.iter().copied()),
     )
     .expect("settings")
 }
@@ -202,7 +198,7 @@ pub(crate) async fn start(
     configure: impl FnOnce(HttpCacheLayerBuilder) -> HttpCacheLayerBuilder,
 ) -> App {
     let redis = RedisServer::start();
-    let store = Store::from_settings(&settings(&redis.url())).expect("store");
+    let store = Store::from_settings(&settings(&redis)).expect("store");
     let calls = Calls::default();
     let app = Router::new()
         .route("/c/{name}/{id}", any(scenario))

@@ -79,9 +79,7 @@ async fn serve(mode: &'static str) -> (SocketAddr, Fake) {
 
 fn extractor(addr: SocketAddr) -> OpenAiExtractor {
     let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
+        LoadOptions::isolated(Environment::Test)
             .set("processor.extractor", "openai")
             .set("processor.openai.url", format!("http://{addr}/v1"))
             .set("processor.openai.model", "local-model")

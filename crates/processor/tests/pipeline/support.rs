@@ -17,26 +17,20 @@ use fernando_cache_store::{
     Store,
     config::{Environment, LoadOptions, Settings},
 };
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
 
-pub(crate) fn settings(url: &str) -> Settings {
+pub(crate) fn settings(server: &RedisServer) -> Settings {
     Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", url)
-            .set("redis.command_timeout", "200ms")
-            .set("redis.connect_timeout", "200ms")
-            .set("degradation.breaker_failure_threshold", "3")
-            .set("degradation.breaker_open_for", "300ms"),
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
+            .set_all(FAST_FAILURE.iter().copied()),
     )
     .expect("settings")
 }
 
 pub(crate) fn redis_store() -> (RedisServer, Store) {
     let server = RedisServer::start();
-    let store = Store::from_settings(&settings(&server.url())).expect("store");
+    let store = Store::from_settings(&settings(&server)).expect("store");
     (server, store)
 }
 

@@ -16,11 +16,8 @@ use crate::support::{CountingText, processor, sample};
 
 fn short_ttl_store(server: &RedisServer) -> Store {
     let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", server.url())
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
             .set("ttl.doc_hash", "3s")
             .set("ttl.ocr_result", "3s")
             .set("ttl.llm_extraction", "3s"),

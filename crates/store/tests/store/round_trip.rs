@@ -232,10 +232,8 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused() 
     use fernando_cache_config::{Environment, LoadOptions, Settings};
     let server = fernando_cache_testkit::RedisServer::start_tls();
     let load = |ca: Option<String>| {
-        let mut options = LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
+        let mut options = LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
             .set("redis.url", server.tls_url())
             .set("redis.command_timeout", "500ms")
             .set("redis.connect_timeout", "500ms");

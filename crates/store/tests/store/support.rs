@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
 
 /// The command timeout the fault tests use.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -17,19 +17,13 @@ pub(crate) fn redis_settings(server: &RedisServer) -> Settings {
 
 /// [`redis_settings`] with `overrides` (`(key, value)` pairs) applied last.
 pub(crate) fn redis_settings_with(server: &RedisServer, overrides: &[(&str, &str)]) -> Settings {
-    let mut options = LoadOptions::new()
-        .environment(Environment::Test)
-        .without_environment_variables()
-        .set("backend", "redis")
-        .set("redis.url", server.url())
-        .set("redis.command_timeout", "200ms")
-        .set("redis.connect_timeout", "200ms")
-        .set("degradation.breaker_failure_threshold", "3")
-        .set("degradation.breaker_open_for", "300ms");
-    for (key, value) in overrides {
-        options = options.set(*key, *value);
-    }
-    Settings::load(options).expect("test settings load")
+    Settings::load(
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
+            .set_all(FAST_FAILURE.iter().copied())
+            .set_all(overrides.iter().copied()),
+    )
+    .expect("test settings load")
 }
 
 /// A store on a fresh private redis-server.

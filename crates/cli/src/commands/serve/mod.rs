@@ -96,11 +96,11 @@ pub(crate) async fn run(
         .parse()
         .context("--bind")?;
     let store = Store::from_settings(settings)?;
-    let recorder = crate::stats_cmd::start_recorder(settings, &store)
+    let recorder = crate::wiring::start_recorder(settings, &store)
         .await
         .map(Arc::new);
     let database_url = if recorder.is_some() {
-        Some(crate::stats_cmd::database_url(settings)?)
+        Some(crate::wiring::database_url(settings)?)
     } else {
         None
     };

@@ -6,10 +6,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use fernando_cache::recorder::{Recorder, RecorderOptions};
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_models::{Db, run_pending};
+use fernando_cache_ops::recorder::{Recorder, RecorderOptions};
 use fernando_cache_store::Store;
 use fernando_cache_testkit::{
     RedisServer,
@@ -26,10 +26,8 @@ async fn main() {
     );
     let server = RedisServer::start();
     let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Production)
-            .without_environment_variables()
-            .set("redis.url", server.url())
+        LoadOptions::isolated(Environment::Production)
+            .set_all(server.overrides())
             .set("redis.multiplexed_connections", "2"),
     )
     .unwrap();

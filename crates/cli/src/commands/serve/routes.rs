@@ -7,12 +7,12 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use fernando_cache::{
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
+use fernando_cache_ops::{
     events::{self, CacheEvent},
     health,
 };
-use fernando_cache_config::CacheType;
-use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
 use fernando_cache_processor::{EngineError, ProcessError};
 use fernando_cache_store::InvalidationStrategy;
 use serde::Deserialize;

@@ -89,7 +89,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::Result<ExitCode> {
     let store = Store::from_settings(settings)?;
     // Operator traffic is cache traffic too: record it when statistics are on.
-    let recorder = crate::stats_cmd::start_recorder(settings, &store).await;
+    let recorder = crate::wiring::start_recorder(settings, &store).await;
     let result = execute(settings, &store, command, recorder.as_ref()).await;
     if let Some(recorder) = recorder {
         recorder.shutdown(Duration::from_secs(2)).await;
@@ -101,7 +101,7 @@ async fn execute(
     settings: &Settings,
     store: &Store,
     command: CacheCommand,
-    recorder: Option<&fernando_cache::recorder::Recorder>,
+    recorder: Option<&fernando_cache_ops::recorder::Recorder>,
 ) -> anyhow::Result<ExitCode> {
     if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
         eprintln!(

@@ -83,7 +83,7 @@ pub(crate) async fn run(
         );
     }
     let store = Store::from_settings(settings)?;
-    let recorder = crate::stats_cmd::start_recorder(settings, &store).await;
+    let recorder = crate::wiring::start_recorder(settings, &store).await;
     let processor = DocumentProcessor::from_settings(settings, store.clone())
         .await
         .for_tenant(tenant.clone());

@@ -2,25 +2,23 @@
 
 use std::time::Duration;
 
-use fernando_cache::{
+use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
+use fernando_cache_models::{Db, health_rows, list_events, run_pending};
+use fernando_cache_ops::{
     events::{CacheEvent, apply},
     health::AlertThresholds,
     recorder::{Recorder, RecorderOptions},
 };
-use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
-use fernando_cache_models::{Db, health_rows, list_events, run_pending};
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{PostgresDb, RedisServer};
+use fernando_cache_testkit::{FAST_FAILURE, PostgresDb, RedisServer};
 
 fn store_on(server: &RedisServer) -> Store {
     let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", server.url())
-            .set("redis.command_timeout", "200ms")
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
+            .set_all(FAST_FAILURE.iter().copied())
+            // Every failed invalidation is attempted (and logged), never refused by an open breaker.
             .set("degradation.breaker_failure_threshold", "100"),
     )
     .unwrap();

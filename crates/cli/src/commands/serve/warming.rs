@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use fernando_cache::recorder::Recorder;
 use fernando_cache_config::Settings;
 use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_models::{Db, Severity, record_warmup_run, warmup_jobs};
+use fernando_cache_ops::recorder::Recorder;
 use fernando_cache_processor::{DocumentProcessor, ReferenceSource, Warmer};
 use serde_json::json;
 use tokio::task::JoinHandle;

@@ -2,22 +2,17 @@
 
 use std::time::Duration;
 
-use fernando_cache::recorder::{Recorder, RecorderOptions};
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_models::{Db, list_events, run_pending, statistics_since};
+use fernando_cache_ops::recorder::{Recorder, RecorderOptions};
 use fernando_cache_store::{Counters, Store};
 use fernando_cache_testkit::{PostgresDb, RedisServer, TcpProxy};
 
 fn store_on(server: &RedisServer) -> Store {
-    let settings = Settings::load(
-        LoadOptions::new()
-            .environment(Environment::Test)
-            .without_environment_variables()
-            .set("backend", "redis")
-            .set("redis.url", server.url()),
-    )
-    .unwrap();
+    let settings =
+        Settings::load(LoadOptions::isolated(Environment::Test).set_all(server.overrides()))
+            .unwrap();
     Store::from_settings(&settings).unwrap()
 }
 

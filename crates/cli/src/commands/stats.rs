@@ -1,0 +1,106 @@
+//! `fernando-cache stats`: hit ratio, traffic and latency per tenant and cache type from the statistics
+//! database, as a table or JSON.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use fernando_cache_config::Settings;
+use fernando_cache_models::{Db, StatisticsSummary, statistics_since};
+
+use crate::wiring::open;
+
+pub(crate) async fn run(
+    settings: &Settings,
+    since: Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let url = open(settings).await?;
+    let from = chrono::Utc::now().naive_utc()
+        - chrono::Duration::from_std(since).context("--since is too long")?;
+    let rows: Vec<StatisticsSummary> = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok(statistics_since(&mut Db::open(&url)?, from)?)
+    })
+    .await
+    .context("database task")??;
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "tenant": r.tenant_id, "cache_type": r.cache_type, "hits": r.hits, "misses": r.misses,
+                    "hit_ratio": r.hit_ratio(), "sets": r.sets, "deletes": r.deletes, "errors": r.errors,
+                    "degraded": r.degraded, "raw_bytes": r.raw_bytes, "stored_bytes": r.stored_bytes,
+                    "p95_us": r.max_p95_us, "p99_us": r.max_p99_us,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(out));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let header = [
+        "tenant",
+        "type",
+        "hits",
+        "misses",
+        "hit ratio",
+        "sets",
+        "deletes",
+        "errors",
+        "degraded",
+        "stored/raw",
+        "p95",
+        "p99",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+    for r in &rows {
+        table.push(vec![
+            r.tenant_id.clone(),
+            r.cache_type.clone(),
+            r.hits.to_string(),
+            r.misses.to_string(),
+            r.hit_ratio()
+                .map_or_else(|| "-".to_owned(), |h| format!("{:.1} %", h * 100.0)),
+            r.sets.to_string(),
+            r.deletes.to_string(),
+            r.errors.to_string(),
+            r.degraded.to_string(),
+            if r.raw_bytes > 0 {
+                format!("{:.2}", r.stored_bytes as f64 / r.raw_bytes as f64)
+            } else {
+                "-".to_owned()
+            },
+            format!("{}µs", r.max_p95_us),
+            format!("{}µs", r.max_p99_us),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c < 2 {
+                    format!("{cell:<w$}", w = widths[c])
+                } else {
+                    format!("{cell:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if rows.is_empty() {
+        eprintln!(
+            "fernando-cache: no statistics recorded in the last {}",
+            humantime::format_duration(since)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

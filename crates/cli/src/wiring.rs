@@ -1,0 +1,66 @@
+//! The wiring the commands share: from settings to the statistics database (opened off the runtime, migrated
+//! when configured) and to the recorder that feeds it from a store.
+
+use anyhow::Context;
+use fernando_cache_config::{ExposeSecret, Settings};
+use fernando_cache_models::{Db, run_pending};
+use fernando_cache_ops::{
+    health::AlertThresholds,
+    recorder::{Recorder, RecorderOptions},
+};
+use fernando_cache_store::Store;
+
+pub(crate) fn database_url(settings: &Settings) -> anyhow::Result<String> {
+    if !settings.statistics.enabled {
+        anyhow::bail!(
+            "statistics are disabled in the {} profile (statistics.enabled = false)",
+            settings.environment
+        );
+    }
+    Ok(settings.statistics.database_url.expose_secret().to_owned())
+}
+
+/// Opens the statistics database off the runtime, applying pending migrations when configured to.
+pub(crate) async fn open(settings: &Settings) -> anyhow::Result<String> {
+    let url = database_url(settings)?;
+    let migrate = settings.statistics.run_migrations_at_start;
+    let check = url.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut db = Db::open(&check)?;
+        if migrate {
+            run_pending(&mut db)?;
+        }
+        Ok(())
+    })
+    .await
+    .context("database task")??;
+    Ok(url)
+}
+
+/// Starts the recorder for `store` when statistics are enabled; a database that cannot be opened is a warning,
+/// not a failure of the command.
+pub(crate) async fn start_recorder(settings: &Settings, store: &Store) -> Option<Recorder> {
+    if !settings.statistics.enabled {
+        return None;
+    }
+    match open(settings).await {
+        Ok(url) => {
+            let st = &settings.statistics;
+            Some(Recorder::spawn(
+                store.clone(),
+                RecorderOptions::new(url)
+                    .flush_interval(st.flush_interval)
+                    .window(st.window)
+                    .buffer_max_rows(st.buffer_max_rows)
+                    .alerts(AlertThresholds::new(
+                        st.hit_ratio_alert,
+                        st.memory_alert_ratio,
+                    )),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "statistics are not recorded");
+            None
+        }
+    }
+}
