@@ -41,21 +41,23 @@ fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The tests spawn their own `redis-server` processes; make sure the program exists.
+/// The tests spawn their own `redis-server` processes (standalone, cluster nodes, sentinels) and form clusters
+/// with `redis-cli` (package `redis-tools`, a dependency of `redis-server`); make sure both programs exist.
 pub(crate) fn ensure_redis_server() -> anyhow::Result<()> {
-    if found("redis-server") {
+    if found("redis-server") && found("redis-cli") {
         return Ok(());
     }
     if is_root() && found("apt-get") {
-        apt_install(&["redis-server"])?;
-        if found("redis-server") {
+        apt_install(&["redis-server", "redis-tools"])?;
+        if found("redis-server") && found("redis-cli") {
             return Ok(());
         }
-        bail!("redis-server is still missing after installing the redis-server package");
+        bail!("redis-server or redis-cli is still missing after installing redis-server and redis-tools");
     }
     bail!(
-        "redis-server is not installed and this user cannot install it: install the Debian/Ubuntu package \
-         `redis-server` (sudo apt-get install redis-server), or put redis-server on PATH"
+        "redis-server or redis-cli is not installed and this user cannot install them: install the Debian/Ubuntu \
+         packages `redis-server` and `redis-tools` (sudo apt-get install redis-server redis-tools), or put both on \
+         PATH"
     )
 }
 

@@ -1,6 +1,8 @@
 //! Test support for fernando-cache: real `redis-server` processes on free ports, with the faults tests need
-//! (SIGKILL, SIGSTOP / SIGCONT, restart on the same port); throwaway PostgreSQL databases; and a TCP proxy that
-//! can refuse connections, to make a real server unreachable for a while.
+//! (SIGKILL, SIGSTOP / SIGCONT, restart on the same port); a real Redis Cluster ([`RedisCluster`]: slot
+//! migration, failover, a killed primary) and a Sentinel group ([`SentinelGroup`]: a killed master replaced);
+//! throwaway PostgreSQL databases; and a TCP proxy that can refuse connections, to make a real server
+//! unreachable for a while.
 //!
 //! Each server runs in its own temporary folder with persistence off, is waited for until it answers `PING`, and
 //! is killed when dropped; if the test is failing, its log is printed. A missing `redis-server` is a loud failure
@@ -20,11 +22,15 @@ use std::{
 use nix::{sys::signal, unistd::Pid};
 
 pub mod bench;
+mod cluster;
 mod postgres;
 mod proxy;
+mod sentinel;
 
+pub use cluster::{ClusterNode, RedisCluster};
 pub use postgres::{PostgresDb, admin_url};
 pub use proxy::TcpProxy;
+pub use sentinel::SentinelGroup;
 
 /// How long a server may take to answer its first `PING`.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -267,6 +273,11 @@ impl RedisServer {
     fn pid(&self) -> Pid {
         let child = self.child.as_ref().expect("the server is not running");
         Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the server with SIGKILL and reaps it. Idempotent.

@@ -1,0 +1,236 @@
+//! A real Sentinel group for tests: a master, a replica of it, and three `redis-server --sentinel` processes
+//! monitoring it (quorum 2, down after one second), all on free ports; and the fault Sentinel exists for — the
+//! master SIGKILLed, the replica promoted, the sentinels announcing the new address.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{RedisServer, free_port, redis_server_binary};
+
+/// The name the sentinels monitor the master under.
+const MASTER_NAME: &str = "fernando";
+
+/// How long a failover may take (down-after 1 s, then election and promotion).
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `redis-server --sentinel` process.
+struct Sentinel {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Sentinel {
+    fn start(master_port: u16) -> Sentinel {
+        let dir = tempfile::Builder::new()
+            .prefix("fernando-sentinel-")
+            .tempdir()
+            .expect("create a temporary folder for a sentinel");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        // Sentinel rewrites its file as it learns; it must be writable and its own.
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                 sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel failover-timeout {MASTER_NAME} 5000\n\
+                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                dir = dir.path().display(),
+                log = dir.path().join("sentinel.log").display(),
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new(redis_server_binary())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run redis-server --sentinel");
+        let sentinel = Sentinel {
+            port,
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if sentinel.master_port() == Some(master_port) {
+                return sentinel;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("a sentinel did not come up; log:\n{}", sentinel.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sentinel.log"))
+            .unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    /// The master's port as this sentinel announces it.
+    fn master_port(&self) -> Option<u16> {
+        let out = Command::new(redis_server_binary().with_file_name("redis-cli"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
+            .args(["SENTINEL", "get-master-addr-by-name", MASTER_NAME])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if std::thread::panicking() {
+                eprintln!("--- sentinel on port {} log ---\n{}", self.port, self.log());
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A master, its replica and three sentinels, owned by a test.
+pub struct SentinelGroup {
+    master: RedisServer,
+    replica: RedisServer,
+    sentinels: Vec<Sentinel>,
+}
+
+impl std::fmt::Debug for SentinelGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelGroup")
+            .field("master", &self.master.port())
+            .field("replica", &self.replica.port())
+            .field(
+                "sentinels",
+                &self.sentinels.iter().map(|s| s.port).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl SentinelGroup {
+    /// Starts the master, the replica (waited for until it is in sync) and three sentinels.
+    ///
+    /// # Panics
+    /// When a process does not come up.
+    pub fn start() -> SentinelGroup {
+        let master = RedisServer::start();
+        let port = master.port().to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !replica
+            .command(&["INFO", "replication"])
+            .is_ok_and(|i| i.contains("master_link_status:up"))
+        {
+            assert!(Instant::now() < deadline, "the replica never synced");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sentinels = (0..3).map(|_| Sentinel::start(master.port())).collect();
+        SentinelGroup {
+            master,
+            replica,
+            sentinels,
+        }
+    }
+
+    /// The sentinels' addresses, `redis://127.0.0.1:{port}`.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .collect()
+    }
+
+    /// The monitored master's name.
+    pub fn master_name(&self) -> &'static str {
+        MASTER_NAME
+    }
+
+    /// The master (before a failover) and the replica.
+    pub fn servers(&self) -> (&RedisServer, &RedisServer) {
+        (&self.master, &self.replica)
+    }
+
+    /// The master's port as the first sentinel that answers announces it.
+    pub fn announced_master(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(Sentinel::master_port)
+    }
+
+    /// SIGKILLs the master and waits until the sentinels announce the promoted replica.
+    ///
+    /// # Panics
+    /// When no failover happens in time (every sentinel's log is printed).
+    pub fn kill_master_and_wait_for_failover(&mut self) {
+        self.master.kill();
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.announced_master() == Some(self.replica.port())
+                && self
+                    .replica
+                    .command(&["ROLE"])
+                    .is_ok_and(|r| r.contains("master"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let logs: String = self.sentinels.iter().map(Sentinel::log).collect();
+        panic!("no failover within {FAILOVER_TIMEOUT:?}; sentinel logs:\n{logs}");
+    }
+
+    /// Where the sentinels keep their files (for a test that wants to read them).
+    pub fn sentinel_dirs(&self) -> Vec<PathBuf> {
+        self.sentinels
+            .iter()
+            .map(|s| s.dir.path().to_owned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sentinels_replace_a_killed_master_with_its_replica() {
+        let mut group = SentinelGroup::start();
+        let (master, replica) = group.servers();
+        let (master_port, replica_port) = (master.port(), replica.port());
+        assert_eq!(group.announced_master(), Some(master_port));
+        assert!(
+            master
+                .command(&["SET", "k", "v"])
+                .unwrap()
+                .starts_with("+OK")
+        );
+        group.kill_master_and_wait_for_failover();
+        assert_eq!(group.announced_master(), Some(replica_port));
+        let (_, promoted) = group.servers();
+        assert!(
+            promoted.command(&["GET", "k"]).unwrap().contains('v'),
+            "the replicated write survived the failover"
+        );
+        assert!(
+            promoted
+                .command(&["SET", "k2", "v"])
+                .unwrap()
+                .starts_with("+OK"),
+            "the promoted replica accepts writes"
+        );
+        assert_eq!(group.sentinel_urls().len(), 3);
+    }
+}
