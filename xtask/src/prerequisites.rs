@@ -52,7 +52,9 @@ pub(crate) fn ensure_redis_server() -> anyhow::Result<()> {
         if found("redis-server") && found("redis-cli") {
             return Ok(());
         }
-        bail!("redis-server or redis-cli is still missing after installing redis-server and redis-tools");
+        bail!(
+            "redis-server or redis-cli is still missing after installing redis-server and redis-tools"
+        );
     }
     bail!(
         "redis-server or redis-cli is not installed and this user cannot install them: install the Debian/Ubuntu \

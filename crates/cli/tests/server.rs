@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fernando_cache_models::{Db, statistics_since, warmup_jobs};
+use fernando_cache_models::{Db, list_events, run_pending, statistics_since, warmup_jobs};
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::Value;
 
@@ -495,4 +495,91 @@ async fn a_document_event_reaches_every_entry_derived_from_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "a tenant and global at once is ambiguous");
+}
+
+/// Issue 12: a rule with a delay, triggered through the `event` command (a process that exits at once), is
+/// applied after the delay by exactly one of two `serve` replicas sharing the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_rule_outlives_the_event_command_and_one_of_two_replicas_applies_it() {
+    use diesel::{Connection, connection::SimpleConnection};
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    run_pending(&mut Db::open(pg.url()).unwrap()).unwrap();
+    diesel::PgConnection::establish(pg.url())
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO cache_invalidation_rules \
+             (name, event_type, tenant_id, cache_types, strategy, delay_seconds, enabled, created_at) \
+             VALUES ('later', 'catalog.changed', NULL, 'reference_data', 'eager', 1, TRUE, NOW())",
+        )
+        .unwrap();
+    let cli = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+            .args(["--env", "test", "--redis-url", &redis.url()])
+            .args(args)
+            .env_remove("FERNANDO_CACHE_ENV")
+            .env("FERNANDO_CACHE__STATISTICS__ENABLED", "true")
+            .env("FERNANDO_CACHE__STATISTICS__DATABASE_URL", pg.url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let key = [
+        "--tenant",
+        "acme",
+        "--type",
+        "reference_data",
+        "--key",
+        "fx",
+    ];
+    let with_key = |cmd: &[&'static str]| {
+        let mut v: Vec<&str> = cmd.to_vec();
+        v.extend(key);
+        v
+    };
+    assert!(cli(&with_key(&["cache", "set"]), b"1").status.success());
+    let out = cli(&["event", "catalog.changed", "--tenant", "acme"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(delayed)"));
+    assert!(
+        cli(&with_key(&["cache", "get"]), b"").status.success(),
+        "the entry is there until the delay is over"
+    );
+
+    let (a, b) = (
+        Server::start(&redis.url(), pg.url()),
+        Server::start(&redis.url(), pg.url()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // `cache get` exits 1 on a miss.
+    while cli(&with_key(&["cache", "get"]), b"").status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "the delayed invalidation never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both replicas keep polling; the row stays applied once.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    drop((a, b));
+    let log = list_events(
+        &mut Db::open(pg.url()).unwrap(),
+        chrono::DateTime::UNIX_EPOCH.naive_utc(),
+        Some("invalidation"),
+    )
+    .unwrap();
+    let applied: Vec<_> = log
+        .iter()
+        .filter(|e| e.details.contains("via rule later"))
+        .collect();
+    assert_eq!(applied.len(), 1, "{log:?}");
 }

@@ -232,6 +232,9 @@ pub struct InvalidationSettings {
     /// Delay before the background sweep of the hybrid strategy.
     #[serde(with = "duration")]
     pub hybrid_sweep_delay: Duration,
+    /// How often `serve` looks for delayed invalidations that are due (rules with a delay).
+    #[serde(with = "duration")]
+    pub pending_poll_interval: Duration,
 }
 
 /// In-process metrics settings.
@@ -422,6 +425,10 @@ impl Settings {
             ));
         }
         check_duration("degradation.breaker_open_for", d.breaker_open_for)?;
+        check_duration(
+            "invalidation.pending_poll_interval",
+            self.invalidation.pending_poll_interval,
+        )?;
         check_range("metrics.max_series", self.metrics.max_series, 1, 10_000_000)?;
         let st = &self.statistics;
         if st.enabled && st.database_url.expose_secret().trim().is_empty() {

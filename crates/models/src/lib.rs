@@ -13,12 +13,17 @@ mod db;
 mod error;
 mod migrate;
 pub mod models;
+mod pending;
 mod repo;
 pub mod schema;
 
 pub use db::{Db, DbKind};
 pub use error::ModelError;
 pub use migrate::{MigrationStatus, revert_last, run_pending, status};
+pub use pending::{
+    NewPendingInvalidation, PendingInvalidation, claim_due_invalidations, finish_invalidation,
+    pending_invalidations, schedule_invalidation,
+};
 pub use repo::{
     EventRecord, FlushBatch, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary,
     apply_flush, health_rows, insert_event, insert_health, invalidation_rules, list_events,

@@ -106,6 +106,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    cache_pending_invalidations (id) {
+        id -> BigInt,
+        rule_name -> Text,
+        event_type -> Text,
+        tenant_id -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        cache_type -> Text,
+        strategy -> Text,
+        due_at -> Timestamp,
+        claim -> Nullable<Text>,
+        claimed_at -> Nullable<Timestamp>,
+        done_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     cache_statistics,
     cache_invalidation_rules,
@@ -113,5 +130,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     cache_health_status,
     cache_warmup_jobs,
     cache_event_log,
+    cache_pending_invalidations,
     cache_recorder_flushes,
 );

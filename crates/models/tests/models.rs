@@ -2,9 +2,10 @@
 
 use chrono::{NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, DbKind, EventRecord, FlushBatch, StatisticsDelta, apply_flush, insert_event,
-    invalidation_rules, list_events, revert_last, run_pending, statistics_since, status,
-    upsert_statistics, warmup_jobs,
+    Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, StatisticsDelta, apply_flush,
+    claim_due_invalidations, finish_invalidation, insert_event, invalidation_rules, list_events,
+    pending_invalidations, revert_last, run_pending, schedule_invalidation, statistics_since,
+    status, upsert_statistics, warmup_jobs,
 };
 use fernando_cache_testkit::PostgresDb;
 
@@ -49,13 +50,13 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
     each_backend(|url| {
         let mut db = Db::open(url).unwrap();
         let applied = run_pending(&mut db).unwrap();
-        assert_eq!(applied.len(), 3, "{url}: {applied:?}");
+        assert_eq!(applied.len(), 4, "{url}: {applied:?}");
         assert!(
             run_pending(&mut db).unwrap().is_empty(),
             "{url}: a second run applies nothing"
         );
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (3, 0));
+        assert_eq!((st.applied.len(), st.pending.len()), (4, 0));
 
         let rules = invalidation_rules(&mut db, "document.updated", Some("any-tenant")).unwrap();
         assert_eq!(rules.len(), 1);
@@ -87,18 +88,19 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
         );
 
         // Newest first.
+        assert_eq!(revert_last(&mut db).unwrap(), applied[3]);
         assert_eq!(revert_last(&mut db).unwrap(), applied[2]);
         assert_eq!(revert_last(&mut db).unwrap(), applied[1]);
         assert_eq!(revert_last(&mut db).unwrap(), applied[0]);
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (0, 3));
+        assert_eq!((st.applied.len(), st.pending.len()), (0, 4));
         assert!(
             invalidation_rules(&mut db, "user.logout", Some("t")).is_err(),
             "tables are gone"
         );
         assert_eq!(
             run_pending(&mut db).unwrap().len(),
-            3,
+            4,
             "and can be applied again"
         );
     });
@@ -220,5 +222,56 @@ fn a_flush_batch_is_applied_once_whatever_the_retries() {
         assert!(apply_flush(&mut db, &next).unwrap());
         let rows = statistics_since(&mut db, w).unwrap();
         assert_eq!(rows.iter().map(|r| r.hits).sum::<i64>(), 10, "{url}");
+    });
+}
+
+#[test]
+fn a_due_invalidation_is_claimed_by_one_replica_and_a_stale_claim_is_taken_over() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let t0 = chrono::Utc::now().naive_utc();
+        let row = |due_in: i64| NewPendingInvalidation {
+            rule_name: "r".into(),
+            event_type: "e".into(),
+            tenant_id: Some("acme".into()),
+            subject: None,
+            cache_type: "doc_hash".into(),
+            strategy: "eager".into(),
+            due_at: t0 + chrono::Duration::seconds(due_in),
+            created_at: t0,
+        };
+        schedule_invalidation(&mut db, &row(0)).unwrap();
+        schedule_invalidation(&mut db, &row(120)).unwrap();
+        let stale = t0 - chrono::Duration::seconds(60);
+        // Two replicas, each with its own connection: only one gets the due row; the later one is not due.
+        let mut other = Db::open(url).unwrap();
+        let a = claim_due_invalidations(&mut db, t0, stale, "a", 10).unwrap();
+        let b = claim_due_invalidations(&mut other, t0, stale, "b", 10).unwrap();
+        assert_eq!((a.len(), b.len()), (1, 0), "{url}");
+        // Replica a dies without finishing; after the stale limit, b takes the claim over.
+        let later = t0 + chrono::Duration::seconds(61);
+        let minute = chrono::Duration::seconds(60);
+        let b = claim_due_invalidations(&mut other, later, later - minute, "b", 10).unwrap();
+        assert_eq!(
+            b.len(),
+            1,
+            "{url}: a claim older than the stale limit is taken over"
+        );
+        assert!(
+            !finish_invalidation(&mut db, a[0].id, "a", later).unwrap(),
+            "a lost its claim"
+        );
+        assert!(finish_invalidation(&mut other, b[0].id, "b", later).unwrap());
+        assert_eq!(
+            pending_invalidations(&mut db).unwrap(),
+            1,
+            "{url}: the one not yet due"
+        );
+        let end = t0 + chrono::Duration::seconds(121);
+        let due = claim_due_invalidations(&mut db, end, end - minute, "c", 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(finish_invalidation(&mut db, due[0].id, "c", later).unwrap());
+        assert_eq!(pending_invalidations(&mut db).unwrap(), 0);
     });
 }

@@ -9,13 +9,19 @@
 //!
 //! An event is about a tenant's data, or about the global scope's (shared reference data): a global event
 //! applies only the rules that name no tenant.
+//!
+//! A rule with a delay is scheduled as a row of `cache_pending_invalidations` rather than a sleeping task, so
+//! it survives a restart; [`run_due`] (which `serve` polls) claims due rows, so that of several replicas one
+//! applies each.
 
 use std::time::Duration;
 
+use chrono::Utc;
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_models::{
-    Db, EventRecord, ModelError, Severity, insert_event, invalidation_rules,
+    Db, EventRecord, ModelError, NewPendingInvalidation, Severity, claim_due_invalidations,
+    finish_invalidation, insert_event, invalidation_rules, schedule_invalidation,
 };
 use fernando_cache_store::{InvalidationStrategy, Store, StoreError};
 
@@ -77,7 +83,7 @@ pub struct Applied {
     pub strategy: InvalidationStrategy,
     /// Keys deleted before returning (0 for lazy, and for delayed applications).
     pub deleted: u64,
-    /// Applied later, after the rule's delay.
+    /// Scheduled for after the rule's delay (a row of `cache_pending_invalidations`, applied by [`run_due`]).
     pub delayed: bool,
 }
 
@@ -150,19 +156,20 @@ pub async fn apply(
                 strategy
             };
             if !delay.is_zero() {
-                let (later_store, later_ev, later_ty, url, rule_name) = (
-                    store.clone(),
-                    ev.clone(),
-                    ty.clone(),
-                    database_url.to_owned(),
-                    rule.name.clone(),
-                );
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let outcome = invalidate(&later_store, &later_ev, &later_ty, strategy).await;
-                    let record = describe(&rule_name, &later_ev, &later_ty, strategy, &outcome);
-                    let _ = blocking(&url, move |db| insert_event(db, &[record])).await;
-                });
+                // A row, not a sleeping task: it survives a restart and one replica runs it ([`run_due`]).
+                let now = Utc::now().naive_utc();
+                let row = NewPendingInvalidation {
+                    rule_name: rule.name.clone(),
+                    event_type: ev.event_type.clone(),
+                    tenant_id: ev.tenant().map(str::to_owned),
+                    subject: ev.subject.clone(),
+                    cache_type: ty.to_string(),
+                    strategy: strategy.as_str().to_owned(),
+                    due_at: now
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    created_at: now,
+                };
+                blocking(database_url, move |db| schedule_invalidation(db, &row)).await?;
                 applied.push(Applied {
                     rule: rule.name.clone(),
                     cache_type: ty.to_string(),
@@ -193,6 +200,63 @@ pub async fn apply(
         Some(e) => Err(e.into()),
         None => Ok(applied),
     }
+}
+
+/// How long a replica's claim on a delayed invalidation holds before another replica may take it over.
+const CLAIM_STALE_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Applies the delayed invalidations that are due — scheduled by [`apply`] in this process or another, before
+/// a restart or after — claiming each first, so that of several replicas polling at once one applies it. Each
+/// application is logged like an immediate one. Returns how many were applied.
+///
+/// # Errors
+/// [`EventError::Database`] when the rows cannot be read or claimed; an invalidation the cache refuses is
+/// logged as `invalidation.failed`, left unfinished, and retried once its claim goes stale.
+pub async fn run_due(store: &Store, database_url: &str) -> Result<usize, EventError> {
+    let claim = format!("{:032x}", rand::random::<u128>());
+    let now = Utc::now().naive_utc();
+    let token = claim.clone();
+    let due = blocking(database_url, move |db| {
+        claim_due_invalidations(db, now, now - CLAIM_STALE_AFTER, &token, 100)
+    })
+    .await?;
+    let mut done = 0;
+    for row in due {
+        let scope = match &row.tenant_id {
+            Some(t) => match TenantId::new(t) {
+                Ok(t) => Scope::Tenant(t),
+                Err(_) => continue,
+            },
+            None => Scope::Global,
+        };
+        let (Ok(ty), Ok(strategy)) = (
+            CacheType::new(&row.cache_type),
+            row.strategy.parse::<InvalidationStrategy>(),
+        ) else {
+            continue;
+        };
+        let ev = CacheEvent {
+            event_type: row.event_type.clone(),
+            scope,
+            subject: row.subject.clone(),
+        };
+        let outcome = invalidate(store, &ev, &ty, strategy).await;
+        let record = describe(&row.rule_name, &ev, &ty, strategy, &outcome);
+        let ok = outcome.is_ok();
+        let (id, token) = (row.id, claim.clone());
+        blocking(database_url, move |db| {
+            insert_event(db, &[record])?;
+            if ok {
+                finish_invalidation(db, id, &token, Utc::now().naive_utc())?;
+            }
+            Ok(())
+        })
+        .await?;
+        if ok {
+            done += 1;
+        }
+    }
+    Ok(done)
 }
 
 async fn invalidate(

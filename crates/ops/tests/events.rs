@@ -6,7 +6,7 @@ use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
 use fernando_cache_models::{Db, health_rows, list_events, run_pending};
 use fernando_cache_ops::{
-    events::{CacheEvent, apply},
+    events::{CacheEvent, apply, run_due},
     health::AlertThresholds,
     recorder::{Recorder, RecorderOptions},
 };
@@ -375,4 +375,75 @@ async fn a_low_hit_ratio_raises_an_alert() {
     assert!(!alerts.is_empty());
     assert_eq!(alerts[0].tenant_id.as_deref(), Some("acme"));
     assert_eq!(alerts[0].cache_type.as_deref(), Some("session"));
+}
+
+/// Issue 12: a delayed rule is a row, not a sleeping task — it survives the process that scheduled it, and of
+/// two replicas polling at once, one applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_rule_survives_a_restart_and_runs_once_across_replicas() {
+    use diesel::{Connection, connection::SimpleConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let url = format!("sqlite://{}", path.display());
+    run_pending(&mut Db::open(&url).unwrap()).unwrap();
+    diesel::SqliteConnection::establish(path.to_str().unwrap())
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO cache_invalidation_rules \
+             (name, event_type, tenant_id, cache_types, strategy, delay_seconds, enabled, created_at) \
+             VALUES ('later', 'catalog.changed', NULL, 'reference_data', 'eager', 1, 1, CURRENT_TIMESTAMP)",
+        )
+        .unwrap();
+    let server = RedisServer::start();
+    let acme = tenant("acme");
+    {
+        // The process that receives the event, then goes away before the delay is over.
+        let store = store_on(&server);
+        let _ = store
+            .set(&acme, &CacheType::REFERENCE_DATA, "fx", &1u8)
+            .await
+            .unwrap();
+        let applied = apply(
+            &store,
+            &url,
+            &CacheEvent::new("catalog.changed", acme.clone()),
+        )
+        .await
+        .unwrap();
+        assert!(applied.len() == 1 && applied[0].delayed, "{applied:?}");
+        assert_eq!(
+            run_due(&store, &url).await.unwrap(),
+            0,
+            "nothing is due before the delay"
+        );
+    }
+    let (a, b) = (store_on(&server), store_on(&server));
+    assert!(
+        a.get::<u8>(&acme, &CacheType::REFERENCE_DATA, "fx")
+            .await
+            .unwrap()
+            .is_some(),
+        "not applied yet"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (ran_a, ran_b) = tokio::join!(run_due(&a, &url), run_due(&b, &url));
+    assert_eq!(
+        ran_a.unwrap() + ran_b.unwrap(),
+        1,
+        "applied by exactly one replica"
+    );
+    assert!(
+        a.get::<u8>(&acme, &CacheType::REFERENCE_DATA, "fx")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(run_due(&a, &url).await.unwrap(), 0, "and never again");
+    let log = list_events(&mut Db::open(&url).unwrap(), epoch(), Some("invalidation")).unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].details.contains("via rule later"),
+        "{}",
+        log[0].details
+    );
 }

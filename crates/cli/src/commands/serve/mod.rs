@@ -85,6 +85,27 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining requests, then flushing statistics");
 }
 
+/// Applies delayed invalidations as they fall due, every `interval`, for as long as the server runs (several
+/// replicas may poll one database: each due row is claimed by one of them).
+fn pending_invalidations(
+    store: Store,
+    database_url: String,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match fernando_cache_ops::events::run_due(&store, &database_url).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(applied = n, "delayed invalidations applied"),
+                Err(e) => tracing::warn!(error = %e, "delayed invalidations not applied this time"),
+            }
+        }
+    })
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub(crate) async fn run(
     settings: &Settings,
@@ -113,6 +134,13 @@ pub(crate) async fn run(
         database_url: database_url.clone(),
     };
     let app = app(state, settings)?;
+    let pending = database_url.clone().map(|url| {
+        pending_invalidations(
+            store.clone(),
+            url,
+            settings.invalidation.pending_poll_interval,
+        )
+    });
     let warming = warming::start(settings, processor, database_url, recorder.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -127,6 +155,9 @@ pub(crate) async fn run(
         .await
         .context("serving")?;
     warming.abort();
+    if let Some(p) = pending {
+        p.abort();
+    }
     // The warming task holds the recorder too; wait until it is gone.
     let _ = warming.await;
     if let Some(recorder) = recorder {
