@@ -555,10 +555,12 @@ async fn a_delayed_rule_outlives_the_event_command_and_one_of_two_replicas_appli
         "the entry is there until the delay is over"
     );
 
-    let (a, b) = (
-        Server::start(&redis.url(), pg.url()),
-        Server::start(&redis.url(), pg.url()),
-    );
+    // Both replicas at once: they also find the reference-data warmup job due together.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start(&redis.url(), pg.url()));
+        let b = s.spawn(|| Server::start(&redis.url(), pg.url()));
+        (a.join().unwrap(), b.join().unwrap())
+    });
     let deadline = Instant::now() + Duration::from_secs(15);
     // `cache get` exits 1 on a miss.
     while cli(&with_key(&["cache", "get"]), b"").status.success() {
@@ -582,4 +584,19 @@ async fn a_delayed_rule_outlives_the_event_command_and_one_of_two_replicas_appli
         .filter(|e| e.details.contains("via rule later"))
         .collect();
     assert_eq!(applied.len(), 1, "{log:?}");
+    // The warmup job ran once for both replicas: its total is one run's keys.
+    let jobs = warmup_jobs(&mut Db::open(pg.url()).unwrap()).unwrap();
+    let job = jobs
+        .iter()
+        .find(|j| j.name == "reference-data-at-start")
+        .unwrap();
+    // "ok: N of M keys" — the total warmed is one run's N, not two runs' worth.
+    let status = job.last_status.clone().unwrap_or_default();
+    let one_run: i64 = status
+        .strip_prefix("ok: ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("status {status:?}"));
+    assert!(one_run > 0);
+    assert_eq!(job.keys_warmed, one_run, "{job:?}");
 }

@@ -26,7 +26,7 @@ pub use pending::{
 };
 pub use repo::{
     EventRecord, FlushBatch, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary,
-    apply_flush, health_rows, insert_event, insert_health, invalidation_rules, list_events,
-    performance_since, record_warmup_run, statistics_since, upsert_performance, upsert_statistics,
-    warmup_jobs,
+    apply_flush, claim_warmup_run, health_rows, insert_event, insert_health, invalidation_rules,
+    list_events, performance_since, record_warmup_run, statistics_since, upsert_performance,
+    upsert_statistics, warmup_jobs,
 };

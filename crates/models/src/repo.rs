@@ -449,6 +449,31 @@ pub fn warmup_jobs(db: &mut Db) -> Result<Vec<WarmupJob>, ModelError> {
         .load(db)?)
 }
 
+/// Claims a warmup job's due run for this replica: moves its `next_run_at` from the value the replica read
+/// (`seen`) to `next`, only if no other replica moved it first. Of several replicas finding the job due at once,
+/// exactly one gets `true` and runs it (a replica that dies mid-run leaves the job for its next interval).
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn claim_warmup_run(
+    db: &mut Db,
+    job_id: i64,
+    seen: Option<NaiveDateTime>,
+    next: NaiveDateTime,
+) -> Result<bool, ModelError> {
+    use cache_warmup_jobs::dsl as w;
+    let target = w::cache_warmup_jobs.filter(w::id.eq(job_id));
+    let changed = match seen {
+        Some(at) => diesel::update(target.filter(w::next_run_at.eq(at)))
+            .set(w::next_run_at.eq(Some(next)))
+            .execute(db)?,
+        None => diesel::update(target.filter(w::next_run_at.is_null()))
+            .set(w::next_run_at.eq(Some(next)))
+            .execute(db)?,
+    };
+    Ok(changed == 1)
+}
+
 /// Records a warmup job's run: when, the outcome, the keys it warmed (added to the total) and when it is due
 /// next.
 ///

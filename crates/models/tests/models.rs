@@ -3,9 +3,9 @@
 use chrono::{NaiveDateTime, Utc};
 use fernando_cache_models::{
     Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, StatisticsDelta, apply_flush,
-    claim_due_invalidations, finish_invalidation, insert_event, invalidation_rules, list_events,
-    pending_invalidations, revert_last, run_pending, schedule_invalidation, statistics_since,
-    status, upsert_statistics, warmup_jobs,
+    claim_due_invalidations, claim_warmup_run, finish_invalidation, insert_event,
+    invalidation_rules, list_events, pending_invalidations, revert_last, run_pending,
+    schedule_invalidation, statistics_since, status, upsert_statistics, warmup_jobs,
 };
 use fernando_cache_testkit::PostgresDb;
 
@@ -273,5 +273,24 @@ fn a_due_invalidation_is_claimed_by_one_replica_and_a_stale_claim_is_taken_over(
         assert_eq!(due.len(), 1);
         assert!(finish_invalidation(&mut db, due[0].id, "c", later).unwrap());
         assert_eq!(pending_invalidations(&mut db).unwrap(), 0);
+    });
+}
+
+#[test]
+fn of_replicas_finding_a_warmup_job_due_together_one_claims_the_run() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let job = warmup_jobs(&mut db).unwrap().remove(0);
+        let next = Utc::now().naive_utc() + chrono::Duration::seconds(60);
+        let mut other = Db::open(url).unwrap();
+        let first = claim_warmup_run(&mut db, job.id, job.next_run_at, next).unwrap();
+        let second = claim_warmup_run(&mut other, job.id, job.next_run_at, next).unwrap();
+        assert_eq!((first, second), (true, false), "{url}");
+        let again = claim_warmup_run(&mut other, job.id, Some(next), next).unwrap();
+        assert!(
+            again,
+            "{url}: the next run is claimable once it is the one seen"
+        );
     });
 }

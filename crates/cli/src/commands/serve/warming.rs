@@ -1,6 +1,6 @@
 //! Warming in the server: hot documents refreshed every `processor.warm_interval`, and the scheduled jobs of
-//! `cache_warmup_jobs` (reference data at start, then on their interval), each run recorded on its job row and
-//! in the event log.
+//! `cache_warmup_jobs` (reference data at start, then on their interval), each due run claimed by one replica
+//! (`claim_warmup_run`) and recorded on its job row and in the event log.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use fernando_cache_config::Settings;
 use fernando_cache_keys::{Scope, TenantId};
-use fernando_cache_models::{Db, Severity, record_warmup_run, warmup_jobs};
+use fernando_cache_models::{Db, Severity, claim_warmup_run, record_warmup_run, warmup_jobs};
 use fernando_cache_ops::recorder::Recorder;
 use fernando_cache_processor::{DocumentProcessor, ReferenceSource, Warmer};
 use serde_json::json;
@@ -120,6 +120,25 @@ async fn run_due_jobs(warmer: &Warmer, url: &str, recorder: Option<&Recorder>) {
                 }
             },
         };
+        // One replica runs each due run: the one whose claim moves `next_run_at` first.
+        let next = now + chrono::Duration::seconds(i64::from(job.interval_seconds.max(60)));
+        let (u, id, seen) = (url.to_owned(), job.id, job.next_run_at);
+        let claimed = tokio::task::spawn_blocking(move || {
+            Db::open(&u).and_then(|mut db| claim_warmup_run(&mut db, id, seen, next))
+        })
+        .await;
+        match claimed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => continue,
+            Ok(Err(e)) => {
+                tracing::warn!(job = job.name, error = %e, "warmup job not claimed");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(job = job.name, error = %e, "warmup job not claimed");
+                continue;
+            }
+        }
         let (status, warmed) = match warmer.warm_reference(scope, &BuiltInReference).await {
             Ok(r) => (
                 format!("ok: {} of {} keys", r.refreshed, r.checked),
@@ -127,7 +146,6 @@ async fn run_due_jobs(warmer: &Warmer, url: &str, recorder: Option<&Recorder>) {
             ),
             Err(e) => (format!("failed: {e}"), 0),
         };
-        let next = now + chrono::Duration::seconds(i64::from(job.interval_seconds.max(60)));
         let (u, id, st) = (url.to_owned(), job.id, status.clone());
         let recorded = tokio::task::spawn_blocking(move || {
             Db::open(&u).and_then(|mut db| {
