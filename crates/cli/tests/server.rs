@@ -81,6 +81,16 @@ impl Server {
             .unwrap()
     }
 
+    async fn post_json(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
         let mut req = self.client.get(format!("{}{path}", self.base));
         if let Some(k) = key {
@@ -202,13 +212,12 @@ async fn uploads_auth_isolation_and_invalidation() {
 
     // Events go through the invalidation rules of the database.
     let r = server
-        .client
-        .post(format!("{}/v1/events", server.base))
-        .bearer_auth(ACME)
-        .json(&serde_json::json!({"event_type": "document.updated", "subject": fp}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            ACME,
+            "/v1/events",
+            serde_json::json!({"event_type": "document.updated", "subject": fp}),
+        )
+        .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
     // The scheduled warmup job loaded reference data at start and its run is on record.
@@ -435,13 +444,12 @@ async fn a_document_event_reaches_every_entry_derived_from_it() {
 
     // The event, through the API: every stage of that document and its HTTP copy are gone …
     let r = server
-        .client
-        .post(format!("{}/v1/events", server.base))
-        .bearer_auth(ACME)
-        .json(&serde_json::json!({"event_type": "document.updated", "subject": fp}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            ACME,
+            "/v1/events",
+            serde_json::json!({"event_type": "document.updated", "subject": fp}),
+        )
+        .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "MISS");
     assert_eq!(stages(&upload(&text).await), ["miss", "miss", "miss"]);
@@ -451,17 +459,8 @@ async fn a_document_event_reaches_every_entry_derived_from_it() {
     // The admin route, naming the document: the same reach.
     assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "MISS");
     assert_eq!(x_cache(&server.get(&path, Some(ACME)).await), "HIT");
-    let admin = |body: Value| {
-        server
-            .client
-            .post(format!("{}/v1/cache/invalidate", server.base))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
-    let r = admin(serde_json::json!({"tenant": "acme", "subject": fp}))
-        .await
-        .unwrap();
+    let admin = |body: Value| server.post_json(ADMIN, "/v1/cache/invalidate", body);
+    let r = admin(serde_json::json!({"tenant": "acme", "subject": fp})).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     // doc_hash, ocr_result, llm_extraction, and the HTTP copy with its path epoch.
@@ -486,14 +485,11 @@ async fn a_document_event_reaches_every_entry_derived_from_it() {
     let r = admin(
         serde_json::json!({"global": true, "cache_type": "reference_data", "strategy": "eager"}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert!(body["deleted"].as_u64().unwrap() > 0, "{body}");
-    let r = admin(serde_json::json!({"global": true, "tenant": "acme"}))
-        .await
-        .unwrap();
+    let r = admin(serde_json::json!({"global": true, "tenant": "acme"})).await;
     assert_eq!(r.status(), 400, "a tenant and global at once is ambiguous");
 }
 
