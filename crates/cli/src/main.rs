@@ -53,11 +53,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, on one line.
+/// The error and its causes, on one line. A cause whose text its parent's message already shows (errors that
+/// name their source in their own message, as most of ours do) is not repeated.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
+    let mut parts: Vec<String> = Vec::new();
+    for message in e.chain().map(ToString::to_string) {
+        if parts.last().is_some_and(|shown| shown.contains(&message)) {
+            continue;
+        }
+        parts.push(message);
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection failed: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_shown_once_on_one_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused\nby peer");
+        let e = anyhow::Error::new(Outer(io)).context("cache store could not be created");
+        assert_eq!(
+            one_line(&e),
+            "cache store could not be created: connection failed: refused by peer"
+        );
+    }
 }
