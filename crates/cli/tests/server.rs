@@ -596,3 +596,48 @@ async fn a_delayed_rule_outlives_the_event_command_and_one_of_two_replicas_appli
     assert!(one_run > 0);
     assert_eq!(job.keys_warmed, one_run, "{job:?}");
 }
+
+/// Issue 12: the HTTP layer's variant budget (256 per tenant and route) holds across replicas: two `serve`
+/// processes flooded with distinct query strings store 256 variants between them, not 256 each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variant_budget_holds_across_two_replicas() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start(&redis.url(), pg.url()));
+        let b = s.spawn(|| Server::start(&redis.url(), pg.url()));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let doc: Value = a
+        .upload(
+            ACME,
+            "text/plain",
+            b"Invoice INV-9\nTotal: 1.00 EUR\n".to_vec(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fp = doc["fingerprint"].as_str().unwrap().to_owned();
+    for i in 0..200 {
+        for (server, n) in [(&a, i), (&b, 200 + i)] {
+            let r = server
+                .get(&format!("/v1/documents/{fp}?v={n}"), Some(ACME))
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    }
+    let stored = redis
+        .command(&[
+            "EVAL",
+            "return #redis.call('KEYS', ARGV[1])",
+            "0",
+            "*:api_response:*/http/*",
+        ])
+        .unwrap();
+    assert_eq!(
+        stored.trim(),
+        ":256",
+        "variants stored by both replicas together"
+    );
+}

@@ -99,6 +99,12 @@ fn digest(parts: &[(&str, &[u8])]) -> String {
     h.finish_hex()
 }
 
+/// The key of the set bounding a tenant's variants of one route across replicas (named by its pattern, which
+/// every replica configures alike).
+pub(crate) fn budget_key(route_pattern: &str) -> String {
+    layout::http_budget(&digest(&[("route", route_pattern.as_bytes())]))
+}
+
 /// The key of the entry that holds a path's current epoch (changed by every invalidation of the path).
 pub(crate) fn epoch_key(subject: Option<&str>, path: &str) -> String {
     layout::http_epoch(subject, &digest(&[("path", path.as_bytes())]))

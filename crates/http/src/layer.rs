@@ -7,7 +7,10 @@ use fernando_cache_store::{Store, config::TtlTable};
 use http::{HeaderName, request::Parts};
 use tower_layer::Layer;
 
-use crate::{ConfigError, HttpCache, key::PathPattern};
+use crate::{
+    ConfigError, HttpCache,
+    key::{PathPattern, budget_key},
+};
 
 /// A cached route: a path pattern, its cache type, the longest time a response is kept, and the freshness
 /// given to responses that state none.
@@ -124,6 +127,8 @@ pub(crate) struct CompiledRoute {
     pub(crate) ttl: Duration,
     /// The freshness of a response that states none.
     pub(crate) heuristic: Duration,
+    /// The set bounding a tenant's variants of this route across replicas.
+    pub(crate) budget_key: String,
     pub(crate) index: usize,
 }
 
@@ -246,8 +251,9 @@ impl HttpCacheLayerBuilder {
         self
     }
 
-    /// The most variants (distinct query strings and `Vary` values) one tenant may hold per route in this
-    /// process; further variants are served by the service and not stored. Default 256.
+    /// The most variants (distinct query strings and `Vary` values) one tenant may hold per route — in each
+    /// process, and across every replica sharing the store (a bounded set in Redis); further variants are
+    /// served by the service and not stored. Default 256.
     #[must_use]
     pub fn max_variants(mut self, n: usize) -> Self {
         self.max_variants = n;
@@ -291,6 +297,7 @@ impl HttpCacheLayerBuilder {
                 cache_type: r.cache_type,
                 ttl,
                 heuristic: r.heuristic.map_or(ttl, |h| h.min(ttl)),
+                budget_key: budget_key(&r.pattern),
                 index,
             });
         }

@@ -52,8 +52,9 @@
 //!   request reaches the service, so they can never poison a shared entry.
 //! - A successful (2xx/3xx) unsafe request invalidates its path (and a same-site `Location` /
 //!   `Content-Location`) for its tenant: the path's epoch changes, so every variant is unreachable at once.
-//! - Each tenant holds at most `max_variants` variants per route in each process; further variants are not
-//!   stored, so query-string flooding cannot fill Redis.
+//! - Each tenant holds at most `max_variants` variants per route, in each process and across every replica
+//!   sharing the store (a bounded set in Redis, admitted atomically); further variants are not stored, so
+//!   query-string flooding cannot fill Redis.
 //! - The cache never fails a request: with Redis down every request is a miss served by the service.
 
 mod body;

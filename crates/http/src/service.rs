@@ -408,6 +408,27 @@ async fn store_response(
         );
         return;
     }
+    // The same bound across replicas. Without an answer (backend down, or in process) the per-process bound
+    // above is the bound.
+    let limit = u64::try_from(config.max_variants).unwrap_or(u64::MAX);
+    let shared = config
+        .store
+        .admit(
+            scope.clone(),
+            &route.cache_type,
+            &route.budget_key,
+            entry_key.as_bytes(),
+            limit,
+            route.ttl,
+        )
+        .await;
+    if matches!(shared, Ok(false)) {
+        tracing::debug!(
+            tenant = scope.label(),
+            "variant limit of the route reached across replicas; response not stored"
+        );
+        return;
+    }
     let cached = CachedResponse {
         status: resp.status.as_u16(),
         headers: resp

@@ -128,6 +128,12 @@ pub fn http_variant(primary: &str, variant_digest: &str) -> String {
     format!("{primary}/{variant_digest}")
 }
 
+/// The key of the set that bounds how many variants a tenant stores for one route across replicas:
+/// `http-budget/{route digest}`.
+pub fn http_budget(route_digest: &str) -> String {
+    format!("http-budget/{route_digest}")
+}
+
 fn http_key(subject: Option<&str>, kind: &str, digest: &str) -> String {
     match subject {
         Some(s) => subject_key(s, &format!("{kind}{digest}")),
@@ -171,6 +177,7 @@ mod tests {
         assert_eq!(http_entry(None, "cd"), "http/cd");
         assert_eq!(http_entry(Some("s1"), "cd"), "s1/http/cd");
         assert_eq!(http_variant("s1/http/cd", "ef"), "s1/http/cd/ef");
+        assert_eq!(http_budget("ab"), "http-budget/ab");
         assert_eq!(subject_key("sess-1", "x"), "sess-1/x");
     }
 

@@ -153,6 +153,17 @@ impl CacheBackend for MemoryBackend {
         Ok(current)
     }
 
+    async fn admit(
+        &self,
+        _key: &str,
+        _member: &[u8],
+        _limit: u64,
+        _ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        // One process is the only replica: the caller's per-process bound is the bound.
+        Ok(true)
+    }
+
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
         let mut n = 0;
         for key in keys {

@@ -198,6 +198,26 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         step_timeout: Duration,
     ) -> Result<u64, BackendError>;
 
+    /// Adds `member` to the set at `key` unless the set already holds `limit` other members, atomically, and
+    /// keeps the set for `ttl` after its last addition. Returns whether `member` is in the set now. Replicas
+    /// sharing a server share the bound (the HTTP layer's variant budget).
+    ///
+    /// A backend in process may answer `true` always: the caller's per-process bound is then the bound. The
+    /// default is an error, which callers treat as "no shared bound here".
+    async fn admit(
+        &self,
+        key: &str,
+        member: &[u8],
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let _ = (key, member, limit, ttl);
+        Err(BackendError::Other(format!(
+            "the {} backend keeps no shared bounded sets",
+            self.kind()
+        )))
+    }
+
     /// A cheap liveness check.
     async fn ping(&self) -> Result<(), BackendError>;
 

@@ -15,7 +15,7 @@ use std::{
 };
 
 use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
-use fernando_cache_keys::KeyBuilder;
+use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
 use crate::{
@@ -165,6 +165,38 @@ impl Store {
             breaker_opened: self.inner.breaker.opened_total(),
             series: self.inner.metrics.snapshot(),
         }
+    }
+
+    /// Admits `member` into a bounded set of a scope and type (at most `limit` members, kept for `ttl` after the
+    /// last addition), atomically on the backend, so every replica sharing it shares the bound. `Ok(true)` when
+    /// `member` is in the set now.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer or keeps no shared sets (the caller then falls
+    /// back to a bound of its own); invalid tenant or key.
+    pub async fn admit(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        set: &str,
+        member: &[u8],
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let scope = scope.as_scope();
+        let key = self.inner.keys.key(scope, cache_type, set)?;
+        self.call(
+            self.inner
+                .backend
+                .ops()
+                .admit(key.as_str(), member, limit, ttl),
+        )
+        .instrument(debug_span!("cache.admit", tenant = scope.label()))
+        .await
+        .map_err(|source| StoreError::Unavailable {
+            op: "admit",
+            source,
+        })
     }
 
     /// Pings the backend (through the breaker and timeout) and returns the round-trip time.

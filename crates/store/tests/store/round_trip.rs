@@ -276,3 +276,36 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused() 
     );
     assert!(untrusted.ping().await.is_err());
 }
+
+/// A bounded set shared by every store on one Redis: members in stay in, new ones only below the limit, per
+/// tenant; in process the caller's own bound is the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_to_a_bounded_set_is_shared_and_per_tenant() {
+    let (server, a) = redis_store();
+    let b = Store::from_settings(&crate::support::redis_settings(&server)).unwrap();
+    let ty = CacheType::API_RESPONSE;
+    let ttl = Duration::from_secs(60);
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    assert!(a.admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap());
+    assert!(b.admit(&acme, &ty, "budget", b"v2", 2, ttl).await.unwrap());
+    assert!(
+        !a.admit(&acme, &ty, "budget", b"v3", 2, ttl).await.unwrap(),
+        "the bound holds across stores"
+    );
+    assert!(
+        b.admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap(),
+        "a member already in stays in"
+    );
+    assert!(
+        a.admit(&globex, &ty, "budget", b"v3", 2, ttl)
+            .await
+            .unwrap(),
+        "another tenant has its own set"
+    );
+    assert!(
+        memory_store()
+            .admit(&acme, &ty, "budget", b"v9", 0, ttl)
+            .await
+            .unwrap()
+    );
+}

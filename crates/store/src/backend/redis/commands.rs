@@ -186,6 +186,33 @@ impl CacheBackend for RedisBackend {
         }
     }
 
+    async fn admit(
+        &self,
+        key: &str,
+        member: &[u8],
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        // One round trip, atomic: a member already in stays in; a new one only while the set is under `limit`.
+        const ADMIT: &str = "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end \
+             if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end \
+             redis.call('SADD', KEYS[1], ARGV[1]) \
+             redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
+             return 1";
+        let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let mut lease = self.conn().await?;
+        let reply: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(ADMIT)
+            .arg(1)
+            .arg(key)
+            .arg(member)
+            .arg(limit)
+            .arg(ms)
+            .query_async(&mut lease.conn)
+            .await;
+        Ok(lease.check(reply)? == 1)
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         let mut lease = self.conn().await?;
         let reply = redis::cmd("PING").exec_async(&mut lease.conn).await;
