@@ -84,8 +84,11 @@ impl Db {
                 }
                 let mut conn =
                     SqliteConnection::establish(&path).map_err(|e| fail(e.to_string()))?;
+                // The busy timeout first: the journal-mode pragma (and SQLite's WAL recovery on a connection's
+                // first read) takes a lock, and another process opening the file at the same moment must wait
+                // for it, not fail with "database is locked".
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 2000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 2000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(|e| fail(e.to_string()))?;
                 Ok(Db::Sqlite(conn))

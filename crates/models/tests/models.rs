@@ -294,3 +294,31 @@ fn of_replicas_finding_a_warmup_job_due_together_one_claims_the_run() {
         );
     });
 }
+
+/// Replicas share one SQLite file: connections opened at the same moment (each runs SQLite's WAL recovery and
+/// the journal-mode pragma) wait for each other, because the busy timeout is set before anything that takes a
+/// lock, instead of failing with "database is locked".
+#[test]
+fn a_sqlite_file_opens_from_many_connections_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    run_pending(&mut Db::open(&url).unwrap()).unwrap();
+    for round in 0..20 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, barrier) = (url.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Db::open(&url)
+                        .and_then(|mut db| warmup_jobs(&mut db))
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        for t in opened {
+            let r = t.join().unwrap();
+            assert!(r.is_ok(), "round {round}: {:?}", r.err());
+        }
+    }
+}

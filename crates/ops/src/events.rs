@@ -20,8 +20,9 @@ use chrono::Utc;
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_models::{
-    Db, EventRecord, ModelError, NewPendingInvalidation, Severity, claim_due_invalidations,
-    finish_invalidation, insert_event, invalidation_rules, schedule_invalidation,
+    Db, EventRecord, ModelError, NewPendingInvalidation, PendingInvalidation, Severity,
+    claim_due_invalidations, finish_invalidation, insert_event, invalidation_rules,
+    schedule_invalidation,
 };
 use fernando_cache_store::{InvalidationStrategy, Store, StoreError};
 
@@ -222,18 +223,25 @@ pub async fn run_due(store: &Store, database_url: &str) -> Result<usize, EventEr
     .await?;
     let mut done = 0;
     for row in due {
-        let scope = match &row.tenant_id {
-            Some(t) => match TenantId::new(t) {
-                Ok(t) => Scope::Tenant(t),
-                Err(_) => continue,
-            },
-            None => Scope::Global,
-        };
-        let (Ok(ty), Ok(strategy)) = (
-            CacheType::new(&row.cache_type),
-            row.strategy.parse::<InvalidationStrategy>(),
-        ) else {
-            continue;
+        let (scope, ty, strategy) = match parse_pending(&row) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                // Written by hand into the table: say so once and retire the row, rather than retry it forever.
+                let record = event(
+                    "invalidation.rule_error",
+                    Severity::Error,
+                    row.tenant_id.as_deref(),
+                    Some(&row.cache_type),
+                    &format!("delayed invalidation of rule {}: {why}", row.rule_name),
+                );
+                let (id, token) = (row.id, claim.clone());
+                blocking(database_url, move |db| {
+                    insert_event(db, &[record])?;
+                    finish_invalidation(db, id, &token, Utc::now().naive_utc()).map(|_| ())
+                })
+                .await?;
+                continue;
+            }
         };
         let ev = CacheEvent {
             event_type: row.event_type.clone(),
@@ -257,6 +265,18 @@ pub async fn run_due(store: &Store, database_url: &str) -> Result<usize, EventEr
         }
     }
     Ok(done)
+}
+
+/// The scope, type and strategy of a pending row.
+fn parse_pending(
+    row: &PendingInvalidation,
+) -> Result<(Scope, CacheType, InvalidationStrategy), String> {
+    let scope = match &row.tenant_id {
+        Some(t) => Scope::Tenant(TenantId::new(t).map_err(|e| format!("tenant: {e}"))?),
+        None => Scope::Global,
+    };
+    let ty = CacheType::new(&row.cache_type).map_err(|e| e.to_string())?;
+    Ok((scope, ty, row.strategy.parse()?))
 }
 
 async fn invalidate(

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
-use fernando_cache_models::{Db, health_rows, list_events, run_pending};
+use fernando_cache_models::{
+    Db, NewPendingInvalidation, health_rows, list_events, pending_invalidations, run_pending,
+    schedule_invalidation,
+};
 use fernando_cache_ops::{
     events::{CacheEvent, apply, run_due},
     health::AlertThresholds,
@@ -446,4 +449,38 @@ async fn a_delayed_rule_survives_a_restart_and_runs_once_across_replicas() {
         "{}",
         log[0].details
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_pending_row_is_reported_once_and_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let mut db = Db::open(&url).unwrap();
+    run_pending(&mut db).unwrap();
+    let now = chrono::Utc::now().naive_utc();
+    schedule_invalidation(
+        &mut db,
+        &NewPendingInvalidation {
+            rule_name: "by-hand".into(),
+            event_type: "e".into(),
+            tenant_id: Some("acme".into()),
+            subject: None,
+            cache_type: "not a type!".into(),
+            strategy: "eager".into(),
+            due_at: now,
+            created_at: now,
+        },
+    )
+    .unwrap();
+    let server = RedisServer::start();
+    let store = store_on(&server);
+    assert_eq!(run_due(&store, &url).await.unwrap(), 0);
+    assert_eq!(
+        pending_invalidations(&mut db).unwrap(),
+        0,
+        "retired, not retried"
+    );
+    let errors = list_events(&mut db, epoch(), Some("invalidation.rule_error")).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].details.contains("by-hand"));
 }
