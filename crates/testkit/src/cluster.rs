@@ -199,8 +199,17 @@ impl RedisCluster {
         let port = self.nodes[replica].port();
         let reply = cli(port, &["CLUSTER", "FAILOVER"]).expect("CLUSTER FAILOVER");
         assert!(reply.contains("OK"), "CLUSTER FAILOVER answered {reply}");
-        self.wait_until("the replica to become a primary", || {
+        // It says so itself, and every live node's view (gossip) agrees, so the topology callers read next is
+        // the new one.
+        self.wait_until("the replica to become a primary everywhere", || {
             cli(port, &["ROLE"]).is_ok_and(|r| r.starts_with("master"))
+                && self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                    cli(n.port(), &["CLUSTER", "NODES"]).is_ok_and(|text| {
+                        parse_nodes(&text)
+                            .iter()
+                            .any(|c| c.port == port && c.primary && !c.slots.is_empty())
+                    })
+                })
         });
     }
 
