@@ -43,7 +43,8 @@
 //!   cookie). Bodies without a known size under the limit pass through unstored.
 //! - Requests: `no-store` bypasses the cache; `no-cache` or `max-age=0` skips the lookup but may store;
 //!   `max-age`, `min-fresh` and `max-stale` are honoured; `only-if-cached` is answered from the cache or with
-//!   504, never by the service; a `Range` request bypasses. A cached response answers an `Authorization`
+//!   504, never by the service; a `Range` request bypasses. A client's conditional `GET` (`If-None-Match` by
+//!   weak comparison, else `If-Modified-Since`) is answered 304 from a fresh entry. A cached response answers an `Authorization`
 //!   request only if it was explicitly public.
 //! - Keys: tenant, path, the query string normalised (decoded, sorted, re-encoded, ignored parameters
 //!   dropped), configured keyed headers, and the values of the response's `Vary` headers (an absent header

@@ -120,6 +120,36 @@ pub(crate) fn storable_status(status: StatusCode) -> bool {
     )
 }
 
+/// Whether a client's conditional `GET` is answered 304 by the stored response (RFC 9110 §13.1.2–13.1.3):
+/// `If-None-Match` by weak comparison of entity tags (`*` matches any), else `If-Modified-Since` against the
+/// stored `Last-Modified`. A malformed date is ignored, as the RFC asks.
+pub(crate) fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
+    let inm: Vec<&str> = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !inm.is_empty() {
+        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        return inm.iter().any(|t| *t == "*" || weak(t) == weak(etag));
+    }
+    let since = request
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = stored
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    matches!((since, modified), (Some(s), Some(m)) if m <= s)
+}
+
 /// Whether an unsafe request's response means the resource changed (RFC 9111 §4.4: a 2xx or 3xx).
 pub(crate) fn invalidates(method: &Method, status: StatusCode) -> bool {
     !method.is_safe() && (status.is_success() || status.is_redirection())
@@ -173,6 +203,44 @@ mod tests {
             Some(0)
         );
         assert!(CacheControl::parse(&headers(&[("pragma", "no-cache")])).no_cache);
+    }
+
+    #[test]
+    fn conditional_requests_match_by_weak_etag_then_by_date() {
+        let stored = headers(&[
+            ("etag", "\"v1\""),
+            ("last-modified", "Sun, 01 Nov 2026 10:00:00 GMT"),
+        ]);
+        let nm = |h: &[(&'static str, &'static str)]| not_modified(&headers(h), &stored);
+        assert!(nm(&[("if-none-match", "\"v1\"")]));
+        assert!(nm(&[("if-none-match", "W/\"v1\"")]), "weak comparison");
+        assert!(nm(&[("if-none-match", "\"v0\", \"v1\"")]));
+        assert!(nm(&[("if-none-match", "*")]));
+        assert!(!nm(&[("if-none-match", "\"v2\"")]));
+        assert!(
+            !nm(&[
+                ("if-none-match", "\"v2\""),
+                ("if-modified-since", "Mon, 02 Nov 2026 10:00:00 GMT")
+            ]),
+            "If-None-Match decides when present"
+        );
+        assert!(nm(&[(
+            "if-modified-since",
+            "Mon, 02 Nov 2026 10:00:00 GMT"
+        )]));
+        assert!(nm(&[(
+            "if-modified-since",
+            "Sun, 01 Nov 2026 10:00:00 GMT"
+        )]));
+        assert!(!nm(&[(
+            "if-modified-since",
+            "Sat, 31 Oct 2026 10:00:00 GMT"
+        )]));
+        assert!(
+            !nm(&[("if-modified-since", "yesterday")]),
+            "a malformed date is ignored"
+        );
+        assert!(!nm(&[]));
     }
 
     #[test]

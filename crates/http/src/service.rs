@@ -194,6 +194,9 @@ where
         if let Some(age) =
             freshness::fresh_age(hit.status(), &headers, &hit.judgement, &parts.headers, now)
         {
+            if hit.status() == StatusCode::OK && policy::not_modified(&parts.headers, &headers) {
+                return Ok(respond_not_modified(&headers, age));
+            }
             return Ok(respond_from_cache(hit.status(), headers, hit.body, age));
         }
     }
@@ -343,6 +346,30 @@ fn respond_from_cache<B: Body>(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     let headers = resp.headers_mut();
+    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+    resp
+}
+
+/// A client's conditional request answered from a fresh entry (RFC 9110 §15.4.5): 304, no body, and the fields
+/// a 200 would have carried that describe the representation's caching.
+fn respond_not_modified<B: Body>(stored: &HeaderMap, age: u64) -> Response<CacheBody<B>> {
+    let mut resp = Response::new(CacheBody::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    let headers = resp.headers_mut();
+    for name in [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::DATE,
+        header::ETAG,
+        header::EXPIRES,
+        header::LAST_MODIFIED,
+        header::VARY,
+    ] {
+        for v in stored.get_all(&name) {
+            headers.append(name.clone(), v.clone());
+        }
+    }
     headers.insert(header::AGE, HeaderValue::from(age));
     headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
     resp

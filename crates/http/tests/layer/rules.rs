@@ -442,6 +442,45 @@ async fn a_hit_sends_the_age_accumulated_upstream_and_here() {
 }
 
 #[tokio::test]
+async fn a_clients_conditional_request_is_answered_304_from_a_fresh_entry() {
+    let app = start(|b| b).await;
+    assert_eq!(
+        app.get("/c/validated/1", &[]).await.headers()["x-cache"],
+        "MISS"
+    );
+    let not_modified = app
+        .get("/c/validated/1", &[("if-none-match", "W/\"v1\"")])
+        .await;
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.headers()["x-cache"], "HIT");
+    assert_eq!(not_modified.headers()["etag"], "\"v1\"");
+    assert!(not_modified.headers().contains_key("age"));
+    assert!(not_modified.text().await.unwrap().is_empty());
+    let by_date = app
+        .get(
+            "/c/validated/1",
+            &[("if-modified-since", "Mon, 02 Nov 2026 10:00:00 GMT")],
+        )
+        .await;
+    assert_eq!(by_date.status(), 304);
+    let changed = app
+        .get("/c/validated/1", &[("if-none-match", "\"v0\"")])
+        .await;
+    assert_eq!(
+        changed.status(),
+        200,
+        "another tag: the stored body, from the cache"
+    );
+    assert_eq!(changed.headers()["x-cache"], "HIT");
+    assert_eq!(changed.text().await.unwrap(), "/c/validated/1 call 1");
+    assert_eq!(
+        app.calls.of("/c/validated/1"),
+        1,
+        "the origin was asked once"
+    );
+}
+
+#[tokio::test]
 async fn only_if_cached_without_an_entry_is_a_504() {
     let app = start(|b| b).await;
     let r = app

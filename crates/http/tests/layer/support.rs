@@ -102,6 +102,11 @@ async fn scenario(
         "short" => set(h, header::CACHE_CONTROL, "max-age=1"),
         // RFC 9111 freshness as an arbitrary origin sets it (issue 15's defect).
         "long" => set(h, header::CACHE_CONTROL, "max-age=3600"),
+        "validated" => {
+            set(h, header::CACHE_CONTROL, "max-age=3600");
+            set(h, header::ETAG, "\"v1\"");
+            set(h, header::LAST_MODIFIED, "Sun, 01 Nov 2026 10:00:00 GMT");
+        }
         "expires-past" => set(h, header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
         "expires-invalid" => set(h, header::EXPIRES, "0"),
         "expires-future" => {
