@@ -6,12 +6,11 @@
 
 use std::{
     ops::Range,
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
-use crate::{RedisServer, free_port, redis_server_binary};
+use crate::{RedisServer, cli, free_port, redis_cli_binary};
 
 /// How long a cluster may take to form, or to settle after a fault.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +35,16 @@ pub struct ClusterNode {
     pub failing: bool,
 }
 
+/// How many hash slots the live primaries of a topology serve (16 384 when every slot has one).
+pub fn served_slots(topology: &[ClusterNode]) -> usize {
+    topology
+        .iter()
+        .filter(|n| n.primary && !n.failing)
+        .flat_map(|n| &n.slots)
+        .map(|&(a, b)| usize::from(b - a) + 1)
+        .sum()
+}
+
 /// A running Redis Cluster owned by a test; every node is killed when it is dropped.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -50,14 +59,6 @@ impl std::fmt::Debug for RedisCluster {
             )
             .finish()
     }
-}
-
-fn redis_cli_binary() -> PathBuf {
-    let beside = redis_server_binary().with_file_name("redis-cli");
-    if beside.is_file() {
-        return beside;
-    }
-    PathBuf::from("redis-cli")
 }
 
 impl RedisCluster {
@@ -222,17 +223,7 @@ impl RedisCluster {
         self.wait_until("a replica to take over the killed primary's slots", || {
             let topology = self.topology();
             topology.iter().any(|n| n.port == killed_port && n.failing)
-                && topology
-                    .iter()
-                    .filter(|n| n.primary && !n.failing)
-                    .map(|n| {
-                        n.slots
-                            .iter()
-                            .map(|(a, b)| usize::from(b - a) + 1)
-                            .sum::<usize>()
-                    })
-                    .sum::<usize>()
-                    == 16_384
+                && served_slots(&topology) == 16_384
         });
         self.wait_state_ok();
     }
@@ -341,23 +332,6 @@ fn expect_ok(reply: std::io::Result<String>) {
     );
 }
 
-/// Runs one command through `redis-cli --raw` against a node (which prints arrays one element a line).
-fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
-    let out = Command::new(redis_cli_binary())
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--raw"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() || text.starts_with("Could not connect") {
-        return Err(std::io::Error::other(format!(
-            "redis-cli on port {port}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(text)
-}
-
 /// Parses `CLUSTER NODES` (one node a line: id, ip:port@bus, flags, primary id, …, slots).
 fn parse_nodes(text: &str) -> Vec<ClusterNode> {
     text.lines()
@@ -408,25 +382,13 @@ mod tests {
         crc % 16_384
     }
 
-    fn slot_count(t: &[ClusterNode]) -> usize {
-        t.iter()
-            .filter(|n| n.primary && !n.failing)
-            .map(|n| {
-                n.slots
-                    .iter()
-                    .map(|(a, b)| usize::from(b - a) + 1)
-                    .sum::<usize>()
-            })
-            .sum()
-    }
-
     #[test]
     fn a_cluster_forms_migrates_fails_over_and_survives_a_killed_primary() {
         let mut cluster = RedisCluster::start();
         let t = cluster.topology();
         assert_eq!(t.iter().filter(|n| n.primary).count(), 3);
         assert_eq!(t.iter().filter(|n| !n.primary).count(), 3);
-        assert_eq!(slot_count(&t), 16_384);
+        assert_eq!(served_slots(&t), 16_384);
 
         // Keys of slot 0 move with their slot; a hash tag puts them all there.
         let owner = cluster.primary_of_slot(0);
@@ -471,7 +433,7 @@ mod tests {
         cluster.kill(victim);
         cluster.wait_for_promotion(victim);
         assert_ne!(cluster.primary_of_slot(10_000), victim);
-        assert_eq!(slot_count(&cluster.topology()), 16_384);
+        assert_eq!(served_slots(&cluster.topology()), 16_384);
     }
 
     #[test]

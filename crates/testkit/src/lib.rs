@@ -27,7 +27,7 @@ mod postgres;
 mod proxy;
 mod sentinel;
 
-pub use cluster::{ClusterNode, RedisCluster};
+pub use cluster::{ClusterNode, RedisCluster, served_slots};
 pub use postgres::{PostgresDb, admin_url};
 pub use proxy::TcpProxy;
 pub use sentinel::SentinelGroup;
@@ -73,6 +73,32 @@ fn redis_server_binary() -> PathBuf {
         "redis-server was not found on PATH; these tests need a real Redis. Install the Debian/Ubuntu package \
          `redis-server` (`cargo xtask test` does that when run as root), or set REDIS_SERVER_BIN."
     );
+}
+
+/// `redis-cli` beside `redis-server` (both come with Redis), else from PATH.
+pub(crate) fn redis_cli_binary() -> PathBuf {
+    let beside = redis_server_binary().with_file_name("redis-cli");
+    if beside.is_file() {
+        return beside;
+    }
+    PathBuf::from("redis-cli")
+}
+
+/// Runs one command through `redis-cli --raw` against a node (which prints arrays one element a line).
+pub(crate) fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let out = Command::new(redis_cli_binary())
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--raw"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || text.starts_with("Could not connect") {
+        return Err(std::io::Error::other(format!(
+            "redis-cli on port {port}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(text)
 }
 
 fn free_port() -> u16 {

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{RedisServer, free_port, redis_server_binary};
+use crate::{RedisServer, cli, free_port, redis_server_binary};
 
 /// The name the sentinels monitor the master under.
 const MASTER_NAME: &str = "fernando";
@@ -75,18 +75,16 @@ impl Sentinel {
 
     /// The master's port as this sentinel announces it.
     fn master_port(&self) -> Option<u16> {
-        let out = Command::new(redis_server_binary().with_file_name("redis-cli"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(["SENTINEL", "get-master-addr-by-name", MASTER_NAME])
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)?
-            .trim()
-            .parse()
-            .ok()
+        cli(
+            self.port,
+            &["SENTINEL", "get-master-addr-by-name", MASTER_NAME],
+        )
+        .ok()?
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
     }
 }
 
