@@ -84,13 +84,17 @@ fn judged_headers(headers: &HeaderMap, initial_age: u64, heuristic: Option<u64>)
     }
     view.insert(header::AGE, HeaderValue::from(initial_age));
     if let Some(secs) = heuristic {
-        view.append(
-            header::CACHE_CONTROL,
-            HeaderValue::from_str(&format!("max-age={secs}"))
-                .unwrap_or(HeaderValue::from_static("max-age=0")),
-        );
+        add_heuristic(&mut view, secs);
     }
     view
+}
+
+/// States the heuristic lifetime of a response that states none, as the `max-age` the policy reads.
+fn add_heuristic(view: &mut HeaderMap, secs: u64) {
+    // Digits only: always a valid header value.
+    let value = HeaderValue::from_str(&format!("max-age={secs}"))
+        .unwrap_or(HeaderValue::from_static("max-age=0"));
+    view.append(header::CACHE_CONTROL, value);
 }
 
 /// The age a response arrives with (RFC 9111 §4.2.3): the larger of its `Age` and the time since its `Date`.
@@ -135,12 +139,14 @@ pub(crate) fn storable(
         return Err(NotStored::Status);
     }
     let age = initial_age(headers, now);
-    let view = judged_headers(headers, age, None);
+    let mut view = judged_headers(headers, age, None);
     let cc = CacheControl::parse(&view);
     let explicit =
         cc.max_age.is_some() || cc.s_maxage.is_some() || view.contains_key(header::EXPIRES);
     let heuristic = (!explicit).then_some(heuristic.as_secs());
-    let view = judged_headers(headers, age, heuristic);
+    if let Some(secs) = heuristic {
+        add_heuristic(&mut view, secs);
+    }
     let mut req = Request::new(());
     *req.method_mut() = request.method.clone();
     *req.uri_mut() = request.uri.clone();
