@@ -26,6 +26,7 @@
 mod cache_type;
 mod duration;
 mod environment;
+mod flight;
 mod error;
 mod load;
 mod settings;
@@ -33,12 +34,14 @@ mod ttl;
 
 pub use cache_type::CacheType;
 pub use environment::Environment;
+pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
 pub use error::ConfigError;
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
     ApiKey, BackendKind, CompressionSettings, DegradationSettings, ExtractorKind,
     InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
-    RedisSettings, RedisUrl, ServerSettings, Settings, StatisticsSettings, TenancySettings,
+    RedisMode, RedisSettings, RedisUrl, ServerSettings, Settings, StatisticsSettings,
+    TenancySettings,
 };
 pub use ttl::TtlTable;

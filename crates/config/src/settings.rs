@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use crate::{ConfigError, Environment, TtlTable, duration};
+use crate::{ConfigError, Environment, SingleFlightTable, TtlTable, duration};
 
 /// Where cache entries live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -15,6 +15,20 @@ pub enum BackendKind {
     Memory,
     /// Redis (the staging and production default).
     Redis,
+}
+
+/// How the Redis deployment is laid out (`redis.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server (or a proxy in front of several) at `redis.url`.
+    #[default]
+    Standalone,
+    /// A Redis Cluster: `redis.url` and `redis.nodes` are seed nodes; the client follows the slot map.
+    Cluster,
+    /// A primary and replicas watched by Redis Sentinel: the primary named `redis.sentinel_master` is
+    /// discovered through `redis.sentinels` and followed through failovers.
+    Sentinel,
 }
 
 /// Every setting of the cache, validated.
@@ -41,6 +55,8 @@ pub struct Settings {
     pub degradation: DegradationSettings,
     /// Invalidation strategy tuning.
     pub invalidation: InvalidationSettings,
+    /// Per cache type: single-flight per process or across processes (`[single_flight.<type>]`).
+    pub single_flight: SingleFlightTable,
     /// In-process metrics.
     pub metrics: MetricsSettings,
     /// Persistent statistics.
@@ -88,6 +104,11 @@ impl RedisUrl {
         self.0.scheme() == "rediss"
     }
 
+    /// Whether the URL names a Unix socket rather than a TCP address.
+    pub fn is_unix(&self) -> bool {
+        matches!(self.0.scheme(), "redis+unix" | "unix")
+    }
+
     /// The URL with any password replaced by `***`, safe for logs and errors.
     pub fn redacted(&self) -> String {
         let mut shown = self.0.clone();
@@ -123,8 +144,24 @@ impl<'de> Deserialize<'de> for RedisUrl {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisSettings {
-    /// Server URL (`redis://host:port/db`, `rediss://` for TLS).
+    /// Server URL (`redis://host:port/db`, `rediss://` for TLS). In cluster mode, the first seed node; in
+    /// sentinel mode, only its scheme, user, password and database are used (the address comes from the
+    /// sentinels).
     pub url: RedisUrl,
+    /// `standalone`, `cluster` or `sentinel`.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// Cluster mode: more seed nodes besides `url` (a list, or one comma-separated string), so the client starts
+    /// while some nodes are down.
+    #[serde(default, deserialize_with = "url_list")]
+    pub nodes: Vec<RedisUrl>,
+    /// Sentinel mode: the sentinels' URLs (a list, or one comma-separated string), e.g.
+    /// `redis://10.0.0.5:26379`.
+    #[serde(default, deserialize_with = "url_list")]
+    pub sentinels: Vec<RedisUrl>,
+    /// Sentinel mode: the name the sentinels monitor the primary under.
+    #[serde(default = "default_sentinel_master")]
+    pub sentinel_master: String,
     /// Password, from `FERNANDO_CACHE__REDIS__PASSWORD`; overrides one in the URL. Redacted in `Debug`.
     #[serde(default)]
     pub password: Option<SecretString>,
@@ -160,6 +197,34 @@ fn default_true() -> bool {
     true
 }
 
+fn default_sentinel_master() -> String {
+    "mymaster".to_owned()
+}
+
+/// A list of Redis URLs written as a TOML list or as one comma-separated string (the form an environment
+/// variable or a `--set` override gives).
+fn url_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        Many(Vec<String>),
+    }
+    let texts = match Form::deserialize(d)? {
+        Form::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Form::Many(v) => v,
+    };
+    texts
+        .iter()
+        .map(|t| RedisUrl::parse(t).map_err(D::Error::custom))
+        .collect()
+}
+
 impl RedisSettings {
     /// Whether connections use TLS (`rediss://` or `redis.tls`).
     pub fn uses_tls(&self) -> bool {
@@ -168,7 +233,19 @@ impl RedisSettings {
 
     /// The URL to connect to: the configured one, with the configured password (if any) put in.
     pub fn connection_url(&self) -> String {
-        let mut url = self.url.0.clone();
+        self.with_credentials(&self.url)
+    }
+
+    /// Cluster mode: `url` then `nodes`, each with the configured password and TLS put in.
+    pub fn seed_urls(&self) -> Vec<String> {
+        std::iter::once(&self.url)
+            .chain(&self.nodes)
+            .map(|u| self.with_credentials(u))
+            .collect()
+    }
+
+    fn with_credentials(&self, url: &RedisUrl) -> String {
+        let mut url = url.0.clone();
         if let Some(pw) = &self.password {
             let _ = url.set_password(Some(pw.expose_secret()));
         }
@@ -386,6 +463,32 @@ impl Settings {
         check_range("redis.scan_batch", r.scan_batch, 1, 100_000)?;
         check_duration("redis.connect_timeout", r.connect_timeout)?;
         check_duration("redis.command_timeout", r.command_timeout)?;
+        match r.mode {
+            RedisMode::Standalone => {}
+            RedisMode::Cluster => {
+                if r.url.is_unix() || r.nodes.iter().any(RedisUrl::is_unix) {
+                    return Err(ConfigError::invalid(
+                        "redis.nodes",
+                        "cluster nodes are reached over TCP, not a Unix socket",
+                    ));
+                }
+            }
+            RedisMode::Sentinel => {
+                if r.sentinels.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "redis.sentinels",
+                        "sentinel mode needs at least one sentinel URL",
+                    ));
+                }
+                if r.sentinel_master.is_empty() || r.sentinel_master.len() > 128 {
+                    return Err(ConfigError::invalid(
+                        "redis.sentinel_master",
+                        "must be 1 to 128 characters",
+                    ));
+                }
+            }
+        }
+        self.single_flight.validate()?;
         if self.memory.max_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "memory.max_bytes",

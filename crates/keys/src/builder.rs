@@ -224,10 +224,11 @@ impl KeyBuilder {
                         max: self.max_tenant_len,
                     });
                 }
-                out.push_str("tenant_");
+                out.push_str("{tenant_");
                 out.push_str(&escape_segment(t.as_str()));
+                out.push('}');
             }
-            ScopeRef::Global => out.push_str("global"),
+            ScopeRef::Global => out.push_str("{global}"),
         }
         Ok(())
     }
@@ -268,7 +269,7 @@ impl KeyBuilder {
         buffer.clear();
         buffer.reserve(
             self.prefix.len()
-                + 8
+                + 10
                 + scope.label().len()
                 + cache_type.as_str().len()
                 + specific.len()
@@ -348,10 +349,11 @@ impl KeyBuilder {
         literal.push_str(&self.prefix);
         match scope {
             Scope::Tenant(t) => {
-                literal.push_str("tenant_");
+                literal.push_str("{tenant_");
                 literal.push_str(&escape_segment(t.as_str()));
+                literal.push('}');
             }
-            Scope::Global => literal.push_str("global"),
+            Scope::Global => literal.push_str("{global}"),
         }
         literal.push(':');
         if let Some(t) = cache_type {
@@ -381,7 +383,7 @@ mod tests {
         let k = keys.key(&t, &CacheType::DOC_HASH, "x:y/z").unwrap();
         assert_eq!(
             KeyBuilder::group_of(k.as_str()),
-            "fernando:production:tenant_a%3Ab:doc_hash"
+            "fernando:production:{tenant_a%3Ab}:doc_hash"
         );
         let other = keys.key(&t, &CacheType::OCR_RESULT, "x").unwrap();
         assert_ne!(
@@ -409,22 +411,22 @@ mod tests {
             .unwrap();
         assert_eq!(
             k.as_str(),
-            "fernando:production:tenant_user123:doc_hash:a1b2c3d4e5f6"
+            "fernando:production:{tenant_user123}:doc_hash:a1b2c3d4e5f6"
         );
         let g = builder()
             .key(&Scope::Global, &CacheType::REFERENCE_DATA, "countries")
             .unwrap();
         assert_eq!(
             g.as_str(),
-            "fernando:production:global:reference_data:countries"
+            "fernando:production:{global}:reference_data:countries"
         );
         let gens = builder()
             .generation_keys(&tenant("a:b"), &CacheType::SESSION)
             .unwrap();
-        assert_eq!(gens.scope(), "fernando:production:_gen:tenant_a%3Ab");
+        assert_eq!(gens.scope(), "fernando:production:_gen:{tenant_a%3Ab}");
         assert_eq!(
             gens.cache_type(),
-            "fernando:production:_gen:tenant_a%3Ab:session"
+            "fernando:production:_gen:{tenant_a%3Ab}:session"
         );
     }
 
@@ -445,19 +447,19 @@ mod tests {
         }
         assert_eq!(
             b.scan_pattern(&tenant("*"), None),
-            "fernando:production:tenant_\\*:*"
+            "fernando:production:{tenant_\\*}:*"
         );
         assert_eq!(
             b.scan_pattern(&tenant("a:b"), Some(&CacheType::SESSION)),
-            "fernando:production:tenant_a%3Ab:session:*"
+            "fernando:production:{tenant_a%3Ab}:session:*"
         );
         assert_eq!(
             b.key_pattern(&tenant("a"), Some(&CacheType::SESSION), "user:*"),
-            "fernando:production:tenant_a:session:user%3A*"
+            "fernando:production:{tenant_a}:session:user%3A*"
         );
         assert_eq!(
             b.key_pattern(&tenant("a"), None, "x*"),
-            "fernando:production:tenant_a:*:x*"
+            "fernando:production:{tenant_a}:*:x*"
         );
     }
 
@@ -488,7 +490,19 @@ mod tests {
     }
 
     fn tenant_strategy() -> impl Strategy<Value = String> {
-        proptest::string::string_regex("[a-c:%*?\\\\\\[\\]]{1,6}").unwrap()
+        proptest::string::string_regex("[a-c:%*?{}\\\\\\[\\]]{1,6}").unwrap()
+    }
+
+    /// The part of a key Redis Cluster hashes: between the first `{` and the first `}` after it, when that is
+    /// not empty (the rule of the cluster specification).
+    fn hash_tag(key: &str) -> &str {
+        if let Some(open) = key.find('{')
+            && let Some(len) = key[open + 1..].find('}')
+            && len > 0
+        {
+            return &key[open + 1..open + 1 + len];
+        }
+        key
     }
 
     proptest! {
@@ -516,6 +530,21 @@ mod tests {
             prop_assert_eq!(glob_match(typed.as_bytes(), key.as_str().as_bytes()), t1 == t2);
             let gens = b.generation_keys(&tenant(&t2), &CacheType::SESSION).unwrap();
             prop_assert!(!glob_match(pattern.as_bytes(), gens.scope().as_bytes()));
+        }
+
+        /// An entry and both its generation keys hash to one cluster slot, whatever the tenant is called, so a
+        /// read of all three is one single-slot command.
+        #[test]
+        fn an_entry_shares_its_slot_with_its_generations(
+            t in tenant_strategy(), k in any::<String>(), ty in 0usize..8,
+        ) {
+            let b = builder();
+            let key = b.key(&tenant(&t), &CacheType::BUILT_IN[ty], &k).unwrap();
+            let gens = b.generation_keys(&tenant(&t), &CacheType::BUILT_IN[ty]).unwrap();
+            let tag = hash_tag(key.as_str());
+            prop_assert!(tag.starts_with("tenant_"), "{}", key);
+            prop_assert_eq!(hash_tag(gens.scope()), tag);
+            prop_assert_eq!(hash_tag(gens.cache_type()), tag);
         }
     }
 }

@@ -2,8 +2,10 @@
 //! of invalidation generations, stable argument digests for derived keys, SHA-256 document fingerprints, and
 //! ([`layout`]) every specific-key layout the library writes: document stages, derived keys, HTTP entries.
 //!
-//! Every key has the layout `{namespace}:{environment}:tenant_{tenant_id}:{cache_type}:{specific_key}` (or
-//! `…:global:{cache_type}:…` for explicitly global reference data). Segments that come from users are
+//! Every key has the layout `{namespace}:{environment}:{tenant_<tenant_id>}:{cache_type}:{specific_key}` (or
+//! `…:{global}:{cache_type}:…` for explicitly global reference data). The braces are a Redis Cluster hash tag:
+//! every key of a scope — its entries and the generation keys that guard them — hashes to one slot, so a read
+//! of an entry with its generations is one single-slot command on any topology (design 0010). Segments that come from users are
 //! percent-escaped (`%` and `:`), so two different (tenant, type, key) triples never produce the same key, and
 //! SCAN patterns are built by the same code with glob characters escaped, so a tenant called `*` matches only
 //! itself.
@@ -18,10 +20,10 @@
 //! let keys = KeyBuilder::new("fernando", Environment::Production, 128);
 //! let tenant = TenantId::new("user123").unwrap();
 //! let key = keys.key(&tenant, &CacheType::DOC_HASH, "a1b2c3").unwrap();
-//! assert_eq!(key.as_str(), "fernando:production:tenant_user123:doc_hash:a1b2c3");
+//! assert_eq!(key.as_str(), "fernando:production:{tenant_user123}:doc_hash:a1b2c3");
 //! assert_eq!(
 //!     keys.scan_pattern(&tenant.into(), None),
-//!     "fernando:production:tenant_user123:*"
+//!     "fernando:production:{tenant_user123}:*"
 //! );
 //! ```
 

@@ -45,8 +45,8 @@ mod store;
 pub mod __private;
 
 pub use backend::{
-    Backend, BackendError, BackendInfo, CacheBackend, Cause, Fetched, KeyTtl, MemoryBackend,
-    RedisBackend,
+    Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, Fetched, KeyTtl,
+    MemoryBackend, NodeInfo, RedisBackend,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};

@@ -132,6 +132,27 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The settings overrides that put a store on this cluster (`backend`, `redis.mode`, the seed nodes), as
+    /// plain pairs: `LoadOptions::isolated(env).set_all(cluster.overrides())`.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let urls = self.urls();
+        vec![
+            ("backend", "redis".to_owned()),
+            ("redis.mode", "cluster".to_owned()),
+            ("redis.url", urls[0].clone()),
+            ("redis.nodes", urls[1..].join(",")),
+        ]
+    }
+
+    /// The live primaries, as indexes into [`RedisCluster::nodes`].
+    pub fn primaries(&self) -> Vec<usize> {
+        self.topology()
+            .into_iter()
+            .filter(|n| n.primary && !n.failing)
+            .map(|n| self.index_of(n.port))
+            .collect()
+    }
+
     /// The topology as the first running node sees it.
     ///
     /// # Panics

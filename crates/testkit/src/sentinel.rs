@@ -153,6 +153,17 @@ impl SentinelGroup {
             .collect()
     }
 
+    /// The settings overrides that put a store on this group (`backend`, `redis.mode`, the sentinels, the
+    /// master's name), as plain pairs: `LoadOptions::isolated(env).set_all(group.overrides())`.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("backend", "redis".to_owned()),
+            ("redis.mode", "sentinel".to_owned()),
+            ("redis.sentinels", self.sentinel_urls().join(",")),
+            ("redis.sentinel_master", MASTER_NAME.to_owned()),
+        ]
+    }
+
     /// The monitored master's name.
     pub fn master_name(&self) -> &'static str {
         MASTER_NAME

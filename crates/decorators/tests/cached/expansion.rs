@@ -71,7 +71,7 @@ async fn generics_impl_trait_mut_arguments_and_templates() {
     assert_eq!(GENERIC_CALLS.get(), 1);
     assert_eq!(
         entry_keys(&server),
-        ["fernando:test:tenant_acme:dashboard:label%3A0007%3Ax"]
+        ["fernando:test:{tenant_acme}:dashboard:label%3A0007%3Ax"]
     );
 }
 

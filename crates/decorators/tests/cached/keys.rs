@@ -34,7 +34,7 @@ async fn two_functions_with_the_same_arguments_never_share_a_key() {
     }
     let keys = entry_keys(&server);
     assert_eq!(keys.len(), 3, "{keys:?}");
-    let prefix = "fernando:test:tenant_acme:dashboard:cached.keys.";
+    let prefix = "fernando:test:{tenant_acme}:dashboard:cached.keys.";
     assert!(
         keys.iter()
             .any(|k| k.starts_with(&format!("{prefix}revenue/v0/"))),
@@ -131,5 +131,7 @@ async fn a_second_process_derives_the_same_key() {
     );
     let keys = entry_keys(&server);
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].starts_with("fernando:test:tenant_acme:api_response:cross_process.search/v0/"));
+    assert!(
+        keys[0].starts_with("fernando:test:{tenant_acme}:api_response:cross_process.search/v0/")
+    );
 }

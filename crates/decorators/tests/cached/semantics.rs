@@ -53,7 +53,7 @@ async fn ok_is_cached_and_err_is_not() {
     let keys = entry_keys(&server);
     assert_eq!(keys.len(), 1, "only the Ok result is stored: {keys:?}");
     assert!(
-        keys[0].starts_with("fernando:test:tenant_acme:billing:"),
+        keys[0].starts_with("fernando:test:{tenant_acme}:billing:"),
         "{keys:?}"
     );
     let ttl: i64 = server
@@ -138,7 +138,7 @@ async fn methods_with_self_are_cached() {
     assert_eq!(billing.seats(acme.clone(), "ops".into()).await, 3);
     assert_eq!(billing.calls.get(), 3, "`&mut self` methods are cached too");
     assert!(
-        entry_keys(&server).contains(&"fernando:test:tenant_acme:billing:seats%3Aops".to_owned()),
+        entry_keys(&server).contains(&"fernando:test:{tenant_acme}:billing:seats%3Aops".to_owned()),
         "{:?}",
         entry_keys(&server)
     );
@@ -177,12 +177,12 @@ async fn presets_use_their_types_and_invalidates_clears_on_success_only() {
     let keys = entry_keys(&server);
     assert!(
         keys.iter()
-            .any(|k| k.starts_with("fernando:test:tenant_acme:dashboard:")),
+            .any(|k| k.starts_with("fernando:test:{tenant_acme}:dashboard:")),
         "{keys:?}"
     );
     assert!(
         keys.iter()
-            .any(|k| k.starts_with("fernando:test:tenant_acme:billing:")),
+            .any(|k| k.starts_with("fernando:test:{tenant_acme}:billing:")),
         "{keys:?}"
     );
 

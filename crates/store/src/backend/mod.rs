@@ -14,7 +14,7 @@ use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 
 pub use self::memory::MemoryBackend;
-pub use self::redis::RedisBackend;
+pub use self::redis::{ClusterBackend, RedisBackend};
 pub(crate) use glob::glob_match;
 
 /// What [`CacheBackend::fetch`] read: the entry (if any) and the two invalidation generations it depends on.
@@ -57,6 +57,17 @@ pub struct BackendInfo {
     pub keyspace_hits: Option<u64>,
     /// Server-side misses since start.
     pub keyspace_misses: Option<u64>,
+    /// On a cluster, each primary's own facts (the fields above are their sums); empty on one server.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// One node's facts, for a backend made of several servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `host:port`.
+    pub address: String,
+    /// What the node said, or why it said nothing.
+    pub info: Result<BackendInfo, String>,
 }
 
 /// Why a backend call failed.
@@ -230,8 +241,10 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Backend {
-    /// Redis or Valkey.
+    /// Redis or Valkey: one server, or the primary of a Sentinel-watched group.
     Redis(Arc<RedisBackend>),
+    /// A Redis Cluster.
+    Cluster(Arc<ClusterBackend>),
     /// The in-process cache.
     Memory(Arc<MemoryBackend>),
     /// A user's own backend.
@@ -243,6 +256,7 @@ impl Backend {
     pub(crate) fn ops(&self) -> &dyn CacheBackend {
         match self {
             Backend::Redis(b) => b.as_ref(),
+            Backend::Cluster(b) => b.as_ref(),
             Backend::Memory(b) => b.as_ref(),
             Backend::Custom(b) => b.as_ref(),
         }
@@ -252,6 +266,12 @@ impl Backend {
 impl From<RedisBackend> for Backend {
     fn from(b: RedisBackend) -> Self {
         Backend::Redis(Arc::new(b))
+    }
+}
+
+impl From<ClusterBackend> for Backend {
+    fn from(b: ClusterBackend) -> Self {
+        Backend::Cluster(Arc::new(b))
     }
 }
 

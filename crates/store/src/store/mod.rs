@@ -14,12 +14,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use fernando_cache_config::{BackendKind, CacheType, Settings, TtlTable};
+use fernando_cache_config::{BackendKind, CacheType, RedisMode, Settings, TtlTable};
 use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
 use crate::{
-    Backend, BackendInfo, MemoryBackend, MetricsSnapshot, RedisBackend, StoreError,
+    Backend, BackendInfo, ClusterBackend, MemoryBackend, MetricsSnapshot, RedisBackend, StoreError,
     breaker::Breaker, codec::CompressionPolicy, deadline::Deadlines, flight::Flights,
     metrics::Metrics,
 };
@@ -61,8 +61,9 @@ struct Inner {
 }
 
 impl Store {
-    /// Builds the store the settings ask for: the in-process backend, or Redis (connecting lazily, so the store
-    /// works — degraded — while Redis is down, and recovers by itself). Must be called within a Tokio runtime.
+    /// Builds the store the settings ask for: the in-process backend, or Redis — one server, a Redis Cluster or
+    /// a Sentinel-watched primary, as `redis.mode` says — connecting lazily, so the store works (degraded)
+    /// while Redis is down and recovers by itself. Must be called within a Tokio runtime.
     ///
     /// # Errors
     /// [`StoreError::Setup`] when the Redis URL cannot be used.
@@ -72,6 +73,11 @@ impl Store {
                 settings,
                 MemoryBackend::new(settings.memory.max_bytes),
             )),
+            BackendKind::Redis if settings.redis.mode == RedisMode::Cluster => {
+                let cluster = ClusterBackend::connect(&settings.redis)
+                    .map_err(|source| StoreError::Setup { source })?;
+                Ok(Store::with_backend(settings, cluster))
+            }
             BackendKind::Redis => {
                 let generation_prefix = KeyBuilder::new(
                     &settings.namespace,

@@ -1,10 +1,8 @@
 //! Eager, lazy and hybrid invalidation, scope-wide and per type, across two store instances.
 
+use crate::support::{Deployment, contract, redis_store, tenant};
 use fernando_cache_config::CacheType;
 use fernando_cache_store::{InvalidationStrategy, Store};
-use fernando_cache_testkit::RedisServer;
-
-use crate::support::{redis_settings, redis_store, tenant};
 
 async fn fill(store: &Store, n: usize) {
     for ty in [CacheType::SESSION, CacheType::BILLING] {
@@ -32,120 +30,120 @@ async fn visible(store: &Store, ty: &CacheType, n: usize) -> usize {
     hits
 }
 
-fn stored_keys(server: &RedisServer, store: &Store, ty: &CacheType) -> usize {
+fn stored_keys(d: &Deployment, store: &Store, ty: &CacheType) -> usize {
     let pattern = store.keys().scan_pattern(&tenant("acme").into(), Some(ty));
-    let reply = server
-        .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", &pattern])
-        .unwrap();
-    reply.trim().trim_start_matches(':').parse().unwrap()
+    d.stored(&pattern).expect("a deployment with a server")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eager_deletes_before_returning() {
-    let (server, store) = redis_store();
-    fill(&store, 25).await;
-    let r = store
-        .invalidate(
-            &tenant("acme"),
-            Some(&CacheType::SESSION),
-            InvalidationStrategy::Eager,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.deleted, 25);
-    assert_eq!(stored_keys(&server, &store, &CacheType::SESSION), 0);
-    assert_eq!(
-        stored_keys(&server, &store, &CacheType::BILLING),
-        25,
-        "other types untouched"
-    );
-    assert_eq!(visible(&store, &CacheType::BILLING, 25).await, 25);
+contract! {
+    async fn eager_deletes_before_returning(d, store) {
+        fill(store, 25).await;
+        let r = store
+            .invalidate(
+                &tenant("acme"),
+                Some(&CacheType::SESSION),
+                InvalidationStrategy::Eager,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.deleted, 25);
+        assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
+        assert_eq!(
+            stored_keys(d, store, &CacheType::BILLING),
+            25,
+            "other types untouched"
+        );
+        assert_eq!(visible(store, &CacheType::BILLING, 25).await, 25);
+    }
+    on [standalone, cluster]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lazy_hides_at_once_keeps_storage_and_accepts_new_writes() {
-    let (server, store) = redis_store();
-    // A second store on the same Redis stands for another process.
-    let other = Store::from_settings(&redis_settings(&server)).unwrap();
-    fill(&store, 10).await;
-    assert_eq!(visible(&other, &CacheType::SESSION, 10).await, 10);
+contract! {
+    async fn lazy_hides_at_once_keeps_storage_and_accepts_new_writes(d, store) {
+        // A second store on the same Redis stands for another process.
+        let other = d.store();
+        fill(store, 10).await;
+        assert_eq!(visible(&other, &CacheType::SESSION, 10).await, 10);
 
-    let r = other
-        .invalidate(
-            &tenant("acme"),
-            Some(&CacheType::SESSION),
-            InvalidationStrategy::Lazy,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.deleted, 0, "lazy deletes nothing on the write side");
-    assert!(r.sweep.is_none());
-    assert_eq!(
-        visible(&store, &CacheType::SESSION, 10).await,
-        0,
-        "hidden from every process at once"
-    );
-    assert_eq!(
-        stored_keys(&server, &store, &CacheType::SESSION),
-        10,
-        "storage reclaimed later, by TTL"
-    );
-    assert_eq!(
-        visible(&store, &CacheType::BILLING, 10).await,
-        10,
-        "other types untouched"
-    );
-    assert!(store.metrics().totals().stale >= 10);
+        let r = other
+            .invalidate(
+                &tenant("acme"),
+                Some(&CacheType::SESSION),
+                InvalidationStrategy::Lazy,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.deleted, 0, "lazy deletes nothing on the write side");
+        assert!(r.sweep.is_none());
+        assert_eq!(
+            visible(store, &CacheType::SESSION, 10).await,
+            0,
+            "hidden from every process at once"
+        );
+        assert_eq!(
+            stored_keys(d, store, &CacheType::SESSION),
+            10,
+            "storage reclaimed later, by TTL"
+        );
+        assert_eq!(
+            visible(store, &CacheType::BILLING, 10).await,
+            10,
+            "other types untouched"
+        );
+        assert!(store.metrics().totals().stale >= 10);
 
-    // The first store still guesses the old generation; its write corrects itself in the same call.
-    let _ = store
-        .set(&tenant("acme"), &CacheType::SESSION, "k0", &100usize)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+        // The first store still guesses the old generation; its write corrects itself in the same call.
+        let _ = store
+            .set(&tenant("acme"), &CacheType::SESSION, "k0", &100usize)
             .await
-            .unwrap(),
-        Some(100)
-    );
-    assert_eq!(
-        other
-            .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
-            .await
-            .unwrap(),
-        Some(100)
-    );
+            .unwrap();
+        assert_eq!(
+            store
+                .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+                .await
+                .unwrap(),
+            Some(100)
+        );
+        assert_eq!(
+            other
+                .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+                .await
+                .unwrap(),
+            Some(100)
+        );
 
-    // Scope-wide lazy invalidation hides every type.
-    let _ = store
-        .invalidate(&tenant("acme"), None, InvalidationStrategy::Lazy)
-        .await
-        .unwrap();
-    assert_eq!(visible(&other, &CacheType::BILLING, 10).await, 0);
-    assert_eq!(
-        other
-            .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+        // Scope-wide lazy invalidation hides every type.
+        let _ = store
+            .invalidate(&tenant("acme"), None, InvalidationStrategy::Lazy)
             .await
-            .unwrap(),
-        None
-    );
+            .unwrap();
+        assert_eq!(visible(&other, &CacheType::BILLING, 10).await, 0);
+        assert_eq!(
+            other
+                .get::<usize>(&tenant("acme"), &CacheType::SESSION, "k0")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    on [standalone, cluster]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hybrid_hides_at_once_then_sweeps_in_the_background() {
-    let (server, store) = redis_store();
-    fill(&store, 30).await;
-    let r = store
-        .invalidate(&tenant("acme"), None, InvalidationStrategy::Hybrid)
-        .await
-        .unwrap();
-    assert_eq!(visible(&store, &CacheType::SESSION, 30).await, 0);
-    assert_eq!(visible(&store, &CacheType::BILLING, 30).await, 0);
-    let swept = r.sweep.expect("hybrid has a sweep").await.unwrap().unwrap();
-    assert_eq!(swept, 60);
-    assert_eq!(stored_keys(&server, &store, &CacheType::SESSION), 0);
-    assert_eq!(stored_keys(&server, &store, &CacheType::BILLING), 0);
+contract! {
+    async fn hybrid_hides_at_once_then_sweeps_in_the_background(d, store) {
+        fill(store, 30).await;
+        let r = store
+            .invalidate(&tenant("acme"), None, InvalidationStrategy::Hybrid)
+            .await
+            .unwrap();
+        assert_eq!(visible(store, &CacheType::SESSION, 30).await, 0);
+        assert_eq!(visible(store, &CacheType::BILLING, 30).await, 0);
+        let swept = r.sweep.expect("hybrid has a sweep").await.unwrap().unwrap();
+        assert_eq!(swept, 60);
+        assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
+        assert_eq!(stored_keys(d, store, &CacheType::BILLING), 0);
+    }
+    on [standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,29 +164,30 @@ async fn invalidation_fails_loudly_when_redis_is_down() {
     }
 }
 
-#[tokio::test]
-async fn invalidate_user_cache_hides_every_type_of_one_tenant_now_and_sweeps_later() {
-    let (server, store) = redis_store();
-    fill(&store, 5).await;
-    let other = tenant("globex");
-    let _ = store
-        .set(&other, &CacheType::SESSION, "k0", &1usize)
-        .await
-        .unwrap();
-
-    let inv = store.invalidate_user_cache(&tenant("acme")).await.unwrap();
-    assert_eq!(inv.strategy, InvalidationStrategy::Hybrid);
-    assert_eq!(visible(&store, &CacheType::SESSION, 5).await, 0);
-    assert_eq!(visible(&store, &CacheType::BILLING, 5).await, 0);
-    assert_eq!(
-        store
-            .get::<usize>(&other, &CacheType::SESSION, "k0")
+contract! {
+    async fn invalidate_user_cache_hides_every_type_of_one_tenant_now_and_sweeps_later(d, store) {
+        fill(store, 5).await;
+        let other = tenant("globex");
+        let _ = store
+            .set(&other, &CacheType::SESSION, "k0", &1usize)
             .await
-            .unwrap(),
-        Some(1),
-        "another tenant keeps its entries"
-    );
-    let swept = inv.sweep.expect("hybrid sweeps").await.unwrap().unwrap();
-    assert_eq!(swept, 10);
-    assert_eq!(stored_keys(&server, &store, &CacheType::SESSION), 0);
+            .unwrap();
+
+        let inv = store.invalidate_user_cache(&tenant("acme")).await.unwrap();
+        assert_eq!(inv.strategy, InvalidationStrategy::Hybrid);
+        assert_eq!(visible(store, &CacheType::SESSION, 5).await, 0);
+        assert_eq!(visible(store, &CacheType::BILLING, 5).await, 0);
+        assert_eq!(
+            store
+                .get::<usize>(&other, &CacheType::SESSION, "k0")
+                .await
+                .unwrap(),
+            Some(1),
+            "another tenant keeps its entries"
+        );
+        let swept = inv.sweep.expect("hybrid sweeps").await.unwrap().unwrap();
+        assert_eq!(swept, 10);
+        assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
+    }
+    on [standalone, cluster]
 }

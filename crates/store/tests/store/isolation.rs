@@ -3,7 +3,7 @@
 use fernando_cache_config::CacheType;
 use fernando_cache_store::{InvalidationStrategy, Store};
 
-use crate::support::{memory_store, redis_store, tenant};
+use crate::support::{contract, memory_store, tenant};
 
 const TENANTS: [&str; 4] = ["a", "a:b", "*", "a%3Ab"];
 
@@ -76,33 +76,30 @@ async fn isolation(store: &Store) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_tenant_names_are_isolated_on_redis() {
-    let (_server, store) = redis_store();
-    isolation(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_tenant_names_are_isolated_in_memory() {
-    isolation(&memory_store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_glob_cannot_escape_its_scope_or_type() {
-    let (_server, store) = redis_store();
-    fill(&store).await;
-    // `k*` within tenant `a`, type session: matches "k" and "k:1" only.
-    assert_eq!(
-        store
-            .delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k*")
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(visible(&store, "a").await, 4);
-    for other in &TENANTS[1..] {
-        assert_eq!(visible(&store, other).await, 6);
+contract! {
+    async fn hostile_tenant_names_are_isolated(d, store) {
+        isolation(store).await;
     }
+    on [memory, standalone, cluster]
+}
+
+contract! {
+    async fn a_key_glob_cannot_escape_its_scope_or_type(d, store) {
+        fill(store).await;
+        // `k*` within tenant `a`, type session: matches "k" and "k:1" only.
+        assert_eq!(
+            store
+                .delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k*")
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(visible(store, "a").await, 4);
+        for other in &TENANTS[1..] {
+            assert_eq!(visible(store, other).await, 6);
+        }
+    }
+    on [memory, standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

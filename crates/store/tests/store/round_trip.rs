@@ -7,7 +7,7 @@ use fernando_cache_keys::DocumentFingerprint;
 use fernando_cache_store::{KeyTtl, Store, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
-use crate::support::{memory_store, redis_store, tenant};
+use crate::support::{contract, memory_store, redis_store, tenant};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Extraction {
@@ -56,15 +56,11 @@ async fn all_types_round_trip(store: &Store) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_eight_types_on_redis() {
-    let (_server, store) = redis_store();
-    all_types_round_trip(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_eight_types_in_memory() {
-    all_types_round_trip(&memory_store()).await;
+contract! {
+    async fn all_eight_types(d, store) {
+        all_types_round_trip(store).await;
+    }
+    on [memory, standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,50 +177,51 @@ async fn seed_helpers_use_their_cache_types_and_engine_versions() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explicit_ttls_and_unknown_types() {
-    let (_server, store) = redis_store();
-    let t = tenant("acme");
-    let _ = store
-        .set_with_ttl(
-            &t,
-            &CacheType::SESSION,
-            "short",
-            &1u8,
-            Some(Duration::from_millis(150)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get::<u8>(&t, &CacheType::SESSION, "short")
+contract! {
+    async fn explicit_ttls_and_unknown_types(d, store) {
+        let t = tenant("acme");
+        let _ = store
+            .set_with_ttl(
+                &t,
+                &CacheType::SESSION,
+                "short",
+                &1u8,
+                Some(Duration::from_millis(150)),
+            )
             .await
-            .unwrap(),
-        Some(1)
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        store
-            .get::<u8>(&t, &CacheType::SESSION, "short")
-            .await
-            .unwrap(),
-        None,
-        "expired"
-    );
+            .unwrap();
+        assert_eq!(
+            store
+                .get::<u8>(&t, &CacheType::SESSION, "short")
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            store
+                .get::<u8>(&t, &CacheType::SESSION, "short")
+                .await
+                .unwrap(),
+            None,
+            "expired"
+        );
 
-    let custom = CacheType::new("invoice_preview").unwrap();
-    let err = store
-        .set(&t, &custom, "k", &1u8)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("ttl.invoice_preview"), "{err}");
-    let err = store
-        .set_with_ttl(&t, &CacheType::SESSION, "k", &1u8, Some(Duration::ZERO))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("TTL"), "{err}");
+        let custom = CacheType::new("invoice_preview").unwrap();
+        let err = store
+            .set(&t, &custom, "k", &1u8)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl.invoice_preview"), "{err}");
+        let err = store
+            .set_with_ttl(&t, &CacheType::SESSION, "k", &1u8, Some(Duration::ZERO))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TTL"), "{err}");
+    }
+    on [standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::{
 use fernando_cache_config::CacheType;
 use fernando_cache_store::{ComputeError, Store};
 
-use crate::support::{memory_store, redis_store, tenant};
+use crate::support::{contract, memory_store, tenant};
 
 async fn five_hundred_callers_compute_once(store: &Store) {
     let runs = Arc::new(AtomicUsize::new(0));
@@ -45,59 +45,56 @@ async fn five_hundred_callers_compute_once(store: &Store) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_concurrent_callers_on_redis() {
-    let (_server, store) = redis_store();
-    five_hundred_callers_compute_once(&store).await;
-    let c = store.metrics().totals();
-    assert_eq!(c.sets, 1, "{c:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_concurrent_callers_in_memory() {
-    five_hundred_callers_compute_once(&memory_store()).await;
+contract! {
+    async fn five_hundred_concurrent_callers(d, store) {
+        five_hundred_callers_compute_once(store).await;
+        let c = store.metrics().totals();
+        assert_eq!(c.sets, 1, "{c:?}");
+    }
+    on [memory, standalone, cluster]
 }
 
 #[derive(Debug, PartialEq)]
 struct OcrFailed(&'static str);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_error_reaches_every_waiter_and_is_not_cached() {
-    let (_server, store) = redis_store();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..100 {
-        let store = store.clone();
-        let runs = runs.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .get_or_compute(
-                    &tenant("acme"),
-                    &CacheType::OCR_RESULT,
-                    "bad",
-                    || async move {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Err::<String, _>(OcrFailed("engine crashed"))
-                    },
-                )
-                .await
-        }));
-    }
-    for task in tasks {
-        match task.await.unwrap() {
-            Err(ComputeError::Compute(e)) => assert_eq!(*e, OcrFailed("engine crashed")),
-            other => panic!("expected the shared error, got {other:?}"),
+contract! {
+    async fn an_error_reaches_every_waiter_and_is_not_cached(d, store) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let store = store.clone();
+            let runs = runs.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .get_or_compute(
+                        &tenant("acme"),
+                        &CacheType::OCR_RESULT,
+                        "bad",
+                        || async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Err::<String, _>(OcrFailed("engine crashed"))
+                        },
+                    )
+                    .await
+            }));
         }
+        for task in tasks {
+            match task.await.unwrap() {
+                Err(ComputeError::Compute(e)) => assert_eq!(*e, OcrFailed("engine crashed")),
+                other => panic!("expected the shared error, got {other:?}"),
+            }
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let v = store
+            .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "bad", || async {
+                Ok::<_, OcrFailed>("recovered".to_owned())
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, "recovered", "the error was not cached");
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
-    let v = store
-        .get_or_compute(&tenant("acme"), &CacheType::OCR_RESULT, "bad", || async {
-            Ok::<_, OcrFailed>("recovered".to_owned())
-        })
-        .await
-        .unwrap();
-    assert_eq!(v, "recovered", "the error was not cached");
+    on [memory, standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

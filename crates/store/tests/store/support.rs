@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
+use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, RedisServer};
 
 /// The command timeout the fault tests use.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -32,6 +32,102 @@ pub(crate) fn redis_store() -> (RedisServer, Store) {
     let store = Store::from_settings(&redis_settings(&server)).expect("store");
     (server, store)
 }
+
+/// Where a contract test's store runs: the one behaviour suite (the `contract!` tests) runs against each.
+pub(crate) enum Deployment {
+    /// The in-process backend.
+    Memory,
+    /// One `redis-server`.
+    Standalone(RedisServer),
+    /// A Redis Cluster of three primaries.
+    Cluster(RedisCluster),
+}
+
+impl Deployment {
+    pub(crate) fn memory() -> Self {
+        Deployment::Memory
+    }
+
+    pub(crate) fn standalone() -> Self {
+        Deployment::Standalone(RedisServer::start())
+    }
+
+    pub(crate) fn cluster() -> Self {
+        Deployment::Cluster(RedisCluster::start_with(3, 0))
+    }
+
+    /// Test-profile settings for this deployment, with `overrides` applied last.
+    pub(crate) fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
+        let target = match self {
+            Deployment::Memory => vec![("backend", "memory".to_owned())],
+            Deployment::Standalone(s) => s.overrides(),
+            Deployment::Cluster(c) => c.overrides(),
+        };
+        Settings::load(
+            LoadOptions::isolated(Environment::Test)
+                .set_all(target)
+                .set_all(FAST_FAILURE.iter().copied())
+                .set_all(overrides.iter().copied()),
+        )
+        .expect("test settings load")
+    }
+
+    /// A store on this deployment. Two stores on one deployment stand for two processes (except in memory,
+    /// where each store has its own entries).
+    pub(crate) fn store(&self) -> Store {
+        Store::from_settings(&self.settings_with(&[])).expect("store")
+    }
+
+    /// How many keys matching a glob the servers hold, summed over every primary; `None` in memory, which has
+    /// no server to ask.
+    pub(crate) fn stored(&self, pattern: &str) -> Option<usize> {
+        let count = |server: &RedisServer| -> usize {
+            let reply = server
+                .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", pattern])
+                .expect("count keys");
+            reply
+                .trim()
+                .trim_start_matches(':')
+                .parse()
+                .expect("a count")
+        };
+        match self {
+            Deployment::Memory => None,
+            Deployment::Standalone(s) => Some(count(s)),
+            Deployment::Cluster(c) => Some(
+                c.primaries()
+                    .into_iter()
+                    .map(|i| count(&c.nodes()[i]))
+                    .sum(),
+            ),
+        }
+    }
+}
+
+/// One behaviour, one body, run against every deployment named: `contract! { async fn name(d, store) { … }
+/// on [memory, standalone, cluster] }` makes a module `name` with one test per deployment.
+macro_rules! contract {
+    ($(#[$attr:meta])* async fn $name:ident($d:ident, $store:ident) $body:block on [$($dep:ident),+ $(,)?]) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[allow(unused_variables)]
+            async fn run($d: &crate::support::Deployment, $store: &fernando_cache_store::Store) $body
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $dep() {
+                    let d = crate::support::Deployment::$dep();
+                    let store = d.store();
+                    run(&d, &store).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use contract;
 
 /// A store on the in-process backend (test profile).
 pub(crate) fn memory_store() -> Store {

@@ -2,11 +2,21 @@
 //! CA when asked), the hot connection slots (RESP3 with a tracking push handler when generations are tracked)
 //! and the deadpool pool for work that wants a connection of its own.
 
-use deadpool_redis::{Pool, Runtime};
-use fernando_cache_config::RedisSettings;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
+use std::sync::Arc;
 
-use super::{RedisBackend, hot::HotConn, tracking::Tracker};
+use deadpool_redis::{Pool, Runtime};
+use fernando_cache_config::{RedisMode, RedisSettings};
+use redis::{
+    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, TlsMode,
+    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
+};
+
+use super::{
+    RedisBackend,
+    endpoint::{Endpoint, ExclusiveSource},
+    hot::HotConn,
+    tracking::Tracker,
+};
 use crate::BackendError;
 
 impl RedisBackend {
@@ -21,7 +31,7 @@ impl RedisBackend {
         settings: &RedisSettings,
         generation_prefix: &str,
     ) -> Result<Self, BackendError> {
-        let shown_url = settings.url.redacted();
+        let mut shown_url = settings.url.redacted();
         let url = settings
             .connection_url()
             .into_connection_info()
@@ -55,9 +65,31 @@ impl RedisBackend {
         let tracker = settings
             .track_generations
             .then(|| Tracker::new(n, generation_prefix.to_owned(), settings.command_timeout));
-        // Push messages need RESP3; the pool's connections stay on RESP2.
-        let hot_client = match &tracker {
-            Some(_) => {
+        // Push messages need RESP3; the exclusive connections stay on RESP2.
+        let resp3 = tracker.is_some();
+        let (hot_endpoint, exclusive) = if settings.mode == RedisMode::Sentinel {
+            let shown = settings
+                .sentinels
+                .iter()
+                .map(|u| u.redacted())
+                .collect::<Vec<_>>()
+                .join(",");
+            shown_url = format!("sentinel {} at {shown}", settings.sentinel_master);
+            let sentinels = |resp3| -> Result<Endpoint, BackendError> {
+                Ok(Endpoint::Sentinel {
+                    sentinels: Box::new(tokio::sync::Mutex::new(sentinel_client(settings, &url)?)),
+                    resp3,
+                })
+            };
+            (
+                sentinels(resp3)?,
+                ExclusiveSource::Fresh {
+                    endpoint: Box::new(sentinels(false)?),
+                    connect_timeout: settings.connect_timeout,
+                },
+            )
+        } else {
+            let hot_client = if resp3 {
                 let info = client.get_connection_info().clone();
                 let redis = info
                     .redis_settings()
@@ -65,41 +97,72 @@ impl RedisBackend {
                     .set_protocol(ProtocolVersion::RESP3);
                 redis::Client::open(info.set_redis_settings(redis))
                     .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?
-            }
-            None => client.clone(),
+            } else {
+                client.clone()
+            };
+            // The pool connects with redis's own connection info, which keeps the TLS parameters
+            // (deadpool-redis's serialisable `Config` would drop a private CA).
+            let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+                .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
+            let pool = Pool::builder(manager)
+                .max_size(settings.pool_size)
+                .wait_timeout(Some(settings.connect_timeout))
+                .create_timeout(Some(settings.connect_timeout))
+                .recycle_timeout(Some(settings.command_timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
+            (
+                Endpoint::Fixed(Box::new(hot_client)),
+                ExclusiveSource::Pool(pool),
+            )
         };
+        let hot_endpoint = Arc::new(hot_endpoint);
         let conns = (0..n)
             .map(|i| match &tracker {
                 Some(t) => {
                     let t2 = t.clone();
                     HotConn::new(
-                        hot_client.clone(),
+                        hot_endpoint.clone(),
                         hot_config.clone().set_push_sender(t.handler(i)),
                         Some(Box::new(move || t2.connection_changed(i))),
                     )
                 }
-                None => HotConn::new(hot_client.clone(), hot_config.clone(), None),
+                None => HotConn::new(hot_endpoint.clone(), hot_config.clone(), None),
             })
             .collect();
-        // The pool connects with redis's own connection info, which keeps the TLS parameters (deadpool-redis's
-        // serialisable `Config` would drop a private CA).
-        let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
-            .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .wait_timeout(Some(settings.connect_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.command_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| BackendError::Other(format!("redis pool for {shown_url}: {e}")))?;
         Ok(RedisBackend {
             conns,
             tracker,
             auto_pipeline: settings.auto_pipeline,
             command_timeout: settings.command_timeout,
-            pool,
+            exclusive,
             shown_url,
         })
     }
+}
+
+/// A client of the sentinels that names the primary `redis.sentinel_master`, reached with the credentials,
+/// database and TLS choice of `redis.url`.
+fn sentinel_client(
+    settings: &RedisSettings,
+    url: &redis::ConnectionInfo,
+) -> Result<SentinelClient, BackendError> {
+    let mut node = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(url.redis_settings().clone());
+    if settings.uses_tls() {
+        node = node.set_tls_mode(TlsMode::Secure);
+    }
+    let sentinels: Vec<String> = settings
+        .sentinels
+        .iter()
+        .map(|u| u.expose().to_owned())
+        .collect();
+    SentinelClient::build(
+        sentinels,
+        settings.sentinel_master.as_str(),
+        Some(node),
+        SentinelServerType::Master,
+    )
+    .map_err(|e| BackendError::Other(format!("redis.sentinels: {e}")))
 }

@@ -1,5 +1,8 @@
-//! How Redis client errors become [`BackendError`]s: unavailability (I/O, refused, dropped, timed out) apart
-//! from a key of another type and from everything else, with the client's error kept as the cause.
+//! How Redis client errors become [`BackendError`]s: unavailability (I/O, refused, dropped, timed out, and a
+//! topology in motion — a slot without a primary, a demoted primary, a server still loading) apart from a key of
+//! another type and from everything else, with the client's error kept as the cause.
+
+use redis::{ErrorKind, ServerErrorKind};
 
 use crate::{BackendError, backend::Cause};
 
@@ -8,7 +11,20 @@ pub(crate) fn conn_err(e: redis::RedisError) -> BackendError {
     if e.code() == Some("WRONGTYPE") {
         return BackendError::WrongType;
     }
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::BusyLoading
+            ) | ErrorKind::ClusterConnectionNotFound
+        )
+    {
         BackendError::Connection(Cause::new(e))
     } else {
         BackendError::Other(e.to_string())

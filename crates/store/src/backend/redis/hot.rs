@@ -15,14 +15,14 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
-use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, aio::MultiplexedConnection};
+use redis::{AsyncConnectionConfig, RedisError, RedisResult, aio::MultiplexedConnection};
 
-use super::{error::conn_err, queue::Queue};
+use super::{endpoint::Endpoint, error::conn_err, queue::Queue};
 use crate::BackendError;
 
 /// One slot of the hot path.
 pub(crate) struct HotConn {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     config: AsyncConnectionConfig,
     current: ArcSwapOption<Installed>,
     /// One connect at a time per slot; later callers wait for it (within their own timeout).
@@ -56,12 +56,12 @@ pub(crate) struct Lease<'a> {
 impl HotConn {
     /// A slot that connects on first use with `config` (whose timeouts bound the connect).
     pub(crate) fn new(
-        client: Client,
+        endpoint: Arc<Endpoint>,
         config: AsyncConnectionConfig,
         on_install: Option<Box<dyn Fn() + Send + Sync>>,
     ) -> Self {
         HotConn {
-            client,
+            endpoint,
             config,
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
@@ -115,8 +115,11 @@ impl HotConn {
                 conn: i.conn.clone(),
             });
         }
+        // Under Sentinel this asks the sentinels for the primary of the moment.
         let conn = self
-            .client
+            .endpoint
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +179,11 @@ impl Lease<'_> {
     }
 }
 
+/// Whether an error means the connection must be replaced: it broke, or its server is no longer a primary
+/// (`READONLY` after a failover demoted it: the next connection asks the sentinels again).
 fn broken(e: &RedisError) -> bool {
-    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
+    e.is_connection_dropped()
+        || e.is_io_error()
+        || e.is_unrecoverable_error()
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
 }

@@ -1,34 +1,40 @@
-//! The Redis backend.
+//! The Redis backends: one server or a Sentinel-watched group ([`RedisBackend`]), and a Redis Cluster
+//! ([`ClusterBackend`], `cluster.rs`). Their commands are written once, for any connection, in `ops.rs`.
 //!
 //! The hot path (GET, SET, the generation reads) goes over a few long-lived multiplexed connections used in
 //! rotation; each slot reconnects by itself after the server restarts (`hot.rs`).
 //! With `redis.track_generations` they speak RESP3 and track the generation keys (`tracking.rs`), so
 //! a hit is one `GET`; with `redis.auto_pipeline`, `GET`s that find their slot busy share one pipeline
 //! (`batch.rs`, over each slot's `queue.rs`). Client errors become backend errors in `error.rs`.
-//! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool. A pool
-//! checkout costs an `UNWATCH` + `PING` round trip, which is why it stays off the hot path (see
-//! `docs/benchmarks.md`). Construction is in `connect.rs`, the commands of the backend trait in `commands.rs`;
+//! Under Sentinel every connect asks the sentinels for the primary of the moment (`endpoint.rs`).
+//! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool (or, under
+//! Sentinel, opens one on the primary of the moment). A pool checkout costs an `UNWATCH` + `PING` round trip,
+//! which is why it stays off the hot path (see `docs/benchmarks.md`). Construction is in `connect.rs`, the commands of the backend trait in `commands.rs`;
 //! this file holds the hot read.
 
 use std::{borrow::Borrow, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use deadpool_redis::Pool;
 use fernando_cache_keys::{GenerationKeys, KeyBuilder};
 
 mod batch;
+mod cluster;
 mod commands;
 mod connect;
+mod endpoint;
 mod error;
 mod hot;
+mod ops;
 mod queue;
 mod tracking;
 
+pub use self::cluster::ClusterBackend;
 use self::{
+    endpoint::{Exclusive, ExclusiveSource},
     hot::{HotConn, Lease},
     tracking::Tracker,
 };
-use super::{BackendError, Fetched, parse_generation};
+use super::{BackendError, Fetched};
 
 /// A Redis (or Valkey) server.
 pub struct RedisBackend {
@@ -37,7 +43,8 @@ pub struct RedisBackend {
     /// `redis.auto_pipeline`: hits go out through `batch.rs`.
     auto_pipeline: bool,
     command_timeout: Duration,
-    pool: Pool,
+    /// Connections of their own for sweeps and `INFO`.
+    exclusive: ExclusiveSource,
     shown_url: String,
 }
 
@@ -58,6 +65,11 @@ impl RedisBackend {
         self.conns[self.pick()].lease().await
     }
 
+    /// A connection of its own, for a sweep or `INFO`.
+    async fn exclusive(&self) -> Result<Exclusive, BackendError> {
+        self.exclusive.get().await
+    }
+
     /// The next hot slot.
     fn pick(&self) -> usize {
         // A per-thread rotation: no shared counter for the worker threads to contend on.
@@ -69,36 +81,6 @@ impl RedisBackend {
             n.set(i.wrapping_add(1));
             i
         }) % self.conns.len()
-    }
-
-    /// The entry and both generations in one `MGET` (which answers nil for a key of another type).
-    async fn fetch_all(
-        lease: &mut Lease<'_>,
-        key: &str,
-        generations: &GenerationKeys,
-    ) -> Result<Fetched, BackendError> {
-        let reply = redis::cmd("MGET")
-            .arg(key)
-            .arg(generations.scope())
-            .arg(generations.cache_type())
-            .query_async(&mut lease.conn)
-            .await;
-        let mut replies: Vec<Option<Vec<u8>>> = lease.check(reply)?;
-        if replies.len() != 3 {
-            return Err(BackendError::Other(format!(
-                "MGET answered {} values, not 3",
-                replies.len()
-            )));
-        }
-        let g_type = replies.pop().flatten();
-        let g_scope = replies.pop().flatten();
-        Ok(Fetched {
-            value: replies.pop().flatten().map(Bytes::from),
-            generations: [
-                parse_generation(g_scope.as_deref()),
-                parse_generation(g_type.as_deref()),
-            ],
-        })
     }
 
     /// [`CacheBackend::fetch`] without the boxed future of the trait object; the store calls it directly on
@@ -169,7 +151,8 @@ impl RedisBackend {
     ) -> Result<Fetched, BackendError> {
         let epoch = self.tracker.as_ref().map(|t| t.epoch());
         let mut lease = self.conns[i].lease().await?;
-        let fetched = Self::fetch_all(&mut lease, key, generations()?.borrow()).await?;
+        let reply = ops::fetch(&mut lease.conn, key, generations()?.borrow()).await;
+        let fetched = ops::fetched(lease.check(reply)?)?;
         if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
             tracker.remember(KeyBuilder::group_of(key), epoch, fetched.generations);
         }

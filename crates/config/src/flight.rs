@@ -1,0 +1,121 @@
+//! Per cache type: whether concurrent misses share one computation per process or across every process that
+//! shares the cache, and the lease that marks a cross-process computation (design 0011).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use crate::{CacheType, ConfigError, duration};
+
+/// How far single-flight reaches for one cache type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlightMode {
+    /// Concurrent misses in one process compute once; other processes compute for themselves.
+    Process,
+    /// Concurrent misses in every process sharing the cache compute once: a lease in the backend names the
+    /// process computing, the others wait for its value. Falls back to `process` while the backend is down.
+    Distributed,
+}
+
+/// The single-flight policy of one cache type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlightPolicy {
+    /// How far single-flight reaches.
+    pub mode: FlightMode,
+    /// Life of a lease: a computing process renews it while it lives, so this is how long the others wait
+    /// before taking over from a process that died.
+    pub lease_ttl: Duration,
+    /// Longest a waiting process waits for another's value before computing for itself.
+    pub max_wait: Duration,
+}
+
+/// `[single_flight]`: a `default` policy and per-type overrides, each field optional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleFlightTable {
+    default: FlightPolicy,
+    types: BTreeMap<CacheType, FlightPolicy>,
+}
+
+impl SingleFlightTable {
+    /// Shortest lease accepted: a renewal every third of it must fit in a round trip.
+    pub const MIN_LEASE: Duration = Duration::from_millis(100);
+    /// Longest lease accepted.
+    pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+    /// The policy of a cache type (the default for types not listed).
+    pub fn get(&self, cache_type: &CacheType) -> FlightPolicy {
+        self.types.get(cache_type).copied().unwrap_or(self.default)
+    }
+
+    /// Checks every lease and wait.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let all = std::iter::once(("default", &self.default))
+            .chain(self.types.iter().map(|(t, p)| (t.as_str(), p)));
+        for (name, p) in all {
+            if !(Self::MIN_LEASE..=Self::MAX_LEASE).contains(&p.lease_ttl) {
+                return Err(ConfigError::invalid(
+                    format!("single_flight.{name}.lease_ttl"),
+                    format!(
+                        "{} is outside {}..={}",
+                        duration::format(p.lease_ttl),
+                        duration::format(Self::MIN_LEASE),
+                        duration::format(Self::MAX_LEASE)
+                    ),
+                ));
+            }
+            if p.max_wait > Self::MAX_LEASE * 24 {
+                return Err(ConfigError::invalid(
+                    format!("single_flight.{name}.max_wait"),
+                    "must be at most a day",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    mode: Option<FlightMode>,
+    lease_ttl: Option<String>,
+    max_wait: Option<String>,
+}
+
+impl Entry {
+    fn over(self, base: FlightPolicy, name: &str) -> Result<FlightPolicy, String> {
+        let parse = |field: &str, text: Option<String>, base: Duration| match text {
+            None => Ok(base),
+            Some(t) => duration::parse(&t).map_err(|e| format!("single_flight.{name}.{field}: {e}")),
+        };
+        Ok(FlightPolicy {
+            mode: self.mode.unwrap_or(base.mode),
+            lease_ttl: parse("lease_ttl", self.lease_ttl, base.lease_ttl)?,
+            max_wait: parse("max_wait", self.max_wait, base.max_wait)?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SingleFlightTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut raw = BTreeMap::<String, Entry>::deserialize(d)?;
+        let builtin = FlightPolicy {
+            mode: FlightMode::Process,
+            lease_ttl: Duration::from_secs(30),
+            max_wait: Duration::from_secs(120),
+        };
+        let default = match raw.remove("default") {
+            Some(e) => e.over(builtin, "default").map_err(D::Error::custom)?,
+            None => builtin,
+        };
+        let mut types = BTreeMap::new();
+        for (name, entry) in raw {
+            let t = CacheType::new(name.clone())
+                .map_err(|e| D::Error::custom(format!("single_flight.{name}: {e}")))?;
+            types.insert(t, entry.over(default, &name).map_err(D::Error::custom)?);
+        }
+        Ok(SingleFlightTable { default, types })
+    }
+}

@@ -1,0 +1,375 @@
+//! The Redis Cluster backend, on redis-rs's cluster client: one multiplexed connection per node, commands
+//! routed by key slot, `MOVED` / `ASK` followed and the slot map refreshed by the client.
+//!
+//! Every key of one scope carries the scope as its hash tag (design 0010), so an entry and the two generation
+//! keys guarding it live in one slot: a read is one `MGET` to one node, a write one pipeline, and no command
+//! here is ever cross-slot. Sweeps are the exception that must reach every primary: `SCAN` runs on each primary
+//! by address and the keys found are `UNLINK`ed in batches of one slot each.
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use bytes::Bytes;
+use fernando_cache_config::RedisSettings;
+use fernando_cache_keys::GenerationKeys;
+use redis::{
+    FromRedisValue, TlsMode, Value,
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
+    cluster_routing::{
+        MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
+    },
+};
+
+use super::{error::conn_err, ops};
+use crate::backend::{
+    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, NodeInfo, new_generation,
+};
+
+/// A Redis Cluster.
+pub struct ClusterBackend {
+    client: ClusterClient,
+    /// The cluster connection, made on first use (so a store starts while the cluster is down).
+    conn: ArcSwapOption<ClusterConnection>,
+    connecting: tokio::sync::Mutex<()>,
+    shown: String,
+}
+
+impl std::fmt::Debug for ClusterBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterBackend")
+            .field("seeds", &self.shown)
+            .field("connected", &self.conn.load().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A primary's address, as `CLUSTER SLOTS` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Primary {
+    host: String,
+    port: u16,
+}
+
+impl Primary {
+    fn route(&self) -> RoutingInfo {
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: self.host.clone(),
+            port: self.port,
+        })
+    }
+}
+
+impl ClusterBackend {
+    /// Prepares the cluster client from `redis.url` and `redis.nodes` (seed nodes) without contacting any
+    /// node, so a program starts (degraded) while the cluster is down and recovers when it comes up.
+    ///
+    /// # Errors
+    /// [`BackendError::Other`] when a seed URL cannot be used.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, BackendError> {
+        let shown = std::iter::once(&settings.url)
+            .chain(&settings.nodes)
+            .map(|u| u.redacted())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut builder = ClusterClientBuilder::new(settings.seed_urls())
+            .connection_timeout(settings.connect_timeout)
+            .response_timeout(settings.command_timeout)
+            // A redirect or a node in failover is retried a few times, briefly; the store's own deadline
+            // bounds the call as a whole.
+            .retries(3)
+            .min_retry_wait(5)
+            .max_retry_wait(50);
+        if settings.uses_tls() {
+            // rustls needs a process-wide crypto provider; installing it twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            builder = builder.tls(TlsMode::Secure);
+            if let Some(path) = &settings.tls_ca_file {
+                let root_cert = std::fs::read(path)
+                    .map_err(|e| BackendError::Other(format!("redis.tls_ca_file {path}: {e}")))?;
+                builder = builder.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                });
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| BackendError::Other(format!("redis cluster {shown}: {e}")))?;
+        Ok(ClusterBackend {
+            client,
+            conn: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+            shown,
+        })
+    }
+
+    /// The cluster connection, connecting first if there is none.
+    async fn conn(&self) -> Result<ClusterConnection, BackendError> {
+        if let Some(c) = &*self.conn.load() {
+            return Ok(ClusterConnection::clone(c));
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = &*self.conn.load() {
+            return Ok(ClusterConnection::clone(c));
+        }
+        let conn = self.client.get_async_connection().await.map_err(conn_err)?;
+        self.conn.store(Some(Arc::new(conn.clone())));
+        Ok(conn)
+    }
+
+    /// The primaries serving slots now, from `CLUSTER SLOTS`.
+    async fn primaries(&self) -> Result<Vec<Primary>, BackendError> {
+        let mut conn = self.conn().await?;
+        let slots = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .map_err(conn_err)?;
+        parse_primaries(slots)
+    }
+}
+
+/// The distinct primaries of a `CLUSTER SLOTS` reply: `[[first, last, [host, port, id, …], replicas…], …]`.
+fn parse_primaries(reply: Value) -> Result<Vec<Primary>, BackendError> {
+    let bad = |what: &str| BackendError::Other(format!("CLUSTER SLOTS: {what}"));
+    let Value::Array(ranges) = reply else {
+        return Err(bad("not an array"));
+    };
+    let mut primaries = Vec::new();
+    for range in ranges {
+        let Value::Array(parts) = range else {
+            return Err(bad("a range is not an array"));
+        };
+        let Some(Value::Array(node)) = parts.get(2) else {
+            return Err(bad("a range has no primary"));
+        };
+        let (host, port) = match (node.first(), node.get(1)) {
+            (Some(h), Some(p)) => (
+                String::from_redis_value(h.clone()).map_err(|_| bad("a host is not text"))?,
+                i64::from_redis_value(p.clone()).map_err(|_| bad("a port is not a number"))?,
+            ),
+            _ => return Err(bad("a primary has no address")),
+        };
+        let port = u16::try_from(port).map_err(|_| bad("a port is out of range"))?;
+        primaries.push(Primary { host, port });
+    }
+    primaries.sort();
+    primaries.dedup();
+    Ok(primaries)
+}
+
+#[async_trait]
+impl CacheBackend for ClusterBackend {
+    fn kind(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    async fn fetch(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::fetched(
+            ops::fetch(&mut conn, key, generations)
+                .await
+                .map_err(conn_err)?,
+        )
+    }
+
+    async fn fetch_checked(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::fetched_checked(
+            ops::fetch_checked(&mut conn, key, generations)
+                .await
+                .map_err(conn_err)?,
+        )
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Result<[u64; 2], BackendError> {
+        let mut conn = self.conn().await?;
+        ops::set(&mut conn, key, &value, ttl, generations)
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        let mut conn = self.conn().await?;
+        let mut deleted = 0;
+        for batch in ops::same_slot_batches(keys, usize::MAX) {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&batch)
+                .query_async(&mut conn)
+                .await
+                .map_err(conn_err)?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::exists(&mut conn, key).await.map_err(conn_err)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::ttl(&mut conn, key).await.map_err(conn_err)
+    }
+
+    async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        let generation = new_generation();
+        let mut conn = self.conn().await?;
+        ops::set_generation(&mut conn, key, generation, ttl)
+            .await
+            .map_err(conn_err)?;
+        Ok(generation)
+    }
+
+    async fn delete_matching(
+        &self,
+        pattern: &str,
+        batch: usize,
+        step_timeout: Duration,
+    ) -> Result<u64, BackendError> {
+        let step = |d| BackendError::Timeout(d);
+        let primaries = tokio::time::timeout(step_timeout, self.primaries())
+            .await
+            .map_err(|_| step(step_timeout))??;
+        let mut conn = self.conn().await?;
+        let mut deleted = 0;
+        for primary in primaries {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(batch);
+                let reply =
+                    tokio::time::timeout(step_timeout, conn.route_command(scan, primary.route()))
+                        .await
+                        .map_err(|_| step(step_timeout))?
+                        .map_err(conn_err)?;
+                let (next, keys): (u64, Vec<String>) = FromRedisValue::from_redis_value(reply)
+                    .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                // Routed by slot, not to the node scanned: a key that moved since the SCAN is followed.
+                for chunk in ops::same_slot_batches(&keys, batch) {
+                    let unlink = redis::cmd("UNLINK").arg(&chunk).clone();
+                    let n: u64 = tokio::time::timeout(step_timeout, unlink.query_async(&mut conn))
+                        .await
+                        .map_err(|_| step(step_timeout))?
+                        .map_err(conn_err)?;
+                    deleted += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn admit(
+        &self,
+        key: &str,
+        member: &[u8],
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::admit(&mut conn, key, member, limit, ttl)
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        let mut conn = self.conn().await?;
+        conn.route_command(
+            redis::cmd("PING").clone(),
+            RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllMasters,
+                Some(ResponsePolicy::AllSucceeded),
+            )),
+        )
+        .await
+        .map_err(conn_err)?;
+        Ok(())
+    }
+
+    async fn info(&self) -> Result<BackendInfo, BackendError> {
+        let primaries = self.primaries().await?;
+        let mut conn = self.conn().await?;
+        let mut nodes = Vec::with_capacity(primaries.len());
+        for p in primaries {
+            let info = async {
+                let text = conn
+                    .route_command(
+                        redis::cmd("INFO")
+                            .arg("memory")
+                            .arg("stats")
+                            .arg("clients")
+                            .clone(),
+                        p.route(),
+                    )
+                    .await?;
+                let keys = conn
+                    .route_command(redis::cmd("DBSIZE").clone(), p.route())
+                    .await?;
+                Ok::<_, redis::RedisError>(ops::parse_info(
+                    &String::from_redis_value(text)?,
+                    u64::from_redis_value(keys)?,
+                ))
+            }
+            .await
+            .map_err(|e| conn_err(e).to_string());
+            nodes.push(NodeInfo {
+                address: format!("{}:{}", p.host, p.port),
+                info,
+            });
+        }
+        Ok(sum(nodes))
+    }
+}
+
+/// A cluster's facts: the sum over the primaries that answered, the eviction policy if they agree, and each
+/// primary's own.
+fn sum(nodes: Vec<NodeInfo>) -> BackendInfo {
+    let answered: Vec<&BackendInfo> = nodes.iter().filter_map(|n| n.info.as_ref().ok()).collect();
+    let total = |f: fn(&BackendInfo) -> Option<u64>| -> Option<u64> {
+        answered.iter().map(|i| f(i)).sum::<Option<u64>>()
+    };
+    let policies: Vec<&Option<String>> = answered.iter().map(|i| &i.eviction_policy).collect();
+    BackendInfo {
+        used_memory: total(|i| i.used_memory),
+        max_memory: total(|i| i.max_memory),
+        eviction_policy: match policies.first() {
+            Some(first) if policies.iter().all(|p| p == first) => (*first).clone(),
+            Some(_) => Some("mixed".to_owned()),
+            None => None,
+        },
+        evicted_keys: total(|i| i.evicted_keys),
+        keys: total(|i| i.keys),
+        connected_clients: total(|i| i.connected_clients),
+        keyspace_hits: total(|i| i.keyspace_hits),
+        keyspace_misses: total(|i| i.keyspace_misses),
+        nodes,
+    }
+}

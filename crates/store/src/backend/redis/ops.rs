@@ -1,0 +1,285 @@
+//! The backend's Redis commands, written once for any connection — a standalone or Sentinel-found server's
+//! multiplexed connection, or a cluster connection that routes each command by its key. Every multi-key command
+//! here names keys of one scope, which share a hash tag (design 0010), so none of them is ever cross-slot.
+//!
+//! Each function returns the client's own result, so the caller can decide what a failure says about its
+//! connection; the replies are turned into backend values here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fernando_cache_keys::GenerationKeys;
+use redis::{RedisResult, Value, aio::ConnectionLike};
+
+use crate::backend::{BackendError, BackendInfo, Fetched, KeyTtl, parse_generation};
+
+/// The two generation values as `MGET` returns them.
+type Generations = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A TTL as the `PX` milliseconds Redis takes (at least 1).
+pub(crate) fn millis(ttl: Duration) -> u64 {
+    ttl.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
+/// The entry and both generations in one `MGET` (which answers nil for a key of another type).
+pub(crate) async fn fetch<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    generations: &GenerationKeys,
+) -> RedisResult<Vec<Option<Vec<u8>>>> {
+    redis::cmd("MGET")
+        .arg(key)
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .query_async(conn)
+        .await
+}
+
+/// What [`fetch`] read, as a backend value.
+pub(crate) fn fetched(mut replies: Vec<Option<Vec<u8>>>) -> Result<Fetched, BackendError> {
+    if replies.len() != 3 {
+        return Err(BackendError::Other(format!(
+            "MGET answered {} values, not 3",
+            replies.len()
+        )));
+    }
+    let g_type = replies.pop().flatten();
+    let g_scope = replies.pop().flatten();
+    Ok(Fetched {
+        value: replies.pop().flatten().map(Bytes::from),
+        generations: [
+            parse_generation(g_scope.as_deref()),
+            parse_generation(g_type.as_deref()),
+        ],
+    })
+}
+
+/// `GET key` and the generations in one pipeline; the per-command replies keep a `WRONGTYPE` visible instead
+/// of failing the whole pipeline.
+pub(crate) async fn fetch_checked<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    generations: &GenerationKeys,
+) -> RedisResult<Vec<Value>> {
+    redis::pipe()
+        .ignore_errors()
+        .cmd("GET")
+        .arg(key)
+        .cmd("MGET")
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .query_async(conn)
+        .await
+}
+
+/// What [`fetch_checked`] read, as a backend value.
+pub(crate) fn fetched_checked(replies: Vec<Value>) -> Result<Fetched, BackendError> {
+    let [value, gens]: [Value; 2] = replies.try_into().map_err(|r: Vec<_>| {
+        BackendError::Other(format!("pipeline answered {} replies, not 2", r.len()))
+    })?;
+    let value = match value {
+        Value::Nil => None,
+        Value::BulkString(bytes) => Some(Bytes::from(bytes)),
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => return Err(BackendError::WrongType),
+        other => {
+            return Err(BackendError::Other(format!(
+                "unexpected reply to GET: {other:?}"
+            )));
+        }
+    };
+    let (g_scope, g_type): Generations = redis::FromRedisValue::from_redis_value(gens)
+        .map_err(|e| BackendError::Other(e.to_string()))?;
+    Ok(Fetched {
+        value,
+        generations: [
+            parse_generation(g_scope.as_deref()),
+            parse_generation(g_type.as_deref()),
+        ],
+    })
+}
+
+/// `SET key value PX ttl` with the generations read just before it, in one round trip.
+pub(crate) async fn set<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+    generations: &GenerationKeys,
+) -> RedisResult<[u64; 2]> {
+    let ((g_scope, g_type),): (Generations,) = redis::pipe()
+        .cmd("MGET")
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(millis(ttl))
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok([
+        parse_generation(g_scope.as_deref()),
+        parse_generation(g_type.as_deref()),
+    ])
+}
+
+/// `PTTL key` as a [`KeyTtl`].
+pub(crate) async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> RedisResult<KeyTtl> {
+    let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
+    Ok(match ms {
+        -2 => KeyTtl::Missing,
+        -1 => KeyTtl::Persistent,
+        ms => KeyTtl::Expires(Duration::from_millis(ms.max(0) as u64)),
+    })
+}
+
+/// `EXISTS key`.
+pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> RedisResult<bool> {
+    redis::cmd("EXISTS").arg(key).query_async(conn).await
+}
+
+/// `SET key generation PX ttl`.
+pub(crate) async fn set_generation<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    generation: u64,
+    ttl: Duration,
+) -> RedisResult<()> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(generation.to_string())
+        .arg("PX")
+        .arg(millis(ttl))
+        .exec_async(conn)
+        .await
+}
+
+/// One round trip, atomic: a member already in stays in; a new one only while the set is under `limit`.
+const ADMIT: &str = "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end \
+     if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end \
+     redis.call('SADD', KEYS[1], ARGV[1]) \
+     redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
+     return 1";
+
+/// Adds `member` to the bounded set at `key` (see `CacheBackend::admit`).
+pub(crate) async fn admit<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    member: &[u8],
+    limit: u64,
+    ttl: Duration,
+) -> RedisResult<bool> {
+    let admitted: i64 = redis::cmd("EVAL")
+        .arg(ADMIT)
+        .arg(1)
+        .arg(key)
+        .arg(member)
+        .arg(limit)
+        .arg(millis(ttl))
+        .query_async(conn)
+        .await?;
+    Ok(admitted == 1)
+}
+
+/// `INFO memory stats clients` and `DBSIZE` of one server.
+pub(crate) async fn info<C: ConnectionLike + Send>(conn: &mut C) -> RedisResult<BackendInfo> {
+    let text: String = redis::cmd("INFO")
+        .arg("memory")
+        .arg("stats")
+        .arg("clients")
+        .query_async(conn)
+        .await?;
+    let keys: u64 = redis::cmd("DBSIZE").query_async(conn).await?;
+    Ok(parse_info(&text, keys))
+}
+
+/// The fields of an `INFO` reply the store reports.
+pub(crate) fn parse_info(text: &str, keys: u64) -> BackendInfo {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    let num = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
+    BackendInfo {
+        used_memory: num("used_memory"),
+        max_memory: num("maxmemory"),
+        eviction_policy: field("maxmemory_policy"),
+        evicted_keys: num("evicted_keys"),
+        keys: Some(keys),
+        connected_clients: num("connected_clients"),
+        keyspace_hits: num("keyspace_hits"),
+        keyspace_misses: num("keyspace_misses"),
+        nodes: Vec::new(),
+    }
+}
+
+/// One step of a sweep: `SCAN cursor MATCH pattern COUNT batch`.
+pub(crate) async fn scan_step<C: ConnectionLike + Send>(
+    conn: &mut C,
+    cursor: u64,
+    pattern: &str,
+    batch: usize,
+) -> RedisResult<(u64, Vec<String>)> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(batch)
+        .query_async(conn)
+        .await
+}
+
+/// The Redis Cluster hash tag of a key: the text between its first `{` and the first `}` after it, when not
+/// empty; else the whole key. Keys with equal tags live in one slot.
+pub(crate) fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// `keys` grouped so that each group lies in one slot (equal hash tags), each group at most `batch` long.
+pub(crate) fn same_slot_batches<'k>(keys: &[&'k str], batch: usize) -> Vec<Vec<&'k str>> {
+    let mut sorted: Vec<&str> = keys.to_vec();
+    sorted.sort_by(|a, b| hash_tag(a).cmp(hash_tag(b)));
+    let mut out: Vec<Vec<&str>> = Vec::new();
+    for key in sorted {
+        match out.last_mut() {
+            Some(group) if group.len() < batch.max(1) && hash_tag(group[0]) == hash_tag(key) => {
+                group.push(key)
+            }
+            _ => out.push(vec![key]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_batched_by_hash_tag_only() {
+        let keys = [
+            "ns:e:{tenant_a}:t:1",
+            "ns:e:{tenant_b}:t:1",
+            "ns:e:{tenant_a}:t:2",
+            "plain",
+            "ns:e:{tenant_a}:t:3",
+        ];
+        let batches = same_slot_batches(&keys, 2);
+        for b in &batches {
+            assert!(b.iter().all(|k| hash_tag(k) == hash_tag(b[0])), "{b:?}");
+            assert!(b.len() <= 2);
+        }
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), keys.len());
+        assert_eq!(hash_tag("a{}b{c}"), "a{}b{c}");
+        assert_eq!(hash_tag("x{tenant_}}:y"), "tenant_");
+    }
+}
