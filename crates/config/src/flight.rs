@@ -88,7 +88,9 @@ impl Entry {
     fn over(self, base: FlightPolicy, name: &str) -> Result<FlightPolicy, String> {
         let parse = |field: &str, text: Option<String>, base: Duration| match text {
             None => Ok(base),
-            Some(t) => duration::parse(&t).map_err(|e| format!("single_flight.{name}.{field}: {e}")),
+            Some(t) => {
+                duration::parse(&t).map_err(|e| format!("single_flight.{name}.{field}: {e}"))
+            }
         };
         Ok(FlightPolicy {
             mode: self.mode.unwrap_or(base.mode),

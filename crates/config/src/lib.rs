@@ -26,22 +26,23 @@
 mod cache_type;
 mod duration;
 mod environment;
-mod flight;
 mod error;
+mod flight;
 mod load;
+mod redis;
 mod settings;
 mod ttl;
 
 pub use cache_type::CacheType;
 pub use environment::Environment;
-pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
 pub use error::ConfigError;
+pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
+pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
     ApiKey, BackendKind, CompressionSettings, DegradationSettings, ExtractorKind,
     InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
-    RedisMode, RedisSettings, RedisUrl, ServerSettings, Settings, StatisticsSettings,
-    TenancySettings,
+    ServerSettings, Settings, StatisticsSettings, TenancySettings,
 };
 pub use ttl::TtlTable;

@@ -212,6 +212,22 @@ impl KeyBuilder {
         format!("{}_gen:", self.prefix)
     }
 
+    /// The key of the lease that marks a cross-process computation of `entry` (a key this builder made):
+    /// `{namespace}:{environment}:_lease:` and the rest of the entry key, so it shares the entry's slot and
+    /// lies outside every tenant's data pattern (a sweep never counts or deletes it).
+    pub fn lease_key(&self, entry: &CacheKey) -> String {
+        let rest = entry
+            .as_str()
+            .strip_prefix(&self.prefix)
+            .unwrap_or(entry.as_str());
+        format!("{}_lease:{rest}", self.prefix)
+    }
+
+    /// The channel on which a released lease is announced (its payload is the lease key).
+    pub fn lease_channel(&self) -> String {
+        format!("{}_lease", self.prefix)
+    }
+
     fn push_scope(&self, out: &mut String, scope: ScopeRef<'_>) -> Result<(), KeyError> {
         match scope {
             ScopeRef::Tenant(t) => {
@@ -545,6 +561,9 @@ mod tests {
             prop_assert!(tag.starts_with("tenant_"), "{}", key);
             prop_assert_eq!(hash_tag(gens.scope()), tag);
             prop_assert_eq!(hash_tag(gens.cache_type()), tag);
+            let lease = b.lease_key(&key);
+            prop_assert_eq!(hash_tag(&lease), tag);
+            prop_assert!(!glob_match(b.scan_pattern(&tenant(&t), None).as_bytes(), lease.as_bytes()));
         }
     }
 }

@@ -46,7 +46,7 @@ pub mod __private;
 
 pub use backend::{
     Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, Fetched, KeyTtl,
-    MemoryBackend, NodeInfo, RedisBackend,
+    MemoryBackend, NodeInfo, OnMessage, RedisBackend,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};

@@ -94,6 +94,10 @@ impl RedisCluster {
                     // Slots whose primary is gone fail alone; the rest of the cluster keeps serving.
                     "--cluster-require-full-coverage",
                     "no",
+                    // A replica may take over however long it was cut off from its primary (a loaded test
+                    // machine can delay the first sync past the default validity window).
+                    "--cluster-replica-validity-factor",
+                    "0",
                 ])
             })
             .collect();

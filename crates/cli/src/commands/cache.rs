@@ -52,6 +52,21 @@ pub(crate) enum CacheCommand {
         #[arg(long, default_value = "eager")]
         strategy: String,
     },
+    /// Diagnose single-flight across replicas: after a line on stdin ("go"), `--callers` concurrent callers
+    /// miss the entry at once, and each computation takes `--work`. Prints `computing` when a computation
+    /// starts, then one JSON line: how many
+    /// computations this process ran and the value every caller got. Run it on several replicas at once: with
+    /// the cache type's `single_flight.mode = "distributed"`, one computation serves them all.
+    Probe {
+        #[command(flatten)]
+        entry: Entry,
+        /// Concurrent callers in this process (1 to 1024).
+        #[arg(long, default_value_t = 32)]
+        callers: usize,
+        /// How long one computation takes, e.g. 300ms (at most 1m).
+        #[arg(long, value_parser = parse_duration, default_value = "300ms")]
+        work: Duration,
+    },
     /// Print the backend's state: kind, keys, memory, eviction policy, server hit ratio.
     Stats {
         /// Print JSON instead of a table.
@@ -225,7 +240,92 @@ async fn execute(
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Stats { json } => stats(store, json).await,
+        CacheCommand::Probe {
+            entry,
+            callers,
+            work,
+        } => probe(store, entry, callers, work).await,
     }
+}
+
+/// `cache probe`: see [`CacheCommand::Probe`].
+async fn probe(
+    store: &Store,
+    entry: Entry,
+    callers: usize,
+    work: Duration,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let (tenant, ty) = entry.parts()?;
+    if !(1..=1024).contains(&callers) {
+        bail!("--callers must be 1 to 1024, not {callers}");
+    }
+    if work > Duration::from_secs(60) {
+        bail!("--work must be at most 1m");
+    }
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut go = String::new();
+    std::io::stdin()
+        .read_line(&mut go)
+        .context("waiting for a line on stdin")?;
+    let computed = Arc::new(AtomicUsize::new(0));
+    let start = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (store, tenant, ty, key, computed) = (
+            store.clone(),
+            tenant.clone(),
+            ty.clone(),
+            entry.key.clone(),
+            computed.clone(),
+        );
+        tasks.spawn(async move {
+            let value = store
+                .get_or_compute(&tenant, &ty, &key, || async move {
+                    computed.fetch_add(1, Ordering::SeqCst);
+                    // Said as it starts, so a test can kill the process that computes.
+                    println!("computing");
+                    let _ = std::io::stdout().flush();
+                    tokio::time::sleep(work).await;
+                    Ok::<_, std::convert::Infallible>(format!(
+                        "computed by process {} ({:016x})",
+                        std::process::id(),
+                        rand_nonce()
+                    ))
+                })
+                .await;
+            (value, start.elapsed())
+        });
+    }
+    let mut values = std::collections::BTreeSet::new();
+    let mut waited = Vec::with_capacity(callers);
+    while let Some(joined) = tasks.join_next().await {
+        let (value, elapsed) = joined.context("a probe caller panicked")?;
+        values.insert(value.map_err(|e| anyhow::anyhow!("{e}"))?);
+        waited.push(elapsed.as_secs_f64() * 1000.0);
+    }
+    waited.sort_by(f64::total_cmp);
+    let at = |q: f64| waited[((waited.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{}",
+        serde_json::json!({
+            "computed": computed.load(Ordering::SeqCst),
+            "callers": callers,
+            "values": values,
+            "wait_ms": { "p50": at(0.5), "p99": at(0.99), "max": at(1.0) },
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A random tag, so two computations never produce the same value.
+fn rand_nonce() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::Instant::now())
 }
 
 async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {

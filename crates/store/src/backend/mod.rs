@@ -83,6 +83,10 @@ pub enum BackendError {
     /// The server could not be reached or the connection broke; the client's error is the source.
     #[error("connection failed: {0}")]
     Connection(#[source] Cause),
+    /// A fenced write found its computation's lease held by another process (or lapsed): the value was not
+    /// written, so a newer one is never overwritten.
+    #[error("the computation's lease passed to another process; the value was not written")]
+    LeaseLost,
     /// The key holds a value of another Redis type (a hash, a list…).
     #[error("WRONGTYPE: the key holds a non-string value")]
     WrongType,
@@ -139,6 +143,9 @@ impl BackendError {
         )
     }
 }
+
+/// Receives each message of a channel a backend listens to (see [`CacheBackend::listen`]).
+pub type OnMessage = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// The raw operations the store is built on. Implement it to put the store on another key-value server.
 ///
@@ -229,6 +236,68 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         )))
     }
 
+    /// Whether leases taken here are seen by every process sharing the cache (so cross-process single-flight
+    /// can use them). An in-process backend answers `false`, and its store keeps single-flight per process.
+    fn shares_leases(&self) -> bool {
+        false
+    }
+
+    /// Takes the lease `key` for `token` unless someone holds it (`SET NX PX`). `Ok(true)` when taken.
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let _ = (key, token, ttl);
+        Err(no_leases(self.kind()))
+    }
+
+    /// Extends the lease if `token` still holds it. `Ok(false)` when it does not.
+    async fn renew_lease(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let _ = (key, token, ttl);
+        Err(no_leases(self.kind()))
+    }
+
+    /// Ends the lease if `token` still holds it, and announces that on `channel` (payload: `key`) so waiting
+    /// processes look again at once.
+    async fn release_lease(
+        &self,
+        key: &str,
+        token: &str,
+        channel: &str,
+    ) -> Result<(), BackendError> {
+        let _ = (key, token, channel);
+        Err(no_leases(self.kind()))
+    }
+
+    /// [`CacheBackend::set`], done only while `token` holds the lease `lease` — checked on the server in the
+    /// same step — so a process whose lease lapsed cannot overwrite a newer value. `Ok(None)` when fenced out.
+    async fn set_fenced(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+        lease: (&str, &str),
+    ) -> Result<Option<[u64; 2]>, BackendError> {
+        let _ = (key, value, ttl, generations, lease);
+        Err(no_leases(self.kind()))
+    }
+
+    /// Starts delivering every message published on `channel` to `on_message`, for as long as the backend
+    /// lives, reconnecting by itself. A message may be lost while a connection is down; callers bound their
+    /// waits.
+    fn listen(&self, channel: &str, on_message: OnMessage) -> Result<(), BackendError> {
+        let _ = (channel, on_message);
+        Err(no_leases(self.kind()))
+    }
+
     /// A cheap liveness check.
     async fn ping(&self) -> Result<(), BackendError>;
 
@@ -285,6 +354,11 @@ impl From<Arc<dyn CacheBackend>> for Backend {
     fn from(b: Arc<dyn CacheBackend>) -> Self {
         Backend::Custom(b)
     }
+}
+
+/// What the lease calls of a backend without shared leases answer.
+fn no_leases(kind: &str) -> BackendError {
+    BackendError::Other(format!("the {kind} backend keeps no shared leases"))
 }
 
 /// Decodes a stored generation: a decimal number, or (for anything else) a hash of the bytes, so a garbled

@@ -1,18 +1,27 @@
 //! `get_or_compute` and the engine it shares with the `#[cached]` runtime: read, else single-flight compute,
 //! store when the policy says so, and share the outcome with every waiter.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use fernando_cache_config::{CacheType, TtlTable};
+use fernando_cache_config::{CacheType, FlightMode, FlightPolicy, TtlTable};
 use fernando_cache_keys::{AsScope, CacheKey, Scope};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, debug_span};
 
-use super::{Store, read::Gens};
+use super::{
+    Store,
+    lease::{self, Attempt},
+    read::Gens,
+    write::Stamp,
+};
 use crate::{
     ComputeError, StoreError,
     codec::{self},
-    flight::{Role, Shared, follow},
+    flight::{LeaderGuard, Role, Shared, follow},
 };
 
 /// How [`Store::compute_with`] treats computed values and errors.
@@ -33,6 +42,17 @@ pub(crate) enum Failure<E> {
     Compute(E),
     /// The call was refused before anything was computed.
     Store(StoreError),
+}
+
+/// Whether and how a computed value is written.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    /// A plain write.
+    Plain,
+    /// Only while this `(lease key, token)` holds the lease.
+    Fenced(&'a str, &'a str),
+    /// Not at all: computed without the lease another process holds, so not ours to write.
+    Skip,
 }
 
 /// Where a computed value goes.
@@ -215,11 +235,25 @@ impl Store {
                             key: k,
                             generations: first_generations,
                         };
-                        return self.compute_and_store(ctx, policy, f, None).await;
+                        return self
+                            .compute_and_store(ctx, policy, f, None, Write::Plain)
+                            .await;
                     }
                     // The leader vanished: go round and maybe lead.
                 }
                 Role::Leader(guard) => {
+                    let flight = self.inner.single_flight.get(cache_type);
+                    if flight.mode == FlightMode::Distributed {
+                        let f = compute.take().expect("compute is only taken once");
+                        let ctx = StoreCtx {
+                            scope,
+                            cache_type,
+                            key: k,
+                            generations: first_generations,
+                        };
+                        let lead = self.lead_across_processes(ctx, g, flight, policy, f, &guard);
+                        return Box::pin(lead).await;
+                    }
                     // A flight that finished between our read and now may have filled the cache.
                     // This read also tells a key of another Redis type from an absent one, so such an entry
                     // is counted and removed before the computed value replaces it.
@@ -237,7 +271,71 @@ impl Store {
                         key: k,
                         generations: again.generations.or(first_generations),
                     };
-                    return self.compute_and_store(ctx, policy, f, Some(&guard)).await;
+                    return self
+                        .compute_and_store(ctx, policy, f, Some(&guard), Write::Plain)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// The process leader of a distributed cache type: compute under the key's lease, or wait for the process
+    /// that holds it and take its value — or the lease, once it lapses (design 0011).
+    async fn lead_across_processes<T, E, F, Fut>(
+        &self,
+        mut ctx: StoreCtx<'_>,
+        g: &Gens<'_>,
+        flight: FlightPolicy,
+        policy: &ComputePolicy<T, E>,
+        compute: F,
+        guard: &LeaderGuard<'_>,
+    ) -> Result<T, Failure<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let series = self
+            .inner
+            .metrics
+            .series(ctx.scope.label(), ctx.cache_type.as_str());
+        let lease_key = self.inner.keys.lease_key(ctx.key);
+        let deadline = Instant::now() + flight.max_wait;
+        loop {
+            // The value may be there already (another process wrote it); this read also tells a key of another
+            // Redis type from an absent one.
+            let again = self
+                .lookup(ctx.key, g, &series, codec::decode_typed::<T>, true)
+                .await;
+            if let Some(v) = again.value {
+                guard.publish(Ok(Arc::new(v.clone())));
+                return Ok(v);
+            }
+            ctx.generations = again.generations.or(ctx.generations);
+            match self.try_lease(&lease_key, flight.lease_ttl).await {
+                (Attempt::Held(held), _) => {
+                    let fence = Write::Fenced(&held.key, &held.token);
+                    let outcome = self
+                        .compute_and_store(ctx, policy, compute, Some(guard), fence)
+                        .await;
+                    self.release(held).await;
+                    return outcome;
+                }
+                (Attempt::Unavailable, _) => {
+                    return self
+                        .compute_and_store(ctx, policy, compute, Some(guard), Write::Plain)
+                        .await;
+                }
+                (Attempt::Busy, _) if Instant::now() >= deadline => {
+                    tracing::debug!(
+                        "waited max_wait for another process's value; computing unstored"
+                    );
+                    return self
+                        .compute_and_store(ctx, policy, compute, Some(guard), Write::Skip)
+                        .await;
+                }
+                (Attempt::Busy, wake) => {
+                    lease::wait(wake, lease::slice(flight.lease_ttl, deadline)).await;
                 }
             }
         }
@@ -248,7 +346,8 @@ impl Store {
         ctx: StoreCtx<'_>,
         policy: &ComputePolicy<T, E>,
         compute: F,
-        guard: Option<&crate::flight::LeaderGuard<'_>>,
+        guard: Option<&LeaderGuard<'_>>,
+        write: Write<'_>,
     ) -> Result<T, Failure<E>>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -264,7 +363,14 @@ impl Store {
                 if let Some(g) = guard {
                     g.publish(Ok(Arc::new(value.clone()) as Shared));
                 }
-                if (policy.should_cache)(&value) {
+                let fence = match write {
+                    Write::Plain => Some(None),
+                    Write::Fenced(key, token) => Some(Some((key, token))),
+                    Write::Skip => None,
+                };
+                if let Some(fence) = fence
+                    && (policy.should_cache)(&value)
+                {
                     match codec::encode_typed(&value, [0, 0], &self.inner.policy) {
                         Ok(encoded) => {
                             // A dropped write is already counted as degraded; the caller gets its value.
@@ -275,7 +381,10 @@ impl Store {
                                     ctx.key,
                                     encoded,
                                     policy.ttl,
-                                    ctx.generations,
+                                    Stamp {
+                                        generations: ctx.generations,
+                                        fence,
+                                    },
                                     &series,
                                 )
                                 .await;

@@ -6,6 +6,7 @@
 mod call;
 mod compute;
 mod invalidate;
+mod lease;
 mod read;
 mod write;
 
@@ -14,7 +15,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use fernando_cache_config::{BackendKind, CacheType, RedisMode, Settings, TtlTable};
+use fernando_cache_config::{
+    BackendKind, CacheType, RedisMode, Settings, SingleFlightTable, TtlTable,
+};
 use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
@@ -56,6 +59,10 @@ struct Inner {
     breaker: Breaker,
     metrics: Metrics,
     flights: Flights,
+    /// Per cache type: single-flight per process or across processes.
+    single_flight: SingleFlightTable,
+    /// Waiters for other processes' leases, subscribed on first use.
+    lease_events: std::sync::OnceLock<Arc<lease::LeaseEvents>>,
     /// Generations last seen per (scope, type): a writer's first guess, checked by every write.
     generations: moka::sync::Cache<String, [u64; 2]>,
 }
@@ -124,6 +131,8 @@ impl Store {
                 ),
                 metrics: Metrics::new(settings.metrics.max_series),
                 flights: Flights::default(),
+                single_flight: settings.single_flight.clone(),
+                lease_events: std::sync::OnceLock::new(),
                 generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
             }),
         }

@@ -30,6 +30,14 @@ pub enum WriteOutcome {
     Dropped,
 }
 
+/// How a write is stamped and guarded: the caller's guess of the current generations, and the lease
+/// `(key, token)` that must still be held for the write to happen.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Stamp<'a> {
+    pub(super) generations: Option<[u64; 2]>,
+    pub(super) fence: Option<(&'a str, &'a str)>,
+}
+
 impl Store {
     /// Stores a value for its cache type's configured TTL.
     ///
@@ -153,8 +161,16 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        self.write_key(scope, cache_type, &k, encoded, ttl, None, &series)
-            .await
+        self.write_key(
+            scope,
+            cache_type,
+            &k,
+            encoded,
+            ttl,
+            Stamp::default(),
+            &series,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -165,7 +181,7 @@ impl Store {
         key: &CacheKey,
         encoded: Encoded,
         ttl: Option<Duration>,
-        generations: Option<[u64; 2]>,
+        stamp: Stamp<'_>,
         series: &SeriesRef<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let ttl = match ttl {
@@ -182,7 +198,7 @@ impl Store {
         let start = Instant::now();
         let raw_len = encoded.raw_len as u64;
         let stored = self
-            .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, generations)
+            .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, stamp)
             .await;
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {
@@ -197,6 +213,10 @@ impl Store {
                     c.sets.fetch_add(1, Ordering::Relaxed);
                     c.raw_bytes.fetch_add(raw_len, Ordering::Relaxed);
                     c.stored_bytes.fetch_add(*len, Ordering::Relaxed);
+                }
+                // Another process holds the computation's lease now: its value wins, ours is not a fault.
+                Err(BackendError::LeaseLost) => {
+                    c.dropped_sets.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     if !matches!(e, BackendError::CircuitOpen) {
@@ -224,7 +244,10 @@ impl Store {
         key: &CacheKey,
         mut bytes: Vec<u8>,
         ttl: Duration,
-        guess: Option<[u64; 2]>,
+        Stamp {
+            generations: guess,
+            fence,
+        }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
         let g = self
             .inner
@@ -240,14 +263,17 @@ impl Store {
         for _ in 0..3 {
             codec::set_generations(&mut bytes, stamp);
             let value = Bytes::from(bytes);
-            let current = self
-                .call(
-                    self.inner
-                        .backend
-                        .ops()
-                        .set(key.as_str(), value.clone(), ttl, &g),
-                )
-                .await?;
+            let backend = self.inner.backend.ops();
+            let current = match fence {
+                None => {
+                    self.call(backend.set(key.as_str(), value.clone(), ttl, &g))
+                        .await?
+                }
+                Some(lease) => self
+                    .call(backend.set_fenced(key.as_str(), value.clone(), ttl, &g, lease))
+                    .await?
+                    .ok_or(BackendError::LeaseLost)?,
+            };
             if current == stamp {
                 return Ok(len);
             }

@@ -143,7 +143,7 @@ contract! {
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
         assert_eq!(stored_keys(d, store, &CacheType::BILLING), 0);
     }
-    on [standalone, cluster]
+    on [standalone, cluster, sentinel]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

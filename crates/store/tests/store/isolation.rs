@@ -80,7 +80,7 @@ contract! {
     async fn hostile_tenant_names_are_isolated(d, store) {
         isolation(store).await;
     }
-    on [memory, standalone, cluster]
+    on [memory, standalone, cluster, sentinel]
 }
 
 contract! {

@@ -9,4 +9,5 @@ mod isolation;
 mod pipelining;
 mod round_trip;
 mod single_flight;
+mod topology;
 mod tracking;

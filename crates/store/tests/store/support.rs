@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, RedisServer};
+use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, RedisServer, SentinelGroup};
 
 /// The command timeout the fault tests use.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -41,6 +41,8 @@ pub(crate) enum Deployment {
     Standalone(RedisServer),
     /// A Redis Cluster of three primaries.
     Cluster(RedisCluster),
+    /// A master and a replica watched by three sentinels.
+    Sentinel(SentinelGroup),
 }
 
 impl Deployment {
@@ -56,12 +58,17 @@ impl Deployment {
         Deployment::Cluster(RedisCluster::start_with(3, 0))
     }
 
+    pub(crate) fn sentinel() -> Self {
+        Deployment::Sentinel(SentinelGroup::start())
+    }
+
     /// Test-profile settings for this deployment, with `overrides` applied last.
     pub(crate) fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
         let target = match self {
             Deployment::Memory => vec![("backend", "memory".to_owned())],
             Deployment::Standalone(s) => s.overrides(),
             Deployment::Cluster(c) => c.overrides(),
+            Deployment::Sentinel(g) => g.overrides(),
         };
         Settings::load(
             LoadOptions::isolated(Environment::Test)
@@ -94,6 +101,7 @@ impl Deployment {
         match self {
             Deployment::Memory => None,
             Deployment::Standalone(s) => Some(count(s)),
+            Deployment::Sentinel(g) => Some(count(g.servers().0)),
             Deployment::Cluster(c) => Some(
                 c.primaries()
                     .into_iter()

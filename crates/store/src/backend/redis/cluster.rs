@@ -22,7 +22,7 @@ use redis::{
     },
 };
 
-use super::{error::conn_err, ops};
+use super::{Listeners, error::conn_err, ops};
 use crate::backend::{
     BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, NodeInfo, new_generation,
 };
@@ -33,6 +33,9 @@ pub struct ClusterBackend {
     /// The cluster connection, made on first use (so a store starts while the cluster is down).
     conn: ArcSwapOption<ClusterConnection>,
     connecting: tokio::sync::Mutex<()>,
+    /// The seed URLs (credentials included), for the lease channel's subscription.
+    seeds: Arc<[String]>,
+    listeners: Listeners,
     shown: String,
 }
 
@@ -101,6 +104,8 @@ impl ClusterBackend {
             client,
             conn: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
+            seeds: settings.seed_urls().into(),
+            listeners: Listeners::default(),
             shown,
         })
     }
@@ -298,6 +303,76 @@ impl CacheBackend for ClusterBackend {
         ops::admit(&mut conn, key, member, limit, ttl)
             .await
             .map_err(conn_err)
+    }
+
+    fn shares_leases(&self) -> bool {
+        true
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::acquire_lease(&mut conn, key, token, ttl)
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::renew_lease(&mut conn, key, token, ttl)
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn release_lease(
+        &self,
+        key: &str,
+        token: &str,
+        channel: &str,
+    ) -> Result<(), BackendError> {
+        let mut conn = self.conn().await?;
+        ops::release_lease(&mut conn, key, token, channel)
+            .await
+            .map_err(conn_err)
+    }
+
+    async fn set_fenced(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+        fence: (&str, &str),
+    ) -> Result<Option<[u64; 2]>, BackendError> {
+        let mut conn = self.conn().await?;
+        ops::set_fenced(&mut conn, key, &value, ttl, generations, fence)
+            .await
+            .map_err(conn_err)
+    }
+
+    fn listen(
+        &self,
+        channel: &str,
+        on_message: crate::backend::OnMessage,
+    ) -> Result<(), BackendError> {
+        // Classic PUBLISH reaches every node of a cluster: one subscription, to any seed node that answers
+        // (the next one after a failure), hears every announcement.
+        let seeds = self.seeds.clone();
+        let task = ops::listen(channel.to_owned(), on_message, move |attempt| {
+            let url = seeds[attempt % seeds.len()].clone();
+            async move { redis::Client::open(url) }
+        });
+        self.listeners.add(task);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

@@ -123,6 +123,70 @@ impl CacheBackend for RedisBackend {
         lease.check(reply)
     }
 
+    fn shares_leases(&self) -> bool {
+        true
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::acquire_lease(&mut lease.conn, key, token, ttl).await;
+        lease.check(reply)
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::renew_lease(&mut lease.conn, key, token, ttl).await;
+        lease.check(reply)
+    }
+
+    async fn release_lease(
+        &self,
+        key: &str,
+        token: &str,
+        channel: &str,
+    ) -> Result<(), BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::release_lease(&mut lease.conn, key, token, channel).await;
+        lease.check(reply)
+    }
+
+    async fn set_fenced(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+        fence: (&str, &str),
+    ) -> Result<Option<[u64; 2]>, BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::set_fenced(&mut lease.conn, key, &value, ttl, generations, fence).await;
+        lease.check(reply)
+    }
+
+    fn listen(
+        &self,
+        channel: &str,
+        on_message: crate::backend::OnMessage,
+    ) -> Result<(), BackendError> {
+        let endpoint = self.listen_endpoint.clone();
+        let task = ops::listen(channel.to_owned(), on_message, move |_| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.client().await }
+        });
+        self.listeners.add(task);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), BackendError> {
         let mut lease = self.conn().await?;
         let reply = redis::cmd("PING").exec_async(&mut lease.conn).await;

@@ -67,7 +67,7 @@ impl RedisBackend {
             .then(|| Tracker::new(n, generation_prefix.to_owned(), settings.command_timeout));
         // Push messages need RESP3; the exclusive connections stay on RESP2.
         let resp3 = tracker.is_some();
-        let (hot_endpoint, exclusive) = if settings.mode == RedisMode::Sentinel {
+        let (hot_endpoint, exclusive, listen_endpoint) = if settings.mode == RedisMode::Sentinel {
             let shown = settings
                 .sentinels
                 .iter()
@@ -87,6 +87,7 @@ impl RedisBackend {
                     endpoint: Box::new(sentinels(false)?),
                     connect_timeout: settings.connect_timeout,
                 },
+                sentinels(false)?,
             )
         } else {
             let hot_client = if resp3 {
@@ -115,6 +116,7 @@ impl RedisBackend {
             (
                 Endpoint::Fixed(Box::new(hot_client)),
                 ExclusiveSource::Pool(pool),
+                Endpoint::Fixed(Box::new(client.clone())),
             )
         };
         let hot_endpoint = Arc::new(hot_endpoint);
@@ -137,6 +139,8 @@ impl RedisBackend {
             auto_pipeline: settings.auto_pipeline,
             command_timeout: settings.command_timeout,
             exclusive,
+            listen_endpoint: Arc::new(listen_endpoint),
+            listeners: Default::default(),
             shown_url,
         })
     }

@@ -30,7 +30,7 @@ mod tracking;
 
 pub use self::cluster::ClusterBackend;
 use self::{
-    endpoint::{Exclusive, ExclusiveSource},
+    endpoint::{Endpoint, Exclusive, ExclusiveSource},
     hot::{HotConn, Lease},
     tracking::Tracker,
 };
@@ -45,6 +45,9 @@ pub struct RedisBackend {
     command_timeout: Duration,
     /// Connections of their own for sweeps and `INFO`.
     exclusive: ExclusiveSource,
+    /// Where the lease channel's subscription connects (RESP2; under Sentinel, the primary of the moment).
+    listen_endpoint: Arc<Endpoint>,
+    listeners: Listeners,
     shown_url: String,
 }
 
@@ -157,6 +160,29 @@ impl RedisBackend {
             tracker.remember(KeyBuilder::group_of(key), epoch, fetched.generations);
         }
         Ok(fetched)
+    }
+}
+
+/// The subscription tasks a backend started; they end with it.
+#[derive(Default)]
+pub(crate) struct Listeners(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Listeners {
+    fn add(&self, task: tokio::task::JoinHandle<()>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for task in self
+            .0
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 

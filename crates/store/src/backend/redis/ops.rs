@@ -215,6 +215,144 @@ pub(crate) fn parse_info(text: &str, keys: u64) -> BackendInfo {
     }
 }
 
+/// `SET lease token NX PX ttl`: whether the lease was taken.
+pub(crate) async fn acquire_lease<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+) -> RedisResult<bool> {
+    let reply: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(millis(ttl))
+        .query_async(conn)
+        .await?;
+    Ok(reply.is_some())
+}
+
+/// Extends a lease still held by the token.
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
+/// Extends the lease if `token` holds it.
+pub(crate) async fn renew_lease<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+) -> RedisResult<bool> {
+    let renewed: i64 = redis::cmd("EVAL")
+        .arg(RENEW)
+        .arg(1)
+        .arg(key)
+        .arg(token)
+        .arg(millis(ttl))
+        .query_async(conn)
+        .await?;
+    Ok(renewed == 1)
+}
+
+/// Ends a lease still held by the token and announces it (the payload is the lease key). Classic pub/sub
+/// reaches every subscriber of a cluster, whichever node it is connected to.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     redis.call('DEL', KEYS[1]) redis.call('PUBLISH', ARGV[2], KEYS[1]) return 1 end return 0";
+
+/// Ends the lease if `token` holds it, announcing it on `channel`.
+pub(crate) async fn release_lease<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    token: &str,
+    channel: &str,
+) -> RedisResult<()> {
+    let _: i64 = redis::cmd("EVAL")
+        .arg(RELEASE)
+        .arg(1)
+        .arg(key)
+        .arg(token)
+        .arg(channel)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// The write of a lease holder: the generations as they were, and the entry set, only while the token holds
+/// the lease (checked in the same atomic step). `false` (nil) when fenced out. All four keys share the
+/// entry's hash tag, so the script runs on one node of a cluster.
+const SET_FENCED: &str = "if redis.call('GET', KEYS[4]) ~= ARGV[3] then return false end \
+     local g = redis.call('MGET', KEYS[2], KEYS[3]) \
+     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+     return g";
+
+/// [`set`] while `token` holds `lease`; `None` when fenced out.
+pub(crate) async fn set_fenced<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+    generations: &GenerationKeys,
+    (lease, token): (&str, &str),
+) -> RedisResult<Option<[u64; 2]>> {
+    let reply: Option<Generations> = redis::cmd("EVAL")
+        .arg(SET_FENCED)
+        .arg(4)
+        .arg(key)
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .arg(lease)
+        .arg(value)
+        .arg(millis(ttl))
+        .arg(token)
+        .query_async(conn)
+        .await?;
+    Ok(reply.map(|(g_scope, g_type)| {
+        [
+            parse_generation(g_scope.as_deref()),
+            parse_generation(g_type.as_deref()),
+        ]
+    }))
+}
+
+/// Delivers every message on `channel` to `on_message`, from a subscription made with the client `connect`
+/// gives each time (a server of the moment), until the returned task is aborted. Reconnects after a pause.
+pub(crate) fn listen<F, Fut>(
+    channel: String,
+    on_message: crate::backend::OnMessage,
+    connect: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = RedisResult<redis::Client>> + Send,
+{
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let mut attempt = 0usize;
+        loop {
+            let subscribed = async {
+                let mut pubsub = connect(attempt).await?.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            }
+            .await;
+            match subscribed {
+                Ok(mut pubsub) => {
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        on_message(msg.get_payload_bytes());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "lease channel subscription failed; retrying")
+                }
+            }
+            attempt = attempt.wrapping_add(1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 /// One step of a sweep: `SCAN cursor MATCH pattern COUNT batch`.
 pub(crate) async fn scan_step<C: ConnectionLike + Send>(
     conn: &mut C,

@@ -1,0 +1,205 @@
+//! Cross-process single-flight (design 0011): the process that takes a key's lease computes, renews the
+//! lease while it lives and writes fenced by it; the others wait for the announcement of its release (one
+//! subscription per store, waking only the waiters of that key), look again, and take the lease over when it
+//! lapses. With the backend unavailable, single-flight stays per process.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Notify;
+
+use super::Store;
+use crate::Backend;
+
+/// Waiters per lease key, woken by the lease channel's messages.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseEvents {
+    waiting: Mutex<HashMap<String, Weak<Notify>>>,
+}
+
+/// Keys remembered before dead entries are swept out of the map.
+const SWEEP_ABOVE: usize = 4096;
+
+impl LeaseEvents {
+    /// Wakes the waiters of the lease named by a message.
+    fn announce(&self, payload: &[u8]) {
+        let Ok(key) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = map.get(key).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// The wake-up of `key`'s waiters; hold it while waiting.
+    fn register(&self, key: &str) -> Arc<Notify> {
+        let mut map = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(key).and_then(Weak::upgrade) {
+            return n;
+        }
+        if map.len() > SWEEP_ABOVE {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let n = Arc::new(Notify::new());
+        map.insert(key.to_owned(), Arc::downgrade(&n));
+        n
+    }
+}
+
+/// A lease this process holds: renewed in the background until dropped.
+pub(super) struct HeldLease {
+    pub(super) key: String,
+    pub(super) token: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+/// What an attempt at a key's lease gave.
+pub(super) enum Attempt {
+    /// This process holds the lease: compute, write fenced, release.
+    Held(HeldLease),
+    /// Another process holds it: wait (at most until the deadline) and look again.
+    Busy,
+    /// The backend cannot be asked: single-flight per process only.
+    Unavailable,
+}
+
+/// A fresh random lease token (128 bits).
+fn new_token() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+impl Store {
+    /// The lease events of this store, subscribing on first use; `None` when the backend shares no leases.
+    fn lease_events(&self) -> Option<&Arc<LeaseEvents>> {
+        let backend = self.inner.backend.ops();
+        if !backend.shares_leases() {
+            return None;
+        }
+        Some(self.inner.lease_events.get_or_init(|| {
+            let events = Arc::new(LeaseEvents::default());
+            let weak = Arc::downgrade(&events);
+            let on_message = Arc::new(move |payload: &[u8]| {
+                if let Some(e) = weak.upgrade() {
+                    e.announce(payload);
+                }
+            });
+            if let Err(e) = backend.listen(&self.inner.keys.lease_channel(), on_message) {
+                tracing::warn!(error = %e, "lease announcements unavailable; waiters poll");
+            }
+            events
+        }))
+    }
+
+    /// Tries to take `lease_key`; registers as a waiter first, so an announcement between the attempt and the
+    /// wait is not lost. Returns the attempt and the wake-up to wait on when busy.
+    pub(super) async fn try_lease(
+        &self,
+        lease_key: &str,
+        ttl: Duration,
+    ) -> (Attempt, Option<Arc<Notify>>) {
+        let Some(events) = self.lease_events() else {
+            return (Attempt::Unavailable, None);
+        };
+        let wake = events.register(lease_key);
+        let token = new_token();
+        let backend = self.inner.backend.ops();
+        match self
+            .call(backend.acquire_lease(lease_key, &token, ttl))
+            .await
+        {
+            Ok(true) => {
+                let renewal = renew_until_dropped(
+                    self.inner.backend.clone(),
+                    lease_key.to_owned(),
+                    token.clone(),
+                    ttl,
+                );
+                (
+                    Attempt::Held(HeldLease {
+                        key: lease_key.to_owned(),
+                        token,
+                        renewal,
+                    }),
+                    None,
+                )
+            }
+            Ok(false) => (Attempt::Busy, Some(wake)),
+            Err(e) => {
+                tracing::debug!(error = %e, "lease unavailable; single-flight stays in process");
+                (Attempt::Unavailable, None)
+            }
+        }
+    }
+
+    /// Ends a lease this process holds and announces it, so the waiters look again at once.
+    pub(super) async fn release(&self, lease: HeldLease) {
+        let channel = self.inner.keys.lease_channel();
+        let released = self
+            .call(
+                self.inner
+                    .backend
+                    .ops()
+                    .release_lease(&lease.key, &lease.token, &channel),
+            )
+            .await;
+        if let Err(e) = released {
+            // The lease lapses by itself; waiters take over then.
+            tracing::debug!(error = %e, "lease not released");
+        }
+    }
+}
+
+/// Waits for an announcement about the lease, or `slice`, whichever comes first: a waiter looks again at
+/// least every slice, so a holder that died is taken over within a slice of its lease lapsing, and a lost
+/// announcement costs at most one slice.
+pub(super) async fn wait(wake: Option<Arc<Notify>>, slice: Duration) {
+    match wake {
+        Some(n) => {
+            let _ = tokio::time::timeout(slice, n.notified()).await;
+        }
+        None => tokio::time::sleep(slice).await,
+    }
+}
+
+/// The slice of a wait for a lease of `ttl`, never past `deadline`.
+pub(super) fn slice(ttl: Duration, deadline: Instant) -> Duration {
+    (ttl / 4)
+        .clamp(Duration::from_millis(20), Duration::from_secs(1))
+        .min(deadline.saturating_duration_since(Instant::now()))
+}
+
+/// Renews the lease every third of its life until aborted or lost.
+fn renew_until_dropped(
+    backend: Backend,
+    key: String,
+    token: String,
+    ttl: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = ttl / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match tokio::time::timeout(every, backend.ops().renew_lease(&key, &token, ttl)).await {
+                Ok(Ok(true)) => {}
+                // Lost to another process: stop; the fenced write will say so.
+                Ok(Ok(false)) => return,
+                // A failed renewal is retried at the next tick; the lease may lapse meanwhile.
+                _ => {}
+            }
+        }
+    })
+}
