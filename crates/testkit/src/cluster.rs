@@ -148,6 +148,19 @@ impl RedisCluster {
         ]
     }
 
+    /// The hash slot of a key, as the cluster computes it (`CLUSTER KEYSLOT`).
+    ///
+    /// # Panics
+    /// When no node answers.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        for n in &self.nodes {
+            if let Ok(text) = cli(n.port(), &["CLUSTER", "KEYSLOT", key]) {
+                return text.trim().parse().expect("a slot number");
+            }
+        }
+        panic!("no cluster node answers CLUSTER KEYSLOT");
+    }
+
     /// The live primaries, as indexes into [`RedisCluster::nodes`].
     pub fn primaries(&self) -> Vec<usize> {
         self.topology()

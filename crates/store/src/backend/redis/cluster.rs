@@ -3,10 +3,17 @@
 //!
 //! Every key of one scope carries the scope as its hash tag (design 0010), so an entry and the two generation
 //! keys guarding it live in one slot: a read is one `MGET` to one node, a write one pipeline, and no command
-//! here is ever cross-slot. Sweeps are the exception that must reach every primary: `SCAN` runs on each primary
+//! here is ever cross-slot. Multi-command steps are single-slot scripts rather than pipelines: the cluster
+//! client follows `MOVED` / `ASK` for one command, while a pipeline caught by a slot migration kept failing. Sweeps are the exception that must reach every primary: `SCAN` runs on each primary
 //! by address and the keys found are `UNLINK`ed in batches of one slot each.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -31,7 +38,11 @@ use crate::backend::{
 pub struct ClusterBackend {
     client: ClusterClient,
     /// The cluster connection, made on first use (so a store starts while the cluster is down).
-    conn: ArcSwapOption<ClusterConnection>,
+    conn: ArcSwapOption<Installed>,
+    next_id: AtomicU64,
+    /// When the connection was last replaced (ms since `started`, plus one).
+    replaced_at: AtomicU64,
+    started: Instant,
     connecting: tokio::sync::Mutex<()>,
     /// The seed URLs (credentials included), for the lease channel's subscription.
     seeds: Arc<[String]>,
@@ -46,6 +57,15 @@ impl std::fmt::Debug for ClusterBackend {
             .field("connected", &self.conn.load().is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// Least time between two replacements of the cluster connection.
+const REPLACE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
+/// The cluster connection in use, numbered so a failure replaces only the connection that failed.
+struct Installed {
+    id: u64,
+    conn: ClusterConnection,
 }
 
 /// A primary's address, as `CLUSTER SLOTS` gives it.
@@ -78,7 +98,9 @@ impl ClusterBackend {
             .join(",");
         let mut builder = ClusterClientBuilder::new(settings.seed_urls())
             .connection_timeout(settings.connect_timeout)
-            .response_timeout(settings.command_timeout)
+            // Under the store's own deadline, so a node that stops answering is reported here (and the
+            // connection replaced) rather than only seen as the store's timeout.
+            .response_timeout(settings.command_timeout * 3 / 4)
             // A redirect or a node in failover is retried a few times, briefly; the store's own deadline
             // bounds the call as a whole.
             .retries(3)
@@ -103,6 +125,9 @@ impl ClusterBackend {
         Ok(ClusterBackend {
             client,
             conn: ArcSwapOption::empty(),
+            next_id: AtomicU64::new(1),
+            replaced_at: AtomicU64::new(0),
+            started: Instant::now(),
             connecting: tokio::sync::Mutex::new(()),
             seeds: settings.seed_urls().into(),
             listeners: Listeners::default(),
@@ -110,30 +135,61 @@ impl ClusterBackend {
         })
     }
 
-    /// The cluster connection, connecting first if there is none.
-    async fn conn(&self) -> Result<ClusterConnection, BackendError> {
-        if let Some(c) = &*self.conn.load() {
-            return Ok(ClusterConnection::clone(c));
+    /// The cluster connection and its id, connecting first if there is none.
+    async fn conn(&self) -> Result<(ClusterConnection, u64), BackendError> {
+        if let Some(i) = &*self.conn.load() {
+            return Ok((ClusterConnection::clone(&i.conn), i.id));
         }
         let _one = self.connecting.lock().await;
-        if let Some(c) = &*self.conn.load() {
-            return Ok(ClusterConnection::clone(c));
+        if let Some(i) = &*self.conn.load() {
+            return Ok((ClusterConnection::clone(&i.conn), i.id));
         }
         let conn = self.client.get_async_connection().await.map_err(conn_err)?;
-        self.conn.store(Some(Arc::new(conn.clone())));
-        Ok(conn)
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.conn.store(Some(Arc::new(Installed {
+            id,
+            conn: conn.clone(),
+        })));
+        Ok((conn, id))
+    }
+
+    /// A failed call's error as a backend error; a connection that timed out or broke is replaced (at most once
+    /// a second), so the next call starts from a fresh slot map and fresh node connections. A cluster
+    /// connection that went through a slot migration under load was seen to time out every request afterwards
+    /// (redis-rs 1.8), while a new one worked at once.
+    fn failed(&self, id: u64, e: redis::RedisError) -> BackendError {
+        if e.is_timeout()
+            || e.is_io_error()
+            || e.is_connection_dropped()
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        {
+            let now = self.started.elapsed().as_millis() as u64 + 1;
+            let last = self.replaced_at.load(Ordering::Relaxed);
+            let current = self.conn.load();
+            if current.as_ref().is_some_and(|i| i.id == id)
+                && now.saturating_sub(last) >= REPLACE_AT_MOST_EVERY.as_millis() as u64
+                && self
+                    .replaced_at
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::debug!(error = %e, "replacing the cluster connection");
+                let _ = self.conn.compare_and_swap(&current, None);
+            }
+        }
+        conn_err(e)
     }
 
     /// The primaries serving slots now, from `CLUSTER SLOTS`.
     async fn primaries(&self) -> Result<Vec<Primary>, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         let slots = conn
             .route_command(
                 redis::cmd("CLUSTER").arg("SLOTS").clone(),
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
             )
             .await
-            .map_err(conn_err)?;
+            .map_err(|e| self.failed(id, e))?;
         parse_primaries(slots)
     }
 }
@@ -178,11 +234,11 @@ impl CacheBackend for ClusterBackend {
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::fetched(
             ops::fetch(&mut conn, key, generations)
                 .await
-                .map_err(conn_err)?,
+                .map_err(|e| self.failed(id, e))?,
         )
     }
 
@@ -191,11 +247,11 @@ impl CacheBackend for ClusterBackend {
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        let mut conn = self.conn().await?;
-        ops::fetched_checked(
-            ops::fetch_checked(&mut conn, key, generations)
+        let (mut conn, id) = self.conn().await?;
+        ops::fetched(
+            ops::fetch_checked_scripted(&mut conn, key, generations)
                 .await
-                .map_err(conn_err)?,
+                .map_err(|e| self.failed(id, e))?,
         )
     }
 
@@ -206,42 +262,46 @@ impl CacheBackend for ClusterBackend {
         ttl: Duration,
         generations: &GenerationKeys,
     ) -> Result<[u64; 2], BackendError> {
-        let mut conn = self.conn().await?;
-        ops::set(&mut conn, key, &value, ttl, generations)
+        let (mut conn, id) = self.conn().await?;
+        ops::set_scripted(&mut conn, key, &value, ttl, generations)
             .await
-            .map_err(conn_err)
+            .map_err(|e| self.failed(id, e))
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         let mut deleted = 0;
         for batch in ops::same_slot_batches(keys, usize::MAX) {
             let n: u64 = redis::cmd("UNLINK")
                 .arg(&batch)
                 .query_async(&mut conn)
                 .await
-                .map_err(conn_err)?;
+                .map_err(|e| self.failed(id, e))?;
             deleted += n;
         }
         Ok(deleted)
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
-        let mut conn = self.conn().await?;
-        ops::exists(&mut conn, key).await.map_err(conn_err)
+        let (mut conn, id) = self.conn().await?;
+        ops::exists(&mut conn, key)
+            .await
+            .map_err(|e| self.failed(id, e))
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        let mut conn = self.conn().await?;
-        ops::ttl(&mut conn, key).await.map_err(conn_err)
+        let (mut conn, id) = self.conn().await?;
+        ops::ttl(&mut conn, key)
+            .await
+            .map_err(|e| self.failed(id, e))
     }
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::set_generation(&mut conn, key, generation, ttl)
             .await
-            .map_err(conn_err)?;
+            .map_err(|e| self.failed(id, e))?;
         Ok(generation)
     }
 
@@ -255,7 +315,7 @@ impl CacheBackend for ClusterBackend {
         let primaries = tokio::time::timeout(step_timeout, self.primaries())
             .await
             .map_err(|_| step(step_timeout))??;
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         let mut deleted = 0;
         for primary in primaries {
             let mut cursor: u64 = 0;
@@ -270,7 +330,7 @@ impl CacheBackend for ClusterBackend {
                     tokio::time::timeout(step_timeout, conn.route_command(scan, primary.route()))
                         .await
                         .map_err(|_| step(step_timeout))?
-                        .map_err(conn_err)?;
+                        .map_err(|e| self.failed(id, e))?;
                 let (next, keys): (u64, Vec<String>) = FromRedisValue::from_redis_value(reply)
                     .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -280,7 +340,7 @@ impl CacheBackend for ClusterBackend {
                     let n: u64 = tokio::time::timeout(step_timeout, unlink.query_async(&mut conn))
                         .await
                         .map_err(|_| step(step_timeout))?
-                        .map_err(conn_err)?;
+                        .map_err(|e| self.failed(id, e))?;
                     deleted += n;
                 }
                 if next == 0 {
@@ -299,10 +359,10 @@ impl CacheBackend for ClusterBackend {
         limit: u64,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::admit(&mut conn, key, member, limit, ttl)
             .await
-            .map_err(conn_err)
+            .map_err(|e| self.failed(id, e))
     }
 
     fn shares_leases(&self) -> bool {
@@ -315,10 +375,10 @@ impl CacheBackend for ClusterBackend {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::acquire_lease(&mut conn, key, token, ttl)
             .await
-            .map_err(conn_err)
+            .map_err(|e| self.failed(id, e))
     }
 
     async fn renew_lease(
@@ -327,10 +387,10 @@ impl CacheBackend for ClusterBackend {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::renew_lease(&mut conn, key, token, ttl)
             .await
-            .map_err(conn_err)
+            .map_err(|e| self.failed(id, e))
     }
 
     async fn release_lease(
@@ -339,10 +399,10 @@ impl CacheBackend for ClusterBackend {
         token: &str,
         channel: &str,
     ) -> Result<(), BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::release_lease(&mut conn, key, token, channel)
             .await
-            .map_err(conn_err)
+            .map_err(|e| self.failed(id, e))
     }
 
     async fn set_fenced(
@@ -353,10 +413,10 @@ impl CacheBackend for ClusterBackend {
         generations: &GenerationKeys,
         fence: (&str, &str),
     ) -> Result<Option<[u64; 2]>, BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         ops::set_fenced(&mut conn, key, &value, ttl, generations, fence)
             .await
-            .map_err(conn_err)
+            .map_err(|e| self.failed(id, e))
     }
 
     fn listen(
@@ -376,7 +436,7 @@ impl CacheBackend for ClusterBackend {
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         conn.route_command(
             redis::cmd("PING").clone(),
             RoutingInfo::MultiNode((
@@ -385,13 +445,13 @@ impl CacheBackend for ClusterBackend {
             )),
         )
         .await
-        .map_err(conn_err)?;
+        .map_err(|e| self.failed(id, e))?;
         Ok(())
     }
 
     async fn info(&self) -> Result<BackendInfo, BackendError> {
         let primaries = self.primaries().await?;
-        let mut conn = self.conn().await?;
+        let (mut conn, id) = self.conn().await?;
         let mut nodes = Vec::with_capacity(primaries.len());
         for p in primaries {
             let info = async {
@@ -414,7 +474,7 @@ impl CacheBackend for ClusterBackend {
                 ))
             }
             .await
-            .map_err(|e| conn_err(e).to_string());
+            .map_err(|e| self.failed(id, e).to_string());
             nodes.push(NodeInfo {
                 address: format!("{}:{}", p.host, p.port),
                 info,

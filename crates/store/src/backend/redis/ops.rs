@@ -124,6 +124,63 @@ pub(crate) async fn set<C: ConnectionLike + Send>(
     ])
 }
 
+/// [`set`] as one script: a cluster client follows `MOVED` and `ASK` for a single command, while a pipeline
+/// caught mid-migration can keep failing (redis-rs 1.8), so the cluster backend writes this way.
+static SET_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local g = redis.call('MGET', KEYS[2], KEYS[3]) \
+         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+         return g",
+    )
+});
+
+/// [`set`] as one single-slot script (`EVALSHA`, loaded on first use).
+pub(crate) async fn set_scripted<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+    generations: &GenerationKeys,
+) -> RedisResult<[u64; 2]> {
+    let (g_scope, g_type): Generations = SET_SCRIPT
+        .key(key)
+        .key(generations.scope())
+        .key(generations.cache_type())
+        .arg(value)
+        .arg(millis(ttl))
+        .invoke_async(conn)
+        .await?;
+    Ok([
+        parse_generation(g_scope.as_deref()),
+        parse_generation(g_type.as_deref()),
+    ])
+}
+
+/// [`fetch_checked`] as one script, for the cluster backend (see [`set_scripted`]): a key of another type is a
+/// `WRONGTYPE` error, anything else the `MGET` of the entry and its generations.
+static FETCH_CHECKED_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TYPE', KEYS[1]).ok \
+         if t ~= 'string' and t ~= 'none' then \
+           return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value') end \
+         return redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])",
+    )
+});
+
+/// The checked read as one single-slot script.
+pub(crate) async fn fetch_checked_scripted<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    generations: &GenerationKeys,
+) -> RedisResult<Vec<Option<Vec<u8>>>> {
+    FETCH_CHECKED_SCRIPT
+        .key(key)
+        .key(generations.scope())
+        .key(generations.cache_type())
+        .invoke_async(conn)
+        .await
+}
+
 /// `PTTL key` as a [`KeyTtl`].
 pub(crate) async fn ttl<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> RedisResult<KeyTtl> {
     let ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
