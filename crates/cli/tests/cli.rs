@@ -5,7 +5,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{RedisCluster, RedisServer};
 
 fn run(server_url: &str, args: &[&str], stdin: &[u8]) -> Output {
     run_env(server_url, &[], args, stdin)
@@ -147,6 +147,77 @@ fn invalidate_strategies_and_stats() {
     let out = run(&url, &["cache", "stats", "--json"], b"");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["backend"], "redis");
+}
+
+/// The operator command on a Redis Cluster, each step its own process: a write is read by the next process, a
+/// lazy invalidation made by one process is seen by the very next read of another, an eager one deletes on
+/// every primary, and `stats` shows each primary.
+#[test]
+fn every_step_on_a_cluster_is_seen_by_the_next_process() {
+    let cluster = RedisCluster::start_with(3, 0);
+    let urls = cluster.urls();
+    let nodes = urls[1..].join(",");
+    let env = [
+        ("FERNANDO_CACHE__REDIS__MODE", "cluster"),
+        ("FERNANDO_CACHE__REDIS__NODES", nodes.as_str()),
+    ];
+    let run = |args: &[&str], stdin: &[u8]| run_env(&urls[0], &env, args, stdin);
+    // Tenants whose keys land on different primaries.
+    let tenants = ["acme:eu", "globex", "initech", "umbrella", "hooli", "*"];
+    for t in tenants {
+        let e = ["--tenant", t, "--type", "ocr_result", "--key", "doc"];
+        assert!(run(&args("set", &e), t.as_bytes()).status.success(), "{t}");
+        let out = run(&args("get", &e), b"");
+        assert_eq!(out.stdout, t.as_bytes(), "{t}: read by the next process");
+    }
+    let lazy = [
+        "cache",
+        "invalidate",
+        "--tenant",
+        "acme:eu",
+        "--strategy",
+        "lazy",
+    ];
+    assert!(run(&lazy, b"").status.success());
+    let acme = [
+        "--tenant",
+        "acme:eu",
+        "--type",
+        "ocr_result",
+        "--key",
+        "doc",
+    ];
+    assert_eq!(
+        run(&args("get", &acme), b"").status.code(),
+        Some(1),
+        "the next process misses at once"
+    );
+    let other = ["--tenant", "globex", "--type", "ocr_result", "--key", "doc"];
+    assert!(
+        run(&args("get", &other), b"").status.success(),
+        "another tenant untouched"
+    );
+    let eager = [
+        "cache",
+        "invalidate",
+        "--tenant",
+        "globex",
+        "--type",
+        "ocr_result",
+    ];
+    let out = run(&eager, b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 keys deleted"),
+        "{out:?}"
+    );
+    let out = run(&["cache", "stats", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["backend"], "redis-cluster");
+    let nodes = json["nodes"].as_array().expect("per-node facts");
+    assert_eq!(nodes.len(), 3, "{json}");
+    let keys: u64 = nodes.iter().map(|n| n["keys"].as_u64().unwrap()).sum();
+    assert_eq!(json["keys"].as_u64(), Some(keys));
+    assert!(keys >= 5, "{json}");
 }
 
 #[test]

@@ -347,6 +347,15 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
             "keyspace_hits": info.keyspace_hits,
             "keyspace_misses": info.keyspace_misses,
             "hit_ratio": ratio,
+            "nodes": info.nodes.iter().map(|n| match &n.info {
+                Ok(i) => serde_json::json!({
+                    "address": n.address,
+                    "keys": i.keys,
+                    "used_memory": i.used_memory,
+                    "connected_clients": i.connected_clients,
+                }),
+                Err(e) => serde_json::json!({ "address": n.address, "error": e }),
+            }).collect::<Vec<_>>(),
         });
         println!("{value:#}");
         return Ok(ExitCode::SUCCESS);
@@ -373,6 +382,19 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<width$}  {v}");
+    }
+    // A cluster: each primary's own share.
+    for n in &info.nodes {
+        match &n.info {
+            Ok(i) => println!(
+                "node {}  keys {}  used memory {}  clients {}",
+                n.address,
+                show(i.keys),
+                show(i.used_memory),
+                show(i.connected_clients)
+            ),
+            Err(e) => println!("node {}  unavailable: {e}", n.address),
+        }
     }
     if info.eviction_policy.as_deref() == Some("noeviction") {
         eprintln!(
