@@ -4,7 +4,7 @@
 //!   and `tesseract-ocr` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
-//! - `bench store|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
+//! - `bench store|cluster|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
 //!   against a baseline measured in the same run (see `docs/benchmarks.md`);
 //! - `samples` — regenerates the sample documents in `samples/`;
 //! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
@@ -41,7 +41,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask test [cargo test args…] | ci | bench store|recorder|cached|http|pipeline | \
+                "usage: cargo xtask test [cargo test args…] | ci | bench store|cluster|recorder|cached|http|pipeline | \
                  samples | migrate [run|status|revert] [--database-url URL]"
             );
             Ok(())
@@ -181,6 +181,18 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             .args(&args[args.len().min(1)..]);
             status(c, "store benchmark")
         }
+        Some("cluster") => {
+            prerequisites::ensure_redis_server()?;
+            // The cross-process part runs the binary's `cache probe`: build it first, in release like the bench.
+            let mut c = cargo();
+            c.args(["build", "--release", "-p", "fernando-cache"]);
+            status(c, "build the fernando-cache binary")?;
+            let bin = workspace_root().join("target/release/fernando-cache");
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache-store", "--bench", "cluster"])
+                .env("FERNANDO_CACHE_BIN", bin);
+            status(c, "cluster benchmark")
+        }
         Some("recorder") => {
             prerequisites::ensure_redis_server()?;
             let mut c = cargo();
@@ -212,7 +224,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             status(c, "HTTP layer benchmark")
         }
         Some(other) => {
-            bail!("unknown benchmark {other:?}; available: store, recorder, cached, http, pipeline")
+            bail!(
+                "unknown benchmark {other:?}; available: store, cluster, recorder, cached, http, pipeline"
+            )
         }
     }
 }

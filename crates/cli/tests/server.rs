@@ -20,6 +20,11 @@ struct Server {
 
 impl Server {
     fn start(redis_url: &str, database_url: &str) -> Server {
+        Self::start_with(redis_url, database_url, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    fn start_with(redis_url: &str, database_url: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
             .args([
                 "--env",
@@ -38,6 +43,7 @@ impl Server {
             .env("FERNANDO_CACHE__STATISTICS__DATABASE_URL", database_url)
             // Only the shutdown flush writes statistics, so the SIGTERM test sees that flush.
             .env("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "1h")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -639,5 +645,98 @@ async fn the_variant_budget_holds_across_two_replicas() {
         stored.trim(),
         ":256",
         "variants stored by both replicas together"
+    );
+}
+
+/// A chat-completions endpoint standing in for the LLM: counts the requests, takes 300 ms, answers fields.
+async fn counting_llm() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use axum::{Json, Router, routing::post};
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let content = serde_json::json!({"invoice_number": "RE-2026-0042", "total": "99.00 EUR"});
+                Json(serde_json::json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}]
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, calls)
+}
+
+/// Issue 12: two `serve` replicas on one Redis receive the same new scanned document at the same moment: OCR
+/// (tesseract, counted by a wrapper) and the LLM extraction (a local endpoint that counts requests) each run
+/// once, and both replicas answer the same fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_receiving_one_new_document_at_once_run_ocr_and_extraction_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let (llm, llm_calls) = counting_llm().await;
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("ocr-runs");
+    let wrapper = dir.path().join("tesseract");
+    std::fs::write(
+        &wrapper,
+        format!(
+            // Each replica asks `--version` once at start; only recognitions are counted.
+            "#!/bin/sh\n[ \"$1\" = --version ] || echo run >> '{}'\nexec tesseract \"$@\"\n",
+            count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let llm_url = format!("http://{llm}/v1");
+    let env = [
+        (
+            "FERNANDO_CACHE__PROCESSOR__TESSERACT",
+            wrapper.to_str().unwrap(),
+        ),
+        ("FERNANDO_CACHE__PROCESSOR__EXTRACTOR", "openai"),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__URL", llm_url.as_str()),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__API_KEY", "sk-test"),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__TIMEOUT", "10s"),
+    ];
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start_with(&redis.url(), pg.url(), &env));
+        let b = s.spawn(|| Server::start_with(&redis.url(), pg.url(), &env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let scan = sample("acme/scans/RE-2026-0042-scan.png");
+    let (ra, rb) = tokio::join!(
+        a.upload(ACME, "image/png", scan.clone()),
+        b.upload(ACME, "image/png", scan)
+    );
+    let (ra, rb) = (ra.text().await.unwrap(), rb.text().await.unwrap());
+    let (da, db): (Value, Value) = (
+        serde_json::from_str(&ra).unwrap_or_else(|_| panic!("{ra}")),
+        serde_json::from_str(&rb).unwrap_or_else(|_| panic!("{rb}")),
+    );
+    assert_eq!(da["fields"]["invoice_number"], "RE-2026-0042", "{da}");
+    assert_eq!(da["fields"], db["fields"]);
+    let ocr_runs = std::fs::read_to_string(&count)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(
+        ocr_runs, 1,
+        "tesseract ran {ocr_runs} times for one document"
+    );
+    assert_eq!(
+        llm_calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the LLM was asked more than once"
     );
 }

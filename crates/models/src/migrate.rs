@@ -39,12 +39,43 @@ macro_rules! with_harness {
 ///
 /// # Errors
 /// [`ModelError::Migration`].
+///
+/// Replicas that start together on a fresh database each call this: on PostgreSQL they take turns under a
+/// session advisory lock, so the schema is made once and every caller succeeds (the later ones find nothing
+/// pending); SQLite serialises writers itself, and a runner that lost the race to create the schema looks again.
 pub fn run_pending(db: &mut Db) -> Result<Vec<String>, ModelError> {
-    with_harness!(db, |conn, migrations| conn
-        .run_pending_migrations(migrations)
-        .map(|v| v.iter().map(ToString::to_string).collect())
-        .map_err(err))
+    use diesel::connection::SimpleConnection;
+    match db {
+        Db::Postgresql(conn) => {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .map_err(err)?;
+            let applied = conn
+                .run_pending_migrations(POSTGRES)
+                .map(|v| v.iter().map(ToString::to_string).collect())
+                .map_err(err);
+            let unlocked = conn
+                .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .map_err(err);
+            let applied = applied?;
+            unlocked?;
+            Ok(applied)
+        }
+        Db::Sqlite(conn) => {
+            let mut last = None;
+            for _ in 0..3 {
+                match conn.run_pending_migrations(SQLITE) {
+                    Ok(v) => return Ok(v.iter().map(ToString::to_string).collect()),
+                    // Another runner applied the same migration between our look and our write.
+                    Err(e) => last = Some(err(e)),
+                }
+            }
+            Err(last.expect("three attempts were made"))
+        }
+    }
 }
+
+/// The advisory lock key migrations run under on PostgreSQL (an arbitrary constant: "fc-migr").
+const MIGRATION_LOCK: i64 = 0x0066_632d_6d69_6772;
 
 /// Which migrations are applied and which are pending.
 ///

@@ -182,6 +182,29 @@ fn two_writers_on_one_postgres_database_add_up_exactly() {
     assert_eq!(sums[0].sets, 2 * 200 * 2);
 }
 
+/// Replicas starting together on a fresh database each run the migrations: every one succeeds, and the schema
+/// is made once.
+#[test]
+fn concurrent_migrations_on_one_fresh_database_all_succeed() {
+    each_backend(|url| {
+        let results: Vec<_> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| run_pending(&mut Db::open(url).unwrap()).map(|v| v.len())))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for r in &results {
+            assert!(r.is_ok(), "{url}: {results:?}");
+        }
+        let applied: usize = results.iter().map(|r| *r.as_ref().unwrap()).sum();
+        assert_eq!(
+            applied,
+            status(&mut Db::open(url).unwrap()).unwrap().applied.len(),
+            "{url}: each migration applied by exactly one runner"
+        );
+    });
+}
+
 #[test]
 fn unknown_schemes_never_create_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,248 @@
+//! `cargo xtask bench cluster`: the store on a local Redis Cluster (3 primaries, the testkit's), in one run.
+//!
+//! - store `get` hit on the cluster vs a raw redis-rs cluster `GET` of a value of the same size (100 B, 4 KB),
+//!   64 tasks, keys spread over every primary; and, in the same run, the single-node store hit vs a raw `GET`
+//!   on one `redis-server`;
+//! - the hit-path cost of distributed single-flight: `get_or_compute` hits with the cache type `distributed` vs
+//!   `process`, on the cluster;
+//! - cross-process single-flight: 8 processes of the `fernando-cache` binary (`cache probe`, path in
+//!   `FERNANDO_CACHE_BIN`, set by `cargo xtask bench cluster`) × 64 callers on one cold key with a 300 ms
+//!   computation: computations in all, and how long callers waited past the computation (p50 / p99).
+//!
+//! Pairs are measured in short alternating windows and judged by the median of per-window ratios
+//! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module).
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+    sync::Arc,
+};
+
+use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_keys::TenantId;
+use fernando_cache_store::Store;
+use fernando_cache_testkit::{RedisCluster, RedisServer, bench::pair};
+
+const TASKS: usize = 64;
+const TENANTS: usize = 32;
+const SIZES: [(usize, &str); 2] = [(100, "100 B"), (4096, "4 KB")];
+
+fn settings(overrides: Vec<(&'static str, String)>, extra: &[(&str, &str)]) -> Settings {
+    Settings::load(
+        LoadOptions::isolated(Environment::Production)
+            .set_all(overrides)
+            .set_all(extra.iter().copied()),
+    )
+    .expect("bench settings")
+}
+
+fn tenants() -> Arc<Vec<TenantId>> {
+    Arc::new(
+        (0..TENANTS)
+            .map(|i| TenantId::new(format!("bench-{i}")).unwrap())
+            .collect(),
+    )
+}
+
+/// Store hit vs raw `GET` through `raw` (a connection of the same topology), keys spread over tenants.
+async fn hit_pair<C>(label: &str, store: Store, raw: C)
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let tenants = tenants();
+    for (size, size_label) in SIZES {
+        let value = "x".repeat(size);
+        let mut raw_keys = Vec::new();
+        for (i, t) in tenants.iter().enumerate() {
+            let _ = store
+                .set(t, &CacheType::OCR_RESULT, "hot", &value)
+                .await
+                .unwrap();
+            let key = format!("bench-raw:{i}");
+            let mut c = raw.clone();
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            raw_keys.push(key);
+        }
+        let raw_keys = Arc::new(raw_keys);
+        let baseline = {
+            let raw = raw.clone();
+            move |i: usize| {
+                let (mut c, keys) = (raw.clone(), raw_keys.clone());
+                async move {
+                    let v: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(&keys[i % TENANTS])
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    assert!(v.is_some());
+                }
+            }
+        };
+        let subject = {
+            let (store, tenants) = (store.clone(), tenants.clone());
+            move |i: usize| {
+                let (store, tenants) = (store.clone(), tenants.clone());
+                async move {
+                    let v: Option<String> = store
+                        .get(&tenants[i % TENANTS], &CacheType::OCR_RESULT, "hot")
+                        .await
+                        .unwrap();
+                    assert!(v.is_some());
+                }
+            }
+        };
+        let (b, s, ratio) = pair(TASKS, baseline, subject).await;
+        println!("| {label} | {size_label} | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |");
+    }
+}
+
+/// `get_or_compute` hits with the type distributed vs process-only, on one cluster.
+async fn flight_pair(cluster: &RedisCluster) {
+    let process = Store::from_settings(&settings(
+        cluster.overrides(),
+        &[("single_flight.ocr_result.mode", "process")],
+    ))
+    .unwrap();
+    let distributed = Store::from_settings(&settings(
+        cluster.overrides(),
+        &[("single_flight.ocr_result.mode", "distributed")],
+    ))
+    .unwrap();
+    let tenants = tenants();
+    for t in tenants.iter() {
+        let _ = process
+            .set(t, &CacheType::OCR_RESULT, "flight", &"x".repeat(100))
+            .await
+            .unwrap();
+    }
+    let side = |store: Store| {
+        let tenants = tenants.clone();
+        move |i: usize| {
+            let (store, tenants) = (store.clone(), tenants.clone());
+            async move {
+                let v: String = store
+                    .get_or_compute(
+                        &tenants[i % TENANTS],
+                        &CacheType::OCR_RESULT,
+                        "flight",
+                        || async {
+                            Err::<String, _>(std::io::Error::other("a hit never computes"))
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(v.len(), 100);
+            }
+        }
+    };
+    let (b, s, ratio) = pair(TASKS, side(process), side(distributed)).await;
+    println!(
+        "| get_or_compute hit, distributed vs process | 100 B | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |"
+    );
+}
+
+/// 8 processes × 64 callers on one cold key, computation 300 ms.
+fn cross_process(cluster: &RedisCluster) {
+    let Ok(bin) = std::env::var("FERNANDO_CACHE_BIN") else {
+        println!(
+            "\ncross-process single-flight: not measured — run through `cargo xtask bench cluster`, which builds \
+             the binary and sets FERNANDO_CACHE_BIN"
+        );
+        return;
+    };
+    let urls = cluster.urls();
+    let nodes = urls[1..].join(",");
+    let mut children = Vec::new();
+    for _ in 0..8 {
+        let mut child = Command::new(&bin)
+            .args(["--env", "production", "--redis-url", &urls[0]])
+            .args([
+                "cache",
+                "probe",
+                "--tenant",
+                "bench",
+                "--type",
+                "ocr_result",
+            ])
+            .args(["--key", "cold", "--callers", "64", "--work", "300ms"])
+            .env("FERNANDO_CACHE__REDIS__MODE", "cluster")
+            .env("FERNANDO_CACHE__REDIS__NODES", &nodes)
+            .env("FERNANDO_CACHE__STATISTICS__ENABLED", "false")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run fernando-cache");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        children.push((child, out));
+    }
+    for (child, _) in &mut children {
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    }
+    let (mut computed, mut p50, mut p99) = (0, Vec::new(), Vec::new());
+    for (mut child, out) in children {
+        for line in out.lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                computed += v["computed"].as_u64().unwrap();
+                p50.push(v["wait_ms"]["p50"].as_f64().unwrap() - 300.0);
+                p99.push(v["wait_ms"]["p99"].as_f64().unwrap() - 300.0);
+            }
+        }
+        child.wait().unwrap();
+    }
+    p50.sort_by(f64::total_cmp);
+    p99.sort_by(f64::total_cmp);
+    println!(
+        "\ncross-process single-flight, 8 processes × 64 callers, one cold key, 300 ms computation: \
+         {computed} computation(s); callers waited past the computation: p50 {:.1} ms (median over processes), \
+         p99 {:.1} ms (worst process)",
+        p50[p50.len() / 2],
+        p99[p99.len() - 1]
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cluster = RedisCluster::start_with(3, 0);
+    let single = RedisServer::start();
+    runtime.block_on(async {
+        println!("| what | value | tasks | baseline ops/s | store ops/s | ratio |");
+        println!("|---|---|---|---|---|---|");
+        let cluster_store = Store::from_settings(&settings(cluster.overrides(), &[])).unwrap();
+        let raw_cluster = redis::cluster::ClusterClient::new(cluster.urls())
+            .unwrap()
+            .get_async_connection()
+            .await
+            .unwrap();
+        hit_pair(
+            "cluster: store hit vs raw cluster GET",
+            cluster_store,
+            raw_cluster,
+        )
+        .await;
+        let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
+        let raw_single = redis::Client::open(single.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        hit_pair("one server: store hit vs raw GET", single_store, raw_single).await;
+        flight_pair(&cluster).await;
+    });
+    cross_process(&cluster);
+}
