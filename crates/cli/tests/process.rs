@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{RedisCluster, RedisServer};
 use serde_json::Value;
 
 fn samples(rel: &str) -> String {
@@ -15,10 +15,16 @@ fn samples(rel: &str) -> String {
 }
 
 fn process(url: &str, args: &[&str]) -> (Option<i32>, Value, String) {
+    process_env(url, &[], args)
+}
+
+/// [`process`] with extra environment variables (a cluster's mode and seed nodes).
+fn process_env(url: &str, env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
         .args(["--env", "test", "--redis-url", url, "process", "--json"])
         .args(args)
         .env_remove("FERNANDO_CACHE_ENV")
+        .envs(env.iter().copied())
         .output()
         .expect("run fernando-cache");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -43,7 +49,27 @@ fn stages(doc: &Value) -> (String, String, String) {
 #[test]
 fn repeated_documents_come_from_the_cache_and_tenants_share_nothing() {
     let server = RedisServer::start();
-    let url = server.url();
+    repeated_documents(&server.url(), &[]);
+}
+
+/// The same, each run its own process, on a Redis Cluster.
+#[test]
+fn repeated_documents_come_from_the_cache_on_a_cluster_too() {
+    let cluster = RedisCluster::start_with(3, 0);
+    let urls = cluster.urls();
+    let nodes = urls[1..].join(",");
+    repeated_documents(
+        &urls[0],
+        &[
+            ("FERNANDO_CACHE__REDIS__MODE", "cluster"),
+            ("FERNANDO_CACHE__REDIS__NODES", &nodes),
+        ],
+    );
+}
+
+fn repeated_documents(url: &str, env: &[(&str, &str)]) {
+    let process = |url: &str, args: &[&str]| process_env(url, env, args);
+    let url = url.to_owned();
     let (code, first, stderr) = process(&url, &["--tenant", "acme", &samples("acme/invoices")]);
     assert_eq!(code, Some(0), "{stderr}");
     let summary = &first["summary"];

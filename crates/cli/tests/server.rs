@@ -9,7 +9,7 @@ use std::{
 };
 
 use fernando_cache_models::{Db, list_events, run_pending, statistics_since, warmup_jobs};
-use fernando_cache_testkit::{PostgresDb, RedisServer};
+use fernando_cache_testkit::{PostgresDb, RedisCluster, RedisServer};
 use serde_json::Value;
 
 struct Server {
@@ -739,4 +739,55 @@ async fn two_replicas_receiving_one_new_document_at_once_run_ocr_and_extraction_
         1,
         "the LLM was asked more than once"
     );
+}
+
+/// Issue 12: `serve` on a Redis Cluster — the pipeline's stages, the HTTP response cache and a document event
+/// reaching every entry derived from the document all work the same as on one server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_a_cluster_caches_documents_and_responses_and_events_reach_them() {
+    let cluster = RedisCluster::start_with(3, 0);
+    let urls = cluster.urls();
+    let nodes = urls[1..].join(",");
+    let pg = PostgresDb::create();
+    let env = [
+        ("FERNANDO_CACHE__REDIS__MODE", "cluster"),
+        ("FERNANDO_CACHE__REDIS__NODES", nodes.as_str()),
+    ];
+    let server = Server::start_with(&urls[0], pg.url(), &env);
+    let first = server
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
+    assert_eq!(first["stages"]["document"], "miss", "{first}");
+    let second = server
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
+    for stage in ["document", "ocr", "extraction"] {
+        assert_eq!(second["stages"][stage], "hit", "{second}");
+    }
+    let fp = first["fingerprint"].as_str().unwrap().to_owned();
+    let path = format!("/v1/documents/{fp}");
+    let r = server.get(&path, Some(ACME)).await;
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    let r = server.get(&path, Some(ACME)).await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"]["total"], "1482.00 GBP");
+    let r = server
+        .post_json(
+            ACME,
+            "/v1/events",
+            serde_json::json!({"event_type": "document.updated", "subject": fp}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = server.get(&path, Some(ACME)).await;
+    assert_ne!(
+        r.headers()["x-cache"],
+        "HIT",
+        "the event reached the HTTP copy"
+    );
+    let third = server
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
+    assert_eq!(third["stages"]["extraction"], "miss", "{third}");
 }

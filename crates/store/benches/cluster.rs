@@ -3,6 +3,8 @@
 //! - store `get` hit on the cluster vs a raw redis-rs cluster `GET` of a value of the same size (100 B, 4 KB),
 //!   64 tasks, keys spread over every primary; and, in the same run, the single-node store hit vs a raw `GET`
 //!   on one `redis-server`;
+//! - what bounds a cluster hit without tracking: a raw `MGET` of the entry and its two generations vs a raw
+//!   `GET`;
 //! - the hit-path cost of distributed single-flight: `get_or_compute` hits with the cache type `distributed` vs
 //!   `process`, on the cluster;
 //! - cross-process single-flight: 8 processes of the `fernando-cache` binary (`cache probe`, path in
@@ -102,6 +104,65 @@ where
         let (b, s, ratio) = pair(TASKS, baseline, subject).await;
         println!("| {label} | {size_label} | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |");
     }
+}
+
+/// What the hit must send without per-node tracking: a raw `MGET` of three keys of one slot vs a raw `GET`,
+/// both by redis-rs's cluster client. The ratio is the ceiling of a tracking-less cluster hit.
+async fn mget_pair(raw: redis::cluster_async::ClusterConnection) {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let keys: Arc<Vec<[String; 3]>> = Arc::new(
+        (0..TENANTS)
+            .map(|i| {
+                [
+                    format!("{{bench-{i}}}:entry"),
+                    format!("{{bench-{i}}}:gen"),
+                    format!("{{bench-{i}}}:gen:type"),
+                ]
+            })
+            .collect(),
+    );
+    for k in keys.iter() {
+        for key in k {
+            let mut c = raw.clone();
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg("x".repeat(100))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+    let get = {
+        let (raw, keys) = (raw.clone(), keys.clone());
+        move |i: usize| {
+            let (mut c, keys) = (raw.clone(), keys.clone());
+            async move {
+                let v: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&keys[i % TENANTS][0])
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                assert!(v.is_some());
+            }
+        }
+    };
+    let mget = move |i: usize| {
+        let (mut c, keys) = (raw.clone(), keys.clone());
+        async move {
+            let k = &keys[i % TENANTS];
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                Route::with_key(&k[0], SlotAddr::Master),
+            ));
+            let mut cmd = redis::cmd("MGET");
+            cmd.arg(&k[0]).arg(&k[1]).arg(&k[2]);
+            let v = c.route_command(cmd, route).await.unwrap();
+            assert!(matches!(v, redis::Value::Array(_)));
+        }
+    };
+    let (b, s, ratio) = pair(TASKS, get, mget).await;
+    println!(
+        "| raw cluster MGET of 3 keys (entry + 2 generations) vs raw GET | 100 B | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |"
+    );
 }
 
 /// `get_or_compute` hits with the type distributed vs process-only, on one cluster.
@@ -232,9 +293,10 @@ fn main() {
         hit_pair(
             "cluster: store hit vs raw cluster GET",
             cluster_store,
-            raw_cluster,
+            raw_cluster.clone(),
         )
         .await;
+        mget_pair(raw_cluster).await;
         let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
         let raw_single = redis::Client::open(single.url())
             .unwrap()
