@@ -41,8 +41,8 @@ macro_rules! with_harness {
 /// [`ModelError::Migration`].
 ///
 /// Replicas that start together on a fresh database each call this: on PostgreSQL they take turns under a
-/// session advisory lock, so the schema is made once and every caller succeeds (the later ones find nothing
-/// pending); SQLite serialises writers itself, and a runner that lost the race to create the schema looks again.
+/// session advisory lock, on SQLite inside one exclusive transaction, so the schema is made once and every
+/// caller succeeds (the later ones find nothing pending).
 pub fn run_pending(db: &mut Db) -> Result<Vec<String>, ModelError> {
     use diesel::connection::SimpleConnection;
     match db {
@@ -60,17 +60,15 @@ pub fn run_pending(db: &mut Db) -> Result<Vec<String>, ModelError> {
             unlocked?;
             Ok(applied)
         }
-        Db::Sqlite(conn) => {
-            let mut last = None;
-            for _ in 0..3 {
-                match conn.run_pending_migrations(SQLITE) {
-                    Ok(v) => return Ok(v.iter().map(ToString::to_string).collect()),
-                    // Another runner applied the same migration between our look and our write.
-                    Err(e) => last = Some(err(e)),
-                }
-            }
-            Err(last.expect("three attempts were made"))
-        }
+        Db::Sqlite(conn) => conn
+            // One runner at a time: the others wait on the write lock (the connection's busy timeout), then
+            // find nothing pending. Each migration's own transaction becomes a savepoint inside this one.
+            .exclusive_transaction(|conn| {
+                conn.run_pending_migrations(SQLITE)
+                    .map(|v| v.iter().map(ToString::to_string).collect())
+                    .map_err(diesel::result::Error::QueryBuilderError)
+            })
+            .map_err(err),
     }
 }
 
