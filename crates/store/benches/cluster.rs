@@ -5,6 +5,7 @@
 //!   on one `redis-server`;
 //! - what bounds a cluster hit without tracking: a raw `MGET` of the entry and its two generations vs a raw
 //!   `GET`;
+//! - what a tenant's sweep costs on the cluster (SCAN on every primary) and on one server;
 //! - the hit-path cost of distributed single-flight: `get_or_compute` hits with the cache type `distributed` vs
 //!   `process`, on the cluster;
 //! - cross-process single-flight: 8 processes of the `fernando-cache` binary (`cache probe`, path in
@@ -165,6 +166,40 @@ async fn mget_pair(raw: redis::cluster_async::ClusterConnection) {
     );
 }
 
+/// What a tenant's sweep costs: `clear_cache` of one tenant holding 500 entries among 40 000 entries of 80
+/// tenants, on the cluster (SCAN on every primary) and on one server.
+async fn sweep_cost(label: &str, store: &Store) {
+    let tenants: Arc<Vec<TenantId>> = Arc::new(
+        (0..80)
+            .map(|i| TenantId::new(format!("sweep-{i}")).unwrap())
+            .collect(),
+    );
+    let mut fill = tokio::task::JoinSet::new();
+    for t in 0..80 {
+        let (store, tenants) = (store.clone(), tenants.clone());
+        fill.spawn(async move {
+            for k in 0..500 {
+                let _ = store
+                    .set(&tenants[t], &CacheType::SESSION, &format!("k{k}"), &k)
+                    .await;
+            }
+        });
+    }
+    while fill.join_next().await.is_some() {}
+    let mut times = Vec::new();
+    let mut deleted = 0;
+    for t in 0..5 {
+        let start = std::time::Instant::now();
+        deleted = store.clear_cache(&tenants[t], None).await.unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "| {label}: clear_cache of one tenant (500 of 40 000 entries) | {deleted} deleted | median {:.1} ms |",
+        times[2]
+    );
+}
+
 /// `get_or_compute` hits with the type distributed vs process-only, on one cluster.
 async fn flight_pair(cluster: &RedisCluster) {
     let process = Store::from_settings(&settings(
@@ -305,6 +340,12 @@ fn main() {
             .unwrap();
         hit_pair("one server: store hit vs raw GET", single_store, raw_single).await;
         flight_pair(&cluster).await;
+        println!("\n| sweep | result | time (5 runs) |");
+        println!("|---|---|---|");
+        let cluster_store = Store::from_settings(&settings(cluster.overrides(), &[])).unwrap();
+        sweep_cost("cluster, 3 primaries", &cluster_store).await;
+        let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
+        sweep_cost("one server", &single_store).await;
     });
     cross_process(&cluster);
 }
