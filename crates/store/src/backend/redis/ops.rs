@@ -16,6 +16,14 @@ use crate::backend::{BackendError, BackendInfo, Fetched, KeyTtl, parse_generatio
 /// The two generation values as `MGET` returns them.
 type Generations = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// The `[scope, cache type]` generations from their stored values.
+fn parse_pair(g_scope: &Option<Vec<u8>>, g_type: &Option<Vec<u8>>) -> [u64; 2] {
+    [
+        parse_generation(g_scope.as_deref()),
+        parse_generation(g_type.as_deref()),
+    ]
+}
+
 /// A TTL as the `PX` milliseconds Redis takes (at least 1).
 pub(crate) fn millis(ttl: Duration) -> u64 {
     ttl.as_millis().clamp(1, u64::MAX as u128) as u64
@@ -47,10 +55,7 @@ pub(crate) fn fetched(mut replies: Vec<Option<Vec<u8>>>) -> Result<Fetched, Back
     let g_scope = replies.pop().flatten();
     Ok(Fetched {
         value: replies.pop().flatten().map(Bytes::from),
-        generations: [
-            parse_generation(g_scope.as_deref()),
-            parse_generation(g_type.as_deref()),
-        ],
+        generations: parse_pair(&g_scope, &g_type),
     })
 }
 
@@ -91,10 +96,7 @@ pub(crate) fn fetched_checked(replies: Vec<Value>) -> Result<Fetched, BackendErr
         .map_err(|e| BackendError::Other(e.to_string()))?;
     Ok(Fetched {
         value,
-        generations: [
-            parse_generation(g_scope.as_deref()),
-            parse_generation(g_type.as_deref()),
-        ],
+        generations: parse_pair(&g_scope, &g_type),
     })
 }
 
@@ -118,10 +120,7 @@ pub(crate) async fn set<C: ConnectionLike + Send>(
         .ignore()
         .query_async(conn)
         .await?;
-    Ok([
-        parse_generation(g_scope.as_deref()),
-        parse_generation(g_type.as_deref()),
-    ])
+    Ok(parse_pair(&g_scope, &g_type))
 }
 
 /// [`set`] as one script: a cluster client follows `MOVED` and `ASK` for a single command, while a pipeline
@@ -150,10 +149,7 @@ pub(crate) async fn set_scripted<C: ConnectionLike + Send>(
         .arg(millis(ttl))
         .invoke_async(conn)
         .await?;
-    Ok([
-        parse_generation(g_scope.as_deref()),
-        parse_generation(g_type.as_deref()),
-    ])
+    Ok(parse_pair(&g_scope, &g_type))
 }
 
 /// [`fetch_checked`] as one script, for the cluster backend (see [`set_scripted`]): a key of another type is a
@@ -364,12 +360,7 @@ pub(crate) async fn set_fenced<C: ConnectionLike + Send>(
         .arg(token)
         .query_async(conn)
         .await?;
-    Ok(reply.map(|(g_scope, g_type)| {
-        [
-            parse_generation(g_scope.as_deref()),
-            parse_generation(g_type.as_deref()),
-        ]
-    }))
+    Ok(reply.map(|(g_scope, g_type)| parse_pair(&g_scope, &g_type)))
 }
 
 /// Delivers every message on `channel` to `on_message`, from a subscription made with the client `connect`
