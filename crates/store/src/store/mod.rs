@@ -80,11 +80,6 @@ impl Store {
                 settings,
                 MemoryBackend::new(settings.memory.max_bytes),
             )),
-            BackendKind::Redis if settings.redis.mode == RedisMode::Cluster => {
-                let cluster = ClusterBackend::connect(&settings.redis)
-                    .map_err(|source| StoreError::Setup { source })?;
-                Ok(Store::with_backend(settings, cluster))
-            }
             BackendKind::Redis => {
                 let generation_prefix = KeyBuilder::new(
                     &settings.namespace,
@@ -92,6 +87,11 @@ impl Store {
                     settings.tenancy.max_tenant_id_len,
                 )
                 .generation_prefix();
+                if settings.redis.mode == RedisMode::Cluster {
+                    let cluster = ClusterBackend::connect(&settings.redis, &generation_prefix)
+                        .map_err(|source| StoreError::Setup { source })?;
+                    return Ok(Store::with_backend(settings, cluster));
+                }
                 let redis = RedisBackend::connect(&settings.redis, &generation_prefix)
                     .map_err(|source| StoreError::Setup { source })?;
                 Ok(Store::with_backend(settings, redis))

@@ -198,6 +198,12 @@ impl Store {
                 redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
             )
             .await
+        } else if let (false, Backend::Cluster(cluster)) = (checked, &self.inner.backend) {
+            self.call_from(
+                start,
+                cluster.fetch_unboxed(key.as_str(), || generations.build(keys)),
+            )
+            .await
         } else {
             match generations.build(keys) {
                 Ok(g) if checked => {

@@ -112,6 +112,28 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// Closes every client connection on every primary (`CLIENT KILL TYPE normal`).
+    pub(crate) fn kill_clients(&self) {
+        let kill = |server: &RedisServer| {
+            let killed = server
+                .command(&["CLIENT", "KILL", "TYPE", "normal"])
+                .expect("CLIENT KILL");
+            assert!(killed.starts_with(':'), "CLIENT KILL answered {killed:?}");
+        };
+        match self {
+            Deployment::Memory => panic!("the in-process backend has no connections"),
+            Deployment::Standalone(s) => kill(s),
+            Deployment::Sentinel(g) => kill(g.servers().0),
+            Deployment::Cluster(c) => {
+                for i in c.primaries() {
+                    kill(&c.nodes()[i]);
+                }
+            }
+        }
+    }
+}
+
 /// One behaviour, one body, run against every deployment named: `contract! { async fn name(d, store) { … }
 /// on [memory, standalone, cluster] }` makes a module `name` with one test per deployment.
 macro_rules! contract {
@@ -147,22 +169,54 @@ pub(crate) fn tenant(id: &str) -> TenantId {
     TenantId::new(id).expect("valid tenant")
 }
 
-/// How many times the server has run `command` (from `INFO commandstats`).
-pub(crate) fn calls(server: &RedisServer, command: &str) -> u64 {
-    let info = server
-        .command(&["INFO", "commandstats"])
-        .expect("INFO commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a call count"))
+/// Servers whose command counts a test reads: one server, or every live primary of a cluster.
+pub(crate) trait Servers {
+    /// How many times the servers have run `command`, summed (from `INFO commandstats`).
+    fn calls(&self, command: &str) -> u64;
+}
+
+impl Servers for RedisServer {
+    fn calls(&self, command: &str) -> u64 {
+        let info = self
+            .command(&["INFO", "commandstats"])
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("a call count"))
+    }
+}
+
+impl Servers for RedisCluster {
+    fn calls(&self, command: &str) -> u64 {
+        self.primaries()
+            .into_iter()
+            .map(|i| self.nodes()[i].calls(command))
+            .sum()
+    }
+}
+
+impl Servers for Deployment {
+    fn calls(&self, command: &str) -> u64 {
+        match self {
+            Deployment::Memory => panic!("the in-process backend has no server to count calls on"),
+            Deployment::Standalone(s) => s.calls(command),
+            Deployment::Cluster(c) => c.calls(command),
+            Deployment::Sentinel(g) => g.servers().0.calls(command),
+        }
+    }
+}
+
+/// How many times `servers` have run `command`.
+pub(crate) fn calls(servers: &impl Servers, command: &str) -> u64 {
+    servers.calls(command)
 }
 
 /// Reads `key` until the store reads it without fetching the generations: tracking has started on every hot
 /// connection (it starts in the background) and the generations of `(tenant, cache_type)` are remembered.
 pub(crate) async fn until_tracked(
-    server: &RedisServer,
+    server: &impl Servers,
     store: &Store,
     tenant: &TenantId,
     cache_type: &CacheType,

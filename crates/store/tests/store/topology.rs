@@ -11,10 +11,10 @@ use std::{
 };
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_store::{Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, Store, WriteOutcome};
 use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, SentinelGroup};
 
-use crate::support::tenant;
+use crate::support::{Servers, tenant, until_tracked};
 
 /// A call may take its command timeout plus scheduling noise, never more than this.
 const CALL_BOUND: Duration = Duration::from_secs(2);
@@ -115,6 +115,32 @@ async fn hits_resume(store: &Store) {
     }
 }
 
+/// After a topology change, with the load stopped: every task's tenant is hit with one `GET` again (tracking
+/// re-armed on the new node connections), and a lazy invalidation by another process is seen by the very next
+/// read.
+async fn tracking_resumes(servers: &impl Servers, store: &Store, other: &Store) {
+    for i in 0..TASKS {
+        let t = tenant(&format!("tenant-{i}"));
+        let _ = other
+            .set(&t, &CacheType::SESSION, "tracked", &(i as u64))
+            .await
+            .unwrap();
+        until_tracked(servers, store, &t, &CacheType::SESSION, "tracked").await;
+        let _ = other
+            .invalidate(&t, Some(&CacheType::SESSION), InvalidationStrategy::Lazy)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get::<u64>(&t, &CacheType::SESSION, "tracked")
+                .await
+                .unwrap(),
+            None,
+            "tenant-{i}: a read after another process's invalidation must miss"
+        );
+    }
+}
+
 async fn finish(stop: Arc<AtomicBool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -150,6 +176,7 @@ async fn a_slot_range_migrating_under_64_tasks_surfaces_no_error_and_no_foreign_
     finish(stop, tasks).await;
     assert!(seen.hits.load(Ordering::Relaxed) > 0);
     hits_resume(&store).await;
+    tracking_resumes(cluster.as_ref(), &store, &store_on(cluster.overrides())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +203,11 @@ async fn a_cluster_primary_killed_under_load_is_replaced_and_hits_resume() {
         m.degraded > 0,
         "the switch was seen as degraded calls: {m:?}"
     );
+    let Ok(cluster) = Arc::try_unwrap(cluster) else {
+        panic!("the failover task still holds the cluster");
+    };
+    let cluster = cluster.into_inner().unwrap();
+    tracking_resumes(&cluster, &store, &store_on(cluster.overrides())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,115 +1,113 @@
 //! Generation tracking (`redis.track_generations`, design 0007): hits are one `GET`, and a lazy invalidation
-//! by another process is still seen by the very next read — including across a lost connection.
+//! by another process is still seen by the very next read — including across a lost connection. One contract
+//! for one server and for a cluster, where each primary's hot connections track their own node.
 
 use std::time::{Duration, Instant};
 
 use fernando_cache_config::CacheType;
 use fernando_cache_store::{InvalidationStrategy, Store};
-use fernando_cache_testkit::RedisServer;
 
-use crate::support::{calls, redis_settings, redis_settings_with, tenant, until_tracked};
+use crate::support::{calls, contract, tenant, until_tracked};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracked_hits_are_one_get_and_see_every_invalidation_at_once() {
-    let server = RedisServer::start();
-    let reader = Store::from_settings(&redis_settings(&server)).unwrap();
-    // Another process: its own connections.
-    let writer = Store::from_settings(&redis_settings(&server)).unwrap();
-    let (acme, ty) = (tenant("acme"), CacheType::SESSION);
-    let _ = writer.set(&acme, &ty, "k", &0u64).await.unwrap();
-    until_tracked(&server, &reader, &acme, &ty, "k").await;
+contract! {
+    async fn tracked_hits_are_one_get_and_see_every_invalidation_at_once(server, reader) {
+        // Another process: its own connections.
+        let writer = server.store();
+        let (acme, ty) = (tenant("acme"), CacheType::SESSION);
+        let _ = writer.set(&acme, &ty, "k", &0u64).await.unwrap();
+        until_tracked(server, reader, &acme, &ty, "k").await;
 
-    let (gets, mgets) = (calls(&server, "get"), calls(&server, "mget"));
-    for _ in 0..100 {
-        assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(0));
-    }
-    assert_eq!(calls(&server, "mget"), mgets, "no generation reads on hits");
-    assert!(calls(&server, "get") >= gets + 100, "each hit is one GET");
+        let (gets, mgets) = (calls(server, "get"), calls(server, "mget"));
+        for _ in 0..100 {
+            assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(0));
+        }
+        assert_eq!(calls(server, "mget"), mgets, "no generation reads on hits");
+        assert!(calls(server, "get") >= gets + 100, "each hit is one GET");
 
-    // Each round: a value, a hit, a lazy invalidation elsewhere, and the next read must already miss.
-    for round in 1..=200u64 {
-        let _ = writer.set(&acme, &ty, "k", &round).await.unwrap();
-        assert_eq!(
-            reader.get::<u64>(&acme, &ty, "k").await.unwrap(),
-            Some(round),
-            "round {round}: the fresh value"
-        );
-        let strategy = if round % 2 == 0 {
-            writer
-                .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
-                .await
-        } else {
-            writer
-                .invalidate(&acme, None, InvalidationStrategy::Lazy)
-                .await
-        };
-        let _ = strategy.unwrap();
+        // Each round: a value, a hit, a lazy invalidation elsewhere, and the next read must already miss.
+        for round in 1..=200u64 {
+            let _ = writer.set(&acme, &ty, "k", &round).await.unwrap();
+            assert_eq!(
+                reader.get::<u64>(&acme, &ty, "k").await.unwrap(),
+                Some(round),
+                "round {round}: the fresh value"
+            );
+            let strategy = if round % 2 == 0 {
+                writer
+                    .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+                    .await
+            } else {
+                writer
+                    .invalidate(&acme, None, InvalidationStrategy::Lazy)
+                    .await
+            };
+            let _ = strategy.unwrap();
+            assert_eq!(
+                reader.get::<u64>(&acme, &ty, "k").await.unwrap(),
+                None,
+                "round {round}: a read after the invalidation returned must miss"
+            );
+        }
+}
+on [standalone, cluster]
+}
+
+contract! {
+    async fn a_lost_connection_forgets_what_it_remembered(server, reader) {
+        let writer = server.store();
+        let (acme, ty) = (tenant("acme"), CacheType::SESSION);
+        let _ = writer.set(&acme, &ty, "k", &1u64).await.unwrap();
+        until_tracked(server, reader, &acme, &ty, "k").await;
+
+        // Every client's connection is cut; the invalidation happens while the reader is not tracking.
+        server.kill_clients();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while writer
+            .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the writer never reconnected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(
             reader.get::<u64>(&acme, &ty, "k").await.unwrap(),
             None,
-            "round {round}: a read after the invalidation returned must miss"
+            "generations remembered before the connection was lost are not trusted"
         );
-    }
+        // And tracking resumes on the new connections.
+        let _ = writer.set(&acme, &ty, "k", &2u64).await.unwrap();
+        until_tracked(server, reader, &acme, &ty, "k").await;
+        let _ = writer
+            .invalidate(&acme, None, InvalidationStrategy::Lazy)
+            .await
+            .unwrap();
+        assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
+}
+on [standalone, cluster]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_connection_forgets_what_it_remembered() {
-    let server = RedisServer::start();
-    let reader = Store::from_settings(&redis_settings(&server)).unwrap();
-    let writer = Store::from_settings(&redis_settings(&server)).unwrap();
-    let (acme, ty) = (tenant("acme"), CacheType::SESSION);
-    let _ = writer.set(&acme, &ty, "k", &1u64).await.unwrap();
-    until_tracked(&server, &reader, &acme, &ty, "k").await;
-
-    // Every client's connection is cut; the invalidation happens while the reader is not tracking.
-    let killed = server
-        .command(&["CLIENT", "KILL", "TYPE", "normal"])
-        .unwrap();
-    assert!(killed.starts_with(':'), "CLIENT KILL answered {killed:?}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while writer
-        .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the writer never reconnected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        reader.get::<u64>(&acme, &ty, "k").await.unwrap(),
-        None,
-        "generations remembered before the connection was lost are not trusted"
-    );
-    // And tracking resumes on the new connections.
-    let _ = writer.set(&acme, &ty, "k", &2u64).await.unwrap();
-    until_tracked(&server, &reader, &acme, &ty, "k").await;
-    let _ = writer
-        .invalidate(&acme, None, InvalidationStrategy::Lazy)
-        .await
-        .unwrap();
-    assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
+contract! {
+    async fn without_tracking_every_hit_reads_the_generations(server, store) {
+        let settings = server.settings_with(&[("redis.track_generations", "false")]);
+        let store = Store::from_settings(&settings).unwrap();
+        let (acme, ty) = (tenant("acme"), CacheType::SESSION);
+        let _ = store.set(&acme, &ty, "k", &7u64).await.unwrap();
+        let mgets = calls(server, "mget");
+        for _ in 0..10 {
+            assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
+        }
+        assert_eq!(calls(server, "mget"), mgets + 10, "one MGET per hit");
+        assert_eq!(
+            calls(server, "client|tracking"),
+            0,
+            "no tracking asked for"
+        );
+        let _ = store
+            .invalidate(&acme, None, InvalidationStrategy::Lazy)
+            .await
+            .unwrap();
+        assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_tracking_every_hit_reads_the_generations() {
-    let server = RedisServer::start();
-    let settings = redis_settings_with(&server, &[("redis.track_generations", "false")]);
-    let store = Store::from_settings(&settings).unwrap();
-    let (acme, ty) = (tenant("acme"), CacheType::SESSION);
-    let _ = store.set(&acme, &ty, "k", &7u64).await.unwrap();
-    let mgets = calls(&server, "mget");
-    for _ in 0..10 {
-        assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
-    }
-    assert_eq!(calls(&server, "mget"), mgets + 10, "one MGET per hit");
-    assert_eq!(
-        calls(&server, "client|tracking"),
-        0,
-        "no tracking asked for"
-    );
-    let _ = store
-        .invalidate(&acme, None, InvalidationStrategy::Lazy)
-        .await
-        .unwrap();
-    assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
+on [standalone, cluster]
 }

@@ -17,6 +17,7 @@ use redis::Value;
 use tokio::sync::oneshot;
 
 use super::{
+    error::conn_err,
     hot::HotConn,
     queue::{Reply, Waiting},
 };
@@ -138,8 +139,8 @@ fn one_reply(value: Value) -> Reply {
     match value {
         Value::Nil => Ok(None),
         Value::BulkString(bytes) => Ok(Some(bytes)),
-        Value::ServerError(e) if e.code() == "WRONGTYPE" => Err(BackendError::WrongType),
-        Value::ServerError(e) => Err(BackendError::Other(format!("GET failed: {e}"))),
+        // WRONGTYPE, and MOVED / ASK on a cluster node, each as its own kind of error.
+        Value::ServerError(e) => Err(conn_err(e.into())),
         other => Err(BackendError::Other(format!(
             "GET was answered with {other:?}, not a string or nil"
         ))),

@@ -14,8 +14,7 @@ use redis::{
 use super::{
     RedisBackend,
     endpoint::{Endpoint, ExclusiveSource},
-    hot::HotConn,
-    tracking::Tracker,
+    read::{HotPath, HotSettings},
 };
 use crate::BackendError;
 
@@ -61,12 +60,16 @@ impl RedisBackend {
             .set_connection_timeout(Some(settings.connect_timeout))
             // The store bounds every call with its own timeout; a second timer per request only costs.
             .set_response_timeout(None);
-        let n = settings.multiplexed_connections;
-        let tracker = settings
-            .track_generations
-            .then(|| Tracker::new(n, generation_prefix.to_owned(), settings.command_timeout));
+        let hot = HotSettings {
+            connections: settings.multiplexed_connections,
+            track: settings
+                .track_generations
+                .then(|| generation_prefix.to_owned()),
+            auto_pipeline: settings.auto_pipeline,
+            command_timeout: settings.command_timeout,
+        };
         // Push messages need RESP3; the exclusive connections stay on RESP2.
-        let resp3 = tracker.is_some();
+        let resp3 = hot.track.is_some();
         let (hot_endpoint, exclusive, listen_endpoint) = if settings.mode == RedisMode::Sentinel {
             let shown = settings
                 .sentinels
@@ -119,25 +122,8 @@ impl RedisBackend {
                 Endpoint::Fixed(Box::new(client.clone())),
             )
         };
-        let hot_endpoint = Arc::new(hot_endpoint);
-        let conns = (0..n)
-            .map(|i| match &tracker {
-                Some(t) => {
-                    let t2 = t.clone();
-                    HotConn::new(
-                        hot_endpoint.clone(),
-                        hot_config.clone().set_push_sender(t.handler(i)),
-                        Some(Box::new(move || t2.connection_changed(i))),
-                    )
-                }
-                None => HotConn::new(hot_endpoint.clone(), hot_config.clone(), None),
-            })
-            .collect();
         Ok(RedisBackend {
-            conns,
-            tracker,
-            auto_pipeline: settings.auto_pipeline,
-            command_timeout: settings.command_timeout,
+            hot: HotPath::new(Arc::new(hot_endpoint), &hot_config, &hot),
             exclusive,
             listen_endpoint: Arc::new(listen_endpoint),
             listeners: Default::default(),

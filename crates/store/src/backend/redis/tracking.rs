@@ -101,7 +101,8 @@ impl Tracker {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn bump(&self) {
+    /// Retires everything remembered (a push arrived, a connection changed, or the topology moved).
+    pub(crate) fn bump(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 

@@ -1,5 +1,7 @@
-//! The Redis Cluster backend, on redis-rs's cluster client: one multiplexed connection per node, commands
-//! routed by key slot, `MOVED` / `ASK` followed and the slot map refreshed by the client.
+//! The Redis Cluster backend. Hits go straight to the slot's primary over its own tracked, auto-pipelined hot
+//! connections (`direct.rs`); everything else goes through redis-rs's cluster client: one multiplexed
+//! connection per node, commands routed by key slot, `MOVED` / `ASK` followed and the slot map refreshed by the
+//! client.
 //!
 //! Every key of one scope carries the scope as its hash tag (design 0010), so an entry and the two generation
 //! keys guarding it live in one slot: a read is one `MGET` to one node, a write one pipeline, and no command
@@ -8,6 +10,7 @@
 //! by address and the keys found are `UNLINK`ed in batches of one slot each.
 
 use std::{
+    borrow::Borrow,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -30,14 +33,20 @@ use redis::{
     },
 };
 
+use self::direct::Direct;
 use super::{Listeners, error::conn_err, ops};
 use crate::backend::{
     BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, NodeInfo, new_generation,
 };
 
+mod direct;
+
 /// A Redis Cluster.
 pub struct ClusterBackend {
     client: ClusterClient,
+    /// The hot read, straight to each slot's primary.
+    direct: Arc<Direct>,
+    command_timeout: Duration,
     /// The cluster connection, made on first use (so a store starts while the cluster is down).
     conn: ArcSwapOption<Installed>,
     next_id: AtomicU64,
@@ -56,6 +65,7 @@ impl std::fmt::Debug for ClusterBackend {
         f.debug_struct("ClusterBackend")
             .field("seeds", &self.shown)
             .field("connected", &self.conn.load().is_some())
+            .field("direct_primaries", &self.direct.primaries())
             .finish_non_exhaustive()
     }
 }
@@ -88,10 +98,16 @@ impl Primary {
 impl ClusterBackend {
     /// Prepares the cluster client from `redis.url` and `redis.nodes` (seed nodes) without contacting any
     /// node, so a program starts (degraded) while the cluster is down and recovers when it comes up.
+    /// `generation_prefix` is
+    /// [`KeyBuilder::generation_prefix`](fernando_cache_keys::KeyBuilder::generation_prefix), tracked on every
+    /// primary's hot connections when `settings.track_generations` is on.
     ///
     /// # Errors
     /// [`BackendError::Other`] when a seed URL cannot be used.
-    pub fn connect(settings: &RedisSettings) -> Result<Self, BackendError> {
+    pub fn connect(
+        settings: &RedisSettings,
+        generation_prefix: &str,
+    ) -> Result<Self, BackendError> {
         let shown = std::iter::once(&settings.url)
             .chain(&settings.nodes)
             .map(|u| u.redacted())
@@ -125,6 +141,8 @@ impl ClusterBackend {
             .map_err(|e| BackendError::Other(format!("redis cluster {shown}: {e}")))?;
         Ok(ClusterBackend {
             client,
+            direct: Arc::new(Direct::new(settings, generation_prefix)?),
+            command_timeout: settings.command_timeout,
             conn: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
             replaced_at: AtomicU64::new(0),
@@ -184,61 +202,31 @@ impl ClusterBackend {
     /// The primaries serving slots now, from `CLUSTER SLOTS`.
     async fn primaries(&self) -> Result<Vec<Primary>, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        let slots = conn
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
+        let ranges = cluster_slots(&mut conn)
             .await
-            .map_err(|e| self.failed(id, e))?;
-        parse_primaries(slots)
-    }
-}
-
-/// Routing to the primary of `key`'s slot, for a multi-key command whose keys share its hash tag.
-fn slot_of(key: &str) -> RoutingInfo {
-    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-        key,
-        SlotAddr::Master,
-    )))
-}
-
-/// The distinct primaries of a `CLUSTER SLOTS` reply: `[[first, last, [host, port, id, …], replicas…], …]`.
-fn parse_primaries(reply: Value) -> Result<Vec<Primary>, BackendError> {
-    let bad = |what: &str| BackendError::Other(format!("CLUSTER SLOTS: {what}"));
-    let Value::Array(ranges) = reply else {
-        return Err(bad("not an array"));
-    };
-    let mut primaries = Vec::new();
-    for range in ranges {
-        let Value::Array(parts) = range else {
-            return Err(bad("a range is not an array"));
-        };
-        let Some(Value::Array(node)) = parts.get(2) else {
-            return Err(bad("a range has no primary"));
-        };
-        let (host, port) = match (node.first(), node.get(1)) {
-            (Some(h), Some(p)) => (
-                String::from_redis_value(h.clone()).map_err(|_| bad("a host is not text"))?,
-                i64::from_redis_value(p.clone()).map_err(|_| bad("a port is not a number"))?,
-            ),
-            _ => return Err(bad("a primary has no address")),
-        };
-        let port = u16::try_from(port).map_err(|_| bad("a port is out of range"))?;
-        primaries.push(Primary { host, port });
-    }
-    primaries.sort();
-    primaries.dedup();
-    Ok(primaries)
-}
-
-#[async_trait]
-impl CacheBackend for ClusterBackend {
-    fn kind(&self) -> &'static str {
-        "redis-cluster"
+            .map_err(|e| self.failed(id, e))??;
+        let mut primaries: Vec<Primary> = ranges.into_iter().map(|(_, _, p)| p).collect();
+        primaries.sort();
+        primaries.dedup();
+        Ok(primaries)
     }
 
-    async fn fetch(
+    /// [`CacheBackend::fetch`] without the boxed future of the trait object; the store calls it directly on
+    /// its hot path. The generation keys are built by `generations` only when they must be read from Redis.
+    pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(
+        &self,
+        key: &str,
+        generations: impl Fn() -> Result<G, BackendError>,
+    ) -> Result<Fetched, BackendError> {
+        if let Some(fetched) = self.direct.fetch(key, &generations).await {
+            return fetched;
+        }
+        self.refresh_soon();
+        Box::pin(self.fetch_through_client(key, generations()?.borrow())).await
+    }
+
+    /// The entry and its generations through the cluster client, which follows redirects.
+    async fn fetch_through_client(
         &self,
         key: &str,
         generations: &GenerationKeys,
@@ -257,6 +245,105 @@ impl CacheBackend for ClusterBackend {
         let replies = FromRedisValue::from_redis_value(reply)
             .map_err(|e| BackendError::Other(format!("MGET reply: {e}")))?;
         ops::fetched(replies)
+    }
+
+    /// Refreshes the direct read's slot map in the background (at most every 100 ms; only once the cluster
+    /// connection exists, since the refresh asks through it).
+    fn refresh_soon(&self) {
+        let Some(installed) = self.conn.load_full() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.direct.due() {
+            return;
+        }
+        let (direct, timeout) = (self.direct.clone(), self.command_timeout);
+        let mut conn = installed.conn.clone();
+        runtime.spawn(async move {
+            let ranges = match tokio::time::timeout(timeout, cluster_slots(&mut conn)).await {
+                Ok(Ok(Ok(ranges))) => ranges,
+                Ok(Ok(Err(e))) => return tracing::debug!(error = %e, "CLUSTER SLOTS unreadable"),
+                Ok(Err(e)) => return tracing::debug!(error = %e, "CLUSTER SLOTS failed"),
+                Err(_) => return tracing::debug!("CLUSTER SLOTS timed out"),
+            };
+            if let Err(e) = direct.install(&ranges) {
+                tracing::debug!(error = %e, "the cluster slot map was not installed");
+            }
+        });
+    }
+}
+
+/// `CLUSTER SLOTS`, asked of any node: the outer error is the client's, the inner one a reply that does not
+/// parse.
+async fn cluster_slots(
+    conn: &mut ClusterConnection,
+) -> redis::RedisResult<Result<Vec<(u16, u16, Primary)>, BackendError>> {
+    let reply = conn
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    Ok(parse_slots(reply))
+}
+
+/// Routing to the primary of `key`'s slot, for a multi-key command whose keys share its hash tag.
+fn slot_of(key: &str) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        key,
+        SlotAddr::Master,
+    )))
+}
+
+/// The slot ranges of a `CLUSTER SLOTS` reply and their primaries: `[[first, last, [host, port, id, …],
+/// replicas…], …]`.
+fn parse_slots(reply: Value) -> Result<Vec<(u16, u16, Primary)>, BackendError> {
+    let bad = |what: &str| BackendError::Other(format!("CLUSTER SLOTS: {what}"));
+    let Value::Array(ranges) = reply else {
+        return Err(bad("not an array"));
+    };
+    let mut ranges_out = Vec::new();
+    for range in ranges {
+        let Value::Array(parts) = range else {
+            return Err(bad("a range is not an array"));
+        };
+        let bound = |v: Option<&Value>| -> Result<u16, BackendError> {
+            let n = i64::from_redis_value(v.ok_or_else(|| bad("a range has no bounds"))?.clone())
+                .map_err(|_| bad("a slot is not a number"))?;
+            u16::try_from(n).map_err(|_| bad("a slot is out of range"))
+        };
+        let (first, last) = (bound(parts.first())?, bound(parts.get(1))?);
+        let Some(Value::Array(node)) = parts.get(2) else {
+            return Err(bad("a range has no primary"));
+        };
+        let (host, port) = match (node.first(), node.get(1)) {
+            (Some(h), Some(p)) => (
+                String::from_redis_value(h.clone()).map_err(|_| bad("a host is not text"))?,
+                i64::from_redis_value(p.clone()).map_err(|_| bad("a port is not a number"))?,
+            ),
+            _ => return Err(bad("a primary has no address")),
+        };
+        let port = u16::try_from(port).map_err(|_| bad("a port is out of range"))?;
+        ranges_out.push((first, last, Primary { host, port }));
+    }
+    Ok(ranges_out)
+}
+
+#[async_trait]
+impl CacheBackend for ClusterBackend {
+    fn kind(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    async fn fetch(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        self.fetch_unboxed(key, || Ok::<_, BackendError>(generations))
+            .await
     }
 
     async fn fetch_checked(

@@ -1,0 +1,218 @@
+//! The hot read of one server: a few multiplexed connections used in rotation (`hot.rs`), the generations
+//! remembered while tracking (`tracking.rs`) and the auto-pipelined `GET`s (`batch.rs`). One server's
+//! [`RedisBackend`](super::RedisBackend) has one [`HotPath`]; a cluster's direct routing has one per primary
+//! (`cluster/direct.rs`).
+
+use std::{borrow::Borrow, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use fernando_cache_keys::{GenerationKeys, KeyBuilder};
+use redis::AsyncConnectionConfig;
+
+use super::{
+    batch,
+    endpoint::Endpoint,
+    hot::{HotConn, Lease},
+    ops,
+    tracking::Tracker,
+};
+use crate::backend::{BackendError, Fetched};
+
+/// How a [`HotPath`] reads.
+#[derive(Debug, Clone)]
+pub(crate) struct HotSettings {
+    /// Multiplexed connections used in rotation.
+    pub(crate) connections: usize,
+    /// `Some(generation prefix)`: track the generation keys under it (the endpoint must speak RESP3).
+    pub(crate) track: Option<String>,
+    /// Hits that find their connection busy share one pipeline.
+    pub(crate) auto_pipeline: bool,
+    pub(crate) command_timeout: Duration,
+}
+
+/// The hot read of one server.
+pub(crate) struct HotPath {
+    conns: Arc<[HotConn]>,
+    tracker: Option<Arc<Tracker>>,
+    auto_pipeline: bool,
+    command_timeout: Duration,
+}
+
+impl std::fmt::Debug for HotPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotPath")
+            .field("multiplexed_connections", &self.conns.len())
+            .field("tracks_generations", &self.tracker.is_some())
+            .field("auto_pipeline", &self.auto_pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HotPath {
+    /// Connection slots to `endpoint` (none is opened yet), with a tracking push handler each when tracking.
+    pub(crate) fn new(
+        endpoint: Arc<Endpoint>,
+        config: &AsyncConnectionConfig,
+        settings: &HotSettings,
+    ) -> Self {
+        let n = settings.connections.max(1);
+        let tracker = settings
+            .track
+            .as_ref()
+            .map(|prefix| Tracker::new(n, prefix.clone(), settings.command_timeout));
+        let conns = (0..n)
+            .map(|i| match &tracker {
+                Some(t) => {
+                    let t2 = t.clone();
+                    HotConn::new(
+                        endpoint.clone(),
+                        config.clone().set_push_sender(t.handler(i)),
+                        Some(Box::new(move || t2.connection_changed(i))),
+                    )
+                }
+                None => HotConn::new(endpoint.clone(), config.clone(), None),
+            })
+            .collect();
+        HotPath {
+            conns,
+            tracker,
+            auto_pipeline: settings.auto_pipeline,
+            command_timeout: settings.command_timeout,
+        }
+    }
+
+    /// A connection of the next slot (connecting it if needed).
+    pub(crate) async fn conn(&self) -> Result<Lease<'_>, BackendError> {
+        self.conns[self.pick()].lease().await
+    }
+
+    /// Forgets every remembered generation: the next read of each scope reads them from the server.
+    pub(crate) fn forget_generations(&self) {
+        if let Some(t) = &self.tracker {
+            t.bump();
+        }
+    }
+
+    /// The next slot.
+    fn pick(&self) -> usize {
+        // A per-thread rotation: no shared counter for the worker threads to contend on.
+        thread_local! {
+            static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        }
+        NEXT.with(|n| {
+            let i = n.get();
+            n.set(i.wrapping_add(1));
+            i
+        }) % self.conns.len()
+    }
+
+    /// [`CacheBackend::fetch`](crate::CacheBackend::fetch) without the boxed future of the trait object. The
+    /// generation keys are built by `generations` only when they must be read from Redis.
+    pub(crate) async fn fetch<G: Borrow<GenerationKeys>>(
+        &self,
+        key: &str,
+        generations: impl FnOnce() -> Result<G, BackendError>,
+    ) -> Result<Fetched, BackendError> {
+        let i = self.pick();
+        if let Some(tracker) = &self.tracker {
+            let epoch = tracker.epoch();
+            if !tracker.is_tracking(i) {
+                tracker.start_tracking(i, self.conns.clone());
+            } else if let Some(remembered) = tracker.lookup(KeyBuilder::group_of(key), epoch)
+                && let Some(value) = self.send_get(i, key).await
+            {
+                // GET answers WRONGTYPE for a key of another type, which the store counts and removes.
+                let value = value?;
+                if tracker.epoch() == epoch {
+                    return Ok(Fetched {
+                        value: value.map(Bytes::from),
+                        generations: remembered,
+                    });
+                }
+                // A generation changed (or a connection came or went) while the GET was out: read them
+                // again.
+            }
+        }
+        // Boxed so that the hit's future stays small (it is moved a few times per call).
+        Box::pin(self.fetch_with_generations(i, key, generations)).await
+    }
+
+    /// `GET key` on slot `i`, auto-pipelined when configured; `None` when the slot has no connection yet (the
+    /// caller then connects through the slow path).
+    async fn send_get(&self, i: usize, key: &str) -> Option<Result<Option<Vec<u8>>, BackendError>> {
+        let slot = &self.conns[i];
+        if self.auto_pipeline
+            && slot.gets.busy()
+            && slot.is_connected()
+            && let Some(reply) = batch::get(&self.conns, i, key, self.command_timeout)
+        {
+            return Some(reply.await.unwrap_or_else(|_| {
+                Err(BackendError::Other(
+                    "the pipelined GET was dropped unanswered".into(),
+                ))
+            }));
+        }
+        // Nothing else on the wire: sent at once (a lone request would only wait for the batch's task hop).
+        let _in_flight = self.auto_pipeline.then(|| slot.gets.sending());
+        let mut lease = slot.current()?;
+        let get = GetCommand::new(key);
+        let reply = get.0.query_async(&mut lease.conn).await;
+        drop(get);
+        let value = lease.check(reply);
+        if value.is_ok() {
+            lease.release();
+        }
+        Some(value)
+    }
+
+    /// The entry and its generations from Redis (remembered when tracking).
+    async fn fetch_with_generations<G: Borrow<GenerationKeys>>(
+        &self,
+        i: usize,
+        key: &str,
+        generations: impl FnOnce() -> Result<G, BackendError>,
+    ) -> Result<Fetched, BackendError> {
+        let epoch = self.tracker.as_ref().map(|t| t.epoch());
+        let mut lease = self.conns[i].lease().await?;
+        let reply = ops::fetch(&mut lease.conn, key, generations()?.borrow()).await;
+        let fetched = ops::fetched(lease.check(reply)?)?;
+        if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
+            tracker.remember(KeyBuilder::group_of(key), epoch, fetched.generations);
+        }
+        Ok(fetched)
+    }
+}
+
+/// A `GET key` command whose buffers come from a per-thread stack and go back to it: building a `Cmd` costs two
+/// allocations and two frees, a measurable share of a 100-byte hit.
+struct GetCommand(redis::Cmd);
+
+thread_local! {
+    static GET_COMMANDS: std::cell::RefCell<Vec<redis::Cmd>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Commands kept per thread: about the number of hits a thread has in flight at once.
+const KEPT_COMMANDS: usize = 64;
+
+impl GetCommand {
+    fn new(key: &str) -> Self {
+        let mut cmd = GET_COMMANDS
+            .with(|c| c.borrow_mut().pop())
+            .unwrap_or_else(|| redis::Cmd::with_capacity(2, 3 + key.len()));
+        cmd.arg("GET").arg(key);
+        GetCommand(cmd)
+    }
+}
+
+impl Drop for GetCommand {
+    fn drop(&mut self) {
+        let mut cmd = std::mem::take(&mut self.0);
+        cmd.clear();
+        GET_COMMANDS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() < KEPT_COMMANDS {
+                c.push(cmd);
+            }
+        });
+    }
+}
