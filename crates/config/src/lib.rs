@@ -41,7 +41,7 @@ pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
-    ApiKey, BackendKind, CompressionSettings, DegradationSettings, ExtractorKind,
+    ApiKey, BackendKind, CompressionSettings, DegradationSettings, DiskSettings, ExtractorKind,
     InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
     ServerSettings, Settings, StatisticsSettings, TenancySettings,
 };

@@ -218,7 +218,7 @@ mod tests {
             );
         }
         assert_eq!(prod.backend, BackendKind::Redis);
-        assert_eq!(dev.backend, BackendKind::Memory);
+        assert_eq!(dev.backend, BackendKind::Disk);
         assert_eq!(
             Settings::embedded(Environment::Staging).unwrap().backend,
             BackendKind::Redis

@@ -14,8 +14,11 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// In-process, bounded by bytes; needs no server (the development and test default).
+    /// In-process, bounded by bytes; needs no server (the test default). Forgotten when the process exits.
     Memory,
+    /// A file on local disk (`disk.path`), bounded by bytes; needs no server, outlives the process and is
+    /// shared by every process that opens it (the development default).
+    Disk,
     /// Redis (the staging and production default).
     Redis,
 }
@@ -36,6 +39,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// In-process backend settings.
     pub memory: MemorySettings,
+    /// Disk backend settings.
+    pub disk: DiskSettings,
     /// Value compression settings.
     pub compression: CompressionSettings,
     /// Multi-tenant settings.
@@ -68,6 +73,19 @@ fn default_env() -> Environment {
 #[non_exhaustive]
 pub struct MemorySettings {
     /// Upper bound on the bytes of stored entries (keys plus encoded values).
+    pub max_bytes: u64,
+}
+
+/// Disk backend settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DiskSettings {
+    /// The cache file (SQLite, WAL mode); its folder is created when missing. Relative paths start at the
+    /// working directory.
+    pub path: String,
+    /// Upper bound on the bytes of stored entries (keys plus encoded values); past it, the entries closest to
+    /// expiry are evicted first.
     pub max_bytes: u64,
 }
 
@@ -300,6 +318,15 @@ impl Settings {
                 "memory.max_bytes",
                 "must be at least 1024",
             ));
+        }
+        if self.disk.max_bytes < 64 * 1024 {
+            return Err(ConfigError::invalid(
+                "disk.max_bytes",
+                "must be at least 65536",
+            ));
+        }
+        if self.disk.path.trim().is_empty() {
+            return Err(ConfigError::invalid("disk.path", "must name a file"));
         }
         let c = &self.compression;
         if !(1..=19).contains(&c.level) {

@@ -30,7 +30,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // Without an installed store the function simply runs.
 //! assert_eq!(billing_summary("acme", "2026-11").await?, Summary { invoices: 3 });
-//! Store::from_settings(&Settings::embedded(Environment::Development)?)?.install();
+//! Store::from_settings(&Settings::embedded(Environment::Test)?)?.install();
 //! assert_eq!(billing_summary("acme", "2026-11").await?, Summary { invoices: 3 }); // computed, stored
 //! assert_eq!(billing_summary("acme", "2026-11").await?, Summary { invoices: 3 }); // from the cache
 //! add_invoice("acme").await?;

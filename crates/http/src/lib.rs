@@ -14,7 +14,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = Store::from_settings(&Settings::embedded(Environment::Development)?)?;
+//! let store = Store::from_settings(&Settings::embedded(Environment::Test)?)?;
 //! let cache = HttpCacheLayer::builder(store, tenant_from_header("x-tenant-id".parse()?))
 //!     .route(Route::new("/v1/reports/**").cache_type(CacheType::DASHBOARD).ttl(Duration::from_secs(600)))
 //!     .exclude("/v1/reports/live")

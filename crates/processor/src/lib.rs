@@ -14,7 +14,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let settings = Settings::embedded(Environment::Development)?;
+//! let settings = Settings::embedded(Environment::Test)?;
 //! let store = Store::from_settings(&settings)?;
 //! let mut processor = DocumentProcessor::from_settings(&settings, store).await;
 //! processor.set_tenant_context(TenantId::new("user123")?);

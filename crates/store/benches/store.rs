@@ -374,7 +374,7 @@ async fn main() {
     }
 
     // In-process: the memory backend vs a bare moka cache holding the same strings.
-    let mem_settings = Settings::embedded(Environment::Development).unwrap();
+    let mem_settings = Settings::embedded(Environment::Test).unwrap();
     let mem = Store::from_settings(&mem_settings).unwrap();
     let moka: moka::future::Cache<String, Arc<String>> = moka::future::Cache::new(10_000);
     let mut mem_rows = Vec::new();

@@ -13,8 +13,9 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // The development profile runs on the in-process backend: no server needed.
-//! let store = Store::from_settings(&Settings::embedded(Environment::Development)?)?;
+//! // The test profile keeps entries in process memory: no server, no files (the development profile keeps
+//! // them on disk under var/ across runs).
+//! let store = Store::from_settings(&Settings::embedded(Environment::Test)?)?;
 //! let tenant = TenantId::new("user123")?;
 //!
 //! store.set(&tenant, &CacheType::SESSION, "user:123", &vec!["admin".to_owned()]).await?;
@@ -45,8 +46,8 @@ mod store;
 pub mod __private;
 
 pub use backend::{
-    Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, Fetched, KeyTtl,
-    MemoryBackend, NodeInfo, OnMessage, RedisBackend,
+    Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, DiskBackend, Fetched,
+    KeyTtl, MemoryBackend, NodeInfo, OnMessage, RedisBackend,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};

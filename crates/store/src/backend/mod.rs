@@ -1,8 +1,10 @@
-//! The backend seam: the few raw operations the store needs, implemented by Redis and by an in-process cache.
+//! The backend seam: the few raw operations the store needs, implemented by Redis (one server, Sentinel,
+//! Cluster), by a local SQLite file shared by the processes of one machine, and by an in-process cache.
 //!
 //! A backend moves bytes; it knows nothing of types, envelopes, tenants or metrics. Timeouts and the circuit
 //! breaker are applied by the store around every call, so a backend may simply wait.
 
+mod disk;
 mod glob;
 mod memory;
 mod redis;
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 
+pub use self::disk::DiskBackend;
 pub use self::memory::MemoryBackend;
 pub use self::redis::{ClusterBackend, RedisBackend};
 pub(crate) use glob::glob_match;
@@ -314,6 +317,8 @@ pub enum Backend {
     Redis(Arc<RedisBackend>),
     /// A Redis Cluster.
     Cluster(Arc<ClusterBackend>),
+    /// A local SQLite file, shared by the processes of one machine.
+    Disk(Arc<DiskBackend>),
     /// The in-process cache.
     Memory(Arc<MemoryBackend>),
     /// A user's own backend.
@@ -326,6 +331,7 @@ impl Backend {
         match self {
             Backend::Redis(b) => b.as_ref(),
             Backend::Cluster(b) => b.as_ref(),
+            Backend::Disk(b) => b.as_ref(),
             Backend::Memory(b) => b.as_ref(),
             Backend::Custom(b) => b.as_ref(),
         }
@@ -341,6 +347,12 @@ impl From<RedisBackend> for Backend {
 impl From<ClusterBackend> for Backend {
     fn from(b: ClusterBackend) -> Self {
         Backend::Cluster(Arc::new(b))
+    }
+}
+
+impl From<DiskBackend> for Backend {
+    fn from(b: DiskBackend) -> Self {
+        Backend::Disk(Arc::new(b))
     }
 }
 

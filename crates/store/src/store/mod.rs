@@ -22,9 +22,9 @@ use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
 use crate::{
-    Backend, BackendInfo, ClusterBackend, MemoryBackend, MetricsSnapshot, RedisBackend, StoreError,
-    breaker::Breaker, codec::CompressionPolicy, deadline::Deadlines, flight::Flights,
-    metrics::Metrics,
+    Backend, BackendInfo, ClusterBackend, DiskBackend, MemoryBackend, MetricsSnapshot,
+    RedisBackend, StoreError, breaker::Breaker, codec::CompressionPolicy, deadline::Deadlines,
+    flight::Flights, metrics::Metrics,
 };
 
 pub(crate) use compute::{ComputePolicy, Failure};
@@ -80,6 +80,11 @@ impl Store {
                 settings,
                 MemoryBackend::new(settings.memory.max_bytes),
             )),
+            BackendKind::Disk => {
+                let disk = DiskBackend::open(&settings.disk, settings.redis.command_timeout)
+                    .map_err(|source| StoreError::Setup { source })?;
+                Ok(Store::with_backend(settings, disk))
+            }
             BackendKind::Redis => {
                 let generation_prefix = KeyBuilder::new(
                     &settings.namespace,

@@ -55,7 +55,7 @@ contract! {
         );
         assert_eq!(visible(store, &CacheType::BILLING, 25).await, 25);
     }
-    on [standalone, cluster]
+    on [disk, standalone, cluster]
 }
 
 contract! {
@@ -126,7 +126,7 @@ contract! {
             None
         );
     }
-    on [standalone, cluster]
+    on [disk, standalone, cluster]
 }
 
 contract! {
@@ -143,7 +143,7 @@ contract! {
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
         assert_eq!(stored_keys(d, store, &CacheType::BILLING), 0);
     }
-    on [standalone, cluster, sentinel]
+    on [disk, standalone, cluster, sentinel]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,5 +189,5 @@ contract! {
         assert_eq!(swept, 10);
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
     }
-    on [standalone, cluster]
+    on [disk, standalone, cluster]
 }

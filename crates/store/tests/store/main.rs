@@ -1,9 +1,11 @@
-//! Integration tests of the store against real `redis-server` processes (and the in-process backend).
+//! Integration tests of the store against real `redis-server` processes, a local SQLite file and the in-process
+//! backend.
 
 mod support;
 
 mod corruption;
 mod degradation;
+mod disk;
 mod invalidation;
 mod isolation;
 mod pipelining;

@@ -60,7 +60,7 @@ contract! {
     async fn all_eight_types(d, store) {
         all_types_round_trip(store).await;
     }
-    on [memory, standalone, cluster, sentinel]
+    on [memory, disk, standalone, cluster, sentinel]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +221,7 @@ contract! {
             .to_string();
         assert!(err.contains("TTL"), "{err}");
     }
-    on [standalone, cluster]
+    on [disk, standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,8 @@ pub(crate) fn redis_store() -> (RedisServer, Store) {
 pub(crate) enum Deployment {
     /// The in-process backend.
     Memory,
+    /// The SQLite file in a folder of its own.
+    Disk(tempfile::TempDir),
     /// One `redis-server`.
     Standalone(RedisServer),
     /// A Redis Cluster of three primaries.
@@ -48,6 +50,10 @@ pub(crate) enum Deployment {
 impl Deployment {
     pub(crate) fn memory() -> Self {
         Deployment::Memory
+    }
+
+    pub(crate) fn disk() -> Self {
+        Deployment::Disk(tempfile::tempdir().expect("a temporary folder"))
     }
 
     pub(crate) fn standalone() -> Self {
@@ -66,6 +72,13 @@ impl Deployment {
     pub(crate) fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
         let target = match self {
             Deployment::Memory => vec![("backend", "memory".to_owned())],
+            Deployment::Disk(dir) => vec![
+                ("backend", "disk".to_owned()),
+                (
+                    "disk.path",
+                    dir.path().join("cache.sqlite3").display().to_string(),
+                ),
+            ],
             Deployment::Standalone(s) => s.overrides(),
             Deployment::Cluster(c) => c.overrides(),
             Deployment::Sentinel(g) => g.overrides(),
@@ -100,6 +113,28 @@ impl Deployment {
         };
         match self {
             Deployment::Memory => None,
+            Deployment::Disk(dir) => {
+                // Redis's `\x` escapes become GLOB classes `[x]`; both tables hold keys.
+                let mut glob = String::new();
+                let mut chars = pattern.chars();
+                while let Some(c) = chars.next() {
+                    match (c, c == '\\') {
+                        (_, true) => glob.push_str(&format!("[{}]", chars.next().unwrap_or('\\'))),
+                        (c, false) => glob.push(c),
+                    }
+                }
+                let db =
+                    rusqlite::Connection::open(dir.path().join("cache.sqlite3")).expect("open");
+                let n: i64 = db
+                    .query_row(
+                        "SELECT (SELECT count(*) FROM entries WHERE key GLOB ?1) \
+                         + (SELECT count(*) FROM generations WHERE key GLOB ?1)",
+                        [&glob],
+                        |r| r.get(0),
+                    )
+                    .expect("count keys");
+                Some(usize::try_from(n).expect("a count"))
+            }
             Deployment::Standalone(s) => Some(count(s)),
             Deployment::Sentinel(g) => Some(count(g.servers().0)),
             Deployment::Cluster(c) => Some(
@@ -122,7 +157,9 @@ impl Deployment {
             assert!(killed.starts_with(':'), "CLIENT KILL answered {killed:?}");
         };
         match self {
-            Deployment::Memory => panic!("the in-process backend has no connections"),
+            Deployment::Memory | Deployment::Disk(_) => {
+                panic!("an embedded backend has no connections")
+            }
             Deployment::Standalone(s) => kill(s),
             Deployment::Sentinel(g) => kill(g.servers().0),
             Deployment::Cluster(c) => {
@@ -135,7 +172,7 @@ impl Deployment {
 }
 
 /// One behaviour, one body, run against every deployment named: `contract! { async fn name(d, store) { … }
-/// on [memory, standalone, cluster] }` makes a module `name` with one test per deployment.
+/// on [memory, disk, standalone, cluster] }` makes a module `name` with one test per deployment.
 macro_rules! contract {
     ($(#[$attr:meta])* async fn $name:ident($d:ident, $store:ident) $body:block on [$($dep:ident),+ $(,)?]) => {
         $(#[$attr])*
@@ -200,7 +237,9 @@ impl Servers for RedisCluster {
 impl Servers for Deployment {
     fn calls(&self, command: &str) -> u64 {
         match self {
-            Deployment::Memory => panic!("the in-process backend has no server to count calls on"),
+            Deployment::Memory | Deployment::Disk(_) => {
+                panic!("an embedded backend has no server to count calls on")
+            }
             Deployment::Standalone(s) => s.calls(command),
             Deployment::Cluster(c) => c.calls(command),
             Deployment::Sentinel(g) => g.servers().0.calls(command),

@@ -1,0 +1,150 @@
+//! The disk backend's own promises, beside the contract suite it passes with the others: its file is
+//! versioned (a newer format or a foreign file is refused with a clear error, an older one rebuilt), it stays
+//! within its byte bound by evicting what expires first, and two stores on one file see each other's writes.
+
+use std::time::Duration;
+
+use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_store::Store;
+
+use crate::support::tenant;
+
+fn settings(path: &std::path::Path, max_bytes: u64) -> Settings {
+    Settings::load(LoadOptions::isolated(Environment::Test).set_all([
+        ("backend", "disk".to_owned()),
+        ("disk.path", path.display().to_string()),
+        ("disk.max_bytes", max_bytes.to_string()),
+    ]))
+    .expect("settings")
+}
+
+fn setup_error(path: &std::path::Path) -> String {
+    let err = Store::from_settings(&settings(path, 1 << 20)).expect_err("the file is refused");
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_newer_format_or_a_foreign_file_is_refused_and_an_older_one_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/folder/cache.sqlite3");
+    let store = Store::from_settings(&settings(&path, 1 << 20)).unwrap();
+    let _ = store
+        .set(&tenant("acme"), &CacheType::SESSION, "k", &1u32)
+        .await
+        .unwrap();
+    drop(store);
+
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    let err = setup_error(&path);
+    assert!(err.contains("format 99") && err.contains("newer"), "{err}");
+    assert!(
+        err.contains("cache.sqlite3"),
+        "the error names the file: {err}"
+    );
+
+    // An older format: emptied and recreated, then usable.
+    db.pragma_update(None, "user_version", 0).unwrap();
+    let store = Store::from_settings(&settings(&path, 1 << 20)).unwrap();
+    assert_eq!(
+        store
+            .get::<u32>(&tenant("acme"), &CacheType::SESSION, "k")
+            .await
+            .unwrap(),
+        None
+    );
+    let _ = store
+        .set(&tenant("acme"), &CacheType::SESSION, "k", &2u32)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get::<u32>(&tenant("acme"), &CacheType::SESSION, "k")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+
+    let foreign = dir.path().join("other.sqlite3");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let err = setup_error(&foreign);
+    assert!(err.contains("not a fernando-cache"), "{err}");
+    std::fs::write(dir.path().join("garbage.sqlite3"), vec![0x5a; 8192]).unwrap();
+    let err = setup_error(&dir.path().join("garbage.sqlite3"));
+    assert!(err.contains("garbage.sqlite3"), "{err}");
+}
+
+#[tokio::test]
+async fn it_stays_within_its_byte_bound_evicting_what_expires_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 256 * 1024;
+    let store = Store::from_settings(&settings(&dir.path().join("c.sqlite3"), max)).unwrap();
+    let t = tenant("acme");
+    // 400 incompressible-ish values of ~2 KiB, each living longer than the one before: 800 KiB in all.
+    for i in 0..400u64 {
+        let value: Vec<u64> = (0..256)
+            .map(|j| (i * 7919 + j).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let _ = store
+            .set_with_ttl(
+                &t,
+                &CacheType::SESSION,
+                &format!("k{i}"),
+                &value,
+                Some(Duration::from_secs(600 + i)),
+            )
+            .await
+            .unwrap();
+    }
+    let info = store.backend_info().await.unwrap();
+    let used = info.used_memory.expect("bytes in use");
+    assert!(used <= max, "{used} bytes stored, bound {max}");
+    assert!(used > max / 2, "eviction stops near the bound: {used}");
+    let present = |i: u64| {
+        let store = store.clone();
+        let t = t.clone();
+        async move {
+            store
+                .get::<Vec<u64>>(&t, &CacheType::SESSION, &format!("k{i}"))
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(present(399).await, "the entry expiring last is kept");
+    assert!(!present(0).await, "the entry expiring first went first");
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_see_each_others_writes_and_invalidations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite3");
+    let (a, b) = (
+        Store::from_settings(&settings(&path, 1 << 20)).unwrap(),
+        Store::from_settings(&settings(&path, 1 << 20)).unwrap(),
+    );
+    let (t, ty) = (tenant("acme"), CacheType::OCR_RESULT);
+    let _ = a.set(&t, &ty, "doc", &"text".to_owned()).await.unwrap();
+    assert_eq!(
+        b.get::<String>(&t, &ty, "doc").await.unwrap().as_deref(),
+        Some("text")
+    );
+    let _ = b
+        .invalidate(
+            &t,
+            Some(&ty),
+            fernando_cache_store::InvalidationStrategy::Lazy,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.get::<String>(&t, &ty, "doc").await.unwrap(), None);
+}
