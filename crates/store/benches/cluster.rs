@@ -13,7 +13,9 @@
 //!   computation: computations in all, and how long callers waited past the computation (p50 / p99).
 //!
 //! Pairs are measured in short alternating windows and judged by the median of per-window ratios
-//! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module).
+//! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module). `BENCH_ONLY` (comma-separated: `cluster`,
+//! `mget`, `single`, `flight`, `sweep`, `processes`) runs only those sections; `BENCH_CONNECTIONS` sets
+//! `redis.multiplexed_connections` of both stores (default 4, the production profile's).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -308,6 +310,10 @@ fn cross_process(cluster: &RedisCluster) {
     );
 }
 
+fn enabled(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -319,33 +325,55 @@ fn main() {
     runtime.block_on(async {
         println!("| what | value | tasks | baseline ops/s | store ops/s | ratio |");
         println!("|---|---|---|---|---|---|");
-        let cluster_store = Store::from_settings(&settings(cluster.overrides(), &[])).unwrap();
         let raw_cluster = redis::cluster::ClusterClient::new(cluster.urls())
             .unwrap()
             .get_async_connection()
             .await
             .unwrap();
-        hit_pair(
-            "cluster: store hit vs raw cluster GET",
-            cluster_store,
-            raw_cluster.clone(),
-        )
-        .await;
-        mget_pair(raw_cluster).await;
-        let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
-        let raw_single = redis::Client::open(single.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
+        if enabled("cluster") {
+            let conns = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "4".into());
+            let cluster_store = Store::from_settings(&settings(
+                cluster.overrides(),
+                &[("redis.multiplexed_connections", conns.as_str())],
+            ))
             .unwrap();
-        hit_pair("one server: store hit vs raw GET", single_store, raw_single).await;
-        flight_pair(&cluster).await;
-        println!("\n| sweep | result | time (5 runs) |");
-        println!("|---|---|---|");
-        let cluster_store = Store::from_settings(&settings(cluster.overrides(), &[])).unwrap();
-        sweep_cost("cluster, 3 primaries", &cluster_store).await;
-        let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
-        sweep_cost("one server", &single_store).await;
+            hit_pair(
+                "cluster: store hit vs raw cluster GET",
+                cluster_store,
+                raw_cluster.clone(),
+            )
+            .await;
+        }
+        if enabled("mget") {
+            mget_pair(raw_cluster).await;
+        }
+        if enabled("single") {
+            let conns = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "4".into());
+            let single_store = Store::from_settings(&settings(
+                single.overrides(),
+                &[("redis.multiplexed_connections", conns.as_str())],
+            ))
+            .unwrap();
+            let raw_single = redis::Client::open(single.url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            hit_pair("one server: store hit vs raw GET", single_store, raw_single).await;
+        }
+        if enabled("flight") {
+            flight_pair(&cluster).await;
+        }
+        if enabled("sweep") {
+            println!("\n| sweep | result | time (5 runs) |");
+            println!("|---|---|---|");
+            let cluster_store = Store::from_settings(&settings(cluster.overrides(), &[])).unwrap();
+            sweep_cost("cluster, 3 primaries", &cluster_store).await;
+            let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
+            sweep_cost("one server", &single_store).await;
+        }
     });
-    cross_process(&cluster);
+    if enabled("processes") {
+        cross_process(&cluster);
+    }
 }
