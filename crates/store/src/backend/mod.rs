@@ -198,6 +198,27 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         generations: &GenerationKeys,
     ) -> Result<[u64; 2], BackendError>;
 
+    /// The `[scope, cache type]` generations of `key` that this backend knows to be current without a round
+    /// trip (Redis generation tracking, design 0007), if it knows them.
+    fn known_generations(&self, key: &str) -> Option<[u64; 2]> {
+        let _ = key;
+        None
+    }
+
+    /// Stores `value` with a plain write if `stamp` is still the generations [`CacheBackend::known_generations`]
+    /// reports. `Ok(false)` when it is not, or when they may have changed before the write landed; the caller
+    /// then writes with [`CacheBackend::set`].
+    async fn set_known(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        stamp: [u64; 2],
+    ) -> Result<bool, BackendError> {
+        let _ = (key, value, ttl, stamp);
+        Ok(false)
+    }
+
     /// Removes keys; returns how many existed.
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError>;
 

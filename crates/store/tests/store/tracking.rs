@@ -1,5 +1,6 @@
-//! Generation tracking (`redis.track_generations`, design 0007): hits are one `GET`, and a lazy invalidation
-//! by another process is still seen by the very next read — including across a lost connection. One contract
+//! Generation tracking (`redis.track_generations`, design 0007): hits are one `GET`, writes one `SET`, and a
+//! lazy invalidation by another process is still seen by the very next read — including across a lost
+//! connection. One contract
 //! for one server and for a cluster, where each primary's hot connections track their own node.
 
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ contract! {
             );
         }
 }
-on [standalone, cluster]
+    on [standalone, cluster]
 }
 
 contract! {
@@ -84,7 +85,7 @@ contract! {
             .unwrap();
         assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-on [standalone, cluster]
+    on [standalone, cluster]
 }
 
 contract! {
@@ -109,5 +110,48 @@ contract! {
             .unwrap();
         assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-on [standalone, cluster]
+    on [standalone, cluster]
+}
+
+contract! {
+    async fn a_write_whose_generations_are_tracked_is_one_set(server, writer) {
+        let reader = server.store();
+        let (acme, ty) = (tenant("acme"), CacheType::SESSION);
+        let _ = writer.set(&acme, &ty, "k", &0u64).await.unwrap();
+        until_tracked(server, writer, &acme, &ty, "k").await;
+        // Writes become one SET each: no generation read (MGET, or the cluster's script) rides along.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut round = 0u64;
+        loop {
+            let before = (
+                calls(server, "mget") + calls(server, "evalsha"),
+                calls(server, "set"),
+            );
+            for _ in 0..20 {
+                round += 1;
+                let _ = writer.set(&acme, &ty, "k", &round).await.unwrap();
+            }
+            let after = (
+                calls(server, "mget") + calls(server, "evalsha"),
+                calls(server, "set"),
+            );
+            if after.0 == before.0 && after.1 == before.1 + 20 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "writes still read the generations after 5 s");
+            // Reads on this thread remember the generations again.
+            until_tracked(server, writer, &acme, &ty, "k").await;
+        }
+        assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(round));
+
+        // Another process invalidates: the next write is stamped with the new generations, so it is visible.
+        let _ = reader
+            .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+            .await
+            .unwrap();
+        let _ = writer.set(&acme, &ty, "k", &7u64).await.unwrap();
+        assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
+        assert_eq!(writer.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
+    }
+    on [standalone, cluster]
 }

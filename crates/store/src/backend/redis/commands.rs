@@ -43,9 +43,21 @@ impl CacheBackend for RedisBackend {
         ttl: Duration,
         generations: &GenerationKeys,
     ) -> Result<[u64; 2], BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = ops::set(&mut lease.conn, key, &value, ttl, generations).await;
-        lease.check(reply)
+        self.hot.set(key, &value, ttl, generations).await
+    }
+
+    fn known_generations(&self, key: &str) -> Option<[u64; 2]> {
+        self.hot.known(key)
+    }
+
+    async fn set_known(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        stamp: [u64; 2],
+    ) -> Result<bool, BackendError> {
+        self.hot.set_known(key, &value, ttl, stamp).await
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {

@@ -123,6 +123,22 @@ pub(crate) async fn set<C: ConnectionLike + Send>(
     Ok(parse_pair(&g_scope, &g_type))
 }
 
+/// `SET key value PX ttl`: a write whose generations are already known current (tracked, design 0007).
+pub(crate) async fn set_plain<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+) -> RedisResult<()> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(millis(ttl))
+        .exec_async(conn)
+        .await
+}
+
 /// [`set`] as one script: a cluster client follows `MOVED` and `ASK` for a single command, while a pipeline
 /// caught mid-migration can keep failing (redis-rs 1.8), so the cluster backend writes this way.
 static SET_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {

@@ -1,5 +1,6 @@
-//! The hot read of one server: a few multiplexed connections used in rotation (`hot.rs`), the generations
-//! remembered while tracking (`tracking.rs`) and the auto-pipelined `GET`s (`batch.rs`). One server's
+//! The hot read (and write) of one server: a few multiplexed connections used in rotation (`hot.rs`), the
+//! generations remembered while tracking (`tracking.rs`) and the auto-pipelined `GET`s (`batch.rs`). A write
+//! whose generations are remembered is one `SET`; the others read the generations in the same round trip. One server's
 //! [`RedisBackend`](super::RedisBackend) has one [`HotPath`]; a cluster's direct routing has one per primary
 //! (`cluster/direct.rs`).
 
@@ -135,6 +136,63 @@ impl HotPath {
         }
         // Boxed so that the hit's future stays small (it is moved a few times per call).
         Box::pin(self.fetch_with_generations(i, key, generations)).await
+    }
+
+    /// The generations remembered on this thread for `key`'s scope and type, current as of now.
+    pub(crate) fn known(&self, key: &str) -> Option<[u64; 2]> {
+        let tracker = self.tracker.as_ref()?;
+        tracker.lookup(KeyBuilder::group_of(key), tracker.epoch())
+    }
+
+    /// `SET key value PX ttl` alone, if `stamp` is still the remembered generations and the connection it goes
+    /// on is tracking. `Ok(false)` when that is not so (nothing written), or when a push arrived before the
+    /// `SET`'s reply: an invalidation that ran before the `SET` may have made `stamp` old, and the caller writes
+    /// again reading the generations. (Its push precedes the reply on this connection, as for reads.)
+    pub(crate) async fn set_known(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        stamp: [u64; 2],
+    ) -> Result<bool, BackendError> {
+        let Some(tracker) = &self.tracker else {
+            return Ok(false);
+        };
+        let i = self.pick();
+        let epoch = tracker.epoch();
+        if !tracker.is_tracking(i)
+            || tracker.lookup(KeyBuilder::group_of(key), epoch) != Some(stamp)
+        {
+            return Ok(false);
+        }
+        let Some(mut lease) = self.conns[i].current() else {
+            return Ok(false);
+        };
+        let reply = ops::set_plain(&mut lease.conn, key, value, ttl).await;
+        lease.check(reply)?;
+        lease.release();
+        Ok(tracker.epoch() == epoch)
+    }
+
+    /// `SET` with the generations read in the same round trip (remembered when tracking, so the next write of
+    /// the scope is one `SET`).
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Result<[u64; 2], BackendError> {
+        let i = self.pick();
+        let epoch = self.tracker.as_ref().map(|t| t.epoch());
+        let mut lease = self.conns[i].lease().await?;
+        let reply = ops::set(&mut lease.conn, key, value, ttl, generations).await;
+        let current = lease.check(reply)?;
+        lease.release();
+        if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
+            tracker.remember(KeyBuilder::group_of(key), epoch, current);
+        }
+        Ok(current)
     }
 
     /// `GET key` on slot `i`, auto-pipelined when configured; `None` when the slot has no connection yet (the

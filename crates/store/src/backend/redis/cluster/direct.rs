@@ -155,6 +155,25 @@ impl Direct {
         }
     }
 
+    /// The generations of `key` remembered on this thread by its primary's hot path, current as of now.
+    pub(super) fn known(&self, key: &str) -> Option<[u64; 2]> {
+        self.path(key)?.known(key)
+    }
+
+    /// One `SET` on `key`'s primary if `stamp` is still its known generations (see `HotPath::set_known`).
+    pub(super) async fn set_known(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        stamp: [u64; 2],
+    ) -> Result<bool, BackendError> {
+        match self.path(key) {
+            Some(path) => path.set_known(key, value, ttl, stamp).await,
+            None => Ok(false),
+        }
+    }
+
     /// Whether a refresh of the slot map may start now (at most one per [`REFRESH_AT_MOST_EVERY`]); a `true`
     /// answer reserves it.
     pub(super) fn due(&self) -> bool {

@@ -372,6 +372,27 @@ impl CacheBackend for ClusterBackend {
             .map_err(|e| self.failed(id, e))
     }
 
+    fn known_generations(&self, key: &str) -> Option<[u64; 2]> {
+        self.direct.known(key)
+    }
+
+    async fn set_known(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        stamp: [u64; 2],
+    ) -> Result<bool, BackendError> {
+        match self.direct.set_known(key, &value, ttl, stamp).await {
+            // A redirect or an unreachable node: the caller writes through the cluster client.
+            Err(BackendError::Connection(_)) => {
+                self.refresh_soon();
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
         let (mut conn, id) = self.conn().await?;
         let mut deleted = 0;
