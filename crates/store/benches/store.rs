@@ -8,7 +8,8 @@
 //! - store `get` hit vs a raw redis-rs multiplexed `GET` of the same value uncompressed (100 B, 4 KB, 64 KB);
 //! - for compressed values, store `get` hit vs a raw `GET` of the very bytes the store wrote plus a bare zstd
 //!   decompress with a reused context — the work the layer cannot avoid;
-//! - store `set` vs a raw `SET … PX`;
+//! - store `set` vs a raw `SET … PX` of the bytes the store writes: for a value the store compresses, a bare
+//!   zstd compress (reused context, the configured level) and a `SET … PX` of the result;
 //! - the peer: the `cached` crate's `AsyncRedisCache` get and set on the same values;
 //! - the memory backend's hit vs a bare moka `get`.
 //!
@@ -105,6 +106,8 @@ fn print_rows(title: &str, baseline: &str, subject: &str, rows: &[Row]) {
 thread_local! {
     static DCTX: RefCell<zstd::bulk::Decompressor<'static>> =
         RefCell::new(zstd::bulk::Decompressor::new().expect("zstd context"));
+    static CCTX: RefCell<zstd::bulk::Compressor<'static>> =
+        RefCell::new(zstd::bulk::Compressor::new(3).expect("zstd context"));
 }
 
 #[derive(Clone)]
@@ -281,6 +284,7 @@ async fn main() {
 
             if enabled("set") {
                 let (r, v) = (raw.clone(), Arc::new(text.clone()));
+                let zstd_first = compressed;
                 let (s, t, v2, ty2) = (
                     store.clone(),
                     tenant.clone(),
@@ -291,7 +295,15 @@ async fn main() {
                     c,
                     move |i| {
                         let (r, v) = (r.clone(), v.clone());
-                        async move { r.set(&format!("rawset:{i}"), v.as_bytes()).await }
+                        async move {
+                            if zstd_first {
+                                let packed =
+                                    CCTX.with(|c| c.borrow_mut().compress(v.as_bytes()).unwrap());
+                                r.set(&format!("rawset:{i}"), &packed).await;
+                            } else {
+                                r.set(&format!("rawset:{i}"), v.as_bytes()).await;
+                            }
+                        }
                     },
                     move |i| {
                         let (s, t, v, ty) = (s.clone(), t.clone(), v2.clone(), ty2.clone());
@@ -302,7 +314,11 @@ async fn main() {
                 )
                 .await;
                 set_rows.push(Row {
-                    what: "set vs raw SET PX".into(),
+                    what: if compressed {
+                        "set vs zstd compress + raw SET PX".into()
+                    } else {
+                        "set vs raw SET PX".into()
+                    },
                     size: label,
                     concurrency: c,
                     baseline: b,

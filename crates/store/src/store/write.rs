@@ -249,31 +249,33 @@ impl Store {
             fence,
         }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
+        let len = bytes.len() as u64;
+        let backend = self.inner.backend.ops();
+        // Generations known current without a round trip (tracked): one plain SET.
+        let mut known = None;
+        if fence.is_none()
+            && let Some(current) = backend.known_generations(key.as_str())
+        {
+            codec::set_generations(&mut bytes, current);
+            let value = Bytes::from(bytes);
+            if self
+                .call(backend.set_known(key.as_str(), value.clone(), ttl, current))
+                .await?
+            {
+                return Ok(len);
+            }
+            known = Some(current);
+            bytes = value.to_vec();
+        }
         let g = self
             .inner
             .keys
             .generation_keys(scope, cache_type)
             .map_err(|e| BackendError::Other(e.to_string()))?;
-        let mut stamp = guess
+        let mut stamp = known
+            .or(guess)
             .or_else(|| self.inner.generations.get(g.cache_type()))
             .unwrap_or([0, 0]);
-        let len = bytes.len() as u64;
-        let backend = self.inner.backend.ops();
-        // Generations known current without a round trip (tracked): one plain SET.
-        if fence.is_none()
-            && let Some(known) = backend.known_generations(key.as_str())
-        {
-            codec::set_generations(&mut bytes, known);
-            let value = Bytes::from(bytes);
-            if self
-                .call(backend.set_known(key.as_str(), value.clone(), ttl, known))
-                .await?
-            {
-                return Ok(len);
-            }
-            stamp = known;
-            bytes = value.to_vec();
-        }
         // Each retry means an invalidation landed between two of our writes; after three in a row the last
         // write simply stays invisible (a miss, never stale data).
         for _ in 0..3 {

@@ -1,4 +1,5 @@
-//! Auto-pipelining of the hot path's `GET`s: hits that are ready at the same moment go to Redis as one pipeline.
+//! Auto-pipelining of the hot path's `GET`s and tracked `SET`s: commands that are ready at the same moment go to
+//! Redis as one pipeline.
 //!
 //! Sent one by one, each `GET` on a multiplexed connection tends to be written by its own `writev`, and the
 //! server reads it with its own `read`: on this 2-core machine that was ~0.6 client and ~0.2 server system calls
@@ -19,31 +20,28 @@ use tokio::sync::oneshot;
 use super::{
     error::conn_err,
     hot::HotConn,
-    queue::{Reply, Waiting},
+    queue::{Reply, Request, Waiting},
 };
 use crate::BackendError;
 
-/// `GET key` on slot `i`, sent with whatever other `GET`s are queued on that slot when the flush runs. `None`
-/// when there is no tokio runtime to flush on (the caller sends the `GET` itself).
-pub(crate) fn get(
+/// `request` on slot `i`, sent with whatever else is queued on that slot when the flush runs. `None` when there
+/// is no tokio runtime to flush on (the caller sends the command itself).
+pub(crate) fn send_batched(
     slots: &Arc<[HotConn]>,
     i: usize,
-    key: &str,
+    request: Request,
     timeout: std::time::Duration,
 ) -> Option<oneshot::Receiver<Reply>> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let (tx, rx) = oneshot::channel();
     let first = {
-        let mut queue = slots[i].gets.lock();
-        queue.push(Waiting {
-            key: key.to_owned(),
-            reply: tx,
-        });
+        let mut queue = slots[i].queue.lock();
+        queue.push(Waiting { request, reply: tx });
         queue.len() == 1
     };
     if first {
         // Counted from now until the flush is done, so that GETs meanwhile join this batch or the next.
-        slots[i].gets.in_flight.fetch_add(1, Ordering::Relaxed);
+        slots[i].queue.in_flight.fetch_add(1, Ordering::Relaxed);
         let flush = Flush {
             slots: slots.clone(),
             i,
@@ -66,7 +64,7 @@ impl Flush {
     async fn run(mut self, timeout: std::time::Duration) {
         // Let every task that is ready to run queue its GET before the batch is cut.
         tokio::task::yield_now().await;
-        let batch = std::mem::take(&mut *self.slots[self.i].gets.lock());
+        let batch = std::mem::take(&mut *self.slots[self.i].queue.lock());
         self.taken = true;
         if batch.is_empty() {
             return;
@@ -96,7 +94,7 @@ impl Flush {
 impl Drop for Flush {
     fn drop(&mut self) {
         self.slots[self.i]
-            .gets
+            .queue
             .in_flight
             .fetch_sub(1, Ordering::Relaxed);
         // Normally `run` cut the batch; if the task is dropped before that (runtime shutdown), answer what is
@@ -104,7 +102,7 @@ impl Drop for Flush {
         if self.taken {
             return;
         }
-        let stranded = std::mem::take(&mut *self.slots[self.i].gets.lock());
+        let stranded = std::mem::take(&mut *self.slots[self.i].queue.lock());
         for waiting in stranded {
             let _ = waiting.reply.send(Err(BackendError::Other(
                 "the task that was to send this GET was dropped (runtime shutting down?)".into(),
@@ -120,7 +118,18 @@ async fn send(slot: &HotConn, batch: &[Waiting]) -> Result<Vec<Reply>, BackendEr
     // Each command answers for itself: a WRONGTYPE key fails its own GET, not its neighbours'.
     pipe.ignore_errors();
     for waiting in batch {
-        pipe.cmd("GET").arg(&waiting.key);
+        match &waiting.request {
+            Request::Get(key) => {
+                pipe.cmd("GET").arg(key);
+            }
+            Request::Set { key, value, ttl_ms } => {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(&value[..])
+                    .arg("PX")
+                    .arg(*ttl_ms);
+            }
+        }
     }
     let reply: redis::RedisResult<Vec<Value>> = pipe.query_async(&mut lease.conn).await;
     let values = lease.check(reply)?;
@@ -137,12 +146,12 @@ async fn send(slot: &HotConn, batch: &[Waiting]) -> Result<Vec<Reply>, BackendEr
 
 fn one_reply(value: Value) -> Reply {
     match value {
-        Value::Nil => Ok(None),
+        Value::Nil | Value::Okay => Ok(None),
         Value::BulkString(bytes) => Ok(Some(bytes)),
         // WRONGTYPE, and MOVED / ASK on a cluster node, each as its own kind of error.
         Value::ServerError(e) => Err(conn_err(e.into())),
         other => Err(BackendError::Other(format!(
-            "GET was answered with {other:?}, not a string or nil"
+            "a pipelined command was answered with {other:?}, not a string, OK or nil"
         ))),
     }
 }

@@ -30,8 +30,8 @@ pub(crate) struct HotConn {
     next_id: AtomicU64,
     /// Called each time a new connection is installed (generation tracking must start over on it).
     on_install: Option<Box<dyn Fn() + Send + Sync>>,
-    /// `GET`s waiting to be sent together (auto-pipelining, see `batch.rs`).
-    pub(crate) gets: Queue,
+    /// `GET`s and `SET`s waiting to be sent together (auto-pipelining, see `batch.rs`).
+    pub(crate) queue: Queue,
     /// Clones of the current connection handed back by finished requests, per thread.
     spare: thread_local::ThreadLocal<RefCell<Vec<(u64, MultiplexedConnection)>>>,
 }
@@ -67,7 +67,7 @@ impl HotConn {
             connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             on_install,
-            gets: Queue::default(),
+            queue: Queue::default(),
             spare: thread_local::ThreadLocal::new(),
         }
     }

@@ -1,4 +1,4 @@
-//! The queue of one connection slot's `GET`s waiting for the next auto-pipelined flush ([`super::batch`]): a
+//! The queue of one connection slot's `GET`s and `SET`s waiting for the next auto-pipelined flush ([`super::batch`]): a
 //! plain data structure the slot holds, so the connections (`hot.rs`) need not know how batches are sent.
 
 use std::sync::{
@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::BackendError;
 
-/// The `GET`s waiting for the next flush of one connection slot.
+/// The commands waiting for the next flush of one connection slot.
 #[derive(Default)]
 pub(crate) struct Queue {
     waiting: Mutex<Vec<Waiting>>,
@@ -29,11 +29,23 @@ impl Drop for InFlight<'_> {
 }
 
 pub(super) struct Waiting {
-    pub(super) key: String,
+    pub(super) request: Request,
     pub(super) reply: oneshot::Sender<Reply>,
 }
 
-/// A `GET`'s answer: the value if any, or why there is none.
+/// A command waiting for the next flush.
+pub(crate) enum Request {
+    /// `GET key`.
+    Get(String),
+    /// `SET key value PX ttl_ms`.
+    Set {
+        key: String,
+        value: bytes::Bytes,
+        ttl_ms: u64,
+    },
+}
+
+/// A command's answer: a `GET`'s value if any (`None` for a `SET`), or why there is none.
 pub(crate) type Reply = Result<Option<Vec<u8>>, BackendError>;
 
 impl Queue {

@@ -15,6 +15,7 @@ use super::{
     endpoint::Endpoint,
     hot::{HotConn, Lease},
     ops,
+    queue::Request,
     tracking::Tracker,
 };
 use crate::backend::{BackendError, Fetched};
@@ -151,7 +152,7 @@ impl HotPath {
     pub(crate) async fn set_known(
         &self,
         key: &str,
-        value: &[u8],
+        value: &Bytes,
         ttl: Duration,
         stamp: [u64; 2],
     ) -> Result<bool, BackendError> {
@@ -165,7 +166,30 @@ impl HotPath {
         {
             return Ok(false);
         }
-        let Some(mut lease) = self.conns[i].current() else {
+        let slot = &self.conns[i];
+        if self.auto_pipeline
+            && slot.queue.busy()
+            && slot.is_connected()
+            && let Some(reply) = batch::send_batched(
+                &self.conns,
+                i,
+                Request::Set {
+                    key: key.to_owned(),
+                    value: value.clone(),
+                    ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                },
+                self.command_timeout,
+            )
+        {
+            reply.await.unwrap_or_else(|_| {
+                Err(BackendError::Other(
+                    "the pipelined SET was dropped unanswered".into(),
+                ))
+            })?;
+            return Ok(tracker.epoch() == epoch);
+        }
+        let _in_flight = self.auto_pipeline.then(|| slot.queue.sending());
+        let Some(mut lease) = slot.current() else {
             return Ok(false);
         };
         let reply = ops::set_plain(&mut lease.conn, key, value, ttl).await;
@@ -200,9 +224,14 @@ impl HotPath {
     async fn send_get(&self, i: usize, key: &str) -> Option<Result<Option<Vec<u8>>, BackendError>> {
         let slot = &self.conns[i];
         if self.auto_pipeline
-            && slot.gets.busy()
+            && slot.queue.busy()
             && slot.is_connected()
-            && let Some(reply) = batch::get(&self.conns, i, key, self.command_timeout)
+            && let Some(reply) = batch::send_batched(
+                &self.conns,
+                i,
+                Request::Get(key.to_owned()),
+                self.command_timeout,
+            )
         {
             return Some(reply.await.unwrap_or_else(|_| {
                 Err(BackendError::Other(
@@ -211,7 +240,7 @@ impl HotPath {
             }));
         }
         // Nothing else on the wire: sent at once (a lone request would only wait for the batch's task hop).
-        let _in_flight = self.auto_pipeline.then(|| slot.gets.sending());
+        let _in_flight = self.auto_pipeline.then(|| slot.queue.sending());
         let mut lease = slot.current()?;
         let get = GetCommand::new(key);
         let reply = get.0.query_async(&mut lease.conn).await;

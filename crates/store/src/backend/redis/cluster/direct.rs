@@ -164,7 +164,7 @@ impl Direct {
     pub(super) async fn set_known(
         &self,
         key: &str,
-        value: &[u8],
+        value: &bytes::Bytes,
         ttl: Duration,
         stamp: [u64; 2],
     ) -> Result<bool, BackendError> {
