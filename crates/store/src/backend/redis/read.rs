@@ -209,6 +209,11 @@ impl HotPath {
     ) -> Result<[u64; 2], BackendError> {
         let i = self.pick();
         let epoch = self.tracker.as_ref().map(|t| t.epoch());
+        if let Some(tracker) = &self.tracker
+            && !tracker.is_tracking(i)
+        {
+            tracker.start_tracking(i, self.conns.clone());
+        }
         let mut lease = self.conns[i].lease().await?;
         let reply = ops::set(&mut lease.conn, key, value, ttl, generations).await;
         let current = lease.check(reply)?;

@@ -174,6 +174,26 @@ impl Direct {
         }
     }
 
+    /// Writes `key` on its primary with the generations read in the same round trip (remembered, so the next
+    /// write of the scope can be one `SET`). `None` as for [`Direct::fetch`]: the caller writes through the
+    /// cluster client.
+    pub(super) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Option<Result<[u64; 2], BackendError>> {
+        let path = self.path(key)?;
+        match path.set(key, value, ttl, generations).await {
+            Err(BackendError::Connection(cause)) => {
+                tracing::debug!(error = %cause, "direct cluster write failed; through the cluster client");
+                None
+            }
+            other => Some(other),
+        }
+    }
+
     /// Whether a refresh of the slot map may start now (at most one per [`REFRESH_AT_MOST_EVERY`]); a `true`
     /// answer reserves it.
     pub(super) fn due(&self) -> bool {

@@ -1,5 +1,6 @@
-//! The Redis Cluster backend. Hits go straight to the slot's primary over its own tracked, auto-pipelined hot
-//! connections (`direct.rs`); everything else goes through redis-rs's cluster client: one multiplexed
+//! The Redis Cluster backend. Hits and writes go straight to the slot's primary over its own tracked,
+//! auto-pipelined hot connections (`direct.rs`); everything else (and a direct call that meets a redirect)
+//! goes through redis-rs's cluster client: one multiplexed
 //! connection per node, commands routed by key slot, `MOVED` / `ASK` followed and the slot map refreshed by the
 //! client.
 //!
@@ -366,6 +367,10 @@ impl CacheBackend for ClusterBackend {
         ttl: Duration,
         generations: &GenerationKeys,
     ) -> Result<[u64; 2], BackendError> {
+        if let Some(written) = self.direct.set(key, &value, ttl, generations).await {
+            return written;
+        }
+        self.refresh_soon();
         let (mut conn, id) = self.conn().await?;
         ops::set_scripted(&mut conn, key, &value, ttl, generations)
             .await
