@@ -171,6 +171,94 @@ impl Deployment {
     }
 }
 
+/// Raw access to what a deployment stores, beside the store: hostile bytes written under a key, read back,
+/// checked for. Only deployments with storage outside the process have it.
+impl Deployment {
+    /// The server that holds `key` (on a cluster, the primary of its slot).
+    fn server_of(&self, key: &str) -> &RedisServer {
+        match self {
+            Deployment::Standalone(s) => s,
+            Deployment::Sentinel(g) => g.servers().0,
+            Deployment::Cluster(c) => &c.nodes()[c.primary_of_slot(c.slot_of(key))],
+            Deployment::Memory | Deployment::Disk(_) => unreachable!("no server"),
+        }
+    }
+
+    fn disk_file(&self) -> Option<rusqlite::Connection> {
+        match self {
+            Deployment::Disk(dir) => {
+                Some(rusqlite::Connection::open(dir.path().join("cache.sqlite3")).expect("open"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Stores `bytes` under `key` for an hour, bypassing the store.
+    pub(crate) fn put_raw(&self, key: &str, bytes: &[u8]) {
+        if let Some(db) = self.disk_file() {
+            let expires = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+                + 3_600_000;
+            db.execute(
+                "INSERT INTO entries (key, value, expires_at, size) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                rusqlite::params![key, bytes, expires, bytes.len() as i64],
+            )
+            .expect("raw insert");
+            return;
+        }
+        assert!(
+            !matches!(self, Deployment::Memory),
+            "no raw access in memory"
+        );
+        self.server_of(key)
+            .command(&[b"SET".as_slice(), key.as_bytes(), bytes, b"PX", b"3600000"])
+            .expect("raw SET");
+    }
+
+    /// Copies `from` to `to` without its last `cut` bytes (keys of one scope and type: one slot).
+    pub(crate) fn truncated_copy(&self, from: &str, to: &str, cut: usize) {
+        if let Some(db) = self.disk_file() {
+            db.execute(
+                "INSERT INTO entries (key, value, expires_at, size) \
+                 SELECT ?2, substr(value, 1, length(value) - ?3), expires_at, size FROM entries WHERE key = ?1",
+                rusqlite::params![from, to, cut as i64],
+            )
+            .expect("raw copy");
+            return;
+        }
+        self.server_of(from)
+            .command(&[
+                "EVAL",
+                "local v = redis.call('GET', KEYS[1]); \
+                 redis.call('SET', KEYS[2], string.sub(v, 1, #v - tonumber(ARGV[1]))); return 1",
+                "2",
+                from,
+                to,
+                &cut.to_string(),
+            ])
+            .expect("raw copy");
+    }
+
+    /// Whether `key` is stored, bypassing the store.
+    pub(crate) fn exists_raw(&self, key: &str) -> bool {
+        if let Some(db) = self.disk_file() {
+            let n: i64 = db
+                .query_row("SELECT count(*) FROM entries WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .expect("raw exists");
+            return n > 0;
+        }
+        self.server_of(key)
+            .command(&["EXISTS", key])
+            .expect("EXISTS")
+            .starts_with(":1")
+    }
+}
+
 /// One behaviour, one body, run against every deployment named: `contract! { async fn name(d, store) { … }
 /// on [memory, disk, standalone, cluster] }` makes a module `name` with one test per deployment.
 macro_rules! contract {
