@@ -4,7 +4,7 @@
 //!   and `tesseract-ocr` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
-//! - `bench store|cluster|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
+//! - `bench store|cluster|tiers|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
 //!   against a baseline measured in the same run (see `docs/benchmarks.md`);
 //! - `samples` — regenerates the sample documents in `samples/`;
 //! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
@@ -41,7 +41,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "migrate" => migrate(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask test [cargo test args…] | ci | bench store|cluster|recorder|cached|http|pipeline | \
+                "usage: cargo xtask test [cargo test args…] | ci | bench store|cluster|tiers|recorder|cached|http|pipeline | \
                  samples | migrate [run|status|revert] [--database-url URL]"
             );
             Ok(())
@@ -193,6 +193,12 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
                 .env("FERNANDO_CACHE_BIN", bin);
             status(c, "cluster benchmark")
         }
+        Some("tiers") => {
+            prerequisites::ensure_redis_server()?;
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache-store", "--bench", "tiers"]);
+            status(c, "tiers benchmark")
+        }
         Some("recorder") => {
             prerequisites::ensure_redis_server()?;
             let mut c = cargo();
@@ -225,7 +231,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         }
         Some(other) => {
             bail!(
-                "unknown benchmark {other:?}; available: store, cluster, recorder, cached, http, pipeline"
+                "unknown benchmark {other:?}; available: store, cluster, tiers, recorder, cached, http, pipeline"
             )
         }
     }

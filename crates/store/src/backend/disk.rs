@@ -15,7 +15,7 @@
 //! emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a clear error.
 //!
 //! Calls run on tokio's blocking threads over a few pooled connections; the store's deadline bounds each call,
-//! and SQLite's busy timeout bounds how long one waits for another process's write.
+//! and SQLite's busy timeout bounds how long one waits for another process's write. Design 0012.
 
 use std::{
     path::{Path, PathBuf},
