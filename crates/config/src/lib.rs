@@ -31,6 +31,7 @@ mod flight;
 mod load;
 mod redis;
 mod settings;
+mod tier;
 mod ttl;
 
 pub use cache_type::CacheType;
@@ -45,4 +46,5 @@ pub use settings::{
     InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
     ServerSettings, Settings, StatisticsSettings, TenancySettings,
 };
+pub use tier::{L1Settings, TierPolicy, TierTable};
 pub use ttl::TtlTable;

@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::{
-    ConfigError, Environment, SingleFlightTable, TtlTable, duration,
+    ConfigError, Environment, L1Settings, SingleFlightTable, TierTable, TtlTable, duration,
     redis::{RedisMode, RedisSettings, RedisUrl},
 };
 
@@ -51,6 +51,11 @@ pub struct Settings {
     pub invalidation: InvalidationSettings,
     /// Per cache type: single-flight per process or across processes (`[single_flight.<type>]`).
     pub single_flight: SingleFlightTable,
+    /// The in-process tier's size and the life of its copies when the backend cannot announce changes.
+    pub l1: L1Settings,
+    /// Per cache type: whether reads keep a copy in process, and for how long at most (`[tiers.<type>]`).
+    #[serde(default)]
+    pub tiers: TierTable,
     /// In-process metrics.
     pub metrics: MetricsSettings,
     /// Persistent statistics.
@@ -313,6 +318,19 @@ impl Settings {
             }
         }
         self.single_flight.validate()?;
+        self.tiers.validate()?;
+        if self.l1.max_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "l1.max_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.l1.untracked_ttl.is_zero() || self.l1.untracked_ttl > TierTable::MAX_L1_TTL {
+            return Err(ConfigError::invalid(
+                "l1.untracked_ttl",
+                "must be above 0s and at most a day",
+            ));
+        }
         if self.memory.max_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "memory.max_bytes",

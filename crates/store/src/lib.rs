@@ -46,8 +46,9 @@ mod store;
 pub mod __private;
 
 pub use backend::{
-    Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, DiskBackend, Fetched,
-    KeyTtl, MemoryBackend, NodeInfo, OnMessage, RedisBackend,
+    Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, Coherence,
+    DiskBackend, Fetched, KeyTtl, MemoryBackend, NodeInfo, OnMessage, RedisBackend, TrackedKeys,
+    Watch,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};

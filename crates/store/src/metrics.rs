@@ -166,6 +166,7 @@ macro_rules! counters {
 
 counters! {
     hits: "Reads that returned a value.",
+    l1_hits: "Reads answered by the in-process tier, without the backend (part of `hits`).",
     misses: "Reads that returned nothing (absent, stale, corrupt, or degraded).",
     sets: "Writes stored.",
     dropped_sets: "Writes dropped because the backend was unavailable.",

@@ -17,7 +17,7 @@ use fernando_cache_keys::GenerationKeys;
 
 pub use self::disk::DiskBackend;
 pub use self::memory::MemoryBackend;
-pub use self::redis::{ClusterBackend, RedisBackend};
+pub use self::redis::{ClusterBackend, RedisBackend, TrackedKeys, Watch};
 pub(crate) use glob::glob_match;
 
 /// What [`CacheBackend::fetch`] read: the entry (if any) and the two invalidation generations it depends on.
@@ -147,6 +147,18 @@ impl BackendError {
     }
 }
 
+/// How a copy of a value read from a backend, kept in process (L1, design 0013), learns that the key changed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Coherence {
+    /// The backend announces every change of the key: the copy is good while the watch is current.
+    Watched(Watch),
+    /// The backend cannot announce changes: the copy lives `l1.untracked_ttl` at most.
+    Untracked,
+    /// The backend could announce changes but is not listening right now: keep no copy.
+    Unavailable,
+}
+
 /// Receives each message of a channel a backend listens to (see [`CacheBackend::listen`]).
 pub type OnMessage = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
@@ -168,6 +180,13 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     /// answer `false`; the store then passes [`GenerationKeys::unused`] and saves building them.
     fn generations_in_use(&self) -> bool {
         true
+    }
+
+    /// How a copy of `key`'s value, read after this call, would learn that the key changed. Called before the
+    /// read. The default, for backends that cannot announce changes, is [`Coherence::Untracked`].
+    fn watch(&self, key: &str) -> Coherence {
+        let _ = key;
+        Coherence::Untracked
     }
 
     /// Reads an entry and the current values of its two generation keys, in one round trip. This is the hot

@@ -167,6 +167,30 @@ pub(crate) fn decode_raw(
     Ok(payload(bytes, header, max_decoded)?.into_owned())
 }
 
+/// The same envelope with its payload decompressed (checked against the header), for a copy read many times
+/// in process: an uncompressed envelope is returned as it is.
+pub(crate) fn uncompressed(
+    bytes: bytes::Bytes,
+    header: &Header,
+    max_decoded: usize,
+) -> Result<bytes::Bytes, DecodeError> {
+    if !header.compressed {
+        return Ok(bytes);
+    }
+    let payload = payload(&bytes, header, max_decoded)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    header::push_header(
+        &mut out,
+        header.codec,
+        0,
+        header.type_tag,
+        header.generations,
+        payload.len(),
+    );
+    out.extend_from_slice(&payload);
+    Ok(out.into())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -193,6 +217,24 @@ mod tests {
         let h = read_header(&enc.bytes).unwrap();
         assert_eq!(h.generations, [7, 9]);
         decode_typed(&enc.bytes, &h, POLICY.max_decoded).unwrap()
+    }
+
+    #[test]
+    fn an_uncompressed_copy_decodes_to_the_same_value() {
+        let doc = Doc {
+            id: 7,
+            text: "invoice total ".repeat(400),
+            fields: vec![],
+        };
+        let sealed = encode_typed(&doc, [3, 4], &POLICY).unwrap();
+        let header = read_header(&sealed.bytes).unwrap();
+        assert!(header.compressed);
+        let copy = uncompressed(sealed.bytes.clone().into(), &header, POLICY.max_decoded).unwrap();
+        let copy_header = read_header(&copy).unwrap();
+        assert!(!copy_header.compressed);
+        assert_eq!(copy_header.generations, [3, 4]);
+        let back: Doc = decode_typed(&copy, &copy_header, POLICY.max_decoded).unwrap();
+        assert_eq!(back, doc);
     }
 
     #[test]

@@ -171,7 +171,14 @@ impl Store {
             .metrics
             .series(scope.label(), cache_type.as_str());
         let first = self
-            .lookup(&k, &g, &series, codec::decode_typed::<T>, false)
+            .lookup(
+                &k,
+                &g,
+                &series,
+                codec::decode_typed::<T>,
+                false,
+                self.inner.l1.as_ref().and_then(|l1| l1.life_of(cache_type)),
+            )
             .await;
         if let Some(v) = first.value {
             return Ok(v);
@@ -258,7 +265,7 @@ impl Store {
                     // This read also tells a key of another Redis type from an absent one, so such an entry
                     // is counted and removed before the computed value replaces it.
                     let again = self
-                        .lookup(k, g, &series, codec::decode_typed::<T>, true)
+                        .lookup(k, g, &series, codec::decode_typed::<T>, true, None)
                         .await;
                     if let Some(v) = again.value {
                         guard.publish(Ok(Arc::new(v.clone())));
@@ -305,7 +312,7 @@ impl Store {
             // The value may be there already (another process wrote it); this read also tells a key of another
             // Redis type from an absent one.
             let again = self
-                .lookup(ctx.key, g, &series, codec::decode_typed::<T>, true)
+                .lookup(ctx.key, g, &series, codec::decode_typed::<T>, true, None)
                 .await;
             if let Some(v) = again.value {
                 guard.publish(Ok(Arc::new(v.clone())));

@@ -121,6 +121,9 @@ impl Store {
                     ));
                 }
             }
+            if let Some(l1) = &self.inner.l1 {
+                l1.changed_all();
+            }
             tracing::info!(deleted = result.deleted, "cache invalidated");
             Ok(result)
         }
@@ -207,6 +210,9 @@ impl Store {
             .ops()
             .delete_matching(pattern, self.inner.scan_batch, self.inner.timeout)
             .await;
+        if let Some(l1) = &self.inner.l1 {
+            l1.changed_all();
+        }
         match r {
             Ok(n) => {
                 permit.success();

@@ -6,6 +6,7 @@
 mod call;
 mod compute;
 mod invalidate;
+mod l1;
 mod lease;
 mod read;
 mod write;
@@ -23,8 +24,8 @@ use tracing::{Instrument, debug_span};
 
 use crate::{
     Backend, BackendInfo, ClusterBackend, DiskBackend, MemoryBackend, MetricsSnapshot,
-    RedisBackend, StoreError, breaker::Breaker, codec::CompressionPolicy, deadline::Deadlines,
-    flight::Flights, metrics::Metrics,
+    RedisBackend, StoreError, TrackedKeys, breaker::Breaker, codec::CompressionPolicy,
+    deadline::Deadlines, flight::Flights, metrics::Metrics,
 };
 
 pub(crate) use compute::{ComputePolicy, Failure};
@@ -65,6 +66,8 @@ struct Inner {
     lease_events: std::sync::OnceLock<Arc<lease::LeaseEvents>>,
     /// Generations last seen per (scope, type): a writer's first guess, checked by every write.
     generations: moka::sync::Cache<String, [u64; 2]>,
+    /// The in-process tier, when some cache type keeps copies (design 0013).
+    l1: Option<l1::L1>,
 }
 
 impl Store {
@@ -86,18 +89,22 @@ impl Store {
                 Ok(Store::with_backend(settings, disk))
             }
             BackendKind::Redis => {
-                let generation_prefix = KeyBuilder::new(
+                let keys = KeyBuilder::new(
                     &settings.namespace,
                     settings.environment,
                     settings.tenancy.max_tenant_id_len,
-                )
-                .generation_prefix();
+                );
+                // Values kept in process need every change of an entry key announced (design 0013).
+                let tracked = TrackedKeys {
+                    generations: keys.generation_prefix(),
+                    entries: settings.tiers.any_l1().then(|| keys.prefix().to_owned()),
+                };
                 if settings.redis.mode == RedisMode::Cluster {
-                    let cluster = ClusterBackend::connect(&settings.redis, &generation_prefix)
+                    let cluster = ClusterBackend::connect(&settings.redis, &tracked)
                         .map_err(|source| StoreError::Setup { source })?;
                     return Ok(Store::with_backend(settings, cluster));
                 }
-                let redis = RedisBackend::connect(&settings.redis, &generation_prefix)
+                let redis = RedisBackend::connect(&settings.redis, &tracked)
                     .map_err(|source| StoreError::Setup { source })?;
                 Ok(Store::with_backend(settings, redis))
             }
@@ -139,6 +146,7 @@ impl Store {
                 single_flight: settings.single_flight.clone(),
                 lease_events: std::sync::OnceLock::new(),
                 generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
+                l1: l1::L1::new(&settings.l1, &settings.tiers),
             }),
         }
     }

@@ -11,7 +11,7 @@ use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, ScopeRe
 use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug_span};
 
-use super::Store;
+use super::{Store, l1};
 use crate::{
     Backend, BackendError, KeyTtl, StoreError,
     codec::{self, DecodeError, Header},
@@ -180,6 +180,7 @@ impl Store {
         series: &SeriesRef<'_>,
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
         checked: bool,
+        l1_life: Option<std::time::Duration>,
     ) -> Lookup<T> {
         /// What a read found, counted once at the end.
         enum Found {
@@ -192,6 +193,23 @@ impl Store {
         let start = Instant::now();
         let backend = self.inner.backend.ops();
         let keys = &self.inner.keys;
+        let l1 = l1_life.and_then(|life| Some((self.inner.l1.as_ref()?, life)));
+        let pending = match l1 {
+            Some((l1, life)) => {
+                if let Some(value) = self.l1_hit(l1, key, &decode, series, start) {
+                    return Lookup {
+                        value: Some(value),
+                        generations: None,
+                    };
+                }
+                // Taken before the read: a change announced from now on retires what it returns.
+                Some((
+                    l1,
+                    l1.before_read(key.as_str(), backend.watch(key.as_str()), life),
+                ))
+            }
+            None => None,
+        };
         let fetched = if let (false, Backend::Redis(redis)) = (checked, &self.inner.backend) {
             self.call_from(
                 start,
@@ -220,7 +238,7 @@ impl Store {
                     None => (None, Found::Absent),
                     Some(bytes) => match codec::read_header(&bytes) {
                         Ok(h) if h.generations != f.generations => (None, Found::Stale),
-                        Ok(h) => match decode(&bytes, &h, self.inner.policy.max_decoded) {
+                        Ok(h) => match self.decode_and_keep(key, bytes, &h, &decode, pending) {
                             Ok(v) => (Some(v), Found::Value),
                             Err(e) => {
                                 Box::pin(self.discard_corrupt(key, &e.to_string())).await;
@@ -304,8 +322,60 @@ impl Store {
         result
     }
 
+    /// A good in-process copy of `key`, decoded and counted as a hit (an L1 hit); `None` when there is none or
+    /// it does not decode as `T` (then it is dropped and the backend is read).
+    fn l1_hit<T>(
+        &self,
+        l1: &l1::L1,
+        key: &CacheKey,
+        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+        series: &SeriesRef<'_>,
+        start: Instant,
+    ) -> Option<T> {
+        let envelope = l1.get(key.as_str())?;
+        let decoded = codec::read_header(&envelope)
+            .and_then(|h| decode(&envelope, &h, self.inner.policy.max_decoded));
+        match decoded {
+            Ok(value) => {
+                let elapsed = start.elapsed();
+                series.apply(|s| {
+                    s.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    s.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+                    s.get_latency.record(elapsed);
+                });
+                Some(value)
+            }
+            // Read as another type than it was written: the backend's answer decides (and counts).
+            Err(_) => {
+                l1.changed(key.as_str());
+                None
+            }
+        }
+    }
+
+    /// Decodes an envelope read from the backend, first keeping an uncompressed copy in process when asked.
+    fn decode_and_keep<T>(
+        &self,
+        key: &CacheKey,
+        bytes: bytes::Bytes,
+        header: &Header,
+        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+        pending: Option<(&l1::L1, l1::Pending)>,
+    ) -> Result<T, DecodeError> {
+        let max = self.inner.policy.max_decoded;
+        let Some((l1, pending)) = pending else {
+            return decode(&bytes, header, max);
+        };
+        let copy = codec::uncompressed(bytes, header, max)?;
+        let copy_header = codec::read_header(&copy)?;
+        let value = decode(&copy, &copy_header, max)?;
+        l1.keep(key.as_str(), copy, pending);
+        Ok(value)
+    }
+
     pub(super) async fn discard_corrupt(&self, key: &CacheKey, why: &str) {
         tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
+        self.changed_here(key.as_str());
         if let Err(e) = self
             .call(self.inner.backend.ops().delete(&[key.as_str()]))
             .await
@@ -327,7 +397,11 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        let value = self.lookup(&k, &g, &series, decode, false).await.value;
+        let l1_life = self.inner.l1.as_ref().and_then(|l1| l1.life_of(cache_type));
+        let value = self
+            .lookup(&k, &g, &series, decode, false, l1_life)
+            .await
+            .value;
         key_buffer::give_back(k);
         Ok(value)
     }

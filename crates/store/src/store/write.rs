@@ -125,10 +125,11 @@ impl Store {
                 .inner
                 .metrics
                 .series(scope.label(), cache_type.as_str());
-            match self
+            let deleted = self
                 .call(self.inner.backend.ops().delete(&[k.as_str()]))
-                .await
-            {
+                .await;
+            self.changed_here(k.as_str());
+            match deleted {
                 Ok(n) => {
                     series.add(|c| &c.deletes, n);
                     Ok(n > 0)
@@ -144,6 +145,14 @@ impl Store {
         }
         .instrument(span)
         .await
+    }
+
+    /// This process changed `key` (its backend call is over, whatever it answered): in-process copies read
+    /// before are retired.
+    pub(super) fn changed_here(&self, key: &str) {
+        if let Some(l1) = &self.inner.l1 {
+            l1.changed(key);
+        }
     }
 
     /// The write path shared by the typed and the raw API: an encoding failure is the caller's error.
@@ -200,6 +209,7 @@ impl Store {
         let stored = self
             .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, stamp)
             .await;
+        self.changed_here(key.as_str());
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {
             WriteOutcome::Stored

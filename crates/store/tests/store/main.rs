@@ -8,6 +8,7 @@ mod degradation;
 mod disk;
 mod invalidation;
 mod isolation;
+mod l1;
 mod pipelining;
 mod round_trip;
 mod single_flight;

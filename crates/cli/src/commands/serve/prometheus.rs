@@ -32,11 +32,16 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let snapshot = state.store.metrics();
     let mut out = String::new();
-    let counters: [Family; 9] = [
+    let counters: [Family; 10] = [
         (
             "fernando_cache_hits_total",
             "Reads that returned a value.",
             |c| c.hits,
+        ),
+        (
+            "fernando_cache_l1_hits_total",
+            "Reads answered by the in-process tier, without the backend (part of hits).",
+            |c| c.l1_hits,
         ),
         (
             "fernando_cache_misses_total",

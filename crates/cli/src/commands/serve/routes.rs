@@ -132,6 +132,7 @@ pub(crate) async fn stats(
             json!({
                 "cache_type": s.cache_type,
                 "hits": c.hits,
+                "l1_hits": c.l1_hits,
                 "misses": c.misses,
                 "hit_ratio": c.hit_ratio(),
                 "sets": c.sets,

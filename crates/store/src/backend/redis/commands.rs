@@ -46,6 +46,10 @@ impl CacheBackend for RedisBackend {
         self.hot.set(key, &value, ttl, generations).await
     }
 
+    fn watch(&self, key: &str) -> crate::backend::Coherence {
+        self.hot.watch(key)
+    }
+
     fn known_generations(&self, key: &str) -> Option<[u64; 2]> {
         self.hot.known(key)
     }

@@ -15,21 +15,18 @@ use super::{
     RedisBackend,
     endpoint::{Endpoint, ExclusiveSource},
     read::{HotPath, HotSettings},
+    tracking::TrackedKeys,
 };
 use crate::BackendError;
 
 impl RedisBackend {
     /// Prepares connections without contacting the server, so a program starts (degraded) while Redis is down
-    /// and recovers when it comes up. `generation_prefix` is
-    /// [`KeyBuilder::generation_prefix`](fernando_cache_keys::KeyBuilder::generation_prefix), tracked on the
-    /// hot connections when `settings.track_generations` is on.
+    /// and recovers when it comes up. `tracked` names the keys the hot connections track when
+    /// `settings.track_generations` is on.
     ///
     /// # Errors
     /// [`BackendError::Other`] when the URL cannot be used (for example `rediss://` in a build without TLS).
-    pub fn connect(
-        settings: &RedisSettings,
-        generation_prefix: &str,
-    ) -> Result<Self, BackendError> {
+    pub fn connect(settings: &RedisSettings, tracked: &TrackedKeys) -> Result<Self, BackendError> {
         let mut shown_url = settings.url.redacted();
         let url = settings
             .connection_url()
@@ -60,14 +57,7 @@ impl RedisBackend {
             .set_connection_timeout(Some(settings.connect_timeout))
             // The store bounds every call with its own timeout; a second timer per request only costs.
             .set_response_timeout(None);
-        let hot = HotSettings {
-            connections: settings.multiplexed_connections,
-            track: settings
-                .track_generations
-                .then(|| generation_prefix.to_owned()),
-            auto_pipeline: settings.auto_pipeline,
-            command_timeout: settings.command_timeout,
-        };
+        let hot = HotSettings::from_settings(settings, tracked);
         // Push messages need RESP3; the exclusive connections stay on RESP2.
         let resp3 = hot.track.is_some();
         let (hot_endpoint, exclusive, listen_endpoint) = if settings.mode == RedisMode::Sentinel {

@@ -31,6 +31,7 @@ mod read;
 mod tracking;
 
 pub use self::cluster::ClusterBackend;
+pub use self::tracking::{TrackedKeys, Watch};
 use self::{
     endpoint::{Endpoint, Exclusive, ExclusiveSource},
     hot::Lease,

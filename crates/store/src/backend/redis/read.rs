@@ -16,7 +16,7 @@ use super::{
     hot::{HotConn, Lease},
     ops,
     queue::Request,
-    tracking::Tracker,
+    tracking::{TrackedKeys, Tracker},
 };
 use crate::backend::{BackendError, Fetched};
 
@@ -25,11 +25,26 @@ use crate::backend::{BackendError, Fetched};
 pub(crate) struct HotSettings {
     /// Multiplexed connections used in rotation.
     pub(crate) connections: usize,
-    /// `Some(generation prefix)`: track the generation keys under it (the endpoint must speak RESP3).
-    pub(crate) track: Option<String>,
+    /// `Some(keys)`: track them (the endpoint must speak RESP3).
+    pub(crate) track: Option<TrackedKeys>,
     /// Hits that find their connection busy share one pipeline.
     pub(crate) auto_pipeline: bool,
     pub(crate) command_timeout: Duration,
+}
+
+impl HotSettings {
+    /// The hot path `settings` ask for, tracking `tracked` when `redis.track_generations` is on.
+    pub(crate) fn from_settings(
+        settings: &fernando_cache_config::RedisSettings,
+        tracked: &TrackedKeys,
+    ) -> Self {
+        HotSettings {
+            connections: settings.multiplexed_connections,
+            track: settings.track_generations.then(|| tracked.clone()),
+            auto_pipeline: settings.auto_pipeline,
+            command_timeout: settings.command_timeout,
+        }
+    }
 }
 
 /// The hot read of one server.
@@ -61,7 +76,7 @@ impl HotPath {
         let tracker = settings
             .track
             .as_ref()
-            .map(|prefix| Tracker::new(n, prefix.clone(), settings.command_timeout));
+            .map(|keys| Tracker::new(n, keys, settings.command_timeout));
         let conns = (0..n)
             .map(|i| match &tracker {
                 Some(t) => {
@@ -92,6 +107,21 @@ impl HotPath {
     pub(crate) fn forget_generations(&self) {
         if let Some(t) = &self.tracker {
             t.bump();
+        }
+    }
+
+    /// How a copy of `key`'s value read now would learn that it changed (design 0013).
+    pub(crate) fn watch(&self, key: &str) -> crate::backend::Coherence {
+        use crate::backend::Coherence;
+        match &self.tracker {
+            Some(t) if t.tracks_entries() => match t.watch(key) {
+                Some(w) => Coherence::Watched(w),
+                None => {
+                    // Nothing listens yet: the read that follows starts tracking on its connection.
+                    Coherence::Unavailable
+                }
+            },
+            _ => Coherence::Untracked,
         }
     }
 

@@ -17,6 +17,11 @@
 //!   that moment retires it.
 //! - Losing a connection, or a connection starting to track, also moves the epoch: invalidations sent while a
 //!   connection was not tracking never reach it, so everything remembered before is dropped.
+//!
+//! When the store keeps values in process (L1, design 0013) the connections track the whole namespace instead
+//! (`PREFIX {namespace}:{environment}:`). A push naming a generation key (or a flush) still moves the epoch; a
+//! push naming any other key moves that key's counter in [`Tracker::counters`], and a [`Watch`] taken before a
+//! read is current only while neither its epoch nor its key's counter has moved.
 
 use std::{
     cell::RefCell,
@@ -29,7 +34,7 @@ use std::{
 };
 
 use redis::{
-    PushInfo, PushKind,
+    PushInfo, PushKind, Value,
     aio::{AsyncPushSender, SendError},
 };
 
@@ -41,6 +46,55 @@ const MAX_REMEMBERED: usize = 4096;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `confirmed` of a connection that has never tracked.
 const NEVER: u64 = u64::MAX;
+/// Counters of entry keys, when values are tracked: a push for a key moves the counter its hash falls on (a
+/// collision only costs another key's copy). 64 Ki × 8 bytes per tracked server.
+const COUNTERS: usize = 1 << 16;
+
+/// The keys a backend's hot connections track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedKeys {
+    /// [`KeyBuilder::generation_prefix`](fernando_cache_keys::KeyBuilder::generation_prefix): always tracked.
+    pub generations: String,
+    /// [`KeyBuilder::prefix`](fernando_cache_keys::KeyBuilder::prefix), when the store keeps values in process
+    /// and must hear of every change to an entry key (design 0013).
+    pub entries: Option<String>,
+}
+
+/// Taken before a read whose value may be kept in process: current until Redis announces a change of the key
+/// (or loses a connection that carried the announcements). See design 0013.
+#[derive(Clone)]
+pub struct Watch {
+    tracker: Arc<Tracker>,
+    epoch: u64,
+    slot: usize,
+    count: u64,
+}
+
+impl Watch {
+    /// Whether no change of the key (nor of any generation, nor of a connection) has been announced since the
+    /// watch was taken.
+    pub fn is_current(&self) -> bool {
+        // SeqCst pairs with the handler's increments: a push handled before this load is seen.
+        self.tracker.epoch.load(Ordering::SeqCst) == self.epoch
+            && self.tracker.counters[self.slot].load(Ordering::SeqCst) == self.count
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("epoch", &self.epoch)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The counter a key's changes move.
+fn counter_of(key: &[u8]) -> usize {
+    use std::hash::BuildHasher;
+    // A fixed seed: the handler and the reader must agree, and nothing outside chooses the keys' slots.
+    (foldhash::fast::FixedState::with_seed(0x4643_4c31).hash_one(key) as usize) % COUNTERS
+}
 
 /// The tracking state of one backend's hot connections.
 #[derive(Debug)]
@@ -48,8 +102,12 @@ pub(crate) struct Tracker {
     /// Moved by every invalidation push, every lost connection and every connection that starts tracking.
     epoch: AtomicU64,
     conns: Box<[ConnState]>,
-    /// `{namespace}:{environment}:_gen:`
+    /// The prefix registered with `CLIENT TRACKING … BCAST PREFIX`.
     prefix: String,
+    /// `{namespace}:{environment}:_gen:`: a push for a key under it moves the epoch.
+    generations: String,
+    /// Per entry-key counters, when entry keys are tracked (empty otherwise).
+    counters: Box<[AtomicU64]>,
     command_timeout: Duration,
     started: Instant,
     /// Generation pairs remembered per thread, keyed by the `{prefix}{scope}:{type}` part of entry keys, each
@@ -71,7 +129,12 @@ struct ConnState {
 }
 
 impl Tracker {
-    pub(crate) fn new(connections: usize, prefix: String, command_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        connections: usize,
+        keys: &TrackedKeys,
+        command_timeout: Duration,
+    ) -> Arc<Self> {
+        let counters = if keys.entries.is_some() { COUNTERS } else { 0 };
         Arc::new(Tracker {
             epoch: AtomicU64::new(0),
             conns: (0..connections)
@@ -81,7 +144,12 @@ impl Tracker {
                     last_attempt: AtomicU64::new(0),
                 })
                 .collect(),
-            prefix,
+            prefix: keys
+                .entries
+                .clone()
+                .unwrap_or_else(|| keys.generations.clone()),
+            generations: keys.generations.clone(),
+            counters: (0..counters).map(|_| AtomicU64::new(0)).collect(),
             command_timeout,
             started: Instant::now(),
             remembered: thread_local::ThreadLocal::new(),
@@ -103,7 +171,52 @@ impl Tracker {
 
     /// Retires everything remembered (a push arrived, a connection changed, or the topology moved).
     pub(crate) fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether entry keys are tracked (so values read may be kept in process).
+    pub(crate) fn tracks_entries(&self) -> bool {
+        !self.counters.is_empty()
+    }
+
+    /// A watch on `key`, if entry keys are tracked and some connection is tracking now (BCAST announces every
+    /// change to every tracking connection, so one suffices; losing it moves the epoch).
+    pub(crate) fn watch(self: &Arc<Self>, key: &str) -> Option<Watch> {
+        if !self.tracks_entries() || !(0..self.conns.len()).any(|i| self.is_tracking(i)) {
+            return None;
+        }
+        let slot = counter_of(key.as_bytes());
+        Some(Watch {
+            tracker: self.clone(),
+            epoch: self.epoch.load(Ordering::SeqCst),
+            slot,
+            count: self.counters[slot].load(Ordering::SeqCst),
+        })
+    }
+
+    /// An `invalidate` push: the keys it names, or a flush (`FLUSHALL`, `FLUSHDB`: no key list).
+    fn invalidated(&self, data: &[Value]) {
+        let Some(Value::Array(keys)) = data.first() else {
+            self.bump();
+            return;
+        };
+        if self.counters.is_empty() {
+            self.bump();
+            return;
+        }
+        let mut generations = false;
+        for key in keys {
+            match key {
+                Value::BulkString(k) if !k.starts_with(self.generations.as_bytes()) => {
+                    self.counters[counter_of(k)].fetch_add(1, Ordering::SeqCst);
+                }
+                // A generation changed, or a key we cannot read: everything goes.
+                _ => generations = true,
+            }
+        }
+        if generations {
+            self.bump();
+        }
     }
 
     /// Whether connection `index` is tracking (so invalidations reach it in order with its replies).
@@ -224,7 +337,7 @@ pub(crate) struct PushHandler {
 impl AsyncPushSender for PushHandler {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
         match info.kind {
-            PushKind::Invalidate => self.tracker.bump(),
+            PushKind::Invalidate => self.tracker.invalidated(&info.data),
             PushKind::Disconnection => self.tracker.connection_changed(self.index),
             _ => {}
         }

@@ -62,6 +62,10 @@ impl CacheBackend for ClusterBackend {
             .map_err(|e| self.failed(id, e))
     }
 
+    fn watch(&self, key: &str) -> crate::backend::Coherence {
+        self.direct.watch(key)
+    }
+
     fn known_generations(&self, key: &str) -> Option<[u64; 2]> {
         self.direct.known(key)
     }

@@ -37,6 +37,7 @@ use super::super::{
     endpoint::Endpoint,
     ops,
     read::{HotPath, HotSettings},
+    tracking::TrackedKeys,
 };
 use super::Primary;
 use crate::backend::{BackendError, Fetched};
@@ -80,7 +81,7 @@ impl Direct {
     /// Prepared from the settings, without contacting any node.
     pub(super) fn new(
         settings: &RedisSettings,
-        generation_prefix: &str,
+        tracked: &TrackedKeys,
     ) -> Result<Self, BackendError> {
         let seed = settings
             .seed_urls()
@@ -91,14 +92,7 @@ impl Direct {
             .as_str()
             .into_connection_info()
             .map_err(|e| BackendError::Other(format!("redis cluster seed: {e}")))?;
-        let hot = HotSettings {
-            connections: settings.multiplexed_connections,
-            track: settings
-                .track_generations
-                .then(|| generation_prefix.to_owned()),
-            auto_pipeline: settings.auto_pipeline,
-            command_timeout: settings.command_timeout,
-        };
+        let hot = HotSettings::from_settings(settings, tracked);
         let mut redis = info.redis_settings().clone();
         if hot.track.is_some() {
             // Push messages need RESP3.
@@ -135,6 +129,18 @@ impl Direct {
         let table = table.as_ref()?;
         let node = *table.slots.get(slot(key))?;
         table.nodes.get(usize::from(node)).map(|(_, p)| p.clone())
+    }
+
+    /// How a copy of `key`'s value would learn of its change: through the tracker of the primary serving its
+    /// slot (a slot that moves retires every watch: [`Direct::install`] moves each tracker's epoch).
+    pub(super) fn watch(&self, key: &str) -> crate::backend::Coherence {
+        match self.path(key) {
+            Some(p) => p.watch(key),
+            None if self.hot.track.as_ref().is_some_and(|t| t.entries.is_some()) => {
+                crate::backend::Coherence::Unavailable
+            }
+            None => crate::backend::Coherence::Untracked,
+        }
     }
 
     /// Reads `key` on its primary. `None`: there is no slot map yet, or the node redirected or could not be

@@ -32,7 +32,7 @@ use redis::{
 };
 
 use self::direct::Direct;
-use super::{Listeners, error::conn_err, ops};
+use super::{Listeners, error::conn_err, ops, tracking::TrackedKeys};
 use crate::backend::{BackendError, Fetched};
 
 mod commands;
@@ -95,16 +95,11 @@ impl Primary {
 impl ClusterBackend {
     /// Prepares the cluster client from `redis.url` and `redis.nodes` (seed nodes) without contacting any
     /// node, so a program starts (degraded) while the cluster is down and recovers when it comes up.
-    /// `generation_prefix` is
-    /// [`KeyBuilder::generation_prefix`](fernando_cache_keys::KeyBuilder::generation_prefix), tracked on every
-    /// primary's hot connections when `settings.track_generations` is on.
+    /// `tracked` names the keys every primary's hot connections track when `settings.track_generations` is on.
     ///
     /// # Errors
     /// [`BackendError::Other`] when a seed URL cannot be used.
-    pub fn connect(
-        settings: &RedisSettings,
-        generation_prefix: &str,
-    ) -> Result<Self, BackendError> {
+    pub fn connect(settings: &RedisSettings, tracked: &TrackedKeys) -> Result<Self, BackendError> {
         let shown = std::iter::once(&settings.url)
             .chain(&settings.nodes)
             .map(|u| u.redacted())
@@ -138,7 +133,7 @@ impl ClusterBackend {
             .map_err(|e| BackendError::Other(format!("redis cluster {shown}: {e}")))?;
         Ok(ClusterBackend {
             client,
-            direct: Arc::new(Direct::new(settings, generation_prefix)?),
+            direct: Arc::new(Direct::new(settings, tracked)?),
             command_timeout: settings.command_timeout,
             conn: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
