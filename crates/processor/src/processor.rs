@@ -52,6 +52,9 @@ pub enum ProcessError {
     /// The cache refused the call (an invalid tenant, for example); the store's error is the source.
     #[error("cache: {0}")]
     Store(#[source] Cause),
+    /// A stage outlived its cache type's `hard_timeout` and no earlier result was kept to serve instead.
+    #[error("timed out after {0:?} (tiers.<type>.hard_timeout) with no earlier result to serve")]
+    TimedOut(Duration),
 }
 
 /// Whether a stage was answered from the cache.
@@ -513,6 +516,7 @@ fn flatten(e: ComputeError<ProcessError>) -> ProcessError {
     match e {
         ComputeError::Compute(e) => (*e).clone(),
         ComputeError::Store(e) => ProcessError::Store(Cause::new(e)),
+        ComputeError::TimedOut(after) => ProcessError::TimedOut(after),
     }
 }
 

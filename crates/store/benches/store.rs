@@ -259,7 +259,7 @@ async fn main() {
                             let len =
                                 u32::from_le_bytes(bytes[29..33].try_into().unwrap()) as usize;
                             let out = DCTX
-                                .with(|d| d.borrow_mut().decompress(&bytes[33..], len).unwrap());
+                                .with(|d| d.borrow_mut().decompress(&bytes[49..], len).unwrap());
                             std::hint::black_box(out);
                         }
                     },

@@ -7,8 +7,13 @@
 //! - the disk backend's hit rate beside the Redis backend's (one `redis-server`, the production profile) and a
 //!   raw redis-rs `GET`, at 100 B and 4 KB with 64 tasks.
 //!
+//! - the in-process tier (L1, over the same Redis) vs a bare moka `get` of the same value and vs a raw redis-rs
+//!   `GET`;
+//! - the staleness window of an L1 copy: from a writer's acknowledged `set` to a reader with L1 (its own
+//!   connections, as another process would have) first reading the new value.
+//!
 //! Pairs are measured in alternating windows and judged by the median of per-window ratios (`BENCH_SECS`,
-//! `BENCH_REPEATS`, see the testkit's `bench` module). The in-process tier (L1) rows of issue 13 come with it.
+//! `BENCH_REPEATS`, see the testkit's `bench` module).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -16,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
@@ -89,6 +95,9 @@ async fn main() {
     };
     let tenant = TenantId::new("bench").unwrap();
     let ty = CacheType::OCR_RESULT;
+    let mut l1_settings = server.overrides();
+    l1_settings.push(("tiers.ocr_result.l1", "true".to_owned()));
+    let l1 = store(l1_settings);
 
     println!("| what | size | tasks | baseline ops/s | subject ops/s | ratio |");
     println!("|---|---|---|---|---|---|");
@@ -145,9 +154,123 @@ async fn main() {
                 }
             }
         };
-        let (b, x, ratio) = pair(TASKS, raw_get, hit(&disk)).await;
+        let (b, x, ratio) = pair(TASKS, raw_get.clone(), hit(&disk)).await;
         println!(
             "| disk hit vs raw redis-rs GET | {label} | {TASKS} | {b:.0} | {x:.0} | {ratio:.2}× |"
         );
+
+        // L1 over the Redis store's entry: held once tracking has started.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = l1_hits(&l1);
+            let _: Option<String> = l1.get(&tenant, &ty, &key).await.unwrap();
+            if l1_hits(&l1) > before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "L1 never held the value");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let moka = moka::sync::Cache::<String, String>::new(10_000);
+        moka.insert(key.clone(), value.clone());
+        let bare_moka = {
+            let (m, k) = (moka.clone(), key.clone());
+            move |_| {
+                let (m, k) = (m.clone(), k.clone());
+                async move {
+                    assert!(m.get(&k).is_some());
+                }
+            }
+        };
+        let hits_before = l1_hits(&l1);
+        let (b, x, ratio) = pair(TASKS, bare_moka, hit(&l1)).await;
+        println!(
+            "| L1 hit vs bare moka get of the same value | {label} | {TASKS} | {b:.0} | {x:.0} | {ratio:.2}× |"
+        );
+        let (b, x, ratio) = pair(TASKS, raw_get, hit(&l1)).await;
+        println!(
+            "| L1 hit vs raw redis-rs GET | {label} | {TASKS} | {b:.0} | {x:.0} | {ratio:.2}× |"
+        );
+        let (answered, total) = (l1_hits(&l1) - hits_before, reads(&l1) - hits_before);
+        println!(
+            "| (L1 answered {answered} of the {total} L1-store reads above) | {label} | | | | |"
+        );
     }
+    staleness(&redis, &l1, &tenant).await;
+}
+
+fn series_counters(s: &Store) -> fernando_cache_store::Counters {
+    let mut all = fernando_cache_store::Counters::default();
+    for series in s.metrics().series {
+        all.add(&series.counters);
+    }
+    all
+}
+
+fn l1_hits(s: &Store) -> u64 {
+    series_counters(s).l1_hits
+}
+
+fn reads(s: &Store) -> u64 {
+    let c = series_counters(s);
+    c.hits + c.misses
+}
+
+/// A writer sets a key 2 000 times; a reader holding it in L1 reads it every ~10 µs on a thread of its own
+/// (sleeping between reads, so that it leaves the cores to Redis and to the connection that delivers the
+/// announcement). The window is from the writer's acknowledgement to the reader's first read of the new value;
+/// its resolution is the reader's period (≈ 60–100 µs with the kernel's timer slack).
+async fn staleness(writer: &Store, reader: &Store, tenant: &TenantId) {
+    const CHANGES: u64 = 2_000;
+    let ty = CacheType::OCR_RESULT;
+    let _ = writer.set(tenant, &ty, "w", &0u64).await.unwrap();
+    let (seen_tx, mut seen) = tokio::sync::watch::channel((0u64, Instant::now()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread = {
+        let (reader, tenant, stop) = (reader.clone(), tenant.clone(), stop.clone());
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            let mut last = u64::MAX;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let v: Option<u64> = runtime
+                    .block_on(reader.get(&tenant, &CacheType::OCR_RESULT, "w"))
+                    .unwrap();
+                if let Some(v) = v
+                    && v != last
+                {
+                    let _ = seen_tx.send((v, Instant::now()));
+                    last = v;
+                }
+                std::thread::sleep(Duration::from_micros(10));
+            }
+        })
+    };
+    let hits_before = l1_hits(reader);
+    let mut windows = Vec::with_capacity(CHANGES as usize);
+    for i in 1..=CHANGES {
+        let _ = writer.set(tenant, &ty, "w", &i).await.unwrap();
+        let acked = Instant::now();
+        let (_, at) =
+            *tokio::time::timeout(Duration::from_secs(5), seen.wait_for(|(v, _)| *v == i))
+                .await
+                .unwrap_or_else(|_| panic!("the reader never read {i}"))
+                .unwrap();
+        windows.push(at.saturating_duration_since(acked));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
+    windows.sort_unstable();
+    let q = |p: f64| windows[((windows.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6;
+    println!();
+    println!(
+        "| L1 staleness window (writer's ack → reader's first read of the new value) | changes | p50 µs | p99 µs | p99.9 µs | max µs | reader's L1 hits |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| two stores, own connections, one redis-server | {CHANGES} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        q(1.0),
+        l1_hits(reader) - hits_before
+    );
 }

@@ -53,6 +53,9 @@ pub enum ComputeError<E> {
     /// The call itself was invalid (bad key, unknown cache type, unencodable value).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The computation outlived the cache type's `hard_timeout` and there was no stale value to serve.
+    #[error("computation timed out after {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 impl<E> ComputeError<E> {
@@ -60,7 +63,7 @@ impl<E> ComputeError<E> {
     pub fn compute_error(&self) -> Option<&E> {
         match self {
             ComputeError::Compute(e) => Some(e),
-            ComputeError::Store(_) => None,
+            ComputeError::Store(_) | ComputeError::TimedOut(_) => None,
         }
     }
 }

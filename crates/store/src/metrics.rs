@@ -177,6 +177,8 @@ counters! {
     degraded: "Operations completed without the backend (a miss, a dropped write, a computation uncached).",
     corrupt: "Stored values that could not be decoded (or held another type) and were removed.",
     stale: "Stored values hidden by a lazy invalidation.",
+    stale_served: "Expired values served because their computation failed or was slow (fail-safe).",
+    refreshes: "Entries recomputed in the background ahead of expiry (eager refresh).",
     raw_bytes: "Bytes of values written, before compression.",
     stored_bytes: "Bytes of envelopes written, after compression.",
 }

@@ -391,18 +391,24 @@ where
         should_cache,
         share_error: sharing.share,
         unshare_error: sharing.unshare,
+        // The function's own error type cannot say "timed out": no hard timeout here (fail-safe on error
+        // still applies).
+        hard_timeout: false,
+        is_soft: |_| false,
     };
     let mut slot = Some(body);
     let outcome = store
-        .compute_with(scope, cache_type, &key, &policy, || {
+        .compute_with(scope, cache_type, &key, &policy, |_| {
             (slot.take().expect("the body is taken once"))()
         })
         .await;
     match outcome {
-        Ok(v) => Ok(v),
+        Ok((served, _)) => Ok(served.value),
         Err(Failure::Compute(e)) => Err(e),
-        Err(Failure::Store(e)) => {
-            tracing::warn!(function = site.path, error = %e, "call not cached");
+        Err(failure @ (Failure::Store(_) | Failure::TimedOut(_))) => {
+            if let Failure::Store(e) = failure {
+                tracing::warn!(function = site.path, error = %e, "call not cached");
+            }
             match slot.take() {
                 Some(body) => body().await,
                 // Unreachable by the contract of `compute_with` (store failures come before the

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use super::{DecodeError, Header, header::HEADER_LEN};
+use super::{DecodeError, Header};
 
 /// Compression settings the encoder needs.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +56,7 @@ pub(super) fn payload<'a>(
             limit: max_decoded,
         });
     }
-    let body = &bytes[HEADER_LEN..];
+    let body = bytes.get(header.len..).unwrap_or_default();
     if !header.compressed {
         if body.len() != claimed {
             return Err(DecodeError::LengthMismatch {

@@ -1,15 +1,20 @@
-//! The envelope's fixed 33-byte header: writing it, stamping generations into it, reading and checking it, and
-//! the type tags it carries.
+//! The envelope's fixed header — 49 bytes in format 2, 33 in format 1 (still read) — writing it, stamping
+//! generations and freshness into it, reading and checking it, and the type tags it carries.
 
 use super::{CodecId, DecodeError};
 use crate::hash::fnv1a;
 
-/// Bytes before the payload.
-pub(crate) const HEADER_LEN: usize = 33;
+/// Bytes before the payload in the format written (2).
+pub(crate) const HEADER_LEN: usize = 49;
+/// Bytes before the payload in format 1 (no freshness).
+const HEADER_LEN_V1: usize = 33;
 const MAGIC: [u8; 2] = *b"FC";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 pub(super) const FLAG_ZSTD: u8 = 0b0000_0001;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD;
+/// The entry is a fail-safe copy: an expired value written back for the throttle period after its computation
+/// failed (design 0014). Readers that ask are told it is stale.
+pub(crate) const FLAG_FAIL_SAFE: u8 = 0b0000_0010;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE;
 
 /// What the header says, and where the payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +24,38 @@ pub(crate) struct Header {
     pub(crate) type_tag: u64,
     pub(crate) generations: [u64; 2],
     pub(crate) decoded_len: u32,
+    /// When the value was written (ms since the Unix epoch); 0 for format 1, which did not say.
+    pub(crate) written_ms: u64,
+    /// How long after `written_ms` the value is fresh (the TTL it was written with); 0 = not said (format 1:
+    /// fresh for as long as it exists).
+    pub(crate) fresh_ms: u64,
+    /// A fail-safe copy (see [`FLAG_FAIL_SAFE`]).
+    pub(crate) fail_safe: bool,
+    /// Where the payload starts.
+    pub(crate) len: usize,
+}
+
+impl Header {
+    /// Whether the value is still fresh at `now_ms` (ms since the Unix epoch). Entries that do not say are.
+    pub(crate) fn is_fresh(&self, now_ms: u64) -> bool {
+        self.fresh_ms == 0 || now_ms < self.written_ms.saturating_add(self.fresh_ms)
+    }
+
+    /// Whether `fraction` of the value's fresh life has passed at `now_ms`.
+    pub(crate) fn is_past(&self, fraction: f64, now_ms: u64) -> bool {
+        self.fresh_ms != 0
+            && now_ms
+                >= self
+                    .written_ms
+                    .saturating_add((self.fresh_ms as f64 * fraction) as u64)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// FNV-1a 64 of a type's name, normalised so that borrowed and owned forms that serialize identically share a
@@ -67,6 +104,22 @@ pub(super) fn push_header(
     out.extend_from_slice(&generations[1].to_le_bytes());
     // `seal` refused payloads above max_decoded (at most 1 GiB by config validation), so this fits.
     out.extend_from_slice(&(raw_len as u32).to_le_bytes());
+    // Freshness is stamped by the write (`set_freshness`), which knows the TTL.
+    out.extend_from_slice(&[0u8; 16]);
+}
+
+/// Stamps when a format-2 envelope was written, how long it is fresh, and whether it is a fail-safe copy.
+pub(crate) fn set_freshness(bytes: &mut [u8], written_ms: u64, fresh_ms: u64, fail_safe: bool) {
+    if bytes.len() < HEADER_LEN || bytes[2] != VERSION {
+        return;
+    }
+    if fail_safe {
+        bytes[4] |= FLAG_FAIL_SAFE;
+    } else {
+        bytes[4] &= !FLAG_FAIL_SAFE;
+    }
+    bytes[33..41].copy_from_slice(&written_ms.to_le_bytes());
+    bytes[41..49].copy_from_slice(&fresh_ms.to_le_bytes());
 }
 
 /// Stamps the `[scope, cache type]` generations into an encoded envelope.
@@ -77,15 +130,18 @@ pub(crate) fn set_generations(bytes: &mut [u8], generations: [u64; 2]) {
 
 /// Reads and checks the header.
 pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < HEADER_LEN_V1 {
         return Err(DecodeError::Truncated(bytes.len()));
     }
     if bytes[0..2] != MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    if bytes[2] != VERSION {
-        return Err(DecodeError::Version(bytes[2]));
-    }
+    let len = match bytes[2] {
+        1 => HEADER_LEN_V1,
+        VERSION if bytes.len() >= HEADER_LEN => HEADER_LEN,
+        VERSION => return Err(DecodeError::Truncated(bytes.len())),
+        v => return Err(DecodeError::Version(v)),
+    };
     let codec = CodecId::from_byte(bytes[3]).ok_or(DecodeError::Codec(bytes[3]))?;
     let flags = bytes[4];
     if flags & !KNOWN_FLAGS != 0 {
@@ -96,13 +152,22 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         b.copy_from_slice(&bytes[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&bytes[29..33]);
+    let mut decoded = [0u8; 4];
+    decoded.copy_from_slice(&bytes[29..33]);
+    let (written_ms, fresh_ms) = if len == HEADER_LEN {
+        (u64_at(33), u64_at(41))
+    } else {
+        (0, 0)
+    };
     Ok(Header {
         codec,
         compressed: flags & FLAG_ZSTD != 0,
         type_tag: u64_at(5),
         generations: [u64_at(13), u64_at(21)],
-        decoded_len: u32::from_le_bytes(len),
+        decoded_len: u32::from_le_bytes(decoded),
+        written_ms,
+        fresh_ms,
+        fail_safe: flags & FLAG_FAIL_SAFE != 0,
+        len,
     })
 }

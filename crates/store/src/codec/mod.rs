@@ -3,15 +3,20 @@
 //! ```text
 //! offset size field
 //!      0    2 magic "FC"
-//!      2    1 format version (1)
+//!      2    1 format version (2; format 1 is still read)
 //!      3    1 codec id (0 raw bytes, 1 bincode 2 over serde)
-//!      4    1 flags (bit 0: zstd-compressed; other bits must be zero)
+//!      4    1 flags (bit 0: zstd-compressed; bit 1: fail-safe copy; other bits must be zero)
 //!      5    8 type tag, little-endian (FNV-1a 64 of the value's type name)
 //!     13    8 scope generation, little-endian
 //!     21    8 cache-type generation, little-endian
 //!     29    4 decoded payload length, little-endian
-//!     33    … payload
+//!     33    8 written at, ms since the Unix epoch, little-endian   (format 2 only)
+//!     41    8 fresh for, ms after that (the TTL written with)       (format 2 only)
+//!     49    … payload (at 33 in format 1)
 //! ```
+//!
+//! An entry lives in the backend `fresh for` plus the cache type's `max_stale`: past `fresh for` it is stale —
+//! a miss, kept only so that a failing computation can fall back on it (fail-safe, design 0014).
 //!
 //! Decoding is bounded: a decoded length above `max_decoded_bytes` is refused before anything is allocated,
 //! zstd may not produce more than the header announced, and bincode runs with a byte limit. The codec is behind
@@ -28,7 +33,10 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub(crate) use self::{
     compression::CompressionPolicy,
-    header::{HEADER_LEN, Header, RAW_TYPE_TAG, read_header, set_generations, type_tag_of},
+    header::{
+        HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header, set_freshness, set_generations,
+        type_tag_of,
+    },
 };
 use self::{compression::payload, payload::bincode_bounded};
 
@@ -187,6 +195,12 @@ pub(crate) fn uncompressed(
         header.generations,
         payload.len(),
     );
+    set_freshness(
+        &mut out,
+        header.written_ms,
+        header.fresh_ms,
+        header.fail_safe,
+    );
     out.extend_from_slice(&payload);
     Ok(out.into())
 }
@@ -242,15 +256,47 @@ mod tests {
         // Pins the envelope layout: changing it must be a conscious act with a new format version.
         let enc = encode_typed(&(1u8, "hi".to_owned()), [1, 2], &POLICY).unwrap();
         let tag = type_tag_of::<(u8, String)>().to_le_bytes();
-        let mut expected = vec![b'F', b'C', 1, 1, 0];
+        let mut expected = vec![b'F', b'C', 2, 1, 0];
         expected.extend_from_slice(&tag);
         expected.extend_from_slice(&1u64.to_le_bytes());
         expected.extend_from_slice(&2u64.to_le_bytes());
         expected.extend_from_slice(&4u32.to_le_bytes());
+        expected.extend_from_slice(&[0; 16]);
         expected.extend_from_slice(&[1, 2, b'h', b'i']);
         assert_eq!(enc.bytes, expected);
+        let mut stamped = enc.bytes.clone();
+        set_freshness(&mut stamped, 1_000, 60_000, true);
+        expected[4] = 0b10;
+        expected[33..41].copy_from_slice(&1_000u64.to_le_bytes());
+        expected[41..49].copy_from_slice(&60_000u64.to_le_bytes());
+        assert_eq!(stamped, expected);
+        let h = read_header(&stamped).unwrap();
+        assert!(h.fail_safe && h.is_fresh(60_999) && !h.is_fresh(61_000));
+        assert!(h.is_past(0.5, 31_000) && !h.is_past(0.5, 30_999));
         assert_eq!(RAW_TYPE_TAG, 0x5054_51d8_1923_8fd3);
         assert_eq!(crate::hash::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn format_1_envelopes_still_read_and_are_always_fresh() {
+        // Written by earlier releases: no freshness fields, payload at 33.
+        let tag = type_tag_of::<(u8, String)>().to_le_bytes();
+        let mut v1 = vec![b'F', b'C', 1, 1, 0];
+        v1.extend_from_slice(&tag);
+        v1.extend_from_slice(&1u64.to_le_bytes());
+        v1.extend_from_slice(&2u64.to_le_bytes());
+        v1.extend_from_slice(&4u32.to_le_bytes());
+        v1.extend_from_slice(&[1, 2, b'h', b'i']);
+        let h = read_header(&v1).unwrap();
+        assert_eq!((h.len, h.written_ms, h.fresh_ms), (33, 0, 0));
+        assert!(h.is_fresh(u64::MAX) && !h.is_past(0.5, u64::MAX));
+        let back: (u8, String) = decode_typed(&v1, &h, POLICY.max_decoded).unwrap();
+        assert_eq!(back, (1, "hi".to_owned()));
+        // A format-2 header cut short is truncated, not read as format 1.
+        let v2 = encode_typed(&(1u8, "hi".to_owned()), [1, 2], &POLICY)
+            .unwrap()
+            .bytes;
+        assert_eq!(read_header(&v2[..40]), Err(DecodeError::Truncated(40)));
     }
 
     #[test]

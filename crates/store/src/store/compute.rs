@@ -1,5 +1,6 @@
-//! `get_or_compute` and the engine it shares with the `#[cached]` runtime: read, else single-flight compute,
-//! store when the policy says so, and share the outcome with every waiter.
+//! `get_or_compute` (and its detached form) and the engine it shares with the `#[cached]` runtime: read, else
+//! single-flight compute, store when the policy says so, and share the outcome with every waiter; fall back on a
+//! stale value when the computation fails or is slow, and refresh entries ahead of expiry (design 0014).
 
 use std::{
     future::Future,
@@ -34,7 +35,59 @@ pub(crate) struct ComputePolicy<T, E> {
     pub(crate) share_error: fn(&E) -> Option<Shared>,
     /// A waiter's own error back from the shared copy.
     pub(crate) unshare_error: fn(&Shared) -> Option<E>,
+    /// Whether to bound the computation by the cache type's `hard_timeout` (the caller can report a timeout).
+    pub(crate) hard_timeout: bool,
+    /// Whether an error only says the computation outlived its soft timeout (it goes on in the background, so
+    /// no fail-safe copy is written over what it will write).
+    pub(crate) is_soft: fn(&E) -> bool,
 }
+
+/// A value, and whether it is stale: served by fail-safe because its computation failed or was slow, or a
+/// fail-safe copy within its throttle period (design 0014).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Served<T> {
+    /// The value.
+    pub value: T,
+    /// Whether the value is past its TTL.
+    pub stale: bool,
+}
+
+/// A detached computation's failure: its own error, or only that it outlived the soft timeout.
+enum Detached<E> {
+    Failed(Arc<E>),
+    Soft,
+}
+
+impl<E> Clone for Detached<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Detached::Failed(e) => Detached::Failed(e.clone()),
+            Detached::Soft => Detached::Soft,
+        }
+    }
+}
+
+/// The public error of an engine outcome; `own` recovers the caller's error (`None`: a soft timeout, which
+/// can only be seen without a stale value — never, since a soft timeout needs one — and is then a timeout).
+fn compute_error<T, X, E>(
+    outcome: Result<Served<T>, Failure<X>>,
+    own: impl FnOnce(X) -> Option<Arc<E>>,
+) -> Result<Served<T>, ComputeError<E>> {
+    match outcome {
+        Ok(served) => Ok(served),
+        Err(Failure::Compute(e)) => match own(e) {
+            Some(e) => Err(ComputeError::Compute(e)),
+            None => Err(ComputeError::TimedOut(Duration::ZERO)),
+        },
+        Err(Failure::Store(e)) => Err(ComputeError::Store(e)),
+        Err(Failure::TimedOut(after)) => Err(ComputeError::TimedOut(after)),
+    }
+}
+
+/// What the engine shares with followers when the leader's computation ran out of time.
+#[derive(Debug, Clone, Copy)]
+struct TimedOut(Duration);
 
 /// Why [`Store::compute_with`] returned no value.
 pub(crate) enum Failure<E> {
@@ -42,6 +95,8 @@ pub(crate) enum Failure<E> {
     Compute(E),
     /// The call was refused before anything was computed.
     Store(StoreError),
+    /// The computation outlived the cache type's hard timeout.
+    TimedOut(Duration),
 }
 
 /// Whether and how a computed value is written.
@@ -61,6 +116,8 @@ struct StoreCtx<'a> {
     cache_type: &'a CacheType,
     key: &'a CacheKey,
     generations: Option<[u64; 2]>,
+    /// Bound on the computation, if any.
+    hard_timeout: Option<Duration>,
 }
 
 impl Store {
@@ -71,9 +128,15 @@ impl Store {
     /// computed value that cannot be encoded is still returned (the failed write is logged and counted as an
     /// error).
     ///
+    /// With fail-safe on for the cache type (`tiers.<type>.max_stale`), a computation that fails — or outlives
+    /// `hard_timeout` — while an expired value is still kept returns that value instead (counted; see
+    /// [`Store::get_or_compute_served`] to be told it is stale). `soft_timeout` and `refresh_ahead` need a
+    /// computation that can go on after the call returns: [`Store::get_or_compute_detached`].
+    ///
     /// # Errors
-    /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::Store`] for an invalid tenant,
-    /// key or cache type — always before `compute` runs.
+    /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::TimedOut`] past the type's
+    /// `hard_timeout`; [`ComputeError::Store`] for an invalid tenant, key or cache type — always before
+    /// `compute` runs.
     pub async fn get_or_compute<T, E, F, Fut>(
         &self,
         scope: impl AsScope,
@@ -87,14 +150,38 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.get_or_compute_served(scope, cache_type, key, compute)
+            .await
+            .map(|s| s.value)
+    }
+
+    /// [`Store::get_or_compute`], saying whether the value is stale (served by fail-safe).
+    ///
+    /// # Errors
+    /// As [`Store::get_or_compute`].
+    pub async fn get_or_compute_served<T, E, F, Fut>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) -> Result<Served<T>, ComputeError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let policy = ComputePolicy {
             ttl: None,
             should_cache: |_: &T| true,
             share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
             unshare_error: |s: &Shared| s.downcast_ref::<Arc<E>>().cloned(),
+            hard_timeout: true,
+            is_soft: |_| false,
         };
-        let compute = || async { compute().await.map_err(Arc::new) };
-        match self
+        let compute = |_| async { compute().await.map_err(Arc::new) };
+        let outcome = self
             .compute_with(
                 scope.as_scope().to_scope(),
                 cache_type,
@@ -102,19 +189,162 @@ impl Store {
                 &policy,
                 compute,
             )
+            .await;
+        compute_error(outcome.map(|(served, _)| served), Some)
+    }
+
+    /// [`Store::get_or_compute_served`] for a computation that owns what it uses, so it can go on after the
+    /// call returns. That enables the cache type's `soft_timeout` — with a stale value at hand, a computation
+    /// that outlives it leaves the caller with the stale value and completes in the background, updating the
+    /// cache — and `refresh_ahead`: a hit on an entry past that fraction of its TTL is answered at once and
+    /// refreshes the entry in the background, once per key at a time in this process.
+    ///
+    /// # Errors
+    /// As [`Store::get_or_compute`].
+    ///
+    /// # Panics
+    /// When the computation panics, the panic is resumed in the caller.
+    pub async fn get_or_compute_detached<T, E, F, Fut>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) -> Result<Served<T>, ComputeError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let scope = scope.as_scope().to_scope();
+        let soft = self.inner.tiers.get(cache_type).soft_timeout;
+        let policy = ComputePolicy {
+            ttl: None,
+            should_cache: |_: &T| true,
+            share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
+            unshare_error: |s: &Shared| s.downcast_ref::<Detached<E>>().cloned(),
+            hard_timeout: true,
+            is_soft: |e| matches!(e, Detached::Soft),
+        };
+        let mut slot = Some(compute);
+        let outcome = {
+            let slot = &mut slot;
+            let (store, scope, cache_type, key) = (
+                self.clone(),
+                scope.clone(),
+                cache_type.clone(),
+                key.to_owned(),
+            );
+            self.compute_with(
+                scope.clone(),
+                &cache_type.clone(),
+                &key.clone(),
+                &policy,
+                move |has_stale| {
+                    let compute = slot.take().expect("the computation is taken once");
+                    async move {
+                        let mut running = tokio::spawn(compute());
+                        let soft = soft.filter(|_| has_stale);
+                        let joined = match soft {
+                            None => (&mut running).await,
+                            Some(limit) => match tokio::time::timeout(limit, &mut running).await {
+                                Ok(joined) => joined,
+                                Err(_) => {
+                                    tokio::spawn(async move {
+                                        if let Ok(Ok(value)) = running.await {
+                                            let _ =
+                                                store.set(&scope, &cache_type, &key, &value).await;
+                                        }
+                                    });
+                                    return Err(Detached::Soft);
+                                }
+                            },
+                        };
+                        match joined {
+                            Ok(result) => result.map_err(|e| Detached::Failed(Arc::new(e))),
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(_) => Err(Detached::Soft),
+                        }
+                    }
+                },
+            )
             .await
+        };
+        if let Ok((_, true)) = &outcome
+            && let Some(compute) = slot.take()
         {
-            Ok(v) => Ok(v),
-            Err(Failure::Compute(e)) => Err(ComputeError::Compute(e)),
-            Err(Failure::Store(e)) => Err(ComputeError::Store(e)),
+            self.refresh_ahead(scope, cache_type, key, compute);
         }
+        compute_error(outcome.map(|(served, _)| served), |e| match e {
+            Detached::Failed(e) => Some(e),
+            Detached::Soft => None,
+        })
+    }
+
+    /// Recomputes an entry in the background (eager refresh), unless this process is refreshing it already.
+    fn refresh_ahead<T, E, F, Fut>(
+        &self,
+        scope: Scope,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) where
+        T: Serialize + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let Ok(entry) = self.inner.keys.key(&scope, cache_type, key) else {
+            return;
+        };
+        let entry = entry.into_string();
+        if !self
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(entry.clone())
+        {
+            return;
+        }
+        let (store, cache_type, key) = (self.clone(), cache_type.clone(), key.to_owned());
+        let limit = self.inner.tiers.get(&cache_type).hard_timeout;
+        tokio::spawn(async move {
+            let series = store
+                .inner
+                .metrics
+                .series(scope.label(), cache_type.as_str());
+            series.add(|c| &c.refreshes, 1);
+            let computed = match limit {
+                None => Some(compute().await),
+                Some(limit) => tokio::time::timeout(limit, compute()).await.ok(),
+            };
+            match computed {
+                Some(Ok(value)) => {
+                    let _ = store.set(&scope, &cache_type, &key, &value).await;
+                }
+                Some(Err(_)) => tracing::info!(
+                    key,
+                    "eager refresh failed; the entry stays until it expires"
+                ),
+                None => tracing::info!(key, "eager refresh timed out"),
+            }
+            store
+                .inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&entry);
+        });
     }
 
     /// The engine of [`Store::get_or_compute`] and of the `#[cached]` runtime: read, else single-flight
     /// compute, store when `policy.should_cache` says so, and share the outcome with the waiters.
     ///
     /// A [`Failure::Store`] is only ever returned before `compute` is called, so a caller can still run its
-    /// computation itself.
+    /// computation itself. `compute` is told whether a stale value is at hand to fall back on. The `bool`
+    /// returned with a fresh hit says that the entry is past its type's `refresh_ahead` point.
     pub(crate) async fn compute_with<T, E, F, Fut>(
         &self,
         scope: Scope,
@@ -122,10 +352,10 @@ impl Store {
         key: &str,
         policy: &ComputePolicy<T, E>,
         compute: F,
-    ) -> Result<T, Failure<E>>
+    ) -> Result<(Served<T>, bool), Failure<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
+        F: FnOnce(bool) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let span = debug_span!(
@@ -145,10 +375,10 @@ impl Store {
         key: &str,
         policy: &ComputePolicy<T, E>,
         compute: F,
-    ) -> Result<T, Failure<E>>
+    ) -> Result<(Served<T>, bool), Failure<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
+        F: FnOnce(bool) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         match policy.ttl {
@@ -170,6 +400,7 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
+        let tier = self.inner.tiers.get(cache_type);
         let first = self
             .lookup(
                 &k,
@@ -180,28 +411,93 @@ impl Store {
                 self.inner.l1.as_ref().and_then(|l1| l1.life_of(cache_type)),
             )
             .await;
-        if let Some(v) = first.value {
-            return Ok(v);
+        if let Some(value) = first.value {
+            let header = first.header;
+            let stale = header.is_some_and(|h| h.fail_safe);
+            let due = !stale
+                && tier
+                    .refresh_ahead
+                    .zip(header)
+                    .is_some_and(|(f, h)| h.is_past(f, codec::now_ms()));
+            return Ok((Served { value, stale }, due));
         }
-        // The miss path is boxed so a hit's future stays small: hits are the hot path.
-        let miss = self.after_miss(
-            &scope,
+        let stale = first.stale;
+        let ctx = StoreCtx {
+            scope: &scope,
             cache_type,
-            (&k, &g),
-            first.generations,
-            policy,
-            compute,
+            key: &k,
+            generations: first.generations,
+            hard_timeout: tier.hard_timeout.filter(|_| policy.hard_timeout),
+        };
+        // The miss path is boxed so a hit's future stays small: hits are the hot path.
+        let has_stale = stale.is_some();
+        let miss = self.after_miss(ctx, &g, policy, move || compute(has_stale));
+        match (Box::pin(miss).await, stale) {
+            (Ok(value), _) => Ok((
+                Served {
+                    value,
+                    stale: false,
+                },
+                false,
+            )),
+            (Err(Failure::Compute(e)), Some(value)) => {
+                let copy = (!(policy.is_soft)(&e)).then_some(tier.fail_safe_throttle);
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy)).await;
+                Ok((Served { value, stale: true }, false))
+            }
+            (Err(Failure::TimedOut(_)), Some(value)) => {
+                let copy = Some(tier.fail_safe_throttle);
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy)).await;
+                Ok((Served { value, stale: true }, false))
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Fail-safe: a stale value is being served instead of a failed computation. Counted; with `copy`
+    /// (the throttle period), the value is written back as a fail-safe copy, so the computation is not tried
+    /// again — by any process — before the period ends.
+    async fn serve_stale<T: Serialize>(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        value: &T,
+        copy: Option<Duration>,
+    ) {
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        series.add(|c| &c.stale_served, 1);
+        tracing::info!(
+            key = key.as_str(),
+            "computation failed or timed out; serving the stale value"
         );
-        Box::pin(miss).await
+        let Some(throttle) = copy else { return };
+        match codec::encode_typed(value, [0, 0], &self.inner.policy) {
+            Ok(encoded) => {
+                let stamp = Stamp {
+                    generations: None,
+                    fence: None,
+                    fail_safe: Some(throttle),
+                };
+                if let Err(e) = self
+                    .write_key(scope, cache_type, key, encoded, None, stamp, &series)
+                    .await
+                {
+                    tracing::debug!(error = %e, "fail-safe copy not written");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "fail-safe copy not encoded"),
+        }
     }
 
     /// Single-flight computation after a first read missed.
     async fn after_miss<T, E, F, Fut>(
         &self,
-        scope: &Scope,
-        cache_type: &CacheType,
-        (k, g): (&CacheKey, &Gens<'_>),
-        first_generations: Option<[u64; 2]>,
+        ctx: StoreCtx<'_>,
+        g: &Gens<'_>,
         policy: &ComputePolicy<T, E>,
         compute: F,
     ) -> Result<T, Failure<E>>
@@ -210,6 +506,13 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let StoreCtx {
+            scope,
+            cache_type,
+            key: k,
+            generations: first_generations,
+            hard_timeout,
+        } = ctx;
         let series = self
             .inner
             .metrics
@@ -226,6 +529,9 @@ impl Store {
                                 }
                             }
                             Err(Some(e)) => {
+                                if let Some(&TimedOut(after)) = e.downcast_ref::<TimedOut>() {
+                                    return Err(Failure::TimedOut(after));
+                                }
                                 if let Some(e) = (policy.unshare_error)(&e) {
                                     return Err(Failure::Compute(e));
                                 }
@@ -241,6 +547,7 @@ impl Store {
                             cache_type,
                             key: k,
                             generations: first_generations,
+                            hard_timeout,
                         };
                         return self
                             .compute_and_store(ctx, policy, f, None, Write::Plain)
@@ -257,6 +564,7 @@ impl Store {
                             cache_type,
                             key: k,
                             generations: first_generations,
+                            hard_timeout,
                         };
                         let lead = self.lead_across_processes(ctx, g, flight, policy, f, &guard);
                         return Box::pin(lead).await;
@@ -277,6 +585,7 @@ impl Store {
                         cache_type,
                         key: k,
                         generations: again.generations.or(first_generations),
+                        hard_timeout,
                     };
                     return self
                         .compute_and_store(ctx, policy, f, Some(&guard), Write::Plain)
@@ -365,7 +674,19 @@ impl Store {
             .inner
             .metrics
             .series(ctx.scope.label(), ctx.cache_type.as_str());
-        match compute().await {
+        let computed = match ctx.hard_timeout {
+            None => compute().await,
+            Some(limit) => match tokio::time::timeout(limit, compute()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    if let Some(g) = guard {
+                        g.publish(Err(Some(Arc::new(TimedOut(limit)) as Shared)));
+                    }
+                    return Err(Failure::TimedOut(limit));
+                }
+            },
+        };
+        match computed {
             Ok(value) => {
                 if let Some(g) = guard {
                     g.publish(Ok(Arc::new(value.clone()) as Shared));
@@ -391,6 +712,7 @@ impl Store {
                                     Stamp {
                                         generations: ctx.generations,
                                         fence,
+                                        fail_safe: None,
                                     },
                                     &series,
                                 )

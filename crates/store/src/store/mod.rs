@@ -28,6 +28,7 @@ use crate::{
     deadline::Deadlines, flight::Flights, metrics::Metrics,
 };
 
+pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
 pub use write::WriteOutcome;
@@ -68,6 +69,10 @@ struct Inner {
     generations: moka::sync::Cache<String, [u64; 2]>,
     /// The in-process tier, when some cache type keeps copies (design 0013).
     l1: Option<l1::L1>,
+    /// Per cache type: L1, fail-safe and eager refresh (designs 0013, 0014).
+    tiers: fernando_cache_config::TierTable,
+    /// Entry keys being refreshed ahead of expiry in the background (one refresh per key at a time).
+    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Store {
@@ -147,6 +152,8 @@ impl Store {
                 lease_events: std::sync::OnceLock::new(),
                 generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
                 l1: l1::L1::new(&settings.l1, &settings.tiers),
+                tiers: settings.tiers.clone(),
+                refreshing: Default::default(),
             }),
         }
     }

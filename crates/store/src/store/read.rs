@@ -45,8 +45,24 @@ impl Gens<'_> {
 
 /// A read's result, with the generations seen (when the backend answered) so a following write can use them.
 pub(super) struct Lookup<T> {
+    /// A fresh value (or a fail-safe copy within its throttle period).
     pub(super) value: Option<T>,
     pub(super) generations: Option<[u64; 2]>,
+    /// The value's header: its freshness, and whether it is a fail-safe copy.
+    pub(super) header: Option<Header>,
+    /// An expired value still kept (`max_stale`), to fall back on if its computation fails.
+    pub(super) stale: Option<T>,
+}
+
+impl<T> Lookup<T> {
+    fn nothing(generations: Option<[u64; 2]>) -> Self {
+        Lookup {
+            value: None,
+            generations,
+            header: None,
+            stale: None,
+        }
+    }
 }
 
 impl Store {
@@ -187,6 +203,7 @@ impl Store {
             Value,
             Absent,
             Stale,
+            Expired,
             Corrupt,
             Unavailable { refused: bool },
         }
@@ -196,10 +213,12 @@ impl Store {
         let l1 = l1_life.and_then(|life| Some((self.inner.l1.as_ref()?, life)));
         let pending = match l1 {
             Some((l1, life)) => {
-                if let Some(value) = self.l1_hit(l1, key, &decode, series, start) {
+                if let Some((value, header)) = self.l1_hit(l1, key, &decode, series, start) {
                     return Lookup {
                         value: Some(value),
                         generations: None,
+                        header: Some(header),
+                        stale: None,
                     };
                 }
                 // Taken before the read: a change announced from now on retires what it returns.
@@ -234,51 +253,49 @@ impl Store {
         };
         let (result, found) = match fetched {
             Ok(f) => {
-                let (value, found) = match f.value {
-                    None => (None, Found::Absent),
+                let mut lookup = Lookup::nothing(Some(f.generations));
+                let found = match f.value {
+                    None => Found::Absent,
                     Some(bytes) => match codec::read_header(&bytes) {
-                        Ok(h) if h.generations != f.generations => (None, Found::Stale),
-                        Ok(h) => match self.decode_and_keep(key, bytes, &h, &decode, pending) {
-                            Ok(v) => (Some(v), Found::Value),
-                            Err(e) => {
-                                Box::pin(self.discard_corrupt(key, &e.to_string())).await;
-                                (None, Found::Corrupt)
+                        Ok(h) if h.generations != f.generations => Found::Stale,
+                        Ok(h) => {
+                            let fresh = h.is_fresh(codec::now_ms());
+                            // Only fresh values are kept in process.
+                            let pending = pending.filter(|_| fresh);
+                            match self.decode_and_keep(key, bytes, &h, &decode, pending) {
+                                Ok(v) if fresh => {
+                                    lookup.value = Some(v);
+                                    lookup.header = Some(h);
+                                    Found::Value
+                                }
+                                Ok(v) => {
+                                    lookup.stale = Some(v);
+                                    Found::Expired
+                                }
+                                Err(e) => {
+                                    Box::pin(self.discard_corrupt(key, &e.to_string())).await;
+                                    Found::Corrupt
+                                }
                             }
-                        },
+                        }
                         Err(e) => {
                             Box::pin(self.discard_corrupt(key, &e.to_string())).await;
-                            (None, Found::Corrupt)
+                            Found::Corrupt
                         }
                     },
-                };
-                let lookup = Lookup {
-                    value,
-                    generations: Some(f.generations),
                 };
                 (lookup, found)
             }
             Err(BackendError::WrongType) => {
                 Box::pin(self.discard_corrupt(key, "the key holds a non-string Redis value")).await;
-                (
-                    Lookup {
-                        value: None,
-                        generations: None,
-                    },
-                    Found::Corrupt,
-                )
+                (Lookup::nothing(None), Found::Corrupt)
             }
             Err(e) => {
                 let refused = matches!(e, BackendError::CircuitOpen);
                 if !refused {
                     tracing::debug!(error = %e, "cache read failed; treating as a miss");
                 }
-                (
-                    Lookup {
-                        value: None,
-                        generations: None,
-                    },
-                    Found::Unavailable { refused },
-                )
+                (Lookup::nothing(None), Found::Unavailable { refused })
             }
         };
         let elapsed = start.elapsed();
@@ -296,7 +313,7 @@ impl Store {
             };
             match found {
                 Found::Value => count(&c.hits),
-                Found::Absent => count(&c.misses),
+                Found::Absent | Found::Expired => count(&c.misses),
                 Found::Stale => {
                     count(&c.misses);
                     one(&c.stale);
@@ -331,10 +348,15 @@ impl Store {
         decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
         series: &SeriesRef<'_>,
         start: Instant,
-    ) -> Option<T> {
+    ) -> Option<(T, Header)> {
         let envelope = l1.get(key.as_str())?;
-        let decoded = codec::read_header(&envelope)
-            .and_then(|h| decode(&envelope, &h, self.inner.policy.max_decoded));
+        let decoded = codec::read_header(&envelope).and_then(|h| {
+            if !h.is_fresh(codec::now_ms()) {
+                // Expired: the backend answers (and keeps the stale value to fall back on).
+                return Err(DecodeError::ForeignType);
+            }
+            decode(&envelope, &h, self.inner.policy.max_decoded).map(|v| (v, h))
+        });
         match decoded {
             Ok(value) => {
                 let elapsed = start.elapsed();
@@ -345,7 +367,7 @@ impl Store {
                 });
                 Some(value)
             }
-            // Read as another type than it was written: the backend's answer decides (and counts).
+            // Expired, or read as another type than it was written: the backend's answer decides (and counts).
             Err(_) => {
                 l1.changed(key.as_str());
                 None

@@ -36,6 +36,9 @@ pub enum WriteOutcome {
 pub(super) struct Stamp<'a> {
     pub(super) generations: Option<[u64; 2]>,
     pub(super) fence: Option<(&'a str, &'a str)>,
+    /// `Some(throttle)`: a fail-safe copy of an expired value, fresh (and marked stale) for the throttle
+    /// period instead of the TTL (design 0014).
+    pub(super) fail_safe: Option<Duration>,
 }
 
 impl Store {
@@ -188,7 +191,7 @@ impl Store {
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
-        encoded: Encoded,
+        mut encoded: Encoded,
         ttl: Option<Duration>,
         stamp: Stamp<'_>,
         series: &SeriesRef<'_>,
@@ -204,6 +207,16 @@ impl Store {
                 .get(cache_type)
                 .ok_or_else(|| StoreError::UnknownCacheType(cache_type.clone()))?,
         };
+        // Fresh for the TTL (or a fail-safe copy's throttle), kept `max_stale` longer to fall back on.
+        let fresh = stamp.fail_safe.unwrap_or(ttl);
+        let kept = (fresh + self.inner.tiers.get(cache_type).max_stale).min(TtlTable::MAX_TTL);
+        codec::set_freshness(
+            &mut encoded.bytes,
+            codec::now_ms(),
+            u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX),
+            stamp.fail_safe.is_some(),
+        );
+        let ttl = kept;
         let start = Instant::now();
         let raw_len = encoded.raw_len as u64;
         let stored = self
@@ -257,6 +270,7 @@ impl Store {
         Stamp {
             generations: guess,
             fence,
+            ..
         }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
         let len = bytes.len() as u64;

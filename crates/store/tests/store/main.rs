@@ -6,6 +6,7 @@ mod support;
 mod corruption;
 mod degradation;
 mod disk;
+mod fail_safe;
 mod invalidation;
 mod isolation;
 mod l1;
