@@ -65,6 +65,20 @@ pub enum StageOutcome {
     Hit,
     /// Computed.
     Miss,
+    /// An earlier result past its TTL, served because the engine failed or outlived the stage's soft or hard
+    /// timeout (fail-safe, `tiers.<type>.max_stale`). A document with a stale stage is not cached whole.
+    Stale,
+}
+
+impl StageOutcome {
+    /// `hit`, `miss` or `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageOutcome::Hit => "hit",
+            StageOutcome::Miss => "miss",
+            StageOutcome::Stale => "stale",
+        }
+    }
 }
 
 /// Per-stage outcomes of one document.
@@ -121,6 +135,10 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1e3)
 }
 
+/// What a document's cache entry holds: its result, and whether that rests on a stale stage (never true in a
+/// stored entry: such results are not stored).
+pub(crate) type CachedDocument = (DocumentResult, bool);
+
 /// A stage's output and how long it took to compute (what a later hit saves).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Timed<T> {
@@ -128,25 +146,47 @@ struct Timed<T> {
     ms: u64,
 }
 
+/// What each stage of one document did.
+#[derive(Default)]
+struct Ran {
+    computed: AtomicBool,
+    stale: AtomicBool,
+}
+
+impl Ran {
+    fn outcome(&self) -> StageOutcome {
+        if self.stale.load(Ordering::Relaxed) {
+            StageOutcome::Stale
+        } else if self.computed.load(Ordering::Relaxed) {
+            StageOutcome::Miss
+        } else {
+            StageOutcome::Hit
+        }
+    }
+}
+
 /// One cached stage: read, else compute (once across concurrent callers), timing the work and noting that it
-/// ran.
+/// ran. The work owns what it uses: past the type's soft timeout, with an earlier result to serve, it goes on
+/// in the background and caches its result when done (fail-safe, design 0014).
 async fn timed_stage<T, F, Fut>(
     shared: &Shared,
     tenant: &TenantId,
     cache_type: &CacheType,
     key: &str,
-    ran: &AtomicBool,
+    ran: &Ran,
     work: F,
 ) -> Result<Timed<T>, ProcessError>
 where
     T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, EngineError>>,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, EngineError>> + Send + 'static,
 {
-    shared
+    let computed = Arc::new(AtomicBool::new(false));
+    let flag = computed.clone();
+    let served = shared
         .store
-        .get_or_compute(tenant, cache_type, key, || async {
-            ran.store(true, Ordering::Relaxed);
+        .get_or_compute_detached(tenant, cache_type, key, move || async move {
+            flag.store(true, Ordering::Relaxed);
             let t = Instant::now();
             let value = work().await?;
             Ok::<_, ProcessError>(Timed {
@@ -155,7 +195,13 @@ where
             })
         })
         .await
-        .map_err(flatten)
+        .map_err(flatten)?;
+    if served.stale {
+        ran.stale.store(true, Ordering::Relaxed);
+    } else if computed.load(Ordering::Relaxed) {
+        ran.computed.store(true, Ordering::Relaxed);
+    }
+    Ok(served.value)
 }
 
 pub(crate) struct Shared {
@@ -350,10 +396,10 @@ impl DocumentProcessor {
             if let Ok(Some(r)) = self
                 .shared
                 .store
-                .get::<DocumentResult>(tenant, &CacheType::DOC_HASH, &key)
+                .get::<CachedDocument>(tenant, &CacheType::DOC_HASH, &key)
                 .await
             {
-                return Ok(Some(r));
+                return Ok(Some(r.0));
             }
         }
         Ok(None)
@@ -414,61 +460,69 @@ impl DocumentProcessor {
         let doc_key = self.document_key(&fp, engine.as_ref());
         let keys = DocumentKeys::new(&fp);
         let computed = AtomicBool::new(false);
-        let ocr_computed = AtomicBool::new(false);
-        let extraction_computed = AtomicBool::new(false);
+        let (ocr, extraction) = (Ran::default(), Ran::default());
         let shared = &self.shared;
+        // A document whose result rests on a stale stage is returned but not cached whole: the next call
+        // retries the stage (once its throttle period is over).
         let outcome = shared
             .store
-            .get_or_compute(tenant, &CacheType::DOC_HASH, &doc_key, || async {
-                computed.store(true, Ordering::Relaxed);
-                let bytes = load().await?;
-                let text_id = engine.id().to_string();
-                let text = timed_stage(
-                    shared,
-                    tenant,
-                    &CacheType::OCR_RESULT,
-                    &keys.text(&text_id),
-                    &ocr_computed,
-                    || engine.text(kind, &bytes),
-                )
-                .await?;
-                let extractor_id = shared.extractor.id().to_string();
-                let text_fp = DocumentFingerprint::of_bytes(text.value.as_bytes());
-                let fields = timed_stage(
-                    shared,
-                    tenant,
-                    &CacheType::LLM_EXTRACTION,
-                    &keys.fields(&extractor_id, &text_fp),
-                    &extraction_computed,
-                    || shared.extractor.extract(&text.value),
-                )
-                .await?;
-                Ok::<_, ProcessError>(DocumentResult {
-                    fingerprint: fp.to_hex(),
-                    kind,
-                    size,
-                    text: text.value,
-                    fields: fields.value,
-                    text_engine: text_id,
-                    extractor: extractor_id,
-                    text_ms: text.ms,
-                    extract_ms: fields.ms,
-                })
-            })
+            .get_or_compute_served_if(
+                tenant,
+                &CacheType::DOC_HASH,
+                &doc_key,
+                |(_, stale): &CachedDocument| !*stale,
+                || async {
+                    computed.store(true, Ordering::Relaxed);
+                    let bytes: Arc<[u8]> = load().await?.into();
+                    let text_id = engine.id().to_string();
+                    let read = engine.clone();
+                    let text = timed_stage(
+                        shared,
+                        tenant,
+                        &CacheType::OCR_RESULT,
+                        &keys.text(&text_id),
+                        &ocr,
+                        move || async move { read.text(kind, &bytes).await },
+                    )
+                    .await?;
+                    let extractor_id = shared.extractor.id().to_string();
+                    let text_fp = DocumentFingerprint::of_bytes(text.value.as_bytes());
+                    let (extractor, input) = (shared.extractor.clone(), text.value.clone());
+                    let fields = timed_stage(
+                        shared,
+                        tenant,
+                        &CacheType::LLM_EXTRACTION,
+                        &keys.fields(&extractor_id, &text_fp),
+                        &extraction,
+                        move || async move { extractor.extract(&input).await },
+                    )
+                    .await?;
+                    let stale = [&ocr, &extraction]
+                        .iter()
+                        .any(|r| r.outcome() == StageOutcome::Stale);
+                    Ok::<_, ProcessError>((
+                        DocumentResult {
+                            fingerprint: fp.to_hex(),
+                            kind,
+                            size,
+                            text: text.value,
+                            fields: fields.value,
+                            text_engine: text_id,
+                            extractor: extractor_id,
+                            text_ms: text.ms,
+                            extract_ms: fields.ms,
+                        },
+                        stale,
+                    ))
+                },
+            )
             .await;
-        let result = outcome.map_err(flatten)?;
-        let outcome_of = |ran: &AtomicBool| {
-            if ran.load(Ordering::Relaxed) {
-                StageOutcome::Miss
-            } else {
-                StageOutcome::Hit
-            }
-        };
+        let (result, _) = outcome.map_err(flatten)?.value;
         let stages = if computed.load(Ordering::Relaxed) {
             Stages {
                 document: StageOutcome::Miss,
-                ocr: outcome_of(&ocr_computed),
-                extraction: outcome_of(&extraction_computed),
+                ocr: ocr.outcome(),
+                extraction: extraction.outcome(),
             }
         } else {
             Stages {
@@ -486,7 +540,8 @@ impl DocumentProcessor {
             (Stage::Ocr, stages.ocr, text_ms),
             (Stage::Extraction, stages.extraction, extract_ms),
         ] {
-            let hit = outcome == StageOutcome::Hit;
+            // A stale stage was answered from the cache too: its engine time was not spent on a result.
+            let hit = outcome != StageOutcome::Miss;
             t.stage(stage, hit, cost);
             if hit {
                 saved += cost;
@@ -495,7 +550,7 @@ impl DocumentProcessor {
             }
             tracing::info!(
                 stage = stage.as_str(),
-                outcome = if hit { "hit" } else { "miss" },
+                outcome = outcome.as_str(),
                 saved_ms = if hit { cost.as_millis() as u64 } else { 0 },
                 "document stage"
             );

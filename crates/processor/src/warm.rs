@@ -14,7 +14,7 @@ use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId, layout::DocumentKeys};
 use serde::Serialize;
 
-use crate::{DocumentProcessor, DocumentResult};
+use crate::{DocumentProcessor, processor::CachedDocument};
 
 /// Documents read recently, with how often, per tenant.
 pub(crate) struct HotSet {
@@ -97,19 +97,20 @@ impl Warmer {
             {
                 continue;
             }
-            let Ok(Some(doc)) = store
-                .get::<DocumentResult>(&tenant, &CacheType::DOC_HASH, &doc_key)
+            let Ok(Some(cached)) = store
+                .get::<CachedDocument>(&tenant, &CacheType::DOC_HASH, &doc_key)
                 .await
             else {
                 continue;
             };
             if store
-                .set(&tenant, &CacheType::DOC_HASH, &doc_key, &doc)
+                .set(&tenant, &CacheType::DOC_HASH, &doc_key, &cached)
                 .await
                 .is_ok()
             {
                 report.refreshed += 1;
             }
+            let doc = &cached.0;
             // The stages: their entries are read and written again as they are.
             if let Ok(fp) = doc
                 .fingerprint

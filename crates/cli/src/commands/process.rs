@@ -50,10 +50,7 @@ fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn outcome(o: StageOutcome) -> &'static str {
-    match o {
-        StageOutcome::Hit => "hit",
-        StageOutcome::Miss => "miss",
-    }
+    o.as_str()
 }
 
 fn human_bytes(n: u64) -> String {

@@ -4,6 +4,7 @@
 mod support;
 
 mod engines;
+mod fail_safe;
 mod openai;
 mod stages;
 mod warming;

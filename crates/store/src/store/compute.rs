@@ -172,9 +172,32 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.get_or_compute_served_if(scope, cache_type, key, |_| true, compute)
+            .await
+    }
+
+    /// [`Store::get_or_compute_served`] that stores a computed value only if `should_cache` says so; the value
+    /// is returned (and shared with concurrent waiters) either way — for a result built on a stale part, say.
+    ///
+    /// # Errors
+    /// As [`Store::get_or_compute`].
+    pub async fn get_or_compute_served_if<T, E, F, Fut>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        should_cache: fn(&T) -> bool,
+        compute: F,
+    ) -> Result<Served<T>, ComputeError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let policy = ComputePolicy {
             ttl: None,
-            should_cache: |_: &T| true,
+            should_cache,
             share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
             unshare_error: |s: &Shared| s.downcast_ref::<Arc<E>>().cloned(),
             hard_timeout: true,
