@@ -179,6 +179,24 @@ impl GenerationKeys {
     pub fn cache_type(&self) -> &str {
         &self.type_key
     }
+
+    /// Longest tag accepted, in bytes.
+    pub const MAX_TAG_LEN: usize = 128;
+
+    /// The generation key of `tag` in this scope, bumped by `invalidate_tag`: `{scope key}:_tag:{tag}`,
+    /// escaped, under the generation prefix (so trackers hear of it) and with the scope's hash tag (so it
+    /// shares the entries' slot on a cluster).
+    ///
+    /// # Errors
+    /// [`KeyError::BadTag`] for an empty or over-long tag, or one with a control character.
+    pub fn tag(&self, tag: &str) -> Result<String, KeyError> {
+        if tag.is_empty() || tag.len() > Self::MAX_TAG_LEN || tag.chars().any(char::is_control) {
+            return Err(KeyError::BadTag(
+                tag.chars().take(Self::MAX_TAG_LEN).collect(),
+            ));
+        }
+        Ok(format!("{}:_tag:{}", self.scope(), escape_segment(tag)))
+    }
 }
 
 /// Builds every key and pattern of one namespace and environment.

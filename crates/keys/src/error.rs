@@ -26,6 +26,9 @@ pub enum KeyError {
         /// The maximum.
         max: usize,
     },
+    /// A tag is empty, longer than [`crate::GenerationKeys::MAX_TAG_LEN`] bytes, or holds a control character.
+    #[error("tag {0:?} must be 1 to 128 bytes without control characters")]
+    BadTag(String),
     /// A fingerprint is not 64 hexadecimal digits.
     #[error("{0:?} is not a SHA-256 fingerprint (64 hexadecimal digits)")]
     BadFingerprint(String),

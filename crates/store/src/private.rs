@@ -387,6 +387,7 @@ where
         }
     };
     let policy = ComputePolicy {
+        tags: &[],
         ttl: site.ttl(),
         should_cache,
         share_error: sharing.share,

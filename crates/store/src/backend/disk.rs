@@ -481,6 +481,27 @@ impl CacheBackend for DiskBackend {
         .await
     }
 
+    async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.run(move |conn, _| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(
+                "SELECT value FROM generations WHERE key = ?1 AND expires_at > ?2",
+            )?;
+            keys.iter()
+                .map(|k| {
+                    stmt.query_row(params![k, now], |r| r.get::<_, i64>(0))
+                        .map(|v| generation(Some(v)))
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                            e => Err(e),
+                        })
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let key = key.to_owned();
         let generation = new_generation();

@@ -190,6 +190,15 @@ impl CacheBackend for MemoryBackend {
         })
     }
 
+    async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let entry = self.live(key).await;
+            out.push(parse_generation(entry.as_ref().map(|e| e.bytes.as_ref())));
+        }
+        Ok(out)
+    }
+
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
         self.insert(key, Bytes::from(generation.to_string()), ttl)

@@ -247,6 +247,10 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     /// The remaining life of a key.
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError>;
 
+    /// The current values of generation keys (0 where never bumped), in one round trip — a tagged entry's tags
+    /// (design 0014). On a cluster, the keys share one slot (one scope).
+    async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError>;
+
     /// Sets a generation key to a fresh random value (O(1)); returns it. `ttl` outlives every entry it guards.
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
 

@@ -14,7 +14,12 @@ pub(super) const FLAG_ZSTD: u8 = 0b0000_0001;
 /// The entry is a fail-safe copy: an expired value written back for the throttle period after its computation
 /// failed (design 0014). Readers that ask are told it is stale.
 pub(crate) const FLAG_FAIL_SAFE: u8 = 0b0000_0010;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE;
+/// A tag section follows the header: a count, then per tag its generation at the write (u64 LE), its length
+/// (u8) and its UTF-8 bytes. Tag invalidation bumps a tag's generation (design 0014).
+pub(crate) const FLAG_TAGGED: u8 = 0b0000_0100;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED;
+/// Most tags one entry may carry.
+pub(crate) const MAX_TAGS: usize = 16;
 
 /// What the header says, and where the payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,8 @@ pub(crate) struct Header {
     pub(crate) fresh_ms: u64,
     /// A fail-safe copy (see [`FLAG_FAIL_SAFE`]).
     pub(crate) fail_safe: bool,
+    /// Where the tag section starts (0: the entry has no tags).
+    pub(crate) tags_at: usize,
     /// Where the payload starts.
     pub(crate) len: usize,
 }
@@ -159,6 +166,13 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     } else {
         (0, 0)
     };
+    let (tags_at, len) = if flags & FLAG_TAGGED != 0 && len == HEADER_LEN {
+        (len, tag_section_end(bytes, len)?)
+    } else if flags & FLAG_TAGGED != 0 {
+        return Err(DecodeError::Flags(FLAG_TAGGED));
+    } else {
+        (0, len)
+    };
     Ok(Header {
         codec,
         compressed: flags & FLAG_ZSTD != 0,
@@ -168,6 +182,79 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         written_ms,
         fresh_ms,
         fail_safe: flags & FLAG_FAIL_SAFE != 0,
+        tags_at,
         len,
     })
+}
+
+/// Checks the tag section starting at `at` and returns where it ends.
+fn tag_section_end(bytes: &[u8], at: usize) -> Result<usize, DecodeError> {
+    let bad = || DecodeError::Tags;
+    let count = usize::from(*bytes.get(at).ok_or_else(bad)?);
+    if count == 0 || count > MAX_TAGS {
+        return Err(bad());
+    }
+    let mut i = at + 1;
+    for _ in 0..count {
+        let len = usize::from(*bytes.get(i + 8).ok_or_else(bad)?);
+        let name = bytes.get(i + 9..i + 9 + len).ok_or_else(bad)?;
+        if len == 0 || std::str::from_utf8(name).is_err() {
+            return Err(bad());
+        }
+        i += 9 + len;
+    }
+    Ok(i)
+}
+
+/// The tags of an envelope whose header is `header` (checked by [`read_header`]): each name and its generation
+/// when the value was written.
+pub(crate) fn tags<'a>(bytes: &'a [u8], header: &Header) -> Vec<(&'a str, u64)> {
+    let mut out = Vec::new();
+    if header.tags_at == 0 {
+        return out;
+    }
+    let count = usize::from(bytes[header.tags_at]);
+    let mut i = header.tags_at + 1;
+    for _ in 0..count {
+        let mut generation = [0u8; 8];
+        generation.copy_from_slice(&bytes[i..i + 8]);
+        let len = usize::from(bytes[i + 8]);
+        let name = std::str::from_utf8(&bytes[i + 9..i + 9 + len]).unwrap_or_default();
+        out.push((name, u64::from_le_bytes(generation)));
+        i += 9 + len;
+    }
+    out
+}
+
+/// The envelope `bytes` (format 2, untagged) with a tag section for `tags` (name, current generation).
+pub(crate) fn with_tags(bytes: &[u8], tags: &[(&str, u64)]) -> Result<Vec<u8>, String> {
+    if tags.is_empty() {
+        return Ok(bytes.to_vec());
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "{} tags; an entry may carry at most {MAX_TAGS}",
+            tags.len()
+        ));
+    }
+    if bytes.len() < HEADER_LEN || bytes[2] != VERSION || bytes[4] & FLAG_TAGGED != 0 {
+        return Err("not an untagged envelope".into());
+    }
+    let mut out =
+        Vec::with_capacity(bytes.len() + 1 + tags.iter().map(|(t, _)| 9 + t.len()).sum::<usize>());
+    out.extend_from_slice(&bytes[..HEADER_LEN]);
+    out[4] |= FLAG_TAGGED;
+    // Bounded by MAX_TAGS above.
+    out.push(tags.len() as u8);
+    for (name, generation) in tags {
+        let len = u8::try_from(name.len())
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| format!("tag {name:?} must be 1 to 255 bytes"))?;
+        out.extend_from_slice(&generation.to_le_bytes());
+        out.push(len);
+        out.extend_from_slice(name.as_bytes());
+    }
+    out.extend_from_slice(&bytes[HEADER_LEN..]);
+    Ok(out)
 }

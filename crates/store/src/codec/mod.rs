@@ -35,7 +35,7 @@ pub(crate) use self::{
     compression::CompressionPolicy,
     header::{
         HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header, set_freshness, set_generations,
-        type_tag_of,
+        tags, type_tag_of, with_tags,
     },
 };
 use self::{compression::payload, payload::bincode_bounded};
@@ -73,6 +73,8 @@ pub(crate) enum DecodeError {
     Codec(u8),
     #[error("unknown flag bits {0:#04x}")]
     Flags(u8),
+    #[error("the tag section is malformed")]
+    Tags,
     #[error("value was stored as another type")]
     ForeignType,
     #[error("decoded length {claimed} exceeds the limit of {limit} bytes")]
@@ -186,21 +188,10 @@ pub(crate) fn uncompressed(
         return Ok(bytes);
     }
     let payload = payload(&bytes, header, max_decoded)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    header::push_header(
-        &mut out,
-        header.codec,
-        0,
-        header.type_tag,
-        header.generations,
-        payload.len(),
-    );
-    set_freshness(
-        &mut out,
-        header.written_ms,
-        header.fresh_ms,
-        header.fail_safe,
-    );
+    // The header and tag section as they are, the compression flag cleared.
+    let mut out = Vec::with_capacity(header.len + payload.len());
+    out.extend_from_slice(&bytes[..header.len]);
+    out[4] &= !header::FLAG_ZSTD;
     out.extend_from_slice(&payload);
     Ok(out.into())
 }
@@ -275,6 +266,44 @@ mod tests {
         assert!(h.is_past(0.5, 31_000) && !h.is_past(0.5, 30_999));
         assert_eq!(RAW_TYPE_TAG, 0x5054_51d8_1923_8fd3);
         assert_eq!(crate::hash::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn tags_ride_between_header_and_payload() {
+        let doc = Doc {
+            id: 1,
+            text: "total 12.00 EUR ".repeat(300),
+            fields: vec![],
+        };
+        let sealed = encode_typed(&doc, [1, 2], &POLICY).unwrap();
+        let tagged = with_tags(&sealed.bytes, &[("customer:42", 7), ("reports", 9)]).unwrap();
+        let h = read_header(&tagged).unwrap();
+        assert_eq!(tags(&tagged, &h), [("customer:42", 7), ("reports", 9)]);
+        let back: Doc = decode_typed(&tagged, &h, POLICY.max_decoded).unwrap();
+        assert_eq!(back, doc);
+        // Kept through decompression for the in-process tier.
+        let copy = uncompressed(tagged.clone().into(), &h, POLICY.max_decoded).unwrap();
+        let ch = read_header(&copy).unwrap();
+        assert!(!ch.compressed);
+        assert_eq!(tags(&copy, &ch), [("customer:42", 7), ("reports", 9)]);
+        assert_eq!(
+            decode_typed::<Doc>(&copy, &ch, POLICY.max_decoded).unwrap(),
+            doc
+        );
+        // A cut or lying tag section is refused, not read past.
+        for cut in [HEADER_LEN + 1, HEADER_LEN + 12] {
+            assert_eq!(
+                read_header(&tagged[..cut]),
+                Err(DecodeError::Tags),
+                "cut at {cut}"
+            );
+        }
+        let mut lying = tagged.clone();
+        lying[HEADER_LEN] = 200;
+        assert_eq!(read_header(&lying), Err(DecodeError::Tags));
+        assert!(with_tags(&tagged, &[("x", 1)]).is_err(), "tagged twice");
+        let many: Vec<(&str, u64)> = (0..17).map(|_| ("t", 0)).collect();
+        assert!(with_tags(&sealed.bytes, &many).is_err());
     }
 
     #[test]

@@ -26,7 +26,9 @@ use crate::{
 };
 
 /// How [`Store::compute_with`] treats computed values and errors.
-pub(crate) struct ComputePolicy<T, E> {
+pub(crate) struct ComputePolicy<'t, T, E> {
+    /// Tags a computed value is written with (design 0014).
+    pub(crate) tags: &'t [&'t str],
     /// The entry's TTL; `None` uses the cache type's.
     pub(crate) ttl: Option<Duration>,
     /// Whether a computed value is written (it is shared with concurrent waiters either way).
@@ -196,6 +198,7 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let policy = ComputePolicy {
+            tags: &[],
             ttl: None,
             should_cache,
             share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
@@ -243,6 +246,7 @@ impl Store {
         let scope = scope.as_scope().to_scope();
         let soft = self.inner.tiers.get(cache_type).soft_timeout;
         let policy = ComputePolicy {
+            tags: &[],
             ttl: None,
             should_cache: |_: &T| true,
             share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
@@ -373,7 +377,7 @@ impl Store {
         scope: Scope,
         cache_type: &CacheType,
         key: &str,
-        policy: &ComputePolicy<T, E>,
+        policy: &ComputePolicy<'_, T, E>,
         compute: F,
     ) -> Result<(Served<T>, bool), Failure<E>>
     where
@@ -396,7 +400,7 @@ impl Store {
         scope: Scope,
         cache_type: &CacheType,
         key: &str,
-        policy: &ComputePolicy<T, E>,
+        policy: &ComputePolicy<'_, T, E>,
         compute: F,
     ) -> Result<(Served<T>, bool), Failure<E>>
     where
@@ -465,12 +469,12 @@ impl Store {
             )),
             (Err(Failure::Compute(e)), Some(value)) => {
                 let copy = (!(policy.is_soft)(&e)).then_some(tier.fail_safe_throttle);
-                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy)).await;
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, policy.tags)).await;
                 Ok((Served { value, stale: true }, false))
             }
             (Err(Failure::TimedOut(_)), Some(value)) => {
                 let copy = Some(tier.fail_safe_throttle);
-                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy)).await;
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, policy.tags)).await;
                 Ok((Served { value, stale: true }, false))
             }
             (Err(e), _) => Err(e),
@@ -487,6 +491,7 @@ impl Store {
         key: &CacheKey,
         value: &T,
         copy: Option<Duration>,
+        tags: &[&str],
     ) {
         let series = self
             .inner
@@ -498,7 +503,11 @@ impl Store {
             "computation failed or timed out; serving the stale value"
         );
         let Some(throttle) = copy else { return };
-        match codec::encode_typed(value, [0, 0], &self.inner.policy) {
+        let encoded = match codec::encode_typed(value, [0, 0], &self.inner.policy) {
+            Ok(e) => self.tagged(scope, cache_type, e, tags).await,
+            Err(e) => Err(StoreError::Encode(e)),
+        };
+        match encoded {
             Ok(encoded) => {
                 let stamp = Stamp {
                     generations: None,
@@ -521,7 +530,7 @@ impl Store {
         &self,
         ctx: StoreCtx<'_>,
         g: &Gens<'_>,
-        policy: &ComputePolicy<T, E>,
+        policy: &ComputePolicy<'_, T, E>,
         compute: F,
     ) -> Result<T, Failure<E>>
     where
@@ -625,7 +634,7 @@ impl Store {
         mut ctx: StoreCtx<'_>,
         g: &Gens<'_>,
         flight: FlightPolicy,
-        policy: &ComputePolicy<T, E>,
+        policy: &ComputePolicy<'_, T, E>,
         compute: F,
         guard: &LeaderGuard<'_>,
     ) -> Result<T, Failure<E>>
@@ -683,7 +692,7 @@ impl Store {
     async fn compute_and_store<T, E, F, Fut>(
         &self,
         ctx: StoreCtx<'_>,
-        policy: &ComputePolicy<T, E>,
+        policy: &ComputePolicy<'_, T, E>,
         compute: F,
         guard: Option<&LeaderGuard<'_>>,
         write: Write<'_>,
@@ -722,7 +731,12 @@ impl Store {
                 if let Some(fence) = fence
                     && (policy.should_cache)(&value)
                 {
-                    match codec::encode_typed(&value, [0, 0], &self.inner.policy) {
+                    let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy);
+                    let encoded = match encoded {
+                        Ok(e) => self.tagged(ctx.scope, ctx.cache_type, e, policy.tags).await,
+                        Err(e) => Err(StoreError::Encode(e)),
+                    };
+                    match encoded {
                         Ok(encoded) => {
                             // A dropped write is already counted as degraded; the caller gets its value.
                             let written = self
@@ -746,7 +760,7 @@ impl Store {
                         }
                         Err(e) => {
                             series.add(|c| &c.errors, 1);
-                            tracing::warn!(error = %e, "computed value cannot be encoded; not cached");
+                            tracing::warn!(error = %e, "computed value not cached");
                         }
                     }
                 }

@@ -234,6 +234,53 @@ impl Store {
         }
     }
 
+    /// Hides every entry of the scope written with `tag`, of every cache type, in O(1): the tag's generation
+    /// changes, and entries stamped with the old one read as misses (design 0014).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot take it; an invalid tag.
+    pub async fn invalidate_tag(&self, scope: impl AsScope, tag: &str) -> Result<(), StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let span = debug_span!("cache.invalidate_tag", tenant = scope.label());
+        async {
+            // The tag key hangs off the scope's generation key; any cache type names it.
+            let key = self
+                .inner
+                .keys
+                .generation_keys(&scope, &CacheType::SESSION)?
+                .tag(tag)?;
+            self.call(
+                self.inner
+                    .backend
+                    .ops()
+                    .bump_generation(&key, self.inner.generation_ttl),
+            )
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "invalidate_tag",
+                source,
+            })?;
+            if let Some(l1) = &self.inner.l1 {
+                l1.changed_all();
+            }
+            tracing::info!(tag, "tag invalidated");
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Hides every entry of the scope, of every cache type, in O(1) (a lazy invalidation of the scope; the
+    /// entries expire by their TTL).
+    ///
+    /// # Errors
+    /// As [`Store::invalidate`].
+    pub async fn clear(&self, scope: impl AsScope) -> Result<(), StoreError> {
+        self.invalidate(scope, None, InvalidationStrategy::Lazy)
+            .await
+            .map(|_| ())
+    }
+
     /// The seed's `invalidate_user_cache`: every entry of one tenant (user) becomes invisible now and is swept
     /// in the background (hybrid strategy).
     ///

@@ -143,7 +143,8 @@ impl Store {
             })
     }
 
-    /// The remaining life of an entry.
+    /// The remaining fresh life of an entry: the backend keeps it `tiers.<type>.max_stale` longer (fail-safe),
+    /// which is not counted here; an entry kept only as a stale fallback answers a zero life.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
@@ -160,9 +161,14 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
+        let kept_stale = self.inner.tiers.get(cache_type).max_stale;
         self.call(self.inner.backend.ops().ttl(k.as_str()))
             .instrument(span)
             .await
+            .map(|t| match t {
+                KeyTtl::Expires(left) => KeyTtl::Expires(left.saturating_sub(kept_stale)),
+                other => other,
+            })
             .map_err(|source| StoreError::Unavailable { op: "ttl", source })
     }
 
@@ -258,6 +264,16 @@ impl Store {
                     None => Found::Absent,
                     Some(bytes) => match codec::read_header(&bytes) {
                         Ok(h) if h.generations != f.generations => Found::Stale,
+                        Ok(h)
+                            if h.tags_at != 0
+                                && !matches!(
+                                    self.tags_current(generations, &bytes, &h).await,
+                                    Ok(true)
+                                ) =>
+                        {
+                            // An invalidated tag hides the entry; an unanswered tag read is a miss too.
+                            Found::Stale
+                        }
                         Ok(h) => {
                             let fresh = h.is_fresh(codec::now_ms());
                             // Only fresh values are kept in process.
@@ -337,6 +353,27 @@ impl Store {
             }
         });
         result
+    }
+
+    /// Whether every tag of a tagged envelope still has the generation it was written with.
+    async fn tags_current(
+        &self,
+        generations: &Gens<'_>,
+        bytes: &[u8],
+        header: &Header,
+    ) -> Result<bool, BackendError> {
+        let g = generations.build(&self.inner.keys)?;
+        let tags = codec::tags(bytes, header);
+        let keys = tags
+            .iter()
+            .map(|(t, _)| g.tag(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BackendError::Other(e.to_string()))?;
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let current = self
+            .call(self.inner.backend.ops().read_generations(&refs))
+            .await?;
+        Ok(tags.iter().map(|(_, g)| *g).eq(current))
     }
 
     /// A good in-process copy of `key`, decoded and counted as a hit (an L1 hit); `None` when there is none or

@@ -13,5 +13,6 @@ mod l1;
 mod pipelining;
 mod round_trip;
 mod single_flight;
+mod tags;
 mod topology;
 mod tracking;

@@ -85,6 +85,12 @@ impl CacheBackend for RedisBackend {
         lease.check(reply)
     }
 
+    async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::get_generations(&mut lease.conn, keys).await;
+        lease.check(reply)
+    }
+
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
         let mut lease = self.conn().await?;

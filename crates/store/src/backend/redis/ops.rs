@@ -209,6 +209,18 @@ pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) ->
 }
 
 /// `SET key generation PX ttl`.
+/// `MGET` of generation keys, decoded as the store reads generations.
+pub(crate) async fn get_generations<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &[&str],
+) -> RedisResult<Vec<u64>> {
+    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(conn).await?;
+    Ok(values
+        .iter()
+        .map(|v| crate::backend::parse_generation(v.as_deref()))
+        .collect())
+}
+
 pub(crate) async fn set_generation<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,

@@ -117,6 +117,13 @@ impl CacheBackend for ClusterBackend {
             .map_err(|e| self.failed(id, e))
     }
 
+    async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
+        let (mut conn, id) = self.conn().await?;
+        ops::get_generations(&mut conn, keys)
+            .await
+            .map_err(|e| self.failed(id, e))
+    }
+
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
         let (mut conn, id) = self.conn().await?;
