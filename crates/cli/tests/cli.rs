@@ -417,3 +417,81 @@ fn operator_traffic_is_recorded_and_stats_and_events_read_the_database() {
     let out = run(&url, &["stats"], b"");
     assert_one_line_error(&out, "statistics are disabled");
 }
+
+#[test]
+fn invalidate_tag_and_clear_hide_what_they_name() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let tagged = [
+        "--tenant",
+        "acme:eu",
+        "--type",
+        "billing",
+        "--key",
+        "inv-1",
+        "--tag",
+        "customer:42",
+    ];
+    let plain = ["--tenant", "acme:eu", "--type", "billing", "--key", "inv-2"];
+    let other = [
+        "--tenant",
+        "globex",
+        "--type",
+        "billing",
+        "--key",
+        "inv-1",
+        "--tag",
+        "customer:42",
+    ];
+    for (e, v) in [(&tagged[..], "1"), (&plain[..], "2"), (&other[..], "3")] {
+        assert!(run(&url, &args("set", e), v.as_bytes()).status.success());
+    }
+    let get = |e: &[&str]| run(&url, &args("get", &e[..6]), b"");
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "invalidate-tag",
+            "--tenant",
+            "acme:eu",
+            "--tag",
+            "customer:42",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        get(&tagged).status.code(),
+        Some(1),
+        "the tagged entry is hidden"
+    );
+    assert_eq!(get(&plain).stdout, b"2", "an untagged entry is not");
+    assert_eq!(
+        get(&other).stdout,
+        b"3",
+        "nor another tenant's with the same tag"
+    );
+
+    let out = run(&url, &["cache", "clear", "--tenant", "acme:eu"], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        get(&plain).status.code(),
+        Some(1),
+        "clear hides the whole tenant"
+    );
+    assert_eq!(get(&other).stdout, b"3");
+
+    let bad = run(
+        &url,
+        &[
+            "cache",
+            "invalidate-tag",
+            "--tenant",
+            "acme:eu",
+            "--tag",
+            "",
+        ],
+        b"",
+    );
+    assert_one_line_error(&bad, "tag");
+}

@@ -348,6 +348,7 @@ pub(crate) fn cached(
     let ttl_ms = opts.ttl_ms.unwrap_or(0);
     let version = opts.version.unwrap_or(0);
     let store = store_expr(&rt, opts.store.as_ref());
+    let tags = &opts.tags;
 
     let ret = &a.ret;
     let body = body_block(&func, ret);
@@ -404,7 +405,9 @@ pub(crate) fn cached(
                     (|| -> #rt::Result<_, #rt::CallError> {
                         let __fc_scope = #scope?;
                         let __fc_key = #key;
-                        #rt::Result::Ok((__fc_scope, __fc_key))
+                        let __fc_tags: #rt::Vec<#rt::String> =
+                            #rt::vec![#(#rt::ToString::to_string(&(#tags))),*];
+                        #rt::Result::Ok((__fc_scope, __fc_key, __fc_tags))
                     })(),
                 ),
                 #rt::Option::None => #rt::Option::None,
@@ -435,6 +438,7 @@ pub(crate) fn invalidates(opts: InvalidatesOptions, func: ItemFn) -> syn::Result
         .as_ref()
         .map_or_else(|| "lazy".to_owned(), LitStr::value);
     let store = store_expr(&rt, opts.store.as_ref());
+    let tags = &opts.tags;
     let f = func.sig.ident.to_string();
     let ret = &a.ret;
     let body = body_block(&func, ret);
@@ -450,12 +454,16 @@ pub(crate) fn invalidates(opts: InvalidatesOptions, func: ItemFn) -> syn::Result
         #vis #sig {
             let __fc_store = #store;
             let __fc_scope = if __fc_store.is_some() { #scope } else { #rt::global_scope() };
+            // Evaluated before the body, which may consume the arguments they name.
+            let __fc_tags: #rt::Vec<#rt::String> =
+                #rt::vec![#(#rt::ToString::to_string(&(#tags))),*];
             let __fc_out: #ret = #body.await;
             if #succeeded {
                 #rt::invalidate(
                     __fc_store,
                     __fc_scope,
                     &[#(#types),*],
+                    &__fc_tags,
                     #strategy,
                     ::core::concat!(::core::module_path!(), "::", #f),
                 )

@@ -50,6 +50,7 @@
 //! | `version = 2` | changes every key of the function (bump it when the result's meaning changes) |
 //! | `cache_none` | cache `None` results too (`Option` functions) |
 //! | `name = "billing::summary"` | the path in derived keys, instead of `module_path!()::fn_name` |
+//! | `tag = <expr>` | a tag for the entry (repeatable; any `Display` value over the arguments, e.g. `format!("customer:{customer}")`): `Store::invalidate_tag` or `#[invalidates(tag = …)]` hides every entry with it |
 //! | `crate = path` | the runtime crate, when `proc-macro-crate` cannot find it |
 //!
 //! Derived keys are `{module.path.fn}/v{version}/{sha256 of the arguments}` in the tenant's namespace. The digest is
@@ -183,7 +184,8 @@ pub fn cache_billing_summary(attr: TokenStream, item: TokenStream) -> TokenStrea
 
 /// Invalidates cache entries after an `async fn` that changes data returns (for `Result`, only on `Ok`).
 ///
-/// Options: `cache_type = "…"` (repeatable; none means every type of the scope), `tenant = <expr>` or an
+/// Options: `tag = <expr>` (repeatable: invalidates these tags of the scope instead of cache types),
+/// `cache_type = "…"` (repeatable; none means every type of the scope), `tenant = <expr>` or an
 /// argument named `tenant_id` / `tenant`, or `global`; `strategy = "lazy" | "eager" | "hybrid"` (default lazy:
 /// O(1), immediately invisible); `store = <expr>`; `crate = path`. A failed invalidation is logged, never turned
 /// into an error of the function.

@@ -17,10 +17,12 @@ pub(crate) struct CachedOptions {
     pub(crate) cache_none: bool,
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
+    /// `tag = <expr>`, repeatable: evaluated per call (a `Display` value), the entry is written with it.
+    pub(crate) tags: Vec<Expr>,
 }
 
 const CACHED_OPTIONS: &str =
-    "cache_type, ttl, tenant, global, key, skip(...), store, version, cache_none, name, crate";
+    "cache_type, ttl, tenant, global, key, skip(...), store, version, cache_none, name, tag, crate";
 
 impl CachedOptions {
     pub(crate) fn parse_one(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -57,6 +59,10 @@ impl CachedOptions {
                 Ok(())
             }
             "name" => set(&mut self.name, meta.value()?.parse()?, span),
+            "tag" => {
+                self.tags.push(meta.value()?.parse()?);
+                Ok(())
+            }
             "crate" => set(&mut self.krate, meta.value()?.parse()?, span),
             other => Err(syn::Error::new(
                 span,
@@ -75,9 +81,11 @@ pub(crate) struct InvalidatesOptions {
     pub(crate) strategy: Option<LitStr>,
     pub(crate) store: Option<Expr>,
     pub(crate) krate: Option<Path>,
+    /// `tag = <expr>`, repeatable: these tags of the scope are invalidated instead of cache types.
+    pub(crate) tags: Vec<Expr>,
 }
 
-const INVALIDATES_OPTIONS: &str = "cache_type, tenant, global, strategy, store, crate";
+const INVALIDATES_OPTIONS: &str = "cache_type, tenant, global, strategy, tag, store, crate";
 
 impl InvalidatesOptions {
     pub(crate) fn parse_one(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
@@ -105,6 +113,10 @@ impl InvalidatesOptions {
                 set(&mut self.strategy, lit, span)
             }
             "store" => set(&mut self.store, meta.value()?.parse()?, span),
+            "tag" => {
+                self.tags.push(meta.value()?.parse()?);
+                Ok(())
+            }
             "crate" => set(&mut self.krate, meta.value()?.parse()?, span),
             other => Err(syn::Error::new(
                 span,

@@ -21,7 +21,10 @@ use crate::{
     store::{ComputePolicy, Failure},
 };
 
-pub use std::{any::type_name, convert::Infallible, format, option::Option, result::Result};
+pub use std::{
+    any::type_name, convert::Infallible, format, option::Option, result::Result, string::String,
+    string::ToString, vec, vec::Vec,
+};
 
 /// One annotated function: where its keys live and how long its entries last.
 #[derive(Debug)]
@@ -357,10 +360,13 @@ pub fn always<T>(_: &T) -> bool {
     true
 }
 
+/// One call's scope, key and tags, as the generated code derives them.
+pub type Call = (Scope, String, Vec<String>);
+
 /// Runs a function whose result is a `Result`: `Ok` is cached, `Err` is not.
 pub async fn run<T, E, B, Fut>(
     store: Option<Store>,
-    call: Option<Result<(Scope, String), CallError>>,
+    call: Option<Result<Call, CallError>>,
     site: &'static Site,
     sharing: Sharing<E>,
     should_cache: fn(&T) -> bool,
@@ -371,8 +377,8 @@ where
     B: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let (store, scope, key) = match (store, call) {
-        (Some(store), Some(Ok((scope, key)))) => (store, scope, key),
+    let (store, scope, key, tags) = match (store, call) {
+        (Some(store), Some(Ok(call))) => (store, call.0, call.1, call.2),
         (Some(_), Some(Err(e))) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
             return body().await;
@@ -386,8 +392,9 @@ where
             return body().await;
         }
     };
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
     let policy = ComputePolicy {
-        tags: &[],
+        tags: &tags,
         ttl: site.ttl(),
         should_cache,
         share_error: sharing.share,
@@ -423,7 +430,7 @@ where
 /// Runs a function whose result is not a `Result`.
 pub async fn run_infallible<T, B, Fut>(
     store: Option<Store>,
-    call: Option<Result<(Scope, String), CallError>>,
+    call: Option<Result<Call, CallError>>,
     site: &'static Site,
     should_cache: fn(&T) -> bool,
     body: B,
@@ -461,11 +468,13 @@ pub fn succeeded_always<T>(_: &T) -> bool {
     true
 }
 
-/// Invalidates cache types (or the whole scope when `types` is empty) after an `#[invalidates]` function.
+/// Invalidates tags, else cache types (or the whole scope when both are empty) after an `#[invalidates]`
+/// function.
 pub async fn invalidate(
     store: Option<Store>,
     scope: Result<Scope, CallError>,
     types: &[&'static str],
+    tags: &[String],
     strategy: &'static str,
     function: &'static str,
 ) {
@@ -473,7 +482,13 @@ pub async fn invalidate(
     let result = async {
         let scope = scope?;
         let strategy: InvalidationStrategy = strategy.parse().map_err(CallError)?;
-        if types.is_empty() {
+        for tag in tags {
+            store
+                .invalidate_tag(scope.clone(), tag)
+                .await
+                .map_err(store_err)?;
+        }
+        if types.is_empty() && tags.is_empty() {
             store
                 .invalidate(scope.clone(), None, strategy)
                 .await

@@ -24,6 +24,9 @@ pub(crate) enum CacheCommand {
         /// Time to live, e.g. 30s, 10m, 24h (default: the cache type's TTL).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
+        /// A tag (repeatable): `cache invalidate-tag` on it hides the entry.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
     },
     /// Write an entry's bytes to stdout (exit 1 on a miss).
     Get {
@@ -51,6 +54,21 @@ pub(crate) enum CacheCommand {
         /// eager (delete now), lazy (hide now, reclaim by TTL) or hybrid (hide now, delete in the background).
         #[arg(long, default_value = "eager")]
         strategy: String,
+    },
+    /// Hide every entry of a tenant written with a tag (any cache type), in O(1).
+    InvalidateTag {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The tag, e.g. customer:42.
+        #[arg(long)]
+        tag: String,
+    },
+    /// Hide every entry of a tenant, in O(1) (they expire by their TTL).
+    Clear {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
     },
     /// Diagnose single-flight across replicas: after a line on stdin ("go"), `--callers` concurrent callers
     /// miss the entry at once, and each computation takes `--work`. Prints `computing` when a computation
@@ -126,7 +144,7 @@ async fn execute(
         );
     }
     match command {
-        CacheCommand::Set { entry, ttl } => {
+        CacheCommand::Set { entry, ttl, tags } => {
             let (tenant, ty) = entry.parts()?;
             let mut value = Vec::new();
             std::io::stdin()
@@ -136,8 +154,9 @@ async fn execute(
             if value.len() as u64 > MAX_STDIN_VALUE {
                 bail!("the value on stdin is larger than {MAX_STDIN_VALUE} bytes");
             }
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             match store
-                .set_bytes(&tenant, &ty, &entry.key, &value, ttl)
+                .set_bytes_tagged(&tenant, &ty, &entry.key, &value, ttl, &tags)
                 .await?
             {
                 WriteOutcome::Stored => Ok(ExitCode::SUCCESS),
@@ -237,6 +256,36 @@ async fn execute(
                 strategy.as_str(),
                 result.deleted + swept
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCommand::InvalidateTag { tenant, tag } => {
+            let tenant = TenantId::new(&tenant).context("--tenant")?;
+            store.invalidate_tag(&tenant, &tag).await?;
+            if let Some(r) = recorder {
+                r.event(
+                    "invalidation",
+                    fernando_cache_models::Severity::Info,
+                    Some(tenant.as_str()),
+                    None,
+                    format!("operator invalidation of tag {tag:?}"),
+                );
+            }
+            println!("invalidated tag {tag:?} of tenant {tenant:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCommand::Clear { tenant } => {
+            let tenant = TenantId::new(&tenant).context("--tenant")?;
+            store.clear(&tenant).await?;
+            if let Some(r) = recorder {
+                r.event(
+                    "invalidation",
+                    fernando_cache_models::Severity::Info,
+                    Some(tenant.as_str()),
+                    None,
+                    "operator clear of the tenant".to_owned(),
+                );
+            }
+            println!("cleared tenant {tenant:?}");
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Stats { json } => stats(store, json).await,

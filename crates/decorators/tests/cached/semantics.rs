@@ -291,3 +291,54 @@ async fn an_invalid_tenant_runs_uncached_instead_of_failing() {
     assert_eq!(with_tenant(&store, "ok".into()).await, 2);
     assert_eq!(entry_keys(&server).len(), 1);
 }
+
+static TAGGED_CALLS: Calls = Calls::new();
+
+/// Each customer's invoices are tagged with the customer, so one call can retire them all.
+#[cached(store = store, cache_type = "billing", tag = format!("customer:{customer}"), tag = "invoices")]
+async fn invoice(
+    store: &Store,
+    tenant_id: &str,
+    customer: u32,
+    number: u32,
+) -> Result<String, Failed> {
+    TAGGED_CALLS.hit();
+    Ok(format!("{customer}/{number}"))
+}
+
+#[invalidates(store = store, tag = format!("customer:{customer}"))]
+async fn customer_changed(store: &Store, tenant_id: &str, customer: u32) -> Result<(), Failed> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tag_names_what_an_invalidation_retires() {
+    let (_server, store) = redis_store();
+    for (customer, number) in [(1, 10), (1, 11), (2, 20)] {
+        let _ = invoice(&store, "acme", customer, number).await.unwrap();
+    }
+    assert_eq!(TAGGED_CALLS.get(), 3);
+    for (customer, number) in [(1, 10), (1, 11), (2, 20)] {
+        let _ = invoice(&store, "acme", customer, number).await.unwrap();
+    }
+    assert_eq!(TAGGED_CALLS.get(), 3, "all hits");
+
+    customer_changed(&store, "acme", 1).await.unwrap();
+    let _ = invoice(&store, "acme", 2, 20).await.unwrap();
+    assert_eq!(TAGGED_CALLS.get(), 3, "customer 2's entry is untouched");
+    let _ = invoice(&store, "acme", 1, 10).await.unwrap();
+    let _ = invoice(&store, "acme", 1, 11).await.unwrap();
+    assert_eq!(
+        TAGGED_CALLS.get(),
+        5,
+        "customer 1's entries were recomputed"
+    );
+
+    // A static tag works the same way, from the store's API.
+    store
+        .invalidate_tag(&"acme".parse::<TenantId>().unwrap(), "invoices")
+        .await
+        .unwrap();
+    let _ = invoice(&store, "acme", 2, 20).await.unwrap();
+    assert_eq!(TAGGED_CALLS.get(), 6);
+}

@@ -163,15 +163,59 @@ impl Store {
         value: &T,
         tags: &[&str],
     ) -> Result<WriteOutcome, StoreError> {
-        let scope = scope.as_scope().to_scope();
+        let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy);
+        self.write_tagged(
+            scope.as_scope().to_scope(),
+            cache_type,
+            key,
+            encoded,
+            None,
+            tags,
+        )
+        .await
+    }
+
+    /// [`Store::set_bytes`] with tags (see [`Store::set_tagged`]).
+    ///
+    /// # Errors
+    /// As [`Store::set_tagged`].
+    pub async fn set_bytes_tagged(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        tags: &[&str],
+    ) -> Result<WriteOutcome, StoreError> {
+        let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy);
+        self.write_tagged(
+            scope.as_scope().to_scope(),
+            cache_type,
+            key,
+            encoded,
+            ttl,
+            tags,
+        )
+        .await
+    }
+
+    async fn write_tagged(
+        &self,
+        scope: Scope,
+        cache_type: &CacheType,
+        key: &str,
+        encoded: Result<Encoded, String>,
+        ttl: Option<Duration>,
+        tags: &[&str],
+    ) -> Result<WriteOutcome, StoreError> {
         let span = debug_span!(
             "cache.set",
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
         async {
-            let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy)
-                .map_err(StoreError::Encode)?;
+            let encoded = encoded.map_err(StoreError::Encode)?;
             let encoded = match self.tagged(&scope, cache_type, encoded, tags).await {
                 Ok(e) => e,
                 Err(StoreError::Unavailable { .. }) => {
@@ -185,7 +229,7 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
-            self.write(&scope, cache_type, key, Ok(encoded), None).await
+            self.write(&scope, cache_type, key, Ok(encoded), ttl).await
         }
         .instrument(span)
         .await
