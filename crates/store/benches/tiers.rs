@@ -155,8 +155,8 @@ async fn main() {
                     async move {
                         let bytes = r.get(k).await.unwrap();
                         let len = u32::from_le_bytes(bytes[29..33].try_into().unwrap()) as usize;
-                        let out = DCTX
-                            .with(|d| d.borrow_mut().decompress(&bytes[49..], len).unwrap());
+                        let out =
+                            DCTX.with(|d| d.borrow_mut().decompress(&bytes[49..], len).unwrap());
                         std::hint::black_box(out);
                     }
                 }

@@ -1,6 +1,7 @@
-//! `get_or_compute` (and its detached form) and the engine it shares with the `#[cached]` runtime: read, else
-//! single-flight compute, store when the policy says so, and share the outcome with every waiter; fall back on a
-//! stale value when the computation fails or is slow, and refresh entries ahead of expiry (design 0014).
+//! `get_or_compute` and the engine it shares with the `#[cached]` runtime and `get_or_compute_detached`
+//! (`detached.rs`): read, else single-flight compute, store when the policy says so, and share the outcome with
+//! every waiter; fall back on a stale value when the computation fails or outlives the hard timeout (design
+//! 0014).
 
 use std::{
     future::Future,
@@ -55,24 +56,9 @@ pub struct Served<T> {
     pub stale: bool,
 }
 
-/// A detached computation's failure: its own error, or only that it outlived the soft timeout.
-enum Detached<E> {
-    Failed(Arc<E>),
-    Soft,
-}
-
-impl<E> Clone for Detached<E> {
-    fn clone(&self) -> Self {
-        match self {
-            Detached::Failed(e) => Detached::Failed(e.clone()),
-            Detached::Soft => Detached::Soft,
-        }
-    }
-}
-
 /// The public error of an engine outcome; `own` recovers the caller's error (`None`: a soft timeout, which
 /// can only be seen without a stale value — never, since a soft timeout needs one — and is then a timeout).
-fn compute_error<T, X, E>(
+pub(super) fn compute_error<T, X, E>(
     outcome: Result<Served<T>, Failure<X>>,
     own: impl FnOnce(X) -> Option<Arc<E>>,
 ) -> Result<Served<T>, ComputeError<E>> {
@@ -89,7 +75,7 @@ fn compute_error<T, X, E>(
 
 /// What the engine shares with followers when the leader's computation ran out of time.
 #[derive(Debug, Clone, Copy)]
-struct TimedOut(Duration);
+pub(super) struct TimedOut(pub(super) Duration);
 
 /// Why [`Store::compute_with`] returned no value.
 pub(crate) enum Failure<E> {
@@ -219,153 +205,6 @@ impl Store {
         compute_error(outcome.map(|(served, _)| served), Some)
     }
 
-    /// [`Store::get_or_compute_served`] for a computation that owns what it uses, so it can go on after the
-    /// call returns. That enables the cache type's `soft_timeout` — with a stale value at hand, a computation
-    /// that outlives it leaves the caller with the stale value and completes in the background, updating the
-    /// cache — and `refresh_ahead`: a hit on an entry past that fraction of its TTL is answered at once and
-    /// refreshes the entry in the background, once per key at a time in this process.
-    ///
-    /// # Errors
-    /// As [`Store::get_or_compute`].
-    ///
-    /// # Panics
-    /// When the computation panics, the panic is resumed in the caller.
-    pub async fn get_or_compute_detached<T, E, F, Fut>(
-        &self,
-        scope: impl AsScope,
-        cache_type: &CacheType,
-        key: &str,
-        compute: F,
-    ) -> Result<Served<T>, ComputeError<E>>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-    {
-        let scope = scope.as_scope().to_scope();
-        let soft = self.inner.tiers.get(cache_type).soft_timeout;
-        let policy = ComputePolicy {
-            tags: &[],
-            ttl: None,
-            should_cache: |_: &T| true,
-            share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
-            unshare_error: |s: &Shared| s.downcast_ref::<Detached<E>>().cloned(),
-            hard_timeout: true,
-            is_soft: |e| matches!(e, Detached::Soft),
-        };
-        let mut slot = Some(compute);
-        let outcome = {
-            let slot = &mut slot;
-            let (store, scope, cache_type, key) = (
-                self.clone(),
-                scope.clone(),
-                cache_type.clone(),
-                key.to_owned(),
-            );
-            self.compute_with(
-                scope.clone(),
-                &cache_type.clone(),
-                &key.clone(),
-                &policy,
-                move |has_stale| {
-                    let compute = slot.take().expect("the computation is taken once");
-                    async move {
-                        let mut running = tokio::spawn(compute());
-                        let soft = soft.filter(|_| has_stale);
-                        let joined = match soft {
-                            None => (&mut running).await,
-                            Some(limit) => match tokio::time::timeout(limit, &mut running).await {
-                                Ok(joined) => joined,
-                                Err(_) => {
-                                    tokio::spawn(async move {
-                                        if let Ok(Ok(value)) = running.await {
-                                            let _ =
-                                                store.set(&scope, &cache_type, &key, &value).await;
-                                        }
-                                    });
-                                    return Err(Detached::Soft);
-                                }
-                            },
-                        };
-                        match joined {
-                            Ok(result) => result.map_err(|e| Detached::Failed(Arc::new(e))),
-                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                            Err(_) => Err(Detached::Soft),
-                        }
-                    }
-                },
-            )
-            .await
-        };
-        if let Ok((_, true)) = &outcome
-            && let Some(compute) = slot.take()
-        {
-            self.refresh_ahead(scope, cache_type, key, compute);
-        }
-        compute_error(outcome.map(|(served, _)| served), |e| match e {
-            Detached::Failed(e) => Some(e),
-            Detached::Soft => None,
-        })
-    }
-
-    /// Recomputes an entry in the background (eager refresh), unless this process is refreshing it already.
-    fn refresh_ahead<T, E, F, Fut>(
-        &self,
-        scope: Scope,
-        cache_type: &CacheType,
-        key: &str,
-        compute: F,
-    ) where
-        T: Serialize + Send + Sync + 'static,
-        E: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-    {
-        let Ok(entry) = self.inner.keys.key(&scope, cache_type, key) else {
-            return;
-        };
-        let entry = entry.into_string();
-        if !self
-            .inner
-            .refreshing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(entry.clone())
-        {
-            return;
-        }
-        let (store, cache_type, key) = (self.clone(), cache_type.clone(), key.to_owned());
-        let limit = self.inner.tiers.get(&cache_type).hard_timeout;
-        tokio::spawn(async move {
-            let series = store
-                .inner
-                .metrics
-                .series(scope.label(), cache_type.as_str());
-            series.add(|c| &c.refreshes, 1);
-            let computed = match limit {
-                None => Some(compute().await),
-                Some(limit) => tokio::time::timeout(limit, compute()).await.ok(),
-            };
-            match computed {
-                Some(Ok(value)) => {
-                    let _ = store.set(&scope, &cache_type, &key, &value).await;
-                }
-                Some(Err(_)) => tracing::info!(
-                    key,
-                    "eager refresh failed; the entry stays until it expires"
-                ),
-                None => tracing::info!(key, "eager refresh timed out"),
-            }
-            store
-                .inner
-                .refreshing
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&entry);
-        });
-    }
-
     /// The engine of [`Store::get_or_compute`] and of the `#[cached]` runtime: read, else single-flight
     /// compute, store when `policy.should_cache` says so, and share the outcome with the waiters.
     ///
@@ -478,50 +317,6 @@ impl Store {
                 Ok((Served { value, stale: true }, false))
             }
             (Err(e), _) => Err(e),
-        }
-    }
-
-    /// Fail-safe: a stale value is being served instead of a failed computation. Counted; with `copy`
-    /// (the throttle period), the value is written back as a fail-safe copy, so the computation is not tried
-    /// again — by any process — before the period ends.
-    async fn serve_stale<T: Serialize>(
-        &self,
-        scope: &Scope,
-        cache_type: &CacheType,
-        key: &CacheKey,
-        value: &T,
-        copy: Option<Duration>,
-        tags: &[&str],
-    ) {
-        let series = self
-            .inner
-            .metrics
-            .series(scope.label(), cache_type.as_str());
-        series.add(|c| &c.stale_served, 1);
-        tracing::info!(
-            key = key.as_str(),
-            "computation failed or timed out; serving the stale value"
-        );
-        let Some(throttle) = copy else { return };
-        let encoded = match codec::encode_typed(value, [0, 0], &self.inner.policy) {
-            Ok(e) => self.tagged(scope, cache_type, e, tags).await,
-            Err(e) => Err(StoreError::Encode(e)),
-        };
-        match encoded {
-            Ok(encoded) => {
-                let stamp = Stamp {
-                    generations: None,
-                    fence: None,
-                    fail_safe: Some(throttle),
-                };
-                if let Err(e) = self
-                    .write_key(scope, cache_type, key, encoded, None, stamp, &series)
-                    .await
-                {
-                    tracing::debug!(error = %e, "fail-safe copy not written");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "fail-safe copy not encoded"),
         }
     }
 

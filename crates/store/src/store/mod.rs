@@ -5,6 +5,7 @@
 
 mod call;
 mod compute;
+mod detached;
 mod invalidate;
 mod l1;
 mod lease;

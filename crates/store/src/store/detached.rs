@@ -1,0 +1,224 @@
+//! What needs a computation that can outlive its call, and fail-safe's write-back (design 0014):
+//! `get_or_compute_detached` (the soft timeout: the caller gets the stale value, the computation completes in
+//! the background), eager refresh, and the fail-safe copy written when a stale value is served.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{AsScope, CacheKey, Scope};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    Store,
+    compute::{ComputePolicy, Served, compute_error},
+    write::Stamp,
+};
+use crate::{ComputeError, StoreError, codec, flight::Shared};
+
+/// A detached computation's failure: its own error, or only that it outlived the soft timeout.
+enum Detached<E> {
+    Failed(Arc<E>),
+    Soft,
+}
+
+impl<E> Clone for Detached<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Detached::Failed(e) => Detached::Failed(e.clone()),
+            Detached::Soft => Detached::Soft,
+        }
+    }
+}
+
+impl Store {
+    /// [`Store::get_or_compute_served`] for a computation that owns what it uses, so it can go on after the
+    /// call returns. That enables the cache type's `soft_timeout` — with a stale value at hand, a computation
+    /// that outlives it leaves the caller with the stale value and completes in the background, updating the
+    /// cache — and `refresh_ahead`: a hit on an entry past that fraction of its TTL is answered at once and
+    /// refreshes the entry in the background, once per key at a time in this process.
+    ///
+    /// # Errors
+    /// As [`Store::get_or_compute`].
+    ///
+    /// # Panics
+    /// When the computation panics, the panic is resumed in the caller.
+    pub async fn get_or_compute_detached<T, E, F, Fut>(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) -> Result<Served<T>, ComputeError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let scope = scope.as_scope().to_scope();
+        let soft = self.inner.tiers.get(cache_type).soft_timeout;
+        let policy = ComputePolicy {
+            tags: &[],
+            ttl: None,
+            should_cache: |_: &T| true,
+            share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
+            unshare_error: |s: &Shared| s.downcast_ref::<Detached<E>>().cloned(),
+            hard_timeout: true,
+            is_soft: |e| matches!(e, Detached::Soft),
+        };
+        let mut slot = Some(compute);
+        let outcome = {
+            let slot = &mut slot;
+            let (store, scope, cache_type, key) = (
+                self.clone(),
+                scope.clone(),
+                cache_type.clone(),
+                key.to_owned(),
+            );
+            self.compute_with(
+                scope.clone(),
+                &cache_type.clone(),
+                &key.clone(),
+                &policy,
+                move |has_stale| {
+                    let compute = slot.take().expect("the computation is taken once");
+                    async move {
+                        let mut running = tokio::spawn(compute());
+                        let soft = soft.filter(|_| has_stale);
+                        let joined = match soft {
+                            None => (&mut running).await,
+                            Some(limit) => match tokio::time::timeout(limit, &mut running).await {
+                                Ok(joined) => joined,
+                                Err(_) => {
+                                    tokio::spawn(async move {
+                                        if let Ok(Ok(value)) = running.await {
+                                            let _ =
+                                                store.set(&scope, &cache_type, &key, &value).await;
+                                        }
+                                    });
+                                    return Err(Detached::Soft);
+                                }
+                            },
+                        };
+                        match joined {
+                            Ok(result) => result.map_err(|e| Detached::Failed(Arc::new(e))),
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(_) => Err(Detached::Soft),
+                        }
+                    }
+                },
+            )
+            .await
+        };
+        if let Ok((_, true)) = &outcome
+            && let Some(compute) = slot.take()
+        {
+            self.refresh_ahead(scope, cache_type, key, compute);
+        }
+        compute_error(outcome.map(|(served, _)| served), |e| match e {
+            Detached::Failed(e) => Some(e),
+            Detached::Soft => None,
+        })
+    }
+
+    /// Recomputes an entry in the background (eager refresh), unless this process is refreshing it already.
+    fn refresh_ahead<T, E, F, Fut>(
+        &self,
+        scope: Scope,
+        cache_type: &CacheType,
+        key: &str,
+        compute: F,
+    ) where
+        T: Serialize + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let Ok(entry) = self.inner.keys.key(&scope, cache_type, key) else {
+            return;
+        };
+        let entry = entry.into_string();
+        if !self
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(entry.clone())
+        {
+            return;
+        }
+        let (store, cache_type, key) = (self.clone(), cache_type.clone(), key.to_owned());
+        let limit = self.inner.tiers.get(&cache_type).hard_timeout;
+        tokio::spawn(async move {
+            let series = store
+                .inner
+                .metrics
+                .series(scope.label(), cache_type.as_str());
+            series.add(|c| &c.refreshes, 1);
+            let computed = match limit {
+                None => Some(compute().await),
+                Some(limit) => tokio::time::timeout(limit, compute()).await.ok(),
+            };
+            match computed {
+                Some(Ok(value)) => {
+                    let _ = store.set(&scope, &cache_type, &key, &value).await;
+                }
+                Some(Err(_)) => tracing::info!(
+                    key,
+                    "eager refresh failed; the entry stays until it expires"
+                ),
+                None => tracing::info!(key, "eager refresh timed out"),
+            }
+            store
+                .inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&entry);
+        });
+    }
+
+    /// Fail-safe: a stale value is being served instead of a failed computation. Counted; with `copy`
+    /// (the throttle period), the value is written back as a fail-safe copy, so the computation is not tried
+    /// again — by any process — before the period ends.
+    pub(super) async fn serve_stale<T: Serialize>(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        value: &T,
+        copy: Option<Duration>,
+        tags: &[&str],
+    ) {
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        series.add(|c| &c.stale_served, 1);
+        tracing::info!(
+            key = key.as_str(),
+            "computation failed or timed out; serving the stale value"
+        );
+        let Some(throttle) = copy else { return };
+        let encoded = match codec::encode_typed(value, [0, 0], &self.inner.policy) {
+            Ok(e) => self.tagged(scope, cache_type, e, tags).await,
+            Err(e) => Err(StoreError::Encode(e)),
+        };
+        match encoded {
+            Ok(encoded) => {
+                let stamp = Stamp {
+                    generations: None,
+                    fence: None,
+                    fail_safe: Some(throttle),
+                };
+                if let Err(e) = self
+                    .write_key(scope, cache_type, key, encoded, None, stamp, &series)
+                    .await
+                {
+                    tracing::debug!(error = %e, "fail-safe copy not written");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "fail-safe copy not encoded"),
+        }
+    }
+}
