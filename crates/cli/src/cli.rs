@@ -42,6 +42,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Fail (exit 1) when documents are skipped because an engine they need is not installed.
+        #[arg(long)]
+        strict: bool,
     },
     /// Serve the document API over HTTP until SIGINT or SIGTERM.
     Serve {
@@ -105,7 +108,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
             tenant,
             json,
-        } => commands::process::run(&settings, paths, &tenant, json).await,
+            strict,
+        } => commands::process::run(&settings, paths, &tenant, json, strict).await,
         Command::Serve { bind } => commands::serve::run(&settings, bind).await,
         Command::Cache { command } => commands::cache::run(&settings, command).await,
         Command::Stats { since, json } => commands::stats::run(&settings, since, json).await,

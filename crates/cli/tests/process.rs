@@ -129,3 +129,45 @@ fn an_unreadable_file_is_one_failed_row_and_exit_code_1() {
     assert_eq!(docs[1]["fields"]["invoice_number"], "N-1001");
     assert_eq!(out["summary"]["failed"], 1);
 }
+
+/// Issue 14: on a machine without tesseract the README's first command still succeeds — the scans are skipped
+/// with the install hint, counted apart from failures — and `--strict` makes the skips fail the run.
+#[test]
+fn without_tesseract_scans_are_skipped_with_the_install_hint_and_strict_fails() {
+    let server = RedisServer::start();
+    let env = [(
+        "FERNANDO_CACHE__PROCESSOR__TESSERACT",
+        "/nonexistent/tesseract",
+    )];
+    let (code, out, stderr) =
+        process_env(&server.url(), &env, &["--tenant", "acme", &samples("acme")]);
+    assert_eq!(code, Some(0), "skips alone do not fail the run: {stderr}");
+    let summary = &out["summary"];
+    let docs = out["documents"].as_array().unwrap();
+    let scans: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["path"].as_str().unwrap().ends_with(".png"))
+        .collect();
+    assert_eq!(scans.len(), 2);
+    for scan in &scans {
+        let why = scan["skipped"].as_str().unwrap_or_else(|| panic!("{scan}"));
+        assert!(why.contains("apt-get install tesseract-ocr"), "{why}");
+    }
+    assert_eq!(summary["skipped"], 2, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert!(
+        docs.iter()
+            .filter(|d| d.get("result").is_some() || d.get("fields").is_some())
+            .count()
+            >= 4,
+        "the other documents were processed: {out}"
+    );
+
+    let (code, out, _) = process_env(
+        &server.url(),
+        &env,
+        &["--strict", "--tenant", "acme", &samples("acme")],
+    );
+    assert_eq!(code, Some(1), "--strict fails on skips: {}", out["summary"]);
+    assert_eq!(out["summary"]["skipped"], 2);
+}

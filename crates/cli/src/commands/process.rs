@@ -11,7 +11,9 @@ use std::{
 use anyhow::{Context, bail};
 use fernando_cache_config::Settings;
 use fernando_cache_keys::TenantId;
-use fernando_cache_processor::{DocumentProcessor, ProcessedDocument, StageOutcome};
+use fernando_cache_processor::{
+    DocumentProcessor, EngineError, ProcessError, ProcessedDocument, StageOutcome,
+};
 use fernando_cache_store::Store;
 use serde_json::json;
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -53,6 +55,15 @@ fn outcome(o: StageOutcome) -> &'static str {
     o.as_str()
 }
 
+/// Why a document is skipped rather than failed: an engine it needs is not installed here (tesseract on a
+/// fresh machine). The message says how to install it.
+fn skip_reason(e: &ProcessError) -> Option<String> {
+    match e {
+        ProcessError::Engine(EngineError::Missing { .. }) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 fn human_bytes(n: u64) -> String {
     match n {
         0..1024 => format!("{n} B"),
@@ -66,6 +77,7 @@ pub(crate) async fn run(
     paths: Vec<PathBuf>,
     tenant: &str,
     json_output: bool,
+    strict: bool,
 ) -> anyhow::Result<ExitCode> {
     let tenant = TenantId::new(tenant).context("--tenant")?;
     let files = collect(&paths)?;
@@ -117,7 +129,11 @@ pub(crate) async fn run(
     let elapsed = started.elapsed();
     let t = processor.telemetry();
     let cache = store.metrics().totals().since(&before);
-    let failed = results.iter().filter(|(_, _, r)| r.is_err()).count();
+    let skipped: Vec<String> = results
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().err().and_then(skip_reason))
+        .collect();
+    let failed = results.iter().filter(|(_, _, r)| r.is_err()).count() - skipped.len();
 
     if json_output {
         let documents: Vec<serde_json::Value> = results
@@ -128,7 +144,10 @@ pub(crate) async fn run(
                     v["path"] = json!(path.display().to_string());
                     v
                 }
-                Err(e) => json!({"path": path.display().to_string(), "error": e.to_string()}),
+                Err(e) => match skip_reason(e) {
+                    Some(why) => json!({"path": path.display().to_string(), "skipped": why}),
+                    None => json!({"path": path.display().to_string(), "error": e.to_string()}),
+                },
             })
             .collect();
         let summary = json!({
@@ -137,6 +156,7 @@ pub(crate) async fn run(
             "from_cache": t.documents_cached(),
             "processed": t.documents_processed(),
             "failed": failed,
+            "skipped": skipped.len(),
             "stages": {"document": t.document, "ocr": t.ocr, "extraction": t.extraction},
             "time_saved_ms": t.time_saved.as_millis() as u64,
             "engine_time_ms": t.time_spent.as_millis() as u64,
@@ -149,12 +169,14 @@ pub(crate) async fn run(
             serde_json::to_string_pretty(&json!({"documents": documents, "summary": summary}))?
         );
     } else {
-        print_table(&results, &t, &cache, elapsed, &tenant);
+        print_table(&results, &t, &cache, elapsed, &tenant, (failed, &skipped));
     }
     if let Some(recorder) = recorder {
         recorder.shutdown(Duration::from_secs(5)).await;
     }
-    Ok(if failed == 0 {
+    // Skipped documents fail the run only when asked (`--strict`): a fresh machine without tesseract still
+    // processes everything else.
+    Ok(if failed == 0 && (skipped.is_empty() || !strict) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -173,6 +195,7 @@ fn print_table(
     cache: &fernando_cache_store::Counters,
     elapsed: Duration,
     tenant: &TenantId,
+    (failed, skipped): (usize, &[String]),
 ) {
     println!(
         "{:<48} {:<5} {:<9} {:<5} {:<10}  fields",
@@ -220,7 +243,10 @@ fn print_table(
                     fields.join(", ")
                 );
             }
-            Err(e) => println!("{name:<48} error: {e}"),
+            Err(e) => match skip_reason(e) {
+                Some(_) => println!("{name:<48} skipped (see below)"),
+                None => println!("{name:<48} error: {e}"),
+            },
         }
     }
     let stage = |s: &fernando_cache_processor::StageFigures| {
@@ -235,12 +261,20 @@ fn print_table(
     println!();
     println!("tenant            {}", tenant.as_str());
     println!(
-        "documents         {} ({} from cache, {} processed, {} failed)",
+        "documents         {} ({} from cache, {} processed, {} failed, {} skipped)",
         results.len(),
         t.documents_cached(),
         t.documents_processed(),
-        t.errors
+        failed,
+        skipped.len()
     );
+    // One line per distinct reason (they say how to install what is missing).
+    let mut reasons: Vec<&String> = skipped.iter().collect();
+    reasons.sort();
+    reasons.dedup();
+    for why in reasons {
+        println!("skipped           {why}");
+    }
     println!("document stage    {}", stage(&t.document));
     println!("text stage        {}", stage(&t.ocr));
     println!("extraction stage  {}", stage(&t.extraction));

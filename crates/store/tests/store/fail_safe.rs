@@ -166,7 +166,7 @@ contract! {
 contract! {
     async fn eager_refresh_runs_once_under_concurrent_hits(d, _store) {
         let store = Store::from_settings(&d.settings_with(&[
-            ("ttl.session", "2s"),
+            ("ttl.session", "4s"),
             ("tiers.session.refresh_ahead", "0.5"),
         ]))
         .unwrap();
@@ -179,12 +179,13 @@ contract! {
         let runs = Arc::new(AtomicUsize::new(0));
         let refresh = |runs: Arc<AtomicUsize>| move || async move {
             runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Long enough that all 64 hits below are answered before the refreshed value lands.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             Ok::<_, Failed>(2u64)
         };
         let got = store.get_or_compute_detached(&acme, &ty, "k", refresh(runs.clone())).await.unwrap();
         assert!(served(1, false)(&got));
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 0);
 
         // 64 concurrent hits past it: all answered at once with the current value, one refresh.
