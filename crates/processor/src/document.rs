@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub enum DocumentKind {
     /// UTF-8 text.
     Text,
+    /// An HTML page; its text is read without the markup.
+    Html,
     /// A PDF; its text layer is read directly.
     Pdf,
     /// A PNG image (OCR).
@@ -23,8 +25,9 @@ pub enum DocumentKind {
 
 impl DocumentKind {
     /// Every kind, for reports.
-    pub const ALL: [DocumentKind; 5] = [
+    pub const ALL: [DocumentKind; 6] = [
         DocumentKind::Text,
+        DocumentKind::Html,
         DocumentKind::Pdf,
         DocumentKind::Png,
         DocumentKind::Jpeg,
@@ -35,6 +38,7 @@ impl DocumentKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DocumentKind::Text => "text",
+            DocumentKind::Html => "html",
             DocumentKind::Pdf => "pdf",
             DocumentKind::Png => "png",
             DocumentKind::Jpeg => "jpeg",
@@ -60,6 +64,7 @@ impl DocumentKind {
             .to_ascii_lowercase();
         match essence.as_str() {
             "text/plain" | "text/markdown" | "text/csv" => Some(DocumentKind::Text),
+            "text/html" | "application/xhtml+xml" => Some(DocumentKind::Html),
             "application/pdf" => Some(DocumentKind::Pdf),
             "image/png" => Some(DocumentKind::Png),
             "image/jpeg" | "image/jpg" => Some(DocumentKind::Jpeg),
@@ -68,7 +73,8 @@ impl DocumentKind {
         }
     }
 
-    /// The kind the bytes show: magic numbers for PDF and images, valid UTF-8 for text.
+    /// The kind the bytes show: magic numbers for PDF and images, an HTML start for pages, valid UTF-8 for
+    /// text.
     pub fn sniff(bytes: &[u8]) -> Option<DocumentKind> {
         if bytes.starts_with(b"%PDF-") {
             Some(DocumentKind::Pdf)
@@ -78,11 +84,42 @@ impl DocumentKind {
             Some(DocumentKind::Jpeg)
         } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
             Some(DocumentKind::Tiff)
-        } else if std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0) {
-            Some(DocumentKind::Text)
+        } else if let Ok(text) = std::str::from_utf8(bytes)
+            && !bytes.contains(&0)
+        {
+            Some(if looks_like_html(text) {
+                DocumentKind::Html
+            } else {
+                DocumentKind::Text
+            })
         } else {
             None
         }
+    }
+}
+
+/// Whether text starts like an HTML page: `<!doctype html` or `<html`, after white space, a byte-order mark
+/// or comments.
+pub(crate) fn looks_like_html(text: &str) -> bool {
+    let mut rest = text.trim_start_matches('\u{feff}').trim_start();
+    while let Some(after) = rest.strip_prefix("<!--") {
+        rest = after.split_once("-->").map_or("", |(_, r)| r).trim_start();
+    }
+    let head: String = rest
+        .chars()
+        .take(14)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html")
+}
+
+/// What unsupported bytes look like, for the error that refuses them: the detected format when it is a known
+/// one (`application/zip`, `application/x-executable`, …).
+pub(crate) fn describe_unsupported(bytes: &[u8]) -> String {
+    match infer::get(bytes) {
+        Some(t) => format!("detected {} (.{})", t.mime_type(), t.extension()),
+        None if bytes.is_empty() => "the document is empty".to_owned(),
+        None => "detected binary data of no known format".to_owned(),
     }
 }
 
@@ -117,5 +154,29 @@ mod tests {
             Some(DocumentKind::Text)
         );
         assert_eq!(DocumentKind::sniff(&[0xC3, 0x28, 0x00]), None);
+        assert_eq!(
+            DocumentKind::sniff(b"\xef\xbb\xbf  <!-- x --><!DOCTYPE html><p>hi"),
+            Some(DocumentKind::Html)
+        );
+        assert_eq!(
+            DocumentKind::sniff(b"<HTML lang=en>"),
+            Some(DocumentKind::Html)
+        );
+        assert_eq!(
+            DocumentKind::sniff(b"a <html> tag in prose"),
+            Some(DocumentKind::Text)
+        );
+        assert_eq!(
+            DocumentKind::from_content_type("text/html; charset=utf-8"),
+            Some(DocumentKind::Html)
+        );
+        assert_eq!(
+            describe_unsupported(b"PK\x03\x04\x14\x00\x00\x00"),
+            "detected application/zip (.zip)"
+        );
+        assert_eq!(
+            describe_unsupported(&[0x01, 0x02, 0xfe, 0x00]),
+            "detected binary data of no known format"
+        );
     }
 }

@@ -37,8 +37,8 @@ pub enum ProcessError {
         /// The limit.
         limit: u64,
     },
-    /// Neither the declared type nor the bytes tell a supported kind.
-    #[error("unsupported document type{0}; supported: text, PDF, PNG, JPEG, TIFF")]
+    /// Neither the declared type nor the bytes tell a supported kind; the text says what was detected.
+    #[error("unsupported document type{0}; supported: text, HTML, PDF, PNG, JPEG, TIFF")]
     UnknownKind(String),
     /// No configured engine reads this kind.
     #[error("no text engine reads {0} documents")]
@@ -363,6 +363,7 @@ impl DocumentProcessor {
         let by_extension = path.extension().and_then(|e| e.to_str()).and_then(|e| {
             match e.to_ascii_lowercase().as_str() {
                 "txt" | "text" | "md" | "csv" => Some(DocumentKind::Text),
+                "html" | "htm" | "xhtml" => Some(DocumentKind::Html),
                 "pdf" => Some(DocumentKind::Pdf),
                 "png" => Some(DocumentKind::Png),
                 "jpg" | "jpeg" => Some(DocumentKind::Jpeg),
@@ -370,9 +371,13 @@ impl DocumentProcessor {
                 _ => None,
             }
         });
-        let kind = sniff_head(&head)
-            .or(by_extension)
-            .ok_or_else(|| ProcessError::UnknownKind(format!(" of {}", path.display())))?;
+        let kind = sniff_head(&head).or(by_extension).ok_or_else(|| {
+            ProcessError::UnknownKind(format!(
+                " of {}: {}",
+                path.display(),
+                crate::document::describe_unsupported(&head)
+            ))
+        })?;
         let path = path.to_owned();
         self.run(fp, kind, size, || async move {
             tokio::fs::read(&path)
@@ -581,7 +586,12 @@ fn kind_of(content_type: Option<&str>, bytes: &[u8]) -> Result<DocumentKind, Pro
             DocumentKind::from_content_type(ct)
                 .ok_or_else(|| ProcessError::UnknownKind(format!(" {ct:?}")))
         }
-        _ => DocumentKind::sniff(bytes).ok_or_else(|| ProcessError::UnknownKind(String::new())),
+        _ => DocumentKind::sniff(bytes).ok_or_else(|| {
+            ProcessError::UnknownKind(format!(
+                ": {}",
+                crate::document::describe_unsupported(bytes)
+            ))
+        }),
     }
 }
 
@@ -591,7 +601,14 @@ fn sniff_head(head: &[u8]) -> Option<DocumentKind> {
         return Some(k);
     }
     match std::str::from_utf8(head) {
-        Err(e) if e.error_len().is_none() && !head.contains(&0) => Some(DocumentKind::Text),
+        Err(e) if e.error_len().is_none() && !head.contains(&0) => {
+            let valid = std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default();
+            Some(if crate::document::looks_like_html(valid) {
+                DocumentKind::Html
+            } else {
+                DocumentKind::Text
+            })
+        }
         _ => None,
     }
 }

@@ -34,7 +34,10 @@ impl TextEngine for TextLayer {
     }
 
     fn accepts(&self, kind: DocumentKind) -> bool {
-        matches!(kind, DocumentKind::Text | DocumentKind::Pdf)
+        matches!(
+            kind,
+            DocumentKind::Text | DocumentKind::Html | DocumentKind::Pdf
+        )
     }
 
     async fn text(&self, kind: DocumentKind, bytes: &[u8]) -> Result<String, EngineError> {
@@ -56,9 +59,32 @@ impl TextEngine for TextLayer {
                     .map_err(|e| unreadable(format!("PDF reader failed: {e}")))?
                     .map_err(unreadable)
             }
+            DocumentKind::Html => {
+                // An HTML parser on untrusted input: off the async threads, like the PDF reader.
+                let bytes = bytes.to_vec();
+                tokio::task::spawn_blocking(move || html_text(&bytes))
+                    .await
+                    .map_err(|e| unreadable(format!("HTML reader failed: {e}")))?
+                    .map_err(unreadable)
+            }
             other => Err(unreadable(format!("{other} documents need OCR"))),
         }
     }
+}
+
+/// The text of an HTML page without its markup (scripts and styles dropped, entities decoded), unwrapped.
+fn html_text(bytes: &[u8]) -> Result<String, String> {
+    // Wide enough that lines are never wrapped: the rules read the text line by line.
+    const WIDTH: usize = 100_000;
+    let text = html2text::config::plain_no_decorate()
+        .no_table_borders()
+        .string_from_read(bytes, WIDTH)
+        .map_err(|e| format!("not a readable HTML page: {e}"))?;
+    let text = normalise(&text);
+    if text.trim().is_empty() {
+        return Err("the HTML page has no text".into());
+    }
+    Ok(text)
 }
 
 fn pdf_text(bytes: &[u8], limit: usize) -> Result<String, String> {

@@ -104,3 +104,112 @@ async fn a_missing_engine_is_a_per_document_error_saying_how_to_install_it() {
     let err = p.process(b"x", Some("application/zip")).await.unwrap_err();
     assert!(err.to_string().contains("application/zip"), "{err}");
 }
+
+/// A processor reading text, HTML and PDF directly and images with tesseract, extracting with the rules.
+async fn full_processor() -> (fernando_cache_testkit::RedisServer, DocumentProcessor) {
+    let (server, store) = redis_store();
+    let mut p = DocumentProcessor::new(
+        store,
+        vec![Arc::new(TextLayer::default()), Arc::new(tesseract().await)],
+        Arc::new(RuleExtractor),
+        50 << 20,
+    );
+    p.set_tenant_context("acme".parse().unwrap());
+    (server, p)
+}
+
+#[tokio::test]
+async fn an_html_page_is_read_without_its_markup() {
+    let (_server, p) = full_processor().await;
+    let page = br#"<!DOCTYPE html>
+<html><head><title>Invoice</title><style>td { color: red }</style>
+<script>var secret = "INV-FROM-SCRIPT";</script></head>
+<body><h1>ACME Office Supplies</h1>
+<p>Rechnung Nr. <b>RE-2026-0777</b></p>
+<table><tr><td>Gesamtbetrag</td><td>1.234,50&nbsp;EUR</td></tr></table>
+<p>Kontakt: <a href="mailto:billing@example.com">billing@example.com</a> &amp; mehr</p>
+</body></html>"#;
+    let doc = p.process(page, None).await.unwrap();
+    assert_eq!(doc.result.kind, DocumentKind::Html);
+    let text = &doc.result.text;
+    assert!(text.contains("Rechnung Nr. RE-2026-0777"), "{text}");
+    assert!(text.contains("& mehr"), "entities decoded: {text}");
+    for markup in ["<", ">", "color: red", "INV-FROM-SCRIPT", "secret"] {
+        assert!(
+            !text.contains(markup),
+            "{markup:?} left in the text: {text}"
+        );
+    }
+    assert_eq!(
+        doc.result.fields.invoice_number.as_deref(),
+        Some("RE-2026-0777")
+    );
+    assert!(doc.result.fields.emails.contains("billing@example.com"));
+    // Declared as HTML, the same bytes are the same document.
+    let again = p
+        .process(page, Some("text/html; charset=utf-8"))
+        .await
+        .unwrap();
+    assert_eq!(again.stages.document, StageOutcome::Hit);
+}
+
+#[tokio::test]
+async fn anything_else_is_an_unsupported_type_that_names_what_was_detected() {
+    let (_server, p) = full_processor().await;
+    let zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00some compressed bytes\x00\x01";
+    let err = p.process(zip, None).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ProcessError::UnknownKind(_)), "{msg}");
+    assert!(msg.contains("unsupported document type"), "{msg}");
+    assert!(msg.contains("application/zip"), "names what it saw: {msg}");
+    let elf = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00";
+    let msg = p.process(elf, None).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("unsupported document type") && msg.contains("detected"),
+        "{msg}"
+    );
+    let noise: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) | 0x80).collect();
+    let msg = p.process(&noise, None).await.unwrap_err().to_string();
+    assert!(msg.contains("no known format"), "{msg}");
+}
+
+/// Two scans as the pages of one TIFF, grey, as a scanner writes them.
+fn two_page_tiff() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut tiff = tiff::encoder::TiffEncoder::new(&mut out).unwrap();
+    for page in ["acme/scans/RE-2026-0042-scan.png", "acme/scans/receipt.png"] {
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(sample(page)).unwrap(),
+        ));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        assert_eq!(info.bit_depth, png::BitDepth::Eight, "{page}");
+        let grey: Vec<u8> = buf[..info.buffer_size()]
+            .chunks(channels)
+            .map(|px| match channels {
+                1 | 2 => px[0],
+                _ => ((u16::from(px[0]) + u16::from(px[1]) + u16::from(px[2])) / 3) as u8,
+            })
+            .collect();
+        tiff.write_image::<tiff::encoder::colortype::Gray8>(info.width, info.height, &grey)
+            .unwrap();
+    }
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn every_page_of_a_multi_page_tiff_is_read() {
+    let (_server, p) = full_processor().await;
+    let doc = p.process(&two_page_tiff(), None).await.unwrap();
+    assert_eq!(doc.result.kind, DocumentKind::Tiff);
+    let text = &doc.result.text;
+    assert!(text.contains("RE-2026-0042"), "page 1: {text}");
+    assert!(text.contains("CITY CAFE"), "page 2: {text}");
+    let first = text.find("RE-2026-0042").unwrap();
+    assert!(
+        text.find("CITY CAFE").unwrap() > first,
+        "pages in order: {text}"
+    );
+}
