@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server`, PostgreSQL
-//!   and `tesseract-ocr` from the
+//! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server`, PostgreSQL,
+//!   `tesseract-ocr` and `poppler-utils` from the
 //!   distribution's packages when run as root), then runs the whole workspace's tests;
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
 //! - `bench store|cluster|tiers|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
@@ -78,6 +78,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     prerequisites::ensure_redis_server()?;
     prerequisites::ensure_postgres()?;
     prerequisites::ensure_tesseract()?;
+    prerequisites::ensure_pdftoppm()?;
     // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
     let mut tally = Tally::default();
     let mut c = cargo();

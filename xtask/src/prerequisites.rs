@@ -5,8 +5,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 fn found(program: &str) -> bool {
+    found_with(program, "--version")
+}
+
+/// Whether `program` runs and answers `flag` with success.
+fn found_with(program: &str, flag: &str) -> bool {
     Command::new(program)
-        .arg("--version")
+        .arg(flag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -143,4 +148,22 @@ fn trust_local_tcp() -> anyhow::Result<()> {
         std::fs::write(&hba, trusted).with_context(|| format!("writing {}", hba.display()))?;
     }
     Ok(())
+}
+
+/// The scanned-PDF tests render pages with `pdftoppm` (Debian package `poppler-utils`), which answers `-v`.
+pub(crate) fn ensure_pdftoppm() -> anyhow::Result<()> {
+    if found_with("pdftoppm", "-v") {
+        return Ok(());
+    }
+    if is_root() && found("apt-get") {
+        apt_install(&["poppler-utils"])?;
+        if found_with("pdftoppm", "-v") {
+            return Ok(());
+        }
+        bail!("pdftoppm is still missing after installing the poppler-utils package");
+    }
+    bail!(
+        "pdftoppm is not installed and this user cannot install it: install the Debian/Ubuntu package \
+         `poppler-utils` (sudo apt-get install poppler-utils), or put pdftoppm on PATH"
+    )
 }

@@ -202,9 +202,17 @@ pub struct ProcessorSettings {
     pub tesseract: String,
     /// Tesseract languages, e.g. `eng` or `eng+deu`.
     pub ocr_languages: String,
-    /// Longest an OCR run may take.
+    /// Longest an OCR run (and one PDF page's rendering) may take.
     #[serde(with = "duration")]
     pub ocr_timeout: Duration,
+    /// The `pdftoppm` program (Debian package `poppler-utils`) that renders PDF pages without a text layer.
+    pub pdftoppm: String,
+    /// Resolution PDF pages without a text layer are rendered at for OCR, in dots per inch.
+    pub pdf_dpi: u32,
+    /// Most pages a PDF may have.
+    pub max_pdf_pages: usize,
+    /// Most pixels one PDF page may render to (a page claiming more is refused, not rendered).
+    pub max_page_pixels: u64,
     /// The field extractor.
     pub extractor: ExtractorKind,
     /// The OpenAI-compatible extractor.
@@ -467,6 +475,14 @@ impl Settings {
             ));
         }
         check_duration("processor.ocr_timeout", p.ocr_timeout)?;
+        check_range("processor.pdf_dpi", p.pdf_dpi as usize, 50, 1200)?;
+        check_range("processor.max_pdf_pages", p.max_pdf_pages, 1, 100_000)?;
+        if !(1_000_000..=1_000_000_000).contains(&p.max_page_pixels) {
+            return Err(ConfigError::invalid(
+                "processor.max_page_pixels",
+                "must be between 1 000 000 and 1 000 000 000",
+            ));
+        }
         check_duration("processor.openai.timeout", p.openai.timeout)?;
         check_duration("processor.warm_interval", p.warm_interval)?;
         if p.extractor == ExtractorKind::Openai {

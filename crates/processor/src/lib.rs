@@ -37,7 +37,7 @@ mod warm;
 
 pub use document::DocumentKind;
 pub use engine::{EngineError, EngineId, ExtractedFields, FieldExtractor, TextEngine};
-pub use engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer};
+pub use engines::{OpenAiExtractor, PdfLimits, PdfPages, RuleExtractor, Tesseract, TextLayer};
 pub use processor::{
     DocumentProcessor, DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages,
 };

@@ -259,18 +259,27 @@ impl DocumentProcessor {
         }
     }
 
-    /// The configured pipeline: the text layer for text and PDF, `tesseract` for images, and the configured
-    /// extractor.
+    /// The configured pipeline: PDFs page by page (text layers read, scanned pages rendered with `pdftoppm` and
+    /// OCR'd), the text layer for text and HTML, `tesseract` for images, and the configured extractor.
     pub async fn from_settings(settings: &Settings, store: Store) -> Self {
         let p = &settings.processor;
-        let tesseract = Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout).await;
+        let tesseract: Arc<dyn TextEngine> =
+            Arc::new(Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout).await);
+        let limits = crate::PdfLimits {
+            dpi: p.pdf_dpi,
+            max_pages: p.max_pdf_pages,
+            max_page_pixels: p.max_page_pixels,
+            render_timeout: p.ocr_timeout,
+            max_stream_bytes: 64 << 20,
+        };
+        let pdf = crate::PdfPages::new(&p.pdftoppm, tesseract.clone(), limits).await;
         let extractor: Arc<dyn FieldExtractor> = match p.extractor {
             ExtractorKind::Openai => Arc::new(OpenAiExtractor::new(&p.openai)),
             _ => Arc::new(RuleExtractor),
         };
         DocumentProcessor::new(
             store,
-            vec![Arc::new(TextLayer::default()), Arc::new(tesseract)],
+            vec![Arc::new(pdf), Arc::new(TextLayer::default()), tesseract],
             extractor,
             p.max_document_bytes,
         )

@@ -23,6 +23,7 @@ use nix::{sys::signal, unistd::Pid};
 
 pub mod bench;
 mod cluster;
+pub mod documents;
 mod postgres;
 mod proxy;
 mod sentinel;

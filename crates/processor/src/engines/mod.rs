@@ -1,11 +1,13 @@
 //! The engines that ship with the pipeline.
 
 mod openai;
+mod pdf_pages;
 mod rules;
 mod tesseract;
 mod text_layer;
 
 pub use openai::OpenAiExtractor;
+pub use pdf_pages::{PdfLimits, PdfPages};
 pub use rules::RuleExtractor;
 pub use tesseract::Tesseract;
 pub use text_layer::TextLayer;

@@ -173,30 +173,12 @@ async fn anything_else_is_an_unsupported_type_that_names_what_was_detected() {
     assert!(msg.contains("no known format"), "{msg}");
 }
 
-/// Two scans as the pages of one TIFF, grey, as a scanner writes them.
+/// Two scans as the pages of one TIFF, as a scanner writes them.
 fn two_page_tiff() -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut tiff = tiff::encoder::TiffEncoder::new(&mut out).unwrap();
-    for page in ["acme/scans/RE-2026-0042-scan.png", "acme/scans/receipt.png"] {
-        let decoder = png::Decoder::new(std::io::BufReader::new(
-            std::fs::File::open(sample(page)).unwrap(),
-        ));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        let channels = info.color_type.samples();
-        assert_eq!(info.bit_depth, png::BitDepth::Eight, "{page}");
-        let grey: Vec<u8> = buf[..info.buffer_size()]
-            .chunks(channels)
-            .map(|px| match channels {
-                1 | 2 => px[0],
-                _ => ((u16::from(px[0]) + u16::from(px[1]) + u16::from(px[2])) / 3) as u8,
-            })
-            .collect();
-        tiff.write_image::<tiff::encoder::colortype::Gray8>(info.width, info.height, &grey)
-            .unwrap();
-    }
-    out.into_inner()
+    fernando_cache_testkit::documents::multi_page_tiff(&[
+        &sample("acme/scans/RE-2026-0042-scan.png"),
+        &sample("acme/scans/receipt.png"),
+    ])
 }
 
 #[tokio::test]

@@ -6,5 +6,6 @@ mod support;
 mod engines;
 mod fail_safe;
 mod openai;
+mod pdf;
 mod stages;
 mod warming;
