@@ -96,6 +96,8 @@ pub fn pdf(
     );
     let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
     doc.trailer.set("Root", catalog);
+    // Flate-compressed, as scanners' PDFs are (an uncompressed grey A4 page is megabytes).
+    doc.compress();
     let mut out = Vec::new();
     doc.save_to(&mut out).expect("a PDF in memory");
     out
