@@ -40,6 +40,36 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<String> {
 /// Starts the recorder for `store` when statistics are enabled; a database that cannot be opened is a warning,
 /// not a failure of the command.
 pub(crate) async fn start_recorder(settings: &Settings, store: &Store) -> Option<Recorder> {
+    start_recorder_with(settings, store, |o| o).await
+}
+
+/// [`start_recorder`] for the long-running `serve`: it also checks health every `statistics.health_interval`
+/// (recording rows and raising alerts) and removes rows past their retention.
+pub(crate) async fn start_serving_recorder(settings: &Settings, store: &Store) -> Option<Recorder> {
+    let st = &settings.statistics;
+    let age = |d: std::time::Duration| {
+        (!d.is_zero())
+            .then(|| chrono::Duration::from_std(d).ok())
+            .flatten()
+    };
+    let retention = fernando_cache_models::Retention {
+        statistics: age(st.retention.statistics),
+        performance: age(st.retention.performance),
+        health: age(st.retention.health),
+        events: age(st.retention.events),
+    };
+    let (health, every) = (st.health_interval, st.retention.interval);
+    start_recorder_with(settings, store, move |o| {
+        o.health_interval(health).retention(retention, every)
+    })
+    .await
+}
+
+async fn start_recorder_with(
+    settings: &Settings,
+    store: &Store,
+    extra: impl FnOnce(RecorderOptions) -> RecorderOptions,
+) -> Option<Recorder> {
     if !settings.statistics.enabled {
         return None;
     }
@@ -48,14 +78,16 @@ pub(crate) async fn start_recorder(settings: &Settings, store: &Store) -> Option
             let st = &settings.statistics;
             Some(Recorder::spawn(
                 store.clone(),
-                RecorderOptions::new(url)
-                    .flush_interval(st.flush_interval)
-                    .window(st.window)
-                    .buffer_max_rows(st.buffer_max_rows)
-                    .alerts(AlertThresholds::new(
-                        st.hit_ratio_alert,
-                        st.memory_alert_ratio,
-                    )),
+                extra(
+                    RecorderOptions::new(url)
+                        .flush_interval(st.flush_interval)
+                        .window(st.window)
+                        .buffer_max_rows(st.buffer_max_rows)
+                        .alerts(AlertThresholds::new(
+                            st.hit_ratio_alert,
+                            st.memory_alert_ratio,
+                        )),
+                ),
             ))
         }
         Err(e) => {

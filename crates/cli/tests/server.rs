@@ -791,3 +791,68 @@ async fn serve_on_a_cluster_caches_documents_and_responses_and_events_reach_them
         .await;
     assert_eq!(third["stages"]["extraction"], "miss", "{third}");
 }
+
+/// Issue 14: `serve` checks health on `statistics.health_interval` by itself and records it, and removes rows
+/// older than `statistics.retention` — here an event a day old goes, one from now stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_checks_health_on_its_interval_and_prunes_old_rows() {
+    // A cache's eviction policy (with the default `noeviction` the check reports `degraded`, naming it).
+    let redis = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let pg = PostgresDb::create();
+    let now = chrono::Utc::now().naive_utc();
+    {
+        let mut db = Db::open(pg.url()).unwrap();
+        run_pending(&mut db).unwrap();
+        let event = |at: chrono::NaiveDateTime, details: &str| fernando_cache_models::EventRecord {
+            occurred_at: at,
+            event_type: "invalidation".to_owned(),
+            severity: "info".to_owned(),
+            tenant_id: None,
+            cache_type: None,
+            details: details.to_owned(),
+        };
+        fernando_cache_models::insert_event(
+            &mut db,
+            &[
+                event(now - chrono::Duration::days(1), "a day old"),
+                event(now, "recent"),
+            ],
+        )
+        .unwrap();
+    }
+    let _server = Server::start_with(
+        &redis.url(),
+        pg.url(),
+        &[
+            ("FERNANDO_CACHE__STATISTICS__HEALTH_INTERVAL", "200ms"),
+            ("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "200ms"),
+            ("FERNANDO_CACHE__STATISTICS__RETENTION__EVENTS", "1h"),
+            ("FERNANDO_CACHE__STATISTICS__RETENTION__INTERVAL", "200ms"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut db = Db::open(pg.url()).unwrap();
+        let checks = fernando_cache_models::health_rows(&mut db, "redis", 10).unwrap();
+        let details: Vec<String> =
+            list_events(&mut db, chrono::DateTime::UNIX_EPOCH.naive_utc(), None)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.details)
+                .collect();
+        if checks.len() >= 2 && !details.iter().any(|d| d == "a day old") {
+            assert!(checks.iter().all(|c| c.status == "healthy"), "{checks:?}");
+            assert!(
+                details.iter().any(|d| d == "recent"),
+                "a recent row stays: {details:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 15 s: {} health rows, events {details:?}",
+            checks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

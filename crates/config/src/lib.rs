@@ -44,7 +44,7 @@ pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
     ApiKey, BackendKind, CompressionSettings, DegradationSettings, DiskSettings, ExtractorKind,
     InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
-    ServerSettings, Settings, StatisticsSettings, TenancySettings,
+    RetentionSettings, ServerSettings, Settings, StatisticsSettings, TenancySettings,
 };
 pub use tier::{L1Settings, TierPolicy, TierTable};
 pub use ttl::TtlTable;

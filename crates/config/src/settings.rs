@@ -178,6 +178,31 @@ pub struct StatisticsSettings {
     pub hit_ratio_alert: f64,
     /// Alert when Redis uses more than this share of its `maxmemory` (0.0–1.0).
     pub memory_alert_ratio: f64,
+    /// How long rows are kept, per table, and how often old ones are removed.
+    pub retention: RetentionSettings,
+}
+
+/// `[statistics.retention]`: rows older than these ages are removed every `interval` (the seed's background
+/// cleanup). `"0s"` keeps a table's rows forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetentionSettings {
+    /// `cache_statistics`.
+    #[serde(with = "duration")]
+    pub statistics: Duration,
+    /// `cache_performance_metrics`.
+    #[serde(with = "duration")]
+    pub performance: Duration,
+    /// `cache_health_status`.
+    #[serde(with = "duration")]
+    pub health: Duration,
+    /// `cache_event_log`.
+    #[serde(with = "duration")]
+    pub events: Duration,
+    /// How often old rows are removed.
+    #[serde(with = "duration")]
+    pub interval: Duration,
 }
 
 /// Which field extractor the document pipeline uses.
@@ -407,6 +432,7 @@ impl Settings {
             ));
         }
         check_duration("statistics.health_interval", st.health_interval)?;
+        check_duration("statistics.retention.interval", st.retention.interval)?;
         check_range(
             "statistics.buffer_max_rows",
             st.buffer_max_rows,

@@ -25,8 +25,8 @@ pub use pending::{
     pending_invalidations, schedule_invalidation,
 };
 pub use repo::{
-    EventRecord, FlushBatch, PerformanceDelta, Severity, StatisticsDelta, StatisticsSummary,
-    apply_flush, claim_warmup_run, health_rows, insert_event, insert_health, invalidation_rules,
-    list_events, performance_since, record_warmup_run, statistics_since, upsert_performance,
-    upsert_statistics, warmup_jobs,
+    EventRecord, FlushBatch, PerformanceDelta, Pruned, Retention, Severity, StatisticsDelta,
+    StatisticsSummary, apply_flush, claim_warmup_run, health_rows, insert_event, insert_health,
+    invalidation_rules, list_events, performance_since, prune, record_warmup_run, statistics_since,
+    upsert_performance, upsert_statistics, warmup_jobs,
 };

@@ -547,3 +547,67 @@ pub fn apply_flush(db: &mut Db, batch: &FlushBatch) -> Result<bool, ModelError> 
         Ok(true)
     })
 }
+
+/// Ages past which rows are removed (`None`: kept forever).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// `cache_statistics`, by window start.
+    pub statistics: Option<chrono::Duration>,
+    /// `cache_performance_metrics`, by window start.
+    pub performance: Option<chrono::Duration>,
+    /// `cache_health_status`, by check time.
+    pub health: Option<chrono::Duration>,
+    /// `cache_event_log`, by occurrence.
+    pub events: Option<chrono::Duration>,
+}
+
+/// Rows removed by [`prune`], per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// From `cache_statistics`.
+    pub statistics: usize,
+    /// From `cache_performance_metrics`.
+    pub performance: usize,
+    /// From `cache_health_status`.
+    pub health: usize,
+    /// From `cache_event_log`.
+    pub events: usize,
+}
+
+/// Removes the rows older than `retention` says, as of `now` (the seed's background cleanup), each table in one
+/// statement; rows at the cutoff or newer stay.
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn prune(db: &mut Db, retention: &Retention, now: NaiveDateTime) -> Result<Pruned, ModelError> {
+    let cutoff = |age: Option<chrono::Duration>| age.map(|a| now - a);
+    let mut pruned = Pruned::default();
+    per_backend!(db, |conn| {
+        if let Some(before) = cutoff(retention.statistics) {
+            pruned.statistics = diesel::delete(
+                cache_statistics::table.filter(cache_statistics::window_start.lt(before)),
+            )
+            .execute(conn)?;
+        }
+        if let Some(before) = cutoff(retention.performance) {
+            pruned.performance = diesel::delete(
+                cache_performance_metrics::table
+                    .filter(cache_performance_metrics::window_start.lt(before)),
+            )
+            .execute(conn)?;
+        }
+        if let Some(before) = cutoff(retention.health) {
+            pruned.health = diesel::delete(
+                cache_health_status::table.filter(cache_health_status::checked_at.lt(before)),
+            )
+            .execute(conn)?;
+        }
+        if let Some(before) = cutoff(retention.events) {
+            pruned.events = diesel::delete(
+                cache_event_log::table.filter(cache_event_log::occurred_at.lt(before)),
+            )
+            .execute(conn)?;
+        }
+    });
+    Ok(pruned)
+}

@@ -2,11 +2,113 @@
 
 use chrono::{NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, StatisticsDelta, apply_flush,
-    claim_due_invalidations, claim_warmup_run, finish_invalidation, insert_event,
-    invalidation_rules, list_events, pending_invalidations, revert_last, run_pending,
-    schedule_invalidation, statistics_since, status, upsert_statistics, warmup_jobs,
+    Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, Pruned, Retention,
+    StatisticsDelta, apply_flush, claim_due_invalidations, claim_warmup_run, finish_invalidation,
+    health_rows, insert_event, insert_health, invalidation_rules, list_events, models::HealthRow,
+    pending_invalidations, prune, revert_last, run_pending, schedule_invalidation,
+    statistics_since, status, upsert_statistics, warmup_jobs,
 };
+
+/// Issue 14: retention removes only rows older than the configured age, per table, and a table without an age
+/// keeps everything.
+#[test]
+fn retention_removes_only_rows_older_than_the_configured_age() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let now =
+            NaiveDateTime::parse_from_str("2026-12-01 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let ago = |days: i64, secs: i64| {
+            now - chrono::Duration::days(days) + chrono::Duration::seconds(secs)
+        };
+        // Windows 31 days old, exactly 30 days old (the cutoff: kept), and 1 day old.
+        let windows = [ago(31, 0), ago(30, 0), ago(1, 0)];
+        upsert_statistics(
+            &mut db,
+            &windows
+                .iter()
+                .map(|w| delta("acme", *w, 1, 10))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let event = |at: NaiveDateTime| EventRecord {
+            occurred_at: at,
+            event_type: "invalidation".to_owned(),
+            severity: "info".to_owned(),
+            tenant_id: None,
+            cache_type: None,
+            details: "x".to_owned(),
+        };
+        insert_event(&mut db, &[event(ago(8, 0)), event(ago(6, 0))]).unwrap();
+        for at in [ago(8, 0), ago(7, 1), ago(0, -60)] {
+            let row = HealthRow {
+                id: 0,
+                checked_at: at,
+                component: "redis".to_owned(),
+                status: "healthy".to_owned(),
+                latency_us: Some(100),
+                used_memory: None,
+                max_memory: None,
+                eviction_policy: None,
+                evicted_keys: None,
+                connected_clients: None,
+                message: String::new(),
+            };
+            insert_health(&mut db, &row).unwrap();
+        }
+
+        let retention = Retention {
+            statistics: Some(chrono::Duration::days(30)),
+            performance: Some(chrono::Duration::days(30)),
+            health: Some(chrono::Duration::days(7)),
+            events: None,
+        };
+        let pruned = prune(&mut db, &retention, now).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                statistics: 1,
+                performance: 0,
+                health: 1,
+                events: 0
+            },
+            "{url}"
+        );
+        // One hit per window: what remains is the window at the cutoff and the recent one.
+        let hits = |db: &mut Db, since| -> i64 {
+            statistics_since(db, since)
+                .unwrap()
+                .iter()
+                .map(|s| s.hits)
+                .sum()
+        };
+        assert_eq!(hits(&mut db, epoch()), 2, "{url}");
+        assert_eq!(
+            hits(&mut db, ago(30, 0)),
+            2,
+            "{url}: the cutoff window stays"
+        );
+        assert_eq!(hits(&mut db, ago(30, 1)), 1, "{url}");
+        let health: Vec<NaiveDateTime> = health_rows(&mut db, "redis", 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.checked_at)
+            .collect();
+        assert_eq!(health.len(), 2, "{url}: {health:?}");
+        assert!(
+            health.iter().all(|&at| at >= ago(7, 0)),
+            "{url}: {health:?}"
+        );
+        assert_eq!(
+            list_events(&mut db, epoch(), None).unwrap().len(),
+            2,
+            "no age: kept"
+        );
+        // Run again: nothing more to remove.
+        assert_eq!(prune(&mut db, &retention, now).unwrap(), Pruned::default());
+    });
+}
+
 use fernando_cache_testkit::PostgresDb;
 
 fn sqlite_url(dir: &tempfile::TempDir) -> String {

@@ -22,8 +22,8 @@ use std::{
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, EventRecord, FlushBatch, ModelError, PerformanceDelta, Severity, StatisticsDelta,
-    apply_flush, models::HealthRow,
+    Db, EventRecord, FlushBatch, ModelError, PerformanceDelta, Retention, Severity,
+    StatisticsDelta, apply_flush, models::HealthRow,
 };
 use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
 use tokio::{sync::watch, task::JoinHandle};
@@ -46,6 +46,8 @@ pub struct RecorderOptions {
     pub health_interval: Option<Duration>,
     /// Alert thresholds (`None`: no alerts).
     pub alerts: Option<AlertThresholds>,
+    /// Rows older than these ages are removed, every `prune_interval` (`None`: never).
+    pub retention: Option<(Retention, Duration)>,
 }
 
 impl RecorderOptions {
@@ -58,7 +60,15 @@ impl RecorderOptions {
             buffer_max_rows: 100_000,
             health_interval: None,
             alerts: None,
+            retention: None,
         }
+    }
+
+    /// Removes rows older than `retention` says, every `every`.
+    #[must_use]
+    pub fn retention(mut self, retention: Retention, every: Duration) -> Self {
+        self.retention = Some((retention, every));
+        self
     }
 
     /// Checks health every `every`.
@@ -249,6 +259,13 @@ async fn run(
             .unwrap_or(Duration::from_secs(3600)),
     );
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune_tick = tokio::time::interval(
+        state
+            .options
+            .retention
+            .map_or(Duration::from_secs(3600), |(_, every)| every),
+    );
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -257,6 +274,9 @@ async fn run(
             }
             _ = health_tick.tick(), if state.options.health_interval.is_some() => {
                 state.check_health().await;
+            }
+            _ = prune_tick.tick(), if state.options.retention.is_some() => {
+                state.prune().await;
             }
             changed = stop.changed() => {
                 break match changed {
@@ -418,6 +438,34 @@ impl State {
             (self.buffer.len() + self.pending.as_ref().map_or(0, |p| p.statistics.len())) as u64,
             Ordering::Relaxed,
         );
+    }
+
+    /// Removes rows past their retention age (the seed's background cleanup); a failure is logged and retried at
+    /// the next tick.
+    async fn prune(&mut self) {
+        let Some((retention, _)) = self.options.retention else {
+            return;
+        };
+        let url = self.options.database_url.clone();
+        let now = Utc::now().naive_utc();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut db = Db::open(&url)?;
+            fernando_cache_models::prune(&mut db, &retention, now)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(p)) => tracing::info!(
+                statistics = p.statistics,
+                performance = p.performance,
+                health = p.health,
+                events = p.events,
+                "old statistics rows removed"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "statistics retention failed; retried at the next tick")
+            }
+            Err(e) => tracing::warn!(error = %e, "statistics retention task failed"),
+        }
     }
 
     /// Checks the backend and the database; the rows are written with the next flush.

@@ -117,7 +117,7 @@ pub(crate) async fn run(
         .parse()
         .context("--bind")?;
     let store = Store::from_settings(settings)?;
-    let recorder = crate::wiring::start_recorder(settings, &store)
+    let recorder = crate::wiring::start_serving_recorder(settings, &store)
         .await
         .map(Arc::new);
     let database_url = if recorder.is_some() {
