@@ -1,6 +1,8 @@
 //! The wiring the commands share: from settings to the statistics database (opened off the runtime, migrated
 //! when configured) and to the recorder that feeds it from a store.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use fernando_cache_config::{ExposeSecret, Settings};
 use fernando_cache_models::{Db, run_pending};
@@ -59,8 +61,23 @@ pub(crate) async fn start_serving_recorder(settings: &Settings, store: &Store) -
         events: age(st.retention.events),
     };
     let (health, every) = (st.health_interval, st.retention.interval);
+    let webhook = if st.alert_webhook.is_empty() {
+        None
+    } else {
+        match fernando_cache_ops::alerts::Webhook::new(&st.alert_webhook, Duration::from_secs(5)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "alerts are not posted to the webhook");
+                None
+            }
+        }
+    };
     start_recorder_with(settings, store, move |o| {
-        o.health_interval(health).retention(retention, every)
+        let o = o.health_interval(health).retention(retention, every);
+        match webhook {
+            Some(w) => o.webhook(w),
+            None => o,
+        }
     })
     .await
 }

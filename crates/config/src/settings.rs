@@ -180,6 +180,8 @@ pub struct StatisticsSettings {
     pub memory_alert_ratio: f64,
     /// How long rows are kept, per table, and how often old ones are removed.
     pub retention: RetentionSettings,
+    /// A URL that receives each alert, as JSON, when its condition starts (`serve` only); empty for none.
+    pub alert_webhook: String,
 }
 
 /// `[statistics.retention]`: rows older than these ages are removed every `interval` (the seed's background
@@ -433,6 +435,15 @@ impl Settings {
         }
         check_duration("statistics.health_interval", st.health_interval)?;
         check_duration("statistics.retention.interval", st.retention.interval)?;
+        if !st.alert_webhook.is_empty()
+            && !url::Url::parse(&st.alert_webhook)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(ConfigError::invalid(
+                "statistics.alert_webhook",
+                "must be an http:// or https:// URL, or empty",
+            ));
+        }
         check_range(
             "statistics.buffer_max_rows",
             st.buffer_max_rows,

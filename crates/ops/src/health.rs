@@ -50,10 +50,15 @@ pub async fn check_backend(
     let info = info.unwrap_or_default();
     let mut warnings = Vec::new();
     if info.eviction_policy.as_deref() == Some("noeviction") {
-        warnings.push(
-            "maxmemory-policy is noeviction: writes fail when memory is full; use allkeys-lru for a cache"
-                .to_owned(),
-        );
+        let text = "maxmemory-policy is noeviction: writes fail when memory is full; use allkeys-lru for a cache";
+        events.push(event(
+            "alert.noeviction",
+            Severity::Warning,
+            None,
+            None,
+            text,
+        ));
+        warnings.push(text.to_owned());
     }
     if let Some(ratio) = memory_ratio(&info)
         && ratio > thresholds.memory_ratio
@@ -76,7 +81,16 @@ pub async fn check_backend(
             Some(i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX)),
             warnings.join("; "),
         ),
-        Err(e) => ("down", None, e.to_string()),
+        Err(e) => {
+            events.push(event(
+                "alert.backend_down",
+                Severity::Error,
+                None,
+                None,
+                &format!("the cache backend does not answer: {e}"),
+            ));
+            ("down", None, e.to_string())
+        }
     };
     let row = HealthRow {
         id: 0,

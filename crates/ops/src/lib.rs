@@ -1,5 +1,6 @@
 //! Operating fernando-cache: the statistics [`recorder`] (the store's in-process metrics, flushed into the
-//! statistics database, buffered through outages), [`health`] checks and alerts, and event-driven
+//! statistics database, buffered through outages, old rows pruned), [`health`] checks, [`alerts`] announced
+//! once per condition (log, event log, webhook), and event-driven
 //! invalidation ([`events`], the rules of `cache_invalidation_rules`).
 //!
 //! It sits between the libraries and the program: it depends on the store (for metrics and invalidation) and
@@ -7,6 +8,7 @@
 //! processor, the HTTP layer, the decorators or the binary, and holds no caching logic of its own. Database
 //! work runs behind `spawn_blocking`, never on a runtime thread.
 
+pub mod alerts;
 pub mod events;
 pub mod health;
 pub mod recorder;

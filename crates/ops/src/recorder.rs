@@ -28,7 +28,10 @@ use fernando_cache_models::{
 use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::health::{self, AlertThresholds};
+use crate::{
+    alerts::{AlertGate, Webhook},
+    health::{self, AlertThresholds},
+};
 
 /// How the recorder runs.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub struct RecorderOptions {
     pub alerts: Option<AlertThresholds>,
     /// Rows older than these ages are removed, every `prune_interval` (`None`: never).
     pub retention: Option<(Retention, Duration)>,
+    /// Where alerts are posted when they start (`None`: the log and the event log only).
+    pub webhook: Option<Webhook>,
 }
 
 impl RecorderOptions {
@@ -61,7 +66,15 @@ impl RecorderOptions {
             health_interval: None,
             alerts: None,
             retention: None,
+            webhook: None,
         }
+    }
+
+    /// Posts each alert that starts to `webhook`.
+    #[must_use]
+    pub fn webhook(mut self, webhook: Webhook) -> Self {
+        self.webhook = Some(webhook);
+        self
     }
 
     /// Removes rows older than `retention` says, every `every`.
@@ -227,6 +240,8 @@ struct State {
     /// A batch that failed to write, retried as it is (same id) before anything newer.
     pending: Option<FlushBatch>,
     db: Arc<Mutex<Option<Db>>>,
+    /// Alert conditions active now: each is announced when it starts.
+    alerts: AlertGate,
 }
 
 /// Health rows kept while the database is unreachable.
@@ -251,7 +266,9 @@ async fn run(
         health: Vec::new(),
         pending: None,
         db: Arc::new(Mutex::new(None)),
+        alerts: AlertGate::default(),
     };
+    state.alerts = AlertGate::new(state.options.webhook.clone());
     let mut health_tick = tokio::time::interval(
         state
             .options
@@ -366,16 +383,26 @@ impl State {
                     slot.1 += errors;
                 }
             }
-            if let Some(thresholds) = &self.options.alerts
-                && let Some(alert) = health::hit_ratio_alert(
+            if let Some(thresholds) = &self.options.alerts {
+                // Judged only on enough reads: a quiet series neither raises nor clears its alert.
+                let announced = match health::hit_ratio_alert(
                     &series.tenant,
                     &series.cache_type,
                     c.hits,
                     c.misses,
                     thresholds,
-                )
-            {
-                queue_event(&self.shared, alert);
+                ) {
+                    Some(alert) => self.alerts.raise(alert),
+                    None if c.hits + c.misses >= thresholds.min_reads => self.alerts.clear(
+                        "alert.hit_ratio",
+                        Some(&series.tenant),
+                        Some(&series.cache_type),
+                    ),
+                    None => None,
+                };
+                if let Some(event) = announced {
+                    queue_event(&self.shared, event);
+                }
             }
             let delta = StatisticsDelta {
                 tenant_id: series.tenant.clone(),
@@ -474,10 +501,7 @@ impl State {
             .options
             .alerts
             .unwrap_or_else(|| AlertThresholds::new(0.0, 1.0));
-        let (row, events) = health::check_backend(&self.store, &thresholds).await;
-        for e in events {
-            queue_event(&self.shared, e);
-        }
+        let (row, mut events) = health::check_backend(&self.store, &thresholds).await;
         self.health.push(row);
         let url = self.options.database_url.clone();
         let db_row = tokio::task::spawn_blocking(move || match Db::open(&url) {
@@ -486,7 +510,34 @@ impl State {
         })
         .await;
         if let Ok(row) = db_row {
+            if row.status == "down" {
+                events.push(health::event(
+                    "alert.database_down",
+                    Severity::Error,
+                    None,
+                    None,
+                    &format!("the statistics database does not answer: {}", row.message),
+                ));
+            }
             self.health.push(row);
+        }
+        // Each condition is announced when it starts and resolved when a check no longer sees it.
+        for kind in [
+            "alert.memory",
+            "alert.noeviction",
+            "alert.backend_down",
+            "alert.database_down",
+        ] {
+            let announced = match events.iter().position(|e| e.event_type == kind) {
+                Some(i) => self.alerts.raise(events.swap_remove(i)),
+                None => self.alerts.clear(kind, None, None),
+            };
+            if let Some(event) = announced {
+                queue_event(&self.shared, event);
+            }
+        }
+        for other in events {
+            queue_event(&self.shared, other);
         }
         if self.health.len() > MAX_HEALTH_ROWS {
             let excess = self.health.len() - MAX_HEALTH_ROWS;
