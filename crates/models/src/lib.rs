@@ -9,8 +9,19 @@
 //! This crate must not depend on any fernando-cache crate other than configuration (it currently needs none),
 //! and in particular not on the store: the binary wires store metrics into these tables.
 
+/// Runs `$body` with `$conn` bound to whichever connection `$db` holds (one code path, both databases).
+macro_rules! per_backend {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            Db::Postgresql($conn) => $body,
+            Db::Sqlite($conn) => $body,
+        }
+    };
+}
+
 mod db;
 mod error;
+mod journal;
 mod migrate;
 pub mod models;
 mod pending;
@@ -19,14 +30,17 @@ pub mod schema;
 
 pub use db::{Db, DbKind};
 pub use error::ModelError;
+pub use journal::{
+    EventRecord, Pruned, Retention, Severity, health_rows, insert_event, insert_health,
+    list_events, prune,
+};
 pub use migrate::{MigrationStatus, revert_last, run_pending, status};
 pub use pending::{
     NewPendingInvalidation, PendingInvalidation, claim_due_invalidations, finish_invalidation,
     pending_invalidations, schedule_invalidation,
 };
 pub use repo::{
-    EventRecord, FlushBatch, PerformanceDelta, Pruned, Retention, Severity, StatisticsDelta,
-    StatisticsSummary, apply_flush, claim_warmup_run, health_rows, insert_event, insert_health,
-    invalidation_rules, list_events, performance_since, prune, record_warmup_run, statistics_since,
+    FlushBatch, PerformanceDelta, StatisticsDelta, StatisticsSummary, apply_flush,
+    claim_warmup_run, invalidation_rules, performance_since, record_warmup_run, statistics_since,
     upsert_performance, upsert_statistics, warmup_jobs,
 };

@@ -31,6 +31,7 @@
 mod document;
 mod engine;
 mod engines;
+mod outcome;
 mod processor;
 mod telemetry;
 mod warm;
@@ -38,8 +39,7 @@ mod warm;
 pub use document::DocumentKind;
 pub use engine::{EngineError, EngineId, ExtractedFields, FieldExtractor, TextEngine};
 pub use engines::{OpenAiExtractor, PdfLimits, PdfPages, RuleExtractor, Tesseract, TextLayer};
-pub use processor::{
-    DocumentProcessor, DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages,
-};
+pub use outcome::{DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages};
+pub use processor::DocumentProcessor;
 pub use telemetry::{KindFigures, Stage, StageFigures, TelemetrySnapshot};
 pub use warm::{ReferenceSource, WarmReport, Warmer};

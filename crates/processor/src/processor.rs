@@ -16,124 +16,12 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::{
-    DocumentKind, EngineError, ExtractedFields, FieldExtractor, TextEngine,
+    DocumentKind, DocumentResult, EngineError, FieldExtractor, ProcessError, ProcessedDocument,
+    StageOutcome, Stages, TextEngine,
     engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
     telemetry::{Stage, Telemetry, TelemetrySnapshot},
     warm::HotSet,
 };
-
-/// Why a document was not processed. Per document: a batch goes on with the next one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProcessError {
-    /// No tenant context was set.
-    #[error("no tenant context: call set_tenant_context first")]
-    NoTenant,
-    /// The document is larger than `processor.max_document_bytes`.
-    #[error("document is {size} bytes; the limit is {limit} (processor.max_document_bytes)")]
-    TooLarge {
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// Neither the declared type nor the bytes tell a supported kind; the text says what was detected.
-    #[error("unsupported document type{0}; supported: text, HTML, PDF, PNG, JPEG, TIFF")]
-    UnknownKind(String),
-    /// No configured engine reads this kind.
-    #[error("no text engine reads {0} documents")]
-    NoEngine(DocumentKind),
-    /// An engine failed.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The document could not be read from disk.
-    #[error("{0}")]
-    Io(String),
-    /// The cache refused the call (an invalid tenant, for example); the store's error is the source.
-    #[error("cache: {0}")]
-    Store(#[source] Cause),
-    /// A stage outlived its cache type's `hard_timeout` and no earlier result was kept to serve instead.
-    #[error("timed out after {0:?} (tiers.<type>.hard_timeout) with no earlier result to serve")]
-    TimedOut(Duration),
-}
-
-/// Whether a stage was answered from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageOutcome {
-    /// From the cache (or from a concurrent caller's computation).
-    Hit,
-    /// Computed.
-    Miss,
-    /// An earlier result past its TTL, served because the engine failed or outlived the stage's soft or hard
-    /// timeout (fail-safe, `tiers.<type>.max_stale`). A document with a stale stage is not cached whole.
-    Stale,
-}
-
-impl StageOutcome {
-    /// `hit`, `miss` or `stale`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageOutcome::Hit => "hit",
-            StageOutcome::Miss => "miss",
-            StageOutcome::Stale => "stale",
-        }
-    }
-}
-
-/// Per-stage outcomes of one document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stages {
-    /// The whole result.
-    pub document: StageOutcome,
-    /// Text (PDF text layer or OCR).
-    pub ocr: StageOutcome,
-    /// Field extraction.
-    pub extraction: StageOutcome,
-}
-
-/// What the pipeline stores for a document (`doc_hash`) and answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DocumentResult {
-    /// SHA-256 of the document, hex.
-    pub fingerprint: String,
-    /// Its kind.
-    pub kind: DocumentKind,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its text.
-    pub text: String,
-    /// Extracted fields.
-    pub fields: ExtractedFields,
-    /// The engine that produced the text.
-    pub text_engine: String,
-    /// The extractor that produced the fields.
-    pub extractor: String,
-    /// How long the text took to compute, when it was computed.
-    pub text_ms: u64,
-    /// How long extraction took, when it was computed.
-    pub extract_ms: u64,
-}
-
-/// One processed document: the result, where each stage came from, and the time the cache saved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessedDocument {
-    /// The result.
-    #[serde(flatten)]
-    pub result: DocumentResult,
-    /// Per-stage outcomes.
-    pub stages: Stages,
-    /// Engine time not spent thanks to the cache.
-    #[serde(serialize_with = "millis")]
-    pub time_saved: Duration,
-    /// Wall time of this call.
-    #[serde(serialize_with = "millis")]
-    pub elapsed: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1e3)
-}
 
 /// What a document's cache entry holds: its result, and whether that rests on a stale stage (never true in a
 /// stored entry: such results are not stored).
