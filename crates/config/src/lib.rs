@@ -29,6 +29,7 @@ mod environment;
 mod error;
 mod flight;
 mod load;
+mod prices;
 mod redis;
 mod settings;
 mod tier;
@@ -39,6 +40,7 @@ pub use environment::Environment;
 pub use error::ConfigError;
 pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
+pub use prices::{ModelPrice, Prices};
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{

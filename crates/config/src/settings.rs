@@ -62,6 +62,8 @@ pub struct Settings {
     pub statistics: StatisticsSettings,
     /// The document pipeline.
     pub processor: ProcessorSettings,
+    /// What model calls cost (`[prices]`), for the money the cache saves.
+    pub prices: crate::Prices,
     /// The HTTP API (`fernando-cache serve`).
     pub server: ServerSettings,
     /// Time to live per cache type.
@@ -292,6 +294,9 @@ pub struct OpenAiSettings {
     /// Longest a request may take.
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// Most characters of a document's text sent to the model; longer texts are cut there, and the result
+    /// says so.
+    pub max_input_chars: usize,
 }
 
 impl Settings {
@@ -521,6 +526,12 @@ impl Settings {
             ));
         }
         check_duration("processor.openai.timeout", p.openai.timeout)?;
+        check_range(
+            "processor.openai.max_input_chars",
+            p.openai.max_input_chars,
+            100,
+            10_000_000,
+        )?;
         check_duration("processor.warm_interval", p.warm_interval)?;
         if p.extractor == ExtractorKind::Openai {
             if url::Url::parse(&p.openai.url).is_err() {
@@ -533,6 +544,7 @@ impl Settings {
                 return Err(ConfigError::invalid("processor.openai.model", "is empty"));
             }
         }
+        self.prices.validate()?;
         self.ttl.validate()
     }
 }

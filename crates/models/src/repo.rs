@@ -51,6 +51,18 @@ pub struct StatisticsDelta {
     pub latency_p99_us: i64,
     /// When it was written (UTC).
     pub updated_at: NaiveDateTime,
+    /// Engine time spent on misses' computations, milliseconds.
+    pub compute_spent_ms: i64,
+    /// Engine time hits saved, milliseconds.
+    pub compute_saved_ms: i64,
+    /// Model tokens spent.
+    pub tokens_spent: i64,
+    /// Model tokens hits saved.
+    pub tokens_saved: i64,
+    /// Money spent, millionths of the currency unit.
+    pub money_spent_micros: i64,
+    /// Money hits saved, millionths of the currency unit.
+    pub money_saved_micros: i64,
 }
 
 /// Adds deltas to their windows' rows (creating them), in one transaction. Counts add up; latency percentiles
@@ -78,6 +90,14 @@ pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), 
                     s::degraded.eq(s::degraded + excluded(s::degraded)),
                     s::raw_bytes.eq(s::raw_bytes + excluded(s::raw_bytes)),
                     s::stored_bytes.eq(s::stored_bytes + excluded(s::stored_bytes)),
+                    s::compute_spent_ms.eq(s::compute_spent_ms + excluded(s::compute_spent_ms)),
+                    s::compute_saved_ms.eq(s::compute_saved_ms + excluded(s::compute_saved_ms)),
+                    s::tokens_spent.eq(s::tokens_spent + excluded(s::tokens_spent)),
+                    s::tokens_saved.eq(s::tokens_saved + excluded(s::tokens_saved)),
+                    s::money_spent_micros
+                        .eq(s::money_spent_micros + excluded(s::money_spent_micros)),
+                    s::money_saved_micros
+                        .eq(s::money_saved_micros + excluded(s::money_saved_micros)),
                     s::latency_p50_us.eq(diesel::dsl::case_when(
                         excluded(s::latency_p50_us).gt(s::latency_p50_us),
                         excluded(s::latency_p50_us),
@@ -220,6 +240,18 @@ pub struct StatisticsSummary {
     pub max_p95_us: i64,
     /// Largest window p99 read latency, microseconds.
     pub max_p99_us: i64,
+    /// Summed engine time spent, milliseconds.
+    pub compute_spent_ms: i64,
+    /// Summed engine time saved, milliseconds.
+    pub compute_saved_ms: i64,
+    /// Summed tokens spent.
+    pub tokens_spent: i64,
+    /// Summed tokens saved.
+    pub tokens_saved: i64,
+    /// Summed money spent, millionths of the currency unit.
+    pub money_spent_micros: i64,
+    /// Summed money saved, millionths of the currency unit.
+    pub money_saved_micros: i64,
 }
 
 impl StatisticsSummary {
@@ -230,20 +262,29 @@ impl StatisticsSummary {
     }
 }
 
-type StatRow = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-);
+/// One window row as [`statistics_since`] reads it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = cache_statistics)]
+struct StatRow {
+    tenant_id: String,
+    cache_type: String,
+    hits: i64,
+    misses: i64,
+    sets: i64,
+    deletes: i64,
+    errors: i64,
+    degraded: i64,
+    raw_bytes: i64,
+    stored_bytes: i64,
+    latency_p95_us: i64,
+    latency_p99_us: i64,
+    compute_spent_ms: i64,
+    compute_saved_ms: i64,
+    tokens_spent: i64,
+    tokens_saved: i64,
+    money_spent_micros: i64,
+    money_saved_micros: i64,
+}
 
 /// Sums per (tenant, cache type) of every window starting at or after `since`, sorted by tenant and type.
 ///
@@ -256,40 +297,33 @@ pub fn statistics_since(
     use cache_statistics::dsl as s;
     let rows: Vec<StatRow> = s::cache_statistics
         .filter(s::window_start.ge(since))
-        .select((
-            s::tenant_id,
-            s::cache_type,
-            s::hits,
-            s::misses,
-            s::sets,
-            s::deletes,
-            s::errors,
-            s::degraded,
-            s::raw_bytes,
-            s::stored_bytes,
-            s::latency_p95_us,
-            s::latency_p99_us,
-        ))
+        .select(StatRow::as_select())
         .load(db)?;
     let mut by_key: BTreeMap<(String, String), StatisticsSummary> = BTreeMap::new();
-    for (tenant, ty, hits, misses, sets, deletes, errors, degraded, raw, stored, p95, p99) in rows {
+    for r in rows {
         let e = by_key
-            .entry((tenant.clone(), ty.clone()))
+            .entry((r.tenant_id.clone(), r.cache_type.clone()))
             .or_insert_with(|| StatisticsSummary {
-                tenant_id: tenant,
-                cache_type: ty,
+                tenant_id: r.tenant_id,
+                cache_type: r.cache_type,
                 ..StatisticsSummary::default()
             });
-        e.hits += hits;
-        e.misses += misses;
-        e.sets += sets;
-        e.deletes += deletes;
-        e.errors += errors;
-        e.degraded += degraded;
-        e.raw_bytes += raw;
-        e.stored_bytes += stored;
-        e.max_p95_us = e.max_p95_us.max(p95);
-        e.max_p99_us = e.max_p99_us.max(p99);
+        e.hits += r.hits;
+        e.misses += r.misses;
+        e.sets += r.sets;
+        e.deletes += r.deletes;
+        e.errors += r.errors;
+        e.degraded += r.degraded;
+        e.raw_bytes += r.raw_bytes;
+        e.stored_bytes += r.stored_bytes;
+        e.max_p95_us = e.max_p95_us.max(r.latency_p95_us);
+        e.max_p99_us = e.max_p99_us.max(r.latency_p99_us);
+        e.compute_spent_ms += r.compute_spent_ms;
+        e.compute_saved_ms += r.compute_saved_ms;
+        e.tokens_spent += r.tokens_spent;
+        e.tokens_saved += r.tokens_saved;
+        e.money_spent_micros += r.money_spent_micros;
+        e.money_saved_micros += r.money_saved_micros;
     }
     Ok(by_key.into_values().collect())
 }

@@ -21,6 +21,12 @@ diesel::table! {
         latency_p95_us -> BigInt,
         latency_p99_us -> BigInt,
         updated_at -> Timestamp,
+        compute_spent_ms -> BigInt,
+        compute_saved_ms -> BigInt,
+        tokens_spent -> BigInt,
+        tokens_saved -> BigInt,
+        money_spent_micros -> BigInt,
+        money_saved_micros -> BigInt,
     }
 }
 

@@ -144,6 +144,12 @@ fn delta(tenant: &str, window: NaiveDateTime, hits: i64, p99: i64) -> Statistics
         latency_p95_us: p99 - 1,
         latency_p99_us: p99,
         updated_at: Utc::now().naive_utc(),
+        compute_spent_ms: 40,
+        compute_saved_ms: hits * 40,
+        tokens_spent: 700,
+        tokens_saved: hits * 700,
+        money_spent_micros: 1_050,
+        money_saved_micros: hits * 1_050,
     }
 }
 
@@ -151,14 +157,17 @@ fn delta(tenant: &str, window: NaiveDateTime, hits: i64, p99: i64) -> Statistics
 fn migrations_run_rerun_and_revert_on_both_backends() {
     each_backend(|url| {
         let mut db = Db::open(url).unwrap();
+        let before = status(&mut db).unwrap();
+        assert!(before.applied.is_empty(), "{url}: a fresh database");
         let applied = run_pending(&mut db).unwrap();
-        assert_eq!(applied.len(), 4, "{url}: {applied:?}");
+        assert_eq!(applied, before.pending, "{url}: every migration, in order");
+        assert!(applied.len() >= 5, "{url}: {applied:?}");
         assert!(
             run_pending(&mut db).unwrap().is_empty(),
             "{url}: a second run applies nothing"
         );
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (4, 0));
+        assert_eq!((st.applied.len(), st.pending.len()), (applied.len(), 0));
 
         let rules = invalidation_rules(&mut db, "document.updated", Some("any-tenant")).unwrap();
         assert_eq!(rules.len(), 1);
@@ -190,19 +199,18 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
         );
 
         // Newest first.
-        assert_eq!(revert_last(&mut db).unwrap(), applied[3]);
-        assert_eq!(revert_last(&mut db).unwrap(), applied[2]);
-        assert_eq!(revert_last(&mut db).unwrap(), applied[1]);
-        assert_eq!(revert_last(&mut db).unwrap(), applied[0]);
+        for version in applied.iter().rev() {
+            assert_eq!(&revert_last(&mut db).unwrap(), version);
+        }
         let st = status(&mut db).unwrap();
-        assert_eq!((st.applied.len(), st.pending.len()), (0, 4));
+        assert_eq!((st.applied.len(), st.pending.len()), (0, applied.len()));
         assert!(
             invalidation_rules(&mut db, "user.logout", Some("t")).is_err(),
             "tables are gone"
         );
         assert_eq!(
-            run_pending(&mut db).unwrap().len(),
-            4,
+            run_pending(&mut db).unwrap(),
+            applied,
             "and can be applied again"
         );
     });
@@ -226,6 +234,20 @@ fn upserts_add_counts_and_keep_the_larger_percentiles() {
         );
         assert_eq!((a.raw_bytes, a.stored_bytes), (3000, 900));
         assert_eq!(a.max_p99_us, 2000);
+        assert_eq!(
+            (
+                a.compute_spent_ms,
+                a.compute_saved_ms,
+                a.tokens_spent,
+                a.tokens_saved
+            ),
+            (120, 13 * 40, 2100, 13 * 700),
+            "{url}: what was spent and saved adds up"
+        );
+        assert_eq!(
+            (a.money_spent_micros, a.money_saved_micros),
+            (3_150, 13 * 1_050)
+        );
         let b = sums.iter().find(|s| s.tenant_id == "b").unwrap();
         assert_eq!(b.hits, 1);
         assert!((a.hit_ratio().unwrap() - 13.0 / 16.0).abs() < 1e-9);

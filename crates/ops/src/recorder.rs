@@ -420,6 +420,12 @@ impl State {
                 latency_p95_us: micros(h.quantile(0.95)),
                 latency_p99_us: micros(h.quantile(0.99)),
                 updated_at: now.naive_utc(),
+                compute_spent_ms: to_i64(c.compute_spent_ms),
+                compute_saved_ms: to_i64(c.compute_saved_ms),
+                tokens_spent: to_i64(c.tokens_spent),
+                tokens_saved: to_i64(c.tokens_saved),
+                money_spent_micros: to_i64(c.money_spent_micros),
+                money_saved_micros: to_i64(c.money_saved_micros),
             };
             self.buffer
                 .entry((window, series.tenant, series.cache_type))
@@ -548,6 +554,12 @@ fn merge(row: &mut StatisticsDelta, more: &StatisticsDelta) {
     row.degraded += more.degraded;
     row.raw_bytes += more.raw_bytes;
     row.stored_bytes += more.stored_bytes;
+    row.compute_spent_ms += more.compute_spent_ms;
+    row.compute_saved_ms += more.compute_saved_ms;
+    row.tokens_spent += more.tokens_spent;
+    row.tokens_saved += more.tokens_saved;
+    row.money_spent_micros += more.money_spent_micros;
+    row.money_saved_micros += more.money_saved_micros;
     row.latency_p50_us = row.latency_p50_us.max(more.latency_p50_us);
     row.latency_p95_us = row.latency_p95_us.max(more.latency_p95_us);
     row.latency_p99_us = row.latency_p99_us.max(more.latency_p99_us);

@@ -102,14 +102,106 @@ pub struct ExtractedFields {
     pub emails: BTreeSet<String>,
 }
 
+/// Tokens a model call used, as the endpoint's `usage` reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Tokens of the prompt (input).
+    pub prompt_tokens: u64,
+    /// Tokens of the answer (output).
+    pub completion_tokens: u64,
+}
+
+impl TokenUsage {
+    /// Prompt and completion tokens together.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+/// Where a text was cut to an extractor's input limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// Characters sent.
+    pub sent_chars: usize,
+    /// Characters the whole text has.
+    pub total_chars: usize,
+}
+
+/// `text` cut to at most `limit` characters (never inside a character), and where it was cut, if it was.
+pub fn cut_to_limit(text: &str, limit: Option<usize>) -> (&str, Option<Truncation>) {
+    let Some(limit) = limit else {
+        return (text, None);
+    };
+    match text.char_indices().nth(limit) {
+        None => (text, None),
+        Some((end, _)) => (
+            &text[..end],
+            Some(Truncation {
+                sent_chars: limit,
+                total_chars: limit + text[end..].chars().count(),
+            }),
+        ),
+    }
+}
+
+/// What one extraction found, and what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extraction {
+    /// The fields.
+    pub fields: ExtractedFields,
+    /// Tokens the model used, when the extractor calls one and it said.
+    pub usage: Option<TokenUsage>,
+    /// What the usage cost at the configured price, in millionths of the currency unit (0 without a price).
+    pub cost_micros: u64,
+    /// Set when the text was longer than the extractor's input limit and only its start was sent.
+    pub truncated: Option<Truncation>,
+}
+
+impl From<ExtractedFields> for Extraction {
+    fn from(fields: ExtractedFields) -> Self {
+        Extraction {
+            fields,
+            ..Extraction::default()
+        }
+    }
+}
+
 /// Extracts fields from text.
 #[async_trait]
 pub trait FieldExtractor: Send + Sync {
     /// The extractor's identity (part of the extraction stage's cache key).
     fn id(&self) -> EngineId;
-    /// The fields of `text`.
+    /// Most characters of text this extractor reads (`None`: all). The pipeline cuts texts to it before
+    /// keying the extraction, so the key names exactly the text the extractor saw.
+    fn max_input_chars(&self) -> Option<usize> {
+        None
+    }
+    /// The fields of `text` (of its first [`FieldExtractor::max_input_chars`] characters), and what finding
+    /// them cost.
     ///
     /// # Errors
     /// [`EngineError`] when the extractor fails.
-    async fn extract(&self, text: &str) -> Result<ExtractedFields, EngineError>;
+    async fn extract(&self, text: &str) -> Result<Extraction, EngineError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_cut_at_a_character_boundary_and_say_where() {
+        assert_eq!(cut_to_limit("héllo", None), ("héllo", None));
+        assert_eq!(cut_to_limit("héllo", Some(5)), ("héllo", None));
+        assert_eq!(
+            cut_to_limit("héllo wörld", Some(4)),
+            (
+                "héll",
+                Some(Truncation {
+                    sent_chars: 4,
+                    total_chars: 11
+                })
+            )
+        );
+        assert_eq!(cut_to_limit("", Some(0)).1, None);
+    }
 }

@@ -37,7 +37,10 @@ mod telemetry;
 mod warm;
 
 pub use document::DocumentKind;
-pub use engine::{EngineError, EngineId, ExtractedFields, FieldExtractor, TextEngine};
+pub use engine::{
+    EngineError, EngineId, ExtractedFields, Extraction, FieldExtractor, TextEngine, TokenUsage,
+    Truncation, cut_to_limit,
+};
 pub use engines::{OpenAiExtractor, PdfLimits, PdfPages, RuleExtractor, Tesseract, TextLayer};
 pub use outcome::{DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages};
 pub use processor::DocumentProcessor;

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use fernando_cache_store::Cause;
+use fernando_cache_store::{Cause, Cost};
 use serde::{Deserialize, Serialize};
 
-use crate::{DocumentKind, EngineError, ExtractedFields};
+use crate::{DocumentKind, EngineError, ExtractedFields, TokenUsage, Truncation};
 
 /// Why a document was not processed. Per document: a batch goes on with the next one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +98,23 @@ pub struct DocumentResult {
     pub text_ms: u64,
     /// How long extraction took, when it was computed.
     pub extract_ms: u64,
+    /// Tokens the extraction's model call used, when it was computed (none for the rules extractor).
+    pub usage: Option<TokenUsage>,
+    /// What that call cost, in millionths of the configured currency unit.
+    pub cost_micros: u64,
+    /// Set when the text was longer than the extractor's input limit: only its start was sent.
+    pub truncated: Option<Truncation>,
+}
+
+impl DocumentResult {
+    /// What computing this result cost: both stages' engine time, and the extraction's tokens and money.
+    pub fn cost(&self) -> Cost {
+        Cost {
+            compute_ms: self.text_ms.saturating_add(self.extract_ms),
+            tokens: self.usage.map_or(0, |u| u.total()),
+            money_micros: self.cost_micros,
+        }
+    }
 }
 
 /// One processed document: the result, where each stage came from, and the time the cache saved.
@@ -111,6 +128,8 @@ pub struct ProcessedDocument {
     /// Engine time not spent thanks to the cache.
     #[serde(serialize_with = "millis")]
     pub time_saved: Duration,
+    /// Everything this call's hits saved (engine time, tokens, money), as counted in the statistics.
+    pub saved: Cost,
     /// Wall time of this call.
     #[serde(serialize_with = "millis")]
     pub elapsed: Duration,

@@ -11,13 +11,13 @@ use std::{
 
 use fernando_cache_config::{CacheType, ExtractorKind, Settings};
 use fernando_cache_keys::{DocumentFingerprint, TenantId, layout::DocumentKeys};
-use fernando_cache_store::{Cause, ComputeError, Store};
+use fernando_cache_store::{Cause, ComputeError, Cost, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::{
     DocumentKind, DocumentResult, EngineError, FieldExtractor, ProcessError, ProcessedDocument,
-    StageOutcome, Stages, TextEngine,
+    StageOutcome, Stages, TextEngine, cut_to_limit,
     engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
     telemetry::{Stage, Telemetry, TelemetrySnapshot},
     warm::HotSet,
@@ -25,13 +25,17 @@ use crate::{
 
 /// What a document's cache entry holds: its result, and whether that rests on a stale stage (never true in a
 /// stored entry: such results are not stored).
-pub(crate) type CachedDocument = (DocumentResult, bool);
-
-/// A stage's output and how long it took to compute (what a later hit saves).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Timed<T> {
+pub(crate) struct CachedDocument {
+    pub(crate) result: DocumentResult,
+    pub(crate) stale: bool,
+}
+
+/// A stage's output and what computing it cost (what a later hit saves): stored with the output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Costed<T> {
     value: T,
-    ms: u64,
+    cost: Cost,
 }
 
 /// What each stage of one document did.
@@ -54,33 +58,37 @@ impl Ran {
 }
 
 /// One cached stage: read, else compute (once across concurrent callers), timing the work and noting that it
-/// ran. The work owns what it uses: past the type's soft timeout, with an earlier result to serve, it goes on
-/// in the background and caches its result when done (fail-safe, design 0014).
-async fn timed_stage<T, F, Fut>(
+/// ran. The work answers its value and what it cost beyond engine time (tokens, money); the whole cost is
+/// stored with the value and counted as spent when the work completes — in the background too, past the
+/// type's soft timeout (fail-safe, design 0014) — and as saved by each fresh hit on it.
+async fn costed_stage<T, F, Fut>(
     shared: &Shared,
     tenant: &TenantId,
     cache_type: &CacheType,
     key: &str,
     ran: &Ran,
     work: F,
-) -> Result<Timed<T>, ProcessError>
+) -> Result<Costed<T>, ProcessError>
 where
     T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, EngineError>> + Send + 'static,
+    Fut: Future<Output = Result<(T, Cost), EngineError>> + Send + 'static,
 {
     let computed = Arc::new(AtomicBool::new(false));
     let flag = computed.clone();
+    let (store, owner, ty) = (shared.store.clone(), tenant.clone(), cache_type.clone());
     let served = shared
         .store
         .get_or_compute_detached(tenant, cache_type, key, move || async move {
             flag.store(true, Ordering::Relaxed);
             let t = Instant::now();
-            let value = work().await?;
-            Ok::<_, ProcessError>(Timed {
-                value,
-                ms: t.elapsed().as_millis() as u64,
-            })
+            let (value, extra) = work().await?;
+            let cost = Cost {
+                compute_ms: t.elapsed().as_millis() as u64,
+                ..extra
+            };
+            store.record_spent(&owner, &ty, cost);
+            Ok::<_, ProcessError>(Costed { value, cost })
         })
         .await
         .map_err(flatten)?;
@@ -88,6 +96,10 @@ where
         ran.stale.store(true, Ordering::Relaxed);
     } else if computed.load(Ordering::Relaxed) {
         ran.computed.store(true, Ordering::Relaxed);
+    } else {
+        shared
+            .store
+            .record_saved(tenant, cache_type, served.value.cost);
     }
     Ok(served.value)
 }
@@ -162,7 +174,7 @@ impl DocumentProcessor {
         };
         let pdf = crate::PdfPages::new(&p.pdftoppm, tesseract.clone(), limits).await;
         let extractor: Arc<dyn FieldExtractor> = match p.extractor {
-            ExtractorKind::Openai => Arc::new(OpenAiExtractor::new(&p.openai)),
+            ExtractorKind::Openai => Arc::new(OpenAiExtractor::new(&p.openai, &settings.prices)),
             _ => Arc::new(RuleExtractor),
         };
         DocumentProcessor::new(
@@ -301,7 +313,7 @@ impl DocumentProcessor {
                 .get::<CachedDocument>(tenant, &CacheType::DOC_HASH, &key)
                 .await
             {
-                return Ok(Some(r.0));
+                return Ok(Some(r.result));
             }
         }
         Ok(None)
@@ -362,7 +374,7 @@ impl DocumentProcessor {
         let doc_key = self.document_key(&fp, engine.as_ref());
         let keys = DocumentKeys::new(&fp);
         let computed = AtomicBool::new(false);
-        let (ocr, extraction) = (Ran::default(), Ran::default());
+        let (ocr, extracting) = (Ran::default(), Ran::default());
         let shared = &self.shared;
         // A document whose result rests on a stale stage is returned but not cached whole: the next call
         // retries the stage (once its throttle period is over).
@@ -372,59 +384,76 @@ impl DocumentProcessor {
                 tenant,
                 &CacheType::DOC_HASH,
                 &doc_key,
-                |(_, stale): &CachedDocument| !*stale,
+                |doc: &CachedDocument| !doc.stale,
                 || async {
                     computed.store(true, Ordering::Relaxed);
                     let bytes: Arc<[u8]> = load().await?.into();
                     let text_id = engine.id().to_string();
                     let read = engine.clone();
-                    let text = timed_stage(
+                    let text = costed_stage(
                         shared,
                         tenant,
                         &CacheType::OCR_RESULT,
                         &keys.text(&text_id),
                         &ocr,
-                        move || async move { read.text(kind, &bytes).await },
+                        move || async move {
+                            Ok((read.text(kind, &bytes).await?, Cost::default()))
+                        },
                     )
                     .await?;
                     let extractor_id = shared.extractor.id().to_string();
-                    let text_fp = DocumentFingerprint::of_bytes(text.value.as_bytes());
-                    let (extractor, input) = (shared.extractor.clone(), text.value.clone());
-                    let fields = timed_stage(
+                    // Keyed by the text the extractor reads: a longer limit later is a new key.
+                    let (input, truncated) =
+                        cut_to_limit(&text.value, shared.extractor.max_input_chars());
+                    let text_fp = DocumentFingerprint::of_bytes(input.as_bytes());
+                    let (extractor, input) = (shared.extractor.clone(), input.to_owned());
+                    let extraction = costed_stage(
                         shared,
                         tenant,
                         &CacheType::LLM_EXTRACTION,
                         &keys.fields(&extractor_id, &text_fp),
-                        &extraction,
-                        move || async move { extractor.extract(&input).await },
+                        &extracting,
+                        move || async move {
+                            let e = extractor.extract(&input).await?;
+                            let cost = Cost {
+                                tokens: e.usage.map_or(0, |u| u.total()),
+                                money_micros: e.cost_micros,
+                                ..Cost::default()
+                            };
+                            Ok((e, cost))
+                        },
                     )
                     .await?;
-                    let stale = [&ocr, &extraction]
+                    let stale = [&ocr, &extracting]
                         .iter()
                         .any(|r| r.outcome() == StageOutcome::Stale);
-                    Ok::<_, ProcessError>((
-                        DocumentResult {
+                    let e = extraction.value;
+                    Ok::<_, ProcessError>(CachedDocument {
+                        result: DocumentResult {
                             fingerprint: fp.to_hex(),
                             kind,
                             size,
                             text: text.value,
-                            fields: fields.value,
+                            fields: e.fields,
                             text_engine: text_id,
                             extractor: extractor_id,
-                            text_ms: text.ms,
-                            extract_ms: fields.ms,
+                            text_ms: text.cost.compute_ms,
+                            extract_ms: extraction.cost.compute_ms,
+                            usage: e.usage,
+                            cost_micros: e.cost_micros,
+                            truncated: truncated.or(e.truncated),
                         },
                         stale,
-                    ))
+                    })
                 },
             )
             .await;
-        let (result, _) = outcome.map_err(flatten)?.value;
+        let result = outcome.map_err(flatten)?.value.result;
         let stages = if computed.load(Ordering::Relaxed) {
             Stages {
                 document: StageOutcome::Miss,
                 ocr: ocr.outcome(),
-                extraction: extraction.outcome(),
+                extraction: extracting.outcome(),
             }
         } else {
             Stages {
@@ -432,6 +461,28 @@ impl DocumentProcessor {
                 ocr: StageOutcome::Hit,
                 extraction: StageOutcome::Hit,
             }
+        };
+        // What fresh hits saved, as the stages recorded it (a stale answer saved no spending: its computation
+        // ran or failed). A whole-document hit saves the cost its result was computed with.
+        let saved_cost = if stages.document == StageOutcome::Hit {
+            let cost = result.cost();
+            shared
+                .store
+                .record_saved(tenant, &CacheType::DOC_HASH, cost);
+            cost
+        } else {
+            let mut c = Cost::default();
+            if stages.ocr == StageOutcome::Hit {
+                c.compute_ms += result.text_ms;
+            }
+            if stages.extraction == StageOutcome::Hit {
+                c = c.plus(Cost {
+                    compute_ms: result.extract_ms,
+                    tokens: result.usage.map_or(0, |u| u.total()),
+                    money_micros: result.cost_micros,
+                });
+            }
+            c
         };
         let t = &shared.telemetry;
         let text_ms = Duration::from_millis(result.text_ms);
@@ -463,6 +514,7 @@ impl DocumentProcessor {
             result,
             stages,
             time_saved: saved,
+            saved: saved_cost,
             elapsed: start.elapsed(),
         })
     }

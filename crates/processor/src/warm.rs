@@ -110,7 +110,7 @@ impl Warmer {
             {
                 report.refreshed += 1;
             }
-            let doc = &cached.0;
+            let doc = &cached.result;
             // The stages: their entries are read and written again as they are.
             if let Ok(fp) = doc
                 .fingerprint

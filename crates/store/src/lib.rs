@@ -53,7 +53,7 @@ pub use backend::{
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};
 pub use metrics::{Counters, LatencyHistogram, MetricsSnapshot, OVERFLOW_TENANT, SeriesSnapshot};
-pub use store::{Invalidation, InvalidationStrategy, Served, Store, WriteOutcome};
+pub use store::{Cost, Invalidation, InvalidationStrategy, Served, Store, WriteOutcome};
 
 pub use fernando_cache_config as config;
 pub use fernando_cache_keys as keys;

@@ -181,6 +181,30 @@ counters! {
     refreshes: "Entries recomputed in the background ahead of expiry (eager refresh).",
     raw_bytes: "Bytes of values written, before compression.",
     stored_bytes: "Bytes of envelopes written, after compression.",
+    compute_spent_ms: "Engine time spent computing values (milliseconds), as the caller reported it.",
+    compute_saved_ms: "Engine time hits saved: what their values cost when computed (milliseconds).",
+    tokens_spent: "Model tokens spent computing values.",
+    tokens_saved: "Model tokens hits saved.",
+    money_spent_micros: "Money spent computing values, in millionths of the currency unit.",
+    money_saved_micros: "Money hits saved, in millionths of the currency unit.",
+}
+
+impl AtomicCounters {
+    pub(crate) fn add_spent(&self, cost: crate::Cost) {
+        self.compute_spent_ms
+            .fetch_add(cost.compute_ms, Ordering::Relaxed);
+        self.tokens_spent.fetch_add(cost.tokens, Ordering::Relaxed);
+        self.money_spent_micros
+            .fetch_add(cost.money_micros, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_saved(&self, cost: crate::Cost) {
+        self.compute_saved_ms
+            .fetch_add(cost.compute_ms, Ordering::Relaxed);
+        self.tokens_saved.fetch_add(cost.tokens, Ordering::Relaxed);
+        self.money_saved_micros
+            .fetch_add(cost.money_micros, Ordering::Relaxed);
+    }
 }
 
 impl Counters {

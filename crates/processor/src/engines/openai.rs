@@ -4,24 +4,30 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fernando_cache_config::{ExposeSecret, OpenAiSettings, SecretString};
+use fernando_cache_config::{ExposeSecret, ModelPrice, OpenAiSettings, Prices, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{EngineError, EngineId, ExtractedFields, FieldExtractor};
+use crate::{
+    EngineError, EngineId, ExtractedFields, Extraction, FieldExtractor, TokenUsage,
+    engine::cut_to_limit,
+};
 
 const PROMPT: &str = "You extract fields from business documents. Answer with one JSON object and nothing \
 else, with exactly these keys: invoice_number (string or null), dates (array of ISO 8601 dates, \
 YYYY-MM-DD), total (string like \"1234.56 EUR\" or null), vat_ids (array of strings), ibans (array of \
 strings without spaces), emails (array of lowercase strings).";
 
-/// Calls `{url}/chat/completions` with the document's text.
+/// Calls `{url}/chat/completions` with the document's text (its first `max_input_chars` characters), and
+/// prices the answer's `usage` with the model's configured price.
 pub struct OpenAiExtractor {
     client: reqwest::Client,
     endpoint: String,
     model: String,
     api_key: Option<SecretString>,
     timeout: Duration,
+    max_input_chars: usize,
+    price: Option<ModelPrice>,
 }
 
 impl std::fmt::Debug for OpenAiExtractor {
@@ -36,6 +42,16 @@ impl std::fmt::Debug for OpenAiExtractor {
 #[derive(Deserialize)]
 struct Completion {
     choices: Vec<Choice>,
+    /// Absent from some servers' answers; then only the call is known, not its tokens.
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -64,14 +80,24 @@ struct Answer {
 }
 
 impl OpenAiExtractor {
-    /// An extractor for the configured endpoint.
-    pub fn new(settings: &OpenAiSettings) -> Self {
+    /// An extractor for the configured endpoint, priced from `prices` (a model without a price costs tokens
+    /// only, and says so once in the log).
+    pub fn new(settings: &OpenAiSettings, prices: &Prices) -> Self {
+        let price = prices.of(&settings.model).cloned();
+        if price.is_none() {
+            tracing::warn!(
+                model = settings.model.as_str(),
+                "no [[prices.models]] entry for the model: its tokens are counted, its money is not"
+            );
+        }
         OpenAiExtractor {
             client: reqwest::Client::new(),
             endpoint: format!("{}/chat/completions", settings.url.trim_end_matches('/')),
             model: settings.model.clone(),
             api_key: settings.api_key.clone(),
             timeout: settings.timeout,
+            max_input_chars: settings.max_input_chars,
+            price,
         }
     }
 
@@ -90,7 +116,12 @@ impl FieldExtractor for OpenAiExtractor {
         EngineId::new("openai", format!("{}+prompt1", self.model))
     }
 
-    async fn extract(&self, text: &str) -> Result<ExtractedFields, EngineError> {
+    fn max_input_chars(&self) -> Option<usize> {
+        Some(self.max_input_chars)
+    }
+
+    async fn extract(&self, text: &str) -> Result<Extraction, EngineError> {
+        let (text, truncated) = cut_to_limit(text, Some(self.max_input_chars));
         let body = json!({
             "model": self.model,
             "temperature": 0,
@@ -125,6 +156,14 @@ impl FieldExtractor for OpenAiExtractor {
         }
         let completion: Completion = serde_json::from_slice(&bytes)
             .map_err(|e| self.upstream(format!("not a chat completion: {e}")))?;
+        let usage = completion.usage.map(|u| TokenUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        });
+        let cost_micros = match (&self.price, usage) {
+            (Some(p), Some(u)) => p.cost_micros(u.prompt_tokens, u.completion_tokens),
+            _ => 0,
+        };
         let content = completion
             .choices
             .into_iter()
@@ -140,7 +179,7 @@ impl FieldExtractor for OpenAiExtractor {
             .trim();
         let answer: Answer = serde_json::from_str(json_text)
             .map_err(|e| self.upstream(format!("the model's answer is not the asked JSON: {e}")))?;
-        Ok(ExtractedFields {
+        let fields = ExtractedFields {
             invoice_number: answer.invoice_number.filter(|s| !s.trim().is_empty()),
             dates: answer.dates,
             total: answer.total.filter(|s| !s.trim().is_empty()),
@@ -155,6 +194,12 @@ impl FieldExtractor for OpenAiExtractor {
                 .into_iter()
                 .map(|e| e.to_lowercase())
                 .collect(),
+        };
+        Ok(Extraction {
+            fields,
+            usage,
+            cost_micros,
+            truncated,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use regex::Regex;
 
-use crate::{EngineError, EngineId, ExtractedFields, FieldExtractor};
+use crate::{EngineError, EngineId, ExtractedFields, Extraction, FieldExtractor};
 
 /// Rule-based extraction: no network, deterministic, the embedded default.
 #[derive(Debug, Clone, Copy, Default)]
@@ -206,8 +206,8 @@ impl FieldExtractor for RuleExtractor {
         EngineId::new("rules", Self::VERSION)
     }
 
-    async fn extract(&self, text: &str) -> Result<ExtractedFields, EngineError> {
-        Ok(extract(text))
+    async fn extract(&self, text: &str) -> Result<Extraction, EngineError> {
+        Ok(extract(text).into())
     }
 }
 

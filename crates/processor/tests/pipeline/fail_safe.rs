@@ -105,7 +105,7 @@ fn pipeline(server: &RedisServer, addr: SocketAddr, extra: &[(&str, &str)]) -> D
     )
     .unwrap();
     let store = Store::from_settings(&settings).unwrap();
-    let extractor = OpenAiExtractor::new(&settings.processor.openai);
+    let extractor = OpenAiExtractor::new(&settings.processor.openai, &settings.prices);
     let mut p = DocumentProcessor::new(
         store,
         vec![CountingText::new("1")],

@@ -87,7 +87,7 @@ fn extractor(addr: SocketAddr) -> OpenAiExtractor {
             .set("processor.openai.timeout", "500ms"),
     )
     .unwrap();
-    OpenAiExtractor::new(&settings.processor.openai)
+    OpenAiExtractor::new(&settings.processor.openai, &settings.prices)
 }
 
 #[tokio::test]
@@ -96,10 +96,14 @@ async fn a_good_answer_becomes_validated_fields_and_the_request_is_well_formed()
     let e = extractor(addr);
     assert_eq!(e.id().to_string(), "openai@local-model+prompt1");
     let f = e.extract("Invoice number: INV-7781 …").await.unwrap();
-    assert_eq!(f.invoice_number.as_deref(), Some("INV-7781"));
-    assert_eq!(f.total.as_deref(), Some("1482.00 GBP"));
-    assert!(f.ibans.contains("GB82WEST12345698765432"));
-    assert!(f.emails.contains("accounts@example-logistics.example"));
+    assert_eq!(f.fields.invoice_number.as_deref(), Some("INV-7781"));
+    assert_eq!(f.fields.total.as_deref(), Some("1482.00 GBP"));
+    assert!(f.fields.ibans.contains("GB82WEST12345698765432"));
+    assert!(
+        f.fields
+            .emails
+            .contains("accounts@example-logistics.example")
+    );
     let seen = fake.seen.lock().await;
     let (auth, body) = &seen[0];
     assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
@@ -109,7 +113,7 @@ async fn a_good_answer_becomes_validated_fields_and_the_request_is_well_formed()
 
     let (addr, _) = serve("fenced").await;
     let f = extractor(addr).extract("x").await.unwrap();
-    assert_eq!(f.invoice_number.as_deref(), Some("X-1"));
+    assert_eq!(f.fields.invoice_number.as_deref(), Some("X-1"));
 }
 
 #[tokio::test]

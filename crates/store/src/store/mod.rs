@@ -3,6 +3,7 @@
 //! (`write.rs`), the single-flight compute engine (`compute.rs`), invalidation (`invalidate.rs`), and every
 //! backend call's breaker and deadline (`call.rs`).
 
+mod accounting;
 mod call;
 mod compute;
 mod detached;
@@ -29,6 +30,7 @@ use crate::{
     deadline::Deadlines, flight::Flights, metrics::Metrics,
 };
 
+pub use accounting::Cost;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
