@@ -107,13 +107,26 @@ pub struct DocumentResult {
 }
 
 impl DocumentResult {
-    /// What computing this result cost: both stages' engine time, and the extraction's tokens and money.
-    pub fn cost(&self) -> Cost {
+    /// What computing the text cost: engine time.
+    pub fn text_cost(&self) -> Cost {
         Cost {
-            compute_ms: self.text_ms.saturating_add(self.extract_ms),
+            compute_ms: self.text_ms,
+            ..Cost::default()
+        }
+    }
+
+    /// What computing the fields cost: engine time, tokens and money.
+    pub fn extraction_cost(&self) -> Cost {
+        Cost {
+            compute_ms: self.extract_ms,
             tokens: self.usage.map_or(0, |u| u.total()),
             money_micros: self.cost_micros,
         }
+    }
+
+    /// What computing this result cost: both stages together.
+    pub fn cost(&self) -> Cost {
+        self.text_cost().plus(self.extraction_cost())
     }
 }
 

@@ -473,14 +473,10 @@ impl DocumentProcessor {
         } else {
             let mut c = Cost::default();
             if stages.ocr == StageOutcome::Hit {
-                c.compute_ms += result.text_ms;
+                c = c.plus(result.text_cost());
             }
             if stages.extraction == StageOutcome::Hit {
-                c = c.plus(Cost {
-                    compute_ms: result.extract_ms,
-                    tokens: result.usage.map_or(0, |u| u.total()),
-                    money_micros: result.cost_micros,
-                });
+                c = c.plus(result.extraction_cost());
             }
             c
         };

@@ -10,6 +10,7 @@ use fernando_cache_keys::AsScope;
 use serde::{Deserialize, Serialize};
 
 use super::Store;
+use crate::metrics::AtomicCounters;
 
 /// What computing one value cost. Money is counted in millionths of the configured currency unit (integers
 /// add up exactly; a price is rounded once per computation).
@@ -38,24 +39,25 @@ impl Cost {
 impl Store {
     /// Counts `cost` as spent on computing a value of `cache_type` (a miss's work) for `scope`.
     pub fn record_spent(&self, scope: impl AsScope, cache_type: &CacheType, cost: Cost) {
-        let scope = scope.as_scope();
-        self.inner
-            .metrics
-            .series(scope.label(), cache_type.as_str())
-            .apply(|s| {
-                s.counters.add_spent(cost);
-            });
+        self.account(scope, cache_type, |c| c.add_spent(cost));
     }
 
     /// Counts `cost` as saved by a hit on a value of `cache_type` for `scope`: what that value cost when it was
     /// computed.
     pub fn record_saved(&self, scope: impl AsScope, cache_type: &CacheType, cost: Cost) {
+        self.account(scope, cache_type, |c| c.add_saved(cost));
+    }
+
+    fn account(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        add: impl FnOnce(&AtomicCounters),
+    ) {
         let scope = scope.as_scope();
         self.inner
             .metrics
             .series(scope.label(), cache_type.as_str())
-            .apply(|s| {
-                s.counters.add_saved(cost);
-            });
+            .apply(|s| add(&s.counters));
     }
 }
