@@ -10,7 +10,7 @@ use std::{
 
 use fernando_cache_models::{Db, list_events, run_pending, statistics_since, warmup_jobs};
 use fernando_cache_testkit::{PostgresDb, RedisCluster, RedisServer};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Server {
     child: Child,
@@ -648,7 +648,8 @@ async fn the_variant_budget_holds_across_two_replicas() {
     );
 }
 
-/// A chat-completions endpoint standing in for the LLM: counts the requests, takes 300 ms, answers fields.
+/// A chat-completions endpoint standing in for the LLM: counts the requests, takes 300 ms, answers fields and a
+/// `usage` of 120 prompt and 30 completion tokens.
 async fn counting_llm() -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -665,7 +666,8 @@ async fn counting_llm() -> (
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let content = serde_json::json!({"invoice_number": "RE-2026-0042", "total": "99.00 EUR"});
                 Json(serde_json::json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}]
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}],
+                    "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
                 }))
             }
         }),
@@ -738,6 +740,95 @@ async fn two_replicas_receiving_one_new_document_at_once_run_ocr_and_extraction_
         llm_calls.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "the LLM was asked more than once"
+    );
+}
+
+/// Issue 14: what a model call cost is shown per cache type by `GET /v1/cache/stats` and by `/metrics`: spent
+/// by the extraction that ran, saved by the document hit that followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_metrics_show_tokens_and_money_spent_and_saved() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let (llm, llm_calls) = counting_llm().await;
+    let llm_url = format!("http://{llm}/v1");
+    let env = [
+        ("FERNANDO_CACHE__PROCESSOR__EXTRACTOR", "openai"),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__URL", llm_url.as_str()),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__API_KEY", "sk-test"),
+    ];
+    let server = Server::start_with(&redis.url(), pg.url(), &env);
+    let letter = sample("acme/letters/payment-reminder.txt");
+    for _ in 0..2 {
+        let r = server.upload(ACME, "text/plain", letter.clone()).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(llm_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The default price list: gpt-4o-mini at 0.00015 / 0.0006 USD per 1 000 tokens, so 120 prompt and 30
+    // completion tokens cost 18 + 18 = 36 millionths of a dollar.
+    let stats: Value = server
+        .get("/v1/cache/stats", Some(ACME))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["currency"], "USD");
+    let of = |t: &str| {
+        stats["cache_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cache_type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {stats}"))
+            .clone()
+    };
+    let extraction = of("llm_extraction");
+    assert_eq!(
+        (
+            &extraction["tokens_spent"],
+            &extraction["money_spent_micros"]
+        ),
+        (&json!(150), &json!(36)),
+        "{stats}"
+    );
+    assert_eq!(extraction["tokens_saved"], 0, "{stats}");
+    let document = of("doc_hash");
+    assert_eq!(
+        (&document["tokens_saved"], &document["money_saved_micros"]),
+        (&json!(150), &json!(36)),
+        "the second upload was a whole-document hit: {stats}"
+    );
+    assert_eq!(document["tokens_spent"], 0, "{stats}");
+
+    let text = server.get("/metrics", None).await.text().await.unwrap();
+    let samples = parse_prometheus(&text);
+    let value = |name: &str, cache_type: &str| {
+        samples
+            .iter()
+            .find(|(n, labels, _)| {
+                n == name
+                    && labels.contains(&("tenant".into(), "acme".into()))
+                    && labels.contains(&("cache_type".into(), cache_type.into()))
+            })
+            .map(|(_, labels, v)| (labels.clone(), *v))
+            .unwrap_or_else(|| panic!("no {name} for {cache_type} in\n{text}"))
+    };
+    assert_eq!(
+        value("fernando_cache_tokens_spent_total", "llm_extraction").1,
+        150.0
+    );
+    assert_eq!(
+        value("fernando_cache_tokens_saved_total", "doc_hash").1,
+        150.0
+    );
+    let (labels, saved) = value("fernando_cache_money_saved_total", "doc_hash");
+    assert!((saved - 0.000036).abs() < 1e-12, "{saved}");
+    assert!(labels.contains(&("currency".into(), "USD".into())));
+    assert!(
+        value(
+            "fernando_cache_compute_spent_seconds_total",
+            "llm_extraction"
+        )
+        .1 >= 0.3
     );
 }
 

@@ -53,6 +53,16 @@ impl ModelPrice {
 }
 
 impl Prices {
+    /// `micros` millionths of the currency unit, written out with the currency: `0.004512 USD`.
+    pub fn amount(&self, micros: u64) -> String {
+        format!("{} {}", Self::decimal(micros), self.currency)
+    }
+
+    /// `micros` millionths of a currency unit as a decimal number with six places: `0.004512`.
+    pub fn decimal(micros: u64) -> String {
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    }
+
     /// The price of `model`, if configured.
     pub fn of(&self, model: &str) -> Option<&ModelPrice> {
         self.models.iter().find(|p| p.model == model)
@@ -106,6 +116,17 @@ mod tests {
         assert_eq!(p.cost_micros(1_000, 500), 450);
         assert_eq!(p.cost_micros(1, 1), 1); // 0.15 + 0.6 = 0.75 → 1
         assert_eq!(p.cost_micros(0, 0), 0);
+    }
+
+    #[test]
+    fn amounts_are_written_with_six_decimals_and_the_currency() {
+        let p = Prices {
+            currency: "EUR".into(),
+            models: vec![],
+        };
+        assert_eq!(p.amount(4_512), "0.004512 EUR");
+        assert_eq!(p.amount(12_000_001), "12.000001 EUR");
+        assert_eq!(p.amount(0), "0.000000 EUR");
     }
 
     #[test]

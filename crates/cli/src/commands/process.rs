@@ -162,6 +162,11 @@ pub(crate) async fn run(
             "engine_time_ms": t.time_spent.as_millis() as u64,
             "bytes_raw": cache.raw_bytes,
             "bytes_stored": cache.stored_bytes,
+            "tokens_spent": cache.tokens_spent,
+            "tokens_saved": cache.tokens_saved,
+            "money_spent_micros": cache.money_spent_micros,
+            "money_saved_micros": cache.money_saved_micros,
+            "currency": settings.prices.currency,
             "elapsed_ms": elapsed.as_millis() as u64,
         });
         println!(
@@ -169,7 +174,15 @@ pub(crate) async fn run(
             serde_json::to_string_pretty(&json!({"documents": documents, "summary": summary}))?
         );
     } else {
-        print_table(&results, &t, &cache, elapsed, &tenant, (failed, &skipped));
+        print_table(
+            &results,
+            &t,
+            &cache,
+            &settings.prices,
+            elapsed,
+            &tenant,
+            (failed, &skipped),
+        );
     }
     if let Some(recorder) = recorder {
         recorder.shutdown(Duration::from_secs(5)).await;
@@ -193,6 +206,7 @@ fn print_table(
     results: &[Row],
     t: &fernando_cache_processor::TelemetrySnapshot,
     cache: &fernando_cache_store::Counters,
+    prices: &fernando_cache_config::Prices,
     elapsed: Duration,
     tenant: &TenantId,
     (failed, skipped): (usize, &[String]),
@@ -282,6 +296,15 @@ fn print_table(
         "time saved        {} of engine time (spent {})",
         humantime::format_duration(Duration::from_millis(t.time_saved.as_millis() as u64)),
         humantime::format_duration(Duration::from_millis(t.time_spent.as_millis() as u64)),
+    );
+    println!(
+        "tokens            {} saved (spent {})",
+        cache.tokens_saved, cache.tokens_spent
+    );
+    println!(
+        "money             {} saved (spent {})",
+        prices.amount(cache.money_saved_micros),
+        prices.amount(cache.money_spent_micros)
     );
     println!(
         "bytes             {} not reprocessed; cache stored {} for {} raw",

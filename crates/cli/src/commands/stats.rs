@@ -1,10 +1,10 @@
-//! `fernando-cache stats`: hit ratio, traffic and latency per tenant and cache type from the statistics
-//! database, as a table or JSON.
+//! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
+//! per tenant and cache type from the statistics database, as a table or JSON.
 
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use fernando_cache_config::Settings;
+use fernando_cache_config::{Prices, Settings};
 use fernando_cache_models::{Db, StatisticsSummary, statistics_since};
 
 use crate::wiring::open;
@@ -31,12 +31,18 @@ pub(crate) async fn run(
                     "hit_ratio": r.hit_ratio(), "sets": r.sets, "deletes": r.deletes, "errors": r.errors,
                     "degraded": r.degraded, "raw_bytes": r.raw_bytes, "stored_bytes": r.stored_bytes,
                     "p95_us": r.max_p95_us, "p99_us": r.max_p99_us,
+                    "compute_spent_ms": r.compute_spent_ms, "compute_saved_ms": r.compute_saved_ms,
+                    "tokens_spent": r.tokens_spent, "tokens_saved": r.tokens_saved,
+                    "money_spent_micros": r.money_spent_micros, "money_saved_micros": r.money_saved_micros,
+                    "currency": settings.prices.currency,
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(out));
         return Ok(ExitCode::SUCCESS);
     }
+    let saved_money = format!("saved {}", settings.prices.currency);
+    let spent_money = format!("spent {}", settings.prices.currency);
     let header = [
         "tenant",
         "type",
@@ -50,6 +56,11 @@ pub(crate) async fn run(
         "stored/raw",
         "p95",
         "p99",
+        "time saved",
+        "tokens saved",
+        "tokens spent",
+        &saved_money,
+        &spent_money,
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
     for r in &rows {
@@ -71,6 +82,12 @@ pub(crate) async fn run(
             },
             format!("{}µs", r.max_p95_us),
             format!("{}µs", r.max_p99_us),
+            humantime::format_duration(Duration::from_millis(r.compute_saved_ms.max(0) as u64))
+                .to_string(),
+            r.tokens_saved.to_string(),
+            r.tokens_spent.to_string(),
+            Prices::decimal(r.money_saved_micros.max(0) as u64),
+            Prices::decimal(r.money_spent_micros.max(0) as u64),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())

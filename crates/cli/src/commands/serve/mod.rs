@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) keys: Arc<auth::Keys>,
     /// The statistics database, when statistics are on.
     pub(crate) database_url: Option<String>,
+    /// The currency money figures are counted in (`prices.currency`).
+    pub(crate) currency: Arc<str>,
 }
 
 /// A JSON error body with a status.
@@ -132,6 +134,7 @@ pub(crate) async fn run(
         processor: processor.clone(),
         keys,
         database_url: database_url.clone(),
+        currency: settings.prices.currency.as_str().into(),
     };
     let app = app(state, settings)?;
     let pending = database_url.clone().map(|url| {

@@ -17,11 +17,11 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A counter family: name, help, and how to read it from a series.
+/// A counter family: name, help, and how to read it from a series (in the family's base unit).
 type Family = (
     &'static str,
     &'static str,
-    fn(&fernando_cache_store::Counters) -> u64,
+    fn(&fernando_cache_store::Counters) -> f64,
 );
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -32,50 +32,85 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let snapshot = state.store.metrics();
     let mut out = String::new();
-    let counters: [Family; 10] = [
+    let counters: [Family; 14] = [
         (
             "fernando_cache_hits_total",
             "Reads that returned a value.",
-            |c| c.hits,
+            |c| c.hits as f64,
         ),
         (
             "fernando_cache_l1_hits_total",
             "Reads answered by the in-process tier, without the backend (part of hits).",
-            |c| c.l1_hits,
+            |c| c.l1_hits as f64,
         ),
         (
             "fernando_cache_misses_total",
             "Reads that returned nothing.",
-            |c| c.misses,
+            |c| c.misses as f64,
         ),
-        ("fernando_cache_sets_total", "Writes stored.", |c| c.sets),
+        ("fernando_cache_sets_total", "Writes stored.", |c| {
+            c.sets as f64
+        }),
         (
             "fernando_cache_dropped_sets_total",
             "Writes dropped while the backend was unavailable.",
-            |c| c.dropped_sets,
+            |c| c.dropped_sets as f64,
         ),
         ("fernando_cache_deletes_total", "Keys deleted.", |c| {
-            c.deletes
+            c.deletes as f64
         }),
         (
             "fernando_cache_errors_total",
             "Backend calls that failed.",
-            |c| c.errors,
+            |c| c.errors as f64,
         ),
         (
             "fernando_cache_degraded_total",
             "Operations completed without the backend.",
-            |c| c.degraded,
+            |c| c.degraded as f64,
         ),
         (
             "fernando_cache_raw_bytes_total",
             "Bytes of values written, before compression.",
-            |c| c.raw_bytes,
+            |c| c.raw_bytes as f64,
         ),
         (
             "fernando_cache_stored_bytes_total",
             "Bytes written after compression.",
-            |c| c.stored_bytes,
+            |c| c.stored_bytes as f64,
+        ),
+        (
+            "fernando_cache_compute_spent_seconds_total",
+            "Engine time spent computing values that were then cached (misses).",
+            |c| c.compute_spent_ms as f64 / 1e3,
+        ),
+        (
+            "fernando_cache_compute_saved_seconds_total",
+            "Engine time hits saved: what each hit's entry cost to compute.",
+            |c| c.compute_saved_ms as f64 / 1e3,
+        ),
+        (
+            "fernando_cache_tokens_spent_total",
+            "Model tokens (prompt and completion) spent on misses.",
+            |c| c.tokens_spent as f64,
+        ),
+        (
+            "fernando_cache_tokens_saved_total",
+            "Model tokens hits saved.",
+            |c| c.tokens_saved as f64,
+        ),
+    ];
+    // Money carries its currency as a label: the same figure in another currency is another series.
+    let money: [Family; 2] = [
+        (
+            "fernando_cache_money_spent_total",
+            "Money spent on model calls for misses, in the currency unit (prices.currency).",
+            |c| c.money_spent_micros as f64 / 1e6,
+        ),
+        (
+            "fernando_cache_money_saved_total",
+            "Money hits saved, in the currency unit (prices.currency).",
+            |c| c.money_saved_micros as f64 / 1e6,
         ),
     ];
     for (name, help, get) in counters {
@@ -84,6 +119,19 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             let _ = writeln!(
                 out,
                 "{name}{{tenant=\"{}\",cache_type=\"{}\"}} {}",
+                label(&s.tenant),
+                label(&s.cache_type),
+                get(&s.counters)
+            );
+        }
+    }
+    let currency = label(&state.currency);
+    for (name, help, get) in money {
+        family(&mut out, name, "counter", help);
+        for s in &snapshot.series {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",cache_type=\"{}\",currency=\"{currency}\"}} {}",
                 label(&s.tenant),
                 label(&s.cache_type),
                 get(&s.counters)

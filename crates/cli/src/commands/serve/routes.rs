@@ -142,11 +142,22 @@ pub(crate) async fn stats(
                 "stored_bytes": c.stored_bytes,
                 "p50_ms": s.get_latency.quantile(0.5).as_secs_f64() * 1e3,
                 "p99_ms": s.get_latency.quantile(0.99).as_secs_f64() * 1e3,
+                "compute_spent_ms": c.compute_spent_ms,
+                "compute_saved_ms": c.compute_saved_ms,
+                "tokens_spent": c.tokens_spent,
+                "tokens_saved": c.tokens_saved,
+                "money_spent_micros": c.money_spent_micros,
+                "money_saved_micros": c.money_saved_micros,
             })
         })
         .collect();
     // Live figures: never answered from the response cache.
-    let mut r = Json(json!({"tenant": tenant.as_str(), "cache_types": types})).into_response();
+    let mut r = Json(json!({
+        "tenant": tenant.as_str(),
+        "currency": &*state.currency,
+        "cache_types": types,
+    }))
+    .into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
