@@ -7,7 +7,10 @@ use diesel::prelude::*;
 use crate::{
     Db, ModelError,
     models::HealthRow,
-    schema::{cache_event_log, cache_health_status, cache_performance_metrics, cache_statistics},
+    schema::{
+        cache_access_history, cache_event_log, cache_health_status, cache_performance_metrics,
+        cache_statistics,
+    },
 };
 
 /// How serious an event is.
@@ -124,7 +127,7 @@ pub fn health_rows(db: &mut Db, component: &str, limit: i64) -> Result<Vec<Healt
 /// Ages past which rows are removed (`None`: kept forever).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
-    /// `cache_statistics`, by window start.
+    /// `cache_statistics` by window start, and the read history (`cache_access_history`) by bucket start.
     pub statistics: Option<chrono::Duration>,
     /// `cache_performance_metrics`, by window start.
     pub performance: Option<chrono::Duration>,
@@ -139,6 +142,8 @@ pub struct Retention {
 pub struct Pruned {
     /// From `cache_statistics`.
     pub statistics: usize,
+    /// From `cache_access_history`.
+    pub access_history: usize,
     /// From `cache_performance_metrics`.
     pub performance: usize,
     /// From `cache_health_status`.
@@ -159,6 +164,10 @@ pub fn prune(db: &mut Db, retention: &Retention, now: NaiveDateTime) -> Result<P
         if let Some(before) = cutoff(retention.statistics) {
             pruned.statistics = diesel::delete(
                 cache_statistics::table.filter(cache_statistics::window_start.lt(before)),
+            )
+            .execute(conn)?;
+            pruned.access_history = diesel::delete(
+                cache_access_history::table.filter(cache_access_history::bucket_start.lt(before)),
             )
             .execute(conn)?;
         }

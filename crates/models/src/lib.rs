@@ -27,6 +27,7 @@ pub mod models;
 mod pending;
 mod repo;
 pub mod schema;
+mod warming;
 
 pub use db::{Db, DbKind};
 pub use error::ModelError;
@@ -41,6 +42,9 @@ pub use pending::{
 };
 pub use repo::{
     FlushBatch, PerformanceDelta, StatisticsDelta, StatisticsSummary, apply_flush,
-    claim_warmup_run, invalidation_rules, performance_since, record_warmup_run, statistics_since,
-    upsert_performance, upsert_statistics, warmup_jobs,
+    invalidation_rules, performance_since, statistics_since, upsert_performance, upsert_statistics,
+};
+pub use warming::{
+    AccessCount, access_history, claim_warmup_run, record_accesses, record_warmup_run,
+    reference_data, warmup_jobs,
 };

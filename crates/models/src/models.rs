@@ -52,7 +52,7 @@ pub struct WarmupJob {
     pub tenant_id: Option<String>,
     /// The cache type it warms.
     pub cache_type: String,
-    /// `scheduled`, `frequency` or `predictive`.
+    /// `scheduled`, `frequency_based` or `predictive`.
     pub strategy: String,
     /// Seconds between runs.
     pub interval_seconds: i32,

@@ -8,10 +8,10 @@ use diesel::{prelude::*, upsert::excluded};
 use crate::{
     Db, EventRecord, ModelError,
     journal::{insert_event, insert_health},
-    models::{HealthRow, InvalidationRule, WarmupJob},
+    models::{HealthRow, InvalidationRule},
     schema::{
         cache_invalidation_rules, cache_performance_metrics, cache_recorder_flushes,
-        cache_statistics, cache_warmup_jobs,
+        cache_statistics,
     },
 };
 
@@ -350,68 +350,6 @@ pub fn invalidation_rules(
             .load(db)?,
         None => query.filter(r::tenant_id.is_null()).load(db)?,
     })
-}
-
-/// Every warmup job, highest priority first.
-///
-/// # Errors
-/// [`ModelError::Query`].
-pub fn warmup_jobs(db: &mut Db) -> Result<Vec<WarmupJob>, ModelError> {
-    use cache_warmup_jobs::dsl as w;
-    Ok(w::cache_warmup_jobs
-        .order((w::priority.desc(), w::id.asc()))
-        .select(WarmupJob::as_select())
-        .load(db)?)
-}
-
-/// Claims a warmup job's due run for this replica: moves its `next_run_at` from the value the replica read
-/// (`seen`) to `next`, only if no other replica moved it first. Of several replicas finding the job due at once,
-/// exactly one gets `true` and runs it (a replica that dies mid-run leaves the job for its next interval).
-///
-/// # Errors
-/// [`ModelError::Query`].
-pub fn claim_warmup_run(
-    db: &mut Db,
-    job_id: i64,
-    seen: Option<NaiveDateTime>,
-    next: NaiveDateTime,
-) -> Result<bool, ModelError> {
-    use cache_warmup_jobs::dsl as w;
-    let target = w::cache_warmup_jobs.filter(w::id.eq(job_id));
-    let changed = match seen {
-        Some(at) => diesel::update(target.filter(w::next_run_at.eq(at)))
-            .set(w::next_run_at.eq(Some(next)))
-            .execute(db)?,
-        None => diesel::update(target.filter(w::next_run_at.is_null()))
-            .set(w::next_run_at.eq(Some(next)))
-            .execute(db)?,
-    };
-    Ok(changed == 1)
-}
-
-/// Records a warmup job's run: when, the outcome, the keys it warmed (added to the total) and when it is due
-/// next.
-///
-/// # Errors
-/// [`ModelError::Query`].
-pub fn record_warmup_run(
-    db: &mut Db,
-    job_id: i64,
-    ran_at: NaiveDateTime,
-    status: &str,
-    keys_warmed: i64,
-    next_run_at: NaiveDateTime,
-) -> Result<(), ModelError> {
-    use cache_warmup_jobs::dsl as w;
-    diesel::update(w::cache_warmup_jobs.filter(w::id.eq(job_id)))
-        .set((
-            w::last_run_at.eq(Some(ran_at)),
-            w::last_status.eq(Some(status)),
-            w::keys_warmed.eq(w::keys_warmed + keys_warmed),
-            w::next_run_at.eq(Some(next_run_at)),
-        ))
-        .execute(db)?;
-    Ok(())
 }
 
 /// One statistics flush: everything the recorder writes at once.

@@ -129,7 +129,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    cache_access_history (tenant_id, doc_key, bucket_start) {
+        tenant_id -> Text,
+        doc_key -> Text,
+        fingerprint -> Text,
+        bucket_start -> Timestamp,
+        reads -> BigInt,
+        cost_ms -> BigInt,
+        cost_micros -> BigInt,
+    }
+}
+
+diesel::table! {
+    cache_reference_data (id) {
+        id -> BigInt,
+        tenant_id -> Nullable<Text>,
+        key -> Text,
+        value -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    cache_access_history,
+    cache_reference_data,
     cache_statistics,
     cache_invalidation_rules,
     cache_performance_metrics,

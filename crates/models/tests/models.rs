@@ -2,12 +2,13 @@
 
 use chrono::{NaiveDateTime, Utc};
 use fernando_cache_models::{
-    Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, Pruned, Retention,
+    AccessCount, Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, Pruned, Retention,
     StatisticsDelta, apply_flush, claim_due_invalidations, claim_warmup_run, finish_invalidation,
     health_rows, insert_event, insert_health, invalidation_rules, list_events, models::HealthRow,
     pending_invalidations, prune, revert_last, run_pending, schedule_invalidation,
     statistics_since, status, upsert_statistics, warmup_jobs,
 };
+use fernando_cache_models::{access_history, record_accesses, reference_data};
 
 /// Issue 14: retention removes only rows older than the configured age, per table, and a table without an age
 /// keeps everything.
@@ -68,6 +69,7 @@ fn retention_removes_only_rows_older_than_the_configured_age() {
             pruned,
             Pruned {
                 statistics: 1,
+                access_history: 0,
                 performance: 0,
                 health: 1,
                 events: 0
@@ -195,7 +197,7 @@ fn migrations_run_rerun_and_revert_on_both_backends() {
         assert_eq!(jobs[0].name, "reference-data-at-start");
         assert!(
             jobs.iter()
-                .any(|j| j.strategy == "frequency" && j.cache_type == "doc_hash")
+                .any(|j| j.strategy == "frequency_based" && j.cache_type == "doc_hash")
         );
 
         // Newest first.
@@ -468,4 +470,74 @@ fn a_sqlite_file_opens_from_many_connections_at_once() {
             assert!(r.is_ok(), "round {round}: {:?}", r.err());
         }
     }
+}
+
+/// Issue 14: two replicas counting reads of the same document in the same bucket add up; the history is read
+/// back per tenant and from a time on; the reference data is rows an operator edits, seeded by the migration.
+#[test]
+fn read_counts_from_replicas_add_up_and_reference_data_is_rows() {
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let hour = |h: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 1)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap()
+        };
+        let count = |tenant: &str, key: &str, h: u32, reads: i64, cost_ms: i64| AccessCount {
+            tenant_id: tenant.to_owned(),
+            doc_key: key.to_owned(),
+            fingerprint: format!("fp-{key}"),
+            bucket_start: hour(h),
+            reads,
+            cost_ms,
+            cost_micros: cost_ms * 10,
+        };
+        let mut other = Db::open(url).unwrap();
+        record_accesses(
+            &mut db,
+            &[count("acme", "a", 9, 3, 200), count("acme", "b", 9, 1, 50)],
+        )
+        .unwrap();
+        record_accesses(
+            &mut other,
+            &[count("acme", "a", 9, 4, 120), count("acme", "a", 10, 2, 0)],
+        )
+        .unwrap();
+        record_accesses(&mut other, &[count("globex", "a", 9, 5, 1)]).unwrap();
+        let acme = access_history(&mut db, Some("acme"), hour(0)).unwrap();
+        let summary: Vec<(&str, u32, i64, i64)> = acme
+            .iter()
+            .map(|c| {
+                (
+                    c.doc_key.as_str(),
+                    chrono::Timelike::hour(&c.bucket_start),
+                    c.reads,
+                    c.cost_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [("a", 9, 7, 200), ("a", 10, 2, 0), ("b", 9, 1, 50)],
+            "{url}"
+        );
+        assert_eq!(
+            access_history(&mut db, Some("acme"), hour(10))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(access_history(&mut db, None, hour(0)).unwrap().len(), 4);
+
+        let global = reference_data(&mut db, None).unwrap();
+        assert!(
+            global
+                .iter()
+                .any(|(k, v)| k == "currency:EUR" && v.contains("Euro")),
+            "{global:?}"
+        );
+        assert!(reference_data(&mut db, Some("acme")).unwrap().is_empty());
+    });
 }
