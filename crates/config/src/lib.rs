@@ -34,6 +34,7 @@ mod redis;
 mod settings;
 mod tier;
 mod ttl;
+mod warming;
 
 pub use cache_type::CacheType;
 pub use environment::Environment;
@@ -50,3 +51,4 @@ pub use settings::{
 };
 pub use tier::{L1Settings, TierPolicy, TierTable};
 pub use ttl::TtlTable;
+pub use warming::WarmingSettings;

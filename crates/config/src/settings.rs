@@ -66,6 +66,8 @@ pub struct Settings {
     pub prices: crate::Prices,
     /// The HTTP API (`fernando-cache serve`).
     pub server: ServerSettings,
+    /// The warmup jobs: access history, budgets, where documents and reference data come from.
+    pub warming: crate::WarmingSettings,
     /// Time to live per cache type.
     pub ttl: TtlTable,
 }
@@ -545,6 +547,7 @@ impl Settings {
             }
         }
         self.prices.validate()?;
+        self.warming.validate()?;
         self.ttl.validate()
     }
 }

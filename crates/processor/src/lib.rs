@@ -45,4 +45,12 @@ pub use engines::{OpenAiExtractor, PdfLimits, PdfPages, RuleExtractor, Tesseract
 pub use outcome::{DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages};
 pub use processor::DocumentProcessor;
 pub use telemetry::{KindFigures, Stage, StageFigures, TelemetrySnapshot};
-pub use warm::{ReferenceSource, WarmReport, Warmer};
+pub use warm::{
+    DocumentHistory, ReferenceSource, WarmReport, Warmer,
+    access::{AccessRecord, MAX_PENDING_READS},
+    folder::{DocumentFolder, MAX_FILES},
+    policy::{
+        Budget, Candidate, History, RefreshCost, ReplayOutcome, ReplaySetup, TraceRead, WarmPolicy,
+        replay,
+    },
+};

@@ -20,7 +20,10 @@ use crate::{
     StageOutcome, Stages, TextEngine, cut_to_limit,
     engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
     telemetry::{Stage, Telemetry, TelemetrySnapshot},
-    warm::HotSet,
+    warm::{
+        HotSet,
+        access::{AccessJournal, AccessRecord},
+    },
 };
 
 /// What a document's cache entry holds: its result, and whether that rests on a stale stage (never true in a
@@ -111,6 +114,7 @@ pub(crate) struct Shared {
     max_bytes: u64,
     telemetry: Telemetry,
     pub(crate) hot: HotSet,
+    access: AccessJournal,
 }
 
 /// The document pipeline with a tenant context. Cheap to clone; clones share engines, cache and telemetry.
@@ -154,6 +158,7 @@ impl DocumentProcessor {
                 max_bytes: max_document_bytes,
                 telemetry: Telemetry::default(),
                 hot: HotSet::new(),
+                access: AccessJournal::default(),
             }),
             tenant: None,
         }
@@ -182,6 +187,15 @@ impl DocumentProcessor {
             vec![Arc::new(pdf), Arc::new(TextLayer::default()), tesseract],
             extractor,
             p.max_document_bytes,
+        )
+    }
+
+    /// The documents read since the last call, with their reads summed per `bucket`, for the shared access
+    /// history; and how many reads were dropped because too many were pending (ever, since start).
+    pub fn drain_accesses(&self, bucket: Duration) -> (Vec<AccessRecord>, u64) {
+        (
+            self.shared.access.drain(bucket),
+            self.shared.access.dropped(),
         )
     }
 
@@ -506,6 +520,7 @@ impl DocumentProcessor {
         }
         t.document(kind, size, stages.document == StageOutcome::Hit);
         shared.hot.touch(tenant, &doc_key);
+        shared.access.record(tenant, &doc_key, &fp, result.cost());
         Ok(ProcessedDocument {
             result,
             stages,

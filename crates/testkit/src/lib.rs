@@ -27,6 +27,7 @@ pub mod documents;
 mod postgres;
 mod proxy;
 mod sentinel;
+pub mod trace;
 
 pub use cluster::{ClusterNode, RedisCluster, served_slots};
 pub use postgres::{PostgresDb, admin_url};

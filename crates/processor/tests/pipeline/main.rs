@@ -1,6 +1,7 @@
 //! The pipeline against real `redis-server` processes, real `tesseract`, the sample corpus, and a local HTTP
 //! server speaking the OpenAI chat completions API.
 
+mod daily_trace;
 mod support;
 
 mod engines;

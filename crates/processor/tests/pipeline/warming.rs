@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fernando_cache_processor::{ReferenceSource, StageOutcome, Warmer};
+use fernando_cache_processor::{
+    Budget, ReferenceSource, RefreshCost, ReplayOutcome, ReplaySetup, StageOutcome, TraceRead,
+    WarmPolicy, Warmer, replay,
+};
 use fernando_cache_store::{
     KeyTtl, Store,
     config::{CacheType, Environment, LoadOptions, Settings},
@@ -114,5 +117,39 @@ async fn reference_data_is_loaded_globally_and_a_failing_source_says_why() {
             .await
             .unwrap_err(),
         "source offline"
+    );
+}
+
+/// Issue 14: on a Zipf trace with a daily rhythm and TTLs shorter than the period, within one budget, the
+/// predictive policy's hit ratio beats frequency-only warming, which beats none — decided by the same
+/// `WarmPolicy::plan` the warmup jobs run.
+#[test]
+fn predictive_warming_beats_frequency_which_beats_none_on_a_daily_trace() {
+    let day = Duration::from_secs(86_400);
+    let none = crate::daily_trace::daily_replay(&WarmPolicy::None);
+    let frequency =
+        crate::daily_trace::daily_replay(&WarmPolicy::FrequencyBased { half_life: day });
+    let predictive = crate::daily_trace::daily_replay(&WarmPolicy::Predictive {
+        half_life: day,
+        periods: vec![day, 7 * day],
+        min_probability: 0.3,
+    });
+    println!("none {none:?}\nfrequency {frequency:?}\npredictive {predictive:?}");
+    assert_eq!(none.warm_ms, 0);
+    let budget_ms = 1_500 * (14 * 96 + 1);
+    for o in [&frequency, &predictive] {
+        assert!(o.warm_ms <= budget_ms, "{o:?}");
+    }
+    assert!(
+        frequency.hit_ratio() > none.hit_ratio(),
+        "frequency {:.3} vs none {:.3}",
+        frequency.hit_ratio(),
+        none.hit_ratio()
+    );
+    assert!(
+        predictive.hit_ratio() > frequency.hit_ratio(),
+        "predictive {:.3} vs frequency {:.3}",
+        predictive.hit_ratio(),
+        frequency.hit_ratio()
     );
 }

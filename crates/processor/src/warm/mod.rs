@@ -1,5 +1,10 @@
-//! Cache warming: frequency-based (hot documents' entries are refreshed before they expire) and reference data
-//! loaded on a schedule.
+//! Cache warming: hot documents' entries kept alive in this process, the document jobs (`frequency_based`,
+//! `predictive`: documents recomputed before they are read, chosen by [`policy`] within a budget, from the
+//! document folder), and reference data loaded on a schedule.
+
+pub(crate) mod access;
+pub(crate) mod folder;
+pub(crate) mod policy;
 
 use std::{
     sync::{
@@ -14,7 +19,9 @@ use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId, layout::DocumentKeys};
 use serde::Serialize;
 
-use crate::{DocumentProcessor, processor::CachedDocument};
+use crate::{DocumentProcessor, StageOutcome, processor::CachedDocument};
+use folder::DocumentFolder;
+use policy::{Budget, Candidate, RefreshCost, WarmPolicy};
 
 /// Documents read recently, with how often, per tenant.
 pub(crate) struct HotSet {
@@ -49,10 +56,29 @@ impl HotSet {
 /// What one warming run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WarmReport {
-    /// Entries looked at.
+    /// Entries (or documents) looked at.
     pub checked: u64,
-    /// Entries written again (their TTL started over).
+    /// Entries written again (their TTL started over), or documents recomputed.
     pub refreshed: u64,
+    /// Documents chosen but not found in the document folder.
+    pub not_found: u64,
+    /// Engine milliseconds spent recomputing.
+    pub spent_ms: u64,
+}
+
+/// One document's read history (summed over every replica), for the document jobs.
+#[derive(Debug, Clone)]
+pub struct DocumentHistory {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The document's result key (`doc_hash`).
+    pub doc_key: String,
+    /// The document's fingerprint: how it is found in the folder.
+    pub fingerprint: fernando_cache_keys::DocumentFingerprint,
+    /// (bucket start in seconds since the epoch, reads), oldest first.
+    pub reads: Vec<(u64, u32)>,
+    /// What recomputing it last cost.
+    pub cost: RefreshCost,
 }
 
 /// Reference data for the `reference_data` cache type: countries, currencies, tax rates, …
@@ -170,6 +196,74 @@ impl Warmer {
         {
             report.refreshed += 1;
         }
+    }
+
+    /// Recomputes, per tenant, the documents `policy` picks from `history` — those whose result is gone or
+    /// expires within `horizon` and will probably be read within it — until `budget` (per tenant) is spent,
+    /// reading each again from `folder`.
+    pub async fn warm_documents(
+        &self,
+        policy: &WarmPolicy,
+        history: &[DocumentHistory],
+        folder: &DocumentFolder,
+        horizon: Duration,
+        budget: Budget,
+    ) -> WarmReport {
+        let mut report = WarmReport::default();
+        let store = self.processor.store();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut tenants: Vec<&TenantId> = history.iter().map(|d| &d.tenant).collect();
+        tenants.sort();
+        tenants.dedup();
+        for tenant in tenants {
+            let docs: Vec<&DocumentHistory> =
+                history.iter().filter(|d| &d.tenant == tenant).collect();
+            let mut candidates = Vec::with_capacity(docs.len());
+            for d in &docs {
+                report.checked += 1;
+                let cached_until = match store.ttl(tenant, &CacheType::DOC_HASH, &d.doc_key).await {
+                    Ok(fernando_cache_store::KeyTtl::Expires(left)) => Some(now + left.as_secs()),
+                    Ok(fernando_cache_store::KeyTtl::Persistent) => Some(u64::MAX),
+                    // Gone — or the backend cannot say: recomputing is then the safe side.
+                    _ => None,
+                };
+                candidates.push(Candidate {
+                    history: &d.reads,
+                    cost: d.cost,
+                    cached_until,
+                });
+            }
+            let processor = self.processor.for_tenant(tenant.clone());
+            for i in policy.plan(&candidates, now, horizon, budget) {
+                let d = docs[i];
+                let Some(path) = folder.find(&d.fingerprint) else {
+                    report.not_found += 1;
+                    continue;
+                };
+                match processor.process_file(&path).await {
+                    Ok(done) => {
+                        if done.stages.document == StageOutcome::Miss {
+                            report.refreshed += 1;
+                            report.spent_ms += done.result.text_ms + done.result.extract_ms;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = tenant.as_str(), path = %path.display(), error = %e, "warming a document failed");
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            checked = report.checked,
+            refreshed = report.refreshed,
+            not_found = report.not_found,
+            spent_ms = report.spent_ms,
+            "documents warmed"
+        );
+        report
     }
 
     /// Loads reference data into `reference_data` (globally, or for one tenant).
