@@ -380,3 +380,23 @@ fn tokens_and_money_are_spent_on_misses_and_saved_by_hits() {
     let saved = format!("{}.{:06}", money / 1_000_000, money % 1_000_000);
     assert!(table.contains(&saved), "{saved} in\n{table}");
 }
+
+/// A folder holding a symbolic link to itself is walked once: the loop is reported and skipped, the documents
+/// are processed (the hand-written walk it replaced recursed forever).
+#[test]
+fn a_symlink_loop_in_a_folder_is_skipped_not_followed_forever() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("note.txt"),
+        b"Invoice number: N-1007\nTotal: 1.00 EUR",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+    let (code, out, stderr) = process(&server.url(), &[dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let docs = out["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 1, "{out}");
+    assert_eq!(docs[0]["fields"]["invoice_number"], "N-1007");
+    assert!(stderr.contains("loop"), "{stderr}");
+}

@@ -947,3 +947,150 @@ async fn serve_checks_health_on_its_interval_and_prunes_old_rows() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Issue 14: the three kinds of warmup job each do what their name says, on their interval, across two
+/// replicas: reads on either replica add up in the shared access history; `frequency_based` (for acme) and
+/// `predictive` (for globex) recompute their tenant's documents from `warming.documents_dir` after their
+/// results expire; `scheduled` loads reference data from `warming.reference_file`; every run is on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_warmup_job_runs_on_its_interval_and_reads_add_up_across_replicas() {
+    use diesel::prelude::*;
+    use fernando_cache_models::{access_history, schema::cache_warmup_jobs::dsl as w};
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("documents");
+    std::fs::create_dir_all(docs.join("nested")).unwrap();
+    let invoice = sample("acme/invoices/RE-2026-0042.txt");
+    let letter = sample("globex/letters/payment-reminder.txt");
+    std::fs::write(docs.join("nested/invoice.txt"), &invoice).unwrap();
+    std::fs::write(docs.join("letter.txt"), &letter).unwrap();
+    let reference = dir.path().join("reference.json");
+    std::fs::write(
+        &reference,
+        r#"{"currency:XTS": {"name": "Testing", "minor_units": 2}}"#,
+    )
+    .unwrap();
+    let env = [
+        ("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "1s"),
+        ("FERNANDO_CACHE__PROCESSOR__WARM_INTERVAL", "1s"),
+        ("FERNANDO_CACHE__TTL__DOC_HASH", "2s"),
+        (
+            "FERNANDO_CACHE__WARMING__DOCUMENTS_DIR",
+            docs.to_str().unwrap(),
+        ),
+        (
+            "FERNANDO_CACHE__WARMING__REFERENCE_FILE",
+            reference.to_str().unwrap(),
+        ),
+        ("FERNANDO_CACHE__WARMING__HISTORY_BUCKET", "1s"),
+        // Reads seconds ago should count: a short half-life makes the recent rate high.
+        ("FERNANDO_CACHE__WARMING__HALF_LIFE", "30s"),
+    ];
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start_with(&redis.url(), pg.url(), &env));
+        let b = s.spawn(|| Server::start_with(&redis.url(), pg.url(), &env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // Reads on both replicas: the invoice 3 + 2 times for acme, the letter 2 + 1 times for globex.
+    for (server, n_invoice, n_letter) in [(&a, 3, 2), (&b, 2, 1)] {
+        for _ in 0..n_invoice {
+            assert_eq!(
+                server
+                    .upload(ACME, "text/plain", invoice.clone())
+                    .await
+                    .status(),
+                200
+            );
+        }
+        for _ in 0..n_letter {
+            assert_eq!(
+                server
+                    .upload(GLOBEX, "text/plain", letter.clone())
+                    .await
+                    .status(),
+                200
+            );
+        }
+    }
+    // One job per kind, every 2 s: the frequency job for acme, the predictive one for globex.
+    let mut db = Db::open(pg.url()).unwrap();
+    diesel::update(w::cache_warmup_jobs)
+        .set((
+            w::interval_seconds.eq(2),
+            w::next_run_at.eq(None::<chrono::NaiveDateTime>),
+        ))
+        .execute(&mut db)
+        .unwrap();
+    diesel::update(w::cache_warmup_jobs.filter(w::strategy.eq("frequency_based")))
+        .set(w::tenant_id.eq(Some("acme")))
+        .execute(&mut db)
+        .unwrap();
+    diesel::update(w::cache_warmup_jobs.filter(w::strategy.eq("predictive")))
+        .set(w::tenant_id.eq(Some("globex")))
+        .execute(&mut db)
+        .unwrap();
+    let started = chrono::Utc::now().naive_utc();
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let jobs = warmup_jobs(&mut db).unwrap();
+        let events = list_events(&mut db, started, Some("warmup.run")).unwrap();
+        let runs = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.details.contains(&format!("({kind})")))
+                .count()
+        };
+        let warmed = |kind: &str| {
+            jobs.iter()
+                .find(|j| j.strategy == kind)
+                .unwrap()
+                .keys_warmed
+        };
+        if ["scheduled", "frequency_based", "predictive"]
+            .iter()
+            .all(|k| runs(k) >= 3)
+            && warmed("frequency_based") > 0
+            && warmed("predictive") > 0
+        {
+            for j in &jobs {
+                let status = j.last_status.as_deref().unwrap_or_default();
+                assert!(status.starts_with("ok"), "{}: {status}", j.name);
+            }
+            // Runs of one job are at least its interval apart, whichever replica ran them.
+            let mut at: Vec<_> = events
+                .iter()
+                .filter(|e| e.details.contains("(predictive)"))
+                .map(|e| e.occurred_at)
+                .collect();
+            at.sort();
+            for pair in at.windows(2) {
+                assert!(
+                    pair[1] - pair[0] >= chrono::Duration::milliseconds(1_500),
+                    "{at:?}"
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the jobs did not all run and warm: {jobs:#?}\n{events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The scheduled job loaded the file's reference data.
+    let keys = redis.command(&["KEYS", "*reference_data*XTS*"]).unwrap();
+    assert!(keys.contains("XTS"), "{keys}");
+    // Reads from both replicas added up (the warmer's own recomputations are reads too, so at least).
+    let history = access_history(&mut db, None, chrono::NaiveDateTime::default()).unwrap();
+    let reads = |tenant: &str| -> i64 {
+        history
+            .iter()
+            .filter(|r| r.tenant_id == tenant)
+            .map(|r| r.reads)
+            .sum()
+    };
+    assert!(reads("acme") >= 5, "{history:#?}");
+    assert!(reads("globex") >= 3, "{history:#?}");
+}

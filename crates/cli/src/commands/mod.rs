@@ -6,3 +6,4 @@ pub(crate) mod event;
 pub(crate) mod process;
 pub(crate) mod serve;
 pub(crate) mod stats;
+pub(crate) mod warming;

@@ -2,7 +2,7 @@
 //! and prints a summary of what the cache saved.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
@@ -21,32 +21,32 @@ use tokio::{sync::Semaphore, task::JoinSet};
 /// Documents processed at once.
 const PARALLEL: usize = 4;
 
-/// Every regular file under `paths` (folders walked recursively, hidden entries skipped), in a stable order.
+/// Every regular file under `paths` (folders walked recursively, hidden entries skipped, symbolic links followed
+/// with loops detected), in a stable order.
 fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-        if meta.is_file() {
-            out.push(path.to_owned());
-        } else if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("{}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    !p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with('.'))
-                })
-                .collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        }
-        Ok(())
-    }
     let mut out = Vec::new();
     for p in paths {
-        walk(p, &mut out)?;
+        std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+        let walk = walkdir::WalkDir::new(p)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
+            });
+        for entry in walk {
+            // A symbolic link loop or an unreadable folder inside: said, and the rest is still processed.
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("fernando-cache: skipped while walking {}: {e}", p.display());
+                    continue;
+                }
+            };
+            if entry.file_type().is_file() {
+                out.push(entry.into_path());
+            }
+        }
     }
     Ok(out)
 }
@@ -185,6 +185,10 @@ pub(crate) async fn run(
         );
     }
     if let Some(recorder) = recorder {
+        // The reads of this run join the shared access history the warmup jobs read.
+        if let Ok(url) = crate::wiring::database_url(settings) {
+            crate::commands::warming::flush_accesses(&processor, &url, &settings.warming).await;
+        }
         recorder.shutdown(Duration::from_secs(5)).await;
     }
     // Skipped documents fail the run only when asked (`--strict`): a fresh machine without tesseract still

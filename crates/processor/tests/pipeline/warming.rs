@@ -4,10 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fernando_cache_processor::{
-    Budget, ReferenceSource, RefreshCost, ReplayOutcome, ReplaySetup, StageOutcome, TraceRead,
-    WarmPolicy, Warmer, replay,
-};
+use fernando_cache_processor::{ReferenceSource, StageOutcome, WarmPolicy, Warmer};
 use fernando_cache_store::{
     KeyTtl, Store,
     config::{CacheType, Environment, LoadOptions, Settings},

@@ -4,7 +4,6 @@
 mod auth;
 mod prometheus;
 mod routes;
-mod warming;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -144,7 +143,8 @@ pub(crate) async fn run(
             settings.invalidation.pending_poll_interval,
         )
     });
-    let warming = warming::start(settings, processor, database_url, recorder.clone());
+    let warming =
+        crate::commands::warming::start(settings, processor, database_url, recorder.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
