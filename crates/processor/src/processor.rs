@@ -122,6 +122,9 @@ pub(crate) struct Shared {
 pub struct DocumentProcessor {
     pub(crate) shared: Arc<Shared>,
     tenant: Option<TenantId>,
+    /// Whether reads count as accesses (hot set, access history); off for the warmer's own recomputations,
+    /// which would otherwise vote for themselves.
+    track_reads: bool,
 }
 
 impl std::fmt::Debug for DocumentProcessor {
@@ -161,6 +164,7 @@ impl DocumentProcessor {
                 access: AccessJournal::default(),
             }),
             tenant: None,
+            track_reads: true,
         }
     }
 
@@ -210,6 +214,17 @@ impl DocumentProcessor {
         DocumentProcessor {
             shared: self.shared.clone(),
             tenant: Some(tenant),
+            track_reads: self.track_reads,
+        }
+    }
+
+    /// A clone whose reads are not counted as accesses: for the warmer, whose recomputations are not demand.
+    #[must_use]
+    pub fn without_read_tracking(&self) -> Self {
+        DocumentProcessor {
+            shared: self.shared.clone(),
+            tenant: self.tenant.clone(),
+            track_reads: false,
         }
     }
 
@@ -519,8 +534,10 @@ impl DocumentProcessor {
             );
         }
         t.document(kind, size, stages.document == StageOutcome::Hit);
-        shared.hot.touch(tenant, &doc_key);
-        shared.access.record(tenant, &doc_key, &fp, result.cost());
+        if self.track_reads {
+            shared.hot.touch(tenant, &doc_key);
+            shared.access.record(tenant, &doc_key, &fp, result.cost());
+        }
         Ok(ProcessedDocument {
             result,
             stages,
