@@ -113,29 +113,19 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             |c| c.money_saved_micros as f64 / 1e6,
         ),
     ];
-    for (name, help, get) in counters {
-        family(&mut out, name, "counter", help);
-        for s in &snapshot.series {
-            let _ = writeln!(
-                out,
-                "{name}{{tenant=\"{}\",cache_type=\"{}\"}} {}",
-                label(&s.tenant),
-                label(&s.cache_type),
-                get(&s.counters)
-            );
-        }
-    }
-    let currency = label(&state.currency);
-    for (name, help, get) in money {
-        family(&mut out, name, "counter", help);
-        for s in &snapshot.series {
-            let _ = writeln!(
-                out,
-                "{name}{{tenant=\"{}\",cache_type=\"{}\",currency=\"{currency}\"}} {}",
-                label(&s.tenant),
-                label(&s.cache_type),
-                get(&s.counters)
-            );
+    let currency = format!(",currency=\"{}\"", label(&state.currency));
+    for (families, extra) in [(&counters[..], ""), (&money[..], currency.as_str())] {
+        for (name, help, get) in families {
+            family(&mut out, name, "counter", help);
+            for s in &snapshot.series {
+                let _ = writeln!(
+                    out,
+                    "{name}{{tenant=\"{}\",cache_type=\"{}\"{extra}}} {}",
+                    label(&s.tenant),
+                    label(&s.cache_type),
+                    get(&s.counters)
+                );
+            }
         }
     }
     family(
