@@ -29,8 +29,38 @@ pub(crate) struct Judgement {
     /// The heuristic lifetime it was given because it stated none, in seconds.
     heuristic: Option<u64>,
     /// Its freshness lifetime in milliseconds, as the policy computed it when the response arrived: what a
-    /// request without directives is judged by (see [`fresh_age`]'s fast path).
+    /// request without directives is judged by (see [`judge`]'s fast path).
     lifetime_ms: u64,
+    /// RFC 5861's `stale-while-revalidate`, in seconds (0 when absent).
+    stale_while_revalidate: u64,
+    /// RFC 5861's `stale-if-error`, in seconds (0 when absent).
+    stale_if_error: u64,
+    /// `must-revalidate`, `proxy-revalidate` or `no-cache`: never served stale, whatever a request accepts.
+    must_revalidate: bool,
+}
+
+impl Judgement {
+    /// Whether a response this far past its freshness may be served while it is revalidated behind it.
+    pub(crate) fn serves_while_revalidating(&self, overdue: Duration) -> bool {
+        !self.must_revalidate && overdue <= Duration::from_secs(self.stale_while_revalidate)
+    }
+
+    /// Whether a response this far past its freshness may be served because the origin failed; a request's
+    /// own `stale-if-error` widens what the response allows.
+    pub(crate) fn serves_on_error(&self, overdue: Duration, request: &HeaderMap) -> bool {
+        let asked = CacheControl::parse(request).stale_if_error.unwrap_or(0);
+        !self.must_revalidate && overdue <= Duration::from_secs(self.stale_if_error.max(asked))
+    }
+}
+
+/// What a stored response may do for a request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It answers the request, with this `Age` (seconds).
+    Fresh(u64),
+    /// The origin must be asked (or the stale response served as RFC 5861 allows): `age` in seconds, and how
+    /// far past its freshness lifetime it is.
+    Stale { age: u64, overdue: Duration },
 }
 
 /// Why a response was not stored (for logs and tests).
@@ -139,7 +169,8 @@ pub(crate) fn storable(
         return Err(NotStored::Status);
     }
     let age = initial_age(headers, now);
-    let mut view = judged_headers(headers, age, None);
+    // Judged with no age, the policy's time to live at arrival is the whole freshness lifetime.
+    let mut view = judged_headers(headers, 0, None);
     let cc = CacheControl::parse(&view);
     let explicit =
         cc.max_age.is_some() || cc.s_maxage.is_some() || view.contains_key(header::EXPIRES);
@@ -153,49 +184,77 @@ pub(crate) fn storable(
     *req.headers_mut() = request.headers.clone();
     // Judged from the arrival time as stored (whole milliseconds), so later judgements agree to the millisecond.
     let received = UNIX_EPOCH + Duration::from_millis(millis(now));
+    let never_reused = view.get_all(header::VARY).iter().any(|v| {
+        v.to_str()
+            .map_or(true, |v| v.split(',').any(|n| n.trim() == "*"))
+    }) || (view.contains_key(header::SET_COOKIE) && !cc.public);
     let policy = policy(&req, status, view, received);
     if !policy.is_storable() {
         return Err(NotStored::Forbidden);
     }
-    let remaining = policy.time_to_live(received);
-    let ttl = remaining.min(cap);
+    if never_reused {
+        return Err(NotStored::Stale);
+    }
+    let lifetime = policy.time_to_live(received);
+    let age_d = Duration::from_secs(age);
+    // A stale response is still worth keeping when it can be revalidated (a validator) or served stale (RFC
+    // 5861) — for the window past its lifetime the origin granted; the route caps both.
+    let validators =
+        headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED);
+    let swr = cc.stale_while_revalidate.unwrap_or(0);
+    let sie = cc.stale_if_error.unwrap_or(0);
+    let ttl = if validators {
+        cap
+    } else {
+        (lifetime + Duration::from_secs(swr.max(sie)))
+            .saturating_sub(age_d)
+            .min(cap)
+    };
     if ttl.is_zero() {
         return Err(NotStored::Stale);
     }
     Ok(Storable {
         ttl,
         judgement: Judgement {
+            stale_while_revalidate: swr,
+            stale_if_error: sie,
+            must_revalidate: cc.must_revalidate || cc.no_cache,
             received_ms: millis(received),
             initial_age: age,
             heuristic,
-            // At arrival the policy's age is exactly the initial age, so lifetime = remaining + initial age.
-            lifetime_ms: u64::try_from(remaining.as_millis())
-                .unwrap_or(u64::MAX)
-                .saturating_add(age.saturating_mul(1000)),
+            lifetime_ms: u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX),
         },
         for_authorized: cc.public || cc.s_maxage.is_some() || cc.must_revalidate,
     })
 }
 
-/// The `Age` of a stored response if it may answer a request with these headers now (fresh, or stale within
-/// what the request's `max-stale` accepts); `None` when the origin must be asked.
-pub(crate) fn fresh_age(
+/// Whether a stored response answers a request with these headers now (fresh, or stale within what the
+/// request's `max-stale` accepts), and with which `Age`; otherwise how stale it is.
+pub(crate) fn judge(
     stored_status: StatusCode,
     stored_headers: &HeaderMap,
     judgement: &Judgement,
     request_headers: &HeaderMap,
     now: SystemTime,
-) -> Option<u64> {
+) -> Verdict {
     let received = UNIX_EPOCH + Duration::from_millis(judgement.received_ms);
+    let age = Duration::from_secs(judgement.initial_age)
+        + now.duration_since(received).unwrap_or_default();
+    let stale = || Verdict::Stale {
+        age: age.as_secs(),
+        overdue: age.saturating_sub(Duration::from_millis(judgement.lifetime_ms)),
+    };
     // Fast path, the common hit: a request without directives is answered exactly when the stored response is
     // fresh (the policy's age below its lifetime), so the policy need not be built again — that costs several
     // header-map copies and a date formatting per hit. Equivalence with the policy: a unit test below.
     if !request_headers.contains_key(header::CACHE_CONTROL)
         && !request_headers.contains_key(header::PRAGMA)
     {
-        let age = Duration::from_secs(judgement.initial_age)
-            + now.duration_since(received).unwrap_or_default();
-        return (age < Duration::from_millis(judgement.lifetime_ms)).then_some(age.as_secs());
+        return if age < Duration::from_millis(judgement.lifetime_ms) {
+            Verdict::Fresh(age.as_secs())
+        } else {
+            stale()
+        };
     }
     let view = judged_headers(stored_headers, judgement.initial_age, judgement.heuristic);
     // The key already chose the entry (path, query, tenant, variant): the policy only judges time and the
@@ -209,14 +268,14 @@ pub(crate) fn fresh_age(
         }
     }
     match policy(&stored_request, stored_status, view, received).before_request(&request, now) {
-        BeforeRequest::Fresh(parts) => Some(
+        BeforeRequest::Fresh(parts) => Verdict::Fresh(
             parts
                 .headers
                 .get(header::AGE)
                 .and_then(|v| v.to_str().ok()?.parse().ok())
                 .unwrap_or(0),
         ),
-        BeforeRequest::Stale { .. } => None,
+        BeforeRequest::Stale { .. } => stale(),
     }
 }
 
@@ -237,6 +296,19 @@ mod tests {
     }
 
     const CAP: Duration = Duration::from_secs(300);
+
+    fn fresh_age(
+        status: StatusCode,
+        stored: &HeaderMap,
+        judgement: &Judgement,
+        request: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<u64> {
+        match judge(status, stored, judgement, request, now) {
+            Verdict::Fresh(age) => Some(age),
+            Verdict::Stale { .. } => None,
+        }
+    }
 
     fn ttl(h: &[(&'static str, &str)]) -> Result<u64, NotStored> {
         storable(
@@ -324,6 +396,80 @@ mod tests {
         let h = headers(&[("cache-control", "s-maxage=5")]);
         let r = storable(&authorized, StatusCode::OK, &h, CAP, CAP, SystemTime::now()).unwrap();
         assert!(r.for_authorized);
+    }
+
+    #[test]
+    fn stale_responses_are_kept_to_be_revalidated_or_served_as_rfc_5861_allows() {
+        let etag = ("etag", "\"v1\"");
+        assert_eq!(
+            ttl(&[("cache-control", "no-cache"), etag]),
+            Ok(300),
+            "revalidated each time"
+        );
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "max-age=10"),
+                ("last-modified", "Sun, 01 Nov 2026 10:00:00 GMT")
+            ]),
+            Ok(300)
+        );
+        assert_eq!(
+            ttl(&[("cache-control", "max-age=10, stale-while-revalidate=30")]),
+            Ok(40)
+        );
+        assert_eq!(
+            ttl(&[
+                ("cache-control", "max-age=60, stale-if-error=100"),
+                ("age", "70")
+            ]),
+            Ok(90)
+        );
+        assert_eq!(ttl(&[("vary", "*"), etag]), Err(NotStored::Stale));
+        assert_eq!(ttl(&[("set-cookie", "sid=1"), etag]), Err(NotStored::Stale));
+
+        let now = SystemTime::now();
+        let h = headers(&[(
+            "cache-control",
+            "max-age=10, stale-while-revalidate=30, stale-if-error=60",
+        )]);
+        let s = storable(&get(), StatusCode::OK, &h, CAP, CAP, now).unwrap();
+        let at = now + Duration::from_secs(25);
+        let Verdict::Stale { age, overdue } =
+            judge(StatusCode::OK, &h, &s.judgement, &HeaderMap::new(), at)
+        else {
+            panic!("stale after its lifetime");
+        };
+        assert_eq!((age, overdue.as_secs()), (25, 15));
+        assert!(s.judgement.serves_while_revalidating(overdue));
+        assert!(
+            !s.judgement
+                .serves_while_revalidating(Duration::from_secs(31))
+        );
+        assert!(
+            s.judgement
+                .serves_on_error(Duration::from_secs(60), &HeaderMap::new())
+        );
+        assert!(
+            !s.judgement
+                .serves_on_error(Duration::from_secs(61), &HeaderMap::new())
+        );
+        assert!(s.judgement.serves_on_error(
+            Duration::from_secs(61),
+            &headers(&[("cache-control", "stale-if-error=120")])
+        ));
+        let h = headers(&[(
+            "cache-control",
+            "max-age=10, must-revalidate, stale-while-revalidate=30, stale-if-error=60",
+        )]);
+        let s = storable(&get(), StatusCode::OK, &h, CAP, CAP, now).unwrap();
+        assert!(
+            !s.judgement
+                .serves_while_revalidating(Duration::from_secs(1))
+        );
+        assert!(
+            !s.judgement
+                .serves_on_error(Duration::from_secs(1), &HeaderMap::new())
+        );
     }
 
     #[test]

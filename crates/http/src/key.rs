@@ -99,10 +99,23 @@ fn digest(parts: &[(&str, &[u8])]) -> String {
     h.finish_hex()
 }
 
-/// The key of the set bounding a tenant's variants of one route across replicas (named by its pattern, which
-/// every replica configures alike).
-pub(crate) fn budget_key(route_pattern: &str) -> String {
+/// The key of the set bounding how many paths of one route a tenant may have cached, across replicas (named by
+/// the route's pattern, which every replica configures alike).
+pub(crate) fn paths_budget_key(route_pattern: &str) -> String {
     layout::http_budget(&digest(&[("route", route_pattern.as_bytes())]))
+}
+
+/// The key of the set bounding a tenant's variants (query strings, `Vary` values) of one URL path.
+pub(crate) fn variants_budget_key(route_pattern: &str, path: &str) -> String {
+    layout::http_budget(&digest(&[
+        ("route", route_pattern.as_bytes()),
+        ("path", path.as_bytes()),
+    ]))
+}
+
+/// The member a path is admitted as into its route's set of paths.
+pub(crate) fn path_member(path: &str) -> String {
+    digest(&[("path", path.as_bytes())])
 }
 
 /// The key of the entry that holds a path's current epoch (changed by every invalidation of the path).

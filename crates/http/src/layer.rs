@@ -9,7 +9,7 @@ use tower_layer::Layer;
 
 use crate::{
     ConfigError, HttpCache,
-    key::{PathPattern, budget_key},
+    key::{PathPattern, paths_budget_key},
 };
 
 /// A cached route: a path pattern, its cache type, the longest time a response is kept, and the freshness
@@ -127,8 +127,11 @@ pub(crate) struct CompiledRoute {
     pub(crate) ttl: Duration,
     /// The freshness of a response that states none.
     pub(crate) heuristic: Duration,
-    /// The set bounding a tenant's variants of this route across replicas.
-    pub(crate) budget_key: String,
+    /// The set bounding how many paths of this route a tenant has cached, across replicas.
+    pub(crate) paths_key: String,
+    /// The pattern as configured (names the per-path variant sets).
+    pub(crate) source: String,
+    /// Its position in the configuration.
     pub(crate) index: usize,
 }
 
@@ -141,15 +144,20 @@ pub(crate) struct Config {
     pub(crate) stripped_headers: Vec<HeaderName>,
     pub(crate) ignored_query: Vec<String>,
     pub(crate) max_variants: usize,
+    pub(crate) max_paths: usize,
     pub(crate) max_body_bytes: u64,
     pub(crate) epoch_ttl: Duration,
-    pub(crate) variants: moka::sync::Cache<(String, usize), Arc<std::sync::Mutex<VariantSet>>>,
+    /// This process's own view of each bounded set, (tenant, set key) → members: the bound when the backend
+    /// keeps no shared sets or does not answer.
+    pub(crate) admitted: moka::sync::Cache<(String, String), Arc<std::sync::Mutex<AdmittedSet>>>,
+    /// Entries being revalidated behind a stale answer, so one revalidation runs per entry in this process.
+    pub(crate) refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-/// The variants one (tenant, route) stored in this process, with when each was last stored.
+/// The members of one bounded set admitted in this process, with when each was last admitted.
 #[derive(Default)]
-pub(crate) struct VariantSet {
-    pub(crate) keys: std::collections::HashMap<String, std::time::Instant>,
+pub(crate) struct AdmittedSet {
+    pub(crate) members: std::collections::HashMap<String, std::time::Instant>,
 }
 
 impl Config {
@@ -187,6 +195,7 @@ impl HttpCacheLayer {
             keyed_headers: Vec::new(),
             ignored_query: Vec::new(),
             max_variants: 256,
+            max_paths: 10_000,
             max_body_bytes: 1 << 20,
         }
     }
@@ -209,6 +218,7 @@ pub struct HttpCacheLayerBuilder {
     keyed_headers: Vec<String>,
     ignored_query: Vec<String>,
     max_variants: usize,
+    max_paths: usize,
     max_body_bytes: u64,
 }
 
@@ -251,12 +261,21 @@ impl HttpCacheLayerBuilder {
         self
     }
 
-    /// The most variants (distinct query strings and `Vary` values) one tenant may hold per route — in each
+    /// The most variants (distinct query strings and `Vary` values) one tenant may hold per URL path — in each
     /// process, and across every replica sharing the store (a bounded set in Redis); further variants are
     /// served by the service and not stored. Default 256.
     #[must_use]
     pub fn max_variants(mut self, n: usize) -> Self {
         self.max_variants = n;
+        self
+    }
+
+    /// The most distinct paths of one route a tenant may have cached (each holds an epoch key and a variant
+    /// set), bounded like [`max_variants`](Self::max_variants); requests for further paths are served by the
+    /// service and leave nothing in the store. Default 10 000.
+    #[must_use]
+    pub fn max_paths(mut self, n: usize) -> Self {
+        self.max_paths = n;
         self
     }
 
@@ -274,6 +293,9 @@ impl HttpCacheLayerBuilder {
     pub fn build(self) -> Result<HttpCacheLayer, ConfigError> {
         if self.max_variants == 0 {
             return Err(ConfigError::Zero("max_variants"));
+        }
+        if self.max_paths == 0 {
+            return Err(ConfigError::Zero("max_paths"));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Zero("max_body_bytes"));
@@ -297,7 +319,8 @@ impl HttpCacheLayerBuilder {
                 cache_type: r.cache_type,
                 ttl,
                 heuristic: r.heuristic.map_or(ttl, |h| h.min(ttl)),
-                budget_key: budget_key(&r.pattern),
+                paths_key: paths_budget_key(&r.pattern),
+                source: r.pattern.clone(),
                 index,
             });
         }
@@ -325,13 +348,15 @@ impl HttpCacheLayerBuilder {
                 stripped_headers,
                 ignored_query: self.ignored_query,
                 max_variants: self.max_variants,
+                max_paths: self.max_paths,
                 max_body_bytes: self.max_body_bytes,
                 // An epoch must outlive every entry written under it.
                 epoch_ttl: (longest * 2).min(TtlTable::MAX_TTL),
-                variants: moka::sync::Cache::builder()
+                admitted: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_idle(longest)
                     .build(),
+                refreshing: std::sync::Mutex::default(),
             }),
         })
     }

@@ -29,23 +29,31 @@
 //!
 //! # Rules
 //! - Only `GET` requests on included (and not excluded) routes with a tenant are answered from the cache;
-//!   every response on such a route carries `X-Cache: HIT` or `MISS`, and hits carry the `Age` accumulated
-//!   upstream and here.
+//!   every response on such a route carries `X-Cache`: `HIT`, `MISS`, `REVALIDATED` (a stored response the
+//!   service confirmed with a 304) or `STALE` (RFC 5861), and answers from the cache carry the `Age`
+//!   accumulated upstream and here.
 //! - Freshness is RFC 9111's, judged by the `http-cache-semantics` crate at store time and again at every
 //!   lookup: `s-maxage`, then `max-age`, then `Expires` against `Date` (past or invalid means stale); the
 //!   origin's `Age` and the time since its `Date` count against it; RFC 9213's `CDN-Cache-Control` takes the
 //!   place of `Cache-Control` when present. The route's TTL caps how long anything is kept, and is the
 //!   heuristic freshness of a response that states none ([`Route::heuristic`]).
-//! - Never stored: `no-store` or `private` responses, `no-cache` responses (this cache does not revalidate
-//!   yet), responses stale on arrival, `Vary: *`, statuses other than the heuristically cacheable ones (so no
+//! - Revalidation (RFC 9111 §4.3): a stale stored response with a validator (`ETag`, `Last-Modified`) —
+//!   including every `no-cache` one — is revalidated with a conditional request; a 304 that selects it
+//!   refreshes its stored headers and it answers as `REVALIDATED`; anything else replaces it. Such responses
+//!   are kept for the route's TTL, others for their freshness plus what RFC 5861 grants:
+//!   `stale-while-revalidate` answers at once with the stale response and revalidates behind it (one
+//!   revalidation per entry in a process), `stale-if-error` answers with it when the service fails or gives a
+//!   5xx. `must-revalidate`, `proxy-revalidate` and `no-cache` forbid both.
+//! - Never stored: `no-store` or `private` responses, responses stale on arrival that can be neither
+//!   revalidated nor served stale, `Vary: *`, statuses other than the heuristically cacheable ones (so no
 //!   partial content and no 5xx), responses to requests with `Authorization` unless explicitly public
 //!   (`public`, `s-maxage`, `must-revalidate`), `Set-Cookie` responses unless `public` (and then without the
 //!   cookie). Bodies without a known size under the limit pass through unstored.
-//! - Requests: `no-store` bypasses the cache; `no-cache` or `max-age=0` skips the lookup but may store;
-//!   `max-age`, `min-fresh` and `max-stale` are honoured; `only-if-cached` is answered from the cache or with
-//!   504, never by the service; a `Range` request bypasses. A client's conditional `GET` (`If-None-Match` by
-//!   weak comparison, else `If-Modified-Since`) is answered 304 from a fresh entry. A cached response answers an `Authorization`
-//!   request only if it was explicitly public.
+//! - Requests: `no-store` bypasses the cache; `no-cache` or `max-age=0` revalidates (or asks the service);
+//!   `max-age`, `min-fresh`, `max-stale` and `stale-if-error` are honoured; `only-if-cached` is answered from
+//!   the cache or with 504, never by the service; a `Range` request bypasses. A client's conditional `GET`
+//!   (`If-None-Match` by weak comparison, else `If-Modified-Since`) is answered 304 from a fresh or
+//!   revalidated entry. A cached response answers an `Authorization` request only if it was explicitly public.
 //! - Keys: tenant, path, the query string normalised (decoded, sorted, re-encoded, ignored parameters
 //!   dropped), configured keyed headers, and the values of the response's `Vary` headers (an absent header
 //!   differs from an empty one).
@@ -53,17 +61,20 @@
 //!   request reaches the service, so they can never poison a shared entry.
 //! - A successful (2xx/3xx) unsafe request invalidates its path (and a same-site `Location` /
 //!   `Content-Location`) for its tenant: the path's epoch changes, so every variant is unreachable at once.
-//! - Each tenant holds at most `max_variants` variants per route, in each process and across every replica
-//!   sharing the store (a bounded set in Redis, admitted atomically); further variants are not stored, so
-//!   query-string flooding cannot fill Redis.
+//! - Each tenant caches at most `max_paths` paths per route and `max_variants` variants per path, in each
+//!   process and across every replica sharing the store (bounded sets in Redis, admitted atomically); further
+//!   paths and variants are served but not stored, and an unsafe request to a path that holds nothing writes
+//!   nothing, so flooding with unique paths or query strings cannot fill Redis.
 //! - The cache never fails a request: with Redis down every request is a miss served by the service.
 
 mod body;
+mod entries;
 mod error;
 mod freshness;
 mod key;
 mod layer;
 mod policy;
+mod revalidate;
 mod service;
 
 pub use body::CacheBody;

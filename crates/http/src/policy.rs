@@ -14,6 +14,12 @@ pub(crate) struct CacheControl {
     pub(crate) must_revalidate: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
+    /// A request's `min-fresh`.
+    pub(crate) min_fresh: Option<u64>,
+    /// RFC 5861: how long after going stale the response may still be served while it is revalidated.
+    pub(crate) stale_while_revalidate: Option<u64>,
+    /// RFC 5861: how long after going stale the response may still be served when the origin fails.
+    pub(crate) stale_if_error: Option<u64>,
     /// A request's `only-if-cached`: answer from the cache or with 504, never from the origin.
     pub(crate) only_if_cached: bool,
 }
@@ -44,6 +50,10 @@ impl CacheControl {
                     // An unparsable age is treated as zero (RFC 9111 §1.2.2): stale, never fresher.
                     "max-age" => cc.max_age = Some(seconds().unwrap_or(0)),
                     "s-maxage" => cc.s_maxage = Some(seconds().unwrap_or(0)),
+                    "min-fresh" => cc.min_fresh = Some(seconds().unwrap_or(0)),
+                    // An unparsable extension grants nothing.
+                    "stale-while-revalidate" => cc.stale_while_revalidate = seconds(),
+                    "stale-if-error" => cc.stale_if_error = seconds(),
                     _ => {}
                 }
             }
@@ -83,7 +93,8 @@ fn split_directives(text: &str) -> Vec<&str> {
 pub(crate) enum RequestUse {
     /// Serve from the cache, and store the response on a miss.
     LookupAndStore,
-    /// Do not serve from the cache (`no-cache`, `max-age=0`), but the fresh response may be stored.
+    /// Ask the service even about a fresh entry (`no-cache`, `max-age=0`) — revalidating it when it has a
+    /// validator — and store what it answers.
     StoreOnly,
     /// Neither (`no-store`).
     Bypass,
@@ -203,6 +214,19 @@ mod tests {
             Some(0)
         );
         assert!(CacheControl::parse(&headers(&[("pragma", "no-cache")])).no_cache);
+        let cc = CacheControl::parse(&headers(&[(
+            "cache-control",
+            "max-age=1, stale-while-revalidate=30, stale-if-error=\"600\", min-fresh=5",
+        )]));
+        assert_eq!(
+            (cc.stale_while_revalidate, cc.stale_if_error, cc.min_fresh),
+            (Some(30), Some(600), Some(5))
+        );
+        assert_eq!(
+            CacheControl::parse(&headers(&[("cache-control", "stale-if-error=soon")]))
+                .stale_if_error,
+            None
+        );
     }
 
     #[test]

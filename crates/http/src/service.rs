@@ -7,27 +7,34 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
-use fernando_cache_keys::Scope;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
 use tower_service::Service;
 
 use crate::{
     CacheBody,
-    freshness::{self, Judgement},
-    key::{epoch_key, header_values, normalise_query, primary_key, variant_key},
-    layer::{CompiledRoute, Config},
+    entries::{self, CachedResponse, Target},
+    freshness::{self, Verdict},
+    key::{header_values, normalise_query, primary_key},
+    layer::Config,
     policy::{self, RequestUse},
+    revalidate,
 };
 
-/// The `X-Cache` response header.
+/// The `X-Cache` response header: `HIT` (answered from a fresh entry), `MISS` (by the service),
+/// `REVALIDATED` (from an entry the service confirmed with a 304) or `STALE` (from a stale entry, as RFC 5861's
+/// `stale-while-revalidate` or `stale-if-error` allow).
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+const HIT: HeaderValue = HeaderValue::from_static("HIT");
+const MISS: HeaderValue = HeaderValue::from_static("MISS");
+const REVALIDATED: HeaderValue = HeaderValue::from_static("REVALIDATED");
+const STALE: HeaderValue = HeaderValue::from_static("STALE");
 
 /// The future of [`HttpCache`].
 pub type ResponseFuture<B, E> =
@@ -59,45 +66,6 @@ impl<S: fmt::Debug> fmt::Debug for HttpCache<S> {
 impl<S> HttpCache<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
         HttpCache { inner, config }
-    }
-}
-
-/// What the primary key of a request holds.
-#[derive(Serialize, Deserialize)]
-enum Stored {
-    /// The response itself (it does not vary).
-    Response(CachedResponse),
-    /// The response varies by these request headers; each variant lives under its own key.
-    Vary(Vec<String>),
-}
-
-#[derive(Serialize, Deserialize)]
-struct CachedResponse {
-    status: u16,
-    headers: Vec<(String, serde_bytes::ByteBuf)>,
-    body: serde_bytes::ByteBuf,
-    /// Explicitly public (`public`, `s-maxage`, `must-revalidate`): may answer requests with `Authorization`.
-    for_authorized: bool,
-    /// What judging its freshness again at each lookup needs.
-    judgement: Judgement,
-}
-
-impl CachedResponse {
-    fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK)
-    }
-
-    fn header_map(&self) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(self.headers.len());
-        for (name, value) in &self.headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(value),
-            ) {
-                headers.append(n, v);
-            }
-        }
-        headers
     }
 }
 
@@ -133,8 +101,12 @@ async fn handle<S, ReqB, ResB>(
     req: Request<ReqB>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: Body<Data = Bytes>,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Send,
 {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
@@ -150,14 +122,14 @@ where
         let method = parts.method.clone();
         let resp = inner.call(Request::from_parts(parts, body)).await?;
         if policy::invalidates(&method, resp.status()) {
-            invalidate_path(&config, &scope, route, &path).await;
+            entries::invalidate_path(&config, &scope, route, &path).await;
             for h in [header::LOCATION, header::CONTENT_LOCATION] {
                 if let Some(target) = resp.headers().get(h).and_then(|v| v.to_str().ok())
                     && target.starts_with('/')
                 {
                     let target = target.split(['?', '#']).next().unwrap_or(target);
                     if let Some(r) = config.route(target) {
-                        invalidate_path(&config, &scope, r, target).await;
+                        entries::invalidate_path(&config, &scope, r, target).await;
                     }
                 }
             }
@@ -175,7 +147,9 @@ where
     }
     let had_authorization = parts.headers.contains_key(header::AUTHORIZATION);
     let query = normalise_query(parts.uri.query(), &config.ignored_query);
-    let epoch = current_epoch(&config, &scope, route, &path).await;
+    let Some(epoch) = entries::current_epoch(&config, &scope, route, &path).await else {
+        return miss(inner.call(Request::from_parts(parts, body)).await?);
+    };
     let keyed = header_values(&parts.headers, &config.keyed_headers);
     let primary = primary_key(
         route.pattern.subject_of(&path),
@@ -184,42 +158,260 @@ where
         epoch,
         &keyed,
     );
+    let target = Target {
+        scope,
+        route: route.index,
+        path,
+        primary,
+    };
 
-    if matches!(usage, RequestUse::LookupAndStore | RequestUse::CacheOnly)
-        && let Some(hit) = lookup(&config, &scope, route, &primary, &parts.headers).await
+    let mut stale = None;
+    if let Some((key, hit)) = entries::lookup(&config, &target, &parts.headers).await
         && (hit.for_authorized || !had_authorization)
     {
         let headers = hit.header_map();
         let now = SystemTime::now();
-        if let Some(age) =
-            freshness::fresh_age(hit.status(), &headers, &hit.judgement, &parts.headers, now)
-        {
-            if hit.status() == StatusCode::OK && policy::not_modified(&parts.headers, &headers) {
-                return Ok(respond_not_modified(&headers, age));
+        let verdict =
+            match freshness::judge(hit.status(), &headers, &hit.judgement, &parts.headers, now) {
+                // `no-cache` or `max-age=0` asks the origin even about a fresh entry (which it may revalidate).
+                Verdict::Fresh(age) if usage == RequestUse::StoreOnly => Verdict::Stale {
+                    age,
+                    overdue: Duration::ZERO,
+                },
+                v => v,
+            };
+        match verdict {
+            Verdict::Fresh(age) => {
+                let status = hit.status();
+                let body = Bytes::from(hit.body.into_vec());
+                return Ok(answer(&parts.headers, status, headers, body, age, HIT));
             }
-            return Ok(respond_from_cache(hit.status(), headers, hit.body, age));
+            Verdict::Stale { age, overdue } => {
+                let entry = StaleEntry {
+                    key,
+                    response: hit,
+                    headers,
+                    age,
+                    overdue,
+                };
+                if usage == RequestUse::LookupAndStore
+                    && entry.response.judgement.serves_while_revalidating(overdue)
+                    && let Some(guard) = RefreshGuard::claim(&config, &target, &entry.key)
+                {
+                    // RFC 5861 §3: answer with the stale response now, revalidate behind it.
+                    let answered = answer(
+                        &parts.headers,
+                        entry.response.status(),
+                        entry.headers.clone(),
+                        Bytes::copy_from_slice(&entry.response.body),
+                        age,
+                        STALE,
+                    );
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        refresh_behind(inner, &config, &target, parts, body, entry).await;
+                    });
+                    return Ok(answered);
+                }
+                stale = Some(entry);
+            }
         }
     }
     if usage == RequestUse::CacheOnly {
         // RFC 9111 §5.2.1.7: nothing suitable stored, and the origin must not be asked.
         let mut resp = Response::new(CacheBody::full(Bytes::new()));
         *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-        resp.headers_mut()
-            .insert(X_CACHE, HeaderValue::from_static("MISS"));
+        resp.headers_mut().insert(X_CACHE, MISS);
         return Ok(resp);
     }
 
-    // What the freshness rules judge the response against: the request as it reaches the service.
-    let request = {
-        let mut r = Request::new(());
-        *r.method_mut() = parts.method.clone();
-        *r.uri_mut() = parts.uri.clone();
-        *r.headers_mut() = parts.headers.clone();
-        r.into_parts().0
+    let client = parts.headers.clone();
+    let request = request_view(&parts);
+    let revalidating = stale
+        .as_ref()
+        .is_some_and(|s| revalidate::has_validators(&s.headers));
+    if let Some(s) = stale.as_ref().filter(|_| revalidating) {
+        revalidate::make_conditional(&mut parts.headers, &s.headers);
+    }
+    let resp = match inner.call(Request::from_parts(parts, body)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            return match stale {
+                // RFC 5861 §4: the origin could not be reached; a stale response may stand in.
+                Some(s) if s.serves_on_error(&client) => Ok(s.answer(&client, STALE)),
+                _ => Err(e),
+            };
+        }
     };
-    let resp = inner.call(Request::from_parts(parts, body)).await?;
+    if let Some(s) = stale {
+        if revalidating && resp.status() == StatusCode::NOT_MODIFIED {
+            if let Some((status, headers, body, age)) =
+                refresh(&config, &target, &request, s, resp.headers()).await
+            {
+                return Ok(answer(&client, status, headers, body, age, REVALIDATED));
+            }
+            tracing::debug!("a 304 that matches no stored response; passed on");
+            return miss(resp);
+        }
+        if resp.status().is_server_error() && s.serves_on_error(&client) {
+            return Ok(s.answer(&client, STALE));
+        }
+    }
+    let resp = keep(&config, &target, &request, resp).await;
+    if resp.status() == StatusCode::OK && policy::not_modified(&client, resp.headers()) {
+        return Ok(respond_not_modified(resp.headers(), None));
+    }
+    Ok(resp)
+}
+
+/// A stored response past its freshness, and how far past.
+struct StaleEntry {
+    /// The key it lives under (its primary key, or its variant's).
+    key: String,
+    response: CachedResponse,
+    headers: HeaderMap,
+    age: u64,
+    overdue: Duration,
+}
+
+impl StaleEntry {
+    fn serves_on_error(&self, client: &HeaderMap) -> bool {
+        self.response
+            .judgement
+            .serves_on_error(self.overdue, client)
+    }
+
+    fn parts(self) -> (StatusCode, HeaderMap, Bytes, u64) {
+        let status = self.response.status();
+        (
+            status,
+            self.headers,
+            Bytes::from(self.response.body.into_vec()),
+            self.age,
+        )
+    }
+
+    fn answer<B: Body>(self, client: &HeaderMap, x_cache: HeaderValue) -> Response<CacheBody<B>> {
+        let (status, headers, body, age) = self.parts();
+        answer(client, status, headers, body, age, x_cache)
+    }
+}
+
+/// One revalidation behind a stale answer per entry in this process; released when dropped.
+struct RefreshGuard {
+    config: Arc<Config>,
+    claim: String,
+}
+
+impl RefreshGuard {
+    /// Claims the entry's revalidation, unless one is running or there is no runtime to run it on.
+    fn claim(config: &Arc<Config>, target: &Target, key: &str) -> Option<RefreshGuard> {
+        tokio::runtime::Handle::try_current().ok()?;
+        let claim = format!("{}\u{0}{key}", target.scope.label());
+        let mut running = config.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(claim.clone()).then(|| RefreshGuard {
+            config: config.clone(),
+            claim,
+        })
+    }
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .config
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.remove(&self.claim);
+    }
+}
+
+/// Asks the service about a stale entry behind the stale answer already sent, and stores what it says.
+async fn refresh_behind<S, ReqB, ResB>(
+    mut inner: S,
+    config: &Config,
+    target: &Target,
+    mut parts: http::request::Parts,
+    body: ReqB,
+    stale: StaleEntry,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let request = request_view(&parts);
+    let revalidating = revalidate::has_validators(&stale.headers);
+    if revalidating {
+        revalidate::make_conditional(&mut parts.headers, &stale.headers);
+    }
+    let Ok(resp) = inner.call(Request::from_parts(parts, body)).await else {
+        tracing::debug!("revalidation behind a stale answer failed");
+        return;
+    };
+    if revalidating && resp.status() == StatusCode::NOT_MODIFIED {
+        refresh(config, target, &request, stale, resp.headers()).await;
+    } else {
+        keep(config, target, &request, resp).await;
+    }
+}
+
+/// Refreshes a stale entry with the headers of the 304 that confirmed it (RFC 9111 §4.3.4), stores it again,
+/// and returns what answers the request; `None` when the 304 selects a different response.
+async fn refresh(
+    config: &Config,
+    target: &Target,
+    request: &http::request::Parts,
+    stale: StaleEntry,
+    not_modified: &HeaderMap,
+) -> Option<(StatusCode, HeaderMap, Bytes, u64)> {
+    let merged = revalidate::refreshed(&stale.headers, not_modified)?;
+    let route = target.route(config);
+    let now = SystemTime::now();
+    let status = stale.response.status();
+    let key = stale.key.clone();
+    let (_, _, body, _) = stale.parts();
+    let age = match freshness::storable(request, status, &merged, route.ttl, route.heuristic, now) {
+        Ok(storable) => {
+            let age = match freshness::judge(
+                status,
+                &merged,
+                &storable.judgement,
+                &HeaderMap::new(),
+                now,
+            ) {
+                Verdict::Fresh(age) | Verdict::Stale { age, .. } => age,
+            };
+            let cached = CachedResponse::new(
+                status,
+                &merged,
+                serde_bytes::ByteBuf::from(body.to_vec()),
+                &storable,
+            );
+            entries::replace(config, target, &key, cached, storable.ttl).await;
+            age
+        }
+        Err(why) => {
+            tracing::debug!(reason = ?why, "revalidated response no longer stored");
+            0
+        }
+    };
+    Some((status, merged, body, age))
+}
+
+/// Stores the service's response when RFC 9111 allows it (buffering a body of known size under the limit),
+/// and returns it as a miss.
+async fn keep<ResB>(
+    config: &Config,
+    target: &Target,
+    request: &http::request::Parts,
+    resp: Response<ResB>,
+) -> Response<CacheBody<ResB>>
+where
+    ResB: Body<Data = Bytes>,
+{
+    let route = target.route(config);
     let storable = match freshness::storable(
-        &request,
+        request,
         resp.status(),
         resp.headers(),
         route.ttl,
@@ -228,8 +420,8 @@ where
     ) {
         Ok(s) => s,
         Err(why) => {
-            tracing::debug!(path, reason = ?why, "response not stored");
-            return miss(resp);
+            tracing::debug!(path = target.path, reason = ?why, "response not stored");
+            return with_x_cache(resp.map(CacheBody::inner), MISS);
         }
     };
     let fits = resp
@@ -238,122 +430,76 @@ where
         .upper()
         .is_some_and(|n| n <= config.max_body_bytes);
     if !fits {
-        tracing::debug!(path, "response body unsized or too large; not stored");
-        return miss(resp);
+        tracing::debug!(
+            path = target.path,
+            "response body unsized or too large; not stored"
+        );
+        return with_x_cache(resp.map(CacheBody::inner), MISS);
     }
     let (resp_parts, resp_body) = resp.into_parts();
     let bytes = match resp_body.collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
-            let mut resp = Response::from_parts(resp_parts, CacheBody::failed(e));
-            resp.headers_mut()
-                .insert(X_CACHE, HeaderValue::from_static("MISS"));
-            return Ok(resp);
+            return with_x_cache(Response::from_parts(resp_parts, CacheBody::failed(e)), MISS);
         }
     };
-    store_response(
-        &config,
-        &scope,
-        route,
-        &primary,
+    entries::store_response(
+        config,
+        target,
         &request.headers,
         &resp_parts,
         &bytes,
-        storable,
+        &storable,
     )
     .await;
-    let mut resp = Response::from_parts(resp_parts, CacheBody::full(bytes));
-    resp.headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static("MISS"));
-    Ok(resp)
+    with_x_cache(
+        Response::from_parts(resp_parts, CacheBody::full(bytes)),
+        MISS,
+    )
 }
 
-fn miss<B: Body, E>(resp: Response<B>) -> Result<Response<CacheBody<B>>, E> {
-    let mut resp = resp.map(CacheBody::inner);
-    resp.headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static("MISS"));
-    Ok(resp)
+/// The request as the freshness rules judge a response to it: method, URI and headers, without the body.
+fn request_view(parts: &http::request::Parts) -> http::request::Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = parts.method.clone();
+    *r.uri_mut() = parts.uri.clone();
+    *r.headers_mut() = parts.headers.clone();
+    r.into_parts().0
 }
 
-/// The path's epoch: read, or created when absent (or unreadable), so entries are only ever written under an
-/// epoch that an invalidation replaces.
-async fn current_epoch(config: &Config, scope: &Scope, route: &CompiledRoute, path: &str) -> u64 {
-    let key = epoch_key(route.pattern.subject_of(path), path);
-    match config
-        .store
-        .get::<u64>(scope.clone(), &route.cache_type, &key)
-        .await
-    {
-        Ok(Some(e)) => e,
-        _ => new_epoch(config, scope, route, &key).await,
-    }
-}
-
-async fn new_epoch(config: &Config, scope: &Scope, route: &CompiledRoute, key: &str) -> u64 {
-    let epoch = rand::random::<u64>() | 1;
-    let _ = config
-        .store
-        .set_with_ttl(
-            scope.clone(),
-            &route.cache_type,
-            key,
-            &epoch,
-            Some(config.epoch_ttl),
-        )
-        .await;
-    epoch
-}
-
-async fn invalidate_path(config: &Config, scope: &Scope, route: &CompiledRoute, path: &str) {
-    let key = epoch_key(route.pattern.subject_of(path), path);
-    new_epoch(config, scope, route, &key).await;
-    tracing::debug!(path, "cached responses of the path invalidated");
-}
-
-async fn lookup(
-    config: &Config,
-    scope: &Scope,
-    route: &CompiledRoute,
-    primary: &str,
-    request_headers: &HeaderMap,
-) -> Option<CachedResponse> {
-    let stored = config
-        .store
-        .get::<Stored>(scope.clone(), &route.cache_type, primary)
-        .await
-        .ok()??;
-    match stored {
-        Stored::Response(r) => Some(r),
-        Stored::Vary(names) => {
-            let variant = variant_key(primary, &header_values(request_headers, &names));
-            config
-                .store
-                .get::<CachedResponse>(scope.clone(), &route.cache_type, &variant)
-                .await
-                .ok()?
-        }
-    }
-}
-
-/// A hit: the stored response with its accumulated `Age` (upstream and here, RFC 9111 §4.2.3).
-fn respond_from_cache<B: Body>(
-    status: StatusCode,
-    headers: HeaderMap,
-    body: serde_bytes::ByteBuf,
-    age: u64,
-) -> Response<CacheBody<B>> {
-    let mut resp = Response::new(CacheBody::full(Bytes::from(body.into_vec())));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    let headers = resp.headers_mut();
-    headers.insert(header::AGE, HeaderValue::from(age));
-    headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+fn with_x_cache<B>(mut resp: Response<B>, x_cache: HeaderValue) -> Response<B> {
+    resp.headers_mut().insert(X_CACHE, x_cache);
     resp
 }
 
-/// A client's conditional request answered from a fresh entry (RFC 9110 §15.4.5): 304, no body, and the fields
-/// a 200 would have carried that describe the representation's caching.
-fn respond_not_modified<B: Body>(stored: &HeaderMap, age: u64) -> Response<CacheBody<B>> {
+fn miss<B: Body, E>(resp: Response<B>) -> Result<Response<CacheBody<B>>, E> {
+    Ok(with_x_cache(resp.map(CacheBody::inner), MISS))
+}
+
+/// A response from the cache, with its accumulated `Age` (upstream and here, RFC 9111 §4.2.3) — or a 304 when
+/// the client's conditional request matches it.
+fn answer<B: Body>(
+    client: &HeaderMap,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    age: u64,
+    x_cache: HeaderValue,
+) -> Response<CacheBody<B>> {
+    if status == StatusCode::OK && policy::not_modified(client, &headers) {
+        return with_x_cache(respond_not_modified(&headers, Some(age)), x_cache);
+    }
+    let mut resp = Response::new(CacheBody::full(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp.headers_mut()
+        .insert(header::AGE, HeaderValue::from(age));
+    with_x_cache(resp, x_cache)
+}
+
+/// A client's conditional request answered (RFC 9110 §15.4.5): 304, no body, and the fields a 200 would have
+/// carried that describe the representation's caching.
+fn respond_not_modified<B: Body>(stored: &HeaderMap, age: Option<u64>) -> Response<CacheBody<B>> {
     let mut resp = Response::new(CacheBody::full(Bytes::new()));
     *resp.status_mut() = StatusCode::NOT_MODIFIED;
     let headers = resp.headers_mut();
@@ -365,148 +511,14 @@ fn respond_not_modified<B: Body>(stored: &HeaderMap, age: u64) -> Response<Cache
         header::EXPIRES,
         header::LAST_MODIFIED,
         header::VARY,
+        X_CACHE,
     ] {
         for v in stored.get_all(&name) {
             headers.append(name.clone(), v.clone());
         }
     }
-    headers.insert(header::AGE, HeaderValue::from(age));
-    headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+    if let Some(age) = age {
+        headers.insert(header::AGE, HeaderValue::from(age));
+    }
     resp
-}
-
-/// The `Vary` field names of a response, lowercased (a `*` was refused before).
-fn vary_names(headers: &HeaderMap) -> Vec<String> {
-    let mut names: Vec<String> = headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// Admits a new variant for (tenant, route) if the per-process bound allows it.
-fn admit_variant(config: &Config, scope: &Scope, route: &CompiledRoute, key: &str) -> bool {
-    let set = config
-        .variants
-        .get_with((scope.label().to_owned(), route.index), Default::default);
-    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    let ttl = route.ttl;
-    set.keys.retain(|_, at| now.duration_since(*at) < ttl);
-    if set.keys.contains_key(key) {
-        set.keys.insert(key.to_owned(), now);
-        return true;
-    }
-    if set.keys.len() >= config.max_variants {
-        return false;
-    }
-    set.keys.insert(key.to_owned(), now);
-    true
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn store_response(
-    config: &Config,
-    scope: &Scope,
-    route: &CompiledRoute,
-    primary: &str,
-    request_headers: &HeaderMap,
-    resp: &http::response::Parts,
-    body: &Bytes,
-    storable: freshness::Storable,
-) {
-    let ttl = storable.ttl;
-    let names = vary_names(&resp.headers);
-    let entry_key = if names.is_empty() {
-        primary.to_owned()
-    } else {
-        variant_key(primary, &header_values(request_headers, &names))
-    };
-    if !admit_variant(config, scope, route, &entry_key) {
-        tracing::debug!(
-            tenant = scope.label(),
-            "variant limit of the route reached; response not stored"
-        );
-        return;
-    }
-    // The same bound across replicas. Without an answer (backend down, or in process) the per-process bound
-    // above is the bound.
-    let limit = u64::try_from(config.max_variants).unwrap_or(u64::MAX);
-    let shared = config
-        .store
-        .admit(
-            scope.clone(),
-            &route.cache_type,
-            &route.budget_key,
-            entry_key.as_bytes(),
-            limit,
-            route.ttl,
-        )
-        .await;
-    if matches!(shared, Ok(false)) {
-        tracing::debug!(
-            tenant = scope.label(),
-            "variant limit of the route reached across replicas; response not stored"
-        );
-        return;
-    }
-    let cached = CachedResponse {
-        status: resp.status.as_u16(),
-        headers: resp
-            .headers
-            .iter()
-            .filter(|(n, _)| policy::stored_header(n))
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    serde_bytes::ByteBuf::from(v.as_bytes()),
-                )
-            })
-            .collect(),
-        body: serde_bytes::ByteBuf::from(body.to_vec()),
-        for_authorized: storable.for_authorized,
-        judgement: storable.judgement,
-    };
-    let store = &config.store;
-    let t = &route.cache_type;
-    if names.is_empty() {
-        let _ = store
-            .set_with_ttl(
-                scope.clone(),
-                t,
-                primary,
-                &Stored::Response(cached),
-                Some(ttl),
-            )
-            .await;
-    } else {
-        let _ = store
-            .set_with_ttl(scope.clone(), t, primary, &Stored::Vary(names), Some(ttl))
-            .await;
-        let _ = store
-            .set_with_ttl(scope.clone(), t, &entry_key, &cached, Some(ttl))
-            .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vary_names_are_lowercased_split_and_deduplicated() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::VARY,
-            HeaderValue::from_static("Accept-Language, accept"),
-        );
-        h.append(header::VARY, HeaderValue::from_static("ACCEPT"));
-        assert_eq!(vary_names(&h), ["accept", "accept-language"]);
-    }
 }

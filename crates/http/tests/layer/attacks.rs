@@ -54,7 +54,7 @@ async fn a_keyed_forwarding_header_reaches_the_handler_and_splits_entries() {
 }
 
 #[tokio::test]
-async fn variant_flooding_is_bounded_per_route_and_tenant() {
+async fn variant_flooding_is_bounded_per_path_and_tenant() {
     let app = start(|b| b.max_variants(10)).await;
     for i in 0..100 {
         app.get(&format!("/c/plain/1?flood={i}"), &[]).await;

@@ -50,7 +50,7 @@ const ROWS: &[Row] = &[
         reaches_handler: true,
     },
     Row {
-        rule: "no-cache response is not stored (no revalidation)",
+        rule: "a no-cache response without a validator is not stored",
         before: &[get("/c/no-cache/1")],
         probe: ("/c/no-cache/1", &[]),
         reaches_handler: true,

@@ -144,11 +144,57 @@ async fn scenario(
                 .map_or("none".to_owned(), |v| v.to_str().unwrap_or("?").to_owned());
             return format!("{body} link https://{host}/next").into_response();
         }
+        // Revalidation (issue 15, item 1): validators on responses that must be revalidated at every use.
+        "etag" | "etag-changing" | "last-modified" => {
+            let etag = if name == "etag-changing" {
+                format!("\"v{n}\"")
+            } else {
+                "\"v1\"".to_owned()
+            };
+            let asked = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+            let unchanged = match name.as_str() {
+                "last-modified" => asked(header::IF_MODIFIED_SINCE) == Some(LAST_MODIFIED),
+                _ => asked(header::IF_NONE_MATCH) == Some(etag.as_str()),
+            };
+            let mut r = if unchanged {
+                calls.hit(&format!("{path} 304"));
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                r
+            };
+            let h = r.headers_mut();
+            set(h, header::CACHE_CONTROL, "no-cache");
+            h.insert("x-served", HeaderValue::from(n));
+            if name == "last-modified" {
+                set(h, header::LAST_MODIFIED, LAST_MODIFIED);
+            } else {
+                h.insert(header::ETAG, HeaderValue::from_str(&etag).unwrap());
+            }
+            return r;
+        }
+        "swr" => set(
+            h,
+            header::CACHE_CONTROL,
+            "max-age=0, stale-while-revalidate=600",
+        ),
+        "sie" | "sie-must-revalidate" => {
+            if n > 1 {
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            let cc = if name == "sie" {
+                "max-age=0, stale-if-error=600"
+            } else {
+                "max-age=0, must-revalidate, stale-if-error=600"
+            };
+            set(r.headers_mut(), header::CACHE_CONTROL, cc);
+        }
         "stream" => return Response::new(axum::body::Body::new(Unsized(Some(body.into())))),
         other => panic!("unknown scenario {other}"),
     }
     r
 }
+
+const LAST_MODIFIED: &str = "Sun, 01 Nov 2026 10:00:00 GMT";
 
 /// An HTTP date (IMF-fixdate).
 fn http_date(at: SystemTime) -> HeaderValue {
