@@ -51,6 +51,40 @@ enum Command {
         /// Address to listen on (default: server.bind).
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
+        /// Start even when the public development keys are configured and the address is not loopback.
+        #[arg(long)]
+        allow_dev_keys: bool,
+    },
+    /// Put the HTTP cache in front of any HTTP API: forward every request to the origin and keep, per tenant,
+    /// what RFC 9111 allows.
+    Proxy {
+        /// The origin, e.g. http://127.0.0.1:8000 (a base path is kept in front of every request's path).
+        #[arg(long, value_name = "URL")]
+        origin: String,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        bind: String,
+        /// Every request belongs to this tenant.
+        #[arg(long, default_value = "default", conflicts_with_all = ["tenant_header", "api_keys"])]
+        tenant: String,
+        /// The tenant is the value of this request header, set by a trusted front.
+        #[arg(long, value_name = "NAME", conflicts_with = "api_keys")]
+        tenant_header: Option<String>,
+        /// Tenants authenticate with their API keys (server.api_keys), as with `serve`.
+        #[arg(long)]
+        api_keys: bool,
+        /// Longest a response is kept, whatever its freshness (default: server.response_ttl).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// Freshness given to a response that states none (RFC 9111 §4.2.2); 0s keeps only what says it may.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        heuristic: Duration,
+        /// Longest the origin may take to answer.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        origin_timeout: Duration,
+        /// Start even when the public development keys are configured and the address is not loopback.
+        #[arg(long)]
+        allow_dev_keys: bool,
     },
     /// Read, write and invalidate cache entries.
     Cache {
@@ -110,7 +144,37 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             strict,
         } => commands::process::run(&settings, paths, &tenant, json, strict).await,
-        Command::Serve { bind } => commands::serve::run(&settings, bind).await,
+        Command::Serve {
+            bind,
+            allow_dev_keys,
+        } => commands::serve::run(&settings, bind, allow_dev_keys).await,
+        Command::Proxy {
+            origin,
+            bind,
+            tenant,
+            tenant_header,
+            api_keys,
+            ttl,
+            heuristic,
+            origin_timeout,
+            allow_dev_keys,
+        } => {
+            let tenancy = match (tenant_header, api_keys) {
+                (Some(h), _) => commands::proxy::Tenancy::Header(h),
+                (None, true) => commands::proxy::Tenancy::ApiKeys,
+                (None, false) => commands::proxy::Tenancy::Fixed(tenant),
+            };
+            let options = commands::proxy::ProxyOptions {
+                origin,
+                bind,
+                tenancy,
+                ttl,
+                heuristic,
+                origin_timeout,
+                allow_dev_keys,
+            };
+            commands::proxy::run(&settings, options).await
+        }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
         Command::Stats { since, json } => commands::stats::run(&settings, since, json).await,
         Command::Event {

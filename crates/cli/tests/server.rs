@@ -2,148 +2,17 @@
 //! database: uploads, authentication, tenant isolation, health through a Redis outage, Prometheus metrics,
 //! and statistics flushed on SIGTERM.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use fernando_cache_models::{Db, list_events, run_pending, statistics_since, warmup_jobs};
 use fernando_cache_testkit::{PostgresDb, RedisCluster, RedisServer};
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Server {
-    fn start(redis_url: &str, database_url: &str) -> Server {
-        Self::start_with(redis_url, database_url, &[])
-    }
-
-    /// [`Server::start`] with extra environment variables.
-    fn start_with(redis_url: &str, database_url: &str, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
-            .args([
-                "--env",
-                "test",
-                "--redis-url",
-                redis_url,
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-            ])
-            .env_remove("FERNANDO_CACHE_ENV")
-            .env("FERNANDO_CACHE__REDIS__COMMAND_TIMEOUT", "200ms")
-            .env("FERNANDO_CACHE__REDIS__CONNECT_TIMEOUT", "200ms")
-            .env("FERNANDO_CACHE__DEGRADATION__BREAKER_OPEN_FOR", "300ms")
-            .env("FERNANDO_CACHE__STATISTICS__ENABLED", "true")
-            .env("FERNANDO_CACHE__STATISTICS__DATABASE_URL", database_url)
-            // Only the shutdown flush writes statistics, so the SIGTERM test sees that flush.
-            .env("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "1h")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start fernando-cache serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines
-            .next()
-            .expect("the server printed nothing")
-            .expect("stdout");
-        let base = line
-            .strip_prefix("fernando-cache listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            base,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn upload(&self, key: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/documents", self.base))
-            .bearer_auth(key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Uploads a sample as acme and returns the JSON answer.
-    async fn upload_sample(&self, rel: &str, content_type: &str) -> Value {
-        self.upload(ACME, content_type, sample(rel))
-            .await
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn post_json(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.get(format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        req.send().await.unwrap()
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sample(rel: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../samples")
-            .join(rel),
-    )
-    .unwrap()
-}
-
-const ACME: &str = "dev-acme-key";
-const GLOBEX: &str = "dev-globex-key";
-const ADMIN: &str = "dev-admin-token";
+use support::{ACME, ADMIN, GLOBEX, Server, counting_llm, sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_auth_isolation_and_invalidation() {
@@ -258,11 +127,15 @@ async fn health_follows_redis_and_metrics_parse_as_prometheus_text() {
         )
         .await;
 
+    // Details (backends, their messages) are for the admin; anyone else learns only the level.
+    let public: Value = server.get("/health", None).await.json().await.unwrap();
+    assert_eq!(public.as_object().unwrap().len(), 1, "{public}");
+    assert_eq!(public["status"], "healthy");
     let health = |s: &Server| {
         let url = format!("{}/health", s.base);
         let client = s.client.clone();
         async move {
-            let r = client.get(url).send().await.unwrap();
+            let r = client.get(url).bearer_auth(ADMIN).send().await.unwrap();
             let status = r.status().as_u16();
             let body: Value = r.json().await.unwrap();
             (
@@ -648,36 +521,6 @@ async fn the_variant_budget_holds_across_two_replicas() {
     );
 }
 
-/// A chat-completions endpoint standing in for the LLM: counts the requests, takes 300 ms, answers fields and a
-/// `usage` of 120 prompt and 30 completion tokens.
-async fn counting_llm() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use axum::{Json, Router, routing::post};
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = calls.clone();
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move || {
-            let seen = seen.clone();
-            async move {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let content = serde_json::json!({"invoice_number": "RE-2026-0042", "total": "99.00 EUR"});
-                Json(serde_json::json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}],
-                    "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
-                }))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, calls)
-}
-
 /// Issue 12: two `serve` replicas on one Redis receive the same new scanned document at the same moment: OCR
 /// (tesseract, counted by a wrapper) and the LLM extraction (a local endpoint that counts requests) each run
 /// once, and both replicas answer the same fields.
@@ -686,7 +529,7 @@ async fn two_replicas_receiving_one_new_document_at_once_run_ocr_and_extraction_
     use std::os::unix::fs::PermissionsExt;
     let redis = RedisServer::start();
     let pg = PostgresDb::create();
-    let (llm, llm_calls) = counting_llm().await;
+    let (llm, llm_calls) = counting_llm(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("ocr-runs");
     let wrapper = dir.path().join("tesseract");
@@ -749,7 +592,7 @@ async fn two_replicas_receiving_one_new_document_at_once_run_ocr_and_extraction_
 async fn stats_and_metrics_show_tokens_and_money_spent_and_saved() {
     let redis = RedisServer::start();
     let pg = PostgresDb::create();
-    let (llm, llm_calls) = counting_llm().await;
+    let (llm, llm_calls) = counting_llm(Duration::from_millis(300)).await;
     let llm_url = format!("http://{llm}/v1");
     let env = [
         ("FERNANDO_CACHE__PROCESSOR__EXTRACTOR", "openai"),

@@ -269,6 +269,11 @@ pub struct ServerSettings {
     /// How long `GET /v1/documents/{sha256}` answers are cached by the HTTP layer.
     #[serde(with = "duration")]
     pub response_ttl: Duration,
+    /// SHA-256 (hex) of the token `/metrics` asks for. Empty: `/metrics` is open on a loopback address and needs
+    /// the admin token on any other.
+    pub metrics_token_sha256: String,
+    /// Timeouts, connections, bodies, engine work and request rates.
+    pub limits: crate::ServerLimits,
 }
 
 /// One tenant API key, by hash: the key itself is never stored.
@@ -548,6 +553,7 @@ impl Settings {
         }
         self.prices.validate()?;
         self.warming.validate()?;
+        self.server.limits.validate()?;
         self.ttl.validate()
     }
 }

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use axum::{
-    extract::{Request, State},
+    extract::{FromRef, Request, State},
     http::{HeaderMap, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -13,6 +15,12 @@ use fernando_cache_keys::TenantId;
 use sha2::{Digest, Sha256};
 
 use super::{AppState, error};
+
+impl FromRef<AppState> for Arc<Keys> {
+    fn from_ref(state: &AppState) -> Arc<Keys> {
+        state.keys.clone()
+    }
+}
 
 /// Who a request is, once authenticated.
 #[derive(Debug, Clone)]
@@ -26,6 +34,7 @@ pub(crate) enum Caller {
 pub(crate) struct Keys {
     tenants: HashMap<[u8; 32], TenantId>,
     admin: Option<[u8; 32]>,
+    metrics: Option<[u8; 32]>,
 }
 
 fn parse_hash(hex: &str) -> Option<[u8; 32]> {
@@ -48,10 +57,14 @@ impl Keys {
             keys.tenants.insert(hash, tenant);
         }
         keys.admin = parse_hash(&s.admin_token_sha256);
+        keys.metrics = parse_hash(&s.metrics_token_sha256);
+        if !s.metrics_token_sha256.is_empty() && keys.metrics.is_none() {
+            anyhow::bail!("server.metrics_token_sha256: not a SHA-256 (64 hexadecimal digits)");
+        }
         Ok(keys)
     }
 
-    fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
+    fn token_hash(headers: &HeaderMap) -> Option<[u8; 32]> {
         let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let token = value
             .strip_prefix("Bearer ")
@@ -60,7 +73,25 @@ impl Keys {
         if token.is_empty() {
             return None;
         }
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        Some(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether the request carries the admin token.
+    pub(crate) fn is_admin(&self, headers: &HeaderMap) -> bool {
+        self.admin.is_some() && Self::token_hash(headers) == self.admin
+    }
+
+    /// Whether the request may read `/metrics`: the metrics token (or the admin token) when one is configured;
+    /// without a metrics token, anyone on a loopback listener and the admin on any other.
+    pub(crate) fn may_read_metrics(&self, headers: &HeaderMap, loopback: bool) -> bool {
+        match self.metrics {
+            Some(m) => Self::token_hash(headers) == Some(m) || self.is_admin(headers),
+            None => loopback || self.is_admin(headers),
+        }
+    }
+
+    fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        let hash = Self::token_hash(headers)?;
         if self.admin == Some(hash) {
             return Some(Caller::Admin);
         }
@@ -80,11 +111,11 @@ fn unauthorized(message: &str) -> Response {
 /// Tenant routes: a tenant key is required. The tenant goes into the request extensions and the
 /// `Authorization` header is removed, so the HTTP cache layer keys by tenant and never sees the credential.
 pub(crate) async fn tenant(
-    State(state): State<AppState>,
+    State(keys): State<Arc<Keys>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    match state.keys.caller(req.headers()) {
+    match keys.caller(req.headers()) {
         Some(Caller::Tenant(t)) => {
             req.headers_mut().remove(header::AUTHORIZATION);
             req.extensions_mut().insert(t);

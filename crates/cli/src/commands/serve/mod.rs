@@ -5,22 +5,23 @@ mod auth;
 mod prometheus;
 mod routes;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
-    Json, Router,
+    Router,
     extract::DefaultBodyLimit,
-    http::StatusCode,
     middleware,
-    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_http::{HttpCacheLayer, Route, tenant_from_extension};
 use fernando_cache_processor::DocumentProcessor;
 use fernando_cache_store::Store;
-use serde_json::json;
+
+pub(crate) use self::auth::{Keys, tenant as tenant_auth};
+use super::edge::{self, EngineGate, TenantRates};
+pub(crate) use super::edge::{error, internal_error};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -32,15 +33,17 @@ pub(crate) struct AppState {
     pub(crate) database_url: Option<String>,
     /// The currency money figures are counted in (`prices.currency`).
     pub(crate) currency: Arc<str>,
+    /// The queue in front of the engines.
+    pub(crate) engine: Arc<EngineGate>,
+    /// Per-tenant request rates.
+    pub(crate) rates: Arc<TenantRates>,
+    /// Listening on a loopback address (`/metrics` is then open without a metrics token).
+    pub(crate) loopback: bool,
 }
 
-/// A JSON error body with a status.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
-/// The application: routes, authentication and the response cache.
+/// The application: routes, authentication, rates, body limits, the response cache and the access log.
 pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router> {
+    let limits = &settings.server.limits;
     let cache = HttpCacheLayer::builder(state.store.clone(), tenant_from_extension())
         .route(
             // The segment is the document's fingerprint: an event about the document reaches this copy too.
@@ -48,29 +51,62 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
                 .cache_type(CacheType::API_RESPONSE)
                 .ttl(settings.server.response_ttl),
         )
+        .max_body_bytes(limits.max_cached_response_bytes)
         .build()
         .context("HTTP cache layer")?;
-    let body_limit = usize::try_from(settings.processor.max_document_bytes).unwrap_or(usize::MAX);
+    // Bodies are limited per route: a declared length over the limit is refused before any of it is read, and
+    // a streamed body is cut off at the limit. Documents up to processor.max_document_bytes, JSON far less.
+    let document_limit =
+        usize::try_from(settings.processor.max_document_bytes).unwrap_or(usize::MAX);
+    let json_limit = limits.json_body_bytes;
+    let limited = |limit: usize| {
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(limit, edge::declared_length))
+            .layer(DefaultBodyLimit::max(limit))
+    };
     let tenant_routes = Router::new()
-        .route("/v1/documents", post(routes::upload))
-        .route("/v1/documents/{sha256}", get(routes::document))
-        .route("/v1/events", post(routes::event))
-        .route("/v1/cache/stats", get(routes::stats))
+        .route(
+            "/v1/documents",
+            post(routes::upload).layer(limited(document_limit)),
+        )
+        .route(
+            "/v1/documents/{sha256}",
+            get(routes::document).layer(limited(json_limit)),
+        )
+        .route("/v1/events", post(routes::event).layer(limited(json_limit)))
+        .route(
+            "/v1/cache/stats",
+            get(routes::stats).layer(limited(json_limit)),
+        )
         .layer(cache)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::tenant));
+        .layer(middleware::from_fn_with_state(
+            state.rates.clone(),
+            edge::rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.keys.clone(),
+            auth::tenant,
+        ));
     let admin_routes = Router::new()
-        .route("/v1/cache/invalidate", post(routes::invalidate))
+        .route(
+            "/v1/cache/invalidate",
+            post(routes::invalidate).layer(limited(json_limit)),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Ok(Router::new()
         .merge(tenant_routes)
         .merge(admin_routes)
-        .route("/health", get(routes::health))
-        .route("/metrics", get(prometheus::metrics))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state))
+        .route("/health", get(routes::health).layer(limited(json_limit)))
+        .route(
+            "/metrics",
+            get(prometheus::metrics).layer(limited(json_limit)),
+        )
+        .with_state(state)
+        .layer(middleware::from_fn(edge::json_errors))
+        .layer(middleware::from_fn(edge::access_log)))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -111,12 +147,13 @@ fn pending_invalidations(
 pub(crate) async fn run(
     settings: &Settings,
     bind: Option<String>,
+    allow_dev_keys: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let addr: SocketAddr = bind
-        .as_deref()
-        .unwrap_or(&settings.server.bind)
-        .parse()
-        .context("--bind")?;
+    let addr = edge::bind_address(
+        bind.as_deref().unwrap_or(&settings.server.bind),
+        &settings.server,
+        allow_dev_keys,
+    )?;
     let store = Store::from_settings(settings)?;
     let recorder = crate::wiring::start_serving_recorder(settings, &store)
         .await
@@ -134,6 +171,9 @@ pub(crate) async fn run(
         keys,
         database_url: database_url.clone(),
         currency: settings.prices.currency.as_str().into(),
+        engine: Arc::new(EngineGate::new(&settings.server.limits)),
+        rates: Arc::new(TenantRates::new(&settings.server.limits)),
+        loopback: addr.ip().is_loopback(),
     };
     let app = app(state, settings)?;
     let pending = database_url.clone().map(|url| {
@@ -153,10 +193,7 @@ pub(crate) async fn run(
         "fernando-cache listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    edge::serve(listener, app, &settings.server.limits).await?;
     warming.abort();
     if let Some(p) = pending {
         p.abort();

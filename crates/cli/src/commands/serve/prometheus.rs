@@ -4,11 +4,11 @@ use std::fmt::Write;
 
 use axum::{
     extract::State,
-    http::{HeaderValue, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
-use super::AppState;
+use super::{AppState, error};
 
 /// A label value with `\`, `"` and newlines escaped, as the format requires.
 fn label(v: &str) -> String {
@@ -29,7 +29,17 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // Every tenant's figures: not for whoever can reach the port.
+    if !state.keys.may_read_metrics(&headers, state.loopback) {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "/metrics needs the metrics token (server.metrics_token_sha256) or the admin token",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
     let snapshot = state.store.metrics();
     let mut out = String::new();
     let counters: [Family; 14] = [

@@ -18,22 +18,45 @@ use fernando_cache_store::InvalidationStrategy;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, error};
+use super::{AppState, EngineGate, error, internal_error};
 
+/// The client's answer to a failed document: what it can act on. Engine output (stderr, an upstream's body,
+/// store errors) goes to the log under the request id, never into the response.
 fn process_error(e: &ProcessError) -> Response {
-    let status = match e {
-        ProcessError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        ProcessError::UnknownKind(_) | ProcessError::NoEngine(_) => {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
+    let (status, message) = match e {
+        // Our own messages, about the client's input.
+        ProcessError::TooLarge { .. }
+        | ProcessError::UnknownKind(_)
+        | ProcessError::NoEngine(_) => {
+            let status = if matches!(e, ProcessError::TooLarge { .. }) {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            };
+            return error(status, &e.to_string());
         }
-        ProcessError::Engine(EngineError::Missing { .. } | EngineError::Timeout { .. }) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ProcessError::Engine(EngineError::Upstream { .. }) => StatusCode::BAD_GATEWAY,
-        ProcessError::Engine(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        ProcessError::Engine(EngineError::Missing { .. }) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "an engine this document needs is not installed on the server",
+        ),
+        ProcessError::Engine(EngineError::Timeout { .. }) | ProcessError::TimedOut(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "processing the document took longer than allowed",
+        ),
+        ProcessError::Engine(EngineError::Upstream { .. }) => (
+            StatusCode::BAD_GATEWAY,
+            "the extraction service failed on this document",
+        ),
+        ProcessError::Engine(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the document could not be read",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the document could not be processed",
+        ),
     };
-    error(status, &e.to_string())
+    internal_error(status, message, e)
 }
 
 /// `POST /v1/documents`: the raw document as the body; `Content-Type` tells its kind.
@@ -46,6 +69,10 @@ pub(crate) async fn upload(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // Engine work waits in a bounded queue; a full one turns the upload away instead of holding it.
+    let Ok(_slot) = state.engine.enter().await else {
+        return EngineGate::busy();
+    };
     match state
         .processor
         .for_tenant(tenant)
@@ -113,7 +140,11 @@ pub(crate) async fn event(
             })).collect::<Vec<_>>()
         }))
         .into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => internal_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event could not be applied; the rules database is unavailable",
+            &e,
+        ),
     }
 }
 
@@ -222,14 +253,19 @@ pub(crate) async fn invalidate(
             "deleted": deleted,
         }))
         .into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => internal_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cache did not answer; nothing was invalidated",
+            &e,
+        ),
     }
 }
 
 /// `GET /health`: the cache backend, the statistics database and the breaker. `healthy` when all are well,
 /// `degraded` (still 200: documents process without the cache or without statistics) when one is down,
-/// `down` (503) when both are.
-pub(crate) async fn health(State(state): State<AppState>) -> Response {
+/// `down` (503) when both are. Without the admin token only that level is said; the details (backends, their
+/// messages) need it.
+pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (cache, _) =
         health::check_backend(&state.store, &health::AlertThresholds::new(0.0, 1.0)).await;
     let database = match &state.database_url {
@@ -261,16 +297,17 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::OK
     };
-    let mut r = (
-        status,
-        Json(json!({
+    let body = if state.keys.is_admin(&headers) {
+        json!({
             "status": overall,
             "cache": {"backend": cache.component, "status": cache.status, "latency_us": cache.latency_us, "message": cache.message},
             "database": database,
             "breaker": breaker.as_str(),
-        })),
-    )
-        .into_response();
+        })
+    } else {
+        json!({ "status": overall })
+    };
+    let mut r = (status, Json(body)).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r

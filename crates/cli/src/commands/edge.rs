@@ -1,0 +1,372 @@
+//! The network edge `serve` and `proxy` share: a listener that bounds connections and slow clients and drains
+//! at SIGTERM within a bound, request ids and the access log, error bodies that never leak internals, the
+//! refusal to expose development keys, per-tenant request rates, and the bounded queue in front of engine work.
+
+use std::{
+    net::SocketAddr,
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use fernando_cache_config::ServerLimits;
+use fernando_cache_keys::TenantId;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+tokio::task_local! {
+    /// The id of the request the current task serves (set by [`access_log`]).
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The response header carrying the request id.
+pub(crate) const X_REQUEST_ID: &str = "x-request-id";
+
+/// The current request's id, or `-` outside a request.
+pub(crate) fn request_id() -> Arc<str> {
+    REQUEST_ID
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::from("-"))
+}
+
+/// A JSON error body: a message for the client and the request id that finds the details in the log. The
+/// message must be written for clients — never an engine's stderr, SQL or an upstream body.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": message, "request_id": &*request_id() })),
+    )
+        .into_response()
+}
+
+/// An error whose cause stays in the log (with the request id), and a plain message for the client.
+pub(crate) fn internal_error(
+    status: StatusCode,
+    message: &str,
+    cause: &dyn std::fmt::Display,
+) -> Response {
+    tracing::warn!(request_id = &*request_id(), error = %cause, "{message}");
+    error(status, message)
+}
+
+/// A client's `X-Request-Id` is kept when it is short and plain; otherwise one is made.
+fn chosen_request_id(req: &Request) -> Arc<str> {
+    req.headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+        .map_or_else(
+            || Arc::from(format!("{:016x}", rand::random::<u64>())),
+            Arc::from,
+        )
+}
+
+/// Gives every request an id (in the task, the response's `X-Request-Id` and every error body) and writes one
+/// access log line per request: method, path, status, time taken, id.
+pub(crate) async fn access_log(req: Request, next: Next) -> Response {
+    let id = chosen_request_id(&req);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let start = Instant::now();
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    tracing::info!(
+        target: "access",
+        request_id = &*id,
+        method = %method,
+        path,
+        status = resp.status().as_u16(),
+        ms = start.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    resp
+}
+
+/// Refuses a request whose declared `Content-Length` is over `limit` before reading any of it (413). Bodies
+/// without a declared length are cut off at the limit by the extractors (`DefaultBodyLimit`) while they stream.
+pub(crate) async fn declared_length(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than this route accepts ({limit} bytes)"),
+        );
+    }
+    next.run(req).await
+}
+
+/// Gives every error the server produces without a JSON body of its own (extractor rejections, timeouts) the
+/// JSON shape of [`error`], so every error a client sees has a message and a request id.
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // The framework's own messages are short and about the request; anything long is cut.
+    let text = match axum::body::to_bytes(body, 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let mut out = error(status, &text);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The keys this project ships for development and tests (`config/development.toml`, `config/test.toml`): known
+/// to anyone who reads the repository.
+const DEVELOPMENT_KEY_HASHES: &[&str] = &[
+    "1734d503f6aa6a047c36d113cbad769f719c93784b469b771c4c3e7c63adbefd",
+    "62c2fc277ab4261d4243be7b5cf49bdab2c39fed01ae2d4ce1cf9a38ec4e793c",
+    "4763e480ccf7dc583baddba37894eb1dc1fabf79bfc9d82a4a8b00710e18f124",
+];
+
+/// Where to listen. A non-loopback address with the development keys configured is refused unless
+/// `allow_dev_keys`: those keys are public.
+pub(crate) fn bind_address(
+    bind: &str,
+    server: &fernando_cache_config::ServerSettings,
+    allow_dev_keys: bool,
+) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = bind
+        .parse()
+        .with_context(|| format!("{bind:?} is not an address like 127.0.0.1:8080"))?;
+    let dev_keys = server
+        .api_keys
+        .iter()
+        .map(|k| k.key_sha256.as_str())
+        .chain(std::iter::once(server.admin_token_sha256.as_str()))
+        .filter(|h| DEVELOPMENT_KEY_HASHES.contains(&h.to_ascii_lowercase().as_str()))
+        .count();
+    if dev_keys > 0 && !addr.ip().is_loopback() && !allow_dev_keys {
+        bail!(
+            "refusing to listen on {addr}: {dev_keys} of the configured keys are the public development keys \
+             (from config/development.toml or config/test.toml). Configure your own server.api_keys and \
+             server.admin_token_sha256 (the production profile has none), listen on a loopback address, or \
+             pass --allow-dev-keys if this network is private"
+        );
+    }
+    Ok(addr)
+}
+
+/// Serves `app` on `listener` until SIGINT or SIGTERM, bounded by `limits`: at most `max_connections` open
+/// (further ones are closed at once), headers (and idle keep-alive) within `header_read_timeout`, bodies
+/// within `body_read_timeout`, each request within `request_timeout`; at the signal the listener closes and
+/// requests in flight get `drain_timeout` to finish.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &ServerLimits,
+) -> anyhow::Result<()> {
+    let service = tower::ServiceBuilder::new()
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_read_timeout,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .service(app);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    let builder = builder.http1_only();
+    let shutdown = super::serve::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!("connection limit reached; connection closed");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => {
+            tracing::warn!("drain timeout reached; closing the connections still open");
+        }
+    }
+    Ok(())
+}
+
+/// Per-tenant request rates: a token bucket per tenant (GCRA, `governor`).
+pub(crate) struct TenantRates {
+    limiter: Option<DefaultKeyedRateLimiter<TenantId>>,
+}
+
+impl TenantRates {
+    pub(crate) fn new(limits: &ServerLimits) -> TenantRates {
+        let limiter = NonZeroU32::new(limits.tenant_requests_per_second).map(|rate| {
+            let burst = NonZeroU32::new(limits.tenant_burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        TenantRates { limiter }
+    }
+}
+
+/// Answers 429 with `Retry-After` when the request's tenant (put in the extensions by authentication) is over its
+/// rate; other tenants are unaffected.
+pub(crate) async fn rate_limit(
+    State(rates): State<Arc<TenantRates>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let (Some(limiter), Some(tenant)) = (&rates.limiter, req.extensions().get::<TenantId>())
+        && let Err(not_until) = limiter.check_key(tenant)
+    {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this tenant is over its request rate; retry later",
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return r;
+    }
+    next.run(req).await
+}
+
+/// The queue in front of engine work: `concurrency` documents at once, `queue` more waiting; beyond that a
+/// request is turned away at once (503 + `Retry-After`) instead of holding memory.
+pub(crate) struct EngineGate {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+/// The gate was full.
+pub(crate) struct Busy;
+
+impl EngineGate {
+    pub(crate) fn new(limits: &ServerLimits) -> EngineGate {
+        EngineGate {
+            slots: Arc::new(Semaphore::new(limits.engine_concurrency)),
+            waiting: AtomicUsize::new(0),
+            queue: limits.engine_queue,
+        }
+    }
+
+    /// A slot, after waiting in the queue if there is room in it.
+    pub(crate) async fn enter(&self) -> Result<OwnedSemaphorePermit, Busy> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| Busy)
+    }
+
+    /// The answer to a request the full queue turned away.
+    pub(crate) fn busy() -> Response {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the document engines are busy; retry later",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_keys_are_refused_on_a_public_address_only() {
+        let settings = fernando_cache_config::Settings::load(
+            fernando_cache_config::LoadOptions::isolated(fernando_cache_config::Environment::Test),
+        )
+        .unwrap();
+        let server = &settings.server;
+        assert!(bind_address("127.0.0.1:0", server, false).is_ok());
+        assert!(bind_address("[::1]:0", server, false).is_ok());
+        let refused = bind_address("0.0.0.0:8080", server, false)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("development keys"), "{refused}");
+        assert!(bind_address("0.0.0.0:8080", server, true).is_ok());
+        assert!(bind_address("localhost", server, false).is_err());
+    }
+}

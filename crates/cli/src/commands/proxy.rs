@@ -1,0 +1,304 @@
+//! `fernando-cache proxy`: the HTTP cache layer in front of any HTTP API. Requests are forwarded to the origin
+//! (method, path, query, headers and body; hop-by-hop fields dropped both ways), responses come back through
+//! the layer, which stores what RFC 9111 allows per tenant and streams the rest.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
+    middleware,
+    response::Response,
+};
+use fernando_cache_config::{CacheType, Settings};
+use fernando_cache_http::{HttpCacheLayer, Route, tenant_from_extension};
+use fernando_cache_keys::TenantId;
+use fernando_cache_store::Store;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+use super::edge;
+
+/// Who the tenant of a proxied request is.
+#[derive(Debug, Clone)]
+pub(crate) enum Tenancy {
+    /// Every request belongs to this tenant.
+    Fixed(String),
+    /// A trusted front sets this header; requests without a valid one are forwarded uncached.
+    Header(String),
+    /// Tenants authenticate with their API keys, as with `serve`.
+    ApiKeys,
+}
+
+/// What `proxy` was asked to do.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyOptions {
+    pub(crate) origin: String,
+    pub(crate) bind: String,
+    pub(crate) tenancy: Tenancy,
+    /// The longest a response is kept (the cap on any freshness), default `server.response_ttl`.
+    pub(crate) ttl: Option<Duration>,
+    /// Freshness of a response that states none (RFC 9111 §4.2.2); zero stores only what says it may be.
+    pub(crate) heuristic: Duration,
+    /// The longest the origin may take to answer.
+    pub(crate) origin_timeout: Duration,
+    /// Start even with the development keys on a non-loopback address.
+    pub(crate) allow_dev_keys: bool,
+}
+
+/// The `Via` this proxy adds (RFC 9110 §7.6.3).
+const VIA: HeaderValue = HeaderValue::from_static("1.1 fernando-cache");
+
+/// The origin, and the client that reaches it.
+struct Origin {
+    /// `http://host:port` and any base path, without a trailing `/`.
+    base: String,
+    authority: HeaderValue,
+    client: Client<HttpConnector, Body>,
+    timeout: Duration,
+}
+
+impl Origin {
+    fn parse(url: &str, timeout: Duration) -> anyhow::Result<Origin> {
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("--origin {url:?} is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => bail!(
+                "--origin {url:?}: https origins are not supported yet; reach the origin over http on a trusted network"
+            ),
+            _ => bail!("--origin {url:?} must be an http:// URL"),
+        }
+        let authority = uri
+            .authority()
+            .with_context(|| format!("--origin {url:?} names no host"))?
+            .as_str()
+            .to_owned();
+        if uri.query().is_some() {
+            bail!("--origin {url:?} must not carry a query string");
+        }
+        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        Ok(Origin {
+            base,
+            authority: HeaderValue::from_str(&authority)?,
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+            timeout,
+        })
+    }
+}
+
+/// Header fields that concern one connection only (RFC 9110 §7.6.1), plus those the `Connection` field names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(uri) = format!("{}{path_and_query}", origin.base).parse::<Uri>() else {
+        return edge::error(
+            StatusCode::BAD_REQUEST,
+            "the request target is not a valid path",
+        );
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(header::HOST, origin.authority.clone());
+    parts.headers.append(header::VIA, VIA);
+    parts.uri = uri;
+    let outbound = Request::from_parts(parts, body);
+    match tokio::time::timeout(origin.timeout, origin.client.request(outbound)).await {
+        Ok(Ok(resp)) => {
+            let (mut head, body) = resp.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            head.headers.append(header::VIA, VIA);
+            Response::from_parts(head, Body::new(body))
+        }
+        Ok(Err(e)) => edge::internal_error(
+            StatusCode::BAD_GATEWAY,
+            "the origin could not be reached",
+            &e,
+        ),
+        Err(_) => edge::internal_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the origin did not answer in time",
+            &format_args!("no answer within {:?}", origin.timeout),
+        ),
+    }
+}
+
+/// Adds `Via` to answers the proxy gives itself (from the cache, or its own errors) when the origin's did not.
+async fn via(req: Request, next: middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    if !resp.headers().contains_key(header::VIA) {
+        resp.headers_mut().insert(header::VIA, VIA);
+    }
+    resp
+}
+
+/// Puts the tenant of a request into its extensions, where the cache layer and the rate limit find it: a fixed
+/// one, or the value of the trusted front's header (a request without a valid one goes through uncached).
+async fn tenancy(
+    State(tenancy): State<Arc<Tenancy>>,
+    mut req: Request,
+    next: middleware::Next,
+) -> Response {
+    let tenant = match &*tenancy {
+        Tenancy::Fixed(name) => TenantId::new(name).ok(),
+        Tenancy::Header(name) => req
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| TenantId::new(v).ok()),
+        Tenancy::ApiKeys => None,
+    };
+    if let Some(t) = tenant {
+        req.extensions_mut().insert(t);
+    }
+    next.run(req).await
+}
+
+/// The proxy application: the cache layer around the forwarder (every path one route), the tenant, its rate,
+/// the access log and `Via`.
+fn app(
+    store: Store,
+    settings: &Settings,
+    options: &ProxyOptions,
+    keys: Arc<super::serve::Keys>,
+) -> anyhow::Result<Router> {
+    let origin = Arc::new(Origin::parse(&options.origin, options.origin_timeout)?);
+    match &options.tenancy {
+        Tenancy::Fixed(name) => {
+            TenantId::new(name).map_err(|e| anyhow::anyhow!("--tenant {name:?}: {e}"))?;
+        }
+        Tenancy::Header(name) => {
+            name.parse::<HeaderName>()
+                .with_context(|| format!("--tenant-header {name:?} is not a header name"))?;
+        }
+        Tenancy::ApiKeys => {}
+    }
+    let limits = &settings.server.limits;
+    let cache = HttpCacheLayer::builder(store, tenant_from_extension())
+        .route(
+            Route::new("/**")
+                .cache_type(CacheType::API_RESPONSE)
+                .ttl(options.ttl.unwrap_or(settings.server.response_ttl))
+                .heuristic(options.heuristic),
+        )
+        .max_body_bytes(limits.max_cached_response_bytes)
+        .build()
+        .context("HTTP cache layer")?;
+    let rates = Arc::new(edge::TenantRates::new(limits));
+    let router = Router::new()
+        .fallback(forward)
+        .with_state(origin)
+        .layer(cache)
+        .layer(middleware::from_fn_with_state(rates, edge::rate_limit));
+    let router = match &options.tenancy {
+        Tenancy::ApiKeys => router.layer(middleware::from_fn_with_state(
+            keys,
+            super::serve::tenant_auth,
+        )),
+        other => router.layer(middleware::from_fn_with_state(
+            Arc::new(other.clone()),
+            tenancy,
+        )),
+    };
+    Ok(router
+        .layer(middleware::from_fn(via))
+        .layer(middleware::from_fn(edge::access_log)))
+}
+
+/// Runs the proxy until SIGINT or SIGTERM.
+pub(crate) async fn run(
+    settings: &Settings,
+    options: ProxyOptions,
+) -> anyhow::Result<std::process::ExitCode> {
+    let keys = Arc::new(super::serve::Keys::from_settings(&settings.server)?);
+    let addr = edge::bind_address(&options.bind, &settings.server, options.allow_dev_keys)?;
+    let store = Store::from_settings(settings)?;
+    let app = app(store, settings, &options, keys)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    println!(
+        "fernando-cache proxy listening on http://{} for {}",
+        listener.local_addr()?,
+        options.origin
+    );
+    edge::serve(listener, app, &settings.server.limits).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[header::ACCEPT], "text/plain");
+    }
+
+    #[test]
+    fn origins_are_http_urls_without_a_query() {
+        let t = Duration::from_secs(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        assert_eq!(
+            Origin::parse("http://127.0.0.1:9000/api/", t).unwrap().base,
+            "http://127.0.0.1:9000/api"
+        );
+        for bad in [
+            "https://example.com",
+            "ftp://x",
+            "http://h/?q=1",
+            "not a url",
+        ] {
+            assert!(Origin::parse(bad, t).is_err(), "{bad}");
+        }
+    }
+}

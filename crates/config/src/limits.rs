@@ -1,0 +1,83 @@
+//! `[server.limits]`: what bounds `serve` and `proxy` when they face the open network — timeouts, connections,
+//! bodies, engine work and per-tenant request rates.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{ConfigError, duration};
+
+/// `[server.limits]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerLimits {
+    /// Longest a client may take to send a request's headers; also how long an idle keep-alive connection is
+    /// held waiting for its next request (hyper's header timer covers both). Slow clients are disconnected.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request's body.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// Longest a request may take end to end (a 408 or 504 after it).
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// At SIGTERM, how long requests in flight may still finish before the server exits anyway.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+    /// Most connections open at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Largest body of a JSON route (events, invalidations), in bytes. Documents are bounded by
+    /// `processor.max_document_bytes`.
+    pub json_body_bytes: usize,
+    /// Largest response the HTTP cache layer stores, in bytes; larger ones stream through unstored.
+    pub max_cached_response_bytes: u64,
+    /// Documents processed (OCR, extraction) at once.
+    pub engine_concurrency: usize,
+    /// Documents waiting for an engine slot; beyond it an upload is answered 503 with `Retry-After`.
+    pub engine_queue: usize,
+    /// Requests per second each tenant may make (a token bucket); 0 turns the limit off.
+    pub tenant_requests_per_second: u32,
+    /// How many requests a tenant may make at once above its rate.
+    pub tenant_burst: u32,
+}
+
+impl ServerLimits {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (key, d) in [
+            (
+                "server.limits.header_read_timeout",
+                self.header_read_timeout,
+            ),
+            ("server.limits.body_read_timeout", self.body_read_timeout),
+            ("server.limits.request_timeout", self.request_timeout),
+            ("server.limits.drain_timeout", self.drain_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(key, "must be longer than zero"));
+            }
+        }
+        for (key, n) in [
+            ("server.limits.max_connections", self.max_connections),
+            ("server.limits.json_body_bytes", self.json_body_bytes),
+            ("server.limits.engine_concurrency", self.engine_concurrency),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.max_cached_response_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "server.limits.max_cached_response_bytes",
+                "must be greater than zero",
+            ));
+        }
+        if self.tenant_requests_per_second > 0 && self.tenant_burst == 0 {
+            return Err(ConfigError::invalid(
+                "server.limits.tenant_burst",
+                "must be at least 1 when tenant_requests_per_second is set",
+            ));
+        }
+        Ok(())
+    }
+}
