@@ -196,22 +196,29 @@ where
                 };
                 if usage == RequestUse::LookupAndStore
                     && entry.response.judgement.serves_while_revalidating(overdue)
-                    && let Some(guard) = RefreshGuard::claim(&config, &target, &entry.key)
                 {
-                    // RFC 5861 §3: answer with the stale response now, revalidate behind it.
-                    let answered = answer(
-                        &parts.headers,
-                        entry.response.status(),
-                        entry.headers.clone(),
-                        Bytes::copy_from_slice(&entry.response.body),
-                        age,
-                        STALE,
-                    );
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        refresh_behind(inner, &config, &target, parts, body, entry).await;
-                    });
-                    return Ok(answered);
+                    match RefreshGuard::claim(&config, &target, &entry.key) {
+                        // RFC 5861 §3: answer with the stale response now, revalidate behind it.
+                        Claim::Claimed(guard) => {
+                            let answered = answer(
+                                &parts.headers,
+                                entry.response.status(),
+                                entry.headers.clone(),
+                                Bytes::copy_from_slice(&entry.response.body),
+                                age,
+                                STALE,
+                            );
+                            tokio::spawn(async move {
+                                let _guard = guard;
+                                refresh_behind(inner, &config, &target, parts, body, entry).await;
+                            });
+                            return Ok(answered);
+                        }
+                        // One revalidation is already running behind a stale answer: the same answer, no second.
+                        Claim::Running => return Ok(entry.answer(&parts.headers, STALE)),
+                        // No runtime to revalidate behind: revalidate now.
+                        Claim::NoRuntime => {}
+                    }
                 }
                 stale = Some(entry);
             }
@@ -297,6 +304,13 @@ impl StaleEntry {
     }
 }
 
+/// Whether this request revalidates an entry behind a stale answer.
+enum Claim {
+    Claimed(RefreshGuard),
+    Running,
+    NoRuntime,
+}
+
 /// One revalidation behind a stale answer per entry in this process; released when dropped.
 struct RefreshGuard {
     config: Arc<Config>,
@@ -305,14 +319,20 @@ struct RefreshGuard {
 
 impl RefreshGuard {
     /// Claims the entry's revalidation, unless one is running or there is no runtime to run it on.
-    fn claim(config: &Arc<Config>, target: &Target, key: &str) -> Option<RefreshGuard> {
-        tokio::runtime::Handle::try_current().ok()?;
+    fn claim(config: &Arc<Config>, target: &Target, key: &str) -> Claim {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Claim::NoRuntime;
+        }
         let claim = format!("{}\u{0}{key}", target.scope.label());
         let mut running = config.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-        running.insert(claim.clone()).then(|| RefreshGuard {
-            config: config.clone(),
-            claim,
-        })
+        if running.insert(claim.clone()) {
+            Claim::Claimed(RefreshGuard {
+                config: config.clone(),
+                claim,
+            })
+        } else {
+            Claim::Running
+        }
     }
 }
 
