@@ -40,9 +40,24 @@ pub(crate) struct Judgement {
 }
 
 impl Judgement {
-    /// Whether a response this far past its freshness may be served while it is revalidated behind it.
-    pub(crate) fn serves_while_revalidating(&self, overdue: Duration) -> bool {
-        !self.must_revalidate && overdue <= Duration::from_secs(self.stale_while_revalidate)
+    /// Whether a response this old and this far past its freshness may be served to this request while it is
+    /// revalidated behind it. A request that states how fresh it needs the answer (`min-fresh`, or a `max-age`
+    /// the response is older than) is revalidated before it is answered, as in `http-cache-semantics`: the
+    /// origin's grace period never overrides what the client asked for.
+    pub(crate) fn serves_while_revalidating(
+        &self,
+        age: u64,
+        overdue: Duration,
+        request: &HeaderMap,
+    ) -> bool {
+        if self.must_revalidate || overdue > Duration::from_secs(self.stale_while_revalidate) {
+            return false;
+        }
+        if !request.contains_key(header::CACHE_CONTROL) {
+            return true;
+        }
+        let asked = CacheControl::parse(request);
+        asked.min_fresh.is_none() && asked.max_age.is_none_or(|max| age <= max)
     }
 
     /// Whether a response this far past its freshness may be served because the origin failed; a request's
@@ -440,10 +455,29 @@ mod tests {
             panic!("stale after its lifetime");
         };
         assert_eq!((age, overdue.as_secs()), (25, 15));
-        assert!(s.judgement.serves_while_revalidating(overdue));
+        assert!(
+            s.judgement
+                .serves_while_revalidating(age, overdue, &HeaderMap::new())
+        );
+        let none = HeaderMap::new();
         assert!(
             !s.judgement
-                .serves_while_revalidating(Duration::from_secs(31))
+                .serves_while_revalidating(41, Duration::from_secs(31), &none)
+        );
+        // The client's own freshness demands are revalidated before answering, grace period or not.
+        let min_fresh = headers(&[("cache-control", "min-fresh=1")]);
+        assert!(
+            !s.judgement
+                .serves_while_revalidating(age, overdue, &min_fresh)
+        );
+        let max_age = |v| headers(&[("cache-control", v)]);
+        assert!(
+            !s.judgement
+                .serves_while_revalidating(age, overdue, &max_age("max-age=20"))
+        );
+        assert!(
+            s.judgement
+                .serves_while_revalidating(age, overdue, &max_age("max-age=30"))
         );
         assert!(
             s.judgement
@@ -462,10 +496,11 @@ mod tests {
             "max-age=10, must-revalidate, stale-while-revalidate=30, stale-if-error=60",
         )]);
         let s = storable(&get(), StatusCode::OK, &h, CAP, CAP, now).unwrap();
-        assert!(
-            !s.judgement
-                .serves_while_revalidating(Duration::from_secs(1))
-        );
+        assert!(!s.judgement.serves_while_revalidating(
+            11,
+            Duration::from_secs(1),
+            &HeaderMap::new()
+        ));
         assert!(
             !s.judgement
                 .serves_on_error(Duration::from_secs(1), &HeaderMap::new())

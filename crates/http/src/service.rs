@@ -195,7 +195,11 @@ where
                     overdue,
                 };
                 if usage == RequestUse::LookupAndStore
-                    && entry.response.judgement.serves_while_revalidating(overdue)
+                    && entry.response.judgement.serves_while_revalidating(
+                        age,
+                        overdue,
+                        &parts.headers,
+                    )
                 {
                     match RefreshGuard::claim(&config, &target, &entry.key) {
                         // RFC 5861 §3: answer with the stale response now, revalidate behind it.
