@@ -1,6 +1,6 @@
 //! `serve` facing the network (issue 15, item 3), as a real process: slow-header clients cut off while others
 //! are served, SIGTERM bounded while they hang, per-route body limits without buffering, a full engine queue,
-//! per-tenant rates, development keys on a public address, `/metrics` and `/health` details behind tokens, and
+//! per-tenant rates and request quotas, development keys on a public address, `/metrics` and `/health` details behind tokens, and
 //! error bodies with request ids that match the access log.
 
 mod support;
@@ -228,6 +228,59 @@ async fn one_tenant_over_its_rate_is_limited_while_another_is_not() {
         assert_eq!(
             server.get("/v1/cache/stats", Some(GLOBEX)).await.status(),
             200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_over_its_request_quota_is_refused_while_another_is_not_and_stats_show_it() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = start(
+        &redis,
+        &pg,
+        &[
+            ("FERNANDO_CACHE__QUOTAS__TENANT_REQUESTS", "4"),
+            ("FERNANDO_CACHE__QUOTAS__TENANT_BYTES", "1000000"),
+        ],
+    );
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        let r = server.get("/v1/cache/stats", Some(ACME)).await;
+        assert_eq!(r.status(), 200);
+        last = r.json().await.unwrap();
+    }
+    assert_eq!(last["quota"]["requests"], 4, "{last}");
+    assert_eq!(last["quota"]["request_limit"], 4, "{last}");
+    assert_eq!(last["quota"]["byte_limit"], 1_000_000, "{last}");
+    assert_eq!(last["quota"]["request_window_seconds"], 3600, "{last}");
+
+    let refused = server.get("/v1/cache/stats", Some(ACME)).await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 3500 && wait <= 3600, "Retry-After {wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("quota"), "{body}");
+
+    // globex has its own count.
+    let r = server.get("/v1/cache/stats", Some(GLOBEX)).await;
+    assert_eq!(r.status(), 200);
+    let globex: Value = r.json().await.unwrap();
+    assert_eq!(globex["quota"]["requests"], 1, "{globex}");
+
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    for line in [
+        "fernando_cache_requests_refused_total{tenant=\"acme\",cache_type=\"_all\"} 1",
+        "fernando_cache_quota_requests{tenant=\"acme\"} 5",
+        "fernando_cache_quota_request_limit{tenant=\"acme\"} 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
         );
     }
 }

@@ -68,6 +68,10 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The warmup jobs: access history, budgets, where documents and reference data come from.
     pub warming: crate::WarmingSettings,
+    /// Per-tenant bounds on stored bytes and requests.
+    pub quotas: crate::QuotaSettings,
+    /// Which cache types are sealed with an AEAD, and where the keys are.
+    pub encryption: crate::EncryptionSettings,
     /// Time to live per cache type.
     pub ttl: TtlTable,
 }
@@ -554,6 +558,8 @@ impl Settings {
         self.prices.validate()?;
         self.warming.validate()?;
         self.server.limits.validate()?;
+        self.quotas.validate()?;
+        self.encryption.validate()?;
         self.ttl.validate()
     }
 }

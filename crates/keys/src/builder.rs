@@ -4,7 +4,7 @@ use std::fmt;
 
 use fernando_cache_config::{CacheType, Environment};
 
-use crate::{KeyError, TenantId, escape::escape_glob, escape::escape_segment};
+use crate::{GenerationKeys, KeyError, TenantId, escape::escape_glob, escape::escape_segment};
 
 /// Whose namespace a key lives in: one tenant's, or the explicitly global one for shared reference data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -149,56 +149,6 @@ impl fmt::Display for CacheKey {
     }
 }
 
-/// The two keys holding the invalidation generations that an entry of one (scope, type) depends on.
-///
-/// They live under `{namespace}:{environment}:_gen:…`, outside every tenant's data pattern, so clearing a
-/// tenant's data never touches them. The type's key is the scope's key plus `:{type}`, so both are held in one
-/// string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenerationKeys {
-    type_key: String,
-    scope_len: usize,
-}
-
-impl GenerationKeys {
-    /// Placeholder keys for a backend that has no generations to look up (see
-    /// `CacheBackend::generations_in_use` in the store); building them allocates nothing.
-    pub fn unused() -> Self {
-        GenerationKeys {
-            type_key: String::new(),
-            scope_len: 0,
-        }
-    }
-
-    /// Bumped when the whole scope is invalidated.
-    pub fn scope(&self) -> &str {
-        &self.type_key[..self.scope_len]
-    }
-
-    /// Bumped when one cache type of the scope is invalidated.
-    pub fn cache_type(&self) -> &str {
-        &self.type_key
-    }
-
-    /// Longest tag accepted, in bytes.
-    pub const MAX_TAG_LEN: usize = 128;
-
-    /// The generation key of `tag` in this scope, bumped by `invalidate_tag`: `{scope key}:_tag:{tag}`,
-    /// escaped, under the generation prefix (so trackers hear of it) and with the scope's hash tag (so it
-    /// shares the entries' slot on a cluster).
-    ///
-    /// # Errors
-    /// [`KeyError::BadTag`] for an empty or over-long tag, or one with a control character.
-    pub fn tag(&self, tag: &str) -> Result<String, KeyError> {
-        if tag.is_empty() || tag.len() > Self::MAX_TAG_LEN || tag.chars().any(char::is_control) {
-            return Err(KeyError::BadTag(
-                tag.chars().take(Self::MAX_TAG_LEN).collect(),
-            ));
-        }
-        Ok(format!("{}:_tag:{}", self.scope(), escape_segment(tag)))
-    }
-}
-
 /// Builds every key and pattern of one namespace and environment.
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
@@ -239,6 +189,21 @@ impl KeyBuilder {
             .strip_prefix(&self.prefix)
             .unwrap_or(entry.as_str());
         format!("{}_lease:{rest}", self.prefix)
+    }
+
+    /// The keys of a scope's quota ledgers: `[bytes, requests]`, under `{namespace}:{environment}:_quota:` and
+    /// the scope's hash tag — outside every tenant's data pattern (a sweep never deletes them), and in the
+    /// scope's slot on a cluster. `bytes` names the entries the scope holds and their sizes; `requests` counts
+    /// the scope's requests in the current window.
+    ///
+    /// # Errors
+    /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
+    pub fn quota_keys<'s>(&self, scope: impl Into<ScopeRef<'s>>) -> Result<[String; 2], KeyError> {
+        let mut base = String::with_capacity(self.prefix.len() + 40);
+        base.push_str(&self.prefix);
+        base.push_str("_quota:");
+        self.push_scope(&mut base, scope.into())?;
+        Ok([format!("{base}:bytes"), format!("{base}:requests")])
     }
 
     /// The channel on which a released lease is announced (its payload is the lease key).
@@ -429,6 +394,21 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn quota_keys_share_the_scopes_slot_outside_its_data() {
+        let keys = builder();
+        let t = tenant("acme");
+        let [bytes, requests] = keys.quota_keys(&t).unwrap();
+        assert_eq!(bytes, "fernando:production:_quota:{tenant_acme}:bytes");
+        assert_eq!(
+            requests,
+            "fernando:production:_quota:{tenant_acme}:requests"
+        );
+        // The tenant's data pattern starts with its scope right after the prefix; quota keys do not.
+        let data = keys.scan_pattern(&t, None);
+        assert_eq!(data, "fernando:production:{tenant_acme}:*");
+    }
 
     fn builder() -> KeyBuilder {
         KeyBuilder::new("fernando", Environment::Production, 128)

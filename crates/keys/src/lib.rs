@@ -32,13 +32,15 @@ mod builder;
 mod error;
 mod escape;
 mod fingerprint;
+mod generation;
 pub mod layout;
 mod tenant;
 
 pub use args::{ArgsError, ArgsHasher, generate_cache_key_from_params};
-pub use builder::{AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, ScopeRef};
+pub use builder::{AsScope, CacheKey, KeyBuilder, Scope, ScopeRef};
 pub use error::KeyError;
 pub use escape::{escape_glob, escape_segment, unescape_segment};
 pub use fernando_cache_config::CacheType;
 pub use fingerprint::{DocumentFingerprint, Fingerprinter};
+pub use generation::GenerationKeys;
 pub use tenant::TenantId;

@@ -46,14 +46,16 @@ mod store;
 pub mod __private;
 
 pub use backend::{
-    Backend, BackendError, BackendInfo, CacheBackend, Cause, ClusterBackend, Coherence,
+    Backend, BackendError, BackendInfo, CacheBackend, Cause, Charge, ClusterBackend, Coherence,
     DiskBackend, Fetched, KeyTtl, MemoryBackend, NodeInfo, OnMessage, RedisBackend, TrackedKeys,
-    Watch,
+    Watch, WindowCount,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};
 pub use metrics::{Counters, LatencyHistogram, MetricsSnapshot, OVERFLOW_TENANT, SeriesSnapshot};
-pub use store::{Cost, Invalidation, InvalidationStrategy, Served, Store, WriteOutcome};
+pub use store::{
+    Cost, Invalidation, InvalidationStrategy, QuotaUsage, RequestQuota, Served, Store, WriteOutcome,
+};
 
 pub use fernando_cache_config as config;
 pub use fernando_cache_keys as keys;

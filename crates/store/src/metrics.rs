@@ -170,6 +170,8 @@ counters! {
     misses: "Reads that returned nothing (absent, stale, corrupt, or degraded).",
     sets: "Writes stored.",
     dropped_sets: "Writes dropped because the backend was unavailable.",
+    quota_refused: "Writes refused because the tenant's stored bytes would pass its quota.",
+    requests_refused: "Requests refused because the tenant passed its request quota (cache type `_all`).",
     deletes: "Keys deleted (single deletes and invalidation sweeps).",
     errors: "Backend calls that failed (timeouts, refused connections, server errors).",
     read_errors: "Reads whose backend call failed (part of `errors`).",

@@ -163,6 +163,10 @@ async fn execute(
                 WriteOutcome::Dropped => {
                     bail!("the cache backend is unavailable; the value was not stored")
                 }
+                WriteOutcome::OverQuota => bail!(
+                    "tenant {} is at its byte quota (quotas.tenant_bytes); the value was not stored",
+                    tenant.as_str()
+                ),
             }
         }
         CacheCommand::Get { entry } => {

@@ -22,6 +22,7 @@ use axum::{
 };
 use fernando_cache_config::ServerLimits;
 use fernando_cache_keys::TenantId;
+use fernando_cache_store::{RequestQuota, Store};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -263,41 +264,54 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Per-tenant request rates: a token bucket per tenant (GCRA, `governor`).
+/// Per-tenant request rates — a token bucket per tenant in this process (GCRA, `governor`) — and the request
+/// quota per window that every replica shares through the store (`quotas.tenant_requests`).
 pub(crate) struct TenantRates {
     limiter: Option<DefaultKeyedRateLimiter<TenantId>>,
+    store: Store,
 }
 
 impl TenantRates {
-    pub(crate) fn new(limits: &ServerLimits) -> TenantRates {
+    pub(crate) fn new(limits: &ServerLimits, store: Store) -> TenantRates {
         let limiter = NonZeroU32::new(limits.tenant_requests_per_second).map(|rate| {
             let burst = NonZeroU32::new(limits.tenant_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        TenantRates { limiter }
+        TenantRates { limiter, store }
     }
 }
 
+/// 429 with `Retry-After`.
+fn too_many(message: &str, wait: Duration) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(wait.as_secs().max(1)),
+    );
+    r
+}
+
 /// Answers 429 with `Retry-After` when the request's tenant (put in the extensions by authentication) is over its
-/// rate; other tenants are unaffected.
+/// rate or its request quota; other tenants are unaffected.
 pub(crate) async fn rate_limit(
     State(rates): State<Arc<TenantRates>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if let (Some(limiter), Some(tenant)) = (&rates.limiter, req.extensions().get::<TenantId>())
+    let Some(tenant) = req.extensions().get::<TenantId>() else {
+        return next.run(req).await;
+    };
+    if let Some(limiter) = &rates.limiter
         && let Err(not_until) = limiter.check_key(tenant)
     {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "this tenant is over its request rate; retry later",
+        return too_many("this tenant is over its request rate; retry later", wait);
+    }
+    if let RequestQuota::Refused { retry_after } = rates.store.count_request(tenant).await {
+        return too_many(
+            "this tenant has used its request quota for this window; retry later",
+            retry_after,
         );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(wait.as_secs().max(1)),
-        );
-        return r;
     }
     next.run(req).await
 }

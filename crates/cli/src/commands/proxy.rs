@@ -210,7 +210,7 @@ fn app(
         Tenancy::ApiKeys => {}
     }
     let limits = &settings.server.limits;
-    let cache = HttpCacheLayer::builder(store, tenant_from_extension())
+    let cache = HttpCacheLayer::builder(store.clone(), tenant_from_extension())
         .route(
             Route::new("/**")
                 .cache_type(CacheType::API_RESPONSE)
@@ -220,7 +220,7 @@ fn app(
         .max_body_bytes(limits.max_cached_response_bytes)
         .build()
         .context("HTTP cache layer")?;
-    let rates = Arc::new(edge::TenantRates::new(limits));
+    let rates = Arc::new(edge::TenantRates::new(limits, store));
     let router = Router::new()
         .fallback(forward)
         .with_state(origin)

@@ -1,11 +1,14 @@
 //! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
-//! per tenant and cache type from the statistics database, as a table or JSON.
+//! per tenant and cache type from the statistics database, as a table or JSON; and, when quotas are set, each
+//! tenant's use of them as the backend's ledgers say now.
 
-use std::{process::ExitCode, time::Duration};
+use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use fernando_cache_config::{Prices, Settings};
+use fernando_cache_keys::TenantId;
 use fernando_cache_models::{Db, StatisticsSummary, statistics_since};
+use fernando_cache_store::{QuotaUsage, Store};
 
 use crate::wiring::open;
 
@@ -22,6 +25,15 @@ pub(crate) async fn run(
     })
     .await
     .context("database task")??;
+    let quotas = quota_usage(settings, &rows).await?;
+    let quota_json = |tenant: &str| {
+        quotas.get(tenant).map(|q| {
+            serde_json::json!({
+                "stored_bytes": q.stored_bytes, "byte_limit": q.byte_limit,
+                "requests": q.requests, "request_limit": q.request_limit,
+            })
+        })
+    };
     if json {
         let out: Vec<_> = rows
             .iter()
@@ -35,6 +47,7 @@ pub(crate) async fn run(
                     "tokens_spent": r.tokens_spent, "tokens_saved": r.tokens_saved,
                     "money_spent_micros": r.money_spent_micros, "money_saved_micros": r.money_saved_micros,
                     "currency": settings.prices.currency,
+                    "quota": quota_json(&r.tenant_id),
                 })
             })
             .collect();
@@ -113,6 +126,27 @@ pub(crate) async fn run(
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
+    if !quotas.is_empty() {
+        println!();
+        println!("tenant quotas (now)");
+        for (tenant, q) in &quotas {
+            let limit = |n: u64| {
+                if n == 0 {
+                    "unlimited".to_owned()
+                } else {
+                    n.to_string()
+                }
+            };
+            println!(
+                "{tenant}  stored {} of {} bytes  requests {} of {} per {}",
+                q.stored_bytes,
+                limit(q.byte_limit),
+                q.requests,
+                limit(q.request_limit),
+                humantime::format_duration(q.request_window)
+            );
+        }
+    }
     if rows.is_empty() {
         eprintln!(
             "fernando-cache: no statistics recorded in the last {}",
@@ -120,4 +154,36 @@ pub(crate) async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each tenant's quota use, from the backend, when any quota is set (empty otherwise). A backend that cannot
+/// answer is reported on stderr; the statistics are still printed.
+async fn quota_usage(
+    settings: &Settings,
+    rows: &[StatisticsSummary],
+) -> anyhow::Result<BTreeMap<String, QuotaUsage>> {
+    let mut out = BTreeMap::new();
+    if settings.quotas.tenant_bytes == 0 && settings.quotas.tenant_requests == 0 {
+        return Ok(out);
+    }
+    let store = Store::from_settings(settings)?;
+    // `_global`, `_overflow`: not tenants.
+    for row in rows.iter().filter(|r| !r.tenant_id.starts_with('_')) {
+        let Ok(tenant) = TenantId::new(&row.tenant_id) else {
+            continue;
+        };
+        if out.contains_key(tenant.as_str()) {
+            continue;
+        }
+        match store.quota_usage(&tenant).await {
+            Ok(q) => {
+                out.insert(tenant.as_str().to_owned(), q);
+            }
+            Err(e) => {
+                eprintln!("fernando-cache: quotas of {}: {e}", tenant.as_str());
+                break;
+            }
+        }
+    }
+    Ok(out)
 }

@@ -17,8 +17,8 @@ use fernando_cache_keys::GenerationKeys;
 use moka::{Expiry, future::Cache};
 
 use super::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, glob_match, new_generation,
-    parse_generation,
+    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, glob_match,
+    new_generation, parse_generation,
 };
 
 #[derive(Debug, Clone)]
@@ -58,6 +58,8 @@ pub struct MemoryBackend {
     max_bytes: u64,
     /// Until the first lazy invalidation every generation is 0, and reads need not look any up.
     any_generation: Arc<AtomicBool>,
+    /// Quota ledgers and windowed counters.
+    ledgers: Arc<super::ledger::Ledgers>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -83,6 +85,7 @@ impl MemoryBackend {
             cache,
             max_bytes,
             any_generation: Arc::new(AtomicBool::new(false)),
+            ledgers: Arc::default(),
         }
     }
 
@@ -162,6 +165,28 @@ impl CacheBackend for MemoryBackend {
     ) -> Result<bool, BackendError> {
         // One process is the only replica: the caller's per-process bound is the bound.
         Ok(true)
+    }
+
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        Ok(self
+            .ledgers
+            .charge(ledger, member, bytes, expires_in, limit))
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        Ok(self.ledgers.count_in_window(key, add, window))
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {

@@ -6,6 +6,7 @@
 
 mod disk;
 mod glob;
+mod ledger;
 mod memory;
 mod redis;
 
@@ -71,6 +72,25 @@ pub struct NodeInfo {
     pub address: String,
     /// What the node said, or why it said nothing.
     pub info: Result<BackendInfo, String>,
+}
+
+/// What [`CacheBackend::charge`] did with a byte ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    /// Whether the entry was admitted (recorded at its new size); `false`: it would have taken the ledger past
+    /// its limit, and nothing changed.
+    pub admitted: bool,
+    /// The bytes of live entries the ledger holds now.
+    pub total: u64,
+}
+
+/// A counter over a fixed window ([`CacheBackend::count_in_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    /// The count in the current window, this call's addition included.
+    pub count: u64,
+    /// When the current window ends.
+    pub resets_in: Duration,
 }
 
 /// Why a backend call failed.
@@ -279,6 +299,42 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         let _ = (key, member, limit, ttl);
         Err(BackendError::Other(format!(
             "the {} backend keeps no shared bounded sets",
+            self.kind()
+        )))
+    }
+
+    /// Records in the byte ledger `ledger` that `member` (an entry's digest) holds `bytes` for `expires_in`,
+    /// replacing what it held, unless that grows the live total past `limit` (0: no limit). Members whose time
+    /// has passed leave the total first. Atomic, so replicas sharing the backend share the bound; a ledger
+    /// lives as long as its longest-lived member. With `member` empty, only sweeps and reports the total.
+    ///
+    /// The default is an error: a backend without ledgers cannot enforce byte quotas.
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        let _ = (ledger, member, bytes, expires_in, limit);
+        Err(BackendError::Other(format!(
+            "the {} backend keeps no quota ledgers",
+            self.kind()
+        )))
+    }
+
+    /// Adds `add` to the counter `key` of a fixed `window` (started by the first addition) and returns the
+    /// count and when the window ends; `add` 0 only reads. Atomic and shared like [`CacheBackend::charge`].
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        let _ = (key, add, window);
+        Err(BackendError::Other(format!(
+            "the {} backend keeps no windowed counters",
             self.kind()
         )))
     }

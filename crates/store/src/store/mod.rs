@@ -10,6 +10,7 @@ mod detached;
 mod invalidate;
 mod l1;
 mod lease;
+mod quota;
 mod read;
 mod write;
 
@@ -34,6 +35,7 @@ pub use accounting::Cost;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
+pub use quota::{QuotaUsage, RequestQuota};
 pub use write::WriteOutcome;
 
 /// The store `#[cached]` functions use when they name none.
@@ -76,6 +78,8 @@ struct Inner {
     tiers: fernando_cache_config::TierTable,
     /// Entry keys being refreshed ahead of expiry in the background (one refresh per key at a time).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Per-tenant bounds on stored bytes and requests (design 0017).
+    quotas: fernando_cache_config::QuotaSettings,
 }
 
 impl Store {
@@ -157,6 +161,7 @@ impl Store {
                 l1: l1::L1::new(&settings.l1, &settings.tiers),
                 tiers: settings.tiers.clone(),
                 refreshing: Default::default(),
+                quotas: settings.quotas.clone(),
             }),
         }
     }

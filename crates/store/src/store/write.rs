@@ -28,6 +28,9 @@ pub enum WriteOutcome {
     Stored,
     /// The backend was unavailable; the write was dropped and counted (the cache is an optimisation).
     Dropped,
+    /// The tenant's stored bytes would have passed its quota (`quotas.tenant_bytes`); the write was refused
+    /// and counted (`quota_refused`).
+    OverQuota,
 }
 
 /// How a write is stamped and guarded: the caller's guess of the current generations, and the lease
@@ -132,6 +135,9 @@ impl Store {
                 .call(self.inner.backend.ops().delete(&[k.as_str()]))
                 .await;
             self.changed_here(k.as_str());
+            if matches!(deleted, Ok(n) if n > 0) {
+                self.release_quota(&scope, &k).await;
+            }
             match deleted {
                 Ok(n) => {
                     series.add(|c| &c.deletes, n);
@@ -335,6 +341,12 @@ impl Store {
             stamp.fail_safe.is_some(),
         );
         let ttl = kept;
+        if let Some(refused) = self
+            .charge_quota(scope, key, encoded.bytes.len(), kept, series)
+            .await
+        {
+            return Ok(refused);
+        }
         let start = Instant::now();
         let raw_len = encoded.raw_len as u64;
         let stored = self

@@ -11,6 +11,7 @@ mod invalidation;
 mod isolation;
 mod l1;
 mod pipelining;
+mod quota;
 mod round_trip;
 mod single_flight;
 mod tags;

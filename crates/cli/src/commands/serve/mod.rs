@@ -172,7 +172,7 @@ pub(crate) async fn run(
         database_url: database_url.clone(),
         currency: settings.prices.currency.as_str().into(),
         engine: Arc::new(EngineGate::new(&settings.server.limits)),
-        rates: Arc::new(TenantRates::new(&settings.server.limits)),
+        rates: Arc::new(TenantRates::new(&settings.server.limits, store.clone())),
         loopback: addr.ip().is_loopback(),
     };
     let app = app(state, settings)?;

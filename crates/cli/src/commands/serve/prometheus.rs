@@ -8,6 +8,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use fernando_cache_store::QuotaUsage;
+
 use super::{AppState, error};
 
 /// A label value with `\`, `"` and newlines escaped, as the format requires.
@@ -42,7 +44,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     }
     let snapshot = state.store.metrics();
     let mut out = String::new();
-    let counters: [Family; 14] = [
+    let counters: [Family; 16] = [
         (
             "fernando_cache_hits_total",
             "Reads that returned a value.",
@@ -65,6 +67,16 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             "fernando_cache_dropped_sets_total",
             "Writes dropped while the backend was unavailable.",
             |c| c.dropped_sets as f64,
+        ),
+        (
+            "fernando_cache_quota_refused_total",
+            "Writes refused because the tenant's stored bytes would pass its quota.",
+            |c| c.quota_refused as f64,
+        ),
+        (
+            "fernando_cache_requests_refused_total",
+            "Requests refused because the tenant used its request quota (cache_type _all).",
+            |c| c.requests_refused as f64,
         ),
         ("fernando_cache_deletes_total", "Keys deleted.", |c| {
             c.deletes as f64
@@ -138,6 +150,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             }
         }
     }
+    quota_gauges(&state, &snapshot, &mut out).await;
     family(
         &mut out,
         "fernando_cache_get_latency_seconds",
@@ -241,4 +254,62 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Each tenant's quota use now, from the backend's ledgers, when a quota is set (tenants are those with series,
+/// bounded by `metrics.max_series`).
+async fn quota_gauges(
+    state: &AppState,
+    snapshot: &fernando_cache_store::MetricsSnapshot,
+    out: &mut String,
+) {
+    let mut tenants: Vec<&str> = snapshot
+        .series
+        .iter()
+        .map(|s| s.tenant.as_str())
+        .filter(|t| !t.starts_with('_'))
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut rows = Vec::new();
+    for t in tenants {
+        let Ok(tenant) = fernando_cache_keys::TenantId::new(t) else {
+            continue;
+        };
+        match state.store.quota_usage(&tenant).await {
+            Ok(q) if q.byte_limit > 0 || q.request_limit > 0 => rows.push((t, q)),
+            Ok(_) => return,
+            // The backend is down: the gauges are absent rather than wrong.
+            Err(_) => return,
+        }
+    }
+    type Gauge = (&'static str, &'static str, fn(&QuotaUsage) -> u64);
+    let gauges: [Gauge; 4] = [
+        (
+            "fernando_cache_quota_stored_bytes",
+            "Bytes of the tenant's live entries, as its quota ledger counts them.",
+            |q| q.stored_bytes,
+        ),
+        (
+            "fernando_cache_quota_byte_limit",
+            "The tenant byte quota (quotas.tenant_bytes; 0: none).",
+            |q| q.byte_limit,
+        ),
+        (
+            "fernando_cache_quota_requests",
+            "The tenant's requests in the current quota window.",
+            |q| q.requests,
+        ),
+        (
+            "fernando_cache_quota_request_limit",
+            "The tenant request quota per window (quotas.tenant_requests; 0: none).",
+            |q| q.request_limit,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        family(out, name, "gauge", help);
+        for (t, q) in &rows {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(t), get(q));
+        }
+    }
 }

@@ -167,6 +167,8 @@ pub(crate) async fn stats(
                 "misses": c.misses,
                 "hit_ratio": c.hit_ratio(),
                 "sets": c.sets,
+                "quota_refused": c.quota_refused,
+                "requests_refused": c.requests_refused,
                 "errors": c.errors,
                 "degraded": c.degraded,
                 "raw_bytes": c.raw_bytes,
@@ -182,10 +184,21 @@ pub(crate) async fn stats(
             })
         })
         .collect();
+    // The quotas as the backend's ledgers say now (null while it cannot answer).
+    let quota = state.store.quota_usage(&tenant).await.ok().map(|q| {
+        json!({
+            "stored_bytes": q.stored_bytes,
+            "byte_limit": q.byte_limit,
+            "requests": q.requests,
+            "request_limit": q.request_limit,
+            "request_window_seconds": q.request_window.as_secs(),
+        })
+    });
     // Live figures: never answered from the response cache.
     let mut r = Json(json!({
         "tenant": tenant.as_str(),
         "currency": &*state.currency,
+        "quota": quota,
         "cache_types": types,
     }))
     .into_response();

@@ -9,7 +9,9 @@ use fernando_cache_keys::GenerationKeys;
 use redis::AsyncCommands;
 
 use super::{RedisBackend, error::conn_err, ops};
-use crate::backend::{BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, new_generation};
+use crate::backend::{
+    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, new_generation,
+};
 
 #[async_trait]
 impl CacheBackend for RedisBackend {
@@ -142,6 +144,30 @@ impl CacheBackend for RedisBackend {
     ) -> Result<bool, BackendError> {
         let mut lease = self.conn().await?;
         let reply = ops::admit(&mut lease.conn, key, member, limit, ttl).await;
+        lease.check(reply)
+    }
+
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::charge(&mut lease.conn, ledger, member, bytes, expires_in, limit).await;
+        lease.check(reply)
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        let mut lease = self.conn().await?;
+        let reply = ops::count_in_window(&mut lease.conn, key, add, window).await;
         lease.check(reply)
     }
 

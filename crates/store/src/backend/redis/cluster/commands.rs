@@ -14,7 +14,8 @@ use redis::{
 
 use super::{super::ops, ClusterBackend, slot_of};
 use crate::backend::{
-    BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, NodeInfo, new_generation,
+    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, NodeInfo, WindowCount,
+    new_generation,
 };
 
 #[async_trait]
@@ -194,6 +195,32 @@ impl CacheBackend for ClusterBackend {
     ) -> Result<bool, BackendError> {
         let (mut conn, id) = self.conn().await?;
         ops::admit(&mut conn, key, member, limit, ttl)
+            .await
+            .map_err(|e| self.failed(id, e))
+    }
+
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        let (mut conn, id) = self.conn().await?;
+        ops::charge(&mut conn, ledger, member, bytes, expires_in, limit)
+            .await
+            .map_err(|e| self.failed(id, e))
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        let (mut conn, id) = self.conn().await?;
+        ops::count_in_window(&mut conn, key, add, window)
             .await
             .map_err(|e| self.failed(id, e))
     }

@@ -10,7 +10,8 @@
 //! Layout (format 1, `PRAGMA user_version`; `application_id` marks the file as ours): `entries` (key, value,
 //! expiry in Unix ms, size), `generations` (key, value, expiry) apart from the entries so eviction never drops
 //! one — a lost generation would make lazily invalidated entries readable again — and `totals`, the bytes of
-//! all entries, kept by triggers in the same transactions. Past `disk.max_bytes` a write evicts the expired
+//! all entries, kept by triggers in the same transactions; the quota ledgers are `quota_ledger` and `quota_windows`
+//! (`ledger.rs`). Past `disk.max_bytes` a write evicts the expired
 //! entries, then those closest to expiry (Redis's `volatile-ttl`), down to 90 %. A file of an older format is
 //! emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a clear error.
 //!
@@ -32,12 +33,16 @@ use fernando_cache_config::DiskSettings;
 use fernando_cache_keys::GenerationKeys;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{BackendError, BackendInfo, CacheBackend, Fetched, KeyTtl, glob_match, new_generation};
+use super::{
+    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, glob_match,
+    new_generation,
+};
 
-/// The on-disk format this build reads and writes.
-const FORMAT: i64 = 1;
-/// `PRAGMA application_id` of a fernando-cache file: "FCDB".
-const APPLICATION_ID: i64 = 0x4643_4442;
+mod ledger;
+mod schema;
+
+use schema::prepare;
+
 /// Connections kept open per backend (and calls in flight at once).
 const CONNECTIONS: usize = 8;
 /// Every this many writes, a write also removes expired rows.
@@ -46,29 +51,6 @@ const SWEEP_EVERY: u64 = 256;
 const STEP_ROWS: i64 = 256;
 /// Rows evicted per step: few, so an eviction stops close to its target.
 const EVICT_ROWS: i64 = 16;
-
-const SCHEMA: &str = "
-CREATE TABLE entries (
-    key TEXT NOT NULL UNIQUE,
-    value BLOB NOT NULL,
-    expires_at INTEGER NOT NULL,
-    size INTEGER NOT NULL
-);
-CREATE INDEX entries_by_expiry ON entries (expires_at);
-CREATE TABLE generations (
-    key TEXT PRIMARY KEY NOT NULL,
-    value INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE totals (id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL);
-INSERT INTO totals VALUES (1, 0);
-CREATE TRIGGER entries_added AFTER INSERT ON entries
-    BEGIN UPDATE totals SET bytes = bytes + NEW.size WHERE id = 1; END;
-CREATE TRIGGER entries_removed AFTER DELETE ON entries
-    BEGIN UPDATE totals SET bytes = bytes - OLD.size WHERE id = 1; END;
-CREATE TRIGGER entries_resized AFTER UPDATE OF size ON entries
-    BEGIN UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 1; END;
-";
 
 /// A cache in one local SQLite file.
 pub struct DiskBackend {
@@ -196,57 +178,6 @@ impl Inner {
                 BackendError::Connection(super::Cause::new(std::io::Error::other(what)))
             }
             _ => BackendError::Other(what),
-        }
-    }
-}
-
-/// Creates the schema in a new file, recreates it in a file of an older format, and refuses a file that is not
-/// ours or is newer — all in one write transaction, so processes opening a new file at once create it once.
-fn prepare(conn: &Connection) -> rusqlite::Result<()> {
-    let refuse = |why: String| {
-        rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(why),
-        )
-    };
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| {
-        let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let tables: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )?;
-        if tables > 0 && app != APPLICATION_ID {
-            return Err(refuse(
-                "the file is not a fernando-cache disk cache; point disk.path at another file"
-                    .into(),
-            ));
-        }
-        if version == FORMAT {
-            return Ok(());
-        }
-        if version > FORMAT {
-            return Err(refuse(format!(
-                "the file has format {version}, written by a newer fernando-cache; this build reads format \
-                 {FORMAT}"
-            )));
-        }
-        // New, or an older format: a cache can be rebuilt.
-        conn.execute_batch(
-            "DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS generations; DROP TABLE IF EXISTS totals;",
-        )?;
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-        conn.pragma_update(None, "user_version", FORMAT)?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
         }
     }
 }
@@ -429,6 +360,34 @@ impl CacheBackend for DiskBackend {
     ) -> Result<bool, BackendError> {
         // The caller's per-process bound holds; processes sharing the file are each bounded by it.
         Ok(true)
+    }
+
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        let (ledger, member) = (ledger.to_owned(), member.to_owned());
+        let life = u64::try_from(expires_in.as_millis()).unwrap_or(u64::MAX);
+        self.run(move |conn, _| {
+            ledger::charge(conn, now_ms(), &ledger, &member, bytes, life, limit)
+        })
+        .await
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        let key = key.to_owned();
+        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self.run(move |conn, _| ledger::count_in_window(conn, now_ms(), &key, add, window))
+            .await
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {

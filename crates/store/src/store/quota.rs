@@ -1,0 +1,192 @@
+//! Per-tenant quotas (design 0017): the bytes of live entries a tenant holds, charged on every write to a
+//! ledger on the backend (so every replica shares it) and refused past `quotas.tenant_bytes`; and the
+//! tenant's requests per fixed window, counted for the HTTP edge.
+//!
+//! Policy: a write past the byte quota is refused and counted (`quota_refused`), never stored; the tenant's
+//! entries expire as usual and make room again. Evicting the tenant's own least recently used entries instead
+//! would need a recency index per tenant on the backend, a write per read — refusing costs one round trip per
+//! write and nothing per read. A deleted entry is released from the ledger; entries hidden by an invalidation
+//! still occupy the backend until they expire, and are counted until then.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use fernando_cache_keys::{AsScope, CacheKey, Scope, TenantId};
+use tracing::{Instrument, debug_span};
+
+use super::{ALL_TYPES, Store, WriteOutcome};
+use crate::{StoreError, metrics::SeriesRef};
+
+/// A tenant's use of its quotas, as the backend's ledgers say now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuotaUsage {
+    /// Bytes of the tenant's live entries.
+    pub stored_bytes: u64,
+    /// `quotas.tenant_bytes` (0: no limit).
+    pub byte_limit: u64,
+    /// Requests counted in the current window.
+    pub requests: u64,
+    /// `quotas.tenant_requests` (0: no limit).
+    pub request_limit: u64,
+    /// `quotas.request_window`.
+    pub request_window: Duration,
+}
+
+/// Whether a tenant's request is within its request quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestQuota {
+    /// Within the quota (or none is set, or the backend could not count it).
+    Allowed,
+    /// Over the quota until the window ends.
+    Refused {
+        /// When the window ends.
+        retry_after: Duration,
+    },
+}
+
+impl Store {
+    /// The digest under which an entry is charged: short, and the same in every process.
+    fn ledger_member(key: &CacheKey) -> String {
+        format!("{:016x}", crate::hash::fnv1a(key.as_str().as_bytes()))
+    }
+
+    /// Charges a tenant's write of `bytes` kept for `kept` to its byte ledger. `None`: go on and write;
+    /// otherwise the outcome of a write that must not happen (over the quota, or the ledger unreachable — a
+    /// quota that cannot be checked is not waived).
+    pub(super) async fn charge_quota(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+        bytes: usize,
+        kept: Duration,
+        series: &SeriesRef<'_>,
+    ) -> Option<WriteOutcome> {
+        let limit = self.inner.quotas.tenant_bytes;
+        if limit == 0 || scope.tenant().is_none() {
+            return None;
+        }
+        let [ledger, _] = self.inner.keys.quota_keys(scope).ok()?;
+        let member = Self::ledger_member(key);
+        let charged = self
+            .call(
+                self.inner
+                    .backend
+                    .ops()
+                    .charge(&ledger, &member, bytes as u64, kept, limit),
+            )
+            .await;
+        match charged {
+            Ok(c) if c.admitted => None,
+            Ok(c) => {
+                series.add(|c| &c.quota_refused, 1);
+                tracing::debug!(
+                    tenant = scope.label(),
+                    stored = c.total,
+                    limit,
+                    "write refused: tenant byte quota"
+                );
+                Some(WriteOutcome::OverQuota)
+            }
+            Err(e) => {
+                series.apply(|s| {
+                    let c = &s.counters;
+                    c.dropped_sets.fetch_add(1, Ordering::Relaxed);
+                    c.degraded.fetch_add(1, Ordering::Relaxed);
+                    if !matches!(e, crate::BackendError::CircuitOpen) {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        c.write_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                Some(WriteOutcome::Dropped)
+            }
+        }
+    }
+
+    /// Releases a deleted entry from its tenant's byte ledger (best effort: a failure leaves it counted until
+    /// it would have expired).
+    pub(super) async fn release_quota(&self, scope: &Scope, key: &CacheKey) {
+        if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
+            return;
+        }
+        let Ok([ledger, _]) = self.inner.keys.quota_keys(scope) else {
+            return;
+        };
+        let member = Self::ledger_member(key);
+        // Size 0, expiring at once: the next charge sweeps it out.
+        let _ = self
+            .call(
+                self.inner
+                    .backend
+                    .ops()
+                    .charge(&ledger, &member, 0, Duration::from_millis(1), 0),
+            )
+            .await;
+    }
+
+    /// A tenant's use of its quotas now.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer (or keeps no ledgers); an over-long tenant.
+    pub async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
+        let q = &self.inner.quotas;
+        let scope = tenant.as_scope();
+        let [ledger, requests] = self.inner.keys.quota_keys(scope)?;
+        let unavailable = |source| StoreError::Unavailable {
+            op: "quota_usage",
+            source,
+        };
+        let ops = self.inner.backend.ops();
+        let stored = self
+            .call(ops.charge(&ledger, "", 0, Duration::ZERO, 0))
+            .instrument(debug_span!("cache.quota_usage", tenant = tenant.as_str()))
+            .await
+            .map_err(unavailable)?;
+        let counted = self
+            .call(ops.count_in_window(&requests, 0, q.request_window))
+            .await
+            .map_err(unavailable)?;
+        Ok(QuotaUsage {
+            stored_bytes: stored.total,
+            byte_limit: q.tenant_bytes,
+            requests: counted.count,
+            request_limit: q.tenant_requests,
+            request_window: q.request_window,
+        })
+    }
+
+    /// Counts one request of `tenant` against its request quota (shared by every replica on the backend). A
+    /// backend that cannot count lets the request through (the edge's per-process rate limit still holds) and
+    /// counts the operation as degraded; a refusal is counted as `requests_refused`.
+    pub async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
+        let q = &self.inner.quotas;
+        if q.tenant_requests == 0 {
+            return RequestQuota::Allowed;
+        }
+        let series = self.inner.metrics.series(tenant.as_str(), ALL_TYPES);
+        let Ok([_, key]) = self.inner.keys.quota_keys(tenant.as_scope()) else {
+            return RequestQuota::Allowed;
+        };
+        let counted = self
+            .call(
+                self.inner
+                    .backend
+                    .ops()
+                    .count_in_window(&key, 1, q.request_window),
+            )
+            .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))
+            .await;
+        match counted {
+            Ok(c) if c.count > q.tenant_requests => {
+                series.add(|c| &c.requests_refused, 1);
+                RequestQuota::Refused {
+                    retry_after: c.resets_in.max(Duration::from_secs(1)),
+                }
+            }
+            Ok(_) => RequestQuota::Allowed,
+            Err(_) => {
+                series.add(|c| &c.degraded, 1);
+                RequestQuota::Allowed
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Per-tenant quotas on every backend (design 0017): a tenant's stored bytes are bounded across replicas, a
+//! write past the bound is refused and counted while another tenant writes on, deletes and expiry make room,
+//! and the request quota refuses past its window's count.
+
+use std::time::Duration;
+
+use fernando_cache_config::CacheType;
+use fernando_cache_store::{RequestQuota, Store, WriteOutcome};
+
+use crate::support::{Deployment, contract, tenant};
+
+/// Incompressible bytes, so the stored size is the value's size plus the envelope.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const VALUE: usize = 1000;
+/// Room for four values and their envelopes, not five.
+const LIMIT: &str = "4400";
+
+fn quota_store(d: &Deployment) -> Store {
+    Store::from_settings(&d.settings_with(&[
+        ("quotas.tenant_bytes", LIMIT),
+        ("quotas.tenant_requests", "3"),
+        ("quotas.request_window", "1h"),
+    ]))
+    .expect("store")
+}
+
+async fn put(store: &Store, t: &str, key: &str, seed: u64, ttl: Option<Duration>) -> WriteOutcome {
+    store
+        .set_bytes(
+            &tenant(t),
+            &CacheType::SESSION,
+            key,
+            &noise(seed, VALUE),
+            ttl,
+        )
+        .await
+        .expect("a valid write")
+}
+
+contract! {
+    async fn a_tenant_past_its_byte_quota_is_refused_and_another_is_not(d, _default) {
+        let store = quota_store(d);
+        let limit: u64 = LIMIT.parse().unwrap();
+        for i in 0..4 {
+            assert_eq!(put(&store, "a", &format!("k{i}"), i, None).await, WriteOutcome::Stored, "entry {i}");
+        }
+        assert_eq!(put(&store, "a", "k4", 4, None).await, WriteOutcome::OverQuota);
+        let refused = store.metrics().series("a", "session").map(|s| s.counters.quota_refused);
+        assert_eq!(refused, Some(1));
+        assert_eq!(store.get_bytes(&tenant("a"), &CacheType::SESSION, "k4").await.unwrap(), None);
+        let usage = store.quota_usage(&tenant("a")).await.unwrap();
+        assert!(
+            usage.stored_bytes > 4 * VALUE as u64 && usage.stored_bytes <= limit,
+            "{usage:?}"
+        );
+        assert_eq!(usage.byte_limit, limit);
+
+        // Another tenant is unaffected, and an entry rewritten at its size still fits.
+        assert_eq!(put(&store, "b", "k0", 10, None).await, WriteOutcome::Stored);
+        assert_eq!(put(&store, "a", "k0", 20, None).await, WriteOutcome::Stored);
+
+        // A replica sharing the backend shares the bound (in memory, a store is its own backend).
+        if !matches!(d, Deployment::Memory) {
+            let replica = quota_store(d);
+            assert_eq!(put(&replica, "a", "k5", 5, None).await, WriteOutcome::OverQuota);
+            assert_eq!(replica.quota_usage(&tenant("a")).await.unwrap().stored_bytes, usage.stored_bytes);
+        }
+
+        // A delete makes room at once.
+        assert!(store.delete(&tenant("a"), &CacheType::SESSION, "k1").await.unwrap());
+        assert_eq!(put(&store, "a", "k4", 4, None).await, WriteOutcome::Stored);
+        assert!(store.get_bytes(&tenant("a"), &CacheType::SESSION, "k4").await.unwrap().is_some());
+
+        // Expiry makes room: a short-lived entry fills the quota, then lapses.
+        let store_c = &store;
+        for i in 0..4 {
+            let ttl = Some(Duration::from_secs(if i == 3 { 1 } else { 600 }));
+            assert_eq!(put(store_c, "c", &format!("k{i}"), i, ttl).await, WriteOutcome::Stored);
+        }
+        assert_eq!(put(store_c, "c", "k4", 4, None).await, WriteOutcome::OverQuota);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(put(store_c, "c", "k4", 4, None).await, WriteOutcome::Stored);
+    }
+    on [memory, disk, standalone, cluster, sentinel]
+}
+
+contract! {
+    async fn a_tenant_past_its_request_quota_is_refused_until_the_window_ends(d, _default) {
+        let store = quota_store(d);
+        for _ in 0..3 {
+            assert_eq!(store.count_request(&tenant("a")).await, RequestQuota::Allowed);
+        }
+        let RequestQuota::Refused { retry_after } = store.count_request(&tenant("a")).await else {
+            panic!("the fourth request in the window passed");
+        };
+        assert!(retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600));
+        assert_eq!(store.count_request(&tenant("b")).await, RequestQuota::Allowed);
+        let usage = store.quota_usage(&tenant("a")).await.unwrap();
+        assert_eq!((usage.requests, usage.request_limit), (4, 3));
+        let refused = store.metrics().series("a", "_all").map(|s| s.counters.requests_refused);
+        assert_eq!(refused, Some(1));
+        if !matches!(d, Deployment::Memory) {
+            let replica = quota_store(d);
+            assert!(matches!(replica.count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
+        }
+    }
+    on [memory, disk, standalone, cluster, sentinel]
+}
