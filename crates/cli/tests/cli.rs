@@ -495,3 +495,72 @@ fn invalidate_tag_and_clear_hide_what_they_name() {
     );
     assert_one_line_error(&bad, "tag");
 }
+
+/// Keys from the environment seal `ocr_result`: the value is ciphertext in Redis and reads back; a wrong key is
+/// a miss, a malformed one a clear error; no output or log line at trace level ever holds key material.
+#[test]
+fn sealed_values_use_keys_from_the_environment_and_never_print_them() {
+    const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2: &str = "HxwdHhscGRoXGBUWExQREg8QDQ4LDAkKBwgFBgMEAQI=";
+    let server = RedisServer::start();
+    let url = server.url();
+    let with_keys = |keys: &str| {
+        vec![
+            (
+                "FERNANDO_CACHE__ENCRYPTION__CACHE_TYPES",
+                "ocr_result".to_owned(),
+            ),
+            ("FERNANDO_CACHE_ENCRYPTION_KEYS", keys.to_owned()),
+            ("FERNANDO_CACHE_LOG", "trace".to_owned()),
+        ]
+    };
+    let mut outputs = Vec::new();
+    let mut go = |keys: &str, cmd: &str, stdin: &[u8]| {
+        let env = with_keys(keys);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = run_env(&url, &env, &args(cmd, &entry("scan")), stdin);
+        outputs.push(out.clone());
+        out
+    };
+    let secret = b"Jane Doe, IBAN DE89 3704 0044 0532 0130 00";
+    let set = go(&format!("k1:{K1}"), "set", secret);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let raw = server.command(&["KEYS", "*ocr_result*"]).expect("KEYS");
+    let key = raw
+        .lines()
+        .find(|l| l.contains("ocr_result:scan"))
+        .expect("the entry's key")
+        .to_owned();
+    let stored = server.command(&["GET", &key]).expect("GET");
+    assert!(!stored.contains("DE89"), "plaintext at rest: {stored}");
+
+    let get = go(&format!("k1:{K1}"), "get", b"");
+    assert_eq!(get.stdout, secret);
+    // Same id, other material: the entry does not open — a miss (exit 1), not an error.
+    let wrong = go(&format!("k1:{K2}"), "get", b"");
+    assert_eq!(wrong.status.code(), Some(1));
+    // Malformed: a clear error naming the key id.
+    let short = &K1[..20];
+    let bad = go(&format!("k1:{short}"), "get", b"");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("key \"k1\""));
+
+    for out in &outputs {
+        for text in [
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        ] {
+            for material in [K1, K2, short] {
+                assert!(!text.contains(material), "key material in output:\n{text}");
+            }
+        }
+    }
+    assert!(
+        outputs.iter().any(|o| !o.stderr.is_empty()),
+        "trace logging produced nothing to search"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de::Error as _};
 
 use crate::{CacheType, ConfigError, duration};
 
@@ -42,7 +42,9 @@ impl QuotaSettings {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EncryptionSettings {
-    /// Cache types whose values are sealed. Empty: none (and no keys are needed).
+    /// Cache types whose values are sealed. Empty: none (and no keys are needed). A list, or one string of
+    /// comma-separated names (as an environment variable gives it).
+    #[serde(deserialize_with = "list_or_csv")]
     pub cache_types: Vec<CacheType>,
     /// The environment variable holding the keys, `id:base64(32 bytes)` separated by commas; the first key
     /// seals, every listed key opens (rotation: put the new key first, remove an old one when its entries
@@ -68,4 +70,27 @@ impl EncryptionSettings {
         }
         Ok(())
     }
+}
+
+/// A list of cache types, or a string of comma-separated ones.
+fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CacheType>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    let names = match Form::deserialize(d)? {
+        Form::List(l) => l,
+        Form::Text(t) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    names
+        .iter()
+        .map(|n| CacheType::new(n).map_err(D::Error::custom))
+        .collect()
 }

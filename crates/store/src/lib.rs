@@ -38,6 +38,7 @@ mod error;
 mod flight;
 mod hash;
 mod metrics;
+mod seal;
 mod seed;
 mod store;
 

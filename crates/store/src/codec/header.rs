@@ -17,7 +17,13 @@ pub(crate) const FLAG_FAIL_SAFE: u8 = 0b0000_0010;
 /// A tag section follows the header: a count, then per tag its generation at the write (u64 LE), its length
 /// (u8) and its UTF-8 bytes. Tag invalidation bumps a tag's generation (design 0014).
 pub(crate) const FLAG_TAGGED: u8 = 0b0000_0100;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED;
+/// The payload is sealed (design 0018): a key id, a nonce and the AEAD ciphertext of the payload described by
+/// the rest of the header; it opens only under the same full key. A build that does not know the flag refuses
+/// the entry (a counted miss), never reads ciphertext as a value.
+pub(crate) const FLAG_SEALED: u8 = 0b0000_1000;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED;
+/// Where the flags byte is.
+pub(crate) const FLAGS_AT: usize = 4;
 /// Most tags one entry may carry.
 pub(crate) const MAX_TAGS: usize = 16;
 
@@ -36,6 +42,8 @@ pub(crate) struct Header {
     pub(crate) fresh_ms: u64,
     /// A fail-safe copy (see [`FLAG_FAIL_SAFE`]).
     pub(crate) fail_safe: bool,
+    /// The payload is sealed (see [`FLAG_SEALED`]).
+    pub(crate) sealed: bool,
     /// Where the tag section starts (0: the entry has no tags).
     pub(crate) tags_at: usize,
     /// Where the payload starts.
@@ -182,6 +190,7 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         written_ms,
         fresh_ms,
         fail_safe: flags & FLAG_FAIL_SAFE != 0,
+        sealed: flags & FLAG_SEALED != 0,
         tags_at,
         len,
     })

@@ -34,8 +34,8 @@ use serde::{Serialize, de::DeserializeOwned};
 pub(crate) use self::{
     compression::CompressionPolicy,
     header::{
-        HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header, set_freshness, set_generations,
-        tags, type_tag_of, with_tags,
+        FLAG_SEALED, FLAGS_AT, HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header,
+        set_freshness, set_generations, tags, type_tag_of, with_tags,
     },
 };
 use self::{compression::payload, payload::bincode_bounded};

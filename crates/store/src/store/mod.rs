@@ -80,6 +80,8 @@ struct Inner {
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Per-tenant bounds on stored bytes and requests (design 0017).
     quotas: fernando_cache_config::QuotaSettings,
+    /// Seals the values of the configured cache types (design 0018); `None` when none is sealed.
+    sealer: Option<crate::seal::Sealer>,
 }
 
 impl Store {
@@ -91,14 +93,13 @@ impl Store {
     /// [`StoreError::Setup`] when the Redis URL cannot be used.
     pub fn from_settings(settings: &Settings) -> Result<Store, StoreError> {
         match settings.backend {
-            BackendKind::Memory => Ok(Store::with_backend(
-                settings,
-                MemoryBackend::new(settings.memory.max_bytes),
-            )),
+            BackendKind::Memory => {
+                Store::with_backend(settings, MemoryBackend::new(settings.memory.max_bytes))
+            }
             BackendKind::Disk => {
                 let disk = DiskBackend::open(&settings.disk, settings.redis.command_timeout)
                     .map_err(|source| StoreError::Setup { source })?;
-                Ok(Store::with_backend(settings, disk))
+                Store::with_backend(settings, disk)
             }
             BackendKind::Redis => {
                 let keys = KeyBuilder::new(
@@ -114,20 +115,32 @@ impl Store {
                 if settings.redis.mode == RedisMode::Cluster {
                     let cluster = ClusterBackend::connect(&settings.redis, &tracked)
                         .map_err(|source| StoreError::Setup { source })?;
-                    return Ok(Store::with_backend(settings, cluster));
+                    return Store::with_backend(settings, cluster);
                 }
                 let redis = RedisBackend::connect(&settings.redis, &tracked)
                     .map_err(|source| StoreError::Setup { source })?;
-                Ok(Store::with_backend(settings, redis))
+                Store::with_backend(settings, redis)
             }
         }
     }
 
     /// Builds a store over any backend: a built-in one, or `Arc<dyn CacheBackend>` for your own.
-    pub fn with_backend(settings: &Settings, backend: impl Into<Backend>) -> Store {
+    ///
+    /// # Errors
+    /// [`StoreError::Setup`] when a cache type is sealed (`encryption.cache_types`) and its keys cannot be read
+    /// or are malformed; the error names where they were looked for, never what was found.
+    pub fn with_backend(
+        settings: &Settings,
+        backend: impl Into<Backend>,
+    ) -> Result<Store, StoreError> {
         let backend = backend.into();
         let c = &settings.compression;
-        Store {
+        let sealer = crate::seal::Sealer::from_settings(&settings.encryption).map_err(|e| {
+            StoreError::Setup {
+                source: crate::BackendError::Other(e.to_string()),
+            }
+        })?;
+        Ok(Store {
             inner: Arc::new(Inner {
                 deadlines: (!backend.ops().is_local())
                     .then(|| Deadlines::start(settings.redis.command_timeout)),
@@ -162,8 +175,9 @@ impl Store {
                 tiers: settings.tiers.clone(),
                 refreshing: Default::default(),
                 quotas: settings.quotas.clone(),
+                sealer,
             }),
-        }
+        })
     }
 
     /// Installs this store as the process-wide default of `#[cached]` and `#[invalidates]` functions that

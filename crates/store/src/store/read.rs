@@ -262,9 +262,9 @@ impl Store {
                 let mut lookup = Lookup::nothing(Some(f.generations));
                 let found = match f.value {
                     None => Found::Absent,
-                    Some(bytes) => match codec::read_header(&bytes) {
-                        Ok(h) if h.generations != f.generations => Found::Stale,
-                        Ok(h)
+                    Some(bytes) => match self.opened(key, bytes) {
+                        Ok((_, h)) if h.generations != f.generations => Found::Stale,
+                        Ok((bytes, h))
                             if h.tags_at != 0
                                 && !matches!(
                                     self.tags_current(generations, &bytes, &h).await,
@@ -274,7 +274,7 @@ impl Store {
                             // An invalidated tag hides the entry; an unanswered tag read is a miss too.
                             Found::Stale
                         }
-                        Ok(h) => {
+                        Ok((bytes, h)) => {
                             let fresh = h.is_fresh(codec::now_ms());
                             // Only fresh values are kept in process.
                             let pending = pending.filter(|_| fresh);
@@ -295,7 +295,10 @@ impl Store {
                             }
                         }
                         Err(e) => {
-                            Box::pin(self.discard_corrupt(key, &e.to_string())).await;
+                            if e.sealed {
+                                series.add(|c| &c.unopened, 1);
+                            }
+                            Box::pin(self.discard_corrupt(key, &e.why)).await;
                             Found::Corrupt
                         }
                     },
@@ -412,6 +415,32 @@ impl Store {
         }
     }
 
+    /// An envelope read from the backend and its header, opened first when its type is sealed (design 0018).
+    fn opened(
+        &self,
+        key: &CacheKey,
+        bytes: bytes::Bytes,
+    ) -> Result<(bytes::Bytes, Header), Unusable> {
+        let header = codec::read_header(&bytes).map_err(|e| Unusable {
+            why: e.to_string(),
+            sealed: false,
+        })?;
+        match &self.inner.sealer {
+            Some(sealer) if header.sealed || sealer.seals_key(key.as_str()) => sealer
+                .open(key.as_str(), bytes, header)
+                .map_err(|e| Unusable {
+                    why: e.to_string(),
+                    sealed: true,
+                }),
+            // A sealed entry and no keys to open it: unusable, like any envelope this store cannot read.
+            None if header.sealed => Err(Unusable {
+                why: "the entry is sealed and no encryption keys are configured".into(),
+                sealed: true,
+            }),
+            _ => Ok((bytes, header)),
+        }
+    }
+
     /// Decodes an envelope read from the backend, first keeping an uncompressed copy in process when asked.
     fn decode_and_keep<T>(
         &self,
@@ -497,4 +526,11 @@ pub(super) mod key_buffer {
             }
         });
     }
+}
+
+/// Why an envelope read from the backend cannot be used (it is removed and counted as corrupt).
+struct Unusable {
+    why: String,
+    /// It failed to open (counted as `unopened` too).
+    sealed: bool,
 }

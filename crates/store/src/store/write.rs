@@ -341,6 +341,13 @@ impl Store {
             stamp.fail_safe.is_some(),
         );
         let ttl = kept;
+        if let Some(sealer) = &self.inner.sealer
+            && sealer.seals(cache_type)
+        {
+            encoded.bytes = sealer
+                .seal(key.as_str(), encoded.bytes)
+                .map_err(StoreError::Encode)?;
+        }
         if let Some(refused) = self
             .charge_quota(scope, key, encoded.bytes.len(), kept, series)
             .await

@@ -13,6 +13,7 @@ mod l1;
 mod pipelining;
 mod quota;
 mod round_trip;
+mod sealing;
 mod single_flight;
 mod tags;
 mod topology;

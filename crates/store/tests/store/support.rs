@@ -218,6 +218,25 @@ impl Deployment {
             .expect("raw SET");
     }
 
+    /// The bytes stored under `key`, bypassing the store.
+    pub(crate) fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(db) = self.disk_file() {
+            return db
+                .query_row("SELECT value FROM entries WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .ok();
+        }
+        let server = self.server_of(key);
+        let mut conn = redis::Client::open(server.url())
+            .and_then(|c| c.get_connection())
+            .expect("a raw connection");
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut conn)
+            .expect("raw GET")
+    }
+
     /// Copies `from` to `to` without its last `cut` bytes (keys of one scope and type: one slot).
     pub(crate) fn truncated_copy(&self, from: &str, to: &str, cut: usize) {
         if let Some(db) = self.disk_file() {

@@ -1,0 +1,139 @@
+//! Sealed values on every deployment with storage outside the process (design 0018): at rest the backend holds
+//! no plaintext, a ciphertext copied under another tenant's key is a counted miss, rotation keeps old entries
+//! readable until their key is removed, and a plaintext value planted under a sealed type is refused.
+
+use std::io::Write as _;
+
+use fernando_cache_config::CacheType;
+use fernando_cache_store::{Store, WriteOutcome};
+
+use crate::support::{Deployment, contract, tenant};
+
+const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const K2: &str = "HxwdHhscGRoXGBUWExQREg8QDQ4LDAkKBwgFBgMEAQI=";
+const SECRET: &str = "IBAN DE89 3704 0044 0532 0130 00, jane.doe@example.com";
+
+/// A store sealing `ocr_result` with the keys in `keys` (a secret file's content).
+fn sealed_store(d: &Deployment, keys: &str) -> (Store, tempfile::NamedTempFile) {
+    let mut file = tempfile::NamedTempFile::new().expect("a key file");
+    file.write_all(keys.as_bytes()).expect("write keys");
+    let path = file.path().display().to_string();
+    let store = Store::from_settings(&d.settings_with(&[
+        ("encryption.cache_types", "ocr_result"),
+        ("encryption.keys_file", &path),
+    ]))
+    .expect("store");
+    (store, file)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn unopened(store: &Store, t: &str) -> u64 {
+    store
+        .metrics()
+        .series(t, "ocr_result")
+        .map_or(0, |s| s.counters.unopened)
+}
+
+contract! {
+    async fn sealed_values_open_only_under_their_own_key(d, _default) {
+        let (store, _k) = sealed_store(d, &format!("k1:{K1}"));
+        let ocr = CacheType::OCR_RESULT;
+        let outcome = store.set(&tenant("a"), &ocr, "doc", SECRET).await.unwrap();
+        assert_eq!(outcome, WriteOutcome::Stored);
+        let key_a = store.keys().key(&tenant("a"), &ocr, "doc").unwrap();
+        let raw = d.get_raw(key_a.as_str()).expect("stored");
+        assert!(!contains(&raw, "DE89") && !contains(&raw, "jane.doe"), "plaintext at rest");
+        assert_eq!(store.get::<String>(&tenant("a"), &ocr, "doc").await.unwrap().as_deref(), Some(SECRET));
+
+        // Copied under tenant b's key: does not open, counted, removed.
+        let key_b = store.keys().key(&tenant("b"), &ocr, "doc").unwrap();
+        d.put_raw(key_b.as_str(), &raw);
+        assert_eq!(store.get::<String>(&tenant("b"), &ocr, "doc").await.unwrap(), None);
+        assert_eq!(unopened(&store, "b"), 1);
+        assert!(!d.exists_raw(key_b.as_str()), "the copy is removed");
+
+        // A plaintext envelope planted under a sealed type is refused too.
+        let plain = d.store();
+        let _ = plain.set(&tenant("c"), &ocr, "doc", SECRET).await.unwrap();
+        assert_eq!(store.get::<String>(&tenant("c"), &ocr, "doc").await.unwrap(), None);
+        assert_eq!(unopened(&store, "c"), 1);
+
+        // Unsealed types are stored as they were.
+        let _ = store.set(&tenant("a"), &CacheType::SESSION, "s", SECRET).await.unwrap();
+        let key_s = store.keys().key(&tenant("a"), &CacheType::SESSION, "s").unwrap();
+        assert!(contains(&d.get_raw(key_s.as_str()).unwrap(), "DE89"));
+    }
+    on [disk, standalone, cluster, sentinel]
+}
+
+contract! {
+    async fn a_rotation_keeps_old_entries_readable_until_their_key_is_removed(d, _default) {
+        let ocr = CacheType::OCR_RESULT;
+        let (old, _k1) = sealed_store(d, &format!("k1:{K1}"));
+        let _ = old.set(&tenant("a"), &ocr, "before", SECRET).await.unwrap();
+
+        // The new key first: it seals; the old one still opens.
+        let (rotated, _k2) = sealed_store(d, &format!("k2:{K2}\nk1:{K1}\n"));
+        assert_eq!(rotated.get::<String>(&tenant("a"), &ocr, "before").await.unwrap().as_deref(), Some(SECRET));
+        let _ = rotated.set(&tenant("a"), &ocr, "after", SECRET).await.unwrap();
+        assert_eq!(rotated.get::<String>(&tenant("a"), &ocr, "after").await.unwrap().as_deref(), Some(SECRET));
+
+        // The old key removed: what it sealed no longer opens (a counted miss); the new entries do.
+        let (removed, _k3) = sealed_store(d, &format!("k2:{K2}"));
+        assert_eq!(removed.get::<String>(&tenant("a"), &ocr, "after").await.unwrap().as_deref(), Some(SECRET));
+        assert_eq!(removed.get::<String>(&tenant("a"), &ocr, "before").await.unwrap(), None);
+        assert_eq!(unopened(&removed, "a"), 1);
+    }
+    on [disk, standalone, cluster, sentinel]
+}
+
+#[test]
+fn missing_or_malformed_keys_stop_the_store_with_a_message_that_holds_no_key() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let d = Deployment::memory();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.keys").display().to_string();
+    let err = Store::from_settings(&d.settings_with(&[
+        ("encryption.cache_types", "ocr_result"),
+        ("encryption.keys_file", &missing),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("absent.keys") && err.contains("not found"),
+        "{err}"
+    );
+
+    let short = format!("k1:{}", &K1[..20]);
+    let err = sealed_store_err(&d, &short);
+    assert!(err.contains("k1") && !err.contains(&K1[..20]), "{err}");
+
+    let err = Store::from_settings(&d.settings_with(&[
+        ("encryption.cache_types", "ocr_result"),
+        ("encryption.keys_env", "FERNANDO_CACHE_TEST_KEYS_NEVER_SET"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("FERNANDO_CACHE_TEST_KEYS_NEVER_SET") && err.contains("ocr_result"),
+        "{err}"
+    );
+}
+
+fn sealed_store_err(d: &Deployment, keys: &str) -> String {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(keys.as_bytes()).unwrap();
+    let path = file.path().display().to_string();
+    Store::from_settings(&d.settings_with(&[
+        ("encryption.cache_types", "ocr_result"),
+        ("encryption.keys_file", &path),
+    ]))
+    .unwrap_err()
+    .to_string()
+}
