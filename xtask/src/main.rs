@@ -228,7 +228,11 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             prerequisites::ensure_redis_server()?;
             let mut c = cargo();
             c.args(["bench", "-p", "fernando-cache-http", "--bench", "http"]);
-            status(c, "HTTP layer benchmark")
+            status(c, "HTTP layer benchmark")?;
+            // The proxy binary under attack, against a bare pass-through proxy, and sealed hits.
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache", "--bench", "edge"]);
+            status(c, "edge benchmark")
         }
         Some(other) => {
             bail!(

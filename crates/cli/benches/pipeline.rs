@@ -33,6 +33,7 @@ use rand::{SeedableRng, rngs::StdRng};
 
 fn settings(url: &str, ttl: Option<&str>) -> Settings {
     let mut o = LoadOptions::isolated(Environment::Production)
+        .set_all([fernando_cache_testkit::bench::sealing_keys()])
         .set("redis.url", url)
         .set("statistics.enabled", "false");
     if let Some(t) = ttl {

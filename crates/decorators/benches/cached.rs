@@ -57,6 +57,7 @@ async fn main() {
     let server = RedisServer::start();
     let settings = Settings::load(
         LoadOptions::isolated(Environment::Production)
+            .set_all([fernando_cache_testkit::bench::sealing_keys()])
             .set_all(server.overrides())
             .set("redis.multiplexed_connections", "2"),
     )

@@ -83,9 +83,12 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let redis = RedisServer::start();
-    let settings =
-        Settings::load(LoadOptions::isolated(Environment::Production).set_all(redis.overrides()))
-            .unwrap();
+    let settings = Settings::load(
+        LoadOptions::isolated(Environment::Production)
+            .set_all([fernando_cache_testkit::bench::sealing_keys()])
+            .set_all(redis.overrides()),
+    )
+    .unwrap();
     let store = Store::from_settings(&settings).unwrap();
     let layer = HttpCacheLayer::builder(store, tenant_from_header("x-tenant-id".parse().unwrap()))
         .route(Route::new("/v1/reports/**").cache_type(CacheType::DASHBOARD))

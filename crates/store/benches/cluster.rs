@@ -38,6 +38,7 @@ const SIZES: [(usize, &str); 2] = [(100, "100 B"), (4096, "4 KB")];
 fn settings(overrides: Vec<(&'static str, String)>, extra: &[(&str, &str)]) -> Settings {
     Settings::load(
         LoadOptions::isolated(Environment::Production)
+            .set_all([fernando_cache_testkit::bench::sealing_keys()])
             .set_all(overrides)
             .set_all(extra.iter().copied()),
     )
@@ -272,6 +273,10 @@ fn cross_process(cluster: &RedisCluster) {
             ])
             .args(["--key", "cold", "--callers", "64", "--work", "300ms"])
             .env("FERNANDO_CACHE__REDIS__MODE", "cluster")
+            .env(
+                "FERNANDO_CACHE__ENCRYPTION__KEYS_FILE",
+                fernando_cache_testkit::bench::sealing_keys().1,
+            )
             .env("FERNANDO_CACHE__REDIS__NODES", &nodes)
             .env("FERNANDO_CACHE__STATISTICS__ENABLED", "false")
             .stdin(Stdio::piped())

@@ -39,8 +39,12 @@ const SIZES: [(usize, &str); 2] = [(100, "100 B"), (4096, "4 KB")];
 
 fn store(overrides: Vec<(&'static str, String)>) -> Store {
     Store::from_settings(
-        &Settings::load(LoadOptions::isolated(Environment::Production).set_all(overrides))
-            .expect("bench settings"),
+        &Settings::load(
+            LoadOptions::isolated(Environment::Production)
+                .set_all([fernando_cache_testkit::bench::sealing_keys()])
+                .set_all(overrides),
+        )
+        .expect("bench settings"),
     )
     .expect("store")
 }

@@ -102,3 +102,21 @@ where
     }
     (median(b), median(s), median(ratios))
 }
+
+/// The setting that gives a bench's store in the production profile (which seals `ocr_result` and
+/// `llm_extraction`) a sealing key: `("encryption.keys_file", path)` of a file holding one fixed key, written once
+/// per process into the temporary folder. A bench key, never a secret.
+pub fn sealing_keys() -> (&'static str, String) {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("fernando-cache-bench-keys-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+        )
+        .expect("write the bench key file");
+        path.display().to_string()
+    });
+    ("encryption.keys_file", path.clone())
+}

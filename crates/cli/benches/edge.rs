@@ -1,0 +1,415 @@
+//! `cargo xtask bench http` (second part): the real `fernando-cache proxy` binary facing the network, against a
+//! private redis-server and an in-process origin whose handler takes 5 ms (`Cache-Control: public, max-age=3600`).
+//!
+//! 1. Isolation under attack: tenant `b`'s cached reads (8 clients) with and without an attack — 500 connections
+//!    that send half a request line and hold it, plus tenant `a` flooding with 32 clients — in alternating windows.
+//!    Goal: `b`'s p99 under attack ≤ 2× its p99 without.
+//! 2. The proxy's hit against the origin itself and against a bare pass-through proxy (hyper-util's client in
+//!    an axum fallback, no cache, the same forwarding the proxy does on a miss): req/s and p99, 32 clients.
+//! 3. Sealing: store hits (`get_bytes`) of 4 KB and 64 KB incompressible values of a sealed cache type against
+//!    the same values unsealed, in alternating windows (testkit's `pair`). Goal: overhead ≤ 10 %.
+//!
+//! Environment: `BENCH_SECS` (window, default 0.3 s; sections 1 and 2 use 2 s), `BENCH_REPEATS` (default 10;
+//! sections 1 and 2 use 3).
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, Uri, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
+use fernando_cache_store::Store;
+use fernando_cache_testkit::{RedisServer, bench};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+async fn api() -> Response {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut r = "x".repeat(2_048).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+type Forwarder = (
+    Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    SocketAddr,
+);
+
+/// A bare pass-through proxy: what `proxy` does on a miss, without the cache, the edge or the access log.
+async fn pass_through(State(fwd): State<Arc<Forwarder>>, req: Request) -> Response {
+    let (client, origin) = &*fwd;
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = format!("http://{origin}{pq}").parse::<Uri>().unwrap();
+    match client.request(Request::from_parts(parts, body)).await {
+        Ok(resp) => resp.map(Body::new),
+        Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// The proxy binary in front of `origin`, the tenant from `x-tenant`; its access log goes nowhere.
+fn start_proxy(redis: &RedisServer, origin: SocketAddr) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "test", "--redis-url", &redis.url()])
+        .args(["proxy", "--origin", &format!("http://{origin}")])
+        .args(["--bind", "127.0.0.1:0", "--tenant-header", "x-tenant"])
+        .env_remove("FERNANDO_CACHE_ENV")
+        // Tenant a's flood is refused by its rate; b stays within its own.
+        .env(
+            "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
+            "200",
+        )
+        .env("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", "400")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fernando-cache proxy");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+/// Per-request latencies of `clients` tasks reading `paths` (round robin) as `tenant` for `dur`, and req/s.
+async fn window(
+    client: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    paths: usize,
+    clients: usize,
+    dur: Duration,
+) -> (Vec<Duration>, f64) {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let deadline = start + dur;
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, latencies) = (client.clone(), latencies.clone());
+            let (base, tenant) = (base.to_owned(), tenant.to_owned());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut i = c;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let resp = client
+                        .get(format!("{base}/api/{}", i % paths))
+                        .header("x-tenant", &tenant)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert!(resp.status().is_success(), "{}", resp.status());
+                    resp.bytes().await.expect("body");
+                    mine.push(t.elapsed());
+                    i += clients;
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut v = Arc::try_unwrap(latencies).unwrap().into_inner().unwrap();
+    v.sort();
+    let rate = v.len() as f64 / start.elapsed().as_secs_f64();
+    (v, rate)
+}
+
+fn pct(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The attack: 500 half-sent requests held open, and tenant `a` flooding with 32 clients until `stop`.
+struct Attack {
+    slow: Vec<TcpStream>,
+    stop: Arc<AtomicBool>,
+    flood: Vec<tokio::task::JoinHandle<()>>,
+    answered: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+}
+
+impl Attack {
+    fn start(client: &reqwest::Client, base: &str) -> Attack {
+        let addr = base.trim_start_matches("http://");
+        let slow = (0..500)
+            .filter_map(|_| {
+                let mut s = TcpStream::connect(addr).ok()?;
+                s.write_all(b"GET /api/0 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .ok()?;
+                Some(s)
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answered, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let flood = (0..32)
+            .map(|i| {
+                let (client, stop) = (client.clone(), stop.clone());
+                let (answered, refused) = (answered.clone(), refused.clone());
+                let base = base.to_owned();
+                tokio::spawn(async move {
+                    let mut n = i;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(r) = client
+                            .get(format!("{base}/api/flood-{n}"))
+                            .header("x-tenant", "a")
+                            .send()
+                            .await
+                        else {
+                            continue;
+                        };
+                        let counter = if r.status() == 429 {
+                            &refused
+                        } else {
+                            &answered
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let _ = r.bytes().await;
+                        n += 32;
+                    }
+                })
+            })
+            .collect();
+        Attack {
+            slow,
+            stop,
+            flood,
+            answered,
+            refused,
+        }
+    }
+
+    async fn stop(self) -> (usize, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.flood {
+            t.await.unwrap();
+        }
+        let held = self.slow.len();
+        drop(self.slow);
+        (
+            held,
+            self.answered.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn isolation(redis: &RedisServer, origin: SocketAddr) {
+    let (mut proxy, base) = start_proxy(redis, origin);
+    let secs = Duration::from_secs_f64(env_or("BENCH_SECS", 2.0));
+    let repeats = env_or("BENCH_REPEATS", 3usize);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    // Store b's 64 entries.
+    window(&client, &base, "b", 64, 8, Duration::from_millis(500)).await;
+    let (mut calm, mut attacked) = (Vec::new(), Vec::new());
+    let (mut held, mut answered, mut refused) = (0, 0, 0);
+    for i in 0..repeats * 2 {
+        let under_attack = (i % 4 == 1) || (i % 4 == 2);
+        if under_attack {
+            let attack = Attack::start(&client, &base);
+            let (v, _) = window(&client, &base, "b", 64, 8, secs).await;
+            attacked.extend(v);
+            let (h, a, r) = attack.stop().await;
+            held = held.max(h);
+            answered += a;
+            refused += r;
+        } else {
+            calm.extend(window(&client, &base, "b", 64, 8, secs).await.0);
+        }
+    }
+    calm.sort();
+    attacked.sort();
+    println!(
+        "### 1. Another tenant's cached reads under attack (proxy binary, 8 clients of tenant b)\n"
+    );
+    println!(
+        "attack: {held} connections holding half a request line + tenant a flooding with 32 clients \
+         ({answered} answered, {refused} refused with 429)\n"
+    );
+    println!("| tenant b | requests | p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in [("without attack", &calm), ("under attack", &attacked)] {
+        println!(
+            "| {name} | {} | {:.2} ms | {:.2} ms |",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+    println!(
+        "\np99 under attack = {:.2}× p99 without (goal ≤ 2×)\n",
+        pct(&attacked, 0.99) / pct(&calm, 0.99)
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
+
+async fn proxy_vs_pass_through(redis: &RedisServer, origin: SocketAddr) {
+    let (mut proxy, base) = start_proxy(redis, origin);
+    let forwarder: Arc<Forwarder> =
+        Arc::new((Client::builder(TokioExecutor::new()).build_http(), origin));
+    let bare = serve(Router::new().fallback(pass_through).with_state(forwarder)).await;
+    let secs = Duration::from_secs_f64(env_or("BENCH_SECS", 2.0));
+    let repeats = env_or("BENCH_REPEATS", 3usize);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let sides = [
+        ("origin (5 ms handler)", format!("http://{origin}")),
+        ("bare pass-through proxy", format!("http://{bare}")),
+        ("fernando-cache proxy, hits", base.clone()),
+    ];
+    // Store the proxy's entries; warm every side's connections.
+    for (_, url) in &sides {
+        window(&client, url, "c", 64, 32, Duration::from_millis(500)).await;
+    }
+    let mut results: Vec<(Vec<Duration>, f64)> = vec![(Vec::new(), 0.0); sides.len()];
+    for r in 0..repeats {
+        for k in 0..sides.len() {
+            // Rotate the order each round, so drift is shared.
+            let s = (k + r) % sides.len();
+            let (v, rate) = window(&client, &sides[s].1, "c", 64, 32, secs).await;
+            results[s].0.extend(v);
+            results[s].1 += rate / repeats as f64;
+        }
+    }
+    println!(
+        "### 2. The proxy's hits against the origin and a bare pass-through proxy (32 clients)\n"
+    );
+    println!("| side | req/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for ((name, _), (v, rate)) in sides.iter().zip(&mut results) {
+        v.sort();
+        println!(
+            "| {name} | {rate:.0} | {:.2} ms | {:.2} ms |",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+    println!(
+        "\nproxy hits = {:.1}× the bare pass-through's req/s, {:.1}× the origin's\n",
+        results[2].1 / results[1].1,
+        results[2].1 / results[0].1
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn sealing(redis: &RedisServer) {
+    let store = |sealed: &str| {
+        Store::from_settings(
+            &Settings::load(
+                LoadOptions::isolated(Environment::Production)
+                    .set_all([bench::sealing_keys()])
+                    .set_all(redis.overrides())
+                    .set("encryption.cache_types", sealed),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let (plain, sealed) = (store(""), store("ocr_result"));
+    let tenant: fernando_cache_keys::TenantId = "bench".parse().unwrap();
+    println!("### 3. Sealed hits against unsealed hits (store get_bytes, 16 tasks)\n");
+    println!("| value | unsealed hits/s | sealed hits/s | sealed / unsealed |");
+    println!("|---|---:|---:|---:|");
+    for size in [4 << 10, 64 << 10] {
+        let key = format!("v{size}");
+        for (s, name) in [(&plain, "plain"), (&sealed, "sealed")] {
+            let _ = s
+                .set_bytes(
+                    &tenant,
+                    &CacheType::OCR_RESULT,
+                    &format!("{key}-{name}"),
+                    &noise(size, size as u64),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let read =
+            |s: Store, name: &'static str, key: String, tenant: fernando_cache_keys::TenantId| {
+                move |_| {
+                    let (s, key, tenant) = (s.clone(), format!("{key}-{name}"), tenant.clone());
+                    async move {
+                        let v = s
+                            .get_bytes(&tenant, &CacheType::OCR_RESULT, &key)
+                            .await
+                            .unwrap();
+                        assert!(v.is_some(), "a hit");
+                    }
+                }
+            };
+        let (b, x, ratio) = bench::pair(
+            16,
+            read(plain.clone(), "plain", key.clone(), tenant.clone()),
+            read(sealed.clone(), "sealed", key.clone(), tenant.clone()),
+        )
+        .await;
+        println!(
+            "| {} KB | {b:.0} | {x:.0} | {ratio:.3} (overhead {:.1} %) |",
+            size >> 10,
+            (1.0 - ratio) * 100.0
+        );
+    }
+    println!("\ngoal: overhead ≤ 10 %");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let redis = RedisServer::start();
+    let origin = serve(Router::new().route("/api/{id}", get(api))).await;
+    isolation(&redis, origin).await;
+    proxy_vs_pass_through(&redis, origin).await;
+    sealing(&redis).await;
+}
