@@ -33,7 +33,10 @@ use axum::{
 };
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{RedisServer, bench};
+use fernando_cache_testkit::{
+    RedisServer,
+    bench::{self, env_or, noise, pct},
+};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 async fn api() -> Response {
@@ -141,17 +144,6 @@ async fn window(
     v.sort();
     let rate = v.len() as f64 / start.elapsed().as_secs_f64();
     (v, rate)
-}
-
-fn pct(sorted: &[Duration], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The attack: 500 half-sent requests held open, and tenant `a` flooding with 32 clients until `stop`.
@@ -333,18 +325,6 @@ async fn proxy_vs_pass_through(redis: &RedisServer, origin: SocketAddr) {
     let _ = proxy.wait();
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn sealing(redis: &RedisServer) {
     let store = |sealed: &str| {
         Store::from_settings(
@@ -371,7 +351,7 @@ async fn sealing(redis: &RedisServer) {
                     &tenant,
                     &CacheType::OCR_RESULT,
                     &format!("{key}-{name}"),
-                    &noise(size, size as u64),
+                    &noise(size as u64, size),
                     None,
                 )
                 .await

@@ -28,7 +28,11 @@ use std::{
 use fernando_cache_config::{Environment, LoadOptions, Settings};
 use fernando_cache_processor::{DocumentProcessor, RuleExtractor, StageOutcome, TextLayer, Warmer};
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{RedisServer, trace::Zipf};
+use fernando_cache_testkit::{
+    RedisServer,
+    bench::{env_or, pct},
+    trace::Zipf,
+};
 use rand::{SeedableRng, rngs::StdRng};
 
 fn settings(url: &str, ttl: Option<&str>) -> Settings {
@@ -65,17 +69,6 @@ fn invoice(n: u64) -> Vec<u8> {
         n % 100
     )
     .into_bytes()
-}
-
-fn pct(sorted: &[Duration], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn hit_latency(url: &str) {

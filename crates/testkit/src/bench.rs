@@ -120,3 +120,29 @@ pub fn sealing_keys() -> (&'static str, String) {
     });
     ("encryption.keys_file", path.clone())
 }
+
+/// `name` from the environment parsed as `T`, else `default` (the benches' `BENCH_*` knobs).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `q` quantile of sorted latencies, in milliseconds.
+pub fn pct(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
+}
+
+/// `len` incompressible bytes from `seed` (xorshift64): values whose stored size is their own size.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -7,20 +7,9 @@ use std::time::Duration;
 use fernando_cache_config::CacheType;
 use fernando_cache_store::{RequestQuota, Store, WriteOutcome};
 
-use crate::support::{Deployment, contract, tenant};
+use fernando_cache_testkit::bench::noise;
 
-/// Incompressible bytes, so the stored size is the value's size plus the envelope.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::support::{Deployment, contract, tenant};
 
 const VALUE: usize = 1000;
 /// Room for four values and their envelopes, not five.
