@@ -44,7 +44,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     }
     let snapshot = state.store.metrics();
     let mut out = String::new();
-    let counters: [Family; 16] = [
+    let counters: [Family; 18] = [
         (
             "fernando_cache_hits_total",
             "Reads that returned a value.",
@@ -67,6 +67,16 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             "fernando_cache_dropped_sets_total",
             "Writes dropped while the backend was unavailable.",
             |c| c.dropped_sets as f64,
+        ),
+        (
+            "fernando_cache_corrupt_total",
+            "Stored values that could not be used (undecodable, or sealed and not opening) and were removed.",
+            |c| c.corrupt as f64,
+        ),
+        (
+            "fernando_cache_unopened_total",
+            "Sealed values that did not open (another key's ciphertext, a removed key, altered bytes).",
+            |c| c.unopened as f64,
         ),
         (
             "fernando_cache_quota_refused_total",

@@ -167,6 +167,8 @@ pub(crate) async fn stats(
                 "misses": c.misses,
                 "hit_ratio": c.hit_ratio(),
                 "sets": c.sets,
+                "corrupt": c.corrupt,
+                "unopened": c.unopened,
                 "quota_refused": c.quota_refused,
                 "requests_refused": c.requests_refused,
                 "errors": c.errors,
