@@ -9,7 +9,7 @@ use crate::{
     models::HealthRow,
     schema::{
         cache_access_history, cache_event_log, cache_health_status, cache_performance_metrics,
-        cache_statistics,
+        cache_statistics, cache_statistics_rollups,
     },
 };
 
@@ -142,6 +142,8 @@ pub struct Retention {
 pub struct Pruned {
     /// From `cache_statistics`.
     pub statistics: usize,
+    /// From `cache_statistics_rollups`: buckets wholly before the statistics cutoff.
+    pub rollups: usize,
     /// From `cache_access_history`.
     pub access_history: usize,
     /// From `cache_performance_metrics`.
@@ -166,6 +168,17 @@ pub fn prune(db: &mut Db, retention: &Retention, now: NaiveDateTime) -> Result<P
                 cache_statistics::table.filter(cache_statistics::window_start.lt(before)),
             )
             .execute(conn)?;
+            for (resolution, length) in [
+                (crate::HOUR, chrono::Duration::hours(1)),
+                (crate::DAY, chrono::Duration::days(1)),
+            ] {
+                pruned.rollups += diesel::delete(
+                    cache_statistics_rollups::table
+                        .filter(cache_statistics_rollups::resolution.eq(resolution))
+                        .filter(cache_statistics_rollups::bucket_start.lt(before - length)),
+                )
+                .execute(conn)?;
+            }
             pruned.access_history = diesel::delete(
                 cache_access_history::table.filter(cache_access_history::bucket_start.lt(before)),
             )

@@ -65,8 +65,9 @@ pub struct StatisticsDelta {
     pub money_saved_micros: i64,
 }
 
-/// Adds deltas to their windows' rows (creating them), in one transaction. Counts add up; latency percentiles
-/// keep the larger of the stored and the new value (percentiles cannot be added).
+/// Adds deltas to their windows' rows (creating them) and to their hourly and daily rollups, in one transaction.
+/// Counts add up; latency percentiles keep the larger of the stored and the new value (percentiles cannot be
+/// added).
 ///
 /// # Errors
 /// [`ModelError::Query`]; nothing is written when any row fails.
@@ -75,8 +76,8 @@ pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), 
     if deltas.is_empty() {
         return Ok(());
     }
-    per_backend!(db, |conn| conn.transaction::<_, ModelError, _>(|conn| {
-        for d in deltas {
+    db.transaction::<_, ModelError, _>(|db| {
+        per_backend!(db, |conn| for d in deltas {
             diesel::insert_into(s::cache_statistics)
                 .values(d)
                 .on_conflict((s::tenant_id, s::cache_type, s::window_start))
@@ -116,9 +117,9 @@ pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), 
                     s::updated_at.eq(excluded(s::updated_at)),
                 ))
                 .execute(conn)?;
-        }
-        Ok(())
-    }))
+        });
+        crate::series::upsert_rollups(db, deltas)
+    })
 }
 
 /// Latency of one operation (`get`, `set`) on one cache type in one window, over all tenants.

@@ -31,6 +31,32 @@ diesel::table! {
 }
 
 diesel::table! {
+    cache_statistics_rollups (resolution, bucket_start, tenant_id, cache_type) {
+        tenant_id -> Text,
+        cache_type -> Text,
+        resolution -> Integer,
+        bucket_start -> Timestamp,
+        hits -> BigInt,
+        misses -> BigInt,
+        sets -> BigInt,
+        deletes -> BigInt,
+        errors -> BigInt,
+        degraded -> BigInt,
+        raw_bytes -> BigInt,
+        stored_bytes -> BigInt,
+        latency_p50_us -> BigInt,
+        latency_p95_us -> BigInt,
+        latency_p99_us -> BigInt,
+        compute_spent_ms -> BigInt,
+        compute_saved_ms -> BigInt,
+        tokens_spent -> BigInt,
+        tokens_saved -> BigInt,
+        money_spent_micros -> BigInt,
+        money_saved_micros -> BigInt,
+    }
+}
+
+diesel::table! {
     cache_invalidation_rules (id) {
         id -> BigInt,
         name -> Text,
@@ -154,6 +180,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     cache_access_history,
     cache_reference_data,
     cache_statistics,
+    cache_statistics_rollups,
     cache_invalidation_rules,
     cache_performance_metrics,
     cache_health_status,

@@ -8,7 +8,9 @@ use fernando_cache_models::{
     pending_invalidations, prune, revert_last, run_pending, schedule_invalidation,
     statistics_since, status, upsert_statistics, warmup_jobs,
 };
-use fernando_cache_models::{access_history, record_accesses, reference_data};
+use fernando_cache_models::{
+    Resolution, SeriesQuery, access_history, record_accesses, reference_data, series,
+};
 
 /// Issue 14: retention removes only rows older than the configured age, per table, and a table without an age
 /// keeps everything.
@@ -69,6 +71,8 @@ fn retention_removes_only_rows_older_than_the_configured_age() {
             pruned,
             Pruned {
                 statistics: 1,
+                // The hourly and the daily bucket of the 31-day-old window; the cutoff's stay.
+                rollups: 2,
                 access_history: 0,
                 performance: 0,
                 health: 1,
@@ -539,5 +543,177 @@ fn read_counts_from_replicas_add_up_and_reference_data_is_rows() {
             "{global:?}"
         );
         assert!(reference_data(&mut db, Some("acme")).unwrap().is_empty());
+    });
+}
+
+/// Issue 16 item 2: a generated 30-day data set (3 tenants × 2 types, a window every 37 minutes) read back at
+/// each resolution: every bucket equals the sum of the windows it covers, totals equal a direct SQL sum over
+/// `cache_statistics`, ranges are half-open on bucket starts, and the resolution follows the range's length.
+#[test]
+fn series_at_every_resolution_sum_to_the_recorded_windows() {
+    use chrono::{DurationRound, TimeDelta};
+    assert_eq!(
+        Resolution::for_range(TimeDelta::hours(6)),
+        Resolution::Window
+    );
+    assert_eq!(
+        Resolution::for_range(TimeDelta::hours(6) + TimeDelta::seconds(1)),
+        Resolution::Hour
+    );
+    assert_eq!(Resolution::for_range(TimeDelta::days(14)), Resolution::Hour);
+    assert_eq!(
+        Resolution::for_range(TimeDelta::days(14) + TimeDelta::seconds(1)),
+        Resolution::Day
+    );
+
+    let start = NaiveDateTime::parse_from_str("2026-10-01 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    let mut deltas = Vec::new();
+    let mut at = start;
+    let mut i = 0i64;
+    while at < start + TimeDelta::days(30) {
+        for (t, tenant) in ["acme", "globex", "<b>x</b>"].iter().enumerate() {
+            for (k, ty) in ["ocr_result", "llm_extraction"].iter().enumerate() {
+                let mut d = delta(
+                    tenant,
+                    at,
+                    1 + (i + t as i64 * 7 + k as i64 * 3) % 11,
+                    100 + i % 900,
+                );
+                d.cache_type = (*ty).to_owned();
+                d.misses = (i + k as i64) % 5;
+                deltas.push(d);
+            }
+        }
+        at += TimeDelta::minutes(37);
+        i += 1;
+    }
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        for chunk in deltas.chunks(2_000) {
+            upsert_statistics(&mut db, chunk).unwrap();
+        }
+        let expected =
+            |from: NaiveDateTime, to: NaiveDateTime, tenant: Option<&str>, step: TimeDelta| {
+                let mut by: std::collections::BTreeMap<NaiveDateTime, (i64, i64, i64)> =
+                    Default::default();
+                for d in deltas.iter().filter(|d| {
+                    d.window_start >= from
+                        && d.window_start < to
+                        && tenant.is_none_or(|t| d.tenant_id == t)
+                }) {
+                    let b = if step == TimeDelta::minutes(1) {
+                        d.window_start
+                    } else {
+                        d.window_start.duration_trunc(step).unwrap()
+                    };
+                    let e = by.entry(b).or_default();
+                    e.0 += d.hits;
+                    e.1 += d.misses;
+                    e.2 = e.2.max(d.latency_p99_us);
+                }
+                by.into_iter().collect::<Vec<_>>()
+            };
+        let cases = [
+            (
+                start + TimeDelta::days(3),
+                start + TimeDelta::days(3) + TimeDelta::hours(6),
+                Resolution::Window,
+                TimeDelta::minutes(1),
+            ),
+            (
+                start + TimeDelta::days(10),
+                start + TimeDelta::days(17),
+                Resolution::Hour,
+                TimeDelta::hours(1),
+            ),
+            (
+                start,
+                start + TimeDelta::days(30),
+                Resolution::Day,
+                TimeDelta::days(1),
+            ),
+        ];
+        for (from, to, resolution, step) in cases {
+            for tenant in [None, Some("globex"), Some("<b>x</b>")] {
+                let got = series(
+                    &mut db,
+                    &SeriesQuery {
+                        from,
+                        to,
+                        tenant: tenant.map(str::to_owned),
+                        cache_type: None,
+                        resolution: None,
+                    },
+                )
+                .unwrap();
+                assert_eq!(got.resolution, resolution, "{url}");
+                let got: Vec<_> = got
+                    .points
+                    .iter()
+                    .map(|p| (p.bucket_start, (p.hits, p.misses, p.latency_p99_us)))
+                    .collect();
+                assert_eq!(
+                    got,
+                    expected(from, to, tenant, step),
+                    "{url} {resolution:?} {tenant:?}"
+                );
+            }
+        }
+        // One type over the whole range against a direct SQL sum of the recorded windows.
+        let daily = series(
+            &mut db,
+            &SeriesQuery {
+                from: start,
+                to: start + TimeDelta::days(30),
+                tenant: Some("acme".into()),
+                cache_type: Some("llm_extraction".into()),
+                resolution: Some(Resolution::Day),
+            },
+        )
+        .unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Sum {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            hits: i64,
+        }
+        use diesel::RunQueryDsl;
+        let direct: Sum = diesel::sql_query(
+            "SELECT CAST(SUM(hits) AS BIGINT) AS hits FROM cache_statistics \
+             WHERE tenant_id = 'acme' AND cache_type = 'llm_extraction'",
+        )
+        .get_result(&mut db)
+        .unwrap();
+        assert_eq!(
+            daily.points.iter().map(|p| p.hits).sum::<i64>(),
+            direct.hits,
+            "{url}"
+        );
+        assert_eq!(daily.points.len(), 30, "{url}");
+        // Half-open: a range starting at a bucket's start includes it; one ending there leaves it out.
+        let mut one_hour = |from: NaiveDateTime| {
+            series(
+                &mut db,
+                &SeriesQuery {
+                    from,
+                    to: from + TimeDelta::hours(1),
+                    tenant: None,
+                    cache_type: None,
+                    resolution: Some(Resolution::Hour),
+                },
+            )
+            .unwrap()
+            .points
+            .into_iter()
+            .map(|p| p.bucket_start)
+            .collect::<Vec<_>>()
+        };
+        let h = start + TimeDelta::hours(5);
+        assert_eq!(one_hour(h), vec![h], "{url}");
+        assert_eq!(
+            one_hour(h + TimeDelta::seconds(1)),
+            vec![h + TimeDelta::hours(1)],
+            "{url}"
+        );
     });
 }

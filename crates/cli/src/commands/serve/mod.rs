@@ -1,6 +1,7 @@
 //! `fernando-cache serve`: the document API over HTTP (axum), with tenant authentication, the response cache
 //! layer on read routes, health, Prometheus metrics, warming, and a graceful shutdown that flushes statistics.
 
+mod admin;
 mod auth;
 mod prometheus;
 mod routes;
@@ -91,6 +92,10 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
         .route(
             "/v1/cache/invalidate",
             post(routes::invalidate).layer(limited(json_limit)),
+        )
+        .route(
+            "/v1/admin/series",
+            get(admin::series_route).layer(limited(json_limit)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Ok(Router::new()

@@ -1,0 +1,137 @@
+//! The dashboard's JSON endpoints on a real `serve` (issue 16): `GET /v1/admin/series` behind the admin token,
+//! its shape, filters and downsampling against rows written with the recorder's own upsert.
+
+mod support;
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use fernando_cache_models::{Db, StatisticsDelta, run_pending, upsert_statistics};
+use fernando_cache_testkit::{PostgresDb, RedisServer};
+use serde_json::Value;
+use support::{ACME, ADMIN, Server};
+
+fn delta(tenant: &str, ty: &str, at: NaiveDateTime, hits: i64, misses: i64) -> StatisticsDelta {
+    StatisticsDelta {
+        tenant_id: tenant.to_owned(),
+        cache_type: ty.to_owned(),
+        window_start: at,
+        window_seconds: 60,
+        hits,
+        misses,
+        sets: misses,
+        deletes: 0,
+        errors: 0,
+        degraded: 0,
+        raw_bytes: 1_000 * misses,
+        stored_bytes: 300 * misses,
+        latency_p50_us: 150,
+        latency_p95_us: 400,
+        latency_p99_us: 900,
+        updated_at: Utc::now().naive_utc(),
+        compute_spent_ms: 40 * misses,
+        compute_saved_ms: 40 * hits,
+        tokens_spent: 700 * misses,
+        tokens_saved: 700 * hits,
+        money_spent_micros: 1_050 * misses,
+        money_saved_micros: 1_050 * hits,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_endpoint_downsamples_filters_and_needs_the_admin_token() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let start = NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    {
+        let mut db = Db::open(pg.url()).unwrap();
+        run_pending(&mut db).unwrap();
+        let mut rows = Vec::new();
+        for m in (0..20 * 24 * 60).step_by(90) {
+            let at = start + TimeDelta::minutes(m);
+            rows.push(delta("acme", "ocr_result", at, 8, 2));
+            rows.push(delta("<script>x</script>", "llm_extraction", at, 1, 3));
+        }
+        upsert_statistics(&mut db, &rows).unwrap();
+    }
+    let server = Server::start(&redis.url(), pg.url());
+    let get = |q: &str, key: Option<&'static str>| {
+        let path = format!("/v1/admin/series?{q}");
+        let server = &server;
+        async move { server.get(&path, key).await }
+    };
+
+    // Twenty days: daily points; one tenant and type, 16 windows a day of 8 hits and 2 misses.
+    let r = get(
+        "from=2026-11-01T00:00:00Z&to=2026-11-21T00:00:00Z&tenant=acme&cache_type=ocr_result",
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["resolution"], "day", "{body}");
+    assert_eq!(body["resolution_seconds"], 86_400);
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 20);
+    assert_eq!(points[0]["t"], "2026-11-01T00:00:00Z");
+    assert_eq!(points[0]["hits"], 16 * 8, "{}", points[0]);
+    assert_eq!(points[0]["misses"], 16 * 2);
+    assert_eq!(points[0]["hit_ratio"], 0.8);
+    assert_eq!(points[0]["tokens_saved"], 16 * 8 * 700);
+    assert_eq!(points[0]["p99_ms"], 0.9);
+
+    // Two days: hourly points over both tenants (a window every 90 minutes: 16 of 48 hours have two).
+    let body: Value = get(
+        "from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z",
+        Some(ADMIN),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["resolution"], "hour");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 32, "{body}");
+    let hits: i64 = points.iter().map(|p| p["hits"].as_i64().unwrap()).sum();
+    assert_eq!(hits, 32 * (8 + 1));
+
+    // Three hours of the recorded windows, for the tenant whose name is markup: it is only data here.
+    let body: Value = get(
+        "from=2026-11-05T00:00:00Z&to=2026-11-05T03:00:00Z&tenant=%3Cscript%3Ex%3C%2Fscript%3E",
+        Some(ADMIN),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["resolution"], "window");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{body}");
+    assert_eq!(points[0]["t"], "2026-11-05T00:00:00Z");
+    assert_eq!(points[0]["misses"], 3);
+
+    // A range near now, by length: recent rows only (none were written for it).
+    let body: Value = get("range=6h", Some(ADMIN)).await.json().await.unwrap();
+    assert_eq!(body["points"].as_array().unwrap().len(), 0, "{body}");
+
+    // No token, a tenant's key, and bad parameters.
+    assert_eq!(get("range=6h", None).await.status(), 401);
+    assert_eq!(get("range=6h", Some(ACME)).await.status(), 403);
+    for (q, says) in [
+        ("range=forever", "range"),
+        ("from=yesterday", "RFC 3339"),
+        (
+            "from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z",
+            "before",
+        ),
+        ("range=500d", "at most"),
+        ("resolution=minute", "resolution"),
+        ("tenant=", "tenant"),
+        ("unknown=1", ""),
+    ] {
+        let r = get(q, Some(ADMIN)).await;
+        assert_eq!(r.status(), 400, "{q}");
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let text = body["error"].as_str().unwrap_or_default().to_owned();
+        assert!(text.contains(says), "{q}: {body}");
+    }
+}

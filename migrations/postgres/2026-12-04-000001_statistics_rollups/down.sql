@@ -1,0 +1,2 @@
+DROP INDEX cache_statistics_by_tenant_window;
+DROP TABLE cache_statistics_rollups;
