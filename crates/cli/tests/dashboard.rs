@@ -4,7 +4,10 @@
 mod support;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
-use fernando_cache_models::{Db, StatisticsDelta, run_pending, upsert_statistics};
+use fernando_cache_models::{
+    Db, EventRecord, StatisticsDelta, insert_event, insert_health, models::HealthRow, run_pending,
+    upsert_statistics,
+};
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::Value;
 use support::{ACME, ADMIN, Server};
@@ -134,4 +137,91 @@ async fn the_series_endpoint_downsamples_filters_and_needs_the_admin_token() {
         let text = body["error"].as_str().unwrap_or_default().to_owned();
         assert!(text.contains(says), "{q}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_has_health_events_jobs_and_live_counters() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let now = Utc::now().naive_utc();
+    {
+        let mut db = Db::open(pg.url()).unwrap();
+        run_pending(&mut db).unwrap();
+        let event = |minutes: i64, kind: &str, severity: &str| EventRecord {
+            occurred_at: now - TimeDelta::minutes(minutes),
+            event_type: kind.to_owned(),
+            severity: severity.to_owned(),
+            tenant_id: Some("<img src=x onerror=alert(1)>".to_owned()),
+            cache_type: None,
+            details: "d".to_owned(),
+        };
+        insert_event(
+            &mut db,
+            &[
+                event(120, "invalidation", "info"),
+                event(5, "alert.hit_ratio", "warning"),
+                event(60 * 48, "old", "info"),
+            ],
+        )
+        .unwrap();
+        insert_health(
+            &mut db,
+            &HealthRow {
+                id: 0,
+                checked_at: now - TimeDelta::minutes(1),
+                component: "redis".to_owned(),
+                status: "healthy".to_owned(),
+                latency_us: Some(250),
+                used_memory: Some(1 << 20),
+                max_memory: Some(0),
+                eviction_policy: None,
+                evicted_keys: None,
+                connected_clients: None,
+                message: String::new(),
+            },
+        )
+        .unwrap();
+    }
+    let server = Server::start(&redis.url(), pg.url());
+    // Live counters come from this process's traffic.
+    let _ = server
+        .get(
+            "/v1/documents/0000000000000000000000000000000000000000000000000000000000000000",
+            Some(ACME),
+        )
+        .await;
+    let r = server
+        .get("/v1/admin/overview?range=24h", Some(ADMIN))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let events = body["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &kinds[..2],
+        ["alert.hit_ratio", "invalidation"],
+        "newest first, the old one out: {body}"
+    );
+    assert!(!kinds.contains(&"old"), "{body}");
+    assert_eq!(events[0]["tenant"], "<img src=x onerror=alert(1)>");
+    assert_eq!(body["health"]["redis"][0]["status"], "healthy", "{body}");
+    assert_eq!(body["health"]["redis"][0]["latency_us"], 250);
+    assert!(body["warmup_jobs"].is_array(), "{body}");
+    let live = body["live"].as_array().unwrap();
+    assert!(
+        live.iter().any(|s| s["tenant"] == "acme" && s["misses"].as_u64() >= Some(1)),
+        "the document lookup's miss is live: {body}"
+    );
+
+    assert_eq!(server.get("/v1/admin/overview", None).await.status(), 401);
+    assert_eq!(
+        server
+            .get("/v1/admin/overview?range=soon", Some(ADMIN))
+            .await
+            .status(),
+        400
+    );
 }

@@ -97,6 +97,31 @@ pub fn list_events(
     Ok(q.load(db)?)
 }
 
+/// The newest `limit` events at or after `since`, newest first (what a dashboard's event log shows).
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn recent_events(
+    db: &mut Db,
+    since: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<EventRecord>, ModelError> {
+    use cache_event_log::dsl as e;
+    Ok(e::cache_event_log
+        .filter(e::occurred_at.ge(since))
+        .select((
+            e::occurred_at,
+            e::event_type,
+            e::severity,
+            e::tenant_id,
+            e::cache_type,
+            e::details,
+        ))
+        .order(e::id.desc())
+        .limit(limit)
+        .load(db)?)
+}
+
 /// Records a health check.
 ///
 /// # Errors

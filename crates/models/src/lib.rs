@@ -34,7 +34,7 @@ pub use db::{Db, DbKind};
 pub use error::ModelError;
 pub use journal::{
     EventRecord, Pruned, Retention, Severity, health_rows, insert_event, insert_health,
-    list_events, prune,
+    list_events, prune, recent_events,
 };
 pub use migrate::{MigrationStatus, revert_last, run_pending, status};
 pub use pending::{

@@ -1,5 +1,6 @@
 //! `/v1/admin/…`: the JSON the dashboard reads, usable on its own (admin token). `GET /v1/admin/series` answers
-//! a time series of the recorded statistics, downsampled by the range (design 0019).
+//! a time series of the recorded statistics, downsampled by the range (design 0019); `GET /v1/admin/overview`
+//! the health history, the event log, the warmup jobs and the live counters.
 
 use axum::{
     Json,
@@ -171,4 +172,117 @@ pub(crate) async fn series_route(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// Query of `GET /v1/admin/overview`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OverviewParams {
+    /// How far back the event log and health history reach, e.g. `24h` (default); at most 400 days.
+    range: Option<String>,
+}
+
+/// Rows of each list the overview returns, at most.
+const OVERVIEW_ROWS: i64 = 200;
+
+/// `GET /v1/admin/overview`: what the dashboard shows beside the series — the health history per component, the
+/// event log (alerts included, newest first), the warmup jobs with their last run, and this process's live
+/// counters per tenant and type (L1 and backend hits since start).
+pub(crate) async fn overview_route(
+    State(state): State<AppState>,
+    Query(params): Query<OverviewParams>,
+) -> Response {
+    let range = params.range.as_deref().unwrap_or("24h");
+    let since = match humantime::parse_duration(range)
+        .ok()
+        .and_then(|d| TimeDelta::from_std(d).ok())
+        .filter(|d| *d <= TimeDelta::days(MAX_RANGE_DAYS))
+    {
+        Some(d) => Utc::now().naive_utc() - d,
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("range is a length such as 24h or 7d, at most {MAX_RANGE_DAYS} days"),
+            );
+        }
+    };
+    let snapshot = state.store.metrics();
+    let live: Vec<_> = snapshot
+        .series
+        .iter()
+        .map(|s| {
+            let c = &s.counters;
+            json!({
+                "tenant": s.tenant, "cache_type": s.cache_type,
+                "hits": c.hits, "l1_hits": c.l1_hits, "l2_hits": c.hits - c.l1_hits.min(c.hits),
+                "misses": c.misses, "hit_ratio": c.hit_ratio(),
+            })
+        })
+        .collect();
+    let Some(url) = state.database_url.clone() else {
+        return Json(json!({ "live": live, "database": null })).into_response();
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let mut db = Db::open(&url)?;
+        let mut health = serde_json::Map::new();
+        for component in ["redis", "memory", "disk", "database"] {
+            let rows = fernando_cache_models::health_rows(&mut db, component, OVERVIEW_ROWS)?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|r| r.checked_at >= since)
+                .map(|r| {
+                    json!({
+                        "t": rfc3339(r.checked_at), "status": r.status, "latency_us": r.latency_us,
+                        "used_memory": r.used_memory, "max_memory": r.max_memory, "message": r.message,
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                health.insert(component.to_owned(), rows.into());
+            }
+        }
+        let events: Vec<_> = fernando_cache_models::recent_events(&mut db, since, OVERVIEW_ROWS)?
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "t": rfc3339(e.occurred_at), "event_type": e.event_type, "severity": e.severity,
+                    "tenant": e.tenant_id, "cache_type": e.cache_type, "details": e.details,
+                })
+            })
+            .collect();
+        let jobs: Vec<_> = fernando_cache_models::warmup_jobs(&mut db)?
+            .into_iter()
+            .map(|j| {
+                json!({
+                    "name": j.name, "tenant": j.tenant_id, "cache_type": j.cache_type,
+                    "strategy": j.strategy, "enabled": j.enabled,
+                    "last_run": j.last_run_at.map(rfc3339), "next_run": j.next_run_at.map(rfc3339),
+                    "last_status": j.last_status, "keys_warmed": j.keys_warmed,
+                })
+            })
+            .collect();
+        Ok::<_, fernando_cache_models::ModelError>(json!({
+            "health": health, "events": events, "warmup_jobs": jobs,
+        }))
+    })
+    .await;
+    match read {
+        Ok(Ok(mut body)) => {
+            body["live"] = live.into();
+            let mut r = Json(body).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Ok(Err(e)) => internal_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the statistics database is unavailable",
+            &e,
+        ),
+        Err(e) => internal_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the overview could not be read",
+            &e,
+        ),
+    }
 }

@@ -97,6 +97,10 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             "/v1/admin/series",
             get(admin::series_route).layer(limited(json_limit)),
         )
+        .route(
+            "/v1/admin/overview",
+            get(admin::overview_route).layer(limited(json_limit)),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Ok(Router::new()
         .merge(tenant_routes)
