@@ -212,7 +212,8 @@ async fn the_overview_has_health_events_jobs_and_live_counters() {
     assert!(body["warmup_jobs"].is_array(), "{body}");
     let live = body["live"].as_array().unwrap();
     assert!(
-        live.iter().any(|s| s["tenant"] == "acme" && s["misses"].as_u64() >= Some(1)),
+        live.iter()
+            .any(|s| s["tenant"] == "acme" && s["misses"].as_u64() >= Some(1)),
         "the document lookup's miss is live: {body}"
     );
 
@@ -224,4 +225,135 @@ async fn the_overview_has_health_events_jobs_and_live_counters() {
             .status(),
         400
     );
+}
+
+/// Sign-in sets a strict session cookie that reads the admin GET routes and nothing that changes state; the page
+/// and its assets are embedded and served with a CSP that forbids inline script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_signs_in_with_a_strict_cookie_that_only_reads() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("{}{p}", server.base);
+
+    let anonymous = client.get(url("/dashboard")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 200);
+    let html = anonymous.text().await.unwrap();
+    assert!(
+        html.contains(r#"name="token""#) && !html.contains("chart-hit-ratio"),
+        "{html}"
+    );
+
+    let login = |token: &str| {
+        client
+            .post(url("/dashboard/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+    };
+    let refused = login("wrong").await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().get("set-cookie").is_none());
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"<p class="error" id="login-error">"#)
+    );
+
+    let signed_in = login(ADMIN).await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let set_cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let page = client
+        .get(url("/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="chart-hit-ratio""#) && !html.contains("<script>"),
+        "{html}"
+    );
+
+    let series = client
+        .get(url("/v1/admin/series?range=6h"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(series.status(), 200);
+    // The cookie never changes state: an invalidation needs the token itself.
+    let invalidate = client
+        .post(url("/v1/cache/invalidate"))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({"tenant": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalidate.status(), 401);
+
+    for (asset, kind) in [
+        ("app.js", "text/javascript"),
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("uPlot.LICENSE", "text/plain"),
+    ] {
+        let r = client
+            .get(url(&format!("/dashboard/assets/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    assert_eq!(
+        client
+            .get(url("/dashboard/assets/secret"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let out = client
+        .post(url("/dashboard/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = client
+        .get(url("/v1/admin/series?range=6h"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
 }

@@ -77,6 +77,12 @@ impl Keys {
     }
 
     /// Whether the request carries the admin token.
+    /// Whether `token` is the admin token (the dashboard's sign-in form).
+    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        !token.is_empty() && self.admin == Some(hash)
+    }
+
     pub(crate) fn is_admin(&self, headers: &HeaderMap) -> bool {
         self.admin.is_some() && Self::token_hash(headers) == self.admin
     }
@@ -131,6 +137,11 @@ pub(crate) async fn tenant(
 
 /// Admin routes: the admin token is required.
 pub(crate) async fn admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The dashboard's session cookie reads (GET) admin routes; anything that changes state needs the token
+    // itself, so a forged cross-site request cannot ride on the cookie.
+    if req.method() == axum::http::Method::GET && state.sessions.holds(req.headers()) {
+        return next.run(req).await;
+    }
     match state.keys.caller(req.headers()) {
         Some(Caller::Admin) => next.run(req).await,
         Some(Caller::Tenant(_)) => error(StatusCode::FORBIDDEN, "this route needs the admin token"),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod dashboard;
 mod prometheus;
 mod routes;
 
@@ -40,6 +41,8 @@ pub(crate) struct AppState {
     pub(crate) rates: Arc<TenantRates>,
     /// Listening on a loopback address (`/metrics` is then open without a metrics token).
     pub(crate) loopback: bool,
+    /// The dashboard's sign-in sessions.
+    pub(crate) sessions: Arc<dashboard::Sessions>,
 }
 
 /// The application: routes, authentication, rates, body limits, the response cache and the access log.
@@ -105,6 +108,16 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
     Ok(Router::new()
         .merge(tenant_routes)
         .merge(admin_routes)
+        .route("/dashboard", get(dashboard::index))
+        .route(
+            "/dashboard/login",
+            post(dashboard::login).layer(limited(json_limit)),
+        )
+        .route(
+            "/dashboard/logout",
+            post(dashboard::logout).layer(limited(json_limit)),
+        )
+        .route("/dashboard/assets/{name}", get(dashboard::asset))
         .route("/health", get(routes::health).layer(limited(json_limit)))
         .route(
             "/metrics",
@@ -183,6 +196,7 @@ pub(crate) async fn run(
         engine: Arc::new(EngineGate::new(&settings.server.limits)),
         rates: Arc::new(TenantRates::new(&settings.server.limits, store.clone())),
         loopback: addr.ip().is_loopback(),
+        sessions: Arc::default(),
     };
     let app = app(state, settings)?;
     let pending = database_url.clone().map(|url| {
