@@ -79,6 +79,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     prerequisites::ensure_postgres()?;
     prerequisites::ensure_tesseract()?;
     prerequisites::ensure_pdftoppm()?;
+    prerequisites::ensure_chromium()?;
     // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
     let mut tally = Tally::default();
     let mut c = cargo();

@@ -167,3 +167,24 @@ pub(crate) fn ensure_pdftoppm() -> anyhow::Result<()> {
          `poppler-utils` (sudo apt-get install poppler-utils), or put pdftoppm on PATH"
     )
 }
+
+/// The dashboard's browser test drives Debian's Chromium through ChromeDriver (packages `chromium` and
+/// `chromium-driver`).
+pub(crate) fn ensure_chromium() -> anyhow::Result<()> {
+    if found_with("chromium", "--version") && found_with("chromedriver", "--version") {
+        return Ok(());
+    }
+    if is_root() && found("apt-get") {
+        apt_install(&["chromium", "chromium-driver"])?;
+        if found_with("chromium", "--version") && found_with("chromedriver", "--version") {
+            return Ok(());
+        }
+        bail!(
+            "chromium or chromedriver is still missing after installing chromium and chromium-driver"
+        );
+    }
+    bail!(
+        "chromium and chromedriver are not installed and this user cannot install them: install the Debian/Ubuntu \
+         packages `chromium` and `chromium-driver` (sudo apt-get install chromium chromium-driver)"
+    )
+}

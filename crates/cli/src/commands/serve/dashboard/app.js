@@ -35,11 +35,18 @@ function draw(id, xs, series, opts = {}) {
   const el = $(id);
   const data = [xs, ...series.map((s) => s.values)];
   const width = Math.max(el.clientWidth, 300);
+  const scales = { x: { time: true }, y: opts.y || {} };
+  const axes = [{}, { size: 80 }];
+  // A series on a scale of its own (tokens beside seconds) gets an axis on the right.
+  for (const s of series) {
+    if (s.scale && !scales[s.scale]) {
+      scales[s.scale] = {};
+      axes.push({ scale: s.scale, side: 1, size: 80, grid: { show: false } });
+    }
+  }
   const options = {
-    width, height: 220,
-    scales: { x: { time: true }, y: opts.y || {} },
-    axes: [{}, { size: 60 }],
-    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: s.width || 1.5, dash: s.dash }))],
+    width, height: 220, scales, axes,
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: s.width || 1.5, dash: s.dash, scale: s.scale || "y" }))],
   };
   if (charts[id]) charts[id].destroy();
   el.textContent = "";
@@ -71,7 +78,7 @@ function renderSeries(s) {
   ]);
   draw("chart-saved", xs, [
     { label: "engine s saved", values: col("compute_saved_ms", (x) => x / 1000), color: "#1e8449" },
-    { label: "tokens saved", values: col("tokens_saved"), color: "#7d3c98" },
+    { label: "tokens saved", values: col("tokens_saved"), color: "#7d3c98", scale: "tokens" },
   ]);
   const sum = (k) => pts.reduce((a, p) => a + (p[k] || 0), 0);
   const hits = sum("hits"), reads = hits + sum("misses");
