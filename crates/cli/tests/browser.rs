@@ -14,12 +14,10 @@ use std::{
 
 use base64::Engine as _;
 use chrono::{TimeDelta, Utc};
-use fernando_cache_models::{
-    Db, EventRecord, StatisticsDelta, insert_event, run_pending, upsert_statistics,
-};
+use fernando_cache_models::{Db, EventRecord, insert_event, run_pending, upsert_statistics};
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::{Value, json};
-use support::{ACME, ADMIN, Server};
+use support::{ACME, ADMIN, Server, stat_delta};
 
 /// A ChromeDriver process on a free port, killed on drop.
 struct Driver {
@@ -188,34 +186,6 @@ impl Browser<'_> {
     }
 }
 
-fn delta(tenant: &str, ty: &str, at: chrono::NaiveDateTime, i: i64) -> StatisticsDelta {
-    let (hits, misses) = (6 + i % 5, 1 + i % 3);
-    StatisticsDelta {
-        tenant_id: tenant.to_owned(),
-        cache_type: ty.to_owned(),
-        window_start: at,
-        window_seconds: 60,
-        hits,
-        misses,
-        sets: misses,
-        deletes: 0,
-        errors: 0,
-        degraded: 0,
-        raw_bytes: 40_000 * misses,
-        stored_bytes: 9_000 * misses,
-        latency_p50_us: 180 + i % 40,
-        latency_p95_us: 600 + i % 200,
-        latency_p99_us: 1_400 + i % 600,
-        updated_at: Utc::now().naive_utc(),
-        compute_spent_ms: 1_200 * misses,
-        compute_saved_ms: 1_200 * hits,
-        tokens_spent: 900 * misses,
-        tokens_saved: 900 * hits,
-        money_spent_micros: 1_400 * misses,
-        money_saved_micros: 1_400 * hits,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_the_seeded_data_filters_updates_and_shows_nothing_without_the_token() {
     let redis = RedisServer::start();
@@ -235,7 +205,14 @@ async fn the_dashboard_draws_the_seeded_data_filters_updates_and_shows_nothing_w
                 ("acme", "llm_extraction"),
                 ("globex", "ocr_result"),
             ] {
-                rows.push(delta(tenant, ty, at, i));
+                rows.push(stat_delta(
+                    tenant,
+                    ty,
+                    at,
+                    6 + i % 5,
+                    1 + i % 3,
+                    1_400 + i % 600,
+                ));
             }
         }
         upsert_statistics(&mut db, &rows).unwrap();

@@ -5,39 +5,11 @@ mod support;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use fernando_cache_models::{
-    Db, EventRecord, StatisticsDelta, insert_event, insert_health, models::HealthRow, run_pending,
-    upsert_statistics,
+    Db, EventRecord, insert_event, insert_health, models::HealthRow, run_pending, upsert_statistics,
 };
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::Value;
-use support::{ACME, ADMIN, Server};
-
-fn delta(tenant: &str, ty: &str, at: NaiveDateTime, hits: i64, misses: i64) -> StatisticsDelta {
-    StatisticsDelta {
-        tenant_id: tenant.to_owned(),
-        cache_type: ty.to_owned(),
-        window_start: at,
-        window_seconds: 60,
-        hits,
-        misses,
-        sets: misses,
-        deletes: 0,
-        errors: 0,
-        degraded: 0,
-        raw_bytes: 1_000 * misses,
-        stored_bytes: 300 * misses,
-        latency_p50_us: 150,
-        latency_p95_us: 400,
-        latency_p99_us: 900,
-        updated_at: Utc::now().naive_utc(),
-        compute_spent_ms: 40 * misses,
-        compute_saved_ms: 40 * hits,
-        tokens_spent: 700 * misses,
-        tokens_saved: 700 * hits,
-        money_spent_micros: 1_050 * misses,
-        money_saved_micros: 1_050 * hits,
-    }
-}
+use support::{ACME, ADMIN, Server, stat_delta};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_series_endpoint_downsamples_filters_and_needs_the_admin_token() {
@@ -50,8 +22,15 @@ async fn the_series_endpoint_downsamples_filters_and_needs_the_admin_token() {
         let mut rows = Vec::new();
         for m in (0..20 * 24 * 60).step_by(90) {
             let at = start + TimeDelta::minutes(m);
-            rows.push(delta("acme", "ocr_result", at, 8, 2));
-            rows.push(delta("<script>x</script>", "llm_extraction", at, 1, 3));
+            rows.push(stat_delta("acme", "ocr_result", at, 8, 2, 900));
+            rows.push(stat_delta(
+                "<script>x</script>",
+                "llm_extraction",
+                at,
+                1,
+                3,
+                900,
+            ));
         }
         upsert_statistics(&mut db, &rows).unwrap();
     }

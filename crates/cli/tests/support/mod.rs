@@ -196,3 +196,39 @@ pub async fn counting_llm(
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, calls)
 }
+
+/// A statistics window as the recorder writes it: `hits` and `misses` with the bytes, engine time, tokens and
+/// money they imply, and read latencies around `p99_us`.
+pub fn stat_delta(
+    tenant: &str,
+    cache_type: &str,
+    at: chrono::NaiveDateTime,
+    hits: i64,
+    misses: i64,
+    p99_us: i64,
+) -> fernando_cache_models::StatisticsDelta {
+    fernando_cache_models::StatisticsDelta {
+        tenant_id: tenant.to_owned(),
+        cache_type: cache_type.to_owned(),
+        window_start: at,
+        window_seconds: 60,
+        hits,
+        misses,
+        sets: misses,
+        deletes: 0,
+        errors: 0,
+        degraded: 0,
+        raw_bytes: 40_000 * misses,
+        stored_bytes: 9_000 * misses,
+        latency_p50_us: p99_us / 6,
+        latency_p95_us: p99_us * 4 / 9,
+        latency_p99_us: p99_us,
+        updated_at: chrono::Utc::now().naive_utc(),
+        compute_spent_ms: 40 * misses,
+        compute_saved_ms: 40 * hits,
+        tokens_spent: 700 * misses,
+        tokens_saved: 700 * hits,
+        money_spent_micros: 1_050 * misses,
+        money_saved_micros: 1_050 * hits,
+    }
+}
