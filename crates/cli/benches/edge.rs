@@ -1,8 +1,9 @@
 //! `cargo xtask bench http` (second part): the real `fernando-cache proxy` binary facing the network, against a
 //! private redis-server and an in-process origin whose handler takes 5 ms (`Cache-Control: public, max-age=3600`).
 //!
-//! 1. Isolation under attack: tenant `b`'s cached reads (8 clients) with and without an attack — 500 connections
-//!    that send half a request line and hold it, plus tenant `a` flooding with 32 clients — in alternating windows.
+//! 1. Isolation under attack: tenant `b`'s cached reads (8 clients paced to 500 req/s, within the per-tenant rate of
+//!    1 000/s) with and without an attack — 500 connections that send half a request line and hold it, plus tenant
+//!    `a` flooding with 32 unpaced clients — in alternating windows.
 //!    Goal: `b`'s p99 under attack ≤ 2× its p99 without.
 //! 2. The proxy's hit against the origin itself and against a bare pass-through proxy (hyper-util's client in
 //!    an axum fallback, no cache, the same forwarding the proxy does on a miss): req/s and p99, 32 clients.
@@ -74,18 +75,19 @@ async fn pass_through(State(fwd): State<Arc<Forwarder>>, req: Request) -> Respon
 }
 
 /// The proxy binary in front of `origin`, the tenant from `x-tenant`; its access log goes nowhere.
-fn start_proxy(redis: &RedisServer, origin: SocketAddr) -> (Child, String) {
+fn start_proxy(redis: &RedisServer, origin: SocketAddr, rate: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
         .args(["--env", "test", "--redis-url", &redis.url()])
         .args(["proxy", "--origin", &format!("http://{origin}")])
         .args(["--bind", "127.0.0.1:0", "--tenant-header", "x-tenant"])
         .env_remove("FERNANDO_CACHE_ENV")
-        // Tenant a's flood is refused by its rate; b stays within its own.
+        // Tenant a's flood is held to its rate; b's paced 500 req/s stays within its own. Section 2's clients
+        // (tenant c) run unpaced: they get a rate no load here reaches.
         .env(
             "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
-            "200",
+            rate,
         )
-        .env("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", "400")
+        .env("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", rate)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -101,7 +103,8 @@ fn start_proxy(redis: &RedisServer, origin: SocketAddr) -> (Child, String) {
     (child, base)
 }
 
-/// Per-request latencies of `clients` tasks reading `paths` (round robin) as `tenant` for `dur`, and req/s.
+/// Per-request latencies of `clients` tasks reading `paths` (round robin) as `tenant` for `dur`, and req/s. With
+/// `every`, each client sends one request per period (an open, paced load) instead of back to back.
 async fn window(
     client: &reqwest::Client,
     base: &str,
@@ -109,6 +112,7 @@ async fn window(
     paths: usize,
     clients: usize,
     dur: Duration,
+    every: Option<Duration>,
 ) -> (Vec<Duration>, f64) {
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
@@ -120,7 +124,15 @@ async fn window(
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 let mut i = c;
+                let mut tick = every.map(|p| {
+                    let mut t = tokio::time::interval(p);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 while Instant::now() < deadline {
+                    if let Some(t) = &mut tick {
+                        t.tick().await;
+                    }
                     let t = Instant::now();
                     let resp = client
                         .get(format!("{base}/api/{}", i % paths))
@@ -220,8 +232,11 @@ impl Attack {
     }
 }
 
+/// Tenant b's paced load: 8 clients × one request per 16 ms = 500 req/s, within its rate (1 000/s).
+const PACE: Option<Duration> = Some(Duration::from_millis(16));
+
 async fn isolation(redis: &RedisServer, origin: SocketAddr) {
-    let (mut proxy, base) = start_proxy(redis, origin);
+    let (mut proxy, base) = start_proxy(redis, origin, "1000");
     let secs = Duration::from_secs_f64(env_or("BENCH_SECS", 2.0));
     let repeats = env_or("BENCH_REPEATS", 3usize);
     let client = reqwest::Client::builder()
@@ -229,21 +244,21 @@ async fn isolation(redis: &RedisServer, origin: SocketAddr) {
         .build()
         .unwrap();
     // Store b's 64 entries.
-    window(&client, &base, "b", 64, 8, Duration::from_millis(500)).await;
+    window(&client, &base, "b", 64, 8, Duration::from_millis(500), PACE).await;
     let (mut calm, mut attacked) = (Vec::new(), Vec::new());
     let (mut held, mut answered, mut refused) = (0, 0, 0);
     for i in 0..repeats * 2 {
         let under_attack = (i % 4 == 1) || (i % 4 == 2);
         if under_attack {
             let attack = Attack::start(&client, &base);
-            let (v, _) = window(&client, &base, "b", 64, 8, secs).await;
+            let (v, _) = window(&client, &base, "b", 64, 8, secs, PACE).await;
             attacked.extend(v);
             let (h, a, r) = attack.stop().await;
             held = held.max(h);
             answered += a;
             refused += r;
         } else {
-            calm.extend(window(&client, &base, "b", 64, 8, secs).await.0);
+            calm.extend(window(&client, &base, "b", 64, 8, secs, PACE).await.0);
         }
     }
     calm.sort();
@@ -274,7 +289,7 @@ async fn isolation(redis: &RedisServer, origin: SocketAddr) {
 }
 
 async fn proxy_vs_pass_through(redis: &RedisServer, origin: SocketAddr) {
-    let (mut proxy, base) = start_proxy(redis, origin);
+    let (mut proxy, base) = start_proxy(redis, origin, "1000000");
     let forwarder: Arc<Forwarder> =
         Arc::new((Client::builder(TokioExecutor::new()).build_http(), origin));
     let bare = serve(Router::new().fallback(pass_through).with_state(forwarder)).await;
@@ -291,14 +306,14 @@ async fn proxy_vs_pass_through(redis: &RedisServer, origin: SocketAddr) {
     ];
     // Store the proxy's entries; warm every side's connections.
     for (_, url) in &sides {
-        window(&client, url, "c", 64, 32, Duration::from_millis(500)).await;
+        window(&client, url, "c", 64, 32, Duration::from_millis(500), None).await;
     }
     let mut results: Vec<(Vec<Duration>, f64)> = vec![(Vec::new(), 0.0); sides.len()];
     for r in 0..repeats {
         for k in 0..sides.len() {
             // Rotate the order each round, so drift is shared.
             let s = (k + r) % sides.len();
-            let (v, rate) = window(&client, &sides[s].1, "c", 64, 32, secs).await;
+            let (v, rate) = window(&client, &sides[s].1, "c", 64, 32, secs, None).await;
             results[s].0.extend(v);
             results[s].1 += rate / repeats as f64;
         }
@@ -389,7 +404,16 @@ async fn sealing(redis: &RedisServer) {
 async fn main() {
     let redis = RedisServer::start();
     let origin = serve(Router::new().route("/api/{id}", get(api))).await;
-    isolation(&redis, origin).await;
-    proxy_vs_pass_through(&redis, origin).await;
-    sealing(&redis).await;
+    // `BENCH_ONLY=isolation|proxy|sealing` runs one section.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only == name;
+    if run("isolation") {
+        isolation(&redis, origin).await;
+    }
+    if run("proxy") {
+        proxy_vs_pass_through(&redis, origin).await;
+    }
+    if run("sealing") {
+        sealing(&redis).await;
+    }
 }

@@ -36,7 +36,7 @@ impl QuotaSettings {
     }
 }
 
-/// `[encryption]`: values of these cache types are sealed (ChaCha20-Poly1305, the full key as associated data)
+/// `[encryption]`: values of these cache types are sealed (AES-256-GCM, the full key as associated data)
 /// before they are stored, so a value copied under another key — another tenant's — fails to open.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
