@@ -118,7 +118,8 @@ enum Command {
 }
 
 impl Cli {
-    fn settings(&self) -> anyhow::Result<Settings> {
+    /// The settings the flags and the environment choose.
+    pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
         let mut options = LoadOptions::new();
         if let Some(env) = &self.env {
             options = options.environment(env.parse::<Environment>()?);
@@ -135,8 +136,7 @@ impl Cli {
     }
 }
 
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = cli.settings()?;
+pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Process {
             paths,

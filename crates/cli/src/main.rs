@@ -27,15 +27,13 @@ fn main() -> ExitCode {
         eprintln!("fernando-cache: internal error: {info}");
     }));
     let args = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERNANDO_CACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,access=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        // Colours only for a terminal: a log file or a collector gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fernando-cache: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,13 +44,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERNANDO_CACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,access=info"));
+    // The log lines, and the OTLP span export when `telemetry.otlp_endpoint` is set (nothing of it otherwise).
+    let tracing = match fernando_cache_ops::telemetry::install_subscriber(
+        filter,
+        &settings.telemetry,
+        runtime.handle(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fernando-cache: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match runtime.block_on(cli::run(args, settings)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("fernando-cache: {}", one_line(&e));
             ExitCode::from(2)
         }
-    }
+    };
+    // The last spans go out on the runtime, which still runs; this thread is outside it and may block.
+    tracing.shutdown();
+    code
 }
 
 /// The error and its causes, on one line. A cause whose text its parent's message already shows (errors that

@@ -113,3 +113,25 @@ async fn start_recorder_with(
         }
     }
 }
+
+/// Starts exporting the store's metrics over OTLP when `telemetry.otlp_endpoint` is set.
+pub(crate) fn start_metrics_export(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<Option<fernando_cache_ops::telemetry::MetricsExport>> {
+    Ok(fernando_cache_ops::telemetry::export_metrics(
+        &settings.telemetry,
+        store,
+        settings.prices.currency.as_str(),
+        &tokio::runtime::Handle::current(),
+    )?)
+}
+
+/// Exports the last metrics and stops (on a blocking thread: the SDK waits for its export).
+pub(crate) async fn stop_metrics_export(
+    export: Option<fernando_cache_ops::telemetry::MetricsExport>,
+) {
+    if let Some(e) = export {
+        let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
+    }
+}

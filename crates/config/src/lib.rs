@@ -34,6 +34,7 @@ mod prices;
 mod protection;
 mod redis;
 mod settings;
+mod telemetry;
 mod tier;
 mod ttl;
 mod warming;
@@ -53,6 +54,7 @@ pub use settings::{
     InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
     RetentionSettings, ServerSettings, Settings, StatisticsSettings, TenancySettings,
 };
+pub use telemetry::TelemetrySettings;
 pub use tier::{L1Settings, TierPolicy, TierTable};
 pub use ttl::TtlTable;
 pub use warming::WarmingSettings;

@@ -72,6 +72,8 @@ pub struct Settings {
     pub quotas: crate::QuotaSettings,
     /// Which cache types are sealed with an AEAD, and where the keys are.
     pub encryption: crate::EncryptionSettings,
+    /// OpenTelemetry export (off unless an endpoint is set).
+    pub telemetry: crate::TelemetrySettings,
     /// Time to live per cache type.
     pub ttl: TtlTable,
 }
@@ -560,6 +562,7 @@ impl Settings {
         self.server.limits.validate()?;
         self.quotas.validate()?;
         self.encryption.validate()?;
+        self.telemetry.validate()?;
         self.ttl.validate()
     }
 }

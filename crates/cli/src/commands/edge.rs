@@ -31,6 +31,7 @@ use hyper_util::{
 };
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 
 tokio::task_local! {
     /// The id of the request the current task serves (set by [`access_log`]).
@@ -91,7 +92,21 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let start = Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    // The request's span, exported when telemetry is on (the tenant is recorded once it is known). With no
+    // subscriber for it, it is a disabled callsite and costs nothing.
+    let span = tracing::info_span!(
+        "request",
+        request_id = &*id,
+        http.method = %method,
+        http.path = path.as_str(),
+        tenant = tracing::field::Empty,
+        http.status = tracing::field::Empty,
+    );
+    fernando_cache_ops::telemetry::follow_remote_parent(&span, req.headers());
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
+    span.record("http.status", resp.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
@@ -301,6 +316,7 @@ pub(crate) async fn rate_limit(
     let Some(tenant) = req.extensions().get::<TenantId>() else {
         return next.run(req).await;
     };
+    tracing::Span::current().record("tenant", tenant.as_str());
     if let Some(limiter) = &rates.limiter
         && let Err(not_until) = limiter.check_key(tenant)
     {

@@ -137,6 +137,9 @@ async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, origin.authority.clone());
     parts.headers.append(header::VIA, VIA);
+    // The origin's spans join this request's trace (when spans are exported; otherwise a client's own
+    // `traceparent` passes through untouched).
+    fernando_cache_ops::telemetry::inject_context(&tracing::Span::current(), &mut parts.headers);
     parts.uri = uri;
     let outbound = Request::from_parts(parts, body);
     match tokio::time::timeout(origin.timeout, origin.client.request(outbound)).await {
@@ -249,6 +252,7 @@ pub(crate) async fn run(
     let keys = Arc::new(super::serve::Keys::from_settings(&settings.server)?);
     let addr = edge::bind_address(&options.bind, &settings.server, options.allow_dev_keys)?;
     let store = Store::from_settings(settings)?;
+    let otlp = crate::wiring::start_metrics_export(settings, &store)?;
     let app = app(store, settings, &options, keys)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -259,6 +263,7 @@ pub(crate) async fn run(
         options.origin
     );
     edge::serve(listener, app, &settings.server.limits).await?;
+    crate::wiring::stop_metrics_export(otlp).await;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

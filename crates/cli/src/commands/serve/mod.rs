@@ -177,6 +177,7 @@ pub(crate) async fn run(
         allow_dev_keys,
     )?;
     let store = Store::from_settings(settings)?;
+    let otlp = crate::wiring::start_metrics_export(settings, &store)?;
     let recorder = crate::wiring::start_serving_recorder(settings, &store)
         .await
         .map(Arc::new);
@@ -232,5 +233,6 @@ pub(crate) async fn run(
             Err(_) => tracing::warn!("statistics recorder still in use at shutdown"),
         }
     }
+    crate::wiring::stop_metrics_export(otlp).await;
     Ok(std::process::ExitCode::SUCCESS)
 }

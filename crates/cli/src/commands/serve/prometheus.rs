@@ -19,13 +19,6 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A counter family: name, help, and how to read it from a series (in the family's base unit).
-type Family = (
-    &'static str,
-    &'static str,
-    fn(&fernando_cache_store::Counters) -> f64,
-);
-
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -44,120 +37,20 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     }
     let snapshot = state.store.metrics();
     let mut out = String::new();
-    let counters: [Family; 18] = [
-        (
-            "fernando_cache_hits_total",
-            "Reads that returned a value.",
-            |c| c.hits as f64,
-        ),
-        (
-            "fernando_cache_l1_hits_total",
-            "Reads answered by the in-process tier, without the backend (part of hits).",
-            |c| c.l1_hits as f64,
-        ),
-        (
-            "fernando_cache_misses_total",
-            "Reads that returned nothing.",
-            |c| c.misses as f64,
-        ),
-        ("fernando_cache_sets_total", "Writes stored.", |c| {
-            c.sets as f64
-        }),
-        (
-            "fernando_cache_dropped_sets_total",
-            "Writes dropped while the backend was unavailable.",
-            |c| c.dropped_sets as f64,
-        ),
-        (
-            "fernando_cache_corrupt_total",
-            "Stored values that could not be used (undecodable, or sealed and not opening) and were removed.",
-            |c| c.corrupt as f64,
-        ),
-        (
-            "fernando_cache_unopened_total",
-            "Sealed values that did not open (another key's ciphertext, a removed key, altered bytes).",
-            |c| c.unopened as f64,
-        ),
-        (
-            "fernando_cache_quota_refused_total",
-            "Writes refused because the tenant's stored bytes would pass its quota.",
-            |c| c.quota_refused as f64,
-        ),
-        (
-            "fernando_cache_requests_refused_total",
-            "Requests refused because the tenant used its request quota (cache_type _all).",
-            |c| c.requests_refused as f64,
-        ),
-        ("fernando_cache_deletes_total", "Keys deleted.", |c| {
-            c.deletes as f64
-        }),
-        (
-            "fernando_cache_errors_total",
-            "Backend calls that failed.",
-            |c| c.errors as f64,
-        ),
-        (
-            "fernando_cache_degraded_total",
-            "Operations completed without the backend.",
-            |c| c.degraded as f64,
-        ),
-        (
-            "fernando_cache_raw_bytes_total",
-            "Bytes of values written, before compression.",
-            |c| c.raw_bytes as f64,
-        ),
-        (
-            "fernando_cache_stored_bytes_total",
-            "Bytes written after compression.",
-            |c| c.stored_bytes as f64,
-        ),
-        (
-            "fernando_cache_compute_spent_seconds_total",
-            "Engine time spent computing values that were then cached (misses).",
-            |c| c.compute_spent_ms as f64 / 1e3,
-        ),
-        (
-            "fernando_cache_compute_saved_seconds_total",
-            "Engine time hits saved: what each hit's entry cost to compute.",
-            |c| c.compute_saved_ms as f64 / 1e3,
-        ),
-        (
-            "fernando_cache_tokens_spent_total",
-            "Model tokens (prompt and completion) spent on misses.",
-            |c| c.tokens_spent as f64,
-        ),
-        (
-            "fernando_cache_tokens_saved_total",
-            "Model tokens hits saved.",
-            |c| c.tokens_saved as f64,
-        ),
-    ];
-    // Money carries its currency as a label: the same figure in another currency is another series.
-    let money: [Family; 2] = [
-        (
-            "fernando_cache_money_spent_total",
-            "Money spent on model calls for misses, in the currency unit (prices.currency).",
-            |c| c.money_spent_micros as f64 / 1e6,
-        ),
-        (
-            "fernando_cache_money_saved_total",
-            "Money hits saved, in the currency unit (prices.currency).",
-            |c| c.money_saved_micros as f64 / 1e6,
-        ),
-    ];
+    // One table of families for this page and the OTLP export.
     let currency = format!(",currency=\"{}\"", label(&state.currency));
-    for (families, extra) in [(&counters[..], ""), (&money[..], currency.as_str())] {
-        for (name, help, get) in families {
-            family(&mut out, name, "counter", help);
-            for s in &snapshot.series {
-                let _ = writeln!(
-                    out,
-                    "{name}{{tenant=\"{}\",cache_type=\"{}\"{extra}}} {}",
-                    label(&s.tenant),
-                    label(&s.cache_type),
-                    get(&s.counters)
-                );
-            }
+    for f in fernando_cache_ops::telemetry::COUNTERS {
+        let name = format!("{}_total", f.name);
+        let extra = if f.money { currency.as_str() } else { "" };
+        family(&mut out, &name, "counter", f.help);
+        for s in &snapshot.series {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",cache_type=\"{}\"{extra}}} {}",
+                label(&s.tenant),
+                label(&s.cache_type),
+                (f.value)(&s.counters)
+            );
         }
     }
     quota_gauges(&state, &snapshot, &mut out).await;
@@ -169,7 +62,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     );
     for s in &snapshot.series {
         let (t, c) = (label(&s.tenant), label(&s.cache_type));
-        for q in [0.5, 0.95, 0.99] {
+        for q in fernando_cache_ops::telemetry::LATENCY_QUANTILES {
             let _ = writeln!(
                 out,
                 "fernando_cache_get_latency_seconds{{tenant=\"{t}\",cache_type=\"{c}\",quantile=\"{q}\"}} {}",

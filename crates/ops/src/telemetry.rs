@@ -1,0 +1,481 @@
+//! OpenTelemetry: the program's log subscriber, and — only when `telemetry.otlp_endpoint` is set — traces and
+//! metrics exported over OTLP/HTTP.
+//!
+//! - **Traces** are the spans the crates already make (`request` in `serve`/`proxy`, `document` in the
+//!   pipeline, `cache.get`, `cache.set`, … in the store, each with its tenant and cache type), filtered by
+//!   `telemetry.spans` and sampled parent-based by `telemetry.sample_ratio`. A request's W3C `traceparent` is
+//!   followed ([`follow_remote_parent`]) and passed on to an origin ([`inject_context`]).
+//! - **Metrics** are the store's own counters and gauges, read when the exporter collects them (observable
+//!   instruments): the hot path records nothing extra for them. Names and meanings are those of `/metrics`
+//!   ([`COUNTERS`] is the one table both read).
+//!
+//! Off, nothing of this is built: the subscriber is the log formatter alone, so a span no log filter enables
+//! stays a disabled callsite, exactly as without this module.
+//!
+//! Exports run on the SDK's own threads; their HTTP requests are sent by the program's reqwest client on the
+//! program's runtime ([`RuntimeClient`]), so there is one HTTP stack, one TLS setup and one reqwest in the tree.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fernando_cache_config::TelemetrySettings;
+use fernando_cache_store::{Counters, Store};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpClient, HttpError};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+/// Whether spans are exported (so request code can skip `traceparent` work when they are not).
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Why telemetry could not be started. The messages name the setting, never a header value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// `telemetry.spans` is not a tracing filter.
+    #[error("invalid configuration `telemetry.spans`: {0}")]
+    SpanFilter(String),
+    /// The OTLP exporter could not be built.
+    #[error("the OTLP exporter could not be built: {0}")]
+    Exporter(String),
+    /// A global subscriber was already installed.
+    #[error("the log subscriber could not be installed: {0}")]
+    Subscriber(String),
+}
+
+/// The tracer provider, while spans are exported. [`Tracing::shutdown`] sends what is still buffered.
+#[must_use = "shut it down at exit, or the last spans are lost"]
+pub struct Tracing {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracing")
+            .field("exporting", &self.provider.is_some())
+            .finish()
+    }
+}
+
+impl Tracing {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans still buffered and stops. Call it from outside the runtime (it blocks until the
+    /// export ends or `telemetry.export_timeout` passes), while the runtime still runs (the export is sent on
+    /// it).
+    pub fn shutdown(self) {
+        TRACING.store(false, Ordering::Relaxed);
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("fernando-cache: the last spans could not be exported: {e}");
+        }
+    }
+}
+
+/// Installs the program's subscriber: log lines on stderr filtered by `log_filter`, and, when `telemetry` has
+/// an endpoint, an OpenTelemetry layer with its own filter (`telemetry.spans`) that exports spans through
+/// `runtime`.
+///
+/// # Errors
+/// An invalid `telemetry.spans`, an exporter that cannot be built, or a subscriber already installed.
+pub fn install_subscriber(
+    log_filter: EnvFilter,
+    telemetry: &TelemetrySettings,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Tracing, TelemetryError> {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        // Colours only for a terminal: a log file or a collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(log_filter);
+    let provider = tracer_provider(telemetry, runtime)?;
+    let otel = match &provider {
+        Some(p) => {
+            let filter = EnvFilter::try_new(&telemetry.spans)
+                .map_err(|e| TelemetryError::SpanFilter(e.to_string()))?;
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("fernando-cache"))
+                // Our spans carry what matters as fields; thread and code locations are noise per span.
+                .with_location(false)
+                .with_threads(false);
+            Some(layer.with_filter(filter))
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    TRACING.store(provider.is_some(), Ordering::Relaxed);
+    Ok(Tracing { provider })
+}
+
+fn resource(telemetry: &TelemetrySettings) -> Resource {
+    Resource::builder()
+        .with_service_name(telemetry.service_name.clone())
+        .build()
+}
+
+fn tracer_provider(
+    telemetry: &TelemetrySettings,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    let Some(endpoint) = telemetry.signal_endpoint("traces") else {
+        return Ok(None);
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(RuntimeClient::new(telemetry, runtime)?)
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(telemetry.export_timeout)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let sampler =
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(telemetry.sample_ratio)));
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(sampler)
+            .with_resource(resource(telemetry))
+            .build(),
+    ))
+}
+
+/// Makes `span` a child of the trace a request's `traceparent` names, when spans are exported and the header
+/// is valid; otherwise `span` starts its own trace.
+pub fn follow_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
+    if !TRACING.load(Ordering::Relaxed) || !headers.contains_key("traceparent") {
+        return;
+    }
+    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    // A span the filter disabled has no context to set: nothing to do.
+    let _ = span.set_parent(cx);
+}
+
+/// Writes `span`'s trace context as `traceparent`/`tracestate` into `headers` (a request to an origin), when
+/// spans are exported.
+pub fn inject_context(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    if !TRACING.load(Ordering::Relaxed) {
+        return;
+    }
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+}
+
+/// The store's metrics, exported every `telemetry.metrics_interval` while this lives.
+#[must_use = "shut it down at exit, or the last interval is lost"]
+pub struct MetricsExport {
+    provider: SdkMeterProvider,
+}
+
+impl fmt::Debug for MetricsExport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsExport").finish_non_exhaustive()
+    }
+}
+
+impl MetricsExport {
+    /// Exports the last figures and stops. It blocks (call it from a blocking thread) and needs the runtime
+    /// running (the export is sent on it).
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "the last metrics could not be exported");
+        }
+    }
+}
+
+/// Starts exporting `store`'s metrics when `telemetry` has an endpoint (`None` otherwise). `currency` labels
+/// the money counters, as on `/metrics`.
+///
+/// # Errors
+/// An exporter that cannot be built.
+pub fn export_metrics(
+    telemetry: &TelemetrySettings,
+    store: &Store,
+    currency: &str,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Option<MetricsExport>, TelemetryError> {
+    let Some(endpoint) = telemetry.signal_endpoint("metrics") else {
+        return Ok(None);
+    };
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_http_client(RuntimeClient::new(telemetry, runtime)?)
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(telemetry.export_timeout)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let reader = PeriodicReader::builder(exporter)
+        .with_interval(telemetry.metrics_interval)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(reader)
+        .with_resource(resource(telemetry))
+        .build();
+    register_instruments(&provider, store, currency);
+    Ok(Some(MetricsExport { provider }))
+}
+
+/// One counter family of the store, as `/metrics` and OTLP both name it: `{name}_total` in Prometheus'
+/// exposition, `{name}` as an OTLP monotonic sum (which a Prometheus receiver turns into `{name}_total`).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct CounterFamily {
+    /// The metric's name without `_total`.
+    pub name: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its value from one series' counters.
+    pub value: fn(&Counters) -> f64,
+    /// Whether the figure is money, labelled with its currency.
+    pub money: bool,
+}
+
+const fn family(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Counters) -> f64,
+) -> CounterFamily {
+    CounterFamily {
+        name,
+        help,
+        value,
+        money: false,
+    }
+}
+
+/// Every counter family of the store, per (tenant, cache type).
+pub const COUNTERS: [CounterFamily; 20] = [
+    family("fernando_cache_hits", "Reads that returned a value.", |c| {
+        c.hits as f64
+    }),
+    family(
+        "fernando_cache_l1_hits",
+        "Reads answered by the in-process tier, without the backend (part of hits).",
+        |c| c.l1_hits as f64,
+    ),
+    family(
+        "fernando_cache_misses",
+        "Reads that returned nothing.",
+        |c| c.misses as f64,
+    ),
+    family("fernando_cache_sets", "Writes stored.", |c| c.sets as f64),
+    family(
+        "fernando_cache_dropped_sets",
+        "Writes dropped while the backend was unavailable.",
+        |c| c.dropped_sets as f64,
+    ),
+    family(
+        "fernando_cache_corrupt",
+        "Stored values that could not be used (undecodable, or sealed and not opening) and were removed.",
+        |c| c.corrupt as f64,
+    ),
+    family(
+        "fernando_cache_unopened",
+        "Sealed values that did not open (another key's ciphertext, a removed key, altered bytes).",
+        |c| c.unopened as f64,
+    ),
+    family(
+        "fernando_cache_quota_refused",
+        "Writes refused because the tenant's stored bytes would pass its quota.",
+        |c| c.quota_refused as f64,
+    ),
+    family(
+        "fernando_cache_requests_refused",
+        "Requests refused because the tenant used its request quota (cache_type _all).",
+        |c| c.requests_refused as f64,
+    ),
+    family("fernando_cache_deletes", "Keys deleted.", |c| {
+        c.deletes as f64
+    }),
+    family("fernando_cache_errors", "Backend calls that failed.", |c| {
+        c.errors as f64
+    }),
+    family(
+        "fernando_cache_degraded",
+        "Operations completed without the backend.",
+        |c| c.degraded as f64,
+    ),
+    family(
+        "fernando_cache_raw_bytes",
+        "Bytes of values written, before compression.",
+        |c| c.raw_bytes as f64,
+    ),
+    family(
+        "fernando_cache_stored_bytes",
+        "Bytes written after compression.",
+        |c| c.stored_bytes as f64,
+    ),
+    family(
+        "fernando_cache_compute_spent_seconds",
+        "Engine time spent computing values that were then cached (misses).",
+        |c| c.compute_spent_ms as f64 / 1e3,
+    ),
+    family(
+        "fernando_cache_compute_saved_seconds",
+        "Engine time hits saved: what each hit's entry cost to compute.",
+        |c| c.compute_saved_ms as f64 / 1e3,
+    ),
+    family(
+        "fernando_cache_tokens_spent",
+        "Model tokens (prompt and completion) spent on misses.",
+        |c| c.tokens_spent as f64,
+    ),
+    family(
+        "fernando_cache_tokens_saved",
+        "Model tokens hits saved.",
+        |c| c.tokens_saved as f64,
+    ),
+    CounterFamily {
+        money: true,
+        ..family(
+            "fernando_cache_money_spent",
+            "Money spent on model calls for misses, in the currency unit (prices.currency).",
+            |c| c.money_spent_micros as f64 / 1e6,
+        )
+    },
+    CounterFamily {
+        money: true,
+        ..family(
+            "fernando_cache_money_saved",
+            "Money hits saved, in the currency unit (prices.currency).",
+            |c| c.money_saved_micros as f64 / 1e6,
+        )
+    },
+];
+
+/// The quantiles of the read latency exported as gauges.
+pub const LATENCY_QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
+
+fn register_instruments(provider: &SdkMeterProvider, store: &Store, currency: &str) {
+    let meter = provider.meter("fernando-cache");
+    for f in COUNTERS {
+        let (store, currency) = (store.clone(), currency.to_owned());
+        // Kept by the provider; the handle itself is not needed.
+        let _ = meter
+            .f64_observable_counter(f.name)
+            .with_description(f.help)
+            .with_callback(move |observer| {
+                for s in store.metrics().series {
+                    let mut attrs = vec![
+                        KeyValue::new("tenant", s.tenant.clone()),
+                        KeyValue::new("cache_type", s.cache_type.clone()),
+                    ];
+                    if f.money {
+                        attrs.push(KeyValue::new("currency", currency.clone()));
+                    }
+                    observer.observe((f.value)(&s.counters), &attrs);
+                }
+            })
+            .build();
+    }
+    let latency_store = store.clone();
+    let _ = meter
+        .f64_observable_gauge("fernando_cache_get_latency_seconds")
+        .with_description("Latency of cache reads, by quantile.")
+        .with_unit("s")
+        .with_callback(move |observer| {
+            for s in latency_store.metrics().series {
+                for q in LATENCY_QUANTILES {
+                    observer.observe(
+                        s.get_latency.quantile(q).as_secs_f64(),
+                        &[
+                            KeyValue::new("tenant", s.tenant.clone()),
+                            KeyValue::new("cache_type", s.cache_type.clone()),
+                            KeyValue::new("quantile", q),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+    let breaker_store = store.clone();
+    let _ = meter
+        .u64_observable_gauge("fernando_cache_breaker_open")
+        .with_description("1 while the circuit breaker keeps calls away from the backend.")
+        .with_callback(move |observer| {
+            let open = breaker_store.metrics().breaker.as_str() != "closed";
+            observer.observe(u64::from(open), &[]);
+        })
+        .build();
+}
+
+/// Sends the exporter's requests with the program's reqwest client on the program's runtime. The SDK exports
+/// from its own threads, outside any runtime; the request is spawned onto `runtime` and awaited there.
+#[derive(Debug, Clone)]
+pub struct RuntimeClient {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A collector's answer is a small protobuf; a larger one is cut off, never buffered whole.
+const MAX_COLLECTOR_RESPONSE: usize = 1 << 20;
+
+impl RuntimeClient {
+    fn new(
+        telemetry: &TelemetrySettings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, TelemetryError> {
+        let client = reqwest::Client::builder()
+            .timeout(telemetry.export_timeout)
+            .connect_timeout(telemetry.export_timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        Ok(Self {
+            client,
+            runtime: runtime.clone(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for RuntimeClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let client = self.client.clone();
+        let (parts, body) = request.into_parts();
+        let send = async move {
+            let mut resp = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await?;
+            let mut out = http::Response::builder().status(resp.status());
+            if let Some(h) = out.headers_mut() {
+                *h = resp.headers().clone();
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                let room = MAX_COLLECTOR_RESPONSE.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if room <= chunk.len() {
+                    break;
+                }
+            }
+            Ok::<_, HttpError>(out.body(Bytes::from(body))?)
+        };
+        self.runtime.spawn(send).await?
+    }
+}
