@@ -235,9 +235,21 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             c.args(["bench", "-p", "fernando-cache", "--bench", "edge"]);
             status(c, "edge benchmark")
         }
+        Some("dashboard") => {
+            prerequisites::ensure_redis_server()?;
+            // The dashboard's endpoints on the 30-day data set (SQLite and PostgreSQL), then what OTLP export
+            // costs a store hit.
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache", "--bench", "dashboard"]);
+            status(c, "dashboard benchmark")?;
+            let mut c = cargo();
+            c.args(["bench", "-p", "fernando-cache-ops", "--bench", "telemetry"]);
+            status(c, "telemetry benchmark")
+        }
         Some(other) => {
             bail!(
-                "unknown benchmark {other:?}; available: store, cluster, tiers, recorder, cached, http, pipeline"
+                "unknown benchmark {other:?}; available: store, cluster, tiers, recorder, cached, http, pipeline, \
+                 dashboard"
             )
         }
     }

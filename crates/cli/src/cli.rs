@@ -85,6 +85,10 @@ enum Command {
         /// Start even when the public development keys are configured and the address is not loopback.
         #[arg(long)]
         allow_dev_keys: bool,
+        /// Also serve the operators' console here (/dashboard, /v1/admin/series, /v1/admin/overview; admin
+        /// token) instead of forwarding those paths to the origin.
+        #[arg(long)]
+        dashboard: bool,
     },
     /// Read, write and invalidate cache entries.
     Cache {
@@ -158,6 +162,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             heuristic,
             origin_timeout,
             allow_dev_keys,
+            dashboard,
         } => {
             let tenancy = match (tenant_header, api_keys) {
                 (Some(h), _) => commands::proxy::Tenancy::Header(h),
@@ -172,6 +177,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
                 heuristic,
                 origin_timeout,
                 allow_dev_keys,
+                dashboard,
             };
             commands::proxy::run(&settings, options).await
         }

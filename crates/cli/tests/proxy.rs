@@ -20,8 +20,8 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-use fernando_cache_testkit::RedisServer;
-use support::Server;
+use fernando_cache_testkit::{PostgresDb, RedisServer};
+use support::{ADMIN, Server};
 
 /// Requests the origin received, per path (and `path 304` for the 304s it answered).
 #[derive(Clone, Default)]
@@ -491,4 +491,85 @@ async fn tenants_from_a_trusted_header_have_their_own_entries_and_origin_failure
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "the origin could not be reached");
     assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_under_proxy_reads_the_proxys_own_traffic() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let (addr, seen) = start_origin().await;
+    let origin = format!("http://{addr}");
+    let statistics = [
+        ("FERNANDO_CACHE__STATISTICS__ENABLED", "true"),
+        ("FERNANDO_CACHE__STATISTICS__DATABASE_URL", pg.url()),
+        ("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "1s"),
+    ];
+    let args = [
+        "proxy",
+        "--origin",
+        &origin,
+        "--bind",
+        "127.0.0.1:0",
+        "--tenant",
+        "shop",
+    ];
+    let p = Server::spawn(
+        &redis.url(),
+        &[&args[..], &["--dashboard"]].concat(),
+        &statistics,
+    );
+    let admin = format!("Bearer {ADMIN}");
+    for expected in ["MISS", "HIT", "HIT"] {
+        assert_eq!(
+            get(&p, "/fresh/console", &[]).await.headers()["x-cache"],
+            expected
+        );
+    }
+    // The console's paths are answered by the proxy, behind the admin token, and never forwarded.
+    let page = get(&p, "/dashboard", &[("authorization", &admin)]).await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<title>fernando-cache</title>")
+    );
+    assert_eq!(
+        get(&p, "/v1/admin/series?range=1h", &[]).await.status(),
+        401
+    );
+    assert_eq!(seen.of("/dashboard") + seen.of("/v1/admin/series"), 0);
+    // The series hold the proxy's own traffic once the recorder has flushed it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(
+            &p,
+            "/v1/admin/series?range=1h&tenant=shop",
+            &[("authorization", &admin)],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        let sum = |f: &str| -> u64 {
+            body["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[f].as_u64().unwrap_or(0))
+                .sum()
+        };
+        if sum("hits") >= 2 && sum("misses") >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no proxy traffic in the series: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Without --dashboard the same path is the origin's.
+    let plain = Server::spawn(&redis.url(), &args, &statistics);
+    let forwarded = get(&plain, "/dashboard", &[]).await;
+    assert_eq!(seen.of("/dashboard"), 1);
+    assert!(!forwarded.text().await.unwrap().contains("<title>fernando-cache"));
 }

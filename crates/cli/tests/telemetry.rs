@@ -146,6 +146,11 @@ async fn spans_and_metrics_reach_a_local_otlp_receiver() {
                 endpoint.as_str(),
             ),
             ("FERNANDO_CACHE__TELEMETRY__METRICS_INTERVAL", "1s"),
+            // The store's own spans too (off by default).
+            (
+                "FERNANDO_CACHE__TELEMETRY__SPANS",
+                "info,fernando_cache_store=debug",
+            ),
         ],
     );
     let request_id = upload_twice(&server).await;

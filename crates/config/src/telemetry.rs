@@ -20,7 +20,8 @@ pub struct TelemetrySettings {
     pub service_name: String,
     /// Which spans are exported, as a tracing filter (`info`, `info,fernando_cache_store=debug`). The request
     /// spans of `serve`/`proxy` and the document spans are at `info`; the store's per-operation spans, with
-    /// tenant and cache type, at `debug` under `fernando_cache_store`.
+    /// tenant and cache type, at `debug` under `fernando_cache_store` (exported only inside another exported
+    /// span, never as roots).
     pub spans: String,
     /// The fraction of new traces recorded, 0 to 1. A request that arrives with a sampled `traceparent` is
     /// recorded whatever the ratio (parent-based), so a caller's trace is never cut.

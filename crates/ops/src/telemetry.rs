@@ -3,7 +3,9 @@
 //!
 //! - **Traces** are the spans the crates already make (`request` in `serve`/`proxy`, `document` in the
 //!   pipeline, `cache.get`, `cache.set`, … in the store, each with its tenant and cache type), filtered by
-//!   `telemetry.spans` and sampled parent-based by `telemetry.sample_ratio`. A request's W3C `traceparent` is
+//!   `telemetry.spans` and sampled parent-based by `telemetry.sample_ratio`. Store spans are exported only inside
+//!   another exported span (a request's, a document's), never as roots: measured, a span per hit of a bare hit
+//!   loop halves its rate (`cargo xtask bench dashboard`). A request's W3C `traceparent` is
 //!   followed ([`follow_remote_parent`]) and passed on to an origin ([`inject_context`]).
 //! - **Metrics** are the store's own counters and gauges, read when the exporter collects them (observable
 //!   instruments): the hot path records nothing extra for them. Names and meanings are those of `/metrics`
@@ -32,10 +34,19 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::subscriber::Interest;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::filter::{FilterExt as _, dynamic_filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
+
+/// The tracing target of the store's spans.
+const STORE_TARGET: &str = "fernando_cache_store";
+
+fn is_store_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && meta.target().starts_with(STORE_TARGET)
+}
 
 /// Whether spans are exported (so request code can skip `traceparent` work when they are not).
 static TRACING: AtomicBool = AtomicBool::new(false);
@@ -109,7 +120,24 @@ pub fn install_subscriber(
     let otel = match &provider {
         Some(p) => {
             let filter = EnvFilter::try_new(&telemetry.spans)
-                .map_err(|e| TelemetryError::SpanFilter(e.to_string()))?;
+                .map_err(|e| TelemetryError::SpanFilter(e.to_string()))?
+                .and(
+                    dynamic_filter_fn(|meta, cx| {
+                        // A store operation is traced as part of something traced (a request, a document),
+                        // never as a root of its own: a loop of cache hits outside any request — a background
+                        // job, a library user's hot path — exports nothing and pays only this check.
+                        !is_store_span(meta) || cx.lookup_current().is_some()
+                    })
+                    // Only the store's span callsites need the check; every other callsite keeps the static
+                    // answer of the `telemetry.spans` filter.
+                    .with_callsite_filter(|meta| {
+                        if is_store_span(meta) {
+                            Interest::sometimes()
+                        } else {
+                            Interest::always()
+                        }
+                    }),
+                );
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("fernando-cache"))
                 // Our spans carry what matters as fields; thread and code locations are noise per span.

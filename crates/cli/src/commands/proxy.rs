@@ -23,6 +23,7 @@ use hyper_util::{
 };
 
 use super::edge;
+use super::serve::ConsoleState;
 
 /// Who the tenant of a proxied request is.
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub(crate) struct ProxyOptions {
     pub(crate) origin_timeout: Duration,
     /// Start even with the development keys on a non-loopback address.
     pub(crate) allow_dev_keys: bool,
+    /// Serve the operators' console instead of forwarding its paths.
+    pub(crate) dashboard: bool,
 }
 
 /// The `Via` this proxy adds (RFC 9110 §7.6.3).
@@ -200,6 +203,7 @@ fn app(
     settings: &Settings,
     options: &ProxyOptions,
     keys: Arc<super::serve::Keys>,
+    console: Option<ConsoleState>,
 ) -> anyhow::Result<Router> {
     let origin = Arc::new(Origin::parse(&options.origin, options.origin_timeout)?);
     match &options.tenancy {
@@ -239,9 +243,15 @@ fn app(
             tenancy,
         )),
     };
-    Ok(router
-        .layer(middleware::from_fn(via))
-        .layer(middleware::from_fn(edge::access_log)))
+    let router = router.layer(middleware::from_fn(via));
+    // The console's paths are answered here; everything else goes to the origin.
+    let router = match console {
+        Some(c) => super::serve::console_routes::<ConsoleState>(c.clone(), limits.json_body_bytes)
+            .with_state(c)
+            .fallback_service(router),
+        None => router,
+    };
+    Ok(router.layer(middleware::from_fn(edge::access_log)))
 }
 
 /// Runs the proxy until SIGINT or SIGTERM.
@@ -253,7 +263,22 @@ pub(crate) async fn run(
     let addr = edge::bind_address(&options.bind, &settings.server, options.allow_dev_keys)?;
     let store = Store::from_settings(settings)?;
     let otlp = crate::wiring::start_metrics_export(settings, &store)?;
-    let app = app(store, settings, &options, keys)?;
+    // The proxy's traffic is recorded like `serve`'s when statistics are on: the console reads it.
+    let recorder = crate::wiring::start_serving_recorder(settings, &store).await;
+    let console = match options.dashboard {
+        true => Some(ConsoleState {
+            store: store.clone(),
+            keys: keys.clone(),
+            database_url: match recorder {
+                Some(_) => Some(crate::wiring::database_url(settings)?),
+                None => None,
+            },
+            currency: settings.prices.currency.as_str().into(),
+            sessions: Arc::default(),
+        }),
+        false => None,
+    };
+    let app = app(store, settings, &options, keys, console)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -263,6 +288,9 @@ pub(crate) async fn run(
         options.origin
     );
     edge::serve(listener, app, &settings.server.limits).await?;
+    if let Some(r) = recorder {
+        r.shutdown(std::time::Duration::from_secs(10)).await;
+    }
     crate::wiring::stop_metrics_export(otlp).await;
     Ok(std::process::ExitCode::SUCCESS)
 }

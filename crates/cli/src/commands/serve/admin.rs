@@ -13,7 +13,7 @@ use fernando_cache_models::{Db, Resolution, SeriesQuery, series};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, error, internal_error};
+use super::{ConsoleState, error, internal_error};
 
 /// The longest range one request may read.
 const MAX_RANGE_DAYS: i64 = 400;
@@ -96,7 +96,7 @@ fn rfc3339(t: NaiveDateTime) -> String {
 /// `GET /v1/admin/series?range=7d&tenant=acme&cache_type=ocr_result`: sums per bucket (hits, misses, hit ratio,
 /// traffic, bytes raw and stored, latency, engine time, tokens and money spent and saved).
 pub(crate) async fn series_route(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     Query(params): Query<SeriesParams>,
 ) -> Response {
     let Some(url) = state.database_url.clone() else {
@@ -189,7 +189,7 @@ const OVERVIEW_ROWS: i64 = 200;
 /// event log (alerts included, newest first), the warmup jobs with their last run, and this process's live
 /// counters per tenant and type (L1 and backend hits since start).
 pub(crate) async fn overview_route(
-    State(state): State<AppState>,
+    State(state): State<ConsoleState>,
     Query(params): Query<OverviewParams>,
 ) -> Response {
     let range = params.range.as_deref().unwrap_or("24h");

@@ -14,7 +14,7 @@ use fernando_cache_config::ServerSettings;
 use fernando_cache_keys::TenantId;
 use sha2::{Digest, Sha256};
 
-use super::{AppState, error};
+use super::{AppState, ConsoleState, error};
 
 impl FromRef<AppState> for Arc<Keys> {
     fn from_ref(state: &AppState) -> Arc<Keys> {
@@ -136,7 +136,7 @@ pub(crate) async fn tenant(
 }
 
 /// Admin routes: the admin token is required.
-pub(crate) async fn admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn admin(State(state): State<ConsoleState>, req: Request, next: Next) -> Response {
     // The dashboard's session cookie reads (GET) admin routes; anything that changes state needs the token
     // itself, so a forged cross-site request cannot ride on the cookie.
     if req.method() == axum::http::Method::GET && state.sessions.holds(req.headers()) {

@@ -18,7 +18,7 @@ use axum::{
 };
 use rand::RngCore as _;
 
-use super::AppState;
+use super::ConsoleState;
 
 const COOKIE: &str = "fc_dashboard";
 const LIFE: Duration = Duration::from_secs(12 * 3600);
@@ -129,7 +129,7 @@ fn page(status: StatusCode, html: &'static str) -> Response {
 }
 
 /// `GET /dashboard`: the page for a signed-in operator (cookie or bearer), the sign-in form otherwise.
-pub(crate) async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn index(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     if state.sessions.holds(&headers) || state.keys.is_admin(&headers) {
         page(StatusCode::OK, INDEX)
     } else {
@@ -138,7 +138,7 @@ pub(crate) async fn index(State(state): State<AppState>, headers: HeaderMap) -> 
 }
 
 /// `POST /dashboard/login` (form `token=…`): a session cookie and back to the page, or the form again with 401.
-pub(crate) async fn login(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn login(State(state): State<ConsoleState>, body: Bytes) -> Response {
     let token = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
@@ -167,7 +167,7 @@ pub(crate) async fn login(State(state): State<AppState>, body: Bytes) -> Respons
 static LOGIN_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// `POST /dashboard/logout`: the session ends.
-pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     state.sessions.close(&headers);
     let mut r = Redirect::to("/dashboard").into_response();
     r.headers_mut().insert(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod console;
 mod dashboard;
 mod prometheus;
 mod routes;
@@ -12,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, FromRef},
     middleware,
     routing::{get, post},
 };
@@ -22,6 +23,7 @@ use fernando_cache_processor::DocumentProcessor;
 use fernando_cache_store::Store;
 
 pub(crate) use self::auth::{Keys, tenant as tenant_auth};
+pub(crate) use self::console::{ConsoleState, routes as console_routes};
 use super::edge::{self, EngineGate, TenantRates};
 pub(crate) use super::edge::{error, internal_error};
 
@@ -91,33 +93,17 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             state.keys.clone(),
             auth::tenant,
         ));
+    let console = ConsoleState::from_ref(&state);
     let admin_routes = Router::new()
         .route(
             "/v1/cache/invalidate",
             post(routes::invalidate).layer(limited(json_limit)),
         )
-        .route(
-            "/v1/admin/series",
-            get(admin::series_route).layer(limited(json_limit)),
-        )
-        .route(
-            "/v1/admin/overview",
-            get(admin::overview_route).layer(limited(json_limit)),
-        )
-        .layer(middleware::from_fn_with_state(state.clone(), auth::admin));
+        .layer(middleware::from_fn_with_state(console.clone(), auth::admin));
     Ok(Router::new()
         .merge(tenant_routes)
         .merge(admin_routes)
-        .route("/dashboard", get(dashboard::index))
-        .route(
-            "/dashboard/login",
-            post(dashboard::login).layer(limited(json_limit)),
-        )
-        .route(
-            "/dashboard/logout",
-            post(dashboard::logout).layer(limited(json_limit)),
-        )
-        .route("/dashboard/assets/{name}", get(dashboard::asset))
+        .merge(console::routes(console, json_limit))
         .route("/health", get(routes::health).layer(limited(json_limit)))
         .route(
             "/metrics",
