@@ -127,26 +127,26 @@ impl Sealer {
         let (id, cipher) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let payload_len = envelope.len() - header.len;
-        let mut section = Vec::with_capacity(1 + id.len() + NONCE_LEN + payload_len + 16);
-        section.push(id.len() as u8);
-        section.extend_from_slice(id.as_bytes());
-        section.extend_from_slice(&nonce);
-        let sealed_at = section.len();
-        section.extend_from_slice(&envelope[header.len..]);
-        let mut sealed = section.split_off(sealed_at);
-        cipher
-            .seal_in_place_append_tag(
+        // The value moves once, to make room for `[id len][id][nonce]` after the header, and is sealed where it
+        // lands; the tag is appended.
+        let prefix = 1 + id.len() + NONCE_LEN;
+        let end = envelope.len();
+        envelope.reserve(prefix + cipher.algorithm().tag_len());
+        envelope.resize(end + prefix, 0);
+        envelope.copy_within(header.len..end, header.len + prefix);
+        let section = &mut envelope[header.len..header.len + prefix];
+        section[0] = id.len() as u8;
+        section[1..1 + id.len()].copy_from_slice(id.as_bytes());
+        section[1 + id.len()..].copy_from_slice(&nonce);
+        let tag = cipher
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(key.as_bytes()),
-                &mut sealed,
+                &mut envelope[header.len + prefix..],
             )
             .map_err(|_| "the value could not be sealed".to_owned())?;
-        envelope.truncate(header.len);
+        envelope.extend_from_slice(tag.as_ref());
         envelope[FLAGS_AT] |= FLAG_SEALED;
-        envelope.reserve(section.len() + sealed.len());
-        envelope.extend_from_slice(&section);
-        envelope.extend_from_slice(&sealed);
         Ok(envelope)
     }
 
