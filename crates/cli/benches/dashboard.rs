@@ -3,8 +3,8 @@
 //! PostgreSQL. The release binary serves them; each endpoint is read sequentially after two warm-up reads, and
 //! its latency p50/p99 reported (goal: p99 < 300 ms).
 //!
-//! The data set is made by SQL in the database itself (the rollups by the rollup migration's own backfill
-//! statement) and kept between runs: `target/bench-data/dashboard-{scale}.sqlite3` and the PostgreSQL database
+//! The data set is made by SQL in the database itself (the rollups by the rollup migrations' own backfill
+//! statements) and kept between runs: `target/bench-data/dashboard-{scale}.sqlite3` and the PostgreSQL database
 //! `fc_bench_dashboard_{scale}`. Environment: `BENCH_DAYS` (30), `BENCH_TENANTS` (100), `BENCH_TYPES` (8),
 //! `BENCH_READS` (reads per endpoint, 40), `BENCH_ONLY` (`sqlite` or `postgres`).
 
@@ -59,17 +59,27 @@ impl Scale {
     }
 }
 
-/// The migration's backfill statement: the rollups made exactly as the migration makes them.
+/// The migrations' backfill statements: the rollups made exactly as the migrations make them (each tenant's,
+/// then all tenants').
 fn rollup_backfill(dialect: &str) -> String {
-    let path = format!(
-        "{}/../../migrations/{dialect}/2026-12-04-000001_statistics_rollups/up.sql",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let sql = std::fs::read_to_string(&path).unwrap();
-    let at = sql
-        .find("INSERT INTO cache_statistics_rollups")
-        .expect("the migration backfills the rollups");
-    sql[at..].to_owned()
+    [
+        "2026-12-04-000001_statistics_rollups",
+        "2026-12-05-000001_statistics_all_tenants",
+    ]
+    .iter()
+    .map(|migration| {
+        let path = format!(
+            "{}/../../migrations/{dialect}/{migration}/up.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let sql = std::fs::read_to_string(&path).unwrap();
+        let at = sql
+            .find("INSERT INTO cache_statistics_rollups")
+            .expect("the migration backfills the rollups");
+        sql[at..].to_owned()
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 /// Per-minute values that vary by tenant, type and time (hit ratios between 50 % and 99 %).

@@ -194,6 +194,7 @@ pub fn prune(db: &mut Db, retention: &Retention, now: NaiveDateTime) -> Result<P
             )
             .execute(conn)?;
             for (resolution, length) in [
+                (crate::series::WINDOW, chrono::Duration::zero()),
                 (crate::HOUR, chrono::Duration::hours(1)),
                 (crate::DAY, chrono::Duration::days(1)),
             ] {

@@ -1,0 +1,1 @@
+DELETE FROM cache_statistics_rollups WHERE tenant_id = '' OR resolution = 0;
