@@ -571,5 +571,11 @@ async fn the_console_under_proxy_reads_the_proxys_own_traffic() {
     let plain = Server::spawn(&redis.url(), &args, &statistics);
     let forwarded = get(&plain, "/dashboard", &[]).await;
     assert_eq!(seen.of("/dashboard"), 1);
-    assert!(!forwarded.text().await.unwrap().contains("<title>fernando-cache"));
+    assert!(
+        !forwarded
+            .text()
+            .await
+            .unwrap()
+            .contains("<title>fernando-cache")
+    );
 }

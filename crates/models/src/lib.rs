@@ -45,7 +45,9 @@ pub use repo::{
     FlushBatch, PerformanceDelta, StatisticsDelta, StatisticsSummary, apply_flush,
     invalidation_rules, performance_since, statistics_since, upsert_performance, upsert_statistics,
 };
-pub use series::{ALL_TENANTS, DAY, HOUR, Resolution, Series, SeriesPoint, SeriesQuery, WINDOW, series};
+pub use series::{
+    ALL_TENANTS, DAY, HOUR, Resolution, Series, SeriesPoint, SeriesQuery, WINDOW, series,
+};
 pub use warming::{
     AccessCount, access_history, claim_warmup_run, record_accesses, record_warmup_run,
     reference_data, warmup_jobs,
