@@ -9,7 +9,6 @@
 //! `BENCH_READS` (reads per endpoint, 40), `BENCH_ONLY` (`sqlite` or `postgres`).
 
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -215,14 +214,7 @@ fn serve(redis: &RedisServer, database_url: &str) -> (Child, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start fernando-cache serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
+    let base = fernando_cache_testkit::announced_address(&mut child);
     (child, base)
 }
 

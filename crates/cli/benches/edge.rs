@@ -14,7 +14,7 @@
 //! sections 1 and 2 use 3).
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     net::{SocketAddr, TcpStream},
     process::{Child, Command, Stdio},
     sync::{
@@ -92,14 +92,7 @@ fn start_proxy(redis: &RedisServer, origin: SocketAddr, rate: &str) -> (Child, S
         .stderr(Stdio::null())
         .spawn()
         .expect("start fernando-cache proxy");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
+    let base = fernando_cache_testkit::announced_address(&mut child);
     (child, base)
 }
 

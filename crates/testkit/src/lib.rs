@@ -21,6 +21,9 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 
+pub use announce::announced_address;
+
+mod announce;
 pub mod bench;
 mod cluster;
 pub mod documents;

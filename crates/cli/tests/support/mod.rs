@@ -51,19 +51,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start fernando-cache serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines
-            .next()
-            .expect("the server printed nothing")
-            .expect("stdout");
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
+        let base = fernando_cache_testkit::announced_address(&mut child);
         // Every log line is kept for the test to search, and shown as the test's own output.
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
