@@ -239,26 +239,11 @@ async fn main() {
     let client = reqwest::Client::new();
     let tenant = format!("tenant_{}", scale.tenants / 2);
     let endpoints: Vec<(String, String)> = [
-        (
-            "series, 1 h, all tenants (minute rows)",
-            "series?range=1h".to_owned(),
-        ),
-        (
-            "series, 6 h, all tenants (minute rows)",
-            "series?range=6h".to_owned(),
-        ),
-        (
-            "series, 24 h, all tenants (hour rollups)",
-            "series?range=24h".to_owned(),
-        ),
-        (
-            "series, 7 d, all tenants (hour rollups)",
-            "series?range=7d".to_owned(),
-        ),
-        (
-            "series, 30 d, all tenants (day rollups)",
-            "series?range=30d".to_owned(),
-        ),
+        ("series, 1 h, all tenants", "series?range=1h".to_owned()),
+        ("series, 6 h, all tenants", "series?range=6h".to_owned()),
+        ("series, 24 h, all tenants", "series?range=24h".to_owned()),
+        ("series, 7 d, all tenants", "series?range=7d".to_owned()),
+        ("series, 30 d, all tenants", "series?range=30d".to_owned()),
         (
             "series, 6 h, one tenant",
             format!("series?range=6h&tenant={tenant}"),
@@ -277,8 +262,8 @@ async fn main() {
     .into_iter()
     .map(|(l, p)| (l.to_owned(), p))
     .collect();
-    println!("| database | endpoint | points | p50 ms | p99 ms |");
-    println!("|---|---|---:|---:|---:|");
+    println!("| database | endpoint | resolution | points | p50 ms | p99 ms |");
+    println!("|---|---|---|---:|---:|---:|");
     for kind in ["sqlite", "postgres"] {
         if only.as_deref().is_some_and(|o| o != kind) {
             continue;
@@ -292,12 +277,15 @@ async fn main() {
                     .bearer_auth("dev-admin-token")
                     .send()
             };
-            let mut points = 0;
+            let (mut points, mut resolution) = (0, String::from("-"));
             for _ in 0..2 {
                 let resp = get().await.unwrap();
                 assert_eq!(resp.status(), 200, "{path}");
                 let body: serde_json::Value = resp.json().await.unwrap();
                 points = body["points"].as_array().map_or(0, Vec::len);
+                if let Some(r) = body["resolution"].as_str() {
+                    resolution = r.to_owned();
+                }
                 if path.starts_with("series") {
                     assert!(points > 0, "{path}: no points on the data set");
                 }
@@ -311,7 +299,7 @@ async fn main() {
             }
             took.sort();
             println!(
-                "| {kind} | {label} | {points} | {:.1} | {:.1} |",
+                "| {kind} | {label} | {resolution} | {points} | {:.1} | {:.1} |",
                 pct(&took, 0.5),
                 pct(&took, 0.99)
             );
