@@ -112,8 +112,9 @@ fn points(got: &Received, name: &str) -> Vec<(Vec<KeyValue>, f64)> {
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-async fn upload_twice(server: &Server) -> String {
-    let mut request_id = String::new();
+/// Uploads one text document twice (the second from the cache): the last request id and the fingerprint.
+async fn upload_twice(server: &Server) -> (String, String) {
+    let (mut request_id, mut fingerprint) = (String::new(), String::new());
     for _ in 0..2 {
         let resp = server
             .client
@@ -127,8 +128,10 @@ async fn upload_twice(server: &Server) -> String {
             .unwrap();
         assert_eq!(resp.status(), 200);
         request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        fingerprint = body["fingerprint"].as_str().unwrap().to_owned();
     }
-    request_id
+    (request_id, fingerprint)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +156,14 @@ async fn spans_and_metrics_reach_a_local_otlp_receiver() {
             ),
         ],
     );
-    let request_id = upload_twice(&server).await;
+    let (request_id, fingerprint) = upload_twice(&server).await;
+    // A cached route, read twice: its request spans name the cache type and the cache's answer.
+    for expected in ["MISS", "HIT"] {
+        let r = server
+            .get(&format!("/v1/documents/{fingerprint}"), Some(ACME))
+            .await;
+        assert_eq!(r.headers()["x-cache"], expected);
+    }
     // A periodic export while the server runs, not only the one at exit.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while points(&got, "fernando_cache_hits").is_empty() {
@@ -183,6 +193,27 @@ async fn spans_and_metrics_reach_a_local_otlp_receiver() {
         attr(&request.attributes, "http.status").as_deref(),
         Some("200")
     );
+    let reads: Vec<(Option<String>, Option<String>)> = spans
+        .iter()
+        .filter(|s| {
+            s.name == "request"
+                && attr(&s.attributes, "http.path").as_deref()
+                    == Some(&format!("/v1/documents/{fingerprint}"))
+        })
+        .map(|s| {
+            assert_eq!(attr(&s.attributes, "tenant").as_deref(), Some("acme"));
+            (
+                attr(&s.attributes, "cache_type"),
+                attr(&s.attributes, "cache.status"),
+            )
+        })
+        .collect();
+    for status in ["MISS", "HIT"] {
+        assert!(
+            reads.contains(&(Some("api_response".into()), Some(status.into()))),
+            "{reads:?}"
+        );
+    }
     // The store's spans of that request: same trace, tenant and cache type as attributes.
     let store_reads: Vec<&Span> = spans
         .iter()

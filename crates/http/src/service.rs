@@ -114,6 +114,8 @@ where
         let resp = inner.call(Request::from_parts(parts, body)).await?;
         return Ok(resp.map(CacheBody::inner));
     };
+    // The enclosing request span (if it has the field) names the cache type this route is cached under.
+    tracing::Span::current().record("cache_type", route.cache_type.as_str());
     let Some(scope) = config.tenant.scope(&parts) else {
         return miss(inner.call(Request::from_parts(parts, body)).await?);
     };

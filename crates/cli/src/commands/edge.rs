@@ -92,14 +92,17 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let start = Instant::now();
-    // The request's span, exported when telemetry is on (the tenant is recorded once it is known). With no
-    // subscriber for it, it is a disabled callsite and costs nothing.
+    // The request's span, exported when telemetry is on: the tenant is recorded once it is known, the cache
+    // type by the response cache layer when a cached route matches, the cache's answer (`X-Cache`) at the end.
+    // With no subscriber for it, it is a disabled callsite and costs nothing.
     let span = tracing::info_span!(
         "request",
         request_id = &*id,
         http.method = %method,
         http.path = path.as_str(),
         tenant = tracing::field::Empty,
+        cache_type = tracing::field::Empty,
+        cache.status = tracing::field::Empty,
         http.status = tracing::field::Empty,
     );
     fernando_cache_ops::telemetry::follow_remote_parent(&span, req.headers());
@@ -107,6 +110,9 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
         .scope(id.clone(), next.run(req).instrument(span.clone()))
         .await;
     span.record("http.status", resp.status().as_u16());
+    if let Some(x) = resp.headers().get("x-cache").and_then(|v| v.to_str().ok()) {
+        span.record("cache.status", x);
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
