@@ -89,3 +89,42 @@ impl TelemetrySettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Environment, LoadOptions, Settings};
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, crate::ConfigError> {
+        Settings::load(
+            LoadOptions::isolated(Environment::Test).set_all(pairs.iter().map(|(k, v)| (*k, *v))),
+        )
+    }
+
+    #[test]
+    fn off_by_default_and_each_signal_under_the_base_address() {
+        let s = load(&[]).unwrap();
+        assert!(!s.telemetry.enabled());
+        assert_eq!(s.telemetry.signal_endpoint("traces"), None);
+        let s = load(&[("telemetry.otlp_endpoint", "http://collector:4318/")]).unwrap();
+        assert_eq!(
+            s.telemetry.signal_endpoint("traces").as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(s.telemetry.spans, "info");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (key, value) in [
+            ("telemetry.otlp_endpoint", "collector:4318"),
+            ("telemetry.otlp_endpoint", "ftp://collector"),
+            ("telemetry.sample_ratio", "1.5"),
+            ("telemetry.metrics_interval", "100ms"),
+            ("telemetry.export_timeout", "0s"),
+            ("telemetry.service_name", " "),
+        ] {
+            let e = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(e.contains(key), "{key}={value}: {e}");
+        }
+    }
+}
