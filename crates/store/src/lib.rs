@@ -49,7 +49,7 @@ pub mod __private;
 pub use backend::{
     Backend, BackendError, BackendInfo, CacheBackend, Cause, Charge, ClusterBackend, Coherence,
     DiskBackend, Fetched, KeyTtl, MemoryBackend, NodeInfo, OnMessage, RedisBackend, TrackedKeys,
-    Watch, WindowCount,
+    Watch, WindowCount, ledger_member,
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};

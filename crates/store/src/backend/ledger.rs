@@ -93,6 +93,20 @@ impl Ledgers {
         }
     }
 
+    /// Removes deleted entries' `members` from `ledger` (see `CacheBackend::delete_matching`).
+    pub(crate) fn release<'a>(&self, ledger: &str, members: impl IntoIterator<Item = &'a str>) {
+        let mut state = self.state();
+        let Some(l) = state.ledgers.get_mut(ledger) else {
+            return;
+        };
+        for member in members {
+            if let Some((bytes, at)) = l.members.remove(member) {
+                l.by_expiry.remove(&(at, member.to_owned()));
+                l.total = l.total.saturating_sub(bytes);
+            }
+        }
+    }
+
     /// See `CacheBackend::count_in_window`.
     pub(crate) fn count_in_window(&self, key: &str, add: u64, window: Duration) -> WindowCount {
         let now = Instant::now();

@@ -237,6 +237,7 @@ impl CacheBackend for MemoryBackend {
         pattern: &str,
         _batch: usize,
         _step_timeout: Duration,
+        ledger: Option<&str>,
     ) -> Result<u64, BackendError> {
         let now = Instant::now();
         let doomed: Vec<String> = self
@@ -246,10 +247,18 @@ impl CacheBackend for MemoryBackend {
             .map(|(k, _)| (*k).clone())
             .collect();
         let mut n = 0;
+        let mut released = Vec::new();
         for key in doomed {
             if self.cache.remove(&key).await.is_some() {
                 n += 1;
+                if ledger.is_some() {
+                    released.push(super::ledger_member(&key));
+                }
             }
+        }
+        if let Some(ledger) = ledger {
+            self.ledgers
+                .release(ledger, released.iter().map(String::as_str));
         }
         Ok(n)
     }

@@ -74,6 +74,12 @@ pub struct NodeInfo {
     pub info: Result<BackendInfo, String>,
 }
 
+/// The member under which an entry is charged in a byte ledger: a short digest of its full key, the same in
+/// every process (see [`CacheBackend::charge`]).
+pub fn ledger_member(key: &str) -> String {
+    format!("{:016x}", crate::hash::fnv1a(key.as_bytes()))
+}
+
 /// What [`CacheBackend::charge`] did with a byte ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charge {
@@ -275,12 +281,15 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
 
     /// Deletes every key matching a Redis glob `pattern`, in batches of `batch`, each step bounded by
-    /// `step_timeout`; returns how many were deleted.
+    /// `step_timeout`; returns how many were deleted. With a `ledger` (the scope's byte ledger, see
+    /// [`CacheBackend::charge`]), each batch's keys leave it as they are deleted ([`ledger_member`] names
+    /// them), so a sweep gives the tenant its quota back at once.
     async fn delete_matching(
         &self,
         pattern: &str,
         batch: usize,
         step_timeout: Duration,
+        ledger: Option<&str>,
     ) -> Result<u64, BackendError>;
 
     /// Adds `member` to the set at `key` unless the set already holds `limit` other members, atomically, and

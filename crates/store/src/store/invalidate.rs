@@ -208,7 +208,12 @@ impl Store {
             .inner
             .backend
             .ops()
-            .delete_matching(pattern, self.inner.scan_batch, self.inner.timeout)
+            .delete_matching(
+                pattern,
+                self.inner.scan_batch,
+                self.inner.timeout,
+                self.sweep_ledger(scope).as_deref(),
+            )
             .await;
         if let Some(l1) = &self.inner.l1 {
             l1.changed_all();

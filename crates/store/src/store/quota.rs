@@ -5,8 +5,9 @@
 //! Policy: a write past the byte quota is refused and counted (`quota_refused`), never stored; the tenant's
 //! entries expire as usual and make room again. Evicting the tenant's own least recently used entries instead
 //! would need a recency index per tenant on the backend, a write per read — refusing costs one round trip per
-//! write and nothing per read. A deleted entry is released from the ledger; entries hidden by an invalidation
-//! still occupy the backend until they expire, and are counted until then.
+//! write and nothing per read. A deleted entry is released from the ledger, and so is every entry a sweep
+//! (`delete_pattern`, `clear_cache`, eager and hybrid invalidation) deletes, batch by batch; entries hidden by a
+//! lazy invalidation still occupy the backend until they expire, and are counted until then.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -45,11 +46,6 @@ pub enum RequestQuota {
 }
 
 impl Store {
-    /// The digest under which an entry is charged: short, and the same in every process.
-    fn ledger_member(key: &CacheKey) -> String {
-        format!("{:016x}", crate::hash::fnv1a(key.as_str().as_bytes()))
-    }
-
     /// Charges a tenant's write of `bytes` kept for `kept` to its byte ledger. `None`: go on and write;
     /// otherwise the outcome of a write that must not happen (over the quota, or the ledger unreachable — a
     /// quota that cannot be checked is not waived).
@@ -65,8 +61,13 @@ impl Store {
         if limit == 0 || scope.tenant().is_none() {
             return None;
         }
-        let [ledger, _] = self.inner.keys.quota_keys(scope).ok()?;
-        let member = Self::ledger_member(key);
+        // The entry's key was built for the same scope, so this cannot fail; if it did, the quota could not be
+        // checked, and an unchecked quota is not waived.
+        let Ok([ledger, _]) = self.inner.keys.quota_keys(scope) else {
+            series.add(|c| &c.dropped_sets, 1);
+            return Some(WriteOutcome::Dropped);
+        };
+        let member = crate::backend::ledger_member(key.as_str());
         let charged = self
             .call(
                 self.inner
@@ -102,6 +103,15 @@ impl Store {
         }
     }
 
+    /// The byte ledger a sweep of `scope` releases from: the tenant's, when byte quotas are on.
+    pub(super) fn sweep_ledger(&self, scope: &Scope) -> Option<String> {
+        if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
+            return None;
+        }
+        let [ledger, _] = self.inner.keys.quota_keys(scope).ok()?;
+        Some(ledger)
+    }
+
     /// Releases a deleted entry from its tenant's byte ledger (best effort: a failure leaves it counted until
     /// it would have expired).
     pub(super) async fn release_quota(&self, scope: &Scope, key: &CacheKey) {
@@ -111,7 +121,7 @@ impl Store {
         let Ok([ledger, _]) = self.inner.keys.quota_keys(scope) else {
             return;
         };
-        let member = Self::ledger_member(key);
+        let member = crate::backend::ledger_member(key.as_str());
         // Size 0, expiring at once: the next charge sweeps it out.
         let _ = self
             .call(

@@ -106,3 +106,40 @@ contract! {
     }
     on [memory, disk, standalone, cluster, sentinel]
 }
+
+contract! {
+    async fn sweeps_give_the_bytes_they_delete_back_to_the_tenants_quota(d, _default) {
+        let store = quota_store(d);
+        let usage = |t: &'static str| {
+            let store = store.clone();
+            async move { store.quota_usage(&tenant(t)).await.unwrap().stored_bytes }
+        };
+        assert_eq!(put(&store, "b", "k0", 10, None).await, WriteOutcome::Stored);
+        let b_before = usage("b").await;
+        for i in 0..4 {
+            assert_eq!(put(&store, "a", &format!("k{i}"), i, None).await, WriteOutcome::Stored, "entry {i}");
+        }
+        let full = usage("a").await;
+        assert_eq!(put(&store, "a", "k4", 4, None).await, WriteOutcome::OverQuota);
+
+        // A pattern sweep releases exactly what it deleted: half the bytes, and two writes fit again.
+        let swept = store.delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k[01]").await.unwrap();
+        assert_eq!(swept, 2);
+        assert_eq!(usage("a").await, full / 2, "every entry has the same size");
+        for key in ["k4", "k5"] {
+            assert_eq!(put(&store, "a", key, 4, None).await, WriteOutcome::Stored, "{key}");
+        }
+        assert_eq!(put(&store, "a", "k6", 6, None).await, WriteOutcome::OverQuota);
+
+        // Clearing the type, then the whole tenant (eager invalidation), leaves nothing counted.
+        assert_eq!(store.clear_cache(&tenant("a"), Some(&CacheType::SESSION)).await.unwrap(), 4);
+        assert_eq!(usage("a").await, 0);
+        assert_eq!(put(&store, "a", "k0", 0, None).await, WriteOutcome::Stored);
+        assert!(store.clear_cache(&tenant("a"), None).await.unwrap() >= 1);
+        assert_eq!(usage("a").await, 0);
+
+        // Another tenant's ledger is untouched by all of it.
+        assert_eq!(usage("b").await, b_before);
+    }
+    on [memory, disk, standalone, cluster, sentinel]
+}

@@ -81,6 +81,17 @@ pub(super) fn charge(
     })
 }
 
+/// Removes a deleted entry's `member` from `ledger`, inside the transaction that deleted it.
+pub(super) fn release(
+    tx: &rusqlite::Transaction<'_>,
+    ledger: &str,
+    member: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM quota_ledger WHERE ledger = ?1 AND member = ?2")?
+        .execute([ledger, member])?;
+    Ok(())
+}
+
 /// See `CacheBackend::count_in_window`.
 pub(super) fn count_in_window(
     conn: &mut Connection,

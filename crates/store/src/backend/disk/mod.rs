@@ -480,8 +480,10 @@ impl CacheBackend for DiskBackend {
         pattern: &str,
         batch: usize,
         _step_timeout: Duration,
+        ledger: Option<&str>,
     ) -> Result<u64, BackendError> {
         let pattern = pattern.to_owned();
+        let ledger = ledger.map(str::to_owned);
         let batch = batch.max(1);
         self.run(move |conn, _| {
             let now = now_ms();
@@ -495,9 +497,13 @@ impl CacheBackend for DiskBackend {
                 for chunk in doomed.chunks(batch) {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     for key in chunk {
-                        deleted += tx
+                        let gone = tx
                             .prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))?
-                            .execute(params![key])? as u64;
+                            .execute(params![key])?;
+                        deleted += gone as u64;
+                        if let (Some(ledger), 1.., "entries") = (&ledger, gone, table) {
+                            ledger::release(&tx, ledger, &super::ledger_member(key))?;
+                        }
                     }
                     tx.commit()?;
                 }

@@ -106,6 +106,7 @@ impl CacheBackend for RedisBackend {
         pattern: &str,
         batch: usize,
         step_timeout: Duration,
+        ledger: Option<&str>,
     ) -> Result<u64, BackendError> {
         let step = |d| BackendError::Timeout(d);
         let mut conn = tokio::time::timeout(step_timeout, self.exclusive())
@@ -127,6 +128,15 @@ impl CacheBackend for RedisBackend {
                     .map_err(|_| step(step_timeout))?
                     .map_err(conn_err)?;
                 deleted += n;
+                if let Some(ledger) = ledger {
+                    let _: u64 = tokio::time::timeout(
+                        step_timeout,
+                        ops::release_cmd(ledger, chunk).query_async(&mut conn),
+                    )
+                    .await
+                    .map_err(|_| step(step_timeout))?
+                    .map_err(conn_err)?;
+                }
             }
             if next == 0 {
                 return Ok(deleted);

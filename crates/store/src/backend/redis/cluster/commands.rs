@@ -139,6 +139,7 @@ impl CacheBackend for ClusterBackend {
         pattern: &str,
         batch: usize,
         step_timeout: Duration,
+        ledger: Option<&str>,
     ) -> Result<u64, BackendError> {
         let step = |d| BackendError::Timeout(d);
         let primaries = tokio::time::timeout(step_timeout, self.primaries())
@@ -176,6 +177,16 @@ impl CacheBackend for ClusterBackend {
                     let n: u64 = FromRedisValue::from_redis_value(reply)
                         .map_err(|e| BackendError::Other(format!("UNLINK reply: {e}")))?;
                     deleted += n;
+                    if let Some(ledger) = ledger {
+                        // The ledger shares the scope's hash tag: the slot of the keys just deleted.
+                        tokio::time::timeout(
+                            step_timeout,
+                            conn.route_command(ops::release_cmd(ledger, &chunk), slot_of(ledger)),
+                        )
+                        .await
+                        .map_err(|_| step(step_timeout))?
+                        .map_err(|e| self.failed(id, e))?;
+                    }
                 }
                 if next == 0 {
                     break;
