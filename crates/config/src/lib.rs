@@ -46,7 +46,7 @@ pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
 pub use limits::ServerLimits;
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use prices::{ModelPrice, Prices};
-pub use protection::{EncryptionSettings, QuotaSettings};
+pub use protection::{EncryptionSettings, QuotaSettings, SealAlgorithm};
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{

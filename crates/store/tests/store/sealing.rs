@@ -1,6 +1,7 @@
 //! Sealed values on every deployment with storage outside the process (design 0018): at rest the backend holds
 //! no plaintext, a ciphertext copied under another tenant's key is a counted miss, rotation keeps old entries
-//! readable until their key is removed, and a plaintext value planted under a sealed type is refused.
+//! readable until their key is removed, and a plaintext value planted under a sealed type is refused — with
+//! either AEAD, and across a change of `encryption.algorithm`.
 
 use std::io::Write as _;
 
@@ -13,14 +14,26 @@ const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const K2: &str = "HxwdHhscGRoXGBUWExQREg8QDQ4LDAkKBwgFBgMEAQI=";
 const SECRET: &str = "IBAN DE89 3704 0044 0532 0130 00, jane.doe@example.com";
 
-/// A store sealing `ocr_result` with the keys in `keys` (a secret file's content).
+const ALGORITHMS: [&str; 2] = ["aegis-256x4", "aes-256-gcm"];
+
+/// A store sealing `ocr_result` with the keys in `keys` (a secret file's content) and the default AEAD.
 fn sealed_store(d: &Deployment, keys: &str) -> (Store, tempfile::NamedTempFile) {
+    sealed_store_with(d, keys, ALGORITHMS[0])
+}
+
+/// The same with `algorithm` sealing new values.
+fn sealed_store_with(
+    d: &Deployment,
+    keys: &str,
+    algorithm: &str,
+) -> (Store, tempfile::NamedTempFile) {
     let mut file = tempfile::NamedTempFile::new().expect("a key file");
     file.write_all(keys.as_bytes()).expect("write keys");
     let path = file.path().display().to_string();
     let store = Store::from_settings(&d.settings_with(&[
         ("encryption.cache_types", "ocr_result"),
         ("encryption.keys_file", &path),
+        ("encryption.algorithm", algorithm),
     ]))
     .expect("store");
     (store, file)
@@ -41,32 +54,39 @@ fn unopened(store: &Store, t: &str) -> u64 {
 
 contract! {
     async fn sealed_values_open_only_under_their_own_key(d, _default) {
-        let (store, _k) = sealed_store(d, &format!("k1:{K1}"));
-        let ocr = CacheType::OCR_RESULT;
-        let outcome = store.set(&tenant("a"), &ocr, "doc", SECRET).await.unwrap();
-        assert_eq!(outcome, WriteOutcome::Stored);
-        let key_a = store.keys().key(&tenant("a"), &ocr, "doc").unwrap();
-        let raw = d.get_raw(key_a.as_str()).expect("stored");
-        assert!(!contains(&raw, "DE89") && !contains(&raw, "jane.doe"), "plaintext at rest");
-        assert_eq!(store.get::<String>(&tenant("a"), &ocr, "doc").await.unwrap().as_deref(), Some(SECRET));
+        for (i, algorithm) in ALGORITHMS.into_iter().enumerate() {
+            let (store, _k) = sealed_store_with(d, &format!("k1:{K1}"), algorithm);
+            let (a, b, c) = (format!("a{i}"), format!("b{i}"), format!("c{i}"));
+            let ocr = CacheType::OCR_RESULT;
+            let outcome = store.set(&tenant(&a), &ocr, "doc", SECRET).await.unwrap();
+            assert_eq!(outcome, WriteOutcome::Stored);
+            let key_a = store.keys().key(&tenant(&a), &ocr, "doc").unwrap();
+            let raw = d.get_raw(key_a.as_str()).expect("stored");
+            assert!(!contains(&raw, "DE89") && !contains(&raw, "jane.doe"), "{algorithm}: plaintext at rest");
+            assert_eq!(
+                store.get::<String>(&tenant(&a), &ocr, "doc").await.unwrap().as_deref(),
+                Some(SECRET),
+                "{algorithm}"
+            );
 
-        // Copied under tenant b's key: does not open, counted, removed.
-        let key_b = store.keys().key(&tenant("b"), &ocr, "doc").unwrap();
-        d.put_raw(key_b.as_str(), &raw);
-        assert_eq!(store.get::<String>(&tenant("b"), &ocr, "doc").await.unwrap(), None);
-        assert_eq!(unopened(&store, "b"), 1);
-        assert!(!d.exists_raw(key_b.as_str()), "the copy is removed");
+            // Copied under tenant b's key: does not open, counted, removed.
+            let key_b = store.keys().key(&tenant(&b), &ocr, "doc").unwrap();
+            d.put_raw(key_b.as_str(), &raw);
+            assert_eq!(store.get::<String>(&tenant(&b), &ocr, "doc").await.unwrap(), None, "{algorithm}");
+            assert_eq!(unopened(&store, &b), 1, "{algorithm}");
+            assert!(!d.exists_raw(key_b.as_str()), "{algorithm}: the copy is removed");
 
-        // A plaintext envelope planted under a sealed type is refused too.
-        let plain = d.store();
-        let _ = plain.set(&tenant("c"), &ocr, "doc", SECRET).await.unwrap();
-        assert_eq!(store.get::<String>(&tenant("c"), &ocr, "doc").await.unwrap(), None);
-        assert_eq!(unopened(&store, "c"), 1);
+            // A plaintext envelope planted under a sealed type is refused too.
+            let plain = d.store();
+            let _ = plain.set(&tenant(&c), &ocr, "doc", SECRET).await.unwrap();
+            assert_eq!(store.get::<String>(&tenant(&c), &ocr, "doc").await.unwrap(), None, "{algorithm}");
+            assert_eq!(unopened(&store, &c), 1, "{algorithm}");
 
-        // Unsealed types are stored as they were.
-        let _ = store.set(&tenant("a"), &CacheType::SESSION, "s", SECRET).await.unwrap();
-        let key_s = store.keys().key(&tenant("a"), &CacheType::SESSION, "s").unwrap();
-        assert!(contains(&d.get_raw(key_s.as_str()).unwrap(), "DE89"));
+            // Unsealed types are stored as they were.
+            let _ = store.set(&tenant(&a), &CacheType::SESSION, "s", SECRET).await.unwrap();
+            let key_s = store.keys().key(&tenant(&a), &CacheType::SESSION, "s").unwrap();
+            assert!(contains(&d.get_raw(key_s.as_str()).unwrap(), "DE89"), "{algorithm}");
+        }
     }
     on [disk, standalone, cluster, sentinel]
 }
@@ -88,6 +108,22 @@ contract! {
         assert_eq!(removed.get::<String>(&tenant("a"), &ocr, "after").await.unwrap().as_deref(), Some(SECRET));
         assert_eq!(removed.get::<String>(&tenant("a"), &ocr, "before").await.unwrap(), None);
         assert_eq!(unopened(&removed, "a"), 1);
+
+        // The algorithm changed: new values are sealed with AES-256-GCM, and entries of either open in both.
+        let (aes, _k4) = sealed_store_with(d, &format!("k2:{K2}"), ALGORITHMS[1]);
+        let _ = aes.set(&tenant("a"), &ocr, "aes", SECRET).await.unwrap();
+        for store in [&aes, &removed] {
+            for doc in ["after", "aes"] {
+                assert_eq!(store.get::<String>(&tenant("a"), &ocr, doc).await.unwrap().as_deref(), Some(SECRET), "{doc}");
+            }
+        }
+        assert_eq!(unopened(&aes, "a"), 0);
+        // Each entry names its AEAD in the sealed section: `[algorithm][id length][id]`.
+        for (doc, section) in [("after", b"\x02\x02k2"), ("aes", b"\x01\x02k2")] {
+            let key = aes.keys().key(&tenant("a"), &ocr, doc).unwrap();
+            let raw = d.get_raw(key.as_str()).expect("stored");
+            assert!(raw.windows(section.len()).any(|w| w == section), "{doc}");
+        }
     }
     on [disk, standalone, cluster, sentinel]
 }
