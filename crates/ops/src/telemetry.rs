@@ -19,11 +19,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fernando_cache_config::TelemetrySettings;
-use fernando_cache_store::{Counters, Store};
+use fernando_cache_store::{Counters, MetricsSnapshot, Store};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::propagation::TextMapPropagator as _;
@@ -394,16 +395,47 @@ pub const COUNTERS: [CounterFamily; 20] = [
 /// The quantiles of the read latency exported as gauges.
 pub const LATENCY_QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
 
+/// One snapshot of the store's metrics for all the instruments of a collection: the SDK calls each
+/// instrument's callback in turn, and without this each would take its own snapshot of every series (22 per
+/// export), with figures from slightly different instants.
+#[derive(Debug)]
+struct SharedSnapshot {
+    store: Store,
+    last: Mutex<Option<(Instant, Arc<MetricsSnapshot>)>>,
+}
+
+impl SharedSnapshot {
+    /// How long one snapshot serves: far longer than a collection's callbacks take, far shorter than any export
+    /// interval.
+    const REUSE: Duration = Duration::from_millis(500);
+
+    fn get(&self) -> Arc<MetricsSnapshot> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((at, snapshot)) if at.elapsed() < Self::REUSE => Arc::clone(snapshot),
+            _ => {
+                let snapshot = Arc::new(self.store.metrics());
+                *last = Some((Instant::now(), Arc::clone(&snapshot)));
+                snapshot
+            }
+        }
+    }
+}
+
 fn register_instruments(provider: &SdkMeterProvider, store: &Store, currency: &str) {
     let meter = provider.meter("fernando-cache");
+    let shared = Arc::new(SharedSnapshot {
+        store: store.clone(),
+        last: Mutex::new(None),
+    });
     for f in COUNTERS {
-        let (store, currency) = (store.clone(), currency.to_owned());
+        let (shared, currency) = (Arc::clone(&shared), currency.to_owned());
         // Kept by the provider; the handle itself is not needed.
         let _ = meter
             .f64_observable_counter(f.name)
             .with_description(f.help)
             .with_callback(move |observer| {
-                for s in store.metrics().series {
+                for s in &shared.get().series {
                     let mut attrs = vec![
                         KeyValue::new("tenant", s.tenant.clone()),
                         KeyValue::new("cache_type", s.cache_type.clone()),
@@ -416,13 +448,13 @@ fn register_instruments(provider: &SdkMeterProvider, store: &Store, currency: &s
             })
             .build();
     }
-    let latency_store = store.clone();
+    let latency = Arc::clone(&shared);
     let _ = meter
         .f64_observable_gauge("fernando_cache_get_latency_seconds")
         .with_description("Latency of cache reads, by quantile.")
         .with_unit("s")
         .with_callback(move |observer| {
-            for s in latency_store.metrics().series {
+            for s in &latency.get().series {
                 for q in LATENCY_QUANTILES {
                     observer.observe(
                         s.get_latency.quantile(q).as_secs_f64(),
@@ -436,12 +468,11 @@ fn register_instruments(provider: &SdkMeterProvider, store: &Store, currency: &s
             }
         })
         .build();
-    let breaker_store = store.clone();
     let _ = meter
         .u64_observable_gauge("fernando_cache_breaker_open")
         .with_description("1 while the circuit breaker keeps calls away from the backend.")
         .with_callback(move |observer| {
-            let open = breaker_store.metrics().breaker.as_str() != "closed";
+            let open = shared.get().breaker.as_str() != "closed";
             observer.observe(u64::from(open), &[]);
         })
         .build();
