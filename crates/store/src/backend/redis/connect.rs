@@ -19,6 +19,24 @@ use super::{
 };
 use crate::BackendError;
 
+/// The TLS a connection to `settings` uses: `None` without TLS; otherwise the private CA certificate
+/// `redis.tls_ca_file` names, read here once (`Some(None)`: the system's roots). Installs rustls' process-wide
+/// crypto provider, which TLS needs (installing it twice is harmless).
+pub(super) fn tls_roots(settings: &RedisSettings) -> Result<Option<Option<Vec<u8>>>, BackendError> {
+    if !settings.uses_tls() {
+        return Ok(None);
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = match &settings.tls_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| BackendError::Other(format!("redis.tls_ca_file {path}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(root))
+}
+
 impl RedisBackend {
     /// Prepares connections without contacting the server, so a program starts (degraded) while Redis is down
     /// and recovers when it comes up. `tracked` names the keys the hot connections track when
@@ -32,25 +50,15 @@ impl RedisBackend {
             .connection_url()
             .into_connection_info()
             .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
-        let client = if settings.uses_tls() {
-            // rustls needs a process-wide crypto provider; installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let root_cert =
-                match &settings.tls_ca_file {
-                    Some(path) => Some(std::fs::read(path).map_err(|e| {
-                        BackendError::Other(format!("redis.tls_ca_file {path}: {e}"))
-                    })?),
-                    None => None,
-                };
-            redis::Client::build_with_tls(
+        let client = match tls_roots(settings)? {
+            Some(root_cert) => redis::Client::build_with_tls(
                 url.clone(),
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert,
                 },
-            )
-        } else {
-            redis::Client::open(url.clone())
+            ),
+            None => redis::Client::open(url.clone()),
         }
         .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
         let hot_config = AsyncConnectionConfig::new()

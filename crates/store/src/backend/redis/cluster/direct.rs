@@ -78,10 +78,12 @@ pub(super) fn slot(key: &str) -> usize {
 }
 
 impl Direct {
-    /// Prepared from the settings, without contacting any node.
+    /// Prepared from the settings, without contacting any node; `tls` as
+    /// [`tls_roots`](super::super::connect::tls_roots) read it for the cluster client.
     pub(super) fn new(
         settings: &RedisSettings,
         tracked: &TrackedKeys,
+        tls: Option<Option<Vec<u8>>>,
     ) -> Result<Self, BackendError> {
         let seed = settings
             .seed_urls()
@@ -98,17 +100,6 @@ impl Direct {
             // Push messages need RESP3.
             redis = redis.set_protocol(ProtocolVersion::RESP3);
         }
-        let tls =
-            if settings.uses_tls() {
-                Some(match &settings.tls_ca_file {
-                    Some(path) => Some(std::fs::read(path).map_err(|e| {
-                        BackendError::Other(format!("redis.tls_ca_file {path}: {e}"))
-                    })?),
-                    None => None,
-                })
-            } else {
-                None
-            };
         Ok(Direct {
             table: ArcSwapOption::empty(),
             node: info.set_redis_settings(redis),

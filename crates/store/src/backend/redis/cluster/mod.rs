@@ -32,7 +32,7 @@ use redis::{
 };
 
 use self::direct::Direct;
-use super::{Listeners, error::conn_err, ops, tracking::TrackedKeys};
+use super::{Listeners, connect::tls_roots, error::conn_err, ops, tracking::TrackedKeys};
 use crate::backend::{BackendError, Fetched};
 
 mod commands;
@@ -115,16 +115,13 @@ impl ClusterBackend {
             .retries(3)
             .min_retry_wait(5)
             .max_retry_wait(50);
-        if settings.uses_tls() {
-            // rustls needs a process-wide crypto provider; installing it twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = tls_roots(settings)?;
+        if let Some(root) = &tls {
             builder = builder.tls(TlsMode::Secure);
-            if let Some(path) = &settings.tls_ca_file {
-                let root_cert = std::fs::read(path)
-                    .map_err(|e| BackendError::Other(format!("redis.tls_ca_file {path}: {e}")))?;
+            if let Some(root_cert) = root {
                 builder = builder.certs(redis::TlsCertificates {
                     client_tls: None,
-                    root_cert: Some(root_cert),
+                    root_cert: Some(root_cert.clone()),
                 });
             }
         }
@@ -133,7 +130,7 @@ impl ClusterBackend {
             .map_err(|e| BackendError::Other(format!("redis cluster {shown}: {e}")))?;
         Ok(ClusterBackend {
             client,
-            direct: Arc::new(Direct::new(settings, tracked)?),
+            direct: Arc::new(Direct::new(settings, tracked, tls)?),
             command_timeout: settings.command_timeout,
             conn: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
