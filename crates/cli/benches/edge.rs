@@ -369,24 +369,21 @@ async fn sealing(redis: &RedisServer) {
         for algorithm in ["aegis-256x4", "aes-256-gcm"] {
             // Both sides are built at the same point, each with its own fresh connections, so neither is
             // favoured by the state of a pool the other already wore in.
-            let plain = store("", algorithm);
-            let plain_key = format!("v{size}-{algorithm}-plain");
-            let _ = plain
-                .set_bytes(&tenant, &CacheType::OCR_RESULT, &plain_key, &value, None)
-                .await
-                .unwrap();
-            let sealed = store("ocr_result", algorithm);
-            let key = format!("v{size}-{algorithm}");
-            let _ = sealed
-                .set_bytes(&tenant, &CacheType::OCR_RESULT, &key, &value, None)
-                .await
-                .unwrap();
-            let (b, x, ratio) = bench::pair(
-                16,
-                read(plain, plain_key, tenant.clone()),
-                read(sealed, key, tenant.clone()),
-            )
-            .await;
+            let mut sides = Vec::new();
+            for (sealed, key) in [
+                ("", format!("v{size}-{algorithm}-plain")),
+                ("ocr_result", format!("v{size}-{algorithm}")),
+            ] {
+                let side = store(sealed, algorithm);
+                let _ = side
+                    .set_bytes(&tenant, &CacheType::OCR_RESULT, &key, &value, None)
+                    .await
+                    .unwrap();
+                sides.push(read(side, key, tenant.clone()));
+            }
+            let [plain, sealed] =
+                <[_; 2]>::try_from(sides).unwrap_or_else(|_| unreachable!("two sides"));
+            let (b, x, ratio) = bench::pair(16, plain, sealed).await;
             println!(
                 "| {} KB | {algorithm} | {b:.0} | {x:.0} | {ratio:.3} (overhead {:.1} %) |",
                 size >> 10,
