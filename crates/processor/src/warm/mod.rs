@@ -7,6 +7,7 @@ pub(crate) mod folder;
 pub(crate) mod policy;
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -17,11 +18,16 @@ use std::{
 use async_trait::async_trait;
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId, layout::DocumentKeys};
+use fernando_cache_store::KeyTtl;
+use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::{DocumentProcessor, StageOutcome, processor::CachedDocument};
 use folder::DocumentFolder;
 use policy::{Budget, Candidate, RefreshCost, WarmPolicy};
+
+/// TTL lookups a document job keeps in flight while it plans.
+const TTL_LOOKUPS_IN_FLIGHT: usize = 32;
 
 /// Documents read recently, with how often, per tenant.
 pub(crate) struct HotSet {
@@ -215,27 +221,37 @@ impl Warmer {
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let mut tenants: Vec<&TenantId> = history.iter().map(|d| &d.tenant).collect();
-        tenants.sort();
-        tenants.dedup();
-        for tenant in tenants {
-            let docs: Vec<&DocumentHistory> =
-                history.iter().filter(|d| &d.tenant == tenant).collect();
-            let mut candidates = Vec::with_capacity(docs.len());
-            for d in &docs {
-                report.checked += 1;
-                let cached_until = match store.ttl(tenant, &CacheType::DOC_HASH, &d.doc_key).await {
-                    Ok(fernando_cache_store::KeyTtl::Expires(left)) => Some(now + left.as_secs()),
-                    Ok(fernando_cache_store::KeyTtl::Persistent) => Some(u64::MAX),
-                    // Gone — or the backend cannot say: recomputing is then the safe side.
-                    _ => None,
-                };
-                candidates.push(Candidate {
-                    history: &d.reads,
-                    cost: d.cost,
-                    cached_until,
-                });
-            }
+        let mut by_tenant: BTreeMap<&TenantId, Vec<&DocumentHistory>> = BTreeMap::new();
+        for d in history {
+            by_tenant.entry(&d.tenant).or_default().push(d);
+        }
+        for (tenant, docs) in by_tenant {
+            report.checked += docs.len() as u64;
+            // One TTL lookup per document, a bounded number in flight: a history of thousands of documents is
+            // not thousands of sequential round trips.
+            // The futures are made first, not by a closure inside the stream: a closure's higher-ranked
+            // borrow would make the job's future not `Send` for the spawned warming loop.
+            let lookups: Vec<_> = docs
+                .iter()
+                .map(|d| async move {
+                    let cached_until =
+                        match store.ttl(tenant, &CacheType::DOC_HASH, &d.doc_key).await {
+                            Ok(KeyTtl::Expires(left)) => Some(now + left.as_secs()),
+                            Ok(KeyTtl::Persistent) => Some(u64::MAX),
+                            // Gone — or the backend cannot say: recomputing is then the safe side.
+                            _ => None,
+                        };
+                    Candidate {
+                        history: &d.reads,
+                        cost: d.cost,
+                        cached_until,
+                    }
+                })
+                .collect();
+            let candidates: Vec<Candidate<'_>> = futures_util::stream::iter(lookups)
+                .buffered(TTL_LOOKUPS_IN_FLIGHT)
+                .collect()
+                .await;
             let processor = self
                 .processor
                 .for_tenant(tenant.clone())
