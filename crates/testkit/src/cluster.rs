@@ -48,6 +48,8 @@ pub fn served_slots(topology: &[ClusterNode]) -> usize {
 /// A running Redis Cluster owned by a test; every node is killed when it is dropped.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// The certificate every node of a TLS cluster presents (see [`RedisCluster::start_tls`]).
+    certs: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for RedisCluster {
@@ -75,6 +77,20 @@ impl RedisCluster {
     /// # Panics
     /// As [`RedisCluster::start`].
     pub fn start_with(primaries: usize, replicas: usize) -> RedisCluster {
+        Self::form(primaries, replicas, None)
+    }
+
+    /// Three primaries without replicas that clients reach over TLS only — data ports, replication and the
+    /// cluster bus — each presenting one fresh self-signed certificate (see [`RedisCluster::tls_overrides`]).
+    /// Each node keeps a plain port on 127.0.0.1 for the testkit's own administration.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    pub fn start_tls() -> RedisCluster {
+        Self::form(3, 0, Some(crate::self_signed_certs()))
+    }
+
+    fn form(primaries: usize, replicas: usize, certs: Option<tempfile::TempDir>) -> RedisCluster {
         assert!(
             primaries >= 3,
             "redis-cli creates clusters of 3 primaries or more"
@@ -82,7 +98,7 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 let bus = free_port().to_string();
-                RedisServer::start_with(&[
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -98,14 +114,32 @@ impl RedisCluster {
                     // machine can delay the first sync past the default validity window).
                     "--cluster-replica-validity-factor",
                     "0",
-                ])
+                ]
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+                let tls_port = certs.as_ref().map(|certs| {
+                    let port = free_port();
+                    args.extend(crate::tls_args(certs.path(), port));
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                    );
+                    port
+                });
+                let mut node =
+                    RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                node.tls_port = tls_port;
+                node
             })
             .collect();
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, certs };
         let mut create = Command::new(redis_cli_binary());
+        if let Some(ca) = cluster.certs.as_ref().map(|c| c.path().join("cert.pem")) {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
         create.arg("--cluster").arg("create");
         for n in &cluster.nodes {
-            create.arg(format!("127.0.0.1:{}", n.port()));
+            create.arg(format!("127.0.0.1:{}", n.tls_port.unwrap_or(n.port())));
         }
         create
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -121,6 +155,30 @@ impl RedisCluster {
         );
         cluster.wait_settled(primaries * replicas);
         cluster
+    }
+
+    /// The settings overrides that put a store on a cluster from [`RedisCluster::start_tls`]: `rediss://` seed
+    /// nodes and the certificate to trust as `redis.tls_ca_file`.
+    ///
+    /// # Panics
+    /// When the cluster was not started with TLS.
+    pub fn tls_overrides(&self) -> Vec<(&'static str, String)> {
+        let certs = self.certs.as_ref().expect("a TLS cluster");
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("rediss://127.0.0.1:{}", n.tls_port.expect("a TLS node")))
+            .collect();
+        vec![
+            ("backend", "redis".to_owned()),
+            ("redis.mode", "cluster".to_owned()),
+            ("redis.url", urls[0].clone()),
+            ("redis.nodes", urls[1..].join(",")),
+            (
+                "redis.tls_ca_file",
+                certs.path().join("cert.pem").display().to_string(),
+            ),
+        ]
     }
 
     /// Every node, in the order they were started.

@@ -111,6 +111,49 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// A temporary folder holding `cert.pem`, a fresh self-signed certificate for `localhost` and `127.0.0.1`, and
+/// its `key.pem`: what a TLS server presents and what its clients trust.
+///
+/// # Panics
+/// When the certificate cannot be generated or written.
+fn self_signed_certs() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("fernando-redis-tls-")
+        .tempdir()
+        .expect("create a temporary folder for certificates");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("generate a self-signed certificate");
+    std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).expect("write cert.pem");
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .expect("write key.pem");
+    dir
+}
+
+/// The `redis-server` arguments that add a TLS port presenting the certificate in `certs` (see
+/// [`self_signed_certs`]); clients are not asked for certificates of their own.
+fn tls_args(certs: &std::path::Path, tls_port: u16) -> Vec<String> {
+    let cert = certs.join("cert.pem").display().to_string();
+    let key = certs.join("key.pem").display().to_string();
+    [
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &cert,
+        "--tls-auth-clients",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Settings overrides for tests that kill, pause or cut off servers: short command and connect timeouts, and a
 /// breaker that opens after three failures for 300 ms, so a fault shows within a test's patience.
 pub const FAST_FAILURE: &[(&str, &str)] = &[
@@ -163,39 +206,12 @@ impl RedisServer {
     /// # Panics
     /// As [`RedisServer::start`], or when the certificate cannot be generated.
     pub fn start_tls() -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("fernando-redis-tls-")
-            .tempdir()
-            .expect("create a temporary folder for certificates");
-        let certified = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .expect("generate a self-signed certificate");
-        let cert = dir.path().join("cert.pem");
-        let key = dir.path().join("key.pem");
-        std::fs::write(&cert, certified.cert.pem()).expect("write cert.pem");
-        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key.pem");
+        let certs = self_signed_certs();
         let tls_port = free_port();
-        let (cert, key, port) = (
-            cert.display().to_string(),
-            key.display().to_string(),
-            tls_port.to_string(),
-        );
-        let mut server = Self::start_with(&[
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &cert,
-            "--tls-auth-clients",
-            "no",
-        ]);
+        let args = tls_args(certs.path(), tls_port);
+        let mut server = Self::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
         server.tls_port = Some(tls_port);
-        server.certs = Some(dir);
+        server.certs = Some(certs);
         server
     }
 

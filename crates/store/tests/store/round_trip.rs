@@ -224,46 +224,53 @@ contract! {
     on [disk, standalone, cluster]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused() {
+/// One TLS contract for every topology: `tls` puts a store on TLS servers and names the private CA
+/// (`redis.tls_ca_file`); with it the store round-trips and sweeps (its SCAN connections speak TLS too); without
+/// it the servers are not trusted and the store degrades instead of talking in clear.
+async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(
+    tls: Vec<(&'static str, String)>,
+) {
     use fernando_cache_config::{Environment, LoadOptions, Settings};
-    let server = fernando_cache_testkit::RedisServer::start_tls();
-    let load = |ca: Option<String>| {
-        let mut options = LoadOptions::isolated(Environment::Test)
-            .set_all(server.overrides())
-            .set("redis.url", server.tls_url())
+    let load = |trust_ca: bool| {
+        let options = LoadOptions::isolated(Environment::Test)
+            .set_all(
+                tls.iter()
+                    .filter(|(k, _)| trust_ca || *k != "redis.tls_ca_file")
+                    .cloned(),
+            )
             .set("redis.command_timeout", "500ms")
             .set("redis.connect_timeout", "500ms");
-        if let Some(ca) = ca {
-            options = options.set("redis.tls_ca_file", ca);
-        }
         Store::from_settings(&Settings::load(options).unwrap()).unwrap()
     };
-    let trusted = load(Some(server.ca_file().display().to_string()));
+    let trusted = load(true);
     let t = tenant("acme");
-    let value = sample(3);
-    assert_eq!(
-        trusted
-            .set(&t, &CacheType::SESSION, "k", &value)
-            .await
-            .unwrap(),
-        WriteOutcome::Stored
-    );
-    assert_eq!(
-        trusted
-            .get::<Extraction>(&t, &CacheType::SESSION, "k")
-            .await
-            .unwrap(),
-        Some(value)
-    );
+    for i in 0..8 {
+        let value = sample(i);
+        let key = format!("k{i}");
+        assert_eq!(
+            trusted
+                .set(&t, &CacheType::SESSION, &key, &value)
+                .await
+                .unwrap(),
+            WriteOutcome::Stored,
+            "{key}"
+        );
+        assert_eq!(
+            trusted
+                .get::<Extraction>(&t, &CacheType::SESSION, &key)
+                .await
+                .unwrap(),
+            Some(value),
+            "{key}"
+        );
+    }
     assert_eq!(
         trusted.delete_pattern(&t, None, "*").await.unwrap(),
-        1,
-        "the SCAN pool speaks TLS too"
+        8,
+        "the SCAN connections speak TLS too"
     );
 
-    // Without the private CA the certificate is not trusted: the store degrades instead of talking in clear.
-    let untrusted = load(None);
+    let untrusted = load(false);
     assert_eq!(
         untrusted
             .set(&t, &CacheType::SESSION, "k", &1u8)
@@ -272,6 +279,50 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused() 
         WriteOutcome::Dropped
     );
     assert!(untrusted.ping().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_a_standalone_server() {
+    let server = fernando_cache_testkit::RedisServer::start_tls();
+    let mut tls = server.overrides();
+    tls.push(("redis.url", server.tls_url()));
+    tls.push(("redis.tls_ca_file", server.ca_file().display().to_string()));
+    tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(tls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_a_cluster() {
+    let cluster = fernando_cache_testkit::RedisCluster::start_tls();
+    tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(cluster.tls_overrides())
+        .await;
+    // Reads reach the slot's primary over the store's own TLS connection (a plain GET) once the store has the
+    // slot map, not only through the cluster client's fallback, whose script reads with MGET: the direct path
+    // speaks TLS too. (Without it every read falls back, and no GET ever reaches a node.)
+    let store = Store::from_settings(
+        &fernando_cache_config::Settings::load(
+            fernando_cache_config::LoadOptions::isolated(fernando_cache_config::Environment::Test)
+                .set_all(cluster.tls_overrides()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let direct_gets = || {
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| n.command(&["INFO", "commandstats"]).unwrap())
+            .any(|stats| stats.contains("cmdstat_get:"))
+    };
+    for _ in 0..100 {
+        let _ = store
+            .get::<Extraction>(&tenant("acme"), &CacheType::SESSION, "k")
+            .await;
+        if direct_gets() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no read reached a primary directly within 100 reads over 5 s");
 }
 
 /// A bounded set shared by every store on one Redis: members in stay in, new ones only below the limit, per
