@@ -134,6 +134,32 @@ async fn origin(
             ok(vec![("cache-control", "no-cache".into()), validator])
         }
         "swr" => ok(cc("max-age=0, stale-while-revalidate=600")),
+        "swr-slow" => {
+            // Stale after a second, served stale while it is revalidated; the revalidation is slow (so
+            // replicas' refreshes would overlap) and its 304 makes the entry fresh for long.
+            if headers
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v == "\"s1\"")
+            {
+                seen.count(&format!("{path} 304"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let mut r = StatusCode::NOT_MODIFIED.into_response();
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=600"),
+                );
+                r.headers_mut()
+                    .insert(header::ETAG, HeaderValue::from_static("\"s1\""));
+                return r;
+            }
+            ok(vec![
+                (
+                    "cache-control",
+                    "max-age=1, stale-while-revalidate=600".into(),
+                ),
+                ("etag", "\"s1\"".into()),
+            ])
+        }
         "sie" => {
             if n > 1 {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "origin exploded").into_response();
@@ -409,6 +435,58 @@ async fn revalidation_304s_stale_while_revalidate_and_stale_if_error_through_the
     assert_eq!(failing.headers()["x-cache"], "STALE");
     assert_eq!(failing.text().await.unwrap(), first);
     assert_eq!(seen.of("/sie/1"), 2);
+}
+
+/// Two `proxy` processes on one Redis: a stale entry that both are asked for at once is answered stale by both
+/// and revalidated once — by whichever process claimed the entry's refresh first — not once per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_revalidate_a_stale_entry_once_between_them() {
+    let redis = RedisServer::start();
+    let (addr, seen) = start_origin().await;
+    let (a, b) = (proxy(&redis, addr, &[]), proxy(&redis, addr, &[]));
+    let path = "/swr-slow/1";
+    assert_eq!(get(&a, path, &[]).await.headers()["x-cache"], "MISS");
+    assert_eq!(
+        get(&b, path, &[]).await.headers()["x-cache"],
+        "HIT",
+        "one shared entry"
+    );
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let p = if i % 2 == 0 { &a } else { &b };
+        let ask = p.client.get(format!("{}{path}", p.base)).send();
+        asks.spawn(async move { ask.await.unwrap().headers()["x-cache"].clone() });
+    }
+    let answers = asks.join_all().await;
+    // Answered at once from the stale entry, revalidated behind; an answer that a loaded machine delayed past
+    // the revalidation is a hit on the refreshed entry.
+    assert!(
+        answers.iter().all(|x| x == "STALE" || x == "HIT"),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|x| x == "STALE"), "{answers:?}");
+    // The revalidation takes 500 ms at the origin; wait until the entry is fresh again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&a, path, &[]).await.headers()["x-cache"] != "HIT" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entry was never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&b, path, &[]).await.headers()["x-cache"], "HIT");
+    assert_eq!(
+        seen.of(&format!("{path} 304")),
+        1,
+        "one revalidation for both replicas"
+    );
+    assert_eq!(
+        seen.of(path),
+        2,
+        "the first request and the one revalidation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,7 +150,8 @@ pub(crate) struct Config {
     /// This process's own view of each bounded set, (tenant, set key) → members: the bound when the backend
     /// keeps no shared sets or does not answer.
     pub(crate) admitted: moka::sync::Cache<(String, String), Arc<std::sync::Mutex<AdmittedSet>>>,
-    /// Entries being revalidated behind a stale answer, so one revalidation runs per entry in this process.
+    /// Entries being revalidated behind a stale answer by this process: a second stale request does not ask the
+    /// backend for the entry's (fleet-wide) refresh claim again.
     pub(crate) refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 

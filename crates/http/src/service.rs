@@ -216,7 +216,8 @@ where
                             );
                             tokio::spawn(async move {
                                 let _guard = guard;
-                                refresh_behind(inner, &config, &target, parts, body, entry).await;
+                                refresh_behind_once(inner, &config, &target, parts, body, entry)
+                                    .await;
                             });
                             return Ok(answered);
                         }
@@ -351,6 +352,53 @@ impl Drop for RefreshGuard {
             .unwrap_or_else(|p| p.into_inner());
         running.remove(&self.claim);
     }
+}
+
+/// How long a process's claim on an entry's revalidation lasts if it dies while holding it (renewed while it
+/// lives).
+const REFRESH_CLAIM: Duration = Duration::from_secs(10);
+
+/// [`refresh_behind`], once for every process on the store's backend: the entry's refresh claim is taken first
+/// (another process holding it is revalidating already), and the entry is looked at again under it — a process
+/// that revalidated it a moment ago has left it fresh, and then there is nothing to do.
+async fn refresh_behind_once<S, ReqB, ResB>(
+    inner: S,
+    config: &Config,
+    target: &Target,
+    parts: http::request::Parts,
+    body: ReqB,
+    stale: StaleEntry,
+) where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let cache_type = &target.route(config).cache_type;
+    let claim = match config
+        .store
+        .claim_refresh(target.scope.clone(), cache_type, &stale.key, REFRESH_CLAIM)
+        .await
+    {
+        Ok(Some(claim)) => claim,
+        // Another process revalidates it; a key the store cannot build was not stored either.
+        Ok(None) | Err(_) => return,
+    };
+    let fresh_now = match entries::lookup(config, target, &parts.headers).await {
+        Some((_, hit)) => matches!(
+            freshness::judge(
+                hit.status(),
+                &hit.header_map(),
+                &hit.judgement,
+                &parts.headers,
+                SystemTime::now()
+            ),
+            Verdict::Fresh(_)
+        ),
+        None => false,
+    };
+    if !fresh_now {
+        refresh_behind(inner, config, target, parts, body, stale).await;
+    }
+    claim.release().await;
 }
 
 /// Asks the service about a stale entry behind the stale answer already sent, and stores what it says.

@@ -55,7 +55,8 @@ pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};
 pub use metrics::{Counters, LatencyHistogram, MetricsSnapshot, OVERFLOW_TENANT, SeriesSnapshot};
 pub use store::{
-    Cost, Invalidation, InvalidationStrategy, QuotaUsage, RequestQuota, Served, Store, WriteOutcome,
+    Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served,
+    Store, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -9,10 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::AsScope;
 use tokio::sync::Notify;
 
 use super::Store;
-use crate::Backend;
+use crate::{Backend, StoreError};
 
 /// Waiters per lease key, woken by the lease channel's messages.
 #[derive(Debug, Default)]
@@ -160,6 +162,71 @@ impl Store {
             // The lease lapses by itself; waiters take over then.
             tracing::debug!(error = %e, "lease not released");
         }
+    }
+}
+
+/// A claim on the background refresh of one entry (a stale HTTP response revalidated behind its answer, for
+/// example), taken with [`Store::claim_refresh`]. While a process holds it, every other process on the backend
+/// is refused the same claim; [`RefreshClaim::release`] ends it, and a claim dropped without it lapses with its
+/// lease.
+#[derive(Debug)]
+#[must_use = "release the claim when the refresh is done, or the entry's refresh waits for the lease to lapse"]
+pub struct RefreshClaim {
+    store: Store,
+    /// `None` when the backend shares no leases (or could not be asked): the claim binds the caller alone.
+    lease: Option<HeldLease>,
+}
+
+impl std::fmt::Debug for HeldLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldLease")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshClaim {
+    /// Whether the claim is shared by every process on the backend (else it binds this process only).
+    pub fn is_shared(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    /// Ends the claim and announces it.
+    pub async fn release(self) {
+        if let Some(lease) = self.lease {
+            self.store.release(lease).await;
+        }
+    }
+}
+
+impl Store {
+    /// Claims the background refresh of an entry for every process on the backend: the entry's lease (design
+    /// 0011, the one `get_or_compute` takes to compute it), held for `ttl` and renewed while the claim lives.
+    /// `Ok(None)` while another process holds it. A backend that shares no leases, or does not answer, gives a
+    /// claim that binds no other process ([`RefreshClaim::is_shared`] is false): the caller's own bound is then
+    /// the bound.
+    ///
+    /// # Errors
+    /// [`StoreError::Key`] for a key the store cannot build (an over-long tenant).
+    pub async fn claim_refresh(
+        &self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<RefreshClaim>, StoreError> {
+        let scope = scope.as_scope().to_scope();
+        let entry = self.inner.keys.key(&scope, cache_type, key)?;
+        let lease_key = self.inner.keys.lease_key(&entry);
+        let lease = match self.try_lease(&lease_key, ttl).await.0 {
+            Attempt::Held(held) => Some(held),
+            Attempt::Busy => return Ok(None),
+            Attempt::Unavailable => None,
+        };
+        Ok(Some(RefreshClaim {
+            store: self.clone(),
+            lease,
+        }))
     }
 }
 

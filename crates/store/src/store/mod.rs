@@ -35,6 +35,7 @@ pub use accounting::Cost;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
+pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
 pub use write::WriteOutcome;
 

@@ -137,3 +137,32 @@ async fn a_cancelled_leader_hands_over_to_a_waiter() {
     assert_eq!(v, 2);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+contract! {
+    /// A refresh claim (one background refresh of an entry) binds every store on a Redis backend while it is
+    /// held — two stores stand for two processes — and passes on when released. The in-process and disk
+    /// backends share no leases: their claims bind the caller alone, and say so.
+    async fn a_refresh_claim_binds_every_store_on_the_backend_until_released(d, a) {
+        let shared = !matches!(d, crate::support::Deployment::Memory | crate::support::Deployment::Disk(_));
+        let b = d.store();
+        let (t, ty, ttl) = (tenant("acme"), CacheType::API_RESPONSE, Duration::from_secs(10));
+        let first = a.claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("the first claim");
+        assert_eq!(first.is_shared(), shared);
+        let meanwhile = b.claim_refresh(&t, &ty, "k", ttl).await.unwrap();
+        if shared {
+            assert!(meanwhile.is_none(), "held by the other store");
+            let other = b.claim_refresh(&t, &ty, "other", ttl).await.unwrap().expect("another entry");
+            let other_tenant = b.claim_refresh(&tenant("globex"), &ty, "k", ttl).await.unwrap();
+            assert!(other_tenant.is_some(), "another tenant's entry of the same name");
+            other.release().await;
+            other_tenant.unwrap().release().await;
+        } else {
+            assert!(meanwhile.is_some_and(|c| !c.is_shared()), "a claim of its own");
+        }
+        first.release().await;
+        let next = b.claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("released, so free");
+        assert_eq!(next.is_shared(), shared);
+        next.release().await;
+    }
+    on [memory, disk, standalone, cluster, sentinel]
+}
