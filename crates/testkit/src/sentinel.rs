@@ -24,7 +24,9 @@ struct Sentinel {
 }
 
 impl Sentinel {
-    fn start(master_port: u16) -> Sentinel {
+    /// A sentinel monitoring the master at `master_port`; `tls` (a folder from `self_signed_certs`) makes it
+    /// reach the master and replicas over TLS.
+    fn start(master_port: u16, tls: Option<&std::path::Path>) -> Sentinel {
         let dir = tempfile::Builder::new()
             .prefix("fernando-sentinel-")
             .tempdir()
@@ -39,9 +41,17 @@ impl Sentinel {
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
                  sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                  sentinel failover-timeout {MASTER_NAME} 5000\n\
-                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                 sentinel parallel-syncs {MASTER_NAME} 1\n{tls}",
                 dir = dir.path().display(),
                 log = dir.path().join("sentinel.log").display(),
+                tls = tls.map_or_else(String::new, |certs| {
+                    let cert = certs.join("cert.pem").display().to_string();
+                    format!(
+                        "tls-replication yes\ntls-cert-file {cert}\ntls-ca-cert-file {cert}\n\
+                         tls-key-file {}\ntls-auth-clients no\n",
+                        certs.join("key.pem").display()
+                    )
+                }),
             ),
         )
         .expect("write sentinel.conf");
@@ -105,6 +115,8 @@ pub struct SentinelGroup {
     master: RedisServer,
     replica: RedisServer,
     sentinels: Vec<Sentinel>,
+    /// The certificate master and replica present to TLS clients (see [`SentinelGroup::start_tls`]).
+    certs: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for SentinelGroup {
@@ -126,9 +138,36 @@ impl SentinelGroup {
     /// # Panics
     /// When a process does not come up.
     pub fn start() -> SentinelGroup {
-        let master = RedisServer::start();
-        let port = master.port().to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        Self::form(None)
+    }
+
+    /// As [`SentinelGroup::start`], with master and replica reached over TLS only — by clients, by each other
+    /// and by the sentinels — presenting one fresh self-signed certificate; the sentinels themselves answer in
+    /// clear (see [`SentinelGroup::tls_overrides`]).
+    ///
+    /// # Panics
+    /// As [`SentinelGroup::start`].
+    pub fn start_tls() -> SentinelGroup {
+        Self::form(Some(crate::self_signed_certs()))
+    }
+
+    fn form(certs: Option<tempfile::TempDir>) -> SentinelGroup {
+        let tls = |extra: &[&str]| {
+            let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+            let port = certs.as_ref().map(|c| {
+                let port = free_port();
+                args.extend(crate::tls_args(c.path(), port));
+                args.extend(["--tls-replication", "yes"].map(str::to_owned));
+                port
+            });
+            let mut server =
+                RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            server.tls_port = port;
+            server
+        };
+        let master = tls(&[]);
+        let master_port = master.tls_port.unwrap_or(master.port());
+        let replica = tls(&["--replicaof", "127.0.0.1", &master_port.to_string()]);
         let deadline = Instant::now() + Duration::from_secs(15);
         while !replica
             .command(&["INFO", "replication"])
@@ -137,12 +176,32 @@ impl SentinelGroup {
             assert!(Instant::now() < deadline, "the replica never synced");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let sentinels = (0..3).map(|_| Sentinel::start(master.port())).collect();
+        let sentinels = (0..3)
+            .map(|_| Sentinel::start(master_port, certs.as_ref().map(tempfile::TempDir::path)))
+            .collect();
         SentinelGroup {
             master,
             replica,
             sentinels,
+            certs,
         }
+    }
+
+    /// The settings overrides that put a store on a group from [`SentinelGroup::start_tls`]: the sentinels, and
+    /// `rediss://` in `redis.url` (which, with sentinels, gives only credentials, database and the TLS choice)
+    /// with the certificate to trust as `redis.tls_ca_file`.
+    ///
+    /// # Panics
+    /// When the group was not started with TLS.
+    pub fn tls_overrides(&self) -> Vec<(&'static str, String)> {
+        let certs = self.certs.as_ref().expect("a TLS group");
+        let mut overrides = self.overrides();
+        overrides.push(("redis.url", "rediss://127.0.0.1/0".to_owned()));
+        overrides.push((
+            "redis.tls_ca_file",
+            certs.path().join("cert.pem").display().to_string(),
+        ));
+        overrides
     }
 
     /// The sentinels' addresses, `redis://127.0.0.1:{port}`.
@@ -187,7 +246,7 @@ impl SentinelGroup {
         self.master.kill();
         let deadline = Instant::now() + FAILOVER_TIMEOUT;
         while Instant::now() < deadline {
-            if self.announced_master() == Some(self.replica.port())
+            if self.announced_master() == Some(self.replica.tls_port.unwrap_or(self.replica.port()))
                 && self
                     .replica
                     .command(&["ROLE"])

@@ -291,6 +291,13 @@ async fn tls_on_a_standalone_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_behind_sentinels() {
+    let group = fernando_cache_testkit::SentinelGroup::start_tls();
+    tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(group.tls_overrides())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_on_a_cluster() {
     let cluster = fernando_cache_testkit::RedisCluster::start_tls();
     tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(cluster.tls_overrides())

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use deadpool_redis::{Pool, Runtime};
 use fernando_cache_config::{RedisMode, RedisSettings};
 use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, TlsMode,
-    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, TlsMode,
+    sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType},
 };
 
 use super::{
@@ -50,7 +50,8 @@ impl RedisBackend {
             .connection_url()
             .into_connection_info()
             .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
-        let client = match tls_roots(settings)? {
+        let tls = tls_roots(settings)?;
+        let client = match tls.clone() {
             Some(root_cert) => redis::Client::build_with_tls(
                 url.clone(),
                 redis::TlsCertificates {
@@ -78,7 +79,11 @@ impl RedisBackend {
             shown_url = format!("sentinel {} at {shown}", settings.sentinel_master);
             let sentinels = |resp3| -> Result<Endpoint, BackendError> {
                 Ok(Endpoint::Sentinel {
-                    sentinels: Box::new(tokio::sync::Mutex::new(sentinel_client(settings, &url)?)),
+                    sentinels: Box::new(tokio::sync::Mutex::new(sentinel_client(
+                        settings,
+                        &url,
+                        tls.as_ref(),
+                    )?)),
                     resp3,
                 })
             };
@@ -131,26 +136,59 @@ impl RedisBackend {
 }
 
 /// A client of the sentinels that names the primary `redis.sentinel_master`, reached with the credentials,
-/// database and TLS choice of `redis.url`.
+/// database and TLS choice of `redis.url`, trusting `tls`'s private CA when one is given (see [`tls_roots`]).
+/// The sentinels are reached as their URLs say, with the first URL's credentials, and over `rediss://` trust
+/// the same CA.
 fn sentinel_client(
     settings: &RedisSettings,
     url: &redis::ConnectionInfo,
+    tls: Option<&Option<Vec<u8>>>,
 ) -> Result<SentinelClient, BackendError> {
-    let mut node = SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(url.redis_settings().clone());
-    if settings.uses_tls() {
-        node = node.set_tls_mode(TlsMode::Secure);
-    }
-    let sentinels: Vec<String> = settings
+    let bad = |e: redis::RedisError| BackendError::Other(format!("redis.sentinels: {e}"));
+    let sentinels = settings
         .sentinels
         .iter()
-        .map(|u| u.expose().to_owned())
-        .collect();
-    SentinelClient::build(
-        sentinels,
+        .map(|u| u.expose().into_connection_info())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let Some(first) = sentinels.first() else {
+        return Err(BackendError::Other("redis.sentinels: none given".into()));
+    };
+    let trusted = |root: &Vec<u8>| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root.clone()),
+    };
+    let mut builder = SentinelClientBuilder::new(
+        sentinels.iter().map(|s| s.addr().clone()),
         settings.sentinel_master.as_str(),
-        Some(node),
         SentinelServerType::Master,
     )
-    .map_err(|e| BackendError::Other(format!("redis.sentinels: {e}")))
+    .map_err(bad)?;
+    let to_sentinels = first.redis_settings();
+    if let Some(user) = to_sentinels.username() {
+        builder = builder.set_client_to_sentinel_username(user);
+    }
+    if let Some(password) = to_sentinels.password() {
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    if let (ConnectionAddr::TcpTls { .. }, Some(Some(root))) = (first.addr(), tls) {
+        builder = builder.set_client_to_sentinel_certificates(trusted(root));
+    }
+    let to_primary = url.redis_settings();
+    builder = builder
+        .set_client_to_redis_db(to_primary.db())
+        .set_client_to_redis_protocol(to_primary.protocol());
+    if let Some(user) = to_primary.username() {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = to_primary.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if let Some(root) = tls {
+        builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(root) = root {
+            builder = builder.set_client_to_redis_certificates(trusted(root));
+        }
+    }
+    builder.build().map_err(bad)
 }
