@@ -42,8 +42,8 @@
 //!   refreshes its stored headers and it answers as `REVALIDATED`; anything else replaces it. Such responses
 //!   are kept for the route's TTL, others for their freshness plus what RFC 5861 grants:
 //!   `stale-while-revalidate` answers at once with the stale response and revalidates behind it (one
-//!   revalidation per entry for every process on the store's backend), `stale-if-error` answers with it when the service fails or gives a
-//!   5xx. `must-revalidate`, `proxy-revalidate` and `no-cache` forbid both.
+//!   revalidation per entry for every process on the store's backend), `stale-if-error` answers with it when
+//!   the service fails or gives a 5xx. `must-revalidate`, `proxy-revalidate` and `no-cache` forbid both.
 //! - Never stored: `no-store` or `private` responses, responses stale on arrival that can be neither
 //!   revalidated nor served stale, `Vary: *`, statuses other than the heuristically cacheable ones (so no
 //!   partial content and no 5xx), responses to requests with `Authorization` unless explicitly public

@@ -98,38 +98,30 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 let bus = free_port().to_string();
-                let mut args = vec![
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    NODE_TIMEOUT_MS,
-                    "--cluster-port",
-                    &bus,
-                    // Slots whose primary is gone fail alone; the rest of the cluster keeps serving.
-                    "--cluster-require-full-coverage",
-                    "no",
-                    // A replica may take over however long it was cut off from its primary (a loaded test
-                    // machine can delay the first sync past the default validity window).
-                    "--cluster-replica-validity-factor",
-                    "0",
-                ]
-                .into_iter()
-                .map(str::to_owned)
-                .collect::<Vec<_>>();
-                let tls_port = certs.as_ref().map(|certs| {
-                    let port = free_port();
-                    args.extend(crate::tls_args(certs.path(), port));
-                    args.extend(
-                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
-                    );
-                    port
-                });
-                let mut node =
-                    RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
-                node.tls_port = tls_port;
-                node
+                RedisServer::start_with_tls(
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        NODE_TIMEOUT_MS,
+                        "--cluster-port",
+                        &bus,
+                        // Slots whose primary is gone fail alone; the rest of the cluster keeps serving.
+                        "--cluster-require-full-coverage",
+                        "no",
+                        // A replica may take over however long it was cut off from its primary (a loaded
+                        // test machine can delay the first sync past the default validity window).
+                        "--cluster-replica-validity-factor",
+                        "0",
+                    ],
+                    certs.as_ref().map(|c| {
+                        let tls_only: &[&str] =
+                            &["--tls-cluster", "yes", "--tls-replication", "yes"];
+                        (c.path(), tls_only)
+                    }),
+                )
             })
             .collect();
         let cluster = RedisCluster { nodes, certs };

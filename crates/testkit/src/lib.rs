@@ -207,11 +207,23 @@ impl RedisServer {
     /// As [`RedisServer::start`], or when the certificate cannot be generated.
     pub fn start_tls() -> RedisServer {
         let certs = self_signed_certs();
-        let tls_port = free_port();
-        let args = tls_args(certs.path(), tls_port);
-        let mut server = Self::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        server.tls_port = Some(tls_port);
+        let mut server = Self::start_with_tls(&[], Some((certs.path(), &[])));
         server.certs = Some(certs);
+        server
+    }
+
+    /// Starts a server with `args`; given `tls` — a certificate folder from [`self_signed_certs`] and the
+    /// arguments that only apply with TLS — also on a free TLS port presenting that certificate.
+    fn start_with_tls(args: &[&str], tls: Option<(&std::path::Path, &[&str])>) -> RedisServer {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let tls_port = tls.map(|(certs, tls_only)| {
+            let port = free_port();
+            args.extend(tls_args(certs, port));
+            args.extend(tls_only.iter().map(|a| (*a).to_owned()));
+            port
+        });
+        let mut server = Self::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        server.tls_port = tls_port;
         server
     }
 

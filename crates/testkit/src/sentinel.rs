@@ -152,18 +152,9 @@ impl SentinelGroup {
     }
 
     fn form(certs: Option<tempfile::TempDir>) -> SentinelGroup {
-        let tls = |extra: &[&str]| {
-            let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-            let port = certs.as_ref().map(|c| {
-                let port = free_port();
-                args.extend(crate::tls_args(c.path(), port));
-                args.extend(["--tls-replication", "yes"].map(str::to_owned));
-                port
-            });
-            let mut server =
-                RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
-            server.tls_port = port;
-            server
+        let tls = |args: &[&str]| {
+            let tls_only: &[&str] = &["--tls-replication", "yes"];
+            RedisServer::start_with_tls(args, certs.as_ref().map(|c| (c.path(), tls_only)))
         };
         let master = tls(&[]);
         let master_port = master.tls_port.unwrap_or(master.port());

@@ -212,7 +212,7 @@ impl Store {
                 pattern,
                 self.inner.scan_batch,
                 self.inner.timeout,
-                self.sweep_ledger(scope).as_deref(),
+                self.byte_ledger(scope).as_deref(),
             )
             .await;
         if let Some(l1) = &self.inner.l1 {

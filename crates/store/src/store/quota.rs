@@ -103,8 +103,9 @@ impl Store {
         }
     }
 
-    /// The byte ledger a sweep of `scope` releases from: the tenant's, when byte quotas are on.
-    pub(super) fn sweep_ledger(&self, scope: &Scope) -> Option<String> {
+    /// The byte ledger deletions in `scope` release from (a single delete, or a sweep): the tenant's, when byte
+    /// quotas are on.
+    pub(super) fn byte_ledger(&self, scope: &Scope) -> Option<String> {
         if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
             return None;
         }
@@ -115,10 +116,7 @@ impl Store {
     /// Releases a deleted entry from its tenant's byte ledger (best effort: a failure leaves it counted until
     /// it would have expired).
     pub(super) async fn release_quota(&self, scope: &Scope, key: &CacheKey) {
-        if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
-            return;
-        }
-        let Ok([ledger, _]) = self.inner.keys.quota_keys(scope) else {
+        let Some(ledger) = self.byte_ledger(scope) else {
             return;
         };
         let member = crate::backend::ledger_member(key.as_str());
