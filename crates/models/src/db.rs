@@ -105,6 +105,14 @@ impl Db {
     }
 }
 
+/// `rows` in the order of their conflict key. Every upsert that writes several rows sorts them first: replicas
+/// flushing at once then lock shared rows in one order, and PostgreSQL cannot find a deadlock between them.
+pub(crate) fn in_lock_order<T, K: Ord>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
+    let mut ordered: Vec<&T> = rows.iter().collect();
+    ordered.sort_by_cached_key(|row| key(row));
+    ordered
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

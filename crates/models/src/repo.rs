@@ -76,10 +76,13 @@ pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), 
     if deltas.is_empty() {
         return Ok(());
     }
+    let ordered = crate::db::in_lock_order(deltas, |d| {
+        (d.tenant_id.clone(), d.cache_type.clone(), d.window_start)
+    });
     db.transaction::<_, ModelError, _>(|db| {
-        per_backend!(db, |conn| for d in deltas {
+        per_backend!(db, |conn| for d in &ordered {
             diesel::insert_into(s::cache_statistics)
-                .values(d)
+                .values(*d)
                 .on_conflict((s::tenant_id, s::cache_type, s::window_start))
                 .do_update()
                 .set((
@@ -148,7 +151,8 @@ pub struct PerformanceDelta {
     pub updated_at: NaiveDateTime,
 }
 
-/// Adds per-operation latency rows, in one transaction: counts add up, percentiles keep the larger value.
+/// Adds per-operation latency rows, in one transaction and in key order: counts add up, percentiles keep the
+/// larger value.
 ///
 /// # Errors
 /// [`ModelError::Query`].
@@ -162,10 +166,13 @@ pub fn upsert_performance(db: &mut Db, deltas: &[PerformanceDelta]) -> Result<()
             diesel::dsl::case_when(excluded($col).gt($col), excluded($col)).otherwise($col)
         };
     }
+    let ordered = crate::db::in_lock_order(deltas, |d| {
+        (d.operation.clone(), d.cache_type.clone(), d.window_start)
+    });
     per_backend!(db, |conn| conn.transaction::<_, ModelError, _>(|conn| {
-        for d in deltas {
+        for d in &ordered {
             diesel::insert_into(m::cache_performance_metrics)
-                .values(d)
+                .values(*d)
                 .on_conflict((m::operation, m::cache_type, m::window_start))
                 .do_update()
                 .set((

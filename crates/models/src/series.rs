@@ -254,8 +254,8 @@ pub(crate) fn upsert_rollups(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<
     let values: Vec<String> = (1..=21).map(|n| ph(kind, n)).collect();
     let sql = SQL.replace("{values}", &values.join(", "));
     // Each tenant's hour and day buckets, then every tenant's sums per type at every resolution — summed here
-    // first, and written in one order (type, resolution, bucket) so concurrent flushes of replicas lock the
-    // shared rows in the same order and cannot deadlock.
+    // first. Both are written in key order (the tenant rows sorted below, the sums by their map), so concurrent
+    // flushes of replicas lock the shared rows in the same order and cannot deadlock.
     let mut rows: Vec<(i32, NaiveDateTime, &StatisticsDelta)> = Vec::new();
     let mut totals: std::collections::BTreeMap<(String, i32, NaiveDateTime), StatisticsDelta> =
         std::collections::BTreeMap::new();
@@ -280,6 +280,9 @@ pub(crate) fn upsert_rollups(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<
                 });
         }
     }
+    rows.sort_by(|(r1, at1, d1), (r2, at2, d2)| {
+        (r1, at1, &d1.tenant_id, &d1.cache_type).cmp(&(r2, at2, &d2.tenant_id, &d2.cache_type))
+    });
     let totals: Vec<(i32, NaiveDateTime, &StatisticsDelta)> = totals
         .iter()
         .map(|((_, resolution, at), t)| (*resolution, *at, t))

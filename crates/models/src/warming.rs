@@ -93,7 +93,7 @@ pub struct AccessCount {
 }
 
 /// Adds reads to their buckets, in one transaction: several replicas counting the same document in the same
-/// bucket add up.
+/// bucket add up. Rows are written in key order, so replicas flushing at once cannot deadlock.
 ///
 /// # Errors
 /// [`ModelError::Query`]; nothing is written when any row fails.
@@ -102,10 +102,13 @@ pub fn record_accesses(db: &mut Db, counts: &[AccessCount]) -> Result<(), ModelE
     if counts.is_empty() {
         return Ok(());
     }
+    let ordered = crate::db::in_lock_order(counts, |c| {
+        (c.tenant_id.clone(), c.doc_key.clone(), c.bucket_start)
+    });
     per_backend!(db, |conn| conn.transaction::<_, ModelError, _>(|conn| {
-        for c in counts {
+        for c in &ordered {
             diesel::insert_into(a::cache_access_history)
-                .values(c)
+                .values(*c)
                 .on_conflict((a::tenant_id, a::doc_key, a::bucket_start))
                 .do_update()
                 .set((

@@ -2,11 +2,12 @@
 
 use chrono::{NaiveDateTime, Utc};
 use fernando_cache_models::{
-    AccessCount, Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, Pruned, Retention,
-    StatisticsDelta, apply_flush, claim_due_invalidations, claim_warmup_run, finish_invalidation,
-    health_rows, insert_event, insert_health, invalidation_rules, list_events, models::HealthRow,
-    pending_invalidations, prune, revert_last, run_pending, schedule_invalidation,
-    statistics_since, status, upsert_statistics, warmup_jobs,
+    AccessCount, Db, DbKind, EventRecord, FlushBatch, NewPendingInvalidation, PerformanceDelta,
+    Pruned, Retention, StatisticsDelta, apply_flush, claim_due_invalidations, claim_warmup_run,
+    finish_invalidation, health_rows, insert_event, insert_health, invalidation_rules, list_events,
+    models::HealthRow, pending_invalidations, performance_since, prune, revert_last, run_pending,
+    schedule_invalidation, statistics_since, status, upsert_performance, upsert_statistics,
+    warmup_jobs,
 };
 use fernando_cache_models::{
     Resolution, SeriesQuery, access_history, record_accesses, reference_data, series,
@@ -311,6 +312,89 @@ fn two_writers_on_one_postgres_database_add_up_exactly() {
     let sums = statistics_since(&mut Db::open(pg.url()).unwrap(), epoch()).unwrap();
     assert_eq!(sums[0].hits, 2 * 200 * 3);
     assert_eq!(sums[0].sets, 2 * 200 * 2);
+}
+
+/// Defect (CI, 2026-12-03): two replicas flushing read counts for the same documents wrote their rows in
+/// whatever order their maps gave, so PostgreSQL found a deadlock and one flush lost its counts. Two writers
+/// here upsert the same rows in opposite orders, read counts, statistics and latencies alike: every write succeeds and the
+/// sums are exact.
+#[test]
+fn writers_upserting_the_same_rows_in_opposite_orders_never_deadlock() {
+    let pg = PostgresDb::create();
+    run_pending(&mut Db::open(pg.url()).unwrap()).unwrap();
+    let hour = chrono::NaiveDate::from_ymd_opt(2026, 12, 1)
+        .unwrap()
+        .and_hms_opt(9, 0, 0)
+        .unwrap();
+    let counts: Vec<AccessCount> = (0..12)
+        .map(|i| AccessCount {
+            tenant_id: ["acme", "globex"][i % 2].to_owned(),
+            doc_key: format!("doc-{i}"),
+            fingerprint: format!("fp-{i}"),
+            bucket_start: hour,
+            reads: 1,
+            cost_ms: 10,
+            cost_micros: 100,
+        })
+        .collect();
+    let deltas: Vec<StatisticsDelta> = (0..12)
+        .map(|i| delta(&format!("tenant-{i}"), hour, 1, 5))
+        .collect();
+    let operations: Vec<PerformanceDelta> = (0..12)
+        .map(|i| PerformanceDelta {
+            window_start: hour,
+            operation: ["get", "set"][i % 2].to_owned(),
+            cache_type: format!("type-{i}"),
+            count: 1,
+            errors: 0,
+            p50_us: 10,
+            p95_us: 20,
+            p99_us: 30,
+            max_us: 40,
+            updated_at: hour,
+        })
+        .collect();
+    const ROUNDS: i64 = 60;
+    let writers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|reversed| {
+            let url = pg.url().to_owned();
+            let (mut counts, mut deltas, mut operations) =
+                (counts.clone(), deltas.clone(), operations.clone());
+            if reversed {
+                counts.reverse();
+                deltas.reverse();
+                operations.reverse();
+            }
+            std::thread::spawn(move || {
+                let mut db = Db::open(&url).unwrap();
+                for round in 0..ROUNDS {
+                    record_accesses(&mut db, &counts)
+                        .unwrap_or_else(|e| panic!("read counts, round {round}: {e}"));
+                    upsert_statistics(&mut db, &deltas)
+                        .unwrap_or_else(|e| panic!("statistics, round {round}: {e}"));
+                    upsert_performance(&mut db, &operations)
+                        .unwrap_or_else(|e| panic!("operations, round {round}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut db = Db::open(pg.url()).unwrap();
+    let history = access_history(&mut db, None, hour).unwrap();
+    assert_eq!(history.len(), counts.len());
+    assert!(history.iter().all(|c| c.reads == 2 * ROUNDS), "{history:?}");
+    let sums = statistics_since(&mut db, epoch()).unwrap();
+    assert_eq!(sums.len(), deltas.len());
+    assert!(sums.iter().all(|s| s.hits == 2 * ROUNDS), "{sums:?}");
+    let latencies = performance_since(&mut db, epoch()).unwrap();
+    assert_eq!(latencies.len(), operations.len());
+    assert!(
+        latencies.iter().all(|p| p.count == 2 * ROUNDS),
+        "{latencies:?}"
+    );
 }
 
 /// Replicas starting together on a fresh database each run the migrations: every one succeeds, and the schema

@@ -203,6 +203,13 @@ impl DocumentProcessor {
         )
     }
 
+    /// Puts back what [`drain_accesses`](Self::drain_accesses) returned when writing it to the history failed,
+    /// so the next drain holds it: a database outage delays the read counts but loses none (past the pending
+    /// bound, reads are counted as dropped).
+    pub fn restore_accesses(&self, records: Vec<AccessRecord>) {
+        self.shared.access.restore(records);
+    }
+
     /// Sets the tenant whose namespace every following call uses (the seed's `set_tenant_context`).
     pub fn set_tenant_context(&mut self, tenant: TenantId) {
         self.tenant = Some(tenant);

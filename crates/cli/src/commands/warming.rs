@@ -105,10 +105,10 @@ pub(crate) async fn flush_accesses(
         return;
     }
     let rows: Vec<AccessCount> = reads
-        .into_iter()
+        .iter()
         .map(|r| AccessCount {
             tenant_id: r.tenant.as_str().to_owned(),
-            doc_key: r.doc_key,
+            doc_key: r.doc_key.clone(),
             fingerprint: r.fingerprint.to_string(),
             bucket_start: chrono::DateTime::from_timestamp(
                 i64::try_from(r.bucket_start).unwrap_or(i64::MAX),
@@ -125,7 +125,11 @@ pub(crate) async fn flush_accesses(
     if let Err(e) =
         blocking(move || Db::open(&u).and_then(|mut db| record_accesses(&mut db, &rows))).await
     {
-        tracing::warn!(error = %e, "the access history could not be written");
+        // One transaction, so nothing of it was written (unless the commit succeeded and only its reply was
+        // lost: then these reads count twice, which only ranks a document higher for warming). They wait for
+        // the next flush.
+        tracing::warn!(error = %e, reads = reads.len(), "the access history could not be written; kept for the next flush");
+        processor.restore_accesses(reads);
     }
 }
 

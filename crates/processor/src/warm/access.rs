@@ -76,11 +76,7 @@ impl AccessJournal {
         p.fingerprint.get_or_insert(*fingerprint);
         *p.reads.entry(at).or_default() += 1;
         // A hit's result carries what it cost when it was computed: the largest figure seen is kept.
-        p.cost = Cost {
-            compute_ms: p.cost.compute_ms.max(cost.compute_ms),
-            tokens: p.cost.tokens.max(cost.tokens),
-            money_micros: p.cost.money_micros.max(cost.money_micros),
-        };
+        p.cost = p.cost.largest(cost);
     }
 
     /// Everything recorded since the last drain, summed per `bucket`.
@@ -116,7 +112,98 @@ impl AccessJournal {
         out
     }
 
+    /// Puts drained records back, each in its bucket, for the next drain: a history write that failed loses no
+    /// reads. Bounded like [`record`](Self::record): reads past [`MAX_PENDING_READS`] are counted as dropped.
+    pub(crate) fn restore(&self, records: Vec<AccessRecord>) {
+        let Ok(mut guard) = self.pending.lock() else {
+            return;
+        };
+        let (map, count) = &mut *guard;
+        for r in records {
+            let reads = usize::try_from(r.reads).unwrap_or(usize::MAX);
+            if reads > MAX_PENDING_READS.saturating_sub(*count) {
+                self.dropped
+                    .fetch_add(u64::from(r.reads), Ordering::Relaxed);
+                continue;
+            }
+            *count += reads;
+            let p = map.entry((r.tenant, r.doc_key)).or_default();
+            p.fingerprint.get_or_insert(r.fingerprint);
+            *p.reads.entry(r.bucket_start).or_default() += r.reads;
+            p.cost = p.cost.largest(r.cost);
+        }
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(n: u8) -> DocumentFingerprint {
+        DocumentFingerprint::of_bytes(&[n])
+    }
+
+    /// A history write that failed puts its records back: the next drain holds them, added to the reads made
+    /// since, in the buckets they were made in.
+    #[test]
+    fn restored_records_come_back_in_their_buckets_and_add_to_new_reads() {
+        let journal = AccessJournal::default();
+        let acme = TenantId::new("acme").unwrap();
+        let cost = Cost {
+            compute_ms: 120,
+            tokens: 7,
+            money_micros: 3,
+        };
+        for _ in 0..3 {
+            journal.record(&acme, "doc-a", &fingerprint(1), cost);
+        }
+        journal.record(&acme, "doc-b", &fingerprint(2), Cost::default());
+        let bucket = Duration::from_secs(3600);
+        let mut first = journal.drain(bucket);
+        first.sort_by(|a, b| a.doc_key.cmp(&b.doc_key));
+        assert_eq!(first.iter().map(|r| r.reads).collect::<Vec<_>>(), [3, 1]);
+
+        journal.restore(first.clone());
+        journal.record(&acme, "doc-a", &fingerprint(1), Cost::default());
+        let mut second = journal.drain(bucket);
+        second.sort_by(|a, b| a.doc_key.cmp(&b.doc_key));
+        // The new read may fall in the next bucket if the hour turned between the drains.
+        let reads_of = |key: &str| -> u32 {
+            second
+                .iter()
+                .filter(|r| r.doc_key == key)
+                .map(|r| r.reads)
+                .sum()
+        };
+        assert_eq!((reads_of("doc-a"), reads_of("doc-b")), (4, 1));
+        let a = second.iter().find(|r| r.doc_key == "doc-a").unwrap();
+        assert_eq!(a.bucket_start, first[0].bucket_start);
+        assert_eq!(a.cost, cost, "the larger cost is kept");
+        assert_eq!(journal.dropped(), 0);
+        assert!(journal.drain(bucket).is_empty());
+    }
+
+    /// Restoring is bounded like recording: reads past the cap are counted as dropped, not kept.
+    #[test]
+    fn restoring_past_the_cap_counts_the_reads_as_dropped() {
+        let journal = AccessJournal::default();
+        let acme = TenantId::new("acme").unwrap();
+        let record = |reads: u32| AccessRecord {
+            tenant: acme.clone(),
+            doc_key: "doc".to_owned(),
+            fingerprint: fingerprint(1),
+            bucket_start: 3600,
+            reads,
+            cost: Cost::default(),
+        };
+        let cap = u32::try_from(MAX_PENDING_READS).unwrap();
+        journal.restore(vec![record(cap - 1), record(2), record(1)]);
+        assert_eq!(journal.dropped(), 2);
+        let kept = journal.drain(Duration::from_secs(3600));
+        assert_eq!(kept.iter().map(|r| r.reads).sum::<u32>(), cap);
     }
 }

@@ -34,6 +34,16 @@ impl Cost {
             money_micros: self.money_micros.saturating_add(other.money_micros),
         }
     }
+
+    /// The larger of each figure: what a value cost at most, of two reports of it.
+    #[must_use]
+    pub fn largest(self, other: Cost) -> Cost {
+        Cost {
+            compute_ms: self.compute_ms.max(other.compute_ms),
+            tokens: self.tokens.max(other.tokens),
+            money_micros: self.money_micros.max(other.money_micros),
+        }
+    }
 }
 
 impl Store {
