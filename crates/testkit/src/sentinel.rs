@@ -18,20 +18,25 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One `redis-server --sentinel` process.
 struct Sentinel {
+    /// In clear, for the testkit.
     port: u16,
+    /// TLS, for clients, in a TLS group.
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Sentinel {
     /// A sentinel monitoring the master at `master_port`; `tls` (a folder from `self_signed_certs`) makes it
-    /// reach the master and replicas over TLS.
-    fn start(master_port: u16, tls: Option<&std::path::Path>) -> Sentinel {
+    /// answer clients on a TLS port too, and with `data_tls` reach the master, the replicas and the other
+    /// sentinels over TLS.
+    fn start(master_port: u16, tls: Option<&std::path::Path>, data_tls: bool) -> Sentinel {
         let dir = tempfile::Builder::new()
             .prefix("fernando-sentinel-")
             .tempdir()
             .expect("create a temporary folder for a sentinel");
         let port = free_port();
+        let tls_port = tls.map(|_| free_port());
         let conf = dir.path().join("sentinel.conf");
         // Sentinel rewrites its file as it learns; it must be writable and its own.
         std::fs::write(
@@ -47,8 +52,10 @@ impl Sentinel {
                 tls = tls.map_or_else(String::new, |certs| {
                     let cert = certs.join("cert.pem").display().to_string();
                     format!(
-                        "tls-replication yes\ntls-cert-file {cert}\ntls-ca-cert-file {cert}\n\
-                         tls-key-file {}\ntls-auth-clients no\n",
+                        "tls-port {}\ntls-replication {}\ntls-cert-file {cert}\n\
+                         tls-ca-cert-file {cert}\ntls-key-file {}\ntls-auth-clients no\n",
+                        tls_port.unwrap_or_default(),
+                        if data_tls { "yes" } else { "no" },
                         certs.join("key.pem").display()
                     )
                 }),
@@ -65,6 +72,7 @@ impl Sentinel {
             .expect("run redis-server --sentinel");
         let sentinel = Sentinel {
             port,
+            tls_port,
             dir,
             child: Some(child),
         };
@@ -115,8 +123,10 @@ pub struct SentinelGroup {
     master: RedisServer,
     replica: RedisServer,
     sentinels: Vec<Sentinel>,
-    /// The certificate master and replica present to TLS clients (see [`SentinelGroup::start_tls`]).
+    /// The certificate the processes present to TLS clients (see [`SentinelGroup::start_tls`]).
     certs: Option<tempfile::TempDir>,
+    /// Whether master and replica speak TLS (and only TLS) too, or only the sentinels do.
+    data_tls: bool,
 }
 
 impl std::fmt::Debug for SentinelGroup {
@@ -138,23 +148,33 @@ impl SentinelGroup {
     /// # Panics
     /// When a process does not come up.
     pub fn start() -> SentinelGroup {
-        Self::form(None)
+        Self::form(None, false)
     }
 
-    /// As [`SentinelGroup::start`], with master and replica reached over TLS only — by clients, by each other
-    /// and by the sentinels — presenting one fresh self-signed certificate; the sentinels themselves answer in
-    /// clear (see [`SentinelGroup::tls_overrides`]).
+    /// As [`SentinelGroup::start`], with every process presenting one fresh self-signed certificate: master and
+    /// replica are reached over TLS only — by clients, by each other and by the sentinels — and the sentinels
+    /// answer clients over TLS (see [`SentinelGroup::tls_overrides`]); each keeps a port in clear for the testkit.
     ///
     /// # Panics
     /// As [`SentinelGroup::start`].
     pub fn start_tls() -> SentinelGroup {
-        Self::form(Some(crate::self_signed_certs()))
+        Self::form(Some(crate::self_signed_certs()), true)
     }
 
-    fn form(certs: Option<tempfile::TempDir>) -> SentinelGroup {
+    /// As [`SentinelGroup::start`], with only the sentinels answering clients over TLS (a fresh self-signed
+    /// certificate); master and replica speak in clear.
+    ///
+    /// # Panics
+    /// As [`SentinelGroup::start`].
+    pub fn start_tls_sentinels() -> SentinelGroup {
+        Self::form(Some(crate::self_signed_certs()), false)
+    }
+
+    fn form(certs: Option<tempfile::TempDir>, data_tls: bool) -> SentinelGroup {
         let tls = |args: &[&str]| {
             let tls_only: &[&str] = &["--tls-replication", "yes"];
-            RedisServer::start_with_tls(args, certs.as_ref().map(|c| (c.path(), tls_only)))
+            let data_certs = certs.as_ref().filter(|_| data_tls);
+            RedisServer::start_with_tls(args, data_certs.map(|c| (c.path(), tls_only)))
         };
         let master = tls(&[]);
         let master_port = master.tls_port.unwrap_or(master.port());
@@ -168,26 +188,46 @@ impl SentinelGroup {
             std::thread::sleep(Duration::from_millis(20));
         }
         let sentinels = (0..3)
-            .map(|_| Sentinel::start(master_port, certs.as_ref().map(tempfile::TempDir::path)))
+            .map(|_| {
+                Sentinel::start(
+                    master_port,
+                    certs.as_ref().map(tempfile::TempDir::path),
+                    data_tls,
+                )
+            })
             .collect();
         SentinelGroup {
             master,
             replica,
             sentinels,
             certs,
+            data_tls,
         }
     }
 
-    /// The settings overrides that put a store on a group from [`SentinelGroup::start_tls`]: the sentinels, and
-    /// `rediss://` in `redis.url` (which, with sentinels, gives only credentials, database and the TLS choice)
-    /// with the certificate to trust as `redis.tls_ca_file`.
+    /// The settings overrides that put a store on a group from [`SentinelGroup::start_tls`] or
+    /// [`SentinelGroup::start_tls_sentinels`]: the sentinels' TLS ports as `rediss://` URLs, the certificate to
+    /// trust as `redis.tls_ca_file`, and when master and replica speak TLS, `rediss://` in `redis.url` (which,
+    /// with sentinels, gives only credentials, database and the TLS choice).
     ///
     /// # Panics
     /// When the group was not started with TLS.
     pub fn tls_overrides(&self) -> Vec<(&'static str, String)> {
         let certs = self.certs.as_ref().expect("a TLS group");
+        let sentinels: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("rediss://127.0.0.1:{}", s.tls_port.expect("a TLS sentinel")))
+            .collect();
         let mut overrides = self.overrides();
-        overrides.push(("redis.url", "rediss://127.0.0.1/0".to_owned()));
+        for (key, value) in &mut overrides {
+            if *key == "redis.sentinels" {
+                *value = sentinels.join(",");
+            }
+        }
+        if self.data_tls {
+            overrides.push(("redis.url", "rediss://127.0.0.1/0".to_owned()));
+        }
         overrides.push((
             "redis.tls_ca_file",
             certs.path().join("cert.pem").display().to_string(),

@@ -290,9 +290,19 @@ async fn tls_on_a_standalone_server() {
     tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(tls).await;
 }
 
+/// Sentinels and the servers behind them all speak TLS: the private CA is trusted at both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_behind_sentinels() {
     let group = fernando_cache_testkit::SentinelGroup::start_tls();
+    tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(group.tls_overrides())
+        .await;
+}
+
+/// Only the sentinels speak TLS (`rediss://` sentinels, `redis://` in `redis.url`): the CA is read for them
+/// alone, and the primary they name is reached in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_at_the_sentinels_only() {
+    let group = fernando_cache_testkit::SentinelGroup::start_tls_sentinels();
     tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(group.tls_overrides())
         .await;
 }

@@ -19,22 +19,25 @@ use super::{
 };
 use crate::BackendError;
 
-/// The TLS a connection to `settings` uses: `None` without TLS; otherwise the private CA certificate
-/// `redis.tls_ca_file` names, read here once (`Some(None)`: the system's roots). Installs rustls' process-wide
-/// crypto provider, which TLS needs (installing it twice is harmless).
+/// The TLS a connection to the data nodes of `settings` uses: `None` without TLS; otherwise
+/// [`ca_roots`] (`Some(None)`: the system's roots).
 pub(super) fn tls_roots(settings: &RedisSettings) -> Result<Option<Option<Vec<u8>>>, BackendError> {
     if !settings.uses_tls() {
         return Ok(None);
     }
+    ca_roots(settings).map(Some)
+}
+
+/// The private CA certificate `redis.tls_ca_file` names, read here once (`None`: the system's roots). Installs
+/// rustls' process-wide crypto provider, which TLS needs (installing it twice is harmless).
+fn ca_roots(settings: &RedisSettings) -> Result<Option<Vec<u8>>, BackendError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let root = match &settings.tls_ca_file {
-        Some(path) => Some(
-            std::fs::read(path)
-                .map_err(|e| BackendError::Other(format!("redis.tls_ca_file {path}: {e}")))?,
-        ),
-        None => None,
-    };
-    Ok(Some(root))
+    match &settings.tls_ca_file {
+        Some(path) => Ok(Some(std::fs::read(path).map_err(|e| {
+            BackendError::Other(format!("redis.tls_ca_file {path}: {e}"))
+        })?)),
+        None => Ok(None),
+    }
 }
 
 impl RedisBackend {
@@ -171,8 +174,18 @@ fn sentinel_client(
     if let Some(password) = to_sentinels.password() {
         builder = builder.set_client_to_sentinel_password(password);
     }
-    if let (ConnectionAddr::TcpTls { .. }, Some(Some(root))) = (first.addr(), tls) {
-        builder = builder.set_client_to_sentinel_certificates(trusted(root));
+    if sentinels
+        .iter()
+        .any(|s| matches!(s.addr(), ConnectionAddr::TcpTls { .. }))
+    {
+        // The sentinels may speak TLS while the data nodes do not: the CA is then read for them alone.
+        let root = match tls {
+            Some(root) => root.clone(),
+            None => ca_roots(settings)?,
+        };
+        if let Some(root) = &root {
+            builder = builder.set_client_to_sentinel_certificates(trusted(root));
+        }
     }
     let to_primary = url.redis_settings();
     builder = builder
