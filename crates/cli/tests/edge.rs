@@ -14,7 +14,10 @@ use std::{
 
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::Value;
-use support::{ACME, ADMIN, GLOBEX, Server, counting_llm};
+use support::{
+    ACME, ADMIN, GLOBEX, Server, counting_llm,
+    wire::{closed_within, read_response, stalled_body},
+};
 
 fn start(redis: &RedisServer, pg: &PostgresDb, env: &[(&str, &str)]) -> Server {
     Server::start_with(&redis.url(), pg.url(), env)
@@ -29,19 +32,58 @@ fn slow_client(base: &str) -> TcpStream {
     s
 }
 
-/// Whether the server closed the connection (EOF or reset) within `within`.
-fn closed_within(mut s: &TcpStream, within: Duration) -> bool {
-    s.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 256];
-    match s.read(&mut buf) {
-        Ok(0) => true,
-        // A 408 or similar before closing also counts: the server gave up on it.
-        Ok(_) => matches!(s.read(&mut buf), Ok(0) | Err(_)),
-        Err(e) => !matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
+/// The other two timeouts of a connection: one that is opened and never used, and a kept-alive one after its
+/// response, are closed after the header-read timeout; a body that stops arriving is answered and closed after
+/// the body-read timeout. A well-behaved client on a kept-alive connection is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_stalled_bodies_are_closed_after_their_timeouts() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = start(
+        &redis,
+        &pg,
+        &[
+            ("FERNANDO_CACHE__SERVER__LIMITS__HEADER_READ_TIMEOUT", "1s"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__BODY_READ_TIMEOUT", "1s"),
+        ],
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let never_used = TcpStream::connect(&addr).unwrap();
+
+    let mut kept_alive = TcpStream::connect(&addr).unwrap();
+    for _ in 0..3 {
+        kept_alive
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&kept_alive), "HTTP/1.1 200 OK");
     }
+
+    let stalled = stalled_body(
+        &server.base,
+        "/v1/events",
+        &[
+            ("Authorization", &format!("Bearer {ACME}")),
+            ("Content-Type", "application/json"),
+        ],
+    );
+    assert_eq!(
+        read_response(&stalled),
+        "HTTP/1.1 408 Request Timeout",
+        "a stalled body is answered as a timeout, not as a malformed request"
+    );
+
+    for (what, s) in [
+        ("never used", &never_used),
+        ("idle after three requests", &kept_alive),
+        ("stalled body", &stalled),
+    ] {
+        assert!(
+            closed_within(s, Duration::from_secs(10)),
+            "{what}: the server kept the connection open"
+        );
+    }
+    // The server itself is unaffected.
+    assert_eq!(server.get("/health", None).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

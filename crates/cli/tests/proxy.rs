@@ -21,7 +21,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use fernando_cache_testkit::{PostgresDb, RedisServer};
-use support::{ADMIN, Server};
+use support::{
+    ADMIN, Server,
+    wire::{closed_within, read_response, stalled_body},
+};
 
 /// Requests the origin received, per path (and `path 304` for the 304s it answered).
 #[derive(Clone, Default)]
@@ -569,6 +572,34 @@ async fn tenants_from_a_trusted_header_have_their_own_entries_and_origin_failure
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "the origin could not be reached");
     assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+/// A client whose body stops arriving is answered 408 and cut off after the body-read timeout, as by `serve`
+/// (the proxy's own failed upstream request is not what the client is told), and the origin acts on nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_a_408_and_the_origin_acts_on_nothing() {
+    let redis = RedisServer::start();
+    let (addr, seen) = start_origin().await;
+    let origin = format!("http://{addr}");
+    let p = Server::spawn(
+        &redis.url(),
+        &["proxy", "--origin", &origin, "--bind", "127.0.0.1:0"],
+        &[("FERNANDO_CACHE__SERVER__LIMITS__BODY_READ_TIMEOUT", "1s")],
+    );
+    let stalled = stalled_body(&p.base, "/echo/stalled", &[("Content-Type", "text/plain")]);
+    assert_eq!(read_response(&stalled), "HTTP/1.1 408 Request Timeout");
+    assert!(closed_within(&stalled, Duration::from_secs(10)));
+    assert_eq!(seen.of("/echo/stalled"), 0);
+    // A whole body still goes through.
+    let r = p
+        .client
+        .post(format!("{}/echo/whole", p.base))
+        .body("hello origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen.of("/echo/whole"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::{
     num::NonZeroU32,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -17,13 +17,14 @@ use axum::{
     Json, Router,
     extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use fernando_cache_config::ServerLimits;
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::{RequestQuota, Store};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use http_body_util::BodyExt as _;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -31,6 +32,7 @@ use hyper_util::{
 };
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 use tracing::Instrument as _;
 
 tokio::task_local! {
@@ -128,6 +130,47 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The layers every request of `serve` and `proxy` passes first: [`access_log`] (the request id and the log
+/// line), then [`body_deadline`].
+pub(crate) fn request_edge(router: Router, limits: &ServerLimits) -> Router {
+    router
+        .layer(middleware::from_fn_with_state(
+            limits.body_read_timeout,
+            body_deadline,
+        ))
+        .layer(middleware::from_fn(access_log))
+}
+
+/// Bounds the wait for each part of a request's body by `timeout`: a body that stops arriving fails the read
+/// where it stalls, and the client is answered 408 Request Timeout and the connection closed, whatever the
+/// handler made of the failed read (a framework rejection would say 400, a proxy 502).
+async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let stalled = Arc::new(AtomicBool::new(false));
+    let seen = stalled.clone();
+    let req = req.map(|body| {
+        axum::body::Body::new(TimeoutBody::new(timeout, body).map_err(move |e| {
+            if e.is::<TimeoutError>() {
+                seen.store(true, Ordering::Relaxed);
+            }
+            e
+        }))
+    });
+    let resp = next.run(req).await;
+    if !stalled.load(Ordering::Relaxed) {
+        return resp;
+    }
+    let mut out = error(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!(
+            "the request body stopped arriving for {} ms",
+            timeout.as_millis()
+        ),
+    );
+    out.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    out
+}
+
 /// Refuses a request whose declared `Content-Length` is over `limit` before reading any of it (413). Bodies
 /// without a declared length are cut off at the limit by the extractors (`DefaultBodyLimit`) while they stream.
 pub(crate) async fn declared_length(
@@ -216,8 +259,8 @@ pub(crate) fn bind_address(
 }
 
 /// Serves `app` on `listener` until SIGINT or SIGTERM, bounded by `limits`: at most `max_connections` open
-/// (further ones are closed at once), headers (and idle keep-alive) within `header_read_timeout`, bodies
-/// within `body_read_timeout`, each request within `request_timeout`; at the signal the listener closes and
+/// (further ones are closed at once), headers (and idle keep-alive) within `header_read_timeout`, each
+/// request within `request_timeout` (bodies are bounded by [`request_edge`], which `app` must carry); at the signal the listener closes and
 /// requests in flight get `drain_timeout` to finish.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -225,9 +268,6 @@ pub(crate) async fn serve(
     limits: &ServerLimits,
 ) -> anyhow::Result<()> {
     let service = tower::ServiceBuilder::new()
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            limits.body_read_timeout,
-        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

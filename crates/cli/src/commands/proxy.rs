@@ -251,7 +251,7 @@ fn app(
             .fallback_service(router),
         None => router,
     };
-    Ok(router.layer(middleware::from_fn(edge::access_log)))
+    Ok(edge::request_edge(router, limits))
 }
 
 /// Runs the proxy until SIGINT or SIGTERM.

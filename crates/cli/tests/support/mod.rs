@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod wire;
+
 /// A running `fernando-cache` process and a client for it.
 pub struct Server {
     pub(crate) base: String,

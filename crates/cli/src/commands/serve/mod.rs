@@ -100,7 +100,7 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             post(routes::invalidate).layer(limited(json_limit)),
         )
         .layer(middleware::from_fn_with_state(console.clone(), auth::admin));
-    Ok(Router::new()
+    let app = Router::new()
         .merge(tenant_routes)
         .merge(admin_routes)
         .merge(console::routes(console, json_limit))
@@ -110,8 +110,8 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             get(prometheus::metrics).layer(limited(json_limit)),
         )
         .with_state(state)
-        .layer(middleware::from_fn(edge::json_errors))
-        .layer(middleware::from_fn(edge::access_log)))
+        .layer(middleware::from_fn(edge::json_errors));
+    Ok(edge::request_edge(app, limits))
 }
 
 pub(crate) async fn shutdown_signal() {
