@@ -20,12 +20,12 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use fernando_cache_models::{
     Db, EventRecord, FlushBatch, ModelError, PerformanceDelta, Retention, Severity,
     StatisticsDelta, apply_flush, models::HealthRow,
 };
-use fernando_cache_store::{BreakerState, Counters, LatencyHistogram, MetricsSnapshot, Store};
+use fernando_cache_store::{BreakerState, Store};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -33,6 +33,7 @@ use crate::{
     health::{self, AlertThresholds},
 };
 
+mod collect;
 mod upkeep;
 
 /// How the recorder runs.
@@ -234,7 +235,7 @@ struct State {
     store: Store,
     options: RecorderOptions,
     shared: Arc<Shared>,
-    previous: HashMap<(String, String), (Counters, LatencyHistogram, LatencyHistogram)>,
+    previous: HashMap<(String, String), collect::Seen>,
     breaker: BreakerState,
     buffer: BTreeMap<BufferKey, StatisticsDelta>,
     performance: BTreeMap<BufferKey, PerformanceDelta>,
@@ -320,158 +321,7 @@ async fn run(
     }
 }
 
-fn window_start(now: DateTime<Utc>, window: Duration) -> NaiveDateTime {
-    let w = window.as_secs().max(1) as i64;
-    let ts = now.timestamp();
-    DateTime::from_timestamp(ts - ts.rem_euclid(w), 0)
-        .unwrap_or(now)
-        .naive_utc()
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl State {
-    /// Adds the metrics accumulated since the previous snapshot to the buffer.
-    fn collect(&mut self) {
-        let snapshot: MetricsSnapshot = self.store.metrics();
-        let now = Utc::now();
-        let window = window_start(now, self.options.window);
-        if snapshot.breaker != self.breaker {
-            let (event, severity) = match snapshot.breaker {
-                BreakerState::Open => ("degradation.on", Severity::Warning),
-                BreakerState::Closed => ("degradation.off", Severity::Info),
-                BreakerState::HalfOpen => ("degradation.probe", Severity::Info),
-            };
-            queue_event(
-                &self.shared,
-                health::event(
-                    event,
-                    severity,
-                    None,
-                    None,
-                    &format!("circuit breaker {}", snapshot.breaker.as_str()),
-                ),
-            );
-            self.breaker = snapshot.breaker;
-        }
-        // Per (operation, cache type), over all tenants: merged latency and errors.
-        let mut per_op: BTreeMap<(&'static str, String), (LatencyHistogram, u64)> = BTreeMap::new();
-        for series in snapshot.series {
-            let key = (series.tenant.clone(), series.cache_type.clone());
-            let (prev_c, prev_h, prev_s) = self.previous.get(&key).cloned().unwrap_or_default();
-            let c = series.counters.since(&prev_c);
-            let h = series.get_latency.since(&prev_h);
-            let hs = series.set_latency.since(&prev_s);
-            self.previous.insert(
-                key,
-                (series.counters, series.get_latency, series.set_latency),
-            );
-            if c == Counters::default() {
-                continue;
-            }
-            for (op, hist, errors) in [("get", &h, c.read_errors), ("set", &hs, c.write_errors)] {
-                if hist.count() > 0 {
-                    let slot = per_op.entry((op, series.cache_type.clone())).or_default();
-                    slot.0.add(hist);
-                    slot.1 += errors;
-                }
-            }
-            if let Some(thresholds) = &self.options.alerts {
-                // Judged only on enough reads: a quiet series neither raises nor clears its alert.
-                let announced = match health::hit_ratio_alert(
-                    &series.tenant,
-                    &series.cache_type,
-                    c.hits,
-                    c.misses,
-                    thresholds,
-                ) {
-                    Some(alert) => self.alerts.raise(alert),
-                    None if c.hits + c.misses >= thresholds.min_reads => self.alerts.clear(
-                        "alert.hit_ratio",
-                        Some(&series.tenant),
-                        Some(&series.cache_type),
-                    ),
-                    None => None,
-                };
-                if let Some(event) = announced {
-                    queue_event(&self.shared, event);
-                }
-            }
-            let delta = StatisticsDelta {
-                tenant_id: series.tenant.clone(),
-                cache_type: series.cache_type.clone(),
-                window_start: window,
-                window_seconds: i32::try_from(self.options.window.as_secs()).unwrap_or(i32::MAX),
-                hits: to_i64(c.hits),
-                misses: to_i64(c.misses),
-                sets: to_i64(c.sets),
-                deletes: to_i64(c.deletes),
-                errors: to_i64(c.errors),
-                degraded: to_i64(c.degraded),
-                raw_bytes: to_i64(c.raw_bytes),
-                stored_bytes: to_i64(c.stored_bytes),
-                latency_p50_us: micros(h.quantile(0.50)),
-                latency_p95_us: micros(h.quantile(0.95)),
-                latency_p99_us: micros(h.quantile(0.99)),
-                updated_at: now.naive_utc(),
-                compute_spent_ms: to_i64(c.compute_spent_ms),
-                compute_saved_ms: to_i64(c.compute_saved_ms),
-                tokens_spent: to_i64(c.tokens_spent),
-                tokens_saved: to_i64(c.tokens_saved),
-                money_spent_micros: to_i64(c.money_spent_micros),
-                money_saved_micros: to_i64(c.money_saved_micros),
-            };
-            self.buffer
-                .entry((window, series.tenant, series.cache_type))
-                .and_modify(|row| merge(row, &delta))
-                .or_insert(delta);
-        }
-        for ((op, cache_type), (hist, errors)) in per_op {
-            let row = PerformanceDelta {
-                window_start: window,
-                operation: op.to_owned(),
-                cache_type: cache_type.clone(),
-                count: to_i64(hist.count()),
-                errors: to_i64(errors),
-                p50_us: micros(hist.quantile(0.50)),
-                p95_us: micros(hist.quantile(0.95)),
-                p99_us: micros(hist.quantile(0.99)),
-                max_us: micros(hist.max()),
-                updated_at: now.naive_utc(),
-            };
-            self.performance
-                .entry((window, op.to_owned(), cache_type))
-                .and_modify(|r| {
-                    r.count += row.count;
-                    r.errors += row.errors;
-                    r.p50_us = r.p50_us.max(row.p50_us);
-                    r.p95_us = r.p95_us.max(row.p95_us);
-                    r.p99_us = r.p99_us.max(row.p99_us);
-                    r.max_us = r.max_us.max(row.max_us);
-                    r.updated_at = row.updated_at;
-                })
-                .or_insert(row);
-        }
-        while self.performance.len() > self.options.buffer_max_rows {
-            self.performance.pop_first();
-            self.shared.rows_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        while self.buffer.len() > self.options.buffer_max_rows {
-            self.buffer.pop_first();
-            self.shared.rows_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        self.shared.rows_buffered.store(
-            (self.buffer.len() + self.pending.as_ref().map_or(0, |p| p.statistics.len())) as u64,
-            Ordering::Relaxed,
-        );
-    }
-
     /// Writes the buffer, health rows and queued events as one batch with an id. A failed batch is kept as it
     /// is and retried with the same id, so a batch whose commit succeeded but whose reply was lost is not
     /// counted twice; what arrives meanwhile waits for the next batch.
@@ -541,40 +391,5 @@ impl State {
                 }
             }
         }
-    }
-}
-
-/// Adds a later delta of the same (window, tenant, type) into a buffered row.
-fn merge(row: &mut StatisticsDelta, more: &StatisticsDelta) {
-    row.hits += more.hits;
-    row.misses += more.misses;
-    row.sets += more.sets;
-    row.deletes += more.deletes;
-    row.errors += more.errors;
-    row.degraded += more.degraded;
-    row.raw_bytes += more.raw_bytes;
-    row.stored_bytes += more.stored_bytes;
-    row.compute_spent_ms += more.compute_spent_ms;
-    row.compute_saved_ms += more.compute_saved_ms;
-    row.tokens_spent += more.tokens_spent;
-    row.tokens_saved += more.tokens_saved;
-    row.money_spent_micros += more.money_spent_micros;
-    row.money_saved_micros += more.money_saved_micros;
-    row.latency_p50_us = row.latency_p50_us.max(more.latency_p50_us);
-    row.latency_p95_us = row.latency_p95_us.max(more.latency_p95_us);
-    row.latency_p99_us = row.latency_p99_us.max(more.latency_p99_us);
-    row.updated_at = more.updated_at;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_are_aligned() {
-        let t = DateTime::from_timestamp(1_764_072_345, 0).unwrap();
-        let w = window_start(t, Duration::from_secs(60));
-        assert_eq!(w.and_utc().timestamp() % 60, 0);
-        assert!(w.and_utc().timestamp() <= t.timestamp());
     }
 }
