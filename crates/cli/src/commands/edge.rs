@@ -259,9 +259,9 @@ pub(crate) fn bind_address(
 }
 
 /// Serves `app` on `listener` until SIGINT or SIGTERM, bounded by `limits`: at most `max_connections` open
-/// (further ones are closed at once), headers (and idle keep-alive) within `header_read_timeout`, each
-/// request within `request_timeout` (bodies are bounded by [`request_edge`], which `app` must carry); at the signal the listener closes and
-/// requests in flight get `drain_timeout` to finish.
+/// (further ones are closed at once), headers (and idle keep-alive) within `header_read_timeout`, each request
+/// within `request_timeout` (bodies are bounded by [`request_edge`], which `app` must carry); at the signal the
+/// listener closes and requests in flight get `drain_timeout` to finish.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,

@@ -128,7 +128,11 @@ pub(crate) async fn flush_accesses(
         // One transaction, so nothing of it was written (unless the commit succeeded and only its reply was
         // lost: then these reads count twice, which only ranks a document higher for warming). They wait for
         // the next flush.
-        tracing::warn!(error = %e, reads = reads.len(), "the access history could not be written; kept for the next flush");
+        tracing::warn!(
+            error = %e,
+            reads = reads.len(),
+            "the access history could not be written; kept for the next flush"
+        );
         processor.restore_accesses(reads);
     }
 }
