@@ -65,6 +65,35 @@ pub struct StatisticsDelta {
     pub money_saved_micros: i64,
 }
 
+impl StatisticsDelta {
+    /// Adds `more` (of the same row, or of rows summed together) into this one, as the upsert adds them in the
+    /// database: counts add (saturating), latency percentiles keep the larger, `updated_at` the later.
+    pub fn absorb(&mut self, more: &StatisticsDelta) {
+        for (sum, add) in [
+            (&mut self.hits, more.hits),
+            (&mut self.misses, more.misses),
+            (&mut self.sets, more.sets),
+            (&mut self.deletes, more.deletes),
+            (&mut self.errors, more.errors),
+            (&mut self.degraded, more.degraded),
+            (&mut self.raw_bytes, more.raw_bytes),
+            (&mut self.stored_bytes, more.stored_bytes),
+            (&mut self.compute_spent_ms, more.compute_spent_ms),
+            (&mut self.compute_saved_ms, more.compute_saved_ms),
+            (&mut self.tokens_spent, more.tokens_spent),
+            (&mut self.tokens_saved, more.tokens_saved),
+            (&mut self.money_spent_micros, more.money_spent_micros),
+            (&mut self.money_saved_micros, more.money_saved_micros),
+        ] {
+            *sum = sum.saturating_add(add);
+        }
+        self.latency_p50_us = self.latency_p50_us.max(more.latency_p50_us);
+        self.latency_p95_us = self.latency_p95_us.max(more.latency_p95_us);
+        self.latency_p99_us = self.latency_p99_us.max(more.latency_p99_us);
+        self.updated_at = self.updated_at.max(more.updated_at);
+    }
+}
+
 /// Adds deltas to their windows' rows (creating them) and to their hourly and daily rollups, in one transaction.
 /// Counts add up; latency percentiles keep the larger of the stored and the new value (percentiles cannot be
 /// added).

@@ -273,7 +273,7 @@ pub(crate) fn upsert_rollups(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<
             }
             totals
                 .entry((d.cache_type.clone(), resolution, at))
-                .and_modify(|t| add(t, d))
+                .and_modify(|t| t.absorb(d))
                 .or_insert_with(|| StatisticsDelta {
                     tenant_id: ALL_TENANTS.to_owned(),
                     ..d.clone()
@@ -315,25 +315,4 @@ pub(crate) fn upsert_rollups(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<
         });
     }
     Ok(())
-}
-
-/// Adds `d` to the running sums `t`, as the upsert does: counts add, latency percentiles keep the largest.
-fn add(t: &mut StatisticsDelta, d: &StatisticsDelta) {
-    t.hits += d.hits;
-    t.misses += d.misses;
-    t.sets += d.sets;
-    t.deletes += d.deletes;
-    t.errors += d.errors;
-    t.degraded += d.degraded;
-    t.raw_bytes += d.raw_bytes;
-    t.stored_bytes += d.stored_bytes;
-    t.latency_p50_us = t.latency_p50_us.max(d.latency_p50_us);
-    t.latency_p95_us = t.latency_p95_us.max(d.latency_p95_us);
-    t.latency_p99_us = t.latency_p99_us.max(d.latency_p99_us);
-    t.compute_spent_ms += d.compute_spent_ms;
-    t.compute_saved_ms += d.compute_saved_ms;
-    t.tokens_spent += d.tokens_spent;
-    t.tokens_saved += d.tokens_saved;
-    t.money_spent_micros += d.money_spent_micros;
-    t.money_saved_micros += d.money_saved_micros;
 }

@@ -109,7 +109,7 @@ impl State {
             };
             self.buffer
                 .entry((window, series.tenant, series.cache_type))
-                .and_modify(|row| merge(row, &delta))
+                .and_modify(|row| row.absorb(&delta))
                 .or_insert(delta);
         }
         for ((op, cache_type), (hist, errors)) in per_op {
@@ -183,28 +183,6 @@ fn to_i64(v: u64) -> i64 {
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// Adds a later delta of the same (window, tenant, type) into a buffered row.
-fn merge(row: &mut StatisticsDelta, more: &StatisticsDelta) {
-    row.hits += more.hits;
-    row.misses += more.misses;
-    row.sets += more.sets;
-    row.deletes += more.deletes;
-    row.errors += more.errors;
-    row.degraded += more.degraded;
-    row.raw_bytes += more.raw_bytes;
-    row.stored_bytes += more.stored_bytes;
-    row.compute_spent_ms += more.compute_spent_ms;
-    row.compute_saved_ms += more.compute_saved_ms;
-    row.tokens_spent += more.tokens_spent;
-    row.tokens_saved += more.tokens_saved;
-    row.money_spent_micros += more.money_spent_micros;
-    row.money_saved_micros += more.money_saved_micros;
-    row.latency_p50_us = row.latency_p50_us.max(more.latency_p50_us);
-    row.latency_p95_us = row.latency_p95_us.max(more.latency_p95_us);
-    row.latency_p99_us = row.latency_p99_us.max(more.latency_p99_us);
-    row.updated_at = more.updated_at;
 }
 
 #[cfg(test)]
