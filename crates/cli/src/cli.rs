@@ -67,9 +67,15 @@ enum Command {
         /// Every request belongs to this tenant.
         #[arg(long, default_value = "default", conflicts_with_all = ["tenant_header", "api_keys"])]
         tenant: String,
-        /// The tenant is the value of this request header, set by a trusted front.
+        /// The tenant is the value of this request header, set by a trusted front (--trusted-front; without
+        /// one, only on a loopback address).
         #[arg(long, value_name = "NAME", conflicts_with = "api_keys")]
         tenant_header: Option<String>,
+        /// The address of a front proxy whose word is trusted (repeatable): only its requests may name the
+        /// tenant with --tenant-header, and the client address it appends to X-Forwarded-For is the one
+        /// per-client limits count.
+        #[arg(long = "trusted-front", value_name = "IP")]
+        trusted_fronts: Vec<std::net::IpAddr>,
         /// Tenants authenticate with their API keys (server.api_keys), as with `serve`.
         #[arg(long)]
         api_keys: bool,
@@ -85,10 +91,11 @@ enum Command {
         /// Start even when the public development keys are configured and the address is not loopback.
         #[arg(long)]
         allow_dev_keys: bool,
-        /// Also serve the operators' console here (/dashboard, /v1/admin/series, /v1/admin/overview; admin
-        /// token) instead of forwarding those paths to the origin.
-        #[arg(long)]
-        dashboard: bool,
+        /// Also serve the operators' console (/dashboard, /v1/admin/series, /v1/admin/overview; admin token)
+        /// on its own listener at ADDR: a web origin of its own, so proxied pages cannot script it. Its session
+        /// cookie and the admin token never reach the origin.
+        #[arg(long, value_name = "ADDR")]
+        dashboard: Option<String>,
     },
     /// Read, write and invalidate cache entries.
     Cache {
@@ -157,6 +164,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             bind,
             tenant,
             tenant_header,
+            trusted_fronts,
             api_keys,
             ttl,
             heuristic,
@@ -173,6 +181,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
                 origin,
                 bind,
                 tenancy,
+                trusted_fronts,
                 ttl,
                 heuristic,
                 origin_timeout,

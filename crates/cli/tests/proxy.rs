@@ -198,7 +198,17 @@ async fn origin(
                 ("x-origin-hop", "secret".into()),
                 ("keep-alive", "timeout=5".into()),
             ]);
-            *r.body_mut() = format!("client-hop={seen_hop} via={via}").into();
+            let field = |name: header::HeaderName| {
+                headers
+                    .get(name)
+                    .map_or("none".to_owned(), |v| v.to_str().unwrap().to_owned())
+            };
+            *r.body_mut() = format!(
+                "client-hop={seen_hop} via={via} cookie={} authorization={}",
+                field(header::COOKIE),
+                field(header::AUTHORIZATION)
+            )
+            .into();
             r
         }
         "echo" => format!(
@@ -231,6 +241,19 @@ fn proxy(redis: &RedisServer, origin: SocketAddr, extra: &[&str]) -> Server {
     ];
     args.extend_from_slice(extra);
     Server::spawn(&redis.url(), &args, &[])
+}
+
+/// The console's own listener.
+struct Console(String, reqwest::Client);
+
+impl Console {
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.1.get(format!("{}{path}", self.0));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
 }
 
 async fn get(p: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -529,7 +552,7 @@ async fn vary_forwarding_hop_by_hop_fields_and_large_bodies() {
     assert_eq!(r.headers()["via"], "1.1 fernando-cache");
     assert_eq!(
         r.text().await.unwrap(),
-        "client-hop=false via=1.1 fernando-cache"
+        "client-hop=false via=1.1 fernando-cache cookie=none authorization=none"
     );
 
     // 3 MiB is above what the layer stores: streamed through whole, and asked for again next time.
@@ -624,9 +647,10 @@ async fn the_console_under_proxy_reads_the_proxys_own_traffic() {
     ];
     let p = Server::spawn(
         &redis.url(),
-        &[&args[..], &["--dashboard"]].concat(),
+        &[&args[..], &["--dashboard", "127.0.0.1:0"]].concat(),
         &statistics,
     );
+    let console = Console(p.announced.last().unwrap().clone(), p.client.clone());
     let admin = format!("Bearer {ADMIN}");
     for expected in ["MISS", "HIT", "HIT"] {
         assert_eq!(
@@ -634,8 +658,10 @@ async fn the_console_under_proxy_reads_the_proxys_own_traffic() {
             expected
         );
     }
-    // The console's paths are answered by the proxy, behind the admin token, and never forwarded.
-    let page = get(&p, "/dashboard", &[("authorization", &admin)]).await;
+    // The console has a listener — a web origin — of its own, behind the admin token.
+    let page = console
+        .get("/dashboard", &[("authorization", &admin)])
+        .await;
     assert_eq!(page.status(), 200);
     assert!(
         page.text()
@@ -644,19 +670,60 @@ async fn the_console_under_proxy_reads_the_proxys_own_traffic() {
             .contains("<title>fernando-cache</title>")
     );
     assert_eq!(
-        get(&p, "/v1/admin/series?range=1h", &[]).await.status(),
+        console.get("/v1/admin/series?range=1h", &[]).await.status(),
         401
     );
-    assert_eq!(seen.of("/dashboard") + seen.of("/v1/admin/series"), 0);
+    // Its credentials never leave for the origin: a signed-in operator's cookie and the admin token are
+    // withheld from proxied requests, and the proxy's own address serves the origin's pages, not the console.
+    let signed_in = console.0.clone();
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{signed_in}/dashboard/login"))
+        .form(&[("token", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| v.to_str().unwrap().split(';').next().map(str::to_owned))
+        .expect("a session cookie");
+    let echoed = get(
+        &p,
+        "/hop/credentials",
+        &[
+            ("cookie", &format!("{cookie}; theme=dark")),
+            ("authorization", &admin),
+        ],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(echoed.contains("cookie=theme=dark"), "{echoed}");
+    assert!(
+        !echoed.contains("fc_dashboard") && !echoed.contains(ADMIN),
+        "{echoed}"
+    );
+    assert_eq!(
+        get(&p, "/dashboard", &[("authorization", &admin)])
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(seen.of("/dashboard"), 1);
     // The series hold the proxy's own traffic once the recorder has flushed it.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let r = get(
-            &p,
-            "/v1/admin/series?range=1h&tenant=shop",
-            &[("authorization", &admin)],
-        )
-        .await;
+        let r = console
+            .get(
+                "/v1/admin/series?range=1h&tenant=shop",
+                &[("authorization", &admin)],
+            )
+            .await;
         assert_eq!(r.status(), 200);
         let body: serde_json::Value = r.json().await.unwrap();
         let sum = |f: &str| -> u64 {
@@ -679,7 +746,7 @@ async fn the_console_under_proxy_reads_the_proxys_own_traffic() {
     // Without --dashboard the same path is the origin's.
     let plain = Server::spawn(&redis.url(), &args, &statistics);
     let forwarded = get(&plain, "/dashboard", &[]).await;
-    assert_eq!(seen.of("/dashboard"), 1);
+    assert_eq!(seen.of("/dashboard"), 2);
     assert!(
         !forwarded
             .text()

@@ -31,6 +31,17 @@ impl CacheType {
     /// Master data and reference tables (seed TTL 24 h).
     pub const REFERENCE_DATA: CacheType = CacheType(Cow::Borrowed("reference_data"));
 
+    /// The types whose values hold a document's content or the fields extracted from it: the processed result
+    /// (`doc_hash`: text and fields), its stages, and HTTP copies (`api_response`: `serve`'s document route
+    /// answers with the result, `proxy` stores whatever an origin answers). `encryption.document_data` seals
+    /// them all, so a new copy of document data cannot be forgotten in a list of names.
+    pub const DOCUMENT_DATA: [CacheType; 4] = [
+        CacheType::DOC_HASH,
+        CacheType::OCR_RESULT,
+        CacheType::LLM_EXTRACTION,
+        CacheType::API_RESPONSE,
+    ];
+
     /// The eight types every profile configures.
     pub const BUILT_IN: [CacheType; 8] = [
         CacheType::DOC_HASH,

@@ -74,6 +74,9 @@ pub struct EncryptionSettings {
     /// comma-separated names (as an environment variable gives it).
     #[serde(deserialize_with = "list_or_csv")]
     pub cache_types: Vec<CacheType>,
+    /// Seal every value that holds document data ([`CacheType::DOCUMENT_DATA`]: results, OCR text, extracted
+    /// fields, HTTP copies), wherever it lands — Redis, the disk file. On in production.
+    pub document_data: bool,
     /// The environment variable holding the keys, `id:base64(32 bytes)` separated by commas; the first key
     /// seals, every listed key opens (rotation: put the new key first, remove an old one when its entries
     /// have expired).
@@ -89,13 +92,29 @@ impl EncryptionSettings {
     /// Whether values of `cache_type` are sealed.
     pub fn seals(&self, cache_type: &CacheType) -> bool {
         self.cache_types.contains(cache_type)
+            || (self.document_data && CacheType::DOCUMENT_DATA.contains(cache_type))
+    }
+
+    /// Every sealed cache type: `cache_types`, and the document data when `document_data` is on.
+    pub fn sealed_types(&self) -> Vec<CacheType> {
+        let mut types = self.cache_types.clone();
+        if self.document_data {
+            for t in CacheType::DOCUMENT_DATA {
+                if !types.contains(&t) {
+                    types.push(t);
+                }
+            }
+        }
+        types
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.cache_types.is_empty() && self.keys_env.is_empty() && self.keys_file.is_empty() {
+        if !self.sealed_types().is_empty() && self.keys_env.is_empty() && self.keys_file.is_empty()
+        {
             return Err(ConfigError::invalid(
                 "encryption.keys_env",
-                "name an environment variable or set encryption.keys_file when cache_types is not empty",
+                "name an environment variable or set encryption.keys_file when values are sealed \
+                 (encryption.cache_types or encryption.document_data)",
             ));
         }
         Ok(())
@@ -138,7 +157,13 @@ mod tests {
     fn aegis_seals_by_default_and_either_algorithm_can_be_chosen() {
         let s = load(Environment::Production, &[]).unwrap();
         assert_eq!(s.encryption.algorithm, SealAlgorithm::Aegis256X4);
-        assert!(s.encryption.seals(&crate::CacheType::OCR_RESULT));
+        // Production seals every type holding document data, not a list someone must keep in step.
+        for t in crate::CacheType::DOCUMENT_DATA {
+            assert!(s.encryption.seals(&t), "{t} in clear in production");
+        }
+        assert!(!s.encryption.seals(&crate::CacheType::SESSION));
+        let dev = load(Environment::Development, &[]).unwrap();
+        assert!(dev.encryption.sealed_types().is_empty());
         let s = load(
             Environment::Test,
             &[("encryption.algorithm", "aes-256-gcm")],

@@ -176,28 +176,42 @@ pub(crate) async fn lookup(
     target: &Target,
     request_headers: &HeaderMap,
 ) -> Option<(String, CachedResponse)> {
+    lookup_varied(config, target, request_headers).await.1
+}
+
+/// [`lookup`], with the header names the stored responses of the URL vary on (empty when none is stored, or
+/// the stored one does not vary): they are part of the key, so they may reach the service.
+pub(crate) async fn lookup_varied(
+    config: &Config,
+    target: &Target,
+    request_headers: &HeaderMap,
+) -> (Vec<String>, Option<(String, CachedResponse)>) {
     let route = target.route(config);
-    let stored = config
+    let Ok(Some(stored)) = config
         .store
         .get::<Stored>(target.scope.clone(), &route.cache_type, &target.primary)
         .await
-        .ok()??;
+    else {
+        return (Vec::new(), None);
+    };
     match stored {
-        Stored::Response(r) => Some((target.primary.clone(), r)),
+        Stored::Response(r) => (Vec::new(), Some((target.primary.clone(), r))),
         Stored::Vary(names) => {
             let variant = variant_key(&target.primary, &header_values(request_headers, &names));
             let r = config
                 .store
                 .get::<CachedResponse>(target.scope.clone(), &route.cache_type, &variant)
                 .await
-                .ok()??;
-            Some((variant, r))
+                .ok()
+                .flatten()
+                .map(|r| (variant, r));
+            (names, r)
         }
     }
 }
 
 /// The `Vary` field names of a response, lowercased (a `*` was refused before).
-fn vary_names(headers: &HeaderMap) -> Vec<String> {
+pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<String> {
     let mut names: Vec<String> = headers
         .get_all(header::VARY)
         .iter()

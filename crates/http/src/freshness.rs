@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{CacheControl, storable_status};
+use crate::policy::{CacheControl, canonical_directives, storable_status, targeted_cache_control};
 
 /// RFC 9213's field for caches of a CDN — which a shared cache in front of an origin is.
 pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -116,16 +116,17 @@ fn millis(t: SystemTime) -> u64 {
 /// The response as this cache judges it: `CDN-Cache-Control` in place of `Cache-Control`, `Expires` and
 /// `Pragma` when present; `Age` set to the age on arrival; the heuristic lifetime as a `max-age` when given.
 fn judged_headers(headers: &HeaderMap, initial_age: u64, heuristic: Option<u64>) -> HeaderMap {
-    let mut view = headers.clone();
+    let mut view = canonical_directives(headers);
     let targeted: Vec<HeaderValue> = headers.get_all(CDN_CACHE_CONTROL).iter().cloned().collect();
-    // A targeted field that is not visible ASCII is invalid and ignored (RFC 9213 §2.1).
-    if !targeted.is_empty() && targeted.iter().all(|v| v.to_str().is_ok()) {
+    // An invalid targeted field is ignored whole (RFC 9213 §2.1), and `Cache-Control` decides.
+    if let Some(cc) = (!targeted.is_empty())
+        .then(|| targeted_cache_control(&targeted))
+        .flatten()
+    {
         view.remove(header::CACHE_CONTROL);
         view.remove(header::EXPIRES);
         view.remove(header::PRAGMA);
-        for v in targeted {
-            view.append(header::CACHE_CONTROL, v);
-        }
+        view.append(header::CACHE_CONTROL, cc);
     }
     view.insert(header::AGE, HeaderValue::from(initial_age));
     if let Some(secs) = heuristic {
@@ -196,7 +197,7 @@ pub(crate) fn storable(
     let mut req = Request::new(());
     *req.method_mut() = request.method.clone();
     *req.uri_mut() = request.uri.clone();
-    *req.headers_mut() = request.headers.clone();
+    *req.headers_mut() = canonical_directives(&request.headers);
     // Judged from the arrival time as stored (whole milliseconds), so later judgements agree to the millisecond.
     let received = UNIX_EPOCH + Duration::from_millis(millis(now));
     let never_reused = view.get_all(header::VARY).iter().any(|v| {
@@ -205,6 +206,15 @@ pub(crate) fn storable(
     }) || (view.contains_key(header::SET_COOKIE) && !cc.public);
     let policy = policy(&req, status, view, received);
     if !policy.is_storable() {
+        return Err(NotStored::Forbidden);
+    }
+    let explicitly_shared = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
+    // RFC 9111 §3.5: a response to a request with credentials is shared only when it says it may be — and a
+    // cookie is a credential as much as `Authorization` is (web-cache deception: `/account/x.css` answered
+    // for a signed-in user, then stored by heuristic and served to everyone).
+    let credentialed = request.headers.contains_key(header::AUTHORIZATION)
+        || request.headers.contains_key(header::COOKIE);
+    if credentialed && !explicitly_shared {
         return Err(NotStored::Forbidden);
     }
     if never_reused {
@@ -239,7 +249,7 @@ pub(crate) fn storable(
             heuristic,
             lifetime_ms: u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX),
         },
-        for_authorized: cc.public || cc.s_maxage.is_some() || cc.must_revalidate,
+        for_authorized: explicitly_shared,
     })
 }
 
@@ -282,6 +292,7 @@ pub(crate) fn judge(
             request.headers_mut().append(name.clone(), v.clone());
         }
     }
+    *request.headers_mut() = canonical_directives(request.headers());
     match policy(&stored_request, stored_status, view, received).before_request(&request, now) {
         BeforeRequest::Fresh(parts) => Verdict::Fresh(
             parts
@@ -572,5 +583,174 @@ mod tests {
             Some(105),
             "stale within what the request accepts"
         );
+    }
+
+    #[test]
+    fn directive_names_are_case_insensitive() {
+        for cc in [
+            "Private, max-age=600",
+            "PRIVATE, Max-Age=600",
+            "No-Store, max-age=600",
+            "max-age=600, NO-STORE",
+        ] {
+            assert_eq!(
+                ttl(&[("cache-control", cc)]),
+                Err(NotStored::Forbidden),
+                "{cc}"
+            );
+        }
+        assert_eq!(
+            ttl(&[("cache-control", "No-Cache, max-age=600")]),
+            Err(NotStored::Stale)
+        );
+        assert_eq!(ttl(&[("cache-control", "Max-Age=600")]), Ok(300));
+        assert_eq!(ttl(&[("cache-control", "S-MAXAGE=20")]), Ok(20));
+    }
+
+    #[test]
+    fn a_field_that_cannot_be_read_relaxes_nothing() {
+        let mut h = headers(&[]);
+        h.append(
+            header::CACHE_CONTROL,
+            HeaderValue::from_bytes(b"max-age=600, private \xfc").unwrap(),
+        );
+        let r = storable(&get(), StatusCode::OK, &h, CAP, CAP, SystemTime::now());
+        assert_eq!(r, Err(NotStored::Forbidden), "unreadable: no-store");
+        // An invalid targeted field is ignored whole and `Cache-Control` decides (RFC 9213 §2.1).
+        for cdn in ["max-age=10000, &&&&&", "max-age=\"10000\"", "public=5"] {
+            assert_eq!(
+                ttl(&[("cdn-cache-control", cdn), ("cache-control", "no-store")]),
+                Err(NotStored::Forbidden),
+                "{cdn}"
+            );
+        }
+        let mut h = headers(&[("cache-control", "no-store")]);
+        h.append(
+            CDN_CACHE_CONTROL,
+            HeaderValue::from_bytes(b"max-age=600 \xfc").unwrap(),
+        );
+        let r = storable(&get(), StatusCode::OK, &h, CAP, CAP, SystemTime::now());
+        assert_eq!(r, Err(NotStored::Forbidden));
+    }
+
+    #[test]
+    fn credentials_share_a_response_only_when_it_says_so() {
+        for (name, value) in [("cookie", "sid=alice"), ("authorization", "Basic YTpi")] {
+            let mut credentialed = get();
+            credentialed
+                .headers
+                .insert(name, HeaderValue::from_static(value));
+            let judge = |h: &[(&'static str, &str)]| {
+                storable(
+                    &credentialed,
+                    StatusCode::OK,
+                    &headers(h),
+                    CAP,
+                    Duration::from_secs(300),
+                    SystemTime::now(),
+                )
+                .map(|s| s.ttl.as_secs())
+            };
+            assert_eq!(judge(&[]), Err(NotStored::Forbidden), "{name}: heuristic");
+            assert_eq!(
+                judge(&[("cache-control", "max-age=60")]),
+                Err(NotStored::Forbidden),
+                "{name}: max-age alone"
+            );
+            assert_eq!(judge(&[("cache-control", "public, max-age=60")]), Ok(60));
+            assert_eq!(judge(&[("cache-control", "s-maxage=60")]), Ok(60));
+        }
+    }
+
+    mod spellings {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const DIRECTIVES: &[&str] = &[
+            "no-store",
+            "no-cache",
+            "private",
+            "public",
+            "must-revalidate",
+            "max-age=0",
+            "max-age=60",
+            "max-age=600",
+            "s-maxage=30",
+            "stale-while-revalidate=30",
+        ];
+
+        /// One spelling of a directive: random case per letter and optional white space around it.
+        fn spelled(directive: &'static str) -> impl Strategy<Value = String> {
+            (
+                proptest::collection::vec(any::<bool>(), directive.len()),
+                0..3usize,
+                0..3usize,
+            )
+                .prop_map(move |(upper, before, after)| {
+                    let (name, arg) = directive
+                        .split_once('=')
+                        .map_or((directive, None), |(n, a)| (n, Some(a)));
+                    let name: String = name
+                        .chars()
+                        .zip(&upper)
+                        .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { c })
+                        .collect();
+                    let body = arg.map_or(name.clone(), |a| format!("{name}={a}"));
+                    format!("{}{body}{}", " ".repeat(before), "\t".repeat(after))
+                })
+        }
+
+        fn shareability(cc: &[String]) -> Option<(u64, bool)> {
+            let mut h = HeaderMap::new();
+            for v in cc {
+                h.append(header::CACHE_CONTROL, HeaderValue::from_str(v).ok()?);
+            }
+            storable(
+                &get(),
+                StatusCode::OK,
+                &h,
+                CAP,
+                Duration::from_secs(120),
+                UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            )
+            .ok()
+            .map(|s| (s.ttl.as_secs(), s.for_authorized))
+        }
+
+        proptest! {
+            /// No spelling of a set of directives — case, white space, repetition, one field or several — is
+            /// ever more shareable than its canonical lowercase form.
+            #[test]
+            fn no_spelling_is_more_shareable_than_the_canonical_form(
+                (picked, variants) in proptest::sample::subsequence(DIRECTIVES, 1..4).prop_flat_map(|picked| {
+                    let spellings: Vec<_> = picked.iter().map(|d| spelled(d)).collect();
+                    (Just(picked), spellings)
+                }),
+                split in any::<bool>(),
+                repeat in any::<bool>(),
+                reverse in any::<bool>(),
+            ) {
+                let canonical = vec![picked.join(", ")];
+                let mut variants = variants;
+                if repeat {
+                    variants.push(variants[0].clone());
+                }
+                if reverse {
+                    variants.reverse();
+                }
+                let spelled_fields = if split { variants } else { vec![variants.join(",")] };
+                let base = shareability(&canonical);
+                let other = shareability(&spelled_fields);
+                match (base, other) {
+                    (None, Some(o)) => prop_assert!(false, "{canonical:?} not stored, {spelled_fields:?} stored as {o:?}"),
+                    (Some((t, a)), Some((t2, a2))) => {
+                        prop_assert!(t2 <= t, "{spelled_fields:?} kept longer");
+                        prop_assert!(!a2 || a, "{spelled_fields:?} shared with authorized requests");
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }

@@ -71,22 +71,64 @@ impl PathPattern {
     }
 }
 
-/// The query string in one canonical form: pairs decoded, ignored names dropped, sorted, re-encoded. So
-/// `?b=2&a=1`, `?a=1&b=2` and `?a=%31&b=2` are one entry.
+/// `text` with RFC 3986 §6.2.2's equivalences applied and nothing else: a percent-encoded unreserved character
+/// is decoded (`%41` is `A`) and the hex digits of every other percent-encoding are uppercased (`%2f` is `%2F`).
+/// Two strings with different meanings stay different: reserved characters, `+`, other encodings and the order of
+/// parameters are as sent, because an origin may tell them apart.
+pub(crate) fn rfc3986_normalise(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('%') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let (Some(hv), Some(lv)) = (hex(h), hex(l))
+        {
+            let decoded = u8::try_from(hv * 16 + lv).unwrap_or(0);
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(decoded));
+            } else {
+                out.push('%');
+                out.push(char::from(h).to_ascii_uppercase());
+                out.push(char::from(l).to_ascii_uppercase());
+            }
+            i += 3;
+            continue;
+        }
+        // Not a valid encoding: kept byte for byte (the text is a valid `str`, so whole characters).
+        let len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + len]);
+        i += len;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The query string as keyed: as sent, up to RFC 3986's equivalences ([`rfc3986_normalise`]), without the
+/// parameters the operator named as ignored (tracking parameters). `?a=1&b=2` and `?b=2&a=1` are two entries:
+/// an origin may read parameters in order.
 pub(crate) fn normalise_query(query: Option<&str>, ignored: &[String]) -> String {
     let Some(q) = query else {
         return String::new();
     };
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
-        .filter(|(k, _)| !ignored.iter().any(|i| i == k))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    pairs.sort();
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &pairs {
-        out.append_pair(k, v);
+    let q = rfc3986_normalise(q);
+    if ignored.is_empty() {
+        return q.into_owned();
     }
-    out.finish()
+    q.split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            let decoded: String = form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(k, _)| k.into_owned())
+                .unwrap_or_default();
+            !ignored.contains(&decoded)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn digest(parts: &[(&str, &[u8])]) -> String {
@@ -234,13 +276,31 @@ mod tests {
     }
 
     #[test]
-    fn queries_normalise_to_one_form() {
+    fn queries_are_keyed_as_sent_up_to_rfc_3986_equivalence() {
         let n = |q| normalise_query(Some(q), &["utm_source".to_owned()]);
-        assert_eq!(n("b=2&a=1"), n("a=1&b=2"));
-        assert_eq!(n("a=%31&b=2"), n("a=1&b=2"));
+        assert_eq!(
+            n("a=%31&b=2"),
+            n("a=1&b=2"),
+            "an encoded unreserved character"
+        );
+        assert_eq!(n("a=%2f"), n("a=%2F"), "hex digits' case");
         assert_eq!(n("a=1&b=2&utm_source=x"), n("a=1&b=2"));
-        assert_ne!(n("a=1"), n("a=2"));
+        assert_eq!(n("utm_source=x&a=1"), "a=1");
+        // What an origin may tell apart stays apart.
+        for (x, y) in [
+            ("a=1", "a=2"),
+            ("a=%FF", "a=%FE"),
+            ("a=1&a=2", "a=2&a=1"),
+            ("b=2&a=1", "a=1&b=2"),
+            ("q=a+b", "q=a%20b"),
+            ("a=%2F", "a=/"),
+            ("a=1&", "a=1"),
+        ] {
+            assert_ne!(n(x), n(y), "{x} vs {y}");
+        }
         assert_eq!(normalise_query(None, &[]), "");
+        assert_eq!(rfc3986_normalise("/a%41%7e%zz%"), "/aA~%zz%");
+        assert_eq!(rfc3986_normalise("/%c3%bc"), "/%C3%BC");
     }
 
     #[test]

@@ -100,24 +100,29 @@ pub fn tenant_from_extension() -> impl TenantExtractor {
     }
 }
 
-/// Request headers that commonly change a response without being part of the URL. On cached routes they
-/// are removed before the request reaches the service, unless configured as keyed, so they can never poison
-/// a shared entry.
-pub const UNKEYED_HEADERS: &[&str] = &[
-    "forwarded",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-scheme",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-host",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-host",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+/// The request headers that reach the service on a request the cache may answer or store, besides those that
+/// are part of its key (configured keyed headers, and those a stored response names in `Vary`): content
+/// negotiation, validators, directives, credentials (whose responses are shared only when they say so, RFC 9111
+/// §3.5) and trace context. Every other header is withheld — an allow-list cannot miss a new poisoning header
+/// (`X-Forwarded-Ssl`, `X-Original-URI`, …) the way a deny-list can. Add to it with
+/// [`HttpCacheLayerBuilder::forward_header`].
+pub const FORWARDED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "cache-control",
+    "cookie",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "pragma",
+    "traceparent",
+    "tracestate",
+    "user-agent",
 ];
 
 pub(crate) struct CompiledRoute {
@@ -141,7 +146,9 @@ pub(crate) struct Config {
     pub(crate) excluded: Vec<PathPattern>,
     pub(crate) tenant: Box<dyn TenantExtractor>,
     pub(crate) keyed_headers: Vec<String>,
-    pub(crate) stripped_headers: Vec<HeaderName>,
+    /// What reaches the service of a cacheable request: [`FORWARDED_HEADERS`], the keyed headers and those the
+    /// builder added.
+    pub(crate) forwarded_headers: Vec<HeaderName>,
     pub(crate) ignored_query: Vec<String>,
     pub(crate) max_variants: usize,
     pub(crate) max_paths: usize,
@@ -194,6 +201,7 @@ impl HttpCacheLayer {
             routes: Vec::new(),
             excluded: Vec::new(),
             keyed_headers: Vec::new(),
+            forwarded_headers: Vec::new(),
             ignored_query: Vec::new(),
             max_variants: 256,
             max_paths: 10_000,
@@ -217,6 +225,7 @@ pub struct HttpCacheLayerBuilder {
     routes: Vec<Route>,
     excluded: Vec<String>,
     keyed_headers: Vec<String>,
+    forwarded_headers: Vec<String>,
     ignored_query: Vec<String>,
     max_variants: usize,
     max_paths: usize,
@@ -248,10 +257,20 @@ impl HttpCacheLayerBuilder {
     }
 
     /// Makes a request header part of every key (for example `accept-language` when responses depend on it
-    /// without saying so in `Vary`). A keyed header from [`UNKEYED_HEADERS`] then reaches the service.
+    /// without saying so in `Vary`). A keyed header reaches the service.
     #[must_use]
     pub fn key_header(mut self, name: impl Into<String>) -> Self {
         self.keyed_headers.push(name.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Lets a request header that is not part of the key reach the service of cacheable requests, beside
+    /// [`FORWARDED_HEADERS`]. Only for a header the service's responses do not depend on (a tenant header the
+    /// layer already keys by, a request id): anything it changes would be served to every client.
+    #[must_use]
+    pub fn forward_header(mut self, name: impl Into<String>) -> Self {
+        self.forwarded_headers
+            .push(name.into().to_ascii_lowercase());
         self
     }
 
@@ -330,14 +349,15 @@ impl HttpCacheLayerBuilder {
             .iter()
             .map(|p| PathPattern::parse(p).map_err(ConfigError::Pattern))
             .collect::<Result<Vec<_>, _>>()?;
-        for h in &self.keyed_headers {
-            HeaderName::from_bytes(h.as_bytes()).map_err(|_| ConfigError::HeaderName(h.clone()))?;
-        }
-        let stripped_headers = UNKEYED_HEADERS
+        let mut forwarded_headers: Vec<HeaderName> = FORWARDED_HEADERS
             .iter()
-            .filter(|h| !self.keyed_headers.iter().any(|k| k == *h))
             .map(|h| HeaderName::from_static(h))
             .collect();
+        for h in self.keyed_headers.iter().chain(&self.forwarded_headers) {
+            let name = HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| ConfigError::HeaderName(h.clone()))?;
+            forwarded_headers.push(name);
+        }
         let longest = longest.max(Duration::from_secs(1));
         Ok(HttpCacheLayer {
             config: Arc::new(Config {
@@ -346,7 +366,7 @@ impl HttpCacheLayerBuilder {
                 excluded,
                 tenant: self.tenant,
                 keyed_headers: self.keyed_headers,
-                stripped_headers,
+                forwarded_headers,
                 ignored_query: self.ignored_query,
                 max_variants: self.max_variants,
                 max_paths: self.max_paths,

@@ -54,11 +54,14 @@
 //!   the cache or with 504, never by the service; a `Range` request bypasses. A client's conditional `GET`
 //!   (`If-None-Match` by weak comparison, else `If-Modified-Since`) is answered 304 from a fresh or
 //!   revalidated entry. A cached response answers an `Authorization` request only if it was explicitly public.
-//! - Keys: tenant, path, the query string normalised (decoded, sorted, re-encoded, ignored parameters
-//!   dropped), configured keyed headers, and the values of the response's `Vary` headers (an absent header
-//!   differs from an empty one).
-//! - Unkeyed headers ([`UNKEYED_HEADERS`], such as `X-Forwarded-Host`) are removed before a cacheable
-//!   request reaches the service, so they can never poison a shared entry.
+//! - Keys: tenant, path and query as sent up to RFC 3986's equivalences (an encoded unreserved character,
+//!   the case of hex digits; ignored parameters dropped; the service is sent the same form), configured keyed
+//!   headers, and the values of the response's `Vary` headers (an absent header differs from an empty one).
+//! - Only the headers of [`FORWARDED_HEADERS`], keyed headers and those a stored response names in `Vary` reach
+//!   the service of a cacheable request; every other header is withheld, so no header outside the key can
+//!   poison a shared entry. A response whose `Vary` names a header the client sent but the layer withheld is
+//!   asked for again with it (it is part of the key now), and only that answer is stored and served.
+//! - A `GET` with a body is passed through: neither answered from the cache nor stored.
 //! - A successful (2xx/3xx) unsafe request invalidates its path (and a same-site `Location` /
 //!   `Content-Location`) for its tenant: the path's epoch changes, so every variant is unreachable at once.
 //! - Each tenant caches at most `max_paths` paths per route and `max_variants` variants per path, in each
@@ -80,7 +83,7 @@ mod service;
 pub use body::CacheBody;
 pub use error::ConfigError;
 pub use layer::{
-    HttpCacheLayer, HttpCacheLayerBuilder, Route, TenantExtractor, UNKEYED_HEADERS,
+    FORWARDED_HEADERS, HttpCacheLayer, HttpCacheLayerBuilder, Route, TenantExtractor,
     tenant_from_extension, tenant_from_header,
 };
 pub use service::{HttpCache, ResponseFuture, X_CACHE};

@@ -2,7 +2,7 @@
 //! parsing, whether a request may use the cache at all, which statuses are ever stored, which unsafe responses
 //! invalidate, and which headers are never stored.
 
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 /// The directives of one or more `Cache-Control` headers (and `Pragma: no-cache`) that matter here.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -69,6 +69,117 @@ impl CacheControl {
     }
 }
 
+/// The `Cache-Control` fields of `headers` as RFC 9111 §5.2 reads them, as one field: directive names are
+/// case-insensitive, so they are lowercased (`http-cache-semantics`, which decides storability, compares them
+/// as written); arguments are kept as sent. Nothing unreadable may make a response more shareable than it would
+/// be without it: a field that is not visible ASCII reads as `no-store`, and a freshness directive given twice
+/// with different values reads as `=0` (§4.2.1 allows the first or stale; stale does not depend on order).
+fn canonical_cache_control(headers: &HeaderMap) -> HeaderValue {
+    let mut directives: Vec<(String, Option<&str>)> = Vec::new();
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(text) = value.to_str() else {
+            directives.push(("no-store".to_owned(), None));
+            continue;
+        };
+        for directive in split_directives(text) {
+            directives.push(match directive.split_once('=') {
+                Some((name, arg)) => (name.trim().to_ascii_lowercase(), Some(arg.trim())),
+                None => (directive.trim().to_ascii_lowercase(), None),
+            });
+        }
+    }
+    for name in ["max-age", "s-maxage"] {
+        let mut values = directives
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, a)| *a);
+        let first = values.next();
+        if values.any(|a| a != first.flatten()) {
+            directives.retain(|(n, _)| n != name);
+            directives.push((name.to_owned(), Some("0")));
+        }
+    }
+    let canonical: Vec<String> = directives
+        .into_iter()
+        .map(|(name, arg)| arg.map_or_else(|| name.clone(), |a| format!("{name}={a}")))
+        .collect();
+    // Visible ASCII in, visible ASCII out; the fallback is the strictest reading, never a relaxed one.
+    HeaderValue::from_str(&canonical.join(", ")).unwrap_or(HeaderValue::from_static("no-store"))
+}
+
+/// RFC 9213 §2.1: `CDN-Cache-Control` is a Structured Field dictionary, and one that does not parse as such, or
+/// whose known directives have the wrong type (`max-age="60"`), is ignored whole. The valid field as the
+/// `Cache-Control` directives it stands for (unknown members dropped), or `None` when it must be ignored.
+pub(crate) fn targeted_cache_control(values: &[HeaderValue]) -> Option<HeaderValue> {
+    let mut joined = String::new();
+    for v in values {
+        let text = v.to_str().ok()?;
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(text);
+    }
+    let dict: sfv::Dictionary = sfv::Parser::new(&joined).parse().ok()?;
+    let mut directives = Vec::new();
+    for (name, member) in &dict {
+        let sfv::ListEntry::Item(item) = member else {
+            continue;
+        };
+        let name = name.as_str();
+        match (name, &item.bare_item) {
+            (
+                "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error",
+                sfv::BareItem::Integer(n),
+            ) => directives.push(format!("{name}={n}")),
+            ("max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error", _) => {
+                return None;
+            }
+            (
+                "no-store" | "no-cache" | "private" | "public" | "must-revalidate"
+                | "proxy-revalidate",
+                sfv::BareItem::Boolean(true),
+            ) => directives.push(name.to_owned()),
+            (
+                "no-store" | "no-cache" | "private" | "public" | "must-revalidate"
+                | "proxy-revalidate",
+                sfv::BareItem::Boolean(false),
+            ) => {}
+            // `no-cache` and `private` may name fields (a string or inner list in SF); read them whole.
+            ("no-store" | "no-cache" | "private", _) => directives.push(name.to_owned()),
+            ("public" | "must-revalidate" | "proxy-revalidate", _) => return None,
+            _ => {}
+        }
+    }
+    HeaderValue::from_str(&directives.join(", ")).ok()
+}
+
+/// The directive fields of `headers` (`Cache-Control`, `Pragma`) in their canonical form, the rest untouched:
+/// what every judgement of this cache reads, so that no spelling of a directive decides differently.
+pub(crate) fn canonical_directives(headers: &HeaderMap) -> HeaderMap {
+    if !headers.contains_key(header::CACHE_CONTROL) && !headers.contains_key(header::PRAGMA) {
+        return headers.clone();
+    }
+    let mut view = headers.clone();
+    if headers.contains_key(header::CACHE_CONTROL) {
+        view.insert(header::CACHE_CONTROL, canonical_cache_control(headers));
+    }
+    let pragma: Vec<HeaderValue> = headers
+        .get_all(header::PRAGMA)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|t| HeaderValue::from_str(&t.to_ascii_lowercase()).ok())
+                .unwrap_or(HeaderValue::from_static("no-cache"))
+        })
+        .collect();
+    view.remove(header::PRAGMA);
+    for v in pragma {
+        view.append(header::PRAGMA, v);
+    }
+    view
+}
+
 /// Splits on commas outside quoted strings.
 fn split_directives(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
@@ -110,6 +221,11 @@ pub(crate) fn request_use(method: &Method, headers: &HeaderMap) -> RequestUse {
     if headers.contains_key(header::RANGE) {
         return RequestUse::Bypass;
     }
+    // A GET with a body: the body reaches the service but is no part of the key, so what it changes must never
+    // be stored for, or answered from, the same URL without it. It goes through, uncached.
+    if has_body(headers) {
+        return RequestUse::Bypass;
+    }
     let cc = CacheControl::parse(headers);
     if cc.only_if_cached {
         RequestUse::CacheOnly
@@ -120,6 +236,16 @@ pub(crate) fn request_use(method: &Method, headers: &HeaderMap) -> RequestUse {
     } else {
         RequestUse::LookupAndStore
     }
+}
+
+/// Whether a request announces a body (RFC 9112 §6.3: `Transfer-Encoding`, or a `Content-Length` other than 0;
+/// an unreadable length counts as a body).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.to_str().map_or(true, |t| t.trim() != "0"))
 }
 
 /// Status codes a shared cache may store without explicit freshness (RFC 9110 §15.1, "heuristically
@@ -186,8 +312,6 @@ pub(crate) fn stored_header(name: &http::HeaderName) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -294,6 +418,25 @@ mod tests {
         assert_eq!(
             request_use(&get, &headers(&[("cache-control", "only-if-cached")])),
             RequestUse::CacheOnly
+        );
+        for body in [
+            &[("content-length", "5")][..],
+            &[("transfer-encoding", "chunked")][..],
+            &[("content-length", "x")][..],
+        ] {
+            assert_eq!(
+                request_use(&get, &headers(body)),
+                RequestUse::Bypass,
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            request_use(&get, &headers(&[("content-length", "0")])),
+            RequestUse::LookupAndStore
+        );
+        assert_eq!(
+            request_use(&get, &headers(&[("cache-control", "No-Store")])),
+            RequestUse::Bypass
         );
         assert!(invalidates(&Method::DELETE, StatusCode::NO_CONTENT));
         assert!(!invalidates(&Method::POST, StatusCode::BAD_REQUEST));

@@ -20,7 +20,7 @@ use crate::{
     CacheBody,
     entries::{self, CachedResponse, Target},
     freshness::{self, Verdict},
-    key::{header_values, normalise_query, primary_key},
+    key::{header_values, normalise_query, primary_key, rfc3986_normalise},
     layer::Config,
     policy::{self, RequestUse},
     revalidate,
@@ -74,7 +74,7 @@ where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqB: Send + 'static,
+    ReqB: Default + Send + 'static,
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Send,
 {
@@ -104,11 +104,13 @@ where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqB: Send + 'static,
+    ReqB: Default + Send + 'static,
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Send,
 {
     let (mut parts, body) = req.into_parts();
+    // One form for what RFC 3986 says is one resource: what is keyed is exactly what the service is sent.
+    canonical_target(&mut parts.uri);
     let path = parts.uri.path().to_owned();
     let Some(route) = config.route(&path) else {
         let resp = inner.call(Request::from_parts(parts, body)).await?;
@@ -143,10 +145,6 @@ where
     if usage == RequestUse::Bypass {
         return miss(inner.call(Request::from_parts(parts, body)).await?);
     }
-    // Headers that are not part of the key must not reach a service whose response may be shared.
-    for h in &config.stripped_headers {
-        parts.headers.remove(h);
-    }
     let had_authorization = parts.headers.contains_key(header::AUTHORIZATION);
     let query = normalise_query(parts.uri.query(), &config.ignored_query);
     let Some(epoch) = entries::current_epoch(&config, &scope, route, &path).await else {
@@ -167,8 +165,12 @@ where
         primary,
     };
 
+    let client = parts.headers.clone();
+    let (varied, found) = entries::lookup_varied(&config, &target, &parts.headers).await;
+    // Headers that are not part of the key must not reach a service whose response may be shared.
+    withhold_unkeyed(&mut parts.headers, &config, &varied);
     let mut stale = None;
-    if let Some((key, hit)) = entries::lookup(&config, &target, &parts.headers).await
+    if let Some((key, hit)) = found
         && (hit.for_authorized || !had_authorization)
     {
         let headers = hit.header_map();
@@ -239,8 +241,7 @@ where
         return Ok(resp);
     }
 
-    let client = parts.headers.clone();
-    let request = request_view(&parts);
+    let mut request = request_view(&parts);
     let revalidating = stale
         .as_ref()
         .is_some_and(|s| revalidate::has_validators(&s.headers));
@@ -271,6 +272,23 @@ where
             return Ok(s.answer(&client, STALE));
         }
     }
+    // The origin says its answer depends on a header the client sent and this layer withheld: that answer is
+    // not the client's. Ask again with those headers — named by `Vary`, they are part of the key now.
+    let withheld = withheld_but_varied(&client, &request.headers, resp.headers());
+    let resp = if withheld.is_empty() {
+        resp
+    } else {
+        for name in withheld {
+            for v in client.get_all(&name) {
+                request.headers.append(name.clone(), v.clone());
+            }
+        }
+        let mut again = Request::new(ReqB::default());
+        *again.method_mut() = request.method.clone();
+        *again.uri_mut() = request.uri.clone();
+        *again.headers_mut() = request.headers.clone();
+        inner.call(again).await?
+    };
     let resp = keep(&config, &target, &request, resp).await;
     if resp.status() == StatusCode::OK && policy::not_modified(&client, resp.headers()) {
         return Ok(respond_not_modified(resp.headers(), None));
@@ -530,6 +548,63 @@ where
         Response::from_parts(resp_parts, CacheBody::full(bytes)),
         MISS,
     )
+}
+
+/// `uri` with its path and query in RFC 3986's normal form ([`rfc3986_normalise`]).
+fn canonical_target(uri: &mut http::Uri) {
+    let Some(pq) = uri.path_and_query() else {
+        return;
+    };
+    let path = rfc3986_normalise(pq.path());
+    let query = pq.query().map(rfc3986_normalise);
+    if matches!(path, std::borrow::Cow::Borrowed(_))
+        && query
+            .as_ref()
+            .is_none_or(|q| matches!(q, std::borrow::Cow::Borrowed(_)))
+    {
+        return;
+    }
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(target)
+        && {
+            parts.path_and_query = Some(pq);
+            true
+        }
+        && let Ok(normal) = http::Uri::from_parts(parts)
+    {
+        *uri = normal;
+    }
+}
+
+/// Removes every header that is neither forwarded by configuration nor named by the stored responses' `Vary`.
+fn withhold_unkeyed(headers: &mut HeaderMap, config: &Config, varied: &[String]) {
+    let withheld: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            !config.forwarded_headers.contains(n) && !varied.iter().any(|v| v == n.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in withheld {
+        headers.remove(name);
+    }
+}
+
+/// The headers a response's `Vary` names that the client sent but the service was not sent.
+fn withheld_but_varied(
+    client: &HeaderMap,
+    sent: &HeaderMap,
+    response: &HeaderMap,
+) -> Vec<HeaderName> {
+    entries::vary_names(response)
+        .into_iter()
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .filter(|n| client.contains_key(n) && !sent.contains_key(n))
+        .collect()
 }
 
 /// The request as the freshness rules judge a response to it: method, URI and headers, without the body.

@@ -138,15 +138,16 @@ pub(crate) enum OpenError {
 impl Sealer {
     /// The sealer the settings ask for: `None` when no cache type is sealed.
     pub(crate) fn from_settings(settings: &EncryptionSettings) -> Result<Option<Sealer>, KeyError> {
-        if settings.cache_types.is_empty() {
+        let sealed = settings.sealed_types();
+        if sealed.is_empty() {
             return Ok(None);
         }
         let text = if settings.keys_file.is_empty() {
             std::env::var(&settings.keys_env).map(Zeroizing::new).map_err(|_| {
                 KeyError(format!(
-                    "encryption.cache_types seals {} but the environment variable {} is not set (or not UTF-8); \
+                    "encryption seals {} but the environment variable {} is not set (or not UTF-8); \
                      set it to id:base64(32 bytes), or set encryption.keys_file",
-                    names(&settings.cache_types),
+                    names(&sealed),
                     settings.keys_env
                 ))
             })?
@@ -165,11 +166,7 @@ impl Sealer {
         Ok(Some(Sealer {
             keys,
             aead: Aead::of(settings.algorithm),
-            types: settings
-                .cache_types
-                .iter()
-                .map(|t| t.as_str().to_owned())
-                .collect(),
+            types: sealed.iter().map(|t| t.as_str().to_owned()).collect(),
         }))
     }
 

@@ -21,7 +21,7 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 
-pub use announce::announced_address;
+pub use announce::{announced_address, announced_addresses};
 
 mod announce;
 pub mod bench;

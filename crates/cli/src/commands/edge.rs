@@ -32,6 +32,7 @@ use hyper_util::{
 };
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::Layer as _;
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 use tracing::Instrument as _;
 
@@ -285,7 +286,7 @@ pub(crate) async fn serve(
     let shutdown = super::serve::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -303,10 +304,10 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
-        );
+        // The peer's address travels with each of its requests (per-client limits, trusted fronts).
+        let service = axum::Extension(Peer(peer.ip())).layer(service.clone());
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let _permit = permit;
@@ -325,10 +326,31 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Per-tenant request rates — a token bucket per tenant in this process (GCRA, `governor`) — and the request
-/// quota per window that every replica shares through the store (`quotas.tenant_requests`).
+/// The address of the connection a request came on, put in its extensions by [`serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer(pub(crate) std::net::IpAddr);
+
+/// Who a request's rate is counted against when that is not its tenant: in `proxy` with one fixed tenant every
+/// client would share one bucket, and one client could spend everyone's — so each client address has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct RateKey(pub(crate) std::net::IpAddr);
+
+/// What a bucket is kept for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Bucket {
+    Tenant(TenantId),
+    Client(std::net::IpAddr),
+}
+
+/// The most buckets kept at once: past it, buckets back to full are dropped, and a new key that still finds no
+/// room is refused — invented tenants or addresses cannot grow the process's memory without bound.
+const MAX_BUCKETS: usize = 10_000;
+
+/// Per-tenant request rates — a token bucket per tenant (or per client, see [`RateKey`]) in this process (GCRA,
+/// `governor`) — and the request quota per window that every replica shares through the store
+/// (`quotas.tenant_requests`).
 pub(crate) struct TenantRates {
-    limiter: Option<DefaultKeyedRateLimiter<TenantId>>,
+    limiter: Option<DefaultKeyedRateLimiter<Bucket>>,
     store: Store,
 }
 
@@ -339,6 +361,23 @@ impl TenantRates {
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         TenantRates { limiter, store }
+    }
+
+    /// Takes a token from `bucket`'s bucket, or says how long until one is there.
+    fn take(&self, bucket: &Bucket) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if limiter.len() >= MAX_BUCKETS {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            if limiter.len() >= MAX_BUCKETS {
+                return Err(Duration::from_secs(1));
+            }
+        }
+        limiter.check_key(bucket).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
     }
 }
 
@@ -363,11 +402,16 @@ pub(crate) async fn rate_limit(
         return next.run(req).await;
     };
     tracing::Span::current().record("tenant", tenant.as_str());
-    if let Some(limiter) = &rates.limiter
-        && let Err(not_until) = limiter.check_key(tenant)
-    {
-        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-        return too_many("this tenant is over its request rate; retry later", wait);
+    let bucket = match req.extensions().get::<RateKey>() {
+        Some(RateKey(client)) => Bucket::Client(*client),
+        None => Bucket::Tenant(tenant.clone()),
+    };
+    if let Err(wait) = rates.take(&bucket) {
+        let message = match bucket {
+            Bucket::Client(_) => "this client is over its request rate; retry later",
+            Bucket::Tenant(_) => "this tenant is over its request rate; retry later",
+        };
+        return too_many(message, wait);
     }
     if let RequestQuota::Refused { retry_after } = rates.store.count_request(tenant).await {
         return too_many(

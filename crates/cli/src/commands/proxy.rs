@@ -42,6 +42,8 @@ pub(crate) struct ProxyOptions {
     pub(crate) origin: String,
     pub(crate) bind: String,
     pub(crate) tenancy: Tenancy,
+    /// Fronts whose `--tenant-header` and `X-Forwarded-For` are believed.
+    pub(crate) trusted_fronts: Vec<std::net::IpAddr>,
     /// The longest a response is kept (the cap on any freshness), default `server.response_ttl`.
     pub(crate) ttl: Option<Duration>,
     /// Freshness of a response that states none (RFC 9111 §4.2.2); zero stores only what says it may be.
@@ -50,8 +52,8 @@ pub(crate) struct ProxyOptions {
     pub(crate) origin_timeout: Duration,
     /// Start even with the development keys on a non-loopback address.
     pub(crate) allow_dev_keys: bool,
-    /// Serve the operators' console instead of forwarding its paths.
-    pub(crate) dashboard: bool,
+    /// Serve the operators' console on its own listener at this address.
+    pub(crate) dashboard: Option<String>,
 }
 
 /// The `Via` this proxy adds (RFC 9110 §7.6.3).
@@ -174,24 +176,81 @@ async fn via(req: Request, next: middleware::Next) -> Response {
     resp
 }
 
+/// How requests are attributed: their tenant, and the fronts whose word about it is believed.
+struct Attribution {
+    tenancy: Tenancy,
+    trusted_fronts: Vec<std::net::IpAddr>,
+}
+
+impl Attribution {
+    fn trusts(&self, peer: Option<std::net::IpAddr>) -> bool {
+        peer.is_some_and(|p| self.trusted_fronts.contains(&p))
+    }
+
+    /// The client a request comes from: the address a trusted front appended to `X-Forwarded-For` (its last
+    /// entry), otherwise the connection's peer.
+    fn client(&self, req: &Request) -> Option<std::net::IpAddr> {
+        let peer = req.extensions().get::<edge::Peer>().map(|p| p.0);
+        if self.trusts(peer)
+            && let Some(reported) = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|a| a.trim().parse().ok())
+        {
+            return Some(reported);
+        }
+        peer
+    }
+}
+
 /// Puts the tenant of a request into its extensions, where the cache layer and the rate limit find it: a fixed
-/// one, or the value of the trusted front's header (a request without a valid one goes through uncached).
+/// one (then the rate is counted per client address: one client cannot spend everyone's), or the value of the
+/// tenant header from a trusted front (a request without a valid one, or from anyone else, goes through
+/// uncached).
 async fn tenancy(
-    State(tenancy): State<Arc<Tenancy>>,
+    State(attribution): State<Arc<Attribution>>,
     mut req: Request,
     next: middleware::Next,
 ) -> Response {
-    let tenant = match &*tenancy {
-        Tenancy::Fixed(name) => TenantId::new(name).ok(),
-        Tenancy::Header(name) => req
-            .headers()
-            .get(name.as_str())
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| TenantId::new(v).ok()),
-        Tenancy::ApiKeys => None,
+    let peer = req.extensions().get::<edge::Peer>().map(|p| p.0);
+    let tenant = match &attribution.tenancy {
+        Tenancy::Fixed(name) => {
+            if let Some(client) = attribution.client(&req) {
+                req.extensions_mut().insert(edge::RateKey(client));
+            }
+            TenantId::new(name).ok()
+        }
+        // Without trusted fronts the proxy listens on loopback only (checked at start): its peers are local.
+        Tenancy::Header(name)
+            if attribution.trusted_fronts.is_empty() || attribution.trusts(peer) =>
+        {
+            req.headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| TenantId::new(v).ok())
+        }
+        Tenancy::Header(_) | Tenancy::ApiKeys => None,
     };
     if let Some(t) = tenant {
         req.extensions_mut().insert(t);
+    }
+    next.run(req).await
+}
+
+/// Withholds the console's credentials — its session cookie, the admin token — from requests bound for the
+/// origin: they were issued here and never leave for a place that did not issue them.
+async fn withhold_console_credentials(
+    State(keys): State<Arc<super::serve::Keys>>,
+    mut req: Request,
+    next: middleware::Next,
+) -> Response {
+    super::serve::Sessions::withhold_cookie(req.headers_mut());
+    if keys.is_admin(req.headers()) {
+        req.headers_mut().remove(header::AUTHORIZATION);
     }
     next.run(req).await
 }
@@ -203,7 +262,6 @@ fn app(
     settings: &Settings,
     options: &ProxyOptions,
     keys: Arc<super::serve::Keys>,
-    console: Option<ConsoleState>,
 ) -> anyhow::Result<Router> {
     let origin = Arc::new(Origin::parse(&options.origin, options.origin_timeout)?);
     match &options.tenancy {
@@ -217,7 +275,12 @@ fn app(
         Tenancy::ApiKeys => {}
     }
     let limits = &settings.server.limits;
-    let cache = HttpCacheLayer::builder(store.clone(), tenant_from_extension())
+    let mut cache = HttpCacheLayer::builder(store.clone(), tenant_from_extension());
+    if let Tenancy::Header(name) = &options.tenancy {
+        // The tenant is part of every key: the origin may see which one it answers for.
+        cache = cache.forward_header(name.as_str());
+    }
+    let cache = cache
         .route(
             Route::new("/**")
                 .cache_type(CacheType::API_RESPONSE)
@@ -235,22 +298,23 @@ fn app(
         .layer(middleware::from_fn_with_state(rates, edge::rate_limit));
     let router = match &options.tenancy {
         Tenancy::ApiKeys => router.layer(middleware::from_fn_with_state(
-            keys,
+            keys.clone(),
             super::serve::tenant_auth,
         )),
         other => router.layer(middleware::from_fn_with_state(
-            Arc::new(other.clone()),
+            Arc::new(Attribution {
+                tenancy: other.clone(),
+                trusted_fronts: options.trusted_fronts.clone(),
+            }),
             tenancy,
         )),
     };
-    let router = router.layer(middleware::from_fn(via));
-    // The console's paths are answered here; everything else goes to the origin.
-    let router = match console {
-        Some(c) => super::serve::console_routes::<ConsoleState>(c.clone(), limits.json_body_bytes)
-            .with_state(c)
-            .fallback_service(router),
-        None => router,
-    };
+    let router = router
+        .layer(middleware::from_fn(via))
+        .layer(middleware::from_fn_with_state(
+            keys,
+            withhold_console_credentials,
+        ));
     Ok(edge::request_edge(router, limits))
 }
 
@@ -261,12 +325,21 @@ pub(crate) async fn run(
 ) -> anyhow::Result<std::process::ExitCode> {
     let keys = Arc::new(super::serve::Keys::from_settings(&settings.server)?);
     let addr = edge::bind_address(&options.bind, &settings.server, options.allow_dev_keys)?;
+    if matches!(options.tenancy, Tenancy::Header(_))
+        && options.trusted_fronts.is_empty()
+        && !addr.ip().is_loopback()
+    {
+        bail!(
+            "--tenant-header on {addr}: any client could name any tenant; give the front proxy that sets it \
+             with --trusted-front IP, or listen on a loopback address"
+        );
+    }
     let store = Store::from_settings(settings)?;
     let otlp = crate::wiring::start_metrics_export(settings, &store)?;
     // The proxy's traffic is recorded like `serve`'s when statistics are on: the console reads it.
     let recorder = crate::wiring::start_serving_recorder(settings, &store).await;
-    let console = match options.dashboard {
-        true => Some(ConsoleState {
+    let console = match &options.dashboard {
+        Some(_) => Some(ConsoleState {
             store: store.clone(),
             keys: keys.clone(),
             database_url: match recorder {
@@ -276,18 +349,44 @@ pub(crate) async fn run(
             currency: settings.prices.currency.as_str().into(),
             sessions: Arc::default(),
         }),
-        false => None,
+        None => None,
     };
-    let app = app(store, settings, &options, keys, console)?;
+    let app = app(store, settings, &options, keys)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    println!(
-        "fernando-cache proxy listening on http://{} for {}",
-        listener.local_addr()?,
-        options.origin
-    );
-    edge::serve(listener, app, &settings.server.limits).await?;
+    let limits = &settings.server.limits;
+    match (console, &options.dashboard) {
+        (Some(c), Some(bind)) => {
+            let console_addr = edge::bind_address(bind, &settings.server, options.allow_dev_keys)?;
+            let console_listener = tokio::net::TcpListener::bind(console_addr)
+                .await
+                .with_context(|| format!("binding the console's {console_addr}"))?;
+            println!(
+                "fernando-cache proxy listening on http://{} for {}; console on http://{}",
+                listener.local_addr()?,
+                options.origin,
+                console_listener.local_addr()?
+            );
+            let console_app = edge::request_edge(
+                super::serve::console_routes::<ConsoleState>(c.clone(), limits.json_body_bytes)
+                    .with_state(c),
+                limits,
+            );
+            tokio::try_join!(
+                edge::serve(listener, app, limits),
+                edge::serve(console_listener, console_app, limits)
+            )?;
+        }
+        _ => {
+            println!(
+                "fernando-cache proxy listening on http://{} for {}",
+                listener.local_addr()?,
+                options.origin
+            );
+            edge::serve(listener, app, limits).await?;
+        }
+    }
     if let Some(r) = recorder {
         r.shutdown(std::time::Duration::from_secs(10)).await;
     }

@@ -16,6 +16,8 @@ pub mod wire;
 /// A running `fernando-cache` process and a client for it.
 pub struct Server {
     pub(crate) base: String,
+    /// Every address the process announced (`proxy --dashboard`: its console's last).
+    pub(crate) announced: Vec<String>,
     pub(crate) client: reqwest::Client,
     child: Child,
     /// The process's stderr (its log), line by line.
@@ -53,7 +55,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start fernando-cache serve");
-        let base = fernando_cache_testkit::announced_address(&mut child);
+        let announced = fernando_cache_testkit::announced_addresses(&mut child);
+        let base = announced[0].clone();
         // Every log line is kept for the test to search, and shown as the test's own output.
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
@@ -67,6 +70,7 @@ impl Server {
         Server {
             child,
             base,
+            announced,
             client: reqwest::Client::new(),
             log,
         }

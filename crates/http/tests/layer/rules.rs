@@ -226,10 +226,28 @@ const ROWS: &[Row] = &[
         reaches_handler: false,
     },
     Row {
-        rule: "query strings are normalised",
-        before: &[get("/c/plain/15?b=2&a=1&utm_source=mail")],
-        probe: ("/c/plain/15?a=%31&b=2", &[]),
+        rule: "query strings are one entry up to RFC 3986's equivalences, ignored parameters left out",
+        before: &[get("/c/plain/15?a=1&b=%2f&utm_source=mail")],
+        probe: ("/c/plain/15?a=%31&b=%2F", &[]),
         reaches_handler: false,
+    },
+    Row {
+        rule: "parameters in another order are another entry (an origin may read them in order)",
+        before: &[get("/c/plain/15?b=2&a=1")],
+        probe: ("/c/plain/15?a=1&b=2", &[]),
+        reaches_handler: true,
+    },
+    Row {
+        rule: "`+` and `%20` are different queries",
+        before: &[get("/c/plain/15?q=a+b")],
+        probe: ("/c/plain/15?q=a%20b", &[]),
+        reaches_handler: true,
+    },
+    Row {
+        rule: "different percent-encoded bytes are different queries",
+        before: &[get("/c/plain/15?q=%FF")],
+        probe: ("/c/plain/15?q=%FE", &[]),
+        reaches_handler: true,
     },
     Row {
         rule: "different query values are different entries",

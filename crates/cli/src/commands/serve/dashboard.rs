@@ -81,6 +81,33 @@ impl Sessions {
         id
     }
 
+    /// Removes the console's session cookie from a request bound elsewhere (`proxy`'s origin): a session
+    /// replayed there reads every tenant's counters.
+    pub(crate) fn withhold_cookie(headers: &mut HeaderMap) {
+        let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+        if values.is_empty() {
+            return;
+        }
+        headers.remove(header::COOKIE);
+        for v in values {
+            let Ok(text) = v.to_str() else {
+                // Not ours to read: passed on as it came.
+                headers.append(header::COOKIE, v);
+                continue;
+            };
+            let kept: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && c.split('=').next() != Some(COOKIE))
+                .collect();
+            if !kept.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+            {
+                headers.append(header::COOKIE, v);
+            }
+        }
+    }
+
     fn cookie(headers: &HeaderMap) -> Option<&str> {
         headers
             .get_all(header::COOKIE)

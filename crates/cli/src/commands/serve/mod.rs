@@ -24,6 +24,7 @@ use fernando_cache_store::Store;
 
 pub(crate) use self::auth::{Keys, tenant as tenant_auth};
 pub(crate) use self::console::{ConsoleState, routes as console_routes};
+pub(crate) use self::dashboard::Sessions;
 use super::edge::{self, EngineGate, TenantRates};
 pub(crate) use super::edge::{error, internal_error};
 
@@ -85,6 +86,7 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             get(routes::stats).layer(limited(json_limit)),
         )
         .layer(cache)
+        .layer(middleware::from_fn(routes::canonical_fingerprint))
         .layer(middleware::from_fn_with_state(
             state.rates.clone(),
             edge::rate_limit,

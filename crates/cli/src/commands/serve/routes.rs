@@ -84,6 +84,30 @@ pub(crate) async fn upload(
     }
 }
 
+/// Writes the fingerprint of `/v1/documents/{sha256}` in lowercase before the response cache keys the request:
+/// one document is one identifier and one cache key, so invalidating the document reaches every copy of it,
+/// whatever case a client spelled its fingerprint in.
+pub(crate) async fn canonical_fingerprint(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = req.uri();
+    if let Some(fp) = uri.path().strip_prefix("/v1/documents/")
+        && fp.len() == 64
+        && fp.bytes().all(|b| b.is_ascii_hexdigit())
+        && fp.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        let target = match uri.query() {
+            Some(q) => format!("/v1/documents/{}?{q}", fp.to_ascii_lowercase()),
+            None => format!("/v1/documents/{}", fp.to_ascii_lowercase()),
+        };
+        if let Ok(lower) = target.parse() {
+            *req.uri_mut() = lower;
+        }
+    }
+    next.run(req).await
+}
+
 /// `GET /v1/documents/{sha256}`: the tenant's stored result for a fingerprint.
 pub(crate) async fn document(
     State(state): State<AppState>,

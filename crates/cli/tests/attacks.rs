@@ -1,0 +1,298 @@
+//! Attacks on what `proxy` and `serve` share between clients (issue 28), each through the real binary in front
+//! of a real local origin: directive spellings that would make a private response shared, credentials cached by
+//! heuristic, a `GET` body that changes a cached answer, unkeyed headers that reach the origin, queries merged
+//! that the origin tells apart, and a document fingerprint in another case that escapes invalidation. Each test
+//! failed before its fix.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, HeaderName, HeaderValue, Uri},
+    response::{IntoResponse, Response},
+};
+use fernando_cache_testkit::{PostgresDb, RedisServer};
+use support::{ACME, ADMIN, Server};
+
+/// The attacker's origin: answers with the response headers its query asks for (`h=Name:Value`, repeated), and a
+/// body that shows what reached it — a counter, every request header, the query and the request body.
+async fn origin(
+    State(n): State<Arc<AtomicUsize>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let n = n.fetch_add(1, Ordering::SeqCst);
+    let seen: BTreeMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let text = format!(
+        "#{n} query={} body={} headers={seen:?}",
+        uri.query().unwrap_or(""),
+        String::from_utf8_lossy(&body)
+    );
+    let mut r = text.into_response();
+    for (name, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        if name == "h"
+            && let Some((k, v)) = value.split_once(':')
+        {
+            r.headers_mut().append(
+                HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                HeaderValue::from_str(v.trim()).unwrap(),
+            );
+        }
+    }
+    if uri.path().starts_with("/unreadable") {
+        // A directive field that is not visible ASCII.
+        r.headers_mut().append(
+            "cache-control",
+            HeaderValue::from_bytes(b"max-age=600, private \xfc").unwrap(),
+        );
+    }
+    if uri.path().starts_with("/varies") {
+        r.headers_mut()
+            .append("vary", HeaderValue::from_static("X-Device"));
+        r.headers_mut()
+            .append("cache-control", HeaderValue::from_static("max-age=600"));
+    }
+    r
+}
+
+async fn start_origin() -> SocketAddr {
+    let app = Router::new()
+        .fallback(origin)
+        .with_state(Arc::new(AtomicUsize::new(0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn proxy(redis: &RedisServer, origin: SocketAddr, extra: &[&str]) -> Server {
+    let origin = format!("http://{origin}");
+    let mut args = vec![
+        "proxy",
+        "--origin",
+        origin.as_str(),
+        "--bind",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Server::spawn(&redis.url(), &args, &[])
+}
+
+/// A GET with these headers: (X-Cache, body).
+async fn fetch(p: &Server, path: &str, headers: &[(&str, &str)]) -> (String, String) {
+    let mut req = p.client.get(format!("{}{path}", p.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let x_cache = r
+        .headers()
+        .get("x-cache")
+        .map_or("none".to_owned(), |v| v.to_str().unwrap().to_owned());
+    (x_cache, r.text().await.unwrap())
+}
+
+fn encoded(cc: &str) -> String {
+    form_urlencoded::byte_serialize(format!("Cache-Control:{cc}").as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spelling_of_a_directive_shares_a_private_response() {
+    let redis = RedisServer::start();
+    let p = proxy(&redis, start_origin().await, &[]);
+    let alice = [("cookie", "sid=alice")];
+    for (i, cc) in [
+        "Private, max-age=600",
+        "max-age=600, PRIVATE",
+        "No-Store, max-age=600",
+        "No-Cache, max-age=600",
+        "private , max-age=600",
+        "max-age=600,\tPrivate",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = format!("/private/{i}?h={}", encoded(cc));
+        let (_, first) = fetch(&p, &path, &alice).await;
+        assert!(first.contains("sid=alice"), "{first}");
+        let (x_cache, second) = fetch(&p, &path, &[]).await;
+        assert!(
+            !second.contains("alice") && x_cache != "HIT",
+            "{cc:?}: alice's response served to the next client ({x_cache}): {second}"
+        );
+    }
+    // A field that cannot be read makes nothing more shareable.
+    fetch(&p, "/unreadable/1", &alice).await;
+    let (x_cache, second) = fetch(&p, "/unreadable/1", &[]).await;
+    assert!(
+        !second.contains("alice") && x_cache != "HIT",
+        "{x_cache}: {second}"
+    );
+    // The canonical form is still a hit when it says so.
+    let path = format!("/shared/1?h={}", encoded("Public, Max-Age=600"));
+    fetch(&p, &path, &[]).await;
+    assert_eq!(fetch(&p, &path, &[]).await.0, "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentialed_response_is_never_shared_by_heuristic() {
+    let redis = RedisServer::start();
+    let p = proxy(&redis, start_origin().await, &["--heuristic", "5m"]);
+    for (name, value) in [
+        ("cookie", "sid=alice"),
+        ("authorization", "Bearer alice-token"),
+    ] {
+        let path = format!("/account/{name}/x.css");
+        let (_, first) = fetch(&p, &path, &[(name, value)]).await;
+        assert!(first.contains("alice"), "{first}");
+        let (x_cache, second) = fetch(&p, &path, &[]).await;
+        assert!(
+            !second.contains("alice") && x_cache != "HIT",
+            "web-cache deception with {name}: {x_cache} {second}"
+        );
+    }
+    // Explicitly public: shared as the origin said.
+    let path = format!("/account/public/x.css?h={}", encoded("public, max-age=60"));
+    fetch(&p, &path, &[("cookie", "sid=alice")]).await;
+    assert_eq!(fetch(&p, &path, &[]).await.0, "HIT");
+    // Without credentials the heuristic still applies.
+    fetch(&p, "/plain/x.css", &[]).await;
+    assert_eq!(fetch(&p, "/plain/x.css", &[]).await.0, "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_body_is_neither_answered_from_nor_stored_in_the_cache() {
+    let redis = RedisServer::start();
+    let p = proxy(&redis, start_origin().await, &[]);
+    let path = format!("/fat?h={}", encoded("max-age=600"));
+    let url = format!("{}{path}", p.base);
+    let r = p.client.get(&url).body("evil").send().await.unwrap();
+    assert!(
+        r.text().await.unwrap().contains("body=evil"),
+        "the body reaches the origin"
+    );
+    let (x_cache, victim) = fetch(&p, &path, &[]).await;
+    assert!(!victim.contains("evil"), "{x_cache}: {victim}");
+    // Nor does a cached answer stand in for a request with a body.
+    assert_eq!(fetch(&p, &path, &[]).await.0, "HIT");
+    let r = p.client.get(&url).body("other").send().await.unwrap();
+    assert_ne!(r.headers()["x-cache"], "HIT");
+    assert!(r.text().await.unwrap().contains("body=other"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_outside_the_key_never_reach_the_origin() {
+    let redis = RedisServer::start();
+    let p = proxy(&redis, start_origin().await, &[]);
+    let path = format!("/page?h={}", encoded("max-age=600"));
+    let poison = [
+        ("x-forwarded-ssl", "on"),
+        ("x-original-uri", "/admin"),
+        ("x-forwarded-uri", "/admin"),
+        ("x-forwarded-path", "/admin"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-header-nobody-listed-yet", "evil"),
+    ];
+    let (_, seen) = fetch(&p, &path, &poison).await;
+    for (name, _) in poison {
+        assert!(!seen.contains(name), "{name} reached the origin: {seen}");
+    }
+    let (x_cache, victim) = fetch(&p, &path, &[]).await;
+    assert_eq!(x_cache, "HIT");
+    assert!(
+        !victim.contains("evil") && !victim.contains("/admin"),
+        "{victim}"
+    );
+    // A header the origin names in `Vary` is part of the key: the answer is asked for with it, and each value
+    // has its own entry.
+    let (_, mobile) = fetch(&p, "/varies/1", &[("x-device", "mobile")]).await;
+    assert!(mobile.contains("\"x-device\": \"mobile\""), "{mobile}");
+    let (_, plain) = fetch(&p, "/varies/1", &[]).await;
+    assert!(!plain.contains("mobile"), "{plain}");
+    let (x_cache, again) = fetch(&p, "/varies/1", &[("x-device", "mobile")]).await;
+    assert_eq!(x_cache, "HIT");
+    assert!(again.contains("\"x-device\": \"mobile\""), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_an_origin_tells_apart_are_never_merged() {
+    let redis = RedisServer::start();
+    let p = proxy(&redis, start_origin().await, &[]);
+    let cc = encoded("max-age=600");
+    for (i, (first, second)) in [
+        ("q=%FF", "q=%FE"),
+        ("a=1&a=2", "a=2&a=1"),
+        ("q=a+b", "q=a%20b"),
+        ("q=%2F", "q=/"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        fetch(&p, &format!("/q/{i}?h={cc}&{first}"), &[]).await;
+        let (x_cache, body) = fetch(&p, &format!("/q/{i}?h={cc}&{second}"), &[]).await;
+        assert_eq!(x_cache, "MISS", "{first} answered {second}: {body}");
+    }
+    // What RFC 3986 calls equivalent is one entry.
+    fetch(&p, &format!("/q/eq?h={cc}&v=%41%2f"), &[]).await;
+    assert_eq!(
+        fetch(&p, &format!("/q/eq?h={cc}&v=A%2F"), &[]).await.0,
+        "HIT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fingerprint_in_capitals_is_the_same_document() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    let doc = server
+        .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
+        .await;
+    let fp = doc["fingerprint"].as_str().unwrap().to_owned();
+    let upper = fp.to_ascii_uppercase();
+    for _ in 0..2 {
+        let r = server
+            .get(&format!("/v1/documents/{upper}"), Some(ACME))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = server
+        .post_json(
+            ADMIN,
+            "/v1/cache/invalidate",
+            serde_json::json!({"tenant": "acme", "subject": fp}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = server
+        .get(&format!("/v1/documents/{upper}"), Some(ACME))
+        .await;
+    assert_ne!(
+        r.headers()
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("HIT".to_owned()),
+        "the invalidated document is still served under its fingerprint in capitals"
+    );
+    assert_eq!(r.status(), 404);
+}
