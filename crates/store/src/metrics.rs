@@ -178,8 +178,9 @@ counters! {
     write_errors: "Writes whose backend call failed (part of `errors`).",
     degraded: "Operations completed without the backend (a miss, a dropped write, a computation uncached).",
     corrupt: "Stored values that could not be decoded (or held another type) and were removed.",
-    unopened: "Sealed values that did not open — another key's ciphertext, a removed key, altered bytes, or a \
-               value of a sealed type stored unsealed — and were removed (part of `corrupt`).",
+    unopened: "Sealed values that did not open — another key's ciphertext, a removed key, altered bytes or \
+               header, the retired sealed format, or a value of a sealed type stored unsealed — and were removed \
+               (part of `corrupt`).",
     stale: "Stored values hidden by a lazy invalidation.",
     stale_served: "Expired values served because their computation failed or was slow (fail-safe).",
     refreshes: "Entries recomputed in the background ahead of expiry (eager refresh).",
