@@ -205,4 +205,17 @@ async fn its_folder_and_files_are_the_owners_alone_even_when_an_earlier_version_
         "and the cache still answers"
     );
     drop(store);
+
+    // Another application's database that disk.path points at by mistake is refused, and left as it was.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chmod(&theirs, 0o755);
+    let foreign = theirs.join("app.sqlite3");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    chmod(&foreign, 0o644);
+    assert!(setup_error(&foreign).contains("not a fernando-cache"));
+    assert_eq!((mode(&theirs), mode(&foreign)), (0o755, 0o644));
 }

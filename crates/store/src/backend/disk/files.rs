@@ -3,16 +3,17 @@
 //!
 //! SQLite creates the main database with `0644` less the umask, but each companion file with exactly the
 //! database's own mode (`findCreateFileMode` and `robust_open` for the WAL and journal, the `fstat` of the
-//! database in `unixOpenSharedMemory` for the `-shm`, all in the bundled `sqlite3.c`). So the database is created
-//! here, `0600`, before SQLite ever opens it, and the companions follow. Files and folders that earlier versions
-//! left readable by others are tightened on every open; a companion that already existed keeps its mode in SQLite,
-//! so it is tightened here too.
+//! database in `unixOpenSharedMemory` for the `-shm`, all in the bundled `sqlite3.c`). So `create` makes the
+//! folder `0700` and the database `0600` before SQLite ever opens it, and the companions follow. What earlier
+//! versions left readable by others is narrowed by `narrow` once the file is known to be a fernando-cache file
+//! (never another application's database that `disk.path` points at by mistake); a companion that already
+//! existed keeps its mode in SQLite, so it is narrowed too.
 
 use std::path::Path;
 
 use super::BackendError;
 
-/// The folder's mode when it is created or tightened: owner only.
+/// The folder's mode when it is created: owner only.
 #[cfg(unix)]
 const FOLDER_MODE: u32 = 0o700;
 /// The database file's mode, and through SQLite its companions'.
@@ -24,27 +25,41 @@ const SHARED_BITS: u32 = 0o077;
 /// The files SQLite keeps beside a database, by suffix.
 const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-/// Prepares the folder and the database file at `path` before SQLite opens it: creates the folder (owner only)
-/// and the file (`0600`) when missing, and takes the group's and others' access away from the folder, the file
-/// and its companions when an earlier version left it.
+/// Before SQLite opens `path`: creates its missing folders owner-only (`0700`) and the database file `0600` when
+/// it does not exist. An existing folder or file is left as it is (see `narrow`).
+///
+/// # Errors
+/// [`BackendError::Other`] naming the folder or the file that cannot be created.
+pub(super) fn create(path: &Path) -> Result<(), BackendError> {
+    if let Some(dir) = folder(path) {
+        imp::create_folder(dir)?;
+    }
+    imp::create_database(path)
+}
+
+/// Once the file at `path` is known to be ours: takes the group's and others' access away from the database,
+/// its companions and its folder, where an earlier version left it.
 ///
 /// A bare file name (`cache.sqlite3`) lives in the working folder, which is not the cache's to close; neither is
 /// a shared folder with the sticky bit such as `/tmp`, nor one the process does not own (the OS refuses, and a
 /// warning says so). The files' own modes protect the values in each of those cases.
 ///
 /// # Errors
-/// [`BackendError::Other`] naming the folder or file that cannot be created, or a file whose access cannot be
-/// narrowed (another user's file).
-pub(super) fn secure(path: &Path) -> Result<(), BackendError> {
-    let folder = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = folder {
-        imp::folder(dir)?;
-    }
-    imp::database(path)?;
+/// [`BackendError::Other`] naming a file that is readable by others and cannot be narrowed (another user's).
+pub(super) fn narrow(path: &Path) -> Result<(), BackendError> {
+    imp::narrow_file(path)?;
     for suffix in COMPANIONS {
-        imp::tighten(&companion(path, suffix))?;
+        imp::narrow_file(&companion(path, suffix))?;
+    }
+    if let Some(dir) = folder(path) {
+        imp::narrow_folder(dir);
     }
     Ok(())
+}
+
+/// The folder `disk.path` names, if it names one (a bare file name lives in the working folder).
+fn folder(path: &Path) -> Option<&Path> {
+    path.parent().filter(|d| !d.as_os_str().is_empty())
 }
 
 /// The path of the companion file SQLite names `<database><suffix>`.
@@ -68,54 +83,34 @@ mod imp {
     /// The sticky bit: a folder where everyone may create files (`/tmp`).
     const STICKY: u32 = 0o1000;
 
-    /// Creates the folder and any missing parent owner-only, and narrows an existing one to its owner.
-    pub(super) fn folder(dir: &Path) -> Result<(), BackendError> {
-        let fail = |e: std::io::Error| {
-            BackendError::Other(format!("disk cache folder {}: {e}", dir.display()))
-        };
+    /// Creates the folder and any missing parent, owner-only.
+    pub(super) fn create_folder(dir: &Path) -> Result<(), BackendError> {
         DirBuilder::new()
             .recursive(true)
             .mode(FOLDER_MODE)
             .create(dir)
-            .map_err(fail)?;
-        let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode();
-        if mode & SHARED_BITS == 0 || mode & STICKY != 0 {
-            return Ok(());
-        }
-        match std::fs::set_permissions(dir, Permissions::from_mode(mode & 0o7700)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                // Not ours (EPERM): the files are still 0600, so the values stay private.
-                tracing::warn!(
-                    folder = %dir.display(),
-                    "the disk cache's folder is open to other users and cannot be narrowed: {e}"
-                );
-                Ok(())
-            }
-            Err(e) => Err(fail(e)),
-        }
+            .map_err(|e| folder_error(dir, e))
     }
 
-    /// Creates the database file `0600` when missing — exactly, whatever the umask — so SQLite opens a file
-    /// whose mode its companions copy; narrows an existing one.
-    pub(super) fn database(path: &Path) -> Result<(), BackendError> {
+    /// Creates the database file `0600` when missing — exactly, whatever the umask — so that SQLite opens a
+    /// file whose mode its companions copy. An empty file is an empty database to SQLite.
+    pub(super) fn create_database(path: &Path) -> Result<(), BackendError> {
         let created = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(FILE_MODE)
             .open(path);
         match created {
-            // An empty file is an empty database to SQLite; `prepare` writes the schema into it.
             Ok(file) => file
                 .set_permissions(Permissions::from_mode(FILE_MODE))
                 .map_err(|e| file_error(path, e)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => tighten(path),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(file_error(path, e)),
         }
     }
 
     /// Takes the group's and others' bits off an existing file; a file that is not there is left so.
-    pub(super) fn tighten(path: &Path) -> Result<(), BackendError> {
+    pub(super) fn narrow_file(path: &Path) -> Result<(), BackendError> {
         let mode = match std::fs::metadata(path) {
             Ok(meta) => meta.permissions().mode(),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -125,21 +120,42 @@ mod imp {
             return Ok(());
         }
         match std::fs::set_permissions(path, Permissions::from_mode(mode & 0o7700)) {
-            // A WAL or -shm the last connection of another process removed meanwhile.
+            Ok(()) => Ok(()),
+            // A WAL or -shm that another process's last connection removed meanwhile.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            other => other.map_err(|e| {
-                file_error(
-                    path,
-                    std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "it is readable by other users and its mode cannot be narrowed to 0600 ({e}); \
-                             chmod it or point disk.path at a file of your own"
-                        ),
+            Err(e) => Err(file_error(
+                path,
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "it is readable by other users and cannot be narrowed to 0600 ({e}); chmod it, \
+                         or point disk.path at a file of your own"
                     ),
-                )
-            }),
+                ),
+            )),
         }
+    }
+
+    /// Takes the group's and others' bits off the folder, unless it is a shared sticky folder or not ours.
+    pub(super) fn narrow_folder(dir: &Path) {
+        let mode = match std::fs::metadata(dir) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(_) => return,
+        };
+        if mode & SHARED_BITS == 0 || mode & STICKY != 0 {
+            return;
+        }
+        if let Err(e) = std::fs::set_permissions(dir, Permissions::from_mode(mode & 0o7700)) {
+            // Not ours (EPERM): the files are 0600, so the values stay private.
+            tracing::warn!(
+                folder = %dir.display(),
+                "the disk cache's folder is open to other users and cannot be narrowed: {e}"
+            );
+        }
+    }
+
+    fn folder_error(dir: &Path, e: std::io::Error) -> BackendError {
+        BackendError::Other(format!("disk cache folder {}: {e}", dir.display()))
     }
 
     fn file_error(path: &Path, e: std::io::Error) -> BackendError {
@@ -154,56 +170,66 @@ mod imp {
 
     use super::BackendError;
 
-    pub(super) fn folder(dir: &Path) -> Result<(), BackendError> {
+    pub(super) fn create_folder(dir: &Path) -> Result<(), BackendError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| BackendError::Other(format!("disk cache folder {}: {e}", dir.display())))
     }
 
-    pub(super) fn database(_path: &Path) -> Result<(), BackendError> {
+    pub(super) fn create_database(_path: &Path) -> Result<(), BackendError> {
         Ok(())
     }
 
-    pub(super) fn tighten(_path: &Path) -> Result<(), BackendError> {
+    pub(super) fn narrow_file(_path: &Path) -> Result<(), BackendError> {
         Ok(())
     }
+
+    pub(super) fn narrow_folder(_dir: &Path) {}
 }
 
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use super::{companion, secure};
+    use super::{companion, create, narrow};
 
     fn mode(path: &std::path::Path) -> u32 {
         std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
     }
 
+    fn chmod(path: &std::path::Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
     #[test]
-    fn a_sticky_shared_folder_is_left_alone_and_only_existing_companions_are_touched() {
+    fn a_sticky_shared_folder_is_left_alone_and_no_companion_is_made_up() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).expect("mkdir");
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        chmod(&shared, 0o1777);
         let path = shared.join("cache.sqlite3");
-        secure(&path).expect("secure");
+        create(&path).expect("create");
+        narrow(&path).expect("narrow");
         assert_eq!(
             mode(&shared),
             0o1777,
             "a /tmp-like folder is not the cache's to close"
         );
         assert_eq!(mode(&path), 0o600);
-        assert!(
-            !companion(&path, "-wal").exists(),
-            "no companion is made up"
-        );
+        assert!(!companion(&path, "-wal").exists());
     }
 
     #[test]
-    fn a_companion_is_named_by_suffix() {
-        let path = std::path::Path::new("var/cache.sqlite3");
-        assert_eq!(
-            companion(path, "-wal"),
-            std::path::Path::new("var/cache.sqlite3-wal")
-        );
+    fn creating_leaves_an_existing_file_and_folder_as_they_are_until_narrowed() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let folder = dir.path().join("var");
+        std::fs::create_dir(&folder).expect("mkdir");
+        chmod(&folder, 0o755);
+        let path = folder.join("cache.sqlite3");
+        std::fs::write(&path, b"").expect("an earlier version's file");
+        chmod(&path, 0o644);
+        create(&path).expect("create");
+        assert_eq!((mode(&folder), mode(&path)), (0o755, 0o644));
+        narrow(&path).expect("narrow");
+        assert_eq!((mode(&folder), mode(&path)), (0o700, 0o600));
     }
 }

@@ -89,7 +89,7 @@ impl DiskBackend {
     pub fn open(settings: &DiskSettings, busy_timeout: Duration) -> Result<Self, BackendError> {
         let path = PathBuf::from(&settings.path);
         // Before SQLite opens it: the WAL and -shm files copy the database file's mode.
-        files::secure(&path)?;
+        files::create(&path)?;
         let inner = Inner {
             path,
             max_bytes: settings.max_bytes,
@@ -100,6 +100,8 @@ impl DiskBackend {
         };
         let conn = inner.connect()?;
         prepare(&conn).map_err(|e| inner.error(e))?;
+        // Only once the file is known to be ours: what an earlier version left open to others is narrowed.
+        files::narrow(&inner.path)?;
         inner.give_back(conn);
         Ok(DiskBackend {
             inner: Arc::new(inner),
