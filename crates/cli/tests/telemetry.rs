@@ -1,7 +1,7 @@
 //! OpenTelemetry export, seen by a real OTLP/HTTP receiver: an HTTP server in the test that keeps every request
 //! the program sends and decodes it with the OTLP protobuf definitions. With an endpoint set, the spans of a
-//! request carry its tenant, cache type and request id and join the caller's `traceparent`, and the store's
-//! counters arrive as metrics; without one, nothing is sent — even with the SDK's own environment set.
+//! request carry its tenant, cache type and request id and join the caller's `traceparent`, and every one of the
+//! store's counters arrives as a metric; without one, nothing is sent — even with the SDK's own environment set.
 
 mod support;
 
@@ -250,6 +250,22 @@ async fn spans_and_metrics_reach_a_local_otlp_receiver() {
         sets.iter()
             .any(|(a, v)| attr(a, "tenant").as_deref() == Some("acme") && *v >= 1.0)
     );
+    // Issue 28, item 13: every counter of the store's own list is exported, per tenant and cache type — none
+    // is left out by a second, hand-kept table.
+    for counter in fernando_cache_store::COUNTERS {
+        let family = fernando_cache_ops::telemetry::counter_families()
+            .iter()
+            .find(|f| f.counter.name == counter.name)
+            .unwrap_or_else(|| panic!("the store's counter {} has no family", counter.name));
+        assert!(
+            points(&got, &family.name)
+                .iter()
+                .any(|(a, _)| attr(a, "tenant").as_deref() == Some("acme")),
+            "the store's counter {} is not exported over OTLP as {}",
+            counter.name,
+            family.name
+        );
+    }
     assert!(!points(&got, "fernando_cache_get_latency_seconds").is_empty());
     assert_eq!(
         points(&got, "fernando_cache_breaker_open")

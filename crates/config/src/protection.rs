@@ -64,8 +64,9 @@ impl TryFrom<String> for SealAlgorithm {
     }
 }
 
-/// `[encryption]`: values of these cache types are sealed (an AEAD whose associated data is the full key)
-/// before they are stored, so a value copied under another key — another tenant's — fails to open.
+/// `[encryption]`: values of these cache types are sealed (an AEAD whose associated data is the entry's header
+/// and full key) before they are stored, so a value copied under another key — another tenant's — or put back
+/// with its header edited fails to open.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]

@@ -8,8 +8,8 @@
 //!   loop halves its rate (`cargo xtask bench dashboard`). A request's W3C `traceparent` is
 //!   followed ([`follow_remote_parent`]) and passed on to an origin ([`inject_context`]).
 //! - **Metrics** are the store's own counters and gauges, read when the exporter collects them (observable
-//!   instruments): the hot path records nothing extra for them. Names and meanings are those of `/metrics`
-//!   ([`COUNTERS`] is the one table both read).
+//!   instruments): the hot path records nothing extra for them. Names and meanings are those of `/metrics`:
+//!   both iterate [`counter_families`], made from the store's own counter table.
 //!
 //! Off, nothing of this is built: the subscriber is the log formatter alone, so a span no log filter enables
 //! stays a disabled callsite, exactly as without this module.
@@ -19,12 +19,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fernando_cache_config::TelemetrySettings;
-use fernando_cache_store::{Counters, MetricsSnapshot, Store};
+use fernando_cache_store::{COUNTERS, CounterInfo, CounterUnit, Counters, MetricsSnapshot, Store};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::propagation::TextMapPropagator as _;
@@ -264,140 +264,85 @@ pub fn export_metrics(
     Ok(Some(MetricsExport { provider }))
 }
 
-/// One counter family of the store, as `/metrics` and OTLP both name it: `{name}_total` in Prometheus'
-/// exposition, `{name}` as an OTLP monotonic sum (which a Prometheus receiver turns into `{name}_total`).
-#[derive(Debug, Clone, Copy)]
+/// One counter of the store as `/metrics` and OTLP both name it: `{name}_total` in Prometheus' exposition,
+/// `{name}` as an OTLP monotonic sum (which a Prometheus receiver turns into `{name}_total`). Made from the
+/// store's own table, [`fernando_cache_store::COUNTERS`], by [`counter_families`]; never listed by hand, so no
+/// counter of the store can be left out of either export.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CounterFamily {
-    /// The metric's name without `_total`.
-    pub name: &'static str,
-    /// What it counts.
-    pub help: &'static str,
-    /// Its value from one series' counters.
-    pub value: fn(&Counters) -> f64,
-    /// Whether the figure is money, labelled with its currency.
-    pub money: bool,
+    /// The metric's name without `_total`: `fernando_cache_` and the counter's name, a unit suffix replaced by
+    /// the exported unit's (`compute_spent_ms` → `fernando_cache_compute_spent_seconds`, `money_spent_micros` →
+    /// `fernando_cache_money_spent`).
+    pub name: String,
+    /// What it counts, with the exported unit when it has one.
+    pub help: String,
+    /// The store's counter.
+    pub counter: CounterInfo,
 }
 
-const fn family(
-    name: &'static str,
-    help: &'static str,
-    value: fn(&Counters) -> f64,
-) -> CounterFamily {
-    CounterFamily {
-        name,
-        help,
-        value,
-        money: false,
+impl CounterFamily {
+    fn of(counter: CounterInfo) -> CounterFamily {
+        let (base, unit) = match counter.unit {
+            CounterUnit::Milliseconds => (
+                format!(
+                    "{}_seconds",
+                    counter.name.strip_suffix("_ms").unwrap_or(counter.name)
+                ),
+                " In seconds.",
+            ),
+            CounterUnit::MoneyMicros => (
+                counter
+                    .name
+                    .strip_suffix("_micros")
+                    .unwrap_or(counter.name)
+                    .to_owned(),
+                " In the currency unit (prices.currency).",
+            ),
+            _ => (counter.name.to_owned(), ""),
+        };
+        CounterFamily {
+            name: format!("fernando_cache_{base}"),
+            help: format!("{}{unit}", counter.help),
+            counter,
+        }
+    }
+
+    /// Its figure in one series' counters, in the exported unit (seconds, the currency unit).
+    pub fn value(&self, counters: &Counters) -> f64 {
+        in_exported_unit(self.counter.unit, (self.counter.value)(counters))
+    }
+
+    /// Whether the figure is money, labelled with its currency.
+    pub fn money(&self) -> bool {
+        self.counter.unit == CounterUnit::MoneyMicros
     }
 }
 
-/// Every counter family of the store, per (tenant, cache type).
-pub const COUNTERS: [CounterFamily; 20] = [
-    family("fernando_cache_hits", "Reads that returned a value.", |c| {
-        c.hits as f64
-    }),
-    family(
-        "fernando_cache_l1_hits",
-        "Reads answered by the in-process tier, without the backend (part of hits).",
-        |c| c.l1_hits as f64,
-    ),
-    family(
-        "fernando_cache_misses",
-        "Reads that returned nothing.",
-        |c| c.misses as f64,
-    ),
-    family("fernando_cache_sets", "Writes stored.", |c| c.sets as f64),
-    family(
-        "fernando_cache_dropped_sets",
-        "Writes dropped while the backend was unavailable.",
-        |c| c.dropped_sets as f64,
-    ),
-    family(
-        "fernando_cache_corrupt",
-        "Stored values that could not be used (undecodable, or sealed and not opening) and were removed.",
-        |c| c.corrupt as f64,
-    ),
-    family(
-        "fernando_cache_unopened",
-        "Sealed values that did not open (another key's ciphertext, a removed key, altered bytes).",
-        |c| c.unopened as f64,
-    ),
-    family(
-        "fernando_cache_quota_refused",
-        "Writes refused because the tenant's stored bytes would pass its quota.",
-        |c| c.quota_refused as f64,
-    ),
-    family(
-        "fernando_cache_requests_refused",
-        "Requests refused because the tenant used its request quota (cache_type _all).",
-        |c| c.requests_refused as f64,
-    ),
-    family("fernando_cache_deletes", "Keys deleted.", |c| {
-        c.deletes as f64
-    }),
-    family("fernando_cache_errors", "Backend calls that failed.", |c| {
-        c.errors as f64
-    }),
-    family(
-        "fernando_cache_degraded",
-        "Operations completed without the backend.",
-        |c| c.degraded as f64,
-    ),
-    family(
-        "fernando_cache_raw_bytes",
-        "Bytes of values written, before compression.",
-        |c| c.raw_bytes as f64,
-    ),
-    family(
-        "fernando_cache_stored_bytes",
-        "Bytes written after compression.",
-        |c| c.stored_bytes as f64,
-    ),
-    family(
-        "fernando_cache_compute_spent_seconds",
-        "Engine time spent computing values that were then cached (misses).",
-        |c| c.compute_spent_ms as f64 / 1e3,
-    ),
-    family(
-        "fernando_cache_compute_saved_seconds",
-        "Engine time hits saved: what each hit's entry cost to compute.",
-        |c| c.compute_saved_ms as f64 / 1e3,
-    ),
-    family(
-        "fernando_cache_tokens_spent",
-        "Model tokens (prompt and completion) spent on misses.",
-        |c| c.tokens_spent as f64,
-    ),
-    family(
-        "fernando_cache_tokens_saved",
-        "Model tokens hits saved.",
-        |c| c.tokens_saved as f64,
-    ),
-    CounterFamily {
-        money: true,
-        ..family(
-            "fernando_cache_money_spent",
-            "Money spent on model calls for misses, in the currency unit (prices.currency).",
-            |c| c.money_spent_micros as f64 / 1e6,
-        )
-    },
-    CounterFamily {
-        money: true,
-        ..family(
-            "fernando_cache_money_saved",
-            "Money hits saved, in the currency unit (prices.currency).",
-            |c| c.money_saved_micros as f64 / 1e6,
-        )
-    },
-];
+/// A figure of the store in the unit the exports state: seconds for milliseconds, the currency unit for its
+/// millionths.
+fn in_exported_unit(unit: CounterUnit, raw: u64) -> f64 {
+    match unit {
+        CounterUnit::Milliseconds => raw as f64 / 1e3,
+        CounterUnit::MoneyMicros => raw as f64 / 1e6,
+        _ => raw as f64,
+    }
+}
+
+/// Every counter family of the store, per (tenant, cache type): one per entry of the store's
+/// [`fernando_cache_store::COUNTERS`], in its order. `/metrics` and the OTLP export both iterate this.
+pub fn counter_families() -> &'static [CounterFamily] {
+    static FAMILIES: LazyLock<Vec<CounterFamily>> =
+        LazyLock::new(|| COUNTERS.iter().copied().map(CounterFamily::of).collect());
+    &FAMILIES
+}
 
 /// The quantiles of the read latency exported as gauges.
 pub const LATENCY_QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
 
 /// One snapshot of the store's metrics for all the instruments of a collection: the SDK calls each
-/// instrument's callback in turn, and without this each would take its own snapshot of every series (22 per
-/// export), with figures from slightly different instants.
+/// instrument's callback in turn, and without this each would take its own snapshot of every series (one per
+/// instrument and export), with figures from slightly different instants.
 #[derive(Debug)]
 struct SharedSnapshot {
     store: Store,
@@ -428,22 +373,22 @@ fn register_instruments(provider: &SdkMeterProvider, store: &Store, currency: &s
         store: store.clone(),
         last: Mutex::new(None),
     });
-    for f in COUNTERS {
+    for f in counter_families() {
         let (shared, currency) = (Arc::clone(&shared), currency.to_owned());
         // Kept by the provider; the handle itself is not needed.
         let _ = meter
-            .f64_observable_counter(f.name)
-            .with_description(f.help)
+            .f64_observable_counter(f.name.clone())
+            .with_description(f.help.clone())
             .with_callback(move |observer| {
                 for s in &shared.get().series {
                     let mut attrs = vec![
                         KeyValue::new("tenant", s.tenant.clone()),
                         KeyValue::new("cache_type", s.cache_type.clone()),
                     ];
-                    if f.money {
+                    if f.money() {
                         attrs.push(KeyValue::new("currency", currency.clone()));
                     }
-                    observer.observe((f.value)(&s.counters), &attrs);
+                    observer.observe(f.value(&s.counters), &attrs);
                 }
             })
             .build();
@@ -536,5 +481,62 @@ impl HttpClient for RuntimeClient {
             Ok::<_, HttpError>(out.body(Bytes::from(body))?)
         };
         self.runtime.spawn(send).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 28, item 13: the exporters' table once re-typed the store's list and left six counters out. Every
+    /// counter of the store is now a family, once, under a name of its own, with help text.
+    #[test]
+    fn every_counter_of_the_store_is_exported_once() {
+        let families = counter_families();
+        assert_eq!(families.len(), COUNTERS.len());
+        for (info, f) in COUNTERS.iter().zip(families) {
+            assert_eq!(f.counter.name, info.name);
+            assert!(f.name.starts_with("fernando_cache_"), "{}", f.name);
+            assert!(f.help.starts_with(info.help), "{}", f.name);
+        }
+        let names: std::collections::BTreeSet<&str> =
+            families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names.len(), families.len(), "names are unique: {names:?}");
+        // The ones the hand-kept table had lost, and names dashboards read, which must not move.
+        for name in [
+            "stale",
+            "stale_served",
+            "refreshes",
+            "l1_hits",
+            "read_errors",
+            "write_errors",
+            "hits",
+            "compute_saved_seconds",
+            "money_saved",
+            "tokens_saved",
+        ] {
+            assert!(
+                names.contains(format!("fernando_cache_{name}").as_str()),
+                "{name} is not exported: {names:?}"
+            );
+        }
+        let money: Vec<&str> = families
+            .iter()
+            .filter(|f| f.money())
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(
+            money,
+            ["fernando_cache_money_spent", "fernando_cache_money_saved"]
+        );
+    }
+
+    #[test]
+    fn figures_are_exported_in_seconds_and_currency_units() {
+        assert_eq!(in_exported_unit(CounterUnit::Milliseconds, 1_500), 1.5);
+        assert_eq!(in_exported_unit(CounterUnit::MoneyMicros, 2_500_000), 2.5);
+        assert_eq!(in_exported_unit(CounterUnit::Count, 7), 7.0);
+        let c = Counters::default();
+        assert!(counter_families().iter().all(|f| f.value(&c) == 0.0));
     }
 }

@@ -53,7 +53,10 @@ pub use backend::{
 };
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};
-pub use metrics::{Counters, LatencyHistogram, MetricsSnapshot, OVERFLOW_TENANT, SeriesSnapshot};
+pub use metrics::{
+    COUNTERS, CounterInfo, CounterUnit, Counters, LatencyHistogram, MetricsSnapshot,
+    OVERFLOW_TENANT, SeriesSnapshot,
+};
 pub use store::{
     Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served,
     Store, WriteOutcome,

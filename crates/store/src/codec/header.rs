@@ -18,8 +18,9 @@ pub(crate) const FLAG_FAIL_SAFE: u8 = 0b0000_0010;
 /// (u8) and its UTF-8 bytes. Tag invalidation bumps a tag's generation (design 0014).
 pub(crate) const FLAG_TAGGED: u8 = 0b0000_0100;
 /// The payload is sealed (design 0018): a key id, a nonce and the AEAD ciphertext of the payload described by
-/// the rest of the header; it opens only under the same full key. A build that does not know the flag refuses
-/// the entry (a counted miss), never reads ciphertext as a value.
+/// the rest of the header; it opens only under the same full key and the same header, byte for byte (this flag
+/// set, the tag section included). A build that does not know the flag refuses the entry (a counted miss), never
+/// reads ciphertext as a value.
 pub(crate) const FLAG_SEALED: u8 = 0b0000_1000;
 const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED;
 /// Where the flags byte is.
@@ -137,8 +138,12 @@ pub(crate) fn set_freshness(bytes: &mut [u8], written_ms: u64, fresh_ms: u64, fa
     bytes[41..49].copy_from_slice(&fresh_ms.to_le_bytes());
 }
 
-/// Stamps the `[scope, cache type]` generations into an encoded envelope.
+/// Stamps the `[scope, cache type]` generations into an encoded envelope (of a sealed type, before it is
+/// sealed: the seal authenticates the header). Bytes too short to be an envelope are left as they are.
 pub(crate) fn set_generations(bytes: &mut [u8], generations: [u64; 2]) {
+    if bytes.len() < HEADER_LEN_V1 {
+        return;
+    }
     bytes[13..21].copy_from_slice(&generations[0].to_le_bytes());
     bytes[21..29].copy_from_slice(&generations[1].to_le_bytes());
 }

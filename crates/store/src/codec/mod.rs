@@ -5,15 +5,19 @@
 //!      0    2 magic "FC"
 //!      2    1 format version (2; format 1 is still read)
 //!      3    1 codec id (0 raw bytes, 1 bincode 2 over serde)
-//!      4    1 flags (bit 0: zstd-compressed; bit 1: fail-safe copy; other bits must be zero)
+//!      4    1 flags (bit 0: zstd-compressed; bit 1: fail-safe copy; bit 2: a tag section follows;
+//!             bit 3: sealed; other bits must be zero)
 //!      5    8 type tag, little-endian (FNV-1a 64 of the value's type name)
 //!     13    8 scope generation, little-endian
 //!     21    8 cache-type generation, little-endian
 //!     29    4 decoded payload length, little-endian
 //!     33    8 written at, ms since the Unix epoch, little-endian   (format 2 only)
 //!     41    8 fresh for, ms after that (the TTL written with)       (format 2 only)
-//!     49    … payload (at 33 in format 1)
+//!     49    … tag section when flagged, then the payload (at 33 in format 1)
 //! ```
+//!
+//! A sealed payload (design 0018, `seal/`) is `[algorithm][id length][key id][nonce][ciphertext][tag]`, and its
+//! AEAD authenticates the header above as written, so the header stays readable but cannot be edited.
 //!
 //! An entry lives in the backend `fresh for` plus the cache type's `max_stale`: past `fresh for` it is stale —
 //! a miss, kept only so that a failing computation can fall back on it (fail-safe, design 0014).
@@ -23,7 +27,7 @@
 //! [`CodecId`], so bincode can be replaced by adding an id and keeping the old reader.
 //!
 //! By concern: `header.rs` (the fixed header and type tags), `compression.rs` (zstd, bounded), `payload.rs`
-//! (bincode, bounded); an encryption step would sit between compression and the header.
+//! (bincode, bounded); sealing (`seal/`) runs last, after the store has stamped the header.
 
 mod compression;
 mod header;

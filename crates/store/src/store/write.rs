@@ -18,6 +18,7 @@ use crate::{
     BackendError, StoreError,
     codec::{self, Encoded},
     metrics::SeriesRef,
+    seal::Sealer,
 };
 
 /// What happened to a write.
@@ -341,23 +342,23 @@ impl Store {
             stamp.fail_safe.is_some(),
         );
         let ttl = kept;
-        if let Some(sealer) = &self.inner.sealer
-            && sealer.seals(cache_type)
-        {
-            encoded.bytes = sealer
-                .seal(key.as_str(), encoded.bytes)
-                .map_err(StoreError::Encode)?;
-        }
+        // Sealed after the generations are stamped (`stamp_and_set`): the seal covers the header (design 0018).
+        let sealer = self.inner.sealer.as_ref().filter(|s| s.seals(cache_type));
+        let stored_len = encoded.bytes.len() + sealer.map_or(0, Sealer::overhead);
         if let Some(refused) = self
-            .charge_quota(scope, key, encoded.bytes.len(), kept, series)
+            .charge_quota(scope, key, stored_len, kept, series)
             .await
         {
             return Ok(refused);
         }
         let start = Instant::now();
         let raw_len = encoded.raw_len as u64;
+        let outgoing = Outgoing {
+            plain: encoded.bytes,
+            sealer,
+        };
         let stored = self
-            .stamp_and_set(scope, cache_type, key, encoded.bytes, ttl, stamp)
+            .stamp_and_set(scope, cache_type, key, outgoing, ttl, stamp)
             .await;
         self.changed_here(key.as_str());
         let elapsed = start.elapsed();
@@ -396,13 +397,14 @@ impl Store {
     }
 
     /// Writes an envelope stamped with the current generations: a guess first (the caller's, or the last seen),
-    /// corrected from what the write's own round trip read if an invalidation changed them.
-    pub(super) async fn stamp_and_set(
+    /// corrected from what the write's own round trip read if an invalidation changed them. Returns the bytes
+    /// stored.
+    async fn stamp_and_set(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
-        mut bytes: Vec<u8>,
+        mut outgoing: Outgoing<'_>,
         ttl: Duration,
         Stamp {
             generations: guess,
@@ -410,23 +412,21 @@ impl Store {
             ..
         }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
-        let len = bytes.len() as u64;
         let backend = self.inner.backend.ops();
         // Generations known current without a round trip (tracked): one plain SET.
         let mut known = None;
         if fence.is_none()
             && let Some(current) = backend.known_generations(key.as_str())
         {
-            codec::set_generations(&mut bytes, current);
-            let value = Bytes::from(bytes);
+            let value = outgoing.stamped(key.as_str(), current)?;
             if self
                 .call(backend.set_known(key.as_str(), value.clone(), ttl, current))
                 .await?
             {
-                return Ok(len);
+                return Ok(value.len() as u64);
             }
             known = Some(current);
-            bytes = value.to_vec();
+            outgoing.take_back(&value);
         }
         let g = self
             .inner
@@ -439,9 +439,10 @@ impl Store {
             .unwrap_or([0, 0]);
         // Each retry means an invalidation landed between two of our writes; after three in a row the last
         // write simply stays invisible (a miss, never stale data).
+        let mut len = 0;
         for _ in 0..3 {
-            codec::set_generations(&mut bytes, stamp);
-            let value = Bytes::from(bytes);
+            let value = outgoing.stamped(key.as_str(), stamp)?;
+            len = value.len() as u64;
             let current = match fence {
                 None => {
                     self.call(backend.set(key.as_str(), value.clone(), ttl, &g))
@@ -459,8 +460,41 @@ impl Store {
                 .generations
                 .insert(g.cache_type().to_owned(), current);
             stamp = current;
-            bytes = value.to_vec();
+            outgoing.take_back(&value);
         }
         Ok(len)
+    }
+}
+
+/// An envelope on its way to the backend. A sealed type's envelope is sealed after every stamp of its
+/// generations, because the seal authenticates the header as written (design 0018): a sealed envelope stamped
+/// again would not open.
+struct Outgoing<'a> {
+    /// The unsealed envelope: given to the write itself when nothing is sealed, and taken back for a re-stamp.
+    plain: Vec<u8>,
+    sealer: Option<&'a Sealer>,
+}
+
+impl Outgoing<'_> {
+    /// The bytes to write under `key`: the envelope stamped with `generations`, sealed when its type is.
+    fn stamped(&mut self, key: &str, generations: [u64; 2]) -> Result<Bytes, BackendError> {
+        codec::set_generations(&mut self.plain, generations);
+        match self.sealer {
+            None => Ok(Bytes::from(std::mem::take(&mut self.plain))),
+            // Not expected to fail: the envelope is the store's own and far below the AEADs' length limits.
+            Some(sealer) => sealer
+                .seal(key, &self.plain)
+                .map(Bytes::from)
+                .map_err(|why| {
+                    BackendError::Other(format!("the value could not be sealed: {why}"))
+                }),
+        }
+    }
+
+    /// Takes back the unsealed envelope given to a write that must be stamped again.
+    fn take_back(&mut self, sent: &Bytes) {
+        if self.sealer.is_none() {
+            self.plain = sent.to_vec();
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The disk backend's own promises, beside the contract suite it passes with the others: its file is
 //! versioned (a newer format or a foreign file is refused with a clear error, an older one rebuilt), it stays
-//! within its byte bound by evicting what expires first, and two stores on one file see each other's writes.
+//! within its byte bound by evicting what expires first, two stores on one file see each other's writes, and
+//! its folder and files are the owner's alone.
 
 use std::time::Duration;
 
@@ -147,4 +148,74 @@ async fn two_stores_on_one_file_see_each_others_writes_and_invalidations() {
         .await
         .unwrap();
     assert_eq!(a.get::<String>(&t, &ty, "doc").await.unwrap(), None);
+}
+
+/// Issue 28, item 11: the file holds every tenant's values, so neither it, nor SQLite's WAL and `-shm` beside it,
+/// nor its folder may be readable by other users — and what an earlier version left open is narrowed on open.
+#[cfg(unix)]
+#[tokio::test]
+async fn its_folder_and_files_are_the_owners_alone_even_when_an_earlier_version_left_them_open() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("var");
+    let path = folder.join("cache.sqlite3");
+    let file = |suffix: &str| {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let (t, ty) = (tenant("acme"), CacheType::SESSION);
+
+    let store = Store::from_settings(&settings(&path, 1 << 20)).unwrap();
+    let _ = store.set(&t, &ty, "k", &1u32).await.unwrap();
+    // The store keeps its connections open, so the WAL and -shm are there to be seen.
+    assert_eq!(mode(&folder), 0o700, "the folder");
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode(&file(suffix)), 0o600, "cache.sqlite3{suffix}");
+    }
+
+    // What an earlier version created: 0755 and 0644.
+    chmod(&folder, 0o755);
+    for suffix in ["", "-wal", "-shm"] {
+        chmod(&file(suffix), 0o644);
+    }
+    let again = Store::from_settings(&settings(&path, 1 << 20)).unwrap();
+    assert_eq!(mode(&folder), 0o700, "the folder is narrowed on open");
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(
+            mode(&file(suffix)),
+            0o600,
+            "cache.sqlite3{suffix} is narrowed on open"
+        );
+    }
+    assert_eq!(
+        again.get::<u32>(&t, &ty, "k").await.unwrap(),
+        Some(1),
+        "and the cache still answers"
+    );
+    drop(store);
+
+    // Another application's database that disk.path points at by mistake is refused, and left as it was.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chmod(&theirs, 0o755);
+    let foreign = theirs.join("app.sqlite3");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    chmod(&foreign, 0o644);
+    assert!(setup_error(&foreign).contains("not a fernando-cache"));
+    assert_eq!((mode(&theirs), mode(&foreign)), (0o755, 0o644));
 }

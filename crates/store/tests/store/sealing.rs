@@ -1,12 +1,13 @@
 //! Sealed values on every deployment with storage outside the process (design 0018): at rest the backend holds
 //! no plaintext, a ciphertext copied under another tenant's key is a counted miss, rotation keeps old entries
-//! readable until their key is removed, and a plaintext value planted under a sealed type is refused — with
-//! either AEAD, and across a change of `encryption.algorithm`.
+//! readable until their key is removed, a plaintext value planted under a sealed type is refused, and so is a
+//! ciphertext put back with its clear header edited (issue 28) — with either AEAD, and across a change of
+//! `encryption.algorithm`.
 
 use std::io::Write as _;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, Store, WriteOutcome};
 
 use crate::support::{Deployment, contract, tenant};
 
@@ -119,10 +120,63 @@ contract! {
         }
         assert_eq!(unopened(&aes, "a"), 0);
         // Each entry names its AEAD in the sealed section: `[algorithm][id length][id]`.
-        for (doc, section) in [("after", b"\x02\x02k2"), ("aes", b"\x01\x02k2")] {
+        for (doc, section) in [("after", b"\x04\x02k2"), ("aes", b"\x03\x02k2")] {
             let key = aes.keys().key(&tenant("a"), &ocr, doc).unwrap();
             let raw = d.get_raw(key.as_str()).expect("stored");
             assert!(raw.windows(section.len()).any(|w| w == section), "{doc}");
+        }
+    }
+    on [disk, standalone, cluster, sentinel]
+}
+
+contract! {
+    /// Issue 28, item 12: whoever can write the backend cannot bring back an invalidated value by copying the
+    /// current generations into its clear header, nor keep a value fresh by editing its freshness — the header is
+    /// authenticated with the key. Either read is a counted miss and the entry is removed; untouched entries of
+    /// the same tenant and type still open.
+    async fn a_ciphertext_put_back_with_an_edited_header_is_a_counted_miss(d, _default) {
+        const GENERATIONS: std::ops::Range<usize> = 13..29;
+        const FRESH_FOR: std::ops::Range<usize> = 41..49;
+        for (i, algorithm) in ALGORITHMS.into_iter().enumerate() {
+            let (store, _k) = sealed_store_with(d, &format!("k1:{K1}"), algorithm);
+            let name = format!("h{i}");
+            let (t, ocr) = (tenant(&name), CacheType::OCR_RESULT);
+            let raw_of = |doc: &str| {
+                let key = store.keys().key(&t, &ocr, doc).unwrap();
+                (d.get_raw(key.as_str()).expect("stored"), key)
+            };
+            let _ = store.set(&t, &ocr, "doc", "the old text").await.unwrap();
+            let (old, doc_key) = raw_of("doc");
+
+            // Invalidated; a later write shows the current generations in its clear header.
+            let _ = store.invalidate(&t, Some(&ocr), InvalidationStrategy::Lazy).await.unwrap();
+            let _ = store.set(&t, &ocr, "probe", "the new text").await.unwrap();
+            let (probe, _) = raw_of("probe");
+            assert_ne!(old[GENERATIONS], probe[GENERATIONS], "{algorithm}: the invalidation bumped them");
+
+            // The old ciphertext put back under its own key, its generations made current.
+            let mut replayed = old.clone();
+            replayed[GENERATIONS].copy_from_slice(&probe[GENERATIONS]);
+            d.put_raw(doc_key.as_str(), &replayed);
+            assert_eq!(store.get::<String>(&t, &ocr, "doc").await.unwrap(), None, "{algorithm}");
+            assert_eq!(unopened(&store, &name), 1, "{algorithm}");
+            assert!(!d.exists_raw(doc_key.as_str()), "{algorithm}: the replay is removed");
+
+            // A value kept fresh for ever by an edit of its freshness: the same.
+            let _ = store.set(&t, &ocr, "kept", "the kept text").await.unwrap();
+            let (mut kept, kept_key) = raw_of("kept");
+            kept[FRESH_FOR].copy_from_slice(&u64::MAX.to_le_bytes());
+            d.put_raw(kept_key.as_str(), &kept);
+            assert_eq!(store.get::<String>(&t, &ocr, "kept").await.unwrap(), None, "{algorithm}");
+            assert_eq!(unopened(&store, &name), 2, "{algorithm}");
+
+            // Untouched, the entry written after the invalidation still opens.
+            assert_eq!(
+                store.get::<String>(&t, &ocr, "probe").await.unwrap().as_deref(),
+                Some("the new text"),
+                "{algorithm}"
+            );
+            assert_eq!(unopened(&store, &name), 2, "{algorithm}");
         }
     }
     on [disk, standalone, cluster, sentinel]

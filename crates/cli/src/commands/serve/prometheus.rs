@@ -19,7 +19,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A family's `# HELP` and `# TYPE` lines; in the help text, `\` and newlines are escaped as the format requires.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -37,19 +39,19 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     }
     let snapshot = state.store.metrics();
     let mut out = String::new();
-    // One table of families for this page and the OTLP export.
+    // One table of families for this page and the OTLP export, made from the store's own list of counters.
     let currency = format!(",currency=\"{}\"", label(&state.currency));
-    for f in fernando_cache_ops::telemetry::COUNTERS {
+    for f in fernando_cache_ops::telemetry::counter_families() {
         let name = format!("{}_total", f.name);
-        let extra = if f.money { currency.as_str() } else { "" };
-        family(&mut out, &name, "counter", f.help);
+        let extra = if f.money() { currency.as_str() } else { "" };
+        family(&mut out, &name, "counter", &f.help);
         for s in &snapshot.series {
             let _ = writeln!(
                 out,
                 "{name}{{tenant=\"{}\",cache_type=\"{}\"{extra}}} {}",
                 label(&s.tenant),
                 label(&s.cache_type),
-                (f.value)(&s.counters)
+                f.value(&s.counters)
             );
         }
     }

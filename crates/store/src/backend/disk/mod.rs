@@ -14,6 +14,8 @@
 //! (`ledger.rs`). Past `disk.max_bytes` a write evicts the expired
 //! entries, then those closest to expiry (Redis's `volatile-ttl`), down to 90 %. A file of an older format is
 //! emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a clear error.
+//! The file holds every tenant's values, so its folder is `0700` and the file, its WAL and `-shm` `0600`
+//! (`files.rs`).
 //!
 //! Calls run on tokio's blocking threads over a few pooled connections; the store's deadline bounds each call,
 //! and SQLite's busy timeout bounds how long one waits for another process's write. Design 0012.
@@ -38,6 +40,7 @@ use super::{
     new_generation,
 };
 
+mod files;
 mod ledger;
 mod schema;
 
@@ -78,18 +81,15 @@ impl std::fmt::Debug for DiskBackend {
 
 impl DiskBackend {
     /// Opens (creating when missing) the cache file `settings.path`, waiting at most `busy_timeout` for another
-    /// process's write at each step.
+    /// process's write at each step. The folder and the files are made the owner's alone (`files.rs`).
     ///
     /// # Errors
-    /// [`BackendError::Other`] naming the file when it cannot be created or opened, is not a fernando-cache
-    /// file, or was written by a newer version.
+    /// [`BackendError::Other`] naming the file when it cannot be created or opened, is readable by other users
+    /// and cannot be narrowed, is not a fernando-cache file, or was written by a newer version.
     pub fn open(settings: &DiskSettings, busy_timeout: Duration) -> Result<Self, BackendError> {
         let path = PathBuf::from(&settings.path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                BackendError::Other(format!("disk cache folder {}: {e}", dir.display()))
-            })?;
-        }
+        // Before SQLite opens it: the WAL and -shm files copy the database file's mode.
+        files::create(&path)?;
         let inner = Inner {
             path,
             max_bytes: settings.max_bytes,
@@ -100,6 +100,8 @@ impl DiskBackend {
         };
         let conn = inner.connect()?;
         prepare(&conn).map_err(|e| inner.error(e))?;
+        // Only once the file is known to be ours: what an earlier version left open to others is narrowed.
+        files::narrow(&inner.path)?;
         inner.give_back(conn);
         Ok(DiskBackend {
             inner: Arc::new(inner),

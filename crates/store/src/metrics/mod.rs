@@ -2,7 +2,8 @@
 //!
 //! Recording is lock-free: finding a series reads an `arc-swap` snapshot (no shared write, no allocation once
 //! the series exists) and counting is a relaxed atomic add. The number of series is bounded: past
-//! `metrics.max_series`, new tenants are counted under `_other`.
+//! `metrics.max_series`, new tenants are counted under `_other`. The counters themselves are declared once, in
+//! `counters.rs`, with the table ([`COUNTERS`]) every exporter reads.
 
 use std::{
     collections::HashMap,
@@ -16,6 +17,11 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::BreakerState;
+
+mod counters;
+
+pub(crate) use counters::AtomicCounters;
+pub use counters::{COUNTERS, CounterInfo, CounterUnit, Counters};
 
 /// Tenant label of series folded together once `metrics.max_series` is reached.
 pub const OVERFLOW_TENANT: &str = "_other";
@@ -131,91 +137,6 @@ impl LatencyHistogram {
                 .map(|(i, n)| n.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
                 .collect(),
         }
-    }
-}
-
-macro_rules! counters {
-    ($($name:ident: $doc:literal),* $(,)?) => {
-        #[derive(Debug, Default)]
-        pub(crate) struct AtomicCounters { $(pub(crate) $name: AtomicU64,)* }
-
-        /// Cumulative counters of one (tenant, cache type).
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        #[non_exhaustive]
-        pub struct Counters { $(#[doc = $doc] pub $name: u64,)* }
-
-        impl AtomicCounters {
-            fn snapshot(&self) -> Counters {
-                Counters { $($name: self.$name.load(Ordering::Relaxed),)* }
-            }
-        }
-
-        impl Counters {
-            /// The counts accumulated since `earlier`.
-            pub fn since(&self, earlier: &Counters) -> Counters {
-                Counters { $($name: self.$name.saturating_sub(earlier.$name),)* }
-            }
-
-            /// Adds another set of counts.
-            pub fn add(&mut self, other: &Counters) {
-                $(self.$name += other.$name;)*
-            }
-        }
-    };
-}
-
-counters! {
-    hits: "Reads that returned a value.",
-    l1_hits: "Reads answered by the in-process tier, without the backend (part of `hits`).",
-    misses: "Reads that returned nothing (absent, stale, corrupt, or degraded).",
-    sets: "Writes stored.",
-    dropped_sets: "Writes dropped because the backend was unavailable.",
-    quota_refused: "Writes refused because the tenant's stored bytes would pass its quota.",
-    requests_refused: "Requests refused because the tenant passed its request quota (cache type `_all`).",
-    deletes: "Keys deleted (single deletes and invalidation sweeps).",
-    errors: "Backend calls that failed (timeouts, refused connections, server errors).",
-    read_errors: "Reads whose backend call failed (part of `errors`).",
-    write_errors: "Writes whose backend call failed (part of `errors`).",
-    degraded: "Operations completed without the backend (a miss, a dropped write, a computation uncached).",
-    corrupt: "Stored values that could not be decoded (or held another type) and were removed.",
-    unopened: "Sealed values that did not open — another key's ciphertext, a removed key, altered bytes, or a \
-               value of a sealed type stored unsealed — and were removed (part of `corrupt`).",
-    stale: "Stored values hidden by a lazy invalidation.",
-    stale_served: "Expired values served because their computation failed or was slow (fail-safe).",
-    refreshes: "Entries recomputed in the background ahead of expiry (eager refresh).",
-    raw_bytes: "Bytes of values written, before compression.",
-    stored_bytes: "Bytes of envelopes written, after compression.",
-    compute_spent_ms: "Engine time spent computing values (milliseconds), as the caller reported it.",
-    compute_saved_ms: "Engine time hits saved: what their values cost when computed (milliseconds).",
-    tokens_spent: "Model tokens spent computing values.",
-    tokens_saved: "Model tokens hits saved.",
-    money_spent_micros: "Money spent computing values, in millionths of the currency unit.",
-    money_saved_micros: "Money hits saved, in millionths of the currency unit.",
-}
-
-impl AtomicCounters {
-    pub(crate) fn add_spent(&self, cost: crate::Cost) {
-        self.compute_spent_ms
-            .fetch_add(cost.compute_ms, Ordering::Relaxed);
-        self.tokens_spent.fetch_add(cost.tokens, Ordering::Relaxed);
-        self.money_spent_micros
-            .fetch_add(cost.money_micros, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_saved(&self, cost: crate::Cost) {
-        self.compute_saved_ms
-            .fetch_add(cost.compute_ms, Ordering::Relaxed);
-        self.tokens_saved.fetch_add(cost.tokens, Ordering::Relaxed);
-        self.money_saved_micros
-            .fetch_add(cost.money_micros, Ordering::Relaxed);
-    }
-}
-
-impl Counters {
-    /// Hits over reads, or `None` before the first read.
-    pub fn hit_ratio(&self) -> Option<f64> {
-        let reads = self.hits + self.misses;
-        (reads > 0).then(|| self.hits as f64 / reads as f64)
     }
 }
 
