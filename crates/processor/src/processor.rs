@@ -276,60 +276,55 @@ impl DocumentProcessor {
     ) -> Result<ProcessedDocument, ProcessError> {
         let size = bytes.len() as u64;
         self.check_size(size)?;
-        let kind = kind_of(content_type, bytes)?;
+        let kind = crate::document::kind_of(content_type, bytes)?;
         let fp = DocumentFingerprint::of_bytes(bytes);
         // The bytes are copied only when a stage must run; a hit never copies the document.
         self.run(fp, kind, size, || async move { Ok(bytes.to_vec()) })
             .await
     }
 
-    /// Processes a file: its fingerprint is computed by streaming it, and the file is only read whole when a
-    /// stage must run.
+    /// Processes a file. The file is read once, whole (at most `processor.max_document_bytes`), and those very
+    /// bytes are fingerprinted and processed: a file replaced while it is processed can never have one version's
+    /// result stored under the other version's fingerprint.
     ///
     /// # Errors
     /// [`ProcessError`] for this document.
     pub async fn process_file(&self, path: &Path) -> Result<ProcessedDocument, ProcessError> {
         let io = |e: std::io::Error| ProcessError::Io(format!("{}: {e}", path.display()));
-        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
-        self.check_size(size)?;
+        // Refused before reading when the file is already too large; the read itself is bounded too, since the
+        // file may grow in between.
+        let claimed = tokio::fs::metadata(path).await.map_err(io)?.len();
+        self.check_size(claimed)?;
+        let limit = self.shared.max_bytes;
         let p = path.to_owned();
-        let (fp, head) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             use std::io::Read;
-            let mut head = vec![0u8; 8192];
-            let mut f = std::fs::File::open(&p)?;
-            let n = f.read(&mut head)?;
-            head.truncate(n);
-            let fp = DocumentFingerprint::of_reader(std::fs::File::open(&p)?)?;
-            Ok((fp, head))
+            let file = std::fs::File::open(&p)?;
+            let expected = usize::try_from(claimed.min(limit)).unwrap_or(0);
+            let mut bytes = Vec::with_capacity(expected.saturating_add(1));
+            file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+            Ok(bytes)
         })
         .await
         .map_err(|e| ProcessError::Io(e.to_string()))?
         .map_err(io)?;
-        let by_extension = path.extension().and_then(|e| e.to_str()).and_then(|e| {
-            match e.to_ascii_lowercase().as_str() {
-                "txt" | "text" | "md" | "csv" => Some(DocumentKind::Text),
-                "html" | "htm" | "xhtml" => Some(DocumentKind::Html),
-                "pdf" => Some(DocumentKind::Pdf),
-                "png" => Some(DocumentKind::Png),
-                "jpg" | "jpeg" => Some(DocumentKind::Jpeg),
-                "tif" | "tiff" => Some(DocumentKind::Tiff),
-                _ => None,
-            }
-        });
-        let kind = sniff_head(&head).or(by_extension).ok_or_else(|| {
+        let size = bytes.len() as u64;
+        self.check_size(size)?;
+        let by_extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(DocumentKind::from_extension);
+        let head = &bytes[..bytes.len().min(crate::document::SNIFFED_BYTES)];
+        let kind = crate::document::sniff_head(head).or(by_extension).ok_or_else(|| {
             ProcessError::UnknownKind(format!(
                 " of {}: {}",
                 path.display(),
-                crate::document::describe_unsupported(&head)
+                crate::document::describe_unsupported(head)
             ))
         })?;
-        let path = path.to_owned();
-        self.run(fp, kind, size, || async move {
-            tokio::fs::read(&path)
-                .await
-                .map_err(|e| ProcessError::Io(format!("{}: {e}", path.display())))
-        })
-        .await
+        let fp = DocumentFingerprint::of_bytes(&bytes);
+        self.run(fp, kind, size, move || async move { Ok(bytes) })
+            .await
     }
 
     /// The stored result of a document of this tenant, by fingerprint, if any.
@@ -561,38 +556,5 @@ fn flatten(e: ComputeError<ProcessError>) -> ProcessError {
         ComputeError::Compute(e) => (*e).clone(),
         ComputeError::Store(e) => ProcessError::Store(Cause::new(e)),
         ComputeError::TimedOut(after) => ProcessError::TimedOut(after),
-    }
-}
-
-fn kind_of(content_type: Option<&str>, bytes: &[u8]) -> Result<DocumentKind, ProcessError> {
-    match content_type {
-        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" => {
-            DocumentKind::from_content_type(ct)
-                .ok_or_else(|| ProcessError::UnknownKind(format!(" {ct:?}")))
-        }
-        _ => DocumentKind::sniff(bytes).ok_or_else(|| {
-            ProcessError::UnknownKind(format!(
-                ": {}",
-                crate::document::describe_unsupported(bytes)
-            ))
-        }),
-    }
-}
-
-/// Sniffs the first bytes of a file; a UTF-8 sequence cut at the end of the head still counts as text.
-fn sniff_head(head: &[u8]) -> Option<DocumentKind> {
-    if let Some(k) = DocumentKind::sniff(head) {
-        return Some(k);
-    }
-    match std::str::from_utf8(head) {
-        Err(e) if e.error_len().is_none() && !head.contains(&0) => {
-            let valid = std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default();
-            Some(if crate::document::looks_like_html(valid) {
-                DocumentKind::Html
-            } else {
-                DocumentKind::Text
-            })
-        }
-        _ => None,
     }
 }
