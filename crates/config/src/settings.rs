@@ -248,7 +248,8 @@ pub struct ProcessorSettings {
     pub pdf_dpi: u32,
     /// Most pages a PDF may have.
     pub max_pdf_pages: usize,
-    /// Most pixels one PDF page may render to (a page claiming more is refused, not rendered).
+    /// Most pixels one page may have: a PDF page rendered at `pdf_dpi`, an image, each page of a TIFF (a page
+    /// claiming more is refused, not rendered or OCR'd).
     pub max_page_pixels: u64,
     /// The field extractor.
     pub extractor: ExtractorKind,

@@ -172,8 +172,11 @@ impl DocumentProcessor {
     /// OCR'd), the text layer for text and HTML, `tesseract` for images, and the configured extractor.
     pub async fn from_settings(settings: &Settings, store: Store) -> Self {
         let p = &settings.processor;
-        let tesseract: Arc<dyn TextEngine> =
-            Arc::new(Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout).await);
+        let tesseract: Arc<dyn TextEngine> = Arc::new(
+            Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout)
+                .await
+                .with_max_page_pixels(p.max_page_pixels),
+        );
         let limits = crate::PdfLimits {
             dpi: p.pdf_dpi,
             max_pages: p.max_pdf_pages,

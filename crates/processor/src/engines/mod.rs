@@ -1,5 +1,6 @@
 //! The engines that ship with the pipeline.
 
+mod image_size;
 mod openai;
 mod pdf_pages;
 mod rules;

@@ -35,6 +35,10 @@ fn process_error(e: &ProcessError) -> Response {
             };
             return error(status, &e.to_string());
         }
+        // A bound the document is over: the engine's reason is ours and names the setting, never its output.
+        ProcessError::Engine(EngineError::OverBudget { .. }) => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string());
+        }
         ProcessError::Engine(EngineError::Missing { .. }) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "an engine this document needs is not installed on the server",
