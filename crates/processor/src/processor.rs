@@ -11,14 +11,16 @@ use std::{
 
 use fernando_cache_config::{CacheType, ExtractorKind, Settings};
 use fernando_cache_keys::{DocumentFingerprint, TenantId, layout::DocumentKeys};
-use fernando_cache_store::{Cause, ComputeError, Cost, Store};
+use fernando_cache_store::{Cost, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::{
     DocumentKind, DocumentResult, EngineError, FieldExtractor, ProcessError, ProcessedDocument,
     StageOutcome, Stages, TextEngine, cut_to_limit,
-    engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
+    engines::{DEFAULT_MAX_STREAM_BYTES, OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
+    sandbox::{ParseBudget, ParserHost, Parsers, text_too_long},
+    stage::{Ran, costed_stage, flatten},
     telemetry::{Stage, Telemetry, TelemetrySnapshot},
     warm::{
         HotSet,
@@ -34,84 +36,13 @@ pub(crate) struct CachedDocument {
     pub(crate) stale: bool,
 }
 
-/// A stage's output and what computing it cost (what a later hit saves): stored with the output.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Costed<T> {
-    value: T,
-    cost: Cost,
-}
-
-/// What each stage of one document did.
-#[derive(Default)]
-struct Ran {
-    computed: AtomicBool,
-    stale: AtomicBool,
-}
-
-impl Ran {
-    fn outcome(&self) -> StageOutcome {
-        if self.stale.load(Ordering::Relaxed) {
-            StageOutcome::Stale
-        } else if self.computed.load(Ordering::Relaxed) {
-            StageOutcome::Miss
-        } else {
-            StageOutcome::Hit
-        }
-    }
-}
-
-/// One cached stage: read, else compute (once across concurrent callers), timing the work and noting that it
-/// ran. The work answers its value and what it cost beyond engine time (tokens, money); the whole cost is
-/// stored with the value and counted as spent when the work completes — in the background too, past the
-/// type's soft timeout (fail-safe, design 0014) — and as saved by each fresh hit on it.
-async fn costed_stage<T, F, Fut>(
-    shared: &Shared,
-    tenant: &TenantId,
-    cache_type: &CacheType,
-    key: &str,
-    ran: &Ran,
-    work: F,
-) -> Result<Costed<T>, ProcessError>
-where
-    T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(T, Cost), EngineError>> + Send + 'static,
-{
-    let computed = Arc::new(AtomicBool::new(false));
-    let flag = computed.clone();
-    let (store, owner, ty) = (shared.store.clone(), tenant.clone(), cache_type.clone());
-    let served = shared
-        .store
-        .get_or_compute_detached(tenant, cache_type, key, move || async move {
-            flag.store(true, Ordering::Relaxed);
-            let t = Instant::now();
-            let (value, extra) = work().await?;
-            let cost = Cost {
-                compute_ms: t.elapsed().as_millis() as u64,
-                ..extra
-            };
-            store.record_spent(&owner, &ty, cost);
-            Ok::<_, ProcessError>(Costed { value, cost })
-        })
-        .await
-        .map_err(flatten)?;
-    if served.stale {
-        ran.stale.store(true, Ordering::Relaxed);
-    } else if computed.load(Ordering::Relaxed) {
-        ran.computed.store(true, Ordering::Relaxed);
-    } else {
-        shared
-            .store
-            .record_saved(tenant, cache_type, served.value.cost);
-    }
-    Ok(served.value)
-}
-
 pub(crate) struct Shared {
     pub(crate) store: Store,
     text_engines: Vec<Arc<dyn TextEngine>>,
     extractor: Arc<dyn FieldExtractor>,
     max_bytes: u64,
+    /// Most bytes of text one document may have, from any engine.
+    max_text_bytes: usize,
     telemetry: Telemetry,
     pub(crate) hot: HotSet,
     access: AccessJournal,
@@ -146,12 +77,30 @@ impl std::fmt::Debug for DocumentProcessor {
 }
 
 impl DocumentProcessor {
-    /// A pipeline over `store` with these engines; the first engine accepting a kind reads it.
+    /// A pipeline over `store` with these engines; the first engine accepting a kind reads it. A document's
+    /// text may have at most 8 MiB (the default of `processor.max_text_bytes`).
     pub fn new(
         store: Store,
         text_engines: Vec<Arc<dyn TextEngine>>,
         extractor: Arc<dyn FieldExtractor>,
         max_document_bytes: u64,
+    ) -> Self {
+        let max_text_bytes = ParseBudget::default().max_text_bytes;
+        Self::build(
+            store,
+            text_engines,
+            extractor,
+            max_document_bytes,
+            max_text_bytes,
+        )
+    }
+
+    fn build(
+        store: Store,
+        text_engines: Vec<Arc<dyn TextEngine>>,
+        extractor: Arc<dyn FieldExtractor>,
+        max_document_bytes: u64,
+        max_text_bytes: usize,
     ) -> Self {
         DocumentProcessor {
             shared: Arc::new(Shared {
@@ -159,6 +108,7 @@ impl DocumentProcessor {
                 text_engines,
                 extractor,
                 max_bytes: max_document_bytes,
+                max_text_bytes,
                 telemetry: Telemetry::default(),
                 hot: HotSet::new(),
                 access: AccessJournal::default(),
@@ -169,9 +119,12 @@ impl DocumentProcessor {
     }
 
     /// The configured pipeline: PDFs page by page (text layers read, scanned pages rendered with `pdftoppm` and
-    /// OCR'd), the text layer for text and HTML, `tesseract` for images, and the configured extractor.
-    pub async fn from_settings(settings: &Settings, store: Store) -> Self {
+    /// OCR'd), the text layer for text and HTML, `tesseract` for images, and the configured extractor. HTML and
+    /// PDF parsing runs on `parsers` within the configured budget: a server gives a
+    /// [`ParserHost::Child`]; [`ParserHost::InProcess`] leaves the parsers' memory and time unbounded.
+    pub async fn from_settings(settings: &Settings, store: Store, parsers: ParserHost) -> Self {
         let p = &settings.processor;
+        let parsers = Parsers::new(parsers, ParseBudget::from_settings(p));
         let tesseract: Arc<dyn TextEngine> = Arc::new(
             Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout)
                 .await
@@ -182,18 +135,21 @@ impl DocumentProcessor {
             max_pages: p.max_pdf_pages,
             max_page_pixels: p.max_page_pixels,
             render_timeout: p.ocr_timeout,
-            max_stream_bytes: 64 << 20,
+            max_stream_bytes: DEFAULT_MAX_STREAM_BYTES,
         };
-        let pdf = crate::PdfPages::new(&p.pdftoppm, tesseract.clone(), limits).await;
+        let pdf =
+            crate::PdfPages::new(&p.pdftoppm, tesseract.clone(), limits, parsers.clone()).await;
+        let text = TextLayer::new(parsers.clone(), DEFAULT_MAX_STREAM_BYTES);
         let extractor: Arc<dyn FieldExtractor> = match p.extractor {
             ExtractorKind::Openai => Arc::new(OpenAiExtractor::new(&p.openai, &settings.prices)),
             _ => Arc::new(RuleExtractor),
         };
-        DocumentProcessor::new(
+        DocumentProcessor::build(
             store,
-            vec![Arc::new(pdf), Arc::new(TextLayer::default()), tesseract],
+            vec![Arc::new(pdf), Arc::new(text), tesseract],
             extractor,
             p.max_document_bytes,
+            parsers.budget().max_text_bytes,
         )
     }
 
@@ -424,6 +380,7 @@ impl DocumentProcessor {
                     let bytes: Arc<[u8]> = load().await?.into();
                     let text_id = engine.id().to_string();
                     let read = engine.clone();
+                    let (max_text, engine_name) = (shared.max_text_bytes, text_id.clone());
                     let text = costed_stage(
                         shared,
                         tenant,
@@ -431,7 +388,15 @@ impl DocumentProcessor {
                         &keys.text(&text_id),
                         &ocr,
                         move || async move {
-                            Ok((read.text(kind, &bytes).await?, Cost::default()))
+                            let text = read.text(kind, &bytes).await?;
+                            // Whatever the engine, one document's text is bounded (and never cached past it).
+                            if text.len() > max_text {
+                                return Err(EngineError::OverBudget {
+                                    engine: engine_name,
+                                    reason: text_too_long(text.len(), max_text),
+                                });
+                            }
+                            Ok((text, Cost::default()))
                         },
                     )
                     .await?;
@@ -550,14 +515,5 @@ impl DocumentProcessor {
             saved: saved_cost,
             elapsed: start.elapsed(),
         })
-    }
-}
-
-/// An inner stage's error, shared by concurrent callers, back to an owned error.
-fn flatten(e: ComputeError<ProcessError>) -> ProcessError {
-    match e {
-        ComputeError::Compute(e) => (*e).clone(),
-        ComputeError::Store(e) => ProcessError::Store(Cause::new(e)),
-        ComputeError::TimedOut(after) => ProcessError::TimedOut(after),
     }
 }

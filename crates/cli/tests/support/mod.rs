@@ -41,7 +41,35 @@ impl Server {
 
     /// Runs `fernando-cache --env test --redis-url URL ARGS…` and waits for its `listening on http://…` line.
     pub fn spawn(redis_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_fernando-cache")),
+            redis_url,
+            args,
+            env,
+        )
+    }
+
+    /// [`Server::spawn`] with the whole program limited to `address_space` bytes (`ulimit -v`, inherited by
+    /// its children): should anything a request makes it allocate go past that, an allocation fails and the
+    /// server dies, which the test then sees.
+    pub fn spawn_limited(
+        redis_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        address_space: u64,
+    ) -> Server {
+        let mut bash = Command::new("bash");
+        bash.arg("-c")
+            .arg(format!(
+                "ulimit -v {} && exec \"$0\" \"$@\"",
+                address_space / 1024
+            ))
+            .arg(env!("CARGO_BIN_EXE_fernando-cache"));
+        Self::launch(bash, redis_url, args, env)
+    }
+
+    fn launch(mut command: Command, redis_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command
             .args(["--env", "test", "--redis-url", redis_url])
             .args(args)
             .env_remove("FERNANDO_CACHE_ENV")

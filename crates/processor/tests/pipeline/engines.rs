@@ -30,7 +30,7 @@ async fn tesseract_reads_the_scanned_invoice_and_the_rules_find_its_fields() {
     let (_server, store) = redis_store();
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default()), Arc::new(tesseract().await)],
+        vec![Arc::new(TextLayer::in_process()), Arc::new(tesseract().await)],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -59,7 +59,7 @@ async fn tesseract_reads_the_scanned_invoice_and_the_rules_find_its_fields() {
 
 #[tokio::test]
 async fn pdf_text_layers_are_read_directly() {
-    let text = TextLayer::default()
+    let text = TextLayer::in_process()
         .text(
             DocumentKind::Pdf,
             &std::fs::read(sample("acme/letters/contract-renewal.pdf")).unwrap(),
@@ -78,7 +78,7 @@ async fn a_missing_engine_is_a_per_document_error_saying_how_to_install_it() {
     let missing = Tesseract::new("/nonexistent/tesseract", "eng", Duration::from_secs(5)).await;
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default()), Arc::new(missing)],
+        vec![Arc::new(TextLayer::in_process()), Arc::new(missing)],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -116,7 +116,7 @@ async fn full_processor() -> (fernando_cache_testkit::RedisServer, DocumentProce
     let (server, store) = redis_store();
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default()), Arc::new(tesseract().await)],
+        vec![Arc::new(TextLayer::in_process()), Arc::new(tesseract().await)],
         Arc::new(RuleExtractor),
         50 << 20,
     );

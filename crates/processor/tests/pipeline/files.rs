@@ -55,7 +55,7 @@ async fn a_file_replaced_while_it_is_processed_is_fingerprinted_and_read_as_one_
     let engine = Arc::new(ReplacedMidway {
         path: path.clone(),
         replaced: AtomicBool::new(false),
-        text: TextLayer::default(),
+        text: TextLayer::in_process(),
     });
     let mut p = DocumentProcessor::new(
         store,
