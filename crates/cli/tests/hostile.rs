@@ -22,7 +22,10 @@ async fn hostile_documents_get_their_own_answers_and_the_server_serves_on() {
     let server = Server::spawn_limited(
         &redis.url(),
         &["serve", "--bind", "127.0.0.1:0"],
-        &[("FERNANDO_CACHE__PROCESSOR__PARSE_MEMORY_BYTES", PARSE_MEMORY)],
+        &[(
+            "FERNANDO_CACHE__PROCESSOR__PARSE_MEMORY_BYTES",
+            PARSE_MEMORY,
+        )],
         SERVER_ADDRESS_SPACE,
     );
 

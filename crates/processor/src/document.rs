@@ -148,9 +148,8 @@ pub(crate) fn kind_of(
             DocumentKind::from_content_type(ct)
                 .ok_or_else(|| ProcessError::UnknownKind(format!(" {ct:?}")))
         }
-        _ => DocumentKind::sniff(bytes).ok_or_else(|| {
-            ProcessError::UnknownKind(format!(": {}", describe_unsupported(bytes)))
-        }),
+        _ => DocumentKind::sniff(bytes)
+            .ok_or_else(|| ProcessError::UnknownKind(format!(": {}", describe_unsupported(bytes)))),
     }
 }
 

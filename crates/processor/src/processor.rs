@@ -274,13 +274,15 @@ impl DocumentProcessor {
             .and_then(|e| e.to_str())
             .and_then(DocumentKind::from_extension);
         let head = &bytes[..bytes.len().min(crate::document::SNIFFED_BYTES)];
-        let kind = crate::document::sniff_head(head).or(by_extension).ok_or_else(|| {
-            ProcessError::UnknownKind(format!(
-                " of {}: {}",
-                path.display(),
-                crate::document::describe_unsupported(head)
-            ))
-        })?;
+        let kind = crate::document::sniff_head(head)
+            .or(by_extension)
+            .ok_or_else(|| {
+                ProcessError::UnknownKind(format!(
+                    " of {}: {}",
+                    path.display(),
+                    crate::document::describe_unsupported(head)
+                ))
+            })?;
         let fp = DocumentFingerprint::of_bytes(&bytes);
         self.run(fp, kind, size, move || async move { Ok(bytes) })
             .await

@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn checksums_match_their_reference_values() {
         // RFC 1950's and PNG's check values for "123456789"; Wikipedia's Adler-32 example.
-        assert_eq!(crc32(&[b"1234", b"56789"]), 0xCBF4_3926);
+        assert_eq!(crc32(&[&b"1234"[..], &b"56789"[..]]), 0xCBF4_3926);
         let mut a = Adler32::default();
         a.update(b"Wikipedia");
         assert_eq!(a.value(), 0x11E6_0398);
@@ -186,6 +186,9 @@ mod tests {
         assert_eq!(plain, want);
         let zeros = zlib_repeat(b"", &[0], 100_000, b"");
         let stream = lopdf::Stream::new(lopdf::dictionary! { "Filter" => "FlateDecode" }, zeros);
-        assert_eq!(stream.decompressed_content().expect("inflates"), vec![0; 100_000]);
+        assert_eq!(
+            stream.decompressed_content().expect("inflates"),
+            vec![0; 100_000]
+        );
     }
 }

@@ -15,9 +15,7 @@ use crate::{
 /// padded to the wide cell: 20 000 words and 17 000 rows (610 KB) asked html2text for gigabytes.
 pub fn wide_table_html(cell_words: usize, rows: usize) -> String {
     let mut page = String::with_capacity(cell_words * 5 + rows * 30 + 200);
-    page.push_str(
-        "<!DOCTYPE html><html><body><p>Invoice number: INV-5150</p><table><tr><td>",
-    );
+    page.push_str("<!DOCTYPE html><html><body><p>Invoice number: INV-5150</p><table><tr><td>");
     for _ in 0..cell_words {
         page.push_str("wide ");
     }
@@ -66,7 +64,9 @@ pub fn object_stream_bomb_pdf(elements: usize) -> Vec<u8> {
         pdf.extend_from_slice(b"\nendobj\n");
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for offset in offsets {
         pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
@@ -92,11 +92,15 @@ pub fn huge_png(width: u32, height: u32) -> Vec<u8> {
     // Bit depth 1, greyscale, deflate, adaptive filtering, no interlace.
     header.extend_from_slice(&[1, 0, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, body) in [(b"IHDR", &header[..]), (b"IDAT", &data[..]), (b"IEND", &[][..])] {
+    for (kind, body) in [
+        (b"IHDR", &header[..]),
+        (b"IDAT", &data[..]),
+        (b"IEND", &[][..]),
+    ] {
         png.extend_from_slice(&(body.len() as u32).to_be_bytes());
         png.extend_from_slice(kind);
         png.extend_from_slice(body);
-        png.extend_from_slice(&crc32(&[kind, body]).to_be_bytes());
+        png.extend_from_slice(&crc32(&[&kind[..], body]).to_be_bytes());
     }
     png
 }

@@ -68,7 +68,12 @@ impl Server {
         Self::launch(bash, redis_url, args, env)
     }
 
-    fn launch(mut command: Command, redis_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+    fn launch(
+        mut command: Command,
+        redis_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = command
             .args(["--env", "test", "--redis-url", redis_url])
             .args(args)

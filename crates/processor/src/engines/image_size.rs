@@ -38,11 +38,15 @@ fn malformed(reason: impl Into<String>) -> SizeError {
 }
 
 fn be16(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_be_bytes(
+        bytes.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_be_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// PNG: the signature, then the `IHDR` chunk, which the format requires first: length, type, width, height.
@@ -227,7 +231,11 @@ mod tests {
                 out.extend_from_slice(&1u32.to_le_bytes());
                 out.extend_from_slice(&value.to_le_bytes());
             }
-            let next = if i + 1 == sizes.len() { 0 } else { here + 2 + 3 * 12 + 4 };
+            let next = if i + 1 == sizes.len() {
+                0
+            } else {
+                here + 2 + 3 * 12 + 4
+            };
             out.extend_from_slice(&next.to_le_bytes());
         }
         out
@@ -243,7 +251,9 @@ mod tests {
         assert!(page_sizes(&png[..20]).is_err());
 
         // SOI, an APP0 segment, fill bytes, then a baseline frame header of 640 × 480.
-        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, b'J', b'F', 0xFF, 0xFF, 0xC0, 0x00, 0x0B, 8];
+        let mut jpeg = vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, b'J', b'F', 0xFF, 0xFF, 0xC0, 0x00, 0x0B, 8,
+        ];
         jpeg.extend_from_slice(&480u16.to_be_bytes());
         jpeg.extend_from_slice(&640u16.to_be_bytes());
         jpeg.extend_from_slice(&[1, 1, 0x11, 0]);

@@ -90,9 +90,9 @@ impl Tesseract {
             reason,
         };
         let pages = image_size::page_sizes(bytes).map_err(|e| match e {
-            SizeError::TooManyPages => refused(format!(
-                "the image has more than {MAX_TIFF_PAGES} pages"
-            )),
+            SizeError::TooManyPages => {
+                refused(format!("the image has more than {MAX_TIFF_PAGES} pages"))
+            }
             SizeError::Malformed(reason) => EngineError::Unreadable {
                 engine: "tesseract".into(),
                 reason: format!("the image's size could not be read: {reason}"),
@@ -202,9 +202,6 @@ mod tests {
             fernando_cache_config::Environment::Development,
         )
         .unwrap();
-        assert_eq!(
-            DEFAULT_MAX_PAGE_PIXELS,
-            settings.processor.max_page_pixels
-        );
+        assert_eq!(DEFAULT_MAX_PAGE_PIXELS, settings.processor.max_page_pixels);
     }
 }

@@ -177,7 +177,11 @@ mod tests {
         let text = html_text(page.as_bytes()).unwrap();
         assert!(text.len() < 2 * page.len(), "{} bytes of text", text.len());
         assert!(text.lines().all(|l| l.chars().count() <= 200), "wrapped");
-        assert!(text.starts_with("Invoice number: INV-5150"), "{:.200}", text);
+        assert!(
+            text.starts_with("Invoice number: INV-5150"),
+            "{:.200}",
+            text
+        );
     }
 
     #[test]
@@ -186,7 +190,11 @@ mod tests {
                     <tr><td>Gesamtbetrag</td><td>1.234,50&nbsp;EUR</td></tr></table>";
         let text = html_text(page.as_bytes()).unwrap();
         let fields = crate::engines::rules::extract(&text);
-        assert_eq!(fields.invoice_number.as_deref(), Some("RE-2026-0777"), "{text}");
+        assert_eq!(
+            fields.invoice_number.as_deref(),
+            Some("RE-2026-0777"),
+            "{text}"
+        );
         assert_eq!(fields.total.as_deref(), Some("1234.50 EUR"), "{text}");
     }
 }

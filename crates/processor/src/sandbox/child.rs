@@ -97,10 +97,13 @@ fn enter_limits(budget: &ParseBudget) -> Result<(), String> {
     }
     let memory = memory.min(hard);
     setrlimit(Resource::RLIMIT_AS, memory, memory).map_err(|e| failed("memory", e))?;
-    let program = std::env::current_exe()
-        .map_err(|e| format!("this program could not be found to run again under the limit: {e}"))?;
+    let program = std::env::current_exe().map_err(|e| {
+        format!("this program could not be found to run again under the limit: {e}")
+    })?;
     let e = std::process::Command::new(program)
         .args(std::env::args_os().skip(1))
         .exec();
-    Err(format!("this program could not run again under the memory limit: {e}"))
+    Err(format!(
+        "this program could not run again under the memory limit: {e}"
+    ))
 }

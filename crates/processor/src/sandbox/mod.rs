@@ -228,7 +228,9 @@ impl Refusal {
 
 /// The refusal of a text past `processor.max_text_bytes`.
 pub(crate) fn text_too_long(len: usize, max: usize) -> String {
-    format!("the document's text is {len} bytes, above the {max} allowed (processor.max_text_bytes)")
+    format!(
+        "the document's text is {len} bytes, above the {max} allowed (processor.max_text_bytes)"
+    )
 }
 
 /// One parse, wherever it runs.
@@ -260,7 +262,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, EngineError::OverBudget { .. }), "{err:?}");
-        assert!(err.to_string().contains("processor.max_text_bytes"), "{err}");
+        assert!(
+            err.to_string().contains("processor.max_text_bytes"),
+            "{err}"
+        );
         let short = "<html><body><p>Invoice number: INV-1</p></body></html>";
         assert_eq!(
             parsers
@@ -286,9 +291,10 @@ mod tests {
 
     #[test]
     fn the_default_budget_is_the_configured_default() {
-        let settings =
-            fernando_cache_config::Settings::embedded(fernando_cache_config::Environment::Development)
-                .unwrap();
+        let settings = fernando_cache_config::Settings::embedded(
+            fernando_cache_config::Environment::Development,
+        )
+        .unwrap();
         assert_eq!(
             ParseBudget::default(),
             ParseBudget::from_settings(&settings.processor)

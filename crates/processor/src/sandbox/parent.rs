@@ -97,10 +97,7 @@ pub(super) async fn run(
         };
         let log = async {
             let mut kept = Vec::new();
-            let _ = (&mut stderr)
-                .take(STDERR_KEPT)
-                .read_to_end(&mut kept)
-                .await;
+            let _ = (&mut stderr).take(STDERR_KEPT).read_to_end(&mut kept).await;
             let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
             kept
         };

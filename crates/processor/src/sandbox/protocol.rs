@@ -93,7 +93,10 @@ mod tests {
             input_bytes: 42,
         };
         let text = serde_json::to_string(&request).unwrap();
-        assert!(text.contains(r#""job":{"pdf_text":{"max_stream_bytes":1048576}}"#), "{text}");
+        assert!(
+            text.contains(r#""job":{"pdf_text":{"max_stream_bytes":1048576}}"#),
+            "{text}"
+        );
         let back: Request = serde_json::from_str(&text).unwrap();
         assert_eq!((back.version, back.input_bytes), (VERSION, 42));
         assert_eq!(back.budget, ParseBudget::default());

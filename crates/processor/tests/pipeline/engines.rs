@@ -30,7 +30,10 @@ async fn tesseract_reads_the_scanned_invoice_and_the_rules_find_its_fields() {
     let (_server, store) = redis_store();
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::in_process()), Arc::new(tesseract().await)],
+        vec![
+            Arc::new(TextLayer::in_process()),
+            Arc::new(tesseract().await),
+        ],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -116,7 +119,10 @@ async fn full_processor() -> (fernando_cache_testkit::RedisServer, DocumentProce
     let (server, store) = redis_store();
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::in_process()), Arc::new(tesseract().await)],
+        vec![
+            Arc::new(TextLayer::in_process()),
+            Arc::new(tesseract().await),
+        ],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -220,7 +226,10 @@ async fn images_past_the_pixel_bound_are_refused_from_their_header_before_tesser
     );
     // The bytes decide, not the declared kind.
     let err = t.text(DocumentKind::Jpeg, &png).await.unwrap_err();
-    assert!(err.to_string().contains("processor.max_page_pixels"), "{err}");
+    assert!(
+        err.to_string().contains("processor.max_page_pixels"),
+        "{err}"
+    );
 
     // A scanner's two-page TIFF whose second page is 10 000 × 10 000 pixels (100 MP).
     let receipt = sample("acme/scans/receipt.png");

@@ -71,7 +71,11 @@ async fn a_file_replaced_while_it_is_processed_is_fingerprinted_and_read_as_one_
         "the file was replaced while its document was processed"
     );
     // Whichever version was read, the fingerprint, the size and the text are all of that version.
-    let read = if doc.result.text == FIRST { FIRST } else { SECOND };
+    let read = if doc.result.text == FIRST {
+        FIRST
+    } else {
+        SECOND
+    };
     assert_eq!(doc.result.text, read);
     assert_eq!(
         doc.result.fingerprint,
