@@ -1,6 +1,7 @@
 //! [`DocumentProcessor`]: fingerprint once, then each stage cache-first with fallback to real work.
 
 use std::{
+    any::Any,
     path::Path,
     sync::{
         Arc,
@@ -27,6 +28,9 @@ use crate::{
         access::{AccessJournal, AccessRecord},
     },
 };
+
+/// What a caller keeps taken while the work it started runs (see [`DocumentProcessor::process_holding`]).
+type Held = Arc<dyn Any + Send + Sync>;
 
 /// What a document's cache entry holds: its result, and whether that rests on a stale stage (never true in a
 /// stored entry: such results are not stored).
@@ -233,12 +237,38 @@ impl DocumentProcessor {
         bytes: &[u8],
         content_type: Option<&str>,
     ) -> Result<ProcessedDocument, ProcessError> {
+        self.process_in_memory(bytes, content_type, None).await
+    }
+
+    /// [`process`](Self::process), keeping `held` — an engine slot, say — until every stage this call starts
+    /// has ended. A stage goes on when its caller stops waiting (its result is shared with concurrent callers
+    /// and cached), so whatever admitted the work must stay taken for as long as the work runs, not as long as
+    /// the caller waits.
+    ///
+    /// # Errors
+    /// As [`process`](Self::process).
+    pub async fn process_holding(
+        &self,
+        bytes: &[u8],
+        content_type: Option<&str>,
+        held: impl Any + Send + Sync,
+    ) -> Result<ProcessedDocument, ProcessError> {
+        self.process_in_memory(bytes, content_type, Some(Arc::new(held)))
+            .await
+    }
+
+    async fn process_in_memory(
+        &self,
+        bytes: &[u8],
+        content_type: Option<&str>,
+        held: Option<Held>,
+    ) -> Result<ProcessedDocument, ProcessError> {
         let size = bytes.len() as u64;
         self.check_size(size)?;
         let kind = crate::document::kind_of(content_type, bytes)?;
         let fp = DocumentFingerprint::of_bytes(bytes);
         // The bytes are copied only when a stage must run; a hit never copies the document.
-        self.run(fp, kind, size, || async move { Ok(bytes.to_vec()) })
+        self.run(fp, kind, size, held, || async move { Ok(bytes.to_vec()) })
             .await
     }
 
@@ -284,7 +314,7 @@ impl DocumentProcessor {
                 ))
             })?;
         let fp = DocumentFingerprint::of_bytes(&bytes);
-        self.run(fp, kind, size, move || async move { Ok(bytes) })
+        self.run(fp, kind, size, None, move || async move { Ok(bytes) })
             .await
     }
 
@@ -326,6 +356,7 @@ impl DocumentProcessor {
         fp: DocumentFingerprint,
         kind: DocumentKind,
         size: u64,
+        held: Option<Held>,
         load: L,
     ) -> Result<ProcessedDocument, ProcessError>
     where
@@ -340,7 +371,7 @@ impl DocumentProcessor {
             kind = kind.as_str()
         );
         let result = self
-            .run_inner(&tenant, fp, kind, size, load)
+            .run_inner(&tenant, fp, kind, size, held, load)
             .instrument(span)
             .await;
         if result.is_err() {
@@ -355,6 +386,7 @@ impl DocumentProcessor {
         fp: DocumentFingerprint,
         kind: DocumentKind,
         size: u64,
+        held: Option<Held>,
         load: L,
     ) -> Result<ProcessedDocument, ProcessError>
     where
@@ -383,6 +415,8 @@ impl DocumentProcessor {
                     let text_id = engine.id().to_string();
                     let read = engine.clone();
                     let (max_text, engine_name) = (shared.max_text_bytes, text_id.clone());
+                    // A stage this call starts keeps `held` until it ends, whether or not we still wait.
+                    let held_by_text = held.clone();
                     let text = costed_stage(
                         shared,
                         tenant,
@@ -390,6 +424,7 @@ impl DocumentProcessor {
                         &keys.text(&text_id),
                         &ocr,
                         move || async move {
+                            let _held = held_by_text;
                             let text = read.text(kind, &bytes).await?;
                             // Whatever the engine, one document's text is bounded (and never cached past it).
                             if text.len() > max_text {
@@ -408,6 +443,7 @@ impl DocumentProcessor {
                         cut_to_limit(&text.value, shared.extractor.max_input_chars());
                     let text_fp = DocumentFingerprint::of_bytes(input.as_bytes());
                     let (extractor, input) = (shared.extractor.clone(), input.to_owned());
+                    let held_by_extraction = held.clone();
                     let extraction = costed_stage(
                         shared,
                         tenant,
@@ -415,6 +451,7 @@ impl DocumentProcessor {
                         &keys.fields(&extractor_id, &text_fp),
                         &extracting,
                         move || async move {
+                            let _held = held_by_extraction;
                             let e = extractor.extract(&input).await?;
                             let cost = Cost {
                                 tokens: e.usage.map_or(0, |u| u.total()),

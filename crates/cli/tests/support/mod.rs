@@ -196,16 +196,35 @@ pub async fn counting_llm(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    let (addr, calls, _) = watched_llm(delay).await;
+    (addr, calls)
+}
+
+/// [`counting_llm`] that also keeps the most requests it was answering at once.
+pub async fn watched_llm(
+    delay: Duration,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
     use axum::{Json, Router, routing::post};
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = calls.clone();
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+    let (seen, most_seen) = (calls.clone(), most.clone());
     let app = Router::new().route(
         "/v1/chat/completions",
         post(move || {
-            let seen = seen.clone();
+            let (seen, most_seen, in_flight) = (seen.clone(), most_seen.clone(), in_flight.clone());
             async move {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                seen.fetch_add(1, SeqCst);
+                let now = in_flight.fetch_add(1, SeqCst) + 1;
+                most_seen.fetch_max(now, SeqCst);
                 tokio::time::sleep(delay).await;
+                in_flight.fetch_sub(1, SeqCst);
                 let content = serde_json::json!({"invoice_number": "RE-2026-0042", "total": "99.00 EUR"});
                 Json(serde_json::json!({
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}],
@@ -217,7 +236,7 @@ pub async fn counting_llm(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, calls)
+    (addr, calls, most)
 }
 
 /// A statistics window as the recorder writes it: `hits` and `misses` with the bytes, engine time, tokens and
