@@ -20,9 +20,8 @@ pub(crate) const PARSE_COMMAND: &str = "__parse";
 
 /// Where the pipeline parses HTML and PDF documents: in a child of this very program, one per document.
 pub(crate) fn parser_host() -> anyhow::Result<ParserHost> {
-    let program = std::env::current_exe()
-        .context("finding this program, to parse documents in a child process of it")?;
-    Ok(ParserHost::child(program, [PARSE_COMMAND]))
+    ParserHost::this_program([PARSE_COMMAND])
+        .context("finding this program, to parse documents in a child process of it")
 }
 
 pub(crate) fn database_url(settings: &Settings) -> anyhow::Result<String> {

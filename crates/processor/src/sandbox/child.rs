@@ -97,7 +97,7 @@ fn enter_limits(budget: &ParseBudget) -> Result<(), String> {
     }
     let memory = memory.min(hard);
     setrlimit(Resource::RLIMIT_AS, memory, memory).map_err(|e| failed("memory", e))?;
-    let program = std::env::current_exe().map_err(|e| {
+    let program = super::this_program().map_err(|e| {
         format!("this program could not be found to run again under the limit: {e}")
     })?;
     let e = std::process::Command::new(program)

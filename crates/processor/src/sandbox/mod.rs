@@ -54,6 +54,28 @@ impl ParserHost {
             args: args.into_iter().map(Into::into).collect(),
         }
     }
+
+    /// A child of this very program per document (`this-program args… <request>`), for a program whose `main`
+    /// hands those arguments to [`run_child`].
+    ///
+    /// # Errors
+    /// When this program's file cannot be found.
+    pub fn this_program<A: Into<OsString>>(
+        args: impl IntoIterator<Item = A>,
+    ) -> std::io::Result<Self> {
+        Ok(ParserHost::child(this_program()?, args))
+    }
+}
+
+/// This very program, even when its file was replaced or removed since it started (an upgrade in place): Linux's
+/// `/proc/self/exe` names the running image whatever became of its path.
+pub(crate) fn this_program() -> std::io::Result<PathBuf> {
+    let running = std::path::Path::new("/proc/self/exe");
+    if running.exists() {
+        Ok(running.to_path_buf())
+    } else {
+        std::env::current_exe()
+    }
 }
 
 /// What one document's parsing may use.
