@@ -22,8 +22,8 @@ use super::{
 };
 use crate::EngineError;
 
-/// How much of a child's stderr is kept for the log; the rest is read and dropped.
-const STDERR_KEPT: u64 = 8 << 10;
+/// How much of the end of a child's stderr is kept for the log; the rest is read and dropped.
+const STDERR_KEPT: usize = 8 << 10;
 
 /// Runs `job` on `bytes` in a child: `program args… <request>`.
 pub(super) async fn run(
@@ -95,10 +95,16 @@ pub(super) async fn run(
             }
             read.map(|_| answer)
         };
+        // The end of stderr is kept: a dying child's last words (a failed allocation) come last.
         let log = async {
             let mut kept = Vec::new();
-            let _ = (&mut stderr).take(STDERR_KEPT).read_to_end(&mut kept).await;
-            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * STDERR_KEPT {
+                    kept.drain(..kept.len() - STDERR_KEPT);
+                }
+            }
             kept
         };
         let ((), answer, said) = tokio::join!(write, read, log);
