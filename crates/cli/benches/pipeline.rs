@@ -26,7 +26,9 @@ use std::{
 };
 
 use fernando_cache_config::{Environment, LoadOptions, Settings};
-use fernando_cache_processor::{DocumentProcessor, RuleExtractor, StageOutcome, TextLayer, Warmer};
+use fernando_cache_processor::{
+    DocumentProcessor, ParserHost, RuleExtractor, StageOutcome, TextLayer, Warmer,
+};
 use fernando_cache_store::Store;
 use fernando_cache_testkit::{
     RedisServer,
@@ -52,7 +54,7 @@ fn settings(url: &str, ttl: Option<&str>) -> Settings {
 fn processor(store: Store, tenant: &str) -> DocumentProcessor {
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default())],
+        vec![Arc::new(TextLayer::in_process())],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -354,7 +356,9 @@ async fn scanned_pdf(url: &str) {
     renders.sort();
 
     let store = Store::from_settings(&settings).unwrap();
-    let p = DocumentProcessor::from_settings(&settings, store)
+    // The PDF is read as `serve` reads it: the page tree in a parser child of the program.
+    let parsers = ParserHost::child(env!("CARGO_BIN_EXE_fernando-cache"), ["__parse"]);
+    let p = DocumentProcessor::from_settings(&settings, store, parsers)
         .await
         .for_tenant("bench-scans".parse().unwrap());
     let t = Instant::now();

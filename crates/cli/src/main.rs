@@ -22,6 +22,12 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // A document parser child (`__parse`, started by `serve` and `process`): first, so that it starts no runtime,
+    // thread or log, and reads no configuration.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == wiring::PARSE_COMMAND) {
+        return fernando_cache_processor::run_child(args);
+    }
     // Errors are reported as one line; a panic (a bug) is too, rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("fernando-cache: internal error: {info}");

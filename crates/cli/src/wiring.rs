@@ -1,5 +1,5 @@
 //! The wiring the commands share: from settings to the statistics database (opened off the runtime, migrated
-//! when configured) and to the recorder that feeds it from a store.
+//! when configured) and to the recorder that feeds it from a store; the document parsers' child process.
 
 use std::time::Duration;
 
@@ -10,7 +10,19 @@ use fernando_cache_ops::{
     health::AlertThresholds,
     recorder::{Recorder, RecorderOptions},
 };
+use fernando_cache_processor::ParserHost;
 use fernando_cache_store::Store;
+
+/// The hidden command word that makes this program a document parser child: `fernando-cache __parse <request>`
+/// parses one HTML or PDF document from stdin under its budget (`processor.parse_memory_bytes`,
+/// `parse_timeout`, `max_text_bytes`), so a hostile document costs its child, never the server.
+pub(crate) const PARSE_COMMAND: &str = "__parse";
+
+/// Where the pipeline parses HTML and PDF documents: in a child of this very program, one per document.
+pub(crate) fn parser_host() -> anyhow::Result<ParserHost> {
+    ParserHost::this_program([PARSE_COMMAND])
+        .context("finding this program, to parse documents in a child process of it")
+}
 
 pub(crate) fn database_url(settings: &Settings) -> anyhow::Result<String> {
     if !settings.statistics.enabled {

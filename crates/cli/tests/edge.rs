@@ -1,5 +1,6 @@
 //! `serve` facing the network (issue 15, item 3), as a real process: slow-header clients cut off while others
 //! are served, SIGTERM bounded while they hang, per-route body limits without buffering, a full engine queue,
+//! engine slots held by abandoned work and each tenant's share of the queue,
 //! per-tenant rates and request quotas, development keys on a public address, `/metrics` and `/health` details behind tokens, and
 //! error bodies with request ids that match the access log.
 
@@ -15,7 +16,7 @@ use std::{
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use serde_json::Value;
 use support::{
-    ACME, ADMIN, GLOBEX, Server, counting_llm,
+    ACME, ADMIN, GLOBEX, Server, counting_llm, watched_llm,
     wire::{closed_within, read_response, stalled_body},
 };
 
@@ -237,6 +238,75 @@ async fn a_full_engine_queue_answers_503_with_retry_after_and_frees_up() {
     assert_eq!(second.await.unwrap().status(), 200);
     // The queue drained: the same document is accepted now.
     assert_eq!(upload(3).await.status(), 200);
+}
+
+/// Issue 28, item 18: an engine slot stays taken until the work it admitted has ended, however its request
+/// ended — a client that hangs up does not free it while its extraction runs on — and one tenant cannot fill the
+/// engine queue for all (at most half of it, rounded up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_outlives_a_client_that_hangs_up_and_no_tenant_fills_the_engine_queue() {
+    let redis = RedisServer::start();
+    let (llm, calls, most_at_once) = watched_llm(Duration::from_secs(1)).await;
+    let llm_url = format!("http://{llm}/v1");
+    let server = Server::spawn(
+        &redis.url(),
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("FERNANDO_CACHE__PROCESSOR__EXTRACTOR", "openai"),
+            ("FERNANDO_CACHE__PROCESSOR__OPENAI__URL", llm_url.as_str()),
+            ("FERNANDO_CACHE__PROCESSOR__OPENAI__API_KEY", "sk-test"),
+            ("FERNANDO_CACHE__PROCESSOR__OPENAI__TIMEOUT", "20s"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__ENGINE_CONCURRENCY", "1"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__ENGINE_QUEUE", "4"),
+        ],
+    );
+    let upload = |key: &'static str, n: usize| {
+        let client = server.client.clone();
+        let url = format!("{}/v1/documents", server.base);
+        async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "text/plain")
+                .body(format!("Rechnung Nr. RE-2026-{n}\nBetrag: {n},00 EUR"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A client that hangs up while its document's extraction runs.
+    let hasty = tokio::spawn(upload(ACME, 100));
+    while calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hasty.abort();
+    assert!(hasty.await.is_err(), "the client hung up");
+    // Globex waits, then acme twice (its share of four places); acme's third is turned away, globex's second
+    // is not.
+    let mut waiting = vec![tokio::spawn(upload(GLOBEX, 1))];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for n in [2, 3] {
+        waiting.push(tokio::spawn(upload(ACME, n)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = upload(ACME, 4).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("share"),
+        "{body}"
+    );
+    waiting.push(tokio::spawn(upload(GLOBEX, 5)));
+    for w in waiting {
+        assert_eq!(w.await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        most_at_once.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one engine slot: the abandoned extraction and the next one never ran at once"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

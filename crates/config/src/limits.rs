@@ -32,9 +32,11 @@ pub struct ServerLimits {
     pub json_body_bytes: usize,
     /// Largest response the HTTP cache layer stores, in bytes; larger ones stream through unstored.
     pub max_cached_response_bytes: u64,
-    /// Documents processed (OCR, extraction) at once.
+    /// Documents processed (OCR, extraction) at once. A slot is held until the work it admitted has ended, even
+    /// when the client hangs up.
     pub engine_concurrency: usize,
-    /// Documents waiting for an engine slot; beyond it an upload is answered 503 with `Retry-After`.
+    /// Documents waiting for an engine slot, of which one tenant's at most half (rounded up); beyond either, an
+    /// upload is answered 503 with `Retry-After`.
     pub engine_queue: usize,
     /// Requests per second each tenant may make (a token bucket); 0 turns the limit off.
     pub tenant_requests_per_second: u32,

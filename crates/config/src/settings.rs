@@ -248,8 +248,17 @@ pub struct ProcessorSettings {
     pub pdf_dpi: u32,
     /// Most pages a PDF may have.
     pub max_pdf_pages: usize,
-    /// Most pixels one PDF page may render to (a page claiming more is refused, not rendered).
+    /// Most pixels one page may have: a PDF page rendered at `pdf_dpi`, an image, each page of a TIFF (a page
+    /// claiming more is refused, not rendered or OCR'd).
     pub max_page_pixels: u64,
+    /// Most memory (address space) one document's parsing may use, in bytes: HTML and PDF parsers run in a
+    /// child process with this limit, so a document over it is refused and the server goes on.
+    pub parse_memory_bytes: u64,
+    /// Most CPU time one document's parsing may use (its wall-clock time may be twice this).
+    #[serde(with = "duration")]
+    pub parse_timeout: Duration,
+    /// Most bytes of text one document may have, from any engine; more is refused.
+    pub max_text_bytes: u64,
     /// The field extractor.
     pub extractor: ExtractorKind,
     /// The OpenAI-compatible extractor.
@@ -536,6 +545,19 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "processor.max_page_pixels",
                 "must be between 1 000 000 and 1 000 000 000",
+            ));
+        }
+        if !(128 << 20..=1 << 40).contains(&p.parse_memory_bytes) {
+            return Err(ConfigError::invalid(
+                "processor.parse_memory_bytes",
+                "must be between 128 MiB and 1 TiB",
+            ));
+        }
+        check_duration("processor.parse_timeout", p.parse_timeout)?;
+        if !(64 << 10..=1 << 30).contains(&p.max_text_bytes) {
+            return Err(ConfigError::invalid(
+                "processor.max_text_bytes",
+                "must be between 64 KiB and 1 GiB",
             ));
         }
         check_duration("processor.openai.timeout", p.openai.timeout)?;

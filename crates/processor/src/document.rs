@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ProcessError;
+
 /// What a document is, as far as the pipeline cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +75,19 @@ impl DocumentKind {
         }
     }
 
+    /// The kind a file name's extension (`pdf`, `HTM`, `tiff`, …) suggests.
+    pub fn from_extension(extension: &str) -> Option<DocumentKind> {
+        match extension.to_ascii_lowercase().as_str() {
+            "txt" | "text" | "md" | "csv" => Some(DocumentKind::Text),
+            "html" | "htm" | "xhtml" => Some(DocumentKind::Html),
+            "pdf" => Some(DocumentKind::Pdf),
+            "png" => Some(DocumentKind::Png),
+            "jpg" | "jpeg" => Some(DocumentKind::Jpeg),
+            "tif" | "tiff" => Some(DocumentKind::Tiff),
+            _ => None,
+        }
+    }
+
     /// The kind the bytes show: magic numbers for PDF and images, an HTML start for pages, valid UTF-8 for
     /// text.
     pub fn sniff(bytes: &[u8]) -> Option<DocumentKind> {
@@ -120,6 +135,42 @@ pub(crate) fn describe_unsupported(bytes: &[u8]) -> String {
         Some(t) => format!("detected {} (.{})", t.mime_type(), t.extension()),
         None if bytes.is_empty() => "the document is empty".to_owned(),
         None => "detected binary data of no known format".to_owned(),
+    }
+}
+
+/// The kind of a document in memory: the declared content type wins over sniffing the bytes.
+pub(crate) fn kind_of(
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<DocumentKind, ProcessError> {
+    match content_type {
+        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" => {
+            DocumentKind::from_content_type(ct)
+                .ok_or_else(|| ProcessError::UnknownKind(format!(" {ct:?}")))
+        }
+        _ => DocumentKind::sniff(bytes)
+            .ok_or_else(|| ProcessError::UnknownKind(format!(": {}", describe_unsupported(bytes)))),
+    }
+}
+
+/// How much of a file's start tells its kind.
+pub(crate) const SNIFFED_BYTES: usize = 8192;
+
+/// Sniffs the first bytes of a file; a UTF-8 sequence cut at the end of the head still counts as text.
+pub(crate) fn sniff_head(head: &[u8]) -> Option<DocumentKind> {
+    if let Some(k) = DocumentKind::sniff(head) {
+        return Some(k);
+    }
+    match std::str::from_utf8(head) {
+        Err(e) if e.error_len().is_none() && !head.contains(&0) => {
+            let valid = std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default();
+            Some(if looks_like_html(valid) {
+                DocumentKind::Html
+            } else {
+                DocumentKind::Text
+            })
+        }
+        _ => None,
     }
 }
 
@@ -174,6 +225,11 @@ mod tests {
             describe_unsupported(b"PK\x03\x04\x14\x00\x00\x00"),
             "detected application/zip (.zip)"
         );
+        assert_eq!(
+            DocumentKind::from_extension("HTM"),
+            Some(DocumentKind::Html)
+        );
+        assert_eq!(DocumentKind::from_extension("docx"), None);
         assert_eq!(
             describe_unsupported(&[0x01, 0x02, 0xfe, 0x00]),
             "detected binary data of no known format"

@@ -61,6 +61,16 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// The document needs more than its budget to read: more pixels, memory, CPU time or text than allowed.
+    /// The reason names the setting (`processor.max_page_pixels`, …) and nothing of the engine's internals, so
+    /// it can be shown to whoever sent the document.
+    #[error("{engine} refused the document: {reason}")]
+    OverBudget {
+        /// The engine.
+        engine: String,
+        /// What was over which bound.
+        reason: String,
+    },
     /// The engine took longer than allowed.
     #[error("{engine} took longer than {seconds}s")]
     Timeout {

@@ -3,20 +3,23 @@
 //! (`doc_hash`), the text (`ocr_result`: a PDF's text layer or `tesseract` OCR), and the extracted fields
 //! (`llm_extraction`: built-in rules or an OpenAI-compatible endpoint). Stage keys carry the engine's identity
 //! and version, so an upgraded engine never serves an old engine's output; concurrent uploads of one document
-//! process once; with Redis down documents still process. Also: telemetry and cache warming.
+//! process once; with Redis down documents still process. Every document has a budget: its pixels per page
+//! (images and PDF pages), its text, and the memory and CPU time of its HTML and PDF parsing, which a server runs
+//! in a child process ([`ParserHost`], [`run_child`]). Also: telemetry and cache warming.
 //!
 //! This crate depends on config, keys and store; it must not depend on the models, HTTP, decorators or binary
 //! crates (the binary wires statistics and the HTTP API around it).
 //!
 //! ```
-//! use fernando_cache_processor::{DocumentProcessor, StageOutcome};
+//! use fernando_cache_processor::{DocumentProcessor, ParserHost, StageOutcome};
 //! use fernando_cache_store::{Store, config::{Environment, Settings}, keys::TenantId};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = Settings::embedded(Environment::Test)?;
 //! let store = Store::from_settings(&settings)?;
-//! let mut processor = DocumentProcessor::from_settings(&settings, store).await;
+//! // HTML and PDF parsing in this process, unbounded: a server gives ParserHost::child(…) instead.
+//! let mut processor = DocumentProcessor::from_settings(&settings, store, ParserHost::InProcess).await;
 //! processor.set_tenant_context(TenantId::new("user123")?);
 //!
 //! let invoice = b"Invoice number: INV-7781\nTotal: 1,234.50 EUR\n";
@@ -33,6 +36,8 @@ mod engine;
 mod engines;
 mod outcome;
 mod processor;
+mod sandbox;
+mod stage;
 mod telemetry;
 mod warm;
 
@@ -44,6 +49,7 @@ pub use engine::{
 pub use engines::{OpenAiExtractor, PdfLimits, PdfPages, RuleExtractor, Tesseract, TextLayer};
 pub use outcome::{DocumentResult, ProcessError, ProcessedDocument, StageOutcome, Stages};
 pub use processor::DocumentProcessor;
+pub use sandbox::{ParseBudget, ParserHost, Parsers, run_child};
 pub use telemetry::{KindFigures, Stage, StageFigures, TelemetrySnapshot};
 pub use warm::{
     DocumentHistory, ReferenceSource, WarmReport, Warmer,

@@ -1,6 +1,7 @@
 //! [`DocumentProcessor`]: fingerprint once, then each stage cache-first with fallback to real work.
 
 use std::{
+    any::Any,
     path::Path,
     sync::{
         Arc,
@@ -11,20 +12,25 @@ use std::{
 
 use fernando_cache_config::{CacheType, ExtractorKind, Settings};
 use fernando_cache_keys::{DocumentFingerprint, TenantId, layout::DocumentKeys};
-use fernando_cache_store::{Cause, ComputeError, Cost, Store};
+use fernando_cache_store::{Cost, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::{
     DocumentKind, DocumentResult, EngineError, FieldExtractor, ProcessError, ProcessedDocument,
     StageOutcome, Stages, TextEngine, cut_to_limit,
-    engines::{OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
+    engines::{DEFAULT_MAX_STREAM_BYTES, OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
+    sandbox::{ParseBudget, ParserHost, Parsers, text_too_long},
+    stage::{Ran, costed_stage, flatten},
     telemetry::{Stage, Telemetry, TelemetrySnapshot},
     warm::{
         HotSet,
         access::{AccessJournal, AccessRecord},
     },
 };
+
+/// What a caller keeps taken while the work it started runs (see [`DocumentProcessor::process_holding`]).
+type Held = Arc<dyn Any + Send + Sync>;
 
 /// What a document's cache entry holds: its result, and whether that rests on a stale stage (never true in a
 /// stored entry: such results are not stored).
@@ -34,84 +40,13 @@ pub(crate) struct CachedDocument {
     pub(crate) stale: bool,
 }
 
-/// A stage's output and what computing it cost (what a later hit saves): stored with the output.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Costed<T> {
-    value: T,
-    cost: Cost,
-}
-
-/// What each stage of one document did.
-#[derive(Default)]
-struct Ran {
-    computed: AtomicBool,
-    stale: AtomicBool,
-}
-
-impl Ran {
-    fn outcome(&self) -> StageOutcome {
-        if self.stale.load(Ordering::Relaxed) {
-            StageOutcome::Stale
-        } else if self.computed.load(Ordering::Relaxed) {
-            StageOutcome::Miss
-        } else {
-            StageOutcome::Hit
-        }
-    }
-}
-
-/// One cached stage: read, else compute (once across concurrent callers), timing the work and noting that it
-/// ran. The work answers its value and what it cost beyond engine time (tokens, money); the whole cost is
-/// stored with the value and counted as spent when the work completes — in the background too, past the
-/// type's soft timeout (fail-safe, design 0014) — and as saved by each fresh hit on it.
-async fn costed_stage<T, F, Fut>(
-    shared: &Shared,
-    tenant: &TenantId,
-    cache_type: &CacheType,
-    key: &str,
-    ran: &Ran,
-    work: F,
-) -> Result<Costed<T>, ProcessError>
-where
-    T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(T, Cost), EngineError>> + Send + 'static,
-{
-    let computed = Arc::new(AtomicBool::new(false));
-    let flag = computed.clone();
-    let (store, owner, ty) = (shared.store.clone(), tenant.clone(), cache_type.clone());
-    let served = shared
-        .store
-        .get_or_compute_detached(tenant, cache_type, key, move || async move {
-            flag.store(true, Ordering::Relaxed);
-            let t = Instant::now();
-            let (value, extra) = work().await?;
-            let cost = Cost {
-                compute_ms: t.elapsed().as_millis() as u64,
-                ..extra
-            };
-            store.record_spent(&owner, &ty, cost);
-            Ok::<_, ProcessError>(Costed { value, cost })
-        })
-        .await
-        .map_err(flatten)?;
-    if served.stale {
-        ran.stale.store(true, Ordering::Relaxed);
-    } else if computed.load(Ordering::Relaxed) {
-        ran.computed.store(true, Ordering::Relaxed);
-    } else {
-        shared
-            .store
-            .record_saved(tenant, cache_type, served.value.cost);
-    }
-    Ok(served.value)
-}
-
 pub(crate) struct Shared {
     pub(crate) store: Store,
     text_engines: Vec<Arc<dyn TextEngine>>,
     extractor: Arc<dyn FieldExtractor>,
     max_bytes: u64,
+    /// Most bytes of text one document may have, from any engine.
+    max_text_bytes: usize,
     telemetry: Telemetry,
     pub(crate) hot: HotSet,
     access: AccessJournal,
@@ -146,12 +81,30 @@ impl std::fmt::Debug for DocumentProcessor {
 }
 
 impl DocumentProcessor {
-    /// A pipeline over `store` with these engines; the first engine accepting a kind reads it.
+    /// A pipeline over `store` with these engines; the first engine accepting a kind reads it. A document's
+    /// text may have at most 8 MiB (the default of `processor.max_text_bytes`).
     pub fn new(
         store: Store,
         text_engines: Vec<Arc<dyn TextEngine>>,
         extractor: Arc<dyn FieldExtractor>,
         max_document_bytes: u64,
+    ) -> Self {
+        let max_text_bytes = ParseBudget::default().max_text_bytes;
+        Self::build(
+            store,
+            text_engines,
+            extractor,
+            max_document_bytes,
+            max_text_bytes,
+        )
+    }
+
+    fn build(
+        store: Store,
+        text_engines: Vec<Arc<dyn TextEngine>>,
+        extractor: Arc<dyn FieldExtractor>,
+        max_document_bytes: u64,
+        max_text_bytes: usize,
     ) -> Self {
         DocumentProcessor {
             shared: Arc::new(Shared {
@@ -159,6 +112,7 @@ impl DocumentProcessor {
                 text_engines,
                 extractor,
                 max_bytes: max_document_bytes,
+                max_text_bytes,
                 telemetry: Telemetry::default(),
                 hot: HotSet::new(),
                 access: AccessJournal::default(),
@@ -169,28 +123,37 @@ impl DocumentProcessor {
     }
 
     /// The configured pipeline: PDFs page by page (text layers read, scanned pages rendered with `pdftoppm` and
-    /// OCR'd), the text layer for text and HTML, `tesseract` for images, and the configured extractor.
-    pub async fn from_settings(settings: &Settings, store: Store) -> Self {
+    /// OCR'd), the text layer for text and HTML, `tesseract` for images, and the configured extractor. HTML and
+    /// PDF parsing runs on `parsers` within the configured budget: a server gives a
+    /// [`ParserHost::Child`]; [`ParserHost::InProcess`] leaves the parsers' memory and time unbounded.
+    pub async fn from_settings(settings: &Settings, store: Store, parsers: ParserHost) -> Self {
         let p = &settings.processor;
-        let tesseract: Arc<dyn TextEngine> =
-            Arc::new(Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout).await);
+        let parsers = Parsers::new(parsers, ParseBudget::from_settings(p));
+        let tesseract: Arc<dyn TextEngine> = Arc::new(
+            Tesseract::new(&p.tesseract, &p.ocr_languages, p.ocr_timeout)
+                .await
+                .with_max_page_pixels(p.max_page_pixels),
+        );
         let limits = crate::PdfLimits {
             dpi: p.pdf_dpi,
             max_pages: p.max_pdf_pages,
             max_page_pixels: p.max_page_pixels,
             render_timeout: p.ocr_timeout,
-            max_stream_bytes: 64 << 20,
+            max_stream_bytes: DEFAULT_MAX_STREAM_BYTES,
         };
-        let pdf = crate::PdfPages::new(&p.pdftoppm, tesseract.clone(), limits).await;
+        let pdf =
+            crate::PdfPages::new(&p.pdftoppm, tesseract.clone(), limits, parsers.clone()).await;
+        let text = TextLayer::new(parsers.clone(), DEFAULT_MAX_STREAM_BYTES);
         let extractor: Arc<dyn FieldExtractor> = match p.extractor {
             ExtractorKind::Openai => Arc::new(OpenAiExtractor::new(&p.openai, &settings.prices)),
             _ => Arc::new(RuleExtractor),
         };
-        DocumentProcessor::new(
+        DocumentProcessor::build(
             store,
-            vec![Arc::new(pdf), Arc::new(TextLayer::default()), tesseract],
+            vec![Arc::new(pdf), Arc::new(text), tesseract],
             extractor,
             p.max_document_bytes,
+            parsers.budget().max_text_bytes,
         )
     }
 
@@ -274,62 +237,85 @@ impl DocumentProcessor {
         bytes: &[u8],
         content_type: Option<&str>,
     ) -> Result<ProcessedDocument, ProcessError> {
-        let size = bytes.len() as u64;
-        self.check_size(size)?;
-        let kind = kind_of(content_type, bytes)?;
-        let fp = DocumentFingerprint::of_bytes(bytes);
-        // The bytes are copied only when a stage must run; a hit never copies the document.
-        self.run(fp, kind, size, || async move { Ok(bytes.to_vec()) })
+        self.process_in_memory(bytes, content_type, None).await
+    }
+
+    /// [`process`](Self::process), keeping `held` — an engine slot, say — until every stage this call starts
+    /// has ended. A stage goes on when its caller stops waiting (its result is shared with concurrent callers
+    /// and cached), so whatever admitted the work must stay taken for as long as the work runs, not as long as
+    /// the caller waits.
+    ///
+    /// # Errors
+    /// As [`process`](Self::process).
+    pub async fn process_holding(
+        &self,
+        bytes: &[u8],
+        content_type: Option<&str>,
+        held: impl Any + Send + Sync,
+    ) -> Result<ProcessedDocument, ProcessError> {
+        self.process_in_memory(bytes, content_type, Some(Arc::new(held)))
             .await
     }
 
-    /// Processes a file: its fingerprint is computed by streaming it, and the file is only read whole when a
-    /// stage must run.
+    async fn process_in_memory(
+        &self,
+        bytes: &[u8],
+        content_type: Option<&str>,
+        held: Option<Held>,
+    ) -> Result<ProcessedDocument, ProcessError> {
+        let size = bytes.len() as u64;
+        self.check_size(size)?;
+        let kind = crate::document::kind_of(content_type, bytes)?;
+        let fp = DocumentFingerprint::of_bytes(bytes);
+        // The bytes are copied only when a stage must run; a hit never copies the document.
+        self.run(fp, kind, size, held, || async move { Ok(bytes.to_vec()) })
+            .await
+    }
+
+    /// Processes a file. The file is read once, whole (at most `processor.max_document_bytes`), and those very
+    /// bytes are fingerprinted and processed: a file replaced while it is processed can never have one version's
+    /// result stored under the other version's fingerprint.
     ///
     /// # Errors
     /// [`ProcessError`] for this document.
     pub async fn process_file(&self, path: &Path) -> Result<ProcessedDocument, ProcessError> {
         let io = |e: std::io::Error| ProcessError::Io(format!("{}: {e}", path.display()));
-        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
-        self.check_size(size)?;
+        // Refused before reading when the file is already too large; the read itself is bounded too, since the
+        // file may grow in between.
+        let claimed = tokio::fs::metadata(path).await.map_err(io)?.len();
+        self.check_size(claimed)?;
+        let limit = self.shared.max_bytes;
         let p = path.to_owned();
-        let (fp, head) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             use std::io::Read;
-            let mut head = vec![0u8; 8192];
-            let mut f = std::fs::File::open(&p)?;
-            let n = f.read(&mut head)?;
-            head.truncate(n);
-            let fp = DocumentFingerprint::of_reader(std::fs::File::open(&p)?)?;
-            Ok((fp, head))
+            let file = std::fs::File::open(&p)?;
+            let expected = usize::try_from(claimed.min(limit)).unwrap_or(0);
+            let mut bytes = Vec::with_capacity(expected.saturating_add(1));
+            file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+            Ok(bytes)
         })
         .await
         .map_err(|e| ProcessError::Io(e.to_string()))?
         .map_err(io)?;
-        let by_extension = path.extension().and_then(|e| e.to_str()).and_then(|e| {
-            match e.to_ascii_lowercase().as_str() {
-                "txt" | "text" | "md" | "csv" => Some(DocumentKind::Text),
-                "html" | "htm" | "xhtml" => Some(DocumentKind::Html),
-                "pdf" => Some(DocumentKind::Pdf),
-                "png" => Some(DocumentKind::Png),
-                "jpg" | "jpeg" => Some(DocumentKind::Jpeg),
-                "tif" | "tiff" => Some(DocumentKind::Tiff),
-                _ => None,
-            }
-        });
-        let kind = sniff_head(&head).or(by_extension).ok_or_else(|| {
-            ProcessError::UnknownKind(format!(
-                " of {}: {}",
-                path.display(),
-                crate::document::describe_unsupported(&head)
-            ))
-        })?;
-        let path = path.to_owned();
-        self.run(fp, kind, size, || async move {
-            tokio::fs::read(&path)
-                .await
-                .map_err(|e| ProcessError::Io(format!("{}: {e}", path.display())))
-        })
-        .await
+        let size = bytes.len() as u64;
+        self.check_size(size)?;
+        let by_extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(DocumentKind::from_extension);
+        let head = &bytes[..bytes.len().min(crate::document::SNIFFED_BYTES)];
+        let kind = crate::document::sniff_head(head)
+            .or(by_extension)
+            .ok_or_else(|| {
+                ProcessError::UnknownKind(format!(
+                    " of {}: {}",
+                    path.display(),
+                    crate::document::describe_unsupported(head)
+                ))
+            })?;
+        let fp = DocumentFingerprint::of_bytes(&bytes);
+        self.run(fp, kind, size, None, move || async move { Ok(bytes) })
+            .await
     }
 
     /// The stored result of a document of this tenant, by fingerprint, if any.
@@ -370,6 +356,7 @@ impl DocumentProcessor {
         fp: DocumentFingerprint,
         kind: DocumentKind,
         size: u64,
+        held: Option<Held>,
         load: L,
     ) -> Result<ProcessedDocument, ProcessError>
     where
@@ -384,7 +371,7 @@ impl DocumentProcessor {
             kind = kind.as_str()
         );
         let result = self
-            .run_inner(&tenant, fp, kind, size, load)
+            .run_inner(&tenant, fp, kind, size, held, load)
             .instrument(span)
             .await;
         if result.is_err() {
@@ -399,6 +386,7 @@ impl DocumentProcessor {
         fp: DocumentFingerprint,
         kind: DocumentKind,
         size: u64,
+        held: Option<Held>,
         load: L,
     ) -> Result<ProcessedDocument, ProcessError>
     where
@@ -426,6 +414,9 @@ impl DocumentProcessor {
                     let bytes: Arc<[u8]> = load().await?.into();
                     let text_id = engine.id().to_string();
                     let read = engine.clone();
+                    let (max_text, engine_name) = (shared.max_text_bytes, text_id.clone());
+                    // A stage this call starts keeps `held` until it ends, whether or not we still wait.
+                    let held_by_text = held.clone();
                     let text = costed_stage(
                         shared,
                         tenant,
@@ -433,7 +424,16 @@ impl DocumentProcessor {
                         &keys.text(&text_id),
                         &ocr,
                         move || async move {
-                            Ok((read.text(kind, &bytes).await?, Cost::default()))
+                            let _held = held_by_text;
+                            let text = read.text(kind, &bytes).await?;
+                            // Whatever the engine, one document's text is bounded (and never cached past it).
+                            if text.len() > max_text {
+                                return Err(EngineError::OverBudget {
+                                    engine: engine_name,
+                                    reason: text_too_long(text.len(), max_text),
+                                });
+                            }
+                            Ok((text, Cost::default()))
                         },
                     )
                     .await?;
@@ -443,6 +443,7 @@ impl DocumentProcessor {
                         cut_to_limit(&text.value, shared.extractor.max_input_chars());
                     let text_fp = DocumentFingerprint::of_bytes(input.as_bytes());
                     let (extractor, input) = (shared.extractor.clone(), input.to_owned());
+                    let held_by_extraction = held.clone();
                     let extraction = costed_stage(
                         shared,
                         tenant,
@@ -450,6 +451,7 @@ impl DocumentProcessor {
                         &keys.fields(&extractor_id, &text_fp),
                         &extracting,
                         move || async move {
+                            let _held = held_by_extraction;
                             let e = extractor.extract(&input).await?;
                             let cost = Cost {
                                 tokens: e.usage.map_or(0, |u| u.total()),
@@ -552,47 +554,5 @@ impl DocumentProcessor {
             saved: saved_cost,
             elapsed: start.elapsed(),
         })
-    }
-}
-
-/// An inner stage's error, shared by concurrent callers, back to an owned error.
-fn flatten(e: ComputeError<ProcessError>) -> ProcessError {
-    match e {
-        ComputeError::Compute(e) => (*e).clone(),
-        ComputeError::Store(e) => ProcessError::Store(Cause::new(e)),
-        ComputeError::TimedOut(after) => ProcessError::TimedOut(after),
-    }
-}
-
-fn kind_of(content_type: Option<&str>, bytes: &[u8]) -> Result<DocumentKind, ProcessError> {
-    match content_type {
-        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" => {
-            DocumentKind::from_content_type(ct)
-                .ok_or_else(|| ProcessError::UnknownKind(format!(" {ct:?}")))
-        }
-        _ => DocumentKind::sniff(bytes).ok_or_else(|| {
-            ProcessError::UnknownKind(format!(
-                ": {}",
-                crate::document::describe_unsupported(bytes)
-            ))
-        }),
-    }
-}
-
-/// Sniffs the first bytes of a file; a UTF-8 sequence cut at the end of the head still counts as text.
-fn sniff_head(head: &[u8]) -> Option<DocumentKind> {
-    if let Some(k) = DocumentKind::sniff(head) {
-        return Some(k);
-    }
-    match std::str::from_utf8(head) {
-        Err(e) if e.error_len().is_none() && !head.contains(&0) => {
-            let valid = std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default();
-            Some(if crate::document::looks_like_html(valid) {
-                DocumentKind::Html
-            } else {
-                DocumentKind::Text
-            })
-        }
-        _ => None,
     }
 }

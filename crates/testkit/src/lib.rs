@@ -1,8 +1,9 @@
 //! Test support for fernando-cache: real `redis-server` processes on free ports, with the faults tests need
 //! (SIGKILL, SIGSTOP / SIGCONT, restart on the same port); a real Redis Cluster ([`RedisCluster`]: slot
 //! migration, failover, a killed primary) and a Sentinel group ([`SentinelGroup`]: a killed master replaced);
-//! throwaway PostgreSQL databases; and a TCP proxy that can refuse connections, to make a real server
-//! unreachable for a while.
+//! throwaway PostgreSQL databases; a TCP proxy that can refuse connections, to make a real server
+//! unreachable for a while; and the documents tests process, sample-based ([`documents`]) and hostile
+//! ([`hostile`]: small files that parse into huge things).
 //!
 //! Each server runs in its own temporary folder with persistence off, is waited for until it answers `PING`, and
 //! is killed when dropped; if the test is failing, its log is printed. A missing `redis-server` is a loud failure
@@ -26,7 +27,9 @@ pub use announce::{announced_address, announced_addresses};
 mod announce;
 pub mod bench;
 mod cluster;
+mod deflate;
 pub mod documents;
+pub mod hostile;
 mod postgres;
 mod proxy;
 mod sentinel;

@@ -93,7 +93,8 @@ pub(crate) async fn run(
     }
     let store = Store::from_settings(settings)?;
     let recorder = crate::wiring::start_recorder(settings, &store).await;
-    let processor = DocumentProcessor::from_settings(settings, store.clone())
+    let parsers = crate::wiring::parser_host()?;
+    let processor = DocumentProcessor::from_settings(settings, store.clone(), parsers)
         .await
         .for_tenant(tenant.clone());
     let before = store.metrics().totals();

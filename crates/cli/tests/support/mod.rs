@@ -43,7 +43,40 @@ impl Server {
 
     /// Runs `fernando-cache --env test --redis-url URL ARGS…` and waits for its `listening on http://…` line.
     pub fn spawn(redis_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_fernando-cache")),
+            redis_url,
+            args,
+            env,
+        )
+    }
+
+    /// [`Server::spawn`] with the whole program limited to `address_space` bytes (`ulimit -v`, inherited by
+    /// its children): should anything a request makes it allocate go past that, an allocation fails and the
+    /// server dies, which the test then sees.
+    pub fn spawn_limited(
+        redis_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        address_space: u64,
+    ) -> Server {
+        let mut bash = Command::new("bash");
+        bash.arg("-c")
+            .arg(format!(
+                "ulimit -v {} && exec \"$0\" \"$@\"",
+                address_space / 1024
+            ))
+            .arg(env!("CARGO_BIN_EXE_fernando-cache"));
+        Self::launch(bash, redis_url, args, env)
+    }
+
+    fn launch(
+        mut command: Command,
+        redis_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut child = command
             .args(["--env", "test", "--redis-url", redis_url])
             .args(args)
             .env_remove("FERNANDO_CACHE_ENV")
@@ -167,16 +200,35 @@ pub async fn counting_llm(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    let (addr, calls, _) = watched_llm(delay).await;
+    (addr, calls)
+}
+
+/// [`counting_llm`] that also keeps the most requests it was answering at once.
+pub async fn watched_llm(
+    delay: Duration,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
     use axum::{Json, Router, routing::post};
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = calls.clone();
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+    let (seen, most_seen) = (calls.clone(), most.clone());
     let app = Router::new().route(
         "/v1/chat/completions",
         post(move || {
-            let seen = seen.clone();
+            let (seen, most_seen, in_flight) = (seen.clone(), most_seen.clone(), in_flight.clone());
             async move {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                seen.fetch_add(1, SeqCst);
+                let now = in_flight.fetch_add(1, SeqCst) + 1;
+                most_seen.fetch_max(now, SeqCst);
                 tokio::time::sleep(delay).await;
+                in_flight.fetch_sub(1, SeqCst);
                 let content = serde_json::json!({"invoice_number": "RE-2026-0042", "total": "99.00 EUR"});
                 Json(serde_json::json!({
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}}],
@@ -188,7 +240,7 @@ pub async fn counting_llm(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, calls)
+    (addr, calls, most)
 }
 
 /// A statistics window as the recorder writes it: `hits` and `misses` with the bytes, engine time, tokens and

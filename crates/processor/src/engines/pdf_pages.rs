@@ -3,21 +3,31 @@
 //! run as a child process like tesseract) and OCR'd; the text is assembled in page order.
 //!
 //! Bounded before any work: the page count (and the count the page tree claims), each page's pixels at the
-//! rendering resolution (from its `MediaBox`), and each render's and OCR's time.
+//! rendering resolution (from its `MediaBox`), and each render's and OCR's time. Reading the page tree and
+//! the text layers runs where the pipeline's [`Parsers`] say: in a server, a child process per document under
+//! a memory and CPU budget.
 
 use std::{process::Stdio, time::Duration};
 
 use async_trait::async_trait;
-use lopdf::{Document, Object, ObjectId};
+use lopdf::{Document, LoadOptions, Object, ObjectId};
+use serde::{Deserialize, Serialize};
 use tokio::{io::AsyncWriteExt, process::Command};
 
-use crate::{DocumentKind, EngineError, EngineId, TextEngine, engines::text_layer::normalise};
+use crate::{
+    DocumentKind, EngineError, EngineId, TextEngine,
+    engines::text_layer::normalise,
+    sandbox::{Parsers, Refusal},
+};
+
+/// The name in this engine's errors.
+const ENGINE: &str = "pdf-pages";
 
 const INSTALL_HINT: &str = "install it with `apt-get install poppler-utils` (Debian/Ubuntu) or `brew install \
 poppler`, or set processor.pdftoppm to its path";
 
 /// How a [`PdfPages`] reads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PdfLimits {
     /// Rendering resolution of pages without a text layer, in dots per inch.
     pub dpi: u32,
@@ -39,6 +49,7 @@ pub struct PdfPages {
     version: Result<String, EngineError>,
     ocr: std::sync::Arc<dyn TextEngine>,
     limits: PdfLimits,
+    parsers: Parsers,
 }
 
 impl std::fmt::Debug for PdfPages {
@@ -52,12 +63,22 @@ impl std::fmt::Debug for PdfPages {
 }
 
 /// What one page needs.
-#[derive(Debug)]
-enum Page {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Page {
     /// Its text layer.
     Text(String),
     /// Rendering and OCR, at this size in pixels.
     Scan { width: u64, height: u64 },
+}
+
+impl Page {
+    pub(crate) fn text_len(&self) -> usize {
+        match self {
+            Page::Text(text) => text.len(),
+            Page::Scan { .. } => 0,
+        }
+    }
 }
 
 impl PdfPages {
@@ -65,11 +86,13 @@ impl PdfPages {
     const VERSION: &'static str = "1";
 
     /// Finds `program` (`pdftoppm`) and its version. A missing program is not an error here: a page that
-    /// needs it then fails with a message saying how to install it (pages with a text layer still read).
+    /// needs it then fails with a message saying how to install it (pages with a text layer still read). The
+    /// page tree and text layers are read on `parsers`.
     pub async fn new(
         program: &str,
         ocr: std::sync::Arc<dyn TextEngine>,
         limits: PdfLimits,
+        parsers: Parsers,
     ) -> Self {
         let version = match Command::new(program).arg("-v").output().await {
             // pdftoppm prints its version on stderr: "pdftoppm version 22.12.0".
@@ -93,6 +116,7 @@ impl PdfPages {
             version,
             ocr,
             limits,
+            parsers,
         }
     }
 
@@ -164,17 +188,10 @@ impl TextEngine for PdfPages {
     }
 
     async fn text(&self, _kind: DocumentKind, bytes: &[u8]) -> Result<String, EngineError> {
-        let unreadable = |reason: String| EngineError::Unreadable {
-            engine: "pdf-pages".into(),
-            reason,
-        };
-        // Parsing is CPU work on untrusted input: off the async threads; a parser panic fails this document.
-        let owned = bytes.to_vec();
-        let limits = self.limits.clone();
-        let pages = tokio::task::spawn_blocking(move || plan(&owned, &limits))
-            .await
-            .map_err(|e| unreadable(format!("PDF reader failed: {e}")))?
-            .map_err(unreadable)?;
+        let pages = self
+            .parsers
+            .pages(ENGINE, self.limits.clone(), bytes)
+            .await?;
         let mut texts = Vec::with_capacity(pages.len());
         for (i, page) in pages.into_iter().enumerate() {
             let text = match page {
@@ -194,15 +211,23 @@ impl TextEngine for PdfPages {
         }
         let text = normalise(&texts.join("\n\n"));
         if text.trim().is_empty() {
-            return Err(unreadable("no page has readable text".into()));
+            return Err(EngineError::Unreadable {
+                engine: ENGINE.into(),
+                reason: "no page has readable text".into(),
+            });
         }
         Ok(text)
     }
 }
 
-/// Reads the page tree within the limits: each page's text layer, or its rendering size if it has none.
-fn plan(bytes: &[u8], limits: &PdfLimits) -> Result<Vec<Page>, String> {
-    let doc = Document::load_mem(bytes).map_err(|e| format!("not a readable PDF: {e}"))?;
+/// Reads the page tree within the limits: each page's text layer, or its rendering size if it has none. No
+/// stream is decompressed past `max_stream_bytes`, object streams included (lopdf decodes them as it loads).
+pub(crate) fn plan(bytes: &[u8], limits: &PdfLimits) -> Result<Vec<Page>, Refusal> {
+    let doc = Document::load_mem_with_options(
+        bytes,
+        LoadOptions::with_max_decompressed_size(limits.max_stream_bytes),
+    )
+    .map_err(|e| Refusal::Unreadable(format!("not a readable PDF: {e}")))?;
     let claimed = doc
         .catalog()
         .ok()
@@ -217,10 +242,10 @@ fn plan(bytes: &[u8], limits: &PdfLimits) -> Result<Vec<Page>, String> {
         })
         .unwrap_or(0);
     let over = |n: String| {
-        format!(
+        Refusal::OverBudget(format!(
             "the PDF has {n} pages; at most {} are read (processor.max_pdf_pages)",
             limits.max_pages
-        )
+        ))
     };
     if usize::try_from(claimed).is_ok_and(|c| c > limits.max_pages) {
         return Err(over(claimed.to_string()));
@@ -230,7 +255,7 @@ fn plan(bytes: &[u8], limits: &PdfLimits) -> Result<Vec<Page>, String> {
         return Err(over(format!("more than {}", limits.max_pages)));
     }
     if ids.is_empty() {
-        return Err("the PDF has no pages".into());
+        return Err(Refusal::Unreadable("the PDF has no pages".into()));
     }
     let mut pages = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
@@ -243,17 +268,18 @@ fn plan(bytes: &[u8], limits: &PdfLimits) -> Result<Vec<Page>, String> {
             pages.push(Page::Text(text));
             continue;
         }
-        let [x0, y0, x1, y1] = media_box(&doc, *id)
-            .ok_or_else(|| format!("page {number} has no readable MediaBox"))?;
+        let [x0, y0, x1, y1] = media_box(&doc, *id).ok_or_else(|| {
+            Refusal::Unreadable(format!("page {number} has no readable MediaBox"))
+        })?;
         let px =
             |points: f32| (f64::from(points.abs()) * f64::from(limits.dpi) / 72.0).ceil() as u64;
         let (width, height) = (px(x1 - x0), px(y1 - y0));
         if width.saturating_mul(height) > limits.max_page_pixels {
-            return Err(format!(
+            return Err(Refusal::OverBudget(format!(
                 "page {number} would render at {width} × {height} pixels at {} dpi, above the {} allowed \
                  (processor.max_page_pixels)",
                 limits.dpi, limits.max_page_pixels
-            ));
+            )));
         }
         pages.push(Page::Scan { width, height });
     }

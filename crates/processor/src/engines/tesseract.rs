@@ -1,14 +1,25 @@
 //! OCR with the `tesseract` program (Debian package `tesseract-ocr`), fed through stdin and read from stdout.
+//! Every page's pixels are bounded from the image's header before tesseract sees it.
 
 use std::{process::Stdio, time::Duration};
 
 use async_trait::async_trait;
 use tokio::{io::AsyncWriteExt, process::Command};
 
-use crate::{DocumentKind, EngineError, EngineId, TextEngine, engines::text_layer::normalise};
+use crate::{
+    DocumentKind, EngineError, EngineId, TextEngine,
+    engines::{
+        image_size::{self, MAX_TIFF_PAGES, SizeError},
+        text_layer::normalise,
+    },
+};
 
 const INSTALL_HINT: &str = "install it with `apt-get install tesseract-ocr` (Debian/Ubuntu) or \
 `brew install tesseract`, or set processor.tesseract to its path";
+
+/// The default of [`Tesseract::with_max_page_pixels`], the same as `processor.max_page_pixels`'s: 40 MP (an A4
+/// page at 600 dpi is 35 MP).
+pub(crate) const DEFAULT_MAX_PAGE_PIXELS: u64 = 40_000_000;
 
 /// Runs `tesseract` on images.
 #[derive(Debug, Clone)]
@@ -16,6 +27,7 @@ pub struct Tesseract {
     program: String,
     languages: String,
     timeout: Duration,
+    max_page_pixels: u64,
     /// The program's version, or why it could not be run.
     version: Result<String, EngineError>,
 }
@@ -57,8 +69,50 @@ impl Tesseract {
             program: program.to_owned(),
             languages: languages.to_owned(),
             timeout,
+            max_page_pixels: DEFAULT_MAX_PAGE_PIXELS,
             version,
         }
+    }
+
+    /// Refuses images with a page of more than `pixels` pixels (`processor.max_page_pixels`; 40 000 000 unless
+    /// set), read from the image's header before tesseract is started: decoding allocates every pixel, whatever
+    /// the file's size.
+    #[must_use]
+    pub fn with_max_page_pixels(mut self, pixels: u64) -> Self {
+        self.max_page_pixels = pixels;
+        self
+    }
+
+    /// Every page's size from the image's header, each within the pixel bound.
+    fn check_pixels(&self, bytes: &[u8]) -> Result<(), EngineError> {
+        let refused = |reason: String| EngineError::OverBudget {
+            engine: "tesseract".into(),
+            reason,
+        };
+        let pages = image_size::page_sizes(bytes).map_err(|e| match e {
+            SizeError::TooManyPages => {
+                refused(format!("the image has more than {MAX_TIFF_PAGES} pages"))
+            }
+            SizeError::Malformed(reason) => EngineError::Unreadable {
+                engine: "tesseract".into(),
+                reason: format!("the image's size could not be read: {reason}"),
+            },
+        })?;
+        let single = pages.len() == 1;
+        for (i, &(width, height)) in pages.iter().enumerate() {
+            if width.saturating_mul(height) > self.max_page_pixels {
+                let which = if single {
+                    "the image".to_owned()
+                } else {
+                    format!("page {} of the image", i + 1)
+                };
+                return Err(refused(format!(
+                    "{which} is {width} × {height} pixels, above the {} allowed (processor.max_page_pixels)",
+                    self.max_page_pixels
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the program was found.
@@ -82,6 +136,7 @@ impl TextEngine for Tesseract {
         if let Err(e) = &self.version {
             return Err(e.clone());
         }
+        self.check_pixels(bytes)?;
         let failed = |reason: String| EngineError::Unreadable {
             engine: "tesseract".into(),
             reason,
@@ -131,6 +186,7 @@ mod tests {
     async fn a_missing_program_is_a_clear_error_that_says_how_to_install_it() {
         let t = Tesseract::new("/nonexistent/tesseract", "eng", Duration::from_secs(5)).await;
         assert!(!t.is_available());
+        // Said before anything is read from the image.
         let err = t.text(DocumentKind::Png, b"\x89PNG").await.unwrap_err();
         assert!(matches!(err, EngineError::Missing { .. }));
         assert!(
@@ -138,5 +194,14 @@ mod tests {
             "{err}"
         );
         assert_eq!(t.id().to_string(), "tesseract@missing+eng");
+    }
+
+    #[test]
+    fn the_default_pixel_bound_is_the_configured_default() {
+        let settings = fernando_cache_config::Settings::embedded(
+            fernando_cache_config::Environment::Development,
+        )
+        .unwrap();
+        assert_eq!(DEFAULT_MAX_PAGE_PIXELS, settings.processor.max_page_pixels);
     }
 }

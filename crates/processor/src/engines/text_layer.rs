@@ -1,29 +1,46 @@
-//! Text that documents carry themselves: UTF-8 text files and the text layer of PDFs (read with `lopdf`).
+//! Text that documents carry themselves: UTF-8 text files, HTML pages without their markup (html2text) and the
+//! text layer of PDFs (lopdf). HTML and PDF parsing runs where the pipeline's [`Parsers`] say: in a server, a
+//! child process per document under a memory and CPU budget.
 
 use async_trait::async_trait;
+use lopdf::LoadOptions;
 
-use crate::{DocumentKind, EngineError, EngineId, TextEngine};
+use crate::{
+    DocumentKind, EngineError, EngineId, TextEngine,
+    sandbox::{Job, Parsers, Refusal},
+};
 
-/// Reads text documents and PDF text layers; no OCR.
+/// The name in this engine's errors.
+const ENGINE: &str = "text-layer";
+
+/// The default of [`TextLayer`]'s largest decompressed PDF stream.
+pub(crate) const DEFAULT_MAX_STREAM_BYTES: usize = 64 << 20;
+
+/// Reads text documents, HTML pages and PDF text layers; no OCR.
 #[derive(Debug, Clone)]
 pub struct TextLayer {
-    /// Largest decompressed PDF content stream read.
+    parsers: Parsers,
+    /// Largest decompressed PDF stream read.
     max_stream_bytes: usize,
 }
 
 impl TextLayer {
-    /// Bumped whenever the produced text could change.
-    const VERSION: &'static str = "1";
+    /// Bumped whenever the produced text could change. 2: HTML tables read cell by cell at 200 columns.
+    const VERSION: &'static str = "2";
 
-    /// A reader whose PDF content streams may decompress to at most `max_stream_bytes`.
-    pub fn new(max_stream_bytes: usize) -> Self {
-        TextLayer { max_stream_bytes }
+    /// A reader whose HTML and PDF parsing runs on `parsers`, no PDF stream decompressed past
+    /// `max_stream_bytes`.
+    pub fn new(parsers: Parsers, max_stream_bytes: usize) -> Self {
+        TextLayer {
+            parsers,
+            max_stream_bytes,
+        }
     }
-}
 
-impl Default for TextLayer {
-    fn default() -> Self {
-        TextLayer::new(64 << 20)
+    /// A reader parsing in this process ([`Parsers::in_process`], no memory or time bound) and decompressing
+    /// PDF streams to at most 64 MiB: for tests.
+    pub fn in_process() -> Self {
+        TextLayer::new(Parsers::in_process(), DEFAULT_MAX_STREAM_BYTES)
     }
 }
 
@@ -41,64 +58,71 @@ impl TextEngine for TextLayer {
     }
 
     async fn text(&self, kind: DocumentKind, bytes: &[u8]) -> Result<String, EngineError> {
-        let unreadable = |reason: String| EngineError::Unreadable {
-            engine: "text-layer".into(),
-            reason,
-        };
         match kind {
-            DocumentKind::Text => std::str::from_utf8(bytes)
-                .map(normalise)
-                .map_err(|e| unreadable(format!("not UTF-8 text: {e}"))),
+            // Checked and normalised in one linear pass: nothing to budget.
+            DocumentKind::Text => {
+                std::str::from_utf8(bytes)
+                    .map(normalise)
+                    .map_err(|e| EngineError::Unreadable {
+                        engine: ENGINE.into(),
+                        reason: format!("not UTF-8 text: {e}"),
+                    })
+            }
             DocumentKind::Pdf => {
-                // PDF parsing is CPU work on untrusted input: off the async threads, bounded, and a panic in
-                // the parser becomes an error for this document only.
-                let bytes = bytes.to_vec();
-                let limit = self.max_stream_bytes;
-                tokio::task::spawn_blocking(move || pdf_text(&bytes, limit))
-                    .await
-                    .map_err(|e| unreadable(format!("PDF reader failed: {e}")))?
-                    .map_err(unreadable)
+                let job = Job::PdfText {
+                    max_stream_bytes: self.max_stream_bytes,
+                };
+                self.parsers.text(ENGINE, job, bytes).await
             }
-            DocumentKind::Html => {
-                // An HTML parser on untrusted input: off the async threads, like the PDF reader.
-                let bytes = bytes.to_vec();
-                tokio::task::spawn_blocking(move || html_text(&bytes))
-                    .await
-                    .map_err(|e| unreadable(format!("HTML reader failed: {e}")))?
-                    .map_err(unreadable)
-            }
-            other => Err(unreadable(format!("{other} documents need OCR"))),
+            DocumentKind::Html => self.parsers.text(ENGINE, Job::Html, bytes).await,
+            other => Err(EngineError::Unreadable {
+                engine: ENGINE.into(),
+                reason: format!("{other} documents need OCR"),
+            }),
         }
     }
 }
 
-/// The text of an HTML page without its markup (scripts and styles dropped, entities decoded), unwrapped.
-fn html_text(bytes: &[u8]) -> Result<String, String> {
-    // Wide enough that lines are never wrapped: the rules read the text line by line.
-    const WIDTH: usize = 100_000;
+/// The text of an HTML page without its markup (scripts and styles dropped, entities decoded).
+///
+/// Tables are read cell by cell, each cell its own line (html2text's raw mode), and lines wrap at 200 columns:
+/// laid out as a table at an unbounded width, every row was padded to the widest cell, so a page of 17 000 rows
+/// and one 100 000-character cell asked for gigabytes (issue 28, item 17). A label and its value in adjacent
+/// cells end up on adjacent lines, which the rules read across.
+pub(crate) fn html_text(bytes: &[u8]) -> Result<String, Refusal> {
+    const WIDTH: usize = 200;
     let text = html2text::config::plain_no_decorate()
-        .no_table_borders()
+        .raw_mode(true)
+        .allow_width_overflow()
         .string_from_read(bytes, WIDTH)
-        .map_err(|e| format!("not a readable HTML page: {e}"))?;
+        .map_err(|e| Refusal::Unreadable(format!("not a readable HTML page: {e}")))?;
     let text = normalise(&text);
     if text.trim().is_empty() {
-        return Err("the HTML page has no text".into());
+        return Err(Refusal::Unreadable("the HTML page has no text".into()));
     }
     Ok(text)
 }
 
-fn pdf_text(bytes: &[u8], limit: usize) -> Result<String, String> {
-    let doc = lopdf::Document::load_mem(bytes).map_err(|e| format!("not a readable PDF: {e}"))?;
+/// The text layer of every page of a PDF, no stream decompressed past `limit` — object streams included, which
+/// lopdf decodes as it loads the document.
+pub(crate) fn pdf_text(bytes: &[u8], limit: usize) -> Result<String, Refusal> {
+    let doc = lopdf::Document::load_mem_with_options(
+        bytes,
+        LoadOptions::with_max_decompressed_size(limit),
+    )
+    .map_err(|e| Refusal::Unreadable(format!("not a readable PDF: {e}")))?;
     let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
     if pages.is_empty() {
-        return Err("the PDF has no pages".into());
+        return Err(Refusal::Unreadable("the PDF has no pages".into()));
     }
     let text = doc
         .extract_text_with_limit(&pages, limit)
-        .map_err(|e| format!("no text layer could be read: {e}"))?;
+        .map_err(|e| Refusal::Unreadable(format!("no text layer could be read: {e}")))?;
     let text = normalise(&text);
     if text.trim().is_empty() {
-        return Err("the PDF has no text layer (a scan? convert it to an image for OCR)".into());
+        return Err(Refusal::Unreadable(
+            "the PDF has no text layer (a scan? convert it to an image for OCR)".into(),
+        ));
     }
     Ok(text)
 }
@@ -131,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn text_is_normalised_and_garbage_pdfs_are_errors() {
-        let e = TextLayer::default();
+        let e = TextLayer::in_process();
         assert_eq!(
             e.text(DocumentKind::Text, b"a  \r\n\r\n\r\nb\n")
                 .await
@@ -144,5 +168,33 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("not a readable PDF"), "{err}");
         assert!(e.text(DocumentKind::Png, b"").await.is_err());
+    }
+
+    #[test]
+    fn a_wide_table_cell_does_not_pad_every_row() {
+        // 1 000 rows under a 20 000-character cell: laid out as a table at 100 000 columns, 20 MB of text.
+        let page = fernando_cache_testkit::hostile::wide_table_html(4_000, 1_000);
+        let text = html_text(page.as_bytes()).unwrap();
+        assert!(text.len() < 2 * page.len(), "{} bytes of text", text.len());
+        assert!(text.lines().all(|l| l.chars().count() <= 200), "wrapped");
+        assert!(
+            text.starts_with("Invoice number: INV-5150"),
+            "{:.200}",
+            text
+        );
+    }
+
+    #[test]
+    fn table_cells_keep_labels_next_to_their_values() {
+        let page = "<table><tr><td>Rechnung Nr.</td><td>RE-2026-0777</td></tr>\
+                    <tr><td>Gesamtbetrag</td><td>1.234,50&nbsp;EUR</td></tr></table>";
+        let text = html_text(page.as_bytes()).unwrap();
+        let fields = crate::engines::rules::extract(&text);
+        assert_eq!(
+            fields.invoice_number.as_deref(),
+            Some("RE-2026-0777"),
+            "{text}"
+        );
+        assert_eq!(fields.total.as_deref(), Some("1234.50 EUR"), "{text}");
     }
 }

@@ -1,11 +1,17 @@
-//! Real engines on the sample corpus: `tesseract` on a scanned PNG, the PDF text layer, and errors.
+//! Real engines on the sample corpus: `tesseract` on a scanned PNG, the PDF text layer, and errors — among them
+//! images past the pixel bound (issue 28, item 19).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use fernando_cache_processor::{
     DocumentKind, DocumentProcessor, EngineError, ProcessError, RuleExtractor, StageOutcome,
     Tesseract, TextEngine, TextLayer,
 };
+
+use fernando_cache_testkit::hostile;
 
 use crate::support::{redis_store, sample};
 
@@ -24,7 +30,10 @@ async fn tesseract_reads_the_scanned_invoice_and_the_rules_find_its_fields() {
     let (_server, store) = redis_store();
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default()), Arc::new(tesseract().await)],
+        vec![
+            Arc::new(TextLayer::in_process()),
+            Arc::new(tesseract().await),
+        ],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -53,7 +62,7 @@ async fn tesseract_reads_the_scanned_invoice_and_the_rules_find_its_fields() {
 
 #[tokio::test]
 async fn pdf_text_layers_are_read_directly() {
-    let text = TextLayer::default()
+    let text = TextLayer::in_process()
         .text(
             DocumentKind::Pdf,
             &std::fs::read(sample("acme/letters/contract-renewal.pdf")).unwrap(),
@@ -72,7 +81,7 @@ async fn a_missing_engine_is_a_per_document_error_saying_how_to_install_it() {
     let missing = Tesseract::new("/nonexistent/tesseract", "eng", Duration::from_secs(5)).await;
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default()), Arc::new(missing)],
+        vec![Arc::new(TextLayer::in_process()), Arc::new(missing)],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -110,7 +119,10 @@ async fn full_processor() -> (fernando_cache_testkit::RedisServer, DocumentProce
     let (server, store) = redis_store();
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(TextLayer::default()), Arc::new(tesseract().await)],
+        vec![
+            Arc::new(TextLayer::in_process()),
+            Arc::new(tesseract().await),
+        ],
         Arc::new(RuleExtractor),
         50 << 20,
     );
@@ -194,4 +206,55 @@ async fn every_page_of_a_multi_page_tiff_is_read() {
         text.find("CITY CAFE").unwrap() > first,
         "pages in order: {text}"
     );
+}
+
+#[tokio::test]
+async fn images_past_the_pixel_bound_are_refused_from_their_header_before_tesseract_runs() {
+    let t = tesseract().await.with_max_page_pixels(40_000_000);
+    // 25 000 × 25 000 pixels in under 500 KB: tesseract took 662 MB and 8 s of CPU on such a PNG.
+    let png = hostile::huge_png(25_000, 25_000);
+    let started = Instant::now();
+    let err = t.text(DocumentKind::Png, &png).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, EngineError::OverBudget { .. }), "{err:?}");
+    assert!(msg.contains("25000 × 25000 pixels"), "{msg}");
+    assert!(msg.contains("processor.max_page_pixels"), "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused from the header, not decoded: {:?}",
+        started.elapsed()
+    );
+    // The bytes decide, not the declared kind.
+    let err = t.text(DocumentKind::Jpeg, &png).await.unwrap_err();
+    assert!(
+        err.to_string().contains("processor.max_page_pixels"),
+        "{err}"
+    );
+
+    // A scanner's two-page TIFF whose second page is 10 000 × 10 000 pixels (100 MP).
+    let receipt = sample("acme/scans/receipt.png");
+    let tiff = hostile::tiff_with_blank_page(&receipt, (10_000, 10_000));
+    let err = t.text(DocumentKind::Tiff, &tiff).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("page 2 of the image is 10000 × 10000 pixels"),
+        "{err}"
+    );
+    // Within the bound the same kind of TIFF is read, every page.
+    let fine = hostile::tiff_with_blank_page(&receipt, (2_000, 2_000));
+    let text = t.text(DocumentKind::Tiff, &fine).await.unwrap();
+    assert!(text.contains("CITY CAFE"), "{text}");
+
+    // Through the pipeline (the default bound, 40 MP), a per-document error; the next document is fine.
+    let (_server, p) = full_processor().await;
+    let err = p.process(&png, None).await.unwrap_err();
+    assert!(
+        matches!(err, ProcessError::Engine(EngineError::OverBudget { .. })),
+        "{err:?}"
+    );
+    let ok = p
+        .process_file(&sample("acme/scans/receipt.png"))
+        .await
+        .unwrap();
+    assert!(ok.result.text.contains("CITY CAFE"), "{}", ok.result.text);
 }

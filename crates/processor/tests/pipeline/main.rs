@@ -6,6 +6,7 @@ mod support;
 
 mod engines;
 mod fail_safe;
+mod files;
 mod openai;
 mod pdf;
 mod stages;

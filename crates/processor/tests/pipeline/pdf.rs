@@ -6,8 +6,8 @@
 use std::{sync::Arc, time::Duration};
 
 use fernando_cache_processor::{
-    DocumentKind, DocumentProcessor, PdfLimits, PdfPages, ProcessError, RuleExtractor, Tesseract,
-    TextEngine, TextLayer,
+    DocumentKind, DocumentProcessor, Parsers, PdfLimits, PdfPages, ProcessError, RuleExtractor,
+    Tesseract, TextEngine, TextLayer,
 };
 use fernando_cache_testkit::documents::{PdfPage, pdf as build};
 
@@ -43,7 +43,7 @@ async fn engine(limits: PdfLimits) -> PdfPages {
         ocr.is_available(),
         "tesseract is not installed: `cargo xtask test` installs tesseract-ocr as root"
     );
-    let pdf = PdfPages::new("pdftoppm", Arc::new(ocr), limits).await;
+    let pdf = PdfPages::new("pdftoppm", Arc::new(ocr), limits, Parsers::in_process()).await;
     assert!(
         !pdf.id().version.contains("missing"),
         "pdftoppm is not installed: `cargo xtask test` installs poppler-utils as root"
@@ -67,14 +67,14 @@ async fn a_scanned_invoice_saved_as_a_pdf_is_ocrd_and_its_fields_found() {
     let pdf = engine(limits()).await;
     let mut p = DocumentProcessor::new(
         store,
-        vec![Arc::new(pdf), Arc::new(TextLayer::default())],
+        vec![Arc::new(pdf), Arc::new(TextLayer::in_process())],
         Arc::new(RuleExtractor),
         50 << 20,
     );
     p.set_tenant_context("acme".parse().unwrap());
     let scan = build_pdf(&[Err("acme/scans/RE-2026-0042-scan.png")], None, None);
     // The text layer alone refuses it: there is none.
-    let err = TextLayer::default()
+    let err = TextLayer::in_process()
         .text(DocumentKind::Pdf, &scan)
         .await
         .unwrap_err();
@@ -158,7 +158,13 @@ async fn pdf_bombs_are_clear_errors_not_out_of_memory() {
 #[tokio::test]
 async fn without_pdftoppm_a_scanned_pdf_says_how_to_install_it_and_typed_pdfs_still_read() {
     let ocr = Tesseract::new("tesseract", "eng", Duration::from_secs(60)).await;
-    let pdf = PdfPages::new("/nonexistent/pdftoppm", Arc::new(ocr), limits()).await;
+    let pdf = PdfPages::new(
+        "/nonexistent/pdftoppm",
+        Arc::new(ocr),
+        limits(),
+        Parsers::in_process(),
+    )
+    .await;
     let typed = build_pdf(&[Ok("Invoice number: INV-3001")], None, None);
     assert!(
         pdf.text(DocumentKind::Pdf, &typed)

@@ -70,13 +70,13 @@ impl TextEngine for CountingText {
     }
 
     fn accepts(&self, kind: DocumentKind) -> bool {
-        TextLayer::default().accepts(kind)
+        TextLayer::in_process().accepts(kind)
     }
 
     async fn text(&self, kind: DocumentKind, bytes: &[u8]) -> Result<String, EngineError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
-        TextLayer::default().text(kind, bytes).await
+        TextLayer::in_process().text(kind, bytes).await
     }
 }
 

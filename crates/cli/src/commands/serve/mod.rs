@@ -174,7 +174,9 @@ pub(crate) async fn run(
     } else {
         None
     };
-    let processor = DocumentProcessor::from_settings(settings, store.clone()).await;
+    let processor =
+        DocumentProcessor::from_settings(settings, store.clone(), crate::wiring::parser_host()?)
+            .await;
     let keys = Arc::new(auth::Keys::from_settings(&settings.server)?);
     let state = AppState {
         store: store.clone(),

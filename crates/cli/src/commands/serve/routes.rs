@@ -35,6 +35,10 @@ fn process_error(e: &ProcessError) -> Response {
             };
             return error(status, &e.to_string());
         }
+        // A bound the document is over: the engine's reason is ours and names the setting, never its output.
+        ProcessError::Engine(EngineError::OverBudget { .. }) => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string());
+        }
         ProcessError::Engine(EngineError::Missing { .. }) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "an engine this document needs is not installed on the server",
@@ -69,14 +73,18 @@ pub(crate) async fn upload(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    // Engine work waits in a bounded queue; a full one turns the upload away instead of holding it.
-    let Ok(_slot) = state.engine.enter().await else {
-        return EngineGate::busy();
+    // Engine work waits in a bounded queue, of which one tenant holds at most half; a full one turns the upload
+    // away instead of holding it.
+    let slot = match state.engine.enter(&tenant).await {
+        Ok(slot) => slot,
+        Err(why) => return EngineGate::busy(why),
     };
+    // The slot goes with the work: the stages this upload starts keep it until they end, even if the client
+    // hangs up meanwhile (they run on, for the cache).
     match state
         .processor
         .for_tenant(tenant)
-        .process(&body, content_type)
+        .process_holding(&body, content_type, slot)
         .await
     {
         Ok(doc) => Json(doc).into_response(),
