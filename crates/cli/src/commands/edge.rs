@@ -571,14 +571,7 @@ mod tests {
         other.abort();
         let _ = other.await;
         assert_eq!(gate.waiting.lock().unwrap().total, 2);
-        assert!(
-            gate.waiting
-                .lock()
-                .unwrap()
-                .by_tenant
-                .get(&globex)
-                .is_none()
-        );
+        assert!(!gate.waiting.lock().unwrap().by_tenant.contains_key(&globex));
         drop(slot);
         for w in waiters {
             assert!(w.await.unwrap());

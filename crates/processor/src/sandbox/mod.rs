@@ -275,8 +275,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_text_past_the_cap_is_refused_and_names_the_setting() {
-        let mut budget = ParseBudget::default();
-        budget.max_text_bytes = 1000;
+        let budget = ParseBudget {
+            max_text_bytes: 1000,
+            ..ParseBudget::default()
+        };
         let parsers = Parsers::new(ParserHost::InProcess, budget);
         let page = format!("<html><body><p>{}</p></body></html>", "word ".repeat(400));
         let err = parsers
