@@ -76,6 +76,11 @@ enum Command {
         /// per-client limits count.
         #[arg(long = "trusted-front", value_name = "IP")]
         trusted_fronts: Vec<std::net::IpAddr>,
+        /// A request header the origin may see on cacheable requests although it is not part of the key
+        /// (repeatable; beside the standard ones listed in docs/security.md). Only for a header the origin's
+        /// responses do not depend on: what it changes would be served to everyone.
+        #[arg(long = "forward-header", value_name = "NAME")]
+        forward_headers: Vec<String>,
         /// Tenants authenticate with their API keys (server.api_keys), as with `serve`.
         #[arg(long)]
         api_keys: bool,
@@ -165,6 +170,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             tenant,
             tenant_header,
             trusted_fronts,
+            forward_headers,
             api_keys,
             ttl,
             heuristic,
@@ -182,6 +188,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
                 bind,
                 tenancy,
                 trusted_fronts,
+                forward_headers,
                 ttl,
                 heuristic,
                 origin_timeout,

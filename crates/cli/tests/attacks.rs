@@ -296,3 +296,115 @@ async fn a_fingerprint_in_capitals_is_the_same_document() {
     );
     assert_eq!(r.status(), 404);
 }
+
+/// Every string value in Redis, as the raw reply text of its `GET`.
+fn every_value(redis: &RedisServer) -> Vec<(String, String)> {
+    let keys = redis.command(&["KEYS", "*"]).unwrap();
+    keys.lines()
+        .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
+        .filter_map(|k| Some((k.to_owned(), redis.command(&["GET", k]).ok()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_copy_of_a_documents_data_is_stored_in_clear_when_document_data_is_sealed() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    // As production has it (`encryption.document_data`), with compression off so clear text would show.
+    let server = Server::start_with(
+        &redis.url(),
+        pg.url(),
+        &[
+            ("FERNANDO_CACHE__ENCRYPTION__DOCUMENT_DATA", "true"),
+            (
+                "FERNANDO_CACHE_ENCRYPTION_KEYS",
+                "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+            ("FERNANDO_CACHE__COMPRESSION__ENABLED", "false"),
+        ],
+    );
+    let doc = server
+        .upload_sample("acme/invoices/RE-2026-0042.txt", "text/plain")
+        .await;
+    assert!(doc.to_string().contains("DE89"), "{doc}");
+    let fp = doc["fingerprint"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let r = server.get(&format!("/v1/documents/{fp}"), Some(ACME)).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("DE89"));
+    }
+    let values = every_value(&redis);
+    assert!(values.len() >= 4, "{values:?}");
+    for (key, value) in values {
+        for clear in ["DE89", "3704 0044", "RE-2026-0042"] {
+            assert!(!value.contains(clear), "{key} holds {clear:?} in clear");
+        }
+    }
+}
+
+#[test]
+fn a_tenant_header_is_refused_off_loopback_without_a_trusted_front() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args([
+            "--env",
+            "test",
+            "proxy",
+            "--origin",
+            "http://127.0.0.1:9",
+            "--bind",
+            "0.0.0.0:0",
+            "--tenant-header",
+            "x-tenant",
+            "--allow-dev-keys",
+        ])
+        .env_remove("FERNANDO_CACHE_ENV")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--trusted-front"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_spend_the_fixed_tenants_rate_for_everyone() {
+    let redis = RedisServer::start();
+    let origin = format!("http://{}", start_origin().await);
+    let p = Server::spawn(
+        &redis.url(),
+        &[
+            "proxy",
+            "--origin",
+            &origin,
+            "--bind",
+            "127.0.0.1:0",
+            "--trusted-front",
+            "127.0.0.1",
+        ],
+        &[
+            (
+                "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
+                "2",
+            ),
+            ("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", "5"),
+        ],
+    );
+    // The front reports its clients in X-Forwarded-For; one of them floods.
+    let ask = |client: &'static str, i: usize| {
+        p.client
+            .get(format!("{}/flood/{i}", p.base))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    let mut refused = 0;
+    for i in 0..20 {
+        if ask("192.0.2.1", i).await.unwrap().status() == 429 {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 10,
+        "the flood was not limited: {refused} refused"
+    );
+    let other = ask("192.0.2.2", 100).await.unwrap();
+    assert_eq!(other.status(), 200, "another client pays for the flood");
+}

@@ -44,6 +44,8 @@ pub(crate) struct ProxyOptions {
     pub(crate) tenancy: Tenancy,
     /// Fronts whose `--tenant-header` and `X-Forwarded-For` are believed.
     pub(crate) trusted_fronts: Vec<std::net::IpAddr>,
+    /// Request headers outside the key that the origin may still see.
+    pub(crate) forward_headers: Vec<String>,
     /// The longest a response is kept (the cap on any freshness), default `server.response_ttl`.
     pub(crate) ttl: Option<Duration>,
     /// Freshness of a response that states none (RFC 9111 §4.2.2); zero stores only what says it may be.
@@ -276,6 +278,9 @@ fn app(
     }
     let limits = &settings.server.limits;
     let mut cache = HttpCacheLayer::builder(store.clone(), tenant_from_extension());
+    for name in &options.forward_headers {
+        cache = cache.forward_header(name.as_str());
+    }
     if let Tenancy::Header(name) = &options.tenancy {
         // The tenant is part of every key: the origin may see which one it answers for.
         cache = cache.forward_header(name.as_str());
