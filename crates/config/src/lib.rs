@@ -31,6 +31,7 @@ mod flight;
 mod limits;
 mod load;
 mod prices;
+mod processor;
 mod protection;
 mod redis;
 mod settings;
@@ -46,13 +47,14 @@ pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
 pub use limits::ServerLimits;
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use prices::{ModelPrice, Prices};
+pub use processor::{ExtractorKind, OpenAiSettings, ProcessorSettings};
 pub use protection::{EncryptionSettings, QuotaSettings, SealAlgorithm};
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{
-    ApiKey, BackendKind, CompressionSettings, DegradationSettings, DiskSettings, ExtractorKind,
-    InvalidationSettings, MemorySettings, MetricsSettings, OpenAiSettings, ProcessorSettings,
-    RetentionSettings, ServerSettings, Settings, StatisticsSettings, TenancySettings,
+    ApiKey, BackendKind, CompressionSettings, DegradationSettings, DiskSettings,
+    InvalidationSettings, MemorySettings, MetricsSettings, RetentionSettings, ServerSettings,
+    Settings, StatisticsSettings, TenancySettings,
 };
 pub use telemetry::TelemetrySettings;
 pub use tier::{L1Settings, TierPolicy, TierTable};

@@ -73,6 +73,7 @@
 mod body;
 mod entries;
 mod error;
+mod forward;
 mod freshness;
 mod key;
 mod layer;

@@ -1,7 +1,11 @@
 //! Revalidation (RFC 9111 §4.3): the conditional request that asks the origin whether a stored response still
 //! holds, and how a `304 Not Modified` refreshes what was stored.
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderName, header};
+
+use crate::{entries::Target, layer::Config};
 
 /// Whether a stored response carries a validator the origin can be asked about.
 pub(crate) fn has_validators(stored: &HeaderMap) -> bool {
@@ -69,6 +73,49 @@ pub(crate) fn refreshed(stored: &HeaderMap, not_modified: &HeaderMap) -> Option<
         }
     }
     Some(merged)
+}
+
+/// Whether this request revalidates an entry behind a stale answer.
+pub(crate) enum Claim {
+    Claimed(RefreshGuard),
+    Running,
+    NoRuntime,
+}
+
+/// One revalidation behind a stale answer per entry in this process; released when dropped.
+pub(crate) struct RefreshGuard {
+    config: Arc<Config>,
+    claim: String,
+}
+
+impl RefreshGuard {
+    /// Claims the entry's revalidation, unless one is running or there is no runtime to run it on.
+    pub(crate) fn claim(config: &Arc<Config>, target: &Target, key: &str) -> Claim {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Claim::NoRuntime;
+        }
+        let claim = format!("{}\u{0}{key}", target.scope.label());
+        let mut running = config.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if running.insert(claim.clone()) {
+            Claim::Claimed(RefreshGuard {
+                config: config.clone(),
+                claim,
+            })
+        } else {
+            Claim::Running
+        }
+    }
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .config
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.remove(&self.claim);
+    }
 }
 
 #[cfg(test)]

@@ -19,11 +19,12 @@ use tower_service::Service;
 use crate::{
     CacheBody,
     entries::{self, CachedResponse, Target},
+    forward::{canonical_target, withheld_but_varied, withhold_unkeyed},
     freshness::{self, Verdict},
-    key::{header_values, normalise_query, primary_key, rfc3986_normalise},
+    key::{header_values, normalise_query, primary_key},
     layer::Config,
     policy::{self, RequestUse},
-    revalidate,
+    revalidate::{self, Claim, RefreshGuard},
 };
 
 /// The `X-Cache` response header: `HIT` (answered from a fresh entry), `MISS` (by the service),
@@ -329,49 +330,6 @@ impl StaleEntry {
     }
 }
 
-/// Whether this request revalidates an entry behind a stale answer.
-enum Claim {
-    Claimed(RefreshGuard),
-    Running,
-    NoRuntime,
-}
-
-/// One revalidation behind a stale answer per entry in this process; released when dropped.
-struct RefreshGuard {
-    config: Arc<Config>,
-    claim: String,
-}
-
-impl RefreshGuard {
-    /// Claims the entry's revalidation, unless one is running or there is no runtime to run it on.
-    fn claim(config: &Arc<Config>, target: &Target, key: &str) -> Claim {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Claim::NoRuntime;
-        }
-        let claim = format!("{}\u{0}{key}", target.scope.label());
-        let mut running = config.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-        if running.insert(claim.clone()) {
-            Claim::Claimed(RefreshGuard {
-                config: config.clone(),
-                claim,
-            })
-        } else {
-            Claim::Running
-        }
-    }
-}
-
-impl Drop for RefreshGuard {
-    fn drop(&mut self) {
-        let mut running = self
-            .config
-            .refreshing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        running.remove(&self.claim);
-    }
-}
-
 /// How long a process's claim on an entry's revalidation lasts if it dies while holding it (renewed while it
 /// lives).
 const REFRESH_CLAIM: Duration = Duration::from_secs(10);
@@ -548,63 +506,6 @@ where
         Response::from_parts(resp_parts, CacheBody::full(bytes)),
         MISS,
     )
-}
-
-/// `uri` with its path and query in RFC 3986's normal form ([`rfc3986_normalise`]).
-fn canonical_target(uri: &mut http::Uri) {
-    let Some(pq) = uri.path_and_query() else {
-        return;
-    };
-    let path = rfc3986_normalise(pq.path());
-    let query = pq.query().map(rfc3986_normalise);
-    if matches!(path, std::borrow::Cow::Borrowed(_))
-        && query
-            .as_ref()
-            .is_none_or(|q| matches!(q, std::borrow::Cow::Borrowed(_)))
-    {
-        return;
-    }
-    let target = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
-    };
-    let mut parts = uri.clone().into_parts();
-    if let Ok(pq) = http::uri::PathAndQuery::try_from(target)
-        && {
-            parts.path_and_query = Some(pq);
-            true
-        }
-        && let Ok(normal) = http::Uri::from_parts(parts)
-    {
-        *uri = normal;
-    }
-}
-
-/// Removes every header that is neither forwarded by configuration nor named by the stored responses' `Vary`.
-fn withhold_unkeyed(headers: &mut HeaderMap, config: &Config, varied: &[String]) {
-    let withheld: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            !config.forwarded_headers.contains(n) && !varied.iter().any(|v| v == n.as_str())
-        })
-        .cloned()
-        .collect();
-    for name in withheld {
-        headers.remove(name);
-    }
-}
-
-/// The headers a response's `Vary` names that the client sent but the service was not sent.
-fn withheld_but_varied(
-    client: &HeaderMap,
-    sent: &HeaderMap,
-    response: &HeaderMap,
-) -> Vec<HeaderName> {
-    entries::vary_names(response)
-        .into_iter()
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .filter(|n| client.contains_key(n) && !sent.contains_key(n))
-        .collect()
 }
 
 /// The request as the freshness rules judge a response to it: method, URI and headers, without the body.
