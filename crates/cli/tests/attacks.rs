@@ -408,3 +408,57 @@ async fn one_client_cannot_spend_the_fixed_tenants_rate_for_everyone() {
     let other = ask("192.0.2.2", 100).await.unwrap();
     assert_eq!(other.status(), 200, "another client pays for the flood");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_credentials_are_throttled_per_address_counted_and_logged() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    for _ in 0..10 {
+        let r = server.get("/v1/cache/stats", Some("guess-0000")).await;
+        assert_eq!(r.status(), 401);
+    }
+    // Over the budget: refused before the credential is looked at, even a right one, on every route.
+    let r = server.get("/v1/cache/stats", Some(ACME)).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let login = server
+        .client
+        .post(format!("{}/dashboard/login", server.base))
+        .form(&[("token", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    // Another address is not affected, and the counts are exported.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let r = other
+        .get(format!("{}/v1/cache/stats", server.base))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = other
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fernando_cache_auth_failures_total 10"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fernando_cache_auth_throttled_total 2"));
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("a credential was refused") && log.contains("127.0.0.1"));
+    assert!(
+        !log.contains("guess-0000"),
+        "a presented credential reached the log"
+    );
+}

@@ -383,7 +383,7 @@ impl TenantRates {
 }
 
 /// 429 with `Retry-After`.
-fn too_many(message: &str, wait: Duration) -> Response {
+pub(crate) fn too_many(message: &str, wait: Duration) -> Response {
     let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
     r.headers_mut().insert(
         header::RETRY_AFTER,

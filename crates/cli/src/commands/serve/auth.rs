@@ -14,7 +14,8 @@ use fernando_cache_config::ServerSettings;
 use fernando_cache_keys::TenantId;
 use sha2::{Digest, Sha256};
 
-use super::{AppState, ConsoleState, error};
+use super::{AppState, ConsoleState, error, throttle::Throttle};
+use crate::commands::edge::{Peer, too_many};
 
 impl FromRef<AppState> for Arc<Keys> {
     fn from_ref(state: &AppState) -> Arc<Keys> {
@@ -35,6 +36,21 @@ pub(crate) struct Keys {
     tenants: HashMap<[u8; 32], TenantId>,
     admin: Option<[u8; 32]>,
     metrics: Option<[u8; 32]>,
+    /// Failed credentials per client address.
+    pub(crate) throttle: Throttle,
+}
+
+/// The address a request came from (put there by the listener).
+pub(crate) fn client_of(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions().get::<Peer>().map(|p| p.0)
+}
+
+/// 429 for an address that presented too many wrong credentials.
+pub(crate) fn throttled(wait: std::time::Duration) -> Response {
+    too_many(
+        "too many failed credentials from this address; retry later",
+        wait,
+    )
 }
 
 fn parse_hash(hex: &str) -> Option<[u8; 32]> {
@@ -121,6 +137,10 @@ pub(crate) async fn tenant(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let client = client_of(&req);
+    if let Some(wait) = keys.throttle.wait(client) {
+        return throttled(wait);
+    }
     match keys.caller(req.headers()) {
         Some(Caller::Tenant(t)) => {
             req.headers_mut().remove(header::AUTHORIZATION);
@@ -131,7 +151,10 @@ pub(crate) async fn tenant(
             StatusCode::FORBIDDEN,
             "the admin token cannot act as a tenant; use a tenant API key",
         ),
-        None => unauthorized("a valid tenant API key is required: Authorization: Bearer <key>"),
+        None => {
+            keys.throttle.failed(client, "tenant API key");
+            unauthorized("a valid tenant API key is required: Authorization: Bearer <key>")
+        }
     }
 }
 
@@ -142,10 +165,17 @@ pub(crate) async fn admin(State(state): State<ConsoleState>, req: Request, next:
     if req.method() == axum::http::Method::GET && state.sessions.holds(req.headers()) {
         return next.run(req).await;
     }
+    let client = client_of(&req);
+    if let Some(wait) = state.keys.throttle.wait(client) {
+        return throttled(wait);
+    }
     match state.keys.caller(req.headers()) {
         Some(Caller::Admin) => next.run(req).await,
         Some(Caller::Tenant(_)) => error(StatusCode::FORBIDDEN, "this route needs the admin token"),
-        None => unauthorized("the admin token is required: Authorization: Bearer <token>")
-            .into_response(),
+        None => {
+            state.keys.throttle.failed(client, "admin token");
+            unauthorized("the admin token is required: Authorization: Bearer <token>")
+                .into_response()
+        }
     }
 }

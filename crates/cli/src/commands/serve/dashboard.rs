@@ -165,12 +165,21 @@ pub(crate) async fn index(State(state): State<ConsoleState>, headers: HeaderMap)
 }
 
 /// `POST /dashboard/login` (form `token=…`): a session cookie and back to the page, or the form again with 401.
-pub(crate) async fn login(State(state): State<ConsoleState>, body: Bytes) -> Response {
+pub(crate) async fn login(
+    State(state): State<ConsoleState>,
+    peer: Option<axum::Extension<crate::commands::edge::Peer>>,
+    body: Bytes,
+) -> Response {
+    let client = peer.map(|p| p.0.0);
+    if let Some(wait) = state.keys.throttle.wait(client) {
+        return super::auth::throttled(wait);
+    }
     let token = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     if !state.keys.is_admin_token(&token) {
+        state.keys.throttle.failed(client, "console sign-in");
         let html: &'static str = LOGIN_FAILED.get_or_init(|| {
             LOGIN.replace(
                 r#"<p class="error" id="login-error" hidden>"#,

@@ -7,6 +7,7 @@ mod console;
 mod dashboard;
 mod prometheus;
 mod routes;
+mod throttle;
 
 use std::{sync::Arc, time::Duration};
 

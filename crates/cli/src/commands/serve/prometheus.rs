@@ -26,9 +26,18 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::commands::edge::Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    let client = peer.map(|p| p.0.0);
+    if let Some(wait) = state.keys.throttle.wait(client) {
+        return super::auth::throttled(wait);
+    }
     // Every tenant's figures: not for whoever can reach the port.
     if !state.keys.may_read_metrics(&headers, state.loopback) {
+        state.keys.throttle.failed(client, "metrics token");
         let mut r = error(
             StatusCode::UNAUTHORIZED,
             "/metrics needs the metrics token (server.metrics_token_sha256) or the admin token",
@@ -39,6 +48,22 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     }
     let snapshot = state.store.metrics();
     let mut out = String::new();
+    let throttle = &state.keys.throttle;
+    for (name, help, value) in [
+        (
+            "fernando_cache_auth_failures_total",
+            "Credentials refused (API keys, admin and metrics tokens, console sign-in).",
+            throttle.failures.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "fernando_cache_auth_throttled_total",
+            "Requests refused because their address presented too many wrong credentials.",
+            throttle.refused.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
     // One table of families for this page and the OTLP export, made from the store's own list of counters.
     let currency = format!(",currency=\"{}\"", label(&state.currency));
     for f in fernando_cache_ops::telemetry::counter_families() {
