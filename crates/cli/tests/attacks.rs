@@ -462,3 +462,44 @@ async fn failed_credentials_are_throttled_per_address_counted_and_logged() {
         "a presented credential reached the log"
     );
 }
+
+/// The figure of a `/metrics` family for acme, summed over its series.
+fn acme_total(metrics: &str, family: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains("tenant=\"acme\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_make_the_backend_scan_at_line_rate() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    // `user.logout` sweeps the tenant's sessions eagerly (SCAN + delete); fifty at once.
+    let started = std::time::Instant::now();
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let post = server
+            .client
+            .post(format!("{}/v1/events", server.base))
+            .bearer_auth(ACME)
+            .json(&serde_json::json!({"event_type": "user.logout"}));
+        posts.spawn(async move { post.send().await.unwrap().status() });
+    }
+    while let Some(status) = posts.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    let sweeps = acme_total(&metrics, "fernando_cache_sweeps_total");
+    let joined = acme_total(&metrics, "fernando_cache_sweeps_coalesced_total");
+    assert_eq!(sweeps + joined, 50, "every event's sweep is accounted for");
+    // At most invalidation.max_sweeps_per_second (20) while the events came in, and the rest joined one.
+    assert!(
+        (sweeps as f64) <= 20.0 * elapsed + 2.0,
+        "{sweeps} sweeps in {elapsed:.2} s"
+    );
+    assert!(joined > 0);
+}

@@ -152,6 +152,9 @@ pub struct InvalidationSettings {
     /// How often `serve` looks for delayed invalidations that are due (rules with a delay).
     #[serde(with = "duration")]
     pub pending_poll_interval: Duration,
+    /// Most pattern sweeps (SCAN and delete) one tenant may run per second, per process; they also run one at a
+    /// time, and a sweep asked for while the same one waits joins it. 0: one at a time, no rate.
+    pub max_sweeps_per_second: u32,
 }
 
 /// In-process metrics settings.

@@ -93,6 +93,10 @@ counters! {
     quota_refused: "Writes refused because the tenant's stored bytes would pass its quota.",
     requests_refused: "Requests refused because the tenant passed its request quota (cache type `_all`).",
     deletes: "Keys deleted (single deletes and invalidation sweeps).",
+    sweeps: "Pattern sweeps run (SCAN and delete of a tenant's matching keys), one at a time per tenant and at \
+             most `invalidation.max_sweeps_per_second`.",
+    sweeps_coalesced: "Sweeps asked for while the same sweep was waiting for its turn, answered by it instead \
+                       of scanning again.",
     errors: "Backend calls that failed (timeouts, refused connections, server errors).",
     read_errors: "Reads whose backend call failed (part of `errors`).",
     write_errors: "Writes whose backend call failed (part of `errors`).",

@@ -6,7 +6,7 @@ use fernando_cache_keys::{AsScope, Scope, TenantId, layout};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug_span};
 
-use super::{ALL_TYPES, Store};
+use super::{ALL_TYPES, Store, sweeps};
 use crate::{BackendError, StoreError};
 
 /// How an invalidation takes effect.
@@ -191,6 +191,8 @@ impl Store {
             .deleted)
     }
 
+    /// Deletes the keys matching `pattern` in `scope`, within the tenant's sweep bounds ([`sweeps`]): in turn,
+    /// at the tenant's rate, and joining the same sweep when it is still waiting.
     async fn delete_matching(
         &self,
         scope: &Scope,
@@ -198,6 +200,36 @@ impl Store {
         pattern: &str,
     ) -> Result<u64, StoreError> {
         let series = self.inner.metrics.series(scope.label(), type_label);
+        let leader = loop {
+            match self.inner.sweeps.enter(scope.label(), pattern) {
+                sweeps::Place::Lead(leader) => break leader,
+                sweeps::Place::Joined(rx) => match sweeps::joined(rx).await {
+                    Some(outcome) => {
+                        series.add(|c| &c.sweeps_coalesced, 1);
+                        return outcome.map_err(|message| StoreError::Unavailable {
+                            op: "invalidate",
+                            source: BackendError::Other(message),
+                        });
+                    }
+                    // Its leader went away before running it: take a place again.
+                    None => continue,
+                },
+            }
+        };
+        let turn = leader.turn().await;
+        series.add(|c| &c.sweeps, 1);
+        let outcome = self.sweep_now(scope, &series, pattern).await;
+        drop(turn);
+        leader.finish(outcome.as_ref().map(|n| *n).map_err(ToString::to_string));
+        outcome
+    }
+
+    async fn sweep_now(
+        &self,
+        scope: &Scope,
+        series: &crate::metrics::SeriesRef<'_>,
+        pattern: &str,
+    ) -> Result<u64, StoreError> {
         let Some(permit) = self.inner.breaker.acquire() else {
             return Err(StoreError::Unavailable {
                 op: "invalidate",

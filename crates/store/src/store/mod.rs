@@ -12,6 +12,7 @@ mod l1;
 mod lease;
 mod quota;
 mod read;
+pub(crate) mod sweeps;
 mod write;
 
 use std::{
@@ -64,6 +65,8 @@ struct Inner {
     scan_batch: usize,
     generation_ttl: Duration,
     hybrid_delay: Duration,
+    /// Pattern sweeps, bounded per tenant.
+    sweeps: sweeps::Sweeps,
     breaker: Breaker,
     metrics: Metrics,
     flights: Flights,
@@ -163,6 +166,7 @@ impl Store {
                 // A generation must outlive every entry written under the one before it.
                 generation_ttl: (settings.ttl.max() * 2).min(TtlTable::MAX_TTL),
                 hybrid_delay: settings.invalidation.hybrid_sweep_delay,
+                sweeps: sweeps::Sweeps::new(settings.invalidation.max_sweeps_per_second),
                 breaker: Breaker::new(
                     settings.degradation.breaker_failure_threshold,
                     settings.degradation.breaker_open_for,
