@@ -89,6 +89,58 @@ pub(crate) struct Target {
     pub(crate) route: usize,
     pub(crate) path: String,
     pub(crate) primary: String,
+    /// Set while the path has no epoch yet (nothing of it is stored): what its primary key is made of once a
+    /// response is stored and the path takes its slot of the route's budget — not before, so requests whose
+    /// responses are never stored cannot use the budget up.
+    pub(crate) unopened: Option<KeyParts>,
+}
+
+/// What a primary key is made of besides the path and its epoch.
+#[derive(Clone)]
+pub(crate) struct KeyParts {
+    pub(crate) query: String,
+    pub(crate) keyed: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// `target` ready to store under: as it is when its path has an epoch, otherwise with the path opened now —
+/// admitted into the route's path budget, its epoch created — and its primary key made under that epoch.
+/// `None` when the budget is spent.
+pub(crate) async fn open<'t>(
+    config: &Config,
+    target: &'t Target,
+) -> Option<std::borrow::Cow<'t, Target>> {
+    let Some(parts) = &target.unopened else {
+        return Some(std::borrow::Cow::Borrowed(target));
+    };
+    let route = target.route(config);
+    let epoch = current_epoch(config, &target.scope, route, &target.path).await?;
+    Some(std::borrow::Cow::Owned(Target {
+        primary: crate::key::primary_key(
+            route.pattern.subject_of(&target.path),
+            &target.path,
+            &parts.query,
+            epoch,
+            &parts.keyed,
+        ),
+        unopened: None,
+        ..target.clone()
+    }))
+}
+
+/// The path's epoch if it has one (something of it may be stored); reads only.
+pub(crate) async fn existing_epoch(
+    config: &Config,
+    scope: &Scope,
+    route: &CompiledRoute,
+    path: &str,
+) -> Option<u64> {
+    let key = epoch_key(route.pattern.subject_of(path), path);
+    config
+        .store
+        .get::<u64>(scope.clone(), &route.cache_type, &key)
+        .await
+        .ok()
+        .flatten()
 }
 
 impl Target {

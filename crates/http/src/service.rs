@@ -148,15 +148,15 @@ where
     }
     let had_authorization = parts.headers.contains_key(header::AUTHORIZATION);
     let query = normalise_query(parts.uri.query(), &config.ignored_query);
-    let Some(epoch) = entries::current_epoch(&config, &scope, route, &path).await else {
-        return miss(inner.call(Request::from_parts(parts, body)).await?);
-    };
+    // A path without an epoch holds nothing: no lookup, and it is opened (taking a slot of the route's path
+    // budget) only when a response is stored.
+    let epoch = entries::existing_epoch(&config, &scope, route, &path).await;
     let keyed = header_values(&parts.headers, &config.keyed_headers);
     let primary = primary_key(
         route.pattern.subject_of(&path),
         &path,
         &query,
-        epoch,
+        epoch.unwrap_or(0),
         &keyed,
     );
     let target = Target {
@@ -164,10 +164,16 @@ where
         route: route.index,
         path,
         primary,
+        unopened: epoch
+            .is_none()
+            .then_some(entries::KeyParts { query, keyed }),
     };
 
     let client = parts.headers.clone();
-    let (varied, found) = entries::lookup_varied(&config, &target, &parts.headers).await;
+    let (varied, found) = match epoch {
+        Some(_) => entries::lookup_varied(&config, &target, &parts.headers).await,
+        None => (Vec::new(), None),
+    };
     // Headers that are not part of the key must not reach a service whose response may be shared.
     withhold_unkeyed(&mut parts.headers, &config, &varied);
     let mut stale = None;
@@ -486,6 +492,11 @@ where
         );
         return with_x_cache(resp.map(CacheBody::inner), MISS);
     }
+    let Some(target) = entries::open(config, target).await else {
+        // The route's path budget is spent: served, not stored.
+        return with_x_cache(resp.map(CacheBody::inner), MISS);
+    };
+    let target = &*target;
     let (resp_parts, resp_body) = resp.into_parts();
     let bytes = match resp_body.collect().await {
         Ok(c) => c.to_bytes(),

@@ -80,3 +80,24 @@ async fn variant_flooding_is_bounded_per_path_and_tenant() {
         .await;
     assert_eq!(again.headers()["x-cache"], "HIT");
 }
+
+#[tokio::test]
+async fn responses_never_stored_take_no_slot_of_the_path_budget() {
+    let app = start(|b| b.max_paths(3)).await;
+    // A flood of paths whose responses are never stored (no-store, errors) leaves the budget untouched.
+    for i in 0..20 {
+        app.get(&format!("/c/no-store/{i}"), &[]).await;
+        app.get(&format!("/c/error/{i}"), &[]).await;
+    }
+    for i in 0..3 {
+        app.get(&format!("/c/plain/{i}"), &[]).await;
+        let r = app.get(&format!("/c/plain/{i}"), &[]).await;
+        assert_eq!(r.headers()["x-cache"], "HIT", "path {i} after the flood");
+    }
+    // The budget still holds for what is stored.
+    app.get("/c/plain/99", &[]).await;
+    assert_eq!(
+        app.get("/c/plain/99", &[]).await.headers()["x-cache"],
+        "MISS"
+    );
+}
