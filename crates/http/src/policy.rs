@@ -83,9 +83,27 @@ fn canonical_cache_control(headers: &HeaderMap) -> HeaderValue {
         };
         for directive in split_directives(text) {
             directives.push(match directive.split_once('=') {
+                // White space around `=` is not the directive's syntax (RFC 9111 §5.2): its argument cannot be
+                // read, and an unreadable age reads as 0, never as the number written.
+                Some((name, arg))
+                    if name.ends_with([' ', '\t']) || arg.starts_with([' ', '\t']) =>
+                {
+                    (name.trim().to_ascii_lowercase(), Some("invalid"))
+                }
                 Some((name, arg)) => (name.trim().to_ascii_lowercase(), Some(arg.trim())),
                 None => (directive.trim().to_ascii_lowercase(), None),
             });
+        }
+    }
+    // An age that cannot be read is 0 (RFC 9111 §1.2.2: stale), never absent (which could leave room for more).
+    for (name, arg) in &mut directives {
+        if (name == "max-age" || name == "s-maxage")
+            && !arg.is_some_and(|a| {
+                let a = a.trim_matches('"');
+                !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit())
+            })
+        {
+            *arg = Some("0");
         }
     }
     for name in ["max-age", "s-maxage"] {

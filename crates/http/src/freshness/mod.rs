@@ -117,6 +117,11 @@ fn millis(t: SystemTime) -> u64 {
 /// `Pragma` when present; `Age` set to the age on arrival; the heuristic lifetime as a `max-age` when given.
 fn judged_headers(headers: &HeaderMap, initial_age: u64, heuristic: Option<u64>) -> HeaderMap {
     let mut view = canonical_directives(headers);
+    if let Some(expires) = view.get(header::EXPIRES)
+        && !expires.to_str().is_ok_and(valid_http_date)
+    {
+        view.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    }
     let targeted: Vec<HeaderValue> = headers.get_all(CDN_CACHE_CONTROL).iter().cloned().collect();
     // An invalid targeted field is ignored whole (RFC 9213 §2.1), and `Cache-Control` decides.
     if let Some(cc) = (!targeted.is_empty())
@@ -143,12 +148,40 @@ fn add_heuristic(view: &mut HeaderMap, secs: u64) {
     view.append(header::CACHE_CONTROL, value);
 }
 
+/// The greatest age (RFC 9111 §1.2.2: 2^31 seconds), and what an unreadable `Age` reads as.
+const MAX_AGE: u64 = 1 << 31;
+
+/// Whether an `Expires` value is an HTTP-date as RFC 9110 §5.6.7 writes it: IMF-fixdate exactly (one space
+/// between fields), or one of the two obsolete forms. Anything else is invalid and means "already expired"
+/// (RFC 9111 §5.3), however leniently a date parser would read it.
+fn valid_http_date(value: &str) -> bool {
+    let Ok(at) = httpdate::parse_http_date(value) else {
+        return false;
+    };
+    if value.contains(',') && !value.contains('-') {
+        return httpdate::fmt_http_date(at) == value;
+    }
+    // rfc850-date (`Sunday, 06-Nov-94 08:49:37 GMT`) or asctime-date (`Sun Nov  6 08:49:37 1994`).
+    !value.contains("   ") && !value.starts_with(' ') && !value.ends_with(' ')
+}
+
 /// The age a response arrives with (RFC 9111 §4.2.3): the larger of its `Age` and the time since its `Date`.
 fn initial_age(headers: &HeaderMap, now: SystemTime) -> u64 {
+    // An `Age` that is not delta-seconds (`old, 0`, `7200;foo=bar`, `1.5`) cannot be read, and reading it as 0
+    // would make the response fresher than the origin said: it reads as the largest age (RFC 9111 §1.2.2).
     let age = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .get_all(header::AGE)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(MAX_AGE, |t| {
+                    t.parse::<u64>().map_or(MAX_AGE, |a| a.min(MAX_AGE))
+                })
+        })
+        .max()
         .unwrap_or(0);
     let apparent = headers
         .get(header::DATE)

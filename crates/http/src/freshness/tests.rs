@@ -445,3 +445,26 @@ mod spellings {
         }
     }
 }
+
+#[test]
+fn unreadable_ages_dates_and_arguments_make_a_response_stale() {
+    for h in [
+        &[("cache-control", "max-age=3600"), ("age", "old, 0")][..],
+        &[("cache-control", "max-age=3600"), ("age", "7200;foo=bar")][..],
+        &[("cache-control", "max-age=3600"), ("age", "1.5")][..],
+        &[("expires", "Thu, 18  Aug  2050 02:01:18 GMT")][..],
+        &[("expires", "Thu, 18 Aug 2050 02:01:18 UTC")][..],
+        &[("cache-control", "max-age =3600")][..],
+        &[("cache-control", "max-age= 3600")][..],
+        &[("cache-control", "max-age=soon")][..],
+    ] {
+        assert_eq!(ttl(h), Err(NotStored::Stale), "{h:?}");
+    }
+    let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(100));
+    assert!(matches!(ttl(&[("expires", &later)]), Ok(99..=100)));
+    assert_eq!(ttl(&[("cache-control", "max-age=\"60\"")]), Ok(60));
+    assert_eq!(
+        ttl(&[("cache-control", "max-age=60"), ("age", " 10 ")]),
+        Ok(50)
+    );
+}
