@@ -7,10 +7,12 @@
 //! - `bench store|cluster|tiers|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
 //!   against a baseline measured in the same run (see `docs/benchmarks.md`);
 //! - `samples` — regenerates the sample documents in `samples/`;
-//! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite.
+//! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite;
+//! - `conformance --suite DIR` — the public HTTP-cache conformance suite through `proxy` and with no cache.
 //!
 //! xtask only orchestrates commands; it must not be a dependency of any library crate.
 
+mod conformance;
 mod prerequisites;
 mod samples;
 
@@ -39,10 +41,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "bench" => bench(rest),
         "samples" => samples::write(std::path::Path::new("samples")),
         "migrate" => migrate(rest),
+        "conformance" => conformance::run(rest),
         "help" | "--help" | "-h" => {
             println!(
                 "usage: cargo xtask test [cargo test args…] | ci | bench store|cluster|tiers|recorder|cached|http|pipeline | \
-                 samples | migrate [run|status|revert] [--database-url URL]"
+                 samples | migrate [run|status|revert] [--database-url URL] | \
+                 conformance --suite DIR [--out FILE] [--redis-url URL]"
             );
             Ok(())
         }
