@@ -94,15 +94,18 @@ impl Tally {
                 let mut buf = Vec::new();
                 // Read to the end whatever it holds (invalid UTF-8, a closed stdout): cargo must never block
                 // on a full pipe.
-                while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']);
+                loop {
+                    buf.clear();
+                    if !reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf);
+                    let line = text.trim_end_matches(['\n', '\r']);
                     let _ = writeln!(std::io::stdout().lock(), "{line}");
                     parse
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .line(line);
-                    buf.clear();
                 }
                 let _ = done.send(());
             });
