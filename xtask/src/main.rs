@@ -1,20 +1,24 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! - `test [args…]` — makes sure what the tests need is on this machine (installing `redis-server`, PostgreSQL,
-//!   `tesseract-ocr` and `poppler-utils` from the
-//!   distribution's packages when run as root), then runs the whole workspace's tests;
+//!   `tesseract-ocr` and `poppler-utils` from the distribution's packages when run as root), runs the whole
+//!   workspace's tests to the end whatever fails, then every bench in smoke mode (not when `args` narrow the
+//!   run), and prints one summary of what failed (see `testing.rs`);
 //! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
-//! - `bench store|cluster|tiers|recorder|cached|http|pipeline` — benchmarks against a private redis-server, each reporting ratios
-//!   against a baseline measured in the same run (see `docs/benchmarks.md`);
+//! - `bench <name>|all [--smoke] [args…]` — benchmarks against a private redis-server, each reporting ratios
+//!   against a baseline measured in the same run (see `docs/benchmarks.md`); `--smoke` runs them on a debug build,
+//!   each row once in a short window, to prove they still run (see `bench.rs`);
 //! - `samples` — regenerates the sample documents in `samples/`;
 //! - `migrate [run|status|revert] [--database-url URL]` — the statistics schema on PostgreSQL or SQLite;
 //! - `conformance --suite DIR` — the public HTTP-cache conformance suite through `proxy` and with no cache.
 //!
 //! xtask only orchestrates commands; it must not be a dependency of any library crate.
 
+mod bench;
 mod conformance;
 mod prerequisites;
 mod samples;
+mod testing;
 
 use std::process::{Command, ExitCode};
 
@@ -23,7 +27,7 @@ use anyhow::{Context, bail};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
@@ -31,24 +35,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> anyhow::Result<()> {
+/// Runs a command; `test` and `ci` say themselves whether the tests passed (their summary ends the output).
+fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     let (cmd, rest) = args
         .split_first()
         .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match cmd {
-        "test" => test(rest),
+        "test" => testing::run(rest),
         "ci" => ci(),
-        "bench" => bench(rest),
-        "samples" => samples::write(std::path::Path::new("samples")),
-        "migrate" => migrate(rest),
-        "conformance" => conformance::run(rest),
+        "bench" => bench::run(rest).map(|()| ExitCode::SUCCESS),
+        "samples" => samples::write(std::path::Path::new("samples")).map(|()| ExitCode::SUCCESS),
+        "migrate" => migrate(rest).map(|()| ExitCode::SUCCESS),
+        "conformance" => conformance::run(rest).map(|()| ExitCode::SUCCESS),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask test [cargo test args…] | ci | bench store|cluster|tiers|recorder|cached|http|pipeline | \
-                 samples | migrate [run|status|revert] [--database-url URL] | \
-                 conformance --suite DIR [--out FILE] [--redis-url URL]"
+                "usage: cargo xtask test [cargo test args…] | ci | bench {}|all [--smoke] [args…] | samples | \
+                 migrate [run|status|revert] [--database-url URL] | \
+                 conformance --suite DIR [--out FILE] [--redis-url URL]",
+                bench::names().join("|")
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         other => bail!("unknown command {other:?}; try `cargo xtask help`"),
     }
@@ -67,6 +73,14 @@ fn workspace_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the workspace), else `target/` in the workspace.
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    )
+}
+
 fn status(mut c: Command, what: &str) -> anyhow::Result<()> {
     eprintln!("xtask: {what}");
     let s = c
@@ -78,77 +92,7 @@ fn status(mut c: Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(extra: &[String]) -> anyhow::Result<()> {
-    prerequisites::ensure_redis_server()?;
-    prerequisites::ensure_postgres()?;
-    prerequisites::ensure_tesseract()?;
-    prerequisites::ensure_pdftoppm()?;
-    prerequisites::ensure_chromium()?;
-    // Doc tests are not among --all-targets; run them too, so README and crate examples stay true.
-    let mut tally = Tally::default();
-    let mut c = cargo();
-    c.args(["test", "--workspace", "--doc"]);
-    tally.run(c, "cargo test --workspace --doc")?;
-    let mut c = cargo();
-    // Libraries, binaries and integration tests; not the benches, which are measurements (`cargo xtask bench`)
-    // and are compiled and linted by clippy `--all-targets`.
-    c.args(["test", "--workspace", "--lib", "--bins", "--tests"])
-        .args(extra);
-    tally.run(c, "cargo test --workspace --lib --bins --tests")?;
-    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
-    if tally.passed == 0 {
-        bail!("no test ran");
-    }
-    Ok(())
-}
-
-/// Adds up the `test result:` lines of cargo test runs, echoing their output as it comes.
-#[derive(Default)]
-struct Tally {
-    passed: u64,
-    failed: u64,
-}
-
-impl Tally {
-    fn run(&mut self, mut c: Command, what: &str) -> anyhow::Result<()> {
-        use std::io::BufRead;
-        eprintln!("xtask: {what}");
-        let mut child = c
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("could not run {what}"))?;
-        let stdout = child.stdout.take().context("capturing cargo test output")?;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.context("reading cargo test output")?;
-            println!("{line}");
-            if let Some(rest) = line.strip_prefix("test result: ") {
-                self.passed += count_before(rest, " passed");
-                self.failed += count_before(rest, " failed");
-            }
-        }
-        let s = child
-            .wait()
-            .with_context(|| format!("waiting for {what}"))?;
-        if !s.success() {
-            println!(
-                "tests: {} passed, {} failed",
-                self.passed,
-                self.failed.max(1)
-            );
-            bail!("{what} failed ({s})");
-        }
-        Ok(())
-    }
-}
-
-/// The number just before `label` in `ok. 12 passed; 0 failed; …`.
-fn count_before(text: &str, label: &str) -> u64 {
-    text.find(label)
-        .and_then(|end| text[..end].rsplit([' ', '.']).next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn ci() -> anyhow::Result<()> {
+fn ci() -> anyhow::Result<ExitCode> {
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);
     status(c, "cargo fmt --check")?;
@@ -168,95 +112,7 @@ fn ci() -> anyhow::Result<()> {
         "-D warnings -D rustdoc::broken_intra_doc_links",
     );
     status(c, "cargo doc -D warnings")?;
-    test(&[])
-}
-
-fn bench(args: &[String]) -> anyhow::Result<()> {
-    match args.first().map(String::as_str) {
-        Some("store") | None => {
-            prerequisites::ensure_redis_server()?;
-            let mut c = cargo();
-            c.args([
-                "bench",
-                "-p",
-                "fernando-cache-store",
-                "--bench",
-                "store",
-                "--",
-            ])
-            .args(&args[args.len().min(1)..]);
-            status(c, "store benchmark")
-        }
-        Some("cluster") => {
-            prerequisites::ensure_redis_server()?;
-            // The cross-process part runs the binary's `cache probe`: build it first, in release like the bench.
-            let mut c = cargo();
-            c.args(["build", "--release", "-p", "fernando-cache"]);
-            status(c, "build the fernando-cache binary")?;
-            let bin = workspace_root().join("target/release/fernando-cache");
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache-store", "--bench", "cluster"])
-                .env("FERNANDO_CACHE_BIN", bin);
-            status(c, "cluster benchmark")
-        }
-        Some("tiers") => {
-            prerequisites::ensure_redis_server()?;
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache-store", "--bench", "tiers"]);
-            status(c, "tiers benchmark")
-        }
-        Some("recorder") => {
-            prerequisites::ensure_redis_server()?;
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache-ops", "--bench", "recorder"]);
-            status(c, "recorder benchmark")
-        }
-        Some("pipeline") => {
-            prerequisites::ensure_redis_server()?;
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache", "--bench", "pipeline"]);
-            status(c, "pipeline benchmark")
-        }
-        Some("cached") => {
-            prerequisites::ensure_redis_server()?;
-            let mut c = cargo();
-            c.args([
-                "bench",
-                "-p",
-                "fernando-cache-decorators",
-                "--bench",
-                "cached",
-            ]);
-            status(c, "#[cached] benchmark")
-        }
-        Some("http") => {
-            prerequisites::ensure_redis_server()?;
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache-http", "--bench", "http"]);
-            status(c, "HTTP layer benchmark")?;
-            // The proxy binary under attack, against a bare pass-through proxy, and sealed hits.
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache", "--bench", "edge"]);
-            status(c, "edge benchmark")
-        }
-        Some("dashboard") => {
-            prerequisites::ensure_redis_server()?;
-            // The dashboard's endpoints on the 30-day data set (SQLite and PostgreSQL), then what OTLP export
-            // costs a store hit.
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache", "--bench", "dashboard"]);
-            status(c, "dashboard benchmark")?;
-            let mut c = cargo();
-            c.args(["bench", "-p", "fernando-cache-ops", "--bench", "telemetry"]);
-            status(c, "telemetry benchmark")
-        }
-        Some(other) => {
-            bail!(
-                "unknown benchmark {other:?}; available: store, cluster, tiers, recorder, cached, http, pipeline, \
-                 dashboard"
-            )
-        }
-    }
+    testing::run(&[])
 }
 
 /// `cargo xtask migrate [run|status|revert] [--database-url URL]`.

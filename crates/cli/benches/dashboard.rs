@@ -5,8 +5,14 @@
 //!
 //! The data set is made by SQL in the database itself (the rollups by the rollup migrations' own backfill
 //! statements) and kept between runs: `target/bench-data/dashboard-{scale}.sqlite3` and the PostgreSQL database
-//! `fc_bench_dashboard_{scale}`. Environment: `BENCH_DAYS` (30), `BENCH_TENANTS` (100), `BENCH_TYPES` (8),
-//! `BENCH_READS` (reads per endpoint, 40), `BENCH_ONLY` (`sqlite` or `postgres`).
+//! `fc_bench_dashboard_{scale}`. Its minutes end when it is made and the endpoints read ranges back from now,
+//! down to one hour, so a kept set whose newest minute is over 30 minutes old is made again. The admin routes read
+//! here are outside the per-tenant rate and quota, which no setting needs to lift.
+//!
+//! Environment: `BENCH_DAYS` (30), `BENCH_TENANTS` (100), `BENCH_TYPES` (8), `BENCH_READS` (reads per endpoint,
+//! 40), `BENCH_ONLY` (`sqlite` or `postgres`), `BENCH_SMOKE` (see the testkit's `bench` module: 2 days × 2 tenants
+//! × 2 types in a temporary SQLite file and a throwaway PostgreSQL database, made for the run and dropped after
+//! it, and 2 reads per endpoint).
 
 use std::{
     path::PathBuf,
@@ -19,8 +25,8 @@ use diesel::{
 };
 use fernando_cache_models::{Db, run_pending};
 use fernando_cache_testkit::{
-    RedisServer,
-    bench::{env_or, pct},
+    PostgresDb, RedisServer,
+    bench::{env_or, pct, scaled, smoke},
 };
 
 const TYPES: [&str; 8] = [
@@ -153,7 +159,39 @@ fn generate_sqlite(path: &str, scale: &Scale) {
     );
 }
 
-/// The database of `scale`, made once: `(url, made now)`.
+/// Whether a kept data set still reaches the present: its newest minute is at most 30 minutes old. (Both
+/// databases index `window_start`, so this reads a few rows whatever the scale.)
+fn recent_sqlite(path: &str) -> bool {
+    let mut conn = SqliteConnection::establish(path).unwrap();
+    let found: Found = diesel::sql_query(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM cache_statistics \
+         WHERE window_start >= strftime('%Y-%m-%d %H:%M:00', 'now', '-30 minutes') LIMIT 1) AS recent",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    found.n > 0
+}
+
+/// As [`recent_sqlite`], on PostgreSQL.
+fn recent_postgres(url: &str) -> bool {
+    let mut conn = PgConnection::establish(url).unwrap();
+    let found: Found = diesel::sql_query(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM cache_statistics \
+         WHERE window_start >= (now() AT TIME ZONE 'UTC') - interval '30 minutes' LIMIT 1) AS recent",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    found.n > 0
+}
+
+/// A count a query answers.
+#[derive(diesel::QueryableByName)]
+struct Found {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The database of `scale`, kept between runs and made again when missing or no longer recent: its URL.
 fn database(kind: &str, scale: &Scale) -> String {
     let tag = scale.tag();
     match kind {
@@ -163,7 +201,8 @@ fn database(kind: &str, scale: &Scale) -> String {
             let file = dir.join(format!("dashboard-{tag}.sqlite3"));
             let ready = dir.join(format!("dashboard-{tag}.ready"));
             let url = format!("sqlite://{}", file.display());
-            if !ready.exists() {
+            if !ready.exists() || !recent_sqlite(&file.display().to_string()) {
+                let _ = std::fs::remove_file(&ready);
                 let _ = std::fs::remove_file(&file);
                 run_pending(&mut Db::open(&url).unwrap()).unwrap();
                 generate_sqlite(&file.display().to_string(), scale);
@@ -177,17 +216,13 @@ fn database(kind: &str, scale: &Scale) -> String {
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
             let url = format!("{base}/{name}");
             let mut conn = PgConnection::establish(&admin).unwrap();
-            #[derive(diesel::QueryableByName)]
-            struct Found {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                n: i64,
-            }
             let found: Found = diesel::sql_query(format!(
                 "SELECT count(*) AS n FROM pg_database WHERE datname = '{name}_ready'"
             ))
             .get_result(&mut conn)
             .unwrap();
-            if found.n == 0 {
+            if found.n == 0 || !recent_postgres(&url) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name}_ready"));
                 let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
                 conn.batch_execute(&format!("CREATE DATABASE {name}"))
                     .unwrap();
@@ -198,6 +233,28 @@ fn database(kind: &str, scale: &Scale) -> String {
                     .unwrap();
             }
             url
+        }
+    }
+}
+
+/// A smoke run's data set, made for this run alone and dropped with the value returned beside its URL: a SQLite
+/// file in a temporary folder, or a throwaway PostgreSQL database (so that runs at once never share one).
+fn throwaway_database(kind: &str, scale: &Scale) -> (String, Box<dyn std::any::Any>) {
+    match kind {
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("dashboard.sqlite3").display().to_string();
+            let url = format!("sqlite://{file}");
+            run_pending(&mut Db::open(&url).unwrap()).unwrap();
+            generate_sqlite(&file, scale);
+            (url, Box::new(dir) as Box<dyn std::any::Any>)
+        }
+        _ => {
+            let db = PostgresDb::create();
+            let url = db.url().to_owned();
+            run_pending(&mut Db::open(&url).unwrap()).unwrap();
+            generate_postgres(&url, scale);
+            (url, Box::new(db) as Box<dyn std::any::Any>)
         }
     }
 }
@@ -221,19 +278,24 @@ fn serve(redis: &RedisServer, database_url: &str) -> (Child, String) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let scale = Scale {
-        days: env_or("BENCH_DAYS", 30),
-        tenants: env_or("BENCH_TENANTS", 100),
-        types: env_or("BENCH_TYPES", 8usize).min(TYPES.len()),
+        days: scaled(env_or("BENCH_DAYS", 30), 2),
+        tenants: scaled(env_or("BENCH_TENANTS", 100), 2),
+        types: scaled(env_or("BENCH_TYPES", 8usize), 2).min(TYPES.len()),
     };
-    let reads: usize = env_or("BENCH_READS", 40);
+    let reads: usize = scaled(env_or("BENCH_READS", 40), 2);
     let only = std::env::var("BENCH_ONLY").ok();
     println!(
         "dashboard endpoints — {} days × {} tenants × {} cache types of per-minute statistics ({} rows), \
-         release serve, {reads} sequential reads per endpoint after 2 warm-up reads",
+         {} serve, {reads} sequential reads per endpoint after 2 warm-up reads",
         scale.days,
         scale.tenants,
         scale.types,
-        scale.rows()
+        scale.rows(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     let redis = RedisServer::start();
     let client = reqwest::Client::new();
@@ -268,7 +330,15 @@ async fn main() {
         if only.as_deref().is_some_and(|o| o != kind) {
             continue;
         }
-        let url = database(kind, &scale);
+        // Kept until the server below has stopped.
+        let (url, _throwaway) = if smoke() {
+            throwaway_database(kind, &scale)
+        } else {
+            (
+                database(kind, &scale),
+                Box::new(()) as Box<dyn std::any::Any>,
+            )
+        };
         let (mut child, base) = serve(&redis, &url);
         for (label, path) in &endpoints {
             let get = || {

@@ -5,7 +5,8 @@
 //! `store.get`. The macro side derives its key from the arguments (SHA-256 of their canonical encoding) and
 //! reads through the single-flight path. Both read the same 1 KB value on the same store. Pairs run in
 //! alternating windows (see `fernando_cache_testkit::bench`); the ratio is the median of per-window ratios.
-//! Environment: `BENCH_SECS`, `BENCH_REPEATS`, `BENCH_TASKS` (comma list, default `1,16,64`).
+//! Environment: `BENCH_SECS`, `BENCH_REPEATS`, `BENCH_TASKS` (comma list, default `1,16,64`), `BENCH_SMOKE` (see the
+//! testkit's `bench` module).
 
 use std::sync::Arc;
 

@@ -4,7 +4,8 @@
 //! Misses are requests with `Cache-Control: no-cache` (the layer skips the lookup, runs the handler and
 //! stores the response — the full miss path); hits are plain requests for the stored response. Hit and miss
 //! windows alternate; latency percentiles are per request, measured by the client. Environment: `BENCH_SECS`
-//! (window, default 0.3 s → 2 s here), `BENCH_REPEATS` (window pairs, default 10 → 3 here), `BENCH_CLIENTS` (64).
+//! (window, default 0.3 s → 2 s here), `BENCH_REPEATS` (window pairs, default 10 → 3 here), `BENCH_CLIENTS` (64),
+//! `BENCH_SMOKE` (see the testkit's `bench` module).
 
 use std::{
     sync::{Arc, Mutex},
@@ -17,7 +18,10 @@ use fernando_cache_store::{
     Store,
     config::{CacheType, Environment, LoadOptions, Settings},
 };
-use fernando_cache_testkit::RedisServer;
+use fernando_cache_testkit::{
+    RedisServer,
+    bench::{env_or, pct, repeats_or, secs_or},
+};
 
 async fn report() -> String {
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -69,17 +73,6 @@ async fn window(
     }
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let redis = RedisServer::start();
@@ -102,14 +95,15 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let clients = env_or("BENCH_CLIENTS", 64usize);
-    let secs = Duration::from_secs_f64(env_or("BENCH_SECS", 2.0));
-    let repeats = env_or("BENCH_REPEATS", 3usize);
+    let secs = secs_or(2.0);
+    let repeats = repeats_or(3);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()
         .unwrap();
     let url = format!("http://{addr}/v1/reports/42?period=2026-11");
-    // Store the entry and warm connections on both paths.
+    // Store the entry and warm connections on both paths (not cut down in a smoke run: the hit windows need the
+    // entry stored).
     window(&client, &url, clients, Duration::from_millis(300), true).await;
     window(&client, &url, clients, Duration::from_millis(300), false).await;
 
@@ -138,9 +132,9 @@ async fn main() {
             "| {name} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
             v.len(),
             v.len() as f64 / t.as_secs_f64(),
-            percentile(v, 0.5).as_secs_f64() * 1e3,
-            percentile(v, 0.95).as_secs_f64() * 1e3,
-            percentile(v, 0.99).as_secs_f64() * 1e3
+            pct(v, 0.5),
+            pct(v, 0.95),
+            pct(v, 0.99)
         );
     };
     println!(

@@ -1,8 +1,8 @@
 //! `cargo xtask bench recorder`: what recording statistics costs the store. Store `get` hits at 64 tasks, with
 //! the recorder flushing every second into SQLite vs without a recorder, in alternating windows of one run.
 //!
-//! Environment: `BENCH_SECS` (window, default here 2 s so each "with" window contains flushes) and
-//! `BENCH_REPEATS` (window pairs, default 10).
+//! Environment: `BENCH_SECS` (window, default here 2 s so each "with" window contains flushes),
+//! `BENCH_REPEATS` (window pairs, default 10) and `BENCH_SMOKE` (see the testkit's `bench` module).
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,17 +13,12 @@ use fernando_cache_ops::recorder::{Recorder, RecorderOptions};
 use fernando_cache_store::Store;
 use fernando_cache_testkit::{
     RedisServer,
-    bench::{median, repeats, throughput},
+    bench::{median, repeats, secs_or, throughput, warm_up},
 };
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let window = Duration::from_secs_f64(
-        std::env::var("BENCH_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2.0),
-    );
+    let window = secs_or(2.0);
     let server = RedisServer::start();
     let settings = Settings::load(
         LoadOptions::isolated(Environment::Production)
@@ -68,7 +63,7 @@ async fn main() {
         window.as_secs_f64(),
         repeats()
     );
-    throughput(64, Duration::from_millis(300), op.clone()).await;
+    throughput(64, warm_up(Duration::from_millis(300)), op.clone()).await;
     let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut flushes = 0;
     for i in 0..repeats() {

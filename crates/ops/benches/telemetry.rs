@@ -6,7 +6,8 @@
 //! subscriber cannot be swapped inside one process, so each window is a child process of this bench, the two
 //! kinds alternating; both talk to the same `redis-server`.
 //!
-//! Environment: `BENCH_SECS` (window, default 3 s), `BENCH_REPEATS` (window pairs, default 6).
+//! Environment: `BENCH_SECS` (window, default 3 s), `BENCH_REPEATS` (window pairs, default 6), `BENCH_SMOKE` (see
+//! the testkit's `bench` module; the children inherit it).
 
 use std::{
     process::Command,
@@ -24,7 +25,7 @@ use fernando_cache_ops::telemetry::{export_metrics, install_subscriber};
 use fernando_cache_store::Store;
 use fernando_cache_testkit::{
     RedisServer,
-    bench::{env_or, median, throughput},
+    bench::{median, repeats_or, secs_or, throughput, warm_up},
 };
 use tracing::Instrument as _;
 
@@ -78,7 +79,7 @@ fn child(on: bool) {
     )
     .unwrap();
     assert_eq!(tracing.exporting(), on);
-    let window = Duration::from_secs_f64(env_or("BENCH_SECS", 3.0));
+    let window = secs_or(3.0);
     let ops = runtime.block_on(async {
         let store = Store::from_settings(&settings).unwrap();
         let metrics = export_metrics(
@@ -116,7 +117,7 @@ fn child(on: bool) {
                 assert!(found.unwrap().is_some());
             }
         };
-        throughput(64, Duration::from_millis(300), op.clone()).await;
+        throughput(64, warm_up(Duration::from_millis(300)), op.clone()).await;
         let ops = throughput(64, window, op).await;
         if let Some(m) = metrics {
             tokio::task::spawn_blocking(move || m.shutdown())
@@ -146,8 +147,8 @@ fn parent() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         addr
     });
-    let window = env_or("BENCH_SECS", 3.0);
-    let repeats = env_or("BENCH_REPEATS", 6usize);
+    let window = secs_or(3.0).as_secs_f64();
+    let repeats = repeats_or(6);
     println!(
         "OpenTelemetry cost — store get hits (100 B), 64 tasks over 20 tenants, production profile; export on: \
          spans (sample_ratio 1) and metrics every 1s to a local OTLP receiver; {window}s windows, one process each, × {repeats} alternating pairs"

@@ -15,7 +15,8 @@
 //! Pairs are measured in short alternating windows and judged by the median of per-window ratios
 //! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module). `BENCH_ONLY` (comma-separated: `cluster`,
 //! `mget`, `single`, `flight`, `sweep`, `processes`) runs only those sections; `BENCH_CONNECTIONS` sets
-//! `redis.multiplexed_connections` of both stores (default 4, the production profile's).
+//! `redis.multiplexed_connections` of both stores (default 4, the production profile's). A smoke run
+//! (`BENCH_SMOKE`) sweeps 8 tenants of 50 entries and starts 2 processes.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,7 +30,10 @@ use std::{
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{RedisCluster, RedisServer, bench::pair};
+use fernando_cache_testkit::{
+    RedisCluster, RedisServer,
+    bench::{pair, scaled},
+};
 
 const TASKS: usize = 64;
 const TENANTS: usize = 32;
@@ -170,18 +174,19 @@ async fn mget_pair(raw: redis::cluster_async::ClusterConnection) {
 }
 
 /// What a tenant's sweep costs: `clear_cache` of one tenant holding 500 entries among 40 000 entries of 80
-/// tenants, on the cluster (SCAN on every primary) and on one server.
+/// tenants (8 tenants of 50 entries in a smoke run), on the cluster (SCAN on every primary) and on one server.
 async fn sweep_cost(label: &str, store: &Store) {
+    let (tenant_count, per_tenant): (usize, usize) = scaled((80, 500), (8, 50));
     let tenants: Arc<Vec<TenantId>> = Arc::new(
-        (0..80)
+        (0..tenant_count)
             .map(|i| TenantId::new(format!("sweep-{i}")).unwrap())
             .collect(),
     );
     let mut fill = tokio::task::JoinSet::new();
-    for t in 0..80 {
+    for t in 0..tenant_count {
         let (store, tenants) = (store.clone(), tenants.clone());
         fill.spawn(async move {
-            for k in 0..500 {
+            for k in 0..per_tenant {
                 let _ = store
                     .set(&tenants[t], &CacheType::SESSION, &format!("k{k}"), &k)
                     .await;
@@ -198,7 +203,8 @@ async fn sweep_cost(label: &str, store: &Store) {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "| {label}: clear_cache of one tenant (500 of 40 000 entries) | {deleted} deleted | median {:.1} ms |",
+        "| {label}: clear_cache of one tenant ({per_tenant} of {} entries) | {deleted} deleted | median {:.1} ms |",
+        tenant_count * per_tenant,
         times[2]
     );
 }
@@ -248,8 +254,9 @@ async fn flight_pair(cluster: &RedisCluster) {
     );
 }
 
-/// 8 processes × 64 callers on one cold key, computation 300 ms.
+/// 8 processes (2 in a smoke run) × 64 callers on one cold key, computation 300 ms.
 fn cross_process(cluster: &RedisCluster) {
+    let processes: usize = scaled(8, 2);
     let Ok(bin) = std::env::var("FERNANDO_CACHE_BIN") else {
         println!(
             "\ncross-process single-flight: not measured — run through `cargo xtask bench cluster`, which builds \
@@ -260,7 +267,7 @@ fn cross_process(cluster: &RedisCluster) {
     let urls = cluster.urls();
     let nodes = urls[1..].join(",");
     let mut children = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..processes {
         let mut child = Command::new(&bin)
             .args(["--env", "production", "--redis-url", &urls[0]])
             .args([
@@ -307,7 +314,7 @@ fn cross_process(cluster: &RedisCluster) {
     p50.sort_by(f64::total_cmp);
     p99.sort_by(f64::total_cmp);
     println!(
-        "\ncross-process single-flight, 8 processes × 64 callers, one cold key, 300 ms computation: \
+        "\ncross-process single-flight, {processes} processes × 64 callers, one cold key, 300 ms computation: \
          {computed} computation(s); callers waited past the computation: p50 {:.1} ms (median over processes), \
          p99 {:.1} ms (worst process)",
         p50[p50.len() / 2],

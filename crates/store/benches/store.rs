@@ -13,10 +13,14 @@
 //! - the peer: the `cached` crate's `AsyncRedisCache` get and set on the same values;
 //! - the memory backend's hit vs a bare moka `get`.
 //!
+//! The store is the production profile's with sealing off (`encryption.document_data = false`): the baselines
+//! read the stored bytes raw and decompress them, which ciphertext cannot be, and what sealing costs is measured
+//! on its own (`cargo xtask bench http`, the edge bench's section 3).
+//!
 //! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
 //! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
 //! `BENCH_CONNECTIONS` (multiplexed connections, the same on both sides; default 2), `BENCH_AUTO_PIPELINE`
-//! (the store's `redis.auto_pipeline`; default true).
+//! (the store's `redis.auto_pipeline`; default true), `BENCH_SMOKE` (see the testkit's `bench` module).
 
 // The allocator the `fernando-cache` binary ships with, under both sides of every pair (see
 // docs/benchmarks.md for the same table under glibc malloc).
@@ -159,7 +163,8 @@ async fn main() {
     let server = RedisServer::start();
     let settings = Settings::load(
         LoadOptions::isolated(Environment::Production)
-            .set_all([fernando_cache_testkit::bench::sealing_keys()])
+            // The raw baselines read what the store wrote: it must be the envelope in clear.
+            .set("encryption.document_data", "false")
             .set_all(server.overrides())
             .set(
                 "redis.multiplexed_connections",
@@ -206,6 +211,13 @@ async fn main() {
         raw.set(&raw_key, text.as_bytes()).await;
         let stored_key = store.keys().key(&tenant, &ty, &key).unwrap().into_string();
         let stored = raw.get(&stored_key).await;
+        // The flags byte of the envelope's header (codec/header.rs): zstd, and sealed, which the raw baselines
+        // cannot read.
+        assert_eq!(
+            stored[4] & 0b1000,
+            0,
+            "the stored value is sealed; the baselines need it in clear"
+        );
         let compressed = stored[4] & 1 == 1;
         peer.async_cache_set(key.clone(), text.clone())
             .await

@@ -12,8 +12,12 @@
 //! - the staleness window of an L1 copy: from a writer's acknowledged `set` to a reader with L1 (its own
 //!   connections, as another process would have) first reading the new value.
 //!
+//! Every store is the production profile's with sealing off (`encryption.document_data = false`): the disk
+//! baselines read the stored row raw and decompress it, which ciphertext cannot be, and what sealing costs is
+//! measured on its own (`cargo xtask bench http`, the edge bench's section 3).
+//!
 //! Pairs are measured in alternating windows and judged by the median of per-window ratios (`BENCH_SECS`,
-//! `BENCH_REPEATS`, see the testkit's `bench` module).
+//! `BENCH_REPEATS`, `BENCH_SMOKE`, see the testkit's `bench` module).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,7 +31,10 @@ use std::{
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use fernando_cache_testkit::{RedisServer, bench::pair};
+use fernando_cache_testkit::{
+    RedisServer,
+    bench::{pair, scaled},
+};
 
 const TASKS: usize = 64;
 
@@ -41,7 +48,8 @@ fn store(overrides: Vec<(&'static str, String)>) -> Store {
     Store::from_settings(
         &Settings::load(
             LoadOptions::isolated(Environment::Production)
-                .set_all([fernando_cache_testkit::bench::sealing_keys()])
+                // The raw baselines read what the store wrote: it must be the envelope in clear.
+                .set("encryption.document_data", "false")
                 .set_all(overrides),
         )
         .expect("bench settings"),
@@ -151,6 +159,13 @@ async fn main() {
         // A compressed entry: the engine read plus a bare zstd decompress with a reused context, the baseline
         // the store bench uses for compressed values.
         let stored = raw_disk.get(stored_key.clone()).await.unwrap();
+        // The flags byte of the envelope's header (codec/header.rs): zstd, and sealed, which a bare decompress
+        // cannot read.
+        assert_eq!(
+            stored[4] & 0b1000,
+            0,
+            "the stored value is sealed; the baseline needs it in clear"
+        );
         if stored[4] & 1 != 0 {
             let raw_read_decompressed = {
                 let (r, k) = (raw_disk.clone(), stored_key.clone());
@@ -246,12 +261,12 @@ fn reads(s: &Store) -> u64 {
     c.hits + c.misses
 }
 
-/// A writer sets a key 2 000 times; a reader holding it in L1 reads it every ~10 µs on a thread of its own
-/// (sleeping between reads, so that it leaves the cores to Redis and to the connection that delivers the
-/// announcement). The window is from the writer's acknowledgement to the reader's first read of the new value;
+/// A writer sets a key 2 000 times (20 in a smoke run); a reader holding it in L1 reads it every ~10 µs on a
+/// thread of its own (sleeping between reads, so that it leaves the cores to Redis and to the connection that
+/// delivers the announcement). The window is from the writer's acknowledgement to the reader's first read of the new value;
 /// its resolution is the reader's period (≈ 60–100 µs with the kernel's timer slack).
 async fn staleness(writer: &Store, reader: &Store, tenant: &TenantId) {
-    const CHANGES: u64 = 2_000;
+    let changes: u64 = scaled(2_000, 20);
     let ty = CacheType::OCR_RESULT;
     let _ = writer.set(tenant, &ty, "w", &0u64).await.unwrap();
     let (seen_tx, mut seen) = tokio::sync::watch::channel((0u64, Instant::now()));
@@ -276,8 +291,8 @@ async fn staleness(writer: &Store, reader: &Store, tenant: &TenantId) {
         })
     };
     let hits_before = l1_hits(reader);
-    let mut windows = Vec::with_capacity(CHANGES as usize);
-    for i in 1..=CHANGES {
+    let mut windows = Vec::with_capacity(changes as usize);
+    for i in 1..=changes {
         let _ = writer.set(tenant, &ty, "w", &i).await.unwrap();
         let acked = Instant::now();
         let (_, at) =
@@ -297,7 +312,7 @@ async fn staleness(writer: &Store, reader: &Store, tenant: &TenantId) {
     );
     println!("|---|---|---|---|---|---|---|");
     println!(
-        "| two stores, own connections, one redis-server | {CHANGES} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        "| two stores, own connections, one redis-server | {changes} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
         q(0.5),
         q(0.99),
         q(0.999),

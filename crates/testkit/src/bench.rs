@@ -4,6 +4,12 @@
 //! On this 2-core machine shared by client and server, absolute figures drift by 10–30 % within a run, so a pair
 //! is judged by the median of per-window ratios. Environment: `BENCH_SECS` (window, default 0.3 s) and
 //! `BENCH_REPEATS` (window pairs, default 10).
+//!
+//! `BENCH_SMOKE=1` makes a smoke run ([`smoke`]), which `cargo xtask bench all --smoke` and `cargo xtask test` make
+//! of every bench on a debug build: every row once, in one short window, with counts and data sets cut down
+//! ([`scaled`]), to prove that each bench still runs to completion. Its figures mean nothing and no goal is judged.
+//! Every bench takes its windows, repeats and warm-ups from [`secs_or`], [`repeats_or`] and [`warm_up`], so a
+//! smoke run overrides them all.
 
 use std::{
     future::Future,
@@ -14,22 +20,48 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The window of a smoke run, whatever `BENCH_SECS` says.
+const SMOKE_WINDOW: Duration = Duration::from_millis(50);
+
+/// Whether this is a smoke run: `BENCH_SMOKE` set to anything but empty or `0`.
+pub fn smoke() -> bool {
+    std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `full` in a measuring run, `small` in a smoke run: iteration counts, data-set sizes, run lengths.
+pub fn scaled<T>(full: T, small: T) -> T {
+    if smoke() { small } else { full }
+}
+
 /// The window length: `BENCH_SECS`, default 0.3 s.
 pub fn secs() -> Duration {
-    Duration::from_secs_f64(
-        std::env::var("BENCH_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.3),
-    )
+    secs_or(0.3)
+}
+
+/// The window length: `BENCH_SECS`, else `default` seconds; one short window in a smoke run.
+pub fn secs_or(default: f64) -> Duration {
+    if smoke() {
+        return SMOKE_WINDOW;
+    }
+    Duration::from_secs_f64(env_or("BENCH_SECS", default))
 }
 
 /// Window pairs: `BENCH_REPEATS`, default 10.
 pub fn repeats() -> usize {
-    std::env::var("BENCH_REPEATS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+    repeats_or(10)
+}
+
+/// Window pairs: `BENCH_REPEATS`, else `default`; one in a smoke run.
+pub fn repeats_or(default: usize) -> usize {
+    if smoke() {
+        return 1;
+    }
+    env_or("BENCH_REPEATS", default)
+}
+
+/// How long to warm a path before it is measured: `full`, or one smoke window.
+pub fn warm_up(full: Duration) -> Duration {
+    scaled(full, SMOKE_WINDOW)
 }
 
 /// Operations per second of `op` run by `concurrency` tasks for `dur`.
@@ -40,6 +72,8 @@ where
 {
     let op = Arc::new(op);
     let done = Arc::new(AtomicU64::new(0));
+    // A smoke run checks the clock after every operation: on a debug build 16 of them can outlast its window.
+    let every: u64 = scaled(16, 1);
     let start = Instant::now();
     let deadline = start + dur;
     let tasks: Vec<_> = (0..concurrency)
@@ -52,7 +86,7 @@ where
                     n += 1;
                     // In-process operations may complete without ever yielding; check the clock and let the
                     // scheduler run every few operations (the same for both sides of a pair).
-                    if n.is_multiple_of(16) {
+                    if n.is_multiple_of(every) {
                         if Instant::now() >= deadline {
                             break;
                         }
@@ -85,8 +119,9 @@ where
     SF: Future<Output = ()> + Send,
 {
     // Warm both paths (connections, contexts, allocator).
-    throughput(concurrency, Duration::from_millis(200), baseline.clone()).await;
-    throughput(concurrency, Duration::from_millis(200), subject.clone()).await;
+    let warm = warm_up(Duration::from_millis(200));
+    throughput(concurrency, warm, baseline.clone()).await;
+    throughput(concurrency, warm, subject.clone()).await;
     let (mut b, mut s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..repeats() {
         let (x, y) = if i.is_multiple_of(2) {
@@ -103,8 +138,8 @@ where
     (median(b), median(s), median(ratios))
 }
 
-/// The setting that gives a bench's store in the production profile (which seals `ocr_result` and
-/// `llm_extraction`) a sealing key: `("encryption.keys_file", path)` of a file holding one fixed key, written once
+/// The setting that gives a bench's store in the production profile (which seals every type holding document
+/// data) a sealing key: `("encryption.keys_file", path)` of a file holding one fixed key, written once
 /// per process into the temporary folder. A bench key, never a secret.
 pub fn sealing_keys() -> (&'static str, String) {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -129,8 +164,12 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The `q` quantile of sorted latencies, in milliseconds.
+/// The `q` quantile of sorted latencies, in milliseconds; NaN when there are none (a smoke run's window can end
+/// before a slow debug build answers once).
 pub fn pct(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3
 }
 

@@ -1,5 +1,5 @@
 //! A real local Redis Cluster for tests: `redis-server --cluster-enabled yes` nodes on free ports (data and bus
-//! ports both chosen free), joined by `redis-cli --cluster create … --cluster-yes` and waited for until every
+//! ports both chosen free, and chosen again if one is lost while the node starts), joined by `redis-cli --cluster create … --cluster-yes` and waited for until every
 //! node says `cluster_state:ok` and every replica is attached; and the faults cluster tests need — a slot range
 //! migrated between primaries (keys included) while traffic runs, a manual `CLUSTER FAILOVER`, and a primary
 //! SIGKILLed so that its replica is promoted.
@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{RedisServer, cli, free_port, redis_cli_binary};
+use crate::{Recipe, RedisServer, cli, owned, redis_cli_binary};
 
 /// How long a cluster may take to form, or to settle after a fault.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,19 +95,17 @@ impl RedisCluster {
             primaries >= 3,
             "redis-cli creates clusters of 3 primaries or more"
         );
+        // Each node on free ports — data, bus and (TLS) client ports — chosen again if one is lost while it starts.
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
-                let bus = free_port().to_string();
-                RedisServer::start_with_tls(
-                    &[
+                RedisServer::from_recipe(Recipe {
+                    args: owned(&[
                         "--cluster-enabled",
                         "yes",
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
                         NODE_TIMEOUT_MS,
-                        "--cluster-port",
-                        &bus,
                         // Slots whose primary is gone fail alone; the rest of the cluster keeps serving.
                         "--cluster-require-full-coverage",
                         "no",
@@ -115,13 +113,15 @@ impl RedisCluster {
                         // test machine can delay the first sync past the default validity window).
                         "--cluster-replica-validity-factor",
                         "0",
-                    ],
-                    certs.as_ref().map(|c| {
-                        let tls_only: &[&str] =
-                            &["--tls-cluster", "yes", "--tls-replication", "yes"];
-                        (c.path(), tls_only)
+                    ]),
+                    tls: certs.as_ref().map(|c| {
+                        (
+                            c.path().to_owned(),
+                            owned(&["--tls-cluster", "yes", "--tls-replication", "yes"]),
+                        )
                     }),
-                )
+                    cluster_bus: true,
+                })
             })
             .collect();
         let cluster = RedisCluster { nodes, certs };

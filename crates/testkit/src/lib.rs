@@ -5,16 +5,18 @@
 //! unreachable for a while; and the documents tests process, sample-based ([`documents`]) and hostile
 //! ([`hostile`]: small files that parse into huge things).
 //!
-//! Each server runs in its own temporary folder with persistence off, is waited for until it answers `PING`, and
-//! is killed when dropped; if the test is failing, its log is printed. A missing `redis-server` is a loud failure
-//! that says how to install it — never a silent skip.
+//! Each server runs in its own temporary folder with persistence off, is waited for until it answers (itself, not
+//! another process that took its port), and is killed when dropped; if the test is failing, its log is printed.
+//! Every server — standalone, cluster node, sentinel, with its TLS and bus ports — is started one way: on ports
+//! found free, and again on new ones when a port was taken before the server bound it. A missing `redis-server`
+//! is a loud failure that says how to install it — never a silent skip.
 //!
 //! This crate is for tests only (`publish = false`): it must not depend on any fernando-cache crate, and no
 //! library crate may depend on it outside `[dev-dependencies]`.
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, TcpListener, TcpStream},
+    net::{Shutdown, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -30,6 +32,7 @@ mod cluster;
 mod deflate;
 pub mod documents;
 pub mod hostile;
+mod launch;
 mod postgres;
 mod proxy;
 mod sentinel;
@@ -40,7 +43,7 @@ pub use postgres::{PostgresDb, admin_url};
 pub use proxy::TcpProxy;
 pub use sentinel::SentinelGroup;
 
-/// How long a server may take to answer its first `PING`.
+/// How long a server may take to answer once started.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A `redis-server` process owned by a test.
@@ -48,10 +51,31 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    extra_args: Vec<String>,
+    /// What it is started with besides its ports; kept for restarts.
+    recipe: Recipe,
+    /// Its TLS port, when the recipe asks for TLS.
     tls_port: Option<u16>,
-    /// Certificate and key of a TLS server; kept for restarts.
+    /// Its cluster bus port, when the recipe makes a cluster node.
+    bus_port: Option<u16>,
+    /// Certificate and key of a server from [`RedisServer::start_tls`]; kept for restarts.
     certs: Option<tempfile::TempDir>,
+}
+
+/// What a `redis-server` is started with besides the ports the testkit picks for it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recipe {
+    /// `--name value` arguments.
+    pub(crate) args: Vec<String>,
+    /// Accept TLS on a port of its own too, presenting the certificate in this folder (see
+    /// [`self_signed_certs`]), with these arguments that only apply with TLS.
+    pub(crate) tls: Option<(PathBuf, Vec<String>)>,
+    /// A cluster node: it needs a bus port (`--cluster-port`).
+    pub(crate) cluster_bus: bool,
+}
+
+/// Arguments as owned strings.
+pub(crate) fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
 }
 
 impl std::fmt::Debug for RedisServer {
@@ -107,11 +131,6 @@ pub(crate) fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
         )));
     }
     Ok(text)
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
-    listener.local_addr().expect("local address").port()
 }
 
 /// A temporary folder holding `cert.pem`, a fresh self-signed certificate for `localhost` and `127.0.0.1`, and
@@ -180,27 +199,10 @@ impl RedisServer {
     /// # Panics
     /// As [`RedisServer::start`].
     pub fn start_with(extra_args: &[&str]) -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("fernando-redis-")
-            .tempdir()
-            .expect("create a temporary folder for redis-server");
-        let mut server = RedisServer {
-            port: 0,
-            dir,
-            child: None,
-            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
-            tls_port: None,
-            certs: None,
-        };
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("redis-server did not start after 5 attempts: {last_error}");
+        Self::from_recipe(Recipe {
+            args: owned(extra_args),
+            ..Recipe::default()
+        })
     }
 
     /// Starts a server that also accepts TLS on a second port, with a fresh self-signed certificate for
@@ -210,24 +212,49 @@ impl RedisServer {
     /// As [`RedisServer::start`], or when the certificate cannot be generated.
     pub fn start_tls() -> RedisServer {
         let certs = self_signed_certs();
-        let mut server = Self::start_with_tls(&[], Some((certs.path(), &[])));
+        let mut server = Self::from_recipe(Recipe {
+            tls: Some((certs.path().to_owned(), Vec::new())),
+            ..Recipe::default()
+        });
         server.certs = Some(certs);
         server
     }
 
-    /// Starts a server with `args`; given `tls` — a certificate folder from [`self_signed_certs`] and the
-    /// arguments that only apply with TLS — also on a free TLS port presenting that certificate.
-    fn start_with_tls(args: &[&str], tls: Option<(&std::path::Path, &[&str])>) -> RedisServer {
-        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        let tls_port = tls.map(|(certs, tls_only)| {
-            let port = free_port();
-            args.extend(tls_args(certs, port));
-            args.extend(tls_only.iter().map(|a| (*a).to_owned()));
-            port
-        });
-        let mut server = Self::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        server.tls_port = tls_port;
-        server
+    /// Starts a server as `recipe` says, on free ports — its data port, and its TLS and bus ports when it has
+    /// them — in a fresh folder, again on new ports (and a new folder) while an attempt loses a port.
+    ///
+    /// # Panics
+    /// When it does not come up (its log is printed).
+    pub(crate) fn from_recipe(recipe: Recipe) -> RedisServer {
+        let count = 1 + usize::from(recipe.tls.is_some()) + usize::from(recipe.cluster_bus);
+        launch::on_free_ports("redis-server", count, |ports| {
+            let mut ports = ports.iter().copied();
+            let port = ports.next().expect("a data port");
+            let tls_port = if recipe.tls.is_some() {
+                ports.next()
+            } else {
+                None
+            };
+            let bus_port = if recipe.cluster_bus {
+                ports.next()
+            } else {
+                None
+            };
+            let mut server = RedisServer {
+                port,
+                dir: tempfile::Builder::new()
+                    .prefix("fernando-redis-")
+                    .tempdir()
+                    .expect("create a temporary folder for redis-server"),
+                child: None,
+                recipe: recipe.clone(),
+                tls_port,
+                bus_port,
+                certs: None,
+            };
+            server.spawn()?;
+            Ok(server)
+        })
     }
 
     /// `rediss://localhost:{tls port}/0`, for a server from [`RedisServer::start_tls`].
@@ -257,7 +284,8 @@ impl RedisServer {
         self.dir.path().join("redis.log")
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    /// Runs `redis-server` on the server's ports and waits until it answers.
+    fn spawn(&mut self) -> Result<(), launch::StartError> {
         let mut cmd = Command::new(redis_server_binary());
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -275,13 +303,20 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
+            .args(&self.recipe.args);
+        if let Some(bus) = self.bus_port {
+            cmd.arg("--cluster-port").arg(bus.to_string());
+        }
+        if let (Some((certs, tls_only)), Some(tls_port)) = (&self.recipe.tls, self.tls_port) {
+            cmd.args(tls_args(certs, tls_port)).args(tls_only);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = cmd
             .spawn()
-            .map_err(|e| format!("could not run redis-server: {e}"))?;
+            .map_err(|e| launch::StartError::Failed(format!("could not run redis-server: {e}")))?;
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
@@ -289,26 +324,36 @@ impl RedisServer {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                return Err(format!(
-                    "redis-server exited with {status}; log:\n{}",
-                    self.log()
+                return Err(launch::StartError::classify(
+                    true,
+                    format!(
+                        "redis-server on port {} exited with {status}; log:\n{}",
+                        self.port,
+                        self.log()
+                    ),
                 ));
             }
-            if self.ping() {
+            if self.answers_as(pid) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
-        Err(format!(
-            "redis-server did not answer PING within {READY_TIMEOUT:?}; log:\n{}",
-            self.log()
+        Err(launch::StartError::classify(
+            false,
+            format!(
+                "redis-server on port {} did not answer within {READY_TIMEOUT:?}; log:\n{}",
+                self.port,
+                self.log()
+            ),
         ))
     }
 
-    fn ping(&self) -> bool {
-        self.command(&["PING"])
-            .is_ok_and(|r| r.starts_with("+PONG"))
+    /// Whether the process `pid` answers on the port — not another server that took the port first: `INFO
+    /// server` names its process id.
+    fn answers_as(&self, pid: u32) -> bool {
+        self.command(&["INFO", "server"])
+            .is_ok_and(|info| info.contains(&format!("process_id:{pid}\r\n")))
     }
 
     /// The port it listens on (127.0.0.1).

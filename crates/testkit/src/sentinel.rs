@@ -1,6 +1,7 @@
 //! A real Sentinel group for tests: a master, a replica of it, and three `redis-server --sentinel` processes
-//! monitoring it (quorum 2, down after one second), all on free ports; and the fault Sentinel exists for — the
-//! master SIGKILLed, the replica promoted, the sentinels announcing the new address.
+//! monitoring it (quorum 2, down after one second), all on free ports (chosen again for a process that loses one
+//! while it starts); and the fault Sentinel exists for — the master SIGKILLed, the replica promoted, the
+//! sentinels announcing the new address.
 
 use std::{
     path::PathBuf,
@@ -8,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{RedisServer, cli, free_port, redis_server_binary};
+use crate::{
+    Recipe, RedisServer, cli,
+    launch::{self, StartError},
+    owned, redis_server_binary,
+};
 
 /// The name the sentinels monitor the master under.
 const MASTER_NAME: &str = "fernando";
@@ -29,14 +34,29 @@ struct Sentinel {
 impl Sentinel {
     /// A sentinel monitoring the master at `master_port`; `tls` (a folder from `self_signed_certs`) makes it
     /// answer clients on a TLS port too, and with `data_tls` reach the master, the replicas and the other
-    /// sentinels over TLS.
+    /// sentinels over TLS. Started on free ports, and on new ones while an attempt loses a port.
+    ///
+    /// # Panics
+    /// When it does not come up (its log is printed).
     fn start(master_port: u16, tls: Option<&std::path::Path>, data_tls: bool) -> Sentinel {
+        launch::on_free_ports("a sentinel", 1 + usize::from(tls.is_some()), |ports| {
+            Sentinel::try_start(ports, master_port, tls, data_tls)
+        })
+    }
+
+    /// One attempt of [`Sentinel::start`] on `ports` (the port in clear, then the TLS port if `tls`).
+    fn try_start(
+        ports: &[u16],
+        master_port: u16,
+        tls: Option<&std::path::Path>,
+        data_tls: bool,
+    ) -> Result<Sentinel, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("fernando-sentinel-")
             .tempdir()
             .expect("create a temporary folder for a sentinel");
-        let port = free_port();
-        let tls_port = tls.map(|_| free_port());
+        let port = ports[0];
+        let tls_port = tls.and(ports.get(1).copied());
         let conf = dir.path().join("sentinel.conf");
         // Sentinel rewrites its file as it learns; it must be writable and its own.
         std::fs::write(
@@ -69,8 +89,10 @@ impl Sentinel {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("run redis-server --sentinel");
-        let sentinel = Sentinel {
+            .map_err(|e| {
+                StartError::Failed(format!("could not run redis-server --sentinel: {e}"))
+            })?;
+        let mut sentinel = Sentinel {
             port,
             tls_port,
             dir,
@@ -78,12 +100,31 @@ impl Sentinel {
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
+            if let Some(child) = sentinel.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                sentinel.child = None;
+                return Err(StartError::classify(
+                    true,
+                    format!(
+                        "the sentinel on port {port} exited with {status}; log:\n{}",
+                        sentinel.log()
+                    ),
+                ));
+            }
             if sentinel.master_port() == Some(master_port) {
-                return sentinel;
+                return Ok(sentinel);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("a sentinel did not come up; log:\n{}", sentinel.log());
+        // Dropping it kills it.
+        Err(StartError::classify(
+            false,
+            format!(
+                "the sentinel on port {port} did not announce its master within 15 s; log:\n{}",
+                sentinel.log()
+            ),
+        ))
     }
 
     fn log(&self) -> String {
@@ -171,14 +212,20 @@ impl SentinelGroup {
     }
 
     fn form(certs: Option<tempfile::TempDir>, data_tls: bool) -> SentinelGroup {
-        let tls = |args: &[&str]| {
-            let tls_only: &[&str] = &["--tls-replication", "yes"];
-            let data_certs = certs.as_ref().filter(|_| data_tls);
-            RedisServer::start_with_tls(args, data_certs.map(|c| (c.path(), tls_only)))
+        // Master and replica speak TLS too (and replicate over it) only in a group whose data is over TLS.
+        let start = |args: &[&str]| {
+            RedisServer::from_recipe(Recipe {
+                args: owned(args),
+                tls: certs
+                    .as_ref()
+                    .filter(|_| data_tls)
+                    .map(|c| (c.path().to_owned(), owned(&["--tls-replication", "yes"]))),
+                cluster_bus: false,
+            })
         };
-        let master = tls(&[]);
+        let master = start(&[]);
         let master_port = master.tls_port.unwrap_or(master.port());
-        let replica = tls(&["--replicaof", "127.0.0.1", &master_port.to_string()]);
+        let replica = start(&["--replicaof", "127.0.0.1", &master_port.to_string()]);
         let deadline = Instant::now() + Duration::from_secs(15);
         while !replica
             .command(&["INFO", "replication"])
