@@ -148,7 +148,7 @@ fn add_heuristic(view: &mut HeaderMap, secs: u64) {
     view.append(header::CACHE_CONTROL, value);
 }
 
-/// The greatest age (RFC 9111 §1.2.2: 2^31 seconds), and what an unreadable `Age` reads as.
+/// The greatest age (RFC 9111 §1.2.2: 2^31 seconds).
 const MAX_AGE: u64 = 1 << 31;
 
 /// Whether an `Expires` value is an HTTP-date as RFC 9110 §5.6.7 writes it: IMF-fixdate exactly (one space
@@ -167,22 +167,15 @@ fn valid_http_date(value: &str) -> bool {
 
 /// The age a response arrives with (RFC 9111 §4.2.3): the larger of its `Age` and the time since its `Date`.
 fn initial_age(headers: &HeaderMap, now: SystemTime) -> u64 {
-    // An `Age` that is not delta-seconds (`old, 0`, `7200;foo=bar`, `1.5`) cannot be read, and reading it as 0
-    // would make the response fresher than the origin said: it reads as the largest age (RFC 9111 §1.2.2).
+    // RFC 9111 §5.1: the first member of the first line counts (parameters after `;` aside); one that is not
+    // delta-seconds is ignored; an age past 2^31 is 2^31 (§1.2.2).
     let age = headers
-        .get_all(header::AGE)
-        .iter()
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                .map_or(MAX_AGE, |t| {
-                    t.parse::<u64>().map_or(MAX_AGE, |a| a.min(MAX_AGE))
-                })
-        })
-        .max()
-        .unwrap_or(0);
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|first| first.split(';').next().unwrap_or_default().trim())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(0, |t| t.parse::<u64>().map_or(MAX_AGE, |a| a.min(MAX_AGE)));
     let apparent = headers
         .get(header::DATE)
         .and_then(|v| v.to_str().ok())

@@ -447,11 +447,16 @@ mod spellings {
 }
 
 #[test]
-fn unreadable_ages_dates_and_arguments_make_a_response_stale() {
+fn ages_dates_and_arguments_are_read_as_the_rfc_says_and_never_fresher() {
     for h in [
-        &[("cache-control", "max-age=3600"), ("age", "old, 0")][..],
+        &[("cache-control", "max-age=3600"), ("age", "7200, 0")][..],
         &[("cache-control", "max-age=3600"), ("age", "7200;foo=bar")][..],
-        &[("cache-control", "max-age=3600"), ("age", "1.5")][..],
+        &[("cache-control", "max-age=3600"), ("age", "2147483649")][..],
+        &[
+            ("cache-control", "max-age=3600"),
+            ("age", "7200"),
+            ("age", "0"),
+        ][..],
         &[("expires", "Thu, 18  Aug  2050 02:01:18 GMT")][..],
         &[("expires", "Thu, 18 Aug 2050 02:01:18 UTC")][..],
         &[("cache-control", "max-age =3600")][..],
@@ -462,6 +467,14 @@ fn unreadable_ages_dates_and_arguments_make_a_response_stale() {
     }
     let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(100));
     assert!(matches!(ttl(&[("expires", &later)]), Ok(99..=100)));
+    // RFC 9111 §5.1: an `Age` that is not delta-seconds is ignored; the first member counts.
+    for age in ["abc", "-7200", "7200.0", "0, 7200"] {
+        assert_eq!(
+            ttl(&[("cache-control", "max-age=60"), ("age", age)]),
+            Ok(60),
+            "{age}"
+        );
+    }
     assert_eq!(ttl(&[("cache-control", "max-age=\"60\"")]), Ok(60));
     assert_eq!(
         ttl(&[("cache-control", "max-age=60"), ("age", " 10 ")]),
