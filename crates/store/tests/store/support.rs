@@ -44,7 +44,7 @@ pub(crate) enum Deployment {
     /// A Redis Cluster of three primaries.
     Cluster(RedisCluster),
     /// A master and a replica watched by three sentinels.
-    Sentinel(SentinelGroup),
+    Sentinel(Box<SentinelGroup>),
 }
 
 impl Deployment {
@@ -65,7 +65,7 @@ impl Deployment {
     }
 
     pub(crate) fn sentinel() -> Self {
-        Deployment::Sentinel(SentinelGroup::start())
+        Deployment::Sentinel(Box::new(SentinelGroup::start()))
     }
 
     /// Test-profile settings for this deployment, with `overrides` applied last.
