@@ -403,6 +403,7 @@ where
         // still applies).
         hard_timeout: false,
         is_soft: |_| false,
+        refresh_ahead: false,
     };
     let mut slot = Some(body);
     let outcome = store

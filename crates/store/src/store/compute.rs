@@ -17,7 +17,7 @@ use tracing::{Instrument, debug_span};
 use super::{
     Store,
     lease::{self, Attempt},
-    read::Gens,
+    read::{Gens, key_buffer},
     write::Stamp,
 };
 use crate::{
@@ -43,6 +43,9 @@ pub(crate) struct ComputePolicy<'t, T, E> {
     /// Whether an error only says the computation outlived its soft timeout (it goes on in the background, so
     /// no fail-safe copy is written over what it will write).
     pub(crate) is_soft: fn(&E) -> bool,
+    /// Whether the caller refreshes ahead (`get_or_compute_detached`): only then does a hit look up the type's
+    /// `refresh_ahead` point and read the clock.
+    pub(crate) refresh_ahead: bool,
 }
 
 /// A value, and whether it is stale: served by fail-safe because its computation failed or was slow, or a
@@ -191,6 +194,7 @@ impl Store {
             unshare_error: |s: &Shared| s.downcast_ref::<Arc<E>>().cloned(),
             hard_timeout: true,
             is_soft: |_| false,
+            refresh_ahead: false,
         };
         let compute = |_| async { compute().await.map_err(Arc::new) };
         let outcome = self
@@ -210,7 +214,8 @@ impl Store {
     ///
     /// A [`Failure::Store`] is only ever returned before `compute` is called, so a caller can still run its
     /// computation itself. `compute` is told whether a stale value is at hand to fall back on. The `bool`
-    /// returned with a fresh hit says that the entry is past its type's `refresh_ahead` point.
+    /// returned with a fresh hit says that the entry is past its type's `refresh_ahead` point (asked only with
+    /// `policy.refresh_ahead`).
     pub(crate) async fn compute_with<T, E, F, Fut>(
         &self,
         scope: Scope,
@@ -229,9 +234,16 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        self.compute_inner(scope, cache_type, key, policy, compute)
-            .instrument(span)
-            .await
+        // As in `get`: without a subscriber for the span, no `Instrumented` wrapper (it would move the whole
+        // engine future once more per call, hits included).
+        if span.is_disabled() {
+            self.compute_inner(scope, cache_type, key, policy, compute)
+                .await
+        } else {
+            self.compute_inner(scope, cache_type, key, policy, compute)
+                .instrument(span)
+                .await
+        }
     }
 
     async fn compute_inner<T, E, F, Fut>(
@@ -266,7 +278,6 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        let tier = self.inner.tiers.get(cache_type);
         let first = self
             .lookup(
                 &k,
@@ -278,15 +289,21 @@ impl Store {
             )
             .await;
         if let Some(value) = first.value {
-            let header = first.header;
-            let stale = header.is_some_and(|h| h.fail_safe);
-            let due = !stale
-                && tier
+            key_buffer::give_back(k);
+            let stale = first.header.is_some_and(|h| h.fail_safe);
+            // The type's tier policy and the clock only for a caller that refreshes ahead.
+            let due = policy.refresh_ahead
+                && !stale
+                && self
+                    .inner
+                    .tiers
+                    .get(cache_type)
                     .refresh_ahead
-                    .zip(header)
+                    .zip(first.header)
                     .is_some_and(|(f, h)| h.is_past(f, codec::now_ms()));
             return Ok((Served { value, stale }, due));
         }
+        let tier = self.inner.tiers.get(cache_type);
         let stale = first.stale;
         let ctx = StoreCtx {
             scope: &scope,
@@ -298,7 +315,7 @@ impl Store {
         // The miss path is boxed so a hit's future stays small: hits are the hot path.
         let has_stale = stale.is_some();
         let miss = self.after_miss(ctx, &g, policy, move || compute(has_stale));
-        match (Box::pin(miss).await, stale) {
+        let outcome = match (Box::pin(miss).await, stale) {
             (Ok(value), _) => Ok((
                 Served {
                     value,
@@ -317,7 +334,9 @@ impl Store {
                 Ok((Served { value, stale: true }, false))
             }
             (Err(e), _) => Err(e),
-        }
+        };
+        key_buffer::give_back(k);
+        outcome
     }
 
     /// Single-flight computation after a first read missed.

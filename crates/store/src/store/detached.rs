@@ -65,6 +65,7 @@ impl Store {
             unshare_error: |s: &Shared| s.downcast_ref::<Detached<E>>().cloned(),
             hard_timeout: true,
             is_soft: |e| matches!(e, Detached::Soft),
+            refresh_ahead: true,
         };
         let mut slot = Some(compute);
         let outcome = {
