@@ -226,6 +226,26 @@ fn store_expr(rt: &TokenStream, store: Option<&syn::Expr>) -> TokenStream {
     }
 }
 
+/// The store of a `#[cached]` call, as `run` takes it. `store = <argument>` naming an argument that is a shared
+/// reference is borrowed: a hit then clones no store (the reference is `Copy`, so the body can still use it);
+/// any other store is owned, as [`store_expr`] gives it.
+fn cached_store_expr(
+    rt: &TokenStream,
+    store: Option<&syn::Expr>,
+    named: &[KeyedArg],
+) -> TokenStream {
+    if let Some(syn::Expr::Path(p)) = store
+        && let Some(i) = p.path.get_ident()
+        && named
+            .iter()
+            .any(|n| n.ident == *i && matches!(&n.ty, Type::Reference(r) if r.mutability.is_none()))
+    {
+        return quote_spanned!(i.span()=> #rt::store_ref(#i));
+    }
+    let owned = store_expr(rt, store);
+    quote!(#rt::owned_store(#owned))
+}
+
 /// The block that fixes an `async` block's output type to the function's, so `?` and `return` in the body
 /// keep their meaning.
 fn body_block(func: &ItemFn, ret: &Type) -> TokenStream {
@@ -347,7 +367,7 @@ pub(crate) fn cached(
         .map_or_else(|| preset.cache_type.to_owned(), LitStr::value);
     let ttl_ms = opts.ttl_ms.unwrap_or(0);
     let version = opts.version.unwrap_or(0);
-    let store = store_expr(&rt, opts.store.as_ref());
+    let store = cached_store_expr(&rt, opts.store.as_ref(), &a.named);
     let tags = &opts.tags;
 
     let ret = &a.ret;

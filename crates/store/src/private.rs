@@ -86,12 +86,12 @@ impl Site {
         self.prepared().1.clone()
     }
 
-    /// The derived key: `{path with '.' for '::'}/v{version}/{digest}`.
+    /// The derived key: `{path with '.' for '::'}/v{version}/{digest}`, built in one buffer.
     pub fn derived_key(&self, hasher: ArgsHasher) -> String {
         let prefix = &self.prepared().0;
         let mut key = String::with_capacity(prefix.len() + 64);
         key.push_str(prefix);
-        key.push_str(&hasher.finish_hex());
+        hasher.finish_hex_into(&mut key);
         key
     }
 
@@ -131,36 +131,47 @@ pub fn installed() -> Option<Store> {
 /// What `store = <expr>` may evaluate to.
 pub trait StoreArg {
     /// The store, if any.
-    fn to_store(&self) -> Option<Store>;
+    fn as_store(&self) -> Option<&Store>;
 }
 
 impl StoreArg for Store {
-    fn to_store(&self) -> Option<Store> {
-        Some(self.clone())
+    fn as_store(&self) -> Option<&Store> {
+        Some(self)
     }
 }
 
 impl StoreArg for Arc<Store> {
-    fn to_store(&self) -> Option<Store> {
-        Some(Store::clone(self))
+    fn as_store(&self) -> Option<&Store> {
+        Some(Arc::as_ref(self))
     }
 }
 
 impl<T: StoreArg> StoreArg for Option<T> {
-    fn to_store(&self) -> Option<Store> {
-        self.as_ref().and_then(StoreArg::to_store)
+    fn as_store(&self) -> Option<&Store> {
+        self.as_ref().and_then(StoreArg::as_store)
     }
 }
 
 impl<T: StoreArg + ?Sized> StoreArg for &T {
-    fn to_store(&self) -> Option<Store> {
-        (**self).to_store()
+    fn as_store(&self) -> Option<&Store> {
+        (**self).as_store()
     }
 }
 
-/// Evaluates a `store = <expr>` option.
+/// Evaluates a `store = <expr>` option (a clone: the expression may be a temporary, or the body may take it).
 pub fn store_of<T: StoreArg + ?Sized>(s: &T) -> Option<Store> {
-    s.to_store()
+    s.as_store().cloned()
+}
+
+/// `store = <argument>` of `#[cached]` for an argument that is a shared reference: borrowed for the call, so a
+/// hit touches no reference count (a clone is an atomic increment and decrement on a line all cores share).
+pub fn store_ref<T: StoreArg + ?Sized>(s: &T) -> Option<Cow<'_, Store>> {
+    s.as_store().map(Cow::Borrowed)
+}
+
+/// Any other store of a `#[cached]` call, as [`run`] takes it.
+pub fn owned_store(store: Option<Store>) -> Option<Cow<'static, Store>> {
+    store.map(Cow::Owned)
 }
 
 /// What `tenant = <expr>` may evaluate to.
@@ -365,7 +376,7 @@ pub type Call = (Scope, String, Vec<String>);
 
 /// Runs a function whose result is a `Result`: `Ok` is cached, `Err` is not.
 pub async fn run<T, E, B, Fut>(
-    store: Option<Store>,
+    store: Option<Cow<'_, Store>>,
     call: Option<Result<Call, CallError>>,
     site: &'static Site,
     sharing: Sharing<E>,
@@ -430,7 +441,7 @@ where
 
 /// Runs a function whose result is not a `Result`.
 pub async fn run_infallible<T, B, Fut>(
-    store: Option<Store>,
+    store: Option<Cow<'_, Store>>,
     call: Option<Result<Call, CallError>>,
     site: &'static Site,
     should_cache: fn(&T) -> bool,
