@@ -368,10 +368,26 @@ pub(crate) fn cached(
     let ttl_ms = opts.ttl_ms.unwrap_or(0);
     let version = opts.version.unwrap_or(0);
     let store = cached_store_expr(&rt, opts.store.as_ref(), &a.named);
-    let tags = &opts.tags;
 
     let ret = &a.ret;
     let body = body_block(&func, ret);
+    // The tags are evaluated from the arguments the body then takes, and only when `run` asks (a miss about to
+    // run the body): a hit evaluates no tag expression and allocates no tag.
+    let body = if opts.tags.is_empty() {
+        quote!(move |_: bool| (#rt::Vec::<#rt::String>::new(), #body))
+    } else {
+        let tags = &opts.tags;
+        quote! {
+            move |__fc_tagged: bool| {
+                let __fc_tags: #rt::Vec<#rt::String> = if __fc_tagged {
+                    #rt::vec![#(#rt::ToString::to_string(&(#tags))),*]
+                } else {
+                    #rt::Vec::new()
+                };
+                (__fc_tags, #body)
+            }
+        }
+    };
     // The check comes first and is spanned at the return type, so a value that cannot be cached is reported
     // there before anywhere else.
     let check = match a.mode {
@@ -425,15 +441,13 @@ pub(crate) fn cached(
                     (|| -> #rt::Result<_, #rt::CallError> {
                         let __fc_scope = #scope?;
                         let __fc_key = #key;
-                        let __fc_tags: #rt::Vec<#rt::String> =
-                            #rt::vec![#(#rt::ToString::to_string(&(#tags))),*];
-                        #rt::Result::Ok((__fc_scope, __fc_key, __fc_tags))
+                        #rt::Result::Ok((__fc_scope, __fc_key))
                     })(),
                 ),
                 #rt::Option::None => #rt::Option::None,
             };
             // Built only when the body must run, so a hit never moves it.
-            let __fc_body = move || #body;
+            let __fc_body = #body;
             #check
             #call
         }

@@ -18,7 +18,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     InvalidationStrategy, Store, StoreError,
     flight::Shared,
-    store::{ComputePolicy, Failure},
+    store::{ComputePolicy, EntryTags, Failure},
 };
 
 pub use std::{
@@ -371,10 +371,13 @@ pub fn always<T>(_: &T) -> bool {
     true
 }
 
-/// One call's scope, key and tags, as the generated code derives them.
-pub type Call = (Scope, String, Vec<String>);
+/// One call's scope and key, as the generated code derives them.
+pub type Call = (Scope, String);
 
 /// Runs a function whose result is a `Result`: `Ok` is cached, `Err` is not.
+///
+/// `body(tagged)` gives the function's tags and its future. The tags are evaluated only when `tagged`: when the
+/// body is about to run for the cache (a miss), never on a hit and never when the function runs uncached.
 pub async fn run<T, E, B, Fut>(
     store: Option<Cow<'_, Store>>,
     call: Option<Result<Call, CallError>>,
@@ -385,27 +388,27 @@ pub async fn run<T, E, B, Fut>(
 ) -> Result<T, E>
 where
     T: CacheValue,
-    B: FnOnce() -> Fut,
+    B: FnOnce(bool) -> (Vec<String>, Fut),
     Fut: Future<Output = Result<T, E>>,
 {
-    let (store, scope, key, tags) = match (store, call) {
-        (Some(store), Some(Ok(call))) => (store, call.0, call.1, call.2),
+    let (store, (scope, key)) = match (store, call) {
+        (Some(store), Some(Ok(call))) => (store, call),
         (Some(_), Some(Err(e))) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
-            return body().await;
+            return uncached(body).await;
         }
-        _ => return body().await,
+        _ => return uncached(body).await,
     };
     let cache_type = match site.cache_type() {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
-            return body().await;
+            return uncached(body).await;
         }
     };
-    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let tags = OnceLock::new();
     let policy = ComputePolicy {
-        tags: &tags,
+        tags: EntryTags::Computed(&tags),
         ttl: site.ttl(),
         should_cache,
         share_error: sharing.share,
@@ -419,7 +422,9 @@ where
     let mut slot = Some(body);
     let outcome = store
         .compute_with(scope, cache_type, &key, &policy, |_| {
-            (slot.take().expect("the body is taken once"))()
+            let (named, fut) = (slot.take().expect("the body is taken once"))(true);
+            let _ = tags.set(named);
+            fut
         })
         .await;
     match outcome {
@@ -430,13 +435,21 @@ where
                 tracing::warn!(function = site.path, error = %e, "call not cached");
             }
             match slot.take() {
-                Some(body) => body().await,
+                Some(body) => uncached(body).await,
                 // Unreachable by the contract of `compute_with` (store failures come before the
                 // computation); report instead of guessing a value.
                 None => unreachable!("the store refused a call after running its body"),
             }
         }
     }
+}
+
+/// The body's future for a call that runs without the cache: its tags are not evaluated.
+fn uncached<B, Fut>(body: B) -> Fut
+where
+    B: FnOnce(bool) -> (Vec<String>, Fut),
+{
+    body(false).1
 }
 
 /// Runs a function whose result is not a `Result`.
@@ -449,14 +462,17 @@ pub async fn run_infallible<T, B, Fut>(
 ) -> T
 where
     T: CacheValue,
-    B: FnOnce() -> Fut,
+    B: FnOnce(bool) -> (Vec<String>, Fut),
     Fut: Future<Output = T>,
 {
     let sharing = Sharing::<Infallible> {
         share: |_| None,
         unshare: |_| None,
     };
-    let body = move || async move { Ok::<T, Infallible>(body().await) };
+    let body = move |tagged: bool| {
+        let (tags, fut) = body(tagged);
+        (tags, async move { Ok::<T, Infallible>(fut.await) })
+    };
     match run(store, call, site, sharing, should_cache, body).await {
         Ok(v) => v,
         Err(never) => match never {},

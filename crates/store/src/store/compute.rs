@@ -18,7 +18,7 @@ use super::{
     Store,
     lease::{self, Attempt},
     read::{Gens, key_buffer},
-    write::Stamp,
+    write::{EntryTags, Stamp},
 };
 use crate::{
     ComputeError, StoreError,
@@ -28,8 +28,8 @@ use crate::{
 
 /// How [`Store::compute_with`] treats computed values and errors.
 pub(crate) struct ComputePolicy<'t, T, E> {
-    /// Tags a computed value is written with (design 0014).
-    pub(crate) tags: &'t [&'t str],
+    /// Tags a computed value (or a fail-safe copy) is written with (design 0014).
+    pub(crate) tags: EntryTags<'t>,
     /// The entry's TTL; `None` uses the cache type's.
     pub(crate) ttl: Option<Duration>,
     /// Whether a computed value is written (it is shared with concurrent waiters either way).
@@ -187,7 +187,7 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let policy = ComputePolicy {
-            tags: &[],
+            tags: EntryTags::Given(&[]),
             ttl: None,
             should_cache,
             share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
@@ -314,8 +314,9 @@ impl Store {
         };
         // The miss path is boxed so a hit's future stays small: hits are the hot path.
         let has_stale = stale.is_some();
-        let miss = self.after_miss(ctx, &g, policy, move || compute(has_stale));
-        let outcome = match (Box::pin(miss).await, stale) {
+        let mut pending = Some(move || compute(has_stale));
+        let missed = Box::pin(self.after_miss(ctx, &g, policy, &mut pending)).await;
+        let outcome = match (missed, stale) {
             (Ok(value), _) => Ok((
                 Served {
                     value,
@@ -325,12 +326,14 @@ impl Store {
             )),
             (Err(Failure::Compute(e)), Some(value)) => {
                 let copy = (!(policy.is_soft)(&e)).then_some(tier.fail_safe_throttle);
-                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, policy.tags)).await;
+                let tags = policy.tags.for_copy(&mut pending);
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, &tags)).await;
                 Ok((Served { value, stale: true }, false))
             }
             (Err(Failure::TimedOut(_)), Some(value)) => {
                 let copy = Some(tier.fail_safe_throttle);
-                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, policy.tags)).await;
+                let tags = policy.tags.for_copy(&mut pending);
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, &tags)).await;
                 Ok((Served { value, stale: true }, false))
             }
             (Err(e), _) => Err(e),
@@ -339,13 +342,13 @@ impl Store {
         outcome
     }
 
-    /// Single-flight computation after a first read missed.
+    /// Single-flight computation after a first read missed. `compute` is taken only if this call computes.
     async fn after_miss<T, E, F, Fut>(
         &self,
         ctx: StoreCtx<'_>,
         g: &Gens<'_>,
         policy: &ComputePolicy<'_, T, E>,
-        compute: F,
+        compute: &mut Option<F>,
     ) -> Result<T, Failure<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -363,7 +366,6 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        let mut compute = Some(compute);
         loop {
             match self.inner.flights.join(k.as_str()) {
                 Role::Follower(rx) => {
@@ -546,8 +548,9 @@ impl Store {
                     && (policy.should_cache)(&value)
                 {
                     let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy);
+                    let tags = policy.tags.names();
                     let encoded = match encoded {
-                        Ok(e) => self.tagged(ctx.scope, ctx.cache_type, e, policy.tags).await,
+                        Ok(e) => self.tagged(ctx.scope, ctx.cache_type, e, &tags).await,
                         Err(e) => Err(StoreError::Encode(e)),
                     };
                     match encoded {

@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     Store,
     compute::{ComputePolicy, Served, compute_error},
-    write::Stamp,
+    write::{EntryTags, Stamp},
 };
 use crate::{ComputeError, StoreError, codec, flight::Shared};
 
@@ -58,7 +58,7 @@ impl Store {
         let scope = scope.as_scope().to_scope();
         let soft = self.inner.tiers.get(cache_type).soft_timeout;
         let policy = ComputePolicy {
-            tags: &[],
+            tags: EntryTags::Given(&[]),
             ttl: None,
             should_cache: |_: &T| true,
             share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
