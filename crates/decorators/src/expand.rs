@@ -226,6 +226,26 @@ fn store_expr(rt: &TokenStream, store: Option<&syn::Expr>) -> TokenStream {
     }
 }
 
+/// The store of a `#[cached]` call, as `run` takes it. `store = <argument>` naming an argument that is a shared
+/// reference is borrowed: a hit then clones no store (the reference is `Copy`, so the body can still use it);
+/// any other store is owned, as [`store_expr`] gives it.
+fn cached_store_expr(
+    rt: &TokenStream,
+    store: Option<&syn::Expr>,
+    named: &[KeyedArg],
+) -> TokenStream {
+    if let Some(syn::Expr::Path(p)) = store
+        && let Some(i) = p.path.get_ident()
+        && named
+            .iter()
+            .any(|n| n.ident == *i && matches!(&n.ty, Type::Reference(r) if r.mutability.is_none()))
+    {
+        return quote_spanned!(i.span()=> #rt::store_ref(#i));
+    }
+    let owned = store_expr(rt, store);
+    quote!(#rt::owned_store(#owned))
+}
+
 /// The block that fixes an `async` block's output type to the function's, so `?` and `return` in the body
 /// keep their meaning.
 fn body_block(func: &ItemFn, ret: &Type) -> TokenStream {
@@ -347,11 +367,27 @@ pub(crate) fn cached(
         .map_or_else(|| preset.cache_type.to_owned(), LitStr::value);
     let ttl_ms = opts.ttl_ms.unwrap_or(0);
     let version = opts.version.unwrap_or(0);
-    let store = store_expr(&rt, opts.store.as_ref());
-    let tags = &opts.tags;
+    let store = cached_store_expr(&rt, opts.store.as_ref(), &a.named);
 
     let ret = &a.ret;
     let body = body_block(&func, ret);
+    // The tags are evaluated from the arguments the body then takes, and only when `run` asks (a miss about to
+    // run the body): a hit evaluates no tag expression and allocates no tag.
+    let body = if opts.tags.is_empty() {
+        quote!(move |_: bool| (#rt::Vec::<#rt::String>::new(), #body))
+    } else {
+        let tags = &opts.tags;
+        quote! {
+            move |__fc_tagged: bool| {
+                let __fc_tags: #rt::Vec<#rt::String> = if __fc_tagged {
+                    #rt::vec![#(#rt::ToString::to_string(&(#tags))),*]
+                } else {
+                    #rt::Vec::new()
+                };
+                (__fc_tags, #body)
+            }
+        }
+    };
     // The check comes first and is spanned at the return type, so a value that cannot be cached is reported
     // there before anywhere else.
     let check = match a.mode {
@@ -405,15 +441,13 @@ pub(crate) fn cached(
                     (|| -> #rt::Result<_, #rt::CallError> {
                         let __fc_scope = #scope?;
                         let __fc_key = #key;
-                        let __fc_tags: #rt::Vec<#rt::String> =
-                            #rt::vec![#(#rt::ToString::to_string(&(#tags))),*];
-                        #rt::Result::Ok((__fc_scope, __fc_key, __fc_tags))
+                        #rt::Result::Ok((__fc_scope, __fc_key))
                     })(),
                 ),
                 #rt::Option::None => #rt::Option::None,
             };
             // Built only when the body must run, so a hit never moves it.
-            let __fc_body = move || #body;
+            let __fc_body = #body;
             #check
             #call
         }

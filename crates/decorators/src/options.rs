@@ -17,7 +17,8 @@ pub(crate) struct CachedOptions {
     pub(crate) cache_none: bool,
     pub(crate) name: Option<LitStr>,
     pub(crate) krate: Option<Path>,
-    /// `tag = <expr>`, repeatable: evaluated per call (a `Display` value), the entry is written with it.
+    /// `tag = <expr>`, repeatable: a `Display` value the entry is written with, evaluated only when the body runs
+    /// for the cache (a miss), never on a hit.
     pub(crate) tags: Vec<Expr>,
 }
 

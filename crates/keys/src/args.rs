@@ -83,13 +83,19 @@ impl ArgsHasher {
 
     /// The digest as 64 lowercase hex characters.
     pub fn finish_hex(self) -> String {
-        let digest = self.sha.finalize();
         let mut s = String::with_capacity(64);
-        for b in digest {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        self.finish_hex_into(&mut s);
         s
+    }
+
+    /// [`ArgsHasher::finish_hex`] appended to `out`: a key that starts with a prefix is built in one buffer.
+    pub fn finish_hex_into(self, out: &mut String) {
+        let digest = self.sha.finalize();
+        out.reserve(64);
+        for b in digest {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     InvalidationStrategy, Store, StoreError,
     flight::Shared,
-    store::{ComputePolicy, Failure},
+    store::{ComputePolicy, EntryTags, Failure},
 };
 
 pub use std::{
@@ -86,12 +86,12 @@ impl Site {
         self.prepared().1.clone()
     }
 
-    /// The derived key: `{path with '.' for '::'}/v{version}/{digest}`.
+    /// The derived key: `{path with '.' for '::'}/v{version}/{digest}`, built in one buffer.
     pub fn derived_key(&self, hasher: ArgsHasher) -> String {
         let prefix = &self.prepared().0;
         let mut key = String::with_capacity(prefix.len() + 64);
         key.push_str(prefix);
-        key.push_str(&hasher.finish_hex());
+        hasher.finish_hex_into(&mut key);
         key
     }
 
@@ -131,36 +131,47 @@ pub fn installed() -> Option<Store> {
 /// What `store = <expr>` may evaluate to.
 pub trait StoreArg {
     /// The store, if any.
-    fn to_store(&self) -> Option<Store>;
+    fn as_store(&self) -> Option<&Store>;
 }
 
 impl StoreArg for Store {
-    fn to_store(&self) -> Option<Store> {
-        Some(self.clone())
+    fn as_store(&self) -> Option<&Store> {
+        Some(self)
     }
 }
 
 impl StoreArg for Arc<Store> {
-    fn to_store(&self) -> Option<Store> {
-        Some(Store::clone(self))
+    fn as_store(&self) -> Option<&Store> {
+        Some(Arc::as_ref(self))
     }
 }
 
 impl<T: StoreArg> StoreArg for Option<T> {
-    fn to_store(&self) -> Option<Store> {
-        self.as_ref().and_then(StoreArg::to_store)
+    fn as_store(&self) -> Option<&Store> {
+        self.as_ref().and_then(StoreArg::as_store)
     }
 }
 
 impl<T: StoreArg + ?Sized> StoreArg for &T {
-    fn to_store(&self) -> Option<Store> {
-        (**self).to_store()
+    fn as_store(&self) -> Option<&Store> {
+        (**self).as_store()
     }
 }
 
-/// Evaluates a `store = <expr>` option.
+/// Evaluates a `store = <expr>` option (a clone: the expression may be a temporary, or the body may take it).
 pub fn store_of<T: StoreArg + ?Sized>(s: &T) -> Option<Store> {
-    s.to_store()
+    s.as_store().cloned()
+}
+
+/// `store = <argument>` of `#[cached]` for an argument that is a shared reference: borrowed for the call, so a
+/// hit touches no reference count (a clone is an atomic increment and decrement on a line all cores share).
+pub fn store_ref<T: StoreArg + ?Sized>(s: &T) -> Option<Cow<'_, Store>> {
+    s.as_store().map(Cow::Borrowed)
+}
+
+/// Any other store of a `#[cached]` call, as [`run`] takes it.
+pub fn owned_store(store: Option<Store>) -> Option<Cow<'static, Store>> {
+    store.map(Cow::Owned)
 }
 
 /// What `tenant = <expr>` may evaluate to.
@@ -360,12 +371,15 @@ pub fn always<T>(_: &T) -> bool {
     true
 }
 
-/// One call's scope, key and tags, as the generated code derives them.
-pub type Call = (Scope, String, Vec<String>);
+/// One call's scope and key, as the generated code derives them.
+pub type Call = (Scope, String);
 
 /// Runs a function whose result is a `Result`: `Ok` is cached, `Err` is not.
+///
+/// `body(tagged)` gives the function's tags and its future. The tags are evaluated only when `tagged`: when the
+/// body is about to run for the cache (a miss), never on a hit and never when the function runs uncached.
 pub async fn run<T, E, B, Fut>(
-    store: Option<Store>,
+    store: Option<Cow<'_, Store>>,
     call: Option<Result<Call, CallError>>,
     site: &'static Site,
     sharing: Sharing<E>,
@@ -374,27 +388,27 @@ pub async fn run<T, E, B, Fut>(
 ) -> Result<T, E>
 where
     T: CacheValue,
-    B: FnOnce() -> Fut,
+    B: FnOnce(bool) -> (Vec<String>, Fut),
     Fut: Future<Output = Result<T, E>>,
 {
-    let (store, scope, key, tags) = match (store, call) {
-        (Some(store), Some(Ok(call))) => (store, call.0, call.1, call.2),
+    let (store, (scope, key)) = match (store, call) {
+        (Some(store), Some(Ok(call))) => (store, call),
         (Some(_), Some(Err(e))) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
-            return body().await;
+            return uncached(body).await;
         }
-        _ => return body().await,
+        _ => return uncached(body).await,
     };
     let cache_type = match site.cache_type() {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(function = site.path, error = %e, "call not cached");
-            return body().await;
+            return uncached(body).await;
         }
     };
-    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let tags = OnceLock::new();
     let policy = ComputePolicy {
-        tags: &tags,
+        tags: EntryTags::Computed(&tags),
         ttl: site.ttl(),
         should_cache,
         share_error: sharing.share,
@@ -403,11 +417,14 @@ where
         // still applies).
         hard_timeout: false,
         is_soft: |_| false,
+        refresh_ahead: false,
     };
     let mut slot = Some(body);
     let outcome = store
         .compute_with(scope, cache_type, &key, &policy, |_| {
-            (slot.take().expect("the body is taken once"))()
+            let (named, fut) = (slot.take().expect("the body is taken once"))(true);
+            let _ = tags.set(named);
+            fut
         })
         .await;
     match outcome {
@@ -418,7 +435,7 @@ where
                 tracing::warn!(function = site.path, error = %e, "call not cached");
             }
             match slot.take() {
-                Some(body) => body().await,
+                Some(body) => uncached(body).await,
                 // Unreachable by the contract of `compute_with` (store failures come before the
                 // computation); report instead of guessing a value.
                 None => unreachable!("the store refused a call after running its body"),
@@ -427,9 +444,17 @@ where
     }
 }
 
+/// The body's future for a call that runs without the cache: its tags are not evaluated.
+fn uncached<B, Fut>(body: B) -> Fut
+where
+    B: FnOnce(bool) -> (Vec<String>, Fut),
+{
+    body(false).1
+}
+
 /// Runs a function whose result is not a `Result`.
 pub async fn run_infallible<T, B, Fut>(
-    store: Option<Store>,
+    store: Option<Cow<'_, Store>>,
     call: Option<Result<Call, CallError>>,
     site: &'static Site,
     should_cache: fn(&T) -> bool,
@@ -437,14 +462,17 @@ pub async fn run_infallible<T, B, Fut>(
 ) -> T
 where
     T: CacheValue,
-    B: FnOnce() -> Fut,
+    B: FnOnce(bool) -> (Vec<String>, Fut),
     Fut: Future<Output = T>,
 {
     let sharing = Sharing::<Infallible> {
         share: |_| None,
         unshare: |_| None,
     };
-    let body = move || async move { Ok::<T, Infallible>(body().await) };
+    let body = move |tagged: bool| {
+        let (tags, fut) = body(tagged);
+        (tags, async move { Ok::<T, Infallible>(fut.await) })
+    };
     match run(store, call, site, sharing, should_cache, body).await {
         Ok(v) => v,
         Err(never) => match never {},

@@ -342,3 +342,41 @@ async fn a_tag_names_what_an_invalidation_retires() {
     let _ = invoice(&store, "acme", 2, 20).await.unwrap();
     assert_eq!(TAGGED_CALLS.get(), 6);
 }
+
+static STATEMENT_CALLS: Calls = Calls::new();
+static STATEMENT_TAGS: Calls = Calls::new();
+
+fn statement_tag(customer: u32) -> String {
+    STATEMENT_TAGS.hit();
+    format!("customer:{customer}")
+}
+
+#[cached(store = store, cache_type = "billing", tag = statement_tag(customer))]
+async fn statement(store: &Store, tenant_id: &str, customer: u32) -> u32 {
+    STATEMENT_CALLS.hit();
+    customer * 2
+}
+
+/// A tag is needed only to write the entry: a hit evaluates no tag expression (issue 32).
+#[tokio::test]
+async fn tag_expressions_are_evaluated_on_a_miss_only() {
+    let (_server, store) = redis_store();
+    assert_eq!(statement(&store, "acme", 4).await, 8);
+    assert_eq!((STATEMENT_CALLS.get(), STATEMENT_TAGS.get()), (1, 1));
+    for _ in 0..3 {
+        assert_eq!(statement(&store, "acme", 4).await, 8);
+    }
+    assert_eq!(
+        (STATEMENT_CALLS.get(), STATEMENT_TAGS.get()),
+        (1, 1),
+        "hits evaluate no tag"
+    );
+
+    // The entry was written with its tag all the same.
+    store
+        .invalidate_tag(&"acme".parse::<TenantId>().unwrap(), "customer:4")
+        .await
+        .unwrap();
+    assert_eq!(statement(&store, "acme", 4).await, 8);
+    assert_eq!((STATEMENT_CALLS.get(), STATEMENT_TAGS.get()), (2, 2));
+}

@@ -11,19 +11,30 @@ use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
 /// Test-profile settings on the Redis backend at `url` (a child process knows only the url; in process, a
 /// server's own `overrides()` say the same), with short timeouts so fault tests stay fast.
 pub(crate) fn redis_settings(url: &str) -> Settings {
+    redis_settings_with(url, &[])
+}
+
+/// [`redis_settings`] with `extra` overrides on top.
+fn redis_settings_with(url: &str, extra: &[(&str, &str)]) -> Settings {
     let server = [("backend", "redis"), ("redis.url", url)];
     Settings::load(
         LoadOptions::isolated(Environment::Test)
             .set_all(server)
-            .set_all(FAST_FAILURE.iter().copied()),
+            .set_all(FAST_FAILURE.iter().copied())
+            .set_all(extra.iter().copied()),
     )
     .expect("test settings load")
 }
 
 /// A store on a fresh private redis-server.
 pub(crate) fn redis_store() -> (RedisServer, Store) {
+    redis_store_with(&[])
+}
+
+/// A store on a fresh private redis-server, with `extra` settings (say, a cache type's fail-safe).
+pub(crate) fn redis_store_with(extra: &[(&str, &str)]) -> (RedisServer, Store) {
     let server = RedisServer::start();
-    let store = Store::from_settings(&redis_settings(&server.url())).expect("store");
+    let store = Store::from_settings(&redis_settings_with(&server.url(), extra)).expect("store");
     (server, store)
 }
 

@@ -17,8 +17,8 @@ use tracing::{Instrument, debug_span};
 use super::{
     Store,
     lease::{self, Attempt},
-    read::Gens,
-    write::Stamp,
+    read::{Gens, key_buffer},
+    write::{EntryTags, Stamp},
 };
 use crate::{
     ComputeError, StoreError,
@@ -28,8 +28,8 @@ use crate::{
 
 /// How [`Store::compute_with`] treats computed values and errors.
 pub(crate) struct ComputePolicy<'t, T, E> {
-    /// Tags a computed value is written with (design 0014).
-    pub(crate) tags: &'t [&'t str],
+    /// Tags a computed value (or a fail-safe copy) is written with (design 0014).
+    pub(crate) tags: EntryTags<'t>,
     /// The entry's TTL; `None` uses the cache type's.
     pub(crate) ttl: Option<Duration>,
     /// Whether a computed value is written (it is shared with concurrent waiters either way).
@@ -43,6 +43,9 @@ pub(crate) struct ComputePolicy<'t, T, E> {
     /// Whether an error only says the computation outlived its soft timeout (it goes on in the background, so
     /// no fail-safe copy is written over what it will write).
     pub(crate) is_soft: fn(&E) -> bool,
+    /// Whether the caller refreshes ahead (`get_or_compute_detached`): only then does a hit look up the type's
+    /// `refresh_ahead` point and read the clock.
+    pub(crate) refresh_ahead: bool,
 }
 
 /// A value, and whether it is stale: served by fail-safe because its computation failed or was slow, or a
@@ -184,13 +187,14 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let policy = ComputePolicy {
-            tags: &[],
+            tags: EntryTags::Given(&[]),
             ttl: None,
             should_cache,
             share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
             unshare_error: |s: &Shared| s.downcast_ref::<Arc<E>>().cloned(),
             hard_timeout: true,
             is_soft: |_| false,
+            refresh_ahead: false,
         };
         let compute = |_| async { compute().await.map_err(Arc::new) };
         let outcome = self
@@ -210,7 +214,8 @@ impl Store {
     ///
     /// A [`Failure::Store`] is only ever returned before `compute` is called, so a caller can still run its
     /// computation itself. `compute` is told whether a stale value is at hand to fall back on. The `bool`
-    /// returned with a fresh hit says that the entry is past its type's `refresh_ahead` point.
+    /// returned with a fresh hit says that the entry is past its type's `refresh_ahead` point (asked only with
+    /// `policy.refresh_ahead`).
     pub(crate) async fn compute_with<T, E, F, Fut>(
         &self,
         scope: Scope,
@@ -229,9 +234,16 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        self.compute_inner(scope, cache_type, key, policy, compute)
-            .instrument(span)
-            .await
+        // As in `get`: without a subscriber for the span, no `Instrumented` wrapper (it would move the whole
+        // engine future once more per call, hits included).
+        if span.is_disabled() {
+            self.compute_inner(scope, cache_type, key, policy, compute)
+                .await
+        } else {
+            self.compute_inner(scope, cache_type, key, policy, compute)
+                .instrument(span)
+                .await
+        }
     }
 
     async fn compute_inner<T, E, F, Fut>(
@@ -266,7 +278,6 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        let tier = self.inner.tiers.get(cache_type);
         let first = self
             .lookup(
                 &k,
@@ -278,15 +289,21 @@ impl Store {
             )
             .await;
         if let Some(value) = first.value {
-            let header = first.header;
-            let stale = header.is_some_and(|h| h.fail_safe);
-            let due = !stale
-                && tier
+            key_buffer::give_back(k);
+            let stale = first.header.is_some_and(|h| h.fail_safe);
+            // The type's tier policy and the clock only for a caller that refreshes ahead.
+            let due = policy.refresh_ahead
+                && !stale
+                && self
+                    .inner
+                    .tiers
+                    .get(cache_type)
                     .refresh_ahead
-                    .zip(header)
+                    .zip(first.header)
                     .is_some_and(|(f, h)| h.is_past(f, codec::now_ms()));
             return Ok((Served { value, stale }, due));
         }
+        let tier = self.inner.tiers.get(cache_type);
         let stale = first.stale;
         let ctx = StoreCtx {
             scope: &scope,
@@ -297,8 +314,9 @@ impl Store {
         };
         // The miss path is boxed so a hit's future stays small: hits are the hot path.
         let has_stale = stale.is_some();
-        let miss = self.after_miss(ctx, &g, policy, move || compute(has_stale));
-        match (Box::pin(miss).await, stale) {
+        let mut pending = Some(move || compute(has_stale));
+        let missed = Box::pin(self.after_miss(ctx, &g, policy, &mut pending)).await;
+        let outcome = match (missed, stale) {
             (Ok(value), _) => Ok((
                 Served {
                     value,
@@ -308,25 +326,29 @@ impl Store {
             )),
             (Err(Failure::Compute(e)), Some(value)) => {
                 let copy = (!(policy.is_soft)(&e)).then_some(tier.fail_safe_throttle);
-                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, policy.tags)).await;
+                let tags = policy.tags.for_copy(&mut pending);
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, &tags)).await;
                 Ok((Served { value, stale: true }, false))
             }
             (Err(Failure::TimedOut(_)), Some(value)) => {
                 let copy = Some(tier.fail_safe_throttle);
-                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, policy.tags)).await;
+                let tags = policy.tags.for_copy(&mut pending);
+                Box::pin(self.serve_stale(&scope, cache_type, &k, &value, copy, &tags)).await;
                 Ok((Served { value, stale: true }, false))
             }
             (Err(e), _) => Err(e),
-        }
+        };
+        key_buffer::give_back(k);
+        outcome
     }
 
-    /// Single-flight computation after a first read missed.
+    /// Single-flight computation after a first read missed. `compute` is taken only if this call computes.
     async fn after_miss<T, E, F, Fut>(
         &self,
         ctx: StoreCtx<'_>,
         g: &Gens<'_>,
         policy: &ComputePolicy<'_, T, E>,
-        compute: F,
+        compute: &mut Option<F>,
     ) -> Result<T, Failure<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -344,7 +366,6 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        let mut compute = Some(compute);
         loop {
             match self.inner.flights.join(k.as_str()) {
                 Role::Follower(rx) => {
@@ -527,8 +548,9 @@ impl Store {
                     && (policy.should_cache)(&value)
                 {
                     let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy);
+                    let tags = policy.tags.names();
                     let encoded = match encoded {
-                        Ok(e) => self.tagged(ctx.scope, ctx.cache_type, e, policy.tags).await,
+                        Ok(e) => self.tagged(ctx.scope, ctx.cache_type, e, &tags).await,
                         Err(e) => Err(StoreError::Encode(e)),
                     };
                     match encoded {

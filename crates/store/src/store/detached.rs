@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     Store,
     compute::{ComputePolicy, Served, compute_error},
-    write::Stamp,
+    write::{EntryTags, Stamp},
 };
 use crate::{ComputeError, StoreError, codec, flight::Shared};
 
@@ -58,13 +58,14 @@ impl Store {
         let scope = scope.as_scope().to_scope();
         let soft = self.inner.tiers.get(cache_type).soft_timeout;
         let policy = ComputePolicy {
-            tags: &[],
+            tags: EntryTags::Given(&[]),
             ttl: None,
             should_cache: |_: &T| true,
             share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
             unshare_error: |s: &Shared| s.downcast_ref::<Detached<E>>().cloned(),
             hard_timeout: true,
             is_soft: |e| matches!(e, Detached::Soft),
+            refresh_ahead: true,
         };
         let mut slot = Some(compute);
         let outcome = {

@@ -38,6 +38,7 @@ pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
+pub(crate) use write::EntryTags;
 pub use write::WriteOutcome;
 
 /// The store `#[cached]` functions use when they name none.

@@ -495,8 +495,8 @@ impl Store {
     }
 }
 
-/// Per-thread buffers for entry keys: a read builds its key into one and hands it back, saving an allocation
-/// and a free per hit.
+/// Per-thread buffers for entry keys: a read or `compute_with` (so `get_or_compute` and `#[cached]`) builds its
+/// key into one and hands it back, saving an allocation and a free per hit.
 pub(super) mod key_buffer {
     use std::cell::RefCell;
 
@@ -513,7 +513,7 @@ pub(super) mod key_buffer {
         BUFFERS.with(|b| b.borrow_mut().pop()).unwrap_or_default()
     }
 
-    pub(super) fn give_back(key: CacheKey) {
+    pub(in crate::store) fn give_back(key: CacheKey) {
         let buffer = key.into_string();
         // A buffer grown by an unusually long key is not worth keeping.
         if buffer.capacity() > 1024 {

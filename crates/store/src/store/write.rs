@@ -3,7 +3,8 @@
 //! it), the outcome counted.
 
 use std::{
-    sync::atomic::Ordering,
+    borrow::Cow,
+    sync::{OnceLock, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -32,6 +33,45 @@ pub enum WriteOutcome {
     /// The tenant's stored bytes would have passed its quota (`quotas.tenant_bytes`); the write was refused
     /// and counted (`quota_refused`).
     OverQuota,
+}
+
+/// The tags a value is written with (design 0014).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EntryTags<'t> {
+    /// Known before the call.
+    Given(&'t [&'t str]),
+    /// Set by the computation's closure when it is called: the `#[cached]` runtime evaluates its tag
+    /// expressions only then — on a miss, never on a hit.
+    Computed(&'t OnceLock<Vec<String>>),
+}
+
+impl<'t> EntryTags<'t> {
+    /// The tags as known now (`Computed` ones are none before the closure ran).
+    pub(super) fn names(self) -> Cow<'t, [&'t str]> {
+        match self {
+            EntryTags::Given(tags) => Cow::Borrowed(tags),
+            EntryTags::Computed(set) => Cow::Owned(
+                set.get()
+                    .map(|tags| tags.iter().map(String::as_str).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The tags a fail-safe copy is written with. `Computed` ones are set when the computation's closure is
+    /// called; a follower that took the leader's failure never called it, so it does now and drops the future
+    /// unpolled: nothing is computed.
+    pub(super) fn for_copy<R>(
+        self,
+        pending: &mut Option<impl FnOnce() -> R>,
+    ) -> Cow<'t, [&'t str]> {
+        if matches!(self, EntryTags::Computed(_))
+            && let Some(compute) = pending.take()
+        {
+            drop(compute());
+        }
+        self.names()
+    }
 }
 
 /// How a write is stamped and guarded: the caller's guess of the current generations, and the lease
