@@ -270,11 +270,15 @@ async fn a_fingerprint_in_capitals_is_the_same_document() {
         .await;
     let fp = doc["fingerprint"].as_str().unwrap().to_owned();
     let upper = fp.to_ascii_uppercase();
-    for _ in 0..2 {
-        let r = server
-            .get(&format!("/v1/documents/{upper}"), Some(ACME))
-            .await;
-        assert_eq!(r.status(), 200);
+    // The same identifier in capitals, and with a character percent-encoded.
+    let encoded = format!("%{:02X}{}", fp.as_bytes()[0], &upper[1..]);
+    for spelling in [&upper, &encoded] {
+        for _ in 0..2 {
+            let r = server
+                .get(&format!("/v1/documents/{spelling}"), Some(ACME))
+                .await;
+            assert_eq!(r.status(), 200);
+        }
     }
     let r = server
         .post_json(
@@ -284,17 +288,19 @@ async fn a_fingerprint_in_capitals_is_the_same_document() {
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let r = server
-        .get(&format!("/v1/documents/{upper}"), Some(ACME))
-        .await;
-    assert_ne!(
-        r.headers()
-            .get("x-cache")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        Some("HIT".to_owned()),
-        "the invalidated document is still served under its fingerprint in capitals"
-    );
-    assert_eq!(r.status(), 404);
+    for spelling in [&upper, &encoded] {
+        let r = server
+            .get(&format!("/v1/documents/{spelling}"), Some(ACME))
+            .await;
+        assert_ne!(
+            r.headers()
+                .get("x-cache")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            Some("HIT".to_owned()),
+            "the invalidated document is still served as {spelling}"
+        );
+        assert_eq!(r.status(), 404);
+    }
 }
 
 /// Every string value in Redis, as the raw reply text of its `GET`.
@@ -502,4 +508,60 @@ async fn a_tenant_cannot_make_the_backend_scan_at_line_rate() {
         "{sweeps} sweeps in {elapsed:.2} s"
     );
     assert!(joined > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_never_reaches_the_origin_however_it_is_written() {
+    let redis = RedisServer::start();
+    let p = proxy(
+        &redis,
+        start_origin().await,
+        &["--dashboard", "127.0.0.1:0"],
+    );
+    let token = support::ADMIN;
+    for (i, lines) in [
+        vec![format!("BEARER {token}")],
+        vec![format!("bearer   {token}")],
+        vec!["Basic x".to_owned(), format!("Bearer {token}")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut req = p.client.get(format!("{}/auth/{i}", p.base));
+        for l in &lines {
+            req = req.header("authorization", l);
+        }
+        let seen = req.send().await.unwrap().text().await.unwrap();
+        assert!(
+            !seen.contains(token),
+            "{lines:?} reached the origin: {seen}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_tenant_header_is_refused() {
+    let redis = RedisServer::start();
+    let p = proxy(
+        &redis,
+        start_origin().await,
+        &["--tenant-header", "x-tenant"],
+    );
+    let r = p
+        .client
+        .get(format!("{}/page", p.base))
+        .header("x-tenant", "victim")
+        .header("x-tenant", "attacker")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = p
+        .client
+        .get(format!("{}/page", p.base))
+        .header("x-tenant", "victim")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -89,7 +89,9 @@ pub(crate) fn rfc3986_normalise(text: &str) -> std::borrow::Cow<'_, str> {
             && let (Some(hv), Some(lv)) = (hex(h), hex(l))
         {
             let decoded = u8::try_from(hv * 16 + lv).unwrap_or(0);
-            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+            // `%2E` stays encoded: decoded, `/a/%2e%2e/b` would reach the service as the dot segments `/a/../b`
+            // (RFC 3986 allows either; only the encoded form cannot climb a path).
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'_' | b'~') {
                 out.push(char::from(decoded));
             } else {
                 out.push('%');
@@ -114,6 +116,10 @@ pub(crate) fn normalise_query(query: Option<&str>, ignored: &[String]) -> String
     let Some(q) = query else {
         return String::new();
     };
+    if q.is_empty() {
+        // `/a?` is not `/a` to every origin; `#` cannot be part of a query, so no query is keyed as this one.
+        return "#".to_owned();
+    }
     let q = rfc3986_normalise(q);
     if ignored.is_empty() {
         return q.into_owned();
@@ -299,7 +305,9 @@ mod tests {
             assert_ne!(n(x), n(y), "{x} vs {y}");
         }
         assert_eq!(normalise_query(None, &[]), "");
+        assert_ne!(n(""), normalise_query(None, &[]), "`/a?` is not `/a`");
         assert_eq!(rfc3986_normalise("/a%41%7e%zz%"), "/aA~%zz%");
+        assert_eq!(rfc3986_normalise("/a/%2e%2e/b"), "/a/%2E%2E/b");
         assert_eq!(rfc3986_normalise("/%c3%bc"), "/%C3%BC");
     }
 

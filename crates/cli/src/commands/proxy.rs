@@ -226,6 +226,13 @@ async fn tenancy(
             }
             TenantId::new(name).ok()
         }
+        // Twice is ambiguous: the cache would key by one and the origin might read the other.
+        Tenancy::Header(name) if req.headers().get_all(name.as_str()).iter().count() > 1 => {
+            return edge::error(
+                StatusCode::BAD_REQUEST,
+                "the tenant header appears more than once",
+            );
+        }
         // Without trusted fronts the proxy listens on loopback only (checked at start): its peers are local.
         Tenancy::Header(name)
             if attribution.trusted_fronts.is_empty() || attribution.trusts(peer) =>
@@ -251,7 +258,7 @@ async fn withhold_console_credentials(
     next: middleware::Next,
 ) -> Response {
     super::serve::Sessions::withhold_cookie(req.headers_mut());
-    if keys.is_admin(req.headers()) {
+    if keys.carries_admin(req.headers()) {
         req.headers_mut().remove(header::AUTHORIZATION);
     }
     next.run(req).await

@@ -219,8 +219,10 @@ impl Store {
         let turn = leader.turn().await;
         series.add(|c| &c.sweeps, 1);
         let outcome = self.sweep_now(scope, &series, pattern).await;
-        drop(turn);
-        leader.finish(outcome.as_ref().map(|n| *n).map_err(ToString::to_string));
+        leader.finish(
+            turn,
+            outcome.as_ref().map(|n| *n).map_err(ToString::to_string),
+        );
         outcome
     }
 

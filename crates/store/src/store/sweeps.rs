@@ -1,6 +1,7 @@
-//! Pattern sweeps (SCAN + delete), bounded per tenant: a tenant's sweeps run one at a time and at most
-//! `invalidation.max_sweeps_per_second`, and a sweep asked for while the same one is still waiting for its turn
-//! joins it instead of scanning again — so a tenant posting events whose rules sweep cannot make the backend
+//! Pattern sweeps (SCAN + delete), bounded per tenant: a tenant's sweeps run one at a time, at most
+//! `invalidation.max_sweeps_per_second`, and with four times their own duration between them (a sweep's cost
+//! grows with the whole keyspace, not the tenant's share of it); a sweep asked for while the same one is still
+//! waiting for its turn joins it instead of scanning again — so a tenant posting events whose rules sweep cannot make the backend
 //! scan its whole keyspace at line rate (issue 28). A joined sweep starts after the request that joined it, so
 //! it deletes everything that request needed deleted.
 
@@ -15,10 +16,10 @@ use tokio::{sync::watch, time::Instant};
 /// What a sweep ended with, as the requests that joined it see it.
 pub(crate) type Outcome = Result<u64, String>;
 
-/// One tenant's sweeps: the turn, when the last one started, and those waiting by pattern.
+/// One tenant's sweeps: the turn (holding when the next may start), and those waiting by pattern.
 #[derive(Default)]
 struct TenantSweeps {
-    turn: tokio::sync::Mutex<Option<Instant>>,
+    turn: Arc<tokio::sync::Mutex<Option<Instant>>>,
     waiting: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
 }
 
@@ -34,6 +35,12 @@ pub(crate) enum Place {
     Lead(Leader),
     /// The same sweep is waiting for its turn: its outcome answers this request too.
     Joined(watch::Receiver<Option<Outcome>>),
+}
+
+/// A tenant's turn to sweep, held while the sweep runs.
+pub(crate) struct Turn {
+    next: tokio::sync::OwnedMutexGuard<Option<Instant>>,
+    started: Instant,
 }
 
 /// The request that runs a sweep for everyone who joined it.
@@ -87,24 +94,31 @@ impl Sweeps {
 }
 
 impl Leader {
-    /// Waits for the tenant's turn, and for the rate; from then on, a new request for the same pattern starts a
-    /// sweep of its own (it may need keys written after this one began deleted too).
-    pub(crate) async fn turn(&self) -> tokio::sync::MutexGuard<'_, Option<Instant>> {
-        let mut last = self.tenant.turn.lock().await;
-        if let Some(at) = *last {
-            tokio::time::sleep_until(at + self.interval).await;
+    /// Waits for the tenant's turn, and until its next sweep may start; from then on, a new request for the
+    /// same pattern starts a sweep of its own (it may need keys written after this one began deleted too).
+    pub(crate) async fn turn(&self) -> Turn {
+        let next = self.tenant.turn.clone().lock_owned().await;
+        if let Some(at) = *next {
+            tokio::time::sleep_until(at).await;
         }
-        *last = Some(Instant::now());
         self.tenant
             .waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.pattern);
-        last
+        Turn {
+            next,
+            started: Instant::now(),
+        }
     }
 
-    /// Hands the outcome to every request that joined.
-    pub(crate) fn finish(self, outcome: Outcome) {
+    /// Hands the outcome to every request that joined, and sets when the tenant's next sweep may start: after
+    /// the rate's interval, and after four times as long as this sweep took — a tenant's sweeps take at most a
+    /// fifth of the backend's time, however large the keyspace they scan.
+    pub(crate) fn finish(self, mut turn: Turn, outcome: Outcome) {
+        let took = turn.started.elapsed();
+        *turn.next = Some(turn.started + self.interval.max(took * 5));
+        drop(turn);
         let _ = self.done.send(Some(outcome));
     }
 }
@@ -165,8 +179,7 @@ mod tests {
             matches!(sweeps.enter("t", "p"), Place::Lead(_)),
             "once running, a new request needs a sweep of its own"
         );
-        drop(turn);
-        first.finish(Ok(7));
+        first.finish(turn, Ok(7));
         assert_eq!(joined(rx).await, Some(Ok(7)));
     }
 
@@ -179,10 +192,29 @@ mod tests {
             let Place::Lead(l) = sweeps.enter("t", &format!("p{i}")) else {
                 panic!("distinct patterns lead");
             };
-            drop(l.turn().await);
-            l.finish(Ok(0));
+            let turn = l.turn().await;
+            l.finish(turn, Ok(0));
         }
         assert!(start.elapsed() >= Duration::from_millis(80));
+    }
+
+    #[tokio::test]
+    async fn a_long_sweep_keeps_the_tenants_next_one_waiting_four_times_as_long() {
+        let sweeps = Sweeps::new(0);
+        let Place::Lead(l) = sweeps.enter("t", "a") else {
+            panic!()
+        };
+        let turn = l.turn().await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        l.finish(turn, Ok(0));
+        let Place::Lead(next) = sweeps.enter("t", "b") else {
+            panic!()
+        };
+        let asked = Instant::now();
+        let turn = next.turn().await;
+        // A bound from below only: a slow machine cannot make it fail.
+        assert!(asked.elapsed() >= Duration::from_millis(150));
+        next.finish(turn, Ok(0));
     }
 
     #[tokio::test]

@@ -81,15 +81,30 @@ impl Keys {
     }
 
     fn token_hash(headers: &HeaderMap) -> Option<[u8; 32]> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))?
-            .trim();
+        Self::bearer_hash(headers.get(header::AUTHORIZATION)?)
+    }
+
+    /// The hash of a `Bearer` credential (the scheme is case-insensitive, RFC 9110 §11.1).
+    fn bearer_hash(value: &header::HeaderValue) -> Option<[u8; 32]> {
+        let value = value.to_str().ok()?.trim();
+        let (scheme, token) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = token.trim();
         if token.is_empty() {
             return None;
         }
         Some(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether any `Authorization` field of the request carries the admin token, however it is spelled.
+    pub(crate) fn carries_admin(&self, headers: &HeaderMap) -> bool {
+        self.admin.is_some()
+            && headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .any(|v| Self::bearer_hash(v) == self.admin)
     }
 
     /// Whether the request carries the admin token.

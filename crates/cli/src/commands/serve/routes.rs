@@ -100,10 +100,11 @@ pub(crate) async fn canonical_fingerprint(
     next: axum::middleware::Next,
 ) -> Response {
     let uri = req.uri();
-    if let Some(fp) = uri.path().strip_prefix("/v1/documents/")
+    if let Some(raw) = uri.path().strip_prefix("/v1/documents/")
+        && let Some(fp) = percent_decoded(raw)
         && fp.len() == 64
         && fp.bytes().all(|b| b.is_ascii_hexdigit())
-        && fp.bytes().any(|b| b.is_ascii_uppercase())
+        && fp != raw.to_ascii_lowercase().as_str()
     {
         let target = match uri.query() {
             Some(q) => format!("/v1/documents/{}?{q}", fp.to_ascii_lowercase()),
@@ -114,6 +115,24 @@ pub(crate) async fn canonical_fingerprint(
         }
     }
     next.run(req).await
+}
+
+/// `segment` with its percent-encodings decoded (`%45` is `E`), if they decode to ASCII.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| s.is_ascii())
 }
 
 /// `GET /v1/documents/{sha256}`: the tenant's stored result for a fingerprint.
