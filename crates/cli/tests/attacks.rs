@@ -23,7 +23,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use fernando_cache_testkit::{PostgresDb, RedisServer};
-use support::{ACME, ADMIN, Server};
+use support::{ACME, ADMIN, GLOBEX, Server};
 
 /// The attacker's origin: answers with the response headers its query asks for (`h=Name:Value`, repeated), and a
 /// body that shows what reached it — a counter, every request header, the query and the request body.
@@ -563,5 +563,36 @@ async fn a_repeated_tenant_header_is_refused() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_scan_is_refused_at_its_time_budget_and_the_engines_serve_on() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start_with(
+        &redis.url(),
+        pg.url(),
+        &[("FERNANDO_CACHE__PROCESSOR__DOCUMENT_TIMEOUT", "2s")],
+    );
+    let scan = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../samples/acme/scans/receipt.png");
+    let pages = vec![fernando_cache_testkit::documents::PdfPage::Scan(&scan); 40];
+    let pdf = fernando_cache_testkit::documents::pdf(&pages, None, None);
+    let started = std::time::Instant::now();
+    let r = server.upload(ACME, "application/pdf", pdf).await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("processor.document_timeout"),
+        "the answer names the bound"
+    );
+    // Refused at its budget (40 pages of OCR take far longer), and the engines are free again.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let r = server
+        .upload(GLOBEX, "text/plain", b"Invoice 7 total 10.00 EUR".to_vec())
+        .await;
     assert_eq!(r.status(), 200);
 }

@@ -46,6 +46,10 @@ pub struct ProcessorSettings {
     /// Most memory (address space) one document's parsing may use, in bytes: HTML and PDF parsers run in a
     /// child process with this limit, so a document over it is refused and the server goes on.
     pub parse_memory_bytes: u64,
+    /// Longest one document's text may take to read, all its pages together (rendering and OCR included); a
+    /// document over it is refused, and its engines are stopped.
+    #[serde(with = "duration")]
+    pub document_timeout: Duration,
     /// Most CPU time one document's parsing may use (its wall-clock time may be twice this).
     #[serde(with = "duration")]
     pub parse_timeout: Duration,
@@ -106,6 +110,7 @@ impl ProcessorSettings {
             ));
         }
         check_duration("processor.ocr_timeout", p.ocr_timeout)?;
+        check_duration("processor.document_timeout", p.document_timeout)?;
         check_range("processor.pdf_dpi", p.pdf_dpi as usize, 50, 1200)?;
         check_range("processor.max_pdf_pages", p.max_pdf_pages, 1, 100_000)?;
         if !(1_000_000..=1_000_000_000).contains(&p.max_page_pixels) {

@@ -40,6 +40,9 @@ pub(crate) struct CachedDocument {
     pub(crate) stale: bool,
 }
 
+/// The whole-document budget of a pipeline built with [`DocumentProcessor::new`].
+const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub(crate) struct Shared {
     pub(crate) store: Store,
     text_engines: Vec<Arc<dyn TextEngine>>,
@@ -47,6 +50,8 @@ pub(crate) struct Shared {
     max_bytes: u64,
     /// Most bytes of text one document may have, from any engine.
     max_text_bytes: usize,
+    /// Longest one document's text may take to read, all its pages together (`processor.document_timeout`).
+    document_timeout: Duration,
     telemetry: Telemetry,
     pub(crate) hot: HotSet,
     access: AccessJournal,
@@ -95,7 +100,7 @@ impl DocumentProcessor {
             text_engines,
             extractor,
             max_document_bytes,
-            max_text_bytes,
+            (max_text_bytes, DOCUMENT_TIMEOUT),
         )
     }
 
@@ -104,7 +109,7 @@ impl DocumentProcessor {
         text_engines: Vec<Arc<dyn TextEngine>>,
         extractor: Arc<dyn FieldExtractor>,
         max_document_bytes: u64,
-        max_text_bytes: usize,
+        (max_text_bytes, document_timeout): (usize, Duration),
     ) -> Self {
         DocumentProcessor {
             shared: Arc::new(Shared {
@@ -113,6 +118,7 @@ impl DocumentProcessor {
                 extractor,
                 max_bytes: max_document_bytes,
                 max_text_bytes,
+                document_timeout,
                 telemetry: Telemetry::default(),
                 hot: HotSet::new(),
                 access: AccessJournal::default(),
@@ -153,7 +159,7 @@ impl DocumentProcessor {
             vec![Arc::new(pdf), Arc::new(text), tesseract],
             extractor,
             p.max_document_bytes,
-            parsers.budget().max_text_bytes,
+            (parsers.budget().max_text_bytes, p.document_timeout),
         )
     }
 
@@ -415,6 +421,7 @@ impl DocumentProcessor {
                     let text_id = engine.id().to_string();
                     let read = engine.clone();
                     let (max_text, engine_name) = (shared.max_text_bytes, text_id.clone());
+                    let budget = shared.document_timeout;
                     // A stage this call starts keeps `held` until it ends, whether or not we still wait.
                     let held_by_text = held.clone();
                     let text = costed_stage(
@@ -425,7 +432,18 @@ impl DocumentProcessor {
                         &ocr,
                         move || async move {
                             let _held = held_by_text;
-                            let text = read.text(kind, &bytes).await?;
+                            // All of a document's pages within one budget: dropping the read ends its
+                            // engines' processes (they are killed on drop).
+                            let text = tokio::time::timeout(budget, read.text(kind, &bytes))
+                                .await
+                                .map_err(|_| EngineError::OverBudget {
+                                    engine: engine_name.clone(),
+                                    reason: format!(
+                                        "reading the document took longer than its {}s \
+                                         (processor.document_timeout)",
+                                        budget.as_secs()
+                                    ),
+                                })??;
                             // Whatever the engine, one document's text is bounded (and never cached past it).
                             if text.len() > max_text {
                                 return Err(EngineError::OverBudget {

@@ -3,11 +3,10 @@
 //! refusal to expose development keys, per-tenant request rates, and the bounded queue in front of engine work.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     num::NonZeroU32,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -32,10 +31,14 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tower::Layer as _;
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 use tracing::Instrument as _;
+
+mod engines;
+
+pub(crate) use engines::EngineGate;
 
 tokio::task_local! {
     /// The id of the request the current task serves (set by [`access_log`]).
@@ -423,161 +426,9 @@ pub(crate) async fn rate_limit(
     next.run(req).await
 }
 
-/// The queue in front of engine work: `concurrency` documents at once and `queue` more waiting, of which one
-/// tenant may hold at most half (rounded up), so that no tenant fills the queue for all; beyond that a request is
-/// turned away at once (503 + `Retry-After`) instead of holding memory. A slot stays taken until the work it
-/// admitted has ended: the stages a document starts go on when its client hangs up, and keep the slot
-/// ([`DocumentProcessor::process_holding`](fernando_cache_processor::DocumentProcessor::process_holding)).
-pub(crate) struct EngineGate {
-    slots: Arc<Semaphore>,
-    waiting: Mutex<Waiting>,
-    queue: usize,
-}
-
-/// Who waits for a slot.
-#[derive(Default)]
-struct Waiting {
-    total: usize,
-    by_tenant: HashMap<TenantId, usize>,
-}
-
-/// Why the gate turned a request away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Busy {
-    /// The queue is full.
-    Full,
-    /// The tenant already holds its share of the queue.
-    TenantShare,
-}
-
-impl EngineGate {
-    pub(crate) fn new(limits: &ServerLimits) -> EngineGate {
-        EngineGate {
-            slots: Arc::new(Semaphore::new(limits.engine_concurrency)),
-            waiting: Mutex::new(Waiting::default()),
-            queue: limits.engine_queue,
-        }
-    }
-
-    /// A slot for `tenant`, after waiting in the queue if there is room in it and in the tenant's share.
-    pub(crate) async fn enter(&self, tenant: &TenantId) -> Result<OwnedSemaphorePermit, Busy> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Ok(p);
-        }
-        // Given back however the wait ends: with a slot, or with the client gone.
-        let _place = self.join_queue(tenant)?;
-        self.slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Busy::Full)
-    }
-
-    fn join_queue(&self, tenant: &TenantId) -> Result<QueuePlace<'_>, Busy> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if waiting.total >= self.queue {
-            return Err(Busy::Full);
-        }
-        let mine = waiting.by_tenant.get(tenant).copied().unwrap_or(0);
-        if mine >= self.queue.div_ceil(2) {
-            return Err(Busy::TenantShare);
-        }
-        waiting.total += 1;
-        *waiting.by_tenant.entry(tenant.clone()).or_insert(0) += 1;
-        Ok(QueuePlace {
-            gate: self,
-            tenant: tenant.clone(),
-        })
-    }
-
-    /// The answer to a request the gate turned away.
-    pub(crate) fn busy(why: Busy) -> Response {
-        let message = match why {
-            Busy::Full => "the document engines are busy; retry later",
-            Busy::TenantShare => {
-                "this tenant's documents already fill its share of the engine queue; retry later"
-            }
-        };
-        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        r
-    }
-}
-
-/// A tenant's place in the engine queue, given back when dropped.
-struct QueuePlace<'a> {
-    gate: &'a EngineGate,
-    tenant: TenantId,
-}
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        let mut waiting = self
-            .gate
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        waiting.total = waiting.total.saturating_sub(1);
-        let left = match waiting.by_tenant.get_mut(&self.tenant) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n
-            }
-            None => return,
-        };
-        if left == 0 {
-            waiting.by_tenant.remove(&self.tenant);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn no_tenant_fills_the_engine_queue_and_a_place_is_given_back_when_its_waiter_goes() {
-        let settings = fernando_cache_config::Settings::load(
-            fernando_cache_config::LoadOptions::isolated(fernando_cache_config::Environment::Test)
-                .set("server.limits.engine_concurrency", "1")
-                .set("server.limits.engine_queue", "3"),
-        )
-        .unwrap();
-        let gate = Arc::new(EngineGate::new(&settings.server.limits));
-        let (acme, globex): (TenantId, TenantId) =
-            ("acme".parse().unwrap(), "globex".parse().unwrap());
-        let slot = gate.enter(&acme).await.ok().unwrap();
-        // Acme may wait in two of the three places; the third is globex's.
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let (gate, acme) = (gate.clone(), acme.clone());
-                tokio::spawn(async move { gate.enter(&acme).await.is_ok() })
-            })
-            .collect();
-        while gate.waiting.lock().unwrap().total < 2 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(gate.enter(&acme).await.err(), Some(Busy::TenantShare));
-        let other = {
-            let (gate, globex) = (gate.clone(), globex.clone());
-            tokio::spawn(async move { gate.enter(&globex).await.is_ok() })
-        };
-        while gate.waiting.lock().unwrap().total < 3 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(gate.enter(&globex).await.err(), Some(Busy::Full));
-        // A waiter whose client is gone gives its place back.
-        other.abort();
-        let _ = other.await;
-        assert_eq!(gate.waiting.lock().unwrap().total, 2);
-        assert!(!gate.waiting.lock().unwrap().by_tenant.contains_key(&globex));
-        drop(slot);
-        for w in waiters {
-            assert!(w.await.unwrap());
-        }
-        assert_eq!(gate.waiting.lock().unwrap().total, 0);
-    }
 
     #[test]
     fn development_keys_are_refused_on_a_public_address_only() {
