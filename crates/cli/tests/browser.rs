@@ -328,6 +328,10 @@ async fn the_dashboard_draws_the_seeded_data_filters_updates_and_shows_nothing_w
     let path = std::env::var("FERNANDO_CACHE_SCREENSHOT").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/dashboard.png").to_owned()
     });
+    // The workspace's target folder may live elsewhere (CARGO_TARGET_DIR): make sure the folder exists.
+    if let Some(dir) = std::path::Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     std::fs::write(&path, &png).unwrap();
 
     // Without the token: the sign-in form, and the data endpoints refuse the page.
