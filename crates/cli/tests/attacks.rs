@@ -23,7 +23,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use fernando_cache_testkit::{PostgresDb, RedisServer};
-use support::{ACME, ADMIN, GLOBEX, Server};
+use support::{ACME, ADMIN, GLOBEX, Server, proxy};
 
 /// The attacker's origin: answers with the response headers its query asks for (`h=Name:Value`, repeated), and a
 /// body that shows what reached it — a counter, every request header, the query and the request body.
@@ -83,19 +83,6 @@ async fn start_origin() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-fn proxy(redis: &RedisServer, origin: SocketAddr, extra: &[&str]) -> Server {
-    let origin = format!("http://{origin}");
-    let mut args = vec![
-        "proxy",
-        "--origin",
-        origin.as_str(),
-        "--bind",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Server::spawn(&redis.url(), &args, &[])
 }
 
 /// A GET with these headers: (X-Cache, body).

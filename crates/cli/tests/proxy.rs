@@ -22,7 +22,7 @@ use axum::{
 };
 use fernando_cache_testkit::{PostgresDb, RedisServer};
 use support::{
-    ADMIN, Server,
+    ADMIN, Server, proxy,
     wire::{closed_within, read_response, stalled_body},
 };
 
@@ -228,19 +228,6 @@ async fn start_origin() -> (SocketAddr, Seen) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, seen)
-}
-
-fn proxy(redis: &RedisServer, origin: SocketAddr, extra: &[&str]) -> Server {
-    let origin = format!("http://{origin}");
-    let mut args = vec![
-        "proxy",
-        "--origin",
-        origin.as_str(),
-        "--bind",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Server::spawn(&redis.url(), &args, &[])
 }
 
 /// The console's own listener.

@@ -158,14 +158,10 @@ pub(crate) async fn current_epoch(
     route: &CompiledRoute,
     path: &str,
 ) -> Option<u64> {
-    let key = epoch_key(route.pattern.subject_of(path), path);
-    if let Ok(Some(e)) = config
-        .store
-        .get::<u64>(scope.clone(), &route.cache_type, &key)
-        .await
-    {
+    if let Some(e) = existing_epoch(config, scope, route, path).await {
         return Some(e);
     }
+    let key = epoch_key(route.pattern.subject_of(path), path);
     let member = path_member(path);
     let admitted = admit(
         config,

@@ -179,6 +179,24 @@ impl Drop for Server {
     }
 }
 
+/// `fernando-cache proxy` in front of `origin`, on a free loopback port, with `extra` arguments.
+pub fn proxy(
+    redis: &fernando_cache_testkit::RedisServer,
+    origin: std::net::SocketAddr,
+    extra: &[&str],
+) -> Server {
+    let origin = format!("http://{origin}");
+    let mut args = vec![
+        "proxy",
+        "--origin",
+        origin.as_str(),
+        "--bind",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Server::spawn(&redis.url(), &args, &[])
+}
+
 pub fn sample(rel: &str) -> Vec<u8> {
     std::fs::read(
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
