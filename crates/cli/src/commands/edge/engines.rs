@@ -169,15 +169,23 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn no_tenant_holds_more_than_half_the_engine_slots() {
+    /// A gate of `concurrency` slots and `queue` places, as the settings make it.
+    fn gate(concurrency: usize, queue: usize) -> Arc<EngineGate> {
         let settings = fernando_cache_config::Settings::load(
             fernando_cache_config::LoadOptions::isolated(fernando_cache_config::Environment::Test)
-                .set("server.limits.engine_concurrency", "4")
-                .set("server.limits.engine_queue", "8"),
+                .set(
+                    "server.limits.engine_concurrency",
+                    concurrency.to_string().as_str(),
+                )
+                .set("server.limits.engine_queue", queue.to_string().as_str()),
         )
         .unwrap();
-        let gate = Arc::new(EngineGate::new(&settings.server.limits));
+        Arc::new(EngineGate::new(&settings.server.limits))
+    }
+
+    #[tokio::test]
+    async fn no_tenant_holds_more_than_half_the_engine_slots() {
+        let gate = gate(4, 8);
         let (acme, globex): (TenantId, TenantId) =
             ("acme".parse().unwrap(), "globex".parse().unwrap());
         let held = [
@@ -206,13 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_tenant_fills_the_engine_queue_and_a_place_is_given_back_when_its_waiter_goes() {
-        let settings = fernando_cache_config::Settings::load(
-            fernando_cache_config::LoadOptions::isolated(fernando_cache_config::Environment::Test)
-                .set("server.limits.engine_concurrency", "1")
-                .set("server.limits.engine_queue", "3"),
-        )
-        .unwrap();
-        let gate = Arc::new(EngineGate::new(&settings.server.limits));
+        let gate = gate(1, 3);
         let (acme, globex): (TenantId, TenantId) =
             ("acme".parse().unwrap(), "globex".parse().unwrap());
         let slot = gate.enter(&acme).await.ok().unwrap();
