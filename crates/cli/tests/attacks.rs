@@ -267,15 +267,16 @@ async fn a_fingerprint_in_capitals_is_the_same_document() {
             assert_eq!(r.status(), 200);
         }
     }
+    // The invalidation names the document in capitals: it is the same document.
     let r = server
         .post_json(
             ADMIN,
             "/v1/cache/invalidate",
-            serde_json::json!({"tenant": "acme", "subject": fp}),
+            serde_json::json!({"tenant": "acme", "subject": upper}),
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    for spelling in [&upper, &encoded] {
+    for spelling in [&fp, &upper, &encoded] {
         let r = server
             .get(&format!("/v1/documents/{spelling}"), Some(ACME))
             .await;

@@ -25,7 +25,7 @@ pub(crate) async fn run(
         None => CacheEvent::global(event_type),
     };
     if let Some(s) = subject {
-        ev = ev.subject(s);
+        ev = ev.subject(super::serve::canonical_subject(&s).into_owned());
     }
     let applied = apply(&store, &url, &ev).await?;
     if applied.is_empty() {

@@ -26,6 +26,7 @@ use fernando_cache_store::Store;
 pub(crate) use self::auth::{Keys, tenant as tenant_auth};
 pub(crate) use self::console::{ConsoleState, routes as console_routes};
 pub(crate) use self::dashboard::Sessions;
+pub(crate) use self::routes::canonical_subject;
 use super::edge::{self, EngineGate, TenantRates};
 pub(crate) use super::edge::{error, internal_error};
 

@@ -101,20 +101,35 @@ pub(crate) async fn canonical_fingerprint(
 ) -> Response {
     let uri = req.uri();
     if let Some(raw) = uri.path().strip_prefix("/v1/documents/")
-        && let Some(fp) = percent_decoded(raw)
-        && fp.len() == 64
-        && fp.bytes().all(|b| b.is_ascii_hexdigit())
-        && fp != raw.to_ascii_lowercase().as_str()
+        && let fp = canonical_subject(raw)
+        && fp != raw
     {
         let target = match uri.query() {
-            Some(q) => format!("/v1/documents/{}?{q}", fp.to_ascii_lowercase()),
-            None => format!("/v1/documents/{}", fp.to_ascii_lowercase()),
+            Some(q) => format!("/v1/documents/{fp}?{q}"),
+            None => format!("/v1/documents/{fp}"),
         };
         if let Ok(lower) = target.parse() {
             *req.uri_mut() = lower;
         }
     }
     next.run(req).await
+}
+
+/// A subject as the cache keys it: a document fingerprint (64 hexadecimal digits, however spelled — capitals,
+/// percent-encodings) in lowercase; anything else as given. Every way a request names a document goes through
+/// here — reads, invalidations, events — so one document is one subject.
+pub(crate) fn canonical_subject(subject: &str) -> std::borrow::Cow<'_, str> {
+    match percent_decoded(subject) {
+        Some(fp) if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            let lower = fp.to_ascii_lowercase();
+            if lower == subject {
+                std::borrow::Cow::Borrowed(subject)
+            } else {
+                std::borrow::Cow::Owned(lower)
+            }
+        }
+        _ => std::borrow::Cow::Borrowed(subject),
+    }
 }
 
 /// `segment` with its percent-encodings decoded (`%45` is `E`), if they decode to ASCII.
@@ -180,7 +195,7 @@ pub(crate) async fn event(
     };
     let mut ev = CacheEvent::new(body.event_type, tenant);
     if let Some(s) = body.subject {
-        ev = ev.subject(s);
+        ev = ev.subject(canonical_subject(&s).into_owned());
     }
     match events::apply(&state.store, url, &ev).await {
         Ok(applied) => Json(json!({
@@ -303,7 +318,7 @@ pub(crate) async fn invalidate(
     let outcome = match &body.subject {
         Some(subject) => state
             .store
-            .invalidate_subject(&scope, cache_type.as_ref(), subject)
+            .invalidate_subject(&scope, cache_type.as_ref(), &canonical_subject(subject))
             .await
             .map(|deleted| (InvalidationStrategy::Eager, deleted)),
         None => state
