@@ -90,16 +90,33 @@ impl ArgsHasher {
 
     /// [`ArgsHasher::finish_hex`] appended to `out`: a key that starts with a prefix is built in one buffer.
     pub fn finish_hex_into(self, out: &mut String) {
-        let digest = self.sha.finalize();
-        out.reserve(64);
-        for b in digest {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        push_hex(out, &self.sha.finalize());
+    }
+
+    /// The first 128 bits of the digest as 32 lowercase hex characters, appended to `out`: the part of a
+    /// `#[cached]` key that names its arguments (design 0004). Half the characters of [`finish_hex_into`]
+    /// — every hit sends the key to Redis and Redis tracks it, so its length is paid on every read — and
+    /// still a second preimage away (2^128 work) from another caller's entry.
+    ///
+    /// [`finish_hex_into`]: ArgsHasher::finish_hex_into
+    pub fn finish_short_hex_into(self, out: &mut String) {
+        push_hex(out, &self.sha.finalize()[..16]);
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Appends `bytes` as lowercase hex, through one stack buffer (a `push` per character checks capacity and
+/// encodes UTF-8 each time).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    let n = bytes.len().min(32);
+    for (pair, b) in buf.chunks_exact_mut(2).zip(&bytes[..n]) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+    // Only ASCII hex digits were written.
+    out.push_str(std::str::from_utf8(&buf[..2 * n]).unwrap_or_default());
+}
 
 /// The seed's `generate_cache_key_from_params`: a stable key `{prefix}/{sha256 of the parameters}`.
 ///
@@ -478,6 +495,21 @@ mod tests {
         let mut h = ArgsHasher::new(domain);
         h.arg("a", v).unwrap();
         h.finish_hex()
+    }
+
+    #[test]
+    fn the_short_digest_is_the_first_half_of_the_full_one() {
+        let mut h = ArgsHasher::new("billing::summary");
+        h.arg("user", &42u32).unwrap();
+        let full = h.clone().finish_hex();
+        let mut short = String::from("prefix/");
+        h.finish_short_hex_into(&mut short);
+        assert_eq!(full.len(), 64);
+        assert_eq!(short, format!("prefix/{}", &full[..32]));
+        assert!(
+            full.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
     }
 
     #[derive(Serialize)]

@@ -86,12 +86,12 @@ impl Site {
         self.prepared().1.clone()
     }
 
-    /// The derived key: `{path with '.' for '::'}/v{version}/{digest}`, built in one buffer.
+    /// The derived key: `{path with '.' for '::'}/v{version}/{128-bit digest in hex}`, built in one buffer.
     pub fn derived_key(&self, hasher: ArgsHasher) -> String {
         let prefix = &self.prepared().0;
-        let mut key = String::with_capacity(prefix.len() + 64);
+        let mut key = String::with_capacity(prefix.len() + 32);
         key.push_str(prefix);
-        hasher.finish_hex_into(&mut key);
+        hasher.finish_short_hex_into(&mut key);
         key
     }
 

@@ -259,17 +259,8 @@ impl Store {
         F: FnOnce(bool) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match policy.ttl {
-            Some(t) if !TtlTable::in_bounds(t) => {
-                return Err(Failure::Store(StoreError::InvalidTtl(t)));
-            }
-            Some(_) => {}
-            None if self.inner.ttl.get(cache_type).is_none() => {
-                return Err(Failure::Store(StoreError::UnknownCacheType(
-                    cache_type.clone(),
-                )));
-            }
-            None => {}
+        if let Some(t) = policy.ttl.filter(|t| !TtlTable::in_bounds(*t)) {
+            return Err(Failure::Store(StoreError::InvalidTtl(t)));
         }
         let (k, g) = self
             .key_pair((&scope).into(), cache_type, key)
@@ -302,6 +293,14 @@ impl Store {
                     .zip(first.header)
                     .is_some_and(|(f, h)| h.is_past(f, codec::now_ms()));
             return Ok((Served { value, stale }, due));
+        }
+        // A type with no TTL can hold no entry, so a hit never needs this lookup; a miss must not compute for
+        // a value it cannot store.
+        if policy.ttl.is_none() && self.inner.ttl.get(cache_type).is_none() {
+            key_buffer::give_back(k);
+            return Err(Failure::Store(StoreError::UnknownCacheType(
+                cache_type.clone(),
+            )));
         }
         let tier = self.inner.tiers.get(cache_type);
         let stale = first.stale;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::DocumentFingerprint;
-use fernando_cache_store::{KeyTtl, Store, WriteOutcome};
+use fernando_cache_store::{ComputeError, KeyTtl, Store, StoreError, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{contract, memory_store, redis_store, tenant};
@@ -214,6 +214,20 @@ contract! {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ttl.invoice_preview"), "{err}");
+        // get_or_compute learns of the unknown type after its read missed, and refuses before computing.
+        let computed = std::sync::atomic::AtomicBool::new(false);
+        let err = store
+            .get_or_compute(&t, &custom, "k", || async {
+                computed.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<u8, std::convert::Infallible>(1)
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ComputeError::Store(StoreError::UnknownCacheType(t)) if t == &custom),
+            "{err}"
+        );
+        assert!(!computed.load(std::sync::atomic::Ordering::SeqCst), "nothing was computed");
         let err = store
             .set_with_ttl(&t, &CacheType::SESSION, "k", &1u8, Some(Duration::ZERO))
             .await
