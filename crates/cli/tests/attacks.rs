@@ -1,6 +1,6 @@
 //! Attacks on what `proxy` and `serve` share between clients (issue 28), each through the real binary in front
 //! of a real local origin: directive spellings that would make a private response shared, credentials cached by
-//! heuristic, a `GET` body that changes a cached answer, unkeyed headers that reach the origin, queries merged
+//! heuristic, a `GET` body that changes a cached answer, unkeyed headers that change what others are served, queries merged
 //! that the origin tells apart, and a document fingerprint in another case that escapes invalidation. Each test
 //! failed before its fix.
 
@@ -187,8 +187,16 @@ async fn a_get_body_is_neither_answered_from_nor_stored_in_the_cache() {
     assert!(r.text().await.unwrap().contains("body=other"));
 }
 
+/// The counter the origin put at the start of its body (`#n`).
+fn origin_count(body: &str) -> usize {
+    body.trim_start_matches('#')
+        .split_once(' ')
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no origin counter in {body}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_outside_the_key_never_reach_the_origin() {
+async fn headers_outside_the_key_never_change_what_another_client_is_served() {
     let redis = RedisServer::start();
     let p = proxy(&redis, start_origin().await, &[]);
     let path = format!("/page?h={}", encoded("max-age=600"));
@@ -200,22 +208,51 @@ async fn headers_outside_the_key_never_reach_the_origin() {
         ("x-forwarded-host", "evil.example"),
         ("x-header-nobody-listed-yet", "evil"),
     ];
-    let (_, seen) = fetch(&p, &path, &poison).await;
-    for (name, _) in poison {
-        assert!(!seen.contains(name), "{name} reached the origin: {seen}");
-    }
+    // Nothing is known of the URL yet: the request reaches the origin as sent, and the answer — which does not
+    // name those headers in `Vary`, so may depend on them unsaid — is the attacker's alone.
+    let (x_cache, first) = fetch(&p, &path, &poison).await;
+    assert_eq!(x_cache, "MISS");
+    assert!(first.contains("evil"), "{first}");
     let (x_cache, victim) = fetch(&p, &path, &[]).await;
-    assert_eq!(x_cache, "HIT");
+    assert_eq!(
+        x_cache, "MISS",
+        "the attacker's answer was stored: {victim}"
+    );
     assert!(
         !victim.contains("evil") && !victim.contains("/admin"),
         "{victim}"
     );
-    // A header the origin names in `Vary` is part of the key: the answer is asked for with it, and each value
-    // has its own entry.
+    let (x_cache, again) = fetch(&p, &path, &[]).await;
+    assert_eq!(x_cache, "HIT");
+    assert_eq!(again, victim);
+    // Once a response of the URL is stored, headers outside its key no longer reach the origin at all: not on a
+    // hit, not when the client makes the cache ask again.
+    let (x_cache, hit) = fetch(&p, &path, &poison).await;
+    assert_eq!((x_cache.as_str(), hit.as_str()), ("HIT", victim.as_str()));
+    let mut asked = poison.to_vec();
+    asked.push(("cache-control", "no-cache"));
+    let (_, seen) = fetch(&p, &path, &asked).await;
+    for (name, _) in poison {
+        assert!(!seen.contains(name), "{name} reached the origin: {seen}");
+    }
+    let (x_cache, after) = fetch(&p, &path, &[]).await;
+    assert_eq!(x_cache, "HIT");
+    assert!(
+        !after.contains("evil") && !after.contains("/admin"),
+        "{after}"
+    );
+
+    // A header the origin names in `Vary` is part of the key: one origin request for the first answer (the
+    // header reached the origin with it), and each value has its own entry.
     let (_, mobile) = fetch(&p, "/varies/1", &[("x-device", "mobile")]).await;
     assert!(mobile.contains("\"x-device\": \"mobile\""), "{mobile}");
     let (_, plain) = fetch(&p, "/varies/1", &[]).await;
     assert!(!plain.contains("mobile"), "{plain}");
+    assert_eq!(
+        origin_count(&plain),
+        origin_count(&mobile) + 1,
+        "the first answer took one origin request: {mobile} / {plain}"
+    );
     let (x_cache, again) = fetch(&p, "/varies/1", &[("x-device", "mobile")]).await;
     assert_eq!(x_cache, "HIT");
     assert!(again.contains("\"x-device\": \"mobile\""), "{again}");

@@ -227,23 +227,24 @@ pub(crate) async fn lookup(
     lookup_varied(config, target, request_headers).await.1
 }
 
-/// [`lookup`], with the header names the stored responses of the URL vary on (empty when none is stored, or
-/// the stored one does not vary): they are part of the key, so they may reach the service.
+/// [`lookup`], with the header names the stored responses of the URL vary on — empty when the stored one does
+/// not vary, `None` when nothing of the URL is stored (its `Vary` is not known): they are part of the key, so
+/// they may reach the service.
 pub(crate) async fn lookup_varied(
     config: &Config,
     target: &Target,
     request_headers: &HeaderMap,
-) -> (Vec<String>, Option<(String, CachedResponse)>) {
+) -> (Option<Vec<String>>, Option<(String, CachedResponse)>) {
     let route = target.route(config);
     let Ok(Some(stored)) = config
         .store
         .get::<Stored>(target.scope.clone(), &route.cache_type, &target.primary)
         .await
     else {
-        return (Vec::new(), None);
+        return (None, None);
     };
     match stored {
-        Stored::Response(r) => (Vec::new(), Some((target.primary.clone(), r))),
+        Stored::Response(r) => (Some(Vec::new()), Some((target.primary.clone(), r))),
         Stored::Vary(names) => {
             let variant = variant_key(&target.primary, &header_values(request_headers, &names));
             let r = config
@@ -253,9 +254,25 @@ pub(crate) async fn lookup_varied(
                 .ok()
                 .flatten()
                 .map(|r| (variant, r));
-            (names, r)
+            (Some(names), r)
         }
     }
+}
+
+/// The headers of a request that reached the service although they are outside the key — neither forwarded
+/// by configuration nor named by the response's `Vary` (`names`) — or `None` when there are none.
+pub(crate) fn unsaid_dependencies(
+    config: &Config,
+    request_headers: &HeaderMap,
+    names: &[String],
+) -> Option<Vec<String>> {
+    let mut unsaid: Vec<String> = request_headers
+        .keys()
+        .filter(|n| !config.forwarded_headers.contains(n) && !names.iter().any(|v| v == n.as_str()))
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    unsaid.dedup();
+    (!unsaid.is_empty()).then_some(unsaid)
 }
 
 /// The `Vary` field names of a response, lowercased (a `*` was refused before).
@@ -333,6 +350,27 @@ pub(crate) async fn store_response(
 ) {
     let route = target.route(config);
     let names = vary_names(&resp.headers);
+    if let Some(unsaid) = unsaid_dependencies(config, request_headers, &names) {
+        // The service was sent headers outside the key that its `Vary` does not name: the answer may depend on
+        // them unsaid, so it is not shared. Keep only what the URL varies on, so that from now on those headers
+        // are withheld (design 0005, "Poisoning") and the next answer can be stored.
+        tracing::debug!(
+            path = target.path,
+            headers = ?unsaid,
+            "answer to headers outside the key not stored; the URL's Vary remembered"
+        );
+        let _ = config
+            .store
+            .set_with_ttl(
+                target.scope.clone(),
+                &route.cache_type,
+                &target.primary,
+                &Stored::Vary(names),
+                Some(storable.ttl),
+            )
+            .await;
+        return;
+    }
     let entry_key = if names.is_empty() {
         target.primary.clone()
     } else {

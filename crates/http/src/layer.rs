@@ -67,6 +67,12 @@ impl Route {
 pub trait TenantExtractor: Send + Sync + 'static {
     /// The scope the request's entries live in.
     fn scope(&self, parts: &Parts) -> Option<Scope>;
+
+    /// The request header the tenant is read from, if any: part of every key, so it may reach the service
+    /// and never keeps an answer from being shared.
+    fn header(&self) -> Option<&HeaderName> {
+        None
+    }
 }
 
 impl<F> TenantExtractor for F
@@ -81,9 +87,19 @@ where
 /// The tenant is the value of a request header (for example one set by an authenticating proxy or an
 /// earlier middleware). Missing or invalid values mean "not cached".
 pub fn tenant_from_header(name: HeaderName) -> impl TenantExtractor {
-    move |parts: &Parts| -> Option<Scope> {
-        let value = parts.headers.get(&name)?.to_str().ok()?;
+    TenantHeader(name)
+}
+
+struct TenantHeader(HeaderName);
+
+impl TenantExtractor for TenantHeader {
+    fn scope(&self, parts: &Parts) -> Option<Scope> {
+        let value = parts.headers.get(&self.0)?.to_str().ok()?;
         TenantId::new(value).ok().map(Scope::Tenant)
+    }
+
+    fn header(&self) -> Option<&HeaderName> {
+        Some(&self.0)
     }
 }
 
@@ -358,6 +374,7 @@ impl HttpCacheLayerBuilder {
                 .map_err(|_| ConfigError::HeaderName(h.clone()))?;
             forwarded_headers.push(name);
         }
+        forwarded_headers.extend(self.tenant.header().cloned());
         let longest = longest.max(Duration::from_secs(1));
         Ok(HttpCacheLayer {
             config: Arc::new(Config {

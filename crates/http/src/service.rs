@@ -172,10 +172,14 @@ where
     let client = parts.headers.clone();
     let (varied, found) = match epoch {
         Some(_) => entries::lookup_varied(&config, &target, &parts.headers).await,
-        None => (Vec::new(), None),
+        None => (None, None),
     };
-    // Headers that are not part of the key must not reach a service whose response may be shared.
-    withhold_unkeyed(&mut parts.headers, &config, &varied);
+    // Headers that are not part of the key must not reach a service whose response may be shared. While nothing
+    // of the URL is stored its `Vary` is not known: the request goes as sent, and an answer that depends on
+    // a header outside the key without naming it in `Vary` is not shared (`entries::store_response`).
+    if let Some(varied) = &varied {
+        withhold_unkeyed(&mut parts.headers, &config, varied);
+    }
     let mut stale = None;
     if let Some((key, hit)) = found
         && (hit.for_authorized || !had_authorization)

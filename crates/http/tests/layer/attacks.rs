@@ -17,9 +17,33 @@ async fn unkeyed_forwarding_headers_can_never_poison_an_entry() {
         .text()
         .await
         .unwrap();
+    // Nothing of the URL is stored yet, so the request went as sent: the attacker sees what it asked for, and
+    // that answer — which depends on a header outside the key without saying so — is not shared.
+    assert!(attack.contains("https://evil.example/next"), "{attack}");
+    let victim = app.get("/c/echo-host/1", &[]).await;
+    assert_eq!(victim.headers()["x-cache"], "MISS");
+    assert!(victim.text().await.unwrap().contains("https://none/next"));
+    let victim = app.get("/c/echo-host/1", &[]).await;
+    assert_eq!(victim.headers()["x-cache"], "HIT");
+    assert!(victim.text().await.unwrap().contains("https://none/next"));
+    // Now the URL's key is known: the headers no longer reach the handler, even when the client makes the
+    // layer ask again.
+    let again = app
+        .get(
+            "/c/echo-host/1",
+            &[
+                ("x-forwarded-host", "evil.example"),
+                ("forwarded", "host=evil.example"),
+                ("cache-control", "no-cache"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(
-        !attack.contains("evil"),
-        "the handler never saw the header: {attack}"
+        !again.contains("evil"),
+        "the handler never saw the header: {again}"
     );
     let victim = app.get("/c/echo-host/1", &[]).await;
     assert_eq!(victim.headers()["x-cache"], "HIT");
