@@ -1,5 +1,6 @@
 //! The response body the layer returns: bytes from the cache (or buffered from the service), the service's
-//! own body streamed through, or the error that interrupted buffering.
+//! own body streamed through, what was buffered of a body too large to store followed by its rest, or the
+//! error that interrupted buffering.
 
 use std::{
     pin::Pin,
@@ -26,6 +27,13 @@ pin_project_lite::pin_project! {
         Inner { #[pin] inner: B },
         // Reading the service's body failed while buffering it; the error reaches the client's stream.
         Failed { error: Option<B::Error> },
+        // What was buffered of the service's body before it proved too large to store (or ended in trailers),
+        // then the frame that showed it, then the rest of the body.
+        Prefixed {
+            prefix: Option<Bytes>,
+            pending: Option<Result<Frame<Bytes>, B::Error>>,
+            rest: Pin<Box<B>>,
+        },
     }
 }
 
@@ -41,6 +49,22 @@ impl<B: Body> CacheBody<B> {
     pub(crate) fn inner(inner: B) -> Self {
         CacheBody {
             kind: Kind::Inner { inner },
+        }
+    }
+
+    /// `prefix` (already read from `rest`), then `pending` (a frame, or the error reading stopped at), then the
+    /// rest of the service's body.
+    pub(crate) fn prefixed(
+        prefix: Bytes,
+        pending: Option<Result<Frame<Bytes>, B::Error>>,
+        rest: Pin<Box<B>>,
+    ) -> Self {
+        CacheBody {
+            kind: Kind::Prefixed {
+                prefix: (!prefix.is_empty()).then_some(prefix),
+                pending,
+                rest,
+            },
         }
     }
 
@@ -66,6 +90,19 @@ where
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Inner { inner } => inner.poll_frame(cx),
             KindProj::Failed { error } => Poll::Ready(error.take().map(Err)),
+            KindProj::Prefixed {
+                prefix,
+                pending,
+                rest,
+            } => {
+                if let Some(d) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                if let Some(f) = pending.take() {
+                    return Poll::Ready(Some(f));
+                }
+                rest.as_mut().poll_frame(cx)
+            }
         }
     }
 
@@ -74,6 +111,11 @@ where
             Kind::Full { data } => data.is_none(),
             Kind::Inner { inner } => inner.is_end_stream(),
             Kind::Failed { error } => error.is_none(),
+            Kind::Prefixed {
+                prefix,
+                pending,
+                rest,
+            } => prefix.is_none() && pending.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -84,6 +126,16 @@ where
             }
             Kind::Inner { inner } => inner.size_hint(),
             Kind::Failed { .. } => SizeHint::default(),
+            Kind::Prefixed { prefix, rest, .. } => {
+                let held = prefix.as_ref().map_or(0, |d| d.len() as u64);
+                let r = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(r.lower().saturating_add(held));
+                if let Some(upper) = r.upper() {
+                    hint.set_upper(upper.saturating_add(held));
+                }
+                hint
+            }
         }
     }
 }
@@ -94,6 +146,7 @@ impl<B: Body> std::fmt::Debug for CacheBody<B> {
             Kind::Full { .. } => "full",
             Kind::Inner { .. } => "streamed",
             Kind::Failed { .. } => "failed",
+            Kind::Prefixed { .. } => "prefixed",
         };
         f.debug_struct("CacheBody").field("kind", &kind).finish()
     }

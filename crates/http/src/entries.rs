@@ -259,20 +259,16 @@ pub(crate) async fn lookup_varied(
     }
 }
 
-/// The headers of a request that reached the service although they are outside the key — neither forwarded
-/// by configuration nor named by the response's `Vary` (`names`) — or `None` when there are none.
-pub(crate) fn unsaid_dependencies(
-    config: &Config,
-    request_headers: &HeaderMap,
-    names: &[String],
-) -> Option<Vec<String>> {
-    let mut unsaid: Vec<String> = request_headers
+/// The headers of a request that are neither forwarded by configuration (the allow-list, keyed headers, the
+/// tenant header) nor anything the layer can vouch for: lowercased names.
+fn unlisted<'a>(
+    config: &'a Config,
+    request_headers: &'a HeaderMap,
+) -> impl Iterator<Item = String> + 'a {
+    request_headers
         .keys()
-        .filter(|n| !config.forwarded_headers.contains(n) && !names.iter().any(|v| v == n.as_str()))
+        .filter(|n| !config.forwarded_headers.contains(n))
         .map(|n| n.as_str().to_owned())
-        .collect();
-    unsaid.dedup();
-    (!unsaid.is_empty()).then_some(unsaid)
 }
 
 /// The `Vary` field names of a response, lowercased (a `*` was refused before).
@@ -349,28 +345,14 @@ pub(crate) async fn store_response(
     storable: &Storable,
 ) {
     let route = target.route(config);
-    let names = vary_names(&resp.headers);
-    if let Some(unsaid) = unsaid_dependencies(config, request_headers, &names) {
-        // The service was sent headers outside the key that its `Vary` does not name: the answer may depend on
-        // them unsaid, so it is not shared. Keep only what the URL varies on, so that from now on those headers
-        // are withheld (design 0005, "Poisoning") and the next answer can be stored.
-        tracing::debug!(
-            path = target.path,
-            headers = ?unsaid,
-            "answer to headers outside the key not stored; the URL's Vary remembered"
-        );
-        let _ = config
-            .store
-            .set_with_ttl(
-                target.scope.clone(),
-                &route.cache_type,
-                &target.primary,
-                &Stored::Vary(names),
-                Some(storable.ttl),
-            )
-            .await;
-        return;
-    }
+    // Every header the service was sent outside the allow-list is part of the answer's key, as if its `Vary`
+    // named it: whatever such a header changed reaches only requests that carry the same value (design 0005,
+    // "Poisoning"). An answer to a request without them varies on nothing unsaid, and replaces the URL's
+    // record, so from then on those headers are withheld and every client shares it.
+    let mut names = vary_names(&resp.headers);
+    names.extend(unlisted(config, request_headers));
+    names.sort();
+    names.dedup();
     let entry_key = if names.is_empty() {
         target.primary.clone()
     } else {

@@ -57,11 +57,11 @@
 //! - Keys: tenant, path and query as sent up to RFC 3986's equivalences (an encoded unreserved character,
 //!   the case of hex digits; ignored parameters dropped; the service is sent the same form), configured keyed
 //!   headers, and the values of the response's `Vary` headers (an absent header differs from an empty one).
-//! - An answer is shared only if every header the service was sent is in its key: [`FORWARDED_HEADERS`], keyed
-//!   headers, the tenant header, or named by its `Vary` — so no header outside the key can poison a shared
-//!   entry. Once a URL has a stored response, other headers are withheld from the service (a response whose
-//!   `Vary` names a withheld header the client sent is asked for again with it); on a URL's first request they
-//!   go as sent, and an answer that does not name them in `Vary` is the client's alone (only its `Vary` is kept).
+//! - Every header the service was sent is part of the answer's key: [`FORWARDED_HEADERS`], keyed headers and
+//!   the tenant header as configured, any other header as if the answer's `Vary` named it — so no header
+//!   outside the key can poison a shared entry. Once a URL has a stored response, headers its record does not
+//!   name are withheld from the service (a response whose `Vary` names a withheld header the client sent is
+//!   asked for again with it); on a URL's first request they go as sent.
 //! - A `GET` with a body is passed through: neither answered from the cache nor stored.
 //! - A successful (2xx/3xx) unsafe request invalidates its path (and a same-site `Location` /
 //!   `Content-Location`) for its tenant: the path's epoch changes, so every variant is unreachable at once.

@@ -267,12 +267,35 @@ fn has_body(headers: &HeaderMap) -> bool {
 }
 
 /// Status codes a shared cache may store without explicit freshness (RFC 9110 §15.1, "heuristically
-/// cacheable"), minus 501: no 5xx is ever stored, nor partial content.
-pub(crate) fn storable_status(status: StatusCode) -> bool {
+/// cacheable"), minus 501: no 5xx is stored on a heuristic lifetime.
+pub(crate) fn heuristically_storable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
         200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414
     )
+}
+
+/// Status codes stored when the response states its own freshness (RFC 9111 §3: any final status this cache
+/// understands): all but interim responses, partial content (ranges are not served from the cache) and 304
+/// (which only refreshes a stored response).
+pub(crate) fn storable_with_explicit_freshness(status: StatusCode) -> bool {
+    status.as_u16() >= 200
+        && status != StatusCode::PARTIAL_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+}
+
+/// The status `http-cache-semantics` is shown for a stored response: the crate refuses statuses outside its
+/// own short list even with explicit freshness, which RFC 9111 §3 allows; a status it does not know is
+/// judged as a 200 — only once [`storable_with_explicit_freshness`] and an explicit lifetime admitted it.
+pub(crate) fn judged_status(status: StatusCode) -> StatusCode {
+    const UNDERSTOOD: [u16; 14] = [
+        200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+    ];
+    if UNDERSTOOD.contains(&status.as_u16()) {
+        status
+    } else {
+        StatusCode::OK
+    }
 }
 
 /// Whether a client's conditional `GET` is answered 304 by the stored response (RFC 9110 §13.1.2–13.1.3):

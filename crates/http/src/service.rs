@@ -484,30 +484,31 @@ where
             return with_x_cache(resp.map(CacheBody::inner), MISS);
         }
     };
-    let fits = resp
-        .body()
-        .size_hint()
-        .upper()
-        .is_some_and(|n| n <= config.max_body_bytes);
-    if !fits {
-        tracing::debug!(
-            path = target.path,
-            "response body unsized or too large; not stored"
-        );
+    if resp.body().size_hint().lower() > config.max_body_bytes {
+        tracing::debug!(path = target.path, "response body too large; not stored");
         return with_x_cache(resp.map(CacheBody::inner), MISS);
     }
-    let Some(target) = entries::open(config, target).await else {
-        // The route's path budget is spent: served, not stored.
-        return with_x_cache(resp.map(CacheBody::inner), MISS);
-    };
-    let target = &*target;
     let (resp_parts, resp_body) = resp.into_parts();
-    let bytes = match resp_body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return with_x_cache(Response::from_parts(resp_parts, CacheBody::failed(e)), MISS);
+    // A body of unknown length (chunked) is read up to the bound: one that ends within it is stored like any
+    // other; one that does not is passed on as read so far, then streamed, and not stored.
+    let bytes = match buffer_bounded(resp_body, config.max_body_bytes).await {
+        Buffered::Whole(bytes) => bytes,
+        Buffered::Partial(body) => {
+            tracing::debug!(
+                path = target.path,
+                "response body too large or with trailers; not stored"
+            );
+            return with_x_cache(Response::from_parts(resp_parts, body), MISS);
         }
     };
+    let Some(target) = entries::open(config, target).await else {
+        // The route's path budget is spent: served, not stored.
+        return with_x_cache(
+            Response::from_parts(resp_parts, CacheBody::full(bytes)),
+            MISS,
+        );
+    };
+    let target = &*target;
     entries::store_response(
         config,
         target,
@@ -521,6 +522,50 @@ where
         Response::from_parts(resp_parts, CacheBody::full(bytes)),
         MISS,
     )
+}
+
+/// A service's body read up to a bound.
+enum Buffered<B: Body> {
+    /// The whole body, within the bound and without trailers.
+    Whole(Bytes),
+    /// What was read, then the rest: the body outgrew the bound, ended in trailers, or failed.
+    Partial(CacheBody<B>),
+}
+
+async fn buffer_bounded<B>(body: B, max: u64) -> Buffered<B>
+where
+    B: Body<Data = Bytes>,
+{
+    let mut body = Box::pin(body);
+    let mut held = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Buffered::Whole(held.freeze()),
+            Some(Err(e)) => {
+                return Buffered::Partial(if held.is_empty() {
+                    CacheBody::failed(e)
+                } else {
+                    // The client gets what arrived, then the error.
+                    CacheBody::prefixed(held.freeze(), Some(Err(e)), body)
+                });
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    held.extend_from_slice(&data);
+                    if held.len() as u64 > max {
+                        return Buffered::Partial(CacheBody::prefixed(held.freeze(), None, body));
+                    }
+                }
+                Err(trailers) => {
+                    return Buffered::Partial(CacheBody::prefixed(
+                        held.freeze(),
+                        Some(Ok(trailers)),
+                        body,
+                    ));
+                }
+            },
+        }
+    }
 }
 
 /// The request as the freshness rules judge a response to it: method, URI and headers, without the body.

@@ -14,7 +14,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{CacheControl, canonical_directives, storable_status, targeted_cache_control};
+use crate::policy::{
+    CacheControl, canonical_directives, heuristically_storable, judged_status,
+    storable_with_explicit_freshness, targeted_cache_control,
+};
 
 /// RFC 9213's field for caches of a CDN — which a shared cache in front of an origin is.
 pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -192,7 +195,7 @@ fn policy<B>(
     received: SystemTime,
 ) -> CachePolicy {
     let mut response = Response::new(());
-    *response.status_mut() = status;
+    *response.status_mut() = judged_status(status);
     *response.headers_mut() = view;
     CachePolicy::new_options(request, &response, received, options())
 }
@@ -207,7 +210,7 @@ pub(crate) fn storable(
     heuristic: Duration,
     now: SystemTime,
 ) -> Result<Storable, NotStored> {
-    if !storable_status(status) {
+    if !storable_with_explicit_freshness(status) {
         return Err(NotStored::Status);
     }
     let age = initial_age(headers, now);
@@ -216,6 +219,9 @@ pub(crate) fn storable(
     let cc = CacheControl::parse(&view);
     let explicit =
         cc.max_age.is_some() || cc.s_maxage.is_some() || view.contains_key(header::EXPIRES);
+    if !explicit && !heuristically_storable(status) {
+        return Err(NotStored::Status);
+    }
     let heuristic = (!explicit).then_some(heuristic.as_secs());
     if let Some(secs) = heuristic {
         add_heuristic(&mut view, secs);

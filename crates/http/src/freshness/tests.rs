@@ -105,6 +105,22 @@ fn what_rfc_9111_forbids_is_refused() {
         let r = storable(&get(), status, &headers(&[]), CAP, CAP, SystemTime::now());
         assert_eq!(r, Err(NotStored::Status));
     }
+    // With a lifetime of its own, any final status is stored for that long (RFC 9111 §3) — never a partial
+    // response, a 304 or an interim one.
+    let stated = headers(&[("cache-control", "max-age=30")]);
+    for code in [299, 302, 400, 499, 500, 502, 503, 599] {
+        let status = StatusCode::from_u16(code).unwrap();
+        let r = storable(&get(), status, &stated, CAP, CAP, SystemTime::now()).map(|s| s.ttl);
+        assert_eq!(r, Ok(Duration::from_secs(30)), "{code}");
+    }
+    for status in [
+        StatusCode::PARTIAL_CONTENT,
+        StatusCode::NOT_MODIFIED,
+        StatusCode::CONTINUE,
+    ] {
+        let r = storable(&get(), status, &stated, CAP, CAP, SystemTime::now());
+        assert_eq!(r, Err(NotStored::Status), "{status}");
+    }
     let mut authorized = get();
     authorized
         .headers

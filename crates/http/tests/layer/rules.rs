@@ -74,10 +74,16 @@ const ROWS: &[Row] = &[
         reaches_handler: true,
     },
     Row {
-        rule: "5xx is never stored",
+        rule: "5xx is not stored on a heuristic lifetime",
         before: &[get("/c/error/1")],
         probe: ("/c/error/1", &[]),
         reaches_handler: true,
+    },
+    Row {
+        rule: "a 503 that states its freshness is stored (RFC 9111 §3)",
+        before: &[get("/c/error-fresh/1")],
+        probe: ("/c/error-fresh/1", &[]),
+        reaches_handler: false,
     },
     Row {
         rule: "Set-Cookie response is not stored",
@@ -280,9 +286,15 @@ const ROWS: &[Row] = &[
         reaches_handler: true,
     },
     Row {
-        rule: "bodies of unknown size are not stored",
+        rule: "a body of unknown size (chunked) that ends within the bound is stored",
         before: &[get("/c/stream/1")],
         probe: ("/c/stream/1", &[]),
+        reaches_handler: false,
+    },
+    Row {
+        rule: "a body of unknown size past the bound is not stored",
+        before: &[get("/c/stream-large/1")],
+        probe: ("/c/stream-large/1", &[]),
         reaches_handler: true,
     },
     // RFC 9111 freshness as an arbitrary origin states it: the route TTL only caps it.
@@ -542,4 +554,24 @@ async fn redis_killed_every_request_is_served_by_the_handler() {
                 .ends_with(&format!("call {}", i + 2))
         );
     }
+}
+
+#[tokio::test]
+async fn a_body_too_large_to_store_reaches_the_client_whole() {
+    let app = start(|b| b).await;
+    for _ in 0..2 {
+        let r = app.get("/c/stream-large/2", &[]).await;
+        assert_eq!(r.headers()["x-cache"], "MISS");
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), 5 * 256 * 1024);
+        for (i, chunk) in body.chunks(256 * 1024).enumerate() {
+            assert!(
+                chunk
+                    .iter()
+                    .all(|&b| usize::from(b) == usize::from(b'a') + i),
+                "frame {i}"
+            );
+        }
+    }
+    assert_eq!(app.calls.of("/c/stream-large/2"), 2);
 }

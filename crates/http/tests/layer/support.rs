@@ -188,7 +188,18 @@ async fn scenario(
             };
             set(r.headers_mut(), header::CACHE_CONTROL, cc);
         }
-        "stream" => return Response::new(axum::body::Body::new(Unsized(Some(body.into())))),
+        "stream" => return Response::new(axum::body::Body::new(Unsized(vec![body.into()]))),
+        // Past the layer's default bound (1 MiB), in frames, size unannounced.
+        "stream-large" => {
+            let frames = (0..5)
+                .map(|i| bytes::Bytes::from(vec![b'a' + i; 256 * 1024]))
+                .collect();
+            return Response::new(axum::body::Body::new(Unsized(frames)));
+        }
+        "error-fresh" => {
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            set(r.headers_mut(), header::CACHE_CONTROL, "max-age=60");
+        }
         other => panic!("unknown scenario {other}"),
     }
     r
@@ -201,8 +212,8 @@ fn http_date(at: SystemTime) -> HeaderValue {
     HeaderValue::from_str(&httpdate::fmt_http_date(at)).unwrap()
 }
 
-/// A body that does not announce its size, like a stream.
-struct Unsized(Option<bytes::Bytes>);
+/// A body that does not announce its size, like a stream: these frames, in order.
+struct Unsized(Vec<bytes::Bytes>);
 
 impl http_body::Body for Unsized {
     type Data = bytes::Bytes;
@@ -212,7 +223,8 @@ impl http_body::Body for Unsized {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+        let next = (!self.0.is_empty()).then(|| self.0.remove(0));
+        std::task::Poll::Ready(next.map(|b| Ok(http_body::Frame::data(b))))
     }
 }
 
