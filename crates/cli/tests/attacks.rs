@@ -66,6 +66,10 @@ async fn origin(
             HeaderValue::from_bytes(b"max-age=600, private \xfc").unwrap(),
         );
     }
+    if uri.path().starts_with("/precondition") && headers.contains_key("if-match") {
+        // An origin that puts its lifetime on every answer, a failed precondition included.
+        *r.status_mut() = axum::http::StatusCode::PRECONDITION_FAILED;
+    }
     if uri.path().starts_with("/varies") {
         r.headers_mut()
             .append("vary", HeaderValue::from_static("X-Device"));
@@ -185,6 +189,113 @@ async fn a_get_body_is_neither_answered_from_nor_stored_in_the_cache() {
     let r = p.client.get(&url).body("other").send().await.unwrap();
     assert_ne!(r.headers()["x-cache"], "HIT");
     assert!(r.text().await.unwrap().contains("body=other"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_precondition_never_decides_what_others_are_served() {
+    let redis = RedisServer::start();
+    let p = proxy(&redis, start_origin().await, &[]);
+    let path = format!("/precondition/1?h={}", encoded("max-age=600"));
+    let get = |headers: &'static [(&'static str, &'static str)]| {
+        let mut req = p.client.get(format!("{}{path}", p.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    assert_eq!(get(&[]).await.unwrap().status(), 200);
+    for attack in [
+        &[("cache-control", "no-cache"), ("if-match", "\"nope\"")][..],
+        &[("if-match", "\"nope\"")],
+        &[
+            ("if-unmodified-since", "Sun, 01 Nov 2026 10:00:00 GMT"),
+            ("if-match", "\"x\""),
+        ],
+        &[("if-range", "\"nope\""), ("if-match", "\"x\"")],
+    ] {
+        let r = get(attack).await.unwrap();
+        assert_eq!(r.status(), 412, "{attack:?}");
+        let victim = get(&[]).await.unwrap();
+        assert_eq!(victim.status(), 200, "after {attack:?}");
+        assert_eq!(victim.headers()["x-cache"], "HIT");
+    }
+    // Nor on a URL's first request.
+    let first = format!("/precondition/2?h={}", encoded("max-age=600"));
+    let r = p
+        .client
+        .get(format!("{}{first}", p.base))
+        .header("if-match", "\"nope\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let (x_cache, _) = fetch(&p, &first, &[]).await;
+    assert_eq!(x_cache, "MISS");
+}
+
+/// An origin that answers every request with these raw bytes.
+async fn raw_origin(response: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(response).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_the_origin_contradicts_never_reaches_a_client() {
+    let redis = RedisServer::start();
+    // RFC 9112 §6.3: with both, Transfer-Encoding decides and Content-Length must not be passed on.
+    let origin = raw_origin(
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 50\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let p = proxy(&redis, origin, &[]);
+    for expected in ["MISS", "HIT"] {
+        let r = p
+            .client
+            .get(format!("{}/both-lengths", p.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-cache"], expected);
+        if let Some(length) = r.headers().get("content-length") {
+            assert_eq!(length, "5");
+        }
+        assert_eq!(r.text().await.unwrap(), "hello");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_switch_nobody_asked_for_is_a_bad_gateway() {
+    let redis = RedisServer::start();
+    let origin = raw_origin(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
+    let p = proxy(&redis, origin, &[]);
+    let r = p.client.get(format!("{}/ws", p.base)).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(
+        !r.text().await.unwrap().contains("101"),
+        "no internals in the answer"
+    );
 }
 
 /// The counter the origin put at the start of its body (`#n`).

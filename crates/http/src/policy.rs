@@ -239,6 +239,19 @@ pub(crate) fn request_use(method: &Method, headers: &HeaderMap) -> RequestUse {
     if headers.contains_key(header::RANGE) {
         return RequestUse::Bypass;
     }
+    // Preconditions the cache does not evaluate itself: what the origin answers them (a 412, say) is this
+    // client's alone, and no stored answer may stand in for the origin's evaluation. (`If-None-Match` and
+    // `If-Modified-Since` the cache answers, and replaces with its own validators when it asks the origin.)
+    if [
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
+    {
+        return RequestUse::Bypass;
+    }
     // A GET with a body: the body reaches the service but is no part of the key, so what it changes must never
     // be stored for, or answered from, the same URL without it. It goes through, uncached.
     if has_body(headers) {
@@ -333,12 +346,14 @@ pub(crate) fn invalidates(method: &Method, status: StatusCode) -> bool {
     !method.is_safe() && (status.is_success() || status.is_redirection())
 }
 
-/// Headers never stored with a response: hop-by-hop fields, and `Set-Cookie` (a cookie is for the client
-/// that caused the response, never for the next one).
+/// Headers never stored with a response: hop-by-hop fields, `Set-Cookie` (a cookie is for the client that
+/// caused the response, never for the next one), and `Content-Length` — the stored body's own length is sent
+/// with it, so a length the service got wrong (or a framing it contradicted) is never replayed.
 pub(crate) fn stored_header(name: &http::HeaderName) -> bool {
     !matches!(
         name.as_str(),
         "connection"
+            | "content-length"
             | "keep-alive"
             | "proxy-connection"
             | "te"

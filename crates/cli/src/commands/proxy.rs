@@ -150,8 +150,20 @@ async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
     parts.uri = uri;
     let outbound = Request::from_parts(parts, body);
     match tokio::time::timeout(origin.timeout, origin.client.request(outbound)).await {
+        // `Upgrade` never reaches the origin, so it has no protocol to switch to: a 101 is a broken answer,
+        // with no tunnel behind it.
+        Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => edge::internal_error(
+            StatusCode::BAD_GATEWAY,
+            "the origin answered with an unusable response",
+            &"101 Switching Protocols to a request that asked for no upgrade",
+        ),
         Ok(Ok(resp)) => {
             let (mut head, body) = resp.into_parts();
+            // RFC 9112 §6.3: with both, Transfer-Encoding framed the body and the Content-Length is wrong; it
+            // must not be passed on (the body is re-framed here).
+            if head.headers.contains_key(header::TRANSFER_ENCODING) {
+                head.headers.remove(header::CONTENT_LENGTH);
+            }
             strip_hop_by_hop(&mut head.headers);
             head.headers.append(header::VIA, VIA);
             Response::from_parts(head, Body::new(body))
