@@ -356,7 +356,19 @@ const MAX_BUCKETS: usize = 10_000;
 pub(crate) struct TenantRates {
     limiter: Option<DefaultKeyedRateLimiter<Bucket>>,
     store: Store,
+    /// Refusals being held back ([`REFUSAL_DELAY`]); past [`MAX_HELD_REFUSALS`] a refusal is answered at once.
+    held: tokio::sync::Semaphore,
 }
+
+/// How long a request over its rate waits for its 429. A client that waits for each answer — the usual flood,
+/// and every well-behaved client — then sends a few refused requests a second instead of thousands: each
+/// refusal costs the process (and the other tenants on its cores) next to nothing. Measured by
+/// `cargo xtask bench http` (section 1, docs/benchmarks.md).
+const REFUSAL_DELAY: Duration = Duration::from_millis(100);
+
+/// The most refusals held back at once: beyond it (many connections, each sending without waiting) they are
+/// answered at once, so holding them never grows without bound.
+const MAX_HELD_REFUSALS: usize = 1_024;
 
 impl TenantRates {
     pub(crate) fn new(limits: &ServerLimits, store: Store) -> TenantRates {
@@ -364,7 +376,18 @@ impl TenantRates {
             let burst = NonZeroU32::new(limits.tenant_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        TenantRates { limiter, store }
+        TenantRates {
+            limiter,
+            store,
+            held: tokio::sync::Semaphore::new(MAX_HELD_REFUSALS),
+        }
+    }
+
+    /// Holds a refusal back for [`REFUSAL_DELAY`], while fewer than [`MAX_HELD_REFUSALS`] are.
+    async fn hold_refusal(&self) {
+        if let Ok(_permit) = self.held.try_acquire() {
+            tokio::time::sleep(REFUSAL_DELAY).await;
+        }
     }
 
     /// Takes a token from `bucket`'s bucket, or says how long until one is there.
@@ -396,7 +419,7 @@ pub(crate) fn too_many(message: &str, wait: Duration) -> Response {
 }
 
 /// Answers 429 with `Retry-After` when the request's tenant (put in the extensions by authentication) is over its
-/// rate or its request quota; other tenants are unaffected.
+/// rate or its request quota — after [`REFUSAL_DELAY`]; other tenants are unaffected.
 pub(crate) async fn rate_limit(
     State(rates): State<Arc<TenantRates>>,
     req: Request,
@@ -415,9 +438,11 @@ pub(crate) async fn rate_limit(
             Bucket::Client(_) => "this client is over its request rate; retry later",
             Bucket::Tenant(_) => "this tenant is over its request rate; retry later",
         };
+        rates.hold_refusal().await;
         return too_many(message, wait);
     }
     if let RequestQuota::Refused { retry_after } = rates.store.count_request(tenant).await {
+        rates.hold_refusal().await;
         return too_many(
             "this tenant has used its request quota for this window; retry later",
             retry_after,
