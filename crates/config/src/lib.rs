@@ -60,3 +60,10 @@ pub use telemetry::TelemetrySettings;
 pub use tier::{L1Settings, TierPolicy, TierTable};
 pub use ttl::TtlTable;
 pub use warming::WarmingSettings;
+
+/// Whether `text` is an absolute `http://` or `https://` URL with a host.
+pub(crate) fn http_url(text: &str) -> bool {
+    text.parse::<http::Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+    })
+}

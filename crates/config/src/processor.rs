@@ -141,7 +141,7 @@ impl ProcessorSettings {
         )?;
         check_duration("processor.warm_interval", p.warm_interval)?;
         if p.extractor == ExtractorKind::Openai {
-            if url::Url::parse(&p.openai.url).is_err() {
+            if !crate::http_url(&p.openai.url) {
                 return Err(ConfigError::invalid(
                     "processor.openai.url",
                     format!("{:?} is not a URL", p.openai.url),

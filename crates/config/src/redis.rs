@@ -23,8 +23,16 @@ pub enum RedisMode {
 }
 
 /// A Redis URL whose password is never shown by `Debug` or `Display`.
+///
+/// Checked here only as far as configuration needs — scheme, authority, port — and split where its password
+/// is: the Redis client parses the whole URL when it connects. (A general URL parser would bring IDNA and
+/// Unicode tables into every build of the store, `#[cached]` users' included, for host names Redis never has.)
 #[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(url::Url);
+pub struct RedisUrl {
+    text: String,
+    /// Where the password is in `text`, if the URL has one.
+    password: Option<std::ops::Range<usize>>,
+}
 
 impl RedisUrl {
     /// Parses and checks a `redis://`, `rediss://` or `redis+unix://` URL.
@@ -32,40 +40,101 @@ impl RedisUrl {
     /// # Errors
     /// [`ConfigError::Invalid`] for an unparsable URL or another scheme; the message never repeats a password.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let url = url::Url::parse(text)
-            .map_err(|e| ConfigError::invalid("redis.url", format!("not a URL ({e})")))?;
-        match url.scheme() {
-            "redis" | "rediss" | "redis+unix" | "unix" => Ok(RedisUrl(url)),
-            other => Err(ConfigError::invalid(
+        let invalid = |why: &str| ConfigError::invalid("redis.url", why.to_owned());
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(invalid("not a URL (no scheme://)"));
+        };
+        if !matches!(scheme, "redis" | "rediss" | "redis+unix" | "unix") {
+            let shown: String = scheme.chars().take(32).collect();
+            return Err(ConfigError::invalid(
                 "redis.url",
-                format!("scheme {other:?} is not redis://, rediss:// or redis+unix://"),
-            )),
+                format!("scheme {shown:?} is not redis://, rediss:// or redis+unix://"),
+            ));
         }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("not a URL (white space or a control character)"));
+        }
+        let start = scheme.len() + 3;
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        // The last `@` ends the user information (an unescaped `@` in a password stays hidden too).
+        let (userinfo, host_port) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
+        let password = userinfo.and_then(|u| {
+            let colon = u.find(':')?;
+            Some(start + colon + 1..start + u.len())
+        });
+        let unix = matches!(scheme, "redis+unix" | "unix");
+        if !unix {
+            let (host, port) = match host_port.rsplit_once(':') {
+                // An IPv6 literal's own colons are inside brackets.
+                Some((h, p)) if !p.contains(']') => (h, Some(p)),
+                _ => (host_port, None),
+            };
+            if host.is_empty() {
+                return Err(invalid("not a URL (no host)"));
+            }
+            if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+                return Err(invalid("not a URL (the port is not a number up to 65535)"));
+            }
+        }
+        Ok(RedisUrl {
+            text: text.to_owned(),
+            password,
+        })
     }
 
     /// The full URL, password included: hand it to the client, never to a log.
     pub fn expose(&self) -> &str {
-        self.0.as_str()
+        &self.text
     }
 
     /// Whether the URL asks for TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
-        self.0.scheme() == "rediss"
+        self.text.starts_with("rediss://")
     }
 
     /// Whether the URL names a Unix socket rather than a TCP address.
     pub fn is_unix(&self) -> bool {
-        matches!(self.0.scheme(), "redis+unix" | "unix")
+        self.text.starts_with("redis+unix://") || self.text.starts_with("unix://")
+    }
+
+    /// The URL with `password` (percent-encoded) in place of its own; a Unix socket URL is returned as it is
+    /// (its password goes in the query, as the client reads it there).
+    fn with_password(&self, password: &str) -> String {
+        if self.is_unix() {
+            return self.text.clone();
+        }
+        let mut encoded = String::with_capacity(password.len());
+        for b in password.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                encoded.push(char::from(b));
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let start = self.text.find("://").map_or(0, |i| i + 3);
+        let rest = &self.text[start..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        match (&self.password, authority.rfind('@')) {
+            (Some(p), _) => format!("{}{encoded}{}", &self.text[..p.start], &self.text[p.end..]),
+            // A user without a password.
+            (None, Some(at)) => format!(
+                "{}:{encoded}{}",
+                &self.text[..start + at],
+                &self.text[start + at..]
+            ),
+            (None, None) => format!("{}:{encoded}@{}", &self.text[..start], rest),
+        }
     }
 
     /// The URL with any password replaced by `***`, safe for logs and errors.
     pub fn redacted(&self) -> String {
-        let mut shown = self.0.clone();
-        if shown.password().is_some() {
-            // Setting a password only fails for URLs that cannot have one, which were rejected above.
-            let _ = shown.set_password(Some("***"));
+        match &self.password {
+            Some(p) => format!("{}***{}", &self.text[..p.start], &self.text[p.end..]),
+            None => self.text.clone(),
         }
-        shown.to_string()
     }
 }
 
@@ -194,13 +263,71 @@ impl RedisSettings {
     }
 
     fn with_credentials(&self, url: &RedisUrl) -> String {
-        let mut url = url.0.clone();
-        if let Some(pw) = &self.password {
-            let _ = url.set_password(Some(pw.expose_secret()));
+        let mut text = match &self.password {
+            Some(pw) => url.with_password(pw.expose_secret()),
+            None => url.text.clone(),
+        };
+        if self.tls && text.starts_with("redis://") {
+            text.replace_range(..5, "rediss");
         }
-        if self.tls && url.scheme() == "redis" {
-            let _ = url.set_scheme("rediss");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisUrl;
+
+    #[test]
+    fn passwords_are_hidden_and_urls_kept_as_written() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("redis://:hunter2@cache:6379", "redis://:***@cache:6379"),
+            (
+                "rediss://user:hunter2@cache.internal:6380/1",
+                "rediss://user:***@cache.internal:6380/1",
+            ),
+            ("redis://user:p@ss@cache", "redis://user:***@cache"),
+            ("redis://user@cache", "redis://user@cache"),
+            ("redis://[::1]:6379", "redis://[::1]:6379"),
+            (
+                "redis+unix:///run/redis.sock?db=2",
+                "redis+unix:///run/redis.sock?db=2",
+            ),
+        ] {
+            let parsed = RedisUrl::parse(url).unwrap();
+            assert_eq!(parsed.redacted(), shown);
+            assert_eq!(parsed.to_string(), shown);
+            assert_eq!(parsed.expose(), url);
         }
-        url.to_string()
+        assert!(RedisUrl::parse("rediss://h").unwrap().is_tls());
+        assert!(RedisUrl::parse("redis+unix:///s").unwrap().is_unix());
+    }
+
+    #[test]
+    fn a_configured_password_is_put_in_encoded() {
+        for (url, with) in [
+            ("redis://cache:6379/0", "redis://:p%40ss%2Fw@cache:6379/0"),
+            ("redis://user@cache", "redis://user:p%40ss%2Fw@cache"),
+            ("redis://user:old@cache", "redis://user:p%40ss%2Fw@cache"),
+        ] {
+            assert_eq!(RedisUrl::parse(url).unwrap().with_password("p@ss/w"), with);
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_redis_url_is_refused_without_repeating_it() {
+        for bad in [
+            "ftp://user:hunter2@x",
+            "cache:6379",
+            "redis://",
+            "redis://:hunter2@",
+            "redis://host:99999",
+            "redis://host:port",
+            "redis://ho st",
+        ] {
+            let err = RedisUrl::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{bad}: {err}");
+        }
     }
 }

@@ -394,10 +394,7 @@ impl Settings {
         }
         check_duration("statistics.health_interval", st.health_interval)?;
         check_duration("statistics.retention.interval", st.retention.interval)?;
-        if !st.alert_webhook.is_empty()
-            && !url::Url::parse(&st.alert_webhook)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        {
+        if !st.alert_webhook.is_empty() && !crate::http_url(&st.alert_webhook) {
             return Err(ConfigError::invalid(
                 "statistics.alert_webhook",
                 "must be an http:// or https:// URL, or empty",

@@ -52,10 +52,7 @@ impl TelemetrySettings {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled() {
-            let url = url::Url::parse(self.otlp_endpoint.trim()).map_err(|e| {
-                ConfigError::invalid("telemetry.otlp_endpoint", format!("not a URL ({e})"))
-            })?;
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            if !crate::http_url(self.otlp_endpoint.trim()) {
                 return Err(ConfigError::invalid(
                     "telemetry.otlp_endpoint",
                     "must be an http:// or https:// address with a host",

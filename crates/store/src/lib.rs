@@ -38,6 +38,10 @@ mod error;
 mod flight;
 mod hash;
 mod metrics;
+#[cfg(feature = "seal")]
+mod seal;
+#[cfg(not(feature = "seal"))]
+#[path = "seal/unavailable.rs"]
 mod seal;
 mod seed;
 mod store;
@@ -46,11 +50,14 @@ mod store;
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "disk")]
+pub use backend::DiskBackend;
 pub use backend::{
-    Backend, BackendError, BackendInfo, CacheBackend, Cause, Charge, ClusterBackend, Coherence,
-    DiskBackend, Fetched, KeyTtl, MemoryBackend, NodeInfo, OnMessage, RedisBackend, TrackedKeys,
-    Watch, WindowCount, ledger_member,
+    Backend, BackendError, BackendInfo, CacheBackend, Cause, Charge, Coherence, Fetched, KeyTtl,
+    MemoryBackend, NodeInfo, OnMessage, Watch, WindowCount, ledger_member,
 };
+#[cfg(feature = "redis")]
+pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};
 pub use breaker::BreakerState;
 pub use error::{ComputeError, StoreError};
 pub use metrics::{

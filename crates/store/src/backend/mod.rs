@@ -4,10 +4,12 @@
 //! A backend moves bytes; it knows nothing of types, envelopes, tenants or metrics. Timeouts and the circuit
 //! breaker are applied by the store around every call, so a backend may simply wait.
 
+#[cfg(feature = "disk")]
 mod disk;
 mod glob;
 mod ledger;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::{fmt, sync::Arc, time::Duration};
@@ -16,9 +18,25 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 
+#[cfg(feature = "disk")]
 pub use self::disk::DiskBackend;
 pub use self::memory::MemoryBackend;
+#[cfg(feature = "redis")]
 pub use self::redis::{ClusterBackend, RedisBackend, TrackedKeys, Watch};
+
+/// Without the `redis` feature no backend announces changes: a watch cannot exist.
+#[cfg(not(feature = "redis"))]
+#[derive(Debug, Clone)]
+pub struct Watch(std::convert::Infallible);
+
+#[cfg(not(feature = "redis"))]
+impl Watch {
+    /// Whether no change of the key has been announced since the watch was taken (never called: no watch
+    /// exists in this build).
+    pub fn is_current(&self) -> bool {
+        match self.0 {}
+    }
+}
 pub(crate) use glob::glob_match;
 
 /// What [`CacheBackend::fetch`] read: the entry (if any) and the two invalidation generations it depends on.
@@ -422,10 +440,13 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Backend {
+    #[cfg(feature = "redis")]
     /// Redis or Valkey: one server, or the primary of a Sentinel-watched group.
     Redis(Arc<RedisBackend>),
+    #[cfg(feature = "redis")]
     /// A Redis Cluster.
     Cluster(Arc<ClusterBackend>),
+    #[cfg(feature = "disk")]
     /// A local SQLite file, shared by the processes of one machine.
     Disk(Arc<DiskBackend>),
     /// The in-process cache.
@@ -438,8 +459,11 @@ impl Backend {
     /// The backend as the trait, for every call but the hot fetch.
     pub(crate) fn ops(&self) -> &dyn CacheBackend {
         match self {
+            #[cfg(feature = "redis")]
             Backend::Redis(b) => b.as_ref(),
+            #[cfg(feature = "redis")]
             Backend::Cluster(b) => b.as_ref(),
+            #[cfg(feature = "disk")]
             Backend::Disk(b) => b.as_ref(),
             Backend::Memory(b) => b.as_ref(),
             Backend::Custom(b) => b.as_ref(),
@@ -447,18 +471,21 @@ impl Backend {
     }
 }
 
+#[cfg(feature = "redis")]
 impl From<RedisBackend> for Backend {
     fn from(b: RedisBackend) -> Self {
         Backend::Redis(Arc::new(b))
     }
 }
 
+#[cfg(feature = "redis")]
 impl From<ClusterBackend> for Backend {
     fn from(b: ClusterBackend) -> Self {
         Backend::Cluster(Arc::new(b))
     }
 }
 
+#[cfg(feature = "disk")]
 impl From<DiskBackend> for Backend {
     fn from(b: DiskBackend) -> Self {
         Backend::Disk(Arc::new(b))

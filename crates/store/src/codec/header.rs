@@ -24,6 +24,7 @@ pub(crate) const FLAG_TAGGED: u8 = 0b0000_0100;
 pub(crate) const FLAG_SEALED: u8 = 0b0000_1000;
 const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED;
 /// Where the flags byte is.
+#[cfg_attr(not(feature = "seal"), allow(dead_code))]
 pub(crate) const FLAGS_AT: usize = 4;
 /// Most tags one entry may carry.
 pub(crate) const MAX_TAGS: usize = 16;

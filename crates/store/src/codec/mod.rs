@@ -35,11 +35,13 @@ mod payload;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+#[cfg(feature = "seal")]
+pub(crate) use self::header::{FLAG_SEALED, FLAGS_AT};
 pub(crate) use self::{
     compression::CompressionPolicy,
     header::{
-        FLAG_SEALED, FLAGS_AT, HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header,
-        set_freshness, set_generations, tags, type_tag_of, with_tags,
+        HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header, set_freshness, set_generations,
+        tags, type_tag_of, with_tags,
     },
 };
 use self::{compression::payload, payload::bincode_bounded};

@@ -20,16 +20,13 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use fernando_cache_config::{
-    BackendKind, CacheType, RedisMode, Settings, SingleFlightTable, TtlTable,
-};
+use fernando_cache_config::{BackendKind, CacheType, Settings, SingleFlightTable, TtlTable};
 use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
 use crate::{
-    Backend, BackendInfo, ClusterBackend, DiskBackend, MemoryBackend, MetricsSnapshot,
-    RedisBackend, StoreError, TrackedKeys, breaker::Breaker, codec::CompressionPolicy,
-    deadline::Deadlines, flight::Flights, metrics::Metrics,
+    Backend, BackendInfo, MemoryBackend, MetricsSnapshot, StoreError, breaker::Breaker,
+    codec::CompressionPolicy, deadline::Deadlines, flight::Flights, metrics::Metrics,
 };
 
 pub use accounting::Cost;
@@ -101,12 +98,19 @@ impl Store {
             BackendKind::Memory => {
                 Store::with_backend(settings, MemoryBackend::new(settings.memory.max_bytes))
             }
+            #[cfg(feature = "disk")]
             BackendKind::Disk => {
-                let disk = DiskBackend::open(&settings.disk, settings.redis.command_timeout)
+                let disk = crate::DiskBackend::open(&settings.disk, settings.redis.command_timeout)
                     .map_err(|source| StoreError::Setup { source })?;
                 Store::with_backend(settings, disk)
             }
+            #[cfg(not(feature = "disk"))]
+            BackendKind::Disk => Err(missing_feature("disk", "disk")),
+            #[cfg(not(feature = "redis"))]
+            BackendKind::Redis => Err(missing_feature("redis", "redis")),
+            #[cfg(feature = "redis")]
             BackendKind::Redis => {
+                use crate::{ClusterBackend, RedisBackend, TrackedKeys};
                 let keys = KeyBuilder::new(
                     &settings.namespace,
                     settings.environment,
@@ -117,7 +121,7 @@ impl Store {
                     generations: keys.generation_prefix(),
                     entries: settings.tiers.any_l1().then(|| keys.prefix().to_owned()),
                 };
-                if settings.redis.mode == RedisMode::Cluster {
+                if settings.redis.mode == fernando_cache_config::RedisMode::Cluster {
                     let cluster = ClusterBackend::connect(&settings.redis, &tracked)
                         .map_err(|source| StoreError::Setup { source })?;
                     return Store::with_backend(settings, cluster);
@@ -284,5 +288,15 @@ impl Store {
             .instrument(debug_span!("cache.backend_info"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "info", source })
+    }
+}
+
+/// The settings ask for a backend this build leaves out.
+#[cfg(not(all(feature = "redis", feature = "disk")))]
+fn missing_feature(backend: &str, feature: &str) -> StoreError {
+    StoreError::Setup {
+        source: crate::BackendError::Other(format!(
+            "backend = \"{backend}\", but this build of fernando-cache-store has no `{feature}` feature"
+        )),
     }
 }

@@ -13,7 +13,7 @@ use tracing::{Instrument, debug_span};
 
 use super::{Store, l1};
 use crate::{
-    Backend, BackendError, KeyTtl, StoreError,
+    BackendError, KeyTtl, StoreError,
     codec::{self, DecodeError, Header},
     metrics::SeriesRef,
 };
@@ -184,7 +184,7 @@ impl Store {
             .inner
             .keys
             .key_in(key_buffer::take(), scope, cache_type, key)?;
-        let generations = if matches!(self.inner.backend, Backend::Redis(_)) {
+        let generations = if self.lazy_generations() {
             Gens::Lazy { scope, cache_type }
         } else if self.inner.backend.ops().generations_in_use() {
             Gens::Built(self.inner.keys.generation_keys(scope, cache_type)?)
@@ -193,6 +193,19 @@ impl Store {
             Gens::Built(GenerationKeys::unused())
         };
         Ok((entry, generations))
+    }
+
+    /// Whether a read leaves its generation keys for the backend to build: the Redis backend's tracked hits
+    /// do not need them.
+    fn lazy_generations(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            matches!(self.inner.backend, crate::Backend::Redis(_))
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
+        }
     }
 
     pub(super) async fn lookup<T>(
@@ -235,27 +248,31 @@ impl Store {
             }
             None => None,
         };
-        let fetched = if let (false, Backend::Redis(redis)) = (checked, &self.inner.backend) {
-            self.call_from(
-                start,
-                redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
-            )
-            .await
-        } else if let (false, Backend::Cluster(cluster)) = (checked, &self.inner.backend) {
-            self.call_from(
-                start,
-                cluster.fetch_unboxed(key.as_str(), || generations.build(keys)),
-            )
-            .await
-        } else {
-            match generations.build(keys) {
+        let fetched = match (checked, &self.inner.backend) {
+            #[cfg(feature = "redis")]
+            (false, crate::Backend::Redis(redis)) => {
+                self.call_from(
+                    start,
+                    redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
+                )
+                .await
+            }
+            #[cfg(feature = "redis")]
+            (false, crate::Backend::Cluster(cluster)) => {
+                self.call_from(
+                    start,
+                    cluster.fetch_unboxed(key.as_str(), || generations.build(keys)),
+                )
+                .await
+            }
+            _ => match generations.build(keys) {
                 Ok(g) if checked => {
                     self.call_from(start, backend.fetch_checked(key.as_str(), &g))
                         .await
                 }
                 Ok(g) => self.call_from(start, backend.fetch(key.as_str(), &g)).await,
                 Err(e) => Err(e),
-            }
+            },
         };
         let (result, found) = match fetched {
             Ok(f) => {
