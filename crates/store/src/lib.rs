@@ -34,16 +34,16 @@ mod backend;
 mod breaker;
 mod codec;
 mod deadline;
+mod document_helpers;
 mod error;
 mod flight;
 mod hash;
 mod metrics;
 mod seal;
-mod seed;
 mod store;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "macro_runtime.rs"]
 pub mod __private;
 
 pub use backend::{
