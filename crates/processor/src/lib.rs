@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod document;
 mod engine;
 mod engines;
@@ -41,6 +42,7 @@ mod stage;
 mod telemetry;
 mod warm;
 
+pub use access::{AccessRecord, MAX_PENDING_READS};
 pub use document::DocumentKind;
 pub use engine::{
     EngineError, EngineId, ExtractedFields, Extraction, FieldExtractor, TextEngine, TokenUsage,
@@ -53,7 +55,6 @@ pub use sandbox::{ParseBudget, ParserHost, Parsers, run_child};
 pub use telemetry::{KindFigures, Stage, StageFigures, TelemetrySnapshot};
 pub use warm::{
     DocumentHistory, ReferenceSource, WarmReport, Warmer,
-    access::{AccessRecord, MAX_PENDING_READS},
     folder::{DocumentFolder, MAX_FILES},
     policy::{
         Budget, Candidate, History, RefreshCost, ReplayOutcome, ReplaySetup, TraceRead, WarmPolicy,

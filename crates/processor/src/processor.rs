@@ -18,15 +18,13 @@ use tracing::Instrument;
 
 use crate::{
     DocumentKind, DocumentResult, EngineError, FieldExtractor, ProcessError, ProcessedDocument,
-    StageOutcome, Stages, TextEngine, cut_to_limit,
+    StageOutcome, Stages, TextEngine,
+    access::{AccessJournal, AccessRecord, HotSet},
+    cut_to_limit,
     engines::{DEFAULT_MAX_STREAM_BYTES, OpenAiExtractor, RuleExtractor, Tesseract, TextLayer},
     sandbox::{ParseBudget, ParserHost, Parsers, text_too_long},
     stage::{Ran, costed_stage, flatten},
     telemetry::{Stage, Telemetry, TelemetrySnapshot},
-    warm::{
-        HotSet,
-        access::{AccessJournal, AccessRecord},
-    },
 };
 
 /// What a caller keeps taken while the work it started runs (see [`DocumentProcessor::process_holding`]).

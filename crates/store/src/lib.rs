@@ -34,6 +34,7 @@ mod backend;
 mod breaker;
 mod codec;
 mod deadline;
+mod document_helpers;
 mod error;
 mod flight;
 mod hash;
@@ -43,11 +44,10 @@ mod seal;
 #[cfg(not(feature = "seal"))]
 #[path = "seal/unavailable.rs"]
 mod seal;
-mod seed;
 mod store;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "macro_runtime.rs"]
 pub mod __private;
 
 #[cfg(feature = "disk")]

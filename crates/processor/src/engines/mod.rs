@@ -4,6 +4,7 @@ mod image_size;
 mod openai;
 mod pdf_pages;
 mod rules;
+mod subprocess;
 mod tesseract;
 mod text_layer;
 

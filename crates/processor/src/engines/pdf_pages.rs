@@ -7,16 +7,16 @@
 //! the text layers runs where the pipeline's [`Parsers`] say: in a server, a child process per document under
 //! a memory and CPU budget.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lopdf::{Document, LoadOptions, Object, ObjectId};
 use serde::{Deserialize, Serialize};
-use tokio::{io::AsyncWriteExt, process::Command};
+use tokio::process::Command;
 
 use crate::{
     DocumentKind, EngineError, EngineId, TextEngine,
-    engines::text_layer::normalise,
+    engines::{subprocess, text_layer::normalise},
     sandbox::{Parsers, Refusal},
 };
 
@@ -131,31 +131,14 @@ impl PdfPages {
         };
         let page = number.to_string();
         let dpi = self.limits.dpi.to_string();
-        let mut child = Command::new(&self.program)
-            .args(["-f", &page, "-l", &page, "-r", &dpi, "-gray", "-png", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| failed(format!("could not start {}: {e}", self.program)))?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| failed("no stdin".into()))?;
-        let input = pdf.to_vec();
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        });
-        let out = tokio::time::timeout(self.limits.render_timeout, child.wait_with_output())
-            .await
-            .map_err(|_| EngineError::Timeout {
-                engine: "pdftoppm".into(),
-                seconds: self.limits.render_timeout.as_secs(),
-            })?
-            .map_err(|e| failed(format!("pdftoppm did not finish: {e}")))?;
-        let _ = writer.await;
+        let out = subprocess::run(
+            "pdftoppm",
+            &self.program,
+            &["-f", &page, "-l", &page, "-r", &dpi, "-gray", "-png", "-"],
+            pdf,
+            self.limits.render_timeout,
+        )
+        .await?;
         if !out.status.success() || out.stdout.is_empty() {
             return Err(failed(format!(
                 "page {number} could not be rendered ({})",

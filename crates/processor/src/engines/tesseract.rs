@@ -1,15 +1,16 @@
 //! OCR with the `tesseract` program (Debian package `tesseract-ocr`), fed through stdin and read from stdout.
 //! Every page's pixels are bounded from the image's header before tesseract sees it.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::{io::AsyncWriteExt, process::Command};
+use tokio::process::Command;
 
 use crate::{
     DocumentKind, EngineError, EngineId, TextEngine,
     engines::{
         image_size::{self, MAX_TIFF_PAGES, SizeError},
+        subprocess,
         text_layer::normalise,
     },
 };
@@ -141,31 +142,14 @@ impl TextEngine for Tesseract {
             engine: "tesseract".into(),
             reason,
         };
-        let mut child = Command::new(&self.program)
-            .args(["stdin", "stdout", "-l", &self.languages, "--psm", "3"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| failed(format!("could not start {}: {e}", self.program)))?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| failed("no stdin".into()))?;
-        let input = bytes.to_vec();
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        });
-        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
-            .await
-            .map_err(|_| EngineError::Timeout {
-                engine: "tesseract".into(),
-                seconds: self.timeout.as_secs(),
-            })?
-            .map_err(|e| failed(format!("tesseract did not finish: {e}")))?;
-        let _ = writer.await;
+        let out = subprocess::run(
+            "tesseract",
+            &self.program,
+            &["stdin", "stdout", "-l", &self.languages, "--psm", "3"],
+            bytes,
+            self.timeout,
+        )
+        .await?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.lines().last().unwrap_or("").trim();

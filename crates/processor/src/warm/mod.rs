@@ -2,18 +2,10 @@
 //! `predictive`: documents recomputed before they are read, chosen by [`policy`] within a budget, from the
 //! document folder), and reference data loaded on a schedule.
 
-pub(crate) mod access;
 pub(crate) mod folder;
 pub(crate) mod policy;
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
 use fernando_cache_config::CacheType;
@@ -28,36 +20,6 @@ use policy::{Budget, Candidate, RefreshCost, WarmPolicy};
 
 /// TTL lookups a document job keeps in flight while it plans.
 const TTL_LOOKUPS_IN_FLIGHT: usize = 32;
-
-/// Documents read recently, with how often, per tenant.
-pub(crate) struct HotSet {
-    reads: moka::sync::Cache<(TenantId, String), Arc<AtomicU32>>,
-}
-
-impl HotSet {
-    pub(crate) fn new() -> Self {
-        HotSet {
-            reads: moka::sync::Cache::builder().max_capacity(100_000).build(),
-        }
-    }
-
-    pub(crate) fn touch(&self, tenant: &TenantId, doc_key: &str) {
-        self.reads
-            .get_with((tenant.clone(), doc_key.to_owned()), Default::default)
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The documents read at least `min` times since the last call; counts start again.
-    fn take_hot(&self, min: u32) -> Vec<(TenantId, String)> {
-        let mut hot = Vec::new();
-        for (k, v) in &self.reads {
-            if v.swap(0, Ordering::Relaxed) >= min {
-                hot.push(((*k).clone().0, (*k).clone().1));
-            }
-        }
-        hot
-    }
-}
 
 /// What one warming run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -287,7 +287,7 @@ pub(crate) async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(64 * 1024);
     let builder = builder.http1_only();
-    let shutdown = super::serve::shutdown_signal();
+    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -328,6 +328,23 @@ pub(crate) async fn serve(
         }
     }
     Ok(())
+}
+
+/// Ends at SIGTERM or SIGINT (never, if SIGTERM cannot be listened for).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: draining requests, then flushing statistics");
 }
 
 /// The address of the connection a request came on, put in its extensions by [`serve`].

@@ -118,22 +118,6 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
     Ok(edge::request_edge(app, limits))
 }
 
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: draining requests, then flushing statistics");
-}
-
 /// Applies delayed invalidations as they fall due, every `interval`, for as long as the server runs (several
 /// replicas may poll one database: each due row is claimed by one of them).
 fn pending_invalidations(

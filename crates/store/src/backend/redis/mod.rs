@@ -1,5 +1,5 @@
 //! The Redis backends: one server or a Sentinel-watched group ([`RedisBackend`]), and a Redis Cluster
-//! ([`ClusterBackend`], `cluster/`). Their commands are written once, for any connection, in `ops.rs`.
+//! ([`ClusterBackend`], `cluster/`). Their commands are written once, for any connection, in `ops/`.
 //!
 //! The hot read of one server (`read.rs`) goes over a few long-lived multiplexed connections used in rotation;
 //! each slot reconnects by itself after the server restarts (`hot.rs`). With `redis.track_generations` they

@@ -1,18 +1,50 @@
-//! What this process read, for the warmup jobs: each document's reads with their time, drained into the
-//! shared history (the statistics database) where every replica's reads add up. Bounded: past
-//! [`MAX_PENDING_READS`] reads between two drains, further reads are counted as dropped, not kept.
+//! What this process read, recorded by the pipeline on every read it counts and taken by the warmer: the hot
+//! set (documents read recently, with how often, per tenant, for `warm_hot`) and the access journal (each
+//! document's reads with their time, drained into the shared history — the statistics database — where every
+//! replica's reads add up, for the warmup jobs). The journal is bounded: past [`MAX_PENDING_READS`] reads
+//! between two drains, further reads are counted as dropped, not kept.
 
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
 
 use fernando_cache_keys::{DocumentFingerprint, TenantId};
 use fernando_cache_store::Cost;
+
+/// Documents read recently, with how often, per tenant.
+pub(crate) struct HotSet {
+    reads: moka::sync::Cache<(TenantId, String), Arc<AtomicU32>>,
+}
+
+impl HotSet {
+    pub(crate) fn new() -> Self {
+        HotSet {
+            reads: moka::sync::Cache::builder().max_capacity(100_000).build(),
+        }
+    }
+
+    pub(crate) fn touch(&self, tenant: &TenantId, doc_key: &str) {
+        self.reads
+            .get_with((tenant.clone(), doc_key.to_owned()), Default::default)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The documents read at least `min` times since the last call; counts start again.
+    pub(crate) fn take_hot(&self, min: u32) -> Vec<(TenantId, String)> {
+        let mut hot = Vec::new();
+        for (k, v) in &self.reads {
+            if v.swap(0, Ordering::Relaxed) >= min {
+                hot.push(((*k).clone().0, (*k).clone().1));
+            }
+        }
+        hot
+    }
+}
 
 /// Most reads kept between two drains.
 pub const MAX_PENDING_READS: usize = 1_000_000;
