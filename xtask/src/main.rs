@@ -4,7 +4,8 @@
 //!   `tesseract-ocr` and `poppler-utils` from the distribution's packages when run as root), runs the whole
 //!   workspace's tests to the end whatever fails, then every bench in smoke mode (not when `args` narrow the
 //!   run), and prints one summary of what failed (see `testing.rs`);
-//! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, then `test`;
+//! - `ci` — the gates in the order CI runs them: fmt, clippy `-D warnings`, rustdoc `-D warnings`, every example
+//!   of `examples/` run to a clean exit (`EXAMPLES`), then `test`;
 //! - `bench <name>|all [--smoke] [args…]` — benchmarks against a private redis-server, each reporting ratios
 //!   against a baseline measured in the same run (see `docs/benchmarks.md`); `--smoke` runs them on a debug build,
 //!   each row once in a short window, to prove they still run (see `bench.rs`);
@@ -112,8 +113,23 @@ fn ci() -> anyhow::Result<ExitCode> {
         "-D warnings -D rustdoc::broken_intra_doc_links",
     );
     status(c, "cargo doc -D warnings")?;
+    for example in EXAMPLES {
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--quiet",
+            "--package",
+            "fernando-cache-examples",
+            "--example",
+            example,
+        ]);
+        status(c, &format!("cargo run --example {example}"))?;
+    }
     testing::run(&[])
 }
+
+/// The examples of `examples/` (its `[[example]]` targets), which CI runs: each must exit 0 with no server.
+const EXAMPLES: [&str; 4] = ["store", "cached", "axum_layer", "pipeline"];
 
 /// `cargo xtask migrate [run|status|revert] [--database-url URL]`.
 ///

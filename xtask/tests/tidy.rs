@@ -57,6 +57,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "fernando-cache-ops",
         ],
     ),
+    // Runnable examples (`examples/`): above every library, and nothing depends on them.
+    (
+        "fernando-cache-examples",
+        &[
+            "fernando-cache-store",
+            "fernando-cache-decorators",
+            "fernando-cache-http",
+            "fernando-cache-processor",
+        ],
+    ),
     ("fernando-cache-testkit", &[]),
     ("xtask", &["fernando-cache-models"]),
 ];
@@ -169,6 +179,7 @@ fn all_rust_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(&root().join("crates"), &mut files);
     rust_files(&root().join("xtask"), &mut files);
+    rust_files(&root().join("examples"), &mut files);
     assert!(files.len() > 20, "found only {} files", files.len());
     files
 }
