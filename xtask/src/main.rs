@@ -113,6 +113,22 @@ fn ci() -> anyhow::Result<ExitCode> {
         "-D warnings -D rustdoc::broken_intra_doc_links",
     );
     status(c, "cargo doc -D warnings")?;
+    for features in ["", "redis", "disk", "seal"] {
+        let mut c = cargo();
+        c.args([
+            "check",
+            "--package",
+            "fernando-cache-store",
+            "--no-default-features",
+        ]);
+        if !features.is_empty() {
+            c.args(["--features", features]);
+        }
+        status(
+            c,
+            &format!("cargo check fernando-cache-store features [{features}]"),
+        )?;
+    }
     for example in EXAMPLES {
         let mut c = cargo();
         c.args([

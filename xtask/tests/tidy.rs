@@ -242,3 +242,44 @@ fn every_lib_says_what_it_owns_and_must_not_depend_on() {
         );
     }
 }
+
+/// The distinct packages `cargo tree` lists for these arguments (normal dependencies, every platform's).
+fn packages(args: &[&str]) -> std::collections::BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--edges", "normal", "--prefix", "none", "--offline"])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 29: a service that only wants `#[cached]` over the in-process backend (the store without its `redis`,
+/// `disk` and `seal` features) builds no Redis client, TLS, SQLite or AEAD, and at most 105 packages.
+#[test]
+fn cached_over_the_in_process_backend_stays_light() {
+    let mut all = packages(&["--package", "fernando-cache-store", "--no-default-features"]);
+    all.extend(packages(&["--package", "fernando-cache-decorators"]));
+    for heavy in [
+        "redis",
+        "deadpool-redis",
+        "rustls",
+        "ring",
+        "rusqlite",
+        "libsqlite3-sys",
+        "aegis",
+    ] {
+        assert!(!all.contains(heavy), "{heavy} is built for #[cached]");
+    }
+    assert!(all.len() <= 105, "{} packages: {all:?}", all.len());
+}

@@ -140,6 +140,51 @@ where
     }
 }
 
+/// A service's body read up to a bound.
+pub(crate) enum Buffered<B: Body> {
+    /// The whole body, within the bound and without trailers.
+    Whole(Bytes),
+    /// What was read, then the rest: the body outgrew the bound, ended in trailers, or failed.
+    Partial(CacheBody<B>),
+}
+
+pub(crate) async fn buffer_bounded<B>(body: B, max: u64) -> Buffered<B>
+where
+    B: Body<Data = Bytes>,
+{
+    use http_body_util::BodyExt as _;
+    let mut body = Box::pin(body);
+    let mut held = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Buffered::Whole(held.freeze()),
+            Some(Err(e)) => {
+                return Buffered::Partial(if held.is_empty() {
+                    CacheBody::failed(e)
+                } else {
+                    // The client gets what arrived, then the error.
+                    CacheBody::prefixed(held.freeze(), Some(Err(e)), body)
+                });
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    held.extend_from_slice(&data);
+                    if held.len() as u64 > max {
+                        return Buffered::Partial(CacheBody::prefixed(held.freeze(), None, body));
+                    }
+                }
+                Err(trailers) => {
+                    return Buffered::Partial(CacheBody::prefixed(
+                        held.freeze(),
+                        Some(Ok(trailers)),
+                        body,
+                    ));
+                }
+            },
+        }
+    }
+}
+
 impl<B: Body> std::fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {

@@ -13,11 +13,11 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower_service::Service;
 
 use crate::{
     CacheBody,
+    body::{Buffered, buffer_bounded},
     entries::{self, CachedResponse, Target},
     forward::{canonical_target, withheld_but_varied, withhold_unkeyed},
     freshness::{self, Verdict},
@@ -522,50 +522,6 @@ where
         Response::from_parts(resp_parts, CacheBody::full(bytes)),
         MISS,
     )
-}
-
-/// A service's body read up to a bound.
-enum Buffered<B: Body> {
-    /// The whole body, within the bound and without trailers.
-    Whole(Bytes),
-    /// What was read, then the rest: the body outgrew the bound, ended in trailers, or failed.
-    Partial(CacheBody<B>),
-}
-
-async fn buffer_bounded<B>(body: B, max: u64) -> Buffered<B>
-where
-    B: Body<Data = Bytes>,
-{
-    let mut body = Box::pin(body);
-    let mut held = bytes::BytesMut::new();
-    loop {
-        match body.frame().await {
-            None => return Buffered::Whole(held.freeze()),
-            Some(Err(e)) => {
-                return Buffered::Partial(if held.is_empty() {
-                    CacheBody::failed(e)
-                } else {
-                    // The client gets what arrived, then the error.
-                    CacheBody::prefixed(held.freeze(), Some(Err(e)), body)
-                });
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    held.extend_from_slice(&data);
-                    if held.len() as u64 > max {
-                        return Buffered::Partial(CacheBody::prefixed(held.freeze(), None, body));
-                    }
-                }
-                Err(trailers) => {
-                    return Buffered::Partial(CacheBody::prefixed(
-                        held.freeze(),
-                        Some(Ok(trailers)),
-                        body,
-                    ));
-                }
-            },
-        }
-    }
 }
 
 /// The request as the freshness rules judge a response to it: method, URI and headers, without the body.
