@@ -51,13 +51,11 @@ impl TelemetrySettings {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.enabled() {
-            if !crate::http_url(self.otlp_endpoint.trim()) {
-                return Err(ConfigError::invalid(
-                    "telemetry.otlp_endpoint",
-                    "must be an http:// or https:// address with a host",
-                ));
-            }
+        if self.enabled() && !crate::http_url(self.otlp_endpoint.trim()) {
+            return Err(ConfigError::invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// address with a host",
+            ));
         }
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err(ConfigError::invalid(
