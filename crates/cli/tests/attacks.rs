@@ -655,10 +655,14 @@ async fn the_admin_token_never_reaches_the_origin_however_it_is_written() {
         &["--dashboard", "127.0.0.1:0"],
     );
     let token = support::ADMIN;
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{token}"));
     for (i, lines) in [
         vec![format!("BEARER {token}")],
         vec![format!("bearer   {token}")],
         vec!["Basic x".to_owned(), format!("Bearer {token}")],
+        vec![format!("Bearer {token}, Bearer x")],
+        vec![format!("Basic {basic}")],
     ]
     .into_iter()
     .enumerate()
@@ -669,8 +673,32 @@ async fn the_admin_token_never_reaches_the_origin_however_it_is_written() {
         }
         let seen = req.send().await.unwrap().text().await.unwrap();
         assert!(
-            !seen.contains(token),
+            !seen.contains(token) && !seen.contains(&basic),
             "{lines:?} reached the origin: {seen}"
+        );
+    }
+    // The console's session cookie, however the Cookie field is written.
+    for (i, cookie) in [
+        "other=1,fc_dashboard=SECRET",
+        "fc_dashboard =SECRET",
+        "a=1; FC_DASHBOARD=SECRET",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seen = p
+            .client
+            .get(format!("{}/cookie/{i}", p.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !seen.contains("SECRET"),
+            "{cookie:?} reached the origin: {seen}"
         );
     }
 }

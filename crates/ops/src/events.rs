@@ -166,8 +166,11 @@ pub async fn apply(
                     subject: ev.subject.clone(),
                     cache_type: ty.to_string(),
                     strategy: strategy.as_str().to_owned(),
-                    due_at: now
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    // A delay past the calendar's end is as good as never (and never a panic).
+                    due_at: chrono::Duration::from_std(delay)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .unwrap_or(chrono::NaiveDateTime::MAX),
                     created_at: now,
                 };
                 blocking(database_url, move |db| schedule_invalidation(db, &row)).await?;

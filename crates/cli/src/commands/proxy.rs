@@ -234,7 +234,7 @@ async fn tenancy(
     let tenant = match &attribution.tenancy {
         Tenancy::Fixed(name) => {
             if let Some(client) = attribution.client(&req) {
-                req.extensions_mut().insert(edge::RateKey(client));
+                req.extensions_mut().insert(edge::RateKey::of(client));
             }
             TenantId::new(name).ok()
         }

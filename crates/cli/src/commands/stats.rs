@@ -18,8 +18,10 @@ pub(crate) async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let url = open(settings).await?;
-    let from = chrono::Utc::now().naive_utc()
-        - chrono::Duration::from_std(since).context("--since is too long")?;
+    let from = chrono::Duration::from_std(since)
+        .ok()
+        .and_then(|d| chrono::Utc::now().naive_utc().checked_sub_signed(d))
+        .context("--since is too long")?;
     let rows: Vec<StatisticsSummary> = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         Ok(statistics_since(&mut Db::open(&url)?, from)?)
     })

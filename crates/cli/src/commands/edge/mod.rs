@@ -354,7 +354,24 @@ pub(crate) struct Peer(pub(crate) std::net::IpAddr);
 /// Who a request's rate is counted against when that is not its tenant: in `proxy` with one fixed tenant every
 /// client would share one bucket, and one client could spend everyone's — so each client address has its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct RateKey(pub(crate) std::net::IpAddr);
+pub(crate) struct RateKey(std::net::IpAddr);
+
+impl RateKey {
+    /// The bucket of a client address: an IPv4 address as it is (also when written IPv4-mapped), an IPv6
+    /// address by its /64 — the block one subscriber gets, whose addresses it can rotate at will.
+    pub(crate) fn of(addr: std::net::IpAddr) -> RateKey {
+        use std::net::{IpAddr, Ipv6Addr};
+        match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => RateKey(IpAddr::V4(v4)),
+                None => RateKey(IpAddr::V6(Ipv6Addr::from(
+                    u128::from(v6) & !u128::from(u64::MAX),
+                ))),
+            },
+            v4 => RateKey(v4),
+        }
+    }
+}
 
 /// What a bucket is kept for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -471,6 +488,15 @@ pub(crate) async fn rate_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_subscriber_is_one_rate_bucket() {
+        let key = |a: &str| RateKey::of(a.parse().unwrap());
+        assert_eq!(key("2001:db8:0:0:1::1"), key("2001:db8::ffff:2:3:4"));
+        assert_ne!(key("2001:db8:0:1::1"), key("2001:db8:0:2::1"));
+        assert_eq!(key("::ffff:192.0.2.10"), key("192.0.2.10"));
+        assert_ne!(key("192.0.2.10"), key("192.0.2.11"));
+    }
 
     #[test]
     fn development_keys_are_refused_on_a_public_address_only() {

@@ -55,13 +55,16 @@ impl SeriesParams {
                 let r = r.as_deref().unwrap_or("24h");
                 let d = humantime::parse_duration(r)
                     .map_err(|_| "range is not a length such as 6h or 30d".to_owned())?;
-                to - TimeDelta::from_std(d).map_err(|_| "range is too long".to_owned())?
+                let d = TimeDelta::from_std(d).map_err(|_| "range is too long".to_owned())?;
+                // A range reaching before the calendar's start is refused, not computed.
+                to.checked_sub_signed(d)
+                    .ok_or_else(|| format!("a range is at most {MAX_RANGE_DAYS} days"))?
             }
         };
         if from >= to {
             return Err("from must be before to".into());
         }
-        if to - from > TimeDelta::days(MAX_RANGE_DAYS) {
+        if to.signed_duration_since(from) > TimeDelta::days(MAX_RANGE_DAYS) {
             return Err(format!("a range is at most {MAX_RANGE_DAYS} days"));
         }
         for (name, v) in [("tenant", &self.tenant), ("cache_type", &self.cache_type)] {
@@ -284,5 +287,33 @@ pub(crate) async fn overview_route(
             "the overview could not be read",
             &e,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeriesParams;
+
+    fn params(range: &str, to: Option<&str>) -> SeriesParams {
+        SeriesParams {
+            from: None,
+            to: to.map(str::to_owned),
+            range: Some(range.to_owned()),
+            tenant: None,
+            cache_type: None,
+            resolution: None,
+        }
+    }
+
+    #[test]
+    fn a_range_reaching_before_the_calendar_is_an_error_not_a_panic() {
+        for (range, to) in [
+            ("99999999d", None),
+            ("100000000d", None),
+            ("400d", Some("-262143-01-02T00:00:00Z")),
+        ] {
+            assert!(params(range, to).query().is_err(), "{range} before {to:?}");
+        }
+        assert!(params("30d", None).query().is_ok());
     }
 }

@@ -98,13 +98,27 @@ impl Keys {
         Some(Sha256::digest(token.as_bytes()).into())
     }
 
-    /// Whether any `Authorization` field of the request carries the admin token, however it is spelled.
+    /// Whether any `Authorization` field of the request carries the admin token, however it is written: any
+    /// word of the field (split at white space and commas: `Bearer <token>, Bearer x`), or any part of a word
+    /// that decodes as Base64 (`Basic` credentials, `user:<token>`).
     pub(crate) fn carries_admin(&self, headers: &HeaderMap) -> bool {
-        self.admin.is_some()
-            && headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .any(|v| Self::bearer_hash(v) == self.admin)
+        use base64::Engine as _;
+        let Some(admin) = self.admin else {
+            return false;
+        };
+        let is_admin = |candidate: &[u8]| -> bool {
+            !candidate.is_empty() && <[u8; 32]>::from(Sha256::digest(candidate)) == admin
+        };
+        headers.get_all(header::AUTHORIZATION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| b.is_ascii_whitespace() || *b == b',')
+                .any(|word| {
+                    is_admin(word)
+                        || base64::engine::general_purpose::STANDARD
+                            .decode(word)
+                            .is_ok_and(|d| is_admin(&d) || d.split(|b| *b == b':').any(is_admin))
+                })
+        })
     }
 
     /// Whether the request carries the admin token.

@@ -91,14 +91,27 @@ impl Sessions {
         headers.remove(header::COOKIE);
         for v in values {
             let Ok(text) = v.to_str() else {
-                // Not ours to read: passed on as it came.
-                headers.append(header::COOKIE, v);
+                // Not text: passed on only when it cannot hold the session.
+                if !String::from_utf8_lossy(v.as_bytes())
+                    .to_ascii_lowercase()
+                    .contains(COOKIE)
+                {
+                    headers.append(header::COOKIE, v);
+                }
                 continue;
             };
+            // Pairs split at `;` and at `,` (the older separator some clients still send), names compared
+            // trimmed and without case: no spelling carries the session past this point.
             let kept: Vec<&str> = text
-                .split(';')
+                .split([';', ','])
                 .map(str::trim)
-                .filter(|c| !c.is_empty() && c.split('=').next() != Some(COOKIE))
+                .filter(|c| {
+                    !c.is_empty()
+                        && !c
+                            .split('=')
+                            .next()
+                            .is_some_and(|n| n.trim().eq_ignore_ascii_case(COOKIE))
+                })
                 .collect();
             if !kept.is_empty()
                 && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
