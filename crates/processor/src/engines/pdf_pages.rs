@@ -12,7 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lopdf::{Document, LoadOptions, Object, ObjectId};
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 use crate::{
     DocumentKind, EngineError, EngineId, TextEngine,
@@ -45,8 +44,8 @@ pub struct PdfLimits {
 #[derive(Clone)]
 pub struct PdfPages {
     program: String,
-    /// `pdftoppm`'s version, or why it could not be run.
-    version: Result<String, EngineError>,
+    /// `pdftoppm`'s version, or why it could not be run: asked on first use (see [`PdfPages::new`]).
+    version: std::sync::Arc<std::sync::OnceLock<Result<String, EngineError>>>,
     ocr: std::sync::Arc<dyn TextEngine>,
     limits: PdfLimits,
     parsers: Parsers,
@@ -85,7 +84,8 @@ impl PdfPages {
     /// Bumped whenever the produced text could change.
     const VERSION: &'static str = "1";
 
-    /// Finds `program` (`pdftoppm`) and its version. A missing program is not an error here: a page that
+    /// An engine rendering scanned pages with `program` (`pdftoppm`). Its version is asked on first use, not
+    /// here (a run that renders no page starts no program). A missing program is not an error here: a page that
     /// needs it then fails with a message saying how to install it (pages with a text layer still read). The
     /// page tree and text layers are read on `parsers`.
     pub async fn new(
@@ -94,35 +94,42 @@ impl PdfPages {
         limits: PdfLimits,
         parsers: Parsers,
     ) -> Self {
-        let version = match Command::new(program).arg("-v").output().await {
-            // pdftoppm prints its version on stderr: "pdftoppm version 22.12.0".
-            Ok(out) => Ok(String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(2))
-                .unwrap_or("unknown")
-                .to_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::Missing {
-                program: program.to_owned(),
-                hint: INSTALL_HINT.to_owned(),
-            }),
-            Err(e) => Err(EngineError::Unreadable {
-                engine: "pdftoppm".into(),
-                reason: format!("`{program}` could not be started: {e}"),
-            }),
-        };
         PdfPages {
             program: program.to_owned(),
-            version,
+            version: std::sync::Arc::default(),
             ocr,
             limits,
             parsers,
         }
     }
 
+    /// `pdftoppm`'s version, asked once (blocking, a few milliseconds: only the first page rendered or PDF
+    /// keyed in a process pays it).
+    fn version(&self) -> &Result<String, EngineError> {
+        self.version.get_or_init(|| {
+            match std::process::Command::new(&self.program).arg("-v").output() {
+                // pdftoppm prints its version on stderr: "pdftoppm version 22.12.0".
+                Ok(out) => Ok(String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(2))
+                    .unwrap_or("unknown")
+                    .to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::Missing {
+                    program: self.program.clone(),
+                    hint: INSTALL_HINT.to_owned(),
+                }),
+                Err(e) => Err(EngineError::Unreadable {
+                    engine: "pdftoppm".into(),
+                    reason: format!("`{}` could not be started: {e}", self.program),
+                }),
+            }
+        })
+    }
+
     /// Renders page `number` (1-based) to a grey PNG.
     async fn render(&self, pdf: &[u8], number: usize) -> Result<Vec<u8>, EngineError> {
-        if let Err(e) = &self.version {
+        if let Err(e) = self.version() {
             return Err(e.clone());
         }
         let failed = |reason: String| EngineError::Unreadable {
@@ -154,7 +161,7 @@ impl TextEngine for PdfPages {
     fn id(&self) -> EngineId {
         // Everything that changes the text of a scanned page: the renderer and its resolution, and the OCR
         // engine with its version and languages.
-        let renderer = self.version.as_deref().unwrap_or("missing");
+        let renderer = self.version().as_deref().unwrap_or("missing");
         EngineId::new(
             "pdf-pages",
             format!(

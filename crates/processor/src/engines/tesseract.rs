@@ -1,10 +1,12 @@
 //! OCR with the `tesseract` program (Debian package `tesseract-ocr`), fed through stdin and read from stdout.
 //! Every page's pixels are bounded from the image's header before tesseract sees it.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use async_trait::async_trait;
-use tokio::process::Command;
 
 use crate::{
     DocumentKind, EngineError, EngineId, TextEngine,
@@ -29,50 +31,29 @@ pub struct Tesseract {
     languages: String,
     timeout: Duration,
     max_page_pixels: u64,
-    /// The program's version, or why it could not be run.
-    version: Result<String, EngineError>,
+    /// The program's version, or why it could not be run: asked on first use (see [`Tesseract::new`]).
+    version: Arc<OnceLock<Result<String, EngineError>>>,
 }
 
 impl Tesseract {
-    /// Finds the program and its version (`tesseract --version`). A missing program is not an error here:
-    /// each image then fails with a message saying how to install it.
+    /// An engine running `program`. Its version (`tesseract --version`) is asked on first use, not here: a run
+    /// that reads no image (a text document, a cache hit of a PDF) starts no program — asking took ~25 ms of
+    /// every `process` run. A missing program is not an error here either: each image then fails with a message
+    /// saying how to install it.
     pub async fn new(program: &str, languages: &str, timeout: Duration) -> Self {
-        let version = match Command::new(program).arg("--version").output().await {
-            Ok(out) if out.status.success() || !out.stdout.is_empty() || !out.stderr.is_empty() => {
-                // Older releases print the version on stderr.
-                let text = String::from_utf8_lossy(if out.stdout.is_empty() {
-                    &out.stderr
-                } else {
-                    &out.stdout
-                })
-                .into_owned();
-                Ok(text
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("unknown")
-                    .trim_start_matches('v')
-                    .to_owned())
-            }
-            Ok(out) => Err(EngineError::Unreadable {
-                engine: "tesseract".into(),
-                reason: format!("`{program} --version` failed with {}", out.status),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::Missing {
-                program: program.to_owned(),
-                hint: INSTALL_HINT.to_owned(),
-            }),
-            Err(e) => Err(EngineError::Unreadable {
-                engine: "tesseract".into(),
-                reason: format!("`{program}` could not be started: {e}"),
-            }),
-        };
         Tesseract {
             program: program.to_owned(),
             languages: languages.to_owned(),
             timeout,
             max_page_pixels: DEFAULT_MAX_PAGE_PIXELS,
-            version,
+            version: Arc::default(),
         }
+    }
+
+    /// The program's version, asked once (blocking, a few tens of milliseconds: only the first image of a
+    /// process pays it).
+    fn version(&self) -> &Result<String, EngineError> {
+        self.version.get_or_init(|| probe(&self.program))
     }
 
     /// Refuses images with a page of more than `pixels` pixels (`processor.max_page_pixels`; 40 000 000 unless
@@ -118,14 +99,14 @@ impl Tesseract {
 
     /// Whether the program was found.
     pub fn is_available(&self) -> bool {
-        self.version.is_ok()
+        self.version().is_ok()
     }
 }
 
 #[async_trait]
 impl TextEngine for Tesseract {
     fn id(&self) -> EngineId {
-        let version = self.version.as_deref().unwrap_or("missing");
+        let version = self.version().as_deref().unwrap_or("missing");
         EngineId::new("tesseract", format!("{version}+{}", self.languages))
     }
 
@@ -134,7 +115,7 @@ impl TextEngine for Tesseract {
     }
 
     async fn text(&self, _kind: DocumentKind, bytes: &[u8]) -> Result<String, EngineError> {
-        if let Err(e) = &self.version {
+        if let Err(e) = self.version() {
             return Err(e.clone());
         }
         self.check_pixels(bytes)?;
@@ -159,6 +140,42 @@ impl TextEngine for Tesseract {
             )));
         }
         Ok(normalise(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+/// `program --version`: the version, or why the program could not be run.
+fn probe(program: &str) -> Result<String, EngineError> {
+    match std::process::Command::new(program)
+        .arg("--version")
+        .output()
+    {
+        Ok(out) if out.status.success() || !out.stdout.is_empty() || !out.stderr.is_empty() => {
+            // Older releases print the version on stderr.
+            let text = String::from_utf8_lossy(if out.stdout.is_empty() {
+                &out.stderr
+            } else {
+                &out.stdout
+            })
+            .into_owned();
+            Ok(text
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("unknown")
+                .trim_start_matches('v')
+                .to_owned())
+        }
+        Ok(out) => Err(EngineError::Unreadable {
+            engine: "tesseract".into(),
+            reason: format!("`{program} --version` failed with {}", out.status),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::Missing {
+            program: program.to_owned(),
+            hint: INSTALL_HINT.to_owned(),
+        }),
+        Err(e) => Err(EngineError::Unreadable {
+            engine: "tesseract".into(),
+            reason: format!("`{program}` could not be started: {e}"),
+        }),
     }
 }
 
