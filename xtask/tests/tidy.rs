@@ -50,26 +50,32 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Per member: (dependency on a workspace crate, its kind: "normal", "dev" or "build").
-fn workspace_edges() -> BTreeMap<String, Vec<(String, String)>> {
+/// The standard output of `cargo <args>` at the workspace root; a failure fails the test with cargo's stderr.
+fn cargo(args: &[&str]) -> Vec<u8> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(args)
         .current_dir(root())
         .output()
-        .expect("run cargo metadata");
+        .expect("cargo runs");
     assert!(
         out.status.success(),
-        "cargo metadata failed: {}",
+        "cargo {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    out.stdout
+}
+
+/// Per member: (dependency on a workspace crate, its kind: "normal", "dev" or "build").
+fn workspace_edges() -> BTreeMap<String, Vec<(String, String)>> {
+    let out = cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]);
+    let meta: serde_json::Value = serde_json::from_slice(&out).expect("metadata JSON");
     let packages = meta["packages"].as_array().expect("packages");
     let members: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     let mut edges = BTreeMap::new();
@@ -225,19 +231,9 @@ fn every_lib_says_what_it_owns_and_must_not_depend_on() {
 
 /// The distinct packages `cargo tree` lists for these arguments (normal dependencies, every platform's).
 fn packages(args: &[&str]) -> std::collections::BTreeSet<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["tree", "--edges", "normal", "--prefix", "none", "--offline"])
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        out.status.success(),
-        "cargo tree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let mut all = vec!["tree", "--edges", "normal", "--prefix", "none", "--offline"];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&cargo(&all))
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)

@@ -259,18 +259,6 @@ pub(crate) async fn lookup_varied(
     }
 }
 
-/// The headers of a request that are neither forwarded by configuration (the allow-list, keyed headers, the
-/// tenant header) nor anything the layer can vouch for: lowercased names.
-fn unlisted<'a>(
-    config: &'a Config,
-    request_headers: &'a HeaderMap,
-) -> impl Iterator<Item = String> + 'a {
-    request_headers
-        .keys()
-        .filter(|n| !config.forwarded_headers.contains(n))
-        .map(|n| n.as_str().to_owned())
-}
-
 /// The `Vary` field names of a response, lowercased (a `*` was refused before).
 pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<String> {
     let mut names: Vec<String> = headers
@@ -350,7 +338,7 @@ pub(crate) async fn store_response(
     // "Poisoning"). An answer to a request without them varies on nothing unsaid, and replaces the URL's
     // record, so from then on those headers are withheld and every client shares it.
     let mut names = vary_names(&resp.headers);
-    names.extend(unlisted(config, request_headers));
+    names.extend(crate::forward::unlisted(config, request_headers).map(|n| n.as_str().to_owned()));
     names.sort();
     names.dedup();
     let entry_key = if names.is_empty() {

@@ -35,13 +35,21 @@ pub(crate) fn canonical_target(uri: &mut http::Uri) {
     }
 }
 
+/// The headers of a request that are not forwarded by configuration (the allow-list, keyed headers, the tenant
+/// header): what the layer cannot vouch for, so they are part of any answer's key that they reach.
+pub(crate) fn unlisted<'a>(
+    config: &'a Config,
+    headers: &'a HeaderMap,
+) -> impl Iterator<Item = &'a HeaderName> + 'a {
+    headers
+        .keys()
+        .filter(|n| !config.forwarded_headers.contains(n))
+}
+
 /// Removes every header that is neither forwarded by configuration nor named by the stored responses' `Vary`.
 pub(crate) fn withhold_unkeyed(headers: &mut HeaderMap, config: &Config, varied: &[String]) {
-    let withheld: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            !config.forwarded_headers.contains(n) && !varied.iter().any(|v| v == n.as_str())
-        })
+    let withheld: Vec<HeaderName> = unlisted(config, headers)
+        .filter(|n| !varied.iter().any(|v| v == n.as_str()))
         .cloned()
         .collect();
     for name in withheld {
