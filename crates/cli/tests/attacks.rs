@@ -663,6 +663,10 @@ async fn the_admin_token_never_reaches_the_origin_however_it_is_written() {
         vec!["Basic x".to_owned(), format!("Bearer {token}")],
         vec![format!("Bearer {token}, Bearer x")],
         vec![format!("Basic {basic}")],
+        vec![format!("Bearer {token};")],
+        vec![format!("Bearer={token}")],
+        vec![format!("Bearer \"{token}\"")],
+        vec![format!("Digest username=\"{token}\"")],
     ]
     .into_iter()
     .enumerate()

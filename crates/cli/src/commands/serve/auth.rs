@@ -99,25 +99,28 @@ impl Keys {
     }
 
     /// Whether any `Authorization` field of the request carries the admin token, however it is written: any
-    /// word of the field (split at white space and commas: `Bearer <token>, Bearer x`), or any part of a word
-    /// that decodes as Base64 (`Basic` credentials, `user:<token>`).
+    /// word of the field — split at white space and commas (`Bearer <token>, Bearer x`), or finer at anything a
+    /// token is not made of (`Bearer <token>;`, `Bearer="<token>"`) — or any part of a word that decodes as
+    /// Base64 (`Basic` credentials, `user:<token>`).
     pub(crate) fn carries_admin(&self, headers: &HeaderMap) -> bool {
         use base64::Engine as _;
         let Some(admin) = self.admin else {
             return false;
         };
         let is_admin = |candidate: &[u8]| -> bool {
+            let candidate = candidate.trim_ascii();
             !candidate.is_empty() && <[u8; 32]>::from(Sha256::digest(candidate)) == admin
         };
+        let coarse = |b: &u8| b.is_ascii_whitespace() || *b == b',';
+        let fine = |b: &u8| !(b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
         headers.get_all(header::AUTHORIZATION).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| b.is_ascii_whitespace() || *b == b',')
-                .any(|word| {
-                    is_admin(word)
-                        || base64::engine::general_purpose::STANDARD
-                            .decode(word)
-                            .is_ok_and(|d| is_admin(&d) || d.split(|b| *b == b':').any(is_admin))
-                })
+            let v = v.as_bytes();
+            v.split(coarse).chain(v.split(fine)).any(|word| {
+                is_admin(word)
+                    || base64::engine::general_purpose::STANDARD
+                        .decode(word)
+                        .is_ok_and(|d| is_admin(&d) || d.split(|b| *b == b':').any(is_admin))
+            })
         })
     }
 
