@@ -249,7 +249,10 @@ pub(super) fn slice(ttl: Duration, deadline: Instant) -> Duration {
         .min(deadline.saturating_duration_since(Instant::now()))
 }
 
-/// Renews the lease every third of its life until aborted or lost.
+/// Renews the lease a third of its life after each renewal, until aborted or lost. A renewal that fails or
+/// does not answer is retried at once (after a short pause), each attempt bounded by what is left of the lease,
+/// so one slow round trip does not cost the lease: only a backend (or a process) stalled for the rest of the
+/// lease's life lets it lapse.
 fn renew_until_dropped(
     backend: Backend,
     key: String,
@@ -258,14 +261,24 @@ fn renew_until_dropped(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = ttl / 3;
+        let retry = (ttl / 20).max(Duration::from_millis(5));
+        let mut expires = Instant::now() + ttl;
+        let mut next = Instant::now() + every;
         loop {
-            tokio::time::sleep(every).await;
-            match tokio::time::timeout(every, backend.ops().renew_lease(&key, &token, ttl)).await {
-                Ok(Ok(true)) => {}
+            tokio::time::sleep_until(next.into()).await;
+            let left = expires.saturating_duration_since(Instant::now());
+            let asked = Instant::now();
+            let bound = left.max(retry);
+            match tokio::time::timeout(bound, backend.ops().renew_lease(&key, &token, ttl)).await {
+                Ok(Ok(true)) => {
+                    // The server's clock started the new life no earlier than the request left.
+                    expires = asked + ttl;
+                    next = asked + every;
+                }
                 // Lost to another process: stop; the fenced write will say so.
                 Ok(Ok(false)) => return,
-                // A failed renewal is retried at the next tick; the lease may lapse meanwhile.
-                _ => {}
+                // Failed or unanswered: try again soon; the lease may lapse meanwhile.
+                _ => next = Instant::now() + retry,
             }
         }
     })
