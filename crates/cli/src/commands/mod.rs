@@ -9,4 +9,3 @@ pub(crate) mod process;
 pub(crate) mod proxy;
 pub(crate) mod serve;
 pub(crate) mod stats;
-pub(crate) mod warming;

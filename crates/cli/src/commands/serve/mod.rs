@@ -184,7 +184,7 @@ pub(crate) async fn run(
         )
     });
     let warming =
-        crate::commands::warming::start(settings, processor, database_url, recorder.clone());
+        fernando_cache_ops::warming::start(settings, processor, database_url, recorder.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
