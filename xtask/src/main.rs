@@ -129,6 +129,13 @@ fn ci() -> anyhow::Result<ExitCode> {
             &format!("cargo check fernando-cache-store features [{features}]"),
         )?;
     }
+    // The HTTP layer without its `server` feature (the workspace build always has it, through the binary).
+    let mut c = cargo();
+    c.args(["check", "--package", "fernando-cache-http"]);
+    status(
+        c,
+        "cargo check fernando-cache-http without the server feature",
+    )?;
     for example in EXAMPLES {
         let mut c = cargo();
         c.args([

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use fernando_cache_keys::Scope;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -259,21 +259,6 @@ pub(crate) async fn lookup_varied(
     }
 }
 
-/// The `Vary` field names of a response, lowercased (a `*` was refused before).
-pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<String> {
-    let mut names: Vec<String> = headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 /// Admits `member` into a tenant's bounded set: in this process first, then across replicas. Without a shared
 /// answer (backend down, or a backend without shared sets) the process's own bound is the bound.
 async fn admit(
@@ -337,7 +322,7 @@ pub(crate) async fn store_response(
     // named it: whatever such a header changed reaches only requests that carry the same value (design 0005,
     // "Poisoning"). An answer to a request without them varies on nothing unsaid, and replaces the URL's
     // record, so from then on those headers are withheld and every client shares it.
-    let mut names = vary_names(&resp.headers);
+    let mut names = policy::vary_names(&resp.headers);
     names.extend(crate::forward::unlisted(config, request_headers).map(|n| n.as_str().to_owned()));
     names.sort();
     names.dedup();
@@ -440,20 +425,4 @@ async fn put(
             Some(ttl),
         )
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vary_names_are_lowercased_split_and_deduplicated() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::VARY,
-            HeaderValue::from_static("Accept-Language, accept"),
-        );
-        h.append(header::VARY, HeaderValue::from_static("ACCEPT"));
-        assert_eq!(vary_names(&h), ["accept", "accept-language"]);
-    }
 }

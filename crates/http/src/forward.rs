@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use crate::{entries, key::rfc3986_normalise, layer::Config};
+use crate::{key::rfc3986_normalise, layer::Config, policy};
 
 /// `uri` with its path and query in RFC 3986's normal form ([`rfc3986_normalise`]).
 pub(crate) fn canonical_target(uri: &mut http::Uri) {
@@ -63,7 +63,7 @@ pub(crate) fn withheld_but_varied(
     sent: &HeaderMap,
     response: &HeaderMap,
 ) -> Vec<HeaderName> {
-    entries::vary_names(response)
+    policy::vary_names(response)
         .into_iter()
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .filter(|n| client.contains_key(n) && !sent.contains_key(n))

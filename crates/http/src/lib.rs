@@ -3,8 +3,10 @@
 //!
 //! This crate owns the HTTP side only: which requests may be answered from the cache, which responses may be
 //! stored, their keys, and invalidation after unsafe requests. It depends on the store and keys crates and on
-//! the `http`/`tower` traits; it must not depend on a web framework (axum is only a test dependency), on the
-//! decorators, the processor, the models or the binary.
+//! the `http`/`tower` traits; the layer must not depend on a web framework, on the decorators, the processor,
+//! the ops crate, the models or the binary. The one exception is opt-in: the feature `server` (off by default)
+//! adds `server`, the hardened listener the program serves on, built on axum and hyper-util and reading the
+//! config crate's `[server]` settings; a service using only the layer compiles none of them.
 //!
 //! ```
 //! use std::time::Duration;
@@ -80,6 +82,8 @@ mod key;
 mod layer;
 mod policy;
 mod revalidate;
+#[cfg(feature = "server")]
+pub mod server;
 mod service;
 
 pub use body::CacheBody;

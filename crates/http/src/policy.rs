@@ -1,6 +1,6 @@
 //! RFC 9111 shared-cache rules around freshness (which [`crate::freshness`] judges): `Cache-Control`
-//! parsing, whether a request may use the cache at all, which statuses are ever stored, which unsafe responses
-//! invalidate, and which headers are never stored.
+//! parsing, whether a request may use the cache at all, which statuses are ever stored, the names a `Vary`
+//! lists, which unsafe responses invalidate, and which headers are never stored.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -341,6 +341,21 @@ pub(crate) fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
     matches!((since, modified), (Some(s), Some(m)) if m <= s)
 }
 
+/// The `Vary` field names of a response, lowercased (a `*` was refused before).
+pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Whether an unsafe request's response means the resource changed (RFC 9111 §4.4: a 2xx or 3xx).
 pub(crate) fn invalidates(method: &Method, status: StatusCode) -> bool {
     !method.is_safe() && (status.is_success() || status.is_redirection())
@@ -497,5 +512,16 @@ mod tests {
         assert!(invalidates(&Method::DELETE, StatusCode::NO_CONTENT));
         assert!(!invalidates(&Method::POST, StatusCode::BAD_REQUEST));
         assert!(!invalidates(&Method::GET, StatusCode::OK));
+    }
+
+    #[test]
+    fn vary_names_are_lowercased_split_and_deduplicated() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::VARY,
+            HeaderValue::from_static("Accept-Language, accept"),
+        );
+        h.append(header::VARY, HeaderValue::from_static("ACCEPT"));
+        assert_eq!(vary_names(&h), ["accept", "accept-language"]);
     }
 }

@@ -7,8 +7,9 @@
 //! (images and PDF pages), its text, and the memory and CPU time of its HTML and PDF parsing, which a server runs
 //! in a child process ([`ParserHost`], [`run_child`]). Also: telemetry and cache warming.
 //!
-//! This crate depends on config, keys and store; it must not depend on the models, HTTP, decorators or binary
-//! crates (the binary wires statistics and the HTTP API around it).
+//! This crate depends on config, keys and store; it must not depend on the models, HTTP, ops, decorators or
+//! binary crates (ops schedules the warmer over the statistics database; the binary wires the HTTP API around
+//! it).
 //!
 //! ```
 //! use fernando_cache_processor::{DocumentProcessor, ParserHost, StageOutcome};

@@ -188,7 +188,7 @@ pub(crate) async fn run(
     if let Some(recorder) = recorder {
         // The reads of this run join the shared access history the warmup jobs read.
         if let Ok(url) = crate::wiring::database_url(settings) {
-            crate::commands::warming::flush_accesses(&processor, &url, &settings.warming).await;
+            fernando_cache_ops::warming::flush_accesses(&processor, &url, &settings.warming).await;
         }
         recorder.shutdown(Duration::from_secs(5)).await;
     }

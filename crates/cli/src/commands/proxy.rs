@@ -14,7 +14,7 @@ use axum::{
     response::Response,
 };
 use fernando_cache_config::{CacheType, Settings};
-use fernando_cache_http::{HttpCacheLayer, Route, tenant_from_extension};
+use fernando_cache_http::{HttpCacheLayer, Route, server as edge, tenant_from_extension};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
 use hyper_util::{
@@ -22,7 +22,6 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use super::edge;
 use super::serve::ConsoleState;
 
 /// Who the tenant of a proxied request is.
@@ -339,7 +338,11 @@ fn app(
             keys,
             withhold_console_credentials,
         ));
-    Ok(edge::request_edge(router, limits))
+    Ok(edge::request_edge(
+        router,
+        limits,
+        fernando_cache_ops::telemetry::follow_remote_parent,
+    ))
 }
 
 /// Runs the proxy until SIGINT or SIGTERM.
@@ -396,11 +399,12 @@ pub(crate) async fn run(
                 super::serve::console_routes::<ConsoleState>(c.clone(), limits.json_body_bytes)
                     .with_state(c),
                 limits,
+                fernando_cache_ops::telemetry::follow_remote_parent,
             );
-            tokio::try_join!(
+            tokio::join!(
                 edge::serve(listener, app, limits),
                 edge::serve(console_listener, console_app, limits)
-            )?;
+            );
         }
         _ => {
             println!(
@@ -408,7 +412,7 @@ pub(crate) async fn run(
                 listener.local_addr()?,
                 options.origin
             );
-            edge::serve(listener, app, limits).await?;
+            edge::serve(listener, app, limits).await;
         }
     }
     if let Some(r) = recorder {

@@ -107,23 +107,14 @@ impl PdfPages {
     /// keyed in a process pays it).
     fn version(&self) -> &Result<String, EngineError> {
         self.version.get_or_init(|| {
-            match std::process::Command::new(&self.program).arg("-v").output() {
-                // pdftoppm prints its version on stderr: "pdftoppm version 22.12.0".
-                Ok(out) => Ok(String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .next()
-                    .and_then(|l| l.split_whitespace().nth(2))
-                    .unwrap_or("unknown")
-                    .to_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::Missing {
-                    program: self.program.clone(),
-                    hint: INSTALL_HINT.to_owned(),
-                }),
-                Err(e) => Err(EngineError::Unreadable {
-                    engine: "pdftoppm".into(),
-                    reason: format!("`{}` could not be started: {e}", self.program),
-                }),
-            }
+            let out = subprocess::probe("pdftoppm", &self.program, "-v", INSTALL_HINT)?;
+            // pdftoppm prints its version on stderr: "pdftoppm version 22.12.0".
+            Ok(String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(2))
+                .unwrap_or("unknown")
+                .to_owned())
         })
     }
 

@@ -1,5 +1,6 @@
-//! The engines' programs (`tesseract`, `pdftoppm`) run as child processes: the document written on stdin
-//! while stdout and stderr are read, within a wall-clock limit past which the child is killed.
+//! The engines' programs (`tesseract`, `pdftoppm`) run as child processes, through this one helper: asked their
+//! version once ([`probe`]), and given a document on stdin while stdout and stderr are read, within a
+//! wall-clock limit past which the child is killed ([`run`]).
 
 use std::{
     process::{Output, Stdio},
@@ -9,6 +10,31 @@ use std::{
 use tokio::{io::AsyncWriteExt, process::Command};
 
 use crate::EngineError;
+
+/// Runs `program flag` (`--version`, `-v`) to the end, blocking (a few milliseconds, once per engine: callers
+/// keep the answer). A program that is not there is [`EngineError::Missing`] with `hint` (how to install it);
+/// one that cannot be started otherwise is [`EngineError::Unreadable`] naming `engine`. Its exit status and
+/// output are the caller's to read: programs print their version in different places.
+pub(crate) fn probe(
+    engine: &str,
+    program: &str,
+    flag: &str,
+    hint: &str,
+) -> Result<Output, EngineError> {
+    std::process::Command::new(program)
+        .arg(flag)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::Missing {
+                program: program.to_owned(),
+                hint: hint.to_owned(),
+            },
+            _ => EngineError::Unreadable {
+                engine: engine.to_owned(),
+                reason: format!("`{program}` could not be started: {e}"),
+            },
+        })
+}
 
 /// Runs `program args…` with `input` on its stdin and waits at most `timeout` for it to end; a child still
 /// running then is killed (it is dropped, spawned with `kill_on_drop`). Errors name `engine`: a program that

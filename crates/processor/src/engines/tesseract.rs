@@ -145,38 +145,26 @@ impl TextEngine for Tesseract {
 
 /// `program --version`: the version, or why the program could not be run.
 fn probe(program: &str) -> Result<String, EngineError> {
-    match std::process::Command::new(program)
-        .arg("--version")
-        .output()
-    {
-        Ok(out) if out.status.success() || !out.stdout.is_empty() || !out.stderr.is_empty() => {
-            // Older releases print the version on stderr.
-            let text = String::from_utf8_lossy(if out.stdout.is_empty() {
-                &out.stderr
-            } else {
-                &out.stdout
-            })
-            .into_owned();
-            Ok(text
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("unknown")
-                .trim_start_matches('v')
-                .to_owned())
-        }
-        Ok(out) => Err(EngineError::Unreadable {
+    let out = subprocess::probe("tesseract", program, "--version", INSTALL_HINT)?;
+    if !out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+        return Err(EngineError::Unreadable {
             engine: "tesseract".into(),
             reason: format!("`{program} --version` failed with {}", out.status),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::Missing {
-            program: program.to_owned(),
-            hint: INSTALL_HINT.to_owned(),
-        }),
-        Err(e) => Err(EngineError::Unreadable {
-            engine: "tesseract".into(),
-            reason: format!("`{program}` could not be started: {e}"),
-        }),
+        });
     }
+    // Older releases print the version on stderr.
+    let text = String::from_utf8_lossy(if out.stdout.is_empty() {
+        &out.stderr
+    } else {
+        &out.stdout
+    })
+    .into_owned();
+    Ok(text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("unknown")
+        .trim_start_matches('v')
+        .to_owned())
 }
 
 #[cfg(test)]

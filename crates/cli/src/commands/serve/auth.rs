@@ -11,11 +11,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use fernando_cache_config::ServerSettings;
+use fernando_cache_http::server::{Peer, too_many};
 use fernando_cache_keys::TenantId;
 use sha2::{Digest, Sha256};
 
 use super::{AppState, ConsoleState, error, throttle::Throttle};
-use crate::commands::edge::{Peer, too_many};
 
 impl FromRef<AppState> for Arc<Keys> {
     fn from_ref(state: &AppState) -> Arc<Keys> {

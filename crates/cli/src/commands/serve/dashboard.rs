@@ -180,7 +180,7 @@ pub(crate) async fn index(State(state): State<ConsoleState>, headers: HeaderMap)
 /// `POST /dashboard/login` (form `token=…`): a session cookie and back to the page, or the form again with 401.
 pub(crate) async fn login(
     State(state): State<ConsoleState>,
-    peer: Option<axum::Extension<crate::commands::edge::Peer>>,
+    peer: Option<axum::Extension<fernando_cache_http::server::Peer>>,
     body: Bytes,
 ) -> Response {
     let client = peer.map(|p| p.0.0);

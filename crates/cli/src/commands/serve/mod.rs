@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod console;
 mod dashboard;
+mod engines;
 mod prometheus;
 mod routes;
 mod throttle;
@@ -19,16 +20,21 @@ use axum::{
     routing::{get, post},
 };
 use fernando_cache_config::{CacheType, Settings};
-use fernando_cache_http::{HttpCacheLayer, Route, tenant_from_extension};
+// `edge`: the hardened listener `serve` and `proxy` share (the network edge).
+use fernando_cache_http::{
+    HttpCacheLayer, Route,
+    server::{self as edge, TenantRates},
+    tenant_from_extension,
+};
 use fernando_cache_processor::DocumentProcessor;
 use fernando_cache_store::Store;
 
 pub(crate) use self::auth::{Keys, tenant as tenant_auth};
 pub(crate) use self::console::{ConsoleState, routes as console_routes};
 pub(crate) use self::dashboard::Sessions;
+use self::engines::EngineGate;
 pub(crate) use self::routes::canonical_subject;
-use super::edge::{self, EngineGate, TenantRates};
-pub(crate) use super::edge::{error, internal_error};
+pub(crate) use fernando_cache_http::server::{error, internal_error};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -115,7 +121,11 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
         )
         .with_state(state)
         .layer(middleware::from_fn(edge::json_errors));
-    Ok(edge::request_edge(app, limits))
+    Ok(edge::request_edge(
+        app,
+        limits,
+        fernando_cache_ops::telemetry::follow_remote_parent,
+    ))
 }
 
 /// Applies delayed invalidations as they fall due, every `interval`, for as long as the server runs (several
@@ -184,7 +194,7 @@ pub(crate) async fn run(
         )
     });
     let warming =
-        crate::commands::warming::start(settings, processor, database_url, recorder.clone());
+        fernando_cache_ops::warming::start(settings, processor, database_url, recorder.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -193,7 +203,7 @@ pub(crate) async fn run(
         "fernando-cache listening on http://{}",
         listener.local_addr()?
     );
-    edge::serve(listener, app, &settings.server.limits).await?;
+    edge::serve(listener, app, &settings.server.limits).await;
     warming.abort();
     if let Some(p) = pending {
         p.abort();

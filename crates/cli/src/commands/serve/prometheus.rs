@@ -28,7 +28,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 pub(crate) async fn metrics(
     State(state): State<AppState>,
-    peer: Option<axum::Extension<crate::commands::edge::Peer>>,
+    peer: Option<axum::Extension<fernando_cache_http::server::Peer>>,
     headers: HeaderMap,
 ) -> Response {
     let client = peer.map(|p| p.0.0);

@@ -1,6 +1,10 @@
-//! The network edge `serve` and `proxy` share: a listener that bounds connections and slow clients and drains
-//! at SIGTERM within a bound, request ids and the access log, error bodies that never leak internals, the
-//! refusal to expose development keys, per-tenant request rates, and the bounded queue in front of engine work.
+//! The hardened listener (feature `server`), which the program's `serve` and `proxy` share: a listener that
+//! bounds connections and slow clients and drains at SIGTERM within a bound ([`serve`]), request ids and the
+//! access log, body deadlines and declared lengths ([`request_edge`], [`declared_length`]), error bodies that
+//! never leak internals ([`error`], [`json_errors`]), the refusal to expose development keys
+//! ([`bind_address`]), and per-tenant request rates ([`TenantRates`], [`rate_limit`]). It builds on axum and
+//! hyper-util, which is why it is a feature: the tower layer alone needs neither. What a route does with a
+//! request — authentication, the engine queue, the document API — is the program's (design 0016).
 
 use std::{
     net::SocketAddr,
@@ -12,7 +16,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
 use axum::{
     Json, Router,
     extract::{Request, State},
@@ -36,9 +39,7 @@ use tower::Layer as _;
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 use tracing::Instrument as _;
 
-mod engines;
-
-pub(crate) use engines::EngineGate;
+use crate::ConfigError;
 
 tokio::task_local! {
     /// The id of the request the current task serves (set by [`access_log`]).
@@ -46,18 +47,24 @@ tokio::task_local! {
 }
 
 /// The response header carrying the request id.
-pub(crate) const X_REQUEST_ID: &str = "x-request-id";
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Makes a request's span a child of the trace its headers name (a W3C `traceparent`) before the request runs
+/// in it. This crate exports no traces: the program passes its exporter's function (ops'
+/// `telemetry::follow_remote_parent`), or `|_, _| {}` for none.
+pub type FollowParent = fn(&tracing::Span, &http::HeaderMap);
 
 /// The current request's id, or `-` outside a request.
-pub(crate) fn request_id() -> Arc<str> {
+fn request_id() -> Arc<str> {
     REQUEST_ID
         .try_with(Arc::clone)
         .unwrap_or_else(|_| Arc::from("-"))
 }
 
-/// A JSON error body: a message for the client and the request id that finds the details in the log. The
-/// message must be written for clients — never an engine's stderr, SQL or an upstream body.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+/// A JSON error body, `{"error": message, "request_id": id}`: a message for the client and the request id that
+/// finds the details in the log. The message must be written for clients — never an engine's stderr, SQL or an
+/// upstream body.
+pub fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
         Json(json!({ "error": message, "request_id": &*request_id() })),
@@ -66,7 +73,7 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// An error whose cause stays in the log (with the request id), and a plain message for the client.
-pub(crate) fn internal_error(
+pub fn internal_error(
     status: StatusCode,
     message: &str,
     cause: &dyn std::fmt::Display,
@@ -93,8 +100,9 @@ fn chosen_request_id(req: &Request) -> Arc<str> {
 }
 
 /// Gives every request an id (in the task, the response's `X-Request-Id` and every error body) and writes one
-/// access log line per request: method, path, status, time taken, id.
-pub(crate) async fn access_log(req: Request, next: Next) -> Response {
+/// access log line per request: method, path, status, time taken, id. The request's span follows the trace its
+/// headers name through `follow`.
+async fn access_log(State(follow): State<FollowParent>, req: Request, next: Next) -> Response {
     let id = chosen_request_id(&req);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -112,7 +120,7 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
         cache.status = tracing::field::Empty,
         http.status = tracing::field::Empty,
     );
-    fernando_cache_ops::telemetry::follow_remote_parent(&span, req.headers());
+    follow(&span, req.headers());
     let mut resp = REQUEST_ID
         .scope(id.clone(), next.run(req).instrument(span.clone()))
         .await;
@@ -135,15 +143,17 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The layers every request of `serve` and `proxy` passes first: [`access_log`] (the request id and the log
-/// line), then [`body_deadline`].
-pub(crate) fn request_edge(router: Router, limits: &ServerLimits) -> Router {
+/// The layers every request passes first, around `router`: the request id, its span (made a child of the
+/// caller's trace by `follow`) and the access log line; then a deadline on each part of the body
+/// (`limits.body_read_timeout`: a body that stops arriving is answered 408 and its connection closed).
+/// [`serve`] expects every app it is given to carry them.
+pub fn request_edge(router: Router, limits: &ServerLimits, follow: FollowParent) -> Router {
     router
         .layer(middleware::from_fn_with_state(
             limits.body_read_timeout,
             body_deadline,
         ))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(follow, access_log))
 }
 
 /// Bounds the wait for each part of a request's body by `timeout`: a body that stops arriving fails the read
@@ -178,11 +188,8 @@ async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next
 
 /// Refuses a request whose declared `Content-Length` is over `limit` before reading any of it (413). Bodies
 /// without a declared length are cut off at the limit by the extractors (`DefaultBodyLimit`) while they stream.
-pub(crate) async fn declared_length(
-    State(limit): State<usize>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// A route layer: `middleware::from_fn_with_state(limit, declared_length)`.
+pub async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -199,7 +206,7 @@ pub(crate) async fn declared_length(
 
 /// Gives every error the server produces without a JSON body of its own (extractor rejections, timeouts) the
 /// JSON shape of [`error`], so every error a client sees has a message and a request id.
-pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+pub async fn json_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
     // JSON errors, and the dashboard's own pages (its sign-in form answers a wrong token with 401), stay.
@@ -237,14 +244,19 @@ const DEVELOPMENT_KEY_HASHES: &[&str] = &[
 
 /// Where to listen. A non-loopback address with the development keys configured is refused unless
 /// `allow_dev_keys`: those keys are public.
-pub(crate) fn bind_address(
+///
+/// # Errors
+/// [`ConfigError::Address`] when `bind` is not an address like `127.0.0.1:8080`;
+/// [`ConfigError::DevelopmentKeys`] for the development keys on a non-loopback address.
+pub fn bind_address(
     bind: &str,
     server: &fernando_cache_config::ServerSettings,
     allow_dev_keys: bool,
-) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = bind
-        .parse()
-        .with_context(|| format!("{bind:?} is not an address like 127.0.0.1:8080"))?;
+) -> Result<SocketAddr, ConfigError> {
+    let addr: SocketAddr = bind.parse().map_err(|source| ConfigError::Address {
+        given: bind.to_owned(),
+        source,
+    })?;
     let dev_keys = server
         .api_keys
         .iter()
@@ -253,12 +265,10 @@ pub(crate) fn bind_address(
         .filter(|h| DEVELOPMENT_KEY_HASHES.contains(&h.to_ascii_lowercase().as_str()))
         .count();
     if dev_keys > 0 && !addr.ip().is_loopback() && !allow_dev_keys {
-        bail!(
-            "refusing to listen on {addr}: {dev_keys} of the configured keys are the public development keys \
-             (from config/development.toml or config/test.toml). Configure your own server.api_keys and \
-             server.admin_token_sha256 (the production profile has none), listen on a loopback address, or \
-             pass --allow-dev-keys if this network is private"
-        );
+        return Err(ConfigError::DevelopmentKeys {
+            addr,
+            count: dev_keys,
+        });
     }
     Ok(addr)
 }
@@ -266,12 +276,10 @@ pub(crate) fn bind_address(
 /// Serves `app` on `listener` until SIGINT or SIGTERM, bounded by `limits`: at most `max_connections` open
 /// (further ones are closed at once), headers (and idle keep-alive) within `header_read_timeout`, each request
 /// within `request_timeout` (bodies are bounded by [`request_edge`], which `app` must carry); at the signal the
-/// listener closes and requests in flight get `drain_timeout` to finish.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    limits: &ServerLimits,
-) -> anyhow::Result<()> {
+/// listener closes and requests in flight get `drain_timeout` to finish. Each request carries its connection's
+/// [`Peer`] in its extensions. Never fails: a connection that cannot be accepted is logged and the next one
+/// awaited.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: &ServerLimits) {
     let service = tower::ServiceBuilder::new()
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -327,7 +335,6 @@ pub(crate) async fn serve(
             tracing::warn!("drain timeout reached; closing the connections still open");
         }
     }
-    Ok(())
 }
 
 /// Ends at SIGTERM or SIGINT (never, if SIGTERM cannot be listened for).
@@ -349,17 +356,18 @@ async fn shutdown_signal() {
 
 /// The address of the connection a request came on, put in its extensions by [`serve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Peer(pub(crate) std::net::IpAddr);
+pub struct Peer(pub std::net::IpAddr);
 
 /// Who a request's rate is counted against when that is not its tenant: in `proxy` with one fixed tenant every
 /// client would share one bucket, and one client could spend everyone's — so each client address has its own.
+/// Put in a request's extensions before [`rate_limit`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct RateKey(std::net::IpAddr);
+pub struct RateKey(std::net::IpAddr);
 
 impl RateKey {
     /// The bucket of a client address: an IPv4 address as it is (also when written IPv4-mapped), an IPv6
     /// address by its /64 — the block one subscriber gets, whose addresses it can rotate at will.
-    pub(crate) fn of(addr: std::net::IpAddr) -> RateKey {
+    pub fn of(addr: std::net::IpAddr) -> RateKey {
         use std::net::{IpAddr, Ipv6Addr};
         match addr {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -386,8 +394,8 @@ const MAX_BUCKETS: usize = 10_000;
 
 /// Per-tenant request rates — a token bucket per tenant (or per client, see [`RateKey`]) in this process (GCRA,
 /// `governor`) — and the request quota per window that every replica shares through the store
-/// (`quotas.tenant_requests`).
-pub(crate) struct TenantRates {
+/// (`quotas.tenant_requests`). The state of [`rate_limit`].
+pub struct TenantRates {
     limiter: Option<DefaultKeyedRateLimiter<Bucket>>,
     store: Store,
     /// Refusals being held back ([`REFUSAL_DELAY`]); past [`MAX_HELD_REFUSALS`] a refusal is answered at once.
@@ -405,7 +413,9 @@ const REFUSAL_DELAY: Duration = Duration::from_millis(100);
 const MAX_HELD_REFUSALS: usize = 1_024;
 
 impl TenantRates {
-    pub(crate) fn new(limits: &ServerLimits, store: Store) -> TenantRates {
+    /// Buckets of `limits.tenant_requests_per_second`, bursts of `limits.tenant_burst` (no bucket when the
+    /// rate is 0), and the request quota counted in `store`.
+    pub fn new(limits: &ServerLimits, store: Store) -> TenantRates {
         let limiter = NonZeroU32::new(limits.tenant_requests_per_second).map(|rate| {
             let burst = NonZeroU32::new(limits.tenant_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
@@ -442,8 +452,8 @@ impl TenantRates {
     }
 }
 
-/// 429 with `Retry-After`.
-pub(crate) fn too_many(message: &str, wait: Duration) -> Response {
+/// An [`error`] with 429 Too Many Requests and `Retry-After` (whole seconds, at least 1).
+pub fn too_many(message: &str, wait: Duration) -> Response {
     let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
     r.headers_mut().insert(
         header::RETRY_AFTER,
@@ -453,8 +463,9 @@ pub(crate) fn too_many(message: &str, wait: Duration) -> Response {
 }
 
 /// Answers 429 with `Retry-After` when the request's tenant (put in the extensions by authentication) is over its
-/// rate or its request quota — after [`REFUSAL_DELAY`]; other tenants are unaffected.
-pub(crate) async fn rate_limit(
+/// rate or its request quota — after a short delay (100 ms, while few refusals wait), so that a flood costs next
+/// to nothing; other tenants are unaffected. A request without a tenant passes.
+pub async fn rate_limit(
     State(rates): State<Arc<TenantRates>>,
     req: Request,
     next: Next,

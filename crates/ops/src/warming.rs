@@ -1,9 +1,11 @@
-//! Warming in the program: each process's document reads are added to the shared access history
-//! (`cache_access_history`, summed over every replica); `serve` keeps hot documents alive every
-//! `processor.warm_interval` and runs the due jobs of `cache_warmup_jobs` — `scheduled` (reference data from
-//! `warming.reference_file` or the `cache_reference_data` table), `frequency_based` and `predictive` (documents
-//! recomputed from `warming.documents_dir` as the policy decides, within the budget) — each due run claimed by
-//! one replica (`claim_warmup_run`) and recorded on its job row and in the event log.
+//! The warming schedule of a running deployment: each process's document reads are added to the shared access
+//! history (`cache_access_history`, summed over every replica; [`flush_accesses`]); a server keeps hot
+//! documents alive every `processor.warm_interval` and runs the due jobs of `cache_warmup_jobs` ([`start`]) —
+//! `scheduled` (reference data from `warming.reference_file` or the `cache_reference_data` table),
+//! `frequency_based` and `predictive` (documents recomputed from `warming.documents_dir` as the policy decides,
+//! within the budget) — each due run claimed by one replica (`claim_warmup_run`) and recorded on its job row and
+//! in the event log. What to warm and how is the processor's [`Warmer`]; this module owns when, and the
+//! database rows around it.
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
@@ -13,15 +15,16 @@ use fernando_cache_config::{Settings, WarmingSettings};
 use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_models::models::WarmupJob;
 use fernando_cache_models::{
-    AccessCount, Db, Severity, access_history, claim_warmup_run, record_accesses,
+    AccessCount, Db, ModelError, Severity, access_history, claim_warmup_run, record_accesses,
     record_warmup_run, reference_data, warmup_jobs,
 };
-use fernando_cache_ops::recorder::Recorder;
 use fernando_cache_processor::{
     Budget, DocumentFolder, DocumentHistory, DocumentProcessor, ReferenceSource, RefreshCost,
     WarmPolicy, Warmer,
 };
 use tokio::task::JoinHandle;
+
+use crate::recorder::Recorder;
 
 /// Reference data from a JSON file: an object `{"key": value, …}`.
 struct ReferenceFile(PathBuf);
@@ -77,10 +80,19 @@ impl ReferenceSource for ReferenceTable {
     }
 }
 
+/// Why database work of the schedule failed; only ever logged, or written into a job's status line.
+#[derive(Debug, thiserror::Error)]
+enum DbTaskError {
+    #[error(transparent)]
+    Database(#[from] ModelError),
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Runs database work on the blocking pool.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, fernando_cache_models::ModelError> + Send + 'static,
-) -> anyhow::Result<T> {
+    f: impl FnOnce() -> Result<T, ModelError> + Send + 'static,
+) -> Result<T, DbTaskError> {
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 
@@ -88,12 +100,10 @@ fn seconds(at: NaiveDateTime) -> u64 {
     u64::try_from(at.and_utc().timestamp()).unwrap_or(0)
 }
 
-/// Adds the reads `processor` saw since the last call to the shared history.
-pub(crate) async fn flush_accesses(
-    processor: &DocumentProcessor,
-    url: &str,
-    warming: &WarmingSettings,
-) {
+/// Adds the reads `processor` saw since the last call to the shared history (the database at `url`), in
+/// buckets of `warming.history_bucket`. Never fails: reads that could not be written are given back to
+/// `processor` for the next call, and the failure is logged.
+pub async fn flush_accesses(processor: &DocumentProcessor, url: &str, warming: &WarmingSettings) {
     let (reads, dropped) = processor.drain_accesses(warming.history_bucket);
     if dropped > 0 {
         tracing::warn!(
@@ -146,8 +156,11 @@ struct Jobs {
     recorder: Option<Arc<Recorder>>,
 }
 
-/// Starts the warming task.
-pub(crate) fn start(
+/// Starts the warming task on the current runtime: every `processor.warm_interval` it keeps `processor`'s hot
+/// documents alive and, with a statistics database (`database_url`), flushes the reads to the shared history
+/// and runs the due warmup jobs; runs and refreshes are announced through `recorder`'s event log when there is
+/// one. The task runs until aborted (or the runtime ends).
+pub fn start(
     settings: &Settings,
     processor: DocumentProcessor,
     database_url: Option<String>,

@@ -1,5 +1,7 @@
-//! The queue in front of engine work: a bounded number of documents at once, each tenant within half of the
-//! slots and half of the queue, a slot held until the work it admitted has ended.
+//! The document API's queue in front of engine work: a bounded number of documents at once, each tenant within
+//! half of the slots and half of the queue, a slot held until the work it admitted has ended. It stays with
+//! `serve` rather than the listener (only the document API runs engines) or the processor (it answers in HTTP,
+//! which the processor must not know).
 
 use std::{
     collections::HashMap,
