@@ -1,5 +1,5 @@
 //! Quota ledgers kept in process, for the in-process backend: the same semantics as the Redis scripts in
-//! `redis/ops/limits.rs` (`CHARGE`, `COUNT_IN_WINDOW`), one process being the only replica.
+//! `redis/commands/limits.rs` (`CHARGE`, `COUNT_IN_WINDOW`), one process being the only replica.
 
 use std::{
     collections::{BTreeSet, HashMap},

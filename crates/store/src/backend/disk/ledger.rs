@@ -1,6 +1,6 @@
-//! Quota ledgers in the cache file (design 0017): the semantics of the Redis scripts in `redis/ops/limits.rs`,
-//! shared by every process that opens the file. The tables are additive (created if missing), so a file of
-//! format 1 written before them still opens.
+//! Quota ledgers in the cache file (design 0017): the semantics of the Redis scripts in
+//! `redis/commands/limits.rs`, shared by every process that opens the file. The tables are additive (created if
+//! missing), so a file of format 1 written before them still opens.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 

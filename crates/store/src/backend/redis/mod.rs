@@ -1,5 +1,6 @@
 //! The Redis backends: one server or a Sentinel-watched group ([`RedisBackend`]), and a Redis Cluster
-//! ([`ClusterBackend`], `cluster/`). Their commands are written once, for any connection, in `ops/`.
+//! ([`ClusterBackend`], `cluster/`). Their Redis commands and scripts are written once, for any connection,
+//! in `commands/`.
 //!
 //! The hot read of one server (`read.rs`) goes over a few long-lived multiplexed connections used in rotation;
 //! each slot reconnects by itself after the server restarts (`hot.rs`). With `redis.track_generations` they
@@ -12,7 +13,7 @@
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool (or, under
 //! Sentinel, opens one on the primary of the moment). A pool checkout costs an `UNWATCH` + `PING` round trip,
 //! which is why it stays off the hot path (see `docs/benchmarks.md`). Construction is in `connect.rs`, the
-//! commands of the backend trait in `commands.rs`.
+//! backend operations in `storage.rs`.
 
 use std::{borrow::Borrow, sync::Arc};
 
@@ -25,9 +26,9 @@ mod connect;
 mod endpoint;
 mod error;
 mod hot;
-mod ops;
 mod queue;
 mod read;
+mod storage;
 mod tracking;
 
 pub use self::cluster::ClusterBackend;

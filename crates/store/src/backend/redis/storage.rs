@@ -8,7 +8,7 @@ use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 use redis::AsyncCommands;
 
-use super::{RedisBackend, error::conn_err, ops};
+use super::{RedisBackend, commands, error::conn_err};
 use crate::backend::{
     BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, new_generation,
 };
@@ -34,8 +34,8 @@ impl CacheBackend for RedisBackend {
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::fetch_checked(&mut lease.conn, key, generations).await;
-        ops::fetched_checked(lease.check(reply)?)
+        let reply = commands::fetch_checked(&mut lease.conn, key, generations).await;
+        commands::fetched_checked(lease.check(reply)?)
     }
 
     async fn set(
@@ -77,26 +77,26 @@ impl CacheBackend for RedisBackend {
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::exists(&mut lease.conn, key).await;
+        let reply = commands::exists(&mut lease.conn, key).await;
         lease.check(reply)
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::ttl(&mut lease.conn, key).await;
+        let reply = commands::ttl(&mut lease.conn, key).await;
         lease.check(reply)
     }
 
     async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::get_generations(&mut lease.conn, keys).await;
+        let reply = commands::get_generations(&mut lease.conn, keys).await;
         lease.check(reply)
     }
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
         let mut lease = self.conn().await?;
-        let reply = ops::set_generation(&mut lease.conn, key, generation, ttl).await;
+        let reply = commands::set_generation(&mut lease.conn, key, generation, ttl).await;
         lease.check(reply)?;
         Ok(generation)
     }
@@ -117,7 +117,7 @@ impl CacheBackend for RedisBackend {
         loop {
             let (next, keys) = tokio::time::timeout(
                 step_timeout,
-                ops::scan_step(&mut conn, cursor, pattern, batch),
+                commands::scan_step(&mut conn, cursor, pattern, batch),
             )
             .await
             .map_err(|_| step(step_timeout))?
@@ -131,7 +131,7 @@ impl CacheBackend for RedisBackend {
                 if let Some(ledger) = ledger {
                     let _: u64 = tokio::time::timeout(
                         step_timeout,
-                        ops::release_cmd(ledger, chunk).query_async(&mut conn),
+                        commands::release_cmd(ledger, chunk).query_async(&mut conn),
                     )
                     .await
                     .map_err(|_| step(step_timeout))?
@@ -153,7 +153,7 @@ impl CacheBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::admit(&mut lease.conn, key, member, limit, ttl).await;
+        let reply = commands::admit(&mut lease.conn, key, member, limit, ttl).await;
         lease.check(reply)
     }
 
@@ -166,7 +166,7 @@ impl CacheBackend for RedisBackend {
         limit: u64,
     ) -> Result<Charge, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::charge(&mut lease.conn, ledger, member, bytes, expires_in, limit).await;
+        let reply = commands::charge(&mut lease.conn, ledger, member, bytes, expires_in, limit).await;
         lease.check(reply)
     }
 
@@ -177,7 +177,7 @@ impl CacheBackend for RedisBackend {
         window: Duration,
     ) -> Result<WindowCount, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::count_in_window(&mut lease.conn, key, add, window).await;
+        let reply = commands::count_in_window(&mut lease.conn, key, add, window).await;
         lease.check(reply)
     }
 
@@ -192,7 +192,7 @@ impl CacheBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::acquire_lease(&mut lease.conn, key, token, ttl).await;
+        let reply = commands::acquire_lease(&mut lease.conn, key, token, ttl).await;
         lease.check(reply)
     }
 
@@ -203,7 +203,7 @@ impl CacheBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::renew_lease(&mut lease.conn, key, token, ttl).await;
+        let reply = commands::renew_lease(&mut lease.conn, key, token, ttl).await;
         lease.check(reply)
     }
 
@@ -214,7 +214,7 @@ impl CacheBackend for RedisBackend {
         channel: &str,
     ) -> Result<(), BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::release_lease(&mut lease.conn, key, token, channel).await;
+        let reply = commands::release_lease(&mut lease.conn, key, token, channel).await;
         lease.check(reply)
     }
 
@@ -227,7 +227,7 @@ impl CacheBackend for RedisBackend {
         fence: (&str, &str),
     ) -> Result<Option<[u64; 2]>, BackendError> {
         let mut lease = self.conn().await?;
-        let reply = ops::set_fenced(&mut lease.conn, key, &value, ttl, generations, fence).await;
+        let reply = commands::set_fenced(&mut lease.conn, key, &value, ttl, generations, fence).await;
         lease.check(reply)
     }
 
@@ -237,7 +237,7 @@ impl CacheBackend for RedisBackend {
         on_message: crate::backend::OnMessage,
     ) -> Result<(), BackendError> {
         let endpoint = self.listen_endpoint.clone();
-        let task = ops::listen(channel.to_owned(), on_message, move |_| {
+        let task = commands::listen(channel.to_owned(), on_message, move |_| {
             let endpoint = endpoint.clone();
             async move { endpoint.client().await }
         });
@@ -253,6 +253,6 @@ impl CacheBackend for RedisBackend {
 
     async fn info(&self) -> Result<BackendInfo, BackendError> {
         let mut conn = self.exclusive().await?;
-        ops::info(&mut conn).await.map_err(conn_err)
+        commands::info(&mut conn).await.map_err(conn_err)
     }
 }

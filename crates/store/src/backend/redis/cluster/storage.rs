@@ -12,7 +12,7 @@ use redis::{
     cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
 };
 
-use super::{super::ops, ClusterBackend, slot_of};
+use super::{super::commands, ClusterBackend, slot_of};
 use crate::backend::{
     BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, NodeInfo, WindowCount,
     new_generation,
@@ -39,8 +39,8 @@ impl CacheBackend for ClusterBackend {
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::fetched(
-            ops::fetch_checked_scripted(&mut conn, key, generations)
+        commands::fetched(
+            commands::fetch_checked_scripted(&mut conn, key, generations)
                 .await
                 .map_err(|e| self.failed(id, e))?,
         )
@@ -58,7 +58,7 @@ impl CacheBackend for ClusterBackend {
         }
         self.refresh_soon();
         let (mut conn, id) = self.conn().await?;
-        ops::set_scripted(&mut conn, key, &value, ttl, generations)
+        commands::set_scripted(&mut conn, key, &value, ttl, generations)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -91,7 +91,7 @@ impl CacheBackend for ClusterBackend {
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
         let (mut conn, id) = self.conn().await?;
         let mut deleted = 0;
-        for batch in ops::same_slot_batches(keys, usize::MAX) {
+        for batch in commands::same_slot_batches(keys, usize::MAX) {
             let unlink = redis::cmd("UNLINK").arg(&batch).clone();
             let reply = conn
                 .route_command(unlink, slot_of(batch[0]))
@@ -106,21 +106,21 @@ impl CacheBackend for ClusterBackend {
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::exists(&mut conn, key)
+        commands::exists(&mut conn, key)
             .await
             .map_err(|e| self.failed(id, e))
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::ttl(&mut conn, key)
+        commands::ttl(&mut conn, key)
             .await
             .map_err(|e| self.failed(id, e))
     }
 
     async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::get_generations(&mut conn, keys)
+        commands::get_generations(&mut conn, keys)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -128,7 +128,7 @@ impl CacheBackend for ClusterBackend {
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let generation = new_generation();
         let (mut conn, id) = self.conn().await?;
-        ops::set_generation(&mut conn, key, generation, ttl)
+        commands::set_generation(&mut conn, key, generation, ttl)
             .await
             .map_err(|e| self.failed(id, e))?;
         Ok(generation)
@@ -165,7 +165,7 @@ impl CacheBackend for ClusterBackend {
                     .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 // Routed by slot, not to the node scanned: a key that moved since the SCAN is followed.
-                for chunk in ops::same_slot_batches(&keys, batch) {
+                for chunk in commands::same_slot_batches(&keys, batch) {
                     let unlink = redis::cmd("UNLINK").arg(&chunk).clone();
                     let reply = tokio::time::timeout(
                         step_timeout,
@@ -181,7 +181,7 @@ impl CacheBackend for ClusterBackend {
                         // The ledger shares the scope's hash tag: the slot of the keys just deleted.
                         tokio::time::timeout(
                             step_timeout,
-                            conn.route_command(ops::release_cmd(ledger, &chunk), slot_of(ledger)),
+                            conn.route_command(commands::release_cmd(ledger, &chunk), slot_of(ledger)),
                         )
                         .await
                         .map_err(|_| step(step_timeout))?
@@ -205,7 +205,7 @@ impl CacheBackend for ClusterBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::admit(&mut conn, key, member, limit, ttl)
+        commands::admit(&mut conn, key, member, limit, ttl)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -219,7 +219,7 @@ impl CacheBackend for ClusterBackend {
         limit: u64,
     ) -> Result<Charge, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::charge(&mut conn, ledger, member, bytes, expires_in, limit)
+        commands::charge(&mut conn, ledger, member, bytes, expires_in, limit)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -231,7 +231,7 @@ impl CacheBackend for ClusterBackend {
         window: Duration,
     ) -> Result<WindowCount, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::count_in_window(&mut conn, key, add, window)
+        commands::count_in_window(&mut conn, key, add, window)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -247,7 +247,7 @@ impl CacheBackend for ClusterBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::acquire_lease(&mut conn, key, token, ttl)
+        commands::acquire_lease(&mut conn, key, token, ttl)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -259,7 +259,7 @@ impl CacheBackend for ClusterBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::renew_lease(&mut conn, key, token, ttl)
+        commands::renew_lease(&mut conn, key, token, ttl)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -271,7 +271,7 @@ impl CacheBackend for ClusterBackend {
         channel: &str,
     ) -> Result<(), BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::release_lease(&mut conn, key, token, channel)
+        commands::release_lease(&mut conn, key, token, channel)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -285,7 +285,7 @@ impl CacheBackend for ClusterBackend {
         fence: (&str, &str),
     ) -> Result<Option<[u64; 2]>, BackendError> {
         let (mut conn, id) = self.conn().await?;
-        ops::set_fenced(&mut conn, key, &value, ttl, generations, fence)
+        commands::set_fenced(&mut conn, key, &value, ttl, generations, fence)
             .await
             .map_err(|e| self.failed(id, e))
     }
@@ -298,7 +298,7 @@ impl CacheBackend for ClusterBackend {
         // Classic PUBLISH reaches every node of a cluster: one subscription, to any seed node that answers
         // (the next one after a failure), hears every announcement.
         let seeds = self.seeds.clone();
-        let task = ops::listen(channel.to_owned(), on_message, move |attempt| {
+        let task = commands::listen(channel.to_owned(), on_message, move |attempt| {
             let url = seeds[attempt % seeds.len()].clone();
             async move { redis::Client::open(url) }
         });
@@ -339,7 +339,7 @@ impl CacheBackend for ClusterBackend {
                 let keys = conn
                     .route_command(redis::cmd("DBSIZE").clone(), p.route())
                     .await?;
-                Ok::<_, redis::RedisError>(ops::parse_info(
+                Ok::<_, redis::RedisError>(commands::parse_info(
                     &String::from_redis_value(text)?,
                     u64::from_redis_value(keys)?,
                 ))
