@@ -54,7 +54,7 @@ impl Ledgers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// See `CacheBackend::charge`.
+    /// See `Coordination::charge`.
     pub(crate) fn charge(
         &self,
         ledger: &str,
@@ -93,7 +93,7 @@ impl Ledgers {
         }
     }
 
-    /// Removes deleted entries' `members` from `ledger` (see `CacheBackend::delete_matching`).
+    /// Removes deleted entries' `members` from `ledger` (see `Storage::delete_matching`).
     pub(crate) fn release<'a>(&self, ledger: &str, members: impl IntoIterator<Item = &'a str>) {
         let mut state = self.state();
         let Some(l) = state.ledgers.get_mut(ledger) else {
@@ -107,7 +107,7 @@ impl Ledgers {
         }
     }
 
-    /// See `CacheBackend::count_in_window`.
+    /// See `Coordination::count_in_window`.
     pub(crate) fn count_in_window(&self, key: &str, add: u64, window: Duration) -> WindowCount {
         let now = Instant::now();
         let mut state = self.state();

@@ -26,7 +26,7 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// See `CacheBackend::charge`; `now` and the expiry in Unix milliseconds.
+/// See `Coordination::charge`; `now` and the expiry in Unix milliseconds.
 pub(super) fn charge(
     conn: &mut Connection,
     now: i64,
@@ -92,7 +92,7 @@ pub(super) fn release(
     Ok(())
 }
 
-/// See `CacheBackend::count_in_window`.
+/// See `Coordination::count_in_window`.
 pub(super) fn count_in_window(
     conn: &mut Connection,
     now: i64,

@@ -12,8 +12,11 @@
 //!
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool (or, under
 //! Sentinel, opens one on the primary of the moment). A pool checkout costs an `UNWATCH` + `PING` round trip,
-//! which is why it stays off the hot path (see `docs/benchmarks.md`). Construction is in `connect.rs`, the
-//! backend operations in `storage.rs`.
+//! which is why it stays off the hot path (see `docs/benchmarks.md`). Construction is in `connect.rs`; one
+//! server's [`Storage`](super::Storage) in `storage.rs`. What both topologies do alike — all of
+//! [`Coordination`](super::Coordination) and [`Leases`](super::Leases), and the key calls no topology sends its
+//! own way — is written once in `shared.rs`, over the seam each topology implements: a connection lent for one
+//! call, its failure judged by the topology.
 
 use std::{borrow::Borrow, sync::Arc};
 
@@ -28,6 +31,7 @@ mod error;
 mod hot;
 mod queue;
 mod read;
+mod shared;
 mod storage;
 mod tracking;
 
@@ -35,7 +39,6 @@ pub use self::cluster::ClusterBackend;
 pub use self::tracking::{TrackedKeys, Watch};
 use self::{
     endpoint::{Endpoint, Exclusive, ExclusiveSource},
-    hot::Lease,
     read::HotPath,
 };
 use super::{BackendError, Fetched};
@@ -62,17 +65,12 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// A connection of the next hot slot (connecting it if needed).
-    async fn conn(&self) -> Result<Lease<'_>, BackendError> {
-        self.hot.conn().await
-    }
-
     /// A connection of its own, for a sweep or `INFO`.
     async fn exclusive(&self) -> Result<Exclusive, BackendError> {
         self.exclusive.get().await
     }
 
-    /// [`CacheBackend::fetch`](super::CacheBackend::fetch) without the boxed future of the trait object; the
+    /// [`Storage::fetch`](super::Storage::fetch) without the boxed future of the trait object; the
     /// store calls it directly on its hot path. The generation keys are built by `generations` only when they
     /// must be read from Redis.
     pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(

@@ -137,7 +137,7 @@ impl HotPath {
         }) % self.conns.len()
     }
 
-    /// [`CacheBackend::fetch`](crate::CacheBackend::fetch) without the boxed future of the trait object. The
+    /// [`Storage::fetch`](crate::Storage::fetch) without the boxed future of the trait object. The
     /// generation keys are built by `generations` only when they must be read from Redis.
     pub(crate) async fn fetch<G: Borrow<GenerationKeys>>(
         &self,

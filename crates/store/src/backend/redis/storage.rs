@@ -1,20 +1,25 @@
-//! The backend operations as Redis commands: the checked fetch, SET with the generations read in the same
-//! round trip, deletes, TTLs, generation bumps, SCAN + UNLINK sweeps on a pooled connection, PING and INFO.
+//! One server's backend operations ([`Storage`] for [`RedisBackend`]) and its side of the seam the two Redis
+//! topologies share (`shared.rs`, where its [`Coordination`](crate::Coordination) and leases come from): a
+//! call's connection is the next hot slot's, forgotten when the reply says it broke. The hot read and write go
+//! through `read.rs`; the checked read is one pipeline; sweeps (SCAN + UNLINK) and `INFO` run on a connection
+//! of their own.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, RedisResult, aio::MultiplexedConnection};
 
-use super::{RedisBackend, commands, error::conn_err};
-use crate::backend::{
-    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, new_generation,
+use super::{
+    RedisBackend, commands,
+    error::conn_err,
+    shared::{self, Connected},
 };
+use crate::backend::{BackendError, BackendInfo, Coherence, Fetched, KeyTtl, OnMessage, Storage};
 
 #[async_trait]
-impl CacheBackend for RedisBackend {
+impl Storage for RedisBackend {
     fn kind(&self) -> &'static str {
         "redis"
     }
@@ -33,9 +38,12 @@ impl CacheBackend for RedisBackend {
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::fetch_checked(&mut lease.conn, key, generations).await;
-        commands::fetched_checked(lease.check(reply)?)
+        let replies = self
+            .with_conn(move |mut conn| async move {
+                commands::fetch_checked(&mut conn, key, generations).await
+            })
+            .await?;
+        commands::fetched_checked(replies)
     }
 
     async fn set(
@@ -48,7 +56,7 @@ impl CacheBackend for RedisBackend {
         self.hot.set(key, &value, ttl, generations).await
     }
 
-    fn watch(&self, key: &str) -> crate::backend::Coherence {
+    fn watch(&self, key: &str) -> Coherence {
         self.hot.watch(key)
     }
 
@@ -70,35 +78,27 @@ impl CacheBackend for RedisBackend {
         if keys.is_empty() {
             return Ok(0);
         }
-        let mut lease = self.conn().await?;
-        let reply = lease.conn.unlink(keys).await;
-        lease.check(reply)
+        self.with_conn(move |mut conn| async move {
+            let deleted: RedisResult<u64> = conn.unlink(keys).await;
+            deleted
+        })
+        .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::exists(&mut lease.conn, key).await;
-        lease.check(reply)
+        shared::exists(self, key).await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::ttl(&mut lease.conn, key).await;
-        lease.check(reply)
+        shared::ttl(self, key).await
     }
 
     async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::get_generations(&mut lease.conn, keys).await;
-        lease.check(reply)
+        shared::read_generations(self, keys).await
     }
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
-        let generation = new_generation();
-        let mut lease = self.conn().await?;
-        let reply = commands::set_generation(&mut lease.conn, key, generation, ttl).await;
-        lease.check(reply)?;
-        Ok(generation)
+        shared::bump_generation(self, key, ttl).await
     }
 
     async fn delete_matching(
@@ -145,114 +145,40 @@ impl CacheBackend for RedisBackend {
         }
     }
 
-    async fn admit(
-        &self,
-        key: &str,
-        member: &[u8],
-        limit: u64,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::admit(&mut lease.conn, key, member, limit, ttl).await;
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.with_conn(|mut conn| async move { redis::cmd("PING").exec_async(&mut conn).await })
+            .await
+    }
+
+    async fn info(&self) -> Result<BackendInfo, BackendError> {
+        let mut conn = self.exclusive().await?;
+        commands::info(&mut conn).await.map_err(conn_err)
+    }
+}
+
+impl Connected for RedisBackend {
+    type Conn = MultiplexedConnection;
+
+    async fn with_conn<R, F, Fut>(&self, call: F) -> Result<R, BackendError>
+    where
+        R: Send,
+        F: FnOnce(Self::Conn) -> Fut + Send,
+        Fut: Future<Output = RedisResult<R>> + Send,
+    {
+        let lease = self.hot.conn().await?;
+        // The call owns a clone of the slot's connection (a few reference counts); the lease stays here to
+        // judge the reply, and forgets the slot's connection if the reply says it broke.
+        let reply = call(lease.conn.clone()).await;
         lease.check(reply)
     }
 
-    async fn charge(
-        &self,
-        ledger: &str,
-        member: &str,
-        bytes: u64,
-        expires_in: Duration,
-        limit: u64,
-    ) -> Result<Charge, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::charge(&mut lease.conn, ledger, member, bytes, expires_in, limit).await;
-        lease.check(reply)
-    }
-
-    async fn count_in_window(
-        &self,
-        key: &str,
-        add: u64,
-        window: Duration,
-    ) -> Result<WindowCount, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::count_in_window(&mut lease.conn, key, add, window).await;
-        lease.check(reply)
-    }
-
-    fn shares_leases(&self) -> bool {
-        true
-    }
-
-    async fn acquire_lease(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::acquire_lease(&mut lease.conn, key, token, ttl).await;
-        lease.check(reply)
-    }
-
-    async fn renew_lease(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::renew_lease(&mut lease.conn, key, token, ttl).await;
-        lease.check(reply)
-    }
-
-    async fn release_lease(
-        &self,
-        key: &str,
-        token: &str,
-        channel: &str,
-    ) -> Result<(), BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::release_lease(&mut lease.conn, key, token, channel).await;
-        lease.check(reply)
-    }
-
-    async fn set_fenced(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        generations: &GenerationKeys,
-        fence: (&str, &str),
-    ) -> Result<Option<[u64; 2]>, BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = commands::set_fenced(&mut lease.conn, key, &value, ttl, generations, fence).await;
-        lease.check(reply)
-    }
-
-    fn listen(
-        &self,
-        channel: &str,
-        on_message: crate::backend::OnMessage,
-    ) -> Result<(), BackendError> {
+    fn subscribe(&self, channel: &str, on_message: OnMessage) {
+        // RESP2, on the server of the moment (under Sentinel, the primary the sentinels name at each connect).
         let endpoint = self.listen_endpoint.clone();
         let task = commands::listen(channel.to_owned(), on_message, move |_| {
             let endpoint = endpoint.clone();
             async move { endpoint.client().await }
         });
         self.listeners.add(task);
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), BackendError> {
-        let mut lease = self.conn().await?;
-        let reply = redis::cmd("PING").exec_async(&mut lease.conn).await;
-        lease.check(reply)
-    }
-
-    async fn info(&self) -> Result<BackendInfo, BackendError> {
-        let mut conn = self.exclusive().await?;
-        commands::info(&mut conn).await.map_err(conn_err)
     }
 }

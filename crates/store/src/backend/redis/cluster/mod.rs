@@ -3,7 +3,7 @@
 //! through redis-rs's cluster client: one multiplexed connection per node, commands routed by key slot,
 //! `MOVED` / `ASK` followed and the slot map refreshed by the client. This file holds the construction, the
 //! cluster connection and its replacement, the slot map refresh and `CLUSTER SLOTS`; `storage.rs` the backend
-//! operations.
+//! operations and the cluster's side of the seam both topologies share (`../shared.rs`).
 //!
 //! Every key of one scope carries the scope as its hash tag (design 0010), so an entry and the two generation
 //! keys guarding it live in one slot, and no command here is ever cross-slot. Through the cluster client,
@@ -200,8 +200,9 @@ impl ClusterBackend {
         Ok(primaries)
     }
 
-    /// [`CacheBackend::fetch`](crate::CacheBackend::fetch) without the boxed future of the trait object; the store calls it directly on
-    /// its hot path. The generation keys are built by `generations` only when they must be read from Redis.
+    /// [`Storage::fetch`](crate::Storage::fetch) without the boxed future of the trait object; the store calls
+    /// it directly on its hot path. The generation keys are built by `generations` only when they must be read
+    /// from Redis.
     pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(
         &self,
         key: &str,
