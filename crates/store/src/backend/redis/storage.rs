@@ -78,11 +78,8 @@ impl Storage for RedisBackend {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.with_conn(move |mut conn| async move {
-            let deleted: RedisResult<u64> = conn.unlink(keys).await;
-            deleted
-        })
-        .await
+        self.with_conn(move |mut conn| async move { commands::unlink(&mut conn, keys).await })
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
