@@ -13,6 +13,7 @@ use std::{fmt, future::Future, time::Duration};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
+use futures_util::future::BoxFuture;
 use redis::{RedisResult, aio::ConnectionLike};
 
 use super::commands;
@@ -152,41 +153,54 @@ impl<T: Connected> Leases for T {
     }
 }
 
+// The key calls below hand back a future boxed here, where its lifetimes are the caller's named ones. As
+// plain `async fn`s generic over the topology, awaited inside `async_trait`'s boxed future of a `Storage`
+// method, their `Send` check fails ("one type is more general than the other": the auto-trait check through
+// `with_conn`'s future meets the erased lifetimes of the call's async block).
+
 /// `EXISTS key`, for [`Storage::exists`](crate::Storage::exists).
-pub(super) async fn exists<T: Connected>(backend: &T, key: &str) -> Result<bool, BackendError> {
-    backend
-        .with_conn(move |mut conn| async move { commands::exists(&mut conn, key).await })
-        .await
+pub(super) fn exists<'a, T: Connected>(
+    backend: &'a T,
+    key: &'a str,
+) -> BoxFuture<'a, Result<bool, BackendError>> {
+    Box::pin(
+        backend.with_conn(move |mut conn| async move { commands::exists(&mut conn, key).await }),
+    )
 }
 
 /// `PTTL key`, for [`Storage::ttl`](crate::Storage::ttl).
-pub(super) async fn ttl<T: Connected>(backend: &T, key: &str) -> Result<KeyTtl, BackendError> {
-    backend
-        .with_conn(move |mut conn| async move { commands::ttl(&mut conn, key).await })
-        .await
+pub(super) fn ttl<'a, T: Connected>(
+    backend: &'a T,
+    key: &'a str,
+) -> BoxFuture<'a, Result<KeyTtl, BackendError>> {
+    Box::pin(backend.with_conn(move |mut conn| async move { commands::ttl(&mut conn, key).await }))
 }
 
 /// `MGET` of generation keys, for [`Storage::read_generations`](crate::Storage::read_generations).
-pub(super) async fn read_generations<T: Connected>(
-    backend: &T,
-    keys: &[&str],
-) -> Result<Vec<u64>, BackendError> {
-    backend
-        .with_conn(move |mut conn| async move { commands::get_generations(&mut conn, keys).await })
-        .await
+pub(super) fn read_generations<'a, T: Connected>(
+    backend: &'a T,
+    keys: &'a [&'a str],
+) -> BoxFuture<'a, Result<Vec<u64>, BackendError>> {
+    Box::pin(
+        backend.with_conn(move |mut conn| async move {
+            commands::get_generations(&mut conn, keys).await
+        }),
+    )
 }
 
 /// A fresh generation `SET` under `key`, for [`Storage::bump_generation`](crate::Storage::bump_generation).
-pub(super) async fn bump_generation<T: Connected>(
-    backend: &T,
-    key: &str,
+pub(super) fn bump_generation<'a, T: Connected>(
+    backend: &'a T,
+    key: &'a str,
     ttl: Duration,
-) -> Result<u64, BackendError> {
+) -> BoxFuture<'a, Result<u64, BackendError>> {
     let generation = new_generation();
-    backend
-        .with_conn(move |mut conn| async move {
-            commands::set_generation(&mut conn, key, generation, ttl).await
-        })
-        .await?;
-    Ok(generation)
+    Box::pin(async move {
+        backend
+            .with_conn(move |mut conn| async move {
+                commands::set_generation(&mut conn, key, generation, ttl).await
+            })
+            .await?;
+        Ok(generation)
+    })
 }
