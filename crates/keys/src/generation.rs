@@ -16,7 +16,7 @@ pub struct GenerationKeys {
 
 impl GenerationKeys {
     /// Placeholder keys for a backend that has no generations to look up (see
-    /// `CacheBackend::generations_in_use` in the store); building them allocates nothing.
+    /// `Storage::generations_in_use` in the store); building them allocates nothing.
     pub fn unused() -> Self {
         GenerationKeys {
             type_key: String::new(),

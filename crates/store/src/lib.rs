@@ -53,8 +53,8 @@ pub mod __private;
 #[cfg(feature = "disk")]
 pub use backend::DiskBackend;
 pub use backend::{
-    Backend, BackendError, BackendInfo, CacheBackend, Cause, Charge, Coherence, Fetched, KeyTtl,
-    MemoryBackend, NodeInfo, OnMessage, Watch, WindowCount, ledger_member,
+    Backend, BackendError, BackendInfo, Cause, Charge, Coherence, Coordination, Fetched, KeyTtl,
+    Leases, MemoryBackend, NodeInfo, OnMessage, Storage, Watch, WindowCount, ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};

@@ -1,5 +1,5 @@
 //! Quota ledgers kept in process, for the in-process backend: the same semantics as the Redis scripts in
-//! `redis/ops/limits.rs` (`CHARGE`, `COUNT_IN_WINDOW`), one process being the only replica.
+//! `redis/commands/limits.rs` (`CHARGE`, `COUNT_IN_WINDOW`), one process being the only replica.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -54,7 +54,7 @@ impl Ledgers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// See `CacheBackend::charge`.
+    /// See `Coordination::charge`.
     pub(crate) fn charge(
         &self,
         ledger: &str,
@@ -93,7 +93,7 @@ impl Ledgers {
         }
     }
 
-    /// Removes deleted entries' `members` from `ledger` (see `CacheBackend::delete_matching`).
+    /// Removes deleted entries' `members` from `ledger` (see `Storage::delete_matching`).
     pub(crate) fn release<'a>(&self, ledger: &str, members: impl IntoIterator<Item = &'a str>) {
         let mut state = self.state();
         let Some(l) = state.ledgers.get_mut(ledger) else {
@@ -107,7 +107,7 @@ impl Ledgers {
         }
     }
 
-    /// See `CacheBackend::count_in_window`.
+    /// See `Coordination::count_in_window`.
     pub(crate) fn count_in_window(&self, key: &str, add: u64, window: Duration) -> WindowCount {
         let now = Instant::now();
         let mut state = self.state();

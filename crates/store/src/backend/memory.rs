@@ -1,4 +1,5 @@
-//! The in-process backend: a moka cache bounded by bytes, with a TTL per entry.
+//! The in-process backend: a moka cache bounded by bytes, with a TTL per entry ([`Storage`]), and the quota
+//! ledgers and windowed counters of `ledger.rs` ([`Coordination`]; no shared leases).
 //!
 //! It gives the development profile a cache with no server at all, and the same semantics as Redis for
 //! everything the store uses (TTLs, generations, glob deletion).
@@ -17,8 +18,8 @@ use fernando_cache_keys::GenerationKeys;
 use moka::{Expiry, future::Cache};
 
 use super::{
-    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, glob_match,
-    new_generation, parse_generation,
+    BackendError, BackendInfo, Charge, Coordination, Fetched, KeyTtl, Storage, WindowCount,
+    glob_match, new_generation, parse_generation,
 };
 
 #[derive(Debug, Clone)]
@@ -119,7 +120,7 @@ impl MemoryBackend {
 }
 
 #[async_trait]
-impl CacheBackend for MemoryBackend {
+impl Storage for MemoryBackend {
     fn kind(&self) -> &'static str {
         "memory"
     }
@@ -154,39 +155,6 @@ impl CacheBackend for MemoryBackend {
         let current = self.generations(generations).await;
         self.insert(key, value, ttl).await;
         Ok(current)
-    }
-
-    async fn admit(
-        &self,
-        _key: &str,
-        _member: &[u8],
-        _limit: u64,
-        _ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        // One process is the only replica: the caller's per-process bound is the bound.
-        Ok(true)
-    }
-
-    async fn charge(
-        &self,
-        ledger: &str,
-        member: &str,
-        bytes: u64,
-        expires_in: Duration,
-        limit: u64,
-    ) -> Result<Charge, BackendError> {
-        Ok(self
-            .ledgers
-            .charge(ledger, member, bytes, expires_in, limit))
-    }
-
-    async fn count_in_window(
-        &self,
-        key: &str,
-        add: u64,
-        window: Duration,
-    ) -> Result<WindowCount, BackendError> {
-        Ok(self.ledgers.count_in_window(key, add, window))
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
@@ -276,5 +244,43 @@ impl CacheBackend for MemoryBackend {
             keys: Some(self.cache.entry_count()),
             ..BackendInfo::default()
         })
+    }
+}
+
+/// Ledgers and counters kept in process (`ledger.rs`); no shared leases: one process is the only replica, so
+/// its stores keep single-flight per process.
+#[async_trait]
+impl Coordination for MemoryBackend {
+    async fn admit(
+        &self,
+        _key: &str,
+        _member: &[u8],
+        _limit: u64,
+        _ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        // One process is the only replica: the caller's per-process bound is the bound.
+        Ok(true)
+    }
+
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        Ok(self
+            .ledgers
+            .charge(ledger, member, bytes, expires_in, limit))
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        Ok(self.ledgers.count_in_window(key, add, window))
     }
 }

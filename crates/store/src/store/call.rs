@@ -1,10 +1,12 @@
 //! Every backend call goes through here: the circuit breaker, then the command deadline (enforced by the
-//! per-store watchdog, design 0002). Backends in process skip both.
+//! per-store watchdog, design 0002). Backends in process skip both. A call of the backend's
+//! [`Coordination`] goes through here too, and on a backend without coordination answers the error its
+//! callers treat as an unavailable backend.
 
 use std::{future::Future, time::Instant};
 
 use super::Store;
-use crate::BackendError;
+use crate::{BackendError, Coordination};
 
 impl Store {
     /// One backend call through the breaker and the command timeout.
@@ -36,5 +38,21 @@ impl Store {
             _ => permit.success(),
         }
         result
+    }
+
+    /// One call of the backend's [`Coordination`] through [`Store::call`]. A backend without coordination
+    /// answers that it keeps no `what` (`"quota ledgers"`…), which each caller treats as it treats an
+    /// unavailable backend.
+    pub(super) async fn coordinate<'s, T, Fut>(
+        &'s self,
+        what: &str,
+        call: impl FnOnce(&'s dyn Coordination) -> Fut,
+    ) -> Result<T, BackendError>
+    where
+        Fut: Future<Output = Result<T, BackendError>>,
+    {
+        let backend = &self.inner.backend;
+        self.call(async move { call(backend.coordination_for(what)?).await })
+            .await
     }
 }

@@ -100,7 +100,7 @@ impl Store {
                 self.call(
                     self.inner
                         .backend
-                        .ops()
+                        .storage()
                         .bump_generation(gen_key, self.inner.generation_ttl),
                 )
                 .await
@@ -241,7 +241,7 @@ impl Store {
         let r = self
             .inner
             .backend
-            .ops()
+            .storage()
             .delete_matching(
                 pattern,
                 self.inner.scan_batch,
@@ -291,7 +291,7 @@ impl Store {
             self.call(
                 self.inner
                     .backend
-                    .ops()
+                    .storage()
                     .bump_generation(&key, self.inner.generation_ttl),
             )
             .await

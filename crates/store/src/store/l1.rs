@@ -120,8 +120,9 @@ impl L1 {
         None
     }
 
-    /// Call before reading `key` from the backend (with `coherence` from [`CacheBackend::watch`](
-    /// crate::CacheBackend::watch), also taken before); hand the result to [`L1::keep`] with the value read.
+    /// Call before reading `key` from the backend (with `coherence` from
+    /// [`Storage::watch`](crate::Storage::watch), also taken before); hand the result to [`L1::keep`] with the
+    /// value read.
     pub(super) fn before_read(&self, key: &str, coherence: Coherence, life: Duration) -> Pending {
         let life = match coherence {
             Coherence::Untracked => life.min(self.untracked_ttl),

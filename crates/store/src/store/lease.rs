@@ -14,7 +14,7 @@ use fernando_cache_keys::AsScope;
 use tokio::sync::Notify;
 
 use super::Store;
-use crate::{Backend, StoreError};
+use crate::{Backend, Leases, StoreError};
 
 /// Waiters per lease key, woken by the lease channel's messages.
 #[derive(Debug, Default)]
@@ -85,13 +85,11 @@ fn new_token() -> String {
 }
 
 impl Store {
-    /// The lease events of this store, subscribing on first use; `None` when the backend shares no leases.
-    fn lease_events(&self) -> Option<&Arc<LeaseEvents>> {
-        let backend = self.inner.backend.ops();
-        if !backend.shares_leases() {
-            return None;
-        }
-        Some(self.inner.lease_events.get_or_init(|| {
+    /// The backend's shared leases and this store's lease events, subscribing on first use; `None` when the
+    /// backend shares no leases.
+    fn lease_events(&self) -> Option<(&dyn Leases, &Arc<LeaseEvents>)> {
+        let leases = self.inner.backend.leases()?;
+        let events = self.inner.lease_events.get_or_init(|| {
             let events = Arc::new(LeaseEvents::default());
             let weak = Arc::downgrade(&events);
             let on_message = Arc::new(move |payload: &[u8]| {
@@ -99,11 +97,12 @@ impl Store {
                     e.announce(payload);
                 }
             });
-            if let Err(e) = backend.listen(&self.inner.keys.lease_channel(), on_message) {
+            if let Err(e) = leases.listen(&self.inner.keys.lease_channel(), on_message) {
                 tracing::warn!(error = %e, "lease announcements unavailable; waiters poll");
             }
             events
-        }))
+        });
+        Some((leases, events))
     }
 
     /// Tries to take `lease_key`; registers as a waiter first, so an announcement between the attempt and the
@@ -113,14 +112,13 @@ impl Store {
         lease_key: &str,
         ttl: Duration,
     ) -> (Attempt, Option<Arc<Notify>>) {
-        let Some(events) = self.lease_events() else {
+        let Some((leases, events)) = self.lease_events() else {
             return (Attempt::Unavailable, None);
         };
         let wake = events.register(lease_key);
         let token = new_token();
-        let backend = self.inner.backend.ops();
         match self
-            .call(backend.acquire_lease(lease_key, &token, ttl))
+            .call(leases.acquire_lease(lease_key, &token, ttl))
             .await
         {
             Ok(true) => {
@@ -149,14 +147,13 @@ impl Store {
 
     /// Ends a lease this process holds and announces it, so the waiters look again at once.
     pub(super) async fn release(&self, lease: HeldLease) {
+        // A held lease was taken from the backend's leases: they are there.
+        let Some(leases) = self.inner.backend.leases() else {
+            return;
+        };
         let channel = self.inner.keys.lease_channel();
         let released = self
-            .call(
-                self.inner
-                    .backend
-                    .ops()
-                    .release_lease(&lease.key, &lease.token, &channel),
-            )
+            .call(leases.release_lease(&lease.key, &lease.token, &channel))
             .await;
         if let Err(e) = released {
             // The lease lapses by itself; waiters take over then.
@@ -260,6 +257,10 @@ fn renew_until_dropped(
     ttl: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Only a lease taken from the backend's leases is renewed: they are there.
+        let Some(leases) = backend.leases() else {
+            return;
+        };
         let every = ttl / 3;
         let retry = (ttl / 20).max(Duration::from_millis(5));
         let mut expires = Instant::now() + ttl;
@@ -269,7 +270,7 @@ fn renew_until_dropped(
             let left = expires.saturating_duration_since(Instant::now());
             let asked = Instant::now();
             let bound = left.max(retry);
-            match tokio::time::timeout(bound, backend.ops().renew_lease(&key, &token, ttl)).await {
+            match tokio::time::timeout(bound, leases.renew_lease(&key, &token, ttl)).await {
                 Ok(Ok(true)) => {
                     // The server's clock started the new life no earlier than the request left.
                     expires = asked + ttl;

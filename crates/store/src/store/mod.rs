@@ -133,7 +133,9 @@ impl Store {
         }
     }
 
-    /// Builds a store over any backend: a built-in one, or `Arc<dyn CacheBackend>` for your own.
+    /// Builds a store over any backend: a built-in one, or your own as [`Backend::custom`] (a
+    /// [`Storage`](crate::Storage), with a [`Coordination`](crate::Coordination) if it has one) or
+    /// `Arc<dyn Storage>` alone.
     ///
     /// # Errors
     /// [`StoreError::Setup`] when a cache type is sealed (`encryption.cache_types`) and its keys cannot be read
@@ -151,7 +153,7 @@ impl Store {
         })?;
         Ok(Store {
             inner: Arc::new(Inner {
-                deadlines: (!backend.ops().is_local())
+                deadlines: (!backend.storage().is_local())
                     .then(|| Deadlines::start(settings.redis.command_timeout)),
                 backend,
                 keys: KeyBuilder::new(
@@ -215,7 +217,7 @@ impl Store {
 
     /// The backend's kind (`redis`, `memory`).
     pub fn backend_kind(&self) -> &'static str {
-        self.inner.backend.ops().kind()
+        self.inner.backend.storage().kind()
     }
 
     /// The configured TTL of a cache type.
@@ -227,7 +229,7 @@ impl Store {
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             taken_at: SystemTime::now(),
-            backend: self.inner.backend.ops().kind(),
+            backend: self.inner.backend.storage().kind(),
             breaker: self.inner.breaker.state(),
             breaker_opened: self.inner.breaker.opened_total(),
             series: self.inner.metrics.snapshot(),
@@ -252,12 +254,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let scope = scope.as_scope();
         let key = self.inner.keys.key(scope, cache_type, set)?;
-        self.call(
-            self.inner
-                .backend
-                .ops()
-                .admit(key.as_str(), member, limit, ttl),
-        )
+        self.coordinate("shared bounded sets", |c| {
+            c.admit(key.as_str(), member, limit, ttl)
+        })
         .instrument(debug_span!("cache.admit", tenant = scope.label()))
         .await
         .map_err(|source| StoreError::Unavailable {
@@ -272,7 +271,7 @@ impl Store {
     /// [`StoreError::Unavailable`] when it does not answer in time.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
-        self.call(self.inner.backend.ops().ping())
+        self.call(self.inner.backend.storage().ping())
             .instrument(debug_span!("cache.ping"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "ping", source })?;
@@ -284,7 +283,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] when the backend does not answer in time.
     pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
-        self.call(self.inner.backend.ops().info())
+        self.call(self.inner.backend.storage().info())
             .instrument(debug_span!("cache.backend_info"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "info", source })

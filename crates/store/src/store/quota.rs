@@ -17,6 +17,12 @@ use tracing::{Instrument, debug_span};
 use super::{ALL_TYPES, Store, WriteOutcome};
 use crate::{StoreError, metrics::SeriesRef};
 
+/// What a backend without [`Coordination`](crate::Coordination) is said to keep none of, when a byte quota
+/// needs its ledger.
+const QUOTA_LEDGERS: &str = "quota ledgers";
+/// The same, when a request quota needs its counter.
+const WINDOWED_COUNTERS: &str = "windowed counters";
+
 /// A tenant's use of its quotas, as the backend's ledgers say now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -69,12 +75,9 @@ impl Store {
         };
         let member = crate::backend::ledger_member(key.as_str());
         let charged = self
-            .call(
-                self.inner
-                    .backend
-                    .ops()
-                    .charge(&ledger, &member, bytes as u64, kept, limit),
-            )
+            .coordinate(QUOTA_LEDGERS, |c| {
+                c.charge(&ledger, &member, bytes as u64, kept, limit)
+            })
             .await;
         match charged {
             Ok(c) if c.admitted => None,
@@ -122,12 +125,9 @@ impl Store {
         let member = crate::backend::ledger_member(key.as_str());
         // Size 0, expiring at once: the next charge sweeps it out.
         let _ = self
-            .call(
-                self.inner
-                    .backend
-                    .ops()
-                    .charge(&ledger, &member, 0, Duration::from_millis(1), 0),
-            )
+            .coordinate(QUOTA_LEDGERS, |c| {
+                c.charge(&ledger, &member, 0, Duration::from_millis(1), 0)
+            })
             .await;
     }
 
@@ -143,14 +143,17 @@ impl Store {
             op: "quota_usage",
             source,
         };
-        let ops = self.inner.backend.ops();
         let stored = self
-            .call(ops.charge(&ledger, "", 0, Duration::ZERO, 0))
+            .coordinate(QUOTA_LEDGERS, |c| {
+                c.charge(&ledger, "", 0, Duration::ZERO, 0)
+            })
             .instrument(debug_span!("cache.quota_usage", tenant = tenant.as_str()))
             .await
             .map_err(unavailable)?;
         let counted = self
-            .call(ops.count_in_window(&requests, 0, q.request_window))
+            .coordinate(WINDOWED_COUNTERS, |c| {
+                c.count_in_window(&requests, 0, q.request_window)
+            })
             .await
             .map_err(unavailable)?;
         Ok(QuotaUsage {
@@ -175,12 +178,9 @@ impl Store {
             return RequestQuota::Allowed;
         };
         let counted = self
-            .call(
-                self.inner
-                    .backend
-                    .ops()
-                    .count_in_window(&key, 1, q.request_window),
-            )
+            .coordinate(WINDOWED_COUNTERS, |c| {
+                c.count_in_window(&key, 1, q.request_window)
+            })
             .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))
             .await;
         match counted {

@@ -134,7 +134,7 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
-        self.call(self.inner.backend.ops().exists(k.as_str()))
+        self.call(self.inner.backend.storage().exists(k.as_str()))
             .instrument(span)
             .await
             .map_err(|source| StoreError::Unavailable {
@@ -162,7 +162,7 @@ impl Store {
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
         let kept_stale = self.inner.tiers.get(cache_type).max_stale;
-        self.call(self.inner.backend.ops().ttl(k.as_str()))
+        self.call(self.inner.backend.storage().ttl(k.as_str()))
             .instrument(span)
             .await
             .map(|t| match t {
@@ -186,7 +186,7 @@ impl Store {
             .key_in(key_buffer::take(), scope, cache_type, key)?;
         let generations = if self.lazy_generations() {
             Gens::Lazy { scope, cache_type }
-        } else if self.inner.backend.ops().generations_in_use() {
+        } else if self.inner.backend.storage().generations_in_use() {
             Gens::Built(self.inner.keys.generation_keys(scope, cache_type)?)
         } else {
             // A generation bumped right after this check only makes this one read miss (never stale).
@@ -227,7 +227,7 @@ impl Store {
             Unavailable { refused: bool },
         }
         let start = Instant::now();
-        let backend = self.inner.backend.ops();
+        let storage = self.inner.backend.storage();
         let keys = &self.inner.keys;
         let l1 = l1_life.and_then(|life| Some((self.inner.l1.as_ref()?, life)));
         let pending = match l1 {
@@ -243,7 +243,7 @@ impl Store {
                 // Taken before the read: a change announced from now on retires what it returns.
                 Some((
                     l1,
-                    l1.before_read(key.as_str(), backend.watch(key.as_str()), life),
+                    l1.before_read(key.as_str(), storage.watch(key.as_str()), life),
                 ))
             }
             None => None,
@@ -267,10 +267,10 @@ impl Store {
             }
             _ => match generations.build(keys) {
                 Ok(g) if checked => {
-                    self.call_from(start, backend.fetch_checked(key.as_str(), &g))
+                    self.call_from(start, storage.fetch_checked(key.as_str(), &g))
                         .await
                 }
-                Ok(g) => self.call_from(start, backend.fetch(key.as_str(), &g)).await,
+                Ok(g) => self.call_from(start, storage.fetch(key.as_str(), &g)).await,
                 Err(e) => Err(e),
             },
         };
@@ -391,7 +391,7 @@ impl Store {
             .map_err(|e| BackendError::Other(e.to_string()))?;
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let current = self
-            .call(self.inner.backend.ops().read_generations(&refs))
+            .call(self.inner.backend.storage().read_generations(&refs))
             .await?;
         Ok(tags.iter().map(|(_, g)| *g).eq(current))
     }
@@ -482,7 +482,7 @@ impl Store {
         tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
         self.changed_here(key.as_str());
         if let Err(e) = self
-            .call(self.inner.backend.ops().delete(&[key.as_str()]))
+            .call(self.inner.backend.storage().delete(&[key.as_str()]))
             .await
         {
             tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");

@@ -173,7 +173,7 @@ impl Store {
                 .metrics
                 .series(scope.label(), cache_type.as_str());
             let deleted = self
-                .call(self.inner.backend.ops().delete(&[k.as_str()]))
+                .call(self.inner.backend.storage().delete(&[k.as_str()]))
                 .await;
             self.changed_here(k.as_str());
             if matches!(deleted, Ok(n) if n > 0) {
@@ -301,7 +301,7 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let current = self
-            .call(self.inner.backend.ops().read_generations(&refs))
+            .call(self.inner.backend.storage().read_generations(&refs))
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "set_tagged",
@@ -452,15 +452,16 @@ impl Store {
             ..
         }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
-        let backend = self.inner.backend.ops();
+        let backend = &self.inner.backend;
+        let storage = backend.storage();
         // Generations known current without a round trip (tracked): one plain SET.
         let mut known = None;
         if fence.is_none()
-            && let Some(current) = backend.known_generations(key.as_str())
+            && let Some(current) = storage.known_generations(key.as_str())
         {
             let value = outgoing.stamped(key.as_str(), current)?;
             if self
-                .call(backend.set_known(key.as_str(), value.clone(), ttl, current))
+                .call(storage.set_known(key.as_str(), value.clone(), ttl, current))
                 .await?
             {
                 return Ok(value.len() as u64);
@@ -485,11 +486,19 @@ impl Store {
             len = value.len() as u64;
             let current = match fence {
                 None => {
-                    self.call(backend.set(key.as_str(), value.clone(), ttl, &g))
+                    self.call(storage.set(key.as_str(), value.clone(), ttl, &g))
                         .await?
                 }
+                // A fence is a lease this process holds, so the backend has leases.
                 Some(lease) => self
-                    .call(backend.set_fenced(key.as_str(), value.clone(), ttl, &g, lease))
+                    .call(async {
+                        let leases = backend
+                            .leases()
+                            .ok_or_else(|| backend.lacks("shared leases"))?;
+                        leases
+                            .set_fenced(key.as_str(), value.clone(), ttl, &g, lease)
+                            .await
+                    })
                     .await?
                     .ok_or(BackendError::LeaseLost)?,
             };

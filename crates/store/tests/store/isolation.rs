@@ -80,7 +80,7 @@ contract! {
     async fn hostile_tenant_names_are_isolated(d, store) {
         isolation(store).await;
     }
-    on [memory, disk, standalone, cluster, sentinel]
+    on [memory, storage_only, disk, standalone, cluster, sentinel]
 }
 
 contract! {
@@ -99,7 +99,7 @@ contract! {
             assert_eq!(visible(store, other).await, 6);
         }
     }
-    on [memory, disk, standalone, cluster]
+    on [memory, storage_only, disk, standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

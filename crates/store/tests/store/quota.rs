@@ -1,6 +1,7 @@
 //! Per-tenant quotas on every backend (design 0017): a tenant's stored bytes are bounded across replicas, a
 //! write past the bound is refused and counted while another tenant writes on, deletes and expiry make room,
-//! and the request quota refuses past its window's count.
+//! and the request quota refuses past its window's count. On a backend without coordination (design 0022),
+//! quotas fall back as they do when the ledgers cannot be reached.
 
 use std::time::Duration;
 
@@ -16,12 +17,11 @@ const VALUE: usize = 1000;
 const LIMIT: &str = "4400";
 
 fn quota_store(d: &Deployment) -> Store {
-    Store::from_settings(&d.settings_with(&[
+    d.store_with(&[
         ("quotas.tenant_bytes", LIMIT),
         ("quotas.tenant_requests", "3"),
         ("quotas.request_window", "1h"),
-    ]))
-    .expect("store")
+    ])
 }
 
 async fn put(store: &Store, t: &str, key: &str, seed: u64, ttl: Option<Duration>) -> WriteOutcome {
@@ -142,4 +142,32 @@ contract! {
         assert_eq!(usage("b").await, b_before);
     }
     on [memory, disk, standalone, cluster, sentinel]
+}
+
+contract! {
+    /// A backend without coordination (a user's `Storage` alone) keeps no ledgers, counters or bounded sets:
+    /// the store falls back as when they cannot be reached — a write under a byte quota is dropped (a quota
+    /// that cannot be checked is not waived), a request passes and is counted as degraded, quota usage and
+    /// `admit` are unavailable — while a store without quotas writes and reads on the same backend.
+    async fn without_coordination_quotas_fall_back_as_when_unreachable(d, plain) {
+        let store = quota_store(d);
+        let (a, s) = (tenant("a"), CacheType::SESSION);
+        assert_eq!(put(&store, "a", "k0", 0, None).await, WriteOutcome::Dropped);
+        assert_eq!(store.get_bytes(&a, &s, "k0").await.unwrap(), None);
+        let counted = store.metrics().series("a", "session").map(|x| x.counters);
+        let counted = counted.map(|c| (c.dropped_sets, c.degraded));
+        assert_eq!(counted, Some((1, 1)));
+
+        assert_eq!(store.count_request(&a).await, RequestQuota::Allowed);
+        assert_eq!(store.metrics().series("a", "_all").map(|x| x.counters.degraded), Some(1));
+
+        let err = store.quota_usage(&a).await.unwrap_err().to_string();
+        assert!(err.contains("keeps no quota ledgers"), "{err}");
+        let admitted = plain.admit(&a, &s, "variants", b"v1", 4, Duration::from_secs(60)).await;
+        assert!(admitted.is_err(), "{admitted:?}");
+
+        assert_eq!(put(plain, "a", "k0", 0, None).await, WriteOutcome::Stored);
+        assert!(plain.get_bytes(&a, &s, "k0").await.unwrap().is_some());
+    }
+    on [storage_only]
 }

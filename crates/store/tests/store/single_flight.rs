@@ -51,7 +51,7 @@ contract! {
         let c = store.metrics().totals();
         assert_eq!(c.sets, 1, "{c:?}");
     }
-    on [memory, disk, standalone, cluster]
+    on [memory, storage_only, disk, standalone, cluster]
 }
 
 #[derive(Debug, PartialEq)]
@@ -94,7 +94,7 @@ contract! {
             .unwrap();
         assert_eq!(v, "recovered", "the error was not cached");
     }
-    on [memory, disk, standalone, cluster]
+    on [memory, storage_only, disk, standalone, cluster]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,9 +141,11 @@ async fn a_cancelled_leader_hands_over_to_a_waiter() {
 contract! {
     /// A refresh claim (one background refresh of an entry) binds every store on a Redis backend while it is
     /// held — two stores stand for two processes — and passes on when released. The in-process and disk
-    /// backends share no leases: their claims bind the caller alone, and say so.
+    /// backends share no leases, and a backend without coordination has none: their claims bind the caller
+    /// alone, and say so.
     async fn a_refresh_claim_binds_every_store_on_the_backend_until_released(d, a) {
-        let shared = !matches!(d, crate::support::Deployment::Memory | crate::support::Deployment::Disk(_));
+        use crate::support::Deployment;
+        let shared = !matches!(d, Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_));
         let b = d.store();
         let (t, ty, ttl) = (tenant("acme"), CacheType::API_RESPONSE, Duration::from_secs(10));
         let first = a.claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("the first claim");
@@ -164,5 +166,5 @@ contract! {
         assert_eq!(next.is_shared(), shared);
         next.release().await;
     }
-    on [memory, disk, standalone, cluster, sentinel]
+    on [memory, storage_only, disk, standalone, cluster, sentinel]
 }

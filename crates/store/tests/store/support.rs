@@ -1,10 +1,13 @@
 //! Shared helpers: settings pointing at a private redis-server, and a tenant constructor.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
-use fernando_cache_store::Store;
+use fernando_cache_store::{Backend, MemoryBackend, Storage, Store};
 use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, RedisServer, SentinelGroup};
 
 /// The command timeout the fault tests use.
@@ -37,6 +40,9 @@ pub(crate) fn redis_store() -> (RedisServer, Store) {
 pub(crate) enum Deployment {
     /// The in-process backend.
     Memory,
+    /// A user's own backend that implements [`Storage`] alone, without coordination: the in-process backend
+    /// handed to the store as an `Arc<dyn Storage>` (`Backend::custom(storage, None)`).
+    StorageOnly,
     /// The SQLite file in a folder of its own.
     Disk(tempfile::TempDir),
     /// One `redis-server`.
@@ -50,6 +56,10 @@ pub(crate) enum Deployment {
 impl Deployment {
     pub(crate) fn memory() -> Self {
         Deployment::Memory
+    }
+
+    pub(crate) fn storage_only() -> Self {
+        Deployment::StorageOnly
     }
 
     pub(crate) fn disk() -> Self {
@@ -71,7 +81,7 @@ impl Deployment {
     /// Test-profile settings for this deployment, with `overrides` applied last.
     pub(crate) fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
         let target = match self {
-            Deployment::Memory => vec![("backend", "memory".to_owned())],
+            Deployment::Memory | Deployment::StorageOnly => vec![("backend", "memory".to_owned())],
             Deployment::Disk(dir) => vec![
                 ("backend", "disk".to_owned()),
                 (
@@ -95,7 +105,20 @@ impl Deployment {
     /// A store on this deployment. Two stores on one deployment stand for two processes (except in memory,
     /// where each store has its own entries).
     pub(crate) fn store(&self) -> Store {
-        Store::from_settings(&self.settings_with(&[])).expect("store")
+        self.store_with(&[])
+    }
+
+    /// [`Deployment::store`] with `overrides` applied to its settings.
+    pub(crate) fn store_with(&self, overrides: &[(&str, &str)]) -> Store {
+        let settings = self.settings_with(overrides);
+        match self {
+            Deployment::StorageOnly => {
+                let storage: Arc<dyn Storage> =
+                    Arc::new(MemoryBackend::new(settings.memory.max_bytes));
+                Store::with_backend(&settings, Backend::from(storage)).expect("store")
+            }
+            _ => Store::from_settings(&settings).expect("store"),
+        }
     }
 
     /// How many keys matching a glob the servers hold, summed over every primary; `None` in memory, which has
@@ -112,7 +135,7 @@ impl Deployment {
                 .expect("a count")
         };
         match self {
-            Deployment::Memory => None,
+            Deployment::Memory | Deployment::StorageOnly => None,
             Deployment::Disk(dir) => {
                 // Redis's `\x` escapes become GLOB classes `[x]`; both tables hold keys.
                 let mut glob = String::new();
@@ -157,7 +180,7 @@ impl Deployment {
             assert!(killed.starts_with(':'), "CLIENT KILL answered {killed:?}");
         };
         match self {
-            Deployment::Memory | Deployment::Disk(_) => {
+            Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_) => {
                 panic!("an embedded backend has no connections")
             }
             Deployment::Standalone(s) => kill(s),
@@ -180,7 +203,9 @@ impl Deployment {
             Deployment::Standalone(s) => s,
             Deployment::Sentinel(g) => g.servers().0,
             Deployment::Cluster(c) => &c.nodes()[c.primary_of_slot(c.slot_of(key))],
-            Deployment::Memory | Deployment::Disk(_) => unreachable!("no server"),
+            Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_) => {
+                unreachable!("no server")
+            }
         }
     }
 
@@ -210,7 +235,7 @@ impl Deployment {
             return;
         }
         assert!(
-            !matches!(self, Deployment::Memory),
+            !matches!(self, Deployment::Memory | Deployment::StorageOnly),
             "no raw access in memory"
         );
         self.server_of(key)
@@ -279,7 +304,8 @@ impl Deployment {
 }
 
 /// One behaviour, one body, run against every deployment named: `contract! { async fn name(d, store) { … }
-/// on [memory, disk, standalone, cluster] }` makes a module `name` with one test per deployment.
+/// on [memory, disk, standalone, cluster] }` makes a module `name` with one test per deployment
+/// (`storage_only` is the store on a backend with [`Storage`] and no coordination).
 macro_rules! contract {
     ($(#[$attr:meta])* async fn $name:ident($d:ident, $store:ident) $body:block on [$($dep:ident),+ $(,)?]) => {
         $(#[$attr])*
@@ -344,7 +370,7 @@ impl Servers for RedisCluster {
 impl Servers for Deployment {
     fn calls(&self, command: &str) -> u64 {
         match self {
-            Deployment::Memory | Deployment::Disk(_) => {
+            Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_) => {
                 panic!("an embedded backend has no server to count calls on")
             }
             Deployment::Standalone(s) => s.calls(command),

@@ -1,6 +1,6 @@
-//! Quota ledgers in the cache file (design 0017): the semantics of the Redis scripts in `redis/ops/limits.rs`,
-//! shared by every process that opens the file. The tables are additive (created if missing), so a file of
-//! format 1 written before them still opens.
+//! Quota ledgers in the cache file (design 0017): the semantics of the Redis scripts in
+//! `redis/commands/limits.rs`, shared by every process that opens the file. The tables are additive (created if
+//! missing), so a file of format 1 written before them still opens.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -26,7 +26,7 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// See `CacheBackend::charge`; `now` and the expiry in Unix milliseconds.
+/// See `Coordination::charge`; `now` and the expiry in Unix milliseconds.
 pub(super) fn charge(
     conn: &mut Connection,
     now: i64,
@@ -92,7 +92,7 @@ pub(super) fn release(
     Ok(())
 }
 
-/// See `CacheBackend::count_in_window`.
+/// See `Coordination::count_in_window`.
 pub(super) fn count_in_window(
     conn: &mut Connection,
     now: i64,

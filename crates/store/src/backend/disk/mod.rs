@@ -1,5 +1,7 @@
 //! The disk backend: one SQLite file in WAL mode, the development default, that outlives the process and is
-//! shared by every process that opens it (`serve` while `process` runs, two `process` runs).
+//! shared by every process that opens it (`serve` while `process` runs, two `process` runs). It is a
+//! [`Storage`] and a [`Coordination`] — quota ledgers and windowed counters in the file — without shared
+//! leases: nothing announces a release across processes.
 //!
 //! Why SQLite (docs/dependencies.md): it is the one embedded engine among those considered (redb, fjall,
 //! foyer's disk tier) that supports several processes on one file — the others take an exclusive lock — and the
@@ -36,8 +38,8 @@ use fernando_cache_keys::GenerationKeys;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, WindowCount, glob_match,
-    new_generation,
+    BackendError, BackendInfo, Charge, Coordination, Fetched, KeyTtl, Storage, WindowCount,
+    glob_match, new_generation,
 };
 
 mod files;
@@ -289,7 +291,7 @@ fn keys_from(
 }
 
 #[async_trait]
-impl CacheBackend for DiskBackend {
+impl Storage for DiskBackend {
     fn kind(&self) -> &'static str {
         "disk"
     }
@@ -351,45 +353,6 @@ impl CacheBackend for DiskBackend {
             Ok(current)
         })
         .await
-    }
-
-    async fn admit(
-        &self,
-        _key: &str,
-        _member: &[u8],
-        _limit: u64,
-        _ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        // The caller's per-process bound holds; processes sharing the file are each bounded by it.
-        Ok(true)
-    }
-
-    async fn charge(
-        &self,
-        ledger: &str,
-        member: &str,
-        bytes: u64,
-        expires_in: Duration,
-        limit: u64,
-    ) -> Result<Charge, BackendError> {
-        let (ledger, member) = (ledger.to_owned(), member.to_owned());
-        let life = u64::try_from(expires_in.as_millis()).unwrap_or(u64::MAX);
-        self.run(move |conn, _| {
-            ledger::charge(conn, now_ms(), &ledger, &member, bytes, life, limit)
-        })
-        .await
-    }
-
-    async fn count_in_window(
-        &self,
-        key: &str,
-        add: u64,
-        window: Duration,
-    ) -> Result<WindowCount, BackendError> {
-        let key = key.to_owned();
-        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        self.run(move |conn, _| ledger::count_in_window(conn, now_ms(), &key, add, window))
-            .await
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
@@ -538,6 +501,50 @@ impl CacheBackend for DiskBackend {
             })
         })
         .await
+    }
+}
+
+/// Ledgers and counters in the cache file (`ledger.rs`), shared by the processes that open it; no shared
+/// leases (the file announces nothing), so its stores keep single-flight per process.
+#[async_trait]
+impl Coordination for DiskBackend {
+    async fn admit(
+        &self,
+        _key: &str,
+        _member: &[u8],
+        _limit: u64,
+        _ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        // The caller's per-process bound holds; processes sharing the file are each bounded by it.
+        Ok(true)
+    }
+
+    async fn charge(
+        &self,
+        ledger: &str,
+        member: &str,
+        bytes: u64,
+        expires_in: Duration,
+        limit: u64,
+    ) -> Result<Charge, BackendError> {
+        let (ledger, member) = (ledger.to_owned(), member.to_owned());
+        let life = u64::try_from(expires_in.as_millis()).unwrap_or(u64::MAX);
+        self.run(move |conn, _| {
+            ledger::charge(conn, now_ms(), &ledger, &member, bytes, life, limit)
+        })
+        .await
+    }
+
+    async fn count_in_window(
+        &self,
+        key: &str,
+        add: u64,
+        window: Duration,
+    ) -> Result<WindowCount, BackendError> {
+        let key = key.to_owned();
+        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self.run(move |conn, _| ledger::count_in_window(conn, now_ms(), &key, add, window))
+            .await
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Redis backends: one server or a Sentinel-watched group ([`RedisBackend`]), and a Redis Cluster
-//! ([`ClusterBackend`], `cluster/`). Their commands are written once, for any connection, in `ops/`.
+//! ([`ClusterBackend`], `cluster/`). Their Redis commands and scripts are written once, for any connection,
+//! in `commands/`.
 //!
 //! The hot read of one server (`read.rs`) goes over a few long-lived multiplexed connections used in rotation;
 //! each slot reconnects by itself after the server restarts (`hot.rs`). With `redis.track_generations` they
@@ -11,8 +12,11 @@
 //!
 //! Work that wants a connection of its own (SCAN cursors, INFO) checks one out of a deadpool pool (or, under
 //! Sentinel, opens one on the primary of the moment). A pool checkout costs an `UNWATCH` + `PING` round trip,
-//! which is why it stays off the hot path (see `docs/benchmarks.md`). Construction is in `connect.rs`, the
-//! commands of the backend trait in `commands.rs`.
+//! which is why it stays off the hot path (see `docs/benchmarks.md`). Construction is in `connect.rs`; one
+//! server's [`Storage`](super::Storage) in `storage.rs`. What both topologies do alike — all of
+//! [`Coordination`](super::Coordination) and [`Leases`](super::Leases), and the key calls no topology sends its
+//! own way — is written once in `shared.rs`, over the seam each topology implements: a connection lent for one
+//! call, its failure judged by the topology.
 
 use std::{borrow::Borrow, sync::Arc};
 
@@ -25,16 +29,16 @@ mod connect;
 mod endpoint;
 mod error;
 mod hot;
-mod ops;
 mod queue;
 mod read;
+mod shared;
+mod storage;
 mod tracking;
 
 pub use self::cluster::ClusterBackend;
 pub use self::tracking::{TrackedKeys, Watch};
 use self::{
     endpoint::{Endpoint, Exclusive, ExclusiveSource},
-    hot::Lease,
     read::HotPath,
 };
 use super::{BackendError, Fetched};
@@ -61,17 +65,12 @@ impl std::fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// A connection of the next hot slot (connecting it if needed).
-    async fn conn(&self) -> Result<Lease<'_>, BackendError> {
-        self.hot.conn().await
-    }
-
     /// A connection of its own, for a sweep or `INFO`.
     async fn exclusive(&self) -> Result<Exclusive, BackendError> {
         self.exclusive.get().await
     }
 
-    /// [`CacheBackend::fetch`](super::CacheBackend::fetch) without the boxed future of the trait object; the
+    /// [`Storage::fetch`](super::Storage::fetch) without the boxed future of the trait object; the
     /// store calls it directly on its hot path. The generation keys are built by `generations` only when they
     /// must be read from Redis.
     pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(

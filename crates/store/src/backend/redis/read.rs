@@ -11,10 +11,9 @@ use fernando_cache_keys::{GenerationKeys, KeyBuilder};
 use redis::AsyncConnectionConfig;
 
 use super::{
-    batch,
+    batch, commands,
     endpoint::Endpoint,
     hot::{HotConn, Lease},
-    ops,
     queue::Request,
     tracking::{TrackedKeys, Tracker},
 };
@@ -138,7 +137,7 @@ impl HotPath {
         }) % self.conns.len()
     }
 
-    /// [`CacheBackend::fetch`](crate::CacheBackend::fetch) without the boxed future of the trait object. The
+    /// [`Storage::fetch`](crate::Storage::fetch) without the boxed future of the trait object. The
     /// generation keys are built by `generations` only when they must be read from Redis.
     pub(crate) async fn fetch<G: Borrow<GenerationKeys>>(
         &self,
@@ -222,7 +221,7 @@ impl HotPath {
         let Some(mut lease) = slot.current() else {
             return Ok(false);
         };
-        let reply = ops::set_plain(&mut lease.conn, key, value, ttl).await;
+        let reply = commands::set_plain(&mut lease.conn, key, value, ttl).await;
         lease.check(reply)?;
         lease.release();
         Ok(tracker.epoch() == epoch)
@@ -245,7 +244,7 @@ impl HotPath {
             tracker.start_tracking(i, self.conns.clone());
         }
         let mut lease = self.conns[i].lease().await?;
-        let reply = ops::set(&mut lease.conn, key, value, ttl, generations).await;
+        let reply = commands::set(&mut lease.conn, key, value, ttl, generations).await;
         let current = lease.check(reply)?;
         lease.release();
         if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
@@ -296,8 +295,8 @@ impl HotPath {
     ) -> Result<Fetched, BackendError> {
         let epoch = self.tracker.as_ref().map(|t| t.epoch());
         let mut lease = self.conns[i].lease().await?;
-        let reply = ops::fetch(&mut lease.conn, key, generations()?.borrow()).await;
-        let fetched = ops::fetched(lease.check(reply)?)?;
+        let reply = commands::fetch(&mut lease.conn, key, generations()?.borrow()).await;
+        let fetched = commands::fetched(lease.check(reply)?)?;
         if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
             tracker.remember(KeyBuilder::group_of(key), epoch, fetched.generations);
         }

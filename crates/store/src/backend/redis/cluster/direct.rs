@@ -34,8 +34,8 @@ use redis::{
 };
 
 use super::super::{
+    commands,
     endpoint::Endpoint,
-    ops,
     read::{HotPath, HotSettings},
     tracking::TrackedKeys,
 };
@@ -73,7 +73,7 @@ struct Table {
 /// The slot of `key`: CRC16 (XMODEM) of its hash tag, modulo 16 384, as the server computes it.
 pub(super) fn slot(key: &str) -> usize {
     usize::from(crc16::State::<crc16::XMODEM>::calculate(
-        ops::hash_tag(key).as_bytes(),
+        commands::hash_tag(key).as_bytes(),
     )) % SLOTS
 }
 

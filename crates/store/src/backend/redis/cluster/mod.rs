@@ -2,8 +2,8 @@
 //! auto-pipelined hot connections (`direct.rs`); everything else, and a direct call that meets a redirect, goes
 //! through redis-rs's cluster client: one multiplexed connection per node, commands routed by key slot,
 //! `MOVED` / `ASK` followed and the slot map refreshed by the client. This file holds the construction, the
-//! cluster connection and its replacement, the slot map refresh and `CLUSTER SLOTS`; `commands.rs` the backend
-//! operations.
+//! cluster connection and its replacement, the slot map refresh and `CLUSTER SLOTS`; `storage.rs` the backend
+//! operations and the cluster's side of the seam both topologies share (`../shared.rs`).
 //!
 //! Every key of one scope carries the scope as its hash tag (design 0010), so an entry and the two generation
 //! keys guarding it live in one slot, and no command here is ever cross-slot. Through the cluster client,
@@ -32,11 +32,11 @@ use redis::{
 };
 
 use self::direct::Direct;
-use super::{Listeners, connect::tls_roots, error::conn_err, ops, tracking::TrackedKeys};
+use super::{Listeners, commands, connect::tls_roots, error::conn_err, tracking::TrackedKeys};
 use crate::backend::{BackendError, Fetched};
 
-mod commands;
 mod direct;
+mod storage;
 
 /// A Redis Cluster.
 pub struct ClusterBackend {
@@ -200,8 +200,9 @@ impl ClusterBackend {
         Ok(primaries)
     }
 
-    /// [`CacheBackend::fetch`](crate::CacheBackend::fetch) without the boxed future of the trait object; the store calls it directly on
-    /// its hot path. The generation keys are built by `generations` only when they must be read from Redis.
+    /// [`Storage::fetch`](crate::Storage::fetch) without the boxed future of the trait object; the store calls
+    /// it directly on its hot path. The generation keys are built by `generations` only when they must be read
+    /// from Redis.
     pub(crate) async fn fetch_unboxed<G: Borrow<GenerationKeys>>(
         &self,
         key: &str,
@@ -233,7 +234,7 @@ impl ClusterBackend {
             .map_err(|e| self.failed(id, e))?;
         let replies = FromRedisValue::from_redis_value(reply)
             .map_err(|e| BackendError::Other(format!("MGET reply: {e}")))?;
-        ops::fetched(replies)
+        commands::fetched(replies)
     }
 
     /// Refreshes the direct read's slot map in the background (at most every 100 ms; only once the cluster

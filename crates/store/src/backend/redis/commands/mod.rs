@@ -212,7 +212,14 @@ pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) ->
     redis::cmd("EXISTS").arg(key).query_async(conn).await
 }
 
-/// `SET key generation PX ttl`.
+/// `UNLINK keys…` (at least one): how many existed. On a cluster the keys must share a slot.
+pub(crate) async fn unlink<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &[&str],
+) -> RedisResult<u64> {
+    redis::cmd("UNLINK").arg(keys).query_async(conn).await
+}
+
 /// `MGET` of generation keys, decoded as the store reads generations.
 pub(crate) async fn get_generations<C: ConnectionLike + Send>(
     conn: &mut C,
@@ -225,6 +232,7 @@ pub(crate) async fn get_generations<C: ConnectionLike + Send>(
         .collect())
 }
 
+/// `SET key generation PX ttl`.
 pub(crate) async fn set_generation<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,

@@ -1,25 +1,34 @@
-//! The backend operations of a Redis Cluster: the hot read and write through `direct.rs` (the cluster client
-//! after a redirect), everything else through redis-rs's cluster client — single-slot scripts for multi-command
-//! steps, `SCAN` on every primary by address for sweeps, `INFO` per primary.
+//! A Redis Cluster's backend operations ([`Storage`] for [`ClusterBackend`]) and its side of the seam the two
+//! Redis topologies share (`../shared.rs`, where its [`Coordination`](crate::Coordination) and leases come
+//! from): a call's connection is the cluster connection, replaced when it timed out or broke. The hot read and
+//! write go through `direct.rs` (the cluster client after a redirect); through the cluster client, multi-command
+//! steps are single-slot scripts, deletes are `UNLINK`ed a slot at a time, sweeps `SCAN` every primary by
+//! address, `PING` asks every primary and `INFO` each one.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 use redis::{
-    FromRedisValue,
+    FromRedisValue, RedisResult,
+    cluster_async::ClusterConnection,
     cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
 };
 
-use super::{super::ops, ClusterBackend, slot_of};
+use super::{
+    super::{
+        commands,
+        shared::{self, Connected},
+    },
+    ClusterBackend, slot_of,
+};
 use crate::backend::{
-    BackendError, BackendInfo, CacheBackend, Charge, Fetched, KeyTtl, NodeInfo, WindowCount,
-    new_generation,
+    BackendError, BackendInfo, Coherence, Fetched, KeyTtl, NodeInfo, OnMessage, Storage,
 };
 
 #[async_trait]
-impl CacheBackend for ClusterBackend {
+impl Storage for ClusterBackend {
     fn kind(&self) -> &'static str {
         "redis-cluster"
     }
@@ -38,12 +47,12 @@ impl CacheBackend for ClusterBackend {
         key: &str,
         generations: &GenerationKeys,
     ) -> Result<Fetched, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::fetched(
-            ops::fetch_checked_scripted(&mut conn, key, generations)
-                .await
-                .map_err(|e| self.failed(id, e))?,
-        )
+        let replies = self
+            .with_conn(move |mut conn| async move {
+                commands::fetch_checked_scripted(&mut conn, key, generations).await
+            })
+            .await?;
+        commands::fetched(replies)
     }
 
     async fn set(
@@ -57,13 +66,13 @@ impl CacheBackend for ClusterBackend {
             return written;
         }
         self.refresh_soon();
-        let (mut conn, id) = self.conn().await?;
-        ops::set_scripted(&mut conn, key, &value, ttl, generations)
-            .await
-            .map_err(|e| self.failed(id, e))
+        self.with_conn(move |mut conn| async move {
+            commands::set_scripted(&mut conn, key, &value, ttl, generations).await
+        })
+        .await
     }
 
-    fn watch(&self, key: &str) -> crate::backend::Coherence {
+    fn watch(&self, key: &str) -> Coherence {
         self.direct.watch(key)
     }
 
@@ -91,7 +100,7 @@ impl CacheBackend for ClusterBackend {
     async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
         let (mut conn, id) = self.conn().await?;
         let mut deleted = 0;
-        for batch in ops::same_slot_batches(keys, usize::MAX) {
+        for batch in commands::same_slot_batches(keys, usize::MAX) {
             let unlink = redis::cmd("UNLINK").arg(&batch).clone();
             let reply = conn
                 .route_command(unlink, slot_of(batch[0]))
@@ -105,33 +114,19 @@ impl CacheBackend for ClusterBackend {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::exists(&mut conn, key)
-            .await
-            .map_err(|e| self.failed(id, e))
+        shared::exists(self, key).await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::ttl(&mut conn, key)
-            .await
-            .map_err(|e| self.failed(id, e))
+        shared::ttl(self, key).await
     }
 
     async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::get_generations(&mut conn, keys)
-            .await
-            .map_err(|e| self.failed(id, e))
+        shared::read_generations(self, keys).await
     }
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
-        let generation = new_generation();
-        let (mut conn, id) = self.conn().await?;
-        ops::set_generation(&mut conn, key, generation, ttl)
-            .await
-            .map_err(|e| self.failed(id, e))?;
-        Ok(generation)
+        shared::bump_generation(self, key, ttl).await
     }
 
     async fn delete_matching(
@@ -165,7 +160,7 @@ impl CacheBackend for ClusterBackend {
                     .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 // Routed by slot, not to the node scanned: a key that moved since the SCAN is followed.
-                for chunk in ops::same_slot_batches(&keys, batch) {
+                for chunk in commands::same_slot_batches(&keys, batch) {
                     let unlink = redis::cmd("UNLINK").arg(&chunk).clone();
                     let reply = tokio::time::timeout(
                         step_timeout,
@@ -181,7 +176,10 @@ impl CacheBackend for ClusterBackend {
                         // The ledger shares the scope's hash tag: the slot of the keys just deleted.
                         tokio::time::timeout(
                             step_timeout,
-                            conn.route_command(ops::release_cmd(ledger, &chunk), slot_of(ledger)),
+                            conn.route_command(
+                                commands::release_cmd(ledger, &chunk),
+                                slot_of(ledger),
+                            ),
                         )
                         .await
                         .map_err(|_| step(step_timeout))?
@@ -197,127 +195,17 @@ impl CacheBackend for ClusterBackend {
         Ok(deleted)
     }
 
-    async fn admit(
-        &self,
-        key: &str,
-        member: &[u8],
-        limit: u64,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::admit(&mut conn, key, member, limit, ttl)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    async fn charge(
-        &self,
-        ledger: &str,
-        member: &str,
-        bytes: u64,
-        expires_in: Duration,
-        limit: u64,
-    ) -> Result<Charge, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::charge(&mut conn, ledger, member, bytes, expires_in, limit)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    async fn count_in_window(
-        &self,
-        key: &str,
-        add: u64,
-        window: Duration,
-    ) -> Result<WindowCount, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::count_in_window(&mut conn, key, add, window)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    fn shares_leases(&self) -> bool {
-        true
-    }
-
-    async fn acquire_lease(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::acquire_lease(&mut conn, key, token, ttl)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    async fn renew_lease(
-        &self,
-        key: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::renew_lease(&mut conn, key, token, ttl)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    async fn release_lease(
-        &self,
-        key: &str,
-        token: &str,
-        channel: &str,
-    ) -> Result<(), BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::release_lease(&mut conn, key, token, channel)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    async fn set_fenced(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        generations: &GenerationKeys,
-        fence: (&str, &str),
-    ) -> Result<Option<[u64; 2]>, BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        ops::set_fenced(&mut conn, key, &value, ttl, generations, fence)
-            .await
-            .map_err(|e| self.failed(id, e))
-    }
-
-    fn listen(
-        &self,
-        channel: &str,
-        on_message: crate::backend::OnMessage,
-    ) -> Result<(), BackendError> {
-        // Classic PUBLISH reaches every node of a cluster: one subscription, to any seed node that answers
-        // (the next one after a failure), hears every announcement.
-        let seeds = self.seeds.clone();
-        let task = ops::listen(channel.to_owned(), on_message, move |attempt| {
-            let url = seeds[attempt % seeds.len()].clone();
-            async move { redis::Client::open(url) }
-        });
-        self.listeners.add(task);
-        Ok(())
-    }
-
     async fn ping(&self) -> Result<(), BackendError> {
-        let (mut conn, id) = self.conn().await?;
-        conn.route_command(
-            redis::cmd("PING").clone(),
-            RoutingInfo::MultiNode((
+        self.with_conn(|mut conn| async move {
+            let every_primary = RoutingInfo::MultiNode((
                 MultipleNodeRoutingInfo::AllMasters,
                 Some(ResponsePolicy::AllSucceeded),
-            )),
-        )
+            ));
+            conn.route_command(redis::cmd("PING").clone(), every_primary)
+                .await
+                .map(drop)
+        })
         .await
-        .map_err(|e| self.failed(id, e))?;
-        Ok(())
     }
 
     async fn info(&self) -> Result<BackendInfo, BackendError> {
@@ -339,7 +227,7 @@ impl CacheBackend for ClusterBackend {
                 let keys = conn
                     .route_command(redis::cmd("DBSIZE").clone(), p.route())
                     .await?;
-                Ok::<_, redis::RedisError>(ops::parse_info(
+                Ok::<_, redis::RedisError>(commands::parse_info(
                     &String::from_redis_value(text)?,
                     u64::from_redis_value(keys)?,
                 ))
@@ -352,6 +240,31 @@ impl CacheBackend for ClusterBackend {
             });
         }
         Ok(sum(nodes))
+    }
+}
+
+impl Connected for ClusterBackend {
+    type Conn = ClusterConnection;
+
+    async fn with_conn<R, F, Fut>(&self, call: F) -> Result<R, BackendError>
+    where
+        R: Send,
+        F: FnOnce(Self::Conn) -> Fut + Send,
+        Fut: Future<Output = RedisResult<R>> + Send,
+    {
+        let (conn, id) = self.conn().await?;
+        call(conn).await.map_err(|e| self.failed(id, e))
+    }
+
+    fn subscribe(&self, channel: &str, on_message: OnMessage) {
+        // Classic PUBLISH reaches every node of a cluster: one subscription, to any seed node that answers
+        // (the next one after a failure), hears every announcement.
+        let seeds = self.seeds.clone();
+        let task = commands::listen(channel.to_owned(), on_message, move |attempt| {
+            let url = seeds[attempt % seeds.len()].clone();
+            async move { redis::Client::open(url) }
+        });
+        self.listeners.add(task);
     }
 }
 

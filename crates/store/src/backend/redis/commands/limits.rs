@@ -16,7 +16,7 @@ const ADMIT: &str = "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then retu
      redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
      return 1";
 
-/// Adds `member` to the bounded set at `key` (see `CacheBackend::admit`).
+/// Adds `member` to the bounded set at `key` (see `Coordination::admit`).
 pub(crate) async fn admit<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
@@ -77,7 +77,7 @@ fn expiry_key(ledger: &str) -> String {
     format!("{ledger}:expiry")
 }
 
-/// Charges a byte ledger (see `CacheBackend::charge`).
+/// Charges a byte ledger (see `Coordination::charge`).
 pub(crate) async fn charge<C: ConnectionLike + Send>(
     conn: &mut C,
     ledger: &str,
@@ -142,7 +142,7 @@ const COUNT_IN_WINDOW: &str = "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) 
      if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) ttl = tonumber(ARGV[2]) end \
      return {n, ttl}";
 
-/// Adds to a windowed counter (see `CacheBackend::count_in_window`).
+/// Adds to a windowed counter (see `Coordination::count_in_window`).
 pub(crate) async fn count_in_window<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,

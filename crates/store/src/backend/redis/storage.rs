@@ -1,0 +1,181 @@
+//! One server's backend operations ([`Storage`] for [`RedisBackend`]) and its side of the seam the two Redis
+//! topologies share (`shared.rs`, where its [`Coordination`](crate::Coordination) and leases come from): a
+//! call's connection is the next hot slot's, forgotten when the reply says it broke. The hot read and write go
+//! through `read.rs`; the checked read is one pipeline; sweeps (SCAN + UNLINK) and `INFO` run on a connection
+//! of their own.
+
+use std::{future::Future, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fernando_cache_keys::GenerationKeys;
+use redis::{AsyncCommands, RedisResult, aio::MultiplexedConnection};
+
+use super::{
+    RedisBackend, commands,
+    error::conn_err,
+    shared::{self, Connected},
+};
+use crate::backend::{BackendError, BackendInfo, Coherence, Fetched, KeyTtl, OnMessage, Storage};
+
+#[async_trait]
+impl Storage for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn fetch(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        self.fetch_unboxed(key, || Ok::<_, BackendError>(generations))
+            .await
+    }
+
+    async fn fetch_checked(
+        &self,
+        key: &str,
+        generations: &GenerationKeys,
+    ) -> Result<Fetched, BackendError> {
+        let replies = self
+            .with_conn(move |mut conn| async move {
+                commands::fetch_checked(&mut conn, key, generations).await
+            })
+            .await?;
+        commands::fetched_checked(replies)
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        generations: &GenerationKeys,
+    ) -> Result<[u64; 2], BackendError> {
+        self.hot.set(key, &value, ttl, generations).await
+    }
+
+    fn watch(&self, key: &str) -> Coherence {
+        self.hot.watch(key)
+    }
+
+    fn known_generations(&self, key: &str) -> Option<[u64; 2]> {
+        self.hot.known(key)
+    }
+
+    async fn set_known(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        stamp: [u64; 2],
+    ) -> Result<bool, BackendError> {
+        self.hot.set_known(key, &value, ttl, stamp).await
+    }
+
+    async fn delete(&self, keys: &[&str]) -> Result<u64, BackendError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.with_conn(move |mut conn| async move { commands::unlink(&mut conn, keys).await })
+            .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, BackendError> {
+        shared::exists(self, key).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl, BackendError> {
+        shared::ttl(self, key).await
+    }
+
+    async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
+        shared::read_generations(self, keys).await
+    }
+
+    async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        shared::bump_generation(self, key, ttl).await
+    }
+
+    async fn delete_matching(
+        &self,
+        pattern: &str,
+        batch: usize,
+        step_timeout: Duration,
+        ledger: Option<&str>,
+    ) -> Result<u64, BackendError> {
+        let step = |d| BackendError::Timeout(d);
+        let mut conn = tokio::time::timeout(step_timeout, self.exclusive())
+            .await
+            .map_err(|_| step(step_timeout))??;
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys) = tokio::time::timeout(
+                step_timeout,
+                commands::scan_step(&mut conn, cursor, pattern, batch),
+            )
+            .await
+            .map_err(|_| step(step_timeout))?
+            .map_err(conn_err)?;
+            for chunk in keys.chunks(batch.max(1)) {
+                let n: u64 = tokio::time::timeout(step_timeout, conn.unlink(chunk))
+                    .await
+                    .map_err(|_| step(step_timeout))?
+                    .map_err(conn_err)?;
+                deleted += n;
+                if let Some(ledger) = ledger {
+                    let _: u64 = tokio::time::timeout(
+                        step_timeout,
+                        commands::release_cmd(ledger, chunk).query_async(&mut conn),
+                    )
+                    .await
+                    .map_err(|_| step(step_timeout))?
+                    .map_err(conn_err)?;
+                }
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.with_conn(|mut conn| async move { redis::cmd("PING").exec_async(&mut conn).await })
+            .await
+    }
+
+    async fn info(&self) -> Result<BackendInfo, BackendError> {
+        let mut conn = self.exclusive().await?;
+        commands::info(&mut conn).await.map_err(conn_err)
+    }
+}
+
+impl Connected for RedisBackend {
+    type Conn = MultiplexedConnection;
+
+    async fn with_conn<R, F, Fut>(&self, call: F) -> Result<R, BackendError>
+    where
+        R: Send,
+        F: FnOnce(Self::Conn) -> Fut + Send,
+        Fut: Future<Output = RedisResult<R>> + Send,
+    {
+        let lease = self.hot.conn().await?;
+        // The call owns a clone of the slot's connection (a few reference counts); the lease stays here to
+        // judge the reply, and forgets the slot's connection if the reply says it broke.
+        let reply = call(lease.conn.clone()).await;
+        lease.check(reply)
+    }
+
+    fn subscribe(&self, channel: &str, on_message: OnMessage) {
+        // RESP2, on the server of the moment (under Sentinel, the primary the sentinels name at each connect).
+        let endpoint = self.listen_endpoint.clone();
+        let task = commands::listen(channel.to_owned(), on_message, move |_| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.client().await }
+        });
+        self.listeners.add(task);
+    }
+}
