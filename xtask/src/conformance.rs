@@ -254,7 +254,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .args(["--forward-header", "Req-Num"])
         .env_remove("FERNANDO_CACHE_ENV")
         .env(
-            "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
+            "FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE",
             "0",
         )
         .env("FERNANDO_CACHE_LOG", "warn");

@@ -139,7 +139,7 @@ fn eight_processes_missing_one_cold_key_compute_it_once() {
 fn a_leader_killed_mid_computation_is_replaced_by_exactly_one_process() {
     let server = RedisServer::start();
     let env = [(
-        "FERNANDO_CACHE__SINGLE_FLIGHT__OCR_RESULT__LEASE_TTL",
+        "FERNANDO_CACHE__TYPES__OCR_RESULT__LEASE_TTL",
         "600ms",
     )];
     let (mut probes, rx) = start(&server.url(), "1500ms", &env);

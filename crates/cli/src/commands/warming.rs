@@ -1,6 +1,6 @@
 //! Warming in the program: each process's document reads are added to the shared access history
 //! (`cache_access_history`, summed over every replica); `serve` keeps hot documents alive every
-//! `processor.warm_interval` and runs the due jobs of `cache_warmup_jobs` — `scheduled` (reference data from
+//! `warming.interval` and runs the due jobs of `cache_warmup_jobs` — `scheduled` (reference data from
 //! `warming.reference_file` or the `cache_reference_data` table), `frequency_based` and `predictive` (documents
 //! recomputed from `warming.documents_dir` as the policy decides, within the budget) — each due run claimed by
 //! one replica (`claim_warmup_run`) and recorded on its job row and in the event log.
@@ -153,8 +153,8 @@ pub(crate) fn start(
     database_url: Option<String>,
     recorder: Option<Arc<Recorder>>,
 ) -> JoinHandle<()> {
-    let warmer = Warmer::new(processor.clone(), settings.processor.warm_min_hits);
-    let interval = settings.processor.warm_interval;
+    let warmer = Warmer::new(processor.clone(), settings.warming.min_hits);
+    let interval = settings.warming.interval;
     let folder = settings.warming.documents_dir.as_ref().map(|dir| {
         Arc::new(DocumentFolder::new(
             dir,

@@ -386,7 +386,7 @@ const MAX_BUCKETS: usize = 10_000;
 
 /// Per-tenant request rates — a token bucket per tenant (or per client, see [`RateKey`]) in this process (GCRA,
 /// `governor`) — and the request quota per window that every replica shares through the store
-/// (`quotas.tenant_requests`).
+/// (`quotas.shared_requests`).
 pub(crate) struct TenantRates {
     limiter: Option<DefaultKeyedRateLimiter<Bucket>>,
     store: Store,
@@ -406,8 +406,8 @@ const MAX_HELD_REFUSALS: usize = 1_024;
 
 impl TenantRates {
     pub(crate) fn new(limits: &ServerLimits, store: Store) -> TenantRates {
-        let limiter = NonZeroU32::new(limits.tenant_requests_per_second).map(|rate| {
-            let burst = NonZeroU32::new(limits.tenant_burst).unwrap_or(rate);
+        let limiter = NonZeroU32::new(limits.per_process_rate).map(|rate| {
+            let burst = NonZeroU32::new(limits.per_process_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         TenantRates {
