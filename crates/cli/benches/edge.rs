@@ -91,10 +91,7 @@ fn start_proxy(redis: &RedisServer, origin: SocketAddr, rate: &str) -> (Child, S
         .env_remove("FERNANDO_CACHE_ENV")
         // Tenant a's flood is held to its rate; b's paced 500 req/s stays within its own. Section 2's clients
         // (tenant c) run unpaced: they get a rate no load here reaches.
-        .env(
-            "FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE",
-            rate,
-        )
+        .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", rate)
         .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", rate)
         // No request quota per window: a long run must not meet it.
         .env("FERNANDO_CACHE__QUOTAS__SHARED_REQUESTS", "0")

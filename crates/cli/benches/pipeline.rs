@@ -187,10 +187,7 @@ async fn http_throughput(url: &str) {
         .env_remove("FERNANDO_CACHE_ENV")
         // The limits 64 clients of one tenant would meet (see the module's doc): 100 requests a second, and 32
         // uploads waiting at once (half the default queue of 64), beyond which the gate answers 503.
-        .env(
-            "FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE",
-            "0",
-        )
+        .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "0")
         .env("FERNANDO_CACHE__QUOTAS__SHARED_REQUESTS", "0")
         .env("FERNANDO_CACHE__SERVER__LIMITS__ENGINE_QUEUE", "128")
         .stdout(Stdio::piped())

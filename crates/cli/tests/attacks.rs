@@ -523,10 +523,7 @@ async fn one_client_cannot_spend_the_fixed_tenants_rate_for_everyone() {
             "127.0.0.1",
         ],
         &[
-            (
-                "FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE",
-                "2",
-            ),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "2"),
             ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", "5"),
         ],
     );

@@ -317,10 +317,7 @@ async fn one_tenant_over_its_rate_is_limited_while_another_is_not() {
         &redis,
         &pg,
         &[
-            (
-                "FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE",
-                "1",
-            ),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "1"),
             ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", "5"),
         ],
     );

@@ -28,7 +28,12 @@ pub(crate) fn duration(key: &str, value: Duration) -> Result<(), ConfigError> {
 }
 
 /// `value` must be 64 hexadecimal digits (a SHA-256), or empty when `optional`.
-pub(crate) fn sha256(key: &str, value: &str, optional: bool, what: &str) -> Result<(), ConfigError> {
+pub(crate) fn sha256(
+    key: &str,
+    value: &str,
+    optional: bool,
+    what: &str,
+) -> Result<(), ConfigError> {
     if optional && value.is_empty() {
         return Ok(());
     }

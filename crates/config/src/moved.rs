@@ -29,7 +29,10 @@ pub(crate) const MOVED: &[(&str, &str)] = &[
         "server.limits.tenant_requests_per_second",
         "server.limits.per_process_rate",
     ),
-    ("server.limits.tenant_burst", "server.limits.per_process_burst"),
+    (
+        "server.limits.tenant_burst",
+        "server.limits.per_process_burst",
+    ),
     ("quotas.tenant_requests", "quotas.shared_requests"),
     ("quotas.request_window", "quotas.shared_window"),
     ("redis.command_timeout", "command_timeout"),

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use crate::{
     BackendKind, CacheType, CompressionSettings, ConfigError, DegradationSettings, DiskSettings,
     Environment, InvalidationSettings, L1Settings, MemorySettings, MetricsSettings,
-    ProcessorSettings, RedisSettings, ServerSettings, StatisticsSettings, TenancySettings, TypeTable,
-    check, duration,
+    ProcessorSettings, RedisSettings, ServerSettings, StatisticsSettings, TenancySettings,
+    TypeTable, check, duration,
 };
 
 /// Every setting of the cache, validated.

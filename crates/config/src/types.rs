@@ -155,7 +155,12 @@ impl Entry {
     fn tier(&self, base: TierPolicy, name: &str) -> Result<TierPolicy, String> {
         Ok(TierPolicy {
             l1: self.l1.unwrap_or(base.l1),
-            l1_max_ttl: field(name, "l1_max_ttl", self.l1_max_ttl.as_deref(), base.l1_max_ttl)?,
+            l1_max_ttl: field(
+                name,
+                "l1_max_ttl",
+                self.l1_max_ttl.as_deref(),
+                base.l1_max_ttl,
+            )?,
             max_stale: field(name, "max_stale", self.max_stale.as_deref(), base.max_stale)?,
             fail_safe_throttle: field(
                 name,
@@ -205,7 +210,8 @@ impl<'de> Deserialize<'de> for TypeTable {
         let tier = base
             .tier(TierTable::BUILTIN, "default")
             .map_err(D::Error::custom)?;
-        let (mut ttls, mut flights, mut tiers) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let (mut ttls, mut flights, mut tiers) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         let (mut sealed, mut listed) = (BTreeSet::new(), BTreeSet::new());
         for (name, entry) in raw {
             let t = CacheType::new(name.clone())
@@ -219,7 +225,10 @@ impl<'de> Deserialize<'de> for TypeTable {
                 t.clone(),
                 entry.flight(flight, &name).map_err(D::Error::custom)?,
             );
-            tiers.insert(t.clone(), entry.tier(tier, &name).map_err(D::Error::custom)?);
+            tiers.insert(
+                t.clone(),
+                entry.tier(tier, &name).map_err(D::Error::custom)?,
+            );
             if entry.sealed == Some(true) {
                 sealed.insert(t.clone());
             }

@@ -9,18 +9,54 @@ use crate::{load, options, with_variables};
 const MOVED: &[(&str, &str, &str)] = &[
     ("ttl.ocr_result", "3d", "types.ocr_result.ttl"),
     ("ttl.invoice", "1h", "types.invoice.ttl"),
-    ("single_flight.ocr_result.mode", "process", "types.ocr_result.single_flight"),
-    ("single_flight.default.mode", "process", "types.default.single_flight"),
-    ("single_flight.ocr_result.lease_ttl", "5s", "types.ocr_result.lease_ttl"),
-    ("single_flight.default.max_wait", "1m", "types.default.max_wait"),
+    (
+        "single_flight.ocr_result.mode",
+        "process",
+        "types.ocr_result.single_flight",
+    ),
+    (
+        "single_flight.default.mode",
+        "process",
+        "types.default.single_flight",
+    ),
+    (
+        "single_flight.ocr_result.lease_ttl",
+        "5s",
+        "types.ocr_result.lease_ttl",
+    ),
+    (
+        "single_flight.default.max_wait",
+        "1m",
+        "types.default.max_wait",
+    ),
     ("tiers.session.l1", "true", "types.session.l1"),
     ("tiers.session.l1_max_ttl", "1m", "types.session.l1_max_ttl"),
     ("tiers.default.max_stale", "1h", "types.default.max_stale"),
-    ("tiers.session.fail_safe_throttle", "1s", "types.session.fail_safe_throttle"),
-    ("tiers.session.soft_timeout", "1s", "types.session.soft_timeout"),
-    ("tiers.session.hard_timeout", "2s", "types.session.hard_timeout"),
-    ("tiers.session.refresh_ahead", "0.5", "types.session.refresh_ahead"),
-    ("encryption.cache_types", "ocr_result", "types.ocr_result.sealed = true"),
+    (
+        "tiers.session.fail_safe_throttle",
+        "1s",
+        "types.session.fail_safe_throttle",
+    ),
+    (
+        "tiers.session.soft_timeout",
+        "1s",
+        "types.session.soft_timeout",
+    ),
+    (
+        "tiers.session.hard_timeout",
+        "2s",
+        "types.session.hard_timeout",
+    ),
+    (
+        "tiers.session.refresh_ahead",
+        "0.5",
+        "types.session.refresh_ahead",
+    ),
+    (
+        "encryption.cache_types",
+        "ocr_result",
+        "types.ocr_result.sealed = true",
+    ),
     ("server.response_ttl", "5m", "types.api_response.ttl"),
     ("processor.warm_min_hits", "3", "warming.min_hits"),
     ("processor.warm_interval", "1m", "warming.interval"),
@@ -29,7 +65,11 @@ const MOVED: &[(&str, &str, &str)] = &[
         "10",
         "server.limits.per_process_rate",
     ),
-    ("server.limits.tenant_burst", "10", "server.limits.per_process_burst"),
+    (
+        "server.limits.tenant_burst",
+        "10",
+        "server.limits.per_process_burst",
+    ),
     ("quotas.tenant_requests", "10", "quotas.shared_requests"),
     ("quotas.request_window", "1h", "quotas.shared_window"),
     ("redis.command_timeout", "200ms", "command_timeout"),
@@ -110,7 +150,11 @@ fn an_old_environment_variable_names_the_one_to_set() {
 #[test]
 fn an_old_key_in_a_file_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("local.toml"), "[tiers.session]\nl1 = true\n").unwrap();
+    std::fs::write(
+        dir.path().join("local.toml"),
+        "[tiers.session]\nl1 = true\n",
+    )
+    .unwrap();
     let e = Settings::load(options(Environment::Test).config_dir(dir.path()))
         .unwrap_err()
         .to_string();
@@ -119,9 +163,16 @@ fn an_old_key_in_a_file_names_the_file() {
         "{e}"
     );
     // A field misspelt under a table that moved whole is still sent to the new table.
-    std::fs::write(dir.path().join("local.toml"), "[tiers.session]\nl2 = true\n").unwrap();
+    std::fs::write(
+        dir.path().join("local.toml"),
+        "[tiers.session]\nl2 = true\n",
+    )
+    .unwrap();
     let e = Settings::load(options(Environment::Test).config_dir(dir.path()))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`tiers.session.l2` is now `types.session`"), "{e}");
+    assert!(
+        e.contains("`tiers.session.l2` is now `types.session`"),
+        "{e}"
+    );
 }

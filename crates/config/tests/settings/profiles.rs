@@ -48,7 +48,7 @@ fn each_profile_keeps_what_each_type_had() {
             assert!(!p.tier.l1, "{env}: {t}");
             assert_eq!(p.tier.l1_max_ttl, secs(300), "{env}: {t}");
             assert_eq!(p.tier.fail_safe_throttle, secs(30), "{env}: {t}");
-            let soft = (t == CacheType::LLM_EXTRACTION).then(|| secs(20));
+            let soft = (t == CacheType::LLM_EXTRACTION).then_some(secs(20));
             assert_eq!(p.tier.soft_timeout, soft, "{env}: {t}");
             assert_eq!(p.tier.hard_timeout, None, "{env}: {t}");
             assert_eq!(p.tier.refresh_ahead, None, "{env}: {t}");

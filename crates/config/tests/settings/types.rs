@@ -73,7 +73,10 @@ fn an_environment_variable_sets_one_field_of_one_type() {
         Environment::Test,
         &[
             ("FERNANDO_CACHE__TYPES__SESSION__TTL", "2h"),
-            ("FERNANDO_CACHE__TYPES__SESSION__SINGLE_FLIGHT", "distributed"),
+            (
+                "FERNANDO_CACHE__TYPES__SESSION__SINGLE_FLIGHT",
+                "distributed",
+            ),
             ("FERNANDO_CACHE__TYPES__SESSION__REFRESH_AHEAD", "0.5"),
         ],
     )
@@ -121,7 +124,9 @@ fn ttl_and_sealed_are_never_inherited() {
         ("types.default.ttl", "1h"),
         ("types.default.sealed", "true"),
     ] {
-        let e = load(Environment::Test, &[(key, value)]).unwrap_err().to_string();
+        let e = load(Environment::Test, &[(key, value)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(key), "{key}: {e}");
     }
 }
@@ -132,7 +137,11 @@ fn bad_fields_name_their_type_and_field() {
         ("types.session.ttl", "0s", "types.session.ttl"),
         ("types.session.ttl", "400d", "types.session.ttl"),
         ("types.invoice.ttl", "soon", "types.invoice.ttl"),
-        ("types.ocr_result.lease_ttl", "10ms", "types.ocr_result.lease_ttl"),
+        (
+            "types.ocr_result.lease_ttl",
+            "10ms",
+            "types.ocr_result.lease_ttl",
+        ),
         ("types.default.max_wait", "2d", "types.default.max_wait"),
         ("types.session.l1_max_ttl", "0s", "types.session.l1_max_ttl"),
         ("types.session.max_stale", "400d", "types.session.max_stale"),
@@ -141,8 +150,16 @@ fn bad_fields_name_their_type_and_field() {
             "0s",
             "types.session.fail_safe_throttle",
         ),
-        ("types.session.hard_timeout", "2d", "types.session.hard_timeout"),
-        ("types.session.refresh_ahead", "1.5", "types.session.refresh_ahead"),
+        (
+            "types.session.hard_timeout",
+            "2d",
+            "types.session.hard_timeout",
+        ),
+        (
+            "types.session.refresh_ahead",
+            "1.5",
+            "types.session.refresh_ahead",
+        ),
         ("types.session.single_flight", "everywhere", "everywhere"),
         ("types.Bad-Name.ttl", "1h", "Bad-Name"),
         ("types.session.colour", "blue", "colour"),

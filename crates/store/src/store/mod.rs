@@ -119,7 +119,11 @@ impl Store {
                 // Values kept in process need every change of an entry key announced (design 0013).
                 let tracked = TrackedKeys {
                     generations: keys.generation_prefix(),
-                    entries: settings.types.tiers().any_l1().then(|| keys.prefix().to_owned()),
+                    entries: settings
+                        .types
+                        .tiers()
+                        .any_l1()
+                        .then(|| keys.prefix().to_owned()),
                 };
                 if settings.redis.mode == fernando_cache_config::RedisMode::Cluster {
                     let cluster = ClusterBackend::connect(&settings.redis, &tracked)
@@ -144,11 +148,10 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let backend = backend.into();
         let c = &settings.compression;
-        let sealer = crate::seal::Sealer::from_settings(settings).map_err(|e| {
-            StoreError::Setup {
+        let sealer =
+            crate::seal::Sealer::from_settings(settings).map_err(|e| StoreError::Setup {
                 source: crate::BackendError::Other(e.to_string()),
-            }
-        })?;
+            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 deadlines: (!backend.ops().is_local())
