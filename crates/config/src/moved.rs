@@ -8,7 +8,7 @@ use config::{Map, Value, ValueKind};
 use crate::ConfigError;
 
 /// `(old, new)` keys; `*` stands for one segment — a cache type's name, or `default` — the same in both.
-pub(crate) const MOVED: &[(&str, &str)] = &[
+const MOVED: &[(&str, &str)] = &[
     ("ttl.*", "types.*.ttl"),
     ("single_flight.*.mode", "types.*.single_flight"),
     ("single_flight.*.lease_ttl", "types.*.lease_ttl"),
@@ -167,7 +167,7 @@ fn detail(key: &str, now: &str, value: &Value) -> String {
 }
 
 /// The environment variable that sets `key`: `types.ocr_result.ttl` is `FERNANDO_CACHE__TYPES__OCR_RESULT__TTL`.
-pub(crate) fn env_var(key: &str) -> String {
+fn env_var(key: &str) -> String {
     format!(
         "FERNANDO_CACHE__{}",
         key.replace('.', "__").to_ascii_uppercase()
