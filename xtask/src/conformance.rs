@@ -253,10 +253,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         // The suite numbers its requests in a header its origin reads; it changes no response.
         .args(["--forward-header", "Req-Num"])
         .env_remove("FERNANDO_CACHE_ENV")
-        .env(
-            "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
-            "0",
-        )
+        .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "0")
         .env("FERNANDO_CACHE_LOG", "warn");
     let (_proxy, proxy) = start_announcing(proxy_cmd, "fernando-cache proxy")?;
     let through = run_client(&o.suite, &proxy)?;

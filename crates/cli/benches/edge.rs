@@ -13,9 +13,9 @@
 //!    ≤ 10 %.
 //!
 //! The proxy's limits are set for what each section means to measure: section 1 gives every tenant 1 000
-//! requests a second (`server.limits.tenant_requests_per_second` and `tenant_burst`), section 2 a rate no load here
-//! reaches; the per-window request quota (`quotas.tenant_requests`) is off in both. Section 3's stores have
-//! `encryption.document_data` off, so that only `encryption.cache_types` decides which side is sealed (the
+//! requests a second (`server.limits.per_process_rate` and `per_process_burst`), section 2 a rate no load here
+//! reaches; the request quota shared across replicas (`quotas.shared_requests`) is off in both. Section 3's stores
+//! have `encryption.document_data` off, so that only `types.ocr_result.sealed` decides which side is sealed (the
 //! production profile seals `ocr_result` otherwise, on both sides).
 //!
 //! Environment: `BENCH_SECS` (window, default 0.3 s; sections 1 and 2 use 2 s), `BENCH_REPEATS` (default 10;
@@ -91,13 +91,10 @@ fn start_proxy(redis: &RedisServer, origin: SocketAddr, rate: &str) -> (Child, S
         .env_remove("FERNANDO_CACHE_ENV")
         // Tenant a's flood is held to its rate; b's paced 500 req/s stays within its own. Section 2's clients
         // (tenant c) run unpaced: they get a rate no load here reaches.
-        .env(
-            "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
-            rate,
-        )
-        .env("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", rate)
+        .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", rate)
+        .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", rate)
         // No request quota per window: a long run must not meet it.
-        .env("FERNANDO_CACHE__QUOTAS__TENANT_REQUESTS", "0")
+        .env("FERNANDO_CACHE__QUOTAS__SHARED_REQUESTS", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -380,9 +377,9 @@ async fn sealing(redis: &RedisServer) {
                     .set_all([bench::sealing_keys()])
                     .set_all(redis.overrides())
                     // Production seals every type holding document data, `ocr_result` included: off, so that
-                    // the list below alone says which side is sealed.
+                    // the type's own `sealed` alone says which side is sealed.
                     .set("encryption.document_data", "false")
-                    .set("encryption.cache_types", sealed)
+                    .set("types.ocr_result.sealed", sealed)
                     .set("encryption.algorithm", algorithm),
             )
             .unwrap(),
@@ -412,8 +409,8 @@ async fn sealing(redis: &RedisServer) {
             // favoured by the state of a pool the other already wore in.
             let mut sides = Vec::new();
             for (sealed, key) in [
-                ("", format!("v{size}-{algorithm}-plain")),
-                ("ocr_result", format!("v{size}-{algorithm}")),
+                ("false", format!("v{size}-{algorithm}-plain")),
+                ("true", format!("v{size}-{algorithm}")),
             ] {
                 let side = store(sealed, algorithm);
                 let _ = side

@@ -4,7 +4,7 @@
 //! 2. `POST /v1/documents` on the real `fernando-cache serve` binary over TCP, 64 concurrent clients of one
 //!    tenant, rule-based extractor: repeated documents (hits) vs first-time documents (misses), in alternating
 //!    windows. The server's limits are set so that the load measures the server, not its limits: the per-tenant
-//!    rate (`server.limits.tenant_requests_per_second`) and request quota (`quotas.tenant_requests`) off, and an
+//!    rate (`server.limits.per_process_rate`) and shared request quota (`quotas.shared_requests`) off, and an
 //!    engine queue (`server.limits.engine_queue`) of 128, whose half — one tenant's share — holds all 64 clients
 //!    (every upload, hit or miss, passes the engine gate).
 //! 3. Warming: a Zipf-distributed workload over 300 documents whose entries live 2 s, for 12 s, with the
@@ -48,9 +48,9 @@ fn settings(url: &str, ttl: Option<&str>) -> Settings {
         .set("statistics.enabled", "false");
     if let Some(t) = ttl {
         o = o
-            .set("ttl.doc_hash", t)
-            .set("ttl.ocr_result", t)
-            .set("ttl.llm_extraction", t);
+            .set("types.doc_hash.ttl", t)
+            .set("types.ocr_result.ttl", t)
+            .set("types.llm_extraction.ttl", t);
     }
     Settings::load(o).unwrap()
 }
@@ -187,11 +187,8 @@ async fn http_throughput(url: &str) {
         .env_remove("FERNANDO_CACHE_ENV")
         // The limits 64 clients of one tenant would meet (see the module's doc): 100 requests a second, and 32
         // uploads waiting at once (half the default queue of 64), beyond which the gate answers 503.
-        .env(
-            "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
-            "0",
-        )
-        .env("FERNANDO_CACHE__QUOTAS__TENANT_REQUESTS", "0")
+        .env("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "0")
+        .env("FERNANDO_CACHE__QUOTAS__SHARED_REQUESTS", "0")
         .env("FERNANDO_CACHE__SERVER__LIMITS__ENGINE_QUEUE", "128")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

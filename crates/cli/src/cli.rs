@@ -84,7 +84,7 @@ enum Command {
         /// Tenants authenticate with their API keys (server.api_keys), as with `serve`.
         #[arg(long)]
         api_keys: bool,
-        /// Longest a response is kept, whatever its freshness (default: server.response_ttl).
+        /// Longest a response is kept, whatever its freshness (default: types.api_response.ttl).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
         /// Freshness given to a response that states none (RFC 9111 §4.2.2); 0s keeps only what says it may.

@@ -523,11 +523,8 @@ async fn one_client_cannot_spend_the_fixed_tenants_rate_for_everyone() {
             "127.0.0.1",
         ],
         &[
-            (
-                "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
-                "2",
-            ),
-            ("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", "5"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "2"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", "5"),
         ],
     );
     // The front reports its clients in X-Forwarded-For; one of them floods.

@@ -17,7 +17,7 @@ fn run_env(server_url: &str, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) 
         .args(["--env", "test", "--redis-url", server_url])
         .args(args)
         .env_remove("FERNANDO_CACHE_ENV")
-        .env("FERNANDO_CACHE__REDIS__COMMAND_TIMEOUT", "200ms")
+        .env("FERNANDO_CACHE__COMMAND_TIMEOUT", "200ms")
         .env("FERNANDO_CACHE__REDIS__CONNECT_TIMEOUT", "200ms")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -261,7 +261,7 @@ fn bad_input_is_one_clear_line_and_exit_2() {
         ],
         b"v",
     );
-    assert_one_line_error(&out, "ttl.unknown_type");
+    assert_one_line_error(&out, "types.unknown_type.ttl");
     let out = run(
         &url,
         &[
@@ -507,8 +507,8 @@ fn sealed_values_use_keys_from_the_environment_and_never_print_them() {
     let with_keys = |keys: &str| {
         vec![
             (
-                "FERNANDO_CACHE__ENCRYPTION__CACHE_TYPES",
-                "ocr_result".to_owned(),
+                "FERNANDO_CACHE__TYPES__OCR_RESULT__SEALED",
+                "true".to_owned(),
             ),
             ("FERNANDO_CACHE_ENCRYPTION_KEYS", keys.to_owned()),
             ("FERNANDO_CACHE_LOG", "trace".to_owned()),

@@ -317,11 +317,8 @@ async fn one_tenant_over_its_rate_is_limited_while_another_is_not() {
         &redis,
         &pg,
         &[
-            (
-                "FERNANDO_CACHE__SERVER__LIMITS__TENANT_REQUESTS_PER_SECOND",
-                "1",
-            ),
-            ("FERNANDO_CACHE__SERVER__LIMITS__TENANT_BURST", "5"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "1"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", "5"),
         ],
     );
     let mut limited = None;
@@ -352,7 +349,7 @@ async fn one_tenant_over_its_request_quota_is_refused_while_another_is_not_and_s
         &redis,
         &pg,
         &[
-            ("FERNANDO_CACHE__QUOTAS__TENANT_REQUESTS", "4"),
+            ("FERNANDO_CACHE__QUOTAS__SHARED_REQUESTS", "4"),
             ("FERNANDO_CACHE__QUOTAS__TENANT_BYTES", "1000000"),
         ],
     );

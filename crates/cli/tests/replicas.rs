@@ -138,10 +138,7 @@ fn eight_processes_missing_one_cold_key_compute_it_once() {
 #[test]
 fn a_leader_killed_mid_computation_is_replaced_by_exactly_one_process() {
     let server = RedisServer::start();
-    let env = [(
-        "FERNANDO_CACHE__SINGLE_FLIGHT__OCR_RESULT__LEASE_TTL",
-        "600ms",
-    )];
+    let env = [("FERNANDO_CACHE__TYPES__OCR_RESULT__LEASE_TTL", "600ms")];
     let (mut probes, rx) = start(&server.url(), "1500ms", &env);
     go(&mut probes);
     // The first probe to start computing holds the lease: kill it mid-computation.

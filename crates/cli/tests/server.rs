@@ -816,8 +816,8 @@ async fn every_kind_of_warmup_job_runs_on_its_interval_and_reads_add_up_across_r
     .unwrap();
     let env = [
         ("FERNANDO_CACHE__STATISTICS__FLUSH_INTERVAL", "1s"),
-        ("FERNANDO_CACHE__PROCESSOR__WARM_INTERVAL", "1s"),
-        ("FERNANDO_CACHE__TTL__DOC_HASH", "2s"),
+        ("FERNANDO_CACHE__WARMING__INTERVAL", "1s"),
+        ("FERNANDO_CACHE__TYPES__DOC_HASH__TTL", "2s"),
         (
             "FERNANDO_CACHE__WARMING__DOCUMENTS_DIR",
             docs.to_str().unwrap(),

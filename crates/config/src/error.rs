@@ -17,6 +17,19 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A setting was given under the name it had before it moved (`ttl.ocr_result`, now
+    /// `types.ocr_result.ttl`). Refused rather than ignored, so an old configuration never silently stops
+    /// doing what it said.
+    #[error("`{key}` is now `{now}`{detail}")]
+    Moved {
+        /// The old dotted key, as given.
+        key: String,
+        /// Where the setting lives now.
+        now: String,
+        /// Where the old key was given, and what to write instead there (for example the new environment
+        /// variable), starting with a space; empty when there is nothing to add.
+        detail: String,
+    },
 }
 
 impl ConfigError {

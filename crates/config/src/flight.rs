@@ -1,13 +1,14 @@
 //! Per cache type: whether concurrent misses share one computation per process or across every process that
-//! shares the cache, and the lease that marks a cross-process computation (design 0011).
+//! shares the cache, and the lease that marks a cross-process computation (design 0011) — the
+//! [`SingleFlightTable`] view of `[types]` (`types.rs` reads the table).
 
 use std::{collections::BTreeMap, time::Duration};
 
-use serde::{Deserialize, Deserializer, de::Error as _};
+use serde::Deserialize;
 
 use crate::{CacheType, ConfigError, duration};
 
-/// How far single-flight reaches for one cache type.
+/// How far single-flight reaches for one cache type (`types.<name>.single_flight`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlightMode {
@@ -31,7 +32,8 @@ pub struct FlightPolicy {
     pub max_wait: Duration,
 }
 
-/// `[single_flight]`: a `default` policy and per-type overrides, each field optional.
+/// The single-flight fields of `[types]` (`single_flight`, `lease_ttl`, `max_wait`): the `types.default` policy
+/// and each listed type's, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SingleFlightTable {
     default: FlightPolicy,
@@ -43,6 +45,18 @@ impl SingleFlightTable {
     pub const MIN_LEASE: Duration = Duration::from_millis(100);
     /// Longest lease accepted.
     pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+    /// The policy where `types.default` leaves a field out: once per process.
+    pub(crate) const BUILTIN: FlightPolicy = FlightPolicy {
+        mode: FlightMode::Process,
+        lease_ttl: Duration::from_secs(30),
+        max_wait: Duration::from_secs(120),
+    };
+
+    /// The table of `default` and the listed types' policies.
+    pub(crate) fn new(default: FlightPolicy, types: BTreeMap<CacheType, FlightPolicy>) -> Self {
+        SingleFlightTable { default, types }
+    }
 
     /// The policy of a cache type (the default for types not listed).
     pub fn get(&self, cache_type: &CacheType) -> FlightPolicy {
@@ -56,7 +70,7 @@ impl SingleFlightTable {
         for (name, p) in all {
             if !(Self::MIN_LEASE..=Self::MAX_LEASE).contains(&p.lease_ttl) {
                 return Err(ConfigError::invalid(
-                    format!("single_flight.{name}.lease_ttl"),
+                    format!("types.{name}.lease_ttl"),
                     format!(
                         "{} is outside {}..={}",
                         duration::format(p.lease_ttl),
@@ -67,57 +81,11 @@ impl SingleFlightTable {
             }
             if p.max_wait > Self::MAX_LEASE * 24 {
                 return Err(ConfigError::invalid(
-                    format!("single_flight.{name}.max_wait"),
+                    format!("types.{name}.max_wait"),
                     "must be at most a day",
                 ));
             }
         }
         Ok(())
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    mode: Option<FlightMode>,
-    lease_ttl: Option<String>,
-    max_wait: Option<String>,
-}
-
-impl Entry {
-    fn over(self, base: FlightPolicy, name: &str) -> Result<FlightPolicy, String> {
-        let parse = |field: &str, text: Option<String>, base: Duration| match text {
-            None => Ok(base),
-            Some(t) => {
-                duration::parse(&t).map_err(|e| format!("single_flight.{name}.{field}: {e}"))
-            }
-        };
-        Ok(FlightPolicy {
-            mode: self.mode.unwrap_or(base.mode),
-            lease_ttl: parse("lease_ttl", self.lease_ttl, base.lease_ttl)?,
-            max_wait: parse("max_wait", self.max_wait, base.max_wait)?,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for SingleFlightTable {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut raw = BTreeMap::<String, Entry>::deserialize(d)?;
-        let builtin = FlightPolicy {
-            mode: FlightMode::Process,
-            lease_ttl: Duration::from_secs(30),
-            max_wait: Duration::from_secs(120),
-        };
-        let default = match raw.remove("default") {
-            Some(e) => e.over(builtin, "default").map_err(D::Error::custom)?,
-            None => builtin,
-        };
-        let mut types = BTreeMap::new();
-        for (name, entry) in raw {
-            let t = CacheType::new(name.clone())
-                .map_err(|e| D::Error::custom(format!("single_flight.{name}: {e}")))?;
-            types.insert(t, entry.over(default, &name).map_err(D::Error::custom)?);
-        }
-        Ok(SingleFlightTable { default, types })
     }
 }

@@ -1,5 +1,5 @@
-//! Configuration for fernando-cache: environment profiles, the cache-type TTL table and every tunable of the
-//! store, validated once at load time.
+//! Configuration for fernando-cache: environment profiles, everything about each cache type in one table
+//! (`[types.<name>]`) and every tunable of the store, validated once at load time, each section by its own rules.
 //!
 //! This crate owns *what* the cache is configured to do, never how it does it: it reads configuration files and
 //! environment variables and nothing else. It must not depend on any other fernando-cache crate, nor on Redis,
@@ -11,8 +11,12 @@
 //!    crate so that a program runs with sane settings even without a config folder;
 //! 2. the same two files and an optional untracked `local.toml` from a config folder on disk
 //!    ([`LoadOptions::config_dir`], default `./config` when it exists, or `FERNANDO_CACHE_CONFIG_DIR`);
-//! 3. environment variables `FERNANDO_CACHE__SECTION__KEY` (for example `FERNANDO_CACHE__REDIS__URL`);
+//! 3. environment variables `FERNANDO_CACHE__SECTION__KEY` (for example `FERNANDO_CACHE__REDIS__URL`,
+//!    `FERNANDO_CACHE__TYPES__OCR_RESULT__TTL`);
 //! 4. explicit overrides from code or the command line ([`LoadOptions::set`]).
+//!
+//! An unknown key is an error, and a key that moved (`ttl.ocr_result`, now `types.ocr_result.ttl`) is refused
+//! with its new name ([`ConfigError::Moved`]).
 //!
 //! The profile is chosen by [`LoadOptions::environment`], else `FERNANDO_CACHE_ENV`, else `development`.
 //!
@@ -20,30 +24,46 @@
 //! use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 //!
 //! let settings = Settings::load(LoadOptions::new().environment(Environment::Production)).unwrap();
-//! assert_eq!(settings.ttl.get(&CacheType::OCR_RESULT).unwrap().as_secs(), 7 * 24 * 3600);
+//! let ocr = settings.types.get(&CacheType::OCR_RESULT);
+//! assert_eq!(ocr.ttl.unwrap().as_secs(), 7 * 24 * 3600);
+//! assert!(settings.seals(&CacheType::OCR_RESULT));
 //! ```
 
+mod backends;
 mod cache_type;
+mod check;
+mod compression;
+mod degradation;
 mod duration;
 mod environment;
 mod error;
 mod flight;
+mod invalidation;
 mod limits;
 mod load;
+mod moved;
 mod prices;
 mod processor;
 mod protection;
 mod redis;
+mod server;
 mod settings;
+mod statistics;
 mod telemetry;
+mod tenancy;
 mod tier;
 mod ttl;
+mod types;
 mod warming;
 
+pub use backends::{BackendKind, DiskSettings, MemorySettings};
 pub use cache_type::CacheType;
+pub use compression::CompressionSettings;
+pub use degradation::DegradationSettings;
 pub use environment::Environment;
 pub use error::ConfigError;
 pub use flight::{FlightMode, FlightPolicy, SingleFlightTable};
+pub use invalidation::InvalidationSettings;
 pub use limits::ServerLimits;
 pub use load::{ENV_CONFIG_DIR_VAR, ENV_PROFILE_VAR, LoadOptions};
 pub use prices::{ModelPrice, Prices};
@@ -51,14 +71,14 @@ pub use processor::{ExtractorKind, OpenAiSettings, ProcessorSettings};
 pub use protection::{EncryptionSettings, QuotaSettings, SealAlgorithm};
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use settings::{
-    ApiKey, BackendKind, CompressionSettings, DegradationSettings, DiskSettings,
-    InvalidationSettings, MemorySettings, MetricsSettings, RetentionSettings, ServerSettings,
-    Settings, StatisticsSettings, TenancySettings,
-};
+pub use server::{ApiKey, ServerSettings};
+pub use settings::Settings;
+pub use statistics::{MetricsSettings, RetentionSettings, StatisticsSettings};
 pub use telemetry::TelemetrySettings;
+pub use tenancy::TenancySettings;
 pub use tier::{L1Settings, TierPolicy, TierTable};
 pub use ttl::TtlTable;
+pub use types::{TypePolicy, TypeTable};
 pub use warming::WarmingSettings;
 
 /// Whether `text` is an absolute `http://` or `https://` URL with a host.

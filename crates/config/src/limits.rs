@@ -1,5 +1,6 @@
 //! `[server.limits]`: what bounds `serve` and `proxy` when they face the open network — timeouts, connections,
-//! bodies, engine work and per-tenant request rates.
+//! bodies, engine work and the per-tenant request rate each process enforces on its own. (The request budget
+//! every replica shares is `quotas.shared_requests`, in `protection.rs`.)
 
 use std::time::Duration;
 
@@ -38,10 +39,13 @@ pub struct ServerLimits {
     /// Documents waiting for an engine slot, of which one tenant's at most half (rounded up); beyond either, an
     /// upload is answered 503 with `Retry-After`.
     pub engine_queue: usize,
-    /// Requests per second each tenant may make (a token bucket); 0 turns the limit off.
-    pub tenant_requests_per_second: u32,
-    /// How many requests a tenant may make at once above its rate.
-    pub tenant_burst: u32,
+    /// Requests per second each tenant may make to this process (a token bucket in memory: every replica
+    /// counts on its own, and no backend call is spent on it); 0 turns the limit off. In a fixed-tenant `proxy`
+    /// the bucket is per client address.
+    pub per_process_rate: u32,
+    /// How many requests a tenant may make at once above `per_process_rate` (the bucket's size); at least 1
+    /// while the rate is on.
+    pub per_process_burst: u32,
 }
 
 impl ServerLimits {
@@ -74,10 +78,10 @@ impl ServerLimits {
                 "must be greater than zero",
             ));
         }
-        if self.tenant_requests_per_second > 0 && self.tenant_burst == 0 {
+        if self.per_process_rate > 0 && self.per_process_burst == 0 {
             return Err(ConfigError::invalid(
-                "server.limits.tenant_burst",
-                "must be at least 1 when tenant_requests_per_second is set",
+                "server.limits.per_process_burst",
+                "must be at least 1 when per_process_rate is set",
             ));
         }
         Ok(())

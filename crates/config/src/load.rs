@@ -1,8 +1,9 @@
-//! Loading settings from embedded profiles, a config folder, the environment and explicit overrides.
+//! Loading settings from embedded profiles, a config folder, the environment and explicit overrides; a key that
+//! moved is refused with its new name (`moved.rs`) before the tree is read.
 
 use std::path::{Path, PathBuf};
 
-use config::{Config, Environment as EnvSource, File, FileFormat};
+use config::{Config, Environment as EnvSource, File, FileFormat, Source as _};
 
 use crate::{ConfigError, Environment, Settings};
 
@@ -32,6 +33,9 @@ pub struct LoadOptions {
     pub config_dir: Option<PathBuf>,
     /// Ignore `FERNANDO_CACHE__…` environment variables (default false: they are read).
     pub skip_environment_variables: bool,
+    /// Read these `FERNANDO_CACHE__…` variables instead of the process's environment (`None`: the process's).
+    /// For tests, which cannot change the environment of a process whose other tests run at the same time.
+    pub environment_variables: Option<Vec<(String, String)>>,
     /// Explicit `key = value` overrides applied last, e.g. `("redis.url", "redis://…")`.
     pub overrides: Vec<(String, String)>,
 }
@@ -60,6 +64,21 @@ impl LoadOptions {
     #[must_use]
     pub fn without_environment_variables(mut self) -> Self {
         self.skip_environment_variables = true;
+        self
+    }
+
+    /// Reads these variables, `("FERNANDO_CACHE__TYPES__SESSION__TTL", "1h")`, in place of the process's
+    /// environment.
+    #[must_use]
+    pub fn environment_variables<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.environment_variables = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
         self
     }
 
@@ -94,7 +113,9 @@ impl Settings {
     ///
     /// # Errors
     /// [`ConfigError::Source`] when a file cannot be read or a value has the wrong type, and
-    /// [`ConfigError::Invalid`] when a value is out of range; both name the key.
+    /// [`ConfigError::Invalid`] when a value is out of range; both name the key. [`ConfigError::Moved`] when a
+    /// key is given under a name it no longer has, naming the new one (and, for an environment variable, the
+    /// variable to set instead).
     pub fn load(options: LoadOptions) -> Result<Settings, ConfigError> {
         let env = match options.environment {
             Some(env) => env,
@@ -127,12 +148,17 @@ impl Settings {
             }
         }
         if !options.skip_environment_variables {
-            builder = builder.add_source(
-                EnvSource::with_prefix("FERNANDO_CACHE")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            );
+            let variables = EnvSource::with_prefix("FERNANDO_CACHE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(
+                    options
+                        .environment_variables
+                        .as_ref()
+                        .map(|vars| vars.iter().cloned().collect()),
+                );
+            builder = builder.add_source(variables);
         }
         for (key, value) in &options.overrides {
             builder = builder
@@ -142,10 +168,16 @@ impl Settings {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let tree = raw
+            .collect()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        crate::moved::check(&tree)?;
         let mut settings: Settings = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
         settings.environment = env;
+        // The Redis backends are handed `[redis]` alone; the one bound of every backend call goes with it.
+        settings.redis.command_timeout = settings.command_timeout;
         settings.validate()?;
         Ok(settings)
     }
@@ -159,6 +191,7 @@ impl Settings {
             environment: Some(env),
             config_dir: None,
             skip_environment_variables: true,
+            environment_variables: None,
             overrides: Vec::new(),
         })
     }
@@ -190,7 +223,7 @@ mod tests {
             let s = Settings::embedded(env).unwrap();
             assert_eq!(s.environment, env);
             for t in CacheType::BUILT_IN {
-                assert!(s.ttl.get(&t).is_some(), "{env}: {t}");
+                assert!(s.types.get(&t).ttl.is_some(), "{env}: {t}");
             }
         }
     }
@@ -211,9 +244,9 @@ mod tests {
             (CacheType::REFERENCE_DATA, h(24)),
         ];
         for (t, ttl) in expected {
-            assert_eq!(prod.ttl.get(&t), Some(ttl), "{t}");
+            assert_eq!(prod.types.get(&t).ttl, Some(ttl), "{t}");
             assert!(
-                dev.ttl.get(&t).unwrap() < ttl,
+                dev.types.get(&t).ttl.unwrap() < ttl,
                 "development {t} should be shorter"
             );
         }
@@ -228,8 +261,16 @@ mod tests {
     #[test]
     fn folder_files_and_overrides_layer_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.toml"), "[ttl]\ninvoice = \"2h\"\n").unwrap();
-        std::fs::write(dir.path().join("staging.toml"), "[ttl]\ninvoice = \"3h\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[types.invoice]\nttl = \"2h\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("staging.toml"),
+            "[types.invoice]\nttl = \"3h\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("local.toml"), "[compression]\nlevel = 7\n").unwrap();
         let s = Settings::load(
             LoadOptions::new()
@@ -240,7 +281,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.ttl.get(&CacheType::new("invoice").unwrap()),
+            s.types.get(&CacheType::new("invoice").unwrap()).ttl,
             Some(Duration::from_secs(3 * 3600))
         );
         assert_eq!(s.compression.level, 7);
@@ -253,9 +294,10 @@ mod tests {
             ("compression.level", "42", "compression.level"),
             ("redis.pool_size", "0", "redis.pool_size"),
             ("redis.url", "http://example.com", "redis.url"),
-            ("redis.command_timeout", "soon", "soon"),
-            ("ttl.session", "0s", "ttl.session"),
-            ("ttl.Bad-Name", "1h", "Bad-Name"),
+            ("command_timeout", "soon", "soon"),
+            ("command_timeout", "2h", "command_timeout"),
+            ("types.session.ttl", "0s", "types.session.ttl"),
+            ("types.Bad-Name.ttl", "1h", "Bad-Name"),
             (
                 "degradation.breaker_failure_threshold",
                 "0",

@@ -4,10 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{
-    ConfigError, SecretString, duration,
-    settings::{check_duration, check_range},
-};
+use crate::{ConfigError, SecretString, check, duration};
 
 /// Which field extractor the document pipeline uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -59,11 +56,6 @@ pub struct ProcessorSettings {
     pub extractor: ExtractorKind,
     /// The OpenAI-compatible extractor.
     pub openai: OpenAiSettings,
-    /// Warming: entries read at least this often (per warming interval) are refreshed before they expire.
-    pub warm_min_hits: u32,
-    /// How often the warmer looks at hot documents and due warmup jobs.
-    #[serde(with = "duration")]
-    pub warm_interval: Duration,
 }
 
 /// An OpenAI-compatible chat completions endpoint.
@@ -109,10 +101,10 @@ impl ProcessorSettings {
                 "must be tesseract language codes joined by '+', like eng+deu",
             ));
         }
-        check_duration("processor.ocr_timeout", p.ocr_timeout)?;
-        check_duration("processor.document_timeout", p.document_timeout)?;
-        check_range("processor.pdf_dpi", p.pdf_dpi as usize, 50, 1200)?;
-        check_range("processor.max_pdf_pages", p.max_pdf_pages, 1, 100_000)?;
+        check::duration("processor.ocr_timeout", p.ocr_timeout)?;
+        check::duration("processor.document_timeout", p.document_timeout)?;
+        check::range("processor.pdf_dpi", p.pdf_dpi as usize, 50, 1200)?;
+        check::range("processor.max_pdf_pages", p.max_pdf_pages, 1, 100_000)?;
         if !(1_000_000..=1_000_000_000).contains(&p.max_page_pixels) {
             return Err(ConfigError::invalid(
                 "processor.max_page_pixels",
@@ -125,21 +117,20 @@ impl ProcessorSettings {
                 "must be between 128 MiB and 1 TiB",
             ));
         }
-        check_duration("processor.parse_timeout", p.parse_timeout)?;
+        check::duration("processor.parse_timeout", p.parse_timeout)?;
         if !(64 << 10..=1 << 30).contains(&p.max_text_bytes) {
             return Err(ConfigError::invalid(
                 "processor.max_text_bytes",
                 "must be between 64 KiB and 1 GiB",
             ));
         }
-        check_duration("processor.openai.timeout", p.openai.timeout)?;
-        check_range(
+        check::duration("processor.openai.timeout", p.openai.timeout)?;
+        check::range(
             "processor.openai.max_input_chars",
             p.openai.max_input_chars,
             100,
             10_000_000,
         )?;
-        check_duration("processor.warm_interval", p.warm_interval)?;
         if p.extractor == ExtractorKind::Openai {
             if !crate::http_url(&p.openai.url) {
                 return Err(ConfigError::invalid(

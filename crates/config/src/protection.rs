@@ -1,14 +1,17 @@
-//! `[quotas]` and `[encryption]`: what one tenant may take of the shared cache, and which cache types are
-//! sealed with an AEAD before they reach the backend. Only names and paths of secrets are settings; the store
-//! reads the key material itself (a secret never passes through a config file or a `Debug` of settings).
+//! `[quotas]` and `[encryption]`: what one tenant may take of the shared cache, and how sealed values are
+//! sealed. Which cache types are sealed is each type's own `types.<name>.sealed` (`types.rs`), plus every type
+//! holding document data when `encryption.document_data` is on ([`crate::Settings::seals`] joins the two). Only
+//! names and paths of secrets are settings; the store reads the key material itself (a secret never passes
+//! through a config file or a `Debug` of settings).
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, de::Error as _};
+use serde::Deserialize;
 
-use crate::{CacheType, ConfigError, duration};
+use crate::{ConfigError, duration};
 
-/// `[quotas]`: per-tenant bounds, shared by every replica on one backend.
+/// `[quotas]`: per-tenant bounds shared by every replica on one backend, counted in the backend. (The
+/// per-process request rate, which costs no backend call, is `server.limits.per_process_rate`.)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -16,19 +19,19 @@ pub struct QuotaSettings {
     /// Bytes of live entries (encoded envelopes, as written) one tenant may hold; a write that would pass it is
     /// refused and counted (`quota_refused`), never stored. 0 turns the quota off.
     pub tenant_bytes: u64,
-    /// Requests one tenant may make to `serve` or `proxy` per `request_window`; beyond it the answer is 429
-    /// with `Retry-After` until the window ends. 0 turns the quota off.
-    pub tenant_requests: u64,
-    /// The fixed window `tenant_requests` is counted over.
+    /// Requests one tenant may make to `serve` or `proxy` per `shared_window`, summed over every replica; beyond
+    /// it the answer is 429 with `Retry-After` until the window ends. 0 turns the quota off.
+    pub shared_requests: u64,
+    /// The fixed window `shared_requests` is counted over; at least 1s.
     #[serde(with = "duration")]
-    pub request_window: Duration,
+    pub shared_window: Duration,
 }
 
 impl QuotaSettings {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.request_window < Duration::from_secs(1) {
+        if self.shared_window < Duration::from_secs(1) {
             return Err(ConfigError::invalid(
-                "quotas.request_window",
+                "quotas.shared_window",
                 "must be at least 1s",
             ));
         }
@@ -64,19 +67,16 @@ impl TryFrom<String> for SealAlgorithm {
     }
 }
 
-/// `[encryption]`: values of these cache types are sealed (an AEAD whose associated data is the entry's header
-/// and full key) before they are stored, so a value copied under another key — another tenant's — or put back
-/// with its header edited fails to open.
+/// `[encryption]`: how values of sealed cache types are sealed — an AEAD whose associated data is the entry's
+/// header and full key — before they are stored, so a value copied under another key (another tenant's) or put
+/// back with its header edited fails to open.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EncryptionSettings {
-    /// Cache types whose values are sealed. Empty: none (and no keys are needed). A list, or one string of
-    /// comma-separated names (as an environment variable gives it).
-    #[serde(deserialize_with = "list_or_csv")]
-    pub cache_types: Vec<CacheType>,
-    /// Seal every value that holds document data ([`CacheType::DOCUMENT_DATA`]: results, OCR text, extracted
-    /// fields, HTTP copies), wherever it lands — Redis, the disk file. On in production.
+    /// Seal every value that holds document data ([`crate::CacheType::DOCUMENT_DATA`]: results, OCR text,
+    /// extracted fields, HTTP copies), wherever it lands — Redis, the disk file — whatever those types' own
+    /// `sealed` says, so a new copy of document data cannot be forgotten in a list of names. On in production.
     pub document_data: bool,
     /// The environment variable holding the keys, `id:base64(32 bytes)` separated by commas; the first key
     /// seals, every listed key opens (rotation: put the new key first, remove an old one when its entries
@@ -87,62 +87,6 @@ pub struct EncryptionSettings {
     pub keys_file: String,
     /// The AEAD new values are sealed with; every entry names its own, so either opens.
     pub algorithm: SealAlgorithm,
-}
-
-impl EncryptionSettings {
-    /// Whether values of `cache_type` are sealed.
-    pub fn seals(&self, cache_type: &CacheType) -> bool {
-        self.cache_types.contains(cache_type)
-            || (self.document_data && CacheType::DOCUMENT_DATA.contains(cache_type))
-    }
-
-    /// Every sealed cache type: `cache_types`, and the document data when `document_data` is on.
-    pub fn sealed_types(&self) -> Vec<CacheType> {
-        let mut types = self.cache_types.clone();
-        if self.document_data {
-            for t in CacheType::DOCUMENT_DATA {
-                if !types.contains(&t) {
-                    types.push(t);
-                }
-            }
-        }
-        types
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.sealed_types().is_empty() && self.keys_env.is_empty() && self.keys_file.is_empty()
-        {
-            return Err(ConfigError::invalid(
-                "encryption.keys_env",
-                "name an environment variable or set encryption.keys_file when values are sealed \
-                 (encryption.cache_types or encryption.document_data)",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A list of cache types, or a string of comma-separated ones.
-fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CacheType>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        List(Vec<String>),
-        Text(String),
-    }
-    let names = match Form::deserialize(d)? {
-        Form::List(l) => l,
-        Form::Text(t) => t
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    };
-    names
-        .iter()
-        .map(|n| CacheType::new(n).map_err(D::Error::custom))
-        .collect()
 }
 
 #[cfg(test)]
@@ -160,11 +104,11 @@ mod tests {
         assert_eq!(s.encryption.algorithm, SealAlgorithm::Aegis256X4);
         // Production seals every type holding document data, not a list someone must keep in step.
         for t in crate::CacheType::DOCUMENT_DATA {
-            assert!(s.encryption.seals(&t), "{t} in clear in production");
+            assert!(s.seals(&t), "{t} in clear in production");
         }
-        assert!(!s.encryption.seals(&crate::CacheType::SESSION));
+        assert!(!s.seals(&crate::CacheType::SESSION));
         let dev = load(Environment::Development, &[]).unwrap();
-        assert!(dev.encryption.sealed_types().is_empty());
+        assert!(dev.sealed_types().is_empty());
         let s = load(
             Environment::Test,
             &[("encryption.algorithm", "aes-256-gcm")],

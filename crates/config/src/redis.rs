@@ -6,7 +6,7 @@ use std::{fmt, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use crate::{ConfigError, duration};
+use crate::{ConfigError, check, duration};
 
 /// How the Redis deployment is laid out (`redis.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -195,8 +195,10 @@ pub struct RedisSettings {
     /// Longest wait for a new connection.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
-    /// Longest wait for any one command; past it the call degrades (a miss, a dropped write).
-    #[serde(with = "duration")]
+    /// Longest wait for any one command; past it the call degrades (a miss, a dropped write). Not a key of
+    /// `[redis]`: the loader copies the top-level `command_timeout` here, the one bound of every backend call,
+    /// for the Redis backends, which are handed these settings alone.
+    #[serde(skip, default = "default_command_timeout")]
     pub command_timeout: Duration,
     /// `COUNT` hint of each SCAN step and size of each UNLINK batch.
     pub scan_batch: usize,
@@ -213,6 +215,11 @@ pub struct RedisSettings {
 
 fn default_true() -> bool {
     true
+}
+
+/// The top-level `command_timeout` of `config/default.toml`, until the loader copies the configured one.
+fn default_command_timeout() -> Duration {
+    Duration::from_millis(250)
 }
 
 fn default_sentinel_master() -> String {
@@ -244,6 +251,45 @@ fn url_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::Error> 
 }
 
 impl RedisSettings {
+    /// Checks the pool sizes, the connect timeout and what the topology (`redis.mode`) needs.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check::range("redis.pool_size", self.pool_size, 1, 1024)?;
+        check::range(
+            "redis.multiplexed_connections",
+            self.multiplexed_connections,
+            1,
+            64,
+        )?;
+        check::range("redis.scan_batch", self.scan_batch, 1, 100_000)?;
+        check::duration("redis.connect_timeout", self.connect_timeout)?;
+        match self.mode {
+            RedisMode::Standalone => {}
+            RedisMode::Cluster => {
+                if self.url.is_unix() || self.nodes.iter().any(RedisUrl::is_unix) {
+                    return Err(ConfigError::invalid(
+                        "redis.nodes",
+                        "cluster nodes are reached over TCP, not a Unix socket",
+                    ));
+                }
+            }
+            RedisMode::Sentinel => {
+                if self.sentinels.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "redis.sentinels",
+                        "sentinel mode needs at least one sentinel URL",
+                    ));
+                }
+                if self.sentinel_master.is_empty() || self.sentinel_master.len() > 128 {
+                    return Err(ConfigError::invalid(
+                        "redis.sentinel_master",
+                        "must be 1 to 128 characters",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether connections use TLS (`rediss://` or `redis.tls`).
     pub fn uses_tls(&self) -> bool {
         self.tls || self.url.is_tls()

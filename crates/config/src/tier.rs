@@ -1,11 +1,11 @@
 //! Per cache type: how an entry is tiered and served — whether reads keep a copy in process (L1, in front of
 //! the configured backend, design 0013), how long an expired value is kept to fall back on when its computation
-//! fails or is slow (fail-safe), and when a hit refreshes its entry ahead of expiry (design 0014) — and the size
-//! of the in-process tier.
+//! fails or is slow (fail-safe), and when a hit refreshes its entry ahead of expiry (design 0014) — as the
+//! [`TierTable`] view of `[types]` (`types.rs` reads the table); and `[l1]`, the size of the in-process tier.
 
 use std::{collections::BTreeMap, time::Duration};
 
-use serde::{Deserialize, Deserializer, de::Error as _};
+use serde::Deserialize;
 
 use crate::{CacheType, ConfigError, duration};
 
@@ -20,6 +20,24 @@ pub struct L1Settings {
     /// or Redis without RESP3 tracking): another process's write is seen at most this late.
     #[serde(with = "duration")]
     pub untracked_ttl: Duration,
+}
+
+impl L1Settings {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "l1.max_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.untracked_ttl.is_zero() || self.untracked_ttl > TierTable::MAX_L1_TTL {
+            return Err(ConfigError::invalid(
+                "l1.untracked_ttl",
+                "must be above 0s and at most a day",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The tiering policy of one cache type.
@@ -50,7 +68,8 @@ pub struct TierPolicy {
 // `refresh_ahead` is validated to be a finite fraction, so equality is total.
 impl Eq for TierPolicy {}
 
-/// `[tiers]`: a `default` policy and per-type overrides, each field optional.
+/// The tiering fields of `[types]` (`l1`, `l1_max_ttl`, `max_stale`, `fail_safe_throttle`, `soft_timeout`,
+/// `hard_timeout`, `refresh_ahead`): the `types.default` policy and each listed type's, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TierTable {
     default: TierPolicy,
@@ -60,6 +79,23 @@ pub struct TierTable {
 impl TierTable {
     /// Longest in-process life accepted.
     pub const MAX_L1_TTL: Duration = Duration::from_secs(24 * 3600);
+
+    /// The policy of a type nobody configured, where `types.default` leaves a field out: no copy in process,
+    /// no fail-safe, no timeouts, no refresh ahead.
+    pub(crate) const BUILTIN: TierPolicy = TierPolicy {
+        l1: false,
+        l1_max_ttl: Duration::from_secs(300),
+        max_stale: Duration::ZERO,
+        fail_safe_throttle: Duration::from_secs(30),
+        soft_timeout: None,
+        hard_timeout: None,
+        refresh_ahead: None,
+    };
+
+    /// The table of `default` and the listed types' policies.
+    pub(crate) fn new(default: TierPolicy, types: BTreeMap<CacheType, TierPolicy>) -> Self {
+        TierTable { default, types }
+    }
 
     /// The policy of a cache type (the default for types not listed).
     pub fn get(&self, cache_type: &CacheType) -> TierPolicy {
@@ -78,7 +114,7 @@ impl TierTable {
         for (name, p) in all {
             if p.l1_max_ttl.is_zero() || p.l1_max_ttl > Self::MAX_L1_TTL {
                 return Err(ConfigError::invalid(
-                    format!("tiers.{name}.l1_max_ttl"),
+                    format!("types.{name}.l1_max_ttl"),
                     format!(
                         "must be above 0s and at most {}",
                         duration::format(Self::MAX_L1_TTL)
@@ -96,7 +132,7 @@ impl TierPolicy {
     fn validate_serving(&self, name: &str) -> Result<(), ConfigError> {
         if self.max_stale > crate::TtlTable::MAX_TTL {
             return Err(ConfigError::invalid(
-                format!("tiers.{name}.max_stale"),
+                format!("types.{name}.max_stale"),
                 format!(
                     "must be at most {}",
                     duration::format(crate::TtlTable::MAX_TTL)
@@ -105,7 +141,7 @@ impl TierPolicy {
         }
         if self.fail_safe_throttle.is_zero() || self.fail_safe_throttle > TierTable::MAX_L1_TTL {
             return Err(ConfigError::invalid(
-                format!("tiers.{name}.fail_safe_throttle"),
+                format!("types.{name}.fail_safe_throttle"),
                 "must be above 0s and at most a day",
             ));
         }
@@ -115,7 +151,7 @@ impl TierPolicy {
         ] {
             if t.is_some_and(|t| t.is_zero() || t > TierTable::MAX_L1_TTL) {
                 return Err(ConfigError::invalid(
-                    format!("tiers.{name}.{field}"),
+                    format!("types.{name}.{field}"),
                     "must be above 0s and at most a day",
                 ));
             }
@@ -124,101 +160,16 @@ impl TierPolicy {
             && soft >= hard
         {
             return Err(ConfigError::invalid(
-                format!("tiers.{name}.soft_timeout"),
+                format!("types.{name}.soft_timeout"),
                 "must be shorter than hard_timeout",
             ));
         }
         if self.refresh_ahead.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
             return Err(ConfigError::invalid(
-                format!("tiers.{name}.refresh_ahead"),
+                format!("types.{name}.refresh_ahead"),
                 "must be a fraction of the TTL between 0 and 1 (exclusive)",
             ));
         }
         Ok(())
-    }
-}
-
-impl Default for TierTable {
-    fn default() -> Self {
-        TierTable {
-            default: BUILTIN,
-            types: BTreeMap::new(),
-        }
-    }
-}
-
-/// The policy of a type nobody configured: no copy in process.
-const BUILTIN: TierPolicy = TierPolicy {
-    l1: false,
-    l1_max_ttl: Duration::from_secs(300),
-    max_stale: Duration::ZERO,
-    fail_safe_throttle: Duration::from_secs(30),
-    soft_timeout: None,
-    hard_timeout: None,
-    refresh_ahead: None,
-};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    l1: Option<bool>,
-    l1_max_ttl: Option<String>,
-    max_stale: Option<String>,
-    fail_safe_throttle: Option<String>,
-    /// A duration, or `"off"`.
-    soft_timeout: Option<String>,
-    /// A duration, or `"off"`.
-    hard_timeout: Option<String>,
-    /// A fraction, or 0 for off.
-    refresh_ahead: Option<f64>,
-}
-
-impl Entry {
-    fn over(self, base: TierPolicy, name: &str) -> Result<TierPolicy, String> {
-        let parse = |field: &str, text: Option<String>, base: Duration| match text {
-            None => Ok(base),
-            Some(t) => duration::parse(&t).map_err(|e| format!("tiers.{name}.{field}: {e}")),
-        };
-        let optional = |field: &str, text: Option<String>, base: Option<Duration>| match text {
-            None => Ok(base),
-            Some(t) if t == "off" => Ok(None),
-            Some(t) => duration::parse(&t)
-                .map(Some)
-                .map_err(|e| format!("tiers.{name}.{field}: {e}")),
-        };
-        Ok(TierPolicy {
-            l1: self.l1.unwrap_or(base.l1),
-            l1_max_ttl: parse("l1_max_ttl", self.l1_max_ttl, base.l1_max_ttl)?,
-            max_stale: parse("max_stale", self.max_stale, base.max_stale)?,
-            fail_safe_throttle: parse(
-                "fail_safe_throttle",
-                self.fail_safe_throttle,
-                base.fail_safe_throttle,
-            )?,
-            soft_timeout: optional("soft_timeout", self.soft_timeout, base.soft_timeout)?,
-            hard_timeout: optional("hard_timeout", self.hard_timeout, base.hard_timeout)?,
-            refresh_ahead: match self.refresh_ahead {
-                None => base.refresh_ahead,
-                Some(0.0) => None,
-                Some(f) => Some(f),
-            },
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for TierTable {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut raw = BTreeMap::<String, Entry>::deserialize(d)?;
-        let default = match raw.remove("default") {
-            Some(e) => e.over(BUILTIN, "default").map_err(D::Error::custom)?,
-            None => BUILTIN,
-        };
-        let mut types = BTreeMap::new();
-        for (name, entry) in raw {
-            let t = CacheType::new(name.clone())
-                .map_err(|e| D::Error::custom(format!("tiers.{name}: {e}")))?;
-            types.insert(t, entry.over(default, &name).map_err(D::Error::custom)?);
-        }
-        Ok(TierTable { default, types })
     }
 }

@@ -1,12 +1,14 @@
-//! The table of time-to-live per cache type.
+//! Time to live per cache type — the [`TtlTable`] view of the `ttl` fields of `[types]` (`types.rs` reads the
+//! table) — and the bounds every TTL the cache writes is held to.
 
 use std::{collections::BTreeMap, time::Duration};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _, ser::SerializeMap};
+use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use crate::{CacheType, ConfigError, duration};
 
-/// Time to live per cache type. Every key the library writes has a TTL, so every type used must be listed.
+/// Time to live per cache type (`types.<name>.ttl`). Every key the library writes has a TTL, so every type used
+/// must have one: a TTL is never inherited from `types.default`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TtlTable(BTreeMap<CacheType, Duration>);
 
@@ -22,6 +24,11 @@ impl TtlTable {
     /// `const`).
     pub const fn in_bounds(ttl: Duration) -> bool {
         ttl.as_nanos() >= Self::MIN_TTL.as_nanos() && ttl.as_nanos() <= Self::MAX_TTL.as_nanos()
+    }
+
+    /// The table of the configured TTLs.
+    pub(crate) fn new(ttls: BTreeMap<CacheType, Duration>) -> Self {
+        TtlTable(ttls)
     }
 
     /// The TTL of `cache_type`, if configured.
@@ -48,7 +55,7 @@ impl TtlTable {
         for builtin in CacheType::BUILT_IN {
             if !self.0.contains_key(&builtin) {
                 return Err(ConfigError::invalid(
-                    format!("ttl.{builtin}"),
+                    format!("types.{builtin}.ttl"),
                     "missing: every built-in cache type needs a TTL",
                 ));
             }
@@ -56,13 +63,13 @@ impl TtlTable {
         for (t, ttl) in &self.0 {
             if ttl.is_zero() {
                 return Err(ConfigError::invalid(
-                    format!("ttl.{t}"),
+                    format!("types.{t}.ttl"),
                     "must be longer than zero (the cache never stores immortal keys)",
                 ));
             }
             if !Self::in_bounds(*ttl) {
                 return Err(ConfigError::invalid(
-                    format!("ttl.{t}"),
+                    format!("types.{t}.ttl"),
                     format!(
                         "{} is not between {} and {}",
                         duration::format(*ttl),
@@ -83,20 +90,5 @@ impl Serialize for TtlTable {
             map.serialize_entry(k.as_str(), &duration::format(*v))?;
         }
         map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for TtlTable {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<String, String>::deserialize(d)?;
-        let mut out = BTreeMap::new();
-        for (name, text) in raw {
-            let t = CacheType::new(name.clone())
-                .map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
-            let ttl =
-                duration::parse(&text).map_err(|e| D::Error::custom(format!("ttl.{name}: {e}")))?;
-            out.insert(t, ttl);
-        }
-        Ok(TtlTable(out))
     }
 }

@@ -1,17 +1,24 @@
-//! `[warming]`: how the `frequency_based` and `predictive` warmup jobs read the access history, what they may
-//! spend, where they find documents to recompute, and where the `scheduled` jobs' reference data comes from.
+//! `[warming]`: everything that keeps entries warm — how often the warmer runs and which documents it keeps
+//! alive between runs, how the `frequency_based` and `predictive` warmup jobs read the access history, what they
+//! may spend, where they find documents to recompute, and where the `scheduled` jobs' reference data comes from.
 
 use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use crate::{ConfigError, duration};
+use crate::{ConfigError, check, duration};
 
 /// `[warming]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WarmingSettings {
+    /// How often the warmer runs: it keeps hot documents alive, runs the due warmup jobs, and adds this
+    /// process's reads to the shared access history (above 0s, at most 1h).
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Documents read at least this often in one `interval` have their entries refreshed before they expire.
+    pub min_hits: u32,
     /// The folder (walked recursively) where the platform keeps its documents: the warmer finds a document there
     /// by fingerprint to recompute it. Unset: the document jobs record that they had nothing to read.
     pub documents_dir: Option<PathBuf>,
@@ -56,6 +63,7 @@ impl WarmingSettings {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check::duration("warming.interval", self.interval)?;
         for (key, d) in [
             ("warming.history_bucket", self.history_bucket),
             ("warming.history_window", self.history_window),

@@ -394,7 +394,7 @@ const MAX_BUCKETS: usize = 10_000;
 
 /// Per-tenant request rates — a token bucket per tenant (or per client, see [`RateKey`]) in this process (GCRA,
 /// `governor`) — and the request quota per window that every replica shares through the store
-/// (`quotas.tenant_requests`). The state of [`rate_limit`].
+/// (`quotas.shared_requests`). The state of [`rate_limit`].
 pub struct TenantRates {
     limiter: Option<DefaultKeyedRateLimiter<Bucket>>,
     store: Store,
@@ -413,11 +413,11 @@ const REFUSAL_DELAY: Duration = Duration::from_millis(100);
 const MAX_HELD_REFUSALS: usize = 1_024;
 
 impl TenantRates {
-    /// Buckets of `limits.tenant_requests_per_second`, bursts of `limits.tenant_burst` (no bucket when the
-    /// rate is 0), and the request quota counted in `store`.
+    /// Buckets of `limits.per_process_rate`, bursts of `limits.per_process_burst` (no bucket when the rate is
+    /// 0), and the request quota counted in `store`.
     pub fn new(limits: &ServerLimits, store: Store) -> TenantRates {
-        let limiter = NonZeroU32::new(limits.tenant_requests_per_second).map(|rate| {
-            let burst = NonZeroU32::new(limits.tenant_burst).unwrap_or(rate);
+        let limiter = NonZeroU32::new(limits.per_process_rate).map(|rate| {
+            let burst = NonZeroU32::new(limits.per_process_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         TenantRates {

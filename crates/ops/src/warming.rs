@@ -1,6 +1,6 @@
 //! The warming schedule of a running deployment: each process's document reads are added to the shared access
 //! history (`cache_access_history`, summed over every replica; [`flush_accesses`]); a server keeps hot
-//! documents alive every `processor.warm_interval` and runs the due jobs of `cache_warmup_jobs` ([`start`]) —
+//! documents alive every `warming.interval` and runs the due jobs of `cache_warmup_jobs` ([`start`]) —
 //! `scheduled` (reference data from `warming.reference_file` or the `cache_reference_data` table),
 //! `frequency_based` and `predictive` (documents recomputed from `warming.documents_dir` as the policy decides,
 //! within the budget) — each due run claimed by one replica (`claim_warmup_run`) and recorded on its job row and
@@ -156,7 +156,7 @@ struct Jobs {
     recorder: Option<Arc<Recorder>>,
 }
 
-/// Starts the warming task on the current runtime: every `processor.warm_interval` it keeps `processor`'s hot
+/// Starts the warming task on the current runtime: every `warming.interval` it keeps `processor`'s hot
 /// documents alive and, with a statistics database (`database_url`), flushes the reads to the shared history
 /// and runs the due warmup jobs; runs and refreshes are announced through `recorder`'s event log when there is
 /// one. The task runs until aborted (or the runtime ends).
@@ -166,8 +166,8 @@ pub fn start(
     database_url: Option<String>,
     recorder: Option<Arc<Recorder>>,
 ) -> JoinHandle<()> {
-    let warmer = Warmer::new(processor.clone(), settings.processor.warm_min_hits);
-    let interval = settings.processor.warm_interval;
+    let warmer = Warmer::new(processor.clone(), settings.warming.min_hits);
+    let interval = settings.warming.interval;
     let folder = settings.warming.documents_dir.as_ref().map(|dir| {
         Arc::new(DocumentFolder::new(
             dir,

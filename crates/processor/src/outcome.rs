@@ -38,7 +38,7 @@ pub enum ProcessError {
     #[error("cache: {0}")]
     Store(#[source] Cause),
     /// A stage outlived its cache type's `hard_timeout` and no earlier result was kept to serve instead.
-    #[error("timed out after {0:?} (tiers.<type>.hard_timeout) with no earlier result to serve")]
+    #[error("timed out after {0:?} (types.<name>.hard_timeout) with no earlier result to serve")]
     TimedOut(Duration),
 }
 
@@ -51,7 +51,7 @@ pub enum StageOutcome {
     /// Computed.
     Miss,
     /// An earlier result past its TTL, served because the engine failed or outlived the stage's soft or hard
-    /// timeout (fail-safe, `tiers.<type>.max_stale`). A document with a stale stage is not cached whole.
+    /// timeout (fail-safe, `types.<name>.max_stale`). A document with a stale stage is not cached whole.
     Stale,
 }
 

@@ -213,12 +213,12 @@ async fn sweep_cost(label: &str, store: &Store) {
 async fn flight_pair(cluster: &RedisCluster) {
     let process = Store::from_settings(&settings(
         cluster.overrides(),
-        &[("single_flight.ocr_result.mode", "process")],
+        &[("types.ocr_result.single_flight", "process")],
     ))
     .unwrap();
     let distributed = Store::from_settings(&settings(
         cluster.overrides(),
-        &[("single_flight.ocr_result.mode", "distributed")],
+        &[("types.ocr_result.single_flight", "distributed")],
     ))
     .unwrap();
     let tenants = tenants();

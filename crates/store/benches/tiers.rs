@@ -113,7 +113,7 @@ async fn main() {
     let tenant = TenantId::new("bench").unwrap();
     let ty = CacheType::OCR_RESULT;
     let mut l1_settings = server.overrides();
-    l1_settings.push(("tiers.ocr_result.l1", "true".to_owned()));
+    l1_settings.push(("types.ocr_result.l1", "true".to_owned()));
     let l1 = store(l1_settings);
 
     println!("| what | size | tasks | baseline ops/s | subject ops/s | ratio |");

@@ -1,6 +1,6 @@
 //! Command timeouts without a tokio timer per call.
 //!
-//! Every backend call is bounded by `redis.command_timeout`. A `tokio::time::timeout` per call clones the
+//! Every backend call is bounded by `command_timeout`. A `tokio::time::timeout` per call clones the
 //! runtime handle (a reference count every worker thread shares) and inserts into and removes from the timer
 //! wheel under a lock; on a 100-byte hit that measured ~0.6 µs of the ~4 µs a call costs the client
 //! (docs/benchmarks.md). Here a pending call puts its deadline and waker in its thread's shard (an uncontended

@@ -18,7 +18,7 @@ pub enum StoreError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The cache type has no TTL configured, and the library never writes immortal keys.
-    #[error("cache type `{0}` has no TTL configured (add `ttl.{0}` to the configuration)")]
+    #[error("cache type `{0}` has no TTL configured (add `types.{0}.ttl` to the configuration)")]
     UnknownCacheType(CacheType),
     /// An explicit TTL is zero or longer than a year.
     #[error("TTL {0:?} is not between 1ms and 366 days")]

@@ -179,7 +179,7 @@ fn tls_args(certs: &std::path::Path, tls_port: u16) -> Vec<String> {
 /// Settings overrides for tests that kill, pause or cut off servers: short command and connect timeouts, and a
 /// breaker that opens after three failures for 300 ms, so a fault shows within a test's patience.
 pub const FAST_FAILURE: &[(&str, &str)] = &[
-    ("redis.command_timeout", "200ms"),
+    ("command_timeout", "200ms"),
     ("redis.connect_timeout", "200ms"),
     ("degradation.breaker_failure_threshold", "3"),
     ("degradation.breaker_open_for", "300ms"),

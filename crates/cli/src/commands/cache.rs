@@ -74,7 +74,7 @@ pub(crate) enum CacheCommand {
     /// miss the entry at once, and each computation takes `--work`. Prints `computing` when a computation
     /// starts, then one JSON line: how many
     /// computations this process ran and the value every caller got. Run it on several replicas at once: with
-    /// the cache type's `single_flight.mode = "distributed"`, one computation serves them all.
+    /// the cache type's `types.<name>.single_flight = "distributed"`, one computation serves them all.
     Probe {
         #[command(flatten)]
         entry: Entry,

@@ -45,7 +45,7 @@ pub(crate) struct ProxyOptions {
     pub(crate) trusted_fronts: Vec<std::net::IpAddr>,
     /// Request headers outside the key that the origin may still see.
     pub(crate) forward_headers: Vec<String>,
-    /// The longest a response is kept (the cap on any freshness), default `server.response_ttl`.
+    /// The longest a response is kept (the cap on any freshness), default `types.api_response.ttl`.
     pub(crate) ttl: Option<Duration>,
     /// Freshness of a response that states none (RFC 9111 §4.2.2); zero stores only what says it may be.
     pub(crate) heuristic: Duration,
@@ -303,13 +303,16 @@ fn app(
         // The tenant is part of every key: the origin may see which one it answers for.
         cache = cache.forward_header(name.as_str());
     }
+    let route = Route::new("/**")
+        .cache_type(CacheType::API_RESPONSE)
+        .heuristic(options.heuristic);
+    // Without `--ttl`, the type's own TTL (`types.api_response.ttl`).
+    let route = match options.ttl {
+        Some(ttl) => route.ttl(ttl),
+        None => route,
+    };
     let cache = cache
-        .route(
-            Route::new("/**")
-                .cache_type(CacheType::API_RESPONSE)
-                .ttl(options.ttl.unwrap_or(settings.server.response_ttl))
-                .heuristic(options.heuristic),
-        )
+        .route(route)
         .max_body_bytes(limits.max_cached_response_bytes)
         .build()
         .context("HTTP cache layer")?;

@@ -165,7 +165,7 @@ async fn quota_usage(
     rows: &[StatisticsSummary],
 ) -> anyhow::Result<BTreeMap<String, QuotaUsage>> {
     let mut out = BTreeMap::new();
-    if settings.quotas.tenant_bytes == 0 && settings.quotas.tenant_requests == 0 {
+    if settings.quotas.tenant_bytes == 0 && settings.quotas.shared_requests == 0 {
         return Ok(out);
     }
     let store = Store::from_settings(settings)?;

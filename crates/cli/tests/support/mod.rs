@@ -80,7 +80,7 @@ impl Server {
             .args(["--env", "test", "--redis-url", redis_url])
             .args(args)
             .env_remove("FERNANDO_CACHE_ENV")
-            .env("FERNANDO_CACHE__REDIS__COMMAND_TIMEOUT", "200ms")
+            .env("FERNANDO_CACHE__COMMAND_TIMEOUT", "200ms")
             .env("FERNANDO_CACHE__REDIS__CONNECT_TIMEOUT", "200ms")
             .env("FERNANDO_CACHE__DEGRADATION__BREAKER_OPEN_FOR", "300ms")
             .envs(env.iter().copied())

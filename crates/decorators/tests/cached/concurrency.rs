@@ -132,7 +132,7 @@ async fn balance(store: Store, tenant_id: &'static str, customer: u32) -> Result
 /// stale value still writes the fail-safe copy with its tags, so invalidating one of them hides the copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_serving_a_stale_value_writes_its_fail_safe_copy_with_its_tags() {
-    let (_server, store) = redis_store_with(&[("tiers.billing.max_stale", "1h")]);
+    let (_server, store) = redis_store_with(&[("types.billing.max_stale", "1h")]);
     let acme: TenantId = "acme".parse().unwrap();
     // The leader finds nothing (so it has no stale value and writes no copy) and computes.
     let leader = tokio::spawn(ledger_balance(store.clone(), "acme", 7));

@@ -97,10 +97,10 @@ fn pipeline(server: &RedisServer, addr: SocketAddr, extra: &[(&str, &str)]) -> D
             .set("processor.openai.url", format!("http://{addr}/v1"))
             .set("processor.openai.model", "local-model")
             .set("processor.openai.timeout", "5s")
-            .set("ttl.doc_hash", "300ms")
-            .set("ttl.llm_extraction", "300ms")
-            .set("tiers.llm_extraction.max_stale", "1h")
-            .set("tiers.llm_extraction.fail_safe_throttle", "1s")
+            .set("types.doc_hash.ttl", "300ms")
+            .set("types.llm_extraction.ttl", "300ms")
+            .set("types.llm_extraction.max_stale", "1h")
+            .set("types.llm_extraction.fail_safe_throttle", "1s")
             .set_all(extra.iter().map(|(k, v)| (*k, (*v).to_owned()))),
     )
     .unwrap();
@@ -179,8 +179,8 @@ async fn a_slow_extractor_past_the_soft_timeout_serves_stale_now_and_fresh_later
         &server,
         addr,
         &[
-            ("tiers.llm_extraction.soft_timeout", "100ms"),
-            ("tiers.llm_extraction.hard_timeout", "2s"),
+            ("types.llm_extraction.soft_timeout", "100ms"),
+            ("types.llm_extraction.hard_timeout", "2s"),
         ],
     );
     let doc = sample("acme/invoices/RE-2026-0042.txt");

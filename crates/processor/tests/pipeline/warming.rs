@@ -18,9 +18,9 @@ fn short_ttl_store(server: &RedisServer) -> Store {
     let settings = Settings::load(
         LoadOptions::isolated(Environment::Test)
             .set_all(server.overrides())
-            .set("ttl.doc_hash", "3s")
-            .set("ttl.ocr_result", "3s")
-            .set("ttl.llm_extraction", "3s"),
+            .set("types.doc_hash.ttl", "3s")
+            .set("types.ocr_result.ttl", "3s")
+            .set("types.llm_extraction.ttl", "3s"),
     )
     .unwrap();
     Store::from_settings(&settings).unwrap()

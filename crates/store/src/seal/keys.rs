@@ -32,8 +32,11 @@ pub(super) struct SealKey {
 pub(crate) struct KeyError(String);
 
 /// The keys `settings` point at (the environment variable, or the file when one is named), the first one
-/// sealing.
-pub(super) fn load(settings: &EncryptionSettings) -> Result<Vec<SealKey>, KeyError> {
+/// sealing; `sealed` names the sealed cache types in the error when the variable is not set.
+pub(super) fn load(
+    settings: &EncryptionSettings,
+    sealed: &[CacheType],
+) -> Result<Vec<SealKey>, KeyError> {
     let text = if settings.keys_file.is_empty() {
         std::env::var(&settings.keys_env)
             .map(Zeroizing::new)
@@ -41,7 +44,7 @@ pub(super) fn load(settings: &EncryptionSettings) -> Result<Vec<SealKey>, KeyErr
                 KeyError(format!(
                     "encryption seals {} but the environment variable {} is not set (or not UTF-8); \
                      set it to id:base64(32 bytes), or set encryption.keys_file",
-                    names(&settings.sealed_types()),
+                    names(sealed),
                     settings.keys_env
                 ))
             })?

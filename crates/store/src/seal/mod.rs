@@ -23,7 +23,7 @@
 use std::{collections::HashSet, fmt};
 
 use aegis::aegis256x4::Aegis256X4;
-use fernando_cache_config::{CacheType, EncryptionSettings, SealAlgorithm};
+use fernando_cache_config::{CacheType, SealAlgorithm, Settings};
 use fernando_cache_keys::KeyBuilder;
 use rand::RngCore as _;
 use ring::aead::{Aad, Nonce};
@@ -135,15 +135,16 @@ pub(crate) enum OpenError {
 }
 
 impl Sealer {
-    /// The sealer the settings ask for: `None` when no cache type is sealed.
-    pub(crate) fn from_settings(settings: &EncryptionSettings) -> Result<Option<Sealer>, KeyError> {
+    /// The sealer the settings ask for (`types.<name>.sealed`, `encryption.document_data`): `None` when no cache
+    /// type is sealed.
+    pub(crate) fn from_settings(settings: &Settings) -> Result<Option<Sealer>, KeyError> {
         let sealed = settings.sealed_types();
         if sealed.is_empty() {
             return Ok(None);
         }
         Ok(Some(Sealer {
-            keys: keys::load(settings)?,
-            aead: Aead::of(settings.algorithm),
+            keys: keys::load(&settings.encryption, &sealed)?,
+            aead: Aead::of(settings.encryption.algorithm),
             types: sealed.iter().map(|t| t.as_str().to_owned()).collect(),
         }))
     }

@@ -4,7 +4,7 @@
 
 use std::{convert::Infallible, fmt};
 
-use fernando_cache_config::{CacheType, EncryptionSettings};
+use fernando_cache_config::{CacheType, Settings};
 
 use crate::codec::Header;
 
@@ -34,14 +34,14 @@ pub(crate) struct Sealer(Infallible);
 
 impl Sealer {
     /// `None` when no cache type is sealed; otherwise an error naming the missing feature.
-    pub(crate) fn from_settings(settings: &EncryptionSettings) -> Result<Option<Sealer>, KeyError> {
+    pub(crate) fn from_settings(settings: &Settings) -> Result<Option<Sealer>, KeyError> {
         let sealed = settings.sealed_types();
         if sealed.is_empty() {
             return Ok(None);
         }
         let names: Vec<&str> = sealed.iter().map(CacheType::as_str).collect();
         Err(KeyError(format!(
-            "the settings seal {} (encryption.cache_types / encryption.document_data), but this build of \
+            "the settings seal {} (types.<name>.sealed / encryption.document_data), but this build of \
              fernando-cache-store has no `seal` feature",
             names.join(", ")
         )))

@@ -119,7 +119,7 @@ impl Store {
     /// computed value that cannot be encoded is still returned (the failed write is logged and counted as an
     /// error).
     ///
-    /// With fail-safe on for the cache type (`tiers.<type>.max_stale`), a computation that fails — or outlives
+    /// With fail-safe on for the cache type (`types.<name>.max_stale`), a computation that fails — or outlives
     /// `hard_timeout` — while an expired value is still kept returns that value instead (counted; see
     /// [`Store::get_or_compute_served`] to be told it is stale). `soft_timeout` and `refresh_ahead` need a
     /// computation that can go on after the call returns: [`Store::get_or_compute_detached`].

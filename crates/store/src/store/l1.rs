@@ -1,5 +1,5 @@
 //! The in-process tier (L1): decompressed envelopes of values read from the backend, kept in a byte-bounded
-//! moka cache in front of it, for the cache types whose `[tiers.<type>]` turn it on (design 0013).
+//! moka cache in front of it, for the cache types whose `types.<name>.l1` turns it on (design 0013).
 //!
 //! A copy is good while two things hold, both checked on every hit:
 //! - **nothing changed in Redis**: the backend's [`Watch`], taken *before* the read, is still current — no

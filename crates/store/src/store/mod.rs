@@ -100,7 +100,7 @@ impl Store {
             }
             #[cfg(feature = "disk")]
             BackendKind::Disk => {
-                let disk = crate::DiskBackend::open(&settings.disk, settings.redis.command_timeout)
+                let disk = crate::DiskBackend::open(&settings.disk, settings.command_timeout)
                     .map_err(|source| StoreError::Setup { source })?;
                 Store::with_backend(settings, disk)
             }
@@ -119,7 +119,11 @@ impl Store {
                 // Values kept in process need every change of an entry key announced (design 0013).
                 let tracked = TrackedKeys {
                     generations: keys.generation_prefix(),
-                    entries: settings.tiers.any_l1().then(|| keys.prefix().to_owned()),
+                    entries: settings
+                        .types
+                        .tiers()
+                        .any_l1()
+                        .then(|| keys.prefix().to_owned()),
                 };
                 if settings.redis.mode == fernando_cache_config::RedisMode::Cluster {
                     let cluster = ClusterBackend::connect(&settings.redis, &tracked)
@@ -138,40 +142,39 @@ impl Store {
     /// `Arc<dyn Storage>` alone.
     ///
     /// # Errors
-    /// [`StoreError::Setup`] when a cache type is sealed (`encryption.cache_types`) and its keys cannot be read
-    /// or are malformed; the error names where they were looked for, never what was found.
+    /// [`StoreError::Setup`] when a cache type is sealed (`types.<name>.sealed`, `encryption.document_data`) and
+    /// its keys cannot be read or are malformed; the error names where they were looked for, never what was found.
     pub fn with_backend(
         settings: &Settings,
         backend: impl Into<Backend>,
     ) -> Result<Store, StoreError> {
         let backend = backend.into();
         let c = &settings.compression;
-        let sealer = crate::seal::Sealer::from_settings(&settings.encryption).map_err(|e| {
-            StoreError::Setup {
+        let sealer =
+            crate::seal::Sealer::from_settings(settings).map_err(|e| StoreError::Setup {
                 source: crate::BackendError::Other(e.to_string()),
-            }
-        })?;
+            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 deadlines: (!backend.storage().is_local())
-                    .then(|| Deadlines::start(settings.redis.command_timeout)),
+                    .then(|| Deadlines::start(settings.command_timeout)),
                 backend,
                 keys: KeyBuilder::new(
                     &settings.namespace,
                     settings.environment,
                     settings.tenancy.max_tenant_id_len,
                 ),
-                ttl: settings.ttl.clone(),
+                ttl: settings.types.ttl().clone(),
                 policy: CompressionPolicy {
                     enabled: c.enabled,
                     threshold: c.threshold_bytes,
                     level: c.level,
                     max_decoded: c.max_decoded_bytes,
                 },
-                timeout: settings.redis.command_timeout,
+                timeout: settings.command_timeout,
                 scan_batch: settings.redis.scan_batch,
                 // A generation must outlive every entry written under the one before it.
-                generation_ttl: (settings.ttl.max() * 2).min(TtlTable::MAX_TTL),
+                generation_ttl: (settings.types.ttl().max() * 2).min(TtlTable::MAX_TTL),
                 hybrid_delay: settings.invalidation.hybrid_sweep_delay,
                 sweeps: sweeps::Sweeps::new(settings.invalidation.max_sweeps_per_second),
                 breaker: Breaker::new(
@@ -180,11 +183,11 @@ impl Store {
                 ),
                 metrics: Metrics::new(settings.metrics.max_series),
                 flights: Flights::default(),
-                single_flight: settings.single_flight.clone(),
+                single_flight: settings.types.single_flight().clone(),
                 lease_events: std::sync::OnceLock::new(),
                 generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
-                l1: l1::L1::new(&settings.l1, &settings.tiers),
-                tiers: settings.tiers.clone(),
+                l1: l1::L1::new(&settings.l1, settings.types.tiers()),
+                tiers: settings.types.tiers().clone(),
                 refreshing: Default::default(),
                 quotas: settings.quotas.clone(),
                 sealer,

@@ -33,9 +33,9 @@ pub struct QuotaUsage {
     pub byte_limit: u64,
     /// Requests counted in the current window.
     pub requests: u64,
-    /// `quotas.tenant_requests` (0: no limit).
+    /// `quotas.shared_requests` (0: no limit).
     pub request_limit: u64,
-    /// `quotas.request_window`.
+    /// `quotas.shared_window`.
     pub request_window: Duration,
 }
 
@@ -152,7 +152,7 @@ impl Store {
             .map_err(unavailable)?;
         let counted = self
             .coordinate(WINDOWED_COUNTERS, |c| {
-                c.count_in_window(&requests, 0, q.request_window)
+                c.count_in_window(&requests, 0, q.shared_window)
             })
             .await
             .map_err(unavailable)?;
@@ -160,8 +160,8 @@ impl Store {
             stored_bytes: stored.total,
             byte_limit: q.tenant_bytes,
             requests: counted.count,
-            request_limit: q.tenant_requests,
-            request_window: q.request_window,
+            request_limit: q.shared_requests,
+            request_window: q.shared_window,
         })
     }
 
@@ -170,7 +170,7 @@ impl Store {
     /// counts the operation as degraded; a refusal is counted as `requests_refused`.
     pub async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
         let q = &self.inner.quotas;
-        if q.tenant_requests == 0 {
+        if q.shared_requests == 0 {
             return RequestQuota::Allowed;
         }
         let series = self.inner.metrics.series(tenant.as_str(), ALL_TYPES);
@@ -179,12 +179,12 @@ impl Store {
         };
         let counted = self
             .coordinate(WINDOWED_COUNTERS, |c| {
-                c.count_in_window(&key, 1, q.request_window)
+                c.count_in_window(&key, 1, q.shared_window)
             })
             .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))
             .await;
         match counted {
-            Ok(c) if c.count > q.tenant_requests => {
+            Ok(c) if c.count > q.shared_requests => {
                 series.add(|c| &c.requests_refused, 1);
                 RequestQuota::Refused {
                     retry_after: c.resets_in.max(Duration::from_secs(1)),

@@ -143,7 +143,7 @@ impl Store {
             })
     }
 
-    /// The remaining fresh life of an entry: the backend keeps it `tiers.<type>.max_stale` longer (fail-safe),
+    /// The remaining fresh life of an entry: the backend keeps it `types.<name>.max_stale` longer (fail-safe),
     /// which is not counted here; an entry kept only as a stale fallback answers a zero life.
     ///
     /// # Errors

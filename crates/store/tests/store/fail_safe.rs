@@ -25,9 +25,9 @@ fn down() -> Failed {
 /// A store whose `session` entries are fresh 300 ms and kept an hour past that.
 fn fail_safe_store(d: &crate::support::Deployment, extra: &[(&str, &str)]) -> Store {
     let mut overrides = vec![
-        ("ttl.session", "300ms"),
-        ("tiers.session.max_stale", "1h"),
-        ("tiers.session.fail_safe_throttle", "1s"),
+        ("types.session.ttl", "300ms"),
+        ("types.session.max_stale", "1h"),
+        ("types.session.fail_safe_throttle", "1s"),
     ];
     overrides.extend_from_slice(extra);
     Store::from_settings(&d.settings_with(&overrides)).unwrap()
@@ -103,7 +103,7 @@ contract! {
 
 contract! {
     async fn a_hard_timeout_bounds_the_wait(d, _store) {
-        let store = fail_safe_store(d, &[("tiers.session.hard_timeout", "200ms")]);
+        let store = fail_safe_store(d, &[("types.session.hard_timeout", "200ms")]);
         let (acme, ty) = (tenant("acme"), CacheType::SESSION);
         let slow = |v: u64| move || async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -127,7 +127,7 @@ contract! {
 
 contract! {
     async fn past_the_soft_timeout_the_stale_value_is_served_and_the_fresh_one_lands_later(d, _store) {
-        let store = fail_safe_store(d, &[("tiers.session.soft_timeout", "100ms")]);
+        let store = fail_safe_store(d, &[("types.session.soft_timeout", "100ms")]);
         let (acme, ty) = (tenant("acme"), CacheType::SESSION);
         let first = store
             .get_or_compute_detached(&acme, &ty, "k", || async { Ok::<_, Failed>(1u64) })
@@ -166,8 +166,8 @@ contract! {
 contract! {
     async fn eager_refresh_runs_once_under_concurrent_hits(d, _store) {
         let store = Store::from_settings(&d.settings_with(&[
-            ("ttl.session", "4s"),
-            ("tiers.session.refresh_ahead", "0.5"),
+            ("types.session.ttl", "4s"),
+            ("types.session.refresh_ahead", "0.5"),
         ]))
         .unwrap();
         let (acme, ty) = (tenant("acme"), CacheType::SESSION);

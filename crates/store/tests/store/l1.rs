@@ -22,7 +22,7 @@ use crate::support::{Deployment, calls, contract, tenant};
 
 /// Settings of a store that keeps `session` values in process.
 fn l1_settings(d: &Deployment, extra: &[(&str, &str)]) -> Settings {
-    let mut overrides = vec![("tiers.session.l1", "true")];
+    let mut overrides = vec![("types.session.l1", "true")];
     overrides.extend_from_slice(extra);
     d.settings_with(&overrides)
 }
@@ -214,7 +214,7 @@ fn child_settings(url: &str) -> Settings {
                 ("redis.url", url.to_owned()),
             ])
             .set_all(FAST_FAILURE.iter().copied())
-            .set("tiers.session.l1", "true"),
+            .set("types.session.l1", "true"),
     )
     .expect("child settings")
 }

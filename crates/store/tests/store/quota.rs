@@ -19,8 +19,8 @@ const LIMIT: &str = "4400";
 fn quota_store(d: &Deployment) -> Store {
     d.store_with(&[
         ("quotas.tenant_bytes", LIMIT),
-        ("quotas.tenant_requests", "3"),
-        ("quotas.request_window", "1h"),
+        ("quotas.shared_requests", "3"),
+        ("quotas.shared_window", "1h"),
     ])
 }
 

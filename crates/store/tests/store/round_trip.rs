@@ -213,7 +213,7 @@ contract! {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ttl.invoice_preview"), "{err}");
+        assert!(err.contains("types.invoice_preview.ttl"), "{err}");
         // get_or_compute learns of the unknown type after its read missed, and refuses before computing.
         let computed = std::sync::atomic::AtomicBool::new(false);
         let err = store
@@ -252,7 +252,7 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(
                     .filter(|(k, _)| trust_ca || *k != "redis.tls_ca_file")
                     .cloned(),
             )
-            .set("redis.command_timeout", "500ms")
+            .set("command_timeout", "500ms")
             .set("redis.connect_timeout", "500ms");
         Store::from_settings(&Settings::load(options).unwrap()).unwrap()
     };

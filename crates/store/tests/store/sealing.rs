@@ -32,7 +32,7 @@ fn sealed_store_with(
     file.write_all(keys.as_bytes()).expect("write keys");
     let path = file.path().display().to_string();
     let store = Store::from_settings(&d.settings_with(&[
-        ("encryption.cache_types", "ocr_result"),
+        ("types.ocr_result.sealed", "true"),
         ("encryption.keys_file", &path),
         ("encryption.algorithm", algorithm),
     ]))
@@ -190,7 +190,7 @@ fn missing_or_malformed_keys_stop_the_store_with_a_message_that_holds_no_key() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.keys").display().to_string();
     let err = Store::from_settings(&d.settings_with(&[
-        ("encryption.cache_types", "ocr_result"),
+        ("types.ocr_result.sealed", "true"),
         ("encryption.keys_file", &missing),
     ]))
     .unwrap_err()
@@ -205,7 +205,7 @@ fn missing_or_malformed_keys_stop_the_store_with_a_message_that_holds_no_key() {
     assert!(err.contains("k1") && !err.contains(&K1[..20]), "{err}");
 
     let err = Store::from_settings(&d.settings_with(&[
-        ("encryption.cache_types", "ocr_result"),
+        ("types.ocr_result.sealed", "true"),
         ("encryption.keys_env", "FERNANDO_CACHE_TEST_KEYS_NEVER_SET"),
     ]))
     .unwrap_err()
@@ -221,7 +221,7 @@ fn sealed_store_err(d: &Deployment, keys: &str) -> String {
     file.write_all(keys.as_bytes()).unwrap();
     let path = file.path().display().to_string();
     Store::from_settings(&d.settings_with(&[
-        ("encryption.cache_types", "ocr_result"),
+        ("types.ocr_result.sealed", "true"),
         ("encryption.keys_file", &path),
     ]))
     .unwrap_err()

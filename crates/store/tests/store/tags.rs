@@ -50,7 +50,7 @@ contract! {
 
 contract! {
     async fn another_process_tag_invalidation_reaches_copies_in_process(d, _store) {
-        let reader = Store::from_settings(&d.settings_with(&[("tiers.session.l1", "true")])).unwrap();
+        let reader = Store::from_settings(&d.settings_with(&[("types.session.l1", "true")])).unwrap();
         let writer = d.store();
         let (acme, s) = (tenant("acme"), CacheType::SESSION);
         let _ = writer.set_tagged(&acme, &s, "k", &1u64, &["customer:42"]).await.unwrap();

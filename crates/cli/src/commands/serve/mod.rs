@@ -62,9 +62,8 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
     let cache = HttpCacheLayer::builder(state.store.clone(), tenant_from_extension())
         .route(
             // The segment is the document's fingerprint: an event about the document reaches this copy too.
-            Route::new("/v1/documents/{subject}")
-                .cache_type(CacheType::API_RESPONSE)
-                .ttl(settings.server.response_ttl),
+            // Kept for `types.api_response.ttl`, the type's own TTL.
+            Route::new("/v1/documents/{subject}").cache_type(CacheType::API_RESPONSE),
         )
         .max_body_bytes(limits.max_cached_response_bytes)
         .build()

@@ -232,7 +232,7 @@ async fn quota_gauges(
         ),
         (
             "fernando_cache_quota_request_limit",
-            "The tenant request quota per window (quotas.tenant_requests; 0: none).",
+            "The tenant request quota per window (quotas.shared_requests; 0: none).",
             |q| q.request_limit,
         ),
     ];
