@@ -34,6 +34,7 @@ mod backend;
 mod breaker;
 mod codec;
 mod deadline;
+mod default_store;
 mod document_helpers;
 mod error;
 mod flight;
@@ -59,6 +60,7 @@ pub use backend::{
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};
 pub use breaker::BreakerState;
+pub use default_store::{install, installed, uninstall};
 pub use error::{ComputeError, StoreError};
 pub use metrics::{
     COUNTERS, CounterInfo, CounterUnit, Counters, LatencyHistogram, MetricsSnapshot,

@@ -123,9 +123,9 @@ impl From<ArgsError> for CallError {
     }
 }
 
-/// The store a call uses: the installed one, unless the attribute names another.
+/// The store a call uses: the installed one ([`crate::install`]), unless the attribute names another.
 pub fn installed() -> Option<Store> {
-    Store::installed()
+    crate::installed()
 }
 
 /// What `store = <expr>` may evaluate to.

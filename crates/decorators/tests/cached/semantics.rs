@@ -252,13 +252,13 @@ async fn uses_the_installed_store(tenant_id: &str, n: u32) -> u32 {
 #[tokio::test]
 async fn without_an_installed_store_the_function_simply_runs_and_with_one_it_caches() {
     // The only test of this binary that touches the installed store.
-    assert!(Store::installed().is_none());
+    assert!(fernando_cache_store::installed().is_none());
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(GLOBAL_CALLS.get(), 2);
 
     let (_server, store) = redis_store();
-    store.install();
+    fernando_cache_store::install(&store);
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(GLOBAL_CALLS.get(), 3);
@@ -268,7 +268,7 @@ async fn without_an_installed_store_the_function_simply_runs_and_with_one_it_cac
         .map(|s| s.counters.hits);
     assert_eq!(hits, Some(1));
 
-    assert!(Store::uninstall().is_some());
+    assert!(fernando_cache_store::uninstall().is_some());
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(GLOBAL_CALLS.get(), 4);
 }

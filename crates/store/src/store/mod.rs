@@ -1,5 +1,5 @@
-//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, the process-wide
-//! installed store, and the operator calls. The rest is here by concern: reads (`read.rs`), writes
+//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, and the operator
+//! calls. The rest is here by concern: reads (`read.rs`), writes
 //! (`write.rs`), the single-flight compute engine (`compute.rs`), invalidation (`invalidate.rs`), and every
 //! backend call's breaker and deadline (`call.rs`).
 
@@ -37,9 +37,6 @@ pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
 pub(crate) use write::EntryTags;
 pub use write::WriteOutcome;
-
-/// The store `#[cached]` functions use when they name none.
-static INSTALLED: arc_swap::ArcSwapOption<Store> = arc_swap::ArcSwapOption::const_empty();
 
 /// Pseudo cache type under which whole-scope invalidations are counted.
 const ALL_TYPES: &str = "_all";
@@ -188,24 +185,6 @@ impl Store {
                 sealer,
             }),
         })
-    }
-
-    /// Installs this store as the process-wide default of `#[cached]` and `#[invalidates]` functions that
-    /// name no store, replacing (and returning) the one installed before.
-    pub fn install(&self) -> Option<Store> {
-        INSTALLED
-            .swap(Some(Arc::new(self.clone())))
-            .map(|s| Store::clone(&s))
-    }
-
-    /// Removes the installed store: annotated functions then simply run. Returns the store that was installed.
-    pub fn uninstall() -> Option<Store> {
-        INSTALLED.swap(None).map(|s| Store::clone(&s))
-    }
-
-    /// The installed store, if any.
-    pub fn installed() -> Option<Store> {
-        INSTALLED.load().as_deref().cloned()
     }
 
     /// The key builder, for callers that need the exact keys (operators, tests).
