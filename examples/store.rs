@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The test profile keeps entries in process memory (`backend = "memory"`); production reads its settings
     // with `Settings::load(LoadOptions::new())` and points them at Redis.
     let store = Store::from_settings(&Settings::embedded(Environment::Test)?)?;
-    println!("backend: {}", store.backend_kind());
+    println!("backend: {}", store.admin().backend_kind());
     let acme = TenantId::new("acme")?;
 
     // Typed set / get: each cache type has its TTL, each tenant its own namespace.

@@ -342,7 +342,7 @@ impl HttpCacheLayerBuilder {
             let pattern = PathPattern::parse(&r.pattern).map_err(ConfigError::Pattern)?;
             let ttl = match r.ttl {
                 Some(t) => t,
-                None => self.store.ttl_of(&r.cache_type).ok_or_else(|| {
+                None => self.store.admin().configured_ttl(&r.cache_type).ok_or_else(|| {
                     ConfigError::UnknownCacheType {
                         route: r.pattern.clone(),
                         cache_type: r.cache_type.to_string(),

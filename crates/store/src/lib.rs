@@ -67,7 +67,7 @@ pub use metrics::{
     OVERFLOW_TENANT, SeriesSnapshot,
 };
 pub use store::{
-    Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served,
+    Admin, Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served,
     Store, WriteOutcome,
 };
 

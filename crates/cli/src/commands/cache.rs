@@ -136,7 +136,7 @@ async fn execute(
     command: CacheCommand,
     recorder: Option<&fernando_cache_ops::recorder::Recorder>,
 ) -> anyhow::Result<ExitCode> {
-    if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
+    if store.admin().backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
         eprintln!(
             "fernando-cache: note: the {} profile uses the in-process memory backend, so entries live only for \
              this command; pass --redis-url or FERNANDO_CACHE__BACKEND=redis to reach a shared cache",
@@ -197,7 +197,7 @@ async fn execute(
         }
         CacheCommand::Ttl { entry } => {
             let (tenant, ty) = entry.parts()?;
-            match store.ttl(&tenant, &ty, &entry.key).await? {
+            match store.admin().remaining_ttl(&tenant, &ty, &entry.key).await? {
                 KeyTtl::Expires(left) => {
                     let rounded = Duration::from_secs(left.as_secs());
                     println!("{}", humantime::format_duration(rounded));
@@ -382,14 +382,14 @@ fn rand_nonce() -> u64 {
 }
 
 async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let info = store.backend_info().await?;
+    let info = store.admin().backend_info().await?;
     let ratio = match (info.keyspace_hits, info.keyspace_misses) {
         (Some(h), Some(m)) if h + m > 0 => Some(h as f64 / (h + m) as f64),
         _ => None,
     };
     if json {
         let value = serde_json::json!({
-            "backend": store.backend_kind(),
+            "backend": store.admin().backend_kind(),
             "breaker": store.metrics().breaker.as_str(),
             "keys": info.keys,
             "used_memory": info.used_memory,
@@ -415,7 +415,7 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     }
     let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let rows = [
-        ("backend", store.backend_kind().to_owned()),
+        ("backend", store.admin().backend_kind().to_owned()),
         ("keys", show(info.keys)),
         ("used memory (bytes)", show(info.used_memory)),
         ("max memory (bytes)", show(info.max_memory)),

@@ -135,11 +135,11 @@ impl Warmer {
     }
 
     async fn needs_refresh(&self, tenant: &TenantId, t: &CacheType, key: &str) -> bool {
-        let store = self.processor.store();
-        let Some(full) = store.ttl_of(t) else {
+        let admin = self.processor.store().admin();
+        let Some(full) = admin.configured_ttl(t) else {
             return false;
         };
-        match store.ttl(tenant, t, key).await {
+        match admin.remaining_ttl(tenant, t, key).await {
             Ok(fernando_cache_store::KeyTtl::Expires(left)) => {
                 left.as_secs_f64() < full.as_secs_f64() * self.refresh_below
             }
@@ -197,7 +197,11 @@ impl Warmer {
                 .iter()
                 .map(|d| async move {
                     let cached_until =
-                        match store.ttl(tenant, &CacheType::DOC_HASH, &d.doc_key).await {
+                        match store
+                            .admin()
+                            .remaining_ttl(tenant, &CacheType::DOC_HASH, &d.doc_key)
+                            .await
+                        {
                             Ok(KeyTtl::Expires(left)) => Some(now + left.as_secs()),
                             Ok(KeyTtl::Persistent) => Some(u64::MAX),
                             // Gone — or the backend cannot say: recomputing is then the safe side.

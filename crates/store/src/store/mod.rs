@@ -4,6 +4,7 @@
 //! backend call's breaker and deadline (`call.rs`).
 
 mod accounting;
+mod admin;
 mod call;
 mod compute;
 mod detached;
@@ -30,6 +31,7 @@ use crate::{
 };
 
 pub use accounting::Cost;
+pub use admin::Admin;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
@@ -187,18 +189,13 @@ impl Store {
         })
     }
 
-    /// The key builder, for callers that need the exact keys (operators, tests).
-    pub fn keys(&self) -> &KeyBuilder {
-        &self.inner.keys
-    }
-
-    /// The backend's kind (`redis`, `memory`).
-    pub fn backend_kind(&self) -> &'static str {
+    /// The backend's kind (`redis`, `memory`); public as [`Admin::backend_kind`].
+    pub(super) fn backend_kind(&self) -> &'static str {
         self.inner.backend.ops().kind()
     }
 
-    /// The configured TTL of a cache type.
-    pub fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
+    /// The configured TTL of a cache type; public as [`Admin::configured_ttl`].
+    pub(super) fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
         self.inner.ttl.get(cache_type)
     }
 
@@ -245,11 +242,9 @@ impl Store {
         })
     }
 
-    /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when it does not answer in time.
-    pub async fn ping(&self) -> Result<Duration, StoreError> {
+    /// Pings the backend (through the breaker and timeout) and returns the round-trip time; public as
+    /// [`Admin::ping`].
+    pub(super) async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
         self.call(self.inner.backend.ops().ping())
             .instrument(debug_span!("cache.ping"))
@@ -258,11 +253,8 @@ impl Store {
         Ok(start.elapsed())
     }
 
-    /// Server facts (memory, eviction policy, key count) for operators and health checks.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend does not answer in time.
-    pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
+    /// Server facts (memory, eviction policy, key count); public as [`Admin::backend_info`].
+    pub(super) async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
         self.call(self.inner.backend.ops().info())
             .instrument(debug_span!("cache.backend_info"))
             .await

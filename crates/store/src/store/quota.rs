@@ -131,11 +131,8 @@ impl Store {
             .await;
     }
 
-    /// A tenant's use of its quotas now.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot answer (or keeps no ledgers); an over-long tenant.
-    pub async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
+    /// A tenant's use of its quotas now; public as [`super::Admin::quota_usage`].
+    pub(super) async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
         let q = &self.inner.quotas;
         let scope = tenant.as_scope();
         let [ledger, requests] = self.inner.keys.quota_keys(scope)?;

@@ -106,7 +106,7 @@ async fn it_stays_within_its_byte_bound_evicting_what_expires_first() {
             .await
             .unwrap();
     }
-    let info = store.backend_info().await.unwrap();
+    let info = store.admin().backend_info().await.unwrap();
     let used = info.used_memory.expect("bytes in use");
     assert!(used <= max, "{used} bytes stored, bound {max}");
     assert!(used > max / 2, "eviction stops near the bound: {used}");

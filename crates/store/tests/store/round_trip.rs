@@ -34,8 +34,8 @@ async fn all_types_round_trip(store: &Store) {
         assert_eq!(outcome, WriteOutcome::Stored, "{ty}");
         let back: Extraction = store.get(&t, ty, "k").await.unwrap().expect("hit");
         assert_eq!(back, value, "{ty}");
-        let configured = store.ttl_of(ty).unwrap();
-        match store.ttl(&t, ty, "k").await.unwrap() {
+        let configured = store.admin().configured_ttl(ty).unwrap();
+        match store.admin().remaining_ttl(&t, ty, "k").await.unwrap() {
             KeyTtl::Expires(left) => {
                 assert!(
                     left <= configured && left + Duration::from_secs(5) >= configured,
@@ -44,9 +44,9 @@ async fn all_types_round_trip(store: &Store) {
             }
             other => panic!("{ty}: expected a TTL, got {other:?}"),
         }
-        assert!(store.exists(&t, ty, "k").await.unwrap());
+        assert!(store.admin().exists(&t, ty, "k").await.unwrap());
         assert!(store.delete(&t, ty, "k").await.unwrap());
-        assert!(!store.exists(&t, ty, "k").await.unwrap());
+        assert!(!store.admin().exists(&t, ty, "k").await.unwrap());
         assert_eq!(store.get::<Extraction>(&t, ty, "k").await.unwrap(), None);
     }
     let totals = store.metrics().totals();
@@ -86,7 +86,7 @@ async fn compression_starts_just_above_the_threshold() {
         assert_eq!(back, value.as_bytes());
     }
     let strlen = |key: &str| {
-        let full = store.keys().key(&t, &CacheType::OCR_RESULT, key).unwrap();
+        let full = store.admin().keys().key(&t, &CacheType::OCR_RESULT, key).unwrap();
         let reply = server.command(&["STRLEN", full.as_str()]).unwrap();
         reply
             .trim()
@@ -292,7 +292,7 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(
             .unwrap(),
         WriteOutcome::Dropped
     );
-    assert!(untrusted.ping().await.is_err());
+    assert!(untrusted.admin().ping().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,7 @@ async fn hits_resume(store: &Store) {
             }
             if Instant::now() >= deadline {
                 let ping = store
+                    .admin()
                     .ping()
                     .await
                     .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));

@@ -253,7 +253,7 @@ pub(crate) async fn stats(
         })
         .collect();
     // The quotas as the backend's ledgers say now (null while it cannot answer).
-    let quota = state.store.quota_usage(&tenant).await.ok().map(|q| {
+    let quota = state.store.admin().quota_usage(&tenant).await.ok().map(|q| {
         json!({
             "stored_bytes": q.stored_bytes,
             "byte_limit": q.byte_limit,
