@@ -290,6 +290,7 @@ async fn admit(
     }
     let shared = config
         .store
+        .coordinator()
         .admit(
             scope.clone(),
             &route.cache_type,

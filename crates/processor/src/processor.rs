@@ -522,6 +522,7 @@ impl DocumentProcessor {
             let cost = result.cost();
             shared
                 .store
+                .coordinator()
                 .record_saved(tenant, &CacheType::DOC_HASH, cost);
             cost
         } else {

@@ -72,7 +72,7 @@ where
                 compute_ms: t.elapsed().as_millis() as u64,
                 ..extra
             };
-            store.record_spent(&owner, &ty, cost);
+            store.coordinator().record_spent(&owner, &ty, cost);
             Ok::<_, ProcessError>(Costed { value, cost })
         })
         .await
@@ -84,6 +84,7 @@ where
     } else {
         shared
             .store
+            .coordinator()
             .record_saved(tenant, cache_type, served.value.cost);
     }
     Ok(served.value)

@@ -67,8 +67,8 @@ pub use metrics::{
     OVERFLOW_TENANT, SeriesSnapshot,
 };
 pub use store::{
-    Admin, Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served,
-    Store, WriteOutcome,
+    Admin, Coordinator, Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim,
+    RequestQuota, Served, Store, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

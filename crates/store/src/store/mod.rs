@@ -7,6 +7,7 @@ mod accounting;
 mod admin;
 mod call;
 mod compute;
+mod coordinator;
 mod detached;
 mod invalidate;
 mod l1;
@@ -33,6 +34,7 @@ use crate::{
 pub use accounting::Cost;
 pub use admin::Admin;
 pub use compute::Served;
+pub use coordinator::Coordinator;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy};
 pub use lease::RefreshClaim;
@@ -210,14 +212,8 @@ impl Store {
         }
     }
 
-    /// Admits `member` into a bounded set of a scope and type (at most `limit` members, kept for `ttl` after the
-    /// last addition), atomically on the backend, so every replica sharing it shares the bound. `Ok(true)` when
-    /// `member` is in the set now.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot answer or keeps no shared sets (the caller then falls
-    /// back to a bound of its own); invalid tenant or key.
-    pub async fn admit(
+    /// Admits `member` into a bounded set of a scope and type; public as [`Coordinator::admit`].
+    pub(super) async fn admit(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,

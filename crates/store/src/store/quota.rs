@@ -159,10 +159,9 @@ impl Store {
         })
     }
 
-    /// Counts one request of `tenant` against its request quota (shared by every replica on the backend). A
-    /// backend that cannot count lets the request through (the edge's per-process rate limit still holds) and
-    /// counts the operation as degraded; a refusal is counted as `requests_refused`.
-    pub async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
+    /// Counts one request of `tenant` against its request quota; public as
+    /// [`super::Coordinator::count_request`].
+    pub(super) async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
         let q = &self.inner.quotas;
         if q.tenant_requests == 0 {
             return RequestQuota::Allowed;

@@ -48,7 +48,7 @@ contract! {
         let refused = store.metrics().series("a", "session").map(|s| s.counters.quota_refused);
         assert_eq!(refused, Some(1));
         assert_eq!(store.get_bytes(&tenant("a"), &CacheType::SESSION, "k4").await.unwrap(), None);
-        let usage = store.quota_usage(&tenant("a")).await.unwrap();
+        let usage = store.admin().quota_usage(&tenant("a")).await.unwrap();
         assert!(
             usage.stored_bytes > 4 * VALUE as u64 && usage.stored_bytes <= limit,
             "{usage:?}"
@@ -63,7 +63,7 @@ contract! {
         if !matches!(d, Deployment::Memory) {
             let replica = quota_store(d);
             assert_eq!(put(&replica, "a", "k5", 5, None).await, WriteOutcome::OverQuota);
-            assert_eq!(replica.quota_usage(&tenant("a")).await.unwrap().stored_bytes, usage.stored_bytes);
+            assert_eq!(replica.admin().quota_usage(&tenant("a")).await.unwrap().stored_bytes, usage.stored_bytes);
         }
 
         // A delete makes room at once.
@@ -88,20 +88,20 @@ contract! {
     async fn a_tenant_past_its_request_quota_is_refused_until_the_window_ends(d, _default) {
         let store = quota_store(d);
         for _ in 0..3 {
-            assert_eq!(store.count_request(&tenant("a")).await, RequestQuota::Allowed);
+            assert_eq!(store.coordinator().count_request(&tenant("a")).await, RequestQuota::Allowed);
         }
-        let RequestQuota::Refused { retry_after } = store.count_request(&tenant("a")).await else {
+        let RequestQuota::Refused { retry_after } = store.coordinator().count_request(&tenant("a")).await else {
             panic!("the fourth request in the window passed");
         };
         assert!(retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600));
-        assert_eq!(store.count_request(&tenant("b")).await, RequestQuota::Allowed);
-        let usage = store.quota_usage(&tenant("a")).await.unwrap();
+        assert_eq!(store.coordinator().count_request(&tenant("b")).await, RequestQuota::Allowed);
+        let usage = store.admin().quota_usage(&tenant("a")).await.unwrap();
         assert_eq!((usage.requests, usage.request_limit), (4, 3));
         let refused = store.metrics().series("a", "_all").map(|s| s.counters.requests_refused);
         assert_eq!(refused, Some(1));
         if !matches!(d, Deployment::Memory) {
             let replica = quota_store(d);
-            assert!(matches!(replica.count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
+            assert!(matches!(replica.coordinator().count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
         }
     }
     on [memory, disk, standalone, cluster, sentinel]
@@ -112,7 +112,7 @@ contract! {
         let store = quota_store(d);
         let usage = |t: &'static str| {
             let store = store.clone();
-            async move { store.quota_usage(&tenant(t)).await.unwrap().stored_bytes }
+            async move { store.admin().quota_usage(&tenant(t)).await.unwrap().stored_bytes }
         };
         assert_eq!(put(&store, "b", "k0", 10, None).await, WriteOutcome::Stored);
         let b_before = usage("b").await;

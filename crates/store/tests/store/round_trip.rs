@@ -365,24 +365,25 @@ async fn admission_to_a_bounded_set_is_shared_and_per_tenant() {
     let ty = CacheType::API_RESPONSE;
     let ttl = Duration::from_secs(60);
     let (acme, globex) = (tenant("acme"), tenant("globex"));
-    assert!(a.admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap());
-    assert!(b.admit(&acme, &ty, "budget", b"v2", 2, ttl).await.unwrap());
+    assert!(a.coordinator().admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap());
+    assert!(b.coordinator().admit(&acme, &ty, "budget", b"v2", 2, ttl).await.unwrap());
     assert!(
-        !a.admit(&acme, &ty, "budget", b"v3", 2, ttl).await.unwrap(),
+        !a.coordinator().admit(&acme, &ty, "budget", b"v3", 2, ttl).await.unwrap(),
         "the bound holds across stores"
     );
     assert!(
-        b.admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap(),
+        b.coordinator().admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap(),
         "a member already in stays in"
     );
     assert!(
-        a.admit(&globex, &ty, "budget", b"v3", 2, ttl)
+        a.coordinator().admit(&globex, &ty, "budget", b"v3", 2, ttl)
             .await
             .unwrap(),
         "another tenant has its own set"
     );
     assert!(
         memory_store()
+            .coordinator()
             .admit(&acme, &ty, "budget", b"v9", 0, ttl)
             .await
             .unwrap()
