@@ -68,7 +68,7 @@ pub use metrics::{
 };
 pub use store::{
     Admin, Coordinator, Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim,
-    RequestQuota, Served, Store, WriteOutcome,
+    RequestQuota, Served, Store, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -155,8 +155,10 @@ async fn execute(
                 bail!("the value on stdin is larger than {MAX_STDIN_VALUE} bytes");
             }
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            // `store::Write`: the write's options (std's `Write` is in scope for stdout).
+            let options = fernando_cache_store::Write::default().ttl(ttl).tags(&tags);
             match store
-                .set_bytes_tagged(&tenant, &ty, &entry.key, &value, ttl, &tags)
+                .set_bytes(&tenant, &ty, &entry.key, &value, options)
                 .await?
             {
                 WriteOutcome::Stored => Ok(ExitCode::SUCCESS),

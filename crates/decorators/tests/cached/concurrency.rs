@@ -11,7 +11,7 @@ use std::{
 };
 
 use fernando_cache_decorators::cached;
-use fernando_cache_store::{Store, config::CacheType, keys::TenantId};
+use fernando_cache_store::{Store, Write, config::CacheType, keys::TenantId};
 use tokio::task::JoinSet;
 
 use crate::support::{Calls, redis_store, redis_store_with};
@@ -141,12 +141,12 @@ async fn a_waiter_serving_a_stale_value_writes_its_fail_safe_copy_with_its_tags(
     }
     // Then an entry appears and expires: kept an hour past its TTL, a stale value to fall back on.
     let _ = store
-        .set_with_ttl(
+        .set_with(
             &acme,
             &CacheType::BILLING,
             "balance:7",
             &700u32,
-            Some(Duration::from_millis(10)),
+            Write::default().ttl(Duration::from_millis(10)),
         )
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId, layout::DocumentKeys};
-use fernando_cache_store::KeyTtl;
+use fernando_cache_store::{KeyTtl, Write};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
@@ -160,7 +160,10 @@ impl Warmer {
         }
         let store = self.processor.store();
         if let Ok(Some(bytes)) = store.get_bytes(tenant, t, key).await
-            && store.set_bytes(tenant, t, key, &bytes, None).await.is_ok()
+            && store
+                .set_bytes(tenant, t, key, &bytes, Write::default())
+                .await
+                .is_ok()
         {
             report.refreshed += 1;
         }

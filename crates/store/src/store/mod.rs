@@ -40,7 +40,7 @@ pub use invalidate::{Invalidation, InvalidationStrategy};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
 pub(crate) use write::EntryTags;
-pub use write::WriteOutcome;
+pub use write::{Write, WriteOutcome};
 
 /// Pseudo cache type under which whole-scope invalidations are counted.
 const ALL_TYPES: &str = "_all";

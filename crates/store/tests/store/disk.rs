@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_store::Store;
+use fernando_cache_store::{Store, Write};
 
 use crate::support::tenant;
 
@@ -96,12 +96,12 @@ async fn it_stays_within_its_byte_bound_evicting_what_expires_first() {
             .map(|j| (i * 7919 + j).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .collect();
         let _ = store
-            .set_with_ttl(
+            .set_with(
                 &t,
                 &CacheType::SESSION,
                 &format!("k{i}"),
                 &value,
-                Some(Duration::from_secs(600 + i)),
+                Write::default().ttl(Duration::from_secs(600 + i)),
             )
             .await
             .unwrap();

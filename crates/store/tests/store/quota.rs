@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{RequestQuota, Store, WriteOutcome};
+use fernando_cache_store::{RequestQuota, Store, Write, WriteOutcome};
 
 use fernando_cache_testkit::bench::noise;
 
@@ -31,7 +31,7 @@ async fn put(store: &Store, t: &str, key: &str, seed: u64, ttl: Option<Duration>
             &CacheType::SESSION,
             key,
             &noise(seed, VALUE),
-            ttl,
+            Write::default().ttl(ttl),
         )
         .await
         .expect("a valid write")

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::DocumentFingerprint;
-use fernando_cache_store::{ComputeError, KeyTtl, Store, StoreError, WriteOutcome};
+use fernando_cache_store::{ComputeError, KeyTtl, Store, StoreError, Write, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{contract, memory_store, redis_store, tenant};
@@ -73,7 +73,7 @@ async fn compression_starts_just_above_the_threshold() {
     for (key, value) in [("below", &below), ("above", &above)] {
         assert_eq!(
             store
-                .set_bytes(&t, &CacheType::OCR_RESULT, key, value.as_bytes(), None)
+                .set_bytes(&t, &CacheType::OCR_RESULT, key, value.as_bytes(), Write::default())
                 .await
                 .unwrap(),
             WriteOutcome::Stored
@@ -181,12 +181,12 @@ contract! {
     async fn explicit_ttls_and_unknown_types(d, store) {
         let t = tenant("acme");
         let _ = store
-            .set_with_ttl(
+            .set_with(
                 &t,
                 &CacheType::SESSION,
                 "short",
                 &1u8,
-                Some(Duration::from_millis(150)),
+                Write::default().ttl(Duration::from_millis(150)),
             )
             .await
             .unwrap();
@@ -229,7 +229,7 @@ contract! {
         );
         assert!(!computed.load(std::sync::atomic::Ordering::SeqCst), "nothing was computed");
         let err = store
-            .set_with_ttl(&t, &CacheType::SESSION, "k", &1u8, Some(Duration::ZERO))
+            .set_with(&t, &CacheType::SESSION, "k", &1u8, Write::default().ttl(Duration::ZERO))
             .await
             .unwrap_err()
             .to_string();
