@@ -67,8 +67,9 @@ pub use metrics::{
     OVERFLOW_TENANT, SeriesSnapshot,
 };
 pub use store::{
-    Admin, Coordinator, Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim,
-    RequestQuota, Served, Store, Write, WriteOutcome,
+    Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Invalidation,
+    InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served, Store, Write,
+    WriteOutcome,
 };
 
 pub use fernando_cache_config as config;
