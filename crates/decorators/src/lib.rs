@@ -50,7 +50,7 @@
 //! | `version = 2` | changes every key of the function (bump it when the result's meaning changes) |
 //! | `cache_none` | cache `None` results too (`Option` functions) |
 //! | `name = "billing::summary"` | the path in derived keys, instead of `module_path!()::fn_name` |
-//! | `tag = <expr>` | a tag for the entry (repeatable; any `Display` value over the arguments, e.g. `format!("customer:{customer}")`, evaluated only when the function runs for the cache, never on a hit): `Store::invalidate_tag` or `#[invalidates(tag = …)]` hides every entry with it |
+//! | `tag = <expr>` | a tag for the entry (repeatable; any `Display` value over the arguments, e.g. `format!("customer:{customer}")`, evaluated only when the function runs for the cache, never on a hit): `Store::invalidate` of a `Target::tag` or `#[invalidates(tag = …)]` hides every entry with it |
 //! | `crate = path` | the runtime crate, when `proc-macro-crate` cannot find it |
 //!
 //! Derived keys are `{module.path.fn}/v{version}/{sha256 of the arguments}` in the tenant's namespace. The digest is

@@ -17,7 +17,7 @@ use crate::{
 ///
 /// Patterns are `/`-separated; `*` is exactly one segment and a final `**` any number of them
 /// (`/v1/reports/**`). One segment may be `{subject}` (`/v1/documents/{subject}`): it matches like `*` and
-/// files the route's entries under that subject, so [`fernando_cache_store::Store::invalidate_subject`] (an
+/// files the route's entries under that subject, so [`fernando_cache_store::Target::subject`] (an
 /// event about the document, say) removes them too.
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -68,7 +68,7 @@ pub use metrics::{
 };
 pub use store::{
     Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Invalidation,
-    InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served, Store, Write,
+    InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served, Store, Target, Write,
     WriteOutcome,
 };
 

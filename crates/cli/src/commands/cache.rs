@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_keys::TenantId;
-use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, Target, WriteOutcome};
 
 /// Largest value `cache set` accepts on stdin.
 const MAX_STDIN_VALUE: u64 = 512 << 20;
@@ -224,7 +224,8 @@ async fn execute(
             let strategy: InvalidationStrategy = strategy
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--strategy: {e}"))?;
-            let result = match store.invalidate(&tenant, ty.as_ref(), strategy).await {
+            let target = Target::entries(&tenant, ty.as_ref());
+            let result = match store.invalidate(target, strategy).await {
                 Ok(result) => result,
                 Err(e) => {
                     if let Some(r) = recorder {
@@ -266,7 +267,9 @@ async fn execute(
         }
         CacheCommand::InvalidateTag { tenant, tag } => {
             let tenant = TenantId::new(&tenant).context("--tenant")?;
-            store.invalidate_tag(&tenant, &tag).await?;
+            let _ = store
+                .invalidate(Target::tag(&tenant, &tag), InvalidationStrategy::Lazy)
+                .await?;
             if let Some(r) = recorder {
                 r.event(
                     "invalidation",
@@ -281,7 +284,9 @@ async fn execute(
         }
         CacheCommand::Clear { tenant } => {
             let tenant = TenantId::new(&tenant).context("--tenant")?;
-            store.clear(&tenant).await?;
+            let _ = store
+                .invalidate(Target::entries(&tenant, None), InvalidationStrategy::Lazy)
+                .await?;
             if let Some(r) = recorder {
                 r.event(
                     "invalidation",

@@ -4,7 +4,7 @@
 use fernando_cache_decorators::{
     cache_billing_summary, cache_user_dashboard_data, cached, invalidates,
 };
-use fernando_cache_store::{Store, config::CacheType, keys::TenantId};
+use fernando_cache_store::{InvalidationStrategy, Store, Target, config::CacheType, keys::TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{Calls, entry_keys, redis_store};
@@ -335,8 +335,9 @@ async fn a_tag_names_what_an_invalidation_retires() {
     );
 
     // A static tag works the same way, from the store's API.
+    let acme: TenantId = "acme".parse().unwrap();
     store
-        .invalidate_tag(&"acme".parse::<TenantId>().unwrap(), "invoices")
+        .invalidate(Target::tag(&acme, "invoices"), InvalidationStrategy::Lazy)
         .await
         .unwrap();
     let _ = invoice(&store, "acme", 2, 20).await.unwrap();
@@ -373,8 +374,9 @@ async fn tag_expressions_are_evaluated_on_a_miss_only() {
     );
 
     // The entry was written with its tag all the same.
+    let acme: TenantId = "acme".parse().unwrap();
     store
-        .invalidate_tag(&"acme".parse::<TenantId>().unwrap(), "customer:4")
+        .invalidate(Target::tag(&acme, "customer:4"), InvalidationStrategy::Lazy)
         .await
         .unwrap();
     assert_eq!(statement(&store, "acme", 4).await, 8);

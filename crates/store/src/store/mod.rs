@@ -38,7 +38,7 @@ pub use compute::Served;
 pub use coordinator::Coordinator;
 pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
 pub(crate) use compute::{ComputePolicy, Failure};
-pub use invalidate::{Invalidation, InvalidationStrategy};
+pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
 pub(crate) use write::EntryTags;

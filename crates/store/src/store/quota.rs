@@ -5,9 +5,9 @@
 //! Policy: a write past the byte quota is refused and counted (`quota_refused`), never stored; the tenant's
 //! entries expire as usual and make room again. Evicting the tenant's own least recently used entries instead
 //! would need a recency index per tenant on the backend, a write per read — refusing costs one round trip per
-//! write and nothing per read. A deleted entry is released from the ledger, and so is every entry a sweep
-//! (`delete_pattern`, `clear_cache`, eager and hybrid invalidation) deletes, batch by batch; entries hidden by a
-//! lazy invalidation still occupy the backend until they expire, and are counted until then.
+//! write and nothing per read. A deleted entry is released from the ledger, and so is every entry a sweep (an
+//! eager or hybrid invalidation: of a scope, a type, a pattern, a subject) deletes, batch by batch; entries
+//! hidden by a lazy invalidation still occupy the backend until they expire, and are counted until then.
 
 use std::{sync::atomic::Ordering, time::Duration};
 

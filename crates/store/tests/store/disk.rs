@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_store::{Store, Write};
+use fernando_cache_store::{Store, Target, Write};
 
 use crate::support::tenant;
 
@@ -140,11 +140,7 @@ async fn two_stores_on_one_file_see_each_others_writes_and_invalidations() {
         Some("text")
     );
     let _ = b
-        .invalidate(
-            &t,
-            Some(&ty),
-            fernando_cache_store::InvalidationStrategy::Lazy,
-        )
+        .invalidate(Target::entries(&t, &ty), fernando_cache_store::InvalidationStrategy::Lazy)
         .await
         .unwrap();
     assert_eq!(a.get::<String>(&t, &ty, "doc").await.unwrap(), None);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{RequestQuota, Store, Write, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, RequestQuota, Store, Target, Write, WriteOutcome};
 
 use fernando_cache_testkit::bench::noise;
 
@@ -110,6 +110,7 @@ contract! {
 contract! {
     async fn sweeps_give_the_bytes_they_delete_back_to_the_tenants_quota(d, _default) {
         let store = quota_store(d);
+        let a = tenant("a");
         let usage = |t: &'static str| {
             let store = store.clone();
             async move { store.admin().quota_usage(&tenant(t)).await.unwrap().stored_bytes }
@@ -123,7 +124,8 @@ contract! {
         assert_eq!(put(&store, "a", "k4", 4, None).await, WriteOutcome::OverQuota);
 
         // A pattern sweep releases exactly what it deleted: half the bytes, and two writes fit again.
-        let swept = store.delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k[01]").await.unwrap();
+        let pattern = Target::pattern(&a, &CacheType::SESSION, "k[01]");
+        let swept = store.invalidate(pattern, InvalidationStrategy::Eager).await.unwrap().deleted;
         assert_eq!(swept, 2);
         assert_eq!(usage("a").await, full / 2, "every entry has the same size");
         for key in ["k4", "k5"] {
@@ -132,10 +134,12 @@ contract! {
         assert_eq!(put(&store, "a", "k6", 6, None).await, WriteOutcome::OverQuota);
 
         // Clearing the type, then the whole tenant (eager invalidation), leaves nothing counted.
-        assert_eq!(store.clear_cache(&tenant("a"), Some(&CacheType::SESSION)).await.unwrap(), 4);
+        let sessions = Target::entries(&a, &CacheType::SESSION);
+        assert_eq!(store.invalidate(sessions, InvalidationStrategy::Eager).await.unwrap().deleted, 4);
         assert_eq!(usage("a").await, 0);
         assert_eq!(put(&store, "a", "k0", 0, None).await, WriteOutcome::Stored);
-        assert!(store.clear_cache(&tenant("a"), None).await.unwrap() >= 1);
+        let everything = Target::entries(&a, None);
+        assert!(store.invalidate(everything, InvalidationStrategy::Eager).await.unwrap().deleted >= 1);
         assert_eq!(usage("a").await, 0);
 
         // Another tenant's ledger is untouched by all of it.

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::DocumentFingerprint;
-use fernando_cache_store::{ComputeError, KeyTtl, Store, StoreError, Write, WriteOutcome};
+use fernando_cache_store::{
+    ComputeError, InvalidationStrategy, KeyTtl, Store, StoreError, Target, Write, WriteOutcome,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{contract, memory_store, redis_store, tenant};
@@ -279,7 +281,11 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(
         );
     }
     assert_eq!(
-        trusted.delete_pattern(&t, None, "*").await.unwrap(),
+        trusted
+            .invalidate(Target::pattern(&t, None, "*"), InvalidationStrategy::Eager)
+            .await
+            .unwrap()
+            .deleted,
         8,
         "the SCAN connections speak TLS too"
     );

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{InvalidationStrategy, Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, Store, Target, WriteOutcome};
 
 use crate::support::{Deployment, contract, tenant};
 
@@ -149,7 +149,7 @@ contract! {
             let (old, doc_key) = raw_of("doc");
 
             // Invalidated; a later write shows the current generations in its clear header.
-            let _ = store.invalidate(&t, Some(&ocr), InvalidationStrategy::Lazy).await.unwrap();
+            let _ = store.invalidate(Target::entries(&t, &ocr), InvalidationStrategy::Lazy).await.unwrap();
             let _ = store.set(&t, &ocr, "probe", "the new text").await.unwrap();
             let (probe, _) = raw_of("probe");
             assert_ne!(old[GENERATIONS], probe[GENERATIONS], "{algorithm}: the invalidation bumped them");

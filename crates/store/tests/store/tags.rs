@@ -1,10 +1,10 @@
-//! Tags (design 0014): `invalidate_tag` hides exactly the scope's entries written with the tag, of every cache
-//! type, in O(1); `clear` hides a whole scope. One contract on every backend.
+//! Tags (design 0014): invalidating a tag (`Target::tag`) hides exactly the scope's entries written with it, of
+//! every cache type, in O(1); a lazy invalidation of the scope hides all of it. One contract on every backend.
 
 use std::time::{Duration, Instant};
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{Store, Write};
+use fernando_cache_store::{InvalidationStrategy, Store, Target, Write};
 
 use crate::support::{contract, tenant};
 
@@ -21,7 +21,7 @@ contract! {
             assert_eq!(store.get::<u64>(t, ty, k).await.unwrap(), Some(v), "{k} before");
         }
 
-        store.invalidate_tag(&acme, "customer:42").await.unwrap();
+        store.invalidate(Target::tag(&acme, "customer:42"), InvalidationStrategy::Lazy).await.unwrap();
         assert_eq!(store.get::<u64>(&acme, &s, "k1").await.unwrap(), None, "tagged: hidden");
         assert_eq!(store.get::<u64>(&acme, &dash, "k4").await.unwrap(), None, "every cache type");
         assert_eq!(store.get::<u64>(&acme, &s, "k2").await.unwrap(), Some(2), "another tag: kept");
@@ -32,15 +32,15 @@ contract! {
         // move.
         let _ = store.set_with(&acme, &s, "k1", &6u64, Write::default().tags(&["customer:42", "reports"])).await.unwrap();
         assert_eq!(store.get::<u64>(&acme, &s, "k1").await.unwrap(), Some(6));
-        store.invalidate_tag(&acme, "reports").await.unwrap();
+        store.invalidate(Target::tag(&acme, "reports"), InvalidationStrategy::Lazy).await.unwrap();
         assert_eq!(store.get::<u64>(&acme, &s, "k1").await.unwrap(), None);
 
         // Bad tags are errors, not silent writes.
         assert!(store.set_with(&acme, &s, "k5", &1u64, Write::default().tags(&[""])).await.is_err());
-        assert!(store.invalidate_tag(&acme, &"x".repeat(200)).await.is_err());
+        assert!(store.invalidate(Target::tag(&acme, &"x".repeat(200)), InvalidationStrategy::Lazy).await.is_err());
 
-        // clear: the whole tenant, O(1), another tenant untouched.
-        store.clear(&acme).await.unwrap();
+        // The whole tenant, lazily: O(1), another tenant untouched.
+        store.invalidate(Target::entries(&acme, None), InvalidationStrategy::Lazy).await.unwrap();
         assert_eq!(store.get::<u64>(&acme, &s, "k2").await.unwrap(), None);
         assert_eq!(store.get::<u64>(&acme, &s, "k3").await.unwrap(), None);
         assert_eq!(store.get::<u64>(&globex, &s, "k1").await.unwrap(), Some(5));
@@ -66,7 +66,7 @@ contract! {
             assert!(Instant::now() < deadline, "never held in process");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        writer.invalidate_tag(&acme, "customer:42").await.unwrap();
+        writer.invalidate(Target::tag(&acme, "customer:42"), InvalidationStrategy::Lazy).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(3);
         while reader.get::<u64>(&acme, &s, "k").await.unwrap().is_some() {
             assert!(Instant::now() < deadline, "the copy outlived the tag's invalidation");
