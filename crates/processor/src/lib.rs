@@ -5,7 +5,8 @@
 //! and version, so an upgraded engine never serves an old engine's output; concurrent uploads of one document
 //! process once; with Redis down documents still process. Every document has a budget: its pixels per page
 //! (images and PDF pages), its text, and the memory and CPU time of its HTML and PDF parsing, which a server runs
-//! in a child process ([`ParserHost`], [`run_child`]). Also: telemetry and cache warming.
+//! in a child process ([`ParserHost`], [`run_child`]). Also: telemetry, cache warming, and the seed's document
+//! and session helpers over a store ([`document_helpers`]).
 //!
 //! This crate depends on config, keys and store; it must not depend on the models, HTTP, decorators or binary
 //! crates (the binary wires statistics and the HTTP API around it).
@@ -33,6 +34,7 @@
 
 mod access;
 mod document;
+pub mod document_helpers;
 mod engine;
 mod engines;
 mod outcome;

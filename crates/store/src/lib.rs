@@ -35,7 +35,6 @@ mod breaker;
 mod codec;
 mod deadline;
 mod default_store;
-mod document_helpers;
 mod error;
 mod flight;
 mod hash;

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::DocumentFingerprint;
 use fernando_cache_store::{
     ComputeError, InvalidationStrategy, KeyTtl, Store, StoreError, Target, Write, WriteOutcome,
 };
@@ -109,74 +108,6 @@ async fn compression_starts_just_above_the_threshold() {
     let m = store.metrics().totals();
     assert_eq!(m.raw_bytes, 2049);
     assert!(m.stored_bytes < m.raw_bytes);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_helpers_use_their_cache_types_and_engine_versions() {
-    let (_server, store) = redis_store();
-    let t = tenant("acme");
-    let fp = DocumentFingerprint::of_bytes(b"%PDF-1.7 invoice");
-    let _ = store
-        .cache_document_hash(&t, &fp, &sample(1))
-        .await
-        .unwrap();
-    let _ = store
-        .cache_ocr_result(&t, &fp, "tesseract-5.3", &"text".to_owned())
-        .await
-        .unwrap();
-    let _ = store
-        .cache_llm_extraction(&t, &fp, "rules-1", &fp, &sample(2))
-        .await
-        .unwrap();
-    let _ = store
-        .cache_user_session(&t, "sess-1", &"alice".to_owned())
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get_document_hash::<Extraction>(&t, &fp)
-            .await
-            .unwrap(),
-        Some(sample(1))
-    );
-    assert_eq!(
-        store
-            .get_ocr_result::<String>(&t, &fp, "tesseract-5.3")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("text")
-    );
-    assert_eq!(
-        store
-            .get_ocr_result::<String>(&t, &fp, "tesseract-5.4")
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .get_llm_extraction::<Extraction>(&t, &fp, "rules-1", &fp)
-            .await
-            .unwrap(),
-        Some(sample(2))
-    );
-    assert_eq!(
-        store
-            .get_user_session::<String>(&t, "sess-1")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("alice")
-    );
-    let snapshot = store.metrics();
-    for ty in ["doc_hash", "ocr_result", "llm_extraction", "session"] {
-        assert_eq!(
-            snapshot.series("acme", ty).unwrap().counters.sets,
-            1,
-            "{ty}"
-        );
-    }
 }
 
 contract! {
