@@ -1,7 +1,8 @@
-//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, and the operator
-//! calls. The rest is here by concern: reads (`read.rs`), writes
-//! (`write.rs`), the single-flight compute engine (`compute.rs`), invalidation (`invalidate.rs`), and every
-//! backend call's breaker and deadline (`call.rs`).
+//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, its metrics, and
+//! the bodies of the operator calls [`Admin`] exposes. The rest is here by concern: reads (`read.rs`), writes
+//! (`write.rs`), `get_or_compute` (`get_or_compute.rs`) over the single-flight engine (`compute.rs`,
+//! `detached.rs`), invalidation (`invalidate.rs`), the operators' and the services' handles (`admin.rs`,
+//! `coordinator.rs`), and every backend call's breaker and deadline (`call.rs`).
 
 mod accounting;
 mod admin;
@@ -47,7 +48,15 @@ pub use write::{Write, WriteOutcome};
 /// Pseudo cache type under which whole-scope invalidations are counted.
 const ALL_TYPES: &str = "_all";
 
-/// A cache store. Cheap to clone; all clones share connections, metrics and in-flight computations.
+/// A cache store: typed values per tenant and cache type on one backend. Cheap to clone; all clones share
+/// connections, metrics and in-flight computations.
+///
+/// Its whole API: [`Store::get`], [`Store::get_bytes`]; [`Store::set`], and [`Store::set_with`] /
+/// [`Store::set_bytes`] with [`Write`] options (TTL, tags); [`Store::delete`]; [`Store::get_or_compute`], and
+/// [`Store::get_or_compute_with`] with [`Compute`] options (which values are stored, detached computations);
+/// [`Store::invalidate`] of a [`Target`]; [`Store::metrics`]. Operators' calls are on [`Store::admin`], the
+/// coordination services share through the store on [`Store::coordinator`], and the default store of
+/// `#[cached]` functions is set with [`crate::install`].
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -203,7 +212,8 @@ impl Store {
         self.inner.ttl.get(cache_type)
     }
 
-    /// Everything counted since the store started.
+    /// Everything counted since the store started: per tenant and cache type, hits, misses, writes, errors,
+    /// latencies, costs; and the backend's kind and breaker state.
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             taken_at: SystemTime::now(),
