@@ -342,12 +342,14 @@ impl HttpCacheLayerBuilder {
             let pattern = PathPattern::parse(&r.pattern).map_err(ConfigError::Pattern)?;
             let ttl = match r.ttl {
                 Some(t) => t,
-                None => self.store.admin().configured_ttl(&r.cache_type).ok_or_else(|| {
-                    ConfigError::UnknownCacheType {
+                None => self
+                    .store
+                    .admin()
+                    .configured_ttl(&r.cache_type)
+                    .ok_or_else(|| ConfigError::UnknownCacheType {
                         route: r.pattern.clone(),
                         cache_type: r.cache_type.to_string(),
-                    }
-                })?,
+                    })?,
             };
             longest = longest.max(ttl);
             routes.push(CompiledRoute {

@@ -58,7 +58,12 @@ async fn document_updated_invalidates_that_documents_stages_only() {
             // Two engine versions: the event reaches both.
             for engine in ["tesseract-5", "tesseract-6"] {
                 let _ = store
-                    .set(&tenant(t), &CacheType::OCR_RESULT, &keys.text(engine), "text")
+                    .set(
+                        &tenant(t),
+                        &CacheType::OCR_RESULT,
+                        &keys.text(engine),
+                        "text",
+                    )
                     .await
                     .unwrap();
             }
@@ -96,9 +101,13 @@ async fn document_updated_invalidates_that_documents_stages_only() {
             .is_none()
     );
     assert!(
-        read(&acme, CacheType::LLM_EXTRACTION, keys.fields("rules-1", &text))
-            .await
-            .is_none()
+        read(
+            &acme,
+            CacheType::LLM_EXTRACTION,
+            keys.fields("rules-1", &text)
+        )
+        .await
+        .is_none()
     );
     assert!(
         read(&acme, CacheType::OCR_RESULT, other_keys.text("tesseract-5"))

@@ -199,7 +199,11 @@ async fn execute(
         }
         CacheCommand::Ttl { entry } => {
             let (tenant, ty) = entry.parts()?;
-            match store.admin().remaining_ttl(&tenant, &ty, &entry.key).await? {
+            match store
+                .admin()
+                .remaining_ttl(&tenant, &ty, &entry.key)
+                .await?
+            {
                 KeyTtl::Expires(left) => {
                     let rounded = Duration::from_secs(left.as_secs());
                     println!("{}", humantime::format_duration(rounded));

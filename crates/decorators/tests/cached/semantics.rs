@@ -4,7 +4,9 @@
 use fernando_cache_decorators::{
     cache_billing_summary, cache_user_dashboard_data, cached, invalidates,
 };
-use fernando_cache_store::{InvalidationStrategy, Store, Target, config::CacheType, keys::TenantId};
+use fernando_cache_store::{
+    InvalidationStrategy, Store, Target, config::CacheType, keys::TenantId,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{Calls, entry_keys, redis_store};

@@ -199,17 +199,16 @@ impl Warmer {
             let lookups: Vec<_> = docs
                 .iter()
                 .map(|d| async move {
-                    let cached_until =
-                        match store
-                            .admin()
-                            .remaining_ttl(tenant, &CacheType::DOC_HASH, &d.doc_key)
-                            .await
-                        {
-                            Ok(KeyTtl::Expires(left)) => Some(now + left.as_secs()),
-                            Ok(KeyTtl::Persistent) => Some(u64::MAX),
-                            // Gone — or the backend cannot say: recomputing is then the safe side.
-                            _ => None,
-                        };
+                    let cached_until = match store
+                        .admin()
+                        .remaining_ttl(tenant, &CacheType::DOC_HASH, &d.doc_key)
+                        .await
+                    {
+                        Ok(KeyTtl::Expires(left)) => Some(now + left.as_secs()),
+                        Ok(KeyTtl::Persistent) => Some(u64::MAX),
+                        // Gone — or the backend cannot say: recomputing is then the safe side.
+                        _ => None,
+                    };
                     Candidate {
                         history: &d.reads,
                         cost: d.cost,

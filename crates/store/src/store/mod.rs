@@ -36,9 +36,9 @@ use crate::{
 pub use accounting::Cost;
 pub use admin::Admin;
 pub use compute::Served;
+pub(crate) use compute::{ComputePolicy, Failure};
 pub use coordinator::Coordinator;
 pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
-pub(crate) use compute::{ComputePolicy, Failure};
 pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};

@@ -140,7 +140,10 @@ async fn two_stores_on_one_file_see_each_others_writes_and_invalidations() {
         Some("text")
     );
     let _ = b
-        .invalidate(Target::entries(&t, &ty), fernando_cache_store::InvalidationStrategy::Lazy)
+        .invalidate(
+            Target::entries(&t, &ty),
+            fernando_cache_store::InvalidationStrategy::Lazy,
+        )
         .await
         .unwrap();
     assert_eq!(a.get::<String>(&t, &ty, "doc").await.unwrap(), None);

@@ -31,7 +31,10 @@ async fn visible(store: &Store, ty: &CacheType, n: usize) -> usize {
 }
 
 fn stored_keys(d: &Deployment, store: &Store, ty: &CacheType) -> usize {
-    let pattern = store.admin().keys().scan_pattern(&tenant("acme").into(), Some(ty));
+    let pattern = store
+        .admin()
+        .keys()
+        .scan_pattern(&tenant("acme").into(), Some(ty));
     d.stored(&pattern).expect("a deployment with a server")
 }
 

@@ -49,11 +49,25 @@ async fn isolation(store: &Store) {
             0 => {
                 assert!(store.delete(&v, &CacheType::SESSION, "k").await.unwrap());
                 let all = Target::pattern(&v, None, "*");
-                assert_eq!(store.invalidate(all, InvalidationStrategy::Eager).await.unwrap().deleted, 5);
+                assert_eq!(
+                    store
+                        .invalidate(all, InvalidationStrategy::Eager)
+                        .await
+                        .unwrap()
+                        .deleted,
+                    5
+                );
             }
             1 => {
                 let all = Target::entries(&v, None);
-                assert_eq!(store.invalidate(all, InvalidationStrategy::Eager).await.unwrap().deleted, 6);
+                assert_eq!(
+                    store
+                        .invalidate(all, InvalidationStrategy::Eager)
+                        .await
+                        .unwrap()
+                        .deleted,
+                    6
+                );
             }
             2 => {
                 let _ = store

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{InvalidationStrategy, RequestQuota, Store, Target, Write, WriteOutcome};
+use fernando_cache_store::{
+    InvalidationStrategy, RequestQuota, Store, Target, Write, WriteOutcome,
+};
 
 use fernando_cache_testkit::bench::noise;
 

@@ -74,7 +74,13 @@ async fn compression_starts_just_above_the_threshold() {
     for (key, value) in [("below", &below), ("above", &above)] {
         assert_eq!(
             store
-                .set_bytes(&t, &CacheType::OCR_RESULT, key, value.as_bytes(), Write::default())
+                .set_bytes(
+                    &t,
+                    &CacheType::OCR_RESULT,
+                    key,
+                    value.as_bytes(),
+                    Write::default()
+                )
                 .await
                 .unwrap(),
             WriteOutcome::Stored
@@ -87,7 +93,11 @@ async fn compression_starts_just_above_the_threshold() {
         assert_eq!(back, value.as_bytes());
     }
     let strlen = |key: &str| {
-        let full = store.admin().keys().key(&t, &CacheType::OCR_RESULT, key).unwrap();
+        let full = store
+            .admin()
+            .keys()
+            .key(&t, &CacheType::OCR_RESULT, key)
+            .unwrap();
         let reply = server.command(&["STRLEN", full.as_str()]).unwrap();
         reply
             .trim()
@@ -302,18 +312,35 @@ async fn admission_to_a_bounded_set_is_shared_and_per_tenant() {
     let ty = CacheType::API_RESPONSE;
     let ttl = Duration::from_secs(60);
     let (acme, globex) = (tenant("acme"), tenant("globex"));
-    assert!(a.coordinator().admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap());
-    assert!(b.coordinator().admit(&acme, &ty, "budget", b"v2", 2, ttl).await.unwrap());
     assert!(
-        !a.coordinator().admit(&acme, &ty, "budget", b"v3", 2, ttl).await.unwrap(),
+        a.coordinator()
+            .admit(&acme, &ty, "budget", b"v1", 2, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.coordinator()
+            .admit(&acme, &ty, "budget", b"v2", 2, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.coordinator()
+            .admit(&acme, &ty, "budget", b"v3", 2, ttl)
+            .await
+            .unwrap(),
         "the bound holds across stores"
     );
     assert!(
-        b.coordinator().admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap(),
+        b.coordinator()
+            .admit(&acme, &ty, "budget", b"v1", 2, ttl)
+            .await
+            .unwrap(),
         "a member already in stays in"
     );
     assert!(
-        a.coordinator().admit(&globex, &ty, "budget", b"v3", 2, ttl)
+        a.coordinator()
+            .admit(&globex, &ty, "budget", b"v3", 2, ttl)
             .await
             .unwrap(),
         "another tenant has its own set"

@@ -128,7 +128,10 @@ async fn tracking_resumes(servers: &impl Servers, store: &Store, other: &Store) 
             .unwrap();
         until_tracked(servers, store, &t, &CacheType::SESSION, "tracked").await;
         let _ = other
-            .invalidate(Target::entries(&t, &CacheType::SESSION), InvalidationStrategy::Lazy)
+            .invalidate(
+                Target::entries(&t, &CacheType::SESSION),
+                InvalidationStrategy::Lazy,
+            )
             .await
             .unwrap();
         assert_eq!(

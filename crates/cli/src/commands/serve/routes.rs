@@ -253,15 +253,21 @@ pub(crate) async fn stats(
         })
         .collect();
     // The quotas as the backend's ledgers say now (null while it cannot answer).
-    let quota = state.store.admin().quota_usage(&tenant).await.ok().map(|q| {
-        json!({
-            "stored_bytes": q.stored_bytes,
-            "byte_limit": q.byte_limit,
-            "requests": q.requests,
-            "request_limit": q.request_limit,
-            "request_window_seconds": q.request_window.as_secs(),
-        })
-    });
+    let quota = state
+        .store
+        .admin()
+        .quota_usage(&tenant)
+        .await
+        .ok()
+        .map(|q| {
+            json!({
+                "stored_bytes": q.stored_bytes,
+                "byte_limit": q.byte_limit,
+                "requests": q.requests,
+                "request_limit": q.request_limit,
+                "request_window_seconds": q.request_window.as_secs(),
+            })
+        });
     // Live figures: never answered from the response cache.
     let mut r = Json(json!({
         "tenant": tenant.as_str(),
