@@ -203,12 +203,12 @@ impl Store {
     }
 
     /// The backend's kind (`redis`, `memory`); public as [`Admin::backend_kind`].
-    pub(super) fn backend_kind(&self) -> &'static str {
+    fn backend_kind(&self) -> &'static str {
         self.inner.backend.ops().kind()
     }
 
     /// The configured TTL of a cache type; public as [`Admin::configured_ttl`].
-    pub(super) fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
+    fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
         self.inner.ttl.get(cache_type)
     }
 
@@ -225,7 +225,7 @@ impl Store {
     }
 
     /// Admits `member` into a bounded set of a scope and type; public as [`Coordinator::admit`].
-    pub(super) async fn admit(
+    async fn admit(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,
@@ -252,7 +252,7 @@ impl Store {
 
     /// Pings the backend (through the breaker and timeout) and returns the round-trip time; public as
     /// [`Admin::ping`].
-    pub(super) async fn ping(&self) -> Result<Duration, StoreError> {
+    async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
         self.call(self.inner.backend.ops().ping())
             .instrument(debug_span!("cache.ping"))
@@ -262,7 +262,7 @@ impl Store {
     }
 
     /// Server facts (memory, eviction policy, key count); public as [`Admin::backend_info`].
-    pub(super) async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
+    async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
         self.call(self.inner.backend.ops().info())
             .instrument(debug_span!("cache.backend_info"))
             .await
