@@ -26,7 +26,7 @@ struct Summary {
 }
 
 /// Cached per tenant (the `tenant_id` argument) and period, under the `billing` cache type, for ten minutes;
-/// the store is the `store` argument (without `store = …`, the one installed with `Store::install`). Only `Ok`
+/// the store is the `store` argument (without `store = …`, the one installed with `fernando_cache_store::install`). Only `Ok`
 /// is cached.
 #[cached(store = store, cache_type = "billing", ttl = "10m")]
 async fn billing_summary(

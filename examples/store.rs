@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 
 use fernando_cache_store::{
-    InvalidationStrategy, Store,
+    InvalidationStrategy, Store, Target,
     config::{CacheType, Environment, Settings},
     keys::TenantId,
 };
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The test profile keeps entries in process memory (`backend = "memory"`); production reads its settings
     // with `Settings::load(LoadOptions::new())` and points them at Redis.
     let store = Store::from_settings(&Settings::embedded(Environment::Test)?)?;
-    println!("backend: {}", store.backend_kind());
+    println!("backend: {}", store.admin().backend_kind());
     let acme = TenantId::new("acme")?;
 
     // Typed set / get: each cache type has its TTL, each tenant its own namespace.
@@ -59,7 +59,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A lazy invalidation is one O(1) write: the tenant's billing entries are invisible at once.
     store
-        .invalidate(&acme, Some(&CacheType::BILLING), InvalidationStrategy::Lazy)
+        .invalidate(
+            Target::entries(&acme, &CacheType::BILLING),
+            InvalidationStrategy::Lazy,
+        )
         .await?;
     let after: Option<u64> = store
         .get(&acme, &CacheType::BILLING, "total:2026-11")

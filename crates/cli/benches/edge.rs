@@ -414,7 +414,13 @@ async fn sealing(redis: &RedisServer) {
             ] {
                 let side = store(sealed, algorithm);
                 let _ = side
-                    .set_bytes(&tenant, &CacheType::OCR_RESULT, &key, &value, None)
+                    .set_bytes(
+                        &tenant,
+                        &CacheType::OCR_RESULT,
+                        &key,
+                        &value,
+                        fernando_cache_store::Write::default(),
+                    )
                     .await
                     .unwrap();
                 sides.push(read(side, key, tenant.clone()));

@@ -30,7 +30,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // Without an installed store the function simply runs.
 //! assert_eq!(billing_summary("acme", "2026-11").await?, Summary { invoices: 3 });
-//! Store::from_settings(&Settings::embedded(Environment::Test)?)?.install();
+//! fernando_cache_store::install(&Store::from_settings(&Settings::embedded(Environment::Test)?)?);
 //! assert_eq!(billing_summary("acme", "2026-11").await?, Summary { invoices: 3 }); // computed, stored
 //! assert_eq!(billing_summary("acme", "2026-11").await?, Summary { invoices: 3 }); // from the cache
 //! add_invoice("acme").await?;
@@ -46,11 +46,11 @@
 //! | `global` | shared reference data outside every tenant (on purpose only) |
 //! | `key = "user:{user_id}"` | an explicit key template over the arguments; default a SHA-256 digest of the arguments |
 //! | `skip(conn, pool)` | arguments left out of the derived key (`self` and `_` arguments always are) |
-//! | `store = <expr>` | the store to use (`Store`, `&Store`, `Arc<Store>`, `Option<…>`); default the one installed with `Store::install` |
+//! | `store = <expr>` | the store to use (`Store`, `&Store`, `Arc<Store>`, `Option<…>`); default the one installed with `fernando_cache_store::install` |
 //! | `version = 2` | changes every key of the function (bump it when the result's meaning changes) |
 //! | `cache_none` | cache `None` results too (`Option` functions) |
 //! | `name = "billing::summary"` | the path in derived keys, instead of `module_path!()::fn_name` |
-//! | `tag = <expr>` | a tag for the entry (repeatable; any `Display` value over the arguments, e.g. `format!("customer:{customer}")`, evaluated only when the function runs for the cache, never on a hit): `Store::invalidate_tag` or `#[invalidates(tag = …)]` hides every entry with it |
+//! | `tag = <expr>` | a tag for the entry (repeatable; any `Display` value over the arguments, e.g. `format!("customer:{customer}")`, evaluated only when the function runs for the cache, never on a hit): `Store::invalidate` of a `Target::tag` or `#[invalidates(tag = …)]` hides every entry with it |
 //! | `crate = path` | the runtime crate, when `proc-macro-crate` cannot find it |
 //!
 //! Derived keys are `{module.path.fn}/v{version}/{sha256 of the arguments}` in the tenant's namespace. The digest is

@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use fernando_cache_keys::Scope;
+use fernando_cache_store::Write;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -187,12 +188,12 @@ async fn new_epoch(config: &Config, scope: &Scope, route: &CompiledRoute, key: &
     let epoch = rand::random::<u64>() | 1;
     let _ = config
         .store
-        .set_with_ttl(
+        .set_with(
             scope.clone(),
             &route.cache_type,
             key,
             &epoch,
-            Some(config.epoch_ttl),
+            Write::default().ttl(config.epoch_ttl),
         )
         .await;
     epoch
@@ -275,6 +276,7 @@ async fn admit(
     }
     let shared = config
         .store
+        .coordinator()
         .admit(
             scope.clone(),
             &route.cache_type,
@@ -358,24 +360,24 @@ pub(crate) async fn store_response(
     if !names.is_empty() {
         let _ = config
             .store
-            .set_with_ttl(
+            .set_with(
                 target.scope.clone(),
                 &route.cache_type,
                 &target.primary,
                 &Stored::Vary(names),
-                Some(storable.ttl),
+                Write::default().ttl(storable.ttl),
             )
             .await;
         put(config, target, &entry_key, &cached, storable.ttl).await;
     } else {
         let _ = config
             .store
-            .set_with_ttl(
+            .set_with(
                 target.scope.clone(),
                 &route.cache_type,
                 &entry_key,
                 &Stored::Response(cached),
-                Some(storable.ttl),
+                Write::default().ttl(storable.ttl),
             )
             .await;
     }
@@ -394,12 +396,12 @@ pub(crate) async fn replace(
         let route = target.route(config);
         let _ = config
             .store
-            .set_with_ttl(
+            .set_with(
                 target.scope.clone(),
                 &route.cache_type,
                 entry_key,
                 &Stored::Response(cached),
-                Some(ttl),
+                Write::default().ttl(ttl),
             )
             .await;
     } else {
@@ -417,12 +419,12 @@ async fn put(
     let route = target.route(config);
     let _ = config
         .store
-        .set_with_ttl(
+        .set_with(
             target.scope.clone(),
             &route.cache_type,
             entry_key,
             cached,
-            Some(ttl),
+            Write::default().ttl(ttl),
         )
         .await;
 }

@@ -17,7 +17,7 @@ use crate::{
 ///
 /// Patterns are `/`-separated; `*` is exactly one segment and a final `**` any number of them
 /// (`/v1/reports/**`). One segment may be `{subject}` (`/v1/documents/{subject}`): it matches like `*` and
-/// files the route's entries under that subject, so [`fernando_cache_store::Store::invalidate_subject`] (an
+/// files the route's entries under that subject, so [`fernando_cache_store::Target::subject`] (an
 /// event about the document, say) removes them too.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -342,12 +342,14 @@ impl HttpCacheLayerBuilder {
             let pattern = PathPattern::parse(&r.pattern).map_err(ConfigError::Pattern)?;
             let ttl = match r.ttl {
                 Some(t) => t,
-                None => self.store.ttl_of(&r.cache_type).ok_or_else(|| {
-                    ConfigError::UnknownCacheType {
+                None => self
+                    .store
+                    .admin()
+                    .configured_ttl(&r.cache_type)
+                    .ok_or_else(|| ConfigError::UnknownCacheType {
                         route: r.pattern.clone(),
                         cache_type: r.cache_type.to_string(),
-                    }
-                })?,
+                    })?,
             };
             longest = longest.max(ttl);
             routes.push(CompiledRoute {

@@ -486,7 +486,9 @@ pub async fn rate_limit(
         rates.hold_refusal().await;
         return too_many(message, wait);
     }
-    if let RequestQuota::Refused { retry_after } = rates.store.count_request(tenant).await {
+    if let RequestQuota::Refused { retry_after } =
+        rates.store.coordinator().count_request(tenant).await
+    {
         rates.hold_refusal().await;
         return too_many(
             "this tenant has used its request quota for this window; retry later",

@@ -361,6 +361,7 @@ async fn refresh_behind_once<S, ReqB, ResB>(
     let cache_type = &target.route(config).cache_type;
     let claim = match config
         .store
+        .coordinator()
         .claim_refresh(target.scope.clone(), cache_type, &stale.key, REFRESH_CLAIM)
         .await
     {

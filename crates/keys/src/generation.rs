@@ -37,9 +37,9 @@ impl GenerationKeys {
     /// Longest tag accepted, in bytes.
     pub const MAX_TAG_LEN: usize = 128;
 
-    /// The generation key of `tag` in this scope, bumped by `invalidate_tag`: `{scope key}:_tag:{tag}`,
-    /// escaped, under the generation prefix (so trackers hear of it) and with the scope's hash tag (so it
-    /// shares the entries' slot on a cluster).
+    /// The generation key of `tag` in this scope, bumped by the store's invalidation of the tag:
+    /// `{scope key}:_tag:{tag}`, escaped, under the generation prefix (so trackers hear of it) and with the
+    /// scope's hash tag (so it shares the entries' slot on a cluster).
     ///
     /// # Errors
     /// [`KeyError::BadTag`] for an empty or over-long tag, or one with a control character.

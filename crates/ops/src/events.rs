@@ -4,7 +4,7 @@
 //!
 //! With a subject (a document fingerprint, a session id…) only that subject's entries are deleted — the key
 //! equal to the subject and every key under `{subject}/` (every stage of a document for every engine, and the
-//! HTTP copies of routes that name it; [`Store::invalidate_subject`]) — eagerly, because lazy generations exist
+//! HTTP copies of routes that name it; [`Target::subject`]) — eagerly, because lazy generations exist
 //! per cache type, not per key. Without a subject the rule's strategy applies to the whole type.
 //!
 //! An event is about a tenant's data, or about the global scope's (shared reference data): a global event
@@ -24,7 +24,7 @@ use fernando_cache_models::{
     claim_due_invalidations, finish_invalidation, insert_event, invalidation_rules,
     schedule_invalidation,
 };
-use fernando_cache_store::{InvalidationStrategy, Store, StoreError};
+use fernando_cache_store::{InvalidationStrategy, Store, StoreError, Target};
 
 use crate::health::event;
 
@@ -288,14 +288,13 @@ async fn invalidate(
     ty: &CacheType,
     strategy: InvalidationStrategy,
 ) -> Result<u64, StoreError> {
-    match &ev.subject {
-        Some(subject) => store.invalidate_subject(&ev.scope, Some(ty), subject).await,
-        // A hybrid sweep reclaims storage in the background; the entries are already hidden.
-        None => Ok(store
-            .invalidate(&ev.scope, Some(ty), strategy)
-            .await?
-            .deleted),
-    }
+    // A subject's entries are deleted eagerly, whatever the rule's strategy. A hybrid sweep reclaims storage in
+    // the background; the entries are already hidden.
+    let target = match &ev.subject {
+        Some(subject) => Target::subject(&ev.scope, ty, subject),
+        None => Target::entries(&ev.scope, ty),
+    };
+    Ok(store.invalidate(target, strategy).await?.deleted)
 }
 
 fn describe(

@@ -40,11 +40,12 @@ pub async fn check_backend(
     thresholds: &AlertThresholds,
 ) -> (HealthRow, Vec<EventRecord>) {
     let now = Utc::now().naive_utc();
-    let component = store.backend_kind().to_owned();
+    let admin = store.admin();
+    let component = admin.backend_kind().to_owned();
     let mut events = Vec::new();
-    let ping = store.ping().await;
+    let ping = admin.ping().await;
     let info = match &ping {
-        Ok(_) => store.backend_info().await.ok(),
+        Ok(_) => admin.backend_info().await.ok(),
         Err(_) => None,
     };
     let info = info.unwrap_or_default();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
+use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId, layout::DocumentKeys};
 use fernando_cache_models::{
     Db, NewPendingInvalidation, health_rows, list_events, pending_invalidations, run_pending,
     schedule_invalidation,
@@ -48,20 +48,28 @@ async fn document_updated_invalidates_that_documents_stages_only() {
     );
     let text = DocumentFingerprint::of_bytes(b"text");
     for t in ["acme", "globex"] {
+        // The document's own entry and the pipeline's stages, at the keys the pipeline writes.
         for doc in [&fp, &other] {
+            let keys = DocumentKeys::new(doc);
             let _ = store
-                .cache_document_hash(&tenant(t), doc, &"result")
+                .set(&tenant(t), &CacheType::DOC_HASH, keys.document(), "result")
                 .await
                 .unwrap();
             // Two engine versions: the event reaches both.
             for engine in ["tesseract-5", "tesseract-6"] {
                 let _ = store
-                    .cache_ocr_result(&tenant(t), doc, engine, &"text")
+                    .set(
+                        &tenant(t),
+                        &CacheType::OCR_RESULT,
+                        &keys.text(engine),
+                        "text",
+                    )
                     .await
                     .unwrap();
             }
+            let fields = keys.fields("rules-1", &text);
             let _ = store
-                .cache_llm_extraction(&tenant(t), doc, "rules-1", &text, &"fields")
+                .set(&tenant(t), &CacheType::LLM_EXTRACTION, &fields, "fields")
                 .await
                 .unwrap();
         }
@@ -76,42 +84,40 @@ async fn document_updated_invalidates_that_documents_stages_only() {
     // doc_hash, ocr_result, llm_extraction and api_response (the HTTP copies; none here).
     assert_eq!(applied.len(), 4, "{applied:?}");
     assert_eq!(applied.iter().map(|a| a.deleted).sum::<u64>(), 4);
-    let acme = tenant("acme");
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let (keys, other_keys) = (DocumentKeys::new(&fp), DocumentKeys::new(&other));
+    let read = |t: &TenantId, ty: CacheType, key: String| {
+        let (store, t) = (store.clone(), t.clone());
+        async move { store.get::<String>(&t, &ty, &key).await.unwrap() }
+    };
     assert!(
-        store
-            .get_document_hash::<String>(&acme, &fp)
+        read(&acme, CacheType::DOC_HASH, keys.document().to_owned())
             .await
-            .unwrap()
             .is_none()
     );
     assert!(
-        store
-            .get_ocr_result::<String>(&acme, &fp, "tesseract-5")
+        read(&acme, CacheType::OCR_RESULT, keys.text("tesseract-5"))
             .await
-            .unwrap()
             .is_none()
     );
     assert!(
-        store
-            .get_llm_extraction::<String>(&acme, &fp, "rules-1", &text)
-            .await
-            .unwrap()
-            .is_none()
+        read(
+            &acme,
+            CacheType::LLM_EXTRACTION,
+            keys.fields("rules-1", &text)
+        )
+        .await
+        .is_none()
     );
     assert!(
-        store
-            .get_ocr_result::<String>(&acme, &other, "tesseract-5")
+        read(&acme, CacheType::OCR_RESULT, other_keys.text("tesseract-5"))
             .await
-            .unwrap()
             .is_some(),
         "other document kept"
     );
-    let globex = tenant("globex");
     assert!(
-        store
-            .get_ocr_result::<String>(&globex, &fp, "tesseract-5")
+        read(&globex, CacheType::OCR_RESULT, keys.text("tesseract-5"))
             .await
-            .unwrap()
             .is_some(),
         "other tenant kept"
     );

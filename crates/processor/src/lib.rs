@@ -5,7 +5,8 @@
 //! and version, so an upgraded engine never serves an old engine's output; concurrent uploads of one document
 //! process once; with Redis down documents still process. Every document has a budget: its pixels per page
 //! (images and PDF pages), its text, and the memory and CPU time of its HTML and PDF parsing, which a server runs
-//! in a child process ([`ParserHost`], [`run_child`]). Also: telemetry and cache warming.
+//! in a child process ([`ParserHost`], [`run_child`]). Also: telemetry, cache warming, and the seed's document
+//! and session helpers over a store ([`document_helpers`]).
 //!
 //! This crate depends on config, keys and store; it must not depend on the models, HTTP, ops, decorators or
 //! binary crates (ops schedules the warmer over the statistics database; the binary wires the HTTP API around
@@ -34,6 +35,7 @@
 
 mod access;
 mod document;
+pub mod document_helpers;
 mod engine;
 mod engines;
 mod outcome;

@@ -12,7 +12,7 @@ use std::{
 
 use fernando_cache_config::{CacheType, ExtractorKind, Settings};
 use fernando_cache_keys::{DocumentFingerprint, TenantId, layout::DocumentKeys};
-use fernando_cache_store::{Cost, Store};
+use fernando_cache_store::{Compute, Cost, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
@@ -408,11 +408,11 @@ impl DocumentProcessor {
         // retries the stage (once its throttle period is over).
         let outcome = shared
             .store
-            .get_or_compute_served_if(
+            .get_or_compute_with(
                 tenant,
                 &CacheType::DOC_HASH,
                 &doc_key,
-                |doc: &CachedDocument| !doc.stale,
+                Compute::default().store_if(|doc: &CachedDocument| !doc.stale),
                 || async {
                     computed.store(true, Ordering::Relaxed);
                     let bytes: Arc<[u8]> = load().await?.into();
@@ -522,6 +522,7 @@ impl DocumentProcessor {
             let cost = result.cost();
             shared
                 .store
+                .coordinator()
                 .record_saved(tenant, &CacheType::DOC_HASH, cost);
             cost
         } else {

@@ -11,7 +11,7 @@ use std::{
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::TenantId;
-use fernando_cache_store::{Cause, ComputeError, Cost};
+use fernando_cache_store::{Cause, Compute, ComputeError, Cost};
 use serde::{Deserialize, Serialize};
 
 use crate::{EngineError, ProcessError, StageOutcome, processor::Shared};
@@ -64,17 +64,23 @@ where
     let (store, owner, ty) = (shared.store.clone(), tenant.clone(), cache_type.clone());
     let served = shared
         .store
-        .get_or_compute_detached(tenant, cache_type, key, move || async move {
-            flag.store(true, Ordering::Relaxed);
-            let t = Instant::now();
-            let (value, extra) = work().await?;
-            let cost = Cost {
-                compute_ms: t.elapsed().as_millis() as u64,
-                ..extra
-            };
-            store.record_spent(&owner, &ty, cost);
-            Ok::<_, ProcessError>(Costed { value, cost })
-        })
+        .get_or_compute_with(
+            tenant,
+            cache_type,
+            key,
+            Compute::default().detached(),
+            move || async move {
+                flag.store(true, Ordering::Relaxed);
+                let t = Instant::now();
+                let (value, extra) = work().await?;
+                let cost = Cost {
+                    compute_ms: t.elapsed().as_millis() as u64,
+                    ..extra
+                };
+                store.coordinator().record_spent(&owner, &ty, cost);
+                Ok::<_, ProcessError>(Costed { value, cost })
+            },
+        )
         .await
         .map_err(flatten)?;
     if served.stale {
@@ -84,6 +90,7 @@ where
     } else {
         shared
             .store
+            .coordinator()
             .record_saved(tenant, cache_type, served.value.cost);
     }
     Ok(served.value)

@@ -29,7 +29,7 @@ use std::{
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
-use fernando_cache_store::Store;
+use fernando_cache_store::{InvalidationStrategy, Store, Target};
 use fernando_cache_testkit::{
     RedisCluster, RedisServer,
     bench::{pair, scaled},
@@ -173,7 +173,7 @@ async fn mget_pair(raw: redis::cluster_async::ClusterConnection) {
     );
 }
 
-/// What a tenant's sweep costs: `clear_cache` of one tenant holding 500 entries among 40 000 entries of 80
+/// What a tenant's sweep costs: an eager invalidation of one tenant holding 500 entries among 40 000 entries of 80
 /// tenants (8 tenants of 50 entries in a smoke run), on the cluster (SCAN on every primary) and on one server.
 async fn sweep_cost(label: &str, store: &Store) {
     let (tenant_count, per_tenant): (usize, usize) = scaled((80, 500), (8, 50));
@@ -198,12 +198,19 @@ async fn sweep_cost(label: &str, store: &Store) {
     let mut deleted = 0;
     for t in 0..5 {
         let start = std::time::Instant::now();
-        deleted = store.clear_cache(&tenants[t], None).await.unwrap();
+        deleted = store
+            .invalidate(
+                Target::entries(&tenants[t], None),
+                InvalidationStrategy::Eager,
+            )
+            .await
+            .unwrap()
+            .deleted;
         times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "| {label}: clear_cache of one tenant ({per_tenant} of {} entries) | {deleted} deleted | median {:.1} ms |",
+        "| {label}: eager invalidation of one tenant ({per_tenant} of {} entries) | {deleted} deleted | median {:.1} ms |",
         tenant_count * per_tenant,
         times[2]
     );

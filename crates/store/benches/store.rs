@@ -209,7 +209,12 @@ async fn main() {
         let _ = store.set(&tenant, &ty, &key, &text).await.unwrap();
         let raw_key = format!("raw:{size}");
         raw.set(&raw_key, text.as_bytes()).await;
-        let stored_key = store.keys().key(&tenant, &ty, &key).unwrap().into_string();
+        let stored_key = store
+            .admin()
+            .keys()
+            .key(&tenant, &ty, &key)
+            .unwrap()
+            .into_string();
         let stored = raw.get(&stored_key).await;
         // The flags byte of the envelope's header (codec/header.rs): zstd, and sealed, which the raw baselines
         // cannot read.

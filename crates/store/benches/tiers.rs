@@ -131,7 +131,12 @@ async fn main() {
             .query_async(&mut c)
             .await
             .unwrap();
-        let stored_key = disk.keys().key(&tenant, &ty, &key).unwrap().into_string();
+        let stored_key = disk
+            .admin()
+            .keys()
+            .key(&tenant, &ty, &key)
+            .unwrap()
+            .into_string();
 
         let hit = |s: &Store| {
             let (s, t, k, ty) = (s.clone(), tenant.clone(), key.clone(), ty.clone());

@@ -34,7 +34,7 @@ mod backend;
 mod breaker;
 mod codec;
 mod deadline;
-mod document_helpers;
+mod default_store;
 mod error;
 mod flight;
 mod hash;
@@ -59,14 +59,16 @@ pub use backend::{
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};
 pub use breaker::BreakerState;
+pub use default_store::{install, installed, uninstall};
 pub use error::{ComputeError, StoreError};
 pub use metrics::{
     COUNTERS, CounterInfo, CounterUnit, Counters, LatencyHistogram, MetricsSnapshot,
     OVERFLOW_TENANT, SeriesSnapshot,
 };
 pub use store::{
-    Cost, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served,
-    Store, WriteOutcome,
+    Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Invalidation,
+    InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served, Store, Target, Write,
+    WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

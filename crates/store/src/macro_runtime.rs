@@ -16,7 +16,7 @@ use fernando_cache_keys::{ArgsError, ArgsHasher, KeyError, Scope, TenantId, layo
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    InvalidationStrategy, Store, StoreError,
+    InvalidationStrategy, Store, StoreError, Target,
     flight::Shared,
     store::{ComputePolicy, EntryTags, Failure},
 };
@@ -123,9 +123,9 @@ impl From<ArgsError> for CallError {
     }
 }
 
-/// The store a call uses: the installed one, unless the attribute names another.
+/// The store a call uses: the installed one ([`crate::install`]), unless the attribute names another.
 pub fn installed() -> Option<Store> {
-    Store::installed()
+    crate::installed()
 }
 
 /// What `store = <expr>` may evaluate to.
@@ -512,20 +512,20 @@ pub async fn invalidate(
         let strategy: InvalidationStrategy = strategy.parse().map_err(CallError)?;
         for tag in tags {
             store
-                .invalidate_tag(scope.clone(), tag)
+                .invalidate(Target::tag(&scope, tag), strategy)
                 .await
                 .map_err(store_err)?;
         }
         if types.is_empty() && tags.is_empty() {
             store
-                .invalidate(scope.clone(), None, strategy)
+                .invalidate(Target::entries(&scope, None), strategy)
                 .await
                 .map_err(store_err)?;
         }
         for t in types {
             let t = CacheType::new(*t).map_err(|e| CallError(e.to_string()))?;
             store
-                .invalidate(scope.clone(), Some(&t), strategy)
+                .invalidate(Target::entries(&scope, &t), strategy)
                 .await
                 .map_err(store_err)?;
         }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_keys::TenantId;
-use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, Target, WriteOutcome};
 
 /// Largest value `cache set` accepts on stdin.
 const MAX_STDIN_VALUE: u64 = 512 << 20;
@@ -136,7 +136,7 @@ async fn execute(
     command: CacheCommand,
     recorder: Option<&fernando_cache_ops::recorder::Recorder>,
 ) -> anyhow::Result<ExitCode> {
-    if store.backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
+    if store.admin().backend_kind() == "memory" && !matches!(command, CacheCommand::Stats { .. }) {
         eprintln!(
             "fernando-cache: note: the {} profile uses the in-process memory backend, so entries live only for \
              this command; pass --redis-url or FERNANDO_CACHE__BACKEND=redis to reach a shared cache",
@@ -155,8 +155,10 @@ async fn execute(
                 bail!("the value on stdin is larger than {MAX_STDIN_VALUE} bytes");
             }
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            // `store::Write`: the write's options (std's `Write` is in scope for stdout).
+            let options = fernando_cache_store::Write::default().ttl(ttl).tags(&tags);
             match store
-                .set_bytes_tagged(&tenant, &ty, &entry.key, &value, ttl, &tags)
+                .set_bytes(&tenant, &ty, &entry.key, &value, options)
                 .await?
             {
                 WriteOutcome::Stored => Ok(ExitCode::SUCCESS),
@@ -197,7 +199,11 @@ async fn execute(
         }
         CacheCommand::Ttl { entry } => {
             let (tenant, ty) = entry.parts()?;
-            match store.ttl(&tenant, &ty, &entry.key).await? {
+            match store
+                .admin()
+                .remaining_ttl(&tenant, &ty, &entry.key)
+                .await?
+            {
                 KeyTtl::Expires(left) => {
                     let rounded = Duration::from_secs(left.as_secs());
                     println!("{}", humantime::format_duration(rounded));
@@ -222,7 +228,8 @@ async fn execute(
             let strategy: InvalidationStrategy = strategy
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--strategy: {e}"))?;
-            let result = match store.invalidate(&tenant, ty.as_ref(), strategy).await {
+            let target = Target::entries(&tenant, ty.as_ref());
+            let result = match store.invalidate(target, strategy).await {
                 Ok(result) => result,
                 Err(e) => {
                     if let Some(r) = recorder {
@@ -264,7 +271,9 @@ async fn execute(
         }
         CacheCommand::InvalidateTag { tenant, tag } => {
             let tenant = TenantId::new(&tenant).context("--tenant")?;
-            store.invalidate_tag(&tenant, &tag).await?;
+            let _ = store
+                .invalidate(Target::tag(&tenant, &tag), InvalidationStrategy::Lazy)
+                .await?;
             if let Some(r) = recorder {
                 r.event(
                     "invalidation",
@@ -279,7 +288,9 @@ async fn execute(
         }
         CacheCommand::Clear { tenant } => {
             let tenant = TenantId::new(&tenant).context("--tenant")?;
-            store.clear(&tenant).await?;
+            let _ = store
+                .invalidate(Target::entries(&tenant, None), InvalidationStrategy::Lazy)
+                .await?;
             if let Some(r) = recorder {
                 r.event(
                     "invalidation",
@@ -382,14 +393,14 @@ fn rand_nonce() -> u64 {
 }
 
 async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    let info = store.backend_info().await?;
+    let info = store.admin().backend_info().await?;
     let ratio = match (info.keyspace_hits, info.keyspace_misses) {
         (Some(h), Some(m)) if h + m > 0 => Some(h as f64 / (h + m) as f64),
         _ => None,
     };
     if json {
         let value = serde_json::json!({
-            "backend": store.backend_kind(),
+            "backend": store.admin().backend_kind(),
             "breaker": store.metrics().breaker.as_str(),
             "keys": info.keys,
             "used_memory": info.used_memory,
@@ -415,7 +426,7 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     }
     let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let rows = [
-        ("backend", store.backend_kind().to_owned()),
+        ("backend", store.admin().backend_kind().to_owned()),
         ("keys", show(info.keys)),
         ("used memory (bytes)", show(info.used_memory)),
         ("max memory (bytes)", show(info.max_memory)),

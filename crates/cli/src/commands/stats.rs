@@ -177,7 +177,7 @@ async fn quota_usage(
         if out.contains_key(tenant.as_str()) {
             continue;
         }
-        match store.quota_usage(&tenant).await {
+        match store.admin().quota_usage(&tenant).await {
             Ok(q) => {
                 out.insert(tenant.as_str().to_owned(), q);
             }

@@ -11,7 +11,9 @@ use std::{
 };
 
 use fernando_cache_decorators::cached;
-use fernando_cache_store::{Store, config::CacheType, keys::TenantId};
+use fernando_cache_store::{
+    InvalidationStrategy, Store, Target, Write, config::CacheType, keys::TenantId,
+};
 use tokio::task::JoinSet;
 
 use crate::support::{Calls, redis_store, redis_store_with};
@@ -141,12 +143,12 @@ async fn a_waiter_serving_a_stale_value_writes_its_fail_safe_copy_with_its_tags(
     }
     // Then an entry appears and expires: kept an hour past its TTL, a stale value to fall back on.
     let _ = store
-        .set_with_ttl(
+        .set_with(
             &acme,
             &CacheType::BILLING,
             "balance:7",
             &700u32,
-            Some(Duration::from_millis(10)),
+            Write::default().ttl(Duration::from_millis(10)),
         )
         .await
         .unwrap();
@@ -159,7 +161,10 @@ async fn a_waiter_serving_a_stale_value_writes_its_fail_safe_copy_with_its_tags(
     assert_eq!(BALANCE_TAGS.get(), 1, "the waiter's tags, for its copy");
 
     // The copy carries the tag: invalidating it makes the next call compute.
-    store.invalidate_tag(&acme, "customer:7").await.unwrap();
+    store
+        .invalidate(Target::tag(&acme, "customer:7"), InvalidationStrategy::Lazy)
+        .await
+        .unwrap();
     LEDGER_DOWN.store(false, Ordering::SeqCst);
     assert_eq!(balance(store.clone(), "acme", 7).await, Ok(700));
     assert_eq!(

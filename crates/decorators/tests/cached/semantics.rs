@@ -4,7 +4,9 @@
 use fernando_cache_decorators::{
     cache_billing_summary, cache_user_dashboard_data, cached, invalidates,
 };
-use fernando_cache_store::{Store, config::CacheType, keys::TenantId};
+use fernando_cache_store::{
+    InvalidationStrategy, Store, Target, config::CacheType, keys::TenantId,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{Calls, entry_keys, redis_store};
@@ -252,13 +254,13 @@ async fn uses_the_installed_store(tenant_id: &str, n: u32) -> u32 {
 #[tokio::test]
 async fn without_an_installed_store_the_function_simply_runs_and_with_one_it_caches() {
     // The only test of this binary that touches the installed store.
-    assert!(Store::installed().is_none());
+    assert!(fernando_cache_store::installed().is_none());
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(GLOBAL_CALLS.get(), 2);
 
     let (_server, store) = redis_store();
-    store.install();
+    fernando_cache_store::install(&store);
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(GLOBAL_CALLS.get(), 3);
@@ -268,7 +270,7 @@ async fn without_an_installed_store_the_function_simply_runs_and_with_one_it_cac
         .map(|s| s.counters.hits);
     assert_eq!(hits, Some(1));
 
-    assert!(Store::uninstall().is_some());
+    assert!(fernando_cache_store::uninstall().is_some());
     assert_eq!(uses_the_installed_store("acme", 4).await, 8);
     assert_eq!(GLOBAL_CALLS.get(), 4);
 }
@@ -335,8 +337,9 @@ async fn a_tag_names_what_an_invalidation_retires() {
     );
 
     // A static tag works the same way, from the store's API.
+    let acme: TenantId = "acme".parse().unwrap();
     store
-        .invalidate_tag(&"acme".parse::<TenantId>().unwrap(), "invoices")
+        .invalidate(Target::tag(&acme, "invoices"), InvalidationStrategy::Lazy)
         .await
         .unwrap();
     let _ = invoice(&store, "acme", 2, 20).await.unwrap();
@@ -373,8 +376,9 @@ async fn tag_expressions_are_evaluated_on_a_miss_only() {
     );
 
     // The entry was written with its tag all the same.
+    let acme: TenantId = "acme".parse().unwrap();
     store
-        .invalidate_tag(&"acme".parse::<TenantId>().unwrap(), "customer:4")
+        .invalidate(Target::tag(&acme, "customer:4"), InvalidationStrategy::Lazy)
         .await
         .unwrap();
     assert_eq!(statement(&store, "acme", 4).await, 8);

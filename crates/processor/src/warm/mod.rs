@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{Scope, TenantId, layout::DocumentKeys};
-use fernando_cache_store::KeyTtl;
+use fernando_cache_store::{KeyTtl, Write};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
@@ -135,11 +135,11 @@ impl Warmer {
     }
 
     async fn needs_refresh(&self, tenant: &TenantId, t: &CacheType, key: &str) -> bool {
-        let store = self.processor.store();
-        let Some(full) = store.ttl_of(t) else {
+        let admin = self.processor.store().admin();
+        let Some(full) = admin.configured_ttl(t) else {
             return false;
         };
-        match store.ttl(tenant, t, key).await {
+        match admin.remaining_ttl(tenant, t, key).await {
             Ok(fernando_cache_store::KeyTtl::Expires(left)) => {
                 left.as_secs_f64() < full.as_secs_f64() * self.refresh_below
             }
@@ -160,7 +160,10 @@ impl Warmer {
         }
         let store = self.processor.store();
         if let Ok(Some(bytes)) = store.get_bytes(tenant, t, key).await
-            && store.set_bytes(tenant, t, key, &bytes, None).await.is_ok()
+            && store
+                .set_bytes(tenant, t, key, &bytes, Write::default())
+                .await
+                .is_ok()
         {
             report.refreshed += 1;
         }
@@ -196,13 +199,16 @@ impl Warmer {
             let lookups: Vec<_> = docs
                 .iter()
                 .map(|d| async move {
-                    let cached_until =
-                        match store.ttl(tenant, &CacheType::DOC_HASH, &d.doc_key).await {
-                            Ok(KeyTtl::Expires(left)) => Some(now + left.as_secs()),
-                            Ok(KeyTtl::Persistent) => Some(u64::MAX),
-                            // Gone — or the backend cannot say: recomputing is then the safe side.
-                            _ => None,
-                        };
+                    let cached_until = match store
+                        .admin()
+                        .remaining_ttl(tenant, &CacheType::DOC_HASH, &d.doc_key)
+                        .await
+                    {
+                        Ok(KeyTtl::Expires(left)) => Some(now + left.as_secs()),
+                        Ok(KeyTtl::Persistent) => Some(u64::MAX),
+                        // Gone — or the backend cannot say: recomputing is then the safe side.
+                        _ => None,
+                    };
                     Candidate {
                         history: &d.reads,
                         cost: d.cost,

@@ -7,6 +7,7 @@ mod support;
 mod engines;
 mod fail_safe;
 mod files;
+mod helpers;
 mod openai;
 mod pdf;
 mod stages;

@@ -27,7 +27,12 @@ fn short_ttl_store(server: &RedisServer) -> Store {
 }
 
 async fn ttl_left(store: &Store, tenant: &TenantId, key: &str) -> Option<Duration> {
-    match store.ttl(tenant, &CacheType::DOC_HASH, key).await.unwrap() {
+    match store
+        .admin()
+        .remaining_ttl(tenant, &CacheType::DOC_HASH, key)
+        .await
+        .unwrap()
+    {
         KeyTtl::Expires(d) => Some(d),
         _ => None,
     }

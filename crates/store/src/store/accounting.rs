@@ -47,14 +47,15 @@ impl Cost {
 }
 
 impl Store {
-    /// Counts `cost` as spent on computing a value of `cache_type` (a miss's work) for `scope`.
-    pub fn record_spent(&self, scope: impl AsScope, cache_type: &CacheType, cost: Cost) {
+    /// Counts `cost` as spent on computing a value of `cache_type` (a miss's work) for `scope`; public as
+    /// [`super::Coordinator::record_spent`].
+    pub(super) fn record_spent(&self, scope: impl AsScope, cache_type: &CacheType, cost: Cost) {
         self.account(scope, cache_type, |c| c.add_spent(cost));
     }
 
-    /// Counts `cost` as saved by a hit on a value of `cache_type` for `scope`: what that value cost when it was
-    /// computed.
-    pub fn record_saved(&self, scope: impl AsScope, cache_type: &CacheType, cost: Cost) {
+    /// Counts `cost` as saved by a hit on a value of `cache_type` for `scope`; public as
+    /// [`super::Coordinator::record_saved`].
+    pub(super) fn record_saved(&self, scope: impl AsScope, cache_type: &CacheType, cost: Cost) {
         self.account(scope, cache_type, |c| c.add_saved(cost));
     }
 

@@ -1,7 +1,7 @@
-//! `get_or_compute` and the engine it shares with the `#[cached]` runtime and `get_or_compute_detached`
-//! (`detached.rs`): read, else single-flight compute, store when the policy says so, and share the outcome with
-//! every waiter; fall back on a stale value when the computation fails or outlives the hard timeout (design
-//! 0014).
+//! The compute engine of `get_or_compute` / `get_or_compute_with` (`get_or_compute.rs`, `detached.rs`) and of
+//! the `#[cached]` runtime: read, else single-flight compute, store when the policy says so, and share the
+//! outcome with every waiter; fall back on a stale value when the computation fails or outlives the hard timeout
+//! (design 0014).
 
 use std::{
     future::Future,
@@ -10,7 +10,7 @@ use std::{
 };
 
 use fernando_cache_config::{CacheType, FlightMode, FlightPolicy, TtlTable};
-use fernando_cache_keys::{AsScope, CacheKey, Scope};
+use fernando_cache_keys::{CacheKey, Scope};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, debug_span};
 
@@ -43,7 +43,7 @@ pub(crate) struct ComputePolicy<'t, T, E> {
     /// Whether an error only says the computation outlived its soft timeout (it goes on in the background, so
     /// no fail-safe copy is written over what it will write).
     pub(crate) is_soft: fn(&E) -> bool,
-    /// Whether the caller refreshes ahead (`get_or_compute_detached`): only then does a hit look up the type's
+    /// Whether the caller refreshes ahead (the detached mode): only then does a hit look up the type's
     /// `refresh_ahead` point and read the clock.
     pub(crate) refresh_ahead: bool,
 }
@@ -112,104 +112,7 @@ struct StoreCtx<'a> {
 }
 
 impl Store {
-    /// Returns the cached value, or computes, stores and returns it.
-    ///
-    /// Concurrent misses on one key in this process run `compute` once; the others wait for its outcome. An
-    /// `Err` is handed to every waiter and not cached. With the backend unavailable, `compute` simply runs. A
-    /// computed value that cannot be encoded is still returned (the failed write is logged and counted as an
-    /// error).
-    ///
-    /// With fail-safe on for the cache type (`types.<name>.max_stale`), a computation that fails — or outlives
-    /// `hard_timeout` — while an expired value is still kept returns that value instead (counted; see
-    /// [`Store::get_or_compute_served`] to be told it is stale). `soft_timeout` and `refresh_ahead` need a
-    /// computation that can go on after the call returns: [`Store::get_or_compute_detached`].
-    ///
-    /// # Errors
-    /// [`ComputeError::Compute`] with the computation's error; [`ComputeError::TimedOut`] past the type's
-    /// `hard_timeout`; [`ComputeError::Store`] for an invalid tenant, key or cache type — always before
-    /// `compute` runs.
-    pub async fn get_or_compute<T, E, F, Fut>(
-        &self,
-        scope: impl AsScope,
-        cache_type: &CacheType,
-        key: &str,
-        compute: F,
-    ) -> Result<T, ComputeError<E>>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.get_or_compute_served(scope, cache_type, key, compute)
-            .await
-            .map(|s| s.value)
-    }
-
-    /// [`Store::get_or_compute`], saying whether the value is stale (served by fail-safe).
-    ///
-    /// # Errors
-    /// As [`Store::get_or_compute`].
-    pub async fn get_or_compute_served<T, E, F, Fut>(
-        &self,
-        scope: impl AsScope,
-        cache_type: &CacheType,
-        key: &str,
-        compute: F,
-    ) -> Result<Served<T>, ComputeError<E>>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.get_or_compute_served_if(scope, cache_type, key, |_| true, compute)
-            .await
-    }
-
-    /// [`Store::get_or_compute_served`] that stores a computed value only if `should_cache` says so; the value
-    /// is returned (and shared with concurrent waiters) either way — for a result built on a stale part, say.
-    ///
-    /// # Errors
-    /// As [`Store::get_or_compute`].
-    pub async fn get_or_compute_served_if<T, E, F, Fut>(
-        &self,
-        scope: impl AsScope,
-        cache_type: &CacheType,
-        key: &str,
-        should_cache: fn(&T) -> bool,
-        compute: F,
-    ) -> Result<Served<T>, ComputeError<E>>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let policy = ComputePolicy {
-            tags: EntryTags::Given(&[]),
-            ttl: None,
-            should_cache,
-            share_error: |e: &Arc<E>| Some(Arc::new(e.clone()) as Shared),
-            unshare_error: |s: &Shared| s.downcast_ref::<Arc<E>>().cloned(),
-            hard_timeout: true,
-            is_soft: |_| false,
-            refresh_ahead: false,
-        };
-        let compute = |_| async { compute().await.map_err(Arc::new) };
-        let outcome = self
-            .compute_with(
-                scope.as_scope().to_scope(),
-                cache_type,
-                key,
-                &policy,
-                compute,
-            )
-            .await;
-        compute_error(outcome.map(|(served, _)| served), Some)
-    }
-
-    /// The engine of [`Store::get_or_compute`] and of the `#[cached]` runtime: read, else single-flight
+    /// The engine of [`Store::get_or_compute_with`] and of the `#[cached]` runtime: read, else single-flight
     /// compute, store when `policy.should_cache` says so, and share the outcome with the waiters.
     ///
     /// A [`Failure::Store`] is only ever returned before `compute` is called, so a caller can still run its

@@ -1,12 +1,14 @@
-//! What needs a computation that can outlive its call, and fail-safe's write-back (design 0014):
-//! `get_or_compute_detached` (the soft timeout: the caller gets the stale value, the computation completes in
-//! the background), eager refresh, and the fail-safe copy written when a stale value is served.
+//! What needs a computation that can outlive its call, and fail-safe's write-back (design 0014): the detached
+//! mode of `get_or_compute_with` (`Compute::detached`; the soft timeout: the caller gets the stale value, the
+//! computation completes in the background), eager refresh, and the fail-safe copy written when a stale value
+//! is served.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{AsScope, CacheKey, Scope};
+use fernando_cache_keys::{CacheKey, Scope};
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::task::JoinHandle;
 
 use super::{
     Store,
@@ -16,55 +18,52 @@ use super::{
 use crate::{ComputeError, StoreError, codec, flight::Shared};
 
 /// A detached computation's failure: its own error, or only that it outlived the soft timeout.
-enum Detached<E> {
+enum DetachedError<E> {
     Failed(Arc<E>),
     Soft,
 }
 
-impl<E> Clone for Detached<E> {
+impl<E> Clone for DetachedError<E> {
     fn clone(&self) -> Self {
         match self {
-            Detached::Failed(e) => Detached::Failed(e.clone()),
-            Detached::Soft => Detached::Soft,
+            DetachedError::Failed(e) => DetachedError::Failed(e.clone()),
+            DetachedError::Soft => DetachedError::Soft,
         }
     }
 }
 
 impl Store {
-    /// [`Store::get_or_compute_served`] for a computation that owns what it uses, so it can go on after the
-    /// call returns. That enables the cache type's `soft_timeout` — with a stale value at hand, a computation
-    /// that outlives it leaves the caller with the stale value and completes in the background, updating the
-    /// cache — and `refresh_ahead`: a hit on an entry past that fraction of its TTL is answered at once and
-    /// refreshes the entry in the background, once per key at a time in this process.
+    /// `get_or_compute_with` in the detached mode: `spawn` starts the computation as a task of its own (the
+    /// mode proves the computation can be spawned), so it can go on after the call returns. That enables the
+    /// cache type's `soft_timeout` — with a stale value at hand, a computation that outlives it leaves the
+    /// caller with the stale value and completes in the background, updating the cache — and `refresh_ahead`:
+    /// a hit on an entry past that fraction of its TTL is answered at once and refreshes the entry in the
+    /// background, once per key at a time in this process. `store_if` decides every write, the background
+    /// ones too.
     ///
-    /// # Errors
-    /// As [`Store::get_or_compute`].
-    ///
-    /// # Panics
-    /// When the computation panics, the panic is resumed in the caller.
-    pub async fn get_or_compute_detached<T, E, F, Fut>(
+    /// A panic of the computation is resumed in the caller.
+    pub(super) async fn compute_detached<T, E, F>(
         &self,
-        scope: impl AsScope,
+        scope: Scope,
         cache_type: &CacheType,
         key: &str,
+        store_if: fn(&T) -> bool,
+        spawn: fn(F) -> JoinHandle<Result<T, E>>,
         compute: F,
     ) -> Result<Served<T>, ComputeError<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         E: Send + Sync + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let scope = scope.as_scope().to_scope();
         let soft = self.inner.tiers.get(cache_type).soft_timeout;
         let policy = ComputePolicy {
             tags: EntryTags::Given(&[]),
             ttl: None,
-            should_cache: |_: &T| true,
-            share_error: |e: &Detached<E>| Some(Arc::new(e.clone()) as Shared),
-            unshare_error: |s: &Shared| s.downcast_ref::<Detached<E>>().cloned(),
+            should_cache: store_if,
+            share_error: |e: &DetachedError<E>| Some(Arc::new(e.clone()) as Shared),
+            unshare_error: |s: &Shared| s.downcast_ref::<DetachedError<E>>().cloned(),
             hard_timeout: true,
-            is_soft: |e| matches!(e, Detached::Soft),
+            is_soft: |e| matches!(e, DetachedError::Soft),
             refresh_ahead: true,
         };
         let mut slot = Some(compute);
@@ -84,7 +83,7 @@ impl Store {
                 move |has_stale| {
                     let compute = slot.take().expect("the computation is taken once");
                     async move {
-                        let mut running = tokio::spawn(compute());
+                        let mut running = spawn(compute);
                         let soft = soft.filter(|_| has_stale);
                         let joined = match soft {
                             None => (&mut running).await,
@@ -92,19 +91,21 @@ impl Store {
                                 Ok(joined) => joined,
                                 Err(_) => {
                                     tokio::spawn(async move {
-                                        if let Ok(Ok(value)) = running.await {
+                                        if let Ok(Ok(value)) = running.await
+                                            && store_if(&value)
+                                        {
                                             let _ =
                                                 store.set(&scope, &cache_type, &key, &value).await;
                                         }
                                     });
-                                    return Err(Detached::Soft);
+                                    return Err(DetachedError::Soft);
                                 }
                             },
                         };
                         match joined {
-                            Ok(result) => result.map_err(|e| Detached::Failed(Arc::new(e))),
+                            Ok(result) => result.map_err(|e| DetachedError::Failed(Arc::new(e))),
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                            Err(_) => Err(Detached::Soft),
+                            Err(_) => Err(DetachedError::Soft),
                         }
                     }
                 },
@@ -114,26 +115,26 @@ impl Store {
         if let Ok((_, true)) = &outcome
             && let Some(compute) = slot.take()
         {
-            self.refresh_ahead(scope, cache_type, key, compute);
+            self.refresh_ahead(scope, cache_type, key, store_if, spawn, compute);
         }
         compute_error(outcome.map(|(served, _)| served), |e| match e {
-            Detached::Failed(e) => Some(e),
-            Detached::Soft => None,
+            DetachedError::Failed(e) => Some(e),
+            DetachedError::Soft => None,
         })
     }
 
     /// Recomputes an entry in the background (eager refresh), unless this process is refreshing it already.
-    fn refresh_ahead<T, E, F, Fut>(
+    fn refresh_ahead<T, E, F>(
         &self,
         scope: Scope,
         cache_type: &CacheType,
         key: &str,
+        store_if: fn(&T) -> bool,
+        spawn: fn(F) -> JoinHandle<Result<T, E>>,
         compute: F,
     ) where
         T: Serialize + Send + Sync + 'static,
         E: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let Ok(entry) = self.inner.keys.key(&scope, cache_type, key) else {
             return;
@@ -150,6 +151,8 @@ impl Store {
         }
         let (store, cache_type, key) = (self.clone(), cache_type.clone(), key.to_owned());
         let limit = self.inner.tiers.get(&cache_type).hard_timeout;
+        // Started as a task of its own: past the hard timeout it is aborted, as a dropped future would stop.
+        let mut running = spawn(compute);
         tokio::spawn(async move {
             let series = store
                 .inner
@@ -157,14 +160,23 @@ impl Store {
                 .series(scope.label(), cache_type.as_str());
             series.add(|c| &c.refreshes, 1);
             let computed = match limit {
-                None => Some(compute().await),
-                Some(limit) => tokio::time::timeout(limit, compute()).await.ok(),
+                None => Some((&mut running).await),
+                Some(limit) => match tokio::time::timeout(limit, &mut running).await {
+                    Ok(joined) => Some(joined),
+                    Err(_) => {
+                        running.abort();
+                        None
+                    }
+                },
             };
             match computed {
-                Some(Ok(value)) => {
-                    let _ = store.set(&scope, &cache_type, &key, &value).await;
+                Some(Ok(Ok(value))) => {
+                    if store_if(&value) {
+                        let _ = store.set(&scope, &cache_type, &key, &value).await;
+                    }
                 }
-                Some(Err(_)) => tracing::info!(
+                // A panicking refresh is a failed one: the entry stays, and the key can be refreshed again.
+                Some(Ok(Err(_)) | Err(_)) => tracing::info!(
                     key,
                     "eager refresh failed; the entry stays until it expires"
                 ),

@@ -1,8 +1,8 @@
-//! Invalidation: eager (SCAN + UNLINK), lazy (one generation bump) and hybrid; by pattern, by subject, and the
-//! seed's `clear_cache` and `invalidate_user_cache`.
+//! Invalidation: one [`Store::invalidate`] of a [`Target`] — a scope, one cache type in it, a key pattern, a
+//! subject or a tag — eager (SCAN + UNLINK), lazy (one generation bump) or hybrid, as each target allows.
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{AsScope, Scope, TenantId, layout};
+use fernando_cache_keys::{AsScope, Scope, ScopeRef, layout};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug_span};
 
@@ -46,11 +46,106 @@ impl std::str::FromStr for InvalidationStrategy {
     }
 }
 
-/// The result of an invalidation.
+/// What an invalidation reaches, always within one scope (a tenant, or the global scope): the whole scope or
+/// one cache type in it, the keys matching a pattern, everything about a subject, or the entries written with a
+/// tag. Build it with [`Target::entries`], [`Target::pattern`], [`Target::subject`] or [`Target::tag`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Target<'a> {
+    /// Every entry of the scope, or of one cache type in it (`None`: every type). Takes any strategy.
+    Entries {
+        /// The scope.
+        scope: ScopeRef<'a>,
+        /// One cache type, or every one.
+        cache_type: Option<&'a CacheType>,
+    },
+    /// The entries whose specific key matches a glob (`*`, `?`, `[…]`), in one type or every one; the glob
+    /// cannot reach outside the scope. Always eager: SCAN + UNLINK in batches, never `KEYS`.
+    Pattern {
+        /// The scope.
+        scope: ScopeRef<'a>,
+        /// One cache type, or every one.
+        cache_type: Option<&'a CacheType>,
+        /// The glob over specific keys.
+        glob: &'a str,
+    },
+    /// Every entry about a subject — a document fingerprint, a session id: the entry keyed by the subject
+    /// itself and every key under `{subject}/` (the document pipeline's stages for every engine, the HTTP copies
+    /// of routes that name it; see [`fernando_cache_keys::layout`]), in one type or every one. Always eager,
+    /// because generations exist per type, not per key.
+    Subject {
+        /// The scope.
+        scope: ScopeRef<'a>,
+        /// One cache type, or every one.
+        cache_type: Option<&'a CacheType>,
+        /// The subject.
+        subject: &'a str,
+    },
+    /// Every entry of the scope written with a tag ([`crate::Write::tags`], `#[cached(tag = …)]`), of every
+    /// cache type. Always lazy: the tag's generation changes in O(1), and entries stamped with the old one read
+    /// as misses (design 0014).
+    Tag {
+        /// The scope.
+        scope: ScopeRef<'a>,
+        /// The tag.
+        tag: &'a str,
+    },
+}
+
+impl<'a> Target<'a> {
+    /// Every entry of `scope` (a `&TenantId` or a `&Scope`), or of one cache type in it: `Target::entries(&tenant,
+    /// None)`, `Target::entries(&tenant, &CacheType::OCR_RESULT)`.
+    pub fn entries(
+        scope: impl Into<ScopeRef<'a>>,
+        cache_type: impl Into<Option<&'a CacheType>>,
+    ) -> Self {
+        Target::Entries {
+            scope: scope.into(),
+            cache_type: cache_type.into(),
+        }
+    }
+
+    /// The entries of `scope` (in one cache type, or every one) whose specific key matches `glob`.
+    pub fn pattern(
+        scope: impl Into<ScopeRef<'a>>,
+        cache_type: impl Into<Option<&'a CacheType>>,
+        glob: &'a str,
+    ) -> Self {
+        Target::Pattern {
+            scope: scope.into(),
+            cache_type: cache_type.into(),
+            glob,
+        }
+    }
+
+    /// Every entry of `scope` (in one cache type, or every one) about `subject`.
+    pub fn subject(
+        scope: impl Into<ScopeRef<'a>>,
+        cache_type: impl Into<Option<&'a CacheType>>,
+        subject: &'a str,
+    ) -> Self {
+        Target::Subject {
+            scope: scope.into(),
+            cache_type: cache_type.into(),
+            subject,
+        }
+    }
+
+    /// Every entry of `scope` written with `tag`, of every cache type.
+    pub fn tag(scope: impl Into<ScopeRef<'a>>, tag: &'a str) -> Self {
+        Target::Tag {
+            scope: scope.into(),
+            tag,
+        }
+    }
+}
+
+/// What an invalidation did.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Invalidation {
-    /// The strategy applied.
+    /// The strategy applied: the one asked for, or the only one the target allows (eager for a pattern or a
+    /// subject, lazy for a tag).
     pub strategy: InvalidationStrategy,
     /// Keys deleted before the call returned (eager only).
     pub deleted: u64,
@@ -58,18 +153,86 @@ pub struct Invalidation {
     pub sweep: Option<JoinHandle<Result<u64, StoreError>>>,
 }
 
+impl Invalidation {
+    fn eager(deleted: u64) -> Invalidation {
+        Invalidation {
+            strategy: InvalidationStrategy::Eager,
+            deleted,
+            sweep: None,
+        }
+    }
+}
+
 impl Store {
-    /// Invalidates a scope's entries, or one cache type's, with the given strategy.
+    /// Invalidates `target` with `strategy`: [`InvalidationStrategy::Eager`] deletes every matching key before
+    /// returning, [`InvalidationStrategy::Lazy`] hides them all in O(1) (their storage is reclaimed by TTL), and
+    /// [`InvalidationStrategy::Hybrid`] hides them now and sweeps them in the background
+    /// ([`Invalidation::sweep`]). A pattern or a subject is always swept eagerly and a tag always bumped lazily,
+    /// whatever the strategy: [`Invalidation::strategy`] says what was applied. Copies held in process (L1) of
+    /// this store are dropped at once; other processes' as the backend announces the change.
+    ///
+    /// ```
+    /// use fernando_cache_store::{InvalidationStrategy, Store, Target, config::{CacheType, Environment, Settings}};
+    /// use fernando_cache_store::keys::TenantId;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::from_settings(&Settings::embedded(Environment::Test)?)?;
+    /// let tenant = TenantId::new("acme")?;
+    /// // The tenant's OCR results: hidden at once, storage reclaimed in the background.
+    /// store.invalidate(Target::entries(&tenant, &CacheType::OCR_RESULT), InvalidationStrategy::Hybrid).await?;
+    /// // Everything about one document, in every cache type.
+    /// store.invalidate(Target::subject(&tenant, None, "9f86d081"), InvalidationStrategy::Eager).await?;
+    /// // Every entry written with a tag.
+    /// store.invalidate(Target::tag(&tenant, "customer:42"), InvalidationStrategy::Lazy).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot take the invalidation — never silently skipped.
+    /// [`StoreError::Unavailable`] when the backend cannot take the invalidation — never silently skipped; an
+    /// invalid tenant or tag.
     pub async fn invalidate(
         &self,
-        scope: impl AsScope,
+        target: Target<'_>,
+        strategy: InvalidationStrategy,
+    ) -> Result<Invalidation, StoreError> {
+        match target {
+            Target::Entries { scope, cache_type } => {
+                self.invalidate_entries(scope, cache_type, strategy).await
+            }
+            Target::Pattern {
+                scope,
+                cache_type,
+                glob,
+            } => Ok(Invalidation::eager(
+                self.delete_pattern(scope, cache_type, glob).await?,
+            )),
+            Target::Subject {
+                scope,
+                cache_type,
+                subject,
+            } => Ok(Invalidation::eager(
+                self.invalidate_subject(scope, cache_type, subject).await?,
+            )),
+            Target::Tag { scope, tag } => {
+                self.invalidate_tag(scope, tag).await?;
+                Ok(Invalidation {
+                    strategy: InvalidationStrategy::Lazy,
+                    deleted: 0,
+                    sweep: None,
+                })
+            }
+        }
+    }
+
+    /// Invalidates a scope's entries, or one cache type's, with the given strategy.
+    async fn invalidate_entries(
+        &self,
+        scope: ScopeRef<'_>,
         cache_type: Option<&CacheType>,
         strategy: InvalidationStrategy,
     ) -> Result<Invalidation, StoreError> {
-        let scope = scope.as_scope().to_scope();
+        let scope = scope.to_scope();
         let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
         let span = debug_span!(
             "cache.invalidate",
@@ -133,10 +296,7 @@ impl Store {
 
     /// Deletes the entries of a scope (and optionally one type) whose specific key matches `key_glob`
     /// (`*`, `?`, `[…]`), with SCAN + UNLINK in batches — never `KEYS`. The glob cannot reach outside the scope.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
-    pub async fn delete_pattern(
+    async fn delete_pattern(
         &self,
         scope: impl AsScope,
         cache_type: Option<&CacheType>,
@@ -154,15 +314,9 @@ impl Store {
             .await
     }
 
-    /// Deletes every entry about `subject` — a document fingerprint, a session id — in a scope, in one cache
-    /// type or in all of them: the entry keyed by the subject itself and every key under `{subject}/` (the
-    /// document pipeline's stages for every engine, the HTTP copies of routes that name the subject; see
-    /// [`fernando_cache_keys::layout`]). Eager, because generations exist per type, not per key. Returns how
-    /// many keys were deleted.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
-    pub async fn invalidate_subject(
+    /// Deletes every entry about `subject` in a scope, in one cache type or in all of them ([`Target::Subject`]);
+    /// returns how many keys were deleted.
+    async fn invalidate_subject(
         &self,
         scope: impl AsScope,
         cache_type: Option<&CacheType>,
@@ -174,21 +328,6 @@ impl Store {
             deleted += self.delete_pattern(scope, cache_type, &glob).await?;
         }
         Ok(deleted)
-    }
-
-    /// Deletes every entry of a scope, or of one type in it (eager invalidation).
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot complete the sweep.
-    pub async fn clear_cache(
-        &self,
-        scope: impl AsScope,
-        cache_type: Option<&CacheType>,
-    ) -> Result<u64, StoreError> {
-        Ok(self
-            .invalidate(scope, cache_type, InvalidationStrategy::Eager)
-            .await?
-            .deleted)
     }
 
     /// Deletes the keys matching `pattern` in `scope`, within the tenant's sweep bounds ([`sweeps`]): in turn,
@@ -275,10 +414,7 @@ impl Store {
 
     /// Hides every entry of the scope written with `tag`, of every cache type, in O(1): the tag's generation
     /// changes, and entries stamped with the old one read as misses (design 0014).
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot take it; an invalid tag.
-    pub async fn invalidate_tag(&self, scope: impl AsScope, tag: &str) -> Result<(), StoreError> {
+    async fn invalidate_tag(&self, scope: impl AsScope, tag: &str) -> Result<(), StoreError> {
         let scope = scope.as_scope().to_scope();
         let span = debug_span!("cache.invalidate_tag", tenant = scope.label());
         async {
@@ -307,29 +443,5 @@ impl Store {
         }
         .instrument(span)
         .await
-    }
-
-    /// Hides every entry of the scope, of every cache type, in O(1) (a lazy invalidation of the scope; the
-    /// entries expire by their TTL).
-    ///
-    /// # Errors
-    /// As [`Store::invalidate`].
-    pub async fn clear(&self, scope: impl AsScope) -> Result<(), StoreError> {
-        self.invalidate(scope, None, InvalidationStrategy::Lazy)
-            .await
-            .map(|_| ())
-    }
-
-    /// The seed's `invalidate_user_cache`: every entry of one tenant (user) becomes invisible now and is swept
-    /// in the background (hybrid strategy).
-    ///
-    /// # Errors
-    /// As [`Store::invalidate`].
-    pub async fn invalidate_user_cache(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Invalidation, StoreError> {
-        self.invalidate(tenant, None, InvalidationStrategy::Hybrid)
-            .await
     }
 }

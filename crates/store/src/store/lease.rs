@@ -163,7 +163,7 @@ impl Store {
 }
 
 /// A claim on the background refresh of one entry (a stale HTTP response revalidated behind its answer, for
-/// example), taken with [`Store::claim_refresh`]. While a process holds it, every other process on the backend
+/// example), taken with [`crate::Coordinator::claim_refresh`]. While a process holds it, every other process on the backend
 /// is refused the same claim; [`RefreshClaim::release`] ends it, and a claim dropped without it lapses with its
 /// lease.
 #[derive(Debug)]
@@ -198,14 +198,9 @@ impl RefreshClaim {
 
 impl Store {
     /// Claims the background refresh of an entry for every process on the backend: the entry's lease (design
-    /// 0011, the one `get_or_compute` takes to compute it), held for `ttl` and renewed while the claim lives.
-    /// `Ok(None)` while another process holds it. A backend that shares no leases, or does not answer, gives a
-    /// claim that binds no other process ([`RefreshClaim::is_shared`] is false): the caller's own bound is then
-    /// the bound.
-    ///
-    /// # Errors
-    /// [`StoreError::Key`] for a key the store cannot build (an over-long tenant).
-    pub async fn claim_refresh(
+    /// 0011, the one `get_or_compute` takes to compute it), held for `ttl` and renewed while the claim lives;
+    /// public as [`super::Coordinator::claim_refresh`].
+    pub(super) async fn claim_refresh(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,

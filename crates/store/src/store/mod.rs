@@ -1,12 +1,16 @@
-//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, the process-wide
-//! installed store, and the operator calls. The rest is here by concern: reads (`read.rs`), writes
-//! (`write.rs`), the single-flight compute engine (`compute.rs`), invalidation (`invalidate.rs`), and every
-//! backend call's breaker and deadline (`call.rs`).
+//! [`Store`]: the typed, tenant-scoped cache API over a [`crate::Backend`] — its construction, its metrics, and
+//! the bodies of the operator calls [`Admin`] exposes. The rest is here by concern: reads (`read.rs`), writes
+//! (`write.rs`), `get_or_compute` (`get_or_compute.rs`) over the single-flight engine (`compute.rs`,
+//! `detached.rs`), invalidation (`invalidate.rs`), the operators' and the services' handles (`admin.rs`,
+//! `coordinator.rs`), and every backend call's breaker and deadline (`call.rs`).
 
 mod accounting;
+mod admin;
 mod call;
 mod compute;
+mod coordinator;
 mod detached;
+mod get_or_compute;
 mod invalidate;
 mod l1;
 mod lease;
@@ -30,21 +34,29 @@ use crate::{
 };
 
 pub use accounting::Cost;
+pub use admin::Admin;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
-pub use invalidate::{Invalidation, InvalidationStrategy};
+pub use coordinator::Coordinator;
+pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
+pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
 pub(crate) use write::EntryTags;
-pub use write::WriteOutcome;
-
-/// The store `#[cached]` functions use when they name none.
-static INSTALLED: arc_swap::ArcSwapOption<Store> = arc_swap::ArcSwapOption::const_empty();
+pub use write::{Write, WriteOutcome};
 
 /// Pseudo cache type under which whole-scope invalidations are counted.
 const ALL_TYPES: &str = "_all";
 
-/// A cache store. Cheap to clone; all clones share connections, metrics and in-flight computations.
+/// A cache store: typed values per tenant and cache type on one backend. Cheap to clone; all clones share
+/// connections, metrics and in-flight computations.
+///
+/// Its whole API: [`Store::get`], [`Store::get_bytes`]; [`Store::set`], and [`Store::set_with`] /
+/// [`Store::set_bytes`] with [`Write`] options (TTL, tags); [`Store::delete`]; [`Store::get_or_compute`], and
+/// [`Store::get_or_compute_with`] with [`Compute`] options (which values are stored, detached computations);
+/// [`Store::invalidate`] of a [`Target`]; [`Store::metrics`]. Operators' calls are on [`Store::admin`], the
+/// coordination services share through the store on [`Store::coordinator`], and the default store of
+/// `#[cached]` functions is set with [`crate::install`].
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -195,40 +207,18 @@ impl Store {
         })
     }
 
-    /// Installs this store as the process-wide default of `#[cached]` and `#[invalidates]` functions that
-    /// name no store, replacing (and returning) the one installed before.
-    pub fn install(&self) -> Option<Store> {
-        INSTALLED
-            .swap(Some(Arc::new(self.clone())))
-            .map(|s| Store::clone(&s))
-    }
-
-    /// Removes the installed store: annotated functions then simply run. Returns the store that was installed.
-    pub fn uninstall() -> Option<Store> {
-        INSTALLED.swap(None).map(|s| Store::clone(&s))
-    }
-
-    /// The installed store, if any.
-    pub fn installed() -> Option<Store> {
-        INSTALLED.load().as_deref().cloned()
-    }
-
-    /// The key builder, for callers that need the exact keys (operators, tests).
-    pub fn keys(&self) -> &KeyBuilder {
-        &self.inner.keys
-    }
-
-    /// The backend's kind (`redis`, `memory`).
-    pub fn backend_kind(&self) -> &'static str {
+    /// The backend's kind (`redis`, `memory`); public as [`Admin::backend_kind`].
+    fn backend_kind(&self) -> &'static str {
         self.inner.backend.storage().kind()
     }
 
-    /// The configured TTL of a cache type.
-    pub fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
+    /// The configured TTL of a cache type; public as [`Admin::configured_ttl`].
+    fn ttl_of(&self, cache_type: &CacheType) -> Option<Duration> {
         self.inner.ttl.get(cache_type)
     }
 
-    /// Everything counted since the store started.
+    /// Everything counted since the store started: per tenant and cache type, hits, misses, writes, errors,
+    /// latencies, costs; and the backend's kind and breaker state.
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             taken_at: SystemTime::now(),
@@ -239,14 +229,8 @@ impl Store {
         }
     }
 
-    /// Admits `member` into a bounded set of a scope and type (at most `limit` members, kept for `ttl` after the
-    /// last addition), atomically on the backend, so every replica sharing it shares the bound. `Ok(true)` when
-    /// `member` is in the set now.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot answer or keeps no shared sets (the caller then falls
-    /// back to a bound of its own); invalid tenant or key.
-    pub async fn admit(
+    /// Admits `member` into a bounded set of a scope and type; public as [`Coordinator::admit`].
+    async fn admit(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,
@@ -268,11 +252,9 @@ impl Store {
         })
     }
 
-    /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when it does not answer in time.
-    pub async fn ping(&self) -> Result<Duration, StoreError> {
+    /// Pings the backend (through the breaker and timeout) and returns the round-trip time; public as
+    /// [`Admin::ping`].
+    async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
         self.call(self.inner.backend.storage().ping())
             .instrument(debug_span!("cache.ping"))
@@ -281,11 +263,8 @@ impl Store {
         Ok(start.elapsed())
     }
 
-    /// Server facts (memory, eviction policy, key count) for operators and health checks.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend does not answer in time.
-    pub async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
+    /// Server facts (memory, eviction policy, key count); public as [`Admin::backend_info`].
+    async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
         self.call(self.inner.backend.storage().info())
             .instrument(debug_span!("cache.backend_info"))
             .await

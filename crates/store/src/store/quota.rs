@@ -5,9 +5,9 @@
 //! Policy: a write past the byte quota is refused and counted (`quota_refused`), never stored; the tenant's
 //! entries expire as usual and make room again. Evicting the tenant's own least recently used entries instead
 //! would need a recency index per tenant on the backend, a write per read — refusing costs one round trip per
-//! write and nothing per read. A deleted entry is released from the ledger, and so is every entry a sweep
-//! (`delete_pattern`, `clear_cache`, eager and hybrid invalidation) deletes, batch by batch; entries hidden by a
-//! lazy invalidation still occupy the backend until they expire, and are counted until then.
+//! write and nothing per read. A deleted entry is released from the ledger, and so is every entry a sweep (an
+//! eager or hybrid invalidation: of a scope, a type, a pattern, a subject) deletes, batch by batch; entries
+//! hidden by a lazy invalidation still occupy the backend until they expire, and are counted until then.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -131,11 +131,8 @@ impl Store {
             .await;
     }
 
-    /// A tenant's use of its quotas now.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot answer (or keeps no ledgers); an over-long tenant.
-    pub async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
+    /// A tenant's use of its quotas now; public as [`super::Admin::quota_usage`].
+    pub(super) async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
         let q = &self.inner.quotas;
         let scope = tenant.as_scope();
         let [ledger, requests] = self.inner.keys.quota_keys(scope)?;
@@ -165,10 +162,9 @@ impl Store {
         })
     }
 
-    /// Counts one request of `tenant` against its request quota (shared by every replica on the backend). A
-    /// backend that cannot count lets the request through (the edge's per-process rate limit still holds) and
-    /// counts the operation as degraded; a refusal is counted as `requests_refused`.
-    pub async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
+    /// Counts one request of `tenant` against its request quota; public as
+    /// [`super::Coordinator::count_request`].
+    pub(super) async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
         let q = &self.inner.quotas;
         if q.shared_requests == 0 {
             return RequestQuota::Allowed;

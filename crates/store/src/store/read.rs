@@ -1,4 +1,4 @@
-//! Reads: `get`, `get_bytes`, `exists`, `ttl`, and the lookup every read and `get_or_compute` share — one
+//! Reads: `get`, `get_bytes`, the operators' `exists` and `ttl`, and the lookup every read and `get_or_compute` share — one
 //! backend fetch, the envelope's generations checked, the payload decoded (bounded), the outcome counted once.
 
 use std::{
@@ -117,11 +117,8 @@ impl Store {
             .await
     }
 
-    /// Whether a live entry exists (it may still be hidden by a lazy invalidation).
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
-    pub async fn exists(
+    /// Whether a live entry exists; public as [`super::Admin::exists`].
+    pub(super) async fn exists(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,
@@ -143,12 +140,9 @@ impl Store {
             })
     }
 
-    /// The remaining fresh life of an entry: the backend keeps it `types.<name>.max_stale` longer (fail-safe),
-    /// which is not counted here; an entry kept only as a stale fallback answers a zero life.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the backend cannot answer; invalid tenant or key.
-    pub async fn ttl(
+    /// The remaining fresh life of an entry, without the `types.<name>.max_stale` the backend keeps it longer; public as
+    /// [`super::Admin::remaining_ttl`].
+    pub(super) async fn ttl(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,

@@ -1,6 +1,6 @@
-//! Writes: `set`, `set_with_ttl`, `set_bytes`, `delete`, and the write path they and `get_or_compute` share —
-//! the TTL checked, the envelope stamped with the current generations (re-stamped if an invalidation raced
-//! it), the outcome counted.
+//! Writes: `set`, `set_with` and `set_bytes` with their options ([`Write`]), `delete`, and the write path they
+//! and `get_or_compute` share — the TTL checked, the envelope stamped with the current generations (re-stamped
+//! if an invalidation raced it), the outcome counted.
 
 use std::{
     borrow::Cow,
@@ -85,12 +85,47 @@ pub(super) struct Stamp<'a> {
     pub(super) fail_safe: Option<Duration>,
 }
 
+/// How a value is written: for how long, and with which tags (design 0014). `Write::default()` is the cache
+/// type's configured TTL and no tags — what [`Store::set`] does.
+///
+/// ```
+/// # use std::time::Duration;
+/// use fernando_cache_store::Write;
+///
+/// let options = Write::default().ttl(Duration::from_secs(90)).tags(&["customer:42", "reports"]);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Write<'a> {
+    ttl: Option<Duration>,
+    tags: &'a [&'a str],
+}
+
+impl<'a> Write<'a> {
+    /// Keeps the value for `ttl` (1 ms to 366 days) instead of the cache type's TTL; `None` is the type's.
+    #[must_use]
+    pub fn ttl(self, ttl: impl Into<Option<Duration>>) -> Self {
+        Write {
+            ttl: ttl.into(),
+            ..self
+        }
+    }
+
+    /// Writes the value with `tags` (at most 16, each 1 to 128 bytes without control characters): invalidating
+    /// any of them ([`crate::Target::tag`]) hides the value, in O(1). A tagged entry's read costs one more round
+    /// trip (its tags' generations), except from L1.
+    #[must_use]
+    pub fn tags(self, tags: &'a [&'a str]) -> Self {
+        Write { tags, ..self }
+    }
+}
+
 impl Store {
-    /// Stores a value for its cache type's configured TTL.
+    /// Stores a value for its cache type's configured TTL, untagged.
     ///
     /// # Errors
     /// Invalid tenant or key, a cache type without a TTL, or a value that cannot be encoded. An unavailable
-    /// backend is not an error: the write is dropped and counted ([`WriteOutcome::Dropped`]).
+    /// backend is not an error: the write is dropped and counted ([`WriteOutcome::Dropped`]); nor is a tenant
+    /// over its byte quota ([`WriteOutcome::OverQuota`]).
     pub async fn set<T: Serialize + ?Sized>(
         &self,
         scope: impl AsScope,
@@ -98,20 +133,21 @@ impl Store {
         key: &str,
         value: &T,
     ) -> Result<WriteOutcome, StoreError> {
-        self.set_with_ttl(scope, cache_type, key, value, None).await
+        self.set_with(scope, cache_type, key, value, Write::default())
+            .await
     }
 
-    /// Stores a value for `ttl`, or the cache type's TTL when `None`.
+    /// Stores a value as `options` say: its own TTL, tags.
     ///
     /// # Errors
-    /// As [`Store::set`], plus [`StoreError::InvalidTtl`].
-    pub async fn set_with_ttl<T: Serialize + ?Sized>(
+    /// As [`Store::set`]; [`StoreError::InvalidTtl`] for a TTL out of bounds; an invalid tag, or more than 16.
+    pub async fn set_with<T: Serialize + ?Sized>(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
         value: &T,
-        ttl: Option<Duration>,
+        options: Write<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let scope = scope.as_scope().to_scope();
         let span = debug_span!(
@@ -120,22 +156,23 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy);
-        self.write(&scope, cache_type, key, encoded, ttl)
+        self.write_with(scope, cache_type, key, encoded, options)
             .instrument(span)
             .await
     }
 
-    /// Stores bytes as they are (compressed above the threshold like any value).
+    /// Stores bytes as they are (compressed above the threshold like any value), as `options` say; read them
+    /// back with [`Store::get_bytes`].
     ///
     /// # Errors
-    /// As [`Store::set_with_ttl`].
+    /// As [`Store::set_with`].
     pub async fn set_bytes(
         &self,
         scope: impl AsScope,
         cache_type: &CacheType,
         key: &str,
         value: &[u8],
-        ttl: Option<Duration>,
+        options: Write<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let scope = scope.as_scope().to_scope();
         let span = debug_span!(
@@ -144,7 +181,7 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy);
-        self.write(&scope, cache_type, key, encoded, ttl)
+        self.write_with(scope, cache_type, key, encoded, options)
             .instrument(span)
             .await
     }
@@ -197,89 +234,32 @@ impl Store {
         .await
     }
 
-    /// Stores a value with tags: [`Store::invalidate_tag`] on any of them hides it, in O(1) (design 0014).
-    /// Tagged entries cost their reads one more round trip (the tags' generations), except from L1.
-    ///
-    /// # Errors
-    /// As [`Store::set`]; an invalid tag (empty, over 128 bytes, a control character) or more than 16.
-    pub async fn set_tagged<T: Serialize + ?Sized>(
-        &self,
-        scope: impl AsScope,
-        cache_type: &CacheType,
-        key: &str,
-        value: &T,
-        tags: &[&str],
-    ) -> Result<WriteOutcome, StoreError> {
-        let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy);
-        self.write_tagged(
-            scope.as_scope().to_scope(),
-            cache_type,
-            key,
-            encoded,
-            None,
-            tags,
-        )
-        .await
-    }
-
-    /// [`Store::set_bytes`] with tags (see [`Store::set_tagged`]).
-    ///
-    /// # Errors
-    /// As [`Store::set_tagged`].
-    pub async fn set_bytes_tagged(
-        &self,
-        scope: impl AsScope,
-        cache_type: &CacheType,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        tags: &[&str],
-    ) -> Result<WriteOutcome, StoreError> {
-        let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy);
-        self.write_tagged(
-            scope.as_scope().to_scope(),
-            cache_type,
-            key,
-            encoded,
-            ttl,
-            tags,
-        )
-        .await
-    }
-
-    async fn write_tagged(
+    /// The write path of `set_with` and `set_bytes`: the tags' generations stamped in (a write whose tags
+    /// cannot be read is dropped, as one the backend cannot take), then [`Store::write`].
+    async fn write_with(
         &self,
         scope: Scope,
         cache_type: &CacheType,
         key: &str,
         encoded: Result<Encoded, String>,
-        ttl: Option<Duration>,
-        tags: &[&str],
+        options: Write<'_>,
     ) -> Result<WriteOutcome, StoreError> {
-        let span = debug_span!(
-            "cache.set",
-            tenant = scope.label(),
-            cache_type = cache_type.as_str()
-        );
-        async {
-            let encoded = encoded.map_err(StoreError::Encode)?;
-            let encoded = match self.tagged(&scope, cache_type, encoded, tags).await {
-                Ok(e) => e,
-                Err(StoreError::Unavailable { .. }) => {
-                    let series = self
-                        .inner
-                        .metrics
-                        .series(scope.label(), cache_type.as_str());
-                    series.add(|c| &c.dropped_sets, 1);
-                    series.add(|c| &c.degraded, 1);
-                    return Ok(WriteOutcome::Dropped);
-                }
-                Err(e) => return Err(e),
-            };
-            self.write(&scope, cache_type, key, Ok(encoded), ttl).await
-        }
-        .instrument(span)
-        .await
+        let encoded = encoded.map_err(StoreError::Encode)?;
+        let encoded = match self.tagged(&scope, cache_type, encoded, options.tags).await {
+            Ok(e) => e,
+            Err(StoreError::Unavailable { .. }) => {
+                let series = self
+                    .inner
+                    .metrics
+                    .series(scope.label(), cache_type.as_str());
+                series.add(|c| &c.dropped_sets, 1);
+                series.add(|c| &c.degraded, 1);
+                return Ok(WriteOutcome::Dropped);
+            }
+            Err(e) => return Err(e),
+        };
+        self.write(&scope, cache_type, key, Ok(encoded), options.ttl)
+            .await
     }
 
     /// `encoded` with its tags' current generations stamped in (unchanged without tags). A tag invalidated

@@ -15,6 +15,7 @@ struct Doc {
 
 fn full_key(store: &Store, key: &str) -> String {
     store
+        .admin()
         .keys()
         .key(&tenant("acme"), &CacheType::OCR_RESULT, key)
         .unwrap()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_store::Store;
+use fernando_cache_store::{Store, Target, Write};
 
 use crate::support::tenant;
 
@@ -96,17 +96,17 @@ async fn it_stays_within_its_byte_bound_evicting_what_expires_first() {
             .map(|j| (i * 7919 + j).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .collect();
         let _ = store
-            .set_with_ttl(
+            .set_with(
                 &t,
                 &CacheType::SESSION,
                 &format!("k{i}"),
                 &value,
-                Some(Duration::from_secs(600 + i)),
+                Write::default().ttl(Duration::from_secs(600 + i)),
             )
             .await
             .unwrap();
     }
-    let info = store.backend_info().await.unwrap();
+    let info = store.admin().backend_info().await.unwrap();
     let used = info.used_memory.expect("bytes in use");
     assert!(used <= max, "{used} bytes stored, bound {max}");
     assert!(used > max / 2, "eviction stops near the bound: {used}");
@@ -141,8 +141,7 @@ async fn two_stores_on_one_file_see_each_others_writes_and_invalidations() {
     );
     let _ = b
         .invalidate(
-            &t,
-            Some(&ty),
+            Target::entries(&t, &ty),
             fernando_cache_store::InvalidationStrategy::Lazy,
         )
         .await

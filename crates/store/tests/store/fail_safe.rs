@@ -1,7 +1,8 @@
 //! Fail-safe and eager refresh (design 0014): an expired value kept `max_stale` is served, marked stale, when
 //! its computation fails or outlives its timeouts; the failure is not retried within the throttle period; a
 //! slow computation completes in the background; with no stale value the error (or the timeout) reaches the
-//! caller; an entry past `refresh_ahead` is refreshed once in the background under concurrent hits.
+//! caller; an entry past `refresh_ahead` is refreshed once in the background under concurrent hits; `store_if`
+//! decides which values are stored, in either mode.
 
 use std::{
     sync::{
@@ -12,7 +13,7 @@ use std::{
 };
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{ComputeError, Served, Store};
+use fernando_cache_store::{Compute, ComputeError, Served, Store};
 
 use crate::support::{contract, tenant};
 
@@ -55,7 +56,7 @@ contract! {
         let store = fail_safe_store(d, &[]);
         let (acme, ty) = (tenant("acme"), CacheType::SESSION);
         let first = store
-            .get_or_compute_served(&acme, &ty, "k", || async { Ok::<_, Failed>(1u64) })
+            .get_or_compute_with(&acme, &ty, "k", Compute::default(), || async { Ok::<_, Failed>(1u64) })
             .await
             .unwrap();
         assert!(served(1, false)(&first));
@@ -67,7 +68,7 @@ contract! {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<u64, _>(down())
         };
-        let got = store.get_or_compute_served(&acme, &ty, "k", failing(calls.clone())).await.unwrap();
+        let got = store.get_or_compute_with(&acme, &ty, "k", Compute::default(), failing(calls.clone())).await.unwrap();
         assert!(served(1, true)(&got), "the stale value, marked stale");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(counter(&store, |c| c.stale_served), 1);
@@ -77,7 +78,7 @@ contract! {
         let other = fail_safe_store(d, &[]);
         let shared = !matches!(d, crate::support::Deployment::Memory);
         for s in std::iter::once(&store).chain(shared.then_some(&other)) {
-            let got = s.get_or_compute_served(&acme, &ty, "k", failing(calls.clone())).await.unwrap();
+            let got = s.get_or_compute_with(&acme, &ty, "k", Compute::default(), failing(calls.clone())).await.unwrap();
             assert!(served(1, true)(&got));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry within the throttle");
@@ -85,7 +86,7 @@ contract! {
         // After it, a computation that works again replaces the stale value.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let got = store
-            .get_or_compute_served(&acme, &ty, "k", || async { Ok::<_, Failed>(2u64) })
+            .get_or_compute_with(&acme, &ty, "k", Compute::default(), || async { Ok::<_, Failed>(2u64) })
             .await
             .unwrap();
         assert!(served(2, false)(&got));
@@ -93,7 +94,7 @@ contract! {
 
         // Nothing kept: the error reaches the caller.
         let err = store
-            .get_or_compute_served(&acme, &ty, "never", failing(calls.clone()))
+            .get_or_compute_with(&acme, &ty, "never", Compute::default(), failing(calls.clone()))
             .await
             .unwrap_err();
         assert!(matches!(err, ComputeError::Compute(_)), "{err:?}");
@@ -109,17 +110,17 @@ contract! {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, Failed>(v)
         };
-        let err = store.get_or_compute_served(&acme, &ty, "k", slow(9)).await.unwrap_err();
+        let err = store.get_or_compute_with(&acme, &ty, "k", Compute::default(), slow(9)).await.unwrap_err();
         assert!(
             matches!(err, ComputeError::TimedOut(t) if t == Duration::from_millis(200)),
             "no stale value: the timeout reaches the caller ({err:?})"
         );
         let _ = store
-            .get_or_compute_served(&acme, &ty, "k", || async { Ok::<_, Failed>(1u64) })
+            .get_or_compute_with(&acme, &ty, "k", Compute::default(), || async { Ok::<_, Failed>(1u64) })
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let got = store.get_or_compute_served(&acme, &ty, "k", slow(9)).await.unwrap();
+        let got = store.get_or_compute_with(&acme, &ty, "k", Compute::default(), slow(9)).await.unwrap();
         assert!(served(1, true)(&got), "past the hard timeout the stale value is served");
     }
     on [memory, standalone]
@@ -130,14 +131,14 @@ contract! {
         let store = fail_safe_store(d, &[("types.session.soft_timeout", "100ms")]);
         let (acme, ty) = (tenant("acme"), CacheType::SESSION);
         let first = store
-            .get_or_compute_detached(&acme, &ty, "k", || async { Ok::<_, Failed>(1u64) })
+            .get_or_compute_with(&acme, &ty, "k", Compute::default().detached(), || async { Ok::<_, Failed>(1u64) })
             .await
             .unwrap();
         assert!(served(1, false)(&first));
         tokio::time::sleep(Duration::from_millis(400)).await;
 
         let got = store
-            .get_or_compute_detached(&acme, &ty, "k", || async {
+            .get_or_compute_with(&acme, &ty, "k", Compute::default().detached(), || async {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Ok::<_, Failed>(2u64)
             })
@@ -152,7 +153,7 @@ contract! {
 
         // With nothing stale the soft timeout does not apply: the caller waits for the value.
         let got = store
-            .get_or_compute_detached(&acme, &ty, "new", || async {
+            .get_or_compute_with(&acme, &ty, "new", Compute::default().detached(), || async {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 Ok::<_, Failed>(3u64)
             })
@@ -172,7 +173,7 @@ contract! {
         .unwrap();
         let (acme, ty) = (tenant("acme"), CacheType::SESSION);
         let _ = store
-            .get_or_compute_detached(&acme, &ty, "k", || async { Ok::<_, Failed>(1u64) })
+            .get_or_compute_with(&acme, &ty, "k", Compute::default().detached(), || async { Ok::<_, Failed>(1u64) })
             .await
             .unwrap();
         // Before the refresh point a hit refreshes nothing.
@@ -183,7 +184,7 @@ contract! {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Ok::<_, Failed>(2u64)
         };
-        let got = store.get_or_compute_detached(&acme, &ty, "k", refresh(runs.clone())).await.unwrap();
+        let got = store.get_or_compute_with(&acme, &ty, "k", Compute::default().detached(), refresh(runs.clone())).await.unwrap();
         assert!(served(1, false)(&got));
         tokio::time::sleep(Duration::from_millis(2200)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 0);
@@ -192,7 +193,7 @@ contract! {
         let hits = (0..64).map(|_| {
             let (store, acme, ty, runs) = (store.clone(), acme.clone(), ty.clone(), runs.clone());
             tokio::spawn(async move {
-                store.get_or_compute_detached(&acme, &ty, "k", refresh(runs)).await.unwrap()
+                store.get_or_compute_with(&acme, &ty, "k", Compute::default().detached(), refresh(runs)).await.unwrap()
             })
         });
         for hit in hits.collect::<Vec<_>>() {
@@ -205,6 +206,30 @@ contract! {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one refresh for 64 hits");
         assert_eq!(counter(&store, |c| c.refreshes), 1);
+    }
+    on [memory, standalone]
+}
+
+contract! {
+    /// `Compute::store_if` decides which computed values are stored, in either mode; a refused value is still
+    /// returned.
+    async fn store_if_decides_which_values_are_stored_in_either_mode(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::SESSION);
+        let complete = Compute::default().store_if(|v: &u64| *v != 0);
+        let got = store.get_or_compute_with(&acme, &ty, "a", complete, || async { Ok::<_, Failed>(0u64) }).await.unwrap();
+        assert!(served(0, false)(&got), "refused: returned");
+        assert_eq!(store.get::<u64>(&acme, &ty, "a").await.unwrap(), None, "refused: not stored");
+        let got = store.get_or_compute_with(&acme, &ty, "a", complete, || async { Ok::<_, Failed>(1u64) }).await.unwrap();
+        assert!(served(1, false)(&got));
+        assert_eq!(store.get::<u64>(&acme, &ty, "a").await.unwrap(), Some(1));
+
+        let detached = complete.detached();
+        let got = store.get_or_compute_with(&acme, &ty, "d", detached, || async { Ok::<_, Failed>(0u64) }).await.unwrap();
+        assert!(served(0, false)(&got));
+        assert_eq!(store.get::<u64>(&acme, &ty, "d").await.unwrap(), None, "detached: refused too");
+        let got = store.get_or_compute_with(&acme, &ty, "d", detached, || async { Ok::<_, Failed>(2u64) }).await.unwrap();
+        assert!(served(2, false)(&got));
+        assert_eq!(store.get::<u64>(&acme, &ty, "d").await.unwrap(), Some(2));
     }
     on [memory, standalone]
 }

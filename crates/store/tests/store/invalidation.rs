@@ -2,7 +2,7 @@
 
 use crate::support::{Deployment, contract, redis_store, tenant};
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{InvalidationStrategy, Store};
+use fernando_cache_store::{InvalidationStrategy, Store, Target};
 
 async fn fill(store: &Store, n: usize) {
     for ty in [CacheType::SESSION, CacheType::BILLING] {
@@ -31,7 +31,10 @@ async fn visible(store: &Store, ty: &CacheType, n: usize) -> usize {
 }
 
 fn stored_keys(d: &Deployment, store: &Store, ty: &CacheType) -> usize {
-    let pattern = store.keys().scan_pattern(&tenant("acme").into(), Some(ty));
+    let pattern = store
+        .admin()
+        .keys()
+        .scan_pattern(&tenant("acme").into(), Some(ty));
     d.stored(&pattern).expect("a deployment with a server")
 }
 
@@ -39,11 +42,7 @@ contract! {
     async fn eager_deletes_before_returning(d, store) {
         fill(store, 25).await;
         let r = store
-            .invalidate(
-                &tenant("acme"),
-                Some(&CacheType::SESSION),
-                InvalidationStrategy::Eager,
-            )
+            .invalidate(Target::entries(&tenant("acme"), &CacheType::SESSION), InvalidationStrategy::Eager)
             .await
             .unwrap();
         assert_eq!(r.deleted, 25);
@@ -66,11 +65,7 @@ contract! {
         assert_eq!(visible(&other, &CacheType::SESSION, 10).await, 10);
 
         let r = other
-            .invalidate(
-                &tenant("acme"),
-                Some(&CacheType::SESSION),
-                InvalidationStrategy::Lazy,
-            )
+            .invalidate(Target::entries(&tenant("acme"), &CacheType::SESSION), InvalidationStrategy::Lazy)
             .await
             .unwrap();
         assert_eq!(r.deleted, 0, "lazy deletes nothing on the write side");
@@ -114,7 +109,7 @@ contract! {
 
         // Scope-wide lazy invalidation hides every type.
         let _ = store
-            .invalidate(&tenant("acme"), None, InvalidationStrategy::Lazy)
+            .invalidate(Target::entries(&tenant("acme"), None), InvalidationStrategy::Lazy)
             .await
             .unwrap();
         assert_eq!(visible(&other, &CacheType::BILLING, 10).await, 0);
@@ -133,7 +128,7 @@ contract! {
     async fn hybrid_hides_at_once_then_sweeps_in_the_background(d, store) {
         fill(store, 30).await;
         let r = store
-            .invalidate(&tenant("acme"), None, InvalidationStrategy::Hybrid)
+            .invalidate(Target::entries(&tenant("acme"), None), InvalidationStrategy::Hybrid)
             .await
             .unwrap();
         assert_eq!(visible(store, &CacheType::SESSION, 30).await, 0);
@@ -156,7 +151,7 @@ async fn invalidation_fails_loudly_when_redis_is_down() {
         InvalidationStrategy::Hybrid,
     ] {
         let err = store
-            .invalidate(&tenant("acme"), None, strategy)
+            .invalidate(Target::entries(&tenant("acme"), None), strategy)
             .await
             .unwrap_err()
             .to_string();
@@ -165,7 +160,7 @@ async fn invalidation_fails_loudly_when_redis_is_down() {
 }
 
 contract! {
-    async fn invalidate_user_cache_hides_every_type_of_one_tenant_now_and_sweeps_later(d, store) {
+    async fn a_tenant_wide_hybrid_invalidation_hides_every_type_now_and_sweeps_later(d, store) {
         fill(store, 5).await;
         let other = tenant("globex");
         let _ = store
@@ -173,7 +168,11 @@ contract! {
             .await
             .unwrap();
 
-        let inv = store.invalidate_user_cache(&tenant("acme")).await.unwrap();
+        // The seed's `invalidate_user_cache`: a hybrid invalidation of every type of the tenant.
+        let inv = store
+            .invalidate(Target::entries(&tenant("acme"), None), InvalidationStrategy::Hybrid)
+            .await
+            .unwrap();
         assert_eq!(inv.strategy, InvalidationStrategy::Hybrid);
         assert_eq!(visible(store, &CacheType::SESSION, 5).await, 0);
         assert_eq!(visible(store, &CacheType::BILLING, 5).await, 0);

@@ -1,7 +1,7 @@
 //! Tenants `a`, `a:b`, `*` and `a%3Ab` never see or delete each other's keys, through every API.
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{InvalidationStrategy, Store};
+use fernando_cache_store::{InvalidationStrategy, Store, Target};
 
 use crate::support::{contract, memory_store, tenant};
 
@@ -48,18 +48,36 @@ async fn isolation(store: &Store) {
         match i {
             0 => {
                 assert!(store.delete(&v, &CacheType::SESSION, "k").await.unwrap());
-                assert_eq!(store.delete_pattern(&v, None, "*").await.unwrap(), 5);
+                let all = Target::pattern(&v, None, "*");
+                assert_eq!(
+                    store
+                        .invalidate(all, InvalidationStrategy::Eager)
+                        .await
+                        .unwrap()
+                        .deleted,
+                    5
+                );
             }
-            1 => assert_eq!(store.clear_cache(&v, None).await.unwrap(), 6),
+            1 => {
+                let all = Target::entries(&v, None);
+                assert_eq!(
+                    store
+                        .invalidate(all, InvalidationStrategy::Eager)
+                        .await
+                        .unwrap()
+                        .deleted,
+                    6
+                );
+            }
             2 => {
                 let _ = store
-                    .invalidate(&v, None, InvalidationStrategy::Lazy)
+                    .invalidate(Target::entries(&v, None), InvalidationStrategy::Lazy)
                     .await
                     .unwrap();
             }
             _ => {
                 let r = store
-                    .invalidate(&v, None, InvalidationStrategy::Hybrid)
+                    .invalidate(Target::entries(&v, None), InvalidationStrategy::Hybrid)
                     .await
                     .unwrap();
                 assert_eq!(r.sweep.unwrap().await.unwrap().unwrap(), 6);
@@ -86,12 +104,14 @@ contract! {
 contract! {
     async fn a_key_glob_cannot_escape_its_scope_or_type(d, store) {
         fill(store).await;
+        let a = tenant("a");
         // `k*` within tenant `a`, type session: matches "k" and "k:1" only.
         assert_eq!(
             store
-                .delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k*")
+                .invalidate(Target::pattern(&a, &CacheType::SESSION, "k*"), InvalidationStrategy::Eager)
                 .await
-                .unwrap(),
+                .unwrap()
+                .deleted,
             2
         );
         assert_eq!(visible(store, "a").await, 4);

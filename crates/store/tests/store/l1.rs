@@ -15,7 +15,7 @@ use std::{
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
 use fernando_cache_keys::TenantId;
-use fernando_cache_store::{InvalidationStrategy, Store};
+use fernando_cache_store::{InvalidationStrategy, Store, Target};
 use fernando_cache_testkit::{FAST_FAILURE, RedisServer};
 
 use crate::support::{Deployment, calls, contract, tenant};
@@ -108,13 +108,13 @@ contract! {
                     assert!(writer.delete(&acme, &ty, "k").await.unwrap());
                 }
                 1 => {
-                    let _ = writer.invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy).await.unwrap();
+                    let _ = writer.invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy).await.unwrap();
                 }
                 2 => {
-                    let _ = writer.invalidate(&acme, None, InvalidationStrategy::Lazy).await.unwrap();
+                    let _ = writer.invalidate(Target::entries(&acme, None), InvalidationStrategy::Lazy).await.unwrap();
                 }
                 _ => {
-                    let _ = writer.invalidate(&acme, Some(&ty), InvalidationStrategy::Eager).await.unwrap();
+                    let _ = writer.invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Eager).await.unwrap();
                 }
             }
             until_reads(&reader, &acme, "k", None).await;
@@ -144,7 +144,7 @@ contract! {
         for strategy in [InvalidationStrategy::Lazy, InvalidationStrategy::Eager, InvalidationStrategy::Hybrid] {
             let _ = store.set(&acme, &ty, "k", &3u64).await.unwrap();
             until_held(&store, &acme, "k").await;
-            let done = store.invalidate(&acme, None, strategy).await.unwrap();
+            let done = store.invalidate(Target::entries(&acme, None), strategy).await.unwrap();
             assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None, "{strategy:?}");
             if let Some(sweep) = done.sweep {
                 let _ = sweep.await.unwrap().unwrap();
@@ -305,13 +305,13 @@ async fn coherence_across_two_processes() {
             }
             1 => {
                 let _ = a
-                    .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+                    .invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy)
                     .await
                     .unwrap();
             }
             _ => {
                 let _ = a
-                    .invalidate(&acme, None, InvalidationStrategy::Lazy)
+                    .invalidate(Target::entries(&acme, None), InvalidationStrategy::Lazy)
                     .await
                     .unwrap();
             }

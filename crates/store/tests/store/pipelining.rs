@@ -76,7 +76,12 @@ async fn a_wrongtype_key_in_a_batch_fails_only_its_own_read() {
         let _ = store.set(&acme, &ty, &format!("k{i}"), &i).await.unwrap();
     }
     until_tracked(&server, &store, &acme, &ty, "warm").await;
-    let hash_key = store.keys().key(&acme, &ty, "k5").unwrap().into_string();
+    let hash_key = store
+        .admin()
+        .keys()
+        .key(&acme, &ty, "k5")
+        .unwrap()
+        .into_string();
     server.command(&["DEL", &hash_key]).unwrap();
     server.command(&["HSET", &hash_key, "f", "v"]).unwrap();
 

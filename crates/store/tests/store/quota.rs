@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{RequestQuota, Store, WriteOutcome};
+use fernando_cache_store::{
+    InvalidationStrategy, RequestQuota, Store, Target, Write, WriteOutcome,
+};
 
 use fernando_cache_testkit::bench::noise;
 
@@ -31,7 +33,7 @@ async fn put(store: &Store, t: &str, key: &str, seed: u64, ttl: Option<Duration>
             &CacheType::SESSION,
             key,
             &noise(seed, VALUE),
-            ttl,
+            Write::default().ttl(ttl),
         )
         .await
         .expect("a valid write")
@@ -48,7 +50,7 @@ contract! {
         let refused = store.metrics().series("a", "session").map(|s| s.counters.quota_refused);
         assert_eq!(refused, Some(1));
         assert_eq!(store.get_bytes(&tenant("a"), &CacheType::SESSION, "k4").await.unwrap(), None);
-        let usage = store.quota_usage(&tenant("a")).await.unwrap();
+        let usage = store.admin().quota_usage(&tenant("a")).await.unwrap();
         assert!(
             usage.stored_bytes > 4 * VALUE as u64 && usage.stored_bytes <= limit,
             "{usage:?}"
@@ -63,7 +65,7 @@ contract! {
         if !matches!(d, Deployment::Memory) {
             let replica = quota_store(d);
             assert_eq!(put(&replica, "a", "k5", 5, None).await, WriteOutcome::OverQuota);
-            assert_eq!(replica.quota_usage(&tenant("a")).await.unwrap().stored_bytes, usage.stored_bytes);
+            assert_eq!(replica.admin().quota_usage(&tenant("a")).await.unwrap().stored_bytes, usage.stored_bytes);
         }
 
         // A delete makes room at once.
@@ -88,20 +90,20 @@ contract! {
     async fn a_tenant_past_its_request_quota_is_refused_until_the_window_ends(d, _default) {
         let store = quota_store(d);
         for _ in 0..3 {
-            assert_eq!(store.count_request(&tenant("a")).await, RequestQuota::Allowed);
+            assert_eq!(store.coordinator().count_request(&tenant("a")).await, RequestQuota::Allowed);
         }
-        let RequestQuota::Refused { retry_after } = store.count_request(&tenant("a")).await else {
+        let RequestQuota::Refused { retry_after } = store.coordinator().count_request(&tenant("a")).await else {
             panic!("the fourth request in the window passed");
         };
         assert!(retry_after > Duration::from_secs(3500) && retry_after <= Duration::from_secs(3600));
-        assert_eq!(store.count_request(&tenant("b")).await, RequestQuota::Allowed);
-        let usage = store.quota_usage(&tenant("a")).await.unwrap();
+        assert_eq!(store.coordinator().count_request(&tenant("b")).await, RequestQuota::Allowed);
+        let usage = store.admin().quota_usage(&tenant("a")).await.unwrap();
         assert_eq!((usage.requests, usage.request_limit), (4, 3));
         let refused = store.metrics().series("a", "_all").map(|s| s.counters.requests_refused);
         assert_eq!(refused, Some(1));
         if !matches!(d, Deployment::Memory) {
             let replica = quota_store(d);
-            assert!(matches!(replica.count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
+            assert!(matches!(replica.coordinator().count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
         }
     }
     on [memory, disk, standalone, cluster, sentinel]
@@ -110,9 +112,10 @@ contract! {
 contract! {
     async fn sweeps_give_the_bytes_they_delete_back_to_the_tenants_quota(d, _default) {
         let store = quota_store(d);
+        let a = tenant("a");
         let usage = |t: &'static str| {
             let store = store.clone();
-            async move { store.quota_usage(&tenant(t)).await.unwrap().stored_bytes }
+            async move { store.admin().quota_usage(&tenant(t)).await.unwrap().stored_bytes }
         };
         assert_eq!(put(&store, "b", "k0", 10, None).await, WriteOutcome::Stored);
         let b_before = usage("b").await;
@@ -123,7 +126,8 @@ contract! {
         assert_eq!(put(&store, "a", "k4", 4, None).await, WriteOutcome::OverQuota);
 
         // A pattern sweep releases exactly what it deleted: half the bytes, and two writes fit again.
-        let swept = store.delete_pattern(&tenant("a"), Some(&CacheType::SESSION), "k[01]").await.unwrap();
+        let pattern = Target::pattern(&a, &CacheType::SESSION, "k[01]");
+        let swept = store.invalidate(pattern, InvalidationStrategy::Eager).await.unwrap().deleted;
         assert_eq!(swept, 2);
         assert_eq!(usage("a").await, full / 2, "every entry has the same size");
         for key in ["k4", "k5"] {
@@ -132,10 +136,12 @@ contract! {
         assert_eq!(put(&store, "a", "k6", 6, None).await, WriteOutcome::OverQuota);
 
         // Clearing the type, then the whole tenant (eager invalidation), leaves nothing counted.
-        assert_eq!(store.clear_cache(&tenant("a"), Some(&CacheType::SESSION)).await.unwrap(), 4);
+        let sessions = Target::entries(&a, &CacheType::SESSION);
+        assert_eq!(store.invalidate(sessions, InvalidationStrategy::Eager).await.unwrap().deleted, 4);
         assert_eq!(usage("a").await, 0);
         assert_eq!(put(&store, "a", "k0", 0, None).await, WriteOutcome::Stored);
-        assert!(store.clear_cache(&tenant("a"), None).await.unwrap() >= 1);
+        let everything = Target::entries(&a, None);
+        assert!(store.invalidate(everything, InvalidationStrategy::Eager).await.unwrap().deleted >= 1);
         assert_eq!(usage("a").await, 0);
 
         // Another tenant's ledger is untouched by all of it.
@@ -158,12 +164,12 @@ contract! {
         let counted = counted.map(|c| (c.dropped_sets, c.degraded));
         assert_eq!(counted, Some((1, 1)));
 
-        assert_eq!(store.count_request(&a).await, RequestQuota::Allowed);
+        assert_eq!(store.coordinator().count_request(&a).await, RequestQuota::Allowed);
         assert_eq!(store.metrics().series("a", "_all").map(|x| x.counters.degraded), Some(1));
 
-        let err = store.quota_usage(&a).await.unwrap_err().to_string();
+        let err = store.admin().quota_usage(&a).await.unwrap_err().to_string();
         assert!(err.contains("keeps no quota ledgers"), "{err}");
-        let admitted = plain.admit(&a, &s, "variants", b"v1", 4, Duration::from_secs(60)).await;
+        let admitted = plain.coordinator().admit(&a, &s, "variants", b"v1", 4, Duration::from_secs(60)).await;
         assert!(admitted.is_err(), "{admitted:?}");
 
         assert_eq!(put(plain, "a", "k0", 0, None).await, WriteOutcome::Stored);

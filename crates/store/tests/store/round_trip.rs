@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::DocumentFingerprint;
-use fernando_cache_store::{ComputeError, KeyTtl, Store, StoreError, WriteOutcome};
+use fernando_cache_store::{
+    ComputeError, InvalidationStrategy, KeyTtl, Store, StoreError, Target, Write, WriteOutcome,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{contract, memory_store, redis_store, tenant};
@@ -34,8 +35,8 @@ async fn all_types_round_trip(store: &Store) {
         assert_eq!(outcome, WriteOutcome::Stored, "{ty}");
         let back: Extraction = store.get(&t, ty, "k").await.unwrap().expect("hit");
         assert_eq!(back, value, "{ty}");
-        let configured = store.ttl_of(ty).unwrap();
-        match store.ttl(&t, ty, "k").await.unwrap() {
+        let configured = store.admin().configured_ttl(ty).unwrap();
+        match store.admin().remaining_ttl(&t, ty, "k").await.unwrap() {
             KeyTtl::Expires(left) => {
                 assert!(
                     left <= configured && left + Duration::from_secs(5) >= configured,
@@ -44,9 +45,9 @@ async fn all_types_round_trip(store: &Store) {
             }
             other => panic!("{ty}: expected a TTL, got {other:?}"),
         }
-        assert!(store.exists(&t, ty, "k").await.unwrap());
+        assert!(store.admin().exists(&t, ty, "k").await.unwrap());
         assert!(store.delete(&t, ty, "k").await.unwrap());
-        assert!(!store.exists(&t, ty, "k").await.unwrap());
+        assert!(!store.admin().exists(&t, ty, "k").await.unwrap());
         assert_eq!(store.get::<Extraction>(&t, ty, "k").await.unwrap(), None);
     }
     let totals = store.metrics().totals();
@@ -73,7 +74,13 @@ async fn compression_starts_just_above_the_threshold() {
     for (key, value) in [("below", &below), ("above", &above)] {
         assert_eq!(
             store
-                .set_bytes(&t, &CacheType::OCR_RESULT, key, value.as_bytes(), None)
+                .set_bytes(
+                    &t,
+                    &CacheType::OCR_RESULT,
+                    key,
+                    value.as_bytes(),
+                    Write::default()
+                )
                 .await
                 .unwrap(),
             WriteOutcome::Stored
@@ -86,7 +93,11 @@ async fn compression_starts_just_above_the_threshold() {
         assert_eq!(back, value.as_bytes());
     }
     let strlen = |key: &str| {
-        let full = store.keys().key(&t, &CacheType::OCR_RESULT, key).unwrap();
+        let full = store
+            .admin()
+            .keys()
+            .key(&t, &CacheType::OCR_RESULT, key)
+            .unwrap();
         let reply = server.command(&["STRLEN", full.as_str()]).unwrap();
         reply
             .trim()
@@ -109,84 +120,16 @@ async fn compression_starts_just_above_the_threshold() {
     assert!(m.stored_bytes < m.raw_bytes);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_helpers_use_their_cache_types_and_engine_versions() {
-    let (_server, store) = redis_store();
-    let t = tenant("acme");
-    let fp = DocumentFingerprint::of_bytes(b"%PDF-1.7 invoice");
-    let _ = store
-        .cache_document_hash(&t, &fp, &sample(1))
-        .await
-        .unwrap();
-    let _ = store
-        .cache_ocr_result(&t, &fp, "tesseract-5.3", &"text".to_owned())
-        .await
-        .unwrap();
-    let _ = store
-        .cache_llm_extraction(&t, &fp, "rules-1", &fp, &sample(2))
-        .await
-        .unwrap();
-    let _ = store
-        .cache_user_session(&t, "sess-1", &"alice".to_owned())
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get_document_hash::<Extraction>(&t, &fp)
-            .await
-            .unwrap(),
-        Some(sample(1))
-    );
-    assert_eq!(
-        store
-            .get_ocr_result::<String>(&t, &fp, "tesseract-5.3")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("text")
-    );
-    assert_eq!(
-        store
-            .get_ocr_result::<String>(&t, &fp, "tesseract-5.4")
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .get_llm_extraction::<Extraction>(&t, &fp, "rules-1", &fp)
-            .await
-            .unwrap(),
-        Some(sample(2))
-    );
-    assert_eq!(
-        store
-            .get_user_session::<String>(&t, "sess-1")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("alice")
-    );
-    let snapshot = store.metrics();
-    for ty in ["doc_hash", "ocr_result", "llm_extraction", "session"] {
-        assert_eq!(
-            snapshot.series("acme", ty).unwrap().counters.sets,
-            1,
-            "{ty}"
-        );
-    }
-}
-
 contract! {
     async fn explicit_ttls_and_unknown_types(d, store) {
         let t = tenant("acme");
         let _ = store
-            .set_with_ttl(
+            .set_with(
                 &t,
                 &CacheType::SESSION,
                 "short",
                 &1u8,
-                Some(Duration::from_millis(150)),
+                Write::default().ttl(Duration::from_millis(150)),
             )
             .await
             .unwrap();
@@ -229,7 +172,7 @@ contract! {
         );
         assert!(!computed.load(std::sync::atomic::Ordering::SeqCst), "nothing was computed");
         let err = store
-            .set_with_ttl(&t, &CacheType::SESSION, "k", &1u8, Some(Duration::ZERO))
+            .set_with(&t, &CacheType::SESSION, "k", &1u8, Write::default().ttl(Duration::ZERO))
             .await
             .unwrap_err()
             .to_string();
@@ -279,7 +222,11 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(
         );
     }
     assert_eq!(
-        trusted.delete_pattern(&t, None, "*").await.unwrap(),
+        trusted
+            .invalidate(Target::pattern(&t, None, "*"), InvalidationStrategy::Eager)
+            .await
+            .unwrap()
+            .deleted,
         8,
         "the SCAN connections speak TLS too"
     );
@@ -292,7 +239,7 @@ async fn tls_with_a_private_ca_round_trips_and_an_untrusted_server_is_refused(
             .unwrap(),
         WriteOutcome::Dropped
     );
-    assert!(untrusted.ping().await.is_err());
+    assert!(untrusted.admin().ping().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,24 +312,42 @@ async fn admission_to_a_bounded_set_is_shared_and_per_tenant() {
     let ty = CacheType::API_RESPONSE;
     let ttl = Duration::from_secs(60);
     let (acme, globex) = (tenant("acme"), tenant("globex"));
-    assert!(a.admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap());
-    assert!(b.admit(&acme, &ty, "budget", b"v2", 2, ttl).await.unwrap());
     assert!(
-        !a.admit(&acme, &ty, "budget", b"v3", 2, ttl).await.unwrap(),
+        a.coordinator()
+            .admit(&acme, &ty, "budget", b"v1", 2, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.coordinator()
+            .admit(&acme, &ty, "budget", b"v2", 2, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.coordinator()
+            .admit(&acme, &ty, "budget", b"v3", 2, ttl)
+            .await
+            .unwrap(),
         "the bound holds across stores"
     );
     assert!(
-        b.admit(&acme, &ty, "budget", b"v1", 2, ttl).await.unwrap(),
+        b.coordinator()
+            .admit(&acme, &ty, "budget", b"v1", 2, ttl)
+            .await
+            .unwrap(),
         "a member already in stays in"
     );
     assert!(
-        a.admit(&globex, &ty, "budget", b"v3", 2, ttl)
+        a.coordinator()
+            .admit(&globex, &ty, "budget", b"v3", 2, ttl)
             .await
             .unwrap(),
         "another tenant has its own set"
     );
     assert!(
         memory_store()
+            .coordinator()
             .admit(&acme, &ty, "budget", b"v9", 0, ttl)
             .await
             .unwrap()

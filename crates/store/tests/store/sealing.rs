@@ -7,7 +7,7 @@
 use std::io::Write as _;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{InvalidationStrategy, Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, Store, Target, WriteOutcome};
 
 use crate::support::{Deployment, contract, tenant};
 
@@ -61,7 +61,7 @@ contract! {
             let ocr = CacheType::OCR_RESULT;
             let outcome = store.set(&tenant(&a), &ocr, "doc", SECRET).await.unwrap();
             assert_eq!(outcome, WriteOutcome::Stored);
-            let key_a = store.keys().key(&tenant(&a), &ocr, "doc").unwrap();
+            let key_a = store.admin().keys().key(&tenant(&a), &ocr, "doc").unwrap();
             let raw = d.get_raw(key_a.as_str()).expect("stored");
             assert!(!contains(&raw, "DE89") && !contains(&raw, "jane.doe"), "{algorithm}: plaintext at rest");
             assert_eq!(
@@ -71,7 +71,7 @@ contract! {
             );
 
             // Copied under tenant b's key: does not open, counted, removed.
-            let key_b = store.keys().key(&tenant(&b), &ocr, "doc").unwrap();
+            let key_b = store.admin().keys().key(&tenant(&b), &ocr, "doc").unwrap();
             d.put_raw(key_b.as_str(), &raw);
             assert_eq!(store.get::<String>(&tenant(&b), &ocr, "doc").await.unwrap(), None, "{algorithm}");
             assert_eq!(unopened(&store, &b), 1, "{algorithm}");
@@ -85,7 +85,7 @@ contract! {
 
             // Unsealed types are stored as they were.
             let _ = store.set(&tenant(&a), &CacheType::SESSION, "s", SECRET).await.unwrap();
-            let key_s = store.keys().key(&tenant(&a), &CacheType::SESSION, "s").unwrap();
+            let key_s = store.admin().keys().key(&tenant(&a), &CacheType::SESSION, "s").unwrap();
             assert!(contains(&d.get_raw(key_s.as_str()).unwrap(), "DE89"), "{algorithm}");
         }
     }
@@ -121,7 +121,7 @@ contract! {
         assert_eq!(unopened(&aes, "a"), 0);
         // Each entry names its AEAD in the sealed section: `[algorithm][id length][id]`.
         for (doc, section) in [("after", b"\x04\x02k2"), ("aes", b"\x03\x02k2")] {
-            let key = aes.keys().key(&tenant("a"), &ocr, doc).unwrap();
+            let key = aes.admin().keys().key(&tenant("a"), &ocr, doc).unwrap();
             let raw = d.get_raw(key.as_str()).expect("stored");
             assert!(raw.windows(section.len()).any(|w| w == section), "{doc}");
         }
@@ -142,14 +142,14 @@ contract! {
             let name = format!("h{i}");
             let (t, ocr) = (tenant(&name), CacheType::OCR_RESULT);
             let raw_of = |doc: &str| {
-                let key = store.keys().key(&t, &ocr, doc).unwrap();
+                let key = store.admin().keys().key(&t, &ocr, doc).unwrap();
                 (d.get_raw(key.as_str()).expect("stored"), key)
             };
             let _ = store.set(&t, &ocr, "doc", "the old text").await.unwrap();
             let (old, doc_key) = raw_of("doc");
 
             // Invalidated; a later write shows the current generations in its clear header.
-            let _ = store.invalidate(&t, Some(&ocr), InvalidationStrategy::Lazy).await.unwrap();
+            let _ = store.invalidate(Target::entries(&t, &ocr), InvalidationStrategy::Lazy).await.unwrap();
             let _ = store.set(&t, &ocr, "probe", "the new text").await.unwrap();
             let (probe, _) = raw_of("probe");
             assert_ne!(old[GENERATIONS], probe[GENERATIONS], "{algorithm}: the invalidation bumped them");

@@ -148,13 +148,13 @@ contract! {
         let shared = !matches!(d, Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_));
         let b = d.store();
         let (t, ty, ttl) = (tenant("acme"), CacheType::API_RESPONSE, Duration::from_secs(10));
-        let first = a.claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("the first claim");
+        let first = a.coordinator().claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("the first claim");
         assert_eq!(first.is_shared(), shared);
-        let meanwhile = b.claim_refresh(&t, &ty, "k", ttl).await.unwrap();
+        let meanwhile = b.coordinator().claim_refresh(&t, &ty, "k", ttl).await.unwrap();
         if shared {
             assert!(meanwhile.is_none(), "held by the other store");
-            let other = b.claim_refresh(&t, &ty, "other", ttl).await.unwrap().expect("another entry");
-            let other_tenant = b.claim_refresh(&tenant("globex"), &ty, "k", ttl).await.unwrap();
+            let other = b.coordinator().claim_refresh(&t, &ty, "other", ttl).await.unwrap().expect("another entry");
+            let other_tenant = b.coordinator().claim_refresh(&tenant("globex"), &ty, "k", ttl).await.unwrap();
             assert!(other_tenant.is_some(), "another tenant's entry of the same name");
             other.release().await;
             other_tenant.unwrap().release().await;
@@ -162,7 +162,7 @@ contract! {
             assert!(meanwhile.is_some_and(|c| !c.is_shared()), "a claim of its own");
         }
         first.release().await;
-        let next = b.claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("released, so free");
+        let next = b.coordinator().claim_refresh(&t, &ty, "k", ttl).await.unwrap().expect("released, so free");
         assert_eq!(next.is_shared(), shared);
         next.release().await;
     }

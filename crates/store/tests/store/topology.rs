@@ -11,7 +11,7 @@ use std::{
 };
 
 use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
-use fernando_cache_store::{InvalidationStrategy, Store, WriteOutcome};
+use fernando_cache_store::{InvalidationStrategy, Store, Target, WriteOutcome};
 use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, SentinelGroup};
 
 use crate::support::{Servers, tenant, until_tracked};
@@ -102,6 +102,7 @@ async fn hits_resume(store: &Store) {
             }
             if Instant::now() >= deadline {
                 let ping = store
+                    .admin()
                     .ping()
                     .await
                     .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)));
@@ -127,7 +128,10 @@ async fn tracking_resumes(servers: &impl Servers, store: &Store, other: &Store) 
             .unwrap();
         until_tracked(servers, store, &t, &CacheType::SESSION, "tracked").await;
         let _ = other
-            .invalidate(&t, Some(&CacheType::SESSION), InvalidationStrategy::Lazy)
+            .invalidate(
+                Target::entries(&t, &CacheType::SESSION),
+                InvalidationStrategy::Lazy,
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use fernando_cache_config::CacheType;
-use fernando_cache_store::{InvalidationStrategy, Store};
+use fernando_cache_store::{InvalidationStrategy, Store, Target};
 
 use crate::support::{calls, contract, tenant, until_tracked};
 
@@ -35,11 +35,11 @@ contract! {
             );
             let strategy = if round % 2 == 0 {
                 writer
-                    .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+                    .invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy)
                     .await
             } else {
                 writer
-                    .invalidate(&acme, None, InvalidationStrategy::Lazy)
+                    .invalidate(Target::entries(&acme, None), InvalidationStrategy::Lazy)
                     .await
             };
             let _ = strategy.unwrap();
@@ -64,7 +64,7 @@ contract! {
         server.kill_clients();
         let deadline = Instant::now() + Duration::from_secs(5);
         while writer
-            .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+            .invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy)
             .await
             .is_err()
         {
@@ -80,7 +80,7 @@ contract! {
         let _ = writer.set(&acme, &ty, "k", &2u64).await.unwrap();
         until_tracked(server, reader, &acme, &ty, "k").await;
         let _ = writer
-            .invalidate(&acme, None, InvalidationStrategy::Lazy)
+            .invalidate(Target::entries(&acme, None), InvalidationStrategy::Lazy)
             .await
             .unwrap();
         assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
@@ -105,7 +105,7 @@ contract! {
             "no tracking asked for"
         );
         let _ = store
-            .invalidate(&acme, None, InvalidationStrategy::Lazy)
+            .invalidate(Target::entries(&acme, None), InvalidationStrategy::Lazy)
             .await
             .unwrap();
         assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
@@ -145,7 +145,7 @@ contract! {
 
         // Another process invalidates: the next write is stamped with the new generations, so it is visible.
         let _ = reader
-            .invalidate(&acme, Some(&ty), InvalidationStrategy::Lazy)
+            .invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy)
             .await
             .unwrap();
         let _ = writer.set(&acme, &ty, "k", &7u64).await.unwrap();

@@ -206,7 +206,7 @@ async fn quota_gauges(
         let Ok(tenant) = fernando_cache_keys::TenantId::new(t) else {
             continue;
         };
-        match state.store.quota_usage(&tenant).await {
+        match state.store.admin().quota_usage(&tenant).await {
             Ok(q) if q.byte_limit > 0 || q.request_limit > 0 => rows.push((t, q)),
             Ok(_) => return,
             // The backend is down: the gauges are absent rather than wrong.

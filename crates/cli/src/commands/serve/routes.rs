@@ -14,7 +14,7 @@ use fernando_cache_ops::{
     health,
 };
 use fernando_cache_processor::{EngineError, ProcessError};
-use fernando_cache_store::InvalidationStrategy;
+use fernando_cache_store::{InvalidationStrategy, Target};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -253,15 +253,21 @@ pub(crate) async fn stats(
         })
         .collect();
     // The quotas as the backend's ledgers say now (null while it cannot answer).
-    let quota = state.store.quota_usage(&tenant).await.ok().map(|q| {
-        json!({
-            "stored_bytes": q.stored_bytes,
-            "byte_limit": q.byte_limit,
-            "requests": q.requests,
-            "request_limit": q.request_limit,
-            "request_window_seconds": q.request_window.as_secs(),
-        })
-    });
+    let quota = state
+        .store
+        .admin()
+        .quota_usage(&tenant)
+        .await
+        .ok()
+        .map(|q| {
+            json!({
+                "stored_bytes": q.stored_bytes,
+                "byte_limit": q.byte_limit,
+                "requests": q.requests,
+                "request_limit": q.request_limit,
+                "request_window_seconds": q.request_window.as_secs(),
+            })
+        });
     // Live figures: never answered from the response cache.
     let mut r = Json(json!({
         "tenant": tenant.as_str(),
@@ -315,23 +321,17 @@ pub(crate) async fn invalidate(
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let outcome = match &body.subject {
-        Some(subject) => state
-            .store
-            .invalidate_subject(&scope, cache_type.as_ref(), &canonical_subject(subject))
-            .await
-            .map(|deleted| (InvalidationStrategy::Eager, deleted)),
-        None => state
-            .store
-            .invalidate(&scope, cache_type.as_ref(), strategy)
-            .await
-            .map(|inv| (inv.strategy, inv.deleted)),
+    let subject = body.subject.as_deref().map(canonical_subject);
+    // A subject's entries are always deleted eagerly; the outcome says which strategy was applied.
+    let target = match &subject {
+        Some(subject) => Target::subject(&scope, cache_type.as_ref(), subject),
+        None => Target::entries(&scope, cache_type.as_ref()),
     };
-    match outcome {
-        Ok((strategy, deleted)) => Json(json!({
+    match state.store.invalidate(target, strategy).await {
+        Ok(done) => Json(json!({
             "scope": scope.label(),
-            "strategy": strategy.as_str(),
-            "deleted": deleted,
+            "strategy": done.strategy.as_str(),
+            "deleted": done.deleted,
         }))
         .into_response(),
         Err(e) => internal_error(

@@ -1,0 +1,98 @@
+//! [`Admin`]: what operators and health checks ask a store — is the backend there, what it holds, how long an
+//! entry has left, a tenant's quota use, the exact keys — kept off the cache API. The calls themselves live
+//! beside the code they share (reads in `read.rs`, quotas in `quota.rs`); this is their one public face.
+
+use std::time::Duration;
+
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{AsScope, KeyBuilder, TenantId};
+
+use super::{QuotaUsage, Store};
+use crate::{BackendInfo, KeyTtl, StoreError};
+
+/// The operator calls of a [`Store`], taken with [`Store::admin`]: they go through the same breaker and
+/// command timeout as cache traffic, but unlike cache reads they report an unavailable backend as an error —
+/// an operator needs the truth, not a miss.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin<'a> {
+    store: &'a Store,
+}
+
+impl Store {
+    /// The operator calls: ping, backend facts, an entry's existence and remaining life, configured TTLs,
+    /// quota use, the key builder.
+    pub fn admin(&self) -> Admin<'_> {
+        Admin { store: self }
+    }
+}
+
+impl<'a> Admin<'a> {
+    /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it does not answer in time.
+    pub async fn ping(self) -> Result<Duration, StoreError> {
+        self.store.ping().await
+    }
+
+    /// Server facts (memory, eviction policy, key count; per node on a cluster) for operators and health
+    /// checks.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend does not answer in time.
+    pub async fn backend_info(self) -> Result<BackendInfo, StoreError> {
+        self.store.backend_info().await
+    }
+
+    /// The backend's kind: `redis`, `memory`, `disk`, or what a backend of your own calls itself.
+    pub fn backend_kind(self) -> &'static str {
+        self.store.backend_kind()
+    }
+
+    /// Whether a live entry exists (it may still be hidden by a lazy invalidation).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer; an invalid tenant or key.
+    pub async fn exists(
+        self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        self.store.exists(scope, cache_type, key).await
+    }
+
+    /// The remaining fresh life of an entry. The backend keeps it `types.<name>.max_stale` longer (fail-safe),
+    /// which is not counted here; an entry kept only as a stale fallback answers a zero life.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer; an invalid tenant or key.
+    pub async fn remaining_ttl(
+        self,
+        scope: impl AsScope,
+        cache_type: &CacheType,
+        key: &str,
+    ) -> Result<KeyTtl, StoreError> {
+        self.store.ttl(scope, cache_type, key).await
+    }
+
+    /// The TTL configured for a cache type (`types.<name>.ttl`); `None` for a type the settings do not name, which
+    /// the store refuses to write.
+    pub fn configured_ttl(self, cache_type: &CacheType) -> Option<Duration> {
+        self.store.ttl_of(cache_type)
+    }
+
+    /// A tenant's use of its quotas now: stored bytes and requests in the current window, with the limits.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer (or keeps no ledgers); an over-long tenant.
+    pub async fn quota_usage(self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
+        self.store.quota_usage(tenant).await
+    }
+
+    /// The key builder of this store, for callers that need the exact keys it writes (operators inspecting
+    /// the backend, tests).
+    pub fn keys(self) -> &'a KeyBuilder {
+        &self.store.inner.keys
+    }
+}
