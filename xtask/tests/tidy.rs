@@ -177,6 +177,70 @@ fn header(text: &str) -> String {
         .join("\n")
 }
 
+/// The module files ARCHITECTURE.md's code map lists, per crate folder (`crates/<dir>`), as paths under `src/`.
+fn code_map() -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("- **`crates/") {
+            current = rest.split('`').next().map(str::to_owned);
+        } else if line.starts_with("## ")
+            || (line.starts_with("- ") && !line.starts_with("- **`crates/"))
+        {
+            current = None;
+        } else if let (Some(krate), Some(rest)) = (&current, line.trim_start().strip_prefix("- `"))
+            && let Some(file) = rest.split('`').next().filter(|f| f.ends_with(".rs"))
+        {
+            map.entry(krate.clone()).or_default().push(file.to_owned());
+        }
+    }
+    map
+}
+
+#[test]
+fn the_code_map_lists_every_module_file_and_no_other() {
+    let map = code_map();
+    let mut violations = Vec::new();
+    let crates = root().join("crates");
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let dir = entry.unwrap().path();
+        let src = dir.join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let listed = map.get(&name).cloned().unwrap_or_default();
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for file in &files {
+            let rel = file
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if !listed.contains(&rel) {
+                violations.push(format!(
+                    "crates/{name}/src/{rel} is missing from the code map"
+                ));
+            }
+        }
+        for rel in &listed {
+            if !src.join(rel).is_file() {
+                violations.push(format!(
+                    "the code map lists crates/{name}/src/{rel}, which does not exist"
+                ));
+            }
+        }
+    }
+    assert!(map.len() >= 8, "the code map was not found: {map:?}");
+    assert!(
+        violations.is_empty(),
+        "ARCHITECTURE.md's code map and the source tree disagree:\n{}",
+        violations.join("\n")
+    );
+}
+
 #[test]
 fn every_rust_file_starts_with_a_module_doc() {
     let offenders: Vec<_> = all_rust_files()
