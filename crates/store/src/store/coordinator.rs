@@ -50,8 +50,8 @@ impl Coordinator<'_> {
             .await
     }
 
-    /// Counts one request of `tenant` against its request quota (`quotas.tenant_requests` per
-    /// `quotas.request_window`, shared by every replica on the backend). A backend that cannot count lets the
+    /// Counts one request of `tenant` against its request quota (`quotas.shared_requests` per
+    /// `quotas.shared_window`, shared by every replica on the backend). A backend that cannot count lets the
     /// request through (the edge's per-process rate limit still holds) and counts the operation as degraded; a
     /// refusal is counted as `requests_refused`.
     pub async fn count_request(self, tenant: &TenantId) -> RequestQuota {
