@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, de::Error as _};
 
 use crate::{
     CacheType, ConfigError, FlightMode, FlightPolicy, SingleFlightTable, TierPolicy, TierTable,
-    TtlTable, duration,
+    TtlTable, UnknownName, duration,
 };
 
 /// Everything configured for one cache type, with `types.default` and the built-in defaults filled in.
@@ -64,6 +64,32 @@ impl TypeTable {
     /// The types with a table of their own, in name order.
     pub fn listed(&self) -> impl Iterator<Item = &CacheType> {
         self.listed.iter()
+    }
+
+    /// Every cache type a user may name: the eight built-in ones and those with a `[types.<name>]` table, in
+    /// name order.
+    pub fn known(&self) -> Vec<CacheType> {
+        let mut known: BTreeSet<CacheType> = CacheType::BUILT_IN.into_iter().collect();
+        known.extend(self.listed.iter().cloned());
+        known.into_iter().collect()
+    }
+
+    /// The cache type a user named (`--type`, a request's `cache_type`), if it is known ([`TypeTable::known`]).
+    /// A known name is always a valid one, so there is no other check to make.
+    ///
+    /// # Errors
+    /// [`UnknownName`] listing the known types and suggesting the nearest (`sessoin`: did you mean `session`?),
+    /// so a typo is an error rather than a read that always misses or a write nobody reads.
+    pub fn resolve(&self, name: &str) -> Result<CacheType, UnknownName> {
+        let known = self.known();
+        match known.iter().find(|t| t.as_str() == name) {
+            Some(t) => Ok(t.clone()),
+            None => Err(UnknownName::new(
+                "cache type",
+                name,
+                known.iter().map(CacheType::as_str),
+            )),
+        }
     }
 
     /// Every type's `ttl`.
