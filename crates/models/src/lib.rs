@@ -43,7 +43,8 @@ pub use pending::{
 };
 pub use repo::{
     FlushBatch, PerformanceDelta, StatisticsDelta, StatisticsSummary, apply_flush,
-    invalidation_rules, performance_since, statistics_since, upsert_performance, upsert_statistics,
+    invalidation_rules, performance_since, rule_event_types, statistics_since, upsert_performance,
+    upsert_statistics,
 };
 pub use series::{
     ALL_TENANTS, DAY, HOUR, Resolution, Series, SeriesPoint, SeriesQuery, WINDOW, series,

@@ -389,6 +389,21 @@ pub fn invalidation_rules(
     })
 }
 
+/// Every event type some invalidation rule names, enabled or not, for any tenant or none: sorted, once each.
+/// What an event may be called besides the built-in ones (a disabled rule's event is still a known name).
+///
+/// # Errors
+/// [`ModelError::Query`].
+pub fn rule_event_types(db: &mut Db) -> Result<Vec<String>, ModelError> {
+    use cache_invalidation_rules::dsl as r;
+    let names: Vec<String> = r::cache_invalidation_rules.select(r::event_type).load(db)?;
+    Ok(names
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect())
+}
+
 /// One statistics flush: everything the recorder writes at once.
 #[derive(Debug, Clone, Default)]
 pub struct FlushBatch {

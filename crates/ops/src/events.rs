@@ -10,6 +10,9 @@
 //! An event is about a tenant's data, or about the global scope's (shared reference data): a global event
 //! applies only the rules that name no tenant.
 //!
+//! An event's name must be known — one of [`BUILT_IN_EVENTS`] or the event of some rule in the table — so a typo
+//! (`document.updatd`) is an error that suggests the name meant, not a silent "no rule matches".
+//!
 //! A rule with a delay is scheduled as a row of `cache_pending_invalidations` rather than a sleeping task, so
 //! it survives a restart; [`run_due`] (which `serve` polls) claims due rows, so that of several replicas one
 //! applies each.
@@ -17,16 +20,29 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use fernando_cache_config::CacheType;
+use fernando_cache_config::{CacheType, UnknownName};
 use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_models::{
     Db, EventRecord, ModelError, NewPendingInvalidation, PendingInvalidation, Severity,
     claim_due_invalidations, finish_invalidation, insert_event, invalidation_rules,
-    schedule_invalidation,
+    rule_event_types, schedule_invalidation,
 };
-use fernando_cache_store::{InvalidationStrategy, Store, StoreError, Target};
+use fernando_cache_store::{Invalidation, InvalidationStrategy, Store, StoreError, Target};
+use tokio::task::JoinHandle;
 
-use crate::health::event;
+use crate::{
+    health::event,
+    summary::{self, Sweep},
+};
+
+/// The events every statistics database knows, whatever its rules: those the first migration's rules name.
+/// Any other event is known once a rule names it.
+pub const BUILT_IN_EVENTS: [&str; 4] = [
+    "document.updated",
+    "user.logout",
+    "billing.changed",
+    "reference_data.changed",
+];
 
 /// Something that happened to a tenant's data, or to the global scope's.
 #[derive(Debug, Clone)]
@@ -72,8 +88,9 @@ impl CacheEvent {
     }
 }
 
-/// One rule applied to one cache type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One rule applied to one cache type: what it did, for the command's lines and the server's answer
+/// ([`Applied::summary`]).
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct Applied {
     /// The rule's name.
@@ -82,10 +99,62 @@ pub struct Applied {
     pub cache_type: String,
     /// The strategy used (eager when narrowed to a subject).
     pub strategy: InvalidationStrategy,
-    /// Keys deleted before returning (0 for lazy, and for delayed applications).
+    /// Keys deleted before returning (0 for lazy, and for delayed applications; the hybrid strategy's background
+    /// deletion is not counted here, see [`Applied::sweeping`]).
     pub deleted: u64,
+    /// Every entry of the type in the event's scope was hidden at once (lazy and hybrid without a subject): each
+    /// reads as a miss from now on, even though `deleted` may be 0.
+    pub hidden: bool,
     /// Scheduled for after the rule's delay (a row of `cache_pending_invalidations`, applied by [`run_due`]).
     pub delayed: bool,
+    /// The entries reached, as the summary names them: `ocr_result entries of tenant "acme"`.
+    entries: String,
+    /// The rule's delay, for a delayed application.
+    delay: Duration,
+    /// The hybrid strategy's background deletion, until [`Applied::finish_sweep`] waits for it.
+    sweep: Option<JoinHandle<Result<u64, StoreError>>>,
+    /// What the background deletion deleted, once waited for.
+    swept: Option<u64>,
+}
+
+impl Applied {
+    /// Whether a background deletion (the hybrid strategy's sweep) is still going on.
+    pub fn sweeping(&self) -> bool {
+        self.sweep.is_some()
+    }
+
+    /// Waits for the background deletion, if any, and returns how many keys it deleted. A command calls it before
+    /// its process ends, which would end the sweep with it; a server need not.
+    ///
+    /// # Errors
+    /// [`EventError::Store`] when the sweep could not delete (the entries stay hidden all the same);
+    /// [`EventError::Task`] when it was cancelled.
+    pub async fn finish_sweep(&mut self) -> Result<u64, EventError> {
+        let Some(sweep) = self.sweep.take() else {
+            return Ok(self.swept.unwrap_or(0));
+        };
+        let n = sweep.await.map_err(|e| EventError::Task(e.to_string()))??;
+        self.swept = Some(n);
+        Ok(n)
+    }
+
+    /// What the rule did, in the words a user reads: `1 key deleted`; `all ocr_result entries of tenant "acme"
+    /// hidden; deletion continuing in the background`; for a delayed rule, when it will apply (delayed
+    /// invalidations are applied by `serve`, which polls for them: [`run_due`]).
+    pub fn summary(&self) -> String {
+        if self.delayed {
+            return format!(
+                "scheduled: a running `serve` applies it in {}",
+                summary::count(self.delay.as_secs(), "second", "seconds")
+            );
+        }
+        let sweep = match (&self.sweep, self.swept) {
+            (Some(_), _) => Sweep::Running,
+            (None, Some(n)) => Sweep::Finished(n),
+            (None, None) => Sweep::None,
+        };
+        summary::invalidation(&self.entries, self.hidden, self.deleted, sweep)
+    }
 }
 
 /// Why an event could not be applied.
@@ -101,6 +170,9 @@ pub enum EventError {
     /// A blocking database task failed.
     #[error("database task failed: {0}")]
     Task(String),
+    /// No rule and no built-in event has this name; the message lists the known ones and suggests the nearest.
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
 }
 
 async fn blocking<T: Send + 'static>(
@@ -117,11 +189,13 @@ async fn blocking<T: Send + 'static>(
     .map_err(EventError::from)
 }
 
-/// Applies every enabled rule matching `event`, logging each application.
+/// Applies every enabled rule matching `event`, logging each application. An event whose name is known but
+/// which no enabled rule matches (for this tenant) applies nothing and returns an empty list.
 ///
 /// # Errors
-/// [`EventError`] when the rules cannot be read or an immediate invalidation fails (it is logged as an error
-/// event first, so a failed invalidation is never silent).
+/// [`EventError::Unknown`] when the event's name is neither built in ([`BUILT_IN_EVENTS`]) nor named by any
+/// rule; [`EventError`] when the rules cannot be read or an immediate invalidation fails (it is logged as an
+/// error event first, so a failed invalidation is never silent).
 pub async fn apply(
     store: &Store,
     database_url: &str,
@@ -129,10 +203,20 @@ pub async fn apply(
 ) -> Result<Vec<Applied>, EventError> {
     let event_type = ev.event_type.clone();
     let tenant = ev.tenant().map(str::to_owned);
-    let rules = blocking(database_url, move |db| {
-        invalidation_rules(db, &event_type, tenant.as_deref())
+    let (named, rules) = blocking(database_url, move |db| {
+        Ok((
+            rule_event_types(db)?,
+            invalidation_rules(db, &event_type, tenant.as_deref())?,
+        ))
     })
     .await?;
+    UnknownName::check(
+        "event",
+        &ev.event_type,
+        BUILT_IN_EVENTS
+            .into_iter()
+            .chain(named.iter().map(String::as_str)),
+    )?;
     let mut applied = Vec::new();
     let mut log: Vec<EventRecord> = Vec::new();
     let mut failure = None;
@@ -179,19 +263,30 @@ pub async fn apply(
                     cache_type: ty.to_string(),
                     strategy,
                     deleted: 0,
+                    hidden: false,
                     delayed: true,
+                    entries: summary::entries(&ev.scope, Some(ty.as_str())),
+                    delay,
+                    sweep: None,
+                    swept: None,
                 });
                 continue;
             }
             let outcome = invalidate(store, ev, &ty, strategy).await;
-            log.push(describe(&rule.name, ev, &ty, strategy, &outcome));
+            log.push(describe(&rule.name, ev, &ty, &outcome));
             match outcome {
-                Ok(deleted) => applied.push(Applied {
+                Ok(done) => applied.push(Applied {
                     rule: rule.name.clone(),
                     cache_type: ty.to_string(),
-                    strategy,
-                    deleted,
+                    // What was applied: eager for a subject, whatever was asked.
+                    strategy: done.strategy,
+                    deleted: done.deleted,
+                    hidden: done.hidden(),
                     delayed: false,
+                    entries: summary::entries(&ev.scope, Some(ty.as_str())),
+                    delay,
+                    sweep: done.sweep,
+                    swept: None,
                 }),
                 Err(e) => {
                     failure.get_or_insert(e);
@@ -252,7 +347,7 @@ pub async fn run_due(store: &Store, database_url: &str) -> Result<usize, EventEr
             subject: row.subject.clone(),
         };
         let outcome = invalidate(store, &ev, &ty, strategy).await;
-        let record = describe(&row.rule_name, &ev, &ty, strategy, &outcome);
+        let record = describe(&row.rule_name, &ev, &ty, &outcome);
         let ok = outcome.is_ok();
         let (id, token) = (row.id, claim.clone());
         blocking(database_url, move |db| {
@@ -287,22 +382,21 @@ async fn invalidate(
     ev: &CacheEvent,
     ty: &CacheType,
     strategy: InvalidationStrategy,
-) -> Result<u64, StoreError> {
+) -> Result<Invalidation, StoreError> {
     // A subject's entries are deleted eagerly, whatever the rule's strategy. A hybrid sweep reclaims storage in
     // the background; the entries are already hidden.
     let target = match &ev.subject {
         Some(subject) => Target::subject(&ev.scope, ty, subject),
         None => Target::entries(&ev.scope, ty),
     };
-    Ok(store.invalidate(target, strategy).await?.deleted)
+    store.invalidate(target, strategy).await
 }
 
 fn describe(
     rule: &str,
     ev: &CacheEvent,
     ty: &CacheType,
-    strategy: InvalidationStrategy,
-    outcome: &Result<u64, StoreError>,
+    outcome: &Result<Invalidation, StoreError>,
 ) -> EventRecord {
     let subject = ev
         .subject
@@ -310,15 +404,25 @@ fn describe(
         .map(|s| format!(" subject {s}"))
         .unwrap_or_default();
     match outcome {
-        Ok(n) => event(
+        Ok(done) => event(
             "invalidation",
             Severity::Info,
             ev.tenant(),
             Some(ty.as_str()),
             &format!(
-                "{} via rule {rule}{subject}: {} ({n} keys deleted)",
+                "{} via rule {rule}{subject}: {}, {}",
                 ev.event_type,
-                strategy.as_str()
+                done.strategy.as_str(),
+                summary::invalidation(
+                    &summary::entries(&ev.scope, Some(ty.as_str())),
+                    done.hidden(),
+                    done.deleted,
+                    if done.sweep.is_some() {
+                        Sweep::Running
+                    } else {
+                        Sweep::None
+                    },
+                )
             ),
         ),
         Err(e) => event(

@@ -1,8 +1,9 @@
 //! Operating fernando-cache: the statistics [`recorder`] (the store's in-process metrics, flushed into the
 //! statistics database, buffered through outages, old rows pruned), [`health`] checks, [`alerts`] announced
 //! once per condition (log, event log, webhook), event-driven invalidation ([`events`], the rules of
-//! `cache_invalidation_rules`), the [`warming`] schedule (access history, due warmup jobs claimed by one replica)
-//! and [`telemetry`]: the log subscriber and OpenTelemetry export.
+//! `cache_invalidation_rules`) and the words an invalidation's outcome is told in ([`summary`]), the
+//! [`warming`] schedule (access history, due warmup jobs claimed by one replica) and [`telemetry`]: the log
+//! subscriber and OpenTelemetry export.
 //!
 //! It sits between the libraries and the program: it depends on the store (for metrics and invalidation), on
 //! the models (for the tables), so that neither of those needs the other, and on the processor (whose `Warmer`
@@ -14,6 +15,7 @@ pub mod alerts;
 pub mod events;
 pub mod health;
 pub mod recorder;
+pub mod summary;
 pub mod telemetry;
 pub mod warming;
 

@@ -9,7 +9,7 @@ use fernando_cache_models::{
     schedule_invalidation,
 };
 use fernando_cache_ops::{
-    events::{CacheEvent, apply, run_due},
+    events::{CacheEvent, EventError, apply, run_due},
     health::AlertThresholds,
     recorder::{Recorder, RecorderOptions},
 };
@@ -215,8 +215,35 @@ async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
         );
     }
 
+    // Issue 30: a name that no rule and no built-in event has is an error that suggests the one meant …
+    let err = apply(
+        &store,
+        &url,
+        &CacheEvent::new("billing.chaged", acme.clone()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, EventError::Unknown(_)), "{err}");
+    let text = err.to_string();
     assert!(
-        apply(&store, &url, &CacheEvent::new("nothing.matches", acme))
+        text.contains("did you mean \"billing.changed\"?")
+            && text.contains("document.updated, reference_data.changed, user.logout"),
+        "{text}"
+    );
+    // … while a known event that no enabled rule matches for this tenant applies nothing.
+    {
+        use diesel::{Connection, connection::SimpleConnection};
+        diesel::SqliteConnection::establish(dir.path().join("s.db").to_str().unwrap())
+            .unwrap()
+            .batch_execute(
+                "INSERT INTO cache_invalidation_rules \
+                 (name, event_type, tenant_id, cache_types, strategy, delay_seconds, enabled, created_at) \
+                 VALUES ('globex-sync', 'globex.synced', 'globex', 'billing', 'eager', 0, 1, CURRENT_TIMESTAMP)",
+            )
+            .unwrap();
+    }
+    assert!(
+        apply(&store, &url, &CacheEvent::new("globex.synced", acme))
             .await
             .unwrap()
             .is_empty()

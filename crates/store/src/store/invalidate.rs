@@ -154,6 +154,14 @@ pub struct Invalidation {
 }
 
 impl Invalidation {
+    /// Whether the entries were hidden at once by a generation change (the lazy and hybrid strategies, and a
+    /// tag): each reads as a miss from now on, whatever [`Invalidation::deleted`] says — their keys stay until
+    /// their TTL, or until the hybrid strategy's [`Invalidation::sweep`] deletes them. A summary that showed only
+    /// `deleted` would say "0 keys deleted" about entries that are in fact gone for every reader.
+    pub fn hidden(&self) -> bool {
+        self.strategy != InvalidationStrategy::Eager
+    }
+
     fn eager(deleted: u64) -> Invalidation {
         Invalidation {
             strategy: InvalidationStrategy::Eager,
