@@ -119,7 +119,8 @@ enum Command {
     /// Emit an event (e.g. document.updated) for a tenant, or for the global reference data; the matching
     /// invalidation rules are applied.
     Event {
-        /// The event type, e.g. document.updated, user.logout, billing.changed, reference_data.changed.
+        /// The event type: document.updated, user.logout, billing.changed, reference_data.changed, or one a
+        /// rule of the statistics database names (any other name is an error).
         event_type: String,
         /// The tenant whose data changed.
         #[arg(long, required_unless_present = "global", conflicts_with = "global")]

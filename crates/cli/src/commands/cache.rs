@@ -1,4 +1,6 @@
-//! `fernando-cache cache …`: get, set, delete, TTL, invalidation and statistics of cache entries.
+//! `fernando-cache cache …`: get, set, delete, TTL, invalidation and statistics of cache entries. A `--type` must
+//! be a known cache type (built in, or configured in `[types.<name>]`): a typo is an error that suggests the
+//! type meant, before anything is read, written or counted.
 
 use std::{
     io::{Read, Write},
@@ -9,7 +11,8 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fernando_cache_config::{CacheType, Settings};
-use fernando_cache_keys::TenantId;
+use fernando_cache_keys::{Scope, TenantId};
+use fernando_cache_ops::summary::{self, Sweep};
 use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, Target, WriteOutcome};
 
 /// Largest value `cache set` accepts on stdin.
@@ -48,7 +51,7 @@ pub(crate) enum CacheCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
-        /// Only this cache type.
+        /// Only this cache type (built in, or configured in [types.<name>]).
         #[arg(long = "type", value_name = "CACHE_TYPE")]
         cache_type: Option<String>,
         /// eager (delete now), lazy (hide now, reclaim by TTL) or hybrid (hide now, delete in the background).
@@ -98,7 +101,8 @@ pub(crate) struct Entry {
     /// The tenant that owns the entry.
     #[arg(long)]
     tenant: String,
-    /// The cache type, e.g. ocr_result.
+    /// The cache type: one of the eight built in (e.g. ocr_result, session) or one configured in
+    /// [types.<name>].
     #[arg(long = "type", value_name = "CACHE_TYPE")]
     cache_type: String,
     /// The entry's key within the tenant and type.
@@ -107,9 +111,14 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    fn parts(&self) -> anyhow::Result<(TenantId, CacheType)> {
+    /// The tenant and the cache type, which must be a known one: a read of an unknown type would be a miss that
+    /// leaves a metrics series of its own behind, a write one that nothing reads.
+    fn parts(&self, settings: &Settings) -> anyhow::Result<(TenantId, CacheType)> {
         let tenant = TenantId::new(&self.tenant).context("--tenant")?;
-        let cache_type = CacheType::new(self.cache_type.as_str()).context("--type")?;
+        let cache_type = settings
+            .types
+            .resolve(&self.cache_type)
+            .context("--type")?;
         Ok((tenant, cache_type))
     }
 }
@@ -145,7 +154,7 @@ async fn execute(
     }
     match command {
         CacheCommand::Set { entry, ttl, tags } => {
-            let (tenant, ty) = entry.parts()?;
+            let (tenant, ty) = entry.parts(settings)?;
             let mut value = Vec::new();
             std::io::stdin()
                 .take(MAX_STDIN_VALUE + 1)
@@ -172,7 +181,7 @@ async fn execute(
             }
         }
         CacheCommand::Get { entry } => {
-            let (tenant, ty) = entry.parts()?;
+            let (tenant, ty) = entry.parts(settings)?;
             // A miss and an unavailable backend look alike to `get`; tell them apart for the operator.
             let value = store.get_bytes(&tenant, &ty, &entry.key).await?;
             match value {
@@ -189,7 +198,7 @@ async fn execute(
             }
         }
         CacheCommand::Del { entry } => {
-            let (tenant, ty) = entry.parts()?;
+            let (tenant, ty) = entry.parts(settings)?;
             let existed = store.delete(&tenant, &ty, &entry.key).await?;
             Ok(if existed {
                 ExitCode::SUCCESS
@@ -198,7 +207,7 @@ async fn execute(
             })
         }
         CacheCommand::Ttl { entry } => {
-            let (tenant, ty) = entry.parts()?;
+            let (tenant, ty) = entry.parts(settings)?;
             match store
                 .admin()
                 .remaining_ttl(&tenant, &ty, &entry.key)
@@ -223,7 +232,7 @@ async fn execute(
         } => {
             let tenant = TenantId::new(&tenant).context("--tenant")?;
             let ty = cache_type
-                .map(|t| CacheType::new(t).context("--type"))
+                .map(|t| settings.types.resolve(&t).context("--type"))
                 .transpose()?;
             let strategy: InvalidationStrategy = strategy
                 .parse()
@@ -244,28 +253,35 @@ async fn execute(
                     return Err(e.into());
                 }
             };
-            let swept = match result.sweep {
-                Some(sweep) => sweep.await.context("the background sweep")??,
-                None => 0,
+            let hidden = result.hidden();
+            // The hybrid strategy's background deletion would end with this process: wait for it, so that the
+            // summary says what happened.
+            let sweep = match result.sweep {
+                Some(sweep) => Sweep::Finished(sweep.await.context("the background deletion")??),
+                None => Sweep::None,
             };
+            let what = summary::invalidation(
+                &summary::entries(
+                    &Scope::Tenant(tenant.clone()),
+                    ty.as_ref().map(CacheType::as_str),
+                ),
+                hidden,
+                result.deleted,
+                sweep,
+            );
             if let Some(r) = recorder {
                 r.event(
                     "invalidation",
                     fernando_cache_models::Severity::Info,
                     Some(tenant.as_str()),
                     ty.as_ref().map(CacheType::as_str),
-                    format!(
-                        "operator invalidation ({}): {} keys deleted",
-                        strategy.as_str(),
-                        result.deleted + swept
-                    ),
+                    format!("operator invalidation ({}): {what}", strategy.as_str()),
                 );
             }
             println!(
-                "invalidated tenant {tenant:?}{} ({}): {} keys deleted",
+                "invalidated tenant {tenant:?}{} ({}): {what}",
                 ty.map(|t| format!(" type {t}")).unwrap_or_default(),
                 strategy.as_str(),
-                result.deleted + swept
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -308,12 +324,13 @@ async fn execute(
             entry,
             callers,
             work,
-        } => probe(store, entry, callers, work).await,
+        } => probe(settings, store, entry, callers, work).await,
     }
 }
 
 /// `cache probe`: see [`CacheCommand::Probe`].
 async fn probe(
+    settings: &Settings,
     store: &Store,
     entry: Entry,
     callers: usize,
@@ -323,7 +340,7 @@ async fn probe(
         Arc,
         atomic::{AtomicUsize, Ordering},
     };
-    let (tenant, ty) = entry.parts()?;
+    let (tenant, ty) = entry.parts(settings)?;
     if !(1..=1024).contains(&callers) {
         bail!("--callers must be 1 to 1024, not {callers}");
     }

@@ -1,5 +1,6 @@
 //! `fernando-cache event`: an event for a tenant (or the global scope), applied by the invalidation rules of
-//! the statistics database.
+//! the statistics database. An event name that is neither built in nor named by a rule is an error that suggests
+//! the one meant; each applied rule is told as what it did (entries hidden, keys deleted).
 
 use std::process::ExitCode;
 
@@ -27,21 +28,25 @@ pub(crate) async fn run(
     if let Some(s) = subject {
         ev = ev.subject(super::serve::canonical_subject(&s).into_owned());
     }
-    let applied = apply(&store, &url, &ev).await?;
+    let mut applied = apply(&store, &url, &ev).await?;
     if applied.is_empty() {
         println!("no enabled rule matches {event_type} for {}", ev.scope);
     }
-    for a in applied {
+    for a in &mut applied {
+        // The hybrid strategy's background deletion would end with this process: wait for it, so that what is
+        // printed is what happened.
+        if a.sweeping() {
+            a.finish_sweep()
+                .await
+                .with_context(|| format!("rule {}: the background deletion", a.rule))?;
+        }
+        let delayed = if a.delayed { " (delayed)" } else { "" };
         println!(
-            "{}: {} {}{}",
+            "{}: {} {}{delayed}, {}",
             a.rule,
             a.cache_type,
             a.strategy.as_str(),
-            if a.delayed {
-                " (delayed)".to_owned()
-            } else {
-                format!(", {} keys deleted", a.deleted)
-            }
+            a.summary()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context, bail};
 use fernando_cache_config::Settings;
 use fernando_cache_keys::TenantId;
+use fernando_cache_ops::summary::count;
 use fernando_cache_processor::{
     DocumentProcessor, EngineError, ProcessError, ProcessedDocument, StageOutcome,
 };
@@ -270,12 +271,15 @@ fn print_table(
     }
     let stage = |s: &fernando_cache_processor::StageFigures| {
         let total = s.hits + s.misses;
-        let ratio = if total == 0 {
-            0.0
-        } else {
-            s.hits as f64 * 100.0 / total as f64
-        };
-        format!("{} hits / {} misses ({ratio:.0} %)", s.hits, s.misses)
+        if total == 0 {
+            return "no reads yet".to_owned();
+        }
+        let ratio = s.hits as f64 * 100.0 / total as f64;
+        format!(
+            "{} / {} ({ratio:.0} %)",
+            count(s.hits, "hit", "hits"),
+            count(s.misses, "miss", "misses")
+        )
     };
     println!();
     println!("tenant            {}", tenant.as_str());
@@ -319,9 +323,9 @@ fn print_table(
     );
     for (kind, k) in &t.by_kind {
         println!(
-            "  {:<6}          {} documents, {} from cache ({:.0} %)",
+            "  {:<6}          {}, {} from cache ({:.0} %)",
             kind.as_str(),
-            k.documents,
+            count(k.documents, "document", "documents"),
             k.cached,
             k.efficiency().unwrap_or(0.0) * 100.0
         );

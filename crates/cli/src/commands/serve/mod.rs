@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub(crate) loopback: bool,
     /// The dashboard's sign-in sessions.
     pub(crate) sessions: Arc<dashboard::Sessions>,
+    /// The configured cache types: a request naming another is refused with the known ones.
+    pub(crate) types: Arc<fernando_cache_config::TypeTable>,
 }
 
 /// The application: routes, authentication, rates, body limits, the response cache and the access log.
@@ -183,6 +185,7 @@ pub(crate) async fn run(
         rates: Arc::new(TenantRates::new(&settings.server.limits, store.clone())),
         loopback: addr.ip().is_loopback(),
         sessions: Arc::default(),
+        types: Arc::new(settings.types.clone()),
     };
     let app = app(state, settings)?;
     let pending = database_url.clone().map(|url| {

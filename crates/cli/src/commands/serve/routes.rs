@@ -1,4 +1,7 @@
-//! The API's handlers.
+//! The API's handlers. Every JSON body is read strictly: an unknown field is refused (422, naming the field), and
+//! so is an unknown event or cache type (400, listing the known ones and suggesting the nearest). An
+//! invalidation's answer says what it did: entries hidden, keys deleted now, deletion continuing in the
+//! background.
 
 use axum::{
     Extension, Json,
@@ -12,6 +15,7 @@ use fernando_cache_keys::{DocumentFingerprint, Scope, TenantId};
 use fernando_cache_ops::{
     events::{self, CacheEvent},
     health,
+    summary::{self, Sweep},
 };
 use fernando_cache_processor::{EngineError, ProcessError};
 use fernando_cache_store::{InvalidationStrategy, Target};
@@ -175,7 +179,10 @@ pub(crate) async fn document(
     }
 }
 
+/// A tenant's event; the tenant is the caller's, so a body cannot name one (a `"tenant"` field is refused like
+/// any other unknown field, rather than silently ignored).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EventBody {
     event_type: String,
     subject: Option<String>,
@@ -198,14 +205,21 @@ pub(crate) async fn event(
         ev = ev.subject(canonical_subject(&s).into_owned());
     }
     match events::apply(&state.store, url, &ev).await {
+        // The server keeps running, so a hybrid rule's background deletion goes on after the answer.
         Ok(applied) => Json(json!({
             "applied": applied.iter().map(|a| json!({
                 "rule": a.rule,
                 "cache_type": a.cache_type,
                 "strategy": a.strategy.as_str(),
+                "hidden": a.hidden,
+                "deleted": a.deleted,
+                "sweeping": a.sweeping(),
+                "delayed": a.delayed,
+                "summary": a.summary(),
             })).collect::<Vec<_>>()
         }))
         .into_response(),
+        Err(events::EventError::Unknown(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e) => internal_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the event could not be applied; the rules database is unavailable",
@@ -312,9 +326,14 @@ pub(crate) async fn invalidate(
             );
         }
     };
-    let cache_type = match body.cache_type.as_deref().map(CacheType::new).transpose() {
+    let cache_type = match body
+        .cache_type
+        .as_deref()
+        .map(|t| state.types.resolve(t))
+        .transpose()
+    {
         Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("cache_type: {e}")),
     };
     let strategy: InvalidationStrategy = match body.strategy.as_deref().unwrap_or("hybrid").parse()
     {
@@ -328,12 +347,24 @@ pub(crate) async fn invalidate(
         None => Target::entries(&scope, cache_type.as_ref()),
     };
     match state.store.invalidate(target, strategy).await {
-        Ok(done) => Json(json!({
-            "scope": scope.label(),
-            "strategy": done.strategy.as_str(),
-            "deleted": done.deleted,
-        }))
-        .into_response(),
+        // The server keeps running, so a hybrid sweep goes on after the answer (its handle is let go).
+        Ok(done) => {
+            let sweep = if done.sweep.is_some() {
+                Sweep::Running
+            } else {
+                Sweep::None
+            };
+            let entries = summary::entries(&scope, cache_type.as_ref().map(CacheType::as_str));
+            Json(json!({
+                "scope": scope.label(),
+                "strategy": done.strategy.as_str(),
+                "hidden": done.hidden(),
+                "deleted": done.deleted,
+                "sweeping": sweep == Sweep::Running,
+                "summary": summary::invalidation(&entries, done.hidden(), done.deleted, sweep),
+            }))
+            .into_response()
+        }
         Err(e) => internal_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the cache did not answer; nothing was invalidated",
