@@ -207,7 +207,7 @@ fn every_step_on_a_cluster_is_seen_by_the_next_process() {
     ];
     let out = run(&eager, b"");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 keys deleted"),
+        String::from_utf8_lossy(&out.stdout).contains("1 key deleted"),
         "{out:?}"
     );
     let out = run(&["cache", "stats", "--json"], b"");
@@ -246,7 +246,10 @@ fn bad_input_is_one_clear_line_and_exit_2() {
         ],
         b"",
     );
-    assert_one_line_error(&out, "cache type name");
+    assert_one_line_error(
+        &out,
+        "unknown cache type \"Bad:Type\"; known cache types: api_response",
+    );
     let out = run(
         &url,
         &[
@@ -261,7 +264,8 @@ fn bad_input_is_one_clear_line_and_exit_2() {
         ],
         b"v",
     );
-    assert_one_line_error(&out, "types.unknown_type.ttl");
+    // Issue 30: a type neither built in nor configured is refused by name, not as one without a TTL.
+    assert_one_line_error(&out, "unknown cache type \"unknown_type\"");
     let out = run(
         &url,
         &[
@@ -376,7 +380,7 @@ fn operator_traffic_is_recorded_and_stats_and_events_read_the_database() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("document-updated: ocr_result eager, 1 keys deleted"),
+        text.contains("document-updated: ocr_result eager, 1 key deleted"),
         "{text}"
     );
     assert_eq!(

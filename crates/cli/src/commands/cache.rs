@@ -115,10 +115,7 @@ impl Entry {
     /// leaves a metrics series of its own behind, a write one that nothing reads.
     fn parts(&self, settings: &Settings) -> anyhow::Result<(TenantId, CacheType)> {
         let tenant = TenantId::new(&self.tenant).context("--tenant")?;
-        let cache_type = settings
-            .types
-            .resolve(&self.cache_type)
-            .context("--type")?;
+        let cache_type = settings.types.resolve(&self.cache_type).context("--type")?;
         Ok((tenant, cache_type))
     }
 }
