@@ -39,12 +39,15 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Exit code 2 and one line on stderr that contains every one of `needles`.
+/// Exit code 2 and one error line on stderr (log lines aside) that contains every one of `needles`.
 fn assert_one_line_error(out: &Output, needles: &[&str]) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    let lines: Vec<_> = err.lines().filter(|l| !l.contains("note:")).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    let lines: Vec<_> = err
+        .lines()
+        .filter(|l| l.starts_with("fernando-cache: ") && !l.contains("note:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
     for needle in needles {
         assert!(lines[0].contains(needle), "{needle:?} not in: {err}");
     }

@@ -210,13 +210,9 @@ pub async fn apply(
         ))
     })
     .await?;
-    UnknownName::check(
-        "event",
-        &ev.event_type,
-        BUILT_IN_EVENTS
-            .into_iter()
-            .chain(named.iter().map(String::as_str)),
-    )?;
+    let mut known: Vec<&str> = BUILT_IN_EVENTS.to_vec();
+    known.extend(named.iter().map(String::as_str));
+    UnknownName::check("event", &ev.event_type, known)?;
     let mut applied = Vec::new();
     let mut log: Vec<EventRecord> = Vec::new();
     let mut failure = None;

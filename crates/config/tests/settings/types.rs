@@ -181,3 +181,37 @@ fn bad_fields_name_their_type_and_field() {
     .to_string();
     assert!(e.contains("types.llm_extraction.soft_timeout"), "{e}");
 }
+
+/// Issue 30: the names a user may type are the built-in types and the listed ones; any other is refused with the
+/// known ones and the nearest.
+#[test]
+fn only_built_in_and_listed_types_resolve() {
+    let s = load(Environment::Test, &[("types.invoice_v2.ttl", "1h")]).unwrap();
+    assert_eq!(
+        s.types.resolve("session").unwrap(),
+        CacheType::SESSION,
+        "a built-in type"
+    );
+    assert_eq!(
+        s.types.resolve("invoice_v2").unwrap().as_str(),
+        "invoice_v2"
+    );
+    let known: Vec<String> = s.types.known().iter().map(ToString::to_string).collect();
+    assert_eq!(known.len(), 9, "{known:?}");
+    assert!(known.windows(2).all(|w| w[0] < w[1]), "sorted: {known:?}");
+    let e = s.types.resolve("invoice_2").unwrap_err();
+    assert_eq!(e.suggestion(), Some("invoice_v2"));
+    assert_eq!(e.known(), known.as_slice());
+    let e = s.types.resolve("sessoin").unwrap_err();
+    assert_eq!(e.suggestion(), Some("session"));
+    assert!(
+        e.to_string().starts_with(
+            "unknown cache type \"sessoin\" (did you mean \"session\"?); known cache types: api_response, \
+             billing,"
+        ),
+        "{e}"
+    );
+    // Not configured here: unknown, even though it is a valid name.
+    let plain = load(Environment::Test, &[]).unwrap();
+    assert!(plain.types.resolve("invoice_v2").is_err());
+}
