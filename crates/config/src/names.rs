@@ -44,7 +44,7 @@ impl UnknownName {
         known: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), UnknownName> {
         let known: Vec<&str> = known.into_iter().collect();
-        if known.iter().any(|k| *k == given) {
+        if known.contains(&given) {
             return Ok(());
         }
         Err(UnknownName::new(kind, given, known))
