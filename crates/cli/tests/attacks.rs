@@ -548,6 +548,39 @@ async fn one_client_cannot_spend_the_fixed_tenants_rate_for_everyone() {
     assert_eq!(other.status(), 200, "another client pays for the flood");
 }
 
+/// Requests that present no credential (a browser fetching `/favicon.ico` beside the console's sign-in page,
+/// a probe) are answered 401 but spend no budget: nobody locks an address out without guessing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_credential_lock_nobody_out() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    for path in [
+        "/v1/cache/stats",
+        "/v1/admin/overview",
+        "/nothing-here",
+        "/favicon.ico",
+    ] {
+        for _ in 0..6 {
+            let r = server.get(path, None).await;
+            assert_ne!(r.status(), 429, "{path}");
+            assert_ne!(r.status(), 200, "{path} without a credential");
+        }
+    }
+    let r = server.get("/v1/cache/stats", Some(ACME)).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the tenant's key still works from this address"
+    );
+    let r = server.get("/v1/admin/overview", Some(ADMIN)).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the admin token still works from this address"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_credentials_are_throttled_per_address_counted_and_logged() {
     let redis = RedisServer::start();

@@ -31,6 +31,10 @@ use support::{
 struct Seen(Arc<Mutex<HashMap<String, usize>>>);
 
 impl Seen {
+    fn paths(&self) -> Vec<String> {
+        self.0.lock().unwrap().keys().cloned().collect()
+    }
+
     fn of(&self, key: &str) -> usize {
         self.0.lock().unwrap().get(key).copied().unwrap_or(0)
     }
@@ -137,6 +141,10 @@ async fn origin(
             ok(vec![("cache-control", "no-cache".into()), validator])
         }
         "swr" => ok(cc("max-age=0, stale-while-revalidate=600")),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            ok(cc("no-store"))
+        }
         "swr-slow" => {
             // Stale after a second, served stale while it is revalidated; the revalidation is slow (so
             // replicas' refreshes would overlap) and its 304 makes the entry fresh for long.
@@ -610,6 +618,101 @@ async fn a_stalled_request_body_is_a_408_and_the_origin_acts_on_nothing() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(seen.of("/echo/whole"), 1);
+}
+
+/// A request the origin takes longer to answer than `server.limits.request_timeout` is answered 408 like every
+/// other refusal: a JSON body, its request id, and its access-log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_timeout_is_a_json_408_with_its_request_id() {
+    let redis = RedisServer::start();
+    let (addr, seen) = start_origin().await;
+    let origin = format!("http://{addr}");
+    let p = Server::spawn(
+        &redis.url(),
+        &["proxy", "--origin", &origin, "--bind", "127.0.0.1:0"],
+        &[("FERNANDO_CACHE__SERVER__LIMITS__REQUEST_TIMEOUT", "1s")],
+    );
+    let r = get(&p, "/slow/1", &[]).await;
+    assert_eq!(r.status(), 408);
+    let id = r
+        .headers()
+        .get("x-request-id")
+        .expect("a request id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = r.json().await.expect("a JSON body");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("request timeout"),
+        "{body}"
+    );
+    assert_eq!(seen.of("/slow/1"), 1);
+    let logged = p
+        .log_lines()
+        .iter()
+        .any(|l| l.contains(&id) && l.contains("408"));
+    assert!(logged, "no access-log line for {id}: {:?}", p.log_lines());
+}
+
+/// Sends `target` as the raw request target (no client normalises it) and returns the status line.
+fn raw_get(base: &str, target: &str) -> String {
+    raw(base, "GET", target)
+}
+
+/// Sends `method target` as written and returns the status line.
+fn raw(base: &str, method: &str, target: &str) -> String {
+    use std::io::Write as _;
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_response(&s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_target_leaves_the_origins_base_path() {
+    let redis = RedisServer::start();
+    let (addr, seen) = start_origin().await;
+    let origin = format!("http://{addr}/base");
+    let p = Server::spawn(
+        &redis.url(),
+        &["proxy", "--origin", &origin, "--bind", "127.0.0.1:0"],
+        &[],
+    );
+    for target in [
+        "/../secret.txt",
+        "/x/../../secret.txt",
+        "/./../secret.txt",
+        "/fresh/%2e%2e/%2e%2e/secret.txt",
+    ] {
+        let status = raw_get(&p.base, target);
+        assert!(
+            status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.1 400"),
+            "{target}: {status}"
+        );
+    }
+    let status = raw_get(&p.base, "/\\..\\secret.txt");
+    assert!(status.starts_with("HTTP/1.1 400"), "a backslash: {status}");
+    let status = raw(&p.base, "CONNECT", "127.0.0.1:9");
+    assert!(status.starts_with("HTTP/1.1 405"), "CONNECT: {status}");
+    let paths = seen.paths();
+    assert!(
+        !paths.is_empty(),
+        "the dot segments are resolved, not everything refused"
+    );
+    for path in &paths {
+        assert!(
+            path.starts_with("/base/") && !path.split('/').any(|s| s == ".." || s == "."),
+            "the origin was asked for {path}, outside /base/: {paths:?}"
+        );
+    }
+    assert_eq!(seen.of("/base/secret.txt"), 3, "{paths:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,26 +50,63 @@ pub struct ServerLimits {
 
 impl ServerLimits {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        for (key, d) in [
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
+        for (key, d, most) in [
             (
                 "server.limits.header_read_timeout",
                 self.header_read_timeout,
+                10 * MINUTE,
             ),
-            ("server.limits.body_read_timeout", self.body_read_timeout),
-            ("server.limits.request_timeout", self.request_timeout),
-            ("server.limits.drain_timeout", self.drain_timeout),
+            (
+                "server.limits.body_read_timeout",
+                self.body_read_timeout,
+                HOUR,
+            ),
+            (
+                "server.limits.request_timeout",
+                self.request_timeout,
+                24 * HOUR,
+            ),
+            ("server.limits.drain_timeout", self.drain_timeout, HOUR),
         ] {
-            if d.is_zero() {
-                return Err(ConfigError::invalid(key, "must be longer than zero"));
+            if d.is_zero() || d > most {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "{} is outside what it may be: longer than zero, at most {}",
+                        duration::format(d),
+                        duration::format(most)
+                    ),
+                ));
             }
         }
-        for (key, n) in [
-            ("server.limits.max_connections", self.max_connections),
-            ("server.limits.json_body_bytes", self.json_body_bytes),
-            ("server.limits.engine_concurrency", self.engine_concurrency),
+        for (key, n, most) in [
+            (
+                "server.limits.max_connections",
+                self.max_connections,
+                1 << 20,
+            ),
+            (
+                "server.limits.json_body_bytes",
+                self.json_body_bytes,
+                64 << 20,
+            ),
+            (
+                "server.limits.engine_concurrency",
+                self.engine_concurrency,
+                1024,
+            ),
+            ("server.limits.engine_queue", self.engine_queue, 1 << 20),
         ] {
-            if n == 0 {
+            if n == 0 && key != "server.limits.engine_queue" {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+            if n > most {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{n} is more than the {most} it may be"),
+                ));
             }
         }
         if self.max_cached_response_bytes == 0 {

@@ -22,17 +22,19 @@ pub struct QuotaSettings {
     /// Requests one tenant may make to `serve` or `proxy` per `shared_window`, summed over every replica; beyond
     /// it the answer is 429 with `Retry-After` until the window ends. 0 turns the quota off.
     pub shared_requests: u64,
-    /// The fixed window `shared_requests` is counted over; at least 1s.
+    /// The fixed window `shared_requests` is counted over; 1s to 31d.
     #[serde(with = "duration")]
     pub shared_window: Duration,
 }
 
 impl QuotaSettings {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.shared_window < Duration::from_secs(1) {
+        if self.shared_window < Duration::from_secs(1)
+            || self.shared_window > Duration::from_secs(31 * 24 * 3600)
+        {
             return Err(ConfigError::invalid(
                 "quotas.shared_window",
-                "must be at least 1s",
+                "must be between 1s and 31d",
             ));
         }
         Ok(())

@@ -3,14 +3,22 @@
 
 use http::{HeaderMap, HeaderName};
 
-use crate::{key::rfc3986_normalise, layer::Config, policy};
+use crate::{
+    key::{remove_dot_segments, rfc3986_normalise},
+    layer::Config,
+    policy,
+};
 
-/// `uri` with its path and query in RFC 3986's normal form ([`rfc3986_normalise`]).
+/// `uri` with its path and query in RFC 3986's normal form ([`rfc3986_normalise`]), and its path without dot
+/// segments ([`remove_dot_segments`]).
 pub(crate) fn canonical_target(uri: &mut http::Uri) {
     let Some(pq) = uri.path_and_query() else {
         return;
     };
-    let path = rfc3986_normalise(pq.path());
+    let path = match rfc3986_normalise(pq.path()) {
+        std::borrow::Cow::Borrowed(p) => remove_dot_segments(p),
+        std::borrow::Cow::Owned(p) => std::borrow::Cow::Owned(remove_dot_segments(&p).into_owned()),
+    };
     let query = pq.query().map(rfc3986_normalise);
     if matches!(path, std::borrow::Cow::Borrowed(_))
         && query

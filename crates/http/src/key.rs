@@ -109,6 +109,44 @@ pub(crate) fn rfc3986_normalise(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `path` without dot segments (RFC 3986 §5.2.4 `remove_dot_segments`): `/a/./b/../c` is `/a/c`, and no
+/// `..` climbs above the root (`/../x` is `/x`). RFC 3986 §6.2.2.3 makes the two forms one resource, and a
+/// service behind a base path must never be sent a target that leaves it.
+pub(crate) fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
+    let dotted = path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..");
+    if !dotted {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    // A path ending in a dot segment names a directory: it keeps its trailing slash.
+    let mut trailing = false;
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => trailing = i == last,
+            ".." => {
+                // The first element is the empty text before the leading `/`: never popped.
+                if kept.len() > 1 {
+                    kept.pop();
+                }
+                trailing = i == last;
+            }
+            other => {
+                kept.push(other);
+                trailing = false;
+            }
+        }
+    }
+    let mut out = kept.join("/");
+    if trailing || (path.starts_with('/') && out.is_empty()) {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The query string as keyed: as sent, up to RFC 3986's equivalences ([`rfc3986_normalise`]), without the
 /// parameters the operator named as ignored (tracking parameters). `?a=1&b=2` and `?b=2&a=1` are two entries:
 /// an origin may read parameters in order.
@@ -247,6 +285,25 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn dot_segments_are_removed_and_never_climb_above_the_root() {
+        for (given, want) in [
+            ("/a/b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/../c", "/a/c"),
+            ("/../secret.txt", "/secret.txt"),
+            ("/x/../../secret.txt", "/secret.txt"),
+            ("/a/..", "/"),
+            ("/a/b/.", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/..", "/"),
+            ("/a/..b/c", "/a/..b/c"),
+            ("/a/.../c", "/a/.../c"),
+        ] {
+            assert_eq!(remove_dot_segments(given), want, "{given}");
+        }
+    }
 
     #[test]
     fn patterns_match_segments() {

@@ -153,7 +153,23 @@ pub fn request_edge(router: Router, limits: &ServerLimits, follow: FollowParent)
             limits.body_read_timeout,
             body_deadline,
         ))
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            request_deadline,
+        ))
         .layer(middleware::from_fn_with_state(follow, access_log))
+}
+
+/// Answers a request that is not done within `timeout` (`limits.request_timeout`, end to end) with a JSON 408,
+/// inside the access log, so the refusal has a body, a request id and its log line like every other answer.
+async fn request_deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request was not completed within the server's request timeout",
+        ),
+    }
 }
 
 /// Bounds the wait for each part of a request's body by `timeout`: a body that stops arriving fails the read
@@ -280,10 +296,14 @@ pub fn bind_address(
 /// [`Peer`] in its extensions. Never fails: a connection that cannot be accepted is logged and the next one
 /// awaited.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: &ServerLimits) {
+    // The request timeout is [`request_edge`]'s, inside the access log; this one only bounds an app that does
+    // not carry it, a little later.
     let service = tower::ServiceBuilder::new()
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
+            limits
+                .request_timeout
+                .saturating_add(Duration::from_secs(1)),
         ))
         .service(app);
     let connections = Arc::new(Semaphore::new(limits.max_connections));

@@ -131,9 +131,29 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a path could leave the base path it is appended to: a `.` or `..` segment, or a backslash.
+fn climbs(path: &str) -> bool {
+    path.contains('\\') || path.split('/').any(|s| s == "." || s == "..")
+}
+
 async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // The cache layer in front has removed dot segments; a target that still climbs (or uses `\`, which some
+    // origins read as `/`) would leave the origin's base path, so it is refused rather than forwarded.
+    // No tunnel is ever opened: a CONNECT forwarded as an ordinary request would be answered as if one were.
+    if parts.method == axum::http::Method::CONNECT {
+        return edge::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: this proxy forwards requests to its one origin",
+        );
+    }
+    if climbs(parts.uri.path()) {
+        return edge::error(
+            StatusCode::BAD_REQUEST,
+            "the request target may not contain dot segments or backslashes",
+        );
+    }
     let Ok(uri) = format!("{}{path_and_query}", origin.base).parse::<Uri>() else {
         return edge::error(
             StatusCode::BAD_REQUEST,

@@ -112,6 +112,13 @@ pub(super) fn parse_keys(text: &str) -> Result<Vec<SealKey>, KeyError> {
                 bytes.len()
             )));
         }
+        // A placeholder (`head -c32 /dev/zero`, 32 × 0xFF) seals nothing: anyone can open what it sealed.
+        if bytes.iter().all(|&b| b == bytes[0]) {
+            return Err(KeyError(format!(
+                "key {id:?} is a placeholder (its 32 bytes are all the same), not a random key \
+                 (head -c32 /dev/urandom | base64)"
+            )));
+        }
         let invalid = || KeyError(format!("key {id:?} is not a valid key"));
         let aes = UnboundKey::new(
             &AES_256_GCM,
@@ -163,6 +170,14 @@ mod tests {
             ("k1:AAAA", "is 3 bytes"),
             (&format!("k1:{K1},k1:{K2}") as &str, "appears twice"),
             ("bad id:AAAA", "key id is"),
+            (
+                "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "placeholder",
+            ),
+            (
+                "k1://////////////////////////////////////////8=",
+                "placeholder",
+            ),
         ] {
             let e = parse_keys(text).map(|_| ()).unwrap_err().to_string();
             assert!(e.contains(says), "{text:?}: {e}");

@@ -45,6 +45,12 @@ pub(crate) fn client_of(req: &Request) -> Option<std::net::IpAddr> {
     req.extensions().get::<Peer>().map(|p| p.0)
 }
 
+/// Whether a request presents a credential at all: only a presented credential that is refused spends the
+/// address's budget ([`super::throttle`]).
+pub(crate) fn presented(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+}
+
 /// 429 for an address that presented too many wrong credentials.
 pub(crate) fn throttled(wait: std::time::Duration) -> Response {
     too_many(
@@ -184,7 +190,9 @@ pub(crate) async fn tenant(
             "the admin token cannot act as a tenant; use a tenant API key",
         ),
         None => {
-            keys.throttle.failed(client, "tenant API key");
+            if presented(req.headers()) {
+                keys.throttle.failed(client, "tenant API key");
+            }
             unauthorized("a valid tenant API key is required: Authorization: Bearer <key>")
         }
     }
@@ -205,7 +213,9 @@ pub(crate) async fn admin(State(state): State<ConsoleState>, req: Request, next:
         Some(Caller::Admin) => next.run(req).await,
         Some(Caller::Tenant(_)) => error(StatusCode::FORBIDDEN, "this route needs the admin token"),
         None => {
-            state.keys.throttle.failed(client, "admin token");
+            if presented(req.headers()) {
+                state.keys.throttle.failed(client, "admin token");
+            }
             unauthorized("the admin token is required: Authorization: Bearer <token>")
                 .into_response()
         }

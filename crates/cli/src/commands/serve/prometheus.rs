@@ -37,7 +37,9 @@ pub(crate) async fn metrics(
     }
     // Every tenant's figures: not for whoever can reach the port.
     if !state.keys.may_read_metrics(&headers, state.loopback) {
-        state.keys.throttle.failed(client, "metrics token");
+        if super::auth::presented(&headers) {
+            state.keys.throttle.failed(client, "metrics token");
+        }
         let mut r = error(
             StatusCode::UNAUTHORIZED,
             "/metrics needs the metrics token (server.metrics_token_sha256) or the admin token",

@@ -2,7 +2,11 @@
 //! console's sign-in all count against one budget per address, so a key cannot be guessed at line rate. Past
 //! the budget the address is answered 429 with `Retry-After` before its credential is even looked at, until its
 //! window ends. Failures and refusals are counted (`/metrics`) and logged with the address, never the credential.
+//! Only a credential presented and refused counts: a request without one (a browser fetching `/favicon.ico`, a
+//! probe) is answered 401 but spends nothing, so nobody can lock an address out without guessing. An IPv6
+//! address is budgeted by its /64 ([`RateKey::of`]), the block one subscriber can rotate through at will.
 
+use fernando_cache_http::server::RateKey;
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -30,7 +34,7 @@ struct Window {
 /// The failure budgets of every address, and the counts `/metrics` shows.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
-    windows: Mutex<HashMap<IpAddr, Window>>,
+    windows: Mutex<HashMap<RateKey, Window>>,
     /// Credentials that were wrong or missing.
     pub(crate) failures: AtomicU64,
     /// Requests refused because their address was over its budget.
@@ -40,9 +44,9 @@ pub(crate) struct Throttle {
 impl Throttle {
     /// How long `addr` must wait before presenting a credential again, if it is over its budget.
     pub(crate) fn wait(&self, addr: Option<IpAddr>) -> Option<Duration> {
-        let addr = addr?;
+        let key = RateKey::of(addr?);
         let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let w = windows.get(&addr)?;
+        let w = windows.get(&key)?;
         let elapsed = w.started.elapsed();
         if w.failures >= FAILURES_PER_WINDOW && elapsed < WINDOW {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -56,7 +60,7 @@ impl Throttle {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let shown = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         tracing::warn!(client = %shown, credential = what, "a credential was refused");
-        let Some(addr) = addr else {
+        let Some(addr) = addr.map(RateKey::of) else {
             return;
         };
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,6 +113,19 @@ mod tests {
             u64::from(FAILURES_PER_WINDOW)
         );
         assert_eq!(t.refused.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_rotating_within_its_64_shares_one_budget() {
+        let t = Throttle::default();
+        for i in 0..FAILURES_PER_WINDOW {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            t.failed(Some(ip), "test");
+        }
+        let fresh: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(t.wait(Some(fresh)).is_some(), "another address of the /64");
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(t.wait(Some(other)).is_none(), "another /64");
     }
 
     #[test]
