@@ -1,8 +1,8 @@
 //! The dashboard in a real headless browser (issue 16): Debian's Chromium driven through ChromeDriver's
 //! WebDriver HTTP API. Sign in, see every chart drawn from seeded statistics, change the range and a filter, see
-//! the live view update after new traffic, find a tenant name with markup shown as text, and get nothing without
-//! the token. A screenshot is saved as a test artefact (`target/dashboard.png`; set `FERNANDO_CACHE_SCREENSHOT`
-//! to write it elsewhere, e.g. `docs/dashboard.png`).
+//! the live view update after new traffic, find a tenant name with markup shown as text, sign out, and get
+//! nothing without the token. A screenshot is saved as a test artefact (`target/dashboard.png`; set
+//! `FERNANDO_CACHE_SCREENSHOT` to write it elsewhere, e.g. `docs/dashboard.png`).
 
 mod support;
 
@@ -333,6 +333,26 @@ async fn the_dashboard_draws_the_seeded_data_filters_updates_and_shows_nothing_w
         std::fs::create_dir_all(dir).unwrap();
     }
     std::fs::write(&path, &png).unwrap();
+
+    // Sign out from the page: back at the sign-in form, and the data endpoints refuse this browser.
+    browser.click("#sign-out button").await;
+    browser
+        .until(
+            "!!document.getElementById('token') && !document.getElementById('chart-traffic')",
+            "the sign-in form after signing out",
+        )
+        .await;
+    let status = browser
+        .call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({
+                "script": "const done = arguments[0]; fetch('/v1/admin/series?range=24h').then(r => done(r.status));",
+                "args": []
+            })),
+        )
+        .await;
+    assert_eq!(status, 401, "signed out");
 
     // Without the token: the sign-in form, and the data endpoints refuse the page.
     let anonymous = driver.session().await;

@@ -267,7 +267,8 @@ async fn the_dashboard_signs_in_with_a_strict_cookie_that_only_reads() {
         .to_str()
         .unwrap()
         .to_owned();
-    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+    // `Secure` only over HTTPS (the_cookie_is_secure_over_https_only_and_sign_out_ends_the_session).
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
@@ -351,4 +352,149 @@ async fn the_dashboard_signs_in_with_a_strict_cookie_that_only_reads() {
         .await
         .unwrap();
     assert_eq!(after.status(), 401);
+}
+
+/// Sign-in over plain HTTP — a console on a LAN address — gets a cookie without `Secure`, which browsers would
+/// drop there; over HTTPS (the browser's `Origin`, a TLS proxy's `X-Forwarded-Proto` or `Forwarded`) it is
+/// `Secure`. The page offers sign-out, which ends the session on the server: the old cookie reads nothing more.
+/// Another site's page can neither sign in nor sign out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_is_secure_over_https_only_and_sign_out_ends_the_session() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("{}{p}", server.base);
+    let post = |path: &str, headers: &[(&str, &str)], body: &str| {
+        let mut req = client
+            .post(url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let token = format!("token={ADMIN}");
+    let set_cookie = |r: &reqwest::Response| {
+        r.headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let reads = |cookie: String| {
+        let req = client
+            .get(url("/v1/admin/series?range=6h"))
+            .header("cookie", cookie);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    // Plain HTTP: every attribute but `Secure`.
+    let plain = post("/dashboard/login", &[], &token).await.unwrap();
+    assert_eq!(plain.status(), 303);
+    let cookie_line = set_cookie(&plain);
+    assert!(
+        cookie_line.starts_with("fc_dashboard=")
+            && cookie_line.contains("HttpOnly")
+            && cookie_line.contains("SameSite=Strict")
+            && cookie_line.contains("Path=/")
+            && cookie_line.contains("Max-Age=43200")
+            && !cookie_line.contains("Secure"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line.split(';').next().unwrap().to_owned();
+    assert_eq!(reads(cookie.clone()).await, 200);
+
+    // Over HTTPS, however it is said.
+    for https in [
+        &[("x-forwarded-proto", "https")][..],
+        &[("forwarded", "for=192.0.2.7;proto=https")],
+        &[
+            ("origin", "https://console.example"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    ] {
+        let r = post("/dashboard/login", https, &token).await.unwrap();
+        assert_eq!(r.status(), 303, "{https:?}");
+        let line = set_cookie(&r);
+        assert!(
+            line.contains("; Secure;") && line.contains("HttpOnly"),
+            "{https:?}: {line}"
+        );
+    }
+
+    // The signed-in page offers sign-out, a form posting to the console itself.
+    let page = client
+        .get(url("/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<form method="post" action="/dashboard/logout""#),
+        "{page}"
+    );
+
+    // Another site's page can neither sign out a session nor sign in.
+    for (headers, what) in [
+        (&[("sec-fetch-site", "cross-site")][..], "Sec-Fetch-Site"),
+        (
+            &[("origin", "https://elsewhere.example")][..],
+            "a foreign Origin",
+        ),
+    ] {
+        let mut with_cookie = headers.to_vec();
+        with_cookie.push(("cookie", cookie.as_str()));
+        let r = post("/dashboard/logout", &with_cookie, "").await.unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("console's own page"),
+            "{body}"
+        );
+        assert_eq!(reads(cookie.clone()).await, 200, "{what}: still signed in");
+        let r = post("/dashboard/login", headers, &token).await.unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+
+    // Sign-out from the page: the session ends on the server and the browser is told to drop the cookie.
+    let out = post(
+        "/dashboard/logout",
+        &[
+            ("cookie", cookie.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], "/dashboard");
+    let cleared = set_cookie(&out);
+    assert!(
+        cleared.starts_with("fc_dashboard=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    // The old cookie, replayed, reads nothing and gets the sign-in form.
+    assert_eq!(reads(cookie.clone()).await, 401);
+    let again = client
+        .get(url("/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains(r#"name="token""#), "{again}");
 }

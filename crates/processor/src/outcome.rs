@@ -25,6 +25,15 @@ pub enum ProcessError {
     /// Neither the declared type nor the bytes tell a supported kind; the text says what was detected.
     #[error("unsupported document type{0}; supported: text, HTML, PDF, PNG, JPEG, TIFF")]
     UnknownKind(String),
+    /// The declared type and the bytes disagree, and the bytes are not a kind the pipeline reads: `found` says
+    /// what they are (`application/zip (.zip)`, `empty`).
+    #[error("sent as {declared}, but the bytes are {found}")]
+    Mislabelled {
+        /// The declared MIME type's essence (`image/png`).
+        declared: String,
+        /// What the bytes are.
+        found: String,
+    },
     /// No configured engine reads this kind.
     #[error("no text engine reads {0} documents")]
     NoEngine(DocumentKind),
@@ -146,6 +155,14 @@ pub struct ProcessedDocument {
     /// Wall time of this call.
     #[serde(serialize_with = "millis")]
     pub elapsed: Duration,
+    /// The MIME type the document was read as when its bytes overruled the declared type (a PDF sent as
+    /// `text/plain` is read as `application/pdf`); absent when the declared type, or the bytes alone, decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_type: Option<&'static str>,
+    /// What the caller should know about how its document was read (the declared type its bytes overruled);
+    /// absent when there is nothing to say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -232,10 +232,13 @@ impl DocumentProcessor {
         )
     }
 
-    /// Processes a document held in memory. `content_type` (a MIME type) wins over sniffing the bytes.
+    /// Processes a document held in memory. `content_type` (a MIME type) says what it is, unless the bytes
+    /// plainly say otherwise: a PDF sent as `text/plain` is read as a PDF, and the answer says so
+    /// ([`ProcessedDocument::detected_type`], [`ProcessedDocument::warnings`]).
     ///
     /// # Errors
-    /// [`ProcessError`] for this document; the cache being down is not an error.
+    /// [`ProcessError`] for this document — [`ProcessError::Mislabelled`] for bytes that are plainly not what
+    /// was declared nor anything readable; the cache being down is not an error.
     pub async fn process(
         &self,
         bytes: &[u8],
@@ -269,11 +272,26 @@ impl DocumentProcessor {
     ) -> Result<ProcessedDocument, ProcessError> {
         let size = bytes.len() as u64;
         self.check_size(size)?;
-        let kind = crate::document::kind_of(content_type, bytes)?;
+        let reading = crate::document::kind_of(content_type, bytes)?;
+        if let Some(declared) = &reading.overruled {
+            tracing::info!(
+                declared = declared.as_str(),
+                read_as = reading.kind.mime_type(),
+                "the bytes overruled the declared type"
+            );
+        }
         let fp = DocumentFingerprint::of_bytes(bytes);
         // The bytes are copied only when a stage must run; a hit never copies the document.
-        self.run(fp, kind, size, held, || async move { Ok(bytes.to_vec()) })
-            .await
+        let mut doc = self
+            .run(fp, reading.kind, size, held, || async move {
+                Ok(bytes.to_vec())
+            })
+            .await?;
+        if let Some(warning) = reading.warning() {
+            doc.detected_type = Some(reading.kind.mime_type());
+            doc.warnings.push(warning);
+        }
+        Ok(doc)
     }
 
     /// Processes a file. The file is read once, whole (at most `processor.max_document_bytes`), and those very
@@ -570,6 +588,8 @@ impl DocumentProcessor {
             time_saved: saved,
             saved: saved_cost,
             elapsed: start.elapsed(),
+            detected_type: None,
+            warnings: Vec::new(),
         })
     }
 }

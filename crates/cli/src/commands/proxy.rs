@@ -420,7 +420,9 @@ pub(crate) async fn run(
             );
             let console_app = edge::request_edge(
                 super::serve::console_routes::<ConsoleState>(c.clone(), limits.json_body_bytes)
-                    .with_state(c),
+                    .with_state(c)
+                    // An unknown path is a JSON 404, as on `serve`.
+                    .layer(middleware::from_fn(edge::json_errors)),
                 limits,
                 fernando_cache_ops::telemetry::follow_remote_parent,
             );

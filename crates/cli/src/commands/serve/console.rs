@@ -62,7 +62,8 @@ where
             "/v1/admin/overview",
             get(admin::overview_route).layer(limited()),
         )
-        .layer(middleware::from_fn_with_state(console, auth::admin));
+        // Only these routes: an unknown path stays a 404 rather than asking for the admin token.
+        .route_layer(middleware::from_fn_with_state(console, auth::admin));
     Router::new()
         .merge(reads)
         .route("/dashboard", get(dashboard::index))

@@ -1,8 +1,10 @@
 //! `/dashboard`: the operators' page (issue 16), embedded in the binary with its assets — no CDN, works with no
 //! internet. It reads the `/v1/admin/…` JSON endpoints; charts are drawn by uPlot (MIT, vendored with its
 //! licence in `dashboard/vendor/`). Sign-in: a form posting the admin token, which sets a session cookie
-//! (`HttpOnly`, `Secure`, `SameSite=Strict`, 12 hours) that reads admin GET routes; `Authorization: Bearer` works
-//! too. Sessions live in this process (bounded); a replica behind a load balancer without affinity asks again.
+//! (`HttpOnly`, `SameSite=Strict`, 12 hours; `Secure` when the browser came over HTTPS, see `over_https`) that
+//! reads admin GET routes; `Authorization: Bearer` works too. Sign-out ends the session on the server and clears
+//! the cookie. Both are form posts the console's own pages make; another site's are refused (`from_own_pages`).
+//! Sessions live in this process (bounded); a replica behind a load balancer without affinity asks again.
 
 use std::{
     collections::HashMap,
@@ -149,6 +151,69 @@ impl Sessions {
     }
 }
 
+/// Whether the browser reached the console over HTTPS, which decides the cookie's `Secure`. `serve` speaks plain
+/// HTTP, so TLS is a proxy's in front of it, which says so (`X-Forwarded-Proto: https`, `Forwarded:
+/// proto=https`), as does the browser itself in the `Origin` of a form post (`https://…`, whatever the proxy
+/// forwards). Believed from anyone, with no setting naming trusted proxies, because each can only add `Secure`:
+/// a client claiming HTTPS falsely gets a cookie its own browser keeps off plain HTTP. Without them the cookie is
+/// not `Secure`, so a console on a LAN address over plain HTTP can be signed into: browsers drop a `Secure`
+/// cookie set over plain HTTP — Safari even on `localhost` (WebKit bug 281149).
+fn over_https(headers: &HeaderMap) -> bool {
+    let values = |name: &'static str| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|v| v.to_str().ok())
+    };
+    let https = |v: &str| v.trim().trim_matches('"').eq_ignore_ascii_case("https");
+    values("origin").any(|o| {
+        o.trim()
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }) || values("x-forwarded-proto").any(|v| v.split(',').any(https))
+        || values("forwarded").any(|v| {
+            v.split([',', ';']).any(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("proto") && https(v))
+            })
+        })
+}
+
+/// Whether a sign-in or sign-out form post comes from the console's own pages. Browsers say where a request
+/// comes from: `Sec-Fetch-Site` (sent to HTTPS and loopback origins) must be `same-origin` (or `none`, typed by
+/// the user); without it, the `Origin` must name the host the request was sent to (`Host`, or the
+/// `X-Forwarded-Host` of a proxy that rewrote it). A request with neither is no browser's, so no other site's
+/// page can have made it: programs sign in with `Authorization: Bearer` anyway.
+fn from_own_pages(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some((_, origin_host)) = origin.to_str().ok().and_then(|o| o.split_once("://")) else {
+        return false; // `null`, or not a URL
+    };
+    ["host", "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name)?.to_str().ok())
+        .any(|host| host.trim().eq_ignore_ascii_case(origin_host.trim()))
+}
+
+/// The session cookie's `Set-Cookie` value; `Max-Age=0` with an empty id clears it.
+fn session_cookie(id: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { " Secure;" } else { "" };
+    format!("{COOKIE}={id}; Path=/; HttpOnly;{secure} SameSite=Strict; Max-Age={max_age}")
+}
+
+/// 403 for a sign-in or sign-out another site's page posted.
+fn cross_site() -> Response {
+    super::error(
+        StatusCode::FORBIDDEN,
+        "sign-in and sign-out are posted from the console's own page (/dashboard), not from another site",
+    )
+}
+
 fn page(status: StatusCode, html: &'static str) -> Response {
     let mut r = (status, html).into_response();
     let h = r.headers_mut();
@@ -181,8 +246,12 @@ pub(crate) async fn index(State(state): State<ConsoleState>, headers: HeaderMap)
 pub(crate) async fn login(
     State(state): State<ConsoleState>,
     peer: Option<axum::Extension<fernando_cache_http::server::Peer>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !from_own_pages(&headers) {
+        return cross_site();
+    }
     let client = peer.map(|p| p.0.0);
     if let Some(wait) = state.keys.throttle.wait(client) {
         return super::auth::throttled(wait);
@@ -203,10 +272,7 @@ pub(crate) async fn login(
     }
     let id = state.sessions.open();
     let mut r = Redirect::to("/dashboard").into_response();
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        LIFE.as_secs()
-    );
+    let cookie = session_cookie(&id, LIFE.as_secs(), over_https(&headers));
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -215,16 +281,17 @@ pub(crate) async fn login(
 
 static LOGIN_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// `POST /dashboard/logout`: the session ends.
+/// `POST /dashboard/logout` (the page's "Sign out"): the session ends on the server — its cookie, wherever it
+/// was copied, reads nothing more — and the browser is told to drop the cookie; back to the sign-in form.
 pub(crate) async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    if !from_own_pages(&headers) {
+        return cross_site();
+    }
     state.sessions.close(&headers);
     let mut r = Redirect::to("/dashboard").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "fc_dashboard=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    if let Ok(v) = HeaderValue::from_str(&session_cookie("", 0, over_https(&headers))) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }
 
@@ -245,4 +312,87 @@ pub(crate) async fn asset(Path(name): Path<String>) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(*v));
+        }
+        h
+    }
+
+    #[test]
+    fn the_cookie_is_secure_only_when_someone_says_https() {
+        for said in [
+            &[("origin", "https://console.example")][..],
+            &[("x-forwarded-proto", "HTTPS")],
+            &[("x-forwarded-proto", "http, https")],
+            &[(
+                "forwarded",
+                "for=192.0.2.1;proto=https;host=console.example",
+            )],
+            &[(
+                "forwarded",
+                "for=192.0.2.1, for=198.51.100.7; Proto=\"https\"",
+            )],
+        ] {
+            assert!(over_https(&headers(said)), "{said:?}");
+        }
+        for plain in [
+            &[("origin", "http://192.168.1.20:8080")][..],
+            &[],
+            &[("x-forwarded-proto", "http")],
+            &[("forwarded", "for=192.0.2.1;proto=http")],
+            &[("origin", "null")],
+        ] {
+            assert!(!over_https(&headers(plain)), "{plain:?}");
+        }
+        assert_eq!(
+            session_cookie("ab", 60, true),
+            "fc_dashboard=ab; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=60"
+        );
+        assert_eq!(
+            session_cookie("", 0, false),
+            "fc_dashboard=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn only_the_consoles_own_pages_post_sign_in_and_sign_out() {
+        for own in [
+            &[("sec-fetch-site", "same-origin")][..],
+            &[],
+            &[
+                ("origin", "http://192.168.1.20:8080"),
+                ("host", "192.168.1.20:8080"),
+            ],
+            &[
+                ("origin", "https://console.example"),
+                ("host", "127.0.0.1:8080"),
+                ("x-forwarded-host", "console.example"),
+            ],
+        ] {
+            assert!(from_own_pages(&headers(own)), "{own:?}");
+        }
+        for other in [
+            &[("sec-fetch-site", "cross-site")][..],
+            &[
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://a.example"),
+                ("host", "a.example"),
+            ],
+            &[
+                ("origin", "https://evil.example"),
+                ("host", "192.168.1.20:8080"),
+            ],
+            &[("origin", "null"), ("host", "192.168.1.20:8080")],
+        ] {
+            assert!(!from_own_pages(&headers(other)), "{other:?}");
+        }
+    }
 }

@@ -94,13 +94,15 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             "/v1/cache/stats",
             get(routes::stats).layer(limited(json_limit)),
         )
-        .layer(cache)
-        .layer(middleware::from_fn(routes::canonical_fingerprint))
-        .layer(middleware::from_fn_with_state(
+        // Route layers: they wrap these routes only, never the fallback, so a path no route serves is a 404 for
+        // everyone and never asks for a credential; a known route still asks first (401 before 404 or 405).
+        .route_layer(cache)
+        .route_layer(middleware::from_fn(routes::canonical_fingerprint))
+        .route_layer(middleware::from_fn_with_state(
             state.rates.clone(),
             edge::rate_limit,
         ))
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
             auth::tenant,
         ));
@@ -110,16 +112,18 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
             "/v1/cache/invalidate",
             post(routes::invalidate).layer(limited(json_limit)),
         )
-        .layer(middleware::from_fn_with_state(console.clone(), auth::admin));
+        .route_layer(middleware::from_fn_with_state(console.clone(), auth::admin));
     let app = Router::new()
         .merge(tenant_routes)
         .merge(admin_routes)
         .merge(console::routes(console, json_limit))
+        .route("/", get(routes::index).layer(limited(json_limit)))
         .route("/health", get(routes::health).layer(limited(json_limit)))
         .route(
             "/metrics",
             get(prometheus::metrics).layer(limited(json_limit)),
         )
+        .fallback(routes::not_found)
         .with_state(state)
         .layer(middleware::from_fn(edge::json_errors));
     Ok(edge::request_edge(

@@ -17,7 +17,7 @@ use fernando_cache_ops::{
     health,
     summary::{self, Sweep},
 };
-use fernando_cache_processor::{EngineError, ProcessError};
+use fernando_cache_processor::{DocumentKind, EngineError, ProcessError};
 use fernando_cache_store::{InvalidationStrategy, Target};
 use serde::Deserialize;
 use serde_json::json;
@@ -29,15 +29,14 @@ use super::{AppState, EngineGate, error, internal_error};
 fn process_error(e: &ProcessError) -> Response {
     let (status, message) = match e {
         // Our own messages, about the client's input.
-        ProcessError::TooLarge { .. }
-        | ProcessError::UnknownKind(_)
-        | ProcessError::NoEngine(_) => {
-            let status = if matches!(e, ProcessError::TooLarge { .. }) {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            };
-            return error(status, &e.to_string());
+        ProcessError::TooLarge { .. } => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+        }
+        ProcessError::UnknownKind(_) | ProcessError::Mislabelled { .. } => {
+            return unsupported_type(e);
+        }
+        ProcessError::NoEngine(_) => {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e.to_string());
         }
         // A bound the document is over: the engine's reason is ours and names the setting, never its output.
         ProcessError::Engine(EngineError::OverBudget { .. }) => {
@@ -67,13 +66,47 @@ fn process_error(e: &ProcessError) -> Response {
     internal_error(status, message, e)
 }
 
-/// `POST /v1/documents`: the raw document as the body; `Content-Type` tells its kind.
+/// The MIME types a document may be sent as, comma-separated: `text/plain, text/markdown, …`.
+fn document_types() -> String {
+    DocumentKind::MIME_TYPES
+        .iter()
+        .map(|(mime, _)| *mime)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 415 for a document of no readable type: what was wrong, the types to send (in the message, and as
+/// `Accept-Post` for programs), and that `application/octet-stream` lets the bytes tell.
+fn unsupported_type(e: &ProcessError) -> Response {
+    let types = document_types();
+    let mut r = error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        &format!(
+            "{e}. Send the document with Content-Type one of: {types} \
+             (or application/octet-stream to have its bytes tell)"
+        ),
+    );
+    if let Ok(v) = HeaderValue::from_str(&types) {
+        r.headers_mut().insert("accept-post", v);
+    }
+    r
+}
+
+/// `POST /v1/documents`: the raw document as the body; `Content-Type` tells its kind, unless the bytes plainly
+/// say otherwise (the answer then names the type used: `detected_type`, `warnings`).
 pub(crate) async fn upload(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Before any queue: there is nothing to process, and nothing an engine could say about it.
+    if body.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the document is empty: send its bytes as the request body",
+        );
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -371,6 +404,91 @@ pub(crate) async fn invalidate(
             &e,
         ),
     }
+}
+
+/// `GET /`: what this server answers, for whoever finds its address — the document API, health, metrics and
+/// the console, with the credential each needs and the document types to send. The README lists the same
+/// routes; nothing here is secret, and nothing else (the console's own data routes) is listed.
+pub(crate) async fn index() -> Response {
+    const TENANT: &str = "tenant API key (Authorization: Bearer <key>)";
+    const ADMIN: &str = "admin token (Authorization: Bearer <token>)";
+    // (method, path, credential, what it does)
+    const ROUTES: [(&str, &str, &str, &str); 8] = [
+        (
+            "POST",
+            "/v1/documents",
+            TENANT,
+            "process a document: its bytes as the body, its type as Content-Type (one of document_types)",
+        ),
+        (
+            "GET",
+            "/v1/documents/{sha256}",
+            TENANT,
+            "a processed document's result, by fingerprint",
+        ),
+        (
+            "POST",
+            "/v1/events",
+            TENANT,
+            "an event (event_type, subject) applied by the invalidation rules",
+        ),
+        (
+            "GET",
+            "/v1/cache/stats",
+            TENANT,
+            "the tenant's own cache figures",
+        ),
+        (
+            "POST",
+            "/v1/cache/invalidate",
+            ADMIN,
+            "invalidate a tenant's or the global entries",
+        ),
+        (
+            "GET",
+            "/health",
+            "none (the details need the admin token)",
+            "healthy, degraded or down",
+        ),
+        (
+            "GET",
+            "/metrics",
+            "none on a loopback address; elsewhere the metrics or admin token",
+            "Prometheus text",
+        ),
+        (
+            "GET",
+            "/dashboard",
+            "the admin token, at its sign-in form",
+            "the operators' console",
+        ),
+    ];
+    let routes: Vec<_> = ROUTES
+        .iter()
+        .map(|(method, path, auth, about)| {
+            json!({"method": method, "path": path, "auth": auth, "about": about})
+        })
+        .collect();
+    let types: Vec<&str> = DocumentKind::MIME_TYPES.iter().map(|(m, _)| *m).collect();
+    let mut r = Json(json!({
+        "service": "fernando-cache",
+        "console": "/dashboard",
+        "document_types": types,
+        "routes": routes,
+    }))
+    .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Any path no route serves: 404 for everyone, before any credential is asked for, so an unknown path never
+/// reads as "sign in first".
+pub(crate) async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route; GET / lists the routes this server answers",
+    )
 }
 
 /// `GET /health`: the cache backend, the statistics database and the breaker. `healthy` when all are well,
