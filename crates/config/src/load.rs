@@ -229,7 +229,8 @@ impl Settings {
     /// The settings of a profile from the embedded files alone (no folder, no environment variables).
     ///
     /// # Errors
-    /// Only if the embedded files are broken, which the crate's tests rule out.
+    /// If the embedded files are broken, which the crate's tests rule out, or where no data folder is known
+    /// (no home folder: [`crate::default_data_dir`] is `None`), whose two defaults then cannot be given.
     pub fn embedded(env: Environment) -> Result<Settings, ConfigError> {
         Settings::load(LoadOptions {
             environment: Some(env),
