@@ -210,7 +210,7 @@ fn data_dir_moves_both_files_and_stats_never_creates_an_empty_database() {
     let h = Home::new();
     let moved = h.home.join("elsewhere");
     let moved_text = path_text(&moved);
-    let report = h.process(&h.a, &["--data-dir", &moved_text], &[]);
+    let report = h.process(&h.a, &["--data-dir", moved_text.as_str()], &[]);
     assert_eq!(
         report["summary"]["storage"]["cache"],
         path_text(&moved.join("cache.sqlite3"))
@@ -223,7 +223,11 @@ fn data_dir_moves_both_files_and_stats_never_creates_an_empty_database() {
     );
 
     // The variable moves it the same way: a run from another folder finds the cache.
-    let again = h.process(&h.b, &[], &[("FERNANDO_CACHE__DATA_DIR", &moved_text)]);
+    let again = h.process(
+        &h.b,
+        &[],
+        &[("FERNANDO_CACHE__DATA_DIR", moved_text.as_str())],
+    );
     assert!(all_hits(&again), "{again}");
 
     // `stats` on the default folder finds no database, says where it looked, and creates nothing.
@@ -238,7 +242,10 @@ fn data_dir_moves_both_files_and_stats_never_creates_an_empty_database() {
     );
     assert!(!h.default_dir().exists(), "stats created {expected}");
 
-    let rows = acme_rows(&h.stats(&h.b, &["--data-dir", &moved_text, "stats", "--json"]));
+    let rows = acme_rows(&h.stats(
+        &h.b,
+        &["--data-dir", moved_text.as_str(), "stats", "--json"],
+    ));
     assert!(!rows.is_empty(), "the moved statistics");
 }
 

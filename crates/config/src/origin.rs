@@ -79,7 +79,7 @@ mod tests {
     use super::*;
 
     fn tree() -> Map<String, Value> {
-        let config = config::Config::builder()
+        let merged = config::Config::builder()
             .add_source(config::File::from_str(
                 "[server]\napi_keys = [{ tenant = \"acme\", key_sha256 = \"x\" }]\n[redis]\nurl = \"redis://h\"\n",
                 config::FileFormat::Toml,
@@ -99,7 +99,7 @@ mod tests {
             )
             .build()
             .unwrap();
-        config::Source::collect(&config).unwrap()
+        config::Source::collect(&merged).unwrap()
     }
 
     #[test]
