@@ -156,8 +156,9 @@ const EXAMPLES: [&str; 4] = ["store", "cached", "axum_layer", "pipeline"];
 
 /// `cargo xtask migrate [run|status|revert] [--database-url URL]`.
 ///
-/// The URL comes from `--database-url`, else `DATABASE_URL`, else `FERNANDO_CACHE__STATISTICS__DATABASE_URL`,
-/// else the development default `sqlite://var/fernando-cache.sqlite3`.
+/// The URL comes from `--database-url`, else `DATABASE_URL`, else the program's own settings (the profile of
+/// `FERNANDO_CACHE_ENV`, `FERNANDO_CACHE__STATISTICS__DATABASE_URL`, `FERNANDO_CACHE__DATA_DIR`, `./config`):
+/// by default the SQLite file in the user's data folder that `fernando-cache process` and `stats` use.
 fn migrate(args: &[String]) -> anyhow::Result<()> {
     use fernando_cache_models::{Db, revert_last, run_pending, status};
     let mut action = "run";
@@ -174,10 +175,19 @@ fn migrate(args: &[String]) -> anyhow::Result<()> {
             ),
         }
     }
-    let url = url
-        .or_else(|| std::env::var("DATABASE_URL").ok())
-        .or_else(|| std::env::var("FERNANDO_CACHE__STATISTICS__DATABASE_URL").ok())
-        .unwrap_or_else(|| "sqlite://var/fernando-cache.sqlite3".to_owned());
+    let url = match url.or_else(|| std::env::var("DATABASE_URL").ok()) {
+        Some(url) => url,
+        None => {
+            use fernando_cache_config::{ExposeSecret, LoadOptions, Settings};
+            let settings = Settings::load(LoadOptions::new())
+                .context("the program's settings, for the statistics database's URL")?;
+            settings.statistics.database_url.expose_secret().to_owned()
+        }
+    };
+    println!(
+        "statistics database: {}",
+        fernando_cache_models::describe_url(&url)
+    );
     let mut db = Db::open(&url)?;
     match action {
         "run" => {

@@ -12,10 +12,14 @@ use crate::commands::{self, cache::CacheCommand};
 #[derive(Debug, Parser)]
 #[command(name = "fernando-cache", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// Configuration profile: development, test, staging or production (default: $FERNANDO_CACHE_ENV, else
-    /// development).
+    /// Configuration profile: development (or dev), test, staging or production (or prod) (default:
+    /// $FERNANDO_CACHE_ENV, else development).
     #[arg(long = "env", global = true, value_name = "PROFILE")]
     env: Option<String>,
+
+    // The help names the folder this very machine and user would use, so it is computed, not written here.
+    #[arg(long, global = true, value_name = "DIR", help = data_dir_help())]
+    data_dir: Option<PathBuf>,
 
     /// Use Redis at this URL (selects the Redis backend).
     #[arg(long, global = true, value_name = "URL")]
@@ -139,10 +143,16 @@ impl Cli {
     pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
         let mut options = LoadOptions::new();
         if let Some(env) = &self.env {
-            options = options.environment(env.parse::<Environment>()?);
+            options = options.environment(env.parse::<Environment>().context("--env")?);
         }
         if let Some(dir) = &self.config_dir {
             options = options.config_dir(dir);
+        }
+        if let Some(dir) = &self.data_dir {
+            let text = dir
+                .to_str()
+                .with_context(|| format!("--data-dir {}: not UTF-8", dir.display()))?;
+            options = options.set("data_dir", text);
         }
         if let Some(url) = &self.redis_url {
             options = options
@@ -207,6 +217,32 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             subject,
         } => commands::event::run(&settings, &event_type, tenant.as_deref(), subject).await,
     }
+}
+
+/// The help of `--data-dir`: what the folder holds and where it is by default here — the folder
+/// `FERNANDO_CACHE__DATA_DIR` names, else the platform's per-user data folder.
+fn data_dir_help() -> String {
+    let (dir, from) = match std::env::var_os("FERNANDO_CACHE__DATA_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => (
+            std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(&dir)),
+            "$FERNANDO_CACHE__DATA_DIR",
+        ),
+        None => match fernando_cache_config::default_data_dir() {
+            Some(dir) => (dir, "this user's data folder"),
+            None => {
+                return "Folder of the disk cache and the SQLite statistics database (default: none known here, \
+                        as there is no home folder; set --data-dir or data_dir)"
+                    .to_owned();
+            }
+        },
+    };
+    format!(
+        "Folder of the disk cache ({}) and the SQLite statistics database ({}) unless disk.path or \
+         statistics.database_url name others; data_dir in the settings also sets it [default: {}, {from}]",
+        fernando_cache_config::DISK_FILE,
+        fernando_cache_config::STATISTICS_FILE,
+        dir.display()
+    )
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

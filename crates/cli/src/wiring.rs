@@ -1,10 +1,11 @@
 //! The wiring the commands share: from settings to the statistics database (opened off the runtime, migrated
-//! when configured) and to the recorder that feeds it from a store; the document parsers' child process.
+//! when configured) and to the recorder that feeds it from a store; where the cache and the statistics live,
+//! as the commands print it; the document parsers' child process.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use fernando_cache_config::{ExposeSecret, Settings};
+use fernando_cache_config::{BackendKind, ExposeSecret, Settings};
 use fernando_cache_models::{Db, run_pending};
 use fernando_cache_ops::{
     health::AlertThresholds,
@@ -32,6 +33,65 @@ pub(crate) fn database_url(settings: &Settings) -> anyhow::Result<String> {
         );
     }
     Ok(settings.statistics.database_url.expose_secret().to_owned())
+}
+
+/// Where a command's cache and statistics live, as a person reads them (`process` prints it in its summary,
+/// `stats` beside its figures): so that a user sees which files — or which server — a run used, and why a run
+/// from another folder, or with other settings, finds what it finds.
+#[derive(Debug, Clone)]
+pub(crate) struct Whereabouts {
+    /// `memory`, `disk` or `redis`.
+    pub(crate) backend: &'static str,
+    /// The disk backend's file (absolute), the Redis URL (password hidden), or that it is this process's memory.
+    pub(crate) cache: String,
+    /// The statistics database: a SQLite file (absolute) or the URL (password hidden); `None` when statistics
+    /// are off.
+    pub(crate) statistics: Option<String>,
+}
+
+impl Whereabouts {
+    pub(crate) fn of(settings: &Settings) -> Whereabouts {
+        let absolute = |path: &str| {
+            std::path::absolute(path).map_or_else(|_| path.to_owned(), |p| p.display().to_string())
+        };
+        let (backend, cache) = match settings.backend {
+            BackendKind::Memory => (
+                "memory",
+                "this process's memory (gone when it exits)".to_owned(),
+            ),
+            BackendKind::Disk => ("disk", absolute(&settings.disk.path)),
+            BackendKind::Redis => ("redis", settings.redis.url.redacted()),
+        };
+        let statistics = database_url(settings).ok().map(|url| {
+            match fernando_cache_models::DbKind::parse(&url) {
+                Ok((fernando_cache_models::DbKind::Sqlite, path)) => absolute(&path),
+                _ => fernando_cache_models::describe_url(&url),
+            }
+        });
+        Whereabouts {
+            backend,
+            cache,
+            statistics,
+        }
+    }
+
+    /// The JSON of a summary: `{"backend", "cache", "statistics"}`.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backend": self.backend,
+            "cache": self.cache,
+            "statistics": self.statistics,
+        })
+    }
+
+    /// The summary's lines, aligned as `process` aligns its own.
+    pub(crate) fn print(&self) {
+        println!("cache             {}, {}", self.backend, self.cache);
+        match &self.statistics {
+            Some(at) => println!("statistics        {at}"),
+            None => println!("statistics        off (statistics.enabled = false)"),
+        }
+    }
 }
 
 /// Opens the statistics database off the runtime, applying pending migrations when configured to.

@@ -1,6 +1,7 @@
-//! The development profile's disk backend (`var/cache.sqlite3`), each step its own process, as a new user runs
-//! it: a second `process samples/` is answered from the cache; `serve` and `process` use the file at the same
-//! time; a `process` SIGKILLed again and again mid-run never leaves an entry that reads back wrong.
+//! The development profile's disk backend (`cache.sqlite3` in the user's data folder), each step its own
+//! process, as a new user runs it: a second `process samples/` is answered from the cache; `serve` and
+//! `process` use the file at the same time; a `process` SIGKILLed again and again mid-run never leaves an entry
+//! that reads back wrong. Each test's home is its own temporary folder, never the real one.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,13 +17,17 @@ fn samples(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// The binary on the development profile, in `dir` (its `var/` holds the cache and statistics files).
+/// The binary on the development profile, in `dir`, which is also its home: the cache and statistics files
+/// are in `dir/data/fernando-cache` (`$XDG_DATA_HOME/fernando-cache`).
 fn dev(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fernando-cache"));
     c.args(["--env", "development"])
         .current_dir(dir)
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
         .env_remove("FERNANDO_CACHE_ENV")
-        .env_remove("FERNANDO_CACHE_CONFIG_DIR");
+        .env_remove("FERNANDO_CACHE_CONFIG_DIR")
+        .env_remove("FERNANDO_CACHE__DATA_DIR");
     c
 }
 
@@ -53,8 +58,10 @@ fn a_second_process_run_is_answered_from_the_cache_the_first_one_left_on_disk() 
     let inbox = samples("").display().to_string();
     let (code, first) = process(dir.path(), &[&inbox]);
     assert!(
-        dir.path().join("var/cache.sqlite3").is_file(),
-        "the cache lives under var/"
+        dir.path()
+            .join("data/fernando-cache/cache.sqlite3")
+            .is_file(),
+        "the cache lives in the user's data folder"
     );
     let n = documents(&first).len();
     assert!(n >= 8, "the sample inbox: {first}");

@@ -7,7 +7,7 @@ use crate::ConfigError;
 
 /// Where cache entries live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum BackendKind {
     /// In-process, bounded by bytes; needs no server (the test default). Forgotten when the process exits.
     Memory,
@@ -16,6 +16,24 @@ pub enum BackendKind {
     Disk,
     /// Redis (the staging and production default).
     Redis,
+}
+
+impl BackendKind {
+    /// Each backend under its name in the settings.
+    const NAMES: [(&'static str, BackendKind); 3] = [
+        ("memory", BackendKind::Memory),
+        ("disk", BackendKind::Disk),
+        ("redis", BackendKind::Redis),
+    ];
+}
+
+/// A backend by its name in the settings; an unknown name lists the valid ones and suggests the nearest.
+impl TryFrom<String> for BackendKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        crate::choice::pick(&name, &Self::NAMES)
+    }
 }
 
 /// `[memory]`: the in-process backend.
@@ -44,8 +62,9 @@ impl MemorySettings {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DiskSettings {
-    /// The cache file (SQLite, WAL mode); its folder is created when missing. Relative paths start at the
-    /// working directory.
+    /// The cache file (SQLite, WAL mode); its folder is created when missing. Left out, `cache.sqlite3` in the
+    /// data folder ([`crate::Settings::data_dir`]), so every process of the user finds the same file wherever
+    /// it starts; a relative path starts at the working directory.
     pub path: String,
     /// Upper bound on the bytes of stored entries (keys plus encoded values), at least 64 KiB; past it, the
     /// entries closest to expiry are evicted first.

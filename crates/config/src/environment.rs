@@ -46,19 +46,55 @@ impl fmt::Display for Environment {
     }
 }
 
+/// A profile by name: `development`, `test`, `staging` or `production`, and the short forms `dev` and `prod`
+/// (any ASCII case). Other short forms are refused rather than guessed, with the nearest name suggested.
 impl FromStr for Environment {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Environment::Development),
-            "test" => Ok(Environment::Test),
-            "staging" => Ok(Environment::Staging),
-            "production" | "prod" => Ok(Environment::Production),
-            _ => Err(ConfigError::invalid(
+        const NAMES: [(&str, Environment); 6] = [
+            ("development", Environment::Development),
+            ("dev", Environment::Development),
+            ("test", Environment::Test),
+            ("staging", Environment::Staging),
+            ("production", Environment::Production),
+            ("prod", Environment::Production),
+        ];
+        crate::choice::pick(s, &NAMES).map_err(|_| {
+            let full: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
+            let shown: String = s.chars().take(64).collect();
+            ConfigError::invalid(
                 "environment",
-                format!("unknown profile {s:?}; expected development, test, staging or production"),
-            )),
-        }
+                format!(
+                    "unknown profile {shown:?}; expected development (or dev), test, staging or production \
+                     (or prod){}",
+                    crate::choice::did_you_mean(s, &full)
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_forms_are_aliases_and_other_names_are_refused_with_a_suggestion() {
+        assert_eq!(
+            "prod".parse::<Environment>().unwrap(),
+            Environment::Production
+        );
+        assert_eq!(
+            " DEV ".parse::<Environment>().unwrap(),
+            Environment::Development
+        );
+        let err = "prodution".parse::<Environment>().unwrap_err().to_string();
+        assert!(err.contains(r#"did you mean "production"?"#), "{err}");
+        let err = "qa".parse::<Environment>().unwrap_err().to_string();
+        assert!(
+            err.contains("unknown profile \"qa\"") && !err.contains("did you mean"),
+            "{err}"
+        );
     }
 }

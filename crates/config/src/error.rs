@@ -6,16 +6,20 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A source could not be read or parsed, or a value has the wrong type.
+    /// A source could not be read or parsed (a file that is not TOML), or a value could not be read in a way
+    /// that names no key.
     #[error("configuration could not be read: {0}")]
     Source(String),
-    /// A value was read but is not acceptable.
-    #[error("invalid configuration `{key}`: {reason}")]
+    /// A value was read but is not acceptable: of the wrong kind, not one of the names allowed, out of range.
+    #[error("invalid configuration `{key}`: {reason}{detail}")]
     Invalid {
         /// The dotted key, for example `compression.level`.
         key: String,
-        /// What is wrong with it.
+        /// What is wrong with it, and what it must be (for a name, every valid one and the nearest).
         reason: String,
+        /// Where the value was given, starting with a space — ` (given as FERNANDO_CACHE__BACKEND=reddis)`,
+        /// ` (in /etc/fernando-cache/local.toml)` — or empty for the embedded profiles and explicit overrides.
+        detail: String,
     },
     /// A setting was given under the name it had before it moved (`ttl.ocr_result`, now
     /// `types.ocr_result.ttl`). Refused rather than ignored, so an old configuration never silently stops
@@ -37,6 +41,7 @@ impl ConfigError {
         Self::Invalid {
             key: key.into(),
             reason: reason.into(),
+            detail: String::new(),
         }
     }
 }

@@ -10,13 +10,30 @@ use crate::{CacheType, ConfigError, duration};
 
 /// How far single-flight reaches for one cache type (`types.<name>.single_flight`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum FlightMode {
     /// Concurrent misses in one process compute once; other processes compute for themselves.
     Process,
     /// Concurrent misses in every process sharing the cache compute once: a lease in the backend names the
     /// process computing, the others wait for its value. Falls back to `process` while the backend is down.
     Distributed,
+}
+
+impl FlightMode {
+    /// Each mode under its name in the settings.
+    const NAMES: [(&'static str, FlightMode); 2] = [
+        ("process", FlightMode::Process),
+        ("distributed", FlightMode::Distributed),
+    ];
+}
+
+/// A mode by its name in the settings; an unknown name lists the valid ones and suggests the nearest.
+impl TryFrom<String> for FlightMode {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        crate::choice::pick(&name, &Self::NAMES)
+    }
 }
 
 /// The single-flight policy of one cache type.

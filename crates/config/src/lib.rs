@@ -18,7 +18,16 @@
 //! An unknown key is an error, and a key that moved (`ttl.ocr_result`, now `types.ocr_result.ttl`) is refused
 //! with its new name ([`ConfigError::Moved`]).
 //!
-//! The profile is chosen by [`LoadOptions::environment`], else `FERNANDO_CACHE_ENV`, else `development`.
+//! The profile is chosen by [`LoadOptions::environment`], else `FERNANDO_CACHE_ENV`, else `development`
+//! (`dev` and `prod` are accepted as short forms).
+//!
+//! Files the cache keeps on this machine — the disk backend's and the SQLite statistics database — default to
+//! the data folder, [`Settings::data_dir`]: the `data_dir` setting, else the platform's per-user data folder
+//! ([`default_data_dir`]), so every process of a user finds them whatever folder it starts in.
+//!
+//! Every error names the key; a value given as an environment variable is named with the variable and its
+//! value (never a secret's), a name that is not one of a setting's values lists the valid ones and suggests
+//! the nearest (`"reddis" is not one of memory, disk, redis; did you mean "redis"?`).
 //!
 //! ```
 //! use fernando_cache_config::{CacheType, Environment, LoadOptions, Settings};
@@ -32,17 +41,21 @@
 mod backends;
 mod cache_type;
 mod check;
+mod choice;
 mod compression;
+mod data_dir;
 mod degradation;
 mod duration;
 mod environment;
 mod error;
+mod explain;
 mod flight;
 mod invalidation;
 mod limits;
 mod load;
 mod moved;
 mod names;
+mod origin;
 mod prices;
 mod processor;
 mod protection;
@@ -60,6 +73,7 @@ mod warming;
 pub use backends::{BackendKind, DiskSettings, MemorySettings};
 pub use cache_type::CacheType;
 pub use compression::CompressionSettings;
+pub use data_dir::{DISK_FILE, STATISTICS_FILE, default_data_dir};
 pub use degradation::DegradationSettings;
 pub use environment::Environment;
 pub use error::ConfigError;

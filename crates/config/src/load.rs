@@ -112,15 +112,26 @@ impl Settings {
     /// Loads and validates settings.
     ///
     /// # Errors
-    /// [`ConfigError::Source`] when a file cannot be read or a value has the wrong type, and
-    /// [`ConfigError::Invalid`] when a value is out of range; both name the key. [`ConfigError::Moved`] when a
-    /// key is given under a name it no longer has, naming the new one (and, for an environment variable, the
-    /// variable to set instead).
+    /// [`ConfigError::Invalid`] when a value is of the wrong kind, not one of the names a setting accepts, out
+    /// of range, or under a key that is not a setting: it names the key, what the value must be (for a name,
+    /// every valid one and the nearest to what was given) and, for a value from an environment variable, the
+    /// variable and its value (for a file, the file). [`ConfigError::Source`] when a file cannot be read or
+    /// parsed. [`ConfigError::Moved`] when a key is given under a name it no longer has, naming the new one
+    /// (and, for an environment variable, the variable to set instead).
     pub fn load(options: LoadOptions) -> Result<Settings, ConfigError> {
         let env = match options.environment {
             Some(env) => env,
             None => match std::env::var(ENV_PROFILE_VAR) {
-                Ok(name) if !name.trim().is_empty() => name.parse()?,
+                Ok(name) if !name.trim().is_empty() => {
+                    name.parse::<Environment>().map_err(|e| match e {
+                        ConfigError::Invalid { key, reason, .. } => ConfigError::Invalid {
+                            key,
+                            reason,
+                            detail: format!(" (given as {ENV_PROFILE_VAR}={name})"),
+                        },
+                        other => other,
+                    })?
+                }
                 _ => Environment::Development,
             },
         };
@@ -165,6 +176,36 @@ impl Settings {
                 .set_override(key.as_str(), value.as_str())
                 .map_err(|e| ConfigError::Source(e.to_string()))?;
         }
+        // Where the data folder is decides two defaults (`disk.path`, `statistics.database_url`), so the layers
+        // are merged once to read `data_dir`, then again with those defaults beneath every layer.
+        let first = builder
+            .clone()
+            .build()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let data_dir =
+            crate::data_dir::resolve(first.get_string("data_dir").ok()).map_err(|e| match first
+                .collect()
+            {
+                Ok(tree) => crate::explain::locate(e, &tree),
+                Err(_) => e,
+            })?;
+        match &data_dir {
+            Some(dir) => {
+                for (key, value) in crate::data_dir::defaults(dir)? {
+                    builder = builder
+                        .set_default(key, value)
+                        .map_err(|e| ConfigError::Source(e.to_string()))?;
+                }
+            }
+            None => {
+                if ["disk.path", "statistics.database_url"]
+                    .iter()
+                    .any(|key| first.get_string(key).is_err())
+                {
+                    return Err(crate::data_dir::unknown());
+                }
+            }
+        }
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
@@ -174,18 +215,22 @@ impl Settings {
         crate::moved::check(&tree)?;
         let mut settings: Settings = raw
             .try_deserialize()
-            .map_err(|e| ConfigError::Source(e.to_string()))?;
+            .map_err(|e| crate::explain::read_error(e, &tree))?;
         settings.environment = env;
+        settings.data_dir = data_dir;
         // The Redis backends are handed `[redis]` alone; the one bound of every backend call goes with it.
         settings.redis.command_timeout = settings.command_timeout;
-        settings.validate()?;
+        settings
+            .validate()
+            .map_err(|e| crate::explain::locate(e, &tree))?;
         Ok(settings)
     }
 
     /// The settings of a profile from the embedded files alone (no folder, no environment variables).
     ///
     /// # Errors
-    /// Only if the embedded files are broken, which the crate's tests rule out.
+    /// If the embedded files are broken, which the crate's tests rule out, or where no data folder is known
+    /// (no home folder: [`crate::default_data_dir`] is `None`), whose two defaults then cannot be given.
     pub fn embedded(env: Environment) -> Result<Settings, ConfigError> {
         Settings::load(LoadOptions {
             environment: Some(env),

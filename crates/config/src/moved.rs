@@ -5,7 +5,10 @@
 
 use config::{Map, Value, ValueKind};
 
-use crate::ConfigError;
+use crate::{
+    ConfigError,
+    origin::{ENV_ORIGIN, env_var},
+};
 
 /// `(old, new)` keys; `*` stands for one segment — a cache type's name, or `default` — the same in both.
 const MOVED: &[(&str, &str)] = &[
@@ -48,9 +51,6 @@ const MOVED_TABLES: &[(&str, &str)] = &[
 
 /// The list of sealed types that became a field of each type's table.
 const CACHE_TYPES: &str = "encryption.cache_types";
-
-/// The origin `config` gives values read from environment variables.
-const ENV_ORIGIN: &str = "the environment";
 
 /// Refuses the first moved key of the merged tree (in key order), naming its new key and where it was given.
 pub(crate) fn check(tree: &Map<String, Value>) -> Result<(), ConfigError> {
@@ -164,14 +164,6 @@ fn detail(key: &str, now: &str, value: &Value) -> String {
         Some(file) => format!(" (in {file})"),
         None => String::new(),
     }
-}
-
-/// The environment variable that sets `key`: `types.ocr_result.ttl` is `FERNANDO_CACHE__TYPES__OCR_RESULT__TTL`.
-fn env_var(key: &str) -> String {
-    format!(
-        "FERNANDO_CACHE__{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
 }
 
 #[cfg(test)]

@@ -8,13 +8,30 @@ use crate::{ConfigError, SecretString, check, duration};
 
 /// Which field extractor the document pipeline uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 #[non_exhaustive]
 pub enum ExtractorKind {
     /// The built-in rule-based extractor (no network).
     Rules,
     /// Any OpenAI-compatible chat completions endpoint.
     Openai,
+}
+
+impl ExtractorKind {
+    /// Each extractor under its name in the settings.
+    const NAMES: [(&'static str, ExtractorKind); 2] = [
+        ("rules", ExtractorKind::Rules),
+        ("openai", ExtractorKind::Openai),
+    ];
+}
+
+/// An extractor by its name in the settings; an unknown name lists the valid ones and suggests the nearest.
+impl TryFrom<String> for ExtractorKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        crate::choice::pick(&name, &Self::NAMES)
+    }
 }
 
 /// Document pipeline settings.

@@ -59,13 +59,13 @@ impl TryFrom<String> for SealAlgorithm {
     type Error = String;
 
     fn try_from(name: String) -> Result<Self, String> {
-        match name.as_str() {
-            "aegis-256x4" => Ok(SealAlgorithm::Aegis256X4),
-            "aes-256-gcm" => Ok(SealAlgorithm::Aes256Gcm),
-            other => Err(format!(
-                "{other:?} is not an algorithm; use \"aegis-256x4\" or \"aes-256-gcm\""
-            )),
-        }
+        crate::choice::pick(
+            &name,
+            &[
+                ("aegis-256x4", SealAlgorithm::Aegis256X4),
+                ("aes-256-gcm", SealAlgorithm::Aes256Gcm),
+            ],
+        )
     }
 }
 

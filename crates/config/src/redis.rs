@@ -10,7 +10,7 @@ use crate::{ConfigError, check, duration};
 
 /// How the Redis deployment is laid out (`redis.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum RedisMode {
     /// One server (or a proxy in front of several) at `redis.url`.
     #[default]
@@ -20,6 +20,24 @@ pub enum RedisMode {
     /// A primary and replicas watched by Redis Sentinel: the primary named `redis.sentinel_master` is
     /// discovered through `redis.sentinels` and followed through failovers.
     Sentinel,
+}
+
+impl RedisMode {
+    /// Each topology under its name in the settings.
+    const NAMES: [(&'static str, RedisMode); 3] = [
+        ("standalone", RedisMode::Standalone),
+        ("cluster", RedisMode::Cluster),
+        ("sentinel", RedisMode::Sentinel),
+    ];
+}
+
+/// A topology by its name in the settings; an unknown name lists the valid ones and suggests the nearest.
+impl TryFrom<String> for RedisMode {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        crate::choice::pick(&name, &Self::NAMES)
+    }
 }
 
 /// A Redis URL whose password is never shown by `Debug` or `Display`.

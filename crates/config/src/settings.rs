@@ -1,7 +1,7 @@
 //! The settings tree, and the rules that span sections. Each section checks its own values in its own file
 //! (`redis.rs`, `types.rs`, `server.rs`, …); [`Settings::validate`] calls them in turn.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
@@ -20,6 +20,13 @@ pub struct Settings {
     /// The profile these settings were loaded for (set by the loader, not by files).
     #[serde(skip, default = "default_env")]
     pub environment: Environment,
+    /// The folder of the files the cache keeps on this machine: the disk backend's file and the SQLite
+    /// statistics database live in it unless `disk.path` or `statistics.database_url` name others. The
+    /// `data_dir` setting (`FERNANDO_CACHE__DATA_DIR`, the program's `--data-dir`) made absolute, else the
+    /// platform's per-user data folder ([`crate::default_data_dir`]); `None` only where neither is known, and
+    /// then both files are named. Nothing is created here until a backend or the statistics write.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
     /// First segment of every key, e.g. `fernando`.
     pub namespace: String,
     /// Which backend the store uses.

@@ -30,7 +30,9 @@ impl MetricsSettings {
 pub struct StatisticsSettings {
     /// Record statistics at all.
     pub enabled: bool,
-    /// `postgres://…` or `sqlite://path`; may contain a password, so it is a secret. Required when `enabled`.
+    /// `postgres://…` or `sqlite://path`; may contain a password, so it is a secret. Required when `enabled`;
+    /// left out, `fernando-cache.sqlite3` in the data folder ([`crate::Settings::data_dir`]). A relative
+    /// `sqlite://` path starts at the working directory.
     pub database_url: SecretString,
     /// Apply pending migrations when the program starts.
     pub run_migrations_at_start: bool,

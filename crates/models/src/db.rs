@@ -1,4 +1,4 @@
-//! Connecting to PostgreSQL or SQLite, chosen from the URL's scheme.
+//! Connecting to PostgreSQL or SQLite, chosen from the URL's scheme; a new SQLite database made the owner's alone.
 
 use diesel::{Connection, PgConnection, SqliteConnection, connection::SimpleConnection};
 
@@ -61,8 +61,9 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Opens a connection to the database `url` names. SQLite files get WAL mode and a busy timeout, and their
-    /// parent folder is created.
+    /// Opens a connection to the database `url` names. SQLite files get WAL mode and a busy timeout; a missing
+    /// file and its missing folders are created the owner's alone (`0600`, `0700`: the rows name tenants and
+    /// what they cost), as the disk cache's are, and SQLite's `-wal` and `-shm` files copy the file's mode.
     ///
     /// # Errors
     /// [`ModelError::UnsupportedUrl`] or [`ModelError::Connect`].
@@ -77,10 +78,10 @@ impl Db {
                 .map(Db::Postgresql)
                 .map_err(|e| fail(e.to_string())),
             (DbKind::Sqlite, path) => {
-                if let Some(parent) = std::path::Path::new(&path).parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+                // SQLite's own names (`:memory:`, `file:` URIs) are not files to create.
+                if path != ":memory:" && !path.starts_with("file:") {
+                    owner_only::create(std::path::Path::new(&path))
+                        .map_err(|e| fail(e.to_string()))?;
                 }
                 let mut conn =
                     SqliteConnection::establish(&path).map_err(|e| fail(e.to_string()))?;
@@ -101,6 +102,43 @@ impl Db {
         match self {
             Db::Postgresql(_) => DbKind::Postgres,
             Db::Sqlite(_) => DbKind::Sqlite,
+        }
+    }
+}
+
+/// Where `url` points, for a person to read: a SQLite database's file, or the URL with its password hidden.
+pub fn describe_url(url: &str) -> String {
+    match DbKind::parse(url) {
+        Ok((DbKind::Sqlite, path)) => path,
+        _ => redact(url),
+    }
+}
+
+/// A new SQLite database's file and folders, made the owner's alone before SQLite opens the file (SQLite
+/// would create it `0644` less the umask, and its companions with the file's mode).
+mod owner_only {
+    use std::{fs, io, path::Path};
+
+    /// Creates the missing folders of `path` `0700` and, when it does not exist, the file `0600` (an empty
+    /// file is an empty database to SQLite). What exists is left as it is.
+    pub(super) fn create(path: &Path) -> io::Result<()> {
+        let mut folder = fs::DirBuilder::new();
+        folder.recursive(true);
+        let mut file = fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            folder.mode(0o700);
+            file.mode(0o600);
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            folder.create(parent)?;
+        }
+        match file.open(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -146,5 +184,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("pw@"), "{err}");
+        assert_eq!(describe_url("sqlite:///srv/x.sqlite3"), "/srv/x.sqlite3");
+        assert!(!describe_url("postgres://app:pw@h/db").contains("pw"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_sqlite_database_is_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("new/stats.sqlite3");
+        let url = format!("sqlite://{}", file.display());
+        drop(Db::open(&url).unwrap());
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        assert_eq!(mode(&file), 0o600);
     }
 }

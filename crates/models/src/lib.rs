@@ -30,7 +30,7 @@ pub mod schema;
 mod series;
 mod warming;
 
-pub use db::{Db, DbKind};
+pub use db::{Db, DbKind, describe_url};
 pub use error::ModelError;
 pub use journal::{
     EventRecord, Pruned, Retention, Severity, health_rows, insert_event, insert_health,

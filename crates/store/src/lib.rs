@@ -14,7 +14,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The test profile keeps entries in process memory: no server, no files (the development profile keeps
-//! // them on disk under var/ across runs).
+//! // them on disk, in the user's data folder, across runs).
 //! let store = Store::from_settings(&Settings::embedded(Environment::Test)?)?;
 //! let tenant = TenantId::new("user123")?;
 //!

@@ -170,6 +170,8 @@ pub(crate) async fn run(
             "money_saved_micros": cache.money_saved_micros,
             "currency": settings.prices.currency,
             "elapsed_ms": elapsed.as_millis() as u64,
+            // Which cache this run used and where its statistics went.
+            "storage": crate::wiring::Whereabouts::of(settings).json(),
         });
         println!(
             "{}",
@@ -185,6 +187,7 @@ pub(crate) async fn run(
             &tenant,
             (failed, &skipped),
         );
+        crate::wiring::Whereabouts::of(settings).print();
     }
     if let Some(recorder) = recorder {
         // The reads of this run join the shared access history the warmup jobs read.

@@ -1,13 +1,14 @@
 //! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
 //! per tenant and cache type from the statistics database, as a table or JSON; and, when quotas are set, each
-//! tenant's use of them as the backend's ledgers say now.
+//! tenant's use of them as the backend's ledgers say now. It names the database it read, and a SQLite database
+//! that does not exist yet is reported, never created empty.
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use fernando_cache_config::{Prices, Settings};
 use fernando_cache_keys::TenantId;
-use fernando_cache_models::{Db, StatisticsSummary, statistics_since};
+use fernando_cache_models::{Db, DbKind, StatisticsSummary, statistics_since};
 use fernando_cache_store::{QuotaUsage, Store};
 
 use crate::wiring::open;
@@ -17,6 +18,24 @@ pub(crate) async fn run(
     since: Duration,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let location = crate::wiring::Whereabouts::of(settings)
+        .statistics
+        .unwrap_or_default();
+    // Only `process`, `serve` and the other writers create the database: an empty one made here would hide
+    // where the real one is.
+    if let Ok((DbKind::Sqlite, path)) = DbKind::parse(&crate::wiring::database_url(settings)?)
+        && !std::path::Path::new(&path).exists()
+    {
+        if json {
+            println!("[]");
+        }
+        eprintln!(
+            "fernando-cache: no statistics recorded yet: there is no statistics database at {location} \
+             (process, serve and the cache commands create it there; --data-dir or \
+             statistics.database_url point at another)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let url = open(settings).await?;
     let from = chrono::Duration::from_std(since)
         .ok()
@@ -151,9 +170,12 @@ pub(crate) async fn run(
     }
     if rows.is_empty() {
         eprintln!(
-            "fernando-cache: no statistics recorded in the last {}",
+            "fernando-cache: no statistics recorded in the last {} in {location}",
             humantime::format_duration(since)
         );
+    } else {
+        println!();
+        println!("statistics from {location}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
-//! The settings as a user writes them: the profiles, the per-type tables of `[types]` and the keys that moved,
-//! through the public loader only.
+//! The settings as a user writes them: the profiles, the per-type tables of `[types]`, the keys that moved, the
+//! data folder and the errors a mistake gets, through the public loader only.
 
+mod data_dir;
+mod errors;
 mod moved;
 mod profiles;
 mod types;

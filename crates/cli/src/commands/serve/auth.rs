@@ -130,7 +130,12 @@ impl Keys {
         })
     }
 
-    /// Whether the request carries the admin token.
+    /// Whether an admin token is configured at all (`server.admin_token_sha256`): without one the console says
+    /// that admin sign-in is not configured rather than refusing a token.
+    pub(crate) fn admin_configured(&self) -> bool {
+        self.admin.is_some()
+    }
+
     /// Whether `token` is the admin token (the dashboard's sign-in form).
     pub(crate) fn is_admin_token(&self, token: &str) -> bool {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();

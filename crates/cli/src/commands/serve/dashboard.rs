@@ -32,6 +32,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const LOGIN: &str = include_str!("dashboard/login.html");
+/// What the sign-in page says when no admin token is configured: no token could be accepted, so none is asked
+/// for (and a failed sign-in never blames the token).
+const NO_ADMIN: &str = include_str!("dashboard/no_admin.html");
 const ASSETS: &[(&str, &str, &str)] = &[
     (
         "app.js",
@@ -233,16 +236,20 @@ fn page(status: StatusCode, html: &'static str) -> Response {
     r
 }
 
-/// `GET /dashboard`: the page for a signed-in operator (cookie or bearer), the sign-in form otherwise.
+/// `GET /dashboard`: the page for a signed-in operator (cookie or bearer), the sign-in form otherwise — or,
+/// when no admin token is configured, a page that says so and how to set one.
 pub(crate) async fn index(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    if state.sessions.holds(&headers) || state.keys.is_admin(&headers) {
+    if !state.keys.admin_configured() {
+        page(StatusCode::OK, NO_ADMIN)
+    } else if state.sessions.holds(&headers) || state.keys.is_admin(&headers) {
         page(StatusCode::OK, INDEX)
     } else {
         page(StatusCode::OK, LOGIN)
     }
 }
 
-/// `POST /dashboard/login` (form `token=…`): a session cookie and back to the page, or the form again with 401.
+/// `POST /dashboard/login` (form `token=…`): a session cookie and back to the page, or the form again with 401;
+/// 403 and the page saying admin sign-in is not configured when the server has no admin token.
 pub(crate) async fn login(
     State(state): State<ConsoleState>,
     peer: Option<axum::Extension<fernando_cache_http::server::Peer>>,
@@ -251,6 +258,9 @@ pub(crate) async fn login(
 ) -> Response {
     if !from_own_pages(&headers) {
         return cross_site();
+    }
+    if !state.keys.admin_configured() {
+        return page(StatusCode::FORBIDDEN, NO_ADMIN);
     }
     let client = peer.map(|p| p.0.0);
     if let Some(wait) = state.keys.throttle.wait(client) {

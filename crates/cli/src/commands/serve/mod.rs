@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod console;
+mod credentials;
 mod dashboard;
 mod engines;
 mod prometheus;
@@ -160,6 +161,7 @@ pub(crate) async fn run(
     bind: Option<String>,
     allow_dev_keys: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
+    credentials::check(settings)?;
     let addr = edge::bind_address(
         bind.as_deref().unwrap_or(&settings.server.bind),
         &settings.server,
