@@ -105,7 +105,7 @@ impl Origin {
         })
     }
 
-    /// Sends `request` (whose URI is under [`Origin::base`]) on a pooled connection.
+    /// Sends `request` (whose URI is under `base`) on a pooled connection.
     pub(super) fn request(&self, request: Request<Body>) -> ResponseFuture {
         match &self.client {
             OriginClient::Plain(c) => c.request(request),
