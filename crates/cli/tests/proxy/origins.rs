@@ -186,7 +186,7 @@ fn proxy_with(redis: &RedisServer, origin: &str, env: &[(&str, &str)]) -> Server
 /// Whether `p` logs a line that `matches` within a few seconds (its log is read on a thread of its own).
 async fn logs(p: &Server, matches: impl Fn(&str) -> bool) -> bool {
     for _ in 0..100 {
-        if p.log_lines().iter().any(|l| matches(l)) {
+        if p.log_lines().iter().any(|l| matches(l.as_str())) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
