@@ -2,8 +2,11 @@
 //! RFC 9111 cases an ordinary origin produces — Expires, Date, Age, s-maxage, CDN-Cache-Control, the request's
 //! directives, revalidation with ETag and Last-Modified, 304s to clients, stale-while-revalidate,
 //! stale-if-error, Vary — each asserting what must and must not be served; forwarding of methods, queries,
-//! bodies and hop-by-hop fields; large bodies streamed unstored; tenants from a trusted header.
+//! bodies and hop-by-hop fields; large bodies streamed unstored; tenants from a trusted header. `origins`: the
+//! origins beyond plain HTTP/1.1 — `https://`, HTTP/1.0 — and `HEAD` answered from a stored `GET` (issue 30).
 
+#[path = "proxy/origins.rs"]
+mod origins;
 mod support;
 
 use std::{

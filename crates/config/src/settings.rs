@@ -63,6 +63,9 @@ pub struct Settings {
     pub prices: crate::Prices,
     /// The HTTP API (`fernando-cache serve`).
     pub server: ServerSettings,
+    /// `fernando-cache proxy`: the CA an `https://` origin is checked against.
+    #[serde(default)]
+    pub proxy: crate::ProxySettings,
     /// Keeping entries warm: the warmer's interval, the warmup jobs' history and budgets, where documents and
     /// reference data come from.
     pub warming: crate::WarmingSettings,
@@ -116,6 +119,7 @@ impl Settings {
         self.processor.validate()?;
         self.prices.validate()?;
         self.server.validate()?;
+        self.proxy.validate()?;
         self.warming.validate()?;
         self.quotas.validate()?;
         self.telemetry.validate()?;

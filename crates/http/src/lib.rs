@@ -30,10 +30,11 @@
 //! ```
 //!
 //! # Rules
-//! - Only `GET` requests on included (and not excluded) routes with a tenant are answered from the cache;
-//!   every response on such a route carries `X-Cache`: `HIT`, `MISS`, `REVALIDATED` (a stored response the
-//!   service confirmed with a 304) or `STALE` (RFC 5861), and answers from the cache carry the `Age`
-//!   accumulated upstream and here.
+//! - Only `GET` and `HEAD` requests on included (and not excluded) routes with a tenant are answered from the
+//!   cache. A `HEAD` is answered from a fresh stored `GET` response (its status and header fields, no content),
+//!   stores and revalidates nothing, and otherwise goes to the service as a `HEAD`. Every response on such a
+//!   route carries `X-Cache`: `HIT`, `MISS`, `REVALIDATED` (a stored response the service confirmed with a
+//!   304) or `STALE` (RFC 5861), and answers from the cache carry the `Age` accumulated upstream and here.
 //! - Freshness is RFC 9111's, judged by the `http-cache-semantics` crate at store time and again at every
 //!   lookup: `s-maxage`, then `max-age`, then `Expires` against `Date` (past or invalid means stale); the
 //!   origin's `Age` and the time since its `Date` count against it; RFC 9213's `CDN-Cache-Control` takes the
@@ -78,6 +79,7 @@ mod entries;
 mod error;
 mod forward;
 mod freshness;
+mod head;
 mod key;
 mod layer;
 mod policy;

@@ -231,8 +231,10 @@ pub(crate) enum RequestUse {
     CacheOnly,
 }
 
+/// What the cache may do for a request of `method` with `headers`. Only `GET` and `HEAD` use it: a `HEAD` is
+/// answered from what a `GET` stored (RFC 9111 §4) and stores nothing itself (`crate::head`).
 pub(crate) fn request_use(method: &Method, headers: &HeaderMap) -> RequestUse {
-    if method != Method::GET {
+    if method != Method::GET && method != Method::HEAD {
         return RequestUse::Bypass;
     }
     // A range request would need partial content handling; it goes to the origin.
@@ -484,6 +486,19 @@ mod tests {
         );
         assert_eq!(
             request_use(&Method::POST, &headers(&[])),
+            RequestUse::Bypass
+        );
+        assert_eq!(
+            request_use(&Method::HEAD, &headers(&[])),
+            RequestUse::LookupAndStore,
+            "a HEAD looks up what a GET stored"
+        );
+        assert_eq!(
+            request_use(&Method::HEAD, &headers(&[("range", "bytes=0-1")])),
+            RequestUse::Bypass
+        );
+        assert_eq!(
+            request_use(&Method::OPTIONS, &headers(&[])),
             RequestUse::Bypass
         );
         assert_eq!(

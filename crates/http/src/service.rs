@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use tower_service::Service;
 
@@ -32,8 +32,8 @@ use crate::{
 /// `stale-while-revalidate` or `stale-if-error` allow).
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-const HIT: HeaderValue = HeaderValue::from_static("HIT");
-const MISS: HeaderValue = HeaderValue::from_static("MISS");
+pub(crate) const HIT: HeaderValue = HeaderValue::from_static("HIT");
+pub(crate) const MISS: HeaderValue = HeaderValue::from_static("MISS");
 const REVALIDATED: HeaderValue = HeaderValue::from_static("REVALIDATED");
 const STALE: HeaderValue = HeaderValue::from_static("STALE");
 
@@ -169,11 +169,14 @@ where
             .then_some(entries::KeyParts { query, keyed }),
     };
 
-    let client = parts.headers.clone();
     let (varied, found) = match epoch {
         Some(_) => entries::lookup_varied(&config, &target, &parts.headers).await,
         None => (None, None),
     };
+    if parts.method == Method::HEAD {
+        return crate::head::answer_head(inner, parts, body, found.map(|(_, r)| r), usage).await;
+    }
+    let client = parts.headers.clone();
     // Headers that are not part of the key must not reach a service whose response may be shared. While nothing
     // of the URL is stored its `Vary` is not known: the request goes as sent, and an answer that depends on
     // a header outside the key without naming it in `Vary` is not shared (`entries::store_response`).
@@ -245,11 +248,7 @@ where
         }
     }
     if usage == RequestUse::CacheOnly {
-        // RFC 9111 §5.2.1.7: nothing suitable stored, and the origin must not be asked.
-        let mut resp = Response::new(CacheBody::full(Bytes::new()));
-        *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-        resp.headers_mut().insert(X_CACHE, MISS);
-        return Ok(resp);
+        return Ok(only_if_cached_miss());
     }
 
     let mut request = request_view(&parts);
@@ -534,7 +533,7 @@ fn request_view(parts: &http::request::Parts) -> http::request::Parts {
     r.into_parts().0
 }
 
-fn with_x_cache<B>(mut resp: Response<B>, x_cache: HeaderValue) -> Response<B> {
+pub(crate) fn with_x_cache<B>(mut resp: Response<B>, x_cache: HeaderValue) -> Response<B> {
     resp.headers_mut().insert(X_CACHE, x_cache);
     resp
 }
@@ -543,9 +542,16 @@ fn miss<B: Body, E>(resp: Response<B>) -> Result<Response<CacheBody<B>>, E> {
     Ok(with_x_cache(resp.map(CacheBody::inner), MISS))
 }
 
+/// RFC 9111 §5.2.1.7: nothing suitable is stored, and `only-if-cached` forbids asking the origin.
+pub(crate) fn only_if_cached_miss<B: Body>() -> Response<CacheBody<B>> {
+    let mut resp = Response::new(CacheBody::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    with_x_cache(resp, MISS)
+}
+
 /// A response from the cache, with its accumulated `Age` (upstream and here, RFC 9111 §4.2.3) — or a 304 when
 /// the client's conditional request matches it.
-fn answer<B: Body>(
+pub(crate) fn answer<B: Body>(
     client: &HeaderMap,
     status: StatusCode,
     headers: HeaderMap,

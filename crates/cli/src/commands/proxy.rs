@@ -1,6 +1,9 @@
 //! `fernando-cache proxy`: the HTTP cache layer in front of any HTTP API. Requests are forwarded to the origin
-//! (method, path, query, headers and body; hop-by-hop fields dropped both ways), responses come back through
-//! the layer, which stores what RFC 9111 allows per tenant and streams the rest.
+//! (method, path, query, headers and body; hop-by-hop fields dropped both ways; over TLS to an `https://`
+//! origin, see `proxy/origin.rs`), responses come back through the layer, which stores what RFC 9111 allows
+//! per tenant and streams the rest. The proxy speaks HTTP/1.1 on both sides, whatever the origin answered in.
+
+mod origin;
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,7 +12,7 @@ use axum::{
     Router,
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header},
     middleware,
     response::Response,
 };
@@ -17,11 +20,8 @@ use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_http::{HttpCacheLayer, Route, server as edge, tenant_from_extension};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 
+use self::origin::Origin;
 use super::serve::ConsoleState;
 
 /// Who the tenant of a proxied request is.
@@ -57,50 +57,15 @@ pub(crate) struct ProxyOptions {
     pub(crate) dashboard: Option<String>,
 }
 
-/// The `Via` this proxy adds (RFC 9110 §7.6.3).
+/// The `Via` this proxy adds (RFC 9110 §7.6.3) to what it received over HTTP/1.1, and to its own answers.
 const VIA: HeaderValue = HeaderValue::from_static("1.1 fernando-cache");
 
-/// The origin, and the client that reaches it.
-struct Origin {
-    /// `http://host:port` and any base path, without a trailing `/`.
-    base: String,
-    authority: HeaderValue,
-    client: Client<HttpConnector, Body>,
-    timeout: Duration,
-}
-
-impl Origin {
-    fn parse(url: &str, timeout: Duration) -> anyhow::Result<Origin> {
-        let uri: Uri = url
-            .parse()
-            .with_context(|| format!("--origin {url:?} is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => bail!(
-                "--origin {url:?}: https origins are not supported yet; reach the origin over http on a trusted network"
-            ),
-            _ => bail!("--origin {url:?} must be an http:// URL"),
-        }
-        let authority = uri
-            .authority()
-            .with_context(|| format!("--origin {url:?} names no host"))?
-            .as_str()
-            .to_owned();
-        if uri.query().is_some() {
-            bail!("--origin {url:?} must not carry a query string");
-        }
-        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
-        Ok(Origin {
-            base,
-            authority: HeaderValue::from_str(&authority)?,
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
-            timeout,
-        })
+/// The `Via` for a message received in `version`: RFC 9110 §7.6.3 records the protocol each hop received.
+fn via_for(version: Version) -> HeaderValue {
+    if version == Version::HTTP_10 {
+        HeaderValue::from_static("1.0 fernando-cache")
+    } else {
+        VIA
     }
 }
 
@@ -162,13 +127,15 @@ async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
     };
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, origin.authority.clone());
-    parts.headers.append(header::VIA, VIA);
+    parts.headers.append(header::VIA, via_for(parts.version));
+    // RFC 9110 §6.2: an intermediary sends its own HTTP version in what it forwards, not its client's.
+    parts.version = Version::HTTP_11;
     // The origin's spans join this request's trace (when spans are exported; otherwise a client's own
     // `traceparent` passes through untouched).
     fernando_cache_ops::telemetry::inject_context(&tracing::Span::current(), &mut parts.headers);
     parts.uri = uri;
     let outbound = Request::from_parts(parts, body);
-    match tokio::time::timeout(origin.timeout, origin.client.request(outbound)).await {
+    match tokio::time::timeout(origin.timeout, origin.request(outbound)).await {
         // `Upgrade` never reaches the origin, so it has no protocol to switch to: a 101 is a broken answer,
         // with no tunnel behind it.
         Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => edge::internal_error(
@@ -184,14 +151,14 @@ async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
                 head.headers.remove(header::CONTENT_LENGTH);
             }
             strip_hop_by_hop(&mut head.headers);
-            head.headers.append(header::VIA, VIA);
+            head.headers.append(header::VIA, via_for(head.version));
+            // The client is answered in this proxy's version (RFC 9110 §6.2), as answers from the cache are: an
+            // HTTP/1.0 origin's answer relayed as HTTP/1.0 would also end the client's keep-alive connection.
+            // (hyper answers an HTTP/1.0 client in HTTP/1.0 itself.)
+            head.version = Version::HTTP_11;
             Response::from_parts(head, Body::new(body))
         }
-        Ok(Err(e)) => edge::internal_error(
-            StatusCode::BAD_GATEWAY,
-            "the origin could not be reached",
-            &e,
-        ),
+        Ok(Err(e)) => origin::failed(&e),
         Err(_) => edge::internal_error(
             StatusCode::GATEWAY_TIMEOUT,
             "the origin did not answer in time",
@@ -303,7 +270,11 @@ fn app(
     options: &ProxyOptions,
     keys: Arc<super::serve::Keys>,
 ) -> anyhow::Result<Router> {
-    let origin = Arc::new(Origin::parse(&options.origin, options.origin_timeout)?);
+    let origin = Arc::new(Origin::parse(
+        &options.origin,
+        options.origin_timeout,
+        settings.proxy.origin_ca_file.as_deref(),
+    )?);
     match &options.tenancy {
         Tenancy::Fixed(name) => {
             TenantId::new(name).map_err(|e| anyhow::anyhow!("--tenant {name:?}: {e}"))?;
@@ -464,26 +435,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h[header::ACCEPT], "text/plain");
-    }
-
-    #[test]
-    fn origins_are_http_urls_without_a_query() {
-        let t = Duration::from_secs(1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let _guard = rt.enter();
-        assert_eq!(
-            Origin::parse("http://127.0.0.1:9000/api/", t).unwrap().base,
-            "http://127.0.0.1:9000/api"
-        );
-        for bad in [
-            "https://example.com",
-            "ftp://x",
-            "http://h/?q=1",
-            "not a url",
-        ] {
-            assert!(Origin::parse(bad, t).is_err(), "{bad}");
-        }
     }
 }
