@@ -17,7 +17,8 @@ pub(crate) struct Cli {
     #[arg(long = "env", global = true, value_name = "PROFILE")]
     env: Option<String>,
 
-    /// Use Redis at this URL (selects the Redis backend).
+    /// Use Redis at this URL (selects the Redis backend): where process, serve, proxy, cache and event keep the
+    /// cache. `stats` reads the statistics database, and the backend only for tenant quotas.
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
 
@@ -32,6 +33,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Process documents (files and folders) through the cached pipeline and print what the cache saved.
+    #[command(after_help = commands::process::help())]
     Process {
         /// Files or folders (walked recursively).
         #[arg(required = true)]
@@ -47,8 +49,9 @@ enum Command {
         strict: bool,
     },
     /// Serve the document API over HTTP until SIGINT or SIGTERM.
+    #[command(after_help = commands::serve::ROUTES_HELP)]
     Serve {
-        /// Address to listen on (default: server.bind).
+        /// Address to listen on, e.g. 127.0.0.1:8080, localhost:8080, 0.0.0.0:8080 (default: server.bind).
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
         /// Start even when the public development keys are configured and the address is not loopback.
@@ -61,7 +64,7 @@ enum Command {
         /// The origin, e.g. http://127.0.0.1:8000 (a base path is kept in front of every request's path).
         #[arg(long, value_name = "URL")]
         origin: String,
-        /// Address to listen on.
+        /// Address to listen on, e.g. 127.0.0.1:8081 or localhost:8081.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
         bind: String,
         /// Every request belongs to this tenant.
@@ -108,6 +111,7 @@ enum Command {
         command: CacheCommand,
     },
     /// Hit ratio, traffic and latency per tenant and cache type, from the statistics database.
+    #[command(after_help = commands::stats::HELP)]
     Stats {
         /// How far back to look, e.g. 15m, 24h, 7d.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
@@ -198,7 +202,9 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             commands::proxy::run(&settings, options).await
         }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
-        Command::Stats { since, json } => commands::stats::run(&settings, since, json).await,
+        Command::Stats { since, json } => {
+            commands::stats::run(&settings, since, json, cli.redis_url.is_some()).await
+        }
         Command::Event {
             event_type,
             tenant,
