@@ -71,7 +71,7 @@ pub use processor::{ExtractorKind, OpenAiSettings, ProcessorSettings};
 pub use protection::{EncryptionSettings, QuotaSettings, SealAlgorithm};
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use server::{ApiKey, ServerSettings};
+pub use server::{ApiKey, ServerSettings, listen_address};
 pub use settings::Settings;
 pub use statistics::{MetricsSettings, RetentionSettings, StatisticsSettings};
 pub use telemetry::TelemetrySettings;
