@@ -301,7 +301,8 @@ async fn a_document_event_reaches_every_entry_derived_from_it() {
     let text = b"Invoice INV-4242\nTotal: 99.00 EUR\nDue: 2026-12-31\n".to_vec();
     let other = b"Invoice INV-5151\nTotal: 10.00 EUR\n".to_vec();
     let stages = |v: &Value| {
-        ["document", "text", "extraction"].map(|s| v["stages"][s].as_str().unwrap_or("?").to_owned())
+        ["document", "text", "extraction"]
+            .map(|s| v["stages"][s].as_str().unwrap_or("?").to_owned())
     };
     let upload = |body: &Vec<u8>| {
         let body = body.clone();
