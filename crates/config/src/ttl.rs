@@ -88,7 +88,8 @@ impl TtlTable {
                 ));
             }
         }
-        // The configuration's TTLs were checked as typed when read (`types.rs`); this catches those inserted since.
+        // The configuration's TTLs were checked as typed when read (`types.rs`); these are the ones inserted
+        // since.
         for (t, ttl) in &self.0 {
             Self::check_typed(&duration::format(*ttl), *ttl)
                 .map_err(|why| ConfigError::invalid(format!("types.{t}.ttl"), why))?;
