@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fernando_cache_config::{Environment, LoadOptions, Settings};
+use fernando_cache_config::{Environment, LoadOptions, Settings, TtlTable};
 
 use crate::commands::{self, cache::CacheCommand};
 
@@ -87,8 +87,8 @@ enum Command {
         /// Tenants authenticate with their API keys (server.api_keys), as with `serve`.
         #[arg(long)]
         api_keys: bool,
-        /// Longest a response is kept, whatever its freshness (default: types.api_response.ttl).
-        #[arg(long, value_parser = parse_duration)]
+        /// Longest a response is kept, whatever its freshness; 1ms to 366d (default: types.api_response.ttl).
+        #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
         /// Freshness given to a response that states none (RFC 9111 §4.2.2); 0s keeps only what says it may.
         #[arg(long, default_value = "0s", value_parser = parse_duration)]
@@ -217,4 +217,10 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like 15m, 24h or 7d ({e})"))
+}
+
+/// A TTL as `--ttl` takes it (`cache set`, `proxy`): a duration within the bounds every TTL is held to, refused
+/// in the words it was typed (the store's own check would print the parsed value, `0ns`).
+pub(crate) fn parse_ttl(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(|ttl| TtlTable::check_typed(text, ttl))
 }

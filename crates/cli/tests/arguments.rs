@@ -51,6 +51,25 @@ fn a_ttl_out_of_bounds_is_refused_as_typed_on_the_command_line() {
     );
 }
 
+/// `proxy --ttl` is held to the same bounds, instead of starting with a TTL nothing can be stored under.
+#[test]
+fn proxy_refuses_a_ttl_out_of_bounds_as_typed() {
+    let (out, stderr) = run(
+        &[],
+        &[
+            "proxy",
+            "--origin",
+            "http://127.0.0.1:1",
+            "--bind",
+            "127.0.0.1:0",
+            "--ttl",
+            "0s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"0s\" is zero"), "{stderr}");
+}
+
 /// A TTL in the configuration is refused by what was written too, with its key (not as
 /// `1year 1month 4days 7h 26m 24s is not between 1ms and 1year 18h`).
 #[test]

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use fernando_cache_config::{CacheType, Settings, TtlTable};
+use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, Target, WriteOutcome};
 
@@ -22,7 +22,7 @@ pub(crate) enum CacheCommand {
         #[command(flatten)]
         entry: Entry,
         /// Time to live, e.g. 30s, 10m, 24h; 1ms to 366d (default: the cache type's TTL).
-        #[arg(long, value_parser = parse_ttl)]
+        #[arg(long, value_parser = crate::cli::parse_ttl)]
         ttl: Option<Duration>,
         /// A tag (repeatable): `cache invalidate-tag` on it hides the entry.
         #[arg(long = "tag")]
@@ -117,12 +117,6 @@ impl Entry {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like 30s, 10m or 24h ({e})"))
-}
-
-/// A TTL as `--ttl` takes it: a duration within the bounds every TTL is held to, refused in the words it was
-/// typed (the store's own check would print the parsed value, `0ns`).
-fn parse_ttl(text: &str) -> Result<Duration, String> {
-    parse_duration(text).and_then(|ttl| TtlTable::check_typed(text, ttl))
 }
 
 pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::Result<ExitCode> {

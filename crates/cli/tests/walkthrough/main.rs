@@ -36,7 +36,12 @@ fn repo() -> PathBuf {
 
 fn readme_blocks() -> Vec<Block> {
     let text = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
-    blocks::parse(&text, "README.md").unwrap_or_else(|e| panic!("{e}"))
+    let blocks = blocks::parse(&text, "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !blocks.is_empty(),
+        "README.md marks no block `<!-- walkthrough -->`: the walkthrough would run nothing"
+    );
+    blocks
 }
 
 /// A folder laid out as a fresh clone's root: the repository's `samples/` and its tracked `config/*.toml`
