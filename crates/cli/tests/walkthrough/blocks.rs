@@ -173,11 +173,11 @@ pub(crate) fn rewritten(command: &str, samples: Option<&str>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(at) = rest.find("samples/") {
-        let word_start = rest[..at]
+        out.push_str(&rest[..at]);
+        let word_start = out
             .chars()
             .next_back()
             .is_none_or(|c| c.is_whitespace() || c == '@' || c == '=');
-        out.push_str(&rest[..at]);
         out.push_str(if word_start { var } else { "samples/" });
         rest = &rest[at + "samples/".len()..];
     }
