@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fernando_cache_config::{Environment, LoadOptions, Settings};
+use fernando_cache_config::{Environment, LoadOptions, Settings, TtlTable};
 
 use crate::commands::{self, cache::CacheCommand};
 
@@ -21,7 +21,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "DIR", help = data_dir_help())]
     data_dir: Option<PathBuf>,
 
-    /// Use Redis at this URL (selects the Redis backend).
+    /// Use Redis at this URL (selects the Redis backend): where process, serve, proxy, cache and event keep the
+    /// cache. `stats` reads the statistics database, and the backend only for tenant quotas.
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
 
@@ -36,6 +37,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Process documents (files and folders) through the cached pipeline and print what the cache saved.
+    #[command(after_help = commands::process::help())]
     Process {
         /// Files or folders (walked recursively).
         #[arg(required = true)]
@@ -51,8 +53,9 @@ enum Command {
         strict: bool,
     },
     /// Serve the document API over HTTP until SIGINT or SIGTERM.
+    #[command(after_help = commands::serve::ROUTES_HELP)]
     Serve {
-        /// Address to listen on (default: server.bind).
+        /// Address to listen on, e.g. 127.0.0.1:8080, localhost:8080, 0.0.0.0:8080 (default: server.bind).
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
         /// Start even when the public development keys are configured and the address is not loopback.
@@ -67,7 +70,7 @@ enum Command {
         /// roots, or to the CA in proxy.origin_ca_file (FERNANDO_CACHE__PROXY__ORIGIN_CA_FILE).
         #[arg(long, value_name = "URL")]
         origin: String,
-        /// Address to listen on.
+        /// Address to listen on, e.g. 127.0.0.1:8081 or localhost:8081.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
         bind: String,
         /// Every request belongs to this tenant.
@@ -90,8 +93,8 @@ enum Command {
         /// Tenants authenticate with their API keys (server.api_keys), as with `serve`.
         #[arg(long)]
         api_keys: bool,
-        /// Longest a response is kept, whatever its freshness (default: types.api_response.ttl).
-        #[arg(long, value_parser = parse_duration)]
+        /// Longest a response is kept, whatever its freshness; 1ms to 366d (default: types.api_response.ttl).
+        #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
         /// Freshness given to a response that states none (RFC 9111 §4.2.2); 0s keeps only what says it may.
         #[arg(long, default_value = "0s", value_parser = parse_duration)]
@@ -114,6 +117,7 @@ enum Command {
         command: CacheCommand,
     },
     /// Hit ratio, traffic and latency per tenant and cache type, from the statistics database.
+    #[command(after_help = commands::stats::HELP)]
     Stats {
         /// How far back to look, e.g. 15m, 24h, 7d.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
@@ -211,7 +215,9 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             commands::proxy::run(&settings, options).await
         }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
-        Command::Stats { since, json } => commands::stats::run(&settings, since, json).await,
+        Command::Stats { since, json } => {
+            commands::stats::run(&settings, since, json, cli.redis_url.is_some()).await
+        }
         Command::Event {
             event_type,
             tenant,
@@ -250,4 +256,10 @@ fn data_dir_help() -> String {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like 15m, 24h or 7d ({e})"))
+}
+
+/// A TTL as `--ttl` takes it (`cache set`, `proxy`): a duration within the bounds every TTL is held to, refused
+/// in the words it was typed (the store's own check would print the parsed value, `0ns`).
+pub(crate) fn parse_ttl(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(|ttl| TtlTable::check_typed(text, ttl))
 }

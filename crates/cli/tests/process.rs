@@ -45,7 +45,7 @@ fn stages(doc: &Value) -> (String, String, String) {
     let s = &doc["stages"];
     (
         s["document"].as_str().unwrap_or("?").to_owned(),
-        s["ocr"].as_str().unwrap_or("?").to_owned(),
+        s["text"].as_str().unwrap_or("?").to_owned(),
         s["extraction"].as_str().unwrap_or("?").to_owned(),
     )
 }

@@ -28,7 +28,7 @@ async fn uploads_auth_isolation_and_invalidation() {
     let second: Value = server
         .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
         .await;
-    for stage in ["document", "ocr", "extraction"] {
+    for stage in ["document", "text", "extraction"] {
         assert_eq!(second["stages"][stage], "hit", "{second}");
     }
     let fp = first["fingerprint"].as_str().unwrap().to_owned();
@@ -301,7 +301,8 @@ async fn a_document_event_reaches_every_entry_derived_from_it() {
     let text = b"Invoice INV-4242\nTotal: 99.00 EUR\nDue: 2026-12-31\n".to_vec();
     let other = b"Invoice INV-5151\nTotal: 10.00 EUR\n".to_vec();
     let stages = |v: &Value| {
-        ["document", "ocr", "extraction"].map(|s| v["stages"][s].as_str().unwrap_or("?").to_owned())
+        ["document", "text", "extraction"]
+            .map(|s| v["stages"][s].as_str().unwrap_or("?").to_owned())
     };
     let upload = |body: &Vec<u8>| {
         let body = body.clone();
@@ -695,7 +696,7 @@ async fn serve_on_a_cluster_caches_documents_and_responses_and_events_reach_them
     let second = server
         .upload_sample("acme/invoices/INV-7781.pdf", "application/pdf")
         .await;
-    for stage in ["document", "ocr", "extraction"] {
+    for stage in ["document", "text", "extraction"] {
         assert_eq!(second["stages"][stage], "hit", "{second}");
     }
     let fp = first["fingerprint"].as_str().unwrap().to_owned();

@@ -89,7 +89,7 @@ pub use protection::{EncryptionSettings, QuotaSettings, SealAlgorithm};
 pub use proxy::ProxySettings;
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use server::{ApiKey, ServerSettings};
+pub use server::{ApiKey, ServerSettings, listen_address};
 pub use settings::Settings;
 pub use statistics::{MetricsSettings, RetentionSettings, StatisticsSettings};
 pub use telemetry::TelemetrySettings;

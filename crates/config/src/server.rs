@@ -1,16 +1,36 @@
 //! `[server]`: the HTTP API of `fernando-cache serve` — its address, who may call it (tenants' API keys, the
 //! admin and metrics tokens, all by hash) and, in `[server.limits]` (`limits.rs`), what bounds it.
 
+use std::net::{AddrParseError, Ipv4Addr, SocketAddr};
+
 use serde::Deserialize;
 
 use crate::{ConfigError, check};
+
+/// Reads an address to listen on (`server.bind`, `serve --bind`, `proxy --bind`): an IP address and port
+/// (`127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`), or `localhost:PORT` in any case, which is 127.0.0.1 — the
+/// loopback address every client tries for `localhost`. Other host names are not resolved: what a name resolves
+/// to can change, and the address decides who can connect.
+///
+/// # Errors
+/// Why `text` is neither an IP address and port nor `localhost:PORT`.
+pub fn listen_address(text: &str) -> Result<SocketAddr, AddrParseError> {
+    let localhost = text
+        .rsplit_once(':')
+        .filter(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    match localhost {
+        Some(port) => Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        None => text.parse(),
+    }
+}
 
 /// `[server]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServerSettings {
-    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    /// Address to listen on, e.g. `127.0.0.1:8080` or `localhost:8080` ([`listen_address`]).
     pub bind: String,
     /// SHA-256 (hex) of the admin token; empty disables the admin routes.
     pub admin_token_sha256: String,
@@ -36,10 +56,13 @@ pub struct ApiKey {
 
 impl ServerSettings {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+        if listen_address(&self.bind).is_err() {
             return Err(ConfigError::invalid(
                 "server.bind",
-                format!("{:?} is not an address like 127.0.0.1:8080", self.bind),
+                format!(
+                    "{:?} is not an address like 127.0.0.1:8080 or localhost:8080",
+                    self.bind
+                ),
             ));
         }
         check::sha256(

@@ -26,6 +26,34 @@ impl TtlTable {
         ttl.as_nanos() >= Self::MIN_TTL.as_nanos() && ttl.as_nanos() <= Self::MAX_TTL.as_nanos()
     }
 
+    /// `ttl`, as `typed`, when it is within [`Self::MIN_TTL`]..=[`Self::MAX_TTL`]; otherwise why not, in the words
+    /// the user typed it (`"9600h" is not between 1ms and 366d`): the one wording of the bounds, for the
+    /// configuration and the command line alike.
+    ///
+    /// # Errors
+    /// The message, for a zero TTL or one out of bounds.
+    pub fn check_typed(typed: &str, ttl: Duration) -> Result<Duration, String> {
+        if ttl.is_zero() {
+            return Err(format!(
+                "{typed:?} is zero: the cache never stores immortal keys; give a TTL of at least {}",
+                Self::bounds().0
+            ));
+        }
+        if !Self::in_bounds(ttl) {
+            let (min, max) = Self::bounds();
+            return Err(format!("{typed:?} is not between {min} and {max}"));
+        }
+        Ok(ttl)
+    }
+
+    /// The bounds as they are typed (`1ms`, `366d`): humantime would print the longest as `1year 18h`.
+    fn bounds() -> (String, String) {
+        (
+            format!("{}ms", Self::MIN_TTL.as_millis()),
+            format!("{}d", Self::MAX_TTL.as_secs() / 86_400),
+        )
+    }
+
     /// The table of the configured TTLs.
     pub(crate) fn new(ttls: BTreeMap<CacheType, Duration>) -> Self {
         TtlTable(ttls)
@@ -60,24 +88,11 @@ impl TtlTable {
                 ));
             }
         }
+        // The configuration's TTLs were checked as typed when read (`types.rs`); these are the ones inserted
+        // since.
         for (t, ttl) in &self.0 {
-            if ttl.is_zero() {
-                return Err(ConfigError::invalid(
-                    format!("types.{t}.ttl"),
-                    "must be longer than zero (the cache never stores immortal keys)",
-                ));
-            }
-            if !Self::in_bounds(*ttl) {
-                return Err(ConfigError::invalid(
-                    format!("types.{t}.ttl"),
-                    format!(
-                        "{} is not between {} and {}",
-                        duration::format(*ttl),
-                        duration::format(Self::MIN_TTL),
-                        duration::format(Self::MAX_TTL)
-                    ),
-                ));
-            }
+            Self::check_typed(&duration::format(*ttl), *ttl)
+                .map_err(|why| ConfigError::invalid(format!("types.{t}.ttl"), why))?;
         }
         Ok(())
     }
@@ -90,5 +105,25 @@ impl Serialize for TtlTable {
             map.serialize_entry(k.as_str(), &duration::format(*v))?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ttl_out_of_bounds_is_refused_in_the_words_it_was_typed() {
+        assert_eq!(
+            TtlTable::check_typed("9600h", Duration::from_secs(9600 * 3600)).unwrap_err(),
+            "\"9600h\" is not between 1ms and 366d"
+        );
+        let zero = TtlTable::check_typed("0s", Duration::ZERO).unwrap_err();
+        assert!(zero.starts_with("\"0s\" is zero"), "{zero}");
+        assert!(!zero.contains("0ns"), "{zero}");
+        assert_eq!(
+            TtlTable::check_typed("366d", TtlTable::MAX_TTL),
+            Ok(TtlTable::MAX_TTL)
+        );
     }
 }

@@ -244,6 +244,7 @@ impl<'de> Deserialize<'de> for TypeTable {
                 .map_err(|e| D::Error::custom(format!("types.{name}: {e}")))?;
             if let Some(text) = &entry.ttl {
                 let ttl = duration::parse(text)
+                    .and_then(|ttl| TtlTable::check_typed(text, ttl))
                     .map_err(|e| D::Error::custom(format!("types.{name}.ttl: {e}")))?;
                 ttls.insert(t.clone(), ttl);
             }

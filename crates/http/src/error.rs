@@ -24,8 +24,11 @@ pub enum ConfigError {
     /// A limit is zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    /// The address to listen on is not a socket address.
-    #[error("{given:?} is not an address like 127.0.0.1:8080")]
+    /// The address to listen on is neither a socket address nor `localhost:PORT`.
+    #[error(
+        "{given:?} is not an address to listen on like 127.0.0.1:8080, localhost:8080, 0.0.0.0:8080 or \
+         [::1]:8080 (host names other than localhost are not resolved)"
+    )]
     Address {
         /// The address as given.
         given: String,

@@ -1,6 +1,6 @@
 //! The hardened listener (feature `server`), which the program's `serve` and `proxy` share: a listener that
 //! bounds connections and slow clients and drains at SIGTERM within a bound ([`serve`]), request ids and the
-//! access log, body deadlines and declared lengths ([`request_edge`], [`declared_length`]), error bodies that
+//! access log, body deadlines and body limits ([`request_edge`], [`declared_length`]), error bodies that
 //! never leak internals ([`error`], [`json_errors`]), the refusal to expose development keys
 //! ([`bind_address`]), and per-tenant request rates ([`TenantRates`], [`rate_limit`]). It builds on axum and
 //! hyper-util, which is why it is a feature: the tower layer alone needs neither. What a route does with a
@@ -202,9 +202,12 @@ async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next
     out
 }
 
-/// Refuses a request whose declared `Content-Length` is over `limit` before reading any of it (413). Bodies
-/// without a declared length are cut off at the limit by the extractors (`DefaultBodyLimit`) while they stream.
-/// A route layer: `middleware::from_fn_with_state(limit, declared_length)`.
+/// Bounds a request body by `limit` bytes, with one answer however the body comes: a declared `Content-Length`
+/// over it is refused before any of it is read, and a body without one (chunked) is counted as it streams — past
+/// the limit its read fails, and the client gets the same 413 and its connection is closed, whatever the handler
+/// or an extractor made of the failed read (axum would say "Failed to buffer the request body").
+/// A route layer: `middleware::from_fn_with_state(limit, declared_length)`, with `DefaultBodyLimit::max(limit)`
+/// for the extractors.
 pub async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -212,12 +215,35 @@ pub async fn declared_length(State(limit): State<usize>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than this route accepts ({limit} bytes)"),
-        );
+        return too_large(limit);
     }
-    next.run(req).await
+    let over = Arc::new(AtomicBool::new(false));
+    let seen = over.clone();
+    let req = req.map(|body| {
+        axum::body::Body::new(http_body_util::Limited::new(body, limit).map_err(move |e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                seen.store(true, Ordering::Relaxed);
+            }
+            e
+        }))
+    });
+    let resp = next.run(req).await;
+    if !over.load(Ordering::Relaxed) {
+        return resp;
+    }
+    // The rest of the body is never read: the connection cannot carry another request.
+    let mut out = too_large(limit);
+    out.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    out
+}
+
+/// The 413 of a body over `limit` bytes.
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the body is larger than this route accepts ({limit} bytes)"),
+    )
 }
 
 /// Gives every error the server produces without a JSON body of its own (extractor rejections, timeouts) the
@@ -258,21 +284,23 @@ const DEVELOPMENT_KEY_HASHES: &[&str] = &[
     "4763e480ccf7dc583baddba37894eb1dc1fabf79bfc9d82a4a8b00710e18f124",
 ];
 
-/// Where to listen. A non-loopback address with the development keys configured is refused unless
-/// `allow_dev_keys`: those keys are public.
+/// Where to listen: an IP address and port, or `localhost:PORT` for 127.0.0.1
+/// ([`fernando_cache_config::listen_address`]). A non-loopback address with the development keys configured is
+/// refused unless `allow_dev_keys`: those keys are public.
 ///
 /// # Errors
-/// [`ConfigError::Address`] when `bind` is not an address like `127.0.0.1:8080`;
+/// [`ConfigError::Address`] when `bind` is not such an address;
 /// [`ConfigError::DevelopmentKeys`] for the development keys on a non-loopback address.
 pub fn bind_address(
     bind: &str,
     server: &fernando_cache_config::ServerSettings,
     allow_dev_keys: bool,
 ) -> Result<SocketAddr, ConfigError> {
-    let addr: SocketAddr = bind.parse().map_err(|source| ConfigError::Address {
-        given: bind.to_owned(),
-        source,
-    })?;
+    let addr =
+        fernando_cache_config::listen_address(bind).map_err(|source| ConfigError::Address {
+            given: bind.to_owned(),
+            source,
+        })?;
     let dev_keys = server
         .api_keys
         .iter()
@@ -546,5 +574,28 @@ mod tests {
         assert!(refused.contains("development keys"), "{refused}");
         assert!(bind_address("0.0.0.0:8080", server, true).is_ok());
         assert!(bind_address("localhost", server, false).is_err());
+    }
+
+    #[test]
+    fn localhost_is_the_ipv4_loopback_address_and_other_names_are_refused() {
+        let settings = fernando_cache_config::Settings::load(
+            fernando_cache_config::LoadOptions::isolated(fernando_cache_config::Environment::Test),
+        )
+        .unwrap();
+        let server = &settings.server;
+        assert_eq!(
+            bind_address("localhost:8080", server, false).unwrap(),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            bind_address("LocalHost:0", server, false).unwrap().port(),
+            0
+        );
+        let refused = bind_address("example.com:8080", server, false)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("\"example.com:8080\""), "{refused}");
+        assert!(refused.contains("localhost:8080"), "{refused}");
+        assert!(bind_address("localhost:http", server, false).is_err());
     }
 }

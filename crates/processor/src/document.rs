@@ -11,7 +11,7 @@ use crate::ProcessError;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum DocumentKind {
-    /// UTF-8 text.
+    /// Plain text: UTF-8, or UTF-16 or a legacy encoding such as Latin-1, which the text engine detects.
     Text,
     /// An HTML page; its text is read without the markup.
     Html,
@@ -109,17 +109,25 @@ impl DocumentKind {
         matches!(self, DocumentKind::Text | DocumentKind::Html)
     }
 
-    /// The kind a file name's extension (`pdf`, `HTM`, `tiff`, …) suggests.
-    pub fn from_extension(extension: &str) -> Option<DocumentKind> {
-        match extension.to_ascii_lowercase().as_str() {
-            "txt" | "text" | "md" | "csv" => Some(DocumentKind::Text),
-            "html" | "htm" | "xhtml" => Some(DocumentKind::Html),
-            "pdf" => Some(DocumentKind::Pdf),
-            "png" => Some(DocumentKind::Png),
-            "jpg" | "jpeg" => Some(DocumentKind::Jpeg),
-            "tif" | "tiff" => Some(DocumentKind::Tiff),
-            _ => None,
+    /// The file name extensions of this kind, in lower case and without the dot: what `process` goes by when
+    /// a file's bytes do not tell its kind, and what `process --help` lists.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            DocumentKind::Text => &["txt", "text", "md", "csv"],
+            DocumentKind::Html => &["html", "htm", "xhtml"],
+            DocumentKind::Pdf => &["pdf"],
+            DocumentKind::Png => &["png"],
+            DocumentKind::Jpeg => &["jpg", "jpeg"],
+            DocumentKind::Tiff => &["tif", "tiff"],
         }
+    }
+
+    /// The kind a file name's extension (`pdf`, `HTM`, `tiff`, …) suggests: one of [`Self::extensions`].
+    pub fn from_extension(extension: &str) -> Option<DocumentKind> {
+        let extension = extension.to_ascii_lowercase();
+        DocumentKind::ALL
+            .into_iter()
+            .find(|k| k.extensions().contains(&extension.as_str()))
     }
 
     /// The kind the bytes show: magic numbers for PDF and images, an HTML start for pages, valid UTF-8 for

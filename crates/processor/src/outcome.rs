@@ -80,7 +80,9 @@ impl StageOutcome {
 pub struct Stages {
     /// The whole result.
     pub document: StageOutcome,
-    /// Text (PDF text layer or OCR).
+    /// Text: the text file's own, a PDF's text layer or OCR. Named `text` in JSON, as in `process`'s table,
+    /// since most documents' text involves no OCR; `ocr`, its former name, is still read.
+    #[serde(rename = "text", alias = "ocr")]
     pub ocr: StageOutcome,
     /// Field extraction.
     pub extraction: StageOutcome,

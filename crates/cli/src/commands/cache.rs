@@ -24,8 +24,8 @@ pub(crate) enum CacheCommand {
     Set {
         #[command(flatten)]
         entry: Entry,
-        /// Time to live, e.g. 30s, 10m, 24h (default: the cache type's TTL).
-        #[arg(long, value_parser = parse_duration)]
+        /// Time to live, e.g. 30s, 10m, 24h; 1ms to 366d (default: the cache type's TTL).
+        #[arg(long, value_parser = crate::cli::parse_ttl)]
         ttl: Option<Duration>,
         /// A tag (repeatable): `cache invalidate-tag` on it hides the entry.
         #[arg(long = "tag")]

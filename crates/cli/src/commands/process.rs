@@ -8,12 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use fernando_cache_config::Settings;
 use fernando_cache_keys::TenantId;
 use fernando_cache_ops::summary::count;
 use fernando_cache_processor::{
-    DocumentProcessor, EngineError, ProcessError, ProcessedDocument, StageOutcome,
+    DocumentKind, DocumentProcessor, EngineError, ProcessError, ProcessedDocument, StageOutcome,
 };
 use fernando_cache_store::Store;
 use serde_json::json;
@@ -22,19 +22,28 @@ use tokio::{sync::Semaphore, task::JoinSet};
 /// Documents processed at once.
 const PARALLEL: usize = 4;
 
-/// Every regular file under `paths` (folders walked recursively, hidden entries skipped, symbolic links followed
-/// with loops detected), in a stable order.
-fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// One row of a run, from the paths given: a file to process, or a given path that cannot be read — a failed
+/// row of its own, so that one mistyped path does not keep the others from being processed.
+enum Input {
+    File(PathBuf),
+    Unreadable(PathBuf, std::io::Error),
+}
+
+/// Every regular file under `paths` (folders walked recursively, symbolic links followed with loops detected),
+/// in a stable order, and every given path that cannot be read. A walk passes over hidden entries and README
+/// files ([`passed_over`]).
+fn collect(paths: &[PathBuf]) -> Vec<Input> {
     let mut out = Vec::new();
     for p in paths {
-        std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+        if let Err(e) = std::fs::metadata(p) {
+            out.push(Input::Unreadable(p.clone(), e));
+            continue;
+        }
         let walk = walkdir::WalkDir::new(p)
             .follow_links(true)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| {
-                e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
-            });
+            .filter_entry(|e| e.depth() == 0 || !passed_over(e));
         for entry in walk {
             // A symbolic link loop or an unreadable folder inside: said, and the rest is still processed.
             let entry = match entry {
@@ -45,11 +54,55 @@ fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 }
             };
             if entry.file_type().is_file() {
-                out.push(entry.into_path());
+                out.push(Input::File(entry.into_path()));
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// Whether a walk passes over an entry of a folder: hidden ones (`.git`, `.DS_Store`), and files named `README`
+/// or `README.<anything>` in any case (`README.md`, `readme.txt`), which describe a folder's documents rather
+/// than being one (the samples' own README among them). A path named on the command line is never passed over.
+fn passed_over(entry: &walkdir::DirEntry) -> bool {
+    let Some(name) = entry.file_name().to_str() else {
+        return false;
+    };
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || (entry.file_type().is_file() && (lower == "readme" || lower.starts_with("readme.")))
+}
+
+/// The failed row of a given path that cannot be read.
+fn unreadable(path: &std::path::Path, e: &std::io::Error) -> ProcessError {
+    let why = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".to_owned(),
+        _ => e.to_string(),
+    };
+    ProcessError::Io(format!("{}: {why}", path.display()))
+}
+
+/// `process --help`'s closing text: the documents read, from [`DocumentKind`]'s own lists, and what a walk
+/// passes over.
+pub(crate) fn help() -> String {
+    let kinds: Vec<String> = DocumentKind::ALL
+        .iter()
+        .map(|k| {
+            let extensions: Vec<String> = k.extensions().iter().map(|e| format!(".{e}")).collect();
+            format!("  {:<5} {}", k.as_str(), extensions.join(" "))
+        })
+        .collect();
+    format!(
+        "Documents (the kind is told by the bytes, else by the file name's extension):\n{}\n\n\
+         Text may be UTF-8, UTF-16 with a byte-order mark, or a legacy encoding such as Latin-1 (detected).\n\
+         HTML is read without its markup, a PDF by its text layer. Images, and PDF pages without a text layer,\n\
+         are read by OCR with tesseract (and pdftoppm): where it is missing they are skipped, not failed\n\
+         (--strict fails them).\n\n\
+         Folders are walked recursively, passing over hidden entries and files named README or README.*.\n\
+         A path that cannot be read is a failed row; the others are still processed.\n\
+         Exit code: 0; 1 when a document failed (or, with --strict, was skipped); 2 on an error.",
+        kinds.join("\n")
+    )
 }
 
 fn outcome(o: StageOutcome) -> &'static str {
@@ -81,10 +134,11 @@ pub(crate) async fn run(
     strict: bool,
 ) -> anyhow::Result<ExitCode> {
     let tenant = TenantId::new(tenant).context("--tenant")?;
-    let files = collect(&paths)?;
-    if files.is_empty() {
-        bail!(
-            "no files found under {}",
+    let inputs = collect(&paths);
+    if inputs.is_empty() {
+        // An empty inbox is no error: the empty result and its summary are printed as for any run.
+        eprintln!(
+            "fernando-cache: no documents found under {}",
             paths
                 .iter()
                 .map(|p| p.display().to_string())
@@ -92,6 +146,10 @@ pub(crate) async fn run(
                 .join(", ")
         );
     }
+    let to_process = inputs
+        .iter()
+        .filter(|i| matches!(i, Input::File(_)))
+        .count();
     let store = Store::from_settings(settings)?;
     let recorder = crate::wiring::start_recorder(settings, &store).await;
     let parsers = crate::wiring::parser_host()?;
@@ -104,7 +162,7 @@ pub(crate) async fn run(
     let bar = if json_output {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressBar::new(to_process as u64).with_style(
             indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -112,7 +170,16 @@ pub(crate) async fn run(
     };
     let limit = Arc::new(Semaphore::new(PARALLEL));
     let mut set = JoinSet::new();
-    for (i, path) in files.iter().cloned().enumerate() {
+    let mut results = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let path = match input {
+            Input::File(path) => path,
+            Input::Unreadable(path, e) => {
+                let failed = unreadable(&path, &e);
+                results.push((i, path, Err(failed)));
+                continue;
+            }
+        };
         let (processor, limit, bar) = (processor.clone(), limit.clone(), bar.clone());
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
@@ -122,7 +189,6 @@ pub(crate) async fn run(
             (i, path, r)
         });
     }
-    let mut results = Vec::with_capacity(files.len());
     while let Some(joined) = set.join_next().await {
         results.push(joined.context("a document task failed")?);
     }
@@ -159,7 +225,7 @@ pub(crate) async fn run(
             "processed": t.documents_processed(),
             "failed": failed,
             "skipped": skipped.len(),
-            "stages": {"document": t.document, "ocr": t.ocr, "extraction": t.extraction},
+            "stages": {"document": t.document, "text": t.ocr, "extraction": t.extraction},
             "time_saved_ms": t.time_saved.as_millis() as u64,
             "engine_time_ms": t.time_spent.as_millis() as u64,
             "bytes_raw": cache.raw_bytes,

@@ -13,10 +13,25 @@ use fernando_cache_store::{QuotaUsage, Store};
 
 use crate::wiring::open;
 
+/// `stats --help`'s closing text: where the figures come from, and what the global options change here.
+pub(crate) const HELP: &str = "\
+The figures come from the statistics database (statistics.database_url), which process, serve and cache
+commands write to when statistics are on. --env and --config-dir choose that database like any setting;
+--redis-url matters here only for the tenant quota lines, read from the cache backend when quotas are set
+(quotas.tenant_bytes, quotas.shared_requests).";
+
+/// Whether any tenant quota is set: only then does `stats` read the cache backend.
+fn quotas_set(settings: &Settings) -> bool {
+    settings.quotas.tenant_bytes > 0 || settings.quotas.shared_requests > 0
+}
+
+/// Prints the statistics of the last `since`; `redis_url_given` says whether `--redis-url` was passed, which
+/// only the quota lines use.
 pub(crate) async fn run(
     settings: &Settings,
     since: Duration,
     json: bool,
+    redis_url_given: bool,
 ) -> anyhow::Result<ExitCode> {
     let location = crate::wiring::Whereabouts::of(settings)
         .statistics
@@ -35,6 +50,12 @@ pub(crate) async fn run(
              statistics.database_url point at another)"
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if redis_url_given && !quotas_set(settings) {
+        eprintln!(
+            "fernando-cache: note: --redis-url changes nothing for stats without quotas: its figures come from the \
+             statistics database (statistics.database_url)"
+        );
     }
     let url = open(settings).await?;
     let from = chrono::Duration::from_std(since)
@@ -187,7 +208,7 @@ async fn quota_usage(
     rows: &[StatisticsSummary],
 ) -> anyhow::Result<BTreeMap<String, QuotaUsage>> {
     let mut out = BTreeMap::new();
-    if settings.quotas.tenant_bytes == 0 && settings.quotas.shared_requests == 0 {
+    if !quotas_set(settings) {
         return Ok(out);
     }
     let store = Store::from_settings(settings)?;

@@ -1,6 +1,9 @@
-//! Text that documents carry themselves: UTF-8 text files, HTML pages without their markup (html2text) and the
-//! text layer of PDFs (lopdf). HTML and PDF parsing runs where the pipeline's [`Parsers`] say: in a server, a
-//! child process per document under a memory and CPU budget.
+//! Text that documents carry themselves: text files (UTF-8, or UTF-16 or a legacy encoding such as Latin-1,
+//! detected: `decode_text`), HTML pages without their markup (html2text) and the text layer of PDFs (lopdf). HTML
+//! and PDF parsing runs where the pipeline's [`Parsers`] say: in a server, a child process per document under a
+//! memory and CPU budget.
+
+use std::borrow::Cow;
 
 use async_trait::async_trait;
 use lopdf::LoadOptions;
@@ -59,13 +62,14 @@ impl TextEngine for TextLayer {
 
     async fn text(&self, kind: DocumentKind, bytes: &[u8]) -> Result<String, EngineError> {
         match kind {
-            // Checked and normalised in one linear pass: nothing to budget.
+            // Decoded and normalised in linear passes: nothing to budget. UTF-8 text reads exactly as before the
+            // other encodings were accepted, and they used to be refused, never cached: no version bump.
             DocumentKind::Text => {
-                std::str::from_utf8(bytes)
-                    .map(normalise)
-                    .map_err(|e| EngineError::Unreadable {
+                decode_text(bytes)
+                    .map(|text| normalise(&text))
+                    .map_err(|reason| EngineError::Unreadable {
                         engine: ENGINE.into(),
-                        reason: format!("not UTF-8 text: {e}"),
+                        reason,
                     })
             }
             DocumentKind::Pdf => {
@@ -81,6 +85,47 @@ impl TextEngine for TextLayer {
             }),
         }
     }
+}
+
+/// The characters of a text document: UTF-8 as it is; UTF-16 (or UTF-8) by its byte-order mark; otherwise the
+/// legacy encoding chardetng guesses from the bytes — windows-1252 (Latin-1's superset) for most Western European
+/// text, windows-1250, windows-1251, Shift_JIS, GBK and the others browsers read. Refused, with the encoding
+/// tried named: NUL bytes without a byte-order mark (binary data, not text), and bytes invalid in the encoding
+/// guessed.
+pub(crate) fn decode_text(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(Cow::Borrowed(text));
+    }
+    if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        return encoding
+            .decode_without_bom_handling_and_without_replacement(&bytes[bom..])
+            .ok_or_else(|| {
+                format!(
+                    "not valid {} text, although it starts with that encoding's byte-order mark",
+                    encoding.name()
+                )
+            });
+    }
+    if bytes.contains(&0) {
+        return Err("not text: neither UTF-8 nor a legacy encoding holds NUL bytes".to_owned());
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(bytes, true);
+    // Not UTF-8 (checked above), so UTF-8 is not a guess; no top-level domain tells a file's origin.
+    let encoding = detector.guess(None, false);
+    let text = encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .ok_or_else(|| {
+            format!(
+                "not UTF-8 text, nor valid {} (the encoding its bytes suggest)",
+                encoding.name()
+            )
+        })?;
+    tracing::debug!(
+        encoding = encoding.name(),
+        "text document decoded from a legacy encoding"
+    );
+    Ok(text)
 }
 
 /// The text of an HTML page without its markup (scripts and styles dropped, entities decoded).
@@ -168,6 +213,35 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("not a readable PDF"), "{err}");
         assert!(e.text(DocumentKind::Png, b"").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn text_in_another_encoding_is_decoded_and_binary_data_refused() {
+        let e = TextLayer::in_process();
+        // Latin-1: "Müller, Straße" (ü = FC, ß = DF).
+        assert_eq!(
+            e.text(DocumentKind::Text, b"Rechnung M\xfcller, Stra\xdfe 5\r\n")
+                .await
+                .unwrap(),
+            "Rechnung Müller, Straße 5"
+        );
+        // UTF-16 little-endian with its byte-order mark.
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("Größe".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(e.text(DocumentKind::Text, &utf16).await.unwrap(), "Größe");
+        let binary = e
+            .text(DocumentKind::Text, b"\x01\x00\xfe\xff")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(binary.contains("not text"), "{binary}");
+        // UTF-8 stays exactly as it was read before (its byte-order mark included).
+        assert_eq!(
+            decode_text("\u{feff}Größe".as_bytes()).unwrap(),
+            "\u{feff}Größe"
+        );
     }
 
     #[test]

@@ -59,6 +59,27 @@ pub(crate) struct AppState {
     pub(crate) types: Arc<fernando_cache_config::TypeTable>,
 }
 
+/// `serve --help`'s closing text: the routes [`app`] wires, and who may call each. Kept beside it: a route added
+/// there is added here.
+pub(crate) const ROUTES_HELP: &str = "\
+Routes (tenant: `Authorization: Bearer <API key>`, server.api_keys; admin: the admin token,
+server.admin_token_sha256):
+  POST /v1/documents              tenant  a document's bytes (Content-Type: its MIME type): fingerprint,
+                                          text, fields and each stage's hit/miss
+  GET  /v1/documents/{sha256}     tenant  the stored result of one of the tenant's documents
+  POST /v1/events                 tenant  {\"event_type\": \"document.updated\", \"subject\": …}: the matching
+                                          invalidation rules applied
+  GET  /v1/cache/stats            tenant  the tenant's cache figures and quota use
+  POST /v1/cache/invalidate       admin   a tenant's entries, one cache type's, one document's, or the
+                                          global scope's
+  GET  /health                    anyone  healthy | degraded (200) or down (503); details with the admin token
+  GET  /metrics                   open on loopback, else the metrics token (server.metrics_token_sha256) or
+                                          the admin token: Prometheus text
+  GET  /dashboard                 anyone  the operators' console; sign in with the admin token
+  GET  /v1/admin/series, /v1/admin/overview
+                                  admin   the console's figures as JSON
+Errors are JSON: {\"error\": message, \"request_id\": id}. Examples: README.md, \"The HTTP API\".";
+
 /// The application: routes, authentication, rates, body limits, the response cache and the access log.
 pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router> {
     let limits = &settings.server.limits;
