@@ -65,7 +65,7 @@ enum Command {
     /// Put the HTTP cache in front of any HTTP API: forward every request to the origin and keep, per tenant,
     /// what RFC 9111 allows.
     Proxy {
-        /// The origin, e.g. http://127.0.0.1:8000 or https://api.example.com (a base path is kept in front of
+        /// The origin, e.g. `http://127.0.0.1:8000` or `https://api.example.com` (a base path is kept in front of
         /// every request's path). An https:// origin's certificate must name its host and chain to the system's
         /// roots, or to the CA in proxy.origin_ca_file (FERNANDO_CACHE__PROXY__ORIGIN_CA_FILE).
         #[arg(long, value_name = "URL")]

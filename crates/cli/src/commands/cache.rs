@@ -51,7 +51,7 @@ pub(crate) enum CacheCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
-        /// Only this cache type (built in, or configured in [types.<name>]).
+        /// Only this cache type (built in, or configured in `[types.<name>]`).
         #[arg(long = "type", value_name = "CACHE_TYPE")]
         cache_type: Option<String>,
         /// eager (delete now), lazy (hide now, reclaim by TTL) or hybrid (hide now, delete in the background).
@@ -102,7 +102,7 @@ pub(crate) struct Entry {
     #[arg(long)]
     tenant: String,
     /// The cache type: one of the eight built in (e.g. ocr_result, session) or one configured in
-    /// [types.<name>].
+    /// `[types.<name>]`.
     #[arg(long = "type", value_name = "CACHE_TYPE")]
     cache_type: String,
     /// The entry's key within the tenant and type.
