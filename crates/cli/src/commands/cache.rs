@@ -136,6 +136,16 @@ pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::R
     result
 }
 
+/// "the cache backend at <where> is unavailable (<why>)": where the cache is (a Redis URL without its password,
+/// a file) and the error that kept it out of reach, so the operator knows what to look at.
+fn unavailable(settings: &Settings, store: &Store) -> String {
+    let at = crate::wiring::Whereabouts::of(settings).cache;
+    match store.admin().last_unavailable() {
+        Some(why) => format!("the cache backend at {at} is unavailable ({why})"),
+        None => format!("the cache backend at {at} is unavailable"),
+    }
+}
+
 async fn execute(
     settings: &Settings,
     store: &Store,
@@ -169,7 +179,7 @@ async fn execute(
             {
                 WriteOutcome::Stored => Ok(ExitCode::SUCCESS),
                 WriteOutcome::Dropped => {
-                    bail!("the cache backend is unavailable; the value was not stored")
+                    bail!("{}; the value was not stored", unavailable(settings, store))
                 }
                 WriteOutcome::OverQuota => bail!(
                     "tenant {} is at its byte quota (quotas.tenant_bytes); the value was not stored",
@@ -189,7 +199,7 @@ async fn execute(
                     Ok(ExitCode::SUCCESS)
                 }
                 None if store.metrics().totals().degraded > 0 => {
-                    bail!("the cache backend is unavailable")
+                    bail!("{}", unavailable(settings, store))
                 }
                 None => Ok(ExitCode::from(1)),
             }

@@ -169,6 +169,7 @@ pub(crate) async fn run(
         )
     };
     let limit = Arc::new(Semaphore::new(PARALLEL));
+    let unreachable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut set = JoinSet::new();
     let mut results = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
@@ -181,10 +182,17 @@ pub(crate) async fn run(
             }
         };
         let (processor, limit, bar) = (processor.clone(), limit.clone(), bar.clone());
+        let (store, unreachable) = (store.clone(), unreachable.clone());
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
             bar.set_message(path.display().to_string());
+            let degraded = store.metrics().totals().degraded;
             let r = processor.process_file(&path).await;
+            // The cache could not be reached while this document was read (a concurrent document's failure
+            // counts here too: while the backend is down, it is down for all of them).
+            if store.metrics().totals().degraded > degraded {
+                unreachable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             bar.inc(1);
             (i, path, r)
         });
@@ -202,6 +210,12 @@ pub(crate) async fn run(
         .filter_map(|(_, _, r)| r.as_ref().err().and_then(skip_reason))
         .collect();
     let failed = results.iter().filter(|(_, _, r)| r.is_err()).count() - skipped.len();
+    let whereabouts = crate::wiring::Whereabouts::of(settings);
+    // Degradation is never silent: the summary says for how many documents, where the cache is and why.
+    let unavailable = match unreachable.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        documents => Some((documents, store.admin().last_unavailable())),
+    };
 
     if json_output {
         let documents: Vec<serde_json::Value> = results
@@ -237,7 +251,12 @@ pub(crate) async fn run(
             "currency": settings.prices.currency,
             "elapsed_ms": elapsed.as_millis() as u64,
             // Which cache this run used and where its statistics went.
-            "storage": crate::wiring::Whereabouts::of(settings).json(),
+            "storage": whereabouts.json(),
+            "cache_unavailable": unavailable.as_ref().map(|(documents, cause)| json!({
+                "documents": documents,
+                "cache": whereabouts.cache,
+                "cause": cause,
+            })),
         });
         println!(
             "{}",
@@ -253,7 +272,26 @@ pub(crate) async fn run(
             &tenant,
             (failed, &skipped),
         );
-        crate::wiring::Whereabouts::of(settings).print();
+        whereabouts.print();
+        if let Some((documents, cause)) = &unavailable {
+            println!(
+                "cache unavailable for {} of {}: {} could not be reached{}; they were computed without it and \
+                 nothing was stored",
+                count(*documents as u64, "document", "documents"),
+                results.len(),
+                whereabouts.cache,
+                cause
+                    .as_deref()
+                    .map_or_else(String::new, |c| format!(" ({c})")),
+            );
+        }
+    }
+    if let Some((documents, _)) = &unavailable {
+        tracing::warn!(
+            documents,
+            cache = %whereabouts.cache,
+            "the cache was unavailable; documents were computed without it"
+        );
     }
     if let Some(recorder) = recorder {
         // The reads of this run join the shared access history the warmup jobs read.

@@ -27,6 +27,13 @@ impl Store {
 }
 
 impl<'a> Admin<'a> {
+    /// Why the backend last could not be reached (a refused connection, a timeout), as its error reads, or
+    /// `None` if every call reached it. Cache reads and writes degrade silently (a miss, a dropped write); this
+    /// is what a program shows its user afterwards, so the degradation is not silent to them.
+    pub fn last_unavailable(self) -> Option<String> {
+        self.store.last_unavailable()
+    }
+
     /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
     ///
     /// # Errors

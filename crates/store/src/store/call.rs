@@ -34,10 +34,32 @@ impl Store {
             .await
             .unwrap_or(Err(BackendError::Timeout(self.inner.timeout)));
         match &result {
-            Err(e) if e.is_unavailability() => permit.failure(),
+            Err(e) if e.is_unavailability() => {
+                permit.failure();
+                self.note_unavailable(e);
+            }
             _ => permit.success(),
         }
         result
+    }
+
+    /// Remembers why the backend could not be reached, for [`super::Admin::last_unavailable`].
+    fn note_unavailable(&self, e: &BackendError) {
+        let mut last = self
+            .inner
+            .last_unavailable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *last = Some(e.to_string());
+    }
+
+    /// Why the backend last could not be reached, if it ever was not.
+    pub(super) fn last_unavailable(&self) -> Option<String> {
+        self.inner
+            .last_unavailable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// One call of the backend's [`Coordination`] through [`Store::call`]. A backend without coordination

@@ -78,6 +78,8 @@ struct Inner {
     /// Pattern sweeps, bounded per tenant.
     sweeps: sweeps::Sweeps,
     breaker: Breaker,
+    /// Why the backend last could not be reached (its error, as an operator reads it), if it ever was not.
+    last_unavailable: std::sync::Mutex<Option<String>>,
     metrics: Metrics,
     flights: Flights,
     /// Per cache type: single-flight per process or across processes.
@@ -193,6 +195,7 @@ impl Store {
                     settings.degradation.breaker_failure_threshold,
                     settings.degradation.breaker_open_for,
                 ),
+                last_unavailable: std::sync::Mutex::new(None),
                 metrics: Metrics::new(settings.metrics.max_series),
                 flights: Flights::default(),
                 single_flight: settings.types.single_flight().clone(),
