@@ -95,7 +95,8 @@ fn an_unknown_event_is_an_error_that_suggests_the_one_meant() {
     let line = assert_one_line_error(&out, &["unknown event \"invoice.paid\"", KNOWN_EVENTS]);
     assert!(!line.contains("did you mean"), "nothing is near: {line}");
 
-    // A rule of the database makes its event known, even for a tenant it does not apply to.
+    // A rule for every tenant makes its event known, even disabled; another tenant's rule does not (its event
+    // names are that tenant's business: neither known nor suggested here).
     {
         use diesel::{Connection, connection::SimpleConnection};
         diesel::SqliteConnection::establish(path.to_str().unwrap())
@@ -103,11 +104,22 @@ fn an_unknown_event_is_an_error_that_suggests_the_one_meant() {
             .batch_execute(
                 "INSERT INTO cache_invalidation_rules \
                  (name, event_type, tenant_id, cache_types, strategy, delay_seconds, enabled, created_at) \
-                 VALUES ('globex-catalog', 'catalog.changed', 'globex', 'reference_data', 'eager', 0, 1, \
+                 VALUES ('catalog', 'catalog.changed', NULL, 'reference_data', 'eager', 0, 0, \
+                 CURRENT_TIMESTAMP), \
+                 ('globex-merger', 'globex.merger_secret', 'globex', 'reference_data', 'eager', 0, 1, \
                  CURRENT_TIMESTAMP)",
             )
             .unwrap();
     }
+    let out = event("globex.merger_secret");
+    let line = assert_one_line_error(&out, &["unknown event \"globex.merger_secret\""]);
+    assert!(!line.contains("did you mean"), "{line}");
+    let out = event("globex.merger_secre");
+    let line = assert_one_line_error(&out, &["unknown event"]);
+    assert!(
+        !line.contains("globex.merger_secret\"") && !line.contains(", globex.merger_secret"),
+        "another tenant's event is neither suggested nor listed: {line}"
+    );
     let out = event("catalog.changed");
     assert_eq!(
         out.status.code(),

@@ -8,12 +8,22 @@ use config::{Map, Value};
 
 use crate::{ConfigError, choice, origin};
 
+/// How the reason for a name that is no setting starts.
+const NOT_A_SETTING: &str = "is not a setting";
+
 /// What `config` said when the merged settings could not be read into [`crate::Settings`], with `tree` (the
 /// merged values and their origins) to say where the value came from.
 pub(crate) fn read_error(error: config::ConfigError, tree: &Map<String, Value>) -> ConfigError {
     let (key, problem) = parts(error);
     let (key, reason) = refine(key, problem);
     match key {
+        // A misspelt name says nothing of what its value is (`REDIS__PASSWOR` holds a password all the same):
+        // it is named by its variable or file, never with its value.
+        Some(key) if reason.starts_with(NOT_A_SETTING) => ConfigError::Invalid {
+            detail: origin::detail_without_value(&key, tree),
+            key,
+            reason,
+        },
         Some(key) => ConfigError::Invalid {
             detail: origin::detail(&key, tree),
             key,
@@ -117,7 +127,7 @@ fn said(key: Option<String>, message: &str) -> (Option<String>, String) {
                 } else {
                     format!(" (the settings there: {})", names.join(", "))
                 };
-                (Some(full), format!("is not a setting{section}{hint}{list}"))
+                (Some(full), format!("{NOT_A_SETTING}{section}{hint}{list}"))
             } else {
                 (key, choice::not_one_of(&given, &names))
             };

@@ -9,10 +9,24 @@ pub(crate) const ENV_ORIGIN: &str = "the environment";
 
 /// The environment variable that sets `key`: `types.ocr_result.ttl` is `FERNANDO_CACHE__TYPES__OCR_RESULT__TTL`.
 pub(crate) fn env_var(key: &str) -> String {
-    format!(
-        "FERNANDO_CACHE__{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
+    let name = printable(&key.replace('.', "__").to_ascii_uppercase());
+    format!("FERNANDO_CACHE__{name}")
+}
+
+/// `text` as an error may echo it to a terminal: control characters escaped (`\u{1b}`), and no longer than a
+/// screen line or two.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .take(200)
+        .collect()
 }
 
 /// The value at the dotted `key` of the merged tree (`name[2]` is a list's third item); keys are compared as
@@ -66,9 +80,21 @@ pub(crate) fn detail(key: &str, tree: &Map<String, Value>) -> String {
     match value.origin() {
         Some(ENV_ORIGIN) if is_secret(key) => format!(" (given as {})", env_var(key)),
         Some(ENV_ORIGIN) => {
-            let given: String = value.to_string().chars().take(200).collect();
+            let given = printable(&value.to_string());
             format!(" (given as {}={given})", env_var(key))
         }
+        Some(file) => format!(" (in {file})"),
+        None => String::new(),
+    }
+}
+
+/// [`detail`] that never repeats the value: the variable alone, or the file.
+pub(crate) fn detail_without_value(key: &str, tree: &Map<String, Value>) -> String {
+    let Some(value) = lookup(tree, key) else {
+        return String::new();
+    };
+    match value.origin() {
+        Some(ENV_ORIGIN) => format!(" (given as {})", env_var(key)),
         Some(file) => format!(" (in {file})"),
         None => String::new(),
     }

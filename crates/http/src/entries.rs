@@ -118,7 +118,7 @@ pub(crate) async fn open<'t>(
     Some(std::borrow::Cow::Owned(Target {
         primary: crate::key::primary_key(
             route.pattern.subject_of(&target.path),
-            &target.path,
+            &config.keyed_path(&target.path),
             &parts.query,
             epoch,
             &parts.keyed,
@@ -135,7 +135,7 @@ pub(crate) async fn existing_epoch(
     route: &CompiledRoute,
     path: &str,
 ) -> Option<u64> {
-    let key = epoch_key(route.pattern.subject_of(path), path);
+    let key = epoch_key(route.pattern.subject_of(path), &config.keyed_path(path));
     config
         .store
         .get::<u64>(scope.clone(), &route.cache_type, &key)
@@ -162,8 +162,8 @@ pub(crate) async fn current_epoch(
     if let Some(e) = existing_epoch(config, scope, route, path).await {
         return Some(e);
     }
-    let key = epoch_key(route.pattern.subject_of(path), path);
-    let member = path_member(path);
+    let key = epoch_key(route.pattern.subject_of(path), &config.keyed_path(path));
+    let member = path_member(&config.keyed_path(path));
     let admitted = admit(
         config,
         scope,
@@ -207,7 +207,7 @@ pub(crate) async fn invalidate_path(
     route: &CompiledRoute,
     path: &str,
 ) {
-    let key = epoch_key(route.pattern.subject_of(path), path);
+    let key = epoch_key(route.pattern.subject_of(path), &config.keyed_path(path));
     let current = config
         .store
         .get::<u64>(scope.clone(), &route.cache_type, &key)
@@ -333,7 +333,7 @@ pub(crate) async fn store_response(
     } else {
         variant_key(&target.primary, &header_values(request_headers, &names))
     };
-    let budget = variants_budget_key(&route.source, &target.path);
+    let budget = variants_budget_key(&route.source, &config.keyed_path(&target.path));
     if !admit(
         config,
         &target.scope,

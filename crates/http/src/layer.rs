@@ -169,6 +169,8 @@ pub(crate) struct Config {
     pub(crate) max_variants: usize,
     pub(crate) max_paths: usize,
     pub(crate) max_body_bytes: u64,
+    /// Part of every key when set ([`HttpCacheLayerBuilder::partition`]).
+    pub(crate) partition: Option<String>,
     pub(crate) epoch_ttl: Duration,
     /// This process's own view of each bounded set, (tenant, set key) → members: the bound when the backend
     /// keeps no shared sets or does not answer.
@@ -185,6 +187,15 @@ pub(crate) struct AdmittedSet {
 }
 
 impl Config {
+    /// A path as key material: with a partition, the partition and the path (a NUL between them, which neither
+    /// a configured name nor a request path holds), so equal paths of two partitions never share a key.
+    pub(crate) fn keyed_path<'p>(&self, path: &'p str) -> std::borrow::Cow<'p, str> {
+        match &self.partition {
+            None => std::borrow::Cow::Borrowed(path),
+            Some(p) => std::borrow::Cow::Owned(format!("{p}\u{0}{path}")),
+        }
+    }
+
     pub(crate) fn route(&self, path: &str) -> Option<&CompiledRoute> {
         if self.excluded.iter().any(|p| p.matches(path)) {
             return None;
@@ -222,6 +233,7 @@ impl HttpCacheLayer {
             max_variants: 256,
             max_paths: 10_000,
             max_body_bytes: 1 << 20,
+            partition: None,
         }
     }
 }
@@ -246,6 +258,7 @@ pub struct HttpCacheLayerBuilder {
     max_variants: usize,
     max_paths: usize,
     max_body_bytes: u64,
+    partition: Option<String>,
 }
 
 impl fmt::Debug for HttpCacheLayerBuilder {
@@ -322,6 +335,14 @@ impl HttpCacheLayerBuilder {
         self
     }
 
+    /// Keeps this layer's entries apart from every other layer's on the same store and tenant: `name` (a proxy's
+    /// origin, say) is part of every entry's key, so two layers in front of different services never answer
+    /// each other's requests. Layers with the same partition (replicas of one service) share their entries.
+    pub fn partition(mut self, name: impl Into<String>) -> Self {
+        self.partition = Some(name.into());
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -390,6 +411,7 @@ impl HttpCacheLayerBuilder {
                 max_variants: self.max_variants,
                 max_paths: self.max_paths,
                 max_body_bytes: self.max_body_bytes,
+                partition: self.partition,
                 // An epoch must outlive every entry written under it.
                 epoch_ttl: (longest * 2).min(TtlTable::MAX_TTL),
                 admitted: moka::sync::Cache::builder()

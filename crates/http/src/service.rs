@@ -154,7 +154,7 @@ where
     let keyed = header_values(&parts.headers, &config.keyed_headers);
     let primary = primary_key(
         route.pattern.subject_of(&path),
-        &path,
+        &config.keyed_path(&path),
         &query,
         epoch.unwrap_or(0),
         &keyed,

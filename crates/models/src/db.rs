@@ -71,7 +71,7 @@ impl Db {
         let shown = redact(url);
         let fail = |message: String| ModelError::Connect {
             url: shown.clone(),
-            message,
+            message: without_credentials(message, url),
         };
         match DbKind::parse(url)? {
             (DbKind::Postgres, url) => PgConnection::establish(&url)
@@ -111,6 +111,30 @@ pub fn describe_url(url: &str) -> String {
     match DbKind::parse(url) {
         Ok((DbKind::Sqlite, path)) => path,
         _ => redact(url),
+    }
+}
+
+/// A driver's error message, unless it repeats the URL's credentials (PostgreSQL's URL parser quotes the URL, or
+/// the part it could not read, which may be the password): then a message that names no part of it.
+fn without_credentials(message: String, url: &str) -> String {
+    let userinfo = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(info, _)| info)
+        .filter(|info| !info.is_empty());
+    let Some(userinfo) = userinfo else {
+        return message;
+    };
+    let password = userinfo.split_once(':').map(|(_, p)| p).unwrap_or("");
+    let leaks = message.contains(userinfo)
+        || message.contains(url)
+        || (!password.is_empty() && message.contains(password));
+    if leaks {
+        "the URL could not be read or used (its credentials are not shown); check its form: \
+         postgres://user:password@host:port/database"
+            .to_owned()
+    } else {
+        message
     }
 }
 
@@ -154,6 +178,20 @@ pub(crate) fn in_lock_order<T, K: Ord>(rows: &[T], key: impl Fn(&T) -> K) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_that_cannot_be_read_is_never_quoted_with_its_password() {
+        for url in [
+            "postgres://u:S3CRETdb@[::1/db",
+            "postgres://u:S3CRET db@127.0.0.1/db",
+        ] {
+            let Err(err) = Db::open(url) else {
+                panic!("{url} was accepted")
+            };
+            let err = err.to_string();
+            assert!(!err.contains("S3CRET"), "{url}: {err}");
+        }
+    }
 
     #[test]
     fn schemes_choose_the_backend_and_unknown_ones_are_errors() {

@@ -389,14 +389,24 @@ pub fn invalidation_rules(
     })
 }
 
-/// Every event type some invalidation rule names, enabled or not, for any tenant or none: sorted, once each.
-/// What an event may be called besides the built-in ones (a disabled rule's event is still a known name).
+/// Every event type an invalidation rule of `tenant` or of every tenant (no tenant) names, enabled or not:
+/// sorted, once each — what such an event may be called besides the built-in ones. Other tenants' rules are not read.
 ///
 /// # Errors
 /// [`ModelError::Query`].
-pub fn rule_event_types(db: &mut Db) -> Result<Vec<String>, ModelError> {
+pub fn rule_event_types(db: &mut Db, tenant: Option<&str>) -> Result<Vec<String>, ModelError> {
     use cache_invalidation_rules::dsl as r;
-    let names: Vec<String> = r::cache_invalidation_rules.select(r::event_type).load(db)?;
+    // Another tenant's rules are its own business: their event names are neither known nor suggested here.
+    let names: Vec<String> = match tenant {
+        Some(t) => r::cache_invalidation_rules
+            .filter(r::tenant_id.is_null().or(r::tenant_id.eq(t)))
+            .select(r::event_type)
+            .load(db)?,
+        None => r::cache_invalidation_rules
+            .filter(r::tenant_id.is_null())
+            .select(r::event_type)
+            .load(db)?,
+    };
     Ok(names
         .into_iter()
         .collect::<std::collections::BTreeSet<_>>()

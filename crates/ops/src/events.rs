@@ -205,7 +205,7 @@ pub async fn apply(
     let tenant = ev.tenant().map(str::to_owned);
     let (named, rules) = blocking(database_url, move |db| {
         Ok((
-            rule_event_types(db)?,
+            rule_event_types(db, tenant.as_deref())?,
             invalidation_rules(db, &event_type, tenant.as_deref())?,
         ))
     })

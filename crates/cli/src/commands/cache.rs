@@ -136,7 +136,7 @@ pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::R
     result
 }
 
-/// "the cache backend at <where> is unavailable (<why>)": where the cache is (a Redis URL without its password,
+/// `the cache backend at WHERE is unavailable (WHY)`: where the cache is (a Redis URL without its password,
 /// a file) and the error that kept it out of reach, so the operator knows what to look at.
 fn unavailable(settings: &Settings, store: &Store) -> String {
     let at = crate::wiring::Whereabouts::of(settings).cache;

@@ -96,9 +96,56 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a path could leave the base path it is appended to: a `.` or `..` segment, or a backslash.
+/// Whether a path could leave the base path it is appended to, as the origin might read it: not in origin form
+/// (`*`, `host:port`), or — percent-decoded, up to three times, since an origin may decode more than once — a
+/// backslash, a `.` or `..` segment (also as `..;params`, or made with an encoded `/`), or an overlong UTF-8
+/// lead byte (`%C0%AE` is `.` to a lax decoder).
 fn climbs(path: &str) -> bool {
-    path.contains('\\') || path.split('/').any(|s| s == "." || s == "..")
+    if !path.starts_with('/') {
+        return true;
+    }
+    let mut bytes = path.as_bytes().to_vec();
+    for _ in 0..3 {
+        if bytes.iter().any(|&b| matches!(b, b'\\' | 0xC0 | 0xC1)) {
+            return true;
+        }
+        let dotted = bytes.split(|&b| b == b'/').any(|segment| {
+            let name = segment.split(|&b| b == b';').next().unwrap_or(segment);
+            name == b"." || name == b".."
+        });
+        if dotted {
+            return true;
+        }
+        let decoded = percent_decode(&bytes);
+        if decoded == bytes {
+            return false;
+        }
+        bytes = decoded;
+    }
+    // Still encoded after three rounds: nobody sends that in good faith.
+    true
+}
+
+/// `bytes` with every `%XX` decoded (an invalid escape is kept as it is).
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
@@ -116,7 +163,7 @@ async fn forward(State(origin): State<Arc<Origin>>, req: Request) -> Response {
     if climbs(parts.uri.path()) {
         return edge::error(
             StatusCode::BAD_REQUEST,
-            "the request target may not contain dot segments or backslashes",
+            "the request target must be a path without dot segments (also encoded) or backslashes",
         );
     }
     let Ok(uri) = format!("{}{path_and_query}", origin.base).parse::<Uri>() else {
@@ -286,7 +333,10 @@ fn app(
         Tenancy::ApiKeys => {}
     }
     let limits = &settings.server.limits;
-    let mut cache = HttpCacheLayer::builder(store.clone(), tenant_from_extension());
+    // The origin is part of every key: proxies of different origins sharing a store and a tenant never answer
+    // each other's requests; replicas of one proxy share their entries.
+    let mut cache = HttpCacheLayer::builder(store.clone(), tenant_from_extension())
+        .partition(origin.base.clone());
     for name in &options.forward_headers {
         cache = cache.forward_header(name.as_str());
     }
@@ -435,5 +485,38 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h[header::ACCEPT], "text/plain");
+    }
+
+    #[test]
+    fn every_spelling_of_a_climbing_target_is_caught() {
+        for climbing in [
+            "/../secret",
+            "/a/./b",
+            "/%2e%2e/secret",
+            "/%2E%2E/secret",
+            "/..%2fsecret",
+            "/..%2Fsecret",
+            "/%252e%252e/secret",
+            "/..;/secret",
+            "/a/..;x=1/b",
+            "/%5C..%5Csecret",
+            "/\\..\\secret",
+            "/%C0%AE%C0%AE/secret",
+            "*",
+            "127.0.0.1:443",
+        ] {
+            assert!(climbs(climbing), "{climbing}");
+        }
+        for fine in [
+            "/",
+            "/a/b",
+            "/a/..b/c",
+            "/a/.../c",
+            "/v1/%41bc",
+            "/files/a%2Fb",
+            "/a;b=1",
+        ] {
+            assert!(!climbs(fine), "{fine}");
+        }
     }
 }

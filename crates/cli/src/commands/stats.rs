@@ -33,6 +33,12 @@ pub(crate) async fn run(
     json: bool,
     redis_url_given: bool,
 ) -> anyhow::Result<ExitCode> {
+    if redis_url_given && !quotas_set(settings) {
+        eprintln!(
+            "fernando-cache: note: --redis-url changes nothing for stats without quotas: its figures come from the \
+             statistics database (statistics.database_url)"
+        );
+    }
     let location = crate::wiring::Whereabouts::of(settings)
         .statistics
         .unwrap_or_default();
@@ -50,12 +56,6 @@ pub(crate) async fn run(
              statistics.database_url point at another)"
         );
         return Ok(ExitCode::SUCCESS);
-    }
-    if redis_url_given && !quotas_set(settings) {
-        eprintln!(
-            "fernando-cache: note: --redis-url changes nothing for stats without quotas: its figures come from the \
-             statistics database (statistics.database_url)"
-        );
     }
     let url = open(settings).await?;
     let from = chrono::Duration::from_std(since)

@@ -155,9 +155,13 @@ fn a_misspelt_variable_suggests_the_setting_meant() {
             "`bakend`",
             "is not a setting",
             "did you mean `backend`?",
-            "FERNANDO_CACHE__BAKEND=redis",
+            "(given as FERNANDO_CACHE__BAKEND)",
         ],
     );
+    // A misspelt name says nothing of what its value is: never echoed (`REDIS__PASSWOR` holds a password).
+    let e = from_variables(&[("FERNANDO_CACHE__REDIS__PASSWOR", "S3CRETv")]);
+    assert_says(&e, &["`redis.passwor`", "did you mean `redis.password`?"]);
+    assert!(!e.contains("S3CRETv"), "{e}");
     let e = from_variables(&[("FERNANDO_CACHE__REDIS__POOLSIZE", "4")]);
     assert_says(
         &e,
@@ -165,7 +169,7 @@ fn a_misspelt_variable_suggests_the_setting_meant() {
             "`redis.poolsize`",
             "of [redis]",
             "did you mean `redis.pool_size`?",
-            "FERNANDO_CACHE__REDIS__POOLSIZE=4",
+            "(given as FERNANDO_CACHE__REDIS__POOLSIZE)",
         ],
     );
 }

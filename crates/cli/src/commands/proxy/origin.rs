@@ -63,6 +63,22 @@ impl Origin {
             .with_context(|| format!("--origin {url:?} names no host"))?
             .as_str()
             .to_owned();
+        // Credentials in the URL would be shown in every log line and sent as part of `Host`.
+        if authority.contains('@') {
+            bail!(
+                "--origin must not carry a user name or password (user:password@host); the origin is given \
+                 only its host and port"
+            );
+        }
+        // `http::Uri` accepts any digits as a port; a TCP port is at most 65535.
+        if let Some(port) = uri.port()
+            && port.as_str().parse::<u16>().is_err()
+        {
+            bail!(
+                "--origin {url:?}: {} is not a TCP port (1-65535)",
+                port.as_str()
+            );
+        }
         if uri.query().is_some() {
             bail!("--origin {url:?} must not carry a query string");
         }
@@ -134,9 +150,30 @@ fn tls_config(url: &str, ca_file: Option<&str>) -> anyhow::Result<rustls::Client
     Ok(builder.with_no_client_auth())
 }
 
+/// Most bytes a CA file may have: a bundle of every public root is about 250 KB.
+const MAX_CA_FILE: u64 = 4 << 20;
+
+/// The CA file's bytes: a regular file of at most [`MAX_CA_FILE`] bytes (never `/dev/zero` or a FIFO read until
+/// memory or patience runs out).
+fn read_bounded(path: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("proxy.origin_ca_file {path}"))?;
+    if !meta.is_file() {
+        bail!("proxy.origin_ca_file {path} is not a regular file");
+    }
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
+        .with_context(|| format!("proxy.origin_ca_file {path}"))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        bail!("proxy.origin_ca_file {path} is larger than {MAX_CA_FILE} bytes: not a CA bundle");
+    }
+    Ok(pem)
+}
+
 /// Every certificate of the PEM file at `path`, as the only roots the origin's certificate may chain to.
 fn private_roots(path: &str) -> anyhow::Result<RootCertStore> {
-    let pem = std::fs::read(path).with_context(|| format!("proxy.origin_ca_file {path}"))?;
+    let pem = read_bounded(path)?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert
@@ -192,7 +229,10 @@ pub(super) fn failed(error: &hyper_util::client::legacy::Error) -> Response {
 /// certificate, never how the check was made.
 fn refusal(why: &CertificateError) -> &'static str {
     match why {
-        CertificateError::UnknownIssuer => "it is not signed by a trusted authority",
+        // A bad signature: a trusted authority's name on a certificate it did not sign.
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+            "it is not signed by a trusted authority"
+        }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => "it has expired",
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
             "it is not valid yet"

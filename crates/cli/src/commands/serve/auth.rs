@@ -48,7 +48,14 @@ pub(crate) fn client_of(req: &Request) -> Option<std::net::IpAddr> {
 /// Whether a request presents a credential at all: only a presented credential that is refused spends the
 /// address's budget ([`super::throttle`]).
 pub(crate) fn presented(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::AUTHORIZATION)
+    headers.get_all(header::AUTHORIZATION).iter().any(|v| {
+        let v = v.as_bytes().trim_ascii();
+        // `Bearer` alone (or any scheme with nothing after it) presents nothing to guess with.
+        v.split(|b| b.is_ascii_whitespace())
+            .filter(|part| !part.is_empty())
+            .nth(1)
+            .is_some()
+    })
 }
 
 /// 429 for an address that presented too many wrong credentials.

@@ -271,7 +271,10 @@ pub(crate) async fn login(
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     if !state.keys.is_admin_token(&token) {
-        state.keys.throttle.failed(client, "console sign-in");
+        // An empty form is no guess: it spends nothing.
+        if !token.trim().is_empty() {
+            state.keys.throttle.failed(client, "console sign-in");
+        }
         let html: &'static str = LOGIN_FAILED.get_or_init(|| {
             LOGIN.replace(
                 r#"<p class="error" id="login-error" hidden>"#,

@@ -495,7 +495,21 @@ pub(crate) async fn not_found() -> Response {
 /// `degraded` (still 200: documents process without the cache or without statistics) when one is down,
 /// `down` (503) when both are. Without the admin token only that level is said; the details (backends, their
 /// messages) need it.
-pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn health(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<fernando_cache_http::server::Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    // A token on /health is judged like any other credential: a wrong one spends the address's budget, and past
+    // the budget none is looked at (the public answer), so /health cannot test guesses for free.
+    let client = peer.map(|p| p.0.0);
+    let admin = super::auth::presented(&headers) && state.keys.throttle.wait(client).is_none() && {
+        let admin = state.keys.is_admin(&headers);
+        if !admin {
+            state.keys.throttle.failed(client, "admin token");
+        }
+        admin
+    };
     let (cache, _) =
         health::check_backend(&state.store, &health::AlertThresholds::new(0.0, 1.0)).await;
     let database = match &state.database_url {
@@ -527,7 +541,7 @@ pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) ->
     } else {
         StatusCode::OK
     };
-    let body = if state.keys.is_admin(&headers) {
+    let body = if admin {
         json!({
             "status": overall,
             "cache": {"backend": cache.component, "status": cache.status, "latency_us": cache.latency_us, "message": cache.message},

@@ -52,7 +52,8 @@ pub(super) fn narrow(path: &Path) -> Result<(), BackendError> {
         imp::narrow_file(&companion(path, suffix))?;
     }
     if let Some(dir) = folder(path) {
-        imp::narrow_folder(dir);
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        imp::narrow_folder(dir, file.as_deref().unwrap_or("cache.sqlite3"));
     }
     Ok(())
 }
@@ -137,12 +138,29 @@ mod imp {
     }
 
     /// Takes the group's and others' bits off the folder, unless it is a shared sticky folder or not ours.
-    pub(super) fn narrow_folder(dir: &Path) {
+    pub(super) fn narrow_folder(dir: &Path, file: &str) {
         let mode = match std::fs::metadata(dir) {
             Ok(meta) => meta.permissions().mode(),
             Err(_) => return,
         };
         if mode & SHARED_BITS == 0 || mode & STICKY != 0 {
+            return;
+        }
+        // A folder that holds anything but this program's files (`--data-dir /var/lib`, a project folder) is
+        // not ours to close: other programs may need it open. Our files in it are 0600 all the same.
+        let only_ours = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().all(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(file) || name.starts_with("fernando-cache")
+            })
+        });
+        if !only_ours {
+            tracing::warn!(
+                folder = %dir.display(),
+                "the disk cache's folder is open to other users and holds other files, so it is left as it is; \
+                 the cache's own files are 0600"
+            );
             return;
         }
         if let Err(e) = std::fs::set_permissions(dir, Permissions::from_mode(mode & 0o7700)) {
@@ -183,7 +201,7 @@ mod imp {
         Ok(())
     }
 
-    pub(super) fn narrow_folder(_dir: &Path) {}
+    pub(super) fn narrow_folder(_dir: &Path, _file: &str) {}
 }
 
 #[cfg(all(test, unix))]
@@ -231,5 +249,18 @@ mod tests {
         assert_eq!((mode(&folder), mode(&path)), (0o755, 0o644));
         narrow(&path).expect("narrow");
         assert_eq!((mode(&folder), mode(&path)), (0o700, 0o600));
+    }
+
+    #[test]
+    fn a_folder_that_holds_other_files_is_not_closed() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let folder = dir.path().join("lib");
+        std::fs::create_dir(&folder).expect("mkdir");
+        chmod(&folder, 0o755);
+        std::fs::write(folder.join("another-service.conf"), b"x").expect("someone else's file");
+        let path = folder.join("cache.sqlite3");
+        create(&path).expect("create");
+        narrow(&path).expect("narrow");
+        assert_eq!((mode(&folder), mode(&path)), (0o755, 0o600));
     }
 }
