@@ -4,9 +4,12 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fernando_cache_config::{Environment, LoadOptions, Settings, TtlTable};
+use fernando_cache_config::{Environment, LoadOptions, Settings};
 
-use crate::commands::{self, cache::CacheCommand};
+use crate::{
+    args::{parse_duration, parse_ttl},
+    commands::{self, cache::CacheCommand},
+};
 
 /// A Redis caching layer for document-processing platforms.
 #[derive(Debug, Parser)]
@@ -251,15 +254,4 @@ fn data_dir_help() -> String {
         fernando_cache_config::STATISTICS_FILE,
         dir.display()
     )
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 15m, 24h or 7d ({e})"))
-}
-
-/// A TTL as `--ttl` takes it (`cache set`, `proxy`): a duration within the bounds every TTL is held to, refused
-/// in the words it was typed (the store's own check would print the parsed value, `0ns`).
-pub(crate) fn parse_ttl(text: &str) -> Result<Duration, String> {
-    parse_duration(text).and_then(|ttl| TtlTable::check_typed(text, ttl))
 }

@@ -6,6 +6,7 @@
 //! Exit codes: 0 success (for `get`, a hit), 1 a miss or an absent key, 2 an error — always one clear line on
 //! stderr, never a backtrace.
 
+mod args;
 mod cli;
 mod commands;
 mod wiring;

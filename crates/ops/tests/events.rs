@@ -230,7 +230,8 @@ async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
             && text.contains("document.updated, reference_data.changed, user.logout"),
         "{text}"
     );
-    // … while a known event that no enabled rule matches for this tenant applies nothing.
+    // … while a known event that no enabled rule matches for this tenant applies nothing; another tenant's
+    // rule makes its event known to that tenant alone.
     {
         use diesel::{Connection, connection::SimpleConnection};
         diesel::SqliteConnection::establish(dir.path().join("s.db").to_str().unwrap())
@@ -238,15 +239,23 @@ async fn billing_changed_and_logout_follow_their_rules_on_sqlite() {
             .batch_execute(
                 "INSERT INTO cache_invalidation_rules \
                  (name, event_type, tenant_id, cache_types, strategy, delay_seconds, enabled, created_at) \
-                 VALUES ('globex-sync', 'globex.synced', 'globex', 'billing', 'eager', 0, 1, CURRENT_TIMESTAMP)",
+                 VALUES ('globex-sync', 'globex.synced', 'globex', 'billing', 'eager', 0, 1, CURRENT_TIMESTAMP), \
+                 ('all-sync', 'all.synced', NULL, 'billing', 'eager', 0, 0, CURRENT_TIMESTAMP)",
             )
             .unwrap();
     }
     assert!(
-        apply(&store, &url, &CacheEvent::new("globex.synced", acme))
+        apply(&store, &url, &CacheEvent::new("all.synced", acme.clone()))
             .await
             .unwrap()
             .is_empty()
+    );
+    let err = apply(&store, &url, &CacheEvent::new("globex.synced", acme))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EventError::Unknown(_)) && !err.to_string().contains("did you mean"),
+        "{err}"
     );
 }
 

@@ -25,7 +25,7 @@ pub(crate) enum CacheCommand {
         #[command(flatten)]
         entry: Entry,
         /// Time to live, e.g. 30s, 10m, 24h; 1ms to 366d (default: the cache type's TTL).
-        #[arg(long, value_parser = crate::cli::parse_ttl)]
+        #[arg(long, value_parser = crate::args::parse_ttl)]
         ttl: Option<Duration>,
         /// A tag (repeatable): `cache invalidate-tag` on it hides the entry.
         #[arg(long = "tag")]
@@ -85,7 +85,7 @@ pub(crate) enum CacheCommand {
         #[arg(long, default_value_t = 32)]
         callers: usize,
         /// How long one computation takes, e.g. 300ms (at most 1m).
-        #[arg(long, value_parser = parse_duration, default_value = "300ms")]
+        #[arg(long, value_parser = crate::args::parse_duration, default_value = "300ms")]
         work: Duration,
     },
     /// Print the backend's state: kind, keys, memory, eviction policy, server hit ratio.
@@ -118,11 +118,6 @@ impl Entry {
         let cache_type = settings.types.resolve(&self.cache_type).context("--type")?;
         Ok((tenant, cache_type))
     }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 30s, 10m or 24h ({e})"))
 }
 
 pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::Result<ExitCode> {

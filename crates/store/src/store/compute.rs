@@ -380,6 +380,18 @@ impl Store {
             ctx.generations = again.generations.or(ctx.generations);
             match self.try_lease(&lease_key, flight.lease_ttl).await {
                 (Attempt::Held(held), _) => {
+                    // Looked at again under the lease: a process that wrote its value and released the lease
+                    // between the read above and this lease has left the value, which is taken, not computed
+                    // a second time.
+                    let under_lease = self
+                        .lookup(ctx.key, g, &series, codec::decode_typed::<T>, true, None)
+                        .await;
+                    if let Some(v) = under_lease.value {
+                        self.release(held).await;
+                        guard.publish(Ok(Arc::new(v.clone())));
+                        return Ok(v);
+                    }
+                    ctx.generations = under_lease.generations.or(ctx.generations);
                     let fence = Write::Fenced(&held.key, &held.token);
                     let outcome = self
                         .compute_and_store(ctx, policy, compute, Some(guard), fence)
