@@ -44,4 +44,25 @@ impl ConfigError {
             detail: String::new(),
         }
     }
+
+    /// The same error under another key: `redis.url` checked for a dedicated tenant is reported as
+    /// `tenants.<id>.redis.url`. Keys starting with `from` get `to` in its place; an error of any other key is
+    /// put under `to` whole.
+    pub(crate) fn rekeyed(self, from: &str, to: &str) -> Self {
+        match self {
+            Self::Invalid {
+                key,
+                reason,
+                detail,
+            } => Self::Invalid {
+                key: match key.strip_prefix(from) {
+                    Some(rest) => format!("{to}{rest}"),
+                    None => to.to_owned(),
+                },
+                reason,
+                detail,
+            },
+            other => other,
+        }
+    }
 }

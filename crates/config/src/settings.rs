@@ -75,6 +75,10 @@ pub struct Settings {
     pub encryption: crate::EncryptionSettings,
     /// OpenTelemetry export (off unless an endpoint is set).
     pub telemetry: crate::TelemetrySettings,
+    /// Each tenant's plan as written (`[tenants.<id>]`, `[tenants.default]`); [`Settings::tenant_plans`]
+    /// resolves it over the deployment-wide quotas and rates.
+    #[serde(default)]
+    pub tenants: crate::TenantTable,
 }
 
 fn default_env() -> Environment {
@@ -123,6 +127,7 @@ impl Settings {
         self.warming.validate()?;
         self.quotas.validate()?;
         self.telemetry.validate()?;
+        self.tenant_plans()?;
         // Across sections: sealing (`[types]`, `[encryption]`) needs keys.
         let e = &self.encryption;
         if !self.sealed_types().is_empty() && e.keys_env.is_empty() && e.keys_file.is_empty() {
@@ -133,6 +138,21 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// Every tenant's plan: its `[tenants.<id>]` table over `[tenants.default]` over the deployment-wide
+    /// `quotas.*` and `server.limits.per_process_*` (design 0023).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the `tenants.<id>.<field>` that is wrong.
+    pub fn tenant_plans(&self) -> Result<crate::TenantPlans, ConfigError> {
+        let base = crate::tenants::PlanBase {
+            tenant_bytes: self.quotas.tenant_bytes,
+            shared_requests: self.quotas.shared_requests,
+            per_process_rate: self.server.limits.per_process_rate,
+            per_process_burst: self.server.limits.per_process_burst,
+        };
+        self.tenants.resolve(base, &self.redis)
     }
 
     /// Whether values of `cache_type` are sealed: when its own `types.<name>.sealed` says so, or when it holds
