@@ -316,6 +316,26 @@ impl KeyBuilder {
         })
     }
 
+    /// Every glob a key of `tenant` matches — its entries, generation keys, leases and quota ledgers, whether
+    /// the tenant is on one hash tag or spread over shards (`{tenant_<id>%s<n>}`, design 0024) — and no key of
+    /// another tenant: an escaped id never contains `%s` (its own `%` is written `%25`) nor an unescaped glob
+    /// character. What a Redis ACL user of the tenant may touch (design 0023) and what erasing it removes.
+    pub fn tenant_globs(&self, tenant: &TenantId) -> Vec<String> {
+        let id = escape_glob(&escape_segment(tenant.as_str())).into_owned();
+        let mut globs = Vec::with_capacity(10);
+        for area in ["", "_gen:", "_lease:", "_quota:"] {
+            let base = escape_glob(&format!("{}{area}", self.prefix)).into_owned();
+            // One hash tag, then `:` — not `}` or more of an id: `acme}` is another tenant.
+            globs.push(format!("{base}{{tenant_{id}}}:*"));
+            // Shards: `{tenant_<id>%s<n>}`, then anything.
+            globs.push(format!("{base}{{tenant_{id}%s*"));
+        }
+        // The scope's own generation key ends with its tag.
+        let gen_base = escape_glob(&format!("{}_gen:", self.prefix)).into_owned();
+        globs.push(format!("{gen_base}{{tenant_{id}}}"));
+        globs
+    }
+
     /// A SCAN MATCH pattern for every entry of a scope, or of one type in it.
     ///
     /// The scope's own text is glob-escaped, so the pattern matches that scope's keys and no others. An
@@ -408,6 +428,58 @@ mod tests {
         // The tenant's data pattern starts with its scope right after the prefix; quota keys do not.
         let data = keys.scan_pattern(&t, None);
         assert_eq!(data, "fernando:production:{tenant_acme}:*");
+    }
+
+    #[test]
+    fn tenant_globs_match_the_tenants_keys_and_no_other_tenants() {
+        let keys = builder();
+        let acme = TenantId::new("acme").unwrap();
+        let globs = keys.tenant_globs(&acme);
+        let matches = |key: &str| {
+            globs
+                .iter()
+                .any(|g| crate::glob_match(g.as_bytes(), key.as_bytes()))
+        };
+        let t: Scope = acme.clone().into();
+        let entry = keys.key(&t, &CacheType::DOC_HASH, "x").unwrap();
+        let gens = keys.generation_keys(&t, &CacheType::DOC_HASH).unwrap();
+        let [bytes, requests] = keys.quota_keys(&t).unwrap();
+        for key in [
+            entry.as_str(),
+            gens.scope(),
+            gens.cache_type(),
+            &keys.lease_key(&entry),
+            &bytes,
+            &requests,
+            "fernando:production:{tenant_acme%s3}:doc_hash:x",
+            "fernando:production:_gen:{tenant_acme%s0}:doc_hash",
+        ] {
+            assert!(matches(key), "{key} is acme's");
+        }
+        for other in [
+            "acme2",
+            "acm",
+            "acme}",
+            "acme%s1",
+            "acme%",
+            "acme*",
+            "{tenant_acme}",
+        ] {
+            let o: Scope = TenantId::new(other).unwrap().into();
+            let entry = keys.key(&o, &CacheType::DOC_HASH, "x").unwrap();
+            let gens = keys.generation_keys(&o, &CacheType::DOC_HASH).unwrap();
+            let [bytes, _] = keys.quota_keys(&o).unwrap();
+            for key in [
+                entry.as_str(),
+                gens.scope(),
+                &keys.lease_key(&entry),
+                &bytes,
+            ] {
+                assert!(!matches(key), "{key} belongs to {other:?}, not acme");
+            }
+        }
+        let global = keys.key(&Scope::Global, &CacheType::DOC_HASH, "x").unwrap();
+        assert!(!matches(global.as_str()));
     }
 
     fn builder() -> KeyBuilder {

@@ -33,6 +33,7 @@ mod error;
 mod escape;
 mod fingerprint;
 mod generation;
+mod glob;
 pub mod layout;
 mod tenant;
 
@@ -43,4 +44,5 @@ pub use escape::{escape_glob, escape_segment, unescape_segment};
 pub use fernando_cache_config::CacheType;
 pub use fingerprint::{DocumentFingerprint, Fingerprinter};
 pub use generation::GenerationKeys;
+pub use glob::glob_match;
 pub use tenant::TenantId;

@@ -14,7 +14,6 @@ mod coordination;
 #[cfg(feature = "disk")]
 mod disk;
 mod error;
-mod glob;
 mod ledger;
 mod memory;
 #[cfg(feature = "redis")]
@@ -45,7 +44,7 @@ impl Watch {
         match self.0 {}
     }
 }
-pub(crate) use glob::glob_match;
+pub(crate) use fernando_cache_keys::glob_match;
 
 /// The backend a store runs on: the built-in ones by name — so the hot read reaches Redis's own unboxed fetch
 /// — or a user's own, as a [`Storage`] and, if it has one, a [`Coordination`]. Every call but the hot read

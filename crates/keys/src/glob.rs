@@ -1,9 +1,9 @@
-//! Redis `MATCH` glob semantics (`*`, `?`, `[…]` with `^` and ranges, `\` escapes), byte by byte, for the
-//! in-process backend. Written out because the pattern crates on crates.io implement shell or path globs, whose
+//! Redis `MATCH` glob semantics (`*`, `?`, `[…]` with `^` and ranges, `\` escapes), byte by byte: the patterns
+//! this crate builds, matched the way Redis matches them (by the in-process and disk backends, and by tests). Written out because the pattern crates on crates.io implement shell or path globs, whose
 //! separators and escapes differ from Redis's.
 
 /// Whether `text` matches the Redis glob `pattern`. Linear backtracking on `*`; no recursion.
-pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
