@@ -290,10 +290,10 @@ impl Entry {
         let mut template = None;
         let isolation = match which {
             0 => {
-                if self.redis.is_some() || self.acl_user.is_some() {
+                if self.acl_user.is_some() {
                     return Err(ConfigError::invalid(
-                        key("isolation"),
-                        "acl_user and [redis] belong to acl and dedicated isolation; this tenant's is namespace",
+                        key("acl_user"),
+                        "acl_user belongs to acl isolation; set isolation = \"acl\" for this tenant",
                     ));
                 }
                 Isolation::Namespace

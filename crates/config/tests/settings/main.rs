@@ -5,6 +5,7 @@ mod data_dir;
 mod errors;
 mod moved;
 mod profiles;
+mod tenants;
 mod types;
 
 use fernando_cache_config::{ConfigError, Environment, LoadOptions, Settings};
