@@ -1,10 +1,15 @@
-//! The key builder: entry keys, invalidation-generation keys and SCAN patterns from one place.
+//! The key builder: entry keys, invalidation-generation keys and SCAN patterns from one place; what changes for
+//! a tenant spread over several hash tags is in `shards.rs` (design 0024).
 
-use std::fmt;
+mod shards;
+
+use std::{fmt, sync::Arc};
 
 use fernando_cache_config::{CacheType, Environment};
 
 use crate::{GenerationKeys, KeyError, TenantId, escape::escape_glob, escape::escape_segment};
+
+pub use shards::ShardCounts;
 
 /// Whose namespace a key lives in: one tenant's, or the explicitly global one for shared reference data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -150,11 +155,18 @@ impl fmt::Display for CacheKey {
 }
 
 /// Builds every key and pattern of one namespace and environment.
+///
+/// A tenant spread over several hash tags ([`KeyBuilder::with_shards`], design 0024) has each entry under the
+/// tag `{tenant_<id>%s<n>}` of its shard `n`, with that shard's own generation keys and byte ledger; every
+/// other key keeps the tag `{tenant_<id>}`.
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
     /// `{namespace}:{environment}:`
     prefix: String,
     max_tenant_len: usize,
+    /// How many shards each tenant has; `None` while every tenant is on one hash tag, so an entry key of the
+    /// usual layout costs one check more than before shards existed.
+    shards: Option<Arc<ShardCounts>>,
 }
 
 impl KeyBuilder {
@@ -166,6 +178,7 @@ impl KeyBuilder {
         KeyBuilder {
             prefix: format!("{}:{}:", escape_segment(namespace), environment.as_str()),
             max_tenant_len: max_tenant_len.min(TenantId::MAX_LEN),
+            shards: None,
         }
     }
 
@@ -194,7 +207,8 @@ impl KeyBuilder {
     /// The keys of a scope's quota ledgers: `[bytes, requests]`, under `{namespace}:{environment}:_quota:` and
     /// the scope's hash tag — outside every tenant's data pattern (a sweep never deletes them), and in the
     /// scope's slot on a cluster. `bytes` names the entries the scope holds and their sizes; `requests` counts
-    /// the scope's requests in the current window.
+    /// the scope's requests in the current window. A tenant spread over shards keeps its one `requests` counter
+    /// here, but charges each entry to its shard's ledger ([`Self::byte_ledger_of`], [`Self::byte_ledgers`]).
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
@@ -202,7 +216,7 @@ impl KeyBuilder {
         let mut base = String::with_capacity(self.prefix.len() + 40);
         base.push_str(&self.prefix);
         base.push_str("_quota:");
-        self.push_scope(&mut base, scope.into())?;
+        self.push_scope(&mut base, scope.into(), None)?;
         Ok([format!("{base}:bytes"), format!("{base}:requests")])
     }
 
@@ -211,7 +225,14 @@ impl KeyBuilder {
         format!("{}_lease", self.prefix)
     }
 
-    fn push_scope(&self, out: &mut String, scope: ScopeRef<'_>) -> Result<(), KeyError> {
+    /// Writes the scope's hash tag: `{tenant_<id>}`, or `{tenant_<id>%s<n>}` for shard `n` of a tenant spread
+    /// over shards (never for the global scope, which is not sharded).
+    fn push_scope(
+        &self,
+        out: &mut String,
+        scope: ScopeRef<'_>,
+        shard: Option<u16>,
+    ) -> Result<(), KeyError> {
         match scope {
             ScopeRef::Tenant(t) => {
                 // A `TenantId` is valid by construction; only this builder's (configurable) length limit is
@@ -225,6 +246,9 @@ impl KeyBuilder {
                 }
                 out.push_str("{tenant_");
                 out.push_str(&escape_segment(t.as_str()));
+                if let Some(n) = shard {
+                    shards::push_shard(out, n);
+                }
                 out.push('}');
             }
             ScopeRef::Global => out.push_str("{global}"),
@@ -232,7 +256,8 @@ impl KeyBuilder {
         Ok(())
     }
 
-    /// The key of one entry.
+    /// The key of one entry. For a tenant spread over shards, the entry's shard is a hash of its specific key
+    /// (design 0024), so the same key always lands on the same shard.
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit, [`KeyError::KeyTooLong`] when
@@ -265,10 +290,12 @@ impl KeyBuilder {
                 max: Self::MAX_SPECIFIC_KEY_LEN,
             });
         }
+        let specific = escape_segment(specific);
+        let shard = self.entry_shard(scope, &specific);
         buffer.clear();
         buffer.reserve(
             self.prefix.len()
-                + 10
+                + 14
                 + scope.label().len()
                 + cache_type.as_str().len()
                 + specific.len()
@@ -276,11 +303,11 @@ impl KeyBuilder {
         );
         let mut out = buffer;
         out.push_str(&self.prefix);
-        self.push_scope(&mut out, scope)?;
+        self.push_scope(&mut out, scope, shard)?;
         out.push(':');
         out.push_str(cache_type.as_str());
         out.push(':');
-        out.push_str(&escape_segment(specific));
+        out.push_str(&specific);
         Ok(CacheKey(out))
     }
 
@@ -291,7 +318,10 @@ impl KeyBuilder {
         entry_key.rfind(':').map_or(entry_key, |i| &entry_key[..i])
     }
 
-    /// The generation keys an entry of `(scope, cache_type)` is checked against.
+    /// The generation keys an entry of `(scope, cache_type)` is checked against when the scope is on one hash
+    /// tag. An entry of a tenant spread over shards is checked against its shard's
+    /// ([`Self::generation_keys_of`]), and an invalidation bumps every shard's
+    /// ([`Self::generation_keys_per_shard`]).
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
@@ -300,13 +330,23 @@ impl KeyBuilder {
         scope: impl Into<ScopeRef<'s>>,
         cache_type: &CacheType,
     ) -> Result<GenerationKeys, KeyError> {
-        let scope = scope.into();
+        self.generation_keys_at(scope.into(), cache_type, None)
+    }
+
+    /// The generation keys of `(scope, cache_type)` on the scope's one hash tag (`shard` `None`) or on shard
+    /// `shard` of a tenant spread over shards.
+    fn generation_keys_at(
+        &self,
+        scope: ScopeRef<'_>,
+        cache_type: &CacheType,
+        shard: Option<u16>,
+    ) -> Result<GenerationKeys, KeyError> {
         let mut type_key = String::with_capacity(
-            self.prefix.len() + 16 + scope.label().len() + cache_type.as_str().len(),
+            self.prefix.len() + 20 + scope.label().len() + cache_type.as_str().len(),
         );
         type_key.push_str(&self.prefix);
         type_key.push_str("_gen:");
-        self.push_scope(&mut type_key, scope)?;
+        self.push_scope(&mut type_key, scope, shard)?;
         let scope_len = type_key.len();
         type_key.push(':');
         type_key.push_str(cache_type.as_str());
@@ -336,7 +376,8 @@ impl KeyBuilder {
         globs
     }
 
-    /// A SCAN MATCH pattern for every entry of a scope, or of one type in it.
+    /// A SCAN MATCH pattern for every entry of a scope, or of one type in it, under the scope's one hash tag —
+    /// for a tenant spread over shards, [`Self::scan_patterns`] gives every pattern its entries match.
     ///
     /// The scope's own text is glob-escaped, so the pattern matches that scope's keys and no others. An
     /// over-long tenant yields a pattern that matches nothing it does not own (such a tenant cannot have keys).
@@ -345,7 +386,8 @@ impl KeyBuilder {
     }
 
     /// A SCAN MATCH pattern for entries of a scope (and optionally a type) whose *specific key* matches
-    /// `key_glob`, a Redis glob written against unescaped keys (`*`, `?`, `[…]`).
+    /// `key_glob`, a Redis glob written against unescaped keys (`*`, `?`, `[…]`), under the scope's one hash tag
+    /// — for a tenant spread over shards, [`Self::key_patterns`] gives every pattern its entries match.
     ///
     /// The glob can only ever match inside the given scope: the scope prefix is literal. Characters `%` and `:`
     /// inside the glob are escaped the way keys are, so `inv:*` matches keys that start with `inv:`.
@@ -374,22 +416,29 @@ impl KeyBuilder {
             }
             Scope::Global => literal.push_str("{global}"),
         }
-        literal.push(':');
-        if let Some(t) = cache_type {
-            literal.push_str(t.as_str());
-            literal.push(':');
-        }
         let mut out = escape_glob(&literal).into_owned();
-        match (cache_type, key_glob) {
-            (_, None) => out.push('*'),
-            (Some(_), Some(glob)) => out.push_str(&escape_segment(glob)),
-            (None, Some(glob)) => {
-                // Any type (a type name never contains ':' or a glob character), then the key glob.
-                out.push_str("*:");
-                out.push_str(&escape_segment(glob));
-            }
-        }
+        push_pattern_rest(&mut out, cache_type, key_glob);
         out
+    }
+}
+
+/// The part of a SCAN pattern after the scope's hash tag: `:`, the type (or any), `:`, the key glob (or any).
+fn push_pattern_rest(out: &mut String, cache_type: Option<&CacheType>, key_glob: Option<&str>) {
+    let mut literal = String::with_capacity(24);
+    literal.push(':');
+    if let Some(t) = cache_type {
+        literal.push_str(t.as_str());
+        literal.push(':');
+    }
+    out.push_str(&escape_glob(&literal));
+    match (cache_type, key_glob) {
+        (_, None) => out.push('*'),
+        (Some(_), Some(glob)) => out.push_str(&escape_segment(glob)),
+        (None, Some(glob)) => {
+            // Any type (a type name never contains ':' or a glob character), then the key glob.
+            out.push_str("*:");
+            out.push_str(&escape_segment(glob));
+        }
     }
 }
 

@@ -224,21 +224,36 @@ proptest! {
         prop_assert!(!glob_match(pattern.as_bytes(), gens.scope().as_bytes()));
     }
 
-    /// An entry and both its generation keys hash to one cluster slot, whatever the tenant is called, so a
-    /// read of all three is one single-slot command.
+    /// An entry and both its generation keys hash to one cluster slot, whatever the tenant is called and over
+    /// however many shards it is spread (design 0024: each shard has its own generations), so a read of all
+    /// three is one single-slot command; the entry's lease, byte ledger and tag keys share that slot too, and
+    /// an invalidation of the scope bumps the very keys the entry is checked against.
     #[test]
     fn an_entry_shares_its_slot_with_its_generations(
-        t in tenant_strategy(), k in any::<String>(), ty in 0usize..8,
+        t in tenant_strategy(), k in any::<String>(), ty in 0usize..8, shards in 1u16..=8,
     ) {
-        let b = builder();
-        let key = b.key(&tenant(&t), &CacheType::BUILT_IN[ty], &k).unwrap();
-        let gens = b.generation_keys(&tenant(&t), &CacheType::BUILT_IN[ty]).unwrap();
+        let b = builder().with_shards(ShardCounts::new(shards));
+        let (scope, ty) = (tenant(&t), &CacheType::BUILT_IN[ty]);
+        let key = b.key(&scope, ty, &k).unwrap();
+        let gens = b.generation_keys_of(&key);
+        if shards == 1 {
+            prop_assert_eq!(&gens, &b.generation_keys(&scope, ty).unwrap());
+        }
         let tag = hash_tag(key.as_str());
         prop_assert!(tag.starts_with("tenant_"), "{}", key);
         prop_assert_eq!(hash_tag(gens.scope()), tag);
         prop_assert_eq!(hash_tag(gens.cache_type()), tag);
+        let tag_key = gens.tag("customer:42").unwrap();
+        prop_assert_eq!(hash_tag(&tag_key), tag);
         let lease = b.lease_key(&key);
         prop_assert_eq!(hash_tag(&lease), tag);
-        prop_assert!(!glob_match(b.scan_pattern(&tenant(&t), None).as_bytes(), lease.as_bytes()));
+        let ledger = b.byte_ledger_of(key.as_str()).unwrap();
+        prop_assert_eq!(hash_tag(&ledger), tag);
+        prop_assert!(b.generation_keys_per_shard(&scope, ty).unwrap().contains(&gens));
+        let patterns = b.scan_patterns(&scope, None);
+        prop_assert!(patterns.iter().any(|p| glob_match(p.as_bytes(), key.as_str().as_bytes())));
+        for other in [&lease, &ledger, &tag_key] {
+            prop_assert!(!patterns.iter().any(|p| glob_match(p.as_bytes(), other.as_bytes())), "{}", other);
+        }
     }
 }
