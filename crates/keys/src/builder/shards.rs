@@ -124,6 +124,7 @@ impl KeyBuilder {
 
     /// The shard of an entry of `scope` whose escaped specific key is `specific`; `None` for a scope on one
     /// hash tag — found by one check while no tenant is sharded.
+    #[inline]
     pub(super) fn entry_shard(&self, scope: ScopeRef<'_>, specific: &str) -> Option<u16> {
         let counts = self.shards.as_deref()?;
         let ScopeRef::Tenant(t) = scope else {
