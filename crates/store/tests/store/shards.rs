@@ -266,3 +266,41 @@ contract! {
     }
     on [memory_sharded, disk_sharded, standalone_sharded, cluster_sharded]
 }
+
+contract! {
+    /// Everything about a subject (a document: its entries of every type, and every key under `{subject}/`) is
+    /// swept from every shard of a sharded tenant — and so is what the tenant wrote before it was sharded —
+    /// while its other entries and another tenant's entries about the same subject stay.
+    async fn a_subject_is_swept_from_every_shard(d, store) {
+        let (a, b) = (tenant("a"), tenant("b"));
+        let doc = "9f86d081";
+        let about: Vec<String> = std::iter::once(doc.to_owned())
+            .chain((0..20).map(|i| format!("{doc}/stage-{i}")))
+            .collect();
+        let types = [CacheType::OCR_RESULT, CacheType::LLM_EXTRACTION];
+        for ty in &types {
+            for key in &about {
+                let _ = store.set(&a, ty, key, &1u8).await.unwrap();
+            }
+            let _ = store.set(&a, ty, "another-doc", &2u8).await.unwrap();
+            let _ = store.set(&b, ty, doc, &3u8).await.unwrap();
+        }
+        // Written on one hash tag, before the tenant was sharded (in memory, a store is a backend of its own).
+        let shared = d.stored("*").is_some();
+        if shared {
+            let before = d.store_with(&[("tenants.default.shards", "1")]);
+            let _ = before.set(&a, &types[0], &format!("{doc}/old"), &4u8).await.unwrap();
+        }
+
+        let swept = store.invalidate(Target::subject(&a, None, doc), InvalidationStrategy::Eager).await.unwrap();
+        assert_eq!(swept.deleted, 2 * about.len() as u64 + u64::from(shared));
+        for ty in &types {
+            for key in &about {
+                assert_eq!(store.get::<u8>(&a, ty, key).await.unwrap(), None, "{ty} {key}");
+            }
+            assert_eq!(store.get::<u8>(&a, ty, "another-doc").await.unwrap(), Some(2));
+            assert_eq!(store.get::<u8>(&b, ty, doc).await.unwrap(), Some(3));
+        }
+    }
+    on [memory_sharded, disk_sharded, standalone_sharded, cluster_sharded]
+}
