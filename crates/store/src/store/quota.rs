@@ -96,6 +96,7 @@ impl Store {
                     tenant = scope.label(),
                     stored = c.total,
                     limit,
+                    shard_limit,
                     "write refused: tenant byte quota"
                 );
                 Some(WriteOutcome::OverQuota)
