@@ -22,9 +22,10 @@ pub fn ledger_member(key: &str) -> String {
     format!("{:016x}", crate::hash::fnv1a(key.as_bytes()))
 }
 
-/// The byte ledgers the keys a sweep deletes were charged to ([`Storage::delete_matching`](crate::Storage::delete_matching)):
-/// each entry key's own — its scope's, or its shard's for a tenant spread over several hash tags (design 0024) —
-/// named from the key by the store's key builder, so a backend needs to know nothing of the key layout.
+/// The byte ledgers the keys a sweep deletes were charged to
+/// ([`Storage::delete_matching`](crate::Storage::delete_matching)): each entry key's own — its scope's, or its
+/// shard's for a tenant spread over several hash tags (design 0024) — named from the key by the store's key
+/// builder, so a backend needs to know nothing of the key layout.
 #[derive(Debug, Clone)]
 pub struct ByteLedgers {
     keys: KeyBuilder,
