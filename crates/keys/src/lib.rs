@@ -5,7 +5,9 @@
 //! Every key has the layout `{namespace}:{environment}:{tenant_<tenant_id>}:{cache_type}:{specific_key}` (or
 //! `…:{global}:{cache_type}:…` for explicitly global reference data). The braces are a Redis Cluster hash tag:
 //! every key of a scope — its entries and the generation keys that guard them — hashes to one slot, so a read
-//! of an entry with its generations is one single-slot command on any topology (design 0010). Segments that come from users are
+//! of an entry with its generations is one single-slot command on any topology (design 0010). A big tenant may
+//! be spread over several tags instead, `{tenant_<id>%s<n>}`, each shard with its own generation keys
+//! ([`ShardCounts`], design 0024). Segments that come from users are
 //! percent-escaped (`%` and `:`), so two different (tenant, type, key) triples never produce the same key, and
 //! SCAN patterns are built by the same code with glob characters escaped, so a tenant called `*` matches only
 //! itself.
@@ -38,7 +40,7 @@ pub mod layout;
 mod tenant;
 
 pub use args::{ArgsError, ArgsHasher, generate_cache_key_from_params};
-pub use builder::{AsScope, CacheKey, KeyBuilder, Scope, ScopeRef};
+pub use builder::{AsScope, CacheKey, KeyBuilder, Scope, ScopeRef, ShardCounts};
 pub use error::KeyError;
 pub use escape::{escape_glob, escape_segment, unescape_segment};
 pub use fernando_cache_config::CacheType;

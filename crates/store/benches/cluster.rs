@@ -8,13 +8,15 @@
 //! - what a tenant's sweep costs on the cluster (SCAN on every primary) and on one server;
 //! - the hit-path cost of distributed single-flight: `get_or_compute` hits with the cache type `distributed` vs
 //!   `process`, on the cluster;
+//! - the hit-path cost of a tenant spread over shards (design 0024): a hit of a tenant on 64 shards vs a hit of
+//!   tenants on one hash tag, through one store, keys on every primary (goal ≥ 0.95×);
 //! - cross-process single-flight: 8 processes of the `fernando-cache` binary (`cache probe`, path in
 //!   `FERNANDO_CACHE_BIN`, set by `cargo xtask bench cluster`) × 64 callers on one cold key with a 300 ms
 //!   computation: computations in all, and how long callers waited past the computation (p50 / p99).
 //!
 //! Pairs are measured in short alternating windows and judged by the median of per-window ratios
 //! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module). `BENCH_ONLY` (comma-separated: `cluster`,
-//! `mget`, `single`, `flight`, `sweep`, `processes`) runs only those sections; `BENCH_CONNECTIONS` sets
+//! `mget`, `single`, `flight`, `shards`, `sweep`, `processes`) runs only those sections; `BENCH_CONNECTIONS` sets
 //! `redis.multiplexed_connections` of both stores (default 4, the production profile's). A smoke run
 //! (`BENCH_SMOKE`) sweeps 8 tenants of 50 entries and starts 2 processes.
 
@@ -261,6 +263,61 @@ async fn flight_pair(cluster: &RedisCluster) {
     );
 }
 
+/// A hit of a tenant spread over 64 shards vs a hit of a tenant on one hash tag, through one store: the sharded
+/// side hashes each key to its shard on every read (SHA-256 of the key) and reads its shard's generations; the
+/// plain side spreads its keys over 32 tenants, the sharded one over the shards, so both reach every primary.
+async fn shard_pair(cluster: &RedisCluster, connections: &str) {
+    let store = Store::from_settings(&settings(
+        cluster.overrides(),
+        &[
+            ("tenants.big.shards", "64"),
+            ("redis.multiplexed_connections", connections),
+        ],
+    ))
+    .unwrap();
+    let plain = tenants();
+    let big = Arc::new(TenantId::new("big").unwrap());
+    let keys: Arc<Vec<String>> = Arc::new((0..TENANTS).map(|i| format!("hot-{i}")).collect());
+    let value = "x".repeat(100);
+    for (t, key) in plain.iter().zip(keys.iter()) {
+        let _ = store
+            .set(t, &CacheType::OCR_RESULT, "hot", &value)
+            .await
+            .unwrap();
+        let _ = store
+            .set(&*big, &CacheType::OCR_RESULT, key, &value)
+            .await
+            .unwrap();
+    }
+    let baseline = {
+        let store = store.clone();
+        move |i: usize| {
+            let (store, plain) = (store.clone(), plain.clone());
+            async move {
+                let v: Option<String> = store
+                    .get(&plain[i % TENANTS], &CacheType::OCR_RESULT, "hot")
+                    .await
+                    .unwrap();
+                assert!(v.is_some());
+            }
+        }
+    };
+    let subject = move |i: usize| {
+        let (store, big, keys) = (store.clone(), big.clone(), keys.clone());
+        async move {
+            let v: Option<String> = store
+                .get(&*big, &CacheType::OCR_RESULT, &keys[i % TENANTS])
+                .await
+                .unwrap();
+            assert!(v.is_some());
+        }
+    };
+    let (b, s, ratio) = pair(TASKS, baseline, subject).await;
+    println!(
+        "| sharded tenant (64 shards) hit vs plain tenant hit | 100 B | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |"
+    );
+}
+
 /// 8 processes (2 in a smoke run) × 64 callers on one cold key, computation 300 ms.
 fn cross_process(cluster: &RedisCluster) {
     let processes: usize = scaled(8, 2);
@@ -382,6 +439,10 @@ fn main() {
         }
         if enabled("flight") {
             flight_pair(&cluster).await;
+        }
+        if enabled("shards") {
+            let conns = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "4".into());
+            shard_pair(&cluster, &conns).await;
         }
         if enabled("sweep") {
             println!("\n| sweep | result | time (5 runs) |");

@@ -53,8 +53,9 @@ pub mod __private;
 #[cfg(feature = "disk")]
 pub use backend::DiskBackend;
 pub use backend::{
-    Backend, BackendError, BackendInfo, Cause, Charge, Coherence, Coordination, Fetched, KeyTtl,
-    Leases, MemoryBackend, NodeInfo, OnMessage, Storage, Watch, WindowCount, ledger_member,
+    Backend, BackendError, BackendInfo, ByteLedgers, Cause, Charge, Coherence, Coordination,
+    Fetched, KeyTtl, Leases, MemoryBackend, NodeInfo, OnMessage, Storage, Watch, WindowCount,
+    ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};

@@ -1,7 +1,8 @@
 //! [`Coordination`], the half of the backend seam that only some backends have: what the replicas sharing a
 //! backend must agree on — bounded sets, byte ledgers, windowed counters — and, through it, the shared
 //! [`Leases`] of cross-process single-flight with their announcements. Beside them, the values those calls
-//! answer with ([`Charge`], [`WindowCount`]) and the name of an entry in a ledger ([`ledger_member`]).
+//! answer with ([`Charge`], [`WindowCount`]), the name of an entry in a ledger ([`ledger_member`]) and the
+//! ledgers a sweep's keys were charged to ([`ByteLedgers`]).
 //!
 //! Who has what: Redis (one server, Sentinel, Cluster) has all of it; the disk and in-process backends keep
 //! ledgers and counters but share no leases (`leases()` is `None`); a user's storage-only backend has none of
@@ -11,7 +12,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fernando_cache_keys::GenerationKeys;
+use fernando_cache_keys::{GenerationKeys, KeyBuilder};
 
 use super::BackendError;
 
@@ -19,6 +20,46 @@ use super::BackendError;
 /// every process (see [`Coordination::charge`]).
 pub fn ledger_member(key: &str) -> String {
     format!("{:016x}", crate::hash::fnv1a(key.as_bytes()))
+}
+
+/// The byte ledgers the keys a sweep deletes were charged to
+/// ([`Storage::delete_matching`](crate::Storage::delete_matching)): each entry key's own — its scope's, or its
+/// shard's for a tenant spread over several hash tags (design 0024) — named from the key by the store's key
+/// builder, so a backend needs to know nothing of the key layout.
+#[derive(Debug, Clone)]
+pub struct ByteLedgers {
+    keys: KeyBuilder,
+}
+
+impl ByteLedgers {
+    /// The ledgers of the entries `keys` builds.
+    pub(crate) fn new(keys: KeyBuilder) -> Self {
+        ByteLedgers { keys }
+    }
+
+    /// The ledger the entry `key` was charged to; `None` for a key that is no entry of the store's namespace
+    /// (nothing to release).
+    pub fn of(&self, key: &str) -> Option<String> {
+        self.keys.byte_ledger_of(key)
+    }
+
+    /// `keys` grouped by the ledger each was charged to, in the order the ledgers are first met, for one
+    /// release per ledger (usually a single group: a sweep stays within one scope, and on one shard per slot).
+    /// Keys with no ledger are left out.
+    pub fn group<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Vec<(String, Vec<&'k str>)> {
+        let mut groups: Vec<(String, Vec<&'k str>)> = Vec::new();
+        for key in keys {
+            let key = key.as_ref();
+            let Some(ledger) = self.of(key) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(l, _)| *l == ledger) {
+                Some((_, members)) => members.push(key),
+                None => groups.push((ledger, vec![key])),
+            }
+        }
+        groups
+    }
 }
 
 /// What [`Coordination::charge`] did with a byte ledger.

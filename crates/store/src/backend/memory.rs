@@ -18,8 +18,8 @@ use fernando_cache_keys::GenerationKeys;
 use moka::{Expiry, future::Cache};
 
 use super::{
-    BackendError, BackendInfo, Charge, Coordination, Fetched, KeyTtl, Storage, WindowCount,
-    glob_match, new_generation, parse_generation,
+    BackendError, BackendInfo, ByteLedgers, Charge, Coordination, Fetched, KeyTtl, Storage,
+    WindowCount, glob_match, new_generation, parse_generation,
 };
 
 #[derive(Debug, Clone)]
@@ -205,7 +205,7 @@ impl Storage for MemoryBackend {
         pattern: &str,
         _batch: usize,
         _step_timeout: Duration,
-        ledger: Option<&str>,
+        ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError> {
         let now = Instant::now();
         let doomed: Vec<String> = self
@@ -215,18 +215,21 @@ impl Storage for MemoryBackend {
             .map(|(k, _)| (*k).clone())
             .collect();
         let mut n = 0;
-        let mut released = Vec::new();
+        let mut deleted = Vec::new();
         for key in doomed {
             if self.cache.remove(&key).await.is_some() {
                 n += 1;
-                if ledger.is_some() {
-                    released.push(super::ledger_member(&key));
+                if ledgers.is_some() {
+                    deleted.push(key);
                 }
             }
         }
-        if let Some(ledger) = ledger {
-            self.ledgers
-                .release(ledger, released.iter().map(String::as_str));
+        if let Some(ledgers) = ledgers {
+            for (ledger, keys) in ledgers.group(&deleted) {
+                let members: Vec<String> = keys.into_iter().map(super::ledger_member).collect();
+                self.ledgers
+                    .release(&ledger, members.iter().map(String::as_str));
+            }
         }
         Ok(n)
     }

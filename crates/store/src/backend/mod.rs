@@ -22,7 +22,9 @@ mod storage;
 
 use std::sync::Arc;
 
-pub use self::coordination::{Charge, Coordination, Leases, OnMessage, WindowCount, ledger_member};
+pub use self::coordination::{
+    ByteLedgers, Charge, Coordination, Leases, OnMessage, WindowCount, ledger_member,
+};
 #[cfg(feature = "disk")]
 pub use self::disk::DiskBackend;
 pub use self::error::{BackendError, Cause};

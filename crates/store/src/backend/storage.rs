@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 
-use super::{BackendError, Watch};
+use super::{BackendError, ByteLedgers, Watch};
 
 /// What [`Storage::fetch`] read: the entry (if any) and the two invalidation generations it depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,16 +176,17 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
 
     /// Deletes every key matching a Redis glob `pattern`, in batches of `batch`, each step bounded by
-    /// `step_timeout`; returns how many were deleted. With a `ledger` (the scope's byte ledger, see
-    /// [`Coordination::charge`](crate::Coordination::charge)), each batch's keys leave it as they are deleted
-    /// ([`ledger_member`](crate::ledger_member) names them), so a sweep gives the tenant its quota back at
-    /// once; a backend that keeps no ledgers ignores it.
+    /// `step_timeout`; returns how many were deleted. With `ledgers` (the byte ledgers the scope's entries are
+    /// charged to, see [`Coordination::charge`](crate::Coordination::charge)), each batch's keys leave the
+    /// ledger [`ByteLedgers::of`](crate::ByteLedgers::of) names for each — the scope's, or each key's shard's
+    /// (design 0024) — as they are deleted ([`ledger_member`](crate::ledger_member) names them), so a sweep
+    /// gives the tenant its quota back at once; a backend that keeps no ledgers ignores them.
     async fn delete_matching(
         &self,
         pattern: &str,
         batch: usize,
         step_timeout: Duration,
-        ledger: Option<&str>,
+        ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError>;
 
     /// A cheap liveness check.

@@ -248,7 +248,7 @@ impl Store {
     async fn after_miss<T, E, F, Fut>(
         &self,
         ctx: StoreCtx<'_>,
-        g: &Gens<'_>,
+        g: &Gens,
         policy: &ComputePolicy<'_, T, E>,
         compute: &mut Option<F>,
     ) -> Result<T, Failure<E>>
@@ -350,7 +350,7 @@ impl Store {
     async fn lead_across_processes<T, E, F, Fut>(
         &self,
         mut ctx: StoreCtx<'_>,
-        g: &Gens<'_>,
+        g: &Gens,
         flight: FlightPolicy,
         policy: &ComputePolicy<'_, T, E>,
         compute: F,
@@ -464,7 +464,7 @@ impl Store {
                     let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy);
                     let tags = policy.tags.names();
                     let encoded = match encoded {
-                        Ok(e) => self.tagged(ctx.scope, ctx.cache_type, e, &tags).await,
+                        Ok(e) => self.tagged(ctx.key, e, &tags).await,
                         Err(e) => Err(StoreError::Encode(e)),
                     };
                     match encoded {

@@ -1,5 +1,9 @@
 //! Invalidation: one [`Store::invalidate`] of a [`Target`] — a scope, one cache type in it, a key pattern, a
 //! subject or a tag — eager (SCAN + UNLINK), lazy (one generation bump) or hybrid, as each target allows.
+//!
+//! A tenant spread over shards (design 0024) has generations per shard: a lazy invalidation of it, or of a tag,
+//! bumps one key per shard, all sent at once — still independent of how many entries it holds. Its sweeps scan
+//! two patterns, its one-tag layout and every shard, in one turn of the tenant's sweeps.
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{AsScope, Scope, ScopeRef, layout};
@@ -14,8 +18,8 @@ use crate::{BackendError, StoreError};
 pub enum InvalidationStrategy {
     /// Every matching key is deleted (SCAN + UNLINK) before the call returns.
     Eager,
-    /// One O(1) write bumps a generation; readers stop seeing the old entries at once, and their storage is
-    /// reclaimed by TTL.
+    /// One O(1) write bumps a generation (one per shard of a tenant spread over shards, design 0024); readers
+    /// stop seeing the old entries at once, and their storage is reclaimed by TTL.
     Lazy,
     /// Lazy now, then an eager sweep in the background to reclaim storage early.
     Hybrid,
@@ -249,36 +253,31 @@ impl Store {
             strategy = strategy.as_str()
         );
         async {
-            let pattern = self.inner.keys.scan_pattern(&scope, cache_type);
+            let patterns = self.inner.keys.scan_patterns(&scope, cache_type);
             let mut result = Invalidation {
                 strategy,
                 deleted: 0,
                 sweep: None,
             };
             if strategy == InvalidationStrategy::Eager {
-                result.deleted = self.delete_matching(&scope, type_label, &pattern).await?;
+                result.deleted = self.delete_matching(&scope, type_label, &patterns).await?;
             } else {
-                // Any cache type works for the scope-level key.
-                let g = self
+                // Any cache type works for the scope-level keys. One per shard (one for most scopes).
+                let per_shard = self
                     .inner
                     .keys
-                    .generation_keys(&scope, cache_type.unwrap_or(&CacheType::SESSION))?;
-                let gen_key = if cache_type.is_some() {
-                    g.cache_type()
-                } else {
-                    g.scope()
-                };
-                self.call(
-                    self.inner
-                        .backend
-                        .storage()
-                        .bump_generation(gen_key, self.inner.generation_ttl),
-                )
-                .await
-                .map_err(|source| StoreError::Unavailable {
-                    op: "invalidate",
-                    source,
-                })?;
+                    .generation_keys_per_shard(&scope, cache_type.unwrap_or(&CacheType::SESSION))?;
+                let gen_keys: Vec<&str> = per_shard
+                    .iter()
+                    .map(|g| {
+                        if cache_type.is_some() {
+                            g.cache_type()
+                        } else {
+                            g.scope()
+                        }
+                    })
+                    .collect();
+                self.bump_generations(&gen_keys, "invalidate").await?;
                 if strategy == InvalidationStrategy::Hybrid {
                     let store = self.clone();
                     let type_label = type_label.to_owned();
@@ -286,7 +285,7 @@ impl Store {
                     result.sweep = Some(tokio::spawn(
                         async move {
                             tokio::time::sleep(delay).await;
-                            store.delete_matching(&scope, &type_label, &pattern).await
+                            store.delete_matching(&scope, &type_label, &patterns).await
                         }
                         .instrument(debug_span!("cache.hybrid_sweep")),
                     ));
@@ -311,9 +310,9 @@ impl Store {
         key_glob: &str,
     ) -> Result<u64, StoreError> {
         let scope = scope.as_scope().to_scope();
-        let pattern = self.inner.keys.key_pattern(&scope, cache_type, key_glob);
+        let patterns = self.inner.keys.key_patterns(&scope, cache_type, key_glob);
         let type_label = cache_type.map_or(ALL_TYPES, CacheType::as_str);
-        self.delete_matching(&scope, type_label, &pattern)
+        self.delete_matching(&scope, type_label, &patterns)
             .instrument(debug_span!(
                 "cache.delete_pattern",
                 tenant = scope.label(),
@@ -338,17 +337,20 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Deletes the keys matching `pattern` in `scope`, within the tenant's sweep bounds ([`sweeps`]): in turn,
-    /// at the tenant's rate, and joining the same sweep when it is still waiting.
+    /// Deletes the keys matching any of `patterns` in `scope` (one, or two for a tenant spread over shards),
+    /// within the tenant's sweep bounds ([`sweeps`]): in turn, at the tenant's rate, and joining the same sweep
+    /// when it is still waiting. The patterns of one target are one sweep: one turn, scanned one after the other.
     async fn delete_matching(
         &self,
         scope: &Scope,
         type_label: &str,
-        pattern: &str,
+        patterns: &[String],
     ) -> Result<u64, StoreError> {
         let series = self.inner.metrics.series(scope.label(), type_label);
+        // A sweep is known by its patterns (the first names its target; a second follows from it).
+        let name = patterns.join("\n");
         let leader = loop {
-            match self.inner.sweeps.enter(scope.label(), pattern) {
+            match self.inner.sweeps.enter(scope.label(), &name) {
                 sweeps::Place::Lead(leader) => break leader,
                 sweeps::Place::Joined(rx) => match sweeps::joined(rx).await {
                     Some(outcome) => {
@@ -365,7 +367,16 @@ impl Store {
         };
         let turn = leader.turn().await;
         series.add(|c| &c.sweeps, 1);
-        let outcome = self.sweep_now(scope, &series, pattern).await;
+        let mut outcome: Result<u64, StoreError> = Ok(0);
+        for pattern in patterns {
+            match self.sweep_now(scope, &series, pattern).await {
+                Ok(n) => outcome = outcome.map(|before| before + n),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
         leader.finish(
             turn,
             outcome.as_ref().map(|n| *n).map_err(ToString::to_string),
@@ -393,7 +404,7 @@ impl Store {
                 pattern,
                 self.inner.scan_batch,
                 self.inner.timeout,
-                self.byte_ledger(scope).as_deref(),
+                self.byte_ledger(scope).as_ref(),
             )
             .await;
         if let Some(l1) = &self.inner.l1 {
@@ -426,23 +437,17 @@ impl Store {
         let scope = scope.as_scope().to_scope();
         let span = debug_span!("cache.invalidate_tag", tenant = scope.label());
         async {
-            // The tag key hangs off the scope's generation key; any cache type names it.
-            let key = self
+            // The tag key hangs off the scope's generation key — each shard's, for a tenant spread over shards
+            // (a tagged entry reads its tags in its own slot); any cache type names it.
+            let keys = self
                 .inner
                 .keys
-                .generation_keys(&scope, &CacheType::SESSION)?
-                .tag(tag)?;
-            self.call(
-                self.inner
-                    .backend
-                    .storage()
-                    .bump_generation(&key, self.inner.generation_ttl),
-            )
-            .await
-            .map_err(|source| StoreError::Unavailable {
-                op: "invalidate_tag",
-                source,
-            })?;
+                .generation_keys_per_shard(&scope, &CacheType::SESSION)?
+                .iter()
+                .map(|g| g.tag(tag))
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.bump_generations(&keys, "invalidate_tag").await?;
             if let Some(l1) = &self.inner.l1 {
                 l1.changed_all();
             }
@@ -451,5 +456,20 @@ impl Store {
         }
         .instrument(span)
         .await
+    }
+
+    /// Bumps generation keys — one, or one per shard of a tenant spread over shards — all sent at once, so it
+    /// takes about one round trip (the backend pipelines them; on a cluster, each goes to its shard's primary).
+    /// Any failure fails the call: an invalidation is never silently partial, and repeating it is harmless.
+    async fn bump_generations(&self, keys: &[&str], op: &'static str) -> Result<(), StoreError> {
+        let storage = self.inner.backend.storage();
+        let ttl = self.inner.generation_ttl;
+        futures_util::future::try_join_all(
+            keys.iter()
+                .map(|key| self.call(storage.bump_generation(key, ttl))),
+        )
+        .await
+        .map_err(|source| StoreError::Unavailable { op, source })?;
+        Ok(())
     }
 }

@@ -100,6 +100,20 @@ struct Inner {
     sealer: Option<crate::seal::Sealer>,
 }
 
+/// The store's key builder: the namespace and environment of `settings`, and each tenant's shard count from its
+/// plan (`[tenants.<id>] shards`, design 0024).
+fn key_builder(settings: &Settings) -> Result<KeyBuilder, StoreError> {
+    let plans = settings.tenant_plans().map_err(|e| StoreError::Setup {
+        source: crate::BackendError::Other(e.to_string()),
+    })?;
+    Ok(KeyBuilder::new(
+        &settings.namespace,
+        settings.environment,
+        settings.tenancy.max_tenant_id_len,
+    )
+    .with_shards((&plans).into()))
+}
+
 impl Store {
     /// Builds the store the settings ask for: the in-process backend, or Redis — one server, a Redis Cluster or
     /// a Sentinel-watched primary, as `redis.mode` says — connecting lazily, so the store works (degraded)
@@ -173,11 +187,7 @@ impl Store {
                 deadlines: (!backend.storage().is_local())
                     .then(|| Deadlines::start(settings.command_timeout)),
                 backend,
-                keys: KeyBuilder::new(
-                    &settings.namespace,
-                    settings.environment,
-                    settings.tenancy.max_tenant_id_len,
-                ),
+                keys: key_builder(settings)?,
                 ttl: settings.types.ttl().clone(),
                 policy: CompressionPolicy {
                     enabled: c.enabled,

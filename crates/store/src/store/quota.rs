@@ -8,14 +8,20 @@
 //! write and nothing per read. A deleted entry is released from the ledger, and so is every entry a sweep (an
 //! eager or hybrid invalidation: of a scope, a type, a pattern, a subject) deletes, batch by batch; entries
 //! hidden by a lazy invalidation still occupy the backend until they expire, and are counted until then.
+//!
+//! A tenant spread over shards (design 0024) has a byte ledger per shard, in the shard's slot, each bounded by
+//! the tenant's limit divided by the shard count (rounded up): entries spread evenly by hash, so the shards fill
+//! alike, and a shard that fills first refuses a little before the tenant's total reaches its limit. Its use
+//! is the sum over its ledgers; its request counter stays one.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
 use fernando_cache_keys::{AsScope, CacheKey, Scope, TenantId};
+use futures_util::future::try_join_all;
 use tracing::{Instrument, debug_span};
 
 use super::{ALL_TYPES, Store, WriteOutcome};
-use crate::{StoreError, metrics::SeriesRef};
+use crate::{ByteLedgers, StoreError, metrics::SeriesRef};
 
 /// What a backend without [`Coordination`](crate::Coordination) is said to keep none of, when a byte quota
 /// needs its ledger.
@@ -27,9 +33,10 @@ const WINDOWED_COUNTERS: &str = "windowed counters";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QuotaUsage {
-    /// Bytes of the tenant's live entries.
+    /// Bytes of the tenant's live entries (over all its ledgers, for a tenant spread over shards).
     pub stored_bytes: u64,
-    /// `quotas.tenant_bytes` (0: no limit).
+    /// `quotas.tenant_bytes` (0: no limit): the whole tenant's; each of its shards may hold this divided by
+    /// the shard count, rounded up.
     pub byte_limit: u64,
     /// Requests counted in the current window.
     pub requests: u64,
@@ -67,16 +74,18 @@ impl Store {
         if limit == 0 || scope.tenant().is_none() {
             return None;
         }
-        // The entry's key was built for the same scope, so this cannot fail; if it did, the quota could not be
+        // The entry's key was built by the same builder, so this cannot fail; if it did, the quota could not be
         // checked, and an unchecked quota is not waived.
-        let Ok([ledger, _]) = self.inner.keys.quota_keys(scope) else {
+        let Some(ledger) = self.inner.keys.byte_ledger_of(key.as_str()) else {
             series.add(|c| &c.dropped_sets, 1);
             return Some(WriteOutcome::Dropped);
         };
+        // The entry's shard's ledger holds its share of the limit.
+        let shard_limit = limit.div_ceil(u64::from(self.inner.keys.shards(scope)));
         let member = crate::backend::ledger_member(key.as_str());
         let charged = self
             .coordinate(QUOTA_LEDGERS, |c| {
-                c.charge(&ledger, &member, bytes as u64, kept, limit)
+                c.charge(&ledger, &member, bytes as u64, kept, shard_limit)
             })
             .await;
         match charged {
@@ -87,6 +96,7 @@ impl Store {
                     tenant = scope.label(),
                     stored = c.total,
                     limit,
+                    shard_limit,
                     "write refused: tenant byte quota"
                 );
                 Some(WriteOutcome::OverQuota)
@@ -106,20 +116,19 @@ impl Store {
         }
     }
 
-    /// The byte ledger deletions in `scope` release from (a single delete, or a sweep): the tenant's, when byte
-    /// quotas are on.
-    pub(super) fn byte_ledger(&self, scope: &Scope) -> Option<String> {
+    /// The byte ledgers deletions in `scope` release from (a single delete, or a sweep): each entry's own —
+    /// the tenant's, or its shard's — when byte quotas are on.
+    pub(super) fn byte_ledger(&self, scope: &Scope) -> Option<ByteLedgers> {
         if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
             return None;
         }
-        let [ledger, _] = self.inner.keys.quota_keys(scope).ok()?;
-        Some(ledger)
+        Some(ByteLedgers::new(self.inner.keys.clone()))
     }
 
     /// Releases a deleted entry from its tenant's byte ledger (best effort: a failure leaves it counted until
     /// it would have expired).
     pub(super) async fn release_quota(&self, scope: &Scope, key: &CacheKey) {
-        let Some(ledger) = self.byte_ledger(scope) else {
+        let Some(ledger) = self.byte_ledger(scope).and_then(|l| l.of(key.as_str())) else {
             return;
         };
         let member = crate::backend::ledger_member(key.as_str());
@@ -135,18 +144,25 @@ impl Store {
     pub(super) async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
         let q = &self.inner.quotas;
         let scope = tenant.as_scope();
-        let [ledger, requests] = self.inner.keys.quota_keys(scope)?;
+        let [_, requests] = self.inner.keys.quota_keys(scope)?;
+        // One ledger, or one per shard (and the one-tag ledger of what was written before the tenant was
+        // sharded, until it expires): read at once.
+        let ledgers = self.inner.keys.byte_ledgers(scope)?;
         let unavailable = |source| StoreError::Unavailable {
             op: "quota_usage",
             source,
         };
-        let stored = self
-            .coordinate(QUOTA_LEDGERS, |c| {
-                c.charge(&ledger, "", 0, Duration::ZERO, 0)
+        let stored: u64 = try_join_all(ledgers.iter().map(|ledger| {
+            self.coordinate(QUOTA_LEDGERS, move |c| {
+                c.charge(ledger, "", 0, Duration::ZERO, 0)
             })
-            .instrument(debug_span!("cache.quota_usage", tenant = tenant.as_str()))
-            .await
-            .map_err(unavailable)?;
+        }))
+        .instrument(debug_span!("cache.quota_usage", tenant = tenant.as_str()))
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|charge| charge.total)
+        .sum();
         let counted = self
             .coordinate(WINDOWED_COUNTERS, |c| {
                 c.count_in_window(&requests, 0, q.shared_window)
@@ -154,7 +170,7 @@ impl Store {
             .await
             .map_err(unavailable)?;
         Ok(QuotaUsage {
-            stored_bytes: stored.total,
+            stored_bytes: stored,
             byte_limit: q.tenant_bytes,
             requests: counted.count,
             request_limit: q.shared_requests,

@@ -18,28 +18,23 @@ use crate::{
     metrics::SeriesRef,
 };
 
-/// The generation keys of one read, built up front or only when a backend call needs them.
-pub(super) enum Gens<'a> {
+/// The generation keys of one read, built up front or only when a backend call needs them — from the entry key,
+/// so an entry of a sharded tenant is checked against its own shard's (design 0024).
+pub(super) enum Gens {
     Built(GenerationKeys),
-    Lazy {
-        scope: ScopeRef<'a>,
-        cache_type: &'a CacheType,
-    },
+    Lazy,
 }
 
-impl Gens<'_> {
+impl Gens {
     fn build(
         &self,
         keys: &KeyBuilder,
+        entry: &CacheKey,
     ) -> Result<std::borrow::Cow<'_, GenerationKeys>, BackendError> {
-        match self {
-            Gens::Built(g) => Ok(std::borrow::Cow::Borrowed(g)),
-            // The entry key of the same scope was just built, so this cannot fail; if it did, the read degrades.
-            Gens::Lazy { scope, cache_type } => keys
-                .generation_keys(*scope, cache_type)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|e| BackendError::Other(e.to_string())),
-        }
+        Ok(match self {
+            Gens::Built(g) => std::borrow::Cow::Borrowed(g),
+            Gens::Lazy => std::borrow::Cow::Owned(keys.generation_keys_of(entry)),
+        })
     }
 }
 
@@ -168,20 +163,20 @@ impl Store {
 
     /// The entry key and the generation keys of a read: built now, or left for the Redis backend to build
     /// when it must read them (its tracked hits do not).
-    pub(super) fn key_pair<'a>(
+    pub(super) fn key_pair(
         &self,
-        scope: ScopeRef<'a>,
-        cache_type: &'a CacheType,
+        scope: ScopeRef<'_>,
+        cache_type: &CacheType,
         key: &str,
-    ) -> Result<(CacheKey, Gens<'a>), StoreError> {
+    ) -> Result<(CacheKey, Gens), StoreError> {
         let entry = self
             .inner
             .keys
             .key_in(key_buffer::take(), scope, cache_type, key)?;
         let generations = if self.lazy_generations() {
-            Gens::Lazy { scope, cache_type }
+            Gens::Lazy
         } else if self.inner.backend.storage().generations_in_use() {
-            Gens::Built(self.inner.keys.generation_keys(scope, cache_type)?)
+            Gens::Built(self.inner.keys.generation_keys_of(&entry))
         } else {
             // A generation bumped right after this check only makes this one read miss (never stale).
             Gens::Built(GenerationKeys::unused())
@@ -205,7 +200,7 @@ impl Store {
     pub(super) async fn lookup<T>(
         &self,
         key: &CacheKey,
-        generations: &Gens<'_>,
+        generations: &Gens,
         series: &SeriesRef<'_>,
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
         checked: bool,
@@ -247,7 +242,7 @@ impl Store {
             (false, crate::Backend::Redis(redis)) => {
                 self.call_from(
                     start,
-                    redis.fetch_unboxed(key.as_str(), || generations.build(keys)),
+                    redis.fetch_unboxed(key.as_str(), || generations.build(keys, key)),
                 )
                 .await
             }
@@ -255,11 +250,11 @@ impl Store {
             (false, crate::Backend::Cluster(cluster)) => {
                 self.call_from(
                     start,
-                    cluster.fetch_unboxed(key.as_str(), || generations.build(keys)),
+                    cluster.fetch_unboxed(key.as_str(), || generations.build(keys, key)),
                 )
                 .await
             }
-            _ => match generations.build(keys) {
+            _ => match generations.build(keys, key) {
                 Ok(g) if checked => {
                     self.call_from(start, storage.fetch_checked(key.as_str(), &g))
                         .await
@@ -278,7 +273,7 @@ impl Store {
                         Ok((bytes, h))
                             if h.tags_at != 0
                                 && !matches!(
-                                    self.tags_current(generations, &bytes, &h).await,
+                                    self.tags_current(key, generations, &bytes, &h).await,
                                     Ok(true)
                                 ) =>
                         {
@@ -369,14 +364,16 @@ impl Store {
         result
     }
 
-    /// Whether every tag of a tagged envelope still has the generation it was written with.
+    /// Whether every tag of a tagged envelope still has the generation it was written with (the tags of the
+    /// entry's scope, or of its shard: they share the entry's slot).
     async fn tags_current(
         &self,
-        generations: &Gens<'_>,
+        key: &CacheKey,
+        generations: &Gens,
         bytes: &[u8],
         header: &Header,
     ) -> Result<bool, BackendError> {
-        let g = generations.build(&self.inner.keys)?;
+        let g = generations.build(&self.inner.keys, key)?;
         let tags = codec::tags(bytes, header);
         let keys = tags
             .iter()

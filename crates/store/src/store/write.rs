@@ -245,7 +245,8 @@ impl Store {
         options: Write<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let encoded = encoded.map_err(StoreError::Encode)?;
-        let encoded = match self.tagged(&scope, cache_type, encoded, options.tags).await {
+        let k = self.inner.keys.key(&scope, cache_type, key)?;
+        let encoded = match self.tagged(&k, encoded, options.tags).await {
             Ok(e) => e,
             Err(StoreError::Unavailable { .. }) => {
                 let series = self
@@ -258,23 +259,24 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        self.write(&scope, cache_type, key, Ok(encoded), options.ttl)
+        self.write(&scope, cache_type, &k, encoded, options.ttl)
             .await
     }
 
-    /// `encoded` with its tags' current generations stamped in (unchanged without tags). A tag invalidated
-    /// between this read and the write only hides the entry at once — never leaves it visible.
+    /// `encoded`, to be written under `key`, with its tags' current generations stamped in (unchanged without
+    /// tags). The tags are those of the entry's scope — of its shard, for a tenant spread over shards, so they
+    /// share the entry's slot. A tag invalidated between this read and the write only hides the entry at once —
+    /// never leaves it visible.
     pub(super) async fn tagged(
         &self,
-        scope: &Scope,
-        cache_type: &CacheType,
+        key: &CacheKey,
         encoded: Encoded,
         tags: &[&str],
     ) -> Result<Encoded, StoreError> {
         if tags.is_empty() {
             return Ok(encoded);
         }
-        let g = self.inner.keys.generation_keys(scope, cache_type)?;
+        let g = self.inner.keys.generation_keys_of(key);
         let keys = tags
             .iter()
             .map(|t| g.tag(t))
@@ -303,17 +305,15 @@ impl Store {
         }
     }
 
-    /// The write path shared by the typed and the raw API: an encoding failure is the caller's error.
-    pub(super) async fn write(
+    /// The write path shared by the typed and the raw API, under the entry key `k`.
+    async fn write(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
-        key: &str,
-        encoded: Result<Encoded, String>,
+        k: &CacheKey,
+        encoded: Encoded,
         ttl: Option<Duration>,
     ) -> Result<WriteOutcome, StoreError> {
-        let encoded = encoded.map_err(StoreError::Encode)?;
-        let k = self.inner.keys.key(scope, cache_type, key)?;
         let series = self
             .inner
             .metrics
@@ -321,7 +321,7 @@ impl Store {
         self.write_key(
             scope,
             cache_type,
-            &k,
+            k,
             encoded,
             ttl,
             Stamp::default(),
@@ -377,9 +377,7 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let stored = self
-            .stamp_and_set(scope, cache_type, key, outgoing, ttl, stamp)
-            .await;
+        let stored = self.stamp_and_set(key, outgoing, ttl, stamp).await;
         self.changed_here(key.as_str());
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {
@@ -421,8 +419,6 @@ impl Store {
     /// stored.
     async fn stamp_and_set(
         &self,
-        scope: &Scope,
-        cache_type: &CacheType,
         key: &CacheKey,
         mut outgoing: Outgoing<'_>,
         ttl: Duration,
@@ -449,11 +445,8 @@ impl Store {
             known = Some(current);
             outgoing.take_back(&value);
         }
-        let g = self
-            .inner
-            .keys
-            .generation_keys(scope, cache_type)
-            .map_err(|e| BackendError::Other(e.to_string()))?;
+        // The entry's own generations: its scope's, or its shard's (design 0024).
+        let g = self.inner.keys.generation_keys_of(key);
         let mut stamp = known
             .or(guess)
             .or_else(|| self.inner.generations.get(g.cache_type()))

@@ -30,12 +30,17 @@ async fn visible(store: &Store, ty: &CacheType, n: usize) -> usize {
     hits
 }
 
+/// The tenant's keys of a type the servers hold, under every pattern its entries match (two for a tenant
+/// spread over shards).
 fn stored_keys(d: &Deployment, store: &Store, ty: &CacheType) -> usize {
-    let pattern = store
+    let patterns = store
         .admin()
         .keys()
-        .scan_pattern(&tenant("acme").into(), Some(ty));
-    d.stored(&pattern).expect("a deployment with a server")
+        .scan_patterns(&tenant("acme").into(), Some(ty));
+    patterns
+        .iter()
+        .map(|p| d.stored(p).expect("a deployment with a server"))
+        .sum()
 }
 
 contract! {
@@ -54,7 +59,7 @@ contract! {
         );
         assert_eq!(visible(store, &CacheType::BILLING, 25).await, 25);
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
 }
 
 contract! {
@@ -121,7 +126,7 @@ contract! {
             None
         );
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
 }
 
 contract! {
@@ -138,7 +143,7 @@ contract! {
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
         assert_eq!(stored_keys(d, store, &CacheType::BILLING), 0);
     }
-    on [disk, standalone, cluster, sentinel]
+    on [disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,5 +193,5 @@ contract! {
         assert_eq!(swept, 10);
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
 }

@@ -14,6 +14,7 @@ mod pipelining;
 mod quota;
 mod round_trip;
 mod sealing;
+mod shards;
 mod single_flight;
 mod tags;
 mod topology;

@@ -106,7 +106,7 @@ contract! {
             assert!(matches!(replica.coordinator().count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
         }
     }
-    on [memory, disk, standalone, cluster, sentinel]
+    on [memory, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
 }
 
 contract! {

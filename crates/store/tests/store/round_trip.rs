@@ -61,7 +61,7 @@ contract! {
     async fn all_eight_types(d, store) {
         all_types_round_trip(store).await;
     }
-    on [memory, storage_only, disk, standalone, cluster, sentinel]
+    on [memory, storage_only, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +178,7 @@ contract! {
             .to_string();
         assert!(err.contains("TTL"), "{err}");
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
 }
 
 /// One TLS contract for every topology: `tls` puts a store on TLS servers and names the private CA

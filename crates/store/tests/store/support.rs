@@ -13,6 +13,9 @@ use fernando_cache_testkit::{FAST_FAILURE, RedisCluster, RedisServer, SentinelGr
 /// The command timeout the fault tests use.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// What the `*_sharded` deployments add to their settings: every tenant spread over four hash tags (design 0024).
+pub(crate) const SHARDED: &[(&str, &str)] = &[("tenants.default.shards", "4")];
+
 /// Test-profile settings on the Redis backend at `server`.
 pub(crate) fn redis_settings(server: &RedisServer) -> Settings {
     redis_settings_with(server, &[])
@@ -51,6 +54,9 @@ pub(crate) enum Deployment {
     Cluster(RedisCluster),
     /// A master and a replica watched by three sentinels.
     Sentinel(Box<SentinelGroup>),
+    /// Another deployment whose stores' settings carry these overrides (before a test's own): the same
+    /// servers, configured otherwise — every tenant sharded, say.
+    Configured(Box<Deployment>, &'static [(&'static str, &'static str)]),
 }
 
 impl Deployment {
@@ -78,8 +84,39 @@ impl Deployment {
         Deployment::Sentinel(Box::new(SentinelGroup::start()))
     }
 
+    /// The in-process backend, every tenant on four shards.
+    pub(crate) fn memory_sharded() -> Self {
+        Deployment::Configured(Box::new(Self::memory()), SHARDED)
+    }
+
+    /// The SQLite file, every tenant on four shards.
+    pub(crate) fn disk_sharded() -> Self {
+        Deployment::Configured(Box::new(Self::disk()), SHARDED)
+    }
+
+    /// One `redis-server`, every tenant on four shards.
+    pub(crate) fn standalone_sharded() -> Self {
+        Deployment::Configured(Box::new(Self::standalone()), SHARDED)
+    }
+
+    /// A Redis Cluster of three primaries, every tenant on four shards: its entries on up to four slots.
+    pub(crate) fn cluster_sharded() -> Self {
+        Deployment::Configured(Box::new(Self::cluster()), SHARDED)
+    }
+
+    /// The overrides of a configured deployment, then `overrides`.
+    fn configured<'a>(
+        extra: &[(&'a str, &'a str)],
+        overrides: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        extra.iter().chain(overrides).copied().collect()
+    }
+
     /// Test-profile settings for this deployment, with `overrides` applied last.
     pub(crate) fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
+        if let Deployment::Configured(inner, extra) = self {
+            return inner.settings_with(&Self::configured(extra, overrides));
+        }
         let target = match self {
             Deployment::Memory | Deployment::StorageOnly => vec![("backend", "memory".to_owned())],
             Deployment::Disk(dir) => vec![
@@ -92,6 +129,7 @@ impl Deployment {
             Deployment::Standalone(s) => s.overrides(),
             Deployment::Cluster(c) => c.overrides(),
             Deployment::Sentinel(g) => g.overrides(),
+            Deployment::Configured(..) => unreachable!("answered above"),
         };
         Settings::load(
             LoadOptions::isolated(Environment::Test)
@@ -110,6 +148,9 @@ impl Deployment {
 
     /// [`Deployment::store`] with `overrides` applied to its settings.
     pub(crate) fn store_with(&self, overrides: &[(&str, &str)]) -> Store {
+        if let Deployment::Configured(inner, extra) = self {
+            return inner.store_with(&Self::configured(extra, overrides));
+        }
         let settings = self.settings_with(overrides);
         match self {
             Deployment::StorageOnly => {
@@ -166,6 +207,7 @@ impl Deployment {
                     .map(|i| count(&c.nodes()[i]))
                     .sum(),
             ),
+            Deployment::Configured(inner, _) => inner.stored(pattern),
         }
     }
 }
@@ -190,6 +232,7 @@ impl Deployment {
                     kill(&c.nodes()[i]);
                 }
             }
+            Deployment::Configured(inner, _) => inner.kill_clients(),
         }
     }
 }
@@ -203,6 +246,7 @@ impl Deployment {
             Deployment::Standalone(s) => s,
             Deployment::Sentinel(g) => g.servers().0,
             Deployment::Cluster(c) => &c.nodes()[c.primary_of_slot(c.slot_of(key))],
+            Deployment::Configured(inner, _) => inner.server_of(key),
             Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_) => {
                 unreachable!("no server")
             }
@@ -214,6 +258,7 @@ impl Deployment {
             Deployment::Disk(dir) => {
                 Some(rusqlite::Connection::open(dir.path().join("cache.sqlite3")).expect("open"))
             }
+            Deployment::Configured(inner, _) => inner.disk_file(),
             _ => None,
         }
     }
@@ -376,6 +421,7 @@ impl Servers for Deployment {
             Deployment::Standalone(s) => s.calls(command),
             Deployment::Cluster(c) => c.calls(command),
             Deployment::Sentinel(g) => g.servers().0.calls(command),
+            Deployment::Configured(inner, _) => inner.calls(command),
         }
     }
 }

@@ -50,7 +50,7 @@ contract! {
             );
         }
 }
-    on [standalone, cluster]
+    on [standalone, cluster, standalone_sharded, cluster_sharded]
 }
 
 contract! {
@@ -85,7 +85,7 @@ contract! {
             .unwrap();
         assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-    on [standalone, cluster]
+    on [standalone, cluster, standalone_sharded, cluster_sharded]
 }
 
 contract! {
@@ -110,7 +110,7 @@ contract! {
             .unwrap();
         assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-    on [standalone, cluster]
+    on [standalone, cluster, standalone_sharded, cluster_sharded]
 }
 
 contract! {
@@ -152,5 +152,5 @@ contract! {
         assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
         assert_eq!(writer.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
     }
-    on [standalone, cluster]
+    on [standalone, cluster, standalone_sharded, cluster_sharded]
 }

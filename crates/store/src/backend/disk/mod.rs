@@ -38,8 +38,8 @@ use fernando_cache_keys::GenerationKeys;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    BackendError, BackendInfo, Charge, Coordination, Fetched, KeyTtl, Storage, WindowCount,
-    glob_match, new_generation,
+    BackendError, BackendInfo, ByteLedgers, Charge, Coordination, Fetched, KeyTtl, Storage,
+    WindowCount, glob_match, new_generation,
 };
 
 mod files;
@@ -445,10 +445,10 @@ impl Storage for DiskBackend {
         pattern: &str,
         batch: usize,
         _step_timeout: Duration,
-        ledger: Option<&str>,
+        ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError> {
         let pattern = pattern.to_owned();
-        let ledger = ledger.map(str::to_owned);
+        let ledgers = ledgers.cloned();
         let batch = batch.max(1);
         self.run(move |conn, _| {
             let now = now_ms();
@@ -466,8 +466,10 @@ impl Storage for DiskBackend {
                             .prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))?
                             .execute(params![key])?;
                         deleted += gone as u64;
-                        if let (Some(ledger), 1.., "entries") = (&ledger, gone, table) {
-                            ledger::release(&tx, ledger, &super::ledger_member(key))?;
+                        if let (Some(ledgers), 1.., "entries") = (&ledgers, gone, table)
+                            && let Some(ledger) = ledgers.of(key)
+                        {
+                            ledger::release(&tx, &ledger, &super::ledger_member(key))?;
                         }
                     }
                     tx.commit()?;

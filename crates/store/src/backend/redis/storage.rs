@@ -16,7 +16,9 @@ use super::{
     error::conn_err,
     shared::{self, Connected},
 };
-use crate::backend::{BackendError, BackendInfo, Coherence, Fetched, KeyTtl, OnMessage, Storage};
+use crate::backend::{
+    BackendError, BackendInfo, ByteLedgers, Coherence, Fetched, KeyTtl, OnMessage, Storage,
+};
 
 #[async_trait]
 impl Storage for RedisBackend {
@@ -103,7 +105,7 @@ impl Storage for RedisBackend {
         pattern: &str,
         batch: usize,
         step_timeout: Duration,
-        ledger: Option<&str>,
+        ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError> {
         let step = |d| BackendError::Timeout(d);
         let mut conn = tokio::time::timeout(step_timeout, self.exclusive())
@@ -125,10 +127,11 @@ impl Storage for RedisBackend {
                     .map_err(|_| step(step_timeout))?
                     .map_err(conn_err)?;
                 deleted += n;
-                if let Some(ledger) = ledger {
+                let released = ledgers.map_or_else(Vec::new, |l| l.group(chunk));
+                for (ledger, members) in released {
                     let _: u64 = tokio::time::timeout(
                         step_timeout,
-                        commands::release_cmd(ledger, chunk).query_async(&mut conn),
+                        commands::release_cmd(&ledger, &members).query_async(&mut conn),
                     )
                     .await
                     .map_err(|_| step(step_timeout))?

@@ -24,7 +24,8 @@ use super::{
     ClusterBackend, slot_of,
 };
 use crate::backend::{
-    BackendError, BackendInfo, Coherence, Fetched, KeyTtl, NodeInfo, OnMessage, Storage,
+    BackendError, BackendInfo, ByteLedgers, Coherence, Fetched, KeyTtl, NodeInfo, OnMessage,
+    Storage,
 };
 
 #[async_trait]
@@ -134,7 +135,7 @@ impl Storage for ClusterBackend {
         pattern: &str,
         batch: usize,
         step_timeout: Duration,
-        ledger: Option<&str>,
+        ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError> {
         let step = |d| BackendError::Timeout(d);
         let primaries = tokio::time::timeout(step_timeout, self.primaries())
@@ -172,13 +173,15 @@ impl Storage for ClusterBackend {
                     let n: u64 = FromRedisValue::from_redis_value(reply)
                         .map_err(|e| BackendError::Other(format!("UNLINK reply: {e}")))?;
                     deleted += n;
-                    if let Some(ledger) = ledger {
-                        // The ledger shares the scope's hash tag: the slot of the keys just deleted.
+                    // Each ledger shares its keys' hash tag (their scope's, or their shard's): the slot of the
+                    // keys just deleted.
+                    let released = ledgers.map_or_else(Vec::new, |l| l.group(&chunk));
+                    for (ledger, members) in released {
                         tokio::time::timeout(
                             step_timeout,
                             conn.route_command(
-                                commands::release_cmd(ledger, &chunk),
-                                slot_of(ledger),
+                                commands::release_cmd(&ledger, &members),
+                                slot_of(&ledger),
                             ),
                         )
                         .await

@@ -1,10 +1,15 @@
-//! The key builder: entry keys, invalidation-generation keys and SCAN patterns from one place.
+//! The key builder: entry keys, invalidation-generation keys and SCAN patterns from one place; what changes for
+//! a tenant spread over several hash tags is in `shards.rs` (design 0024).
 
-use std::fmt;
+mod shards;
+
+use std::{fmt, sync::Arc};
 
 use fernando_cache_config::{CacheType, Environment};
 
 use crate::{GenerationKeys, KeyError, TenantId, escape::escape_glob, escape::escape_segment};
+
+pub use shards::ShardCounts;
 
 /// Whose namespace a key lives in: one tenant's, or the explicitly global one for shared reference data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -150,11 +155,18 @@ impl fmt::Display for CacheKey {
 }
 
 /// Builds every key and pattern of one namespace and environment.
+///
+/// A tenant spread over several hash tags ([`KeyBuilder::with_shards`], design 0024) has each entry under the
+/// tag `{tenant_<id>%s<n>}` of its shard `n`, with that shard's own generation keys and byte ledger; every
+/// other key keeps the tag `{tenant_<id>}`.
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
     /// `{namespace}:{environment}:`
     prefix: String,
     max_tenant_len: usize,
+    /// How many shards each tenant has; `None` while every tenant is on one hash tag, so an entry key of the
+    /// usual layout costs one check more than before shards existed.
+    shards: Option<Arc<ShardCounts>>,
 }
 
 impl KeyBuilder {
@@ -166,6 +178,7 @@ impl KeyBuilder {
         KeyBuilder {
             prefix: format!("{}:{}:", escape_segment(namespace), environment.as_str()),
             max_tenant_len: max_tenant_len.min(TenantId::MAX_LEN),
+            shards: None,
         }
     }
 
@@ -194,7 +207,8 @@ impl KeyBuilder {
     /// The keys of a scope's quota ledgers: `[bytes, requests]`, under `{namespace}:{environment}:_quota:` and
     /// the scope's hash tag — outside every tenant's data pattern (a sweep never deletes them), and in the
     /// scope's slot on a cluster. `bytes` names the entries the scope holds and their sizes; `requests` counts
-    /// the scope's requests in the current window.
+    /// the scope's requests in the current window. A tenant spread over shards keeps its one `requests` counter
+    /// here, but charges each entry to its shard's ledger ([`Self::byte_ledger_of`], [`Self::byte_ledgers`]).
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
@@ -202,7 +216,7 @@ impl KeyBuilder {
         let mut base = String::with_capacity(self.prefix.len() + 40);
         base.push_str(&self.prefix);
         base.push_str("_quota:");
-        self.push_scope(&mut base, scope.into())?;
+        self.push_scope(&mut base, scope.into(), None)?;
         Ok([format!("{base}:bytes"), format!("{base}:requests")])
     }
 
@@ -211,7 +225,14 @@ impl KeyBuilder {
         format!("{}_lease", self.prefix)
     }
 
-    fn push_scope(&self, out: &mut String, scope: ScopeRef<'_>) -> Result<(), KeyError> {
+    /// Writes the scope's hash tag: `{tenant_<id>}`, or `{tenant_<id>%s<n>}` for shard `n` of a tenant spread
+    /// over shards (never for the global scope, which is not sharded).
+    fn push_scope(
+        &self,
+        out: &mut String,
+        scope: ScopeRef<'_>,
+        shard: Option<u16>,
+    ) -> Result<(), KeyError> {
         match scope {
             ScopeRef::Tenant(t) => {
                 // A `TenantId` is valid by construction; only this builder's (configurable) length limit is
@@ -225,6 +246,9 @@ impl KeyBuilder {
                 }
                 out.push_str("{tenant_");
                 out.push_str(&escape_segment(t.as_str()));
+                if let Some(n) = shard {
+                    shards::push_shard(out, n);
+                }
                 out.push('}');
             }
             ScopeRef::Global => out.push_str("{global}"),
@@ -232,7 +256,8 @@ impl KeyBuilder {
         Ok(())
     }
 
-    /// The key of one entry.
+    /// The key of one entry. For a tenant spread over shards, the entry's shard is a hash of its specific key
+    /// (design 0024), so the same key always lands on the same shard.
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit, [`KeyError::KeyTooLong`] when
@@ -265,10 +290,12 @@ impl KeyBuilder {
                 max: Self::MAX_SPECIFIC_KEY_LEN,
             });
         }
+        let specific = escape_segment(specific);
+        let shard = self.entry_shard(scope, &specific);
         buffer.clear();
         buffer.reserve(
             self.prefix.len()
-                + 10
+                + 14
                 + scope.label().len()
                 + cache_type.as_str().len()
                 + specific.len()
@@ -276,11 +303,11 @@ impl KeyBuilder {
         );
         let mut out = buffer;
         out.push_str(&self.prefix);
-        self.push_scope(&mut out, scope)?;
+        self.push_scope(&mut out, scope, shard)?;
         out.push(':');
         out.push_str(cache_type.as_str());
         out.push(':');
-        out.push_str(&escape_segment(specific));
+        out.push_str(&specific);
         Ok(CacheKey(out))
     }
 
@@ -291,7 +318,10 @@ impl KeyBuilder {
         entry_key.rfind(':').map_or(entry_key, |i| &entry_key[..i])
     }
 
-    /// The generation keys an entry of `(scope, cache_type)` is checked against.
+    /// The generation keys an entry of `(scope, cache_type)` is checked against when the scope is on one hash
+    /// tag. An entry of a tenant spread over shards is checked against its shard's
+    /// ([`Self::generation_keys_of`]), and an invalidation bumps every shard's
+    /// ([`Self::generation_keys_per_shard`]).
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
@@ -300,13 +330,23 @@ impl KeyBuilder {
         scope: impl Into<ScopeRef<'s>>,
         cache_type: &CacheType,
     ) -> Result<GenerationKeys, KeyError> {
-        let scope = scope.into();
+        self.generation_keys_at(scope.into(), cache_type, None)
+    }
+
+    /// The generation keys of `(scope, cache_type)` on the scope's one hash tag (`shard` `None`) or on shard
+    /// `shard` of a tenant spread over shards.
+    fn generation_keys_at(
+        &self,
+        scope: ScopeRef<'_>,
+        cache_type: &CacheType,
+        shard: Option<u16>,
+    ) -> Result<GenerationKeys, KeyError> {
         let mut type_key = String::with_capacity(
-            self.prefix.len() + 16 + scope.label().len() + cache_type.as_str().len(),
+            self.prefix.len() + 20 + scope.label().len() + cache_type.as_str().len(),
         );
         type_key.push_str(&self.prefix);
         type_key.push_str("_gen:");
-        self.push_scope(&mut type_key, scope)?;
+        self.push_scope(&mut type_key, scope, shard)?;
         let scope_len = type_key.len();
         type_key.push(':');
         type_key.push_str(cache_type.as_str());
@@ -336,7 +376,8 @@ impl KeyBuilder {
         globs
     }
 
-    /// A SCAN MATCH pattern for every entry of a scope, or of one type in it.
+    /// A SCAN MATCH pattern for every entry of a scope, or of one type in it, under the scope's one hash tag —
+    /// for a tenant spread over shards, [`Self::scan_patterns`] gives every pattern its entries match.
     ///
     /// The scope's own text is glob-escaped, so the pattern matches that scope's keys and no others. An
     /// over-long tenant yields a pattern that matches nothing it does not own (such a tenant cannot have keys).
@@ -345,7 +386,8 @@ impl KeyBuilder {
     }
 
     /// A SCAN MATCH pattern for entries of a scope (and optionally a type) whose *specific key* matches
-    /// `key_glob`, a Redis glob written against unescaped keys (`*`, `?`, `[…]`).
+    /// `key_glob`, a Redis glob written against unescaped keys (`*`, `?`, `[…]`), under the scope's one hash tag
+    /// — for a tenant spread over shards, [`Self::key_patterns`] gives every pattern its entries match.
     ///
     /// The glob can only ever match inside the given scope: the scope prefix is literal. Characters `%` and `:`
     /// inside the glob are escaped the way keys are, so `inv:*` matches keys that start with `inv:`.
@@ -374,266 +416,31 @@ impl KeyBuilder {
             }
             Scope::Global => literal.push_str("{global}"),
         }
-        literal.push(':');
-        if let Some(t) = cache_type {
-            literal.push_str(t.as_str());
-            literal.push(':');
-        }
         let mut out = escape_glob(&literal).into_owned();
-        match (cache_type, key_glob) {
-            (_, None) => out.push('*'),
-            (Some(_), Some(glob)) => out.push_str(&escape_segment(glob)),
-            (None, Some(glob)) => {
-                // Any type (a type name never contains ':' or a glob character), then the key glob.
-                out.push_str("*:");
-                out.push_str(&escape_segment(glob));
-            }
-        }
+        push_pattern_rest(&mut out, cache_type, key_glob);
         out
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_entry_keys_group_is_its_scope_and_type() {
-        let keys = KeyBuilder::new("fernando", Environment::Production, 128);
-        let t = TenantId::new("a:b").unwrap();
-        let k = keys.key(&t, &CacheType::DOC_HASH, "x:y/z").unwrap();
-        assert_eq!(
-            KeyBuilder::group_of(k.as_str()),
-            "fernando:production:{tenant_a%3Ab}:doc_hash"
-        );
-        let other = keys.key(&t, &CacheType::OCR_RESULT, "x").unwrap();
-        assert_ne!(
-            KeyBuilder::group_of(k.as_str()),
-            KeyBuilder::group_of(other.as_str())
-        );
+/// The part of a SCAN pattern after the scope's hash tag: `:`, the type (or any), `:`, the key glob (or any).
+fn push_pattern_rest(out: &mut String, cache_type: Option<&CacheType>, key_glob: Option<&str>) {
+    let mut literal = String::with_capacity(24);
+    literal.push(':');
+    if let Some(t) = cache_type {
+        literal.push_str(t.as_str());
+        literal.push(':');
     }
-
-    use proptest::prelude::*;
-
-    use super::*;
-
-    #[test]
-    fn quota_keys_share_the_scopes_slot_outside_its_data() {
-        let keys = builder();
-        let t = tenant("acme");
-        let [bytes, requests] = keys.quota_keys(&t).unwrap();
-        assert_eq!(bytes, "fernando:production:_quota:{tenant_acme}:bytes");
-        assert_eq!(
-            requests,
-            "fernando:production:_quota:{tenant_acme}:requests"
-        );
-        // The tenant's data pattern starts with its scope right after the prefix; quota keys do not.
-        let data = keys.scan_pattern(&t, None);
-        assert_eq!(data, "fernando:production:{tenant_acme}:*");
-    }
-
-    #[test]
-    fn tenant_globs_match_the_tenants_keys_and_no_other_tenants() {
-        let keys = builder();
-        let acme = TenantId::new("acme").unwrap();
-        let globs = keys.tenant_globs(&acme);
-        let matches = |key: &str| {
-            globs
-                .iter()
-                .any(|g| crate::glob_match(g.as_bytes(), key.as_bytes()))
-        };
-        let t: Scope = acme.clone().into();
-        let entry = keys.key(&t, &CacheType::DOC_HASH, "x").unwrap();
-        let gens = keys.generation_keys(&t, &CacheType::DOC_HASH).unwrap();
-        let [bytes, requests] = keys.quota_keys(&t).unwrap();
-        for key in [
-            entry.as_str(),
-            gens.scope(),
-            gens.cache_type(),
-            &keys.lease_key(&entry),
-            &bytes,
-            &requests,
-            "fernando:production:{tenant_acme%s3}:doc_hash:x",
-            "fernando:production:_gen:{tenant_acme%s0}:doc_hash",
-        ] {
-            assert!(matches(key), "{key} is acme's");
-        }
-        for other in [
-            "acme2",
-            "acm",
-            "acme}",
-            "acme%s1",
-            "acme%",
-            "acme*",
-            "{tenant_acme}",
-        ] {
-            let o: Scope = TenantId::new(other).unwrap().into();
-            let entry = keys.key(&o, &CacheType::DOC_HASH, "x").unwrap();
-            let gens = keys.generation_keys(&o, &CacheType::DOC_HASH).unwrap();
-            let [bytes, _] = keys.quota_keys(&o).unwrap();
-            for key in [
-                entry.as_str(),
-                gens.scope(),
-                &keys.lease_key(&entry),
-                &bytes,
-            ] {
-                assert!(!matches(key), "{key} belongs to {other:?}, not acme");
-            }
-        }
-        let global = keys.key(&Scope::Global, &CacheType::DOC_HASH, "x").unwrap();
-        assert!(!matches(global.as_str()));
-    }
-
-    fn builder() -> KeyBuilder {
-        KeyBuilder::new("fernando", Environment::Production, 128)
-    }
-
-    fn tenant(s: &str) -> Scope {
-        TenantId::new(s).unwrap().into()
-    }
-
-    #[test]
-    fn layout_matches_the_seed() {
-        let k = builder()
-            .key(&tenant("user123"), &CacheType::DOC_HASH, "a1b2c3d4e5f6")
-            .unwrap();
-        assert_eq!(
-            k.as_str(),
-            "fernando:production:{tenant_user123}:doc_hash:a1b2c3d4e5f6"
-        );
-        let g = builder()
-            .key(&Scope::Global, &CacheType::REFERENCE_DATA, "countries")
-            .unwrap();
-        assert_eq!(
-            g.as_str(),
-            "fernando:production:{global}:reference_data:countries"
-        );
-        let gens = builder()
-            .generation_keys(&tenant("a:b"), &CacheType::SESSION)
-            .unwrap();
-        assert_eq!(gens.scope(), "fernando:production:_gen:{tenant_a%3Ab}");
-        assert_eq!(
-            gens.cache_type(),
-            "fernando:production:_gen:{tenant_a%3Ab}:session"
-        );
-    }
-
-    #[test]
-    fn hostile_tenants_get_distinct_keys_and_literal_patterns() {
-        let b = builder();
-        let tenants = ["a", "a:b", "*", "a%3Ab", "a\\", "[a]", "a?"];
-        let keys: Vec<_> = tenants
-            .iter()
-            .map(|t| b.key(&tenant(t), &CacheType::SESSION, "k").unwrap())
-            .collect();
-        for (i, k) in keys.iter().enumerate() {
-            for (j, other) in keys.iter().enumerate() {
-                if i != j {
-                    assert_ne!(k, other);
-                }
-            }
-        }
-        assert_eq!(
-            b.scan_pattern(&tenant("*"), None),
-            "fernando:production:{tenant_\\*}:*"
-        );
-        assert_eq!(
-            b.scan_pattern(&tenant("a:b"), Some(&CacheType::SESSION)),
-            "fernando:production:{tenant_a%3Ab}:session:*"
-        );
-        assert_eq!(
-            b.key_pattern(&tenant("a"), Some(&CacheType::SESSION), "user:*"),
-            "fernando:production:{tenant_a}:session:user%3A*"
-        );
-        assert_eq!(
-            b.key_pattern(&tenant("a"), None, "x*"),
-            "fernando:production:{tenant_a}:*:x*"
-        );
-    }
-
-    #[test]
-    fn limits_are_enforced() {
-        let b = KeyBuilder::new("fernando", Environment::Test, 4);
-        assert!(matches!(
-            b.key(&tenant("abcde"), &CacheType::SESSION, "k"),
-            Err(KeyError::TenantTooLong { len: 5, max: 4 })
-        ));
-        assert!(matches!(
-            b.key(&tenant("abc"), &CacheType::SESSION, &"k".repeat(5000)),
-            Err(KeyError::KeyTooLong { .. })
-        ));
-    }
-
-    /// A tiny model of Redis glob matching, enough to check our patterns: `*`, `?` and backslash escapes.
-    fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-        match pattern.first() {
-            None => text.is_empty(),
-            Some(b'*') => (0..=text.len()).any(|i| glob_match(&pattern[1..], &text[i..])),
-            Some(b'?') => !text.is_empty() && glob_match(&pattern[1..], &text[1..]),
-            Some(b'\\') if pattern.len() > 1 => {
-                text.first() == Some(&pattern[1]) && glob_match(&pattern[2..], &text[1..])
-            }
-            Some(c) => text.first() == Some(c) && glob_match(&pattern[1..], &text[1..]),
-        }
-    }
-
-    fn tenant_strategy() -> impl Strategy<Value = String> {
-        proptest::string::string_regex("[a-c:%*?{}\\\\\\[\\]]{1,6}").unwrap()
-    }
-
-    /// The part of a key Redis Cluster hashes: between the first `{` and the first `}` after it, when that is
-    /// not empty (the rule of the cluster specification).
-    fn hash_tag(key: &str) -> &str {
-        if let Some(open) = key.find('{')
-            && let Some(len) = key[open + 1..].find('}')
-            && len > 0
-        {
-            return &key[open + 1..open + 1 + len];
-        }
-        key
-    }
-
-    proptest! {
-        #[test]
-        fn keys_are_one_to_one(
-            t1 in tenant_strategy(), t2 in tenant_strategy(),
-            k1 in any::<String>(), k2 in any::<String>(),
-            ty1 in 0usize..8, ty2 in 0usize..8,
-        ) {
-            let b = builder();
-            let a = b.key(&tenant(&t1), &CacheType::BUILT_IN[ty1], &k1).unwrap();
-            let c = b.key(&tenant(&t2), &CacheType::BUILT_IN[ty2], &k2).unwrap();
-            prop_assert_eq!(a == c, (t1, ty1, k1) == (t2, ty2, k2));
-        }
-
-        #[test]
-        fn tenant_patterns_match_only_their_tenant(
-            t1 in tenant_strategy(), t2 in tenant_strategy(), k in "[a-z:*]{0,6}",
-        ) {
-            let b = builder();
-            let key = b.key(&tenant(&t2), &CacheType::SESSION, &k).unwrap();
-            let pattern = b.scan_pattern(&tenant(&t1), None);
-            prop_assert_eq!(glob_match(pattern.as_bytes(), key.as_str().as_bytes()), t1 == t2);
-            let typed = b.scan_pattern(&tenant(&t1), Some(&CacheType::SESSION));
-            prop_assert_eq!(glob_match(typed.as_bytes(), key.as_str().as_bytes()), t1 == t2);
-            let gens = b.generation_keys(&tenant(&t2), &CacheType::SESSION).unwrap();
-            prop_assert!(!glob_match(pattern.as_bytes(), gens.scope().as_bytes()));
-        }
-
-        /// An entry and both its generation keys hash to one cluster slot, whatever the tenant is called, so a
-        /// read of all three is one single-slot command.
-        #[test]
-        fn an_entry_shares_its_slot_with_its_generations(
-            t in tenant_strategy(), k in any::<String>(), ty in 0usize..8,
-        ) {
-            let b = builder();
-            let key = b.key(&tenant(&t), &CacheType::BUILT_IN[ty], &k).unwrap();
-            let gens = b.generation_keys(&tenant(&t), &CacheType::BUILT_IN[ty]).unwrap();
-            let tag = hash_tag(key.as_str());
-            prop_assert!(tag.starts_with("tenant_"), "{}", key);
-            prop_assert_eq!(hash_tag(gens.scope()), tag);
-            prop_assert_eq!(hash_tag(gens.cache_type()), tag);
-            let lease = b.lease_key(&key);
-            prop_assert_eq!(hash_tag(&lease), tag);
-            prop_assert!(!glob_match(b.scan_pattern(&tenant(&t), None).as_bytes(), lease.as_bytes()));
+    out.push_str(&escape_glob(&literal));
+    match (cache_type, key_glob) {
+        (_, None) => out.push('*'),
+        (Some(_), Some(glob)) => out.push_str(&escape_segment(glob)),
+        (None, Some(glob)) => {
+            // Any type (a type name never contains ':' or a glob character), then the key glob.
+            out.push_str("*:");
+            out.push_str(&escape_segment(glob));
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
