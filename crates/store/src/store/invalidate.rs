@@ -6,7 +6,7 @@ use fernando_cache_keys::{AsScope, Scope, ScopeRef, layout};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug_span};
 
-use super::{ALL_TYPES, Store, sweeps};
+use super::{ALL_TYPES, Store, route::Role, sweeps};
 use crate::{BackendError, StoreError};
 
 /// How an invalidation takes effect.
@@ -268,10 +268,10 @@ impl Store {
                 } else {
                     g.scope()
                 };
+                let lane = self.lane((&scope).into());
                 self.call(
-                    self.inner
-                        .backend
-                        .storage()
+                    &lane,
+                    lane.storage()
                         .bump_generation(gen_key, self.inner.generation_ttl),
                 )
                 .await
@@ -373,29 +373,37 @@ impl Store {
         outcome
     }
 
+    /// One sweep of `pattern` on the scope's backend, through its breaker. An `acl` tenant's keys are found by
+    /// the shared user's `SCAN` (which the tenant's user may not run: it would show other tenants' key names)
+    /// and deleted as the tenant's user (design 0023).
     async fn sweep_now(
         &self,
         scope: &Scope,
         series: &crate::metrics::SeriesRef<'_>,
         pattern: &str,
     ) -> Result<u64, StoreError> {
-        let Some(permit) = self.inner.breaker.acquire() else {
+        let lane = self.lane(scope.into());
+        let Some(permit) = lane.breaker.acquire() else {
             return Err(StoreError::Unavailable {
                 op: "invalidate",
                 source: BackendError::CircuitOpen,
             });
         };
-        let r = self
-            .inner
-            .backend
-            .storage()
-            .delete_matching(
-                pattern,
-                self.inner.scan_batch,
-                self.inner.timeout,
-                self.byte_ledger(scope).as_deref(),
-            )
-            .await;
+        let ledger = self.byte_ledger(scope);
+        let (batch, step) = (self.inner.scan_batch, self.inner.timeout);
+        let r = match lane.role {
+            Role::Acl => {
+                self.shared_lane()
+                    .backend
+                    .delete_matching_as(&lane.backend, pattern, batch, step, ledger.as_deref())
+                    .await
+            }
+            Role::Shared | Role::Dedicated => {
+                lane.storage()
+                    .delete_matching(pattern, batch, step, ledger.as_deref())
+                    .await
+            }
+        };
         if let Some(l1) = &self.inner.l1 {
             l1.changed_all();
         }
@@ -408,6 +416,7 @@ impl Store {
             Err(source) => {
                 if source.is_unavailability() {
                     permit.failure();
+                    self.note_unavailable(&lane, &source);
                 } else {
                     permit.success();
                 }
@@ -432,10 +441,10 @@ impl Store {
                 .keys
                 .generation_keys(&scope, &CacheType::SESSION)?
                 .tag(tag)?;
+            let lane = self.lane((&scope).into());
             self.call(
-                self.inner
-                    .backend
-                    .storage()
+                &lane,
+                lane.storage()
                     .bump_generation(&key, self.inner.generation_ttl),
             )
             .await

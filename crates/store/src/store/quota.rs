@@ -14,7 +14,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 use fernando_cache_keys::{AsScope, CacheKey, Scope, TenantId};
 use tracing::{Instrument, debug_span};
 
-use super::{ALL_TYPES, Store, WriteOutcome};
+use super::{ALL_TYPES, Store, WriteOutcome, route::Lane};
 use crate::{StoreError, metrics::SeriesRef};
 
 /// What a backend without [`Coordination`](crate::Coordination) is said to keep none of, when a byte quota
@@ -52,11 +52,12 @@ pub enum RequestQuota {
 }
 
 impl Store {
-    /// Charges a tenant's write of `bytes` kept for `kept` to its byte ledger. `None`: go on and write;
-    /// otherwise the outcome of a write that must not happen (over the quota, or the ledger unreachable — a
-    /// quota that cannot be checked is not waived).
+    /// Charges a tenant's write of `bytes` kept for `kept` to its byte ledger, on the tenant's `lane`. `None`:
+    /// go on and write; otherwise the outcome of a write that must not happen (over the quota, or the ledger
+    /// unreachable — a quota that cannot be checked is not waived).
     pub(super) async fn charge_quota(
         &self,
+        lane: &Lane,
         scope: &Scope,
         key: &CacheKey,
         bytes: usize,
@@ -75,7 +76,7 @@ impl Store {
         };
         let member = crate::backend::ledger_member(key.as_str());
         let charged = self
-            .coordinate(QUOTA_LEDGERS, |c| {
+            .coordinate(lane, QUOTA_LEDGERS, |c| {
                 c.charge(&ledger, &member, bytes as u64, kept, limit)
             })
             .await;
@@ -116,16 +117,16 @@ impl Store {
         Some(ledger)
     }
 
-    /// Releases a deleted entry from its tenant's byte ledger (best effort: a failure leaves it counted until
-    /// it would have expired).
-    pub(super) async fn release_quota(&self, scope: &Scope, key: &CacheKey) {
+    /// Releases a deleted entry from its tenant's byte ledger on the tenant's `lane` (best effort: a failure
+    /// leaves it counted until it would have expired).
+    pub(super) async fn release_quota(&self, lane: &Lane, scope: &Scope, key: &CacheKey) {
         let Some(ledger) = self.byte_ledger(scope) else {
             return;
         };
         let member = crate::backend::ledger_member(key.as_str());
         // Size 0, expiring at once: the next charge sweeps it out.
         let _ = self
-            .coordinate(QUOTA_LEDGERS, |c| {
+            .coordinate(lane, QUOTA_LEDGERS, |c| {
                 c.charge(&ledger, &member, 0, Duration::from_millis(1), 0)
             })
             .await;
@@ -140,15 +141,16 @@ impl Store {
             op: "quota_usage",
             source,
         };
+        let lane = self.lane(scope);
         let stored = self
-            .coordinate(QUOTA_LEDGERS, |c| {
+            .coordinate(&lane, QUOTA_LEDGERS, |c| {
                 c.charge(&ledger, "", 0, Duration::ZERO, 0)
             })
             .instrument(debug_span!("cache.quota_usage", tenant = tenant.as_str()))
             .await
             .map_err(unavailable)?;
         let counted = self
-            .coordinate(WINDOWED_COUNTERS, |c| {
+            .coordinate(&lane, WINDOWED_COUNTERS, |c| {
                 c.count_in_window(&requests, 0, q.shared_window)
             })
             .await
@@ -173,8 +175,9 @@ impl Store {
         let Ok([_, key]) = self.inner.keys.quota_keys(tenant.as_scope()) else {
             return RequestQuota::Allowed;
         };
+        let lane = self.lane(tenant.as_scope());
         let counted = self
-            .coordinate(WINDOWED_COUNTERS, |c| {
+            .coordinate(&lane, WINDOWED_COUNTERS, |c| {
                 c.count_in_window(&key, 1, q.shared_window)
             })
             .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))

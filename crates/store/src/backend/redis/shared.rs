@@ -204,3 +204,25 @@ pub(super) fn bump_generation<'a, T: Connected>(
         Ok(generation)
     })
 }
+
+/// `UNLINK` of one batch of keys (of one slot, on a cluster) and, with a byte ledger, their release from it:
+/// the delete half of a sweep whose `SCAN` runs over another connection — an `acl` tenant's sweep, scanned as
+/// the shared user, deleted as the tenant (design 0023).
+pub(super) fn unlink_releasing<'a, T: Connected>(
+    backend: &'a T,
+    keys: &'a [&'a str],
+    ledger: Option<&'a str>,
+) -> BoxFuture<'a, Result<u64, BackendError>> {
+    Box::pin(backend.with_conn(move |mut conn| async move {
+        let deleted: u64 = redis::cmd("UNLINK")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(ledger) = ledger {
+            let _: u64 = commands::release_cmd(ledger, keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(deleted)
+    }))
+}
