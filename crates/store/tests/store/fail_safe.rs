@@ -99,7 +99,7 @@ contract! {
             .unwrap_err();
         assert!(matches!(err, ComputeError::Compute(_)), "{err:?}");
     }
-    on [memory, disk, standalone, cluster]
+    on [memory, disk, standalone, cluster, acl, dedicated]
 }
 
 contract! {

@@ -54,7 +54,7 @@ contract! {
         );
         assert_eq!(visible(store, &CacheType::BILLING, 25).await, 25);
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, acl, dedicated]
 }
 
 contract! {
@@ -121,7 +121,7 @@ contract! {
             None
         );
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, acl, dedicated]
 }
 
 contract! {
@@ -138,7 +138,7 @@ contract! {
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
         assert_eq!(stored_keys(d, store, &CacheType::BILLING), 0);
     }
-    on [disk, standalone, cluster, sentinel]
+    on [disk, standalone, cluster, sentinel, acl, dedicated]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,5 +188,5 @@ contract! {
         assert_eq!(swept, 10);
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
     }
-    on [disk, standalone, cluster]
+    on [disk, standalone, cluster, acl, dedicated]
 }
