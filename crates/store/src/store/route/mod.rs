@@ -30,9 +30,11 @@ use crate::{Backend, BackendError, Cause, StoreError, breaker::Breaker, deadline
 pub(crate) const OPEN_ACL_TENANTS: u64 = 128;
 
 /// Hot (multiplexed) connections per open `acl` tenant: a tenant's traffic is a share of the process's.
+#[cfg(feature = "redis")]
 const ACL_HOT_CONNECTIONS: usize = 2;
 
 /// Pooled connections per open `acl` tenant (sweeps scan over the shared connection, so they are rarely used).
+#[cfg(feature = "redis")]
 const ACL_POOL: usize = 2;
 
 /// How long a tenant whose connections could not be opened (its password unreadable) is answered with that
@@ -71,7 +73,9 @@ impl Isolations {
     pub fn of_tenant(&self, tenant: &str) -> &'static str {
         self.listed
             .binary_search_by(|(id, _)| id.as_str().cmp(tenant))
-            .map_or(self.default, |i| self.listed[i].1)
+            .ok()
+            .and_then(|i| self.listed.get(i))
+            .map_or(self.default, |(_, isolation)| *isolation)
     }
 }
 
@@ -469,7 +473,7 @@ impl Store {
         user: &str,
         password: &SecretSource,
     ) -> Result<(), StoreError> {
-        let setup = |source| StoreError::Setup { source };
+        let setup = |source: BackendError| StoreError::Setup { source };
         acl::check_user(user).map_err(|e| setup(tenant_error(tenant.as_str(), e)))?;
         let password =
             secret::read(user, password).map_err(|e| setup(tenant_error(tenant.as_str(), e)))?;
