@@ -295,7 +295,7 @@ impl Routes {
         tenant: &str,
         last_unavailable: &std::sync::Mutex<Option<String>>,
     ) -> LaneRef<'_> {
-        let unopened = |e: BackendError| {
+        let failing = |e: BackendError| {
             Arc::new(Lane::new(
                 Backend::custom(
                     Arc::new(unopened::Unopened(e.clone())),
@@ -307,7 +307,7 @@ impl Routes {
             ))
         };
         let Some(acl) = &self.acl else {
-            return LaneRef::Held(unopened(tenant_error(
+            return LaneRef::Held(failing(tenant_error(
                 tenant,
                 BackendError::Other("no acl connections were prepared".into()),
             )));
@@ -341,7 +341,7 @@ impl Routes {
                     "the tenant's Redis user cannot connect; its cache calls degrade until it can"
                 );
                 *last_unavailable.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                let lane = unopened(e);
+                let lane = failing(e);
                 acl.failed.insert(tenant.to_owned(), lane.clone());
                 LaneRef::Held(lane)
             }
