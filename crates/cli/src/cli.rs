@@ -8,7 +8,7 @@ use fernando_cache_config::{Environment, LoadOptions, Settings};
 
 use crate::{
     args::{parse_duration, parse_ttl},
-    commands::{self, cache::CacheCommand},
+    commands::{self, cache::CacheCommand, tenant::TenantCommand},
 };
 
 /// A Redis caching layer for document-processing platforms.
@@ -119,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// One tenant's place in the cache: the Redis user of an acl tenant.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// Hit ratio, traffic and latency per tenant and cache type, from the statistics database.
     #[command(after_help = commands::stats::HELP)]
     Stats {
@@ -218,6 +223,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             commands::proxy::run(&settings, options).await
         }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
+        Command::Tenant { command } => commands::tenant::run(&settings, command).await,
         Command::Stats { since, json } => {
             commands::stats::run(&settings, since, json, cli.redis_url.is_some()).await
         }

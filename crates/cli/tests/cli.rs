@@ -568,3 +568,104 @@ fn sealed_values_use_keys_from_the_environment_and_never_print_them() {
         "trace logging produced nothing to search"
     );
 }
+
+/// `tenant acl` prints the Redis user of an `acl` tenant from the store's rules (its password a placeholder),
+/// and `--apply` makes it with the password the store reads: the tenant is then served as that user, and the
+/// password appears in no output. A tenant under another strategy is refused in one line; `cache stats` names
+/// each tenant's strategy.
+#[test]
+fn tenant_acl_prints_and_applies_an_acl_tenants_redis_user() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let secret = "s3cret-of-acme";
+    let env = [
+        ("FERNANDO_CACHE__TENANTS__ACME__ISOLATION", "acl"),
+        (
+            "FERNANDO_CACHE__TENANTS__ACME__ACL_PASSWORD_ENV",
+            "ACME_REDIS_PASSWORD",
+        ),
+        ("ACME_REDIS_PASSWORD", secret),
+    ];
+    let out = run_env(&url, &env, &["tenant", "acl", "--tenant", "acme"], b"");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER "))
+        .unwrap_or_else(|| panic!("no ACL SETUSER line: {printed}"));
+    assert!(line.starts_with("ACL SETUSER fernando-acme on "), "{line}");
+    assert!(line.ends_with(" >PASSWORD"), "{line}");
+    for rule in [
+        "resetkeys",
+        "~fernando:test:{tenant_acme}:*",
+        "resetchannels",
+        "-@all",
+        "+get",
+    ] {
+        assert!(line.split(' ').any(|w| w == rule), "{rule} in {line}");
+    }
+    assert!(
+        printed.contains("ACME_REDIS_PASSWORD") && !printed.contains(secret),
+        "{printed}"
+    );
+
+    let out = run_env(
+        &url,
+        &env,
+        &["tenant", "acl", "--tenant", "acme", "--apply"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("fernando-acme") && !said.contains(secret),
+        "{said}"
+    );
+    let users = server.command(&["ACL", "LIST"]).unwrap();
+    assert!(users.contains("user fernando-acme on"), "{users}");
+
+    let entry = ["--tenant", "acme", "--type", "session", "--key", "k"];
+    let out = run_env(
+        &url,
+        &env,
+        &[&["cache", "set"][..], &entry[..]].concat(),
+        b"value",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_env(
+        &url,
+        &env,
+        &[&["cache", "get"][..], &entry[..]].concat(),
+        b"",
+    );
+    assert_eq!(
+        out.stdout,
+        b"value",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run_env(&url, &env, &["cache", "stats", "--json"], b"");
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["isolation"]["default"], "namespace");
+    assert_eq!(stats["isolation"]["tenants"]["acme"], "acl");
+
+    let out = run_env(&url, &env, &["tenant", "acl", "--tenant", "globex"], b"");
+    assert_one_line_error(&out, "runs namespace isolation");
+}

@@ -12,11 +12,14 @@
 //!   tenants on one hash tag, through one store, keys on every primary (goal ≥ 0.95×);
 //! - cross-process single-flight: 8 processes of the `fernando-cache` binary (`cache probe`, path in
 //!   `FERNANDO_CACHE_BIN`, set by `cargo xtask bench cluster`) × 64 callers on one cold key with a 300 ms
-//!   computation: computations in all, and how long callers waited past the computation (p50 / p99).
+//!   computation: computations in all, and how long callers waited past the computation (p50 / p99);
+//! - isolation strategies (design 0023), on one server, in one store: an `acl` tenant's hit (its own Redis
+//!   user, no tracking: the generations are read with every hit) vs a `namespace` tenant's (goal ≥ 0.95×), and
+//!   what routing costs a `namespace` tenant's hit: a store with `acl` tenants vs one without.
 //!
 //! Pairs are measured in short alternating windows and judged by the median of per-window ratios
 //! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module). `BENCH_ONLY` (comma-separated: `cluster`,
-//! `mget`, `single`, `flight`, `shards`, `sweep`, `processes`) runs only those sections; `BENCH_CONNECTIONS` sets
+//! `mget`, `single`, `flight`, `shards`, `sweep`, `processes`, `acl`) runs only those sections; `BENCH_CONNECTIONS` sets
 //! `redis.multiplexed_connections` of both stores (default 4, the production profile's). A smoke run
 //! (`BENCH_SMOKE`) sweeps 8 tenants of 50 entries and starts 2 processes.
 
@@ -318,6 +321,79 @@ async fn shard_pair(cluster: &RedisCluster, connections: &str) {
     );
 }
 
+/// An `acl` tenant's hit vs a `namespace` tenant's in one store on `server` (their users made by
+/// `Admin::apply_acl`), and a `namespace` hit in that store (which routes) vs in a store without plans.
+async fn isolation_pairs(server: &RedisServer) {
+    let password = tempfile::NamedTempFile::new().expect("a password file");
+    std::fs::write(password.path(), "bench-acl-password\n").unwrap();
+    let path = password.path().display().to_string();
+    let mut plans: Vec<(String, String)> = Vec::new();
+    for i in 0..TENANTS {
+        plans.push((format!("tenants.acl{i}.isolation"), "acl".to_owned()));
+        plans.push((format!("tenants.acl{i}.acl_password_file"), path.clone()));
+    }
+    let conns = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "4".into());
+    let load = |with_plans: bool| {
+        let mut options = LoadOptions::isolated(Environment::Production)
+            .set_all([fernando_cache_testkit::bench::sealing_keys()])
+            .set_all(server.overrides())
+            .set("redis.multiplexed_connections", conns.as_str());
+        if with_plans {
+            options = options.set_all(plans.iter().cloned());
+        }
+        Store::from_settings(&Settings::load(options).expect("bench settings")).unwrap()
+    };
+    let (routed, plain) = (load(true), load(false));
+    let acl: Arc<Vec<TenantId>> = Arc::new(
+        (0..TENANTS)
+            .map(|i| TenantId::new(format!("acl{i}")).unwrap())
+            .collect(),
+    );
+    let namespace = tenants();
+    for t in acl.iter() {
+        let (user, source) = routed.admin().acl_user(t).expect("an acl tenant");
+        routed.admin().apply_acl(t, &user, &source).await.unwrap();
+    }
+    let value = "x".repeat(100);
+    for t in acl.iter().chain(namespace.iter()) {
+        let outcome = routed
+            .set(t, &CacheType::OCR_RESULT, "hot", &value)
+            .await
+            .unwrap();
+        assert_eq!(outcome, fernando_cache_store::WriteOutcome::Stored);
+    }
+    let hits = |store: Store, tenants: Arc<Vec<TenantId>>| {
+        move |i: usize| {
+            let (store, tenants) = (store.clone(), tenants.clone());
+            async move {
+                let v: Option<String> = store
+                    .get(&tenants[i % TENANTS], &CacheType::OCR_RESULT, "hot")
+                    .await
+                    .unwrap();
+                assert!(v.is_some());
+            }
+        }
+    };
+    let (b, s, ratio) = pair(
+        TASKS,
+        hits(routed.clone(), namespace.clone()),
+        hits(routed.clone(), acl),
+    )
+    .await;
+    println!(
+        "| one server: acl tenant hit vs namespace tenant hit (goal ≥ 0.95×) | 100 B | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |"
+    );
+    let (b, s, ratio) = pair(
+        TASKS,
+        hits(plain, namespace.clone()),
+        hits(routed, namespace),
+    )
+    .await;
+    println!(
+        "| one server: namespace tenant hit, store with acl tenants vs without | 100 B | {TASKS} | {b:>9.0} | {s:>9.0} | {ratio:.2}× |"
+    );
+}
+
 /// 8 processes (2 in a smoke run) × 64 callers on one cold key, computation 300 ms.
 fn cross_process(cluster: &RedisCluster) {
     let processes: usize = scaled(8, 2);
@@ -443,6 +519,9 @@ fn main() {
         if enabled("shards") {
             let conns = std::env::var("BENCH_CONNECTIONS").unwrap_or_else(|_| "4".into());
             shard_pair(&cluster, &conns).await;
+        }
+        if enabled("acl") {
+            isolation_pairs(&single).await;
         }
         if enabled("sweep") {
             println!("\n| sweep | result | time (5 runs) |");

@@ -1,5 +1,7 @@
 //! A circuit breaker: after a run of failed backend calls it opens, and calls return at once (degraded) until a
-//! single probe call succeeds.
+//! single probe call succeeds. Each backend a store reaches has its own (design 0023): the shared one, and a
+//! tenant's own connections under `acl` or `dedicated` isolation, so one tenant's dead server never opens the
+//! breaker every other tenant goes through.
 
 use std::{
     sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
@@ -41,6 +43,8 @@ pub(crate) struct Breaker {
     failures: AtomicU32,
     opened_at_ms: AtomicU64,
     opened_total: AtomicU64,
+    /// The tenant whose own connections it guards, for the log; `None` for the shared backend's.
+    owner: Option<Box<str>>,
 }
 
 /// Permission to make one call; report its outcome with [`Permit::success`] or [`Permit::failure`]. A probe
@@ -62,7 +66,19 @@ impl Breaker {
             failures: AtomicU32::new(0),
             opened_at_ms: AtomicU64::new(0),
             opened_total: AtomicU64::new(0),
+            owner: None,
         }
+    }
+
+    /// The breaker of `tenant`'s own connections: the same, with the tenant named in its log lines.
+    pub(crate) fn owned_by(mut self, tenant: &str) -> Self {
+        self.owner = Some(format!("tenant {tenant:?}").into());
+        self
+    }
+
+    /// Whose backend it guards, as its log lines name it: `shared`, or `tenant "acme"`.
+    fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or("shared")
     }
 
     fn now_ms(&self) -> u64 {
@@ -100,7 +116,10 @@ impl Breaker {
                         .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                 {
-                    tracing::info!("cache backend circuit breaker half-open: probing");
+                    tracing::info!(
+                        backend = self.owner(),
+                        "cache backend circuit breaker half-open: probing"
+                    );
                     Some(Permit {
                         breaker: self,
                         probe: true,
@@ -129,7 +148,10 @@ impl Permit<'_> {
         }
         if self.probe {
             b.state.store(CLOSED, Ordering::Release);
-            tracing::info!("cache backend recovered: circuit breaker closed");
+            tracing::info!(
+                backend = b.owner(),
+                "cache backend recovered: circuit breaker closed"
+            );
         }
     }
 
@@ -151,6 +173,7 @@ impl Permit<'_> {
             b.opened_total.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 failures,
+                backend = b.owner(),
                 open_for = ?b.open_for,
                 "cache backend failing: circuit breaker open, operating degraded"
             );

@@ -68,8 +68,8 @@ pub use metrics::{
 };
 pub use store::{
     Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Invalidation,
-    InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served, Store, Target, Write,
-    WriteOutcome,
+    InvalidationStrategy, Isolations, QuotaUsage, RefreshClaim, RequestQuota, Served, Store,
+    Target, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -417,9 +417,17 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
         (Some(h), Some(m)) if h + m > 0 => Some(h as f64 / (h + m) as f64),
         _ => None,
     };
+    // Which isolation each tenant runs (design 0023): names only.
+    let isolations = store.admin().isolations();
     if json {
+        let tenants: serde_json::Map<String, serde_json::Value> = isolations
+            .listed
+            .iter()
+            .map(|(t, i)| (t.clone(), serde_json::Value::from(*i)))
+            .collect();
         let value = serde_json::json!({
             "backend": store.admin().backend_kind(),
+            "isolation": { "default": isolations.default, "tenants": tenants },
             "breaker": store.metrics().breaker.as_str(),
             "keys": info.keys,
             "used_memory": info.used_memory,
@@ -461,6 +469,7 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
             "server hit ratio",
             ratio.map_or_else(|| "-".into(), |r| format!("{:.1} %", r * 100.0)),
         ),
+        ("isolation (default)", isolations.default.to_owned()),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
@@ -478,6 +487,10 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => println!("node {}  unavailable: {e}", n.address),
         }
+    }
+    // Each tenant with a plan of its own.
+    for (tenant, isolation) in &isolations.listed {
+        println!("tenant {tenant}  isolation {isolation}");
     }
     if info.eviction_policy.as_deref() == Some("noeviction") {
         eprintln!(

@@ -1,7 +1,7 @@
 //! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
-//! per tenant and cache type from the statistics database, as a table or JSON; and, when quotas are set, each
-//! tenant's use of them as the backend's ledgers say now. It names the database it read, and a SQLite database
-//! that does not exist yet is reported, never created empty.
+//! per tenant and cache type from the statistics database, as a table or JSON; each tenant's isolation strategy
+//! (design 0023); and, when quotas are set, each tenant's use of them as the backend's ledgers say now. It names
+//! the database it read, and a SQLite database that does not exist yet is reported, never created empty.
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
@@ -9,7 +9,7 @@ use anyhow::Context;
 use fernando_cache_config::{Prices, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_models::{Db, DbKind, StatisticsSummary, statistics_since};
-use fernando_cache_store::{QuotaUsage, Store};
+use fernando_cache_store::{Isolations, QuotaUsage, Store};
 
 use crate::wiring::open;
 
@@ -68,6 +68,8 @@ pub(crate) async fn run(
     .await
     .context("database task")??;
     let quotas = quota_usage(settings, &rows).await?;
+    // Names only: the plans as the settings give them, read without a backend.
+    let isolations = Isolations::of(&settings.tenant_plans()?);
     let quota_json = |tenant: &str| {
         quotas.get(tenant).map(|q| {
             serde_json::json!({
@@ -90,6 +92,7 @@ pub(crate) async fn run(
                     "money_spent_micros": r.money_spent_micros, "money_saved_micros": r.money_saved_micros,
                     "currency": settings.prices.currency,
                     "quota": quota_json(&r.tenant_id),
+                    "isolation": isolations.of_tenant(&r.tenant_id),
                 })
             })
             .collect();
@@ -188,6 +191,12 @@ pub(crate) async fn run(
                 humantime::format_duration(q.request_window)
             );
         }
+    }
+    println!();
+    println!("tenant isolation");
+    println!("(default)  {}", isolations.default);
+    for (tenant, isolation) in &isolations.listed {
+        println!("{tenant}  {isolation}");
     }
     if rows.is_empty() {
         eprintln!(

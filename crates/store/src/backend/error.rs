@@ -27,6 +27,18 @@ pub enum BackendError {
     /// backend asked for a quota ledger).
     #[error("{0}")]
     Other(String),
+    /// A tenant's own connections (design 0023: `acl` or `dedicated` isolation) cannot be opened: its Redis
+    /// ACL password cannot be read, its user name cannot be used, or its deployment's settings cannot. Names the
+    /// tenant and where a secret was looked for, never what was found. The tenant's calls degrade as on an
+    /// unavailable backend; every other tenant is served.
+    #[error("tenant {tenant:?}: {source}")]
+    Tenant {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        #[source]
+        source: Cause,
+    },
 }
 
 /// An error kept whole as another error's `source` — the Redis client's behind a [`BackendError`], the store's

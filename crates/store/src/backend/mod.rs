@@ -134,6 +134,57 @@ impl Backend {
             self.storage().kind()
         ))
     }
+
+    /// [`Storage::delete_matching`] with this backend scanning and `deleter` deleting: an `acl` tenant's sweep
+    /// (design 0023), whose `SCAN` runs as the shared user — it is not filtered by key patterns — and whose
+    /// deletes run as the tenant's. Two backends of different kinds cannot share a deployment: the deleter then
+    /// sweeps alone.
+    pub(crate) async fn delete_matching_as(
+        &self,
+        deleter: &Backend,
+        pattern: &str,
+        batch: usize,
+        step_timeout: std::time::Duration,
+        ledgers: Option<&ByteLedgers>,
+    ) -> Result<u64, BackendError> {
+        match (self, deleter) {
+            #[cfg(feature = "redis")]
+            (Backend::Redis(scan), Backend::Redis(delete)) => {
+                scan.delete_matching_as(delete, pattern, batch, step_timeout, ledgers)
+                    .await
+            }
+            #[cfg(feature = "redis")]
+            (Backend::Cluster(scan), Backend::Cluster(delete)) => {
+                scan.delete_matching_as(delete, pattern, batch, step_timeout, ledgers)
+                    .await
+            }
+            _ => {
+                deleter
+                    .storage()
+                    .delete_matching(pattern, batch, step_timeout, ledgers)
+                    .await
+            }
+        }
+    }
+
+    /// `ACL SETUSER` of `args` (the user, then its rules) and `password` (the `>…` rule) on this Redis
+    /// deployment: its server, its Sentinel-named primary, or every node of its cluster.
+    pub(crate) async fn set_acl_user(
+        &self,
+        args: &[String],
+        password: &str,
+    ) -> Result<(), BackendError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Backend::Redis(b) => b.set_acl_user(args, password).await,
+            #[cfg(feature = "redis")]
+            Backend::Cluster(b) => b.set_acl_user(args, password).await,
+            _ => {
+                let _ = (args, password);
+                Err(self.lacks("Redis ACL users"))
+            }
+        }
+    }
 }
 
 #[cfg(feature = "redis")]

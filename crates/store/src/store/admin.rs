@@ -1,13 +1,14 @@
 //! [`Admin`]: what operators and health checks ask a store — is the backend there, what it holds, how long an
-//! entry has left, a tenant's quota use, the exact keys — kept off the cache API. The calls themselves live
-//! beside the code they share (reads in `read.rs`, quotas in `quota.rs`); this is their one public face.
+//! entry has left, a tenant's quota use, which isolation each tenant runs and its Redis user's rules, the exact
+//! keys — kept off the cache API. The calls themselves live beside the code they share (reads in `read.rs`,
+//! quotas in `quota.rs`, isolation in `route/`); this is their one public face.
 
 use std::time::Duration;
 
-use fernando_cache_config::CacheType;
+use fernando_cache_config::{CacheType, SecretSource};
 use fernando_cache_keys::{AsScope, KeyBuilder, TenantId};
 
-use super::{QuotaUsage, Store};
+use super::{Isolations, QuotaUsage, Store};
 use crate::{BackendInfo, KeyTtl, StoreError};
 
 /// The operator calls of a [`Store`], taken with [`Store::admin`]: they go through the same breaker and
@@ -34,7 +35,7 @@ impl<'a> Admin<'a> {
         self.store.last_unavailable()
     }
 
-    /// Pings the backend (through the breaker and timeout) and returns the round-trip time.
+    /// Pings the shared backend (through the breaker and timeout) and returns the round-trip time.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when it does not answer in time.
@@ -101,5 +102,48 @@ impl<'a> Admin<'a> {
     /// the backend, tests).
     pub fn keys(self) -> &'a KeyBuilder {
         &self.store.inner.keys
+    }
+
+    /// Which isolation strategy each tenant runs (`namespace`, `acl`, `dedicated`; design 0023): the default
+    /// and every tenant with a table of its own. Names only, for `stats`, `/metrics` and the dashboard.
+    pub fn isolations(self) -> Isolations {
+        self.store.isolations()
+    }
+
+    /// The isolation strategy `tenant` runs, by name.
+    pub fn isolation(self, tenant: &TenantId) -> &'static str {
+        self.store.isolation_of(tenant)
+    }
+
+    /// The Redis user an `acl` tenant runs as, and where its password is read from; `None` for a tenant under
+    /// another strategy.
+    pub fn acl_user(self, tenant: &TenantId) -> Option<(String, SecretSource)> {
+        self.store.acl_user(tenant)
+    }
+
+    /// The exact `ACL SETUSER <user>` rules of `tenant`'s Redis user, without its password (`>password`, the
+    /// operator's, goes last): `on`, selectors cleared, its keys reset to every glob its keys match
+    /// ([`KeyBuilder::tenant_globs`]) and nothing else, no pub/sub channel, every command removed and then those
+    /// its connections send allowed — not `SCAN`, `KEYS`, `CLIENT TRACKING`, `SUBSCRIBE` or `PUBLISH`, which would
+    /// show other tenants' key names (design 0023). Applying them again leaves the user exactly so.
+    pub fn acl_rules(self, tenant: &TenantId) -> Vec<String> {
+        self.store.acl_rules(tenant)
+    }
+
+    /// Makes (or remakes) `tenant`'s Redis user `user` with [`Admin::acl_rules`] and the password read from
+    /// `password`, over the shared deployment: its server, the Sentinel-named primary (each replica keeps users
+    /// of its own: provision them too, or use an ACL file), or every node of a cluster. The password is read
+    /// here and never shown.
+    ///
+    /// # Errors
+    /// [`StoreError::Setup`] when the user name cannot be used or the password cannot be read (naming the
+    /// source); [`StoreError::Unavailable`] when the deployment refuses or does not answer, or is not Redis.
+    pub async fn apply_acl(
+        self,
+        tenant: &TenantId,
+        user: &str,
+        password: &SecretSource,
+    ) -> Result<(), StoreError> {
+        self.store.apply_acl(tenant, user, password).await
     }
 }

@@ -18,6 +18,7 @@ use super::{
     Store,
     lease::{self, Attempt},
     read::{Gens, key_buffer},
+    route::Lane,
     write::{EntryTags, Stamp},
 };
 use crate::{
@@ -103,6 +104,8 @@ enum Write<'a> {
 
 /// Where a computed value goes.
 struct StoreCtx<'a> {
+    /// The backend of the scope (design 0023).
+    lane: &'a Lane,
     scope: &'a Scope,
     cache_type: &'a CacheType,
     key: &'a CacheKey,
@@ -165,8 +168,9 @@ impl Store {
         if let Some(t) = policy.ttl.filter(|t| !TtlTable::in_bounds(*t)) {
             return Err(Failure::Store(StoreError::InvalidTtl(t)));
         }
+        let lane = self.lane((&scope).into());
         let (k, g) = self
-            .key_pair((&scope).into(), cache_type, key)
+            .key_pair(&lane, (&scope).into(), cache_type, key)
             .map_err(Failure::Store)?;
         let series = self
             .inner
@@ -174,6 +178,7 @@ impl Store {
             .series(scope.label(), cache_type.as_str());
         let first = self
             .lookup(
+                &lane,
                 &k,
                 &g,
                 &series,
@@ -208,6 +213,7 @@ impl Store {
         let tier = self.inner.tiers.get(cache_type);
         let stale = first.stale;
         let ctx = StoreCtx {
+            lane: &lane,
             scope: &scope,
             cache_type,
             key: &k,
@@ -258,6 +264,7 @@ impl Store {
         Fut: Future<Output = Result<T, E>>,
     {
         let StoreCtx {
+            lane,
             scope,
             cache_type,
             key: k,
@@ -293,6 +300,7 @@ impl Store {
                         // flight.
                         let f = compute.take().expect("compute is only taken once");
                         let ctx = StoreCtx {
+                            lane,
                             scope,
                             cache_type,
                             key: k,
@@ -310,6 +318,7 @@ impl Store {
                     if flight.mode == FlightMode::Distributed {
                         let f = compute.take().expect("compute is only taken once");
                         let ctx = StoreCtx {
+                            lane,
                             scope,
                             cache_type,
                             key: k,
@@ -323,7 +332,7 @@ impl Store {
                     // This read also tells a key of another Redis type from an absent one, so such an entry
                     // is counted and removed before the computed value replaces it.
                     let again = self
-                        .lookup(k, g, &series, codec::decode_typed::<T>, true, None)
+                        .lookup(lane, k, g, &series, codec::decode_typed::<T>, true, None)
                         .await;
                     if let Some(v) = again.value {
                         guard.publish(Ok(Arc::new(v.clone())));
@@ -331,6 +340,7 @@ impl Store {
                     }
                     let f = compute.take().expect("compute is only taken once");
                     let ctx = StoreCtx {
+                        lane,
                         scope,
                         cache_type,
                         key: k,
@@ -371,20 +381,39 @@ impl Store {
             // The value may be there already (another process wrote it); this read also tells a key of another
             // Redis type from an absent one.
             let again = self
-                .lookup(ctx.key, g, &series, codec::decode_typed::<T>, true, None)
+                .lookup(
+                    ctx.lane,
+                    ctx.key,
+                    g,
+                    &series,
+                    codec::decode_typed::<T>,
+                    true,
+                    None,
+                )
                 .await;
             if let Some(v) = again.value {
                 guard.publish(Ok(Arc::new(v.clone())));
                 return Ok(v);
             }
             ctx.generations = again.generations.or(ctx.generations);
-            match self.try_lease(&lease_key, flight.lease_ttl).await {
+            match self
+                .try_lease(ctx.lane, ctx.scope, &lease_key, flight.lease_ttl)
+                .await
+            {
                 (Attempt::Held(held), _) => {
                     // Looked at again under the lease: a process that wrote its value and released the lease
                     // between the read above and this lease has left the value, which is taken, not computed
                     // a second time.
                     let under_lease = self
-                        .lookup(ctx.key, g, &series, codec::decode_typed::<T>, true, None)
+                        .lookup(
+                            ctx.lane,
+                            ctx.key,
+                            g,
+                            &series,
+                            codec::decode_typed::<T>,
+                            true,
+                            None,
+                        )
                         .await;
                     if let Some(v) = under_lease.value {
                         self.release(held).await;
@@ -464,7 +493,7 @@ impl Store {
                     let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy);
                     let tags = policy.tags.names();
                     let encoded = match encoded {
-                        Ok(e) => self.tagged(ctx.key, e, &tags).await,
+                        Ok(e) => self.tagged(ctx.scope, ctx.key, e, &tags).await,
                         Err(e) => Err(StoreError::Encode(e)),
                     };
                     match encoded {

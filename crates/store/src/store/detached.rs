@@ -214,7 +214,7 @@ impl Store {
         );
         let Some(throttle) = copy else { return };
         let encoded = match codec::encode_typed(value, [0, 0], &self.inner.policy) {
-            Ok(e) => self.tagged(key, e, tags).await,
+            Ok(e) => self.tagged(scope, key, e, tags).await,
             Err(e) => Err(StoreError::Encode(e)),
         };
         match encoded {

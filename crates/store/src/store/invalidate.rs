@@ -10,7 +10,11 @@ use fernando_cache_keys::{AsScope, Scope, ScopeRef, layout};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug_span};
 
-use super::{ALL_TYPES, Store, sweeps};
+use super::{
+    ALL_TYPES, Store,
+    route::{Lane, Role},
+    sweeps,
+};
 use crate::{BackendError, StoreError};
 
 /// How an invalidation takes effect.
@@ -277,7 +281,9 @@ impl Store {
                         }
                     })
                     .collect();
-                self.bump_generations(&gen_keys, "invalidate").await?;
+                let lane = self.lane((&scope).into());
+                self.bump_generations(&lane, &gen_keys, "invalidate")
+                    .await?;
                 if strategy == InvalidationStrategy::Hybrid {
                     let store = self.clone();
                     let type_label = type_label.to_owned();
@@ -384,29 +390,37 @@ impl Store {
         outcome
     }
 
+    /// One sweep of `pattern` on the scope's backend, through its breaker. An `acl` tenant's keys are found by
+    /// the shared user's `SCAN` (which the tenant's user may not run: it would show other tenants' key names)
+    /// and deleted as the tenant's user (design 0023).
     async fn sweep_now(
         &self,
         scope: &Scope,
         series: &crate::metrics::SeriesRef<'_>,
         pattern: &str,
     ) -> Result<u64, StoreError> {
-        let Some(permit) = self.inner.breaker.acquire() else {
+        let lane = self.lane(scope.into());
+        let Some(permit) = lane.breaker.acquire() else {
             return Err(StoreError::Unavailable {
                 op: "invalidate",
                 source: BackendError::CircuitOpen,
             });
         };
-        let r = self
-            .inner
-            .backend
-            .storage()
-            .delete_matching(
-                pattern,
-                self.inner.scan_batch,
-                self.inner.timeout,
-                self.byte_ledger(scope).as_ref(),
-            )
-            .await;
+        let ledger = self.byte_ledger(scope);
+        let (batch, step) = (self.inner.scan_batch, self.inner.timeout);
+        let r = match lane.role {
+            Role::Acl => {
+                self.shared_lane()
+                    .backend
+                    .delete_matching_as(&lane.backend, pattern, batch, step, ledger.as_ref())
+                    .await
+            }
+            Role::Shared | Role::Dedicated => {
+                lane.storage()
+                    .delete_matching(pattern, batch, step, ledger.as_ref())
+                    .await
+            }
+        };
         if let Some(l1) = &self.inner.l1 {
             l1.changed_all();
         }
@@ -419,6 +433,7 @@ impl Store {
             Err(source) => {
                 if source.is_unavailability() {
                     permit.failure();
+                    self.note_unavailable(&lane, &source);
                 } else {
                     permit.success();
                 }
@@ -447,7 +462,9 @@ impl Store {
                 .map(|g| g.tag(tag))
                 .collect::<Result<Vec<_>, _>>()?;
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            self.bump_generations(&keys, "invalidate_tag").await?;
+            let lane = self.lane((&scope).into());
+            self.bump_generations(&lane, &keys, "invalidate_tag")
+                .await?;
             if let Some(l1) = &self.inner.l1 {
                 l1.changed_all();
             }
@@ -461,12 +478,17 @@ impl Store {
     /// Bumps generation keys — one, or one per shard of a tenant spread over shards — all sent at once, so it
     /// takes about one round trip (the backend pipelines them; on a cluster, each goes to its shard's primary).
     /// Any failure fails the call: an invalidation is never silently partial, and repeating it is harmless.
-    async fn bump_generations(&self, keys: &[&str], op: &'static str) -> Result<(), StoreError> {
-        let storage = self.inner.backend.storage();
+    async fn bump_generations(
+        &self,
+        lane: &Lane,
+        keys: &[&str],
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        let storage = lane.storage();
         let ttl = self.inner.generation_ttl;
         futures_util::future::try_join_all(
             keys.iter()
-                .map(|key| self.call(storage.bump_generation(key, ttl))),
+                .map(|key| self.call(lane, storage.bump_generation(key, ttl))),
         )
         .await
         .map_err(|source| StoreError::Unavailable { op, source })?;

@@ -2,6 +2,11 @@
 //! lease while it lives and writes fenced by it; the others wait for the announcement of its release (one
 //! subscription per store, waking only the waiters of that key), look again, and take the lease over when it
 //! lapses. With the backend unavailable, single-flight stays per process.
+//!
+//! Leases live on the backend of their scope (design 0023). An `acl` tenant takes, renews and writes under its
+//! leases as its own Redis user, but its user may use no channel (the lease channel carries every tenant's lease
+//! keys): its releases, and the waits for them, go over the shared connection — the key a release deletes is
+//! one the tenant's user could take, so nothing reaches past what Redis lets the tenant do.
 
 use std::{
     collections::HashMap,
@@ -10,10 +15,13 @@ use std::{
 };
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::AsScope;
+use fernando_cache_keys::{AsScope, Scope};
 use tokio::sync::Notify;
 
-use super::Store;
+use super::{
+    Store,
+    route::{Lane, Role},
+};
 use crate::{Backend, Leases, StoreError};
 
 /// Waiters per lease key, woken by the lease channel's messages.
@@ -56,6 +64,8 @@ impl LeaseEvents {
 pub(super) struct HeldLease {
     pub(super) key: String,
     pub(super) token: String,
+    /// Whose lease it is, so its release goes to the backend of that scope.
+    scope: Scope,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -85,11 +95,20 @@ fn new_token() -> String {
 }
 
 impl Store {
-    /// The backend's shared leases and this store's lease events, subscribing on first use; `None` when the
-    /// backend shares no leases.
-    fn lease_events(&self) -> Option<(&dyn Leases, &Arc<LeaseEvents>)> {
-        let leases = self.inner.backend.leases()?;
-        let events = self.inner.lease_events.get_or_init(|| {
+    /// `lane`'s shared leases and the lease events its waiters wait on, subscribing on first use; `None` when
+    /// the backend shares no leases. An `acl` lane's waiters wait on the shared lane's events, whose
+    /// subscription is the shared user's.
+    fn lease_events<'l>(
+        &'l self,
+        lane: &'l Lane,
+    ) -> Option<(&'l dyn Leases, &'l Arc<LeaseEvents>)> {
+        let leases = lane.leases()?;
+        let announced_on = match lane.role {
+            Role::Acl => self.shared_lane(),
+            Role::Shared | Role::Dedicated => lane,
+        };
+        let listener = announced_on.leases()?;
+        let events = announced_on.lease_events.get_or_init(|| {
             let events = Arc::new(LeaseEvents::default());
             let weak = Arc::downgrade(&events);
             let on_message = Arc::new(move |payload: &[u8]| {
@@ -97,7 +116,7 @@ impl Store {
                     e.announce(payload);
                 }
             });
-            if let Err(e) = leases.listen(&self.inner.keys.lease_channel(), on_message) {
+            if let Err(e) = listener.listen(&self.inner.keys.lease_channel(), on_message) {
                 tracing::warn!(error = %e, "lease announcements unavailable; waiters poll");
             }
             events
@@ -105,25 +124,27 @@ impl Store {
         Some((leases, events))
     }
 
-    /// Tries to take `lease_key`; registers as a waiter first, so an announcement between the attempt and the
-    /// wait is not lost. Returns the attempt and the wake-up to wait on when busy.
+    /// Tries to take `lease_key` of `scope` on its `lane`; registers as a waiter first, so an announcement
+    /// between the attempt and the wait is not lost. Returns the attempt and the wake-up to wait on when busy.
     pub(super) async fn try_lease(
         &self,
+        lane: &Lane,
+        scope: &Scope,
         lease_key: &str,
         ttl: Duration,
     ) -> (Attempt, Option<Arc<Notify>>) {
-        let Some((leases, events)) = self.lease_events() else {
+        let Some((leases, events)) = self.lease_events(lane) else {
             return (Attempt::Unavailable, None);
         };
         let wake = events.register(lease_key);
         let token = new_token();
         match self
-            .call(leases.acquire_lease(lease_key, &token, ttl))
+            .call(lane, leases.acquire_lease(lease_key, &token, ttl))
             .await
         {
             Ok(true) => {
                 let renewal = renew_until_dropped(
-                    self.inner.backend.clone(),
+                    lane.backend.clone(),
                     lease_key.to_owned(),
                     token.clone(),
                     ttl,
@@ -132,6 +153,7 @@ impl Store {
                     Attempt::Held(HeldLease {
                         key: lease_key.to_owned(),
                         token,
+                        scope: scope.clone(),
                         renewal,
                     }),
                     None,
@@ -145,15 +167,24 @@ impl Store {
         }
     }
 
-    /// Ends a lease this process holds and announces it, so the waiters look again at once.
+    /// Ends a lease this process holds and announces it, so the waiters look again at once: on the backend of
+    /// its scope, or for an `acl` tenant over the shared connection, whose user may announce.
     pub(super) async fn release(&self, lease: HeldLease) {
+        let lane = self.lane((&lease.scope).into());
+        let lane: &Lane = match lane.role {
+            Role::Acl => self.shared_lane(),
+            Role::Shared | Role::Dedicated => &*lane,
+        };
         // A held lease was taken from the backend's leases: they are there.
-        let Some(leases) = self.inner.backend.leases() else {
+        let Some(leases) = lane.leases() else {
             return;
         };
         let channel = self.inner.keys.lease_channel();
         let released = self
-            .call(leases.release_lease(&lease.key, &lease.token, &channel))
+            .call(
+                lane,
+                leases.release_lease(&lease.key, &lease.token, &channel),
+            )
             .await;
         if let Err(e) = released {
             // The lease lapses by itself; waiters take over then.
@@ -210,7 +241,8 @@ impl Store {
         let scope = scope.as_scope().to_scope();
         let entry = self.inner.keys.key(&scope, cache_type, key)?;
         let lease_key = self.inner.keys.lease_key(&entry);
-        let lease = match self.try_lease(&lease_key, ttl).await.0 {
+        let lane = self.lane((&scope).into());
+        let lease = match self.try_lease(&lane, &scope, &lease_key, ttl).await.0 {
             Attempt::Held(held) => Some(held),
             Attempt::Busy => return Ok(None),
             Attempt::Unavailable => None,

@@ -2,7 +2,8 @@
 //! the bodies of the operator calls [`Admin`] exposes. The rest is here by concern: reads (`read.rs`), writes
 //! (`write.rs`), `get_or_compute` (`get_or_compute.rs`) over the single-flight engine (`compute.rs`,
 //! `detached.rs`), invalidation (`invalidate.rs`), the operators' and the services' handles (`admin.rs`,
-//! `coordinator.rs`), and every backend call's breaker and deadline (`call.rs`).
+//! `coordinator.rs`), every backend call's breaker and deadline (`call.rs`), and which backend each tenant's
+//! calls go to (`route/`, design 0023).
 
 mod accounting;
 mod admin;
@@ -16,6 +17,7 @@ mod l1;
 mod lease;
 mod quota;
 mod read;
+mod route;
 pub(crate) mod sweeps;
 mod write;
 
@@ -24,7 +26,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use fernando_cache_config::{BackendKind, CacheType, Settings, SingleFlightTable, TtlTable};
+use fernando_cache_config::{
+    BackendKind, CacheType, Settings, SingleFlightTable, TenantPlans, TtlTable,
+};
 use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
@@ -32,6 +36,7 @@ use crate::{
     Backend, BackendInfo, MemoryBackend, MetricsSnapshot, StoreError, breaker::Breaker,
     codec::CompressionPolicy, deadline::Deadlines, flight::Flights, metrics::Metrics,
 };
+use route::{Lane, Role};
 
 pub use accounting::Cost;
 pub use admin::Admin;
@@ -42,6 +47,7 @@ pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
 pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
+pub use route::Isolations;
 pub(crate) use write::EntryTags;
 pub use write::{Write, WriteOutcome};
 
@@ -64,10 +70,14 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    backend: Backend,
-    /// Bounds every backend call by `timeout`; `None` for a backend in process, whose calls go through neither
-    /// a timeout nor the breaker.
-    deadlines: Option<Arc<Deadlines>>,
+    /// The shared backend, with its breaker and deadlines: the global scope's, every `namespace` tenant's, and
+    /// the operators' calls'.
+    shared: Lane,
+    /// The lanes of tenants that run `acl` or `dedicated` isolation (design 0023); `None` while every tenant
+    /// runs on the shared lane, so picking a lane costs one branch.
+    routes: Option<route::Routes>,
+    /// Every tenant's plan, for naming the strategy each runs.
+    plans: TenantPlans,
     keys: KeyBuilder,
     ttl: TtlTable,
     policy: CompressionPolicy,
@@ -77,15 +87,12 @@ struct Inner {
     hybrid_delay: Duration,
     /// Pattern sweeps, bounded per tenant.
     sweeps: sweeps::Sweeps,
-    breaker: Breaker,
-    /// Why the backend last could not be reached (its error, as an operator reads it), if it ever was not.
+    /// Why a backend last could not be reached (its error, as an operator reads it), if one ever was not.
     last_unavailable: std::sync::Mutex<Option<String>>,
     metrics: Metrics,
     flights: Flights,
     /// Per cache type: single-flight per process or across processes.
     single_flight: SingleFlightTable,
-    /// Waiters for other processes' leases, subscribed on first use.
-    lease_events: std::sync::OnceLock<Arc<lease::LeaseEvents>>,
     /// Generations last seen per (scope, type): a writer's first guess, checked by every write.
     generations: moka::sync::Cache<String, [u64; 2]>,
     /// The in-process tier, when some cache type keeps copies (design 0013).
@@ -98,20 +105,6 @@ struct Inner {
     quotas: fernando_cache_config::QuotaSettings,
     /// Seals the values of the configured cache types (design 0018); `None` when none is sealed.
     sealer: Option<crate::seal::Sealer>,
-}
-
-/// The store's key builder: the namespace and environment of `settings`, and each tenant's shard count from its
-/// plan (`[tenants.<id>] shards`, design 0024).
-fn key_builder(settings: &Settings) -> Result<KeyBuilder, StoreError> {
-    let plans = settings.tenant_plans().map_err(|e| StoreError::Setup {
-        source: crate::BackendError::Other(e.to_string()),
-    })?;
-    Ok(KeyBuilder::new(
-        &settings.namespace,
-        settings.environment,
-        settings.tenancy.max_tenant_id_len,
-    )
-    .with_shards((&plans).into()))
 }
 
 impl Store {
@@ -138,21 +131,8 @@ impl Store {
             BackendKind::Redis => Err(missing_feature("redis", "redis")),
             #[cfg(feature = "redis")]
             BackendKind::Redis => {
-                use crate::{ClusterBackend, RedisBackend, TrackedKeys};
-                let keys = KeyBuilder::new(
-                    &settings.namespace,
-                    settings.environment,
-                    settings.tenancy.max_tenant_id_len,
-                );
-                // Values kept in process need every change of an entry key announced (design 0013).
-                let tracked = TrackedKeys {
-                    generations: keys.generation_prefix(),
-                    entries: settings
-                        .types
-                        .tiers()
-                        .any_l1()
-                        .then(|| keys.prefix().to_owned()),
-                };
+                use crate::{ClusterBackend, RedisBackend};
+                let tracked = tracked_keys(settings);
                 if settings.redis.mode == fernando_cache_config::RedisMode::Cluster {
                     let cluster = ClusterBackend::connect(&settings.redis, &tracked)
                         .map_err(|source| StoreError::Setup { source })?;
@@ -169,9 +149,15 @@ impl Store {
     /// [`Storage`](crate::Storage), with a [`Coordination`](crate::Coordination) if it has one) or
     /// `Arc<dyn Storage>` alone.
     ///
+    /// Tenants whose plan (`[tenants.<id>]`) isolates them by `acl` reach the same deployment as their own
+    /// Redis user, and `dedicated` ones their own deployment (design 0023); the backend given here is the shared
+    /// one.
+    ///
     /// # Errors
     /// [`StoreError::Setup`] when a cache type is sealed (`types.<name>.sealed`, `encryption.document_data`) and
     /// its keys cannot be read or are malformed; the error names where they were looked for, never what was found.
+    /// Also when a tenant's plan cannot be run: `acl` isolation over a backend that is not Redis, or a `dedicated`
+    /// deployment whose settings cannot be used (naming the tenant).
     pub fn with_backend(
         settings: &Settings,
         backend: impl Into<Backend>,
@@ -182,12 +168,27 @@ impl Store {
             crate::seal::Sealer::from_settings(settings).map_err(|e| StoreError::Setup {
                 source: crate::BackendError::Other(e.to_string()),
             })?;
+        let plans = settings.tenant_plans().map_err(|e| StoreError::Setup {
+            source: crate::BackendError::Other(e.to_string()),
+        })?;
+        let deadlines =
+            (!backend.storage().is_local()).then(|| Deadlines::start(settings.command_timeout));
+        let routes = route::Routes::new(settings, &plans, &backend, deadlines.as_ref())?;
+        let breaker = Breaker::new(
+            settings.degradation.breaker_failure_threshold,
+            settings.degradation.breaker_open_for,
+        );
         Ok(Store {
             inner: Arc::new(Inner {
-                deadlines: (!backend.storage().is_local())
-                    .then(|| Deadlines::start(settings.command_timeout)),
-                backend,
-                keys: key_builder(settings)?,
+                shared: Lane::new(backend, deadlines, breaker, Role::Shared),
+                routes,
+                keys: KeyBuilder::new(
+                    &settings.namespace,
+                    settings.environment,
+                    settings.tenancy.max_tenant_id_len,
+                )
+                .with_shards((&plans).into()),
+                plans,
                 ttl: settings.types.ttl().clone(),
                 policy: CompressionPolicy {
                     enabled: c.enabled,
@@ -201,15 +202,10 @@ impl Store {
                 generation_ttl: (settings.types.ttl().max() * 2).min(TtlTable::MAX_TTL),
                 hybrid_delay: settings.invalidation.hybrid_sweep_delay,
                 sweeps: sweeps::Sweeps::new(settings.invalidation.max_sweeps_per_second),
-                breaker: Breaker::new(
-                    settings.degradation.breaker_failure_threshold,
-                    settings.degradation.breaker_open_for,
-                ),
                 last_unavailable: std::sync::Mutex::new(None),
                 metrics: Metrics::new(settings.metrics.max_series),
                 flights: Flights::default(),
                 single_flight: settings.types.single_flight().clone(),
-                lease_events: std::sync::OnceLock::new(),
                 generations: moka::sync::Cache::builder().max_capacity(100_000).build(),
                 l1: l1::L1::new(&settings.l1, settings.types.tiers()),
                 tiers: settings.types.tiers().clone(),
@@ -220,9 +216,9 @@ impl Store {
         })
     }
 
-    /// The backend's kind (`redis`, `memory`); public as [`Admin::backend_kind`].
+    /// The shared backend's kind (`redis`, `memory`); public as [`Admin::backend_kind`].
     fn backend_kind(&self) -> &'static str {
-        self.inner.backend.storage().kind()
+        self.inner.shared.storage().kind()
     }
 
     /// The configured TTL of a cache type; public as [`Admin::configured_ttl`].
@@ -231,13 +227,15 @@ impl Store {
     }
 
     /// Everything counted since the store started: per tenant and cache type, hits, misses, writes, errors,
-    /// latencies, costs; and the backend's kind and breaker state.
+    /// latencies, costs; and the shared backend's kind and breaker state (a tenant's own backend under `acl`
+    /// or `dedicated` isolation has a breaker of its own, design 0023).
     pub fn metrics(&self) -> MetricsSnapshot {
+        let shared = &self.inner.shared;
         MetricsSnapshot {
             taken_at: SystemTime::now(),
-            backend: self.inner.backend.storage().kind(),
-            breaker: self.inner.breaker.state(),
-            breaker_opened: self.inner.breaker.opened_total(),
+            backend: shared.storage().kind(),
+            breaker: shared.breaker.state(),
+            breaker_opened: shared.breaker.opened_total(),
             series: self.inner.metrics.snapshot(),
         }
     }
@@ -254,7 +252,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let scope = scope.as_scope();
         let key = self.inner.keys.key(scope, cache_type, set)?;
-        self.coordinate("shared bounded sets", |c| {
+        let lane = self.lane(scope);
+        self.coordinate(&lane, "shared bounded sets", |c| {
             c.admit(key.as_str(), member, limit, ttl)
         })
         .instrument(debug_span!("cache.admit", tenant = scope.label()))
@@ -269,7 +268,8 @@ impl Store {
     /// [`Admin::ping`].
     async fn ping(&self) -> Result<Duration, StoreError> {
         let start = Instant::now();
-        self.call(self.inner.backend.storage().ping())
+        let shared = &self.inner.shared;
+        self.call(shared, shared.storage().ping())
             .instrument(debug_span!("cache.ping"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "ping", source })?;
@@ -278,10 +278,30 @@ impl Store {
 
     /// Server facts (memory, eviction policy, key count); public as [`Admin::backend_info`].
     async fn backend_info(&self) -> Result<BackendInfo, StoreError> {
-        self.call(self.inner.backend.storage().info())
+        let shared = &self.inner.shared;
+        self.call(shared, shared.storage().info())
             .instrument(debug_span!("cache.backend_info"))
             .await
             .map_err(|source| StoreError::Unavailable { op: "info", source })
+    }
+}
+
+/// The keys the hot connections of a Redis backend on `settings` track: every generation key, and every entry
+/// key when some cache type keeps values in process (design 0013).
+#[cfg(feature = "redis")]
+fn tracked_keys(settings: &Settings) -> crate::TrackedKeys {
+    let keys = KeyBuilder::new(
+        &settings.namespace,
+        settings.environment,
+        settings.tenancy.max_tenant_id_len,
+    );
+    crate::TrackedKeys {
+        generations: keys.generation_prefix(),
+        entries: settings
+            .types
+            .tiers()
+            .any_l1()
+            .then(|| keys.prefix().to_owned()),
     }
 }
 

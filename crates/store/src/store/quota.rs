@@ -20,7 +20,7 @@ use fernando_cache_keys::{AsScope, CacheKey, Scope, TenantId};
 use futures_util::future::try_join_all;
 use tracing::{Instrument, debug_span};
 
-use super::{ALL_TYPES, Store, WriteOutcome};
+use super::{ALL_TYPES, Store, WriteOutcome, route::Lane};
 use crate::{ByteLedgers, StoreError, metrics::SeriesRef};
 
 /// What a backend without [`Coordination`](crate::Coordination) is said to keep none of, when a byte quota
@@ -59,11 +59,12 @@ pub enum RequestQuota {
 }
 
 impl Store {
-    /// Charges a tenant's write of `bytes` kept for `kept` to its byte ledger. `None`: go on and write;
-    /// otherwise the outcome of a write that must not happen (over the quota, or the ledger unreachable — a
-    /// quota that cannot be checked is not waived).
+    /// Charges a tenant's write of `bytes` kept for `kept` to its byte ledger, on the tenant's `lane`. `None`:
+    /// go on and write; otherwise the outcome of a write that must not happen (over the quota, or the ledger
+    /// unreachable — a quota that cannot be checked is not waived).
     pub(super) async fn charge_quota(
         &self,
+        lane: &Lane,
         scope: &Scope,
         key: &CacheKey,
         bytes: usize,
@@ -84,7 +85,7 @@ impl Store {
         let shard_limit = limit.div_ceil(u64::from(self.inner.keys.shards(scope)));
         let member = crate::backend::ledger_member(key.as_str());
         let charged = self
-            .coordinate(QUOTA_LEDGERS, |c| {
+            .coordinate(lane, QUOTA_LEDGERS, |c| {
                 c.charge(&ledger, &member, bytes as u64, kept, shard_limit)
             })
             .await;
@@ -125,16 +126,16 @@ impl Store {
         Some(ByteLedgers::new(self.inner.keys.clone()))
     }
 
-    /// Releases a deleted entry from its tenant's byte ledger (best effort: a failure leaves it counted until
-    /// it would have expired).
-    pub(super) async fn release_quota(&self, scope: &Scope, key: &CacheKey) {
+    /// Releases a deleted entry from its tenant's byte ledger on the tenant's `lane` (best effort: a failure
+    /// leaves it counted until it would have expired).
+    pub(super) async fn release_quota(&self, lane: &Lane, scope: &Scope, key: &CacheKey) {
         let Some(ledger) = self.byte_ledger(scope).and_then(|l| l.of(key.as_str())) else {
             return;
         };
         let member = crate::backend::ledger_member(key.as_str());
         // Size 0, expiring at once: the next charge sweeps it out.
         let _ = self
-            .coordinate(QUOTA_LEDGERS, |c| {
+            .coordinate(lane, QUOTA_LEDGERS, |c| {
                 c.charge(&ledger, &member, 0, Duration::from_millis(1), 0)
             })
             .await;
@@ -152,8 +153,9 @@ impl Store {
             op: "quota_usage",
             source,
         };
+        let lane = self.lane(scope);
         let stored: u64 = try_join_all(ledgers.iter().map(|ledger| {
-            self.coordinate(QUOTA_LEDGERS, move |c| {
+            self.coordinate(&lane, QUOTA_LEDGERS, move |c| {
                 c.charge(ledger, "", 0, Duration::ZERO, 0)
             })
         }))
@@ -164,7 +166,7 @@ impl Store {
         .map(|charge| charge.total)
         .sum();
         let counted = self
-            .coordinate(WINDOWED_COUNTERS, |c| {
+            .coordinate(&lane, WINDOWED_COUNTERS, |c| {
                 c.count_in_window(&requests, 0, q.shared_window)
             })
             .await
@@ -189,8 +191,9 @@ impl Store {
         let Ok([_, key]) = self.inner.keys.quota_keys(tenant.as_scope()) else {
             return RequestQuota::Allowed;
         };
+        let lane = self.lane(tenant.as_scope());
         let counted = self
-            .coordinate(WINDOWED_COUNTERS, |c| {
+            .coordinate(&lane, WINDOWED_COUNTERS, |c| {
                 c.count_in_window(&key, 1, q.shared_window)
             })
             .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))

@@ -11,7 +11,7 @@ use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, ScopeRe
 use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug_span};
 
-use super::{Store, l1};
+use super::{Store, l1, route::Lane};
 use crate::{
     BackendError, KeyTtl, StoreError,
     codec::{self, DecodeError, Header},
@@ -126,7 +126,8 @@ impl Store {
             cache_type = cache_type.as_str()
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
-        self.call(self.inner.backend.storage().exists(k.as_str()))
+        let lane = self.lane(scope.as_scope());
+        self.call(&lane, lane.storage().exists(k.as_str()))
             .instrument(span)
             .await
             .map_err(|source| StoreError::Unavailable {
@@ -151,7 +152,8 @@ impl Store {
         );
         let k = self.inner.keys.key(&scope, cache_type, key)?;
         let kept_stale = self.inner.tiers.get(cache_type).max_stale;
-        self.call(self.inner.backend.storage().ttl(k.as_str()))
+        let lane = self.lane(scope.as_scope());
+        self.call(&lane, lane.storage().ttl(k.as_str()))
             .instrument(span)
             .await
             .map(|t| match t {
@@ -161,10 +163,11 @@ impl Store {
             .map_err(|source| StoreError::Unavailable { op: "ttl", source })
     }
 
-    /// The entry key and the generation keys of a read: built now, or left for the Redis backend to build
-    /// when it must read them (its tracked hits do not).
+    /// The entry key and the generation keys of a read on `lane`: built now, or left for the Redis backend to
+    /// build when it must read them (its tracked hits do not).
     pub(super) fn key_pair(
         &self,
+        lane: &Lane,
         scope: ScopeRef<'_>,
         cache_type: &CacheType,
         key: &str,
@@ -173,9 +176,9 @@ impl Store {
             .inner
             .keys
             .key_in(key_buffer::take(), scope, cache_type, key)?;
-        let generations = if self.lazy_generations() {
+        let generations = if lazy_generations(lane) {
             Gens::Lazy
-        } else if self.inner.backend.storage().generations_in_use() {
+        } else if lane.storage().generations_in_use() {
             Gens::Built(self.inner.keys.generation_keys_of(&entry))
         } else {
             // A generation bumped right after this check only makes this one read miss (never stale).
@@ -184,21 +187,13 @@ impl Store {
         Ok((entry, generations))
     }
 
-    /// Whether a read leaves its generation keys for the backend to build: the Redis backend's tracked hits
-    /// do not need them.
-    fn lazy_generations(&self) -> bool {
-        #[cfg(feature = "redis")]
-        {
-            matches!(self.inner.backend, crate::Backend::Redis(_))
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            false
-        }
-    }
-
+    /// One read of `key` on `lane` — the entry, its generations checked, its tags, an in-process copy when
+    /// `l1_life` says so — counted once in `series`. `checked` is a leader's re-check (a non-string value is
+    /// told from an absent one, and the read is not counted as a second hit or miss).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn lookup<T>(
         &self,
+        lane: &Lane,
         key: &CacheKey,
         generations: &Gens,
         series: &SeriesRef<'_>,
@@ -216,7 +211,7 @@ impl Store {
             Unavailable { refused: bool },
         }
         let start = Instant::now();
-        let storage = self.inner.backend.storage();
+        let storage = lane.storage();
         let keys = &self.inner.keys;
         let l1 = l1_life.and_then(|life| Some((self.inner.l1.as_ref()?, life)));
         let pending = match l1 {
@@ -237,10 +232,11 @@ impl Store {
             }
             None => None,
         };
-        let fetched = match (checked, &self.inner.backend) {
+        let fetched = match (checked, &lane.backend) {
             #[cfg(feature = "redis")]
             (false, crate::Backend::Redis(redis)) => {
                 self.call_from(
+                    lane,
                     start,
                     redis.fetch_unboxed(key.as_str(), || generations.build(keys, key)),
                 )
@@ -249,6 +245,7 @@ impl Store {
             #[cfg(feature = "redis")]
             (false, crate::Backend::Cluster(cluster)) => {
                 self.call_from(
+                    lane,
                     start,
                     cluster.fetch_unboxed(key.as_str(), || generations.build(keys, key)),
                 )
@@ -256,10 +253,13 @@ impl Store {
             }
             _ => match generations.build(keys, key) {
                 Ok(g) if checked => {
-                    self.call_from(start, storage.fetch_checked(key.as_str(), &g))
+                    self.call_from(lane, start, storage.fetch_checked(key.as_str(), &g))
                         .await
                 }
-                Ok(g) => self.call_from(start, storage.fetch(key.as_str(), &g)).await,
+                Ok(g) => {
+                    self.call_from(lane, start, storage.fetch(key.as_str(), &g))
+                        .await
+                }
                 Err(e) => Err(e),
             },
         };
@@ -273,7 +273,7 @@ impl Store {
                         Ok((bytes, h))
                             if h.tags_at != 0
                                 && !matches!(
-                                    self.tags_current(key, generations, &bytes, &h).await,
+                                    self.tags_current(lane, key, generations, &bytes, &h).await,
                                     Ok(true)
                                 ) =>
                         {
@@ -295,7 +295,7 @@ impl Store {
                                     Found::Expired
                                 }
                                 Err(e) => {
-                                    Box::pin(self.discard_corrupt(key, &e.to_string())).await;
+                                    Box::pin(self.discard_corrupt(lane, key, &e.to_string())).await;
                                     Found::Corrupt
                                 }
                             }
@@ -304,7 +304,7 @@ impl Store {
                             if e.sealed {
                                 series.add(|c| &c.unopened, 1);
                             }
-                            Box::pin(self.discard_corrupt(key, &e.why)).await;
+                            Box::pin(self.discard_corrupt(lane, key, &e.why)).await;
                             Found::Corrupt
                         }
                     },
@@ -312,7 +312,8 @@ impl Store {
                 (lookup, found)
             }
             Err(BackendError::WrongType) => {
-                Box::pin(self.discard_corrupt(key, "the key holds a non-string Redis value")).await;
+                Box::pin(self.discard_corrupt(lane, key, "the key holds a non-string Redis value"))
+                    .await;
                 (Lookup::nothing(None), Found::Corrupt)
             }
             Err(e) => {
@@ -368,6 +369,7 @@ impl Store {
     /// entry's scope, or of its shard: they share the entry's slot).
     async fn tags_current(
         &self,
+        lane: &Lane,
         key: &CacheKey,
         generations: &Gens,
         bytes: &[u8],
@@ -382,7 +384,7 @@ impl Store {
             .map_err(|e| BackendError::Other(e.to_string()))?;
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let current = self
-            .call(self.inner.backend.storage().read_generations(&refs))
+            .call(lane, lane.storage().read_generations(&refs))
             .await?;
         Ok(tags.iter().map(|(_, g)| *g).eq(current))
     }
@@ -469,11 +471,11 @@ impl Store {
         Ok(value)
     }
 
-    pub(super) async fn discard_corrupt(&self, key: &CacheKey, why: &str) {
+    pub(super) async fn discard_corrupt(&self, lane: &Lane, key: &CacheKey, why: &str) {
         tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
         self.changed_here(key.as_str());
         if let Err(e) = self
-            .call(self.inner.backend.storage().delete(&[key.as_str()]))
+            .call(lane, lane.storage().delete(&[key.as_str()]))
             .await
         {
             tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
@@ -488,18 +490,33 @@ impl Store {
         key: &str,
         decode: impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, StoreError> {
-        let (k, g) = self.key_pair(scope, cache_type, key)?;
+        let lane = self.lane(scope);
+        let (k, g) = self.key_pair(&lane, scope, cache_type, key)?;
         let series = self
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
         let l1_life = self.inner.l1.as_ref().and_then(|l1| l1.life_of(cache_type));
         let value = self
-            .lookup(&k, &g, &series, decode, false, l1_life)
+            .lookup(&lane, &k, &g, &series, decode, false, l1_life)
             .await
             .value;
         key_buffer::give_back(k);
         Ok(value)
+    }
+}
+
+/// Whether a read on `lane` leaves its generation keys for the backend to build: the Redis backend's tracked
+/// hits do not need them.
+fn lazy_generations(lane: &Lane) -> bool {
+    #[cfg(feature = "redis")]
+    {
+        matches!(lane.backend, crate::Backend::Redis(_))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = lane;
+        false
     }
 }
 

@@ -14,7 +14,7 @@ use fernando_cache_keys::{AsScope, CacheKey, Scope};
 use serde::Serialize;
 use tracing::{Instrument, debug_span};
 
-use super::Store;
+use super::{Store, route::Lane};
 use crate::{
     BackendError, StoreError,
     codec::{self, Encoded},
@@ -209,12 +209,11 @@ impl Store {
                 .inner
                 .metrics
                 .series(scope.label(), cache_type.as_str());
-            let deleted = self
-                .call(self.inner.backend.storage().delete(&[k.as_str()]))
-                .await;
+            let lane = self.lane(scope.as_scope());
+            let deleted = self.call(&lane, lane.storage().delete(&[k.as_str()])).await;
             self.changed_here(k.as_str());
             if matches!(deleted, Ok(n) if n > 0) {
-                self.release_quota(&scope, &k).await;
+                self.release_quota(&lane, &scope, &k).await;
             }
             match deleted {
                 Ok(n) => {
@@ -246,7 +245,7 @@ impl Store {
     ) -> Result<WriteOutcome, StoreError> {
         let encoded = encoded.map_err(StoreError::Encode)?;
         let k = self.inner.keys.key(&scope, cache_type, key)?;
-        let encoded = match self.tagged(&k, encoded, options.tags).await {
+        let encoded = match self.tagged(&scope, &k, encoded, options.tags).await {
             Ok(e) => e,
             Err(StoreError::Unavailable { .. }) => {
                 let series = self
@@ -269,6 +268,7 @@ impl Store {
     /// never leaves it visible.
     pub(super) async fn tagged(
         &self,
+        scope: &Scope,
         key: &CacheKey,
         encoded: Encoded,
         tags: &[&str],
@@ -282,8 +282,9 @@ impl Store {
             .map(|t| g.tag(t))
             .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let lane = self.lane(scope.into());
         let current = self
-            .call(self.inner.backend.storage().read_generations(&refs))
+            .call(&lane, lane.storage().read_generations(&refs))
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "set_tagged",
@@ -365,8 +366,9 @@ impl Store {
         // Sealed after the generations are stamped (`stamp_and_set`): the seal covers the header (design 0018).
         let sealer = self.inner.sealer.as_ref().filter(|s| s.seals(cache_type));
         let stored_len = encoded.bytes.len() + sealer.map_or(0, Sealer::overhead);
+        let lane = self.lane(scope.as_scope());
         if let Some(refused) = self
-            .charge_quota(scope, key, stored_len, kept, series)
+            .charge_quota(&lane, scope, key, stored_len, kept, series)
             .await
         {
             return Ok(refused);
@@ -377,7 +379,7 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let stored = self.stamp_and_set(key, outgoing, ttl, stamp).await;
+        let stored = self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await;
         self.changed_here(key.as_str());
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {
@@ -414,11 +416,13 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Writes an envelope stamped with the current generations: a guess first (the caller's, or the last seen),
-    /// corrected from what the write's own round trip read if an invalidation changed them. Returns the bytes
-    /// stored.
+    /// Writes an envelope to `lane`, stamped with the current generations: a guess first (the caller's, or the
+    /// last seen), corrected from what the write's own round trip read if an invalidation changed them. Returns
+    /// the bytes stored.
+    #[allow(clippy::too_many_arguments)]
     async fn stamp_and_set(
         &self,
+        lane: &Lane,
         key: &CacheKey,
         mut outgoing: Outgoing<'_>,
         ttl: Duration,
@@ -428,7 +432,7 @@ impl Store {
             ..
         }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
-        let backend = &self.inner.backend;
+        let backend = &lane.backend;
         let storage = backend.storage();
         // Generations known current without a round trip (tracked): one plain SET.
         let mut known = None;
@@ -437,7 +441,10 @@ impl Store {
         {
             let value = outgoing.stamped(key.as_str(), current)?;
             if self
-                .call(storage.set_known(key.as_str(), value.clone(), ttl, current))
+                .call(
+                    lane,
+                    storage.set_known(key.as_str(), value.clone(), ttl, current),
+                )
                 .await?
             {
                 return Ok(value.len() as u64);
@@ -459,12 +466,12 @@ impl Store {
             len = value.len() as u64;
             let current = match fence {
                 None => {
-                    self.call(storage.set(key.as_str(), value.clone(), ttl, &g))
+                    self.call(lane, storage.set(key.as_str(), value.clone(), ttl, &g))
                         .await?
                 }
                 // A fence is a lease this process holds, so the backend has leases.
                 Some(lease) => self
-                    .call(async {
+                    .call(lane, async {
                         let leases = backend
                             .leases()
                             .ok_or_else(|| backend.lacks("shared leases"))?;

@@ -99,7 +99,7 @@ contract! {
             .unwrap_err();
         assert!(matches!(err, ComputeError::Compute(_)), "{err:?}");
     }
-    on [memory, disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [memory, disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 contract! {

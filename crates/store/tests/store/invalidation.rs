@@ -59,7 +59,7 @@ contract! {
         );
         assert_eq!(visible(store, &CacheType::BILLING, 25).await, 25);
     }
-    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 contract! {
@@ -126,7 +126,7 @@ contract! {
             None
         );
     }
-    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 contract! {
@@ -143,7 +143,7 @@ contract! {
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
         assert_eq!(stored_keys(d, store, &CacheType::BILLING), 0);
     }
-    on [disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
+    on [disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,5 +193,5 @@ contract! {
         assert_eq!(swept, 10);
         assert_eq!(stored_keys(d, store, &CacheType::SESSION), 0);
     }
-    on [disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }

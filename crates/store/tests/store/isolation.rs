@@ -98,7 +98,7 @@ contract! {
     async fn hostile_tenant_names_are_isolated(d, store) {
         isolation(store).await;
     }
-    on [memory, storage_only, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
+    on [memory, storage_only, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 contract! {
@@ -119,7 +119,7 @@ contract! {
             assert_eq!(visible(store, other).await, 6);
         }
     }
-    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

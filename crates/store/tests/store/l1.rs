@@ -192,7 +192,7 @@ contract! {
         }
         println!("untracked copy replaced {:?} after the other write", acknowledged.elapsed());
     }
-    on [disk, standalone]
+    on [disk, standalone, acl]
 }
 
 /// Set in the child process of [`coherence_across_two_processes`]: the Redis URL to read from.

@@ -1,5 +1,5 @@
 //! Integration tests of the store against real `redis-server` processes, a local SQLite file and the in-process
-//! backend.
+//! backend; the behaviour suite (`contract!`) also runs for a tenant under `acl` and `dedicated` isolation.
 
 mod support;
 
@@ -9,6 +9,7 @@ mod disk;
 mod fail_safe;
 mod invalidation;
 mod isolation;
+mod isolation_strategies;
 mod l1;
 mod pipelining;
 mod quota;

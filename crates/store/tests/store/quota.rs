@@ -83,7 +83,7 @@ contract! {
         tokio::time::sleep(Duration::from_millis(1300)).await;
         assert_eq!(put(store_c, "c", "k4", 4, None).await, WriteOutcome::Stored);
     }
-    on [memory, disk, standalone, cluster, sentinel]
+    on [memory, disk, standalone, cluster, sentinel, acl, dedicated]
 }
 
 contract! {
@@ -106,7 +106,7 @@ contract! {
             assert!(matches!(replica.coordinator().count_request(&tenant("a")).await, RequestQuota::Refused { .. }));
         }
     }
-    on [memory, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
+    on [memory, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 contract! {
@@ -147,7 +147,7 @@ contract! {
         // Another tenant's ledger is untouched by all of it.
         assert_eq!(usage("b").await, b_before);
     }
-    on [memory, disk, standalone, cluster, sentinel]
+    on [memory, disk, standalone, cluster, sentinel, acl, dedicated]
 }
 
 contract! {

@@ -61,7 +61,7 @@ contract! {
     async fn all_eight_types(d, store) {
         all_types_round_trip(store).await;
     }
-    on [memory, storage_only, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded]
+    on [memory, storage_only, disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

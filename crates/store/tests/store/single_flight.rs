@@ -51,7 +51,7 @@ contract! {
         let c = store.metrics().totals();
         assert_eq!(c.sets, 1, "{c:?}");
     }
-    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 #[derive(Debug, PartialEq)]
@@ -94,7 +94,7 @@ contract! {
             .unwrap();
         assert_eq!(v, "recovered", "the error was not cached");
     }
-    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,5 +166,5 @@ contract! {
         assert_eq!(next.is_shared(), shared);
         next.release().await;
     }
-    on [memory, storage_only, disk, standalone, cluster, sentinel]
+    on [memory, storage_only, disk, standalone, cluster, sentinel, acl, dedicated]
 }

@@ -57,6 +57,45 @@ pub(crate) enum Deployment {
     /// Another deployment whose stores' settings carry these overrides (before a test's own): the same
     /// servers, configured otherwise — every tenant sharded, say.
     Configured(Box<Deployment>, &'static [(&'static str, &'static str)]),
+    /// One `redis-server` where every tenant runs `acl` isolation (design 0023): each of [`TENANTS`] as its
+    /// own Redis user, made from `Admin::acl_rules` with a password in a file of its own
+    /// (`tenants.default.acl_password_file = "<dir>/{tenant}.pw"`).
+    Acl {
+        server: RedisServer,
+        secrets: tempfile::TempDir,
+    },
+    /// Two `redis-server`s: [`DEDICATED`] tenants run `dedicated` isolation on the second (`own`), every other
+    /// tenant and the global scope on the first (`shared`); the plans in a `local.toml` of their own.
+    Dedicated {
+        shared: RedisServer,
+        own: RedisServer,
+        config: tempfile::TempDir,
+    },
+}
+
+/// Every tenant the contract tests that run on [`Deployment::Acl`] use: each gets its Redis user and password.
+pub(crate) const TENANTS: &[&str] = &[
+    "acme", "globex", "user123", "a", "b", "c", "a:b", "*", "a%3Ab",
+];
+
+/// The tenants [`Deployment::Dedicated`] puts on their own server; the others stay on the shared one, so a
+/// test of several tenants spans both.
+pub(crate) const DEDICATED: &[&str] = &["acme", "user123", "a", "c", "*", "a%3Ab"];
+
+/// The password file of `tenant`'s Redis user in `dir` (the `{tenant}` template of [`Deployment::Acl`]).
+pub(crate) fn password_file(dir: &std::path::Path, tenant: &str) -> std::path::PathBuf {
+    dir.join(format!("{tenant}.pw"))
+}
+
+/// The password of `tenant`'s Redis user in [`Deployment::Acl`].
+pub(crate) fn password_of(tenant: &str) -> String {
+    format!(
+        "pw-{:016x}",
+        tenant
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b))
+                .wrapping_mul(0x100000001b3))
+    )
 }
 
 impl Deployment {
@@ -112,11 +151,63 @@ impl Deployment {
         extra.iter().chain(overrides).copied().collect()
     }
 
+    /// [`Deployment::Acl`], its users made on the server before any store uses them.
+    pub(crate) fn acl() -> Self {
+        let server = RedisServer::start();
+        let secrets = tempfile::tempdir().expect("a folder for the passwords");
+        for t in TENANTS {
+            let path = password_file(secrets.path(), t);
+            std::fs::write(&path, format!("{}\n", password_of(t))).expect("a password file");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod 600");
+            }
+        }
+        let d = Deployment::Acl { server, secrets };
+        let Deployment::Acl { server, .. } = &d else {
+            unreachable!()
+        };
+        // The rules are the store's own; the password is the operator's.
+        let store = d.store();
+        for t in TENANTS {
+            let tenant = tenant(t);
+            let (user, _) = store.admin().acl_user(&tenant).expect("an acl tenant");
+            let mut args = vec!["ACL".to_owned(), "SETUSER".to_owned(), user];
+            args.extend(store.admin().acl_rules(&tenant));
+            args.push(format!(">{}", password_of(t)));
+            let reply = server.command(&args).expect("ACL SETUSER");
+            assert!(reply.starts_with("+OK"), "ACL SETUSER for {t}: {reply}");
+        }
+        d
+    }
+
+    /// [`Deployment::Dedicated`].
+    pub(crate) fn dedicated() -> Self {
+        let (shared, own) = (RedisServer::start(), RedisServer::start());
+        let config = tempfile::tempdir().expect("a config folder");
+        let mut plans = String::new();
+        for t in DEDICATED {
+            plans.push_str(&format!(
+                "[tenants.{t:?}]\nisolation = \"dedicated\"\n[tenants.{t:?}.redis]\nurl = {:?}\n\n",
+                own.url()
+            ));
+        }
+        std::fs::write(config.path().join("local.toml"), plans).expect("local.toml");
+        Deployment::Dedicated {
+            shared,
+            own,
+            config,
+        }
+    }
+
     /// Test-profile settings for this deployment, with `overrides` applied last.
     pub(crate) fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
         if let Deployment::Configured(inner, extra) = self {
             return inner.settings_with(&Self::configured(extra, overrides));
         }
+        let mut options = LoadOptions::isolated(Environment::Test);
         let target = match self {
             Deployment::Memory | Deployment::StorageOnly => vec![("backend", "memory".to_owned())],
             Deployment::Disk(dir) => vec![
@@ -130,9 +221,24 @@ impl Deployment {
             Deployment::Cluster(c) => c.overrides(),
             Deployment::Sentinel(g) => g.overrides(),
             Deployment::Configured(..) => unreachable!("answered above"),
+            Deployment::Acl { server, secrets } => {
+                let mut target = server.overrides();
+                target.push(("tenants.default.isolation", "acl".to_owned()));
+                target.push((
+                    "tenants.default.acl_password_file",
+                    password_file(secrets.path(), "{tenant}")
+                        .display()
+                        .to_string(),
+                ));
+                target
+            }
+            Deployment::Dedicated { shared, config, .. } => {
+                options = options.config_dir(config.path());
+                shared.overrides()
+            }
         };
         Settings::load(
-            LoadOptions::isolated(Environment::Test)
+            options
                 .set_all(target)
                 .set_all(FAST_FAILURE.iter().copied())
                 .set_all(overrides.iter().copied()),
@@ -199,7 +305,8 @@ impl Deployment {
                     .expect("count keys");
                 Some(usize::try_from(n).expect("a count"))
             }
-            Deployment::Standalone(s) => Some(count(s)),
+            Deployment::Standalone(s) | Deployment::Acl { server: s, .. } => Some(count(s)),
+            Deployment::Dedicated { shared, own, .. } => Some(count(shared) + count(own)),
             Deployment::Sentinel(g) => Some(count(g.servers().0)),
             Deployment::Cluster(c) => Some(
                 c.primaries()
@@ -225,7 +332,11 @@ impl Deployment {
             Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_) => {
                 panic!("an embedded backend has no connections")
             }
-            Deployment::Standalone(s) => kill(s),
+            Deployment::Standalone(s) | Deployment::Acl { server: s, .. } => kill(s),
+            Deployment::Dedicated { shared, own, .. } => {
+                kill(shared);
+                kill(own);
+            }
             Deployment::Sentinel(g) => kill(g.servers().0),
             Deployment::Cluster(c) => {
                 for i in c.primaries() {
@@ -243,7 +354,25 @@ impl Deployment {
     /// The server that holds `key` (on a cluster, the primary of its slot).
     fn server_of(&self, key: &str) -> &RedisServer {
         match self {
-            Deployment::Standalone(s) => s,
+            Deployment::Standalone(s) | Deployment::Acl { server: s, .. } => s,
+            Deployment::Dedicated { shared, own, .. } => {
+                // The key's hash tag names its tenant; a dedicated one's keys are on its own server.
+                let keys = fernando_cache_keys::KeyBuilder::new("fernando", Environment::Test, 128);
+                let tag_of = |t: &str| {
+                    let k = keys
+                        .key(&tenant(t), &CacheType::SESSION, "x")
+                        .expect("a key");
+                    let k = k.as_str();
+                    let start = k.find('{').expect("a tag");
+                    let end = start + k[start..].find("}:").expect("a tag") + 1;
+                    k[start..end].to_owned()
+                };
+                if DEDICATED.iter().any(|t| key.contains(&tag_of(t))) {
+                    own
+                } else {
+                    shared
+                }
+            }
             Deployment::Sentinel(g) => g.servers().0,
             Deployment::Cluster(c) => &c.nodes()[c.primary_of_slot(c.slot_of(key))],
             Deployment::Configured(inner, _) => inner.server_of(key),
@@ -418,7 +547,8 @@ impl Servers for Deployment {
             Deployment::Memory | Deployment::StorageOnly | Deployment::Disk(_) => {
                 panic!("an embedded backend has no server to count calls on")
             }
-            Deployment::Standalone(s) => s.calls(command),
+            Deployment::Standalone(s) | Deployment::Acl { server: s, .. } => s.calls(command),
+            Deployment::Dedicated { shared, own, .. } => shared.calls(command) + own.calls(command),
             Deployment::Cluster(c) => c.calls(command),
             Deployment::Sentinel(g) => g.servers().0.calls(command),
             Deployment::Configured(inner, _) => inner.calls(command),

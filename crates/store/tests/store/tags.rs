@@ -45,7 +45,7 @@ contract! {
         assert_eq!(store.get::<u64>(&acme, &s, "k3").await.unwrap(), None);
         assert_eq!(store.get::<u64>(&globex, &s, "k1").await.unwrap(), Some(5));
     }
-    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded]
+    on [memory, storage_only, disk, standalone, cluster, standalone_sharded, cluster_sharded, acl, dedicated]
 }
 
 contract! {

@@ -189,8 +189,9 @@ pub(crate) struct OverviewParams {
 const OVERVIEW_ROWS: i64 = 200;
 
 /// `GET /v1/admin/overview`: what the dashboard shows beside the series — the health history per component, the
-/// event log (alerts included, newest first), the warmup jobs with their last run, and this process's live
-/// counters per tenant and type (L1 and backend hits since start).
+/// event log (alerts included, newest first), the warmup jobs with their last run, this process's live
+/// counters per tenant and type (L1 and backend hits since start), and which isolation strategy each tenant
+/// runs (design 0023).
 pub(crate) async fn overview_route(
     State(state): State<ConsoleState>,
     Query(params): Query<OverviewParams>,
@@ -210,6 +211,7 @@ pub(crate) async fn overview_route(
         }
     };
     let snapshot = state.store.metrics();
+    let isolations = state.store.admin().isolations();
     let live: Vec<_> = snapshot
         .series
         .iter()
@@ -217,13 +219,23 @@ pub(crate) async fn overview_route(
             let c = &s.counters;
             json!({
                 "tenant": s.tenant, "cache_type": s.cache_type,
+                "isolation": isolations.of_tenant(&s.tenant),
                 "hits": c.hits, "l1_hits": c.l1_hits, "l2_hits": c.hits - c.l1_hits.min(c.hits),
                 "misses": c.misses, "hit_ratio": c.hit_ratio(),
             })
         })
         .collect();
+    let isolation = json!({
+        "default": isolations.default,
+        "tenants": isolations
+            .listed
+            .iter()
+            .map(|(t, i)| (t.clone(), serde_json::Value::from(*i)))
+            .collect::<serde_json::Map<_, _>>(),
+    });
     let Some(url) = state.database_url.clone() else {
-        return Json(json!({ "live": live, "database": null })).into_response();
+        return Json(json!({ "live": live, "isolation": isolation, "database": null }))
+            .into_response();
     };
     let read = tokio::task::spawn_blocking(move || {
         let mut db = Db::open(&url)?;
@@ -272,6 +284,7 @@ pub(crate) async fn overview_route(
     match read {
         Ok(Ok(mut body)) => {
             body["live"] = live.into();
+            body["isolation"] = isolation;
             let mut r = Json(body).into_response();
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -83,6 +83,7 @@ pub(crate) async fn metrics(
         }
     }
     quota_gauges(&state, &snapshot, &mut out).await;
+    isolation_gauges(&state, &snapshot, &mut out);
     family(
         &mut out,
         "fernando_cache_get_latency_seconds",
@@ -186,6 +187,51 @@ pub(crate) async fn metrics(
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Which isolation strategy each tenant runs (design 0023), as gauges of 1 labelled with its name: every tenant
+/// with a plan of its own and every tenant with series (bounded by `metrics.max_series`), and the default, for
+/// `* on (tenant) group_left (isolation)` joins.
+fn isolation_gauges(
+    state: &AppState,
+    snapshot: &fernando_cache_store::MetricsSnapshot,
+    out: &mut String,
+) {
+    let isolations = state.store.admin().isolations();
+    family(
+        out,
+        "fernando_cache_default_isolation",
+        "gauge",
+        "1, labelled with the isolation strategy of every tenant without a [tenants.<id>] table.",
+    );
+    let _ = writeln!(
+        out,
+        "fernando_cache_default_isolation{{isolation=\"{}\"}} 1",
+        label(isolations.default)
+    );
+    family(
+        out,
+        "fernando_cache_tenant_isolation",
+        "gauge",
+        "1, labelled with the isolation strategy the tenant runs: namespace, acl or dedicated.",
+    );
+    let mut tenants: std::collections::BTreeSet<&str> =
+        isolations.listed.iter().map(|(t, _)| t.as_str()).collect();
+    tenants.extend(
+        snapshot
+            .series
+            .iter()
+            .map(|s| s.tenant.as_str())
+            .filter(|t| !t.starts_with('_')),
+    );
+    for t in tenants {
+        let _ = writeln!(
+            out,
+            "fernando_cache_tenant_isolation{{tenant=\"{}\",isolation=\"{}\"}} 1",
+            label(t),
+            label(isolations.of_tenant(t))
+        );
+    }
 }
 
 /// Each tenant's quota use now, from the backend's ledgers, when a quota is set (tenants are those with series,

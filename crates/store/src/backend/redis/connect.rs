@@ -48,11 +48,31 @@ impl RedisBackend {
     /// # Errors
     /// [`BackendError::Other`] when the URL cannot be used (for example `rediss://` in a build without TLS).
     pub fn connect(settings: &RedisSettings, tracked: &TrackedKeys) -> Result<Self, BackendError> {
+        Self::connect_as(settings, tracked, None)
+    }
+
+    /// [`RedisBackend::connect`] as the Redis user `credentials` names (`(user, password)`) in place of the
+    /// URL's: an `acl` tenant's connections to the shared deployment (design 0023). Under Sentinel, the
+    /// sentinels are still asked with their own URLs' credentials.
+    pub(crate) fn connect_as(
+        settings: &RedisSettings,
+        tracked: &TrackedKeys,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Self, BackendError> {
         let mut shown_url = settings.url.redacted();
-        let url = settings
+        let mut url = settings
             .connection_url()
             .into_connection_info()
             .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
+        if let Some((user, password)) = credentials {
+            let redis = url
+                .redis_settings()
+                .clone()
+                .set_username(user)
+                .set_password(password);
+            url = url.set_redis_settings(redis);
+            shown_url = format!("{shown_url} as user {user}");
+        }
         let tls = tls_roots(settings)?;
         let client = match tls.clone() {
             Some(root_cert) => redis::Client::build_with_tls(

@@ -18,7 +18,8 @@ use redis::{RedisResult, aio::ConnectionLike};
 
 use super::commands;
 use crate::backend::{
-    BackendError, Charge, Coordination, KeyTtl, Leases, OnMessage, WindowCount, new_generation,
+    BackendError, ByteLedgers, Charge, Coordination, KeyTtl, Leases, OnMessage, WindowCount,
+    new_generation,
 };
 
 /// A Redis topology as the calls it shares with the other see it: a connection lent for one call, and the
@@ -203,4 +204,28 @@ pub(super) fn bump_generation<'a, T: Connected>(
             .await?;
         Ok(generation)
     })
+}
+
+/// `UNLINK` of one batch of keys (of one slot, on a cluster) and, with a byte ledger, their release from it:
+/// the delete half of a sweep whose `SCAN` runs over another connection — an `acl` tenant's sweep, scanned as
+/// the shared user, deleted as the tenant (design 0023).
+pub(super) fn unlink_releasing<'a, T: Connected>(
+    backend: &'a T,
+    keys: &'a [&'a str],
+    ledgers: Option<&'a ByteLedgers>,
+) -> BoxFuture<'a, Result<u64, BackendError>> {
+    // Each key goes back to the ledger it was charged to (its shard's, design 0024).
+    let released = ledgers.map_or_else(Vec::new, |l| l.group(keys));
+    Box::pin(backend.with_conn(move |mut conn| async move {
+        let deleted: u64 = redis::cmd("UNLINK")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
+        for (ledger, members) in &released {
+            let _: u64 = commands::release_cmd(ledger, members)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(deleted)
+    }))
 }

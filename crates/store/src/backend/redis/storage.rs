@@ -156,6 +156,67 @@ impl Storage for RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// [`Storage::delete_matching`] with the keys this backend's `SCAN` finds deleted (and released from
+    /// `ledger`) by `deleter`: an `acl` tenant's sweep, scanned as the shared user — `SCAN` is not filtered by
+    /// key patterns, so the tenant's user may not run it — and deleted as the tenant, whose keys alone Redis lets
+    /// it delete (design 0023).
+    pub(crate) async fn delete_matching_as(
+        &self,
+        deleter: &RedisBackend,
+        pattern: &str,
+        batch: usize,
+        step_timeout: Duration,
+        ledgers: Option<&ByteLedgers>,
+    ) -> Result<u64, BackendError> {
+        let step = |d| BackendError::Timeout(d);
+        let mut conn = tokio::time::timeout(step_timeout, self.exclusive())
+            .await
+            .map_err(|_| step(step_timeout))??;
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys) = tokio::time::timeout(
+                step_timeout,
+                commands::scan_step(&mut conn, cursor, pattern, batch),
+            )
+            .await
+            .map_err(|_| step(step_timeout))?
+            .map_err(conn_err)?;
+            for chunk in keys.chunks(batch.max(1)) {
+                let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                deleted += tokio::time::timeout(
+                    step_timeout,
+                    shared::unlink_releasing(deleter, &chunk, ledgers),
+                )
+                .await
+                .map_err(|_| step(step_timeout))??;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// `ACL SETUSER` with `args` (the user, then its rules) and `password` (`>…`, sent last, never logged):
+    /// on this server, or under Sentinel on the primary of the moment (a replica keeps its own users).
+    pub(crate) async fn set_acl_user(
+        &self,
+        args: &[String],
+        password: &str,
+    ) -> Result<(), BackendError> {
+        self.with_conn(move |mut conn| async move {
+            redis::cmd("ACL")
+                .arg(args)
+                .arg(password)
+                .exec_async(&mut conn)
+                .await
+        })
+        .await
+    }
+}
+
 impl Connected for RedisBackend {
     type Conn = MultiplexedConnection;
 

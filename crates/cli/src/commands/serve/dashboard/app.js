@@ -121,7 +121,7 @@ function setOptions(select, values) {
 
 function renderOverview(o) {
   const live = (o.live || []).filter((s) => !s.tenant.startsWith("_"));
-  fillTable("live", live, (s) => [[s.tenant], [s.cache_type], [fmtInt(s.l1_hits), "num"], [fmtInt(s.l2_hits), "num"], [fmtInt(s.misses), "num"], [fmtPct(s.hit_ratio), "num"]]);
+  fillTable("live", live, (s) => [[s.tenant], [s.cache_type], [s.isolation], [fmtInt(s.l1_hits), "num"], [fmtInt(s.l2_hits), "num"], [fmtInt(s.misses), "num"], [fmtPct(s.hit_ratio), "num"]]);
   setOptions($("tenant"), [...new Set(live.map((s) => s.tenant))].sort());
   setOptions($("cache_type"), [...new Set(live.map((s) => s.cache_type))].sort());
   const health = [];

@@ -84,6 +84,7 @@ impl Direct {
         settings: &RedisSettings,
         tracked: &TrackedKeys,
         tls: Option<Option<Vec<u8>>>,
+        credentials: Option<(&str, &str)>,
     ) -> Result<Self, BackendError> {
         let seed = settings
             .seed_urls()
@@ -96,6 +97,9 @@ impl Direct {
             .map_err(|e| BackendError::Other(format!("redis cluster seed: {e}")))?;
         let hot = HotSettings::from_settings(settings, tracked);
         let mut redis = info.redis_settings().clone();
+        if let Some((user, password)) = credentials {
+            redis = redis.set_username(user).set_password(password);
+        }
         if hot.track.is_some() {
             // Push messages need RESP3.
             redis = redis.set_protocol(ProtocolVersion::RESP3);

@@ -100,11 +100,24 @@ impl ClusterBackend {
     /// # Errors
     /// [`BackendError::Other`] when a seed URL cannot be used.
     pub fn connect(settings: &RedisSettings, tracked: &TrackedKeys) -> Result<Self, BackendError> {
-        let shown = std::iter::once(&settings.url)
+        Self::connect_as(settings, tracked, None)
+    }
+
+    /// [`ClusterBackend::connect`] as the Redis user `credentials` names (`(user, password)`) on every node, in
+    /// place of the seed URLs': an `acl` tenant's connections to the shared cluster (design 0023).
+    pub(crate) fn connect_as(
+        settings: &RedisSettings,
+        tracked: &TrackedKeys,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Self, BackendError> {
+        let mut shown = std::iter::once(&settings.url)
             .chain(&settings.nodes)
             .map(|u| u.redacted())
             .collect::<Vec<_>>()
             .join(",");
+        if let Some((user, _)) = credentials {
+            shown = format!("{shown} as user {user}");
+        }
         let mut builder = ClusterClientBuilder::new(settings.seed_urls())
             .connection_timeout(settings.connect_timeout)
             // Under the store's own deadline, so a node that stops answering is reported here (and the
@@ -115,6 +128,9 @@ impl ClusterBackend {
             .retries(3)
             .min_retry_wait(5)
             .max_retry_wait(50);
+        if let Some((user, password)) = credentials {
+            builder = builder.username(user).password(password);
+        }
         let tls = tls_roots(settings)?;
         if let Some(root) = &tls {
             builder = builder.tls(TlsMode::Secure);
@@ -130,7 +146,7 @@ impl ClusterBackend {
             .map_err(|e| BackendError::Other(format!("redis cluster {shown}: {e}")))?;
         Ok(ClusterBackend {
             client,
-            direct: Arc::new(Direct::new(settings, tracked, tls)?),
+            direct: Arc::new(Direct::new(settings, tracked, tls, credentials)?),
             command_timeout: settings.command_timeout,
             conn: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),

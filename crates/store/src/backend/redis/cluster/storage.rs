@@ -246,6 +246,79 @@ impl Storage for ClusterBackend {
     }
 }
 
+impl ClusterBackend {
+    /// [`Storage::delete_matching`] with the keys this backend's `SCAN` of every primary finds deleted (and
+    /// released from `ledger`) by `deleter`, a slot at a time: an `acl` tenant's sweep, scanned as the shared
+    /// user and deleted as the tenant (design 0023).
+    pub(crate) async fn delete_matching_as(
+        &self,
+        deleter: &ClusterBackend,
+        pattern: &str,
+        batch: usize,
+        step_timeout: Duration,
+        ledgers: Option<&ByteLedgers>,
+    ) -> Result<u64, BackendError> {
+        let step = |d| BackendError::Timeout(d);
+        let primaries = tokio::time::timeout(step_timeout, self.primaries())
+            .await
+            .map_err(|_| step(step_timeout))??;
+        let (mut conn, id) = self.conn().await?;
+        let mut deleted = 0;
+        for primary in primaries {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(batch);
+                let reply =
+                    tokio::time::timeout(step_timeout, conn.route_command(scan, primary.route()))
+                        .await
+                        .map_err(|_| step(step_timeout))?
+                        .map_err(|e| self.failed(id, e))?;
+                let (next, keys): (u64, Vec<String>) = FromRedisValue::from_redis_value(reply)
+                    .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                // The deleter's cluster connection routes each batch by its slot.
+                for chunk in commands::same_slot_batches(&keys, batch) {
+                    deleted += tokio::time::timeout(
+                        step_timeout,
+                        shared::unlink_releasing(deleter, &chunk, ledgers),
+                    )
+                    .await
+                    .map_err(|_| step(step_timeout))??;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// `ACL SETUSER` with `args` (the user, then its rules) and `password` (`>…`, sent last, never logged) on
+    /// every node, primaries and replicas: a cluster keeps its users per node.
+    pub(crate) async fn set_acl_user(
+        &self,
+        args: &[String],
+        password: &str,
+    ) -> Result<(), BackendError> {
+        let every_node = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllNodes,
+            Some(ResponsePolicy::AllSucceeded),
+        ));
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg(args).arg(password);
+        self.with_conn(move |mut conn| async move {
+            conn.route_command(cmd, every_node).await.map(drop)
+        })
+        .await
+    }
+}
+
 impl Connected for ClusterBackend {
     type Conn = ClusterConnection;
 
