@@ -1,10 +1,11 @@
 //! [`Admin`]: what operators and health checks ask a store — is the backend there, what it holds, how long an
-//! entry has left, a tenant's quota use, the exact keys — kept off the cache API. The calls themselves live
-//! beside the code they share (reads in `read.rs`, quotas in `quota.rs`); this is their one public face.
+//! entry has left, a tenant's quota use and plan, the exact keys, a tenant's erasure and export — kept off the
+//! cache API. The calls themselves live beside the code they share (reads in `read.rs`, quotas in `quota.rs`,
+//! plans in `plans.rs`, erasure and export in `erasure.rs` and `export.rs`); this is their one public face.
 
 use std::time::Duration;
 
-use fernando_cache_config::CacheType;
+use fernando_cache_config::{CacheType, TenantPlan, TenantPlans};
 use fernando_cache_keys::{AsScope, KeyBuilder, TenantId};
 
 use super::{QuotaUsage, Store};
@@ -20,7 +21,7 @@ pub struct Admin<'a> {
 
 impl Store {
     /// The operator calls: ping, backend facts, an entry's existence and remaining life, configured TTLs,
-    /// quota use, the key builder.
+    /// quota use and plans, the key builder, and a tenant's erasure and export.
     pub fn admin(&self) -> Admin<'_> {
         Admin { store: self }
     }
@@ -101,5 +102,17 @@ impl<'a> Admin<'a> {
     /// the backend, tests).
     pub fn keys(self) -> &'a KeyBuilder {
         &self.store.inner.keys
+    }
+
+    /// Every tenant's plan as this store applies it (`[tenants.<id>]` over `[tenants.default]` over the
+    /// deployment-wide settings): what `stats`, `/v1/cache/stats` and `/metrics` show, and the per-process
+    /// rates the HTTP edge keeps.
+    pub fn plans(self) -> &'a TenantPlans {
+        self.store.inner.plans.all()
+    }
+
+    /// The plan of `tenant`: its own table, or the default one for a tenant not listed.
+    pub fn plan(self, tenant: &TenantId) -> TenantPlan {
+        self.store.inner.plans.all().get(tenant.as_str())
     }
 }

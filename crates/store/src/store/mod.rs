@@ -14,6 +14,7 @@ mod get_or_compute;
 mod invalidate;
 mod l1;
 mod lease;
+mod plans;
 mod quota;
 mod read;
 pub(crate) mod sweeps;
@@ -94,8 +95,10 @@ struct Inner {
     tiers: fernando_cache_config::TierTable,
     /// Entry keys being refreshed ahead of expiry in the background (one refresh per key at a time).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Per-tenant bounds on stored bytes and requests (design 0017).
+    /// The request quota's window (design 0017); each tenant's bounds are in its plan.
     quotas: fernando_cache_config::QuotaSettings,
+    /// Each tenant's plan: its byte and request quotas and its TTL cap (issue 31).
+    plans: plans::Plans,
     /// Seals the values of the configured cache types (design 0018); `None` when none is sealed.
     sealer: Option<crate::seal::Sealer>,
 }
@@ -158,11 +161,14 @@ impl Store {
     /// # Errors
     /// [`StoreError::Setup`] when a cache type is sealed (`types.<name>.sealed`, `encryption.document_data`) and
     /// its keys cannot be read or are malformed; the error names where they were looked for, never what was found.
+    /// [`StoreError::Settings`] when a tenant's plan (`[tenants.<id>]`) is wrong, for settings that were built
+    /// by hand rather than loaded (loading validates them).
     pub fn with_backend(
         settings: &Settings,
         backend: impl Into<Backend>,
     ) -> Result<Store, StoreError> {
         let backend = backend.into();
+        let plans = plans::Plans::new(settings.tenant_plans().map_err(StoreError::Settings)?);
         let c = &settings.compression;
         let sealer =
             crate::seal::Sealer::from_settings(settings).map_err(|e| StoreError::Setup {
@@ -205,6 +211,7 @@ impl Store {
                 tiers: settings.types.tiers().clone(),
                 refreshing: Default::default(),
                 quotas: settings.quotas.clone(),
+                plans,
                 sealer,
             }),
         })

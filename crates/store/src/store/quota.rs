@@ -1,6 +1,7 @@
 //! Per-tenant quotas (design 0017): the bytes of live entries a tenant holds, charged on every write to a
-//! ledger on the backend (so every replica shares it) and refused past `quotas.tenant_bytes`; and the
-//! tenant's requests per fixed window, counted for the HTTP edge.
+//! ledger on the backend (so every replica shares it) and refused past the tenant's byte quota; and the
+//! tenant's requests per fixed window, counted for the HTTP edge. Each tenant's bounds are its plan's
+//! (`[tenants.<id>]`, else `[tenants.default]`, else `quotas.*`; issue 31).
 //!
 //! Policy: a write past the byte quota is refused and counted (`quota_refused`), never stored; the tenant's
 //! entries expire as usual and make room again. Evicting the tenant's own least recently used entries instead
@@ -29,11 +30,11 @@ const WINDOWED_COUNTERS: &str = "windowed counters";
 pub struct QuotaUsage {
     /// Bytes of the tenant's live entries.
     pub stored_bytes: u64,
-    /// `quotas.tenant_bytes` (0: no limit).
+    /// The tenant's byte quota: its plan's `tenant_bytes`, else `quotas.tenant_bytes` (0: no limit).
     pub byte_limit: u64,
     /// Requests counted in the current window.
     pub requests: u64,
-    /// `quotas.shared_requests` (0: no limit).
+    /// The tenant's request quota: its plan's `shared_requests`, else `quotas.shared_requests` (0: no limit).
     pub request_limit: u64,
     /// `quotas.shared_window`.
     pub request_window: Duration,
@@ -63,8 +64,9 @@ impl Store {
         kept: Duration,
         series: &SeriesRef<'_>,
     ) -> Option<WriteOutcome> {
-        let limit = self.inner.quotas.tenant_bytes;
-        if limit == 0 || scope.tenant().is_none() {
+        // The tenant's own plan, or the default (issue 31); 0 for the global scope and while no plan sets one.
+        let limit = self.inner.plans.tenant_bytes(scope);
+        if limit == 0 {
             return None;
         }
         // The entry's key was built for the same scope, so this cannot fail; if it did, the quota could not be
@@ -109,7 +111,7 @@ impl Store {
     /// The byte ledger deletions in `scope` release from (a single delete, or a sweep): the tenant's, when byte
     /// quotas are on.
     pub(super) fn byte_ledger(&self, scope: &Scope) -> Option<String> {
-        if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
+        if self.inner.plans.tenant_bytes(scope) == 0 {
             return None;
         }
         let [ledger, _] = self.inner.keys.quota_keys(scope).ok()?;
@@ -134,6 +136,7 @@ impl Store {
     /// A tenant's use of its quotas now; public as [`super::Admin::quota_usage`].
     pub(super) async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
         let q = &self.inner.quotas;
+        let limits = self.inner.plans.of(tenant.as_str());
         let scope = tenant.as_scope();
         let [ledger, requests] = self.inner.keys.quota_keys(scope)?;
         let unavailable = |source| StoreError::Unavailable {
@@ -155,9 +158,9 @@ impl Store {
             .map_err(unavailable)?;
         Ok(QuotaUsage {
             stored_bytes: stored.total,
-            byte_limit: q.tenant_bytes,
+            byte_limit: limits.tenant_bytes,
             requests: counted.count,
-            request_limit: q.shared_requests,
+            request_limit: limits.shared_requests,
             request_window: q.shared_window,
         })
     }
@@ -166,7 +169,8 @@ impl Store {
     /// [`super::Coordinator::count_request`].
     pub(super) async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
         let q = &self.inner.quotas;
-        if q.shared_requests == 0 {
+        let limit = self.inner.plans.shared_requests(tenant.as_str());
+        if limit == 0 {
             return RequestQuota::Allowed;
         }
         let series = self.inner.metrics.series(tenant.as_str(), ALL_TYPES);
@@ -180,7 +184,7 @@ impl Store {
             .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))
             .await;
         match counted {
-            Ok(c) if c.count > q.shared_requests => {
+            Ok(c) if c.count > limit => {
                 series.add(|c| &c.requests_refused, 1);
                 RequestQuota::Refused {
                     retry_after: c.resets_in.max(Duration::from_secs(1)),
