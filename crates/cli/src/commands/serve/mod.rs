@@ -209,7 +209,7 @@ pub(crate) async fn run(
         database_url: database_url.clone(),
         currency: settings.prices.currency.as_str().into(),
         engine: Arc::new(EngineGate::new(&settings.server.limits)),
-        rates: Arc::new(TenantRates::new(&settings.server.limits, store.clone())),
+        rates: Arc::new(TenantRates::new(store.clone())),
         loopback: addr.ip().is_loopback(),
         sessions: Arc::default(),
         types: Arc::new(settings.types.clone()),
