@@ -54,7 +54,8 @@ pub mod __private;
 pub use backend::DiskBackend;
 pub use backend::{
     Backend, BackendError, BackendInfo, Cause, Charge, Coherence, Coordination, Fetched, KeyTtl,
-    Leases, MemoryBackend, NodeInfo, OnMessage, Storage, Watch, WindowCount, ledger_member,
+    Leases, Listed, MemoryBackend, NodeInfo, OnMessage, ScanCursor, ScanPage, Storage, Watch,
+    WindowCount, ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};

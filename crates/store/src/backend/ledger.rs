@@ -107,6 +107,17 @@ impl Ledgers {
         }
     }
 
+    /// Removes every ledger and windowed counter whose key matches the Redis glob `pattern` (see
+    /// `Storage::delete_matching`); returns how many.
+    pub(crate) fn remove_matching(&self, pattern: &str) -> u64 {
+        let matches = |key: &String| super::glob_match(pattern.as_bytes(), key.as_bytes());
+        let mut state = self.state();
+        let before = state.ledgers.len() + state.windows.len();
+        state.ledgers.retain(|key, _| !matches(key));
+        state.windows.retain(|key, _| !matches(key));
+        (before - state.ledgers.len() - state.windows.len()) as u64
+    }
+
     /// See `Coordination::count_in_window`.
     pub(crate) fn count_in_window(&self, key: &str, add: u64, window: Duration) -> WindowCount {
         let now = Instant::now();
