@@ -67,9 +67,9 @@ pub use metrics::{
     OVERFLOW_TENANT, SeriesSnapshot,
 };
 pub use store::{
-    Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Invalidation,
-    InvalidationStrategy, QuotaUsage, RefreshClaim, RequestQuota, Served, Store, Target, Write,
-    WriteOutcome,
+    Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Erasure, ExportCursor,
+    ExportPage, HeldEntry, Invalidation, InvalidationStrategy, QuotaUsage, RefreshClaim,
+    RequestQuota, Served, Store, Target, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

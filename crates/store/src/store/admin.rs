@@ -8,7 +8,7 @@ use std::time::Duration;
 use fernando_cache_config::{CacheType, TenantPlan, TenantPlans};
 use fernando_cache_keys::{AsScope, KeyBuilder, TenantId};
 
-use super::{QuotaUsage, Store};
+use super::{Erasure, ExportCursor, ExportPage, QuotaUsage, Store};
 use crate::{BackendInfo, KeyTtl, StoreError};
 
 /// The operator calls of a [`Store`], taken with [`Store::admin`]: they go through the same breaker and
@@ -114,5 +114,39 @@ impl<'a> Admin<'a> {
     /// The plan of `tenant`: its own table, or the default one for a tenant not listed.
     pub fn plan(self, tenant: &TenantId) -> TenantPlan {
         self.store.inner.plans.all().get(tenant.as_str())
+    }
+
+    /// Removes every key of `tenant` from the backend — entries of every cache type (HTTP copies included),
+    /// invalidation generations, leases, quota ledgers — on every primary of a cluster, and drops what this
+    /// store holds of it in process (L1 copies, computations in flight). Every entry is hidden first, for every
+    /// process sharing the backend, by a bump of the tenant's generation that their L1 tiers hear of (on a
+    /// backend that announces changes; elsewhere their copies live out `l1.untracked_ttl`). Running it again
+    /// finds nothing and succeeds. The statistics database is not the store's: `fernando_cache_ops::erasure`
+    /// erases both.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot take it (some keys may be gone; run it again); an
+    /// over-long tenant.
+    pub async fn erase_tenant(self, tenant: &TenantId) -> Result<Erasure, StoreError> {
+        self.store.erase_tenant(tenant).await
+    }
+
+    /// One page of what the backend holds for `tenant` (about `count` entries, from `from`): each entry's cache
+    /// type, key, size, age and remaining life, and with `values` its envelope as stored (sealed values stay
+    /// sealed). Start with `ExportCursor::default()` and go on with each page's `next` until it is `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer or cannot list its keys (a backend of your
+    /// own without [`Storage::scan`](crate::Storage::scan)); an over-long tenant.
+    pub async fn export_tenant(
+        self,
+        tenant: &TenantId,
+        from: &ExportCursor,
+        count: usize,
+        values: bool,
+    ) -> Result<ExportPage, StoreError> {
+        self.store
+            .export_tenant(tenant, from, count, values)
+            .await
     }
 }

@@ -2,7 +2,8 @@
 //! the bodies of the operator calls [`Admin`] exposes. The rest is here by concern: reads (`read.rs`), writes
 //! (`write.rs`), `get_or_compute` (`get_or_compute.rs`) over the single-flight engine (`compute.rs`,
 //! `detached.rs`), invalidation (`invalidate.rs`), the operators' and the services' handles (`admin.rs`,
-//! `coordinator.rs`), and every backend call's breaker and deadline (`call.rs`).
+//! `coordinator.rs`), tenants' plans (`plans.rs`), erasure and export (`erasure.rs`, `export.rs`), and every
+//! backend call's breaker and deadline (`call.rs`).
 
 mod accounting;
 mod admin;
@@ -10,6 +11,8 @@ mod call;
 mod compute;
 mod coordinator;
 mod detached;
+mod erasure;
+mod export;
 mod get_or_compute;
 mod invalidate;
 mod l1;
@@ -39,6 +42,8 @@ pub use admin::Admin;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use coordinator::Coordinator;
+pub use erasure::Erasure;
+pub use export::{ExportCursor, ExportPage, HeldEntry};
 pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
 pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
