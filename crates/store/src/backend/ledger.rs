@@ -65,14 +65,19 @@ impl Ledgers {
     ) -> Charge {
         let now = Instant::now();
         let mut state = self.state();
-        let l = state.ledgers.entry(ledger.to_owned()).or_default();
-        l.sweep(now);
         if member.is_empty() {
+            // Only a look: a ledger that does not exist is not made.
+            let total = state.ledgers.get_mut(ledger).map_or(0, |l| {
+                l.sweep(now);
+                l.total
+            });
             return Charge {
                 admitted: true,
-                total: l.total,
+                total,
             };
         }
+        let l = state.ledgers.entry(ledger.to_owned()).or_default();
+        l.sweep(now);
         let old = l.members.get(member).map_or(0, |(b, _)| *b);
         let after = l.total - old + bytes;
         if limit > 0 && bytes > old && after > limit {
@@ -123,6 +128,19 @@ impl Ledgers {
         let now = Instant::now();
         let mut state = self.state();
         state.windows.retain(|_, (_, ends)| *ends > now);
+        if add == 0 {
+            // Only a look: a window that has not started is not started.
+            return match state.windows.get(key) {
+                Some((count, ends)) => WindowCount {
+                    count: *count,
+                    resets_in: ends.saturating_duration_since(now),
+                },
+                None => WindowCount {
+                    count: 0,
+                    resets_in: window,
+                },
+            };
+        }
         let (count, ends) = state
             .windows
             .entry(key.to_owned())

@@ -102,6 +102,27 @@ pub(super) fn count_in_window(
     add: u64,
     window_ms: u64,
 ) -> rusqlite::Result<WindowCount> {
+    if add == 0 {
+        // Only a look: a window that has not started is not started.
+        let current: Option<(i64, i64)> = conn
+            .prepare_cached(
+                "SELECT count, resets_at FROM quota_windows WHERE key = ?1 AND resets_at > ?2",
+            )?
+            .query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        return Ok(match current {
+            Some((count, resets_at)) => WindowCount {
+                count: u64::try_from(count).unwrap_or(0),
+                resets_in: std::time::Duration::from_millis(
+                    u64::try_from(resets_at - now).unwrap_or(0),
+                ),
+            },
+            None => WindowCount {
+                count: 0,
+                resets_in: std::time::Duration::from_millis(window_ms),
+            },
+        });
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached("DELETE FROM quota_windows WHERE resets_at <= ?1")?
         .execute([now])?;
