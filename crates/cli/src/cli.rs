@@ -8,7 +8,7 @@ use fernando_cache_config::{Environment, LoadOptions, Settings};
 
 use crate::{
     args::{parse_duration, parse_ttl},
-    commands::{self, cache::CacheCommand},
+    commands::{self, cache::CacheCommand, tenant::TenantCommand},
 };
 
 /// A Redis caching layer for document-processing platforms.
@@ -24,8 +24,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "DIR", help = data_dir_help())]
     data_dir: Option<PathBuf>,
 
-    /// Use Redis at this URL (selects the Redis backend): where process, serve, proxy, cache and event keep the
-    /// cache. `stats` reads the statistics database, and the backend only for tenant quotas.
+    /// Use Redis at this URL (selects the Redis backend): where process, serve, proxy, cache, event and tenant
+    /// keep the cache. `stats` reads the statistics database, and the backend only for tenant quotas.
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
 
@@ -118,6 +118,11 @@ enum Command {
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
+    },
+    /// Erase a tenant's data everywhere it is kept, or export what is held for it.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
     },
     /// Hit ratio, traffic and latency per tenant and cache type, from the statistics database.
     #[command(after_help = commands::stats::HELP)]
@@ -218,6 +223,7 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             commands::proxy::run(&settings, options).await
         }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
+        Command::Tenant { command } => commands::tenant::run(&settings, command).await,
         Command::Stats { since, json } => {
             commands::stats::run(&settings, since, json, cli.redis_url.is_some()).await
         }
