@@ -157,7 +157,7 @@ fn keys_of(redis: &RedisServer, tenant: &str) -> usize {
         .iter()
         .map(|glob| {
             let reply = redis
-                .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", glob])
+                .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", glob.as_str()])
                 .unwrap();
             reply
                 .trim()

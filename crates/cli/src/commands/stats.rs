@@ -1,8 +1,8 @@
 //! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
 //! per tenant and cache type from the statistics database, as a table or JSON; each tenant's plan (its quotas,
 //! rate and TTL cap, `[tenants.<id>]`); and, when quotas are set, each tenant's use of them as the backend's
-//! ledgers say now. It names the database it read, and a SQLite database
-//! that does not exist yet is reported, never created empty.
+//! ledgers say now. It names the database it read, and a SQLite database that does not exist yet is reported,
+//! never created empty.
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 

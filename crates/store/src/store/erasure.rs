@@ -57,7 +57,7 @@ impl Area {
     /// The area of a glob `keys` made: told by what follows its (glob-escaped) prefix.
     pub(super) fn of(keys: &KeyBuilder, glob: &str) -> Area {
         let prefix = escape_glob(keys.prefix());
-        let rest = glob.strip_prefix(prefix.as_ref()).unwrap_or(glob);
+        let rest = glob.strip_prefix(&*prefix).unwrap_or(glob);
         if rest.starts_with("_gen:") {
             Area::Generations
         } else if rest.starts_with("_lease:") {

@@ -4,9 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::super::glob_match;
-
-use super::super::{Charge, WindowCount};
+use super::super::{Charge, WindowCount, glob_match};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS quota_ledger (

@@ -14,8 +14,9 @@
 //! one — a lost generation would make lazily invalidated entries readable again — and `totals`, the bytes of
 //! all entries, kept by triggers in the same transactions; the quota ledgers are `quota_ledger` and `quota_windows`
 //! (`ledger.rs`). Entries are listed a page at a time in key order (`listing.rs`). Past `disk.max_bytes` a write
-//! evicts the expired entries, then those closest to expiry (Redis's `volatile-ttl`), down to 90 %. A file of an older format is
-//! emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a clear error.
+//! evicts the expired entries, then those closest to expiry (Redis's `volatile-ttl`), down to 90 %. A file of an
+//! older format is emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a
+//! clear error.
 //! The file holds every tenant's values, so its folder is `0700` and the file, its WAL and `-shm` `0600`
 //! (`files.rs`).
 //!
