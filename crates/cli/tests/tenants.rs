@@ -157,7 +157,12 @@ fn keys_of(redis: &RedisServer, tenant: &str) -> usize {
         .iter()
         .map(|glob| {
             let reply = redis
-                .command(&["EVAL", "return #redis.call('KEYS', ARGV[1])", "0", glob.as_str()])
+                .command(&[
+                    "EVAL",
+                    "return #redis.call('KEYS', ARGV[1])",
+                    "0",
+                    glob.as_str(),
+                ])
                 .unwrap();
             reply
                 .trim()
@@ -265,10 +270,7 @@ async fn tenant_erase_leaves_nothing_of_the_tenant_and_a_live_server_misses_it_a
         b"",
     )))
     .unwrap();
-    for (place, counts) in [
-        ("cache", &again["cache"]),
-        ("database", &again["database"]),
-    ] {
+    for (place, counts) in [("cache", &again["cache"]), ("database", &again["database"])] {
         for (name, n) in counts.as_object().unwrap() {
             assert_eq!(n, 0, "{place} {name}: {again}");
         }
@@ -320,7 +322,10 @@ async fn the_admin_route_erases_a_tenant_and_what_the_server_had_not_recorded_of
     };
     assert_eq!(erase(None, "acme").await.unwrap().status(), 401);
     assert_eq!(erase(Some(ACME), "acme").await.unwrap().status(), 403);
-    assert!(keys_of(&redis, "acme") > 0, "nothing was erased without the admin token");
+    assert!(
+        keys_of(&redis, "acme") > 0,
+        "nothing was erased without the admin token"
+    );
     // A tenant id no tenant can have is refused, never a panic.
     assert_eq!(erase(Some(ADMIN), "%01").await.unwrap().status(), 400);
 
@@ -329,7 +334,10 @@ async fn the_admin_route_erases_a_tenant_and_what_the_server_had_not_recorded_of
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body: Value = r.json().await.unwrap();
     assert!(body["cache"]["entries"].as_u64().unwrap() >= 3, "{body}");
-    assert!(body["summary"].as_str().unwrap().contains("cache keys"), "{body}");
+    assert!(
+        body["summary"].as_str().unwrap().contains("cache keys"),
+        "{body}"
+    );
     assert_eq!(keys_of(&redis, "acme"), 0);
     assert!(keys_of(&redis, "globex") > 0);
 
@@ -396,7 +404,10 @@ fn tenant_export_writes_what_is_held_and_values_only_when_asked() {
     let mut listed: Vec<(String, String)> = held
         .iter()
         .map(|e| {
-            assert!(e.get("envelope_base64").is_none(), "no values unless asked: {e}");
+            assert!(
+                e.get("envelope_base64").is_none(),
+                "no values unless asked: {e}"
+            );
             assert!(e["size"].as_u64().unwrap() > 0, "{e}");
             assert!(e["age_ms"].as_u64().unwrap() < 60_000, "{e}");
             assert!(e["expires_in_ms"].as_u64().is_some(), "{e}");

@@ -901,18 +901,36 @@ fn erasing_a_tenant_removes_its_rows_from_every_table_and_records_the_counts() {
             TenantRows::default(),
             "{url}"
         );
-        assert_eq!(list_events(&mut db, epoch(), Some("tenant.erased")).unwrap().len(), 2);
+        assert_eq!(
+            list_events(&mut db, epoch(), Some("tenant.erased"))
+                .unwrap()
+                .len(),
+            2
+        );
         let stats = statistics_since(&mut db, epoch()).unwrap();
         assert!(stats.iter().all(|r| r.tenant_id != "acme"), "{url}");
         assert!(stats.iter().any(|r| r.tenant_id == "globex"), "{url}");
-        assert!(access_history(&mut db, Some("acme"), epoch()).unwrap().is_empty());
+        assert!(
+            access_history(&mut db, Some("acme"), epoch())
+                .unwrap()
+                .is_empty()
+        );
         assert!(reference_data(&mut db, Some("acme")).unwrap().is_empty());
 
         // globex's rows and the shared ones stay.
-        assert_eq!(access_history(&mut db, Some("globex"), epoch()).unwrap().len(), 1);
+        assert_eq!(
+            access_history(&mut db, Some("globex"), epoch())
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(reference_data(&mut db, Some("globex")).unwrap().len(), 1);
         assert!(!reference_data(&mut db, None).unwrap().is_empty());
-        assert_eq!(pending_invalidations(&mut db).unwrap(), 1, "{url}: globex's");
+        assert_eq!(
+            pending_invalidations(&mut db).unwrap(),
+            1,
+            "{url}: globex's"
+        );
         assert!(
             invalidation_rules(&mut db, "document.updated", Some("globex"))
                 .unwrap()

@@ -360,7 +360,9 @@ impl State {
         self.buffer.retain(|(_, t, _), _| t != tenant);
         if let Some(batch) = &mut self.pending {
             batch.statistics.retain(|d| d.tenant_id != tenant);
-            batch.events.retain(|e| e.tenant_id.as_deref() != Some(tenant));
+            batch
+                .events
+                .retain(|e| e.tenant_id.as_deref() != Some(tenant));
         }
         let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
         q.retain(|e| e.tenant_id.as_deref() != Some(tenant));

@@ -145,8 +145,6 @@ impl<'a> Admin<'a> {
         count: usize,
         values: bool,
     ) -> Result<ExportPage, StoreError> {
-        self.store
-            .export_tenant(tenant, from, count, values)
-            .await
+        self.store.export_tenant(tenant, from, count, values).await
     }
 }

@@ -185,12 +185,7 @@ mod tests {
             .iter()
             .map(|g| Area::of(&keys, g))
             .collect();
-        for area in [
-            Area::Entries,
-            Area::Generations,
-            Area::Leases,
-            Area::Quota,
-        ] {
+        for area in [Area::Entries, Area::Generations, Area::Leases, Area::Quota] {
             assert!(areas.contains(&area), "{area:?} in {areas:?}");
         }
         // A tenant named like an area stays in the area its glob is in: the tag comes after the area.

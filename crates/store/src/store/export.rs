@@ -74,7 +74,11 @@ impl Store {
             return Ok(ExportPage::default());
         };
         // Without values, a header's worth: when it was written, whether it is sealed.
-        let read = if values { usize::MAX } else { codec::HEADER_LEN };
+        let read = if values {
+            usize::MAX
+        } else {
+            codec::HEADER_LEN
+        };
         let page = self
             .call(
                 self.inner
@@ -189,12 +193,23 @@ mod tests {
         }
         let acme = TenantId::new("acme").unwrap();
         assert_eq!(
-            logical_key(&keys, &acme, "fernando:production:{tenant_acme%s3}:session:u%3A1"),
+            logical_key(
+                &keys,
+                &acme,
+                "fernando:production:{tenant_acme%s3}:session:u%3A1"
+            ),
             ("session".to_owned(), "u:1".to_owned())
         );
         // Not of the shape: given whole, never a panic.
-        for odd in ["", "fernando:production:{tenant_acme}", "other:{tenant_acme}:x:y"] {
-            assert_eq!(logical_key(&keys, &acme, odd), (String::new(), odd.to_owned()));
+        for odd in [
+            "",
+            "fernando:production:{tenant_acme}",
+            "other:{tenant_acme}:x:y",
+        ] {
+            assert_eq!(
+                logical_key(&keys, &acme, odd),
+                (String::new(), odd.to_owned())
+            );
         }
     }
 }

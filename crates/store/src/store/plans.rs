@@ -131,10 +131,7 @@ mod tests {
         assert_eq!(p.tenant_bytes(&Scope::Global), 0);
         assert_eq!(p.shared_requests("gold"), 50);
         assert_eq!(p.shared_requests("anyone"), 0);
-        assert_eq!(
-            p.max_ttl(&scope("gold")),
-            Some(Duration::from_secs(3600))
-        );
+        assert_eq!(p.max_ttl(&scope("gold")), Some(Duration::from_secs(3600)));
         assert_eq!(p.max_ttl(&scope("anyone")), None);
     }
 

@@ -99,10 +99,7 @@ async fn until_held(store: &Store, t: &TenantId, key: &str) {
     loop {
         let before = l1_hits();
         for _ in 0..2 {
-            let _ = store
-                .get::<u64>(t, &CacheType::SESSION, key)
-                .await
-                .unwrap();
+            let _ = store.get::<u64>(t, &CacheType::SESSION, key).await.unwrap();
         }
         if l1_hits() > before {
             return;
@@ -205,7 +202,11 @@ async fn export_all(
     let mut from = ExportCursor::default();
     let mut pages = 0;
     loop {
-        let page = store.admin().export_tenant(t, &from, count, values).await.unwrap();
+        let page = store
+            .admin()
+            .export_tenant(t, &from, count, values)
+            .await
+            .unwrap();
         pages += 1;
         for e in page.entries {
             all.insert((e.cache_type.clone(), e.key.clone()), e);

@@ -95,7 +95,12 @@ contract! {
 
 /// The fresh life an entry has left, as operators read it.
 async fn remaining(store: &Store, t: &str, ty: &CacheType, key: &str) -> Duration {
-    match store.admin().remaining_ttl(&tenant(t), ty, key).await.unwrap() {
+    match store
+        .admin()
+        .remaining_ttl(&tenant(t), ty, key)
+        .await
+        .unwrap()
+    {
         KeyTtl::Expires(left) => left,
         other => panic!("{t}/{key}: {other:?}"),
     }

@@ -39,8 +39,8 @@ use fernando_cache_keys::GenerationKeys;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    BackendError, BackendInfo, Charge, Coordination, Fetched, KeyTtl, ScanCursor, ScanPage, Storage,
-    WindowCount, glob_match, new_generation,
+    BackendError, BackendInfo, Charge, Coordination, Fetched, KeyTtl, ScanCursor, ScanPage,
+    Storage, WindowCount, glob_match, new_generation,
 };
 
 mod files;
