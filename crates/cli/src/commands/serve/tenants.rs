@@ -12,6 +12,7 @@ use axum::{
 };
 use fernando_cache_keys::TenantId;
 use fernando_cache_ops::erasure::{EraseOptions, ErasureError, erase_tenant};
+use fernando_cache_store::StoreError;
 
 use super::{AppState, error, internal_error};
 
@@ -37,6 +38,10 @@ pub(crate) async fn erase(State(state): State<AppState>, Path(id): Path<String>)
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
+        }
+        // A tenant id longer than `tenancy.max_tenant_id_len`: no such tenant can have data.
+        Err(ErasureError::Cache(StoreError::Key(e))) => {
+            error(StatusCode::BAD_REQUEST, &format!("tenant: {e}"))
         }
         Err(e @ ErasureError::Cache(_)) => internal_error(
             StatusCode::SERVICE_UNAVAILABLE,
