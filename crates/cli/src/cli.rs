@@ -24,8 +24,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "DIR", help = data_dir_help())]
     data_dir: Option<PathBuf>,
 
-    /// Use Redis at this URL (selects the Redis backend): where process, serve, proxy, cache and event keep the
-    /// cache. `stats` reads the statistics database, and the backend only for tenant quotas.
+    /// Use Redis at this URL (selects the Redis backend): where process, serve, proxy, cache, event and tenant
+    /// keep the cache. `stats` reads the statistics database, and the backend only for tenant quotas.
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
 
@@ -119,7 +119,7 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
-    /// One tenant's place in the cache: the Redis user of an acl tenant.
+    /// One tenant's place in the cache: erase or export what is held for it, or make an acl tenant's Redis user.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,

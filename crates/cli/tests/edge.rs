@@ -1,8 +1,8 @@
 //! `serve` facing the network (issue 15, item 3), as a real process: slow-header clients cut off while others
 //! are served, SIGTERM bounded while they hang, per-route body limits without buffering, a full engine queue,
 //! engine slots held by abandoned work and each tenant's share of the queue,
-//! per-tenant rates and request quotas, development keys on a public address, `/metrics` and `/health` details behind tokens, and
-//! error bodies with request ids that match the access log.
+//! per-tenant rates and request quotas (each tenant at its own plan's), development keys on a public address,
+//! `/metrics` and `/health` details behind tokens, and error bodies with request ids that match the access log.
 
 mod support;
 
@@ -386,6 +386,100 @@ async fn one_tenant_over_its_request_quota_is_refused_while_another_is_not_and_s
         "fernando_cache_requests_refused_total{tenant=\"acme\",cache_type=\"_all\"} 1",
         "fernando_cache_quota_requests{tenant=\"acme\"} 5",
         "fernando_cache_quota_request_limit{tenant=\"acme\"} 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}
+
+/// Issue 31, item 3: each tenant's plan gives it its own request quota — acme's own table four requests a
+/// window, globex the deployment-wide two — each refused with 429 at its own bound; `/v1/cache/stats` shows the
+/// caller's plan and `/metrics` every plan's bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_is_refused_at_its_own_request_quota_and_its_plan_is_shown() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = start(
+        &redis,
+        &pg,
+        &[
+            ("FERNANDO_CACHE__QUOTAS__SHARED_REQUESTS", "2"),
+            ("FERNANDO_CACHE__TENANTS__ACME__SHARED_REQUESTS", "4"),
+            ("FERNANDO_CACHE__TENANTS__ACME__MAX_TTL", "90s"),
+        ],
+    );
+    let mut plans = Vec::new();
+    for (key, quota) in [(ACME, 4u64), (GLOBEX, 2)] {
+        let mut last = Value::Null;
+        for i in 0..quota {
+            let r = server.get("/v1/cache/stats", Some(key)).await;
+            assert_eq!(r.status(), 200, "{key}: request {i}");
+            last = r.json().await.unwrap();
+        }
+        assert_eq!(last["quota"]["request_limit"], quota, "{last}");
+        assert_eq!(last["plan"]["request_limit"], quota, "{last}");
+        let refused = server.get("/v1/cache/stats", Some(key)).await;
+        assert_eq!(refused.status(), 429, "{key}: past {quota}");
+        plans.push(last["plan"].clone());
+    }
+    assert_eq!(plans[0]["own"], true, "{}", plans[0]);
+    assert_eq!(plans[0]["max_ttl_seconds"], 90.0, "{}", plans[0]);
+    assert_eq!(plans[1]["own"], false, "{}", plans[1]);
+    assert_eq!(plans[1]["max_ttl_seconds"], Value::Null, "{}", plans[1]);
+
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    for line in [
+        "fernando_cache_plan_request_limit{tenant=\"acme\"} 4",
+        "fernando_cache_plan_request_limit{tenant=\"_default\"} 2",
+        "fernando_cache_plan_max_ttl_seconds{tenant=\"acme\"} 90",
+        "fernando_cache_quota_request_limit{tenant=\"acme\"} 4",
+        "fernando_cache_quota_request_limit{tenant=\"globex\"} 2",
+        "fernando_cache_requests_refused_total{tenant=\"globex\",cache_type=\"_all\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}
+
+/// Issue 31, item 3: a tenant's plan sets its own per-process rate: acme at the deployment's 1 a second (a
+/// burst of 3) is limited, while globex, whose plan allows 1 000 a second, makes as many requests unrefused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_runs_at_its_own_plans_rate() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = start(
+        &redis,
+        &pg,
+        &[
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "1"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", "3"),
+            ("FERNANDO_CACHE__TENANTS__GLOBEX__PER_PROCESS_RATE", "1000"),
+            ("FERNANDO_CACHE__TENANTS__GLOBEX__PER_PROCESS_BURST", "1000"),
+        ],
+    );
+    let mut acme_refused = false;
+    for _ in 0..30 {
+        let r = server.get("/v1/cache/stats", Some(ACME)).await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            acme_refused = true;
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    assert!(acme_refused, "acme was never limited");
+    for i in 0..30 {
+        let r = server.get("/v1/cache/stats", Some(GLOBEX)).await;
+        assert_eq!(r.status(), 200, "globex, request {i}");
+    }
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    for line in [
+        "fernando_cache_plan_rate{tenant=\"_default\"} 1",
+        "fernando_cache_plan_rate{tenant=\"globex\"} 1000",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

@@ -1,6 +1,7 @@
 //! Persistent statistics of fernando-cache: the Diesel schema and models of the six tables (statistics,
 //! invalidation rules, performance metrics, health status, warmup jobs, event log), their migrations for
-//! PostgreSQL and SQLite, and the repository functions the recorder and the `stats` command use.
+//! PostgreSQL and SQLite, the repository functions the recorder and the `stats` command use, and a tenant's
+//! erasure from every table that names it.
 //!
 //! One code base serves both databases through [`Db`], chosen from the URL's scheme (`postgres://…`,
 //! `sqlite://path` or a plain path); an unknown scheme is an error, never a silently created file. Calls are
@@ -20,6 +21,7 @@ macro_rules! per_backend {
 }
 
 mod db;
+mod erasure;
 mod error;
 mod journal;
 mod migrate;
@@ -31,6 +33,7 @@ mod series;
 mod warming;
 
 pub use db::{Db, DbKind, describe_url};
+pub use erasure::{TenantRows, erase_tenant};
 pub use error::ModelError;
 pub use journal::{
     EventRecord, Pruned, Retention, Severity, health_rows, insert_event, insert_health,

@@ -802,3 +802,140 @@ fn series_at_every_resolution_sum_to_the_recorded_windows() {
         );
     });
 }
+
+/// Issue 31, item 4: a tenant's rows leave every table that names it, in one transaction with the audit event
+/// that counts them; another tenant's rows and the shared rows stay, the audit names no tenant in its tenant
+/// column (so erasing again does not erase it), and a second erasure finds nothing.
+#[test]
+fn erasing_a_tenant_removes_its_rows_from_every_table_and_records_the_counts() {
+    use diesel::RunQueryDsl as _;
+    use fernando_cache_models::{TenantRows, erase_tenant};
+
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        let now = Utc::now().naive_utc();
+        for t in ["acme", "globex"] {
+            upsert_statistics(&mut db, &[delta(t, epoch(), 2, 10)]).unwrap();
+            record_accesses(
+                &mut db,
+                &[AccessCount {
+                    tenant_id: t.to_owned(),
+                    doc_key: "d".to_owned(),
+                    fingerprint: "fp".to_owned(),
+                    bucket_start: epoch(),
+                    reads: 1,
+                    cost_ms: 1,
+                    cost_micros: 1,
+                }],
+            )
+            .unwrap();
+            insert_event(
+                &mut db,
+                &[EventRecord {
+                    occurred_at: now,
+                    event_type: "invalidation".to_owned(),
+                    severity: "info".to_owned(),
+                    tenant_id: Some(t.to_owned()),
+                    cache_type: None,
+                    details: "x".to_owned(),
+                }],
+            )
+            .unwrap();
+            schedule_invalidation(
+                &mut db,
+                &NewPendingInvalidation {
+                    rule_name: format!("{t}-rule"),
+                    event_type: "document.updated".to_owned(),
+                    tenant_id: Some(t.to_owned()),
+                    subject: None,
+                    cache_type: "session".to_owned(),
+                    strategy: "eager".to_owned(),
+                    due_at: now,
+                    created_at: now,
+                },
+            )
+            .unwrap();
+            for sql in [
+                format!(
+                    "INSERT INTO cache_invalidation_rules (name, event_type, tenant_id, cache_types, strategy, \
+                     delay_seconds, enabled, created_at) \
+                     VALUES ('{t}-rule', 'document.updated', '{t}', 'session', 'eager', 0, TRUE, CURRENT_TIMESTAMP)"
+                ),
+                format!(
+                    "INSERT INTO cache_warmup_jobs (name, tenant_id, cache_type, strategy, interval_seconds, \
+                     priority, enabled) VALUES ('{t}-job', '{t}', 'doc_hash', 'frequency_based', 300, 1, TRUE)"
+                ),
+                format!(
+                    "INSERT INTO cache_reference_data (tenant_id, key, value) VALUES ('{t}', 'plan', 'gold')"
+                ),
+            ] {
+                diesel::sql_query(sql).execute(&mut db).unwrap();
+            }
+        }
+        let audit = |rows: &TenantRows| EventRecord {
+            occurred_at: now,
+            event_type: "tenant.erased".to_owned(),
+            severity: "info".to_owned(),
+            tenant_id: None,
+            cache_type: None,
+            details: format!("acme: {} rows", rows.total()),
+        };
+
+        let rows = erase_tenant(&mut db, "acme", audit).unwrap();
+        let by_table = rows.by_table();
+        for (table, n) in by_table {
+            match table {
+                "cache_statistics_rollups" => assert!(n >= 1, "{url}: {table}: {n}"),
+                _ => assert_eq!(n, 1, "{url}: {table}"),
+            }
+        }
+        let audits = list_events(&mut db, epoch(), Some("tenant.erased")).unwrap();
+        assert_eq!(audits.len(), 1, "{url}");
+        assert_eq!(audits[0].tenant_id, None);
+        assert_eq!(audits[0].details, format!("acme: {} rows", rows.total()));
+
+        // Nothing of acme is left: erasing again finds nothing (and records that too).
+        assert_eq!(
+            erase_tenant(&mut db, "acme", audit).unwrap(),
+            TenantRows::default(),
+            "{url}"
+        );
+        assert_eq!(
+            list_events(&mut db, epoch(), Some("tenant.erased"))
+                .unwrap()
+                .len(),
+            2
+        );
+        let stats = statistics_since(&mut db, epoch()).unwrap();
+        assert!(stats.iter().all(|r| r.tenant_id != "acme"), "{url}");
+        assert!(stats.iter().any(|r| r.tenant_id == "globex"), "{url}");
+        assert!(
+            access_history(&mut db, Some("acme"), epoch())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(reference_data(&mut db, Some("acme")).unwrap().is_empty());
+
+        // globex's rows and the shared ones stay.
+        assert_eq!(
+            access_history(&mut db, Some("globex"), epoch())
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(reference_data(&mut db, Some("globex")).unwrap().len(), 1);
+        assert!(!reference_data(&mut db, None).unwrap().is_empty());
+        assert_eq!(
+            pending_invalidations(&mut db).unwrap(),
+            1,
+            "{url}: globex's"
+        );
+        assert!(
+            invalidation_rules(&mut db, "document.updated", Some("globex"))
+                .unwrap()
+                .iter()
+                .any(|r| r.name == "globex-rule")
+        );
+    });
+}

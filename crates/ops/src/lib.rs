@@ -2,8 +2,8 @@
 //! statistics database, buffered through outages, old rows pruned), [`health`] checks, [`alerts`] announced
 //! once per condition (log, event log, webhook), event-driven invalidation ([`events`], the rules of
 //! `cache_invalidation_rules`) and the words an invalidation's outcome is told in ([`summary`]), the
-//! [`warming`] schedule (access history, due warmup jobs claimed by one replica) and [`telemetry`]: the log
-//! subscriber and OpenTelemetry export.
+//! [`warming`] schedule (access history, due warmup jobs claimed by one replica), [`telemetry`]: the log
+//! subscriber and OpenTelemetry export, and a tenant's [`erasure`] from the cache and the database at once.
 //!
 //! It sits between the libraries and the program: it depends on the store (for metrics and invalidation), on
 //! the models (for the tables), so that neither of those needs the other, and on the processor (whose `Warmer`
@@ -12,6 +12,7 @@
 //! `spawn_blocking`, never on a runtime thread.
 
 pub mod alerts;
+pub mod erasure;
 pub mod events;
 pub mod health;
 pub mod recorder;

@@ -26,7 +26,10 @@ use fernando_cache_models::{
     StatisticsDelta, apply_flush, models::HealthRow,
 };
 use fernando_cache_store::{BreakerState, Store};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     alerts::{AlertGate, Webhook},
@@ -173,10 +176,14 @@ impl Shared {
 /// Events kept while the database is unreachable.
 const MAX_QUEUED_EVENTS: usize = 10_000;
 
+/// A tenant to forget, and who waits until it is forgotten.
+type Forget = (String, oneshot::Sender<()>);
+
 /// A running recorder. Drop it only after [`Recorder::shutdown`], or the last interval is lost.
 #[derive(Debug)]
 pub struct Recorder {
     stop: watch::Sender<Option<Duration>>,
+    forget: mpsc::UnboundedSender<Forget>,
     task: JoinHandle<()>,
     shared: Arc<Shared>,
 }
@@ -186,8 +193,25 @@ impl Recorder {
     pub fn spawn(store: Store, options: RecorderOptions) -> Recorder {
         let shared = Arc::new(Shared::default());
         let (stop, stop_rx) = watch::channel(None);
-        let task = tokio::spawn(run(store, options, shared.clone(), stop_rx));
-        Recorder { stop, task, shared }
+        let (forget, forget_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(store, options, shared.clone(), stop_rx, forget_rx));
+        Recorder {
+            stop,
+            forget,
+            task,
+            shared,
+        }
+    }
+
+    /// Forgets `tenant` (its erasure, issue 31): what it did up to now is collected and dropped unwritten —
+    /// statistics rows, queued events about it, and its rows in a batch waiting to be retried — so that
+    /// nothing of it is written after its rows are erased from the database. Returns once done, between two
+    /// flushes (never while one is being written), or at once when the recorder has stopped.
+    pub async fn forget_tenant(&self, tenant: &str) {
+        let (done, forgotten) = oneshot::channel();
+        if self.forget.send((tenant.to_owned(), done)).is_ok() {
+            let _ = forgotten.await;
+        }
     }
 
     /// Queues an event for `cache_event_log` (written with the next flush).
@@ -252,6 +276,7 @@ async fn run(
     options: RecorderOptions,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
+    mut forget: mpsc::UnboundedReceiver<Forget>,
 ) {
     let mut interval = tokio::time::interval(options.flush_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -295,6 +320,13 @@ async fn run(
             _ = prune_tick.tick(), if state.options.retention.is_some() => {
                 state.prune().await;
             }
+            Some((tenant, done)) = forget.recv() => {
+                // Collected first, so what the tenant did up to now is in the buffer to drop, and the next
+                // collect counts only what comes after.
+                state.collect();
+                state.forget(&tenant);
+                let _ = done.send(());
+            }
             changed = stop.changed() => {
                 break match changed {
                     Ok(()) => stop.borrow().unwrap_or(Duration::from_secs(10)),
@@ -322,6 +354,20 @@ async fn run(
 }
 
 impl State {
+    /// Drops every row and event of `tenant` not written yet: the buffer's, the queue's, and those of a batch
+    /// waiting to be retried (if that batch was in fact committed, its retry writes nothing, whatever it holds).
+    fn forget(&mut self, tenant: &str) {
+        self.buffer.retain(|(_, t, _), _| t != tenant);
+        if let Some(batch) = &mut self.pending {
+            batch.statistics.retain(|d| d.tenant_id != tenant);
+            batch
+                .events
+                .retain(|e| e.tenant_id.as_deref() != Some(tenant));
+        }
+        let mut q = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+        q.retain(|e| e.tenant_id.as_deref() != Some(tenant));
+    }
+
     /// Writes the buffer, health rows and queued events as one batch with an id. A failed batch is kept as it
     /// is and retried with the same id, so a batch whose commit succeeded but whose reply was lost is not
     /// counted twice; what arrives meanwhile waits for the next batch.

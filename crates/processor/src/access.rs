@@ -1,8 +1,8 @@
 //! What this process read, recorded by the pipeline on every read it counts and taken by the warmer: the hot
 //! set (documents read recently, with how often, per tenant, for `warm_hot`) and the access journal (each
 //! document's reads with their time, drained into the shared history — the statistics database — where every
-//! replica's reads add up, for the warmup jobs). The journal is bounded: past [`MAX_PENDING_READS`] reads
-//! between two drains, further reads are counted as dropped, not kept.
+//! replica's reads add up, for the warmup jobs); both forget an erased tenant. The journal is bounded: past
+//! [`MAX_PENDING_READS`] reads between two drains, further reads are counted as dropped, not kept.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -32,6 +32,19 @@ impl HotSet {
         self.reads
             .get_with((tenant.clone(), doc_key.to_owned()), Default::default)
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets `tenant`'s documents (its erasure).
+    pub(crate) fn forget(&self, tenant: &TenantId) {
+        let doomed: Vec<(TenantId, String)> = self
+            .reads
+            .iter()
+            .filter(|(k, _)| k.0 == *tenant)
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        for key in doomed {
+            self.reads.invalidate(&key);
+        }
     }
 
     /// The documents read at least `min` times since the last call; counts start again.
@@ -166,6 +179,22 @@ impl AccessJournal {
         }
     }
 
+    /// Forgets `tenant`'s reads not drained yet (its erasure): none of them reaches the history afterwards.
+    pub(crate) fn forget(&self, tenant: &TenantId) {
+        let Ok(mut guard) = self.pending.lock() else {
+            return;
+        };
+        let (map, count) = &mut *guard;
+        map.retain(|(t, _), p| {
+            if t != tenant {
+                return true;
+            }
+            let reads: usize = p.reads.values().map(|n| *n as usize).sum();
+            *count = count.saturating_sub(reads);
+            false
+        });
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -237,5 +266,15 @@ mod tests {
         assert_eq!(journal.dropped(), 2);
         let kept = journal.drain(Duration::from_secs(3600));
         assert_eq!(kept.iter().map(|r| r.reads).sum::<u32>(), cap);
+    }
+}
+
+impl crate::DocumentProcessor {
+    /// Forgets what this process recorded of `tenant`'s reads and has not written yet — the hot set the warmer
+    /// keeps alive, the reads not yet added to the shared access history — so that nothing of an erased tenant
+    /// is written after its erasure (issue 31). A drain already under way may still write what it took.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        self.shared.hot.forget(tenant);
+        self.shared.access.forget(tenant);
     }
 }

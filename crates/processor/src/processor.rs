@@ -52,7 +52,7 @@ pub(crate) struct Shared {
     document_timeout: Duration,
     telemetry: Telemetry,
     pub(crate) hot: HotSet,
-    access: AccessJournal,
+    pub(crate) access: AccessJournal,
 }
 
 /// The document pipeline with a tenant context. Cheap to clone; clones share engines, cache and telemetry.

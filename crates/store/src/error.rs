@@ -35,6 +35,10 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
+    /// The settings the store was built from were not validated and a tenant's plan (`[tenants.<id>]`) is
+    /// wrong; the error names the setting.
+    #[error("cache store settings: {0}")]
+    Settings(#[source] fernando_cache_config::ConfigError),
     /// The store could not be built from its settings.
     #[error("cache store could not be created: {source}")]
     Setup {

@@ -52,6 +52,14 @@ impl Flights {
         })
     }
 
+    /// Forgets the flights whose key `doomed` names (a tenant's, when it is erased): later callers start a
+    /// computation of their own rather than join one that began before; those already waiting still get its
+    /// outcome.
+    pub(crate) fn forget(&self, doomed: impl Fn(&str) -> bool) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|key, _| !doomed(key));
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.lock().unwrap().len()

@@ -54,8 +54,8 @@ pub mod __private;
 pub use backend::DiskBackend;
 pub use backend::{
     Backend, BackendError, BackendInfo, ByteLedgers, Cause, Charge, Coherence, Coordination,
-    Fetched, KeyTtl, Leases, MemoryBackend, NodeInfo, OnMessage, Storage, Watch, WindowCount,
-    ledger_member,
+    Fetched, KeyTtl, Leases, Listed, MemoryBackend, NodeInfo, OnMessage, ScanCursor, ScanPage,
+    Storage, Watch, WindowCount, ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};
@@ -67,9 +67,9 @@ pub use metrics::{
     OVERFLOW_TENANT, SeriesSnapshot,
 };
 pub use store::{
-    Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Invalidation,
-    InvalidationStrategy, Isolations, QuotaUsage, RefreshClaim, RequestQuota, Served, Store,
-    Target, Write, WriteOutcome,
+    Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Erasure, ExportCursor,
+    ExportPage, HeldEntry, Invalidation, InvalidationStrategy, Isolations, QuotaUsage,
+    RefreshClaim, RequestQuota, Served, Store, Target, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

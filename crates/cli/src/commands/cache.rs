@@ -177,7 +177,8 @@ async fn execute(
                     bail!("{}; the value was not stored", unavailable(settings, store))
                 }
                 WriteOutcome::OverQuota => bail!(
-                    "tenant {} is at its byte quota (quotas.tenant_bytes); the value was not stored",
+                    "tenant {} is at its byte quota (its plan's tenant_bytes, else quotas.tenant_bytes); \
+                     the value was not stored",
                     tenant.as_str()
                 ),
             }

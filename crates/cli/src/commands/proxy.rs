@@ -357,7 +357,7 @@ fn app(
         .max_body_bytes(limits.max_cached_response_bytes)
         .build()
         .context("HTTP cache layer")?;
-    let rates = Arc::new(edge::TenantRates::new(limits, store));
+    let rates = Arc::new(edge::TenantRates::new(store));
     let router = Router::new()
         .fallback(forward)
         .with_state(origin)

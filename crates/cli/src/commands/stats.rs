@@ -1,12 +1,13 @@
 //! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
-//! per tenant and cache type from the statistics database, as a table or JSON; each tenant's isolation strategy
-//! (design 0023); and, when quotas are set, each tenant's use of them as the backend's ledgers say now. It names
-//! the database it read, and a SQLite database that does not exist yet is reported, never created empty.
+//! per tenant and cache type from the statistics database, as a table or JSON; each tenant's plan (its
+//! isolation strategy, design 0023; its quotas, rate and TTL cap, `[tenants.<id>]`); and, when quotas are set,
+//! each tenant's use of them as the backend's ledgers say now. It names the database it read, and a SQLite
+//! database that does not exist yet is reported, never created empty.
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use fernando_cache_config::{Prices, Settings};
+use fernando_cache_config::{Prices, Settings, TenantPlan, TenantPlans};
 use fernando_cache_keys::TenantId;
 use fernando_cache_models::{Db, DbKind, StatisticsSummary, statistics_since};
 use fernando_cache_store::{Isolations, QuotaUsage, Store};
@@ -18,11 +19,56 @@ pub(crate) const HELP: &str = "\
 The figures come from the statistics database (statistics.database_url), which process, serve and cache
 commands write to when statistics are on. --env and --config-dir choose that database like any setting;
 --redis-url matters here only for the tenant quota lines, read from the cache backend when quotas are set
-(quotas.tenant_bytes, quotas.shared_requests).";
+(quotas.tenant_bytes, quotas.shared_requests, or a tenant's plan in [tenants.<id>]).";
 
-/// Whether any tenant quota is set: only then does `stats` read the cache backend.
-fn quotas_set(settings: &Settings) -> bool {
-    settings.quotas.tenant_bytes > 0 || settings.quotas.shared_requests > 0
+/// Whether any tenant quota is set — deployment-wide or in a tenant's plan: only then does `stats` read the
+/// cache backend.
+fn quotas_set(plans: &TenantPlans) -> bool {
+    std::iter::once(plans.default_plan())
+        .chain(plans.listed().map(|(_, p)| p))
+        .any(|p| p.tenant_bytes > 0 || p.shared_requests > 0)
+}
+
+/// A tenant's plan as `stats --json` and `GET /v1/cache/stats` show it: its quotas, its per-process rate and
+/// its TTL cap (`null`: the cache types' own), and whether it has a table of its own (`[tenants.<id>]`).
+pub(crate) fn plan_json(plans: &TenantPlans, tenant: &str) -> serde_json::Value {
+    let plan = plans.get(tenant);
+    serde_json::json!({
+        "own": plans.listed().any(|(id, _)| id == tenant),
+        "byte_limit": plan.tenant_bytes,
+        "request_limit": plan.shared_requests,
+        "per_process_rate": plan.per_process_rate,
+        "per_process_burst": plan.per_process_burst,
+        "max_ttl_seconds": plan.max_ttl.map(|d| d.as_secs_f64()),
+    })
+}
+
+/// One plan in words, for the table's closing lines.
+fn plan_line(plan: &TenantPlan) -> String {
+    let limit = |n: u64, unit: &str| {
+        if n == 0 {
+            format!("{unit} unlimited")
+        } else {
+            format!("{unit} {n}")
+        }
+    };
+    let rate = if plan.per_process_rate == 0 {
+        "rate unlimited".to_owned()
+    } else {
+        format!(
+            "rate {}/s (burst {}) per process",
+            plan.per_process_rate, plan.per_process_burst
+        )
+    };
+    let ttl = plan.max_ttl.map_or_else(
+        || "ttl as each type's".to_owned(),
+        |d| format!("ttl at most {}", humantime::format_duration(d)),
+    );
+    format!(
+        "{}  {} per window  {rate}  {ttl}",
+        limit(plan.tenant_bytes, "bytes"),
+        limit(plan.shared_requests, "requests")
+    )
 }
 
 /// Prints the statistics of the last `since`; `redis_url_given` says whether `--redis-url` was passed, which
@@ -33,7 +79,9 @@ pub(crate) async fn run(
     json: bool,
     redis_url_given: bool,
 ) -> anyhow::Result<ExitCode> {
-    if redis_url_given && !quotas_set(settings) {
+    // Checked when the settings were loaded.
+    let plans = settings.tenant_plans()?;
+    if redis_url_given && !quotas_set(&plans) {
         eprintln!(
             "fernando-cache: note: --redis-url changes nothing for stats without quotas: its figures come from the \
              statistics database (statistics.database_url)"
@@ -67,9 +115,9 @@ pub(crate) async fn run(
     })
     .await
     .context("database task")??;
-    let quotas = quota_usage(settings, &rows).await?;
+    let quotas = quota_usage(settings, &plans, &rows).await?;
     // Names only: the plans as the settings give them, read without a backend.
-    let isolations = Isolations::of(&settings.tenant_plans()?);
+    let isolations = Isolations::of(&plans);
     let quota_json = |tenant: &str| {
         quotas.get(tenant).map(|q| {
             serde_json::json!({
@@ -93,6 +141,7 @@ pub(crate) async fn run(
                     "currency": settings.prices.currency,
                     "quota": quota_json(&r.tenant_id),
                     "isolation": isolations.of_tenant(&r.tenant_id),
+                    "plan": plan_json(&plans, &r.tenant_id),
                 })
             })
             .collect();
@@ -198,6 +247,24 @@ pub(crate) async fn run(
     for (tenant, isolation) in &isolations.listed {
         println!("{tenant}  {isolation}");
     }
+    if plans.listed().next().is_some() {
+        println!();
+        println!("tenant plans");
+        let width = plans
+            .listed()
+            .map(|(id, _)| id.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("(default)".len());
+        println!(
+            "{:<width$}  {}",
+            "(default)",
+            plan_line(plans.default_plan())
+        );
+        for (id, plan) in plans.listed() {
+            println!("{id:<width$}  {}", plan_line(plan));
+        }
+    }
     if rows.is_empty() {
         eprintln!(
             "fernando-cache: no statistics recorded in the last {} in {location}",
@@ -214,10 +281,11 @@ pub(crate) async fn run(
 /// answer is reported on stderr; the statistics are still printed.
 async fn quota_usage(
     settings: &Settings,
+    plans: &TenantPlans,
     rows: &[StatisticsSummary],
 ) -> anyhow::Result<BTreeMap<String, QuotaUsage>> {
     let mut out = BTreeMap::new();
-    if !quotas_set(settings) {
+    if !quotas_set(plans) {
         return Ok(out);
     }
     let store = Store::from_settings(settings)?;

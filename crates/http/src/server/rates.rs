@@ -1,8 +1,8 @@
 //! Per-tenant request rates at the edge: a token bucket per tenant (or per client address, [`RateKey`]) in this
-//! process, the request quota every replica shares through the store, and the 429s that answer both — held back
-//! a moment so a flood costs next to nothing ([`rate_limit`]).
+//! process at the rate of the tenant's plan, the request quota every replica shares through the store, and the
+//! 429s that answer both — held back a moment so a flood costs next to nothing ([`rate_limit`]).
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use fernando_cache_config::ServerLimits;
+use fernando_cache_config::TenantPlan;
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::{RequestQuota, Store};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
@@ -47,15 +47,24 @@ enum Bucket {
     Client(std::net::IpAddr),
 }
 
-/// The most buckets kept at once: past it, buckets back to full are dropped, and a new key that still finds no
-/// room is refused — invented tenants or addresses cannot grow the process's memory without bound.
+/// The most buckets one limiter keeps at once: past it, buckets back to full are dropped, and a new key that
+/// still finds no room is refused — invented tenants or addresses cannot grow the process's memory without
+/// bound. There is one limiter for the tenants without a plan of their own and one per listed tenant (a number
+/// the settings fix), so the whole is bounded too.
 const MAX_BUCKETS: usize = 10_000;
 
+/// Token buckets of one rate and burst, one per tenant (or client) counted against them.
+type Limiter = DefaultKeyedRateLimiter<Bucket>;
+
 /// Per-tenant request rates — a token bucket per tenant (or per client, see [`RateKey`]) in this process (GCRA,
-/// `governor`) — and the request quota per window that every replica shares through the store
-/// (`quotas.shared_requests`). The state of [`rate_limit`].
+/// `governor`), at the rate and burst of the tenant's plan (`[tenants.<id>] per_process_rate`, else
+/// `[tenants.default]`, else `server.limits.per_process_rate`) — and the request quota per window that every
+/// replica shares through the store (the plan's `shared_requests`). The state of [`rate_limit`].
 pub struct TenantRates {
-    limiter: Option<DefaultKeyedRateLimiter<Bucket>>,
+    /// The buckets of tenants without a plan of their own, and of their clients (`None`: no rate).
+    default: Option<Limiter>,
+    /// Each listed tenant's buckets at its own plan's rate (`None`: no rate for it).
+    listed: HashMap<String, Option<Limiter>>,
     store: Store,
     /// Refusals being held back ([`REFUSAL_DELAY`]); past [`MAX_HELD_REFUSALS`] a refusal is answered at once.
     held: tokio::sync::Semaphore,
@@ -71,16 +80,28 @@ const REFUSAL_DELAY: Duration = Duration::from_millis(100);
 /// answered at once, so holding them never grows without bound.
 const MAX_HELD_REFUSALS: usize = 1_024;
 
+/// The buckets of a plan's rate and burst (none when the rate is 0).
+fn limiter(plan: &TenantPlan) -> Option<Limiter> {
+    NonZeroU32::new(plan.per_process_rate).map(|rate| {
+        let burst = NonZeroU32::new(plan.per_process_burst).unwrap_or(rate);
+        RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+    })
+}
+
 impl TenantRates {
-    /// Buckets of `limits.per_process_rate`, bursts of `limits.per_process_burst` (no bucket when the rate is
-    /// 0), and the request quota counted in `store`.
-    pub fn new(limits: &ServerLimits, store: Store) -> TenantRates {
-        let limiter = NonZeroU32::new(limits.per_process_rate).map(|rate| {
-            let burst = NonZeroU32::new(limits.per_process_burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
+    /// Buckets at each tenant's plan's `per_process_rate` with bursts of its `per_process_burst` (no bucket for
+    /// a plan whose rate is 0), as the store's plans say ([`fernando_cache_store::Admin::plans`]), and the
+    /// request quota counted in `store`.
+    pub fn new(store: Store) -> TenantRates {
+        let plans = store.admin().plans();
+        let default = limiter(plans.default_plan());
+        let listed = plans
+            .listed()
+            .map(|(id, plan)| (id.to_owned(), limiter(plan)))
+            .collect();
         TenantRates {
-            limiter,
+            default,
+            listed,
             store,
             held: tokio::sync::Semaphore::new(MAX_HELD_REFUSALS),
         }
@@ -93,9 +114,13 @@ impl TenantRates {
         }
     }
 
-    /// Takes a token from `bucket`'s bucket, or says how long until one is there.
-    fn take(&self, bucket: &Bucket) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else {
+    /// Takes a token from `bucket`'s bucket at `tenant`'s rate, or says how long until one is there.
+    fn take(&self, tenant: &TenantId, bucket: &Bucket) -> Result<(), Duration> {
+        let limiter = match self.listed.get(tenant.as_str()) {
+            Some(own) => own,
+            None => &self.default,
+        };
+        let Some(limiter) = limiter else {
             return Ok(());
         };
         if limiter.len() >= MAX_BUCKETS {
@@ -137,7 +162,7 @@ pub async fn rate_limit(
         Some(RateKey(client)) => Bucket::Client(*client),
         None => Bucket::Tenant(tenant.clone()),
     };
-    if let Err(wait) = rates.take(&bucket) {
+    if let Err(wait) = rates.take(tenant, &bucket) {
         let message = match bucket {
             Bucket::Client(_) => "this client is over its request rate; retry later",
             Bucket::Tenant(_) => "this tenant is over its request rate; retry later",

@@ -65,14 +65,19 @@ impl Ledgers {
     ) -> Charge {
         let now = Instant::now();
         let mut state = self.state();
-        let l = state.ledgers.entry(ledger.to_owned()).or_default();
-        l.sweep(now);
         if member.is_empty() {
+            // Only a look: a ledger that does not exist is not made.
+            let total = state.ledgers.get_mut(ledger).map_or(0, |l| {
+                l.sweep(now);
+                l.total
+            });
             return Charge {
                 admitted: true,
-                total: l.total,
+                total,
             };
         }
+        let l = state.ledgers.entry(ledger.to_owned()).or_default();
+        l.sweep(now);
         let old = l.members.get(member).map_or(0, |(b, _)| *b);
         let after = l.total - old + bytes;
         if limit > 0 && bytes > old && after > limit {
@@ -107,11 +112,35 @@ impl Ledgers {
         }
     }
 
+    /// Removes every ledger and windowed counter whose key matches the Redis glob `pattern` (see
+    /// `Storage::delete_matching`); returns how many.
+    pub(crate) fn remove_matching(&self, pattern: &str) -> u64 {
+        let matches = |key: &String| super::glob_match(pattern.as_bytes(), key.as_bytes());
+        let mut state = self.state();
+        let before = state.ledgers.len() + state.windows.len();
+        state.ledgers.retain(|key, _| !matches(key));
+        state.windows.retain(|key, _| !matches(key));
+        (before - state.ledgers.len() - state.windows.len()) as u64
+    }
+
     /// See `Coordination::count_in_window`.
     pub(crate) fn count_in_window(&self, key: &str, add: u64, window: Duration) -> WindowCount {
         let now = Instant::now();
         let mut state = self.state();
         state.windows.retain(|_, (_, ends)| *ends > now);
+        if add == 0 {
+            // Only a look: a window that has not started is not started.
+            return match state.windows.get(key) {
+                Some((count, ends)) => WindowCount {
+                    count: *count,
+                    resets_in: ends.saturating_duration_since(now),
+                },
+                None => WindowCount {
+                    count: 0,
+                    resets_in: window,
+                },
+            };
+        }
         let (count, ends) = state
             .windows
             .entry(key.to_owned())

@@ -18,8 +18,8 @@ use fernando_cache_keys::GenerationKeys;
 use moka::{Expiry, future::Cache};
 
 use super::{
-    BackendError, BackendInfo, ByteLedgers, Charge, Coordination, Fetched, KeyTtl, Storage,
-    WindowCount, glob_match, new_generation, parse_generation,
+    BackendError, BackendInfo, ByteLedgers, Charge, Coordination, Fetched, KeyTtl, Listed,
+    ScanCursor, ScanPage, Storage, WindowCount, glob_match, new_generation, parse_generation,
 };
 
 #[derive(Debug, Clone)]
@@ -231,7 +231,51 @@ impl Storage for MemoryBackend {
                     .release(&ledger, members.iter().map(String::as_str));
             }
         }
-        Ok(n)
+        // Ledgers are kept beside the entries, under keys of their own: a tenant's erasure reaches them.
+        Ok(n + self.ledgers.remove_matching(pattern))
+    }
+
+    async fn scan(
+        &self,
+        pattern: &str,
+        cursor: &ScanCursor,
+        count: usize,
+        read: usize,
+    ) -> Result<ScanPage, BackendError> {
+        let now = Instant::now();
+        let after = cursor.after.as_deref();
+        // In key order from `after`: the cache holds no order of its own, so each page looks at every key
+        // (bounded by `memory.max_bytes`) and keeps the next `count`.
+        let mut found: Vec<(String, Entry)> = self
+            .cache
+            .iter()
+            .filter(|(k, e)| {
+                e.expires_at > now
+                    && after.is_none_or(|a| k.as_str() > a)
+                    && glob_match(pattern.as_bytes(), k.as_bytes())
+            })
+            .map(|(k, e)| ((*k).clone(), e))
+            .collect();
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > count.max(1);
+        found.truncate(count.max(1));
+        let next = match found.last() {
+            Some((last, _)) if more => Some(ScanCursor {
+                after: Some(last.clone()),
+                ..ScanCursor::default()
+            }),
+            _ => None,
+        };
+        let keys = found
+            .into_iter()
+            .map(|(key, e)| Listed {
+                key,
+                ttl: KeyTtl::Expires(e.expires_at.saturating_duration_since(now)),
+                size: Some(e.bytes.len() as u64),
+                value: Some(e.bytes.slice(..read.min(e.bytes.len()))),
+            })
+            .collect();
+        Ok(ScanPage { keys, next })
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

@@ -31,7 +31,9 @@ pub use self::error::{BackendError, Cause};
 pub use self::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use self::redis::{ClusterBackend, RedisBackend, TrackedKeys, Watch};
-pub use self::storage::{BackendInfo, Coherence, Fetched, KeyTtl, NodeInfo, Storage};
+pub use self::storage::{
+    BackendInfo, Coherence, Fetched, KeyTtl, Listed, NodeInfo, ScanCursor, ScanPage, Storage,
+};
 
 /// Without the `redis` feature no backend announces changes: a watch cannot exist.
 #[cfg(not(feature = "redis"))]

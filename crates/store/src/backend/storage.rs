@@ -1,7 +1,7 @@
 //! [`Storage`], the half of the backend seam every backend has: entries and the generation keys guarding them,
-//! each with a TTL — read, written, deleted one by one or by pattern — and the backend's own facts. Beside it,
-//! the values its calls answer with ([`Fetched`], [`KeyTtl`], [`BackendInfo`]) and how an in-process copy of a
-//! value learns that the key changed ([`Coherence`]).
+//! each with a TTL — read, written, deleted one by one or by pattern, listed a page at a time — and the
+//! backend's own facts. Beside it, the values its calls answer with ([`Fetched`], [`KeyTtl`], [`BackendInfo`],
+//! [`ScanPage`]) and how an in-process copy of a value learns that the key changed ([`Coherence`]).
 
 use std::{fmt, time::Duration};
 
@@ -74,6 +74,64 @@ pub enum Coherence {
     Untracked,
     /// The backend could announce changes but is not listening right now: keep no copy.
     Unavailable,
+}
+
+/// Where a [`Storage::scan`] goes on from: `ScanCursor::default()` at first, then each page's
+/// [`ScanPage::next`]. Which fields mean what is the backend's own business; a backend of your own may use them
+/// as it likes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanCursor {
+    /// Which server of a backend made of several (a cluster's primaries, in address order).
+    pub node: usize,
+    /// The server's own cursor (Redis `SCAN`'s), 0 at the start of a server.
+    pub position: u64,
+    /// The last key listed, for a backend that lists in key order (`None`: from the first).
+    pub after: Option<String>,
+}
+
+/// One key a [`Storage::scan`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listed {
+    /// The full key.
+    pub key: String,
+    /// Its remaining life.
+    pub ttl: KeyTtl,
+    /// The bytes of its value; `None` for a key holding something else (a set, a hash).
+    pub size: Option<u64>,
+    /// The first bytes of its value as asked for (all of them, or a header's worth), `None` for a key holding
+    /// something else.
+    pub value: Option<Bytes>,
+}
+
+impl Listed {
+    /// A listed key, for a backend of your own.
+    pub fn new(key: String, ttl: KeyTtl, size: Option<u64>, value: Option<Bytes>) -> Listed {
+        Listed {
+            key,
+            ttl,
+            size,
+            value,
+        }
+    }
+}
+
+/// A page of a [`Storage::scan`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanPage {
+    /// The keys of this page (possibly none, with more pages to come).
+    pub keys: Vec<Listed>,
+    /// Where the next page starts; `None` after the last one.
+    pub next: Option<ScanCursor>,
+}
+
+impl ScanPage {
+    /// A page, for a backend of your own.
+    pub fn new(keys: Vec<Listed>, next: Option<ScanCursor>) -> ScanPage {
+        ScanPage { keys, next }
+    }
 }
 
 /// What every backend does: keep entries and the generation keys that guard them (lazy invalidation), each
@@ -175,7 +233,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Sets a generation key to a fresh random value (O(1)); returns it. `ttl` outlives every entry it guards.
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
 
-    /// Deletes every key matching a Redis glob `pattern`, in batches of `batch`, each step bounded by
+    /// Deletes every key matching a Redis glob `pattern` — quota ledgers and request counters included, where a
+    /// backend keeps them apart from its keys (each counts as one) — in batches of `batch`, each step bounded by
     /// `step_timeout`; returns how many were deleted. With `ledgers` (the byte ledgers the scope's entries are
     /// charged to, see [`Coordination::charge`](crate::Coordination::charge)), each batch's keys leave the
     /// ledger [`ByteLedgers::of`](crate::ByteLedgers::of) names for each — the scope's, or each key's shard's
@@ -188,6 +247,27 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         step_timeout: Duration,
         ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError>;
+
+    /// Lists the keys matching a Redis glob `pattern`, a page of about `count` at a time from `cursor` (a page
+    /// may hold fewer, even none, and still have a next one), each with its remaining life, its size and the
+    /// first `read` bytes of its value (`usize::MAX`: all of it; 0: none) — what a tenant's export reads
+    /// (issue 31). A key written or removed while the listing runs may or may not be listed, and on Redis a
+    /// key may be listed twice (`SCAN`'s guarantee); a listing never holds more than a page in memory.
+    ///
+    /// The default, for a backend that cannot list its keys, is an error saying so.
+    async fn scan(
+        &self,
+        pattern: &str,
+        cursor: &ScanCursor,
+        count: usize,
+        read: usize,
+    ) -> Result<ScanPage, BackendError> {
+        let _ = (pattern, cursor, count, read);
+        Err(BackendError::Other(format!(
+            "the {} backend cannot list its keys",
+            self.kind()
+        )))
+    }
 
     /// A cheap liveness check.
     async fn ping(&self) -> Result<(), BackendError>;

@@ -139,6 +139,18 @@ pub(crate) fn set_freshness(bytes: &mut [u8], written_ms: u64, fresh_ms: u64, fa
     bytes[41..49].copy_from_slice(&fresh_ms.to_le_bytes());
 }
 
+/// When an envelope was written (ms since the Unix epoch) and whether it is sealed, from its first
+/// [`HEADER_LEN`] bytes alone — what a listing reads of each entry; `None` for bytes that do not start a
+/// format-2 envelope (format 1 did not say when).
+pub(crate) fn written_at(head: &[u8]) -> Option<(u64, bool)> {
+    if head.len() < HEADER_LEN || head[0..2] != MAGIC || head[2] != VERSION {
+        return None;
+    }
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&head[33..41]);
+    Some((u64::from_le_bytes(at), head[4] & FLAG_SEALED != 0))
+}
+
 /// Stamps the `[scope, cache type]` generations into an encoded envelope (of a sealed type, before it is
 /// sealed: the seal authenticates the header). Bytes too short to be an envelope are left as they are.
 pub(crate) fn set_generations(bytes: &mut [u8], generations: [u64; 2]) {

@@ -41,7 +41,7 @@ pub(crate) use self::{
     compression::CompressionPolicy,
     header::{
         HEADER_LEN, Header, RAW_TYPE_TAG, now_ms, read_header, set_freshness, set_generations,
-        tags, type_tag_of, with_tags,
+        tags, type_tag_of, with_tags, written_at,
     },
 };
 use self::{compression::payload, payload::bincode_bounded};

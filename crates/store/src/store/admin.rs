@@ -1,14 +1,15 @@
 //! [`Admin`]: what operators and health checks ask a store — is the backend there, what it holds, how long an
-//! entry has left, a tenant's quota use, which isolation each tenant runs and its Redis user's rules, the exact
-//! keys — kept off the cache API. The calls themselves live beside the code they share (reads in `read.rs`,
-//! quotas in `quota.rs`, isolation in `route/`); this is their one public face.
+//! entry has left, a tenant's quota use and plan, which isolation each tenant runs and its Redis user's rules,
+//! the exact keys, a tenant's erasure and export — kept off the cache API. The calls themselves live beside the
+//! code they share (reads in `read.rs`, quotas in `quota.rs`, plans in `plans.rs`, isolation in `route/`,
+//! erasure and export in `erasure.rs` and `export.rs`); this is their one public face.
 
 use std::time::Duration;
 
-use fernando_cache_config::{CacheType, SecretSource};
+use fernando_cache_config::{CacheType, SecretSource, TenantPlan, TenantPlans};
 use fernando_cache_keys::{AsScope, KeyBuilder, TenantId};
 
-use super::{Isolations, QuotaUsage, Store};
+use super::{Erasure, ExportCursor, ExportPage, Isolations, QuotaUsage, Store};
 use crate::{BackendInfo, KeyTtl, StoreError};
 
 /// The operator calls of a [`Store`], taken with [`Store::admin`]: they go through the same breaker and
@@ -21,7 +22,7 @@ pub struct Admin<'a> {
 
 impl Store {
     /// The operator calls: ping, backend facts, an entry's existence and remaining life, configured TTLs,
-    /// quota use, the key builder.
+    /// quota use and plans, the key builder, and a tenant's erasure and export.
     pub fn admin(&self) -> Admin<'_> {
         Admin { store: self }
     }
@@ -145,5 +146,49 @@ impl<'a> Admin<'a> {
         password: &SecretSource,
     ) -> Result<(), StoreError> {
         self.store.apply_acl(tenant, user, password).await
+    }
+
+    /// Every tenant's plan as this store applies it (`[tenants.<id>]` over `[tenants.default]` over the
+    /// deployment-wide settings): what `stats`, `/v1/cache/stats` and `/metrics` show, and the per-process
+    /// rates the HTTP edge keeps.
+    pub fn plans(self) -> &'a TenantPlans {
+        self.store.inner.plans.all()
+    }
+
+    /// The plan of `tenant`: its own table, or the default one for a tenant not listed.
+    pub fn plan(self, tenant: &TenantId) -> TenantPlan {
+        self.store.inner.plans.all().get(tenant.as_str())
+    }
+
+    /// Removes every key of `tenant` from the backend — entries of every cache type (HTTP copies included),
+    /// invalidation generations, leases, quota ledgers — on every primary of a cluster, and drops what this
+    /// store holds of it in process (L1 copies, computations in flight). Every entry is hidden first, for every
+    /// process sharing the backend, by a bump of the tenant's generation that their L1 tiers hear of (on a
+    /// backend that announces changes; elsewhere their copies live out `l1.untracked_ttl`). Running it again
+    /// finds nothing and succeeds. The statistics database is not the store's: `fernando_cache_ops::erasure`
+    /// erases both.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot take it (some keys may be gone; run it again); an
+    /// over-long tenant.
+    pub async fn erase_tenant(self, tenant: &TenantId) -> Result<Erasure, StoreError> {
+        self.store.erase_tenant(tenant).await
+    }
+
+    /// One page of what the backend holds for `tenant` (about `count` entries, from `from`): each entry's cache
+    /// type, key, size, age and remaining life, and with `values` its envelope as stored (sealed values stay
+    /// sealed). Start with `ExportCursor::default()` and go on with each page's `next` until it is `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer or cannot list its keys (a backend of your
+    /// own without [`Storage::scan`](crate::Storage::scan)); an over-long tenant.
+    pub async fn export_tenant(
+        self,
+        tenant: &TenantId,
+        from: &ExportCursor,
+        count: usize,
+        values: bool,
+    ) -> Result<ExportPage, StoreError> {
+        self.store.export_tenant(tenant, from, count, values).await
     }
 }

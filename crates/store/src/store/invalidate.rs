@@ -393,6 +393,31 @@ impl Store {
     /// One sweep of `pattern` on the scope's backend, through its breaker. An `acl` tenant's keys are found by
     /// the shared user's `SCAN` (which the tenant's user may not run: it would show other tenants' key names)
     /// and deleted as the tenant's user (design 0023).
+    /// Deletes every key matching `pattern` on `lane` (every primary of a cluster), releasing each from its
+    /// ledger in `ledgers`. An `acl` tenant's keys are found by the shared user's `SCAN` — not filtered by key
+    /// patterns, so the tenant's own user may not run it — and deleted as the tenant (design 0023).
+    pub(super) async fn delete_on(
+        &self,
+        lane: &Lane,
+        pattern: &str,
+        ledgers: Option<&crate::ByteLedgers>,
+    ) -> Result<u64, BackendError> {
+        let (batch, step) = (self.inner.scan_batch, self.inner.timeout);
+        match lane.role {
+            Role::Acl => {
+                self.shared_lane()
+                    .backend
+                    .delete_matching_as(&lane.backend, pattern, batch, step, ledgers)
+                    .await
+            }
+            Role::Shared | Role::Dedicated => {
+                lane.storage()
+                    .delete_matching(pattern, batch, step, ledgers)
+                    .await
+            }
+        }
+    }
+
     async fn sweep_now(
         &self,
         scope: &Scope,
@@ -407,20 +432,7 @@ impl Store {
             });
         };
         let ledger = self.byte_ledger(scope);
-        let (batch, step) = (self.inner.scan_batch, self.inner.timeout);
-        let r = match lane.role {
-            Role::Acl => {
-                self.shared_lane()
-                    .backend
-                    .delete_matching_as(&lane.backend, pattern, batch, step, ledger.as_ref())
-                    .await
-            }
-            Role::Shared | Role::Dedicated => {
-                lane.storage()
-                    .delete_matching(pattern, batch, step, ledger.as_ref())
-                    .await
-            }
-        };
+        let r = self.delete_on(&lane, pattern, ledger.as_ref()).await;
         if let Some(l1) = &self.inner.l1 {
             l1.changed_all();
         }
@@ -478,7 +490,7 @@ impl Store {
     /// Bumps generation keys — one, or one per shard of a tenant spread over shards — all sent at once, so it
     /// takes about one round trip (the backend pipelines them; on a cluster, each goes to its shard's primary).
     /// Any failure fails the call: an invalidation is never silently partial, and repeating it is harmless.
-    async fn bump_generations(
+    pub(super) async fn bump_generations(
         &self,
         lane: &Lane,
         keys: &[&str],

@@ -2,8 +2,9 @@
 //! the bodies of the operator calls [`Admin`] exposes. The rest is here by concern: reads (`read.rs`), writes
 //! (`write.rs`), `get_or_compute` (`get_or_compute.rs`) over the single-flight engine (`compute.rs`,
 //! `detached.rs`), invalidation (`invalidate.rs`), the operators' and the services' handles (`admin.rs`,
-//! `coordinator.rs`), every backend call's breaker and deadline (`call.rs`), and which backend each tenant's
-//! calls go to (`route/`, design 0023).
+//! `coordinator.rs`), tenants' plans (`plans.rs`), erasure and export (`erasure.rs`, `export.rs`), every
+//! backend call's breaker and deadline (`call.rs`), and which backend each tenant's calls go to (`route/`,
+//! design 0023).
 
 mod accounting;
 mod admin;
@@ -11,10 +12,13 @@ mod call;
 mod compute;
 mod coordinator;
 mod detached;
+mod erasure;
+mod export;
 mod get_or_compute;
 mod invalidate;
 mod l1;
 mod lease;
+mod plans;
 mod quota;
 mod read;
 mod route;
@@ -26,9 +30,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use fernando_cache_config::{
-    BackendKind, CacheType, Settings, SingleFlightTable, TenantPlans, TtlTable,
-};
+use fernando_cache_config::{BackendKind, CacheType, Settings, SingleFlightTable, TtlTable};
 use fernando_cache_keys::{AsScope, KeyBuilder};
 use tracing::{Instrument, debug_span};
 
@@ -43,6 +45,8 @@ pub use admin::Admin;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use coordinator::Coordinator;
+pub use erasure::Erasure;
+pub use export::{ExportCursor, ExportPage, HeldEntry};
 pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
 pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
@@ -76,8 +80,6 @@ struct Inner {
     /// The lanes of tenants that run `acl` or `dedicated` isolation (design 0023); `None` while every tenant
     /// runs on the shared lane, so picking a lane costs one branch.
     routes: Option<route::Routes>,
-    /// Every tenant's plan, for naming the strategy each runs.
-    plans: TenantPlans,
     keys: KeyBuilder,
     ttl: TtlTable,
     policy: CompressionPolicy,
@@ -101,8 +103,10 @@ struct Inner {
     tiers: fernando_cache_config::TierTable,
     /// Entry keys being refreshed ahead of expiry in the background (one refresh per key at a time).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Per-tenant bounds on stored bytes and requests (design 0017).
+    /// The request quota's window (design 0017); each tenant's bounds are in its plan.
     quotas: fernando_cache_config::QuotaSettings,
+    /// Each tenant's plan: its isolation, shards, byte and request quotas and TTL cap (issue 31).
+    plans: plans::Plans,
     /// Seals the values of the configured cache types (design 0018); `None` when none is sealed.
     sealer: Option<crate::seal::Sealer>,
 }
@@ -158,22 +162,22 @@ impl Store {
     /// its keys cannot be read or are malformed; the error names where they were looked for, never what was found.
     /// Also when a tenant's plan cannot be run: `acl` isolation over a backend that is not Redis, or a `dedicated`
     /// deployment whose settings cannot be used (naming the tenant).
+    /// [`StoreError::Settings`] when a tenant's plan (`[tenants.<id>]`) is wrong, for settings that were built
+    /// by hand rather than loaded (loading validates them).
     pub fn with_backend(
         settings: &Settings,
         backend: impl Into<Backend>,
     ) -> Result<Store, StoreError> {
         let backend = backend.into();
+        let plans = plans::Plans::new(settings.tenant_plans().map_err(StoreError::Settings)?);
         let c = &settings.compression;
         let sealer =
             crate::seal::Sealer::from_settings(settings).map_err(|e| StoreError::Setup {
                 source: crate::BackendError::Other(e.to_string()),
             })?;
-        let plans = settings.tenant_plans().map_err(|e| StoreError::Setup {
-            source: crate::BackendError::Other(e.to_string()),
-        })?;
         let deadlines =
             (!backend.storage().is_local()).then(|| Deadlines::start(settings.command_timeout));
-        let routes = route::Routes::new(settings, &plans, &backend, deadlines.as_ref())?;
+        let routes = route::Routes::new(settings, plans.all(), &backend, deadlines.as_ref())?;
         let breaker = Breaker::new(
             settings.degradation.breaker_failure_threshold,
             settings.degradation.breaker_open_for,
@@ -187,8 +191,7 @@ impl Store {
                     settings.environment,
                     settings.tenancy.max_tenant_id_len,
                 )
-                .with_shards((&plans).into()),
-                plans,
+                .with_shards(plans.all().into()),
                 ttl: settings.types.ttl().clone(),
                 policy: CompressionPolicy {
                     enabled: c.enabled,
@@ -211,6 +214,7 @@ impl Store {
                 tiers: settings.types.tiers().clone(),
                 refreshing: Default::default(),
                 quotas: settings.quotas.clone(),
+                plans,
                 sealer,
             }),
         })

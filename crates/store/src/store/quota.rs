@@ -1,6 +1,7 @@
 //! Per-tenant quotas (design 0017): the bytes of live entries a tenant holds, charged on every write to a
-//! ledger on the backend (so every replica shares it) and refused past `quotas.tenant_bytes`; and the
-//! tenant's requests per fixed window, counted for the HTTP edge.
+//! ledger on the backend (so every replica shares it) and refused past the tenant's byte quota; and the
+//! tenant's requests per fixed window, counted for the HTTP edge. Each tenant's bounds are its plan's
+//! (`[tenants.<id>]`, else `[tenants.default]`, else `quotas.*`; issue 31).
 //!
 //! Policy: a write past the byte quota is refused and counted (`quota_refused`), never stored; the tenant's
 //! entries expire as usual and make room again. Evicting the tenant's own least recently used entries instead
@@ -35,12 +36,12 @@ const WINDOWED_COUNTERS: &str = "windowed counters";
 pub struct QuotaUsage {
     /// Bytes of the tenant's live entries (over all its ledgers, for a tenant spread over shards).
     pub stored_bytes: u64,
-    /// `quotas.tenant_bytes` (0: no limit): the whole tenant's; each of its shards may hold this divided by
-    /// the shard count, rounded up.
+    /// The tenant's byte quota: its plan's `tenant_bytes`, else `quotas.tenant_bytes` (0: no limit) — the whole
+    /// tenant's; each of its shards may hold this divided by the shard count, rounded up.
     pub byte_limit: u64,
     /// Requests counted in the current window.
     pub requests: u64,
-    /// `quotas.shared_requests` (0: no limit).
+    /// The tenant's request quota: its plan's `shared_requests`, else `quotas.shared_requests` (0: no limit).
     pub request_limit: u64,
     /// `quotas.shared_window`.
     pub request_window: Duration,
@@ -71,8 +72,9 @@ impl Store {
         kept: Duration,
         series: &SeriesRef<'_>,
     ) -> Option<WriteOutcome> {
-        let limit = self.inner.quotas.tenant_bytes;
-        if limit == 0 || scope.tenant().is_none() {
+        // The tenant's own plan, or the default (issue 31); 0 for the global scope and while no plan sets one.
+        let limit = self.inner.plans.tenant_bytes(scope);
+        if limit == 0 {
             return None;
         }
         // The entry's key was built by the same builder, so this cannot fail; if it did, the quota could not be
@@ -118,9 +120,9 @@ impl Store {
     }
 
     /// The byte ledgers deletions in `scope` release from (a single delete, or a sweep): each entry's own —
-    /// the tenant's, or its shard's — when byte quotas are on.
+    /// the tenant's, or its shard's — when the tenant has a byte quota.
     pub(super) fn byte_ledger(&self, scope: &Scope) -> Option<ByteLedgers> {
-        if self.inner.quotas.tenant_bytes == 0 || scope.tenant().is_none() {
+        if self.inner.plans.tenant_bytes(scope) == 0 {
             return None;
         }
         Some(ByteLedgers::new(self.inner.keys.clone()))
@@ -144,6 +146,7 @@ impl Store {
     /// A tenant's use of its quotas now; public as [`super::Admin::quota_usage`].
     pub(super) async fn quota_usage(&self, tenant: &TenantId) -> Result<QuotaUsage, StoreError> {
         let q = &self.inner.quotas;
+        let limits = self.inner.plans.of(tenant.as_str());
         let scope = tenant.as_scope();
         let [_, requests] = self.inner.keys.quota_keys(scope)?;
         // One ledger, or one per shard (and the one-tag ledger of what was written before the tenant was
@@ -173,9 +176,9 @@ impl Store {
             .map_err(unavailable)?;
         Ok(QuotaUsage {
             stored_bytes: stored,
-            byte_limit: q.tenant_bytes,
+            byte_limit: limits.tenant_bytes,
             requests: counted.count,
-            request_limit: q.shared_requests,
+            request_limit: limits.shared_requests,
             request_window: q.shared_window,
         })
     }
@@ -184,7 +187,8 @@ impl Store {
     /// [`super::Coordinator::count_request`].
     pub(super) async fn count_request(&self, tenant: &TenantId) -> RequestQuota {
         let q = &self.inner.quotas;
-        if q.shared_requests == 0 {
+        let limit = self.inner.plans.shared_requests(tenant.as_str());
+        if limit == 0 {
             return RequestQuota::Allowed;
         }
         let series = self.inner.metrics.series(tenant.as_str(), ALL_TYPES);
@@ -199,7 +203,7 @@ impl Store {
             .instrument(debug_span!("cache.count_request", tenant = tenant.as_str()))
             .await;
         match counted {
-            Ok(c) if c.count > q.shared_requests => {
+            Ok(c) if c.count > limit => {
                 series.add(|c| &c.requests_refused, 1);
                 RequestQuota::Refused {
                     retry_after: c.resets_in.max(Duration::from_secs(1)),

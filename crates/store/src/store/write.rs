@@ -1,6 +1,6 @@
 //! Writes: `set`, `set_with` and `set_bytes` with their options ([`Write`]), `delete`, and the write path they
-//! and `get_or_compute` share — the TTL checked, the envelope stamped with the current generations (re-stamped
-//! if an invalidation raced it), the outcome counted.
+//! and `get_or_compute` share — the TTL checked and capped by the tenant's plan, the envelope stamped with the
+//! current generations (re-stamped if an invalidation raced it), the outcome counted.
 
 use std::{
     borrow::Cow,
@@ -353,8 +353,13 @@ impl Store {
                 .get(cache_type)
                 .ok_or_else(|| StoreError::UnknownCacheType(cache_type.clone()))?,
         };
+        // The tenant's plan caps every TTL it is given, whoever asked for it (issue 31): `set_with`, a type's own,
+        // `get_or_compute`, `#[cached]`, the HTTP layer's copies and fail-safe copies all come through here.
+        let cap = self.inner.plans.max_ttl(scope);
+        let ttl = cap.map_or(ttl, |cap| ttl.min(cap));
         // Fresh for the TTL (or a fail-safe copy's throttle), kept `max_stale` longer to fall back on.
         let fresh = stamp.fail_safe.unwrap_or(ttl);
+        let fresh = cap.map_or(fresh, |cap| fresh.min(cap));
         let kept = (fresh + self.inner.tiers.get(cache_type).max_stale).min(TtlTable::MAX_TTL);
         codec::set_freshness(
             &mut encoded.bytes,

@@ -284,7 +284,8 @@ impl Deployment {
         match self {
             Deployment::Memory | Deployment::StorageOnly => None,
             Deployment::Disk(dir) => {
-                // Redis's `\x` escapes become GLOB classes `[x]`; both tables hold keys.
+                // Redis's `\x` escapes become GLOB classes `[x]`; both tables hold keys, and the quota tables
+                // hold ledgers (one each, whatever its members) and request windows under keys too.
                 let mut glob = String::new();
                 let mut chars = pattern.chars();
                 while let Some(c) = chars.next() {
@@ -298,7 +299,9 @@ impl Deployment {
                 let n: i64 = db
                     .query_row(
                         "SELECT (SELECT count(*) FROM entries WHERE key GLOB ?1) \
-                         + (SELECT count(*) FROM generations WHERE key GLOB ?1)",
+                         + (SELECT count(*) FROM generations WHERE key GLOB ?1) \
+                         + (SELECT count(DISTINCT ledger) FROM quota_ledger WHERE ledger GLOB ?1) \
+                         + (SELECT count(*) FROM quota_windows WHERE key GLOB ?1)",
                         [&glob],
                         |r| r.get(0),
                     )

@@ -9,6 +9,7 @@ mod dashboard;
 mod engines;
 mod prometheus;
 mod routes;
+mod tenants;
 mod throttle;
 
 use std::{sync::Arc, time::Duration};
@@ -57,6 +58,9 @@ pub(crate) struct AppState {
     pub(crate) sessions: Arc<dashboard::Sessions>,
     /// The configured cache types: a request naming another is refused with the known ones.
     pub(crate) types: Arc<fernando_cache_config::TypeTable>,
+    /// The statistics recorder, whose unwritten rows of an erased tenant are dropped. Weak: the server's
+    /// shutdown takes the recorder back whole to flush it.
+    pub(crate) recorder: std::sync::Weak<fernando_cache_ops::recorder::Recorder>,
 }
 
 /// `serve --help`'s closing text: the routes [`app`] wires, and who may call each. Kept beside it: a route added
@@ -78,6 +82,9 @@ server.admin_token_sha256):
   GET  /dashboard                 anyone  the operators' console; sign in with the admin token
   GET  /v1/admin/series, /v1/admin/overview
                                   admin   the console's figures as JSON
+  POST /v1/admin/tenants/{id}/erase
+                                  admin   every trace of a tenant removed (cache keys, statistics rows),
+                                          with counts, and one audit event
 Errors are JSON: {\"error\": message, \"request_id\": id}. Examples: README.md, \"The HTTP API\".";
 
 /// The application: routes, authentication, rates, body limits, the response cache and the access log.
@@ -133,6 +140,10 @@ pub(crate) fn app(state: AppState, settings: &Settings) -> anyhow::Result<Router
         .route(
             "/v1/cache/invalidate",
             post(routes::invalidate).layer(limited(json_limit)),
+        )
+        .route(
+            "/v1/admin/tenants/{id}/erase",
+            post(tenants::erase).layer(limited(json_limit)),
         )
         .route_layer(middleware::from_fn_with_state(console.clone(), auth::admin));
     let app = Router::new()
@@ -209,10 +220,13 @@ pub(crate) async fn run(
         database_url: database_url.clone(),
         currency: settings.prices.currency.as_str().into(),
         engine: Arc::new(EngineGate::new(&settings.server.limits)),
-        rates: Arc::new(TenantRates::new(&settings.server.limits, store.clone())),
+        rates: Arc::new(TenantRates::new(store.clone())),
         loopback: addr.ip().is_loopback(),
         sessions: Arc::default(),
         types: Arc::new(settings.types.clone()),
+        recorder: recorder
+            .as_ref()
+            .map_or_else(std::sync::Weak::new, Arc::downgrade),
     };
     let app = app(state, settings)?;
     let pending = database_url.clone().map(|url| {

@@ -84,6 +84,7 @@ pub(crate) async fn metrics(
     }
     quota_gauges(&state, &snapshot, &mut out).await;
     isolation_gauges(&state, &snapshot, &mut out);
+    plan_gauges(&state, &mut out);
     family(
         &mut out,
         "fernando_cache_get_latency_seconds",
@@ -234,13 +235,20 @@ fn isolation_gauges(
     }
 }
 
-/// Each tenant's quota use now, from the backend's ledgers, when a quota is set (tenants are those with series,
-/// bounded by `metrics.max_series`).
+/// Each tenant's quota use now, from the backend's ledgers, when a quota is set for it (tenants are those with
+/// series, bounded by `metrics.max_series`).
 async fn quota_gauges(
     state: &AppState,
     snapshot: &fernando_cache_store::MetricsSnapshot,
     out: &mut String,
 ) {
+    let plans = state.store.admin().plans();
+    let quota_somewhere = std::iter::once(plans.default_plan())
+        .chain(plans.listed().map(|(_, p)| p))
+        .any(|p| p.tenant_bytes > 0 || p.shared_requests > 0);
+    if !quota_somewhere {
+        return;
+    }
     let mut tenants: Vec<&str> = snapshot
         .series
         .iter()
@@ -256,7 +264,8 @@ async fn quota_gauges(
         };
         match state.store.admin().quota_usage(&tenant).await {
             Ok(q) if q.byte_limit > 0 || q.request_limit > 0 => rows.push((t, q)),
-            Ok(_) => return,
+            // A tenant whose plan sets no quota has no gauges.
+            Ok(_) => {}
             // The backend is down: the gauges are absent rather than wrong.
             Err(_) => return,
         }
@@ -288,6 +297,56 @@ async fn quota_gauges(
         family(out, name, "gauge", help);
         for (t, q) in &rows {
             let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(t), get(q));
+        }
+    }
+}
+
+/// The label of the plan of every tenant without a table of its own: `_`-names are never a series' tenant
+/// (`_global`, `_overflow`), as here.
+const DEFAULT_PLAN: &str = "_default";
+
+/// Each plan's bounds (issue 31): one series per listed tenant (`[tenants.<id>]`) and one for every other
+/// tenant (`tenant="_default"`). Read from the settings, so no backend call; bounded by the settings' tenants.
+fn plan_gauges(state: &AppState, out: &mut String) {
+    use fernando_cache_config::TenantPlan;
+    let plans = state.store.admin().plans();
+    let all: Vec<(&str, &TenantPlan)> = std::iter::once((DEFAULT_PLAN, plans.default_plan()))
+        .chain(plans.listed())
+        .collect();
+    type Gauge = (&'static str, &'static str, fn(&TenantPlan) -> Option<f64>);
+    let gauges: [Gauge; 5] = [
+        (
+            "fernando_cache_plan_byte_limit",
+            "The byte quota of the tenant's plan (tenants.<id>.tenant_bytes, else quotas.tenant_bytes; 0: none).",
+            |p| Some(p.tenant_bytes as f64),
+        ),
+        (
+            "fernando_cache_plan_request_limit",
+            "The request quota per window of the tenant's plan (tenants.<id>.shared_requests, else quotas.shared_requests; 0: none).",
+            |p| Some(p.shared_requests as f64),
+        ),
+        (
+            "fernando_cache_plan_rate",
+            "Requests per second the tenant's plan allows in each process (0: no limit).",
+            |p| Some(f64::from(p.per_process_rate)),
+        ),
+        (
+            "fernando_cache_plan_burst",
+            "The tenant's token bucket size in each process.",
+            |p| Some(f64::from(p.per_process_burst)),
+        ),
+        (
+            "fernando_cache_plan_max_ttl_seconds",
+            "The longest TTL the tenant's entries get (absent: each cache type's own).",
+            |p| p.max_ttl.map(|d| d.as_secs_f64()),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        family(out, name, "gauge", help);
+        for (tenant, plan) in &all {
+            if let Some(v) = get(plan) {
+                let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {v}", label(tenant));
+            }
         }
     }
 }

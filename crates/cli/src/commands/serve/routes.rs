@@ -261,7 +261,7 @@ pub(crate) async fn event(
     }
 }
 
-/// `GET /v1/cache/stats`: the caller's own cache figures, per cache type.
+/// `GET /v1/cache/stats`: the caller's own cache figures, per cache type, its quota use and its plan.
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -320,6 +320,7 @@ pub(crate) async fn stats(
         "tenant": tenant.as_str(),
         "currency": &*state.currency,
         "quota": quota,
+        "plan": crate::commands::stats::plan_json(state.store.admin().plans(), tenant.as_str()),
         "cache_types": types,
     }))
     .into_response();

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::super::{Charge, WindowCount};
+use super::super::{Charge, WindowCount, glob_match};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS quota_ledger (
@@ -100,6 +100,27 @@ pub(super) fn count_in_window(
     add: u64,
     window_ms: u64,
 ) -> rusqlite::Result<WindowCount> {
+    if add == 0 {
+        // Only a look: a window that has not started is not started.
+        let current: Option<(i64, i64)> = conn
+            .prepare_cached(
+                "SELECT count, resets_at FROM quota_windows WHERE key = ?1 AND resets_at > ?2",
+            )?
+            .query_row(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        return Ok(match current {
+            Some((count, resets_at)) => WindowCount {
+                count: u64::try_from(count).unwrap_or(0),
+                resets_in: std::time::Duration::from_millis(
+                    u64::try_from(resets_at - now).unwrap_or(0),
+                ),
+            },
+            None => WindowCount {
+                count: 0,
+                resets_in: std::time::Duration::from_millis(window_ms),
+            },
+        });
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached("DELETE FROM quota_windows WHERE resets_at <= ?1")?
         .execute([now])?;
@@ -118,4 +139,46 @@ pub(super) fn count_in_window(
         count: u64::try_from(count).unwrap_or(0),
         resets_in: std::time::Duration::from_millis(u64::try_from(resets_at - now).unwrap_or(0)),
     })
+}
+
+/// Removes every ledger and request window whose key matches the Redis glob `pattern` (whose literal start is
+/// `prefix`), in one transaction; returns how many (a ledger counts once, whatever its members).
+pub(super) fn remove_matching(
+    conn: &mut Connection,
+    prefix: &str,
+    pattern: &str,
+) -> rusqlite::Result<u64> {
+    let upper = format!("{prefix}\u{10FFFF}");
+    let matching = |conn: &Connection, sql: &str| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let keys = stmt
+            .query_map(params![prefix, upper], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| glob_match(pattern.as_bytes(), k.as_bytes()))
+            .collect())
+    };
+    let ledgers = matching(
+        &*conn,
+        "SELECT DISTINCT ledger FROM quota_ledger WHERE ledger >= ?1 AND ledger < ?2",
+    )?;
+    let windows = matching(
+        &*conn,
+        "SELECT key FROM quota_windows WHERE key >= ?1 AND key < ?2",
+    )?;
+    if ledgers.is_empty() && windows.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for ledger in &ledgers {
+        tx.prepare_cached("DELETE FROM quota_ledger WHERE ledger = ?1")?
+            .execute([ledger])?;
+    }
+    for key in &windows {
+        tx.prepare_cached("DELETE FROM quota_windows WHERE key = ?1")?
+            .execute([key])?;
+    }
+    tx.commit()?;
+    Ok((ledgers.len() + windows.len()) as u64)
 }

@@ -13,9 +13,10 @@
 //! expiry in Unix ms, size), `generations` (key, value, expiry) apart from the entries so eviction never drops
 //! one — a lost generation would make lazily invalidated entries readable again — and `totals`, the bytes of
 //! all entries, kept by triggers in the same transactions; the quota ledgers are `quota_ledger` and `quota_windows`
-//! (`ledger.rs`). Past `disk.max_bytes` a write evicts the expired
-//! entries, then those closest to expiry (Redis's `volatile-ttl`), down to 90 %. A file of an older format is
-//! emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a clear error.
+//! (`ledger.rs`). Entries are listed a page at a time in key order (`listing.rs`). Past `disk.max_bytes` a write
+//! evicts the expired entries, then those closest to expiry (Redis's `volatile-ttl`), down to 90 %. A file of an
+//! older format is emptied and recreated (it is a cache); one of a newer format, or not ours, is refused with a
+//! clear error.
 //! The file holds every tenant's values, so its folder is `0700` and the file, its WAL and `-shm` `0600`
 //! (`files.rs`).
 //!
@@ -38,12 +39,13 @@ use fernando_cache_keys::GenerationKeys;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    BackendError, BackendInfo, ByteLedgers, Charge, Coordination, Fetched, KeyTtl, Storage,
-    WindowCount, glob_match, new_generation,
+    BackendError, BackendInfo, ByteLedgers, Charge, Coordination, Fetched, KeyTtl, ScanCursor,
+    ScanPage, Storage, WindowCount, glob_match, new_generation,
 };
 
 mod files;
 mod ledger;
+mod listing;
 mod schema;
 
 use schema::prepare;
@@ -257,7 +259,7 @@ fn evict(conn: &Connection, max_bytes: u64, now: i64) -> rusqlite::Result<()> {
 }
 
 /// The literal start of a Redis glob: every key it matches begins with it.
-fn literal_prefix(pattern: &str) -> String {
+pub(super) fn literal_prefix(pattern: &str) -> String {
     let mut prefix = String::new();
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
@@ -475,9 +477,27 @@ impl Storage for DiskBackend {
                     tx.commit()?;
                 }
             }
+            // Quota ledgers and request windows sit in tables of their own, under keys like any other (design
+            // 0017): a tenant's erasure reaches them; a sweep's pattern, inside the tenant's data, never does.
+            deleted += ledger::remove_matching(conn, &prefix, &pattern)?;
             Ok(deleted)
         })
         .await
+    }
+
+    async fn scan(
+        &self,
+        pattern: &str,
+        cursor: &ScanCursor,
+        count: usize,
+        read: usize,
+    ) -> Result<ScanPage, BackendError> {
+        let pattern = pattern.to_owned();
+        let after = cursor.after.clone().unwrap_or_default();
+        let count = count.max(1);
+        let read = i64::try_from(read).unwrap_or(i64::MAX);
+        self.run(move |conn, _| listing::scan(conn, now_ms(), &pattern, &after, count, read))
+            .await
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

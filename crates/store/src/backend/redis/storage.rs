@@ -1,8 +1,8 @@
 //! One server's backend operations ([`Storage`] for [`RedisBackend`]) and its side of the seam the two Redis
 //! topologies share (`shared.rs`, where its [`Coordination`](crate::Coordination) and leases come from): a
 //! call's connection is the next hot slot's, forgotten when the reply says it broke. The hot read and write go
-//! through `read.rs`; the checked read is one pipeline; sweeps (SCAN + UNLINK) and `INFO` run on a connection
-//! of their own.
+//! through `read.rs`; the checked read is one pipeline; sweeps (SCAN + UNLINK), listings (SCAN + one script)
+//! and `INFO` run on a connection of their own.
 
 use std::{future::Future, time::Duration};
 
@@ -17,7 +17,8 @@ use super::{
     shared::{self, Connected},
 };
 use crate::backend::{
-    BackendError, BackendInfo, ByteLedgers, Coherence, Fetched, KeyTtl, OnMessage, Storage,
+    BackendError, BackendInfo, ByteLedgers, Coherence, Fetched, KeyTtl, OnMessage, ScanCursor,
+    ScanPage, Storage,
 };
 
 #[async_trait]
@@ -143,6 +144,35 @@ impl Storage for RedisBackend {
             }
             cursor = next;
         }
+    }
+
+    async fn scan(
+        &self,
+        pattern: &str,
+        cursor: &ScanCursor,
+        count: usize,
+        read: usize,
+    ) -> Result<ScanPage, BackendError> {
+        let mut conn = self.exclusive().await?;
+        let (position, found) =
+            commands::scan_step(&mut conn, cursor.position, pattern, count.max(1))
+                .await
+                .map_err(conn_err)?;
+        let found: Vec<&str> = found.iter().map(String::as_str).collect();
+        let keys = if found.is_empty() {
+            Vec::new()
+        } else {
+            let reply: redis::Value = commands::list_cmd(&found, read)
+                .query_async(&mut conn)
+                .await
+                .map_err(conn_err)?;
+            commands::listed(&found, reply)?
+        };
+        let next = (position != 0).then(|| ScanCursor {
+            position,
+            ..ScanCursor::default()
+        });
+        Ok(ScanPage { keys, next })
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

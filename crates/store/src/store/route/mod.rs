@@ -443,17 +443,17 @@ impl Store {
 
     /// Which strategy each tenant runs; public as [`super::Admin::isolations`].
     pub(in crate::store) fn isolations(&self) -> Isolations {
-        Isolations::of(&self.inner.plans)
+        Isolations::of(self.inner.plans.all())
     }
 
     /// The strategy `tenant` runs; public as [`super::Admin::isolation`].
     pub(in crate::store) fn isolation_of(&self, tenant: &TenantId) -> &'static str {
-        self.inner.plans.get(tenant.as_str()).isolation.name()
+        self.inner.plans.all().get(tenant.as_str()).isolation.name()
     }
 
     /// The Redis user an `acl` tenant runs as and where its password is; public as [`super::Admin::acl_user`].
     pub(in crate::store) fn acl_user(&self, tenant: &TenantId) -> Option<(String, SecretSource)> {
-        let plan = self.inner.plans.get(tenant.as_str());
+        let plan = self.inner.plans.all().get(tenant.as_str());
         match plan.isolation {
             Isolation::Acl { user, password } => Some((user, password)),
             _ => None,

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::backend::{
     BackendError, BackendInfo, ByteLedgers, Coherence, Fetched, KeyTtl, NodeInfo, OnMessage,
-    Storage,
+    ScanCursor, ScanPage, Storage,
 };
 
 #[async_trait]
@@ -196,6 +196,58 @@ impl Storage for ClusterBackend {
             }
         }
         Ok(deleted)
+    }
+
+    async fn scan(
+        &self,
+        pattern: &str,
+        cursor: &ScanCursor,
+        count: usize,
+        read: usize,
+    ) -> Result<ScanPage, BackendError> {
+        // Each primary in turn (in address order), its own SCAN cursor at a time.
+        let primaries = self.primaries().await?;
+        let Some(primary) = primaries.get(cursor.node) else {
+            return Ok(ScanPage::default());
+        };
+        let (mut conn, id) = self.conn().await?;
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor.position)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let reply = conn
+            .route_command(scan, primary.route())
+            .await
+            .map_err(|e| self.failed(id, e))?;
+        let (position, found): (u64, Vec<String>) = FromRedisValue::from_redis_value(reply)
+            .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
+        let found: Vec<&str> = found.iter().map(String::as_str).collect();
+        let mut keys = Vec::with_capacity(found.len());
+        // Routed by slot, not to the node scanned: a key that moved since the SCAN is followed.
+        for chunk in commands::same_slot_batches(&found, count.max(1)) {
+            let reply = conn
+                .route_command(commands::list_cmd(&chunk, read), slot_of(chunk[0]))
+                .await
+                .map_err(|e| self.failed(id, e))?;
+            keys.extend(commands::listed(&chunk, reply)?);
+        }
+        let next = if position != 0 {
+            Some(ScanCursor {
+                node: cursor.node,
+                position,
+                ..ScanCursor::default()
+            })
+        } else if cursor.node + 1 < primaries.len() {
+            Some(ScanCursor {
+                node: cursor.node + 1,
+                ..ScanCursor::default()
+            })
+        } else {
+            None
+        };
+        Ok(ScanPage { keys, next })
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

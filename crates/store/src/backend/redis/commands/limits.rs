@@ -136,8 +136,14 @@ pub(crate) fn release_cmd(ledger: &str, keys: &[impl AsRef<str>]) -> redis::Cmd 
     cmd
 }
 
-/// A fixed-window counter: the first addition starts the window.
-const COUNT_IN_WINDOW: &str = "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+/// A fixed-window counter: the first addition starts the window. Adding 0 only reads, and creates nothing (an
+/// operator's look at an erased tenant's quota leaves no key of it behind).
+const COUNT_IN_WINDOW: &str = "if tonumber(ARGV[1]) == 0 then \
+       local ttl = redis.call('PTTL', KEYS[1]) \
+       if ttl < 0 then return {0, tonumber(ARGV[2])} end \
+       return {tonumber(redis.call('GET', KEYS[1]) or '0'), ttl} \
+     end \
+     local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
      local ttl = redis.call('PTTL', KEYS[1]) \
      if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) ttl = tonumber(ARGV[2]) end \
      return {n, ttl}";

@@ -14,8 +14,10 @@ use redis::{RedisResult, Value, aio::ConnectionLike};
 use crate::backend::{BackendError, BackendInfo, Fetched, KeyTtl, parse_generation};
 
 mod limits;
+mod listing;
 
 pub(crate) use limits::{admit, charge, count_in_window, release_cmd};
+pub(crate) use listing::{list_cmd, listed};
 
 /// The two generation values as `MGET` returns them.
 type Generations = (Option<Vec<u8>>, Option<Vec<u8>>);
