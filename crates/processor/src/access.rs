@@ -200,6 +200,16 @@ impl AccessJournal {
     }
 }
 
+impl crate::DocumentProcessor {
+    /// Forgets what this process recorded of `tenant`'s reads and has not written yet — the hot set the warmer
+    /// keeps alive, the reads not yet added to the shared access history — so that nothing of an erased tenant
+    /// is written after its erasure (issue 31). A drain already under way may still write what it took.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        self.shared.hot.forget(tenant);
+        self.shared.access.forget(tenant);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,15 +276,5 @@ mod tests {
         assert_eq!(journal.dropped(), 2);
         let kept = journal.drain(Duration::from_secs(3600));
         assert_eq!(kept.iter().map(|r| r.reads).sum::<u32>(), cap);
-    }
-}
-
-impl crate::DocumentProcessor {
-    /// Forgets what this process recorded of `tenant`'s reads and has not written yet — the hot set the warmer
-    /// keeps alive, the reads not yet added to the shared access history — so that nothing of an erased tenant
-    /// is written after its erasure (issue 31). A drain already under way may still write what it took.
-    pub fn forget_tenant(&self, tenant: &TenantId) {
-        self.shared.hot.forget(tenant);
-        self.shared.access.forget(tenant);
     }
 }

@@ -61,7 +61,7 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         apply: bool,
         /// With --apply: read the password from this environment variable instead of the tenant's configured
-        /// source (tenants.<id>.acl_password_env or acl_password_file).
+        /// source (its acl_password_env or acl_password_file in the settings).
         #[arg(long, value_name = "VAR", requires = "apply")]
         password_env: Option<String>,
     },

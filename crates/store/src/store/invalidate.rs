@@ -212,6 +212,17 @@ impl Store {
         target: Target<'_>,
         strategy: InvalidationStrategy,
     ) -> Result<Invalidation, StoreError> {
+        // Boxed: not a hot path, and the sweeps behind it nest deep enough (a tenant's lane, its shards, the
+        // acl split of scan and delete) that a caller's own future — an `#[invalidates]` function's — would
+        // otherwise overflow the compiler's layout depth.
+        Box::pin(self.invalidate_target(target, strategy)).await
+    }
+
+    async fn invalidate_target(
+        &self,
+        target: Target<'_>,
+        strategy: InvalidationStrategy,
+    ) -> Result<Invalidation, StoreError> {
         match target {
             Target::Entries { scope, cache_type } => {
                 self.invalidate_entries(scope, cache_type, strategy).await

@@ -173,7 +173,7 @@ impl Store {
         let lane = self.lane((&lease.scope).into());
         let lane: &Lane = match lane.role {
             Role::Acl => self.shared_lane(),
-            Role::Shared | Role::Dedicated => &*lane,
+            Role::Shared | Role::Dedicated => &lane,
         };
         // A held lease was taken from the backend's leases: they are there.
         let Some(leases) = lane.leases() else {

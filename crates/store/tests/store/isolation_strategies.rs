@@ -92,9 +92,9 @@ async fn an_acl_tenants_credentials_cannot_touch_another_tenants_keys() {
 
     // Another tenant's, or the global scope's: Redis refuses, whatever the command.
     for key in [&theirs, &global, &their_generations.scope().to_owned()] {
-        refused(&mut conn, &redis::cmd("GET").arg(key), "GET");
-        refused(&mut conn, &redis::cmd("SET").arg(key).arg("x"), "SET");
-        refused(&mut conn, &redis::cmd("UNLINK").arg(key), "UNLINK");
+        refused(&mut conn, redis::cmd("GET").arg(key), "GET");
+        refused(&mut conn, redis::cmd("SET").arg(key).arg("x"), "SET");
+        refused(&mut conn, redis::cmd("UNLINK").arg(key), "UNLINK");
         refused(
             &mut conn,
             redis::cmd("MGET").arg(&own).arg(key),
@@ -111,8 +111,8 @@ async fn an_acl_tenants_credentials_cannot_touch_another_tenants_keys() {
         );
     }
     // Nothing that shows other tenants' key names or their changes.
-    refused(&mut conn, &redis::cmd("SCAN").arg(0), "SCAN");
-    refused(&mut conn, &redis::cmd("KEYS").arg("*"), "KEYS");
+    refused(&mut conn, redis::cmd("SCAN").arg(0), "SCAN");
+    refused(&mut conn, redis::cmd("KEYS").arg("*"), "KEYS");
     refused(
         &mut conn,
         redis::cmd("CLIENT").arg("TRACKING").arg("ON").arg("BCAST"),
@@ -124,7 +124,7 @@ async fn an_acl_tenants_credentials_cannot_touch_another_tenants_keys() {
         "PUBLISH on the lease channel",
     );
     refused(&mut conn, &redis::cmd("FLUSHALL"), "FLUSHALL");
-    refused(&mut conn, &redis::cmd("ACL").arg("LIST"), "ACL LIST");
+    refused(&mut conn, redis::cmd("ACL").arg("LIST"), "ACL LIST");
 
     // And the other tenant's value is still there, untouched.
     assert_eq!(store.get::<u64>(&globex, &ty, "k").await.unwrap(), Some(2));
@@ -379,5 +379,5 @@ async fn a_user_made_by_apply_acl_serves_its_tenant() {
         Some(1)
     );
     let mut conn = connect_as(&server, "acme");
-    refused(&mut conn, &redis::cmd("SCAN").arg(0), "SCAN");
+    refused(&mut conn, redis::cmd("SCAN").arg(0), "SCAN");
 }
