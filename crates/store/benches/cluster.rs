@@ -5,7 +5,8 @@
 //!   on one `redis-server`;
 //! - what bounds a cluster hit without tracking: a raw `MGET` of the entry and its two generations vs a raw
 //!   `GET`;
-//! - what a tenant's sweep costs on the cluster (SCAN on every primary) and on one server;
+//! - what a tenant's sweep costs on the cluster (SCAN on every primary) and on one server, and what erasing a
+//!   tenant of 100 000 entries among 1 000 000 costs (issue 31);
 //! - the hit-path cost of distributed single-flight: `get_or_compute` hits with the cache type `distributed` vs
 //!   `process`, on the cluster;
 //! - the hit-path cost of a tenant spread over shards (design 0024): a hit of a tenant on 64 shards vs a hit of
@@ -19,7 +20,7 @@
 //!
 //! Pairs are measured in short alternating windows and judged by the median of per-window ratios
 //! (`BENCH_SECS`, `BENCH_REPEATS`, see the testkit's `bench` module). `BENCH_ONLY` (comma-separated: `cluster`,
-//! `mget`, `single`, `flight`, `shards`, `sweep`, `processes`, `acl`) runs only those sections; `BENCH_CONNECTIONS` sets
+//! `mget`, `single`, `flight`, `shards`, `sweep`, `erase`, `processes`, `acl`) runs only those sections; `BENCH_CONNECTIONS` sets
 //! `redis.multiplexed_connections` of both stores (default 4, the production profile's). A smoke run
 //! (`BENCH_SMOKE`) sweeps 8 tenants of 50 entries and starts 2 processes.
 
@@ -218,6 +219,49 @@ async fn sweep_cost(label: &str, store: &Store) {
         "| {label}: eager invalidation of one tenant ({per_tenant} of {} entries) | {deleted} deleted | median {:.1} ms |",
         tenant_count * per_tenant,
         times[2]
+    );
+}
+
+/// A tenant's erasure (issue 31): one tenant of 100 000 entries among 1 000 000 of ten tenants (200 of 2 000 in a
+/// smoke run), erased with `Admin::erase_tenant` — every primary scanned for its globs, its keys deleted —
+/// timed once, after the other tenants' entries are checked untouched by a count.
+async fn erase_cost(label: &str, store: &Store) {
+    let (tenant_count, per_tenant): (usize, usize) = scaled((10, 100_000), (10, 200));
+    let tenants: Arc<Vec<TenantId>> = Arc::new(
+        (0..tenant_count)
+            .map(|i| TenantId::new(format!("erase-{i}")).unwrap())
+            .collect(),
+    );
+    let mut fill = tokio::task::JoinSet::new();
+    let writers = TASKS;
+    for w in 0..writers {
+        let (store, tenants) = (store.clone(), tenants.clone());
+        fill.spawn(async move {
+            let mut i = w;
+            while i < tenant_count * per_tenant {
+                let (t, k) = (i % tenant_count, i / tenant_count);
+                let _ = store
+                    .set(&tenants[t], &CacheType::SESSION, &format!("k{k}"), &k)
+                    .await;
+                i += writers;
+            }
+        });
+    }
+    while fill.join_next().await.is_some() {}
+    let start = std::time::Instant::now();
+    let erased = store.admin().erase_tenant(&tenants[0]).await.unwrap();
+    let took = start.elapsed();
+    let kept: Option<usize> = store
+        .get(&tenants[1], &CacheType::SESSION, "k0")
+        .await
+        .unwrap();
+    assert_eq!(kept, Some(0), "another tenant is untouched");
+    println!(
+        "| {label}: erasure of one tenant ({per_tenant} of {} entries) | {} entries, {} keys in all | {:.0} ms |",
+        tenant_count * per_tenant,
+        erased.entries,
+        erased.total(),
+        took.as_secs_f64() * 1000.0
     );
 }
 
@@ -530,6 +574,14 @@ fn main() {
             sweep_cost("cluster, 3 primaries", &cluster_store).await;
             let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
             sweep_cost("one server", &single_store).await;
+        }
+        if enabled("erase") {
+            println!("\n| erasure | removed | time |");
+            println!("|---|---|---|");
+            let cluster_store = Store::from_settings(&settings(cluster.overrides(), &[])).unwrap();
+            erase_cost("cluster, 3 primaries", &cluster_store).await;
+            let single_store = Store::from_settings(&settings(single.overrides(), &[])).unwrap();
+            erase_cost("one server", &single_store).await;
         }
     });
     if enabled("processes") {

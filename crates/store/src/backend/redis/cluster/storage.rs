@@ -137,65 +137,10 @@ impl Storage for ClusterBackend {
         step_timeout: Duration,
         ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError> {
-        let step = |d| BackendError::Timeout(d);
-        let primaries = tokio::time::timeout(step_timeout, self.primaries())
+        // Scanned and deleted over this cluster's own connection: the sweep of an `acl` tenant is the same walk
+        // with another deleter.
+        self.delete_matching_as(self, pattern, batch, step_timeout, ledgers)
             .await
-            .map_err(|_| step(step_timeout))??;
-        let (mut conn, id) = self.conn().await?;
-        let mut deleted = 0;
-        for primary in primaries {
-            let mut cursor: u64 = 0;
-            loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(batch);
-                let reply =
-                    tokio::time::timeout(step_timeout, conn.route_command(scan, primary.route()))
-                        .await
-                        .map_err(|_| step(step_timeout))?
-                        .map_err(|e| self.failed(id, e))?;
-                let (next, keys): (u64, Vec<String>) = FromRedisValue::from_redis_value(reply)
-                    .map_err(|e| BackendError::Other(format!("SCAN reply: {e}")))?;
-                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                // Routed by slot, not to the node scanned: a key that moved since the SCAN is followed.
-                for chunk in commands::same_slot_batches(&keys, batch) {
-                    let unlink = redis::cmd("UNLINK").arg(&chunk).clone();
-                    let reply = tokio::time::timeout(
-                        step_timeout,
-                        conn.route_command(unlink, slot_of(chunk[0])),
-                    )
-                    .await
-                    .map_err(|_| step(step_timeout))?
-                    .map_err(|e| self.failed(id, e))?;
-                    let n: u64 = FromRedisValue::from_redis_value(reply)
-                        .map_err(|e| BackendError::Other(format!("UNLINK reply: {e}")))?;
-                    deleted += n;
-                    // Each ledger shares its keys' hash tag (their scope's, or their shard's): the slot of the
-                    // keys just deleted.
-                    let released = ledgers.map_or_else(Vec::new, |l| l.group(&chunk));
-                    for (ledger, members) in released {
-                        tokio::time::timeout(
-                            step_timeout,
-                            conn.route_command(
-                                commands::release_cmd(&ledger, &members),
-                                slot_of(&ledger),
-                            ),
-                        )
-                        .await
-                        .map_err(|_| step(step_timeout))?
-                        .map_err(|e| self.failed(id, e))?;
-                    }
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        Ok(deleted)
     }
 
     async fn scan(
