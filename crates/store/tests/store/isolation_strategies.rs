@@ -380,4 +380,30 @@ async fn a_user_made_by_apply_acl_serves_its_tenant() {
     );
     let mut conn = connect_as(&server, "acme");
     refused(&mut conn, redis::cmd("SCAN").arg(0), "SCAN");
+
+    // A new password, applied: the old one no longer opens the user (a rotation revokes).
+    std::fs::write(&path, "rotated-password\n").unwrap();
+    store
+        .admin()
+        .apply_acl(&acme, &user, &source)
+        .await
+        .unwrap();
+    let old = format!(
+        "redis://fernando-acme:{}@127.0.0.1:{}/0",
+        password_of("acme"),
+        server.port()
+    );
+    assert!(
+        redis::Client::open(old)
+            .and_then(|c| c.get_connection())
+            .is_err(),
+        "the old password is refused after a rotation"
+    );
+    let new = format!(
+        "redis://fernando-acme:rotated-password@127.0.0.1:{}/0",
+        server.port()
+    );
+    redis::Client::open(new)
+        .and_then(|c| c.get_connection())
+        .expect("the new password opens the user");
 }

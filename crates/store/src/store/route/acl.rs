@@ -70,11 +70,13 @@ pub(crate) fn check_user(user: &str) -> Result<(), BadUser> {
 }
 
 /// The `ACL SETUSER <user>` rules of `tenant`'s user, without a password (`>password` is the operator's, and
-/// goes last): `on`, its selectors cleared, its keys reset to the tenant's globs, no channel, every command
-/// removed and then [`COMMANDS`] allowed. Applied again, they leave the user exactly so.
+/// goes last): `on`, its passwords reset (so a rotation revokes the old one), its selectors cleared, its keys
+/// reset to the tenant's globs, no channel, every command removed and then [`COMMANDS`] allowed. Applied again,
+/// they leave the user exactly so.
 pub(crate) fn rules(keys: &KeyBuilder, tenant: &TenantId) -> Vec<String> {
     let mut rules = vec![
         "on".to_owned(),
+        "resetpass".to_owned(),
         "clearselectors".to_owned(),
         "resetkeys".to_owned(),
     ];
@@ -149,7 +151,10 @@ mod tests {
         let keys = KeyBuilder::new("fernando", Environment::Production, 128);
         let acme = TenantId::new("acme").unwrap();
         let rules = rules(&keys, &acme);
-        assert_eq!(&rules[..3], ["on", "clearselectors", "resetkeys"]);
+        assert_eq!(
+            &rules[..4],
+            ["on", "resetpass", "clearselectors", "resetkeys"]
+        );
         let globs: Vec<_> = rules.iter().filter(|r| r.starts_with('~')).collect();
         assert_eq!(globs.len(), keys.tenant_globs(&acme).len());
         assert!(
