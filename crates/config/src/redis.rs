@@ -108,6 +108,15 @@ impl RedisUrl {
         &self.text
     }
 
+    /// The user the URL logs in as (`redis://user:password@…`), if it names one.
+    pub fn user(&self) -> Option<&str> {
+        let rest = &self.text[self.text.find("://")? + 3..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let userinfo = &authority[..authority.rfind('@')?];
+        let user = userinfo.split(':').next().unwrap_or("");
+        (!user.is_empty()).then_some(user)
+    }
+
     /// Whether the URL asks for TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
         self.text.starts_with("rediss://")

@@ -17,6 +17,10 @@ use crate::{ConfigError, RedisMode, RedisSettings, RedisUrl, TtlTable, duration}
 /// Most hash tags one tenant may be spread over.
 pub const MAX_SHARDS: u16 = 64;
 
+/// The least byte quota one shard of a sharded tenant may hold: below it, a shard would refuse ordinary entries
+/// while the tenant is nearly empty.
+const MIN_SHARD_BYTES: u64 = 64 * 1024;
+
 /// Where a secret is read from when it is needed (never kept in settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -123,9 +127,7 @@ impl TenantPlans {
                 user: user.replace("{tenant}", tenant),
                 password: match source {
                     TemplateSource::Env(e) => SecretSource::Env(e.replace("{tenant}", tenant)),
-                    TemplateSource::File(f) => {
-                        SecretSource::File(PathBuf::from(f.replace("{tenant}", tenant)))
-                    }
+                    TemplateSource::File(f) => SecretSource::File(file_for(f, tenant)),
                 },
             };
         }
@@ -224,6 +226,11 @@ impl TenantTable {
             let (plan, _) = entry.plan(id, Some(&self.default), base, redis)?;
             listed.insert(id.clone(), plan);
         }
+        check_acl_users(
+            &listed,
+            acl_default.as_ref().map(|(u, _)| u.as_str()),
+            redis,
+        )?;
         Ok(TenantPlans {
             default,
             acl_default,
@@ -361,13 +368,27 @@ impl Entry {
                 "[tenants.<id>.redis] is the deployment of a dedicated tenant; set isolation = \"dedicated\"",
             ));
         }
+        let tenant_bytes = self
+            .tenant_bytes
+            .or(parent.and_then(|p| p.tenant_bytes))
+            .unwrap_or(base.tenant_bytes);
+        if shards > 1
+            && tenant_bytes > 0
+            && tenant_bytes.div_ceil(u64::from(shards)) < MIN_SHARD_BYTES
+        {
+            return Err(ConfigError::invalid(
+                key("tenant_bytes"),
+                format!(
+                    "{tenant_bytes} bytes over {shards} shards leaves each shard {} bytes (each holds an even share, \
+                     design 0024): at least {MIN_SHARD_BYTES} per shard, or fewer shards",
+                    tenant_bytes.div_ceil(u64::from(shards))
+                ),
+            ));
+        }
         let plan = TenantPlan {
             isolation,
             shards,
-            tenant_bytes: self
-                .tenant_bytes
-                .or(parent.and_then(|p| p.tenant_bytes))
-                .unwrap_or(base.tenant_bytes),
+            tenant_bytes,
             shared_requests: self
                 .shared_requests
                 .or(parent.and_then(|p| p.shared_requests))
@@ -425,4 +446,88 @@ impl DedicatedRedis {
             .map_err(|e| e.rekeyed("redis.", &format!("tenants.{id}.redis.")))?;
         Ok(settings)
     }
+}
+
+/// A tenant's id as one file name in a `{tenant}` password-file template: `%`, `/` and `\` percent-encoded, so an
+/// id never climbs out of the folder the template names (`sub/../b` is the file `sub%2F..%2Fb`).
+fn file_for(template: &str, tenant: &str) -> PathBuf {
+    let mut name = String::with_capacity(tenant.len());
+    for c in tenant.chars() {
+        match c {
+            '%' => name.push_str("%25"),
+            '/' => name.push_str("%2F"),
+            '\\' => name.push_str("%5C"),
+            c => name.push(c),
+        }
+    }
+    PathBuf::from(template.replace("{tenant}", &name))
+}
+
+/// The Redis users `acl` tenants run as never clash: not Redis's own `default` user, not the user the shared
+/// connection logs in as, not one user for two tenants (each would get the other's keys and password), and a
+/// `[tenants.default]` user names each tenant (`{tenant}` in it, with something around it).
+fn check_acl_users(
+    listed: &BTreeMap<String, TenantPlan>,
+    template: Option<&str>,
+    redis: &RedisSettings,
+) -> Result<(), ConfigError> {
+    let shared = redis.url.user();
+    let reserved = |user: &str| user == "default" || Some(user) == shared;
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    if let Some(t) = template {
+        let Some((before, after)) = t.split_once("{tenant}") else {
+            return Err(ConfigError::invalid(
+                "tenants.default.acl_user",
+                "names every tenant not listed: it must contain {tenant} (as the default fernando-{tenant} does), or all \
+                 of them would share one Redis user",
+            ));
+        };
+        let could_be = |user: &str| {
+            user.len() >= before.len() + after.len()
+                && user.starts_with(before)
+                && user.ends_with(after)
+        };
+        if (before.is_empty() && after.is_empty())
+            || could_be("default")
+            || shared.is_some_and(could_be)
+        {
+            return Err(ConfigError::invalid(
+                "tenants.default.acl_user",
+                "could name Redis's own default user, or the shared connection's, for some tenant id; put a prefix \
+                 such as fernando-{tenant}",
+            ));
+        }
+        for (id, plan) in listed {
+            if let Isolation::Acl { user, .. } = &plan.isolation
+                && could_be(user)
+                && user[before.len()..user.len() - after.len()] != **id
+            {
+                return Err(ConfigError::invalid(
+                    format!("tenants.{id}.acl_user"),
+                    "is the default acl_user of another tenant id; give it a name outside tenants.default.acl_user's \
+                     pattern",
+                ));
+            }
+        }
+    }
+    for (id, plan) in listed {
+        let Isolation::Acl { user, .. } = &plan.isolation else {
+            continue;
+        };
+        if reserved(user) {
+            return Err(ConfigError::invalid(
+                format!("tenants.{id}.acl_user"),
+                "is Redis's own default user or the shared connection's user: a tenant's user would take it over",
+            ));
+        }
+        if let Some(other) = seen.insert(user.as_str(), id.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("tenants.{id}.acl_user"),
+                format!(
+                    "is also tenant {other:?}'s user: one user would hold both tenants' keys and passwords"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

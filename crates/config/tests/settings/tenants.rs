@@ -43,7 +43,7 @@ fn a_listed_tenant_overrides_default_which_overrides_the_deployment() {
             ("quotas.tenant_bytes", "1000"),
             ("tenants.default.tenant_bytes", "2000"),
             ("tenants.default.max_ttl", "1h"),
-            ("tenants.big.tenant_bytes", "9000"),
+            ("tenants.big.tenant_bytes", "9000000"),
             ("tenants.big.shards", "8"),
             ("tenants.big.per_process_rate", "500"),
             ("tenants.big.per_process_burst", "50"),
@@ -60,7 +60,7 @@ fn a_listed_tenant_overrides_default_which_overrides_the_deployment() {
             big.per_process_rate,
             big.per_process_burst
         ),
-        (9000, 8, 500, 50)
+        (9_000_000, 8, 500, 50)
     );
     // Inherited from the default table.
     assert_eq!(big.max_ttl, Some(Duration::from_secs(3600)));
@@ -205,4 +205,97 @@ fn bad_tenant_fields_name_their_tenant_and_field() {
 fn an_unknown_tenant_field_is_refused() {
     let e = load(Environment::Test, &[("tenants.acme.shard", "4")]).unwrap_err();
     assert!(e.to_string().contains("shard"), "{e}");
+}
+
+#[test]
+fn acl_users_never_clash_with_redis_own_users_or_each_other() {
+    for (pairs, key) in [
+        // Redis's own `default` user: rewriting it would lock every client out.
+        (
+            vec![
+                ("tenants.evil.isolation", "acl"),
+                ("tenants.evil.acl_user", "default"),
+                ("tenants.evil.acl_password_env", "P"),
+            ],
+            "tenants.evil.acl_user",
+        ),
+        // The shared connection's own user.
+        (
+            vec![
+                ("redis.url", "redis://cache:pw@127.0.0.1:6379/0"),
+                ("tenants.evil.isolation", "acl"),
+                ("tenants.evil.acl_user", "cache"),
+                ("tenants.evil.acl_password_env", "P"),
+            ],
+            "tenants.evil.acl_user",
+        ),
+        // Two tenants, one user: each would get the other's keys and password.
+        (
+            vec![
+                ("tenants.t1.isolation", "acl"),
+                ("tenants.t1.acl_user", "same"),
+                ("tenants.t1.acl_password_env", "P1"),
+                ("tenants.t2.isolation", "acl"),
+                ("tenants.t2.acl_user", "same"),
+                ("tenants.t2.acl_password_env", "P2"),
+            ],
+            "tenants.t2.acl_user",
+        ),
+        // A default user without `{tenant}`: every tenant not listed would share it.
+        (
+            vec![
+                ("tenants.default.isolation", "acl"),
+                ("tenants.default.acl_user", "everyone"),
+                ("tenants.default.acl_password_env", "P"),
+            ],
+            "tenants.default.acl_user",
+        ),
+        // A listed tenant's user that is another tenant's default one.
+        (
+            vec![
+                ("tenants.default.isolation", "acl"),
+                ("tenants.default.acl_password_env", "P_{tenant}"),
+                ("tenants.acme.acl_user", "fernando-globex"),
+            ],
+            "tenants.acme.acl_user",
+        ),
+    ] {
+        let e = load(Environment::Test, &pairs).expect_err(key);
+        assert_eq!(key_of(e), key, "{pairs:?}");
+    }
+}
+
+#[test]
+fn a_tenant_id_is_one_file_name_in_a_password_file_template() {
+    let s = load(
+        Environment::Test,
+        &[
+            ("tenants.default.isolation", "acl"),
+            (
+                "tenants.default.acl_password_file",
+                "/run/secrets/{tenant}.pw",
+            ),
+        ],
+    )
+    .unwrap();
+    match s.tenant_plans().unwrap().get("sub/../b").isolation {
+        Isolation::Acl { password, .. } => assert_eq!(
+            password,
+            SecretSource::File(PathBuf::from("/run/secrets/sub%2F..%2Fb.pw"))
+        ),
+        other => panic!("acl by default, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_sharded_byte_quota_too_small_per_shard_is_refused() {
+    let e = load(
+        Environment::Test,
+        &[
+            ("tenants.big.shards", "64"),
+            ("tenants.big.tenant_bytes", "5000"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(key_of(e), "tenants.big.tenant_bytes");
 }
