@@ -154,9 +154,9 @@ impl KeyBuilder {
     }
 
     /// The generation keys an invalidation of `(scope, cache_type)` bumps: [`Self::generation_keys`] for a scope
-    /// on one hash tag; each shard's for a tenant spread over shards — one write per shard, however many entries
-    /// the tenant holds. Never the one-tag keys of a sharded tenant: the entries they guard (written before it
-    /// was sharded) are no longer reached by any read.
+    /// on one hash tag; for a tenant spread over shards, each shard's — one write per shard, however many entries
+    /// the tenant holds — and the one tag's last: the entries those guard (written before the tenant was
+    /// sharded) are read again if it goes back to one tag, and must stay hidden.
     ///
     /// # Errors
     /// [`KeyError::TenantTooLong`] when the tenant exceeds the configured limit.
@@ -170,6 +170,9 @@ impl KeyBuilder {
             0 | 1 => Ok(vec![self.generation_keys_at(scope, cache_type, None)?]),
             count => (0..count)
                 .map(|n| self.generation_keys_at(scope, cache_type, Some(n)))
+                .chain(std::iter::once(self.generation_keys_at(
+                    scope, cache_type, None,
+                )))
                 .collect(),
         }
     }
@@ -362,6 +365,7 @@ mod tests {
             scopes,
             (0..4)
                 .map(|n| format!("fernando:production:_gen:{{tenant_acme%s{n}}}"))
+                .chain(["fernando:production:_gen:{tenant_acme}".to_owned()])
                 .collect::<Vec<_>>()
         );
         assert_eq!(

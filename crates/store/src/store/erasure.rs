@@ -8,8 +8,8 @@
 //! any lazy invalidation is (designs 0007, 0013), so a second process serves misses from then on. Then the
 //! entries, leases and ledgers are deleted. The generation keys go last: a missing generation reads as 0, the
 //! generation of an entry written before any invalidation, so deleting the scope's generation before the
-//! entries it hides would show them again. Erasing again finds nothing and succeeds (the bump's own
-//! generation key is not counted). Writes of the tenant racing the erasure may leave entries written after its
+//! entries it hides would show them again. Erasing again finds nothing and succeeds (a generation key the bump
+//! made is not counted; one it wrote over, the tenant's own, is). Writes of the tenant racing the erasure may leave entries written after its
 //! sweep passed; stop the tenant's traffic first (revoke its keys), or erase again.
 //!
 //! An erasure is an operator's one action, not a tenant's traffic, so its sweeps do not wait for the tenant's
@@ -83,6 +83,18 @@ impl Store {
             let per_shard = keys.generation_keys_per_shard(&scope, &CacheType::SESSION)?;
             let bumps: Vec<&str> = per_shard.iter().map(|g| g.scope()).collect();
             let lane = self.lane((&scope).into());
+            // Which of them the tenant had (an earlier invalidation wrote them): they count as erased, though the
+            // bump below writes over them first.
+            let had = self
+                .call(&lane, lane.storage().read_generations(&bumps))
+                .await
+                .map_err(|source| StoreError::Unavailable {
+                    op: "erase_tenant",
+                    source,
+                })?
+                .iter()
+                .filter(|g| **g != 0)
+                .count() as u64;
             self.bump_generations(&lane, &bumps, "erase_tenant").await?;
             self.drop_held(tenant);
             let mut globs = keys.tenant_globs(tenant);
@@ -98,8 +110,9 @@ impl Store {
                     Area::Quota => erased.quota += n,
                 }
             }
-            // The generation keys the bumps above wrote are the erasure's, not the tenant's.
-            erased.generations = erased.generations.saturating_sub(bumps.len() as u64);
+            // The generation keys the bumps above made are the erasure's, not the tenant's; those it wrote over
+            // were the tenant's.
+            erased.generations = erased.generations.saturating_sub(bumps.len() as u64) + had;
             // Copies read while the keys were going, and computations started meanwhile, go too.
             self.drop_held(tenant);
             tracing::info!(

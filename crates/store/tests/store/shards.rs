@@ -185,8 +185,9 @@ async fn one_lazy_invalidation_hides_a_big_tenant_at_once_with_one_write_per_sha
         assert!(done.hidden() && done.deleted == 0, "{target:?}: {done:?}");
         assert_eq!(
             calls(&cluster, "set") - sets,
-            64,
-            "{target:?}: one generation write per shard, whatever the tenant holds"
+            65,
+            "{target:?}: one generation write per shard (and one for the tag the tenant had before it was \
+             sharded), whatever the tenant holds"
         );
         assert_eq!(
             sweep_calls(&cluster),
@@ -304,4 +305,22 @@ contract! {
         }
     }
     on [memory_sharded, disk_sharded, standalone_sharded, cluster_sharded]
+}
+
+contract! {
+    /// What a tenant wrote before it was sharded stays hidden by an invalidation made while it is sharded — also
+    /// once it goes back to one hash tag (the invalidation bumps the one tag's generations too).
+    async fn an_invalidation_while_sharded_hides_what_one_tag_holds(d, sharded) {
+        let plain = d.store_with(&[("tenants.default.shards", "1")]);
+        let (a, ty) = (tenant("a"), CacheType::SESSION);
+        let _ = plain.set(&a, &ty, "k1", &"old").await.unwrap();
+        let _ = plain.set_with(&a, &ty, "k2", &"tagged", Write::default().tags(&["t"])).await.unwrap();
+        for target in [Target::entries(&a, None), Target::entries(&a, &ty), Target::tag(&a, "t")] {
+            let done = sharded.invalidate(target, InvalidationStrategy::Lazy).await.unwrap();
+            assert!(done.hidden(), "{done:?}");
+        }
+        assert_eq!(plain.get::<String>(&a, &ty, "k1").await.unwrap(), None, "hidden on the one tag");
+        assert_eq!(plain.get::<String>(&a, &ty, "k2").await.unwrap(), None, "its tag too");
+    }
+    on [standalone_sharded, cluster_sharded]
 }
