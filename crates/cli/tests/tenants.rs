@@ -446,6 +446,39 @@ fn tenant_export_writes_what_is_held_and_values_only_when_asked() {
         let mode = std::fs::metadata(&out).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // Never over a file that exists, nor through a link: a file someone else made (readable by others, or a
+    // link planted to where the export should not go) is left as it was, and the export refuses.
+    for (name, plant) in [("existing.jsonl", false), ("link.jsonl", true)] {
+        let path = dir.path().join(name);
+        let victim = dir.path().join(format!("{name}.victim"));
+        std::fs::write(&victim, "OLD").unwrap();
+        if plant {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&victim, &path).unwrap();
+        } else {
+            std::fs::copy(&victim, &path).unwrap();
+        }
+        let refused = cli(
+            &redis,
+            None,
+            &env,
+            &[
+                "tenant",
+                "export",
+                "--tenant",
+                "acme",
+                "--values",
+                "--out",
+                path.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(!refused.status.success(), "{name}: the export refused");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("exists"), "{name}: {said}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "OLD", "{name}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "OLD", "{name}");
+    }
     let with_values = lines(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(with_values.len(), 6);
     for e in &with_values {

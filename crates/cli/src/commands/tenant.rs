@@ -39,7 +39,8 @@ pub(crate) enum TenantCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
-        /// Write to this file (created readable by its owner only) instead of stdout.
+        /// Write to this new file (created readable by its owner only; never over an existing file or link) instead
+        /// of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Include each entry's value: its envelope exactly as stored, in base64 (a sealed value stays sealed;
@@ -200,16 +201,22 @@ fn entry_json(e: &HeldEntry, values: bool) -> serde_json::Value {
     line
 }
 
-/// A new file (or one emptied) readable and writable by its owner only: an export holds a tenant's data.
+/// A new file, readable and writable by its owner only: an export holds a tenant's data.
 fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    // A new file only (`O_CREAT | O_EXCL`, which also refuses a symbolic link, dangling or not): an export never
+    // writes over a file — one readable by others, or a link planted to send it elsewhere.
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options
-        .open(path)
-        .with_context(|| format!("--out {}", path.display()))
+    options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "--out {}: the file exists; an export writes a new file only (choose another name, or remove it)",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("--out {}", path.display())),
+    })
 }

@@ -170,9 +170,9 @@ impl KeyBuilder {
             0 | 1 => Ok(vec![self.generation_keys_at(scope, cache_type, None)?]),
             count => (0..count)
                 .map(|n| self.generation_keys_at(scope, cache_type, Some(n)))
-                .chain(std::iter::once(self.generation_keys_at(
-                    scope, cache_type, None,
-                )))
+                .chain(std::iter::once(
+                    self.generation_keys_at(scope, cache_type, None),
+                ))
                 .collect(),
         }
     }
