@@ -82,9 +82,14 @@ pub(crate) const TENANTS: &[&str] = &[
 /// test of several tenants spans both.
 pub(crate) const DEDICATED: &[&str] = &["acme", "user123", "a", "c", "*", "a%3Ab"];
 
-/// The password file of `tenant`'s Redis user in `dir` (the `{tenant}` template of [`Deployment::Acl`]).
+/// The password file of `tenant`'s Redis user in `dir` (the `{tenant}` template of [`Deployment::Acl`]): the id
+/// as the settings put it in a file name, `%`, `/` and `\` percent-encoded.
 pub(crate) fn password_file(dir: &std::path::Path, tenant: &str) -> std::path::PathBuf {
-    dir.join(format!("{tenant}.pw"))
+    let name = tenant
+        .replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('\\', "%5C");
+    dir.join(format!("{name}.pw"))
 }
 
 /// The password of `tenant`'s Redis user in [`Deployment::Acl`].
