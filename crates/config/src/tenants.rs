@@ -50,6 +50,23 @@ pub enum Isolation {
 }
 
 impl Isolation {
+    /// This isolation for `tenant`: `{tenant}` in an `acl` user or password source replaced by its id (in a file
+    /// name, percent-encoded: one file, never a climb out of the template's folder); any other isolation as it is.
+    fn for_tenant(&self, tenant: &str) -> Isolation {
+        match self {
+            Isolation::Acl { user, password } => Isolation::Acl {
+                user: user.replace("{tenant}", tenant),
+                password: match password {
+                    SecretSource::Env(e) => SecretSource::Env(e.replace("{tenant}", tenant)),
+                    SecretSource::File(f) => {
+                        SecretSource::File(file_for(&f.to_string_lossy(), tenant))
+                    }
+                },
+            },
+            other => other.clone(),
+        }
+    }
+
     /// `namespace`, `acl` or `dedicated`, as written in the settings and shown by `stats` and `/metrics`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -101,18 +118,10 @@ pub struct TenantTable {
 /// Every tenant's plan, resolved against the deployment-wide settings ([`crate::Settings::tenant_plans`]).
 #[derive(Debug, Clone)]
 pub struct TenantPlans {
-    /// A tenant not listed gets this (its `isolation` never `dedicated`; an `acl` default is made per tenant
-    /// by [`TenantPlans::get`]).
+    /// A tenant not listed gets this (its `isolation` never `dedicated`; an `acl` default's user and password
+    /// source hold `{tenant}`, made per tenant by [`TenantPlans::get`]).
     default: TenantPlan,
-    /// The `{tenant}` templates of an `acl` default.
-    acl_default: Option<(String, TemplateSource)>,
     listed: BTreeMap<String, TenantPlan>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TemplateSource {
-    Env(String),
-    File(String),
 }
 
 impl TenantPlans {
@@ -122,19 +131,12 @@ impl TenantPlans {
             return plan.clone();
         }
         let mut plan = self.default.clone();
-        if let Some((user, source)) = &self.acl_default {
-            plan.isolation = Isolation::Acl {
-                user: user.replace("{tenant}", tenant),
-                password: match source {
-                    TemplateSource::Env(e) => SecretSource::Env(e.replace("{tenant}", tenant)),
-                    TemplateSource::File(f) => SecretSource::File(file_for(f, tenant)),
-                },
-            };
-        }
+        plan.isolation = plan.isolation.for_tenant(tenant);
         plan
     }
 
-    /// The plan of tenants without a table of their own.
+    /// The plan of tenants without a table of their own; an `acl` default's user and password source are
+    /// templates (`{tenant}` in them), which [`TenantPlans::get`] makes for each tenant.
     pub fn default_plan(&self) -> &TenantPlan {
         &self.default
     }
@@ -148,7 +150,7 @@ impl TenantPlans {
     /// layout of every deployment before plans existed, which needs no routing at all.
     pub fn all_plain(&self) -> bool {
         let plain = |p: &TenantPlan| matches!(p.isolation, Isolation::Namespace) && p.shards == 1;
-        self.acl_default.is_none() && plain(&self.default) && self.listed.values().all(plain)
+        plain(&self.default) && self.listed.values().all(plain)
     }
 }
 
@@ -220,36 +222,33 @@ impl TenantTable {
                 "a dedicated deployment is given tenant by tenant ([tenants.<id>.redis])",
             ));
         }
-        let (default, acl_default) = self.default.plan("default", None, base, redis)?;
+        let default = self.default.plan("default", None, base, redis)?;
         let mut listed = BTreeMap::new();
         for (id, entry) in &self.listed {
-            let (plan, _) = entry.plan(id, Some(&self.default), base, redis)?;
-            listed.insert(id.clone(), plan);
+            listed.insert(
+                id.clone(),
+                entry.plan(id, Some(&self.default), base, redis)?,
+            );
         }
-        check_acl_users(
-            &listed,
-            acl_default.as_ref().map(|(u, _)| u.as_str()),
-            redis,
-        )?;
-        Ok(TenantPlans {
-            default,
-            acl_default,
-            listed,
-        })
+        let template = match &default.isolation {
+            Isolation::Acl { user, .. } => Some(user.as_str()),
+            _ => None,
+        };
+        check_acl_users(&listed, template, redis)?;
+        Ok(TenantPlans { default, listed })
     }
 }
 
 impl Entry {
     /// This table over `parent` (`[tenants.default]` for a listed tenant) over `base`. For the default table
-    /// itself, an `acl` isolation is returned as templates (made per tenant by [`TenantPlans::get`]).
-    #[allow(clippy::type_complexity)]
+    /// itself, an `acl` isolation keeps its `{tenant}` templates (made per tenant by [`TenantPlans::get`]).
     fn plan(
         &self,
         id: &str,
         parent: Option<&Entry>,
         base: PlanBase,
         redis: &RedisSettings,
-    ) -> Result<(TenantPlan, Option<(String, TemplateSource)>), ConfigError> {
+    ) -> Result<TenantPlan, ConfigError> {
         let key = |field: &str| format!("tenants.{id}.{field}");
         let pick = |own: &Option<String>, parent_field: fn(&Entry) -> &Option<String>| {
             own.clone()
@@ -294,7 +293,6 @@ impl Entry {
             pick(&self.isolation, |e| &e.isolation).unwrap_or_else(|| "namespace".into());
         let which = crate::choice::pick(&isolation_name, &ISOLATIONS)
             .map_err(|e| ConfigError::invalid(key("isolation"), e))?;
-        let mut template = None;
         let isolation = match which {
             0 => {
                 if self.acl_user.is_some() {
@@ -310,9 +308,9 @@ impl Entry {
                     .unwrap_or_else(|| "fernando-{tenant}".to_owned());
                 let env = pick(&self.acl_password_env, |e| &e.acl_password_env);
                 let file = pick(&self.acl_password_file, |e| &e.acl_password_file);
-                let source = match (env, file) {
-                    (Some(e), None) => TemplateSource::Env(e),
-                    (None, Some(f)) => TemplateSource::File(f),
+                let password = match (env, file) {
+                    (Some(e), None) => SecretSource::Env(e),
+                    (None, Some(f)) => SecretSource::File(PathBuf::from(f)),
                     _ => {
                         return Err(ConfigError::invalid(
                             key("isolation"),
@@ -329,21 +327,11 @@ impl Entry {
                         "a Redis user name is 1 to 256 characters without spaces",
                     ));
                 }
-                if parent.is_none() {
+                let template = Isolation::Acl { user, password };
+                match parent {
                     // The default table: made per tenant when one is looked up.
-                    template = Some((user, source));
-                    Isolation::Namespace
-                } else {
-                    let tenant = |t: &str| t.replace("{tenant}", id);
-                    Isolation::Acl {
-                        user: tenant(&user),
-                        password: match source {
-                            TemplateSource::Env(e) => SecretSource::Env(tenant(&e)),
-                            TemplateSource::File(f) => {
-                                SecretSource::File(PathBuf::from(tenant(&f)))
-                            }
-                        },
-                    }
+                    None => template,
+                    Some(_) => template.for_tenant(id),
                 }
             }
             _ => {
@@ -397,7 +385,7 @@ impl Entry {
             per_process_burst,
             max_ttl,
         };
-        Ok((plan, template))
+        Ok(plan)
     }
 }
 

@@ -9,7 +9,7 @@ use std::{future::Future, time::Duration};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
-use redis::{AsyncCommands, RedisResult, aio::MultiplexedConnection};
+use redis::{RedisResult, aio::MultiplexedConnection};
 
 use super::{
     RedisBackend, commands,
@@ -108,42 +108,10 @@ impl Storage for RedisBackend {
         step_timeout: Duration,
         ledgers: Option<&ByteLedgers>,
     ) -> Result<u64, BackendError> {
-        let step = |d| BackendError::Timeout(d);
-        let mut conn = tokio::time::timeout(step_timeout, self.exclusive())
+        // One walk for every sweep: scanned over a connection of its own, each batch deleted (and released from
+        // its ledger) in one call — here by this backend itself, for an `acl` tenant by the tenant's user.
+        self.delete_matching_as(self, pattern, batch, step_timeout, ledgers)
             .await
-            .map_err(|_| step(step_timeout))??;
-        let mut cursor: u64 = 0;
-        let mut deleted = 0;
-        loop {
-            let (next, keys) = tokio::time::timeout(
-                step_timeout,
-                commands::scan_step(&mut conn, cursor, pattern, batch),
-            )
-            .await
-            .map_err(|_| step(step_timeout))?
-            .map_err(conn_err)?;
-            for chunk in keys.chunks(batch.max(1)) {
-                let n: u64 = tokio::time::timeout(step_timeout, conn.unlink(chunk))
-                    .await
-                    .map_err(|_| step(step_timeout))?
-                    .map_err(conn_err)?;
-                deleted += n;
-                let released = ledgers.map_or_else(Vec::new, |l| l.group(chunk));
-                for (ledger, members) in released {
-                    let _: u64 = tokio::time::timeout(
-                        step_timeout,
-                        commands::release_cmd(&ledger, &members).query_async(&mut conn),
-                    )
-                    .await
-                    .map_err(|_| step(step_timeout))?
-                    .map_err(conn_err)?;
-                }
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
     }
 
     async fn scan(

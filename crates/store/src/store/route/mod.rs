@@ -41,10 +41,6 @@ const ACL_POOL: usize = 2;
 /// error before trying again: its operations degrade meanwhile, and the log says why once per period.
 const RETRY_OPEN_AFTER: Duration = Duration::from_secs(5);
 
-/// A tenant id no listed tenant has (the settings refuse control characters in ids), whose plan is therefore
-/// the one every unlisted tenant gets.
-const UNLISTED: &str = "\u{0}";
-
 /// Which strategy each tenant runs, for `stats`, `/metrics` and the dashboard: by name (`namespace`, `acl`,
 /// `dedicated`), never by what it takes to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +57,7 @@ impl Isolations {
     /// caller without a store.
     pub fn of(plans: &TenantPlans) -> Isolations {
         Isolations {
-            default: plans.get(UNLISTED).isolation.name(),
+            default: plans.default_plan().isolation.name(),
             listed: plans
                 .listed()
                 .map(|(id, p)| (id.to_owned(), p.isolation.name()))
@@ -167,7 +163,7 @@ impl Routes {
         let setup = |tenant: &str, why: String| StoreError::Setup {
             source: tenant_error(tenant, BackendError::Other(why)),
         };
-        let default_acl = matches!(plans.get(UNLISTED).isolation, Isolation::Acl { .. });
+        let default_acl = matches!(plans.default_plan().isolation, Isolation::Acl { .. });
         let any_acl = default_acl
             || plans
                 .listed()
