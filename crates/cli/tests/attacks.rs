@@ -548,6 +548,55 @@ async fn one_client_cannot_spend_the_fixed_tenants_rate_for_everyone() {
     assert_eq!(other.status(), 200, "another client pays for the flood");
 }
 
+/// Behind trusted fronts, a peer that is not one of them has its tenant header ignored — and also withheld from
+/// the origin (which may believe the header the front sets), and its untenanted pass-through limited per client
+/// like any other request: it can neither claim a tenant nor flood the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_the_front_neither_claims_a_tenant_nor_floods_the_origin() {
+    let redis = RedisServer::start();
+    let origin = format!("http://{}", start_origin().await);
+    let p = Server::spawn(
+        &redis.url(),
+        &[
+            "proxy",
+            "--origin",
+            &origin,
+            "--bind",
+            "127.0.0.1:0",
+            "--tenant-header",
+            "x-tenant",
+            "--trusted-front",
+            "127.0.0.2",
+        ],
+        &[
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_RATE", "2"),
+            ("FERNANDO_CACHE__SERVER__LIMITS__PER_PROCESS_BURST", "5"),
+        ],
+    );
+    let (_, body) = fetch(&p, "/claims/0", &[("x-tenant", "acme")]).await;
+    assert!(
+        !body.contains("x-tenant"),
+        "the origin saw the claim: {body}"
+    );
+    let mut refused = 0;
+    for i in 1..21 {
+        let r = p
+            .client
+            .get(format!("{}/claims/{i}", p.base))
+            .header("x-tenant", "acme")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 10,
+        "the pass-through was not limited: {refused} refused"
+    );
+}
+
 /// Requests that present no credential (a browser fetching `/favicon.ico` beside the console's sign-in page,
 /// a probe) are answered 401 but spend no budget: nobody locks an address out without guessing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,10 +287,25 @@ async fn tenancy(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| TenantId::new(v).ok())
         }
-        Tenancy::Header(_) | Tenancy::ApiKeys => None,
+        Tenancy::Header(name) => {
+            // A peer that is not a trusted front: its tenant claim is ignored, and withheld from the origin (which
+            // may believe the header the front sets).
+            req.headers_mut().remove(name.as_str());
+            None
+        }
+        Tenancy::ApiKeys => None,
     };
-    if let Some(t) = tenant {
-        req.extensions_mut().insert(t);
+    match tenant {
+        Some(t) => {
+            req.extensions_mut().insert(t);
+        }
+        // An untenanted pass-through is limited per client, as a fixed tenant's requests are.
+        None if matches!(attribution.tenancy, Tenancy::Header(_)) => {
+            if let Some(client) = attribution.client(&req) {
+                req.extensions_mut().insert(edge::RateKey::of(client));
+            }
+        }
+        None => {}
     }
     next.run(req).await
 }

@@ -116,10 +116,18 @@ impl TenantRates {
 
     /// Takes a token from `bucket`'s bucket at `tenant`'s rate, or says how long until one is there.
     fn take(&self, tenant: &TenantId, bucket: &Bucket) -> Result<(), Duration> {
-        let limiter = match self.listed.get(tenant.as_str()) {
-            Some(own) => own,
-            None => &self.default,
-        };
+        match self.listed.get(tenant.as_str()) {
+            Some(own) => Self::take_from(own, bucket),
+            None => Self::take_from(&self.default, bucket),
+        }
+    }
+
+    /// [`TenantRates::take`] for a request without a tenant: the default plan's rate.
+    fn take_untenanted(&self, bucket: &Bucket) -> Result<(), Duration> {
+        Self::take_from(&self.default, bucket)
+    }
+
+    fn take_from(limiter: &Option<Limiter>, bucket: &Bucket) -> Result<(), Duration> {
         let Some(limiter) = limiter else {
             return Ok(());
         };
@@ -148,13 +156,21 @@ pub fn too_many(message: &str, wait: Duration) -> Response {
 
 /// Answers 429 with `Retry-After` when the request's tenant (put in the extensions by authentication) is over its
 /// rate or its request quota — after a short delay (100 ms, while few refusals wait), so that a flood costs next
-/// to nothing; other tenants are unaffected. A request without a tenant passes.
+/// to nothing; other tenants are unaffected. A request without a tenant passes, unless it names its client (a
+/// proxy's untenanted pass-through), which is limited at the default plan's rate.
 pub async fn rate_limit(
     State(rates): State<Arc<TenantRates>>,
     req: Request,
     next: Next,
 ) -> Response {
     let Some(tenant) = req.extensions().get::<TenantId>() else {
+        // No tenant, but a client (a proxy's untenanted pass-through): limited at the default plan's rate.
+        if let Some(RateKey(client)) = req.extensions().get::<RateKey>()
+            && let Err(wait) = rates.take_untenanted(&Bucket::Client(*client))
+        {
+            rates.hold_refusal().await;
+            return too_many("this client is over its request rate; retry later", wait);
+        }
         return next.run(req).await;
     };
     tracing::Span::current().record("tenant", tenant.as_str());
