@@ -128,6 +128,24 @@ async fn an_acl_tenants_credentials_cannot_touch_another_tenants_keys() {
 
     // And the other tenant's value is still there, untouched.
     assert_eq!(store.get::<u64>(&globex, &ty, "k").await.unwrap(), Some(2));
+
+    // The store's own connection for acme's hits tracks (OPTIN, turned on before it became acme's user) and
+    // runs as acme's user; the user itself could only opt in.
+    let clients = server.command(&["CLIENT", "LIST"]).unwrap();
+    assert!(
+        clients.lines().any(|l| l.contains(" user=fernando-acme ")
+            && l.split(' ')
+                .any(|f| f.starts_with("flags=") && f.contains('t'))),
+        "no tracking connection of acme's user:\n{clients}"
+    );
+    let opted: redis::RedisResult<redis::Value> = redis::cmd("CLIENT")
+        .arg("CACHING")
+        .arg("YES")
+        .query(&mut conn);
+    assert!(
+        opted.as_ref().is_err_and(|e| e.code() != Some("NOPERM")),
+        "CLIENT CACHING on a connection that does not track is an error, not a way in: {opted:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Generation tracking (`redis.track_generations`, design 0007): hits are one `GET`, writes one `SET`, and a
 //! lazy invalidation by another process is still seen by the very next read — including across a lost
-//! connection. One contract
-//! for one server and for a cluster, where each primary's hot connections track their own node.
+//! connection. One contract for one server, for a cluster, where each primary's hot connections track their own
+//! node, and for an `acl` tenant, whose one hot connection tracks in OPTIN mode before it becomes the tenant's
+//! Redis user (design 0023).
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ contract! {
             );
         }
 }
-    on [standalone, cluster, standalone_sharded, cluster_sharded]
+    on [standalone, cluster, standalone_sharded, cluster_sharded, acl]
 }
 
 contract! {
@@ -85,7 +86,7 @@ contract! {
             .unwrap();
         assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-    on [standalone, cluster, standalone_sharded, cluster_sharded]
+    on [standalone, cluster, standalone_sharded, cluster_sharded, acl]
 }
 
 contract! {
@@ -110,7 +111,7 @@ contract! {
             .unwrap();
         assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), None);
 }
-    on [standalone, cluster, standalone_sharded, cluster_sharded]
+    on [standalone, cluster, standalone_sharded, cluster_sharded, acl]
 }
 
 contract! {
@@ -152,5 +153,5 @@ contract! {
         assert_eq!(reader.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
         assert_eq!(writer.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(7));
     }
-    on [standalone, cluster, standalone_sharded, cluster_sharded]
+    on [standalone, cluster, standalone_sharded, cluster_sharded, acl]
 }

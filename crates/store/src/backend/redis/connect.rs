@@ -14,6 +14,7 @@ use redis::{
 use super::{
     RedisBackend,
     endpoint::{Endpoint, ExclusiveSource},
+    hot::SwitchUser,
     read::{HotPath, HotSettings},
     tracking::TrackedKeys,
 };
@@ -64,7 +65,14 @@ impl RedisBackend {
             .connection_url()
             .into_connection_info()
             .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
+        let mut hot = HotSettings::from_settings(settings, tracked);
+        // The deployment's own connection info: a tenant's tracking hot connection opens with it and then
+        // becomes the tenant's user (`SwitchUser`).
+        let deployment = url.clone();
         if let Some((user, password)) = credentials {
+            if hot.track.is_some() {
+                hot.switch = Some(Arc::new(SwitchUser::new(user, password)));
+            }
             let redis = url
                 .redis_settings()
                 .clone()
@@ -74,22 +82,12 @@ impl RedisBackend {
             shown_url = format!("{shown_url} as user {user}");
         }
         let tls = tls_roots(settings)?;
-        let client = match tls.clone() {
-            Some(root_cert) => redis::Client::build_with_tls(
-                url.clone(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert,
-                },
-            ),
-            None => redis::Client::open(url.clone()),
-        }
-        .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
+        let client = client_for(url.clone(), tls.clone())
+            .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?;
         let hot_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             // The store bounds every call with its own timeout; a second timer per request only costs.
             .set_response_timeout(None);
-        let hot = HotSettings::from_settings(settings, tracked);
         // Push messages need RESP3; the exclusive connections stay on RESP2.
         let resp3 = hot.track.is_some();
         let (hot_endpoint, exclusive, listen_endpoint) = if settings.mode == RedisMode::Sentinel {
@@ -100,33 +98,46 @@ impl RedisBackend {
                 .collect::<Vec<_>>()
                 .join(",");
             shown_url = format!("sentinel {} at {shown}", settings.sentinel_master);
-            let sentinels = |resp3| -> Result<Endpoint, BackendError> {
-                Ok(Endpoint::Sentinel {
-                    sentinels: Box::new(tokio::sync::Mutex::new(sentinel_client(
-                        settings,
-                        &url,
-                        tls.as_ref(),
-                    )?)),
-                    resp3,
-                })
+            let sentinels =
+                |url: &redis::ConnectionInfo, resp3| -> Result<Endpoint, BackendError> {
+                    Ok(Endpoint::Sentinel {
+                        sentinels: Box::new(tokio::sync::Mutex::new(sentinel_client(
+                            settings,
+                            url,
+                            tls.as_ref(),
+                        )?)),
+                        resp3,
+                    })
+                };
+            let hot_url = if hot.switch.is_some() {
+                &deployment
+            } else {
+                &url
             };
             (
-                sentinels(resp3)?,
+                sentinels(hot_url, resp3)?,
                 ExclusiveSource::Fresh {
-                    endpoint: Box::new(sentinels(false)?),
+                    endpoint: Box::new(sentinels(&url, false)?),
                     connect_timeout: settings.connect_timeout,
                 },
-                sentinels(false)?,
+                sentinels(&url, false)?,
             )
         } else {
             let hot_client = if resp3 {
-                let info = client.get_connection_info().clone();
-                let redis = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(ProtocolVersion::RESP3);
-                redis::Client::open(info.set_redis_settings(redis))
-                    .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?
+                let resp3 = |info: redis::ConnectionInfo| {
+                    let redis = info
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(ProtocolVersion::RESP3);
+                    info.set_redis_settings(redis)
+                };
+                // The client's own info carries its TLS parameters; the deployment's is given them here.
+                if hot.switch.is_some() {
+                    client_for(resp3(deployment.clone()), tls.clone())
+                } else {
+                    redis::Client::open(resp3(client.get_connection_info().clone()))
+                }
+                .map_err(|e| BackendError::Other(format!("redis URL {shown_url}: {e}")))?
             } else {
                 client.clone()
             };
@@ -155,6 +166,23 @@ impl RedisBackend {
             listeners: Default::default(),
             shown_url,
         })
+    }
+}
+
+/// A client of `info`, over TLS trusting `tls` when it is `Some` (see [`tls_roots`]).
+fn client_for(
+    info: redis::ConnectionInfo,
+    tls: Option<Option<Vec<u8>>>,
+) -> redis::RedisResult<redis::Client> {
+    match tls {
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert,
+            },
+        ),
+        None => redis::Client::open(info),
     }
 }
 

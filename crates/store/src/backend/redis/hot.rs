@@ -30,10 +30,58 @@ pub(crate) struct HotConn {
     next_id: AtomicU64,
     /// Called each time a new connection is installed (generation tracking must start over on it).
     on_install: Option<Box<dyn Fn() + Send + Sync>>,
+    /// The user a new connection becomes once it tracks (an `acl` tenant's lane), if any.
+    switch: Option<Arc<SwitchUser>>,
     /// `GET`s and `SET`s waiting to be sent together (auto-pipelining, see `batch.rs`).
     pub(crate) queue: Queue,
     /// Clones of the current connection handed back by finished requests, per thread.
     spare: thread_local::ThreadLocal<RefCell<Vec<(u64, MultiplexedConnection)>>>,
+}
+
+/// The Redis user a hot connection becomes once it tracks: an `acl` tenant's (design 0023). The connection
+/// opens with the deployment's own credentials, turns on `CLIENT TRACKING ON OPTIN` — which the tenant's user
+/// may not run: a user allowed `CLIENT TRACKING` could ask for `BCAST` and hear every key name on the server —
+/// and only then `AUTH`s as the tenant's user, which tracking survives. From then on the server announces on
+/// that connection the next change of each key the connection read after `CLIENT CACHING YES`, and the tenant's
+/// user cannot widen that. A connection whose switch fails is dropped before anything is sent on it.
+pub(crate) struct SwitchUser {
+    user: String,
+    password: String,
+}
+
+impl SwitchUser {
+    /// Connections that become `user`, authenticated by `password`.
+    pub(crate) fn new(user: &str, password: &str) -> Self {
+        SwitchUser {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
+    /// Turns key tracking on (OPTIN) on `conn`, still as the deployment's user, then becomes the tenant's
+    /// user. Either fails → the error, and the caller drops `conn`.
+    async fn switch(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+        redis::pipe()
+            .cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("OPTIN")
+            .ignore()
+            .cmd("AUTH")
+            .arg(&self.user)
+            .arg(&self.password)
+            .ignore()
+            .exec_async(conn)
+            .await
+    }
+}
+
+impl std::fmt::Debug for SwitchUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchUser")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Spare clones kept per thread: about the number of requests a thread has in flight on one slot.
@@ -54,15 +102,18 @@ pub(crate) struct Lease<'a> {
 }
 
 impl HotConn {
-    /// A slot that connects on first use with `config` (whose timeouts bound the connect).
+    /// A slot that connects on first use with `config` (whose timeouts bound the connect), becoming the user
+    /// `switch` names once it tracks, if any.
     pub(crate) fn new(
         endpoint: Arc<Endpoint>,
         config: AsyncConnectionConfig,
         on_install: Option<Box<dyn Fn() + Send + Sync>>,
+        switch: Option<Arc<SwitchUser>>,
     ) -> Self {
         HotConn {
             endpoint,
             config,
+            switch,
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
@@ -116,12 +167,17 @@ impl HotConn {
             });
         }
         // Under Sentinel this asks the sentinels for the primary of the moment.
-        let conn = self
+        let mut conn = self
             .endpoint
             .client()
             .await?
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
+        if let Some(switch) = &self.switch {
+            // Dropped on failure: a connection still authenticated as the deployment's user never serves a
+            // tenant's call.
+            switch.switch(&mut conn).await?;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(f) = &self.on_install {
             f();

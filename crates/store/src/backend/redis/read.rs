@@ -13,7 +13,7 @@ use redis::AsyncConnectionConfig;
 use super::{
     batch, commands,
     endpoint::Endpoint,
-    hot::{HotConn, Lease},
+    hot::{HotConn, Lease, SwitchUser},
     queue::Request,
     tracking::{TrackedKeys, Tracker},
 };
@@ -29,6 +29,9 @@ pub(crate) struct HotSettings {
     /// Hits that find their connection busy share one pipeline.
     pub(crate) auto_pipeline: bool,
     pub(crate) command_timeout: Duration,
+    /// With `track`: the connections open with the deployment's credentials, track the keys they opt in to,
+    /// and then become this user (an `acl` tenant's lane, design 0023); there is then one connection.
+    pub(crate) switch: Option<Arc<SwitchUser>>,
 }
 
 impl HotSettings {
@@ -42,6 +45,7 @@ impl HotSettings {
             track: settings.track_generations.then(|| tracked.clone()),
             auto_pipeline: settings.auto_pipeline,
             command_timeout: settings.command_timeout,
+            switch: None,
         }
     }
 }
@@ -71,11 +75,17 @@ impl HotPath {
         config: &AsyncConnectionConfig,
         settings: &HotSettings,
     ) -> Self {
-        let n = settings.connections.max(1);
+        // A switched user's tracking is keyed to the connection that read: one connection (see `Tracker`).
+        let switch = settings.track.as_ref().and(settings.switch.clone());
+        let n = if switch.is_some() {
+            1
+        } else {
+            settings.connections.max(1)
+        };
         let tracker = settings
             .track
             .as_ref()
-            .map(|keys| Tracker::new(n, keys, settings.command_timeout));
+            .map(|keys| Tracker::new(n, keys, settings.command_timeout, switch.is_some()));
         let conns = (0..n)
             .map(|i| match &tracker {
                 Some(t) => {
@@ -84,9 +94,10 @@ impl HotPath {
                         endpoint.clone(),
                         config.clone().set_push_sender(t.handler(i)),
                         Some(Box::new(move || t2.connection_changed(i))),
+                        switch.clone(),
                     )
                 }
-                None => HotConn::new(endpoint.clone(), config.clone(), None),
+                None => HotConn::new(endpoint.clone(), config.clone(), None, None),
             })
             .collect();
         HotPath {
@@ -244,10 +255,19 @@ impl HotPath {
             tracker.start_tracking(i, self.conns.clone());
         }
         let mut lease = self.conns[i].lease().await?;
-        let reply = commands::set(&mut lease.conn, key, value, ttl, generations).await;
-        let current = lease.check(reply)?;
+        let (current, tracked) = match &self.tracker {
+            Some(t) if t.is_keyed() => {
+                let reply =
+                    commands::set_opted_in(&mut lease.conn, key, value, ttl, generations).await;
+                lease.check(reply)?
+            }
+            _ => {
+                let reply = commands::set(&mut lease.conn, key, value, ttl, generations).await;
+                (lease.check(reply)?, true)
+            }
+        };
         lease.release();
-        if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
+        if let (Some(tracker), Some(epoch), true) = (&self.tracker, epoch, tracked) {
             tracker.remember(KeyBuilder::group_of(key), epoch, current);
         }
         Ok(current)
@@ -295,9 +315,18 @@ impl HotPath {
     ) -> Result<Fetched, BackendError> {
         let epoch = self.tracker.as_ref().map(|t| t.epoch());
         let mut lease = self.conns[i].lease().await?;
-        let reply = commands::fetch(&mut lease.conn, key, generations()?.borrow()).await;
-        let fetched = commands::fetched(lease.check(reply)?)?;
-        if let (Some(tracker), Some(epoch)) = (&self.tracker, epoch) {
+        let (fetched, tracked) = match &self.tracker {
+            Some(t) if t.is_keyed() => {
+                let reply =
+                    commands::fetch_opted_in(&mut lease.conn, key, generations()?.borrow()).await;
+                commands::fetched_opted_in(lease.check(reply)?)?
+            }
+            _ => {
+                let reply = commands::fetch(&mut lease.conn, key, generations()?.borrow()).await;
+                (commands::fetched(lease.check(reply)?)?, true)
+            }
+        };
+        if let (Some(tracker), Some(epoch), true) = (&self.tracker, epoch, tracked) {
             tracker.remember(KeyBuilder::group_of(key), epoch, fetched.generations);
         }
         Ok(fetched)

@@ -108,6 +108,12 @@ pub(crate) struct Tracker {
     generations: String,
     /// Per entry-key counters, when entry keys are tracked (empty otherwise).
     counters: Box<[AtomicU64]>,
+    /// The connections track the keys they opt in to (`CLIENT TRACKING ON OPTIN`, turned on as they connect:
+    /// an `acl` tenant's, see [`SwitchUser`](super::hot::SwitchUser)) rather than a `BCAST` prefix: every
+    /// connection tracks from the moment it exists, and a push reaches only the connection that read the key,
+    /// so such a backend has one connection per tracker (a pair remembered from one connection and trusted on
+    /// another could miss its push).
+    keyed: bool,
     command_timeout: Duration,
     started: Instant,
     /// Generation pairs remembered per thread, keyed by the `{prefix}{scope}:{type}` part of entry keys, each
@@ -133,7 +139,12 @@ impl Tracker {
         connections: usize,
         keys: &TrackedKeys,
         command_timeout: Duration,
+        keyed: bool,
     ) -> Arc<Self> {
+        assert!(
+            !keyed || (connections == 1 && keys.entries.is_none()),
+            "keyed tracking is one connection's, and of generations only"
+        );
         let counters = if keys.entries.is_some() { COUNTERS } else { 0 };
         Arc::new(Tracker {
             epoch: AtomicU64::new(0),
@@ -150,6 +161,7 @@ impl Tracker {
                 .unwrap_or_else(|| keys.generations.clone()),
             generations: keys.generations.clone(),
             counters: (0..counters).map(|_| AtomicU64::new(0)).collect(),
+            keyed,
             command_timeout,
             started: Instant::now(),
             remembered: thread_local::ThreadLocal::new(),
@@ -219,8 +231,18 @@ impl Tracker {
         }
     }
 
+    /// Whether the connections track the keys they opt in to (see [`Tracker::keyed`]): a read whose
+    /// generations are to be remembered must opt in to them (`CLIENT CACHING YES`).
+    pub(crate) fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+
     /// Whether connection `index` is tracking (so invalidations reach it in order with its replies).
     pub(crate) fn is_tracking(&self, index: usize) -> bool {
+        if self.keyed {
+            // Tracking from its first command on; a new or lost connection moves the epoch all the same.
+            return true;
+        }
         let c = &self.conns[index];
         c.confirmed.load(Ordering::Acquire) == c.incarnation.load(Ordering::Acquire)
     }
@@ -234,6 +256,9 @@ impl Tracker {
     /// Starts tracking on the connection of slot `index` in the background, at most once per
     /// [`RETRY_AFTER`].
     pub(crate) fn start_tracking(self: &Arc<Self>, index: usize, slots: Arc<[HotConn]>) {
+        if self.keyed {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -29,7 +29,9 @@ use crate::{Backend, BackendError, Cause, StoreError, breaker::Breaker, deadline
 /// [`ACL_POOL`] pooled ones, so the acl tenants of one process hold at most 512 connections to the server.
 pub(crate) const OPEN_ACL_TENANTS: u64 = 128;
 
-/// Hot (multiplexed) connections per open `acl` tenant: a tenant's traffic is a share of the process's.
+/// Hot (multiplexed) connections per open `acl` tenant when generations are not tracked: a tenant's traffic is
+/// a share of the process's. With tracking (the default) a tenant has one, auto-pipelined: its tracking is
+/// keyed to the connection that read the generations (`SwitchUser`, design 0023).
 #[cfg(feature = "redis")]
 const ACL_HOT_CONNECTIONS: usize = 2;
 
@@ -182,9 +184,10 @@ impl Routes {
             #[cfg(feature = "redis")]
             redis: {
                 let mut redis = settings.redis.clone();
-                // No tracking: BCAST prefixes are not restricted by a user's key patterns, so a user allowed
-                // CLIENT TRACKING could watch every key name on the server (design 0023).
-                redis.track_generations = false;
+                // Tracking stays on when asked for, but not as `BCAST` (its prefixes are not restricted by a
+                // user's key patterns, so a user allowed CLIENT TRACKING could watch every key name on the
+                // server): the hot connection turns on OPTIN tracking before it becomes the tenant's user,
+                // which may not run CLIENT TRACKING at all (design 0023).
                 redis.multiplexed_connections =
                     redis.multiplexed_connections.min(ACL_HOT_CONNECTIONS);
                 redis.pool_size = redis.pool_size.min(ACL_POOL);

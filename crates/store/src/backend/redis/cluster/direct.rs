@@ -36,6 +36,7 @@ use redis::{
 use super::super::{
     commands,
     endpoint::Endpoint,
+    hot::SwitchUser,
     read::{HotPath, HotSettings},
     tracking::TrackedKeys,
 };
@@ -95,10 +96,16 @@ impl Direct {
             .as_str()
             .into_connection_info()
             .map_err(|e| BackendError::Other(format!("redis cluster seed: {e}")))?;
-        let hot = HotSettings::from_settings(settings, tracked);
+        let mut hot = HotSettings::from_settings(settings, tracked);
         let mut redis = info.redis_settings().clone();
-        if let Some((user, password)) = credentials {
-            redis = redis.set_username(user).set_password(password);
+        match credentials {
+            // A tenant's tracking connections open as the deployment's user and then become the tenant's
+            // (`SwitchUser`, design 0023).
+            Some((user, password)) if hot.track.is_some() => {
+                hot.switch = Some(Arc::new(SwitchUser::new(user, password)));
+            }
+            Some((user, password)) => redis = redis.set_username(user).set_password(password),
+            None => {}
         }
         if hot.track.is_some() {
             // Push messages need RESP3.

@@ -106,6 +106,83 @@ pub(crate) fn fetched_checked(replies: Vec<Value>) -> Result<Fetched, BackendErr
     })
 }
 
+/// `GET key`, then the generations after `CLIENT CACHING YES`: on a connection that tracks the keys it opts in
+/// to (an `acl` tenant's, `hot.rs`'s `SwitchUser`) the server will announce their next change there — theirs
+/// only, not the entry's.
+pub(crate) async fn fetch_opted_in<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    generations: &GenerationKeys,
+) -> RedisResult<Vec<Value>> {
+    redis::pipe()
+        .ignore_errors()
+        .cmd("GET")
+        .arg(key)
+        .cmd("CLIENT")
+        .arg("CACHING")
+        .arg("YES")
+        .cmd("MGET")
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .query_async(conn)
+        .await
+}
+
+/// What [`fetch_opted_in`] read, and whether the server agreed to announce the generations' next change (a
+/// user made before `CLIENT CACHING` was among its commands is refused it: its generations are then read
+/// again with every hit, until `tenant acl` applies its rules anew).
+pub(crate) fn fetched_opted_in(replies: Vec<Value>) -> Result<(Fetched, bool), BackendError> {
+    let [value, caching, gens]: [Value; 3] = replies.try_into().map_err(|r: Vec<_>| {
+        BackendError::Other(format!("pipeline answered {} replies, not 3", r.len()))
+    })?;
+    Ok((fetched_checked(vec![value, gens])?, opted_in(&caching)))
+}
+
+/// Whether `CLIENT CACHING YES` was accepted.
+fn opted_in(reply: &Value) -> bool {
+    matches!(reply, Value::Okay) || matches!(reply, Value::SimpleString(s) if s == "OK")
+}
+
+/// [`set`] on a connection that tracks the keys it opts in to: the generations are read after
+/// `CLIENT CACHING YES` (see [`fetch_opted_in`]). Also says whether the server agreed to announce them.
+pub(crate) async fn set_opted_in<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+    generations: &GenerationKeys,
+) -> RedisResult<([u64; 2], bool)> {
+    let replies: Vec<Value> = redis::pipe()
+        .ignore_errors()
+        .cmd("CLIENT")
+        .arg("CACHING")
+        .arg("YES")
+        .cmd("MGET")
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(millis(ttl))
+        .query_async(conn)
+        .await?;
+    let [caching, gens, set]: [Value; 3] = replies.try_into().map_err(|r: Vec<_>| {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "unexpected reply",
+            format!("pipeline answered {} replies, not 3", r.len()),
+        ))
+    })?;
+    for reply in [&gens, &set] {
+        if let Value::ServerError(e) = reply {
+            return Err(e.clone().into());
+        }
+    }
+    let (g_scope, g_type): Generations = redis::FromRedisValue::from_redis_value(gens)?;
+    Ok((parse_pair(&g_scope, &g_type), opted_in(&caching)))
+}
+
 /// `SET key value PX ttl` with the generations read just before it, in one round trip.
 pub(crate) async fn set<C: ConnectionLike + Send>(
     conn: &mut C,
