@@ -165,7 +165,7 @@ contract! {
         let got = store.get::<String>(&acme, &ty, "big").await.unwrap();
         assert!(got.as_deref() == Some(text.as_str()), "and whole from the copy in process");
     }
-    on [memory, disk, standalone, cluster]
+    on [memory, disk, standalone, cluster, acl]
 }
 
 contract! {

@@ -82,10 +82,20 @@ impl HotPath {
         } else {
             settings.connections.max(1)
         };
-        let tracker = settings
-            .track
-            .as_ref()
-            .map(|keys| Tracker::new(n, keys, settings.command_timeout, switch.is_some()));
+        let tracker = settings.track.as_ref().map(|keys| match &switch {
+            // Generations only: entry keys read would each take a row of the server's tracking table, and
+            // their copies in process live `l1.untracked_ttl` instead (design 0023).
+            Some(_) => Tracker::new(
+                n,
+                &TrackedKeys {
+                    generations: keys.generations.clone(),
+                    entries: None,
+                },
+                settings.command_timeout,
+                true,
+            ),
+            None => Tracker::new(n, keys, settings.command_timeout, false),
+        });
         let conns = (0..n)
             .map(|i| match &tracker {
                 Some(t) => {
