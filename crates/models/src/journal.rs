@@ -61,12 +61,20 @@ pub fn insert_event(db: &mut Db, events: &[EventRecord]) -> Result<(), ModelErro
     if events.is_empty() {
         return Ok(());
     }
-    per_backend!(db, |conn| {
-        diesel::insert_into(cache_event_log::table)
-            .values(events)
-            .execute(conn)?;
-    });
-    Ok(())
+    db.transaction::<_, ModelError, _>(|db| {
+        // Not an event about a tenant that another process erased since (see erasure.rs).
+        let events = &*crate::erasure::without_erased(db, events, |e| {
+            e.tenant_id.as_deref().map(|t| (t, e.occurred_at))
+        })?;
+        if !events.is_empty() {
+            per_backend!(db, |conn| {
+                diesel::insert_into(cache_event_log::table)
+                    .values(events)
+                    .execute(conn)?;
+            });
+        }
+        Ok(())
+    })
 }
 
 /// Events at or after `since`, optionally of one type, oldest first.

@@ -105,10 +105,14 @@ pub fn upsert_statistics(db: &mut Db, deltas: &[StatisticsDelta]) -> Result<(), 
     if deltas.is_empty() {
         return Ok(());
     }
-    let ordered = crate::db::in_lock_order(deltas, |d| {
-        (d.tenant_id.clone(), d.cache_type.clone(), d.window_start)
-    });
     db.transaction::<_, ModelError, _>(|db| {
+        // Not what another process erased since it was recorded (the tenant's rows are gone; design: erasure.rs).
+        let deltas = &*crate::erasure::without_erased(db, deltas, |d| {
+            Some((d.tenant_id.as_str(), d.window_start))
+        })?;
+        let ordered = crate::db::in_lock_order(deltas, |d| {
+            (d.tenant_id.clone(), d.cache_type.clone(), d.window_start)
+        });
         per_backend!(db, |conn| for d in &ordered {
             diesel::insert_into(s::cache_statistics)
                 .values(*d)

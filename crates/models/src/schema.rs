@@ -139,6 +139,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    cache_tenant_erasures (tenant_id) {
+        tenant_id -> Text,
+        erased_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     cache_pending_invalidations (id) {
         id -> BigInt,
         rule_name -> Text,
@@ -188,4 +195,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     cache_event_log,
     cache_pending_invalidations,
     cache_recorder_flushes,
+    cache_tenant_erasures,
 );

@@ -102,11 +102,15 @@ pub fn record_accesses(db: &mut Db, counts: &[AccessCount]) -> Result<(), ModelE
     if counts.is_empty() {
         return Ok(());
     }
-    let ordered = crate::db::in_lock_order(counts, |c| {
-        (c.tenant_id.clone(), c.doc_key.clone(), c.bucket_start)
-    });
-    per_backend!(db, |conn| conn.transaction::<_, ModelError, _>(|conn| {
-        for c in &ordered {
+    db.transaction::<_, ModelError, _>(|db| {
+        // Not reads of a tenant that another process erased since they were counted (see erasure.rs).
+        let counts = &*crate::erasure::without_erased(db, counts, |c| {
+            Some((c.tenant_id.as_str(), c.bucket_start))
+        })?;
+        let ordered = crate::db::in_lock_order(counts, |c| {
+            (c.tenant_id.clone(), c.doc_key.clone(), c.bucket_start)
+        });
+        per_backend!(db, |conn| for c in &ordered {
             diesel::insert_into(a::cache_access_history)
                 .values(*c)
                 .on_conflict((a::tenant_id, a::doc_key, a::bucket_start))
@@ -125,9 +129,9 @@ pub fn record_accesses(db: &mut Db, counts: &[AccessCount]) -> Result<(), ModelE
                     .otherwise(a::cost_micros)),
                 ))
                 .execute(conn)?;
-        }
+        });
         Ok(())
-    }))
+    })
 }
 
 /// The read history since `since`, of one tenant or of all, ordered by tenant, document and bucket.

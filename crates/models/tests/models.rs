@@ -803,6 +803,115 @@ fn series_at_every_resolution_sum_to_the_recorded_windows() {
     });
 }
 
+/// Issue 31, item 4 (finding F1): another process — a replica's recorder, its read history — still holds what it
+/// recorded of a tenant before the tenant was erased, and writes it afterwards. Those rows are not written; what
+/// it recorded of the tenant after the erasure, and of every other tenant, is.
+#[test]
+fn rows_recorded_of_a_tenant_before_its_erasure_are_not_written_after_it() {
+    use chrono::TimeDelta;
+    use fernando_cache_models::{TenantRows, erase_tenant};
+
+    each_backend(|url| {
+        let mut db = Db::open(url).unwrap();
+        run_pending(&mut db).unwrap();
+        // Whole seconds: PostgreSQL keeps microseconds, the comparisons below are of values read back.
+        let second = |t: NaiveDateTime| chrono::Timelike::with_nanosecond(&t, 0).unwrap();
+        let before = second(Utc::now().naive_utc() - TimeDelta::minutes(1));
+        let audit = |_: &TenantRows| EventRecord {
+            occurred_at: Utc::now().naive_utc(),
+            event_type: "tenant.erased".to_owned(),
+            severity: "info".to_owned(),
+            tenant_id: None,
+            cache_type: None,
+            details: "acme".to_owned(),
+        };
+        erase_tenant(&mut db, "acme", audit).unwrap();
+        let after = second(Utc::now().naive_utc() + TimeDelta::minutes(1));
+        let event = |t: &str, at: NaiveDateTime| EventRecord {
+            occurred_at: at,
+            event_type: "invalidation".to_owned(),
+            severity: "info".to_owned(),
+            tenant_id: Some(t.to_owned()),
+            cache_type: None,
+            details: "x".to_owned(),
+        };
+        let reads = |t: &str, at: NaiveDateTime| AccessCount {
+            tenant_id: t.to_owned(),
+            doc_key: "d".to_owned(),
+            fingerprint: "fp".to_owned(),
+            bucket_start: at,
+            reads: 1,
+            cost_ms: 1,
+            cost_micros: 1,
+        };
+
+        // The replica's flush, after the erasure: a window and an event from before it, and from after.
+        apply_flush(
+            &mut db,
+            &FlushBatch {
+                flush_id: "replica-1".to_owned(),
+                statistics: vec![
+                    delta("acme", before, 5, 10),
+                    delta("globex", before, 7, 10),
+                    delta("acme", after, 1, 10),
+                ],
+                performance: vec![],
+                events: vec![
+                    event("acme", before),
+                    event("globex", before),
+                    event("acme", after),
+                ],
+                health: vec![],
+            },
+        )
+        .unwrap();
+        record_accesses(
+            &mut db,
+            &[
+                reads("acme", before),
+                reads("globex", before),
+                reads("acme", after),
+            ],
+        )
+        .unwrap();
+
+        let stats = statistics_since(&mut db, epoch()).unwrap();
+        // Summed over windows: acme's 5 hits from before the erasure are not there, its 1 from after is.
+        let hits = |t: &str| -> i64 {
+            stats
+                .iter()
+                .filter(|r| r.tenant_id == t)
+                .map(|r| r.hits)
+                .sum()
+        };
+        assert_eq!(
+            hits("acme"),
+            1,
+            "{url}: acme's window from before the erasure"
+        );
+        assert_eq!(hits("globex"), 7, "{url}");
+        let events = list_events(&mut db, epoch(), Some("invalidation")).unwrap();
+        let moments = |t: &str| -> Vec<NaiveDateTime> {
+            events
+                .iter()
+                .filter(|e| e.tenant_id.as_deref() == Some(t))
+                .map(|e| e.occurred_at)
+                .collect()
+        };
+        assert_eq!(moments("acme"), vec![after], "{url}");
+        assert_eq!(moments("globex"), vec![before], "{url}");
+        let history = |t: &str| -> Vec<NaiveDateTime> {
+            access_history(&mut Db::open(url).unwrap(), Some(t), epoch())
+                .unwrap()
+                .iter()
+                .map(|a| a.bucket_start)
+                .collect()
+        };
+        assert_eq!(history("acme"), vec![after], "{url}");
+        assert_eq!(history("globex"), vec![before], "{url}");
+    });
+}
+
 /// Issue 31, item 4: a tenant's rows leave every table that names it, in one transaction with the audit event
 /// that counts them; another tenant's rows and the shared rows stay, the audit names no tenant in its tenant
 /// column (so erasing again does not erase it), and a second erasure finds nothing.
