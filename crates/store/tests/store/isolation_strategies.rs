@@ -279,6 +279,31 @@ async fn a_dedicated_tenants_dead_server_opens_no_breaker_of_the_shared_one() {
     assert!(why.contains("dedicated"), "{why}");
 }
 
+/// The tenant's hot connection opens as the deployment's user and becomes the tenant's only when its `AUTH`
+/// succeeds (design 0023). With a wrong password the switch fails: the tenant's reads and writes fail as on an
+/// unavailable backend — none of them runs as the deployment's user, whose connection it was a moment before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_acl_password_never_leaves_the_tenant_on_the_deployments_connection() {
+    let d = Deployment::acl();
+    let Deployment::Acl { server, secrets } = &d else {
+        unreachable!()
+    };
+    std::fs::write(password_file(secrets.path(), "b"), "not-bs-password\n").unwrap();
+    let store = d.store();
+    let (b, ty) = (tenant("b"), CacheType::SESSION);
+    for i in 0..5u64 {
+        assert_eq!(
+            store.set(&b, &ty, "k", &i).await.unwrap(),
+            WriteOutcome::Dropped,
+            "write {i}"
+        );
+        assert_eq!(store.get::<u64>(&b, &ty, "k").await.unwrap(), None);
+    }
+    assert_eq!(keys_of(&store, server, "b"), 0, "nothing of b was written");
+    let why = store.admin().last_unavailable().unwrap_or_default();
+    assert!(!why.contains("not-bs-password"), "{why}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_acl_password_is_an_error_naming_the_tenant_and_its_source_and_the_others_are_served()
  {
