@@ -3,8 +3,8 @@
 //! one audit event with the counts it printed, leaves another tenant untouched, finds nothing the second time,
 //! and a live `serve` process (with its in-process tier on) misses the tenant's document at once; the admin
 //! route does the same behind the admin token, and what the serving process had not yet recorded of the tenant
-//! never reaches the database; `tenant export` writes what is held as JSON lines, values only when asked and
-//! sealed values as stored.
+//! never reaches the database — nor, when another process erased it, what a live server still held of it;
+//! `tenant export` writes what is held as JSON lines, values only when asked and sealed values as stored.
 
 mod support;
 
@@ -295,6 +295,33 @@ async fn tenant_erase_leaves_nothing_of_the_tenant_and_a_live_server_misses_it_a
         "the live server missed the document {:?} after the erasure",
         erased_at.elapsed()
     );
+}
+
+/// Finding F1: a live server has recorded acme's upload and reads but not written them yet (its recorder writes
+/// once an hour here); another process erases acme; then the server stops, writing what it holds. Nothing it
+/// had recorded of acme before the erasure reaches the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_live_server_recorded_of_a_tenant_before_another_process_erased_it_is_never_written()
+{
+    let redis = RedisServer::start();
+    let stats = Stats::new();
+    let server = Server::start_with(&redis.url(), &stats.url, &L1);
+    let _ = acme_document(&server).await;
+    ok(&cli(
+        &redis,
+        Some(&stats),
+        &[],
+        &["tenant", "erase", "--tenant", "acme", "--json"],
+        b"",
+    ));
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    for (table, n) in stats.rows_of("acme") {
+        assert_eq!(
+            n, 0,
+            "{table}: the server wrote back what it had recorded of acme before the erasure"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
