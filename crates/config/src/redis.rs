@@ -108,12 +108,27 @@ impl RedisUrl {
         &self.text
     }
 
-    /// The user the URL logs in as (`redis://user:password@…`), if it names one.
-    pub fn user(&self) -> Option<&str> {
-        let rest = &self.text[self.text.find("://")? + 3..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        let userinfo = &authority[..authority.rfind('@')?];
-        let user = userinfo.split(':').next().unwrap_or("");
+    /// The user the URL logs in as, as the Redis client reads it: `redis://user:password@…` percent-decoded, or
+    /// a socket URL's `?user=` (form-decoded); `None` when it names none.
+    pub fn user(&self) -> Option<String> {
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let user = if self.is_unix() {
+            let query = self.text.split_once('?')?.1;
+            let query = query.split('#').next().unwrap_or("");
+            query.split('&').find_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                (name == "user").then(|| decode(&value.replace('+', " ")))
+            })?
+        } else {
+            let rest = &self.text[self.text.find("://")? + 3..];
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            let userinfo = &authority[..authority.rfind('@')?];
+            decode(userinfo.split(':').next().unwrap_or(""))
+        };
         (!user.is_empty()).then_some(user)
     }
 

@@ -229,6 +229,38 @@ fn acl_users_never_clash_with_redis_own_users_or_each_other() {
             ],
             "tenants.evil.acl_user",
         ),
+        // The same user spelt percent-encoded in the URL, as the client decodes it (an outside review).
+        (
+            vec![
+                ("redis.url", "redis://fernando%2Dsvc:pw@127.0.0.1:6379/0"),
+                ("tenants.svc.isolation", "acl"),
+                ("tenants.svc.acl_user", "fernando-svc"),
+                ("tenants.svc.acl_password_env", "P"),
+            ],
+            "tenants.svc.acl_user",
+        ),
+        // The default template that would name it for the tenant "svc".
+        (
+            vec![
+                ("redis.url", "redis://fernando%2dsvc:pw@127.0.0.1:6379/0"),
+                ("tenants.default.isolation", "acl"),
+                ("tenants.default.acl_password_env", "P_{tenant}"),
+            ],
+            "tenants.default.acl_user",
+        ),
+        // A socket URL names its user in the query.
+        (
+            vec![
+                (
+                    "redis.url",
+                    "redis+unix:///run/redis.sock?user=cache&pass=pw",
+                ),
+                ("tenants.evil.isolation", "acl"),
+                ("tenants.evil.acl_user", "cache"),
+                ("tenants.evil.acl_password_env", "P"),
+            ],
+            "tenants.evil.acl_user",
+        ),
         // Two tenants, one user: each would get the other's keys and password.
         (
             vec![

@@ -169,6 +169,17 @@ impl Backend {
         }
     }
 
+    /// The Redis user this deployment's connections run as (`ACL WHOAMI`).
+    pub(crate) async fn acl_whoami(&self) -> Result<String, BackendError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Backend::Redis(b) => b.acl_whoami().await,
+            #[cfg(feature = "redis")]
+            Backend::Cluster(b) => b.acl_whoami().await,
+            _ => Err(self.lacks("Redis ACL users")),
+        }
+    }
+
     /// `ACL SETUSER` of `args` (the user, then its rules) and `password` (the `>…` rule) on this Redis
     /// deployment: its server, its Sentinel-named primary, or every node of its cluster.
     pub(crate) async fn set_acl_user(

@@ -279,6 +279,69 @@ async fn a_dedicated_tenants_dead_server_opens_no_breaker_of_the_shared_one() {
     assert!(why.contains("dedicated"), "{why}");
 }
 
+/// `Admin::apply_acl` asks Redis who the store's own connections are (`ACL WHOAMI`) and refuses to make that
+/// user — or Redis's `default` — a tenant's: restricted to one tenant's keys, it would cut every other tenant off
+/// (an outside review did it through a percent-encoded user name in the URL, which the settings now decode too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_acl_never_restricts_the_stores_own_user() {
+    let server = RedisServer::start();
+    server
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "fcdeploy",
+            "on",
+            ">deploy-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let path = secrets.path().join("svc.pw");
+    std::fs::write(&path, "svc-password\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let settings = Settings::load(
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
+            .set(
+                "redis.url",
+                format!("redis://fcdeploy:deploy-pw@127.0.0.1:{}/0", server.port()),
+            )
+            .set_all(FAST_FAILURE.iter().copied())
+            .set("tenants.svc.isolation", "acl")
+            .set("tenants.svc.acl_password_file", path.display().to_string()),
+    )
+    .unwrap();
+    let store = Store::from_settings(&settings).unwrap();
+    let svc = tenant("svc");
+    let source = SecretSource::File(path.clone());
+    for user in ["fcdeploy", "default"] {
+        let err = store
+            .admin()
+            .apply_acl(&svc, user, &source)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user of its own"), "{user}: {err}");
+    }
+    let listed = server.command(&["ACL", "LIST"]).unwrap();
+    assert!(
+        listed.contains("user fcdeploy on") && listed.contains("~* &* +@all"),
+        "the store's own user is untouched: {listed}"
+    );
+    // Every tenant is still served through it.
+    let ty = CacheType::SESSION;
+    assert_eq!(
+        store.set(&tenant("globex"), &ty, "k", &1u64).await.unwrap(),
+        WriteOutcome::Stored
+    );
+}
+
 /// The tenant's hot connection opens as the deployment's user and becomes the tenant's only when its `AUTH`
 /// succeeds (design 0023). With a wrong password the switch fails: the tenant's reads and writes fail as on an
 /// unavailable backend — none of them runs as the deployment's user, whose connection it was a moment before.

@@ -197,6 +197,14 @@ impl RedisBackend {
         }
     }
 
+    /// `ACL WHOAMI`: the user the store's own connections run as (whatever the URL's spelling of it).
+    pub(crate) async fn acl_whoami(&self) -> Result<String, BackendError> {
+        self.with_conn(move |mut conn| async move {
+            redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await
+        })
+        .await
+    }
+
     /// `ACL SETUSER` with `args` (the user, then its rules) and `password` (`>…`, sent last, never logged):
     /// on this server, or under Sentinel on the primary of the moment (a replica keeps its own users).
     pub(crate) async fn set_acl_user(

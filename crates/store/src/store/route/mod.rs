@@ -479,8 +479,26 @@ impl Store {
         let mut args = vec!["SETUSER".to_owned(), user.to_owned()];
         args.extend(self.acl_rules(tenant));
         // `>password` last: no rule before it resets passwords. Wiped when dropped, like the password.
-        let modifier = secret::Password::new(format!(">{}", password.expose()));
         let shared = self.shared_lane();
+        // Asked of Redis, not read off the URL (which may spell the user percent-encoded, or in a socket URL's
+        // query): restricting the store's own user to one tenant's keys would cut every other tenant off.
+        let own = self
+            .call(shared, shared.backend.acl_whoami())
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "acl whoami",
+                source,
+            })?;
+        if own == user || user == "default" {
+            return Err(setup(tenant_error(
+                tenant.as_str(),
+                BackendError::Other(format!(
+                    "the Redis user {user:?} is the one the store itself connects as (or Redis's own default \
+                     user); give the tenant a user of its own"
+                )),
+            )));
+        }
+        let modifier = secret::Password::new(format!(">{}", password.expose()));
         let done = self
             .call(
                 shared,

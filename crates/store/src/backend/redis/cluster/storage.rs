@@ -296,6 +296,14 @@ impl ClusterBackend {
         Ok(deleted)
     }
 
+    /// `ACL WHOAMI` on a node: the user the store's own connections run as (the same on every node).
+    pub(crate) async fn acl_whoami(&self) -> Result<String, BackendError> {
+        self.with_conn(move |mut conn| async move {
+            redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await
+        })
+        .await
+    }
+
     /// `ACL SETUSER` with `args` (the user, then its rules) and `password` (`>…`, sent last, never logged) on
     /// every node, primaries and replicas: a cluster keeps its users per node.
     pub(crate) async fn set_acl_user(
