@@ -16,6 +16,11 @@ pub enum BackendError {
     /// The server could not be reached or the connection broke; the client's error is the source.
     #[error("connection failed: {0}")]
     Connection(#[source] Cause),
+    /// The server refused the connection's credentials (`WRONGPASS`, `NOAUTH`, a disabled or deleted user):
+    /// the backend cannot be used as configured, which the breaker counts like an unreachable server. On an
+    /// `acl` tenant's lane it also retires the lane, so its password is read again (design 0023).
+    #[error("the server refused the credentials: {0}")]
+    Credentials(#[source] Cause),
     /// A fenced write found its computation's lease held by another process (or lapsed): the value was not
     /// written, so a newer one is never overwritten.
     #[error("the computation's lease passed to another process; the value was not written")]
@@ -85,7 +90,10 @@ impl BackendError {
     pub fn is_unavailability(&self) -> bool {
         matches!(
             self,
-            BackendError::Timeout(_) | BackendError::Connection(_) | BackendError::CircuitOpen
+            BackendError::Timeout(_)
+                | BackendError::Connection(_)
+                | BackendError::Credentials(_)
+                | BackendError::CircuitOpen
         )
     }
 }

@@ -49,6 +49,9 @@ impl Store {
     /// Remembers why a backend could not be reached, for [`super::Admin::last_unavailable`]: a tenant's own
     /// backend says whose it is.
     pub(super) fn note_unavailable(&self, lane: &Lane, e: &BackendError) {
+        if matches!(e, BackendError::Credentials(_)) {
+            lane.refuse();
+        }
         let why = match lane.role {
             super::route::Role::Shared => e.to_string(),
             super::route::Role::Acl => format!("a tenant's acl connections: {e}"),

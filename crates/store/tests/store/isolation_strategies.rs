@@ -279,6 +279,70 @@ async fn a_dedicated_tenants_dead_server_opens_no_breaker_of_the_shared_one() {
     assert!(why.contains("dedicated"), "{why}");
 }
 
+/// A password rotated while the store runs (outside review): the store's connection, cut, comes back with the
+/// old password and is refused. The refusal counts as the lane's unavailability, the lane stops trying (a few
+/// refused `AUTH`s, not one per call) and, within `RETRY_OPEN_AFTER` (5 s), opens again with the password read
+/// anew — the tenant is served again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_acl_password_is_picked_up_without_a_restart_and_refusals_are_bounded() {
+    let d = Deployment::acl();
+    let Deployment::Acl { server, secrets } = &d else {
+        unreachable!()
+    };
+    let store = d.store();
+    let (acme, ty) = (tenant("acme"), CacheType::SESSION);
+    assert_eq!(
+        store.set(&acme, &ty, "k", &1u64).await.unwrap(),
+        WriteOutcome::Stored
+    );
+
+    // The operator rotates: a new password in the file and on the server; the old connections are cut.
+    let file = password_file(secrets.path(), "acme");
+    std::fs::write(&file, "rotated-acme-password\n").unwrap();
+    let (user, source) = store.admin().acl_user(&acme).unwrap();
+    store
+        .admin()
+        .apply_acl(&acme, &user, &source)
+        .await
+        .unwrap();
+    // The store's running connection still holds the old identity until it is cut; then the old password is
+    // what it would reconnect with. Ask Redis to forget the refusals seen so far.
+    server.command(&["ACL", "LOG", "RESET"]).unwrap();
+    server
+        .command(&["CLIENT", "KILL", "USER", "fernando-acme"])
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let mut calls = 0u32;
+    loop {
+        calls += 1;
+        if store.set(&acme, &ty, "k", &2u64).await.unwrap() == WriteOutcome::Stored {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the rotated password was never picked up: {:?}",
+            store.admin().last_unavailable()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.get::<u64>(&acme, &ty, "k").await.unwrap(), Some(2));
+    let refusals = server.command(&["ACL", "LOG"]).unwrap();
+    let entries = refusals.matches("reason").count();
+    println!(
+        "served again after {:?} and {calls} calls; {entries} refused AUTHs",
+        started.elapsed()
+    );
+    assert!(
+        calls > 20,
+        "the old password was refused for a while ({calls} calls)"
+    );
+    assert!(
+        entries <= 12,
+        "refused AUTHs are bounded by the breaker and the pause, not one per call: {entries} for {calls} calls"
+    );
+}
+
 /// `Admin::apply_acl` asks Redis who the store's own connections are (`ACL WHOAMI`) and refuses to make that
 /// user — or Redis's `default` — a tenant's: restricted to one tenant's keys, it would cut every other tenant off
 /// (an outside review did it through a percent-encoded user name in the URL, which the settings now decode too).

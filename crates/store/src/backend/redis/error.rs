@@ -11,6 +11,11 @@ pub(crate) fn conn_err(e: redis::RedisError) -> BackendError {
     if e.code() == Some("WRONGTYPE") {
         return BackendError::WrongType;
     }
+    if e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+    {
+        return BackendError::Credentials(Cause::new(e));
+    }
     if e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

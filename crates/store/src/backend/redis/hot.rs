@@ -61,18 +61,25 @@ impl SwitchUser {
     /// Turns key tracking on (OPTIN) on `conn`, still as the deployment's user, then becomes the tenant's
     /// user. Either fails → the error, and the caller drops `conn`.
     async fn switch(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
-        redis::pipe()
+        let replies: Vec<redis::Value> = redis::pipe()
+            // Each reply answers for itself, so a refused `AUTH` is told as such (`WRONGPASS`: the credentials,
+            // which the store counts as the lane's unavailability), not as a failed pipeline.
+            .ignore_errors()
             .cmd("CLIENT")
             .arg("TRACKING")
             .arg("ON")
             .arg("OPTIN")
-            .ignore()
             .cmd("AUTH")
             .arg(&self.user)
             .arg(&self.password)
-            .ignore()
-            .exec_async(conn)
-            .await
+            .query_async(conn)
+            .await?;
+        for reply in replies {
+            if let redis::Value::ServerError(e) = reply {
+                return Err(e.into());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -2,7 +2,10 @@
 //! circuit breaker, its command deadlines, and its lease announcements (design 0023). The shared backend is one
 //! lane; each `dedicated` tenant's deployment and each open `acl` tenant's connections are another.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use crate::{
     Backend, Leases, Storage, breaker::Breaker, deadline::Deadlines, store::lease::LeaseEvents,
@@ -31,6 +34,9 @@ pub(crate) struct Lane {
     pub(crate) role: Role,
     /// Waiters for other processes' leases on this backend, subscribed on first use (never on an `acl` lane).
     pub(crate) lease_events: OnceLock<Arc<LeaseEvents>>,
+    /// The server refused this lane's credentials: an `acl` lane so marked is replaced on its tenant's next
+    /// operation — its password read again, after a pause (design 0023).
+    refused: AtomicBool,
 }
 
 impl Lane {
@@ -46,7 +52,18 @@ impl Lane {
             breaker,
             role,
             lease_events: OnceLock::new(),
+            refused: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the lane's credentials as refused by the server.
+    pub(crate) fn refuse(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server refused the lane's credentials.
+    pub(crate) fn is_refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Where entries and generations live.

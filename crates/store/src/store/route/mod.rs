@@ -311,10 +311,30 @@ impl Routes {
                 BackendError::Other("no acl connections were prepared".into()),
             )));
         };
-        if let Some(lane) = acl.open.get(tenant) {
+        if let Some(lane) = acl.failed.get(tenant) {
             return LaneRef::Held(lane);
         }
-        if let Some(lane) = acl.failed.get(tenant) {
+        if let Some(lane) = acl.open.get(tenant) {
+            if !lane.is_refused() {
+                return LaneRef::Held(lane);
+            }
+            // Redis refused the user's password (rotated, the user disabled or deleted): the lane answers why
+            // for a while — no connection is tried meanwhile — and then opens again, reading the password anew.
+            acl.open.invalidate(tenant);
+            let lane = failing(tenant_error(
+                tenant,
+                BackendError::Other(format!(
+                    "Redis refused its user's credentials; they are read again in {}s",
+                    RETRY_OPEN_AFTER.as_secs()
+                )),
+            ));
+            tracing::warn!(
+                tenant,
+                "Redis refused the tenant's acl credentials; its calls degrade, and its password is read again \
+                 in {}s",
+                RETRY_OPEN_AFTER.as_secs()
+            );
+            acl.failed.insert(tenant.to_owned(), lane.clone());
             return LaneRef::Held(lane);
         }
         let plan = acl.plans.get(tenant);
