@@ -328,7 +328,8 @@ impl HotPath {
         let (fetched, tracked) = match &self.tracker {
             Some(t) if t.is_keyed() => {
                 let reply =
-                    commands::fetch_opted_in(&mut lease.conn, key, generations()?.borrow()).await;
+                    commands::fetch_checked(&mut lease.conn, key, generations()?.borrow(), true)
+                        .await;
                 commands::fetched_opted_in(lease.check(reply)?)?
             }
             _ => {

@@ -43,7 +43,7 @@ impl Storage for RedisBackend {
     ) -> Result<Fetched, BackendError> {
         let replies = self
             .with_conn(move |mut conn| async move {
-                commands::fetch_checked(&mut conn, key, generations).await
+                commands::fetch_checked(&mut conn, key, generations, false).await
             })
             .await?;
         commands::fetched_checked(replies)

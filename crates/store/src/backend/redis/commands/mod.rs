@@ -66,17 +66,21 @@ pub(crate) fn fetched(mut replies: Vec<Option<Vec<u8>>>) -> Result<Fetched, Back
 }
 
 /// `GET key` and the generations in one pipeline; the per-command replies keep a `WRONGTYPE` visible instead
-/// of failing the whole pipeline.
+/// of failing the whole pipeline. With `opt_in`, `CLIENT CACHING YES` goes between them: on a connection that
+/// tracks the keys it opts in to (an `acl` tenant's, `hot.rs`'s `SwitchUser`) the server then announces the
+/// generations' next change there — theirs only, not the entry's (read the replies with [`fetched_opted_in`]).
 pub(crate) async fn fetch_checked<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
     generations: &GenerationKeys,
+    opt_in: bool,
 ) -> RedisResult<Vec<Value>> {
-    redis::pipe()
-        .ignore_errors()
-        .cmd("GET")
-        .arg(key)
-        .cmd("MGET")
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors().cmd("GET").arg(key);
+    if opt_in {
+        pipe.cmd("CLIENT").arg("CACHING").arg("YES");
+    }
+    pipe.cmd("MGET")
         .arg(generations.scope())
         .arg(generations.cache_type())
         .query_async(conn)
@@ -106,36 +110,18 @@ pub(crate) fn fetched_checked(replies: Vec<Value>) -> Result<Fetched, BackendErr
     })
 }
 
-/// `GET key`, then the generations after `CLIENT CACHING YES`: on a connection that tracks the keys it opts in
-/// to (an `acl` tenant's, `hot.rs`'s `SwitchUser`) the server will announce their next change there — theirs
-/// only, not the entry's.
-pub(crate) async fn fetch_opted_in<C: ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-    generations: &GenerationKeys,
-) -> RedisResult<Vec<Value>> {
-    redis::pipe()
-        .ignore_errors()
-        .cmd("GET")
-        .arg(key)
-        .cmd("CLIENT")
-        .arg("CACHING")
-        .arg("YES")
-        .cmd("MGET")
-        .arg(generations.scope())
-        .arg(generations.cache_type())
-        .query_async(conn)
-        .await
-}
-
-/// What [`fetch_opted_in`] read, and whether the server agreed to announce the generations' next change (a
-/// user made before `CLIENT CACHING` was among its commands is refused it: its generations are then read
-/// again with every hit, until `tenant acl` applies its rules anew).
-pub(crate) fn fetched_opted_in(replies: Vec<Value>) -> Result<(Fetched, bool), BackendError> {
-    let [value, caching, gens]: [Value; 3] = replies.try_into().map_err(|r: Vec<_>| {
-        BackendError::Other(format!("pipeline answered {} replies, not 3", r.len()))
-    })?;
-    Ok((fetched_checked(vec![value, gens])?, opted_in(&caching)))
+/// What [`fetch_checked`] with `opt_in` read, and whether the server agreed to announce the generations' next
+/// change (a user made before `CLIENT CACHING` was among its commands is refused it: its generations are then
+/// read again with every hit, until `tenant acl` applies its rules anew).
+pub(crate) fn fetched_opted_in(mut replies: Vec<Value>) -> Result<(Fetched, bool), BackendError> {
+    if replies.len() != 3 {
+        return Err(BackendError::Other(format!(
+            "pipeline answered {} replies, not 3",
+            replies.len()
+        )));
+    }
+    let caching = replies.remove(1);
+    Ok((fetched_checked(replies)?, opted_in(&caching)))
 }
 
 /// Whether `CLIENT CACHING YES` was accepted.
@@ -144,7 +130,7 @@ fn opted_in(reply: &Value) -> bool {
 }
 
 /// [`set`] on a connection that tracks the keys it opts in to: the generations are read after
-/// `CLIENT CACHING YES` (see [`fetch_opted_in`]). Also says whether the server agreed to announce them.
+/// `CLIENT CACHING YES` (see [`fetch_checked`]). Also says whether the server agreed to announce them.
 pub(crate) async fn set_opted_in<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
