@@ -17,8 +17,14 @@
 //!    living 2 h, 1.5 s of engine time per 15-minute run) replayed in virtual time with no warming, frequency-based
 //!    and predictive warming: hit ratio, engine time on misses and on warming.
 //!
+//! 6. Start-up (issue 32, item 4): `fernando-cache process` (the release binary `cargo xtask bench` builds) of one
+//!    text document already cached on the private redis-server, whole-process wall time over repeated runs (p50 / p90), with statistics on (a SQLite database
+//!    in a fresh data folder) and off, against the floor `fernando-cache --version` (starting the binary at all).
+//!    Goal: under 10 ms with statistics on.
+//!
 //! Environment: `BENCH_SECS` (HTTP window, default 2), `BENCH_REPEATS` (window pairs, default 3), `BENCH_SMOKE`
-//! (see the testkit's `bench` module: fewer calls, a 1 s warming run, a 2-page scan).
+//! (see the testkit's `bench` module: fewer calls, a 1 s warming run, a 2-page scan), `BENCH_ONLY`
+//! (comma-separated sections: `hit`, `http`, `warming`, `scan`, `startup`, `policies`).
 
 use std::{
     process::{Command, Stdio},
@@ -414,11 +420,98 @@ async fn scanned_pdf(url: &str) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let redis = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
-    hit_latency(&redis.url()).await;
-    http_throughput(&redis.url()).await;
-    warming_effect(&redis.url()).await;
-    scanned_pdf(&redis.url()).await;
-    warming_policies();
+    if enabled("hit") {
+        hit_latency(&redis.url()).await;
+    }
+    if enabled("http") {
+        http_throughput(&redis.url()).await;
+    }
+    if enabled("warming") {
+        warming_effect(&redis.url()).await;
+    }
+    if enabled("scan") {
+        scanned_pdf(&redis.url()).await;
+    }
+    if enabled("startup") {
+        startup(&redis.url());
+    }
+    if enabled("policies") {
+        warming_policies();
+    }
+}
+
+/// Whether `section` runs: every one, unless `BENCH_ONLY` (comma-separated: `hit`, `http`, `warming`, `scan`,
+/// `startup`, `policies`) names others.
+fn enabled(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
+/// Section 6: what one `process` run costs from `exec` to exit, with and without the statistics database.
+fn startup(url: &str) {
+    let runs: usize = scaled(41, 3);
+    // The release binary `cargo xtask bench` builds (what users run); the bench profile's own build carries
+    // debug info, five times the size and slower to start.
+    let binary = std::env::var("FERNANDO_CACHE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fernando-cache").to_owned());
+    let home = tempfile::tempdir().unwrap();
+    let doc = home.path().join("invoice.txt");
+    std::fs::write(&doc, invoice(1)).unwrap();
+    let data = home.path().join("data");
+    let time = |args: &[&str], stats: bool| -> Vec<Duration> {
+        let run = || {
+            let started = Instant::now();
+            let status = Command::new(&binary)
+                .args(args)
+                .env("HOME", home.path())
+                .env("FERNANDO_CACHE__STATISTICS__ENABLED", stats.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{args:?}: {status}");
+            started.elapsed()
+        };
+        // The first run caches the document and makes the database; the rest are what a user repeats.
+        run();
+        let mut all: Vec<Duration> = (0..runs).map(|_| run()).collect();
+        all.sort();
+        all
+    };
+    let data_dir = data.display().to_string();
+    let doc = doc.display().to_string();
+    let process = [
+        "--redis-url",
+        url,
+        "process",
+        "--data-dir",
+        &data_dir,
+        doc.as_str(),
+    ];
+    println!(
+        "## start-up: one cached document through `fernando-cache process` ({runs} runs each)\n"
+    );
+    println!("| run | p50 | p90 |\n|---|---|---|");
+    for (label, args, stats) in [
+        (
+            "floor: `fernando-cache --version`",
+            &["--version"][..],
+            false,
+        ),
+        ("`process`, statistics off", &process[..], false),
+        (
+            "`process`, statistics on (SQLite) — goal p50 < 10 ms",
+            &process[..],
+            true,
+        ),
+    ] {
+        let t = time(args, stats);
+        println!(
+            "| {label} | {:.1} ms | {:.1} ms |",
+            pct(&t, 0.5),
+            pct(&t, 0.9)
+        );
+    }
+    println!();
 }
 
 #[path = "../../processor/tests/pipeline/daily_trace.rs"]

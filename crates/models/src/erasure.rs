@@ -11,7 +11,10 @@
 //! ([`hold_off_erasures`]). The two are ordered: on PostgreSQL writers hold a shared transaction-level advisory
 //! lock that the erasure takes exclusively; on SQLite both hold the one write lock from their first statement.
 //! Windows are stamped by the recording process's clock and the tombstone by the erasing one's: clocks kept in
-//! step (NTP) are assumed, as the statistics windows already assume.
+//! step (NTP) are assumed, as the statistics windows already assume. A row is judged by its window's (or read
+//! history bucket's) start, so the window that holds the erasure is dropped whole, what was done in it after
+//! the erasure included (up to `statistics.window`, and `warming.history_bucket` of read history): a row that
+//! cannot say which side of the erasure it is from is not written back.
 
 use std::collections::HashMap;
 
