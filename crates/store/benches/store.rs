@@ -11,14 +11,16 @@
 //! - store `set` vs a raw `SET … PX` of the bytes the store writes: for a value the store compresses, a bare
 //!   zstd compress (reused context, the configured level) and a `SET … PX` of the result;
 //! - the peer: the `cached` crate's `AsyncRedisCache` get and set on the same values;
-//! - the memory backend's hit vs a bare moka `get`.
+//! - the memory backend's hit vs a bare moka `get`;
+//! - `get_many` of 100 hits vs a raw redis-rs pipeline of the same 100 `GET`s, and vs a raw `MGET` of them (with
+//!   the bare zstd decompress of each value the store compressed).
 //!
 //! The store is the production profile's with sealing off (`encryption.document_data = false`): the baselines
 //! read the stored bytes raw and decompress them, which ciphertext cannot be, and what sealing costs is measured
 //! on its own (`cargo xtask bench http`, the edge bench's section 3).
 //!
 //! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
-//! list of `get,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
+//! list of `get,many,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
 //! `BENCH_CONNECTIONS` (multiplexed connections, the same on both sides; default 2), `BENCH_AUTO_PIPELINE`
 //! (the store's `redis.auto_pipeline`; default true), `BENCH_SMOKE` (see the testkit's `bench` module).
 
@@ -48,6 +50,8 @@ use redis::aio::MultiplexedConnection;
 
 const SIZES: [(usize, &str); 3] = [(100, "100 B"), (4096, "4 KB"), (65536, "64 KB")];
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// Keys of a `get_many` batch.
+const BATCH: usize = 100;
 
 /// OCR-like text: invoice lines with varying numbers, compressing about 3× with zstd level 3.
 fn ocr_text(len: usize) -> String {
@@ -191,6 +195,7 @@ async fn main() {
     );
 
     let mut get_rows = Vec::new();
+    let mut many_rows = Vec::new();
     let mut compressed_rows = Vec::new();
     let mut set_rows = Vec::new();
     let mut peer_rows = Vec::new();
@@ -232,6 +237,26 @@ async fn main() {
             stored.len(),
             if compressed { "" } else { "not " }
         );
+        // A batch of 100 entries of this size, for `get_many` against a raw pipeline and a raw MGET.
+        let batch: Arc<Vec<String>> =
+            Arc::new((0..BATCH).map(|i| format!("m{size}:{i}")).collect());
+        let batch_stored: Arc<Vec<String>> = Arc::new(
+            batch
+                .iter()
+                .map(|k| {
+                    store
+                        .admin()
+                        .keys()
+                        .key(&tenant, &ty, k)
+                        .unwrap()
+                        .into_string()
+                })
+                .collect(),
+        );
+        if enabled("many") {
+            let entries: Vec<(&str, &String)> = batch.iter().map(|k| (k.as_str(), &text)).collect();
+            let _ = store.set_many(&tenant, &ty, &entries).await.unwrap();
+        }
 
         for c in tasks.iter().copied() {
             if enabled("get") {
@@ -263,6 +288,76 @@ async fn main() {
                     subject: x,
                     ratio,
                 });
+            }
+
+            if enabled("many") {
+                for (what, mget) in [
+                    (
+                        "get_many of 100 hits vs raw pipeline of 100 GETs (+ zstd if compressed)",
+                        false,
+                    ),
+                    (
+                        "get_many of 100 hits vs raw MGET of 100 (+ zstd if compressed)",
+                        true,
+                    ),
+                ] {
+                    let (r, keys) = (raw.clone(), batch_stored.clone());
+                    let (s, t, names, ty2) =
+                        (store.clone(), tenant.clone(), batch.clone(), ty.clone());
+                    let (b, x, ratio) = pair(
+                        c,
+                        move |_| {
+                            let (r, keys) = (r.clone(), keys.clone());
+                            async move {
+                                let mut conn = r.conn();
+                                let values: Vec<Vec<u8>> = if mget {
+                                    redis::cmd("MGET")
+                                        .arg(&keys[..])
+                                        .query_async(&mut conn)
+                                        .await
+                                        .unwrap()
+                                } else {
+                                    let mut p = redis::pipe();
+                                    for k in keys.iter() {
+                                        p.cmd("GET").arg(k);
+                                    }
+                                    p.query_async(&mut conn).await.unwrap()
+                                };
+                                if compressed {
+                                    for bytes in &values {
+                                        let len =
+                                            u32::from_le_bytes(bytes[29..33].try_into().unwrap())
+                                                as usize;
+                                        let out = DCTX.with(|d| {
+                                            d.borrow_mut().decompress(&bytes[49..], len).unwrap()
+                                        });
+                                        std::hint::black_box(out);
+                                    }
+                                }
+                                std::hint::black_box(values);
+                            }
+                        },
+                        move |_| {
+                            let (s, t, names, ty) =
+                                (s.clone(), t.clone(), names.clone(), ty2.clone());
+                            async move {
+                                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                                let v: Vec<Option<String>> =
+                                    s.get_many(&t, &ty, &refs).await.unwrap();
+                                assert!(v.iter().all(Option::is_some), "benchmark values expired");
+                            }
+                        },
+                    )
+                    .await;
+                    many_rows.push(Row {
+                        what: what.into(),
+                        size: label,
+                        concurrency: c,
+                        baseline: b,
+                        subject: x,
+                        ratio,
+                    });
+                }
             }
 
             if compressed && enabled("compressed") {
@@ -449,6 +544,12 @@ async fn main() {
         "raw GET",
         "store get",
         &get_rows,
+    );
+    print_rows(
+        "Batches (goal ≥ 0.90×): store get_many of 100 hits vs a raw pipeline of the same 100 GETs, and vs a raw MGET",
+        "raw batch",
+        "get_many",
+        &many_rows,
     );
     print_rows(
         "Reads of compressed values: store get vs raw GET of the stored bytes + bare zstd decompress",

@@ -173,6 +173,21 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     async fn fetch(&self, key: &str, generations: &GenerationKeys)
     -> Result<Fetched, BackendError>;
 
+    /// Reads entries that share one pair of generation keys (one scope — one shard of it — and one cache
+    /// type) and those generations: `keys.len()` answers, in order. Redis sends one `MGET` (with the
+    /// generations in the same round trip unless they are tracked); the default reads them one by one.
+    async fn fetch_many(
+        &self,
+        keys: &[&str],
+        generations: &GenerationKeys,
+    ) -> Result<Vec<Fetched>, BackendError> {
+        let mut fetched = Vec::with_capacity(keys.len());
+        for key in keys {
+            fetched.push(self.fetch(key, generations).await?);
+        }
+        Ok(fetched)
+    }
+
     /// Like [`Storage::fetch`], but a key holding a non-string value is [`BackendError::WrongType`]. The store
     /// uses it on the miss path of `get_or_compute`, where a round trip is being spent anyway.
     async fn fetch_checked(

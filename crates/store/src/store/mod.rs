@@ -18,11 +18,13 @@ mod get_or_compute;
 mod invalidate;
 mod l1;
 mod lease;
+mod many;
 mod plans;
 mod quota;
 mod read;
 mod route;
 pub(crate) mod sweeps;
+mod tally;
 mod write;
 
 use std::{

@@ -1,17 +1,18 @@
 //! Reads: `get`, `get_bytes`, the operators' `exists` and `ttl`, and the lookup every read and `get_or_compute` share — one
 //! backend fetch, the envelope's generations checked, the payload decoded (bounded), the outcome counted once.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Instant,
-};
+use std::{sync::atomic::Ordering, time::Instant};
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, ScopeRef};
 use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug_span};
 
-use super::{Store, l1, route::Lane};
+use super::{
+    Store, l1,
+    route::Lane,
+    tally::{Found, Tally},
+};
 use crate::{
     BackendError, KeyTtl, StoreError,
     codec::{self, DecodeError, Header},
@@ -201,15 +202,6 @@ impl Store {
         checked: bool,
         l1_life: Option<std::time::Duration>,
     ) -> Lookup<T> {
-        /// What a read found, counted once at the end.
-        enum Found {
-            Value,
-            Absent,
-            Stale,
-            Expired,
-            Corrupt,
-            Unavailable { refused: bool },
-        }
         let start = Instant::now();
         let storage = lane.storage();
         let keys = &self.inner.keys;
@@ -263,6 +255,41 @@ impl Store {
                 Err(e) => Err(e),
             },
         };
+        let mut tally = Tally::default();
+        let result = self
+            .settle(
+                lane,
+                key,
+                generations,
+                series,
+                &decode,
+                checked,
+                pending,
+                fetched,
+                &mut tally,
+            )
+            .await;
+        tally.apply(series, (!checked).then(|| start.elapsed()));
+        result
+    }
+
+    /// What one backend answer for `key` (`fetched`) makes of the read: the envelope opened, its generations and
+    /// tags checked, the value decoded (and kept in process when `pending` says so), a corrupt entry removed
+    /// (counted in `series`) — and the outcome added to `tally`. [`Store::lookup`] of one key and
+    /// `get_many` of many share it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn settle<T>(
+        &self,
+        lane: &Lane,
+        key: &CacheKey,
+        generations: &Gens,
+        series: &SeriesRef<'_>,
+        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+        checked: bool,
+        pending: Option<(&l1::L1, l1::Pending)>,
+        fetched: Result<crate::Fetched, BackendError>,
+        tally: &mut Tally,
+    ) -> Lookup<T> {
         let (result, found) = match fetched {
             Ok(f) => {
                 let mut lookup = Lookup::nothing(Some(f.generations));
@@ -284,7 +311,7 @@ impl Store {
                             let fresh = h.is_fresh(codec::now_ms());
                             // Only fresh values are kept in process.
                             let pending = pending.filter(|_| fresh);
-                            match self.decode_and_keep(key, bytes, &h, &decode, pending) {
+                            match self.decode_and_keep(key, bytes, &h, decode, pending) {
                                 Ok(v) if fresh => {
                                     lookup.value = Some(v);
                                     lookup.header = Some(h);
@@ -324,44 +351,7 @@ impl Store {
                 (Lookup::nothing(None), Found::Unavailable { refused })
             }
         };
-        let elapsed = start.elapsed();
-        series.apply(|s| {
-            let c = &s.counters;
-            let one = |counter: &AtomicU64| {
-                counter.fetch_add(1, Ordering::Relaxed);
-            };
-            // A leader's re-check belongs to a call whose first read was already counted as a miss: it
-            // counts what it finds, but not a second hit or miss.
-            let count = |counter: &AtomicU64| {
-                if !checked {
-                    one(counter);
-                }
-            };
-            match found {
-                Found::Value => count(&c.hits),
-                Found::Absent | Found::Expired => count(&c.misses),
-                Found::Stale => {
-                    count(&c.misses);
-                    one(&c.stale);
-                }
-                Found::Corrupt => {
-                    count(&c.misses);
-                    one(&c.corrupt);
-                }
-                Found::Unavailable { refused } => {
-                    count(&c.misses);
-                    one(&c.degraded);
-                    if !refused {
-                        one(&c.errors);
-                        one(&c.read_errors);
-                    }
-                }
-            }
-            // One logical read, one latency sample: the re-check is part of its call's read.
-            if !checked {
-                s.get_latency.record(elapsed);
-            }
-        });
+        tally.add(&found, checked);
         result
     }
 
@@ -391,7 +381,7 @@ impl Store {
 
     /// A good in-process copy of `key`, decoded and counted as a hit (an L1 hit); `None` when there is none or
     /// it does not decode as `T` (then it is dropped and the backend is read).
-    fn l1_hit<T>(
+    pub(super) fn l1_hit<T>(
         &self,
         l1: &l1::L1,
         key: &CacheKey,
@@ -534,7 +524,7 @@ pub(super) mod key_buffer {
         static BUFFERS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     }
 
-    pub(super) fn take() -> String {
+    pub(in crate::store) fn take() -> String {
         BUFFERS.with(|b| b.borrow_mut().pop()).unwrap_or_default()
     }
 

@@ -12,6 +12,7 @@ mod invalidation;
 mod isolation;
 mod isolation_strategies;
 mod l1;
+mod many;
 mod pipelining;
 mod plans;
 mod quota;

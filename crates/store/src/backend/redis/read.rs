@@ -189,6 +189,59 @@ impl HotPath {
         Box::pin(self.fetch_with_generations(i, key, generations)).await
     }
 
+    /// [`Storage::fetch_many`](crate::Storage::fetch_many): one `MGET` of `keys` (which share `generations`)
+    /// when their generations are remembered (and no push arrives meanwhile), else that `MGET` and the
+    /// generations' in one round trip (remembered when tracking). A key holding a non-string value reads as
+    /// absent.
+    pub(crate) async fn fetch_many(
+        &self,
+        keys: &[&str],
+        generations: &GenerationKeys,
+    ) -> Result<Vec<Fetched>, BackendError> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let group = KeyBuilder::group_of(first);
+        let i = self.pick();
+        let entries = |values: Vec<Option<Vec<u8>>>, generations: [u64; 2]| {
+            values
+                .into_iter()
+                .map(|v| Fetched {
+                    value: v.map(Bytes::from),
+                    generations,
+                })
+                .collect()
+        };
+        if let Some(tracker) = &self.tracker {
+            let epoch = tracker.epoch();
+            if !tracker.is_tracking(i) {
+                tracker.start_tracking(i, self.conns.clone());
+            } else if let Some(remembered) = tracker.lookup(group, epoch) {
+                let mut lease = self.conns[i].lease().await?;
+                let reply = redis::cmd("MGET")
+                    .arg(keys)
+                    .query_async(&mut lease.conn)
+                    .await;
+                let values = lease.check(reply)?;
+                lease.release();
+                if tracker.epoch() == epoch {
+                    return Ok(entries(values, remembered));
+                }
+                // A generation changed (or a connection came or went) while the MGET was out: read them.
+            }
+        }
+        let epoch = self.tracker.as_ref().map(|t| t.epoch());
+        let keyed = self.tracker.as_ref().is_some_and(|t| t.is_keyed());
+        let mut lease = self.conns[i].lease().await?;
+        let reply = commands::fetch_many(&mut lease.conn, keys, generations, keyed).await;
+        let (values, current, tracked) = commands::fetched_many(lease.check(reply)?)?;
+        lease.release();
+        if let (Some(tracker), Some(epoch), true) = (&self.tracker, epoch, tracked) {
+            tracker.remember(group, epoch, current);
+        }
+        Ok(entries(values, current))
+    }
+
     /// The generations remembered on this thread for `key`'s scope and type, current as of now.
     pub(crate) fn known(&self, key: &str) -> Option<[u64; 2]> {
         let tracker = self.tracker.as_ref()?;

@@ -36,6 +36,14 @@ impl Storage for RedisBackend {
             .await
     }
 
+    async fn fetch_many(
+        &self,
+        keys: &[&str],
+        generations: &GenerationKeys,
+    ) -> Result<Vec<Fetched>, BackendError> {
+        self.hot.fetch_many(keys, generations).await
+    }
+
     async fn fetch_checked(
         &self,
         key: &str,

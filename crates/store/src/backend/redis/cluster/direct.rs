@@ -163,6 +163,24 @@ impl Direct {
         }
     }
 
+    /// [`HotPath::fetch_many`] on the primary of the keys' slot (they share their generations' hash tag);
+    /// `None` when the slot map names none or the read failed as a stale map would (the caller reads through the
+    /// cluster client).
+    pub(super) async fn fetch_many(
+        &self,
+        keys: &[&str],
+        generations: &GenerationKeys,
+    ) -> Option<Result<Vec<Fetched>, BackendError>> {
+        let path = self.path(keys.first()?)?;
+        match path.fetch_many(keys, generations).await {
+            Err(BackendError::Connection(cause)) => {
+                tracing::debug!(error = %cause, "direct cluster read failed; through the cluster client");
+                None
+            }
+            other => Some(other),
+        }
+    }
+
     /// The generations of `key` remembered on this thread by its primary's hot path, current as of now.
     pub(super) fn known(&self, key: &str) -> Option<[u64; 2]> {
         self.path(key)?.known(key)

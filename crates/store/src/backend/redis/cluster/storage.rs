@@ -43,6 +43,23 @@ impl Storage for ClusterBackend {
             .await
     }
 
+    async fn fetch_many(
+        &self,
+        keys: &[&str],
+        generations: &GenerationKeys,
+    ) -> Result<Vec<Fetched>, BackendError> {
+        // The keys share their generations' hash tag, so one slot and one primary: one MGET there.
+        if let Some(fetched) = self.direct.fetch_many(keys, generations).await {
+            return fetched;
+        }
+        self.refresh_soon();
+        let mut fetched = Vec::with_capacity(keys.len());
+        for key in keys {
+            fetched.push(self.fetch(key, generations).await?);
+        }
+        Ok(fetched)
+    }
+
     async fn fetch_checked(
         &self,
         key: &str,

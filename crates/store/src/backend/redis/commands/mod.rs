@@ -87,6 +87,56 @@ pub(crate) async fn fetch_checked<C: ConnectionLike + Send>(
         .await
 }
 
+/// `MGET` of entries that share `generations`, and `MGET` of those generations in the same round trip (after
+/// `CLIENT CACHING YES` with `opt_in`, as in [`fetch_checked`]). Read the replies with [`fetched_many`].
+pub(crate) async fn fetch_many<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &[&str],
+    generations: &GenerationKeys,
+    opt_in: bool,
+) -> RedisResult<Vec<Value>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors().cmd("MGET").arg(keys);
+    if opt_in {
+        pipe.cmd("CLIENT").arg("CACHING").arg("YES");
+    }
+    pipe.cmd("MGET")
+        .arg(generations.scope())
+        .arg(generations.cache_type())
+        .query_async(conn)
+        .await
+}
+
+/// What [`fetch_many`] read: the entries, their generations, and whether the server agreed to announce the
+/// generations' next change (always, without `opt_in`).
+pub(crate) fn fetched_many(
+    mut replies: Vec<Value>,
+) -> Result<(Vec<Option<Vec<u8>>>, [u64; 2], bool), BackendError> {
+    let opted_in = match replies.len() {
+        2 => true,
+        3 => opted_in(&replies.remove(1)),
+        n => {
+            return Err(BackendError::Other(format!(
+                "pipeline answered {n} replies, not 2 or 3"
+            )));
+        }
+    };
+    let gens = replies.pop().expect("two replies");
+    let values = replies.pop().expect("two replies");
+    let error = |v: &Value| match v {
+        Value::ServerError(e) => Some(super::error::conn_err(e.clone().into())),
+        _ => None,
+    };
+    if let Some(e) = error(&values).or_else(|| error(&gens)) {
+        return Err(e);
+    }
+    let values: Vec<Option<Vec<u8>>> = redis::FromRedisValue::from_redis_value(values)
+        .map_err(|e| BackendError::Other(e.to_string()))?;
+    let (g_scope, g_type): Generations = redis::FromRedisValue::from_redis_value(gens)
+        .map_err(|e| BackendError::Other(e.to_string()))?;
+    Ok((values, parse_pair(&g_scope, &g_type), opted_in))
+}
+
 /// What [`fetch_checked`] read, as a backend value.
 pub(crate) fn fetched_checked(replies: Vec<Value>) -> Result<Fetched, BackendError> {
     let [value, gens]: [Value; 2] = replies.try_into().map_err(|r: Vec<_>| {
