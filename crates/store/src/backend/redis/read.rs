@@ -234,12 +234,12 @@ impl HotPath {
         let keyed = self.tracker.as_ref().is_some_and(|t| t.is_keyed());
         let mut lease = self.conns[i].lease().await?;
         let reply = commands::fetch_many(&mut lease.conn, keys, generations, keyed).await;
-        let (values, current, tracked) = commands::fetched_many(lease.check(reply)?)?;
+        let read = commands::fetched_many(lease.check(reply)?)?;
         lease.release();
-        if let (Some(tracker), Some(epoch), true) = (&self.tracker, epoch, tracked) {
-            tracker.remember(group, epoch, current);
+        if let (Some(tracker), Some(epoch), true) = (&self.tracker, epoch, read.tracked) {
+            tracker.remember(group, epoch, read.generations);
         }
-        Ok(entries(values, current))
+        Ok(entries(read.values, read.generations))
     }
 
     /// The generations remembered on this thread for `key`'s scope and type, current as of now.

@@ -108,6 +108,7 @@ mod tests {
     fn every_command_the_backends_send_is_allowed_or_runs_over_the_shared_connection() {
         const SOURCES: &[&str] = &[
             include_str!("../../backend/redis/commands/mod.rs"),
+            include_str!("../../backend/redis/commands/fetch.rs"),
             include_str!("../../backend/redis/commands/limits.rs"),
             include_str!("../../backend/redis/storage.rs"),
             include_str!("../../backend/redis/read.rs"),

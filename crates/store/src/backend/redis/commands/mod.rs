@@ -7,15 +7,19 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use fernando_cache_keys::GenerationKeys;
 use redis::{RedisResult, Value, aio::ConnectionLike};
 
-use crate::backend::{BackendError, BackendInfo, Fetched, KeyTtl, parse_generation};
+use crate::backend::{BackendInfo, KeyTtl, parse_generation};
 
+mod fetch;
 mod limits;
 mod listing;
 
+pub(crate) use fetch::{
+    fetch, fetch_checked, fetch_many, fetched, fetched_checked, fetched_many, fetched_opted_in,
+    opted_in,
+};
 pub(crate) use limits::{admit, charge, count_in_window, release_cmd};
 pub(crate) use listing::{list_cmd, listed};
 
@@ -33,150 +37,6 @@ fn parse_pair(g_scope: &Option<Vec<u8>>, g_type: &Option<Vec<u8>>) -> [u64; 2] {
 /// A TTL as the `PX` milliseconds Redis takes (at least 1).
 pub(crate) fn millis(ttl: Duration) -> u64 {
     ttl.as_millis().clamp(1, u64::MAX as u128) as u64
-}
-
-/// The entry and both generations in one `MGET` (which answers nil for a key of another type).
-pub(crate) async fn fetch<C: ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-    generations: &GenerationKeys,
-) -> RedisResult<Vec<Option<Vec<u8>>>> {
-    redis::cmd("MGET")
-        .arg(key)
-        .arg(generations.scope())
-        .arg(generations.cache_type())
-        .query_async(conn)
-        .await
-}
-
-/// What [`fetch`] read, as a backend value.
-pub(crate) fn fetched(mut replies: Vec<Option<Vec<u8>>>) -> Result<Fetched, BackendError> {
-    if replies.len() != 3 {
-        return Err(BackendError::Other(format!(
-            "MGET answered {} values, not 3",
-            replies.len()
-        )));
-    }
-    let g_type = replies.pop().flatten();
-    let g_scope = replies.pop().flatten();
-    Ok(Fetched {
-        value: replies.pop().flatten().map(Bytes::from),
-        generations: parse_pair(&g_scope, &g_type),
-    })
-}
-
-/// `GET key` and the generations in one pipeline; the per-command replies keep a `WRONGTYPE` visible instead
-/// of failing the whole pipeline. With `opt_in`, `CLIENT CACHING YES` goes between them: on a connection that
-/// tracks the keys it opts in to (an `acl` tenant's, `hot.rs`'s `SwitchUser`) the server then announces the
-/// generations' next change there — theirs only, not the entry's (read the replies with [`fetched_opted_in`]).
-pub(crate) async fn fetch_checked<C: ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-    generations: &GenerationKeys,
-    opt_in: bool,
-) -> RedisResult<Vec<Value>> {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors().cmd("GET").arg(key);
-    if opt_in {
-        pipe.cmd("CLIENT").arg("CACHING").arg("YES");
-    }
-    pipe.cmd("MGET")
-        .arg(generations.scope())
-        .arg(generations.cache_type())
-        .query_async(conn)
-        .await
-}
-
-/// `MGET` of entries that share `generations`, and `MGET` of those generations in the same round trip (after
-/// `CLIENT CACHING YES` with `opt_in`, as in [`fetch_checked`]). Read the replies with [`fetched_many`].
-pub(crate) async fn fetch_many<C: ConnectionLike + Send>(
-    conn: &mut C,
-    keys: &[&str],
-    generations: &GenerationKeys,
-    opt_in: bool,
-) -> RedisResult<Vec<Value>> {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors().cmd("MGET").arg(keys);
-    if opt_in {
-        pipe.cmd("CLIENT").arg("CACHING").arg("YES");
-    }
-    pipe.cmd("MGET")
-        .arg(generations.scope())
-        .arg(generations.cache_type())
-        .query_async(conn)
-        .await
-}
-
-/// What [`fetch_many`] read: the entries, their generations, and whether the server agreed to announce the
-/// generations' next change (always, without `opt_in`).
-pub(crate) fn fetched_many(
-    mut replies: Vec<Value>,
-) -> Result<(Vec<Option<Vec<u8>>>, [u64; 2], bool), BackendError> {
-    let opted_in = match replies.len() {
-        2 => true,
-        3 => opted_in(&replies.remove(1)),
-        n => {
-            return Err(BackendError::Other(format!(
-                "pipeline answered {n} replies, not 2 or 3"
-            )));
-        }
-    };
-    let gens = replies.pop().expect("two replies");
-    let values = replies.pop().expect("two replies");
-    let error = |v: &Value| match v {
-        Value::ServerError(e) => Some(super::error::conn_err(e.clone().into())),
-        _ => None,
-    };
-    if let Some(e) = error(&values).or_else(|| error(&gens)) {
-        return Err(e);
-    }
-    let values: Vec<Option<Vec<u8>>> = redis::FromRedisValue::from_redis_value(values)
-        .map_err(|e| BackendError::Other(e.to_string()))?;
-    let (g_scope, g_type): Generations = redis::FromRedisValue::from_redis_value(gens)
-        .map_err(|e| BackendError::Other(e.to_string()))?;
-    Ok((values, parse_pair(&g_scope, &g_type), opted_in))
-}
-
-/// What [`fetch_checked`] read, as a backend value.
-pub(crate) fn fetched_checked(replies: Vec<Value>) -> Result<Fetched, BackendError> {
-    let [value, gens]: [Value; 2] = replies.try_into().map_err(|r: Vec<_>| {
-        BackendError::Other(format!("pipeline answered {} replies, not 2", r.len()))
-    })?;
-    let value = match value {
-        Value::Nil => None,
-        Value::BulkString(bytes) => Some(Bytes::from(bytes)),
-        Value::ServerError(e) if e.code() == "WRONGTYPE" => return Err(BackendError::WrongType),
-        other => {
-            return Err(BackendError::Other(format!(
-                "unexpected reply to GET: {other:?}"
-            )));
-        }
-    };
-    let (g_scope, g_type): Generations = redis::FromRedisValue::from_redis_value(gens)
-        .map_err(|e| BackendError::Other(e.to_string()))?;
-    Ok(Fetched {
-        value,
-        generations: parse_pair(&g_scope, &g_type),
-    })
-}
-
-/// What [`fetch_checked`] with `opt_in` read, and whether the server agreed to announce the generations' next
-/// change (a user made before `CLIENT CACHING` was among its commands is refused it: its generations are then
-/// read again with every hit, until `tenant acl` applies its rules anew).
-pub(crate) fn fetched_opted_in(mut replies: Vec<Value>) -> Result<(Fetched, bool), BackendError> {
-    if replies.len() != 3 {
-        return Err(BackendError::Other(format!(
-            "pipeline answered {} replies, not 3",
-            replies.len()
-        )));
-    }
-    let caching = replies.remove(1);
-    Ok((fetched_checked(replies)?, opted_in(&caching)))
-}
-
-/// Whether `CLIENT CACHING YES` was accepted.
-fn opted_in(reply: &Value) -> bool {
-    matches!(reply, Value::Okay) || matches!(reply, Value::SimpleString(s) if s == "OK")
 }
 
 /// [`set`] on a connection that tracks the keys it opts in to: the generations are read after
