@@ -51,14 +51,7 @@ pub(crate) async fn fetch_checked<C: ConnectionLike + Send>(
 ) -> RedisResult<Vec<Value>> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors().cmd("GET").arg(key);
-    if opt_in {
-        pipe.cmd("CLIENT").arg("CACHING").arg("YES");
-    }
-    pipe.cmd("MGET")
-        .arg(generations.scope())
-        .arg(generations.cache_type())
-        .query_async(conn)
-        .await
+    with_generations(pipe, conn, generations, opt_in).await
 }
 
 /// `MGET` of entries that share `generations`, and `MGET` of those generations in the same round trip (after
@@ -71,6 +64,16 @@ pub(crate) async fn fetch_many<C: ConnectionLike + Send>(
 ) -> RedisResult<Vec<Value>> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors().cmd("MGET").arg(keys);
+    with_generations(pipe, conn, generations, opt_in).await
+}
+
+/// Sends `pipe` with the generations read at its end — after `CLIENT CACHING YES` when `opt_in`.
+async fn with_generations<C: ConnectionLike + Send>(
+    mut pipe: redis::Pipeline,
+    conn: &mut C,
+    generations: &GenerationKeys,
+    opt_in: bool,
+) -> RedisResult<Vec<Value>> {
     if opt_in {
         pipe.cmd("CLIENT").arg("CACHING").arg("YES");
     }
