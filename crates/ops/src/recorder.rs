@@ -278,7 +278,13 @@ async fn run(
     mut stop: watch::Receiver<Option<Duration>>,
     mut forget: mpsc::UnboundedReceiver<Forget>,
 ) {
-    let mut interval = tokio::time::interval(options.flush_interval);
+    // The first flush one interval from now, not at once: at start there is nothing worth a transaction, and a
+    // process's start-up writes belong to its first window's flush (a serve test once saw its start-up sets
+    // flushed at once, racing the interval's immediate first tick).
+    let mut interval = tokio::time::interval_at(
+        tokio::time::Instant::now() + options.flush_interval,
+        options.flush_interval,
+    );
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state = State {
         store,
