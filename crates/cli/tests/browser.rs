@@ -241,7 +241,11 @@ async fn the_dashboard_draws_the_seeded_data_filters_updates_and_shows_nothing_w
         .until("document.body.dataset.refreshes >= 1", "the first refresh")
         .await;
 
-    // Every chart is drawn from the seeded data (24 hours: hourly points, 24 or 25 of them).
+    // Every chart is drawn from the seeded data (24 hours: hourly points, 24 or 25 of them — 23 when the data was
+    // seeded just before an hour began and the page asked just after: the hour just begun holds no row yet, and
+    // the first hour of the range starts after the last seeded row of its hour).
+    // (Until session 38 the server's start-up flush always put a row in the current hour; it flushes after its
+    // first interval now, and a fresh-clone run at 05:00:00 drew 23.)
     for chart in [
         "chart-hit-ratio",
         "chart-latency",
@@ -257,7 +261,7 @@ async fn the_dashboard_draws_the_seeded_data_filters_updates_and_shows_nothing_w
             ))
             .await;
         assert!(
-            (24..=25).contains(&drawn[0].as_u64().unwrap()) && drawn[1].as_u64().unwrap() >= 1,
+            (23..=25).contains(&drawn[0].as_u64().unwrap()) && drawn[1].as_u64().unwrap() >= 1,
             "{chart}: {drawn}"
         );
         assert!(drawn[2].as_u64().unwrap() >= 2, "{chart} legend: {drawn}");
