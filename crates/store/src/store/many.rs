@@ -18,6 +18,10 @@ use super::{
 };
 use crate::{StoreError, WriteOutcome, codec};
 
+/// Writes of one `set_many` in flight at once: enough to fill a pipeline, few enough that none waits past its
+/// command timeout behind the others.
+const SET_MANY_IN_FLIGHT: usize = 32;
+
 /// One key of a batch still to be read from the backend.
 struct Wanted<'l> {
     /// Its place in the answer.
@@ -154,8 +158,8 @@ impl Store {
         .await
     }
 
-    /// Stores `entries` (one scope, one cache type) with the type's TTL, concurrently: on Redis the hot path's
-    /// auto-pipelining sends writes that are ready together as one pipeline. Each entry is written — and
+    /// Stores `entries` (one scope, one cache type) with the type's TTL, concurrently (32 at a time): on Redis
+    /// the hot path's auto-pipelining sends writes that are ready together as one pipeline. Each entry is written — and
     /// refused, quota-checked and counted — as [`Store::set`] writes it; the outcomes come in the order of
     /// `entries`.
     ///
@@ -167,13 +171,17 @@ impl Store {
         cache_type: &CacheType,
         entries: &[(&str, &T)],
     ) -> Result<Vec<WriteOutcome>, StoreError> {
+        use futures_util::StreamExt;
         let scope = scope.as_scope();
         let writes = entries
             .iter()
             .map(|(key, value)| self.set_with(scope, cache_type, key, *value, Write::default()));
-        futures_util::future::join_all(writes)
-            .await
-            .into_iter()
+        // At most `SET_MANY_IN_FLIGHT` at once: a batch of thousands is not thousands of writes racing one
+        // command timeout.
+        let outcomes: Vec<Result<WriteOutcome, StoreError>> = futures_util::stream::iter(writes)
+            .buffered(SET_MANY_IN_FLIGHT)
             .collect()
+            .await;
+        outcomes.into_iter().collect()
     }
 }
