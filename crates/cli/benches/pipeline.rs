@@ -22,9 +22,15 @@
 //!    in a fresh data folder) and off, against the floor `fernando-cache --version` (starting the binary at all).
 //!    Goal: under 10 ms with statistics on.
 //!
+//! 7. The main job's all-hit path (issue 32, item 2): `fernando-cache process` of an inbox of 3 000 and of 30 000
+//!    invoice texts already cached (statistics off, whole-process wall time), paired run by run with its floor —
+//!    `sha256sum` of the same files plus as many `GET`s pipelined 100 at a time by `redis-benchmark`, of a value
+//!    as long as a stored document entry — and the first-time path (every document a miss, a fresh tenant each
+//!    run). Goal: all hits within 2× the floor. `BENCH_INBOX` (comma-separated sizes) changes the inboxes.
+//!
 //! Environment: `BENCH_SECS` (HTTP window, default 2), `BENCH_REPEATS` (window pairs, default 3), `BENCH_SMOKE`
 //! (see the testkit's `bench` module: fewer calls, a 1 s warming run, a 2-page scan), `BENCH_ONLY`
-//! (comma-separated sections: `hit`, `http`, `warming`, `scan`, `startup`, `policies`).
+//! (comma-separated sections: `hit`, `http`, `warming`, `scan`, `startup`, `policies`, `inbox`).
 
 use std::{
     process::{Command, Stdio},
@@ -438,10 +444,13 @@ async fn main() {
     if enabled("policies") {
         warming_policies();
     }
+    if enabled("inbox") {
+        inbox(&redis);
+    }
 }
 
 /// Whether `section` runs: every one, unless `BENCH_ONLY` (comma-separated: `hit`, `http`, `warming`, `scan`,
-/// `startup`, `policies`) names others.
+/// `startup`, `policies`, `inbox`) names others.
 fn enabled(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -449,33 +458,17 @@ fn enabled(section: &str) -> bool {
 /// Section 6: what one `process` run costs from `exec` to exit, with and without the statistics database.
 fn startup(url: &str) {
     let runs: usize = scaled(41, 3);
-    // The release binary `cargo xtask bench` builds (what users run); the bench profile's own build carries
-    // debug info, five times the size and slower to start.
-    let binary = std::env::var("FERNANDO_CACHE_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fernando-cache").to_owned());
+    let binary = release_binary();
     let home = tempfile::tempdir().unwrap();
     let doc = home.path().join("invoice.txt");
     std::fs::write(&doc, invoice(1)).unwrap();
     let data = home.path().join("data");
-    let time = |args: &[&str], stats: bool| -> Vec<Duration> {
-        let run = || {
-            let started = Instant::now();
-            let status = Command::new(&binary)
-                .args(args)
-                .env("HOME", home.path())
-                .env("FERNANDO_CACHE__STATISTICS__ENABLED", stats.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "{args:?}: {status}");
-            started.elapsed()
-        };
-        // The first run caches the document and makes the database; the rest are what a user repeats.
-        run();
-        let mut all: Vec<Duration> = (0..runs).map(|_| run()).collect();
-        all.sort();
-        all
+    let run = |args: &[&str], stats: bool| {
+        let mut c = Command::new(&binary);
+        c.args(args)
+            .env("HOME", home.path())
+            .env("FERNANDO_CACHE__STATISTICS__ENABLED", stats.to_string());
+        timed(c)
     };
     let data_dir = data.display().to_string();
     let doc = doc.display().to_string();
@@ -487,11 +480,7 @@ fn startup(url: &str) {
         &data_dir,
         doc.as_str(),
     ];
-    println!(
-        "## start-up: one cached document through `fernando-cache process` ({runs} runs each)\n"
-    );
-    println!("| run | p50 | p90 |\n|---|---|---|");
-    for (label, args, stats) in [
+    let rows = [
         (
             "floor: `fernando-cache --version`",
             &["--version"][..],
@@ -503,12 +492,138 @@ fn startup(url: &str) {
             &process[..],
             true,
         ),
-    ] {
-        let t = time(args, stats);
+    ];
+    // The first runs cache the document and make the database; the rest are what a user repeats, the three
+    // kinds taken in turn so that the machine's drift falls on all of them alike.
+    for (_, args, stats) in rows {
+        run(args, stats);
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); rows.len()];
+    for _ in 0..runs {
+        for ((_, args, stats), t) in rows.iter().zip(&mut times) {
+            t.push(run(args, *stats));
+        }
+    }
+    println!(
+        "## start-up: one cached document through `fernando-cache process` ({runs} runs each, in turn)\n"
+    );
+    println!("| run | p50 | p90 |\n|---|---|---|");
+    for ((label, _, _), mut t) in rows.into_iter().zip(times) {
+        t.sort();
         println!(
             "| {label} | {:.1} ms | {:.1} ms |",
             pct(&t, 0.5),
             pct(&t, 0.9)
+        );
+    }
+    println!();
+}
+
+/// The release binary `cargo xtask bench` builds (what users run); the bench profile's own build carries debug
+/// info, five times the size and slower to start.
+fn release_binary() -> String {
+    std::env::var("FERNANDO_CACHE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fernando-cache").to_owned())
+}
+
+/// How long `command` takes from spawn to exit; it must succeed.
+fn timed(mut command: Command) -> Duration {
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{command:?}: {status}");
+    started.elapsed()
+}
+
+/// Section 7: `process` of an inbox already cached against its floor, and the same inbox's first time.
+fn inbox(redis: &RedisServer) {
+    let sizes: Vec<usize> = std::env::var("BENCH_INBOX").map_or_else(
+        |_| scaled(vec![3_000, 30_000], vec![100]),
+        |v| v.split(',').map(|n| n.trim().parse().unwrap()).collect(),
+    );
+    let runs = repeats_or(7);
+    let binary = release_binary();
+    let url = redis.url();
+    println!(
+        "## the main job: `process` of an inbox already cached vs its floor ({runs} paired runs)\n"
+    );
+    println!(
+        "| documents | floor: sha256sum + pipelined GETs (p50) | `process`, all hits (p50) | ratio (median of pairs) \
+         | first time, all misses (p50) |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for n in sizes {
+        let home = tempfile::tempdir().unwrap();
+        let folder = home.path().join("inbox");
+        std::fs::create_dir(&folder).unwrap();
+        let names: Vec<String> = (0..n as u64)
+            .map(|i| {
+                let name = format!("invoice-{i:06}.txt");
+                std::fs::write(folder.join(&name), invoice(i)).unwrap();
+                name
+            })
+            .collect();
+        let process = |tenant: &str| {
+            let mut c = Command::new(&binary);
+            c.args(["--redis-url", &url, "process", "--tenant", tenant])
+                .arg(&folder)
+                .env("HOME", home.path())
+                .env("FERNANDO_CACHE__STATISTICS__ENABLED", "false");
+            c
+        };
+        // The first time: every document a miss, under a tenant of its own each run; the first run's tenant
+        // is the one whose cached inbox the hit runs read.
+        let mut first: Vec<Duration> = (0..scaled(3, 1))
+            .map(|r| timed(process(&format!("first-{n}-{r}"))))
+            .collect();
+        first.sort();
+        let cached = format!("first-{n}-0");
+        // The floor's GETs read a value as long as a stored document entry.
+        let entry = redis
+            .cli(&["SCAN", "0", "MATCH", "*doc_hash*", "COUNT", "1000000"])
+            .unwrap();
+        let key = entry
+            .lines()
+            .nth(1)
+            .expect("a stored document entry")
+            .to_owned();
+        let len: usize = redis
+            .cli(&["STRLEN", &key])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        redis
+            .command(&["SET", "key:__rand_int__", &"x".repeat(len)])
+            .unwrap();
+        let floor = || {
+            let mut hash = Command::new("sha256sum");
+            hash.args(&names).current_dir(&folder);
+            let mut gets = Command::new(fernando_cache_testkit::redis_benchmark_binary());
+            gets.args(["-p", &redis.port().to_string(), "-n", &n.to_string()])
+                .args(["-P", "100", "-c", "1", "-t", "get", "-q"]);
+            timed(hash) + timed(gets)
+        };
+        let (mut floors, mut hits, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        timed(process(&cached));
+        for _ in 0..runs {
+            let (f, h) = (floor(), timed(process(&cached)));
+            ratios.push(h.as_secs_f64() / f.as_secs_f64());
+            floors.push(f);
+            hits.push(h);
+        }
+        floors.sort();
+        hits.sort();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "| {n} | {:.1} ms | {:.1} ms | {:.2}× | {:.1} ms |",
+            pct(&floors, 0.5),
+            pct(&hits, 0.5),
+            ratios[ratios.len() / 2],
+            pct(&first, 0.5)
         );
     }
     println!();

@@ -100,33 +100,17 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<String> {
     let migrate = settings.statistics.run_migrations_at_start;
     let check = url.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut db = Db::open(&check)?;
+        let mut db = Db::reuse(&check)?;
         if migrate {
             run_pending(&mut db)?;
         }
-        keep_open(db);
+        // Kept for the read history and the recorder, which would otherwise open the file again.
+        db.put_back(&check);
         Ok(())
     })
     .await
     .context("database task")??;
     Ok(url)
-}
-
-/// Keeps one connection to the statistics database open for the rest of the process. SQLite checkpoints its
-/// write-ahead log and deletes it when a file's last connection closes, and the next open makes it again: a
-/// one-document `process` opened the file three times (migrations, the read history, the recorder) and spent a
-/// third of its wall time so (issue 32, item 4). With one connection held, the others find the log in place;
-/// it is checkpointed as it grows (SQLite's automatic checkpoints), and a process that ends leaves it for the
-/// next, which reads it back as SQLite always does. PostgreSQL connections are not kept.
-fn keep_open(db: Db) {
-    static KEPT: std::sync::Mutex<Vec<Db>> = std::sync::Mutex::new(Vec::new());
-    if db.kind() == fernando_cache_models::DbKind::Sqlite {
-        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-        // One per database is enough; a process opens one or two.
-        if kept.len() < 4 {
-            kept.push(db);
-        }
-    }
 }
 
 /// Starts the recorder for `store` when statistics are enabled; a database that cannot be opened is a warning,

@@ -201,3 +201,52 @@ fn process_help_lists_the_file_types() {
         assert!(help.contains(needle), "{needle} in:\n{help}");
     }
 }
+
+/// A walked folder's documents come in the order of a walk visiting each folder's entries by name (byte order),
+/// a folder's documents where its name falls — across more than one batch of lookups, and for the paths given in
+/// the order given.
+#[test]
+fn documents_are_answered_in_the_order_of_a_walk_by_name_and_paths_in_the_order_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(inbox.join("a")).unwrap();
+    for name in ["b.txt", "a-b.txt", "A.txt", "a/x.txt", "a/w.txt"] {
+        std::fs::write(inbox.join(name), format!("Invoice number: {name}\n")).unwrap();
+    }
+    // Many documents in one folder: more than one batch, answered in their places.
+    std::fs::create_dir_all(inbox.join("many")).unwrap();
+    for i in 0..300 {
+        std::fs::write(
+            inbox.join(format!("many/{i:03}.txt")),
+            format!("Invoice number: M-{i}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("first.txt"), INVOICE).unwrap();
+    let (code, report, stderr) = process_json(dir.path(), &["inbox", "first.txt"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut expected: Vec<String> = [
+        "inbox/A.txt",
+        "inbox/a/w.txt",
+        "inbox/a/x.txt",
+        "inbox/a-b.txt",
+        "inbox/b.txt",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.extend((0..300).map(|i| format!("inbox/many/{i:03}.txt")));
+    expected.push("first.txt".into());
+    assert_eq!(paths(&report), expected);
+    // Each answer is its own document's.
+    for d in report["documents"].as_array().unwrap() {
+        let path = d["path"].as_str().unwrap();
+        let text = d["text"].as_str().unwrap_or_default();
+        if let Some(i) = path
+            .strip_prefix("inbox/many/")
+            .and_then(|n| n.strip_suffix(".txt"))
+        {
+            let i: u32 = i.parse().unwrap();
+            assert!(text.contains(&format!("M-{i}")), "{path}: {text}");
+        }
+    }
+}

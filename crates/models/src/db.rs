@@ -60,6 +60,12 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// SQLite connections put back for reuse, with their URLs ([`Db::put_back`]).
+static IDLE: std::sync::Mutex<Vec<(String, Db)>> = std::sync::Mutex::new(Vec::new());
+
+/// Most connections kept idle: a process uses one or two databases.
+const MAX_IDLE: usize = 4;
+
 impl Db {
     /// Opens a connection to the database `url` names. SQLite files get WAL mode and a busy timeout; a missing
     /// file and its missing folders are created the owner's alone (`0600`, `0700`: the rows name tenants and
@@ -98,6 +104,37 @@ impl Db {
                 .map_err(|e| fail(e.to_string()))?;
                 Ok(Db::Sqlite(conn))
             }
+        }
+    }
+
+    /// A connection to `url`: one this process put back ([`Db::put_back`]) when there is one, else a new one
+    /// ([`Db::open`]).
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn reuse(url: &str) -> Result<Db, ModelError> {
+        let idle = {
+            let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+            idle.iter()
+                .position(|(u, _)| u == url)
+                .map(|i| idle.swap_remove(i).1)
+        };
+        idle.map_or_else(|| Db::open(url), Ok)
+    }
+
+    /// Keeps a SQLite connection to `url` open for this process's next [`Db::reuse`] (a few at most; others, and
+    /// PostgreSQL connections, are closed). SQLite checkpoints its write-ahead log and deletes it when a file's
+    /// last connection closes, and the next open makes it again: a one-document `process` opened its statistics
+    /// three times (migrations, the read history, the recorder) and spent a third of its wall time so (issue 32,
+    /// item 4). A connection kept is never closed: the process's end leaves the log for the next process, which
+    /// reads it back as SQLite always does.
+    pub fn put_back(self, url: &str) {
+        if self.kind() != DbKind::Sqlite {
+            return;
+        }
+        let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((url.to_owned(), self));
         }
     }
 
@@ -228,6 +265,39 @@ mod tests {
         assert!(!err.contains("pw@"), "{err}");
         assert_eq!(describe_url("sqlite:///srv/x.sqlite3"), "/srv/x.sqlite3");
         assert!(!describe_url("postgres://app:pw@h/db").contains("pw"));
+    }
+
+    #[test]
+    fn a_connection_put_back_is_the_one_reused_for_its_url_only() {
+        use diesel::{RunQueryDsl, connection::SimpleConnection, sql_query};
+        let dir = tempfile::tempdir().unwrap();
+        let (url, other) = (
+            format!("sqlite://{}", dir.path().join("a.db").display()),
+            format!("sqlite://{}", dir.path().join("b.db").display()),
+        );
+        let Db::Sqlite(mut first) = Db::open(&url).unwrap() else {
+            panic!("a SQLite URL opened something else")
+        };
+        // A temporary table lives in its connection alone: seeing it again means the same connection.
+        first
+            .batch_execute("CREATE TEMP TABLE mark (x INTEGER)")
+            .unwrap();
+        Db::Sqlite(first).put_back(&url);
+        let seen = |db: Db| {
+            let Db::Sqlite(mut c) = db else {
+                unreachable!()
+            };
+            sql_query("SELECT x FROM temp.mark").execute(&mut c).is_ok()
+        };
+        assert!(
+            !seen(Db::reuse(&other).unwrap()),
+            "another URL gets its own"
+        );
+        assert!(seen(Db::reuse(&url).unwrap()), "the one put back is reused");
+        assert!(
+            !seen(Db::reuse(&url).unwrap()),
+            "and taken: the next is new"
+        );
     }
 
     #[cfg(unix)]

@@ -357,6 +357,12 @@ async fn run(
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+    // The connection stays open for whatever of this process writes next (closing a SQLite file's last
+    // connection checkpoints and deletes its log, which the next open makes again).
+    let kept = state.db.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(db) = kept {
+        db.put_back(&state.options.database_url);
+    }
 }
 
 impl State {
@@ -408,7 +414,7 @@ impl State {
                 let mut slot = db.lock().unwrap_or_else(|p| p.into_inner());
                 let written = (|| {
                     if slot.is_none() {
-                        *slot = Some(Db::open(&url)?);
+                        *slot = Some(Db::reuse(&url)?);
                     }
                     let conn = slot.as_mut().expect("connection was just opened");
                     apply_flush(conn, &batch)

@@ -132,8 +132,16 @@ pub async fn flush_accesses(processor: &DocumentProcessor, url: &str, warming: &
         })
         .collect();
     let u = url.to_owned();
-    if let Err(e) =
-        blocking(move || Db::open(&u).and_then(|mut db| record_accesses(&mut db, &rows))).await
+    if let Err(e) = blocking(move || {
+        let mut db = Db::reuse(&u)?;
+        let written = record_accesses(&mut db, &rows);
+        // Put back only when it worked: a failed connection may be the broken part.
+        if written.is_ok() {
+            db.put_back(&u);
+        }
+        written
+    })
+    .await
     {
         // One transaction, so nothing of it was written (unless the commit succeeded and only its reply was
         // lost: then these reads count twice, which only ranks a document higher for warming). They wait for

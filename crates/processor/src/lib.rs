@@ -34,6 +34,7 @@
 //! ```
 
 mod access;
+mod batch;
 mod document;
 pub mod document_helpers;
 mod engine;
@@ -46,6 +47,7 @@ mod telemetry;
 mod warm;
 
 pub use access::{AccessRecord, MAX_PENDING_READS};
+pub use batch::FileOutcome;
 pub use document::DocumentKind;
 pub use engine::{
     EngineError, EngineId, ExtractedFields, Extraction, FieldExtractor, TextEngine, TokenUsage,

@@ -88,6 +88,15 @@ pub struct Stages {
     pub extraction: StageOutcome,
 }
 
+impl Stages {
+    /// The whole document answered from the cache: every stage a hit.
+    pub const HIT: Stages = Stages {
+        document: StageOutcome::Hit,
+        ocr: StageOutcome::Hit,
+        extraction: StageOutcome::Hit,
+    };
+}
+
 /// What the pipeline stores for a document (`doc_hash`) and answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentResult {

@@ -45,7 +45,7 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     text_engines: Vec<Arc<dyn TextEngine>>,
     extractor: Arc<dyn FieldExtractor>,
-    max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Most bytes of text one document may have, from any engine.
     max_text_bytes: usize,
     /// Longest one document's text may take to read, all its pages together (`processor.document_timeout`).
@@ -217,7 +217,10 @@ impl DocumentProcessor {
         self.shared.telemetry.snapshot()
     }
 
-    fn engine_for(&self, kind: DocumentKind) -> Result<&Arc<dyn TextEngine>, ProcessError> {
+    pub(crate) fn engine_for(
+        &self,
+        kind: DocumentKind,
+    ) -> Result<&Arc<dyn TextEngine>, ProcessError> {
         self.shared
             .text_engines
             .iter()
@@ -225,7 +228,7 @@ impl DocumentProcessor {
             .ok_or(ProcessError::NoEngine(kind))
     }
 
-    fn document_key(&self, fp: &DocumentFingerprint, engine: &dyn TextEngine) -> String {
+    pub(crate) fn document_key(&self, fp: &DocumentFingerprint, engine: &dyn TextEngine) -> String {
         DocumentKeys::new(fp).result(
             &engine.id().to_string(),
             &self.shared.extractor.id().to_string(),
@@ -301,41 +304,24 @@ impl DocumentProcessor {
     /// # Errors
     /// [`ProcessError`] for this document.
     pub async fn process_file(&self, path: &Path) -> Result<ProcessedDocument, ProcessError> {
-        let io = |e: std::io::Error| ProcessError::Io(format!("{}: {e}", path.display()));
-        // Refused before reading when the file is already too large; the read itself is bounded too, since the
-        // file may grow in between.
-        let claimed = tokio::fs::metadata(path).await.map_err(io)?.len();
-        self.check_size(claimed)?;
-        let limit = self.shared.max_bytes;
-        let p = path.to_owned();
-        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            use std::io::Read;
-            let file = std::fs::File::open(&p)?;
-            let expected = usize::try_from(claimed.min(limit)).unwrap_or(0);
-            let mut bytes = Vec::with_capacity(expected.saturating_add(1));
-            file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-            Ok(bytes)
-        })
-        .await
-        .map_err(|e| ProcessError::Io(e.to_string()))?
-        .map_err(io)?;
-        let size = bytes.len() as u64;
-        self.check_size(size)?;
-        let by_extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .and_then(DocumentKind::from_extension);
-        let head = &bytes[..bytes.len().min(crate::document::SNIFFED_BYTES)];
-        let kind = crate::document::sniff_head(head)
-            .or(by_extension)
-            .ok_or_else(|| {
-                ProcessError::UnknownKind(format!(
-                    " of {}: {}",
-                    path.display(),
-                    crate::document::describe_unsupported(head)
-                ))
-            })?;
-        let fp = DocumentFingerprint::of_bytes(&bytes);
+        let (p, limit) = (path.to_owned(), self.shared.max_bytes);
+        let file = tokio::task::spawn_blocking(move || crate::batch::read_file(&p, limit))
+            .await
+            .map_err(|e| ProcessError::Io(e.to_string()))??;
+        self.process_read(file).await
+    }
+
+    /// The pipeline over a file already read and fingerprinted.
+    pub(crate) async fn process_read(
+        &self,
+        file: crate::batch::ReadFile,
+    ) -> Result<ProcessedDocument, ProcessError> {
+        let crate::batch::ReadFile {
+            fp,
+            kind,
+            size,
+            bytes,
+        } = file;
         self.run(fp, kind, size, None, move || async move { Ok(bytes) })
             .await
     }
@@ -528,12 +514,22 @@ impl DocumentProcessor {
                 extraction: extracting.outcome(),
             }
         } else {
-            Stages {
-                document: StageOutcome::Hit,
-                ocr: StageOutcome::Hit,
-                extraction: StageOutcome::Hit,
-            }
+            Stages::HIT
         };
+        Ok(self.finish(tenant, (&fp, &doc_key), result, stages, start))
+    }
+
+    /// A document's answer, with what it saved counted in the telemetry, the cost recorder and the access
+    /// history: the one account every path to an answer keeps, a batch's hits as one document's.
+    pub(crate) fn finish(
+        &self,
+        tenant: &TenantId,
+        (fp, doc_key): (&DocumentFingerprint, &str),
+        result: DocumentResult,
+        stages: Stages,
+        start: Instant,
+    ) -> ProcessedDocument {
+        let shared = &self.shared;
         // What fresh hits saved, as the stages recorded it (a stale answer saved no spending: its computation
         // ran or failed). A whole-document hit saves the cost its result was computed with.
         let saved_cost = if stages.document == StageOutcome::Hit {
@@ -577,12 +573,16 @@ impl DocumentProcessor {
                 "document stage"
             );
         }
-        t.document(kind, size, stages.document == StageOutcome::Hit);
+        t.document(
+            result.kind,
+            result.size,
+            stages.document == StageOutcome::Hit,
+        );
         if self.track_reads {
-            shared.hot.touch(tenant, &doc_key);
-            shared.access.record(tenant, &doc_key, &fp, result.cost());
+            shared.hot.touch(tenant, doc_key);
+            shared.access.record(tenant, doc_key, fp, result.cost());
         }
-        Ok(ProcessedDocument {
+        ProcessedDocument {
             result,
             stages,
             time_saved: saved,
@@ -590,6 +590,6 @@ impl DocumentProcessor {
             elapsed: start.elapsed(),
             detected_type: None,
             warnings: Vec::new(),
-        })
+        }
     }
 }

@@ -116,6 +116,16 @@ pub(crate) fn redis_cli_binary() -> PathBuf {
     PathBuf::from("redis-cli")
 }
 
+/// `redis-benchmark` beside `redis-server` (both come with Redis), else from PATH: a bench's floor of pipelined
+/// commands.
+pub fn redis_benchmark_binary() -> PathBuf {
+    let beside = redis_server_binary().with_file_name("redis-benchmark");
+    if beside.is_file() {
+        return beside;
+    }
+    PathBuf::from("redis-benchmark")
+}
+
 /// Runs one command through `redis-cli --raw` against a node (which prints arrays one element a line).
 pub(crate) fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
     let out = Command::new(redis_cli_binary())
@@ -419,6 +429,14 @@ impl RedisServer {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+    }
+
+    /// Runs one command through `redis-cli --raw`: the reply as text, an array one element a line.
+    ///
+    /// # Errors
+    /// When `redis-cli` cannot be run or reports an error.
+    pub fn cli(&self, args: &[&str]) -> std::io::Result<String> {
+        cli(self.port, args)
     }
 
     /// Sends one command in RESP and returns the raw reply text (enough for tests and setup).

@@ -4,6 +4,7 @@
 mod daily_trace;
 mod support;
 
+mod batches;
 mod engines;
 mod fail_safe;
 mod files;
