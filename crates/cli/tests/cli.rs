@@ -669,3 +669,103 @@ fn tenant_acl_prints_and_applies_an_acl_tenants_redis_user() {
     let out = run_env(&url, &env, &["tenant", "acl", "--tenant", "globex"], b"");
     assert_one_line_error(&out, "runs namespace isolation");
 }
+
+/// `cache train-dictionary` (issue 32, item 3): trained from the values other processes wrote, run by two
+/// processes at once; a value written afterwards by another process is stored far smaller, and every value —
+/// written before or after — reads back as written.
+#[test]
+fn train_dictionary_in_two_processes_at_once_then_later_values_are_smaller_and_all_read_back() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let answer = |i: u32| {
+        format!(
+            "{{\"status\":\"ok\",\"request_id\":\"req-{:08x}\",\"customer\":\"ACME Office Supplies GmbH\",\
+             \"total\":{{\"amount\":\"{}.{:02}\",\"currency\":\"EUR\"}},\"terms\":\"Zahlbar innerhalb von 14 \
+             Tagen ohne Abzug\",\"items\":[{{\"sku\":\"DP-A4-{}\",\"quantity\":{}}}]}}",
+            i.wrapping_mul(2_654_435_761),
+            100 + i % 900,
+            i % 100,
+            i % 7,
+            i % 50 + 1
+        )
+    };
+    fn at(key: &str) -> Vec<&str> {
+        vec!["--tenant", "acme", "--type", "api_response", "--key", key]
+    }
+    for i in 0..40 {
+        let out = run(
+            &url,
+            &args("set", &at(&format!("k-{i}"))),
+            answer(i).as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let train = || {
+        Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+            .args(["--env", "test", "--redis-url", &url])
+            .args([
+                "cache",
+                "train-dictionary",
+                "--tenant",
+                "acme",
+                "--type",
+                "api_response",
+            ])
+            .env_remove("FERNANDO_CACHE_ENV")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run fernando-cache")
+    };
+    let (first, second) = (train(), train());
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("trained on 40 values"), "{said}");
+        assert!(said.contains("current in 1 group"), "{said}");
+    }
+    let out = run(&url, &args("set", &at("after")), answer(1_000).as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = |key: &str| -> usize {
+        let found = server
+            .cli(&[
+                "SCAN",
+                "0",
+                "MATCH",
+                &format!("*api_response:{key}"),
+                "COUNT",
+                "1000",
+            ])
+            .unwrap();
+        let full = found.lines().nth(1).expect("the key is stored").to_owned();
+        server
+            .cli(&["STRLEN", &full])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (before, after) = (stored("k-7"), stored("after"));
+    assert!(
+        after * 2 < before,
+        "{after} bytes after training, {before} before"
+    );
+    for (key, i) in [("k-7", 7), ("k-39", 39), ("after", 1_000)] {
+        let out = run(&url, &args("get", &at(key)), b"");
+        assert_eq!(out.status.code(), Some(0), "{key}");
+        assert_eq!(out.stdout, answer(i).as_bytes(), "{key}");
+    }
+}

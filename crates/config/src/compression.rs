@@ -18,6 +18,10 @@ pub struct CompressionSettings {
     pub level: i32,
     /// Largest decoded value accepted, 1 KiB to 1 GiB; bigger claims are treated as corrupt entries.
     pub max_decoded_bytes: usize,
+    /// Train a zstd dictionary per entry group (a scope and cache type) once it has written enough small
+    /// values, and compress its small values with it (design 0025). Off: nothing is sampled or trained; values
+    /// written with a dictionary are still read.
+    pub dictionaries: bool,
 }
 
 impl CompressionSettings {

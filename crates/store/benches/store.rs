@@ -13,14 +13,16 @@
 //! - the peer: the `cached` crate's `AsyncRedisCache` get and set on the same values;
 //! - the memory backend's hit vs a bare moka `get`;
 //! - `get_many` of 100 hits vs a raw redis-rs pipeline of the same 100 `GET`s, and vs a raw `MGET` of them (with
-//!   the bare zstd decompress of each value the store compressed).
+//!   the bare zstd decompress of each value the store compressed);
+//! - compression dictionaries (`dictionary`, design 0025): small values of three kinds stored by a store without
+//!   dictionaries (today) and by one whose group trained its dictionary — stored bytes, hits and writes.
 //!
 //! The store is the production profile's with sealing off (`encryption.document_data = false`): the baselines
 //! read the stored bytes raw and decompress them, which ciphertext cannot be, and what sealing costs is measured
 //! on its own (`cargo xtask bench http`, the edge bench's section 3).
 //!
 //! Environment: `BENCH_SECS` (per window, default 0.3), `BENCH_REPEATS` (window pairs, default 10), `BENCH_ONLY` (a comma
-//! list of `get,many,compressed,set,peer,memory`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
+//! list of `get,many,compressed,set,peer,memory,dictionary`; default all), `BENCH_SIZES` / `BENCH_TASKS` (comma lists),
 //! `BENCH_CONNECTIONS` (multiplexed connections, the same on both sides; default 2), `BENCH_AUTO_PIPELINE`
 //! (the store's `redis.auto_pipeline`; default true), `BENCH_SMOKE` (see the testkit's `bench` module).
 
@@ -47,6 +49,9 @@ use fernando_cache_testkit::{
     bench::{pair, repeats, secs, smoke},
 };
 use redis::aio::MultiplexedConnection;
+
+#[path = "store/dictionaries.rs"]
+mod dictionaries;
 
 const SIZES: [(usize, &str); 3] = [(100, "100 B"), (4096, "4 KB"), (65536, "64 KB")];
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -510,6 +515,12 @@ async fn main() {
         }
     }
 
+    let dictionary_rows = if enabled("dictionary") {
+        dictionaries::run(&server, &raw).await
+    } else {
+        Vec::new()
+    };
+
     // In-process: the memory backend vs a bare moka cache holding the same strings.
     let mem_settings = Settings::embedded(Environment::Test).unwrap();
     let mem = Store::from_settings(&mem_settings).unwrap();
@@ -582,5 +593,11 @@ async fn main() {
         "moka get",
         "store get",
         &mem_rows,
+    );
+    print_rows(
+        "Compression dictionaries: small values with their group's trained dictionary vs without (today)",
+        "today",
+        "dictionary",
+        &dictionary_rows,
     );
 }

@@ -69,7 +69,7 @@ pub use metrics::{
 pub use store::{
     Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Erasure, ExportCursor,
     ExportPage, HeldEntry, Invalidation, InvalidationStrategy, Isolations, QuotaUsage,
-    RefreshClaim, RequestQuota, Served, Store, Target, Write, WriteOutcome,
+    RefreshClaim, RequestQuota, Served, Store, Target, TrainedDictionary, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -146,6 +146,19 @@ impl CacheKey {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The key of another entry of this entry's group — its scope, cache type and (for a sharded tenant)
+    /// shard — under `specific` (escaped as any specific key): an entry kept beside the ones it serves, in their
+    /// hash slot, under their generations.
+    pub fn sibling(&self, specific: &str) -> CacheKey {
+        let group = KeyBuilder::group_of(&self.0);
+        let specific = escape_segment(specific);
+        let mut key = String::with_capacity(group.len() + 1 + specific.len());
+        key.push_str(group);
+        key.push(':');
+        key.push_str(&specific);
+        CacheKey(key)
+    }
 }
 
 impl fmt::Display for CacheKey {

@@ -57,6 +57,12 @@ pub(super) fn payload<'a>(
         });
     }
     let body = bytes.get(header.len..).unwrap_or_default();
+    if header.dictionary {
+        // The store opens such a payload with its dictionary first (`codec::with_dictionary`).
+        return Err(DecodeError::Dictionary(
+            super::dictionary::frame_dictionary(body).unwrap_or(0),
+        ));
+    }
     if !header.compressed {
         if body.len() != claimed {
             return Err(DecodeError::LengthMismatch {

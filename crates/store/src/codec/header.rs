@@ -22,7 +22,10 @@ pub(crate) const FLAG_TAGGED: u8 = 0b0000_0100;
 /// set, the tag section included). A build that does not know the flag refuses the entry (a counted miss), never
 /// reads ciphertext as a value.
 pub(crate) const FLAG_SEALED: u8 = 0b0000_1000;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED;
+/// The zstd frame was made with a dictionary (design 0025), whose id the frame's own header carries; set only
+/// with [`FLAG_ZSTD`]. A build that does not know the flag refuses the entry (a counted miss).
+pub(crate) const FLAG_DICT: u8 = 0b0001_0000;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED | FLAG_DICT;
 /// Where the flags byte is.
 #[cfg_attr(not(feature = "seal"), allow(dead_code))]
 pub(crate) const FLAGS_AT: usize = 4;
@@ -34,6 +37,8 @@ pub(crate) const MAX_TAGS: usize = 16;
 pub(crate) struct Header {
     pub(crate) codec: CodecId,
     pub(crate) compressed: bool,
+    /// Compressed with a dictionary (see [`FLAG_DICT`]).
+    pub(crate) dictionary: bool,
     pub(crate) type_tag: u64,
     pub(crate) generations: [u64; 2],
     pub(crate) decoded_len: u32,
@@ -180,6 +185,9 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     if flags & !KNOWN_FLAGS != 0 {
         return Err(DecodeError::Flags(flags & !KNOWN_FLAGS));
     }
+    if flags & FLAG_DICT != 0 && flags & FLAG_ZSTD == 0 {
+        return Err(DecodeError::Flags(FLAG_DICT));
+    }
     let u64_at = |at: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&bytes[at..at + 8]);
@@ -202,6 +210,7 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     Ok(Header {
         codec,
         compressed: flags & FLAG_ZSTD != 0,
+        dictionary: flags & FLAG_DICT != 0,
         type_tag: u64_at(5),
         generations: [u64_at(13), u64_at(21)],
         decoded_len: u32::from_le_bytes(decoded),

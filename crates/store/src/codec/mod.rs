@@ -6,7 +6,7 @@
 //!      2    1 format version (2; format 1 is still read)
 //!      3    1 codec id (0 raw bytes, 1 bincode 2 over serde)
 //!      4    1 flags (bit 0: zstd-compressed; bit 1: fail-safe copy; bit 2: a tag section follows;
-//!             bit 3: sealed; other bits must be zero)
+//!             bit 3: sealed; bit 4: the zstd frame was made with a dictionary; other bits must be zero)
 //!      5    8 type tag, little-endian (FNV-1a 64 of the value's type name)
 //!     13    8 scope generation, little-endian
 //!     21    8 cache-type generation, little-endian
@@ -26,10 +26,16 @@
 //! zstd may not produce more than the header announced, and bincode runs with a byte limit. The codec is behind
 //! [`CodecId`], so bincode can be replaced by adding an id and keeping the old reader.
 //!
-//! By concern: `header.rs` (the fixed header and type tags), `compression.rs` (zstd, bounded), `payload.rs`
-//! (bincode, bounded); sealing (`seal/`) runs last, after the store has stamped the header.
+//! A small payload of a group with a trained dictionary (design 0025) is compressed with it; the frame names
+//! the dictionary by id, and the store opens such an envelope with that dictionary ([`with_dictionary`]) before
+//! it decodes it. Values written without one, or with an older one, are read as they were written.
+//!
+//! By concern: `header.rs` (the fixed header and type tags), `compression.rs` (zstd, bounded), `dictionary.rs`
+//! (zstd dictionaries: training, compressing with one), `payload.rs` (bincode, bounded); sealing (`seal/`) runs
+//! last, after the store has stamped the header.
 
 mod compression;
+pub(crate) mod dictionary;
 mod header;
 mod payload;
 
@@ -91,6 +97,8 @@ pub(crate) enum DecodeError {
     Zstd(String),
     #[error("bincode: {0}")]
     Bincode(String),
+    #[error("the value was compressed with dictionary {0}, which was not given to open it")]
+    Dictionary(u32),
 }
 
 /// Encodes a typed value with bincode into an envelope.
@@ -99,14 +107,29 @@ pub(crate) fn encode_typed<T: Serialize + ?Sized>(
     generations: [u64; 2],
     policy: &CompressionPolicy,
 ) -> Result<Encoded, String> {
+    encode_typed_with(value, generations, policy, None, |_| {})
+}
+
+/// [`encode_typed`] with the group's dictionary, if it has one, for payloads of
+/// [`dictionary::MIN_DICTIONARY_VALUE`] to [`dictionary::MAX_DICTIONARY_VALUE`] bytes; `sample` sees the encoded
+/// payload first (what a dictionary is trained on).
+pub(crate) fn encode_typed_with<T: Serialize + ?Sized>(
+    value: &T,
+    generations: [u64; 2],
+    policy: &CompressionPolicy,
+    dictionary: Option<&dictionary::Dictionary>,
+    sample: impl FnOnce(&[u8]),
+) -> Result<Encoded, String> {
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| format!("bincode could not encode the value: {e}"))?;
+    sample(&payload);
     seal(
         CodecId::Bincode2,
         type_tag_of::<T>(),
         generations,
         payload,
         policy,
+        dictionary,
     )
 }
 
@@ -116,12 +139,23 @@ pub(crate) fn encode_raw(
     generations: [u64; 2],
     policy: &CompressionPolicy,
 ) -> Result<Encoded, String> {
+    encode_raw_with(bytes, generations, policy, None)
+}
+
+/// [`encode_raw`] with the group's dictionary, if it has one (as [`encode_typed_with`]).
+pub(crate) fn encode_raw_with(
+    bytes: &[u8],
+    generations: [u64; 2],
+    policy: &CompressionPolicy,
+    dictionary: Option<&dictionary::Dictionary>,
+) -> Result<Encoded, String> {
     seal(
         CodecId::Raw,
         RAW_TYPE_TAG,
         generations,
         bytes.to_vec(),
         policy,
+        dictionary,
     )
 }
 
@@ -138,6 +172,7 @@ fn seal(
     generations: [u64; 2],
     payload: Vec<u8>,
     policy: &CompressionPolicy,
+    dictionary: Option<&dictionary::Dictionary>,
 ) -> Result<Encoded, String> {
     if payload.len() > policy.max_decoded {
         return Err(format!(
@@ -147,9 +182,23 @@ fn seal(
         ));
     }
     let raw_len = payload.len();
-    let (flags, body) = match compression::compress(&payload, policy)? {
-        Some(compressed) => (header::FLAG_ZSTD, compressed),
-        None => (0, payload),
+    let with_dictionary = dictionary.filter(|_| {
+        policy.enabled
+            && (dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
+                .contains(&payload.len())
+    });
+    let framed = match with_dictionary {
+        Some(d) => Some(dictionary::compress(&payload, d, policy.level)?)
+            .filter(|c| c.len() < payload.len())
+            .map(|c| (header::FLAG_ZSTD | header::FLAG_DICT, c)),
+        None => None,
+    };
+    let (flags, body) = match framed {
+        Some(framed) => framed,
+        None => match compression::compress(&payload, policy)? {
+            Some(compressed) => (header::FLAG_ZSTD, compressed),
+            None => (0, payload),
+        },
     };
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     header::push_header(&mut out, codec, flags, type_tag, generations, raw_len);
@@ -198,6 +247,50 @@ pub(crate) fn uncompressed(
     let mut out = Vec::with_capacity(header.len + payload.len());
     out.extend_from_slice(&bytes[..header.len]);
     out[4] &= !header::FLAG_ZSTD;
+    out.extend_from_slice(&payload);
+    Ok(out.into())
+}
+
+/// The dictionary an envelope's payload was compressed with, by id; `None` for one made without.
+pub(crate) fn dictionary_of(bytes: &[u8], header: &Header) -> Option<u32> {
+    if !header.dictionary {
+        return None;
+    }
+    // A dictionary-flagged frame that names none is as unusable as one naming a dictionary that is gone.
+    Some(dictionary::frame_dictionary(bytes.get(header.len..).unwrap_or_default()).unwrap_or(0))
+}
+
+/// The envelope with its payload opened with `dictionary` (checked against the id the frame names, and against
+/// the header's length and `max_decoded`), the compression flags cleared — what the store decodes, or keeps
+/// in process, as it does any uncompressed envelope.
+pub(crate) fn with_dictionary(
+    bytes: &[u8],
+    header: &Header,
+    dictionary: &dictionary::Dictionary,
+    max_decoded: usize,
+) -> Result<bytes::Bytes, DecodeError> {
+    let claimed = header.decoded_len as usize;
+    if claimed > max_decoded {
+        return Err(DecodeError::TooLarge {
+            claimed: claimed as u64,
+            limit: max_decoded,
+        });
+    }
+    let frame = bytes.get(header.len..).unwrap_or_default();
+    let named = dictionary::frame_dictionary(frame).unwrap_or(0);
+    if !header.dictionary || named != dictionary.id() {
+        return Err(DecodeError::Dictionary(named));
+    }
+    let payload = dictionary::decompress(frame, dictionary, claimed)?;
+    if payload.len() != claimed {
+        return Err(DecodeError::LengthMismatch {
+            claimed: claimed as u64,
+            actual: payload.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(header.len + payload.len());
+    out.extend_from_slice(&bytes[..header.len]);
+    out[4] &= !(header::FLAG_ZSTD | header::FLAG_DICT);
     out.extend_from_slice(&payload);
     Ok(out.into())
 }

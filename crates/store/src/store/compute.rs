@@ -490,7 +490,9 @@ impl Store {
                 if let Some(fence) = fence
                     && (policy.should_cache)(&value)
                 {
-                    let encoded = codec::encode_typed(&value, [0, 0], &self.inner.policy);
+                    let encoded = self
+                        .encode_value(ctx.scope, ctx.cache_type, ctx.key, &value)
+                        .await;
                     let tags = policy.tags.names();
                     let encoded = match encoded {
                         Ok(e) => self.tagged(ctx.scope, ctx.key, e, &tags).await,

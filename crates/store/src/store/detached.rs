@@ -15,7 +15,7 @@ use super::{
     compute::{ComputePolicy, Served, compute_error},
     write::{EntryTags, Stamp},
 };
-use crate::{ComputeError, StoreError, codec, flight::Shared};
+use crate::{ComputeError, StoreError, flight::Shared};
 
 /// A detached computation's failure: its own error, or only that it outlived the soft timeout.
 enum DetachedError<E> {
@@ -213,7 +213,7 @@ impl Store {
             "computation failed or timed out; serving the stale value"
         );
         let Some(throttle) = copy else { return };
-        let encoded = match codec::encode_typed(value, [0, 0], &self.inner.policy) {
+        let encoded = match self.encode_value(scope, cache_type, key, value).await {
             Ok(e) => self.tagged(scope, key, e, tags).await,
             Err(e) => Err(StoreError::Encode(e)),
         };

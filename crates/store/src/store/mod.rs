@@ -12,6 +12,7 @@ mod call;
 mod compute;
 mod coordinator;
 mod detached;
+mod dictionaries;
 mod erasure;
 mod export;
 mod get_or_compute;
@@ -47,6 +48,7 @@ pub use admin::Admin;
 pub use compute::Served;
 pub(crate) use compute::{ComputePolicy, Failure};
 pub use coordinator::Coordinator;
+pub use dictionaries::TrainedDictionary;
 pub use erasure::Erasure;
 pub use export::{ExportCursor, ExportPage, HeldEntry};
 pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
@@ -111,6 +113,8 @@ struct Inner {
     plans: plans::Plans,
     /// Seals the values of the configured cache types (design 0018); `None` when none is sealed.
     sealer: Option<crate::seal::Sealer>,
+    /// The groups' compression dictionaries this process knows, and its samples for training (design 0025).
+    dictionaries: dictionaries::Dictionaries,
 }
 
 impl Store {
@@ -218,6 +222,7 @@ impl Store {
                 quotas: settings.quotas.clone(),
                 plans,
                 sealer,
+                dictionaries: dictionaries::Dictionaries::new(settings.compression.dictionaries),
             }),
         })
     }

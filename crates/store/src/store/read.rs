@@ -307,7 +307,20 @@ impl Store {
                             // An invalidated tag hides the entry; an unanswered tag read is a miss too.
                             Found::Stale
                         }
-                        Ok((bytes, h)) => {
+                        Ok((bytes, h)) => 'found: {
+                            // A value compressed with its group's dictionary is opened with it first; one whose
+                            // dictionary is gone is unusable (design 0025).
+                            let (bytes, h) = if h.dictionary {
+                                match self.undictionaried(lane, key, series, bytes, &h).await {
+                                    Ok(opened) => opened,
+                                    Err(why) => {
+                                        Box::pin(self.discard_corrupt(lane, key, &why)).await;
+                                        break 'found Found::Corrupt;
+                                    }
+                                }
+                            } else {
+                                (bytes, h)
+                            };
                             let fresh = h.is_fresh(codec::now_ms());
                             // Only fresh values are kept in process.
                             let pending = pending.filter(|_| fresh);

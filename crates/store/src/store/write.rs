@@ -155,10 +155,15 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        let encoded = codec::encode_typed(value, [0, 0], &self.inner.policy);
-        self.write_with(scope, cache_type, key, encoded, options)
-            .instrument(span)
-            .await
+        async move {
+            // The entry's key first: its group's dictionary compresses it (design 0025).
+            let k = self.inner.keys.key(&scope, cache_type, key)?;
+            let encoded = self.encode_value(&scope, cache_type, &k, value).await;
+            self.write_with(scope, cache_type, key, encoded, options)
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Stores bytes as they are (compressed above the threshold like any value), as `options` say; read them
@@ -180,10 +185,14 @@ impl Store {
             tenant = scope.label(),
             cache_type = cache_type.as_str()
         );
-        let encoded = codec::encode_raw(value, [0, 0], &self.inner.policy);
-        self.write_with(scope, cache_type, key, encoded, options)
-            .instrument(span)
-            .await
+        async move {
+            let k = self.inner.keys.key(&scope, cache_type, key)?;
+            let encoded = self.encode_bytes(&scope, cache_type, &k, value).await;
+            self.write_with(scope, cache_type, key, encoded, options)
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Deletes one entry; returns whether it existed.

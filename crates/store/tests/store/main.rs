@@ -5,6 +5,7 @@ mod support;
 
 mod corruption;
 mod degradation;
+mod dictionaries;
 mod disk;
 mod erasure;
 mod fail_safe;

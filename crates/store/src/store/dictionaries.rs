@@ -1,0 +1,570 @@
+//! Compression dictionaries of entry groups (design 0025). A group — a scope and a cache type, and for a sharded
+//! tenant one shard — has at most one current dictionary, trained from its own small values and stored as an
+//! entry of the group beside them (`fc.dictionary.<id>`, and `fc.dictionary.current` naming it): so it is sealed
+//! when they are, erased with its tenant, readable by an `acl` tenant's user, in their hash slot, and hidden by
+//! an invalidation of the group with the values it compressed.
+//!
+//! Writes compress a group's small payloads with its current dictionary (looked up once per process and group,
+//! again every 30 s); until there is one they are sampled, and at [`TRAIN_AFTER`] samples the group's dictionary
+//! is trained in the background and made current. Reads open a value with the dictionary its frame names,
+//! loaded once per process; a dictionary that is gone makes the value a counted miss.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use fernando_cache_config::{CacheType, TtlTable};
+use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, unescape_segment};
+use serde::Serialize;
+
+use super::{
+    Store,
+    read::{Gens, Lookup},
+    route::{Lane, Role},
+    tally::Tally,
+    write::Stamp,
+};
+use crate::{
+    StoreError, WriteOutcome,
+    codec::{
+        self, CompressionPolicy, Encoded, Header,
+        dictionary::{self, Dictionary},
+    },
+    metrics::SeriesRef,
+};
+
+/// The specific key naming a group's current dictionary: `"<id> <stored at, ms>"`.
+const CURRENT: &str = "fc.dictionary.current";
+
+/// Samples a group collects before its dictionary is trained.
+pub(crate) const TRAIN_AFTER: usize = 1000;
+
+/// Most bytes of samples kept per group.
+const SAMPLE_BYTES: usize = 1 << 20;
+
+/// Most groups sampled at once in a process.
+const SAMPLED_GROUPS: usize = 256;
+
+/// How long a process trusts what it read of a group's current dictionary: a rotation reaches every process
+/// within it.
+const CURRENT_FOR: Duration = Duration::from_secs(30);
+
+/// How long a dictionary found missing is not looked for again: a burst of its values costs one read.
+const MISSING_FOR: Duration = Duration::from_secs(5);
+
+/// Most samples an operator's training reads.
+const OPERATOR_SAMPLES: usize = 2000;
+
+/// The specific key of a group's dictionary `id`.
+fn dictionary_key(id: u32) -> String {
+    format!("fc.dictionary.{id}")
+}
+
+/// What a process knows of the groups' dictionaries.
+pub(super) struct Dictionaries {
+    enabled: bool,
+    /// Dictionaries loaded, by group and id.
+    by_id: moka::sync::Cache<(String, u32), Arc<Dictionary>>,
+    /// Dictionaries looked for and not found, by group and id.
+    missing: moka::sync::Cache<(String, u32), ()>,
+    /// Each group's current dictionary (`None`: it has none), as last read.
+    current: moka::sync::Cache<String, Option<Arc<Dictionary>>>,
+    /// Payloads of groups without a dictionary, sampled for training.
+    samples: Mutex<HashMap<String, Samples>>,
+}
+
+impl std::fmt::Debug for Dictionaries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dictionaries")
+            .field("enabled", &self.enabled)
+            .field("loaded", &self.by_id.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    payloads: Vec<Vec<u8>>,
+    bytes: usize,
+    /// Taken for training (or training failed): no more samples for this group in this process.
+    closed: bool,
+}
+
+impl Dictionaries {
+    /// `enabled`: whether groups are sampled and trained (`compression.dictionaries`); values written with a
+    /// dictionary are read either way.
+    pub(super) fn new(enabled: bool) -> Self {
+        Dictionaries {
+            enabled,
+            by_id: moka::sync::Cache::builder().max_capacity(512).build(),
+            missing: moka::sync::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(MISSING_FOR)
+                .build(),
+            current: moka::sync::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(CURRENT_FOR)
+                .build(),
+            samples: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps `payload` as a sample of `group`; the samples to train on once there are enough.
+    fn offer(&self, group: &str, payload: &[u8]) -> Option<Vec<Vec<u8>>> {
+        if !(dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
+            .contains(&payload.len())
+        {
+            return None;
+        }
+        let mut all = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if !all.contains_key(group) && all.len() >= SAMPLED_GROUPS {
+            return None;
+        }
+        let s = all.entry(group.to_owned()).or_default();
+        if s.closed || s.bytes + payload.len() > SAMPLE_BYTES {
+            return None;
+        }
+        s.payloads.push(payload.to_vec());
+        s.bytes += payload.len();
+        if s.payloads.len() < TRAIN_AFTER {
+            return None;
+        }
+        s.closed = true;
+        s.bytes = 0;
+        Some(std::mem::take(&mut s.payloads))
+    }
+
+    /// `group` has a dictionary now: its sampling ends.
+    fn trained(&self, group: &str) {
+        let mut all = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        all.remove(group);
+    }
+}
+
+/// What an operator's training did (`Admin::train_dictionary`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrainedDictionary {
+    /// The new current dictionary's id, as values made with it name it.
+    pub id: u32,
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// Values it was trained on.
+    pub samples: usize,
+    /// Their payloads' bytes, as they are.
+    pub sample_bytes: u64,
+    /// The same payloads compressed with zstd alone (at the configured level).
+    pub plain_bytes: u64,
+    /// The same payloads compressed with the new dictionary.
+    pub dictionary_bytes: u64,
+    /// Groups (one per shard of a sharded tenant) it was made current for.
+    pub groups: usize,
+}
+
+impl Store {
+    /// `value` encoded for the entry `key` of `scope` and `cache_type`: with the group's current dictionary when
+    /// it has one; otherwise sampled, the group's dictionary trained in the background once enough were seen.
+    pub(super) async fn encode_value<T: Serialize + ?Sized>(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        value: &T,
+    ) -> Result<Encoded, String> {
+        let dictionaries = &self.inner.dictionaries;
+        let policy = &self.inner.policy;
+        if !dictionaries.enabled || !policy.enabled {
+            return codec::encode_typed(value, [0, 0], policy);
+        }
+        let current = self.current_dictionary(scope, cache_type, key).await;
+        let group = KeyBuilder::group_of(key.as_str());
+        let mut ready = None;
+        let encoded = codec::encode_typed_with(value, [0, 0], policy, current.as_deref(), |p| {
+            if current.is_none() {
+                ready = dictionaries.offer(group, p);
+            }
+        });
+        if let Some(samples) = ready {
+            self.train_in_background(scope.clone(), cache_type.clone(), key.clone(), samples);
+        }
+        encoded
+    }
+
+    /// `bytes` (a raw value) encoded for the entry `key`, as [`Store::encode_value`] encodes a typed one.
+    pub(super) async fn encode_bytes(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        bytes: &[u8],
+    ) -> Result<Encoded, String> {
+        let dictionaries = &self.inner.dictionaries;
+        let policy = &self.inner.policy;
+        if !dictionaries.enabled || !policy.enabled {
+            return codec::encode_raw(bytes, [0, 0], policy);
+        }
+        let current = self.current_dictionary(scope, cache_type, key).await;
+        if current.is_none()
+            && let Some(samples) = dictionaries.offer(KeyBuilder::group_of(key.as_str()), bytes)
+        {
+            self.train_in_background(scope.clone(), cache_type.clone(), key.clone(), samples);
+        }
+        codec::encode_raw_with(bytes, [0, 0], policy, current.as_deref())
+    }
+
+    /// The current dictionary of `key`'s group, as this process last read it (again after [`CURRENT_FOR`]); a
+    /// dictionary past half its life is written again, so that it outlives the values made with it.
+    async fn current_dictionary(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+    ) -> Option<Arc<Dictionary>> {
+        let dictionaries = &self.inner.dictionaries;
+        let group = KeyBuilder::group_of(key.as_str());
+        if let Some(current) = dictionaries.current.get(group) {
+            return current;
+        }
+        let lane = self.lane(scope.as_scope());
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        let named = self
+            .read_sibling(&lane, key, &series, CURRENT)
+            .await
+            .and_then(|text| parse_current(&text));
+        let found = match named {
+            Some((id, _)) => self.dictionary_by_id(&lane, key, &series, id).await,
+            None => None,
+        };
+        if let (Some(dictionary), Some((_, stored_ms))) = (&found, named) {
+            let life = self.dictionary_ttl(cache_type);
+            let age = Duration::from_millis(codec::now_ms().saturating_sub(stored_ms));
+            if age > life / 2 {
+                self.store_dictionary(scope, cache_type, key, dictionary)
+                    .await;
+            }
+        }
+        dictionaries.current.insert(group.to_owned(), found.clone());
+        found
+    }
+
+    /// The dictionary `id` of `key`'s group: loaded once per process, read from the backend otherwise.
+    async fn dictionary_by_id(
+        &self,
+        lane: &Lane,
+        key: &CacheKey,
+        series: &SeriesRef<'_>,
+        id: u32,
+    ) -> Option<Arc<Dictionary>> {
+        let dictionaries = &self.inner.dictionaries;
+        let at = (KeyBuilder::group_of(key.as_str()).to_owned(), id);
+        if let Some(found) = dictionaries.by_id.get(&at) {
+            return Some(found);
+        }
+        if dictionaries.missing.contains_key(&at) {
+            return None;
+        }
+        let found = self
+            .read_sibling(lane, key, series, &dictionary_key(id))
+            .await
+            .and_then(|bytes| Dictionary::new(bytes).ok())
+            .filter(|d| d.id() == id);
+        match &found {
+            Some(d) => dictionaries.by_id.insert(at, d.clone()),
+            None => dictionaries.missing.insert(at, ()),
+        }
+        found
+    }
+
+    /// An envelope compressed with a dictionary, opened with it; why not, when the dictionary is gone or is not
+    /// the one the frame names.
+    pub(super) async fn undictionaried(
+        &self,
+        lane: &Lane,
+        key: &CacheKey,
+        series: &SeriesRef<'_>,
+        bytes: bytes::Bytes,
+        header: &Header,
+    ) -> Result<(bytes::Bytes, Header), String> {
+        let id = codec::dictionary_of(&bytes, header).unwrap_or(0);
+        let dictionary = self
+            .dictionary_by_id(lane, key, series, id)
+            .await
+            .ok_or_else(|| format!("its compression dictionary {id} is gone"))?;
+        let opened =
+            codec::with_dictionary(&bytes, header, &dictionary, self.inner.policy.max_decoded)
+                .map_err(|e| e.to_string())?;
+        let header = codec::read_header(&opened).map_err(|e| e.to_string())?;
+        Ok((opened, header))
+    }
+
+    /// The raw value of the entry `specific` of `key`'s group (see [`Store::read_uncounted`]).
+    async fn read_sibling(
+        &self,
+        lane: &Lane,
+        key: &CacheKey,
+        series: &SeriesRef<'_>,
+        specific: &str,
+    ) -> Option<Vec<u8>> {
+        self.read_uncounted(lane, key.sibling(specific), series)
+            .await
+    }
+
+    /// The raw value of the entry `key` — a typed entry's encoded payload — read as any entry is (opened when
+    /// sealed, its generations checked, opened with its dictionary) but not counted as a read of the cache.
+    fn read_uncounted<'a>(
+        &'a self,
+        lane: &'a Lane,
+        key: CacheKey,
+        series: &'a SeriesRef<'_>,
+    ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>> {
+        Box::pin(async move {
+            let storage = lane.storage();
+            let g = if storage.generations_in_use() {
+                self.inner.keys.generation_keys_of(&key)
+            } else {
+                GenerationKeys::unused()
+            };
+            let fetched = self.call(lane, storage.fetch(key.as_str(), &g)).await;
+            let mut uncounted = Tally::default();
+            let lookup: Lookup<Vec<u8>> = self
+                .settle(
+                    lane,
+                    &key,
+                    &Gens::Built(g),
+                    series,
+                    &codec::decode_raw,
+                    false,
+                    None,
+                    fetched,
+                    &mut uncounted,
+                )
+                .await;
+            lookup.value
+        })
+    }
+
+    /// How long a dictionary of `cache_type` is kept: twice as long as a value of the type lives.
+    fn dictionary_ttl(&self, cache_type: &CacheType) -> Duration {
+        let ttl = self.inner.ttl.get(cache_type).unwrap_or(TtlTable::MAX_TTL);
+        ((ttl + self.inner.tiers.get(cache_type).max_stale) * 2).min(TtlTable::MAX_TTL)
+    }
+
+    /// Stores `dictionary` in `key`'s group and makes it the group's current one; whether both were stored.
+    async fn store_dictionary(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        dictionary: &Arc<Dictionary>,
+    ) -> bool {
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        // Stored as they are: a dictionary is what compresses, not what is compressed.
+        let policy = CompressionPolicy {
+            enabled: false,
+            ..self.inner.policy
+        };
+        let ttl = Some(self.dictionary_ttl(cache_type));
+        let current = format!("{} {}", dictionary.id(), codec::now_ms());
+        for (specific, bytes) in [
+            (dictionary_key(dictionary.id()), dictionary.bytes()),
+            (CURRENT.to_owned(), current.as_bytes()),
+        ] {
+            let Ok(entry) = codec::encode_raw(bytes, [0, 0], &policy) else {
+                return false;
+            };
+            let stored = self
+                .write_key(
+                    scope,
+                    cache_type,
+                    &key.sibling(&specific),
+                    entry,
+                    ttl,
+                    Stamp::default(),
+                    &series,
+                )
+                .await;
+            if !matches!(stored, Ok(WriteOutcome::Stored)) {
+                return false;
+            }
+        }
+        let dictionaries = &self.inner.dictionaries;
+        let group = KeyBuilder::group_of(key.as_str()).to_owned();
+        dictionaries
+            .by_id
+            .insert((group, dictionary.id()), dictionary.clone());
+        true
+    }
+
+    /// Trains `key`'s group's dictionary from `samples` on a blocking thread, then stores it and makes it
+    /// current. Two processes training at once both store theirs; the last made current wins, and values made
+    /// with either stay readable (each names its own).
+    fn train_in_background(
+        &self,
+        scope: Scope,
+        cache_type: CacheType,
+        key: CacheKey,
+        samples: Vec<Vec<u8>>,
+    ) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let group = KeyBuilder::group_of(key.as_str()).to_owned();
+            let trained = tokio::task::spawn_blocking(move || dictionary::train(&samples)).await;
+            match trained {
+                Ok(Ok(dictionary)) => {
+                    if store
+                        .store_dictionary(&scope, &cache_type, &key, &dictionary)
+                        .await
+                    {
+                        let dictionaries = &store.inner.dictionaries;
+                        dictionaries
+                            .current
+                            .insert(group.clone(), Some(dictionary.clone()));
+                        dictionaries.trained(&group);
+                        tracing::info!(
+                            tenant = scope.label(),
+                            cache_type = cache_type.as_str(),
+                            id = dictionary.id(),
+                            "compression dictionary trained"
+                        );
+                    }
+                }
+                // The group stays unsampled in this process: its values do not make a dictionary.
+                Ok(Err(e)) => tracing::debug!(
+                    tenant = scope.label(),
+                    cache_type = cache_type.as_str(),
+                    error = %e,
+                    "no compression dictionary trained"
+                ),
+                Err(e) => tracing::debug!(error = %e, "dictionary training did not finish"),
+            }
+        });
+    }
+
+    /// An operator's training of the dictionary of `scope`'s `cache_type`: up to 2 000 of its values read, a
+    /// dictionary trained on them, stored and made current in each of its groups; values made with an earlier
+    /// one stay readable. Public as [`super::Admin::train_dictionary`].
+    pub(super) async fn train_dictionary(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+    ) -> Result<TrainedDictionary, StoreError> {
+        let keys = &self.inner.keys;
+        let lane = self.lane(scope.as_scope());
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        let unavailable = |source| StoreError::Unavailable {
+            op: "train_dictionary",
+            source,
+        };
+        // Listed by the shared user for an `acl` tenant, whose own user may not SCAN (as an export is).
+        let listing: &Lane = match lane.role {
+            Role::Acl => self.shared_lane(),
+            Role::Shared | Role::Dedicated => &lane,
+        };
+        let mut samples: Vec<Vec<u8>> = Vec::new();
+        // One entry of each group found (a sharded tenant's type has one group a shard).
+        let mut groups: Vec<CacheKey> = Vec::new();
+        for pattern in keys.scan_patterns(scope, Some(cache_type)) {
+            let mut cursor = crate::ScanCursor::default();
+            loop {
+                let page = self
+                    .call(listing, listing.storage().scan(&pattern, &cursor, 200, 0))
+                    .await
+                    .map_err(unavailable)?;
+                for listed in page.keys {
+                    let Some(entry) = self.entry_of(scope, cache_type, &listed.key) else {
+                        continue;
+                    };
+                    let group = KeyBuilder::group_of(entry.as_str());
+                    if !groups
+                        .iter()
+                        .any(|g| KeyBuilder::group_of(g.as_str()) == group)
+                    {
+                        groups.push(entry.clone());
+                    }
+                    if samples.len() < OPERATOR_SAMPLES
+                        && let Some(payload) =
+                            self.read_uncounted(&lane, entry.clone(), &series).await
+                    {
+                        samples.push(payload);
+                    }
+                }
+                match page.next {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
+            }
+        }
+        let sample_bytes: u64 = samples.iter().map(|s| s.len() as u64).sum();
+        let level = self.inner.policy.level;
+        let trained = tokio::task::spawn_blocking(move || {
+            let dictionary = dictionary::train(&samples)?;
+            let mut sizes = (0u64, 0u64);
+            for s in &samples {
+                sizes.0 += zstd::bulk::compress(s, level).map_or(s.len(), |c| c.len()) as u64;
+                sizes.1 +=
+                    dictionary::compress(s, &dictionary, level).map_or(s.len(), |c| c.len()) as u64;
+            }
+            Ok::<_, String>((dictionary, samples.len(), sizes))
+        })
+        .await
+        .map_err(|e| StoreError::Encode(format!("training did not finish: {e}")))?
+        .map_err(StoreError::Encode)?;
+        let (dictionary, count, (plain_bytes, dictionary_bytes)) = trained;
+        for group in &groups {
+            if !self
+                .store_dictionary(scope, cache_type, group, &dictionary)
+                .await
+            {
+                return Err(StoreError::Unavailable {
+                    op: "train_dictionary",
+                    source: crate::BackendError::Other("the dictionary could not be stored".into()),
+                });
+            }
+            let at = KeyBuilder::group_of(group.as_str()).to_owned();
+            self.inner
+                .dictionaries
+                .current
+                .insert(at, Some(dictionary.clone()));
+        }
+        Ok(TrainedDictionary {
+            id: dictionary.id(),
+            bytes: dictionary.bytes().len(),
+            samples: count,
+            sample_bytes,
+            plain_bytes,
+            dictionary_bytes,
+            groups: groups.len(),
+        })
+    }
+
+    /// The entry key `full` of `scope`'s `cache_type` as the store builds it, unless it is not one (or is one
+    /// of the group's dictionaries).
+    fn entry_of(&self, scope: &Scope, cache_type: &CacheType, full: &str) -> Option<CacheKey> {
+        let specific = unescape_segment(full.rsplit_once(':')?.1).ok()?;
+        if specific.starts_with("fc.dictionary.") {
+            return None;
+        }
+        let entry = self.inner.keys.key(scope, cache_type, &specific).ok()?;
+        (entry.as_str() == full).then_some(entry)
+    }
+}
+
+/// `"<id> <ms>"`, as [`Store::store_dictionary`] writes a group's current dictionary.
+fn parse_current(bytes: &[u8]) -> Option<(u32, u64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (id, at) = text.split_once(' ')?;
+    Some((id.parse().ok()?, at.parse().ok()?))
+}

@@ -1,0 +1,287 @@
+//! Compression dictionaries (issue 32, item 3; design 0025) through the behaviour suite: a group's small values
+//! are compressed with the dictionary trained from them once enough were written, and every store reads them —
+//! the values written before it too; a dictionary that is gone, or a value naming another type's, is a counted
+//! miss; a rotated dictionary leaves the values of both readable; two stores training at once each read the
+//! other's values.
+
+use fernando_cache_config::CacheType;
+use fernando_cache_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::support::{Deployment, contract, tenant};
+
+/// Values a group writes before its dictionary is trained (the store's threshold, with room).
+const ENOUGH: u64 = 1_100;
+
+/// What an `api_response` entry holds: a few hundred bytes, each like the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Answer {
+    status: u16,
+    request_id: String,
+    customer: String,
+    items: Vec<(String, u32)>,
+    total_cents: u64,
+    note: String,
+}
+
+fn answer(i: u64) -> Answer {
+    Answer {
+        status: 200,
+        request_id: format!("req-{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        customer: format!("ACME Office Supplies GmbH, branch {}", i % 17),
+        items: (0..(i % 4 + 1))
+            .map(|n| {
+                (
+                    format!("Druckerpapier A4, Karton {n}"),
+                    (i * 7 + n) as u32 % 500,
+                )
+            })
+            .collect(),
+        total_cents: i * 1_337 % 100_000,
+        note: format!(
+            "Zahlbar innerhalb von 14 Tagen ohne Abzug. Rechnung RE-2026-{i:06}, Kunde K-{}",
+            i % 977
+        ),
+    }
+}
+
+fn full_key(store: &Store, ty: &CacheType, name: &str) -> String {
+    store
+        .admin()
+        .keys()
+        .key(&tenant("acme"), ty, name)
+        .unwrap()
+        .into_string()
+}
+
+/// The dictionary an entry as stored was compressed with, by its envelope (flags, then the frame's id).
+fn dictionary_of(d: &Deployment, key: &str) -> Option<u32> {
+    let raw = d.get_raw(key)?;
+    // Flag bit 4: a dictionary's frame; the 49-byte header of an untagged, unsealed envelope precedes it.
+    if raw[4] & 0b0001_0000 == 0 {
+        return None;
+    }
+    zstd::zstd_safe::get_dict_id_from_frame(&raw[49..]).map(|id| id.get())
+}
+
+/// Writes answers `range` as `a-<i>` of acme's `api_response`.
+async fn write(store: &Store, range: std::ops::Range<u64>, prefix: &str) {
+    let ty = CacheType::API_RESPONSE;
+    for i in range {
+        let _ = store
+            .set(&tenant("acme"), &ty, &format!("{prefix}-{i}"), &answer(i))
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes `probe-<n>` values until one is stored compressed with a dictionary (training runs in the
+/// background); its key and the dictionary's id.
+async fn until_compressed_with_a_dictionary(
+    d: &Deployment,
+    store: &Store,
+    from: u64,
+) -> (String, u32) {
+    let ty = CacheType::API_RESPONSE;
+    for n in from..from + 300 {
+        let name = format!("probe-{n}");
+        let _ = store
+            .set(&tenant("acme"), &ty, &name, &answer(50_000 + n))
+            .await
+            .unwrap();
+        let key = full_key(store, &ty, &name);
+        if let Some(id) = dictionary_of(d, &key) {
+            return (name, id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no value was compressed with a dictionary after {ENOUGH} values and 15 s");
+}
+
+contract! {
+    async fn a_groups_small_values_are_compressed_with_its_dictionary_and_read_by_every_store(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let before = full_key(store, &ty, "a-5");
+        assert_eq!(dictionary_of(d, &before), None, "written before any dictionary");
+        let (probe, _) = until_compressed_with_a_dictionary(d, store, 0).await;
+        let (old_len, new_len) = (
+            d.get_raw(&before).unwrap().len(),
+            d.get_raw(&full_key(store, &ty, &probe)).unwrap().len(),
+        );
+        assert!(new_len * 2 <= old_len, "{new_len} bytes with the dictionary, {old_len} without");
+
+        // Another store (another process) reads both, alone and in a batch, each a counted hit.
+        let other = d.store();
+        let totals = other.metrics().totals();
+        let n: u64 = probe.trim_start_matches("probe-").parse().unwrap();
+        assert_eq!(other.get::<Answer>(&acme, &ty, "a-5").await.unwrap(), Some(answer(5)));
+        assert_eq!(other.get::<Answer>(&acme, &ty, &probe).await.unwrap(), Some(answer(50_000 + n)));
+        let both: Vec<Option<Answer>> = other.get_many(&acme, &ty, &[&probe, "a-7"]).await.unwrap();
+        assert_eq!(both, vec![Some(answer(50_000 + n)), Some(answer(7))]);
+        let seen = other.metrics().totals().since(&totals);
+        assert_eq!((seen.hits, seen.misses, seen.corrupt), (4, 0, 0), "{seen:?}");
+    }
+    on [disk, standalone, cluster, acl, dedicated]
+}
+
+contract! {
+    async fn a_lost_dictionary_or_another_types_is_a_counted_miss_never_an_error(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let (probe, id) = until_compressed_with_a_dictionary(d, store, 0).await;
+        let probe_key = full_key(store, &ty, &probe);
+        let raw = d.get_raw(&probe_key).unwrap();
+
+        // The same bytes under another cache type: that group has no dictionary of this id.
+        let session = CacheType::SESSION;
+        d.put_raw(&full_key(store, &session, "copied"), &raw);
+        let other = d.store();
+        let totals = other.metrics().totals();
+        assert_eq!(other.get::<Answer>(&acme, &session, "copied").await.unwrap(), None);
+        let seen = other.metrics().totals().since(&totals);
+        assert_eq!((seen.misses, seen.corrupt), (1, 1), "{seen:?}");
+
+        // The dictionary gone (overwritten with what is no dictionary): its values are counted misses, removed;
+        // values written without one still read.
+        d.put_raw(&full_key(store, &ty, &format!("fc.dictionary.{id}")), b"not a dictionary");
+        let fresh = d.store();
+        let totals = fresh.metrics().totals();
+        assert_eq!(fresh.get::<Answer>(&acme, &ty, &probe).await.unwrap(), None);
+        assert_eq!(fresh.get::<Answer>(&acme, &ty, "a-3").await.unwrap(), Some(answer(3)));
+        let seen = fresh.metrics().totals().since(&totals);
+        assert_eq!((seen.hits, seen.misses, seen.corrupt), (1, 1, 1), "{seen:?}");
+        assert!(!d.exists_raw(&probe_key), "the unreadable value is removed");
+        // Gone for the store that made it too, which still has the dictionary loaded.
+        assert_eq!(store.get::<Answer>(&acme, &ty, &probe).await.unwrap(), None);
+    }
+    on [disk, standalone, cluster]
+}
+
+contract! {
+    async fn a_rotated_dictionary_leaves_the_values_of_both_readable(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let (first, first_id) = until_compressed_with_a_dictionary(d, store, 0).await;
+        // More values, then an operator's training over all of them: a new dictionary, current at once.
+        write(store, ENOUGH..ENOUGH + 600, "b").await;
+        let trained = store.admin().train_dictionary(&acme, &ty).await.unwrap();
+        assert_ne!(trained.id, first_id);
+        assert!(trained.samples >= 1_000, "{trained:?}");
+        assert!(trained.dictionary_bytes * 2 <= trained.plain_bytes, "{trained:?}");
+        let (second, second_id) = until_compressed_with_a_dictionary(d, store, 1_000).await;
+        assert_eq!(second_id, trained.id);
+
+        let other = d.store();
+        for name in [&first, &second] {
+            let n: u64 = name.trim_start_matches("probe-").parse().unwrap();
+            assert_eq!(other.get::<Answer>(&acme, &ty, name).await.unwrap(), Some(answer(50_000 + n)), "{name}");
+        }
+        assert_eq!(other.get::<Answer>(&acme, &ty, "b-1200").await.unwrap(), Some(answer(1200)));
+    }
+    on [disk, standalone, cluster]
+}
+
+contract! {
+    async fn two_stores_training_at_once_each_read_the_others_values(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        let other = d.store();
+        // Each writes its own values: both train, both store a dictionary, the last made current wins.
+        tokio::join!(write(store, 0..ENOUGH, "x"), write(&other, 10_000..10_000 + ENOUGH, "y"));
+        let (mine, _) = until_compressed_with_a_dictionary(d, store, 0).await;
+        let (theirs, _) = until_compressed_with_a_dictionary(d, &other, 1_000).await;
+        let third = d.store();
+        for name in [&mine, &theirs] {
+            let n: u64 = name.trim_start_matches("probe-").parse().unwrap();
+            assert_eq!(third.get::<Answer>(&acme, &ty, name).await.unwrap(), Some(answer(50_000 + n)), "{name}");
+            assert_eq!(store.get::<Answer>(&acme, &ty, name).await.unwrap(), Some(answer(50_000 + n)), "{name}");
+            assert_eq!(other.get::<Answer>(&acme, &ty, name).await.unwrap(), Some(answer(50_000 + n)), "{name}");
+        }
+    }
+    on [standalone, cluster]
+}
+
+/// With `compression.dictionaries = false` nothing is sampled or trained; values written with one by another
+/// store are still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_dictionaries_nothing_is_trained_and_dictionary_values_still_read() {
+    let d = Deployment::standalone();
+    let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+    let off = d.store_with(&[("compression.dictionaries", "false")]);
+    write(&off, 0..ENOUGH, "a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _ = off.set(&acme, &ty, "late", &answer(1)).await.unwrap();
+    assert_eq!(dictionary_of(&d, &full_key(&off, &ty, "late")), None);
+
+    let on = d.store();
+    write(&on, 0..ENOUGH, "b").await;
+    let (probe, _) = until_compressed_with_a_dictionary(&d, &on, 0).await;
+    let n: u64 = probe.trim_start_matches("probe-").parse().unwrap();
+    assert_eq!(
+        off.get::<Answer>(&acme, &ty, &probe).await.unwrap(),
+        Some(answer(50_000 + n))
+    );
+}
+
+/// A sealed type's dictionary is a copy of its values, so it is sealed too (design 0018's promise: sealed
+/// wherever a copy lands); its values, compressed then sealed, read in another store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_types_dictionary_is_sealed_and_its_values_read_elsewhere() {
+    use std::io::Write as _;
+    let d = Deployment::standalone();
+    let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+    let mut keys = tempfile::NamedTempFile::new().unwrap();
+    keys.write_all(b"k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .unwrap();
+    let path = keys.path().display().to_string();
+    let sealed = [
+        ("types.api_response.sealed", "true"),
+        ("encryption.keys_file", path.as_str()),
+    ];
+    let store = d.store_with(&sealed);
+    write(&store, 0..ENOUGH, "a").await;
+    let current = full_key(&store, &ty, "fc.dictionary.current");
+    let mut waited = 0;
+    while !d.exists_raw(&current) {
+        assert!(
+            waited < 300,
+            "no dictionary was stored after {ENOUGH} values and 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let trained = store.admin().train_dictionary(&acme, &ty).await.unwrap();
+    let dictionary = d
+        .get_raw(&full_key(
+            &store,
+            &ty,
+            &format!("fc.dictionary.{}", trained.id),
+        ))
+        .expect("the dictionary is stored beside the values");
+    assert_ne!(dictionary[4] & 0b0000_1000, 0, "sealed");
+    assert!(
+        !dictionary
+            .windows("Druckerpapier".len())
+            .any(|w| w == b"Druckerpapier"),
+        "no value's text in clear"
+    );
+    let _ = store.set(&acme, &ty, "after", &answer(77)).await.unwrap();
+    let raw = d.get_raw(&full_key(&store, &ty, "after")).unwrap();
+    assert_ne!(raw[4] & 0b0000_1000, 0, "the value is sealed");
+    let before = d.get_raw(&full_key(&store, &ty, "a-77")).unwrap();
+    assert!(
+        raw.len() < before.len() * 3 / 4,
+        "compressed with the dictionary before it was sealed: {} bytes, {} before any dictionary",
+        raw.len(),
+        before.len()
+    );
+    let other = d.store_with(&sealed);
+    assert_eq!(
+        other.get::<Answer>(&acme, &ty, "after").await.unwrap(),
+        Some(answer(77))
+    );
+    assert_eq!(
+        other.get::<Answer>(&acme, &ty, "a-9").await.unwrap(),
+        Some(answer(9))
+    );
+}
