@@ -18,7 +18,9 @@ use std::{
 };
 
 use fernando_cache_config::{CacheType, TtlTable};
-use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, unescape_segment};
+use fernando_cache_keys::{
+    AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, glob_match, unescape_segment,
+};
 use serde::Serialize;
 
 use super::{
@@ -136,6 +138,28 @@ impl Dictionaries {
         s.closed = true;
         s.bytes = 0;
         Some(std::mem::take(&mut s.payloads))
+    }
+
+    /// Forgets the dictionaries and samples of every group `erased` says is gone (a tenant's erasure: a
+    /// dictionary is made of its values).
+    pub(super) fn forget(&self, erased: impl Fn(&str) -> bool) {
+        for (at, _) in self.by_id.iter() {
+            if erased(&at.0) {
+                self.by_id.invalidate(&*at);
+            }
+        }
+        for (at, ()) in self.missing.iter() {
+            if erased(&at.0) {
+                self.missing.invalidate(&*at);
+            }
+        }
+        for (group, _) in self.current.iter() {
+            if erased(&group) {
+                self.current.invalidate(&*group);
+            }
+        }
+        let mut all = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|group, _| !erased(group));
     }
 
     /// `group` has a dictionary now: its sampling ends.
@@ -348,6 +372,17 @@ impl Store {
                 .await;
             lookup.value
         })
+    }
+
+    /// Forgets what this process knows of the dictionaries of `scope`'s groups (of `cache_type`, or all).
+    pub(super) fn forget_dictionaries(&self, scope: &Scope, cache_type: Option<&CacheType>) {
+        let patterns = self.inner.keys.scan_patterns(scope, cache_type);
+        self.inner.dictionaries.forget(|group| {
+            let entry = format!("{group}:x");
+            patterns
+                .iter()
+                .any(|p| glob_match(p.as_bytes(), entry.as_bytes()))
+        });
     }
 
     /// How long a dictionary of `cache_type` is kept: twice as long as a value of the type lives.

@@ -129,17 +129,23 @@ impl Store {
     }
 
     /// Drops what this process holds of `tenant`: every L1 copy (the tier keeps no index by tenant, and an
-    /// erasure is rare), and its computations in flight, which later callers no longer join.
+    /// erasure is rare), its computations in flight, which later callers no longer join, and its groups'
+    /// compression dictionaries and samples (made of its values).
     fn drop_held(&self, tenant: &TenantId) {
         if let Some(l1) = &self.inner.l1 {
             l1.changed_all();
         }
         let globs = self.inner.keys.tenant_globs(tenant);
-        self.inner.flights.forget(|key| {
+        let of_tenant = |key: &str| {
             globs
                 .iter()
                 .any(|g| glob_match(g.as_bytes(), key.as_bytes()))
-        });
+        };
+        self.inner.flights.forget(of_tenant);
+        // A group is `{prefix}{scope}:{type}`: one of the tenant's when an entry key in it would be.
+        self.inner
+            .dictionaries
+            .forget(|group| of_tenant(&format!("{group}:x")));
     }
 
     /// Deletes every key matching `pattern` (on every primary of a cluster), through the circuit breaker; no

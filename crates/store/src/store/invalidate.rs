@@ -225,7 +225,11 @@ impl Store {
     ) -> Result<Invalidation, StoreError> {
         match target {
             Target::Entries { scope, cache_type } => {
-                self.invalidate_entries(scope, cache_type, strategy).await
+                let done = self.invalidate_entries(scope, cache_type, strategy).await;
+                // The groups' dictionaries are hidden (or deleted) with their values: this process stops
+                // compressing with them at once (others within the 30 s they trust what they read).
+                self.forget_dictionaries(&scope.to_scope(), cache_type);
+                done
             }
             Target::Pattern {
                 scope,

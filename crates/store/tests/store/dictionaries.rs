@@ -285,3 +285,45 @@ async fn a_sealed_types_dictionary_is_sealed_and_its_values_read_elsewhere() {
         Some(answer(9))
     );
 }
+
+contract! {
+    /// A dictionary is made of its tenant's values: an erasure removes it from the backend and from the process,
+    /// and the tenant's next values are written without it.
+    async fn an_erased_tenants_dictionaries_are_gone_everywhere(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let (_, id) = until_compressed_with_a_dictionary(d, store, 0).await;
+        let stored = full_key(store, &ty, &format!("fc.dictionary.{id}"));
+        assert!(d.exists_raw(&stored));
+        let _ = store.admin().erase_tenant(&acme).await.unwrap();
+        assert!(!d.exists_raw(&stored), "the stored dictionary is erased");
+        assert!(!d.exists_raw(&full_key(store, &ty, "fc.dictionary.current")));
+        let _ = store.set(&acme, &ty, "next", &answer(3)).await.unwrap();
+        assert_eq!(
+            dictionary_of(d, &full_key(store, &ty, "next")),
+            None,
+            "this process no longer compresses with the erased tenant's dictionary"
+        );
+        assert_eq!(store.get::<Answer>(&acme, &ty, "next").await.unwrap(), Some(answer(3)));
+    }
+    on [disk, standalone, cluster]
+}
+
+contract! {
+    /// An invalidation hides a group's dictionary with its values; the process that invalidated writes its
+    /// next values without it, so that every process can read them.
+    async fn after_an_invalidation_values_are_written_without_the_hidden_dictionary(d, store) {
+        use fernando_cache_store::{InvalidationStrategy, Target};
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let _ = until_compressed_with_a_dictionary(d, store, 0).await;
+        let _ = store
+            .invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy)
+            .await
+            .unwrap();
+        let _ = store.set(&acme, &ty, "next", &answer(4)).await.unwrap();
+        assert_eq!(dictionary_of(d, &full_key(store, &ty, "next")), None);
+        assert_eq!(d.store().get::<Answer>(&acme, &ty, "next").await.unwrap(), Some(answer(4)));
+    }
+    on [standalone, cluster]
+}
