@@ -103,3 +103,45 @@ async fn a_tracked_batch_of_hits_is_one_mget() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+contract! {
+    /// A batch of hits, misses and an entry past its TTL, for two tenants, one of them invalidated meanwhile by
+    /// another store (another process): each answer is its own key's, judged as a single read judges it.
+    async fn a_batch_mixes_hits_misses_and_stale_entries_and_sees_another_stores_invalidation(d, store) {
+        use fernando_cache_store::Write;
+        let (acme, globex, ty) = (tenant("acme"), tenant("globex"), CacheType::SESSION);
+        for t in [&acme, &globex] {
+            let _ = store.set_many(t, &ty, &[("a", &1u64), ("b", &2u64)]).await.unwrap();
+            let _ = store
+                .set_with(t, &ty, "old", &3u64, Write::default().ttl(std::time::Duration::from_millis(5)))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let before = store.metrics().totals();
+        let got: Vec<Option<u64>> = store.get_many(&acme, &ty, &["a", "old", "none", "b"]).await.unwrap();
+        assert_eq!(got, vec![Some(1), None, None, Some(2)], "past its TTL is a miss");
+        let seen = store.metrics().totals().since(&before);
+        assert_eq!((seen.hits, seen.misses), (2, 2), "{seen:?}");
+
+        let other = d.store();
+        let _ = other
+            .invalidate(Target::entries(&acme, &ty), InvalidationStrategy::Lazy)
+            .await
+            .unwrap();
+        // Another process's invalidation reaches this one (tracked generations, or read with the batch).
+        let mut waited = 0;
+        loop {
+            let got: Vec<Option<u64>> = store.get_many(&acme, &ty, &["a", "b"]).await.unwrap();
+            if got == vec![None, None] {
+                break;
+            }
+            waited += 1;
+            assert!(waited < 100, "the invalidation never reached this store: {got:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let theirs: Vec<Option<u64>> = store.get_many(&globex, &ty, &["b", "a"]).await.unwrap();
+        assert_eq!(theirs, vec![Some(2), Some(1)], "the other tenant is untouched");
+    }
+    on [disk, standalone, cluster, sentinel, standalone_sharded, cluster_sharded, acl, dedicated]
+}
