@@ -733,6 +733,22 @@ fn train_dictionary_in_two_processes_at_once_then_later_values_are_smaller_and_a
         assert!(said.contains("trained on 40 values"), "{said}");
         assert!(said.contains("current in 1 group"), "{said}");
     }
+    // Too few values to learn from, and the store's own names: one clear line each, exit 2.
+    let out = run(
+        &url,
+        &[
+            "cache",
+            "train-dictionary",
+            "--tenant",
+            "nobody",
+            "--type",
+            "api_response",
+        ],
+        b"",
+    );
+    assert_one_line_error(&out, "no compression dictionary was trained: 0 samples");
+    let out = run(&url, &args("set", &at("fc.dictionary.current")), b"x");
+    assert_one_line_error(&out, "is reserved");
     let out = run(&url, &args("set", &at("after")), answer(1_000).as_bytes());
     assert!(
         out.status.success(),

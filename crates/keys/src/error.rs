@@ -35,4 +35,9 @@ pub enum KeyError {
     /// A percent-escape is malformed.
     #[error("malformed escape in key segment {0:?}")]
     BadEscape(String),
+    /// A specific key in the store's own names ([`crate::RESERVED_KEY_PREFIX`]: its compression dictionaries).
+    #[error(
+        "cache key {0:?} is reserved: keys starting with `fc.dictionary.` hold the store's compression dictionaries"
+    )]
+    Reserved(String),
 }

@@ -48,3 +48,8 @@ pub use fingerprint::{DocumentFingerprint, Fingerprinter};
 pub use generation::GenerationKeys;
 pub use glob::glob_match;
 pub use tenant::TenantId;
+
+/// The beginning of the specific keys the store keeps for itself in every entry group — its compression
+/// dictionaries (`fc.dictionary.<id>`, `fc.dictionary.current`); [`KeyBuilder::key`] refuses them to callers
+/// ([`KeyError::Reserved`]), and only [`CacheKey::sibling`] names them.
+pub const RESERVED_KEY_PREFIX: &str = "fc.dictionary.";

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The value could not be encoded (for example a map with non-string keys, or too large).
     #[error("value could not be stored: {0}")]
     Encode(String),
+    /// A compression dictionary was asked for and not trained (design 0025): too few values, or values a
+    /// dictionary would not make smaller.
+    #[error("no compression dictionary was trained: {0}")]
+    Training(String),
     /// The backend could not perform an operation that must not fail silently.
     #[error("cache backend unavailable during {op}: {source}")]
     Unavailable {

@@ -297,6 +297,9 @@ impl KeyBuilder {
         specific: &str,
     ) -> Result<CacheKey, KeyError> {
         let scope = scope.into();
+        if specific.starts_with(crate::RESERVED_KEY_PREFIX) {
+            return Err(KeyError::Reserved(specific.to_owned()));
+        }
         if specific.len() > Self::MAX_SPECIFIC_KEY_LEN {
             return Err(KeyError::KeyTooLong {
                 len: specific.len(),

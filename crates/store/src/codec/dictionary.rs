@@ -30,6 +30,10 @@ pub(crate) const DICTIONARY_BYTES: usize = 16 << 10;
 /// Fewest samples a dictionary is trained from; zstd's trainer fails or overfits below some dozens.
 pub(crate) const MIN_SAMPLES: usize = 32;
 
+/// The largest dictionary loaded: a trained one is [`DICTIONARY_BYTES`]; anything far larger found in the
+/// backend is not one of ours, and would cost its size in every process that read it.
+pub(crate) const MAX_DICTIONARY_BYTES: usize = 128 << 10;
+
 /// Compression and decompression contexts kept per thread: one per dictionary in use, for the few groups a
 /// thread serves at once.
 const CONTEXTS: usize = 8;
@@ -59,6 +63,12 @@ impl Dictionary {
     /// Bytes that are not a zstd dictionary with an id (a raw-content dictionary has none, and its frames could
     /// not say which dictionary they need), or that zstd cannot load.
     pub(crate) fn new(bytes: Vec<u8>) -> Result<Arc<Dictionary>, String> {
+        if bytes.len() > MAX_DICTIONARY_BYTES {
+            return Err(format!(
+                "{} bytes; a dictionary has at most {MAX_DICTIONARY_BYTES}",
+                bytes.len()
+            ));
+        }
         let id = zstd::zstd_safe::get_dict_id_from_dict(&bytes)
             .ok_or("the bytes are not a zstd dictionary with an id")?
             .get();
@@ -97,6 +107,50 @@ pub(crate) fn train(samples: &[Vec<u8>]) -> Result<Arc<Dictionary>, String> {
     let bytes = zstd::dict::from_samples(samples, DICTIONARY_BYTES)
         .map_err(|e| format!("zstd could not train a dictionary: {e}"))?;
     Dictionary::new(bytes)
+}
+
+/// A dictionary trained on samples, and what it does to them.
+#[derive(Debug)]
+pub(crate) struct Trial {
+    pub(crate) dictionary: Arc<Dictionary>,
+    pub(crate) samples: usize,
+    /// The samples' bytes, as they are.
+    pub(crate) sample_bytes: u64,
+    /// The samples compressed by zstd alone (each kept as it is where that is smaller).
+    pub(crate) plain_bytes: u64,
+    /// The samples compressed with the dictionary (likewise).
+    pub(crate) dictionary_bytes: u64,
+}
+
+/// A dictionary trained on `samples`, kept only when it makes them smaller than zstd alone does at `level`: a
+/// dictionary that does not help costs memory in every process for nothing.
+///
+/// # Errors
+/// As [`train`], or the dictionary does not make the samples smaller.
+pub(crate) fn train_better(samples: &[Vec<u8>], level: i32) -> Result<Trial, String> {
+    let dictionary = train(samples)?;
+    let mut alone = zstd::bulk::Compressor::new(level).map_err(|e| e.to_string())?;
+    let (mut sample_bytes, mut plain_bytes, mut dictionary_bytes) = (0u64, 0u64, 0u64);
+    for s in samples {
+        let len = s.len();
+        sample_bytes += len as u64;
+        plain_bytes += alone.compress(s).map_or(len, |c| c.len().min(len)) as u64;
+        dictionary_bytes +=
+            compress(s, &dictionary, level).map_or(len, |c| c.len().min(len)) as u64;
+    }
+    if dictionary_bytes >= plain_bytes {
+        return Err(format!(
+            "a dictionary would not make these values smaller ({dictionary_bytes} bytes with it, {plain_bytes} \
+             with zstd alone)"
+        ));
+    }
+    Ok(Trial {
+        dictionary,
+        samples: samples.len(),
+        sample_bytes,
+        plain_bytes,
+        dictionary_bytes,
+    })
 }
 
 thread_local! {
@@ -332,6 +386,10 @@ mod tests {
         ] {
             assert!(Dictionary::new(junk.to_vec()).is_err(), "{junk:?}");
         }
+        let mut padded = d.bytes().to_vec();
+        padded.resize(MAX_DICTIONARY_BYTES + 1, 0);
+        let e = Dictionary::new(padded).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
         let few = train(&vec![vec![1, 2, 3]; 3]).unwrap_err();
         assert!(few.contains("at least 32"), "{few}");
     }

@@ -39,17 +39,25 @@ use crate::{
     metrics::SeriesRef,
 };
 
-/// The specific key naming a group's current dictionary: `"<id> <stored at, ms>"`.
+/// The specific key naming a group's current dictionary: `"<id> <stored at, ms>"` (under the prefix callers may
+/// not use, `fernando_cache_keys::RESERVED_KEY_PREFIX`).
 const CURRENT: &str = "fc.dictionary.current";
 
 /// Samples a group collects before its dictionary is trained.
 pub(crate) const TRAIN_AFTER: usize = 1000;
 
-/// Most bytes of samples kept per group.
-const SAMPLE_BYTES: usize = 1 << 20;
+/// Bytes of samples at which a group's dictionary is trained even before [`TRAIN_AFTER`] values (large values
+/// give enough to learn from sooner); also the most a group keeps.
+const SAMPLE_BYTES: usize = 512 << 10;
+
+/// Most bytes of samples a process keeps, all groups together: a group that would pass it is not sampled.
+const SAMPLES_BUDGET: usize = 16 << 20;
 
 /// Most groups sampled at once in a process.
 const SAMPLED_GROUPS: usize = 256;
+
+/// Most bytes of values an operator's training reads.
+const OPERATOR_SAMPLE_BYTES: usize = 8 << 20;
 
 /// How long a process trusts what it read of a group's current dictionary: a rotation reaches every process
 /// within it.
@@ -75,8 +83,8 @@ pub(super) struct Dictionaries {
     missing: moka::sync::Cache<(String, u32), ()>,
     /// Each group's current dictionary (`None`: it has none), as last read.
     current: moka::sync::Cache<String, Option<Arc<Dictionary>>>,
-    /// Payloads of groups without a dictionary, sampled for training.
-    samples: Mutex<HashMap<String, Samples>>,
+    /// Payloads of groups without a dictionary, sampled for training, and their bytes all together.
+    samples: Mutex<(HashMap<String, Samples>, usize)>,
 }
 
 impl std::fmt::Debug for Dictionaries {
@@ -102,7 +110,13 @@ impl Dictionaries {
     pub(super) fn new(enabled: bool) -> Self {
         Dictionaries {
             enabled,
-            by_id: moka::sync::Cache::builder().max_capacity(512).build(),
+            // Weighed by their bytes: 32 MiB of dictionaries at most (two thousand of the usual 16 KiB).
+            by_id: moka::sync::Cache::builder()
+                .weigher(|_, d: &Arc<Dictionary>| {
+                    u32::try_from(d.bytes().len()).unwrap_or(u32::MAX)
+                })
+                .max_capacity(32 << 20)
+                .build(),
             missing: moka::sync::Cache::builder()
                 .max_capacity(4096)
                 .time_to_live(MISSING_FOR)
@@ -111,7 +125,7 @@ impl Dictionaries {
                 .max_capacity(4096)
                 .time_to_live(CURRENT_FOR)
                 .build(),
-            samples: Mutex::new(HashMap::new()),
+            samples: Mutex::new((HashMap::new(), 0)),
         }
     }
 
@@ -122,20 +136,26 @@ impl Dictionaries {
         {
             return None;
         }
-        let mut all = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let (all, held) = &mut *guard;
         if !all.contains_key(group) && all.len() >= SAMPLED_GROUPS {
             return None;
         }
+        if *held + payload.len() > SAMPLES_BUDGET {
+            return None;
+        }
         let s = all.entry(group.to_owned()).or_default();
-        if s.closed || s.bytes + payload.len() > SAMPLE_BYTES {
+        if s.closed {
             return None;
         }
         s.payloads.push(payload.to_vec());
         s.bytes += payload.len();
-        if s.payloads.len() < TRAIN_AFTER {
+        *held += payload.len();
+        if s.payloads.len() < TRAIN_AFTER && s.bytes < SAMPLE_BYTES {
             return None;
         }
         s.closed = true;
+        *held -= s.bytes;
         s.bytes = 0;
         Some(std::mem::take(&mut s.payloads))
     }
@@ -158,14 +178,24 @@ impl Dictionaries {
                 self.current.invalidate(&*group);
             }
         }
-        let mut all = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|group, _| !erased(group));
+        let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let (all, held) = &mut *guard;
+        all.retain(|group, s| {
+            let keep = !erased(group);
+            if !keep {
+                *held -= s.bytes;
+            }
+            keep
+        });
     }
 
     /// `group` has a dictionary now: its sampling ends.
     fn trained(&self, group: &str) {
-        let mut all = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        all.remove(group);
+        let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let (all, held) = &mut *guard;
+        if let Some(s) = all.remove(group) {
+            *held -= s.bytes;
+        }
     }
 }
 
@@ -316,6 +346,13 @@ impl Store {
         bytes: bytes::Bytes,
         header: &Header,
     ) -> Result<(bytes::Bytes, Header), String> {
+        // The store's own entries are never compressed with a dictionary: one that says it is would be read
+        // with itself (a dictionary naming itself, planted in the backend), so it is refused.
+        if key.as_str().rsplit_once(':').is_some_and(|(_, specific)| {
+            specific.starts_with(fernando_cache_keys::RESERVED_KEY_PREFIX)
+        }) {
+            return Err("a dictionary entry is compressed with a dictionary".into());
+        }
         let id = codec::dictionary_of(&bytes, header).unwrap_or(0);
         let dictionary = self
             .dictionary_by_id(lane, key, series, id)
@@ -453,9 +490,13 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             let group = KeyBuilder::group_of(key.as_str()).to_owned();
-            let trained = tokio::task::spawn_blocking(move || dictionary::train(&samples)).await;
+            let level = store.inner.policy.level;
+            let trained =
+                tokio::task::spawn_blocking(move || dictionary::train_better(&samples, level))
+                    .await;
             match trained {
-                Ok(Ok(dictionary)) => {
+                Ok(Ok(trial)) => {
+                    let dictionary = trial.dictionary;
                     if store
                         .store_dictionary(&scope, &cache_type, &key, &dictionary)
                         .await
@@ -494,6 +535,8 @@ impl Store {
         cache_type: &CacheType,
     ) -> Result<TrainedDictionary, StoreError> {
         let keys = &self.inner.keys;
+        // An over-long tenant is refused as every call refuses it.
+        keys.quota_keys(scope)?;
         let lane = self.lane(scope.as_scope());
         let series = self
             .inner
@@ -508,7 +551,7 @@ impl Store {
             Role::Acl => self.shared_lane(),
             Role::Shared | Role::Dedicated => &lane,
         };
-        let mut samples: Vec<Vec<u8>> = Vec::new();
+        let (mut samples, mut sampled): (Vec<Vec<u8>>, usize) = (Vec::new(), 0);
         // One entry of each group found (a sharded tenant's type has one group a shard).
         let mut groups: Vec<CacheKey> = Vec::new();
         for pattern in keys.scan_patterns(scope, Some(cache_type)) {
@@ -529,10 +572,19 @@ impl Store {
                     {
                         groups.push(entry.clone());
                     }
-                    if samples.len() < OPERATOR_SAMPLES
+                    // Values a dictionary would compress, up to a bound in count and bytes.
+                    let small = listed.size.is_some_and(|n| {
+                        n <= (dictionary::MAX_DICTIONARY_VALUE + codec::HEADER_LEN + 512) as u64
+                    });
+                    if small
+                        && samples.len() < OPERATOR_SAMPLES
+                        && sampled < OPERATOR_SAMPLE_BYTES
                         && let Some(payload) =
                             self.read_uncounted(&lane, entry.clone(), &series).await
+                        && (dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
+                            .contains(&payload.len())
                     {
+                        sampled += payload.len();
                         samples.push(payload);
                     }
                 }
@@ -542,22 +594,12 @@ impl Store {
                 }
             }
         }
-        let sample_bytes: u64 = samples.iter().map(|s| s.len() as u64).sum();
         let level = self.inner.policy.level;
-        let trained = tokio::task::spawn_blocking(move || {
-            let dictionary = dictionary::train(&samples)?;
-            let mut sizes = (0u64, 0u64);
-            for s in &samples {
-                sizes.0 += zstd::bulk::compress(s, level).map_or(s.len(), |c| c.len()) as u64;
-                sizes.1 +=
-                    dictionary::compress(s, &dictionary, level).map_or(s.len(), |c| c.len()) as u64;
-            }
-            Ok::<_, String>((dictionary, samples.len(), sizes))
-        })
-        .await
-        .map_err(|e| StoreError::Encode(format!("training did not finish: {e}")))?
-        .map_err(StoreError::Encode)?;
-        let (dictionary, count, (plain_bytes, dictionary_bytes)) = trained;
+        let trial = tokio::task::spawn_blocking(move || dictionary::train_better(&samples, level))
+            .await
+            .map_err(|e| StoreError::Training(format!("training did not finish: {e}")))?
+            .map_err(StoreError::Training)?;
+        let dictionary = trial.dictionary;
         for group in &groups {
             if !self
                 .store_dictionary(scope, cache_type, group, &dictionary)
@@ -577,10 +619,10 @@ impl Store {
         Ok(TrainedDictionary {
             id: dictionary.id(),
             bytes: dictionary.bytes().len(),
-            samples: count,
-            sample_bytes,
-            plain_bytes,
-            dictionary_bytes,
+            samples: trial.samples,
+            sample_bytes: trial.sample_bytes,
+            plain_bytes: trial.plain_bytes,
+            dictionary_bytes: trial.dictionary_bytes,
             groups: groups.len(),
         })
     }

@@ -45,13 +45,18 @@ fn answer(i: u64) -> Answer {
     }
 }
 
+/// The full key of `name` (acme, `ty`); the store's own names (which callers may not use) as the store builds
+/// them, beside the group's entries.
 fn full_key(store: &Store, ty: &CacheType, name: &str) -> String {
-    store
-        .admin()
-        .keys()
-        .key(&tenant("acme"), ty, name)
-        .unwrap()
-        .into_string()
+    let keys = store.admin().keys();
+    if name.starts_with(fernando_cache_store::keys::RESERVED_KEY_PREFIX) {
+        return keys
+            .key(&tenant("acme"), ty, "x")
+            .unwrap()
+            .sibling(name)
+            .into_string();
+    }
+    keys.key(&tenant("acme"), ty, name).unwrap().into_string()
 }
 
 /// The dictionary an entry as stored was compressed with, by its envelope (flags, then the frame's id).
@@ -326,4 +331,41 @@ contract! {
         assert_eq!(d.store().get::<Answer>(&acme, &ty, "next").await.unwrap(), Some(answer(4)));
     }
     on [standalone, cluster]
+}
+
+contract! {
+    /// Found in an outside attack: a value planted over a dictionary's own key, itself compressed with that
+    /// dictionary, made every read of the group load the dictionary with itself until the stack overflowed and the
+    /// process aborted. Such an entry is refused (a counted miss), and so is a planted "dictionary" of 20 MiB;
+    /// callers cannot write the store's own names at all.
+    async fn a_planted_dictionary_that_names_itself_or_is_huge_is_a_miss_not_a_crash(d, store) {
+        use fernando_cache_store::Write;
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let (probe, id) = until_compressed_with_a_dictionary(d, store, 0).await;
+        let dictionary_key = full_key(store, &ty, &format!("fc.dictionary.{id}"));
+        // The stored dictionary: a 49-byte header, then the dictionary as it is; padded to 20 MiB and stored
+        // through the store (so it is a well-formed entry), then put in the dictionary's place.
+        let mut huge = d.get_raw(&dictionary_key).unwrap()[49..].to_vec();
+        huge.resize(20 << 20, 0);
+        let _ = store.set_bytes(&acme, &ty, "huge", &huge, Write::default()).await.unwrap();
+        d.put_raw(&dictionary_key, &d.get_raw(&full_key(store, &ty, "huge")).unwrap());
+        let fresh = d.store();
+        assert_eq!(fresh.get::<Answer>(&acme, &ty, &probe).await.unwrap(), None);
+
+        let (probe, _) = until_compressed_with_a_dictionary(d, store, 400).await;
+        let compressed = d.get_raw(&full_key(store, &ty, &probe)).unwrap();
+        d.put_raw(&dictionary_key, &compressed);
+        let fresh = d.store();
+        assert_eq!(fresh.get::<Answer>(&acme, &ty, &probe).await.unwrap(), None);
+        assert!(fresh.metrics().totals().corrupt >= 1);
+
+        // The store's own names are not the callers'.
+        for reserved in ["fc.dictionary.current", "fc.dictionary.7"] {
+            let e = store.set(&acme, &ty, reserved, &1u8).await.unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{e}");
+            assert!(store.get::<u8>(&acme, &ty, reserved).await.is_err());
+        }
+    }
+    on [disk, standalone]
 }
