@@ -217,8 +217,8 @@ async fn execute(
             let t = store.admin().train_dictionary(&tenant, &ty).await?;
             let ratio = |n: u64| n as f64 / t.sample_bytes.max(1) as f64;
             println!(
-                "dictionary {} of {} {}: {} bytes, trained on {} values ({} bytes); on them, zstd alone \
-                 stores {:.2}× their size, with the dictionary {:.2}×; current in {}",
+                "dictionary {} of {} {}: {} bytes, trained on {} values; on those held out of the training \
+                 ({} bytes), zstd alone stores {:.2}× their size, with the dictionary {:.2}×; current in {}",
                 t.id,
                 tenant.as_str(),
                 ty.as_str(),

@@ -114,24 +114,34 @@ pub(crate) fn train(samples: &[Vec<u8>]) -> Result<Arc<Dictionary>, String> {
 pub(crate) struct Trial {
     pub(crate) dictionary: Arc<Dictionary>,
     pub(crate) samples: usize,
-    /// The samples' bytes, as they are.
+    /// The held-out samples' bytes, as they are.
     pub(crate) sample_bytes: u64,
-    /// The samples compressed by zstd alone (each kept as it is where that is smaller).
+    /// The held-out samples compressed by zstd alone (each kept as it is where that is smaller).
     pub(crate) plain_bytes: u64,
-    /// The samples compressed with the dictionary (likewise).
+    /// The held-out samples compressed with the dictionary (likewise).
     pub(crate) dictionary_bytes: u64,
 }
 
-/// A dictionary trained on `samples`, kept only when it makes them smaller than zstd alone does at `level`: a
-/// dictionary that does not help costs memory in every process for nothing.
+/// A dictionary trained on four in five of `samples`, kept only when it makes the fifth smaller than zstd alone
+/// does at `level`: a dictionary that does not help costs memory in every process for nothing.
 ///
 /// # Errors
 /// As [`train`], or the dictionary does not make the samples smaller.
 pub(crate) fn train_better(samples: &[Vec<u8>], level: i32) -> Result<Trial, String> {
-    let dictionary = train(samples)?;
+    // Judged on every fifth sample, held out of the training: a dictionary remembers what it was trained on,
+    // and would seem to shrink even random bytes it has seen.
+    let (mut trained_on, mut held_out) = (Vec::new(), Vec::new());
+    for (i, s) in samples.iter().enumerate() {
+        if i % 5 == 4 {
+            held_out.push(s);
+        } else {
+            trained_on.push(s.clone());
+        }
+    }
+    let dictionary = train(&trained_on)?;
     let mut alone = zstd::bulk::Compressor::new(level).map_err(|e| e.to_string())?;
     let (mut sample_bytes, mut plain_bytes, mut dictionary_bytes) = (0u64, 0u64, 0u64);
-    for s in samples {
+    for s in held_out {
         let len = s.len();
         sample_bytes += len as u64;
         plain_bytes += alone.compress(s).map_or(len, |c| c.len().min(len)) as u64;
@@ -359,6 +369,34 @@ mod tests {
         };
         let v = encode_typed_with(&response(1), [0, 0], &off, Some(&d), |_| {}).unwrap();
         assert!(!read_header(&v.bytes).unwrap().compressed);
+    }
+
+    #[test]
+    fn a_dictionary_that_would_not_shrink_new_values_is_not_kept() {
+        // Random bytes: a dictionary remembers the ones it was trained on, and shrinks no others.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<Vec<u8>> = (0..200)
+            .map(|_| {
+                (0..400)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let e = train_better(&random, 3).unwrap_err();
+        assert!(e.contains("would not make these values smaller"), "{e}");
+        let trial = train_better(&payloads((0..400).map(response)), 3).unwrap();
+        assert!(
+            trial.dictionary_bytes * 2 < trial.plain_bytes,
+            "{} with it, {} without",
+            trial.dictionary_bytes,
+            trial.plain_bytes
+        );
+        assert_eq!(trial.samples, 400);
     }
 
     #[test]

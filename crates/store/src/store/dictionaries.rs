@@ -43,6 +43,9 @@ use crate::{
 /// not use, `fernando_cache_keys::RESERVED_KEY_PREFIX`).
 const CURRENT: &str = "fc.dictionary.current";
 
+/// Most bytes `fc.dictionary.current` may hold (`"<id> <ms>"`).
+const CURRENT_BYTES: usize = 64;
+
 /// Samples a group collects before its dictionary is trained.
 pub(crate) const TRAIN_AFTER: usize = 1000;
 
@@ -207,9 +210,9 @@ pub struct TrainedDictionary {
     pub id: u32,
     /// Its size in bytes.
     pub bytes: usize,
-    /// Values it was trained on.
+    /// Values read: four in five trained it, the fifth judged it.
     pub samples: usize,
-    /// Their payloads' bytes, as they are.
+    /// The judging values' payloads' bytes, as they are.
     pub sample_bytes: u64,
     /// The same payloads compressed with zstd alone (at the configured level).
     pub plain_bytes: u64,
@@ -289,7 +292,7 @@ impl Store {
             .metrics
             .series(scope.label(), cache_type.as_str());
         let named = self
-            .read_sibling(&lane, key, &series, CURRENT)
+            .read_sibling(&lane, key, &series, CURRENT, CURRENT_BYTES)
             .await
             .and_then(|text| parse_current(&text));
         let found = match named {
@@ -325,7 +328,13 @@ impl Store {
             return None;
         }
         let found = self
-            .read_sibling(lane, key, series, &dictionary_key(id))
+            .read_sibling(
+                lane,
+                key,
+                series,
+                &dictionary_key(id),
+                dictionary::MAX_DICTIONARY_BYTES,
+            )
             .await
             .and_then(|bytes| Dictionary::new(bytes).ok())
             .filter(|d| d.id() == id);
@@ -365,25 +374,30 @@ impl Store {
         Ok((opened, header))
     }
 
-    /// The raw value of the entry `specific` of `key`'s group (see [`Store::read_uncounted`]).
+    /// The raw value of the entry `specific` of `key`'s group (see [`Store::read_uncounted`]), refused — a
+    /// counted miss that removes it — when it would decode to more than `limit` bytes: what the backend holds
+    /// there is not believed to be a dictionary's size before it is unpacked.
     async fn read_sibling(
         &self,
         lane: &Lane,
         key: &CacheKey,
         series: &SeriesRef<'_>,
         specific: &str,
+        limit: usize,
     ) -> Option<Vec<u8>> {
-        self.read_uncounted(lane, key.sibling(specific), series)
+        self.read_uncounted(lane, key.sibling(specific), series, limit)
             .await
     }
 
     /// The raw value of the entry `key` — a typed entry's encoded payload — read as any entry is (opened when
-    /// sealed, its generations checked, opened with its dictionary) but not counted as a read of the cache.
+    /// sealed, its generations checked, opened with its dictionary) but decoded to at most `limit` bytes and not
+    /// counted as a read of the cache.
     fn read_uncounted<'a>(
         &'a self,
         lane: &'a Lane,
         key: CacheKey,
         series: &'a SeriesRef<'_>,
+        limit: usize,
     ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>> {
         Box::pin(async move {
             let storage = lane.storage();
@@ -394,13 +408,16 @@ impl Store {
             };
             let fetched = self.call(lane, storage.fetch(key.as_str(), &g)).await;
             let mut uncounted = Tally::default();
+            let decode = move |bytes: &[u8], header: &Header, max: usize| {
+                codec::decode_raw(bytes, header, limit.min(max))
+            };
             let lookup: Lookup<Vec<u8>> = self
                 .settle(
                     lane,
                     &key,
                     &Gens::Built(g),
                     series,
-                    &codec::decode_raw,
+                    &decode,
                     false,
                     None,
                     fetched,
@@ -558,7 +575,12 @@ impl Store {
             let mut cursor = crate::ScanCursor::default();
             loop {
                 let page = self
-                    .call(listing, listing.storage().scan(&pattern, &cursor, 200, 0))
+                    .call(
+                        listing,
+                        listing
+                            .storage()
+                            .scan(&pattern, &cursor, 200, codec::HEADER_LEN),
+                    )
                     .await
                     .map_err(unavailable)?;
                 for listed in page.keys {
@@ -572,20 +594,32 @@ impl Store {
                     {
                         groups.push(entry.clone());
                     }
-                    // Values a dictionary would compress, up to a bound in count and bytes.
-                    let small = listed.size.is_some_and(|n| {
-                        n <= (dictionary::MAX_DICTIONARY_VALUE + codec::HEADER_LEN + 512) as u64
-                    });
+                    // Values a dictionary would compress, as their headers say before anything is read (a
+                    // small entry may unpack to megabytes), up to a bound in count and in bytes read.
+                    let small = listed
+                        .value
+                        .as_deref()
+                        .and_then(|head| codec::read_header(head).ok())
+                        .is_some_and(|h| {
+                            (dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
+                                .contains(&(h.decoded_len as usize))
+                        });
                     if small
                         && samples.len() < OPERATOR_SAMPLES
                         && sampled < OPERATOR_SAMPLE_BYTES
-                        && let Some(payload) =
-                            self.read_uncounted(&lane, entry.clone(), &series).await
-                        && (dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
-                            .contains(&payload.len())
+                        && let Some(payload) = self
+                            .read_uncounted(
+                                &lane,
+                                entry.clone(),
+                                &series,
+                                dictionary::MAX_DICTIONARY_VALUE,
+                            )
+                            .await
                     {
                         sampled += payload.len();
-                        samples.push(payload);
+                        if payload.len() >= dictionary::MIN_DICTIONARY_VALUE {
+                            samples.push(payload);
+                        }
                     }
                 }
                 match page.next {

@@ -360,12 +360,22 @@ contract! {
         assert_eq!(fresh.get::<Answer>(&acme, &ty, &probe).await.unwrap(), None);
         assert!(fresh.metrics().totals().corrupt >= 1);
 
-        // The store's own names are not the callers'.
+        // The store's own names are not the callers' — nor their subjects (a second outside attack deleted a
+        // group's dictionaries with the event subject `fc.dictionary.current`).
         for reserved in ["fc.dictionary.current", "fc.dictionary.7"] {
             let e = store.set(&acme, &ty, reserved, &1u8).await.unwrap_err();
             assert!(e.to_string().contains("reserved"), "{e}");
             assert!(store.get::<u8>(&acme, &ty, reserved).await.is_err());
+            let e = store
+                .invalidate(
+                    fernando_cache_store::Target::subject(&acme, None, reserved),
+                    fernando_cache_store::InvalidationStrategy::Eager,
+                )
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{e}");
         }
+        assert!(d.exists_raw(&full_key(store, &ty, "fc.dictionary.current")));
     }
     on [disk, standalone]
 }
