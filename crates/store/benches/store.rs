@@ -174,6 +174,9 @@ async fn main() {
         LoadOptions::isolated(Environment::Production)
             // The raw baselines read what the store wrote: it must be the envelope in clear.
             .set("encryption.document_data", "false")
+            // The baselines decompress what the store wrote with a bare zstd context: no dictionary (the
+            // `dictionary` section measures those on stores of their own).
+            .set("compression.dictionaries", "false")
             .set_all(server.overrides())
             .set(
                 "redis.multiplexed_connections",

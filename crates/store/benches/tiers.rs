@@ -50,6 +50,8 @@ fn store(overrides: Vec<(&'static str, String)>) -> Store {
             LoadOptions::isolated(Environment::Production)
                 // The raw baselines read what the store wrote: it must be the envelope in clear.
                 .set("encryption.document_data", "false")
+                // The baselines decompress with a bare zstd context: no dictionary.
+                .set("compression.dictionaries", "false")
                 .set_all(overrides),
         )
         .expect("bench settings"),
