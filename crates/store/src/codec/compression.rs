@@ -43,12 +43,8 @@ pub(super) fn compress(
     Ok((compressed.len() < payload.len()).then_some(compressed))
 }
 
-/// The payload after undoing compression, bounded by the header's length and `max_decoded`.
-pub(super) fn payload<'a>(
-    bytes: &'a [u8],
-    header: &Header,
-    max_decoded: usize,
-) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
+/// The decoded length the header announces, refused above `max_decoded` before anything is allocated.
+pub(super) fn claimed_len(header: &Header, max_decoded: usize) -> Result<usize, DecodeError> {
     let claimed = header.decoded_len as usize;
     if claimed > max_decoded {
         return Err(DecodeError::TooLarge {
@@ -56,6 +52,16 @@ pub(super) fn payload<'a>(
             limit: max_decoded,
         });
     }
+    Ok(claimed)
+}
+
+/// The payload after undoing compression, bounded by the header's length and `max_decoded`.
+pub(super) fn payload<'a>(
+    bytes: &'a [u8],
+    header: &Header,
+    max_decoded: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
+    let claimed = claimed_len(header, max_decoded)?;
     let body = bytes.get(header.len..).unwrap_or_default();
     if header.dictionary {
         // The store opens such a payload with its dictionary first (`codec::with_dictionary`).

@@ -241,13 +241,9 @@ pub(crate) fn frame_dictionary(frame: &[u8]) -> Option<u32> {
 mod tests {
     use serde::{Deserialize, Serialize};
 
-    use super::{super::*, *};
-
-    const POLICY: CompressionPolicy = CompressionPolicy {
-        enabled: true,
-        threshold: 1024,
-        level: 3,
-        max_decoded: 64 << 20,
+    use super::{
+        super::{tests::POLICY, *},
+        *,
     };
 
     /// An API answer of the kind an `api_response` entry holds: a few hundred bytes, each like the others.
@@ -374,18 +370,8 @@ mod tests {
     #[test]
     fn a_dictionary_that_would_not_shrink_new_values_is_not_kept() {
         // Random bytes: a dictionary remembers the ones it was trained on, and shrinks no others.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let random: Vec<Vec<u8>> = (0..200)
-            .map(|_| {
-                (0..400)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            })
+            .map(|i| fernando_cache_testkit::bench::noise(i, 400))
             .collect();
         let e = train_better(&random, 3).unwrap_err();
         assert!(e.contains("would not make these values smaller"), "{e}");

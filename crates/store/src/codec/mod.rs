@@ -269,13 +269,7 @@ pub(crate) fn with_dictionary(
     dictionary: &dictionary::Dictionary,
     max_decoded: usize,
 ) -> Result<bytes::Bytes, DecodeError> {
-    let claimed = header.decoded_len as usize;
-    if claimed > max_decoded {
-        return Err(DecodeError::TooLarge {
-            claimed: claimed as u64,
-            limit: max_decoded,
-        });
-    }
+    let claimed = compression::claimed_len(header, max_decoded)?;
     let frame = bytes.get(header.len..).unwrap_or_default();
     let named = dictionary::frame_dictionary(frame).unwrap_or(0);
     if !header.dictionary || named != dictionary.id() {
@@ -302,7 +296,8 @@ mod tests {
 
     use super::*;
 
-    const POLICY: CompressionPolicy = CompressionPolicy {
+    /// The production profile's compression, for the codec's tests.
+    pub(super) const POLICY: CompressionPolicy = CompressionPolicy {
         enabled: true,
         threshold: 1024,
         level: 3,
