@@ -101,7 +101,9 @@ pub(crate) enum DecodeError {
     Dictionary(u32),
 }
 
-/// Encodes a typed value with bincode into an envelope.
+/// Encodes a typed value with bincode into an envelope, without a dictionary (the store encodes through its
+/// groups, `Store::encode_value`).
+#[cfg(test)]
 pub(crate) fn encode_typed<T: Serialize + ?Sized>(
     value: &T,
     generations: [u64; 2],

@@ -159,7 +159,7 @@ impl Store {
             // The entry's key first: its group's dictionary compresses it (design 0025).
             let k = self.inner.keys.key(&scope, cache_type, key)?;
             let encoded = self.encode_value(&scope, cache_type, &k, value).await;
-            self.write_with(scope, cache_type, key, encoded, options)
+            self.write_with(scope, cache_type, k, encoded, options)
                 .await
         }
         .instrument(span)
@@ -188,7 +188,7 @@ impl Store {
         async move {
             let k = self.inner.keys.key(&scope, cache_type, key)?;
             let encoded = self.encode_bytes(&scope, cache_type, &k, value).await;
-            self.write_with(scope, cache_type, key, encoded, options)
+            self.write_with(scope, cache_type, k, encoded, options)
                 .await
         }
         .instrument(span)
@@ -248,12 +248,11 @@ impl Store {
         &self,
         scope: Scope,
         cache_type: &CacheType,
-        key: &str,
+        k: CacheKey,
         encoded: Result<Encoded, String>,
         options: Write<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let encoded = encoded.map_err(StoreError::Encode)?;
-        let k = self.inner.keys.key(&scope, cache_type, key)?;
         let encoded = match self.tagged(&scope, &k, encoded, options.tags).await {
             Ok(e) => e,
             Err(StoreError::Unavailable { .. }) => {

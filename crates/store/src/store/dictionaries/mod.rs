@@ -214,23 +214,11 @@ impl Store {
         key: &CacheKey,
         value: &T,
     ) -> Result<Encoded, String> {
-        let dictionaries = &self.inner.dictionaries;
         let policy = &self.inner.policy;
-        if !dictionaries.enabled || !policy.enabled {
-            return codec::encode_typed(value, [0, 0], policy);
-        }
-        let current = self.current_dictionary(scope, cache_type, key).await;
-        let group = KeyBuilder::group_of(key.as_str());
-        let mut ready = None;
-        let encoded = codec::encode_typed_with(value, [0, 0], policy, current.as_deref(), |p| {
-            if current.is_none() {
-                ready = dictionaries.offer(group, p);
-            }
-        });
-        if let Some(samples) = ready {
-            self.train_in_background(scope.clone(), cache_type.clone(), key.clone(), samples);
-        }
-        encoded
+        self.encode_in_group(scope, cache_type, key, |dictionary, sample| {
+            codec::encode_typed_with(value, [0, 0], policy, dictionary, sample)
+        })
+        .await
     }
 
     /// `bytes` (a raw value) encoded for the entry `key`, as [`Store::encode_value`] encodes a typed one.
@@ -241,18 +229,40 @@ impl Store {
         key: &CacheKey,
         bytes: &[u8],
     ) -> Result<Encoded, String> {
-        let dictionaries = &self.inner.dictionaries;
         let policy = &self.inner.policy;
-        if !dictionaries.enabled || !policy.enabled {
-            return codec::encode_raw(bytes, [0, 0], policy);
+        self.encode_in_group(scope, cache_type, key, |dictionary, sample| {
+            sample(bytes);
+            codec::encode_raw_with(bytes, [0, 0], policy, dictionary)
+        })
+        .await
+    }
+
+    /// What both encodings share: `encode` is given the group's current dictionary, if any, and a sink for the
+    /// payload it encodes, which samples it while the group has no dictionary (training it once enough were
+    /// seen).
+    async fn encode_in_group(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        encode: impl FnOnce(Option<&Dictionary>, &mut dyn FnMut(&[u8])) -> Result<Encoded, String>,
+    ) -> Result<Encoded, String> {
+        let dictionaries = &self.inner.dictionaries;
+        if !dictionaries.enabled || !self.inner.policy.enabled {
+            return encode(None, &mut |_| {});
         }
         let current = self.current_dictionary(scope, cache_type, key).await;
-        if current.is_none()
-            && let Some(samples) = dictionaries.offer(KeyBuilder::group_of(key.as_str()), bytes)
-        {
+        let group = KeyBuilder::group_of(key.as_str());
+        let mut ready = None;
+        let encoded = encode(current.as_deref(), &mut |payload| {
+            if current.is_none() {
+                ready = dictionaries.offer(group, payload);
+            }
+        });
+        if let Some(samples) = ready {
             self.train_in_background(scope.clone(), cache_type.clone(), key.clone(), samples);
         }
-        codec::encode_raw_with(bytes, [0, 0], policy, current.as_deref())
+        encoded
     }
 
     /// The current dictionary of `key`'s group, as this process last read it (again after [`CURRENT_FOR`]); a
