@@ -45,8 +45,24 @@ pub(crate) fn read_file(path: &Path, limit: u64) -> Result<ReadFile, ProcessErro
     use std::io::Read;
     let io = |e: std::io::Error| ProcessError::Io(format!("{}: {e}", path.display()));
     let too_large = |size: u64| ProcessError::TooLarge { size, limit };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let claimed = file.metadata().map_err(io)?.len();
+    // Opened without waiting: a path replaced by a FIFO (or a terminal) between the walk and this read would
+    // otherwise block the open forever (an outside attack hung `process` so). Only a regular file is read.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+            .map_err(io)?
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(ProcessError::Io(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    let claimed = meta.len();
     if claimed > limit {
         return Err(too_large(claimed));
     }

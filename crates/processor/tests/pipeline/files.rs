@@ -92,3 +92,36 @@ async fn a_file_replaced_while_it_is_processed_is_fingerprinted_and_read_as_one_
         Some("INV-2002")
     );
 }
+
+/// Found in an outside attack: a file of an inbox replaced by a FIFO while `process` ran made its read block
+/// forever in `open`. A path that is not a regular file is one failed document, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_turned_into_a_fifo_is_a_failed_document_not_a_hang() {
+    let (_server, store) = redis_store();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("invoice.txt");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut p = DocumentProcessor::new(
+        store,
+        vec![std::sync::Arc::new(TextLayer::in_process())],
+        std::sync::Arc::new(RuleExtractor),
+        1 << 20,
+    );
+    p.set_tenant_context("acme".parse().unwrap());
+    // A guard against the hang only: a regression fails here instead of blocking the suite.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), p.process_file(&fifo))
+        .await
+        .expect("the read returned");
+    let e = read.unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let batched: Vec<_> =
+        futures_util::StreamExt::collect::<Vec<_>>(p.process_files(vec![fifo.clone()], 1)).await;
+    assert!(
+        batched[0]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file")
+    );
+}
