@@ -8,18 +8,37 @@ use crate::KeyError;
 ///
 /// The mapping is injective: `unescape_segment(escape_segment(s)) == s` for every `s`.
 pub fn escape_segment(segment: &str) -> Cow<'_, str> {
-    if !segment.bytes().any(|b| b == b'%' || b == b':') {
+    if !needs_escape(segment) {
         return Cow::Borrowed(segment);
     }
     let mut out = String::with_capacity(segment.len() + 8);
-    for c in segment.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ':' => out.push_str("%3A"),
-            c => out.push(c),
-        }
-    }
+    push_escaped(&mut out, segment);
     Cow::Owned(out)
+}
+
+/// Appends `segment` to `out` as [`escape_segment`] escapes it, without a copy of its own: a key is built in
+/// one buffer.
+pub(crate) fn push_escaped(out: &mut String, segment: &str) {
+    if !needs_escape(segment) {
+        out.push_str(segment);
+        return;
+    }
+    // Runs between the escaped bytes are copied whole.
+    let mut rest = segment;
+    while let Some(at) = rest.bytes().position(|b| b == b'%' || b == b':') {
+        out.push_str(&rest[..at]);
+        out.push_str(if rest.as_bytes()[at] == b'%' {
+            "%25"
+        } else {
+            "%3A"
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+fn needs_escape(segment: &str) -> bool {
+    segment.bytes().any(|b| b == b'%' || b == b':')
 }
 
 /// Reverses [`escape_segment`].

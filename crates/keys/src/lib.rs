@@ -40,7 +40,7 @@ pub mod layout;
 mod tenant;
 
 pub use args::{ArgsError, ArgsHasher, generate_cache_key_from_params};
-pub use builder::{AsScope, CacheKey, KeyBuilder, Scope, ScopeRef, ShardCounts};
+pub use builder::{AsScope, CacheKey, KeyBatch, KeyBuilder, Scope, ScopeRef, ShardCounts};
 pub use error::KeyError;
 pub use escape::{escape_glob, escape_segment, unescape_segment};
 pub use fernando_cache_config::CacheType;

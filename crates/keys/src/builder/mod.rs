@@ -1,6 +1,7 @@
 //! The key builder: entry keys, invalidation-generation keys and SCAN patterns from one place; what changes for
 //! a tenant spread over several hash tags is in `shards.rs` (design 0024).
 
+mod batch;
 mod shards;
 
 use std::{fmt, sync::Arc};
@@ -9,6 +10,7 @@ use fernando_cache_config::{CacheType, Environment};
 
 use crate::{GenerationKeys, KeyError, TenantId, escape::escape_glob, escape::escape_segment};
 
+pub use batch::KeyBatch;
 pub use shards::ShardCounts;
 
 /// Whose namespace a key lives in: one tenant's, or the explicitly global one for shared reference data.
@@ -296,7 +298,46 @@ impl KeyBuilder {
         cache_type: &CacheType,
         specific: &str,
     ) -> Result<CacheKey, KeyError> {
-        let scope = scope.into();
+        buffer.clear();
+        self.push_key(&mut buffer, scope.into(), cache_type, specific)?;
+        Ok(CacheKey(buffer))
+    }
+
+    /// Appends the entry key of `specific` in `(scope, cache_type)` to `out`.
+    fn push_key(
+        &self,
+        out: &mut String,
+        scope: ScopeRef<'_>,
+        cache_type: &CacheType,
+        specific: &str,
+    ) -> Result<(), KeyError> {
+        Self::check_specific(specific)?;
+        // The escaped key is hashed only for a tenant spread over shards; otherwise it is escaped straight
+        // into the buffer.
+        let shard = if self.shards.is_some() {
+            self.entry_shard(scope, &escape_segment(specific))
+        } else {
+            None
+        };
+        out.reserve(
+            self.prefix.len()
+                + 14
+                + scope.label().len()
+                + cache_type.as_str().len()
+                + specific.len()
+                + 2,
+        );
+        out.push_str(&self.prefix);
+        self.push_scope(out, scope, shard)?;
+        out.push(':');
+        out.push_str(cache_type.as_str());
+        out.push(':');
+        crate::escape::push_escaped(out, specific);
+        Ok(())
+    }
+
+    /// Refuses a specific key the store keeps for itself, or one too long.
+    fn check_specific(specific: &str) -> Result<(), KeyError> {
         if specific.starts_with(crate::RESERVED_KEY_PREFIX) {
             return Err(KeyError::Reserved(specific.to_owned()));
         }
@@ -306,25 +347,7 @@ impl KeyBuilder {
                 max: Self::MAX_SPECIFIC_KEY_LEN,
             });
         }
-        let specific = escape_segment(specific);
-        let shard = self.entry_shard(scope, &specific);
-        buffer.clear();
-        buffer.reserve(
-            self.prefix.len()
-                + 14
-                + scope.label().len()
-                + cache_type.as_str().len()
-                + specific.len()
-                + 2,
-        );
-        let mut out = buffer;
-        out.push_str(&self.prefix);
-        self.push_scope(&mut out, scope, shard)?;
-        out.push(':');
-        out.push_str(cache_type.as_str());
-        out.push(':');
-        out.push_str(&specific);
-        Ok(CacheKey(out))
+        Ok(())
     }
 
     /// The `{prefix}{scope}:{type}` part of an entry key this builder made: one-to-one with the entry's generation

@@ -258,3 +258,41 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A batch's keys are the keys built one by one — global scope or tenant, on one hash tag or spread over
+    /// shards, escaped or not — and a batch with a refused key is refused.
+    #[test]
+    fn keys_built_for_a_batch_are_the_keys_built_one_by_one(
+        t in proptest::option::of(tenant_strategy()),
+        specifics in proptest::collection::vec("[a-z:%é]{0,8}", 0..12),
+        ty in 0usize..8, shards in 1u16..=4,
+    ) {
+        let b = builder().with_shards(ShardCounts::new(shards));
+        let ty = &CacheType::BUILT_IN[ty];
+        let refs: Vec<&str> = specifics.iter().map(String::as_str).collect();
+        let (batch, one_by_one): (KeyBatch, Vec<CacheKey>) = match &t {
+            Some(t) => {
+                let t = tenant(t);
+                (
+                    b.keys_in(&t, ty, &refs).unwrap(),
+                    refs.iter().map(|k| b.key(&t, ty, k).unwrap()).collect(),
+                )
+            }
+            None => (
+                b.keys_in(&Scope::Global, ty, &refs).unwrap(),
+                refs.iter().map(|k| b.key(&Scope::Global, ty, k).unwrap()).collect(),
+            ),
+        };
+        prop_assert_eq!(batch.len(), one_by_one.len());
+        prop_assert!(batch.iter().eq(one_by_one.iter().map(CacheKey::as_str)));
+        for (i, key) in one_by_one.iter().enumerate() {
+            prop_assert_eq!(batch.get(i), Some(key.as_str()));
+            prop_assert_eq!(batch.key(i), Some(key.clone()));
+        }
+        prop_assert_eq!(batch.get(one_by_one.len()), None);
+        let mut refused = refs.clone();
+        refused.push("fc.dictionary.current");
+        prop_assert!(b.keys_in(&tenant("acme"), ty, &refused).is_err());
+    }
+}

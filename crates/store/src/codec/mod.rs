@@ -212,16 +212,27 @@ fn seal(
 }
 
 /// Decodes a typed value, checking codec and type tag.
+#[cfg(test)]
 pub(crate) fn decode_typed<T: DeserializeOwned>(
     bytes: &[u8],
     header: &Header,
     max_decoded: usize,
 ) -> Result<T, DecodeError> {
-    if header.codec != CodecId::Bincode2 || header.type_tag != type_tag_of::<T>() {
-        return Err(DecodeError::ForeignType);
+    typed_decoder::<T>()(bytes, header, max_decoded)
+}
+
+/// What decodes envelopes of `T`, checking codec and type tag: the tag (a hash of the type's name) is worked
+/// out once here, not once a value — a batch decodes many with one decoder.
+pub(crate) fn typed_decoder<T: DeserializeOwned>()
+-> impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError> + Copy {
+    let tag = type_tag_of::<T>();
+    move |bytes, header, max_decoded| {
+        if header.codec != CodecId::Bincode2 || header.type_tag != tag {
+            return Err(DecodeError::ForeignType);
+        }
+        let payload = payload(bytes, header, max_decoded)?;
+        bincode_bounded(&payload)
     }
-    let payload = payload(bytes, header, max_decoded)?;
-    bincode_bounded(&payload)
 }
 
 /// The decoded payload of any envelope: the caller's bytes for raw entries, the bincode encoding for typed ones.

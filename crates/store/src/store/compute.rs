@@ -182,7 +182,7 @@ impl Store {
                 &k,
                 &g,
                 &series,
-                codec::decode_typed::<T>,
+                codec::typed_decoder::<T>(),
                 false,
                 self.inner.l1.as_ref().and_then(|l1| l1.life_of(cache_type)),
             )
@@ -332,7 +332,7 @@ impl Store {
                     // This read also tells a key of another Redis type from an absent one, so such an entry
                     // is counted and removed before the computed value replaces it.
                     let again = self
-                        .lookup(lane, k, g, &series, codec::decode_typed::<T>, true, None)
+                        .lookup(lane, k, g, &series, codec::typed_decoder::<T>(), true, None)
                         .await;
                     if let Some(v) = again.value {
                         guard.publish(Ok(Arc::new(v.clone())));
@@ -386,7 +386,7 @@ impl Store {
                     ctx.key,
                     g,
                     &series,
-                    codec::decode_typed::<T>,
+                    codec::typed_decoder::<T>(),
                     true,
                     None,
                 )
@@ -410,7 +410,7 @@ impl Store {
                             ctx.key,
                             g,
                             &series,
-                            codec::decode_typed::<T>,
+                            codec::typed_decoder::<T>(),
                             true,
                             None,
                         )

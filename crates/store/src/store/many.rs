@@ -6,30 +6,16 @@
 use std::time::Instant;
 
 use fernando_cache_config::CacheType;
-use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder};
+use fernando_cache_keys::{AsScope, GenerationKeys, KeyBuilder};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, debug_span};
 
-use super::{
-    Store,
-    read::{Gens, key_buffer},
-    tally::Tally,
-    write::Write,
-};
+use super::{Store, read::Gens, settle::Judged, tally::Tally, write::Write};
 use crate::{StoreError, WriteOutcome, codec};
 
 /// Writes of one `set_many` in flight at once: enough to fill a pipeline, few enough that none waits past its
 /// command timeout behind the others.
 const SET_MANY_IN_FLIGHT: usize = 32;
-
-/// One key of a batch still to be read from the backend.
-struct Wanted<'l> {
-    /// Its place in the answer.
-    at: usize,
-    key: CacheKey,
-    /// Taken before the read when the type keeps copies in process.
-    pending: Option<(&'l super::l1::L1, super::l1::Pending)>,
-}
 
 impl Store {
     /// Reads the values of `keys` (one scope, one cache type) in one round trip per connection — per primary
@@ -53,7 +39,7 @@ impl Store {
             keys = keys.len()
         );
         async move {
-            let decode = codec::decode_typed::<T>;
+            let decode = codec::typed_decoder::<T>();
             let lane = self.lane(scope);
             let storage = lane.storage();
             let series = self
@@ -66,41 +52,45 @@ impl Store {
                 .as_ref()
                 .and_then(|l1| Some((l1, l1.life_of(cache_type)?)));
             let generations_in_use = storage.generations_in_use();
+            // A tenant spread over shards has a group per shard; any other scope's keys are all one group.
+            let spread = self.inner.keys.shards(scope) > 1;
             let mut answers: Vec<Option<T>> =
                 std::iter::repeat_with(|| None).take(keys.len()).collect();
-            // Grouped by generation keys (a sharded tenant's keys fall on several shards): one backend call a
-            // group. A group is told by its keys' common part, so its generation keys are built once.
-            let mut groups: Vec<(String, GenerationKeys, Vec<Wanted<'_>>)> = Vec::new();
-            for (at, key) in keys.iter().enumerate() {
-                let key = self
-                    .inner
-                    .keys
-                    .key_in(key_buffer::take(), scope, cache_type, key)?;
-                let pending = match l1 {
-                    Some((l1, life)) => {
-                        if let Some((value, _)) =
-                            self.l1_hit(l1, &key, &decode, &series, Instant::now())
-                        {
-                            answers[at] = Some(value);
-                            continue;
-                        }
-                        Some((
-                            l1,
-                            l1.before_read(key.as_str(), storage.watch(key.as_str()), life),
-                        ))
+            // Grouped by generation keys: one backend call a group, which holds where its keys are in the batch.
+            // A group is told by its keys' common part, so its generation keys are built once.
+            let mut groups: Vec<(String, GenerationKeys, Vec<usize>)> = Vec::new();
+            // What each key read from the backend took before the read, when the type keeps copies in process.
+            let mut pendings: Vec<Option<(&super::l1::L1, super::l1::Pending)>> = Vec::new();
+            let looked_up = Instant::now();
+            // One buffer for the batch's keys, their shared part built once.
+            let built = self.inner.keys.keys_in(scope, cache_type, keys)?;
+            for (at, key) in built.iter().enumerate() {
+                if let Some((l1, life)) = l1 {
+                    if let Some((value, _)) = self.l1_hit(l1, key, &decode, &series, looked_up) {
+                        answers[at] = Some(value);
+                        continue;
                     }
-                    None => None,
+                    pendings.resize_with(keys.len(), || None);
+                    pendings[at] = Some((l1, l1.before_read(key, storage.watch(key), life)));
+                }
+                let known = if spread || groups.is_empty() {
+                    let common = KeyBuilder::group_of(key);
+                    groups.iter().position(|(known, _, _)| known == common)
+                } else {
+                    Some(0)
                 };
-                let common = KeyBuilder::group_of(key.as_str());
-                match groups.iter().position(|(known, _, _)| known == common) {
-                    Some(i) => groups[i].2.push(Wanted { at, key, pending }),
+                match known {
+                    Some(i) => groups[i].2.push(at),
                     None => {
-                        let g = if generations_in_use {
-                            self.inner.keys.generation_keys_of(&key)
-                        } else {
-                            GenerationKeys::unused()
+                        let g = match built.key(at) {
+                            Some(key) if generations_in_use => {
+                                self.inner.keys.generation_keys_of(&key)
+                            }
+                            _ => GenerationKeys::unused(),
                         };
-                        groups.push((common.to_owned(), g, vec![Wanted { at, key, pending }]));
+                        let mut wanted = Vec::with_capacity(keys.len() - at);
+                        wanted.push(at);
+                        groups.push((KeyBuilder::group_of(key).to_owned(), g, wanted));
                     }
                 }
             }
@@ -109,43 +99,46 @@ impl Store {
             let tally_keys: usize = groups.iter().map(|(_, _, group)| group.len()).sum();
             for (_, g, group) in groups {
                 let start = Instant::now();
-                let refs: Vec<&str> = group.iter().map(|w| w.key.as_str()).collect();
+                let refs: Vec<&str> = group.iter().filter_map(|at| built.get(*at)).collect();
                 let fetched = self
                     .call_from(&lane, start, storage.fetch_many(&refs, &g))
                     .await;
+                // One clock read for the group: its answers arrived together.
+                let now_ms = codec::now_ms();
                 let generations = Gens::Built(g);
                 let mut fetched = match fetched {
-                    Ok(all) if all.len() == group.len() => {
-                        all.into_iter().map(Ok).collect::<Vec<_>>()
-                    }
-                    Ok(all) => {
-                        let e = crate::BackendError::Other(format!(
-                            "{} keys read, {} answered",
-                            group.len(),
-                            all.len()
-                        ));
-                        std::iter::repeat_n(Err(e), group.len()).collect()
-                    }
-                    Err(e) => std::iter::repeat_n(Err(e), group.len()).collect(),
-                }
-                .into_iter();
-                for w in group {
-                    let one = fetched.next().expect("one answer a key");
-                    let lookup = self
-                        .settle(
-                            &lane,
-                            &w.key,
-                            &generations,
-                            &series,
-                            &decode,
-                            false,
-                            w.pending,
-                            one,
-                            &mut tally,
-                        )
-                        .await;
-                    answers[w.at] = lookup.value;
-                    key_buffer::give_back(w.key);
+                    Ok(all) if all.len() == group.len() => Ok(all.into_iter()),
+                    Ok(all) => Err(crate::BackendError::Other(format!(
+                        "{} keys read, {} answered",
+                        group.len(),
+                        all.len()
+                    ))),
+                    Err(e) => Err(e),
+                };
+                for (at, key) in group.into_iter().zip(refs) {
+                    let one = match &mut fetched {
+                        Ok(answers) => Ok(answers.next().expect("one answer a key")),
+                        Err(e) => Err(e.clone()),
+                    };
+                    // Judged without waiting where it can be: only an entry with tags or a dictionary, or one
+                    // to remove, waits on the backend again (with a key of its own).
+                    let (lookup, found) = match self.judge(
+                        key,
+                        &series,
+                        &decode,
+                        pendings.get_mut(at).and_then(Option::take),
+                        one,
+                        now_ms,
+                    ) {
+                        Judged::Settled(lookup, found) => (lookup, found),
+                        later => {
+                            let key = built.key(at).expect("a key of the batch");
+                            self.judged(&lane, &key, &generations, &series, &decode, later, now_ms)
+                                .await
+                        }
+                    };
+                    tally.add(&found, false);
+                    answers[at] = lookup.value;
                 }
             }
             // Each key counted; one latency sample for the batch (its round trips), when it went to the backend.

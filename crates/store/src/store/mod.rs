@@ -24,6 +24,7 @@ mod plans;
 mod quota;
 mod read;
 mod route;
+mod settle;
 pub(crate) mod sweeps;
 mod tally;
 mod write;

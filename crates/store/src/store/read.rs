@@ -8,11 +8,7 @@ use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, ScopeRe
 use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug_span};
 
-use super::{
-    Store, l1,
-    route::Lane,
-    tally::{Found, Tally},
-};
+use super::{Store, l1, route::Lane, tally::Tally};
 use crate::{
     BackendError, KeyTtl, StoreError,
     codec::{self, DecodeError, Header},
@@ -27,7 +23,7 @@ pub(super) enum Gens {
 }
 
 impl Gens {
-    fn build(
+    pub(super) fn build(
         &self,
         keys: &KeyBuilder,
         entry: &CacheKey,
@@ -51,7 +47,7 @@ pub(super) struct Lookup<T> {
 }
 
 impl<T> Lookup<T> {
-    fn nothing(generations: Option<[u64; 2]>) -> Self {
+    pub(super) fn nothing(generations: Option<[u64; 2]>) -> Self {
         Lookup {
             value: None,
             generations,
@@ -82,10 +78,10 @@ impl Store {
         );
         // The hottest call: without a subscriber for the span, skip the `Instrumented` wrapper entirely.
         if span.is_disabled() {
-            self.read(scope, cache_type, key, codec::decode_typed::<T>)
+            self.read(scope, cache_type, key, codec::typed_decoder::<T>())
                 .await
         } else {
-            self.read(scope, cache_type, key, codec::decode_typed::<T>)
+            self.read(scope, cache_type, key, codec::typed_decoder::<T>())
                 .instrument(span)
                 .await
         }
@@ -208,7 +204,8 @@ impl Store {
         let l1 = l1_life.and_then(|life| Some((self.inner.l1.as_ref()?, life)));
         let pending = match l1 {
             Some((l1, life)) => {
-                if let Some((value, header)) = self.l1_hit(l1, key, &decode, series, start) {
+                if let Some((value, header)) = self.l1_hit(l1, key.as_str(), &decode, series, start)
+                {
                     return Lookup {
                         value: Some(value),
                         generations: None,
@@ -266,6 +263,7 @@ impl Store {
                 checked,
                 pending,
                 fetched,
+                codec::now_ms(),
                 &mut tally,
             )
             .await;
@@ -273,136 +271,17 @@ impl Store {
         result
     }
 
-    /// What one backend answer for `key` (`fetched`) makes of the read: the envelope opened, its generations and
-    /// tags checked, the value decoded (and kept in process when `pending` says so), a corrupt entry removed
-    /// (counted in `series`) — and the outcome added to `tally`. [`Store::lookup`] of one key and
-    /// `get_many` of many share it.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn settle<T>(
-        &self,
-        lane: &Lane,
-        key: &CacheKey,
-        generations: &Gens,
-        series: &SeriesRef<'_>,
-        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
-        checked: bool,
-        pending: Option<(&l1::L1, l1::Pending)>,
-        fetched: Result<crate::Fetched, BackendError>,
-        tally: &mut Tally,
-    ) -> Lookup<T> {
-        let (result, found) = match fetched {
-            Ok(f) => {
-                let mut lookup = Lookup::nothing(Some(f.generations));
-                let found = match f.value {
-                    None => Found::Absent,
-                    Some(bytes) => match self.opened(key, bytes) {
-                        Ok((_, h)) if h.generations != f.generations => Found::Stale,
-                        Ok((bytes, h))
-                            if h.tags_at != 0
-                                && !matches!(
-                                    self.tags_current(lane, key, generations, &bytes, &h).await,
-                                    Ok(true)
-                                ) =>
-                        {
-                            // An invalidated tag hides the entry; an unanswered tag read is a miss too.
-                            Found::Stale
-                        }
-                        Ok((bytes, h)) => 'found: {
-                            // A value compressed with its group's dictionary is opened with it first; one whose
-                            // dictionary is gone is unusable (design 0025).
-                            let (bytes, h) = if h.dictionary {
-                                match self.undictionaried(lane, key, series, bytes, &h).await {
-                                    Ok(opened) => opened,
-                                    Err(why) => {
-                                        Box::pin(self.discard_corrupt(lane, key, &why)).await;
-                                        break 'found Found::Corrupt;
-                                    }
-                                }
-                            } else {
-                                (bytes, h)
-                            };
-                            let fresh = h.is_fresh(codec::now_ms());
-                            // Only fresh values are kept in process.
-                            let pending = pending.filter(|_| fresh);
-                            match self.decode_and_keep(key, bytes, &h, decode, pending) {
-                                Ok(v) if fresh => {
-                                    lookup.value = Some(v);
-                                    lookup.header = Some(h);
-                                    Found::Value
-                                }
-                                Ok(v) => {
-                                    lookup.stale = Some(v);
-                                    Found::Expired
-                                }
-                                Err(e) => {
-                                    Box::pin(self.discard_corrupt(lane, key, &e.to_string())).await;
-                                    Found::Corrupt
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            if e.sealed {
-                                series.add(|c| &c.unopened, 1);
-                            }
-                            Box::pin(self.discard_corrupt(lane, key, &e.why)).await;
-                            Found::Corrupt
-                        }
-                    },
-                };
-                (lookup, found)
-            }
-            Err(BackendError::WrongType) => {
-                Box::pin(self.discard_corrupt(lane, key, "the key holds a non-string Redis value"))
-                    .await;
-                (Lookup::nothing(None), Found::Corrupt)
-            }
-            Err(e) => {
-                let refused = matches!(e, BackendError::CircuitOpen);
-                if !refused {
-                    tracing::debug!(error = %e, "cache read failed; treating as a miss");
-                }
-                (Lookup::nothing(None), Found::Unavailable { refused })
-            }
-        };
-        tally.add(&found, checked);
-        result
-    }
-
-    /// Whether every tag of a tagged envelope still has the generation it was written with (the tags of the
-    /// entry's scope, or of its shard: they share the entry's slot).
-    async fn tags_current(
-        &self,
-        lane: &Lane,
-        key: &CacheKey,
-        generations: &Gens,
-        bytes: &[u8],
-        header: &Header,
-    ) -> Result<bool, BackendError> {
-        let g = generations.build(&self.inner.keys, key)?;
-        let tags = codec::tags(bytes, header);
-        let keys = tags
-            .iter()
-            .map(|(t, _)| g.tag(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BackendError::Other(e.to_string()))?;
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let current = self
-            .call(lane, lane.storage().read_generations(&refs))
-            .await?;
-        Ok(tags.iter().map(|(_, g)| *g).eq(current))
-    }
-
     /// A good in-process copy of `key`, decoded and counted as a hit (an L1 hit); `None` when there is none or
     /// it does not decode as `T` (then it is dropped and the backend is read).
     pub(super) fn l1_hit<T>(
         &self,
         l1: &l1::L1,
-        key: &CacheKey,
+        key: &str,
         decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
         series: &SeriesRef<'_>,
         start: Instant,
     ) -> Option<(T, Header)> {
-        let envelope = l1.get(key.as_str())?;
+        let envelope = l1.get(key)?;
         let decoded = codec::read_header(&envelope).and_then(|h| {
             if !h.is_fresh(codec::now_ms()) {
                 // Expired: the backend answers (and keeps the stale value to fall back on).
@@ -422,66 +301,9 @@ impl Store {
             }
             // Expired, or read as another type than it was written: the backend's answer decides (and counts).
             Err(_) => {
-                l1.changed(key.as_str());
+                l1.changed(key);
                 None
             }
-        }
-    }
-
-    /// An envelope read from the backend and its header, opened first when its type is sealed (design 0018).
-    fn opened(
-        &self,
-        key: &CacheKey,
-        bytes: bytes::Bytes,
-    ) -> Result<(bytes::Bytes, Header), Unusable> {
-        let header = codec::read_header(&bytes).map_err(|e| Unusable {
-            why: e.to_string(),
-            sealed: false,
-        })?;
-        match &self.inner.sealer {
-            Some(sealer) if header.sealed || sealer.seals_key(key.as_str()) => sealer
-                .open(key.as_str(), bytes, header)
-                .map_err(|e| Unusable {
-                    why: e.to_string(),
-                    sealed: true,
-                }),
-            // A sealed entry and no keys to open it: unusable, like any envelope this store cannot read.
-            None if header.sealed => Err(Unusable {
-                why: "the entry is sealed and no encryption keys are configured".into(),
-                sealed: true,
-            }),
-            _ => Ok((bytes, header)),
-        }
-    }
-
-    /// Decodes an envelope read from the backend, first keeping an uncompressed copy in process when asked.
-    fn decode_and_keep<T>(
-        &self,
-        key: &CacheKey,
-        bytes: bytes::Bytes,
-        header: &Header,
-        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
-        pending: Option<(&l1::L1, l1::Pending)>,
-    ) -> Result<T, DecodeError> {
-        let max = self.inner.policy.max_decoded;
-        let Some((l1, pending)) = pending else {
-            return decode(&bytes, header, max);
-        };
-        let copy = codec::uncompressed(bytes, header, max)?;
-        let copy_header = codec::read_header(&copy)?;
-        let value = decode(&copy, &copy_header, max)?;
-        l1.keep(key.as_str(), copy, pending);
-        Ok(value)
-    }
-
-    pub(super) async fn discard_corrupt(&self, lane: &Lane, key: &CacheKey, why: &str) {
-        tracing::warn!(key = key.as_str(), why, "unusable cache entry removed");
-        self.changed_here(key.as_str());
-        if let Err(e) = self
-            .call(lane, lane.storage().delete(&[key.as_str()]))
-            .await
-        {
-            tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
         }
     }
 
@@ -554,11 +376,4 @@ pub(super) mod key_buffer {
             }
         });
     }
-}
-
-/// Why an envelope read from the backend cannot be used (it is removed and counted as corrupt).
-struct Unusable {
-    why: String,
-    /// It failed to open (counted as `unopened` too).
-    sealed: bool,
 }

@@ -218,14 +218,22 @@ impl HotPath {
                 tracker.start_tracking(i, self.conns.clone());
             } else if let Some(remembered) = tracker.lookup(group, epoch) {
                 let mut lease = self.conns[i].lease().await?;
-                let reply = redis::cmd("MGET")
-                    .arg(keys)
-                    .query_async(&mut lease.conn)
-                    .await;
-                let values = lease.check(reply)?;
+                // Sized once: a batch's command is not regrown key by key.
+                let bytes: usize = keys.iter().map(|k| k.len()).sum();
+                let mut mget = redis::Cmd::with_capacity(keys.len() + 1, bytes + 4);
+                mget.arg("MGET").arg(keys);
+                // The reply is read here in one pass, values moved out of it as they are: an error can
+                // only be the reply's own (MGET answers nil for a key of another type).
+                let reply = redis::aio::ConnectionLike::req_packed_command(&mut lease.conn, &mget)
+                    .await
+                    .and_then(|reply| match reply {
+                        redis::Value::ServerError(e) => Err(e.into()),
+                        reply => Ok(reply),
+                    });
+                let reply = lease.check(reply)?;
                 lease.release();
                 if tracker.epoch() == epoch {
-                    return Ok(entries(values, remembered));
+                    return entries_of_mget(reply, keys.len(), remembered);
                 }
                 // A generation changed (or a connection came or went) while the MGET was out: read them.
             }
@@ -429,4 +437,34 @@ impl Drop for GetCommand {
             }
         });
     }
+}
+
+/// The entries of an `MGET` of `asked` keys sharing `generations`, read from its reply: a key that is not a
+/// string reads as absent.
+fn entries_of_mget(
+    reply: redis::Value,
+    asked: usize,
+    generations: [u64; 2],
+) -> Result<Vec<Fetched>, BackendError> {
+    let redis::Value::Array(values) = reply else {
+        return Err(BackendError::Other(format!(
+            "MGET answered {reply:?}, not an array"
+        )));
+    };
+    if values.len() != asked {
+        return Err(BackendError::Other(format!(
+            "MGET of {asked} keys answered {} values",
+            values.len()
+        )));
+    }
+    Ok(values
+        .into_iter()
+        .map(|v| Fetched {
+            value: match v {
+                redis::Value::BulkString(bytes) => Some(Bytes::from(bytes)),
+                _ => None,
+            },
+            generations,
+        })
+        .collect())
 }

@@ -413,6 +413,7 @@ impl Store {
                     false,
                     None,
                     fetched,
+                    codec::now_ms(),
                     &mut uncounted,
                 )
                 .await;
