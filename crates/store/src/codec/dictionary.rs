@@ -34,6 +34,12 @@ pub(crate) const MIN_SAMPLES: usize = 32;
 /// backend is not one of ours, and would cost its size in every process that read it.
 pub(crate) const MAX_DICTIONARY_BYTES: usize = 128 << 10;
 
+/// What starts a zstd frame in its own format. Frames made with a dictionary are stored without it (zstd's
+/// magicless format): the envelope's flags already say a frame follows, and four bytes are a tenth of a small
+/// entry. Frames stored with it (before) are still read: a magicless frame never starts with these bytes (its
+/// first byte would set a bit zstd reserves).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
 /// Compression and decompression contexts kept per thread: one per dictionary in use, for the few groups a
 /// thread serves at once.
 const CONTEXTS: usize = 8;
@@ -190,7 +196,12 @@ pub(crate) fn compress(
         {
             Some(at) => at,
             None => {
-                let context = zstd::bulk::Compressor::with_dictionary(level, &dictionary.bytes)
+                let mut context = zstd::bulk::Compressor::with_dictionary(level, &dictionary.bytes)
+                    .map_err(failed)?;
+                context
+                    .set_parameter(zstd::zstd_safe::CParameter::Format(
+                        zstd::zstd_safe::FrameFormat::Magicless,
+                    ))
                     .map_err(failed)?;
                 if contexts.len() >= CONTEXTS {
                     contexts.remove(0);
@@ -227,14 +238,39 @@ pub(crate) fn decompress(
                 contexts.len() - 1
             }
         };
+        let format = if frame.starts_with(&ZSTD_MAGIC) {
+            zstd::zstd_safe::FrameFormat::One
+        } else {
+            zstd::zstd_safe::FrameFormat::Magicless
+        };
+        let context = &mut contexts[at].1;
+        context
+            .set_parameter(zstd::zstd_safe::DParameter::Format(format))
+            .map_err(failed)?;
         // The output buffer is exactly the announced size: a frame that expands further fails here.
-        contexts[at].1.decompress(frame, claimed).map_err(failed)
+        context.decompress(frame, claimed).map_err(failed)
     })
 }
 
-/// The dictionary id a zstd frame names; `None` for a frame made without one.
+/// The dictionary id a zstd frame made with a dictionary names (magicless or not); `None` for a frame that
+/// names none, or too short to say.
 pub(crate) fn frame_dictionary(frame: &[u8]) -> Option<u32> {
-    zstd::zstd_safe::get_dict_id_from_frame(frame).map(NonZeroU32::get)
+    // The frame header (RFC 8878, 3.1.1.1): a descriptor byte, the window byte unless the frame is a single
+    // segment, then the dictionary id in 0, 1, 2 or 4 bytes, little-endian.
+    let header = frame.strip_prefix(&ZSTD_MAGIC).unwrap_or(frame);
+    let descriptor = *header.first()?;
+    let single_segment = descriptor & 0x20 != 0;
+    let id_len = match descriptor & 0x03 {
+        0 => return None,
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    let at = 1 + usize::from(!single_segment);
+    let id = header.get(at..at + id_len)?;
+    let mut le = [0u8; 4];
+    le[..id_len].copy_from_slice(id);
+    NonZeroU32::new(u32::from_le_bytes(le)).map(NonZeroU32::get)
 }
 
 #[cfg(test)]
@@ -416,5 +452,32 @@ mod tests {
         assert!(e.contains("at most"), "{e}");
         let few = train(&vec![vec![1, 2, 3]; 3]).unwrap_err();
         assert!(few.contains("at least 32"), "{few}");
+    }
+
+    /// Frames made with a dictionary are stored without zstd's four-byte magic and name their dictionary all
+    /// the same; frames stored with it (before) still open; a header cut short names none, and never panics.
+    #[test]
+    fn dictionary_frames_are_magicless_and_frames_with_the_magic_still_open() {
+        let d = trained();
+        let payload =
+            bincode::serde::encode_to_vec(response(20_002), bincode::config::standard()).unwrap();
+        let ours = compress(&payload, &d, POLICY.level).unwrap();
+        assert!(!ours.starts_with(&ZSTD_MAGIC), "{:02x?}", &ours[..4]);
+        let mut legacy = zstd::bulk::Compressor::with_dictionary(POLICY.level, d.bytes()).unwrap();
+        let with_magic = legacy.compress(&payload).unwrap();
+        assert!(with_magic.starts_with(&ZSTD_MAGIC));
+        assert_eq!(ours.len() + 4, with_magic.len());
+        for frame in [&ours, &with_magic] {
+            assert_eq!(frame_dictionary(frame), Some(d.id()));
+            assert_eq!(decompress(frame, &d, payload.len()).unwrap(), payload);
+        }
+        for cut in 0..8 {
+            let _ = frame_dictionary(&ours[..cut.min(ours.len())]);
+            let _ = frame_dictionary(&with_magic[..cut]);
+        }
+        assert_eq!(frame_dictionary(&[]), None);
+        // A frame made without a dictionary names none.
+        let plain = zstd::bulk::compress(&payload, POLICY.level).unwrap();
+        assert_eq!(frame_dictionary(&plain), None);
     }
 }

@@ -107,20 +107,33 @@ impl Store {
             Ok((_, h)) if h.generations != f.generations => {
                 Judged::Settled(Lookup::nothing(Some(f.generations)), Found::Stale)
             }
-            Ok((bytes, header)) if header.tags_at != 0 || header.dictionary => Judged::Later {
+            Ok((bytes, header)) if header.tags_at != 0 => Judged::Later {
                 generations: f.generations,
                 bytes,
                 header,
                 pending,
             },
-            Ok((bytes, h)) => {
-                match self.judge_value(key, bytes, h, decode, pending, now_ms, f.generations) {
-                    Ok((lookup, found)) => Judged::Settled(lookup, found),
-                    Err(why) => Judged::Unusable {
+            // A value compressed with its group's dictionary is opened with it first — here when the dictionary
+            // is in process; one whose dictionary is gone is unusable (design 0025).
+            Ok((bytes, header)) if header.dictionary => {
+                match self.undictionaried_in_process(key, &bytes, &header) {
+                    Some(Ok((bytes, h))) => {
+                        self.judged_value(key, bytes, h, decode, pending, now_ms, f.generations)
+                    }
+                    Some(Err(why)) => Judged::Unusable {
                         generations: Some(f.generations),
                         why,
                     },
+                    None => Judged::Later {
+                        generations: f.generations,
+                        bytes,
+                        header,
+                        pending,
+                    },
                 }
+            }
+            Ok((bytes, h)) => {
+                self.judged_value(key, bytes, h, decode, pending, now_ms, f.generations)
             }
             Err(e) => {
                 if e.sealed {
@@ -182,6 +195,27 @@ impl Store {
         };
         Box::pin(self.discard_corrupt(lane, key, &why)).await;
         (Lookup::nothing(gens), Found::Corrupt)
+    }
+
+    /// [`Store::judge_value`] as a judgement.
+    #[allow(clippy::too_many_arguments)]
+    fn judged_value<'l, T>(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        header: Header,
+        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
+        pending: Option<(&l1::L1, l1::Pending)>,
+        now_ms: u64,
+        generations: [u64; 2],
+    ) -> Judged<'l, T> {
+        match self.judge_value(key, bytes, header, decode, pending, now_ms, generations) {
+            Ok((lookup, found)) => Judged::Settled(lookup, found),
+            Err(why) => Judged::Unusable {
+                generations: Some(generations),
+                why,
+            },
+        }
     }
 
     /// A usable envelope's value, fresh or expired at `now_ms` (only fresh values are kept in process); `Err`

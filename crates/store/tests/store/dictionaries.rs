@@ -66,7 +66,15 @@ fn dictionary_of(d: &Deployment, key: &str) -> Option<u32> {
     if raw[4] & 0b0001_0000 == 0 {
         return None;
     }
-    zstd::zstd_safe::get_dict_id_from_frame(&raw[49..]).map(|id| id.get())
+    // The frame is stored without zstd's magic (design 0025): its header starts with the descriptor byte, then
+    // the window byte unless it is a single segment, then the dictionary id (RFC 8878, 3.1.1.1).
+    let frame = &raw[49..];
+    let descriptor = frame[0];
+    let id_len = [0, 1, 2, 4][usize::from(descriptor & 0x03)];
+    let at = if descriptor & 0x20 != 0 { 1 } else { 2 };
+    let mut id = [0u8; 4];
+    id[..id_len].copy_from_slice(&frame[at..at + id_len]);
+    Some(u32::from_le_bytes(id)).filter(|id| *id != 0)
 }
 
 /// Writes answers `range` as `a-<i>` of acme's `api_response`.

@@ -13,7 +13,10 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -22,6 +25,7 @@ use fernando_cache_keys::{AsScope, CacheKey, GenerationKeys, KeyBuilder, Scope, 
 use serde::Serialize;
 
 mod operator;
+mod recent;
 
 pub use operator::TrainedDictionary;
 
@@ -82,6 +86,10 @@ fn dictionary_key(id: u32) -> String {
 /// What a process knows of the groups' dictionaries.
 pub(super) struct Dictionaries {
     enabled: bool,
+    /// Tells this store's dictionaries apart from another store's in a thread's recent ones.
+    serial: u64,
+    /// How many times dictionaries were forgotten: what a thread remembers from before is not used.
+    forgotten: AtomicU64,
     /// Dictionaries loaded, by group and id.
     by_id: moka::sync::Cache<(String, u32), Arc<Dictionary>>,
     /// Dictionaries looked for and not found, by group and id.
@@ -113,8 +121,11 @@ impl Dictionaries {
     /// `enabled`: whether groups are sampled and trained (`compression.dictionaries`); values written with a
     /// dictionary are read either way.
     pub(super) fn new(enabled: bool) -> Self {
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
         Dictionaries {
             enabled,
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            forgotten: AtomicU64::new(0),
             // Weighed by their bytes: 32 MiB of dictionaries at most (two thousand of the usual 16 KiB).
             by_id: moka::sync::Cache::builder()
                 .weigher(|_, d: &Arc<Dictionary>| {
@@ -132,6 +143,18 @@ impl Dictionaries {
                 .build(),
             samples: Mutex::new((HashMap::new(), 0)),
         }
+    }
+
+    /// Dictionary `id` of `group`, if this process has it: a thread's recent ones first, then the shared cache.
+    fn loaded(&self, group: &str, id: u32) -> Option<Arc<Dictionary>> {
+        // Read before the shared cache: a forgetting after this point makes what is found here unused.
+        let forgotten = self.forgotten.load(Ordering::Acquire);
+        if let Some(found) = recent::get(self.serial, forgotten, group, id) {
+            return Some(found);
+        }
+        let found = self.by_id.get(&(group.to_owned(), id))?;
+        recent::put(self.serial, forgotten, group, id, found.clone());
+        Some(found)
     }
 
     /// Keeps `payload` as a sample of `group`; the samples to train on once there are enough.
@@ -183,6 +206,8 @@ impl Dictionaries {
                 self.current.invalidate(&*group);
             }
         }
+        // After the shared cache forgot them: a thread that loaded one before remembers it under the old count.
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
         let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let (all, held) = &mut *guard;
         all.retain(|group, s| {
@@ -312,10 +337,11 @@ impl Store {
         id: u32,
     ) -> Option<Arc<Dictionary>> {
         let dictionaries = &self.inner.dictionaries;
-        let at = (KeyBuilder::group_of(key.as_str()).to_owned(), id);
-        if let Some(found) = dictionaries.by_id.get(&at) {
+        let group = KeyBuilder::group_of(key.as_str());
+        if let Some(found) = dictionaries.loaded(group, id) {
             return Some(found);
         }
+        let at = (group.to_owned(), id);
         if dictionaries.missing.contains_key(&at) {
             return None;
         }
@@ -347,20 +373,56 @@ impl Store {
         bytes: bytes::Bytes,
         header: &Header,
     ) -> Result<(bytes::Bytes, Header), String> {
-        // The store's own entries are never compressed with a dictionary: one that says it is would be read
-        // with itself (a dictionary naming itself, planted in the backend), so it is refused.
-        if key.as_str().rsplit_once(':').is_some_and(|(_, specific)| {
-            specific.starts_with(fernando_cache_keys::RESERVED_KEY_PREFIX)
-        }) {
-            return Err("a dictionary entry is compressed with a dictionary".into());
+        if let Some(known) = self.undictionaried_in_process(key.as_str(), &bytes, header) {
+            return known;
         }
         let id = codec::dictionary_of(&bytes, header).unwrap_or(0);
         let dictionary = self
             .dictionary_by_id(lane, key, series, id)
             .await
             .ok_or_else(|| format!("its compression dictionary {id} is gone"))?;
+        self.opened_with(&bytes, header, &dictionary)
+    }
+
+    /// [`Store::undictionaried`] when it is decided without the backend — the dictionary loaded in this process,
+    /// or known to be gone, or the entry one that must not name one; `None` when the dictionary must be read.
+    /// A hit on a group with a dictionary is judged here, without waiting.
+    pub(super) fn undictionaried_in_process(
+        &self,
+        key: &str,
+        bytes: &bytes::Bytes,
+        header: &Header,
+    ) -> Option<Result<(bytes::Bytes, Header), String>> {
+        // The store's own entries are never compressed with a dictionary: one that says it is would be read
+        // with itself (a dictionary naming itself, planted in the backend), so it is refused.
+        if key.rsplit_once(':').is_some_and(|(_, specific)| {
+            specific.starts_with(fernando_cache_keys::RESERVED_KEY_PREFIX)
+        }) {
+            return Some(Err(
+                "a dictionary entry is compressed with a dictionary".into()
+            ));
+        }
+        let id = codec::dictionary_of(bytes, header).unwrap_or(0);
+        let dictionaries = &self.inner.dictionaries;
+        let group = KeyBuilder::group_of(key);
+        if let Some(dictionary) = dictionaries.loaded(group, id) {
+            return Some(self.opened_with(bytes, header, &dictionary));
+        }
+        dictionaries
+            .missing
+            .contains_key(&(group.to_owned(), id))
+            .then(|| Err(format!("its compression dictionary {id} is gone")))
+    }
+
+    /// An envelope opened with `dictionary` and its header read.
+    fn opened_with(
+        &self,
+        bytes: &[u8],
+        header: &Header,
+        dictionary: &Dictionary,
+    ) -> Result<(bytes::Bytes, Header), String> {
         let opened =
-            codec::with_dictionary(&bytes, header, &dictionary, self.inner.policy.max_decoded)
+            codec::with_dictionary(bytes, header, dictionary, self.inner.policy.max_decoded)
                 .map_err(|e| e.to_string())?;
         let header = codec::read_header(&opened).map_err(|e| e.to_string())?;
         Ok((opened, header))
