@@ -60,6 +60,9 @@ impl KeyBuilder {
         specifics: &[&str],
     ) -> Result<KeyBatch, KeyError> {
         let scope = scope.into();
+        if specifics.is_empty() {
+            return Ok(KeyBatch::default());
+        }
         let mut batch = KeyBatch {
             text: String::new(),
             ends: Vec::with_capacity(specifics.len()),

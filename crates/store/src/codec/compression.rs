@@ -86,9 +86,12 @@ pub(super) fn payload<'a>(
             );
         }
         let d = slot.as_mut().expect("decompressor was just created");
-        // The output buffer is exactly the announced size: a frame that expands further fails here.
-        d.decompress(body, claimed)
-            .map_err(|e| DecodeError::Zstd(e.to_string()))
+        // The output buffer is exactly the announced size: a frame that expands further fails here. (Into a
+        // buffer of our own: `decompress` would first walk the frame's blocks for a bound.)
+        let mut out = Vec::with_capacity(claimed);
+        d.decompress_to_buffer(body, &mut out)
+            .map_err(|e| DecodeError::Zstd(e.to_string()))?;
+        Ok(out)
     })?;
     if out.len() != claimed {
         return Err(DecodeError::LengthMismatch {

@@ -247,8 +247,13 @@ pub(crate) fn decompress(
         context
             .set_parameter(zstd::zstd_safe::DParameter::Format(format))
             .map_err(failed)?;
-        // The output buffer is exactly the announced size: a frame that expands further fails here.
-        context.decompress(frame, claimed).map_err(failed)
+        // The output buffer is exactly the announced size: a frame that expands further fails here. (Into a
+        // buffer of our own: `decompress` would first walk the frame's blocks for a bound.)
+        let mut out = Vec::with_capacity(claimed);
+        context
+            .decompress_to_buffer(frame, &mut out)
+            .map_err(failed)?;
+        Ok(out)
     })
 }
 

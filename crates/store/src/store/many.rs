@@ -61,12 +61,12 @@ impl Store {
             let mut groups: Vec<(String, GenerationKeys, Vec<usize>)> = Vec::new();
             // What each key read from the backend took before the read, when the type keeps copies in process.
             let mut pendings: Vec<Option<(&super::l1::L1, super::l1::Pending)>> = Vec::new();
-            let looked_up = Instant::now();
             // One buffer for the batch's keys, their shared part built once.
             let built = self.inner.keys.keys_in(scope, cache_type, keys)?;
             for (at, key) in built.iter().enumerate() {
                 if let Some((l1, life)) = l1 {
-                    if let Some((value, _)) = self.l1_hit(l1, key, &decode, &series, looked_up) {
+                    if let Some((value, _)) = self.l1_hit(l1, key, &decode, &series, Instant::now())
+                    {
                         answers[at] = Some(value);
                         continue;
                     }

@@ -153,7 +153,7 @@ impl Dictionaries {
             return Some(found);
         }
         let found = self.by_id.get(&(group.to_owned(), id))?;
-        recent::put(self.serial, forgotten, group, id, found.clone());
+        recent::put(self.serial, forgotten, group, id, &found);
         Some(found)
     }
 
@@ -342,6 +342,8 @@ impl Store {
             return Some(found);
         }
         let at = (group.to_owned(), id);
+        // A forgetting while the backend is read may be of this group: what it answers is then not kept.
+        let forgotten = dictionaries.forgotten.load(Ordering::Acquire);
         if dictionaries.missing.contains_key(&at) {
             return None;
         }
@@ -356,6 +358,11 @@ impl Store {
             .await
             .and_then(|bytes| Dictionary::new(bytes).ok())
             .filter(|d| d.id() == id);
+        // Kept only if nothing was forgotten meanwhile (this read, whose value's generations were current, may
+        // still use it).
+        if dictionaries.forgotten.load(Ordering::Acquire) != forgotten {
+            return found;
+        }
         match &found {
             Some(d) => dictionaries.by_id.insert(at, d.clone()),
             None => dictionaries.missing.insert(at, ()),
