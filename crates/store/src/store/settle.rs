@@ -117,9 +117,10 @@ impl Store {
             // is in process; one whose dictionary is gone is unusable (design 0025).
             Ok((bytes, header)) if header.dictionary => {
                 match self.undictionaried_in_process(key, &bytes, &header) {
-                    Some(Ok((bytes, h))) => {
-                        self.judged_value(key, bytes, h, decode, pending, now_ms, f.generations)
-                    }
+                    Some(Ok((bytes, h))) => judgement(
+                        self.judge_value(key, bytes, h, decode, pending, now_ms, f.generations),
+                        f.generations,
+                    ),
                     Some(Err(why)) => Judged::Unusable {
                         generations: Some(f.generations),
                         why,
@@ -132,9 +133,10 @@ impl Store {
                     },
                 }
             }
-            Ok((bytes, h)) => {
-                self.judged_value(key, bytes, h, decode, pending, now_ms, f.generations)
-            }
+            Ok((bytes, h)) => judgement(
+                self.judge_value(key, bytes, h, decode, pending, now_ms, f.generations),
+                f.generations,
+            ),
             Err(e) => {
                 if e.sealed {
                     series.add(|c| &c.unopened, 1);
@@ -195,27 +197,6 @@ impl Store {
         };
         Box::pin(self.discard_corrupt(lane, key, &why)).await;
         (Lookup::nothing(gens), Found::Corrupt)
-    }
-
-    /// [`Store::judge_value`] as a judgement.
-    #[allow(clippy::too_many_arguments)]
-    fn judged_value<'l, T>(
-        &self,
-        key: &str,
-        bytes: Bytes,
-        header: Header,
-        decode: &impl Fn(&[u8], &Header, usize) -> Result<T, DecodeError>,
-        pending: Option<(&l1::L1, l1::Pending)>,
-        now_ms: u64,
-        generations: [u64; 2],
-    ) -> Judged<'l, T> {
-        match self.judge_value(key, bytes, header, decode, pending, now_ms, generations) {
-            Ok((lookup, found)) => Judged::Settled(lookup, found),
-            Err(why) => Judged::Unusable {
-                generations: Some(generations),
-                why,
-            },
-        }
     }
 
     /// A usable envelope's value, fresh or expired at `now_ms` (only fresh values are kept in process); `Err`
@@ -322,5 +303,19 @@ impl Store {
         {
             tracing::debug!(error = %e, "could not remove the unusable entry; its TTL will");
         }
+    }
+}
+
+/// A value's judgement from what [`Store::judge_value`] made of it.
+fn judgement<'l, T>(
+    judged: Result<(Lookup<T>, Found), String>,
+    generations: [u64; 2],
+) -> Judged<'l, T> {
+    match judged {
+        Ok((lookup, found)) => Judged::Settled(lookup, found),
+        Err(why) => Judged::Unusable {
+            generations: Some(generations),
+            why,
+        },
     }
 }
