@@ -9,6 +9,7 @@
 mod args;
 mod cli;
 mod commands;
+mod output;
 mod wiring;
 
 use std::process::ExitCode;

@@ -14,6 +14,8 @@ use fernando_cache_ops::{
 use fernando_cache_processor::ParserHost;
 use fernando_cache_store::Store;
 
+use crate::output::outln;
+
 /// The hidden command word that makes this program a document parser child: `fernando-cache __parse <request>`
 /// parses one HTML or PDF document from stdin under its budget (`processor.parse_memory_bytes`,
 /// `parse_timeout`, `max_text_bytes`), so a hostile document costs its child, never the server.
@@ -86,10 +88,10 @@ impl Whereabouts {
 
     /// The summary's lines, aligned as `process` aligns its own.
     pub(crate) fn print(&self) {
-        println!("cache             {}, {}", self.backend, self.cache);
+        outln!("cache             {}, {}", self.backend, self.cache);
         match &self.statistics {
-            Some(at) => println!("statistics        {at}"),
-            None => println!("statistics        off (statistics.enabled = false)"),
+            Some(at) => outln!("statistics        {at}"),
+            None => outln!("statistics        off (statistics.enabled = false)"),
         }
     }
 }

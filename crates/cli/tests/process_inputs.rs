@@ -250,3 +250,40 @@ fn documents_are_answered_in_the_order_of_a_walk_by_name_and_paths_in_the_order_
         }
     }
 }
+
+/// A reader that goes away (`process inbox | head -1`) ends the output, not the run: no internal error (a
+/// panic of `println!` on a broken pipe), and the run's own exit code — as table and as JSON.
+#[test]
+fn a_closed_output_ends_the_printing_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for n in 0..40 {
+        std::fs::write(
+            inbox.join(format!("invoice-{n}.txt")),
+            format!("Invoice number: N-{n}\nTotal: {n}.00 EUR\n"),
+        )
+        .unwrap();
+    }
+    for json in [false, true] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+            .args(["--env", "test", "process"])
+            .args(json.then_some("--json"))
+            .arg("inbox")
+            .current_dir(dir.path())
+            .env_remove("FERNANDO_CACHE_ENV")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run fernando-cache");
+        // The reader is gone before the run prints anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "json {json}: {stderr}");
+        assert!(
+            !stderr.contains("internal error") && !stderr.contains("panicked"),
+            "json {json}: {stderr}"
+        );
+    }
+}

@@ -15,6 +15,8 @@ use fernando_cache_keys::{Scope, TenantId};
 use fernando_cache_ops::summary::{self, Sweep};
 use fernando_cache_store::{InvalidationStrategy, KeyTtl, Store, Target, WriteOutcome};
 
+use crate::output::outln;
+
 /// Largest value `cache set` accepts on stdin.
 const MAX_STDIN_VALUE: u64 = 512 << 20;
 
@@ -216,7 +218,7 @@ async fn execute(
             let ty = settings.types.resolve(&cache_type).context("--type")?;
             let t = store.admin().train_dictionary(&tenant, &ty).await?;
             let ratio = |n: u64| n as f64 / t.sample_bytes.max(1) as f64;
-            println!(
+            outln!(
                 "dictionary {} of {} {}: {} bytes, trained on {} values; on those held out of the training \
                  ({} bytes), zstd alone stores {:.2}× their size, with the dictionary {:.2}×; current in {}",
                 t.id,
@@ -249,11 +251,11 @@ async fn execute(
             {
                 KeyTtl::Expires(left) => {
                     let rounded = Duration::from_secs(left.as_secs());
-                    println!("{}", humantime::format_duration(rounded));
+                    outln!("{}", humantime::format_duration(rounded));
                     Ok(ExitCode::SUCCESS)
                 }
                 KeyTtl::Persistent => {
-                    println!("no expiry");
+                    outln!("no expiry");
                     Ok(ExitCode::SUCCESS)
                 }
                 KeyTtl::Missing => Ok(ExitCode::from(1)),
@@ -312,7 +314,7 @@ async fn execute(
                     format!("operator invalidation ({}): {what}", strategy.as_str()),
                 );
             }
-            println!(
+            outln!(
                 "invalidated tenant {tenant:?}{} ({}): {what}",
                 ty.map(|t| format!(" type {t}")).unwrap_or_default(),
                 strategy.as_str(),
@@ -333,7 +335,7 @@ async fn execute(
                     format!("operator invalidation of tag {tag:?}"),
                 );
             }
-            println!("invalidated tag {tag:?} of tenant {tenant:?}");
+            outln!("invalidated tag {tag:?} of tenant {tenant:?}");
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Clear { tenant } => {
@@ -350,7 +352,7 @@ async fn execute(
                     "operator clear of the tenant".to_owned(),
                 );
             }
-            println!("cleared tenant {tenant:?}");
+            outln!("cleared tenant {tenant:?}");
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Stats { json } => stats(store, json).await,
@@ -381,7 +383,7 @@ async fn probe(
     if work > Duration::from_secs(60) {
         bail!("--work must be at most 1m");
     }
-    println!("ready");
+    outln!("ready");
     std::io::stdout().flush()?;
     let mut go = String::new();
     std::io::stdin()
@@ -403,7 +405,7 @@ async fn probe(
                 .get_or_compute(&tenant, &ty, &key, || async move {
                     computed.fetch_add(1, Ordering::SeqCst);
                     // Said as it starts, so a test can kill the process that computes.
-                    println!("computing");
+                    outln!("computing");
                     let _ = std::io::stdout().flush();
                     tokio::time::sleep(work).await;
                     Ok::<_, std::convert::Infallible>(format!(
@@ -425,7 +427,7 @@ async fn probe(
     }
     waited.sort_by(f64::total_cmp);
     let at = |q: f64| waited[((waited.len() - 1) as f64 * q).round() as usize];
-    println!(
+    outln!(
         "{}",
         serde_json::json!({
             "computed": computed.load(Ordering::SeqCst),
@@ -480,7 +482,7 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
                 Err(e) => serde_json::json!({ "address": n.address, "error": e }),
             }).collect::<Vec<_>>(),
         });
-        println!("{value:#}");
+        outln!("{value:#}");
         return Ok(ExitCode::SUCCESS);
     }
     let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
@@ -505,24 +507,24 @@ async fn stats(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}");
     }
     // A cluster: each primary's own share.
     for n in &info.nodes {
         match &n.info {
-            Ok(i) => println!(
+            Ok(i) => outln!(
                 "node {}  keys {}  used memory {}  clients {}",
                 n.address,
                 show(i.keys),
                 show(i.used_memory),
                 show(i.connected_clients)
             ),
-            Err(e) => println!("node {}  unavailable: {e}", n.address),
+            Err(e) => outln!("node {}  unavailable: {e}", n.address),
         }
     }
     // Each tenant with a plan of its own.
     for (tenant, isolation) in &isolations.listed {
-        println!("tenant {tenant}  isolation {isolation}");
+        outln!("tenant {tenant}  isolation {isolation}");
     }
     if info.eviction_policy.as_deref() == Some("noeviction") {
         eprintln!(

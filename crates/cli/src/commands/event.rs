@@ -10,7 +10,7 @@ use fernando_cache_keys::TenantId;
 use fernando_cache_ops::events::{CacheEvent, apply};
 use fernando_cache_store::Store;
 
-use crate::wiring::open;
+use crate::{output::outln, wiring::open};
 
 pub(crate) async fn run(
     settings: &Settings,
@@ -30,7 +30,7 @@ pub(crate) async fn run(
     }
     let mut applied = apply(&store, &url, &ev).await?;
     if applied.is_empty() {
-        println!("no enabled rule matches {event_type} for {}", ev.scope);
+        outln!("no enabled rule matches {event_type} for {}", ev.scope);
     }
     for a in &mut applied {
         // The hybrid strategy's background deletion would end with this process: wait for it, so that what is
@@ -41,7 +41,7 @@ pub(crate) async fn run(
                 .with_context(|| format!("rule {}: the background deletion", a.rule))?;
         }
         let delayed = if a.delayed { " (delayed)" } else { "" };
-        println!(
+        outln!(
             "{}: {} {}{delayed}, {}",
             a.rule,
             a.cache_type,

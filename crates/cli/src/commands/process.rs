@@ -19,6 +19,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::io::Write as _;
 
+use crate::output::outln;
+
 /// Documents processed at once.
 const PARALLEL: usize = 4;
 
@@ -294,7 +296,7 @@ pub(crate) async fn run(
                 "cause": cause,
             })),
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"documents": documents, "summary": summary}))?
         );
@@ -310,7 +312,7 @@ pub(crate) async fn run(
         );
         whereabouts.print();
         if let Some((documents, cause)) = &unavailable {
-            println!(
+            outln!(
                 "cache unavailable for {} of {}: {} could not be reached{}; they were computed without it and \
                  nothing was stored",
                 count(*documents as u64, "document", "documents"),
@@ -432,9 +434,9 @@ fn print_table(
             count(s.misses, "miss", "misses")
         )
     };
-    println!();
-    println!("tenant            {}", tenant.as_str());
-    println!(
+    outln!();
+    outln!("tenant            {}", tenant.as_str());
+    outln!(
         "documents         {} ({} from cache, {} processed, {} failed, {} skipped)",
         results.len(),
         t.documents_cached(),
@@ -447,33 +449,34 @@ fn print_table(
     reasons.sort();
     reasons.dedup();
     for why in reasons {
-        println!("skipped           {why}");
+        outln!("skipped           {why}");
     }
-    println!("document stage    {}", stage(&t.document));
-    println!("text stage        {}", stage(&t.ocr));
-    println!("extraction stage  {}", stage(&t.extraction));
-    println!(
+    outln!("document stage    {}", stage(&t.document));
+    outln!("text stage        {}", stage(&t.ocr));
+    outln!("extraction stage  {}", stage(&t.extraction));
+    outln!(
         "time saved        {} of engine time (spent {})",
         humantime::format_duration(Duration::from_millis(t.time_saved.as_millis() as u64)),
         humantime::format_duration(Duration::from_millis(t.time_spent.as_millis() as u64)),
     );
-    println!(
+    outln!(
         "tokens            {} saved (spent {})",
-        cache.tokens_saved, cache.tokens_spent
+        cache.tokens_saved,
+        cache.tokens_spent
     );
-    println!(
+    outln!(
         "money             {} saved (spent {})",
         prices.amount(cache.money_saved_micros),
         prices.amount(cache.money_spent_micros)
     );
-    println!(
+    outln!(
         "bytes             {} not reprocessed; cache stored {} for {} raw",
         human_bytes(t.bytes_not_reprocessed),
         human_bytes(cache.stored_bytes),
         human_bytes(cache.raw_bytes)
     );
     for (kind, k) in &t.by_kind {
-        println!(
+        outln!(
             "  {:<6}          {}, {} from cache ({:.0} %)",
             kind.as_str(),
             count(k.documents, "document", "documents"),
@@ -481,5 +484,5 @@ fn print_table(
             k.efficiency().unwrap_or(0.0) * 100.0
         );
     }
-    println!("elapsed           {:.2?}", elapsed);
+    outln!("elapsed           {:.2?}", elapsed);
 }

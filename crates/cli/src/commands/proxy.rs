@@ -23,6 +23,7 @@ use fernando_cache_store::Store;
 
 use self::origin::Origin;
 use super::serve::ConsoleState;
+use crate::output::outln;
 
 /// Who the tenant of a proxied request is.
 #[derive(Debug, Clone)]
@@ -448,7 +449,7 @@ pub(crate) async fn run(
             let console_listener = tokio::net::TcpListener::bind(console_addr)
                 .await
                 .with_context(|| format!("binding the console's {console_addr}"))?;
-            println!(
+            outln!(
                 "fernando-cache proxy listening on http://{} for {}; console on http://{}",
                 listener.local_addr()?,
                 options.origin,
@@ -468,7 +469,7 @@ pub(crate) async fn run(
             );
         }
         _ => {
-            println!(
+            outln!(
                 "fernando-cache proxy listening on http://{} for {}",
                 listener.local_addr()?,
                 options.origin

@@ -12,7 +12,7 @@ use fernando_cache_keys::TenantId;
 use fernando_cache_models::{Db, DbKind, StatisticsSummary, statistics_since};
 use fernando_cache_store::{Isolations, QuotaUsage, Store};
 
-use crate::wiring::open;
+use crate::{output::outln, wiring::open};
 
 /// `stats --help`'s closing text: where the figures come from, and what the global options change here.
 pub(crate) const HELP: &str = "\
@@ -96,7 +96,7 @@ pub(crate) async fn run(
         && !std::path::Path::new(&path).exists()
     {
         if json {
-            println!("[]");
+            outln!("[]");
         }
         eprintln!(
             "fernando-cache: no statistics recorded yet: there is no statistics database at {location} \
@@ -145,7 +145,7 @@ pub(crate) async fn run(
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(out));
+        outln!("{}", serde_json::Value::Array(out));
         return Ok(ExitCode::SUCCESS);
     }
     let saved_money = format!("saved {}", settings.prices.currency);
@@ -218,11 +218,11 @@ pub(crate) async fn run(
                 }
             })
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        outln!("{}", line.join("  ").trim_end());
     }
     if !quotas.is_empty() {
-        println!();
-        println!("tenant quotas (now)");
+        outln!();
+        outln!("tenant quotas (now)");
         for (tenant, q) in &quotas {
             let limit = |n: u64| {
                 if n == 0 {
@@ -231,7 +231,7 @@ pub(crate) async fn run(
                     n.to_string()
                 }
             };
-            println!(
+            outln!(
                 "{tenant}  stored {} of {} bytes  requests {} of {} per {}",
                 q.stored_bytes,
                 limit(q.byte_limit),
@@ -241,28 +241,28 @@ pub(crate) async fn run(
             );
         }
     }
-    println!();
-    println!("tenant isolation");
-    println!("(default)  {}", isolations.default);
+    outln!();
+    outln!("tenant isolation");
+    outln!("(default)  {}", isolations.default);
     for (tenant, isolation) in &isolations.listed {
-        println!("{tenant}  {isolation}");
+        outln!("{tenant}  {isolation}");
     }
     if plans.listed().next().is_some() {
-        println!();
-        println!("tenant plans");
+        outln!();
+        outln!("tenant plans");
         let width = plans
             .listed()
             .map(|(id, _)| id.chars().count())
             .max()
             .unwrap_or(0)
             .max("(default)".len());
-        println!(
+        outln!(
             "{:<width$}  {}",
             "(default)",
             plan_line(plans.default_plan())
         );
         for (id, plan) in plans.listed() {
-            println!("{id:<width$}  {}", plan_line(plan));
+            outln!("{id:<width$}  {}", plan_line(plan));
         }
     }
     if rows.is_empty() {
@@ -271,8 +271,8 @@ pub(crate) async fn run(
             humantime::format_duration(since)
         );
     } else {
-        println!();
-        println!("statistics from {location}");
+        outln!();
+        outln!("statistics from {location}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,8 @@ use fernando_cache_keys::TenantId;
 use fernando_cache_ops::erasure::{EraseOptions, erase_tenant};
 use fernando_cache_store::{ExportCursor, HeldEntry, Store};
 
+use crate::output::outln;
+
 mod acl;
 
 #[derive(Debug, Subcommand)]
@@ -100,9 +102,9 @@ async fn erase(settings: &Settings, tenant: &str, json: bool) -> anyhow::Result<
     }
     let erased = erase_tenant(&store, &tenant, options).await?;
     if json {
-        println!("{}", erased.json(&tenant));
+        outln!("{}", erased.json(&tenant));
     } else {
-        println!("tenant {:?} erased: {}", tenant.as_str(), erased.summary());
+        outln!("tenant {:?} erased: {}", tenant.as_str(), erased.summary());
         let c = &erased.cache;
         for (place, n) in [
             ("cache entries", c.entries),
@@ -110,11 +112,11 @@ async fn erase(settings: &Settings, tenant: &str, json: bool) -> anyhow::Result<
             ("cache leases", c.leases),
             ("cache quota keys", c.quota),
         ] {
-            println!("  {place:<28} {n}");
+            outln!("  {place:<28} {n}");
         }
         if let Some(rows) = &erased.database {
             for (table, n) in rows.by_table() {
-                println!("  {table:<28} {n}");
+                outln!("  {table:<28} {n}");
             }
         }
     }

@@ -31,6 +31,8 @@ use fernando_cache_http::{
 use fernando_cache_processor::DocumentProcessor;
 use fernando_cache_store::Store;
 
+use crate::output::outln;
+
 pub(crate) use self::auth::{Keys, tenant as tenant_auth};
 pub(crate) use self::console::{ConsoleState, routes as console_routes};
 pub(crate) use self::dashboard::Sessions;
@@ -242,7 +244,7 @@ pub(crate) async fn run(
         .await
         .with_context(|| format!("binding {addr}"))?;
     // The one line a supervisor (or a test) waits for.
-    println!(
+    outln!(
         "fernando-cache listening on http://{}",
         listener.local_addr()?
     );
@@ -257,7 +259,7 @@ pub(crate) async fn run(
         match Arc::try_unwrap(recorder) {
             Ok(r) => {
                 let report = r.shutdown(Duration::from_secs(10)).await;
-                println!("statistics flushed: {} flushes", report.flushes);
+                outln!("statistics flushed: {} flushes", report.flushes);
             }
             Err(_) => tracing::warn!("statistics recorder still in use at shutdown"),
         }

@@ -10,6 +10,8 @@ use fernando_cache_config::{SecretSource, Settings};
 use fernando_cache_keys::TenantId;
 use fernando_cache_store::Store;
 
+use crate::output::outln;
+
 /// `tenant acl --help`'s closing text.
 pub(super) const HELP: &str = "\
 The line is for the redis-cli prompt (not a shell: the password rule starts with '>'). Run it on every server
@@ -38,7 +40,7 @@ pub(super) async fn run(
     };
     let rules = admin.acl_rules(&tenant);
     if !apply {
-        println!(
+        outln!(
             "# Redis user of tenant {:?}; its password is read from {}",
             tenant.as_str(),
             shown(&configured)
@@ -46,7 +48,7 @@ pub(super) async fn run(
         let mut words = vec!["ACL".to_owned(), "SETUSER".to_owned(), quoted(&user)];
         words.extend(rules.iter().map(|r| quoted(r.as_str())));
         words.push(PLACEHOLDER.to_owned());
-        println!("{}", words.join(" "));
+        outln!("{}", words.join(" "));
         return Ok(ExitCode::SUCCESS);
     }
     let source = match password_env {
@@ -62,7 +64,7 @@ pub(super) async fn run(
                 tenant.as_str()
             )
         })?;
-    println!(
+    outln!(
         "Redis user {user:?} of tenant {:?} made on the shared deployment ({} rules, password from {})",
         tenant.as_str(),
         rules.len(),
