@@ -36,7 +36,7 @@ pub(crate) fn write_all(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
     }
 }
 
-/// `println!` through [`line`]: never panics when standard output is gone.
+/// `println!` through [`line()`]: never panics when standard output is gone.
 macro_rules! outln {
     () => {
         $crate::output::line(format_args!(""))
