@@ -110,10 +110,25 @@ pub(crate) fn train(samples: &[Vec<u8>]) -> Result<Arc<Dictionary>, String> {
             samples.len()
         ));
     }
-    let bytes = zstd::dict::from_samples(samples, DICTIONARY_BYTES)
+    let mut bytes = zstd::dict::from_samples(samples, DICTIONARY_BYTES)
         .map_err(|e| format!("zstd could not train a dictionary: {e}"))?;
+    // zstd derives the id from the dictionary's content, and two trainings on nearly the same values can end
+    // with one id and different tables — the second would then replace the first under its name and turn the
+    // values made with it into misses. The id is drawn at random instead (above zstd's reserved range).
+    let header = bytes
+        .get_mut(..8)
+        .filter(|h| h[..4] == DICTIONARY_MAGIC)
+        .ok_or("zstd trained something that is not a dictionary")?;
+    let id = rand::random_range(MIN_RANDOM_ID..=u32::MAX >> 1);
+    header[4..8].copy_from_slice(&id.to_le_bytes());
     Dictionary::new(bytes)
 }
+
+/// What starts a zstd dictionary (its id follows, 4 bytes little-endian).
+const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xA4, 0x30, 0xEC];
+
+/// Ids below this are zstd's reserved range.
+const MIN_RANDOM_ID: u32 = 32_768;
 
 /// A dictionary trained on samples, and what it does to them.
 #[derive(Debug)]
@@ -484,5 +499,19 @@ mod tests {
         // A frame made without a dictionary names none.
         let plain = zstd::bulk::compress(&payload, POLICY.level).unwrap();
         assert_eq!(frame_dictionary(&plain), None);
+    }
+
+    /// Two trainings on the same values name their dictionaries differently (zstd's own ids come from the
+    /// content: the attack that found it saw 8 repeats in 45 retrainings), and each opens only its own frames.
+    #[test]
+    fn every_training_draws_its_own_id() {
+        let samples = payloads((0..400).map(response));
+        let (a, b) = (train(&samples).unwrap(), train(&samples).unwrap());
+        assert_ne!(a.id(), b.id());
+        assert!(a.id() >= MIN_RANDOM_ID && b.id() >= MIN_RANDOM_ID);
+        let payload = &samples[7];
+        let frame = compress(payload, &a, POLICY.level).unwrap();
+        assert_eq!(frame_dictionary(&frame), Some(a.id()));
+        assert_eq!(decompress(&frame, &a, payload.len()).unwrap(), *payload);
     }
 }

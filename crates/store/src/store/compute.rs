@@ -512,6 +512,7 @@ impl Store {
                                         generations: ctx.generations,
                                         fence,
                                         fail_safe: None,
+                                        exact: false,
                                     },
                                     &series,
                                 )

@@ -223,6 +223,7 @@ impl Store {
                     generations: None,
                     fence: None,
                     fail_safe: Some(throttle),
+                    exact: false,
                 };
                 if let Err(e) = self
                     .write_key(scope, cache_type, key, encoded, None, stamp, &series)

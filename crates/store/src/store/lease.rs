@@ -257,7 +257,7 @@ impl Store {
 /// Waits for an announcement about the lease, or `slice`, whichever comes first: a waiter looks again at
 /// least every slice, so a holder that died is taken over within a slice of its lease lapsing, and a lost
 /// announcement costs at most one slice.
-pub(super) async fn wait(wake: Option<Arc<Notify>>, slice: Duration) {
+pub(in crate::store) async fn wait(wake: Option<Arc<Notify>>, slice: Duration) {
     match wake {
         Some(n) => {
             let _ = tokio::time::timeout(slice, n.notified()).await;

@@ -83,6 +83,10 @@ pub(super) struct Stamp<'a> {
     /// `Some(throttle)`: a fail-safe copy of an expired value, fresh (and marked stale) for the throttle
     /// period instead of the TTL (design 0014).
     pub(super) fail_safe: Option<Duration>,
+    /// Written only under `generations` exactly: if an invalidation or erasure changed them, the entry just
+    /// written is deleted and the write refused, instead of stamped again — for what was made from values of
+    /// those generations (a group's compression dictionary, design 0025).
+    pub(super) exact: bool,
 }
 
 /// How a value is written: for how long, and with which tags (design 0014). `Write::default()` is the cache
@@ -442,6 +446,7 @@ impl Store {
         Stamp {
             generations: guess,
             fence,
+            exact,
             ..
         }: Stamp<'_>,
     ) -> Result<u64, BackendError> {
@@ -450,6 +455,7 @@ impl Store {
         // Generations known current without a round trip (tracked): one plain SET.
         let mut known = None;
         if fence.is_none()
+            && !exact
             && let Some(current) = storage.known_generations(key.as_str())
         {
             let value = outgoing.stamped(key.as_str(), current)?;
@@ -497,6 +503,13 @@ impl Store {
             };
             if current == stamp {
                 return Ok(len);
+            }
+            if exact {
+                // Made from values of generations that are gone: not kept, even for a moment of its TTL.
+                self.call(lane, storage.delete(&[key.as_str()])).await?;
+                return Err(BackendError::Other(
+                    "the group was invalidated or erased meanwhile".into(),
+                ));
             }
             self.inner
                 .generations

@@ -387,3 +387,27 @@ contract! {
     }
     on [disk, standalone]
 }
+
+contract! {
+    /// Found in an outside attack: a dictionary still being trained when its tenant was erased — by this store
+    /// or by another process — was stored afterwards, made current, and carried the erased text for weeks. It is
+    /// stored under the generations of the values it was made from or not at all: after the erasure no
+    /// dictionary of the tenant remains, and its next values are written without one.
+    async fn a_dictionary_trained_across_an_erasure_is_not_kept(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        for (round, eraser) in [store.clone(), d.store()].into_iter().enumerate() {
+            // The write that completes the samples starts the training in the background; the erasure follows
+            // at once, while it runs.
+            write(store, 0..ENOUGH, "a").await;
+            let _ = eraser.admin().erase_tenant(&acme).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let pattern = full_key(store, &ty, "fc.dictionary.*");
+            assert_eq!(d.stored(&pattern), Some(0), "round {round}: a dictionary of the erased tenant remains");
+            let _ = store.set(&acme, &ty, "next", &answer(5)).await.unwrap();
+            assert_eq!(dictionary_of(d, &full_key(store, &ty, "next")), None);
+            assert_eq!(d.store().get::<Answer>(&acme, &ty, "next").await.unwrap(), Some(answer(5)));
+            let _ = eraser.admin().erase_tenant(&acme).await.unwrap();
+        }
+    }
+    on [standalone, cluster]
+}

@@ -28,7 +28,11 @@ mod recent;
 
 pub use operator::TrainedDictionary;
 
-use super::{Store, write::Stamp};
+use super::{
+    Store,
+    lease::{Attempt, HeldLease},
+    write::Stamp,
+};
 use crate::{
     WriteOutcome,
     codec::{
@@ -70,6 +74,9 @@ const MISSING_FOR: Duration = Duration::from_secs(5);
 /// Most samples an operator's training reads.
 const OPERATOR_SAMPLES: usize = 2000;
 
+/// How long a lease on a group's training lasts unless renewed (it is, while the training runs).
+pub(super) const TRAINING_LEASE: Duration = Duration::from_secs(30);
+
 /// The specific key of a group's dictionary `id`.
 fn dictionary_key(id: u32) -> String {
     format!("fc.dictionary.{id}")
@@ -107,6 +114,9 @@ struct Samples {
     bytes: usize,
     /// Taken for training (or training failed): no more samples for this group in this process.
     closed: bool,
+    /// The generations the samples were written under, as this process saw them: samples of generations that
+    /// are gone (an invalidation, an erasure) are dropped, never trained on.
+    generations: [u64; 2],
 }
 
 impl Dictionaries {
@@ -149,8 +159,14 @@ impl Dictionaries {
         Some(found)
     }
 
-    /// Keeps `payload` as a sample of `group`; the samples to train on once there are enough.
-    fn offer(&self, group: &str, payload: &[u8]) -> Option<Vec<Vec<u8>>> {
+    /// Keeps `payload` (written under `generations`) as a sample of `group`; the samples to train on, and their
+    /// generations, once there are enough.
+    fn offer(
+        &self,
+        group: &str,
+        payload: &[u8],
+        generations: [u64; 2],
+    ) -> Option<(Vec<Vec<u8>>, [u64; 2])> {
         if !(dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
             .contains(&payload.len())
         {
@@ -168,6 +184,13 @@ impl Dictionaries {
         if s.closed {
             return None;
         }
+        if s.generations != generations {
+            // The group was invalidated or erased since the samples were taken: they start again.
+            *held -= s.bytes;
+            s.bytes = 0;
+            s.payloads.clear();
+            s.generations = generations;
+        }
         s.payloads.push(payload.to_vec());
         s.bytes += payload.len();
         *held += payload.len();
@@ -177,7 +200,7 @@ impl Dictionaries {
         s.closed = true;
         *held -= s.bytes;
         s.bytes = 0;
-        Some(std::mem::take(&mut s.payloads))
+        Some((std::mem::take(&mut s.payloads), s.generations))
     }
 
     /// Forgets the dictionaries and samples of every group `erased` says is gone (a tenant's erasure: a
@@ -211,7 +234,7 @@ impl Dictionaries {
         });
     }
 
-    /// `group` has a dictionary now: its sampling ends.
+    /// `group` has a dictionary now, or its samples are of no use: its sampling ends, or starts again.
     fn trained(&self, group: &str) {
         let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let (all, held) = &mut *guard;
@@ -273,11 +296,17 @@ impl Store {
         let mut ready = None;
         let encoded = encode(current.as_deref(), &mut |payload| {
             if current.is_none() {
-                ready = dictionaries.offer(group, payload);
+                ready = dictionaries.offer(group, payload, self.generations_seen(scope, key));
             }
         });
-        if let Some(samples) = ready {
-            self.train_in_background(scope.clone(), cache_type.clone(), key.clone(), samples);
+        if let Some((samples, generations)) = ready {
+            self.train_in_background(
+                scope.clone(),
+                cache_type.clone(),
+                key.clone(),
+                samples,
+                generations,
+            );
         }
         encoded
     }
@@ -300,6 +329,9 @@ impl Store {
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
+        // Read first: a dictionary written again is written under the generations it was found under, so that
+        // one an invalidation hid in between is never made visible again.
+        let generations = self.group_generations(scope, key).await;
         let named = self
             .read_sibling(&lane, key, &series, CURRENT, CURRENT_BYTES)
             .await
@@ -308,11 +340,13 @@ impl Store {
             Some((id, _)) => self.dictionary_by_id(&lane, key, &series, id).await,
             None => None,
         };
-        if let (Some(dictionary), Some((_, stored_ms))) = (&found, named) {
+        if let (Some(dictionary), Some((_, stored_ms)), Some(generations)) =
+            (&found, named, generations)
+        {
             let life = self.dictionary_ttl(cache_type);
             let age = Duration::from_millis(codec::now_ms().saturating_sub(stored_ms));
             if age > life / 2 {
-                self.store_dictionary(scope, cache_type, key, dictionary)
+                self.store_dictionary(scope, cache_type, key, dictionary, generations, None)
                     .await;
             }
         }
@@ -331,6 +365,35 @@ impl Store {
         });
     }
 
+    /// The generations this process would stamp on a value of `key`'s group now (tracked, or last seen).
+    fn generations_seen(&self, scope: &Scope, key: &CacheKey) -> [u64; 2] {
+        let lane = self.lane(scope.as_scope());
+        if let Some(known) = lane.storage().known_generations(key.as_str()) {
+            return known;
+        }
+        let g = self.inner.keys.generation_keys_of(key);
+        self.inner.generations.get(g.cache_type()).unwrap_or([0, 0])
+    }
+
+    /// The generations of `key`'s group, as the backend has them now; `None` when it does not answer.
+    pub(super) async fn group_generations(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+    ) -> Option<[u64; 2]> {
+        let lane = self.lane(scope.as_scope());
+        let g = self.inner.keys.generation_keys_of(key);
+        let read = self
+            .call(
+                &lane,
+                lane.storage()
+                    .read_generations(&[g.scope(), g.cache_type()]),
+            )
+            .await
+            .ok()?;
+        Some([*read.first()?, *read.get(1)?])
+    }
+
     /// How long a dictionary of `cache_type` is kept: twice as long as a value of the type lives.
     fn dictionary_ttl(&self, cache_type: &CacheType) -> Duration {
         let ttl = self.inner.ttl.get(cache_type).unwrap_or(TtlTable::MAX_TTL);
@@ -344,6 +407,8 @@ impl Store {
         cache_type: &CacheType,
         key: &CacheKey,
         dictionary: &Arc<Dictionary>,
+        generations: [u64; 2],
+        training: Option<&HeldLease>,
     ) -> bool {
         let series = self
             .inner
@@ -370,7 +435,16 @@ impl Store {
                     &key.sibling(&specific),
                     entry,
                     ttl,
-                    Stamp::default(),
+                    // Under the generations of the values it was made from, or not at all: a dictionary
+                    // trained while its group was invalidated or its tenant erased must not outlive them.
+                    // And only while the lease on the group's training is held: an erasure deletes it with
+                    // the tenant's keys (and leaves the generations as they were before any bump).
+                    Stamp {
+                        generations: Some(generations),
+                        exact: true,
+                        fence: training.map(|l| (l.key.as_str(), l.token.as_str())),
+                        ..Stamp::default()
+                    },
                     &series,
                 )
                 .await;
@@ -386,8 +460,8 @@ impl Store {
         true
     }
 
-    /// Trains `key`'s group's dictionary from `samples` on a blocking thread, then stores it and makes it
-    /// current. Two processes training at once both store theirs; the last made current wins, and values made
+    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`) on a blocking thread,
+    /// then stores it and makes it current — unless the group's generations changed meanwhile. Two processes training at once both store theirs; the last made current wins, and values made
     /// with either stay readable (each names its own).
     fn train_in_background(
         &self,
@@ -395,10 +469,34 @@ impl Store {
         cache_type: CacheType,
         key: CacheKey,
         samples: Vec<Vec<u8>>,
+        sampled_under: [u64; 2],
     ) {
         let store = self.clone();
         tokio::spawn(async move {
             let group = KeyBuilder::group_of(key.as_str()).to_owned();
+            let dictionaries = &store.inner.dictionaries;
+            let forgotten = dictionaries.forgotten.load(Ordering::Acquire);
+            // The group's training is leased, so that another process does not train it at once and an erasure
+            // (which deletes the lease) refuses what was trained from the erased values.
+            let training = match store.lease_training(&scope, &key).await {
+                (Attempt::Held(lease), _) => Some(lease),
+                (Attempt::Busy, wake) => {
+                    // Another process trains it: once it is done, its dictionary is read as the group's current.
+                    super::lease::wait(wake, TRAINING_LEASE).await;
+                    dictionaries.current.invalidate(group.as_str());
+                    return;
+                }
+                (Attempt::Unavailable, _) => None,
+            };
+            // Samples of values an invalidation or an erasure has since hidden make no dictionary: the group is
+            // sampled again.
+            if store.group_generations(&scope, &key).await != Some(sampled_under) {
+                dictionaries.trained(&group);
+                if let Some(lease) = training {
+                    store.release(lease).await;
+                }
+                return;
+            }
             let level = store.inner.policy.level;
             let trained =
                 tokio::task::spawn_blocking(move || dictionary::train_better(&samples, level))
@@ -406,11 +504,21 @@ impl Store {
             match trained {
                 Ok(Ok(trial)) => {
                     let dictionary = trial.dictionary;
-                    if store
-                        .store_dictionary(&scope, &cache_type, &key, &dictionary)
-                        .await
+                    // Without a lease (a backend of one process), an erasure here is seen by its forgetting.
+                    let erased = training.is_none()
+                        && dictionaries.forgotten.load(Ordering::Acquire) != forgotten;
+                    if !erased
+                        && store
+                            .store_dictionary(
+                                &scope,
+                                &cache_type,
+                                &key,
+                                &dictionary,
+                                sampled_under,
+                                training.as_ref(),
+                            )
+                            .await
                     {
-                        let dictionaries = &store.inner.dictionaries;
                         dictionaries
                             .current
                             .insert(group.clone(), Some(dictionary.clone()));
@@ -423,7 +531,8 @@ impl Store {
                         );
                     }
                 }
-                // The group stays unsampled in this process: its values do not make a dictionary.
+                // The group stays unsampled in this process: its values do not make a dictionary (or it was
+                // invalidated or erased while training: then its next values are sampled afresh).
                 Ok(Err(e)) => tracing::debug!(
                     tenant = scope.label(),
                     cache_type = cache_type.as_str(),
@@ -432,7 +541,23 @@ impl Store {
                 ),
                 Err(e) => tracing::debug!(error = %e, "dictionary training did not finish"),
             }
+            if let Some(lease) = training {
+                store.release(lease).await;
+            }
         });
+    }
+
+    /// A lease on the training of `key`'s group's dictionary (beside its current-dictionary key, in its slot),
+    /// and when another process holds it, what wakes when it is released.
+    pub(super) async fn lease_training(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+    ) -> (Attempt, Option<Arc<tokio::sync::Notify>>) {
+        let lane = self.lane(scope.as_scope());
+        let lease_key = self.inner.keys.lease_key(&key.sibling(CURRENT));
+        self.try_lease(&lane, scope, &lease_key, TRAINING_LEASE)
+            .await
     }
 }
 

@@ -12,6 +12,7 @@ use crate::{
     codec::{self, dictionary},
     store::{
         Store,
+        lease::{Attempt, HeldLease},
         route::{Lane, Role},
     },
 };
@@ -63,8 +64,9 @@ impl Store {
             Role::Shared | Role::Dedicated => &lane,
         };
         let (mut samples, mut sampled): (Vec<Vec<u8>>, usize) = (Vec::new(), 0);
-        // One entry of each group found (a sharded tenant's type has one group a shard).
-        let mut groups: Vec<CacheKey> = Vec::new();
+        // One entry of each group found (a sharded tenant's type has one group a shard), with the group's
+        // generations before any of its values was read: the dictionary is stored under them or not at all.
+        let mut groups: Vec<(CacheKey, [u64; 2], Option<HeldLease>)> = Vec::new();
         for pattern in keys.scan_patterns(scope, Some(cache_type)) {
             let mut cursor = crate::ScanCursor::default();
             loop {
@@ -84,9 +86,39 @@ impl Store {
                     let group = KeyBuilder::group_of(entry.as_str());
                     if !groups
                         .iter()
-                        .any(|g| KeyBuilder::group_of(g.as_str()) == group)
+                        .any(|(g, _, _)| KeyBuilder::group_of(g.as_str()) == group)
                     {
-                        groups.push(entry.clone());
+                        // Leased before its values are read, as a background training is (see there); another
+                        // training of the group under way is waited for (its lease renewed while it runs).
+                        let mut training = None;
+                        for _ in 0..4 {
+                            match self.lease_training(scope, &entry).await {
+                                (Attempt::Held(lease), _) => {
+                                    training = Some(Some(lease));
+                                    break;
+                                }
+                                (Attempt::Busy, wake) => {
+                                    crate::store::lease::wait(wake, super::TRAINING_LEASE).await;
+                                }
+                                (Attempt::Unavailable, _) => {
+                                    training = Some(None);
+                                    break;
+                                }
+                            }
+                        }
+                        let Some(training) = training else {
+                            return Err(StoreError::Training(
+                                "another training of this type's dictionary is still under way; try again later"
+                                    .into(),
+                            ));
+                        };
+                        let generations =
+                            self.group_generations(scope, &entry).await.ok_or_else(|| {
+                                unavailable(crate::BackendError::Other(
+                                    "the group's generations could not be read".into(),
+                                ))
+                            })?;
+                        groups.push((entry.clone(), generations, training));
                     }
                     // Values a dictionary would compress, as their headers say before anything is read (a
                     // small entry may unpack to megabytes), up to a bound in count and in bytes read.
@@ -128,14 +160,25 @@ impl Store {
             .map_err(|e| StoreError::Training(format!("training did not finish: {e}")))?
             .map_err(StoreError::Training)?;
         let dictionary = trial.dictionary;
-        for group in &groups {
+        for (group, generations, training) in &groups {
             if !self
-                .store_dictionary(scope, cache_type, group, &dictionary)
+                .store_dictionary(
+                    scope,
+                    cache_type,
+                    group,
+                    &dictionary,
+                    *generations,
+                    training.as_ref(),
+                )
                 .await
             {
                 return Err(StoreError::Unavailable {
                     op: "train_dictionary",
-                    source: crate::BackendError::Other("the dictionary could not be stored".into()),
+                    source: crate::BackendError::Other(
+                        "the dictionary could not be stored (the type was invalidated or erased meanwhile, \
+                         or the cache is unavailable)"
+                            .into(),
+                    ),
                 });
             }
             let at = KeyBuilder::group_of(group.as_str()).to_owned();
@@ -144,7 +187,7 @@ impl Store {
                 .current
                 .insert(at, Some(dictionary.clone()));
         }
-        Ok(TrainedDictionary {
+        let trained = TrainedDictionary {
             id: dictionary.id(),
             bytes: dictionary.bytes().len(),
             samples: trial.samples,
@@ -152,7 +195,11 @@ impl Store {
             plain_bytes: trial.plain_bytes,
             dictionary_bytes: trial.dictionary_bytes,
             groups: groups.len(),
-        })
+        };
+        for lease in groups.into_iter().filter_map(|(_, _, training)| training) {
+            self.release(lease).await;
+        }
+        Ok(trained)
     }
 
     /// The entry key `full` of `scope`'s `cache_type` as the store builds it, unless it is not one (or is one
