@@ -491,7 +491,7 @@ impl Store {
                     && (policy.should_cache)(&value)
                 {
                     let encoded = self
-                        .encode_value(ctx.scope, ctx.cache_type, ctx.key, &value)
+                        .encode_value(ctx.scope, ctx.cache_type, ctx.key, &value, policy.ttl)
                         .await;
                     let tags = policy.tags.names();
                     let encoded = match encoded {

@@ -213,7 +213,10 @@ impl Store {
             "computation failed or timed out; serving the stale value"
         );
         let Some(throttle) = copy else { return };
-        let encoded = match self.encode_value(scope, cache_type, key, value).await {
+        let encoded = match self
+            .encode_value(scope, cache_type, key, value, Some(throttle))
+            .await
+        {
             Ok(e) => self.tagged(scope, key, e, tags).await,
             Err(e) => Err(StoreError::Encode(e)),
         };

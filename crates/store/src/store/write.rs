@@ -162,7 +162,9 @@ impl Store {
         async move {
             // The entry's key first: its group's dictionary compresses it (design 0025).
             let k = self.inner.keys.key(&scope, cache_type, key)?;
-            let encoded = self.encode_value(&scope, cache_type, &k, value).await;
+            let encoded = self
+                .encode_value(&scope, cache_type, &k, value, options.ttl)
+                .await;
             self.write_with(scope, cache_type, k, encoded, options)
                 .await
         }
@@ -191,7 +193,9 @@ impl Store {
         );
         async move {
             let k = self.inner.keys.key(&scope, cache_type, key)?;
-            let encoded = self.encode_bytes(&scope, cache_type, &k, value).await;
+            let encoded = self
+                .encode_bytes(&scope, cache_type, &k, value, options.ttl)
+                .await;
             self.write_with(scope, cache_type, k, encoded, options)
                 .await
         }

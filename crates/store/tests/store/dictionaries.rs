@@ -411,3 +411,25 @@ contract! {
     }
     on [standalone, cluster]
 }
+
+contract! {
+    /// Found in an outside attack: a value kept far longer than its type's TTL was compressed with the group's
+    /// dictionary, which lives twice the type's TTL — gone before the value, it made the value a miss. Such a
+    /// value is written without a dictionary; one kept the type's TTL still uses it.
+    async fn a_value_kept_longer_than_its_dictionary_is_written_without_it(d, store) {
+        use fernando_cache_store::Write;
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        write(store, 0..ENOUGH, "a").await;
+        let _ = until_compressed_with_a_dictionary(d, store, 0).await;
+        let long = std::time::Duration::from_secs(300 * 24 * 3600);
+        let _ = store
+            .set_with(&acme, &ty, "long", &answer(6), Write::default().ttl(long))
+            .await
+            .unwrap();
+        assert_eq!(dictionary_of(d, &full_key(store, &ty, "long")), None);
+        assert_eq!(d.store().get::<Answer>(&acme, &ty, "long").await.unwrap(), Some(answer(6)));
+        let _ = store.set(&acme, &ty, "usual", &answer(7)).await.unwrap();
+        assert!(dictionary_of(d, &full_key(store, &ty, "usual")).is_some());
+    }
+    on [standalone]
+}

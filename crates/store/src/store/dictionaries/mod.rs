@@ -245,17 +245,19 @@ impl Dictionaries {
 }
 
 impl Store {
-    /// `value` encoded for the entry `key` of `scope` and `cache_type`: with the group's current dictionary when
-    /// it has one; otherwise sampled, the group's dictionary trained in the background once enough were seen.
+    /// `value` encoded for the entry `key` of `scope` and `cache_type`, to be kept `ttl` (`None`: the type's):
+    /// with the group's current dictionary when it has one; otherwise sampled, the group's dictionary trained in
+    /// the background once enough were seen.
     pub(super) async fn encode_value<T: Serialize + ?Sized>(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
         value: &T,
+        ttl: Option<Duration>,
     ) -> Result<Encoded, String> {
         let policy = &self.inner.policy;
-        self.encode_in_group(scope, cache_type, key, |dictionary, sample| {
+        self.encode_in_group(scope, cache_type, key, ttl, |dictionary, sample| {
             codec::encode_typed_with(value, [0, 0], policy, dictionary, sample)
         })
         .await
@@ -268,27 +270,35 @@ impl Store {
         cache_type: &CacheType,
         key: &CacheKey,
         bytes: &[u8],
+        ttl: Option<Duration>,
     ) -> Result<Encoded, String> {
         let policy = &self.inner.policy;
-        self.encode_in_group(scope, cache_type, key, |dictionary, sample| {
+        self.encode_in_group(scope, cache_type, key, ttl, |dictionary, sample| {
             sample(bytes);
             codec::encode_raw_with(bytes, [0, 0], policy, dictionary)
         })
         .await
     }
 
-    /// What both encodings share: `encode` is given the group's current dictionary, if any, and a sink for the
-    /// payload it encodes, which samples it while the group has no dictionary (training it once enough were
-    /// seen).
+    /// What both encodings share: `encode` is given the group's current dictionary, if any (none for a value
+    /// kept `ttl`, longer than the dictionary is sure to be), and a sink for the payload it encodes, which
+    /// samples it while the group has no dictionary (training it once enough were seen).
     async fn encode_in_group(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
+        ttl: Option<Duration>,
         encode: impl FnOnce(Option<&Dictionary>, &mut dyn FnMut(&[u8])) -> Result<Encoded, String>,
     ) -> Result<Encoded, String> {
         let dictionaries = &self.inner.dictionaries;
         if !dictionaries.enabled || !self.inner.policy.enabled {
+            return encode(None, &mut |_| {});
+        }
+        // A value kept longer than its group's dictionary is sure to be (half the dictionary's life: it is
+        // written again only past that) is written without one: it must stay readable as long as it is kept.
+        let kept = ttl.map(|t| t + self.inner.tiers.get(cache_type).max_stale);
+        if kept.is_some_and(|kept| kept > self.dictionary_ttl(cache_type) / 2) {
             return encode(None, &mut |_| {});
         }
         let current = self.current_dictionary(scope, cache_type, key).await;
