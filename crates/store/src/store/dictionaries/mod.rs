@@ -25,20 +25,14 @@ use serde::Serialize;
 mod operator;
 mod reading;
 mod recent;
+mod training;
 
 pub use operator::TrainedDictionary;
 
-use super::{
-    Store,
-    lease::{Attempt, HeldLease},
-    write::Stamp,
-};
-use crate::{
-    WriteOutcome,
-    codec::{
-        self, CompressionPolicy, Encoded,
-        dictionary::{self, Dictionary},
-    },
+use super::Store;
+use crate::codec::{
+    self, Encoded,
+    dictionary::{self, Dictionary},
 };
 
 /// The specific key naming a group's current dictionary: `"<id> <stored at, ms>"` (under the prefix callers may
@@ -407,167 +401,10 @@ impl Store {
     /// How long a dictionary of `cache_type` is kept: twice as long as a value of the type lives.
     fn dictionary_ttl(&self, cache_type: &CacheType) -> Duration {
         let ttl = self.inner.ttl.get(cache_type).unwrap_or(TtlTable::MAX_TTL);
-        ((ttl + self.inner.tiers.get(cache_type).max_stale) * 2).min(TtlTable::MAX_TTL)
-    }
-
-    /// Stores `dictionary` in `key`'s group and makes it the group's current one; whether both were stored.
-    async fn store_dictionary(
-        &self,
-        scope: &Scope,
-        cache_type: &CacheType,
-        key: &CacheKey,
-        dictionary: &Arc<Dictionary>,
-        generations: [u64; 2],
-        training: Option<&HeldLease>,
-    ) -> bool {
-        let series = self
-            .inner
-            .metrics
-            .series(scope.label(), cache_type.as_str());
-        // Stored as they are: a dictionary is what compresses, not what is compressed.
-        let policy = CompressionPolicy {
-            enabled: false,
-            ..self.inner.policy
-        };
-        let ttl = Some(self.dictionary_ttl(cache_type));
-        let current = format!("{} {}", dictionary.id(), codec::now_ms());
-        for (specific, bytes) in [
-            (dictionary_key(dictionary.id()), dictionary.bytes()),
-            (CURRENT.to_owned(), current.as_bytes()),
-        ] {
-            let Ok(entry) = codec::encode_raw(bytes, [0, 0], &policy) else {
-                return false;
-            };
-            let stored = self
-                .write_key(
-                    scope,
-                    cache_type,
-                    &key.sibling(&specific),
-                    entry,
-                    ttl,
-                    // Under the generations of the values it was made from, or not at all: a dictionary
-                    // trained while its group was invalidated or its tenant erased must not outlive them.
-                    // And only while the lease on the group's training is held: an erasure deletes it with
-                    // the tenant's keys (and leaves the generations as they were before any bump).
-                    Stamp {
-                        generations: Some(generations),
-                        exact: true,
-                        fence: training.map(|l| (l.key.as_str(), l.token.as_str())),
-                        ..Stamp::default()
-                    },
-                    &series,
-                )
-                .await;
-            if !matches!(stored, Ok(WriteOutcome::Stored)) {
-                return false;
-            }
-        }
-        let dictionaries = &self.inner.dictionaries;
-        let group = KeyBuilder::group_of(key.as_str()).to_owned();
-        dictionaries
-            .by_id
-            .insert((group, dictionary.id()), dictionary.clone());
-        true
-    }
-
-    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`) on a blocking thread,
-    /// then stores it and makes it current — unless the group's generations changed meanwhile. Two processes training at once both store theirs; the last made current wins, and values made
-    /// with either stay readable (each names its own).
-    fn train_in_background(
-        &self,
-        scope: Scope,
-        cache_type: CacheType,
-        key: CacheKey,
-        samples: Vec<Vec<u8>>,
-        sampled_under: [u64; 2],
-    ) {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let group = KeyBuilder::group_of(key.as_str()).to_owned();
-            let dictionaries = &store.inner.dictionaries;
-            let forgotten = dictionaries.forgotten.load(Ordering::Acquire);
-            // The group's training is leased, so that another process does not train it at once and an erasure
-            // (which deletes the lease) refuses what was trained from the erased values.
-            let training = match store.lease_training(&scope, &key).await {
-                (Attempt::Held(lease), _) => Some(lease),
-                (Attempt::Busy, wake) => {
-                    // Another process trains it: once it is done, its dictionary is read as the group's current.
-                    super::lease::wait(wake, TRAINING_LEASE).await;
-                    dictionaries.current.invalidate(group.as_str());
-                    return;
-                }
-                (Attempt::Unavailable, _) => None,
-            };
-            // Samples of values an invalidation or an erasure has since hidden make no dictionary: the group is
-            // sampled again.
-            if store.group_generations(&scope, &key).await != Some(sampled_under) {
-                dictionaries.trained(&group);
-                if let Some(lease) = training {
-                    store.release(lease).await;
-                }
-                return;
-            }
-            let level = store.inner.policy.level;
-            let trained =
-                tokio::task::spawn_blocking(move || dictionary::train_better(&samples, level))
-                    .await;
-            match trained {
-                Ok(Ok(trial)) => {
-                    let dictionary = trial.dictionary;
-                    // Without a lease (a backend of one process), an erasure here is seen by its forgetting.
-                    let erased = training.is_none()
-                        && dictionaries.forgotten.load(Ordering::Acquire) != forgotten;
-                    if !erased
-                        && store
-                            .store_dictionary(
-                                &scope,
-                                &cache_type,
-                                &key,
-                                &dictionary,
-                                sampled_under,
-                                training.as_ref(),
-                            )
-                            .await
-                    {
-                        dictionaries
-                            .current
-                            .insert(group.clone(), Some(dictionary.clone()));
-                        dictionaries.trained(&group);
-                        tracing::info!(
-                            tenant = scope.label(),
-                            cache_type = cache_type.as_str(),
-                            id = dictionary.id(),
-                            "compression dictionary trained"
-                        );
-                    }
-                }
-                // The group stays unsampled in this process: its values do not make a dictionary (or it was
-                // invalidated or erased while training: then its next values are sampled afresh).
-                Ok(Err(e)) => tracing::debug!(
-                    tenant = scope.label(),
-                    cache_type = cache_type.as_str(),
-                    error = %e,
-                    "no compression dictionary trained"
-                ),
-                Err(e) => tracing::debug!(error = %e, "dictionary training did not finish"),
-            }
-            if let Some(lease) = training {
-                store.release(lease).await;
-            }
-        });
-    }
-
-    /// A lease on the training of `key`'s group's dictionary (beside its current-dictionary key, in its slot),
-    /// and when another process holds it, what wakes when it is released.
-    pub(super) async fn lease_training(
-        &self,
-        scope: &Scope,
-        key: &CacheKey,
-    ) -> (Attempt, Option<Arc<tokio::sync::Notify>>) {
-        let lane = self.lane(scope.as_scope());
-        let lease_key = self.inner.keys.lease_key(&key.sibling(CURRENT));
-        self.try_lease(&lane, scope, &lease_key, TRAINING_LEASE)
-            .await
+        // Twice what a value is kept, and twice the time a process goes on using the current dictionary it read
+        // without reading it again: a value written with it at the end of that window still finds it.
+        ((ttl + self.inner.tiers.get(cache_type).max_stale + CURRENT_FOR) * 2)
+            .min(TtlTable::MAX_TTL)
     }
 }
 

@@ -46,6 +46,23 @@ impl Store {
         scope: &Scope,
         cache_type: &CacheType,
     ) -> Result<TrainedDictionary, StoreError> {
+        // The groups' training leases are released however the training ends: one left to lapse would keep
+        // every other training of the group waiting.
+        let mut leases = Vec::new();
+        let trained = self.train_leased(scope, cache_type, &mut leases).await;
+        for lease in leases {
+            self.release(lease).await;
+        }
+        trained
+    }
+
+    /// [`Store::train_dictionary`], the leases it takes kept in `leases`.
+    async fn train_leased(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        leases: &mut Vec<HeldLease>,
+    ) -> Result<TrainedDictionary, StoreError> {
         let keys = &self.inner.keys;
         // An over-long tenant is refused as every call refuses it.
         keys.quota_keys(scope)?;
@@ -66,7 +83,8 @@ impl Store {
         let (mut samples, mut sampled): (Vec<Vec<u8>>, usize) = (Vec::new(), 0);
         // One entry of each group found (a sharded tenant's type has one group a shard), with the group's
         // generations before any of its values was read: the dictionary is stored under them or not at all.
-        let mut groups: Vec<(CacheKey, [u64; 2], Option<HeldLease>)> = Vec::new();
+        // (Their leases by place in `leases`.)
+        let mut groups: Vec<(CacheKey, [u64; 2], Option<usize>)> = Vec::new();
         for pattern in keys.scan_patterns(scope, Some(cache_type)) {
             let mut cursor = crate::ScanCursor::default();
             loop {
@@ -94,7 +112,8 @@ impl Store {
                         for _ in 0..4 {
                             match self.lease_training(scope, &entry).await {
                                 (Attempt::Held(lease), _) => {
-                                    training = Some(Some(lease));
+                                    leases.push(lease);
+                                    training = Some(Some(leases.len() - 1));
                                     break;
                                 }
                                 (Attempt::Busy, wake) => {
@@ -168,18 +187,15 @@ impl Store {
                     group,
                     &dictionary,
                     *generations,
-                    training.as_ref(),
+                    training.map(|at| &leases[at]),
                 )
                 .await
             {
-                return Err(StoreError::Unavailable {
-                    op: "train_dictionary",
-                    source: crate::BackendError::Other(
-                        "the dictionary could not be stored (the type was invalidated or erased meanwhile, \
-                         or the cache is unavailable)"
-                            .into(),
-                    ),
-                });
+                return Err(StoreError::Training(
+                    "nothing was stored: the type was invalidated or its tenant erased while the dictionary was \
+                     trained, or the cache did not answer"
+                        .into(),
+                ));
             }
             let at = KeyBuilder::group_of(group.as_str()).to_owned();
             self.inner
@@ -187,7 +203,7 @@ impl Store {
                 .current
                 .insert(at, Some(dictionary.clone()));
         }
-        let trained = TrainedDictionary {
+        Ok(TrainedDictionary {
             id: dictionary.id(),
             bytes: dictionary.bytes().len(),
             samples: trial.samples,
@@ -195,11 +211,7 @@ impl Store {
             plain_bytes: trial.plain_bytes,
             dictionary_bytes: trial.dictionary_bytes,
             groups: groups.len(),
-        };
-        for lease in groups.into_iter().filter_map(|(_, _, training)| training) {
-            self.release(lease).await;
-        }
-        Ok(trained)
+        })
     }
 
     /// The entry key `full` of `scope`'s `cache_type` as the store builds it, unless it is not one (or is one

@@ -1,0 +1,187 @@
+//! Training a group's dictionary (design 0025): leased so that one process trains a group at a time, and stored
+//! fenced by that lease and under its samples' generations — so that an erasure or an invalidation while it is
+//! trained leaves no dictionary made of what they removed. (Samples a process took before another process
+//! erased their tenant are not yet caught: see design 0025, "Erasure".)
+
+use std::sync::{Arc, atomic::Ordering};
+
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::{AsScope, CacheKey, KeyBuilder, Scope};
+
+use super::{CURRENT, TRAINING_LEASE, dictionary_key};
+use crate::{
+    WriteOutcome,
+    codec::{
+        self, CompressionPolicy,
+        dictionary::{self, Dictionary},
+    },
+    store::{
+        Store,
+        lease::{Attempt, HeldLease},
+        write::Stamp,
+    },
+};
+
+impl Store {
+    /// Stores `dictionary` in `key`'s group and makes it the group's current one; whether both were stored.
+    pub(super) async fn store_dictionary(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        dictionary: &Arc<Dictionary>,
+        generations: [u64; 2],
+        training: Option<&HeldLease>,
+    ) -> bool {
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        // Stored as they are: a dictionary is what compresses, not what is compressed.
+        let policy = CompressionPolicy {
+            enabled: false,
+            ..self.inner.policy
+        };
+        let ttl = Some(self.dictionary_ttl(cache_type));
+        let current = format!("{} {}", dictionary.id(), codec::now_ms());
+        for (specific, bytes) in [
+            (dictionary_key(dictionary.id()), dictionary.bytes()),
+            (CURRENT.to_owned(), current.as_bytes()),
+        ] {
+            let Ok(entry) = codec::encode_raw(bytes, [0, 0], &policy) else {
+                return false;
+            };
+            let stored = self
+                .write_key(
+                    scope,
+                    cache_type,
+                    &key.sibling(&specific),
+                    entry,
+                    ttl,
+                    // Under the generations of the values it was made from, or not at all: a dictionary
+                    // trained while its group was invalidated or its tenant erased must not outlive them.
+                    // And only while the lease on the group's training is held: an erasure deletes it with
+                    // the tenant's keys (and leaves the generations as they were before any bump).
+                    Stamp {
+                        generations: Some(generations),
+                        exact: true,
+                        fence: training.map(|l| (l.key.as_str(), l.token.as_str())),
+                        ..Stamp::default()
+                    },
+                    &series,
+                )
+                .await;
+            if !matches!(stored, Ok(WriteOutcome::Stored)) {
+                return false;
+            }
+        }
+        let dictionaries = &self.inner.dictionaries;
+        let group = KeyBuilder::group_of(key.as_str()).to_owned();
+        dictionaries
+            .by_id
+            .insert((group, dictionary.id()), dictionary.clone());
+        true
+    }
+
+    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`) on a blocking thread, then stores it and makes it current — leased, so that one process trains a
+    /// group at a time, and refused when the group was invalidated or erased meanwhile.
+    pub(super) fn train_in_background(
+        &self,
+        scope: Scope,
+        cache_type: CacheType,
+        key: CacheKey,
+        samples: Vec<Vec<u8>>,
+        sampled_under: [u64; 2],
+    ) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let group = KeyBuilder::group_of(key.as_str()).to_owned();
+            let dictionaries = &store.inner.dictionaries;
+            let forgotten = dictionaries.forgotten.load(Ordering::Acquire);
+            // The group's training is leased, so that another process does not train it at once and an erasure
+            // (which deletes the lease) refuses what was trained from the erased values.
+            let training = match store.lease_training(&scope, &key).await {
+                (Attempt::Held(lease), _) => Some(lease),
+                (Attempt::Busy, wake) => {
+                    // Another process trains it: once it is done, its dictionary is read as the group's current
+                    // (and should it have made none, this process samples again).
+                    crate::store::lease::wait(wake, TRAINING_LEASE).await;
+                    dictionaries.current.invalidate(group.as_str());
+                    dictionaries.trained(&group);
+                    return;
+                }
+                (Attempt::Unavailable, _) => None,
+            };
+            // Samples of values an invalidation has since hidden make no dictionary: the group is sampled again.
+            if store.group_generations(&scope, &key).await != Some(sampled_under) {
+                dictionaries.trained(&group);
+                if let Some(lease) = training {
+                    store.release(lease).await;
+                }
+                return;
+            }
+            let level = store.inner.policy.level;
+            let trained =
+                tokio::task::spawn_blocking(move || dictionary::train_better(&samples, level))
+                    .await;
+            match trained {
+                Ok(Ok(trial)) => {
+                    let dictionary = trial.dictionary;
+                    // Without a lease (a backend of one process), an erasure here is seen by its forgetting.
+                    let erased = training.is_none()
+                        && dictionaries.forgotten.load(Ordering::Acquire) != forgotten;
+                    let stored = !erased
+                        && store
+                            .store_dictionary(
+                                &scope,
+                                &cache_type,
+                                &key,
+                                &dictionary,
+                                sampled_under,
+                                training.as_ref(),
+                            )
+                            .await;
+                    if !stored {
+                        // Refused (the group was invalidated or erased meanwhile): sampled again.
+                        dictionaries.trained(&group);
+                    } else {
+                        dictionaries
+                            .current
+                            .insert(group.clone(), Some(dictionary.clone()));
+                        dictionaries.trained(&group);
+                        tracing::info!(
+                            tenant = scope.label(),
+                            cache_type = cache_type.as_str(),
+                            id = dictionary.id(),
+                            "compression dictionary trained"
+                        );
+                    }
+                }
+                // The group stays unsampled in this process: its values do not make a dictionary.
+                Ok(Err(e)) => tracing::debug!(
+                    tenant = scope.label(),
+                    cache_type = cache_type.as_str(),
+                    error = %e,
+                    "no compression dictionary trained"
+                ),
+                Err(e) => tracing::debug!(error = %e, "dictionary training did not finish"),
+            }
+            if let Some(lease) = training {
+                store.release(lease).await;
+            }
+        });
+    }
+
+    /// A lease on the training of `key`'s group's dictionary (beside its current-dictionary key, in its slot),
+    /// and when another process holds it, what wakes when it is released.
+    pub(super) async fn lease_training(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+    ) -> (Attempt, Option<Arc<tokio::sync::Notify>>) {
+        let lane = self.lane(scope.as_scope());
+        let lease_key = self.inner.keys.lease_key(&key.sibling(CURRENT));
+        self.try_lease(&lane, scope, &lease_key, TRAINING_LEASE)
+            .await
+    }
+}
