@@ -83,8 +83,9 @@ impl Store {
         true
     }
 
-    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`) on a blocking thread, then stores it and makes it current — leased, so that one process trains a
-    /// group at a time, and refused when the group was invalidated or erased meanwhile.
+    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`) on a blocking thread,
+    /// then stores it and makes it current — leased, so that one process trains a group at a time, and refused
+    /// when the group was invalidated or erased meanwhile.
     pub(super) fn train_in_background(
         &self,
         scope: Scope,
