@@ -31,7 +31,8 @@ pub struct Erasure {
     pub entries: u64,
     /// Invalidation generations of the tenant's scope, types and tags.
     pub generations: u64,
-    /// Leases of computations across processes (design 0011).
+    /// Leases of computations across processes (design 0011), and the marks of its groups' dictionary
+    /// sampling (design 0025).
     pub leases: u64,
     /// The byte ledger and the request counter of its quotas (design 0017).
     pub quota: u64,

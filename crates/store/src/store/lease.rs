@@ -86,7 +86,7 @@ pub(super) enum Attempt {
 }
 
 /// A fresh random lease token (128 bits).
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     format!(
         "{:016x}{:016x}",
         rand::random::<u64>(),
@@ -170,7 +170,15 @@ impl Store {
     /// Ends a lease this process holds and announces it, so the waiters look again at once: on the backend of
     /// its scope, or for an `acl` tenant over the shared connection, whose user may announce.
     pub(super) async fn release(&self, lease: HeldLease) {
-        let lane = self.lane((&lease.scope).into());
+        let HeldLease {
+            key, token, scope, ..
+        } = &lease;
+        self.release_key(scope, key, token).await;
+    }
+
+    /// Ends the lease `key` of `scope` if `token` still holds it, and announces it (see [`Store::release`]).
+    pub(super) async fn release_key(&self, scope: &Scope, key: &str, token: &str) {
+        let lane = self.lane(scope.into());
         let lane: &Lane = match lane.role {
             Role::Acl => self.shared_lane(),
             Role::Shared | Role::Dedicated => &lane,
@@ -181,10 +189,7 @@ impl Store {
         };
         let channel = self.inner.keys.lease_channel();
         let released = self
-            .call(
-                lane,
-                leases.release_lease(&lease.key, &lease.token, &channel),
-            )
+            .call(lane, leases.release_lease(key, token, &channel))
             .await;
         if let Err(e) = released {
             // The lease lapses by itself; waiters take over then.

@@ -433,3 +433,34 @@ contract! {
     }
     on [standalone]
 }
+
+contract! {
+    /// Found in an outside attack: samples a process held when another process erased their tenant completed
+    /// later and made a dictionary of the erased text, current for weeks — the erasure deletes the generations
+    /// too, so they read as never bumped. The samples' mark, erased with the tenant's leases, refuses them; the
+    /// group is sampled again, from what is written after the erasure.
+    async fn samples_taken_before_another_stores_erasure_make_no_dictionary(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        let erased_text = "Erika Mustermann, Geheimweg 7, IBAN DE02120300000000202051";
+        // Most of the samples this store needs, of values the erasure removes.
+        for i in 0..ENOUGH - 150 {
+            let mut value = answer(i);
+            value.note = format!("{erased_text} ({i})");
+            let _ = store.set(&acme, &ty, &format!("a-{i}"), &value).await.unwrap();
+        }
+        let _ = d.store().admin().erase_tenant(&acme).await.unwrap();
+        // What completes the samples is written after the erasure.
+        write(store, 10_000..10_200, "b").await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let pattern = full_key(store, &ty, "fc.dictionary.*");
+        assert_eq!(d.stored(&pattern), Some(0), "a dictionary was trained on the erased tenant's values");
+
+        // The group is sampled again: its dictionary comes from the values written since, without the text.
+        write(store, 20_000..20_000 + ENOUGH, "c").await;
+        let (_, id) = until_compressed_with_a_dictionary(d, store, 0).await;
+        let stored = d.get_raw(&full_key(store, &ty, &format!("fc.dictionary.{id}"))).unwrap();
+        let needle = &erased_text.as_bytes()[..16];
+        assert!(!stored.windows(needle.len()).any(|w| w == needle), "the erased text is in the dictionary");
+    }
+    on [standalone, cluster]
+}

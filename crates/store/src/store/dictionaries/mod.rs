@@ -71,6 +71,14 @@ const OPERATOR_SAMPLES: usize = 2000;
 /// How long a lease on a group's training lasts unless renewed (it is, while the training runs).
 pub(super) const TRAINING_LEASE: Duration = Duration::from_secs(30);
 
+/// What the specific key of a group's sampling mark starts with (its token follows): one per process sampling
+/// the group, in the lease area — erased with the tenant, never exported, never counted as an entry.
+const SAMPLING: &str = "fc.dictionary.sampling.";
+
+/// How long a sampling mark lasts: samples taken over a longer time are not trained on (their mark has lapsed,
+/// which reads as an erasure), and the group is sampled again.
+const SAMPLING_MARK: Duration = Duration::from_secs(24 * 3600);
+
 /// The specific key of a group's dictionary `id`.
 fn dictionary_key(id: u32) -> String {
     format!("fc.dictionary.{id}")
@@ -111,6 +119,42 @@ struct Samples {
     /// The generations the samples were written under, as this process saw them: samples of generations that
     /// are gone (an invalidation, an erasure) are dropped, never trained on.
     generations: [u64; 2],
+    /// The group's sampling mark on the backend: no sample is kept before it is there.
+    mark: Mark,
+}
+
+/// Where a group's sampling mark stands in this process. The mark is a lease-area key of the group, one per
+/// process (`fc.dictionary.sampling.<token>`), written before the first sample is kept and checked before the
+/// samples are trained on: a tenant's erasure, by any process, deletes it with the tenant's leases — which the
+/// generations alone cannot tell, since an erasure deletes them too and they read as never bumped.
+#[derive(Default)]
+enum Mark {
+    /// Not asked for yet.
+    #[default]
+    Unasked,
+    /// Being written.
+    Asking,
+    /// There (`None`: the backend shares no leases; one process uses it, and sees its own erasures).
+    Held(Option<SamplingMark>),
+    /// Could not be written at this instant: asked again [`MISSING_FOR`] after it.
+    Refused(std::time::Instant),
+}
+
+/// A group's sampling mark on the backend: its lease key and token.
+#[derive(Clone)]
+pub(super) struct SamplingMark {
+    key: String,
+    token: String,
+}
+
+/// What [`Dictionaries::offer`] asks of the caller.
+enum Offer {
+    /// Nothing: the payload was kept, or is not sampled.
+    Nothing,
+    /// Write the group's sampling mark ([`Store::mark_sampling`]): samples are kept once it is there.
+    Mark,
+    /// Train on these samples, written under these generations, sampled under this mark.
+    Train(Vec<Vec<u8>>, [u64; 2], Option<SamplingMark>),
 }
 
 impl Dictionaries {
@@ -153,31 +197,35 @@ impl Dictionaries {
         Some(found)
     }
 
-    /// Keeps `payload` (written under `generations`) as a sample of `group`; the samples to train on, and their
-    /// generations, once there are enough.
-    fn offer(
-        &self,
-        group: &str,
-        payload: &[u8],
-        generations: [u64; 2],
-    ) -> Option<(Vec<Vec<u8>>, [u64; 2])> {
+    /// Keeps `payload` (written under `generations`) as a sample of `group` once its sampling mark is there;
+    /// the samples to train on, their generations and mark, once there are enough.
+    fn offer(&self, group: &str, payload: &[u8], generations: [u64; 2]) -> Offer {
         if !(dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
             .contains(&payload.len())
         {
-            return None;
+            return Offer::Nothing;
         }
         let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let (all, held) = &mut *guard;
         if !all.contains_key(group) && all.len() >= SAMPLED_GROUPS {
-            return None;
+            return Offer::Nothing;
         }
         if *held + payload.len() > SAMPLES_BUDGET {
-            return None;
+            return Offer::Nothing;
         }
         let s = all.entry(group.to_owned()).or_default();
         if s.closed {
-            return None;
+            return Offer::Nothing;
         }
+        let mark = match &s.mark {
+            Mark::Held(mark) => mark,
+            Mark::Asking => return Offer::Nothing,
+            Mark::Refused(at) if at.elapsed() < MISSING_FOR => return Offer::Nothing,
+            Mark::Unasked | Mark::Refused(_) => {
+                s.mark = Mark::Asking;
+                return Offer::Mark;
+            }
+        };
         if s.generations != generations {
             // The group was invalidated or erased since the samples were taken: they start again.
             *held -= s.bytes;
@@ -189,12 +237,27 @@ impl Dictionaries {
         s.bytes += payload.len();
         *held += payload.len();
         if s.payloads.len() < TRAIN_AFTER && s.bytes < SAMPLE_BYTES {
-            return None;
+            return Offer::Nothing;
         }
+        let mark = mark.clone();
         s.closed = true;
         *held -= s.bytes;
         s.bytes = 0;
-        Some((std::mem::take(&mut s.payloads), s.generations))
+        Offer::Train(std::mem::take(&mut s.payloads), s.generations, mark)
+    }
+
+    /// `group`'s sampling mark was written (`Some`), or could not be (`None`). A group forgotten meanwhile (its
+    /// tenant erased here) is not sampled on this mark: its next value asks for a new one.
+    fn marked(&self, group: &str, mark: Option<Option<SamplingMark>>) {
+        let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = guard.0.get_mut(group)
+            && matches!(s.mark, Mark::Asking)
+        {
+            s.mark = match mark {
+                Some(mark) => Mark::Held(mark),
+                None => Mark::Refused(std::time::Instant::now()),
+            };
+        }
     }
 
     /// Forgets the dictionaries and samples of every group `erased` says is gone (a tenant's erasure: a
@@ -297,20 +360,21 @@ impl Store {
         }
         let current = self.current_dictionary(scope, cache_type, key).await;
         let group = KeyBuilder::group_of(key.as_str());
-        let mut ready = None;
+        let mut offer = Offer::Nothing;
         let encoded = encode(current.as_deref(), &mut |payload| {
             if current.is_none() {
-                ready = dictionaries.offer(group, payload, self.generations_seen(scope, key));
+                offer = dictionaries.offer(group, payload, self.generations_seen(scope, key));
             }
         });
-        if let Some((samples, generations)) = ready {
-            self.train_in_background(
+        match offer {
+            Offer::Nothing => {}
+            Offer::Mark => self.mark_in_background(scope.clone(), key.clone()),
+            Offer::Train(samples, generations, mark) => self.train_in_background(
                 scope.clone(),
                 cache_type.clone(),
                 key.clone(),
-                samples,
-                generations,
-            );
+                (samples, generations, mark),
+            ),
         }
         encoded
     }

@@ -1,14 +1,14 @@
-//! Training a group's dictionary (design 0025): leased so that one process trains a group at a time, and stored
-//! fenced by that lease and under its samples' generations — so that an erasure or an invalidation while it is
-//! trained leaves no dictionary made of what they removed. (Samples a process took before another process
-//! erased their tenant are not yet caught: see design 0025, "Erasure".)
+//! Training a group's dictionary (design 0025): sampled under a mark on the backend, leased so that one process
+//! trains a group at a time, and stored fenced by that lease and under its samples' generations — so that an
+//! invalidation or an erasure, by any process, before or while it is trained leaves no dictionary made of what
+//! they removed.
 
 use std::sync::{Arc, atomic::Ordering};
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{AsScope, CacheKey, KeyBuilder, Scope};
 
-use super::{CURRENT, TRAINING_LEASE, dictionary_key};
+use super::{CURRENT, SAMPLING, SAMPLING_MARK, SamplingMark, TRAINING_LEASE, dictionary_key};
 use crate::{
     WriteOutcome,
     codec::{
@@ -17,7 +17,7 @@ use crate::{
     },
     store::{
         Store,
-        lease::{Attempt, HeldLease},
+        lease::{Attempt, HeldLease, new_token},
         write::Stamp,
     },
 };
@@ -83,16 +83,71 @@ impl Store {
         true
     }
 
-    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`) on a blocking thread,
-    /// then stores it and makes it current — leased, so that one process trains a group at a time, and refused
-    /// when the group was invalidated or erased meanwhile.
+    /// Writes the sampling mark of `key`'s group in the background; the group's samples are kept once it is
+    /// there.
+    pub(super) fn mark_in_background(&self, scope: Scope, key: CacheKey) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let group = KeyBuilder::group_of(key.as_str());
+            let mark = store.mark_sampling(&scope, &key).await;
+            store.inner.dictionaries.marked(group, mark);
+        });
+    }
+
+    /// A new sampling mark of `key`'s group: `Some(None)` where the backend shares no leases, `None` when it
+    /// could not be written.
+    async fn mark_sampling(&self, scope: &Scope, key: &CacheKey) -> Option<Option<SamplingMark>> {
+        let lane = self.lane(scope.as_scope());
+        let Some(leases) = lane.leases() else {
+            return Some(None);
+        };
+        let token = new_token();
+        let mark_key = self
+            .inner
+            .keys
+            .lease_key(&key.sibling(&format!("{SAMPLING}{token}")));
+        match self
+            .call(
+                &lane,
+                leases.acquire_lease(&mark_key, &token, SAMPLING_MARK),
+            )
+            .await
+        {
+            Ok(true) => Some(Some(SamplingMark {
+                key: mark_key,
+                token,
+            })),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "dictionary sampling not marked; asked again later");
+                None
+            }
+        }
+    }
+
+    /// Whether `mark` is still on the backend (kept for another [`SAMPLING_MARK`] if so).
+    async fn mark_holds(&self, scope: &Scope, mark: &SamplingMark) -> bool {
+        let lane = self.lane(scope.as_scope());
+        let Some(leases) = lane.leases() else {
+            return false;
+        };
+        self.call(
+            &lane,
+            leases.renew_lease(&mark.key, &mark.token, SAMPLING_MARK),
+        )
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`, kept under `mark`) on a
+    /// blocking thread, then stores it and makes it current — leased, so that one process trains a group at a
+    /// time, and refused when the group was invalidated, or its tenant erased, since the first sample.
     pub(super) fn train_in_background(
         &self,
         scope: Scope,
         cache_type: CacheType,
         key: CacheKey,
-        samples: Vec<Vec<u8>>,
-        sampled_under: [u64; 2],
+        (samples, sampled_under, mark): (Vec<Vec<u8>>, [u64; 2], Option<SamplingMark>),
     ) {
         let store = self.clone();
         tokio::spawn(async move {
@@ -109,16 +164,23 @@ impl Store {
                     crate::store::lease::wait(wake, TRAINING_LEASE).await;
                     dictionaries.current.invalidate(group.as_str());
                     dictionaries.trained(&group);
+                    store.end_training(&scope, None, mark).await;
                     return;
                 }
                 (Attempt::Unavailable, _) => None,
             };
-            // Samples of values an invalidation has since hidden make no dictionary: the group is sampled again.
-            if store.group_generations(&scope, &key).await != Some(sampled_under) {
+            // Samples of values an invalidation has since hidden make no dictionary, nor samples whose mark is
+            // gone — their tenant was erased, by whichever process, since the first was kept (an erasure deletes
+            // the generations too: they read as never bumped). Checked under the lease: an erasure from now on
+            // deletes the lease, and the dictionary is written fenced by it. The group is sampled again.
+            let unchanged = store.group_generations(&scope, &key).await == Some(sampled_under);
+            let marked = match &mark {
+                None => true,
+                Some(mark) => training.is_some() && store.mark_holds(&scope, mark).await,
+            };
+            if !unchanged || !marked {
                 dictionaries.trained(&group);
-                if let Some(lease) = training {
-                    store.release(lease).await;
-                }
+                store.end_training(&scope, training, mark).await;
                 return;
             }
             let level = store.inner.policy.level;
@@ -167,10 +229,23 @@ impl Store {
                 ),
                 Err(e) => tracing::debug!(error = %e, "dictionary training did not finish"),
             }
-            if let Some(lease) = training {
-                store.release(lease).await;
-            }
+            store.end_training(&scope, training, mark).await;
         });
+    }
+
+    /// Releases what a group's training held: its lease, and the sampling mark of its samples.
+    async fn end_training(
+        &self,
+        scope: &Scope,
+        training: Option<HeldLease>,
+        mark: Option<SamplingMark>,
+    ) {
+        if let Some(lease) = training {
+            self.release(lease).await;
+        }
+        if let Some(mark) = mark {
+            self.release_key(scope, &mark.key, &mark.token).await;
+        }
     }
 
     /// A lease on the training of `key`'s group's dictionary (beside its current-dictionary key, in its slot),
