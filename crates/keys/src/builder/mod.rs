@@ -208,6 +208,14 @@ impl KeyBuilder {
         format!("{}_gen:", self.prefix)
     }
 
+    /// The key counting tenant erasures on a deployment, `{namespace}:{environment}:_gen:_erasures`: a number
+    /// and nothing of any tenant (no tenant glob matches it, so erasing one leaves it), bumped before and after
+    /// every erasure, so that what a process held of a tenant's values from before another process erased it
+    /// can tell (design 0025).
+    pub fn erasures_key(&self) -> String {
+        format!("{}_gen:_erasures", self.prefix)
+    }
+
     /// The key of the lease that marks a cross-process computation of `entry` (a key this builder made):
     /// `{namespace}:{environment}:_lease:` and the rest of the entry key, so it shares the entry's slot and
     /// lies outside every tenant's data pattern (a sweep never counts or deletes it).

@@ -12,6 +12,10 @@
 //! made is not counted; one it wrote over, the tenant's own, is). Writes of the tenant racing the erasure may leave entries written after its
 //! sweep passed; stop the tenant's traffic first (revoke its keys), or erase again.
 //!
+//! Around it all, the deployment's erasure count (`KeyBuilder::erasures_key`, a number naming no tenant) is
+//! bumped before anything goes and again when all is gone: samples another process held of the tenant's values
+//! are then never trained into a compression dictionary (design 0025).
+//!
 //! An erasure is an operator's one action, not a tenant's traffic, so its sweeps do not wait for the tenant's
 //! sweep turn (`sweeps.rs`); each goes through the circuit breaker like any sweep.
 
@@ -31,8 +35,7 @@ pub struct Erasure {
     pub entries: u64,
     /// Invalidation generations of the tenant's scope, types and tags.
     pub generations: u64,
-    /// Leases of computations across processes (design 0011), and the marks of its groups' dictionary
-    /// sampling (design 0025).
+    /// Leases of computations across processes (design 0011).
     pub leases: u64,
     /// The byte ledger and the request counter of its quotas (design 0017).
     pub quota: u64,
@@ -96,6 +99,12 @@ impl Store {
                 .iter()
                 .filter(|g| **g != 0)
                 .count() as u64;
+            // Counted before anything goes, and again when all is gone: a process holding samples of the
+            // tenant's values from before sees the count move, and trains no dictionary on them (design 0025).
+            let erasures = keys.erasures_key();
+            let own = self.own_users_lane(&lane);
+            self.bump_generations(own, &[erasures.as_str()], "erase_tenant")
+                .await?;
             self.bump_generations(&lane, &bumps, "erase_tenant").await?;
             self.drop_held(tenant);
             let mut globs = keys.tenant_globs(tenant);
@@ -114,6 +123,8 @@ impl Store {
             // The generation keys the bumps above made are the erasure's, not the tenant's; those it wrote over
             // were the tenant's.
             erased.generations = erased.generations.saturating_sub(bumps.len() as u64) + had;
+            self.bump_generations(own, &[erasures.as_str()], "erase_tenant")
+                .await?;
             // Copies read while the keys were going, and computations started meanwhile, go too.
             self.drop_held(tenant);
             tracing::info!(

@@ -10,11 +10,7 @@ use bytes::Bytes;
 use fernando_cache_keys::{AsScope, KeyBuilder, TenantId, escape_segment, unescape_segment};
 use tracing::{Instrument, debug_span};
 
-use super::{
-    Store,
-    erasure::Area,
-    route::{Lane, Role},
-};
+use super::{Store, erasure::Area};
 use crate::{KeyTtl, Listed, ScanCursor, StoreError, codec};
 
 /// One entry a tenant holds, as its export tells it.
@@ -86,10 +82,7 @@ impl Store {
         // An operator's listing: on the tenant's own deployment when it has one; an `acl` tenant's user may not
         // SCAN (design 0023), so its keys are listed by the shared user, whose deployment holds them.
         let lane = self.lane(tenant.as_scope());
-        let lane: &Lane = match lane.role {
-            Role::Acl => self.shared_lane(),
-            Role::Shared | Role::Dedicated => &lane,
-        };
+        let lane = self.own_users_lane(&lane);
         let page = self
             .call(
                 lane,

@@ -18,10 +18,7 @@ use fernando_cache_config::CacheType;
 use fernando_cache_keys::{AsScope, Scope};
 use tokio::sync::Notify;
 
-use super::{
-    Store,
-    route::{Lane, Role},
-};
+use super::{Store, route::Lane};
 use crate::{Backend, Leases, StoreError};
 
 /// Waiters per lease key, woken by the lease channel's messages.
@@ -86,7 +83,7 @@ pub(super) enum Attempt {
 }
 
 /// A fresh random lease token (128 bits).
-pub(super) fn new_token() -> String {
+fn new_token() -> String {
     format!(
         "{:016x}{:016x}",
         rand::random::<u64>(),
@@ -103,10 +100,7 @@ impl Store {
         lane: &'l Lane,
     ) -> Option<(&'l dyn Leases, &'l Arc<LeaseEvents>)> {
         let leases = lane.leases()?;
-        let announced_on = match lane.role {
-            Role::Acl => self.shared_lane(),
-            Role::Shared | Role::Dedicated => lane,
-        };
+        let announced_on = self.own_users_lane(lane);
         let listener = announced_on.leases()?;
         let events = announced_on.lease_events.get_or_init(|| {
             let events = Arc::new(LeaseEvents::default());
@@ -170,26 +164,18 @@ impl Store {
     /// Ends a lease this process holds and announces it, so the waiters look again at once: on the backend of
     /// its scope, or for an `acl` tenant over the shared connection, whose user may announce.
     pub(super) async fn release(&self, lease: HeldLease) {
-        let HeldLease {
-            key, token, scope, ..
-        } = &lease;
-        self.release_key(scope, key, token).await;
-    }
-
-    /// Ends the lease `key` of `scope` if `token` still holds it, and announces it (see [`Store::release`]).
-    pub(super) async fn release_key(&self, scope: &Scope, key: &str, token: &str) {
-        let lane = self.lane(scope.into());
-        let lane: &Lane = match lane.role {
-            Role::Acl => self.shared_lane(),
-            Role::Shared | Role::Dedicated => &lane,
-        };
+        let lane = self.lane((&lease.scope).into());
+        let lane = self.own_users_lane(&lane);
         // A held lease was taken from the backend's leases: they are there.
         let Some(leases) = lane.leases() else {
             return;
         };
         let channel = self.inner.keys.lease_channel();
         let released = self
-            .call(lane, leases.release_lease(key, token, &channel))
+            .call(
+                lane,
+                leases.release_lease(&lease.key, &lease.token, &channel),
+            )
             .await;
         if let Err(e) = released {
             // The lease lapses by itself; waiters take over then.

@@ -435,10 +435,11 @@ contract! {
 }
 
 contract! {
-    /// Found in an outside attack: samples a process held when another process erased their tenant completed
-    /// later and made a dictionary of the erased text, current for weeks — the erasure deletes the generations
-    /// too, so they read as never bumped. The samples' mark, erased with the tenant's leases, refuses them; the
-    /// group is sampled again, from what is written after the erasure.
+    /// Found in outside attacks (Redis, then the disk file two processes share): samples a process held when
+    /// another process erased their tenant completed later and made a dictionary of the erased text, current for
+    /// weeks — the erasure deletes the generations too, so they read as never bumped. Samples are kept only after
+    /// the deployment's erasures are counted, and trained on only while the count holds; the group is sampled
+    /// again, from what is written after the erasure.
     async fn samples_taken_before_another_stores_erasure_make_no_dictionary(d, store) {
         let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
         let erased_text = "Erika Mustermann, Geheimweg 7, IBAN DE02120300000000202051";
@@ -462,5 +463,5 @@ contract! {
         let needle = &erased_text.as_bytes()[..16];
         assert!(!stored.windows(needle.len()).any(|w| w == needle), "the erased text is in the dictionary");
     }
-    on [standalone, cluster]
+    on [disk, standalone, cluster]
 }

@@ -71,13 +71,9 @@ const OPERATOR_SAMPLES: usize = 2000;
 /// How long a lease on a group's training lasts unless renewed (it is, while the training runs).
 pub(super) const TRAINING_LEASE: Duration = Duration::from_secs(30);
 
-/// What the specific key of a group's sampling mark starts with (its token follows): one per process sampling
-/// the group, in the lease area — erased with the tenant, never exported, never counted as an entry.
-const SAMPLING: &str = "fc.dictionary.sampling.";
-
-/// How long a sampling mark lasts: samples taken over a longer time are not trained on (their mark has lapsed,
-/// which reads as an erasure), and the group is sampled again.
-const SAMPLING_MARK: Duration = Duration::from_secs(24 * 3600);
+/// How long a group's samples are gathered: older ones are dropped and the group sampled again (and so the
+/// erasure count they were taken after is never older than this).
+const SAMPLING_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// The specific key of a group's dictionary `id`.
 fn dictionary_key(id: u32) -> String {
@@ -119,42 +115,36 @@ struct Samples {
     /// The generations the samples were written under, as this process saw them: samples of generations that
     /// are gone (an invalidation, an erasure) are dropped, never trained on.
     generations: [u64; 2],
-    /// The group's sampling mark on the backend: no sample is kept before it is there.
-    mark: Mark,
+    /// What the samples were taken after: no sample is kept before the deployment's erasures are counted.
+    erasures: Erasures,
 }
 
-/// Where a group's sampling mark stands in this process. The mark is a lease-area key of the group, one per
-/// process (`fc.dictionary.sampling.<token>`), written before the first sample is kept and checked before the
-/// samples are trained on: a tenant's erasure, by any process, deletes it with the tenant's leases — which the
-/// generations alone cannot tell, since an erasure deletes them too and they read as never bumped.
+/// Where a group's count of erasures stands in this process. Samples are kept only once the deployment's
+/// erasure count is read ([`KeyBuilder::erasures_key`]), and trained on only while it is the same: an erasure
+/// by any process bumps it — which the generations alone cannot tell, since an erasure deletes them too and
+/// they read as never bumped. Any tenant's erasure counts (the key names none): the samples are then taken
+/// again, which erasures' rarity makes cheap.
 #[derive(Default)]
-enum Mark {
-    /// Not asked for yet.
+enum Erasures {
+    /// Not read yet.
     #[default]
-    Unasked,
-    /// Being written.
-    Asking,
-    /// There (`None`: the backend shares no leases; one process uses it, and sees its own erasures).
-    Held(Option<SamplingMark>),
-    /// Could not be written at this instant: asked again [`MISSING_FOR`] after it.
-    Refused(std::time::Instant),
-}
-
-/// A group's sampling mark on the backend: its lease key and token.
-#[derive(Clone)]
-pub(super) struct SamplingMark {
-    key: String,
-    token: String,
+    Unread,
+    /// Being read.
+    Reading,
+    /// Read: the count, and when (samples older than [`SAMPLING_FOR`] are dropped).
+    Counted(u64, std::time::Instant),
+    /// Could not be read at this instant: read again [`MISSING_FOR`] after it.
+    Unknown(std::time::Instant),
 }
 
 /// What [`Dictionaries::offer`] asks of the caller.
 enum Offer {
     /// Nothing: the payload was kept, or is not sampled.
     Nothing,
-    /// Write the group's sampling mark ([`Store::mark_sampling`]): samples are kept once it is there.
-    Mark,
-    /// Train on these samples, written under these generations, sampled under this mark.
-    Train(Vec<Vec<u8>>, [u64; 2], Option<SamplingMark>),
+    /// Count the deployment's erasures ([`Store::count_erasures_in_background`]): samples are kept after.
+    Count,
+    /// Train on these samples, written under these generations, after this many erasures.
+    Train(Vec<Vec<u8>>, [u64; 2], u64),
 }
 
 impl Dictionaries {
@@ -197,8 +187,8 @@ impl Dictionaries {
         Some(found)
     }
 
-    /// Keeps `payload` (written under `generations`) as a sample of `group` once its sampling mark is there;
-    /// the samples to train on, their generations and mark, once there are enough.
+    /// Keeps `payload` (written under `generations`) as a sample of `group` once the deployment's erasures are
+    /// counted; the samples to train on, their generations and that count, once there are enough.
     fn offer(&self, group: &str, payload: &[u8], generations: [u64; 2]) -> Offer {
         if !(dictionary::MIN_DICTIONARY_VALUE..=dictionary::MAX_DICTIONARY_VALUE)
             .contains(&payload.len())
@@ -217,13 +207,17 @@ impl Dictionaries {
         if s.closed {
             return Offer::Nothing;
         }
-        let mark = match &s.mark {
-            Mark::Held(mark) => mark,
-            Mark::Asking => return Offer::Nothing,
-            Mark::Refused(at) if at.elapsed() < MISSING_FOR => return Offer::Nothing,
-            Mark::Unasked | Mark::Refused(_) => {
-                s.mark = Mark::Asking;
-                return Offer::Mark;
+        let erasures = match s.erasures {
+            Erasures::Counted(n, since) if since.elapsed() < SAMPLING_FOR => n,
+            Erasures::Reading => return Offer::Nothing,
+            Erasures::Unknown(at) if at.elapsed() < MISSING_FOR => return Offer::Nothing,
+            Erasures::Unread | Erasures::Unknown(_) | Erasures::Counted(..) => {
+                // Counted again before any sample is kept; samples past their time go.
+                *held -= s.bytes;
+                s.bytes = 0;
+                s.payloads.clear();
+                s.erasures = Erasures::Reading;
+                return Offer::Count;
             }
         };
         if s.generations != generations {
@@ -239,23 +233,23 @@ impl Dictionaries {
         if s.payloads.len() < TRAIN_AFTER && s.bytes < SAMPLE_BYTES {
             return Offer::Nothing;
         }
-        let mark = mark.clone();
         s.closed = true;
         *held -= s.bytes;
         s.bytes = 0;
-        Offer::Train(std::mem::take(&mut s.payloads), s.generations, mark)
+        Offer::Train(std::mem::take(&mut s.payloads), s.generations, erasures)
     }
 
-    /// `group`'s sampling mark was written (`Some`), or could not be (`None`). A group forgotten meanwhile (its
-    /// tenant erased here) is not sampled on this mark: its next value asks for a new one.
-    fn marked(&self, group: &str, mark: Option<Option<SamplingMark>>) {
+    /// The deployment's erasures, counted for `group`'s samples (`None`: they could not be). A group forgotten
+    /// meanwhile (its tenant erased here) is not sampled on this count: its next value counts again.
+    fn counted(&self, group: &str, erasures: Option<u64>) {
         let mut guard = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = guard.0.get_mut(group)
-            && matches!(s.mark, Mark::Asking)
+            && matches!(s.erasures, Erasures::Reading)
         {
-            s.mark = match mark {
-                Some(mark) => Mark::Held(mark),
-                None => Mark::Refused(std::time::Instant::now()),
+            let now = std::time::Instant::now();
+            s.erasures = match erasures {
+                Some(n) => Erasures::Counted(n, now),
+                None => Erasures::Unknown(now),
             };
         }
     }
@@ -368,12 +362,12 @@ impl Store {
         });
         match offer {
             Offer::Nothing => {}
-            Offer::Mark => self.mark_in_background(scope.clone(), key.clone()),
-            Offer::Train(samples, generations, mark) => self.train_in_background(
+            Offer::Count => self.count_erasures_in_background(scope.clone(), key.clone()),
+            Offer::Train(samples, generations, erasures) => self.train_in_background(
                 scope.clone(),
                 cache_type.clone(),
                 key.clone(),
-                (samples, generations, mark),
+                (samples, generations, erasures),
             ),
         }
         encoded

@@ -13,7 +13,6 @@ use crate::{
     store::{
         Store,
         lease::{Attempt, HeldLease},
-        route::{Lane, Role},
     },
 };
 
@@ -76,10 +75,7 @@ impl Store {
             source,
         };
         // Listed by the shared user for an `acl` tenant, whose own user may not SCAN (as an export is).
-        let listing: &Lane = match lane.role {
-            Role::Acl => self.shared_lane(),
-            Role::Shared | Role::Dedicated => &lane,
-        };
+        let listing = self.own_users_lane(&lane);
         let (mut samples, mut sampled): (Vec<Vec<u8>>, usize) = (Vec::new(), 0);
         // One entry of each group found (a sharded tenant's type has one group a shard), with the group's
         // generations before any of its values was read: the dictionary is stored under them or not at all.

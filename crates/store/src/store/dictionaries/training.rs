@@ -1,14 +1,14 @@
-//! Training a group's dictionary (design 0025): sampled under a mark on the backend, leased so that one process
-//! trains a group at a time, and stored fenced by that lease and under its samples' generations — so that an
-//! invalidation or an erasure, by any process, before or while it is trained leaves no dictionary made of what
-//! they removed.
+//! Training a group's dictionary (design 0025): sampled after the deployment's erasures were counted, leased so
+//! that one process trains a group at a time, and stored fenced by that lease, under its samples' generations
+//! and while that count holds — so that an invalidation or an erasure, by any process, before or while it is
+//! trained leaves no dictionary made of what they removed.
 
 use std::sync::{Arc, atomic::Ordering};
 
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{AsScope, CacheKey, KeyBuilder, Scope};
 
-use super::{CURRENT, SAMPLING, SAMPLING_MARK, SamplingMark, TRAINING_LEASE, dictionary_key};
+use super::{CURRENT, TRAINING_LEASE, dictionary_key};
 use crate::{
     WriteOutcome,
     codec::{
@@ -17,7 +17,7 @@ use crate::{
     },
     store::{
         Store,
-        lease::{Attempt, HeldLease, new_token},
+        lease::{Attempt, HeldLease},
         write::Stamp,
     },
 };
@@ -83,71 +83,39 @@ impl Store {
         true
     }
 
-    /// Writes the sampling mark of `key`'s group in the background; the group's samples are kept once it is
-    /// there.
-    pub(super) fn mark_in_background(&self, scope: Scope, key: CacheKey) {
+    /// Counts the deployment's erasures for `key`'s group in the background; the group's samples are kept
+    /// once they are counted.
+    pub(super) fn count_erasures_in_background(&self, scope: Scope, key: CacheKey) {
         let store = self.clone();
         tokio::spawn(async move {
+            let erasures = store.erasures(&scope).await;
             let group = KeyBuilder::group_of(key.as_str());
-            let mark = store.mark_sampling(&scope, &key).await;
-            store.inner.dictionaries.marked(group, mark);
+            store.inner.dictionaries.counted(group, erasures);
         });
     }
 
-    /// A new sampling mark of `key`'s group: `Some(None)` where the backend shares no leases, `None` when it
-    /// could not be written.
-    async fn mark_sampling(&self, scope: &Scope, key: &CacheKey) -> Option<Option<SamplingMark>> {
+    /// How many tenant erasures the deployment of `scope` has counted ([`KeyBuilder::erasures_key`], read by the
+    /// store's own user); `None` when it does not answer.
+    async fn erasures(&self, scope: &Scope) -> Option<u64> {
         let lane = self.lane(scope.as_scope());
-        let Some(leases) = lane.leases() else {
-            return Some(None);
-        };
-        let token = new_token();
-        let mark_key = self
-            .inner
-            .keys
-            .lease_key(&key.sibling(&format!("{SAMPLING}{token}")));
-        match self
-            .call(
-                &lane,
-                leases.acquire_lease(&mark_key, &token, SAMPLING_MARK),
-            )
+        let lane = self.own_users_lane(&lane);
+        let key = self.inner.keys.erasures_key();
+        let read = self
+            .call(lane, lane.storage().read_generations(&[key.as_str()]))
             .await
-        {
-            Ok(true) => Some(Some(SamplingMark {
-                key: mark_key,
-                token,
-            })),
-            Ok(false) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "dictionary sampling not marked; asked again later");
-                None
-            }
-        }
+            .ok()?;
+        read.first().copied()
     }
 
-    /// Whether `mark` is still on the backend (kept for another [`SAMPLING_MARK`] if so).
-    async fn mark_holds(&self, scope: &Scope, mark: &SamplingMark) -> bool {
-        let lane = self.lane(scope.as_scope());
-        let Some(leases) = lane.leases() else {
-            return false;
-        };
-        self.call(
-            &lane,
-            leases.renew_lease(&mark.key, &mark.token, SAMPLING_MARK),
-        )
-        .await
-        .unwrap_or(false)
-    }
-
-    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`, kept under `mark`) on a
-    /// blocking thread, then stores it and makes it current — leased, so that one process trains a group at a
-    /// time, and refused when the group was invalidated, or its tenant erased, since the first sample.
+    /// Trains `key`'s group's dictionary from `samples` (written under `sampled_under`, after `erasures` tenant
+    /// erasures) on a blocking thread, then stores it and makes it current — leased, so that one process trains
+    /// a group at a time, and refused when the group was invalidated, or a tenant erased, since the first sample.
     pub(super) fn train_in_background(
         &self,
         scope: Scope,
         cache_type: CacheType,
         key: CacheKey,
-        (samples, sampled_under, mark): (Vec<Vec<u8>>, [u64; 2], Option<SamplingMark>),
+        (samples, sampled_under, erasures): (Vec<Vec<u8>>, [u64; 2], u64),
     ) {
         let store = self.clone();
         tokio::spawn(async move {
@@ -164,23 +132,21 @@ impl Store {
                     crate::store::lease::wait(wake, TRAINING_LEASE).await;
                     dictionaries.current.invalidate(group.as_str());
                     dictionaries.trained(&group);
-                    store.end_training(&scope, None, mark).await;
                     return;
                 }
                 (Attempt::Unavailable, _) => None,
             };
-            // Samples of values an invalidation has since hidden make no dictionary, nor samples whose mark is
-            // gone — their tenant was erased, by whichever process, since the first was kept (an erasure deletes
-            // the generations too: they read as never bumped). Checked under the lease: an erasure from now on
-            // deletes the lease, and the dictionary is written fenced by it. The group is sampled again.
-            let unchanged = store.group_generations(&scope, &key).await == Some(sampled_under);
-            let marked = match &mark {
-                None => true,
-                Some(mark) => training.is_some() && store.mark_holds(&scope, mark).await,
-            };
-            if !unchanged || !marked {
+            // Samples of values an invalidation has since hidden make no dictionary, nor samples taken before an
+            // erasure, by whichever process (an erasure deletes the generations too: they read as never bumped).
+            // Checked under the lease: an erasure from now on deletes the lease, and the dictionary is written
+            // fenced by it. The group is sampled again.
+            let unchanged = store.group_generations(&scope, &key).await == Some(sampled_under)
+                && store.erasures(&scope).await == Some(erasures);
+            if !unchanged {
                 dictionaries.trained(&group);
-                store.end_training(&scope, training, mark).await;
+                if let Some(lease) = training {
+                    store.release(lease).await;
+                }
                 return;
             }
             let level = store.inner.policy.level;
@@ -190,7 +156,8 @@ impl Store {
             match trained {
                 Ok(Ok(trial)) => {
                     let dictionary = trial.dictionary;
-                    // Without a lease (a backend of one process), an erasure here is seen by its forgetting.
+                    // Without a lease (the disk and memory backends have none), an erasure by this process is
+                    // seen by its forgetting; one by another, by the erasure count read after the write.
                     let erased = training.is_none()
                         && dictionaries.forgotten.load(Ordering::Acquire) != forgotten;
                     let stored = !erased
@@ -203,6 +170,9 @@ impl Store {
                                 sampled_under,
                                 training.as_ref(),
                             )
+                            .await
+                        && store
+                            .kept_unless_erased(&scope, &key, &dictionary, erasures)
                             .await;
                     if !stored {
                         // Refused (the group was invalidated or erased meanwhile): sampled again.
@@ -229,23 +199,40 @@ impl Store {
                 ),
                 Err(e) => tracing::debug!(error = %e, "dictionary training did not finish"),
             }
-            store.end_training(&scope, training, mark).await;
+            if let Some(lease) = training {
+                store.release(lease).await;
+            }
         });
     }
 
-    /// Releases what a group's training held: its lease, and the sampling mark of its samples.
-    async fn end_training(
+    /// Whether `dictionary`, just stored in `key`'s group, may stay: a tenant erased since its samples' count of
+    /// `erasures` (a backend without leases has no fence to refuse the write, and an erasure may have passed
+    /// between the checks and the write) takes it away again.
+    async fn kept_unless_erased(
         &self,
         scope: &Scope,
-        training: Option<HeldLease>,
-        mark: Option<SamplingMark>,
-    ) {
-        if let Some(lease) = training {
-            self.release(lease).await;
+        key: &CacheKey,
+        dictionary: &Dictionary,
+        erasures: u64,
+    ) -> bool {
+        if self.erasures(scope).await == Some(erasures) {
+            return true;
         }
-        if let Some(mark) = mark {
-            self.release_key(scope, &mark.key, &mark.token).await;
+        let lane = self.lane(scope.as_scope());
+        let stored = [
+            key.sibling(&dictionary_key(dictionary.id())),
+            key.sibling(CURRENT),
+        ];
+        let stored: Vec<&str> = stored.iter().map(CacheKey::as_str).collect();
+        if let Err(e) = self.call(&lane, lane.storage().delete(&stored)).await {
+            tracing::warn!(error = %e, "a dictionary trained across an erasure was not deleted");
         }
+        let group = KeyBuilder::group_of(key.as_str()).to_owned();
+        self.inner
+            .dictionaries
+            .by_id
+            .invalidate(&(group, dictionary.id()));
+        false
     }
 
     /// A lease on the training of `key`'s group's dictionary (beside its current-dictionary key, in its slot),

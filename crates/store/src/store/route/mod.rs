@@ -460,6 +460,16 @@ impl Store {
         &self.inner.shared
     }
 
+    /// The lane of `lane`'s deployment that the store's own user holds: for an `acl` tenant, whose user may
+    /// neither scan, announce nor touch keys outside its own, the shared lane (the same deployment); any other
+    /// lane itself.
+    pub(in crate::store) fn own_users_lane<'l>(&'l self, lane: &'l Lane) -> &'l Lane {
+        match lane.role {
+            Role::Acl => self.shared_lane(),
+            Role::Shared | Role::Dedicated => lane,
+        }
+    }
+
     /// Which strategy each tenant runs; public as [`super::Admin::isolations`].
     pub(in crate::store) fn isolations(&self) -> Isolations {
         Isolations::of(self.inner.plans.all())
