@@ -37,6 +37,15 @@ pub(crate) fn push_escaped(out: &mut String, segment: &str) {
     out.push_str(rest);
 }
 
+/// How long `segment` is once escaped: each `%` and `:` becomes three bytes.
+pub(crate) fn escaped_len(segment: &str) -> usize {
+    segment.len()
+        + 2 * segment
+            .bytes()
+            .filter(|b| *b == b'%' || *b == b':')
+            .count()
+}
+
 fn needs_escape(segment: &str) -> bool {
     segment.bytes().any(|b| b == b'%' || b == b':')
 }
@@ -105,6 +114,7 @@ mod tests {
             let escaped = escape_segment(&s);
             prop_assert!(!escaped.contains(':'));
             prop_assert_eq!(unescape_segment(&escaped).unwrap(), s.as_str());
+            prop_assert_eq!(escaped_len(&s), escaped.len());
         }
 
         #[test]

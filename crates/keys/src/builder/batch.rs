@@ -4,7 +4,10 @@
 use fernando_cache_config::CacheType;
 
 use super::{CacheKey, KeyBuilder, ScopeRef};
-use crate::{KeyError, escape::push_escaped};
+use crate::{
+    KeyError,
+    escape::{escaped_len, push_escaped},
+};
 
 /// Entry keys of one scope and cache type, built together by [`KeyBuilder::keys_in`] into one buffer: a batch
 /// of a hundred keys costs two allocations, not a hundred. Each is the key [`KeyBuilder::key`] builds.
@@ -82,10 +85,11 @@ impl KeyBuilder {
         shared.push(':');
         shared.push_str(cache_type.as_str());
         shared.push(':');
-        let specific_bytes: usize = specifics.iter().map(|s| s.len()).sum();
+        // Escaped lengths: a key with `:` or `%` grows, and a buffer that grows copies all it holds.
+        let specific_bytes: usize = specifics.iter().map(|s| escaped_len(s)).sum();
         batch
             .text
-            .reserve(shared.len() * specifics.len() + specific_bytes + 8);
+            .reserve_exact(shared.len() * specifics.len() + specific_bytes);
         for specific in specifics {
             Self::check_specific(specific)?;
             batch.text.push_str(&shared);
