@@ -39,11 +39,7 @@ pub(crate) fn push_escaped(out: &mut String, segment: &str) {
 
 /// How long `segment` is once escaped: each `%` and `:` becomes three bytes.
 pub(crate) fn escaped_len(segment: &str) -> usize {
-    segment.len()
-        + 2 * segment
-            .bytes()
-            .filter(|b| *b == b'%' || *b == b':')
-            .count()
+    segment.len() + 2 * segment.bytes().filter(|b| *b == b'%' || *b == b':').count()
 }
 
 fn needs_escape(segment: &str) -> bool {

@@ -14,7 +14,8 @@
 //! - the memory backend's hit vs a bare moka `get`;
 //! - `get_many` of 100 hits vs a raw redis-rs pipeline of the same 100 `GET`s, and vs a raw `MGET` of them (with
 //!   the bare zstd decompress of each value the store compressed), and vs that `MGET` decoding each value into
-//!   a `String` as a typed read must (the floor of a typed batch read; informative, the goal is the bare `MGET`);
+//!   a `String` as a typed read must (the floor of a typed batch read; informative, the goal is the bare `MGET`),
+//!   and that floor itself against the bare `MGET` (no store on either side: what decoding alone costs);
 //! - compression dictionaries (`dictionary`, design 0025): small values of three kinds stored by a store without
 //!   dictionaries (today) and by one whose group trained its dictionary — stored bytes, hits and writes.
 //!
@@ -146,6 +147,45 @@ impl Raw {
     fn conn(&self) -> MultiplexedConnection {
         let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.conns.len();
         self.conns[i].clone()
+    }
+
+    /// A batch of `keys` read raw: one `MGET`, or a pipeline of `GET`s; each value's payload decompressed
+    /// when `compressed` (a bare zstd decompress, reused context), and decoded into a `String` when `decoded`
+    /// (what a typed read must do with each value at least).
+    async fn batch(&self, keys: &[String], mget: bool, decoded: bool, compressed: bool) {
+        let mut conn = self.conn();
+        let values: Vec<Vec<u8>> = if mget {
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        } else {
+            let mut p = redis::pipe();
+            for k in keys {
+                p.cmd("GET").arg(k);
+            }
+            p.query_async(&mut conn).await.unwrap()
+        };
+        for bytes in &values {
+            let payload = if compressed {
+                let len = u32::from_le_bytes(bytes[29..33].try_into().unwrap()) as usize;
+                std::borrow::Cow::Owned(
+                    DCTX.with(|d| d.borrow_mut().decompress(&bytes[49..], len).unwrap()),
+                )
+            } else {
+                std::borrow::Cow::Borrowed(&bytes[49..])
+            };
+            if decoded {
+                let (text, _): (String, usize) =
+                    bincode::serde::decode_from_slice(&payload, bincode::config::standard())
+                        .unwrap();
+                std::hint::black_box(text);
+            } else {
+                std::hint::black_box(payload);
+            }
+        }
+        std::hint::black_box(values);
     }
 
     async fn get(&self, key: &str) -> Vec<u8> {
@@ -332,48 +372,7 @@ async fn main() {
                         c,
                         move |_| {
                             let (r, keys) = (r.clone(), keys.clone());
-                            async move {
-                                let mut conn = r.conn();
-                                let values: Vec<Vec<u8>> = if mget {
-                                    redis::cmd("MGET")
-                                        .arg(&keys[..])
-                                        .query_async(&mut conn)
-                                        .await
-                                        .unwrap()
-                                } else {
-                                    let mut p = redis::pipe();
-                                    for k in keys.iter() {
-                                        p.cmd("GET").arg(k);
-                                    }
-                                    p.query_async(&mut conn).await.unwrap()
-                                };
-                                for bytes in &values {
-                                    let payload = if compressed {
-                                        let len =
-                                            u32::from_le_bytes(bytes[29..33].try_into().unwrap())
-                                                as usize;
-                                        std::borrow::Cow::Owned(DCTX.with(|d| {
-                                            d.borrow_mut().decompress(&bytes[49..], len).unwrap()
-                                        }))
-                                    } else {
-                                        std::borrow::Cow::Borrowed(&bytes[49..])
-                                    };
-                                    if decoded {
-                                        // What a typed read must do with each value at least: make it
-                                        // the caller's own `String`.
-                                        let (text, _): (String, usize) =
-                                            bincode::serde::decode_from_slice(
-                                                &payload,
-                                                bincode::config::standard(),
-                                            )
-                                            .unwrap();
-                                        std::hint::black_box(text);
-                                    } else {
-                                        std::hint::black_box(payload);
-                                    }
-                                }
-                                std::hint::black_box(values);
-                            }
+                            async move { r.batch(&keys, mget, decoded, compressed).await }
                         },
                         move |_| {
                             let (s, t, names, ty) =
@@ -396,6 +395,31 @@ async fn main() {
                         ratio,
                     });
                 }
+                // The floor of any typed batch read against the bare MGET the goal names: what decoding each
+                // value into the caller's own `String` costs by itself, with no store at all.
+                let (r, keys) = (raw.clone(), batch_stored.clone());
+                let (r2, keys2) = (raw.clone(), batch_stored.clone());
+                let (b, x, ratio) = pair(
+                    c,
+                    move |_| {
+                        let (r, keys) = (r.clone(), keys.clone());
+                        async move { r.batch(&keys, true, false, compressed).await }
+                    },
+                    move |_| {
+                        let (r, keys) = (r2.clone(), keys2.clone());
+                        async move { r.batch(&keys, true, true, compressed).await }
+                    },
+                )
+                .await;
+                many_rows.push(Row {
+                    what: "(floor) raw MGET decoding each value to a String vs raw MGET of 100"
+                        .into(),
+                    size: label,
+                    concurrency: c,
+                    baseline: b,
+                    subject: x,
+                    ratio,
+                });
             }
 
             if compressed && enabled("compressed") {
@@ -590,9 +614,10 @@ async fn main() {
         &get_rows,
     );
     print_rows(
-        "Batches (goal ≥ 0.90×): store get_many of 100 hits vs a raw pipeline of the same 100 GETs, and vs a raw MGET",
+        "Batches (goal ≥ 0.90×): store get_many of 100 hits vs a raw pipeline of the same 100 GETs, and vs a raw MGET \
+         (the (floor) rows: no store, a raw MGET decoding each value vs the bare one)",
         "raw batch",
-        "get_many",
+        "get_many (floor: decoding MGET)",
         &many_rows,
     );
     print_rows(
