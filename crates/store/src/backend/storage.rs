@@ -248,6 +248,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Sets a generation key to a fresh random value (O(1)); returns it. `ttl` outlives every entry it guards.
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
 
+    /// The value of generation key `key`, made a fresh one first where it has none (never bumped, expired,
+    /// evicted) — in one step on a backend that processes share, so that processes finding it missing at once
+    /// agree on one value; by default (a backend one process uses) read, then bumped.
+    async fn generation_or_new(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        match self.read_generations(&[key]).await?.first() {
+            Some(n) if *n != 0 => Ok(*n),
+            _ => self.bump_generation(key, ttl).await,
+        }
+    }
+
     /// Deletes every key matching a Redis glob `pattern` — quota ledgers and request counters included, where a
     /// backend keeps them apart from its keys (each counts as one) — in batches of `batch`, each step bounded by
     /// `step_timeout`; returns how many were deleted. With `ledgers` (the byte ledgers the scope's entries are

@@ -103,8 +103,7 @@ impl Store {
             // tenant's values from before sees the count move, and trains no dictionary on them (design 0025).
             let erasures = keys.erasures_key();
             let own = self.own_users_lane(&lane);
-            self.bump_generations(own, &[erasures.as_str()], "erase_tenant")
-                .await?;
+            self.bump_erasures(own, &erasures).await?;
             self.bump_generations(&lane, &bumps, "erase_tenant").await?;
             self.drop_held(tenant);
             let mut globs = keys.tenant_globs(tenant);
@@ -123,8 +122,7 @@ impl Store {
             // The generation keys the bumps above made are the erasure's, not the tenant's; those it wrote over
             // were the tenant's.
             erased.generations = erased.generations.saturating_sub(bumps.len() as u64) + had;
-            self.bump_generations(own, &[erasures.as_str()], "erase_tenant")
-                .await?;
+            self.bump_erasures(own, &erasures).await?;
             // Copies read while the keys were going, and computations started meanwhile, go too.
             self.drop_held(tenant);
             tracing::info!(
@@ -138,6 +136,22 @@ impl Store {
         }
         .instrument(span)
         .await
+    }
+
+    /// Sets the deployment's erasure count (`key`) to a fresh value, kept for
+    /// [`ERASURES_KEPT`](super::dictionaries::ERASURES_KEPT).
+    async fn bump_erasures(&self, lane: &Lane, key: &str) -> Result<(), StoreError> {
+        let storage = lane.storage();
+        self.call(
+            lane,
+            storage.bump_generation(key, super::dictionaries::ERASURES_KEPT),
+        )
+        .await
+        .map(drop)
+        .map_err(|source| StoreError::Unavailable {
+            op: "erase_tenant",
+            source,
+        })
     }
 
     /// Drops what this process holds of `tenant`: every L1 copy (the tier keeps no index by tenant, and an

@@ -465,3 +465,26 @@ contract! {
     }
     on [disk, standalone, cluster]
 }
+
+contract! {
+    /// Found in an outside attack: the erasure count that guards held samples went missing (its TTL, an
+    /// eviction, a deletion) after an erasure, read as 0 again — the count the samples were taken under, on a
+    /// deployment that had none — and the erased text was trained. A count is made where there is none before
+    /// any sample is kept, so it is never 0, and a missing one refuses the samples.
+    async fn a_lost_erasure_count_refuses_the_samples_it_guarded(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        let erased_text = "Max Mustermann, Verlorene Zaehlung 9, IBAN DE89370400440532013000";
+        for i in 0..ENOUGH - 150 {
+            let mut value = answer(i);
+            value.note = format!("{erased_text} ({i})");
+            let _ = store.set(&acme, &ty, &format!("a-{i}"), &value).await.unwrap();
+        }
+        let _ = d.store().admin().erase_tenant(&acme).await.unwrap();
+        d.delete_raw(&store.admin().keys().erasures_key());
+        write(store, 10_000..10_200, "b").await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let pattern = full_key(store, &ty, "fc.dictionary.*");
+        assert_eq!(d.stored(&pattern), Some(0), "a dictionary was trained on the erased tenant's values");
+    }
+    on [disk, standalone, cluster]
+}

@@ -468,6 +468,19 @@ impl Deployment {
             .expect("raw copy");
     }
 
+    /// Deletes `key` (an entry, or on disk a generation row too), bypassing the store: what an expiry or an
+    /// eviction does.
+    pub(crate) fn delete_raw(&self, key: &str) {
+        if let Some(db) = self.disk_file() {
+            for table in ["entries", "generations"] {
+                db.execute(&format!("DELETE FROM {table} WHERE key = ?1"), [key])
+                    .expect("raw delete");
+            }
+            return;
+        }
+        self.server_of(key).command(&["DEL", key]).expect("raw DEL");
+    }
+
     /// Whether `key` is stored, bypassing the store.
     pub(crate) fn exists_raw(&self, key: &str) -> bool {
         if let Some(db) = self.disk_file() {

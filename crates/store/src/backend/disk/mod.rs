@@ -442,6 +442,27 @@ impl Storage for DiskBackend {
         .await
     }
 
+    async fn generation_or_new(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        let key = key.to_owned();
+        let fresh = new_generation();
+        // One statement sets it where there is none (or it expired); the file's other processes then read the
+        // same value.
+        self.run(move |conn, _| {
+            let now = now_ms();
+            conn.prepare_cached(
+                "INSERT INTO generations (key, value, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
+                 WHERE generations.expires_at <= ?4",
+            )?
+            .execute(params![key, fresh as i64, expiry(ttl), now])?;
+            let value = conn
+                .prepare_cached("SELECT value FROM generations WHERE key = ?1")?
+                .query_row(params![key], |r| r.get::<_, i64>(0))?;
+            Ok(generation(Some(value)))
+        })
+        .await
+    }
+
     async fn delete_matching(
         &self,
         pattern: &str,

@@ -206,6 +206,19 @@ pub(super) fn bump_generation<'a, T: Connected>(
     })
 }
 
+/// A generation key's value, made a fresh one where it has none, for
+/// [`Storage::generation_or_new`](crate::Storage::generation_or_new).
+pub(super) fn generation_or_new<'a, T: Connected>(
+    backend: &'a T,
+    key: &'a str,
+    ttl: Duration,
+) -> BoxFuture<'a, Result<u64, BackendError>> {
+    let generation = new_generation();
+    Box::pin(backend.with_conn(move |mut conn| async move {
+        commands::generation_or_new(&mut conn, key, generation, ttl).await
+    }))
+}
+
 /// `UNLINK` of one batch of keys (of one slot, on a cluster) and, with a byte ledger, their release from it:
 /// the delete half of a sweep whose `SCAN` runs over another connection — an `acl` tenant's sweep, scanned as
 /// the shared user, deleted as the tenant (design 0023).

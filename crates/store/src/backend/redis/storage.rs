@@ -109,6 +109,10 @@ impl Storage for RedisBackend {
         shared::bump_generation(self, key, ttl).await
     }
 
+    async fn generation_or_new(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
+        shared::generation_or_new(self, key, ttl).await
+    }
+
     async fn delete_matching(
         &self,
         pattern: &str,

@@ -71,6 +71,11 @@ const OPERATOR_SAMPLES: usize = 2000;
 /// How long a lease on a group's training lasts unless renewed (it is, while the training runs).
 pub(super) const TRAINING_LEASE: Duration = Duration::from_secs(30);
 
+/// How long the deployment's erasure count is kept after it was last made or bumped: well past
+/// [`SAMPLING_FOR`], so that it outlives any samples taken under it (one that goes missing all the same —
+/// evicted — refuses them: a count is never 0).
+pub(in crate::store) const ERASURES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How long a group's samples are gathered: older ones are dropped and the group sampled again (and so the
 /// erasure count they were taken after is never older than this).
 const SAMPLING_FOR: Duration = Duration::from_secs(24 * 3600);

@@ -8,7 +8,7 @@ use std::sync::{Arc, atomic::Ordering};
 use fernando_cache_config::CacheType;
 use fernando_cache_keys::{AsScope, CacheKey, KeyBuilder, Scope};
 
-use super::{CURRENT, TRAINING_LEASE, dictionary_key};
+use super::{CURRENT, ERASURES_KEPT, TRAINING_LEASE, dictionary_key};
 use crate::{
     WriteOutcome,
     codec::{
@@ -88,15 +88,29 @@ impl Store {
     pub(super) fn count_erasures_in_background(&self, scope: Scope, key: CacheKey) {
         let store = self.clone();
         tokio::spawn(async move {
-            let erasures = store.erasures(&scope).await;
+            let erasures = store.count_erasures(&scope).await;
             let group = KeyBuilder::group_of(key.as_str());
             store.inner.dictionaries.counted(group, erasures);
         });
     }
 
-    /// How many tenant erasures the deployment of `scope` has counted ([`KeyBuilder::erasures_key`], read by the
-    /// store's own user); `None` when it does not answer.
-    async fn erasures(&self, scope: &Scope) -> Option<u64> {
+    /// The deployment's erasure count to sample under: as read, or — where there is none (never made, expired,
+    /// evicted: it reads as 0) — a fresh one, made now in one step with every process that finds it missing.
+    /// Never 0, so that a count that goes missing later cannot read as the one the samples were taken under.
+    /// `None` when the backend does not answer.
+    async fn count_erasures(&self, scope: &Scope) -> Option<u64> {
+        let lane = self.lane(scope.as_scope());
+        let lane = self.own_users_lane(&lane);
+        let key = self.inner.keys.erasures_key();
+        self.call(lane, lane.storage().generation_or_new(&key, ERASURES_KEPT))
+            .await
+            .ok()
+            .filter(|n| *n != 0)
+    }
+
+    /// The deployment's erasure count ([`KeyBuilder::erasures_key`], read by the store's own user): 0 where it
+    /// has none; `None` when it does not answer.
+    pub(in crate::store) async fn erasures(&self, scope: &Scope) -> Option<u64> {
         let lane = self.lane(scope.as_scope());
         let lane = self.own_users_lane(&lane);
         let key = self.inner.keys.erasures_key();

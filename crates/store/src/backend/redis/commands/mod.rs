@@ -223,6 +223,34 @@ pub(crate) async fn set_generation<C: ConnectionLike + Send>(
         .await
 }
 
+/// A generation key's value, set first to `ARGV[1]` (for `ARGV[2]` ms) where the key has none: one script, so
+/// that processes finding it missing at once agree on one value.
+static GENERATION_OR_NEW_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            "local v = redis.call('GET', KEYS[1]) \
+             if v then return v end \
+             redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+             return ARGV[1]",
+        )
+    });
+
+/// The value of generation key `key`, `generation` (kept `ttl`) where it had none.
+pub(crate) async fn generation_or_new<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    generation: u64,
+    ttl: Duration,
+) -> RedisResult<u64> {
+    let value: Option<Vec<u8>> = GENERATION_OR_NEW_SCRIPT
+        .key(key)
+        .arg(generation.to_string())
+        .arg(millis(ttl))
+        .invoke_async(conn)
+        .await?;
+    Ok(crate::backend::parse_generation(value.as_deref()))
+}
+
 /// `INFO memory stats clients` and `DBSIZE` of one server.
 pub(crate) async fn info<C: ConnectionLike + Send>(conn: &mut C) -> RedisResult<BackendInfo> {
     let text: String = redis::cmd("INFO")
