@@ -853,3 +853,40 @@ async fn a_long_scan_is_refused_at_its_time_budget_and_the_engines_serve_on() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// Found in an outside attack: an event whose subject the store refuses (one of its own reserved names) was
+/// answered 503 "the rules database is unavailable" — a client's mistake told as the server's failure, and
+/// retried as such. It is a 400 that names the subject's fault, and nothing is invalidated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_subject_the_cache_refuses_is_the_clients_error() {
+    let redis = RedisServer::start();
+    let pg = PostgresDb::create();
+    let server = Server::start(&redis.url(), pg.url());
+    let r = server
+        .client
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(ACME)
+        .json(&serde_json::json!({
+            "event_type": "document.updated",
+            "subject": "fc.dictionary.current"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("reserved"), "{body}");
+    assert!(!body.contains("database"), "{body}");
+    // The same event with a subject of the caller's own is applied.
+    let r = server
+        .client
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(ACME)
+        .json(&serde_json::json!({"event_type": "document.updated", "subject": "invoice-7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(!body["applied"].as_array().unwrap().is_empty(), "{body}");
+}

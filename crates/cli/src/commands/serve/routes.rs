@@ -18,7 +18,7 @@ use fernando_cache_ops::{
     summary::{self, Sweep},
 };
 use fernando_cache_processor::{DocumentKind, EngineError, ProcessError};
-use fernando_cache_store::{InvalidationStrategy, Target};
+use fernando_cache_store::{InvalidationStrategy, StoreError, Target};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -253,6 +253,16 @@ pub(crate) async fn event(
         }))
         .into_response(),
         Err(events::EventError::Unknown(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        // The subject is the client's: one the cache cannot key (reserved, too long) is its mistake, said as such.
+        Err(events::EventError::Store(StoreError::Key(e))) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("the event's subject cannot name cache entries: {e}"),
+        ),
+        Err(e @ events::EventError::Store(_)) => internal_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event could not be applied; the cache did not answer",
+            &e,
+        ),
         Err(e) => internal_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the event could not be applied; the rules database is unavailable",
