@@ -238,8 +238,17 @@ impl Store {
             key.sibling(CURRENT),
         ];
         let stored: Vec<&str> = stored.iter().map(CacheKey::as_str).collect();
-        if let Err(e) = self.call(&lane, lane.storage().delete(&stored)).await {
-            tracing::warn!(error = %e, "a dictionary trained across an erasure was not deleted");
+        // Tried a few times: a dictionary left here holds what the erasure removed (until its TTL).
+        for attempt in 1..=3 {
+            match self.call(&lane, lane.storage().delete(&stored)).await {
+                Ok(_) => break,
+                Err(e) if attempt == 3 => tracing::warn!(
+                    error = %e,
+                    key = stored[0],
+                    "a dictionary trained across an erasure was not deleted; erase the tenant again"
+                ),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
         }
         let group = KeyBuilder::group_of(key.as_str()).to_owned();
         self.inner
