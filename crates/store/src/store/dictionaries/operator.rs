@@ -74,6 +74,13 @@ impl Store {
             op: "train_dictionary",
             source,
         };
+        // The deployment's erasures, counted before any value is read: an erasure from now on, by any process,
+        // takes away what is stored below (on a backend without leases, nothing else would: design 0025).
+        let erasures = self.count_erasures(scope).await.ok_or_else(|| {
+            unavailable(crate::BackendError::Other(
+                "the deployment's erasure count could not be read".into(),
+            ))
+        })?;
         // Listed by the shared user for an `acl` tenant, whose own user may not SCAN (as an export is).
         let listing = self.own_users_lane(&lane);
         let (mut samples, mut sampled): (Vec<Vec<u8>>, usize) = (Vec::new(), 0);
@@ -176,7 +183,7 @@ impl Store {
             .map_err(StoreError::Training)?;
         let dictionary = trial.dictionary;
         for (group, generations, training) in &groups {
-            if !self
+            let stored = self
                 .store_dictionary(
                     scope,
                     cache_type,
@@ -186,9 +193,12 @@ impl Store {
                     training.map(|at| &leases[at]),
                 )
                 .await
-            {
+                && self
+                    .kept_unless_erased(scope, group, &dictionary, erasures)
+                    .await;
+            if !stored {
                 return Err(StoreError::Training(
-                    "nothing was stored: the type was invalidated or its tenant erased while the dictionary was \
+                    "nothing was stored: the type was invalidated or a tenant erased while the dictionary was \
                      trained, or the cache did not answer"
                         .into(),
                 ));

@@ -98,7 +98,7 @@ impl Store {
     /// evicted: it reads as 0) — a fresh one, made now in one step with every process that finds it missing.
     /// Never 0, so that a count that goes missing later cannot read as the one the samples were taken under.
     /// `None` when the backend does not answer.
-    async fn count_erasures(&self, scope: &Scope) -> Option<u64> {
+    pub(super) async fn count_erasures(&self, scope: &Scope) -> Option<u64> {
         let lane = self.lane(scope.as_scope());
         let lane = self.own_users_lane(&lane);
         let key = self.inner.keys.erasures_key();
@@ -222,7 +222,7 @@ impl Store {
     /// Whether `dictionary`, just stored in `key`'s group, may stay: a tenant erased since its samples' count of
     /// `erasures` (a backend without leases has no fence to refuse the write, and an erasure may have passed
     /// between the checks and the write) takes it away again.
-    async fn kept_unless_erased(
+    pub(super) async fn kept_unless_erased(
         &self,
         scope: &Scope,
         key: &CacheKey,
