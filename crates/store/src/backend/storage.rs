@@ -249,7 +249,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError>;
 
     /// The value of generation key `key`, made a fresh one first where it has none (never bumped, expired,
-    /// evicted) — in one step on a backend that processes share, so that processes finding it missing at once
+    /// evicted, or 0) — in one step on a backend that processes share, so that processes finding it missing at once
     /// agree on one value; by default (a backend one process uses) read, then bumped.
     async fn generation_or_new(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         match self.read_generations(&[key]).await?.first() {

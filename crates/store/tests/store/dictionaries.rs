@@ -488,3 +488,48 @@ contract! {
     }
     on [disk, standalone, cluster]
 }
+
+contract! {
+    /// Found in an outside attack: an operator's training that overlapped another process's erasure of the
+    /// tenant stored a dictionary of the erased values on the disk file, which has no lease to fence the write
+    /// (and the erasure leaves the generations reading as before). The operator's training counts the
+    /// deployment's erasures first and takes back what it stored if an erasure moved the count.
+    async fn an_operators_training_across_an_erasure_keeps_nothing_of_it(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        let erased_text = "Lieschen Mueller, Operatorweg 3, IBAN DE44500105175407324931";
+        let eraser = d.store();
+        let pattern = full_key(store, &ty, "fc.dictionary.*");
+        for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+            for i in 0..ENOUGH - 150 {
+                let mut value = answer(i);
+                value.note = format!("{erased_text} ({i})");
+                let _ = store.set(&acme, &ty, &format!("a-{i}"), &value).await.unwrap();
+            }
+            let training = store.admin().train_dictionary(&acme, &ty);
+            let erasure = async {
+                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                eraser.admin().erase_tenant(&acme).await.unwrap()
+            };
+            let (trained, _) = tokio::join!(training, erasure);
+            // Trained or refused, what is left holds nothing of the erased values.
+            assert_eq!(
+                d.stored(&pattern),
+                Some(0),
+                "after {delay_ms} ms: a dictionary of the erased tenant remains ({trained:?})"
+            );
+        }
+    }
+    on [disk, standalone]
+}
+
+contract! {
+    /// Found in an outside attack (with write access to Redis): an erasure count set to 0 by hand kept every
+    /// group of the deployment from sampling until the next erasure. A count of 0 is made anew like a missing
+    /// one, and groups train.
+    async fn an_erasure_count_of_zero_is_made_anew(d, store) {
+        d.put_raw(&store.admin().keys().erasures_key(), b"0");
+        write(store, 0..ENOUGH + 100, "a").await;
+        let _ = until_compressed_with_a_dictionary(d, store, 0).await;
+    }
+    on [standalone, cluster]
+}

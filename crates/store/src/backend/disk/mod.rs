@@ -452,7 +452,8 @@ impl Storage for DiskBackend {
             conn.prepare_cached(
                 "INSERT INTO generations (key, value, expires_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
-                 WHERE generations.expires_at <= ?4",
+                 WHERE generations.expires_at <= ?4 OR generations.value = 0 \
+                 OR typeof(generations.value) != 'integer'",
             )?
             .execute(params![key, fresh as i64, expiry(ttl), now])?;
             let value = conn

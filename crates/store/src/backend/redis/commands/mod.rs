@@ -223,13 +223,17 @@ pub(crate) async fn set_generation<C: ConnectionLike + Send>(
         .await
 }
 
-/// A generation key's value, set first to `ARGV[1]` (for `ARGV[2]` ms) where the key has none: one script, so
-/// that processes finding it missing at once agree on one value.
+/// A generation key's value, set first to `ARGV[1]` (for `ARGV[2]` ms) where the key has none — or holds 0, or
+/// is not a string (the store's own key, repaired): one script, so that processes finding it missing at once
+/// agree on one value.
 static GENERATION_OR_NEW_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| {
         redis::Script::new(
-            "local v = redis.call('GET', KEYS[1]) \
-             if v then return v end \
+            "local t = redis.call('TYPE', KEYS[1]).ok \
+             if t == 'string' then \
+               local v = redis.call('GET', KEYS[1]) \
+               if v ~= '0' then return v end \
+             end \
              redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
              return ARGV[1]",
         )
