@@ -88,6 +88,42 @@ async fn write(store: &Store, range: std::ops::Range<u64>, prefix: &str) {
     }
 }
 
+/// Writes answers `0..n` as `a-<i>` of acme's `api_response`, each with `text` in its note: values an erasure is
+/// to remove, whose text no dictionary may keep.
+async fn write_marked(store: &Store, n: u64, text: &str) {
+    let ty = CacheType::API_RESPONSE;
+    for i in 0..n {
+        let mut value = answer(i);
+        value.note = format!("{text} ({i})");
+        let _ = store
+            .set(&tenant("acme"), &ty, &format!("a-{i}"), &value)
+            .await
+            .unwrap();
+    }
+}
+
+/// Most of the samples `store` needs, of values with `text` that another store then erases; `after_erasure`
+/// runs; then what completes the samples is written: no dictionary of the group may be trained.
+async fn samples_across_an_erasure_train_nothing(
+    d: &Deployment,
+    store: &Store,
+    text: &str,
+    after_erasure: impl FnOnce(),
+) {
+    let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+    write_marked(store, ENOUGH - 150, text).await;
+    let _ = d.store().admin().erase_tenant(&acme).await.unwrap();
+    after_erasure();
+    write(store, 10_000..10_200, "b").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let pattern = full_key(store, &ty, "fc.dictionary.*");
+    assert_eq!(
+        d.stored(&pattern),
+        Some(0),
+        "a dictionary was trained on the erased tenant's values"
+    );
+}
+
 /// Writes `probe-<n>` values until one is stored compressed with a dictionary (training runs in the
 /// background); its key and the dictionary's id.
 async fn until_compressed_with_a_dictionary(
@@ -441,20 +477,9 @@ contract! {
     /// the deployment's erasures are counted, and trained on only while the count holds; the group is sampled
     /// again, from what is written after the erasure.
     async fn samples_taken_before_another_stores_erasure_make_no_dictionary(d, store) {
-        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        let ty = CacheType::API_RESPONSE;
         let erased_text = "Erika Mustermann, Geheimweg 7, IBAN DE02120300000000202051";
-        // Most of the samples this store needs, of values the erasure removes.
-        for i in 0..ENOUGH - 150 {
-            let mut value = answer(i);
-            value.note = format!("{erased_text} ({i})");
-            let _ = store.set(&acme, &ty, &format!("a-{i}"), &value).await.unwrap();
-        }
-        let _ = d.store().admin().erase_tenant(&acme).await.unwrap();
-        // What completes the samples is written after the erasure.
-        write(store, 10_000..10_200, "b").await;
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let pattern = full_key(store, &ty, "fc.dictionary.*");
-        assert_eq!(d.stored(&pattern), Some(0), "a dictionary was trained on the erased tenant's values");
+        samples_across_an_erasure_train_nothing(d, store, erased_text, || {}).await;
 
         // The group is sampled again: its dictionary comes from the values written since, without the text.
         write(store, 20_000..20_000 + ENOUGH, "c").await;
@@ -472,19 +497,9 @@ contract! {
     /// deployment that had none — and the erased text was trained. A count is made where there is none before
     /// any sample is kept, so it is never 0, and a missing one refuses the samples.
     async fn a_lost_erasure_count_refuses_the_samples_it_guarded(d, store) {
-        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
         let erased_text = "Max Mustermann, Verlorene Zaehlung 9, IBAN DE89370400440532013000";
-        for i in 0..ENOUGH - 150 {
-            let mut value = answer(i);
-            value.note = format!("{erased_text} ({i})");
-            let _ = store.set(&acme, &ty, &format!("a-{i}"), &value).await.unwrap();
-        }
-        let _ = d.store().admin().erase_tenant(&acme).await.unwrap();
-        d.delete_raw(&store.admin().keys().erasures_key());
-        write(store, 10_000..10_200, "b").await;
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let pattern = full_key(store, &ty, "fc.dictionary.*");
-        assert_eq!(d.stored(&pattern), Some(0), "a dictionary was trained on the erased tenant's values");
+        let count = store.admin().keys().erasures_key();
+        samples_across_an_erasure_train_nothing(d, store, erased_text, || d.delete_raw(&count)).await;
     }
     on [disk, standalone, cluster]
 }
@@ -500,11 +515,7 @@ contract! {
         let eraser = d.store();
         let pattern = full_key(store, &ty, "fc.dictionary.*");
         for delay_ms in [0u64, 2, 5, 10, 20, 40] {
-            for i in 0..ENOUGH - 150 {
-                let mut value = answer(i);
-                value.note = format!("{erased_text} ({i})");
-                let _ = store.set(&acme, &ty, &format!("a-{i}"), &value).await.unwrap();
-            }
+            write_marked(store, ENOUGH - 150, erased_text).await;
             let training = store.admin().train_dictionary(&acme, &ty);
             let erasure = async {
                 tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
