@@ -544,3 +544,36 @@ contract! {
     }
     on [standalone, cluster]
 }
+
+contract! {
+    /// Found in an outside attack: a dictionary lived twice its type's TTL and max_stale — 10 s for a 5-s type —
+    /// while a process goes on compressing with the current dictionary it read for 30 s; values written late in
+    /// that window named a dictionary already gone. It lives twice (TTL + max_stale + those 30 s).
+    async fn a_short_lived_types_dictionary_outlives_the_window_it_is_used_in(d, _default) {
+        let store = d.store_with(&[("types.api_response.ttl", "5s"), ("types.api_response.max_stale", "0s")]);
+        write(&store, 0..ENOUGH, "a").await;
+        let (_, id) = until_compressed_with_a_dictionary(d, &store, 0).await;
+        let left = d.ttl_raw(&full_key(&store, &CacheType::API_RESPONSE, &format!("fc.dictionary.{id}")));
+        // 2 × (5 s + 0 s + 30 s), less the seconds the test took since it was stored.
+        assert!(left.is_some_and(|t| t > std::time::Duration::from_secs(60)), "{left:?}");
+    }
+    on [standalone]
+}
+
+contract! {
+    /// Found in an outside attack: the operator's training left its groups' training leases to lapse whatever
+    /// ended it, and a second run waited for them. Trained or refused, it releases them.
+    async fn an_operators_training_releases_its_leases_however_it_ends(d, store) {
+        let (acme, ty) = (tenant("acme"), CacheType::API_RESPONSE);
+        let keys = store.admin().keys();
+        let lease = keys.lease_key(&keys.key(&acme, &ty, "x").unwrap().sibling("fc.dictionary.current"));
+        // Too few values to make a dictionary: refused.
+        write(store, 0..5, "a").await;
+        assert!(store.admin().train_dictionary(&acme, &ty).await.is_err());
+        assert!(!d.exists_raw(&lease), "a refused training left its lease");
+        write(store, 5..ENOUGH, "a").await;
+        let _ = store.admin().train_dictionary(&acme, &ty).await.unwrap();
+        assert!(!d.exists_raw(&lease), "a training left its lease");
+    }
+    on [standalone, cluster]
+}

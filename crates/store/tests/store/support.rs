@@ -481,6 +481,18 @@ impl Deployment {
         self.server_of(key).command(&["DEL", key]).expect("raw DEL");
     }
 
+    /// How long `key` has left on the server (`PTTL`), bypassing the store; `None` when it is missing or kept
+    /// forever.
+    pub(crate) fn ttl_raw(&self, key: &str) -> Option<std::time::Duration> {
+        let reply = self.server_of(key).command(&["PTTL", key]).expect("PTTL");
+        let ms: i64 = reply
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .expect("a PTTL reply");
+        u64::try_from(ms).ok().map(std::time::Duration::from_millis)
+    }
+
     /// Whether `key` is stored, bypassing the store.
     pub(crate) fn exists_raw(&self, key: &str) -> bool {
         if let Some(db) = self.disk_file() {
