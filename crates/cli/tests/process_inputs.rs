@@ -1,7 +1,8 @@
 //! What `fernando-cache process` makes of the paths it is given (issue 30): README files in a walked folder are
 //! not documents, a path that cannot be read is one failed row while the others are processed, an empty folder
 //! still prints its (empty) result, the JSON names the text stage as the table does, text in a legacy encoding
-//! is read, and `--help` lists the file types. The test profile's in-process backend: no server needed.
+//! is read, `--help` lists the file types, and a pipe is a failed row. The test profile's in-process backend: no
+//! server needed.
 
 use std::{path::Path, process::Command};
 
@@ -286,4 +287,38 @@ fn a_closed_output_ends_the_printing_not_the_run() {
             "json {json}: {stderr}"
         );
     }
+}
+
+/// Found in an outside attack: a pipe (or socket, or device) in a walked folder was passed over in silence, and
+/// a pipe named on the command line too — the user never learned a path was not processed. It is a failed row
+/// of its own ("not a regular file"), never opened (a pipe would block the run), and the rest is processed.
+#[test]
+fn a_pipe_in_an_inbox_is_a_failed_row_not_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("a-invoice.txt"), INVOICE).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(inbox.join("b-pipe.txt"))
+        .status()
+        .expect("mkfifo (coreutils) runs");
+    assert!(made.success());
+    let (code, report, stderr) = process_json(dir.path(), &["inbox"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let docs = report["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), 2, "{report}");
+    assert_eq!(docs[0]["fields"]["invoice_number"], "N-3001", "{report}");
+    assert_eq!(docs[1]["path"], "inbox/b-pipe.txt", "{report}");
+    assert!(
+        docs[1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a regular file"),
+        "{report}"
+    );
+    assert_eq!(report["summary"]["failed"], 1, "{report}");
+    // Named on the command line: the same row.
+    let (code, report, stderr) = process_json(dir.path(), &["inbox/b-pipe.txt"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(paths(&report), vec!["inbox/b-pipe.txt"], "{report}");
 }

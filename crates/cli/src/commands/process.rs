@@ -32,7 +32,8 @@ enum Input {
 }
 
 /// Every regular file under `paths` (folders walked recursively, symbolic links followed with loops detected),
-/// in a stable order, and every given path that cannot be read. A walk passes over hidden entries and README
+/// in a stable order, and every given path that cannot be read — and every pipe, socket or device met, which is
+/// not read. A walk passes over hidden entries and README
 /// files ([`passed_over`]).
 fn collect(paths: &[PathBuf]) -> Vec<Input> {
     let mut out = Vec::new();
@@ -55,14 +56,18 @@ fn collect(paths: &[PathBuf]) -> Vec<Input> {
                     continue;
                 }
             };
-            if entry.file_type().is_file() {
-                files.push(entry.into_path());
+            let kind = entry.file_type();
+            if kind.is_file() {
+                files.push((entry.into_path(), true));
+            } else if !kind.is_dir() {
+                // A pipe, socket or device: a failed row of its own, never opened (a pipe would block the run).
+                files.push((entry.into_path(), false));
             }
         }
         // In the order of a walk that visits each folder's entries by name: the paths' components compared in
         // turn, which is their bytes compared with the separator below every other byte. (A walk sorting as it
         // goes parses each name again for every comparison: a tenth of an inbox's time.)
-        files.sort_by_cached_key(|path| {
+        files.sort_by_cached_key(|(path, _)| {
             let mut key = path.as_os_str().as_encoded_bytes().to_vec();
             for b in &mut key {
                 if *b == std::path::MAIN_SEPARATOR as u8 {
@@ -71,7 +76,18 @@ fn collect(paths: &[PathBuf]) -> Vec<Input> {
             }
             key
         });
-        out.extend(files.into_iter().map(Input::File));
+        out.extend(files.into_iter().map(|(path, regular)| {
+            if regular {
+                Input::File(path)
+            } else {
+                Input::Unreadable(
+                    path,
+                    std::io::Error::other(
+                        "not a regular file (a pipe, a socket or a device); not read",
+                    ),
+                )
+            }
+        }));
     }
     out
 }
