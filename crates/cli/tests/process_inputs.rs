@@ -322,3 +322,25 @@ fn a_pipe_in_an_inbox_is_a_failed_row_not_silence() {
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(paths(&report), vec!["inbox/b-pipe.txt"], "{report}");
 }
+
+/// Found in an outside attack: a file name with a newline in it printed as two lines of the table, the second
+/// whatever the name said (a forged row). Control characters in a row are shown escaped; the JSON keeps the
+/// name as it is (JSON escapes it).
+#[test]
+fn a_newline_in_a_file_name_cannot_forge_a_table_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    // Short enough that the row shows the whole name.
+    let forged = "p\nforged.txt text hit hit hit";
+    std::fs::write(inbox.join(forged), INVOICE).unwrap();
+    let (code, table, stderr) = process_in(dir.path(), &["inbox"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !table.lines().any(|l| l.starts_with("forged.txt")),
+        "a forged row:\n{table}"
+    );
+    assert!(table.contains("inbox/p\\nforged.txt"), "{table}");
+    let (_, report, _) = process_json(dir.path(), &["inbox"]);
+    assert_eq!(paths(&report), vec![format!("inbox/{forged}")], "{report}");
+}

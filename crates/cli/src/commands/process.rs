@@ -104,6 +104,25 @@ fn passed_over(entry: &walkdir::DirEntry) -> bool {
         || (entry.file_type().is_file() && (lower == "readme" || lower.starts_with("readme.")))
 }
 
+/// `text` for one row of the table: control characters (a newline in a file name, an escape sequence) shown
+/// escaped, so that no name or field can end a row, forge another or move the terminal's cursor.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// The failed row of a given path that cannot be read.
 fn unreadable(path: &std::path::Path, e: &std::io::Error) -> ProcessError {
     let why = match e.kind() {
@@ -386,7 +405,7 @@ fn print_table(
         "document", "kind", "document", "text", "extraction"
     );
     for (path, r) in results {
-        let name = path.display().to_string();
+        let name = printable(&path.display().to_string()).into_owned();
         let name = if name.chars().count() > 48 {
             format!(
                 "…{}",
@@ -425,13 +444,13 @@ fn print_table(
                     outcome(doc.stages.document),
                     outcome(doc.stages.ocr),
                     outcome(doc.stages.extraction),
-                    fields.join(", ")
+                    printable(&fields.join(", "))
                 );
             }
             Err(e) => {
                 let _ = match skip_reason(e) {
                     Some(_) => writeln!(out, "{name:<48} skipped (see below)"),
-                    None => writeln!(out, "{name:<48} error: {e}"),
+                    None => writeln!(out, "{name:<48} error: {}", printable(&e.to_string())),
                 };
             }
         }
