@@ -21,6 +21,8 @@ use std::io::Write as _;
 
 use crate::output::outln;
 
+mod json;
+
 /// Documents processed at once.
 const PARALLEL: usize = 4;
 
@@ -102,6 +104,36 @@ fn passed_over(entry: &walkdir::DirEntry) -> bool {
     let lower = name.to_ascii_lowercase();
     name.starts_with('.')
         || (entry.file_type().is_file() && (lower == "readme" || lower.starts_with("readme.")))
+}
+
+/// Writes the answered rows from `from` on, up to the first still unanswered, as `--json` objects, and lets go
+/// of their texts; where the next write starts.
+fn write_ready(
+    rows: &mut json::JsonDocuments,
+    results: &mut [Row],
+    from: usize,
+) -> anyhow::Result<usize> {
+    let mut at = from;
+    while let Some((path, Some(r))) = results.get_mut(at) {
+        let path = path.display().to_string();
+        let object = match &*r {
+            Ok(doc) => {
+                let mut v = serde_json::to_value(doc).unwrap_or_default();
+                v["path"] = json!(path);
+                v
+            }
+            Err(e) => match skip_reason(e) {
+                Some(why) => json!({"path": path, "skipped": why}),
+                None => json!({"path": path, "error": e.to_string()}),
+            },
+        };
+        rows.push(&object)?;
+        if let Ok(doc) = r {
+            doc.result.text = String::new();
+        }
+        at += 1;
+    }
+    Ok(at)
 }
 
 /// `text` for one row of the table: control characters (a newline in a file name, an escape sequence) shown
@@ -242,38 +274,48 @@ pub(crate) async fn run(
         }
     }
     let mut unreachable = 0;
+    // `--json` writes each row as soon as it and every row before it are answered; then its text is let go,
+    // as the table (which prints no text) lets it go at once: a long run does not hold every document's text.
+    let mut json_rows = json_output.then(json::JsonDocuments::default);
+    let mut written = 0;
     {
+        let pending: Vec<usize> = (0..results.len())
+            .filter(|&at| results[at].1.is_none())
+            .collect();
+        let mut pending = pending.into_iter();
         let mut answers = std::pin::pin!(processor.process_files(files, PARALLEL));
-        let mut rows = results.iter_mut().filter(|(_, r)| r.is_none());
         while let Some(outcome) = answers.next().await {
-            let Some((path, row)) = rows.next() else {
+            let Some(at) = pending.next() else {
                 anyhow::bail!("the processor answered more documents than it was given");
             };
             if !bar.is_hidden() {
-                bar.set_message(path.display().to_string());
+                bar.set_message(results[at].0.display().to_string());
             }
             unreachable += usize::from(outcome.cache_unavailable);
-            let mut result = outcome.result;
-            // The table prints no text: a long run does not hold every document's text until its end.
-            if !json_output && let Ok(doc) = &mut result {
+            results[at].1 = Some(outcome.result);
+            if let Some(rows) = &mut json_rows {
+                written = write_ready(rows, &mut results, written)?;
+            } else if let Some(Ok(doc)) = &mut results[at].1 {
                 doc.result.text = String::new();
             }
-            *row = Some(result);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
+    for (path, r) in &mut results {
+        if r.is_none() {
+            *r = Some(Err(ProcessError::Io(format!(
+                "{}: not processed",
+                path.display()
+            ))));
+        }
+    }
+    if let Some(rows) = &mut json_rows {
+        write_ready(rows, &mut results, written)?;
+    }
     let results: Vec<Done> = results
         .into_iter()
-        .map(|(path, r)| {
-            let r = r.unwrap_or_else(|| {
-                Err(ProcessError::Io(format!(
-                    "{}: not processed",
-                    path.display()
-                )))
-            });
-            (path, r)
-        })
+        .filter_map(|(path, r)| Some((path, r?)))
         .collect();
     let elapsed = started.elapsed();
     let t = processor.telemetry();
@@ -290,21 +332,7 @@ pub(crate) async fn run(
         documents => Some((documents, store.admin().last_unavailable())),
     };
 
-    if json_output {
-        let documents: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(path, r)| match r {
-                Ok(doc) => {
-                    let mut v = serde_json::to_value(doc).unwrap_or_default();
-                    v["path"] = json!(path.display().to_string());
-                    v
-                }
-                Err(e) => match skip_reason(e) {
-                    Some(why) => json!({"path": path.display().to_string(), "skipped": why}),
-                    None => json!({"path": path.display().to_string(), "error": e.to_string()}),
-                },
-            })
-            .collect();
+    if let Some(rows) = json_rows {
         let summary = json!({
             "tenant": tenant.as_str(),
             "documents": results.len(),
@@ -331,10 +359,7 @@ pub(crate) async fn run(
                 "cause": cause,
             })),
         });
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"documents": documents, "summary": summary}))?
-        );
+        rows.finish(&summary)?;
     } else {
         print_table(
             &results,
