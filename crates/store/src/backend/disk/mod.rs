@@ -44,10 +44,12 @@ use super::{
 };
 
 mod files;
+mod generations;
 mod ledger;
 mod listing;
 mod schema;
 
+use generations::{generation, read_generations};
 use schema::prepare;
 
 /// Connections kept open per backend (and calls in flight at once).
@@ -197,25 +199,6 @@ fn now_ms() -> i64 {
 
 fn expiry(ttl: Duration) -> i64 {
     now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A generation as stored: the bits of the `u64`.
-fn generation(value: Option<i64>) -> u64 {
-    value.map_or(0, |v| v as u64)
-}
-
-fn read_generations(
-    conn: &Connection,
-    generations: &[String; 2],
-    now: i64,
-) -> rusqlite::Result<[u64; 2]> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT (SELECT value FROM generations WHERE key = ?1 AND expires_at > ?3), \
-                (SELECT value FROM generations WHERE key = ?2 AND expires_at > ?3)",
-    )?;
-    stmt.query_row(params![generations[0], generations[1], now], |r| {
-        Ok([generation(r.get(0)?), generation(r.get(1)?)])
-    })
 }
 
 /// Removes expired rows, a step at a time.
@@ -409,59 +392,22 @@ impl Storage for DiskBackend {
 
     async fn read_generations(&self, keys: &[&str]) -> Result<Vec<u64>, BackendError> {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        self.run(move |conn, _| {
-            let now = now_ms();
-            let mut stmt = conn.prepare_cached(
-                "SELECT value FROM generations WHERE key = ?1 AND expires_at > ?2",
-            )?;
-            keys.iter()
-                .map(|k| {
-                    stmt.query_row(params![k, now], |r| r.get::<_, i64>(0))
-                        .map(|v| generation(Some(v)))
-                        .or_else(|e| match e {
-                            rusqlite::Error::QueryReturnedNoRows => Ok(0),
-                            e => Err(e),
-                        })
-                })
-                .collect()
-        })
-        .await
+        self.run(move |conn, _| generations::read_each(conn, &keys, now_ms()))
+            .await
     }
 
     async fn bump_generation(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let key = key.to_owned();
         let generation = new_generation();
-        self.run(move |conn, _| {
-            conn.prepare_cached(
-                "INSERT INTO generations (key, value, expires_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            )?
-            .execute(params![key, generation as i64, expiry(ttl)])?;
-            Ok(generation)
-        })
-        .await
+        self.run(move |conn, _| generations::set(conn, &key, generation, expiry(ttl)))
+            .await
     }
 
     async fn generation_or_new(&self, key: &str, ttl: Duration) -> Result<u64, BackendError> {
         let key = key.to_owned();
         let fresh = new_generation();
-        // One statement sets it where there is none (or it expired); the file's other processes then read the
-        // same value.
-        self.run(move |conn, _| {
-            let now = now_ms();
-            conn.prepare_cached(
-                "INSERT INTO generations (key, value, expires_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
-                 WHERE generations.expires_at <= ?4 OR generations.value = 0 \
-                 OR typeof(generations.value) != 'integer'",
-            )?
-            .execute(params![key, fresh as i64, expiry(ttl), now])?;
-            let value = conn
-                .prepare_cached("SELECT value FROM generations WHERE key = ?1")?
-                .query_row(params![key], |r| r.get::<_, i64>(0))?;
-            Ok(generation(Some(value)))
-        })
-        .await
+        self.run(move |conn, _| generations::or_new(conn, &key, fresh, expiry(ttl), now_ms()))
+            .await
     }
 
     async fn delete_matching(
