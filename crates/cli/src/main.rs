@@ -75,6 +75,10 @@ fn main() -> ExitCode {
     };
     // The last spans go out on the runtime, which still runs; this thread is outside it and may block.
     tracing.shutdown();
+    // Output that could not be written (said on stderr when it failed) is a failed run, whatever it computed.
+    if output::failed() {
+        return ExitCode::from(2);
+    }
     code
 }
 

@@ -1,7 +1,7 @@
 //! The binary's standard output. Lines are written as `println!` writes them, except that a reader gone away
 //! (`fernando-cache process inbox | head -1`) ends the output, not the run: `println!` panics on a broken pipe;
 //! here the rest of the output is dropped and the run finishes its work, its statistics and its exit code as it
-//! would have.
+//! would have. Output that fails otherwise (a full disk) ends the run's output too, and makes its exit code 2.
 
 use std::{
     fmt,
@@ -11,6 +11,15 @@ use std::{
 
 /// The reader of standard output went away: nothing more is written.
 static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Standard output failed for another reason than its reader leaving (a full disk): the run's output is
+/// incomplete, and its exit code says so.
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether standard output failed for another reason than a reader gone away (see [`FAILED`]).
+pub(crate) fn failed() -> bool {
+    FAILED.load(Ordering::Relaxed)
+}
 
 /// Writes `text` and a newline to standard output (see the module).
 pub(crate) fn line(text: fmt::Arguments<'_>) {
@@ -31,6 +40,7 @@ pub(crate) fn write_all(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
     if let Err(e) = written {
         CLOSED.store(true, Ordering::Relaxed);
         if e.kind() != io::ErrorKind::BrokenPipe {
+            FAILED.store(true, Ordering::Relaxed);
             eprintln!("fernando-cache: cannot write the output: {e}");
         }
     }

@@ -877,6 +877,32 @@ async fn an_event_subject_the_cache_refuses_is_the_clients_error() {
     let body = r.text().await.unwrap();
     assert!(body.contains("reserved"), "{body}");
     assert!(!body.contains("database"), "{body}");
+    // A fourth round: a NUL byte (which the rules database refuses) was a 503 blaming the database, and a subject
+    // longer than any key a 200 that scanned with a 64 KiB pattern.
+    let long = "a".repeat(10_000);
+    for (event_type, subject, says) in [
+        ("document.updated", "a\0b", "NUL"),
+        ("document\0updated", "invoice-7", "control"),
+        ("document.updated", long.as_str(), "long"),
+    ] {
+        let r = server
+            .client
+            .post(format!("{}/v1/events", server.base))
+            .bearer_auth(ACME)
+            .json(&serde_json::json!({"event_type": event_type, "subject": subject}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            400,
+            "{event_type:?} / {}",
+            &subject[..subject.len().min(20)]
+        );
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{body}");
+        assert!(!body.contains("database"), "{body}");
+    }
     // The same event with a subject of the caller's own is applied.
     let r = server
         .client

@@ -344,3 +344,44 @@ fn a_newline_in_a_file_name_cannot_forge_a_table_row() {
     let (_, report, _) = process_json(dir.path(), &["inbox"]);
     assert_eq!(paths(&report), vec![format!("inbox/{forged}")], "{report}");
 }
+
+/// A fourth outside attack: invisible characters that reorder what follows (U+202E, the right-to-left override)
+/// showed `bidi\u{202e}txt.exe` as `bidiexe.txt`; a link to itself inside a folder (which cannot be read) was
+/// a warning on standard error (its name printed raw), not a row; and output that could not be written (a full
+/// disk) left the exit code 0.
+#[test]
+fn names_cannot_disguise_themselves_loops_are_rows_and_lost_output_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("a\u{202e}txt.exe"), INVOICE).unwrap();
+    std::os::unix::fs::symlink("b-loop", inbox.join("b-loop")).unwrap();
+    let (code, table, stderr) = process_in(dir.path(), &["inbox"]);
+    assert_eq!(code, Some(1), "{table}{stderr}");
+    assert!(table.contains("inbox/a\\u{202e}txt.exe"), "{table}");
+    assert!(!table.contains('\u{202e}'), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("inbox/b-loop"))
+        .unwrap_or_else(|| panic!("no row for the loop:\n{table}\n{stderr}"));
+    assert!(row.contains("error"), "{row}");
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "test", "process", "--json", "inbox"])
+        .current_dir(dir.path())
+        .env_remove("FERNANDO_CACHE_ENV")
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the output"));
+}

@@ -173,6 +173,30 @@ pub enum EventError {
     /// No rule and no built-in event has this name; the message lists the known ones and suggests the nearest.
     #[error(transparent)]
     Unknown(#[from] UnknownName),
+    /// The event's type or subject cannot be an event's: it says why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Most bytes an event's type may hold.
+pub const MAX_EVENT_TYPE_LEN: usize = 256;
+
+/// Refuses an event whose type or subject no rule, log or key could hold: an empty type, or one over
+/// [`MAX_EVENT_TYPE_LEN`] bytes or with a control character; a subject with a NUL byte (no database column
+/// holds one). A subject too long for a key is refused by the store, as a key is.
+fn check_event(ev: &CacheEvent) -> Result<(), EventError> {
+    let t = &ev.event_type;
+    if t.is_empty() || t.len() > MAX_EVENT_TYPE_LEN || t.chars().any(char::is_control) {
+        return Err(EventError::Invalid(format!(
+            "an event type is 1 to {MAX_EVENT_TYPE_LEN} bytes without control characters"
+        )));
+    }
+    if ev.subject.as_deref().is_some_and(|s| s.contains('\0')) {
+        return Err(EventError::Invalid(
+            "an event's subject may not hold a NUL byte".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -193,14 +217,15 @@ async fn blocking<T: Send + 'static>(
 /// which no enabled rule matches (for this tenant) applies nothing and returns an empty list.
 ///
 /// # Errors
-/// [`EventError::Unknown`] when the event's name is neither built in ([`BUILT_IN_EVENTS`]) nor named by any
-/// rule; [`EventError`] when the rules cannot be read or an immediate invalidation fails (it is logged as an
+/// [`EventError::Invalid`] for a type or subject no event may have; [`EventError::Unknown`] when the event's
+/// name is neither built in ([`BUILT_IN_EVENTS`]) nor named by any rule; [`EventError`] when the rules cannot be read or an immediate invalidation fails (it is logged as an
 /// error event first, so a failed invalidation is never silent).
 pub async fn apply(
     store: &Store,
     database_url: &str,
     ev: &CacheEvent,
 ) -> Result<Vec<Applied>, EventError> {
+    check_event(ev)?;
     let event_type = ev.event_type.clone();
     let tenant = ev.tenant().map(str::to_owned);
     let (named, rules) = blocking(database_url, move |db| {

@@ -53,17 +53,36 @@ fn collect(paths: &[PathBuf]) -> Vec<Input> {
             // A symbolic link loop or an unreadable folder inside: said, and the rest is still processed.
             let entry = match entry {
                 Ok(e) => e,
+                // An entry met that cannot be read (a link to itself, a folder without permission): a failed
+                // row in its place. A link back to a folder being walked is no document: said, and passed over.
+                Err(e) if e.path().is_some() && e.loop_ancestor().is_none() => {
+                    let path = e
+                        .path()
+                        .map(std::path::Path::to_path_buf)
+                        .unwrap_or_default();
+                    files.push((path, Err(std::io::Error::other(e.to_string()))));
+                    continue;
+                }
                 Err(e) => {
-                    eprintln!("fernando-cache: skipped while walking {}: {e}", p.display());
+                    eprintln!(
+                        "fernando-cache: skipped while walking {}: {}",
+                        printable(&p.display().to_string()),
+                        printable(&e.to_string())
+                    );
                     continue;
                 }
             };
             let kind = entry.file_type();
             if kind.is_file() {
-                files.push((entry.into_path(), true));
+                files.push((entry.into_path(), Ok(())));
             } else if !kind.is_dir() {
                 // A pipe, socket or device: a failed row of its own, never opened (a pipe would block the run).
-                files.push((entry.into_path(), false));
+                files.push((
+                    entry.into_path(),
+                    Err(std::io::Error::other(
+                        "not a regular file (a pipe, a socket or a device); not read",
+                    )),
+                ));
             }
         }
         // In the order of a walk that visits each folder's entries by name: the paths' components compared in
@@ -78,17 +97,9 @@ fn collect(paths: &[PathBuf]) -> Vec<Input> {
             }
             key
         });
-        out.extend(files.into_iter().map(|(path, regular)| {
-            if regular {
-                Input::File(path)
-            } else {
-                Input::Unreadable(
-                    path,
-                    std::io::Error::other(
-                        "not a regular file (a pipe, a socket or a device); not read",
-                    ),
-                )
-            }
+        out.extend(files.into_iter().map(|(path, readable)| match readable {
+            Ok(()) => Input::File(path),
+            Err(e) => Input::Unreadable(path, e),
         }));
     }
     out
@@ -136,16 +147,24 @@ fn write_ready(
     Ok(at)
 }
 
-/// `text` for one row of the table: control characters (a newline in a file name, an escape sequence) shown
-/// escaped, so that no name or field can end a row, forge another or move the terminal's cursor.
+/// `text` for one row of the table (or a warning): control characters (a newline in a file name, an escape
+/// sequence) and invisible reordering ones (U+202E) shown escaped, so that no name or field can end a row, forge
+/// another, move the terminal's cursor or show itself as another name.
 fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    // Control characters, and the invisible ones that reorder or break what follows: zero-width marks, line and
+    // paragraph separators, bidirectional embeddings, overrides and isolates.
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     std::borrow::Cow::Owned(
         text.chars()
             .map(|c| {
-                if c.is_control() {
+                if unsafe_char(c) {
                     c.escape_default().to_string()
                 } else {
                     c.to_string()
@@ -423,65 +442,65 @@ fn print_table(
     (failed, skipped): (usize, &[String]),
 ) {
     // One write for many rows: standard output is line-buffered, and an inbox has thousands of them.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = writeln!(
-        out,
-        "{:<48} {:<5} {:<9} {:<5} {:<10}  fields",
-        "document", "kind", "document", "text", "extraction"
-    );
-    for (path, r) in results {
-        let name = printable(&path.display().to_string()).into_owned();
-        let name = if name.chars().count() > 48 {
-            format!(
-                "…{}",
-                name.chars()
-                    .rev()
-                    .take(47)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<String>()
-            )
-        } else {
-            name
-        };
-        match r {
-            Ok(doc) => {
-                let f = &doc.result.fields;
-                let mut fields = Vec::new();
-                if let Some(n) = &f.invoice_number {
-                    fields.push(format!("invoice {n}"));
+    crate::output::write_all(|stdout| {
+        let mut out = std::io::BufWriter::new(stdout);
+        writeln!(
+            out,
+            "{:<48} {:<5} {:<9} {:<5} {:<10}  fields",
+            "document", "kind", "document", "text", "extraction"
+        )?;
+        for (path, r) in results {
+            let name = printable(&path.display().to_string()).into_owned();
+            let name = if name.chars().count() > 48 {
+                format!(
+                    "…{}",
+                    name.chars()
+                        .rev()
+                        .take(47)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<String>()
+                )
+            } else {
+                name
+            };
+            match r {
+                Ok(doc) => {
+                    let f = &doc.result.fields;
+                    let mut fields = Vec::new();
+                    if let Some(n) = &f.invoice_number {
+                        fields.push(format!("invoice {n}"));
+                    }
+                    if let Some(total) = &f.total {
+                        fields.push(format!("total {total}"));
+                    }
+                    if let Some(d) = f.dates.first() {
+                        fields.push(format!("date {d}"));
+                    }
+                    if !f.ibans.is_empty() {
+                        fields.push(format!("{} IBAN", f.ibans.len()));
+                    }
+                    writeln!(
+                        out,
+                        "{:<48} {:<5} {:<9} {:<5} {:<10}  {}",
+                        name,
+                        doc.result.kind.as_str(),
+                        outcome(doc.stages.document),
+                        outcome(doc.stages.ocr),
+                        outcome(doc.stages.extraction),
+                        printable(&fields.join(", "))
+                    )?;
                 }
-                if let Some(total) = &f.total {
-                    fields.push(format!("total {total}"));
-                }
-                if let Some(d) = f.dates.first() {
-                    fields.push(format!("date {d}"));
-                }
-                if !f.ibans.is_empty() {
-                    fields.push(format!("{} IBAN", f.ibans.len()));
-                }
-                let _ = writeln!(
-                    out,
-                    "{:<48} {:<5} {:<9} {:<5} {:<10}  {}",
-                    name,
-                    doc.result.kind.as_str(),
-                    outcome(doc.stages.document),
-                    outcome(doc.stages.ocr),
-                    outcome(doc.stages.extraction),
-                    printable(&fields.join(", "))
-                );
-            }
-            Err(e) => {
-                let _ = match skip_reason(e) {
-                    Some(_) => writeln!(out, "{name:<48} skipped (see below)"),
-                    None => writeln!(out, "{name:<48} error: {}", printable(&e.to_string())),
-                };
+                Err(e) => match skip_reason(e) {
+                    Some(_) => writeln!(out, "{name:<48} skipped (see below)")?,
+                    None => writeln!(out, "{name:<48} error: {}", printable(&e.to_string()))?,
+                },
             }
         }
-    }
-    // The rows before the summary, which is printed unbuffered.
-    drop(out);
+        // The rows before the summary, which is printed unbuffered.
+        out.flush()
+    });
     let stage = |s: &fernando_cache_processor::StageFigures| {
         let total = s.hits + s.misses;
         if total == 0 {

@@ -345,7 +345,10 @@ impl KeyBuilder {
     }
 
     /// Refuses a specific key the store keeps for itself, or one too long.
-    fn check_specific(specific: &str) -> Result<(), KeyError> {
+    ///
+    /// # Errors
+    /// [`KeyError::Reserved`] and [`KeyError::KeyTooLong`].
+    pub fn check_specific(specific: &str) -> Result<(), KeyError> {
         if specific.starts_with(crate::RESERVED_KEY_PREFIX) {
             return Err(KeyError::Reserved(specific.to_owned()));
         }

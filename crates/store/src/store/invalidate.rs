@@ -351,13 +351,10 @@ impl Store {
         subject: &str,
     ) -> Result<u64, StoreError> {
         let scope = scope.as_scope();
-        // The store's own entries are no caller's subject: `fc.dictionary.current` would delete a group's
-        // dictionaries, and with them every value made with them.
-        if subject.starts_with(fernando_cache_keys::RESERVED_KEY_PREFIX) {
-            return Err(StoreError::Key(fernando_cache_keys::KeyError::Reserved(
-                subject.to_owned(),
-            )));
-        }
+        // A subject names keys, and is refused as a key would be: the store's own entries are no caller's
+        // subject (`fc.dictionary.current` would delete a group's dictionaries, and with them every value made
+        // with them), and one longer than any key names none (yet would scan with a pattern that long).
+        fernando_cache_keys::KeyBuilder::check_specific(subject)?;
         let mut deleted = 0;
         for glob in layout::subject_globs(subject) {
             deleted += self.delete_pattern(scope, cache_type, &glob).await?;

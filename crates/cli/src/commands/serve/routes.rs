@@ -253,6 +253,7 @@ pub(crate) async fn event(
         }))
         .into_response(),
         Err(events::EventError::Unknown(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(events::EventError::Invalid(why)) => error(StatusCode::BAD_REQUEST, &why),
         // The subject is the client's: one the cache cannot key (reserved, too long) is its mistake, said as such.
         Err(events::EventError::Store(StoreError::Key(e))) => error(
             StatusCode::BAD_REQUEST,
@@ -409,6 +410,11 @@ pub(crate) async fn invalidate(
             }))
             .into_response()
         }
+        // The subject is the caller's: one the cache cannot key is its mistake.
+        Err(StoreError::Key(e)) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("the subject cannot name cache entries: {e}"),
+        ),
         Err(e) => internal_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the cache did not answer; nothing was invalidated",
