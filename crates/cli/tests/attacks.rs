@@ -881,7 +881,8 @@ async fn an_event_subject_the_cache_refuses_is_the_clients_error() {
     // longer than any key a 200 that scanned with a 64 KiB pattern.
     let long = "a".repeat(10_000);
     for (event_type, subject, says) in [
-        ("document.updated", "a\0b", "NUL"),
+        ("document.updated", "a\0b", "control"),
+        ("document.updated", "a\u{1b}[2Jb", "control"),
         ("document\0updated", "invoice-7", "control"),
         ("document.updated", long.as_str(), "long"),
     ] {

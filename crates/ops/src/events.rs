@@ -182,8 +182,9 @@ pub enum EventError {
 pub const MAX_EVENT_TYPE_LEN: usize = 256;
 
 /// Refuses an event whose type or subject no rule, log or key could hold: an empty type, or one over
-/// [`MAX_EVENT_TYPE_LEN`] bytes or with a control character; a subject with a NUL byte (no database column
-/// holds one). A subject too long for a key is refused by the store, as a key is.
+/// [`MAX_EVENT_TYPE_LEN`] bytes or with a control character; a subject with a control character (no database
+/// column holds a NUL, and the event log is read on terminals and pages). A subject too long for a key is
+/// refused by the store, as a key is.
 fn check_event(ev: &CacheEvent) -> Result<(), EventError> {
     let t = &ev.event_type;
     if t.is_empty() || t.len() > MAX_EVENT_TYPE_LEN || t.chars().any(char::is_control) {
@@ -191,9 +192,13 @@ fn check_event(ev: &CacheEvent) -> Result<(), EventError> {
             "an event type is 1 to {MAX_EVENT_TYPE_LEN} bytes without control characters"
         )));
     }
-    if ev.subject.as_deref().is_some_and(|s| s.contains('\0')) {
+    if ev
+        .subject
+        .as_deref()
+        .is_some_and(|s| s.chars().any(char::is_control))
+    {
         return Err(EventError::Invalid(
-            "an event's subject may not hold a NUL byte".into(),
+            "an event's subject may not hold a control character (NUL, a newline, ESC …)".into(),
         ));
     }
     Ok(())
