@@ -41,18 +41,11 @@ impl JsonDocuments {
 /// One document's pretty JSON as an element of the `documents` array (opening the object and the array first).
 fn write_document(out: &mut dyn Write, first: bool, pretty: &str) -> io::Result<()> {
     out.write_all(if first {
-        b"{\n  \"documents\": [\n"
+        b"{\n  \"documents\": [\n    "
     } else {
-        b",\n"
+        b",\n    "
     })?;
-    for (i, line) in pretty.lines().enumerate() {
-        if i > 0 {
-            out.write_all(b"\n")?;
-        }
-        out.write_all(b"    ")?;
-        out.write_all(line.as_bytes())?;
-    }
-    Ok(())
+    write_indented(out, pretty, b"\n    ")
 }
 
 /// The end of the `documents` array (an empty one when `none` was written), then the summary's pretty JSON.
@@ -63,13 +56,19 @@ fn write_end(out: &mut dyn Write, none: bool, pretty: &str) -> io::Result<()> {
         b"\n  ],\n"
     })?;
     out.write_all(b"  \"summary\": ")?;
+    write_indented(out, pretty, b"\n  ")?;
+    out.write_all(b"\n}\n")
+}
+
+/// `pretty`'s lines, each after the first preceded by `break_and_pad` (a newline and the nesting's indent).
+fn write_indented(out: &mut dyn Write, pretty: &str, break_and_pad: &[u8]) -> io::Result<()> {
     for (i, line) in pretty.lines().enumerate() {
         if i > 0 {
-            out.write_all(b"\n  ")?;
+            out.write_all(break_and_pad)?;
         }
         out.write_all(line.as_bytes())?;
     }
-    out.write_all(b"\n}\n")
+    Ok(())
 }
 
 #[cfg(test)]
