@@ -4,10 +4,10 @@
 use fernando_cache_config::CacheType;
 
 use super::{CacheKey, KeyBuilder, ScopeRef};
-use crate::{
-    KeyError,
-    escape::{escaped_len, push_escaped},
-};
+use crate::{KeyError, escape::push_escaped};
+
+/// Bytes reserved a key for escapes: three `:` or `%` (each grows by two).
+const ESCAPE_ROOM: usize = 6;
 
 /// Entry keys of one scope and cache type, built together by [`KeyBuilder::keys_in`] into one buffer: a batch
 /// of a hundred keys costs two allocations, not a hundred. Each is the key [`KeyBuilder::key`] builds.
@@ -85,8 +85,9 @@ impl KeyBuilder {
         shared.push(':');
         shared.push_str(cache_type.as_str());
         shared.push(':');
-        // Escaped lengths: a key with `:` or `%` grows, and a buffer that grows copies all it holds.
-        let specific_bytes: usize = specifics.iter().map(|s| escaped_len(s)).sum();
+        // Room for a few escapes a key without scanning for them (each `:` or `%` grows by two bytes): a buffer
+        // that grows copies all it holds, and keys escaped beyond that make it grow once or twice, not per key.
+        let specific_bytes: usize = specifics.iter().map(|s| s.len() + ESCAPE_ROOM).sum();
         batch
             .text
             .reserve_exact(shared.len() * specifics.len() + specific_bytes);

@@ -38,7 +38,7 @@ impl Store {
             cache_type = cache_type.as_str(),
             keys = keys.len()
         );
-        async move {
+        let batch = async move {
             let decode = codec::typed_decoder::<T>();
             let lane = self.lane(scope);
             let storage = lane.storage();
@@ -146,9 +146,13 @@ impl Store {
                 tally.apply(&series, Some(started.elapsed()));
             }
             Ok(answers)
+        };
+        // As `get`: without a subscriber for the span, no `Instrumented` wrapper entering it at every poll.
+        if span.is_disabled() {
+            batch.await
+        } else {
+            batch.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 
     /// Stores `entries` (one scope, one cache type) with the type's TTL, concurrently (32 at a time): on Redis
