@@ -49,6 +49,7 @@ const BENCHES: &[Bench] = &[
         ..Bench::new("cluster", "fernando-cache-store", "cluster")
     },
     Bench::new("tiers", "fernando-cache-store", "tiers"),
+    Bench::new("regions", "fernando-cache-store", "regions"),
     Bench::new("recorder", "fernando-cache-ops", "recorder"),
     Bench::new("cached", "fernando-cache-decorators", "cached"),
     // The HTTP layer in process, then the proxy binary under attack, against a bare pass-through proxy, and

@@ -65,6 +65,20 @@ enum Command {
         #[arg(long)]
         allow_dev_keys: bool,
     },
+    /// Apply another region's replication stream to this region's cache until SIGINT or SIGTERM (design 0026):
+    /// its invalidations and erasures, and the values of replicated types. This region is regions.name.
+    Replicate {
+        /// The other region's Redis, e.g. redis://eu.cache.internal:6379.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The other region's name (its regions.name).
+        #[arg(long, value_name = "NAME")]
+        region: String,
+        /// This replicator's name in the stream's consumer group (default: this region and the process id).
+        /// Name it the same across restarts to take back its own unacknowledged entries at once.
+        #[arg(long, value_name = "NAME")]
+        consumer: Option<String>,
+    },
     /// Put the HTTP cache in front of any HTTP API: forward every request to the origin and keep, per tenant,
     /// what RFC 9111 allows.
     Proxy {
@@ -221,6 +235,16 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
                 dashboard,
             };
             commands::proxy::run(&settings, options).await
+        }
+        Command::Replicate {
+            from,
+            region,
+            consumer,
+        } => {
+            Box::pin(commands::replicate::run(
+                &settings, &from, &region, consumer,
+            ))
+            .await
         }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
         Command::Tenant { command } => commands::tenant::run(&settings, command).await,

@@ -75,6 +75,8 @@ pub struct Settings {
     pub encryption: crate::EncryptionSettings,
     /// OpenTelemetry export (off unless an endpoint is set).
     pub telemetry: crate::TelemetrySettings,
+    /// The region this deployment is, for replication between regions (off unless named).
+    pub regions: crate::RegionSettings,
     /// Each tenant's plan as written (`[tenants.<id>]`, `[tenants.default]`); [`Settings::tenant_plans`]
     /// resolves it over the deployment-wide quotas and rates.
     #[serde(default)]
@@ -127,6 +129,7 @@ impl Settings {
         self.warming.validate()?;
         self.quotas.validate()?;
         self.telemetry.validate()?;
+        self.regions.validate()?;
         self.tenant_plans()?;
         // Across sections: sealing (`[types]`, `[encryption]`) needs keys.
         let e = &self.encryption;

@@ -1,13 +1,14 @@
 //! `[types.<name>]`: everything about one cache type in one table — its TTL, how far single-flight reaches and
 //! its lease (design 0011), whether reads keep a copy in process (design 0013), fail-safe, timeouts and
-//! refresh-ahead (design 0014), and whether its values are sealed (design 0018).
+//! refresh-ahead (design 0014), whether its values are sealed (design 0018) and replicated to other regions
+//! (design 0026).
 //!
-//! `[types.default]` gives every field but `ttl` and `sealed` to the types not listed, and to the fields a listed
-//! type leaves out; a field `default` leaves out is the built-in one. `ttl` and `sealed` are never inherited: a
-//! type nobody gave a TTL cannot be written (the cache never stores immortal keys), and sealing is asked for type
-//! by type (or for all document data, `encryption.document_data`). The table is read here once, into three views
-//! the store keeps — [`TtlTable`], [`SingleFlightTable`], [`TierTable`] — so that a field's fallback to `default`
-//! is decided in one place.
+//! `[types.default]` gives every field but `ttl`, `sealed` and `replicate` to the types not listed, and to the
+//! fields a listed type leaves out; a field `default` leaves out is the built-in one. Those three are never
+//! inherited: a type nobody gave a TTL cannot be written (the cache never stores immortal keys), and sealing (as
+//! replication) is asked for type by type (or for all document data, `encryption.document_data`). The table is
+//! read here once, into three views the store keeps — [`TtlTable`], [`SingleFlightTable`], [`TierTable`] — so
+//! that a field's fallback to `default` is decided in one place.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -35,6 +36,9 @@ pub struct TypePolicy {
     /// `sealed`: the type's own choice. Whether its values are sealed also depends on `encryption.document_data`
     /// ([`crate::Settings::seals`]).
     pub sealed: bool,
+    /// `replicate`: the type's values are appended to the region's replication stream (design 0026), when the
+    /// deployment is a region (`regions.name`). Invalidations always are.
+    pub replicate: bool,
 }
 
 /// `[types]`: the `default` table and one table per listed cache type.
@@ -45,6 +49,8 @@ pub struct TypeTable {
     tiers: TierTable,
     /// Types whose own `sealed` is true.
     sealed: BTreeSet<CacheType>,
+    /// Types whose own `replicate` is true.
+    replicated: BTreeSet<CacheType>,
     /// Every type with a table of its own.
     listed: BTreeSet<CacheType>,
 }
@@ -58,6 +64,7 @@ impl TypeTable {
             flight: self.single_flight.get(cache_type),
             tier: self.tiers.get(cache_type),
             sealed: self.sealed.contains(cache_type),
+            replicate: self.replicated.contains(cache_type),
         }
     }
 
@@ -141,6 +148,7 @@ struct Entry {
     /// A fraction of the TTL, or 0 for off.
     refresh_ahead: Option<f64>,
     sealed: Option<bool>,
+    replicate: Option<bool>,
 }
 
 /// Parses a duration field, or keeps `base` when the field is left out.
@@ -230,6 +238,11 @@ impl<'de> Deserialize<'de> for TypeTable {
                  data (encryption.document_data)",
             ));
         }
+        if base.replicate.is_some() {
+            return Err(D::Error::custom(
+                "types.default.replicate: replication is chosen per type (types.<name>.replicate)",
+            ));
+        }
         let flight = base
             .flight(SingleFlightTable::BUILTIN, "default")
             .map_err(D::Error::custom)?;
@@ -238,7 +251,8 @@ impl<'de> Deserialize<'de> for TypeTable {
             .map_err(D::Error::custom)?;
         let (mut ttls, mut flights, mut tiers) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        let (mut sealed, mut listed) = (BTreeSet::new(), BTreeSet::new());
+        let (mut sealed, mut listed, mut replicated) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for (name, entry) in raw {
             let t = CacheType::new(name.clone())
                 .map_err(|e| D::Error::custom(format!("types.{name}: {e}")))?;
@@ -259,6 +273,9 @@ impl<'de> Deserialize<'de> for TypeTable {
             if entry.sealed == Some(true) {
                 sealed.insert(t.clone());
             }
+            if entry.replicate == Some(true) {
+                replicated.insert(t.clone());
+            }
             listed.insert(t);
         }
         Ok(TypeTable {
@@ -266,6 +283,7 @@ impl<'de> Deserialize<'de> for TypeTable {
             single_flight: SingleFlightTable::new(flight, flights),
             tiers: TierTable::new(tier, tiers),
             sealed,
+            replicated,
             listed,
         })
     }

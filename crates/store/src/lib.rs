@@ -55,7 +55,7 @@ pub use backend::DiskBackend;
 pub use backend::{
     Backend, BackendError, BackendInfo, ByteLedgers, Cause, Charge, Coherence, Coordination,
     Fetched, KeyTtl, Leases, Listed, MemoryBackend, NodeInfo, OnMessage, ScanCursor, ScanPage,
-    Storage, Watch, WindowCount, ledger_member,
+    Storage, StreamEntry, Streams, Watch, WindowCount, ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};
@@ -69,7 +69,8 @@ pub use metrics::{
 pub use store::{
     Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Erasure, ExportCursor,
     ExportPage, HeldEntry, Invalidation, InvalidationStrategy, Isolations, QuotaUsage,
-    RefreshClaim, RequestQuota, Served, Store, Target, TrainedDictionary, Write, WriteOutcome,
+    RefreshClaim, Replicator, RequestQuota, Round, Served, Store, Target, TrainedDictionary, Write,
+    WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -1,5 +1,5 @@
 //! A TCP proxy in front of a real server, which a test can block (connections cut, new ones refused) and
-//! unblock on the same port.
+//! unblock on the same port, and slow down: a link between regions with its latency.
 
 use std::{
     io::{Read, Write},
@@ -26,6 +26,8 @@ struct State {
     stop: AtomicBool,
     live: Mutex<Vec<TcpStream>>,
     listener_up: AtomicBool,
+    /// Milliseconds each chunk waits before it is passed on, each way.
+    latency_ms: std::sync::atomic::AtomicU64,
 }
 
 impl TcpProxy {
@@ -42,6 +44,20 @@ impl TcpProxy {
             state: Arc::new(State::default()),
         };
         proxy.serve(listener);
+        proxy
+    }
+
+    /// Starts forwarding to `upstream` with `latency` added to everything passed on, each way: a link between
+    /// regions.
+    ///
+    /// # Panics
+    /// When no local port can be bound.
+    pub fn start_with_latency(upstream: &str, latency: Duration) -> TcpProxy {
+        let proxy = TcpProxy::start(upstream);
+        proxy.state.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
         proxy
     }
 
@@ -80,8 +96,8 @@ impl TcpProxy {
                             live.push(c2);
                             live.push(s2);
                         }
-                        pipe(client.try_clone(), server.try_clone());
-                        pipe(server.try_clone(), client.try_clone());
+                        pipe(client.try_clone(), server.try_clone(), state.clone());
+                        pipe(server.try_clone(), client.try_clone(), state.clone());
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(5));
@@ -126,7 +142,7 @@ impl TcpProxy {
     }
 }
 
-fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>) {
+fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>, state: Arc<State>) {
     let (Ok(mut from), Ok(mut to)) = (from, to) else {
         return;
     };
@@ -136,6 +152,10 @@ fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>) {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let latency = state.latency_ms.load(Ordering::Relaxed);
+                    if latency > 0 {
+                        thread::sleep(Duration::from_millis(latency));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }

@@ -6,6 +6,7 @@ pub(crate) mod cache;
 pub(crate) mod event;
 pub(crate) mod process;
 pub(crate) mod proxy;
+pub(crate) mod replicate;
 pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod tenant;

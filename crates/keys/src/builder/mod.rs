@@ -216,6 +216,13 @@ impl KeyBuilder {
         format!("{}_gen:_erasures", self.prefix)
     }
 
+    /// The replication stream of `region` (a checked region name) on a deployment,
+    /// `{namespace}:{environment}:_repl:{region}`: what the region's writers appended for other regions to apply
+    /// (design 0026). Outside every tenant's data pattern: a sweep or an erasure never touches it.
+    pub fn replication_stream(&self, region: &str) -> String {
+        format!("{}_repl:{region}", self.prefix)
+    }
+
     /// The key of the lease that marks a cross-process computation of `entry` (a key this builder made):
     /// `{namespace}:{environment}:_lease:` and the rest of the entry key, so it shares the entry's slot and
     /// lies outside every tenant's data pattern (a sweep never counts or deletes it).
@@ -366,6 +373,18 @@ impl KeyBuilder {
     /// is escaped (it holds no `:`), so the last `:` ends the group.
     pub fn group_of(entry_key: &str) -> &str {
         entry_key.rfind(':').map_or(entry_key, |i| &entry_key[..i])
+    }
+
+    /// The specific key an entry key this builder made was built from: its last segment, unescaped — what
+    /// another region builds its own key of the same entry from (design 0026).
+    ///
+    /// # Errors
+    /// [`KeyError::BadEscape`] for a last segment no key builder wrote.
+    pub fn specific_of(entry_key: &str) -> Result<std::borrow::Cow<'_, str>, KeyError> {
+        let last = entry_key
+            .rfind(':')
+            .map_or(entry_key, |i| &entry_key[i + 1..]);
+        crate::escape::unescape_segment(last)
     }
 
     /// The generation keys an entry of `(scope, cache_type)` is checked against when the scope is on one hash

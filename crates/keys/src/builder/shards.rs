@@ -489,6 +489,8 @@ mod tests {
             proptest::prop_assert!(bumped.contains(&gens));
             let matched = b.scan_patterns(&s1, None).iter().any(|p| glob_match(p.as_bytes(), key.as_str().as_bytes()));
             proptest::prop_assert_eq!(matched, t1 == t2);
+            // The specific key comes back from the entry key, sharded or not (what another region keys it by).
+            proptest::prop_assert_eq!(KeyBuilder::specific_of(key.as_str()).unwrap(), k.as_str());
         }
     }
 }

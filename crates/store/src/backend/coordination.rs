@@ -137,6 +137,12 @@ pub trait Coordination: Send + Sync + fmt::Debug + 'static {
     fn leases(&self) -> Option<&dyn Leases> {
         None
     }
+
+    /// The backend's shared [`Streams`](crate::Streams), which replication between regions is carried on
+    /// (design 0026). `None`, the default: a backend no other region could read.
+    fn streams(&self) -> Option<&dyn super::Streams> {
+        None
+    }
 }
 
 /// Leases seen by every process sharing the backend (design 0011): taken, renewed and released by token, a

@@ -19,6 +19,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod storage;
+mod streams;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use self::redis::{ClusterBackend, RedisBackend, TrackedKeys, Watch};
 pub use self::storage::{
     BackendInfo, Coherence, Fetched, KeyTtl, Listed, NodeInfo, ScanCursor, ScanPage, Storage,
 };
+pub use self::streams::{StreamEntry, Streams};
 
 /// Without the `redis` feature no backend announces changes: a watch cannot exist.
 #[cfg(not(feature = "redis"))]

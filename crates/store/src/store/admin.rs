@@ -172,7 +172,14 @@ impl<'a> Admin<'a> {
     /// [`StoreError::Unavailable`] when the backend cannot take it (some keys may be gone; run it again); an
     /// over-long tenant.
     pub async fn erase_tenant(self, tenant: &TenantId) -> Result<Erasure, StoreError> {
-        self.store.erase_tenant(tenant).await
+        let erased = self.store.erase_tenant(tenant).await?;
+        // Other regions erase it too (design 0026); one that cannot be told is an error: run it again.
+        Box::pin(
+            self.store
+                .replicate_erasure(&fernando_cache_keys::Scope::Tenant(tenant.clone())),
+        )
+        .await?;
+        Ok(erased)
     }
 
     /// One page of what the backend holds for `tenant` (about `count` entries, from `from`): each entry's cache

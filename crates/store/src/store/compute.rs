@@ -511,8 +511,7 @@ impl Store {
                                     Stamp {
                                         generations: ctx.generations,
                                         fence,
-                                        fail_safe: None,
-                                        exact: false,
+                                        ..Stamp::default()
                                     },
                                     &series,
                                 )

@@ -226,7 +226,7 @@ impl Store {
                     generations: None,
                     fence: None,
                     fail_safe: Some(throttle),
-                    exact: false,
+                    ..Stamp::default()
                 };
                 if let Err(e) = self
                     .write_key(scope, cache_type, key, encoded, None, stamp, &series)

@@ -215,7 +215,11 @@ impl Store {
         // Boxed: not a hot path, and the sweeps behind it nest deep enough (a tenant's lane, its shards, the
         // acl split of scan and delete) that a caller's own future — an `#[invalidates]` function's — would
         // otherwise overflow the compiler's layout depth.
-        Box::pin(self.invalidate_target(target, strategy)).await
+        let done = Box::pin(self.invalidate_target(target, strategy)).await?;
+        // Other regions invalidate it too (design 0026): one that cannot be told is an error, so the caller
+        // invalidates again rather than leave another region serving it.
+        Box::pin(self.replicate_invalidation(&target, strategy)).await?;
+        Ok(done)
     }
 
     async fn invalidate_target(

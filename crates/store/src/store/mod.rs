@@ -23,6 +23,7 @@ mod many;
 mod plans;
 mod quota;
 mod read;
+mod replication;
 mod route;
 mod settle;
 pub(crate) mod sweeps;
@@ -56,6 +57,7 @@ pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
 pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
+pub use replication::{Replicator, Round};
 pub use route::Isolations;
 pub(crate) use write::EntryTags;
 pub use write::{Write, WriteOutcome};
@@ -116,6 +118,8 @@ struct Inner {
     sealer: Option<crate::seal::Sealer>,
     /// The groups' compression dictionaries this process knows, and its samples for training (design 0025).
     dictionaries: dictionaries::Dictionaries,
+    /// The region this deployment is, when it replicates to others (design 0026).
+    region: Option<replication::Region>,
 }
 
 impl Store {
@@ -189,16 +193,18 @@ impl Store {
             settings.degradation.breaker_failure_threshold,
             settings.degradation.breaker_open_for,
         );
+        let keys = KeyBuilder::new(
+            &settings.namespace,
+            settings.environment,
+            settings.tenancy.max_tenant_id_len,
+        )
+        .with_shards(plans.all().into());
         Ok(Store {
             inner: Arc::new(Inner {
                 shared: Lane::new(backend, deadlines, breaker, Role::Shared),
                 routes,
-                keys: KeyBuilder::new(
-                    &settings.namespace,
-                    settings.environment,
-                    settings.tenancy.max_tenant_id_len,
-                )
-                .with_shards(plans.all().into()),
+                region: replication::Region::from_settings(settings, &keys),
+                keys,
                 ttl: settings.types.ttl().clone(),
                 policy: CompressionPolicy {
                     enabled: c.enabled,

@@ -40,8 +40,8 @@ pub(super) enum Judged<'l, T> {
 }
 
 /// Why an envelope read from the backend cannot be used (it is removed and counted as corrupt).
-struct Unopened {
-    why: String,
+pub(super) struct Unopened {
+    pub(super) why: String,
     /// It failed to open (counted as `unopened` too).
     sealed: bool,
 }
@@ -253,7 +253,11 @@ impl Store {
     }
 
     /// An envelope read from the backend and its header, opened first when its type is sealed (design 0018).
-    fn opened(&self, key: &str, bytes: bytes::Bytes) -> Result<(bytes::Bytes, Header), Unopened> {
+    pub(super) fn opened(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(bytes::Bytes, Header), Unopened> {
         let header = codec::read_header(&bytes).map_err(|e| Unopened {
             why: e.to_string(),
             sealed: false,

@@ -87,6 +87,9 @@ pub(super) struct Stamp<'a> {
     /// written is deleted and the write refused, instead of stamped again — for what was made from values of
     /// those generations (a group's compression dictionary, design 0025).
     pub(super) exact: bool,
+    /// `Some((written_ms, fresh_ms))`: the freshness another region wrote the value with, kept (design 0026);
+    /// `None`: written now, fresh for the TTL.
+    pub(super) written: Option<(u64, u64)>,
 }
 
 /// How a value is written: for how long, and with which tags (design 0014). `Write::default()` is the cache
@@ -377,12 +380,20 @@ impl Store {
         let fresh = stamp.fail_safe.unwrap_or(ttl);
         let fresh = cap.map_or(fresh, |cap| fresh.min(cap));
         let kept = (fresh + self.inner.tiers.get(cache_type).max_stale).min(TtlTable::MAX_TTL);
+        let (written_ms, fresh_ms) = stamp.written.unwrap_or_else(|| {
+            let fresh_ms = u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX);
+            (codec::now_ms(), fresh_ms)
+        });
         codec::set_freshness(
             &mut encoded.bytes,
-            codec::now_ms(),
-            u64::try_from(fresh.as_millis()).unwrap_or(u64::MAX),
+            written_ms,
+            fresh_ms,
             stamp.fail_safe.is_some(),
         );
+        // The copy other regions get, as written here before it is stamped and sealed (design 0026).
+        // Not a fail-safe copy: that is this region's own fallback.
+        let replica = (stamp.fail_safe.is_none() && self.replicates(cache_type))
+            .then(|| encoded.bytes.clone());
         let ttl = kept;
         // Sealed after the generations are stamped (`stamp_and_set`): the seal covers the header (design 0018).
         let sealer = self.inner.sealer.as_ref().filter(|s| s.seals(cache_type));
@@ -402,6 +413,10 @@ impl Store {
         };
         let stored = self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await;
         self.changed_here(key.as_str());
+        if let (Some(copy), Ok(_)) = (replica, &stored) {
+            // Boxed: only a replicated type's write carries it.
+            Box::pin(self.replicate_value(scope, cache_type, key, copy, sealer)).await;
+        }
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {
             WriteOutcome::Stored

@@ -18,8 +18,8 @@ use redis::{RedisResult, aio::ConnectionLike};
 
 use super::commands;
 use crate::backend::{
-    BackendError, ByteLedgers, Charge, Coordination, KeyTtl, Leases, OnMessage, WindowCount,
-    new_generation,
+    BackendError, ByteLedgers, Charge, Coordination, KeyTtl, Leases, OnMessage, StreamEntry,
+    Streams, WindowCount, new_generation,
 };
 
 /// A Redis topology as the calls it shares with the other see it: a connection lent for one call, and the
@@ -91,6 +91,76 @@ impl<T: Connected> Coordination for T {
     /// Every process on the server sees the same lease keys.
     fn leases(&self) -> Option<&dyn Leases> {
         Some(self)
+    }
+
+    /// Streams are the server's own: any region that reaches it reads them.
+    fn streams(&self) -> Option<&dyn Streams> {
+        Some(self)
+    }
+}
+
+/// Each call one stream command (`commands/streams.rs`).
+#[async_trait]
+impl<T: Connected> Streams for T {
+    async fn append(
+        &self,
+        stream: &str,
+        fields: &[(&str, &[u8])],
+        max_len: u64,
+    ) -> Result<String, BackendError> {
+        self.with_conn(move |mut conn| async move {
+            commands::append(&mut conn, stream, fields, max_len).await
+        })
+        .await
+    }
+
+    async fn join_group(&self, stream: &str, group: &str) -> Result<(), BackendError> {
+        self.with_conn(move |mut conn| async move {
+            commands::join_group(&mut conn, stream, group).await
+        })
+        .await
+    }
+
+    async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        own_pending: bool,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, BackendError> {
+        let reply = self
+            .with_conn(move |mut conn| async move {
+                commands::read_group(&mut conn, stream, group, consumer, own_pending, count).await
+            })
+            .await?;
+        commands::read_entries(reply)
+    }
+
+    async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(
+            move |mut conn| async move { commands::ack(&mut conn, stream, group, ids).await },
+        )
+        .await
+    }
+
+    async fn claim_idle(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, BackendError> {
+        let reply = self
+            .with_conn(move |mut conn| async move {
+                commands::claim_idle(&mut conn, stream, group, consumer, min_idle, count).await
+            })
+            .await?;
+        commands::claimed_entries(reply)
     }
 }
 

@@ -348,7 +348,8 @@ impl Store {
         encode: impl FnOnce(Option<&Dictionary>, &mut dyn FnMut(&[u8])) -> Result<Encoded, String>,
     ) -> Result<Encoded, String> {
         let dictionaries = &self.inner.dictionaries;
-        if !dictionaries.enabled || !self.inner.policy.enabled {
+        // A replicated type's values go to other regions, which have dictionaries of their own (design 0026).
+        if !dictionaries.enabled || !self.inner.policy.enabled || self.replicates(cache_type) {
             return encode(None, &mut |_| {});
         }
         // A value kept longer than its group's dictionary is sure to be (half the dictionary's life: it is

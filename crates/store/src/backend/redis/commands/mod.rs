@@ -15,6 +15,7 @@ use crate::backend::{BackendInfo, KeyTtl, parse_generation};
 mod fetch;
 mod limits;
 mod listing;
+mod streams;
 
 pub(crate) use fetch::{
     fetch, fetch_checked, fetch_many, fetched, fetched_checked, fetched_many, fetched_opted_in,
@@ -22,6 +23,9 @@ pub(crate) use fetch::{
 };
 pub(crate) use limits::{admit, charge, count_in_window, release_cmd};
 pub(crate) use listing::{list_cmd, listed};
+pub(crate) use streams::{
+    ack, append, claim_idle, claimed_entries, join_group, read_entries, read_group,
+};
 
 /// The two generation values as `MGET` returns them.
 type Generations = (Option<Vec<u8>>, Option<Vec<u8>>);

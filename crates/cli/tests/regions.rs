@@ -1,0 +1,380 @@
+//! Replication between regions (issue 33, design 0026), with processes: each region its own redis-server, the
+//! writers and readers separate runs of the real binary, and `fernando-cache replicate` a process of its own
+//! that reaches the other region through a TCP relay adding latency, which a test can cut.
+
+use std::{
+    io::Write,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use fernando_cache_testkit::{RedisServer, TcpProxy};
+use serde_json::Value;
+
+/// The writing region and the applying one.
+const EU: &str = "eu";
+const US: &str = "us";
+/// The stream EU appends to (US's group on it is its only one).
+const STREAM: &str = "fernando:test:_repl:eu";
+/// The link's latency, each way.
+const LINK: Duration = Duration::from_millis(20);
+/// Longest a test waits for replication to show (bounded waits, not timings).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One run of the binary against `url` as region `region`, with `stdin`.
+fn cli(url: &str, region: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "test", "--redis-url", url])
+        .args(args)
+        .env_remove("FERNANDO_CACHE_ENV")
+        .env("FERNANDO_CACHE__REGIONS__NAME", region)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fernando-cache");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn set(url: &str, region: &str, tenant: &str, key: &str, value: &str) {
+    let out = cli(
+        url,
+        region,
+        &[
+            "cache",
+            "set",
+            "--tenant",
+            tenant,
+            "--type",
+            "ocr_result",
+            "--key",
+            key,
+        ],
+        value.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value region `region` holds for `key`, if any.
+fn get(url: &str, region: &str, tenant: &str, key: &str) -> Option<String> {
+    let out = cli(
+        url,
+        region,
+        &[
+            "cache",
+            "get",
+            "--tenant",
+            tenant,
+            "--type",
+            "ocr_result",
+            "--key",
+            key,
+        ],
+        b"",
+    );
+    match out.status.code() {
+        Some(0) => Some(String::from_utf8(out.stdout).unwrap()),
+        Some(1) => None,
+        _ => panic!("cache get failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+/// `fernando-cache replicate`; killed on drop.
+struct Replicating(Child);
+
+impl Replicating {
+    /// EU's stream (reached at `from`) applied to US (at `local`), as `consumer`.
+    fn start(local: &str, from: &str, consumer: &str) -> Replicating {
+        Replicating::between(local, US, from, EU, consumer)
+    }
+
+    /// Region `from_region`'s stream (reached at `from`) applied to region `here` (at `local`).
+    fn between(
+        local: &str,
+        here: &str,
+        from: &str,
+        from_region: &str,
+        consumer: &str,
+    ) -> Replicating {
+        let child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+            .args(["--env", "test", "--redis-url", local, "replicate"])
+            .args([
+                "--from",
+                from,
+                "--region",
+                from_region,
+                "--consumer",
+                consumer,
+            ])
+            .env_remove("FERNANDO_CACHE_ENV")
+            .env("FERNANDO_CACHE__REGIONS__NAME", here)
+            .env("FERNANDO_CACHE__COMMAND_TIMEOUT", "2s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run fernando-cache replicate");
+        Replicating(child)
+    }
+
+    /// SIGKILL: no chance to acknowledge anything more.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Replicating {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `done` holds, at most [`PATIENCE`]; `what` says what did not happen.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{what}: not within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The one group on EU's stream (US's): `(entries not yet delivered, delivered but not acknowledged)`.
+fn behind(eu: &RedisServer) -> (u64, u64) {
+    behind_on(eu, STREAM)
+}
+
+/// [`behind`] for the one group on `stream` of `server`.
+fn behind_on(server: &RedisServer, stream: &str) -> (u64, u64) {
+    let text = server.cli(&["XINFO", "GROUPS", stream]).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let field = |name: &str| {
+        lines
+            .iter()
+            .position(|l| *l == name)
+            .and_then(|i| lines.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    (
+        field("lag").unwrap_or(u64::MAX),
+        field("pending").unwrap_or(u64::MAX),
+    )
+}
+
+fn caught_up(eu: &RedisServer) {
+    wait_until("US caught up with EU's stream", || behind(eu) == (0, 0));
+}
+
+/// Two regions, US reaching EU through a relay with [`LINK`] latency.
+fn regions() -> (RedisServer, RedisServer, TcpProxy) {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let link = TcpProxy::start_with_latency(&format!("127.0.0.1:{}", eu.port()), LINK);
+    (eu, us, link)
+}
+
+fn url_of(link: &TcpProxy) -> String {
+    format!("redis://{}", link.addr())
+}
+
+#[test]
+fn a_value_written_in_one_region_is_read_in_the_other_and_its_invalidation_and_erasure_follow() {
+    let (eu, us, link) = regions();
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "doc-1", "text of doc 1");
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", "doc-1").as_deref() == Some("text of doc 1")
+    });
+    // Applied entries are never appended to US's own stream (no echo).
+    assert_eq!(
+        us.cli(&["EXISTS", "fernando:test:_repl:us"])
+            .unwrap()
+            .trim(),
+        "0"
+    );
+
+    let out = cli(
+        &eu.url(),
+        EU,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme",
+            "--type",
+            "ocr_result",
+            "--strategy",
+            "lazy",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("EU's invalidation in US", || {
+        get(&us.url(), US, "acme", "doc-1").is_none()
+    });
+
+    set(&eu.url(), EU, "acme", "doc-2", "text of doc 2");
+    set(&eu.url(), EU, "globex", "doc-2", "globex's own");
+    wait_until("EU's second values in US", || {
+        get(&us.url(), US, "acme", "doc-2").is_some()
+            && get(&us.url(), US, "globex", "doc-2").is_some()
+    });
+    let out = cli(&eu.url(), EU, &["tenant", "erase", "--tenant", "acme"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    caught_up(&eu);
+    let left = us.cli(&["KEYS", "*tenant_acme*"]).unwrap();
+    assert!(
+        left.trim().is_empty(),
+        "acme erased in EU left in US: {left}"
+    );
+    assert_eq!(
+        get(&us.url(), US, "globex", "doc-2").as_deref(),
+        Some("globex's own"),
+        "another tenant is untouched"
+    );
+}
+
+#[test]
+fn documents_processed_in_one_region_are_answered_from_the_other_regions_cache() {
+    let (eu, us, link) = regions();
+    let invoices = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/acme/invoices");
+    let process = |url: &str, region: &str| -> Value {
+        let out = cli(
+            url,
+            region,
+            &["process", "--json", "--tenant", "acme", invoices],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = process(&eu.url(), EU);
+    assert_eq!(first["summary"]["processed"], 3, "{}", first["summary"]);
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    caught_up(&eu);
+    let there = process(&us.url(), US);
+    for doc in there["documents"].as_array().unwrap() {
+        let stages = &doc["stages"];
+        // OCR text and extraction are the replicated types: neither engine ran in US.
+        assert_eq!(stages["text"], "hit", "{doc}");
+        assert_eq!(stages["extraction"], "hit", "{doc}");
+    }
+}
+
+#[test]
+fn an_invalidation_made_while_the_link_is_cut_is_applied_once_it_heals() {
+    let (eu, us, link) = regions();
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "doc-1", "before");
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", "doc-1").is_some()
+    });
+    link.block();
+    let out = cli(
+        &eu.url(),
+        EU,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme",
+            "--type",
+            "ocr_result",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Cut off, US cannot know yet: the invalidation waits in EU's stream.
+    assert_eq!(
+        behind(&eu).0,
+        1,
+        "the invalidation is kept in EU's stream while the link is down"
+    );
+    link.unblock();
+    wait_until(
+        "the invalidation applied in US once the link healed",
+        || get(&us.url(), US, "acme", "doc-1").is_none(),
+    );
+    caught_up(&eu);
+}
+
+#[test]
+fn a_replicator_killed_mid_stream_leaves_nothing_behind_when_it_comes_back() {
+    let (eu, us, link) = regions();
+    const VALUES: usize = 40;
+    for i in 0..VALUES {
+        set(
+            &eu.url(),
+            EU,
+            "acme",
+            &format!("doc-{i}"),
+            &format!("text {i}"),
+        );
+    }
+    let first = Replicating::start(&us.url(), &url_of(&link), "r1");
+    wait_until("the first values in US", || {
+        get(&us.url(), US, "acme", "doc-0").is_some()
+    });
+    first.kill();
+    let (_, pending) = behind(&eu);
+    // Started again under its name, it takes back what it was given and never acknowledged, then goes on.
+    let _again = Replicating::start(&us.url(), &url_of(&link), "r1");
+    caught_up(&eu);
+    for i in 0..VALUES {
+        assert_eq!(
+            get(&us.url(), US, "acme", &format!("doc-{i}")).as_deref(),
+            Some(format!("text {i}").as_str()),
+            "value {i} lost (the killed replicator left {pending} pending)"
+        );
+    }
+}
+
+#[test]
+fn two_regions_writing_one_key_end_with_the_same_value() {
+    let (eu, us, link) = regions();
+    // Each region replicates the other: US reads EU's stream through the relay, EU reads US's directly.
+    let _into_us = Replicating::start(&us.url(), &url_of(&link), "r1");
+    let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
+    for round in 0..5 {
+        let key = format!("doc-{round}");
+        // Written in both at once: each region's value reaches the other while its own is there.
+        std::thread::scope(|s| {
+            s.spawn(|| set(&eu.url(), EU, "acme", &key, &format!("eu's {round}")));
+            s.spawn(|| set(&us.url(), US, "acme", &key, &format!("us's {round}")));
+        });
+        caught_up(&eu);
+        wait_until("US's stream applied in EU", || {
+            behind_on(&us, "fernando:test:_repl:us") == (0, 0)
+        });
+        let (in_eu, in_us) = (
+            get(&eu.url(), EU, "acme", &key),
+            get(&us.url(), US, "acme", &key),
+        );
+        assert!(in_eu.is_some(), "round {round}: EU lost the key");
+        assert_eq!(in_eu, in_us, "round {round}: the regions disagree");
+    }
+}

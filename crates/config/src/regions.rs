@@ -1,0 +1,82 @@
+//! `[regions]`: the region this deployment is, for replication between regions (design 0026) — its name, which
+//! names the replication stream the deployment appends to, and how long that stream may grow. Which types'
+//! values travel is each type's own `types.<name>.replicate`.
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// `[regions]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RegionSettings {
+    /// This deployment's region, e.g. `eu-west` (1 to 32 lowercase ASCII letters, digits, `-` and `_`). Empty:
+    /// the deployment is no region — nothing is appended to a replication stream.
+    pub name: String,
+    /// Entries the replication stream keeps at most (`XADD … MAXLEN ~`): a region whose replicator falls
+    /// further behind than this has lost entries, and invalidates what they could have touched.
+    pub stream_max_entries: u64,
+}
+
+impl RegionSettings {
+    /// Fewest entries a stream may be bounded to.
+    pub const MIN_STREAM_ENTRIES: u64 = 100;
+    /// Most entries a stream may be bounded to.
+    pub const MAX_STREAM_ENTRIES: u64 = 100_000_000;
+
+    /// This deployment's region, if it is one.
+    pub fn region(&self) -> Option<&str> {
+        (!self.name.is_empty()).then_some(self.name.as_str())
+    }
+
+    /// Checks a region's name: 1 to 32 lowercase ASCII letters, digits, `-` and `_` (it is part of a key).
+    ///
+    /// # Errors
+    /// Why `name` is not one.
+    pub fn check_name(name: &str) -> Result<(), String> {
+        if name.is_empty() || name.len() > 32 {
+            return Err(format!("{name:?} must be 1 to 32 characters"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "{name:?} may contain only lowercase ASCII letters, digits, '-' and '_'"
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(name) = self.region() {
+            Self::check_name(name).map_err(|e| ConfigError::invalid("regions.name", e))?;
+        }
+        if !(Self::MIN_STREAM_ENTRIES..=Self::MAX_STREAM_ENTRIES).contains(&self.stream_max_entries)
+        {
+            return Err(ConfigError::invalid(
+                "regions.stream_max_entries",
+                format!(
+                    "must be {} to {}",
+                    Self::MIN_STREAM_ENTRIES,
+                    Self::MAX_STREAM_ENTRIES
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RegionSettings;
+
+    #[test]
+    fn a_region_name_is_a_short_lowercase_word() {
+        assert!(RegionSettings::check_name("eu-west_1").is_ok());
+        for bad in ["", "EU", "eu:west", "eu west", &"a".repeat(33), "é"] {
+            assert!(RegionSettings::check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

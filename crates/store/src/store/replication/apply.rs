@@ -1,0 +1,202 @@
+//! Applying another region's entry here, through the store's own operations — so every rule of this region
+//! (its generations, quotas, sealing) holds — and never appending it again.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fernando_cache_config::CacheType;
+use fernando_cache_keys::Scope;
+
+use super::{
+    APPLYING,
+    entry::{Op, Replicated},
+};
+use crate::{
+    InvalidationStrategy, StoreError,
+    codec::{self, Encoded, Header},
+    store::{Store, Target, write::Stamp},
+};
+
+/// What applying one entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Done here as it was there.
+    Done,
+    /// A value not applied: this region holds one as new or newer, it expired on the way, or it cannot be
+    /// opened or used here (its type unknown, sealed with a key this region lacks).
+    Skipped,
+    /// An invalidation that could not be done as it was (a glob or tag this region refuses, a type it does not
+    /// know): the scope's entries of that type — or all of them — were invalidated instead.
+    Widened,
+}
+
+impl Store {
+    /// Applies `entry`, made in another region. `Err` only when this region's backend could not take it (the
+    /// entry is then left to be applied again).
+    pub(crate) async fn apply(&self, entry: Replicated) -> Result<Applied, StoreError> {
+        APPLYING.scope((), self.apply_here(entry)).await
+    }
+
+    async fn apply_here(&self, entry: Replicated) -> Result<Applied, StoreError> {
+        let Replicated {
+            scope,
+            cache_type,
+            op,
+            ..
+        } = entry;
+        let cache_type = match cache_type.map(CacheType::new).transpose() {
+            Ok(t) => t,
+            // A type this region cannot even name: for an invalidation, all of the scope goes.
+            Err(_) if !matches!(op, Op::Value { .. }) => {
+                return self.widened(&scope, None).await;
+            }
+            Err(_) => return Ok(Applied::Skipped),
+        };
+        let target = match &op {
+            Op::Entries { strategy } => {
+                self.invalidate(Target::entries(&scope, cache_type.as_ref()), *strategy)
+                    .await?;
+                return Ok(Applied::Done);
+            }
+            Op::Pattern(glob) => Target::pattern(&scope, cache_type.as_ref(), glob),
+            Op::Subject(subject) => Target::subject(&scope, cache_type.as_ref(), subject),
+            Op::Tag(tag) => Target::tag(&scope, tag),
+            Op::Erase => {
+                if let Scope::Tenant(tenant) = &scope {
+                    self.erase_tenant(tenant).await?;
+                }
+                return Ok(Applied::Done);
+            }
+            Op::Value { key, envelope } => {
+                let Some(cache_type) = cache_type else {
+                    return Ok(Applied::Skipped);
+                };
+                return self
+                    .apply_value(&scope, &cache_type, key, envelope.clone())
+                    .await;
+            }
+        };
+        match self.invalidate(target, InvalidationStrategy::Lazy).await {
+            Ok(_) => Ok(Applied::Done),
+            Err(StoreError::Unavailable { op, source }) => {
+                Err(StoreError::Unavailable { op, source })
+            }
+            // Refused here (a glob, subject or tag this region's rules reject): not knowing which entries it
+            // meant, this region hides all it could have meant.
+            Err(_) => self.widened(&scope, cache_type.as_ref()).await,
+        }
+    }
+
+    /// Invalidates the scope's entries of `cache_type` (or all of them), lazily: what an entry that cannot be
+    /// applied as it was could have reached.
+    async fn widened(
+        &self,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+    ) -> Result<Applied, StoreError> {
+        tracing::warn!(
+            tenant = scope.label(),
+            cache_type = cache_type.map_or("*", CacheType::as_str),
+            "a replicated invalidation could not be applied as it was; the scope's entries were invalidated"
+        );
+        self.invalidate(
+            Target::entries(scope, cache_type),
+            InvalidationStrategy::Lazy,
+        )
+        .await?;
+        Ok(Applied::Widened)
+    }
+
+    /// Writes a replicated value's envelope under this region's key for it, keeping when it was written and
+    /// for how long it is fresh, if it is newer than the copy held here.
+    async fn apply_value(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        specific: &str,
+        envelope: Bytes,
+    ) -> Result<Applied, StoreError> {
+        let Ok(key) = self.inner.keys.key(scope, cache_type, specific) else {
+            return Ok(Applied::Skipped);
+        };
+        let (plain, header) = match self.opened(key.as_str(), envelope) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(
+                    why = e.why,
+                    "a replicated value cannot be opened here; skipped"
+                );
+                return Ok(Applied::Skipped);
+            }
+        };
+        // Never written with a dictionary or tags (`replicate_value`): one that says so is not ours.
+        if header.dictionary || header.tags_at != 0 || header.fail_safe {
+            return Ok(Applied::Skipped);
+        }
+        let until = header.written_ms.saturating_add(header.fresh_ms);
+        let Some(left) = until.checked_sub(codec::now_ms()).filter(|ms| *ms > 0) else {
+            return Ok(Applied::Skipped);
+        };
+        // Newer than what this region holds, by when it was written (design 0026).
+        let lane = self.lane(scope.into());
+        // With the entry's own generation keys: a backend that remembers what it read must not remember others.
+        let generations = self.inner.keys.generation_keys_of(&key);
+        let held = self
+            .call(&lane, lane.storage().fetch(key.as_str(), &generations))
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "replicate",
+                source,
+            })?;
+        if let Some(bytes) = held.value
+            && let Ok((held_bytes, held)) = self.opened(key.as_str(), bytes)
+            && !newer(&plain, &header, &held_bytes, &held)
+        {
+            return Ok(Applied::Skipped);
+        }
+        let encoded = Encoded {
+            bytes: plain.to_vec(),
+            raw_len: header.decoded_len as usize,
+        };
+        let stamp = Stamp {
+            written: Some((header.written_ms, header.fresh_ms)),
+            ..Stamp::default()
+        };
+        let series = self
+            .inner
+            .metrics
+            .series(scope.label(), cache_type.as_str());
+        match self
+            .write_key(
+                scope,
+                cache_type,
+                &key,
+                encoded,
+                Some(Duration::from_millis(left)),
+                stamp,
+                &series,
+            )
+            .await
+        {
+            Ok(crate::WriteOutcome::Stored) => Ok(Applied::Done),
+            Ok(_) => Ok(Applied::Skipped),
+            Err(_) => Ok(Applied::Skipped),
+        }
+    }
+}
+
+/// Whether the value `incoming` (with its header) wins over `held`: written later, or at the same millisecond
+/// with the larger payload — a rule both regions apply alike, so they end with the same value whichever
+/// arrives first.
+fn newer(incoming: &[u8], incoming_header: &Header, held: &[u8], held_header: &Header) -> bool {
+    match incoming_header.written_ms.cmp(&held_header.written_ms) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => {
+            fn payload<'b>(bytes: &'b [u8], header: &Header) -> &'b [u8] {
+                bytes.get(header.len..).unwrap_or_default()
+            }
+            payload(incoming, incoming_header) > payload(held, held_header)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Replication between regions (design 0026). A store whose deployment is a region (`regions.name`) appends
+//! what other regions must apply to its stream on its own backend (`{ns}:{env}:_repl:{region}`): every
+//! invalidation and erasure — refused as unavailable if it cannot be appended, so none is lost silently — and
+//! every value written of a type with `types.<name>.replicate` (a lost one costs a recomputation elsewhere, no
+//! more: it is logged and dropped). A [`Replicator`] reads another region's stream through a consumer group
+//! and applies it here (`apply.rs`), never appending what it applies again (no echo).
+//!
+//! A value travels as its envelope — sealed when its type is, so the key id travels and never the key — and
+//! keeps the freshness it was written with; it is applied only if newer than the copy this region holds.
+
+mod apply;
+mod entry;
+mod replicator;
+
+use std::collections::BTreeSet;
+
+use fernando_cache_config::{CacheType, Settings};
+use fernando_cache_keys::{CacheKey, KeyBuilder, RESERVED_KEY_PREFIX, Scope};
+
+pub use replicator::{Replicator, Round};
+
+use self::entry::{Op, Replicated};
+use super::{Store, Target};
+use crate::{BackendError, InvalidationStrategy, StoreError, seal::Sealer};
+
+tokio::task_local! {
+    /// Set while a replicator applies another region's entry: what it does is not appended again.
+    static APPLYING: ();
+}
+
+/// The region a store's deployment is, and what it replicates.
+#[derive(Debug)]
+pub(super) struct Region {
+    name: String,
+    /// Its stream on the shared backend.
+    stream: String,
+    max_len: u64,
+    /// Types whose values are appended.
+    replicated: BTreeSet<CacheType>,
+}
+
+impl Region {
+    /// The region `settings` name, if they name one.
+    pub(super) fn from_settings(settings: &Settings, keys: &KeyBuilder) -> Option<Region> {
+        let name = settings.regions.region()?;
+        Some(Region {
+            name: name.to_owned(),
+            stream: keys.replication_stream(name),
+            max_len: settings.regions.stream_max_entries,
+            replicated: settings
+                .types
+                .known()
+                .into_iter()
+                .filter(|t| settings.types.get(t).replicate)
+                .collect(),
+        })
+    }
+}
+
+impl Store {
+    /// Whether a value of `cache_type` written now goes to other regions.
+    pub(super) fn replicates(&self, cache_type: &CacheType) -> bool {
+        self.inner
+            .region
+            .as_ref()
+            .is_some_and(|r| r.replicated.contains(cache_type))
+            && APPLYING.try_with(|_| ()).is_err()
+    }
+
+    /// Appends `op` of `scope` (and `cache_type`) to this region's stream; nothing when the deployment is no
+    /// region, or when the operation is another region's being applied.
+    async fn append(
+        &self,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+        op: Op,
+    ) -> Result<(), BackendError> {
+        let Some(region) = &self.inner.region else {
+            return Ok(());
+        };
+        if APPLYING.try_with(|_| ()).is_ok() {
+            return Ok(());
+        }
+        let entry = Replicated {
+            from: region.name.clone(),
+            scope: scope.clone(),
+            cache_type: cache_type.map(|t| t.as_str().to_owned()),
+            op,
+        };
+        let lane = &self.inner.shared;
+        let streams = lane
+            .backend
+            .coordination()
+            .and_then(|c| c.streams())
+            .ok_or_else(|| lane.backend.lacks("streams for replication"))?;
+        let fields = entry.fields();
+        self.call(
+            lane,
+            streams.append(&region.stream, &fields, region.max_len),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Appends an invalidation that was done here, for other regions; an invalidation that cannot be appended
+    /// is reported as unavailable (the caller tries again, which is harmless).
+    pub(super) async fn replicate_invalidation(
+        &self,
+        target: &Target<'_>,
+        strategy: InvalidationStrategy,
+    ) -> Result<(), StoreError> {
+        if self.inner.region.is_none() {
+            return Ok(());
+        }
+        let (scope, cache_type, op) = match *target {
+            Target::Entries { scope, cache_type } => (scope, cache_type, Op::Entries { strategy }),
+            Target::Pattern {
+                scope,
+                cache_type,
+                glob,
+            } => (scope, cache_type, Op::Pattern(glob.to_owned())),
+            Target::Subject {
+                scope,
+                cache_type,
+                subject,
+            } => (scope, cache_type, Op::Subject(subject.to_owned())),
+            Target::Tag { scope, tag } => (scope, None, Op::Tag(tag.to_owned())),
+        };
+        self.append(&scope.to_scope(), cache_type, op)
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "replicate",
+                source,
+            })
+    }
+
+    /// Appends a tenant's erasure that was done here, for other regions.
+    pub(super) async fn replicate_erasure(&self, scope: &Scope) -> Result<(), StoreError> {
+        self.append(scope, None, Op::Erase)
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "replicate",
+                source,
+            })
+    }
+
+    /// Appends a value of a replicated type written here: `plain`, its envelope before it was stamped, sealed
+    /// for the stream when its type is. A value that cannot be appended is logged and dropped: the other
+    /// regions compute it again.
+    pub(super) async fn replicate_value(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        plain: Vec<u8>,
+        sealer: Option<&Sealer>,
+    ) {
+        let specific = match KeyBuilder::specific_of(key.as_str()) {
+            // The store's own entries (a group's dictionary) stay in their region.
+            Ok(s) if s.starts_with(RESERVED_KEY_PREFIX) => return,
+            Ok(s) => s.into_owned(),
+            Err(_) => return,
+        };
+        let envelope = match sealer {
+            None => plain,
+            Some(sealer) => match sealer.seal(key.as_str(), &plain) {
+                Ok(sealed) => sealed,
+                Err(why) => {
+                    tracing::warn!(
+                        why,
+                        "a replicated value could not be sealed; not replicated"
+                    );
+                    return;
+                }
+            },
+        };
+        let op = Op::Value {
+            key: specific,
+            envelope: envelope.into(),
+        };
+        if let Err(e) = self.append(scope, Some(cache_type), op).await {
+            tracing::warn!(error = %e, "a value could not be appended for other regions");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! [`Replicator`]: applies another region's stream here. It reads the stream through the consumer group
+//! `to-{this region}` on that region's backend, so the replicas of this region share the work (each entry goes
+//! to one of them); applies each entry (`apply.rs`); and acknowledges it once applied. Entries it was given and
+//! did not acknowledge — it died, or this region's backend was down — are read again when it starts, and
+//! another replicator claims them once they were left idle for `claim_after`: an entry is applied at least
+//! once, and applying one twice changes nothing (a value is applied only if newer).
+
+use std::time::Duration;
+
+use fernando_cache_config::RegionSettings;
+
+use super::{apply::Applied, entry::Replicated};
+use crate::{StoreError, StreamEntry, Streams, store::Store};
+
+/// Entries read at once.
+const BATCH: usize = 256;
+
+/// What one [`Replicator::round`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Round {
+    /// Entries applied as they were.
+    pub applied: u64,
+    /// Values not applied (as new or newer here, expired, unusable here).
+    pub skipped: u64,
+    /// Invalidations applied more widely than they were made (not understood here as they were).
+    pub widened: u64,
+    /// Entries that were not ours to read: acknowledged, logged, never applied.
+    pub rejected: u64,
+}
+
+impl Round {
+    /// Entries the round took off the stream.
+    pub fn total(&self) -> u64 {
+        self.applied + self.skipped + self.widened + self.rejected
+    }
+}
+
+/// Applies the stream of region `from` (on `remote`, that region's backend) to `local`, this region's store.
+#[derive(Debug)]
+pub struct Replicator {
+    local: Store,
+    remote: Store,
+    stream: String,
+    group: String,
+    consumer: String,
+    claim_after: Duration,
+    /// Its own pending entries are read first, once.
+    resumed: std::sync::atomic::AtomicBool,
+}
+
+impl Replicator {
+    /// A replicator of region `from`'s stream, read from `remote` (a store on that region's backend) and applied
+    /// to `local`, as consumer `consumer` of this region's group; entries another consumer left idle for
+    /// `claim_after` are taken over.
+    ///
+    /// # Errors
+    /// [`StoreError::Settings`] when `local` is no region, `from` is not a region name or is `local`'s own, or
+    /// `consumer` is empty.
+    pub fn new(
+        local: Store,
+        remote: Store,
+        from: &str,
+        consumer: &str,
+        claim_after: Duration,
+    ) -> Result<Replicator, StoreError> {
+        let invalid = |key: &str, reason: String| {
+            StoreError::Settings(fernando_cache_config::ConfigError::Invalid {
+                key: key.to_owned(),
+                reason,
+                detail: String::new(),
+            })
+        };
+        let here = local
+            .inner
+            .region
+            .as_ref()
+            .map(|r| r.name.clone())
+            .ok_or_else(|| {
+                invalid(
+                    "regions.name",
+                    "name this region to replicate into it".into(),
+                )
+            })?;
+        RegionSettings::check_name(from).map_err(|e| invalid("from", e))?;
+        if from == here {
+            return Err(invalid("from", format!("{from:?} is this region")));
+        }
+        if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
+            return Err(invalid("consumer", "1 to 128 printable characters".into()));
+        }
+        let stream = remote.inner.keys.replication_stream(from);
+        Ok(Replicator {
+            local,
+            remote,
+            stream,
+            group: format!("to-{here}"),
+            consumer: consumer.to_owned(),
+            claim_after,
+            resumed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn streams(&self) -> Result<&dyn Streams, StoreError> {
+        let lane = &self.remote.inner.shared;
+        lane.backend
+            .coordination()
+            .and_then(|c| c.streams())
+            .ok_or_else(|| StoreError::Unavailable {
+                op: "replicate",
+                source: lane.backend.lacks("streams for replication"),
+            })
+    }
+
+    /// Takes what is waiting on the stream — this consumer's own unacknowledged entries first (once), then
+    /// entries others left idle, then new ones, up to 256 of each — applies them here and acknowledges them.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when either region's backend cannot be reached; what was not applied stays
+    /// pending, to be applied by the next round (or another replicator).
+    pub async fn round(&self) -> Result<Round, StoreError> {
+        let streams = self.streams()?;
+        let remote = &self.remote.inner.shared;
+        let unavailable = |source| StoreError::Unavailable {
+            op: "replicate",
+            source,
+        };
+        let (stream, group, consumer) = (&self.stream, &self.group, &self.consumer);
+        let mut round = Round::default();
+        let own = !self.resumed.load(std::sync::atomic::Ordering::Relaxed);
+        if own {
+            self.remote
+                .call(remote, streams.join_group(stream, group))
+                .await
+                .map_err(unavailable)?;
+            let pending = self
+                .remote
+                .call(
+                    remote,
+                    streams.read_group(stream, group, consumer, true, BATCH),
+                )
+                .await
+                .map_err(unavailable)?;
+            self.apply_all(streams, pending, &mut round).await?;
+            self.resumed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let idle = self
+            .remote
+            .call(
+                remote,
+                streams.claim_idle(stream, group, consumer, self.claim_after, BATCH),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.apply_all(streams, idle, &mut round).await?;
+        let new = self
+            .remote
+            .call(
+                remote,
+                streams.read_group(stream, group, consumer, false, BATCH),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.apply_all(streams, new, &mut round).await?;
+        Ok(round)
+    }
+
+    /// Applies `entries` in order, acknowledging those done; stops at the first this region could not take.
+    async fn apply_all(
+        &self,
+        streams: &dyn Streams,
+        entries: Vec<StreamEntry>,
+        round: &mut Round,
+    ) -> Result<(), StoreError> {
+        let mut done = Vec::with_capacity(entries.len());
+        let max_tenant = fernando_cache_keys::TenantId::MAX_LEN;
+        let mut failed = None;
+        for entry in entries {
+            match Replicated::read(&entry, max_tenant) {
+                Err(why) => {
+                    tracing::warn!(
+                        id = entry.id,
+                        why,
+                        "a replication entry that is not ours; skipped"
+                    );
+                    round.rejected += 1;
+                }
+                Ok(r) => match self.local.apply(r).await {
+                    Ok(Applied::Done) => round.applied += 1,
+                    Ok(Applied::Skipped) => round.skipped += 1,
+                    Ok(Applied::Widened) => round.widened += 1,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+            }
+            done.push(entry.id);
+        }
+        let remote = &self.remote.inner.shared;
+        self.remote
+            .call(remote, streams.ack(&self.stream, &self.group, &done))
+            .await
+            .map_err(|source| StoreError::Unavailable {
+                op: "replicate",
+                source,
+            })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Runs rounds until `stop` completes: at once while entries come, every `idle` when none did, and after
+    /// a failure (logged) a second before the next.
+    pub async fn run(&self, idle: Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let pause = match self.round().await {
+                Ok(round) if round.total() > 0 => {
+                    tracing::debug!(?round, "replicated");
+                    Duration::ZERO
+                }
+                Ok(_) => idle,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication paused");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
