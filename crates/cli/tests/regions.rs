@@ -378,3 +378,45 @@ fn two_regions_writing_one_key_end_with_the_same_value() {
         assert_eq!(in_eu, in_us, "round {round}: the regions disagree");
     }
 }
+
+#[test]
+fn entries_the_region_could_not_take_are_applied_in_their_order_once_it_can() {
+    let (eu, us, link) = regions();
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "warm", "first");
+    wait_until("the first value in US", || {
+        get(&us.url(), US, "acme", "warm").is_some()
+    });
+    // US's Redis stops answering while a value comes: delivered to the replicator, not applied (its command
+    // timeout is 2 s). Then US answers again, and the value's invalidation comes.
+    us.pause();
+    set(&eu.url(), EU, "acme", "doc-1", "invalidated in EU");
+    std::thread::sleep(Duration::from_secs(3));
+    us.resume();
+    let out = cli(
+        &eu.url(),
+        EU,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme",
+            "--type",
+            "ocr_result",
+            "--strategy",
+            "lazy",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    caught_up(&eu);
+    assert_eq!(
+        get(&us.url(), US, "acme", "doc-1"),
+        None,
+        "the value was applied after the invalidation that followed it in EU"
+    );
+}

@@ -411,12 +411,19 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let stored = self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await;
+        let storing = self.stamp_and_set(&lane, key, outgoing, ttl, stamp);
+        let stored = match replica {
+            None => storing.await,
+            // Appended beside the write, not after it (one pipeline when the connection auto-pipelines), and
+            // done before the call returns: an invalidation its caller makes next is appended after it. Boxed:
+            // only a replicated type's write carries it.
+            Some(copy) => {
+                let appending =
+                    Box::pin(self.replicate_value(scope, cache_type, key, copy, sealer));
+                futures_util::join!(storing, appending).0
+            }
+        };
         self.changed_here(key.as_str());
-        if let (Some(copy), Ok(_)) = (replica, &stored) {
-            // Boxed: only a replicated type's write carries it.
-            Box::pin(self.replicate_value(scope, cache_type, key, copy, sealer)).await;
-        }
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {
             WriteOutcome::Stored

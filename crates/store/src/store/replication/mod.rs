@@ -144,9 +144,9 @@ impl Store {
             })
     }
 
-    /// Appends a value of a replicated type written here: `plain`, its envelope before it was stamped, sealed
-    /// for the stream when its type is. A value that cannot be appended is logged and dropped: the other
-    /// regions compute it again.
+    /// Appends a value of a replicated type being written here (beside the write: a value whose write fails
+    /// is still a value): `plain`, its envelope before it was stamped, sealed for the stream when its type is. A
+    /// value that cannot be appended is logged and dropped: the other regions compute it again.
     pub(super) async fn replicate_value(
         &self,
         scope: &Scope,

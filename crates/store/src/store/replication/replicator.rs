@@ -5,7 +5,13 @@
 //! another replicator claims them once they were left idle for `claim_after`: an entry is applied at least
 //! once, and applying one twice changes nothing (a value is applied only if newer).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use fernando_cache_config::RegionSettings;
 
@@ -46,7 +52,22 @@ pub struct Replicator {
     consumer: String,
     claim_after: Duration,
     /// Its own pending entries are read first, once.
-    resumed: std::sync::atomic::AtomicBool,
+    resumed: AtomicBool,
+    /// Entries applied, to be acknowledged with the next read.
+    unacked: Mutex<Vec<String>>,
+    /// When entries left idle were last claimed.
+    claimed: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unavailable(source: crate::BackendError) -> StoreError {
+    StoreError::Unavailable {
+        op: "replicate",
+        source,
+    }
 }
 
 impl Replicator {
@@ -97,7 +118,9 @@ impl Replicator {
             group: format!("to-{here}"),
             consumer: consumer.to_owned(),
             claim_after,
-            resumed: std::sync::atomic::AtomicBool::new(false),
+            resumed: AtomicBool::new(false),
+            unacked: Mutex::default(),
+            claimed: Mutex::default(),
         })
     }
 
@@ -112,8 +135,10 @@ impl Replicator {
             })
     }
 
-    /// Takes what is waiting on the stream — this consumer's own unacknowledged entries first (once), then
-    /// entries others left idle, then new ones, up to 256 of each — applies them here and acknowledges them.
+    /// Takes what is waiting on the stream — this consumer's own unacknowledged entries first (once), entries
+    /// others left idle (every half `claim_after`), then new ones, up to 256 of each — and applies them here.
+    /// What a round applied is acknowledged with the next round's read (one round trip for both); applying an
+    /// entry again after a crash in between is harmless.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when either region's backend cannot be reached; what was not applied stays
@@ -121,18 +146,15 @@ impl Replicator {
     pub async fn round(&self) -> Result<Round, StoreError> {
         let streams = self.streams()?;
         let remote = &self.remote.inner.shared;
-        let unavailable = |source| StoreError::Unavailable {
-            op: "replicate",
-            source,
-        };
         let (stream, group, consumer) = (&self.stream, &self.group, &self.consumer);
         let mut round = Round::default();
-        let own = !self.resumed.load(std::sync::atomic::Ordering::Relaxed);
-        if own {
+        if !self.resumed.load(Ordering::Relaxed) {
             self.remote
                 .call(remote, streams.join_group(stream, group))
                 .await
                 .map_err(unavailable)?;
+            // What was applied goes first, so that only what was not is read again.
+            self.flush().await?;
             let pending = self
                 .remote
                 .call(
@@ -141,41 +163,56 @@ impl Replicator {
                 )
                 .await
                 .map_err(unavailable)?;
-            self.apply_all(streams, pending, &mut round).await?;
-            self.resumed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.apply_all(pending, &mut round).await?;
+            self.resumed.store(true, Ordering::Relaxed);
         }
-        let idle = self
-            .remote
-            .call(
+        if self.claim_due() {
+            let idle = self
+                .remote
+                .call(
+                    remote,
+                    streams.claim_idle(stream, group, consumer, self.claim_after, BATCH),
+                )
+                .await
+                .map_err(unavailable)?;
+            self.apply_all(idle, &mut round).await?;
+        }
+        let done = std::mem::take(&mut *lock(&self.unacked));
+        let (acked, new) = futures_util::join!(
+            self.remote.call(remote, streams.ack(stream, group, &done)),
+            self.remote.call(
                 remote,
-                streams.claim_idle(stream, group, consumer, self.claim_after, BATCH),
-            )
-            .await
-            .map_err(unavailable)?;
-        self.apply_all(streams, idle, &mut round).await?;
-        let new = self
-            .remote
-            .call(
-                remote,
-                streams.read_group(stream, group, consumer, false, BATCH),
-            )
-            .await
-            .map_err(unavailable)?;
-        self.apply_all(streams, new, &mut round).await?;
+                streams.read_group(stream, group, consumer, false, BATCH)
+            ),
+        );
+        if let Err(e) = acked {
+            // Still pending: taken back when this replicator starts again, or claimed by another.
+            lock(&self.unacked).extend(done);
+            return Err(unavailable(e));
+        }
+        self.apply_all(new.map_err(unavailable)?, &mut round)
+            .await?;
         Ok(round)
     }
 
-    /// Applies `entries` in order, acknowledging those done; stops at the first this region could not take.
+    /// Whether entries left idle are to be claimed now (every half `claim_after`).
+    fn claim_due(&self) -> bool {
+        let mut last = lock(&self.claimed);
+        if last.is_some_and(|at| at.elapsed() < self.claim_after / 2) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Applies `entries` in order, keeping the ids of those done to be acknowledged; stops at the first this
+    /// region could not take.
     async fn apply_all(
         &self,
-        streams: &dyn Streams,
         entries: Vec<StreamEntry>,
         round: &mut Round,
     ) -> Result<(), StoreError> {
-        let mut done = Vec::with_capacity(entries.len());
         let max_tenant = fernando_cache_keys::TenantId::MAX_LEN;
-        let mut failed = None;
         for entry in entries {
             match Replicated::read(&entry, max_tenant) {
                 Err(why) => {
@@ -191,22 +228,29 @@ impl Replicator {
                     Ok(Applied::Skipped) => round.skipped += 1,
                     Ok(Applied::Widened) => round.widened += 1,
                     Err(e) => {
-                        failed = Some(e);
-                        break;
+                        // This entry and those after it stay pending: the next round reads them again, in
+                        // order, before anything newer (a value never overtakes the invalidation before it).
+                        self.resumed.store(false, Ordering::Relaxed);
+                        return Err(e);
                     }
                 },
             }
-            done.push(entry.id);
+            lock(&self.unacked).push(entry.id);
         }
-        let remote = &self.remote.inner.shared;
+        Ok(())
+    }
+
+    /// Acknowledges what was applied and not yet acknowledged.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let streams = self.streams()?;
+        let done = std::mem::take(&mut *lock(&self.unacked));
         self.remote
-            .call(remote, streams.ack(&self.stream, &self.group, &done))
+            .call(
+                &self.remote.inner.shared,
+                streams.ack(&self.stream, &self.group, &done),
+            )
             .await
-            .map_err(|source| StoreError::Unavailable {
-                op: "replicate",
-                source,
-            })?;
-        failed.map_or(Ok(()), Err)
+            .map_err(unavailable)
     }
 
     /// Runs rounds until `stop` completes: at once while entries come, every `idle` when none did, and after
@@ -226,7 +270,12 @@ impl Replicator {
                 }
             };
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => {
+                    if let Err(e) = self.flush().await {
+                        tracing::warn!(error = %e, "applied entries left unacknowledged; they will be applied again");
+                    }
+                    return;
+                }
                 () = tokio::time::sleep(pause) => {}
             }
         }
