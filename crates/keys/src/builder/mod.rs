@@ -197,6 +197,11 @@ impl KeyBuilder {
         }
     }
 
+    /// The longest tenant id this builder makes keys for, in bytes.
+    pub fn max_tenant_len(&self) -> usize {
+        self.max_tenant_len
+    }
+
     /// `{namespace}:{environment}:`, the part shared by every key this builder makes.
     pub fn prefix(&self) -> &str {
         &self.prefix

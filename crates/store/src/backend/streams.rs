@@ -39,8 +39,8 @@ pub trait Streams: Send + Sync {
     ) -> Result<String, BackendError>;
 
     /// Makes the consumer group `group` of `stream` (and the stream) unless it exists; a new group reads from
-    /// the first entry kept.
-    async fn join_group(&self, stream: &str, group: &str) -> Result<(), BackendError>;
+    /// the first entry kept. `Ok(true)` when it was made now.
+    async fn join_group(&self, stream: &str, group: &str) -> Result<bool, BackendError>;
 
     /// Up to `count` entries for `consumer` of `group`: new ones, or (`own_pending`) those it was given and has
     /// not acknowledged. Never waits for entries to come.

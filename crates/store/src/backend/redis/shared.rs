@@ -114,7 +114,7 @@ impl<T: Connected> Streams for T {
         .await
     }
 
-    async fn join_group(&self, stream: &str, group: &str) -> Result<(), BackendError> {
+    async fn join_group(&self, stream: &str, group: &str) -> Result<bool, BackendError> {
         self.with_conn(move |mut conn| async move {
             commands::join_group(&mut conn, stream, group).await
         })

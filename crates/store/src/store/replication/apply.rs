@@ -22,19 +22,44 @@ use crate::{
 pub(crate) enum Applied {
     /// Done here as it was there.
     Done,
-    /// A value not applied: this region holds one as new or newer, it expired on the way, or it cannot be
-    /// opened or used here (its type unknown, sealed with a key this region lacks).
+    /// A value not applied: this region holds one as new or newer, it expired on the way, it was delivered
+    /// out of its order, or it cannot be used here (a type this region does not replicate, sealed with a key
+    /// this region lacks, written in the future).
     Skipped,
     /// An invalidation that could not be done as it was (a glob or tag this region refuses, a type it does not
     /// know): the scope's entries of that type — or all of them — were invalidated instead.
     Widened,
+    /// An operation this region refuses whole (a tenant it could hold no keys for): nothing to do here.
+    Refused,
 }
 
+/// How far ahead of this region's clock a value's write time may be (clocks differ a little).
+const CLOCK_SKEW_MS: u64 = 60_000;
+
 impl Store {
-    /// Applies `entry`, made in another region. `Err` only when this region's backend could not take it (the
-    /// entry is then left to be applied again).
-    pub(crate) async fn apply(&self, entry: Replicated) -> Result<Applied, StoreError> {
-        APPLYING.scope((), self.apply_here(entry)).await
+    /// Applies `entry`, made in another region; `in_order` says whether it comes after everything before it
+    /// in its stream was applied (not so for an entry claimed from a replicator that stopped). `Err` only when
+    /// this region's backend could not take it (the entry is then left to be applied again).
+    pub(crate) async fn apply(
+        &self,
+        entry: Replicated,
+        in_order: bool,
+    ) -> Result<Applied, StoreError> {
+        // A value out of its order could overtake the invalidation that followed it: only invalidations, which
+        // at worst hide more than they meant, are applied late.
+        if !in_order && matches!(entry.op, Op::Value { .. }) {
+            return Ok(Applied::Skipped);
+        }
+        match APPLYING.scope((), self.apply_here(entry)).await {
+            Err(StoreError::Unavailable { op, source }) => {
+                Err(StoreError::Unavailable { op, source })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a replicated operation this region refuses; skipped");
+                Ok(Applied::Refused)
+            }
+            applied => applied,
+        }
     }
 
     async fn apply_here(&self, entry: Replicated) -> Result<Applied, StoreError> {
@@ -68,7 +93,9 @@ impl Store {
                 return Ok(Applied::Done);
             }
             Op::Value { key, envelope } => {
-                let Some(cache_type) = cache_type else {
+                // Only a type this region replicates: another region cannot write this one's sessions, HTTP
+                // copies or shared reference data.
+                let Some(cache_type) = cache_type.filter(|t| self.replicates_here(t)) else {
                     return Ok(Applied::Skipped);
                 };
                 return self
@@ -133,8 +160,20 @@ impl Store {
         if header.dictionary || header.tags_at != 0 || header.fail_safe {
             return Ok(Applied::Skipped);
         }
-        let until = header.written_ms.saturating_add(header.fresh_ms);
-        let Some(left) = until.checked_sub(codec::now_ms()).filter(|ms| *ms > 0) else {
+        // Written no later than now (give or take the clocks' skew), and fresh no longer than this region keeps
+        // the type: a value stamped in the future would win over every later write.
+        let now = codec::now_ms();
+        let Some(ttl) = self.inner.ttl.get(cache_type) else {
+            return Ok(Applied::Skipped);
+        };
+        if header.written_ms > now.saturating_add(CLOCK_SKEW_MS) {
+            return Ok(Applied::Skipped);
+        }
+        let fresh_ms = header
+            .fresh_ms
+            .min(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let until = header.written_ms.saturating_add(fresh_ms);
+        let Some(left) = until.checked_sub(now).filter(|ms| *ms > 0) else {
             return Ok(Applied::Skipped);
         };
         // Newer than what this region holds, by when it was written (design 0026).
@@ -148,9 +187,11 @@ impl Store {
                 op: "replicate",
                 source,
             })?;
+        // A copy an invalidation hid is no copy: what comes after the invalidation is applied over it.
         if let Some(bytes) = held.value
-            && let Ok((held_bytes, held)) = self.opened(key.as_str(), bytes)
-            && !newer(&plain, &header, &held_bytes, &held)
+            && let Ok((held_bytes, held_header)) = self.opened(key.as_str(), bytes)
+            && held_header.generations == held.generations
+            && !newer(&plain, &header, &held_bytes, &held_header)
         {
             return Ok(Applied::Skipped);
         }
@@ -159,7 +200,7 @@ impl Store {
             raw_len: header.decoded_len as usize,
         };
         let stamp = Stamp {
-            written: Some((header.written_ms, header.fresh_ms)),
+            written: Some((header.written_ms, fresh_ms)),
             ..Stamp::default()
         };
         let series = self

@@ -8,8 +8,10 @@ use fernando_cache_keys::{Scope, TenantId};
 
 use crate::{InvalidationStrategy, StreamEntry};
 
-/// The largest value an entry may carry (a replicated envelope): what the store reads back at most, sealed.
-pub(super) const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
+/// The largest value an entry may carry (a replicated envelope, sealed or not): a larger one is not appended —
+/// the other regions compute it — and one read from a stream is refused. With 64 entries a read, what one read
+/// holds stays bounded.
+pub(super) const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One operation another region is to apply.
 #[derive(Debug, Clone, PartialEq)]

@@ -60,11 +60,15 @@ impl Region {
 impl Store {
     /// Whether a value of `cache_type` written now goes to other regions.
     pub(super) fn replicates(&self, cache_type: &CacheType) -> bool {
+        self.replicates_here(cache_type) && APPLYING.try_with(|_| ()).is_err()
+    }
+
+    /// Whether this region replicates `cache_type` (applying another region's values of it included).
+    pub(super) fn replicates_here(&self, cache_type: &CacheType) -> bool {
         self.inner
             .region
             .as_ref()
             .is_some_and(|r| r.replicated.contains(cache_type))
-            && APPLYING.try_with(|_| ()).is_err()
     }
 
     /// Appends `op` of `scope` (and `cache_type`) to this region's stream; nothing when the deployment is no
@@ -174,6 +178,13 @@ impl Store {
                 }
             },
         };
+        if envelope.len() > entry::MAX_VALUE_BYTES {
+            tracing::debug!(
+                len = envelope.len(),
+                "a value too large to replicate; the other regions compute it"
+            );
+            return;
+        }
         let op = Op::Value {
             key: specific,
             envelope: envelope.into(),

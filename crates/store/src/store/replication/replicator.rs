@@ -18,8 +18,8 @@ use fernando_cache_config::RegionSettings;
 use super::{apply::Applied, entry::Replicated};
 use crate::{StoreError, StreamEntry, Streams, store::Store};
 
-/// Entries read at once.
-const BATCH: usize = 256;
+/// Entries read at once (each at most 4 MiB: `entry::MAX_VALUE_BYTES`).
+const BATCH: usize = 64;
 
 /// What one [`Replicator::round`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,7 +31,8 @@ pub struct Round {
     pub skipped: u64,
     /// Invalidations applied more widely than they were made (not understood here as they were).
     pub widened: u64,
-    /// Entries that were not ours to read: acknowledged, logged, never applied.
+    /// Entries that were not ours to read, or that this region refuses whole (a tenant it can hold no keys
+    /// for): acknowledged, logged, never applied.
     pub rejected: u64,
 }
 
@@ -51,8 +52,11 @@ pub struct Replicator {
     group: String,
     consumer: String,
     claim_after: Duration,
-    /// Its own pending entries are read first, once.
+    /// Its own pending entries were read since it (re)joined the group; cleared by any failure, so that the next
+    /// round joins again (a group lost meanwhile is made anew) and reads what it left pending first.
     resumed: AtomicBool,
+    /// It has joined the group once.
+    joined: AtomicBool,
     /// Entries applied, to be acknowledged with the next read.
     unacked: Mutex<Vec<String>>,
     /// When entries left idle were last claimed.
@@ -119,6 +123,7 @@ impl Replicator {
             consumer: consumer.to_owned(),
             claim_after,
             resumed: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
             unacked: Mutex::default(),
             claimed: Mutex::default(),
         })
@@ -144,15 +149,34 @@ impl Replicator {
     /// [`StoreError::Unavailable`] when either region's backend cannot be reached; what was not applied stays
     /// pending, to be applied by the next round (or another replicator).
     pub async fn round(&self) -> Result<Round, StoreError> {
+        let round = self.take_round().await;
+        if round.is_err() {
+            self.resumed.store(false, Ordering::Relaxed);
+        }
+        round
+    }
+
+    async fn take_round(&self) -> Result<Round, StoreError> {
         let streams = self.streams()?;
         let remote = &self.remote.inner.shared;
         let (stream, group, consumer) = (&self.stream, &self.group, &self.consumer);
         let mut round = Round::default();
         if !self.resumed.load(Ordering::Relaxed) {
-            self.remote
+            let made = self
+                .remote
                 .call(remote, streams.join_group(stream, group))
                 .await
                 .map_err(unavailable)?;
+            if made && self.joined.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    stream,
+                    group,
+                    "the replication group was lost (deleted, evicted, or the server lost its data) and was \
+                     made again: the stream kept is applied again from its start, and what was trimmed before \
+                     is not known here"
+                );
+            }
+            self.joined.store(true, Ordering::Relaxed);
             // What was applied goes first, so that only what was not is read again.
             self.flush().await?;
             let pending = self
@@ -163,7 +187,7 @@ impl Replicator {
                 )
                 .await
                 .map_err(unavailable)?;
-            self.apply_all(pending, &mut round).await?;
+            self.apply_all(pending, true, &mut round).await?;
             self.resumed.store(true, Ordering::Relaxed);
         }
         if self.claim_due() {
@@ -175,7 +199,7 @@ impl Replicator {
                 )
                 .await
                 .map_err(unavailable)?;
-            self.apply_all(idle, &mut round).await?;
+            self.apply_all(idle, false, &mut round).await?;
         }
         let done = std::mem::take(&mut *lock(&self.unacked));
         let (acked, new) = futures_util::join!(
@@ -190,7 +214,7 @@ impl Replicator {
             lock(&self.unacked).extend(done);
             return Err(unavailable(e));
         }
-        self.apply_all(new.map_err(unavailable)?, &mut round)
+        self.apply_all(new.map_err(unavailable)?, true, &mut round)
             .await?;
         Ok(round)
     }
@@ -205,14 +229,15 @@ impl Replicator {
         true
     }
 
-    /// Applies `entries` in order, keeping the ids of those done to be acknowledged; stops at the first this
-    /// region could not take.
+    /// Applies `entries` in order (`in_order`: after everything before them in the stream), keeping the ids of
+    /// those done to be acknowledged; stops at the first this region could not take.
     async fn apply_all(
         &self,
         entries: Vec<StreamEntry>,
+        in_order: bool,
         round: &mut Round,
     ) -> Result<(), StoreError> {
-        let max_tenant = fernando_cache_keys::TenantId::MAX_LEN;
+        let max_tenant = self.local.inner.keys.max_tenant_len();
         for entry in entries {
             match Replicated::read(&entry, max_tenant) {
                 Err(why) => {
@@ -223,16 +248,14 @@ impl Replicator {
                     );
                     round.rejected += 1;
                 }
-                Ok(r) => match self.local.apply(r).await {
+                Ok(r) => match self.local.apply(r, in_order).await {
                     Ok(Applied::Done) => round.applied += 1,
                     Ok(Applied::Skipped) => round.skipped += 1,
                     Ok(Applied::Widened) => round.widened += 1,
-                    Err(e) => {
-                        // This entry and those after it stay pending: the next round reads them again, in
-                        // order, before anything newer (a value never overtakes the invalidation before it).
-                        self.resumed.store(false, Ordering::Relaxed);
-                        return Err(e);
-                    }
+                    Ok(Applied::Refused) => round.rejected += 1,
+                    // This entry and those after it stay pending: the next round reads them again, in order,
+                    // before anything newer (a value never overtakes the invalidation before it).
+                    Err(e) => return Err(e),
                 },
             }
             lock(&self.unacked).push(entry.id);

@@ -28,12 +28,12 @@ pub(crate) async fn append<C: ConnectionLike + Send>(
 }
 
 /// `XGROUP CREATE stream group 0 MKSTREAM`: a group that reads the stream from its first entry kept; one that
-/// exists already is left as it is.
+/// exists already is left as it is (`Ok(false)`).
 pub(crate) async fn join_group<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     group: &str,
-) -> RedisResult<()> {
+) -> RedisResult<bool> {
     let made: RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(stream)
@@ -43,8 +43,9 @@ pub(crate) async fn join_group<C: ConnectionLike + Send>(
         .query_async(conn)
         .await;
     match made {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -160,35 +161,38 @@ fn entries_of(entries: Value) -> Result<Vec<StreamEntry>, BackendError> {
             Value::SimpleString(s) => s,
             other => return Err(bad("a stream entry id", &other)),
         };
+        // An entry whose fields cannot be read — too many, a name that is not text, not pairs — is an entry
+        // with none: the caller skips it (and acknowledges it) like any entry it cannot use, and reads the rest.
         let fields = match fields {
             Value::Nil => continue,
             Value::Array(items) if items.len() % 2 == 0 && items.len() / 2 <= MAX_FIELDS => {
                 let mut fields = Vec::with_capacity(items.len() / 2);
                 let mut items = items.into_iter();
                 while let (Some(name), Some(value)) = (items.next(), items.next()) {
-                    fields.push((bulk(name)?, Bytes::from(bulk(value)?)));
+                    let (Some(name), Some(value)) = (bulk(name), bulk(value)) else {
+                        fields.clear();
+                        break;
+                    };
+                    let Ok(name) = String::from_utf8(name) else {
+                        fields.clear();
+                        break;
+                    };
+                    fields.push((name, Bytes::from(value)));
                 }
                 fields
-                    .into_iter()
-                    .map(|(n, v)| {
-                        String::from_utf8(n).map(|n| (n, v)).map_err(|_| {
-                            BackendError::Other("a field name that is not text".into())
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
             }
-            other => return Err(bad("a stream entry's fields", &other)),
+            _ => Vec::new(),
         };
         out.push(StreamEntry { id, fields });
     }
     Ok(out)
 }
 
-fn bulk(v: Value) -> Result<Vec<u8>, BackendError> {
+fn bulk(v: Value) -> Option<Vec<u8>> {
     match v {
-        Value::BulkString(b) => Ok(b),
-        Value::SimpleString(s) => Ok(s.into_bytes()),
-        other => Err(bad("a stream field", &other)),
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
     }
 }
 
