@@ -37,18 +37,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Invalidations a second in the propagation and catch-up sections.
 const RATE: u64 = 1_000;
 
-fn settings(url: &str, region: &str) -> Settings {
+/// A store on `url` as region `region` (none when empty), its stream bounded to `kept` entries.
+fn settings(url: &str, region: &str, kept: u64) -> Settings {
     Settings::load(
         LoadOptions::isolated(Environment::Production)
             .set("encryption.document_data", "false")
             .set("backend", "redis")
             .set("redis.url", url)
             .set("regions.name", region)
-            // Bounded: the write section appends as fast as the store writes.
-            .set("regions.stream_max_entries", "20000"),
+            .set("regions.stream_max_entries", kept.to_string()),
     )
     .unwrap()
 }
+
+/// The write section's bound: it appends 1 KB values as fast as the store writes.
+const WRITES_KEPT: u64 = 20_000;
+/// The other sections' bound: more than a partition leaves behind.
+const KEPT: u64 = 1_000_000;
 
 fn text(len: usize) -> String {
     "Invoice INV-2026-0042 total 1482.00 GBP due 2026-12-31. "
@@ -58,8 +63,9 @@ fn text(len: usize) -> String {
         .collect()
 }
 
-/// `(entries not yet delivered, delivered but not acknowledged)` of the one group on `stream`.
-fn behind(server: &RedisServer, stream: &str) -> (u64, u64) {
+/// `(entries not yet delivered, delivered but not acknowledged)` of the one group on `stream`; `None` for the
+/// first when Redis cannot tell (entries the group never read were trimmed: a gap).
+fn behind(server: &RedisServer, stream: &str) -> (Option<u64>, u64) {
     let text = server.cli(&["XINFO", "GROUPS", stream]).unwrap_or_default();
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let field = |name: &str| {
@@ -69,10 +75,7 @@ fn behind(server: &RedisServer, stream: &str) -> (u64, u64) {
             .and_then(|i| lines.get(i + 1))
             .and_then(|v| v.parse::<u64>().ok())
     };
-    (
-        field("lag").unwrap_or(u64::MAX),
-        field("pending").unwrap_or(u64::MAX),
-    )
+    (field("lag"), field("pending").unwrap_or(u64::MAX))
 }
 
 /// Lazy invalidations of `count` tenants named `{prefix}{i}`, paced at [`RATE`]; when each was made.
@@ -115,8 +118,8 @@ async fn main() {
 
     // Writes and hits, with the region on and off, on one server; no replicator running (it would share the
     // cores).
-    let on = Store::from_settings(&settings(&eu.url(), "eu")).unwrap();
-    let off = Store::from_settings(&settings(&eu.url(), "")).unwrap();
+    let on = Store::from_settings(&settings(&eu.url(), "eu", WRITES_KEPT)).unwrap();
+    let off = Store::from_settings(&settings(&eu.url(), "", WRITES_KEPT)).unwrap();
     let tenant = TenantId::new("bench").unwrap();
     let value = text(1024);
     println!("\n| case | tasks | off ops/s | on ops/s | ratio (median of windows) | goal |");
@@ -169,8 +172,10 @@ async fn main() {
     let _ = eu.cli(&["DEL", stream]);
 
     // The replicator of eu into us, reading eu through the relay.
-    let local = Store::from_settings(&settings(&us.url(), "us")).unwrap();
-    let remote = Store::from_settings(&settings(&format!("redis://{}", link.addr()), "")).unwrap();
+    let on = Store::from_settings(&settings(&eu.url(), "eu", KEPT)).unwrap();
+    let local = Store::from_settings(&settings(&us.url(), "us", KEPT)).unwrap();
+    let remote =
+        Store::from_settings(&settings(&format!("redis://{}", link.addr()), "", KEPT)).unwrap();
     let replicator =
         Arc::new(Replicator::new(local, remote, "eu", "bench", Duration::from_secs(10)).unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -248,9 +253,16 @@ async fn main() {
     let healed = Instant::now();
     link.unblock();
     let deadline = healed + Duration::from_secs(600);
-    while behind(&eu, stream) != (0, 0) && Instant::now() < deadline {
+    let mut left = behind(&eu, stream);
+    while left != (Some(0), 0) && Instant::now() < deadline {
+        assert!(
+            left.0.is_some() || left.1 > 0,
+            "entries made while the link was cut were trimmed unread: raise regions.stream_max_entries"
+        );
         tokio::time::sleep(Duration::from_millis(if smoke() { 10 } else { 50 })).await;
+        left = behind(&eu, stream);
     }
+    assert_eq!(left, (Some(0), 0), "not caught up within 600 s");
     let took = healed.elapsed();
     println!(
         "\n### Catch-up after a {:.0} s partition\n\n\

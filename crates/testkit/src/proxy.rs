@@ -142,24 +142,40 @@ impl TcpProxy {
     }
 }
 
+/// Copies `from` to `to`. With a latency, a reader stamps each chunk as it arrives and a writer passes it on
+/// once that latency has passed since: chunks in flight wait together, as on a network link, not one after
+/// another.
 fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>, state: Arc<State>) {
     let (Ok(mut from), Ok(mut to)) = (from, to) else {
         return;
     };
+    let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let latency = state.latency_ms.load(Ordering::Relaxed);
-                    if latency > 0 {
-                        thread::sleep(Duration::from_millis(latency));
-                    }
-                    if to.write_all(&buf[..n]).is_err() {
+                    if tx
+                        .send((std::time::Instant::now(), buf[..n].to_vec()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (arrived, chunk) in rx {
+            let latency = Duration::from_millis(state.latency_ms.load(Ordering::Relaxed));
+            let due = arrived + latency;
+            let now = std::time::Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+            if to.write_all(&chunk).is_err() {
+                break;
             }
         }
         let _ = to.shutdown(Shutdown::Write);

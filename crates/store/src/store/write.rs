@@ -390,10 +390,9 @@ impl Store {
             fresh_ms,
             stamp.fail_safe.is_some(),
         );
-        // The copy other regions get, as written here before it is stamped and sealed (design 0026).
-        // Not a fail-safe copy: that is this region's own fallback.
-        let replica = (stamp.fail_safe.is_none() && self.replicates(cache_type))
-            .then(|| encoded.bytes.clone());
+        // Other regions are told of the value (design 0026) — not of a fail-safe copy: that is this region's own
+        // fallback.
+        let replicated = stamp.fail_safe.is_none() && self.replicates(cache_type);
         let ttl = kept;
         // Sealed after the generations are stamped (`stamp_and_set`): the seal covers the header (design 0018).
         let sealer = self.inner.sealer.as_ref().filter(|s| s.seals(cache_type));
@@ -412,16 +411,13 @@ impl Store {
             sealer,
         };
         let storing = self.stamp_and_set(&lane, key, outgoing, ttl, stamp);
-        let stored = match replica {
-            None => storing.await,
-            // Appended beside the write, not after it (one pipeline when the connection auto-pipelines), and
-            // done before the call returns: an invalidation its caller makes next is appended after it. Boxed:
-            // only a replicated type's write carries it.
-            Some(copy) => {
-                let appending =
-                    Box::pin(self.replicate_value(scope, cache_type, key, copy, sealer));
-                futures_util::join!(storing, appending).0
-            }
+        let stored = if replicated {
+            // Appended beside the write, not after it, and done before the call returns: an invalidation its
+            // caller makes next is appended after it. Boxed: only a replicated type's write carries it.
+            let appending = Box::pin(self.replicate_value(scope, cache_type, key));
+            futures_util::join!(storing, appending).0
+        } else {
+            storing.await
         };
         self.changed_here(key.as_str());
         let elapsed = start.elapsed();

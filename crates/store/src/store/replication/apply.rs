@@ -38,19 +38,22 @@ const CLOCK_SKEW_MS: u64 = 60_000;
 
 impl Store {
     /// Applies `entry`, made in another region; `in_order` says whether it comes after everything before it
-    /// in its stream was applied (not so for an entry claimed from a replicator that stopped). `Err` only when
-    /// this region's backend could not take it (the entry is then left to be applied again).
+    /// in its stream was applied (not so for an entry claimed from a replicator that stopped), and `value` is
+    /// what the entry's key holds in that region now for a value entry (`None`: nothing, or hidden by an
+    /// invalidation since). `Err` only when this region's backend could not take it (the entry is then left to
+    /// be applied again).
     pub(crate) async fn apply(
         &self,
         entry: Replicated,
         in_order: bool,
+        value: Option<Bytes>,
     ) -> Result<Applied, StoreError> {
         // A value out of its order could overtake the invalidation that followed it: only invalidations, which
         // at worst hide more than they meant, are applied late.
         if !in_order && matches!(entry.op, Op::Value { .. }) {
             return Ok(Applied::Skipped);
         }
-        match APPLYING.scope((), self.apply_here(entry)).await {
+        match APPLYING.scope((), self.apply_here(entry, value)).await {
             Err(StoreError::Unavailable { op, source }) => {
                 Err(StoreError::Unavailable { op, source })
             }
@@ -62,7 +65,11 @@ impl Store {
         }
     }
 
-    async fn apply_here(&self, entry: Replicated) -> Result<Applied, StoreError> {
+    async fn apply_here(
+        &self,
+        entry: Replicated,
+        value: Option<Bytes>,
+    ) -> Result<Applied, StoreError> {
         let Replicated {
             scope,
             cache_type,
@@ -92,15 +99,15 @@ impl Store {
                 }
                 return Ok(Applied::Done);
             }
-            Op::Value { key, envelope } => {
+            Op::Value { key } => {
                 // Only a type this region replicates: another region cannot write this one's sessions, HTTP
                 // copies or shared reference data.
-                let Some(cache_type) = cache_type.filter(|t| self.replicates_here(t)) else {
+                let (Some(cache_type), Some(envelope)) =
+                    (cache_type.filter(|t| self.replicates_here(t)), value)
+                else {
                     return Ok(Applied::Skipped);
                 };
-                return self
-                    .apply_value(&scope, &cache_type, key, envelope.clone())
-                    .await;
+                return self.apply_value(&scope, &cache_type, key, envelope).await;
             }
         };
         match self.invalidate(target, InvalidationStrategy::Lazy).await {

@@ -2,16 +2,10 @@
 //! invalidation, an erasure, or a value of a replicated type — with the region it was made in. Written as a
 //! stream entry's fields and read back from them, checked: an entry from a stream is input like any other.
 
-use bytes::Bytes;
 use fernando_cache_config::RegionSettings;
 use fernando_cache_keys::{Scope, TenantId};
 
 use crate::{InvalidationStrategy, StreamEntry};
-
-/// The largest value an entry may carry (a replicated envelope, sealed or not): a larger one is not appended —
-/// the other regions compute it — and one read from a stream is refused. With 64 entries a read, what one read
-/// holds stays bounded.
-pub(super) const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One operation another region is to apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +23,12 @@ pub(crate) enum Op {
     Tag(String),
     /// A tenant's erasure.
     Erase,
-    /// A value of a replicated type: its specific key, its envelope as written (sealed when its type is), and
-    /// how long it was kept fresh from when it was written (the envelope says when).
+    /// A value of a replicated type was written under this specific key: the applying region reads it from the
+    /// writing region's backend (as it is then, if no invalidation hid it since), so the stream carries no
+    /// value and the writer no copy of it.
     Value {
         /// The specific key.
         key: String,
-        /// The envelope.
-        envelope: Bytes,
     },
 }
 
@@ -74,9 +67,6 @@ impl Replicated {
         if let Some(t) = &self.cache_type {
             fields.push(("type", t.as_bytes()));
         }
-        if let Op::Value { envelope, .. } = &self.op {
-            fields.push(("value", envelope));
-        }
         fields
     }
 
@@ -105,13 +95,7 @@ impl Replicated {
             "subject" => Op::Subject(arg),
             "tag" => Op::Tag(arg),
             "erase" => Op::Erase,
-            "value" => {
-                let envelope = entry.field("value").ok_or("no field value")?.clone();
-                if envelope.len() > MAX_VALUE_BYTES {
-                    return Err("field value is too large".into());
-                }
-                Op::Value { key: arg, envelope }
-            }
+            "value" => Op::Value { key: arg },
             _ => return Err("unknown op".into()),
         };
         if matches!(op, Op::Erase) && scope == Scope::Global {
@@ -131,6 +115,8 @@ impl Replicated {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn entry(fields: &[(&str, &[u8])]) -> StreamEntry {
@@ -167,7 +153,6 @@ mod tests {
                 Some("ocr_result".to_owned()),
                 Op::Value {
                     key: "doc:1".into(),
-                    envelope: Bytes::from_static(b"\x00\x01env"),
                 },
             ),
         ] {
@@ -212,7 +197,7 @@ mod tests {
                     ("arg", b"k"),
                     ("tenant", b"t"),
                 ],
-                "no field value",
+                "names no cache type",
             ),
             (
                 vec![

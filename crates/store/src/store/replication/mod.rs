@@ -5,8 +5,10 @@
 //! more: it is logged and dropped). A [`Replicator`] reads another region's stream through a consumer group
 //! and applies it here (`apply.rs`), never appending what it applies again (no echo).
 //!
-//! A value travels as its envelope — sealed when its type is, so the key id travels and never the key — and
-//! keeps the freshness it was written with; it is applied only if newer than the copy this region holds.
+//! A value does not travel in the stream: its entry names it, and the applying region reads it from the writing
+//! region's backend as it is then — sealed when its type is, so the key id travels and never the key — unless an
+//! invalidation hid it since. It keeps the freshness it was written with, and is applied only if newer than the
+//! copy the applying region holds.
 
 mod apply;
 mod entry;
@@ -21,7 +23,7 @@ pub use replicator::{Replicator, Round};
 
 use self::entry::{Op, Replicated};
 use super::{Store, Target};
-use crate::{BackendError, InvalidationStrategy, StoreError, seal::Sealer};
+use crate::{BackendError, InvalidationStrategy, StoreError};
 
 tokio::task_local! {
     /// Set while a replicator applies another region's entry: what it does is not appended again.
@@ -148,16 +150,14 @@ impl Store {
             })
     }
 
-    /// Appends a value of a replicated type being written here (beside the write: a value whose write fails
-    /// is still a value): `plain`, its envelope before it was stamped, sealed for the stream when its type is. A
-    /// value that cannot be appended is logged and dropped: the other regions compute it again.
+    /// Appends that a value of a replicated type is being written here under `key` (beside the write: a value
+    /// whose write fails is still a value). The other regions read it from this region's backend; one that cannot
+    /// be appended is logged and dropped: they compute it again.
     pub(super) async fn replicate_value(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
-        plain: Vec<u8>,
-        sealer: Option<&Sealer>,
     ) {
         let specific = match KeyBuilder::specific_of(key.as_str()) {
             // The store's own entries (a group's dictionary) stay in their region.
@@ -165,31 +165,10 @@ impl Store {
             Ok(s) => s.into_owned(),
             Err(_) => return,
         };
-        let envelope = match sealer {
-            None => plain,
-            Some(sealer) => match sealer.seal(key.as_str(), &plain) {
-                Ok(sealed) => sealed,
-                Err(why) => {
-                    tracing::warn!(
-                        why,
-                        "a replicated value could not be sealed; not replicated"
-                    );
-                    return;
-                }
-            },
-        };
-        if envelope.len() > entry::MAX_VALUE_BYTES {
-            tracing::debug!(
-                len = envelope.len(),
-                "a value too large to replicate; the other regions compute it"
-            );
-            return;
-        }
-        let op = Op::Value {
-            key: specific,
-            envelope: envelope.into(),
-        };
-        if let Err(e) = self.append(scope, Some(cache_type), op).await {
+        if let Err(e) = self
+            .append(scope, Some(cache_type), Op::Value { key: specific })
+            .await
+        {
             tracing::warn!(error = %e, "a value could not be appended for other regions");
         }
     }

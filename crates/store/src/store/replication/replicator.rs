@@ -15,7 +15,10 @@ use std::{
 
 use fernando_cache_config::RegionSettings;
 
-use super::{apply::Applied, entry::Replicated};
+use super::{
+    apply::Applied,
+    entry::{Op, Replicated},
+};
 use crate::{StoreError, StreamEntry, Streams, store::Store};
 
 /// Entries read at once (each at most 4 MiB: `entry::MAX_VALUE_BYTES`).
@@ -238,8 +241,20 @@ impl Replicator {
         round: &mut Round,
     ) -> Result<(), StoreError> {
         let max_tenant = self.local.inner.keys.max_tenant_len();
-        for entry in entries {
-            match Replicated::read(&entry, max_tenant) {
+        let read: Vec<_> = entries
+            .iter()
+            .map(|e| Replicated::read(e, max_tenant))
+            .collect();
+        // The values the batch names, read from the other region all at once (one pipeline), each as it is now.
+        let values = futures_util::future::join_all(read.iter().map(|r| async move {
+            match r {
+                Ok(r) if in_order && matches!(r.op, Op::Value { .. }) => self.value_of(r).await,
+                _ => Ok(None),
+            }
+        }))
+        .await;
+        for ((entry, read), value) in entries.into_iter().zip(read).zip(values) {
+            match read {
                 Err(why) => {
                     tracing::warn!(
                         id = entry.id,
@@ -248,7 +263,7 @@ impl Replicator {
                     );
                     round.rejected += 1;
                 }
-                Ok(r) => match self.local.apply(r, in_order).await {
+                Ok(r) => match self.local.apply(r, in_order, value?).await {
                     Ok(Applied::Done) => round.applied += 1,
                     Ok(Applied::Skipped) => round.skipped += 1,
                     Ok(Applied::Widened) => round.widened += 1,
@@ -261,6 +276,31 @@ impl Replicator {
             lock(&self.unacked).push(entry.id);
         }
         Ok(())
+    }
+
+    /// What a value entry's key holds in the other region now, unless an invalidation there hid it (its
+    /// generations are not the current ones): `Ok(None)` for nothing to apply.
+    async fn value_of(&self, r: &Replicated) -> Result<Option<bytes::Bytes>, StoreError> {
+        let (Op::Value { key }, Some(cache_type)) = (&r.op, &r.cache_type) else {
+            return Ok(None);
+        };
+        let Ok(cache_type) = fernando_cache_config::CacheType::new(cache_type.as_str()) else {
+            return Ok(None);
+        };
+        let keys = &self.remote.inner.keys;
+        let Ok(key) = keys.key(&r.scope, &cache_type, key) else {
+            return Ok(None);
+        };
+        let generations = keys.generation_keys_of(&key);
+        let lane = &self.remote.inner.shared;
+        let fetched = self
+            .remote
+            .call(lane, lane.storage().fetch(key.as_str(), &generations))
+            .await
+            .map_err(unavailable)?;
+        Ok(fetched.value.filter(|bytes| {
+            crate::codec::read_header(bytes).is_ok_and(|h| h.generations == fetched.generations)
+        }))
     }
 
     /// Acknowledges what was applied and not yet acknowledged.
