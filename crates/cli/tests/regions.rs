@@ -60,6 +60,30 @@ fn set(url: &str, region: &str, tenant: &str, key: &str, value: &str) {
     );
 }
 
+/// Invalidates acme's `ocr_result` entries in EU with `strategy`.
+fn invalidate(url: &str, strategy: &str) {
+    let out = cli(
+        url,
+        EU,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme",
+            "--type",
+            "ocr_result",
+            "--strategy",
+            strategy,
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The value region `region` holds for `key`, if any.
 fn get(url: &str, region: &str, tenant: &str, key: &str) -> Option<String> {
     let out = cli(
@@ -149,29 +173,14 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// The one group on EU's stream (US's): `(entries not yet delivered, delivered but not acknowledged)`.
-fn behind(eu: &RedisServer) -> (u64, u64) {
-    behind_on(eu, STREAM)
-}
-
-/// [`behind`] for the one group on `stream` of `server`.
-fn behind_on(server: &RedisServer, stream: &str) -> (u64, u64) {
-    let text = server.cli(&["XINFO", "GROUPS", stream]).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let field = |name: &str| {
-        lines
-            .iter()
-            .position(|l| *l == name)
-            .and_then(|i| lines.get(i + 1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    (
-        field("lag").unwrap_or(u64::MAX),
-        field("pending").unwrap_or(u64::MAX),
-    )
+fn behind(eu: &RedisServer) -> (Option<u64>, u64) {
+    eu.stream_group_behind(STREAM)
 }
 
 fn caught_up(eu: &RedisServer) {
-    wait_until("US caught up with EU's stream", || behind(eu) == (0, 0));
+    wait_until("US caught up with EU's stream", || {
+        behind(eu) == (Some(0), 0)
+    });
 }
 
 /// Two regions, US reaching EU through a relay with [`LINK`] latency.
@@ -201,26 +210,7 @@ fn a_value_written_in_one_region_is_read_in_the_other_and_its_invalidation_and_e
         "0"
     );
 
-    let out = cli(
-        &eu.url(),
-        EU,
-        &[
-            "cache",
-            "invalidate",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-            "--strategy",
-            "lazy",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    invalidate(&eu.url(), "lazy");
     wait_until("EU's invalidation in US", || {
         get(&us.url(), US, "acme", "doc-1").is_none()
     });
@@ -290,28 +280,11 @@ fn an_invalidation_made_while_the_link_is_cut_is_applied_once_it_heals() {
         get(&us.url(), US, "acme", "doc-1").is_some()
     });
     link.block();
-    let out = cli(
-        &eu.url(),
-        EU,
-        &[
-            "cache",
-            "invalidate",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    invalidate(&eu.url(), "eager");
     // Cut off, US cannot know yet: the invalidation waits in EU's stream.
     assert_eq!(
         behind(&eu).0,
-        1,
+        Some(1),
         "the invalidation is kept in EU's stream while the link is down"
     );
     link.unblock();
@@ -370,7 +343,7 @@ fn two_regions_writing_one_key_end_with_the_same_value() {
         let into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
         caught_up(&eu);
         wait_until("US's stream applied in EU", || {
-            behind_on(&us, "fernando:test:_repl:us") == (0, 0)
+            us.stream_group_behind("fernando:test:_repl:us") == (Some(0), 0)
         });
         into_us.kill();
         into_eu.kill();
@@ -397,26 +370,7 @@ fn entries_the_region_could_not_take_are_applied_in_their_order_once_it_can() {
     set(&eu.url(), EU, "acme", "doc-1", "invalidated in EU");
     std::thread::sleep(Duration::from_secs(3));
     us.resume();
-    let out = cli(
-        &eu.url(),
-        EU,
-        &[
-            "cache",
-            "invalidate",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-            "--strategy",
-            "lazy",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    invalidate(&eu.url(), "lazy");
     caught_up(&eu);
     assert_eq!(
         get(&us.url(), US, "acme", "doc-1"),
@@ -469,26 +423,7 @@ fn a_replication_group_that_was_lost_is_made_again_and_what_follows_is_applied()
     });
     // Deleted by hand here; evicted, or lost with a server that keeps nothing, as well.
     eu.cli(&["XGROUP", "DESTROY", STREAM, "to-us"]).unwrap();
-    let out = cli(
-        &eu.url(),
-        EU,
-        &[
-            "cache",
-            "invalidate",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-            "--strategy",
-            "lazy",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    invalidate(&eu.url(), "lazy");
     wait_until(
         "the invalidation made after the group was lost, applied in US",
         || get(&us.url(), US, "acme", "doc-1").is_none(),

@@ -63,21 +63,6 @@ fn text(len: usize) -> String {
         .collect()
 }
 
-/// `(entries not yet delivered, delivered but not acknowledged)` of the one group on `stream`; `None` for the
-/// first when Redis cannot tell (entries the group never read were trimmed: a gap).
-fn behind(server: &RedisServer, stream: &str) -> (Option<u64>, u64) {
-    let text = server.cli(&["XINFO", "GROUPS", stream]).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let field = |name: &str| {
-        lines
-            .iter()
-            .position(|l| *l == name)
-            .and_then(|i| lines.get(i + 1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    (field("lag"), field("pending").unwrap_or(u64::MAX))
-}
-
 /// Lazy invalidations of `count` tenants named `{prefix}{i}`, paced at [`RATE`]; when each was made.
 async fn invalidate_paced(store: &Store, prefix: &str, count: usize) -> Vec<(String, Instant)> {
     let mut made = Vec::with_capacity(count);
@@ -253,14 +238,14 @@ async fn main() {
     let healed = Instant::now();
     link.unblock();
     let deadline = healed + Duration::from_secs(600);
-    let mut left = behind(&eu, stream);
+    let mut left = eu.stream_group_behind(stream);
     while left != (Some(0), 0) && Instant::now() < deadline {
         assert!(
             left.0.is_some() || left.1 > 0,
             "entries made while the link was cut were trimmed unread: raise regions.stream_max_entries"
         );
         tokio::time::sleep(Duration::from_millis(if smoke() { 10 } else { 50 })).await;
-        left = behind(&eu, stream);
+        left = eu.stream_group_behind(stream);
     }
     assert_eq!(left, (Some(0), 0), "not caught up within 600 s");
     let took = healed.elapsed();

@@ -431,6 +431,22 @@ impl RedisServer {
         }
     }
 
+    /// How far behind the one consumer group of `stream` is: `(entries not yet delivered, entries delivered and
+    /// not acknowledged)` from `XINFO GROUPS`. The first is `None` when the server cannot tell (entries the group
+    /// never read were trimmed) or there is no group yet; the second is `u64::MAX` when there is no group.
+    pub fn stream_group_behind(&self, stream: &str) -> (Option<u64>, u64) {
+        let text = self.cli(&["XINFO", "GROUPS", stream]).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let field = |name: &str| {
+            lines
+                .iter()
+                .position(|l| *l == name)
+                .and_then(|i| lines.get(i + 1))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        (field("lag"), field("pending").unwrap_or(u64::MAX))
+    }
+
     /// Runs one command through `redis-cli --raw`: the reply as text, an array one element a line.
     ///
     /// # Errors
