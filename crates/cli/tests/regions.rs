@@ -190,6 +190,17 @@ fn regions() -> (RedisServer, RedisServer, TcpProxy) {
     (eu, us, link)
 }
 
+/// [`regions`] with US replicating EU, and acme's `key` written in EU with `value` and seen in US.
+fn replicating_with(key: &str, value: &str) -> (RedisServer, RedisServer, TcpProxy, Replicating) {
+    let (eu, us, link) = regions();
+    let replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", key, value);
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", key).is_some()
+    });
+    (eu, us, link, replicating)
+}
+
 fn url_of(link: &TcpProxy) -> String {
     format!("redis://{}", link.addr())
 }
@@ -273,12 +284,7 @@ fn documents_processed_in_one_region_are_answered_from_the_other_regions_cache()
 
 #[test]
 fn an_invalidation_made_while_the_link_is_cut_is_applied_once_it_heals() {
-    let (eu, us, link) = regions();
-    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
-    set(&eu.url(), EU, "acme", "doc-1", "before");
-    wait_until("EU's value in US", || {
-        get(&us.url(), US, "acme", "doc-1").is_some()
-    });
+    let (eu, us, link, _replicating) = replicating_with("doc-1", "before");
     link.block();
     invalidate(&eu.url(), "eager");
     // Cut off, US cannot know yet: the invalidation waits in EU's stream.
@@ -358,12 +364,7 @@ fn two_regions_writing_one_key_end_with_the_same_value() {
 
 #[test]
 fn entries_the_region_could_not_take_are_applied_in_their_order_once_it_can() {
-    let (eu, us, link) = regions();
-    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
-    set(&eu.url(), EU, "acme", "warm", "first");
-    wait_until("the first value in US", || {
-        get(&us.url(), US, "acme", "warm").is_some()
-    });
+    let (eu, us, _link, _replicating) = replicating_with("warm", "first");
     // US's Redis stops answering while a value comes: delivered to the replicator, not applied (its command
     // timeout is 2 s). Then US answers again, and the value's invalidation comes.
     us.pause();
@@ -415,12 +416,7 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
 
 #[test]
 fn a_replication_group_that_was_lost_is_made_again_and_what_follows_is_applied() {
-    let (eu, us, link) = regions();
-    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
-    set(&eu.url(), EU, "acme", "doc-1", "first");
-    wait_until("EU's value in US", || {
-        get(&us.url(), US, "acme", "doc-1").is_some()
-    });
+    let (eu, us, _link, _replicating) = replicating_with("doc-1", "first");
     // Deleted by hand here; evicted, or lost with a server that keeps nothing, as well.
     eu.cli(&["XGROUP", "DESTROY", STREAM, "to-us"]).unwrap();
     invalidate(&eu.url(), "lazy");
