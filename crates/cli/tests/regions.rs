@@ -394,6 +394,12 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
     eu.command(&many).unwrap();
     eu.command(&[&b"XADD"[..], STREAM.as_bytes(), b"*", b"\xff\xfe", b"v"])
         .unwrap();
+    set(&eu.url(), EU, "globex", "kept", "globex's own");
+    // An erasure that says it was made in US, in EU's stream.
+    eu.cli(&[
+        "XADD", STREAM, "*", "op", "erase", "from", "us", "arg", "", "tenant", "globex",
+    ])
+    .unwrap();
     let long = "l".repeat(200);
     eu.cli(&[
         "XADD", STREAM, "*", "op", "erase", "from", "eu", "arg", "", "tenant", &long,
@@ -411,6 +417,11 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
     assert!(
         left.trim().is_empty(),
         "the erasure behind the bad entries was not applied: {left}"
+    );
+    assert_eq!(
+        get(&us.url(), US, "globex", "kept").as_deref(),
+        Some("globex's own"),
+        "an entry naming another region than the stream's was applied"
     );
 }
 

@@ -51,6 +51,8 @@ impl Round {
 pub struct Replicator {
     local: Store,
     remote: Store,
+    /// The region whose stream it reads.
+    from: String,
     stream: String,
     group: String,
     consumer: String,
@@ -121,6 +123,7 @@ impl Replicator {
         Ok(Replicator {
             local,
             remote,
+            from: from.to_owned(),
             stream,
             group: format!("to-{here}"),
             consumer: consumer.to_owned(),
@@ -241,9 +244,18 @@ impl Replicator {
         round: &mut Round,
     ) -> Result<(), StoreError> {
         let max_tenant = self.local.inner.keys.max_tenant_len();
+        // Only entries that say they were made in the region whose stream this is.
         let read: Vec<_> = entries
             .iter()
-            .map(|e| Replicated::read(e, max_tenant))
+            .map(|e| {
+                Replicated::read(e, max_tenant).and_then(|r| {
+                    if r.from == self.from {
+                        Ok(r)
+                    } else {
+                        Err("made in another region than the stream's".to_owned())
+                    }
+                })
+            })
             .collect();
         // The values the batch names, read from the other region all at once (one pipeline), each as it is now.
         let values = futures_util::future::join_all(read.iter().map(|r| async move {
