@@ -131,6 +131,13 @@ impl Backend {
         self.coordination()?.leases()
     }
 
+    /// The streams replication between regions is carried on (design 0026), or why this backend has none.
+    pub(crate) fn streams(&self) -> Result<&dyn Streams, BackendError> {
+        self.coordination()
+            .and_then(|c| c.streams())
+            .ok_or_else(|| self.lacks("streams for replication"))
+    }
+
     /// The error of a call this backend cannot answer: it keeps no `what`.
     pub(crate) fn lacks(&self, what: &str) -> BackendError {
         BackendError::Other(format!(

@@ -94,11 +94,7 @@ impl Store {
             op,
         };
         let lane = &self.inner.shared;
-        let streams = lane
-            .backend
-            .coordination()
-            .and_then(|c| c.streams())
-            .ok_or_else(|| lane.backend.lacks("streams for replication"))?;
+        let streams = lane.backend.streams()?;
         let fields = entry.fields();
         self.call(
             lane,

@@ -136,14 +136,12 @@ impl Replicator {
     }
 
     fn streams(&self) -> Result<&dyn Streams, StoreError> {
-        let lane = &self.remote.inner.shared;
-        lane.backend
-            .coordination()
-            .and_then(|c| c.streams())
-            .ok_or_else(|| StoreError::Unavailable {
-                op: "replicate",
-                source: lane.backend.lacks("streams for replication"),
-            })
+        self.remote
+            .inner
+            .shared
+            .backend
+            .streams()
+            .map_err(unavailable)
     }
 
     /// Takes what is waiting on the stream — this consumer's own unacknowledged entries first (once), entries
