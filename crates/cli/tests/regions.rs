@@ -38,18 +38,15 @@ fn cli(url: &str, region: &str, args: &[&str], stdin: &[u8]) -> Output {
 }
 
 fn set(url: &str, region: &str, tenant: &str, key: &str, value: &str) {
+    set_typed(url, region, tenant, "ocr_result", key, value);
+}
+
+fn set_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str, value: &str) {
     let out = cli(
         url,
         region,
         &[
-            "cache",
-            "set",
-            "--tenant",
-            tenant,
-            "--type",
-            "ocr_result",
-            "--key",
-            key,
+            "cache", "set", "--tenant", tenant, "--type", cache_type, "--key", key,
         ],
         value.as_bytes(),
     );
@@ -86,18 +83,15 @@ fn invalidate(url: &str, strategy: &str) {
 
 /// The value region `region` holds for `key`, if any.
 fn get(url: &str, region: &str, tenant: &str, key: &str) -> Option<String> {
+    get_typed(url, region, tenant, "ocr_result", key)
+}
+
+fn get_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str) -> Option<String> {
     let out = cli(
         url,
         region,
         &[
-            "cache",
-            "get",
-            "--tenant",
-            tenant,
-            "--type",
-            "ocr_result",
-            "--key",
-            key,
+            "cache", "get", "--tenant", tenant, "--type", cache_type, "--key", key,
         ],
         b"",
     );
@@ -125,6 +119,23 @@ impl Replicating {
         from_region: &str,
         consumer: &str,
     ) -> Replicating {
+        Replicating::spawn(local, here, from, from_region, consumer, Stdio::null())
+    }
+
+    /// [`Replicating::start`], what it logs written to `log`.
+    fn logged(local: &str, from: &str, consumer: &str, log: &std::path::Path) -> Replicating {
+        let log = std::fs::File::create(log).unwrap();
+        Replicating::spawn(local, US, from, EU, consumer, Stdio::from(log))
+    }
+
+    fn spawn(
+        local: &str,
+        here: &str,
+        from: &str,
+        from_region: &str,
+        consumer: &str,
+        log: Stdio,
+    ) -> Replicating {
         let child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
             .args(["--env", "test", "--redis-url", local, "replicate"])
             .args([
@@ -140,7 +151,7 @@ impl Replicating {
             .env("FERNANDO_CACHE__COMMAND_TIMEOUT", "2s")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("run fernando-cache replicate");
         Replicating(child)
@@ -428,11 +439,84 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
 #[test]
 fn a_replication_group_that_was_lost_is_made_again_and_what_follows_is_applied() {
     let (eu, us, _link, _replicating) = replicating_with("doc-1", "first");
+    set(&us.url(), US, "globex", "own", "computed in us");
     // Deleted by hand here; evicted, or lost with a server that keeps nothing, as well.
     eu.cli(&["XGROUP", "DESTROY", STREAM, "to-us"]).unwrap();
     invalidate(&eu.url(), "lazy");
     wait_until(
         "the invalidation made after the group was lost, applied in US",
         || get(&us.url(), US, "acme", "doc-1").is_none(),
+    );
+    // What EU's stream held before is not known: a loss, answered as one.
+    assert_eq!(
+        get(&us.url(), US, "globex", "own"),
+        None,
+        "a lost group is a loss: every tenant's replicated types are invalidated"
+    );
+    let noted = us.cli(&["GET", "fernando:test:_repl_applied:eu"]).unwrap();
+    assert!(noted.contains("gaps=1"), "{noted}");
+}
+
+#[test]
+fn entries_trimmed_before_a_region_read_them_invalidate_its_replicated_types_and_it_says_so() {
+    let (eu, us, link, replicating) = replicating_with("doc-1", "from eu");
+    // US's own values: of a replicated type, of a tenant EU never spoke of; and of a type no region replicates.
+    set(&us.url(), US, "globex", "own", "computed in us");
+    set_typed(&us.url(), US, "globex", "doc_hash", "h", "kept");
+    // US stops reading; EU invalidates acme, then its writers append far more than its stream keeps (bounded
+    // to about 100 entries here, as `XADD … MAXLEN ~` does): the invalidation is trimmed before US saw it.
+    replicating.kill();
+    invalidate(&eu.url(), "lazy");
+    eu.cli(&[
+        "EVAL",
+        "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], 'MAXLEN', '~', '100', '*', 'op', \
+         'entries', 'from', 'eu', 'arg', 'lazy', 'tenant', 'filler' .. i, 'type', 'ocr_result') end",
+        "1",
+        STREAM,
+        "1000",
+    ])
+    .unwrap();
+    assert_eq!(
+        get(&us.url(), US, "acme", "doc-1").as_deref(),
+        Some("from eu"),
+        "US cannot know yet"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("replicate.log");
+    let _again = Replicating::logged(&us.url(), &url_of(&link), "r1", &log);
+    caught_up(&eu);
+    assert_eq!(
+        get(&us.url(), US, "acme", "doc-1"),
+        None,
+        "a value EU invalidated is served in US after the invalidation was trimmed unread"
+    );
+    assert_eq!(
+        get(&us.url(), US, "globex", "own"),
+        None,
+        "not knowing what was lost, every tenant's replicated types are invalidated"
+    );
+    assert_eq!(
+        get_typed(&us.url(), US, "globex", "doc_hash", "h").as_deref(),
+        Some("kept"),
+        "a type no region replicates is left"
+    );
+    // Said: in the log, and in the progress US notes on its own Redis.
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("lost before they were applied here"),
+        "{said}"
+    );
+    let noted = us.cli(&["GET", "fernando:test:_repl_applied:eu"]).unwrap();
+    assert!(noted.contains("gaps=1"), "{noted}");
+    // What came after the loss is applied as usual.
+    set(&eu.url(), EU, "acme", "doc-2", "after the loss");
+    wait_until("a value written after the loss, in US", || {
+        get(&us.url(), US, "acme", "doc-2").is_some()
+    });
+    assert!(
+        us.cli(&["GET", "fernando:test:_repl_applied:eu"])
+            .unwrap()
+            .contains("gaps=1"),
+        "one loss, counted once"
     );
 }

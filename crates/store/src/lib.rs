@@ -54,8 +54,8 @@ pub mod __private;
 pub use backend::DiskBackend;
 pub use backend::{
     Backend, BackendError, BackendInfo, ByteLedgers, Cause, Charge, Coherence, Coordination,
-    Fetched, KeyTtl, Leases, Listed, MemoryBackend, NodeInfo, OnMessage, ScanCursor, ScanPage,
-    Storage, StreamEntry, Streams, Watch, WindowCount, ledger_member,
+    Fetched, KeyTtl, Leases, Listed, MemoryBackend, NewEntries, NodeInfo, OnMessage, ScanCursor,
+    ScanPage, Storage, StreamEntry, Streams, Watch, WindowCount, ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};
@@ -69,8 +69,8 @@ pub use metrics::{
 pub use store::{
     Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Erasure, ExportCursor,
     ExportPage, HeldEntry, Invalidation, InvalidationStrategy, Isolations, QuotaUsage,
-    RefreshClaim, Replicator, RequestQuota, Round, Served, Store, Target, TrainedDictionary, Write,
-    WriteOutcome,
+    RefreshClaim, RegionProgress, Replicator, RequestQuota, Round, Served, Store, Target,
+    TrainedDictionary, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -228,6 +228,13 @@ impl KeyBuilder {
         format!("{}_repl:{region}", self.prefix)
     }
 
+    /// What a region notes, on its own deployment, of applying `from`'s stream (a checked region name),
+    /// `{namespace}:{environment}:_repl_applied:{from}`: the last entry applied, how far behind, how many losses
+    /// (design 0026). Outside every tenant's data pattern.
+    pub fn replication_progress(&self, from: &str) -> String {
+        format!("{}_repl_applied:{from}", self.prefix)
+    }
+
     /// The key of the lease that marks a cross-process computation of `entry` (a key this builder made):
     /// `{namespace}:{environment}:_lease:` and the rest of the entry key, so it shares the entry's slot and
     /// lies outside every tenant's data pattern (a sweep never counts or deletes it).

@@ -105,6 +105,38 @@ fn entry_parts(entry: &str) -> (&str, &str, &str) {
 }
 
 impl KeyBuilder {
+    /// The scope and cache type of an entry key a [`KeyBuilder`] made — whichever shard of its tenant it is on —
+    /// read off the key; `None` for a key of another layout (a generation key, a lease, another prefix's). What
+    /// finds the scopes that hold entries of a type, when none can be trusted to be known (design 0026's gap).
+    pub fn scope_of<'k>(&self, entry: &'k str) -> Option<(Scope, &'k str)> {
+        let (prefix, tag, cache_type) = entry_parts(entry);
+        if prefix != self.prefix || cache_type.is_empty() {
+            return None;
+        }
+        let inner = tag.strip_prefix('{')?.strip_suffix('}')?;
+        if inner == "global" {
+            return Some((Scope::Global, cache_type));
+        }
+        let escaped = inner.strip_prefix("tenant_")?;
+        // A shard's tag ends with `%s<n>`: an escaped id has no `%s` of its own.
+        let escaped = escaped.find("%s").map_or(escaped, |i| &escaped[..i]);
+        let id = crate::escape::unescape_segment(escaped).ok()?;
+        let tenant = crate::TenantId::new(&*id).ok()?;
+        Some((Scope::Tenant(tenant), cache_type))
+    }
+
+    /// A SCAN MATCH pattern for every entry of `cache_type` of every scope and shard — with
+    /// [`Self::scope_of`], what finds who holds entries of a type.
+    pub fn type_pattern(&self, cache_type: &CacheType) -> String {
+        format!(
+            "{}{{*}}:{}:*",
+            escape_glob(&self.prefix),
+            escape_glob(cache_type.as_str())
+        )
+    }
+}
+
+impl KeyBuilder {
     /// This builder with each tenant's shard count (design 0024). While every count is 1 it builds exactly the
     /// keys of a builder without shards, at the cost of one check per entry key.
     #[must_use]
@@ -270,6 +302,47 @@ mod tests {
 
     fn scope(id: &str) -> Scope {
         TenantId::new(id).unwrap().into()
+    }
+
+    #[test]
+    fn the_type_pattern_finds_every_scope_and_shard_and_scope_of_reads_them_back() {
+        let keys = sharded("big:co", 4);
+        let ty = CacheType::OCR_RESULT;
+        let pattern = keys.type_pattern(&ty);
+        let mut found = Vec::new();
+        for id in ["acme", "big:co", "50%*off}"] {
+            for specific in ["a", "b:c", "d%e", "f}:ocr_result:g"] {
+                let key = keys.key(&scope(id), &ty, specific).unwrap();
+                assert!(
+                    glob_match(pattern.as_bytes(), key.as_str().as_bytes()),
+                    "{key:?}"
+                );
+                let (of, t) = keys.scope_of(key.as_str()).unwrap();
+                assert_eq!((&of, t), (&scope(id), "ocr_result"), "{key:?}");
+                found.push(of);
+            }
+            // Another type's keys, whatever their specific key, are not matched.
+            let other = keys
+                .key(&scope(id), &CacheType::DOC_HASH, "x}:ocr_result:y")
+                .unwrap();
+            assert!(
+                !glob_match(pattern.as_bytes(), other.as_str().as_bytes()),
+                "{other:?}"
+            );
+        }
+        let global = keys.key(&Scope::Global, &ty, "table").unwrap();
+        assert!(glob_match(pattern.as_bytes(), global.as_str().as_bytes()));
+        assert_eq!(keys.scope_of(global.as_str()).unwrap().0, Scope::Global);
+        // Not entry keys of this builder.
+        let gens = keys.generation_keys(&scope("acme"), &ty).unwrap();
+        for other in [
+            gens.cache_type(),
+            "fernando:staging:{tenant_acme}:ocr_result:a",
+            "fernando:production:_repl:eu",
+            "fernando:production:{tenant_}:ocr_result:a",
+        ] {
+            assert!(keys.scope_of(other).is_none(), "{other:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,22 @@ pub struct StreamEntry {
     pub id: String,
     /// Its fields.
     pub fields: Vec<(String, Bytes)>,
+    /// The entry was given to the consumer but is gone from the stream since (trimmed, deleted) before it was
+    /// acknowledged: what it said is lost (it has no fields).
+    pub deleted: bool,
+}
+
+/// What a read of a group's new entries found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewEntries {
+    /// The entries, in the stream's order.
+    pub entries: Vec<StreamEntry>,
+    /// Entries the group was never given are gone from the stream (trimmed unread, or deleted), or it was made
+    /// again: the last id the group was given, and the id the loss is known by (to be passed back as accepted
+    /// once answered). Nothing was read then: the caller answers the loss first, then reads again.
+    pub lost: Option<(String, String)>,
+    /// Entries still waiting for the group after this read, when the server can tell.
+    pub behind: Option<u64>,
 }
 
 impl StreamEntry {
@@ -42,22 +58,43 @@ pub trait Streams: Send + Sync {
     /// the first entry kept. `Ok(true)` when it was made now.
     async fn join_group(&self, stream: &str, group: &str) -> Result<bool, BackendError>;
 
-    /// Up to `count` entries for `consumer` of `group`: new ones, or (`own_pending`) those it was given and has
-    /// not acknowledged. Never waits for entries to come.
-    async fn read_group(
+    /// Up to `count` entries `consumer` of `group` was given and has not acknowledged, those gone from the
+    /// stream since marked [`StreamEntry::deleted`].
+    async fn read_pending(
         &self,
         stream: &str,
         group: &str,
         consumer: &str,
-        own_pending: bool,
         count: usize,
     ) -> Result<Vec<StreamEntry>, BackendError>;
+
+    /// Up to `count` entries no consumer of `group` was given yet, now `consumer`'s — unless entries the group
+    /// was never given are gone from the stream (trimmed unread, deleted), or the group was given less than
+    /// `applied` (the last id the caller knows was applied: the group was made again since): then nothing is
+    /// read and [`NewEntries::lost`] says so, checked in the same step as the read, so no loss goes unseen. A
+    /// loss known by an id up to `accepted` (an id, or `0-0`) is one the caller answered already, and not
+    /// reported again. Never waits for entries to come.
+    async fn read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        accepted: &str,
+        applied: &str,
+    ) -> Result<NewEntries, BackendError>;
+
+    /// Keeps `value` under `key` for `ttl`: what a reader of streams notes of its progress, on its own backend.
+    async fn record(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError>;
+
+    /// What [`Streams::record`] kept under `key`, if anything.
+    async fn recorded(&self, key: &str) -> Result<Option<Bytes>, BackendError>;
 
     /// Acknowledges entries `consumer`s of `group` were given: they are done.
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<(), BackendError>;
 
     /// Up to `count` entries other consumers of `group` were given and left unacknowledged for `min_idle`, now
-    /// `consumer`'s.
+    /// `consumer`'s; those gone from the stream since marked [`StreamEntry::deleted`].
     async fn claim_idle(
         &self,
         stream: &str,

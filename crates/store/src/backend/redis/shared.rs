@@ -18,8 +18,8 @@ use redis::{RedisResult, aio::ConnectionLike};
 
 use super::commands;
 use crate::backend::{
-    BackendError, ByteLedgers, Charge, Coordination, KeyTtl, Leases, OnMessage, StreamEntry,
-    Streams, WindowCount, new_generation,
+    BackendError, ByteLedgers, Charge, Coordination, KeyTtl, Leases, NewEntries, OnMessage,
+    StreamEntry, Streams, WindowCount, new_generation,
 };
 
 /// A Redis topology as the calls it shares with the other see it: a connection lent for one call, and the
@@ -121,20 +121,51 @@ impl<T: Connected> Streams for T {
         .await
     }
 
-    async fn read_group(
+    async fn read_pending(
         &self,
         stream: &str,
         group: &str,
         consumer: &str,
-        own_pending: bool,
         count: usize,
     ) -> Result<Vec<StreamEntry>, BackendError> {
         let reply = self
             .with_conn(move |mut conn| async move {
-                commands::read_group(&mut conn, stream, group, consumer, own_pending, count).await
+                commands::read_pending(&mut conn, stream, group, consumer, count).await
             })
             .await?;
         commands::read_entries(reply)
+    }
+
+    async fn read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        accepted: &str,
+        applied: &str,
+    ) -> Result<NewEntries, BackendError> {
+        let reply = self
+            .with_conn(move |mut conn| async move {
+                commands::read_new(&mut conn, stream, group, consumer, count, accepted, applied)
+                    .await
+            })
+            .await?;
+        commands::new_entries(reply)
+    }
+
+    async fn record(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError> {
+        self.with_conn(
+            move |mut conn| async move { commands::record(&mut conn, key, value, ttl).await },
+        )
+        .await
+    }
+
+    async fn recorded(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
+        let value = self
+            .with_conn(move |mut conn| async move { commands::recorded(&mut conn, key).await })
+            .await?;
+        Ok(value.map(Bytes::from))
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<(), BackendError> {

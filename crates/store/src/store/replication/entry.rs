@@ -126,6 +126,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), Bytes::copy_from_slice(v)))
                 .collect(),
+            deleted: false,
         }
     }
 

@@ -12,6 +12,8 @@
 
 mod apply;
 mod entry;
+mod gap;
+mod progress;
 mod replicator;
 
 use std::collections::BTreeSet;
@@ -19,6 +21,7 @@ use std::collections::BTreeSet;
 use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_keys::{CacheKey, KeyBuilder, RESERVED_KEY_PREFIX, Scope};
 
+pub use progress::Progress;
 pub use replicator::{Replicator, Round};
 
 use self::entry::{Op, Replicated};

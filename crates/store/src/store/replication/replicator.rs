@@ -18,6 +18,7 @@ use fernando_cache_config::RegionSettings;
 use super::{
     apply::Applied,
     entry::{Op, Replicated},
+    progress::{self, Progress},
 };
 use crate::{StoreError, StreamEntry, Streams, store::Store};
 
@@ -37,10 +38,13 @@ pub struct Round {
     /// Entries that were not ours to read, or that this region refuses whole (a tenant it can hold no keys
     /// for): acknowledged, logged, never applied.
     pub rejected: u64,
+    /// Whether the round met a loss — entries gone from the stream before they were applied here — answered by
+    /// invalidating every scope's replicated types here (design 0026's partition rule): 0 or 1.
+    pub gaps: u64,
 }
 
 impl Round {
-    /// Entries the round took off the stream.
+    /// Entries the round took off the stream (losses not counted).
     pub fn total(&self) -> u64 {
         self.applied + self.skipped + self.widened + self.rejected
     }
@@ -66,7 +70,28 @@ pub struct Replicator {
     unacked: Mutex<Vec<String>>,
     /// When entries left idle were last claimed.
     claimed: Mutex<Option<Instant>>,
+    /// What this region noted of the stream (read from its backend when the replicator first joins), and the
+    /// loss it accepted last.
+    progress: Mutex<Tracked>,
 }
+
+/// A replicator's progress and what it goes by when it reads.
+#[derive(Debug)]
+struct Tracked {
+    /// Read from this region's note (once).
+    loaded: bool,
+    noted: Progress,
+    /// When it was last written.
+    noted_at: Option<Instant>,
+    /// The greatest deleted id already answered by the partition rule.
+    accepted: String,
+    /// What the group must have been given at least (the last entry applied in order): less means it was
+    /// made again. `0-0` just after that loss was answered.
+    floor: String,
+}
+
+/// How often the note of progress is written while entries are applied.
+const NOTE_EVERY: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -132,6 +157,13 @@ impl Replicator {
             joined: AtomicBool::new(false),
             unacked: Mutex::default(),
             claimed: Mutex::default(),
+            progress: Mutex::new(Tracked {
+                loaded: false,
+                noted: Progress::start(),
+                noted_at: None,
+                accepted: "0-0".into(),
+                floor: "0-0".into(),
+            }),
         })
     }
 
@@ -176,19 +208,16 @@ impl Replicator {
                     stream,
                     group,
                     "the replication group was lost (deleted, evicted, or the server lost its data) and was \
-                     made again: the stream kept is applied again from its start, and what was trimmed before \
-                     is not known here"
+                     made again: the stream kept is applied again from its start"
                 );
             }
             self.joined.store(true, Ordering::Relaxed);
+            self.load_progress().await?;
             // What was applied goes first, so that only what was not is read again.
             self.flush().await?;
             let pending = self
                 .remote
-                .call(
-                    remote,
-                    streams.read_group(stream, group, consumer, true, BATCH),
-                )
+                .call(remote, streams.read_pending(stream, group, consumer, BATCH))
                 .await
                 .map_err(unavailable)?;
             self.apply_all(pending, true, &mut round).await?;
@@ -205,22 +234,138 @@ impl Replicator {
                 .map_err(unavailable)?;
             self.apply_all(idle, false, &mut round).await?;
         }
-        let done = std::mem::take(&mut *lock(&self.unacked));
-        let (acked, new) = futures_util::join!(
-            self.remote.call(remote, streams.ack(stream, group, &done)),
-            self.remote.call(
-                remote,
-                streams.read_group(stream, group, consumer, false, BATCH)
-            ),
-        );
-        if let Err(e) = acked {
-            // Still pending: taken back when this replicator starts again, or claimed by another.
-            lock(&self.unacked).extend(done);
-            return Err(unavailable(e));
-        }
-        self.apply_all(new.map_err(unavailable)?, true, &mut round)
+        let new = loop {
+            let done = std::mem::take(&mut *lock(&self.unacked));
+            let (accepted, floor) = {
+                let p = lock(&self.progress);
+                (p.accepted.clone(), p.floor.clone())
+            };
+            let (acked, new) = futures_util::join!(
+                self.remote.call(remote, streams.ack(stream, group, &done)),
+                self.remote.call(
+                    remote,
+                    streams.read_new(stream, group, consumer, BATCH, &accepted, &floor)
+                ),
+            );
+            if let Err(e) = acked {
+                // Still pending: taken back when this replicator starts again, or claimed by another.
+                lock(&self.unacked).extend(done);
+                return Err(unavailable(e));
+            }
+            let new = new.map_err(unavailable)?;
+            let Some((given, gone)) = &new.lost else {
+                break new;
+            };
+            self.answer_loss(
+                &format!("entries after {given} up to {gone} are gone unread"),
+                &mut round,
+            )
             .await?;
+            let mut p = lock(&self.progress);
+            if progress::id_after(gone, &p.accepted) {
+                p.accepted.clone_from(gone);
+            }
+            p.floor = "0-0".into();
+        };
+        let full = new.entries.len() >= BATCH;
+        let last = new.entries.last().map(|e| e.id.clone());
+        self.apply_all(new.entries, true, &mut round).await?;
+        {
+            let mut p = lock(&self.progress);
+            if let Some(last) = last {
+                p.floor.clone_from(&last);
+                p.noted.applied = last;
+            }
+            p.noted.behind = new.behind;
+            let waiting = new.behind.map_or(full, |n| n > 0);
+            p.noted.behind_ms = if waiting {
+                progress::id_ms(&p.noted.applied)
+                    .map_or(0, |ms| crate::codec::now_ms().saturating_sub(ms))
+            } else {
+                0
+            };
+        }
+        self.note_progress(round.gaps > 0 || round.total() > 0)
+            .await;
         Ok(round)
+    }
+
+    /// Reads this region's note of the stream, once: what was applied before (a group given less was made
+    /// again), and the losses counted so far.
+    async fn load_progress(&self) -> Result<(), StoreError> {
+        if lock(&self.progress).loaded {
+            return Ok(());
+        }
+        let local = &self.local.inner.shared;
+        let streams = local.backend.streams().map_err(unavailable)?;
+        let key = self.local.inner.keys.replication_progress(&self.from);
+        let kept = self
+            .local
+            .call(local, streams.recorded(&key))
+            .await
+            .map_err(unavailable)?;
+        let mut p = lock(&self.progress);
+        if let Some(noted) = kept.as_deref().and_then(Progress::parse) {
+            p.floor.clone_from(&noted.applied);
+            p.noted = noted;
+        } else if kept.is_some() {
+            tracing::warn!(
+                key,
+                "a note of replication progress this build did not write; started anew"
+            );
+        }
+        p.loaded = true;
+        Ok(())
+    }
+
+    /// Writes this region's note of the stream: at most every [`NOTE_EVERY`] while entries come, at once after
+    /// a loss (`now`). A note that cannot be written is logged: the next round writes it.
+    async fn note_progress(&self, changed: bool) {
+        let text = {
+            let mut p = lock(&self.progress);
+            let due = p.noted_at.is_none_or(|at| at.elapsed() >= NOTE_EVERY);
+            if !(changed && due) && p.noted_at.is_some() {
+                return;
+            }
+            p.noted_at = Some(Instant::now());
+            p.noted.at_ms = crate::codec::now_ms();
+            p.noted.to_text()
+        };
+        let local = &self.local.inner.shared;
+        let Ok(streams) = local.backend.streams() else {
+            return;
+        };
+        let key = self.local.inner.keys.replication_progress(&self.from);
+        if let Err(e) = self
+            .local
+            .call(local, streams.record(&key, text.as_bytes(), progress::KEPT))
+            .await
+        {
+            tracing::warn!(error = %e, "replication progress not noted");
+        }
+    }
+
+    /// Answers a loss — entries of the stream gone before they were applied here: every scope's replicated
+    /// types here invalidated, counted, logged, and noted at once.
+    async fn answer_loss(&self, what: &str, round: &mut Round) -> Result<(), StoreError> {
+        let scopes = self.local.invalidate_replicated_everywhere().await?;
+        // One trim can be met twice in a round (entries given and not applied, and entries never given): each
+        // is answered, the round counts one loss.
+        if round.gaps == 0 {
+            round.gaps = 1;
+            lock(&self.progress).noted.gaps += 1;
+        }
+        lock(&self.progress).noted_at = None;
+        tracing::warn!(
+            region = self.from,
+            stream = self.stream,
+            lost = what,
+            scopes,
+            "entries of another region's stream were lost before they were applied here: not knowing what \
+             they invalidated, this region invalidated every scope's replicated types"
+        );
+        self.note_progress(true).await;
+        Ok(())
     }
 
     /// Whether entries left idle are to be claimed now (every half `claim_after`).
@@ -241,6 +386,19 @@ impl Replicator {
         in_order: bool,
         round: &mut Round,
     ) -> Result<(), StoreError> {
+        // Entries given to this region and gone before they were applied: what they said is lost. Answered
+        // before the rest is applied (a value after them is read as it is now, so applying it later is sound).
+        let gone = entries.iter().filter(|e| e.deleted).count();
+        if gone > 0 {
+            self.answer_loss(
+                &format!(
+                    "{gone} entries given to this region were trimmed before they were applied"
+                ),
+                round,
+            )
+            .await?;
+        }
+        let entries: Vec<_> = entries.into_iter().filter(|e| !e.deleted).collect();
         let max_tenant = self.local.inner.keys.max_tenant_len();
         // Only entries that say they were made in the region whose stream this is.
         let read: Vec<_> = entries
@@ -332,7 +490,7 @@ impl Replicator {
         tokio::pin!(stop);
         loop {
             let pause = match self.round().await {
-                Ok(round) if round.total() > 0 => {
+                Ok(round) if round.total() > 0 || round.gaps > 0 => {
                     tracing::debug!(?round, "replicated");
                     Duration::ZERO
                 }
