@@ -65,15 +65,17 @@ enum Command {
         #[arg(long)]
         allow_dev_keys: bool,
     },
-    /// Apply another region's replication stream to this region's cache until SIGINT or SIGTERM (design 0026):
-    /// its invalidations and erasures, and the values of replicated types. This region is regions.name.
+    /// Apply other regions' replication streams to this region's cache until SIGINT or SIGTERM (design 0026):
+    /// their invalidations and erasures, and the values of replicated types. This region is regions.name; the
+    /// others are those of [regions.from], or the one --from and --region name.
     Replicate {
-        /// The other region's Redis, e.g. redis://eu.cache.internal:6379.
-        #[arg(long, value_name = "URL")]
-        from: String,
-        /// The other region's name (its regions.name).
-        #[arg(long, value_name = "NAME")]
-        region: String,
+        /// Another region's Redis, e.g. redis://eu.cache.internal:6379 (with --region; default: every region
+        /// of [regions.from]).
+        #[arg(long, value_name = "URL", requires = "region")]
+        from: Option<String>,
+        /// That region's name (its regions.name).
+        #[arg(long, value_name = "NAME", requires = "from")]
+        region: Option<String>,
         /// This replicator's name in the stream's consumer group (default: this region and the process id).
         /// Name it the same across restarts to take back its own unacknowledged entries at once.
         #[arg(long, value_name = "NAME")]
@@ -241,10 +243,8 @@ pub(crate) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode
             region,
             consumer,
         } => {
-            Box::pin(commands::replicate::run(
-                &settings, &from, &region, consumer,
-            ))
-            .await
+            let from = from.zip(region);
+            Box::pin(commands::replicate::run(&settings, from, consumer)).await
         }
         Command::Cache { command } => commands::cache::run(&settings, command).await,
         Command::Tenant { command } => commands::tenant::run(&settings, command).await,

@@ -176,10 +176,10 @@ async fn start_recorder_with(
                         .flush_interval(st.flush_interval)
                         .window(st.window)
                         .buffer_max_rows(st.buffer_max_rows)
-                        .alerts(AlertThresholds::new(
-                            st.hit_ratio_alert,
-                            st.memory_alert_ratio,
-                        )),
+                        .alerts(
+                            AlertThresholds::new(st.hit_ratio_alert, st.memory_alert_ratio)
+                                .region_lag(settings.regions.max_lag),
+                        ),
                 ),
             ))
         }

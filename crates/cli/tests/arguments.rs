@@ -113,7 +113,7 @@ fn stats_says_what_redis_url_changes_for_it() {
     let (out, stderr) = run(&env, &["--redis-url", "redis://127.0.0.1:1", "stats"]);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("--redis-url changes nothing for stats without quotas"),
+        stderr.contains("--redis-url changes nothing for stats without quotas or regions"),
         "{stderr}"
     );
     let (out, stderr) = run(&env, &["stats"]);

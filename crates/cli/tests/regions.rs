@@ -10,6 +10,9 @@ use std::{
 
 use fernando_cache_testkit::{RedisServer, TcpProxy};
 use serde_json::Value;
+use support::Server;
+
+mod support;
 
 /// The writing region and the applying one.
 const EU: &str = "eu";
@@ -23,11 +26,17 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One run of the binary against `url` as region `region`, with `stdin`.
 fn cli(url: &str, region: &str, args: &[&str], stdin: &[u8]) -> Output {
+    cli_with(url, region, args, stdin, &[])
+}
+
+/// [`cli`] with more of the environment.
+fn cli_with(url: &str, region: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
         .args(["--env", "test", "--redis-url", url])
         .args(args)
         .env_remove("FERNANDO_CACHE_ENV")
         .env("FERNANDO_CACHE__REGIONS__NAME", region)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -519,4 +528,83 @@ fn entries_trimmed_before_a_region_read_them_invalidate_its_replicated_types_and
             .contains("gaps=1"),
         "one loss, counted once"
     );
+}
+
+/// The value of the sample `name{region="eu"}` in a `/metrics` page.
+fn eu_sample(metrics: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{region=\"eu\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_the_regions_it_is_told_of_and_says_how_far_behind_it_is() {
+    let (eu, us, link) = regions();
+    let from = url_of(&link);
+    let env = [
+        ("FERNANDO_CACHE__REGIONS__NAME", US),
+        ("FERNANDO_CACHE__REGIONS__FROM__EU", from.as_str()),
+    ];
+    let server = Server::spawn(&us.url(), &["serve", "--bind", "127.0.0.1:0"], &env);
+    tokio::task::block_in_place(|| {
+        set(&eu.url(), EU, "acme", "doc-1", "from eu");
+        wait_until("EU's value in US, applied by serve", || {
+            get(&us.url(), US, "acme", "doc-1").is_some()
+        });
+        caught_up(&eu);
+    });
+    // The next note (every second) says it is caught up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        eu_sample(&metrics, "fernando_cache_region_behind_entries"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        eu_sample(&metrics, "fernando_cache_region_losses_total"),
+        Some(0.0)
+    );
+    let behind = eu_sample(&metrics, "fernando_cache_region_behind_seconds").unwrap();
+    assert!(behind < 5.0, "caught up, yet {behind} s behind");
+    let port = link.port().to_string();
+    assert!(!metrics.contains(&port), "the other region's URL is shown");
+    // The dashboard's overview: the same, by name.
+    let overview: Value = server
+        .get("/v1/admin/overview?range=1h", Some(support::ADMIN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let region = &overview["regions"][0];
+    assert_eq!(region["region"], "eu", "{overview}");
+    assert_eq!(region["losses"], 0, "{overview}");
+    assert_eq!(region["behind_entries"], 0, "{overview}");
+    assert!(!overview.to_string().contains(&port));
+    let stats = tokio::task::block_in_place(|| cli_with(&us.url(), US, &["stats"], b"", &env[1..]));
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        text.contains("regions applied here") && text.contains("eu  behind"),
+        "{text}{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    assert!(!text.contains(&port), "{text}");
+
+    // Cut off from EU, US falls behind, and says so while it lasts.
+    link.block();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    let behind = eu_sample(&metrics, "fernando_cache_region_behind_seconds").unwrap();
+    assert!(behind >= 2.0, "cut off for 4 s, yet {behind} s behind");
+    link.unblock();
+    tokio::task::block_in_place(|| {
+        invalidate(&eu.url(), "lazy");
+        wait_until(
+            "the invalidation made after the cut, applied by serve",
+            || get(&us.url(), US, "acme", "doc-1").is_none(),
+        );
+    });
+    drop(server);
 }

@@ -2,9 +2,11 @@
 //! names the replication stream the deployment appends to, and how long that stream may grow. Which types'
 //! values travel is each type's own `types.<name>.replicate`.
 
+use std::{collections::BTreeMap, time::Duration};
+
 use serde::Deserialize;
 
-use crate::ConfigError;
+use crate::{ConfigError, RedisUrl, duration};
 
 /// `[regions]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +19,16 @@ pub struct RegionSettings {
     /// Entries the replication stream keeps at most (`XADD … MAXLEN ~`): a region whose replicator falls
     /// further behind than this has lost entries, and invalidates what they could have touched.
     pub stream_max_entries: u64,
+    /// The regions whose streams this one applies, each with its Redis (`[regions.from] eu = "redis://…"`):
+    /// `serve` runs a replicator for each (unless `serve_replicates` is off), `fernando-cache replicate` with no
+    /// `--from` too, and `stats`, `/metrics` and the dashboard report how far behind each is.
+    pub from: BTreeMap<String, RedisUrl>,
+    /// Whether `serve` runs the replicators of `from` (off: they run as `fernando-cache replicate` processes).
+    pub serve_replicates: bool,
+    /// How far behind another region's stream (in time) this one may fall before an alert fires; a replicator
+    /// that has noted nothing for this long counts as that far behind.
+    #[serde(with = "duration")]
+    pub max_lag: Duration,
 }
 
 impl RegionSettings {
@@ -53,6 +65,23 @@ impl RegionSettings {
         if let Some(name) = self.region() {
             Self::check_name(name).map_err(|e| ConfigError::invalid("regions.name", e))?;
         }
+        for from in self.from.keys() {
+            let key = format!("regions.from.{from}");
+            Self::check_name(from).map_err(|e| ConfigError::invalid(key.clone(), e))?;
+            match self.region() {
+                None => {
+                    return Err(ConfigError::invalid(
+                        key.clone(),
+                        "name this region (regions.name) to apply another's stream",
+                    ));
+                }
+                Some(here) if here == from => {
+                    return Err(ConfigError::invalid(key.clone(), "is this region"));
+                }
+                Some(_) => {}
+            }
+        }
+        crate::check::duration("regions.max_lag", self.max_lag)?;
         if !(Self::MIN_STREAM_ENTRIES..=Self::MAX_STREAM_ENTRIES).contains(&self.stream_max_entries)
         {
             return Err(ConfigError::invalid(

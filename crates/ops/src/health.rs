@@ -17,6 +17,9 @@ pub struct AlertThresholds {
     pub memory_ratio: f64,
     /// Reads a window needs before its hit ratio is judged.
     pub min_reads: u64,
+    /// Alert when this region is further behind another region's stream (`regions.from`) than this, or no
+    /// replicator noted anything of it (`None`: no such alert).
+    pub region_lag: Option<std::time::Duration>,
 }
 
 impl AlertThresholds {
@@ -26,7 +29,15 @@ impl AlertThresholds {
             hit_ratio,
             memory_ratio,
             min_reads: 20,
+            region_lag: None,
         }
+    }
+
+    /// These thresholds, and an alert when this region falls behind another's stream by more than `max`.
+    #[must_use]
+    pub fn region_lag(mut self, max: std::time::Duration) -> Self {
+        self.region_lag = Some(max);
+        self
     }
 }
 
@@ -72,6 +83,18 @@ pub async fn check_backend(
         events.push(event("alert.memory", Severity::Warning, None, None, &text));
         warnings.push(text);
     }
+    if let (Some(max), true) = (thresholds.region_lag, ping.is_ok())
+        && let Some(text) = region_lag(store, max).await
+    {
+        events.push(event(
+            "alert.region_lag",
+            Severity::Warning,
+            None,
+            None,
+            &text,
+        ));
+        warnings.push(text);
+    }
     let (status, latency, message) = match ping {
         Ok(rtt) => (
             if warnings.is_empty() && store.metrics().breaker.as_str() == "closed" {
@@ -107,6 +130,27 @@ pub async fn check_backend(
         message,
     };
     (row, events)
+}
+
+/// What is wrong with this region's replication from others, past `max` (design 0026): the regions it is
+/// further behind than that, and those no replicator noted anything of; `None` when all is well.
+async fn region_lag(store: &Store, max: std::time::Duration) -> Option<String> {
+    let statuses = store.admin().regions().await.ok()?;
+    let behind: Vec<String> = statuses
+        .iter()
+        .filter_map(|s| match s.lag {
+            Some(lag) if lag > max => Some(format!("{} by {} s", s.name, lag.as_secs())),
+            Some(_) => None,
+            None => Some(format!("{} (no replicator has noted anything)", s.name)),
+        })
+        .collect();
+    (!behind.is_empty()).then(|| {
+        format!(
+            "this region is behind other regions' replication streams past regions.max_lag ({} s): {}",
+            max.as_secs_f64(),
+            behind.join(", ")
+        )
+    })
 }
 
 fn memory_ratio(info: &BackendInfo) -> Option<f64> {

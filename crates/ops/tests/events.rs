@@ -526,3 +526,68 @@ async fn a_malformed_pending_row_is_reported_once_and_retired() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].details.contains("by-hand"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_behind_another_past_max_lag_raises_an_alert_naming_it_and_never_its_url() {
+    let server = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let settings = Settings::load(
+        LoadOptions::isolated(Environment::Test)
+            .set_all(server.overrides())
+            .set("regions.name", "us")
+            .set("regions.from.eu", "redis://:hunter2@eu.example:6379")
+            .set("regions.from.ap", "redis://ap.example:6379"),
+    )
+    .unwrap();
+    let store = Store::from_settings(&settings).unwrap();
+    let thresholds = AlertThresholds::new(0.0, 1.0).region_lag(Duration::from_secs(30));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // What replicators noted: EU's caught up a moment ago; AP's two minutes ago, and has noted nothing since.
+    let note = |region: &str, at: u64, behind_ms: u64| {
+        server
+            .cli(&[
+                "SET",
+                &format!("fernando:test:_repl_applied:{region}"),
+                &format!("applied=1-0 behind=0 behind_ms={behind_ms} gaps=0 at={at}"),
+            ])
+            .unwrap();
+    };
+    note("eu", now_ms, 0);
+    note("ap", now_ms - 120_000, 0);
+    let (row, events) = fernando_cache_ops::health::check_backend(&store, &thresholds).await;
+    let alert = events
+        .iter()
+        .find(|e| e.event_type == "alert.region_lag")
+        .expect("an alert for AP");
+    assert!(alert.details.contains("ap by 12"), "{}", alert.details);
+    assert!(!alert.details.contains("eu"), "{}", alert.details);
+    assert!(!alert.details.contains("example"), "{}", alert.details);
+    assert_eq!(row.status, "degraded");
+    // AP's replicator runs again, but far behind: still an alert; then caught up: none.
+    note("ap", now_ms, 45_000);
+    let (_, events) = fernando_cache_ops::health::check_backend(&store, &thresholds).await;
+    assert!(events.iter().any(|e| e.event_type == "alert.region_lag"));
+    note("ap", now_ms, 0);
+    let (row, events) = fernando_cache_ops::health::check_backend(&store, &thresholds).await;
+    assert!(
+        !events.iter().any(|e| e.event_type == "alert.region_lag"),
+        "{events:?}"
+    );
+    assert_eq!(row.status, "healthy", "{}", row.message);
+    // A region nothing was ever noted of is one no replicator runs for.
+    server
+        .cli(&["DEL", "fernando:test:_repl_applied:eu"])
+        .unwrap();
+    let (_, events) = fernando_cache_ops::health::check_backend(&store, &thresholds).await;
+    let alert = events
+        .iter()
+        .find(|e| e.event_type == "alert.region_lag")
+        .expect("an alert for EU");
+    assert!(
+        alert.details.contains("eu (no replicator"),
+        "{}",
+        alert.details
+    );
+}

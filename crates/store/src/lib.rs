@@ -69,8 +69,8 @@ pub use metrics::{
 pub use store::{
     Admin, Attached, Compute, ComputeMode, Coordinator, Cost, Detached, Erasure, ExportCursor,
     ExportPage, HeldEntry, Invalidation, InvalidationStrategy, Isolations, QuotaUsage,
-    RefreshClaim, RegionProgress, Replicator, RequestQuota, Round, Served, Store, Target,
-    TrainedDictionary, Write, WriteOutcome,
+    RefreshClaim, RegionProgress, RegionStatus, Replicator, RequestQuota, Round, Served, Store,
+    Target, TrainedDictionary, Write, WriteOutcome,
 };
 
 pub use fernando_cache_config as config;

@@ -1,7 +1,7 @@
-//! `fernando-cache replicate --from URL --region NAME`: applies region NAME's replication stream, on the Redis at
-//! URL, to this region's cache until SIGINT or SIGTERM (design 0026). Run one or more per region and remote
-//! region: they share the remote stream's consumer group, so each entry is applied once; one that is killed
-//! leaves its entries to be taken over.
+//! `fernando-cache replicate [--from URL --region NAME]`: applies other regions' replication streams to this
+//! region's cache until SIGINT or SIGTERM (design 0026) — those of `[regions.from]`, or the one named. Run one
+//! or more per region (or let `serve` run them, `regions.serve_replicates`): they share each remote stream's
+//! consumer group, so each entry is applied once; one that is killed leaves its entries to be taken over.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -19,24 +19,105 @@ const CLAIM_AFTER: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(
     settings: &Settings,
-    from_url: &str,
-    from_region: &str,
+    from: Option<(String, String)>,
     consumer: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let here = settings.regions.region().context(
         "this deployment is no region: set regions.name (FERNANDO_CACHE__REGIONS__NAME)",
     )?;
-    // The other region's Redis, with this deployment's settings otherwise: its stream is named as ours are.
-    let mut remote_settings = settings.clone();
-    remote_settings.backend = BackendKind::Redis;
-    remote_settings.redis.url = RedisUrl::parse(from_url).context("--from")?;
+    let from = match from {
+        Some((url, region)) => vec![(region, RedisUrl::parse(&url).context("--from")?)],
+        None => settings
+            .regions
+            .from
+            .iter()
+            .map(|(name, url)| (name.clone(), url.clone()))
+            .collect(),
+    };
+    anyhow::ensure!(
+        !from.is_empty(),
+        "no region to replicate: name one with --from URL --region NAME, or list them in [regions.from]"
+    );
     let local = Store::from_settings(settings)?;
-    let remote = Store::from_settings(&remote_settings)?;
     let consumer = consumer.unwrap_or_else(|| format!("{here}-{}", std::process::id()));
-    let replicator = Replicator::new(local, remote, from_region, &consumer, CLAIM_AFTER)?;
-    outln!("replicating region {from_region} into {here} as {consumer}");
-    replicator.run(IDLE, terminated()).await;
+    let replicators = replicators(settings, &local, &from, &consumer)?;
+    for (region, _) in &from {
+        outln!("replicating region {region} into {here} as {consumer}");
+    }
+    run_all(replicators, terminated()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A replicator into `local` of each region of `from` (name, Redis URL), as `consumer`.
+pub(crate) fn replicators(
+    settings: &Settings,
+    local: &Store,
+    from: &[(String, RedisUrl)],
+    consumer: &str,
+) -> anyhow::Result<Vec<Replicator>> {
+    from.iter()
+        .map(|(region, url)| {
+            // The other region's Redis, with this deployment's settings otherwise: its stream is named as ours
+            // are.
+            let mut remote = settings.clone();
+            remote.backend = BackendKind::Redis;
+            remote.redis.url = url.clone();
+            let remote = Store::from_settings(&remote)
+                .with_context(|| format!("region {region}'s Redis"))?;
+            Ok(Replicator::new(
+                local.clone(),
+                remote,
+                region,
+                consumer,
+                CLAIM_AFTER,
+            )?)
+        })
+        .collect()
+}
+
+/// Runs `replicators` until `stop` completes; each acknowledges what it applied before this returns.
+pub(crate) async fn run_all(
+    replicators: Vec<Replicator>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let running = futures_util::future::join_all(replicators.iter().map(|r| {
+        let mut rx = rx.clone();
+        r.run(IDLE, async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        })
+    }));
+    tokio::pin!(running);
+    tokio::select! {
+        _ = &mut running => return,
+        () = stop => {}
+    }
+    let _ = tx.send(true);
+    running.await;
+}
+
+/// A replicator of each region of `[regions.from]` into `store`, run by `serve` until `stop` (unless
+/// `regions.serve_replicates` is off, or there are none).
+pub(crate) fn serve_replicators(
+    settings: &Settings,
+    store: &Store,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(here) = settings.regions.region() else {
+        return Ok(None);
+    };
+    if settings.regions.from.is_empty() || !settings.regions.serve_replicates {
+        return Ok(None);
+    }
+    let from: Vec<_> = settings
+        .regions
+        .from
+        .iter()
+        .map(|(name, url)| (name.clone(), url.clone()))
+        .collect();
+    let consumer = format!("{here}-serve-{}", std::process::id());
+    let replicators = replicators(settings, store, &from, &consumer)?;
+    Ok(Some(tokio::spawn(run_all(replicators, stop))))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,7 +1,8 @@
 //! `fernando-cache stats`: hit ratio, traffic, latency, and the engine time, tokens and money spent and saved
 //! per tenant and cache type from the statistics database, as a table or JSON; each tenant's plan (its
-//! isolation strategy, design 0023; its quotas, rate and TTL cap, `[tenants.<id>]`); and, when quotas are set,
-//! each tenant's use of them as the backend's ledgers say now. It names the database it read, and a SQLite
+//! isolation strategy, design 0023; its quotas, rate and TTL cap, `[tenants.<id>]`); when quotas are set,
+//! each tenant's use of them as the backend's ledgers say now; and how far behind each region of
+//! `[regions.from]` this one is (design 0026). It names the database it read, and a SQLite
 //! database that does not exist yet is reported, never created empty.
 
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
@@ -19,7 +20,8 @@ pub(crate) const HELP: &str = "\
 The figures come from the statistics database (statistics.database_url), which process, serve and cache
 commands write to when statistics are on. --env and --config-dir choose that database like any setting;
 --redis-url matters here only for the tenant quota lines, read from the cache backend when quotas are set
-(quotas.tenant_bytes, quotas.shared_requests, or a tenant's plan in [tenants.<id>]).";
+(quotas.tenant_bytes, quotas.shared_requests, or a tenant's plan in [tenants.<id>]), and for how far behind
+the regions of [regions.from] this region is, which their replicators note on it.";
 
 /// Whether any tenant quota is set — deployment-wide or in a tenant's plan: only then does `stats` read the
 /// cache backend.
@@ -81,11 +83,15 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     // Checked when the settings were loaded.
     let plans = settings.tenant_plans()?;
-    if redis_url_given && !quotas_set(&plans) {
+    if redis_url_given && !quotas_set(&plans) && settings.regions.from.is_empty() {
         eprintln!(
-            "fernando-cache: note: --redis-url changes nothing for stats without quotas: its figures come from the \
-             statistics database (statistics.database_url)"
+            "fernando-cache: note: --redis-url changes nothing for stats without quotas or regions: its figures \
+             come from the statistics database (statistics.database_url)"
         );
+    }
+    // Read off the cache backend, statistics or not.
+    if !json {
+        region_lines(settings).await;
     }
     let location = crate::wiring::Whereabouts::of(settings)
         .statistics
@@ -275,6 +281,45 @@ pub(crate) async fn run(
         outln!("statistics from {location}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far behind each region of `regions.from` this one is, as its replicators noted it on this region's
+/// backend; nothing when there are none. A backend that cannot answer is reported on stderr.
+async fn region_lines(settings: &Settings) {
+    if settings.regions.from.is_empty() {
+        return;
+    }
+    let statuses = match Store::from_settings(settings) {
+        Ok(store) => store.admin().regions().await.map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    match statuses {
+        Ok(statuses) => {
+            outln!("regions applied here");
+            for status in &statuses {
+                outln!("{}", region_line(status));
+            }
+            outln!();
+        }
+        Err(e) => eprintln!("fernando-cache: regions: {e}"),
+    }
+}
+
+/// One region's line: what was applied, how far behind, the losses met.
+pub(crate) fn region_line(status: &fernando_cache_store::RegionStatus) -> String {
+    let (Some(p), Some(lag)) = (&status.progress, status.lag) else {
+        return format!("{}  nothing noted yet (no replicator has run)", status.name);
+    };
+    let entries = p
+        .behind
+        .map_or_else(|| "? entries".to_owned(), |n| format!("{n} entries"));
+    format!(
+        "{}  behind {} ({entries})  last applied {}  losses {}",
+        status.name,
+        humantime::format_duration(Duration::from_millis(lag.as_millis() as u64)),
+        p.applied,
+        p.gaps
+    )
 }
 
 /// Each tenant's quota use, from the backend, when any quota is set (empty otherwise). A backend that cannot

@@ -53,6 +53,15 @@ impl<'a> Admin<'a> {
         self.store.backend_info().await
     }
 
+    /// How far behind each region of `regions.from` this one is, from what its replicators noted on this
+    /// region's backend (design 0026); empty when this deployment is no region.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend does not answer in time.
+    pub async fn regions(self) -> Result<Vec<crate::RegionStatus>, StoreError> {
+        self.store.regions().await
+    }
+
     /// The backend's kind: `redis`, `memory`, `disk`, or what a backend of your own calls itself.
     pub fn backend_kind(self) -> &'static str {
         self.store.backend_kind()

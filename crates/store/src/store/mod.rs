@@ -57,7 +57,7 @@ pub use get_or_compute::{Attached, Compute, ComputeMode, Detached};
 pub use invalidate::{Invalidation, InvalidationStrategy, Target};
 pub use lease::RefreshClaim;
 pub use quota::{QuotaUsage, RequestQuota};
-pub use replication::{Progress as RegionProgress, Replicator, Round};
+pub use replication::{Progress as RegionProgress, RegionStatus, Replicator, Round};
 pub use route::Isolations;
 pub(crate) use write::EntryTags;
 pub use write::{Write, WriteOutcome};

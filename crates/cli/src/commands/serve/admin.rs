@@ -233,9 +233,30 @@ pub(crate) async fn overview_route(
             .map(|(t, i)| (t.clone(), serde_json::Value::from(*i)))
             .collect::<serde_json::Map<_, _>>(),
     });
+    // How far behind each region of [regions.from] this one is (design 0026): names and figures, never URLs.
+    let regions: Vec<_> = state
+        .store
+        .admin()
+        .regions()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let p = r.progress.as_ref();
+            json!({
+                "region": r.name,
+                "behind_seconds": r.lag.map(|l| l.as_secs_f64()),
+                "behind_entries": p.and_then(|p| p.behind),
+                "losses": p.map(|p| p.gaps),
+                "applied": p.map(|p| p.applied.clone()),
+            })
+        })
+        .collect();
     let Some(url) = state.database_url.clone() else {
-        return Json(json!({ "live": live, "isolation": isolation, "database": null }))
-            .into_response();
+        return Json(
+            json!({ "live": live, "isolation": isolation, "regions": regions, "database": null }),
+        )
+        .into_response();
     };
     let read = tokio::task::spawn_blocking(move || {
         let mut db = Db::open(&url)?;
@@ -285,6 +306,7 @@ pub(crate) async fn overview_route(
         Ok(Ok(mut body)) => {
             body["live"] = live.into();
             body["isolation"] = isolation;
+            body["regions"] = regions.into();
             let mut r = Json(body).into_response();
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -240,6 +240,10 @@ pub(crate) async fn run(
     });
     let warming =
         fernando_cache_ops::warming::start(settings, processor, database_url, recorder.clone());
+    let (stop_replicating, stopped) = tokio::sync::oneshot::channel::<()>();
+    let replicating = crate::commands::replicate::serve_replicators(settings, &store, async {
+        let _ = stopped.await;
+    })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -249,6 +253,11 @@ pub(crate) async fn run(
         listener.local_addr()?
     );
     edge::serve(listener, app, &settings.server.limits).await;
+    // Replicators acknowledge what they applied before they stop.
+    let _ = stop_replicating.send(());
+    if let Some(replicating) = replicating {
+        let _ = replicating.await;
+    }
     warming.abort();
     if let Some(p) = pending {
         p.abort();

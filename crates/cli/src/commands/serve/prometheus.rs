@@ -83,6 +83,7 @@ pub(crate) async fn metrics(
         }
     }
     quota_gauges(&state, &snapshot, &mut out).await;
+    region_gauges(&state, &mut out).await;
     isolation_gauges(&state, &snapshot, &mut out);
     plan_gauges(&state, &mut out);
     family(
@@ -188,6 +189,64 @@ pub(crate) async fn metrics(
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// How far behind each region of `regions.from` this one is (design 0026), as its replicators noted it: in
+/// entries and seconds, the losses met, and how long ago a replicator last noted anything. A region nothing was
+/// noted of yet has no samples; a backend that cannot answer leaves the families out (the scrape still works).
+async fn region_gauges(state: &AppState, out: &mut String) {
+    let Ok(statuses) = state.store.admin().regions().await else {
+        return;
+    };
+    if statuses.is_empty() {
+        return;
+    }
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX);
+    for (name, kind, help) in [
+        (
+            "fernando_cache_region_behind_seconds",
+            "gauge",
+            "How far behind another region's replication stream this region is, in time (rises while no replicator runs).",
+        ),
+        (
+            "fernando_cache_region_behind_entries",
+            "gauge",
+            "Entries of another region's replication stream not yet applied here, when its server can tell.",
+        ),
+        (
+            "fernando_cache_region_losses_total",
+            "counter",
+            "Losses met (entries of another region's stream gone before they were applied here), each answered by invalidating every tenant's replicated types here.",
+        ),
+        (
+            "fernando_cache_region_noted_age_seconds",
+            "gauge",
+            "How long ago a replicator of another region's stream last noted its progress here.",
+        ),
+    ] {
+        family(out, name, kind, help);
+        for status in &statuses {
+            let (Some(p), Some(lag)) = (&status.progress, status.lag) else {
+                continue;
+            };
+            let value = match name {
+                "fernando_cache_region_behind_seconds" => lag.as_secs_f64().to_string(),
+                "fernando_cache_region_behind_entries" => match p.behind {
+                    Some(n) => n.to_string(),
+                    None => continue,
+                },
+                "fernando_cache_region_losses_total" => p.gaps.to_string(),
+                _ => (now_ms.saturating_sub(p.at_ms) as f64 / 1e3).to_string(),
+            };
+            let _ = writeln!(out, "{name}{{region=\"{}\"}} {value}", label(&status.name));
+        }
+    }
 }
 
 /// Which isolation strategy each tenant runs (design 0023), as gauges of 1 labelled with its name: every tenant

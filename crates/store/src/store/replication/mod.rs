@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use fernando_cache_config::{CacheType, Settings};
 use fernando_cache_keys::{CacheKey, KeyBuilder, RESERVED_KEY_PREFIX, Scope};
 
-pub use progress::Progress;
+pub use progress::{Progress, RegionStatus};
 pub use replicator::{Replicator, Round};
 
 use self::entry::{Op, Replicated};
@@ -42,6 +42,8 @@ pub(super) struct Region {
     max_len: u64,
     /// Types whose values are appended.
     replicated: BTreeSet<CacheType>,
+    /// The regions whose streams this one applies.
+    from: Vec<String>,
 }
 
 impl Region {
@@ -58,11 +60,39 @@ impl Region {
                 .into_iter()
                 .filter(|t| settings.types.get(t).replicate)
                 .collect(),
+            from: settings.regions.from.keys().cloned().collect(),
         })
     }
 }
 
 impl Store {
+    /// How far behind each region of `regions.from` this one is, from what its replicators noted here.
+    pub(super) async fn regions(&self) -> Result<Vec<RegionStatus>, StoreError> {
+        let Some(region) = &self.inner.region else {
+            return Ok(Vec::new());
+        };
+        let lane = self.shared_lane();
+        let unavailable = |source| StoreError::Unavailable {
+            op: "regions",
+            source,
+        };
+        let streams = lane.backend.streams().map_err(unavailable)?;
+        let mut out = Vec::with_capacity(region.from.len());
+        for from in &region.from {
+            let key = self.inner.keys.replication_progress(from);
+            let noted = self
+                .call(lane, streams.recorded(&key))
+                .await
+                .map_err(unavailable)?;
+            out.push(RegionStatus::of(
+                from.clone(),
+                noted.as_deref().and_then(Progress::parse),
+                crate::codec::now_ms(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Whether a value of `cache_type` written now goes to other regions.
     pub(super) fn replicates(&self, cache_type: &CacheType) -> bool {
         self.replicates_here(cache_type) && APPLYING.try_with(|_| ()).is_err()

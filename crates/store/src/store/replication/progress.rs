@@ -65,6 +65,34 @@ impl Progress {
     }
 }
 
+/// Another region whose stream this one applies (`regions.from`), and how far behind it this one is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegionStatus {
+    /// The other region's name.
+    pub name: String,
+    /// What this region last noted of applying its stream; `None` before any replicator noted anything (or a
+    /// note was lost).
+    pub progress: Option<Progress>,
+    /// How far behind in time: what was noted, plus how long ago it was noted (a replicator that stopped falls
+    /// further behind with every second); `None` when nothing was noted.
+    pub lag: Option<Duration>,
+}
+
+impl RegionStatus {
+    /// `name`'s status from its note, read at `now_ms`.
+    pub(crate) fn of(name: String, progress: Option<Progress>, now_ms: u64) -> RegionStatus {
+        let lag = progress.as_ref().map(|p| {
+            Duration::from_millis(p.behind_ms.saturating_add(now_ms.saturating_sub(p.at_ms)))
+        });
+        RegionStatus {
+            name,
+            progress,
+            lag,
+        }
+    }
+}
+
 /// Whether `id` is a stream entry id, `<ms>-<seq>`.
 pub(super) fn is_id(id: &str) -> bool {
     id.split_once('-').is_some_and(|(ms, seq)| {

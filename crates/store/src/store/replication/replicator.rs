@@ -90,7 +90,7 @@ struct Tracked {
     floor: String,
 }
 
-/// How often the note of progress is written while entries are applied.
+/// How often the note of progress is written.
 const NOTE_EVERY: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -285,8 +285,7 @@ impl Replicator {
                 0
             };
         }
-        self.note_progress(round.gaps > 0 || round.total() > 0)
-            .await;
+        self.note_progress().await;
         Ok(round)
     }
 
@@ -318,13 +317,13 @@ impl Replicator {
         Ok(())
     }
 
-    /// Writes this region's note of the stream: at most every [`NOTE_EVERY`] while entries come, at once after
-    /// a loss (`now`). A note that cannot be written is logged: the next round writes it.
-    async fn note_progress(&self, changed: bool) {
+    /// Writes this region's note of the stream every [`NOTE_EVERY`], whether entries came or not (how long ago
+    /// it was written says whether a replicator runs), and at once after a loss. A note that cannot be written
+    /// is logged: a later round writes it.
+    async fn note_progress(&self) {
         let text = {
             let mut p = lock(&self.progress);
-            let due = p.noted_at.is_none_or(|at| at.elapsed() >= NOTE_EVERY);
-            if !(changed && due) && p.noted_at.is_some() {
+            if p.noted_at.is_some_and(|at| at.elapsed() < NOTE_EVERY) {
                 return;
             }
             p.noted_at = Some(Instant::now());
@@ -364,7 +363,7 @@ impl Replicator {
             "entries of another region's stream were lost before they were applied here: not knowing what \
              they invalidated, this region invalidated every scope's replicated types"
         );
-        self.note_progress(true).await;
+        self.note_progress().await;
         Ok(())
     }
 
@@ -489,7 +488,8 @@ impl Replicator {
     pub async fn run(&self, idle: Duration, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            let pause = match self.round().await {
+            // Boxed: a round's future is deep (it applies through the store), and callers nest this one.
+            let pause = match Box::pin(self.round()).await {
                 Ok(round) if round.total() > 0 || round.gaps > 0 => {
                     tracing::debug!(?round, "replicated");
                     Duration::ZERO

@@ -127,6 +127,7 @@ function renderOverview(o) {
   const health = [];
   for (const [component, rows] of Object.entries(o.health || {})) if (rows.length) health.push({ component, ...rows[0] });
   fillTable("health", health, (h) => [[h.component], [h.status, "status-" + h.status], [fmtTime(h.t)], [h.latency_us == null ? null : (h.latency_us / 1000).toFixed(2) + " ms", "num"], [h.message]]);
+  fillTable("regions", o.regions || [], (r) => [[r.region], [r.behind_seconds == null ? "nothing noted" : r.behind_seconds.toFixed(1) + " s", "num"], [r.behind_entries == null ? null : fmtInt(r.behind_entries), "num"], [r.losses == null ? null : fmtInt(r.losses), "num"], [r.applied]]);
   fillTable("jobs", o.warmup_jobs || [], (j) => [[j.name], [j.strategy], [j.cache_type], [fmtTime(j.last_run)], [j.last_status], [fmtInt(j.keys_warmed), "num"]]);
   fillTable("events", o.events || [], (e) => [[fmtTime(e.t)], [e.severity, "sev-" + e.severity], [e.event_type], [e.tenant], [e.cache_type], [e.details]]);
 }
