@@ -138,6 +138,8 @@ pub(crate) async fn run(settings: &Settings, command: CacheCommand) -> anyhow::R
     // Operator traffic is cache traffic too: record it when statistics are on.
     let recorder = crate::wiring::start_recorder(settings, &store).await;
     let result = execute(settings, &store, command, recorder.as_ref()).await;
+    // A value written of a replicated type reaches this region's stream before the process ends.
+    store.flush_replication().await;
     if let Some(recorder) = recorder {
         recorder.shutdown(Duration::from_secs(2)).await;
     }

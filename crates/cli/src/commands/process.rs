@@ -410,6 +410,8 @@ pub(crate) async fn run(
             "the cache was unavailable; documents were computed without it"
         );
     }
+    // What this run wrote of replicated types reaches other regions' queue before the process ends.
+    store.flush_replication().await;
     if let Some(recorder) = recorder {
         // The reads of this run join the shared access history the warmup jobs read.
         if let Ok(url) = crate::wiring::database_url(settings) {

@@ -438,7 +438,7 @@ pub(crate) async fn run(
         }),
         None => None,
     };
-    let app = app(store, settings, &options, keys)?;
+    let app = app(store.clone(), settings, &options, keys)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -477,6 +477,7 @@ pub(crate) async fn run(
             edge::serve(listener, app, limits).await;
         }
     }
+    store.flush_replication().await;
     if let Some(r) = recorder {
         r.shutdown(std::time::Duration::from_secs(10)).await;
     }

@@ -46,13 +46,14 @@ impl StreamEntry {
 /// claimed by another when it was left pending too long (a consumer that died).
 #[async_trait]
 pub trait Streams: Send + Sync {
-    /// Appends an entry of `fields` to `stream`, trimming it to about `max_len` entries; the entry's id.
+    /// Appends `entries` (each its fields) to `stream` in their order, as one pipeline, trimming it to about
+    /// `max_len` entries.
     async fn append(
         &self,
         stream: &str,
-        fields: &[(&str, &[u8])],
+        entries: &[Vec<(&str, &[u8])>],
         max_len: u64,
-    ) -> Result<String, BackendError>;
+    ) -> Result<(), BackendError>;
 
     /// Makes the consumer group `group` of `stream` (and the stream) unless it exists; a new group reads from
     /// the first entry kept. `Ok(true)` when it was made now.

@@ -410,15 +410,15 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let storing = self.stamp_and_set(&lane, key, outgoing, ttl, stamp);
-        let stored = if replicated {
-            // Appended beside the write, not after it, and done before the call returns: an invalidation its
-            // caller makes next is appended after it. Boxed: only a replicated type's write carries it.
-            let appending = Box::pin(self.replicate_value(scope, cache_type, key));
-            futures_util::join!(storing, appending).0
-        } else {
-            storing.await
-        };
+        let stored = self
+            .stamp_and_set(&lane, key, outgoing, ttl, stamp)
+            .await;
+        if replicated && stored.is_ok() {
+            // Queued once the value is there to be read, behind what this store queued before and ahead of any
+            // invalidation its caller makes next; not waited for (design 0026). Boxed: only a replicated type's
+            // write carries it.
+            Box::pin(self.replicate_value(scope, cache_type, key)).await;
+        }
         self.changed_here(key.as_str());
         let elapsed = start.elapsed();
         let outcome = if stored.is_ok() {

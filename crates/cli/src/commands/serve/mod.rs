@@ -253,6 +253,7 @@ pub(crate) async fn run(
         listener.local_addr()?
     );
     edge::serve(listener, app, &settings.server.limits).await;
+    store.flush_replication().await;
     // Replicators acknowledge what they applied before they stop.
     let _ = stop_replicating.send(());
     if let Some(replicating) = replicating {

@@ -10,6 +10,7 @@
 //! invalidation hid it since. It keeps the freshness it was written with, and is applied only if newer than the
 //! copy the applying region holds.
 
+mod appender;
 mod apply;
 mod entry;
 mod gap;
@@ -44,6 +45,8 @@ pub(super) struct Region {
     replicated: BTreeSet<CacheType>,
     /// The regions whose streams this one applies.
     from: Vec<String>,
+    /// The queue of entries to append.
+    appender: appender::Appender,
 }
 
 impl Region {
@@ -61,6 +64,7 @@ impl Region {
                 .filter(|t| settings.types.get(t).replicate)
                 .collect(),
             from: settings.regions.from.keys().cloned().collect(),
+            appender: appender::Appender::default(),
         })
     }
 }
@@ -106,13 +110,16 @@ impl Store {
             .is_some_and(|r| r.replicated.contains(cache_type))
     }
 
-    /// Appends `op` of `scope` (and `cache_type`) to this region's stream; nothing when the deployment is no
-    /// region, or when the operation is another region's being applied.
+    /// Queues `op` of `scope` (and `cache_type`) for this region's stream, behind everything this store queued
+    /// before; nothing when the deployment is no region, or when the operation is another region's being
+    /// applied. `wait`: until it is on the stream (an invalidation, an erasure); otherwise it is left to the
+    /// queue (a value).
     async fn append(
         &self,
         scope: &Scope,
         cache_type: Option<&CacheType>,
         op: Op,
+        wait: bool,
     ) -> Result<(), BackendError> {
         let Some(region) = &self.inner.region else {
             return Ok(());
@@ -126,15 +133,53 @@ impl Store {
             cache_type: cache_type.map(|t| t.as_str().to_owned()),
             op,
         };
+        let fields = entry
+            .fields()
+            .into_iter()
+            .map(|(name, value)| (name, value.to_vec()))
+            .collect();
+        if !wait {
+            let job = appender::Job { fields, done: None };
+            if !region.appender.push(self, job, false).await {
+                self.count_dropped(1);
+                tracing::warn!("a value's entry found the replication queue full; dropped");
+            }
+            return Ok(());
+        }
+        let (done, appended) = tokio::sync::oneshot::channel();
+        let job = appender::Job {
+            fields,
+            done: Some(done),
+        };
+        if !region.appender.push(self, job, true).await {
+            return Err(BackendError::Other(
+                "the replication queue is closed (no runtime to append on)".into(),
+            ));
+        }
+        appended.await.unwrap_or_else(|_| {
+            Err(BackendError::Other(
+                "the replication queue stopped before the entry was appended".into(),
+            ))
+        })
+    }
+
+    /// Appends the entries of `jobs` to this region's stream now, as one pipeline (the queue's task).
+    async fn append_now(&self, jobs: &[appender::Job]) -> Result<(), BackendError> {
+        let Some(region) = &self.inner.region else {
+            return Ok(());
+        };
+        let entries: Vec<Vec<(&str, &[u8])>> = jobs
+            .iter()
+            .filter(|j| !j.fields.is_empty())
+            .map(|j| j.fields.iter().map(|(n, v)| (*n, v.as_slice())).collect())
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
         let lane = &self.inner.shared;
         let streams = lane.backend.streams()?;
-        let fields = entry.fields();
-        self.call(
-            lane,
-            streams.append(&region.stream, &fields, region.max_len),
-        )
-        .await
-        .map(drop)
+        self.call(lane, streams.append(&region.stream, &entries, region.max_len))
+            .await
     }
 
     /// Appends an invalidation that was done here, for other regions; an invalidation that cannot be appended
@@ -161,7 +206,7 @@ impl Store {
             } => (scope, cache_type, Op::Subject(subject.to_owned())),
             Target::Tag { scope, tag } => (scope, None, Op::Tag(tag.to_owned())),
         };
-        self.append(&scope.to_scope(), cache_type, op)
+        self.append(&scope.to_scope(), cache_type, op, true)
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "replicate",
@@ -171,7 +216,7 @@ impl Store {
 
     /// Appends a tenant's erasure that was done here, for other regions.
     pub(super) async fn replicate_erasure(&self, scope: &Scope) -> Result<(), StoreError> {
-        self.append(scope, None, Op::Erase)
+        self.append(scope, None, Op::Erase, true)
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "replicate",
@@ -179,9 +224,10 @@ impl Store {
             })
     }
 
-    /// Appends that a value of a replicated type is being written here under `key` (beside the write: a value
-    /// whose write fails is still a value). The other regions read it from this region's backend; one that cannot
-    /// be appended is logged and dropped: they compute it again.
+    /// Queues that a value of a replicated type was written here under `key`, after the write landed (so that
+    /// another region reading it finds it), without waiting for the entry to reach the stream. The other
+    /// regions read it from this region's backend; one that cannot be appended is counted and logged: they
+    /// compute it again.
     pub(super) async fn replicate_value(
         &self,
         scope: &Scope,
@@ -194,11 +240,9 @@ impl Store {
             Ok(s) => s.into_owned(),
             Err(_) => return,
         };
-        if let Err(e) = self
-            .append(scope, Some(cache_type), Op::Value { key: specific })
-            .await
-        {
-            tracing::warn!(error = %e, "a value could not be appended for other regions");
-        }
+        // Never waits, never fails: a value's entry is left to the queue.
+        let _ = self
+            .append(scope, Some(cache_type), Op::Value { key: specific }, false)
+            .await;
     }
 }

@@ -1,0 +1,119 @@
+//! [`Appender`]: the one ordered queue through which a store appends to its region's stream. A task drains it,
+//! sending whatever has gathered as one pipeline of `XADD`s — so appends cost the writing region a share of a
+//! round trip, not one each, and the stream keeps the order in which this process made its operations.
+//!
+//! An invalidation or erasure waits until its entry is on the stream (it fails if it cannot be appended: none
+//! is lost silently); a value's entry does not — the write returns at once, and an entry that cannot be
+//! appended, or finds the queue full, is counted and logged (another region computes the value itself).
+//! [`Store::flush_replication`] waits for everything queued before it, for a process about to exit.
+
+use std::sync::{
+    Mutex, Weak,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::{Inner, Store};
+use crate::BackendError;
+
+/// Entries that may wait at once; a value's entry past it is dropped (counted).
+const QUEUE: usize = 16_384;
+
+/// Entries one pipeline carries at most.
+const BATCH: usize = 256;
+
+/// One entry to append, as its fields; `done` is told when it is on the stream (or why not).
+pub(super) struct Job {
+    pub(super) fields: Vec<(&'static str, Vec<u8>)>,
+    pub(super) done: Option<oneshot::Sender<Result<(), BackendError>>>,
+}
+
+/// A region's queue of entries, and its task.
+#[derive(Debug, Default)]
+pub(super) struct Appender {
+    /// The queue, made with its task on first use (and again if that task's runtime went away).
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Values' entries dropped: the queue was full, or the stream could not be reached.
+    pub(super) dropped: AtomicU64,
+}
+
+impl Appender {
+    /// Queues `job` behind everything queued before it. `wait`: wait for room in the queue (an invalidation);
+    /// otherwise a full queue drops the job (a value) — `false` then.
+    pub(super) async fn push(&self, store: &Store, job: Job, wait: bool) -> bool {
+        let Some(tx) = self.sender(store) else {
+            return false;
+        };
+        if wait {
+            tx.send(job).await.is_ok()
+        } else {
+            tx.try_send(job).is_ok()
+        }
+    }
+
+    /// The queue's sender, its task started if there is none running.
+    fn sender(&self, store: &Store) -> Option<mpsc::Sender<Job>> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = queue.as_ref().filter(|tx| !tx.is_closed()) {
+            return Some(tx.clone());
+        }
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        handle.spawn(drain(std::sync::Arc::downgrade(&store.inner), rx));
+        *queue = Some(tx.clone());
+        Some(tx)
+    }
+}
+
+/// Appends what gathers in the queue, a pipeline at a time, until the store is gone.
+async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut jobs, BATCH).await > 0 {
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        let store = Store { inner };
+        let appended = store.append_now(&jobs).await;
+        let mut lost = 0;
+        for job in jobs.drain(..) {
+            match job.done {
+                Some(done) => {
+                    let _ = done.send(appended.clone());
+                }
+                None if appended.is_err() => lost += 1,
+                None => {}
+            }
+        }
+        if let (Err(e), true) = (&appended, lost > 0) {
+            store.count_dropped(lost);
+            tracing::warn!(error = %e, lost, "values' entries could not be appended for other regions");
+        }
+    }
+}
+
+impl Store {
+    /// Counts values' entries that never reached the stream.
+    pub(super) fn count_dropped(&self, n: u64) {
+        if let Some(region) = &self.inner.region {
+            region.appender.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every entry this store queued for other regions before the call is on the stream (or was
+    /// given up): for a process about to exit, whose last writes' entries would otherwise be lost with it.
+    /// Nothing to wait for when the deployment is no region.
+    pub async fn flush_replication(&self) {
+        let Some(region) = &self.inner.region else {
+            return;
+        };
+        let (done, appended) = oneshot::channel();
+        let marker = Job {
+            fields: Vec::new(),
+            done: Some(done),
+        };
+        if region.appender.push(self, marker, true).await {
+            let _ = appended.await;
+        }
+    }
+}
