@@ -91,6 +91,11 @@ impl TcpProxy {
                         let Ok(server) = TcpStream::connect(&upstream) else {
                             continue;
                         };
+                        // A link passes each chunk on as it comes; Nagle's algorithm here would hold small
+                        // writes for the peer's delayed acknowledgement (up to 40 ms) — the relay's own delay,
+                        // not the link's.
+                        let _ = client.set_nodelay(true);
+                        let _ = server.set_nodelay(true);
                         if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
                             let mut live = state.live.lock().unwrap_or_else(|p| p.into_inner());
                             live.push(c2);

@@ -46,12 +46,11 @@ impl StreamEntry {
 /// claimed by another when it was left pending too long (a consumer that died).
 #[async_trait]
 pub trait Streams: Send + Sync {
-    /// Appends `entries` (each its fields) to `stream` in their order, as one pipeline, trimming it to about
-    /// `max_len` entries.
+    /// Appends an entry of `fields` to `stream`, trimming it to about `max_len` entries.
     async fn append(
         &self,
         stream: &str,
-        entries: &[Vec<(&str, &[u8])>],
+        fields: &[(&str, &[u8])],
         max_len: u64,
     ) -> Result<(), BackendError>;
 

@@ -410,9 +410,7 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let stored = self
-            .stamp_and_set(&lane, key, outgoing, ttl, stamp)
-            .await;
+        let stored = self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await;
         if replicated && stored.is_ok() {
             // Queued once the value is there to be read, behind what this store queued before and ahead of any
             // invalidation its caller makes next; not waited for (design 0026). Boxed: only a replicated type's

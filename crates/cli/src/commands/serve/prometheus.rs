@@ -195,6 +195,17 @@ pub(crate) async fn metrics(
 /// entries and seconds, the losses met, and how long ago a replicator last noted anything. A region nothing was
 /// noted of yet has no samples; a backend that cannot answer leaves the families out (the scrape still works).
 async fn region_gauges(state: &AppState, out: &mut String) {
+    family(
+        out,
+        "fernando_cache_region_values_dropped_total",
+        "counter",
+        "Values written here whose entries never reached this region's replication stream (its queue was full, or the stream could not be reached): other regions compute them themselves.",
+    );
+    let _ = writeln!(
+        out,
+        "fernando_cache_region_values_dropped_total {}",
+        state.store.replication_dropped()
+    );
     let Ok(statuses) = state.store.admin().regions().await else {
         return;
     };

@@ -105,11 +105,11 @@ impl<T: Connected> Streams for T {
     async fn append(
         &self,
         stream: &str,
-        entries: &[Vec<(&str, &[u8])>],
+        fields: &[(&str, &[u8])],
         max_len: u64,
     ) -> Result<(), BackendError> {
         self.with_conn(move |mut conn| async move {
-            commands::append(&mut conn, stream, entries, max_len).await
+            commands::append(&mut conn, stream, fields, max_len).await
         })
         .await
     }

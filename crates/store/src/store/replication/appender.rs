@@ -1,6 +1,7 @@
 //! [`Appender`]: the one ordered queue through which a store appends to its region's stream. A task drains it,
-//! sending whatever has gathered as one pipeline of `XADD`s — so appends cost the writing region a share of a
-//! round trip, not one each, and the stream keeps the order in which this process made its operations.
+//! packing whatever has gathered into one stream entry (one `XADD`) — so appends cost the writing region a share
+//! of one command, not one each, and the stream keeps the order in which this process made its operations.
+//! While only values wait, it lingers up to [`LINGER`] for more; anything waiting for its entry ends that.
 //!
 //! An invalidation or erasure waits until its entry is on the stream (it fails if it cannot be appended: none
 //! is lost silently); a value's entry does not — the write returns at once, and an entry that cannot be
@@ -20,8 +21,12 @@ use crate::BackendError;
 /// Entries that may wait at once; a value's entry past it is dropped (counted).
 const QUEUE: usize = 16_384;
 
-/// Entries one pipeline carries at most.
+/// Operations one entry carries at most.
 const BATCH: usize = 256;
+
+/// How long the task waits for more values before it appends what it has (never while an invalidation, an
+/// erasure or a flush waits).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One entry to append, as its fields; `done` is told when it is on the stream (or why not).
 pub(super) struct Job {
@@ -66,10 +71,13 @@ impl Appender {
     }
 }
 
-/// Appends what gathers in the queue, a pipeline at a time, until the store is gone.
+/// Appends what gathers in the queue, an entry at a time, until the store is gone.
 async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
+        if jobs.iter().all(|j| j.done.is_none()) {
+            linger(&mut rx, &mut jobs).await;
+        }
         let Some(inner) = store.upgrade() else {
             return;
         };
@@ -92,12 +100,42 @@ async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Takes more jobs for up to [`LINGER`], until the entry is full or a job that waits comes.
+async fn linger(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    let until = tokio::time::sleep(LINGER);
+    tokio::pin!(until);
+    while jobs.len() < BATCH {
+        tokio::select! {
+            () = &mut until => return,
+            job = rx.recv() => match job {
+                Some(job) => {
+                    let waits = job.done.is_some();
+                    jobs.push(job);
+                    if waits {
+                        return;
+                    }
+                }
+                None => return,
+            },
+        }
+    }
+}
+
 impl Store {
     /// Counts values' entries that never reached the stream.
     pub(super) fn count_dropped(&self, n: u64) {
         if let Some(region) = &self.inner.region {
             region.appender.dropped.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// How many values' entries this store could not append for other regions (the queue was full, or the
+    /// stream could not be reached): each a value another region computes itself.
+    pub fn replication_dropped(&self) -> u64 {
+        self.inner
+            .region
+            .as_ref()
+            .map_or(0, |r| r.appender.dropped.load(Ordering::Relaxed))
     }
 
     /// Waits until every entry this store queued for other regions before the call is on the stream (or was

@@ -70,12 +70,42 @@ impl Replicated {
         fields
     }
 
-    /// Reads an entry, checking every field; `Err` says what is wrong with it (never its contents).
-    pub(crate) fn read(entry: &StreamEntry, max_tenant_len: usize) -> Result<Replicated, String> {
+    /// Reads every operation an entry carries — a writer packs those it appends at once into one entry, each
+    /// starting with its `op` field — checking every field; an `Err` says what is wrong with one (never its
+    /// contents). An entry with no fields, or fields before its first `op`, reads as one that is wrong.
+    pub(crate) fn read_all(
+        entry: &StreamEntry,
+        max_tenant_len: usize,
+    ) -> Vec<Result<Replicated, String>> {
+        let fields = &entry.fields;
+        let starts: Vec<usize> = (0..fields.len())
+            .filter(|&i| i == 0 || fields[i].0 == "op")
+            .collect();
+        if starts.is_empty() {
+            return vec![Err("an entry with no fields".into())];
+        }
+        starts
+            .iter()
+            .enumerate()
+            .map(|(n, &start)| {
+                let end = starts.get(n + 1).copied().unwrap_or(fields.len());
+                Replicated::read(&fields[start..end], max_tenant_len)
+            })
+            .collect()
+    }
+
+    /// Reads one operation's fields, checking every one.
+    fn read(
+        fields: &[(String, bytes::Bytes)],
+        max_tenant_len: usize,
+    ) -> Result<Replicated, String> {
         let text = |name: &str| -> Result<Option<&str>, String> {
-            entry
-                .field(name)
-                .map(|v| std::str::from_utf8(v).map_err(|_| format!("field {name} is not text")))
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| {
+                    std::str::from_utf8(v).map_err(|_| format!("field {name} is not text"))
+                })
                 .transpose()
         };
         let from = text("from")?.ok_or("no field from")?;
@@ -163,9 +193,47 @@ mod tests {
                 cache_type,
                 op,
             };
-            let read = Replicated::read(&entry(&r.fields()), 128).unwrap();
-            assert_eq!(read, r);
+            let read = Replicated::read_all(&entry(&r.fields()), 128);
+            assert_eq!(read, [Ok(r)]);
         }
+    }
+
+    #[test]
+    fn an_entry_packs_operations_each_starting_with_its_op_and_a_bad_one_spoils_only_itself() {
+        let tenant = Scope::Tenant(TenantId::new("acme").unwrap());
+        let ops = [
+            Op::Tag("a".into()),
+            Op::Value { key: "k".into() },
+            Op::Erase,
+        ];
+        let records: Vec<Replicated> = ops
+            .into_iter()
+            .map(|op| Replicated {
+                from: "eu".into(),
+                scope: tenant.clone(),
+                cache_type: Some("ocr_result".into()),
+                op,
+            })
+            .collect();
+        let mut fields: Vec<(&str, &[u8])> = Vec::new();
+        let all: Vec<_> = records.iter().map(Replicated::fields).collect();
+        fields.push(("op", b"nonsense"));
+        for f in &all {
+            fields.extend(f.iter().copied());
+        }
+        let read = Replicated::read_all(&entry(&fields), 128);
+        assert_eq!(read.len(), 4, "{read:?}");
+        assert!(read[0].is_err(), "{read:?}");
+        for (got, want) in read[1..].iter().zip(&records) {
+            assert_eq!(got.as_ref(), Ok(want));
+        }
+        // Fields before the first op: a record of its own, refused.
+        let read = Replicated::read_all(&entry(&[("from", b"eu"), ("op", b"erase")]), 128);
+        assert!(read[0].is_err(), "{read:?}");
+        assert_eq!(
+            Replicated::read_all(&entry(&[]), 128),
+            [Err("an entry with no fields".to_owned())]
+        );
     }
 
     #[test]
@@ -219,7 +287,10 @@ mod tests {
                 "field tenant",
             ),
         ] {
-            let err = Replicated::read(&entry(&fields), 128).unwrap_err();
+            let read = Replicated::read_all(&entry(&fields), 128);
+            let [Err(err)] = &read[..] else {
+                panic!("{read:?}")
+            };
             assert!(err.contains(why), "{err:?} does not say {why:?}");
         }
     }

@@ -163,23 +163,26 @@ impl Store {
         })
     }
 
-    /// Appends the entries of `jobs` to this region's stream now, as one pipeline (the queue's task).
+    /// Appends the operations of `jobs` to this region's stream now, packed into one entry in their order (the
+    /// queue's task): one `XADD` however many there are.
     async fn append_now(&self, jobs: &[appender::Job]) -> Result<(), BackendError> {
         let Some(region) = &self.inner.region else {
             return Ok(());
         };
-        let entries: Vec<Vec<(&str, &[u8])>> = jobs
+        let fields: Vec<(&str, &[u8])> = jobs
             .iter()
-            .filter(|j| !j.fields.is_empty())
-            .map(|j| j.fields.iter().map(|(n, v)| (*n, v.as_slice())).collect())
+            .flat_map(|j| j.fields.iter().map(|(n, v)| (*n, v.as_slice())))
             .collect();
-        if entries.is_empty() {
+        if fields.is_empty() {
             return Ok(());
         }
         let lane = &self.inner.shared;
         let streams = lane.backend.streams()?;
-        self.call(lane, streams.append(&region.stream, &entries, region.max_len))
-            .await
+        self.call(
+            lane,
+            streams.append(&region.stream, &fields, region.max_len),
+        )
+        .await
     }
 
     /// Appends an invalidation that was done here, for other regions; an invalidation that cannot be appended

@@ -22,8 +22,12 @@ use super::{
 };
 use crate::{StoreError, StreamEntry, Streams, store::Store};
 
-/// Entries read at once (each at most 4 MiB: `entry::MAX_VALUE_BYTES`).
+/// Entries read at once (each up to 256 operations, as a writer packs them).
 const BATCH: usize = 64;
+
+/// Operations whose values are read from the other region at once (each value at most 4 MiB:
+/// `entry::MAX_VALUE_BYTES`).
+const APPLY_AT_ONCE: usize = 64;
 
 /// What one [`Replicator::round`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -399,48 +403,66 @@ impl Replicator {
         }
         let entries: Vec<_> = entries.into_iter().filter(|e| !e.deleted).collect();
         let max_tenant = self.local.inner.keys.max_tenant_len();
-        // Only entries that say they were made in the region whose stream this is.
-        let read: Vec<_> = entries
+        // Each entry's operations (a writer packs several into one); only those that say they were made in the
+        // region whose stream this is.
+        let read: Vec<Vec<Result<Replicated, String>>> = entries
             .iter()
             .map(|e| {
-                Replicated::read(e, max_tenant).and_then(|r| {
-                    if r.from == self.from {
-                        Ok(r)
-                    } else {
-                        Err("made in another region than the stream's".to_owned())
-                    }
-                })
+                Replicated::read_all(e, max_tenant)
+                    .into_iter()
+                    .map(|r| {
+                        r.and_then(|r| {
+                            if r.from == self.from {
+                                Ok(r)
+                            } else {
+                                Err("made in another region than the stream's".to_owned())
+                            }
+                        })
+                    })
+                    .collect()
             })
             .collect();
-        // The values the batch names, read from the other region all at once (one pipeline), each as it is now.
-        let values = futures_util::future::join_all(read.iter().map(|r| async move {
-            match r {
-                Ok(r) if in_order && matches!(r.op, Op::Value { .. }) => self.value_of(r).await,
-                _ => Ok(None),
-            }
-        }))
-        .await;
-        for ((entry, read), value) in entries.into_iter().zip(read).zip(values) {
-            match read {
-                Err(why) => {
-                    tracing::warn!(
-                        id = entry.id,
-                        why,
-                        "a replication entry that is not ours; skipped"
-                    );
-                    round.rejected += 1;
+        // Operations in order, each with the entry it came in and whether it is that entry's last.
+        let mut ops = Vec::new();
+        for (entry, read) in entries.iter().zip(read) {
+            let last = read.len().saturating_sub(1);
+            ops.extend(
+                read.into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (entry.id.as_str(), r, i == last)),
+            );
+        }
+        for chunk in ops.chunks_mut(APPLY_AT_ONCE) {
+            // The values the chunk names, read from the other region at once (one pipeline), each as it is now.
+            let values = futures_util::future::join_all(chunk.iter().map(|(_, r, _)| async move {
+                match r {
+                    Ok(r) if in_order && matches!(r.op, Op::Value { .. }) => self.value_of(r).await,
+                    _ => Ok(None),
                 }
-                Ok(r) => match self.local.apply(r, in_order, value?).await {
-                    Ok(Applied::Done) => round.applied += 1,
-                    Ok(Applied::Skipped) => round.skipped += 1,
-                    Ok(Applied::Widened) => round.widened += 1,
-                    Ok(Applied::Refused) => round.rejected += 1,
-                    // This entry and those after it stay pending: the next round reads them again, in order,
-                    // before anything newer (a value never overtakes the invalidation before it).
-                    Err(e) => return Err(e),
-                },
+            }))
+            .await;
+            for ((id, read, last), value) in chunk.iter_mut().zip(values) {
+                let read = std::mem::replace(read, Err(String::new()));
+                match read {
+                    Err(why) => {
+                        tracing::warn!(id, why, "a replication entry that is not ours; skipped");
+                        round.rejected += 1;
+                    }
+                    Ok(r) => match self.local.apply(r, in_order, value?).await {
+                        Ok(Applied::Done) => round.applied += 1,
+                        Ok(Applied::Skipped) => round.skipped += 1,
+                        Ok(Applied::Widened) => round.widened += 1,
+                        Ok(Applied::Refused) => round.rejected += 1,
+                        // This entry and those after it stay pending: the next round reads them again, in
+                        // order, before anything newer (a value never overtakes the invalidation before it);
+                        // what of this entry was applied is applied again, which changes nothing.
+                        Err(e) => return Err(e),
+                    },
+                }
+                if *last {
+                    lock(&self.unacked).push((*id).to_owned());
+                }
             }
-            lock(&self.unacked).push(entry.id);
         }
         Ok(())
     }

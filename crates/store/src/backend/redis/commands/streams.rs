@@ -10,36 +10,23 @@ use redis::{RedisResult, Value, aio::ConnectionLike};
 
 use crate::backend::{BackendError, NewEntries, StreamEntry};
 
-/// Fields a stream entry may have at most: more is no entry of ours.
-const MAX_FIELDS: usize = 32;
+/// Fields a stream entry may have at most: more is no entry of ours (a writer packs up to 256 operations of at
+/// most 5 fields into one).
+const MAX_FIELDS: usize = 2048;
 
-/// `XADD stream MAXLEN ~ max_len * field value …` for each entry, as one pipeline (a single entry as a lone
-/// command).
+/// `XADD stream MAXLEN ~ max_len * field value …`.
 pub(crate) async fn append<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
-    entries: &[Vec<(&str, &[u8])>],
+    fields: &[(&str, &[u8])],
     max_len: u64,
 ) -> RedisResult<()> {
-    let xadd = |fields: &[(&str, &[u8])]| {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream).arg("MAXLEN").arg("~").arg(max_len).arg("*");
-        for (name, value) in fields {
-            cmd.arg(*name).arg(*value);
-        }
-        cmd
-    };
-    match entries {
-        [] => Ok(()),
-        [one] => xadd(one).exec_async(conn).await,
-        many => {
-            let mut pipe = redis::pipe();
-            for fields in many {
-                pipe.add_command(xadd(fields)).ignore();
-            }
-            pipe.exec_async(conn).await
-        }
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("MAXLEN").arg("~").arg(max_len).arg("*");
+    for (name, value) in fields {
+        cmd.arg(*name).arg(*value);
     }
+    cmd.exec_async(conn).await
 }
 
 /// `XGROUP CREATE stream group 0 MKSTREAM ENTRIESREAD 0`: a group that reads the stream from its first entry
