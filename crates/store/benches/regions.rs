@@ -179,6 +179,14 @@ async fn main() {
         })
     };
 
+    // Steady state first: the replicator has connected through the relay, joined its group and gone round
+    // once (what it costs to start is not propagation).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while eu.stream_group_behind(stream).0.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     // Propagation: each invalidation seen applied in us by its generation key's notification.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let client = redis::Client::open(us.url()).unwrap();

@@ -14,6 +14,7 @@ use std::{
 };
 
 use fernando_cache_config::RegionSettings;
+use fernando_cache_keys::Scope;
 
 use super::{
     apply::Applied,
@@ -93,6 +94,14 @@ struct Tracked {
     /// made again. `0-0` just after that loss was answered.
     floor: String,
 }
+
+/// One operation taken off the stream: its entry's id, the operation as read, and the value it names as read
+/// from the other region.
+type Taken<'a> = (
+    &'a str,
+    Result<Replicated, String>,
+    Result<Option<bytes::Bytes>, StoreError>,
+);
 
 /// How often the note of progress is written.
 const NOTE_EVERY: Duration = Duration::from_secs(1);
@@ -441,30 +450,67 @@ impl Replicator {
                 }
             }))
             .await;
-            for ((id, read, last), value) in chunk.iter_mut().zip(values) {
+            // One scope's operations in their order, scopes side by side: no operation reaches past its scope,
+            // so this is the stream's order wherever it matters, in a fraction of the time.
+            let mut by_scope: Vec<(Option<Scope>, Vec<Taken<'_>>)> = Vec::new();
+            for ((id, read, _), value) in chunk.iter_mut().zip(values) {
                 let read = std::mem::replace(read, Err(String::new()));
-                match read {
-                    Err(why) => {
-                        tracing::warn!(id, why, "a replication entry that is not ours; skipped");
-                        round.rejected += 1;
-                    }
-                    Ok(r) => match self.local.apply(r, in_order, value?).await {
-                        Ok(Applied::Done) => round.applied += 1,
-                        Ok(Applied::Skipped) => round.skipped += 1,
-                        Ok(Applied::Widened) => round.widened += 1,
-                        Ok(Applied::Refused) => round.rejected += 1,
-                        // This entry and those after it stay pending: the next round reads them again, in
-                        // order, before anything newer (a value never overtakes the invalidation before it);
-                        // what of this entry was applied is applied again, which changes nothing.
-                        Err(e) => return Err(e),
-                    },
-                }
-                if *last {
-                    lock(&self.unacked).push((*id).to_owned());
+                let scope = read.as_ref().ok().map(|r| r.scope.clone());
+                match by_scope
+                    .iter_mut()
+                    .find(|(s, _)| s.is_some() && *s == scope)
+                {
+                    Some((_, ops)) => ops.push((id, read, value)),
+                    None => by_scope.push((scope, vec![(id, read, value)])),
                 }
             }
+            let tallies = futures_util::future::join_all(
+                by_scope
+                    .into_iter()
+                    .map(|(_, ops)| self.apply_in_order(ops, in_order)),
+            )
+            .await;
+            for tally in tallies {
+                let tally = tally?;
+                round.applied += tally.applied;
+                round.skipped += tally.skipped;
+                round.widened += tally.widened;
+                round.rejected += tally.rejected;
+            }
+            // Every operation of the chunk applied: the entries that ended in it are done.
+            let mut unacked = lock(&self.unacked);
+            unacked.extend(
+                chunk
+                    .iter()
+                    .filter(|(_, _, last)| *last)
+                    .map(|(id, _, _)| (*id).to_owned()),
+            );
         }
         Ok(())
+    }
+
+    /// Applies one scope's operations in their order; stops at the first this region could not take.
+    async fn apply_in_order(
+        &self,
+        ops: Vec<Taken<'_>>,
+        in_order: bool,
+    ) -> Result<Round, StoreError> {
+        let mut tally = Round::default();
+        for (id, read, value) in ops {
+            match read {
+                Err(why) => {
+                    tracing::warn!(id, why, "a replication entry that is not ours; skipped");
+                    tally.rejected += 1;
+                }
+                Ok(r) => match self.local.apply(r, in_order, value?).await? {
+                    Applied::Done => tally.applied += 1,
+                    Applied::Skipped => tally.skipped += 1,
+                    Applied::Widened => tally.widened += 1,
+                    Applied::Refused => tally.rejected += 1,
+                },
+            }
+        }
+        Ok(tally)
     }
 
     /// What a value entry's key holds in the other region now, unless an invalidation there hid it (its
