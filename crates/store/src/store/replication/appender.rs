@@ -1,7 +1,8 @@
 //! [`Appender`]: the one ordered queue through which a store appends to its region's stream. A task drains it,
 //! packing whatever has gathered into one stream entry (one `XADD`) — so appends cost the writing region a share
 //! of one command, not one each, and the stream keeps the order in which this process made its operations.
-//! While only values wait, it lingers up to [`LINGER`] for more; anything waiting for its entry ends that.
+//! When it finds only values, it lingers [`LINGER`] for more, listening to nothing meanwhile: a write wakes no
+//! task.
 //!
 //! An invalidation or erasure waits until its entry is on the stream (it fails if it cannot be appended: none
 //! is lost silently); a value's entry does not — the write returns at once, and an entry that cannot be
@@ -15,7 +16,10 @@ use std::sync::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{Inner, Store};
+use super::{
+    super::{Inner, Store},
+    entry::Replicated,
+};
 use crate::BackendError;
 
 /// Entries that may wait at once; a value's entry past it is dropped (counted).
@@ -24,13 +28,14 @@ const QUEUE: usize = 16_384;
 /// Operations one entry carries at most.
 const BATCH: usize = 256;
 
-/// How long the task waits for more values before it appends what it has (never while an invalidation, an
-/// erasure or a flush waits).
+/// How long the task waits for more values before it appends what it has (not when an invalidation, an erasure
+/// or a flush is among what it took; one queued while it waits waits with it).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// One entry to append, as its fields; `done` is told when it is on the stream (or why not).
+/// One operation to append (none: a flush's marker); `done` is told when it is on the stream (or why not). Its
+/// fields are written by the queue's task, not by the writer.
 pub(super) struct Job {
-    pub(super) fields: Vec<(&'static str, Vec<u8>)>,
+    pub(super) op: Option<Replicated>,
     pub(super) done: Option<oneshot::Sender<Result<(), BackendError>>>,
 }
 
@@ -82,7 +87,7 @@ async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
             return;
         };
         let store = Store { inner };
-        let appended = store.append_now(&jobs).await;
+        let appended = store.append_now(&mut jobs).await;
         let mut lost = 0;
         for job in jobs.drain(..) {
             match job.done {
@@ -100,23 +105,14 @@ async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Takes more jobs for up to [`LINGER`], until the entry is full or a job that waits comes.
+/// Waits [`LINGER`] without listening — so that values queued meanwhile wake nothing — then takes what came, up
+/// to a full entry.
 async fn linger(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
-    let until = tokio::time::sleep(LINGER);
-    tokio::pin!(until);
+    tokio::time::sleep(LINGER).await;
     while jobs.len() < BATCH {
-        tokio::select! {
-            () = &mut until => return,
-            job = rx.recv() => match job {
-                Some(job) => {
-                    let waits = job.done.is_some();
-                    jobs.push(job);
-                    if waits {
-                        return;
-                    }
-                }
-                None => return,
-            },
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => return,
         }
     }
 }
@@ -147,7 +143,7 @@ impl Store {
         };
         let (done, appended) = oneshot::channel();
         let marker = Job {
-            fields: Vec::new(),
+            op: None,
             done: Some(done),
         };
         if region.appender.push(self, marker, true).await {

@@ -128,18 +128,16 @@ impl Store {
             return Ok(());
         }
         let entry = Replicated {
-            from: region.name.clone(),
+            from: String::new(),
             scope: scope.clone(),
             cache_type: cache_type.map(|t| t.as_str().to_owned()),
             op,
         };
-        let fields = entry
-            .fields()
-            .into_iter()
-            .map(|(name, value)| (name, value.to_vec()))
-            .collect();
         if !wait {
-            let job = appender::Job { fields, done: None };
+            let job = appender::Job {
+                op: Some(entry),
+                done: None,
+            };
             if !region.appender.push(self, job, false).await {
                 self.count_dropped(1);
                 tracing::warn!("a value's entry found the replication queue full; dropped");
@@ -148,7 +146,7 @@ impl Store {
         }
         let (done, appended) = tokio::sync::oneshot::channel();
         let job = appender::Job {
-            fields,
+            op: Some(entry),
             done: Some(done),
         };
         if !region.appender.push(self, job, true).await {
@@ -165,14 +163,19 @@ impl Store {
 
     /// Appends the operations of `jobs` to this region's stream now, packed into one entry in their order (the
     /// queue's task): one `XADD` however many there are.
-    async fn append_now(&self, jobs: &[appender::Job]) -> Result<(), BackendError> {
+    async fn append_now(&self, jobs: &mut [appender::Job]) -> Result<(), BackendError> {
         let Some(region) = &self.inner.region else {
             return Ok(());
         };
-        let fields: Vec<(&str, &[u8])> = jobs
-            .iter()
-            .flat_map(|j| j.fields.iter().map(|(n, v)| (*n, v.as_slice())))
+        let ops: Vec<Replicated> = jobs
+            .iter_mut()
+            .filter_map(|j| j.op.take())
+            .map(|mut op| {
+                op.from.clone_from(&region.name);
+                op
+            })
             .collect();
+        let fields: Vec<(&str, &[u8])> = ops.iter().flat_map(Replicated::fields).collect();
         if fields.is_empty() {
             return Ok(());
         }

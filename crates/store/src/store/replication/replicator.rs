@@ -23,8 +23,9 @@ use super::{
 };
 use crate::{StoreError, StreamEntry, Streams, store::Store};
 
-/// Entries read at once (each up to 256 operations, as a writer packs them).
-const BATCH: usize = 64;
+/// Entries read at once (each up to 256 operations, as a writer packs them): what a replicator catching up after
+/// a partition takes per round trip.
+const BATCH: usize = 256;
 
 /// Operations whose values are read from the other region at once (each value at most 4 MiB:
 /// `entry::MAX_VALUE_BYTES`).

@@ -12,7 +12,7 @@ use crate::backend::{BackendError, NewEntries, StreamEntry};
 
 /// Fields a stream entry may have at most: more is no entry of ours (a writer packs up to 256 operations of at
 /// most 5 fields into one).
-const MAX_FIELDS: usize = 2048;
+const MAX_FIELDS: usize = 1280;
 
 /// `XADD stream MAXLEN ~ max_len * field value …`.
 pub(crate) async fn append<C: ConnectionLike + Send>(
