@@ -161,8 +161,8 @@ impl Store {
         })
     }
 
-    /// Appends the operations of `jobs` to this region's stream now, packed into one entry in their order (the
-    /// queue's task): one `XADD` however many there are.
+    /// Appends the operations of `jobs` to this region's stream now, packed into one field of one entry in
+    /// their order (the queue's task): one `XADD` of one field however many there are.
     async fn append_now(&self, jobs: &mut [appender::Job]) -> Result<(), BackendError> {
         let Some(region) = &self.inner.region else {
             return Ok(());
@@ -175,15 +175,15 @@ impl Store {
                 op
             })
             .collect();
-        let fields: Vec<(&str, &[u8])> = ops.iter().flat_map(Replicated::fields).collect();
-        if fields.is_empty() {
+        if ops.is_empty() {
             return Ok(());
         }
+        let packed = Replicated::pack(&ops);
         let lane = &self.inner.shared;
         let streams = lane.backend.streams()?;
         self.call(
             lane,
-            streams.append(&region.stream, &fields, region.max_len),
+            streams.append(&region.stream, &[("ops", &packed)], region.max_len),
         )
         .await
     }

@@ -10,9 +10,9 @@ use redis::{RedisResult, Value, aio::ConnectionLike};
 
 use crate::backend::{BackendError, NewEntries, StreamEntry};
 
-/// Fields a stream entry may have at most: more is no entry of ours (a writer packs up to 256 operations of at
-/// most 5 fields into one).
-const MAX_FIELDS: usize = 1280;
+/// Fields a stream entry may have at most: more is no entry of ours (a writer packs its operations into one
+/// field; an entry written by hand may carry a few operations of five fields each).
+const MAX_FIELDS: usize = 64;
 
 /// `XADD stream MAXLEN ~ max_len * field value …`.
 pub(crate) async fn append<C: ConnectionLike + Send>(
