@@ -80,7 +80,8 @@ impl Appender {
 async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
-        if jobs.iter().all(|j| j.done.is_none()) {
+        // A full entry goes at once (the queue is ahead of the stream); so does anything waited for.
+        if jobs.len() < BATCH && jobs.iter().all(|j| j.done.is_none()) {
             linger(&mut rx, &mut jobs).await;
         }
         let Some(inner) = store.upgrade() else {
