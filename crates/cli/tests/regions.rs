@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fernando_cache_testkit::{RedisServer, TcpProxy};
+use fernando_cache_testkit::{RedisCluster, RedisServer, SentinelGroup, TcpProxy};
 use serde_json::Value;
 use support::Server;
 
@@ -607,4 +607,271 @@ async fn serve_applies_the_regions_it_is_told_of_and_says_how_far_behind_it_is()
         );
     });
     drop(server);
+}
+
+/// A region's Redis in one of the topologies: how the binary reaches it as its own (`--redis-url` and the
+/// environment), and how another region names it in `[regions.from.<name>]`.
+struct Deployment {
+    url: String,
+    env: Vec<(String, String)>,
+    /// `(key under regions.from.<name>, value)`.
+    as_from: Vec<(String, String)>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+impl Deployment {
+    fn standalone() -> Deployment {
+        let server = RedisServer::start();
+        Deployment {
+            url: server.url(),
+            env: Vec::new(),
+            as_from: vec![("URL".into(), server.url())],
+            _keep: Box::new(server),
+        }
+    }
+
+    fn cluster() -> Deployment {
+        let cluster = RedisCluster::start_with(3, 0);
+        let urls = cluster.urls();
+        let nodes = urls[1..].join(",");
+        Deployment {
+            url: urls[0].clone(),
+            env: vec![
+                ("FERNANDO_CACHE__REDIS__MODE".into(), "cluster".into()),
+                ("FERNANDO_CACHE__REDIS__NODES".into(), nodes.clone()),
+            ],
+            as_from: vec![
+                ("URL".into(), urls[0].clone()),
+                ("MODE".into(), "cluster".into()),
+                ("NODES".into(), nodes),
+            ],
+            _keep: Box::new(cluster),
+        }
+    }
+
+    fn sentinel() -> Deployment {
+        let group = SentinelGroup::start();
+        let sentinels = group.sentinel_urls().join(",");
+        let master = group.master_name().to_owned();
+        Deployment {
+            // Only its scheme is used: the sentinels name the primary.
+            url: "redis://127.0.0.1:1".into(),
+            env: vec![
+                ("FERNANDO_CACHE__REDIS__MODE".into(), "sentinel".into()),
+                ("FERNANDO_CACHE__REDIS__SENTINELS".into(), sentinels.clone()),
+                (
+                    "FERNANDO_CACHE__REDIS__SENTINEL_MASTER".into(),
+                    master.clone(),
+                ),
+            ],
+            as_from: vec![
+                ("URL".into(), "redis://127.0.0.1:1".into()),
+                ("MODE".into(), "sentinel".into()),
+                ("SENTINELS".into(), sentinels),
+                ("SENTINEL_MASTER".into(), master),
+            ],
+            _keep: Box::new(group),
+        }
+    }
+
+    fn run(&self, region: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        cli_with(&self.url, region, args, stdin, &env)
+    }
+
+    fn get(&self, region: &str, tenant: &str, key: &str) -> Option<String> {
+        let out = self.run(
+            region,
+            &[
+                "cache",
+                "get",
+                "--tenant",
+                tenant,
+                "--type",
+                "ocr_result",
+                "--key",
+                key,
+            ],
+            b"",
+        );
+        match out.status.code() {
+            Some(0) => Some(String::from_utf8(out.stdout).unwrap()),
+            Some(1) => None,
+            _ => panic!("cache get failed: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    fn ok(&self, region: &str, args: &[&str], stdin: &[u8]) {
+        let out = self.run(region, args, stdin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `fernando-cache replicate` (no `--from`) here, as region `here`, applying `from` named `from_name`.
+    fn replicate_from(&self, here: &str, from: &Deployment, from_name: &str) -> Replicating {
+        let prefix = format!(
+            "FERNANDO_CACHE__REGIONS__FROM__{}__",
+            from_name.to_uppercase()
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+            .args(["--env", "test", "--redis-url", &self.url, "replicate"])
+            .env_remove("FERNANDO_CACHE_ENV")
+            .env("FERNANDO_CACHE__REGIONS__NAME", here)
+            .env("FERNANDO_CACHE__COMMAND_TIMEOUT", "2s")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(
+                from.as_from
+                    .iter()
+                    .map(|(k, v)| (format!("{prefix}{k}"), v.as_str())),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run fernando-cache replicate");
+        Replicating(child)
+    }
+}
+
+/// The behaviour every pair of topologies shares: a value crosses, its invalidation and its tenant's erasure
+/// follow, another tenant is untouched.
+fn crosses_topologies(eu: &Deployment, us: &Deployment) {
+    let _replicating = us.replicate_from(US, eu, EU);
+    let set = |tenant: &str, key: &str, value: &str| {
+        eu.ok(
+            EU,
+            &[
+                "cache",
+                "set",
+                "--tenant",
+                tenant,
+                "--type",
+                "ocr_result",
+                "--key",
+                key,
+            ],
+            value.as_bytes(),
+        );
+    };
+    set("acme", "doc-1", "text of doc 1");
+    set("globex", "doc-1", "globex's own");
+    wait_until("EU's values in US", || {
+        us.get(US, "acme", "doc-1").as_deref() == Some("text of doc 1")
+            && us.get(US, "globex", "doc-1").is_some()
+    });
+    eu.ok(
+        EU,
+        &[
+            "cache",
+            "invalidate",
+            "--tenant",
+            "acme",
+            "--type",
+            "ocr_result",
+            "--strategy",
+            "lazy",
+        ],
+        b"",
+    );
+    wait_until("EU's invalidation in US", || {
+        us.get(US, "acme", "doc-1").is_none()
+    });
+    set("acme", "doc-2", "text of doc 2");
+    wait_until("EU's second value in US", || {
+        us.get(US, "acme", "doc-2").is_some()
+    });
+    eu.ok(EU, &["tenant", "erase", "--tenant", "acme"], b"");
+    wait_until("EU's erasure in US", || {
+        us.get(US, "acme", "doc-2").is_none()
+    });
+    assert_eq!(
+        us.get(US, "globex", "doc-1").as_deref(),
+        Some("globex's own"),
+        "another tenant is untouched"
+    );
+}
+
+#[test]
+fn a_sentinel_region_replicates_into_a_cluster_region() {
+    crosses_topologies(&Deployment::sentinel(), &Deployment::cluster());
+}
+
+#[test]
+fn a_cluster_region_replicates_into_a_standalone_region() {
+    crosses_topologies(&Deployment::cluster(), &Deployment::standalone());
+}
+
+#[test]
+fn a_standalone_region_replicates_into_a_sentinel_region() {
+    crosses_topologies(&Deployment::standalone(), &Deployment::sentinel());
+}
+
+#[test]
+fn a_region_reads_another_with_that_regions_password_never_its_own() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    eu.cli(&["CONFIG", "SET", "requirepass", "eu-secret"])
+        .unwrap();
+    us.cli(&["CONFIG", "SET", "requirepass", "us-secret"])
+        .unwrap();
+    let us_env = [("FERNANDO_CACHE__REDIS__PASSWORD", "us-secret")];
+    let eu_url = format!("redis://:eu-secret@127.0.0.1:{}", eu.port());
+    let out = cli_with(
+        &eu_url,
+        EU,
+        &[
+            "cache",
+            "set",
+            "--tenant",
+            "acme",
+            "--type",
+            "ocr_result",
+            "--key",
+            "doc-1",
+        ],
+        b"from eu",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
+        .args(["--env", "test", "--redis-url", &us.url(), "replicate"])
+        .env_remove("FERNANDO_CACHE_ENV")
+        .env("FERNANDO_CACHE__REGIONS__NAME", US)
+        .env("FERNANDO_CACHE__REGIONS__FROM__EU", &eu_url)
+        .envs(us_env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _replicating = Replicating(child);
+    wait_until("EU's value in US, read with EU's password", || {
+        let out = cli_with(
+            &us.url(),
+            US,
+            &[
+                "cache",
+                "get",
+                "--tenant",
+                "acme",
+                "--type",
+                "ocr_result",
+                "--key",
+                "doc-1",
+            ],
+            b"",
+            &us_env,
+        );
+        out.status.success()
+    });
 }

@@ -90,7 +90,7 @@ pub use processor::{ExtractorKind, OpenAiSettings, ProcessorSettings};
 pub use protection::{EncryptionSettings, QuotaSettings, SealAlgorithm};
 pub use proxy::ProxySettings;
 pub use redis::{RedisMode, RedisSettings, RedisUrl};
-pub use regions::RegionSettings;
+pub use regions::{RegionRedis, RegionSettings};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use server::{ApiKey, ServerSettings, listen_address};
 pub use settings::Settings;

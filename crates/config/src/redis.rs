@@ -264,13 +264,13 @@ fn default_command_timeout() -> Duration {
     Duration::from_millis(250)
 }
 
-fn default_sentinel_master() -> String {
+pub(crate) fn default_sentinel_master() -> String {
     "mymaster".to_owned()
 }
 
 /// A list of Redis URLs written as a TOML list or as one comma-separated string (the form an environment
 /// variable or a `--set` override gives).
-fn url_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::Error> {
+pub(crate) fn url_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Form {

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{ConfigError, RedisUrl, duration};
+use crate::{ConfigError, RedisMode, RedisUrl, duration};
 
 /// `[regions]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,16 +19,84 @@ pub struct RegionSettings {
     /// Entries the replication stream keeps at most (`XADD … MAXLEN ~`): a region whose replicator falls
     /// further behind than this has lost entries, and invalidates what they could have touched.
     pub stream_max_entries: u64,
-    /// The regions whose streams this one applies, each with its Redis (`[regions.from] eu = "redis://…"`):
+    /// The regions whose streams this one applies, each with its Redis (`[regions.from] eu = "redis://…"`, or
+    /// a table with `url`, `mode`, `nodes`, `sentinels`, `sentinel_master` as `[redis]` has them):
     /// `serve` runs a replicator for each (unless `serve_replicates` is off), `fernando-cache replicate` with no
     /// `--from` too, and `stats`, `/metrics` and the dashboard report how far behind each is.
-    pub from: BTreeMap<String, RedisUrl>,
+    pub from: BTreeMap<String, RegionRedis>,
     /// Whether `serve` runs the replicators of `from` (off: they run as `fernando-cache replicate` processes).
     pub serve_replicates: bool,
     /// How far behind another region's stream (in time) this one may fall before an alert fires; a replicator
     /// that has noted nothing for this long counts as that far behind.
     #[serde(with = "duration")]
     pub max_lag: Duration,
+}
+
+/// Another region's Redis: its URL, and its topology when it is not one server (each region may run its own).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RegionRedisForm")]
+#[non_exhaustive]
+pub struct RegionRedis {
+    /// As `redis.url` (in sentinel mode, only its scheme, user, password and database are used).
+    pub url: RedisUrl,
+    /// As `redis.mode`.
+    pub mode: RedisMode,
+    /// As `redis.nodes`.
+    pub nodes: Vec<RedisUrl>,
+    /// As `redis.sentinels`.
+    pub sentinels: Vec<RedisUrl>,
+    /// As `redis.sentinel_master`.
+    pub sentinel_master: String,
+}
+
+impl RegionRedis {
+    /// One server at `url`.
+    pub fn standalone(url: RedisUrl) -> RegionRedis {
+        RegionRedis {
+            url,
+            mode: RedisMode::Standalone,
+            nodes: Vec::new(),
+            sentinels: Vec::new(),
+            sentinel_master: crate::redis::default_sentinel_master(),
+        }
+    }
+}
+
+/// How `[regions.from]` may name a region's Redis: a URL, or a table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RegionRedisForm {
+    Url(RedisUrl),
+    Topology(RegionTopology),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionTopology {
+    url: RedisUrl,
+    #[serde(default)]
+    mode: RedisMode,
+    #[serde(default, deserialize_with = "crate::redis::url_list")]
+    nodes: Vec<RedisUrl>,
+    #[serde(default, deserialize_with = "crate::redis::url_list")]
+    sentinels: Vec<RedisUrl>,
+    #[serde(default = "crate::redis::default_sentinel_master")]
+    sentinel_master: String,
+}
+
+impl From<RegionRedisForm> for RegionRedis {
+    fn from(form: RegionRedisForm) -> RegionRedis {
+        match form {
+            RegionRedisForm::Url(url) => RegionRedis::standalone(url),
+            RegionRedisForm::Topology(t) => RegionRedis {
+                url: t.url,
+                mode: t.mode,
+                nodes: t.nodes,
+                sentinels: t.sentinels,
+                sentinel_master: t.sentinel_master,
+            },
+        }
+    }
 }
 
 impl RegionSettings {
@@ -65,9 +133,15 @@ impl RegionSettings {
         if let Some(name) = self.region() {
             Self::check_name(name).map_err(|e| ConfigError::invalid("regions.name", e))?;
         }
-        for from in self.from.keys() {
+        for (from, redis) in &self.from {
             let key = format!("regions.from.{from}");
             Self::check_name(from).map_err(|e| ConfigError::invalid(key.clone(), e))?;
+            if redis.mode == RedisMode::Sentinel && redis.sentinels.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.sentinels"),
+                    "sentinel mode needs the sentinels' URLs",
+                ));
+            }
             match self.region() {
                 None => {
                     return Err(ConfigError::invalid(

@@ -6,7 +6,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use fernando_cache_config::{BackendKind, RedisUrl, Settings};
+use fernando_cache_config::{BackendKind, RedisUrl, RegionRedis, Settings};
 use fernando_cache_store::{Replicator, Store};
 
 use crate::output::outln;
@@ -26,7 +26,10 @@ pub(crate) async fn run(
         "this deployment is no region: set regions.name (FERNANDO_CACHE__REGIONS__NAME)",
     )?;
     let from = match from {
-        Some((url, region)) => vec![(region, RedisUrl::parse(&url).context("--from")?)],
+        Some((url, region)) => vec![(
+            region,
+            RegionRedis::standalone(RedisUrl::parse(&url).context("--from")?),
+        )],
         None => settings
             .regions
             .from
@@ -48,20 +51,31 @@ pub(crate) async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A replicator into `local` of each region of `from` (name, Redis URL), as `consumer`.
+/// A replicator into `local` of each region of `from` (name, Redis), as `consumer`.
 pub(crate) fn replicators(
     settings: &Settings,
     local: &Store,
-    from: &[(String, RedisUrl)],
+    from: &[(String, RegionRedis)],
     consumer: &str,
 ) -> anyhow::Result<Vec<Replicator>> {
     from.iter()
-        .map(|(region, url)| {
-            // The other region's Redis, with this deployment's settings otherwise: its stream is named as ours
-            // are.
+        .map(|(region, redis)| {
+            // The other region's Redis, in its own topology, with this deployment's settings otherwise: its
+            // stream is named as ours are.
             let mut remote = settings.clone();
             remote.backend = BackendKind::Redis;
-            remote.redis.url = url.clone();
+            remote.redis.url = redis.url.clone();
+            remote.redis.mode = redis.mode;
+            remote.redis.nodes.clone_from(&redis.nodes);
+            remote.redis.sentinels.clone_from(&redis.sentinels);
+            remote
+                .redis
+                .sentinel_master
+                .clone_from(&redis.sentinel_master);
+            // This region's secrets stay here: the other region's password is the one its URL carries, and
+            // its stream and values are read as the deployment's own user, never as a tenant's.
+            remote.redis.password = None;
+            remote.tenants = fernando_cache_config::TenantTable::default();
             let remote = Store::from_settings(&remote)
                 .with_context(|| format!("region {region}'s Redis"))?;
             Ok(Replicator::new(
