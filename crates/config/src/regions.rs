@@ -19,6 +19,10 @@ pub struct RegionSettings {
     /// Entries the replication stream keeps at most (`XADD … MAXLEN ~`): a region whose replicator falls
     /// further behind than this has lost entries, and invalidates what they could have touched.
     pub stream_max_entries: u64,
+    /// How long the replication stream keeps an entry at most (`XTRIM … MINID ~`, at most once a second): a
+    /// region whose replicator is further behind than this has lost entries, as past `stream_max_entries`.
+    #[serde(with = "duration")]
+    pub stream_max_age: Duration,
     /// The regions whose streams this one applies, each with its Redis (`[regions.from] eu = "redis://…"`, or
     /// a table with `url`, `mode`, `nodes`, `sentinels`, `sentinel_master` as `[redis]` has them):
     /// `serve` runs a replicator for each (unless `serve_replicates` is off), `fernando-cache replicate` with no
@@ -156,6 +160,14 @@ impl RegionSettings {
             }
         }
         crate::check::duration("regions.max_lag", self.max_lag)?;
+        if self.stream_max_age < Duration::from_secs(60)
+            || self.stream_max_age > Duration::from_secs(30 * 86_400)
+        {
+            return Err(ConfigError::invalid(
+                "regions.stream_max_age",
+                "must be 1m to 30d",
+            ));
+        }
         if !(Self::MIN_STREAM_ENTRIES..=Self::MAX_STREAM_ENTRIES).contains(&self.stream_max_entries)
         {
             return Err(ConfigError::invalid(

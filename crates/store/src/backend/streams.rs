@@ -46,12 +46,14 @@ impl StreamEntry {
 /// claimed by another when it was left pending too long (a consumer that died).
 #[async_trait]
 pub trait Streams: Send + Sync {
-    /// Appends an entry of `fields` to `stream`, trimming it to about `max_len` entries.
+    /// Appends an entry of `fields` to `stream`, trimming it to about `max_len` entries and, when `min_ms` is
+    /// given, dropping entries made before that time (ms since the Unix epoch) — in one round trip.
     async fn append(
         &self,
         stream: &str,
         fields: &[(&str, &[u8])],
         max_len: u64,
+        min_ms: Option<u64>,
     ) -> Result<(), BackendError>;
 
     /// Makes the consumer group `group` of `stream` (and the stream) unless it exists; a new group reads from

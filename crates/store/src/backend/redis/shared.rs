@@ -107,9 +107,10 @@ impl<T: Connected> Streams for T {
         stream: &str,
         fields: &[(&str, &[u8])],
         max_len: u64,
+        min_ms: Option<u64>,
     ) -> Result<(), BackendError> {
         self.with_conn(move |mut conn| async move {
-            commands::append(&mut conn, stream, fields, max_len).await
+            commands::append(&mut conn, stream, fields, max_len, min_ms).await
         })
         .await
     }

@@ -41,6 +41,10 @@ pub(super) struct Region {
     /// Its stream on the shared backend.
     stream: String,
     max_len: u64,
+    /// How long the stream keeps an entry, in ms.
+    max_age_ms: u64,
+    /// When the stream was last trimmed by age (ms since the Unix epoch).
+    trimmed_at: std::sync::atomic::AtomicU64,
     /// Types whose values are appended.
     replicated: BTreeSet<CacheType>,
     /// The regions whose streams this one applies.
@@ -57,6 +61,9 @@ impl Region {
             name: name.to_owned(),
             stream: keys.replication_stream(name),
             max_len: settings.regions.stream_max_entries,
+            max_age_ms: u64::try_from(settings.regions.stream_max_age.as_millis())
+                .unwrap_or(u64::MAX),
+            trimmed_at: std::sync::atomic::AtomicU64::new(0),
             replicated: settings
                 .types
                 .known()
@@ -181,9 +188,18 @@ impl Store {
         let packed = Replicated::pack(&ops);
         let lane = &self.inner.shared;
         let streams = lane.backend.streams()?;
+        // Trimmed by age too, at most once a second.
+        let now = crate::codec::now_ms();
+        let last = region.trimmed_at.load(std::sync::atomic::Ordering::Relaxed);
+        let min_ms = (now.saturating_sub(last) >= 1_000).then(|| {
+            region
+                .trimmed_at
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            now.saturating_sub(region.max_age_ms)
+        });
         self.call(
             lane,
-            streams.append(&region.stream, &[("ops", &packed)], region.max_len),
+            streams.append(&region.stream, &[("ops", &packed)], region.max_len, min_ms),
         )
         .await
     }

@@ -14,19 +14,32 @@ use crate::backend::{BackendError, NewEntries, StreamEntry};
 /// field; an entry written by hand may carry a few operations of five fields each).
 const MAX_FIELDS: usize = 64;
 
-/// `XADD stream MAXLEN ~ max_len * field value …`.
+/// `XADD stream MAXLEN ~ max_len * field value …`, and with `min_ms` `XTRIM stream MINID ~ min_ms` in the same
+/// pipeline.
 pub(crate) async fn append<C: ConnectionLike + Send>(
     conn: &mut C,
     stream: &str,
     fields: &[(&str, &[u8])],
     max_len: u64,
+    min_ms: Option<u64>,
 ) -> RedisResult<()> {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream).arg("MAXLEN").arg("~").arg(max_len).arg("*");
     for (name, value) in fields {
         cmd.arg(*name).arg(*value);
     }
-    cmd.exec_async(conn).await
+    let Some(min_ms) = min_ms else {
+        return cmd.exec_async(conn).await;
+    };
+    let mut pipe = redis::pipe();
+    pipe.add_command(cmd).ignore();
+    pipe.cmd("XTRIM")
+        .arg(stream)
+        .arg("MINID")
+        .arg("~")
+        .arg(min_ms)
+        .ignore();
+    pipe.exec_async(conn).await
 }
 
 /// `XGROUP CREATE stream group 0 MKSTREAM ENTRIESREAD 0`: a group that reads the stream from its first entry
