@@ -54,9 +54,7 @@ fn set_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str,
     let out = cli(
         url,
         region,
-        &[
-            "cache", "set", "--tenant", tenant, "--type", cache_type, "--key", key,
-        ],
+        &entry_args("set", tenant, cache_type, key),
         value.as_bytes(),
     );
     assert!(
@@ -66,23 +64,35 @@ fn set_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str,
     );
 }
 
+/// `cache set` or `cache get` of one entry.
+fn entry_args<'a>(
+    verb: &'a str,
+    tenant: &'a str,
+    cache_type: &'a str,
+    key: &'a str,
+) -> [&'a str; 8] {
+    [
+        "cache", verb, "--tenant", tenant, "--type", cache_type, "--key", key,
+    ]
+}
+
+/// `cache invalidate` of acme's `ocr_result` entries with `strategy`.
+fn invalidate_args(strategy: &str) -> [&str; 8] {
+    [
+        "cache",
+        "invalidate",
+        "--tenant",
+        "acme",
+        "--type",
+        "ocr_result",
+        "--strategy",
+        strategy,
+    ]
+}
+
 /// Invalidates acme's `ocr_result` entries in EU with `strategy`.
 fn invalidate(url: &str, strategy: &str) {
-    let out = cli(
-        url,
-        EU,
-        &[
-            "cache",
-            "invalidate",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-            "--strategy",
-            strategy,
-        ],
-        b"",
-    );
+    let out = cli(url, EU, &invalidate_args(strategy), b"");
     assert!(
         out.status.success(),
         "{}",
@@ -99,9 +109,7 @@ fn get_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str)
     let out = cli(
         url,
         region,
-        &[
-            "cache", "get", "--tenant", tenant, "--type", cache_type, "--key", key,
-        ],
+        &entry_args("get", tenant, cache_type, key),
         b"",
     );
     match out.status.code() {
@@ -684,20 +692,7 @@ impl Deployment {
     }
 
     fn get(&self, region: &str, tenant: &str, key: &str) -> Option<String> {
-        let out = self.run(
-            region,
-            &[
-                "cache",
-                "get",
-                "--tenant",
-                tenant,
-                "--type",
-                "ocr_result",
-                "--key",
-                key,
-            ],
-            b"",
-        );
+        let out = self.run(region, &entry_args("get", tenant, "ocr_result", key), b"");
         match out.status.code() {
             Some(0) => Some(String::from_utf8(out.stdout).unwrap()),
             Some(1) => None,
@@ -747,16 +742,7 @@ fn crosses_topologies(eu: &Deployment, us: &Deployment) {
     let set = |tenant: &str, key: &str, value: &str| {
         eu.ok(
             EU,
-            &[
-                "cache",
-                "set",
-                "--tenant",
-                tenant,
-                "--type",
-                "ocr_result",
-                "--key",
-                key,
-            ],
+            &entry_args("set", tenant, "ocr_result", key),
             value.as_bytes(),
         );
     };
@@ -766,20 +752,7 @@ fn crosses_topologies(eu: &Deployment, us: &Deployment) {
         us.get(US, "acme", "doc-1").as_deref() == Some("text of doc 1")
             && us.get(US, "globex", "doc-1").is_some()
     });
-    eu.ok(
-        EU,
-        &[
-            "cache",
-            "invalidate",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-            "--strategy",
-            "lazy",
-        ],
-        b"",
-    );
+    eu.ok(EU, &invalidate_args("lazy"), b"");
     wait_until("EU's invalidation in US", || {
         us.get(US, "acme", "doc-1").is_none()
     });
@@ -825,16 +798,7 @@ fn a_region_reads_another_with_that_regions_password_never_its_own() {
     let out = cli_with(
         &eu_url,
         EU,
-        &[
-            "cache",
-            "set",
-            "--tenant",
-            "acme",
-            "--type",
-            "ocr_result",
-            "--key",
-            "doc-1",
-        ],
+        &entry_args("set", "acme", "ocr_result", "doc-1"),
         b"from eu",
         &[],
     );
@@ -859,16 +823,7 @@ fn a_region_reads_another_with_that_regions_password_never_its_own() {
         let out = cli_with(
             &us.url(),
             US,
-            &[
-                "cache",
-                "get",
-                "--tenant",
-                "acme",
-                "--type",
-                "ocr_result",
-                "--key",
-                "doc-1",
-            ],
+            &entry_args("get", "acme", "ocr_result", "doc-1"),
             b"",
             &us_env,
         );

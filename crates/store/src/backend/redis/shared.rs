@@ -157,7 +157,8 @@ impl<T: Connected> Streams for T {
 
     async fn record(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError> {
         self.with_conn(
-            move |mut conn| async move { commands::record(&mut conn, key, value, ttl).await },
+            // A note is a plain string with a TTL, written as the hot path's tracked `SET` is.
+            move |mut conn| async move { commands::set_plain(&mut conn, key, value, ttl).await },
         )
         .await
     }

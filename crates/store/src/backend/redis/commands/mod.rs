@@ -25,7 +25,7 @@ pub(crate) use limits::{admit, charge, count_in_window, release_cmd};
 pub(crate) use listing::{list_cmd, listed};
 pub(crate) use streams::{
     ack, append, claim_idle, claimed_entries, join_group, new_entries, read_entries, read_new,
-    read_pending, record, recorded,
+    read_pending, recorded,
 };
 
 /// The two generation values as `MGET` returns them.

@@ -227,22 +227,6 @@ pub(crate) fn new_entries(reply: Value) -> Result<NewEntries, BackendError> {
     }
 }
 
-/// `SET key value PX ttl`: a reader's note of its progress.
-pub(crate) async fn record<C: ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-    value: &[u8],
-    ttl: Duration,
-) -> RedisResult<()> {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .arg("PX")
-        .arg(super::millis(ttl))
-        .exec_async(conn)
-        .await
-}
-
 /// `GET key`: a reader's note, if kept.
 pub(crate) async fn recorded<C: ConnectionLike + Send>(
     conn: &mut C,
