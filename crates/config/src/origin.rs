@@ -59,6 +59,10 @@ pub(crate) fn lookup<'a>(tree: &'a Map<String, Value>, key: &str) -> Option<&'a 
 /// Whether `key` may hold a secret — a password, a token, a key, a URL that may carry credentials — whose
 /// value an error must never repeat.
 pub(crate) fn is_secret(key: &str) -> bool {
+    // Another region's Redis, named by its region: a URL, or a table of them.
+    if key.starts_with("regions.from.") {
+        return true;
+    }
     let last = key.rsplit('.').next().unwrap_or(key);
     let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
     [

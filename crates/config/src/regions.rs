@@ -38,7 +38,7 @@ pub struct RegionSettings {
 
 /// Another region's Redis: its URL, and its topology when it is not one server (each region may run its own).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(from = "RegionRedisForm")]
+#[serde(try_from = "RegionRedisForm")]
 #[non_exhaustive]
 pub struct RegionRedis {
     /// As `redis.url` (in sentinel mode, only its scheme, user, password and database are used).
@@ -66,11 +66,12 @@ impl RegionRedis {
     }
 }
 
-/// How `[regions.from]` may name a region's Redis: a URL, or a table.
+/// How `[regions.from]` may name a region's Redis: a URL, or a table. Read as text first, so that what is
+/// wrong is said in words (never repeating the URL) rather than as a failed match.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RegionRedisForm {
-    Url(RedisUrl),
+    Url(String),
     Topology(RegionTopology),
 }
 
@@ -88,10 +89,17 @@ struct RegionTopology {
     sentinel_master: String,
 }
 
-impl From<RegionRedisForm> for RegionRedis {
-    fn from(form: RegionRedisForm) -> RegionRedis {
-        match form {
-            RegionRedisForm::Url(url) => RegionRedis::standalone(url),
+impl TryFrom<RegionRedisForm> for RegionRedis {
+    type Error = String;
+
+    fn try_from(form: RegionRedisForm) -> Result<RegionRedis, String> {
+        Ok(match form {
+            RegionRedisForm::Url(text) => {
+                RegionRedis::standalone(RedisUrl::parse(&text).map_err(|e| match e {
+                    ConfigError::Invalid { reason, .. } => reason,
+                    other => other.to_string(),
+                })?)
+            }
             RegionRedisForm::Topology(t) => RegionRedis {
                 url: t.url,
                 mode: t.mode,
@@ -99,7 +107,7 @@ impl From<RegionRedisForm> for RegionRedis {
                 sentinels: t.sentinels,
                 sentinel_master: t.sentinel_master,
             },
-        }
+        })
     }
 }
 

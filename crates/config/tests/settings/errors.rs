@@ -198,6 +198,26 @@ fn a_secret_is_named_by_its_variable_never_by_its_value() {
         ],
     );
     assert!(!e.contains("hunter2"), "{e}");
+    // Another region's Redis: whatever is wrong with it, its URL is not repeated.
+    for bad in [
+        "redis://:hunter2@127.0.0.1:99999",
+        "http://:hunter2@cache:6379",
+        " redis://:hunter2@cache:6379",
+    ] {
+        let e = from_variables(&[
+            ("FERNANDO_CACHE__REGIONS__NAME", "eu"),
+            ("FERNANDO_CACHE__REGIONS__FROM__US", bad),
+        ]);
+        assert_says(
+            &e,
+            &[
+                "`regions.from.us`",
+                "(given as FERNANDO_CACHE__REGIONS__FROM__US)",
+            ],
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(!e.contains("untagged"), "{e}");
+    }
 }
 
 #[test]
