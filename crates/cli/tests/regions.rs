@@ -830,3 +830,61 @@ fn a_region_reads_another_with_that_regions_password_never_its_own() {
         out.status.success()
     });
 }
+
+/// What US noted of EU's stream.
+fn noted(us: &RedisServer) -> String {
+    us.cli(&["GET", "fernando:test:_repl_applied:eu"]).unwrap()
+}
+
+#[test]
+fn a_loss_is_counted_once_however_often_replicators_restart_and_however_many_meet_it() {
+    let (eu, us, link, replicating) = replicating_with("doc-1", "first");
+    replicating.kill();
+    // EU's server loses its data (a restart without persistence): what US was given is unknown now.
+    eu.cli(&["FLUSHALL"]).unwrap();
+    for round in 0..3 {
+        let again = Replicating::start(&us.url(), &url_of(&link), "r1");
+        wait_until("the loss noted", || noted(&us).contains("gaps=1"));
+        // A note is written every second: long enough for a second one.
+        std::thread::sleep(Duration::from_millis(1500));
+        again.kill();
+        assert!(
+            noted(&us).contains("gaps=1"),
+            "restart {round}: {}",
+            noted(&us)
+        );
+    }
+    // A second loss, met by two replicas of US at once: answered by both, counted once.
+    let one = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "doc-2", "second");
+    wait_until("EU's second value in US", || {
+        get(&us.url(), US, "acme", "doc-2").is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    one.kill();
+    eu.cli(&["FLUSHALL"]).unwrap();
+    let (a, b) = (
+        Replicating::start(&us.url(), &url_of(&link), "r1"),
+        Replicating::start(&us.url(), &url_of(&link), "r2"),
+    );
+    wait_until("the second loss noted", || noted(&us).contains("gaps=2"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(noted(&us).contains("gaps=2"), "{}", noted(&us));
+    assert_eq!(get(&us.url(), US, "acme", "doc-2"), None);
+    drop((a, b));
+}
+
+#[test]
+fn a_note_that_is_not_one_is_started_anew_and_replication_goes_on() {
+    let (eu, us, link) = regions();
+    us.cli(&["HSET", "fernando:test:_repl_applied:eu", "a", "b"])
+        .unwrap();
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "doc-1", "from eu");
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", "doc-1").is_some()
+    });
+    wait_until("a note written over the hash", || {
+        noted(&us).contains("applied=")
+    });
+}

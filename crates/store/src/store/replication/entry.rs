@@ -12,7 +12,7 @@ use crate::{InvalidationStrategy, StreamEntry};
 const MAX_OP_FIELDS: usize = 8;
 
 /// Operations one packed entry may carry at most (a writer packs up to 256).
-const MAX_PACKED: usize = 4096;
+const MAX_PACKED: usize = 256;
 
 /// One operation another region is to apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn packed_operations_read_back_in_order_and_bytes_no_writer_packed_are_refused() {
-        let ops: Vec<Replicated> = (0..300)
+        let ops: Vec<Replicated> = (0..MAX_PACKED)
             .map(|i| Replicated {
                 from: "eu".into(),
                 scope: Scope::Tenant(TenantId::new(format!("t{i}")).unwrap()),
@@ -316,6 +316,11 @@ mod tests {
         let read = Replicated::read_all(&entry(&[("ops", &packed)]), 128);
         let read: Vec<Replicated> = read.into_iter().map(Result::unwrap).collect();
         assert_eq!(read, ops);
+        // One more than a writer packs is not a writer's.
+        let mut more = ops.clone();
+        more.push(ops[0].clone());
+        let read = Replicated::read_all(&entry(&[("ops", &Replicated::pack(&more))]), 128);
+        assert!(matches!(&read[..], [Err(_)]), "{}", read.len());
         for bad in [
             &packed[..packed.len() - 1],
             &[9u8][..],

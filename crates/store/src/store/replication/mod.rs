@@ -91,10 +91,12 @@ impl Store {
         let mut out = Vec::with_capacity(region.from.len());
         for from in &region.from {
             let key = self.inner.keys.replication_progress(from);
-            let noted = self
-                .call(lane, streams.recorded(&key))
-                .await
-                .map_err(unavailable)?;
+            let noted = match self.call(lane, streams.recorded(&key)).await {
+                Ok(noted) => noted,
+                // Not a note (a hash, a list): as if nothing were noted — which the alert says.
+                Err(BackendError::WrongType) => None,
+                Err(e) => return Err(unavailable(e)),
+            };
             out.push(RegionStatus::of(
                 from.clone(),
                 noted.as_deref().and_then(Progress::parse),

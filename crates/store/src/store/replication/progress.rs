@@ -23,6 +23,9 @@ pub struct Progress {
     pub gaps: u64,
     /// When it was noted, in ms since the Unix epoch.
     pub at_ms: u64,
+    /// The id the last loss answered was known by (`0-0` before any): a loss known by it or an earlier id
+    /// was answered already, by any replica, before any restart.
+    pub accepted: String,
 }
 
 impl Progress {
@@ -30,18 +33,28 @@ impl Progress {
     pub(super) fn start() -> Progress {
         Progress {
             applied: "0-0".into(),
+            accepted: "0-0".into(),
             ..Progress::default()
         }
     }
 
-    /// As kept: `applied=<id> behind=<n or -> behind_ms=<n> gaps=<n> at=<ms>`.
+    /// Takes the losses another replica counted and accepted, when they are further on: neither ever goes
+    /// back.
+    pub(super) fn merge_losses(&mut self, other: &Progress) {
+        self.gaps = self.gaps.max(other.gaps);
+        if id_after(&other.accepted, &self.accepted) {
+            self.accepted.clone_from(&other.accepted);
+        }
+    }
+
+    /// As kept: `applied=<id> behind=<n or -> behind_ms=<n> gaps=<n> at=<ms> accepted=<id>`.
     pub(super) fn to_text(&self) -> String {
         let behind = self
             .behind
             .map_or_else(|| "-".to_owned(), |n| n.to_string());
         format!(
-            "applied={} behind={behind} behind_ms={} gaps={} at={}",
-            self.applied, self.behind_ms, self.gaps, self.at_ms
+            "applied={} behind={behind} behind_ms={} gaps={} at={} accepted={}",
+            self.applied, self.behind_ms, self.gaps, self.at_ms, self.accepted
         )
     }
 
@@ -58,6 +71,7 @@ impl Progress {
                 "behind_ms" => progress.behind_ms = value.parse().ok()?,
                 "gaps" => progress.gaps = value.parse().ok()?,
                 "at" => progress.at_ms = value.parse().ok()?,
+                "accepted" if is_id(value) => progress.accepted = value.to_owned(),
                 _ => return None,
             }
         }
@@ -131,6 +145,7 @@ mod tests {
             behind_ms: 340,
             gaps: 2,
             at_ms: 1_796_667_536_200,
+            accepted: "1796667536100-0".into(),
         };
         assert_eq!(
             Progress::parse(progress.to_text().as_bytes()),

@@ -89,8 +89,6 @@ struct Tracked {
     noted: Progress,
     /// When it was last written.
     noted_at: Option<Instant>,
-    /// The greatest deleted id already answered by the partition rule.
-    accepted: String,
     /// What the group must have been given at least (the last entry applied in order): less means it was
     /// made again. `0-0` just after that loss was answered.
     floor: String,
@@ -175,7 +173,6 @@ impl Replicator {
                 loaded: false,
                 noted: Progress::start(),
                 noted_at: None,
-                accepted: "0-0".into(),
                 floor: "0-0".into(),
             }),
         })
@@ -252,7 +249,7 @@ impl Replicator {
             let done = std::mem::take(&mut *lock(&self.unacked));
             let (accepted, floor) = {
                 let p = lock(&self.progress);
-                (p.accepted.clone(), p.floor.clone())
+                (p.noted.accepted.clone(), p.floor.clone())
             };
             let (acked, new) = futures_util::join!(
                 self.remote.call(remote, streams.ack(stream, group, &done)),
@@ -272,14 +269,14 @@ impl Replicator {
             };
             self.answer_loss(
                 &format!("entries after {given} up to {gone} are gone unread"),
+                gone,
                 &mut round,
             )
             .await?;
+            // Answered: not found again, by this process or the next (the note keeps both).
             let mut p = lock(&self.progress);
-            if progress::id_after(gone, &p.accepted) {
-                p.accepted.clone_from(gone);
-            }
-            p.floor = "0-0".into();
+            p.floor.clone_from(given);
+            p.noted.applied.clone_from(given);
         };
         let full = new.entries.len() >= BATCH;
         let last = new.entries.last().map(|e| e.id.clone());
@@ -312,11 +309,12 @@ impl Replicator {
         let local = &self.local.inner.shared;
         let streams = local.backend.streams().map_err(unavailable)?;
         let key = self.local.inner.keys.replication_progress(&self.from);
-        let kept = self
-            .local
-            .call(local, streams.recorded(&key))
-            .await
-            .map_err(unavailable)?;
+        let kept = match self.local.call(local, streams.recorded(&key)).await {
+            Ok(kept) => kept,
+            // Not a note at all (a hash, a list): started anew, and overwritten by the first note.
+            Err(crate::BackendError::WrongType) => Some(bytes::Bytes::new()),
+            Err(e) => return Err(unavailable(e)),
+        };
         let mut p = lock(&self.progress);
         if let Some(noted) = kept.as_deref().and_then(Progress::parse) {
             p.floor.clone_from(&noted.applied);
@@ -335,20 +333,28 @@ impl Replicator {
     /// it was written says whether a replicator runs), and at once after a loss. A note that cannot be written
     /// is logged: a later round writes it.
     async fn note_progress(&self) {
-        let text = {
+        {
             let mut p = lock(&self.progress);
             if p.noted_at.is_some_and(|at| at.elapsed() < NOTE_EVERY) {
                 return;
             }
             p.noted_at = Some(Instant::now());
-            p.noted.at_ms = crate::codec::now_ms();
-            p.noted.to_text()
-        };
+        }
         let local = &self.local.inner.shared;
         let Ok(streams) = local.backend.streams() else {
             return;
         };
         let key = self.local.inner.keys.replication_progress(&self.from);
+        // Other replicas of this region note the same stream: the losses counted and accepted never go back.
+        let noted = self.noted_now().await;
+        let text = {
+            let mut p = lock(&self.progress);
+            if let Some(noted) = &noted {
+                p.noted.merge_losses(noted);
+            }
+            p.noted.at_ms = crate::codec::now_ms();
+            p.noted.to_text()
+        };
         if let Err(e) = self
             .local
             .call(local, streams.record(&key, text.as_bytes(), progress::KEPT))
@@ -358,17 +364,66 @@ impl Replicator {
         }
     }
 
+    /// Takes the mark of the loss known by `known_by` on this region's backend (`SET NX`, kept as long as a
+    /// note): whether this replicator is the one that counts it. Counted when the mark cannot be taken for want
+    /// of the backend (a loss is never left uncounted).
+    async fn mark_loss(&self, known_by: &str) -> bool {
+        let local = &self.local.inner.shared;
+        let Some(leases) = local.backend.leases() else {
+            return true;
+        };
+        let key = format!(
+            "{}:loss:{known_by}",
+            self.local.inner.keys.replication_progress(&self.from)
+        );
+        self.local
+            .call(local, leases.acquire_lease(&key, "counted", progress::KEPT))
+            .await
+            .unwrap_or(true)
+    }
+
+    /// What this region's note of the stream says now (any replica's), if it can be read.
+    async fn noted_now(&self) -> Option<Progress> {
+        let local = &self.local.inner.shared;
+        let streams = local.backend.streams().ok()?;
+        let key = self.local.inner.keys.replication_progress(&self.from);
+        let kept = self
+            .local
+            .call(local, streams.recorded(&key))
+            .await
+            .ok()??;
+        Progress::parse(&kept)
+    }
+
     /// Answers a loss — entries of the stream gone before they were applied here: every scope's replicated
     /// types here invalidated, counted, logged, and noted at once.
-    async fn answer_loss(&self, what: &str, round: &mut Round) -> Result<(), StoreError> {
-        let scopes = self.local.invalidate_replicated_everywhere().await?;
-        // One trim can be met twice in a round (entries given and not applied, and entries never given): each
-        // is answered, the round counts one loss.
-        if round.gaps == 0 {
-            round.gaps = 1;
-            lock(&self.progress).noted.gaps += 1;
+    async fn answer_loss(
+        &self,
+        what: &str,
+        known_by: &str,
+        round: &mut Round,
+    ) -> Result<(), StoreError> {
+        // Another replica of this region (or this one before a restart) may have answered it already.
+        if let Some(noted) = self.noted_now().await {
+            lock(&self.progress).noted.merge_losses(&noted);
         }
-        lock(&self.progress).noted_at = None;
+        if !progress::id_after(known_by, &lock(&self.progress).noted.accepted) {
+            return Ok(());
+        }
+        let scopes = self.local.invalidate_replicated_everywhere().await?;
+        // Replicas of this region that meet one loss at once each answer it (twice changes nothing); the one
+        // that takes its mark counts it. One trim can be met twice in a round (entries given and not applied,
+        // and entries never given): the round counts one loss.
+        let counted = round.gaps == 0 && self.mark_loss(known_by).await;
+        {
+            let mut p = lock(&self.progress);
+            p.noted.accepted = known_by.to_owned();
+            if counted {
+                p.noted.gaps = p.noted.gaps.saturating_add(1);
+            }
+            p.noted_at = None;
+        }
+        round.gaps = 1;
         tracing::warn!(
             region = self.from,
             stream = self.stream,
@@ -401,12 +456,18 @@ impl Replicator {
     ) -> Result<(), StoreError> {
         // Entries given to this region and gone before they were applied: what they said is lost. Answered
         // before the rest is applied (a value after them is read as it is now, so applying it later is sound).
-        let gone = entries.iter().filter(|e| e.deleted).count();
-        if gone > 0 {
+        let gone: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.deleted)
+            .map(|e| e.id.as_str())
+            .collect();
+        if let Some(last) = gone.last() {
             self.answer_loss(
                 &format!(
-                    "{gone} entries given to this region were trimmed before they were applied"
+                    "{} entries given to this region were trimmed before they were applied",
+                    gone.len()
                 ),
+                last,
                 round,
             )
             .await?;
@@ -457,10 +518,8 @@ impl Replicator {
             for ((id, read, _), value) in chunk.iter_mut().zip(values) {
                 let read = std::mem::replace(read, Err(String::new()));
                 let scope = read.as_ref().ok().map(|r| r.scope.clone());
-                match by_scope
-                    .iter_mut()
-                    .find(|(s, _)| s.is_some() && *s == scope)
-                {
+                // Operations that cannot be read go together: they change nothing.
+                match by_scope.iter_mut().find(|(s, _)| *s == scope) {
                     Some((_, ops)) => ops.push((id, read, value)),
                     None => by_scope.push((scope, vec![(id, read, value)])),
                 }
@@ -497,10 +556,15 @@ impl Replicator {
         in_order: bool,
     ) -> Result<Round, StoreError> {
         let mut tally = Round::default();
+        let mut warned = None;
         for (id, read, value) in ops {
             match read {
                 Err(why) => {
-                    tracing::warn!(id, why, "a replication entry that is not ours; skipped");
+                    // One warning an entry, however many of its operations are wrong.
+                    if warned != Some(id) {
+                        tracing::warn!(id, why, "a replication entry that is not ours; skipped");
+                        warned = Some(id);
+                    }
                     tally.rejected += 1;
                 }
                 Ok(r) => match self.local.apply(r, in_order, value?).await? {

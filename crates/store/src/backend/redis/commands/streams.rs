@@ -108,8 +108,8 @@ pub(crate) async fn read_pending<C: ConnectionLike + Send>(
 ///   before is unknown.
 ///
 /// Ids are compared as two decimal numbers, by length then text (no float rounding). Replies
-/// `{'lost', L, the id the loss is known by}` or `{'read', XREADGROUP's reply, the group's lag before the read or
-/// false}`.
+/// `{'lost', L, the id the loss is known by}` or `{'read', XREADGROUP's reply, the entries still waiting after
+/// the read or false}` — none when the read reached the last entry made, whatever the group's count says.
 static READ_NEW_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -159,6 +159,14 @@ if newer(ARGV[5], last) then
   return {'lost', last, ARGV[5]}
 end
 local entries = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+local read_last = last
+if entries and entries[1] and #entries[1][2] > 0 then
+  read_last = entries[1][2][#entries[1][2]][1]
+  if lag then lag = lag - #entries[1][2] end
+end
+-- Caught up with the last entry made: nothing waits, whatever the counts say (an XDEL leaves them wrong).
+if read_last == field(info, 'last-generated-id') then lag = 0 end
+if lag and lag < 0 then lag = 0 end
 return {'read', entries, lag}
 ",
     )
@@ -210,9 +218,7 @@ pub(crate) fn new_entries(reply: Value) -> Result<NewEntries, BackendError> {
         Some(b"read") => {
             let entries = read_entries(parts.next().unwrap_or(Value::Nil))?;
             let behind = match parts.next() {
-                Some(Value::Int(lag)) => u64::try_from(lag)
-                    .ok()
-                    .map(|lag| lag.saturating_sub(entries.len() as u64)),
+                Some(Value::Int(lag)) => u64::try_from(lag).ok(),
                 _ => None,
             };
             Ok(NewEntries {
