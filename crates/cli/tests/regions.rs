@@ -888,3 +888,51 @@ fn a_note_that_is_not_one_is_started_anew_and_replication_goes_on() {
         noted(&us).contains("applied=")
     });
 }
+
+#[test]
+fn a_group_moved_past_the_streams_end_is_a_loss_and_delivery_goes_on() {
+    let (eu, us, link, _replicating) = replicating_with("doc-1", "first");
+    // Someone with access to EU's Redis moves US's group far past anything EU wrote: nothing would be
+    // delivered until EU's stream caught up with it.
+    eu.cli(&["XGROUP", "SETID", STREAM, "to-us", "9999999999999-0"])
+        .unwrap();
+    let _ = link;
+    wait_until("the loss noted", || noted(&us).contains("gaps=1"));
+    assert_eq!(
+        get(&us.url(), US, "acme", "doc-1"),
+        None,
+        "answered as a loss"
+    );
+    set(&eu.url(), EU, "acme", "doc-2", "after it");
+    wait_until("a value written after it, in US", || {
+        get(&us.url(), US, "acme", "doc-2").is_some()
+    });
+}
+
+#[test]
+fn an_entry_deleted_unread_is_a_loss_and_leaves_no_lag_behind() {
+    let (eu, us, link, replicating) = replicating_with("doc-1", "first");
+    replicating.kill();
+    set(
+        &eu.url(),
+        EU,
+        "globex",
+        "doc-1",
+        "deleted before US read it",
+    );
+    let last = eu
+        .cli(&["XREVRANGE", STREAM, "+", "-", "COUNT", "1"])
+        .unwrap();
+    let id = last.lines().next().unwrap().trim().to_owned();
+    eu.cli(&["XDEL", STREAM, &id]).unwrap();
+    let _again = Replicating::start(&us.url(), &url_of(&link), "r1");
+    wait_until("the loss noted", || noted(&us).contains("gaps=1"));
+    set(&eu.url(), EU, "acme", "doc-2", "after it");
+    wait_until("a value written after it, in US", || {
+        get(&us.url(), US, "acme", "doc-2").is_some()
+    });
+    // Caught up: nothing shown behind, whatever Redis's count says after the XDEL.
+    wait_until("no entries behind", || {
+        noted(&us).contains("behind=0 behind_ms=0")
+    });
+}

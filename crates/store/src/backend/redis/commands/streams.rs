@@ -105,7 +105,9 @@ pub(crate) async fn read_pending<C: ConnectionLike + Send>(
 ///   right (`XGROUP SETID … ENTRIESREAD A - N`): its lag is true again, and the loss is not found again;
 /// - deleted unread: `D` after `L`;
 /// - the group given less than what the caller applied (`ARGV[5]`): it was made again, what it was given
-///   before is unknown.
+///   before is unknown;
+/// - the group past the last entry ever made (`XGROUP SETID` to the future): it would be given nothing until
+///   the stream caught up. Known by the last entry made; once accepted, the group is set back to it.
 ///
 /// Ids are compared as two decimal numbers, by length then text (no float rounding). Replies
 /// `{'lost', L, the id the loss is known by}` or `{'read', XREADGROUP's reply, the entries still waiting after
@@ -143,6 +145,12 @@ if not last then
   return redis.error_reply('NOGROUP No such consumer group ' .. ARGV[1] .. ' for key name ' .. KEYS[1])
 end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local lastgen = field(info, 'last-generated-id')
+if lastgen and newer(last, lastgen) then
+  if newer(lastgen, ARGV[4]) then return {'lost', lastgen, lastgen} end
+  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], lastgen)
+  last = lastgen
+end
 local added, length = field(info, 'entries-added'), field(info, 'length')
 local first = field(info, 'first-entry')
 first = (first and first[1]) or field(info, 'last-generated-id')
