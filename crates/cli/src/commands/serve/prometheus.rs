@@ -212,13 +212,6 @@ async fn region_gauges(state: &AppState, out: &mut String) {
     if statuses.is_empty() {
         return;
     }
-    let now_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX);
     for (name, kind, help) in [
         (
             "fernando_cache_region_behind_seconds",
@@ -243,7 +236,8 @@ async fn region_gauges(state: &AppState, out: &mut String) {
     ] {
         family(out, name, kind, help);
         for status in &statuses {
-            let (Some(p), Some(lag)) = (&status.progress, status.lag) else {
+            let (Some(p), Some(lag), Some(age)) = (&status.progress, status.lag, status.noted_age)
+            else {
                 continue;
             };
             let value = match name {
@@ -253,7 +247,7 @@ async fn region_gauges(state: &AppState, out: &mut String) {
                     None => continue,
                 },
                 "fernando_cache_region_losses_total" => p.gaps.to_string(),
-                _ => (now_ms.saturating_sub(p.at_ms) as f64 / 1e3).to_string(),
+                _ => age.as_secs_f64().to_string(),
             };
             let _ = writeln!(out, "{name}{{region=\"{}\"}} {value}", label(&status.name));
         }

@@ -34,6 +34,16 @@ tokio::task_local! {
     static APPLYING: ();
 }
 
+/// What a region's note of another's stream holds.
+pub(super) enum Note {
+    /// Nothing.
+    Missing,
+    /// Something no build of ours wrote (text it cannot read, another Redis type).
+    Foreign,
+    /// A note.
+    Kept(Progress),
+}
+
 /// The region a store's deployment is, and what it replicates.
 #[derive(Debug)]
 pub(super) struct Region {
@@ -82,28 +92,55 @@ impl Store {
         let Some(region) = &self.inner.region else {
             return Ok(Vec::new());
         };
-        let lane = self.shared_lane();
-        let unavailable = |source| StoreError::Unavailable {
-            op: "regions",
-            source,
-        };
-        let streams = lane.backend.streams().map_err(unavailable)?;
         let mut out = Vec::with_capacity(region.from.len());
         for from in &region.from {
-            let key = self.inner.keys.replication_progress(from);
-            let noted = match self.call(lane, streams.recorded(&key)).await {
-                Ok(noted) => noted,
-                // Not a note (a hash, a list): as if nothing were noted — which the alert says.
-                Err(BackendError::WrongType) => None,
-                Err(e) => return Err(unavailable(e)),
+            let note = self
+                .region_note(from)
+                .await
+                .map_err(|source| StoreError::Unavailable {
+                    op: "regions",
+                    source,
+                })?;
+            // A note no build wrote reads as none — which the alert says.
+            let progress = match note {
+                Note::Kept(p) => Some(p),
+                Note::Missing | Note::Foreign => None,
             };
             out.push(RegionStatus::of(
                 from.clone(),
-                noted.as_deref().and_then(Progress::parse),
+                progress,
                 crate::codec::now_ms(),
             ));
         }
         Ok(out)
+    }
+
+    /// What this region noted of applying `from`'s stream, on its shared backend.
+    pub(super) async fn region_note(&self, from: &str) -> Result<Note, BackendError> {
+        let lane = self.shared_lane();
+        let streams = lane.backend.streams()?;
+        let key = self.inner.keys.replication_progress(from);
+        Ok(match self.call(lane, streams.recorded(&key)).await {
+            Ok(None) => Note::Missing,
+            Ok(Some(text)) => Progress::parse(&text).map_or(Note::Foreign, Note::Kept),
+            // Not a note at all (a hash, a list).
+            Err(BackendError::WrongType) => Note::Foreign,
+            Err(e) => return Err(e),
+        })
+    }
+
+    /// Writes this region's note of applying `from`'s stream, kept [`progress::KEPT`].
+    pub(super) async fn write_region_note(
+        &self,
+        from: &str,
+        note: &Progress,
+    ) -> Result<(), BackendError> {
+        let lane = self.shared_lane();
+        let streams = lane.backend.streams()?;
+        let key = self.inner.keys.replication_progress(from);
+        let text = note.to_text();
+        self.call(lane, streams.record(&key, text.as_bytes(), progress::KEPT))
+            .await
     }
 
     /// Whether a value of `cache_type` written now goes to other regions.

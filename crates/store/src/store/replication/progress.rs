@@ -91,18 +91,25 @@ pub struct RegionStatus {
     /// How far behind in time: what was noted, plus how long ago it was noted (a replicator that stopped falls
     /// further behind with every second); `None` when nothing was noted.
     pub lag: Option<Duration>,
+    /// How long ago a replicator last noted anything; `None` when nothing was noted.
+    pub noted_age: Option<Duration>,
 }
 
 impl RegionStatus {
     /// `name`'s status from its note, read at `now_ms`.
     pub(crate) fn of(name: String, progress: Option<Progress>, now_ms: u64) -> RegionStatus {
-        let lag = progress.as_ref().map(|p| {
-            Duration::from_millis(p.behind_ms.saturating_add(now_ms.saturating_sub(p.at_ms)))
-        });
+        let noted_age = progress
+            .as_ref()
+            .map(|p| Duration::from_millis(now_ms.saturating_sub(p.at_ms)));
+        let lag = progress
+            .as_ref()
+            .zip(noted_age)
+            .map(|(p, age)| Duration::from_millis(p.behind_ms).saturating_add(age));
         RegionStatus {
             name,
             progress,
             lag,
+            noted_age,
         }
     }
 }

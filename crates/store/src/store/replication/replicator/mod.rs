@@ -71,8 +71,7 @@ pub struct Replicator {
     unacked: Mutex<Vec<String>>,
     /// When entries left idle were last claimed.
     claimed: Mutex<Option<Instant>>,
-    /// What this region noted of the stream (read from its backend when the replicator first joins), and the
-    /// loss it accepted last.
+    /// What this region noted of the stream (read from its backend when the replicator first joins).
     progress: Mutex<Tracked>,
 }
 
@@ -85,7 +84,7 @@ struct Tracked {
     /// When it was last written.
     noted_at: Option<Instant>,
     /// What the group must have been given at least (the last entry applied in order): less means it was
-    /// made again. `0-0` just after that loss was answered.
+    /// made again. Where the group stood, once a loss was answered.
     floor: String,
 }
 

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use super::{Replicator, Round, lock, unavailable};
 use crate::{
     StoreError,
-    store::replication::progress::{self, Progress},
+    store::replication::{
+        Note,
+        progress::{self, Progress},
+    },
 };
 
 /// How often the note of progress is written.
@@ -21,24 +24,23 @@ impl Replicator {
         if lock(&self.progress).loaded {
             return Ok(());
         }
-        let local = &self.local.inner.shared;
-        let streams = local.backend.streams().map_err(unavailable)?;
-        let key = self.local.inner.keys.replication_progress(&self.from);
-        let kept = match self.local.call(local, streams.recorded(&key)).await {
-            Ok(kept) => kept,
-            // Not a note at all (a hash, a list): started anew, and overwritten by the first note.
-            Err(crate::BackendError::WrongType) => Some(bytes::Bytes::new()),
-            Err(e) => return Err(unavailable(e)),
-        };
+        let note = self
+            .local
+            .region_note(&self.from)
+            .await
+            .map_err(unavailable)?;
         let mut p = lock(&self.progress);
-        if let Some(noted) = kept.as_deref().and_then(Progress::parse) {
-            p.floor.clone_from(&noted.applied);
-            p.noted = noted;
-        } else if kept.is_some() {
-            tracing::warn!(
-                key,
+        match note {
+            Note::Kept(noted) => {
+                p.floor.clone_from(&noted.applied);
+                p.noted = noted;
+            }
+            // Overwritten by the first note.
+            Note::Foreign => tracing::warn!(
+                region = self.from,
                 "a note of replication progress this build did not write; started anew"
-            );
+            ),
+            Note::Missing => {}
         }
         p.loaded = true;
         Ok(())
@@ -55,26 +57,17 @@ impl Replicator {
             }
             p.noted_at = Some(Instant::now());
         }
-        let local = &self.local.inner.shared;
-        let Ok(streams) = local.backend.streams() else {
-            return;
-        };
-        let key = self.local.inner.keys.replication_progress(&self.from);
         // Other replicas of this region note the same stream: the losses counted and accepted never go back.
         let noted = self.noted_now().await;
-        let text = {
+        let progress = {
             let mut p = lock(&self.progress);
             if let Some(noted) = &noted {
                 p.noted.merge_losses(noted);
             }
             p.noted.at_ms = crate::codec::now_ms();
-            p.noted.to_text()
+            p.noted.clone()
         };
-        if let Err(e) = self
-            .local
-            .call(local, streams.record(&key, text.as_bytes(), progress::KEPT))
-            .await
-        {
+        if let Err(e) = self.local.write_region_note(&self.from, &progress).await {
             tracing::warn!(error = %e, "replication progress not noted");
         }
     }
@@ -99,15 +92,10 @@ impl Replicator {
 
     /// What this region's note of the stream says now (any replica's), if it can be read.
     pub(super) async fn noted_now(&self) -> Option<Progress> {
-        let local = &self.local.inner.shared;
-        let streams = local.backend.streams().ok()?;
-        let key = self.local.inner.keys.replication_progress(&self.from);
-        let kept = self
-            .local
-            .call(local, streams.recorded(&key))
-            .await
-            .ok()??;
-        Progress::parse(&kept)
+        match self.local.region_note(&self.from).await {
+            Ok(Note::Kept(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// Answers a loss — entries of the stream gone before they were applied here: every scope's replicated
