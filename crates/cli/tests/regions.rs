@@ -139,6 +139,17 @@ impl Replicating {
         Replicating::spawn(local, here, from, from_region, consumer, Stdio::null())
     }
 
+    /// [`Replicating::between`] with more of the environment.
+    fn between_with(
+        local: &str,
+        here: &str,
+        from: &str,
+        from_region: &str,
+        env: &[(&str, &str)],
+    ) -> Replicating {
+        Replicating::spawn_with(local, here, from, from_region, "r1", Stdio::null(), env)
+    }
+
     /// [`Replicating::start`], what it logs written to `log`.
     fn logged(local: &str, from: &str, consumer: &str, log: &std::path::Path) -> Replicating {
         let log = std::fs::File::create(log).unwrap();
@@ -153,6 +164,18 @@ impl Replicating {
         consumer: &str,
         log: Stdio,
     ) -> Replicating {
+        Replicating::spawn_with(local, here, from, from_region, consumer, log, &[])
+    }
+
+    fn spawn_with(
+        local: &str,
+        here: &str,
+        from: &str,
+        from_region: &str,
+        consumer: &str,
+        log: Stdio,
+        env: &[(&str, &str)],
+    ) -> Replicating {
         let child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
             .args(["--env", "test", "--redis-url", local, "replicate"])
             .args([
@@ -166,6 +189,7 @@ impl Replicating {
             .env_remove("FERNANDO_CACHE_ENV")
             .env("FERNANDO_CACHE__REGIONS__NAME", here)
             .env("FERNANDO_CACHE__COMMAND_TIMEOUT", "2s")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -229,6 +253,25 @@ fn replicating_with(key: &str, value: &str) -> (RedisServer, RedisServer, TcpPro
     (eu, us, link, replicating)
 }
 
+/// The keys of `tenant` left in `region` other than its replicated types' invalidation marks, which an erasure
+/// leaves (a version each, no data: design 0026) — and there must be: one for `ocr_result` at least.
+fn erased_but_marks(region: &RedisServer, tenant: &str) -> Vec<String> {
+    let keys = region
+        .cli(&["KEYS", &format!("*tenant_{tenant}*")])
+        .unwrap();
+    let (marks, left): (Vec<String>, Vec<String>) = keys
+        .lines()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .partition(|k| k.contains(":_mark:"));
+    assert!(
+        marks.iter().any(|m| m.ends_with(":_mark:ocr_result")),
+        "the erasure left no mark of {tenant}'s replicated types: {marks:?}"
+    );
+    left
+}
+
 fn url_of(link: &TcpProxy) -> String {
     format!("redis://{}", link.addr())
 }
@@ -267,11 +310,8 @@ fn a_value_written_in_one_region_is_read_in_the_other_and_its_invalidation_and_e
         String::from_utf8_lossy(&out.stderr)
     );
     caught_up(&eu);
-    let left = us.cli(&["KEYS", "*tenant_acme*"]).unwrap();
-    assert!(
-        left.trim().is_empty(),
-        "acme erased in EU left in US: {left}"
-    );
+    let left = erased_but_marks(&us, "acme");
+    assert!(left.is_empty(), "acme erased in EU left in US: {left:?}");
     assert_eq!(
         get(&us.url(), US, "globex", "doc-2").as_deref(),
         Some("globex's own"),
@@ -366,8 +406,7 @@ fn two_regions_writing_one_key_end_with_the_same_value() {
     for round in 0..5 {
         let key = format!("doc-{round}");
         // Written in both at once, neither region having seen the other's: each value then reaches the other
-        // region while that region's own is there. (A write landing after a newer value from the other region
-        // was applied in its own is a window this rule does not close: design 0026.)
+        // region while that region's own is there.
         std::thread::scope(|s| {
             s.spawn(|| set(&eu.url(), EU, "acme", &key, &format!("eu's {round}")));
             s.spawn(|| set(&us.url(), US, "acme", &key, &format!("us's {round}")));
@@ -388,6 +427,165 @@ fn two_regions_writing_one_key_end_with_the_same_value() {
         assert!(in_eu.is_some(), "round {round}: EU lost the key");
         assert_eq!(in_eu, in_us, "round {round}: the regions disagree");
     }
+}
+
+#[test]
+fn a_write_older_than_a_value_already_applied_gives_way_to_it_in_both_regions() {
+    let (eu, us, link) = regions();
+    let _into_us = Replicating::start(&us.url(), &url_of(&link), "r1");
+    let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
+    set(&eu.url(), EU, "acme", "doc", "eu's");
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", "doc").as_deref() == Some("eu's")
+    });
+    // US writes the key after it applied EU's value, from a process whose clock runs 10 s behind: US's write
+    // lands over the newer value, which EU keeps (US's is older). Neither region may keep disagreeing.
+    let args = entry_args("set", "acme", "ocr_result", "doc");
+    let out = cli_with(
+        &us.url(),
+        US,
+        &args,
+        b"us's",
+        &[("FERNANDO_CACHE_FAULT_CLOCK_SKEW_MS", "-10000")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("both regions holding EU's newer value", || {
+        let (in_eu, in_us) = (
+            get(&eu.url(), EU, "acme", "doc"),
+            get(&us.url(), US, "acme", "doc"),
+        );
+        in_eu.as_deref() == Some("eu's") && in_us.as_deref() == Some("eu's")
+    });
+}
+
+#[test]
+fn sealed_values_cross_regions_sealed_and_an_older_write_gives_way_to_a_newer_one() {
+    // Both regions seal document data with the same key ring (the key id travels, never the key).
+    const SEALED: [(&str, &str); 3] = [
+        ("FERNANDO_CACHE__ENCRYPTION__DOCUMENT_DATA", "true"),
+        (
+            "FERNANDO_CACHE_ENCRYPTION_KEYS",
+            "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        ("FERNANDO_CACHE__COMPRESSION__ENABLED", "false"),
+    ];
+    let (eu, us, link) = regions();
+    let _into_us = Replicating::between_with(&us.url(), US, &url_of(&link), EU, &SEALED);
+    let _into_eu = Replicating::between_with(&eu.url(), EU, &us.url(), US, &SEALED);
+    let run = |url: &str, region: &str, verb: &str, value: &str, skew: &str| {
+        let mut env = SEALED.to_vec();
+        env.push(("FERNANDO_CACHE_FAULT_CLOCK_SKEW_MS", skew));
+        cli_with(
+            url,
+            region,
+            &entry_args(verb, "acme", "ocr_result", "doc"),
+            value.as_bytes(),
+            &env,
+        )
+    };
+    let held = |url: &str, region: &str| {
+        let out = run(url, region, "get", "", "0");
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    };
+    assert!(
+        run(&eu.url(), EU, "set", "IBAN DE89 of EU", "0")
+            .status
+            .success()
+    );
+    wait_until("EU's sealed value in US", || {
+        held(&us.url(), US).as_deref() == Some("IBAN DE89 of EU")
+    });
+    let key = us.cli(&["KEYS", "*tenant_acme*:ocr_result:doc"]).unwrap();
+    assert_eq!(key.lines().count(), 1, "{key}");
+    let raw = us.cli(&["GET", key.trim()]).unwrap();
+    assert!(
+        raw.contains("FC") && !raw.contains("DE89"),
+        "US holds EU's value in clear: {raw}"
+    );
+    // US writes after, its clock behind: EU's sealed copy is the newer, and both regions end with it.
+    assert!(
+        run(&us.url(), US, "set", "IBAN DE89 of US", "-10000")
+            .status
+            .success()
+    );
+    wait_until("both regions holding EU's newer sealed value", || {
+        held(&eu.url(), EU).as_deref() == Some("IBAN DE89 of EU")
+            && held(&us.url(), US).as_deref() == Some("IBAN DE89 of EU")
+    });
+}
+
+#[test]
+fn a_value_written_before_an_invalidation_or_erasure_in_the_applying_region_is_not_applied_after_it()
+ {
+    let (eu, us, link) = regions();
+    // Written in EU while US does not read EU yet: its entries wait in EU's stream.
+    set(
+        &eu.url(),
+        EU,
+        "acme",
+        "doc-1",
+        "computed before US invalidated",
+    );
+    set(
+        &eu.url(),
+        EU,
+        "globex",
+        "doc-1",
+        "computed before US erased",
+    );
+    set(
+        &eu.url(),
+        EU,
+        "initech",
+        "doc-1",
+        "nothing happened to initech",
+    );
+    // Then US invalidates acme's OCR results (a document of acme changed there) and erases globex.
+    let out = cli(&us.url(), US, &invalidate_args("lazy"), b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(
+        &us.url(),
+        US,
+        &["tenant", "erase", "--tenant", "globex"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // EU's older values reach US after: neither comes back there; the untouched tenant's does.
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    caught_up(&eu);
+    assert_eq!(
+        get(&us.url(), US, "initech", "doc-1").as_deref(),
+        Some("nothing happened to initech")
+    );
+    assert_eq!(
+        get(&us.url(), US, "acme", "doc-1"),
+        None,
+        "a value older than US's invalidation was applied after it"
+    );
+    assert_eq!(
+        get(&us.url(), US, "globex", "doc-1"),
+        None,
+        "a value older than US's erasure was applied after it"
+    );
+    // What EU writes after is newer, and is applied.
+    set(&eu.url(), EU, "acme", "doc-1", "computed after");
+    wait_until("EU's newer value in US", || {
+        get(&us.url(), US, "acme", "doc-1").as_deref() == Some("computed after")
+    });
 }
 
 #[test]
@@ -441,10 +639,10 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
     );
     let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
     caught_up(&eu);
-    let left = us.cli(&["KEYS", "*tenant_acme*"]).unwrap();
+    let left = erased_but_marks(&us, "acme");
     assert!(
-        left.trim().is_empty(),
-        "the erasure behind the bad entries was not applied: {left}"
+        left.is_empty(),
+        "the erasure behind the bad entries was not applied: {left:?}"
     );
     assert_eq!(
         get(&us.url(), US, "globex", "kept").as_deref(),

@@ -34,6 +34,17 @@ impl GenerationKeys {
         &self.type_key
     }
 
+    /// The key holding the version of the last invalidation of this (scope, type) made or applied in this
+    /// region (design 0026): `{scope key}:_mark:{type}`, with the scope's hash tag, so a replicated value is
+    /// written in one script with it. A value from another region older than it is not applied.
+    pub fn invalidation_mark(&self) -> String {
+        let mut mark = String::with_capacity(self.type_key.len() + 6);
+        mark.push_str(self.scope());
+        mark.push_str(":_mark");
+        mark.push_str(&self.type_key[self.scope_len..]);
+        mark
+    }
+
     /// Longest tag accepted, in bytes.
     pub const MAX_TAG_LEN: usize = 128;
 

@@ -55,7 +55,7 @@ pub use backend::DiskBackend;
 pub use backend::{
     Backend, BackendError, BackendInfo, ByteLedgers, Cause, Charge, Coherence, Coordination,
     Fetched, KeyTtl, Leases, Listed, MemoryBackend, NewEntries, NodeInfo, OnMessage, ScanCursor,
-    ScanPage, Storage, StreamEntry, Streams, Watch, WindowCount, ledger_member,
+    ScanPage, Storage, StreamEntry, Streams, Versioned, Watch, WindowCount, ledger_member,
 };
 #[cfg(feature = "redis")]
 pub use backend::{ClusterBackend, RedisBackend, TrackedKeys};

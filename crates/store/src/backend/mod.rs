@@ -35,7 +35,7 @@ pub use self::redis::{ClusterBackend, RedisBackend, TrackedKeys, Watch};
 pub use self::storage::{
     BackendInfo, Coherence, Fetched, KeyTtl, Listed, NodeInfo, ScanCursor, ScanPage, Storage,
 };
-pub use self::streams::{NewEntries, StreamEntry, Streams};
+pub use self::streams::{NewEntries, StreamEntry, Streams, Versioned};
 
 /// Without the `redis` feature no backend announces changes: a watch cannot exist.
 #[cfg(not(feature = "redis"))]

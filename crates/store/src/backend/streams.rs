@@ -7,6 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use fernando_cache_keys::GenerationKeys;
+
 use super::BackendError;
 
 /// One entry of a stream: its id (`ms-seq`) and its fields, in the order they were appended.
@@ -39,6 +41,20 @@ impl StreamEntry {
     pub fn field(&self, name: &str) -> Option<&Bytes> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+}
+
+/// What a versioned write ([`Streams::put_newer`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Versioned {
+    /// The value is stored.
+    Stored,
+    /// The copy held (one no invalidation hid) is as new or newer: its version, as the envelope says it.
+    Held([u8; 16]),
+    /// An invalidation of the entry's scope and type made or applied here is as new or newer: its version.
+    Marked([u8; 16]),
+    /// The generations are not the ones the value was stamped for: their stored values (empty for none), to
+    /// stamp it again.
+    Generations([Vec<u8>; 2]),
 }
 
 /// Append-only streams shared by every process on the backend, each read through consumer groups: every
@@ -85,6 +101,28 @@ pub trait Streams: Send + Sync {
         accepted: &str,
         applied: &str,
     ) -> Result<NewEntries, BackendError>;
+
+    /// Writes the envelope `value` (stamped with the generations `stamped`, whose stored values the caller
+    /// expects are `expected`) under `key` for `ttl` only if it is newer, by `version` (16 bytes, compared byte
+    /// by byte), than the copy held there that its generations still show, and than the invalidation mark
+    /// `mark` — in one step: another region's value applied here (design 0026).
+    #[allow(clippy::too_many_arguments)]
+    async fn put_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        generations: &GenerationKeys,
+        mark: &str,
+        expected: [&[u8]; 2],
+        stamped: [u64; 2],
+        version: &[u8; 16],
+    ) -> Result<Versioned, BackendError>;
+
+    /// Sets the invalidation mark `mark` to `version` for `ttl`, unless it holds a version as new or newer:
+    /// what [`Streams::put_newer`] checks.
+    async fn mark(&self, mark: &str, version: &[u8; 16], ttl: Duration)
+    -> Result<(), BackendError>;
 
     /// Keeps `value` under `key` for `ttl`: what a reader of streams notes of its progress, on its own backend.
     async fn record(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError>;

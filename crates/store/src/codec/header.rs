@@ -25,12 +25,56 @@ pub(crate) const FLAG_SEALED: u8 = 0b0000_1000;
 /// The zstd frame was made with a dictionary (design 0025), whose id the frame's own header carries; set only
 /// with [`FLAG_ZSTD`]. A build that does not know the flag refuses the entry (a counted miss).
 pub(crate) const FLAG_DICT: u8 = 0b0001_0000;
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED | FLAG_DICT;
+/// A version section follows the header, before any tag section (design 0026): the [`Version`] a value of a
+/// replicated type was written with — its hybrid logical clock, then its origin (region and process) — 16 bytes,
+/// big-endian, so that comparing them byte by byte (as the apply script does) orders versions. Covered by the
+/// seal like the rest of the header. A build that does not know the flag refuses the entry (a counted miss).
+pub(crate) const FLAG_VERSIONED: u8 = 0b0010_0000;
+/// Bytes of the version section.
+pub(crate) const VERSION_LEN: usize = 16;
+const KNOWN_FLAGS: u8 =
+    FLAG_ZSTD | FLAG_FAIL_SAFE | FLAG_TAGGED | FLAG_SEALED | FLAG_DICT | FLAG_VERSIONED;
 /// Where the flags byte is.
 #[cfg_attr(not(feature = "seal"), allow(dead_code))]
 pub(crate) const FLAGS_AT: usize = 4;
 /// Most tags one entry may carry.
 pub(crate) const MAX_TAGS: usize = 16;
+
+/// Which write of a replicated value is newer (design 0026): a hybrid logical clock (48 bits of ms since the
+/// Unix epoch, 16 of a counter), then who wrote it — the region's id in the top 16 bits, a process's random
+/// 48 below — so two writes never share a version, and every region orders them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Version {
+    pub(crate) hlc: u64,
+    pub(crate) origin: u64,
+}
+
+impl Version {
+    /// The section's bytes: big-endian, so their byte order is the versions' order.
+    pub(crate) fn to_bytes(self) -> [u8; VERSION_LEN] {
+        let mut out = [0u8; VERSION_LEN];
+        out[..8].copy_from_slice(&self.hlc.to_be_bytes());
+        out[8..].copy_from_slice(&self.origin.to_be_bytes());
+        out
+    }
+
+    /// The version a section's bytes say.
+    pub(crate) fn from_bytes(bytes: &[u8; VERSION_LEN]) -> Version {
+        let mut hlc = [0u8; 8];
+        let mut origin = [0u8; 8];
+        hlc.copy_from_slice(&bytes[..8]);
+        origin.copy_from_slice(&bytes[8..]);
+        Version {
+            hlc: u64::from_be_bytes(hlc),
+            origin: u64::from_be_bytes(origin),
+        }
+    }
+
+    /// The region id an origin carries.
+    pub(crate) fn region(self) -> u16 {
+        (self.origin >> 48) as u16
+    }
+}
 
 /// What the header says, and where the payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +95,8 @@ pub(crate) struct Header {
     pub(crate) fail_safe: bool,
     /// The payload is sealed (see [`FLAG_SEALED`]).
     pub(crate) sealed: bool,
+    /// The version a replicated value was written with (see [`FLAG_VERSIONED`]).
+    pub(crate) version: Option<Version>,
     /// Where the tag section starts (0: the entry has no tags).
     pub(crate) tags_at: usize,
     /// Where the payload starts.
@@ -144,6 +190,24 @@ pub(crate) fn set_freshness(bytes: &mut [u8], written_ms: u64, fresh_ms: u64, fa
     bytes[41..49].copy_from_slice(&fresh_ms.to_le_bytes());
 }
 
+/// Gives a format-2 envelope (unsealed) the version section saying `version`, or says it in the one it has: the
+/// section goes right after the header, ahead of any tag section. Bytes that are no format-2 envelope are left
+/// as they are.
+pub(crate) fn set_version(bytes: &mut Vec<u8>, version: Version) {
+    if bytes.len() < HEADER_LEN || bytes[2] != VERSION {
+        return;
+    }
+    let section = version.to_bytes();
+    if bytes[4] & FLAG_VERSIONED != 0 {
+        if let Some(at) = bytes.get_mut(HEADER_LEN..HEADER_LEN + VERSION_LEN) {
+            at.copy_from_slice(&section);
+        }
+        return;
+    }
+    bytes[4] |= FLAG_VERSIONED;
+    bytes.splice(HEADER_LEN..HEADER_LEN, section);
+}
+
 /// When an envelope was written (ms since the Unix epoch) and whether it is sealed, from its first
 /// [`HEADER_LEN`] bytes alone — what a listing reads of each entry; `None` for bytes that do not start a
 /// format-2 envelope (format 1 did not say when).
@@ -200,7 +264,19 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     } else {
         (0, 0)
     };
-    let (tags_at, len) = if flags & FLAG_TAGGED != 0 && len == HEADER_LEN {
+    let (version, len) = if flags & FLAG_VERSIONED != 0 && len == HEADER_LEN {
+        let section = bytes
+            .get(len..len + VERSION_LEN)
+            .ok_or(DecodeError::Truncated(bytes.len()))?;
+        let mut v = [0u8; VERSION_LEN];
+        v.copy_from_slice(section);
+        (Some(Version::from_bytes(&v)), len + VERSION_LEN)
+    } else if flags & FLAG_VERSIONED != 0 {
+        return Err(DecodeError::Flags(FLAG_VERSIONED));
+    } else {
+        (None, len)
+    };
+    let (tags_at, len) = if flags & FLAG_TAGGED != 0 && len >= HEADER_LEN {
         (len, tag_section_end(bytes, len)?)
     } else if flags & FLAG_TAGGED != 0 {
         return Err(DecodeError::Flags(FLAG_TAGGED));
@@ -218,6 +294,7 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         fresh_ms,
         fail_safe: flags & FLAG_FAIL_SAFE != 0,
         sealed: flags & FLAG_SEALED != 0,
+        version,
         tags_at,
         len,
     })
@@ -273,8 +350,11 @@ pub(crate) fn with_tags(bytes: &[u8], tags: &[(&str, u64)]) -> Result<Vec<u8>, S
             tags.len()
         ));
     }
-    if bytes.len() < HEADER_LEN || bytes[2] != VERSION || bytes[4] & FLAG_TAGGED != 0 {
-        return Err("not an untagged envelope".into());
+    if bytes.len() < HEADER_LEN
+        || bytes[2] != VERSION
+        || bytes[4] & (FLAG_TAGGED | FLAG_VERSIONED) != 0
+    {
+        return Err("not an untagged, unversioned envelope".into());
     }
     let mut out =
         Vec::with_capacity(bytes.len() + 1 + tags.iter().map(|(t, _)| 9 + t.len()).sum::<usize>());

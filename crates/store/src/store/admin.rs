@@ -182,12 +182,12 @@ impl<'a> Admin<'a> {
     /// over-long tenant.
     pub async fn erase_tenant(self, tenant: &TenantId) -> Result<Erasure, StoreError> {
         let erased = self.store.erase_tenant(tenant).await?;
+        let scope = fernando_cache_keys::Scope::Tenant(tenant.clone());
+        // Marked after the erasure removed its keys: another region's value of the tenant written before it is
+        // not applied after it (design 0026).
+        Box::pin(self.store.mark_invalidated(&scope, None)).await?;
         // Other regions erase it too (design 0026); one that cannot be told is an error: run it again.
-        Box::pin(
-            self.store
-                .replicate_erasure(&fernando_cache_keys::Scope::Tenant(tenant.clone())),
-        )
-        .await?;
+        Box::pin(self.store.replicate_erasure(&scope)).await?;
         Ok(erased)
     }
 

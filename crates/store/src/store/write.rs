@@ -2,19 +2,21 @@
 //! and `get_or_compute` share — the TTL checked and capped by the tenant's plan, the envelope stamped with the
 //! current generations (re-stamped if an invalidation raced it), the outcome counted.
 
+mod stamping;
+
 use std::{
     borrow::Cow,
     sync::{OnceLock, atomic::Ordering},
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use fernando_cache_config::{CacheType, TtlTable};
 use fernando_cache_keys::{AsScope, CacheKey, Scope};
 use serde::Serialize;
 use tracing::{Instrument, debug_span};
 
-use super::{Store, route::Lane};
+use self::stamping::Outgoing;
+use super::Store;
 use crate::{
     BackendError, StoreError,
     codec::{self, Encoded},
@@ -90,6 +92,19 @@ pub(super) struct Stamp<'a> {
     /// `Some((written_ms, fresh_ms))`: the freshness another region wrote the value with, kept (design 0026);
     /// `None`: written now, fresh for the TTL.
     pub(super) written: Option<(u64, u64)>,
+    /// `Some(version)`: another region's value, written with its version and only if it is newer than the
+    /// copy held here and than this region's last invalidation of its scope and type (design 0026); `None`:
+    /// written here (a replicated type's value is then stamped with this process's next version).
+    pub(super) applied: Option<codec::Version>,
+}
+
+/// What a write did, for the caller that must know why a value was not stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Written {
+    pub(super) outcome: WriteOutcome,
+    /// Another region's value not stored because this region holds one as new or newer (its version), or an
+    /// invalidation here is (`Err`, its version).
+    pub(super) superseded: Option<Result<codec::Version, codec::Version>>,
 }
 
 /// How a value is written: for how long, and with which tags (design 0014). `Write::default()` is the cache
@@ -356,11 +371,28 @@ impl Store {
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
-        mut encoded: Encoded,
+        encoded: Encoded,
         ttl: Option<Duration>,
         stamp: Stamp<'_>,
         series: &SeriesRef<'_>,
     ) -> Result<WriteOutcome, StoreError> {
+        self.write_key_as(scope, cache_type, key, encoded, ttl, stamp, series)
+            .await
+            .map(|w| w.outcome)
+    }
+
+    /// [`Self::write_key`], saying why another region's value was not stored.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write_key_as(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        key: &CacheKey,
+        mut encoded: Encoded,
+        ttl: Option<Duration>,
+        stamp: Stamp<'_>,
+        series: &SeriesRef<'_>,
+    ) -> Result<Written, StoreError> {
         let ttl = match ttl {
             Some(t) if !TtlTable::in_bounds(t) => {
                 return Err(StoreError::InvalidTtl(t));
@@ -391,8 +423,14 @@ impl Store {
             stamp.fail_safe.is_some(),
         );
         // Other regions are told of the value (design 0026) — not of a fail-safe copy: that is this region's own
-        // fallback.
+        // fallback. A replicated type's value carries its version: another region's own, or this process's next.
         let replicated = stamp.fail_safe.is_none() && self.replicates(cache_type);
+        if stamp.fail_safe.is_none()
+            && self.replicates_here(cache_type)
+            && let Some(version) = stamp.applied.or_else(|| self.next_version())
+        {
+            codec::set_version(&mut encoded.bytes, version);
+        }
         let ttl = kept;
         // Sealed after the generations are stamped (`stamp_and_set`): the seal covers the header (design 0018).
         let sealer = self.inner.sealer.as_ref().filter(|s| s.seals(cache_type));
@@ -402,7 +440,10 @@ impl Store {
             .charge_quota(&lane, scope, key, stored_len, kept, series)
             .await
         {
-            return Ok(refused);
+            return Ok(Written {
+                outcome: refused,
+                superseded: None,
+            });
         }
         let start = Instant::now();
         let raw_len = encoded.raw_len as u64;
@@ -410,7 +451,26 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let stored = self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await;
+        let (stored, superseded) = match stamp.applied {
+            None => (
+                self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await,
+                None,
+            ),
+            Some(version) => match self
+                .put_newer(&lane, key, outgoing, ttl, stamp.generations, version)
+                .await
+            {
+                Ok(Ok(len)) => (Ok(len), None),
+                Ok(Err(by)) => (Ok(0), Some(by)),
+                Err(e) => (Err(e), None),
+            },
+        };
+        if let Some(by) = superseded {
+            return Ok(Written {
+                outcome: WriteOutcome::Dropped,
+                superseded: Some(by),
+            });
+        }
         if replicated && stored.is_ok() {
             // Queued once the value is there to be read, behind what this store queued before and ahead of any
             // invalidation its caller makes next; not waited for (design 0026). Boxed: only a replicated type's
@@ -450,126 +510,9 @@ impl Store {
         if let Err(e) = &stored {
             tracing::debug!(error = %e, "cache write dropped");
         }
-        Ok(outcome)
-    }
-
-    /// Writes an envelope to `lane`, stamped with the current generations: a guess first (the caller's, or the
-    /// last seen), corrected from what the write's own round trip read if an invalidation changed them. Returns
-    /// the bytes stored.
-    #[allow(clippy::too_many_arguments)]
-    async fn stamp_and_set(
-        &self,
-        lane: &Lane,
-        key: &CacheKey,
-        mut outgoing: Outgoing<'_>,
-        ttl: Duration,
-        Stamp {
-            generations: guess,
-            fence,
-            exact,
-            ..
-        }: Stamp<'_>,
-    ) -> Result<u64, BackendError> {
-        let backend = &lane.backend;
-        let storage = backend.storage();
-        // Generations known current without a round trip (tracked): one plain SET.
-        let mut known = None;
-        if fence.is_none()
-            && !exact
-            && let Some(current) = storage.known_generations(key.as_str())
-        {
-            let value = outgoing.stamped(key.as_str(), current)?;
-            if self
-                .call(
-                    lane,
-                    storage.set_known(key.as_str(), value.clone(), ttl, current),
-                )
-                .await?
-            {
-                return Ok(value.len() as u64);
-            }
-            known = Some(current);
-            outgoing.take_back(&value);
-        }
-        // The entry's own generations: its scope's, or its shard's (design 0024).
-        let g = self.inner.keys.generation_keys_of(key);
-        let mut stamp = known
-            .or(guess)
-            .or_else(|| self.inner.generations.get(g.cache_type()))
-            .unwrap_or([0, 0]);
-        // Each retry means an invalidation landed between two of our writes; after three in a row the last
-        // write simply stays invisible (a miss, never stale data).
-        let mut len = 0;
-        for _ in 0..3 {
-            let value = outgoing.stamped(key.as_str(), stamp)?;
-            len = value.len() as u64;
-            let current = match fence {
-                None => {
-                    self.call(lane, storage.set(key.as_str(), value.clone(), ttl, &g))
-                        .await?
-                }
-                // A fence is a lease this process holds, so the backend has leases.
-                Some(lease) => self
-                    .call(lane, async {
-                        let leases = backend
-                            .leases()
-                            .ok_or_else(|| backend.lacks("shared leases"))?;
-                        leases
-                            .set_fenced(key.as_str(), value.clone(), ttl, &g, lease)
-                            .await
-                    })
-                    .await?
-                    .ok_or(BackendError::LeaseLost)?,
-            };
-            if current == stamp {
-                return Ok(len);
-            }
-            if exact {
-                // Made from values of generations that are gone: not kept, even for a moment of its TTL.
-                self.call(lane, storage.delete(&[key.as_str()])).await?;
-                return Err(BackendError::Other(
-                    "the group was invalidated or erased meanwhile".into(),
-                ));
-            }
-            self.inner
-                .generations
-                .insert(g.cache_type().to_owned(), current);
-            stamp = current;
-            outgoing.take_back(&value);
-        }
-        Ok(len)
-    }
-}
-
-/// An envelope on its way to the backend. A sealed type's envelope is sealed after every stamp of its
-/// generations, because the seal authenticates the header as written (design 0018): a sealed envelope stamped
-/// again would not open.
-struct Outgoing<'a> {
-    /// The unsealed envelope: given to the write itself when nothing is sealed, and taken back for a re-stamp.
-    plain: Vec<u8>,
-    sealer: Option<&'a Sealer>,
-}
-
-impl Outgoing<'_> {
-    /// The bytes to write under `key`: the envelope stamped with `generations`, sealed when its type is.
-    fn stamped(&mut self, key: &str, generations: [u64; 2]) -> Result<Bytes, BackendError> {
-        codec::set_generations(&mut self.plain, generations);
-        match self.sealer {
-            None => Ok(Bytes::from(std::mem::take(&mut self.plain))),
-            // Not expected to fail: the envelope is the store's own and far below the AEADs' length limits.
-            Some(sealer) => sealer
-                .seal(key, &self.plain)
-                .map(Bytes::from)
-                .map_err(|why| {
-                    BackendError::Other(format!("the value could not be sealed: {why}"))
-                }),
-        }
-    }
-
-    /// Takes back the unsealed envelope given to a write that must be stamped again.
-    fn take_back(&mut self, sent: &Bytes) {
-        if self.sealer.is_none() {
-            self.plain = sent.to_vec();
-        }
+        Ok(Written {
+            outcome,
+            superseded: None,
+        })
     }
 }

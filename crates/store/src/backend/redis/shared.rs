@@ -19,7 +19,7 @@ use redis::{RedisResult, aio::ConnectionLike};
 use super::commands;
 use crate::backend::{
     BackendError, ByteLedgers, Charge, Coordination, KeyTtl, Leases, NewEntries, OnMessage,
-    StreamEntry, Streams, WindowCount, new_generation,
+    StreamEntry, Streams, Versioned, WindowCount, new_generation,
 };
 
 /// A Redis topology as the calls it shares with the other see it: a connection lent for one call, and the
@@ -153,6 +153,48 @@ impl<T: Connected> Streams for T {
             })
             .await?;
         commands::new_entries(reply)
+    }
+
+    async fn put_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        generations: &GenerationKeys,
+        mark: &str,
+        expected: [&[u8]; 2],
+        stamped: [u64; 2],
+        version: &[u8; 16],
+    ) -> Result<Versioned, BackendError> {
+        let reply = self
+            .with_conn(move |mut conn| async move {
+                commands::put_newer(
+                    &mut conn,
+                    key,
+                    value,
+                    ttl,
+                    generations,
+                    mark,
+                    expected,
+                    stamped,
+                    version,
+                )
+                .await
+            })
+            .await?;
+        commands::versioned(reply)
+    }
+
+    async fn mark(
+        &self,
+        mark: &str,
+        version: &[u8; 16],
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        self.with_conn(move |mut conn| async move {
+            commands::mark(&mut conn, mark, version, ttl).await
+        })
+        .await
     }
 
     async fn record(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError> {

@@ -8,13 +8,16 @@ use fernando_cache_config::CacheType;
 use fernando_cache_keys::Scope;
 
 use super::{
-    APPLYING,
+    APPLYING, clock,
     entry::{Op, Replicated},
 };
 use crate::{
     InvalidationStrategy, StoreError,
-    codec::{self, Encoded, Header},
-    store::{Store, Target, write::Stamp},
+    codec::{self, Encoded, Version},
+    store::{
+        Store, Target,
+        write::{Stamp, Written},
+    },
 };
 
 /// What applying one entry did.
@@ -33,8 +36,21 @@ pub(crate) enum Applied {
     Refused,
 }
 
-/// How far ahead of this region's clock a value's write time may be (clocks differ a little).
-const CLOCK_SKEW_MS: u64 = 60_000;
+/// The version an invalidation in the entry `id` is marked with here: the last possible one of the ms its
+/// stream id says it was appended in (by the other region's clock, as its values are versioned), which this
+/// process's clock then moves past; `None` (this process's next version) for an id that says no time.
+fn made_at(id: &str) -> Option<Version> {
+    let ms: u64 = id.split_once('-')?.0.parse().ok()?;
+    let hlc = ms.checked_mul(1 << 16)?.checked_add(0xFFFF)?;
+    if clock::too_far_ahead(hlc) {
+        return None;
+    }
+    clock::observe(hlc);
+    Some(Version {
+        hlc,
+        origin: u64::MAX,
+    })
+}
 
 impl Store {
     /// Applies `entry`, made in another region; `in_order` says whether it comes after everything before it
@@ -44,6 +60,7 @@ impl Store {
     /// be applied again).
     pub(crate) async fn apply(
         &self,
+        id: &str,
         entry: Replicated,
         in_order: bool,
         value: Option<Bytes>,
@@ -53,7 +70,10 @@ impl Store {
         if !in_order && matches!(entry.op, Op::Value { .. }) {
             return Ok(Applied::Skipped);
         }
-        match APPLYING.scope((), self.apply_here(entry, value)).await {
+        match APPLYING
+            .scope(made_at(id), self.apply_here(entry, value))
+            .await
+        {
             Err(StoreError::Unavailable { op, source }) => {
                 Err(StoreError::Unavailable { op, source })
             }
@@ -96,6 +116,7 @@ impl Store {
             Op::Erase => {
                 if let Scope::Tenant(tenant) = &scope {
                     self.erase_tenant(tenant).await?;
+                    self.mark_invalidated(&scope, None).await?;
                 }
                 return Ok(Applied::Done);
             }
@@ -173,7 +194,15 @@ impl Store {
         let Some(ttl) = self.inner.ttl.get(cache_type) else {
             return Ok(Applied::Skipped);
         };
-        if header.written_ms > now.saturating_add(CLOCK_SKEW_MS) {
+        // Its version: the one it was written with, or (a value from a build before versions) one no version
+        // of a later build is older than.
+        let version = header.version.unwrap_or(Version {
+            hlc: header.written_ms << 16,
+            origin: 0,
+        });
+        if header.written_ms > now.saturating_add(clock::MAX_AHEAD_MS)
+            || clock::too_far_ahead(version.hlc)
+        {
             return Ok(Applied::Skipped);
         }
         let fresh_ms = header
@@ -183,39 +212,25 @@ impl Store {
         let Some(left) = until.checked_sub(now).filter(|ms| *ms > 0) else {
             return Ok(Applied::Skipped);
         };
-        // Newer than what this region holds, by when it was written (design 0026).
-        let lane = self.lane(scope.into());
-        // With the entry's own generation keys: a backend that remembers what it read must not remember others.
-        let generations = self.inner.keys.generation_keys_of(&key);
-        let held = self
-            .call(&lane, lane.storage().fetch(key.as_str(), &generations))
-            .await
-            .map_err(|source| StoreError::Unavailable {
-                op: "replicate",
-                source,
-            })?;
-        // A copy an invalidation hid is no copy: what comes after the invalidation is applied over it.
-        if let Some(bytes) = held.value
-            && let Ok((held_bytes, held_header)) = self.opened(key.as_str(), bytes)
-            && held_header.generations == held.generations
-            && !newer(&plain, &header, &held_bytes, &held_header)
-        {
-            return Ok(Applied::Skipped);
-        }
+        // A write this process makes after applying it is newer than it, whatever the clocks say.
+        clock::observe(version.hlc);
         let encoded = Encoded {
             bytes: plain.to_vec(),
             raw_len: header.decoded_len as usize,
         };
+        // Written only if newer than the copy held here and than this region's last invalidation of the
+        // scope's type, in one step with the write (design 0026).
         let stamp = Stamp {
             written: Some((header.written_ms, fresh_ms)),
+            applied: Some(version),
             ..Stamp::default()
         };
         let series = self
             .inner
             .metrics
             .series(scope.label(), cache_type.as_str());
-        match self
-            .write_key(
+        let written = self
+            .write_key_as(
                 scope,
                 cache_type,
                 &key,
@@ -224,27 +239,22 @@ impl Store {
                 stamp,
                 &series,
             )
-            .await
-        {
-            Ok(crate::WriteOutcome::Stored) => Ok(Applied::Done),
-            Ok(_) => Ok(Applied::Skipped),
-            Err(_) => Ok(Applied::Skipped),
-        }
-    }
-}
-
-/// Whether the value `incoming` (with its header) wins over `held`: written later, or at the same millisecond
-/// with the larger payload — a rule both regions apply alike, so they end with the same value whichever
-/// arrives first.
-fn newer(incoming: &[u8], incoming_header: &Header, held: &[u8], held_header: &Header) -> bool {
-    match incoming_header.written_ms.cmp(&held_header.written_ms) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => {
-            fn payload<'b>(bytes: &'b [u8], header: &Header) -> &'b [u8] {
-                bytes.get(header.len..).unwrap_or_default()
+            .await;
+        match written {
+            Ok(Written {
+                outcome: crate::WriteOutcome::Stored,
+                ..
+            }) => Ok(Applied::Done),
+            // This region holds a newer copy, written by a region other than the one this value came from:
+            // that one holds the older and would keep it — it is told of the newer again.
+            Ok(Written {
+                superseded: Some(Ok(held)),
+                ..
+            }) if held > version && held.region() != version.region() => {
+                self.announce_again(scope, cache_type, specific).await;
+                Ok(Applied::Skipped)
             }
-            payload(incoming, incoming_header) > payload(held, held_header)
+            Ok(_) | Err(_) => Ok(Applied::Skipped),
         }
     }
 }

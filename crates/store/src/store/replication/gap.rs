@@ -65,7 +65,7 @@ impl Store {
                 let target = super::super::Target::entries(scope, cache_type);
                 APPLYING
                     .scope(
-                        (),
+                        None,
                         Box::pin(self.invalidate(target, InvalidationStrategy::Lazy)),
                     )
                     .await?;

@@ -12,6 +12,7 @@
 
 mod appender;
 mod apply;
+mod clock;
 mod entry;
 mod gap;
 mod progress;
@@ -27,11 +28,13 @@ pub use replicator::{Replicator, Round};
 
 use self::entry::{Op, Replicated};
 use super::{Store, Target};
-use crate::{BackendError, InvalidationStrategy, StoreError};
+use crate::{BackendError, InvalidationStrategy, StoreError, codec::Version};
 
 tokio::task_local! {
-    /// Set while a replicator applies another region's entry: what it does is not appended again.
-    static APPLYING: ();
+    /// Set while a replicator applies another region's entry: what it does is not appended again, and an
+    /// invalidation it makes marks its scope's replicated types with the version given — the entry's, as its
+    /// stream id dates it — or, with none, this process's next.
+    static APPLYING: Option<Version>;
 }
 
 /// What a region's note of another's stream holds.
@@ -61,6 +64,9 @@ pub(super) struct Region {
     from: Vec<String>,
     /// The queue of entries to append.
     appender: appender::Appender,
+    /// Who this process's writes are by, in their versions: the region's id (16 bits of a hash of its name)
+    /// over 48 random bits.
+    origin: u64,
 }
 
 impl Region {
@@ -82,8 +88,14 @@ impl Region {
                 .collect(),
             from: settings.regions.from.keys().cloned().collect(),
             appender: appender::Appender::default(),
+            origin: (u64::from(region_id(name)) << 48) | (rand::random::<u64>() >> 16),
         })
     }
+}
+
+/// A region's id in the versions of its writes: 16 bits of a hash of its name.
+pub(crate) fn region_id(name: &str) -> u16 {
+    (crate::hash::fnv1a(name.as_bytes()) >> 48) as u16
 }
 
 impl Store {
@@ -143,6 +155,73 @@ impl Store {
             .await
     }
 
+    /// The version of a value of a replicated type written by this process now (design 0026); `None` when the
+    /// deployment is no region.
+    pub(super) fn next_version(&self) -> Option<crate::codec::Version> {
+        let region = self.inner.region.as_ref()?;
+        Some(crate::codec::Version {
+            hlc: clock::tick(),
+            origin: region.origin,
+        })
+    }
+
+    /// Marks `scope`'s replicated types (`cache_type`'s, or all of them) as invalidated now, on every shard: a
+    /// value another region wrote before it is not applied after it (design 0026, decision 4). Nothing when
+    /// the deployment is no region or replicates none of them.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when a mark cannot be written: the invalidation is then run again.
+    pub(super) async fn mark_invalidated(
+        &self,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+    ) -> Result<(), StoreError> {
+        let Some(region) = &self.inner.region else {
+            return Ok(());
+        };
+        let types: Vec<&CacheType> = match cache_type {
+            Some(t) => region.replicated.get(t).into_iter().collect(),
+            None => region.replicated.iter().collect(),
+        };
+        if types.is_empty() {
+            return Ok(());
+        }
+        let version = APPLYING
+            .try_with(|v| *v)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Version {
+                hlc: clock::tick(),
+                origin: region.origin,
+            });
+        let lane = self.lane(scope.into());
+        // Only a backend with streams can hold another region's values at all.
+        let Ok(streams) = lane.backend.streams() else {
+            return Ok(());
+        };
+        let mut marks = Vec::new();
+        for t in types {
+            for g in self.inner.keys.generation_keys_per_shard(scope, t)? {
+                marks.push(g.invalidation_mark());
+            }
+        }
+        // As long as another region's entry can come late: its stream's bound in time, and the clocks' skew.
+        let ttl =
+            std::time::Duration::from_millis(region.max_age_ms.saturating_add(clock::MAX_AHEAD_MS));
+        let bytes = version.to_bytes();
+        futures_util::future::try_join_all(
+            marks
+                .iter()
+                .map(|m| self.call(&lane, streams.mark(m, &bytes, ttl))),
+        )
+        .await
+        .map_err(|source| StoreError::Unavailable {
+            op: "invalidate",
+            source,
+        })?;
+        Ok(())
+    }
+
     /// Whether a value of `cache_type` written now goes to other regions.
     pub(super) fn replicates(&self, cache_type: &CacheType) -> bool {
         self.replicates_here(cache_type) && APPLYING.try_with(|_| ()).is_err()
@@ -173,6 +252,18 @@ impl Store {
         if APPLYING.try_with(|_| ()).is_ok() {
             return Ok(());
         }
+        self.queue(region, scope, cache_type, op, wait).await
+    }
+
+    /// Queues `op` for `region`'s stream (see [`Self::append`]), whatever is being applied.
+    async fn queue(
+        &self,
+        region: &Region,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+        op: Op,
+        wait: bool,
+    ) -> Result<(), BackendError> {
         let entry = Replicated {
             from: String::new(),
             scope: scope.clone(),
@@ -305,5 +396,23 @@ impl Store {
         let _ = self
             .append(scope, Some(cache_type), Op::Value { key: specific }, false)
             .await;
+    }
+
+    /// Tells other regions again of the value this region holds under `specific`, newer than one another
+    /// region sent it: that region holds an older one (a write of its own that landed after it applied this
+    /// one, or its clock behind), and would keep it (design 0026). Each region then holds the newer.
+    pub(super) async fn announce_again(
+        &self,
+        scope: &Scope,
+        cache_type: &CacheType,
+        specific: &str,
+    ) {
+        let Some(region) = &self.inner.region else {
+            return;
+        };
+        let op = Op::Value {
+            key: specific.to_owned(),
+        };
+        let _ = self.queue(region, scope, Some(cache_type), op, false).await;
     }
 }

@@ -16,6 +16,7 @@ mod fetch;
 mod limits;
 mod listing;
 mod streams;
+mod versioned;
 
 pub(crate) use fetch::{
     fetch, fetch_checked, fetch_many, fetched, fetched_checked, fetched_many, fetched_opted_in,
@@ -27,6 +28,7 @@ pub(crate) use streams::{
     ack, append, claim_idle, claimed_entries, join_group, new_entries, read_entries, read_new,
     read_pending, recorded,
 };
+pub(crate) use versioned::{mark, put_newer, versioned};
 
 /// The two generation values as `MGET` returns them.
 type Generations = (Option<Vec<u8>>, Option<Vec<u8>>);

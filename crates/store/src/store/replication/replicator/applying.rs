@@ -147,7 +147,7 @@ impl Replicator {
                     }
                     tally.rejected += 1;
                 }
-                Ok(r) => match self.local.apply(r, in_order, value?).await? {
+                Ok(r) => match self.local.apply(id, r, in_order, value?).await? {
                     Applied::Done => tally.applied += 1,
                     Applied::Skipped => tally.skipped += 1,
                     Applied::Widened => tally.widened += 1,
