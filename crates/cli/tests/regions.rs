@@ -985,6 +985,63 @@ fn a_standalone_region_replicates_into_a_sentinel_region() {
 }
 
 #[test]
+fn a_cluster_regions_stream_is_spread_over_its_primaries_by_tenant_and_every_shard_is_applied() {
+    let (eu, us) = (Deployment::cluster(), Deployment::standalone());
+    let cluster = eu
+        ._keep
+        .downcast_ref::<RedisCluster>()
+        .expect("a cluster deployment keeps its cluster");
+    let tenants: Vec<String> = (0..12).map(|i| format!("tenant-{i}")).collect();
+    for t in &tenants {
+        eu.ok(
+            EU,
+            &entry_args("set", t, "ocr_result", "doc"),
+            format!("{t}'s text").as_bytes(),
+        );
+    }
+    // The entries are on more than one shard, and the shards on more than one primary.
+    let mut holding = Vec::new();
+    for (i, node) in cluster.nodes().iter().enumerate() {
+        let streams = node.cli(&["KEYS", "fernando:test:_repl:eu*"]).unwrap();
+        let streams: Vec<&str> = streams.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            streams
+                .iter()
+                .all(|s| s.starts_with("fernando:test:_repl:eu:{s")),
+            "{streams:?}"
+        );
+        if !streams.is_empty() {
+            holding.push((i, streams.len()));
+        }
+    }
+    assert!(
+        holding.len() >= 2,
+        "one primary carries the whole stream: {holding:?}"
+    );
+    let _replicating = us.replicate_from(US, &eu, EU);
+    wait_until("every tenant's value in US", || {
+        tenants
+            .iter()
+            .all(|t| us.get(US, t, "doc").as_deref() == Some(format!("{t}'s text").as_str()))
+    });
+    // One note a shard of the stream, on US's own Redis.
+    let us_redis = us
+        ._keep
+        .downcast_ref::<RedisServer>()
+        .expect("a standalone deployment keeps its server");
+    wait_until("a note of each of the 16 shards in US", || {
+        let notes = us_redis
+            .cli(&["KEYS", "fernando:test:_repl_applied:eu:*"])
+            .unwrap();
+        notes
+            .lines()
+            .filter(|l| !l.contains(":loss:") && !l.is_empty())
+            .count()
+            == 16
+    });
+}
+
+#[test]
 fn a_region_reads_another_with_that_regions_password_never_its_own() {
     let (eu, us) = (RedisServer::start(), RedisServer::start());
     eu.cli(&["CONFIG", "SET", "requirepass", "eu-secret"])

@@ -221,18 +221,29 @@ impl KeyBuilder {
         format!("{}_gen:_erasures", self.prefix)
     }
 
-    /// The replication stream of `region` (a checked region name) on a deployment,
-    /// `{namespace}:{environment}:_repl:{region}`: what the region's writers appended for other regions to apply
-    /// (design 0026). Outside every tenant's data pattern: a sweep or an erasure never touches it.
-    pub fn replication_stream(&self, region: &str) -> String {
-        format!("{}_repl:{region}", self.prefix)
+    /// Shard `shard` of the replication stream of `region` (a checked region name) on a deployment whose stream
+    /// has `shards` shards: `{namespace}:{environment}:_repl:{region}` when it has one, and
+    /// `{namespace}:{environment}:_repl:{region}:{s<shard>}` when it has more — each shard its own hash tag, so on
+    /// a cluster the shards spread over the primaries. What the region's writers appended for other regions to
+    /// apply (design 0026). Outside every tenant's data pattern: a sweep or an erasure never touches it.
+    pub fn replication_stream(&self, region: &str, shard: u16, shards: u16) -> String {
+        if shards <= 1 {
+            format!("{}_repl:{region}", self.prefix)
+        } else {
+            format!("{}_repl:{region}:{{s{shard}}}", self.prefix)
+        }
     }
 
-    /// What a region notes, on its own deployment, of applying `from`'s stream (a checked region name),
-    /// `{namespace}:{environment}:_repl_applied:{from}`: the last entry applied, how far behind, how many losses
-    /// (design 0026). Outside every tenant's data pattern.
-    pub fn replication_progress(&self, from: &str) -> String {
-        format!("{}_repl_applied:{from}", self.prefix)
+    /// What a region notes, on its own deployment, of applying shard `shard` (of `shards`) of `from`'s stream
+    /// (a checked region name): `{namespace}:{environment}:_repl_applied:{from}`, with `:{shard}` after it when
+    /// the stream has more than one — the last entry applied, how far behind, how many losses (design 0026).
+    /// Outside every tenant's data pattern.
+    pub fn replication_progress(&self, from: &str, shard: u16, shards: u16) -> String {
+        if shards <= 1 {
+            format!("{}_repl_applied:{from}", self.prefix)
+        } else {
+            format!("{}_repl_applied:{from}:{shard}", self.prefix)
+        }
     }
 
     /// The key of the lease that marks a cross-process computation of `entry` (a key this builder made):

@@ -120,6 +120,8 @@ struct Inner {
     dictionaries: dictionaries::Dictionaries,
     /// The region this deployment is, when it replicates to others (design 0026).
     region: Option<replication::Region>,
+    /// Shards of a region's stream on this store's backend (design 0026): one, or more on a cluster.
+    stream_shards: u16,
 }
 
 impl Store {
@@ -204,6 +206,7 @@ impl Store {
                 shared: Lane::new(backend, deadlines, breaker, Role::Shared),
                 routes,
                 region: replication::Region::from_settings(settings, &keys),
+                stream_shards: replication::stream_shards(settings.redis.mode),
                 keys,
                 ttl: settings.types.ttl().clone(),
                 policy: CompressionPolicy {

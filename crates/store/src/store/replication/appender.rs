@@ -90,16 +90,20 @@ async fn drain(store: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
         let store = Store { inner };
         let appended = store.append_now(&mut jobs).await;
         let mut lost = 0;
-        for job in jobs.drain(..) {
-            match job.done {
-                Some(done) => {
-                    let _ = done.send(appended.clone());
+        let mut why = None;
+        for (job, appended) in jobs.drain(..).zip(appended) {
+            match (job.done, appended) {
+                (Some(done), appended) => {
+                    let _ = done.send(appended);
                 }
-                None if appended.is_err() => lost += 1,
-                None => {}
+                (None, Err(e)) => {
+                    lost += 1;
+                    why = Some(e);
+                }
+                (None, Ok(())) => {}
             }
         }
-        if let (Err(e), true) = (&appended, lost > 0) {
+        if let Some(e) = why {
             store.count_dropped(lost);
             tracing::warn!(error = %e, lost, "values' entries could not be appended for other regions");
         }

@@ -51,8 +51,8 @@ pub(super) enum Note {
 #[derive(Debug)]
 pub(super) struct Region {
     name: String,
-    /// Its stream on the shared backend.
-    stream: String,
+    /// Its stream's shards on the shared backend (one, or [`CLUSTER_STREAM_SHARDS`] on a cluster).
+    streams: Vec<String>,
     max_len: u64,
     /// How long the stream keeps an entry, in ms.
     max_age_ms: u64,
@@ -60,8 +60,8 @@ pub(super) struct Region {
     trimmed_at: std::sync::atomic::AtomicU64,
     /// Types whose values are appended.
     replicated: BTreeSet<CacheType>,
-    /// The regions whose streams this one applies.
-    from: Vec<String>,
+    /// The regions whose streams this one applies, each with its stream's shards.
+    from: Vec<(String, u16)>,
     /// The queue of entries to append.
     appender: appender::Appender,
     /// Who this process's writes are by, in their versions: the region's id (16 bits of a hash of its name)
@@ -75,7 +75,12 @@ impl Region {
         let name = settings.regions.region()?;
         Some(Region {
             name: name.to_owned(),
-            stream: keys.replication_stream(name),
+            streams: {
+                let shards = stream_shards(settings.redis.mode);
+                (0..shards)
+                    .map(|s| keys.replication_stream(name, s, shards))
+                    .collect()
+            },
             max_len: settings.regions.stream_max_entries,
             max_age_ms: u64::try_from(settings.regions.stream_max_age.as_millis())
                 .unwrap_or(u64::MAX),
@@ -86,11 +91,45 @@ impl Region {
                 .into_iter()
                 .filter(|t| settings.types.get(t).replicate)
                 .collect(),
-            from: settings.regions.from.keys().cloned().collect(),
+            from: settings
+                .regions
+                .from
+                .iter()
+                .map(|(name, redis)| (name.clone(), stream_shards(redis.mode)))
+                .collect(),
             appender: appender::Appender::default(),
             origin: (u64::from(region_id(name)) << 48) | (rand::random::<u64>() >> 16),
         })
     }
+}
+
+impl Region {
+    /// The shard of the stream a scope's operations go to: by its tenant (or other scope) label, so one
+    /// scope's operations keep their order.
+    fn shard_of(&self, scope: &Scope) -> usize {
+        shard_of(scope, self.streams.len())
+    }
+}
+
+/// Shards of a region's stream on a cluster: enough that no one primary carries every tenant's entries.
+pub(crate) const CLUSTER_STREAM_SHARDS: u16 = 16;
+
+/// The shards of a region's stream on a deployment of `mode`: one, or [`CLUSTER_STREAM_SHARDS`] on a cluster
+/// (design 0026, decision 2) — a rule, not a setting, so every region knows another's from its topology.
+pub(crate) fn stream_shards(mode: fernando_cache_config::RedisMode) -> u16 {
+    if mode == fernando_cache_config::RedisMode::Cluster {
+        CLUSTER_STREAM_SHARDS
+    } else {
+        1
+    }
+}
+
+/// The shard of `shards` a scope's operations go to.
+fn shard_of(scope: &Scope, shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    (crate::hash::fnv1a(scope.label().as_bytes()) % shards as u64) as usize
 }
 
 /// A region's id in the versions of its writes: 16 bits of a hash of its name.
@@ -105,19 +144,27 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(region.from.len());
-        for from in &region.from {
-            let note = self
-                .region_note(from)
-                .await
-                .map_err(|source| StoreError::Unavailable {
-                    op: "regions",
-                    source,
-                })?;
-            // A note no build wrote reads as none — which the alert says.
-            let progress = match note {
-                Note::Kept(p) => Some(p),
-                Note::Missing | Note::Foreign => None,
-            };
+        for (from, shards) in &region.from {
+            // One note a shard of its stream; a shard noted by none (or by no build of ours) leaves the region
+            // unnoted — which the alert says.
+            let mut noted = Vec::with_capacity(usize::from(*shards));
+            for shard in 0..*shards {
+                let note = self
+                    .region_note(&self.inner.keys.replication_progress(from, shard, *shards))
+                    .await
+                    .map_err(|source| StoreError::Unavailable {
+                        op: "regions",
+                        source,
+                    })?;
+                noted.push(match note {
+                    Note::Kept(p) => Some(p),
+                    Note::Missing | Note::Foreign => None,
+                });
+            }
+            let progress = noted
+                .into_iter()
+                .collect::<Option<Vec<Progress>>>()
+                .map(|shards| Progress::combined(&shards));
             out.push(RegionStatus::of(
                 from.clone(),
                 progress,
@@ -127,12 +174,12 @@ impl Store {
         Ok(out)
     }
 
-    /// What this region noted of applying `from`'s stream, on its shared backend.
-    pub(super) async fn region_note(&self, from: &str) -> Result<Note, BackendError> {
+    /// What this region noted under `key` of applying a shard of another region's stream, on its shared
+    /// backend.
+    pub(super) async fn region_note(&self, key: &str) -> Result<Note, BackendError> {
         let lane = self.shared_lane();
         let streams = lane.backend.streams()?;
-        let key = self.inner.keys.replication_progress(from);
-        Ok(match self.call(lane, streams.recorded(&key)).await {
+        Ok(match self.call(lane, streams.recorded(key)).await {
             Ok(None) => Note::Missing,
             Ok(Some(text)) => Progress::parse(&text).map_or(Note::Foreign, Note::Kept),
             // Not a note at all (a hash, a list).
@@ -141,17 +188,17 @@ impl Store {
         })
     }
 
-    /// Writes this region's note of applying `from`'s stream, kept [`progress::KEPT`].
+    /// Writes this region's note under `key` of applying a shard of another region's stream, kept
+    /// [`progress::KEPT`].
     pub(super) async fn write_region_note(
         &self,
-        from: &str,
+        key: &str,
         note: &Progress,
     ) -> Result<(), BackendError> {
         let lane = self.shared_lane();
         let streams = lane.backend.streams()?;
-        let key = self.inner.keys.replication_progress(from);
         let text = note.to_text();
-        self.call(lane, streams.record(&key, text.as_bytes(), progress::KEPT))
+        self.call(lane, streams.record(key, text.as_bytes(), progress::KEPT))
             .await
     }
 
@@ -298,26 +345,24 @@ impl Store {
         })
     }
 
-    /// Appends the operations of `jobs` to this region's stream now, packed into one field of one entry in
-    /// their order (the queue's task): one `XADD` of one field however many there are.
-    async fn append_now(&self, jobs: &mut [appender::Job]) -> Result<(), BackendError> {
+    /// Appends the operations of `jobs` to this region's stream now, packed into one field of one entry a shard
+    /// in their order (the queue's task): one `XADD` of one field for each shard that has any, side by side.
+    /// What each job's append did, in the jobs' order (a job with no operation, a flush's marker: `Ok`).
+    async fn append_now(&self, jobs: &mut [appender::Job]) -> Vec<Result<(), BackendError>> {
         let Some(region) = &self.inner.region else {
-            return Ok(());
+            return vec![Ok(()); jobs.len()];
         };
-        let ops: Vec<Replicated> = jobs
+        let mut by_shard: Vec<Vec<Replicated>> = vec![Vec::new(); region.streams.len()];
+        let shard_of_job: Vec<Option<usize>> = jobs
             .iter_mut()
-            .filter_map(|j| j.op.take())
-            .map(|mut op| {
+            .map(|j| {
+                let mut op = j.op.take()?;
                 op.from.clone_from(&region.name);
-                op
+                let shard = region.shard_of(&op.scope);
+                by_shard[shard].push(op);
+                Some(shard)
             })
             .collect();
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let packed = Replicated::pack(&ops);
-        let lane = &self.inner.shared;
-        let streams = lane.backend.streams()?;
         // Trimmed by age too, at most once a second.
         let now = crate::codec::now_ms();
         let last = region.trimmed_at.load(std::sync::atomic::Ordering::Relaxed);
@@ -327,11 +372,27 @@ impl Store {
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             now.saturating_sub(region.max_age_ms)
         });
-        self.call(
-            lane,
-            streams.append(&region.stream, &[("ops", &packed)], region.max_len, min_ms),
-        )
-        .await
+        let lane = &self.inner.shared;
+        let appended = futures_util::future::join_all(by_shard.iter().enumerate().map(
+            |(shard, ops)| async move {
+                if ops.is_empty() {
+                    return Ok(());
+                }
+                let packed = Replicated::pack(ops);
+                let streams = lane.backend.streams()?;
+                let stream = &region.streams[shard];
+                self.call(
+                    lane,
+                    streams.append(stream, &[("ops", &packed)], region.max_len, min_ms),
+                )
+                .await
+            },
+        ))
+        .await;
+        shard_of_job
+            .into_iter()
+            .map(|shard| shard.map_or(Ok(()), |s| appended[s].clone()))
+            .collect()
     }
 
     /// Appends an invalidation that was done here, for other regions; an invalidation that cannot be appended

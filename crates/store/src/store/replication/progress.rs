@@ -47,6 +47,31 @@ impl Progress {
         }
     }
 
+    /// What the notes of a stream's shards say of the whole stream: entries behind added up, the furthest
+    /// behind in time, losses added up, noted when the oldest note was (a shard whose replicator stopped shows),
+    /// the greatest id applied and accepted (ids of one region's shards are dated by one clock).
+    pub(super) fn combined(shards: &[Progress]) -> Progress {
+        let mut out = Progress::start();
+        out.at_ms = u64::MAX;
+        for p in shards {
+            if id_after(&p.applied, &out.applied) {
+                out.applied.clone_from(&p.applied);
+            }
+            if id_after(&p.accepted, &out.accepted) {
+                out.accepted.clone_from(&p.accepted);
+            }
+            out.behind_ms = out.behind_ms.max(p.behind_ms);
+            out.gaps = out.gaps.saturating_add(p.gaps);
+            out.at_ms = out.at_ms.min(p.at_ms);
+        }
+        // Unknown for the whole when unknown for a shard.
+        out.behind = shards.iter().map(|p| p.behind).sum();
+        if shards.is_empty() {
+            out.at_ms = 0;
+        }
+        out
+    }
+
     /// As kept: `applied=<id> behind=<n or -> behind_ms=<n> gaps=<n> at=<ms> accepted=<id>`.
     pub(super) fn to_text(&self) -> String {
         let behind = self
@@ -143,6 +168,31 @@ pub(super) fn id_after(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shards_notes_add_up_to_the_streams() {
+        let shard = |applied: &str, behind: Option<u64>, behind_ms, gaps, at_ms| Progress {
+            applied: applied.into(),
+            behind,
+            behind_ms,
+            gaps,
+            at_ms,
+            accepted: "0-0".into(),
+        };
+        let whole = Progress::combined(&[
+            shard("5-0", Some(3), 200, 1, 1_000),
+            shard("9-1", Some(4), 50, 0, 900),
+        ]);
+        assert_eq!(
+            (whole.applied.as_str(), whole.behind, whole.behind_ms),
+            ("9-1", Some(7), 200)
+        );
+        // The oldest note dates the whole: a shard whose replicator stopped shows.
+        assert_eq!((whole.gaps, whole.at_ms), (1, 900));
+        let unknown =
+            Progress::combined(&[shard("1-0", None, 0, 0, 1), shard("1-0", Some(2), 0, 0, 1)]);
+        assert_eq!(unknown.behind, None);
+    }
 
     #[test]
     fn a_note_reads_back_as_written_and_a_foreign_one_not_at_all() {

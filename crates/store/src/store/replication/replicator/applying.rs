@@ -1,10 +1,10 @@
-//! How a [`Replicator`] applies what it read: each entry's operations read and checked, the values they name read
+//! How a replicator applies what it read of a shard: each entry's operations read and checked, the values they name read
 //! from the other region a chunk at a time, one scope's operations in their order and scopes side by side, and
 //! the entries done kept to be acknowledged.
 
 use fernando_cache_keys::Scope;
 
-use super::{Replicator, Round, lock, unavailable};
+use super::{Round, Shard, lock, unavailable};
 use crate::{
     StoreError, StreamEntry,
     store::replication::{
@@ -25,7 +25,7 @@ type Taken<'a> = (
     Result<Option<bytes::Bytes>, StoreError>,
 );
 
-impl Replicator {
+impl Shard {
     /// Applies `entries` in order (`in_order`: after everything before them in the stream), keeping the ids of
     /// those done to be acknowledged; stops at the first this region could not take.
     pub(super) async fn apply_all(

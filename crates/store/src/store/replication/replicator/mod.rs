@@ -51,14 +51,23 @@ impl Round {
     }
 }
 
-/// Applies the stream of region `from` (on `remote`, that region's backend) to `local`, this region's store.
+/// Applies the stream of region `from` (on `remote`, that region's backend) to `local`, this region's store:
+/// each shard of it (one, or one per hash tag on a cluster: design 0026) read on its own, side by side.
 #[derive(Debug)]
 pub struct Replicator {
+    shards: Vec<Shard>,
+}
+
+/// Reads one shard of another region's stream and applies it here.
+#[derive(Debug)]
+struct Shard {
     local: Store,
     remote: Store,
     /// The region whose stream it reads.
     from: String,
     stream: String,
+    /// This region's note of it, on this region's backend.
+    note: String,
     group: String,
     consumer: String,
     claim_after: Duration,
@@ -139,28 +148,102 @@ impl Replicator {
         if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
             return Err(invalid("consumer", "1 to 128 printable characters".into()));
         }
-        let stream = remote.inner.keys.replication_stream(from);
-        Ok(Replicator {
-            local,
-            remote,
-            from: from.to_owned(),
-            stream,
-            group: format!("to-{here}"),
-            consumer: consumer.to_owned(),
-            claim_after,
-            resumed: AtomicBool::new(false),
-            joined: AtomicBool::new(false),
-            unacked: Mutex::default(),
-            claimed: Mutex::default(),
-            progress: Mutex::new(Tracked {
-                loaded: false,
-                noted: Progress::start(),
-                noted_at: None,
-                floor: "0-0".into(),
-            }),
-        })
+        let shards = remote.inner.stream_shards;
+        let shards = (0..shards)
+            .map(|shard| Shard {
+                stream: remote.inner.keys.replication_stream(from, shard, shards),
+                note: local.inner.keys.replication_progress(from, shard, shards),
+                local: local.clone(),
+                remote: remote.clone(),
+                from: from.to_owned(),
+                group: format!("to-{here}"),
+                consumer: consumer.to_owned(),
+                claim_after,
+                resumed: AtomicBool::new(false),
+                joined: AtomicBool::new(false),
+                unacked: Mutex::default(),
+                claimed: Mutex::default(),
+                progress: Mutex::new(Tracked {
+                    loaded: false,
+                    noted: Progress::start(),
+                    noted_at: None,
+                    floor: "0-0".into(),
+                }),
+            })
+            .collect();
+        Ok(Replicator { shards })
     }
 
+    /// Takes what is waiting on each shard of the stream — this consumer's own unacknowledged entries first
+    /// (once), entries others left idle (every half `claim_after`), then new ones, up to 256 of each — and
+    /// applies them here, the shards side by side. What a round applied is acknowledged with the next round's
+    /// read (one round trip for both); applying an entry again after a crash in between is harmless.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when either region's backend cannot be reached; what was not applied stays
+    /// pending, to be applied by the next round (or another replicator). The other shards' rounds are done.
+    pub async fn round(&self) -> Result<Round, StoreError> {
+        // Boxed as `dyn`: a shard's round is deep (it applies through the store), and callers nest this one.
+        let rounds = futures_util::future::join_all(self.shards.iter().map(
+            |s| -> futures_util::future::BoxFuture<'_, Result<Round, StoreError>> {
+                Box::pin(s.round())
+            },
+        ))
+        .await;
+        let mut total = Round::default();
+        let mut failed = None;
+        for round in rounds {
+            match round {
+                Ok(r) => {
+                    total.applied += r.applied;
+                    total.skipped += r.skipped;
+                    total.widened += r.widened;
+                    total.rejected += r.rejected;
+                    total.gaps += r.gaps;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        failed.map_or(Ok(total), Err)
+    }
+
+    /// Acknowledges what was applied and not yet acknowledged, on every shard.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let flushed = futures_util::future::join_all(self.shards.iter().map(Shard::flush)).await;
+        flushed.into_iter().collect()
+    }
+
+    /// Runs rounds until `stop` completes: at once while entries come, every `idle` when none did, and after
+    /// a failure (logged) a second before the next.
+    pub async fn run(&self, idle: Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            // Boxed: a round's future is deep (it applies through the store), and callers nest this one.
+            let pause = match Box::pin(self.round()).await {
+                Ok(round) if round.total() > 0 || round.gaps > 0 => {
+                    tracing::debug!(?round, "replicated");
+                    Duration::ZERO
+                }
+                Ok(_) => idle,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication paused");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = &mut stop => {
+                    if let Err(e) = self.flush().await {
+                        tracing::warn!(error = %e, "applied entries left unacknowledged; they will be applied again");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+impl Shard {
     fn streams(&self) -> Result<&dyn Streams, StoreError> {
         self.remote
             .inner
@@ -170,15 +253,8 @@ impl Replicator {
             .map_err(unavailable)
     }
 
-    /// Takes what is waiting on the stream — this consumer's own unacknowledged entries first (once), entries
-    /// others left idle (every half `claim_after`), then new ones, up to 256 of each — and applies them here.
-    /// What a round applied is acknowledged with the next round's read (one round trip for both); applying an
-    /// entry again after a crash in between is harmless.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when either region's backend cannot be reached; what was not applied stays
-    /// pending, to be applied by the next round (or another replicator).
-    pub async fn round(&self) -> Result<Round, StoreError> {
+    /// [`Replicator::round`] on this shard.
+    async fn round(&self) -> Result<Round, StoreError> {
         let round = self.take_round().await;
         if round.is_err() {
             self.resumed.store(false, Ordering::Relaxed);
@@ -304,34 +380,5 @@ impl Replicator {
             )
             .await
             .map_err(unavailable)
-    }
-
-    /// Runs rounds until `stop` completes: at once while entries come, every `idle` when none did, and after
-    /// a failure (logged) a second before the next.
-    pub async fn run(&self, idle: Duration, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            // Boxed: a round's future is deep (it applies through the store), and callers nest this one.
-            let pause = match Box::pin(self.round()).await {
-                Ok(round) if round.total() > 0 || round.gaps > 0 => {
-                    tracing::debug!(?round, "replicated");
-                    Duration::ZERO
-                }
-                Ok(_) => idle,
-                Err(e) => {
-                    tracing::warn!(error = %e, "replication paused");
-                    Duration::from_secs(1)
-                }
-            };
-            tokio::select! {
-                () = &mut stop => {
-                    if let Err(e) = self.flush().await {
-                        tracing::warn!(error = %e, "applied entries left unacknowledged; they will be applied again");
-                    }
-                    return;
-                }
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
     }
 }

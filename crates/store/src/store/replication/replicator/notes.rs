@@ -1,11 +1,11 @@
-//! What a [`Replicator`] notes of its progress on this region's backend — read once when it starts, written every
+//! What a replicator notes of its progress on each shard of a stream on this region's backend — read once when it starts, written every
 //! second, merged with other replicas' so that counts never go back — and how it answers a loss (design 0026's
 //! partition rule): every scope's replicated types invalidated, the loss counted once by whichever replica
 //! takes its mark, and accepted by the id it is known by, so that no restart meets it again.
 
 use std::time::{Duration, Instant};
 
-use super::{Replicator, Round, lock, unavailable};
+use super::{Round, Shard, lock, unavailable};
 use crate::{
     StoreError,
     store::replication::{
@@ -17,7 +17,7 @@ use crate::{
 /// How often the note of progress is written.
 const NOTE_EVERY: Duration = Duration::from_secs(1);
 
-impl Replicator {
+impl Shard {
     /// Reads this region's note of the stream, once: what was applied before (a group given less was made
     /// again), and the losses counted so far.
     pub(super) async fn load_progress(&self) -> Result<(), StoreError> {
@@ -26,7 +26,7 @@ impl Replicator {
         }
         let note = self
             .local
-            .region_note(&self.from)
+            .region_note(&self.note)
             .await
             .map_err(unavailable)?;
         let mut p = lock(&self.progress);
@@ -67,7 +67,7 @@ impl Replicator {
             p.noted.at_ms = crate::codec::now_ms();
             p.noted.clone()
         };
-        if let Err(e) = self.local.write_region_note(&self.from, &progress).await {
+        if let Err(e) = self.local.write_region_note(&self.note, &progress).await {
             tracing::warn!(error = %e, "replication progress not noted");
         }
     }
@@ -80,10 +80,7 @@ impl Replicator {
         let Some(leases) = local.backend.leases() else {
             return true;
         };
-        let key = format!(
-            "{}:loss:{known_by}",
-            self.local.inner.keys.replication_progress(&self.from)
-        );
+        let key = format!("{}:loss:{known_by}", self.note);
         self.local
             .call(local, leases.acquire_lease(&key, "counted", progress::KEPT))
             .await
@@ -92,7 +89,7 @@ impl Replicator {
 
     /// What this region's note of the stream says now (any replica's), if it can be read.
     pub(super) async fn noted_now(&self) -> Option<Progress> {
-        match self.local.region_note(&self.from).await {
+        match self.local.region_note(&self.note).await {
             Ok(Note::Kept(p)) => Some(p),
             _ => None,
         }
