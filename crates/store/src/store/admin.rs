@@ -175,7 +175,9 @@ impl<'a> Admin<'a> {
     /// process sharing the backend, by a bump of the tenant's generation that their L1 tiers hear of (on a
     /// backend that announces changes; elsewhere their copies live out `l1.untracked_ttl`). Running it again
     /// finds nothing and succeeds. The statistics database is not the store's: `fernando_cache_ops::erasure`
-    /// erases both.
+    /// erases both. In a region (design 0026) it leaves, once the keys are gone, an invalidation mark per
+    /// replicated type under the tenant's id — a version and no data, kept `regions.stream_max_age` and a
+    /// minute — so that a value another region wrote before the erasure is not applied after it.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the backend cannot take it (some keys may be gone; run it again); an
