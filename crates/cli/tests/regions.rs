@@ -319,16 +319,27 @@ fn a_value_written_in_one_region_is_read_in_the_other_and_its_invalidation_and_e
     );
 }
 
-#[test]
-fn documents_processed_in_one_region_are_answered_from_the_other_regions_cache() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_processed_in_one_region_are_answered_from_the_other_regions_cache() {
+    // The LLM is a local endpoint that counts its calls; scans are read by the real tesseract (`--strict`: a
+    // machine without it fails the test, saying so, rather than skip the scans).
+    let (llm, calls) = support::counting_llm(Duration::ZERO).await;
+    let llm_url = format!("http://{llm}/v1");
+    let env = [
+        ("FERNANDO_CACHE__PROCESSOR__EXTRACTOR", "openai"),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__URL", llm_url.as_str()),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__MODEL", "test-model"),
+        ("FERNANDO_CACHE__PROCESSOR__OPENAI__API_KEY", "sk-test"),
+    ];
     let (eu, us, link) = regions();
-    let invoices = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/acme/invoices");
+    let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/acme");
     let process = |url: &str, region: &str| -> Value {
-        let out = cli(
+        let out = cli_with(
             url,
             region,
-            &["process", "--json", "--tenant", "acme", invoices],
+            &["process", "--json", "--strict", "--tenant", "acme", acme],
             b"",
+            &env,
         );
         assert!(
             out.status.success(),
@@ -338,16 +349,29 @@ fn documents_processed_in_one_region_are_answered_from_the_other_regions_cache()
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let first = process(&eu.url(), EU);
-    assert_eq!(first["summary"]["processed"], 3, "{}", first["summary"]);
+    let docs = first["documents"].as_array().unwrap();
+    let scans = docs
+        .iter()
+        .filter(|d| d["path"].as_str().unwrap().ends_with(".png"))
+        .count();
+    assert_eq!(scans, 2, "{first}");
+    let paid = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(paid >= 5, "EU's extractions called the LLM {paid} times");
     let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
     caught_up(&eu);
     let there = process(&us.url(), US);
+    assert_eq!(there["documents"].as_array().unwrap().len(), docs.len());
     for doc in there["documents"].as_array().unwrap() {
         let stages = &doc["stages"];
-        // OCR text and extraction are the replicated types: neither engine ran in US.
+        // OCR text and extraction are the replicated types: neither tesseract nor the LLM ran in US.
         assert_eq!(stages["text"], "hit", "{doc}");
         assert_eq!(stages["extraction"], "hit", "{doc}");
     }
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        paid,
+        "US called the LLM for what EU paid for"
+    );
 }
 
 #[test]
