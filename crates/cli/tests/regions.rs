@@ -1066,6 +1066,71 @@ fn a_cluster_regions_stream_is_spread_over_its_primaries_by_tenant_and_every_sha
 }
 
 #[test]
+fn a_loss_on_one_shard_invalidates_only_the_tenants_whose_entries_go_there() {
+    let (eu, us) = (Deployment::cluster(), Deployment::standalone());
+    let cluster = eu
+        ._keep
+        .downcast_ref::<RedisCluster>()
+        .expect("a cluster deployment keeps its cluster");
+    // Names of one length, so none is found inside another in a stream's bytes.
+    let tenants: Vec<String> = (0..12).map(|i| format!("tenant-{i:02}")).collect();
+    let set = |t: &str, value: &str| {
+        eu.ok(
+            EU,
+            &entry_args("set", t, "ocr_result", "doc"),
+            value.as_bytes(),
+        );
+    };
+    for t in &tenants {
+        set(t, "first");
+    }
+    let replicating = us.replicate_from(US, &eu, EU);
+    wait_until("every tenant's value in US", || {
+        tenants
+            .iter()
+            .all(|t| us.get(US, t, "doc").as_deref() == Some("first"))
+    });
+    drop(replicating);
+    // Which stream shard (and node) each tenant's entries went to.
+    let shard_of = |tenant: &str| -> (usize, String) {
+        for (i, node) in cluster.nodes().iter().enumerate() {
+            let streams = node.cli(&["KEYS", "fernando:test:_repl:eu:*"]).unwrap();
+            for stream in streams.lines().filter(|l| !l.is_empty()) {
+                if node
+                    .cli(&["XRANGE", stream, "-", "+"])
+                    .unwrap()
+                    .contains(tenant)
+                {
+                    return (i, stream.to_owned());
+                }
+            }
+        }
+        panic!("no stream shard holds {tenant}'s entries");
+    };
+    let (node, lost) = shard_of(&tenants[0]);
+    let on_lost: Vec<&String> = tenants.iter().filter(|t| shard_of(t).1 == lost).collect();
+    assert!(on_lost.len() < tenants.len(), "every tenant on one shard");
+    // tenant-00 writes again while US does not read, and that shard is trimmed before US reads it.
+    set(&tenants[0], "second");
+    cluster.nodes()[node]
+        .cli(&["XTRIM", &lost, "MAXLEN", "0"])
+        .unwrap();
+    let _again = us.replicate_from(US, &eu, EU);
+    // The loss is answered for the tenants of that shard only: their values are invalidated in US (EU's
+    // second value of tenant-00 was lost with the shard's entries), the other tenants' values stay.
+    wait_until("the lost shard's tenants invalidated in US", || {
+        on_lost.iter().all(|t| us.get(US, t, "doc").is_none())
+    });
+    for t in tenants.iter().filter(|t| !on_lost.contains(t)) {
+        assert_eq!(
+            us.get(US, t, "doc").as_deref(),
+            Some("first"),
+            "{t}, on another shard, was invalidated"
+        );
+    }
+}
+
+#[test]
 fn a_region_reads_another_with_that_regions_password_never_its_own() {
     let (eu, us) = (RedisServer::start(), RedisServer::start());
     eu.cli(&["CONFIG", "SET", "requirepass", "eu-secret"])

@@ -23,7 +23,13 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] when this region's backend cannot be reached: nothing is lost, the caller
     /// tries again before applying anything after the loss.
-    pub(crate) async fn invalidate_replicated_everywhere(&self) -> Result<u64, StoreError> {
+    ///
+    /// `shard`: `(s, n)` when the loss was on shard `s` of a stream of `n` — only the scopes whose operations go
+    /// to that shard are invalidated (each scope's operations go to one shard: `shard_of`).
+    pub(crate) async fn invalidate_replicated_everywhere(
+        &self,
+        shard: Option<(usize, usize)>,
+    ) -> Result<u64, StoreError> {
         let Some(region) = &self.inner.region else {
             return Ok(0);
         };
@@ -59,6 +65,9 @@ impl Store {
                     None => break,
                 }
             }
+        }
+        if let Some((s, n)) = shard.filter(|(_, n)| *n > 1) {
+            scopes.retain(|scope| super::shard_of(scope, n) == s);
         }
         for scope in &scopes {
             for cache_type in &region.replicated {

@@ -68,6 +68,9 @@ struct Shard {
     stream: String,
     /// This region's note of it, on this region's backend.
     note: String,
+    /// Which shard it is, of how many.
+    index: u16,
+    of: u16,
     group: String,
     consumer: String,
     claim_after: Duration,
@@ -153,6 +156,8 @@ impl Replicator {
             .map(|shard| Shard {
                 stream: remote.inner.keys.replication_stream(from, shard, shards),
                 note: local.inner.keys.replication_progress(from, shard, shards),
+                index: shard,
+                of: shards,
                 local: local.clone(),
                 remote: remote.clone(),
                 from: from.to_owned(),

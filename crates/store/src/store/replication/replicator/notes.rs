@@ -110,7 +110,10 @@ impl Shard {
         if !progress::id_after(known_by, &lock(&self.progress).noted.accepted) {
             return Ok(());
         }
-        let scopes = self.local.invalidate_replicated_everywhere().await?;
+        let scopes = self
+            .local
+            .invalidate_replicated_everywhere(Some((usize::from(self.index), usize::from(self.of))))
+            .await?;
         // Replicas of this region that meet one loss at once each answer it (twice changes nothing); the one
         // that takes its mark counts it. One trim can be met twice in a round (entries given and not applied,
         // and entries never given): the round counts one loss.
