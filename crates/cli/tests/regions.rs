@@ -612,6 +612,144 @@ fn a_value_written_before_an_invalidation_or_erasure_in_the_applying_region_is_n
     });
 }
 
+/// `cache set` of acme's `ocr_result` `key` in `region`, by a process whose clock is shifted by `skew_ms`.
+fn set_skewed(url: &str, region: &str, tenant: &str, key: &str, value: &str, skew_ms: &str) {
+    let out = cli_with(
+        url,
+        region,
+        &entry_args("set", tenant, "ocr_result", key),
+        value.as_bytes(),
+        &[("FERNANDO_CACHE_FAULT_CLOCK_SKEW_MS", skew_ms)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_value_stamped_by_a_clock_ahead_before_an_erasure_elsewhere_does_not_bring_the_tenant_back() {
+    let (eu, us, _link) = regions();
+    // US's clock runs 10 s ahead; it writes a tenant's data, then EU erases the tenant — before either region
+    // applied anything of the other's.
+    set_skewed(&us.url(), US, "gdpr", "p2", "personal data", "10000");
+    let out = cli(&eu.url(), EU, &["tenant", "erase", "--tenant", "gdpr"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // EU applies US's stream first: the value's version is after the erasure by US's clock, not by EU's.
+    let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
+    wait_until("EU applied US's stream", || {
+        us.stream_group_behind("fernando:test:_repl:us") == (Some(0), 0)
+    });
+    assert_eq!(
+        get(&eu.url(), EU, "gdpr", "p2"),
+        None,
+        "the erased tenant's data came back in EU"
+    );
+    let _into_us = Replicating::start(&us.url(), &eu.url(), "r1");
+    caught_up(&eu);
+    assert_eq!(get(&us.url(), US, "gdpr", "p2"), None);
+}
+
+#[test]
+fn a_value_older_than_the_stream_keeps_entries_is_not_applied() {
+    let (eu, us, link) = regions();
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    // Versioned two hours ago (past the stream's 1 h): the marks of anything invalidated in US since may be gone,
+    // so it is not known to be newer than what US invalidated.
+    set_skewed(
+        &eu.url(),
+        EU,
+        "acme",
+        "old",
+        "versioned 2 h ago",
+        "-7200000",
+    );
+    set(&eu.url(), EU, "acme", "new", "versioned now");
+    wait_until("EU's recent value in US", || {
+        get(&us.url(), US, "acme", "new").is_some()
+    });
+    caught_up(&eu);
+    assert_eq!(get(&us.url(), US, "acme", "old"), None);
+    assert!(get(&eu.url(), EU, "acme", "old").is_some());
+}
+
+#[test]
+fn an_invalidation_of_another_key_does_not_keep_a_newer_value_out() {
+    let (eu, us, link) = regions();
+    let into_us = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "k5", "old, from EU");
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", "k5").is_some()
+    });
+    drop(into_us);
+    // US writes a newer value of k5; then EU invalidates another document of acme — its mark is per tenant and
+    // type, and newer than US's value.
+    set(&us.url(), US, "acme", "k5", "new, from US");
+    let data = tempfile::tempdir().unwrap();
+    let out = cli_with(
+        &eu.url(),
+        EU,
+        &[
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "event",
+            "document.updated",
+            "--tenant",
+            "acme",
+            "--subject",
+            "doc-9",
+        ],
+        b"",
+        &[("FERNANDO_CACHE__STATISTICS__ENABLED", "true")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
+    let _into_us = Replicating::start(&us.url(), &url_of(&link), "r1");
+    wait_until("both regions holding US's newer value", || {
+        get(&eu.url(), EU, "acme", "k5").as_deref() == Some("new, from US")
+            && get(&us.url(), US, "acme", "k5").as_deref() == Some("new, from US")
+    });
+}
+
+#[test]
+fn a_value_left_pending_by_a_replicator_that_died_is_applied_by_the_one_that_claims_it() {
+    let (eu, us, link) = regions();
+    let first = Replicating::start(&us.url(), &url_of(&link), "r1");
+    set(&eu.url(), EU, "acme", "cl2", "before");
+    wait_until("EU's value in US", || {
+        get(&us.url(), US, "acme", "cl2").is_some()
+    });
+    first.kill();
+    set(&eu.url(), EU, "acme", "cl2", "after");
+    // A replicator of US takes the entry and dies before it applies it: it stays pending under its name.
+    eu.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "to-us",
+        "dead",
+        "COUNT",
+        "10",
+        "STREAMS",
+        STREAM,
+        ">",
+    ])
+    .unwrap();
+    // Another, under another name, claims it once it was left idle long enough (10 s), and applies its value.
+    let _second = Replicating::start(&us.url(), &url_of(&link), "r2");
+    wait_until("the claimed value in US", || {
+        get(&us.url(), US, "acme", "cl2").as_deref() == Some("after")
+    });
+}
+
 #[test]
 fn entries_the_region_could_not_take_are_applied_in_their_order_once_it_can() {
     let (eu, us, _link, _replicating) = replicating_with("warm", "first");
@@ -773,9 +911,14 @@ fn eu_sample(metrics: &str, name: &str) -> Option<f64> {
 async fn serve_applies_the_regions_it_is_told_of_and_says_how_far_behind_it_is() {
     let (eu, us, link) = regions();
     let from = url_of(&link);
+    // A second region, AP, whose Redis never answers: it is reported as never noted, not left out.
     let env = [
         ("FERNANDO_CACHE__REGIONS__NAME", US),
         ("FERNANDO_CACHE__REGIONS__FROM__EU", from.as_str()),
+        (
+            "FERNANDO_CACHE__REGIONS__FROM__AP",
+            "redis://ap-user:ap-secret@127.0.0.1:1",
+        ),
     ];
     let server = Server::spawn(&us.url(), &["serve", "--bind", "127.0.0.1:0"], &env);
     tokio::task::block_in_place(|| {
@@ -799,6 +942,15 @@ async fn serve_applies_the_regions_it_is_told_of_and_says_how_far_behind_it_is()
     );
     let behind = eu_sample(&metrics, "fernando_cache_region_behind_seconds").unwrap();
     assert!(behind < 5.0, "caught up, yet {behind} s behind");
+    assert_eq!(
+        eu_sample(&metrics, "fernando_cache_region_noted"),
+        Some(1.0)
+    );
+    assert!(
+        metrics.contains("fernando_cache_region_noted{region=\"ap\"} 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("ap-secret"), "AP's password is shown");
     let port = link.port().to_string();
     assert!(!metrics.contains(&port), "the other region's URL is shown");
     // The dashboard's overview: the same, by name.
@@ -808,8 +960,12 @@ async fn serve_applies_the_regions_it_is_told_of_and_says_how_far_behind_it_is()
         .json()
         .await
         .unwrap();
-    let region = &overview["regions"][0];
-    assert_eq!(region["region"], "eu", "{overview}");
+    let region = overview["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "eu")
+        .unwrap_or_else(|| panic!("EU is not in {overview}"));
     assert_eq!(region["losses"], 0, "{overview}");
     assert_eq!(region["behind_entries"], 0, "{overview}");
     assert!(!overview.to_string().contains(&port));

@@ -177,7 +177,8 @@ impl<'a> Admin<'a> {
     /// finds nothing and succeeds. The statistics database is not the store's: `fernando_cache_ops::erasure`
     /// erases both. In a region (design 0026) it leaves, once the keys are gone, an invalidation mark per
     /// replicated type under the tenant's id — a version and no data, kept `regions.stream_max_age` and a
-    /// minute — so that a value another region wrote before the erasure is not applied after it.
+    /// minute — so that a value another region wrote before the erasure (or up to a minute after it, by a
+    /// clock that may run ahead) is not applied after it.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the backend cannot take it (some keys may be gone; run it again); an
@@ -187,7 +188,7 @@ impl<'a> Admin<'a> {
         let scope = fernando_cache_keys::Scope::Tenant(tenant.clone());
         // Marked after the erasure removed its keys: another region's value of the tenant written before it is
         // not applied after it (design 0026).
-        Box::pin(self.store.mark_invalidated(&scope, None)).await?;
+        Box::pin(self.store.mark_erased(&scope)).await?;
         // Other regions erase it too (design 0026); one that cannot be told is an error: run it again.
         Box::pin(self.store.replicate_erasure(&scope)).await?;
         Ok(erased)

@@ -193,7 +193,8 @@ pub(crate) async fn metrics(
 
 /// How far behind each region of `regions.from` this one is (design 0026), as its replicators noted it: in
 /// entries and seconds, the losses met, and how long ago a replicator last noted anything. A region nothing was
-/// noted of yet has no samples; a backend that cannot answer leaves the families out (the scrape still works).
+/// noted of yet has no samples but `fernando_cache_region_noted` 0; a backend that cannot answer leaves the
+/// families out (the scrape still works).
 async fn region_gauges(state: &AppState, out: &mut String) {
     family(
         out,
@@ -212,6 +213,22 @@ async fn region_gauges(state: &AppState, out: &mut String) {
     if statuses.is_empty() {
         return;
     }
+    // Every region of `regions.from`, noted or not: one whose replicator never noted anything (never started,
+    // never reached it) is 0 here, where the other families have no sample of it.
+    family(
+        out,
+        "fernando_cache_region_noted",
+        "gauge",
+        "1 when a replicator of another region's stream has noted its progress here (on every shard of it), 0 when none has.",
+    );
+    for status in &statuses {
+        let _ = writeln!(
+            out,
+            "fernando_cache_region_noted{{region=\"{}\"}} {}",
+            label(&status.name),
+            u8::from(status.progress.is_some())
+        );
+    }
     for (name, kind, help) in [
         (
             "fernando_cache_region_behind_seconds",
@@ -226,7 +243,7 @@ async fn region_gauges(state: &AppState, out: &mut String) {
         (
             "fernando_cache_region_losses_total",
             "counter",
-            "Losses met (entries of another region's stream gone before they were applied here), each answered by invalidating every tenant's replicated types here.",
+            "Losses met (entries of another region's stream gone before they were applied here), each answered by invalidating the replicated types here of every tenant whose entries went to the stream (or its shard) that lost them.",
         ),
         (
             "fernando_cache_region_noted_age_seconds",

@@ -53,23 +53,20 @@ fn made_at(id: &str) -> Option<Version> {
 }
 
 impl Store {
-    /// Applies `entry`, made in another region; `in_order` says whether it comes after everything before it
-    /// in its stream was applied (not so for an entry claimed from a replicator that stopped), and `value` is
-    /// what the entry's key holds in that region now for a value entry (`None`: nothing, or hidden by an
-    /// invalidation since). `Err` only when this region's backend could not take it (the entry is then left to
-    /// be applied again).
+    /// Applies `entry` (its stream id `id`), made in another region; `value` is what the entry's key holds in
+    /// that region now for a value entry (`None`: nothing, or hidden by an invalidation since). `Err` only when
+    /// this region's backend could not take it (the entry is then left to be applied again).
+    ///
+    /// An entry may come out of its stream's order (claimed from a replicator that stopped) and still be
+    /// applied: a value is read as it is now in its region (hidden there by any invalidation since), and written
+    /// here only if newer than the copy held and than this region's invalidations of its scope's type — so it
+    /// never overtakes an invalidation applied here before it.
     pub(crate) async fn apply(
         &self,
         id: &str,
         entry: Replicated,
-        in_order: bool,
         value: Option<Bytes>,
     ) -> Result<Applied, StoreError> {
-        // A value out of its order could overtake the invalidation that followed it: only invalidations, which
-        // at worst hide more than they meant, are applied late.
-        if !in_order && matches!(entry.op, Op::Value { .. }) {
-            return Ok(Applied::Skipped);
-        }
         match APPLYING
             .scope(made_at(id), self.apply_here(entry, value))
             .await
@@ -116,7 +113,7 @@ impl Store {
             Op::Erase => {
                 if let Scope::Tenant(tenant) = &scope {
                     self.erase_tenant(tenant).await?;
-                    self.mark_invalidated(&scope, None).await?;
+                    self.mark_erased(&scope).await?;
                 }
                 return Ok(Applied::Done);
             }
@@ -203,6 +200,13 @@ impl Store {
         if header.written_ms > now.saturating_add(clock::MAX_AHEAD_MS)
             || clock::too_far_ahead(version.hlc)
         {
+            return Ok(Applied::Skipped);
+        }
+        // Written longer ago than a stream keeps its entries: an invalidation made here after it may have left
+        // a mark that is gone by now (marks live as long as entries are kept), so it is not known to be newer
+        // than what this region invalidated. Not applied: this region computes it, if it is asked for it.
+        let max_age_ms = self.inner.region.as_ref().map_or(0, |r| r.max_age_ms);
+        if (version.hlc >> 16).saturating_add(max_age_ms) < now {
             return Ok(Applied::Skipped);
         }
         let fresh_ms = header

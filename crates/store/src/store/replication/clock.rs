@@ -24,10 +24,25 @@ const SKEW_VARIABLE: &str = "FERNANDO_CACHE_FAULT_CLOCK_SKEW_MS";
 fn skew_ms() -> i64 {
     static SKEW: OnceLock<i64> = OnceLock::new();
     *SKEW.get_or_init(|| {
-        std::env::var(SKEW_VARIABLE)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map_or(0, |ms| ms.clamp(-86_400_000, 86_400_000))
+        let Ok(text) = std::env::var(SKEW_VARIABLE) else {
+            return 0;
+        };
+        match text.trim().parse::<i64>() {
+            Ok(ms) => {
+                let ms = ms.clamp(-86_400_000, 86_400_000);
+                tracing::warn!(
+                    skew_ms = ms,
+                    "{SKEW_VARIABLE} is set: this process stamps replicated values with a clock shifted for tests"
+                );
+                ms
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "{SKEW_VARIABLE} is not a whole number of ms; the clock is not shifted"
+                );
+                0
+            }
+        }
     })
 }
 

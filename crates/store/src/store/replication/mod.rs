@@ -223,6 +223,23 @@ impl Store {
         scope: &Scope,
         cache_type: Option<&CacheType>,
     ) -> Result<(), StoreError> {
+        self.mark(scope, cache_type, false).await
+    }
+
+    /// Marks a tenant's replicated types as erased: as [`Self::mark_invalidated`], the mark set
+    /// [`clock::MAX_AHEAD_MS`] ahead, so that a value another region stamped with a clock running ahead of this
+    /// one's — as far as a value is ever believed — is not taken for one written after the erasure. The cost is
+    /// a minute in which the tenant's new values are computed here rather than taken from another region.
+    pub(super) async fn mark_erased(&self, scope: &Scope) -> Result<(), StoreError> {
+        self.mark(scope, None, true).await
+    }
+
+    async fn mark(
+        &self,
+        scope: &Scope,
+        cache_type: Option<&CacheType>,
+        ahead: bool,
+    ) -> Result<(), StoreError> {
         let Some(region) = &self.inner.region else {
             return Ok(());
         };
@@ -233,7 +250,7 @@ impl Store {
         if types.is_empty() {
             return Ok(());
         }
-        let version = APPLYING
+        let mut version = APPLYING
             .try_with(|v| *v)
             .ok()
             .flatten()
@@ -241,6 +258,12 @@ impl Store {
                 hlc: clock::tick(),
                 origin: region.origin,
             });
+        if ahead {
+            version = Version {
+                hlc: ((version.hlc >> 16).saturating_add(clock::MAX_AHEAD_MS) << 16) | 0xFFFF,
+                origin: u64::MAX,
+            };
+        }
         let lane = self.lane(scope.into());
         // Only a backend with streams can hold another region's values at all.
         let Ok(streams) = lane.backend.streams() else {

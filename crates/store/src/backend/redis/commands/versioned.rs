@@ -14,6 +14,11 @@ use crate::backend::{BackendError, Versioned};
 /// envelope, its TTL in ms, the generations' stored values the envelope was stamped for (`''` for none), the
 /// 16 bytes of the stamped generations as the header holds them, the 16 bytes of the incoming version.
 ///
+/// The mark is looked at only when no copy is held that the generations still show: a copy held and shown
+/// has outlived every invalidation since it was written (one that reached its key deleted or hid it), so a
+/// newer value of that key is no older than what those invalidations left — even when another key of the
+/// scope's type was invalidated after it was written (a mark is per scope and type).
+///
 /// The header's layout (codec/header.rs), 1-based as Lua counts: `FC` and the format (2) at 1–3, the flags at
 /// 5, the generations at 14–29, the version section at 50–65 when flag 0x20 is set. Versions are compared
 /// byte by byte (big-endian: their byte order is their order), never with Lua's `<` on strings, which follows
@@ -35,15 +40,15 @@ end
 local g = redis.call('MGET', KEYS[2], KEYS[3])
 local gs, gt = g[1] or '', g[2] or ''
 if gs ~= ARGV[3] or gt ~= ARGV[4] then return {'gens', gs, gt} end
-local mark = redis.call('GET', KEYS[4])
-if mark and #mark == 16 and cmp(mark, ARGV[6]) >= 0 then return {'marked', mark} end
 local held = redis.call('GETRANGE', KEYS[1], 0, 64)
-if #held == 65 and string.sub(held, 1, 3) == 'FC\2' and string.sub(held, 14, 29) == ARGV[5] then
-  local flags = string.byte(held, 5)
-  if flags % 64 >= 32 then
-    local version = string.sub(held, 50, 65)
-    if cmp(version, ARGV[6]) >= 0 then return {'held', version} end
-  end
+local current = #held >= 49 and string.sub(held, 1, 3) == 'FC\2' and string.sub(held, 14, 29) == ARGV[5]
+if current and #held == 65 and string.byte(held, 5) % 64 >= 32 then
+  local version = string.sub(held, 50, 65)
+  if cmp(version, ARGV[6]) >= 0 then return {'held', version} end
+end
+if not current then
+  local mark = redis.call('GET', KEYS[4])
+  if mark and #mark == 16 and cmp(mark, ARGV[6]) >= 0 then return {'marked', mark} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {'stored'}
@@ -52,7 +57,8 @@ return {'stored'}
 });
 
 /// `KEYS`: an invalidation mark. `ARGV`: a version (16 bytes), a TTL in ms. Sets the mark to the version unless
-/// it holds one as new or newer: a mark never goes back.
+/// it holds one as new or newer — a mark never goes back — and either way gives it the TTL: a mark that was
+/// written without one (by hand) lives no longer than one written here.
 static MARK_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -60,9 +66,11 @@ local m = redis.call('GET', KEYS[1])
 if m and #m == 16 then
   for i = 1, 16 do
     local x, y = string.byte(m, i), string.byte(ARGV[1], i) or 0
-    if x > y then return 0 end
     if x < y then break end
-    if i == 16 then return 0 end
+    if x > y or i == 16 then
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
+      return 0
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])

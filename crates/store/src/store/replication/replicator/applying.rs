@@ -26,12 +26,11 @@ type Taken<'a> = (
 );
 
 impl Shard {
-    /// Applies `entries` in order (`in_order`: after everything before them in the stream), keeping the ids of
+    /// Applies `entries` in their order (claimed ones may come after newer entries were applied), keeping the ids of
     /// those done to be acknowledged; stops at the first this region could not take.
     pub(super) async fn apply_all(
         &self,
         entries: Vec<StreamEntry>,
-        in_order: bool,
         round: &mut Round,
     ) -> Result<(), StoreError> {
         // Entries given to this region and gone before they were applied: what they said is lost. Answered
@@ -87,7 +86,7 @@ impl Shard {
             // The values the chunk names, read from the other region at once (one pipeline), each as it is now.
             let values = futures_util::future::join_all(chunk.iter().map(|(_, r, _)| async move {
                 match r {
-                    Ok(r) if in_order && matches!(r.op, Op::Value { .. }) => self.value_of(r).await,
+                    Ok(r) if matches!(r.op, Op::Value { .. }) => self.value_of(r).await,
                     _ => Ok(None),
                 }
             }))
@@ -107,7 +106,7 @@ impl Shard {
             let tallies = futures_util::future::join_all(
                 by_scope
                     .into_iter()
-                    .map(|(_, ops)| self.apply_in_order(ops, in_order)),
+                    .map(|(_, ops)| self.apply_in_order(ops)),
             )
             .await;
             for tally in tallies {
@@ -130,11 +129,7 @@ impl Shard {
     }
 
     /// Applies one scope's operations in their order; stops at the first this region could not take.
-    pub(super) async fn apply_in_order(
-        &self,
-        ops: Vec<Taken<'_>>,
-        in_order: bool,
-    ) -> Result<Round, StoreError> {
+    pub(super) async fn apply_in_order(&self, ops: Vec<Taken<'_>>) -> Result<Round, StoreError> {
         let mut tally = Round::default();
         let mut warned = None;
         for (id, read, value) in ops {
@@ -147,7 +142,7 @@ impl Shard {
                     }
                     tally.rejected += 1;
                 }
-                Ok(r) => match self.local.apply(id, r, in_order, value?).await? {
+                Ok(r) => match self.local.apply(id, r, value?).await? {
                     Applied::Done => tally.applied += 1,
                     Applied::Skipped => tally.skipped += 1,
                     Applied::Widened => tally.widened += 1,

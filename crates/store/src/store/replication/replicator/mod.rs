@@ -55,6 +55,8 @@ impl Round {
 /// each shard of it (one, or one per hash tag on a cluster: design 0026) read on its own, side by side.
 #[derive(Debug)]
 pub struct Replicator {
+    /// The region whose stream it reads.
+    from: String,
     shards: Vec<Shard>,
 }
 
@@ -176,7 +178,10 @@ impl Replicator {
                 }),
             })
             .collect();
-        Ok(Replicator { shards })
+        Ok(Replicator {
+            from: from.to_owned(),
+            shards,
+        })
     }
 
     /// Takes what is waiting on each shard of the stream — this consumer's own unacknowledged entries first
@@ -231,14 +236,14 @@ impl Replicator {
                 }
                 Ok(_) => idle,
                 Err(e) => {
-                    tracing::warn!(error = %e, "replication paused");
+                    tracing::warn!(region = self.from, error = %e, "replication paused");
                     Duration::from_secs(1)
                 }
             };
             tokio::select! {
                 () = &mut stop => {
                     if let Err(e) = self.flush().await {
-                        tracing::warn!(error = %e, "applied entries left unacknowledged; they will be applied again");
+                        tracing::warn!(region = self.from, error = %e, "applied entries left unacknowledged; they will be applied again");
                     }
                     return;
                 }
@@ -295,7 +300,7 @@ impl Shard {
                 .call(remote, streams.read_pending(stream, group, consumer, BATCH))
                 .await
                 .map_err(unavailable)?;
-            self.apply_all(pending, true, &mut round).await?;
+            self.apply_all(pending, &mut round).await?;
             self.resumed.store(true, Ordering::Relaxed);
         }
         if self.claim_due() {
@@ -307,7 +312,7 @@ impl Shard {
                 )
                 .await
                 .map_err(unavailable)?;
-            self.apply_all(idle, false, &mut round).await?;
+            self.apply_all(idle, &mut round).await?;
         }
         let new = loop {
             let done = std::mem::take(&mut *lock(&self.unacked));
@@ -344,7 +349,7 @@ impl Shard {
         };
         let full = new.entries.len() >= BATCH;
         let last = new.entries.last().map(|e| e.id.clone());
-        self.apply_all(new.entries, true, &mut round).await?;
+        self.apply_all(new.entries, &mut round).await?;
         {
             let mut p = lock(&self.progress);
             if let Some(last) = last {

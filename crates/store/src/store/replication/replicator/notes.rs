@@ -133,7 +133,8 @@ impl Shard {
             lost = what,
             scopes,
             "entries of another region's stream were lost before they were applied here: not knowing what \
-             they invalidated, this region invalidated every scope's replicated types"
+             they invalidated, this region invalidated the replicated types of every scope whose entries go \
+             to that stream"
         );
         self.note_progress().await;
         Ok(())
