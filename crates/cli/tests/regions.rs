@@ -46,22 +46,27 @@ fn cli_with(url: &str, region: &str, args: &[&str], stdin: &[u8], env: &[(&str, 
     child.wait_with_output().unwrap()
 }
 
-fn set(url: &str, region: &str, tenant: &str, key: &str, value: &str) {
-    set_typed(url, region, tenant, "ocr_result", key, value);
-}
-
-fn set_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str, value: &str) {
-    let out = cli(
-        url,
-        region,
-        &entry_args("set", tenant, cache_type, key),
-        value.as_bytes(),
-    );
+/// `out`, once it is known to have succeeded (else its stderr is the failure).
+fn succeeded(out: Output) -> Output {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+fn set(url: &str, region: &str, tenant: &str, key: &str, value: &str) {
+    set_typed(url, region, tenant, "ocr_result", key, value);
+}
+
+fn set_typed(url: &str, region: &str, tenant: &str, cache_type: &str, key: &str, value: &str) {
+    succeeded(cli(
+        url,
+        region,
+        &entry_args("set", tenant, cache_type, key),
+        value.as_bytes(),
+    ));
 }
 
 /// `cache set` or `cache get` of one entry.
@@ -92,12 +97,7 @@ fn invalidate_args(strategy: &str) -> [&str; 8] {
 
 /// Invalidates acme's `ocr_result` entries in EU with `strategy`.
 fn invalidate(url: &str, strategy: &str) {
-    let out = cli(url, EU, &invalidate_args(strategy), b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(cli(url, EU, &invalidate_args(strategy), b""));
 }
 
 /// The value region `region` holds for `key`, if any.
@@ -303,12 +303,12 @@ fn a_value_written_in_one_region_is_read_in_the_other_and_its_invalidation_and_e
         get(&us.url(), US, "acme", "doc-2").is_some()
             && get(&us.url(), US, "globex", "doc-2").is_some()
     });
-    let out = cli(&eu.url(), EU, &["tenant", "erase", "--tenant", "acme"], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(cli(
+        &eu.url(),
+        EU,
+        &["tenant", "erase", "--tenant", "acme"],
+        b"",
+    ));
     caught_up(&eu);
     let left = erased_but_marks(&us, "acme");
     assert!(left.is_empty(), "acme erased in EU left in US: {left:?}");
@@ -334,18 +334,13 @@ async fn documents_processed_in_one_region_are_answered_from_the_other_regions_c
     let (eu, us, link) = regions();
     let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/acme");
     let process = |url: &str, region: &str| -> Value {
-        let out = cli_with(
+        let out = succeeded(cli_with(
             url,
             region,
             &["process", "--json", "--strict", "--tenant", "acme", acme],
             b"",
             &env,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ));
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let first = process(&eu.url(), EU);
@@ -465,18 +460,13 @@ fn a_write_older_than_a_value_already_applied_gives_way_to_it_in_both_regions() 
     // US writes the key after it applied EU's value, from a process whose clock runs 10 s behind: US's write
     // lands over the newer value, which EU keeps (US's is older). Neither region may keep disagreeing.
     let args = entry_args("set", "acme", "ocr_result", "doc");
-    let out = cli_with(
+    succeeded(cli_with(
         &us.url(),
         US,
         &args,
         b"us's",
         &[("FERNANDO_CACHE_FAULT_CLOCK_SKEW_MS", "-10000")],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     wait_until("both regions holding EU's newer value", || {
         let (in_eu, in_us) = (
             get(&eu.url(), EU, "acme", "doc"),
@@ -571,23 +561,13 @@ fn a_value_written_before_an_invalidation_or_erasure_in_the_applying_region_is_n
         "nothing happened to initech",
     );
     // Then US invalidates acme's OCR results (a document of acme changed there) and erases globex.
-    let out = cli(&us.url(), US, &invalidate_args("lazy"), b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cli(
+    succeeded(cli(&us.url(), US, &invalidate_args("lazy"), b""));
+    succeeded(cli(
         &us.url(),
         US,
         &["tenant", "erase", "--tenant", "globex"],
         b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     // EU's older values reach US after: neither comes back there; the untouched tenant's does.
     let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
     caught_up(&eu);
@@ -614,18 +594,13 @@ fn a_value_written_before_an_invalidation_or_erasure_in_the_applying_region_is_n
 
 /// `cache set` of acme's `ocr_result` `key` in `region`, by a process whose clock is shifted by `skew_ms`.
 fn set_skewed(url: &str, region: &str, tenant: &str, key: &str, value: &str, skew_ms: &str) {
-    let out = cli_with(
+    succeeded(cli_with(
         url,
         region,
         &entry_args("set", tenant, "ocr_result", key),
         value.as_bytes(),
         &[("FERNANDO_CACHE_FAULT_CLOCK_SKEW_MS", skew_ms)],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
 }
 
 #[test]
@@ -634,12 +609,12 @@ fn a_value_stamped_by_a_clock_ahead_before_an_erasure_elsewhere_does_not_bring_t
     // US's clock runs 10 s ahead; it writes a tenant's data, then EU erases the tenant — before either region
     // applied anything of the other's.
     set_skewed(&us.url(), US, "gdpr", "p2", "personal data", "10000");
-    let out = cli(&eu.url(), EU, &["tenant", "erase", "--tenant", "gdpr"], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(cli(
+        &eu.url(),
+        EU,
+        &["tenant", "erase", "--tenant", "gdpr"],
+        b"",
+    ));
     // EU applies US's stream first: the value's version is after the erasure by US's clock, not by EU's.
     let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
     wait_until("EU applied US's stream", || {
@@ -691,7 +666,7 @@ fn an_invalidation_of_another_key_does_not_keep_a_newer_value_out() {
     // type, and newer than US's value.
     set(&us.url(), US, "acme", "k5", "new, from US");
     let data = tempfile::tempdir().unwrap();
-    let out = cli_with(
+    succeeded(cli_with(
         &eu.url(),
         EU,
         &[
@@ -706,12 +681,7 @@ fn an_invalidation_of_another_key_does_not_keep_a_newer_value_out() {
         ],
         b"",
         &[("FERNANDO_CACHE__STATISTICS__ENABLED", "true")],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
     let _into_us = Replicating::start(&us.url(), &url_of(&link), "r1");
     wait_until("both regions holding US's newer value", || {
@@ -793,12 +763,12 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
         "XADD", STREAM, "*", "op", "erase", "from", "eu", "arg", "", "tenant", &long,
     ])
     .unwrap();
-    let out = cli(&eu.url(), EU, &["tenant", "erase", "--tenant", "acme"], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(cli(
+        &eu.url(),
+        EU,
+        &["tenant", "erase", "--tenant", "acme"],
+        b"",
+    ));
     let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
     caught_up(&eu);
     let left = erased_but_marks(&us, "acme");
@@ -1079,12 +1049,7 @@ impl Deployment {
     }
 
     fn ok(&self, region: &str, args: &[&str], stdin: &[u8]) {
-        let out = self.run(region, args, stdin);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(self.run(region, args, stdin));
     }
 
     /// `fernando-cache replicate` (no `--from`) here, as region `here`, applying `from` named `from_name`.
@@ -1295,18 +1260,13 @@ fn a_region_reads_another_with_that_regions_password_never_its_own() {
         .unwrap();
     let us_env = [("FERNANDO_CACHE__REDIS__PASSWORD", "us-secret")];
     let eu_url = format!("redis://:eu-secret@127.0.0.1:{}", eu.port());
-    let out = cli_with(
+    succeeded(cli_with(
         &eu_url,
         EU,
         &entry_args("set", "acme", "ocr_result", "doc-1"),
         b"from eu",
         &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     let child = Command::new(env!("CARGO_BIN_EXE_fernando-cache"))
         .args(["--env", "test", "--redis-url", &us.url(), "replicate"])
         .env_remove("FERNANDO_CACHE_ENV")
