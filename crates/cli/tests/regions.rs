@@ -56,6 +56,16 @@ fn succeeded(out: Output) -> Output {
     out
 }
 
+/// `tenant erase` of `tenant` in `region`.
+fn erase(url: &str, region: &str, tenant: &str) {
+    succeeded(cli(
+        url,
+        region,
+        &["tenant", "erase", "--tenant", tenant],
+        b"",
+    ));
+}
+
 fn set(url: &str, region: &str, tenant: &str, key: &str, value: &str) {
     set_typed(url, region, tenant, "ocr_result", key, value);
 }
@@ -303,12 +313,7 @@ fn a_value_written_in_one_region_is_read_in_the_other_and_its_invalidation_and_e
         get(&us.url(), US, "acme", "doc-2").is_some()
             && get(&us.url(), US, "globex", "doc-2").is_some()
     });
-    succeeded(cli(
-        &eu.url(),
-        EU,
-        &["tenant", "erase", "--tenant", "acme"],
-        b"",
-    ));
+    erase(&eu.url(), EU, "acme");
     caught_up(&eu);
     let left = erased_but_marks(&us, "acme");
     assert!(left.is_empty(), "acme erased in EU left in US: {left:?}");
@@ -562,12 +567,7 @@ fn a_value_written_before_an_invalidation_or_erasure_in_the_applying_region_is_n
     );
     // Then US invalidates acme's OCR results (a document of acme changed there) and erases globex.
     succeeded(cli(&us.url(), US, &invalidate_args("lazy"), b""));
-    succeeded(cli(
-        &us.url(),
-        US,
-        &["tenant", "erase", "--tenant", "globex"],
-        b"",
-    ));
+    erase(&us.url(), US, "globex");
     // EU's older values reach US after: neither comes back there; the untouched tenant's does.
     let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
     caught_up(&eu);
@@ -609,12 +609,7 @@ fn a_value_stamped_by_a_clock_ahead_before_an_erasure_elsewhere_does_not_bring_t
     // US's clock runs 10 s ahead; it writes a tenant's data, then EU erases the tenant — before either region
     // applied anything of the other's.
     set_skewed(&us.url(), US, "gdpr", "p2", "personal data", "10000");
-    succeeded(cli(
-        &eu.url(),
-        EU,
-        &["tenant", "erase", "--tenant", "gdpr"],
-        b"",
-    ));
+    erase(&eu.url(), EU, "gdpr");
     // EU applies US's stream first: the value's version is after the erasure by US's clock, not by EU's.
     let _into_eu = Replicating::between(&eu.url(), EU, &us.url(), US, "r1");
     wait_until("EU applied US's stream", || {
@@ -763,12 +758,7 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
         "XADD", STREAM, "*", "op", "erase", "from", "eu", "arg", "", "tenant", &long,
     ])
     .unwrap();
-    succeeded(cli(
-        &eu.url(),
-        EU,
-        &["tenant", "erase", "--tenant", "acme"],
-        b"",
-    ));
+    erase(&eu.url(), EU, "acme");
     let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
     caught_up(&eu);
     let left = erased_but_marks(&us, "acme");
