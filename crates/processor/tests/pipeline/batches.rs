@@ -111,21 +111,29 @@ fn entry() -> impl Strategy<Value = Entry> {
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
-
-    /// Random inboxes with duplicates, failures and a random part already cached: the batched answers are
-    /// the one-by-one answers, in the same order, and the cached part is answered from the cache.
-    #[test]
-    fn batched_answers_are_the_one_by_one_answers_in_order(
-        entries in prop::collection::vec(entry(), 1..48),
-        cached in prop::collection::vec(any::<bool>(), 48),
-        parallel in 1usize..6,
-    ) {
-        let server = SERVER.get_or_init(RedisServer::start);
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+/// Random inboxes with duplicates, failures and a random part already cached: the batched answers are the
+/// one-by-one answers, in the same order, and the cached part is answered from the cache. One redis-server for
+/// every case, stopped with the test (a static one outlived the test binary: nothing drops a static).
+#[test]
+fn batched_answers_are_the_one_by_one_answers_in_order() {
+    let server = RedisServer::start();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    let inboxes = (
+        prop::collection::vec(entry(), 1..48),
+        prop::collection::vec(any::<bool>(), 48),
+        1usize..6,
+    );
+    let result = runner.run(&inboxes, |(entries, cached, parallel)| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
-            let store = Store::from_settings(&crate::support::settings(server)).unwrap();
+            let store = Store::from_settings(&crate::support::settings(&server)).unwrap();
             let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = tempfile::tempdir().unwrap();
             let paths = write_inbox(dir.path(), &entries);
@@ -144,15 +152,22 @@ proptest! {
             for ((o, path), was_cached) in got.iter().zip(&paths).zip(&cached) {
                 prop_assert!(!o.cache_unavailable, "{}: the cache was up", path.display());
                 if let (Ok(doc), true) = (&o.result, was_cached) {
-                    prop_assert_eq!(doc.stages.document, StageOutcome::Hit, "{} was cached", path.display());
+                    prop_assert_eq!(
+                        doc.stages.document,
+                        StageOutcome::Hit,
+                        "{} was cached",
+                        path.display()
+                    );
                 }
             }
             Ok(())
-        })?;
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
-static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
 static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// `INFO commandstats`' call count of `command` (lower case), 0 when it never ran.
