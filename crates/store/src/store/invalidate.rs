@@ -218,21 +218,25 @@ impl Store {
         let done = Box::pin(self.invalidate_target(target, strategy)).await?;
         // A value another region wrote before this must not be applied after it (design 0026). A tag hides no
         // replicated value: those are applied untagged.
-        match target {
-            Target::Entries { scope, cache_type }
-            | Target::Pattern {
-                scope, cache_type, ..
+        let marked = async {
+            match target {
+                Target::Entries { scope, cache_type }
+                | Target::Pattern {
+                    scope, cache_type, ..
+                }
+                | Target::Subject {
+                    scope, cache_type, ..
+                } => self.mark_invalidated(&scope.to_scope(), cache_type).await,
+                Target::Tag { .. } => Ok(()),
             }
-            | Target::Subject {
-                scope, cache_type, ..
-            } => {
-                Box::pin(self.mark_invalidated(&scope.to_scope(), cache_type)).await?;
-            }
-            Target::Tag { .. } => {}
-        }
+        };
         // Other regions invalidate it too (design 0026): one that cannot be told is an error, so the caller
-        // invalidates again rather than leave another region serving it.
-        Box::pin(self.replicate_invalidation(&target, strategy)).await?;
+        // invalidates again rather than leave another region serving it. Side by side with the marks: one
+        // round trip's wait, not two.
+        futures_util::try_join!(
+            Box::pin(marked),
+            Box::pin(self.replicate_invalidation(&target, strategy))
+        )?;
         Ok(done)
     }
 

@@ -102,9 +102,17 @@ pub(super) struct Stamp<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Written {
     pub(super) outcome: WriteOutcome,
-    /// Another region's value not stored because this region holds one as new or newer (its version), or an
-    /// invalidation here is (`Err`, its version).
-    pub(super) superseded: Option<Result<codec::Version, codec::Version>>,
+    /// Why another region's value was not stored, when something here is as new or newer.
+    pub(super) superseded: Option<Superseded>,
+}
+
+/// What kept another region's value out (design 0026).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Superseded {
+    /// The copy held here, of this version.
+    Held(codec::Version),
+    /// An invalidation of the scope's type here, of this version.
+    Marked(codec::Version),
 }
 
 /// How a value is written: for how long, and with which tags (design 0014). `Write::default()` is the cache
@@ -451,26 +459,22 @@ impl Store {
             plain: encoded.bytes,
             sealer,
         };
-        let (stored, superseded) = match stamp.applied {
-            None => (
-                self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await,
-                None,
-            ),
+        let stored = match stamp.applied {
+            None => self.stamp_and_set(&lane, key, outgoing, ttl, stamp).await,
             Some(version) => match self
                 .put_newer(&lane, key, outgoing, ttl, stamp.generations, version)
                 .await
             {
-                Ok(Ok(len)) => (Ok(len), None),
-                Ok(Err(by)) => (Ok(0), Some(by)),
-                Err(e) => (Err(e), None),
+                Ok(Err(by)) => {
+                    return Ok(Written {
+                        outcome: WriteOutcome::Dropped,
+                        superseded: Some(by),
+                    });
+                }
+                Ok(Ok(len)) => Ok(len),
+                Err(e) => Err(e),
             },
         };
-        if let Some(by) = superseded {
-            return Ok(Written {
-                outcome: WriteOutcome::Dropped,
-                superseded: Some(by),
-            });
-        }
         if replicated && stored.is_ok() {
             // Queued once the value is there to be read, behind what this store queued before and ahead of any
             // invalidation its caller makes next; not waited for (design 0026). Boxed: only a replicated type's

@@ -16,7 +16,7 @@ use crate::{
     codec::{self, Encoded, Version},
     store::{
         Store, Target,
-        write::{Stamp, Written},
+        write::{Stamp, Superseded, Written},
     },
 };
 
@@ -252,7 +252,7 @@ impl Store {
             // This region holds a newer copy, written by a region other than the one this value came from:
             // that one holds the older and would keep it — it is told of the newer again.
             Ok(Written {
-                superseded: Some(Ok(held)),
+                superseded: Some(Superseded::Held(held)),
                 ..
             }) if held > version && held.region() != version.region() => {
                 self.announce_again(scope, cache_type, specific).await;

@@ -24,11 +24,11 @@ impl Store {
     /// [`StoreError::Unavailable`] when this region's backend cannot be reached: nothing is lost, the caller
     /// tries again before applying anything after the loss.
     ///
-    /// `shard`: `(s, n)` when the loss was on shard `s` of a stream of `n` — only the scopes whose operations go
-    /// to that shard are invalidated (each scope's operations go to one shard: `shard_of`).
+    /// `(shard, shards)`: the loss was on shard `shard` of a stream of `shards` — only the scopes whose
+    /// operations go to that shard are invalidated (each scope's operations go to one shard: `shard_of`).
     pub(crate) async fn invalidate_replicated_everywhere(
         &self,
-        shard: Option<(usize, usize)>,
+        (shard, shards): (usize, usize),
     ) -> Result<u64, StoreError> {
         let Some(region) = &self.inner.region else {
             return Ok(0);
@@ -66,9 +66,7 @@ impl Store {
                 }
             }
         }
-        if let Some((s, n)) = shard.filter(|(_, n)| *n > 1) {
-            scopes.retain(|scope| super::shard_of(scope, n) == s);
-        }
+        scopes.retain(|scope| super::shard_of(scope, shards) == shard);
         for scope in &scopes {
             for cache_type in &region.replicated {
                 let target = super::super::Target::entries(scope, cache_type);

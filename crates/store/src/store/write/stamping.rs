@@ -8,14 +8,13 @@ use bytes::Bytes;
 use fernando_cache_keys::CacheKey;
 
 use super::super::{Store, route::Lane};
-use super::Stamp;
+use super::{Stamp, Superseded};
 use crate::{BackendError, Versioned, backend::parse_generation, codec, seal::Sealer};
 
 impl Store {
     /// Writes another region's envelope to `lane` with its `version`, stamped with the current generations,
     /// only if it is newer than the copy held and this region's last invalidation of its scope and type
-    /// (design 0026). `Ok(Err)`: not written — the copy held is as new or newer (`Ok`, its version) or the
-    /// invalidation is (`Err`, its version).
+    /// (design 0026). `Ok(Err)`: not written, and why.
     pub(super) async fn put_newer(
         &self,
         lane: &Lane,
@@ -24,7 +23,7 @@ impl Store {
         ttl: Duration,
         guess: Option<[u64; 2]>,
         version: codec::Version,
-    ) -> Result<Result<u64, Result<codec::Version, codec::Version>>, BackendError> {
+    ) -> Result<Result<u64, Superseded>, BackendError> {
         let streams = lane.backend.streams()?;
         let g = self.inner.keys.generation_keys_of(key);
         let mark = g.invalidation_mark();
@@ -56,19 +55,18 @@ impl Store {
             );
             match self.call(lane, put).await? {
                 Versioned::Stored => return Ok(Ok(value.len() as u64)),
-                Versioned::Held(held) => return Ok(Err(Ok(codec::Version::from_bytes(&held)))),
+                Versioned::Held(held) => {
+                    return Ok(Err(Superseded::Held(codec::Version::from_bytes(&held))));
+                }
                 Versioned::Marked(mark) => {
-                    return Ok(Err(Err(codec::Version::from_bytes(&mark))));
+                    return Ok(Err(Superseded::Marked(codec::Version::from_bytes(&mark))));
                 }
                 Versioned::Generations([scope, cache_type]) => {
-                    stamp = [
-                        parse_generation(Some(&scope).filter(|b| !b.is_empty()).map(Vec::as_slice)),
-                        parse_generation(
-                            Some(&cache_type)
-                                .filter(|b| !b.is_empty())
-                                .map(Vec::as_slice),
-                        ),
-                    ];
+                    // Stored values as the script read them: empty for none.
+                    let parse = |b: &Vec<u8>| {
+                        parse_generation(Some(b.as_slice()).filter(|b| !b.is_empty()))
+                    };
+                    stamp = [parse(&scope), parse(&cache_type)];
                     expected = [scope, cache_type];
                     outgoing.take_back(&value);
                 }

@@ -112,7 +112,7 @@ impl Shard {
         }
         let scopes = self
             .local
-            .invalidate_replicated_everywhere(Some((usize::from(self.index), usize::from(self.of))))
+            .invalidate_replicated_everywhere((usize::from(self.index), usize::from(self.of)))
             .await?;
         // Replicas of this region that meet one loss at once each answer it (twice changes nothing); the one
         // that takes its mark counts it. One trim can be met twice in a round (entries given and not applied,
