@@ -11,8 +11,10 @@
 //! - **catch-up**: the link cut for `BENCH_PARTITION_SECS` (default 60; 1 in a smoke run) while invalidations go
 //!   on at 1 000 a second, then healed: entries applied per second until the second region is caught up.
 //!
-//! Environment: `BENCH_SECS`, `BENCH_REPEATS` (the paired sections), `BENCH_LINK_MS` (one-way latency, default
-//! 10), `BENCH_PARTITION_SECS`, `BENCH_SMOKE`.
+//! Environment: `BENCH_SECS`, `BENCH_REPEATS` (the paired sections), `BENCH_TASKS` (a comma list, default
+//! `1,16,64`), `BENCH_ONLY` (a comma list of `writes,hits,propagation,catchup`; default all), `BENCH_LINK_MS`
+//! (one-way latency, default 10), `BENCH_PARTITION_SECS`, `BENCH_SMOKE`; `BENCH_CPU=1` prints the CPU each
+//! pair's sides spent per operation, client and servers.
 
 use std::{
     collections::HashMap,
@@ -33,6 +35,24 @@ use futures_util::StreamExt;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Whether `section` is measured (`BENCH_ONLY`, default all).
+fn enabled(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
+/// The paired sections' task counts (`BENCH_TASKS`, default 1, 16 and 64).
+fn tasks() -> Vec<usize> {
+    std::env::var("BENCH_TASKS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|list: &Vec<usize>| !list.is_empty())
+        .unwrap_or_else(|| vec![1, 16, 64])
+}
 
 /// Invalidations a second in the propagation and catch-up sections.
 const RATE: u64 = 1_000;
@@ -129,7 +149,7 @@ async fn main() {
             }
         }
     };
-    for tasks in [1, 16, 64] {
+    for tasks in tasks().into_iter().filter(|_| enabled("writes")) {
         let (b, s, ratio) = pair(tasks, writes(&off), writes(&on)).await;
         println!(
             "| ocr_result set (1 KB), replicated vs not | {tasks} | {b:.0} | {s:.0} | {ratio:.2}× | ≥ 0.90× |"
@@ -141,7 +161,7 @@ async fn main() {
         Store::from_settings(&settings_with(&eu.url(), "eu", WRITES_KEPT, false)).unwrap();
     let off_plain =
         Store::from_settings(&settings_with(&eu.url(), "", WRITES_KEPT, false)).unwrap();
-    for tasks in [1, 16, 64] {
+    for tasks in tasks().into_iter().filter(|_| enabled("writes")) {
         let (b, s, ratio) = pair(tasks, writes(&off_plain), writes(&on_plain)).await;
         println!(
             "| ocr_result set (1 KB), replicated vs not, no dictionaries either side | {tasks} | {b:.0} | {s:.0} | {ratio:.2}× | ≥ 0.90× |"
@@ -160,7 +180,7 @@ async fn main() {
         .await
         .unwrap();
     assert_eq!(stored, fernando_cache_store::WriteOutcome::Stored);
-    for tasks in [1, 16, 64] {
+    for tasks in tasks().into_iter().filter(|_| enabled("hits")) {
         let side = |store: &Store| {
             let (store, tenant) = (store.clone(), tenant.clone());
             move |_| {
@@ -180,6 +200,9 @@ async fn main() {
         );
     }
     let _ = eu.cli(&["DEL", stream]);
+    if !enabled("propagation") && !enabled("catchup") {
+        return;
+    }
 
     // The replicator of eu into us, reading eu through the relay.
     let on = Store::from_settings(&settings(&eu.url(), "eu", KEPT)).unwrap();
@@ -207,7 +230,18 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Propagation: each invalidation seen applied in us by its generation key's notification.
+    if enabled("propagation") {
+        propagation(&on, &us, one_way).await;
+    }
+    if enabled("catchup") {
+        catch_up(&on, &eu, &link, stream).await;
+    }
+    let _ = stop_tx.send(());
+    let _ = running.await;
+}
+
+/// Propagation: each invalidation made in `on` seen applied in `us` by its generation key's notification.
+async fn propagation(on: &Store, us: &RedisServer, one_way: Duration) {
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let client = redis::Client::open(us.url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
@@ -236,7 +270,7 @@ async fn main() {
         })
     };
     let count = scaled(3_000, 50);
-    let made = invalidate_paced(&on, "p", count).await;
+    let made = invalidate_paced(on, "p", count).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.lock().unwrap().len() < count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -262,12 +296,15 @@ async fn main() {
         over(0.99),
     );
     listening.abort();
+}
 
-    // Catch-up after a partition.
+/// Catch-up: `link` cut while `on` invalidates at [`RATE`], then healed; how fast the replicator reads `stream`
+/// back to its end.
+async fn catch_up(on: &Store, eu: &RedisServer, link: &TcpProxy, stream: &str) {
     let partition = Duration::from_secs_f64(env_or("BENCH_PARTITION_SECS", scaled(60.0, 1.0)));
     link.block();
     let cut = (partition.as_secs_f64() * RATE as f64) as usize;
-    let _ = invalidate_paced(&on, "c", cut).await;
+    let _ = invalidate_paced(on, "c", cut).await;
     let healed = Instant::now();
     link.unblock();
     let deadline = healed + Duration::from_secs(600);
@@ -289,6 +326,4 @@ async fn main() {
         took.as_secs_f64(),
         cut as f64 / took.as_secs_f64()
     );
-    let _ = stop_tx.send(());
-    let _ = running.await;
 }

@@ -70,6 +70,16 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    let (done, took) = counted(concurrency, dur, op).await;
+    done as f64 / took.as_secs_f64()
+}
+
+/// Operations of `op` run by `concurrency` tasks for `dur`, and how long they took.
+async fn counted<F, Fut>(concurrency: usize, dur: Duration, op: F) -> (u64, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let op = Arc::new(op);
     let done = Arc::new(AtomicU64::new(0));
     // A smoke run checks the clock after every operation: on a debug build 16 of them can outlast its window.
@@ -100,7 +110,7 @@ where
     for t in tasks {
         t.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    (done.load(Ordering::Relaxed), start.elapsed())
 }
 
 /// The median (upper median for even lengths).
@@ -123,19 +133,103 @@ where
     throughput(concurrency, warm, baseline.clone()).await;
     throughput(concurrency, warm, subject.clone()).await;
     let (mut b, mut s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut b_cpu, mut s_cpu) = (Cpu::default(), Cpu::default());
     for i in 0..repeats() {
         let (x, y) = if i.is_multiple_of(2) {
-            let x = throughput(concurrency, secs(), baseline.clone()).await;
-            (x, throughput(concurrency, secs(), subject.clone()).await)
+            let x = b_cpu.window(concurrency, baseline.clone()).await;
+            (x, s_cpu.window(concurrency, subject.clone()).await)
         } else {
-            let y = throughput(concurrency, secs(), subject.clone()).await;
-            (throughput(concurrency, secs(), baseline.clone()).await, y)
+            let y = s_cpu.window(concurrency, subject.clone()).await;
+            (b_cpu.window(concurrency, baseline.clone()).await, y)
         };
         b.push(x);
         s.push(y);
         ratios.push(y / x);
     }
+    if std::env::var_os("BENCH_CPU").is_some() {
+        eprintln!(
+            "cpu per op, {concurrency} tasks: baseline {} · subject {} · subject/baseline total {:.3}",
+            b_cpu.per_op(),
+            s_cpu.per_op(),
+            s_cpu.total_per_op() / b_cpu.total_per_op()
+        );
+        let windows: Vec<String> = b
+            .iter()
+            .zip(&s)
+            .map(|(x, y)| format!("{x:.0}/{y:.0}"))
+            .collect();
+        eprintln!("  windows (baseline/subject ops/s): {}", windows.join(" "));
+    }
     (median(b), median(s), median(ratios))
+}
+
+/// CPU spent in one side's windows of a [`pair`]: by this process (client) and by its child processes (the
+/// benches' redis-servers), and the operations done. Throughput on this shared machine is about the cores over
+/// the CPU an operation costs both, and CPU time does not drift with what else the host runs as throughput does:
+/// `BENCH_CPU=1` prints it beside each pair.
+#[derive(Default)]
+struct Cpu {
+    client: f64,
+    server: f64,
+    ops: u64,
+}
+
+impl Cpu {
+    /// Runs one window of `op`, adding its CPU and operations; its operations per second.
+    async fn window<F, Fut>(&mut self, concurrency: usize, op: F) -> f64
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let before = cpu_seconds();
+        let (done, took) = counted(concurrency, secs(), op).await;
+        let after = cpu_seconds();
+        self.client += after.0 - before.0;
+        self.server += after.1 - before.1;
+        self.ops += done;
+        done as f64 / took.as_secs_f64()
+    }
+
+    fn total_per_op(&self) -> f64 {
+        (self.client + self.server) / self.ops.max(1) as f64
+    }
+
+    fn per_op(&self) -> String {
+        let ops = self.ops.max(1) as f64;
+        format!(
+            "client {:.2} µs + server {:.2} µs",
+            self.client / ops * 1e6,
+            self.server / ops * 1e6
+        )
+    }
+}
+
+/// CPU seconds (user + system) of this process and of its live child processes, read from `/proc`; zeros where
+/// it cannot be read.
+fn cpu_seconds() -> (f64, f64) {
+    // `/proc` counts in USER_HZ, which Linux fixes at 100 for user space whatever the kernel's own tick.
+    let ticks = 100.0;
+    let of = |pid: &str| -> f64 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after = &stat[stat.rfind(')')? + 1..];
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                let user: f64 = fields.get(11)?.parse().ok()?;
+                let system: f64 = fields.get(12)?.parse().ok()?;
+                Some((user + system) / ticks)
+            })
+            .unwrap_or(0.0)
+    };
+    let mut children = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+                children += list.split_whitespace().map(of).sum::<f64>();
+            }
+        }
+    }
+    (of("self"), children)
 }
 
 /// The setting that gives a bench's store in the production profile (which seals every type holding document

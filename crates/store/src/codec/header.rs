@@ -204,8 +204,14 @@ pub(crate) fn set_version(bytes: &mut Vec<u8>, version: Version) {
         }
         return;
     }
-    bytes[4] |= FLAG_VERSIONED;
-    bytes.splice(HEADER_LEN..HEADER_LEN, section);
+    // Built anew at its exact size: a splice would grow the vector by doubling it, and a vector with spare
+    // capacity costs another allocation as it becomes the write's `Bytes`.
+    let mut versioned = Vec::with_capacity(bytes.len() + VERSION_LEN);
+    versioned.extend_from_slice(&bytes[..HEADER_LEN]);
+    versioned[4] |= FLAG_VERSIONED;
+    versioned.extend_from_slice(&section);
+    versioned.extend_from_slice(&bytes[HEADER_LEN..]);
+    *bytes = versioned;
 }
 
 /// When an envelope was written (ms since the Unix epoch) and whether it is sealed, from its first

@@ -52,27 +52,39 @@ impl Appender {
     /// Queues `job` behind everything queued before it. `wait`: wait for room in the queue (an invalidation);
     /// otherwise a full queue drops the job (a value) — `false` then.
     pub(super) async fn push(&self, store: &Store, job: Job, wait: bool) -> bool {
+        if !wait {
+            // A value's entry, on every replicated write: queued under the lock, with no sender cloned (a clone
+            // and its drop are two atomic writes to a count every writing thread shares).
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            return match Self::running(&mut queue, store) {
+                Some(tx) => tx.try_send(job).is_ok(),
+                None => false,
+            };
+        }
         let Some(tx) = self.sender(store) else {
             return false;
         };
-        if wait {
-            tx.send(job).await.is_ok()
-        } else {
-            tx.try_send(job).is_ok()
-        }
+        tx.send(job).await.is_ok()
     }
 
     /// The queue's sender, its task started if there is none running.
     fn sender(&self, store: &Store) -> Option<mpsc::Sender<Job>> {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = queue.as_ref().filter(|tx| !tx.is_closed()) {
-            return Some(tx.clone());
+        Self::running(&mut queue, store).cloned()
+    }
+
+    /// The sender in `queue`, its task started if there is none running (none: no runtime to start it on).
+    fn running<'q>(
+        queue: &'q mut Option<mpsc::Sender<Job>>,
+        store: &Store,
+    ) -> Option<&'q mpsc::Sender<Job>> {
+        if queue.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return queue.as_ref();
         }
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let (tx, rx) = mpsc::channel(QUEUE);
         handle.spawn(drain(std::sync::Arc::downgrade(&store.inner), rx));
-        *queue = Some(tx.clone());
-        Some(tx)
+        Some(queue.insert(tx))
     }
 }
 
