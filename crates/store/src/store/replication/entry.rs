@@ -2,17 +2,11 @@
 //! invalidation, an erasure, or a value of a replicated type — with the region it was made in. Written as a
 //! stream entry's fields and read back from them, checked: an entry from a stream is input like any other.
 
-use bytes::Bytes;
 use fernando_cache_config::RegionSettings;
 use fernando_cache_keys::{Scope, TenantId};
 
+use super::packing::PACKED_FIELD;
 use crate::{InvalidationStrategy, StreamEntry};
-
-/// Fields one packed operation may have at most.
-const MAX_OP_FIELDS: usize = 8;
-
-/// Operations one packed entry may carry at most (a writer packs up to 256).
-const MAX_PACKED: usize = 256;
 
 /// One operation another region is to apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,8 +47,9 @@ pub(crate) struct Replicated {
 }
 
 impl Replicated {
-    /// The entry's fields, as appended.
-    pub(crate) fn fields(&self) -> Vec<(&'static str, &[u8])> {
+    /// The operation as loose fields, as the first writers appended it: kept to show such entries still read.
+    #[cfg(test)]
+    pub(super) fn fields(&self) -> Vec<(&'static str, &[u8])> {
         let (kind, arg): (&str, &[u8]) = match &self.op {
             Op::Entries { strategy } => ("entries", strategy.as_str().as_bytes()),
             Op::Pattern(glob) => ("pattern", glob.as_bytes()),
@@ -77,61 +72,22 @@ impl Replicated {
         fields
     }
 
-    /// Several operations as the value of one field, `ops` — what a writer appends at once, so the server
-    /// parses one argument, not five an operation: for each operation, its field count (a byte), then each
-    /// field's name length (a byte), name, value length (4 bytes, little-endian) and value.
-    pub(crate) fn pack(ops: &[Replicated]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ops.len() * 96);
-        for op in ops {
-            let fields = op.fields();
-            out.push(fields.len() as u8);
-            for (name, value) in fields {
-                out.push(name.len() as u8);
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-                out.extend_from_slice(value);
-            }
-        }
-        out
-    }
-
-    /// The operations of a [`Replicated::pack`]ed field, each as its fields; `None` for bytes no writer packed.
-    fn unpack(mut bytes: &[u8]) -> Option<Vec<Vec<(String, Bytes)>>> {
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let (head, rest) = bytes.split_at_checked(n)?;
-            bytes = rest;
-            Some(head)
-        };
-        let mut ops = Vec::new();
-        while let Some(count) = take(1) {
-            let count = usize::from(count[0]);
-            if count > MAX_OP_FIELDS || ops.len() >= MAX_PACKED {
-                return None;
-            }
-            let mut fields = Vec::with_capacity(count);
-            for _ in 0..count {
-                let name_len = usize::from(take(1)?[0]);
-                let name = std::str::from_utf8(take(name_len)?).ok()?.to_owned();
-                let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-                let value = Bytes::copy_from_slice(take(usize::try_from(len).ok()?)?);
-                fields.push((name, value));
-            }
-            ops.push(fields);
-        }
-        Some(ops)
-    }
-
-    /// Reads every operation an entry carries — packed in one `ops` field as a writer appends them, or each
-    /// starting with its own `op` field — checking every field; an `Err` says what is wrong with one (never its
+    /// Reads every operation an entry carries — packed in one field as a writer appends them (compactly in
+    /// [`PACKED_FIELD`], or in `ops` by writers before it), or each starting with its own `op` field — checking every field; an `Err` says what is wrong with one (never its
     /// contents). An entry with no fields, or fields before its first `op`, reads as one that is wrong.
     pub(crate) fn read_all(
         entry: &StreamEntry,
         max_tenant_len: usize,
     ) -> Vec<Result<Replicated, String>> {
         if let [(name, packed)] = &entry.fields[..]
-            && name == "ops"
+            && (name == "ops" || name == PACKED_FIELD)
         {
-            return match Replicated::unpack(packed) {
+            let unpacked = if name == PACKED_FIELD {
+                Replicated::unpack_compact(packed)
+            } else {
+                Replicated::unpack(packed)
+            };
+            return match unpacked {
                 Some(ops) if !ops.is_empty() => ops
                     .iter()
                     .map(|fields| Replicated::read(fields, max_tenant_len))
@@ -206,15 +162,16 @@ impl Replicated {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn entry(fields: &[(&str, &[u8])]) -> StreamEntry {
+    /// A stream entry of `fields`, as a reader gets it.
+    pub(in crate::store::replication) fn entry(fields: &[(&str, &[u8])]) -> StreamEntry {
         StreamEntry {
             id: "1-0".into(),
             fields: fields
                 .iter()
-                .map(|(n, v)| ((*n).to_owned(), Bytes::copy_from_slice(v)))
+                .map(|(n, v)| ((*n).to_owned(), bytes::Bytes::copy_from_slice(v)))
                 .collect(),
             deleted: false,
         }
@@ -294,42 +251,6 @@ mod tests {
             Replicated::read_all(&entry(&[]), 128),
             [Err("an entry with no fields".to_owned())]
         );
-    }
-
-    #[test]
-    fn packed_operations_read_back_in_order_and_bytes_no_writer_packed_are_refused() {
-        let ops: Vec<Replicated> = (0..MAX_PACKED)
-            .map(|i| Replicated {
-                from: "eu".into(),
-                scope: Scope::Tenant(TenantId::new(format!("t{i}")).unwrap()),
-                cache_type: Some("ocr_result".into()),
-                op: if i % 2 == 0 {
-                    Op::Value {
-                        key: format!("doc:{i}"),
-                    }
-                } else {
-                    Op::Subject("é".repeat(i))
-                },
-            })
-            .collect();
-        let packed = Replicated::pack(&ops);
-        let read = Replicated::read_all(&entry(&[("ops", &packed)]), 128);
-        let read: Vec<Replicated> = read.into_iter().map(Result::unwrap).collect();
-        assert_eq!(read, ops);
-        // One more than a writer packs is not a writer's.
-        let mut more = ops.clone();
-        more.push(ops[0].clone());
-        let read = Replicated::read_all(&entry(&[("ops", &Replicated::pack(&more))]), 128);
-        assert!(matches!(&read[..], [Err(_)]), "{}", read.len());
-        for bad in [
-            &packed[..packed.len() - 1],
-            &[9u8][..],
-            &[1, 200, b'a'][..],
-            b"",
-        ] {
-            let read = Replicated::read_all(&entry(&[("ops", bad)]), 128);
-            assert!(matches!(&read[..], [Err(_)]), "{read:?}");
-        }
     }
 
     #[test]

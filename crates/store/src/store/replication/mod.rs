@@ -15,6 +15,7 @@ mod apply;
 mod clock;
 mod entry;
 mod gap;
+mod packing;
 mod progress;
 mod replicator;
 
@@ -379,8 +380,7 @@ impl Store {
         let shard_of_job: Vec<Option<usize>> = jobs
             .iter_mut()
             .map(|j| {
-                let mut op = j.op.take()?;
-                op.from.clone_from(&region.name);
+                let op = j.op.take()?;
                 let shard = region.shard_of(&op.scope);
                 by_shard[shard].push(op);
                 Some(shard)
@@ -401,12 +401,17 @@ impl Store {
                 if ops.is_empty() {
                     return Ok(());
                 }
-                let packed = Replicated::pack(ops);
+                let packed = Replicated::pack_compact(&region.name, ops);
                 let streams = lane.backend.streams()?;
                 let stream = &region.streams[shard];
                 self.call(
                     lane,
-                    streams.append(stream, &[("ops", &packed)], region.max_len, min_ms),
+                    streams.append(
+                        stream,
+                        &[(packing::PACKED_FIELD, &packed)],
+                        region.max_len,
+                        min_ms,
+                    ),
                 )
                 .await
             },
