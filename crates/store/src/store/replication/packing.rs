@@ -218,7 +218,7 @@ impl Replicated {
 
 #[cfg(test)]
 mod tests {
-    use fernando_cache_keys::TenantId;
+    use fernando_cache_keys::{Scope, TenantId};
 
     use super::*;
     use crate::InvalidationStrategy;
@@ -347,6 +347,50 @@ mod tests {
         ] {
             let read = Replicated::read_all(&entry(&[(PACKED_FIELD, bad)]), 128);
             assert!(matches!(&read[..], [Err(_)]), "{bad:?}: {read:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes a stream holds under `ops2`, reading them ends — every operation read, or each one
+        /// refused — without a panic, and never with more operations than a writer packs.
+        #[test]
+        fn any_bytes_read_as_operations_or_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+        ) {
+            let read = Replicated::read_all(&entry(&[(PACKED_FIELD, &bytes)]), 128);
+            proptest::prop_assert!(!read.is_empty() && read.len() <= MAX_PACKED);
+        }
+
+        /// Any run of value and tag operations over a few tenants and types reads back as packed, in order.
+        #[test]
+        fn any_run_of_operations_reads_back(
+            picks in proptest::collection::vec((0u8..4, 0u8..3, 0u8..3, "[a-z0-9:]{0,24}"), 1..MAX_PACKED)
+        ) {
+            let ops: Vec<Replicated> = picks
+                .into_iter()
+                .map(|(kind, tenant, cache_type, arg)| Replicated {
+                    from: "eu".into(),
+                    scope: match tenant {
+                        0 => Scope::Global,
+                        t => Scope::Tenant(TenantId::new(format!("t{t}")).unwrap()),
+                    },
+                    cache_type: match (kind, cache_type) {
+                        (0, c) => Some(format!("type{c}")),
+                        (_, 0) => None,
+                        (_, c) => Some(format!("type{c}")),
+                    },
+                    op: match kind {
+                        0 => Op::Value { key: arg },
+                        1 => Op::Tag(arg),
+                        2 => Op::Subject(arg),
+                        _ => Op::Pattern(arg),
+                    },
+                })
+                .collect();
+            let packed = Replicated::pack_compact("eu", &ops);
+            let read: Vec<Result<Replicated, String>> =
+                Replicated::read_all(&entry(&[(PACKED_FIELD, &packed)]), 128);
+            proptest::prop_assert_eq!(read, ops.into_iter().map(Ok).collect::<Vec<_>>());
         }
     }
 }
