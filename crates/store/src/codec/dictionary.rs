@@ -339,7 +339,10 @@ mod tests {
     fn payloads<T: Serialize>(values: impl Iterator<Item = T>) -> Vec<Vec<u8>> {
         let mut samples = Vec::new();
         for v in values {
-            encode_typed_with(&v, [0, 0], &POLICY, None, |p| samples.push(p.to_vec())).unwrap();
+            encode_typed_with(&v, [0, 0], &POLICY, None, false, |p| {
+                samples.push(p.to_vec())
+            })
+            .unwrap();
         }
         samples
     }
@@ -354,7 +357,7 @@ mod tests {
         // Not one of the training values.
         let value = response(10_001);
         let plain = encode_typed(&value, [1, 2], &POLICY).unwrap();
-        let with = encode_typed_with(&value, [1, 2], &POLICY, Some(&d), |_| {}).unwrap();
+        let with = encode_typed_with(&value, [1, 2], &POLICY, Some(&d), false, |_| {}).unwrap();
         assert!(
             with.bytes.len() * 2 <= plain.bytes.len(),
             "{} bytes with the dictionary, {} without",
@@ -390,7 +393,8 @@ mod tests {
         })))
         .unwrap();
         assert_ne!(ours.id(), theirs.id());
-        let with = encode_typed_with(&response(5), [0, 0], &POLICY, Some(&ours), |_| {}).unwrap();
+        let with =
+            encode_typed_with(&response(5), [0, 0], &POLICY, Some(&ours), false, |_| {}).unwrap();
         let h = read_header(&with.bytes).unwrap();
         assert_eq!(
             with_dictionary(&with.bytes, &h, &theirs, POLICY.max_decoded),
@@ -408,7 +412,7 @@ mod tests {
     fn values_outside_the_dictionarys_sizes_are_written_as_without_one() {
         let d = trained();
         for (value, compressed) in [("tiny".to_owned(), false), ("Rechnung ".repeat(3000), true)] {
-            let with = encode_typed_with(&value, [0, 0], &POLICY, Some(&d), |_| {}).unwrap();
+            let with = encode_typed_with(&value, [0, 0], &POLICY, Some(&d), false, |_| {}).unwrap();
             let without = encode_typed(&value, [0, 0], &POLICY).unwrap();
             assert_eq!(with.bytes, without.bytes, "{} bytes", value.len());
             let h = read_header(&with.bytes).unwrap();
@@ -419,7 +423,7 @@ mod tests {
             enabled: false,
             ..POLICY
         };
-        let v = encode_typed_with(&response(1), [0, 0], &off, Some(&d), |_| {}).unwrap();
+        let v = encode_typed_with(&response(1), [0, 0], &off, Some(&d), false, |_| {}).unwrap();
         assert!(!read_header(&v.bytes).unwrap().compressed);
     }
 
@@ -456,7 +460,8 @@ mod tests {
         let d = trained();
         let again = Dictionary::new(d.bytes().to_vec()).unwrap();
         assert_eq!(again.id(), d.id());
-        let value = encode_typed_with(&response(3), [0, 0], &POLICY, Some(&d), |_| {}).unwrap();
+        let value =
+            encode_typed_with(&response(3), [0, 0], &POLICY, Some(&d), false, |_| {}).unwrap();
         let h = read_header(&value.bytes).unwrap();
         assert!(with_dictionary(&value.bytes, &h, &again, POLICY.max_decoded).is_ok());
         for junk in [

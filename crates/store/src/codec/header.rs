@@ -204,11 +204,19 @@ pub(crate) fn set_version(bytes: &mut Vec<u8>, version: Version) {
         }
         return;
     }
-    // Built anew at its exact size: a splice would grow the vector by doubling it, and a vector with spare
-    // capacity costs another allocation as it becomes the write's `Bytes`.
+    bytes[4] |= FLAG_VERSIONED;
+    // In place when the encoder kept room for it (a replicated type's value: `seal`); otherwise built anew at its
+    // exact size — growing the vector would double it, and a vector with spare capacity costs another
+    // allocation as it becomes the write's `Bytes`.
+    if bytes.capacity() - bytes.len() >= VERSION_LEN {
+        let len = bytes.len();
+        bytes.extend_from_slice(&[0; VERSION_LEN]);
+        bytes.copy_within(HEADER_LEN..len, HEADER_LEN + VERSION_LEN);
+        bytes[HEADER_LEN..HEADER_LEN + VERSION_LEN].copy_from_slice(&section);
+        return;
+    }
     let mut versioned = Vec::with_capacity(bytes.len() + VERSION_LEN);
     versioned.extend_from_slice(&bytes[..HEADER_LEN]);
-    versioned[4] |= FLAG_VERSIONED;
     versioned.extend_from_slice(&section);
     versioned.extend_from_slice(&bytes[HEADER_LEN..]);
     *bytes = versioned;

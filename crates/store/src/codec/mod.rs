@@ -109,17 +109,18 @@ pub(crate) fn encode_typed<T: Serialize + ?Sized>(
     generations: [u64; 2],
     policy: &CompressionPolicy,
 ) -> Result<Encoded, String> {
-    encode_typed_with(value, generations, policy, None, |_| {})
+    encode_typed_with(value, generations, policy, None, false, |_| {})
 }
 
 /// [`encode_typed`] with the group's dictionary, if it has one, for payloads of
 /// [`dictionary::MIN_DICTIONARY_VALUE`] to [`dictionary::MAX_DICTIONARY_VALUE`] bytes; `sample` sees the encoded
-/// payload first (what a dictionary is trained on).
+/// payload first (what a dictionary is trained on). `versioned`: room is kept for a version section.
 pub(crate) fn encode_typed_with<T: Serialize + ?Sized>(
     value: &T,
     generations: [u64; 2],
     policy: &CompressionPolicy,
     dictionary: Option<&dictionary::Dictionary>,
+    versioned: bool,
     sample: impl FnOnce(&[u8]),
 ) -> Result<Encoded, String> {
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())
@@ -132,6 +133,7 @@ pub(crate) fn encode_typed_with<T: Serialize + ?Sized>(
         payload,
         policy,
         dictionary,
+        versioned,
     )
 }
 
@@ -141,7 +143,7 @@ pub(crate) fn encode_raw(
     generations: [u64; 2],
     policy: &CompressionPolicy,
 ) -> Result<Encoded, String> {
-    encode_raw_with(bytes, generations, policy, None)
+    encode_raw_with(bytes, generations, policy, None, false)
 }
 
 /// [`encode_raw`] with the group's dictionary, if it has one (as [`encode_typed_with`]).
@@ -150,6 +152,7 @@ pub(crate) fn encode_raw_with(
     generations: [u64; 2],
     policy: &CompressionPolicy,
     dictionary: Option<&dictionary::Dictionary>,
+    versioned: bool,
 ) -> Result<Encoded, String> {
     seal(
         CodecId::Raw,
@@ -158,6 +161,7 @@ pub(crate) fn encode_raw_with(
         bytes.to_vec(),
         policy,
         dictionary,
+        versioned,
     )
 }
 
@@ -168,6 +172,8 @@ pub(crate) struct Encoded {
     pub(crate) raw_len: usize,
 }
 
+/// The envelope of `payload`. `versioned`: the value will be given a version (a replicated type's), so room
+/// for its section is kept — it goes in without the envelope being copied again.
 fn seal(
     codec: CodecId,
     type_tag: u64,
@@ -175,6 +181,7 @@ fn seal(
     payload: Vec<u8>,
     policy: &CompressionPolicy,
     dictionary: Option<&dictionary::Dictionary>,
+    versioned: bool,
 ) -> Result<Encoded, String> {
     if payload.len() > policy.max_decoded {
         return Err(format!(
@@ -202,7 +209,8 @@ fn seal(
             None => (0, payload),
         },
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    let room = if versioned { header::VERSION_LEN } else { 0 };
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + room);
     header::push_header(&mut out, codec, flags, type_tag, generations, raw_len);
     out.extend_from_slice(&body);
     Ok(Encoded {

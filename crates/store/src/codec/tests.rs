@@ -110,6 +110,34 @@ fn tags_ride_between_header_and_payload() {
 }
 
 #[test]
+fn a_version_goes_into_the_room_the_encoder_kept_and_reads_the_same() {
+    let doc = (7u8, "total 12.00 EUR ".repeat(300));
+    let version = Version {
+        hlc: 9 << 16,
+        origin: 42,
+    };
+    let mut roomy = encode_typed_with(&doc, [1, 2], &POLICY, None, true, |_| {})
+        .unwrap()
+        .bytes;
+    let mut exact = encode_typed(&doc, [1, 2], &POLICY).unwrap().bytes;
+    assert_eq!(roomy.capacity(), roomy.len() + 16);
+    let kept = roomy.as_ptr();
+    set_version(&mut roomy, version);
+    set_version(&mut exact, version);
+    // In place: the same buffer, now full (it becomes the write's bytes without another allocation).
+    assert_eq!(roomy.as_ptr(), kept);
+    assert_eq!(roomy.capacity(), roomy.len());
+    assert_eq!(exact.capacity(), exact.len());
+    assert_eq!(roomy, exact);
+    let h = read_header(&roomy).unwrap();
+    assert_eq!(h.version, Some(version));
+    assert_eq!(
+        decode_typed::<(u8, String)>(&roomy, &h, POLICY.max_decoded).unwrap(),
+        doc
+    );
+}
+
+#[test]
 fn a_version_rides_between_header_and_tags_and_orders_as_its_bytes() {
     let doc = (7u8, "total 12.00 EUR ".repeat(300));
     let plain = encode_typed(&doc, [1, 2], &POLICY).unwrap();

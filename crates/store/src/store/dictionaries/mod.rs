@@ -313,9 +313,15 @@ impl Store {
         ttl: Option<Duration>,
     ) -> Result<Encoded, String> {
         let policy = &self.inner.policy;
-        self.encode_in_group(scope, cache_type, key, ttl, |dictionary, sample| {
-            codec::encode_typed_with(value, [0, 0], policy, dictionary, sample)
-        })
+        self.encode_in_group(
+            scope,
+            cache_type,
+            key,
+            ttl,
+            |dictionary, versioned, sample| {
+                codec::encode_typed_with(value, [0, 0], policy, dictionary, versioned, sample)
+            },
+        )
         .await
     }
 
@@ -329,39 +335,49 @@ impl Store {
         ttl: Option<Duration>,
     ) -> Result<Encoded, String> {
         let policy = &self.inner.policy;
-        self.encode_in_group(scope, cache_type, key, ttl, |dictionary, sample| {
-            sample(bytes);
-            codec::encode_raw_with(bytes, [0, 0], policy, dictionary)
-        })
+        self.encode_in_group(
+            scope,
+            cache_type,
+            key,
+            ttl,
+            |dictionary, versioned, sample| {
+                sample(bytes);
+                codec::encode_raw_with(bytes, [0, 0], policy, dictionary, versioned)
+            },
+        )
         .await
     }
 
     /// What both encodings share: `encode` is given the group's current dictionary, if any (none for a value
-    /// kept `ttl`, longer than the dictionary is sure to be), and a sink for the payload it encodes, which
-    /// samples it while the group has no dictionary (training it once enough were seen).
+    /// kept `ttl`, longer than the dictionary is sure to be), whether the value will carry a version (a type
+    /// this region replicates: room is kept for it), and a sink for the payload it encodes, which samples it
+    /// while the group has no dictionary (training it once enough were seen).
     async fn encode_in_group(
         &self,
         scope: &Scope,
         cache_type: &CacheType,
         key: &CacheKey,
         ttl: Option<Duration>,
-        encode: impl FnOnce(Option<&Dictionary>, &mut dyn FnMut(&[u8])) -> Result<Encoded, String>,
+        encode: impl FnOnce(Option<&Dictionary>, bool, &mut dyn FnMut(&[u8])) -> Result<Encoded, String>,
     ) -> Result<Encoded, String> {
         let dictionaries = &self.inner.dictionaries;
         // A replicated type's values go to other regions, which have dictionaries of their own (design 0026).
-        if !dictionaries.enabled || !self.inner.policy.enabled || self.replicates(cache_type) {
-            return encode(None, &mut |_| {});
+        if self.replicates(cache_type) {
+            return encode(None, true, &mut |_| {});
+        }
+        if !dictionaries.enabled || !self.inner.policy.enabled {
+            return encode(None, false, &mut |_| {});
         }
         // A value kept longer than its group's dictionary is sure to be (half the dictionary's life: it is
         // written again only past that) is written without one: it must stay readable as long as it is kept.
         let kept = ttl.map(|t| t + self.inner.tiers.get(cache_type).max_stale);
         if kept.is_some_and(|kept| kept > self.dictionary_ttl(cache_type) / 2) {
-            return encode(None, &mut |_| {});
+            return encode(None, false, &mut |_| {});
         }
         let current = self.current_dictionary(scope, cache_type, key).await;
         let group = KeyBuilder::group_of(key.as_str());
         let mut offer = Offer::Nothing;
-        let encoded = encode(current.as_deref(), &mut |payload| {
+        let encoded = encode(current.as_deref(), false, &mut |payload| {
             if current.is_none() {
                 offer = dictionaries.offer(group, payload, self.generations_seen(scope, key));
             }

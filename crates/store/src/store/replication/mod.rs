@@ -27,7 +27,7 @@ use fernando_cache_keys::{CacheKey, KeyBuilder, RESERVED_KEY_PREFIX, Scope};
 pub use progress::{Progress, RegionStatus};
 pub use replicator::{Replicator, Round};
 
-use self::entry::{Op, Replicated};
+use self::entry::Op;
 use super::{Store, Target};
 use crate::{BackendError, InvalidationStrategy, StoreError, codec::Version};
 
@@ -107,8 +107,12 @@ impl Region {
 impl Region {
     /// The shard of the stream a scope's operations go to: by its tenant (or other scope) label, so one
     /// scope's operations keep their order.
-    fn shard_of(&self, scope: &Scope) -> usize {
-        shard_of(scope, self.streams.len())
+    fn place(&self, scope: &Scope) -> appender::Place<'_> {
+        appender::Place {
+            from: &self.name,
+            shard: shard_of(scope, self.streams.len()),
+            shards: self.streams.len(),
+        }
     }
 }
 
@@ -307,15 +311,13 @@ impl Store {
     }
 
     /// Queues `op` of `scope` (and `cache_type`) for this region's stream, behind everything this store queued
-    /// before; nothing when the deployment is no region, or when the operation is another region's being
-    /// applied. `wait`: until it is on the stream (an invalidation, an erasure); otherwise it is left to the
-    /// queue (a value).
+    /// before, and waits until it is on the stream (an invalidation, an erasure); nothing when the deployment is
+    /// no region, or when the operation is another region's being applied.
     async fn append(
         &self,
         scope: &Scope,
         cache_type: Option<&CacheType>,
         op: Op,
-        wait: bool,
     ) -> Result<(), BackendError> {
         let Some(region) = &self.inner.region else {
             return Ok(());
@@ -323,45 +325,16 @@ impl Store {
         if APPLYING.try_with(|_| ()).is_ok() {
             return Ok(());
         }
-        self.queue(region, scope, cache_type, op, wait).await
-    }
-
-    /// Queues `op` for `region`'s stream (see [`Self::append`]), whatever is being applied.
-    async fn queue(
-        &self,
-        region: &Region,
-        scope: &Scope,
-        cache_type: Option<&CacheType>,
-        op: Op,
-        wait: bool,
-    ) -> Result<(), BackendError> {
-        let entry = Replicated {
-            from: String::new(),
-            scope: scope.clone(),
-            cache_type: cache_type.map(|t| t.as_str().to_owned()),
-            op,
-        };
-        if !wait {
-            let job = appender::Job {
-                op: Some(entry),
-                done: None,
-            };
-            if !region.appender.push(self, job, false).await {
-                self.count_dropped(1);
-                tracing::warn!("a value's entry found the replication queue full; dropped");
-            }
-            return Ok(());
-        }
-        let (done, appended) = tokio::sync::oneshot::channel();
-        let job = appender::Job {
-            op: Some(entry),
-            done: Some(done),
-        };
-        if !region.appender.push(self, job, true).await {
-            return Err(BackendError::Other(
-                "the replication queue is closed (no runtime to append on)".into(),
-            ));
-        }
+        let appended = region
+            .appender
+            .push_waited(
+                self,
+                &region.place(scope),
+                scope,
+                cache_type.map(CacheType::as_str),
+                &op,
+            )
+            .await?;
         appended.await.unwrap_or_else(|_| {
             Err(BackendError::Other(
                 "the replication queue stopped before the entry was appended".into(),
@@ -369,24 +342,29 @@ impl Store {
         })
     }
 
-    /// Appends the operations of `jobs` to this region's stream now, packed into one field of one entry a shard
-    /// in their order (the queue's task): one `XADD` of one field for each shard that has any, side by side.
-    /// What each job's append did, in the jobs' order (a job with no operation, a flush's marker: `Ok`).
-    async fn append_now(&self, jobs: &mut [appender::Job]) -> Vec<Result<(), BackendError>> {
+    /// Queues that a value of `cache_type` was written under the specific key `key`, not waiting for it to
+    /// reach the stream: one that finds the queue full is counted and logged.
+    fn queue_value(&self, region: &Region, scope: &Scope, cache_type: &CacheType, key: &str) {
+        let place = region.place(scope);
+        if !region
+            .appender
+            .push_value(self, &place, scope, cache_type.as_str(), key)
+        {
+            self.count_dropped(1);
+            tracing::warn!("a value's entry found the replication queue full; dropped");
+        }
+    }
+
+    /// Appends one packed entry to shard `shard` of this region's stream now (the queue's task): one `XADD` of
+    /// one field, trimming the stream by age too at most once a second.
+    pub(super) async fn append_entry(
+        &self,
+        shard: usize,
+        packed: Vec<u8>,
+    ) -> Result<(), BackendError> {
         let Some(region) = &self.inner.region else {
-            return vec![Ok(()); jobs.len()];
+            return Ok(());
         };
-        let mut by_shard: Vec<Vec<Replicated>> = vec![Vec::new(); region.streams.len()];
-        let shard_of_job: Vec<Option<usize>> = jobs
-            .iter_mut()
-            .map(|j| {
-                let op = j.op.take()?;
-                let shard = region.shard_of(&op.scope);
-                by_shard[shard].push(op);
-                Some(shard)
-            })
-            .collect();
-        // Trimmed by age too, at most once a second.
         let now = crate::codec::now_ms();
         let last = region.trimmed_at.load(std::sync::atomic::Ordering::Relaxed);
         let min_ms = (now.saturating_sub(last) >= 1_000).then(|| {
@@ -396,31 +374,17 @@ impl Store {
             now.saturating_sub(region.max_age_ms)
         });
         let lane = &self.inner.shared;
-        let appended = futures_util::future::join_all(by_shard.iter().enumerate().map(
-            |(shard, ops)| async move {
-                if ops.is_empty() {
-                    return Ok(());
-                }
-                let packed = Replicated::pack_compact(&region.name, ops);
-                let streams = lane.backend.streams()?;
-                let stream = &region.streams[shard];
-                self.call(
-                    lane,
-                    streams.append(
-                        stream,
-                        &[(packing::PACKED_FIELD, &packed)],
-                        region.max_len,
-                        min_ms,
-                    ),
-                )
-                .await
-            },
-        ))
-        .await;
-        shard_of_job
-            .into_iter()
-            .map(|shard| shard.map_or(Ok(()), |s| appended[s].clone()))
-            .collect()
+        let streams = lane.backend.streams()?;
+        self.call(
+            lane,
+            streams.append(
+                &region.streams[shard],
+                &[(packing::PACKED_FIELD, &packed)],
+                region.max_len,
+                min_ms,
+            ),
+        )
+        .await
     }
 
     /// Appends an invalidation that was done here, for other regions; an invalidation that cannot be appended
@@ -447,7 +411,7 @@ impl Store {
             } => (scope, cache_type, Op::Subject(subject.to_owned())),
             Target::Tag { scope, tag } => (scope, None, Op::Tag(tag.to_owned())),
         };
-        self.append(&scope.to_scope(), cache_type, op, true)
+        self.append(&scope.to_scope(), cache_type, op)
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "replicate",
@@ -457,7 +421,7 @@ impl Store {
 
     /// Appends a tenant's erasure that was done here, for other regions.
     pub(super) async fn replicate_erasure(&self, scope: &Scope) -> Result<(), StoreError> {
-        self.append(scope, None, Op::Erase, true)
+        self.append(scope, None, Op::Erase)
             .await
             .map_err(|source| StoreError::Unavailable {
                 op: "replicate",
@@ -475,16 +439,19 @@ impl Store {
         cache_type: &CacheType,
         key: &CacheKey,
     ) {
-        let specific = match KeyBuilder::specific_of(key.as_str()) {
-            // The store's own entries (a group's dictionary) stay in their region.
-            Ok(s) if s.starts_with(RESERVED_KEY_PREFIX) => return,
-            Ok(s) => s.into_owned(),
-            Err(_) => return,
+        let Some(region) = &self.inner.region else {
+            return;
         };
-        // Never waits, never fails: a value's entry is left to the queue.
-        let _ = self
-            .append(scope, Some(cache_type), Op::Value { key: specific }, false)
-            .await;
+        if APPLYING.try_with(|_| ()).is_ok() {
+            return;
+        }
+        match KeyBuilder::specific_of(key.as_str()) {
+            // The store's own entries (a group's dictionary) stay in their region.
+            Ok(s) if s.starts_with(RESERVED_KEY_PREFIX) => {}
+            // Never waits, never fails: a value's entry is left to the queue.
+            Ok(s) => self.queue_value(region, scope, cache_type, &s),
+            Err(_) => {}
+        }
     }
 
     /// Tells other regions again of the value this region holds under `specific`, newer than one another
@@ -499,9 +466,6 @@ impl Store {
         let Some(region) = &self.inner.region else {
             return;
         };
-        let op = Op::Value {
-            key: specific.to_owned(),
-        };
-        let _ = self.queue(region, scope, Some(cache_type), op, false).await;
+        self.queue_value(region, scope, cache_type, specific);
     }
 }

@@ -74,10 +74,10 @@ impl Cursor<'_> {
     }
 }
 
-impl Replicated {
+impl Op {
     /// The operation's kind (its number in [`KINDS`]) and argument.
     fn kind_and_arg(&self) -> (u8, &[u8]) {
-        match &self.op {
+        match self {
             Op::Entries { strategy } => (0, strategy.as_str().as_bytes()),
             Op::Pattern(glob) => (1, glob.as_bytes()),
             Op::Subject(subject) => (2, subject.as_bytes()),
@@ -86,50 +86,95 @@ impl Replicated {
             Op::Value { key } => (5, key.as_bytes()),
         }
     }
+}
 
-    /// Operations made in region `from` as the value of one field, [`PACKED_FIELD`] — what a writer appends at
-    /// once. The region once; then for each operation a byte (its kind, whether it names a tenant and a type,
-    /// and whether they are the ones named last), the tenant and type only when they are not, and its argument;
-    /// lengths as varints. A value's entry is a few bytes beside its key, where [`Replicated::pack`] spent 70:
-    /// the server copies every byte into the stream (session 45 measured an `XADD` of 253 operations at 88 µs).
-    pub(crate) fn pack_compact(from: &str, ops: &[Replicated]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + from.len() + ops.len() * 16);
-        push_text(&mut out, from.as_bytes());
-        let (mut tenant, mut cache_type): (Option<&str>, Option<&str>) = (None, None);
-        for op in ops {
-            let (kind, arg) = op.kind_and_arg();
-            let this_tenant = match &op.scope {
-                Scope::Tenant(t) => Some(t.as_str()),
-                Scope::Global => None,
-            };
-            let this_type = op.cache_type.as_deref();
-            let mut head = kind;
-            if this_tenant.is_some() {
-                head |= if this_tenant == tenant {
-                    HAS_TENANT | SAME_TENANT
-                } else {
-                    HAS_TENANT
-                };
-            }
-            if this_type.is_some() {
-                head |= if this_type == cache_type {
-                    HAS_TYPE | SAME_TYPE
-                } else {
-                    HAS_TYPE
-                };
-            }
-            out.push(head);
-            if let Some(t) = this_tenant.filter(|_| head & SAME_TENANT == 0) {
-                push_text(&mut out, t.as_bytes());
-                tenant = Some(t);
-            }
-            if let Some(t) = this_type.filter(|_| head & SAME_TYPE == 0) {
-                push_text(&mut out, t.as_bytes());
-                cache_type = Some(t);
-            }
-            push_text(&mut out, arg);
+/// The kind of [`Op::Value`], which a writer packs from its key alone.
+const VALUE: u8 = 5;
+
+/// A [`PACKED_FIELD`] being written, an operation at a time, in order. The region once; then for each operation
+/// a byte (its kind, whether it names a tenant and a type, and whether they are the ones named last), the
+/// tenant and type only when they are not, and its argument; lengths as varints. A value's entry is a few bytes
+/// beside its key, where [`Replicated::pack`] spent 70: the server copies every byte into the stream (session 45
+/// measured an `XADD` of 253 operations of that packing at 88 µs).
+#[derive(Debug)]
+pub(super) struct Packer {
+    bytes: Vec<u8>,
+    ops: usize,
+    tenant: Option<String>,
+    cache_type: Option<String>,
+}
+
+impl Packer {
+    /// An empty field for operations made in region `from`.
+    pub(super) fn new(from: &str) -> Packer {
+        let mut bytes = Vec::with_capacity(256);
+        push_text(&mut bytes, from.as_bytes());
+        Packer {
+            bytes,
+            ops: 0,
+            tenant: None,
+            cache_type: None,
         }
-        out
+    }
+
+    /// How many operations it holds.
+    pub(super) fn ops(&self) -> usize {
+        self.ops
+    }
+
+    /// Adds `op` of `scope` (and `cache_type`).
+    pub(super) fn push(&mut self, scope: &Scope, cache_type: Option<&str>, op: &Op) {
+        let (kind, arg) = op.kind_and_arg();
+        self.push_kind(scope, cache_type, kind, arg);
+    }
+
+    /// Adds that a value of `cache_type` was written under the specific key `key`.
+    pub(super) fn push_value(&mut self, scope: &Scope, cache_type: &str, key: &str) {
+        self.push_kind(scope, Some(cache_type), VALUE, key.as_bytes());
+    }
+
+    fn push_kind(&mut self, scope: &Scope, cache_type: Option<&str>, kind: u8, arg: &[u8]) {
+        let tenant = match scope {
+            Scope::Tenant(t) => Some(t.as_str()),
+            Scope::Global => None,
+        };
+        let same_tenant = tenant.is_some() && tenant == self.tenant.as_deref();
+        let same_type = cache_type.is_some() && cache_type == self.cache_type.as_deref();
+        let mut head = kind;
+        if tenant.is_some() {
+            head |= HAS_TENANT | if same_tenant { SAME_TENANT } else { 0 };
+        }
+        if cache_type.is_some() {
+            head |= HAS_TYPE | if same_type { SAME_TYPE } else { 0 };
+        }
+        self.bytes.push(head);
+        if let Some(t) = tenant.filter(|_| !same_tenant) {
+            push_text(&mut self.bytes, t.as_bytes());
+            self.tenant = Some(t.to_owned());
+        }
+        if let Some(t) = cache_type.filter(|_| !same_type) {
+            push_text(&mut self.bytes, t.as_bytes());
+            self.cache_type = Some(t.to_owned());
+        }
+        push_text(&mut self.bytes, arg);
+        self.ops += 1;
+    }
+
+    /// The field's bytes.
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl Replicated {
+    /// Operations made in region `from` packed into one [`PACKED_FIELD`], as a writer appends them.
+    #[cfg(test)]
+    pub(super) fn pack_compact(from: &str, ops: &[Replicated]) -> Vec<u8> {
+        let mut packer = Packer::new(from);
+        for op in ops {
+            packer.push(&op.scope, op.cache_type.as_deref(), &op.op);
+        }
+        packer.into_bytes()
     }
 
     /// The operations of a [`Replicated::pack_compact`]ed field, each as its fields; `None` for bytes no writer
