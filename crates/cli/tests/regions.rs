@@ -774,6 +774,37 @@ fn entries_no_region_wrote_are_skipped_and_what_follows_them_is_applied() {
 }
 
 #[test]
+fn a_value_the_other_region_cannot_read_is_left_and_what_follows_it_is_applied() {
+    let (eu, us, link) = regions();
+    // A value EU wrote, whose key someone with write access to EU's Redis then turned into a hash: reading it
+    // fails every time. Then the same key named 256 times in one entry, and a value written after both.
+    set(&eu.url(), EU, "acme", "doc-1", "first");
+    let keys = eu.cli(&["--scan", "--pattern", "*acme*doc-1*"]).unwrap();
+    let key = keys
+        .lines()
+        .next()
+        .expect("doc-1 is stored in EU")
+        .to_owned();
+    eu.cli(&["DEL", &key]).unwrap();
+    eu.cli(&["HSET", &key, "f", "v"]).unwrap();
+    let mut named: Vec<u8> = b"\x02eu\x2d\x04acme\x0aocr_result\x05doc-1".to_vec();
+    for _ in 0..255 {
+        named.extend_from_slice(b"\x7d\x05doc-1");
+    }
+    eu.command(&[&b"XADD"[..], STREAM.as_bytes(), b"*", b"ops2", &named])
+        .unwrap();
+    set(&eu.url(), EU, "globex", "after", "written after it");
+    let _replicating = Replicating::start(&us.url(), &url_of(&link), "r1");
+    caught_up(&eu);
+    assert_eq!(
+        get(&us.url(), US, "globex", "after").as_deref(),
+        Some("written after it"),
+        "a value behind one that cannot be read was not applied"
+    );
+    assert_eq!(get(&us.url(), US, "acme", "doc-1"), None);
+}
+
+#[test]
 fn a_replication_group_that_was_lost_is_made_again_and_what_follows_is_applied() {
     let (eu, us, _link, _replicating) = replicating_with("doc-1", "first");
     set(&us.url(), US, "globex", "own", "computed in us");

@@ -4,7 +4,7 @@
 
 use fernando_cache_keys::Scope;
 
-use super::{Round, Shard, lock, unavailable};
+use super::{Round, Shard, lock};
 use crate::{
     StoreError, StreamEntry,
     store::replication::{
@@ -13,8 +13,8 @@ use crate::{
     },
 };
 
-/// Operations whose values are read from the other region at once (each value at most 4 MiB:
-/// `entry::MAX_VALUE_BYTES`).
+/// Operations whose values are read from the other region at once (one read a distinct key: an entry may name
+/// one key many times).
 const APPLY_AT_ONCE: usize = 64;
 
 /// One operation taken off the stream: its entry's id, the operation as read, and the value it names as read
@@ -83,14 +83,34 @@ impl Shard {
             );
         }
         for chunk in ops.chunks_mut(APPLY_AT_ONCE) {
-            // The values the chunk names, read from the other region at once (one pipeline), each as it is now.
-            let values = futures_util::future::join_all(chunk.iter().map(|(_, r, _)| async move {
-                match r {
-                    Ok(r) if matches!(r.op, Op::Value { .. }) => self.value_of(r).await,
-                    _ => Ok(None),
-                }
-            }))
-            .await;
+            // The values the chunk names, read from the other region at once (one pipeline), each as it is now —
+            // each key once, however many operations name it (they would all read the same bytes).
+            let first: Vec<Option<usize>> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (_, r, _))| match r {
+                    Ok(r) if matches!(r.op, Op::Value { .. }) => chunk[..i]
+                        .iter()
+                        .position(|(_, earlier, _)| earlier.as_ref().is_ok_and(|e| e == r))
+                        .or(Some(i)),
+                    _ => None,
+                })
+                .collect();
+            let read =
+                futures_util::future::join_all(chunk.iter().enumerate().map(|(i, (_, r, _))| {
+                    let first = &first;
+                    async move {
+                        match r {
+                            Ok(r) if first[i] == Some(i) => self.value_of(r).await,
+                            _ => None,
+                        }
+                    }
+                }))
+                .await;
+            let values: Vec<Result<Option<bytes::Bytes>, StoreError>> = first
+                .iter()
+                .map(|first| Ok(first.and_then(|at| read[at].clone())))
+                .collect();
             // One scope's operations in their order, scopes side by side: no operation reaches past its scope,
             // so this is the stream's order wherever it matters, in a fraction of the time.
             let mut by_scope: Vec<(Option<Scope>, Vec<Taken<'_>>)> = Vec::new();
@@ -154,30 +174,36 @@ impl Shard {
     }
 
     /// What a value entry's key holds in the other region now, unless an invalidation there hid it (its
-    /// generations are not the current ones): `Ok(None)` for nothing to apply.
-    pub(super) async fn value_of(
-        &self,
-        r: &Replicated,
-    ) -> Result<Option<bytes::Bytes>, StoreError> {
+    /// generations are not the current ones): `None` for nothing to apply.
+    pub(super) async fn value_of(&self, r: &Replicated) -> Option<bytes::Bytes> {
         let (Op::Value { key }, Some(cache_type)) = (&r.op, &r.cache_type) else {
-            return Ok(None);
+            return None;
         };
         let Ok(cache_type) = fernando_cache_config::CacheType::new(cache_type.as_str()) else {
-            return Ok(None);
+            return None;
         };
         let keys = &self.remote.inner.keys;
         let Ok(key) = keys.key(&r.scope, &cache_type, key) else {
-            return Ok(None);
+            return None;
         };
         let generations = keys.generation_keys_of(&key);
         let lane = &self.remote.inner.shared;
-        let fetched = self
+        // A value that cannot be read (one too large to arrive in time, a key holding another kind of value) is
+        // left to be computed here: reading it again would stop every entry behind it, and not applying a value
+        // never serves what was invalidated.
+        let fetched = match self
             .remote
             .call(lane, lane.storage().fetch(key.as_str(), &generations))
             .await
-            .map_err(unavailable)?;
-        Ok(fetched.value.filter(|bytes| {
+        {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                tracing::warn!(error = %e, "a replicated value could not be read from its region; left to be computed here");
+                return None;
+            }
+        };
+        fetched.value.filter(|bytes| {
             crate::codec::read_header(bytes).is_ok_and(|h| h.generations == fetched.generations)
-        }))
+        })
     }
 }
