@@ -477,9 +477,8 @@ impl Store {
         };
         if replicated && stored.is_ok() {
             // Queued once the value is there to be read, behind what this store queued before and ahead of any
-            // invalidation its caller makes next; not waited for (design 0026). Boxed: only a replicated type's
-            // write carries it.
-            Box::pin(self.replicate_value(scope, cache_type, key)).await;
+            // invalidation its caller makes next; not waited for (design 0026).
+            self.replicate_value(scope, cache_type, key);
         }
         self.changed_here(key.as_str());
         let elapsed = start.elapsed();

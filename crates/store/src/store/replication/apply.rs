@@ -255,7 +255,7 @@ impl Store {
                 superseded: Some(Superseded::Held(held)),
                 ..
             }) if held > version && held.region() != version.region() => {
-                self.announce_again(scope, cache_type, specific).await;
+                self.announce_again(scope, cache_type, specific);
                 Ok(Applied::Skipped)
             }
             Ok(_) | Err(_) => Ok(Applied::Skipped),

@@ -433,12 +433,7 @@ impl Store {
     /// another region reading it finds it), without waiting for the entry to reach the stream. The other
     /// regions read it from this region's backend; one that cannot be appended is counted and logged: they
     /// compute it again.
-    pub(super) async fn replicate_value(
-        &self,
-        scope: &Scope,
-        cache_type: &CacheType,
-        key: &CacheKey,
-    ) {
+    pub(super) fn replicate_value(&self, scope: &Scope, cache_type: &CacheType, key: &CacheKey) {
         let Some(region) = &self.inner.region else {
             return;
         };
@@ -457,12 +452,7 @@ impl Store {
     /// Tells other regions again of the value this region holds under `specific`, newer than one another
     /// region sent it: that region holds an older one (a write of its own that landed after it applied this
     /// one, or its clock behind), and would keep it (design 0026). Each region then holds the newer.
-    pub(super) async fn announce_again(
-        &self,
-        scope: &Scope,
-        cache_type: &CacheType,
-        specific: &str,
-    ) {
+    pub(super) fn announce_again(&self, scope: &Scope, cache_type: &CacheType, specific: &str) {
         let Some(region) = &self.inner.region else {
             return;
         };

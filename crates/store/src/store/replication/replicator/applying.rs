@@ -18,12 +18,8 @@ use crate::{
 const APPLY_AT_ONCE: usize = 64;
 
 /// One operation taken off the stream: its entry's id, the operation as read, and the value it names as read
-/// from the other region.
-type Taken<'a> = (
-    &'a str,
-    Result<Replicated, String>,
-    Result<Option<bytes::Bytes>, StoreError>,
-);
+/// from the other region (none: nothing to apply).
+type Taken<'a> = (&'a str, Result<Replicated, String>, Option<bytes::Bytes>);
 
 impl Shard {
     /// Applies `entries` in their order (claimed ones may come after newer entries were applied), keeping the ids of
@@ -107,9 +103,9 @@ impl Shard {
                     }
                 }))
                 .await;
-            let values: Vec<Result<Option<bytes::Bytes>, StoreError>> = first
+            let values: Vec<Option<bytes::Bytes>> = first
                 .iter()
-                .map(|first| Ok(first.and_then(|at| read[at].clone())))
+                .map(|first| first.and_then(|at| read[at].clone()))
                 .collect();
             // One scope's operations in their order, scopes side by side: no operation reaches past its scope,
             // so this is the stream's order wherever it matters, in a fraction of the time.
@@ -162,7 +158,7 @@ impl Shard {
                     }
                     tally.rejected += 1;
                 }
-                Ok(r) => match self.local.apply(id, r, value?).await? {
+                Ok(r) => match self.local.apply(id, r, value).await? {
                     Applied::Done => tally.applied += 1,
                     Applied::Skipped => tally.skipped += 1,
                     Applied::Widened => tally.widened += 1,
